@@ -1,0 +1,193 @@
+"""Gate services: issue and consume entry passes, open visits and move them through their states.
+
+Visit states (DESIGN.md): admitted → shopping → exited → billed → closed; side exits refused, payment_failed,
+under_review. Every change writes a :class:`~store.gates.models.VisitTransition` row (append-only).
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import secrets
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
+from django.core import signing
+from django.db import transaction
+from django.utils import timezone
+
+from store.layout.models import Store
+
+from .models import EntryPass, Gate, Visit, VisitTransition
+
+log = logging.getLogger(__name__)
+
+PASS_SALT = "walkout.gates.entry-pass"
+
+S = Visit.State
+ALLOWED_TRANSITIONS: dict[str, set[str]] = {
+    S.ADMITTED: {S.SHOPPING, S.EXITED, S.UNDER_REVIEW},
+    S.SHOPPING: {S.EXITED, S.UNDER_REVIEW},
+    S.EXITED: {S.BILLED, S.PAYMENT_FAILED, S.UNDER_REVIEW},
+    S.UNDER_REVIEW: {S.BILLED, S.PAYMENT_FAILED, S.CLOSED},
+    S.PAYMENT_FAILED: {S.BILLED, S.CLOSED},
+    S.BILLED: {S.CLOSED},
+    S.REFUSED: set(),
+    S.CLOSED: set(),
+}
+
+
+class GateRefusal(Exception):
+    """A pass was refused at the gate. ``code`` is one of: expired, replayed, unknown, invalid, wrong_store,
+    no_payment_method, store_full, payment_declined."""
+
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class VisitStateError(ValueError):
+    """A visit was asked to move to a state its current state does not allow."""
+
+
+def gate_key_hash(api_key: str) -> str:
+    """SHA-256 hex digest of a gate's API key (the database never stores the key itself)."""
+    return hashlib.sha256(api_key.encode()).hexdigest()
+
+
+def gate_create(*, store: Store, name: str) -> tuple[Gate, str]:
+    """Register a gate device; returns it and its API key (shown once, stored only as a hash)."""
+    api_key = secrets.token_urlsafe(32)
+    gate = Gate.objects.create(store=store, name=name, api_key_hash=gate_key_hash(api_key))
+    return gate, api_key
+
+
+def gate_authenticate(*, api_key: str) -> Gate | None:
+    """The active gate whose API key this is, or None."""
+    if not api_key:
+        return None
+    return Gate.objects.select_related("store").filter(api_key_hash=gate_key_hash(api_key), active=True).first()
+
+
+def pass_issue(*, shopper: AbstractBaseUser, store: Store) -> tuple[EntryPass, str]:
+    """Issue a single-use entry pass; returns the row and the signed token that the QR code encodes.
+
+    The token is ``django.core.signing.TimestampSigner(salt=PASS_SALT).sign_object({"n", "s", "u"})`` (nonce, store
+    code, user id): signed with SECRET_KEY (rotated through SECRET_KEY_FALLBACKS), valid for
+    ``settings.WALKOUT["PASS_MAX_AGE_S"]`` seconds. The app asks for a fresh one before it expires (rotation).
+    """
+    now = timezone.now()
+    max_age = settings.WALKOUT["PASS_MAX_AGE_S"]
+    entry_pass = EntryPass.objects.create(
+        shopper=shopper, store=store, nonce=secrets.token_urlsafe(18), issued_at=now,
+        expires_at=now + timedelta(seconds=max_age),
+    )
+    token = signing.TimestampSigner(salt=PASS_SALT).sign_object(
+        {"n": entry_pass.nonce, "s": store.code, "u": shopper.pk}, compress=True
+    )
+    return entry_pass, token
+
+
+def _refuse(code: str, message: str, gate: Gate) -> GateRefusal:
+    log.warning("gate %s refused a pass: %s (%s)", gate, message, code)
+    return GateRefusal(code, message)
+
+
+def visit_enter(*, token: str, gate: Gate, at: datetime | None = None, session: str = "live") -> Visit:
+    """Admit the holder of ``token`` at ``gate``: verify the pass, consume it once, open a visit, authorise the card.
+
+    ``at`` is when the shopper entered (default now; a replay passes the recording's time). The token's age is
+    checked against the wall clock. Single use is enforced atomically (``UPDATE … WHERE used_at IS NULL``; RFC 6238
+    §5.2: a verifier must not accept the same code twice), so two simultaneous scans admit once.
+
+    Raises :class:`GateRefusal` with a reason code; a refused pass opens no visit (a declined card leaves a
+    ``refused`` visit with its failed payment attempt, for the record).
+    """
+    from store.billing.services import PaymentDeclined, payment_authorise
+
+    at = at or timezone.now()
+    try:
+        data = signing.TimestampSigner(salt=PASS_SALT).unsign_object(
+            token, max_age=settings.WALKOUT["PASS_MAX_AGE_S"]
+        )
+    except signing.SignatureExpired:
+        raise _refuse("expired", "the pass has expired: show a fresh one", gate) from None
+    except signing.BadSignature:
+        raise _refuse("invalid", "the pass is not one of ours (bad signature)", gate) from None
+    if not isinstance(data, dict) or not {"n", "s", "u"} <= data.keys():
+        raise _refuse("invalid", "the pass is malformed", gate)
+    if data["s"] != gate.store.code:
+        raise _refuse("wrong_store", f"the pass is for store {data['s']!r}, not this one", gate)
+    entry_pass = EntryPass.objects.select_related("shopper", "store").filter(nonce=data["n"]).first()
+    if entry_pass is None or entry_pass.shopper_id != data["u"]:
+        raise _refuse("unknown", "no such pass", gate)
+    if entry_pass.expires_at < timezone.now():
+        raise _refuse("expired", "the pass has expired: show a fresh one", gate)
+    profile = getattr(entry_pass.shopper, "shopper", None)
+    if profile is None or not profile.has_payment_method:
+        raise _refuse("no_payment_method", "add a payment card in the app before entering", gate)
+    inside = Visit.objects.filter(store=gate.store, state__in=[S.ADMITTED, S.SHOPPING]).count()
+    if inside >= gate.store.capacity:
+        raise _refuse("store_full", "the store is full: please wait a moment", gate)
+
+    with transaction.atomic():
+        consumed = EntryPass.objects.filter(pk=entry_pass.pk, used_at__isnull=True).update(
+            used_at=timezone.now(), used_gate=gate
+        )
+        if consumed != 1:
+            raise _refuse("replayed", "this pass was already used", gate)
+        visit = Visit.objects.create(
+            store=gate.store, shopper=entry_pass.shopper, entry_pass=entry_pass, state=S.ADMITTED,
+            session=session, entered_at=at,
+        )
+        VisitTransition.objects.create(visit=visit, from_state="", to_state=S.ADMITTED, at=at, reason=f"gate {gate.name}")
+    try:
+        payment_authorise(visit=visit)
+    except PaymentDeclined as exc:
+        visit_transition(visit=visit, to_state=S.REFUSED, at=at, reason=f"card declined: {exc}", force=True)
+        raise _refuse("payment_declined", f"the card was declined: {exc}", gate) from None
+    log.info("visit %s admitted at gate %s", visit.pk, gate)
+    return visit
+
+
+def visit_transition(*, visit: Visit, to_state: str, at: datetime | None = None, reason: str = "",
+                     force: bool = False) -> Visit:
+    """Move ``visit`` to ``to_state`` under a row lock and log the transition.
+
+    Raises :class:`VisitStateError` if ``ALLOWED_TRANSITIONS`` does not allow it (``force`` skips the check, used
+    only for the gate's own refusal). A transition to the state the visit is already in is a no-op.
+    """
+    at = at or timezone.now()
+    with transaction.atomic():
+        locked = Visit.objects.select_for_update().get(pk=visit.pk)
+        if locked.state == to_state:
+            return locked
+        if not force and to_state not in ALLOWED_TRANSITIONS.get(locked.state, set()):
+            raise VisitStateError(f"visit {locked.pk} cannot go from {locked.state} to {to_state}")
+        VisitTransition.objects.create(visit=locked, from_state=locked.state, to_state=to_state, at=at, reason=reason)
+        locked.state = to_state
+        fields = ["state"]
+        if to_state == S.EXITED:
+            locked.exited_at = at
+            fields.append("exited_at")
+        elif to_state == S.BILLED:
+            locked.billed_at = at
+            fields.append("billed_at")
+        locked.save(update_fields=fields)
+    visit.state = locked.state
+    visit.exited_at = locked.exited_at
+    visit.billed_at = locked.billed_at
+    return locked
+
+
+def visit_bind_track(*, visit: Visit, track_id: str, at: datetime | None = None) -> Visit:
+    """Bind the shopper track seen in the gate zone at admission to ``visit``; the visit is then ``shopping``."""
+    Visit.objects.filter(pk=visit.pk).update(track_id=track_id)
+    visit.track_id = track_id
+    return visit_transition(visit=visit, to_state=S.SHOPPING, at=at, reason=f"bound to track {track_id}")
+
+
+def visit_exit(*, visit: Visit, at: datetime | None = None, reason: str = "left through the exit zone") -> Visit:
+    """The shopper left: the visit is ``exited`` and waits for its last shelf events to settle before billing."""
+    return visit_transition(visit=visit, to_state=S.EXITED, at=at, reason=reason)

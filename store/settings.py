@@ -1,0 +1,181 @@
+"""Walkout settings, in two profiles chosen by the environment (DESIGN.md "Profiles").
+
+``WALKOUT_PROFILE=embedded`` (the default, ``make demo``): SQLite, ``InMemoryChannelLayer``, Celery tasks run
+in-process (``task_always_eager``), the dummy payment provider.
+
+``WALKOUT_PROFILE=production``: ``DATABASE_URL`` (PostgreSQL), ``REDIS_URL`` (Celery broker and
+``channels_redis``), ``MQTT_URL`` (shelf controllers), ``STRIPE_SECRET_KEY`` / ``STRIPE_WEBHOOK_SECRET``, and
+``DJANGO_SECRET_KEY``. Secrets come only from the environment; production refuses to start without them.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+PROFILE = os.environ.get("WALKOUT_PROFILE", "embedded").strip().lower()
+if PROFILE not in {"embedded", "production"}:
+    raise ImproperlyConfigured(f"WALKOUT_PROFILE must be 'embedded' or 'production', not {PROFILE!r}")
+PRODUCTION = PROFILE == "production"
+
+
+def _env(name: str, default: str | None = None) -> str:
+    value = os.environ.get(name, default)
+    if value is None or value == "":
+        raise ImproperlyConfigured(f"the production profile needs the environment variable {name}")
+    return value
+
+
+if PRODUCTION:
+    SECRET_KEY = _env("DJANGO_SECRET_KEY")
+    DEBUG = os.environ.get("DJANGO_DEBUG", "0") == "1"
+    ALLOWED_HOSTS = [h for h in os.environ.get("DJANGO_ALLOWED_HOSTS", "localhost,127.0.0.1").split(",") if h]
+else:
+    # Embedded profile only: a per-checkout development key, never used in production.
+    SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "walkout-embedded-development-key-not-for-production")
+    DEBUG = os.environ.get("DJANGO_DEBUG", "1") == "1"
+    ALLOWED_HOSTS = ["localhost", "127.0.0.1", "[::1]", "testserver"]
+SECRET_KEY_FALLBACKS = [k for k in os.environ.get("DJANGO_SECRET_KEY_FALLBACKS", "").split(",") if k]
+
+INSTALLED_APPS = [
+    "daphne",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "channels",
+    "store.layout",
+    "store.inventory",
+    "store.accounts",
+    "store.gates",
+    "store.billing",
+    "sensors",
+    "vision",
+    "carts",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "store.urls"
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+WSGI_APPLICATION = None
+ASGI_APPLICATION = "store.asgi.application"
+
+if PRODUCTION:
+    import dj_database_url
+
+    DATABASES = {"default": dj_database_url.parse(_env("DATABASE_URL"), conn_max_age=60)}
+    REDIS_URL = _env("REDIS_URL")
+    CHANNEL_LAYERS = {
+        "default": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": [REDIS_URL]}}
+    }
+    CELERY_BROKER_URL = REDIS_URL
+    CELERY_TASK_ALWAYS_EAGER = False
+    MQTT_URL = _env("MQTT_URL")
+    PAYMENT_PROVIDER = os.environ.get("WALKOUT_PAYMENT_PROVIDER", "stripe")
+else:
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": os.environ.get("WALKOUT_SQLITE_PATH", str(BASE_DIR / "var" / "walkout.sqlite3")),
+            "OPTIONS": {"timeout": 20},
+        }
+    }
+    REDIS_URL = ""
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    CELERY_BROKER_URL = "memory://"
+    CELERY_TASK_ALWAYS_EAGER = True
+    CELERY_TASK_EAGER_PROPAGATES = True
+    MQTT_URL = os.environ.get("MQTT_URL", "")
+    PAYMENT_PROVIDER = os.environ.get("WALKOUT_PAYMENT_PROVIDER", "dummy")
+
+STRIPE_SECRET_KEY = os.environ.get("STRIPE_SECRET_KEY", "")
+STRIPE_WEBHOOK_SECRET = os.environ.get("STRIPE_WEBHOOK_SECRET", "")
+STRIPE_API_BASE = os.environ.get("STRIPE_API_BASE", "")  # e.g. a localstripe server for offline tests
+if PRODUCTION and PAYMENT_PROVIDER == "stripe":
+    _env("STRIPE_SECRET_KEY")
+    _env("STRIPE_WEBHOOK_SECRET")
+
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_TIMEZONE = "UTC"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+]
+LOGIN_URL = "accounts:login"
+LOGIN_REDIRECT_URL = "accounts:home"
+LOGOUT_REDIRECT_URL = "accounts:login"
+
+LANGUAGE_CODE = "en"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "var" / "static"
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+EMAIL_BACKEND = (
+    os.environ.get("DJANGO_EMAIL_BACKEND", "django.core.mail.backends.smtp.EmailBackend")
+    if PRODUCTION
+    else "django.core.mail.backends.console.EmailBackend"
+)
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": ["rest_framework.authentication.SessionAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+}
+
+# Store logic settings (each documented where it is used).
+WALKOUT = {
+    # Entry pass (store/gates): a pass is valid this long after it is issued (seconds); the app rotates it.
+    "PASS_MAX_AGE_S": int(os.environ.get("WALKOUT_PASS_MAX_AGE_S", "60")),
+    # Amount pre-authorised on the card at entry, in minor units (a hold, captured down at exit).
+    "AUTHORISE_AMOUNT_MINOR": int(os.environ.get("WALKOUT_AUTHORISE_AMOUNT_MINOR", "5000")),
+    "CURRENCY": os.environ.get("WALKOUT_CURRENCY", "usd"),
+    # Fusion (carts/fusion.py): events whose decision confidence is below this go to the review queue.
+    "REVIEW_CONFIDENCE": float(os.environ.get("WALKOUT_REVIEW_CONFIDENCE", "0.6")),
+    # After a visit exits, shelf events ending up to this many seconds later are still settled to it.
+    "EXIT_SETTLE_S": float(os.environ.get("WALKOUT_EXIT_SETTLE_S", "3.0")),
+}
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": os.environ.get("WALKOUT_LOG_LEVEL", "WARNING")},
+    "loggers": {
+        name: {"level": os.environ.get("WALKOUT_LOG_LEVEL", "INFO")}
+        for name in ("store", "sensors", "carts", "vision")
+    },
+}

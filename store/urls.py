@@ -1,0 +1,12 @@
+"""URL routes. Each app owns its own ``urls.py``; this file only mounts them."""
+from django.contrib import admin
+from django.urls import include, path
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    path("billing/", include("store.billing.urls")),
+    path("gates/", include("store.gates.urls")),
+    path("visits/", include("carts.urls")),
+    path("manage/", include("carts.dashboard_urls")),
+    path("", include("store.accounts.urls")),
+]

@@ -1,0 +1,1 @@
+"""Vision: cameras, detection and tracking, floor projection, shopper tracks and hand positions."""
