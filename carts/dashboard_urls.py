@@ -1,3 +1,11 @@
-"""URL routes (filled in by the app)."""
+"""Manager dashboard, mounted at ``/manage/`` (see ``carts.dashboard``)."""
+from django.urls import path
+
+from . import dashboard
+
 app_name = "dashboard"
-urlpatterns: list = []
+urlpatterns = [
+    path("", dashboard.home, name="home"),
+    path("visits/<int:visit_id>/", dashboard.visit, name="visit"),
+    path("reviews/<int:review_id>/resolve/", dashboard.review_resolve_view, name="review_resolve"),
+]

@@ -191,3 +191,104 @@ def visit_checkout(*, visit: Visit, at: datetime | None = None):
     visit_transition(visit=visit, to_state=Visit.State.BILLED, at=at, reason=f"receipt {receipt.pk} captured")
     cart_publish(visit=visit)
     return receipt
+
+
+class ReviewError(ValueError):
+    """A review decision that cannot be applied (the message says why, for the manager)."""
+
+
+@dataclass(frozen=True)
+class ReviewOutcome:
+    """What :func:`review_resolve` did.
+
+    ``item``: the review item, now ``resolved`` or ``dismissed``. ``cart_event``: the CartEvent appended (None when
+    nobody was charged). ``checkouts``: visits checked out because their last open review closed, as ``{visit id:
+    Receipt or None}`` (None: not billed now, e.g. payment failed). ``checkout_errors``: ``{visit id: message}`` for
+    checkouts that raised; the decision itself is committed either way.
+    """
+
+    item: ReviewItem
+    cart_event: CartEvent | None
+    checkouts: dict
+    checkout_errors: dict
+
+
+#: Visit states whose cart still takes events (a billed visit is corrected by refund, never by a new cart event).
+_REVIEW_TAKES_EVENTS = {Visit.State.ADMITTED, Visit.State.SHOPPING, Visit.State.EXITED, Visit.State.UNDER_REVIEW}
+
+
+def review_resolve(*, item: ReviewItem, visit_id: int | None, barcode: str | None, quantity: int,
+                   by: str) -> ReviewOutcome:
+    """Decide an open review item: who took what from the shelf event behind it.
+
+    ``visit_id``: the visit that gets the event, or None when nobody does (the item is then ``dismissed``; with a
+    visit it is ``resolved``). ``barcode``: a product of the shelf event's store; with a visit, a CartEvent of
+    ``quantity`` signed units (+ taken, − put back, never 0) is appended via :func:`cart_apply` with
+    ``source="review"``, confidence 1.0, the shelf event, and evidence ``{"review", "by", "reason", "candidate",
+    "hypothesis"}`` (the candidate and hypothesis dicts the decision matches, or None). A visit without a barcode is
+    recorded as the item's resolution with no cart event. ``by``: who decided (a username), kept on the item.
+
+    Afterwards every visit the item names (its candidates and the chosen visit) that is ``under_review`` with no
+    other open item is checked out with :func:`visit_checkout` (after the decision commits); the other candidates
+    get a fresh snapshot, since their ``under_review`` count fell.
+
+    Raises :class:`ReviewError` (nothing written) when the item is not open any more, the visit does not exist, is
+    in another store or no longer takes cart events (billed, closed, refused, payment_failed), the barcode is not
+    in the store's catalogue, the quantity is 0, or the put-back exceeds what the visit holds.
+    """
+    with transaction.atomic():
+        locked = ReviewItem.objects.select_for_update().select_related("shelf_event").get(pk=item.pk)
+        if locked.status != ReviewItem.Status.OPEN:
+            raise ReviewError(f"review item {locked.pk} is already {locked.status}")
+        shelf_event = locked.shelf_event
+        candidates = [c for c in locked.candidates or [] if isinstance(c, dict)]
+        visit = product = None
+        if visit_id is not None:
+            visit = Visit.objects.select_related("store").filter(pk=visit_id).first()
+            if visit is None or visit.store_id != shelf_event.store_id:
+                raise ReviewError(f"visit {visit_id} is not a visit of this store")
+            if visit.state not in _REVIEW_TAKES_EVENTS:
+                raise ReviewError(f"visit {visit_id} is {visit.state}: correct it by a refund or a charge instead")
+        if barcode:
+            product = Product.objects.filter(store_id=shelf_event.store_id, barcode=barcode).first()
+            if product is None:
+                raise ReviewError(f"no product with barcode {barcode!r} in this store")
+        event = None
+        if visit is not None and product is not None:
+            if quantity == 0:
+                raise ReviewError("the quantity must not be 0")
+            candidate = next((c for c in candidates if c.get("visit") == visit.pk), None)
+            hypothesis = next((h for h in shelf_event.hypotheses or [] if isinstance(h, dict)
+                               and h.get("barcode") == barcode and h.get("quantity") == quantity), None)
+            change = CartChange(visit=visit, product=product, quantity=quantity, confidence=1.0, evidence={
+                "review": locked.pk, "by": by, "reason": locked.reason, "candidate": candidate,
+                "hypothesis": hypothesis,
+            })
+            try:
+                event = cart_apply(change=change, shelf_event=shelf_event, source=CartEvent.Source.REVIEW)
+            except ValueError as exc:
+                raise ReviewError(str(exc)) from exc
+        locked.status = ReviewItem.Status.RESOLVED if visit is not None else ReviewItem.Status.DISMISSED
+        locked.resolved_at = timezone.now()
+        locked.resolved_by = by[:150]
+        locked.resolution = {"visit": visit.pk if visit else None, "barcode": barcode or None,
+                             "quantity": quantity if product is not None else None,
+                             "cart_event": event.pk if event else None}
+        locked.save(update_fields=["status", "resolved_at", "resolved_by", "resolution"])
+        named = {c.get("visit") for c in candidates if isinstance(c.get("visit"), int)}
+        if visit is not None:
+            named.add(visit.pk)
+        affected = list(Visit.objects.select_related("store").filter(pk__in=named))
+        to_check_out = [v for v in affected if v.state == Visit.State.UNDER_REVIEW and not review_open_for(visit=v)]
+        for v in affected:  # their "under_review" count fell; the chosen one was published by cart_apply
+            if v not in to_check_out and v.state in _REVIEW_TAKES_EVENTS and (event is None or v.pk != visit.pk):
+                cart_publish(visit=v)
+    log.info("review %s %s by %s: visit %s, %s × %s", locked.pk, locked.status, by, visit_id, quantity, barcode)
+    checkouts, errors = {}, {}
+    for v in to_check_out:
+        try:
+            checkouts[v.pk] = visit_checkout(visit=v)
+        except Exception as exc:  # the decision is committed; report the failed checkout to the manager
+            log.exception("visit %s: checkout after review %s failed", v.pk, locked.pk)
+            errors[v.pk] = str(exc) or exc.__class__.__name__
+    return ReviewOutcome(item=locked, cart_event=event, checkouts=checkouts, checkout_errors=errors)

@@ -155,6 +155,10 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
 }
 
+# Read-only shared data (real recordings, models, footage) beside the checkout; tests skip what is absent.
+SHARED_DIR = Path(os.environ.get("WALKOUT_SHARED", str(BASE_DIR.parent / "shared")))
+RECORDINGS_DIR = Path(os.environ.get("WALKOUT_RECORDINGS", str(BASE_DIR / "var" / "recordings")))
+
 # Store logic settings (each documented where it is used).
 WALKOUT = {
     # Entry pass (store/gates): a pass is valid this long after it is issued (seconds); the app rotates it.

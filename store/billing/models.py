@@ -35,7 +35,14 @@ class ReceiptLine(models.Model):
 
 
 class PaymentAttempt(models.Model):
-    """Append-only ledger of every call to the payment provider, with its idempotency key and result."""
+    """Append-only ledger of every call to the payment provider, with its idempotency key and result.
+
+    One row per definitive provider answer (success, decline, requires_action); a call whose outcome is unknown
+    (network error, provider 5xx) writes no row, so that its retry reuses the same idempotency key. Webhook events
+    that reveal a change made outside Walkout (a hold expired, a refund from the Stripe Dashboard) append a row
+    keyed ``webhook:<event id>``. ``amount_minor`` is in minor currency units: the amount held (authorise),
+    captured (capture), charged (charge), released (cancel) or refunded (refund).
+    """
 
     class Kind(models.TextChoices):
         AUTHORISE = "authorise"
@@ -56,12 +63,30 @@ class PaymentAttempt(models.Model):
     currency = models.CharField(max_length=3)
     idempotency_key = models.CharField(max_length=128, unique=True)
     provider_ref = models.CharField(max_length=128, blank=True, help_text="e.g. PaymentIntent or Refund id")
+    intent_ref = models.CharField(
+        max_length=128, blank=True, db_index=True, help_text="the PaymentIntent this attempt concerns (pi_…)"
+    )
     status = models.CharField(max_length=20, choices=Status.choices)
+    provider_status = models.CharField(max_length=40, blank=True, help_text="the provider's own status word")
+    error_code = models.CharField(max_length=64, blank=True, help_text="e.g. card_declined, authentication_required")
     error = models.CharField(max_length=300, blank=True)
+    receipt_line = models.ForeignKey(
+        "ReceiptLine", on_delete=models.PROTECT, null=True, blank=True, related_name="refund_attempts",
+        help_text="refunds only: the line refunded",
+    )
+    quantity = models.PositiveIntegerField(null=True, blank=True, help_text="refunds only: units refunded")
+    reason = models.CharField(max_length=300, blank=True, help_text="refunds: why; webhook rows: what happened")
+    webhook_event = models.ForeignKey(
+        "WebhookEvent", on_delete=models.PROTECT, null=True, blank=True, related_name="payment_attempts",
+        help_text="set when the row records what a provider's webhook event revealed",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         ordering = ["created_at", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.amount_minor} {self.currency} {self.status} ({self.idempotency_key})"
 
 
 class WebhookEvent(models.Model):
@@ -71,4 +96,88 @@ class WebhookEvent(models.Model):
     event_id = models.CharField(max_length=128, unique=True)
     type = models.CharField(max_length=100)
     payload = models.JSONField()
+    object_ref = models.CharField(max_length=128, blank=True, db_index=True, help_text="e.g. pi_… or ch_…")
+    visit = models.ForeignKey(
+        Visit, on_delete=models.SET_NULL, null=True, blank=True, related_name="webhook_events",
+        help_text="the visit whose payment the event concerns, when known",
+    )
+    outcome = models.CharField(max_length=300, blank=True, help_text="what the event changed, or why nothing")
     received_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-received_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.provider} {self.type} {self.event_id}"
+
+
+# --- The dummy payment provider's own records (store/billing/provider_dummy.py) -------------------------------
+# The embedded profile's provider keeps its state here, as a payment provider would on its side: customers, saved
+# cards (brand and last four digits only), PaymentIntents with an honest state machine, refunds, and the
+# idempotency keys it has answered (replayed like Stripe's). References are ``dummy_<kind>_<pk>``.
+
+
+class DummyCustomer(models.Model):
+    email = models.CharField(max_length=254, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    @property
+    def ref(self) -> str:
+        return f"dummy_cus_{self.pk}"
+
+
+class DummyPaymentMethod(models.Model):
+    class Behaviour(models.TextChoices):
+        OK = "ok", "payments succeed"
+        DECLINE = "decline", "payments are declined"
+        AUTHENTICATION_REQUIRED = "authentication_required", "off-session payments need authentication"
+
+    customer = models.ForeignKey(DummyCustomer, on_delete=models.CASCADE, related_name="payment_methods")
+    brand = models.CharField(max_length=20)
+    last4 = models.CharField(max_length=4)
+    behaviour = models.CharField(max_length=32, choices=Behaviour.choices)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    @property
+    def ref(self) -> str:
+        return f"dummy_pm_{self.pk}"
+
+
+class DummyPaymentIntent(models.Model):
+    """Statuses as Stripe's: requires_payment_method (declined), requires_capture, succeeded, canceled."""
+
+    customer = models.ForeignKey(DummyCustomer, on_delete=models.PROTECT, related_name="payment_intents")
+    payment_method = models.ForeignKey(DummyPaymentMethod, on_delete=models.PROTECT, related_name="payment_intents")
+    amount_minor = models.PositiveIntegerField()
+    amount_received_minor = models.PositiveIntegerField(default=0)
+    amount_refunded_minor = models.PositiveIntegerField(default=0)
+    currency = models.CharField(max_length=3)
+    capture_method = models.CharField(max_length=16)
+    status = models.CharField(max_length=32)
+    metadata = models.JSONField(default=dict)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    @property
+    def ref(self) -> str:
+        return f"dummy_pi_{self.pk}"
+
+
+class DummyRefund(models.Model):
+    payment_intent = models.ForeignKey(DummyPaymentIntent, on_delete=models.PROTECT, related_name="refunds")
+    amount_minor = models.PositiveIntegerField()
+    metadata = models.JSONField(default=dict)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    @property
+    def ref(self) -> str:
+        return f"dummy_re_{self.pk}"
+
+
+class DummyIdempotencyKey(models.Model):
+    """A request the dummy provider answered: the same key with the same request replays the same answer."""
+
+    key = models.CharField(max_length=160, unique=True)
+    operation = models.CharField(max_length=32)
+    request_hash = models.CharField(max_length=64, help_text="SHA-256 hex of the canonical request")
+    response = models.JSONField()
+    created_at = models.DateTimeField(auto_now_add=True)

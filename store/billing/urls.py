@@ -1,3 +1,10 @@
-"""URL routes (filled in by the app)."""
+"""Billing routes, included at ``billing/`` by ``store/urls.py``."""
+from django.urls import path
+
+from store.billing import views
+
 app_name = "billing"
-urlpatterns: list = []
+
+urlpatterns = [
+    path("webhooks/stripe/", views.stripe_webhook, name="stripe-webhook"),
+]

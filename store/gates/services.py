@@ -10,6 +10,7 @@ import logging
 import secrets
 from datetime import datetime, timedelta
 
+import segno
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.core import signing
@@ -56,11 +57,30 @@ def gate_key_hash(api_key: str) -> str:
     return hashlib.sha256(api_key.encode()).hexdigest()
 
 
+def gate_key_new() -> tuple[str, str]:
+    """A fresh random gate API key (32 bytes, URL-safe base64) and its :func:`gate_key_hash`."""
+    api_key = secrets.token_urlsafe(32)
+    return api_key, gate_key_hash(api_key)
+
+
 def gate_create(*, store: Store, name: str) -> tuple[Gate, str]:
     """Register a gate device; returns it and its API key (shown once, stored only as a hash)."""
-    api_key = secrets.token_urlsafe(32)
-    gate = Gate.objects.create(store=store, name=name, api_key_hash=gate_key_hash(api_key))
+    api_key, key_hash = gate_key_new()
+    gate = Gate.objects.create(store=store, name=name, api_key_hash=key_hash)
     return gate, api_key
+
+
+def gate_get_active(*, gate_id: int) -> Gate | None:
+    """The active gate with this id (its store loaded), or None."""
+    return Gate.objects.select_related("store").filter(pk=gate_id, active=True).first()
+
+
+def gate_key_rotate(*, gate: Gate) -> str:
+    """Give a saved ``gate`` a new API key; the old key stops working at once. Returns the key (shown once)."""
+    api_key, gate.api_key_hash = gate_key_new()
+    gate.save(update_fields=["api_key_hash"])
+    log.info("gate %s: API key rotated", gate)
+    return api_key
 
 
 def gate_authenticate(*, api_key: str) -> Gate | None:
@@ -87,6 +107,69 @@ def pass_issue(*, shopper: AbstractBaseUser, store: Store) -> tuple[EntryPass, s
         {"n": entry_pass.nonce, "s": store.code, "u": shopper.pk}, compress=True
     )
     return entry_pass, token
+
+
+class PassUnavailable(Exception):
+    """No pass can be shown to this shopper now. ``code`` is one of: no_payment_method (no card on file),
+    no_store (no store is set up), choose_store (several stores and none named), unknown_store."""
+
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def pass_store_resolve(*, code: str | None = None) -> Store:
+    """The store a pass is asked for: the store whose ``code`` this is, or the only store when ``code`` is empty.
+
+    Raises :class:`PassUnavailable` (unknown_store, choose_store, no_store).
+    """
+    code = (code or "").strip()
+    if code:
+        store = Store.objects.filter(code=code).first()
+        if store is None:
+            raise PassUnavailable("unknown_store", f"there is no store with the code {code[:64]!r}")
+        return store
+    stores = list(Store.objects.order_by("pk")[:2])
+    if not stores:
+        raise PassUnavailable("no_store", "no store is set up yet")
+    if len(stores) > 1:
+        raise PassUnavailable("choose_store", "choose the store you are entering")
+    return stores[0]
+
+
+def pass_request(*, shopper: AbstractBaseUser, store: Store) -> tuple[EntryPass, str]:
+    """A shopper asks for an entry pass to ``store``: check the card on file, then :func:`pass_issue`.
+
+    The gate checks the card again at entry (:func:`visit_enter`); this check only spares the shopper a pass that
+    would be refused. Raises :class:`PassUnavailable` ("no_payment_method") when no card is on file.
+    """
+    profile = getattr(shopper, "shopper", None)
+    if profile is None or not profile.has_payment_method:
+        raise PassUnavailable("no_payment_method", "add a payment card before you enter the store")
+    return pass_issue(shopper=shopper, store=store)
+
+
+def pass_timing() -> dict[str, int]:
+    """How a client should treat a pass it was just given, in whole seconds from when it received it.
+
+    ``max_age_s``: ``settings.WALKOUT["PASS_MAX_AGE_S"]``. ``expires_in_s``: one second less, because the signed
+    timestamp has whole-second resolution, so a token can expire up to a second before ``expires_at``.
+    ``refresh_in_s``: when to fetch the next pass (three quarters of the lifetime, at least 1 s).
+    """
+    max_age = int(settings.WALKOUT["PASS_MAX_AGE_S"])
+    return {"max_age_s": max_age, "expires_in_s": max(0, max_age - 1), "refresh_in_s": max(1, (max_age * 3) // 4)}
+
+
+def pass_qr_svg(*, token: str) -> str:
+    """The QR code of a pass ``token`` as inline SVG markup (segno; error correction M, 4-module quiet zone).
+
+    The SVG has no width/height (it scales with its CSS box) and draws its own white background, so it scans on a
+    dark-mode page too.
+    """
+    qr = segno.make(token, error="m", micro=False)
+    return qr.svg_inline(scale=1, border=4, omitsize=True, dark="#000", light="#fff", svgclass="pass-qr",
+                         lineclass=None)
 
 
 def _refuse(code: str, message: str, gate: Gate) -> GateRefusal:

@@ -1,0 +1,67 @@
+"""Admin for the cart ledger and the review queue. The ledger is append-only, so CartEvent and Cart are read-only
+here; review items are decided through ``carts.services.review_resolve`` (the dashboard, or the action below)."""
+from __future__ import annotations
+
+from django.contrib import admin, messages
+
+from .models import Cart, CartEvent, ReviewItem
+from .services import ReviewError, review_resolve
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """View-only: no add, change or delete (rows are written by services only)."""
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(CartEvent)
+class CartEventAdmin(ReadOnlyAdmin):
+    list_display = ("id", "created_at", "visit", "product", "quantity", "source", "confidence", "shelf_event")
+    list_filter = ("source", "visit__store", "visit__state", "created_at")
+    search_fields = ("=visit__id", "product__barcode", "product__name", "shelf_event__bin__code")
+    list_select_related = ("visit", "product", "shelf_event__bin")
+    date_hierarchy = "created_at"
+    ordering = ("-created_at", "-id")
+
+
+@admin.register(Cart)
+class CartAdmin(ReadOnlyAdmin):
+    list_display = ("visit", "seq", "updated_at")
+    list_filter = ("visit__store", "visit__state")
+    search_fields = ("=visit__id", "visit__shopper__username")
+    list_select_related = ("visit",)
+
+
+@admin.register(ReviewItem)
+class ReviewItemAdmin(admin.ModelAdmin):
+    list_display = ("id", "created_at", "status", "reason", "shelf_event", "resolved_by", "resolved_at")
+    list_filter = ("status", "shelf_event__store", "created_at")
+    search_fields = ("reason", "shelf_event__bin__code", "resolved_by")
+    list_select_related = ("shelf_event__bin",)
+    readonly_fields = ("shelf_event", "status", "reason", "candidates", "created_at", "resolved_at", "resolved_by",
+                       "resolution")
+    actions = ("dismiss",)
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+    @admin.action(description="Dismiss: nobody took it (no cart event)", permissions=["change"])
+    def dismiss(self, request, queryset) -> None:
+        done = 0
+        for item in queryset.filter(status=ReviewItem.Status.OPEN):
+            try:
+                review_resolve(item=item, visit_id=None, barcode=None, quantity=0, by=request.user.get_username())
+                done += 1
+            except ReviewError as exc:
+                self.message_user(request, f"review {item.pk}: {exc}", messages.ERROR)
+        self.message_user(request, f"{done} review item(s) dismissed", messages.SUCCESS)

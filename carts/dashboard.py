@@ -1,0 +1,107 @@
+"""Manager dashboard: visits of the day, latest shelf events, the review queue with one-click decisions, and one
+visit's full record. Managers only (``is_staff``): anonymous users are sent to log in, other users get 403.
+
+URLs (``carts.dashboard_urls``, mounted at ``/manage/``, namespace ``dashboard``):
+
+* ``""`` (``dashboard:home``): GET, the overview.
+* ``visits/<visit_id>/`` (``dashboard:visit``): GET, transitions, cart events with evidence, payments, receipt.
+* ``reviews/<review_id>/resolve/`` (``dashboard:review_resolve``): POST (CSRF), form fields ``visit`` (visit id, or
+  empty: nobody took it), ``barcode`` (or empty), ``quantity`` (signed units, + taken, − put back); calls
+  ``carts.services.review_resolve`` and redirects back to the queue with a message.
+"""
+from __future__ import annotations
+
+from functools import wraps
+
+from django import forms
+from django.contrib import messages
+from django.contrib.auth.views import redirect_to_login
+from django.core.exceptions import PermissionDenied
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_GET, require_POST
+
+from . import selectors
+from .models import ReviewItem
+from .services import ReviewError, review_resolve
+
+
+def staff_required(view):
+    """Anonymous → the login page (with ``next``); logged in but not ``is_staff`` (or inactive) → 403."""
+
+    @wraps(view)
+    def wrapped(request: HttpRequest, *args, **kwargs):
+        user = request.user
+        if not user.is_authenticated:
+            return redirect_to_login(request.get_full_path())
+        if not (user.is_active and user.is_staff):
+            raise PermissionDenied("managers only")
+        return view(request, *args, **kwargs)
+
+    return wrapped
+
+
+@require_GET
+@staff_required
+def home(request: HttpRequest) -> HttpResponse:
+    """``GET /manage/``: today's visits, the latest shelf events, the open review queue."""
+    return render(request, "dashboard/home.html", {
+        "visits": selectors.dashboard_visits(),
+        "shelf_events": selectors.shelf_events_latest(limit=30),
+        "reviews": selectors.review_queue(limit=100),
+    })
+
+
+@require_GET
+@staff_required
+def visit(request: HttpRequest, visit_id: int) -> HttpResponse:
+    """``GET /manage/visits/<visit_id>/``: everything recorded about one visit; 404 if there is none."""
+    detail = selectors.visit_detail(visit_id=visit_id)
+    if detail is None:
+        raise Http404("no such visit")
+    return render(request, "dashboard/visit.html", {"d": detail})
+
+
+class ReviewDecisionForm(forms.Form):
+    """A manager's decision on a review item: ``visit`` empty means nobody took it."""
+
+    visit = forms.IntegerField(required=False, min_value=1)
+    barcode = forms.CharField(required=False, max_length=32)
+    quantity = forms.IntegerField(required=False, min_value=-1000, max_value=1000)
+
+    def clean(self):
+        data = super().clean()
+        if data.get("visit") and data.get("barcode") and not data.get("quantity"):
+            raise forms.ValidationError("give a quantity other than 0")
+        return data
+
+
+@require_POST
+@staff_required
+def review_resolve_view(request: HttpRequest, review_id: int) -> HttpResponse:
+    """``POST /manage/reviews/<review_id>/resolve/``: apply one decision; 404 for an unknown item; the outcome (or
+    why it was refused) is shown as a message on the dashboard."""
+    item = get_object_or_404(ReviewItem, pk=review_id)
+    form = ReviewDecisionForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, f"Review {item.pk}: " + "; ".join(e for errs in form.errors.values() for e in errs))
+        return redirect(reverse("dashboard:home") + "#reviews")
+    data = form.cleaned_data
+    try:
+        outcome = review_resolve(item=item, visit_id=data["visit"], barcode=data["barcode"] or None,
+                                 quantity=data["quantity"] or 0, by=request.user.get_username())
+    except ReviewError as exc:
+        messages.error(request, f"Review {item.pk}: {exc}")
+        return redirect(reverse("dashboard:home") + "#reviews")
+    if outcome.cart_event is not None:
+        ev = outcome.cart_event
+        messages.success(request, f"Review {item.pk}: {ev.quantity:+d} × {ev.product.name} to visit {ev.visit_id}.")
+    else:
+        messages.success(request, f"Review {item.pk}: {outcome.item.status}.")
+    for visit_id, receipt in outcome.checkouts.items():
+        text = f"receipt {receipt.pk} issued" if receipt is not None else "not billed (see the visit)"
+        messages.info(request, f"Visit {visit_id} checked out: {text}.")
+    for visit_id, error in outcome.checkout_errors.items():
+        messages.error(request, f"Visit {visit_id}: checkout failed: {error}")
+    return redirect(reverse("dashboard:home") + "#reviews")

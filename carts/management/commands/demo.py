@@ -1,0 +1,65 @@
+"""``manage.py demo``: the main job on the embedded default — set up, replay the real AutoCheckout session, serve."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.management import call_command
+from django.core.management.base import BaseCommand, CommandError
+
+from carts.replay import DEMO_SHOPPER, demo_shopper_ensure, replay_recording
+from store.accounts.services import manager_create
+from store.autocheckout import AutoCheckoutError, import_case
+from store.recording import RecordingError, read_recording
+
+from .replay import print_receipts
+
+DEMO_MANAGER = "manager@walkout.test"
+DEMO_PASSWORD = "walkout-demo"
+
+
+class Command(BaseCommand):
+    help = ("Migrate, create the demo accounts, import and replay the real AutoCheckout BENCHMARK-1 session, print "
+            "the receipts and the score, then serve the site on http://127.0.0.1:8000 (unless --no-serve).")
+
+    def add_arguments(self, parser):
+        parser.add_argument("--no-serve", action="store_true", help="print the receipts and exit")
+        parser.add_argument("--case", default=None,
+                            help="AutoCheckout test case folder (default: <shared>/datasets/autocheckout/BENCHMARK-1)")
+        parser.add_argument("--addr", default="127.0.0.1:8000")
+
+    def handle(self, *args, no_serve=False, case=None, addr="127.0.0.1:8000", **options):
+        case_dir = Path(case) if case else settings.SHARED_DIR / "datasets" / "autocheckout" / "BENCHMARK-1"
+        if not case_dir.is_dir():
+            raise CommandError(f"{case_dir}: the real test case is not there; pass --case PATH or set WALKOUT_SHARED")
+        call_command("migrate", verbosity=0, interactive=False)
+        User = get_user_model()
+        if not User.objects.filter(username=DEMO_MANAGER).exists():
+            manager_create(email=DEMO_MANAGER, password=DEMO_PASSWORD)
+        demo_shopper_ensure(DEMO_SHOPPER, password=DEMO_PASSWORD)
+
+        rec_dir = settings.RECORDINGS_DIR / case_dir.name
+        try:
+            import_case(case_dir, rec_dir)
+            rec = read_recording(rec_dir)
+        except (AutoCheckoutError, RecordingError) as exc:
+            raise CommandError(str(exc)) from None
+        self.stdout.write(f"imported {case_dir} → {rec_dir}")
+        result = replay_recording(rec, default_shopper=DEMO_SHOPPER, shopper_factory=demo_shopper_ensure)
+        s = result.stats
+        self.stdout.write(f"replayed {rec.name}: {s.samples} samples, {s.shelf_events} shelf event(s), "
+                          f"{s.cart_events} cart event(s), {s.reviews} to review, {s.receipts} receipt(s)")
+        print_receipts(self.stdout, result.session)
+        call_command("evaluate", str(rec_dir), session=result.session, stdout=self.stdout)
+
+        host = addr if "://" in addr else f"http://{addr}"
+        self.stdout.write("")
+        self.stdout.write(f"shopper:  {host}/  (live cart {host}/visits/current/, receipts {host}/visits/receipts/)")
+        self.stdout.write(f"          log in as {DEMO_SHOPPER} / {DEMO_PASSWORD}")
+        self.stdout.write(f"manager:  {host}/manage/  (admin {host}/admin/)")
+        self.stdout.write(f"          log in as {DEMO_MANAGER} / {DEMO_PASSWORD}")
+        if no_serve:
+            return
+        self.stdout.write(f"serving on {host} — Ctrl-C to stop")
+        call_command("runserver", addr, use_reloader=False)

@@ -1,0 +1,509 @@
+"""Cart reads for the shopper's pages, the live-cart consumers and the manager's dashboard (writes: ``services``).
+
+Every function that takes a ``user`` applies the access rule of the house: a shopper sees only their own visits and
+receipts, a manager (``is_staff``) sees all; a row the user may not see is returned as ``None`` (views answer 404,
+consumers close the socket), never as an error that tells the two cases apart.
+
+Money is integer minor units of the store's currency (``usd`` 398 = $3.98) everywhere; the ``*_display`` strings
+are for templates only, made by :func:`money_display`. Times are aware ``datetime`` (UTC).
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.db.models import Q, Sum
+from django.utils import timezone
+
+from sensors.models import ShelfEvent
+from store.billing.models import PaymentAttempt, Receipt
+from store.billing.services import (
+    THREE_DECIMAL_CURRENCIES,
+    ZERO_DECIMAL_CURRENCIES,
+    currency_exponent,
+    price_to_minor,
+)
+from store.gates.models import Visit
+from store.inventory.models import Product
+
+from .models import CartEvent, ReviewItem
+
+#: Visit states in which the shopper's cart is live (the shopper app shows the cart page, not the waiting page).
+OPEN_STATES: tuple[str, ...] = (
+    Visit.State.ADMITTED, Visit.State.SHOPPING, Visit.State.EXITED, Visit.State.UNDER_REVIEW,
+)
+
+# ---------------------------------------------------------------------------------------------------------- money
+_SYMBOLS = {"usd": "$", "eur": "€", "gbp": "£", "jpy": "¥", "inr": "₹", "krw": "₩", "cad": "CA$", "aud": "A$",
+            "chf": "CHF ", "cny": "CN¥"}
+
+
+def money_display(amount_minor: int, currency: str) -> str:
+    """``amount_minor`` (int, minor units) as text: ``money_display(398, "usd") == "$3.98"``,
+    ``money_display(1200, "jpy") == "¥1,200"``, ``money_display(-5, "sek") == "-0.05 SEK"``."""
+    exp = currency_exponent(currency)  # billing's rule (Stripe's zero- and three-decimal currencies)
+    sign = "-" if amount_minor < 0 else ""
+    units, frac = divmod(abs(int(amount_minor)), 10 ** exp)
+    number = f"{units:,}" + (f".{frac:0{exp}d}" if exp else "")
+    symbol = _SYMBOLS.get(currency.lower())
+    return f"{sign}{symbol}{number}" if symbol else f"{sign}{number} {currency.upper()}"
+
+
+def money_format_table() -> dict:
+    """The rules of :func:`money_display` as plain JSON for the page script, so that both render money alike:
+    ``{"zero": [codes], "three": [codes], "symbols": {code: symbol}}``."""
+    return {"zero": sorted(ZERO_DECIMAL_CURRENCIES), "three": sorted(THREE_DECIMAL_CURRENCIES),
+            "symbols": dict(_SYMBOLS)}
+
+
+def snapshot_display(snapshot: dict) -> dict:
+    """A cart snapshot (``carts.services`` contract) plus display strings, for the server-rendered page: each line
+    gains ``unit_price_display`` and ``line_total_display``, the snapshot ``total_display``."""
+    cur = snapshot["currency"]
+    return {
+        **snapshot,
+        "lines": [
+            {**line, "unit_price_display": money_display(line["unit_price_minor"], cur),
+             "line_total_display": money_display(line["line_total_minor"], cur)}
+            for line in snapshot["lines"]
+        ],
+        "total_display": money_display(snapshot["total_minor"], cur),
+    }
+
+
+# ---------------------------------------------------------------------------------------------------------- access
+def _is_manager(user: AbstractBaseUser | AnonymousUser | None) -> bool:
+    return bool(user is not None and user.is_authenticated and user.is_active and user.is_staff)
+
+
+def _is_shopper(user: AbstractBaseUser | AnonymousUser | None) -> bool:
+    return bool(user is not None and user.is_authenticated and user.is_active)
+
+
+def visit_for_viewer(*, user: AbstractBaseUser | AnonymousUser | None, visit_id: int) -> Visit | None:
+    """The visit ``visit_id`` (with its store) if ``user`` is its shopper or a manager; else None (also when it does
+    not exist, or the user is anonymous or inactive)."""
+    if not _is_shopper(user):
+        return None
+    qs = Visit.objects.select_related("store", "shopper").filter(pk=visit_id)
+    if not _is_manager(user):
+        qs = qs.filter(shopper_id=user.pk)
+    return qs.first()
+
+
+def visit_current_for(*, user: AbstractBaseUser | AnonymousUser | None) -> Visit | None:
+    """The shopper's own visit whose cart is live (state in :data:`OPEN_STATES`), the latest entered; else None."""
+    if not _is_shopper(user):
+        return None
+    return (Visit.objects.select_related("store")
+            .filter(shopper_id=user.pk, state__in=OPEN_STATES).order_by("-entered_at", "-id").first())
+
+
+def receipt_for_viewer(*, user: AbstractBaseUser | AnonymousUser | None, receipt_id: int) -> Receipt | None:
+    """The receipt ``receipt_id`` if ``user`` is the shopper of its visit or a manager; else None."""
+    if not _is_shopper(user):
+        return None
+    qs = Receipt.objects.select_related("visit", "visit__store", "visit__shopper").filter(pk=receipt_id)
+    if not _is_manager(user):
+        qs = qs.filter(visit__shopper_id=user.pk)
+    return qs.first()
+
+
+# ---------------------------------------------------------------------------------------------------------- payments
+@dataclass(frozen=True)
+class PaymentState:
+    """Where a visit's payment stands, from its PaymentAttempt ledger.
+
+    ``code`` is one of ``paid``, ``partly_refunded``, ``refunded``, ``no_charge`` (nothing to pay), ``failed``,
+    ``action_required`` (the card needs the shopper's authentication) or ``pending`` (nothing captured yet);
+    ``captured_minor`` is captured plus charged, ``refunded_minor`` refunded, both succeeded attempts only.
+    """
+
+    code: str
+    label: str
+    captured_minor: int
+    refunded_minor: int
+    captured_display: str
+    refunded_display: str
+
+
+_PAYMENT_LABELS = {
+    "paid": "Paid", "partly_refunded": "Paid, partly refunded", "refunded": "Refunded", "no_charge": "No charge",
+    "failed": "Payment failed", "action_required": "Card needs your confirmation", "pending": "Payment pending",
+}
+
+
+def payment_state(*, attempts: list[PaymentAttempt], total_minor: int, currency: str) -> PaymentState:
+    """Summarise ``attempts`` (one visit's PaymentAttempt rows, any order) against a receipt total (minor units)."""
+    ok = PaymentAttempt.Status.SUCCEEDED
+    taken = (PaymentAttempt.Kind.CAPTURE, PaymentAttempt.Kind.CHARGE)
+    captured = sum(a.amount_minor for a in attempts if a.kind in taken and a.status == ok)
+    refunded = sum(a.amount_minor for a in attempts if a.kind == PaymentAttempt.Kind.REFUND and a.status == ok)
+    latest_take = max((a for a in attempts if a.kind in taken), key=lambda a: (a.created_at, a.pk), default=None)
+    if captured > 0 and refunded >= captured:
+        code = "refunded"
+    elif captured > 0 and refunded > 0:
+        code = "partly_refunded"
+    elif captured >= total_minor and captured > 0:
+        code = "paid"
+    elif total_minor == 0:
+        code = "no_charge"
+    elif latest_take is not None and latest_take.status == PaymentAttempt.Status.REQUIRES_ACTION:
+        code = "action_required"
+    elif latest_take is not None and latest_take.status == PaymentAttempt.Status.FAILED:
+        code = "failed"
+    else:
+        code = "pending"
+    return PaymentState(code=code, label=_PAYMENT_LABELS[code], captured_minor=captured, refunded_minor=refunded,
+                        captured_display=money_display(captured, currency),
+                        refunded_display=money_display(refunded, currency))
+
+
+# ---------------------------------------------------------------------------------------------------------- receipts
+@dataclass(frozen=True)
+class ReceiptSummary:
+    """One row of the shopper's receipt list."""
+
+    id: int
+    visit_id: int
+    store_name: str
+    issued_at: datetime
+    items: int
+    total_minor: int
+    total_display: str
+    payment: PaymentState
+
+
+def receipts_for(*, user: AbstractBaseUser | AnonymousUser | None) -> list[ReceiptSummary]:
+    """The user's own receipts (managers too see only their own here), newest first."""
+    if not _is_shopper(user):
+        return []
+    receipts = (Receipt.objects.filter(visit__shopper_id=user.pk).select_related("visit__store")
+                .prefetch_related("lines", "visit__payment_attempts").order_by("-issued_at", "-id"))
+    return [
+        ReceiptSummary(
+            id=r.pk, visit_id=r.visit_id, store_name=r.visit.store.name, issued_at=r.issued_at,
+            items=sum(line.quantity for line in r.lines.all()), total_minor=r.total_minor,
+            total_display=money_display(r.total_minor, r.currency),
+            payment=payment_state(attempts=list(r.visit.payment_attempts.all()), total_minor=r.total_minor,
+                                  currency=r.currency),
+        )
+        for r in receipts
+    ]
+
+
+@dataclass(frozen=True)
+class EventEvidence:
+    """One cart event behind a receipt line: why the product is (or is not) on the bill.
+
+    ``at`` is when the shelf weight changed (the shelf event's start) or, for an event without a shelf event, when
+    it was written; ``quantity`` signed units (+ taken, − put back); ``confidence`` 0..1; ``bin_code`` the main bin
+    (``"<gondola>-<shelf>-<plate>"``) or ``""``; ``delta_g`` the weight change, grams, or None.
+    """
+
+    id: int
+    at: datetime
+    source: str
+    quantity: int
+    confidence: float
+    bin_code: str
+    bin_codes: list
+    delta_g: float | None
+    shelf_event_id: int | None
+    evidence: dict
+
+
+@dataclass(frozen=True)
+class ReceiptLineView:
+    """A receipt line and the cart events that explain it. ``explained`` is True when the events' signed quantities
+    add up to the line's quantity. ``refunded_quantity`` counts units refunded on this line (succeeded refunds)."""
+
+    id: int
+    barcode: str
+    name: str
+    quantity: int
+    unit_price_display: str
+    line_total_minor: int
+    line_total_display: str
+    events: list[EventEvidence]
+    events_quantity: int
+    explained: bool
+    refunded_quantity: int
+
+
+@dataclass(frozen=True)
+class ReceiptView:
+    """Everything on the receipt page. ``other_events``: cart events of products that are not on the receipt
+    (picked up and put back), so that the whole ledger of the visit is shown."""
+
+    id: int
+    visit_id: int
+    store_name: str
+    currency: str
+    issued_at: datetime
+    total_minor: int
+    total_display: str
+    lines: list[ReceiptLineView]
+    other_events: list[tuple[str, EventEvidence]]
+    payment: PaymentState
+    attempts: list[PaymentAttempt] = field(default_factory=list)
+
+
+def _evidence(event: CartEvent) -> EventEvidence:
+    shelf = event.shelf_event
+    return EventEvidence(
+        id=event.pk, at=shelf.t_start if shelf else event.created_at, source=event.source,
+        quantity=event.quantity, confidence=event.confidence, bin_code=shelf.bin.code if shelf else "",
+        bin_codes=list(shelf.bin_codes) if shelf else [], delta_g=shelf.delta_g if shelf else None,
+        shelf_event_id=shelf.pk if shelf else None, evidence=event.evidence or {},
+    )
+
+
+def _visit_events(visit_id: int) -> list[CartEvent]:
+    return list(CartEvent.objects.filter(visit_id=visit_id).select_related("product", "shelf_event__bin")
+                .order_by("created_at", "id"))
+
+
+def receipt_detail(*, receipt: Receipt) -> ReceiptView:
+    """The receipt page: lines with the cart events behind each (matched by product), payment state and ledger.
+
+    The caller has already checked access (:func:`receipt_for_viewer`).
+    """
+    events_by_product: dict[int, list[CartEvent]] = defaultdict(list)
+    for event in _visit_events(receipt.visit_id):
+        events_by_product[event.product_id].append(event)
+    attempts = list(PaymentAttempt.objects.filter(visit_id=receipt.visit_id).order_by("created_at", "id"))
+    refunded_units: dict[int, int] = defaultdict(int)
+    for a in attempts:
+        line_id = getattr(a, "receipt_line_id", None)
+        if a.kind == PaymentAttempt.Kind.REFUND and a.status == PaymentAttempt.Status.SUCCEEDED and line_id:
+            refunded_units[line_id] += getattr(a, "quantity", None) or 0
+    cur = receipt.currency
+    lines = []
+    on_receipt: set[int] = set()
+    for line in receipt.lines.all().order_by("id"):
+        on_receipt.add(line.product_id)
+        events = [_evidence(e) for e in events_by_product.get(line.product_id, [])]
+        qty = sum(e.quantity for e in events)
+        lines.append(ReceiptLineView(
+            id=line.pk, barcode=line.barcode, name=line.name, quantity=line.quantity,
+            unit_price_display=money_display(line.unit_price_minor, cur), line_total_minor=line.line_total_minor,
+            line_total_display=money_display(line.line_total_minor, cur), events=events, events_quantity=qty,
+            explained=qty == line.quantity, refunded_quantity=refunded_units.get(line.pk, 0),
+        ))
+    other = [
+        (f"{e.product.name} ({e.product.barcode})", _evidence(e))
+        for pid, evs in events_by_product.items() if pid not in on_receipt for e in evs
+    ]
+    return ReceiptView(
+        id=receipt.pk, visit_id=receipt.visit_id, store_name=receipt.visit.store.name, currency=cur,
+        issued_at=receipt.issued_at, total_minor=receipt.total_minor,
+        total_display=money_display(receipt.total_minor, cur), lines=lines, other_events=other,
+        payment=payment_state(attempts=attempts, total_minor=receipt.total_minor, currency=cur), attempts=attempts,
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------- dashboard
+def _cart_totals(visits: list[Visit]) -> dict[int, tuple[int, int]]:
+    """``{visit id: (items, total_minor)}`` from the cart ledgers of ``visits``, in three queries; the same rule as
+    ``carts.services.cart_lines`` (products summing to ≤ 0 are not in the cart; catalogue prices now)."""
+    ids = [v.pk for v in visits]
+    currency = {v.pk: v.store.currency for v in visits}
+    sums = (CartEvent.objects.filter(visit_id__in=ids).values("visit_id", "product_id")
+            .annotate(q=Sum("quantity")).filter(q__gt=0))
+    rows = list(sums)
+    prices = dict(Product.objects.filter(pk__in={r["product_id"] for r in rows}).values_list("pk", "price"))
+    out: dict[int, tuple[int, int]] = {pk: (0, 0) for pk in ids}
+    for r in rows:
+        items, total = out[r["visit_id"]]
+        unit = price_to_minor(prices[r["product_id"]], currency[r["visit_id"]])
+        out[r["visit_id"]] = (items + r["q"], total + unit * r["q"])
+    return out
+
+
+@dataclass(frozen=True)
+class VisitRow:
+    """A visit on the dashboard. ``total_minor`` is the receipt's total once billed, else the cart's now."""
+
+    id: int
+    store_code: str
+    shopper: str
+    state: str
+    entered_at: datetime
+    exited_at: datetime | None
+    items: int
+    total_minor: int
+    total_display: str
+    open_reviews: int
+    receipt_id: int | None
+
+
+def dashboard_visits(*, now: datetime | None = None) -> list[VisitRow]:
+    """Today's visits (entered since local midnight) and any older visit still unsettled (open states or
+    ``payment_failed``), newest first."""
+    now = now or timezone.now()
+    midnight = timezone.localtime(now).replace(hour=0, minute=0, second=0, microsecond=0)
+    unsettled = (*OPEN_STATES, Visit.State.PAYMENT_FAILED)
+    visits = list(
+        Visit.objects.filter(Q(entered_at__gte=midnight, entered_at__lt=midnight + timedelta(days=1))
+                             | Q(state__in=unsettled))
+        .select_related("store", "shopper", "receipt").order_by("-entered_at", "-id")
+    )
+    totals = _cart_totals(visits)
+    open_counts = _open_review_counts()
+    rows = []
+    for v in visits:
+        receipt = getattr(v, "receipt", None)
+        items, total = totals[v.pk]
+        if receipt is not None:
+            total = receipt.total_minor
+        rows.append(VisitRow(
+            id=v.pk, store_code=v.store.code, shopper=v.shopper.get_username(), state=v.state,
+            entered_at=v.entered_at, exited_at=v.exited_at, items=items, total_minor=total,
+            total_display=money_display(total, v.store.currency), open_reviews=open_counts.get(v.pk, 0),
+            receipt_id=receipt.pk if receipt else None,
+        ))
+    return rows
+
+
+def _open_review_counts() -> dict[int, int]:
+    """``{visit id: open review items naming it among their candidates}``."""
+    counts: dict[int, int] = defaultdict(int)
+    for candidates in ReviewItem.objects.filter(status=ReviewItem.Status.OPEN).values_list("candidates", flat=True):
+        for visit_id in {c.get("visit") for c in candidates or [] if isinstance(c, dict)}:
+            if visit_id is not None:
+                counts[visit_id] += 1
+    return counts
+
+
+def _hypotheses(event: ShelfEvent, names: dict[tuple[int, str], str]) -> list[dict]:
+    """The event's hypotheses, best first, each with the product's ``name`` ("" when the barcode is unknown)."""
+    return [
+        {"barcode": h.get("barcode", ""), "quantity": h.get("quantity", 0), "likelihood": h.get("likelihood"),
+         "name": names.get((event.store_id, h.get("barcode", "")), "")}
+        for h in event.hypotheses or [] if isinstance(h, dict)
+    ]
+
+
+def _product_names(events: list[ShelfEvent]) -> dict[tuple[int, str], str]:
+    barcodes = {h.get("barcode") for e in events for h in e.hypotheses or [] if isinstance(h, dict)}
+    stores = {e.store_id for e in events}
+    return {(s, b): n for s, b, n in Product.objects.filter(store_id__in=stores, barcode__in=barcodes)
+            .values_list("store_id", "barcode", "name")}
+
+
+@dataclass(frozen=True)
+class ShelfEventRow:
+    """A shelf event on the dashboard: ``best`` is the top hypothesis (``{"barcode", "name", "quantity",
+    "likelihood"}``) or None; ``given_to`` lists the cart events written from it as ``{"visit", "quantity",
+    "source"}``; ``review`` is the status of its review item, or ``""``."""
+
+    id: int
+    store_code: str
+    session: str
+    bin_code: str
+    bin_codes: list
+    t_start: datetime
+    t_end: datetime
+    delta_g: float
+    best: dict | None
+    given_to: list[dict]
+    review: str
+    review_id: int | None
+
+
+def shelf_events_latest(*, limit: int = 30) -> list[ShelfEventRow]:
+    """The ``limit`` latest shelf events (by ``t_start``) with what fusion or review made of them."""
+    events = list(ShelfEvent.objects.select_related("bin", "store").order_by("-t_start", "-id")[:limit])
+    names = _product_names(events)
+    given: dict[int, list[dict]] = defaultdict(list)
+    for se_id, visit_id, qty, source in (CartEvent.objects.filter(shelf_event__in=events)
+                                         .values_list("shelf_event_id", "visit_id", "quantity", "source")):
+        given[se_id].append({"visit": visit_id, "quantity": qty, "source": source})
+    reviews = {se_id: (pk, status) for pk, se_id, status in
+               ReviewItem.objects.filter(shelf_event__in=events).values_list("pk", "shelf_event_id", "status")}
+    rows = []
+    for e in events:
+        hyps = _hypotheses(e, names)
+        review_id, review = reviews.get(e.pk, (None, ""))
+        rows.append(ShelfEventRow(
+            id=e.pk, store_code=e.store.code, session=e.session, bin_code=e.bin.code, bin_codes=list(e.bin_codes),
+            t_start=e.t_start, t_end=e.t_end, delta_g=e.delta_g, best=hyps[0] if hyps else None,
+            given_to=given.get(e.pk, []), review=review, review_id=review_id,
+        ))
+    return rows
+
+
+@dataclass(frozen=True)
+class ReviewRow:
+    """An open review item with its evidence. ``hypotheses`` as in :func:`_hypotheses`; ``candidates`` best first,
+    each ``{"visit", "track_id", "distance_m", "score", "shopper", "state"}`` (``shopper``/``state`` of the visit,
+    ``""`` when the candidate names no known visit)."""
+
+    id: int
+    reason: str
+    created_at: datetime
+    shelf_event: ShelfEvent
+    hypotheses: list[dict]
+    candidates: list[dict]
+
+
+def review_queue(*, limit: int = 100) -> list[ReviewRow]:
+    """Open review items, oldest first (the order to work through them), at most ``limit``."""
+    items = list(ReviewItem.objects.filter(status=ReviewItem.Status.OPEN)
+                 .select_related("shelf_event__bin", "shelf_event__store").order_by("created_at", "id")[:limit])
+    names = _product_names([i.shelf_event for i in items])
+    visit_ids = {c.get("visit") for i in items for c in i.candidates or [] if isinstance(c, dict)}
+    visits = {v.pk: v for v in Visit.objects.filter(pk__in=[v for v in visit_ids if isinstance(v, int)])
+              .select_related("shopper")}
+    rows = []
+    for i in items:
+        candidates = []
+        for c in i.candidates or []:
+            if not isinstance(c, dict):
+                continue
+            v = visits.get(c.get("visit"))
+            candidates.append({
+                "visit": v.pk if v else None, "track_id": c.get("track_id", ""),
+                "distance_m": c.get("distance_m"), "score": c.get("score"),
+                "shopper": v.shopper.get_username() if v else "", "state": v.state if v else "",
+            })
+        rows.append(ReviewRow(id=i.pk, reason=i.reason, created_at=i.created_at, shelf_event=i.shelf_event,
+                              hypotheses=_hypotheses(i.shelf_event, names), candidates=candidates))
+    return rows
+
+
+@dataclass(frozen=True)
+class VisitDetail:
+    """The manager's page of one visit: its transitions, cart events with evidence, the cart now, the review items
+    naming it, its payment attempts and receipt (None before billing)."""
+
+    visit: Visit
+    transitions: list
+    events: list[tuple[str, EventEvidence]]
+    cart_items: int
+    cart_total_display: str
+    reviews: list[ReviewItem]
+    attempts: list[PaymentAttempt]
+    receipt: ReceiptView | None
+
+
+def visit_detail(*, visit_id: int) -> VisitDetail | None:
+    """Everything recorded about visit ``visit_id`` (managers only: the caller checks ``is_staff``), or None."""
+    visit = Visit.objects.select_related("store", "shopper").filter(pk=visit_id).first()
+    if visit is None:
+        return None
+    items, total = _cart_totals([visit])[visit.pk]
+    reviews = [r for r in ReviewItem.objects.filter(shelf_event__store_id=visit.store_id)
+               .select_related("shelf_event__bin").order_by("created_at", "id")
+               if any(isinstance(c, dict) and c.get("visit") == visit.pk for c in r.candidates or [])]
+    receipt = Receipt.objects.select_related("visit__store").filter(visit_id=visit.pk).first()
+    return VisitDetail(
+        visit=visit, transitions=list(visit.transitions.order_by("at", "id")),
+        events=[(f"{e.product.name} ({e.product.barcode})", _evidence(e)) for e in _visit_events(visit.pk)],
+        cart_items=items, cart_total_display=money_display(total, visit.store.currency), reviews=reviews,
+        attempts=list(PaymentAttempt.objects.filter(visit_id=visit.pk).order_by("created_at", "id")),
+        receipt=receipt_detail(receipt=receipt) if receipt else None,
+    )
+

@@ -1,0 +1,177 @@
+"""Gate JSON API (Django REST framework). Thin: validate, call :mod:`store.gates.services`, shape the answer.
+
+* ``POST /gates/api/scan/`` — a gate device scans a pass. Header ``Authorization: Gate <api key>``
+  (:class:`GateKeyAuthentication`), body ``{"token": "<QR text>"}``. Answers 200
+  ``{"admitted": true, "visit": <id>}``, 403 ``{"admitted": false, "reason": <code>, "message": <text>}`` (codes of
+  :class:`~store.gates.services.GateRefusal`), 400 for a malformed body (reason ``bad_request``), 401 without a valid
+  gate key.
+* ``POST /gates/api/staff-scan/`` — the same for the staff scanner page: session login of an ``is_staff`` user
+  (CSRF enforced), body ``{"gate": <gate id>, "token": "<QR text>"}``; an unknown or inactive gate is a 400 with
+  reason ``unknown_gate``. Without a staff session: 403.
+* ``POST /gates/pass/token/`` — a logged-in shopper asks for a fresh entry pass (CSRF enforced); optional body or
+  query ``store=<code>``. Answers 200 with the token and its QR code as SVG markup (see :class:`PassTokenView`),
+  403 ``{"reason": "no_payment_method", ...}`` without a card, 400 when the store is unknown or must be chosen.
+"""
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from django.contrib.auth.models import AnonymousUser
+from django.urls import reverse
+from rest_framework import status
+from rest_framework.authentication import BaseAuthentication, SessionAuthentication, get_authorization_header
+from rest_framework.exceptions import AuthenticationFailed
+from rest_framework.permissions import BasePermission, IsAdminUser, IsAuthenticated
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from .models import Gate, Visit
+from .serializers import ScanSerializer, StaffScanSerializer
+from .services import (
+    GateRefusal, PassUnavailable, gate_authenticate, gate_get_active, pass_qr_svg, pass_request, pass_store_resolve,
+    pass_timing, visit_enter,
+)
+
+log = logging.getLogger(__name__)
+
+NO_STORE = {"Cache-Control": "no-store"}
+
+
+class GateKeyAuthentication(BaseAuthentication):
+    """Authenticates a gate device by the header ``Authorization: Gate <api key>``.
+
+    No ``Gate`` header: not this scheme (returns None, so the request is unauthenticated → 401). A ``Gate`` header
+    that is malformed or names no active gate: 401 with the reason. On success ``request.auth`` is the
+    :class:`~store.gates.models.Gate` and ``request.user`` is anonymous (a device is not a person).
+    """
+
+    keyword = "gate"
+
+    def authenticate(self, request: Request) -> tuple[AnonymousUser, Gate] | None:
+        parts = get_authorization_header(request).split()
+        if not parts or parts[0].lower() != self.keyword.encode():
+            return None
+        if len(parts) != 2:
+            log.warning("gate auth refused: malformed Authorization header from %s", _client(request))
+            raise AuthenticationFailed("malformed header: send 'Authorization: Gate <api key>'")
+        try:
+            api_key = parts[1].decode("ascii")
+        except UnicodeDecodeError:
+            log.warning("gate auth refused: non-ASCII API key from %s", _client(request))
+            raise AuthenticationFailed("the gate API key must be ASCII") from None
+        gate = gate_authenticate(api_key=api_key)
+        if gate is None:
+            log.warning("gate auth refused: unknown or inactive API key from %s", _client(request))
+            raise AuthenticationFailed("unknown or inactive gate API key")
+        return AnonymousUser(), gate
+
+    def authenticate_header(self, request: Request) -> str:
+        return 'Gate realm="walkout"'
+
+
+class IsGate(BasePermission):
+    """The request was authenticated as a gate device (:class:`GateKeyAuthentication`)."""
+
+    message = "only a gate device may call this"
+
+    def has_permission(self, request: Request, view: APIView) -> bool:
+        return isinstance(request.auth, Gate)
+
+
+def _client(request: Request) -> str:
+    return request.META.get("REMOTE_ADDR", "?")
+
+
+def _bad_request(request: Request, errors: dict, what: str) -> Response:
+    log.warning("%s refused from %s: bad input %s", what, _client(request), errors)
+    return Response(
+        {"admitted": False, "reason": "bad_request", "message": "the request body is not valid", "errors": errors},
+        status=status.HTTP_400_BAD_REQUEST, headers=NO_STORE,
+    )
+
+
+def _scan(*, token: str, gate: Gate, extra: Callable[[Visit], dict] | None = None) -> Response:
+    """Admit or refuse the holder of ``token`` at ``gate`` and shape the answer (200 admitted, 403 refused);
+    ``extra(visit)`` adds fields to an admission."""
+    try:
+        visit = visit_enter(token=token, gate=gate)
+    except GateRefusal as refusal:
+        return Response({"admitted": False, "reason": refusal.code, "message": refusal.message},
+                        status=status.HTTP_403_FORBIDDEN, headers=NO_STORE)
+    body = {"admitted": True, "visit": visit.pk}
+    if extra:
+        body.update(extra(visit))
+    return Response(body, status=status.HTTP_200_OK, headers=NO_STORE)
+
+
+class GateScanView(APIView):
+    """``POST /gates/api/scan/``: a gate device scans an entry pass (module docstring)."""
+
+    authentication_classes = [GateKeyAuthentication]
+    permission_classes = [IsGate]
+
+    def post(self, request: Request) -> Response:
+        gate: Gate = request.auth
+        serializer = ScanSerializer(data=request.data)
+        if not serializer.is_valid():
+            return _bad_request(request, serializer.errors, f"scan at gate {gate}")
+        return _scan(token=serializer.validated_data["token"], gate=gate)
+
+
+class StaffScanView(APIView):
+    """``POST /gates/api/staff-scan/``: the staff scanner page scans a pass at a chosen gate (module docstring)."""
+
+    authentication_classes = [SessionAuthentication]
+    permission_classes = [IsAdminUser]
+
+    def post(self, request: Request) -> Response:
+        serializer = StaffScanSerializer(data=request.data)
+        if not serializer.is_valid():
+            return _bad_request(request, serializer.errors, f"staff scan by user {request.user.pk}")
+        gate = gate_get_active(gate_id=serializer.validated_data["gate"])
+        if gate is None:
+            log.warning("staff scan by user %s refused: gate %s unknown or inactive", request.user.pk,
+                        serializer.validated_data["gate"])
+            return Response({"admitted": False, "reason": "unknown_gate", "message": "no active gate with this id"},
+                            status=status.HTTP_400_BAD_REQUEST, headers=NO_STORE)
+        log.info("staff user %s scans a pass at gate %s", request.user.pk, gate)
+        return _scan(token=serializer.validated_data["token"], gate=gate,
+                     extra=lambda visit: {"shopper": visit.shopper.get_username()})
+
+
+class PassTokenView(APIView):
+    """``POST /gates/pass/token/``: a fresh entry pass for the logged-in shopper (rotation; CSRF enforced).
+
+    200 body: ``{"token", "svg" (QR markup), "store": {"code", "name"}, "issued_at", "expires_at" (ISO 8601 UTC),
+    "max_age_s", "expires_in_s", "refresh_in_s"}``; the client counts down ``expires_in_s`` from the moment it got
+    the answer (no trust in its own clock) and asks again after ``refresh_in_s`` seconds.
+    """
+
+    authentication_classes = [SessionAuthentication]
+    permission_classes = [IsAuthenticated]
+
+    def post(self, request: Request) -> Response:
+        code = request.data.get("store") if hasattr(request.data, "get") else None
+        code = code or request.query_params.get("store")
+        if code is not None and (not isinstance(code, str) or len(code) > 64):
+            log.warning("pass token for user %s refused: bad store parameter", request.user.pk)
+            return Response({"reason": "bad_request", "message": "store must be a store code"},
+                            status=status.HTTP_400_BAD_REQUEST, headers=NO_STORE)
+        try:
+            store = pass_store_resolve(code=code)
+            entry_pass, token = pass_request(shopper=request.user, store=store)
+        except PassUnavailable as exc:
+            log.info("pass token for user %s refused: %s", request.user.pk, exc.code)
+            body = {"reason": exc.code, "message": exc.message}
+            if exc.code == "no_payment_method":
+                body["card_url"] = reverse("accounts:card_add")
+                return Response(body, status=status.HTTP_403_FORBIDDEN, headers=NO_STORE)
+            return Response(body, status=status.HTTP_400_BAD_REQUEST, headers=NO_STORE)
+        return Response(
+            {"token": token, "svg": pass_qr_svg(token=token), "store": {"code": store.code, "name": store.name},
+             "issued_at": entry_pass.issued_at.isoformat(), "expires_at": entry_pass.expires_at.isoformat(),
+             **pass_timing()},
+            status=status.HTTP_200_OK, headers=NO_STORE,
+        )

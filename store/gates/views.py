@@ -1,0 +1,74 @@
+"""Gate pages: the shopper's entry pass and the staff scanner. Thin: the logic is in :mod:`store.gates.services`."""
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from functools import wraps
+
+from django.contrib.auth.decorators import login_required
+from django.contrib.auth.views import redirect_to_login
+from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET
+
+from store.layout.models import Store
+
+from .models import Gate
+from .services import PassUnavailable, pass_qr_svg, pass_request, pass_store_resolve, pass_timing
+
+log = logging.getLogger(__name__)
+
+#: HTTP status of the pass page when no pass can be shown, by ``PassUnavailable.code``.
+UNAVAILABLE_STATUS = {"no_payment_method": 403, "choose_store": 200, "unknown_store": 404, "no_store": 404}
+
+
+def staff_required(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    """Anonymous → the login page; logged in but not ``is_staff`` → 403."""
+
+    @wraps(view)
+    def wrapper(request: HttpRequest, *args, **kwargs) -> HttpResponse:
+        if not request.user.is_authenticated:
+            return redirect_to_login(request.get_full_path())
+        if not request.user.is_staff:
+            log.warning("user %s refused the staff page %s", request.user.pk, request.path)
+            raise PermissionDenied("staff only")
+        return view(request, *args, **kwargs)
+
+    return wrapper
+
+
+@require_GET
+@never_cache
+@login_required
+def pass_page(request: HttpRequest) -> HttpResponse:
+    """``GET /gates/pass/[?store=<code>]``: the shopper's rotating entry pass (QR code as inline SVG).
+
+    Which store: the only one, else ``?store=<code>`` (a list to choose from is shown otherwise). Without a card on
+    file no pass is issued: the page says so and links to the add-card page (403).
+    """
+    code = request.GET.get("store")
+    try:
+        store = pass_store_resolve(code=code)
+        entry_pass, token = pass_request(shopper=request.user, store=store)
+    except PassUnavailable as exc:
+        log.info("pass page for user %s: %s", request.user.pk, exc.code)
+        stores = Store.objects.order_by("name") if exc.code in {"choose_store", "unknown_store"} else []
+        return render(request, "gates/pass_unavailable.html", {"reason": exc.code, "message": exc.message,
+                                                               "stores": stores},
+                      status=UNAVAILABLE_STATUS.get(exc.code, 400))
+    return render(request, "gates/pass.html", {
+        "store": store, "token": token, "qr_svg": pass_qr_svg(token=token), "entry_pass": entry_pass,
+        "timing": pass_timing(), "several_stores": Store.objects.count() > 1,
+    })
+
+
+@require_GET
+@never_cache
+@staff_required
+def scanner_page(request: HttpRequest) -> HttpResponse:
+    """``GET /gates/scanner/`` (staff only): a door tablet's scanner. Reads QR codes with the camera
+    (``BarcodeDetector`` where the browser has it) or a pasted token, and posts them to the staff scan API."""
+    gates = Gate.objects.filter(active=True).select_related("store").order_by("store__name", "name")
+    return render(request, "gates/scanner.html", {"gates": gates})

@@ -1,0 +1,58 @@
+"""Layout admin: stores with their zones, gondolas with their shelves, shelves and bins (geometry in metres)."""
+from __future__ import annotations
+
+from django.contrib import admin
+
+from .models import Bin, Gondola, Shelf, Store, Zone
+
+
+class ZoneInline(admin.TabularInline):
+    model = Zone
+    fields = ("kind", "name", "polygon")
+    extra = 0
+
+
+@admin.register(Store)
+class StoreAdmin(admin.ModelAdmin):
+    list_display = ("code", "name", "currency", "capacity")
+    search_fields = ("code", "name")
+    inlines = (ZoneInline,)
+
+
+@admin.register(Zone)
+class ZoneAdmin(admin.ModelAdmin):
+    list_display = ("name", "kind", "store")
+    list_filter = ("store", "kind")
+    search_fields = ("name",)
+
+
+class ShelfInline(admin.TabularInline):
+    model = Shelf
+    fields = ("number", "z")
+    extra = 0
+
+
+@admin.register(Gondola)
+class GondolaAdmin(admin.ModelAdmin):
+    list_display = ("number", "store", "x", "y", "yaw_rad", "width_m", "depth_m", "height_m")
+    list_filter = ("store",)
+    search_fields = ("number",)
+    inlines = (ShelfInline,)
+
+
+@admin.register(Shelf)
+class ShelfAdmin(admin.ModelAdmin):
+    list_display = ("__str__", "gondola", "number", "z")
+    list_filter = ("gondola__store", "gondola")
+    list_select_related = ("gondola",)
+    search_fields = ("gondola__number", "number")
+
+
+@admin.register(Bin)
+class BinAdmin(admin.ModelAdmin):
+    list_display = ("code", "store", "shelf", "number", "x", "y", "z", "width_m", "depth_m", "capacity_g")
+    list_filter = ("store", "shelf__gondola")
+    search_fields = ("code",)
+    list_select_related = ("store", "shelf__gondola")
+    autocomplete_fields = ("shelf",)
+

@@ -1,0 +1,482 @@
+"""Recordings: the folder format that holds one store session, for replay and evaluation (DESIGN.md "Recordings").
+
+Pure Python + NumPy (no Django): read by ``replay``/``evaluate``, written by ``import_autocheckout`` and the
+simulator. The format is documented for people in ``docs/recording-format.md``; this module is its reference
+implementation. Every reader error is a :class:`RecordingError` naming the file and the line or field.
+
+Units: time in seconds since the Unix epoch, UTC; lengths in metres in store coordinates; weights in grams;
+prices as decimal strings in the store's currency.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import math
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+FORMAT = "walkout-recording"
+VERSION = 1
+MANIFEST = "recording.json"
+STORE = "store.json"
+SHELVES = "shelves.csv"
+TRACKS = "tracks.csv"
+GATES = "gates.csv"
+TRUTH = "truth.json"
+REQUIRED = (MANIFEST, STORE, SHELVES)
+
+#: Keypoints that count as a hand for fusion (wrists are what pose models give; "hand" where a system has it).
+HAND_KEYPOINTS = ("l_wrist", "r_wrist", "l_hand", "r_hand")
+#: Keypoints whose floor projection (x, y) gives a person's floor position, in order of preference.
+BODY_KEYPOINTS = ("neck", "head", "l_shoulder", "r_shoulder", "floor")
+
+
+class RecordingError(ValueError):
+    """A recording is missing a file or holds a malformed entry; the message names the file and place."""
+
+
+# --------------------------------------------------------------------------------------------- typed containers
+@dataclass(frozen=True)
+class ShelfSamples:
+    """Raw load-cell samples of the bins read by one shelf controller (bins sharing one clock and time grid).
+
+    ``t`` (T,) float64 seconds since epoch UTC, increasing; ``bin_codes`` (B,) bin codes; ``grams`` (T, B) float64
+    raw readings (not zeroed; NaN where a sample is missing).
+    """
+
+    t: np.ndarray
+    bin_codes: tuple[str, ...]
+    grams: np.ndarray
+
+    def __post_init__(self) -> None:
+        if self.t.ndim != 1:
+            raise ValueError(f"t must be (T,), got {self.t.shape}")
+        if self.grams.shape != (self.t.shape[0], len(self.bin_codes)):
+            raise ValueError(f"grams must be (T, B) = {(self.t.shape[0], len(self.bin_codes))}, got {self.grams.shape}")
+
+    @property
+    def rate_hz(self) -> float:
+        """Median sample rate, Hz (0 when fewer than two samples)."""
+        if self.t.shape[0] < 2:
+            return 0.0
+        return float(1.0 / np.median(np.diff(self.t)))
+
+
+@dataclass(frozen=True)
+class TrackObservations:
+    """Keypoint observations of shopper tracks in store coordinates (the vision → carts contract).
+
+    ``track_id`` (n,) object array of str; ``t`` (n,) float64 s UTC; ``keypoint`` (n,) object array of str
+    (``head``, ``neck``, ``l_wrist``, ``r_wrist``, …, or ``floor`` for a bare floor position with z = 0);
+    ``xyz`` (n, 3) float64 metres; ``score`` (n,) float64 in [0, 1].
+    """
+
+    track_id: np.ndarray
+    t: np.ndarray
+    keypoint: np.ndarray
+    xyz: np.ndarray
+    score: np.ndarray
+
+    def __post_init__(self) -> None:
+        n = self.t.shape[0]
+        for name in ("track_id", "keypoint", "score"):
+            if getattr(self, name).shape != (n,):
+                raise ValueError(f"{name} must be ({n},), got {getattr(self, name).shape}")
+        if self.xyz.shape != (n, 3):
+            raise ValueError(f"xyz must be ({n}, 3), got {self.xyz.shape}")
+
+    def __len__(self) -> int:
+        return int(self.t.shape[0])
+
+    def __getitem__(self, mask: Any) -> "TrackObservations":
+        return TrackObservations(self.track_id[mask], self.t[mask], self.keypoint[mask], self.xyz[mask],
+                                 self.score[mask])
+
+    @classmethod
+    def empty(cls) -> "TrackObservations":
+        return cls(np.array([], dtype=object), np.zeros(0), np.array([], dtype=object), np.zeros((0, 3)), np.zeros(0))
+
+    def hands(self) -> "TrackObservations":
+        """Only the hand keypoints (``HAND_KEYPOINTS``)."""
+        return self[np.isin(self.keypoint, HAND_KEYPOINTS)]
+
+    def track_ids(self) -> list[str]:
+        """Distinct track ids, in order of first observation."""
+        order = np.argsort(self.t, kind="stable")
+        seen: dict[str, None] = {}
+        for tid in self.track_id[order]:
+            seen.setdefault(str(tid), None)
+        return list(seen)
+
+    def span(self, track_id: str) -> tuple[float, float]:
+        """(first, last) observation time of ``track_id``, s UTC. Raises KeyError if it has none."""
+        ts = self.t[self.track_id == track_id]
+        if ts.size == 0:
+            raise KeyError(track_id)
+        return float(ts.min()), float(ts.max())
+
+    def between(self, t0: float, t1: float) -> "TrackObservations":
+        """Observations with ``t0 <= t <= t1``."""
+        return self[(self.t >= t0) & (self.t <= t1)]
+
+
+@dataclass(frozen=True)
+class GateScan:
+    """A gate event: ``kind`` entry or exit, at ``t`` (s UTC), for shopper ``track``; ``account`` an e-mail or "";
+    ``source`` ``scanned`` (a real scan) or ``inferred`` (an importer placed it at the track's first/last sighting)."""
+
+    t: float
+    track: str
+    kind: str
+    account: str = ""
+    source: str = "scanned"
+
+
+@dataclass(frozen=True)
+class TruthLine:
+    barcode: str
+    quantity: int
+
+
+@dataclass(frozen=True)
+class TruthReceipt:
+    """The true receipt of one shopper track."""
+
+    track: str
+    lines: tuple[TruthLine, ...]
+
+
+@dataclass
+class Recording:
+    """A recording folder, read and validated. ``store`` is the parsed ``store.json`` (see docs)."""
+
+    path: Path
+    manifest: dict
+    store: dict
+    shelves: list[ShelfSamples]
+    tracks: TrackObservations
+    gates: list[GateScan]
+    truth: list[TruthReceipt] | None
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return str(self.manifest.get("name") or self.path.name)
+
+    @property
+    def t_start(self) -> float:
+        return float(self.manifest["t_start"])
+
+    @property
+    def t_end(self) -> float:
+        return float(self.manifest["t_end"])
+
+
+# ------------------------------------------------------------------------------------------------------ reading
+def _load_json(path: Path) -> Any:
+    try:
+        with path.open(encoding="utf-8") as f:
+            return json.load(f)
+    except FileNotFoundError:
+        raise RecordingError(f"{path}: missing file") from None
+    except json.JSONDecodeError as exc:
+        raise RecordingError(f"{path}:{exc.lineno}: not valid JSON ({exc.msg})") from None
+
+
+def _finite(value: str, where: str) -> float:
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        raise RecordingError(f"{where}: {value!r} is not a number") from None
+    if not math.isfinite(x):
+        raise RecordingError(f"{where}: {value!r} is not finite")
+    return x
+
+
+def _rows(path: Path, columns: tuple[str, ...]) -> Iterable[tuple[int, list[str]]]:
+    """Yield (line number, row) of a CSV file whose header must start with ``columns``."""
+    try:
+        f = path.open(newline="", encoding="utf-8")
+    except FileNotFoundError:
+        raise RecordingError(f"{path}: missing file") from None
+    with f:
+        reader = csv.reader(f)
+        header = next(reader, None)
+        if header is None or tuple(h.strip() for h in header[: len(columns)]) != columns:
+            raise RecordingError(f"{path}:1: header must be {','.join(columns)}, got {header}")
+        for row in reader:
+            if row:
+                yield reader.line_num, row
+
+
+def read_store(path: Path) -> dict:
+    """Read and validate ``store.json``. Raises RecordingError naming the field at fault."""
+    data = _load_json(path)
+    where = str(path)
+    for key in ("store", "gondolas", "products", "facings"):
+        if key not in data:
+            raise RecordingError(f"{where}: missing key {key!r}")
+    for key in ("code", "name", "currency"):
+        if not data["store"].get(key):
+            raise RecordingError(f"{where}: store.{key} is missing")
+    codes: set[str] = set()
+    for gi, g in enumerate(data["gondolas"]):
+        for key in ("number", "x", "y", "yaw_rad", "width_m", "depth_m", "height_m", "shelves"):
+            if key not in g:
+                raise RecordingError(f"{where}: gondolas[{gi}].{key} is missing")
+        for si, s in enumerate(g["shelves"]):
+            for bi, b in enumerate(s.get("bins", [])):
+                for key in ("number", "code", "x", "y", "z", "width_m", "depth_m", "yaw_rad"):
+                    if key not in b:
+                        raise RecordingError(f"{where}: gondolas[{gi}].shelves[{si}].bins[{bi}].{key} is missing")
+                if b["code"] in codes:
+                    raise RecordingError(f"{where}: bin code {b['code']!r} appears twice")
+                codes.add(b["code"])
+    barcodes: set[str] = set()
+    for pi, p in enumerate(data["products"]):
+        for key in ("barcode", "name", "price", "unit_weight_g"):
+            if key not in p:
+                raise RecordingError(f"{where}: products[{pi}].{key} is missing")
+        try:
+            price = Decimal(str(p["price"]))
+        except InvalidOperation:
+            raise RecordingError(f"{where}: products[{pi}].price {p['price']!r} is not a decimal") from None
+        if price < 0 or not price.is_finite():
+            raise RecordingError(f"{where}: products[{pi}].price must be ≥ 0")
+        barcodes.add(p["barcode"])
+    for fi, fc in enumerate(data["facings"]):
+        if fc.get("bin") not in codes:
+            raise RecordingError(f"{where}: facings[{fi}].bin {fc.get('bin')!r} is not a bin of this store")
+        if fc.get("barcode") not in barcodes:
+            raise RecordingError(f"{where}: facings[{fi}].barcode {fc.get('barcode')!r} is not in products")
+    return data
+
+
+def read_shelves(path: Path, bin_codes: set[str], problems: list[str]) -> list[ShelfSamples]:
+    """Read ``shelves.csv`` (t, bin, grams) into one :class:`ShelfSamples` per shelf controller.
+
+    Bins sampled on one time grid share a controller (one clock); a sample missing from a bin's series is a NaN
+    gap on that grid. A malformed row (bad number,
+    unknown bin, infinite value) is skipped and reported in ``problems`` with its line; an empty or ``nan`` grams
+    field is a missing sample (NaN) and is kept as a gap. Raises RecordingError if the file is missing or its
+    header is wrong.
+    """
+    per_bin: dict[str, tuple[list[float], list[float]]] = {}
+    for line, row in _rows(path, ("t", "bin", "grams")):
+        where = f"{path}:{line}"
+        if len(row) < 3:
+            problems.append(f"{where}: expected 3 fields, got {len(row)}; row skipped")
+            continue
+        try:
+            t = _finite(row[0], where)
+        except RecordingError as exc:
+            problems.append(f"{exc}; row skipped")
+            continue
+        code = row[1].strip()
+        if code not in bin_codes:
+            problems.append(f"{where}: unknown bin {code!r}; row skipped")
+            continue
+        g_raw = row[2].strip()
+        if g_raw == "" or g_raw.lower() == "nan":
+            grams = math.nan
+        else:
+            try:
+                grams = float(g_raw)
+            except ValueError:
+                problems.append(f"{where}: grams {g_raw!r} is not a number; row skipped")
+                continue
+            if math.isinf(grams):
+                problems.append(f"{where}: grams {g_raw!r} is infinite; row skipped")
+                continue
+        ts, gs = per_bin.setdefault(code, ([], []))
+        ts.append(t)
+        gs.append(grams)
+
+    # Bins of one controller share its time grid. A skipped row leaves that bin without one sample; it must not
+    # split the controller, so bins join a group when ≥ 90 % of their times are on its grid, and gaps become NaN.
+    series = []
+    for code, (ts, gs) in per_bin.items():
+        t_arr = np.asarray(ts, dtype=np.float64)
+        g_arr = np.asarray(gs, dtype=np.float64)
+        order = np.argsort(t_arr, kind="stable")
+        t_arr, g_arr = t_arr[order], g_arr[order]
+        dup = np.concatenate([[False], np.diff(t_arr) == 0])
+        if dup.any():
+            problems.append(f"{path}: bin {code}: {int(dup.sum())} duplicated sample time(s); later ones dropped")
+            t_arr, g_arr = t_arr[~dup], g_arr[~dup]
+        series.append((code, t_arr, g_arr))
+    series.sort(key=lambda m: (-m[1].size, m[0]))
+    groups: list[tuple[np.ndarray, list[tuple[str, np.ndarray, np.ndarray]]]] = []
+    for code, t_arr, g_arr in series:
+        for k, (grid, members) in enumerate(groups):
+            if np.isin(t_arr, grid, assume_unique=True).sum() >= 0.9 * t_arr.size:
+                members.append((code, t_arr, g_arr))
+                groups[k] = (np.union1d(grid, t_arr), members)
+                break
+        else:
+            groups.append((t_arr, [(code, t_arr, g_arr)]))
+    out = []
+    for grid, members in groups:
+        members.sort(key=lambda m: m[0])
+        grams = np.full((grid.size, len(members)), np.nan)
+        for j, (_, t_arr, g_arr) in enumerate(members):
+            grams[np.searchsorted(grid, t_arr), j] = g_arr
+        out.append(ShelfSamples(t=grid, bin_codes=tuple(m[0] for m in members), grams=grams))
+    out.sort(key=lambda s: s.bin_codes[0])
+    return out
+
+
+def read_tracks(path: Path, problems: list[str]) -> TrackObservations:
+    """Read ``tracks.csv`` (t, track, keypoint, x, y, z, score). Missing file → no tracks (a problem is noted).
+
+    Malformed rows are skipped and reported in ``problems`` with their line.
+    """
+    if not path.exists():
+        problems.append(f"{path}: missing file; the recording has no shopper tracks")
+        return TrackObservations.empty()
+    tid, ts, kp, xyz, sc = [], [], [], [], []
+    for line, row in _rows(path, ("t", "track", "keypoint", "x", "y", "z", "score")):
+        where = f"{path}:{line}"
+        if len(row) < 7:
+            problems.append(f"{where}: expected 7 fields, got {len(row)}; row skipped")
+            continue
+        try:
+            t = _finite(row[0], where)
+            p = (_finite(row[3], where), _finite(row[4], where), _finite(row[5], where))
+            s = _finite(row[6], where)
+        except RecordingError as exc:
+            problems.append(f"{exc}; row skipped")
+            continue
+        if not row[1].strip() or not row[2].strip():
+            problems.append(f"{where}: empty track or keypoint; row skipped")
+            continue
+        tid.append(row[1].strip())
+        ts.append(t)
+        kp.append(row[2].strip())
+        xyz.append(p)
+        sc.append(s)
+    if not ts:
+        return TrackObservations.empty()
+    return TrackObservations(np.array(tid, dtype=object), np.asarray(ts, dtype=np.float64),
+                             np.array(kp, dtype=object), np.asarray(xyz, dtype=np.float64).reshape(-1, 3),
+                             np.asarray(sc, dtype=np.float64))
+
+
+def read_gates(path: Path, problems: list[str]) -> list[GateScan]:
+    """Read ``gates.csv`` (t, track, kind, account, source). Missing file → no scans (noted in ``problems``)."""
+    if not path.exists():
+        problems.append(f"{path}: missing file; no gate scans")
+        return []
+    scans = []
+    for line, row in _rows(path, ("t", "track", "kind")):
+        where = f"{path}:{line}"
+        try:
+            t = _finite(row[0], where)
+        except RecordingError as exc:
+            problems.append(f"{exc}; row skipped")
+            continue
+        kind = row[2].strip() if len(row) > 2 else ""
+        if kind not in {"entry", "exit"}:
+            problems.append(f"{where}: kind must be entry or exit, got {kind!r}; row skipped")
+            continue
+        scans.append(GateScan(t=t, track=row[1].strip(), kind=kind,
+                              account=row[3].strip() if len(row) > 3 else "",
+                              source=(row[4].strip() if len(row) > 4 else "") or "scanned"))
+    scans.sort(key=lambda s: s.t)
+    return scans
+
+
+def read_truth(path: Path) -> list[TruthReceipt] | None:
+    """Read ``truth.json`` ({"receipts": [{"track", "lines": [{"barcode", "quantity"}]}]}); None if absent."""
+    if not path.exists():
+        return None
+    data = _load_json(path)
+    out = []
+    for ri, r in enumerate(data.get("receipts", [])):
+        try:
+            lines = tuple(TruthLine(str(x["barcode"]), int(x["quantity"])) for x in r["lines"])
+            out.append(TruthReceipt(track=str(r["track"]), lines=lines))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise RecordingError(f"{path}: receipts[{ri}] is malformed ({exc})") from None
+    return out
+
+
+def read_recording(path: str | Path) -> Recording:
+    """Read a recording folder. Raises RecordingError if a required file is missing or malformed.
+
+    Recoverable problems (a malformed row, an optional file absent) are logged and listed in
+    ``Recording.problems``; the rest of the recording is still read.
+    """
+    root = Path(path)
+    if not root.is_dir():
+        raise RecordingError(f"{root}: not a recording folder (no such directory)")
+    for name in REQUIRED:
+        if not (root / name).exists():
+            raise RecordingError(f"{root / name}: missing file (a recording needs {', '.join(REQUIRED)})")
+    manifest = _load_json(root / MANIFEST)
+    if manifest.get("format") != FORMAT:
+        raise RecordingError(f"{root / MANIFEST}: format must be {FORMAT!r}, got {manifest.get('format')!r}")
+    if int(manifest.get("version", 0)) != VERSION:
+        raise RecordingError(f"{root / MANIFEST}: unsupported version {manifest.get('version')!r} (this reads {VERSION})")
+    for key in ("t_start", "t_end"):
+        _finite(manifest.get(key), f"{root / MANIFEST}: {key}")
+    store = read_store(root / STORE)
+    bin_codes = {b["code"] for g in store["gondolas"] for s in g["shelves"] for b in s.get("bins", [])}
+    problems: list[str] = []
+    shelves = read_shelves(root / SHELVES, bin_codes, problems)
+    tracks = read_tracks(root / TRACKS, problems)
+    gates = read_gates(root / GATES, problems)
+    truth = read_truth(root / TRUTH)
+    for p in problems:
+        log.warning("%s", p)
+    return Recording(path=root, manifest=manifest, store=store, shelves=shelves, tracks=tracks, gates=gates,
+                     truth=truth, problems=problems)
+
+
+# ------------------------------------------------------------------------------------------------------ writing
+def write_recording(path: str | Path, *, manifest: dict, store: dict, shelves: Iterable[ShelfSamples],
+                    tracks: TrackObservations | None = None, gates: Iterable[GateScan] = (),
+                    truth: Iterable[TruthReceipt] | None = None) -> Path:
+    """Write a recording folder (created if needed; files overwritten). Returns the folder path.
+
+    ``manifest`` gets ``format``/``version`` filled in. Grams are written with 0.01 g resolution, positions with
+    0.1 mm, times with 1 µs.
+    """
+    root = Path(path)
+    root.mkdir(parents=True, exist_ok=True)
+    manifest = {"format": FORMAT, "version": VERSION, **manifest}
+    (root / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    (root / STORE).write_text(json.dumps(store, indent=1) + "\n", encoding="utf-8")
+    with (root / SHELVES).open("w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["t", "bin", "grams"])
+        for block in shelves:
+            for i, t in enumerate(block.t):
+                ts = f"{t:.6f}"
+                for code, g in zip(block.bin_codes, block.grams[i]):
+                    w.writerow([ts, code, "" if math.isnan(g) else f"{g:.2f}"])
+    if tracks is not None:
+        with (root / TRACKS).open("w", newline="", encoding="utf-8") as f:
+            w = csv.writer(f)
+            w.writerow(["t", "track", "keypoint", "x", "y", "z", "score"])
+            for i in np.argsort(tracks.t, kind="stable"):
+                x, y, z = tracks.xyz[i]
+                w.writerow([f"{tracks.t[i]:.6f}", tracks.track_id[i], tracks.keypoint[i], f"{x:.4f}", f"{y:.4f}",
+                            f"{z:.4f}", f"{tracks.score[i]:.3f}"])
+    with (root / GATES).open("w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["t", "track", "kind", "account", "source"])
+        for g in sorted(gates, key=lambda g: g.t):
+            w.writerow([f"{g.t:.6f}", g.track, g.kind, g.account, g.source])
+    if truth is not None:
+        data = {"receipts": [{"track": r.track, "lines": [{"barcode": x.barcode, "quantity": x.quantity}
+                                                          for x in r.lines]} for r in truth]}
+        (root / TRUTH).write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    return root

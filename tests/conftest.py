@@ -1,0 +1,34 @@
+"""Shared test fixtures: where ../shared is, and the real BENCHMARK-1 recording converted once per session."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("WALKOUT_SHARED", REPO.parent / "shared"))
+AUTOCHECKOUT = SHARED / "datasets" / "autocheckout"
+BENCHMARK_1 = AUTOCHECKOUT / "BENCHMARK-1"
+
+os.environ.setdefault("YOLO_OFFLINE", "1")
+os.environ.setdefault("YOLO_AUTOINSTALL", "0")
+
+
+def shared_file(relative: str) -> Path:
+    """Path of a file in ../shared, or skip the test with a message naming it when it is absent."""
+    path = SHARED / relative
+    if not path.exists():
+        pytest.skip(f"needs {path} (the shared data folder beside the checkout); not present on this machine")
+    return path
+
+
+@pytest.fixture(scope="session")
+def benchmark1_recording(tmp_path_factory) -> Path:
+    """The real AutoCheckout BENCHMARK-1 test case converted into a recording folder (once per test session)."""
+    case = shared_file("datasets/autocheckout/BENCHMARK-1/plate_data.json").parent
+    from store.autocheckout import import_case
+
+    dest = tmp_path_factory.mktemp("rec") / "BENCHMARK-1"
+    import_case(case, dest)
+    return dest
