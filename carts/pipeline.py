@@ -82,6 +82,7 @@ class StorePipeline:
         self.bins = bin_geometry_for(store=store)
         self.products = {p.barcode: p for p in Product.objects.filter(store=store)}
         self._detectors: dict[tuple[str, ...], weight.WeightEventDetector] = {}
+        self._planograms: dict[tuple[str, ...], weight.Planogram] = {}
         self._hands: list[TrackObservations] = []
         self._hands_cache: TrackObservations | None = None
         self._track_seen: dict[str, list[float]] = {}
@@ -163,15 +164,24 @@ class StorePipeline:
     def _on_changes(self, bin_codes: tuple[str, ...], changes: weight.WeightChanges) -> None:
         if len(changes) == 0:
             return
-        # the detector numbers bins by column; the planogram needs codes
-        local = weight.Planogram(bin_codes=bin_codes, facings=self.planogram.facings,
-                                 products=self.planogram.products, neighbours=self.planogram.neighbours)
-        for event in weight.shelf_events_from_changes(changes, local):
+        for event in weight.shelf_events_from_changes(changes, self._controller_planogram(bin_codes)):
             row = shelf_event_record(store=self.store, session=self.session, event=event)
             self.stats.shelf_events += 1
             log.info("shelf event %s %+.0f g (%s)", ",".join(event.bin_codes), event.delta_g,
                      f"{event.best.barcode} × {event.best.quantity}" if event.best else "unexplained")
             self._pending.append((row, event))
+
+    def _controller_planogram(self, bin_codes: tuple[str, ...]) -> weight.Planogram:
+        """The planogram restricted to one controller's bins, in its column order (the detector's bin index)."""
+        cached = self._planograms.get(bin_codes)
+        if cached is None:
+            known = set(bin_codes)
+            p = self.planogram
+            cached = self._planograms[bin_codes] = weight.Planogram(
+                bin_codes=bin_codes, facings={b: v for b, v in p.facings.items() if b in known},
+                products=p.products,
+                neighbours={b: tuple(n for n in v if n in known) for b, v in p.neighbours.items() if b in known})
+        return cached
 
     def hands(self) -> TrackObservations:
         """All hand keypoints fed so far."""

@@ -146,31 +146,23 @@ def replay_recording(recording: Recording, *, session: str | None = None, shoppe
                         stats=pipeline.stats)
 
 
-def demo_shopper_ensure(email: str, *, password: str = "walkout-demo") -> object:
+DEMO_PASSWORD = "take-it-and-go"
+
+
+def demo_shopper_ensure(email: str, *, password: str = DEMO_PASSWORD) -> object:
     """The shopper ``email``, created if missing with ``password`` and the payment provider's test card
-    4242 4242 4242 4242 on file (dummy provider, or Stripe in test mode). Raises RuntimeError if the provider
-    refuses the card."""
-    from store.accounts.models import ShopperProfile
+    (4242 4242 4242 4242 with the dummy provider, ``pm_card_visa`` with Stripe in test mode) on file.
+    Raises ``store.accounts.payment.CardRejected`` if the provider refuses the card."""
+    from store.accounts.payment import shopper_card_attach
     from store.accounts.services import shopper_create
     from store.billing.providers import get_provider
 
     User = get_user_model()
     user = User.objects.filter(username=email).first() or shopper_create(email=email, password=password)
-    profile, _ = ShopperProfile.objects.get_or_create(user=user)
-    if profile.has_payment_method:
-        return user
-    provider = get_provider()
-    if not profile.customer_ref or profile.provider != provider.name:
-        profile.customer_ref = provider.create_customer(email=email, idempotency_key=f"customer:{user.pk}").customer_ref
-        profile.provider = provider.name
-    card_token = "4242424242424242" if provider.name == "dummy" else "pm_card_visa"
-    result = provider.attach_card(customer_ref=profile.customer_ref, card_token=card_token,
-                                  idempotency_key=f"card:{user.pk}:{profile.customer_ref}")
-    if not result.succeeded:
-        raise RuntimeError(f"the payment provider refused the test card for {email}: {result.error}")
-    profile.payment_method_ref = result.payment_method_ref
-    profile.card_brand, profile.card_last4 = result.brand, result.last4
-    profile.save()
+    profile = getattr(user, "shopper", None)
+    if profile is None or not profile.has_payment_method:
+        token = "4242424242424242" if get_provider().name == "dummy" else "pm_card_visa"
+        shopper_card_attach(user=user, card_token=token)
     return user
 
 

@@ -9,6 +9,7 @@ are for templates only, made by :func:`money_display`. Times are aware ``datetim
 """
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -212,6 +213,11 @@ class EventEvidence:
     delta_g: float | None
     shelf_event_id: int | None
     evidence: dict
+
+    @property
+    def evidence_json(self) -> str:
+        """``evidence`` as indented JSON, for display."""
+        return json.dumps(self.evidence, indent=1, sort_keys=True, default=str)
 
 
 @dataclass(frozen=True)
@@ -438,8 +444,8 @@ def shelf_events_latest(*, limit: int = 30) -> list[ShelfEventRow]:
 @dataclass(frozen=True)
 class ReviewRow:
     """An open review item with its evidence. ``hypotheses`` as in :func:`_hypotheses`; ``candidates`` best first,
-    each ``{"visit", "track_id", "distance_m", "score", "shopper", "state"}`` (``shopper``/``state`` of the visit,
-    ``""`` when the candidate names no known visit)."""
+    each ``{"visit", "track_id", "distance_m", "score", "shopper", "state", "open"}`` (``shopper``/``state`` of the
+    visit, ``""`` when the candidate names no known visit; ``open``: its cart still takes events)."""
 
     id: int
     reason: str
@@ -468,6 +474,7 @@ def review_queue(*, limit: int = 100) -> list[ReviewRow]:
                 "visit": v.pk if v else None, "track_id": c.get("track_id", ""),
                 "distance_m": c.get("distance_m"), "score": c.get("score"),
                 "shopper": v.shopper.get_username() if v else "", "state": v.state if v else "",
+                "open": bool(v and v.state in OPEN_STATES),
             })
         rows.append(ReviewRow(id=i.pk, reason=i.reason, created_at=i.created_at, shelf_event=i.shelf_event,
                               hypotheses=_hypotheses(i.shelf_event, names), candidates=candidates))

@@ -323,13 +323,13 @@ def read_products(path: str | Path, *, sd_rel: float = DEFAULT_PRODUCT_SD_REL,
                 continue
             try:
                 doc = json.loads(line)
-                code = doc["product_id"]["id"]
-                weight = doc["metadata"]["weight"]
             except json.JSONDecodeError as exc:
                 err = AutoCheckoutError(f"bad JSON: {exc.msg}", path=str(path), line=lineno)
-            except (KeyError, TypeError) as exc:
-                err = AutoCheckoutError(f"missing field {exc}", path=str(path), line=lineno)
             else:
+                pid = doc.get("product_id") if isinstance(doc, dict) else None
+                meta = doc.get("metadata") if isinstance(doc, dict) else None
+                code = pid.get("id") if isinstance(pid, dict) else None
+                weight = meta.get("weight") if isinstance(meta, dict) else None
                 if not isinstance(code, str) or not code:
                     err = AutoCheckoutError(f"barcode must be a non-empty string, got {code!r}",
                                             path=str(path), line=lineno, field="product_id.id")
@@ -374,32 +374,44 @@ def read_planogram(path: str | Path, products: ProductWeights, bin_codes: Sequen
         for lineno, line in enumerate(fh, start=1):
             if not line.strip():
                 continue
+            err: AutoCheckoutError | None = None
             try:
                 doc = json.loads(line)
-                code = doc["planogram_product_id"]["id"]
-                plates = [(int(p["shelf_id"]["gondola_id"]["id"]), int(p["shelf_id"]["shelf_index"]),
-                           int(p["plate_index"])) for p in doc["plate_ids"]]
             except json.JSONDecodeError as exc:
                 err = AutoCheckoutError(f"bad JSON: {exc.msg}", path=str(path), line=lineno)
-            except (KeyError, TypeError, ValueError) as exc:
-                err = AutoCheckoutError(f"missing or malformed field {exc}", path=str(path), line=lineno)
             else:
-                if code not in catalogue:
-                    log.warning("%s:%d: product %s is not in the catalogue (no weight); facing left out",
-                                path, lineno, code)
-                    continue
-                for g, s, p in plates:
-                    bin_code = f"{g}-{s}-{p}"
-                    if bin_code not in known:
-                        log.warning("%s:%d: bin %s is not among the detector's bins; facing of %s left out",
-                                    path, lineno, bin_code, code)
-                        continue
-                    lst = facings.setdefault(bin_code, [])
-                    if code not in lst:
-                        lst.append(code)
+                pid = doc.get("planogram_product_id") if isinstance(doc, dict) else None
+                code = pid.get("id") if isinstance(pid, dict) else None
+                if not isinstance(code, str) or not code:
+                    err = AutoCheckoutError(f"no product id (got {code!r})", path=str(path), line=lineno,
+                                            field="planogram_product_id.id")
+                else:
+                    try:
+                        plates = [(int(p["shelf_id"]["gondola_id"]["id"]), int(p["shelf_id"]["shelf_index"]),
+                                   int(p["plate_index"])) for p in doc["plate_ids"]]
+                    except (KeyError, TypeError, ValueError) as exc:
+                        err = AutoCheckoutError(f"malformed plate id ({exc!r})", path=str(path), line=lineno,
+                                                field="plate_ids")
+            if err is not None:
+                log.warning("%s", err)
+                errors.append(err)
                 continue
-            log.warning("%s", err)
-            errors.append(err)
+            if code not in catalogue:
+                log.warning("%s:%d: product %s is not in the catalogue (no weight); facing left out",
+                            path, lineno, code)
+                continue
+            missing = []
+            for g, s, p in plates:
+                bin_code = f"{g}-{s}-{p}"
+                if bin_code not in known:
+                    missing.append(bin_code)
+                    continue
+                lst = facings.setdefault(bin_code, [])
+                if code not in lst:
+                    lst.append(code)
+            if missing:
+                log.warning("%s:%d: bins %s are not among the detector's bins; facings of %s there left out",
+                            path, lineno, ",".join(missing), code)
     neighbours: dict[str, tuple[str, ...]] = {}
     for c in codes:
         parts = c.split("-")

@@ -172,10 +172,14 @@ def convert_catalogue(case: Path, product_info: Path | None) -> tuple[list[dict]
     """Products (price from ``metadata.price``, a placeholder in this data set; weight ± spread) and facings."""
     sds, rel = weight_spreads(product_info)
     products = {}
+    unweighed = []
     for line, doc in _json_lines(case / "products.json"):
         try:
             barcode = str(doc["product_id"]["id"])
             meta = doc["metadata"]
+            if "weight" not in meta:
+                unweighed.append(line)
+                continue
             weight = float(meta["weight"])
             price = Decimal(str(meta.get("price", 0))).quantize(Decimal("0.01"))
         except (KeyError, TypeError, ValueError, ArithmeticError) as exc:
@@ -184,6 +188,10 @@ def convert_catalogue(case: Path, product_info: Path | None) -> tuple[list[dict]
         products[barcode] = {"barcode": barcode, "name": str(meta.get("name", barcode))[:200], "price": str(price),
                              "unit_weight_g": round(weight, 2),
                              "unit_weight_sd_g": round(sds.get(barcode, rel * weight), 2)}
+    if unweighed:
+        log.info("%s: %d products have no weight (a weight-sensing store cannot sell them) and were skipped, "
+                 "lines %s", case / "products.json", len(unweighed), ", ".join(map(str, unweighed[:10]))
+                 + (" …" if len(unweighed) > 10 else ""))
     facings = []
     for line, doc in _json_lines(case / "planogram.json"):
         barcode = str(doc.get("planogram_product_id", {}).get("id", ""))

@@ -100,6 +100,7 @@ if PRODUCTION:
     MQTT_URL = _env("MQTT_URL")
     PAYMENT_PROVIDER = os.environ.get("WALKOUT_PAYMENT_PROVIDER", "stripe")
 else:
+    (BASE_DIR / "var").mkdir(exist_ok=True)
     DATABASES = {
         "default": {
             "ENGINE": "django.db.backends.sqlite3",

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import re
-import uuid
 from datetime import date
 
 from django import forms
@@ -58,8 +57,7 @@ def luhn_ok(number: str) -> bool:
 class DummyCardForm(forms.Form):
     """Embedded profile only: a test card typed in the page (the dummy provider takes test numbers only).
 
-    ``attempt`` is a random id rendered into the form: with the user id it makes the provider call's idempotency
-    key, so a double-submitted form saves the card once.
+    Expiry and CVC are checked for shape here and go no further; the number goes to the provider.
     """
 
     number = forms.CharField(label="Card number", max_length=23, widget=_NoEchoInput(attrs={
@@ -68,12 +66,6 @@ class DummyCardForm(forms.Form):
         "autocomplete": "cc-exp", "inputmode": "numeric", "placeholder": "12/34"}))
     cvc = forms.CharField(label="CVC", max_length=4, widget=_NoEchoInput(attrs={
         "autocomplete": "cc-csc", "inputmode": "numeric", "placeholder": "123"}))
-    attempt = forms.UUIDField(widget=forms.HiddenInput, initial=uuid.uuid4)
-
-    def renew_attempt(self) -> None:
-        """Give a re-displayed form a fresh ``attempt`` (a new card is a new request to the provider)."""
-        self.data = self.data.copy()
-        self.data[self.add_prefix("attempt")] = str(uuid.uuid4())
 
     def clean_number(self) -> str:
         number = re.sub(r"[\s-]", "", self.cleaned_data["number"])

@@ -46,7 +46,8 @@ class _Declined(Exception):
         super().__init__(str(error))
         body = error.json_body if isinstance(error.json_body, dict) else {}
         self.detail: dict[str, Any] = body.get("error") or {}
-        self.code: str = self.detail.get("decline_code") or self.detail.get("code") or error.code or ""
+        self.code: str = (self.detail.get("decline_code") or self.detail.get("code") or error.code
+                          or self.detail.get("type") or type(error).__name__)
         self.message: str = (self.detail.get("message") or error.user_message or str(error))[:300]
         pi = self.detail.get("payment_intent")
         self.payment_intent: dict[str, Any] = pi if isinstance(pi, dict) else {}
@@ -218,7 +219,9 @@ class StripeProvider(PaymentProvider):
         except _Declined as exc:
             return CaptureResult(capture=self._declined_result(exc, intent_ref=intent_ref, amount_minor=to_capture,
                                                                currency=pi["currency"]))
-        captured = self._intent_result(pi, ok_statuses={"succeeded"}, amount_minor=pi.get("amount_received") or 0)
+        received = pi.get("amount_received")  # Stripe sets it; a fake server may not: then what was asked
+        captured = self._intent_result(pi, ok_statuses={"succeeded"},
+                                       amount_minor=received if isinstance(received, int) and received else to_capture)
         extra = None
         if captured.succeeded and amount_minor > to_capture:
             extra = self.charge(

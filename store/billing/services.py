@@ -18,7 +18,7 @@ from decimal import ROUND_HALF_UP, Decimal
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Sum
+from django.db.models import Q, Sum
 from django.utils import timezone
 
 from store.accounts.models import ShopperProfile
@@ -180,12 +180,13 @@ def _hold(visit: Visit) -> PaymentAttempt | None:
 
 
 def _hold_usable(visit: Visit, hold: PaymentAttempt | None) -> bool:
-    """The hold exists and was neither captured nor released (by us or, seen through a webhook, by the provider)."""
+    """The hold exists, was released by no one (us, or the provider as a webhook told), and no capture was tried
+    on it: a hold captures once, and a refused capture means it is gone (expired, canceled provider-side)."""
     if hold is None:
         return False
-    return not visit.payment_attempts.filter(
-        intent_ref=hold.intent_ref, kind__in=[K.CAPTURE, K.CANCEL], status=S.SUCCEEDED
-    ).exists()
+    used = visit.payment_attempts.filter(intent_ref=hold.intent_ref).filter(
+        Q(kind=K.CAPTURE) | Q(kind=K.CANCEL, status=S.SUCCEEDED))
+    return not used.exists()
 
 
 def payment_settled_minor(*, visit: Visit) -> int:

@@ -8,7 +8,7 @@ from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
-from carts.replay import DEMO_SHOPPER, demo_shopper_ensure, replay_recording
+from carts.replay import DEMO_PASSWORD, DEMO_SHOPPER, demo_shopper_ensure, replay_recording
 from store.accounts.services import manager_create
 from store.autocheckout import AutoCheckoutError, import_case
 from store.recording import RecordingError, read_recording
@@ -16,7 +16,6 @@ from store.recording import RecordingError, read_recording
 from .replay import print_receipts
 
 DEMO_MANAGER = "manager@walkout.test"
-DEMO_PASSWORD = "walkout-demo"
 
 
 class Command(BaseCommand):

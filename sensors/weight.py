@@ -1,0 +1,850 @@
+"""Weight events from shelf load cells: detection, product × quantity explanation, shelf events (pure NumPy).
+
+Pipeline (DESIGN.md, ``sensors`` → ``carts``)::
+
+    raw samples (n, B) grams ──WeightEventDetector──▶ WeightChanges ──shelf_events_from_changes──▶ [ShelfEvent]
+                                                                      (merge adjacent bins, explain_change)
+
+Detection, per bin, vectorised over bins (one NumPy operation covers all B bins; the only Python loop is over
+samples). Sources of the scheme: the weight-event detectors used on this very store, AIM3S (Ruiz et al.,
+"AIM3S: Autonomous Inventory Monitoring through Multi-Modal Sensing for Cashier-Less Convenience Stores",
+BuildSys 2019; CarlosRDomin/AIM3S ``detectWeightEvents.m``: moving variance > 100 g², ≥ 60 samples active then
+≥ 60 samples stable, |Δ| > 10 g) and the CMU competition entry (AutoCheckout-CMU/AutoCheckout ``WeightTrigger.py``:
+rolling std > 40 g per shelf, |Δ| > 10 g):
+
+1. Rolling statistics over a centred window of ``window_s`` (default 0.5 s = 31 samples at 60 Hz): mean ``m`` and
+   standard deviation ``s`` of the valid (non-NaN) samples. A window with fewer than ``min_valid_frac`` valid
+   samples is a gap: it is never stable, never active, and updates nothing.
+2. Two noise figures per bin, learnt only while the bin is stable, as running medians (robust to bursts; a
+   multiplicative sign update, i.e. Robbins–Monro stochastic approximation of a quantile, Robbins & Monro 1951):
+   ``spread`` = the median window sd (the "sd > 20 g" of the literature, but each plate's own), and ``sd_diff`` =
+   1.4826 × median |m(t) − m(t − window)|, the spread of the difference of two stable levels one window apart,
+   i.e. the null distribution of a measured Δ (it includes the slow wander and vibration the per-sample sd
+   misses and that white-noise formulas underestimate).
+3. A stable bin becomes ACTIVE when ``s > clip(activity_k · spread, activity_floor_g, activity_ceiling_g)`` (the
+   ceiling, 20 g, is the AIM3S/CMU constant: a noisy plate is never less sensitive than the literature) or when
+   its level leaves the baseline, ``|m − baseline| > max(level_floor_g, level_k · sd_diff)`` (catches a change too
+   slow or small to raise the sd).
+4. The baseline follows the level while stable through an exponential average with time constant
+   ``baseline_tau_s`` (slow drift and creep are absorbed and never become events).
+5. An ACTIVE bin closes after ``stable_after_s`` of consecutive calm windows (sd ≤ ``close_k`` × the activity
+   threshold, a hysteresis) whose level stays within the level threshold of the first; ``after`` = mean level over that run, ``before`` = baseline when the activity began,
+   Δ = after − before. The change is reported if ``|Δ| ≥ max(min_delta_g, delta_k · sd_diff)``; in every case the
+   baseline becomes ``after``. A single-sample spike or a NaN burst makes the bin active or gapped for a moment
+   but leaves the level where it was, so Δ ≈ 0 and nothing is reported.
+6. A bin is armed (may start an activity) after ``stable_before_s`` of stable samples: the first level is known.
+
+Times: every sample carries its own time (seconds since epoch UTC); ``t_start``/``t_end`` are the times of the
+first and last active window centres, so they bracket the raw change with about half a window to spare each
+side (the hand is there a little before and after the weight moves: what fusion wants). A time gap between
+samples longer than 1.5 sample periods is filled with NaN rows (up to one window), so windows never straddle it.
+
+Explanation (:func:`explain_change`): Gaussian likelihood of Δ under "q units of product p taken", mean −q·μ_p,
+variance 2·noise² (the before and after levels each carry the level noise) + |q|·σ_p² (the sum of |q|
+independent unit weights, each N(μ_p, σ_p²), as in AIM3S's product weight model, ``computeWeightProbability.m``),
+plus an explicit "unexplained" outcome (a reject option) so an event nothing fits goes to review.
+"""
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Iterable, Mapping, Sequence
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+#: Barcode of the "nothing fits" outcome in a hypothesis list.
+UNEXPLAINED = ""
+#: Weight given to store-wide fallback candidates (a bin with no facing, or a change its facings cannot explain):
+#: their likelihoods are multiplied by this before normalising, so the unexplained outcome gains the rest.
+FALLBACK_WEIGHT = 0.5
+
+_MAD_TO_SD = 1.4826  # sd of a Gaussian = 1.4826 × its median absolute deviation (Rousseeuw & Croux 1993)
+
+
+# --------------------------------------------------------------------------------------------- configuration
+@dataclass(frozen=True)
+class DetectorConfig:
+    """Knobs of :class:`WeightEventDetector`. Times in seconds, weights in grams.
+
+    Defaults and where they come from:
+
+    - ``window_s = 0.5``: rolling window (centred). AIM3S used 90 samples (1.5 s) at 60 Hz, CMU 60 samples (1 s);
+      on BENCHMARK-1 a real pick takes ~0.25 s, and 0.5 s halves the latency while keeping ≥ 30 samples.
+    - ``min_valid_frac = 0.6``: a window needs this share of non-NaN samples, else it is a gap.
+    - ``stable_before_s = 0.5``, ``stable_after_s = 0.5``: AIM3S/CMU ask ≥ 0.5–1 s stable around an event.
+    - ``min_delta_g = 10``: AIM3S ``epsMean`` and CMU ``mean_shelf``, both 10 g.
+    - ``delta_k = 5``: and |Δ| must be ≥ 5 × the bin's own sd of a stable-level difference (a 5 σ gate).
+    - ``activity_k = 4``, ``activity_floor_g = 3``, ``activity_ceiling_g = 20``: active when the window sd exceeds
+      4 × the plate's median window sd, clipped to [3 g, 20 g]; 20 g = √(AIM3S 100 g² … 400 g²) and close to
+      CMU's 40 g per shelf of 12 plates. The floor keeps quantisation (~0.25 g steps) and the slow wander of the
+      quietest plates (BENCHMARK-1: window sd up to ~2.3 g on plates whose median is 0.6 g) from triggering; a
+      step of Δ raises the window sd to Δ/2, so every step ≥ 6 g still does.
+    - ``close_k = 1.5``: hysteresis (a Schmitt trigger): an activity closes on windows with sd up to 1.5 × the
+      threshold that opened it, so a plate whose noise rose (vibration) is not held active indefinitely; the level
+      steadiness check still guards the settled level.
+    - ``level_k = 4``, ``level_floor_g = 5``: active when the level leaves the baseline by more than this.
+    - ``baseline_tau_s = 1.0``: time constant of the stable baseline; a drift of r g/s lags by r·τ g, far below
+      the level threshold for any real creep (load cells creep ~0.02–0.1 % of load over minutes).
+    - ``noise_tau_s = 10``: adaptation time of the noise medians; ``noise_floor_g = 0.25`` (the quantisation step
+      seen on BENCHMARK-1).
+    - ``tail_min_s = 0.25``: at :meth:`WeightEventDetector.flush`, an open activity is closed only if it already
+      has this much stable tail.
+
+    Raises ``ValueError`` for non-positive or inconsistent values.
+    """
+
+    window_s: float = 0.5
+    min_valid_frac: float = 0.6
+    stable_before_s: float = 0.5
+    stable_after_s: float = 0.5
+    min_delta_g: float = 10.0
+    delta_k: float = 5.0
+    activity_k: float = 4.0
+    activity_floor_g: float = 3.0
+    activity_ceiling_g: float = 20.0
+    close_k: float = 1.5
+    level_k: float = 4.0
+    level_floor_g: float = 5.0
+    baseline_tau_s: float = 1.0
+    noise_tau_s: float = 10.0
+    noise_floor_g: float = 0.25
+    tail_min_s: float = 0.25
+
+    def __post_init__(self) -> None:
+        for name in ("window_s", "stable_before_s", "stable_after_s", "min_delta_g", "delta_k", "activity_k", "close_k",
+                     "activity_floor_g", "activity_ceiling_g", "level_k", "level_floor_g", "baseline_tau_s",
+                     "noise_tau_s", "noise_floor_g", "tail_min_s"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+                raise ValueError(f"DetectorConfig.{name} must be a positive number, got {value!r}")
+        if not 0.5 < self.min_valid_frac <= 1.0:
+            raise ValueError(f"DetectorConfig.min_valid_frac must be in (0.5, 1], got {self.min_valid_frac}")
+        if self.activity_ceiling_g < self.activity_floor_g:
+            raise ValueError(f"DetectorConfig.activity_ceiling_g ({self.activity_ceiling_g}) must be ≥ "
+                             f"activity_floor_g ({self.activity_floor_g})")
+        if self.close_k < 1.0:
+            raise ValueError(f"DetectorConfig.close_k must be ≥ 1, got {self.close_k}")
+        if self.tail_min_s > self.stable_after_s:
+            raise ValueError(f"DetectorConfig.tail_min_s ({self.tail_min_s}) must be ≤ stable_after_s "
+                             f"({self.stable_after_s})")
+
+
+# --------------------------------------------------------------------------------------------- typed containers
+def _check_1d(name: str, arr: object, n: int | None, dtype: type) -> int:
+    if not isinstance(arr, np.ndarray):
+        raise TypeError(f"{name} must be a numpy array, got {type(arr).__name__}")
+    if arr.ndim != 1 or (n is not None and arr.shape[0] != n):
+        raise ValueError(f"{name} must have shape ({'n' if n is None else n},), got {arr.shape}")
+    if arr.dtype != dtype:
+        raise ValueError(f"{name} must be {np.dtype(dtype)}, got {arr.dtype}")
+    return int(arr.shape[0])
+
+
+@dataclass(frozen=True)
+class WeightChanges:
+    """Settled weight changes on bins.
+
+    ``bin_index`` (n,) int64, column into the detector's bins; ``t_start``, ``t_end`` (n,) float64 s since epoch
+    UTC; ``before_g``, ``after_g`` (n,) float64 grams, the stable levels before and after the activity;
+    ``delta_g`` (n,) float64 grams = after − before (negative: weight left the shelf); ``noise_sd_g`` (n,) float64
+    grams, the sd of ONE stable level estimate on that bin (so Δ has sd ≈ √2 · noise_sd_g without any item).
+
+    ``changes[mask]`` (bool mask, index array or slice) returns a new ``WeightChanges``. Raises ``ValueError``
+    (expected vs actual shape or dtype) on malformed arrays.
+    """
+
+    bin_index: np.ndarray
+    t_start: np.ndarray
+    t_end: np.ndarray
+    before_g: np.ndarray
+    after_g: np.ndarray
+    delta_g: np.ndarray
+    noise_sd_g: np.ndarray
+
+    def __post_init__(self) -> None:
+        n = _check_1d("WeightChanges.bin_index", self.bin_index, None, np.int64)
+        for name in ("t_start", "t_end", "before_g", "after_g", "delta_g", "noise_sd_g"):
+            _check_1d(f"WeightChanges.{name}", getattr(self, name), n, np.float64)
+        if n and np.any(self.bin_index < 0):
+            raise ValueError("WeightChanges.bin_index must be ≥ 0")
+        if n and np.any(self.t_end < self.t_start):
+            bad = int(np.flatnonzero(self.t_end < self.t_start)[0])
+            raise ValueError(f"WeightChanges: t_end < t_start at row {bad}")
+
+    def __len__(self) -> int:
+        return int(self.bin_index.shape[0])
+
+    def __getitem__(self, index: np.ndarray | slice | Sequence[int]) -> "WeightChanges":
+        if isinstance(index, (int, np.integer)):
+            index = np.array([index])
+        return WeightChanges(*(np.asarray(getattr(self, f)[index]) for f in _CHANGE_FIELDS))
+
+    @classmethod
+    def empty(cls) -> "WeightChanges":
+        """No changes (all arrays of length 0)."""
+        return cls(np.zeros(0, np.int64), *(np.zeros(0) for _ in range(6)))
+
+    @classmethod
+    def concat(cls, parts: Iterable["WeightChanges"]) -> "WeightChanges":
+        """Join several ``WeightChanges`` in the given order (none → empty)."""
+        parts = list(parts)
+        if not parts:
+            return cls.empty()
+        return cls(*(np.concatenate([getattr(p, f) for p in parts]) for f in _CHANGE_FIELDS))
+
+    def with_bin_offset(self, offset: int) -> "WeightChanges":
+        """The same changes with ``bin_index + offset`` (to join detectors that each see part of the bins)."""
+        return WeightChanges(self.bin_index + np.int64(offset), self.t_start, self.t_end, self.before_g,
+                             self.after_g, self.delta_g, self.noise_sd_g)
+
+
+_CHANGE_FIELDS = ("bin_index", "t_start", "t_end", "before_g", "after_g", "delta_g", "noise_sd_g")
+
+
+@dataclass(frozen=True)
+class ProductWeights:
+    """Unit weights of products. ``barcode`` (P,) object array of str (unique); ``mean_g`` (P,) float64 grams > 0;
+    ``sd_g`` (P,) float64 grams ≥ 0 (spread of one unit). ``products[mask]`` returns a new ``ProductWeights``.
+
+    Raises ``ValueError`` (expected vs actual shape, the offending barcode) on malformed input.
+    """
+
+    barcode: np.ndarray
+    mean_g: np.ndarray
+    sd_g: np.ndarray
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.barcode, np.ndarray) or self.barcode.ndim != 1 or self.barcode.dtype != object:
+            raise ValueError(f"ProductWeights.barcode must be a (P,) object array of str, got "
+                             f"{getattr(self.barcode, 'shape', None)} {getattr(self.barcode, 'dtype', None)}")
+        n = self.barcode.shape[0]
+        _check_1d("ProductWeights.mean_g", self.mean_g, n, np.float64)
+        _check_1d("ProductWeights.sd_g", self.sd_g, n, np.float64)
+        for i, b in enumerate(self.barcode):
+            if not isinstance(b, str) or not b:
+                raise ValueError(f"ProductWeights.barcode[{i}] must be a non-empty str, got {b!r}")
+        if len(set(self.barcode.tolist())) != n:
+            seen: set[str] = set()
+            dup = next(b for b in self.barcode if b in seen or seen.add(b))
+            raise ValueError(f"ProductWeights.barcode must be unique; {dup!r} appears twice")
+        if n and not (np.all(np.isfinite(self.mean_g)) and np.all(self.mean_g > 0)):
+            i = int(np.flatnonzero(~(np.isfinite(self.mean_g) & (self.mean_g > 0)))[0])
+            raise ValueError(f"ProductWeights.mean_g must be finite and > 0; {self.barcode[i]!r} has "
+                             f"{self.mean_g[i]}")
+        if n and not (np.all(np.isfinite(self.sd_g)) and np.all(self.sd_g >= 0)):
+            i = int(np.flatnonzero(~(np.isfinite(self.sd_g) & (self.sd_g >= 0)))[0])
+            raise ValueError(f"ProductWeights.sd_g must be finite and ≥ 0; {self.barcode[i]!r} has {self.sd_g[i]}")
+
+    def __len__(self) -> int:
+        return int(self.barcode.shape[0])
+
+    def __getitem__(self, index: np.ndarray | slice | Sequence[int]) -> "ProductWeights":
+        if isinstance(index, (int, np.integer)):
+            index = np.array([index])
+        return ProductWeights(np.asarray(self.barcode[index], dtype=object), np.asarray(self.mean_g[index]),
+                              np.asarray(self.sd_g[index]))
+
+    def select(self, barcodes: Iterable[str]) -> "ProductWeights":
+        """The products with these barcodes, in the given order (duplicates once). Raises ``KeyError`` for an
+        unknown barcode."""
+        pos = {b: i for i, b in enumerate(self.barcode.tolist())}
+        order: list[int] = []
+        for b in barcodes:
+            if b not in pos:
+                raise KeyError(f"barcode {b!r} is not among the products")
+            if pos[b] not in order:
+                order.append(pos[b])
+        return self[np.asarray(order, dtype=np.int64)]
+
+
+@dataclass(frozen=True)
+class Hypothesis:
+    """One explanation of a weight change: ``quantity`` units of ``barcode`` TAKEN from the shelf (+2: two picked;
+    −1: one put back). ``likelihood`` is the posterior probability among the listed outcomes (all sum to 1, the
+    products' share ≤ 1); ``residual_g`` = Δ − expected Δ, grams. The unexplained outcome has ``barcode ==
+    UNEXPLAINED`` (``""``) and ``quantity == 0``."""
+
+    barcode: str
+    quantity: int
+    likelihood: float
+    residual_g: float
+
+    @property
+    def unexplained(self) -> bool:
+        """True for the "nothing fits" outcome."""
+        return self.barcode == UNEXPLAINED
+
+
+@dataclass(frozen=True)
+class ShelfEvent:
+    """A weight change on one or more adjacent bins of one shelf, explained (the ``sensors`` → ``carts`` contract).
+
+    ``bin_codes`` bins involved (detector column order); ``t_start``, ``t_end`` float s since epoch UTC;
+    ``delta_g`` grams (after − before, summed over the bins; negative: a pick); ``noise_sd_g`` grams, sd of one
+    level estimate of the summed bins; ``hypotheses`` ranked best first, including the unexplained outcome.
+    Raises ``ValueError`` for no bins or ``t_end < t_start``.
+    """
+
+    bin_codes: tuple[str, ...]
+    t_start: float
+    t_end: float
+    delta_g: float
+    noise_sd_g: float
+    hypotheses: tuple[Hypothesis, ...]
+
+    def __post_init__(self) -> None:
+        if not self.bin_codes:
+            raise ValueError("ShelfEvent.bin_codes must name at least one bin")
+        if not self.t_end >= self.t_start:
+            raise ValueError(f"ShelfEvent: t_end ({self.t_end}) < t_start ({self.t_start})")
+
+    @property
+    def best(self) -> Hypothesis | None:
+        """The top hypothesis, or None when the unexplained outcome ranks first (send to review)."""
+        if not self.hypotheses or self.hypotheses[0].unexplained:
+            return None
+        return self.hypotheses[0]
+
+
+@dataclass(frozen=True)
+class Planogram:
+    """What is shelved where. ``bin_codes`` (B,) tuple of str: the detector's columns, unique; ``facings``
+    bin code → barcodes shelved there; ``products`` the store's unit weights (every barcode in ``facings`` must be
+    in it); ``neighbours`` bin code → adjacent bins on the same shelf (symmetric is expected, not required).
+
+    Raises ``ValueError`` naming the unknown bin or barcode.
+    """
+
+    bin_codes: tuple[str, ...]
+    facings: Mapping[str, tuple[str, ...]]
+    products: ProductWeights
+    neighbours: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        codes = tuple(self.bin_codes)
+        if len(set(codes)) != len(codes):
+            raise ValueError("Planogram.bin_codes must be unique")
+        known = set(codes)
+        catalogue = set(self.products.barcode.tolist())
+        for b, items in self.facings.items():
+            if b not in known:
+                raise ValueError(f"Planogram.facings: bin {b!r} is not in bin_codes")
+            for item in items:
+                if item not in catalogue:
+                    raise ValueError(f"Planogram.facings[{b!r}]: barcode {item!r} is not in products")
+        for b, near in self.neighbours.items():
+            if b not in known:
+                raise ValueError(f"Planogram.neighbours: bin {b!r} is not in bin_codes")
+            for nb in near:
+                if nb not in known:
+                    raise ValueError(f"Planogram.neighbours[{b!r}]: bin {nb!r} is not in bin_codes")
+        object.__setattr__(self, "bin_codes", codes)
+        object.__setattr__(self, "facings", MappingProxyType({k: tuple(v) for k, v in self.facings.items()}))
+        object.__setattr__(self, "neighbours", MappingProxyType({k: tuple(v) for k, v in self.neighbours.items()}))
+
+
+# --------------------------------------------------------------------------------------------- detector
+class WeightEventDetector:
+    """Streaming pick/put-back detector over ``n_bins`` load cells sampled together at ``rate_hz``.
+
+    Feed blocks in time order with :meth:`push` (``t`` (n,) float64 s UTC strictly increasing across calls,
+    ``grams`` (n, n_bins) raw grams, NaN = missing); each call returns the changes completed so far (in the order
+    they settled). :meth:`flush` ends the stream; :meth:`reset` forgets everything. Processing lags the input by
+    half a window (the centred window needs the samples after a centre). The algorithm is described in the module
+    docstring. ``noise_sd()`` gives each bin's current level noise.
+
+    Raises ``ValueError`` for a bad ``n_bins``/``rate_hz`` and, in ``push``, for wrong shapes, non-finite or
+    non-increasing times (nothing of that block is used; the detector state is unchanged).
+    """
+
+    def __init__(self, n_bins: int, rate_hz: float, config: DetectorConfig = DetectorConfig()) -> None:
+        if isinstance(n_bins, bool) or not isinstance(n_bins, (int, np.integer)) or n_bins < 1:
+            raise ValueError(f"n_bins must be a positive integer, got {n_bins!r}")
+        if not (isinstance(rate_hz, (int, float)) and math.isfinite(rate_hz) and rate_hz > 0):
+            raise ValueError(f"rate_hz must be a positive number, got {rate_hz!r}")
+        self.n_bins = int(n_bins)
+        self.rate_hz = float(rate_hz)
+        self.config = config
+        self._h = max(1, int(round(config.window_s * rate_hz / 2)))  # half window, samples
+        self._w = 2 * self._h + 1
+        self._min_valid = int(math.ceil(config.min_valid_frac * self._w))
+        self._n_before = max(1, int(round(config.stable_before_s * rate_hz)))
+        self._n_after = max(1, int(round(config.stable_after_s * rate_hz)))
+        self._n_tail = max(1, int(round(config.tail_min_s * rate_hz)))
+        self._alpha = 1.0 / max(1.0, config.baseline_tau_s * rate_hz)
+        self._eta = 1.0 / max(1.0, config.noise_tau_s * rate_hz)
+        self.reset()
+
+    # ----------------------------------------------------------------------------------------- public
+    def reset(self) -> None:
+        """Forget all samples and learnt levels and noise; the next push starts a new stream."""
+        b = self.n_bins
+        self._started = False
+        self._buf_t = np.zeros(0)
+        self._buf_x = np.zeros((0, b))
+        self._last_t = -math.inf                 # last real sample time pushed
+        self._grid_t = -math.inf                 # last row time in the buffer (real or padding)
+        self._level = np.full(b, np.nan)        # stable baseline, grams
+        self._spread = np.full(b, np.nan)       # median window sd while stable, grams
+        self._mad_diff = np.full(b, np.nan)     # median |m(t) − m(t − W)| while stable, grams
+        self._n_seen = np.zeros(b, np.int64)    # stable samples seen
+        self._ring = np.full((self._w, b), np.nan)
+        self._ring_pos = 0
+        self._active = np.zeros(b, bool)
+        self._t_start = np.full(b, np.nan)
+        self._before = np.full(b, np.nan)
+        self._noise_at_start = np.full(b, np.nan)
+        self._run = np.zeros(b, np.int64)
+        self._run_sum = np.zeros(b)
+        self._run_first = np.zeros(b)
+        self._last_active_t = np.full(b, np.nan)
+        self._last_quiet_t = np.full(b, np.nan)
+
+    def noise_sd(self) -> np.ndarray:
+        """(n_bins,) float64 grams: current sd of one stable level estimate per bin (NaN before any data)."""
+        return self._sd_diff() / math.sqrt(2.0)
+
+    def spread(self) -> np.ndarray:
+        """(n_bins,) float64 grams: current median window sd per bin (the plate's sample noise; NaN before data)."""
+        return self._spread.copy()
+
+    def push(self, t: np.ndarray, grams: np.ndarray) -> WeightChanges:
+        """Add samples ``t`` (n,) float64 s UTC and ``grams`` (n, n_bins); return the changes completed so far.
+
+        Non-finite grams are treated as missing. Raises ``ValueError`` for wrong shapes, non-finite times, times
+        not strictly increasing or not after the previous block's last time.
+        """
+        t = np.asarray(t, dtype=np.float64)
+        x = np.asarray(grams, dtype=np.float64)
+        if t.ndim != 1:
+            raise ValueError(f"t must be (n,), got {t.shape}")
+        if x.shape != (t.shape[0], self.n_bins):
+            raise ValueError(f"grams must be (n, n_bins) = {(t.shape[0], self.n_bins)}, got {x.shape}")
+        if t.shape[0] == 0:
+            return WeightChanges.empty()
+        if not np.all(np.isfinite(t)):
+            raise ValueError(f"t has a non-finite time at row {int(np.flatnonzero(~np.isfinite(t))[0])}")
+        if t.shape[0] > 1 and not np.all(np.diff(t) > 0):
+            raise ValueError(f"t must be strictly increasing; row {int(np.flatnonzero(np.diff(t) <= 0)[0]) + 1} "
+                             f"is not after the row before")
+        if t[0] <= self._last_t:
+            raise ValueError(f"block starts at t={t[0]:.6f}, not after the previous sample t={self._last_t:.6f}")
+        x = np.where(np.isfinite(x), x, np.nan)
+        if not self._started:
+            # left edge of the stream: half a window of NaN rows, so the first samples are window centres too
+            self._started = True
+            self._buf_t = t[0] - np.arange(self._h, 0, -1) / self.rate_hz
+            self._buf_x = np.full((self._h, self.n_bins), np.nan)
+            self._grid_t = float(self._buf_t[-1])
+        t, x = self._fill_gaps(t, x)
+        self._last_t = float(t[-1])
+        self._grid_t = self._last_t
+        return self._process(np.concatenate([self._buf_t, t]), np.concatenate([self._buf_x, x]), final=False)
+
+    def flush(self) -> WeightChanges:
+        """End the stream: process the last half window and close what can be closed.
+
+        An activity still open is closed if it already has ``tail_min_s`` of stable tail (Δ measured on that
+        tail), else dropped with an INFO log line naming the bin. The detector keeps its learnt levels and noise;
+        a later push continues the stream (after a gap).
+        """
+        if not self._started:
+            return WeightChanges.empty()
+        pad = self._h
+        tail_t = self._buf_t[-1] + np.arange(1, pad + 1) / self.rate_hz
+        out = self._process(np.concatenate([self._buf_t, tail_t]),
+                            np.concatenate([self._buf_x, np.full((pad, self.n_bins), np.nan)]), final=True)
+        self._started = False  # a later push starts a new edge; levels, noise and the last time are kept
+        self._buf_t = np.zeros(0)
+        self._buf_x = np.zeros((0, self.n_bins))
+        return out
+
+    # ----------------------------------------------------------------------------------------- internals
+    def _sd_diff(self) -> np.ndarray:
+        return np.maximum(self._mad_diff * _MAD_TO_SD, self.config.noise_floor_g * math.sqrt(2.0))
+
+    def _fill_gaps(self, t: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Insert NaN rows where consecutive times are > 1.5 periods apart (at most one window per gap)."""
+        dt = np.diff(np.concatenate([[self._grid_t], t]))
+        ins = np.where(dt > 1.5 / self.rate_hz, np.minimum(np.rint(dt * self.rate_hz) - 1, self._w), 0)
+        ins = ins.astype(np.int64)
+        if not ins.any():
+            return t, x
+        n = t.shape[0]
+        total = n + int(ins.sum())
+        pos = np.arange(n) + np.cumsum(ins)
+        new_x = np.full((total, self.n_bins), np.nan)
+        new_x[pos] = x
+        new_t = np.empty(total)
+        new_t[pos] = t
+        gap_rows = np.setdiff1d(np.arange(total), pos, assume_unique=True)
+        new_t[gap_rows] = np.interp(gap_rows, np.concatenate([[-1], pos]), np.concatenate([[self._grid_t], t]))
+        log.debug("time gap(s) before %d sample(s): %d NaN rows inserted", int((ins > 0).sum()), total - n)
+        return new_t, new_x
+
+    def _features(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Centred-window mean, sd and validity for rows h … len−h−1 of ``x`` (k, B); NaN samples excluded."""
+        h, w = self._h, self._w
+        valid = np.isfinite(x)
+        cnt_all = valid.sum(axis=0)
+        ref = np.where(cnt_all > 0, np.where(valid, x, 0.0).sum(axis=0) / np.maximum(cnt_all, 1), 0.0)
+        xv = np.where(valid, x - ref, 0.0)
+        zero = np.zeros((1, x.shape[1]))
+        c0 = np.concatenate([zero, np.cumsum(valid, axis=0, dtype=np.float64)])
+        c1 = np.concatenate([zero, np.cumsum(xv, axis=0)])
+        c2 = np.concatenate([zero, np.cumsum(xv * xv, axis=0)])
+        n = c0[w:] - c0[:-w]
+        s1 = c1[w:] - c1[:-w]
+        s2 = c2[w:] - c2[:-w]
+        ok = n >= self._min_valid
+        nn = np.maximum(n, 1.0)
+        mean = s1 / nn
+        var = np.maximum(s2 / nn - mean * mean, 0.0)
+        sd = np.where(ok, np.sqrt(var), np.inf)
+        mean = np.where(ok, mean + ref, 0.0)
+        assert mean.shape[0] == x.shape[0] - 2 * h
+        return mean, sd, ok
+
+    def _process(self, t_all: np.ndarray, x_all: np.ndarray, *, final: bool) -> WeightChanges:
+        h = self._h
+        k = t_all.shape[0]
+        if k < 2 * h + 1:  # not one full window yet (only at a stream edge)
+            self._buf_t, self._buf_x = t_all, x_all
+            return self._close_open(t_all) if final else WeightChanges.empty()
+        mean, sd, ok = self._features(x_all)
+        centres_t = t_all[h:k - h]
+        rows = self._run_machine(centres_t, mean, sd, ok)
+        keep = k - 2 * h
+        self._buf_t, self._buf_x = t_all[keep:], x_all[keep:]
+        out = _rows_to_changes(rows)
+        if final:
+            out = WeightChanges.concat([out, self._close_open(centres_t)])
+        return out
+
+    def _close_open(self, centres_t: np.ndarray) -> WeightChanges:
+        """At the end of the stream: close open activities that have a stable tail; drop the others."""
+        rows: list[tuple] = []
+        for b in np.flatnonzero(self._active):
+            if self._run[b] >= self._n_tail:
+                rows.extend(self._close(np.array([b]), float(centres_t[-1]) if centres_t.size else math.nan))
+            else:
+                log.info("bin %d: activity from t=%.3f still open at the end of the stream without a stable "
+                         "tail; dropped", b, self._t_start[b])
+                self._active[b] = False
+                self._run[b] = 0
+        return _rows_to_changes(rows)
+
+    def _close(self, bins: np.ndarray, t_now: float) -> list[tuple]:
+        """Close activities of ``bins``; return emitted rows and move baselines to the settled levels."""
+        cfg = self.config
+        after = self._run_sum[bins] / self._run[bins]
+        before = self._before[bins]
+        delta = after - before
+        sd_diff = self._noise_at_start[bins] * math.sqrt(2.0)
+        gate = np.maximum(cfg.min_delta_g, cfg.delta_k * sd_diff)
+        rows = []
+        for j, b in enumerate(bins):
+            if abs(delta[j]) >= gate[j]:
+                t_end = self._last_active_t[b]
+                if not np.isfinite(t_end) or t_end < self._t_start[b]:
+                    t_end = self._t_start[b]
+                rows.append((int(b), float(self._t_start[b]), float(t_end), float(before[j]), float(after[j]),
+                             float(delta[j]), float(self._noise_at_start[b])))
+            else:
+                log.debug("bin %d: activity %.3f–%.3f settled with Δ=%.1f g < gate %.1f g; no event",
+                          b, self._t_start[b], self._last_active_t[b], delta[j], gate[j])
+        self._level[bins] = after
+        self._active[bins] = False
+        self._run[bins] = 0
+        self._ring[:, bins] = np.nan  # level jumped: differences across the change are not noise
+        self._last_quiet_t[bins] = t_now
+        return rows
+
+    def _run_machine(self, T: np.ndarray, M: np.ndarray, S: np.ndarray, V: np.ndarray) -> list[tuple]:
+        """The per-sample state machine; every operation covers all bins at once."""
+        cfg = self.config
+        rows: list[tuple] = []
+        level, spread, mad = self._level, self._spread, self._mad_diff
+        n_seen, active = self._n_seen, self._active
+        run, run_sum, run_first = self._run, self._run_sum, self._run_first
+        ring = self._ring
+        w = self._w
+        alpha, eta = self._alpha, self._eta
+        floor = cfg.noise_floor_g
+        gap_tol = 1.5 / self.rate_hz
+        for i in range(T.shape[0]):
+            t = T[i]
+            m = M[i]
+            s = S[i]
+            v = V[i]
+            # first valid window of a bin: initialise its level and noise from it
+            fresh = v & (n_seen == 0) & ~active
+            if fresh.any():
+                level[fresh] = m[fresh]
+                spread[fresh] = np.maximum(s[fresh], floor)
+                mad[fresh] = spread[fresh] / _MAD_TO_SD
+            thr_act = np.clip(cfg.activity_k * spread, cfg.activity_floor_g, cfg.activity_ceiling_g)
+            sd_diff = np.maximum(mad * _MAD_TO_SD, floor * math.sqrt(2.0))
+            thr_lvl = np.maximum(cfg.level_floor_g, cfg.level_k * sd_diff)
+            quiet = s <= thr_act  # s is +inf in a gap
+            dev = np.abs(m - level)
+            stable = ~active
+            armed = n_seen >= self._n_before
+            trig = stable & armed & v & (~quiet | (dev > thr_lvl))
+            upd = stable & quiet & ~trig
+            restart = stable & ~armed & v & ~quiet
+            if restart.any():  # moving during warm-up: learn the level again from the next window
+                n_seen[restart] = 0
+            # ---- stable bins: follow the baseline and learn the noise (running medians)
+            if upd.any():
+                step_a = np.where(upd, np.maximum(alpha, 1.0 / (n_seen + 1.0)), 0.0)
+                level += step_a * np.where(upd, m - level, 0.0)
+                step_n = np.where(upd, np.maximum(eta, 1.0 / (n_seen + 1.0)), 0.0)
+                spread *= np.exp(step_n * np.sign(s - spread))
+                np.maximum(spread, floor, out=spread)
+                d = np.abs(m - ring[self._ring_pos])
+                okd = upd & np.isfinite(d)
+                mad *= np.exp(np.where(okd, step_n, 0.0) * np.sign(np.where(okd, d, mad) - mad))
+                ring[self._ring_pos] = np.where(upd, m, np.nan)
+                n_seen += upd
+                self._last_quiet_t[upd] = t
+            else:
+                ring[self._ring_pos] = np.nan
+            self._ring_pos = (self._ring_pos + 1) % w
+            # ---- active bins: wait for a steady, quiet run
+            if active.any():
+                calm = s <= cfg.close_k * thr_act  # hysteresis: closing tolerates a little more spread
+                busy = active & ~calm
+                self._last_active_t[active & ~quiet & v] = t
+                q = active & calm
+                steady = q & (run > 0) & (np.abs(m - run_first) <= thr_lvl)
+                start_new = q & ~steady
+                run_first[start_new] = m[start_new]
+                run_sum += np.where(steady, m, 0.0)
+                run_sum[start_new] = m[start_new]
+                run += steady
+                run[start_new] = 1
+                run[busy] = 0
+                close = active & (run >= self._n_after)
+                if close.any():
+                    rows.extend(self._close(np.flatnonzero(close), t))
+            # ---- new activities
+            if trig.any():
+                idx = np.flatnonzero(trig)
+                lq = self._last_quiet_t[idx]
+                self._t_start[idx] = np.where(np.isfinite(lq) & (t - lq > gap_tol), lq, t)
+                self._before[idx] = level[idx]
+                self._noise_at_start[idx] = sd_diff[idx] / math.sqrt(2.0)
+                self._last_active_t[idx] = t
+                active[idx] = True
+                run[idx] = 0
+                if quiet[idx].any():  # a level trigger on a quiet window starts the stable run at once
+                    qi = idx[quiet[idx]]
+                    run[qi] = 1
+                    run_first[qi] = m[qi]
+                    run_sum[qi] = m[qi]
+        return rows
+
+
+def _rows_to_changes(rows: list[tuple]) -> WeightChanges:
+    if not rows:
+        return WeightChanges.empty()
+    cols = list(zip(*rows))
+    return WeightChanges(np.asarray(cols[0], dtype=np.int64), *(np.asarray(c, dtype=np.float64) for c in cols[1:]))
+
+
+def detect_weight_changes(t: np.ndarray, grams: np.ndarray, rate_hz: float,
+                          config: DetectorConfig = DetectorConfig()) -> WeightChanges:
+    """Batch detection: ``t`` (n,) float64 s UTC, ``grams`` (n, B) raw grams → all settled changes.
+
+    Equivalent to one :meth:`WeightEventDetector.push` of everything followed by :meth:`~WeightEventDetector.flush`.
+    Raises ``ValueError`` as ``push`` does.
+    """
+    grams = np.asarray(grams)
+    if grams.ndim != 2:
+        raise ValueError(f"grams must be (n, B), got {grams.shape}")
+    det = WeightEventDetector(grams.shape[1], rate_hz, config)
+    return WeightChanges.concat([det.push(t, grams), det.flush()])
+
+
+# --------------------------------------------------------------------------------------------- explanation
+def explain_change(delta_g: float, noise_sd_g: float, candidates: ProductWeights, *, max_quantity: int = 6,
+                   gate_sigma: float = 5.0, unexplained_sigma: float = 3.0,
+                   candidate_weight: float = 1.0) -> list[Hypothesis]:
+    """Rank "q units of product p taken" explanations of a weight change, best first.
+
+    ``delta_g`` grams (after − before); ``noise_sd_g`` grams, sd of one level estimate; ``candidates`` the
+    products that may be involved; q ∈ ±1 … ±``max_quantity`` (positive: taken; negative: put back).
+
+    Model: Δ | (p, q) ~ N(−q·μ_p, 2·noise² + |q|·σ_p²) — the before and after levels each carry the level noise,
+    and |q| independent units each weigh N(μ_p, σ_p²), so their sum has variance |q|·σ_p² (Bienaymé; the product
+    weight model of AIM3S, Ruiz et al. BuildSys 2019, ``computeWeightProbability.m``). Hypotheses farther than
+    ``gate_sigma`` sd from Δ are dropped. The unexplained outcome (barcode ``""``, quantity 0) is scored as a fit
+    that misses by ``unexplained_sigma`` sd (density φ(unexplained_sigma)/sd of the closest hypothesis), a
+    reject option (Chow, "On optimum recognition error and reject tradeoff", IEEE Trans. IT 1970): a hypothesis
+    beats it only when it fits better than that. Scores (product hypotheses multiplied by ``candidate_weight``,
+    e.g. :data:`FALLBACK_WEIGHT` for store-wide guesses) are normalised to posterior probabilities (uniform prior
+    over the listed outcomes). Nothing within the gate → ``[unexplained with likelihood 1.0]``.
+
+    Raises ``ValueError`` for a non-finite ``delta_g``, a negative or non-finite ``noise_sd_g``,
+    ``max_quantity < 1``, or non-positive ``gate_sigma``/``unexplained_sigma``/``candidate_weight``.
+    """
+    if not math.isfinite(delta_g):
+        raise ValueError(f"delta_g must be finite, got {delta_g}")
+    if not (math.isfinite(noise_sd_g) and noise_sd_g >= 0):
+        raise ValueError(f"noise_sd_g must be finite and ≥ 0, got {noise_sd_g}")
+    if isinstance(max_quantity, bool) or not isinstance(max_quantity, (int, np.integer)) or max_quantity < 1:
+        raise ValueError(f"max_quantity must be an integer ≥ 1, got {max_quantity!r}")
+    for name, value in (("gate_sigma", gate_sigma), ("unexplained_sigma", unexplained_sigma),
+                        ("candidate_weight", candidate_weight)):
+        if not (math.isfinite(value) and value > 0):
+            raise ValueError(f"{name} must be a positive number, got {value}")
+    if len(candidates) == 0:
+        return [Hypothesis(UNEXPLAINED, 0, 1.0, float(delta_g))]
+    q = np.concatenate([np.arange(1, max_quantity + 1), -np.arange(1, max_quantity + 1)])  # (Q,)
+    mu = candidates.mean_g[:, None]                                                       # (P, 1)
+    expected = -q[None, :] * mu                                                           # (P, Q)
+    var = 2.0 * noise_sd_g ** 2 + np.abs(q)[None, :] * candidates.sd_g[:, None] ** 2
+    var = np.maximum(var, 1e-12)
+    resid = delta_g - expected
+    z = np.abs(resid) / np.sqrt(var)
+    keep = z <= gate_sigma
+    if not keep.any():
+        return [Hypothesis(UNEXPLAINED, 0, 1.0, float(delta_g))]
+    pi, qi = np.nonzero(keep)
+    # log densities, shifted for stability
+    logd = -0.5 * z[pi, qi] ** 2 - 0.5 * np.log(2 * math.pi * var[pi, qi]) + math.log(candidate_weight)
+    closest = int(np.argmin(z[pi, qi]))
+    log_u = -0.5 * unexplained_sigma ** 2 - 0.5 * math.log(2 * math.pi * var[pi[closest], qi[closest]])
+    top = max(float(logd.max()), log_u)
+    dens = np.exp(logd - top)
+    dens_u = math.exp(log_u - top)
+    total = float(dens.sum()) + dens_u
+    out = [Hypothesis(str(candidates.barcode[p]), int(q[j]), float(d / total), float(resid[p, j]))
+           for p, j, d in zip(pi, qi, dens)]
+    out.append(Hypothesis(UNEXPLAINED, 0, dens_u / total, float(delta_g)))
+    out.sort(key=lambda h: (-h.likelihood, abs(h.quantity) if h.quantity else 10 ** 9, h.barcode))
+    return out
+
+
+#: Largest share of a simultaneous change on the same shelf that another group of plates may show and still be
+#: taken for mechanical crosstalk (the shelf flexes and redistributes load). Measured on BENCHMARK-1: when 623 g
+#: left plate 1-5-11, plate 1-5-9 (two plates away) settled 9–15 g lower (1.5–2.4 %) and plate 1-5-10 4 g lower.
+CROSSTALK_RATIO = 0.03
+
+
+def _shelves(planogram: Planogram) -> dict[str, int]:
+    """Bin code → shelf number, a shelf being a connected component of the (symmetrised) neighbour graph."""
+    adj: dict[str, set[str]] = {c: set() for c in planogram.bin_codes}
+    for a, near in planogram.neighbours.items():
+        for b in near:
+            adj[a].add(b)
+            adj[b].add(a)
+    shelf: dict[str, int] = {}
+    for start in planogram.bin_codes:
+        if start in shelf:
+            continue
+        k = len(shelf)
+        stack = [start]
+        shelf[start] = k
+        while stack:
+            for nb in adj[stack.pop()]:
+                if nb not in shelf:
+                    shelf[nb] = k
+                    stack.append(nb)
+    return shelf
+
+
+def shelf_events_from_changes(changes: WeightChanges, planogram: Planogram, *,
+                              merge_gap_s: float = 0.5, max_quantity: int = 6, gate_sigma: float = 5.0,
+                              crosstalk_ratio: float = CROSSTALK_RATIO) -> list[ShelfEvent]:
+    """Merge simultaneous changes on adjacent bins of one shelf into shelf events and explain each.
+
+    ``changes.bin_index`` indexes ``planogram.bin_codes``. Two changes join when their bins are neighbours
+    (``planogram.neighbours``, either direction) and their intervals overlap once each is widened by
+    ``merge_gap_s`` seconds; joining is transitive (an item across plates 3–4 and another across 4–5 at the same
+    moment become one event). A merged event has Δ = ΣΔ, noise = √Σnoise², the union of the time intervals, and
+    its bins in column order. Candidates are the products facing any of its bins; if there are none, or none of
+    them fits within ``gate_sigma`` (a misplaced put-back), every product of the store is tried with likelihoods
+    weighted by :data:`FALLBACK_WEIGHT`, so such guesses rank below the unexplained outcome unless they fit
+    clearly.
+
+    Crosstalk: a merged group whose |ΣΔ| is at most ``crosstalk_ratio`` × |ΣΔ| of another group on the same shelf
+    (a connected component of the neighbour graph) that overlaps it in time (same widening) is dropped with an
+    INFO log line (see :data:`CROSSTALK_RATIO`); set ``crosstalk_ratio=0`` to keep everything.
+
+    Events are returned in order of ``t_start``. Raises ``ValueError`` for a bin index outside
+    ``planogram.bin_codes`` or a negative ``merge_gap_s``/``crosstalk_ratio``.
+    """
+    if not (math.isfinite(merge_gap_s) and merge_gap_s >= 0):
+        raise ValueError(f"merge_gap_s must be ≥ 0, got {merge_gap_s}")
+    if not (math.isfinite(crosstalk_ratio) and crosstalk_ratio >= 0):
+        raise ValueError(f"crosstalk_ratio must be ≥ 0, got {crosstalk_ratio}")
+    n = len(changes)
+    if n == 0:
+        return []
+    codes = planogram.bin_codes
+    if int(changes.bin_index.max()) >= len(codes):
+        bad = int(changes.bin_index.max())
+        raise ValueError(f"change on bin index {bad} but the planogram has {len(codes)} bins")
+    code_of = [codes[int(b)] for b in changes.bin_index]
+    parent = list(range(n))
+
+    def find(a: int) -> int:
+        while parent[a] != a:
+            parent[a] = parent[parent[a]]
+            a = parent[a]
+        return a
+
+    order = np.argsort(changes.t_start, kind="stable")
+    starts = changes.t_start[order]
+    for oi, i in enumerate(order):
+        hi = changes.t_end[i] + 2 * merge_gap_s
+        j_end = int(np.searchsorted(starts, hi, side="right"))
+        near_i = set(planogram.neighbours.get(code_of[i], ()))
+        for oj in range(oi + 1, j_end):
+            j = order[oj]
+            if code_of[j] in near_i or code_of[i] in planogram.neighbours.get(code_of[j], ()):
+                if changes.t_start[j] - merge_gap_s <= changes.t_end[i] + merge_gap_s:
+                    parent[find(int(j))] = find(int(i))
+    groups: dict[int, list[int]] = {}
+    for i in range(n):
+        groups.setdefault(find(i), []).append(i)
+    members_all = [np.asarray(m) for m in groups.values()]
+    shelf_of = _shelves(planogram)
+    g_shelf = [shelf_of[code_of[int(m[0])]] for m in members_all]
+    g_delta = [float(changes.delta_g[m].sum()) for m in members_all]
+    g_t0 = [float(changes.t_start[m].min()) - merge_gap_s for m in members_all]
+    g_t1 = [float(changes.t_end[m].max()) + merge_gap_s for m in members_all]
+    events: list[ShelfEvent] = []
+    for gi, idx in enumerate(members_all):
+        bins = sorted({int(b) for b in changes.bin_index[idx]})
+        bin_codes = tuple(codes[b] for b in bins)
+        delta = g_delta[gi]
+        louder = [gj for gj in range(len(members_all))
+                  if gj != gi and g_shelf[gj] == g_shelf[gi] and g_t0[gj] <= g_t1[gi] and g_t0[gi] <= g_t1[gj]
+                  and abs(delta) <= crosstalk_ratio * abs(g_delta[gj])]
+        if louder:
+            log.info("bins %s: Δ=%.1f g at %.3f taken for crosstalk of Δ=%.1f g on the same shelf; dropped",
+                     ",".join(bin_codes), delta, g_t0[gi] + merge_gap_s, g_delta[louder[0]])
+            continue
+        noise = float(math.sqrt(float((changes.noise_sd_g[idx] ** 2).sum())))
+        facing = [p for c in bin_codes for p in planogram.facings.get(c, ())]
+        hyps: list[Hypothesis] = []
+        if facing:
+            hyps = explain_change(delta, noise, planogram.products.select(facing), max_quantity=max_quantity,
+                                  gate_sigma=gate_sigma)
+        if not hyps or (hyps[0].unexplained and len(hyps) == 1):
+            if facing:
+                log.info("bins %s: Δ=%.1f g fits none of the facing products; trying the whole store",
+                         ",".join(bin_codes), delta)
+            hyps = explain_change(delta, noise, planogram.products, max_quantity=max_quantity,
+                                  gate_sigma=gate_sigma, candidate_weight=FALLBACK_WEIGHT)
+        events.append(ShelfEvent(bin_codes, float(changes.t_start[idx].min()), float(changes.t_end[idx].max()),
+                                 delta, noise, tuple(hyps)))
+    events.sort(key=lambda e: (e.t_start, e.bin_codes))
+    return events

@@ -1,0 +1,469 @@
+"""Weight-event detection and explanation (sensors.weight) on the real BENCHMARK-1 plates and on generated streams
+built from the real noise of its quiet plates. Pure pytest, no database. Run with ``-s`` to see the measured
+noise per plate."""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from sensors.autocheckout import blocks_by_gondola, read_planogram, read_plate_file, read_products
+from sensors.weight import (
+    FALLBACK_WEIGHT,
+    UNEXPLAINED,
+    DetectorConfig,
+    Hypothesis,
+    Planogram,
+    ProductWeights,
+    ShelfEvent,
+    WeightChanges,
+    WeightEventDetector,
+    detect_weight_changes,
+    explain_change,
+    shelf_events_from_changes,
+)
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "autocheckout" / "BENCHMARK-1"
+PLATES = DATA / "plate_data.json"
+PRODUCTS = DATA / "products.json"
+PLANOGRAM = DATA / "planogram.json"
+RATE = 60.0
+T0 = 1.6e9
+
+
+def need(path: Path) -> Path:
+    if not path.exists():
+        pytest.skip(f"real data file {path} is absent")
+    return path
+
+
+# ================================================================================================ real data
+@pytest.fixture(scope="module")
+def gondolas():
+    blocks, errors = read_plate_file(need(PLATES))
+    assert not errors
+    return blocks_by_gondola(blocks)
+
+
+@pytest.fixture(scope="module")
+def real_run(gondolas):
+    """Detector over every plate of every gondola (one detector per gondola: each has its own clock)."""
+    parts, codes, noise, spread = [], [], {}, {}
+    for g, blk in gondolas.items():
+        det = WeightEventDetector(blk.n_shelves * blk.n_plates, blk.rate_hz)
+        ch = WeightChanges.concat([det.push(blk.t, blk.flat_grams()), det.flush()])
+        parts.append(ch.with_bin_offset(len(codes)))
+        codes.extend(blk.bin_codes)
+        noise[g] = det.noise_sd().reshape(blk.n_shelves, blk.n_plates)
+        spread[g] = det.spread().reshape(blk.n_shelves, blk.n_plates)
+    t0 = min(float(b.t[0]) for b in gondolas.values())
+    return WeightChanges.concat(parts), tuple(codes), noise, spread, t0
+
+
+def test_real_benchmark_has_exactly_the_one_pick(real_run):
+    changes, codes, _, _, t0 = real_run
+    assert len(codes) == 84 + 72 + 60 + 72
+    found = [(codes[b], round(d, 1)) for b, d in zip(changes.bin_index, changes.delta_g)]
+    assert len(changes) == 1, found
+    assert codes[changes.bin_index[0]] == "1-5-11"
+    assert changes.delta_g[0] == pytest.approx(-623.0, abs=10.0)
+    assert changes.delta_g[0] == pytest.approx(changes.after_g[0] - changes.before_g[0])
+    assert 11.8 <= changes.t_start[0] - t0 <= 12.6   # the raw drop is at 12.3–12.6 s
+    assert 12.4 <= changes.t_end[0] - t0 <= 14.0
+    assert 0 < changes.noise_sd_g[0] < 2.0
+    print(f"\nBENCHMARK-1 event: {codes[changes.bin_index[0]]} Δ={changes.delta_g[0]:.1f} g "
+          f"t={changes.t_start[0] - t0:.2f}–{changes.t_end[0] - t0:.2f} s, level noise {changes.noise_sd_g[0]:.2f} g")
+
+
+def test_real_noise_measured_and_printed(real_run, gondolas):
+    _, _, noise, spread, _ = real_run
+    print("\nper-plate noise on BENCHMARK-1 (grams): window sd = median sd of 0.5 s windows while stable; "
+          "level = sd of one stable 0.5 s level")
+    all_spread, all_level = [], []
+    for g, blk in gondolas.items():
+        x = blk.flat_grams()[:540]  # first 9 s: nobody at the shelves
+        fitted = np.isfinite(x).all(axis=0) & (np.ptp(x, axis=0) > 0)  # NaN or constant columns: no plate
+        sd = np.full(x.shape[1], np.nan)
+        d = np.diff(x[:, fitted], axis=0)
+        sd[fitted] = 1.4826 * np.median(np.abs(d - np.median(d, axis=0)), axis=0) / np.sqrt(2)
+        sp = spread[g].ravel()[fitted]
+        lv = noise[g].ravel()[fitted]
+        all_spread.append(sp)
+        all_level.append(lv)
+        print(f"gondola {g}: {fitted.sum()} plates; sample sd (robust, first 9 s) median {np.median(sd[fitted]):.2f} "
+              f"max {np.max(sd[fitted]):.2f}; window sd median {np.median(sp):.2f} range {sp.min():.2f}–"
+              f"{sp.max():.2f}; level sd median {np.median(lv):.2f} max {lv.max():.2f}")
+        for s in range(blk.n_shelves):
+            print(f"  shelf {s + 1} window sd: " + " ".join(f"{v:5.2f}" for v in spread[g][s]))
+    sp = np.concatenate(all_spread)
+    lv = np.concatenate(all_level)
+    # README: quiet-plate noise ≈ 0.3–5 g sd. Window sd is measured while stable, so it must sit in that band
+    # (up to the vibration on gondola 1 shelf 6), and the level noise far below it.
+    assert 0.25 <= np.median(sp) <= 5.0 and sp.max() < 15.0
+    assert np.median(lv) < np.median(sp) and lv.max() < 3.0
+
+
+def test_real_event_explained_by_planogram(real_run):
+    changes, codes, _, _, _ = real_run
+    products, _ = read_products(need(PRODUCTS))
+    planogram, _ = read_planogram(need(PLANOGRAM), products, codes)
+    events = shelf_events_from_changes(changes, planogram)
+    assert len(events) == 1
+    ev = events[0]
+    assert ev.bin_codes == ("1-5-11",)
+    assert ev.best is not None
+    assert (ev.best.barcode, ev.best.quantity) == ("071142008582", 1)
+    assert ev.best.likelihood > 0.9
+    assert abs(ev.best.residual_g) < 10.0
+    assert sum(h.likelihood for h in ev.hypotheses) == pytest.approx(1.0)
+
+
+def test_real_stream_in_odd_blocks_matches_batch(gondolas):
+    blk = gondolas[1]
+    x, t = blk.flat_grams(), blk.t
+    batch = detect_weight_changes(t, x, blk.rate_hz)
+    det = WeightEventDetector(x.shape[1], blk.rate_hz)
+    parts, i, sizes, k = [], 0, [7, 1, 13, 29, 5, 60, 3], 0
+    while i < len(t):
+        n = sizes[k % len(sizes)]
+        parts.append(det.push(t[i:i + n], x[i:i + n]))
+        i, k = i + n, k + 1
+    parts.append(det.flush())
+    _assert_same(WeightChanges.concat(parts), batch)
+
+
+# ================================================================================================ generated
+@pytest.fixture(scope="module")
+def noise_bank(gondolas) -> np.ndarray:
+    """(540, K) real residuals (raw − median) of quiet fitted plates, first 9 s of gondolas 2–4 (nobody there)."""
+    cols = []
+    for g in (2, 3, 4):
+        x = gondolas[g].flat_grams()[:540]
+        ok = np.isfinite(x).all(axis=0) & (np.ptp(x, axis=0) > 0)
+        r = x[:, ok] - np.median(x[:, ok], axis=0)
+        sd = 1.4826 * np.median(np.abs(r), axis=0)
+        cols.append(r[:, (sd > 0) & (sd <= 5.0)])
+    bank = np.hstack(cols)
+    assert bank.shape[1] > 100
+    return bank
+
+
+@pytest.fixture(scope="module")
+def pick_shape(gondolas) -> np.ndarray:
+    """The real 1-5-11 pick, normalised: 0 before, 1 after, with its hand-press bump and settling, (26,)."""
+    x = gondolas[1].flat_grams()[:, gondolas[1].bin_codes.index("1-5-11")]
+    before, after = np.median(x[600:735]), np.median(x[770:900])
+    shape = (x[735:761] - before) / (after - before)
+    shape[0], shape[-1] = 0.0, 1.0
+    return shape
+
+
+def make_stream(bank: np.ndarray, seconds: float, n_bins: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """t (n,), grams (n, B): levels 1–6 kg plus, per bin, the real residual of ONE quiet plate, mirror-tiled
+    (forward, backward, forward …) so the noise has no seams, starting at a random offset."""
+    rng = np.random.default_rng(seed)
+    n = int(seconds * RATE)
+    x = np.empty((n, n_bins))
+    for b in range(n_bins):
+        r = bank[:, rng.integers(bank.shape[1])]
+        tile = np.concatenate([r, r[::-1]])
+        reps = np.tile(tile, n // tile.shape[0] + 2)
+        start = rng.integers(tile.shape[0])
+        x[:, b] = reps[start:start + n]
+    x += rng.uniform(1000, 6000, n_bins)
+    return T0 + np.arange(n) / RATE, x
+
+
+def add_change(x: np.ndarray, at_s: float, bin_: int, delta: float, shape: np.ndarray) -> None:
+    i = int(at_s * RATE)
+    x[i:i + shape.shape[0], bin_] += delta * shape
+    x[i + shape.shape[0]:, bin_] += delta
+
+
+def _assert_same(a: WeightChanges, b: WeightChanges) -> None:
+    assert len(a) == len(b), (a.bin_index, b.bin_index)
+    np.testing.assert_array_equal(a.bin_index, b.bin_index)
+    for f in ("t_start", "t_end", "before_g", "after_g", "delta_g", "noise_sd_g"):
+        np.testing.assert_allclose(getattr(a, f), getattr(b, f), rtol=0, atol=1e-6, err_msg=f)
+
+
+def test_quiet_real_noise_gives_no_event(noise_bank):
+    t, x = make_stream(noise_bank, 120, 40, seed=1)
+    assert len(detect_weight_changes(t, x, RATE)) == 0
+
+
+@pytest.mark.parametrize("speedup", [60, 600])
+def test_drift_sped_up_gives_no_event(noise_bank, speedup):
+    t, x = make_stream(noise_bank, 90, 20, seed=2)
+    rate_g_per_s = 2.0 / 900.0 * speedup  # ~2 g per 15 min, sped up
+    sign = np.where(np.arange(20) % 2 == 0, 1.0, -1.0)
+    x += np.outer(t - t[0], rate_g_per_s * sign)
+    # and load-cell creep after loading: an exponential settling of 6 g over ~20 s on half the plates
+    x[:, ::2] += 6.0 * (1 - np.exp(-(t - t[0])[:, None] / 20.0))
+    assert (x[-1] - x[0]).max() > 100 or speedup == 60
+    assert len(detect_weight_changes(t, x, RATE)) == 0
+
+
+def test_single_sample_spikes_give_no_event(noise_bank):
+    t, x = make_stream(noise_bank, 60, 12, seed=3)
+    rng = np.random.default_rng(3)
+    for _ in range(40):
+        x[rng.integers(60, x.shape[0] - 60), rng.integers(12)] += rng.choice([-1, 1]) * rng.uniform(50, 5000)
+    # two spikes in a row on one plate (a double glitch) too
+    x[1800:1802, 3] += 3000.0
+    assert len(detect_weight_changes(t, x, RATE)) == 0
+
+
+def test_nan_burst_then_real_pick(noise_bank, pick_shape):
+    t, x = make_stream(noise_bank, 60, 6, seed=4)
+    x[600:720, 0] = np.nan            # 2 s burst on one plate
+    x[1200:1230, :] = np.nan          # 0.5 s of every plate
+    x[1500:1501, 2] = np.nan          # one sample
+    x[:, 5] = np.nan                  # a plate that never reports
+    assert len(detect_weight_changes(t, x, RATE)) == 0
+    add_change(x, 40.0, 0, -355.0, pick_shape)
+    ch = detect_weight_changes(t, x, RATE)
+    assert len(ch) == 1 and ch.bin_index[0] == 0
+    assert ch.delta_g[0] == pytest.approx(-355.0, abs=3.0)
+    assert 39.5 <= ch.t_start[0] - T0 <= 40.5 and ch.t_end[0] - T0 <= 41.5
+
+
+def test_pick_and_put_back(noise_bank, pick_shape):
+    t, x = make_stream(noise_bank, 40, 6, seed=5)
+    add_change(x, 10.0, 2, -450.0, pick_shape)
+    add_change(x, 25.0, 2, +450.0, pick_shape)
+    ch = detect_weight_changes(t, x, RATE)
+    assert list(ch.bin_index) == [2, 2]
+    np.testing.assert_allclose(ch.delta_g, [-450.0, 450.0], atol=3.0)
+    assert ch.t_start[0] < ch.t_start[1]
+    assert ch.after_g[0] == pytest.approx(ch.before_g[1], abs=2.0)
+    products = ProductWeights(np.array(["A", "B"], dtype=object), np.array([450.0, 300.0]), np.array([5.0, 4.0]))
+    best = [explain_change(d, s, products)[0] for d, s in zip(ch.delta_g, ch.noise_sd_g)]
+    assert [(h.barcode, h.quantity) for h in best] == [("A", 1), ("A", -1)]
+
+
+def test_two_unit_pick(noise_bank, pick_shape):
+    t, x = make_stream(noise_bank, 30, 4, seed=6)
+    add_change(x, 12.0, 1, -(181.0 + 179.5), pick_shape)  # two units of a 180 g product
+    ch = detect_weight_changes(t, x, RATE)
+    assert len(ch) == 1
+    products = ProductWeights(np.array(["CHIPS", "SODA"], dtype=object), np.array([180.0, 255.0]),
+                              np.array([3.0, 4.0]))
+    hyps = explain_change(float(ch.delta_g[0]), float(ch.noise_sd_g[0]), products)
+    assert (hyps[0].barcode, hyps[0].quantity) == ("CHIPS", 2)
+    assert hyps[0].likelihood > 0.9
+
+
+def test_streaming_in_odd_blocks_equals_batch(noise_bank, pick_shape):
+    t, x = make_stream(noise_bank, 50, 9, seed=7)
+    for at, b, d in [(5, 0, -120.0), (5.3, 1, -80.0), (14, 4, 600.0), (30, 8, -35.0), (31, 8, -35.0)]:
+        add_change(x, at, b, d, pick_shape)
+    x[900:960, 6] = np.nan
+    batch = detect_weight_changes(t, x, RATE)
+    assert len(batch) >= 5
+    for sizes in ([1], [7, 13, 5], [61, 2, 300]):
+        det = WeightEventDetector(x.shape[1], RATE)
+        parts, i, k = [], 0, 0
+        while i < len(t):
+            n = sizes[k % len(sizes)]
+            parts.append(det.push(t[i:i + n], x[i:i + n]))
+            i, k = i + n, k + 1
+        parts.append(det.flush())
+        _assert_same(WeightChanges.concat(parts), batch)
+
+
+def test_time_gap_between_blocks(noise_bank):
+    t, x = make_stream(noise_bank, 40, 3, seed=8)
+    det = WeightEventDetector(3, RATE)
+    assert len(det.push(t[:900], x[:900])) == 0
+    # 5 s without data, same levels after: nothing
+    assert len(det.push(t[1200:1800], x[1200:1800])) == 0
+    # another gap during which 250 g left plate 1: one change, starting before the gap
+    y = x[2100:].copy()
+    y[:, 1] -= 250.0
+    ch = WeightChanges.concat([det.push(t[2100:], y), det.flush()])
+    assert len(ch) == 1 and ch.bin_index[0] == 1
+    assert ch.delta_g[0] == pytest.approx(-250.0, abs=3.0)
+    assert ch.t_start[0] <= t[1799] + 0.01 and ch.t_end[0] >= t[2100] - 0.5
+
+
+def test_flush_closes_with_stable_tail_and_drops_without(noise_bank, pick_shape, caplog):
+    t, x = make_stream(noise_bank, 12, 2, seed=9)
+    add_change(x, 10.8, 0, -300.0, pick_shape)    # settles ~0.75 s before the end
+    x[-20:, 1] += np.linspace(0, 800, 20)          # still moving at the end
+    with caplog.at_level(logging.INFO, logger="sensors.weight"):
+        ch = detect_weight_changes(t, x, RATE)
+    assert list(ch.bin_index) == [0]
+    assert ch.delta_g[0] == pytest.approx(-300.0, abs=3.0)
+    assert any("bin 1" in r.getMessage() and "dropped" in r.getMessage() for r in caplog.records)
+
+
+def test_reset_and_input_errors(noise_bank, pick_shape):
+    t, x = make_stream(noise_bank, 10, 3, seed=10)
+    det = WeightEventDetector(3, RATE)
+    with pytest.raises(ValueError, match=r"\(n, n_bins\) = \(5, 3\)"):
+        det.push(t[:5], x[:5, :2])
+    with pytest.raises(ValueError, match="strictly increasing"):
+        det.push(t[[0, 2, 1]], x[:3])
+    with pytest.raises(ValueError, match="non-finite"):
+        det.push(np.array([t[0], np.nan]), x[:2])
+    det.push(t[:100], x[:100])
+    with pytest.raises(ValueError, match="not after the previous sample"):
+        det.push(t[50:60], x[50:60])
+    det.reset()
+    assert np.isnan(det.noise_sd()).all()
+    det.push(t[50:60], x[50:60])  # accepted after reset
+    with pytest.raises(ValueError):
+        WeightEventDetector(0, RATE)
+    with pytest.raises(ValueError):
+        DetectorConfig(window_s=-1)
+
+
+# ================================================================================================ containers
+def _changes(**kw) -> WeightChanges:
+    n = len(kw.get("bin_index", [0]))
+    base = dict(bin_index=np.zeros(n, np.int64), t_start=np.zeros(n), t_end=np.ones(n), before_g=np.zeros(n),
+                after_g=np.zeros(n), delta_g=np.zeros(n), noise_sd_g=np.ones(n))
+    base.update({k: np.asarray(v, dtype=base[k].dtype) for k, v in kw.items()})
+    return WeightChanges(**base)
+
+
+def test_weight_changes_container():
+    ch = _changes(bin_index=[0, 1, 2], delta_g=[-10.0, 20.0, -30.0], t_start=[0, 1, 2], t_end=[1, 2, 3])
+    assert len(ch) == 3
+    sub = ch[ch.delta_g < 0]
+    assert isinstance(sub, WeightChanges) and list(sub.bin_index) == [0, 2]
+    assert list(WeightChanges.concat([ch, sub]).bin_index) == [0, 1, 2, 0, 2]
+    assert len(WeightChanges.concat([])) == 0
+    assert list(ch.with_bin_offset(10).bin_index) == [10, 11, 12]
+    with pytest.raises(ValueError, match=r"delta_g must have shape \(3,\), got \(2,\)"):
+        WeightChanges(ch.bin_index, ch.t_start, ch.t_end, ch.before_g, ch.after_g, ch.delta_g[:2], ch.noise_sd_g)
+    with pytest.raises(ValueError, match="int64"):
+        WeightChanges(ch.bin_index.astype(np.int32), ch.t_start, ch.t_end, ch.before_g, ch.after_g, ch.delta_g,
+                      ch.noise_sd_g)
+    with pytest.raises(ValueError, match="t_end < t_start"):
+        _changes(t_start=[2.0], t_end=[1.0])
+
+
+def test_product_weights_validation():
+    with pytest.raises(ValueError, match="unique"):
+        ProductWeights(np.array(["a", "a"], dtype=object), np.ones(2), np.ones(2))
+    with pytest.raises(ValueError, match=r"mean_g must have shape \(2,\)"):
+        ProductWeights(np.array(["a", "b"], dtype=object), np.ones(3), np.ones(2))
+    with pytest.raises(ValueError, match="'b' has -1.0"):
+        ProductWeights(np.array(["a", "b"], dtype=object), np.array([1.0, -1.0]), np.ones(2))
+    p = ProductWeights(np.array(["a", "b", "c"], dtype=object), np.array([1.0, 2.0, 3.0]), np.ones(3))
+    assert p.select(["c", "a", "c"]).barcode.tolist() == ["c", "a"]
+    assert p[p.mean_g > 1].barcode.tolist() == ["b", "c"]
+    with pytest.raises(KeyError):
+        p.select(["z"])
+
+
+# ================================================================================================ explanation
+PRODUCTS_3 = ProductWeights(np.array(["WATER", "CHIPS", "CANDY"], dtype=object), np.array([621.67, 180.0, 45.0]),
+                            np.array([18.7, 3.0, 2.0]))
+
+
+def test_explain_ranks_and_normalises():
+    hyps = explain_change(-622.0, 0.5, PRODUCTS_3)
+    assert (hyps[0].barcode, hyps[0].quantity) == ("WATER", 1)
+    assert hyps[0].residual_g == pytest.approx(-622.0 + 621.67)
+    assert sum(h.likelihood for h in hyps) == pytest.approx(1.0)
+    assert sum(h.likelihood for h in hyps if not h.unexplained) <= 1.0
+    assert [h.likelihood for h in hyps] == sorted((h.likelihood for h in hyps), reverse=True)
+    assert any(h.unexplained and h.barcode == UNEXPLAINED and h.quantity == 0 for h in hyps)
+
+
+def test_explain_put_back_and_multi_unit():
+    assert (explain_change(+90.5, 0.5, PRODUCTS_3)[0].barcode, explain_change(+90.5, 0.5, PRODUCTS_3)[0].quantity) \
+        == ("CANDY", -2)
+    h = explain_change(-540.0, 0.5, PRODUCTS_3)[0]
+    assert (h.barcode, h.quantity) == ("CHIPS", 3)
+
+
+def test_explain_unexplained_when_nothing_fits():
+    hyps = explain_change(-99.0, 0.5, PRODUCTS_3)  # 2 × 45 g = 90 ± 2.9 g: 9 g off is > 3 sd but < 5 sd
+    assert hyps[0].unexplained and hyps[1].barcode == "CANDY" and hyps[1].quantity == 2
+    assert explain_change(-95.0, 0.5, PRODUCTS_3)[0].quantity == 2  # 1.7 sd off: still the best
+    hyps = explain_change(-300.0, 0.5, PRODUCTS_3)
+    assert len(hyps) == 1 and hyps[0].unexplained and hyps[0].likelihood == 1.0
+    assert explain_change(-300.0, 0.5, PRODUCTS_3[np.zeros(3, bool)]) == [Hypothesis(UNEXPLAINED, 0, 1.0, -300.0)]
+    with pytest.raises(ValueError):
+        explain_change(float("nan"), 1.0, PRODUCTS_3)
+    with pytest.raises(ValueError):
+        explain_change(-10.0, 1.0, PRODUCTS_3, max_quantity=0)
+
+
+def test_explain_variance_grows_with_quantity():
+    # 6 units of 45 ± 2 g: expected 270 g, sd ≈ √(2·0.25 + 6·4) ≈ 4.9 g. 12 g off is inside 5 σ only thanks to q·σ²
+    hyps = explain_change(-282.0, 0.5, PRODUCTS_3[np.array([2])])
+    assert hyps[0].unexplained or hyps[0].quantity == 6
+    assert any(h.quantity == 6 for h in hyps)
+
+
+# ================================================================================================ shelf events
+def _planogram() -> Planogram:
+    codes = ("1-1-1", "1-1-2", "1-1-3", "1-1-4", "1-2-1")
+    products = ProductWeights(np.array(["WATER", "CHIPS", "CANDY", "SOAP"], dtype=object),
+                              np.array([621.67, 180.0, 45.0, 400.0]), np.array([18.7, 3.0, 2.0, 6.0]))
+    facings = {"1-1-1": ("WATER",), "1-1-2": ("WATER",), "1-1-3": ("CHIPS",), "1-2-1": ("CANDY",)}
+    neighbours = {"1-1-1": ("1-1-2",), "1-1-2": ("1-1-1", "1-1-3"), "1-1-3": ("1-1-2", "1-1-4"),
+                  "1-1-4": ("1-1-3",), "1-2-1": ()}
+    return Planogram(codes, facings, products, neighbours)
+
+
+def test_item_across_two_plates_is_one_event():
+    ch = _changes(bin_index=[0, 1, 4], t_start=[10.0, 10.1, 10.05], t_end=[10.8, 10.9, 10.7],
+                  delta_g=[-400.0, -222.0, -45.0], noise_sd_g=[0.5, 0.5, 0.4])
+    events = shelf_events_from_changes(ch, _planogram())
+    assert [e.bin_codes for e in events] == [("1-1-1", "1-1-2"), ("1-2-1",)]
+    e = events[0]
+    assert e.delta_g == pytest.approx(-622.0) and e.t_start == 10.0 and e.t_end == 10.9
+    assert e.noise_sd_g == pytest.approx(np.sqrt(0.5))
+    assert (e.best.barcode, e.best.quantity) == ("WATER", 1)
+    assert (events[1].best.barcode, events[1].best.quantity) == ("CANDY", 1)
+
+
+def test_not_merged_when_apart_in_time_or_space():
+    ch = _changes(bin_index=[0, 1, 0, 2], t_start=[10.0, 20.0, 30.0, 30.0], t_end=[11.0, 21.0, 31.0, 31.0],
+                  delta_g=[-622.0, -622.0, -180.0, -180.0], noise_sd_g=[0.5] * 4)
+    events = shelf_events_from_changes(ch, _planogram())
+    assert [e.bin_codes for e in events] == [("1-1-1",), ("1-1-2",), ("1-1-1",), ("1-1-3",)]
+
+
+def test_crosstalk_on_same_shelf_is_dropped(caplog):
+    ch = _changes(bin_index=[0, 3, 4], t_start=[10.0, 10.2, 10.1], t_end=[10.8, 10.9, 10.8],
+                  delta_g=[-622.0, -11.0, -45.0], noise_sd_g=[0.5, 0.5, 0.5])
+    with caplog.at_level(logging.INFO, logger="sensors.weight"):
+        events = shelf_events_from_changes(ch, _planogram())
+    # 1-1-4 (−11 g, 1.8 % of the −622 g on 1-1-1, same shelf) is crosstalk; 1-2-1 is another shelf
+    assert [e.bin_codes for e in events] == [("1-1-1",), ("1-2-1",)]
+    assert any("crosstalk" in r.getMessage() for r in caplog.records)
+    assert len(shelf_events_from_changes(ch, _planogram(), crosstalk_ratio=0.0)) == 3
+
+
+def test_bin_without_facing_falls_back_to_whole_store():
+    ch = _changes(bin_index=[3], t_start=[5.0], t_end=[6.0], delta_g=[-400.5], noise_sd_g=[0.5])
+    (e,) = shelf_events_from_changes(ch, _planogram())
+    soap = next(h for h in e.hypotheses if h.barcode == "SOAP")
+    direct = explain_change(-400.5, 0.5, _planogram().products)
+    soap_direct = next(h for h in direct if h.barcode == "SOAP")
+    assert soap.quantity == 1 and soap.likelihood < soap_direct.likelihood  # flagged by the fallback weight
+    assert FALLBACK_WEIGHT < 1.0
+    # a put-back of SOAP on the CHIPS plate: its facing does not fit, the store-wide fallback does
+    ch = _changes(bin_index=[2], t_start=[5.0], t_end=[6.0], delta_g=[+400.0], noise_sd_g=[0.5])
+    (e,) = shelf_events_from_changes(ch, _planogram())
+    assert any(h.barcode == "SOAP" and h.quantity == -1 for h in e.hypotheses)
+
+
+def test_shelf_event_contract():
+    e = ShelfEvent(("1-1-1",), 1.0, 2.0, -5.0, 0.5, (Hypothesis(UNEXPLAINED, 0, 1.0, -5.0),))
+    assert e.best is None
+    with pytest.raises(ValueError):
+        ShelfEvent((), 1.0, 2.0, -5.0, 0.5, ())
+    with pytest.raises(ValueError, match="not in bin_codes"):
+        Planogram(("a",), {"b": ("X",)}, _planogram().products, {})
+    with pytest.raises(ValueError, match="bin index 7"):
+        shelf_events_from_changes(_changes(bin_index=[7]), _planogram())
