@@ -28,10 +28,11 @@ rolling std > 40 g per shelf, |Δ| > 10 g):
 4. The baseline follows the level while stable through an exponential average with time constant
    ``baseline_tau_s`` (slow drift and creep are absorbed and never become events).
 5. An ACTIVE bin closes after ``stable_after_s`` of consecutive calm windows (sd ≤ ``close_k`` × the activity
-   threshold, a hysteresis) whose level stays within the level threshold of the first; ``after`` = mean level over that run, ``before`` = baseline when the activity began,
-   Δ = after − before. The change is reported if ``|Δ| ≥ max(min_delta_g, delta_k · sd_diff)``; in every case the
-   baseline becomes ``after``. A single-sample spike or a NaN burst makes the bin active or gapped for a moment
-   but leaves the level where it was, so Δ ≈ 0 and nothing is reported.
+   threshold, a hysteresis) whose level stays within the level threshold of the first; ``after`` = mean level
+   over that run, ``before`` = baseline when the activity began, Δ = after − before. The change is reported if
+   ``|Δ| ≥ max(min_delta_g, delta_k · sd_diff)``; in every case the baseline becomes ``after``. A single-sample
+   spike or a NaN burst makes the bin active or gapped for a moment but leaves the level where it was, so Δ ≈ 0
+   and nothing is reported.
 6. A bin is armed (may start an activity) after ``stable_before_s`` of stable samples: the first level is known.
 
 Times: every sample carries its own time (seconds since epoch UTC); ``t_start``/``t_end`` are the times of the
@@ -413,26 +414,28 @@ class WeightEventDetector:
         return self._spread.copy()
 
     def push(self, t: np.ndarray, grams: np.ndarray) -> WeightChanges:
-        """Add samples ``t`` (n,) float64 s UTC and ``grams`` (n, n_bins); return the changes completed so far.
+        """Add samples ``t`` (n,) float64 s UTC and ``grams`` (n, n_bins) raw grams; return the changes that
+        settled since the previous call (in settling order).
 
-        Non-finite grams are treated as missing. Raises ``ValueError`` for wrong shapes, non-finite times, times
+        Non-finite grams are treated as missing. Rejected input is logged at WARNING and leaves the detector as it
+        was. Raises ``ValueError`` for wrong shapes, non-finite times, times
         not strictly increasing or not after the previous block's last time.
         """
         t = np.asarray(t, dtype=np.float64)
         x = np.asarray(grams, dtype=np.float64)
         if t.ndim != 1:
-            raise ValueError(f"t must be (n,), got {t.shape}")
+            raise _bad(f"push: t must be (n,), got {t.shape}")
         if x.shape != (t.shape[0], self.n_bins):
-            raise ValueError(f"grams must be (n, n_bins) = {(t.shape[0], self.n_bins)}, got {x.shape}")
+            raise _bad(f"push: grams must be (n, n_bins) = {(t.shape[0], self.n_bins)}, got {x.shape}")
         if t.shape[0] == 0:
             return WeightChanges.empty()
         if not np.all(np.isfinite(t)):
-            raise ValueError(f"t has a non-finite time at row {int(np.flatnonzero(~np.isfinite(t))[0])}")
+            raise _bad(f"push: t has a non-finite time at row {int(np.flatnonzero(~np.isfinite(t))[0])}")
         if t.shape[0] > 1 and not np.all(np.diff(t) > 0):
-            raise ValueError(f"t must be strictly increasing; row {int(np.flatnonzero(np.diff(t) <= 0)[0]) + 1} "
-                             f"is not after the row before")
+            raise _bad(f"push: t must be strictly increasing; row {int(np.flatnonzero(np.diff(t) <= 0)[0]) + 1} "
+                       f"is not after the row before")
         if t[0] <= self._last_t:
-            raise ValueError(f"block starts at t={t[0]:.6f}, not after the previous sample t={self._last_t:.6f}")
+            raise _bad(f"push: block starts at t={t[0]:.6f}, not after the previous sample t={self._last_t:.6f}")
         x = np.where(np.isfinite(x), x, np.nan)
         if not self._started:
             # left edge of the stream: half a window of NaN rows, so the first samples are window centres too
@@ -506,7 +509,6 @@ class WeightEventDetector:
         var = np.maximum(s2 / nn - mean * mean, 0.0)
         sd = np.where(ok, np.sqrt(var), np.inf)
         mean = np.where(ok, mean + ref, 0.0)
-        assert mean.shape[0] == x.shape[0] - 2 * h
         return mean, sd, ok
 
     def _process(self, t_all: np.ndarray, x_all: np.ndarray, *, final: bool) -> WeightChanges:
@@ -650,6 +652,12 @@ class WeightEventDetector:
         return rows
 
 
+def _bad(message: str) -> ValueError:
+    """Log a rejected input at WARNING and return the error to raise."""
+    log.warning("%s", message)
+    return ValueError(message)
+
+
 def _rows_to_changes(rows: list[tuple]) -> WeightChanges:
     if not rows:
         return WeightChanges.empty()
@@ -790,7 +798,7 @@ def shelf_events_from_changes(changes: WeightChanges, planogram: Planogram, *,
     codes = planogram.bin_codes
     if int(changes.bin_index.max()) >= len(codes):
         bad = int(changes.bin_index.max())
-        raise ValueError(f"change on bin index {bad} but the planogram has {len(codes)} bins")
+        raise _bad(f"shelf_events_from_changes: change on bin index {bad} but the planogram has {len(codes)} bins")
     code_of = [codes[int(b)] for b in changes.bin_index]
     parent = list(range(n))
 

@@ -12,7 +12,6 @@ import time
 
 import pytest
 from django.contrib.auth import get_user_model
-from django.test import override_settings
 from django.urls import include, path, reverse
 from django.utils import timezone
 

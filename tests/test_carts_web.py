@@ -21,7 +21,6 @@ from store.layout.models import Bin, Gondola, Shelf, Store
 pytestmark = pytest.mark.django_db
 
 
-
 @pytest.fixture(autouse=True)
 def plain_settings(settings):
     settings.PAYMENT_PROVIDER = "dummy"
@@ -108,7 +107,6 @@ def test_anonymous_is_sent_to_login(w, path, settings):
     response = client_for(None).get(url)
     assert response.status_code == 302
     assert response.url.startswith(resolve_url(settings.LOGIN_URL) + "?next=")
-    assert resolve_url(settings.LOGIN_URL) == "/accounts/login/"
 
 
 def test_another_shopper_gets_404_on_my_receipt_and_my_cart(w):

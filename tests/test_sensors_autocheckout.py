@@ -203,4 +203,5 @@ def test_products_and_planogram_adapters(decoded):
     assert planogram.facings["1-5-12"] == ("071142008582",)
     assert planogram.neighbours["1-5-11"] == ("1-5-10", "1-5-12")
     assert planogram.neighbours["1-1-1"] == ("1-1-2",)
-    assert len(gerr) == 1 and "planogram_product_id.id" in str(gerr[0]) and f"{PLANOGRAM}:3" in str(gerr[0])  # the entry without a product id
+    # the export has one entry without a product id (line 3): reported with file:line and field
+    assert len(gerr) == 1 and "planogram_product_id.id" in str(gerr[0]) and f"{PLANOGRAM}:3" in str(gerr[0])

@@ -1,0 +1,61 @@
+"""Helpers for tests that use the production services (PostgreSQL, Redis, MQTT) on 127.0.0.1.
+
+Where a service is not reachable the test skips with a message naming it, except in CI (``CI=true``), where the
+services must be there (``.ci/run`` starts them) and a missing one fails the test.
+"""
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from contextlib import contextmanager
+
+import pytest
+
+PG = ("127.0.0.1", 5432)
+REDIS = ("127.0.0.1", 6379)
+MQTT = ("127.0.0.1", 1883)
+
+
+def require(name: str, addr: tuple[str, int]) -> None:
+    """Skip (fail in CI) unless ``addr`` accepts a TCP connection."""
+    try:
+        with socket.create_connection(addr, timeout=2):
+            return
+    except OSError as exc:
+        message = f"needs {name} on {addr[0]}:{addr[1]} ({exc})"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+
+
+@contextmanager
+def postgres_database():
+    """A fresh PostgreSQL database (trust auth, user postgres), dropped afterwards. Yields its URL."""
+    require("PostgreSQL", PG)
+    import psycopg
+
+    name = f"walkout_test_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"postgres://postgres@127.0.0.1:5432/{name}"
+    finally:
+        with psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def production_env(database_url: str, redis_db: int = 14) -> dict[str, str]:
+    """Environment for a subprocess in the production profile against the local services (dummy payments)."""
+    env = dict(os.environ)
+    env.update({
+        "WALKOUT_PROFILE": "production",
+        "DJANGO_SECRET_KEY": f"test-{uuid.uuid4().hex}",
+        "DATABASE_URL": database_url,
+        "REDIS_URL": f"redis://127.0.0.1:6379/{redis_db}",
+        "MQTT_URL": "mqtt://127.0.0.1:1883",
+        "WALKOUT_PAYMENT_PROVIDER": "dummy",
+        "PYTHONUNBUFFERED": "1",
+    })
+    env["DJANGO_SETTINGS_MODULE"] = "store.settings"
+    return env

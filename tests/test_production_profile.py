@@ -1,0 +1,85 @@
+"""The production profile for real: PostgreSQL for the data, Redis as the channel layer, in separate processes.
+
+A listener process subscribes to the demo shopper's group on Redis; another process replays the real BENCHMARK-1
+session against PostgreSQL; the listener must receive the live cart snapshots, the last one with the receipt.
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from tests.conftest import REPO
+from tests.services import REDIS, postgres_database, production_env, require
+
+pytestmark = pytest.mark.services
+
+LISTENER = textwrap.dedent("""
+    import asyncio, json, sys
+    import django
+    django.setup()
+    from channels.layers import get_channel_layer
+    from carts.replay import demo_shopper_ensure
+    from carts.services import shopper_group
+
+    user = demo_shopper_ensure("shopper@walkout.test")
+    async def main():
+        layer = get_channel_layer()
+        channel = await layer.new_channel()
+        await layer.group_add(shopper_group(user.pk), channel)
+        print("ready", flush=True)
+        seen = []
+        while True:
+            msg = await asyncio.wait_for(layer.receive(channel), timeout=120)
+            seen.append(msg["snapshot"])
+            if msg["snapshot"]["receipt"] is not None:
+                break
+        print(json.dumps(seen), flush=True)
+    asyncio.run(main())
+""")
+
+
+def run(args, env, **kw):
+    return subprocess.run([sys.executable, *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=300,
+                          **kw)
+
+
+def test_replay_on_postgres_pushes_live_cart_through_redis(benchmark1_recording):
+    require("Redis", REDIS)
+    with postgres_database() as url:
+        env = production_env(url)
+        migrate = run(["manage.py", "migrate", "-v0"], env)
+        assert migrate.returncode == 0, migrate.stderr
+        listener = subprocess.Popen([sys.executable, "-c", LISTENER], cwd=REPO, env=env, stdout=subprocess.PIPE,
+                                    stderr=subprocess.PIPE, text=True)
+        try:
+            assert listener.stdout.readline().strip() == "ready", listener.stderr.read()
+            ev = run(["manage.py", "evaluate", str(benchmark1_recording), "--replay"], env)
+            assert ev.returncode == 0, ev.stderr
+            assert ev.stdout.strip().splitlines()[-1] == "F1 1.000"
+            out, err = listener.communicate(timeout=120)
+        finally:
+            listener.kill()
+        assert listener.returncode == 0, err
+        snapshots = json.loads(out.strip().splitlines()[-1])
+        # the cart went empty → one bottle of water → billed, with increasing sequence numbers
+        assert [s["seq"] for s in snapshots] == sorted(s["seq"] for s in snapshots)
+        assert any(s["lines"] and s["lines"][0]["barcode"] == "071142008582" for s in snapshots)
+        assert snapshots[-1]["state"] == "billed" and snapshots[-1]["total_minor"] == 100
+
+        import psycopg
+
+        with psycopg.connect(url.replace("postgres://", "postgresql://")) as conn:
+            rows = conn.execute("SELECT barcode, quantity FROM billing_receiptline").fetchall()
+            events = conn.execute("SELECT count(*) FROM sensors_shelfevent").fetchone()[0]
+        assert rows == [("071142008582", 1)] and events == 1
+
+
+def test_production_refuses_to_start_without_its_secrets():
+    env = production_env("postgres://postgres@127.0.0.1:5432/postgres")
+    del env["DJANGO_SECRET_KEY"]
+    r = run(["manage.py", "check"], env)
+    assert r.returncode != 0 and "DJANGO_SECRET_KEY" in r.stderr
