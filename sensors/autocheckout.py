@@ -230,17 +230,16 @@ def decode_plate_document(doc: dict, *, where: str = "") -> PlateBlock:
     freq = _get(doc, "document.plate_data.freq_samp", where)
     if isinstance(freq, bool) or not isinstance(freq, (int, float)) or not math.isfinite(freq) or freq <= 0:
         raise _err(f"freq_samp must be a positive number, got {freq!r}", where, "document.plate_data.freq_samp")
-    values = _get(doc, "document.plate_data.values", where)
-    dtype = _get(values, "type", where) if isinstance(values, Mapping) else None
+    dtype = _get(doc, "document.plate_data.values.type", where)
     if dtype != FLOAT32_TYPE:
         raise _err(f"values.type must be {FLOAT32_TYPE}, got {dtype!r}", where, "document.plate_data.values.type")
-    shape = _get(values, "shape", where)
+    shape = _get(doc, "document.plate_data.values.shape", where)
     if (not isinstance(shape, list) or len(shape) != 3
             or not all(isinstance(v, int) and not isinstance(v, bool) for v in shape)
             or shape[0] < 1 or shape[1] < 2 or shape[2] < 2):
         raise _err(f"values.shape must be [samples ≥ 1, shelves + 1 ≥ 2, plates + 1 ≥ 2], got {shape!r}",
                    where, "document.plate_data.values.shape")
-    data = _get(values, "data", where)
+    data = _get(doc, "document.plate_data.values.data", where)
     if not isinstance(data, str):
         raise _err(f"values.data must be a base64 string, got {type(data).__name__}", where,
                    "document.plate_data.values.data")

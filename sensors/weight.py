@@ -680,6 +680,14 @@ def detect_weight_changes(t: np.ndarray, grams: np.ndarray, rate_hz: float,
 
 
 # --------------------------------------------------------------------------------------------- explanation
+#: Floors of a product's unit-weight sd in :func:`explain_change`: a catalogue sd of 0 means "unknown", not
+#: "exact". AIM3S clamps product sd likewise (``computeWeightProbability.m``); its 78 products weighed repeatedly
+#: (``Dataset/product_info.json``) have a median sd of 1.6 g and 1.3 % of the mean, so 1 g and 1 % are floors
+#: that rarely bind for a measured product.
+MIN_UNIT_SD_G = 1.0
+MIN_UNIT_SD_REL = 0.01
+
+
 def explain_change(delta_g: float, noise_sd_g: float, candidates: ProductWeights, *, max_quantity: int = 6,
                    gate_sigma: float = 5.0, unexplained_sigma: float = 3.0,
                    candidate_weight: float = 1.0) -> list[Hypothesis]:
@@ -690,7 +698,8 @@ def explain_change(delta_g: float, noise_sd_g: float, candidates: ProductWeights
 
     Model: Δ | (p, q) ~ N(−q·μ_p, 2·noise² + |q|·σ_p²) — the before and after levels each carry the level noise,
     and |q| independent units each weigh N(μ_p, σ_p²), so their sum has variance |q|·σ_p² (Bienaymé; the product
-    weight model of AIM3S, Ruiz et al. BuildSys 2019, ``computeWeightProbability.m``). Hypotheses farther than
+    weight model of AIM3S, Ruiz et al. BuildSys 2019, ``computeWeightProbability.m``), with σ_p at least
+    max(:data:`MIN_UNIT_SD_G`, :data:`MIN_UNIT_SD_REL` · μ_p). Hypotheses farther than
     ``gate_sigma`` sd from Δ are dropped. The unexplained outcome (barcode ``""``, quantity 0) is scored as a fit
     that misses by ``unexplained_sigma`` sd (density φ(unexplained_sigma)/sd of the closest hypothesis), a
     reject option (Chow, "On optimum recognition error and reject tradeoff", IEEE Trans. IT 1970): a hypothesis
@@ -716,7 +725,8 @@ def explain_change(delta_g: float, noise_sd_g: float, candidates: ProductWeights
     q = np.concatenate([np.arange(1, max_quantity + 1), -np.arange(1, max_quantity + 1)])  # (Q,)
     mu = candidates.mean_g[:, None]                                                       # (P, 1)
     expected = -q[None, :] * mu                                                           # (P, Q)
-    var = 2.0 * noise_sd_g ** 2 + np.abs(q)[None, :] * candidates.sd_g[:, None] ** 2
+    unit_sd = np.maximum(candidates.sd_g, np.maximum(MIN_UNIT_SD_G, MIN_UNIT_SD_REL * candidates.mean_g))
+    var = 2.0 * noise_sd_g ** 2 + np.abs(q)[None, :] * unit_sd[:, None] ** 2
     var = np.maximum(var, 1e-12)
     resid = delta_g - expected
     z = np.abs(resid) / np.sqrt(var)

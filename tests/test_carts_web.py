@@ -339,3 +339,12 @@ def test_resolving_the_last_review_bills_the_visit_end_to_end(w):
     assert sorted((ln.barcode, ln.quantity) for ln in receipt.lines.all()) == [("0001", 1), ("0002", 1)]
     captured = PaymentAttempt.objects.filter(visit=w.visit, kind="capture", status="succeeded").get()
     assert captured.amount_minor == 449
+
+
+def test_admin_dismiss_action_goes_through_the_service(w):
+    root = get_user_model().objects.create_superuser("root", password="pw-root-123456")
+    item = _open_review(w, [w.visit])
+    response = client_for(root).post("/admin/carts/reviewitem/", {"action": "dismiss", "_selected_action": [item.pk]})
+    assert response.status_code == 302
+    item.refresh_from_db()
+    assert item.status == "dismissed" and item.resolved_by == "root" and not CartEvent.objects.exists()

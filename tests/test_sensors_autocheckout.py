@@ -146,6 +146,8 @@ def test_bad_lines_are_reported_with_file_and_line_and_others_kept(lines, tmp_pa
     (lambda d: d["document"]["plate_data"]["plate_id"]["shelf_id"]["gondola_id"].update(id=0), "gondola"),
     (lambda d: d["document"]["plate_data"].update(freq_samp=float("nan")), "freq_samp"),
     (lambda d: d["document"].pop("header"), "document.header"),
+    (lambda d: _values(d).pop("shape"), "document.plate_data.values.shape"),
+    (lambda d: _values(d).update(data=_values(d)["data"][:-3]), "base64"),  # truncated mid-quantum
 ])
 def test_decode_errors_name_the_field(lines, mutation, expect):
     doc = json.loads(lines[0])

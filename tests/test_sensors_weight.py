@@ -436,6 +436,13 @@ def test_explain_unexplained_when_nothing_fits():
         explain_change(-10.0, 1.0, PRODUCTS_3, max_quantity=0)
 
 
+def test_explain_catalogue_sd_of_zero_is_not_exact():
+    # the real BENCHMARK-1 change (−623.1 g, level noise 0.25 g) against the catalogue weight with sd 0
+    exact = ProductWeights(np.array(["071142008582"], dtype=object), np.array([621.67]), np.array([0.0]))
+    best = explain_change(-623.1, 0.25, exact)[0]
+    assert (best.barcode, best.quantity) == ("071142008582", 1) and best.likelihood > 0.9
+
+
 def test_explain_variance_grows_with_quantity():
     # 6 units of 45 ± 2 g: expected 270 g, sd ≈ √(2·0.25 + 6·4) ≈ 4.9 g. 12 g off is inside 5 σ only thanks to q·σ²
     hyps = explain_change(-282.0, 0.5, PRODUCTS_3[np.array([2])])

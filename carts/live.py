@@ -1,0 +1,55 @@
+"""Start a live replay of a recording from the manager's dashboard, so shoppers' phones see carts change live.
+
+Production profile: the replay runs on a Celery worker (``replay_recording_task``); its cart pushes reach the
+browsers through the Redis channel layer. Embedded profile: the in-memory channel layer only reaches consumers in
+this process, so the replay runs here, in a worker thread started from the server's event loop
+(``sync_to_async``); its ``async_to_sync(group_send)`` calls then run on that loop, where the consumers are.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+
+from asgiref.sync import sync_to_async
+from django.conf import settings
+
+from .tasks import replay_recording_task
+
+log = logging.getLogger(__name__)
+_running: set[asyncio.Task] = set()
+
+
+def recordings_available() -> list[Path]:
+    """Recording folders under ``settings.RECORDINGS_DIR`` (those with a ``recording.json``), by name."""
+    root = Path(settings.RECORDINGS_DIR)
+    if not root.is_dir():
+        return []
+    return sorted(p for p in root.iterdir() if (p / "recording.json").is_file())
+
+
+async def live_replay_start(*, path: Path, session: str, speed: float = 1.0) -> str:
+    """Start replaying ``path`` at ``speed`` × real time in ``session``; returns how it runs ("worker"/"server").
+
+    Must be called from the server's event loop (an async view). Raises ValueError for a path outside
+    ``settings.RECORDINGS_DIR``.
+    """
+    root = Path(settings.RECORDINGS_DIR).resolve()
+    path = Path(path).resolve()
+    if root not in path.parents:
+        raise ValueError(f"{path} is not under {root}")
+    if not settings.CELERY_TASK_ALWAYS_EAGER:
+        await sync_to_async(replay_recording_task.delay)(str(path), session, speed)
+        return "worker"
+
+    async def run() -> None:
+        try:
+            await sync_to_async(replay_recording_task.apply, thread_sensitive=False)(
+                args=(str(path), session, speed), throw=True)
+        except Exception:
+            log.exception("live replay of %s failed", path)
+
+    task = asyncio.get_running_loop().create_task(run())
+    _running.add(task)
+    task.add_done_callback(_running.discard)
+    return "server"
