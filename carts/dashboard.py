@@ -22,7 +22,12 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.middleware.csrf import get_token
+
 from . import selectors
+from .live import live_replay_start, recordings_available
 from .models import ReviewItem
 from .services import ReviewError, review_resolve
 
@@ -50,6 +55,7 @@ def home(request: HttpRequest) -> HttpResponse:
         "visits": selectors.dashboard_visits(),
         "shelf_events": selectors.shelf_events_latest(limit=30),
         "reviews": selectors.review_queue(limit=100),
+        "recordings": [p.name for p in recordings_available()],
     })
 
 
@@ -105,3 +111,35 @@ def review_resolve_view(request: HttpRequest, review_id: int) -> HttpResponse:
     for visit_id, error in outcome.checkout_errors.items():
         messages.error(request, f"Visit {visit_id}: checkout failed: {error}")
     return redirect(reverse("dashboard:home") + "#reviews")
+
+
+class LiveReplayForm(forms.Form):
+    """Which recording (a folder name under ``settings.RECORDINGS_DIR``) to replay, and how fast."""
+
+    recording = forms.CharField(max_length=200)
+    speed = forms.FloatField(min_value=0.1, max_value=20.0, initial=1.0)
+
+
+@require_POST
+async def live_replay_view(request: HttpRequest) -> HttpResponse:
+    """``POST /manage/replay/``: replay a recording live (its clock shifted to now, paced at ``speed``), so the
+    shoppers' phones and this dashboard see it happen. Managers only; CSRF. See ``carts.live``."""
+    user = await request.auser()
+    if not user.is_authenticated:
+        return redirect_to_login(request.get_full_path())
+    if not (user.is_active and user.is_staff):
+        raise PermissionDenied("managers only")
+    form = LiveReplayForm(request.POST)
+    names = {p.name: p for p in await sync_to_async(recordings_available)()}
+    if not form.is_valid() or form.cleaned_data["recording"] not in names:
+        await sync_to_async(messages.error)(request, "Choose one of the recordings listed.")
+        return redirect(reverse("dashboard:home"))
+    from .replay import session_name
+    from store.recording import read_recording
+
+    path = names[form.cleaned_data["recording"]]
+    session = session_name(await sync_to_async(read_recording)(path))
+    how = await live_replay_start(path=path, session=session, speed=form.cleaned_data["speed"])
+    await sync_to_async(messages.success)(
+        request, f"Replaying {path.name} live as session {session} (on the {how}). Open the shopper's live cart.")
+    return redirect(reverse("dashboard:home"))

@@ -8,4 +8,5 @@ urlpatterns = [
     path("", dashboard.home, name="home"),
     path("visits/<int:visit_id>/", dashboard.visit, name="visit"),
     path("reviews/<int:review_id>/resolve/", dashboard.review_resolve_view, name="review_resolve"),
+    path("replay/", dashboard.live_replay_view, name="live_replay"),
 ]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import math
+from datetime import datetime
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -66,12 +67,16 @@ class StorePipeline:
 
     ``review_confidence`` (default ``settings.WALKOUT["REVIEW_CONFIDENCE"]``): decisions below it go to review.
     ``settle_s`` (default ``settings.WALKOUT["EXIT_SETTLE_S"]``): how long after an exit events may still arrive.
+    ``clock_offset_s``: added to every source time before it is stored (a replay "as of now" shifts the
+    recording's clock to the present; live sources pass their measured clock offset). Fusion and detection work
+    on the sources' own times.
     """
 
     def __init__(self, *, store: Store, session: str, fusion: FusionConfig = FusionConfig(),
                  detector: weight.DetectorConfig | None = None, review_confidence: float | None = None,
-                 settle_s: float | None = None):
+                 settle_s: float | None = None, clock_offset_s: float = 0.0):
         self.store = store
+        self.clock_offset_s = float(clock_offset_s)
         self.session = session
         self.fusion = fusion
         self.detector_config = detector or weight.DetectorConfig()
@@ -91,6 +96,10 @@ class StorePipeline:
         self.visits: dict[str, Visit] = {}
         self.now = -math.inf
         self.stats = PipelineStats()
+
+    def at(self, t: float) -> datetime:
+        """Source time ``t`` (s UTC) → the stored timezone-aware UTC datetime (``clock_offset_s`` applied)."""
+        return utc(t + self.clock_offset_s)
 
     # ------------------------------------------------------------------------------------------------ inputs
     def on_samples(self, *, bin_codes: tuple[str, ...], t: np.ndarray, grams: np.ndarray, rate_hz: float) -> None:
@@ -114,18 +123,21 @@ class StorePipeline:
             seen[0], seen[1], seen[2] = min(seen[0], ts.min()), max(seen[1], ts.max()), seen[2] + ts.size
 
     def bind_visit(self, *, track_id: str, visit: Visit) -> None:
-        """Remember that ``track_id`` belongs to ``visit`` (the gate bound them)."""
+        """Remember that ``track_id`` belongs to ``visit`` (the gate bound them); the shopper's app gets the
+        (empty) cart of the new visit."""
         self.visits[track_id] = visit
         self.stats.visits += 1
+        cart_publish(visit=visit)
 
     def on_exit(self, *, track_id: str, t: float, reason: str) -> None:
         """The shopper of ``track_id`` left at ``t`` (s UTC): the visit exits and is billed after the settle time."""
         visit = self.visits.get(track_id)
         if visit is None:
-            self._problem(f"exit of track {track_id} at {utc(t):%H:%M:%S}: no visit bound to it; ignored")
+            self._problem(f"exit of track {track_id} at {self.at(t):%H:%M:%S}: no visit bound to it; ignored")
             return
-        visit_exit(visit=visit, at=utc(t), reason=reason)
+        visit_exit(visit=visit, at=self.at(t), reason=reason)
         self._exits[visit.pk] = t
+        cart_publish(visit=visit)
 
     # -------------------------------------------------------------------------------------------------- time
     def advance(self, now: float) -> None:
@@ -143,7 +155,7 @@ class StorePipeline:
                 continue
             del self._exits[visit_id]
             visit = Visit.objects.get(pk=visit_id)
-            receipt = visit_checkout(visit=visit, at=utc(t_exit + self.settle_s))
+            receipt = visit_checkout(visit=visit, at=self.at(t_exit + self.settle_s))
             if receipt is not None:
                 self.stats.receipts += 1
 
@@ -152,8 +164,8 @@ class StorePipeline:
         for codes, det in self._detectors.items():
             self._on_changes(codes, det.flush())
         for track, (t0, t1, n) in self._track_seen.items():
-            shopper_track_record(store=self.store, session=self.session, track_id=track, first_seen=utc(t0),
-                                 last_seen=utc(t1), observations=int(n))
+            shopper_track_record(store=self.store, session=self.session, track_id=track, first_seen=self.at(t0),
+                                 last_seen=self.at(t1), observations=int(n))
         self.advance(math.inf)
 
     # ------------------------------------------------------------------------------------------------ inside
@@ -165,7 +177,8 @@ class StorePipeline:
         if len(changes) == 0:
             return
         for event in weight.shelf_events_from_changes(changes, self._controller_planogram(bin_codes)):
-            row = shelf_event_record(store=self.store, session=self.session, event=event)
+            row = shelf_event_record(store=self.store, session=self.session, event=event,
+                                     clock_offset_s=self.clock_offset_s)
             self.stats.shelf_events += 1
             log.info("shelf event %s %+.0f g (%s)", ",".join(event.bin_codes), event.delta_g,
                      f"{event.best.barcode} × {event.best.quantity}" if event.best else "unexplained")

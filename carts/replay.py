@@ -16,7 +16,6 @@ from typing import Callable
 import numpy as np
 from django.contrib.auth import get_user_model
 
-from sensors.services import utc
 from store.gates.models import Gate, Visit
 from store.gates.services import GateRefusal, gate_key_hash, pass_issue, visit_bind_track, visit_enter
 from store.inventory.services import catalogue_load
@@ -56,18 +55,21 @@ def replay_gate(*, store: Store) -> Gate:
 
 def replay_recording(recording: Recording, *, session: str | None = None, shoppers: dict[str, str] | None = None,
                      default_shopper: str = DEMO_SHOPPER, speed: float | None = None, step_s: float = 0.2,
-                     shopper_factory: Callable[[str], object] | None = None) -> ReplayResult:
+                     shopper_factory: Callable[[str], object] | None = None, as_of_now: bool = False) -> ReplayResult:
     """Replay ``recording`` through the pipeline. Returns a :class:`ReplayResult`.
 
     Shopper accounts: a gate scan's ``account`` column, else ``shoppers[track]``, else ``default_shopper`` for the
     first track and ``shopper+<track>@walkout.test`` for the others. ``shopper_factory(email)`` must return a user
     with a payment method on file (it may create one); by default the account must already exist with a card.
     A scan refused at the gate is logged and counted as a problem; that track's events then go to review.
+    ``as_of_now``: store every time shifted so that the recording starts now (what a live demo wants); by default
+    the database keeps the recording's own times.
     """
     store = layout_load(data=recording.store)
     catalogue_load(store=store, products=recording.store["products"], facings=recording.store["facings"])
     session = session or session_name(recording)
-    pipeline = StorePipeline(store=store, session=session)
+    offset = (time.time() - recording.t_start) if as_of_now else 0.0
+    pipeline = StorePipeline(store=store, session=session, clock_offset_s=offset)
     gate = replay_gate(store=store)
     shoppers = dict(shoppers or {})
     assigned: dict[str, str] = {}
@@ -92,11 +94,11 @@ def replay_recording(recording: Recording, *, session: str | None = None, shoppe
             user = user_for(account_for(scan))
             _, token = pass_issue(shopper=user, store=store)
             try:
-                visit = visit_enter(token=token, gate=gate, at=utc(scan.t), session=session)
+                visit = visit_enter(token=token, gate=gate, at=pipeline.at(scan.t), session=session)
             except GateRefusal as exc:
                 pipeline._problem(f"track {scan.track}: refused at the gate ({exc.code}: {exc.message})")
                 return
-            visit = visit_bind_track(visit=visit, track_id=scan.track, at=utc(scan.t))
+            visit = visit_bind_track(visit=visit, track_id=scan.track, at=pipeline.at(scan.t))
             pipeline.bind_visit(track_id=scan.track, visit=visit)
             log.info("track %s entered as visit %s (%s)", scan.track, visit.pk, user)
         else:

@@ -43,18 +43,19 @@ def planogram_for(*, store: Store) -> weight.Planogram:
                             facings={k: tuple(v) for k, v in facings.items()}, products=pw, neighbours=neighbours)
 
 
-def shelf_event_record(*, store: Store, session: str, event: weight.ShelfEvent) -> ShelfEvent:
-    """Store one detected shelf event (idempotent on session, main bin and start time). Raises Bin.DoesNotExist
-    if the event's first bin is not in the store."""
+def shelf_event_record(*, store: Store, session: str, event: weight.ShelfEvent,
+                       clock_offset_s: float = 0.0) -> ShelfEvent:
+    """Store one detected shelf event (idempotent on session, main bin and start time); ``clock_offset_s`` is added
+    to the event's source times. Raises Bin.DoesNotExist if the event's first bin is not in the store."""
     main = Bin.objects.get(store=store, code=event.bin_codes[0])
     hypotheses = [{"barcode": h.barcode, "quantity": int(h.quantity), "likelihood": round(float(h.likelihood), 6),
                    "residual_g": round(float(h.residual_g), 2)} for h in event.hypotheses]
     try:
         with transaction.atomic():
             return ShelfEvent.objects.create(
-                store=store, session=session, bin=main, bin_codes=list(event.bin_codes), t_start=utc(event.t_start),
-                t_end=utc(event.t_end), delta_g=float(event.delta_g), noise_sd_g=float(event.noise_sd_g),
+                store=store, session=session, bin=main, bin_codes=list(event.bin_codes), t_start=utc(event.t_start + clock_offset_s),
+                t_end=utc(event.t_end + clock_offset_s), delta_g=float(event.delta_g), noise_sd_g=float(event.noise_sd_g),
                 hypotheses=hypotheses,
             )
     except IntegrityError:
-        return ShelfEvent.objects.get(session=session, bin=main, t_start=utc(event.t_start))
+        return ShelfEvent.objects.get(session=session, bin=main, t_start=utc(event.t_start + clock_offset_s))

@@ -530,14 +530,17 @@ class WeightEventDetector:
     def _close_open(self, centres_t: np.ndarray) -> WeightChanges:
         """At the end of the stream: close open activities that have a stable tail; drop the others."""
         rows: list[tuple] = []
+        dropped: list[str] = []
         for b in np.flatnonzero(self._active):
             if self._run[b] >= self._n_tail:
                 rows.extend(self._close(np.array([b]), float(centres_t[-1]) if centres_t.size else math.nan))
             else:
-                log.info("bin %d: activity from t=%.3f still open at the end of the stream without a stable "
-                         "tail; dropped", b, self._t_start[b])
+                dropped.append(f"{b} (from t={self._t_start[b]:.3f})")
                 self._active[b] = False
                 self._run[b] = 0
+        if dropped:
+            log.info("%d bin(s) still active at the end of the stream without a stable tail; dropped: %s",
+                     len(dropped), ", ".join(dropped))
         return _rows_to_changes(rows)
 
     def _close(self, bins: np.ndarray, t_now: float) -> list[tuple]:

@@ -45,7 +45,8 @@ class Command(BaseCommand):
         except (AutoCheckoutError, RecordingError) as exc:
             raise CommandError(str(exc)) from None
         self.stdout.write(f"imported {case_dir} → {rec_dir}")
-        result = replay_recording(rec, default_shopper=DEMO_SHOPPER, shopper_factory=demo_shopper_ensure)
+        result = replay_recording(rec, default_shopper=DEMO_SHOPPER, shopper_factory=demo_shopper_ensure,
+                                  as_of_now=True)
         s = result.stats
         self.stdout.write(f"replayed {rec.name}: {s.samples} samples, {s.shelf_events} shelf event(s), "
                           f"{s.cart_events} cart event(s), {s.reviews} to review, {s.receipts} receipt(s)")

@@ -32,17 +32,20 @@ class Command(BaseCommand):
         parser.add_argument("--speed", type=float, default=None, help="pace against the wall clock (1 = real time)")
         parser.add_argument("--session", help="session name (default: <recording>@<now>)")
         parser.add_argument("--shopper", default=DEMO_SHOPPER, help="account of the first shopper track")
+        parser.add_argument("--as-of-now", action="store_true",
+                            help="shift the recording's clock so that it starts now (as a live session would)")
         parser.add_argument("--create-shoppers", action="store_true",
                             help="create missing shopper accounts with the provider's test card (demo, tests)")
 
     def handle(self, *args, recording, speed=None, session=None, shopper=DEMO_SHOPPER, create_shoppers=False,
-               **options):
+               as_of_now=False, **options):
         try:
             rec = read_recording(recording)
         except RecordingError as exc:
             raise CommandError(str(exc)) from None
         result = replay_recording(rec, session=session, default_shopper=shopper, speed=speed,
-                                  shopper_factory=demo_shopper_ensure if create_shoppers else None)
+                                  shopper_factory=demo_shopper_ensure if create_shoppers else None,
+                                  as_of_now=as_of_now)
         s = result.stats
         for p in rec.problems + s.problems:
             self.stderr.write(f"problem: {p}")
