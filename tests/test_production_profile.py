@@ -83,3 +83,45 @@ def test_production_refuses_to_start_without_its_secrets():
     del env["DJANGO_SECRET_KEY"]
     r = run(["manage.py", "check"], env)
     assert r.returncode != 0 and "DJANGO_SECRET_KEY" in r.stderr
+
+
+def test_celery_worker_on_redis_runs_the_replay_task(benchmark1_recording):
+    """A real Celery worker (Redis broker) runs the pipeline task; the receipt lands in PostgreSQL."""
+    require("Redis", REDIS)
+    with postgres_database() as url:
+        env = production_env(url, redis_db=13)
+        assert run(["manage.py", "migrate", "-v0"], env).returncode == 0
+        worker = subprocess.Popen([str(REPO / ".venv" / "bin" / "celery"), "-A", "store", "worker", "--pool=solo",
+                                   "--concurrency=1", "-l", "warning", "--without-gossip", "--without-mingle",
+                                   "--without-heartbeat"],
+                                  cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        try:
+            enqueue = run(["-c", textwrap.dedent(f"""
+                import django; django.setup()
+                from carts.tasks import replay_recording_task
+                replay_recording_task.delay({str(benchmark1_recording)!r}, "celery-test-session", None)
+                print("queued")
+            """)], env)
+            assert enqueue.returncode == 0 and "queued" in enqueue.stdout, enqueue.stderr
+            import time
+
+            import psycopg
+
+            deadline = time.monotonic() + 180
+            rows = []
+            while time.monotonic() < deadline and not rows:
+                with psycopg.connect(url.replace("postgres://", "postgresql://")) as conn:
+                    rows = conn.execute(
+                        "SELECT l.barcode, l.quantity, v.state FROM billing_receiptline l "
+                        "JOIN billing_receipt r ON r.id = l.receipt_id JOIN gates_visit v ON v.id = r.visit_id "
+                        "WHERE v.session = 'celery-test-session'").fetchall()
+                if not rows:
+                    assert worker.poll() is None, worker.stderr.read()
+                    time.sleep(1)
+            assert rows == [("071142008582", 1, "billed")]
+        finally:
+            worker.terminate()
+            try:
+                worker.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                worker.kill()
