@@ -61,22 +61,30 @@ def _load_json(path: Path):
         return json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise AutoCheckoutError(f"{path}: missing file") from None
+    except UnicodeDecodeError:
+        raise AutoCheckoutError(f"{path}: not UTF-8 text") from None
     except json.JSONDecodeError as exc:
         raise AutoCheckoutError(f"{path}:{exc.lineno}: not valid JSON ({exc.msg})") from None
 
 
-def _json_lines(path: Path) -> list[tuple[int, dict]]:
+def _json_lines(path: Path, problems: list[str]) -> list[tuple[int, dict]]:
+    """(line number, document) of a JSON-lines file; unreadable lines are skipped and reported in ``problems``."""
     if not path.exists():
         raise AutoCheckoutError(f"{path}: missing file")
     out = []
-    with path.open(encoding="utf-8") as f:
+    with path.open(encoding="utf-8", errors="replace") as f:
         for i, line in enumerate(f, 1):
             if not line.strip():
                 continue
             try:
-                out.append((i, json.loads(line)))
+                doc = json.loads(line)
             except json.JSONDecodeError as exc:
-                log.warning("%s:%d: not valid JSON (%s); line skipped", path, i, exc.msg)
+                problems.append(f"{path}:{i}: not valid JSON ({exc.msg}); line skipped")
+                continue
+            if not isinstance(doc, dict):
+                problems.append(f"{path}:{i}: not a JSON object; line skipped")
+                continue
+            out.append((i, doc))
     return out
 
 
@@ -168,12 +176,15 @@ def weight_spreads(product_info: Path | None) -> tuple[dict[str, float], float]:
     return sds, (float(np.median(rel)) if rel else DEFAULT_RELATIVE_WEIGHT_SD)
 
 
-def convert_catalogue(case: Path, product_info: Path | None) -> tuple[list[dict], list[dict]]:
-    """Products (price from ``metadata.price``, a placeholder in this data set; weight ± spread) and facings."""
+def convert_catalogue(case: Path, product_info: Path | None,
+                      problems: list[str] | None = None) -> tuple[list[dict], list[dict]]:
+    """Products (price from ``metadata.price``, a placeholder in this data set; weight ± spread) and facings.
+    Skipped entries are reported in ``problems``."""
+    problems = [] if problems is None else problems
     sds, rel = weight_spreads(product_info)
     products = {}
     unweighed = []
-    for line, doc in _json_lines(case / "products.json"):
+    for line, doc in _json_lines(case / "products.json", problems):
         try:
             barcode = str(doc["product_id"]["id"])
             meta = doc["metadata"]
@@ -183,7 +194,11 @@ def convert_catalogue(case: Path, product_info: Path | None) -> tuple[list[dict]
             weight = float(meta["weight"])
             price = Decimal(str(meta.get("price", 0))).quantize(Decimal("0.01"))
         except (KeyError, TypeError, ValueError, ArithmeticError) as exc:
-            log.warning("%s:%d: product skipped (%s)", case / "products.json", line, exc)
+            problems.append(f"{case / 'products.json'}:{line}: product skipped ({exc!r})")
+            continue
+        if not barcode or not math.isfinite(weight) or weight <= 0 or price < 0:
+            problems.append(f"{case / 'products.json'}:{line}: product {barcode!r} skipped (weight {weight} g, "
+                            f"price {price})")
             continue
         products[barcode] = {"barcode": barcode, "name": str(meta.get("name", barcode))[:200], "price": str(price),
                              "unit_weight_g": round(weight, 2),
@@ -193,15 +208,19 @@ def convert_catalogue(case: Path, product_info: Path | None) -> tuple[list[dict]
                  "lines %s", case / "products.json", len(unweighed), ", ".join(map(str, unweighed[:10]))
                  + (" …" if len(unweighed) > 10 else ""))
     facings = []
-    for line, doc in _json_lines(case / "planogram.json"):
-        barcode = str(doc.get("planogram_product_id", {}).get("id", ""))
+    for line, doc in _json_lines(case / "planogram.json", problems):
+        barcode = str((doc.get("planogram_product_id") or {}).get("id", ""))
         if barcode not in products:
-            log.warning("%s:%d: planogram product %r is not in products.json; skipped",
-                        case / "planogram.json", line, barcode)
+            problems.append(f"{case / 'planogram.json'}:{line}: planogram product {barcode!r} is not a weighed "
+                            "product of products.json; skipped")
             continue
-        for pid in doc.get("plate_ids", []):
-            code = bin_code(pid["shelf_id"]["gondola_id"]["id"], pid["shelf_id"]["shelf_index"], pid["plate_index"])
-            facings.append({"bin": code, "barcode": barcode})
+        try:
+            for pid in doc.get("plate_ids", []):
+                code = bin_code(pid["shelf_id"]["gondola_id"]["id"], pid["shelf_id"]["shelf_index"],
+                                pid["plate_index"])
+                facings.append({"bin": code, "barcode": barcode})
+        except (KeyError, TypeError) as exc:
+            problems.append(f"{case / 'planogram.json'}:{line}: malformed plate id ({exc!r}); rest of line skipped")
     return list(products.values()), facings
 
 
@@ -210,7 +229,12 @@ def convert_plates(case: Path, bins: set[str]) -> tuple[list[ShelfSamples], list
 
     Bad messages are skipped by ``read_plate_file`` and reported; a gondola's blocks are concatenated in time order.
     """
-    blocks, errors = read_plate_file(case / "plate_data.json")
+    if not (case / "plate_data.json").is_file():
+        raise AutoCheckoutError(f"{case / 'plate_data.json'}: missing file")
+    try:
+        blocks, errors = read_plate_file(case / "plate_data.json")
+    except UnicodeDecodeError:
+        raise AutoCheckoutError(f"{case / 'plate_data.json'}: not UTF-8 text (is it a BSON export?)") from None
     problems = [str(e) for e in errors]
     per_gondola: dict[int, list[PlateBlock]] = {}
     for b in blocks:
@@ -242,15 +266,17 @@ def convert_plates(case: Path, bins: set[str]) -> tuple[list[ShelfSamples], list
     return out, problems
 
 
-def convert_targets(case: Path) -> TrackObservations:
-    """``full_targets.json`` → keypoint observations in metres (inches × 0.0254), time = the message's t_origin."""
+def convert_targets(case: Path, problems: list[str] | None = None) -> TrackObservations:
+    """``full_targets.json`` → keypoint observations in metres (inches × 0.0254), time = the message's t_origin.
+    Skipped messages are reported in ``problems``."""
+    problems = [] if problems is None else problems
     tid, ts, kp, xyz, sc = [], [], [], [], []
-    for line, doc in _json_lines(case / "full_targets.json"):
+    for line, doc in _json_lines(case / "full_targets.json", problems):
         try:
             t = parse_time(doc["document"]["header"]["t_origin"])
             targets = doc["document"].get("targets", {}).get("targets", [])
-        except (KeyError, TypeError, ValueError) as exc:
-            log.warning("%s:%d: targets message skipped (%s)", case / "full_targets.json", line, exc)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            problems.append(f"{case / 'full_targets.json'}:{line}: targets message skipped ({exc!r})")
             continue
         for target in targets:
             track = str(target.get("target_id", {}).get("id", ""))
@@ -302,9 +328,13 @@ def import_case(case: str | Path, dest: str | Path, *, store_meta: str | Path | 
     info = Path(product_info) if product_info else case.parent / "aim3s" / "product_info.json"
     gondolas = convert_layout(meta)
     bins = {b["code"] for g in gondolas for s in g["shelves"] for b in s["bins"]}
-    products, facings = convert_catalogue(case, info if info.exists() else None)
-    shelves, problems = convert_plates(case, bins)
-    tracks = convert_targets(case)
+    problems: list[str] = []
+    products, facings = convert_catalogue(case, info if info.exists() else None, problems)
+    shelves, plate_problems = convert_plates(case, bins)
+    problems += plate_problems
+    if not shelves:
+        problems.append(f"{case / 'plate_data.json'}: no plate samples could be read; no shelf events will be found")
+    tracks = convert_targets(case, problems)
     gates = []
     for track in tracks.track_ids():
         t0, t1 = tracks.span(track)
@@ -330,8 +360,9 @@ def import_case(case: str | Path, dest: str | Path, *, store_meta: str | Path | 
         "units": {"length": "m", "weight": "g"},
         "problems": problems,
     }
-    write_recording(dest, manifest=manifest, store=store, shelves=shelves, tracks=tracks, gates=gates,
-                    truth=convert_truth(case))
-    for p in problems:
-        log.warning("%s", p)
+    try:
+        write_recording(dest, manifest=manifest, store=store, shelves=shelves, tracks=tracks, gates=gates,
+                        truth=convert_truth(case))
+    except OSError as exc:
+        raise AutoCheckoutError(f"{dest}: cannot write the recording there ({exc.strerror})") from None
     return Path(dest), problems

@@ -13,6 +13,7 @@ import csv
 import json
 import logging
 import math
+import re
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -30,12 +31,22 @@ SHELVES = "shelves.csv"
 TRACKS = "tracks.csv"
 GATES = "gates.csv"
 TRUTH = "truth.json"
+CAMERAS = "cameras.json"
 REQUIRED = (MANIFEST, STORE, SHELVES)
 
 #: Keypoints that count as a hand for fusion (wrists are what pose models give; "hand" where a system has it).
 HAND_KEYPOINTS = ("l_wrist", "r_wrist", "l_hand", "r_hand")
+#: Keypoint names a track may carry: the AutoCheckout/Walkout body set, the COCO-17 pose set (as ``l_``/``r_``), hands,
+#: and ``floor`` (a bare floor position, z = 0).
+KEYPOINTS = frozenset({
+    "head", "neck", "nose", "l_eye", "r_eye", "l_ear", "r_ear", "l_shoulder", "r_shoulder", "l_elbow", "r_elbow",
+    "l_wrist", "r_wrist", "l_hand", "r_hand", "l_hip", "r_hip", "l_knee", "r_knee", "l_ankle", "r_ankle", "floor",
+})
 #: Keypoints whose floor projection (x, y) gives a person's floor position, in order of preference.
 BODY_KEYPOINTS = ("neck", "head", "l_shoulder", "r_shoulder", "floor")
+
+
+_ID_OK = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 
 
 class RecordingError(ValueError):
@@ -153,6 +164,21 @@ class TruthReceipt:
     lines: tuple[TruthLine, ...]
 
 
+@dataclass(frozen=True)
+class RecordedCamera:
+    """One camera's video in a recording (``cameras.json``): ``name`` unique in the recording; ``video`` the file
+    (resolved against the recording folder when relative); ``t_start`` s UTC of frame 0; ``fps`` the frame rate
+    (None: the container's); ``calibration`` the camera model as plain JSON (``vision.geometry.CameraModel.to_dict``
+    form: ``K`` 3×3 pixels, ``dist``, ``R`` 3×3 and ``C`` metres camera-to-store, and/or ``H`` 3×3 pixel → floor
+    metres, ``width``, ``height``, ``clock_offset_s``)."""
+
+    name: str
+    video: Path
+    t_start: float
+    fps: float | None = None
+    calibration: dict = field(default_factory=dict)
+
+
 @dataclass
 class Recording:
     """A recording folder, read and validated. ``store`` is the parsed ``store.json`` (see docs)."""
@@ -165,6 +191,7 @@ class Recording:
     gates: list[GateScan]
     truth: list[TruthReceipt] | None
     problems: list[str] = field(default_factory=list)
+    cameras: list[RecordedCamera] = field(default_factory=list)
 
     @property
     def name(self) -> str:
@@ -188,6 +215,10 @@ def _load_json(path: Path) -> Any:
         raise RecordingError(f"{path}: missing file") from None
     except json.JSONDecodeError as exc:
         raise RecordingError(f"{path}:{exc.lineno}: not valid JSON ({exc.msg})") from None
+    except UnicodeDecodeError:
+        raise RecordingError(f"{path}: not UTF-8 text") from None
+    except OSError as exc:
+        raise RecordingError(f"{path}: cannot be read ({exc.strerror})") from None
 
 
 def _finite(value: str, where: str) -> float:
@@ -200,20 +231,31 @@ def _finite(value: str, where: str) -> float:
     return x
 
 
-def _rows(path: Path, columns: tuple[str, ...]) -> Iterable[tuple[int, list[str]]]:
-    """Yield (line number, row) of a CSV file whose header must start with ``columns``."""
+def _rows(path: Path, columns: tuple[str, ...], problems: list[str]) -> Iterable[tuple[int, list[str]]]:
+    """Yield (line number, fields) of a recording CSV file whose header must start with ``columns``.
+
+    Recording CSVs hold plain fields (codes, numbers, e-mails) and never quote, so a line is split on commas as it
+    is: a stray quote cannot swallow the lines after it and line numbers stay exact. A line that is not UTF-8 is
+    skipped and reported in ``problems``. Raises RecordingError if the file is missing or its header is wrong.
+    """
     try:
-        f = path.open(newline="", encoding="utf-8")
+        f = path.open(encoding="utf-8", errors="replace", newline="")
     except FileNotFoundError:
         raise RecordingError(f"{path}: missing file") from None
+    except OSError as exc:
+        raise RecordingError(f"{path}: cannot be read ({exc.strerror})") from None
     with f:
-        reader = csv.reader(f)
-        header = next(reader, None)
-        if header is None or tuple(h.strip() for h in header[: len(columns)]) != columns:
-            raise RecordingError(f"{path}:1: header must be {','.join(columns)}, got {header}")
-        for row in reader:
-            if row:
-                yield reader.line_num, row
+        header = [h.strip() for h in f.readline().rstrip("\r\n").split(",")]
+        if tuple(header[: len(columns)]) != columns:
+            raise RecordingError(f"{path}:1: header must be {','.join(columns)}, got {','.join(header)!r}")
+        for line_no, line in enumerate(f, start=2):
+            line = line.rstrip("\r\n")
+            if not line.strip():
+                continue
+            if "\ufffd" in line:
+                problems.append(f"{path}:{line_no}: not UTF-8 text; row skipped")
+                continue
+            yield line_no, line.split(",")
 
 
 def read_store(path: Path) -> dict:
@@ -244,6 +286,19 @@ def read_store(path: Path) -> dict:
         for key in ("barcode", "name", "price", "unit_weight_g"):
             if key not in p:
                 raise RecordingError(f"{where}: products[{pi}].{key} is missing")
+        if not isinstance(p["barcode"], str) or not p["barcode"].strip():
+            raise RecordingError(f"{where}: products[{pi}].barcode must be a non-empty string")
+        if p["barcode"] in barcodes:
+            raise RecordingError(f"{where}: products[{pi}].barcode {p['barcode']!r} appears twice")
+        for key, low in (("unit_weight_g", 0.0), ("unit_weight_sd_g", 0.0)):
+            if key not in p:
+                continue
+            value = p[key]
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+                    or value < low or (key == "unit_weight_g" and value <= 0):
+                raise RecordingError(f"{where}: products[{pi}].{key} must be a "
+                                     f"{'positive' if key == 'unit_weight_g' else 'non-negative'} number of grams, "
+                                     f"got {value!r}")
         try:
             price = Decimal(str(p["price"]))
         except InvalidOperation:
@@ -269,7 +324,7 @@ def read_shelves(path: Path, bin_codes: set[str], problems: list[str]) -> list[S
     header is wrong.
     """
     per_bin: dict[str, tuple[list[float], list[float]]] = {}
-    for line, row in _rows(path, ("t", "bin", "grams")):
+    for line, row in _rows(path, ("t", "bin", "grams"), problems):
         where = f"{path}:{line}"
         if len(row) < 3:
             problems.append(f"{where}: expected 3 fields, got {len(row)}; row skipped")
@@ -305,6 +360,9 @@ def read_shelves(path: Path, bin_codes: set[str], problems: list[str]) -> list[S
     for code, (ts, gs) in per_bin.items():
         t_arr = np.asarray(ts, dtype=np.float64)
         g_arr = np.asarray(gs, dtype=np.float64)
+        backwards = int((np.diff(t_arr) < 0).sum())
+        if backwards:
+            problems.append(f"{path}: bin {code}: {backwards} sample(s) out of time order; sorted by time")
         order = np.argsort(t_arr, kind="stable")
         t_arr, g_arr = t_arr[order], g_arr[order]
         dup = np.concatenate([[False], np.diff(t_arr) == 0])
@@ -312,6 +370,8 @@ def read_shelves(path: Path, bin_codes: set[str], problems: list[str]) -> list[S
             problems.append(f"{path}: bin {code}: {int(dup.sum())} duplicated sample time(s); later ones dropped")
             t_arr, g_arr = t_arr[~dup], g_arr[~dup]
         series.append((code, t_arr, g_arr))
+    if not series:
+        problems.append(f"{path}: no samples; no shelf events can be detected")
     series.sort(key=lambda m: (-m[1].size, m[0]))
     groups: list[tuple[np.ndarray, list[tuple[str, np.ndarray, np.ndarray]]]] = []
     for code, t_arr, g_arr in series:
@@ -342,7 +402,7 @@ def read_tracks(path: Path, problems: list[str]) -> TrackObservations:
         problems.append(f"{path}: missing file; the recording has no shopper tracks")
         return TrackObservations.empty()
     tid, ts, kp, xyz, sc = [], [], [], [], []
-    for line, row in _rows(path, ("t", "track", "keypoint", "x", "y", "z", "score")):
+    for line, row in _rows(path, ("t", "track", "keypoint", "x", "y", "z", "score"), problems):
         where = f"{path}:{line}"
         if len(row) < 7:
             problems.append(f"{where}: expected 7 fields, got {len(row)}; row skipped")
@@ -356,6 +416,15 @@ def read_tracks(path: Path, problems: list[str]) -> TrackObservations:
             continue
         if not row[1].strip() or not row[2].strip():
             problems.append(f"{where}: empty track or keypoint; row skipped")
+            continue
+        if not _ID_OK.match(row[1].strip()):
+            problems.append(f"{where}: track id {row[1].strip()!r} is not of letters, digits and ._:-; row skipped")
+            continue
+        if row[2].strip() not in KEYPOINTS:
+            problems.append(f"{where}: unknown keypoint {row[2].strip()!r}; row skipped")
+            continue
+        if not 0.0 <= s <= 1.0:
+            problems.append(f"{where}: score {s} is outside [0, 1]; row skipped")
             continue
         tid.append(row[1].strip())
         ts.append(t)
@@ -375,7 +444,7 @@ def read_gates(path: Path, problems: list[str]) -> list[GateScan]:
         problems.append(f"{path}: missing file; no gate scans")
         return []
     scans = []
-    for line, row in _rows(path, ("t", "track", "kind")):
+    for line, row in _rows(path, ("t", "track", "kind"), problems):
         where = f"{path}:{line}"
         try:
             t = _finite(row[0], where)
@@ -408,6 +477,35 @@ def read_truth(path: Path) -> list[TruthReceipt] | None:
     return out
 
 
+def read_cameras(path: Path, problems: list[str]) -> list[RecordedCamera]:
+    """Read ``cameras.json`` (``{"cameras": [{"name", "video", "t_start", "fps"?, "calibration"?}]}``); absent →
+    no cameras. A camera whose video file is missing is kept and reported in ``problems`` (replay skips it).
+    Raises RecordingError for malformed JSON or a camera without name, video or t_start."""
+    if not path.exists():
+        return []
+    data = _load_json(path)
+    out = []
+    names: set[str] = set()
+    for ci, c in enumerate(data.get("cameras", []) if isinstance(data, dict) else []):
+        where = f"{path}: cameras[{ci}]"
+        if not isinstance(c, dict) or not c.get("name") or not c.get("video"):
+            raise RecordingError(f"{where}: needs a name and a video")
+        if c["name"] in names:
+            raise RecordingError(f"{where}: camera name {c['name']!r} appears twice")
+        names.add(c["name"])
+        t0 = _finite(c.get("t_start"), f"{where}.t_start")
+        fps = _finite(c["fps"], f"{where}.fps") if c.get("fps") is not None else None
+        video = Path(c["video"])
+        video = video if video.is_absolute() else path.parent / video
+        if not video.exists():
+            problems.append(f"{where}: video {video} is missing; that camera is skipped")
+        calib = c.get("calibration", {})
+        if not isinstance(calib, dict):
+            raise RecordingError(f"{where}.calibration must be an object")
+        out.append(RecordedCamera(name=str(c["name"]), video=video, t_start=t0, fps=fps, calibration=calib))
+    return out
+
+
 def read_recording(path: str | Path) -> Recording:
     """Read a recording folder. Raises RecordingError if a required file is missing or malformed.
 
@@ -427,6 +525,8 @@ def read_recording(path: str | Path) -> Recording:
         raise RecordingError(f"{root / MANIFEST}: unsupported version {manifest.get('version')!r} (this reads {VERSION})")
     for key in ("t_start", "t_end"):
         _finite(manifest.get(key), f"{root / MANIFEST}: {key}")
+    if float(manifest["t_start"]) > float(manifest["t_end"]):
+        raise RecordingError(f"{root / MANIFEST}: t_start {manifest['t_start']} is after t_end {manifest['t_end']}")
     store = read_store(root / STORE)
     bin_codes = {b["code"] for g in store["gondolas"] for s in g["shelves"] for b in s.get("bins", [])}
     problems: list[str] = []
@@ -434,16 +534,18 @@ def read_recording(path: str | Path) -> Recording:
     tracks = read_tracks(root / TRACKS, problems)
     gates = read_gates(root / GATES, problems)
     truth = read_truth(root / TRUTH)
+    cameras = read_cameras(root / CAMERAS, problems)
     for p in problems:
         log.warning("%s", p)
     return Recording(path=root, manifest=manifest, store=store, shelves=shelves, tracks=tracks, gates=gates,
-                     truth=truth, problems=problems)
+                     truth=truth, problems=problems, cameras=cameras)
 
 
 # ------------------------------------------------------------------------------------------------------ writing
 def write_recording(path: str | Path, *, manifest: dict, store: dict, shelves: Iterable[ShelfSamples],
                     tracks: TrackObservations | None = None, gates: Iterable[GateScan] = (),
-                    truth: Iterable[TruthReceipt] | None = None) -> Path:
+                    truth: Iterable[TruthReceipt] | None = None,
+                    cameras: Iterable[RecordedCamera] | None = None) -> Path:
     """Write a recording folder (created if needed; files overwritten). Returns the folder path.
 
     ``manifest`` gets ``format``/``version`` filled in. Grams are written with 0.01 g resolution, positions with
@@ -479,4 +581,8 @@ def write_recording(path: str | Path, *, manifest: dict, store: dict, shelves: I
         data = {"receipts": [{"track": r.track, "lines": [{"barcode": x.barcode, "quantity": x.quantity}
                                                           for x in r.lines]} for r in truth]}
         (root / TRUTH).write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    if cameras is not None:
+        cams = [{"name": c.name, "video": str(c.video), "t_start": c.t_start,
+                 **({"fps": c.fps} if c.fps is not None else {}), "calibration": c.calibration} for c in cameras]
+        (root / CAMERAS).write_text(json.dumps({"cameras": cams}, indent=1) + "\n", encoding="utf-8")
     return root

@@ -61,6 +61,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -92,8 +93,13 @@ if PRODUCTION:
 
     DATABASES = {"default": dj_database_url.parse(_env("DATABASE_URL"), conn_max_age=60)}
     REDIS_URL = _env("REDIS_URL")
+    # socket_timeout must exceed channels_redis's 5 s blocking read (BZPOPMIN, core.py brpop_timeout): redis-py ≥ 6
+    # defaults it to 5 s, which drops every idle WebSocket after ~5 s.
     CHANNEL_LAYERS = {
-        "default": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": [REDIS_URL]}}
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": 30, "socket_connect_timeout": 5}]},
+        }
     }
     CELERY_BROKER_URL = REDIS_URL
     CELERY_TASK_ALWAYS_EAGER = False
@@ -115,6 +121,9 @@ else:
     CELERY_TASK_EAGER_PROPAGATES = True
     MQTT_URL = os.environ.get("MQTT_URL", "")
     PAYMENT_PROVIDER = os.environ.get("WALKOUT_PAYMENT_PROVIDER", "dummy")
+
+if PAYMENT_PROVIDER not in {"dummy", "stripe"}:
+    raise ImproperlyConfigured(f"WALKOUT_PAYMENT_PROVIDER must be 'dummy' or 'stripe', not {PAYMENT_PROVIDER!r}")
 
 STRIPE_SECRET_KEY = os.environ.get("STRIPE_SECRET_KEY", "")
 STRIPE_WEBHOOK_SECRET = os.environ.get("STRIPE_WEBHOOK_SECRET", "")
@@ -144,7 +153,14 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = BASE_DIR / "var" / "static"
+STATIC_ROOT = Path(os.environ.get("DJANGO_STATIC_ROOT", str(BASE_DIR / "var" / "static")))
+STATICFILES_DIRS = [BASE_DIR / "static"] if (BASE_DIR / "static").is_dir() else []
+if PRODUCTION:
+    # WhiteNoise serves the collected static files (``manage.py collectstatic``) from the ASGI/WSGI app itself.
+    STORAGES = {
+        "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+        "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
+    }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 EMAIL_BACKEND = (
     os.environ.get("DJANGO_EMAIL_BACKEND", "django.core.mail.backends.smtp.EmailBackend")

@@ -93,3 +93,20 @@ def test_missing_and_corrupt_inputs_are_named(tmp_path):
     rec = read_recording(tmp_path / "out")
     assert len(rec.shelves) == 4  # the other 342 messages are all there
     assert sum(s.t.size for s in rec.shelves) == (344 - 2) * 12
+
+
+def test_unreadable_plate_file_and_bad_destination(tmp_path):
+    src = shared_file("datasets/autocheckout/BENCHMARK-1/plate_data.json").parent
+    case = tmp_path / "CASE"
+    shutil.copytree(src, case)
+    shutil.copytree(src.parent / "store_meta", tmp_path / "store_meta")
+    (case / "plate_data.json").unlink()
+    with pytest.raises(AutoCheckoutError, match=r"plate_data\.json: missing file"):
+        import_case(case, tmp_path / "out")
+    (case / "plate_data.json").write_bytes(bytes(range(256)) * 10)
+    with pytest.raises(AutoCheckoutError, match=r"plate_data\.json: not UTF-8"):
+        import_case(case, tmp_path / "out")
+    shutil.copy(src / "plate_data.json", case / "plate_data.json")
+    (tmp_path / "a-file").write_text("x")
+    with pytest.raises(AutoCheckoutError, match="cannot write the recording there"):
+        import_case(case, tmp_path / "a-file")

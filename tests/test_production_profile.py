@@ -57,6 +57,10 @@ def test_replay_on_postgres_pushes_live_cart_through_redis(benchmark1_recording)
                                     stderr=subprocess.PIPE, text=True)
         try:
             assert listener.stdout.readline().strip() == "ready", listener.stderr.read()
+            # stay idle longer than channels_redis's 5 s blocking read: the connection must survive it
+            import time
+
+            time.sleep(7)
             ev = run(["manage.py", "evaluate", str(benchmark1_recording), "--replay"], env)
             assert ev.returncode == 0, ev.stderr
             assert ev.stdout.strip().splitlines()[-1] == "F1 1.000"

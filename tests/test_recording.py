@@ -107,3 +107,56 @@ def test_wrong_manifest(tmp_path):
     shutil.rmtree(path)
     with pytest.raises(RecordingError, match="not a recording folder"):
         read_recording(path)
+
+
+def test_bytes_quotes_keypoints_scores_and_order_are_reported_by_line(tmp_path):
+    path, _ = write_small(tmp_path / "rec")
+    tracks = (path / "tracks.csv").read_bytes().splitlines()
+    t0 = tracks[1].split(b",")[0]
+    tracks += [t0 + b',a,nose,0.1,0.1,1.5,0.9',        # a COCO keypoint: kept
+               t0 + b',a,tail,0.1,0.1,1.5,0.9',        # unknown keypoint
+               t0 + b',a,l_wrist,0.1,0.1,1.5,2.5',     # score out of range
+               t0 + b',"a,l_wrist,0.1,0.1,1.5,0.9',    # stray quote: this row only
+               t0 + b',a,l_wrist,\xff\xfe,0.1,1.5,0.9',  # not UTF-8
+               t0 + b',a,r_wrist,0.2,0.1,1.5,0.9']     # still read after all that
+    (path / "tracks.csv").write_bytes(b"\n".join(tracks) + b"\n")
+    lines = (path / "shelves.csv").read_text().splitlines()
+    lines[3], lines[1] = lines[1], lines[3]            # two samples of bin 1-1-1 out of order
+    (path / "shelves.csv").write_text("\n".join(lines) + "\n")
+    rec = read_recording(path)
+    text = "\n".join(rec.problems)
+    assert "tracks.csv:5: unknown keypoint 'tail'" in text
+    assert "tracks.csv:6: score 2.5 is outside [0, 1]" in text
+    assert "tracks.csv:7: track id '\"a' is not of letters" in text
+    assert "tracks.csv:8: not UTF-8 text" in text
+    assert "out of time order; sorted by time" in text
+    assert len(rec.tracks) == 4 and set(rec.tracks.keypoint) == {"l_wrist", "r_wrist", "nose"}
+    assert np.all(np.diff(rec.shelves[0].t) > 0)
+
+
+def test_impossible_manifest_and_catalogue_values_are_refused(tmp_path):
+    path, _ = write_small(tmp_path / "rec")
+    manifest = json.loads((path / "recording.json").read_text())
+    manifest["t_start"], manifest["t_end"] = manifest["t_end"], manifest["t_start"]
+    (path / "recording.json").write_text(json.dumps(manifest))
+    with pytest.raises(RecordingError, match="t_start .* is after t_end"):
+        read_recording(path)
+    path, _ = write_small(tmp_path / "rec2")
+    for bad, message in ((0, "positive number of grams"), (-5, "positive number of grams"), ("x", "positive")):
+        data = small_store()
+        data["products"][0]["unit_weight_g"] = bad
+        (path / "store.json").write_text(json.dumps(data))
+        with pytest.raises(RecordingError, match=rf"products\[0\]\.unit_weight_g must be a {message}"):
+            read_recording(path)
+    data = small_store()
+    data["products"][0]["barcode"] = None
+    (path / "store.json").write_text(json.dumps(data))
+    with pytest.raises(RecordingError, match=r"products\[0\]\.barcode must be a non-empty string"):
+        read_recording(path)
+
+
+def test_header_only_shelves_is_a_problem(tmp_path):
+    path, _ = write_small(tmp_path / "rec")
+    (path / "shelves.csv").write_text("t,bin,grams\n")
+    rec = read_recording(path)
+    assert rec.shelves == [] and any("shelves.csv: no samples" in p for p in rec.problems)

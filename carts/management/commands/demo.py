@@ -27,8 +27,13 @@ class Command(BaseCommand):
         parser.add_argument("--case", default=None,
                             help="AutoCheckout test case folder (default: <shared>/datasets/autocheckout/BENCHMARK-1)")
         parser.add_argument("--addr", default="127.0.0.1:8000")
+        parser.add_argument("--allow-production", action="store_true",
+                            help="run in the production profile too (creates accounts with the demo password)")
 
-    def handle(self, *args, no_serve=False, case=None, addr="127.0.0.1:8000", **options):
+    def handle(self, *args, no_serve=False, case=None, addr="127.0.0.1:8000", allow_production=False, **options):
+        if settings.PRODUCTION and not allow_production:
+            raise CommandError("the demo creates accounts with a published password; it runs in the embedded "
+                               "profile (unset WALKOUT_PROFILE), or pass --allow-production for a staging store")
         case_dir = Path(case) if case else settings.SHARED_DIR / "datasets" / "autocheckout" / "BENCHMARK-1"
         if not case_dir.is_dir():
             raise CommandError(f"{case_dir}: the real test case is not there; pass --case PATH or set WALKOUT_SHARED")

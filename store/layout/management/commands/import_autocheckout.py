@@ -27,8 +27,10 @@ class Command(BaseCommand):
         for p in problems:
             self.stderr.write(f"problem: {p}")
         bins = sum(len(s.bin_codes) for s in rec.shelves)
+        layout = sum(len(sh["bins"]) for g in rec.store["gondolas"] for sh in g["shelves"])
         self.stdout.write(
-            f"recording {rec.name} written to {path}: {bins} bins on {len(rec.shelves)} controllers, "
+            f"recording {rec.name} written to {path}: {layout} bins in the layout, {bins} of them with samples "
+            f"from {len(rec.shelves)} controllers, "
             f"{rec.t_end - rec.t_start:.1f} s, {len(rec.tracks.track_ids())} shopper track(s), "
             f"{len(rec.store['products'])} products, {len(rec.store['facings'])} facings, "
             f"{len(rec.truth or [])} true receipt(s)"
