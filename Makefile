@@ -2,17 +2,17 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.installed-core
+STAMP := $(VENV)/.installed
 ARGS ?=
 export YOLO_OFFLINE := 1
 export YOLO_AUTOINSTALL := 0
 
-.PHONY: install demo test test-services bench bench-sensors clean
+.PHONY: install demo test bench bench-sensors bench-vision bench-accuracy ingest-mqtt clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[production,test]'
+	$(PY) -m pip install --quiet -e '.[production,test,vision]'
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -23,10 +23,19 @@ demo: install
 test: install
 	$(PY) -m pytest $(ARGS)
 
-bench: bench-sensors
+bench: bench-sensors bench-vision bench-accuracy
 
 bench-sensors: install
 	$(PY) bench/bench_sensors.py
+
+bench-vision: install
+	$(PY) bench/bench_vision.py
+
+bench-accuracy: install
+	$(PY) bench/bench_accuracy.py
+
+ingest-mqtt: install
+	$(PY) manage.py ingest_mqtt
 
 clean:
 	rm -rf var .pytest_cache

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.contrib import admin, messages
 
-from .models import Cart, CartEvent, ReviewItem
+from .models import Cart, CartEvent, Dispute, ReviewItem
 from .services import ReviewError, review_resolve
 
 
@@ -65,3 +65,20 @@ class ReviewItemAdmin(admin.ModelAdmin):
             except ReviewError as exc:
                 self.message_user(request, f"review {item.pk}: {exc}", messages.ERROR)
         self.message_user(request, f"{done} review item(s) dismissed", messages.SUCCESS)
+
+
+@admin.register(Dispute)
+class DisputeAdmin(admin.ModelAdmin):
+    """Disputes are decided on ``/visits/disputes/`` (``carts.services.dispute_decide`` refunds through billing);
+    the admin shows them read-only so no decision skips that service."""
+
+    list_display = ("id", "receipt_line", "opened_by", "kind", "quantity", "status", "created_at", "decided_by")
+    list_filter = ("status", "kind")
+    search_fields = ("receipt_line__barcode", "receipt_line__name", "opened_by__username", "note")
+    readonly_fields = [f.name for f in Dispute._meta.fields]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False

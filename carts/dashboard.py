@@ -3,11 +3,17 @@ visit's full record. Managers only (``is_staff``): anonymous users are sent to l
 
 URLs (``carts.dashboard_urls``, mounted at ``/manage/``, namespace ``dashboard``):
 
-* ``""`` (``dashboard:home``): GET, the overview.
+* ``""`` (``dashboard:home``): GET, the overview: occupancy per store, today's sales, alerts (low stock; sensor
+  health and misplaced items when ``sensors.selectors`` provides them), open visits with their carts, the review
+  queue, today's visits, the latest shelf events, and a slot for the store map (``vision/_store_map.html``).
 * ``visits/<visit_id>/`` (``dashboard:visit``): GET, transitions, cart events with evidence, payments, receipt.
 * ``reviews/<review_id>/resolve/`` (``dashboard:review_resolve``): POST (CSRF), form fields ``visit`` (visit id, or
   empty: nobody took it), ``barcode`` (or empty), ``quantity`` (signed units, + taken, − put back); calls
   ``carts.services.review_resolve`` and redirects back to the queue with a message.
+* ``inventory/…`` (``dashboard:inventory:…``): the manager's inventory pages (``store.inventory.urls``).
+
+Live: the page opens ``ws/dashboard/`` (``carts.dashboard_consumers``) and re-fetches its ``data-live`` sections
+when told something changed (``carts.dashboard_events.dashboard_notify``).
 """
 from __future__ import annotations
 
@@ -19,8 +25,10 @@ from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
-from django.urls import reverse
-from django.views.decorators.http import require_GET, require_POST
+from django.template import TemplateDoesNotExist
+from django.template.loader import get_template
+from django.urls import NoReverseMatch, reverse
+from django.views.decorators.http import require_safe, require_POST
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
@@ -28,6 +36,7 @@ from django.middleware.csrf import get_token
 
 from . import selectors
 from .live import live_replay_start, recordings_available
+from .dashboard_events import dashboard_notify
 from .models import ReviewItem
 from .services import ReviewError, review_resolve
 
@@ -47,19 +56,51 @@ def staff_required(view):
     return wrapped
 
 
-@require_GET
+#: Templates other parts may provide; the dashboard includes each one only when it exists.
+STORE_MAP_TEMPLATE = "vision/_store_map.html"
+SENSOR_HEALTH_TEMPLATE = "dashboard/_sensor_health.html"
+
+
+def _template_if_present(name: str) -> str | None:
+    """``name`` if the template loads, else None (the page then leaves its slot out)."""
+    try:
+        get_template(name)
+    except TemplateDoesNotExist:
+        return None
+    return name
+
+
+def _store_map_url(store_code: str) -> str | None:
+    """The vision part's live store map page for ``store_code``, or None while ``vision:store_map`` is not routed."""
+    try:
+        return reverse("vision:store_map", args=[store_code])
+    except NoReverseMatch:
+        return None
+
+
+@require_safe
 @staff_required
 def home(request: HttpRequest) -> HttpResponse:
-    """``GET /manage/``: today's visits, the latest shelf events, the open review queue."""
+    """``GET /manage/``: occupancy, today's sales, alerts, open visits with their carts, the review queue, today's
+    visits and the latest shelf events. Its sections (``data-live``) refresh when ``ws/dashboard/`` says so."""
+    low_count, low_items = selectors.low_stock_alerts(limit=15)
     return render(request, "dashboard/home.html", {
+        "occupancy": [(o, _store_map_url(o.store_code)) for o in selectors.store_occupancy()],
+        "sales": selectors.sales_today(),
+        "open_carts": selectors.open_visit_carts(),
+        "low_stock_count": low_count,
+        "low_stock": low_items,
         "visits": selectors.dashboard_visits(),
         "shelf_events": selectors.shelf_events_latest(limit=30),
         "reviews": selectors.review_queue(limit=100),
         "recordings": [p.name for p in recordings_available()],
+        "store_map_template": _template_if_present(STORE_MAP_TEMPLATE),
+        "sensor_health_template": _template_if_present(SENSOR_HEALTH_TEMPLATE),
+        **selectors.sensor_alerts_context(),
     })
 
 
-@require_GET
+@require_safe
 @staff_required
 def visit(request: HttpRequest, visit_id: int) -> HttpResponse:
     """``GET /manage/visits/<visit_id>/``: everything recorded about one visit; 404 if there is none."""
@@ -110,6 +151,7 @@ def review_resolve_view(request: HttpRequest, review_id: int) -> HttpResponse:
         messages.info(request, f"Visit {visit_id} checked out: {text}.")
     for visit_id, error in outcome.checkout_errors.items():
         messages.error(request, f"Visit {visit_id}: checkout failed: {error}")
+    dashboard_notify(reason="review", store_id=item.shelf_event.store_id)
     return redirect(reverse("dashboard:home") + "#reviews")
 
 
@@ -131,14 +173,23 @@ async def live_replay_view(request: HttpRequest) -> HttpResponse:
         raise PermissionDenied("managers only")
     form = LiveReplayForm(request.POST)
     names = {p.name: p for p in await sync_to_async(recordings_available)()}
-    if not form.is_valid() or form.cleaned_data["recording"] not in names:
+    if not form.is_valid():
+        errors = "; ".join(f"{field}: {' '.join(errs)}" for field, errs in form.errors.items())
+        await sync_to_async(messages.error)(request, f"Replay not started: {errors}")
+        return redirect(reverse("dashboard:home"))
+    if form.cleaned_data["recording"] not in names:
         await sync_to_async(messages.error)(request, "Choose one of the recordings listed.")
         return redirect(reverse("dashboard:home"))
+    from store.recording import RecordingError, read_recording
+
     from .replay import session_name
-    from store.recording import read_recording
 
     path = names[form.cleaned_data["recording"]]
-    session = session_name(await sync_to_async(read_recording)(path))
+    try:
+        session = session_name(await sync_to_async(read_recording)(path))
+    except RecordingError as exc:
+        await sync_to_async(messages.error)(request, f"Replay not started: {exc}")
+        return redirect(reverse("dashboard:home"))
     how = await live_replay_start(path=path, session=session, speed=form.cleaned_data["speed"])
     await sync_to_async(messages.success)(
         request, f"Replaying {path.name} live as session {session} (on the {how}). Open the shopper's live cart.")

@@ -1,5 +1,5 @@
-"""Manager dashboard, mounted at ``/manage/`` (see ``carts.dashboard``)."""
-from django.urls import path
+"""Manager dashboard, mounted at ``/manage/`` (see ``carts.dashboard``); inventory pages under ``inventory/``."""
+from django.urls import include, path
 
 from . import dashboard
 
@@ -9,4 +9,5 @@ urlpatterns = [
     path("visits/<int:visit_id>/", dashboard.visit, name="visit"),
     path("reviews/<int:review_id>/resolve/", dashboard.review_resolve_view, name="review_resolve"),
     path("replay/", dashboard.live_replay_view, name="live_replay"),
+    path("inventory/", include("store.inventory.urls")),
 ]

@@ -1,18 +1,42 @@
-"""Receipt accuracy, the AutoCheckout way (pure Python).
+"""Receipt accuracy, the AutoCheckout way, and the offline pipeline the accuracy benchmark runs (pure Python).
 
 Item-level scoring of the CPS-IoT Week 2020 AutoCheckout competition (AiFi; as used by the CMU and AIM3S entries):
 each shopper's billed receipt is compared with their true receipt, per product; the true positives of a
 (shopper, product) are ``min(billed quantity, true quantity)``, so a wrong shopper, a wrong product and a wrong
 quantity all count against. Put-backs cancel picks before scoring (receipts are net quantities).
 precision = TP / billed items, recall = TP / true items, F1 = harmonic mean. With nothing billed and nothing true,
-precision, recall and F1 are 1 (a correct empty session).
+precision, recall and F1 are 1 (a correct empty session). A party (visits entered together on one account) is
+billed together, so its members' receipts are merged under the lead's track before scoring
+(:func:`merge_parties`).
+
+Beyond the receipts (:func:`evaluate_session`): the share of receipts exactly right, the **review rate** (shelf
+events sent to people / shelf events detected), and a breakdown by scenario from a simulated recording's
+``truth_events.json`` (``carts.simulation``): for each label, how many true events, and how many fusion got right
+by itself, sent to review, got wrong, or never saw (the detector missed them).
+
+:func:`offline_replay` is the in-memory pipeline — ``sensors.weight`` detection → shelf events →
+``carts.fusion.decide_event`` → carts → receipts — with the same decision function as the Django pipeline
+(``carts.pipeline.StorePipeline``), for benchmarks that would be slow through the database. With ``oracle=True``
+review items are resolved as a perfect reviewer would (from the truth events), as the manager's decisions in the
+dashboard are in the store; the exact-receipt share then measures the machine's silent errors.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Mapping
+import math
+from dataclasses import dataclass, field
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from sensors import weight
+
+from .fusion import BinGeometry, FusionConfig, decide_event, eligible_tracks
 
 Receipts = Mapping[str, Mapping[str, int]]  # shopper track id → {barcode: quantity}
+
+#: Scenario labels reported, in order (``carts.simulation.TruthEvents.scenarios``).
+SCENARIOS = ("pick", "put-back", "misplaced", "multi-unit", "mixed", "crowded", "reach-across", "party", "handoff",
+             "exit-settle")
 
 
 @dataclass(frozen=True)
@@ -38,6 +62,16 @@ class ReceiptScore:
         p, r = self.precision, self.recall
         return 2 * p * r / (p + r) if p + r else 0.0
 
+    @property
+    def exact_share(self) -> float:
+        """Share of receipts exactly right (1.0 for a session without receipts)."""
+        return self.exact / self.receipts if self.receipts else 1.0
+
+    def __add__(self, other: "ReceiptScore") -> "ReceiptScore":
+        return ReceiptScore(self.true_positives + other.true_positives, self.billed_items + other.billed_items,
+                            self.true_items + other.true_items, self.exact + other.exact,
+                            self.receipts + other.receipts)
+
 
 def score_receipts(billed: Receipts, truth: Receipts) -> ReceiptScore:
     """Score ``billed`` receipts against ``truth`` (both keyed by shopper track id; quantities ≥ 0).
@@ -57,3 +91,291 @@ def score_receipts(billed: Receipts, truth: Receipts) -> ReceiptScore:
         tp += sum(min(q, t.get(code, 0)) for code, q in b.items())
         exact += int(b == t)
     return ReceiptScore(tp, billed_n, true_n, exact, len(shoppers))
+
+
+def merge_parties(receipts: Receipts, party_of: Mapping[str, str]) -> dict[str, dict[str, int]]:
+    """Receipts of party members summed under their lead's track (``party_of``: track → lead; absent: alone)."""
+    out: dict[str, dict[str, int]] = {}
+    for track, lines in receipts.items():
+        dest = out.setdefault(party_of.get(track, track), {})
+        for code, q in lines.items():
+            dest[code] = dest.get(code, 0) + int(q)
+    return out
+
+
+# --------------------------------------------------------------------------------------------- decisions
+@dataclass(frozen=True)
+class Decisions:
+    """What the pipeline did with each detected shelf event, one row per event (the input of the breakdown).
+
+    ``bins`` (n,) object tuples of bin codes; ``t_start``, ``t_end`` (n,) float64 s UTC (recording clock);
+    ``outcome`` (n,) object str: ``cart`` (applied automatically; an event split between two shoppers gives one
+    row per share), ``review`` (sent to people), ``none`` (ignored: nothing to do); ``track`` (n,) object str
+    (the track charged, "" for none); ``lines`` (n,) object
+    tuples of (barcode, signed quantity) applied; ``confidence`` (n,) float64. Raises ValueError on shapes.
+    """
+
+    bins: np.ndarray
+    t_start: np.ndarray
+    t_end: np.ndarray
+    outcome: np.ndarray
+    track: np.ndarray
+    lines: np.ndarray
+    confidence: np.ndarray
+
+    def __post_init__(self) -> None:
+        n = self.t_start.shape[0]
+        for name in ("bins", "t_end", "outcome", "track", "lines", "confidence"):
+            if getattr(self, name).shape != (n,):
+                raise ValueError(f"Decisions.{name} must be ({n},), got {getattr(self, name).shape}")
+
+    def __len__(self) -> int:
+        return int(self.t_start.shape[0])
+
+    @classmethod
+    def from_rows(cls, rows: Sequence[tuple]) -> "Decisions":
+        """From rows ``(bins, t_start, t_end, outcome, track, lines, confidence)``."""
+        cols = list(zip(*rows)) if rows else [()] * 7
+
+        def obj(values):
+            arr = np.empty(len(values), dtype=object)
+            arr[:] = list(values)
+            return arr
+
+        return cls(obj(cols[0]), np.asarray(cols[1], dtype=np.float64), np.asarray(cols[2], dtype=np.float64),
+                   obj(cols[3]), obj(cols[4]), obj(cols[5]), np.asarray(cols[6], dtype=np.float64))
+
+    def events(self) -> int:
+        """Detected shelf events (split rows counted once)."""
+        return len({(tuple(b), float(t)) for b, t in zip(self.bins, self.t_start)})
+
+    @property
+    def review_rate(self) -> float:
+        """Share of detected events sent to review (0 when there are none)."""
+        return float(np.sum(self.outcome == "review")) / self.events() if len(self) else 0.0
+
+
+def match_events(decisions: Decisions, truth, *, slack_s: float = 1.0) -> dict[int, int]:
+    """Truth event index → decision index: the detected event sharing a bin with it whose interval (widened by
+    ``slack_s``) holds the truth's weight-change time, nearest in time first; each detection matches once."""
+    out: dict[int, int] = {}
+    used: set[int] = set()
+    pairs = []
+    for i in range(len(truth)):
+        tb = set(truth.bins[i])
+        for j in range(len(decisions)):
+            if (decisions.t_start[j] - slack_s <= truth.t[i] <= decisions.t_end[j] + slack_s
+                    and tb & set(decisions.bins[j])):
+                mid = 0.5 * (decisions.t_start[j] + decisions.t_end[j])
+                pairs.append((abs(mid - truth.t[i]), i, j))
+    for _, i, j in sorted(pairs):
+        if i not in out and j not in used:
+            out[i] = j
+            used.add(j)
+    return out
+
+
+@dataclass(frozen=True)
+class ScenarioRow:
+    """Events of one scenario: how many, and how many fusion got right alone, sent to review, got wrong, missed."""
+
+    name: str
+    events: int
+    right: int
+    reviewed: int
+    wrong: int
+    missed: int
+
+
+@dataclass(frozen=True)
+class SessionReport:
+    """Everything :func:`evaluate_session` measures. ``score`` over party-merged receipts; ``detected`` shelf
+    events; ``reviewed`` of them sent to people; ``scenarios`` one row per label present."""
+
+    score: ReceiptScore
+    detected: int
+    reviewed: int
+    scenarios: tuple[ScenarioRow, ...] = field(default_factory=tuple)
+
+    @property
+    def review_rate(self) -> float:
+        return self.reviewed / self.detected if self.detected else 0.0
+
+
+def _right(decisions: Decisions, j: int, truth, i: int, party_of: Mapping[str, str]) -> bool:
+    if decisions.outcome[j] != "cart":
+        return False
+    lead = party_of.get(str(truth.track[i]), str(truth.track[i]))
+    charged = party_of.get(str(decisions.track[j]), str(decisions.track[j]))
+    return charged == lead and sorted(decisions.lines[j]) == sorted(truth.lines[i])
+
+
+def evaluate_session(billed: Receipts, truth: Receipts, *, party_of: Mapping[str, str],
+                     decisions: Decisions, truth_events=None) -> SessionReport:
+    """Score a session: party-merged receipts (:func:`score_receipts`), the review rate, and (with
+    ``truth_events``, a ``carts.simulation.TruthEvents``) the per-scenario breakdown. Raises ValueError as
+    :func:`score_receipts`."""
+    score = score_receipts(merge_parties(billed, party_of), merge_parties(truth, party_of))
+    reviewed = int(np.sum(decisions.outcome == "review"))
+    rows: list[ScenarioRow] = []
+    if truth_events is not None and len(truth_events):
+        match = match_events(decisions, truth_events)
+        for name in SCENARIOS:
+            idx = [i for i in range(len(truth_events)) if name in truth_events.scenarios[i]]
+            if not idx:
+                continue
+            right = rev = wrong = missed = 0
+            for i in idx:
+                j = match.get(i)
+                if j is None:
+                    missed += 1
+                elif decisions.outcome[j] == "review":
+                    rev += 1
+                elif _right(decisions, j, truth_events, i, party_of):
+                    right += 1
+                else:
+                    wrong += 1
+            rows.append(ScenarioRow(name, len(idx), right, rev, wrong, missed))
+    return SessionReport(score=score, detected=decisions.events(), reviewed=reviewed, scenarios=tuple(rows))
+
+
+def oracle_answers(decisions: Decisions, truth_events, *, slack_s: float = 1.0
+                   ) -> dict[int, list[tuple[str, tuple[tuple[str, int], ...]]]]:
+    """What a perfect reviewer decides for each decision sent to review: decision index → [(acting track, lines)]
+    for every true event behind it (several when shoppers' changes merged into one event), each true event given
+    to one review only (the one matched by :func:`match_events`, else the first that covers it); an empty list
+    (a spurious weight change) means dismissed. True events already matched to an automatic decision are left
+    out."""
+    match = match_events(decisions, truth_events, slack_s=slack_s)
+    taken = {i for i, j in match.items() if decisions.outcome[j] != "review"}
+    out: dict[int, list] = {int(j): [] for j in np.flatnonzero(decisions.outcome == "review")}
+    for i in range(len(truth_events)):
+        if i in taken:
+            continue
+        j = match.get(i)
+        if j is None or j not in out:
+            tb = set(truth_events.bins[i])
+            j = next((j for j in out if tb & set(decisions.bins[j]) and decisions.t_start[j] - slack_s
+                      <= truth_events.t[i] <= decisions.t_end[j] + slack_s), None)
+        if j is not None:
+            out[j].append((str(truth_events.track[i]), tuple(truth_events.lines[i])))
+    return out
+
+
+# --------------------------------------------------------------------------------------------- offline pipeline
+def planogram_from_store(store: Mapping) -> weight.Planogram:
+    """A parsed ``store.json`` as ``sensors.weight.Planogram`` — the same as ``sensors.services.planogram_for``
+    builds from the database: bins in code order, facings, unit weights (g), neighbours = bins numbered ±1 on the
+    same shelf."""
+    bins = sorted(((g["number"], s["number"], b) for g in store["gondolas"] for s in g["shelves"]
+                   for b in s.get("bins", [])), key=lambda x: x[2]["code"])
+    by_shelf: dict[tuple[int, int], dict[int, str]] = {}
+    for gn, sn, b in bins:
+        by_shelf.setdefault((gn, sn), {})[b["number"]] = b["code"]
+    neighbours = {b["code"]: tuple(c for n in (b["number"] - 1, b["number"] + 1)
+                                   if (c := by_shelf[(gn, sn)].get(n))) for gn, sn, b in bins}
+    facings: dict[str, list[str]] = {}
+    for f in store["facings"]:
+        facings.setdefault(f["bin"], []).append(f["barcode"])
+    products = sorted(store["products"], key=lambda p: p["barcode"])
+    pw = weight.ProductWeights(np.array([p["barcode"] for p in products], dtype=object),
+                               np.array([float(p["unit_weight_g"]) for p in products], dtype=np.float64),
+                               np.array([float(p.get("unit_weight_sd_g", 0.0)) for p in products], dtype=np.float64))
+    return weight.Planogram(bin_codes=tuple(b["code"] for _, _, b in bins),
+                            facings={k: tuple(v) for k, v in facings.items()}, products=pw, neighbours=neighbours)
+
+
+def controller_planogram(planogram: weight.Planogram, bin_codes: tuple[str, ...]) -> weight.Planogram:
+    """``planogram`` restricted to one controller's bins, in its column order (the detector's bin index)."""
+    known = set(bin_codes)
+    return weight.Planogram(bin_codes=bin_codes,
+                            facings={b: v for b, v in planogram.facings.items() if b in known},
+                            products=planogram.products,
+                            neighbours={b: tuple(n for n in v if n in known)
+                                        for b, v in planogram.neighbours.items() if b in known})
+
+
+@dataclass(frozen=True)
+class OfflineResult:
+    """What :func:`offline_replay` did: ``decisions`` per detected event, the ``billed`` receipts per track
+    (after oracle review when asked), ``party_of`` (track → lead), the ``events`` detected."""
+
+    decisions: Decisions
+    billed: dict[str, dict[str, int]]
+    party_of: dict[str, str]
+    events: tuple[weight.ShelfEvent, ...]
+
+
+def offline_replay(recording, *, review_confidence: float = 0.6, settle_s: float = 3.0,
+                   fusion: FusionConfig = FusionConfig(), detector: weight.DetectorConfig | None = None,
+                   truth_events=None, party_within_s: float = 10.0,
+                   events: Sequence[weight.ShelfEvent] | None = None) -> OfflineResult:
+    """Run ``recording`` (a ``store.recording.Recording`` or anything with ``store``, ``shelves``, ``tracks``,
+    ``gates``) through detection and fusion in memory, in the order the live pipeline would decide (each event
+    once hands up to ``t_end + fusion.pad_s`` are in). Visits are the gate entries; a party is one account's
+    entries within ``party_within_s`` (``carts.simulation.parties_from_gates``, as the replay does); exits make a
+    track ineligible ``settle_s`` after them. With ``truth_events``, open review items are resolved by the
+    oracle reviewer at the end. ``events``: shelf events already detected (e.g. ``OfflineResult.events`` of an
+    earlier run: a threshold sweep need not detect again). Raises ValueError from the detector on malformed
+    samples."""
+    from .simulation import parties_from_gates
+
+    planogram = planogram_from_store(recording.store)
+    bins = BinGeometry.from_store(recording.store)
+    cfg = detector or weight.DetectorConfig()
+    if events is None:
+        events = []
+        for block in recording.shelves:
+            changes = weight.detect_weight_changes(block.t, block.grams, block.rate_hz, cfg)
+            events += weight.shelf_events_from_changes(changes, controller_planogram(planogram, block.bin_codes))
+    events = list(events)
+    events.sort(key=lambda e: (e.t_end, e.bin_codes))
+    hands = recording.tracks.hands()
+    hands = hands[np.argsort(hands.t, kind="stable")]
+    bodies = recording.tracks[np.isin(recording.tracks.keypoint, ("neck", "head"))]
+    party_of = parties_from_gates(recording.gates, within_s=party_within_s)
+    entries = {g.track: g.t for g in recording.gates if g.kind == "entry"}
+    exits = {g.track: g.t for g in recording.gates if g.kind == "exit"}
+    carts: dict[str, dict[str, int]] = {t: {} for t in entries}
+    rows = []
+    for ev in events:
+        now = ev.t_end + fusion.pad_s
+        eligible = eligible_tracks(entries, {k: v for k, v in exits.items() if v <= now}, ev, now=now,
+                                   settle_s=settle_s)
+        d = decide_event(ev, hands, bins, planogram, carts={t: carts[t] for t in eligible}, party_of=party_of,
+                         eligible=eligible, review_confidence=review_confidence, config=fusion, bodies=bodies)
+        if d.review or not d.shares:
+            rows.append((ev.bin_codes, ev.t_start, ev.t_end, "review", "", (), d.confidence))
+            continue
+        for track, q in d.shares:  # one row per cart change (two when two shoppers' takes merged)
+            carts[track][d.barcode] = carts[track].get(d.barcode, 0) + q
+            rows.append((ev.bin_codes, ev.t_start, ev.t_end, "cart", track, ((d.barcode, q),), d.confidence))
+    decisions = Decisions.from_rows(rows)
+    if truth_events is not None:
+        answers = [a for found in oracle_answers(decisions, truth_events).values() for a in found]
+        for track, lines in answers:
+            for code, q in lines:
+                dest = track
+                if q < 0 and carts.get(track, {}).get(code, 0) < -q:
+                    key = party_of.get(track, track)
+                    dest = next((m for m in carts if party_of.get(m, m) == key and carts[m].get(code, 0) >= -q),
+                                track)
+                if dest in carts:
+                    carts[dest][code] = carts[dest].get(code, 0) + q
+    billed = {t: {c: q for c, q in cart.items() if q > 0} for t, cart in carts.items()}
+    return OfflineResult(decisions=decisions, billed=billed, party_of=party_of, events=tuple(events))
+
+
+def reliability(decisions: Decisions, truth_events, party_of: Mapping[str, str],
+                edges: Sequence[float] = (0.0, 0.6, 0.8, 0.9, 0.95, 0.99, 1.0001)
+                ) -> list[tuple[float, float, int, float]]:
+    """Calibration check of the automatic decisions: per confidence bin ``[lo, hi)``, (lo, hi, count, share
+    right) against the truth events (unmatched detections count as wrong). Share is NaN for an empty bin."""
+    match = {j: i for i, j in match_events(decisions, truth_events).items()}
+    out = []
+    auto = np.flatnonzero(decisions.outcome == "cart")
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        sel = [j for j in auto if lo <= decisions.confidence[j] < hi]
+        ok = sum(1 for j in sel if j in match and _right(decisions, j, truth_events, match[j], party_of))
+        out.append((lo, hi, len(sel), ok / len(sel) if sel else math.nan))
+    return out

@@ -1,25 +1,61 @@
-"""Fusion: which shopper caused a shelf event (pure NumPy, no Django).
+"""Fusion: who caused a shelf event, and what they took or put back (pure NumPy, no Django).
 
-Evidence used now: the distance from each shopper track's hand keypoints to the event's bin(s) during the event
-(padded by ``FusionConfig.pad_s`` each side, as a hand reaches in before the weight changes and leaves after it
-settles). A bin is the volume above its plate: its rectangle on the shelf surface, up to ``clearance_m`` above.
+One decision function, :func:`decide_event`, is called by both shells: the Django pipeline
+(``carts.pipeline.StorePipeline``) and the in-memory offline pipeline (``carts.evaluation.offline_replay``) used by
+the accuracy benchmark. It joins three kinds of evidence into one posterior over (shopper track, product ×
+quantity):
 
-Score of a track: ``exp(−d² / 2σ²)`` with ``d`` its closest hand-to-bin distance (metres) and ``σ = sigma_m``;
-confidence of the best track = its share of the summed scores (how clearly it beats the others) times a
-plausibility factor that falls from 1 to 0 as ``d`` goes from ``reach_m`` to ``2·reach_m``. No track with a hand
-within ``2·reach_m`` → no candidate. ``sigma_m`` (0.25 m) is about the spread we measured between a wrist
-keypoint and the plate it takes from on BENCHMARK-1 (the wrist stays 0.1–0.2 m in front of the shelf edge), and
-``reach_m`` (0.6 m) is a generous arm's length past it; both are knobs, to be fitted on the simulator's benchmark.
+1. **Hand at the bin** (:func:`hand_evidence`). For every hand keypoint (``*_wrist``, ``*_hand``) of every eligible
+   track seen during the event padded by ``pad_s`` each side, the distance ``d`` (metres) to the volume above the
+   event's bin(s). A sighting outside the event's core interval ``[t_start − core_pad_s, t_end + core_pad_s]``
+   counts as if ``gap_speed_m_s × (its time outside)`` metres farther: a hand seen 1 s before the weight moved says
+   less than one seen while it moved, and a missed frame or an occlusion gap only weakens the evidence instead of
+   erasing it. ``d_eff`` = the ``core_quantile`` (0.3) quantile of the distances over the weight change itself
+   (``[t_start, t_end]``) when the hand was seen at least ``min_core_samples`` times then — a hand that stayed at
+   the bin for a good part of the change (two shoppers side by side each do, when their changes merge), not one
+   that passed by — else the smallest penalised distance.
+2. **Hand entered and left** the shelf zone around the change: ``motion`` = min(farthest distance before the
+   closest approach, farthest after it) − closest distance (metres), within the padded window; a reaching hand
+   scores ≈ 0.3–0.5 m, a hand resting near the shelf (a neighbour standing in front of it, a shopper reached across)
+   ≈ 0. A side with no sighting is neutral.
+   Track score ``s = exp(−d_eff² / 2σ²) · (f + (1 − f) · logistic((motion − m0) / m_s))`` for its best hand.
+   A constant "nobody we can see" score ``s₀ = exp(−nobody_m² / 2σ²) · ½`` competes with the tracks.
+3. **The carts**. A put-back (Δ > 0) is re-explained over the products facing the bin(s) *and* those held by the
+   candidates' parties (a party = visits entered together on one account, billed together), with the weight
+   model of ``sensors.weight.explain_change``; a held product that does not face the bin gets ``misplaced_prior``
+   (a put-back in the wrong bin). A put-back of more than the track's party holds gets ``infeasible_prior``.
+   Picks (Δ < 0) use the sensors' hypotheses as they come.
+4. **Priors**: units per event — ``quantity_prior`` (1, 0.3, 0.15, 0.1 for 1, 2, 3, ≥ 4 units), softened from the
+   labelled AutoCheckout events (232 of 237 events move one unit, 4 two, 1 three) so that a clean multi-unit fit
+   still beats the reject option; and, when the event's bins face different products, where the hand was: a
+   product is as likely as ``exp(−d² / 2·product_sigma_m²)`` with ``d`` the track's hand distance to the nearest
+   bin facing it (relative to the nearest product; ``product_sigma_m = 0.1`` m, one plate's width).
+5. **Two shoppers, one event**: when two shoppers take the same product side by side, the plates' changes merge
+   into one event of several units; a split of the units between the two best tracks competes with giving all
+   to one (``split_prior = 0.5``).
+
+Joint score of (track k, hypothesis h) = ``s_k · L_h · feasible(k, h)``; the unexplained outcome and the nobody
+track compete as well. The decision is the best (track, product × quantity) pair; its **confidence** is its share
+of the total (a posterior under the model, not yet fitted on real data; ``carts.evaluation.reliability`` tabulates
+confidence against the share right on simulated truth, so that calibration can be checked). Below the review threshold the event goes to people with all of this evidence.
+
+Defaults and their sources: ``sigma_m = 0.15`` — the wrist stays 0.1–0.2 m in front of the plate it takes from on
+BENCHMARK-1 (store.autocheckout, measured on the real pick); ``pad_s = 1.5`` — a reach lasts 0.5–1.5 s around the
+weight change (BENCHMARK-1 and the labelled AutoCheckout events); ``gap_speed_m_s = 0.6`` — a hand's speed while
+reaching; ``reach_m = 0.6`` an arm's length past the shelf edge; ``m0 = 0.12``, ``m_s = 0.04``, ``f = 0.3`` and
+``nobody_m = 0.55`` were chosen on simulator seeds that the benchmark does not use (``carts.simulation``), as were
+``misplaced_prior = 0.15`` and ``infeasible_prior = 0.02``.
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Protocol, Sequence
+from typing import Mapping, Protocol, Sequence
 
 import numpy as np
 
-from store.recording import TrackObservations
+from sensors import weight
+from store.recording import HAND_KEYPOINTS, TrackObservations
 
 
 class _Event(Protocol):
@@ -34,6 +70,7 @@ class BinGeometry:
 
     ``codes`` (B,) str; ``centre`` (B, 3) metres (centre of the plate's top face); ``half_size`` (B, 2) metres
     (half width along the shelf, half depth into it); ``yaw`` (B,) radians (shelf long axis from store +x).
+    Raises ValueError on mismatched shapes.
     """
 
     codes: tuple[str, ...]
@@ -48,6 +85,17 @@ class BinGeometry:
             raise ValueError(f"expected centre ({b}, 3), half_size ({b}, 2), yaw ({b},); got "
                              f"{self.centre.shape}, {self.half_size.shape}, {self.yaw.shape}")
         object.__setattr__(self, "index", {c: i for i, c in enumerate(self.codes)})
+
+    @classmethod
+    def from_store(cls, store: Mapping) -> "BinGeometry":
+        """The bins of a parsed ``store.json`` (``store.recording.read_store``), in code order."""
+        bins = sorted((b for g in store["gondolas"] for s in g["shelves"] for b in s.get("bins", [])),
+                      key=lambda b: b["code"])
+        return cls(codes=tuple(b["code"] for b in bins),
+                   centre=np.array([[b["x"], b["y"], b["z"]] for b in bins], dtype=np.float64).reshape(-1, 3),
+                   half_size=np.array([[b["width_m"] / 2, b["depth_m"] / 2] for b in bins],
+                                      dtype=np.float64).reshape(-1, 2),
+                   yaw=np.array([b["yaw_rad"] for b in bins], dtype=np.float64))
 
     def distance(self, points: np.ndarray, code: str, clearance_m: float) -> np.ndarray:
         """Euclidean distance (metres) from each of ``points`` (n, 3) to the volume above bin ``code``:
@@ -66,29 +114,156 @@ class BinGeometry:
 
 @dataclass(frozen=True)
 class FusionConfig:
-    """Knobs of :func:`attribute_event` (module docstring has their sources)."""
+    """Knobs of fusion (module docstring gives their sources). Metres, seconds, probabilities.
 
-    pad_s: float = 1.0
-    sigma_m: float = 0.25
+    Raises ValueError for non-positive distances or times, or priors outside (0, 1].
+    """
+
+    pad_s: float = 1.5
+    core_pad_s: float = 0.3
+    sigma_m: float = 0.15
+    min_core_samples: int = 3
+    core_quantile: float = 0.3
     reach_m: float = 0.6
     clearance_m: float = 0.35
     min_hand_score: float = 0.2
+    gap_speed_m_s: float = 0.6
+    motion_m0: float = 0.12
+    motion_scale_m: float = 0.04
+    motion_floor: float = 0.3
+    nobody_m: float = 0.55
+    misplaced_prior: float = 0.15
+    infeasible_prior: float = 0.02
+    max_quantity: int = 6
+    product_sigma_m: float = 0.1
+    quantity_prior: tuple[float, ...] = (1.0, 0.3, 0.15, 0.1)
+    split_prior: float = 0.5
+    id_window_s: float = 3.0
+    id_jump_speed_m_s: float = math.inf
+
+    def __post_init__(self) -> None:
+        for name in ("pad_s", "sigma_m", "reach_m", "clearance_m", "gap_speed_m_s", "motion_scale_m", "nobody_m"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"FusionConfig.{name} must be > 0, got {getattr(self, name)}")
+        for name in ("motion_floor", "misplaced_prior", "infeasible_prior"):
+            if not 0 < getattr(self, name) <= 1:
+                raise ValueError(f"FusionConfig.{name} must be in (0, 1], got {getattr(self, name)}")
 
 
+# ---------------------------------------------------------------------------------------------- hand evidence
+@dataclass(frozen=True)
+class HandEvidence:
+    """Hand-at-bin evidence of one shelf event, one row per candidate track (best hand), best score first.
+
+    ``track_id`` (k,) object str; ``distance_m`` (k,) float64 closest raw hand-to-bin distance, metres;
+    ``effective_m`` (k,) float64 the time-penalised distance ``d_eff``; ``t_closest`` (k,) float64 s UTC;
+    ``motion_m`` (k,) float64 metres (entered-and-left depth, NaN when neither side was seen); ``score`` (k,)
+    float64 in (0, 1] (module docstring); ``hand_xyz`` (k, 3) float64 metres, the closest hand sighting (the
+    keypoint snapshot a reviewer sees). Raises ValueError on mismatched shapes.
+    """
+
+    track_id: np.ndarray
+    distance_m: np.ndarray
+    effective_m: np.ndarray
+    t_closest: np.ndarray
+    motion_m: np.ndarray
+    score: np.ndarray
+    hand_xyz: np.ndarray
+
+    def __post_init__(self) -> None:
+        n = self.track_id.shape[0]
+        for name in ("distance_m", "effective_m", "t_closest", "motion_m", "score"):
+            if getattr(self, name).shape != (n,):
+                raise ValueError(f"HandEvidence.{name} must be ({n},), got {getattr(self, name).shape}")
+        if self.hand_xyz.shape != (n, 3):
+            raise ValueError(f"HandEvidence.hand_xyz must be ({n}, 3), got {self.hand_xyz.shape}")
+
+    def __len__(self) -> int:
+        return int(self.track_id.shape[0])
+
+    @classmethod
+    def empty(cls) -> "HandEvidence":
+        z = np.zeros(0)
+        return cls(np.array([], dtype=object), z, z, z, z, z, np.zeros((0, 3)))
+
+
+def _logistic(x: float) -> float:
+    return 1.0 / (1.0 + math.exp(-max(-50.0, min(50.0, x))))
+
+
+def hand_evidence(event: _Event, hands: TrackObservations, bins: BinGeometry, config: FusionConfig = FusionConfig(),
+                  *, eligible: Sequence[str] | None = None) -> HandEvidence:
+    """Hand-at-bin evidence for ``event`` from ``hands`` (hand keypoints; other keypoints are ignored).
+
+    ``eligible``: only these tracks (None: all). Tracks whose best ``d_eff`` exceeds ``2 · reach_m`` are left out.
+    Raises KeyError if the event names a bin not in ``bins``.
+    """
+    lo, hi = event.t_start - config.pad_s, event.t_end + config.pad_s
+    w = hands[(hands.t >= lo) & (hands.t <= hi)]
+    w = w[(w.score >= config.min_hand_score) & np.isin(w.keypoint, HAND_KEYPOINTS)]
+    if eligible is not None:
+        w = w[np.isin(w.track_id, np.asarray(list(eligible), dtype=object))]
+    if len(w) == 0:
+        return HandEvidence.empty()
+    d = np.min(np.stack([bins.distance(w.xyz, code, config.clearance_m) for code in event.bin_codes]), axis=0)
+    c0, c1 = event.t_start - config.core_pad_s, event.t_end + config.core_pad_s
+    outside = np.maximum(np.maximum(c0 - w.t, w.t - c1), 0.0)
+    eff = d + config.gap_speed_m_s * outside
+    rows = []
+    keys = np.array([f"{a}\x00{b}" for a, b in zip(w.track_id, w.keypoint)], dtype=object)
+    best: dict[str, tuple] = {}
+    for key in np.unique(keys):
+        m = keys == key
+        t, dk, ek = w.t[m], d[m], eff[m]
+        order = np.argsort(t, kind="stable")
+        t, dk, ek, xyz = t[order], dk[order], ek[order], w.xyz[m][order]
+        j = int(np.argmin(ek))
+        core = (t >= event.t_start) & (t <= event.t_end)
+        d_eff = (float(np.quantile(dk[core], config.core_quantile)) if core.sum() >= config.min_core_samples
+                 else float(ek[j]))
+        if d_eff > 2 * config.reach_m:
+            continue
+        before, after = dk[:j + 1], dk[j:]
+        sides = []
+        if j > 0:
+            sides.append(float(before.max()))
+        if j < dk.size - 1:
+            sides.append(float(after.max()))
+        motion = (min(sides) - float(dk[j])) if len(sides) == 2 else math.nan
+        moved = 0.5 if math.isnan(motion) else _logistic((motion - config.motion_m0) / config.motion_scale_m)
+        score = math.exp(-d_eff ** 2 / (2 * config.sigma_m ** 2)) * (
+            config.motion_floor + (1 - config.motion_floor) * moved)
+        track = str(w.track_id[m][0])
+        row = (track, float(dk[j]), d_eff, float(t[j]), motion, score, tuple(float(v) for v in xyz[j]))
+        if track not in best or score > best[track][5]:
+            best[track] = row
+    rows = sorted(best.values(), key=lambda r: -r[5])
+    if not rows:
+        return HandEvidence.empty()
+    cols = list(zip(*rows))
+    return HandEvidence(np.array(cols[0], dtype=object), *(np.asarray(c, dtype=np.float64) for c in cols[1:6]),
+                        np.asarray(cols[6], dtype=np.float64).reshape(-1, 3))
+
+
+# ---------------------------------------------------------------------------------------------- legacy view
 @dataclass(frozen=True)
 class Candidate:
-    """One shopper track's evidence for an event: closest hand distance (m) and when (s UTC), and its score."""
+    """One shopper track's evidence for an event: closest hand distance (m), when (s UTC), its hand score, and
+    (in a :class:`Decision`) its posterior share ``posterior`` of the event."""
 
     track_id: str
     distance_m: float
     t_closest: float
     score: float
+    motion_m: float = math.nan
+    posterior: float = math.nan
+    hand_xyz: tuple[float, float, float] | None = None
 
 
 @dataclass(frozen=True)
 class Attribution:
-    """Fusion's answer for one shelf event: the track to charge (None: nobody), confidence in [0, 1], and the
-    candidates best first (the evidence a reviewer sees)."""
+    """Hand-only answer for one shelf event: the track (None: nobody), confidence in [0, 1], candidates best
+    first, and a sentence for people."""
 
     track_id: str | None
     confidence: float
@@ -98,36 +273,310 @@ class Attribution:
 
 def attribute_event(event: _Event, hands: TrackObservations, bins: BinGeometry,
                     config: FusionConfig = FusionConfig(), *, eligible: Sequence[str] | None = None) -> Attribution:
-    """Give ``event`` to the shopper track whose hand was closest to its bin(s) during it.
+    """Hand evidence alone (no product, no cart): the track whose hand score is highest, with confidence = its
+    share of the summed scores (nobody included) × a plausibility factor falling from 1 to 0 as the closest
+    distance goes from ``reach_m`` to ``2·reach_m``. :func:`decide_event` is what the pipelines use; this is the
+    per-event "who was there" view. Raises KeyError for an unknown bin."""
+    ev = hand_evidence(event, hands, bins, config, eligible=eligible)
+    if len(ev) == 0:
+        seen = hands.between(event.t_start - config.pad_s, event.t_end + config.pad_s)
+        seen = seen[seen.score >= config.min_hand_score]
+        if eligible is not None:
+            seen = seen[np.isin(seen.track_id, np.asarray(list(eligible), dtype=object))]
+        return Attribution(None, 0.0, (), "no shopper's hand was seen during the event" if not seen else
+                           f"no hand came within {2 * config.reach_m:.1f} m of the bin")
+    total = float(ev.score.sum()) + 0.5 * math.exp(-config.nobody_m ** 2 / (2 * config.sigma_m ** 2))
+    cands = tuple(Candidate(str(ev.track_id[i]), float(ev.distance_m[i]), float(ev.t_closest[i]),
+                            float(ev.score[i]), float(ev.motion_m[i])) for i in range(len(ev)))
+    plausible = float(np.clip((2 * config.reach_m - ev.effective_m[0]) / config.reach_m, 0.0, 1.0))
+    conf = float(ev.score[0]) / total * plausible
+    return Attribution(cands[0].track_id, conf, cands, _hand_reason(cands))
 
-    ``hands`` holds hand keypoints (``TrackObservations.hands()``); ``eligible`` restricts the candidates to tracks
-    bound to an open visit (None: every track). Raises KeyError if the event names a bin not in ``bins``.
+
+def _hand_reason(cands: Sequence[Candidate]) -> str:
+    best = cands[0]
+    return (f"hand of track {best.track_id} came within {best.distance_m:.2f} m"
+            + (f"; next track at {cands[1].distance_m:.2f} m" if len(cands) > 1 else "; no other track near"))
+
+
+# ---------------------------------------------------------------------------------------------- the decision
+Holdings = Mapping[str, Mapping[str, int]]  # track id → {barcode: units held}
+
+
+@dataclass(frozen=True)
+class Option:
+    """One scored (product × quantity) explanation in a :class:`Decision`: ``quantity`` signed (+ taken,
+    − put back), ``likelihood`` the weight evidence (normalised), ``posterior`` its share of the joint."""
+
+    barcode: str
+    quantity: int
+    likelihood: float
+    posterior: float
+
+
+@dataclass(frozen=True)
+class Decision:
+    """Fusion's answer for one shelf event.
+
+    ``track_id``: the shopper whose hand did it (None: nobody found); ``charge_track``: the track whose cart gets
+    the cart event (the actor, or for a put-back within a party the member who holds the item); ``barcode`` and
+    ``quantity`` (signed units, + taken); ``confidence`` = posterior of that (track, product × quantity) pair, with
+    ``attribution`` and ``product`` its two marginals; ``review``: the event must go to people (``reason`` says
+    why); ``candidates`` (tracks, best first, with posteriors) and ``options`` (products) are the evidence;
+    ``shares``: the cart changes to make, ``((track, signed units), …)`` — one, or two when two shoppers' takes of
+    one product merged into one event (``charge_track``/``quantity`` then describe the whole).
     """
-    window = hands.between(event.t_start - config.pad_s, event.t_end + config.pad_s)
-    window = window[window.score >= config.min_hand_score]
-    if eligible is not None:
-        window = window[np.isin(window.track_id, list(eligible))]
-    if len(window) == 0:
-        return Attribution(None, 0.0, (), "no shopper's hand was seen during the event")
-    dist = np.min(np.stack([bins.distance(window.xyz, code, config.clearance_m) for code in event.bin_codes]),
-                  axis=0)
-    candidates = []
-    for track in np.unique(window.track_id):
-        m = window.track_id == track
-        k = int(np.argmin(dist[m]))
-        d = float(dist[m][k])
-        if d > 2 * config.reach_m:
+
+    track_id: str | None
+    charge_track: str | None
+    barcode: str | None
+    quantity: int
+    confidence: float
+    attribution: float
+    product: float
+    review: bool
+    reason: str
+    candidates: tuple[Candidate, ...]
+    options: tuple[Option, ...]
+    shares: tuple[tuple[str, int], ...] = ()
+
+    def evidence(self) -> dict:
+        """Plain-JSON evidence for a CartEvent or a ReviewItem (distances in m, scores and posteriors rounded)."""
+        return {
+            "decision": {"track_id": self.track_id, "charge_track": self.charge_track, "barcode": self.barcode,
+                         "quantity": self.quantity, "confidence": round(self.confidence, 4),
+                         "attribution": round(self.attribution, 4), "product": round(self.product, 4),
+                         "shares": [[t, q] for t, q in self.shares], "reason": self.reason},
+            "candidates": [{"track_id": c.track_id, "distance_m": round(c.distance_m, 3),
+                            "motion_m": None if math.isnan(c.motion_m) else round(c.motion_m, 3),
+                            "score": round(c.score, 4), "posterior": round(c.posterior, 4),
+                            "t_closest": round(c.t_closest, 3),
+                            "hand_xyz": None if c.hand_xyz is None else [round(v, 3) for v in c.hand_xyz]}
+                           for c in self.candidates],
+            "options": [{"barcode": o.barcode, "quantity": o.quantity, "likelihood": round(o.likelihood, 4),
+                         "posterior": round(o.posterior, 4)} for o in self.options[:8]],
+        }
+
+
+def party_holdings(track: str, carts: Holdings, party_of: Mapping[str, str]) -> dict[str, int]:
+    """Units held by ``track``'s party (itself when it has none): ``{barcode: units}`` summed over members."""
+    key = party_of.get(track, track)
+    out: dict[str, int] = {}
+    for member, cart in carts.items():
+        if party_of.get(member, member) == key:
+            for code, q in cart.items():
+                if q:
+                    out[code] = out.get(code, 0) + int(q)
+    return out
+
+
+def _putback_options(event: weight.ShelfEvent, planogram: weight.Planogram, held: set[str],
+                     config: FusionConfig) -> list[tuple[str, int, float]]:
+    """Re-explain a weight gain over the facing products and the held ones (non-facing × misplaced_prior)."""
+    facing = {p for c in event.bin_codes for p in planogram.facings.get(c, ())}
+    known = set(planogram.products.barcode.tolist())
+    codes = sorted((facing | held) & known)
+    if not codes:
+        return [(weight.UNEXPLAINED, 0, 1.0)]
+    hyps = weight.explain_change(event.delta_g, event.noise_sd_g, planogram.products.select(codes),
+                                 max_quantity=config.max_quantity)
+    out = []
+    for h in hyps:
+        if h.unexplained:
+            out.append((h.barcode, 0, h.likelihood))
+        elif h.quantity < 0:
+            out.append((h.barcode, h.quantity, h.likelihood * (1.0 if h.barcode in facing else config.misplaced_prior)))
+    total = sum(o[2] for o in out)
+    return [(b, q, p / total) for b, q, p in out] if total > 0 else [(weight.UNEXPLAINED, 0, 1.0)]
+
+
+def _where_the_hand_was(event: weight.ShelfEvent, opts: list[tuple[str, int, float]], ev: HandEvidence,
+                        bins: BinGeometry, planogram: weight.Planogram, config: FusionConfig) -> np.ndarray:
+    """(K, H) factor: for an event over several bins facing different products, how near each track's hand came
+    to a bin facing each product (Gaussian in metres, sd ``product_sigma_m``; relative to the nearest product,
+    so 1 for it). Products facing none of the event's bins (misplaced put-backs) and single-product events: 1."""
+    K, H = len(ev), len(opts)
+    out = np.ones((K, H))
+    faced = {c: set(planogram.facings.get(c, ())) for c in event.bin_codes}
+    if K == 0 or len({frozenset(v) for v in faced.values()}) < 2:
+        return out
+    for j, (code, _, _) in enumerate(opts):
+        where = [c for c, prods in faced.items() if code in prods]
+        if not where:
             continue
-        candidates.append(Candidate(str(track), d, float(window.t[m][k]),
-                                    math.exp(-d * d / (2 * config.sigma_m ** 2))))
-    if not candidates:
-        return Attribution(None, 0.0, (), f"no hand came within {2 * config.reach_m:.1f} m of the bin")
-    candidates.sort(key=lambda c: c.distance_m)
-    best = candidates[0]
-    total = sum(c.score for c in candidates)
-    share = best.score / total if total > 0 else 0.0
-    plausible = float(np.clip((2 * config.reach_m - best.distance_m) / config.reach_m, 0.0, 1.0))
-    confidence = share * plausible
-    reason = (f"hand of track {best.track_id} came within {best.distance_m:.2f} m"
-              + (f"; next track at {candidates[1].distance_m:.2f} m" if len(candidates) > 1 else "; no other track near"))
-    return Attribution(best.track_id, confidence, tuple(candidates), reason)
+        d = np.min(np.stack([bins.distance(ev.hand_xyz, c, config.clearance_m) for c in where]), axis=0)
+        out[:, j] = np.exp(-d ** 2 / (2 * config.product_sigma_m ** 2))
+    facing_cols = [j for j, o in enumerate(opts) if any(o[0] in p for p in faced.values())]
+    if facing_cols:
+        best = out[:, facing_cols].max(axis=1, keepdims=True)
+        out[:, facing_cols] /= np.maximum(best, 1e-12)
+    return out
+
+
+def decide_event(event: weight.ShelfEvent, hands: TrackObservations, bins: BinGeometry, planogram: weight.Planogram,
+                 *, carts: Holdings, party_of: Mapping[str, str] | None = None,
+                 eligible: Sequence[str] | None = None, review_confidence: float = 0.6,
+                 config: FusionConfig = FusionConfig(), bodies: TrackObservations | None = None) -> Decision:
+    """Decide who caused ``event`` and which product × quantity, with a confidence (module docstring).
+
+    ``hands``: hand keypoints of the session (other keypoints ignored); ``planogram``: facings and unit weights
+    (``sensors.weight.Planogram``); ``carts``: what each eligible track holds now; ``party_of``: track → party key
+    (members of one party share the key; absent: alone); ``eligible``: tracks bound to an open visit or one still
+    settling after its exit (None: every track seen); ``review_confidence``: below it, ``review`` is True;
+    ``bodies``: the tracks' body keypoints (neck, head, …), when given the decided track's identity is checked
+    (:func:`identity_jumps`): a track whose floor position jumps around the event may have swapped ids with a
+    neighbour, and the event goes to review. Raises KeyError if the event names a bin not in ``bins``.
+    """
+    party_of = party_of or {}
+    ev = hand_evidence(event, hands, bins, config, eligible=eligible)
+    s0 = 0.5 * math.exp(-config.nobody_m ** 2 / (2 * config.sigma_m ** 2))
+    tracks = [str(t) for t in ev.track_id]
+    held = {t: party_holdings(t, carts, party_of) for t in tracks}
+    if event.delta_g > 0:
+        opts = _putback_options(event, planogram, {b for h in held.values() for b, q in h.items() if q > 0}, config)
+    else:
+        opts = [(h.barcode, int(h.quantity), float(h.likelihood)) for h in event.hypotheses
+                if h.unexplained or h.quantity > 0]
+        if not opts:
+            opts = [(weight.UNEXPLAINED, 0, 1.0)]
+    L = np.array([o[2] for o in opts], dtype=np.float64)
+    unexplained = np.array([o[0] == weight.UNEXPLAINED for o in opts])
+    K, H = len(tracks), len(opts)
+    qprior = np.array([1.0 if o[1] == 0 else config.quantity_prior[min(abs(o[1]), len(config.quantity_prior)) - 1]
+                       for o in opts])
+    L = L * qprior
+    feas = np.ones((K, H))
+    infeasible_kj = np.zeros((K, H), dtype=bool)
+    for k, t in enumerate(tracks):
+        for j, (code, q, _) in enumerate(opts):
+            if q < 0 and held[t].get(code, 0) < -q:
+                feas[k, j] = config.infeasible_prior
+                infeasible_kj[k, j] = True
+    feas *= _where_the_hand_was(event, opts, ev, bins, planogram, config)
+    joint = np.vstack([ev.score[:, None] * L[None, :] * feas, s0 * L[None, :]])  # (K + 1, H), last row: nobody
+    splits = _splits(tracks, ev, opts, L / qprior, held, config)
+    total = float(joint.sum()) + sum(w for w, *_ in splits)
+    post_track = joint.sum(axis=1) / total
+    post_opt = joint.sum(axis=0) / total
+    cands = tuple(Candidate(tracks[k], float(ev.distance_m[k]), float(ev.t_closest[k]), float(ev.score[k]),
+                            float(ev.motion_m[k]), float(post_track[k]), tuple(ev.hand_xyz[k].tolist()))
+                  for k in range(K))
+    options = tuple(sorted((Option(o[0], o[1], float(L[j]), float(post_opt[j])) for j, o in enumerate(opts)),
+                           key=lambda o: -o.posterior))
+    real = joint[:K].copy()
+    real[:, unexplained] = 0.0
+    if K == 0 or not real.any():
+        why = ("no eligible shopper's hand came near the bin" if K == 0
+               else "the weight change matches no product facing these bins or held by the shoppers near")
+        return Decision(tracks[0] if K else None, None, None, 0, 0.0, float(post_track[0]) if K else 0.0,
+                        float(post_opt[unexplained].sum()), True, why, cands, options)
+    k, j = np.unravel_index(int(np.argmax(real)), real.shape)
+    track, (code, q, _) = tracks[k], opts[j]
+    conf = float(real[k, j] / total)
+    shares = ((track, int(q)),)
+    infeasible = bool(infeasible_kj[k, j])
+    if splits and splits[0][0] > real[k, j]:
+        w, code, shares = splits[0]
+        q = sum(x for _, x in shares)
+        track, conf, infeasible = shares[0][0], float(w / total), False
+    shares = tuple((_holder(t, code, x, carts, party_of), x) for t, x in shares)
+    charge = shares[0][0]
+    like = float(L[[o[0] for o in opts].index(code)])
+    reason = _hand_reason(cands) + f"; {code} × {q:+d} (weight likelihood {like:.2f})"
+    if len(shares) > 1:
+        reason += "; split between " + " and ".join(f"{t} ({x:+d})" for t, x in shares)
+    elif charge != track:
+        reason += f"; party member {charge} holds it"
+    doubt = bodies is not None and math.isfinite(config.id_jump_speed_m_s) and identity_jumps(
+        bodies, [t for t, _ in shares], event.t_start - config.id_window_s, event.t_end + config.id_window_s, config)
+    review = conf < review_confidence or infeasible or bool(doubt)
+    if review:
+        reason = (f"confidence {conf:.2f} below {review_confidence:.2f}: " if conf < review_confidence
+                  else "put-back of an item the shopper's party does not hold: " if infeasible
+                  else f"track {doubt[0]} jumped (a possible id switch with a neighbour): ") + reason
+    return Decision(track, charge, code, int(q), conf, float(post_track[tracks.index(track)]),
+                    float(post_opt[[o[0] for o in opts].index(code)]), review, reason, cands, options, shares)
+
+
+def identity_jumps(bodies: TrackObservations, tracks: Sequence[str], t0: float, t1: float,
+                   config: FusionConfig = FusionConfig()) -> list[str]:
+    """Tracks among ``tracks`` whose floor position (``neck`` keypoints, else ``head``) moves faster than
+    ``id_jump_speed_m_s`` between two sightings at most ``0.3`` s apart within ``[t0, t1]`` (s UTC) — more than a
+    person walks or turns (≤ 2 m/s), what a tracker's id switch between neighbours looks like. Source of the
+    speed: walking speed 1.2–1.5 m/s plus the body keypoint noise of the store's tracker (a few cm).
+
+    Off by default (``FusionConfig.id_jump_speed_m_s = inf``): on the simulator an id switch between neighbours
+    less than 0.6 m apart is a jump no larger than 0.3 s of walking plus 10 Hz keypoint noise, so a threshold that
+    caught half the switches (2.5 m/s) sent a fifth of all events to review, and one that spared the reviewers
+    (4 m/s) caught few. Kept as a knob for trackers with less noise or higher frame rates."""
+    w = bodies[(bodies.t >= t0) & (bodies.t <= t1)]
+    out = []
+    for name in ("neck", "head"):
+        k = w[w.keypoint == name]
+        if len(k) == 0:
+            continue
+        for track in tracks:
+            m = k[k.track_id == track]
+            if len(m) < 2:
+                continue
+            order = np.argsort(m.t, kind="stable")
+            t, xy = m.t[order], m.xyz[order, :2]
+            dt = np.diff(t)
+            v = np.hypot(*np.diff(xy, axis=0).T) / np.maximum(dt, 1e-3)
+            if np.any((dt <= 0.3) & (v > config.id_jump_speed_m_s)):
+                out.append(track)
+        break
+    return out
+
+
+def _holder(track: str, code: str, q: int, carts: Holdings, party_of: Mapping[str, str]) -> str:
+    """The track whose cart takes ``q`` of ``code``: ``track`` itself, or for a put-back of more than it holds, the
+    member of its party who holds the most of it (when that is enough)."""
+    if q >= 0 or carts.get(track, {}).get(code, 0) >= -q:
+        return track
+    key = party_of.get(track, track)
+    holders = sorted(((carts[m].get(code, 0), m) for m in carts if party_of.get(m, m) == key), reverse=True)
+    return holders[0][1] if holders and holders[0][0] >= -q else track
+
+
+def _splits(tracks: list[str], ev: HandEvidence, opts: list[tuple[str, int, float]], L: np.ndarray,
+            held: Mapping[str, Mapping[str, int]], config: FusionConfig) -> list[tuple[float, str, tuple]]:
+    """Two shoppers at one shelf at once: an event of |q| ≥ 2 units of one product may be q₁ by one track and
+    q₂ by another (their changes merged into one event). Scored ``s_a · s_b · L · prior(q₁) · prior(q₂) ·
+    split_prior`` over the three best tracks; returns [(weight, barcode, ((track, q₁), (track, q₂)))], best
+    first. Put-back shares must be held by the track's party."""
+    out = []
+    top = list(range(min(3, len(tracks))))
+    qp = config.quantity_prior
+    for j, (code, q, _) in enumerate(opts):
+        if abs(q) < 2:
+            continue
+        sign = 1 if q > 0 else -1
+        for a in top:
+            for b in top:
+                if b <= a:
+                    continue
+                for q1 in range(1, abs(q)):
+                    q2 = abs(q) - q1
+                    if sign < 0 and (held[tracks[a]].get(code, 0) < q1 or held[tracks[b]].get(code, 0) < q2):
+                        continue
+                    w = (ev.score[a] * ev.score[b] * L[j] * qp[min(q1, len(qp)) - 1] * qp[min(q2, len(qp)) - 1]
+                         * config.split_prior)
+                    out.append((float(w), code, ((tracks[a], sign * q1), (tracks[b], sign * q2))))
+    out.sort(key=lambda x: -x[0])
+    return out
+
+
+def eligible_tracks(entries: Mapping[str, float], exits: Mapping[str, float], event: _Event, *, now: float,
+                    settle_s: float) -> list[str]:
+    """Tracks that may have caused ``event`` when it is decided at ``now`` (s UTC): entered (``entries``: track →
+    entry time) by ``now`` and not gone, i.e. no exit (``exits``: track → exit time, those known by ``now``) or
+    one at most ``settle_s`` seconds before the event began (a shopper leaving while the plate still settles)."""
+    out = []
+    for track, t_in in entries.items():
+        if t_in > now:
+            continue
+        t_out = exits.get(track)
+        if t_out is None or event.t_start <= t_out + settle_s:
+            out.append(track)
+    return out

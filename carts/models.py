@@ -1,9 +1,11 @@
-"""Cart ledger (append-only CartEvent), the cached Cart head, and the review queue."""
+"""Cart ledger (append-only CartEvent), the cached Cart head, the review queue, and shoppers' disputes."""
 from __future__ import annotations
 
+from django.conf import settings
 from django.db import models
 
 from sensors.models import ShelfEvent
+from store.billing.models import PaymentAttempt, ReceiptLine
 from store.gates.models import Visit
 from store.inventory.models import Product
 
@@ -56,3 +58,41 @@ class ReviewItem(models.Model):
 
     class Meta:
         ordering = ["status", "-created_at"]
+
+
+class Dispute(models.Model):
+    """A shopper disputes one line of a receipt ("I didn't take this" / "wrong quantity"): a review task for the
+    store (``carts.services.dispute_open`` / ``dispute_decide``). An accepted dispute refunds ``quantity`` units of
+    the line through ``billing.receipt_refund_line``; the billed receipt itself is never edited."""
+
+    class Kind(models.TextChoices):
+        NOT_TAKEN = "not_taken", "I didn't take this"
+        WRONG_QUANTITY = "wrong_quantity", "Wrong quantity"
+
+    class Status(models.TextChoices):
+        OPEN = "open"
+        ACCEPTED = "accepted"
+        REJECTED = "rejected"
+
+    receipt_line = models.ForeignKey(ReceiptLine, on_delete=models.PROTECT, related_name="disputes")
+    opened_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="disputes")
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    quantity = models.PositiveIntegerField(help_text="units disputed: refunded if the dispute is accepted")
+    note = models.CharField(max_length=500, blank=True, help_text="the shopper's words")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.OPEN)
+    created_at = models.DateTimeField(auto_now_add=True)
+    decided_at = models.DateTimeField(null=True, blank=True)
+    decided_by = models.CharField(max_length=150, blank=True)
+    decision_note = models.CharField(max_length=500, blank=True)
+    refund = models.ForeignKey(PaymentAttempt, on_delete=models.PROTECT, null=True, blank=True,
+                               related_name="disputes", help_text="the refund of an accepted dispute")
+
+    class Meta:
+        ordering = ["status", "-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["receipt_line"], condition=models.Q(status="open"),
+                                    name="dispute_one_open_per_line"),
+        ]
+
+    def __str__(self) -> str:
+        return f"dispute {self.pk} ({self.status}) on receipt line {self.receipt_line_id}"

@@ -1,8 +1,14 @@
 """The store pipeline of one session, driven by time (Django shell around the pure cores).
 
-Shelf samples → ``sensors.weight`` detection → shelf events (stored by ``sensors``) → ``carts.fusion`` with the
-shopper tracks' hands → cart events (or the review queue) → live cart push; gate scans → visits (``gates``); exits →
-checkout after the settle time (cart → receipt → capture, ``billing``).
+Shelf samples → ``sensors.weight`` detection → shelf events (stored by ``sensors``) → ``carts.fusion.decide_event``
+with the shopper tracks' hands, the carts of the eligible visits and their parties → cart events (or the review
+queue, with the evidence) → live cart push; gate scans → visits (``gates``), parties (``gates.party``); exits →
+checkout after the settle time (cart → receipt → capture, ``billing``). A shopper who left stays a candidate for
+events that began up to ``settle_s`` after the exit, and the visit is billed only once no detected event that
+could be theirs is waiting; an event that still reaches a billed visit goes to review, whose resolution issues the
+correction through billing (``carts.services.review_resolve``).
+
+``carts.evaluation.offline_replay`` runs the same decision function (``decide_event``) without the database.
 
 The same object runs live (fed by ingestion workers) and in a replay (fed from a recording by
 :func:`carts.replay.replay_recording`). It works on the sources' timestamps, never on arrival order
@@ -18,6 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Sum
 
 from sensors import weight
 from sensors.models import ShelfEvent
@@ -29,11 +36,17 @@ from store.layout.models import Bin, Store
 from store.recording import TrackObservations
 from vision.services import shopper_track_record
 
-from .fusion import Attribution, BinGeometry, FusionConfig, attribute_event
-from .models import ReviewItem
+from .fusion import BinGeometry, Decision, FusionConfig, decide_event, eligible_tracks
+from .models import CartEvent, ReviewItem
 from .services import CartChange, cart_apply, cart_publish, visit_checkout
 
 log = logging.getLogger(__name__)
+
+#: Seconds of stream time a controller's settled weight changes wait for a neighbouring change before they become
+#: shelf events (twice ``shelf_events_from_changes``'s 0.5 s merge gap, plus the detector's ~0.5 s settle lag), and
+#: the longest any change waits on a busy controller.
+HOLD_S = 1.5
+HOLD_MAX_S = 10.0
 
 OPEN_STATES = (Visit.State.ADMITTED, Visit.State.SHOPPING, Visit.State.EXITED)
 
@@ -90,10 +103,15 @@ class StorePipeline:
         self._planograms: dict[tuple[str, ...], weight.Planogram] = {}
         self._hands: list[TrackObservations] = []
         self._hands_cache: TrackObservations | None = None
+        self._bodies: list[TrackObservations] = []
+        self._bodies_cache: TrackObservations | None = None
         self._track_seen: dict[str, list[float]] = {}
         self._pending: list[tuple[ShelfEvent, weight.ShelfEvent]] = []
+        self._held: dict[tuple[str, ...], list[weight.WeightChanges]] = {}
         self._exits: dict[int, float] = {}
         self.visits: dict[str, Visit] = {}
+        self.party_of: dict[str, str] = {}
+        self._entered: dict[str, float] = {}
         self.now = -math.inf
         self.stats = PipelineStats()
 
@@ -117,17 +135,25 @@ class StorePipeline:
             return
         self._hands.append(obs.hands())
         self._hands_cache = None
+        self._bodies.append(obs[np.isin(obs.keypoint, ("neck", "head"))])
+        self._bodies_cache = None
         for track in np.unique(obs.track_id):
             ts = obs.t[obs.track_id == track]
             seen = self._track_seen.setdefault(str(track), [math.inf, -math.inf, 0])
             seen[0], seen[1], seen[2] = min(seen[0], ts.min()), max(seen[1], ts.max()), seen[2] + ts.size
 
-    def bind_visit(self, *, track_id: str, visit: Visit) -> None:
-        """Remember that ``track_id`` belongs to ``visit`` (the gate bound them); the shopper's app gets the
-        (empty) cart of the new visit."""
+    def bind_visit(self, *, track_id: str, visit: Visit, t: float | None = None) -> None:
+        """Remember that ``track_id`` belongs to ``visit`` (the gate bound them at ``t``, s UTC; default: now);
+        the shopper's app gets the (empty) cart of the new visit."""
         self.visits[track_id] = visit
+        self._entered[track_id] = self.now if t is None else float(t)
         self.stats.visits += 1
         cart_publish(visit=visit)
+
+    def join_party(self, *, track_id: str, lead_track_id: str) -> None:
+        """``track_id``'s visit is a guest of ``lead_track_id``'s party (``store.gates.party.visit_join_party`` has
+        been called): fusion treats their carts as one for put-backs."""
+        self.party_of[track_id] = self.party_of.get(lead_track_id, lead_track_id)
 
     def on_exit(self, *, track_id: str, t: float, reason: str) -> None:
         """The shopper of ``track_id`` left at ``t`` (s UTC): the visit exits and is billed after the settle time."""
@@ -144,6 +170,7 @@ class StorePipeline:
         """All sources have been fed up to ``now`` (s UTC): fuse the events whose evidence is complete and bill
         the visits whose settle time has passed."""
         self.now = max(self.now, now)
+        self._release(force=False)
         ready = [p for p in self._pending if p[1].t_end + self.fusion.pad_s <= self.now]
         self._pending = [p for p in self._pending if p[1].t_end + self.fusion.pad_s > self.now]
         for row, event in ready:
@@ -151,7 +178,8 @@ class StorePipeline:
         for visit_id, t_exit in list(self._exits.items()):
             if t_exit + self.settle_s > self.now:
                 continue
-            if any(ev.t_start <= t_exit + self.settle_s for _, ev in self._pending):
+            if any(ev.t_start <= t_exit + self.settle_s for _, ev in self._pending) or any(
+                    float(c.t_start.min()) <= t_exit + self.settle_s for cs in self._held.values() for c in cs):
                 continue
             del self._exits[visit_id]
             visit = Visit.objects.get(pk=visit_id)
@@ -163,6 +191,7 @@ class StorePipeline:
         """End of the stream: flush the detectors, fuse everything left, record track summaries, bill exits."""
         for codes, det in self._detectors.items():
             self._on_changes(codes, det.flush())
+        self._release(force=True)
         for track, (t0, t1, n) in self._track_seen.items():
             shopper_track_record(store=self.store, session=self.session, track_id=track, first_seen=self.at(t0),
                                  last_seen=self.at(t1), observations=int(n))
@@ -174,14 +203,29 @@ class StorePipeline:
         self.stats.problems.append(message)
 
     def _on_changes(self, bin_codes: tuple[str, ...], changes: weight.WeightChanges) -> None:
-        if len(changes) == 0:
-            return
+        """Hold a controller's settled changes until no new one has come for ``HOLD_S`` (or the oldest waited
+        ``HOLD_MAX_S``): changes on neighbouring plates that settle a moment apart (two shoppers side by side, an
+        item across two plates) then merge into one event as a batch detection would merge them."""
+        if len(changes):
+            self._held.setdefault(bin_codes, []).append(changes)
+
+    def _release(self, *, force: bool) -> None:
+        for bin_codes, parts in list(self._held.items()):
+            newest = max(float(c.t_end.max()) for c in parts)
+            oldest = min(float(c.t_end.min()) for c in parts)
+            if force or self.now - newest >= HOLD_S or self.now - oldest >= HOLD_MAX_S:
+                del self._held[bin_codes]
+                self._emit(bin_codes, weight.WeightChanges.concat(parts))
+
+    def _emit(self, bin_codes: tuple[str, ...], changes: weight.WeightChanges) -> None:
         for event in weight.shelf_events_from_changes(changes, self._controller_planogram(bin_codes)):
             row = shelf_event_record(store=self.store, session=self.session, event=event,
                                      clock_offset_s=self.clock_offset_s)
             self.stats.shelf_events += 1
             log.info("shelf event %s %+.0f g (%s)", ",".join(event.bin_codes), event.delta_g,
                      f"{event.best.barcode} × {event.best.quantity}" if event.best else "unexplained")
+            if not row.for_fusion:  # a restock or a disturbance (a lean): stored by sensors, nobody's cart
+                continue
             self._pending.append((row, event))
 
     def _controller_planogram(self, bin_codes: tuple[str, ...]) -> weight.Planogram:
@@ -210,48 +254,66 @@ class StorePipeline:
                 self._hands = [self._hands_cache]
         return self._hands_cache
 
+    def bodies(self) -> TrackObservations:
+        """All neck and head keypoints fed so far (the identity check of fusion)."""
+        if self._bodies_cache is None:
+            parts = self._bodies or [TrackObservations.empty()]
+            self._bodies_cache = TrackObservations(*(np.concatenate([getattr(p, f) for p in parts])
+                                                     for f in ("track_id", "t", "keypoint", "xyz", "score")))
+            self._bodies = [self._bodies_cache]
+        return self._bodies_cache
+
     def _eligible(self, event: weight.ShelfEvent) -> list[str]:
-        out = []
-        for track, visit in self.visits.items():
-            t_exit = self._exits.get(visit.pk)
-            if visit.state in (Visit.State.ADMITTED, Visit.State.SHOPPING) or (
-                    t_exit is not None and event.t_start <= t_exit + self.settle_s):
-                out.append(track)
+        """Tracks bound to a visit that may have caused ``event`` (``carts.fusion.eligible_tracks``)."""
+        exits = {track: self._exits[v.pk] for track, v in self.visits.items() if v.pk in self._exits}
+        for track, visit in self.visits.items():  # exited and already billed: their exit time is the visit's
+            if track not in exits and visit.state not in (Visit.State.ADMITTED, Visit.State.SHOPPING):
+                exits[track] = visit.exited_at.timestamp() - self.clock_offset_s if visit.exited_at else -math.inf
+        return eligible_tracks(self._entered, exits, event, now=self.now, settle_s=self.settle_s)
+
+    def carts(self, tracks: list[str]) -> dict[str, dict[str, int]]:
+        """What each of ``tracks``' visits holds now, from the cart ledger: {track: {barcode: units}}."""
+        by_visit = {self.visits[t].pk: t for t in tracks if t in self.visits}
+        out: dict[str, dict[str, int]] = {t: {} for t in by_visit.values()}
+        rows = (CartEvent.objects.filter(visit_id__in=list(by_visit)).values("visit_id", "product__barcode")
+                .annotate(q=Sum("quantity")))
+        for r in rows:
+            if r["q"]:
+                out[by_visit[r["visit_id"]]][r["product__barcode"]] = int(r["q"])
         return out
 
     def _fuse(self, row: ShelfEvent, event: weight.ShelfEvent) -> None:
-        attribution = attribute_event(event, self.hands(), self.bins, self.fusion, eligible=self._eligible(event))
-        best = event.best
-        evidence = {
-            "shelf_event": row.pk, "bins": list(event.bin_codes), "delta_g": round(event.delta_g, 1),
-            "hypotheses": row.hypotheses, "attribution": attribution.reason,
-            "candidates": [{"track_id": c.track_id, "distance_m": round(c.distance_m, 3),
-                            "score": round(c.score, 4)} for c in attribution.candidates],
-        }
-        if best is None:
-            return self._review(row, attribution, "the weight change matches no product facing these bins")
-        if attribution.track_id is None:
-            return self._review(row, attribution, attribution.reason)
-        confidence = attribution.confidence * float(best.likelihood)
-        evidence["confidence"] = {"attribution": round(attribution.confidence, 4),
-                                  "product": round(float(best.likelihood), 4)}
-        if confidence < self.review_confidence:
-            return self._review(row, attribution, f"confidence {confidence:.2f} below {self.review_confidence:.2f}")
-        product = self.products.get(best.barcode)
+        eligible = self._eligible(event)
+        decision = decide_event(event, self.hands(), self.bins, self.planogram, carts=self.carts(eligible),
+                                party_of=self.party_of, eligible=eligible,
+                                review_confidence=self.review_confidence, config=self.fusion, bodies=self.bodies())
+        evidence = {"shelf_event": row.pk, "bins": list(event.bin_codes), "delta_g": round(event.delta_g, 1),
+                    "hypotheses": row.hypotheses, **decision.evidence()}
+        if decision.review or not decision.shares:
+            return self._review(row, decision, decision.reason)
+        product = self.products.get(decision.barcode)
         if product is None:
-            return self._review(row, attribution, f"product {best.barcode} is not in the catalogue")
-        visit = self.visits[attribution.track_id]
+            return self._review(row, decision, f"product {decision.barcode} is not in the catalogue")
+        visits = [self.visits[track] for track, _ in decision.shares]
+        for visit in visits:
+            visit.refresh_from_db(fields=["state"])
+            if visit.state not in (Visit.State.ADMITTED, Visit.State.SHOPPING, Visit.State.EXITED,
+                                   Visit.State.UNDER_REVIEW):
+                return self._review(row, decision, f"visit {visit.pk} is already {visit.state}: a person confirms "
+                                                   f"the correction ({decision.reason})")
         try:
-            cart_apply(change=CartChange(visit=visit, product=product, quantity=int(best.quantity),
-                                         confidence=confidence, evidence=evidence), shelf_event=row)
+            with transaction.atomic():  # a split event changes two carts, or none
+                for visit, (_, quantity) in zip(visits, decision.shares):
+                    cart_apply(change=CartChange(visit=visit, product=product, quantity=int(quantity),
+                                                 confidence=decision.confidence, evidence=evidence), shelf_event=row)
         except ValueError as exc:
-            return self._review(row, attribution, str(exc))
-        self.stats.cart_events += 1
+            return self._review(row, decision, str(exc))
+        self.stats.cart_events += len(visits)
 
-    def _review(self, row: ShelfEvent, attribution: Attribution, reason: str) -> None:
-        candidates = [{"visit": self.visits[c.track_id].pk if c.track_id in self.visits else None,
-                       "track_id": c.track_id, "distance_m": round(c.distance_m, 3), "score": round(c.score, 4)}
-                      for c in attribution.candidates]
+    def _review(self, row: ShelfEvent, decision: Decision, reason: str) -> None:
+        ev = decision.evidence()
+        candidates = [{"visit": self.visits[c["track_id"]].pk if c["track_id"] in self.visits else None, **c,
+                       "options": ev["options"]} for c in ev["candidates"]]
         with transaction.atomic():
             ReviewItem.objects.get_or_create(shelf_event=row, defaults={"reason": reason[:200],
                                                                         "candidates": candidates})

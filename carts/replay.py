@@ -2,21 +2,26 @@
 
 The recording's sources are merged in time order and fed to :class:`carts.pipeline.StorePipeline` in steps of
 ``step_s`` seconds of recording time: gate scans, then shopper-track keypoints, then each shelf controller's samples
-for the step, then ``advance``. With ``speed`` set, the replay is paced against the wall clock (1.0 = real time),
+for the step, then ``advance``. Entries on one account within ``PARTY_WITHIN_S`` seconds are one party
+(``carts.simulation.parties_from_gates``): the later visits join the first's (``store.gates.party``). With ``speed``
+set, the replay is paced against the wall clock (1.0 = real time),
 which the live demo uses so that a shopper's phone sees the cart change as it happened.
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone as dt_timezone
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
 from django.contrib.auth import get_user_model
 
 from store.gates.models import Gate, Visit
+from store.gates.party import PartyError, visit_join_party
 from store.gates.services import GateRefusal, gate_key_hash, pass_issue, visit_bind_track, visit_enter
 from store.inventory.services import catalogue_load
 from store.layout.models import Store
@@ -24,11 +29,14 @@ from store.layout.services import layout_load
 from store.recording import GateScan, Recording
 
 from .pipeline import PipelineStats, StorePipeline
+from .simulation import parties_from_gates
 
 log = logging.getLogger(__name__)
 
 DEMO_SHOPPER = "shopper@walkout.test"
 REPLAY_GATE = "replay-gate"
+#: Entries on one account this close together (seconds) form a party (a family scanning one phone's passes).
+PARTY_WITHIN_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -41,9 +49,16 @@ class ReplayResult:
     stats: PipelineStats
 
 
+def session_prefix(recording: Recording) -> str:
+    """``<name>~<6 hex of the folder's absolute path>``: sessions of one recording folder share it, and two folders
+    with the same name (copies) do not."""
+    digest = hashlib.sha1(str(Path(recording.path).resolve()).encode()).hexdigest()[:6]
+    return f"{recording.name}~{digest}"
+
+
 def session_name(recording: Recording) -> str:
-    """A new session name for a replay of ``recording``: ``<name>@<UTC wall-clock time>``."""
-    return f"{recording.name}@{datetime.now(dt_timezone.utc):%Y%m%dT%H%M%S.%fZ}"
+    """A new session name for a replay of ``recording``: ``<session_prefix>@<UTC wall-clock time>``."""
+    return f"{session_prefix(recording)}@{datetime.now(dt_timezone.utc):%Y%m%dT%H%M%S.%fZ}"
 
 
 def replay_gate(*, store: Store) -> Gate:
@@ -65,6 +80,11 @@ def replay_recording(recording: Recording, *, session: str | None = None, shoppe
     ``as_of_now``: store every time shifted so that the recording starts now (what a live demo wants); by default
     the database keeps the recording's own times.
     """
+    from vision.replay import apply_video
+    from vision.services import store_map_publish_observations
+
+    if recording.cameras and len(recording.tracks) == 0:
+        recording = apply_video(recording)  # camera video and no recorded keypoints: shopper tracks from the video
     store = layout_load(data=recording.store)
     catalogue_load(store=store, products=recording.store["products"], facings=recording.store["facings"])
     session = session or session_name(recording)
@@ -73,6 +93,7 @@ def replay_recording(recording: Recording, *, session: str | None = None, shoppe
     gate = replay_gate(store=store)
     shoppers = dict(shoppers or {})
     assigned: dict[str, str] = {}
+    party_of = parties_from_gates(recording.gates, within_s=PARTY_WITHIN_S)
 
     def account_for(scan: GateScan) -> str:
         if scan.account:
@@ -87,11 +108,17 @@ def replay_recording(recording: Recording, *, session: str | None = None, shoppe
     def user_for(email: str):
         if shopper_factory is not None:
             return shopper_factory(email)
-        return get_user_model().objects.get(username=email)
+        user = get_user_model().objects.filter(username=email).first()
+        if user is None:
+            pipeline._problem(f"no shopper account {email!r}: create it (with a card) or replay with "
+                              "--create-shoppers; that shopper's entry is skipped")
+        return user
 
     def on_gate(scan: GateScan) -> None:
         if scan.kind == "entry":
             user = user_for(account_for(scan))
+            if user is None:
+                return
             _, token = pass_issue(shopper=user, store=store)
             try:
                 visit = visit_enter(token=token, gate=gate, at=pipeline.at(scan.t), session=session)
@@ -99,7 +126,14 @@ def replay_recording(recording: Recording, *, session: str | None = None, shoppe
                 pipeline._problem(f"track {scan.track}: refused at the gate ({exc.code}: {exc.message})")
                 return
             visit = visit_bind_track(visit=visit, track_id=scan.track, at=pipeline.at(scan.t))
-            pipeline.bind_visit(track_id=scan.track, visit=visit)
+            pipeline.bind_visit(track_id=scan.track, visit=visit, t=scan.t)
+            lead = party_of.get(scan.track, scan.track)
+            if lead != scan.track and lead in pipeline.visits:
+                try:
+                    visit_join_party(visit=visit, lead=pipeline.visits[lead])
+                    pipeline.join_party(track_id=scan.track, lead_track_id=lead)
+                except PartyError as exc:
+                    pipeline._problem(f"track {scan.track}: could not join the party of track {lead} ({exc})")
             log.info("track %s entered as visit %s (%s)", scan.track, visit.pk, user)
         else:
             pipeline.on_exit(track_id=scan.track, t=scan.t,
@@ -123,6 +157,7 @@ def replay_recording(recording: Recording, *, session: str | None = None, shoppe
         tj = int(np.searchsorted(tracks.t, t_next, side="left"))
         if tj > ti:
             pipeline.on_tracks(tracks[ti:tj])
+            store_map_publish_observations(store_code=store.code, obs=tracks[ti:tj])
             ti = tj
         for k, block in enumerate(recording.shelves):
             j = int(np.searchsorted(block.t, t_next, side="left"))
@@ -169,11 +204,15 @@ def demo_shopper_ensure(email: str, *, password: str = DEMO_PASSWORD) -> object:
 
 
 def billed_receipts(*, session: str) -> dict[str, dict[str, int]]:
-    """Receipts billed in ``session``, keyed by the visit's shopper track id: {track: {barcode: quantity}}.
+    """What was billed in ``session``, keyed by the visit's shopper track id: {track: {barcode: quantity}}: the
+    receipt lines, less the units refunded since, plus the units charged since by review corrections (cart events
+    whose evidence records a ``correction`` of kind ``charge``, ``carts.services.review_resolve``).
 
     A visit that was not billed (open, under review, payment failed) counts as an empty receipt.
     """
-    from store.billing.models import ReceiptLine
+    from store.billing.models import PaymentAttempt, ReceiptLine
+
+    from .models import CartEvent
 
     out: dict[str, dict[str, int]] = {}
     for visit in Visit.objects.filter(session=session).exclude(track_id=""):
@@ -182,4 +221,110 @@ def billed_receipts(*, session: str) -> dict[str, dict[str, int]]:
             "receipt__visit__track_id", "barcode", "quantity"):
         out.setdefault(track, {})
         out[track][barcode] = out[track].get(barcode, 0) + qty
+    for track, barcode, qty in PaymentAttempt.objects.filter(
+            visit__session=session, kind=PaymentAttempt.Kind.REFUND, status=PaymentAttempt.Status.SUCCEEDED,
+            receipt_line__isnull=False).values_list("visit__track_id", "receipt_line__barcode", "quantity"):
+        out.setdefault(track, {})
+        out[track][barcode] = out[track].get(barcode, 0) - int(qty or 0)
+    for ev in CartEvent.objects.filter(visit__session=session, source=CartEvent.Source.REVIEW).select_related(
+            "visit", "product"):
+        if (ev.evidence or {}).get("correction", {}).get("kind") == "charge":
+            lines = out.setdefault(ev.visit.track_id, {})
+            lines[ev.product.barcode] = lines.get(ev.product.barcode, 0) + ev.quantity
     return out
+
+
+def session_clock_offset(*, session: str, recording: Recording) -> float:
+    """Seconds added to the recording's clock when ``session`` stored its times (0 unless replayed
+    ``as_of_now``): first visit entry stored − first entry scan of the recording."""
+    first = Visit.objects.filter(session=session).order_by("entered_at").values_list("entered_at", flat=True).first()
+    scans = [g.t for g in recording.gates if g.kind == "entry"]
+    if first is None or not scans:
+        return 0.0
+    return round(first.timestamp() - min(scans), 3)
+
+
+def session_decisions(*, session: str, recording: Recording):
+    """What the pipeline did with each shelf event of ``session``, as ``carts.evaluation.Decisions`` on the
+    recording's clock: ``review`` when the event went to the review queue (whatever its resolution since),
+    ``cart`` with the fusion cart event's visit track and line, ``none`` otherwise."""
+    from sensors.models import ShelfEvent
+
+    from .evaluation import Decisions
+    from .models import CartEvent, ReviewItem
+
+    offset = session_clock_offset(session=session, recording=recording)
+    reviewed = set(ReviewItem.objects.filter(shelf_event__session=session).values_list("shelf_event_id", flat=True))
+    fused: dict[int, list[CartEvent]] = {}
+    for ce in CartEvent.objects.filter(shelf_event__session=session, source=CartEvent.Source.FUSION).select_related(
+            "visit", "product"):
+        fused.setdefault(ce.shelf_event_id, []).append(ce)
+    rows = []
+    for ev in ShelfEvent.objects.filter(session=session).order_by("t_end", "id"):
+        t0, t1 = ev.t_start.timestamp() - offset, ev.t_end.timestamp() - offset
+        bins = tuple(ev.bin_codes or ())
+        if ev.pk in reviewed:
+            rows.append((bins, t0, t1, "review", "", (), 0.0))
+        elif ev.pk in fused:
+            for c in fused[ev.pk]:  # one row per cart event (an event split between two shoppers has two)
+                rows.append((bins, t0, t1, "cart", c.visit.track_id, ((c.product.barcode, c.quantity),),
+                             float(c.confidence)))
+        else:
+            rows.append((bins, t0, t1, "none", "", (), 0.0))
+    return Decisions.from_rows(rows)
+
+
+def reviews_resolve_by_truth(*, session: str, decisions, truth_events, party_of: dict[str, str]) -> tuple[int, int]:
+    """Resolve the open review items of ``session`` as a perfect reviewer would (``carts.evaluation.oracle_answers``
+    on a simulated recording's truth events), through ``carts.services.review_resolve`` — the same path as a
+    manager's decision in the dashboard, billing corrections included. A put-back goes to the party member who
+    holds the item; a second product in one event (a mixed grab) is appended before the first is resolved.
+    Returns (resolved, failed); failures are logged and leave their item open."""
+    from sensors.models import ShelfEvent
+    from store.inventory.models import Product
+
+    from .evaluation import oracle_answers
+    from .models import ReviewItem
+    from .services import CartChange, ReviewError, cart_apply, review_resolve
+
+    visits = {v.track_id: v for v in Visit.objects.filter(session=session).exclude(track_id="")}
+    answers = oracle_answers(decisions, truth_events)
+    events = list(ShelfEvent.objects.filter(session=session).order_by("t_end", "id").values_list("id", flat=True))
+    ok = failed = 0
+    for j, found in sorted(answers.items()):
+        item = ReviewItem.objects.filter(shelf_event_id=events[j], status=ReviewItem.Status.OPEN).first()
+        if item is None:
+            continue
+        try:
+            found = [(track, lines) for track, lines in found if track in visits and lines]
+            if not found:
+                review_resolve(item=item, visit_id=None, barcode=None, quantity=0, by="oracle")
+                ok += 1
+                continue
+            targets = []
+            for track, code, q in ((track, code, q) for track, lines in found for code, q in lines):
+                dest = visits[track]
+                if q < 0:
+                    lead = party_of.get(track, track)
+                    for member, v in visits.items():
+                        if party_of.get(member, member) == lead and _held(v, code) >= -q:
+                            dest = v if _held(dest, code) < -q else dest
+                targets.append((dest, code, q))
+            for dest, code, q in targets[1:]:
+                product = Product.objects.get(store_id=dest.store_id, barcode=code)
+                cart_apply(change=CartChange(visit=dest, product=product, quantity=q, confidence=1.0,
+                                             evidence={"review": item.pk, "by": "oracle", "part": "extra line"}),
+                           shelf_event=item.shelf_event, source="review")
+            dest, code, q = targets[0]
+            review_resolve(item=item, visit_id=dest.pk, barcode=code, quantity=q, by="oracle")
+            ok += 1
+        except (ReviewError, ValueError, Product.DoesNotExist) as exc:
+            log.warning("review %s: the oracle's decision could not be applied (%s)", item.pk, exc)
+            failed += 1
+    return ok, failed
+
+
+def _held(visit: Visit, barcode: str) -> int:
+    from django.db.models import Sum
+
+    return visit.cart_events.filter(product__barcode=barcode).aggregate(s=Sum("quantity"))["s"] or 0

@@ -14,11 +14,11 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
-from django.db.models import Q, Sum
+from django.db.models import Count, Q, Sum
 from django.utils import timezone
 
 from sensors.models import ShelfEvent
-from store.billing.models import PaymentAttempt, Receipt
+from store.billing.models import PaymentAttempt, Receipt, ReceiptLine
 from store.billing.services import (
     THREE_DECIMAL_CURRENCIES,
     ZERO_DECIMAL_CURRENCIES,
@@ -514,3 +514,157 @@ def visit_detail(*, visit_id: int) -> VisitDetail | None:
         receipt=receipt_detail(receipt=receipt) if receipt else None,
     )
 
+
+
+# ---------------------------------------------------------------------------------------------- dashboard: the store
+#: Visit states of a shopper inside the store (past the gate, not yet through the exit).
+INSIDE_STATES: tuple[str, ...] = (Visit.State.ADMITTED, Visit.State.SHOPPING)
+
+
+@dataclass(frozen=True)
+class OccupancyRow:
+    """Shoppers inside one store now: ``inside`` visits in :data:`INSIDE_STATES` (a party's guests have their own
+    visits, so each person counts once) against ``capacity`` (``Store.capacity``); ``percent`` of capacity,
+    rounded down (0 when the capacity is 0); ``full``: inside ≥ capacity."""
+
+    store_id: int
+    store_code: str
+    store_name: str
+    inside: int
+    capacity: int
+    percent: int
+    full: bool
+
+
+def store_occupancy() -> list[OccupancyRow]:
+    """Every store, by code, with how many shoppers are inside now. Two queries."""
+    from store.layout.models import Store
+
+    counts = dict(Visit.objects.filter(state__in=INSIDE_STATES).values("store_id")
+                  .annotate(n=Count("id")).values_list("store_id", "n"))
+    rows = []
+    for s in Store.objects.order_by("code"):
+        inside = counts.get(s.pk, 0)
+        rows.append(OccupancyRow(store_id=s.pk, store_code=s.code, store_name=s.name, inside=inside,
+                                 capacity=s.capacity, percent=(100 * inside // s.capacity) if s.capacity else 0,
+                                 full=inside >= s.capacity))
+    return rows
+
+
+def day_bounds(now: datetime | None = None) -> tuple[datetime, datetime]:
+    """``[start, end)`` of the day containing ``now`` (default: now) in ``settings.TIME_ZONE``, as aware times."""
+    local = timezone.localtime(now or timezone.now())
+    start = local.replace(hour=0, minute=0, second=0, microsecond=0)
+    return start, start + timedelta(days=1)
+
+
+@dataclass(frozen=True)
+class SalesRow:
+    """Receipts issued today in one store and currency: how many, their total (minor units) and its display."""
+
+    store_code: str
+    store_name: str
+    currency: str
+    receipts: int
+    items: int
+    total_minor: int
+    total_display: str
+
+
+def sales_today(*, now: datetime | None = None) -> list[SalesRow]:
+    """Today's sales per store and currency: the sum of ``Receipt.total_minor`` of receipts issued today (see
+    :func:`day_bounds`), and the units on their lines. Refunds are not subtracted (they are payment attempts)."""
+    start, end = day_bounds(now)
+    receipts = Receipt.objects.filter(issued_at__gte=start, issued_at__lt=end)
+    totals = (receipts.values("visit__store__code", "visit__store__name", "currency")
+              .annotate(n=Count("id"), total=Sum("total_minor")).order_by("visit__store__code", "currency"))
+    items = {(r["receipt__visit__store__code"], r["receipt__currency"]): r["units"] for r in
+             ReceiptLine.objects.filter(receipt__in=receipts)
+             .values("receipt__visit__store__code", "receipt__currency").annotate(units=Sum("quantity"))}
+    return [SalesRow(store_code=r["visit__store__code"], store_name=r["visit__store__name"], currency=r["currency"],
+                     receipts=r["n"], items=items.get((r["visit__store__code"], r["currency"]), 0) or 0,
+                     total_minor=r["total"] or 0, total_display=money_display(r["total"] or 0, r["currency"]))
+            for r in totals]
+
+
+@dataclass(frozen=True)
+class OpenCart:
+    """A visit whose cart is live (:data:`OPEN_STATES`) and its cart now: ``lines`` as ``{"barcode", "name",
+    "quantity", "line_total_display"}`` (the ``carts.services.cart_lines`` rule: products summing to ≤ 0 are not
+    in the cart; catalogue prices now), ``total_minor`` and its display, ``open_reviews`` naming the visit."""
+
+    id: int
+    store_code: str
+    shopper: str
+    state: str
+    entered_at: datetime
+    lines: list[dict]
+    items: int
+    total_minor: int
+    total_display: str
+    open_reviews: int
+
+
+def open_visit_carts(*, limit: int = 100) -> list[OpenCart]:
+    """Visits in :data:`OPEN_STATES`, newest first (at most ``limit``), with their carts. Four queries."""
+    visits = list(Visit.objects.filter(state__in=OPEN_STATES).select_related("store", "shopper")
+                  .order_by("-entered_at", "-id")[:limit])
+    sums = list(CartEvent.objects.filter(visit__in=visits).values("visit_id", "product_id")
+                .annotate(q=Sum("quantity")).filter(q__gt=0).order_by("visit_id", "product_id"))
+    products = Product.objects.in_bulk({r["product_id"] for r in sums})
+    lines: dict[int, list[dict]] = defaultdict(list)
+    currency = {v.pk: v.store.currency for v in visits}
+    for r in sums:
+        p = products[r["product_id"]]
+        total = price_to_minor(p.price, currency[r["visit_id"]]) * r["q"]
+        lines[r["visit_id"]].append({"barcode": p.barcode, "name": p.name, "quantity": r["q"],
+                                     "line_total_minor": total,
+                                     "line_total_display": money_display(total, currency[r["visit_id"]])})
+    reviews = _open_review_counts()
+    out = []
+    for v in visits:
+        ls = sorted(lines.get(v.pk, []), key=lambda x: x["name"])
+        total = sum(x["line_total_minor"] for x in ls)
+        out.append(OpenCart(id=v.pk, store_code=v.store.code, shopper=v.shopper.get_username(), state=v.state,
+                            entered_at=v.entered_at, lines=ls, items=sum(x["quantity"] for x in ls),
+                            total_minor=total, total_display=money_display(total, v.store.currency),
+                            open_reviews=reviews.get(v.pk, 0)))
+    return out
+
+
+@dataclass(frozen=True)
+class LowStockAlert:
+    """A product at or below its low-stock threshold: level and threshold in units."""
+
+    product_id: int
+    store_code: str
+    barcode: str
+    name: str
+    level: int
+    threshold: int
+
+
+def low_stock_alerts(*, limit: int = 20) -> tuple[int, list[LowStockAlert]]:
+    """``(how many products are low, the ``limit`` lowest)``: level (stock ledger sum, units) ≤
+    ``Product.low_stock_threshold`` (``store.inventory.selectors.low_stock_products``)."""
+    from store.inventory.selectors import low_stock_products
+
+    rows = low_stock_products()
+    return len(rows), [LowStockAlert(product_id=r.product.pk, store_code=r.product.store.code,
+                                     barcode=r.product.barcode, name=r.product.name, level=r.level,
+                                     threshold=r.product.low_stock_threshold) for r in rows[:limit]]
+
+
+def sensor_alerts_context() -> dict:
+    """Context the sensors part provides for the dashboard's alerts (sensor health, misplaced items), or ``{}``
+    while ``sensors.selectors`` does not provide it. Looked up at call time so the page works without it."""
+    import importlib
+
+    try:
+        module = importlib.import_module("sensors.selectors")
+    except ModuleNotFoundError as exc:
+        if exc.name == "sensors.selectors":
+            return {}
+        raise
+    provider = getattr(module, "dashboard_sensor_context", None)
+    return dict(provider()) if callable(provider) else {}

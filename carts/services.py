@@ -17,7 +17,7 @@ import logging
 import re
 from collections import OrderedDict
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
@@ -26,12 +26,24 @@ from django.db.models import Sum
 from django.utils import timezone
 
 from sensors.models import ShelfEvent
-from store.billing.services import PaymentFailed, ReceiptLineData, price_to_minor, receipt_issue
+from store.accounts.emails import receipt_email_schedule
+from store.billing.models import PaymentAttempt, Receipt, ReceiptLine
+from store.billing.providers import ProviderUnavailable
+from store.billing.services import (
+    BillingError,
+    PaymentFailed,
+    ReceiptLineData,
+    price_to_minor,
+    receipt_issue,
+    receipt_refund_line,
+)
 from store.gates.models import Visit
 from store.gates.services import visit_transition
 from store.inventory.models import Product
+from store.inventory.services import stock_record_sale
 
-from .models import Cart, CartEvent, ReviewItem
+from .dashboard_events import dashboard_notify
+from .models import Cart, CartEvent, Dispute, ReviewItem
 
 log = logging.getLogger(__name__)
 _GROUP_OK = re.compile(r"^[a-zA-Z0-9._-]{1,99}$")
@@ -120,6 +132,7 @@ def cart_publish(*, visit: Visit) -> int:
             log.exception("could not push the cart of visit %s", visit_id)
 
     transaction.on_commit(send)
+    dashboard_notify(reason="cart", store_id=visit.store_id)
     return cart.seq
 
 
@@ -185,11 +198,17 @@ def visit_checkout(*, visit: Visit, at: datetime | None = None):
     try:
         receipt = receipt_issue(visit=visit, lines=lines)
     except PaymentFailed as exc:
+        # the goods left the store either way: the stock ledger records the sale; billing retries the payment
+        receipt = Receipt.objects.filter(visit=visit).first()
+        if receipt is not None:
+            stock_record_sale(receipt=receipt)
         visit_transition(visit=visit, to_state=Visit.State.PAYMENT_FAILED, at=at, reason=str(exc))
         cart_publish(visit=visit)
         return None
+    stock_record_sale(receipt=receipt)
     visit_transition(visit=visit, to_state=Visit.State.BILLED, at=at, reason=f"receipt {receipt.pk} captured")
     cart_publish(visit=visit)
+    receipt_email_schedule(receipt=receipt)  # the shopper's email copy, after commit (store.accounts.emails)
     return receipt
 
 
@@ -204,17 +223,47 @@ class ReviewOutcome:
     ``item``: the review item, now ``resolved`` or ``dismissed``. ``cart_event``: the CartEvent appended (None when
     nobody was charged). ``checkouts``: visits checked out because their last open review closed, as ``{visit id:
     Receipt or None}`` (None: not billed now, e.g. payment failed). ``checkout_errors``: ``{visit id: message}`` for
-    checkouts that raised; the decision itself is committed either way.
+    checkouts that raised; the decision itself is committed either way. ``correction``: for a decision on an
+    already billed visit, the refund or supplementary-charge PaymentAttempt (None otherwise, or when a charge was
+    not answered: see ``checkout_errors``).
     """
 
     item: ReviewItem
     cart_event: CartEvent | None
     checkouts: dict
     checkout_errors: dict
+    correction: PaymentAttempt | None = None
 
 
-#: Visit states whose cart still takes events (a billed visit is corrected by refund, never by a new cart event).
+#: Visit states whose cart still takes events without touching a payment (a billed visit's review decision is
+#: corrected through billing as well: :func:`review_resolve`).
 _REVIEW_TAKES_EVENTS = {Visit.State.ADMITTED, Visit.State.SHOPPING, Visit.State.EXITED, Visit.State.UNDER_REVIEW}
+
+
+def _correction_charge(*, visit: Visit, product: Product, quantity: int, key: str) -> PaymentAttempt:
+    """Charge ``quantity`` units of ``product`` (> 0) off-session to the payer's card (the party lead's for a
+    guest), captured at once, for a review decision made after the visit was billed. One ledger row
+    (``PaymentAttempt`` kind ``charge``, idempotency key ``key``), written by billing's own helper. Raises
+    :class:`PaymentFailed` when no card is usable or the provider does not answer (no row); a declined charge
+    returns its failed row."""
+    from store.billing.services import _attempt_record, _payer_profile, _profile_provider  # billing's helpers
+
+    currency = visit.store.currency.lower()
+    amount = quantity * price_to_minor(product.price, currency)
+    profile = _payer_profile(visit)
+    provider, why_not = _profile_provider(profile)
+    if provider is None:
+        raise PaymentFailed(why_not, code="no_payment_method")
+    try:
+        result = provider.charge(customer_ref=profile.customer_ref, payment_method_ref=profile.payment_method_ref,
+                                 amount_minor=amount, currency=currency, idempotency_key=key,
+                                 metadata={"visit": str(visit.pk), "store": visit.store.code,
+                                           "correction": f"{quantity} x {product.barcode}"})
+    except ProviderUnavailable as exc:
+        raise PaymentFailed(f"the payment provider did not answer ({exc.reason}); try again",
+                            code="provider_unavailable") from None
+    return _attempt_record(visit=visit, kind=PaymentAttempt.Kind.CHARGE, provider=provider, result=result,
+                           idempotency_key=key, currency=currency)
 
 
 def review_resolve(*, item: ReviewItem, visit_id: int | None, barcode: str | None, quantity: int,
@@ -232,9 +281,17 @@ def review_resolve(*, item: ReviewItem, visit_id: int | None, barcode: str | Non
     other open item is checked out with :func:`visit_checkout` (after the decision commits); the other candidates
     get a fresh snapshot, since their ``under_review`` count fell.
 
+    A decision on an already **billed** visit is corrected through billing, never by editing the receipt: the cart
+    event is appended (evidence ``correction``: ``{"kind": "refund"|"charge", "attempt": id}``), and a put-back
+    (quantity < 0) refunds that many units of the product's receipt line (``billing.receipt_refund_line``), a take
+    (quantity > 0) is charged off-session to the payer's card (``ReviewOutcome.correction``). A refused refund
+    undoes the whole decision (ReviewError); a declined or unanswered charge keeps the decision and is reported in
+    ``checkout_errors``.
+
     Raises :class:`ReviewError` (nothing written) when the item is not open any more, the visit does not exist, is
-    in another store or no longer takes cart events (billed, closed, refused, payment_failed), the barcode is not
-    in the store's catalogue, the quantity is 0, or the put-back exceeds what the visit holds.
+    in another store or cannot take the decision (closed, refused, payment_failed; billed without a product), the
+    barcode is not in the store's catalogue, the quantity is 0, the put-back exceeds what the visit holds, or the
+    refund of a billed visit is refused.
     """
     with transaction.atomic():
         locked = ReviewItem.objects.select_for_update().select_related("shelf_event").get(pk=item.pk)
@@ -247,23 +304,45 @@ def review_resolve(*, item: ReviewItem, visit_id: int | None, barcode: str | Non
             visit = Visit.objects.select_related("store").filter(pk=visit_id).first()
             if visit is None or visit.store_id != shelf_event.store_id:
                 raise ReviewError(f"visit {visit_id} is not a visit of this store")
-            if visit.state not in _REVIEW_TAKES_EVENTS:
+            if visit.state not in _REVIEW_TAKES_EVENTS and not (visit.state == Visit.State.BILLED and barcode):
                 raise ReviewError(f"visit {visit_id} is {visit.state}: correct it by a refund or a charge instead")
         if barcode:
             product = Product.objects.filter(store_id=shelf_event.store_id, barcode=barcode).first()
             if product is None:
                 raise ReviewError(f"no product with barcode {barcode!r} in this store")
         event = None
+        correction = correction_error = None
         if visit is not None and product is not None:
             if quantity == 0:
                 raise ReviewError("the quantity must not be 0")
             candidate = next((c for c in candidates if c.get("visit") == visit.pk), None)
             hypothesis = next((h for h in shelf_event.hypotheses or [] if isinstance(h, dict)
                                and h.get("barcode") == barcode and h.get("quantity") == quantity), None)
-            change = CartChange(visit=visit, product=product, quantity=quantity, confidence=1.0, evidence={
-                "review": locked.pk, "by": by, "reason": locked.reason, "candidate": candidate,
-                "hypothesis": hypothesis,
-            })
+            evidence = {"review": locked.pk, "by": by, "reason": locked.reason, "candidate": candidate,
+                        "hypothesis": hypothesis}
+            billed = visit.state == Visit.State.BILLED
+            if billed and quantity < 0:
+                line = ReceiptLine.objects.filter(receipt__visit=visit, product=product).first()
+                if line is None:
+                    raise ReviewError(f"visit {visit.pk} was billed without {product.barcode}: nothing to refund")
+                try:
+                    correction = receipt_refund_line(receipt_line=line, quantity=-quantity,
+                                                     reason=f"review {locked.pk} by {by}: put back")
+                except (BillingError, ValueError) as exc:
+                    raise ReviewError(f"the refund was refused: {exc}") from exc
+                evidence["correction"] = {"kind": "refund", "attempt": correction.pk}
+            elif billed:
+                try:
+                    correction = _correction_charge(visit=visit, product=product, quantity=quantity,
+                                                    key=f"charge:review:{locked.pk}")
+                    evidence["correction"] = {"kind": "charge", "attempt": correction.pk,
+                                              "status": correction.status}
+                    if correction.status != PaymentAttempt.Status.SUCCEEDED:
+                        correction_error = f"the correction charge failed: {correction.error}"
+                except PaymentFailed as exc:
+                    evidence["correction"] = {"kind": "charge", "attempt": None, "status": "unanswered"}
+                    correction_error = f"the correction charge was not made: {exc}"
+            change = CartChange(visit=visit, product=product, quantity=quantity, confidence=1.0, evidence=evidence)
             try:
                 event = cart_apply(change=change, shelf_event=shelf_event, source=CartEvent.Source.REVIEW)
             except ValueError as exc:
@@ -285,10 +364,121 @@ def review_resolve(*, item: ReviewItem, visit_id: int | None, barcode: str | Non
                 cart_publish(visit=v)
     log.info("review %s %s by %s: visit %s, %s × %s", locked.pk, locked.status, by, visit_id, quantity, barcode)
     checkouts, errors = {}, {}
+    if correction_error:
+        errors[visit.pk] = correction_error
     for v in to_check_out:
         try:
             checkouts[v.pk] = visit_checkout(visit=v)
         except Exception as exc:  # the decision is committed; report the failed checkout to the manager
             log.exception("visit %s: checkout after review %s failed", v.pk, locked.pk)
             errors[v.pk] = str(exc) or exc.__class__.__name__
-    return ReviewOutcome(item=locked, cart_event=event, checkouts=checkouts, checkout_errors=errors)
+    return ReviewOutcome(item=locked, cart_event=event, checkouts=checkouts, checkout_errors=errors,
+                         correction=correction)
+
+
+# --------------------------------------------------------------------------------------------------------- disputes
+class DisputeError(ValueError):
+    """A dispute that cannot be opened or decided. ``code``: ``not_yours``, ``window_closed``, ``nothing_left``
+    (every unit of the line is refunded already), ``bad_quantity``, ``bad_kind``, ``already_open``, ``not_open``
+    (already decided, or being decided), ``refund_failed`` (the dispute stays open; see the message)."""
+
+    def __init__(self, message: str, *, code: str):
+        super().__init__(message)
+        self.code = code
+
+
+def dispute_window_h() -> float:
+    """How long after a receipt is issued its lines may be disputed, hours: ``settings.WALKOUT["DISPUTE_WINDOW_H"]``
+    (default 72)."""
+    from django.conf import settings
+
+    return float(settings.WALKOUT.get("DISPUTE_WINDOW_H", 72))
+
+
+def _line_refunded_units(line: ReceiptLine) -> int:
+    return line.refund_attempts.filter(status=PaymentAttempt.Status.SUCCEEDED).aggregate(
+        q=Sum("quantity"))["q"] or 0
+
+
+def dispute_open(*, receipt_line: ReceiptLine, user, kind: str, quantity_taken: int | None = None, note: str = "",
+                 now: datetime | None = None) -> Dispute:
+    """The shopper ``user`` disputes ``receipt_line``: opens a :class:`~carts.models.Dispute` (a review task for the
+    store; decided by :func:`dispute_decide`).
+
+    ``kind``: ``not_taken`` ("I didn't take this": every unit not yet refunded is disputed) or ``wrong_quantity``
+    (``quantity_taken``: how many units the shopper really took, 0 … line quantity − 1; the difference, less units
+    already refunded, is disputed). ``note``: the shopper's words (≤ 500 characters). Allowed to the visit's shopper
+    (or the party lead's, for a guest visit) within :func:`dispute_window_h` hours of the receipt's ``issued_at``,
+    one open dispute per line. Raises :class:`DisputeError` (nothing written).
+    """
+    from django.db import IntegrityError
+
+    now = now or timezone.now()
+    line = ReceiptLine.objects.select_related("receipt__visit__party_lead").get(pk=receipt_line.pk)
+    visit = line.receipt.visit
+    payers = {visit.shopper_id, visit.party_lead.shopper_id if visit.party_lead_id else visit.shopper_id}
+    if user is None or not user.is_authenticated or user.pk not in payers:
+        raise DisputeError("only the shopper billed for this receipt may dispute it", code="not_yours")
+    window_h = dispute_window_h()
+    if now > line.receipt.issued_at + timedelta(hours=window_h):
+        raise DisputeError(f"receipts can be disputed for {window_h:g} hours after they are issued",
+                           code="window_closed")
+    left = line.quantity - _line_refunded_units(line)
+    if left <= 0:
+        raise DisputeError("every unit of this line is refunded already", code="nothing_left")
+    if kind == Dispute.Kind.NOT_TAKEN:
+        quantity = left
+    elif kind == Dispute.Kind.WRONG_QUANTITY:
+        if not isinstance(quantity_taken, int) or isinstance(quantity_taken, bool) or not (
+                0 <= quantity_taken < line.quantity):
+            raise DisputeError(f"say how many you took: a whole number from 0 to {line.quantity - 1}",
+                               code="bad_quantity")
+        quantity = min(left, line.quantity - quantity_taken)
+    else:
+        raise DisputeError(f"unknown kind of dispute {kind!r}", code="bad_kind")
+    try:
+        with transaction.atomic():
+            if Dispute.objects.filter(receipt_line=line, status=Dispute.Status.OPEN).exists():
+                raise DisputeError("this line is disputed already; we are looking at it", code="already_open")
+            dispute = Dispute.objects.create(receipt_line=line, opened_by=user, kind=kind, quantity=quantity,
+                                             note=(note or "").strip()[:500])
+    except IntegrityError:  # a concurrent dispute of the same line won the race (dispute_one_open_per_line)
+        raise DisputeError("this line is disputed already; we are looking at it", code="already_open") from None
+    log.info("dispute %s opened by user %s: receipt line %s, %s, %d unit(s)", dispute.pk, user.pk, line.pk, kind,
+             quantity)
+    return dispute
+
+
+def dispute_decide(*, dispute: Dispute, accept: bool, by: str, note: str = "") -> Dispute:
+    """A manager decides an open dispute. Accepted: ``dispute.quantity`` units of the line are refunded to the card
+    (``billing.receipt_refund_line``, reason ``dispute <id>: …``) and the refund is linked; rejected: nothing is
+    refunded. ``by``: who decided (a username); ``note``: why (≤ 500 characters), shown to the shopper.
+
+    The dispute is claimed first by one conditional UPDATE, so two managers deciding at once refund once. Raises
+    :class:`DisputeError`: ``not_open`` (decided or being decided), ``refund_failed`` (the provider or the billing
+    rules refused the refund: the dispute is open again, any failed payment attempt stays in the ledger).
+    """
+    from store.billing.services import PaymentFailed, RefundRejected, receipt_refund_line
+
+    now = timezone.now()
+    claimed = Dispute.objects.filter(pk=dispute.pk, status=Dispute.Status.OPEN, decided_at__isnull=True).update(
+        decided_at=now, decided_by=by[:150], decision_note=(note or "").strip()[:500])
+    if claimed != 1:
+        raise DisputeError(f"dispute {dispute.pk} is not open (decided already, or being decided)", code="not_open")
+    fresh = Dispute.objects.select_related("receipt_line").get(pk=dispute.pk)
+    if not accept:
+        Dispute.objects.filter(pk=fresh.pk).update(status=Dispute.Status.REJECTED)
+        fresh.refresh_from_db()
+        log.info("dispute %s rejected by %s", fresh.pk, by)
+        return fresh
+    try:
+        refund = receipt_refund_line(receipt_line=fresh.receipt_line, quantity=fresh.quantity,
+                                     reason=f"dispute {fresh.pk}: {fresh.get_kind_display()}")
+    except (RefundRejected, PaymentFailed, ValueError) as exc:
+        Dispute.objects.filter(pk=fresh.pk).update(decided_at=None, decided_by="", decision_note="")
+        log.warning("dispute %s: refund refused: %s", fresh.pk, exc)
+        raise DisputeError(f"the refund did not go through: {exc}", code="refund_failed") from exc
+    Dispute.objects.filter(pk=fresh.pk).update(status=Dispute.Status.ACCEPTED, refund=refund)
+    fresh.refresh_from_db()
+    log.info("dispute %s accepted by %s: %d unit(s) refunded (attempt %s)", fresh.pk, by, fresh.quantity, refund.pk)
+    return fresh

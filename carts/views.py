@@ -7,18 +7,31 @@ URLs (``carts.urls``, mounted at ``/visits/``, namespace ``carts``):
   under_review), or a waiting page that listens on ``ws/shopper/`` and turns into the cart when a visit starts.
 * ``<visit_id>/`` (``carts:visit``): the live cart of one visit (any state).
 * ``receipts/`` (``carts:receipts``) and ``receipts/<receipt_id>/`` (``carts:receipt``): the receipts, and one
-  receipt with the cart events behind each line and its payment state.
+  receipt with the cart events behind each line, its payment state, and each line's dispute.
+* ``receipts/<receipt_id>/lines/<line_id>/dispute/`` (``carts:dispute_open``): POST (CSRF), the shopper disputes a
+  line (``carts.forms.DisputeForm``; ``carts.services.dispute_open``); back to the receipt with a message.
+* ``disputes/`` (``carts:disputes``, managers only): the dispute queue; ``disputes/<id>/decide/``
+  (``carts:dispute_decide``): POST (CSRF), accept (refund the line) or reject (``carts.services.dispute_decide``).
 """
 from __future__ import annotations
 
-from django.contrib.auth.decorators import login_required
-from django.http import Http404, HttpRequest, HttpResponse
-from django.shortcuts import render
-from django.urls import reverse
-from django.views.decorators.http import require_GET
+import logging
 
-from . import selectors
-from .services import cart_snapshot
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.contrib.auth.views import redirect_to_login
+from django.core.exceptions import PermissionDenied
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_safe, require_POST
+
+from . import selectors, selectors_disputes
+from .forms import DisputeDecisionForm, DisputeForm
+from .models import Dispute
+from .services import DisputeError, cart_snapshot, dispute_decide, dispute_open
+
+log = logging.getLogger(__name__)
 
 
 def _cart_page(request: HttpRequest, visit) -> HttpResponse:
@@ -36,14 +49,14 @@ def _cart_page(request: HttpRequest, visit) -> HttpResponse:
     })
 
 
-@require_GET
+@require_safe
 @login_required
 def cart_current(request: HttpRequest) -> HttpResponse:
     """``GET /visits/current/``: the shopper's own live visit, or the waiting page."""
     return _cart_page(request, selectors.visit_current_for(user=request.user))
 
 
-@require_GET
+@require_safe
 @login_required
 def cart_visit(request: HttpRequest, visit_id: int) -> HttpResponse:
     """``GET /visits/<visit_id>/``: one visit's live cart; 404 unless the user is its shopper or a manager."""
@@ -53,14 +66,14 @@ def cart_visit(request: HttpRequest, visit_id: int) -> HttpResponse:
     return _cart_page(request, visit)
 
 
-@require_GET
+@require_safe
 @login_required
 def receipt_list(request: HttpRequest) -> HttpResponse:
     """``GET /visits/receipts/``: the user's own receipts, newest first."""
     return render(request, "billing/receipt_list.html", {"receipts": selectors.receipts_for(user=request.user)})
 
 
-@require_GET
+@require_safe
 @login_required
 def receipt_detail(request: HttpRequest, receipt_id: int) -> HttpResponse:
     """``GET /visits/receipts/<receipt_id>/``: lines, total, payment state and, per line, the cart events behind it
@@ -68,4 +81,86 @@ def receipt_detail(request: HttpRequest, receipt_id: int) -> HttpResponse:
     receipt = selectors.receipt_for_viewer(user=request.user, receipt_id=receipt_id)
     if receipt is None:
         raise Http404("no such receipt")
-    return render(request, "billing/receipt_detail.html", {"receipt": selectors.receipt_detail(receipt=receipt)})
+    disputes = selectors_disputes.disputes_by_line(receipt=receipt)
+    view = selectors.receipt_detail(receipt=receipt)
+    return render(request, "billing/receipt_detail.html", {
+        "receipt": view,
+        "line_disputes": [(line, disputes.get(line.id)) for line in view.lines],
+        "can_dispute": receipt.visit.shopper_id == request.user.pk
+        and selectors_disputes.dispute_open_allowed(receipt=receipt),
+        "dispute_deadline": selectors_disputes.dispute_deadline(receipt=receipt),
+        "dispute_form": DisputeForm(),
+    })
+
+
+@require_POST
+@login_required
+def dispute_open_view(request: HttpRequest, receipt_id: int, line_id: int) -> HttpResponse:
+    """``POST /visits/receipts/<receipt_id>/lines/<line_id>/dispute/``: dispute one line of one's own receipt.
+    404 unless the user may see the receipt and the line is on it; refusals come back as a message."""
+    receipt = selectors.receipt_for_viewer(user=request.user, receipt_id=receipt_id)
+    line = receipt.lines.filter(pk=line_id).first() if receipt is not None else None
+    if line is None:
+        raise Http404("no such receipt line")
+    back = reverse("carts:receipt", args=[receipt.pk])
+    form = DisputeForm(request.POST)
+    if not form.is_valid():
+        log.info("user %s: dispute form for line %s invalid: %s", request.user.pk, line.pk, list(form.errors))
+        messages.error(request, "Dispute not sent: " + "; ".join(e for errs in form.errors.values() for e in errs))
+        return redirect(back)
+    data = form.cleaned_data
+    try:
+        dispute_open(receipt_line=line, user=request.user, kind=data["kind"],
+                     quantity_taken=data.get("quantity_taken"), note=data.get("note") or "")
+    except DisputeError as exc:
+        log.info("user %s: dispute of line %s refused (%s)", request.user.pk, line.pk, exc.code)
+        messages.error(request, f"Dispute not sent: {exc}")
+        return redirect(back)
+    messages.success(request, f"Thanks: we will check “{line.name}” and refund it if we got it wrong.")
+    return redirect(back)
+
+
+def _manager_or_login(request: HttpRequest) -> HttpResponse | None:
+    """None for an active manager; else the login redirect (anonymous) or PermissionDenied (403)."""
+    if not request.user.is_authenticated:
+        return redirect_to_login(request.get_full_path())
+    if not (request.user.is_active and request.user.is_staff):
+        log.warning("user %s refused the manager page %s", request.user.pk, request.path)
+        raise PermissionDenied("managers only")
+    return None
+
+
+@require_safe
+def dispute_list(request: HttpRequest) -> HttpResponse:
+    """``GET /visits/disputes/`` (managers): open disputes first, each with the line, the refund it would make and
+    a link to the visit's full record; then the latest decided ones."""
+    denied = _manager_or_login(request)
+    if denied:
+        return denied
+    return render(request, "carts/disputes.html", {"rows": selectors_disputes.dispute_queue()})
+
+
+@require_POST
+def dispute_decide_view(request: HttpRequest, dispute_id: int) -> HttpResponse:
+    """``POST /visits/disputes/<dispute_id>/decide/`` (managers; CSRF): accept (refund) or reject one dispute."""
+    denied = _manager_or_login(request)
+    if denied:
+        return denied
+    dispute = Dispute.objects.filter(pk=dispute_id).first()
+    if dispute is None:
+        raise Http404("no such dispute")
+    form = DisputeDecisionForm(request.POST)
+    back = reverse("carts:disputes")
+    if not form.is_valid():
+        log.info("manager %s: dispute %s decision form invalid: %s", request.user.pk, dispute.pk, list(form.errors))
+        messages.error(request, f"Dispute {dispute.pk}: choose accept or reject.")
+        return redirect(back)
+    try:
+        decided = dispute_decide(dispute=dispute, accept=form.cleaned_data["decision"] == "accept",
+                                 by=request.user.get_username(), note=form.cleaned_data["note"])
+    except DisputeError as exc:
+        messages.error(request, f"Dispute {dispute.pk}: {exc}")
+        return redirect(back)
+    messages.success(request, f"Dispute {decided.pk} {decided.status}"
+                              + (f": {decided.quantity} unit(s) refunded." if decided.refund_id else "."))
+    return redirect(back)

@@ -3,13 +3,13 @@ from __future__ import annotations
 
 from django.contrib import admin
 
-from .models import ShelfEvent
+from .models import ControllerProblem, SensorHealth, ShelfController, ShelfEvent
 
 
 @admin.register(ShelfEvent)
 class ShelfEventAdmin(admin.ModelAdmin):
-    list_display = ("id", "t_start", "t_end", "store", "session", "bin", "delta_g", "noise_sd_g")
-    list_filter = ("store", "session")
+    list_display = ("id", "t_start", "t_end", "store", "session", "bin", "delta_g", "kind", "misplaced")
+    list_filter = ("store", "session", "kind", "misplaced")
     search_fields = ("bin__code",)
     list_select_related = ("store", "bin")
     date_hierarchy = "t_start"
@@ -22,4 +22,43 @@ class ShelfEventAdmin(admin.ModelAdmin):
         return False
 
     def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(ShelfController)
+class ShelfControllerAdmin(admin.ModelAdmin):
+    """Shelf controllers: create them with ``manage.py create_controller`` (prints the API key once); here the
+    clock offset and the active flag can be changed; the key hash and bins are read only."""
+
+    list_display = ("name", "store", "active", "rate_hz", "clock_offset_s", "messages", "samples", "last_seen_at")
+    list_filter = ("store", "active")
+    readonly_fields = ("store", "name", "api_key_hash", "bin_codes", "rate_hz", "messages", "samples",
+                       "last_seen_at", "created_at")
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(ControllerProblem)
+class ControllerProblemAdmin(admin.ModelAdmin):
+    list_display = ("controller", "reason", "count", "samples_lost", "last_at", "last_message")
+    list_filter = ("reason", "controller__store")
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(SensorHealth)
+class SensorHealthAdmin(admin.ModelAdmin):
+    list_display = ("bin", "status", "evidence", "noise_g", "since", "checked_at")
+    list_filter = ("status",)
+    list_select_related = ("bin",)
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
         return False

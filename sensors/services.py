@@ -1,17 +1,31 @@
-"""Sensors services: the planogram as the weight-event code needs it, and recording shelf events (one writer)."""
+"""Sensors services: the planogram as the weight-event code needs it, recording shelf events (one writer, with
+restock mode and misplaced items), shelf controllers (registration, API keys, problem counters) and load-cell
+health. The live ingestion loop that uses them is :mod:`sensors.live`."""
 from __future__ import annotations
 
-from collections import defaultdict
+import hashlib
+import logging
+import math
+import re
+import secrets
+from collections import Counter, defaultdict
 from datetime import datetime, timezone as dt_timezone
+from typing import Iterable
 
 import numpy as np
 from django.db import IntegrityError, transaction
+from django.db.models import F
 
-from store.inventory.models import Facing, Product
+from store.inventory.models import Facing, Product, RestockTask
+from store.inventory.services import restock_mode_bins, restock_task_open, stock_record_shelf_restock
 from store.layout.models import Bin, Store
 
 from . import weight
-from .models import ShelfEvent
+from .health import HealthReport
+from .ingest import IngestProblem
+from .models import ControllerProblem, SensorHealth, ShelfController, ShelfEvent
+
+log = logging.getLogger(__name__)
 
 
 def utc(t: float) -> datetime:
@@ -46,16 +60,185 @@ def planogram_for(*, store: Store) -> weight.Planogram:
 def shelf_event_record(*, store: Store, session: str, event: weight.ShelfEvent,
                        clock_offset_s: float = 0.0) -> ShelfEvent:
     """Store one detected shelf event (idempotent on session, main bin and start time); ``clock_offset_s`` is added
-    to the event's source times. Raises Bin.DoesNotExist if the event's first bin is not in the store."""
+    to the event's source times. Raises Bin.DoesNotExist if the event's first bin is not in the store.
+
+    The stored ``kind``: ``disturbance`` for an event flagged so by the detector; ``restock`` for a weight increase
+    on a bin in restock mode at the event's start (``store.inventory.services.restock_mode_bins``: a staff
+    restock session or the manager's per-bin toggle), which records a ledger restock of the best product (or, when
+    nothing explains it, a restock task to check) instead of a shopper's return; else ``shopper``. A misplaced
+    put-back (``event.misplaced``) raises a ``misplaced`` restock task. Side effects happen once, when the row is
+    created.
+    """
     main = Bin.objects.get(store=store, code=event.bin_codes[0])
     hypotheses = [{"barcode": h.barcode, "quantity": int(h.quantity), "likelihood": round(float(h.likelihood), 6),
                    "residual_g": round(float(h.residual_g), 2)} for h in event.hypotheses]
+    t_start = utc(event.t_start + clock_offset_s)
+    kind = ShelfEvent.Kind.SHOPPER
+    if event.disturbance:
+        kind = ShelfEvent.Kind.DISTURBANCE
+    elif event.delta_g > 0 and restock_mode_bins(store=store, bin_codes=event.bin_codes, at=t_start):
+        kind = ShelfEvent.Kind.RESTOCK
     try:
         with transaction.atomic():
-            return ShelfEvent.objects.create(
-                store=store, session=session, bin=main, bin_codes=list(event.bin_codes), t_start=utc(event.t_start + clock_offset_s),
-                t_end=utc(event.t_end + clock_offset_s), delta_g=float(event.delta_g), noise_sd_g=float(event.noise_sd_g),
-                hypotheses=hypotheses,
+            row = ShelfEvent.objects.create(
+                store=store, session=session, bin=main, bin_codes=list(event.bin_codes), t_start=t_start,
+                t_end=utc(event.t_end + clock_offset_s), delta_g=float(event.delta_g),
+                noise_sd_g=float(event.noise_sd_g), hypotheses=hypotheses, kind=kind, misplaced=event.misplaced,
             )
+            _shelf_event_effects(store=store, row=row, event=event, main=main)
     except IntegrityError:
-        return ShelfEvent.objects.get(session=session, bin=main, t_start=utc(event.t_start + clock_offset_s))
+        return ShelfEvent.objects.get(session=session, bin=main, t_start=t_start)
+    return row
+
+
+def _shelf_event_effects(*, store: Store, row: ShelfEvent, event: weight.ShelfEvent, main: Bin) -> None:
+    best = event.best
+    reference = f"shelf_event:{row.pk}"
+    product = Product.objects.filter(store=store, barcode=best.barcode).first() if best is not None else None
+    if row.kind == ShelfEvent.Kind.RESTOCK:
+        if product is not None and best.quantity < 0:
+            stock_record_shelf_restock(product=product, quantity=-int(best.quantity), bin=main, reference=reference)
+            log.info("shelf event %s: restock of %d × %s on %s", row.pk, -best.quantity, best.barcode, main.code)
+        else:
+            restock_task_open(store=store, bin=main, reason=RestockTask.Reason.UNEXPLAINED_RESTOCK,
+                              detail=f"+{event.delta_g:.0f} g matches no product", reference=reference)
+            log.warning("shelf event %s: restock of %+.0f g on %s matches no product; task raised", row.pk,
+                        event.delta_g, main.code)
+    if event.misplaced and best is not None:
+        restock_task_open(store=store, bin=main, reason=RestockTask.Reason.MISPLACED, product=product,
+                          quantity=max(1, -int(best.quantity)),
+                          detail=f"{best.barcode} put back on {','.join(event.bin_codes)}, where it does not face",
+                          reference=reference)
+        log.warning("shelf event %s: %d × %s put back on %s, where it does not belong; restock task raised",
+                    row.pk, -best.quantity, best.barcode, ",".join(event.bin_codes))
+
+
+# --------------------------------------------------------------------------------------------- controllers
+def controller_key_hash(api_key: str) -> str:
+    """SHA-256 hex digest of a controller's API key (the database never stores the key itself)."""
+    return hashlib.sha256(api_key.encode("utf-8")).hexdigest()
+
+
+class ControllerInputError(ValueError):
+    """A controller registration that cannot be saved; the message says why."""
+
+
+def controller_create(*, store: Store, name: str, bin_codes: list[str], rate_hz: float = 60.0,
+                      clock_offset_s: float = 0.0) -> tuple[ShelfController, str]:
+    """Register a shelf controller of ``store`` reading ``bin_codes`` (column order of its samples) at ``rate_hz``.
+
+    Returns the controller and its API key (32 random bytes, URL-safe base64; shown once, stored as SHA-256).
+    Raises :class:`ControllerInputError` for a bad name, an empty or repeated bin list, a bin the store does not
+    have, a non-positive rate or a name already used in the store."""
+    if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", name or ""):
+        raise ControllerInputError(f"controller name {name!r} must be 1–64 letters, digits, - or _")
+    codes = [str(c) for c in bin_codes]
+    if not codes or len(set(codes)) != len(codes):
+        raise ControllerInputError("bin_codes must list each bin once, at least one")
+    known = set(Bin.objects.filter(store=store, code__in=codes).values_list("code", flat=True))
+    missing = [c for c in codes if c not in known]
+    if missing:
+        raise ControllerInputError(f"store {store.code} has no bin(s) {', '.join(missing[:10])}")
+    if not (math.isfinite(rate_hz) and rate_hz > 0) or not math.isfinite(clock_offset_s):
+        raise ControllerInputError(f"rate_hz must be > 0 and clock_offset_s finite, got {rate_hz}, {clock_offset_s}")
+    if ShelfController.objects.filter(store=store, name=name).exists():
+        raise ControllerInputError(f"store {store.code} already has a controller named {name!r}")
+    api_key = secrets.token_urlsafe(32)
+    controller = ShelfController.objects.create(store=store, name=name, api_key_hash=controller_key_hash(api_key),
+                                                bin_codes=codes, rate_hz=float(rate_hz),
+                                                clock_offset_s=float(clock_offset_s))
+    return controller, api_key
+
+
+def controller_key_rotate(*, controller: ShelfController) -> str:
+    """A new API key for ``controller``; the old one stops working at once. Returns the key (shown once)."""
+    api_key = secrets.token_urlsafe(32)
+    controller.api_key_hash = controller_key_hash(api_key)
+    controller.save(update_fields=["api_key_hash"])
+    return api_key
+
+
+def controller_authenticate(*, api_key: str, store_code: str | None = None,
+                            name: str | None = None) -> ShelfController | None:
+    """The active controller whose API key is ``api_key`` (and, when given, whose store code and name match the
+    MQTT topic), its store loaded; None otherwise (the caller logs and counts the refusal)."""
+    if not api_key or len(api_key) > 200:
+        return None
+    controller = (ShelfController.objects.select_related("store")
+                  .filter(api_key_hash=controller_key_hash(api_key), active=True).first())
+    if controller is None:
+        return None
+    if (store_code is not None and controller.store.code != store_code) or (name is not None and
+                                                                           controller.name != name):
+        return None
+    return controller
+
+
+def controller_problems_record(*, controller: ShelfController, problems: Iterable[IngestProblem]) -> int:
+    """Add ``problems`` to the controller's per-reason counters (count, samples lost, last message and time) and
+    log each at WARNING (INFO for repaired ones). Returns how many were recorded."""
+    from django.utils import timezone
+
+    problems = list(problems)
+    if not problems:
+        return 0
+    counts = Counter(p.reason for p in problems)
+    lost: dict[str, int] = defaultdict(int)
+    last: dict[str, str] = {}
+    for p in problems:
+        lost[p.reason] += p.samples_lost
+        last[p.reason] = p.message
+        log.log(logging.INFO if p.repaired else logging.WARNING, "%s", p.message)
+    now = timezone.now()
+    for reason, n in counts.items():
+        row, _ = ControllerProblem.objects.get_or_create(controller=controller, reason=reason)
+        ControllerProblem.objects.filter(pk=row.pk).update(count=F("count") + n,
+                                                           samples_lost=F("samples_lost") + lost[reason],
+                                                           last_message=last[reason][:300], last_at=now)
+    return len(problems)
+
+
+def controller_counters(*, controller: ShelfController) -> dict[str, int]:
+    """{reason: count} of the controller's problems so far."""
+    return dict(ControllerProblem.objects.filter(controller=controller).values_list("reason", "count"))
+
+
+# --------------------------------------------------------------------------------------------- health
+def sensor_health_record(*, controller: ShelfController, report: HealthReport) -> int:
+    """Store ``report`` (one entry per bin of ``controller``, in its column order) as ``SensorHealth`` rows.
+
+    A bin whose status changed gets the new status, evidence and ``since``; an alert keeps its evidence and noise
+    current; every row gets ``checked_at`` (one transaction). A new problem status is logged at WARNING. Returns the number of bins whose status changed. Raises ``ValueError``
+    when the report does not have one entry per bin."""
+    codes = list(controller.bin_codes)
+    if len(report) != len(codes):
+        raise ValueError(f"health report has {len(report)} bins; controller {controller} has {len(codes)}")
+    at = utc(report.t)
+    bins = {b.code: b for b in Bin.objects.filter(store=controller.store_id, code__in=codes)}
+    rows = {h.bin_id: h for h in SensorHealth.objects.filter(bin__in=bins.values())}
+    changed = 0
+    same: list[SensorHealth] = []
+    with transaction.atomic():
+        for i, code in enumerate(codes):
+            b = bins.get(code)
+            if b is None:
+                continue
+            status = str(report.status[i])
+            noise = float(report.noise_g[i]) if np.isfinite(report.noise_g[i]) else None
+            row = rows.get(b.pk)
+            if row is None or row.status != status:
+                if status not in ("ok", "unknown"):
+                    log.warning("load cell %s: %s (%s)", code, status, report.evidence(i))
+                SensorHealth.objects.update_or_create(bin=b, defaults={
+                    "controller": controller, "status": status, "evidence": report.evidence(i)[:200],
+                    "noise_g": noise, "since": at, "checked_at": at})
+                changed += 1
+            elif status not in ("ok", "unknown"):  # keep an alert's evidence current (few rows)
+                row.evidence = report.evidence(i)[:200]
+                row.noise_g = noise
+                row.checked_at = at
+                same.append(row)
+        if same:
+            SensorHealth.objects.bulk_update(same, ["evidence", "noise_g", "checked_at"], batch_size=500)
+        SensorHealth.objects.filter(bin__in=bins.values()).update(checked_at=at)
+    return changed

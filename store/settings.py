@@ -61,7 +61,6 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
-    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -156,7 +155,9 @@ STATIC_URL = "static/"
 STATIC_ROOT = Path(os.environ.get("DJANGO_STATIC_ROOT", str(BASE_DIR / "var" / "static")))
 STATICFILES_DIRS = [BASE_DIR / "static"] if (BASE_DIR / "static").is_dir() else []
 if PRODUCTION:
-    # WhiteNoise serves the collected static files (``manage.py collectstatic``) from the ASGI/WSGI app itself.
+    # WhiteNoise serves the collected static files (``manage.py collectstatic``) from the ASGI/WSGI app itself; in
+    # the embedded profile the development server serves them.
+    MIDDLEWARE.insert(1, "whitenoise.middleware.WhiteNoiseMiddleware")
     STORAGES = {
         "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
         "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
@@ -188,7 +189,22 @@ WALKOUT = {
     "REVIEW_CONFIDENCE": float(os.environ.get("WALKOUT_REVIEW_CONFIDENCE", "0.6")),
     # After a visit exits, shelf events ending up to this many seconds later are still settled to it.
     "EXIT_SETTLE_S": float(os.environ.get("WALKOUT_EXIT_SETTLE_S", "3.0")),
+    # Shelf sensors (sensors/live.py): where raw samples are kept (one .npz per controller per minute) and for how
+    # long; the session name of live events; how often plate health is re-assessed.
+    "RAW_SAMPLES_DIR": os.environ.get("WALKOUT_RAW_SAMPLES_DIR", str(BASE_DIR / "var" / "raw")),
+    "RAW_RETENTION_H": float(os.environ.get("WALKOUT_RAW_RETENTION_H", "48")),
+    "SENSORS_SESSION": os.environ.get("WALKOUT_SENSORS_SESSION", "live"),
+    "HEALTH_EVERY_S": float(os.environ.get("WALKOUT_HEALTH_EVERY_S", "10")),
+    # Gates, "bring guests": the same pass scanned again at the same gate within GUEST_WINDOW_S seconds admits one
+    # declared party member, at most GUEST_CAP per pass (0 turns guests off). Billed to the holder's card.
+    "GUEST_WINDOW_S": int(os.environ.get("WALKOUT_GUEST_WINDOW_S", "120")),
+    "GUEST_CAP": int(os.environ.get("WALKOUT_GUEST_CAP", "4")),
+    # Disputes: receipt lines can be disputed this many hours after the receipt is issued.
+    "DISPUTE_WINDOW_H": float(os.environ.get("WALKOUT_DISPUTE_WINDOW_H", "72")),
+    # Absolute site URL for links in emails (receipt copy); "" leaves the link out.
+    "SITE_URL": os.environ.get("WALKOUT_SITE_URL", ""),
 }
+DEFAULT_FROM_EMAIL = os.environ.get("DJANGO_DEFAULT_FROM_EMAIL", "Walkout <no-reply@walkout.test>")
 
 LOGGING = {
     "version": 1,

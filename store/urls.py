@@ -5,8 +5,10 @@ from django.urls import include, path
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("billing/", include("store.billing.urls")),
+    path("sensors/", include("sensors.urls")),
     path("gates/", include("store.gates.urls")),
     path("visits/", include("carts.urls")),
+    path("manage/vision/", include("vision.urls")),
     path("manage/", include("carts.dashboard_urls")),
     path("", include("store.accounts.urls")),
 ]

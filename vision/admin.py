@@ -1,19 +1,15 @@
-"""Admin for shopper tracks: read-only (one writer, ``vision``)."""
+"""Admin: cameras (with calibration from marked floor points) and read-only vision outputs (one writer,
+``vision``)."""
 from __future__ import annotations
 
-from django.contrib import admin
+from django.contrib import admin, messages
 
-from .models import ShopperTrack
+from .geometry import CalibrationError
+from .models import Camera, CameraTrack, ShopperTrack, ZoneInterval
+from .services import camera_calibrate
 
 
-@admin.register(ShopperTrack)
-class ShopperTrackAdmin(admin.ModelAdmin):
-    list_display = ("track_id", "store", "session", "first_seen", "last_seen", "observations")
-    list_filter = ("store", "session")
-    search_fields = ("track_id",)
-    list_select_related = ("store",)
-    date_hierarchy = "first_seen"
-
+class ReadOnlyAdmin(admin.ModelAdmin):
     def has_add_permission(self, request, obj=None) -> bool:
         return False
 
@@ -22,3 +18,56 @@ class ShopperTrackAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None) -> bool:
         return False
+
+
+@admin.register(ShopperTrack)
+class ShopperTrackAdmin(ReadOnlyAdmin):
+    list_display = ("track_id", "store", "session", "first_seen", "last_seen", "observations")
+    list_filter = ("store", "session")
+    search_fields = ("track_id",)
+    list_select_related = ("store",)
+    date_hierarchy = "first_seen"
+
+
+@admin.register(CameraTrack)
+class CameraTrackAdmin(ReadOnlyAdmin):
+    list_display = ("key", "shopper_id", "camera", "session", "t_start", "t_end", "frames", "mean_confidence")
+    list_filter = ("store", "session", "camera")
+    search_fields = ("key", "shopper_id")
+
+
+@admin.register(ZoneInterval)
+class ZoneIntervalAdmin(ReadOnlyAdmin):
+    list_display = ("shopper_id", "zone", "kind", "session", "t_start", "t_end")
+    list_filter = ("store", "session", "kind")
+
+
+@admin.register(Camera)
+class CameraAdmin(admin.ModelAdmin):
+    """Cameras. Enter at least 4 marked floor points (pixel u, v ↔ store x, y metres) in *calibration points*
+    and save, or run the *Compute floor homography* action: the homography and its reprojection error (px, cm)
+    are stored."""
+
+    list_display = ("name", "store", "source", "fps", "calibration_error_px", "calibration_error_cm",
+                    "calibrated_at", "enabled")
+    list_filter = ("store", "enabled")
+    readonly_fields = ("calibration_error_px", "calibration_error_cm", "calibrated_at")
+    actions = ["calibrate"]
+
+    def save_model(self, request, obj, form, change) -> None:
+        super().save_model(request, obj, form, change)
+        if "calibration_points" in form.changed_data and obj.calibration_points:
+            self._calibrate(request, obj)
+
+    def _calibrate(self, request, camera: Camera) -> None:
+        try:
+            cal = camera_calibrate(camera=camera)
+        except CalibrationError as exc:
+            self.message_user(request, f"{camera}: not calibrated: {exc}", messages.ERROR)
+        else:
+            self.message_user(request, f"{camera}: {cal.summary()}", messages.SUCCESS)
+
+    @admin.action(description="Compute floor homography from the marked points")
+    def calibrate(self, request, queryset) -> None:
+        for camera in queryset:
+            self._calibrate(request, camera)

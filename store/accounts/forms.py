@@ -5,7 +5,7 @@ import re
 from datetime import date
 
 from django import forms
-from django.contrib.auth.forms import AuthenticationForm
+from django.contrib.auth.forms import AuthenticationForm, PasswordResetForm
 from django.core.exceptions import ValidationError
 from django.utils import timezone
 
@@ -89,3 +89,28 @@ class DummyCardForm(forms.Form):
         if not re.fullmatch(r"\d{3,4}", cvc):
             raise ValidationError("The CVC is the 3 or 4 digits on the card.")
         return cvc
+
+
+class AccountDeleteForm(forms.Form):
+    """Confirm deleting the account: the current password and an explicit tick."""
+
+    password = forms.CharField(label="Your password", strip=False,
+                               widget=forms.PasswordInput(attrs={"autocomplete": "current-password"}))
+    confirm = forms.BooleanField(label="Yes, delete my account and my data", required=True)
+
+    def __init__(self, *args, user, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.user = user
+
+    def clean_password(self) -> str:
+        password = self.cleaned_data["password"]
+        if not self.user.check_password(password):
+            raise ValidationError("This is not your password.")
+        return password
+
+
+class EmailPasswordResetForm(PasswordResetForm):
+    """Django's password-reset form; the address is matched case-insensitively (as the account key is)."""
+
+    def clean_email(self) -> str:
+        return self.cleaned_data["email"].strip().lower()

@@ -105,3 +105,62 @@ def shopper_profile_get(*, user: AbstractBaseUser) -> ShopperProfile:
     """The user's shopper profile, created empty if the user has none yet (e.g. made with ``createsuperuser``)."""
     profile, _ = ShopperProfile.objects.get_or_create(user=user)
     return profile
+
+
+class AccountDeleteRefused(Exception):
+    """The account cannot be deleted now. ``code``: ``open_visit`` (a visit is not settled yet: inside the store,
+    awaiting review or payment), ``staff`` (managers are removed by an administrator)."""
+
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+#: Visit states after which nothing more is owed or billed (``store.gates.models.Visit.State``).
+SETTLED_VISIT_STATES = ("billed", "closed", "refused")
+
+
+@transaction.atomic
+def shopper_delete(*, user: AbstractBaseUser) -> str:
+    """Delete a shopper's account and personal data; returns ``"deleted"`` or ``"anonymised"``.
+
+    What must stay, and why: visits, cart events, receipts, payment attempts, refunds and disputes are the store's
+    accounting ledger (tax and card-network records; their foreign keys are PROTECT). So a shopper who ever
+    entered the store is **anonymised**, never removed: the username becomes ``deleted-<id>``, the email and names
+    are emptied, the password made unusable, the account deactivated (its sessions stop working at once: Django
+    refuses inactive users), the card on file forgotten (payment method, brand, last four; the provider's customer
+    id is kept to reconcile past payments with the provider's records) and every entry pass deleted. The ledger
+    then points at an account that names nobody. A shopper who never entered is **deleted** outright (profile and
+    passes cascade).
+
+    Raises :class:`AccountDeleteRefused` while a visit is unsettled (``open_visit``: inside the store, exited but
+    not billed, under review, payment failed) or for a staff account (``staff``). Nothing is changed then.
+    """
+    from store.gates.models import EntryPass, Visit
+
+    User.objects.select_for_update().filter(pk=user.pk).first()
+    if user.is_staff or user.is_superuser:
+        raise AccountDeleteRefused("staff", "a manager account is removed by an administrator")
+    open_visits = Visit.objects.filter(shopper=user).exclude(state__in=SETTLED_VISIT_STATES).count()
+    if open_visits:
+        raise AccountDeleteRefused(
+            "open_visit", "a visit of yours is not settled yet (in the store, being checked or awaiting payment); "
+                          "try again once its receipt is issued")
+    user_id = user.pk
+    if not Visit.objects.filter(shopper=user).exists():
+        user.delete()
+        log.info("shopper %s deleted their account (no visits: removed)", user_id)
+        return "deleted"
+    EntryPass.objects.filter(shopper=user).delete()
+    ShopperProfile.objects.filter(user=user).update(payment_method_ref="", card_brand="", card_last4="")
+    user.username = f"deleted-{user_id}"
+    user.email = ""
+    user.first_name = user.last_name = ""
+    user.set_unusable_password()
+    user.is_active = False
+    user.save()
+    user.groups.clear()
+    user.user_permissions.clear()
+    log.info("shopper %s deleted their account (visits kept for accounting: anonymised)", user_id)
+    return "anonymised"

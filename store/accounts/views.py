@@ -1,4 +1,5 @@
-"""Shopper pages: sign up, log in/out, home, and the card on file. Thin: logic in services and ``payment``."""
+"""Shopper pages: sign up, log in/out, password reset, home, the card on file, deleting the account, and the PWA
+files (web app manifest, service worker, icons). Thin: logic in services and ``payment``."""
 from __future__ import annotations
 
 import logging
@@ -6,15 +7,15 @@ import re
 
 from django.conf import settings
 from django.contrib import messages
-from django.contrib.auth import login
+from django.contrib.auth import login, logout
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
-from django.http import HttpRequest, HttpResponse
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
-from django.urls import reverse
+from django.urls import reverse, reverse_lazy
 from django.utils.http import url_has_allowed_host_and_scheme
-from django.views.decorators.cache import never_cache
+from django.views.decorators.cache import cache_control, never_cache
 from django.views.decorators.http import require_http_methods
 from rest_framework import status
 from rest_framework.authentication import SessionAuthentication
@@ -23,9 +24,9 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from .forms import DummyCardForm, EmailAuthenticationForm, SignUpForm
+from .forms import AccountDeleteForm, DummyCardForm, EmailAuthenticationForm, EmailPasswordResetForm, SignUpForm
 from .payment import CardRejected, shopper_card_attach
-from .services import shopper_create, shopper_profile_get
+from .services import AccountDeleteRefused, shopper_create, shopper_delete, shopper_profile_get
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +57,41 @@ class LoginView(auth_views.LoginView):
 
 class LogoutView(auth_views.LogoutView):
     """``/accounts/logout/``: POST only (Django's LogoutView refuses GET), then the login page."""
+
+
+class PasswordResetView(auth_views.PasswordResetView):
+    """``/accounts/password/reset/``: ask for a reset link by email (Django's token generator; the link works once,
+    for ``PASSWORD_RESET_TIMEOUT`` seconds). The page answers the same whether or not the address has an account.
+    The embedded profile's console email backend prints the message on the server's terminal."""
+
+    template_name = "accounts/password_reset_form.html"
+    email_template_name = "accounts/password_reset_email.txt"
+    subject_template_name = "accounts/password_reset_subject.txt"
+    form_class = EmailPasswordResetForm
+    success_url = reverse_lazy("accounts:password_reset_done")
+
+
+class PasswordResetDoneView(auth_views.PasswordResetDoneView):
+    """``/accounts/password/reset/sent/``: "check your email"."""
+
+    template_name = "accounts/password_reset_done.html"
+
+
+class PasswordResetConfirmView(auth_views.PasswordResetConfirmView):
+    """``/accounts/password/reset/<uidb64>/<token>/``: choose a new password (AUTH_PASSWORD_VALIDATORS apply)."""
+
+    template_name = "accounts/password_reset_confirm.html"
+    success_url = reverse_lazy("accounts:password_reset_complete")
+
+    def form_invalid(self, form):
+        log.info("password reset: new password refused for a valid link")
+        return super().form_invalid(form)
+
+
+class PasswordResetCompleteView(auth_views.PasswordResetCompleteView):
+    """``/accounts/password/reset/done/``: the password is changed; log in."""
+
+    template_name = "accounts/password_reset_complete.html"
 
 
 @require_http_methods(["GET", "POST"])
@@ -150,3 +186,73 @@ class CardAttachView(APIView):
             return Response({"status": "failed", "code": exc.code, "message": exc.reason},
                             status=status.HTTP_402_PAYMENT_REQUIRED)
         return Response({"status": "succeeded", "brand": profile.card_brand, "last4": profile.card_last4})
+
+
+@never_cache
+@require_http_methods(["GET", "POST"])
+@login_required
+def account_delete(request: HttpRequest) -> HttpResponse:
+    """``/accounts/delete/``: delete the account and personal data after the password is typed again
+    (:func:`store.accounts.services.shopper_delete` says what is kept for accounting). Then logged out."""
+    form = AccountDeleteForm(request.POST or None, user=request.user)
+    status_code = 200
+    if request.method == "POST":
+        if form.is_valid():
+            try:
+                outcome = shopper_delete(user=request.user)
+            except AccountDeleteRefused as exc:
+                log.info("user %s: account deletion refused (%s)", request.user.pk, exc.code)
+                form.add_error(None, exc.message)
+            else:
+                logout(request)
+                messages.success(request, "Your account is deleted." if outcome == "deleted" else
+                                 "Your account is deleted. Receipts of past visits are kept for accounting, "
+                                 "without your name, email or card.")
+                return redirect("accounts:login")
+        else:
+            log.info("user %s: account deletion form invalid: %s", request.user.pk, list(form.errors))
+        status_code = 400
+    return render(request, "accounts/delete.html", {"form": form}, status=status_code)
+
+
+#: The installable web app's files, served from ``static/pwa/`` at fixed root paths (a service worker's scope is
+#: its own path's folder, so ``/sw.js`` can serve ``/gates/pass/``): URL name → (file, content type).
+PWA_FILES = {
+    "manifest": ("manifest.webmanifest", "application/manifest+json"),
+    "sw": ("sw.js", "text/javascript; charset=utf-8"),
+    "icon-192": ("icon-192.png", "image/png"),
+    "icon-512": ("icon-512.png", "image/png"),
+}
+
+
+def _pwa_file(name: str) -> HttpResponse:
+    filename, content_type = PWA_FILES[name]
+    path = settings.BASE_DIR / "static" / "pwa" / filename
+    if not path.is_file():
+        log.error("PWA file %s is missing", path)
+        raise Http404("not found")
+    return FileResponse(path.open("rb"), content_type=content_type)
+
+
+@require_http_methods(["GET", "HEAD"])
+@cache_control(max_age=3600, public=True)
+def pwa_manifest(request: HttpRequest) -> HttpResponse:
+    """``/manifest.webmanifest``: the web app manifest (name, icons, start URL, standalone display)."""
+    return _pwa_file("manifest")
+
+
+@require_http_methods(["GET", "HEAD"])
+@cache_control(no_cache=True)
+def pwa_service_worker(request: HttpRequest) -> HttpResponse:
+    """``/sw.js``: the service worker (``static/pwa/sw.js``): the entry pass page offline, nothing else.
+    ``no-cache`` so that a new version reaches the phones at once."""
+    return _pwa_file("sw")
+
+
+@require_http_methods(["GET", "HEAD"])
+@cache_control(max_age=86400, public=True)
+def pwa_icon(request: HttpRequest, size: int) -> HttpResponse:
+    """``/pwa/icon-<size>.png`` (192 or 512): the app icon."""
+    if f"icon-{size}" not in PWA_FILES:
+        raise Http404("no such icon")
+    return _pwa_file(f"icon-{size}")

@@ -5,11 +5,16 @@
   ``{"admitted": true, "visit": <id>}``, 403 ``{"admitted": false, "reason": <code>, "message": <text>}`` (codes of
   :class:`~store.gates.services.GateRefusal`), 400 for a malformed body (reason ``bad_request``), 401 without a valid
   gate key.
+  Scanning a pass again at the same gate admits a guest when the pass declared guests ("bring guests",
+  ``services.guest_policy``); the answer then has ``"guest_of": <lead visit id>``.
+* ``POST /gates/api/exit/`` — the optional exit scan, same authentication and body: 200 ``{"exited": true,
+  "visits": [<id>, ...]}`` (billed after the settle time), 403 ``{"exited": false, "reason", "message"}``
+  (reason ``no_visit`` when the holder is not inside, or a pass refusal code), 400, 401 as above.
 * ``POST /gates/api/staff-scan/`` — the same for the staff scanner page: session login of an ``is_staff`` user
-  (CSRF enforced), body ``{"gate": <gate id>, "token": "<QR text>"}``; an unknown or inactive gate is a 400 with
-  reason ``unknown_gate``. Without a staff session: 403.
+  (CSRF enforced), body ``{"gate": <gate id>, "token": "<QR text>", "direction": "entry" | "exit"}`` (default
+  entry); an unknown or inactive gate is a 400 with reason ``unknown_gate``. Without a staff session: 403.
 * ``POST /gates/pass/token/`` — a logged-in shopper asks for a fresh entry pass (CSRF enforced); optional body or
-  query ``store=<code>``. Answers 200 with the token and its QR code as SVG markup (see :class:`PassTokenView`),
+  query ``store=<code>``, ``guests=<n>`` (party members brought, 0 … ``GUEST_CAP``). Answers 200 with the token and its QR code as SVG markup (see :class:`PassTokenView`),
   403 ``{"reason": "no_payment_method", ...}`` without a card, 400 when the store is unknown or must be chosen.
 """
 from __future__ import annotations
@@ -31,7 +36,7 @@ from .models import Gate, Visit
 from .serializers import ScanSerializer, StaffScanSerializer
 from .services import (
     GateRefusal, PassUnavailable, gate_authenticate, gate_get_active, pass_qr_svg, pass_request, pass_store_resolve,
-    pass_timing, visit_enter,
+    pass_timing, visit_enter, visit_exit_scan,
 )
 
 log = logging.getLogger(__name__)
@@ -101,9 +106,35 @@ def _scan(*, token: str, gate: Gate, extra: Callable[[Visit], dict] | None = Non
         return Response({"admitted": False, "reason": refusal.code, "message": refusal.message},
                         status=status.HTTP_403_FORBIDDEN, headers=NO_STORE)
     body = {"admitted": True, "visit": visit.pk}
+    if visit.party_lead_id:
+        body["guest_of"] = visit.party_lead_id
     if extra:
         body.update(extra(visit))
     return Response(body, status=status.HTTP_200_OK, headers=NO_STORE)
+
+
+def _exit_scan(*, token: str, gate: Gate) -> Response:
+    """Exit the holder of ``token`` at ``gate`` and shape the answer (200 exited, 403 refused)."""
+    try:
+        visits = visit_exit_scan(token=token, gate=gate)
+    except GateRefusal as refusal:
+        return Response({"exited": False, "reason": refusal.code, "message": refusal.message},
+                        status=status.HTTP_403_FORBIDDEN, headers=NO_STORE)
+    return Response({"exited": True, "visits": [v.pk for v in visits]}, status=status.HTTP_200_OK, headers=NO_STORE)
+
+
+class GateExitView(APIView):
+    """``POST /gates/api/exit/``: a gate device's exit scan (module docstring)."""
+
+    authentication_classes = [GateKeyAuthentication]
+    permission_classes = [IsGate]
+
+    def post(self, request: Request) -> Response:
+        gate: Gate = request.auth
+        serializer = ScanSerializer(data=request.data)
+        if not serializer.is_valid():
+            return _bad_request(request, serializer.errors, f"exit scan at gate {gate}")
+        return _exit_scan(token=serializer.validated_data["token"], gate=gate)
 
 
 class GateScanView(APIView):
@@ -136,7 +167,10 @@ class StaffScanView(APIView):
                         serializer.validated_data["gate"])
             return Response({"admitted": False, "reason": "unknown_gate", "message": "no active gate with this id"},
                             status=status.HTTP_400_BAD_REQUEST, headers=NO_STORE)
-        log.info("staff user %s scans a pass at gate %s", request.user.pk, gate)
+        direction = serializer.validated_data.get("direction", "entry")
+        log.info("staff user %s scans a pass at gate %s (%s)", request.user.pk, gate, direction)
+        if direction == "exit":
+            return _exit_scan(token=serializer.validated_data["token"], gate=gate)
         return _scan(token=serializer.validated_data["token"], gate=gate,
                      extra=lambda visit: {"shopper": visit.shopper.get_username()})
 
@@ -159,9 +193,19 @@ class PassTokenView(APIView):
             log.warning("pass token for user %s refused: bad store parameter", request.user.pk)
             return Response({"reason": "bad_request", "message": "store must be a store code"},
                             status=status.HTTP_400_BAD_REQUEST, headers=NO_STORE)
+        guests = request.data.get("guests", 0) if hasattr(request.data, "get") else 0
+        guests = guests if guests not in (None, "") else request.query_params.get("guests", 0)
+        try:
+            guests = int(guests)
+        except (TypeError, ValueError):
+            guests = -1
+        if not 0 <= guests <= 99:
+            log.warning("pass token for user %s refused: bad guests parameter", request.user.pk)
+            return Response({"reason": "bad_request", "message": "guests must be a whole number from 0"},
+                            status=status.HTTP_400_BAD_REQUEST, headers=NO_STORE)
         try:
             store = pass_store_resolve(code=code)
-            entry_pass, token = pass_request(shopper=request.user, store=store)
+            entry_pass, token = pass_request(shopper=request.user, store=store, guests=guests)
         except PassUnavailable as exc:
             log.info("pass token for user %s refused: %s", request.user.pk, exc.code)
             body = {"reason": exc.code, "message": exc.message}
@@ -171,6 +215,7 @@ class PassTokenView(APIView):
             return Response(body, status=status.HTTP_400_BAD_REQUEST, headers=NO_STORE)
         return Response(
             {"token": token, "svg": pass_qr_svg(token=token), "store": {"code": store.code, "name": store.name},
+             "pass_id": entry_pass.pk, "guests": entry_pass.guests,
              "issued_at": entry_pass.issued_at.isoformat(), "expires_at": entry_pass.expires_at.isoformat(),
              **pass_timing()},
             status=status.HTTP_200_OK, headers=NO_STORE,

@@ -32,6 +32,10 @@ class EntryPass(models.Model):
     expires_at = models.DateTimeField()
     used_at = models.DateTimeField(null=True, blank=True)
     used_gate = models.ForeignKey(Gate, on_delete=models.SET_NULL, null=True, blank=True)
+    guests = models.PositiveSmallIntegerField(
+        default=0, help_text="party members the shopper said they bring (\"bring guests\"), capped at the gate")
+    guests_admitted = models.PositiveSmallIntegerField(
+        default=0, help_text="guests admitted so far on this pass (each a visit whose party_lead is the holder's)")
 
     class Meta:
         verbose_name_plural = "entry passes"

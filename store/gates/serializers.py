@@ -17,3 +17,4 @@ class StaffScanSerializer(ScanSerializer):
     """A scan from the staff scanner page: the QR text and the id of the gate the tablet stands at."""
 
     gate = serializers.IntegerField(min_value=1)
+    direction = serializers.ChoiceField(choices=["entry", "exit"], required=False, default="entry")

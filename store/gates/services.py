@@ -15,6 +15,7 @@ from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.core import signing
 from django.db import transaction
+from django.db.models import F
 from django.utils import timezone
 
 from store.layout.models import Store
@@ -40,7 +41,8 @@ ALLOWED_TRANSITIONS: dict[str, set[str]] = {
 
 class GateRefusal(Exception):
     """A pass was refused at the gate. ``code`` is one of: expired, replayed, unknown, invalid, wrong_store,
-    no_payment_method, store_full, payment_declined."""
+    no_payment_method, store_full, payment_declined, party_full (every declared guest is in), no_visit (an exit
+    scan of a shopper who is not inside)."""
 
     def __init__(self, code: str, message: str):
         super().__init__(message)
@@ -90,18 +92,31 @@ def gate_authenticate(*, api_key: str) -> Gate | None:
     return Gate.objects.select_related("store").filter(api_key_hash=gate_key_hash(api_key), active=True).first()
 
 
-def pass_issue(*, shopper: AbstractBaseUser, store: Store) -> tuple[EntryPass, str]:
+def guest_policy() -> tuple[int, int]:
+    """("bring guests") ``(window_s, cap)``: after a pass admits its holder, scanning the same pass again at the same
+    gate within ``settings.WALKOUT["GUEST_WINDOW_S"]`` seconds (default 120) admits one party member, up to the
+    number of guests the holder declared and at most ``settings.WALKOUT["GUEST_CAP"]`` (default 4; 0 turns guests
+    off). Guests are billed to the holder's card (their visits' ``party_lead``)."""
+    window = int(settings.WALKOUT.get("GUEST_WINDOW_S", 120))
+    cap = int(settings.WALKOUT.get("GUEST_CAP", 4))
+    return max(0, window), max(0, cap)
+
+
+def pass_issue(*, shopper: AbstractBaseUser, store: Store, guests: int = 0) -> tuple[EntryPass, str]:
     """Issue a single-use entry pass; returns the row and the signed token that the QR code encodes.
 
     The token is ``django.core.signing.TimestampSigner(salt=PASS_SALT).sign_object({"n", "s", "u"})`` (nonce, store
     code, user id): signed with SECRET_KEY (rotated through SECRET_KEY_FALLBACKS), valid for
     ``settings.WALKOUT["PASS_MAX_AGE_S"]`` seconds. The app asks for a fresh one before it expires (rotation).
+    ``guests``: party members the holder brings (clamped to 0 … ``guest_policy()`` cap); each is admitted by scanning
+    the same pass again at the same gate (:func:`visit_enter`).
     """
     now = timezone.now()
     max_age = settings.WALKOUT["PASS_MAX_AGE_S"]
+    guests = min(max(0, int(guests)), guest_policy()[1])
     entry_pass = EntryPass.objects.create(
         shopper=shopper, store=store, nonce=secrets.token_urlsafe(18), issued_at=now,
-        expires_at=now + timedelta(seconds=max_age),
+        expires_at=now + timedelta(seconds=max_age), guests=guests,
     )
     token = signing.TimestampSigner(salt=PASS_SALT).sign_object(
         {"n": entry_pass.nonce, "s": store.code, "u": shopper.pk}, compress=True
@@ -138,16 +153,17 @@ def pass_store_resolve(*, code: str | None = None) -> Store:
     return stores[0]
 
 
-def pass_request(*, shopper: AbstractBaseUser, store: Store) -> tuple[EntryPass, str]:
+def pass_request(*, shopper: AbstractBaseUser, store: Store, guests: int = 0) -> tuple[EntryPass, str]:
     """A shopper asks for an entry pass to ``store``: check the card on file, then :func:`pass_issue`.
 
     The gate checks the card again at entry (:func:`visit_enter`); this check only spares the shopper a pass that
     would be refused. Raises :class:`PassUnavailable` ("no_payment_method") when no card is on file.
+    ``guests``: see :func:`pass_issue`.
     """
     profile = getattr(shopper, "shopper", None)
     if profile is None or not profile.has_payment_method:
         raise PassUnavailable("no_payment_method", "add a payment card before you enter the store")
-    return pass_issue(shopper=shopper, store=store)
+    return pass_issue(shopper=shopper, store=store, guests=guests)
 
 
 def pass_timing() -> dict[str, int]:
@@ -177,19 +193,17 @@ def _refuse(code: str, message: str, gate: Gate) -> GateRefusal:
     return GateRefusal(code, message)
 
 
-def visit_enter(*, token: str, gate: Gate, at: datetime | None = None, session: str = "live") -> Visit:
-    """Admit the holder of ``token`` at ``gate``: verify the pass, consume it once, open a visit, authorise the card.
+def _cart_push(visit: Visit) -> None:
+    """Push ``visit``'s cart snapshot to the shopper's app (``carts.services.cart_publish``, after commit), so the
+    phone turns to the live cart at the gate and shows the exit at once."""
+    from carts.services import cart_publish
 
-    ``at`` is when the shopper entered (default now; a replay passes the recording's time). The token's age is
-    checked against the wall clock. Single use is enforced atomically (``UPDATE … WHERE used_at IS NULL``; RFC 6238
-    §5.2: a verifier must not accept the same code twice), so two simultaneous scans admit once.
+    cart_publish(visit=visit)
 
-    Raises :class:`GateRefusal` with a reason code; a refused pass opens no visit (a declined card leaves a
-    ``refused`` visit with its failed payment attempt, for the record).
-    """
-    from store.billing.services import PaymentDeclined, payment_authorise
 
-    at = at or timezone.now()
+def _pass_verify(*, token: str, gate: Gate) -> EntryPass:
+    """The pass ``token`` names, after checking its signature, age, store and holder; not consumed yet.
+    Raises :class:`GateRefusal` (invalid, expired, wrong_store, unknown)."""
     try:
         data = signing.TimestampSigner(salt=PASS_SALT).unsign_object(
             token, max_age=settings.WALKOUT["PASS_MAX_AGE_S"]
@@ -207,6 +221,52 @@ def visit_enter(*, token: str, gate: Gate, at: datetime | None = None, session: 
         raise _refuse("unknown", "no such pass", gate)
     if entry_pass.expires_at < timezone.now():
         raise _refuse("expired", "the pass has expired: show a fresh one", gate)
+    return entry_pass
+
+
+def _guest_admit(*, entry_pass: EntryPass, gate: Gate, at: datetime, session: str) -> Visit:
+    """The pass was used already: admit a party member if :func:`guest_policy` allows (same gate, within the
+    window, a declared guest left, the holder's visit still open). Called inside the consuming transaction.
+    Raises :class:`GateRefusal` ("replayed", or "party_full" when every declared guest is in)."""
+    window_s, cap = guest_policy()
+    allowed = min(entry_pass.guests, cap)
+    lead = Visit.objects.filter(entry_pass=entry_pass, state__in=[S.ADMITTED, S.SHOPPING]).first()
+    if allowed == 0 or lead is None:
+        raise _refuse("replayed", "this pass was already used", gate)
+    # One conditional UPDATE decides, so two guests scanned at once cannot both take the last place.
+    taken = EntryPass.objects.filter(
+        pk=entry_pass.pk, used_gate=gate, used_at__gte=timezone.now() - timedelta(seconds=window_s),
+        guests_admitted__lt=allowed,
+    ).update(guests_admitted=F("guests_admitted") + 1)
+    if taken != 1:
+        fresh = EntryPass.objects.get(pk=entry_pass.pk)
+        if fresh.used_gate_id == gate.pk and fresh.guests_admitted >= allowed and fresh.used_at and (
+                fresh.used_at >= timezone.now() - timedelta(seconds=window_s)):
+            raise _refuse("party_full", f"all {allowed} guest(s) of this pass are in already", gate)
+        raise _refuse("replayed", "this pass was already used", gate)
+    visit = Visit.objects.create(store=gate.store, shopper=entry_pass.shopper, entry_pass=None, party_lead=lead,
+                                 state=S.ADMITTED, session=session, entered_at=at)
+    VisitTransition.objects.create(visit=visit, from_state="", to_state=S.ADMITTED, at=at,
+                                   reason=f"gate {gate.name}: guest of visit {lead.pk}")
+    return visit
+
+
+def visit_enter(*, token: str, gate: Gate, at: datetime | None = None, session: str = "live") -> Visit:
+    """Admit the holder of ``token`` at ``gate``: verify the pass, consume it once, open a visit, authorise the card.
+
+    ``at`` is when the shopper entered (default now; a replay passes the recording's time). The token's age is
+    checked against the wall clock. Single use is enforced atomically (``UPDATE … WHERE used_at IS NULL``; RFC 6238
+    §5.2: a verifier must not accept the same code twice), so two simultaneous scans admit once. The one exception
+    is "bring guests" (:func:`guest_policy`): a pass that declared guests, scanned again at the same gate within
+    the window, admits one party member per scan (a visit with ``party_lead`` set, billed to the holder's card).
+
+    Raises :class:`GateRefusal` with a reason code; a refused pass opens no visit (a declined card leaves a
+    ``refused`` visit with its failed payment attempt, for the record).
+    """
+    from store.billing.services import PaymentDeclined, payment_authorise
+
+    at = at or timezone.now()
+    entry_pass = _pass_verify(token=token, gate=gate)
     profile = getattr(entry_pass.shopper, "shopper", None)
     if profile is None or not profile.has_payment_method:
         raise _refuse("no_payment_method", "add a payment card in the app before entering", gate)
@@ -219,19 +279,57 @@ def visit_enter(*, token: str, gate: Gate, at: datetime | None = None, session: 
             used_at=timezone.now(), used_gate=gate
         )
         if consumed != 1:
-            raise _refuse("replayed", "this pass was already used", gate)
-        visit = Visit.objects.create(
-            store=gate.store, shopper=entry_pass.shopper, entry_pass=entry_pass, state=S.ADMITTED,
-            session=session, entered_at=at,
-        )
-        VisitTransition.objects.create(visit=visit, from_state="", to_state=S.ADMITTED, at=at, reason=f"gate {gate.name}")
+            visit = _guest_admit(entry_pass=entry_pass, gate=gate, at=at, session=session)
+        else:
+            visit = Visit.objects.create(
+                store=gate.store, shopper=entry_pass.shopper, entry_pass=entry_pass, state=S.ADMITTED,
+                session=session, entered_at=at,
+            )
+            VisitTransition.objects.create(visit=visit, from_state="", to_state=S.ADMITTED, at=at,
+                                           reason=f"gate {gate.name}")
     try:
         payment_authorise(visit=visit)
     except PaymentDeclined as exc:
         visit_transition(visit=visit, to_state=S.REFUSED, at=at, reason=f"card declined: {exc}", force=True)
         raise _refuse("payment_declined", f"the card was declined: {exc}", gate) from None
-    log.info("visit %s admitted at gate %s", visit.pk, gate)
+    log.info("visit %s admitted at gate %s%s", visit.pk, gate,
+             f" (guest of visit {visit.party_lead_id})" if visit.party_lead_id else "")
+    _cart_push(visit)
     return visit
+
+
+def visit_exit_scan(*, token: str, gate: Gate, at: datetime | None = None) -> list[Visit]:
+    """The optional exit scan: the shopper shows a fresh pass at an exit scanner of ``gate``'s store.
+
+    The pass is verified and consumed exactly as at the entry (single use), then every open visit (admitted or
+    shopping) of its holder in this store — theirs and their guests' — goes ``exited`` (:func:`visit_exit`), and
+    each is checked out after ``settings.WALKOUT["EXIT_SETTLE_S"]`` seconds, once the transaction commits
+    (``store.gates.tasks.visit_checkout_task``: cart → receipt → capture). Returns the exited visits.
+    Raises :class:`GateRefusal` (the entry codes, or "no_visit" when the holder is not inside: the pass is then
+    not spent, since nothing happened).
+    """
+    from .tasks import visit_checkout_task
+
+    at = at or timezone.now()
+    entry_pass = _pass_verify(token=token, gate=gate)
+    with transaction.atomic():
+        consumed = EntryPass.objects.filter(pk=entry_pass.pk, used_at__isnull=True).update(
+            used_at=timezone.now(), used_gate=gate
+        )
+        if consumed != 1:
+            raise _refuse("replayed", "this pass was already used", gate)
+        visits = list(Visit.objects.filter(store=gate.store, shopper=entry_pass.shopper,
+                                           state__in=[S.ADMITTED, S.SHOPPING]).order_by("pk"))
+        if not visits:
+            raise _refuse("no_visit", "no visit of this shopper is open in this store", gate)
+        exited = [visit_exit(visit=v, at=at, reason=f"exit scan at gate {gate.name}") for v in visits]
+        for v in exited:
+            _cart_push(v)
+        settle_s = float(settings.WALKOUT.get("EXIT_SETTLE_S", 3.0))
+        for v in exited:
+            transaction.on_commit(lambda vid=v.pk: visit_checkout_task.apply_async(args=[vid], countdown=settle_s))
+    log.info("gate %s: exit scan, visits %s exited", gate, [v.pk for v in exited])
+    return exited
 
 
 def visit_transition(*, visit: Visit, to_state: str, at: datetime | None = None, reason: str = "",

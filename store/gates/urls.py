@@ -9,5 +9,6 @@ urlpatterns = [
     path("pass/token/", api.PassTokenView.as_view(), name="pass_token"),
     path("scanner/", views.scanner_page, name="scanner"),
     path("api/scan/", api.GateScanView.as_view(), name="api_scan"),
+    path("api/exit/", api.GateExitView.as_view(), name="api_exit"),
     path("api/staff-scan/", api.StaffScanView.as_view(), name="api_staff_scan"),
 ]

@@ -11,12 +11,12 @@ from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.views.decorators.cache import never_cache
-from django.views.decorators.http import require_GET
+from django.views.decorators.http import require_safe
 
 from store.layout.models import Store
 
 from .models import Gate
-from .services import PassUnavailable, pass_qr_svg, pass_request, pass_store_resolve, pass_timing
+from .services import PassUnavailable, guest_policy, pass_qr_svg, pass_request, pass_store_resolve, pass_timing
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +39,7 @@ def staff_required(view: Callable[..., HttpResponse]) -> Callable[..., HttpRespo
     return wrapper
 
 
-@require_GET
+@require_safe
 @never_cache
 @login_required
 def pass_page(request: HttpRequest) -> HttpResponse:
@@ -58,13 +58,17 @@ def pass_page(request: HttpRequest) -> HttpResponse:
         return render(request, "gates/pass_unavailable.html", {"reason": exc.code, "message": exc.message,
                                                                "stores": stores},
                       status=UNAVAILABLE_STATUS.get(exc.code, 400))
-    return render(request, "gates/pass.html", {
+    window_s, cap = guest_policy()
+    response = render(request, "gates/pass.html", {
         "store": store, "token": token, "qr_svg": pass_qr_svg(token=token), "entry_pass": entry_pass,
         "timing": pass_timing(), "several_stores": Store.objects.count() > 1,
+        "guest_cap": cap, "guest_window_s": window_s, "guest_choices": range(cap + 1),
     })
+    response["X-Walkout-Pass"] = "1"  # the service worker keeps only real pass pages for offline use
+    return response
 
 
-@require_GET
+@require_safe
 @never_cache
 @staff_required
 def scanner_page(request: HttpRequest) -> HttpResponse:

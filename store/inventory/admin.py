@@ -1,10 +1,13 @@
-"""Inventory admin: products (with the bins they face), facings (the planogram) and the read-only stock ledger."""
+"""Inventory admin: products (with the bins they face, stock level and a low-stock filter), facings (the planogram),
+the read-only stock ledger, restock sessions and restock tasks."""
 from __future__ import annotations
 
 from django.contrib import admin
+from django.db.models import F, IntegerField, OuterRef, QuerySet, Subquery, Sum, Value
+from django.db.models.functions import Coalesce
 from django.http import HttpRequest
 
-from .models import Facing, Product, StockMovement
+from .models import Facing, Product, RestockSession, RestockTask, StockMovement
 
 
 class FacingInline(admin.TabularInline):
@@ -16,13 +19,42 @@ class FacingInline(admin.TabularInline):
     extra = 0
 
 
+class LowStockFilter(admin.SimpleListFilter):
+    """Stock level (the ledger's sum, units) at or below the product's low-stock threshold, or above it."""
+
+    title = "stock"
+    parameter_name = "stock"
+
+    def lookups(self, request, model_admin):
+        return (("low", "low (level ≤ threshold)"), ("ok", "above threshold"))
+
+    def queryset(self, request, queryset: QuerySet) -> QuerySet:
+        if self.value() == "low":
+            return queryset.filter(stock_level__lte=F("low_stock_threshold"))
+        if self.value() == "ok":
+            return queryset.filter(stock_level__gt=F("low_stock_threshold"))
+        return queryset
+
+
 @admin.register(Product)
 class ProductAdmin(admin.ModelAdmin):
-    list_display = ("name", "barcode", "store", "price", "unit_weight_g", "unit_weight_sd_g", "low_stock_threshold")
-    list_filter = ("store",)
-    search_fields = ("barcode", "name")
+    list_display = ("name", "barcode", "store", "price", "unit_weight_g", "unit_weight_sd_g", "low_stock_threshold",
+                    "stock_level")
+    list_filter = ("store", LowStockFilter, ("facings__bin__shelf__gondola", admin.RelatedOnlyFieldListFilter))
+    search_fields = ("barcode", "name", "facings__bin__code")
     list_select_related = ("store",)
     inlines = (FacingInline,)
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        # A subquery, not a join: facing filters and searches join other rows, which would multiply a joined sum.
+        level = (StockMovement.objects.filter(product=OuterRef("pk")).order_by().values("product")
+                 .annotate(s=Sum("quantity")).values("s"))
+        return super().get_queryset(request).annotate(
+            stock_level=Coalesce(Subquery(level, output_field=IntegerField()), Value(0)))
+
+    @admin.display(ordering="stock_level", description="stock level (units)")
+    def stock_level(self, obj: Product) -> int:
+        return obj.stock_level
 
 
 @admin.register(Facing)
@@ -43,8 +75,8 @@ class StockMovementAdmin(admin.ModelAdmin):
     """The stock ledger is append-only: rows are written by the services, and only viewed here."""
 
     list_display = ("created_at", "product", "bin", "kind", "quantity", "reference")
-    list_filter = ("kind", "product__store")
-    search_fields = ("product__barcode", "product__name", "reference")
+    list_filter = ("kind", "product__store", "created_at", ("bin__shelf__gondola", admin.RelatedOnlyFieldListFilter))
+    search_fields = ("product__barcode", "product__name", "reference", "bin__code")
     date_hierarchy = "created_at"
     list_select_related = ("product", "bin")
 
@@ -56,3 +88,45 @@ class StockMovementAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
         return False
+
+
+@admin.register(RestockSession)
+class RestockSessionAdmin(admin.ModelAdmin):
+    """Staff restocking sessions (while open, weight increases on their bins are restocks). End them by action."""
+
+    list_display = ("id", "store", "staff", "started_at", "ended_at", "bins")
+    list_filter = ("store", ("ended_at", admin.EmptyFieldListFilter), "started_at")
+    search_fields = ("staff__username", "staff__email", "bin_codes")
+    list_select_related = ("store", "staff")
+    date_hierarchy = "started_at"
+    actions = ("end_sessions",)
+
+    @admin.display(description="bins")
+    def bins(self, obj: RestockSession) -> str:
+        return ", ".join(obj.bin_codes) if obj.bin_codes else "whole store"
+
+    @admin.action(description="End the selected restock sessions now")
+    def end_sessions(self, request: HttpRequest, queryset: QuerySet) -> None:
+        from .services import restock_session_end
+
+        for session in queryset.filter(ended_at__isnull=True):
+            restock_session_end(session=session)
+
+
+@admin.register(RestockTask)
+class RestockTaskAdmin(admin.ModelAdmin):
+    """Work for the staff (misplaced items, unexplained restocks, low stock); mark done by action."""
+
+    list_display = ("created_at", "store", "reason", "bin", "product", "quantity", "detail", "done_at", "done_by")
+    list_filter = ("reason", "store", ("done_at", admin.EmptyFieldListFilter), "created_at")
+    search_fields = ("bin__code", "product__barcode", "product__name", "detail", "reference")
+    list_select_related = ("store", "bin", "product", "done_by")
+    date_hierarchy = "created_at"
+    actions = ("mark_done",)
+
+    @admin.action(description="Mark the selected tasks done")
+    def mark_done(self, request: HttpRequest, queryset: QuerySet) -> None:
+        from .services import restock_task_done
+
+        for task in queryset.filter(done_at__isnull=True):
+            restock_task_done(task=task, by=request.user)

@@ -1,8 +1,10 @@
-"""Catalogue and stock: Product, Facing (bin ↔ product, i.e. the planogram), StockMovement (append-only)."""
+"""Catalogue and stock: Product, Facing (bin ↔ product, i.e. the planogram), StockMovement (append-only), restock
+sessions (staff restocking: weight increases are restocks, not returns) and restock tasks (work for the staff)."""
 from __future__ import annotations
 
 from decimal import Decimal
 
+from django.conf import settings
 from django.core.validators import MinValueValidator
 from django.db import models
 
@@ -60,3 +62,53 @@ class StockMovement(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-id"]
+
+
+class RestockSession(models.Model):
+    """A staff member restocking: while open (``ended_at`` empty), weight increases on its bins are restocks
+    recorded in the stock ledger, never returns credited to a shopper. ``bin_codes`` empty = every bin of the
+    store. A per-bin manager toggle does the same (``Bin.restock_mode``)."""
+
+    store = models.ForeignKey(Store, on_delete=models.CASCADE, related_name="restock_sessions")
+    staff = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="restock_sessions")
+    bin_codes = models.JSONField(default=list, blank=True, help_text="bins covered; empty: the whole store")
+    started_at = models.DateTimeField()
+    ended_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-started_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"restock by {self.staff} from {self.started_at:%Y-%m-%d %H:%M}"
+
+
+class RestockTask(models.Model):
+    """Work for the staff: put a misplaced item back where it belongs, check an unexplained restock, refill a bin.
+    ``quantity`` units of ``product`` (when known) found on ``bin``; ``reference`` names the cause
+    (``shelf_event:<id>``)."""
+
+    class Reason(models.TextChoices):
+        MISPLACED = "misplaced", "misplaced item"
+        UNEXPLAINED_RESTOCK = "unexplained_restock", "restock weight matches no product"
+        LOW_STOCK = "low_stock", "low stock"
+
+    store = models.ForeignKey(Store, on_delete=models.CASCADE, related_name="restock_tasks")
+    bin = models.ForeignKey(Bin, on_delete=models.PROTECT, related_name="restock_tasks")
+    product = models.ForeignKey(Product, on_delete=models.PROTECT, null=True, blank=True, related_name="restock_tasks")
+    quantity = models.PositiveIntegerField(default=1)
+    reason = models.CharField(max_length=24, choices=Reason.choices)
+    detail = models.CharField(max_length=200, blank=True)
+    reference = models.CharField(max_length=100, blank=True, help_text="what caused it, e.g. shelf_event:12")
+    created_at = models.DateTimeField(auto_now_add=True)
+    done_at = models.DateTimeField(null=True, blank=True)
+    done_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True,
+                                related_name="+")
+
+    class Meta:
+        ordering = ["done_at", "-created_at", "-id"]
+        constraints = [models.UniqueConstraint(fields=["reason", "reference"], condition=~models.Q(reference=""),
+                                               name="restock_task_unique_cause")]
+
+    def __str__(self) -> str:
+        what = self.product.barcode if self.product_id else "?"
+        return f"{self.get_reason_display()}: {self.quantity} × {what} on {self.bin.code}"

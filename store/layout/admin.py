@@ -15,6 +15,7 @@ class ZoneInline(admin.TabularInline):
 @admin.register(Store)
 class StoreAdmin(admin.ModelAdmin):
     list_display = ("code", "name", "currency", "capacity")
+    list_filter = ("currency",)
     search_fields = ("code", "name")
     inlines = (ZoneInline,)
 
@@ -23,7 +24,7 @@ class StoreAdmin(admin.ModelAdmin):
 class ZoneAdmin(admin.ModelAdmin):
     list_display = ("name", "kind", "store")
     list_filter = ("store", "kind")
-    search_fields = ("name",)
+    search_fields = ("name", "store__code", "store__name")
 
 
 class ShelfInline(admin.TabularInline):
@@ -36,7 +37,8 @@ class ShelfInline(admin.TabularInline):
 class GondolaAdmin(admin.ModelAdmin):
     list_display = ("number", "store", "x", "y", "yaw_rad", "width_m", "depth_m", "height_m")
     list_filter = ("store",)
-    search_fields = ("number",)
+    search_fields = ("=number", "store__code")
+    list_select_related = ("store",)
     inlines = (ShelfInline,)
 
 
@@ -45,14 +47,16 @@ class ShelfAdmin(admin.ModelAdmin):
     list_display = ("__str__", "gondola", "number", "z")
     list_filter = ("gondola__store", "gondola")
     list_select_related = ("gondola",)
-    search_fields = ("gondola__number", "number")
+    search_fields = ("=gondola__number", "=number", "bins__code")
 
 
 @admin.register(Bin)
 class BinAdmin(admin.ModelAdmin):
-    list_display = ("code", "store", "shelf", "number", "x", "y", "z", "width_m", "depth_m", "capacity_g")
-    list_filter = ("store", "shelf__gondola")
-    search_fields = ("code",)
+    list_display = ("code", "store", "shelf", "number", "x", "y", "z", "width_m", "depth_m", "capacity_g",
+                    "restock_mode")
+    list_filter = ("store", "restock_mode", "shelf__gondola")
+    search_fields = ("code", "facings__product__barcode", "facings__product__name")
     list_select_related = ("store", "shelf__gondola")
+    list_editable = ("restock_mode",)  # the manager's per-bin toggle: weight gains are restocks, not returns
     autocomplete_fields = ("shelf",)
 

@@ -95,6 +95,9 @@ class Bin(models.Model):
     depth_m = models.FloatField(help_text="into the shelf")
     yaw_rad = models.FloatField(default=0.0)
     capacity_g = models.FloatField(default=20000.0, help_text="load cell range, grams")
+    restock_mode = models.BooleanField(
+        default=False, help_text="manager toggle: weight increases on this bin are restocks (stock ledger), not "
+                                 "shoppers' returns (see store.inventory.services.restock_mode_bins)")
 
     class Meta:
         ordering = ["store", "code"]

@@ -18,6 +18,9 @@ from .replay import print_receipts
 DEMO_MANAGER = "manager@walkout.test"
 
 
+DEMO_OPENING_UNITS = 12
+
+
 class Command(BaseCommand):
     help = ("Migrate, create the demo accounts, import and replay the real AutoCheckout BENCHMARK-1 session, print "
             "the receipts and the score, then serve the site on http://127.0.0.1:8000 (unless --no-serve).")
@@ -50,6 +53,7 @@ class Command(BaseCommand):
         except (AutoCheckoutError, RecordingError) as exc:
             raise CommandError(str(exc)) from None
         self.stdout.write(f"imported {case_dir} → {rec_dir}")
+        self._opening_stock(rec)
         result = replay_recording(rec, default_shopper=DEMO_SHOPPER, shopper_factory=demo_shopper_ensure,
                                   as_of_now=True)
         s = result.stats
@@ -68,3 +72,25 @@ class Command(BaseCommand):
             return
         self.stdout.write(f"serving on {host} — Ctrl-C to stop")
         call_command("runserver", addr, use_reloader=False)
+
+    def _opening_stock(self, rec) -> None:
+        """The AutoCheckout data has no stock counts (plates are not zeroed): give every shelved product of the demo
+        store an opening stock of DEMO_OPENING_UNITS on its first facing, once, marked as the demo's."""
+        from django.db.models import Sum
+
+        from store.inventory.models import Facing, StockMovement
+        from store.inventory.services import catalogue_load, stock_record_restock
+        from store.layout.services import layout_load
+
+        store = layout_load(data=rec.store)
+        catalogue_load(store=store, products=rec.store["products"], facings=rec.store["facings"])
+        done = set()
+        for facing in Facing.objects.filter(bin__store=store).select_related("product", "bin").order_by("id"):
+            p = facing.product
+            if p.pk in done:
+                continue
+            done.add(p.pk)
+            level = StockMovement.objects.filter(product=p).aggregate(s=Sum("quantity"))["s"] or 0
+            if level <= 0 and not StockMovement.objects.filter(product=p, kind=StockMovement.Kind.RESTOCK).exists():
+                stock_record_restock(product=p, quantity=DEMO_OPENING_UNITS, bin=facing.bin, by="demo",
+                                     note="opening stock (demo)")

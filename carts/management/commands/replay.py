@@ -1,6 +1,8 @@
 """``manage.py replay REC``: run the whole pipeline on a recording as if live, and print the receipts."""
 from __future__ import annotations
 
+import math
+
 from django.core.management.base import BaseCommand, CommandError
 
 from carts.replay import DEMO_SHOPPER, demo_shopper_ensure, replay_recording
@@ -39,6 +41,8 @@ class Command(BaseCommand):
 
     def handle(self, *args, recording, speed=None, session=None, shopper=DEMO_SHOPPER, create_shoppers=False,
                as_of_now=False, **options):
+        if speed is not None and not (math.isfinite(speed) and 0 < speed <= 1000):
+            raise CommandError(f"--speed must be a positive number (1 = real time), got {speed}")
         try:
             rec = read_recording(recording)
         except RecordingError as exc:

@@ -1,0 +1,171 @@
+"""Vision throughput and accuracy on this machine's CPUs (``make bench-vision``; under 10 minutes on 2 cores).
+
+For each model in ``../shared/models`` (the ultralytics-loadable YOLO files) and each real clip in
+``../shared/media`` at its own resolution, one subprocess per model (so its peak RSS is its own) measures:
+
+- **ours**: decode (OpenCV) + detect + track (ByteTrack, ``model.track(persist=True, stream=True)``) + floor and
+  wrist projection through a camera model + per-track summary: frames per second of wall clock, and frames per
+  CPU-second of the process (= per core; robust when other jobs share the machine, which wall-clock fps is not);
+- **bare**: ultralytics alone on the same frames, ``model.track(source=clip, stream=True, persist=True)``, in the
+  same process right after: frames per second, and ours/bare (what our own code costs);
+- the number of track ids on each clip;
+- MOTA and IDF1 on the MOT15 sequences with ground truth (ByteTrack and BoT-SORT).
+
+The first 10 frames of every run are warm-up and not timed. ``--frames N`` caps the frames per clip (default 150).
+The real-time goal is 4 cameras × 10 fps = 40 fps on the machine: a configuration reaches it when frames per
+CPU-second × cores ≥ 40 (one worker process per camera scales across cores). The 1-minute load average is printed
+beside each figure: above the core count, wall-clock fps are depressed by other jobs. Prints one line per measurement and a summary table; ``--json FILE`` saves the figures.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "store.settings")
+
+SHARED = Path(os.environ.get("WALKOUT_SHARED", ROOT.parent / "shared"))
+MODELS = ["yolo11n_int8.onnx", "yolov8n_int8.onnx"]
+CLIPS = ["store_aisle_overhead.mp4", "crowd_overhead.mp4", "shop_shelf_browsing.mp4"]
+MOT = ["TUD-Campus", "TUD-Stadtmitte"]
+WARMUP = 10
+GOAL_FPS = 40.0
+CORES = os.cpu_count() or 1
+
+
+def _camera(width: int, height: int):
+    """A plausible ceiling camera for the projection cost (2.6 m up, 50° down); the clips have no survey."""
+    import numpy as np
+
+    from vision.geometry import CameraModel
+
+    s, c = math.sin(math.radians(50)), math.cos(math.radians(50))
+    z, x = np.array([c, 0, -s]), np.array([0.0, -1.0, 0.0])
+    f = 0.65 * width
+    K = np.array([[f, 0, width / 2], [0, f, height / 2], [0, 0, 1]])
+    return CameraModel(name="bench", width=width, height=height, K=K, R=np.column_stack([x, np.cross(z, x), z]),
+                       C=np.array([0.0, 0.0, 2.6]))
+
+
+def run_model(model: str, frames: int) -> dict:
+    """All measurements of one model (runs inside its own subprocess)."""
+    from vision.detector import PersonDetector
+    from vision.metrics import evaluate, read_mot
+    from vision.tracking import CameraTracker, FrameSource, TrackSummary, write_mot
+
+    path = SHARED / "models" / model
+    out: dict = {"model": model, "clips": [], "mot": []}
+    for clip in CLIPS:
+        video = SHARED / "media" / clip
+        if not video.exists():
+            print(f"skip {clip}: {video} is absent", flush=True)
+            continue
+        det = PersonDetector(path)
+        src = FrameSource(video, max_frames=frames)
+        tracker = CameraTracker(_camera(src.width, src.height), det, "bench")
+        summary = TrackSummary()
+        n, t0, c0 = 0, 0.0, 0.0
+        for ft in tracker.run(src):
+            n += 1
+            if n == WARMUP:
+                t0, c0 = time.perf_counter(), time.process_time()
+            if n > WARMUP:
+                summary.add(ft)
+        ours = (n - WARMUP) / (time.perf_counter() - t0)
+        ours_cpu = (n - WARMUP) / (time.process_time() - c0)
+        # bare ultralytics on the same clip and frames, same process, fresh model
+        from ultralytics import YOLO
+
+        bare_model = YOLO(str(path), task="detect")
+        m = 0
+        for _ in bare_model.track(source=str(video), stream=True, persist=True, tracker="bytetrack.yaml",
+                                  imgsz=det.imgsz, classes=[0], verbose=False, conf=det.conf):
+            m += 1
+            if m == WARMUP:
+                b0, bc0 = time.perf_counter(), time.process_time()
+            if m >= frames:
+                break
+        bare = (m - WARMUP) / (time.perf_counter() - b0)
+        bare_cpu = (m - WARMUP) / (time.process_time() - bc0)
+        row = {"clip": clip, "size": f"{src.width}x{src.height}", "imgsz": det.imgsz, "frames": n - WARMUP,
+               "fps": round(ours, 1), "fps_per_core": round(ours_cpu, 1),
+               "bare_fps": round(bare, 1), "bare_fps_per_core": round(bare_cpu, 1),
+               "ours_over_bare": round(ours_cpu / bare_cpu, 3), "track_ids": len(summary.intervals),
+               "meets_4x10fps": ours_cpu * CORES >= GOAL_FPS, "load": round(os.getloadavg()[0], 2)}
+        out["clips"].append(row)
+        print(f"{model} {clip} {row['size']} imgsz {det.imgsz}: ours {row['fps']} fps wall, {row['fps_per_core']} "
+              f"frames per CPU-second; bare ultralytics {row['bare_fps']} fps wall, {row['bare_fps_per_core']} per "
+              f"CPU-second; ratio ours/bare {row['ours_over_bare']}; {row['track_ids']} track ids; "
+              f"4×10 fps on {CORES} cores {'yes' if row['meets_4x10fps'] else 'no'}; load {row['load']}", flush=True)
+    for seq in MOT:
+        folder = SHARED / "datasets" / "mot15" / seq
+        if not folder.exists():
+            print(f"skip {seq}: {folder} is absent", flush=True)
+            continue
+        for trk in ("bytetrack", "botsort"):
+            det = PersonDetector(path, tracker=trk)
+            tracker = CameraTracker(_camera(640, 480), det, seq)
+            summary = TrackSummary(keep_mot=True)
+            for ft in tracker.run(FrameSource(folder / "img1", fps=25)):
+                summary.add(ft)
+            hyp = write_mot(Path("var") / "bench" / f"{seq}-{model}-{trk}.txt", summary.mot_rows)
+            s = evaluate(read_mot(folder / "gt" / "gt.txt"), read_mot(hyp))
+            out["mot"].append({"seq": seq, "tracker": trk, "mota": round(s.mota, 3), "idf1": round(s.idf1, 3),
+                               "idsw": s.idsw, "gt_ids": s.gt_ids, "hyp_ids": s.hyp_ids})
+            print(f"{model} {seq} {trk}: {s.summary()}", flush=True)
+    out["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 0)
+    print(f"{model}: peak RSS {out['peak_rss_mb']:.0f} MB", flush=True)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--frames", type=int, default=150)
+    ap.add_argument("--json", default=None)
+    ap.add_argument("--one", default=None, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.one:
+        import django
+
+        django.setup()
+        print("RESULT " + json.dumps(run_model(args.one, args.frames)), flush=True)
+        return
+    results = []
+    for model in MODELS:
+        if not (SHARED / "models" / model).exists():
+            print(f"skip {model}: {SHARED / 'models' / model} is absent")
+            continue
+        proc = subprocess.run([sys.executable, __file__, "--one", model, "--frames", str(args.frames)],
+                              capture_output=True, text=True, cwd=ROOT)
+        for line in proc.stdout.splitlines():
+            if line.startswith("RESULT "):
+                results.append(json.loads(line[7:]))
+            else:
+                print(line)
+        if proc.returncode:
+            print(proc.stderr[-2000:])
+    print(f"\n{'model':<20} {'clip':<26} {'size':<9} {'in':>4} {'fps':>6} {'/core':>6} {'bare/c':>6} {'ratio':>6} "
+          f"{'ids':>4} {'RSS MB':>7} {'load':>5}")
+    for r in results:
+        for c in r["clips"]:
+            print(f"{r['model']:<20} {c['clip']:<26} {c['size']:<9} {c['imgsz']:>4} {c['fps']:>6} "
+                  f"{c['fps_per_core']:>6} {c['bare_fps_per_core']:>6} {c['ours_over_bare']:>6} {c['track_ids']:>4} "
+                  f"{r['peak_rss_mb']:>7.0f} {c['load']:>5}")
+    for r in results:
+        for m in r["mot"]:
+            print(f"{r['model']:<20} {m['seq']:<16} {m['tracker']:<10} MOTA {m['mota']:.3f} IDF1 {m['idf1']:.3f} "
+                  f"IDSW {m['idsw']} ids {m['hyp_ids']}/{m['gt_ids']}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()

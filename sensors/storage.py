@@ -1,0 +1,182 @@
+"""Raw-sample retention: every controller's samples kept as compact files for a while, so any shelf event can be
+re-examined (pure Python + NumPy; no Django: the shell passes the folder and the retention).
+
+Layout: ``<root>/<store>/<controller>/<YYYYMMDD>/<HHMM>[-<k>].npz``, one file per controller per UTC minute
+(a second part ``-1``, ``-2``… when a worker restarts within a minute), each a compressed NumPy archive with
+``t`` (n,) float64 s UTC (the server timeline, clock offset applied), ``grams`` (n, B) float32 grams (NaN =
+missing; float32 keeps 2 mg resolution at 20 kg), ``bin_codes`` (B,) str and ``rate_hz`` () float64. At 72 plates
+× 60 Hz a minute is ≈ 1 MB raw and 0.5–0.9 MB compressed (noise does not compress much). The database never holds
+samples (DESIGN.md: high-rate data stays out of row-per-sample tables).
+"""
+from __future__ import annotations
+
+import logging
+import math
+import os
+import re
+import shutil
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+_NAME = re.compile(r"^[A-Za-z0-9._-]{1,100}$")
+_FILE = re.compile(r"^(\d{4})(?:-(\d+))?\.npz$")
+
+
+@dataclass(frozen=True)
+class RawSamples:
+    """Samples read back: ``t`` (n,) float64 s UTC, ``grams`` (n, B) float64 grams (NaN = missing),
+    ``bin_codes`` (B,) the columns. Raises ``ValueError`` on inconsistent shapes."""
+
+    t: np.ndarray
+    grams: np.ndarray
+    bin_codes: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        if self.t.ndim != 1 or self.grams.shape != (self.t.shape[0], len(self.bin_codes)):
+            raise ValueError(f"RawSamples: t {self.t.shape}, grams {self.grams.shape}, {len(self.bin_codes)} bins")
+
+
+def _minute(t: float) -> int:
+    return int(math.floor(t / 60.0))
+
+
+class RawSampleStore:
+    """Writes and reads the raw-sample files under ``root``; files older than ``retention_h`` hours are removed
+    by :meth:`prune`. Buffers the current minute of each controller in memory and writes it when a sample of a
+    later minute arrives (or on :meth:`flush`). Not thread-safe. Raises ``ValueError`` for a non-positive
+    retention and for store/controller names that are not safe path components."""
+
+    def __init__(self, root: str | Path, *, retention_h: float) -> None:
+        if not (math.isfinite(retention_h) and retention_h > 0):
+            raise ValueError(f"retention_h must be a positive number of hours, got {retention_h!r}")
+        self.root = Path(root)
+        self.retention_h = float(retention_h)
+        self._buf: dict[tuple[str, str], tuple[int, tuple[str, ...], float, list[np.ndarray], list[np.ndarray]]] = {}
+
+    def append(self, *, store: str, controller: str, bin_codes: tuple[str, ...], t: np.ndarray, grams: np.ndarray,
+               rate_hz: float) -> list[Path]:
+        """Add a block (``t`` (n,) s UTC increasing, ``grams`` (n, B)); returns the files written (minutes that
+        ended). A change of ``bin_codes`` for a controller closes its current file first."""
+        for name in (store, controller):
+            if not _NAME.match(name):
+                raise ValueError(f"{name!r} is not a safe file name (letters, digits, . _ -)")
+        t = np.asarray(t, dtype=np.float64)
+        grams = np.asarray(grams)
+        if grams.shape != (t.shape[0], len(bin_codes)):
+            raise ValueError(f"grams must be (n, B) = {(t.shape[0], len(bin_codes))}, got {grams.shape}")
+        written: list[Path] = []
+        key = (store, controller)
+        minutes = np.floor(t / 60.0).astype(np.int64)
+        start = 0
+        while start < t.shape[0]:
+            m = int(minutes[start])
+            end = int(np.searchsorted(minutes, m, side="right"))
+            cur = self._buf.get(key)
+            if cur is not None and (cur[0] != m or cur[1] != tuple(bin_codes)):
+                written.extend(self._write(key))
+                cur = None
+            if cur is None:
+                cur = self._buf[key] = (m, tuple(bin_codes), float(rate_hz), [], [])
+            cur[3].append(t[start:end])
+            cur[4].append(np.asarray(grams[start:end], dtype=np.float32))
+            start = end
+        return written
+
+    def flush(self) -> list[Path]:
+        """Write every buffered minute (at shutdown). Returns the files written."""
+        out: list[Path] = []
+        for key in list(self._buf):
+            out.extend(self._write(key))
+        return out
+
+    def _write(self, key: tuple[str, str]) -> list[Path]:
+        m, codes, rate, ts, gs = self._buf.pop(key)
+        if not ts:
+            return []
+        day = datetime.fromtimestamp(m * 60, tz=timezone.utc)
+        folder = self.root / key[0] / key[1] / f"{day:%Y%m%d}"
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"{day:%H%M}.npz"
+        k = 0
+        while path.exists():
+            k += 1
+            path = folder / f"{day:%H%M}-{k}.npz"
+        tmp = path.with_suffix(".tmp")
+        with tmp.open("wb") as fh:
+            np.savez_compressed(fh, t=np.concatenate(ts), grams=np.concatenate(gs),
+                                bin_codes=np.array(codes, dtype=str), rate_hz=np.float64(rate))
+        os.replace(tmp, path)
+        return [path]
+
+    def files(self, *, store: str, controller: str) -> list[Path]:
+        """The controller's files, oldest first."""
+        base = self.root / store / controller
+        if not base.is_dir():
+            return []
+        return sorted(p for p in base.glob("*/*.npz") if _FILE.match(p.name))
+
+    def read(self, *, store: str, controller: str, t0: float, t1: float) -> RawSamples:
+        """Samples of ``controller`` with ``t0 <= t <= t1`` (s UTC) from the files (not the unwritten buffer).
+
+        Columns are those of the first file in the span; a file with other bins is skipped with a warning.
+        Returns empty arrays when nothing is kept. Raises ``ValueError`` if ``t1 < t0``."""
+        if t1 < t0:
+            raise ValueError(f"t1 ({t1}) < t0 ({t0})")
+        ts: list[np.ndarray] = []
+        gs: list[np.ndarray] = []
+        codes: tuple[str, ...] | None = None
+        lo, hi = _minute(t0), _minute(t1)
+        for path in self.files(store=store, controller=controller):
+            day = datetime.strptime(path.parent.name + path.name[:4], "%Y%m%d%H%M").replace(tzinfo=timezone.utc)
+            if not lo <= _minute(day.timestamp()) <= hi:
+                continue
+            with np.load(path, allow_pickle=False) as z:
+                file_codes = tuple(str(c) for c in z["bin_codes"])
+                if codes is None:
+                    codes = file_codes
+                elif file_codes != codes:
+                    log.warning("%s: bins differ from the first file of the span; skipped", path)
+                    continue
+                t = z["t"]
+                sel = (t >= t0) & (t <= t1)
+                ts.append(t[sel])
+                gs.append(z["grams"][sel].astype(np.float64))
+        if codes is None:
+            return RawSamples(np.zeros(0), np.zeros((0, 0)), ())
+        t = np.concatenate(ts)
+        order = np.argsort(t, kind="stable")
+        return RawSamples(t[order], np.concatenate(gs)[order], codes)
+
+    def prune(self, *, now: float | None = None) -> int:
+        """Delete files whose minute ended more than ``retention_h`` hours before ``now`` (s UTC, default the
+        clock) and empty day folders. Returns the number of files deleted."""
+        now = time.time() if now is None else now
+        cutoff = now - self.retention_h * 3600.0
+        removed = 0
+        if not self.root.is_dir():
+            return 0
+        for day_dir in sorted(self.root.glob("*/*/*")):
+            if not day_dir.is_dir():
+                continue
+            for path in day_dir.glob("*.npz"):
+                if not _FILE.match(path.name):
+                    continue
+                try:
+                    start = datetime.strptime(day_dir.name + path.name[:4], "%Y%m%d%H%M")
+                except ValueError:
+                    continue
+                if start.replace(tzinfo=timezone.utc).timestamp() + 60.0 <= cutoff:
+                    path.unlink(missing_ok=True)
+                    removed += 1
+            if not any(day_dir.iterdir()):
+                shutil.rmtree(day_dir, ignore_errors=True)
+        if removed:
+            log.info("raw samples: %d file(s) older than %.1f h removed under %s", removed, self.retention_h,
+                     self.root)
+        return removed

@@ -1,0 +1,57 @@
+"""Emails to shoppers: the receipt copy (password-reset mail is Django's, see ``views.PasswordResetView``).
+
+Sent through Django's configured backend (the console backend in the embedded profile: printed on the server's
+terminal). A failed send is logged and never undoes what caused it (a billed receipt stays billed).
+"""
+from __future__ import annotations
+
+import logging
+
+from django.conf import settings
+from django.core.mail import EmailMultiAlternatives
+from django.db import transaction
+from django.template.loader import render_to_string
+
+log = logging.getLogger(__name__)
+
+
+def receipt_email_send(*, receipt_id: int) -> bool:
+    """Email receipt ``receipt_id`` to the shopper who pays for it (the party lead's account for a guest visit):
+    text and HTML, each line with quantity, unit price and total (minor units formatted by
+    ``carts.selectors.money_display``), the payment state and a link to the receipt page when
+    ``settings.WALKOUT["SITE_URL"]`` is set. Returns True when handed to the backend; False when the receipt is gone,
+    the account has no email (e.g. deleted) or the backend failed (logged)."""
+    from carts.selectors import receipt_detail
+    from store.billing.models import Receipt
+
+    receipt = Receipt.objects.select_related("visit__store", "visit__shopper", "visit__party_lead__shopper").filter(
+        pk=receipt_id).first()
+    if receipt is None:
+        log.warning("receipt email: receipt %s does not exist", receipt_id)
+        return False
+    visit = receipt.visit
+    payer = visit.party_lead.shopper if visit.party_lead_id else visit.shopper
+    if not payer.email or not payer.is_active:
+        log.info("receipt email: receipt %s not sent (the account has no email)", receipt_id)
+        return False
+    site = str(settings.WALKOUT.get("SITE_URL", "")).rstrip("/")
+    context = {"receipt": receipt_detail(receipt=receipt), "guest": bool(visit.party_lead_id),
+               "url": f"{site}/visits/receipts/{receipt.pk}/" if site else ""}
+    subject = f"Your Walkout receipt from {visit.store.name}: {context['receipt'].total_display}"
+    message = EmailMultiAlternatives(subject=subject, body=render_to_string("billing/receipt_email.txt", context),
+                                     to=[payer.email])
+    message.attach_alternative(render_to_string("billing/receipt_email.html", context), "text/html")
+    try:
+        message.send(fail_silently=False)
+    except Exception:  # the mail server's failure must not undo the billing; logged for the operators
+        log.exception("receipt email: sending receipt %s failed", receipt_id)
+        return False
+    log.info("receipt email: receipt %s sent to user %s", receipt_id, payer.pk)
+    return True
+
+
+def receipt_email_schedule(*, receipt) -> None:
+    """Send the receipt's email copy (:func:`receipt_email_send`) once the current transaction commits (at once
+    outside a transaction). Called at the end of ``carts.services.visit_checkout``."""
+    receipt_id = receipt.pk
+    transaction.on_commit(lambda: receipt_email_send(receipt_id=receipt_id))

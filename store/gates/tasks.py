@@ -1,0 +1,28 @@
+"""Gate tasks: check a visit out after an exit scan (``store.gates.services.visit_exit_scan``)."""
+from __future__ import annotations
+
+import logging
+
+from celery import shared_task
+
+from .models import Visit
+
+log = logging.getLogger(__name__)
+
+
+@shared_task(acks_late=True)
+def visit_checkout_task(visit_id: int) -> int | None:
+    """Bill the exited visit ``visit_id`` (``carts.services.visit_checkout``: cart → receipt → capture, and the
+    shopper's app gets the new snapshot). Idempotent: a billed visit returns its receipt; a visit that is no longer
+    ``exited`` (already billed, under review, …) is left as it is. Returns the receipt id, or None."""
+    from carts.services import visit_checkout
+
+    visit = Visit.objects.select_related("store").filter(pk=visit_id).first()
+    if visit is None:
+        log.warning("checkout after exit: visit %s does not exist", visit_id)
+        return None
+    if visit.state not in (Visit.State.EXITED, Visit.State.BILLED):
+        log.info("checkout after exit: visit %s is %s; nothing to do", visit_id, visit.state)
+        return None
+    receipt = visit_checkout(visit=visit)
+    return receipt.pk if receipt is not None else None

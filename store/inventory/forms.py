@@ -1,0 +1,106 @@
+"""Forms of the manager's inventory pages: they check input; the services (``services``, ``csv_io``) write."""
+from __future__ import annotations
+
+from decimal import Decimal
+
+from django import forms
+
+from store.layout.models import Bin, Store
+
+from .csv_io import MAX_BYTES
+from .models import Product, StockMovement
+
+
+class ProductEditForm(forms.Form):
+    """Price (store currency, 2 decimals), unit weight and its sd (grams), low-stock threshold (units)."""
+
+    price = forms.DecimalField(min_value=Decimal("0"), max_digits=10, decimal_places=2)
+    unit_weight_g = forms.FloatField(min_value=0.001, label="Unit weight (g)")
+    unit_weight_sd_g = forms.FloatField(min_value=0.0, label="Unit weight sd (g)")
+    low_stock_threshold = forms.IntegerField(min_value=0, max_value=1_000_000, label="Low-stock threshold (units)")
+
+    @classmethod
+    def for_product(cls, product: Product, data=None) -> "ProductEditForm":
+        return cls(data, initial={"price": product.price, "unit_weight_g": product.unit_weight_g,
+                                  "unit_weight_sd_g": product.unit_weight_sd_g,
+                                  "low_stock_threshold": product.low_stock_threshold})
+
+
+class _BinChoiceForm(forms.Form):
+    """A form with a ``bin`` choice among the bins of one store (empty: no bin)."""
+
+    bin = forms.TypedChoiceField(required=False, coerce=int, empty_value=None, label="Bin")
+
+    def __init__(self, *args, product: Product, **kwargs):
+        super().__init__(*args, **kwargs)
+        faced = set(product.facings.values_list("bin_id", flat=True))
+        bins = list(Bin.objects.filter(store_id=product.store_id).order_by("code").values_list("pk", "code"))
+        self.fields["bin"].choices = ([("", "— no bin —")]
+                                      + [(pk, f"{code} (faces it)") for pk, code in bins if pk in faced]
+                                      + [(pk, code) for pk, code in bins if pk not in faced])
+        if len(faced) == 1 and not self.is_bound:
+            self.initial["bin"] = next(iter(faced))
+        self.product = product
+
+    def bin_obj(self) -> Bin | None:
+        pk = self.cleaned_data.get("bin")
+        return Bin.objects.get(pk=pk, store_id=self.product.store_id) if pk else None
+
+
+class RestockForm(_BinChoiceForm):
+    """Units put on the shelf (> 0)."""
+
+    quantity = forms.IntegerField(min_value=1, max_value=100_000, label="Units added")
+    note = forms.CharField(required=False, max_length=60, label="Note (delivery, …)")
+
+
+class AdjustmentForm(_BinChoiceForm):
+    """Either ``quantity`` (signed units, ≠ 0) with a reason, or ``counted`` (the level found by a count, ≥ 0)."""
+
+    quantity = forms.IntegerField(required=False, min_value=-100_000, max_value=100_000,
+                                  label="Adjust by (signed units)")
+    counted = forms.IntegerField(required=False, min_value=0, max_value=1_000_000, label="…or set to counted level")
+    reason = forms.CharField(required=False, max_length=60, label="Reason")
+
+    def clean(self):
+        data = super().clean()
+        quantity, counted = data.get("quantity"), data.get("counted")
+        if (quantity is None) == (counted is None):
+            raise forms.ValidationError("give either an adjustment or a counted level, not both")
+        if quantity is not None:
+            if quantity == 0:
+                raise forms.ValidationError("an adjustment of 0 changes nothing")
+            if not (data.get("reason") or "").strip():
+                raise forms.ValidationError("say why the stock is adjusted")
+        return data
+
+
+class FacingAddForm(forms.Form):
+    """A product (by barcode, of the bin's store) to put on a bin."""
+
+    barcode = forms.CharField(max_length=32)
+
+
+class CsvUploadForm(forms.Form):
+    """A CSV file for one store (catalogue or planogram)."""
+
+    store = forms.ModelChoiceField(queryset=Store.objects.order_by("code"), to_field_name="code")
+    file = forms.FileField()
+
+    def clean_file(self):
+        f = self.cleaned_data["file"]
+        if f.size > MAX_BYTES:
+            raise forms.ValidationError(f"the file is larger than {MAX_BYTES // (1024 * 1024)} MB")
+        return f
+
+
+class LedgerFilterForm(forms.Form):
+    """Filters of the stock ledger page (all optional; dates are UTC days, ``until`` inclusive)."""
+
+    store = forms.ModelChoiceField(queryset=Store.objects.order_by("code"), to_field_name="code", required=False)
+    kind = forms.ChoiceField(choices=[("", "any kind")] + list(StockMovement.Kind.choices), required=False)
+    q = forms.CharField(required=False, max_length=100, label="Barcode, name or reference")
+    bin = forms.CharField(required=False, max_length=32, label="Bin code")
+    product = forms.IntegerField(required=False, min_value=1, widget=forms.HiddenInput)
+    since = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
+    until = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))

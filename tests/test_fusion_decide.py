@@ -1,0 +1,159 @@
+"""The decision function (pure): who caused a shelf event and what they took, from hands, weights and carts."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from carts.fusion import BinGeometry, FusionConfig, decide_event, eligible_tracks, hand_evidence, party_holdings
+from sensors import weight
+from store.recording import TrackObservations
+
+# one shelf along x at y = 0.2 (front edge y = 0), four 0.1 m plates: A and B face P (300 g), C faces Q (300 g),
+# D faces R (180 g)
+BINS = BinGeometry(codes=("A", "B", "C", "D"),
+                   centre=np.array([[1.0, 0.2, 1.0], [1.1, 0.2, 1.0], [1.2, 0.2, 1.0], [1.3, 0.2, 1.0]]),
+                   half_size=np.full((4, 2), [0.05, 0.2]), yaw=np.zeros(4))
+PRODUCTS = weight.ProductWeights(np.array(["P", "Q", "R"], dtype=object), np.array([300.0, 300.0, 180.0]),
+                                 np.array([3.0, 3.0, 2.0]))
+PLANOGRAM = weight.Planogram(bin_codes=("A", "B", "C", "D"), facings={"A": ("P",), "B": ("P",), "C": ("Q",),
+                                                                       "D": ("R",)},
+                             products=PRODUCTS, neighbours={"A": ("B",), "B": ("A", "C"), "C": ("B", "D"),
+                                                            "D": ("C",)})
+T = np.round(np.arange(0.0, 6.0, 0.1), 3)
+
+
+def event(bins, delta, t0=2.0, t1=3.0, noise=1.0):
+    facing = sorted({p for b in bins for p in PLANOGRAM.facings[b]})
+    hyps = weight.explain_change(delta, noise, PRODUCTS.select(facing))
+    return weight.ShelfEvent(tuple(bins), t0, t1, delta, noise, tuple(hyps))
+
+
+def reach(track, x, t_in=1.8, t_out=3.2, rest_y=-0.6):
+    """A right wrist that rests 0.6 m in front of the shelf and reaches to x (0.1 m in front of the edge)."""
+    y = np.where((T >= t_in) & (T <= t_out), -0.1, rest_y)
+    n = T.size
+    return TrackObservations(np.array([track] * n, dtype=object), T.copy(), np.array(["r_wrist"] * n, dtype=object),
+                             np.c_[np.full(n, x), y, np.full(n, 1.1)], np.full(n, 0.9))
+
+
+def still(track, x, y=-0.15):
+    n = T.size
+    return TrackObservations(np.array([track] * n, dtype=object), T.copy(), np.array(["l_wrist"] * n, dtype=object),
+                             np.c_[np.full(n, x), np.full(n, y), np.full(n, 1.0)], np.full(n, 0.9))
+
+
+def cat(*obs):
+    return TrackObservations(*(np.concatenate([getattr(o, f) for o in obs])
+                               for f in ("track_id", "t", "keypoint", "xyz", "score")))
+
+
+def decide(ev, hands, carts=None, **kw):
+    return decide_event(ev, hands, BINS, PLANOGRAM, carts=carts or {}, **kw)
+
+
+def test_a_lone_pick_is_confident_and_explained():
+    d = decide(event(["A"], -301.0), reach("a", 1.0))
+    assert (d.track_id, d.charge_track, d.barcode, d.quantity, d.review) == ("a", "a", "P", 1, False)
+    assert d.confidence > 0.9 and d.shares == (("a", 1),)
+    ev = d.evidence()
+    assert ev["candidates"][0]["track_id"] == "a" and ev["candidates"][0]["hand_xyz"] is not None
+    assert ev["options"][0]["barcode"] == "P"
+
+
+def test_nobody_near_goes_to_review():
+    d = decide(event(["A"], -301.0), reach("a", 3.0))
+    assert d.review and d.shares == () and "no eligible" in d.reason
+
+
+def test_reaching_across_a_shopper_who_stands_at_the_shelf():
+    # b stands right in front of bin A with a hand resting near it; a reaches from the side, in and out
+    hands = cat(still("b", 1.0, y=-0.12), reach("a", 1.0))
+    d = decide(event(["A"], -301.0), hands)
+    assert d.track_id == "a" and not d.review
+    ev = hand_evidence(event(["A"], -301.0), hands, BINS)
+    motion = dict(zip(ev.track_id, ev.motion_m))
+    assert motion["a"] > 0.3 and motion["b"] < 0.05
+
+
+def test_two_shoppers_reaching_into_one_bin_at_once_is_not_guessed():
+    hands = cat(reach("a", 1.0), reach("b", 1.02, t_in=1.9))
+    d = decide(event(["A"], -301.0), hands)
+    assert d.review and d.confidence < 0.6
+
+
+def test_a_put_back_returns_only_what_the_shoppers_party_holds():
+    ev = event(["A"], +299.0)
+    assert decide(ev, reach("a", 1.0), carts={"a": {"P": 1}}).shares == (("a", -1),)
+    nothing = decide(ev, reach("a", 1.0), carts={"a": {}})
+    assert nothing.review
+    # b of a's party puts back what a took: a's cart gives it back
+    d = decide(ev, reach("b", 1.0), carts={"a": {"P": 1}, "b": {}}, party_of={"a": "a", "b": "a"})
+    assert (d.track_id, d.charge_track, d.quantity, d.review) == ("b", "a", -1, False)
+    assert party_holdings("b", {"a": {"P": 1}, "b": {"R": 2}}, {"a": "a", "b": "a"}) == {"P": 1, "R": 2}
+
+
+def test_a_put_back_into_the_wrong_bin_is_explained_by_the_cart():
+    # +180 g on bin A (faces P, 300 g): only R, held by the shopper, fits
+    d = decide(event(["A"], +180.5), reach("a", 1.0), carts={"a": {"R": 1, "P": 1}})
+    assert (d.barcode, d.quantity, d.charge_track, d.review) == ("R", -1, "a", False)
+    assert decide(event(["A"], +180.5), reach("a", 1.0), carts={"a": {"P": 1}}).review
+
+
+def test_where_the_hand_was_tells_equal_weight_products_apart():
+    # an event over B (P) and C (Q), both 300 g: the hand at C means Q
+    d = decide(event(["B", "C"], -300.0), reach("a", 1.2))
+    assert d.barcode == "Q"
+    d = decide(event(["B", "C"], -300.0), reach("a", 1.1))
+    assert d.barcode == "P"
+
+
+def test_two_shoppers_side_by_side_share_a_merged_event_or_it_goes_to_review():
+    hands = cat(reach("a", 1.0, t_in=1.8, t_out=2.6), reach("b", 1.1, t_in=2.4, t_out=3.2))
+    d = decide(event(["A", "B"], -600.0, t0=2.0, t1=3.0), hands)
+    assert d.quantity == 2
+    assert d.review or sorted(d.shares) == [("a", 1), ("b", 1)]
+    assert d.shares and len(d.shares) == 2
+
+
+def test_an_unexplained_change_goes_to_review():
+    d = decide(event(["A"], -123.0), reach("a", 1.0))
+    assert d.review and d.barcode is None
+
+
+def test_the_threshold_trades_review_for_automation():
+    hands = cat(reach("a", 1.0), still("b", 1.15, y=-0.2))
+    ev = event(["A"], -301.0)
+    low = decide(ev, hands, review_confidence=0.1)
+    high = decide(ev, hands, review_confidence=0.999)
+    assert not low.review and high.review and low.confidence == high.confidence
+
+
+def test_eligible_tracks_keep_a_shopper_who_left_while_the_plate_settled():
+    ev = event(["A"], -301.0, t0=100.0, t1=104.0)
+    entries = {"a": 10.0, "b": 20.0, "c": 200.0}
+    assert eligible_tracks(entries, {"a": 98.5}, ev, now=106.0, settle_s=3.0) == ["a", "b"]
+    assert eligible_tracks(entries, {"a": 90.0}, ev, now=106.0, settle_s=3.0) == ["b"]
+
+
+def test_config_is_validated():
+    with pytest.raises(ValueError, match="sigma_m"):
+        FusionConfig(sigma_m=0)
+    with pytest.raises(ValueError, match="misplaced_prior"):
+        FusionConfig(misplaced_prior=1.5)
+    assert math.isfinite(FusionConfig().nobody_m)
+
+
+def test_an_identity_jump_sends_the_event_to_review_when_the_check_is_on():
+    n = T.size
+    x = np.where(T < 2.5, 1.0, 1.5)  # the neck of "a" jumps 0.5 m between two frames: an id switch
+    necks = TrackObservations(np.array(["a"] * n, dtype=object), T.copy(), np.array(["neck"] * n, dtype=object),
+                              np.c_[x, np.full(n, -0.5), np.full(n, 1.45)], np.full(n, 0.9))
+    on = FusionConfig(id_jump_speed_m_s=2.5)
+    from carts.fusion import identity_jumps
+    assert identity_jumps(necks, ["a"], 0.0, 6.0, on) == ["a"]
+    assert identity_jumps(necks, ["a"], 3.0, 6.0, on) == []
+    d = decide(event(["A"], -301.0), reach("a", 1.0), bodies=necks, config=on)
+    assert d.review and "jumped" in d.reason
+    assert not decide(event(["A"], -301.0), reach("a", 1.0), bodies=necks).review  # off by default

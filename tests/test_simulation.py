@@ -1,0 +1,114 @@
+"""The simulator: deterministic, consistent truth, the recording format, and the knobs acting."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from carts.simulation import (
+    DIFFICULTIES,
+    SimConfig,
+    TruthEvents,
+    load_store,
+    parties_from_gates,
+    read_truth_events,
+    simulate,
+    write_simulation,
+)
+from store.recording import GateScan, read_recording
+
+from conftest import shared_file
+
+
+@pytest.fixture(scope="module")
+def store():
+    return load_store(shared_file("datasets/autocheckout/store_meta/Plates.json").parents[1])
+
+
+def small(**kw):
+    base = dict(shoppers=8, minutes=2.5, seed=5, party_share=0.9)
+    base.update(kw)
+    return SimConfig.at(kw.pop("difficulty", "default"), **base)
+
+
+def test_same_seed_same_session_other_seed_other_session(store):
+    a, b = simulate(store, small()), simulate(store, small())
+    assert a.events.to_json() == b.events.to_json()
+    np.testing.assert_array_equal(a.shelves[0].grams, b.shelves[0].grams)
+    c = simulate(store, small(seed=6))
+    assert c.events.to_json() != a.events.to_json()
+
+
+def test_truth_receipts_are_the_net_of_the_true_events_per_party(store):
+    sim = simulate(store, small())
+    party = parties_from_gates(sim.gates)
+    net: dict[str, dict[str, int]] = {}
+    for track, lines in zip(sim.events.track, sim.events.lines):
+        dest = net.setdefault(party[track], {})
+        for code, q in lines:
+            dest[code] = dest.get(code, 0) + q
+    assert all(q >= 0 for lines in net.values() for q in lines.values())
+    truth = {r.track: {x.barcode: x.quantity for x in r.lines} for r in sim.truth}
+    for lead, lines in net.items():
+        assert truth[lead] == {k: v for k, v in lines.items() if v}
+    # the party labels of the truth agree with the gate scans: one account, entries seconds apart
+    assert set(sim.events.party) <= set(party.values())
+    assert any(lead != t for t, lead in party.items())
+    # every event's bins face or straddle where the weight moved, and its time is inside the store session
+    for i in range(len(sim.events)):
+        assert sim.manifest["t_start"] < sim.events.t_start[i] <= sim.events.t[i] <= sim.events.t_end[i] + 1e-9
+        assert sim.events.bins[i]
+
+
+def test_the_event_mix_follows_the_labels(store):
+    sim = simulate(store, SimConfig.at("default", shoppers=30, minutes=6, seed=11))
+    labels = [s for sc in sim.events.scenarios for s in sc]
+    n = len(sim.events)
+    putbacks = sum(1 for sc in sim.events.scenarios if "put-back" in sc or "misplaced" in sc)
+    assert 2.5 < n / 30 < 6.0            # labels: 4.2 events per shopper
+    assert 0.1 < putbacks / n < 0.4       # labels: 23.6 % put-backs
+    assert labels.count("crowded") > 0 and labels.count("pick") > labels.count("put-back")
+    two_plates = sum(1 for b in sim.events.bins if len(b) >= 2) / n
+    assert 0.2 < two_plates < 0.8         # labels: 50 % span two or more plates
+
+
+def test_write_and_read_back(store, tmp_path):
+    sim = simulate(store, small(shoppers=3, minutes=1.5))
+    root = write_simulation(sim, tmp_path / "rec")
+    rec = read_recording(root)
+    assert not rec.problems
+    assert rec.truth and {r.track for r in rec.truth} == {r.track for r in sim.truth}
+    assert sorted(rec.tracks.track_ids()) == sorted({s.track for s in sim.gates})
+    back = read_truth_events(root)
+    assert back.to_json() == json.loads((root / "truth_events.json").read_text())
+    assert read_truth_events(tmp_path) is None
+    with pytest.raises(ValueError, match="malformed"):
+        TruthEvents.from_json({"events": [{"t": 1}]})
+
+
+def test_knobs_act(store):
+    blind = simulate(store, small(shoppers=3, minutes=1.5, missed_frame_share=1.0))
+    assert len(blind.tracks) == 0
+    lossy = simulate(store, small(shoppers=3, minutes=1.5, drop_share=1.0))
+    assert np.isnan(lossy.shelves[0].grams).all()
+    quiet = simulate(store, small(shoppers=1, minutes=1.0, noise_scale=0.0, drift_g_per_min=0.0,
+                                  spikes_per_plate_hour=0.0, drop_share=0.0,
+                                  crosstalk_scale=0.0))
+    g = quiet.shelves[0].grams
+    untouched = [j for j, c in enumerate(quiet.shelves[0].bin_codes)
+                 if not any(c in b for b in quiet.events.bins)]
+    assert np.ptp(g[:, untouched[0]]) <= 0.25  # one quantisation step at most
+    noisy = simulate(store, small(shoppers=1, minutes=1.0, noise_scale=2.0))
+    assert np.nanstd(np.diff(noisy.shelves[0].grams, axis=0)) > np.nanstd(np.diff(g, axis=0))
+    with pytest.raises(ValueError, match="putback_share"):
+        SimConfig(putback_share=1.5)
+    with pytest.raises(KeyError):
+        SimConfig.at("impossible")
+    assert set(DIFFICULTIES) == {"easy", "default", "hard"}
+
+
+def test_parties_from_gates():
+    scans = [GateScan(0.0, "a", "entry", "x@t"), GateScan(2.0, "b", "entry", "x@t"), GateScan(3.0, "c", "entry", ""),
+             GateScan(4.0, "d", "entry", ""), GateScan(60.0, "e", "entry", "x@t"), GateScan(61.0, "a", "exit", "x@t")]
+    assert parties_from_gates(scans) == {"a": "a", "b": "a", "c": "c", "d": "d", "e": "e"}

@@ -1,0 +1,212 @@
+"""Person detection (and per-camera tracking) behind one small interface, backed by ultralytics.
+
+:class:`PersonDetector` loads a model by path or name (``yolo11n.pt``, ``yolo11n-pose.pt`` download through
+ultralytics on a machine with internet; here the ONNX files in ``../shared/models/``) and returns
+:class:`Detections` of the person class (COCO class 0) only. One instance owns one tracker state (ultralytics
+ByteTrack or BoT-SORT through ``model.track(persist=True, stream=True)``), so keep **one detector per camera**
+and call :meth:`PersonDetector.reset_tracker` between recordings.
+
+Hands (wrist pixels) come, in order of preference, from:
+
+- ``"pose-model"``: the model itself is a pose model (COCO-17 keypoints; 9 = left wrist, 10 = right wrist);
+- ``"approx-box"``: a documented approximation when no pose stage is configured: each wrist at one side of the
+  person box, 55 % of the box height from its top (a standing person's wrists hang at ≈ 48 % of stature above the
+  floor: Winter, *Biomechanics and Motor Control of Human Movement*, segment-length table), with score 0.2 so fusion
+  weighs it low. In overhead views this is only a coarse guess at where the hands are.
+
+``Detections.hands_source`` says which one produced the wrists. (A MediaPipe BlazePose stage on person crops is
+not wired in: see the vision closing note.)
+"""
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import yolo_environment
+
+log = logging.getLogger(__name__)
+
+PERSON = 0
+APPROX_WRIST_FROM_TOP = 0.55
+APPROX_WRIST_SCORE = 0.2
+TRACKERS = {"bytetrack": "bytetrack.yaml", "botsort": "botsort.yaml"}
+
+
+class DetectorError(RuntimeError):
+    """The model cannot be loaded or run (missing file, unknown tracker, frame of the wrong type)."""
+
+
+@dataclass(frozen=True)
+class Detections:
+    """People found in one frame.
+
+    ``xyxy`` (n, 4) float64 pixels (x1, y1, x2, y2) of the full frame; ``confidence`` (n,) float64 in [0, 1];
+    ``tracker_id`` (n,) int64 raw tracker ids (per tracker instance; −1 where untracked); ``wrists`` (n, 2, 2)
+    float64 pixels of the [left, right] wrist (NaN where unknown); ``wrist_score`` (n, 2) float64 in [0, 1];
+    ``hands_source`` ``"pose-model"``, ``"approx-box"`` or ``"none"``.
+    """
+
+    xyxy: np.ndarray
+    confidence: np.ndarray
+    tracker_id: np.ndarray
+    wrists: np.ndarray
+    wrist_score: np.ndarray
+    hands_source: str = "none"
+
+    def __post_init__(self) -> None:
+        n = self.xyxy.shape[0] if self.xyxy.ndim == 2 else -1
+        if self.xyxy.shape != (n, 4):
+            raise ValueError(f"xyxy must be (n, 4), got {self.xyxy.shape}")
+        for name, shape in (("confidence", (n,)), ("tracker_id", (n,)), ("wrists", (n, 2, 2)),
+                            ("wrist_score", (n, 2))):
+            if getattr(self, name).shape != shape:
+                raise ValueError(f"{name} must be {shape}, got {getattr(self, name).shape}")
+
+    def __len__(self) -> int:
+        return int(self.xyxy.shape[0])
+
+    def __getitem__(self, mask: Any) -> "Detections":
+        return Detections(self.xyxy[mask], self.confidence[mask], self.tracker_id[mask], self.wrists[mask],
+                          self.wrist_score[mask], self.hands_source)
+
+    @classmethod
+    def empty(cls, hands_source: str = "none") -> "Detections":
+        return cls(np.zeros((0, 4)), np.zeros(0), np.zeros(0, np.int64), np.zeros((0, 2, 2)), np.zeros((0, 2)),
+                   hands_source)
+
+    @property
+    def foot(self) -> np.ndarray:
+        """Foot points (n, 2) pixels: bottom centre of each box."""
+        return np.column_stack([(self.xyxy[:, 0] + self.xyxy[:, 2]) / 2, self.xyxy[:, 3]])
+
+    @classmethod
+    def from_ultralytics(cls, result: Any, *, approximate_hands: bool = True) -> "Detections":
+        """From one ``ultralytics.engine.results.Results``: person boxes only, tracker ids when the result was
+        tracked (``boxes.is_track``), wrists from ``result.keypoints`` when present, else the box approximation
+        (``approximate_hands``)."""
+        boxes = result.boxes
+        if boxes is None or len(boxes) == 0:
+            return cls.empty("pose-model" if getattr(result, "keypoints", None) is not None else
+                             ("approx-box" if approximate_hands else "none"))
+        xyxy = boxes.xyxy.cpu().numpy().astype(np.float64)
+        conf = boxes.conf.cpu().numpy().astype(np.float64)
+        cls_ = boxes.cls.cpu().numpy().astype(np.int64)
+        ids = (boxes.id.cpu().numpy().astype(np.int64) if getattr(boxes, "is_track", False) and boxes.id is not None
+               else np.full(xyxy.shape[0], -1, np.int64))
+        kp = getattr(result, "keypoints", None)
+        if kp is not None and kp.xy is not None and kp.xy.shape[1] >= 11:
+            xy = kp.xy.cpu().numpy().astype(np.float64)
+            sc = (kp.conf.cpu().numpy().astype(np.float64) if kp.conf is not None
+                  else np.ones(xy.shape[:2]))
+            wrists, wscore, source = xy[:, 9:11, :], sc[:, 9:11], "pose-model"
+            wrists = np.where(wscore[..., None] > 0, wrists, np.nan)
+        elif approximate_hands:
+            wrists, wscore, source = approximate_wrists(xyxy), np.full((xyxy.shape[0], 2), APPROX_WRIST_SCORE), \
+                "approx-box"
+        else:
+            wrists, wscore, source = np.full((xyxy.shape[0], 2, 2), np.nan), np.zeros((xyxy.shape[0], 2)), "none"
+        keep = cls_ == PERSON
+        return cls(xyxy, conf, ids, wrists, wscore, source)[keep]
+
+
+def approximate_wrists(xyxy: np.ndarray) -> np.ndarray:
+    """The documented box approximation of wrist pixels: (n, 4) xyxy → (n, 2, 2) [image-left, image-right] wrists
+    at the box's sides, ``APPROX_WRIST_FROM_TOP`` of its height below its top."""
+    xyxy = np.asarray(xyxy, dtype=np.float64).reshape(-1, 4)
+    y = xyxy[:, 1] + APPROX_WRIST_FROM_TOP * (xyxy[:, 3] - xyxy[:, 1])
+    return np.stack([np.column_stack([xyxy[:, 0], y]), np.column_stack([xyxy[:, 2], y])], axis=1)
+
+
+def onnx_input_size(path: str | Path) -> int | None:
+    """The square input size of an ONNX model (from the Ultralytics ``imgsz`` metadata or the fixed input shape),
+    or None when dynamic/unknown."""
+    try:
+        import onnxruntime as ort
+
+        sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    except Exception as exc:  # noqa: BLE001 - any load failure is reported by ultralytics later with detail
+        log.debug("cannot read ONNX input size of %s: %s", path, exc)
+        return None
+    meta = sess.get_modelmeta().custom_metadata_map
+    if "imgsz" in meta:
+        try:
+            vals = [int(v) for v in meta["imgsz"].strip("[]() ").split(",") if v.strip()]
+            if vals:
+                return max(vals)
+        except ValueError:
+            pass
+    shape = sess.get_inputs()[0].shape
+    if len(shape) == 4 and isinstance(shape[2], int) and isinstance(shape[3], int):
+        return max(shape[2], shape[3])
+    return None
+
+
+class PersonDetector:
+    """A person detector and one tracker state, backed by ultralytics.
+
+    ``model``: a path (``.onnx``, ``.pt``) or an ultralytics model name; ``imgsz`` the network input size in
+    pixels (default: the ONNX model's fixed size, else 640); ``conf`` the detection threshold; ``tracker``
+    ``"bytetrack"`` or ``"botsort"``; ``approximate_hands``: give box-approximated wrists when the model is not a
+    pose model. Raises DetectorError if the model file is missing or the tracker unknown. Not thread-safe.
+    """
+
+    def __init__(self, model: str | Path, *, imgsz: int | None = None, conf: float = 0.25,
+                 tracker: str = "bytetrack", approximate_hands: bool = True, device: str = "cpu"):
+        yolo_environment()
+        if tracker not in TRACKERS:
+            raise DetectorError(f"tracker must be one of {', '.join(TRACKERS)}, not {tracker!r}")
+        model = str(model)
+        is_path = os.sep in model or model.endswith(".onnx")
+        if is_path and not Path(model).exists():
+            raise DetectorError(f"model file {model} does not exist")
+        from ultralytics import YOLO
+
+        task = None
+        if model.endswith(".onnx"):
+            task = "pose" if "pose" in Path(model).name else "detect"
+        try:
+            self.model = YOLO(model, task=task) if task else YOLO(model)
+        except Exception as exc:  # noqa: BLE001 - ultralytics raises many types; the message says which file
+            raise DetectorError(f"cannot load model {model}: {exc}") from exc
+        self.model_name = model
+        self.imgsz = int(imgsz or (onnx_input_size(model) if model.endswith(".onnx") else None) or 640)
+        self.conf = float(conf)
+        self.tracker = tracker
+        self.approximate_hands = approximate_hands
+        self.device = device
+        self.is_pose = getattr(self.model, "task", "") == "pose"
+
+    def _check(self, frame: Any) -> np.ndarray:
+        if not isinstance(frame, np.ndarray) or frame.ndim != 3 or frame.shape[2] != 3 or frame.size == 0:
+            shape = getattr(frame, "shape", None)
+            raise DetectorError(f"frame must be an (H, W, 3) BGR image, got {type(frame).__name__} {shape}")
+        return frame
+
+    def detect(self, frame: np.ndarray) -> Detections:
+        """People in one BGR frame (H, W, 3) uint8, without tracking (``tracker_id`` −1)."""
+        frame = self._check(frame)
+        result = self.model.predict(frame, imgsz=self.imgsz, conf=self.conf, classes=[PERSON], verbose=False,
+                                    device=self.device)[0]
+        return Detections.from_ultralytics(result, approximate_hands=self.approximate_hands)
+
+    def track(self, frame: np.ndarray) -> Detections:
+        """People in one BGR frame (H, W, 3) uint8, tracked by this detector's tracker (``persist=True``): raw
+        ``tracker_id`` ≥ 1 for confirmed tracks; detections the tracker has not (yet) confirmed are dropped."""
+        frame = self._check(frame)
+        results = self.model.track(frame, persist=True, stream=True, tracker=TRACKERS[self.tracker],
+                                   imgsz=self.imgsz, conf=self.conf, classes=[PERSON], verbose=False,
+                                   device=self.device)
+        result = next(iter(results))
+        det = Detections.from_ultralytics(result, approximate_hands=self.approximate_hands)
+        return det[det.tracker_id >= 0]
+
+    def reset_tracker(self) -> None:
+        """Forget every track (a new recording or a reconnected stream starts with a fresh tracker)."""
+        predictor = getattr(self.model, "predictor", None)
+        for tracker in getattr(predictor, "trackers", None) or []:
+            tracker.reset()

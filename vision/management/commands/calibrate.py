@@ -1,0 +1,51 @@
+"""``manage.py calibrate POINTS [--camera STORE:NAME] [--intrinsics FILE] [--out FILE]``
+
+Compute a camera's floor homography from ≥ 4 marked floor points (``POINTS``: CSV ``u,v,x,y`` or JSON
+``[{"u", "v", "x", "y"}]``, pixels and store metres) with ``cv2.findHomography`` (RANSAC) and print the reprojection
+error in pixels and centimetres. ``--camera STORE:NAME`` saves it on that Camera row (its intrinsics undistort
+first); ``--out FILE`` writes a camera JSON usable by ``manage.py track --calibration FILE``.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from django.core.management.base import BaseCommand, CommandError
+
+
+class Command(BaseCommand):
+    help = "Compute a camera's floor homography from marked floor points; print the reprojection error."
+
+    def add_arguments(self, parser) -> None:
+        parser.add_argument("points", help="CSV u,v,x,y or JSON list of {u, v, x, y}")
+        parser.add_argument("--camera", default=None, help="STORE:NAME of a Camera row to save it on")
+        parser.add_argument("--name", default="camera", help="camera name in --out (default camera)")
+        parser.add_argument("--out", default=None, help="write a camera calibration JSON here")
+
+    def handle(self, *args, **opts) -> None:
+        from vision.geometry import CalibrationError, CameraModel, calibrate_floor, read_calibration_points
+        from vision.models import Camera
+        from vision.services import camera_calibrate
+
+        try:
+            img, flr = read_calibration_points(opts["points"])
+            if opts["camera"]:
+                store_code, _, name = opts["camera"].partition(":")
+                try:
+                    camera = Camera.objects.get(store__code=store_code, name=name)
+                except Camera.DoesNotExist:
+                    raise CommandError(f"no camera {name!r} in store {store_code!r}") from None
+                cal = camera_calibrate(camera=camera, points=[{"u": u, "v": v, "x": x, "y": y}
+                                                              for (u, v), (x, y) in zip(img, flr)])
+            else:
+                cal = calibrate_floor(img, flr)
+        except CalibrationError as exc:
+            raise CommandError(str(exc)) from None
+        for i, (ep, em) in enumerate(zip(cal.error_px, cal.error_m)):
+            flag = "" if cal.inliers[i] else "  (outlier)"
+            self.stdout.write(f"point {i + 1}: {ep:.2f} px {100 * em:.1f} cm{flag}")
+        if opts["out"]:
+            data = CameraModel(name=opts["name"], H=cal.H).to_dict()
+            Path(opts["out"]).write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
+            self.stdout.write(f"wrote {opts['out']}")
+        self.stdout.write(cal.summary())

@@ -1,0 +1,204 @@
+"""Replay of a recording's camera video: video → shopper tracks (``TrackObservations``) for the store pipeline.
+
+The same code as the live workers: one :class:`vision.tracking.CameraTracker` per camera of ``cameras.json``
+(docs/recording-format.md), frames merged in time order across cameras, per-camera tracks joined into shopper
+tracks by :class:`vision.association.ShopperAssociator`, zones by :class:`vision.zones.ZoneTracker`.
+
+Hook for ``carts.replay``: ``recording = vision.replay.apply_video(recording)`` before the tracks are read. It
+returns the recording unchanged when it has no cameras; otherwise a copy whose ``tracks`` come from the video and
+whose gate scans name the video's shopper ids (:func:`gates_for_video`).
+"""
+from __future__ import annotations
+
+import heapq
+import logging
+import os
+from dataclasses import dataclass, replace
+from typing import Iterator
+
+import numpy as np
+from django.conf import settings
+
+from store.recording import GateScan, Recording, TrackObservations
+
+from .association import ShopperAssociator
+from .detector import PersonDetector
+from .geometry import CalibrationError, CameraModel
+from .tracking import CameraTracker, FrameSource, FrameTracks, SourceError, TrackInterval, TrackSummary
+from .zones import ZoneEvents, ZoneTracker, zones_from_store
+
+log = logging.getLogger(__name__)
+
+
+def vision_settings() -> dict:
+    """``settings.VISION`` merged over the defaults: ``MODEL`` (path or name; default ``$WALKOUT_VISION_MODEL``,
+    else ``SHARED_DIR/models/yolo11n_int8.onnx`` where present, else ``yolo11n.pt``, downloaded by ultralytics on a
+    machine with internet), ``TRACKER`` (bytetrack|botsort),
+    ``IMGSZ`` (None: the model's), ``CONF``, ``STRIDE`` (process every n-th frame), ``GATE_M``, ``MAX_GAP_S``."""
+    shared = getattr(settings, "SHARED_DIR", None)
+    local = shared / "models" / "yolo11n_int8.onnx" if shared else None
+    default_model = os.environ.get("WALKOUT_VISION_MODEL") or (str(local) if local and local.exists()
+                                                               else "yolo11n.pt")
+    out = {"MODEL": default_model, "TRACKER": "bytetrack", "IMGSZ": None, "CONF": 0.25, "STRIDE": 1,
+           "GATE_M": 1.0, "MAX_GAP_S": 2.0}
+    out.update(getattr(settings, "VISION", {}) or {})
+    return out
+
+
+@dataclass(frozen=True)
+class VideoTracking:
+    """What tracking a recording's video produced: ``observations`` (shopper keypoints: ``floor`` and, where the
+    calibration allows, ``l_wrist``/``r_wrist``, metres, track id = shopper id); ``zone_events``; ``intervals``
+    per-camera track summaries; ``assignments`` per-camera track key → shopper id; ``hands_source``; ``problems``."""
+
+    observations: TrackObservations
+    zone_events: ZoneEvents
+    intervals: list[TrackInterval]
+    assignments: dict[str, str]
+    hands_source: str
+    problems: list[str]
+
+
+def _merged(streams: list[Iterator[FrameTracks]]) -> Iterator[FrameTracks]:
+    heads = []
+    for i, it in enumerate(streams):
+        ft = next(it, None)
+        if ft is not None:
+            heads.append((ft.t, i, ft))
+    heapq.heapify(heads)
+    while heads:
+        _, i, ft = heapq.heappop(heads)
+        yield ft
+        nxt = next(streams[i], None)
+        if nxt is not None:
+            heapq.heappush(heads, (nxt.t, i, nxt))
+
+
+def track_recording(recording: Recording, *, session: str | None = None, model: str | None = None,
+                    tracker: str | None = None, stride: int | None = None,
+                    max_frames: int | None = None) -> VideoTracking:
+    """Run detection, tracking, floor projection, association and zones on every camera of ``recording``.
+
+    Cameras without a usable video or calibration are skipped with a problem line; the others still run.
+    ``model``, ``tracker``, ``stride`` default to :func:`vision_settings`. Raises nothing for bad video (logged).
+    """
+    cfg = vision_settings()
+    session = session or recording.name
+    problems: list[str] = []
+    streams, trackers = [], []
+    for cam in recording.cameras:
+        try:
+            model_cam = CameraModel.from_dict({**cam.calibration, "name": cam.name, "source": str(cam.video)})
+            src = FrameSource(cam.video, t0=cam.t_start, fps=cam.fps, stride=stride or int(cfg["STRIDE"]),
+                              max_frames=max_frames, name=cam.name)
+        except (CalibrationError, SourceError) as exc:
+            problems.append(f"camera {cam.name}: {exc}; skipped")
+            log.warning("%s", problems[-1])
+            continue
+        if not model_cam.has_floor:
+            problems.append(f"camera {cam.name}: no floor calibration; its tracks cannot be placed, skipped")
+            log.warning("%s", problems[-1])
+            continue
+        det = PersonDetector(model or cfg["MODEL"], imgsz=cfg["IMGSZ"], conf=float(cfg["CONF"]),
+                             tracker=tracker or cfg["TRACKER"])
+        ct = CameraTracker(model_cam, det, session)
+        trackers.append((ct, src))
+        streams.append(ct.run(src))
+    assoc = ShopperAssociator(gate_m=float(cfg["GATE_M"]), max_gap_s=float(cfg["MAX_GAP_S"]))
+    summary = TrackSummary()
+    buffered: list[FrameTracks] = []
+    hands_source = "none"
+    for ft in _merged(streams):
+        summary.add(ft)
+        assoc.add_frame(ft)
+        buffered.append(_compact(ft))
+        hands_source = ft.hands_source if len(ft) else hands_source
+    assoc.flush()
+    for ct, src in trackers:
+        problems.extend(src.problems)
+        problems.extend(ct.problems)
+    obs, zones = _observations(buffered, assoc.assignments, zones_from_store(recording.store))
+    return VideoTracking(observations=obs, zone_events=zones, intervals=list(summary.intervals.values()),
+                         assignments=assoc.assignments, hands_source=hands_source, problems=problems)
+
+
+def _compact(ft: FrameTracks) -> FrameTracks:
+    """Drop what the replay does not need after association (boxes) to keep memory per frame small."""
+    return replace(ft, xyxy=np.zeros((len(ft), 4), np.float32))
+
+
+def _observations(frames: list[FrameTracks], assignments: dict[str, str],
+                  zones) -> tuple[TrackObservations, ZoneEvents]:
+    """Shopper keypoints from per-camera frames: per shopper and frame time, the mean floor point of the cameras
+    that see them (``floor``, z = 0) and each wrist (``l_wrist``, ``r_wrist``) where known."""
+    tid, ts, kp, xyz, sc = [], [], [], [], []
+    ztrack = ZoneTracker(zones)
+    for ft in frames:
+        per: dict[str, list[int]] = {}
+        for i in range(len(ft)):
+            sid = assignments.get(str(ft.key[i]))
+            if sid is not None and np.isfinite(ft.floor_xy[i]).all():
+                per.setdefault(sid, []).append(i)
+        for sid, idx in per.items():
+            p = ft.floor_xy[idx].mean(axis=0)
+            tid.append(sid), ts.append(ft.t), kp.append("floor"), xyz.append((p[0], p[1], 0.0))
+            sc.append(float(ft.confidence[idx].mean()))
+            ztrack.update(sid, ft.t, p)
+            for side, name in ((0, "l_wrist"), (1, "r_wrist")):
+                w = ft.wrists_xyz[idx, side]
+                ok = np.isfinite(w).all(axis=1)
+                if ok.any():
+                    tid.append(sid), ts.append(ft.t), kp.append(name), xyz.append(tuple(w[ok].mean(axis=0)))
+                    sc.append(float(ft.wrist_score[idx, side][ok].mean()))
+    if not ts:
+        return TrackObservations.empty(), ztrack.finish()
+    return (TrackObservations(np.array(tid, dtype=object), np.asarray(ts, float), np.array(kp, dtype=object),
+                              np.asarray(xyz, float).reshape(-1, 3), np.asarray(sc, float)), ztrack.finish())
+
+
+def tracks_from_video(recording: Recording, **kwargs) -> TrackObservations:
+    """Shopper keypoints (store metres, track id = shopper id) from the recording's camera video; see
+    :func:`track_recording` for the keyword arguments. Empty when the recording has no usable camera."""
+    return track_recording(recording, **kwargs).observations
+
+
+def gates_for_video(recording: Recording, result: VideoTracking) -> list[GateScan]:
+    """Gate scans naming the video's shopper ids. A recorded scan is bound to the shopper in the entry (exit) zone
+    nearest in time (within 3 s; else the shopper first (last) seen nearest to the scan); without recorded scans,
+    each shopper enters at its first sighting and exits at its last (``source="inferred"``)."""
+    obs = result.observations
+    shoppers = obs.track_ids()
+    if not shoppers:
+        return []
+    spans = {s: obs.span(s) for s in shoppers}
+    ev = result.zone_events
+    if not recording.gates:
+        out = []
+        for s, (t0, t1) in spans.items():
+            out += [GateScan(t=t0, track=s, kind="entry", source="inferred"),
+                    GateScan(t=t1, track=s, kind="exit", source="inferred")]
+        return sorted(out, key=lambda g: g.t)
+    out = []
+    for scan in recording.gates:
+        in_zone = [(abs(scan.t - 0.5 * (a + b)), str(s)) for s, k, a, b in zip(ev.shopper, ev.kind, ev.t_start,
+                                                                            ev.t_end)
+                   if k == scan.kind and a - 3.0 <= scan.t <= b + 3.0]
+        if in_zone:
+            track = min(in_zone)[1]
+        else:
+            idx = 0 if scan.kind == "entry" else 1
+            track = min(shoppers, key=lambda s: abs(spans[s][idx] - scan.t))
+        out.append(replace(scan, track=track))
+    return out
+
+
+def apply_video(recording: Recording, **kwargs) -> Recording:
+    """The replay hook: ``recording`` itself when it has no cameras, else a copy whose ``tracks`` come from its
+    video (:func:`track_recording`) and whose gate scans name the video's shoppers (:func:`gates_for_video`)."""
+    if not recording.cameras:
+        return recording
+    result = track_recording(recording, **kwargs)
+    log.info("video: %d shopper tracks from %d cameras (hands: %s)", len(result.observations.track_ids()),
+             len(recording.cameras), result.hands_source)
+    return replace(recording, tracks=result.observations, gates=gates_for_video(recording, result),
+                   problems=list(recording.problems) + result.problems)

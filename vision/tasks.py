@@ -1,0 +1,75 @@
+"""Celery tasks of the vision app: one camera's stream processed in chunks (route them to a queue per camera,
+``vision.<camera id>``, so one worker process holds that camera's tracker state).
+
+A task loads the camera by id, tracks ``n_frames`` frames from ``start_frame`` in streaming mode, and writes only
+compact outputs: per-camera track intervals (:class:`vision.models.CameraTrack`) and the live map positions.
+Tracker state is kept per (camera id) in the worker process and reset when the session changes, so ids never
+continue from one recording into the next; keys include camera and session, so two cameras in one worker never
+share ids.
+"""
+from __future__ import annotations
+
+import logging
+
+from celery import shared_task
+
+log = logging.getLogger(__name__)
+
+#: camera id → CameraTracker of this worker process (one tracker state per camera).
+_TRACKERS: dict[int, object] = {}
+
+
+def camera_tracker_for(camera, session: str):
+    """This process's :class:`vision.tracking.CameraTracker` for ``camera`` (a Camera row), created on first use
+    and reset when ``session`` changes (or the camera's calibration changed)."""
+    from .detector import PersonDetector
+    from .replay import vision_settings
+    from .services import camera_model_for
+    from .tracking import CameraTracker
+
+    model = camera_model_for(camera=camera)
+    tracker = _TRACKERS.get(camera.pk)
+    if tracker is None:
+        cfg = vision_settings()
+        det = PersonDetector(cfg["MODEL"], imgsz=cfg["IMGSZ"], conf=float(cfg["CONF"]), tracker=cfg["TRACKER"])
+        tracker = _TRACKERS[camera.pk] = CameraTracker(model, det, session)
+    elif tracker.session != session:
+        tracker.start_session(session)
+    tracker.camera = model
+    return tracker
+
+
+@shared_task(acks_late=True)
+def track_camera_chunk(camera_id: int, session: str, start_frame: int = 0, n_frames: int = 250,
+                       t0: float = 0.0) -> dict:
+    """Track frames ``[start_frame, start_frame + n_frames)`` of camera ``camera_id``'s source in ``session``
+    (``t0``: s UTC of frame 0 for files). Returns ``{"camera", "session", "frames", "tracks", "problems"}``.
+
+    Bad input is logged and reported in ``problems``; a source that cannot be opened returns with a problem
+    instead of raising (the next chunk retries). Idempotent for the stored intervals.
+    """
+
+    from .models import Camera
+    from .services import camera_tracks_record, store_map_publish
+    from .tracking import FrameSource, SourceError, TrackSummary
+
+    camera = Camera.objects.select_related("store").get(pk=camera_id)
+    tracker = camera_tracker_for(camera, session)
+    try:
+        src = FrameSource(camera.source, t0=t0, start_frame=start_frame, max_frames=n_frames, name=camera.name)
+    except SourceError as exc:
+        log.warning("%s", exc)
+        return {"camera": camera.name, "session": session, "frames": 0, "tracks": 0, "problems": [str(exc)]}
+    summary = TrackSummary()
+    last = None
+    for ft in tracker.run(src):
+        summary.add(ft)
+        last = ft
+    if last is not None and len(last):
+        ok = [i for i in range(len(last)) if (last.floor_xy[i] == last.floor_xy[i]).all()]
+        store_map_publish(store_code=camera.store.code, t=last.t,
+                          positions={str(last.key[i]): tuple(last.floor_xy[i]) for i in ok})
+    n = camera_tracks_record(store=camera.store, session=session, intervals=summary.intervals.values(),
+                             camera=camera)
+    return {"camera": camera.name, "session": session, "frames": summary.frames, "tracks": n,
+            "problems": src.problems + tracker.problems}
