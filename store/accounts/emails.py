@@ -1,7 +1,7 @@
 """Emails to shoppers: the receipt copy (password-reset mail is Django's, see ``views.PasswordResetView``).
 
-Sent through Django's configured backend (the console backend in the embedded profile: printed on the server's
-terminal). A failed send is logged and never undoes what caused it (a billed receipt stays billed).
+Sent through Django's configured backend (in the embedded profile the file backend writes it to var/mail/, see
+``settings.EMAIL_FILE_PATH``). A failed send is logged and never undoes what caused it (a billed receipt stays billed).
 """
 from __future__ import annotations
 

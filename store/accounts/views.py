@@ -62,7 +62,7 @@ class LogoutView(auth_views.LogoutView):
 class PasswordResetView(auth_views.PasswordResetView):
     """``/accounts/password/reset/``: ask for a reset link by email (Django's token generator; the link works once,
     for ``PASSWORD_RESET_TIMEOUT`` seconds). The page answers the same whether or not the address has an account.
-    The embedded profile's console email backend prints the message on the server's terminal."""
+    The embedded profile's file e-mail backend writes the message to var/mail/ (settings.EMAIL_FILE_PATH)."""
 
     template_name = "accounts/password_reset_form.html"
     email_template_name = "accounts/password_reset_email.txt"
