@@ -278,6 +278,8 @@ def attribute_event(event: _Event, hands: TrackObservations, bins: BinGeometry,
     distance goes from ``reach_m`` to ``2·reach_m``. :func:`decide_event` is what the pipelines use; this is the
     per-event "who was there" view. Raises KeyError for an unknown bin."""
     ev = hand_evidence(event, hands, bins, config, eligible=eligible)
+    if len(ev) == 0 and eligible is not None and len(eligible) == 0:
+        return Attribution(None, 0.0, (), "no shopper was in the store (no open visit) during the event")
     if len(ev) == 0:
         seen = hands.between(event.t_start - config.pad_s, event.t_end + config.pad_s)
         seen = seen[seen.score >= config.min_hand_score]
@@ -466,7 +468,9 @@ def decide_event(event: weight.ShelfEvent, hands: TrackObservations, bins: BinGe
     real = joint[:K].copy()
     real[:, unexplained] = 0.0
     if K == 0 or not real.any():
-        why = ("no eligible shopper's hand came near the bin" if K == 0
+        why = ("no shopper was in the store (no open visit) during the event"
+               if K == 0 and eligible is not None and len(eligible) == 0
+               else "no eligible shopper's hand came near the bin" if K == 0
                else "the weight change matches no product facing these bins or held by the shoppers near")
         return Decision(tracks[0] if K else None, None, None, 0, 0.0, float(post_track[0]) if K else 0.0,
                         float(post_opt[unexplained].sum()), True, why, cands, options)
