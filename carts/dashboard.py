@@ -35,7 +35,7 @@ from django.conf import settings
 from django.middleware.csrf import get_token
 
 from . import selectors
-from .live import live_replay_start, recordings_available
+from .live import LiveReplayBusy, live_replay_start, recordings_available
 from .dashboard_events import dashboard_notify
 from .models import ReviewItem
 from .services import ReviewError, review_resolve
@@ -190,7 +190,11 @@ async def live_replay_view(request: HttpRequest) -> HttpResponse:
     except RecordingError as exc:
         await sync_to_async(messages.error)(request, f"Replay not started: {exc}")
         return redirect(reverse("dashboard:home"))
-    how = await live_replay_start(path=path, session=session, speed=form.cleaned_data["speed"])
+    try:
+        how = await live_replay_start(path=path, session=session, speed=form.cleaned_data["speed"])
+    except LiveReplayBusy as exc:
+        await sync_to_async(messages.error)(request, f"Replay not started: {exc}.")
+        return redirect(reverse("dashboard:home"))
     await sync_to_async(messages.success)(
         request, f"Replaying {path.name} live as session {session} (on the {how}). Open the shopper's live cart.")
     return redirect(reverse("dashboard:home"))

@@ -20,6 +20,10 @@ log = logging.getLogger(__name__)
 _running: set[asyncio.Task] = set()
 
 
+class LiveReplayBusy(RuntimeError):
+    """One live replay at a time per server: two would admit the same demo shoppers twice at once."""
+
+
 def recordings_available() -> list[Path]:
     """Recording folders under ``settings.RECORDINGS_DIR`` (those with a ``recording.json``), by name."""
     root = Path(settings.RECORDINGS_DIR)
@@ -32,12 +36,14 @@ async def live_replay_start(*, path: Path, session: str, speed: float = 1.0) -> 
     """Start replaying ``path`` at ``speed`` × real time in ``session``; returns how it runs ("worker"/"server").
 
     Must be called from the server's event loop (an async view). Raises ValueError for a path outside
-    ``settings.RECORDINGS_DIR``.
+    ``settings.RECORDINGS_DIR``, :class:`LiveReplayBusy` while another live replay runs in this server.
     """
     root = Path(settings.RECORDINGS_DIR).resolve()
     path = Path(path).resolve()
     if root not in path.parents:
         raise ValueError(f"{path} is not under {root}")
+    if _running:
+        raise LiveReplayBusy("a live replay is already running in this server; wait for it to finish")
     if not settings.CELERY_TASK_ALWAYS_EAGER:
         await sync_to_async(replay_recording_task.delay)(str(path), session, speed)
         return "worker"

@@ -58,6 +58,10 @@ from typing import Any, Mapping
 
 import numpy as np
 
+#: Latest plausible sample time, s since epoch UTC (2100-01-01): a controller clock beyond it is broken, and such a
+#: value would otherwise be "re-timed" by an absurd correction.
+T0_MAX = 4_102_444_800.0
+
 PAYLOAD_VERSION = 1
 #: The only sample encoding: little-endian IEEE-754 float32 grams (what the AiFi controllers send, and 24-bit
 #: HX711-class ADC counts scaled to grams fit it without loss).
@@ -255,8 +259,9 @@ def decode_payload(raw: bytes | str | Mapping[str, Any], *, controller: str, n_b
     if not 0 <= seq_v <= 2 ** 53:
         raise PayloadError("bad_field", f"seq must be in 0 … 2**53, got {seq_v}", seq=None)
     t0 = float(_field(doc, "t0", (int, float), seq))
-    if not (math.isfinite(t0) and t0 > 0):
-        raise PayloadError("bad_field", f"t0 must be a positive finite time, got {t0}", seq=seq)
+    if not (math.isfinite(t0) and 0 < t0 <= T0_MAX):
+        raise PayloadError("bad_field", f"t0 must be a positive time before 2100-01-01 UTC in seconds since the "
+                                        f"epoch, got {t0}", seq=seq)
     rate = float(_field(doc, "rate_hz", (int, float), seq))
     if not (math.isfinite(rate) and rate > 0) or abs(rate - rate_hz) > 1e-6 * rate_hz:
         raise PayloadError("bad_field", f"rate_hz {rate} differs from the registered {rate_hz:g} Hz", seq=seq)

@@ -110,7 +110,11 @@ else:
         "default": {
             "ENGINE": "django.db.backends.sqlite3",
             "NAME": os.environ.get("WALKOUT_SQLITE_PATH", str(BASE_DIR / "var" / "walkout.sqlite3")),
-            "OPTIONS": {"timeout": 20},
+            # IMMEDIATE: a transaction takes the write lock when it begins, so a concurrent writer waits (timeout)
+            # instead of failing at once with "database is locked" on a lock upgrade; WAL lets readers go on while
+            # the replay writes (docs.djangoproject.com/en/5.2/ref/databases/#sqlite-transaction-behavior).
+            "OPTIONS": {"timeout": 20, "transaction_mode": "IMMEDIATE",
+                        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"},
         }
     }
     REDIS_URL = ""
@@ -214,7 +218,9 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": os.environ.get("WALKOUT_LOG_LEVEL", "WARNING")},
     "loggers": {
-        name: {"level": os.environ.get("WALKOUT_LOG_LEVEL", "INFO")}
-        for name in ("store", "sensors", "carts", "vision")
+        **{name: {"level": os.environ.get("WALKOUT_LOG_LEVEL", "INFO")}
+           for name in ("store", "sensors", "carts", "vision")},
+        # 403/404 answers are expected traffic, not server errors: no traceback on the console for them
+        "django.request": {"level": "ERROR"},
     },
 }

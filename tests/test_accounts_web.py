@@ -217,20 +217,21 @@ def test_shopper_create_validates():
     assert not User.objects.exists()
 
 
-def test_manager_create_gets_view_and_change_only():
+def test_manager_create_gets_view_change_and_add_but_no_delete():
     manager = manager_create(email="Boss@Example.com", password=PASSWORD)
     manager = User.objects.get(pk=manager.pk)  # fresh permission cache
     assert manager.username == "boss@example.com"
     assert manager.is_staff and not manager.is_superuser
     for perm in ("layout.view_store", "layout.change_bin", "inventory.change_product", "gates.view_visit",
-                 "gates.change_gate", "billing.view_receipt", "carts.view_cartevent", "sensors.view_shelfevent"):
+                 "gates.change_gate", "billing.view_receipt", "carts.view_cartevent", "sensors.view_shelfevent",
+                 "inventory.add_product", "vision.add_camera", "gates.add_gate"):
         assert manager.has_perm(perm), perm
-    for perm in ("layout.delete_store", "inventory.add_product", "auth.change_user", "accounts.view_shopperprofile"):
+    for perm in ("layout.delete_store", "auth.change_user", "accounts.view_shopperprofile", "billing.delete_receipt"):
         assert not manager.has_perm(perm), perm
     perms = Permission.objects.filter(group__user=manager)
-    assert perms.exists() and all(p.codename.split("_")[0] in {"view", "change"} for p in perms)
+    assert perms.exists() and all(p.codename.split("_")[0] in {"view", "change", "add"} for p in perms)
     assert {p.content_type.app_label for p in perms} == {"layout", "inventory", "gates", "billing", "carts",
-                                                         "sensors"}
+                                                         "sensors", "vision"}
 
 
 def test_manager_can_use_the_admin():

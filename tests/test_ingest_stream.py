@@ -106,6 +106,7 @@ def _doc(**over):
     ({"dtype": "<f8"}, "bad_field", "dtype"),
     ({"v": 2}, "bad_field", "version 2"),
     ({"t0": "yesterday"}, "bad_field", "'t0'"),
+    ({"t0": 1e300}, "bad_field", "before 2100-01-01"),
     ({"seq": -1}, "bad_field", "seq"),
     ({"controller": "g2"}, "wrong_controller", "'g2'"),
 ])

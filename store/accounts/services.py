@@ -25,9 +25,9 @@ User = get_user_model()
 #: Name of the group that carries a store manager's model permissions (kept in sync by :func:`manager_group_sync`).
 MANAGER_GROUP = "store managers"
 #: App labels whose models a store manager may view and change in the admin.
-MANAGER_APPS = ("layout", "inventory", "gates", "billing", "carts", "sensors")
+MANAGER_APPS = ("layout", "inventory", "gates", "billing", "carts", "sensors", "vision")
 #: The permission actions a store manager gets on each of those models.
-MANAGER_ACTIONS = ("view", "change")
+MANAGER_ACTIONS = ("view", "change", "add")  # ledgers stay append-only: their admins refuse add and change
 
 
 def email_normalise(email: str) -> str:
@@ -72,7 +72,8 @@ def shopper_create(*, email: str, password: str) -> AbstractBaseUser:
 
 
 def manager_group_sync() -> Group:
-    """The ``store managers`` group, its permissions set to exactly view/change on every model of ``MANAGER_APPS``.
+    """The ``store managers`` group, its permissions set to exactly ``MANAGER_ACTIONS`` on every model of
+    ``MANAGER_APPS`` (cameras, gates, controllers, products… can be added; nothing can be deleted).
 
     Idempotent; permissions are the ones Django creates after ``migrate``.
     """

@@ -102,8 +102,14 @@ def products_with_stock(*, store: Store | None = None, query: str = "", low_only
 
 
 def low_stock_products(*, store: Store | None = None) -> list[ProductStock]:
-    """Products at or below their low-stock threshold (level ≤ ``low_stock_threshold``), lowest level first."""
-    rows = products_with_stock(store=store, low_only=True)
+    """Products at or below their low-stock threshold (level ≤ ``low_stock_threshold``), lowest level first;
+    a product that faces no bin counts only when a manager gave it a threshold (an unshelved catalogue entry at
+    0 of 0 is no alert)."""
+    from .models import Facing
+
+    shelved = set(Facing.objects.values_list("product_id", flat=True))
+    rows = [r for r in products_with_stock(store=store, low_only=True)
+            if r.product.pk in shelved or r.product.low_stock_threshold > 0]
     return sorted(rows, key=lambda r: (r.level - r.product.low_stock_threshold, r.product.name))
 
 

@@ -257,16 +257,20 @@ def _download(text: str, filename: str) -> HttpResponse:
 @require_safe
 @staff_required
 def catalogue_export(request: HttpRequest) -> HttpResponse:
-    """``GET …/csv/catalogue.csv?store=<code>``: the catalogue as CSV."""
-    store = get_object_or_404(Store, code=request.GET.get("store", ""))
+    """``GET …/csv/catalogue.csv?store=<code>``: the catalogue as CSV (the only store when ``store`` is not given)."""
+    code = request.GET.get("store", "")
+    store = (get_object_or_404(Store, code=code) if code or Store.objects.count() != 1
+             else Store.objects.get())
     return _download(catalogue_csv_export(store=store), f"catalogue-{store.code}.csv")
 
 
 @require_safe
 @staff_required
 def planogram_export(request: HttpRequest) -> HttpResponse:
-    """``GET …/csv/planogram.csv?store=<code>``: the planogram as CSV."""
-    store = get_object_or_404(Store, code=request.GET.get("store", ""))
+    """``GET …/csv/planogram.csv?store=<code>``: the planogram as CSV (the only store when ``store`` is not given)."""
+    code = request.GET.get("store", "")
+    store = (get_object_or_404(Store, code=code) if code or Store.objects.count() != 1
+             else Store.objects.get())
     return _download(planogram_csv_export(store=store), f"planogram-{store.code}.csv")
 
 

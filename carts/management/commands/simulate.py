@@ -44,7 +44,10 @@ class Command(BaseCommand):
         except (ValueError, FileNotFoundError) as exc:
             raise CommandError(str(exc)) from None
         sim = simulate(store, config)
-        path = write_simulation(sim, out)
+        try:
+            path = write_simulation(sim, out)
+        except OSError as exc:
+            raise CommandError(f"{out}: cannot write the recording there ({exc.strerror})") from None
         scen: dict[str, int] = {}
         for labels in sim.events.scenarios:
             for label in labels:
