@@ -35,6 +35,11 @@ class Command(BaseCommand):
         from vision.replay import vision_settings
         from vision.tracking import CameraTracker, FrameSource, SourceError, TrackSummary, write_mot
 
+        for name in ("max_frames", "stride", "imgsz"):
+            if opts.get(name) is not None and opts[name] < 1:
+                raise CommandError(f"--{name.replace('_', '-')} must be at least 1, got {opts[name]}")
+        if opts.get("fps") is not None and not opts["fps"] > 0:
+            raise CommandError(f"--fps must be positive, got {opts['fps']}")
         cfg = vision_settings()
         src_name = Path(opts["source"]).stem or "stream"
         camera = CameraModel(name=src_name, source=opts["source"])
