@@ -9,13 +9,16 @@ and call :meth:`PersonDetector.reset_tracker` between recordings.
 Hands (wrist pixels) come, in order of preference, from:
 
 - ``"pose-model"``: the model itself is a pose model (COCO-17 keypoints; 9 = left wrist, 10 = right wrist);
-- ``"approx-box"``: a documented approximation when no pose stage is configured: each wrist at one side of the
+- ``"blazepose"``: the pose stage (``pose=`` a BlazePose landmark ``.tflite``, :mod:`vision.pose`) on a square crop
+  around each person box: MediaPipe's wrists (15 left, 16 right), score = the wrist's visibility. A person whose
+  crop gives no pose (pose-presence < 0.5) gets the box approximation instead, and the frame's source reads
+  ``"blazepose+approx-box"``;
+- ``"approx-box"``: a documented approximation when no pose stage is configured (or it cannot load): each wrist at one side of the
   person box, 55 % of the box height from its top (a standing person's wrists hang at ≈ 48 % of stature above the
   floor: Winter, *Biomechanics and Motor Control of Human Movement*, segment-length table), with score 0.2 so fusion
   weighs it low. In overhead views this is only a coarse guess at where the hands are.
 
-``Detections.hands_source`` says which one produced the wrists. (A MediaPipe BlazePose stage on person crops is
-not wired in: see the vision closing note.)
+``Detections.hands_source`` says which one produced the wrists.
 """
 from __future__ import annotations
 
@@ -48,7 +51,8 @@ class Detections:
     ``xyxy`` (n, 4) float64 pixels (x1, y1, x2, y2) of the full frame; ``confidence`` (n,) float64 in [0, 1];
     ``tracker_id`` (n,) int64 raw tracker ids (per tracker instance; −1 where untracked); ``wrists`` (n, 2, 2)
     float64 pixels of the [left, right] wrist (NaN where unknown); ``wrist_score`` (n, 2) float64 in [0, 1];
-    ``hands_source`` ``"pose-model"``, ``"approx-box"`` or ``"none"``.
+    ``hands_source`` ``"pose-model"``, ``"blazepose"``, ``"blazepose+approx-box"`` (some people fell back to the
+    box), ``"approx-box"`` or ``"none"``.
     """
 
     xyxy: np.ndarray
@@ -114,6 +118,29 @@ class Detections:
         return cls(xyxy, conf, ids, wrists, wscore, source)[keep]
 
 
+def with_blazepose(det: Detections, frame: np.ndarray, pose: Any, *, approximate_hands: bool = True,
+                   min_score: float = 0.5) -> Detections:
+    """``det`` with its wrists from the BlazePose landmark model ``pose`` (a :class:`vision.pose.BlazePoseLandmarks`)
+    run on ``frame`` (H, W, 3) BGR around each box: [left, right] wrist pixels of the frame, score = visibility in
+    [0, 1]. People whose pose-presence score is below ``min_score`` keep the box approximation (score
+    ``APPROX_WRIST_SCORE``; NaN without ``approximate_hands``)."""
+    n = len(det)
+    if n == 0:
+        return Detections.empty("blazepose")
+    wrists = np.full((n, 2, 2), np.nan)
+    score = np.zeros((n, 2))
+    found = np.zeros(n, bool)
+    for i, p in enumerate(pose.poses(frame, det.xyxy)):
+        if p.score >= min_score:
+            wrists[i], score[i], found[i] = p.wrists, p.wrist_score, True
+    if not found.all() and approximate_hands:
+        wrists[~found] = approximate_wrists(det.xyxy[~found])
+        score[~found] = APPROX_WRIST_SCORE
+    source = ("blazepose" if found.all() else "blazepose+approx-box" if found.any() and approximate_hands else
+              "blazepose" if found.any() else "approx-box" if approximate_hands else "none")
+    return Detections(det.xyxy, det.confidence, det.tracker_id, wrists, score, source)
+
+
 def approximate_wrists(xyxy: np.ndarray) -> np.ndarray:
     """The documented box approximation of wrist pixels: (n, 4) xyxy → (n, 2, 2) [image-left, image-right] wrists
     at the box's sides, ``APPROX_WRIST_FROM_TOP`` of its height below its top."""
@@ -152,11 +179,16 @@ class PersonDetector:
     ``model``: a path (``.onnx``, ``.pt``) or an ultralytics model name; ``imgsz`` the network input size in
     pixels (default: the ONNX model's fixed size, else 640); ``conf`` the detection threshold; ``tracker``
     ``"bytetrack"`` or ``"botsort"``; ``approximate_hands``: give box-approximated wrists when the model is not a
-    pose model. Raises DetectorError if the model file is missing or the tracker unknown. Not thread-safe.
+    pose model (and as the fallback of the pose stage); ``pose``: a BlazePose landmark ``.tflite`` path (or a
+    :class:`vision.pose.BlazePoseLandmarks`) for wrists on person crops, ignored for pose models; when it cannot be
+    loaded (missing file, ``ai-edge-litert`` absent) the detector logs why, keeps it in ``pose_problem`` and uses the
+    box approximation. ``hands_source`` (property) names the wrist source in use. Raises DetectorError if the model
+    file is missing or the tracker unknown. Not thread-safe.
     """
 
     def __init__(self, model: str | Path, *, imgsz: int | None = None, conf: float = 0.25,
-                 tracker: str = "bytetrack", approximate_hands: bool = True, device: str = "cpu"):
+                 tracker: str = "bytetrack", approximate_hands: bool = True, device: str = "cpu",
+                 pose: Any = None):
         yolo_environment()
         if tracker not in TRACKERS:
             raise DetectorError(f"tracker must be one of {', '.join(TRACKERS)}, not {tracker!r}")
@@ -180,6 +212,34 @@ class PersonDetector:
         self.approximate_hands = approximate_hands
         self.device = device
         self.is_pose = getattr(self.model, "task", "") == "pose"
+        self.pose = None
+        self.pose_problem = ""
+        if pose is not None and not self.is_pose:
+            if isinstance(pose, (str, Path)):
+                from .pose import BlazePoseLandmarks, PoseError
+
+                try:
+                    pose = BlazePoseLandmarks(pose)
+                except PoseError as exc:
+                    self.pose_problem = f"{exc}; wrists fall back to the box approximation"
+                    log.warning("%s", self.pose_problem)
+                    pose = None
+            self.pose = pose
+
+    @property
+    def hands_source(self) -> str:
+        """Where wrists come from: ``"pose-model"``, ``"blazepose"`` (falling back per person to the box),
+        ``"approx-box"`` or ``"none"``."""
+        if self.is_pose:
+            return "pose-model"
+        if self.pose is not None:
+            return "blazepose"
+        return "approx-box" if self.approximate_hands else "none"
+
+    def _hands(self, det: Detections, frame: np.ndarray) -> Detections:
+        if self.pose is None or self.is_pose:
+            return det
+        return with_blazepose(det, frame, self.pose, approximate_hands=self.approximate_hands)
 
     def _check(self, frame: Any) -> np.ndarray:
         if not isinstance(frame, np.ndarray) or frame.ndim != 3 or frame.shape[2] != 3 or frame.size == 0:
@@ -192,7 +252,7 @@ class PersonDetector:
         frame = self._check(frame)
         result = self.model.predict(frame, imgsz=self.imgsz, conf=self.conf, classes=[PERSON], verbose=False,
                                     device=self.device)[0]
-        return Detections.from_ultralytics(result, approximate_hands=self.approximate_hands)
+        return self._hands(Detections.from_ultralytics(result, approximate_hands=self.approximate_hands), frame)
 
     def track(self, frame: np.ndarray) -> Detections:
         """People in one BGR frame (H, W, 3) uint8, tracked by this detector's tracker (``persist=True``): raw
@@ -203,7 +263,7 @@ class PersonDetector:
                                    device=self.device)
         result = next(iter(results))
         det = Detections.from_ultralytics(result, approximate_hands=self.approximate_hands)
-        return det[det.tracker_id >= 0]
+        return self._hands(det[det.tracker_id >= 0], frame)
 
     def reset_tracker(self) -> None:
         """Forget every track (a new recording or a reconnected stream starts with a fresh tracker)."""

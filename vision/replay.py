@@ -34,15 +34,33 @@ def vision_settings() -> dict:
     """``settings.VISION`` merged over the defaults: ``MODEL`` (path or name; default ``$WALKOUT_VISION_MODEL``,
     else ``SHARED_DIR/models/yolo11n_int8.onnx`` where present, else ``yolo11n.pt``, downloaded by ultralytics on a
     machine with internet), ``TRACKER`` (bytetrack|botsort),
-    ``IMGSZ`` (None: the model's), ``CONF``, ``STRIDE`` (process every n-th frame), ``GATE_M``, ``MAX_GAP_S``."""
+    ``IMGSZ`` (None: the model's), ``CONF``, ``STRIDE`` (process every n-th frame), ``GATE_M``, ``MAX_GAP_S``,
+    ``POSE_MODEL`` (the BlazePose landmark ``.tflite`` for wrists on person crops, :mod:`vision.pose`; default
+    ``$WALKOUT_VISION_POSE_MODEL``, else ``SHARED_DIR/models/mediapipe_pose_landmark_lite.tflite`` where present and
+    ``ai-edge-litert`` is installed, else None: the box approximation)."""
     shared = getattr(settings, "SHARED_DIR", None)
     local = shared / "models" / "yolo11n_int8.onnx" if shared else None
     default_model = os.environ.get("WALKOUT_VISION_MODEL") or (str(local) if local and local.exists()
                                                                else "yolo11n.pt")
     out = {"MODEL": default_model, "TRACKER": "bytetrack", "IMGSZ": None, "CONF": 0.25, "STRIDE": 1,
-           "GATE_M": 1.0, "MAX_GAP_S": 2.0}
+           "GATE_M": 1.0, "MAX_GAP_S": 2.0, "POSE_MODEL": default_pose_model()}
     out.update(getattr(settings, "VISION", {}) or {})
     return out
+
+
+def default_pose_model() -> str | None:
+    """``$WALKOUT_VISION_POSE_MODEL``, else the shared BlazePose lite model when it and ``ai-edge-litert`` are
+    present, else None."""
+    env = os.environ.get("WALKOUT_VISION_POSE_MODEL")
+    if env:
+        return env
+    shared = getattr(settings, "SHARED_DIR", None)
+    lite = shared / "models" / "mediapipe_pose_landmark_lite.tflite" if shared else None
+    if lite is None or not lite.exists():
+        return None
+    from .pose import litert_available
+
+    return str(lite) if litert_available() else None
 
 
 @dataclass(frozen=True)
@@ -100,14 +118,16 @@ def track_recording(recording: Recording, *, session: str | None = None, model: 
             log.warning("%s", problems[-1])
             continue
         det = PersonDetector(model or cfg["MODEL"], imgsz=cfg["IMGSZ"], conf=float(cfg["CONF"]),
-                             tracker=tracker or cfg["TRACKER"])
+                             tracker=tracker or cfg["TRACKER"], pose=cfg.get("POSE_MODEL"))
+        if det.pose_problem:
+            problems.append(f"camera {cam.name}: {det.pose_problem}")
         ct = CameraTracker(model_cam, det, session)
         trackers.append((ct, src))
         streams.append(ct.run(src))
     assoc = ShopperAssociator(gate_m=float(cfg["GATE_M"]), max_gap_s=float(cfg["MAX_GAP_S"]))
     summary = TrackSummary()
     buffered: list[FrameTracks] = []
-    hands_source = "none"
+    hands_source = trackers[0][0].detector.hands_source if trackers else "none"
     for ft in _merged(streams):
         summary.add(ft)
         assoc.add_frame(ft)

@@ -31,7 +31,8 @@ def camera_tracker_for(camera, session: str):
     tracker = _TRACKERS.get(camera.pk)
     if tracker is None:
         cfg = vision_settings()
-        det = PersonDetector(cfg["MODEL"], imgsz=cfg["IMGSZ"], conf=float(cfg["CONF"]), tracker=cfg["TRACKER"])
+        det = PersonDetector(cfg["MODEL"], imgsz=cfg["IMGSZ"], conf=float(cfg["CONF"]), tracker=cfg["TRACKER"],
+                             pose=cfg.get("POSE_MODEL"))
         tracker = _TRACKERS[camera.pk] = CameraTracker(model, det, session)
     elif tracker.session != session:
         tracker.start_session(session)

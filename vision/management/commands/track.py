@@ -57,7 +57,8 @@ class Command(BaseCommand):
             source = FrameSource(opts["source"], stride=opts["stride"], max_frames=opts["max_frames"],
                                  fps=opts["fps"], name=camera.name)
             det = PersonDetector(opts["model"] or cfg["MODEL"], imgsz=opts["imgsz"] or cfg["IMGSZ"],
-                                 conf=float(cfg["CONF"]), tracker=opts["tracker"] or cfg["TRACKER"])
+                                 conf=float(cfg["CONF"]), tracker=opts["tracker"] or cfg["TRACKER"],
+                                 pose=cfg.get("POSE_MODEL"))
         except (SourceError, DetectorError) as exc:
             raise CommandError(str(exc)) from None
         tracker = CameraTracker(camera, det, session=src_name)
@@ -67,7 +68,7 @@ class Command(BaseCommand):
             summary.add(ft)
         wall = time.perf_counter() - t0
         out = write_mot(Path(opts["out"]) / f"{src_name}.txt", summary.mot_rows)
-        self.stdout.write(f"model {det.model_name} imgsz {det.imgsz} tracker {det.tracker}; hands {det.is_pose and 'pose-model' or 'approx-box'}")
+        self.stdout.write(f"model {det.model_name} imgsz {det.imgsz} tracker {det.tracker}; hands {det.hands_source}")
         for iv in summary.intervals.values():
             floor = ""
             if camera.has_floor and math.isfinite(iv.floor_start[0]):
