@@ -31,8 +31,6 @@ from django.urls import NoReverseMatch, reverse
 from django.views.decorators.http import require_safe, require_POST
 
 from asgiref.sync import sync_to_async
-from django.conf import settings
-from django.middleware.csrf import get_token
 
 from . import selectors
 from .live import LiveReplayBusy, live_replay_start, recordings_available

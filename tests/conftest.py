@@ -23,6 +23,13 @@ def shared_file(relative: str) -> Path:
     return path
 
 
+def need(path: Path) -> Path:
+    """``path`` (a file under ``SHARED``), or skip the test with a message naming it when it is absent."""
+    if not path.exists():
+        pytest.skip(f"needs {path} (the shared data folder beside the checkout); not present on this machine")
+    return path
+
+
 @pytest.fixture(scope="session")
 def benchmark1_recording(tmp_path_factory) -> Path:
     """The real AutoCheckout BENCHMARK-1 test case converted into a recording folder (once per test session)."""

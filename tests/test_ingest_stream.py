@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,8 +15,9 @@ from sensors.ingest import (
     weights_topic,
 )
 from sensors.weight import WeightChanges, WeightEventDetector
+from tests.conftest import BENCHMARK_1
 
-PLATES = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "autocheckout" / "BENCHMARK-1" / "plate_data.json"
+PLATES = BENCHMARK_1 / "plate_data.json"
 RATE = 60.0
 N = 12
 

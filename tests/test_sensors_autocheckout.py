@@ -6,7 +6,6 @@ import base64
 import copy
 import json
 import logging
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -22,17 +21,12 @@ from sensors.autocheckout import (
     read_plate_file,
     read_products,
 )
+from tests.conftest import BENCHMARK_1, need
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "autocheckout" / "BENCHMARK-1"
+DATA = BENCHMARK_1
 PLATES = DATA / "plate_data.json"
 PRODUCTS = DATA / "products.json"
 PLANOGRAM = DATA / "planogram.json"
-
-
-def need(path: Path) -> Path:
-    if not path.exists():
-        pytest.skip(f"real data file {path} is absent")
-    return path
 
 
 @pytest.fixture(scope="module")

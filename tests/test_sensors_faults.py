@@ -6,7 +6,6 @@ with the real unit-weight spreads of the AIM3S weighings (``aim3s/product_info.j
 """
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,16 +13,10 @@ import pytest
 from sensors.autocheckout import blocks_by_gondola, read_plate_file
 from sensors.synthetic import Catalogue, EventDistribution, detect, generate_shelf, score
 from sensors.weight import Planogram, ProductWeights, WeightEventDetector, shelf_events_from_changes
+from tests.conftest import AUTOCHECKOUT, need
 
-AUTOCHECKOUT = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "autocheckout"
 RATE = 60.0
 T0 = 1.6e9
-
-
-def need(path: Path) -> Path:
-    if not path.exists():
-        pytest.skip(f"real data file {path} is absent")
-    return path
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,6 @@ noise per plate."""
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -24,19 +23,14 @@ from sensors.weight import (
     explain_change,
     shelf_events_from_changes,
 )
+from tests.conftest import BENCHMARK_1, need
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "autocheckout" / "BENCHMARK-1"
+DATA = BENCHMARK_1
 PLATES = DATA / "plate_data.json"
 PRODUCTS = DATA / "products.json"
 PLANOGRAM = DATA / "planogram.json"
 RATE = 60.0
 T0 = 1.6e9
-
-
-def need(path: Path) -> Path:
-    if not path.exists():
-        pytest.skip(f"real data file {path} is absent")
-    return path
 
 
 # ================================================================================================ real data
