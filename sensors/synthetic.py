@@ -152,6 +152,25 @@ def layout(catalogue: Catalogue, *, shelves: int, plates: int, gondola: int = 1,
     return codes, facings, neighbours, placed
 
 
+def quiet_noise_bank(grams_by_gondola, *, gondolas=(2, 3, 4), samples: int = 540,
+                     max_sd_g: float = 5.0) -> np.ndarray:
+    """(samples, K) float64 grams: real residuals (raw − median) of quiet plates, for :func:`noise`.
+
+    ``grams_by_gondola`` maps a gondola to its (T, bins) raw samples (e.g. ``PlateBlock.flat_grams()`` of
+    ``sensors.autocheckout.blocks_by_gondola``). A plate is kept when it has ``samples`` finite, not constant
+    readings and a robust sd (1.4826 × MAD, Rousseeuw & Croux 1993) in (0, ``max_sd_g``]. Defaults: the first 9 s
+    of BENCHMARK-1's gondolas 2–4, where nobody stood. Raises KeyError for a missing gondola.
+    """
+    cols = []
+    for g in gondolas:
+        x = np.asarray(grams_by_gondola[g], dtype=np.float64)[:samples]
+        ok = np.isfinite(x).all(axis=0) & (np.ptp(x, axis=0) > 0)
+        r = x[:, ok] - np.median(x[:, ok], axis=0)
+        sd = 1.4826 * np.median(np.abs(r), axis=0)
+        cols.append(r[:, (sd > 0) & (sd <= max_sd_g)])
+    return np.hstack(cols)
+
+
 def noise(n: int, n_bins: int, *, bank: np.ndarray | None, rng: np.random.Generator) -> np.ndarray:
     """(n, n_bins) plate noise: columns of the real ``bank`` (mirror-tiled, random start), or white noise with a
     per-plate sd uniform in 0.3–5 g when ``bank`` is None."""

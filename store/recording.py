@@ -152,6 +152,8 @@ class GateScan:
 
 @dataclass(frozen=True)
 class TruthLine:
+    """One line of a true receipt: ``quantity`` net units (put-backs already cancel picks) of ``barcode``."""
+
     barcode: str
     quantity: int
 

@@ -28,14 +28,10 @@ def gondolas():
 @pytest.fixture(scope="module")
 def bank(gondolas) -> np.ndarray:
     """(540, K) real residuals of quiet fitted plates (first 9 s of gondolas 2–4: nobody at those shelves)."""
-    cols = []
-    for g in (2, 3, 4):
-        x = gondolas[g].flat_grams()[:540]
-        ok = np.isfinite(x).all(axis=0) & (np.ptp(x, axis=0) > 0)
-        r = x[:, ok] - np.median(x[:, ok], axis=0)
-        sd = 1.4826 * np.median(np.abs(r), axis=0)
-        cols.append(r[:, (sd > 0) & (sd <= 5.0)])
-    return np.hstack(cols)
+    from sensors.synthetic import quiet_noise_bank
+
+    grams = {g: gondolas[g].flat_grams() for g in (2, 3, 4)}
+    return quiet_noise_bank(grams)
 
 
 @pytest.fixture(scope="module")

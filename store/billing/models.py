@@ -118,6 +118,8 @@ class WebhookEvent(models.Model):
 
 
 class DummyCustomer(models.Model):
+    """The dummy provider's customer (as Stripe's Customer, ``cus_…``): embedded profile only."""
+
     email = models.CharField(max_length=254, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -127,6 +129,8 @@ class DummyCustomer(models.Model):
 
 
 class DummyPaymentMethod(models.Model):
+    """The dummy provider's saved card: brand and last four digits only, never the number."""
+
     class Behaviour(models.TextChoices):
         OK = "ok", "payments succeed"
         DECLINE = "decline", "payments are declined"
@@ -163,6 +167,8 @@ class DummyPaymentIntent(models.Model):
 
 
 class DummyRefund(models.Model):
+    """The dummy provider's refund of a captured PaymentIntent; ``amount_minor`` in minor units."""
+
     payment_intent = models.ForeignKey(DummyPaymentIntent, on_delete=models.PROTECT, related_name="refunds")
     amount_minor = models.PositiveIntegerField()
     metadata = models.JSONField(default=dict)

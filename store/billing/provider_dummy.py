@@ -176,29 +176,33 @@ class DummyProvider(PaymentProvider):
                                   error="This payment requires the cardholder to authenticate.", **common)
         return ProviderResult(status=ResultStatus.SUCCEEDED, **common)
 
+    def _new_intent(self, *, kind: str, capture_method: str, customer_ref: str, payment_method_ref: str,
+                    amount_minor: int, currency: str, idempotency_key: str,
+                    metadata: Mapping[str, str]) -> ProviderResult:
+        """A PaymentIntent on the saved card, idempotent on ``idempotency_key`` (``kind``: authorise or charge)."""
+        _check_amount(amount_minor)
+        request = {"customer": customer_ref, "pm": payment_method_ref, "amount": amount_minor,
+                   "currency": currency, "metadata": dict(metadata)}
+        return self._idempotent(idempotency_key, kind, request, ProviderResult, lambda: self._payment_intent(
+            customer_ref=customer_ref, payment_method_ref=payment_method_ref, amount_minor=amount_minor,
+            currency=currency, capture_method=capture_method, metadata=metadata,
+        ))
+
     def authorise(
         self, *, customer_ref: str, payment_method_ref: str, amount_minor: int, currency: str,
         idempotency_key: str, metadata: Mapping[str, str],
     ) -> ProviderResult:
-        _check_amount(amount_minor)
-        request = {"customer": customer_ref, "pm": payment_method_ref, "amount": amount_minor,
-                   "currency": currency, "metadata": dict(metadata)}
-        return self._idempotent(idempotency_key, "authorise", request, ProviderResult, lambda: self._payment_intent(
-            customer_ref=customer_ref, payment_method_ref=payment_method_ref, amount_minor=amount_minor,
-            currency=currency, capture_method="manual", metadata=metadata,
-        ))
+        return self._new_intent(kind="authorise", capture_method="manual", customer_ref=customer_ref,
+                                payment_method_ref=payment_method_ref, amount_minor=amount_minor, currency=currency,
+                                idempotency_key=idempotency_key, metadata=metadata)
 
     def charge(
         self, *, customer_ref: str, payment_method_ref: str, amount_minor: int, currency: str,
         idempotency_key: str, metadata: Mapping[str, str],
     ) -> ProviderResult:
-        _check_amount(amount_minor)
-        request = {"customer": customer_ref, "pm": payment_method_ref, "amount": amount_minor,
-                   "currency": currency, "metadata": dict(metadata)}
-        return self._idempotent(idempotency_key, "charge", request, ProviderResult, lambda: self._payment_intent(
-            customer_ref=customer_ref, payment_method_ref=payment_method_ref, amount_minor=amount_minor,
-            currency=currency, capture_method="automatic", metadata=metadata,
-        ))
+        return self._new_intent(kind="charge", capture_method="automatic", customer_ref=customer_ref,
+                                payment_method_ref=payment_method_ref, amount_minor=amount_minor, currency=currency,
+                                idempotency_key=idempotency_key, metadata=metadata)
 
     def _locked_intent(self, intent_ref: str) -> DummyPaymentIntent | None:
         return DummyPaymentIntent.objects.select_for_update().filter(pk=_ref_pk("dummy_pi_", intent_ref)).first()

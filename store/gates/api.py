@@ -123,32 +123,38 @@ def _exit_scan(*, token: str, gate: Gate) -> Response:
     return Response({"exited": True, "visits": [v.pk for v in visits]}, status=status.HTTP_200_OK, headers=NO_STORE)
 
 
-class GateExitView(APIView):
+class _GateTokenView(APIView):
+    """A gate device posts a scanned token; subclasses name what the scan does (``what``) and who answers it."""
+
+    authentication_classes = [GateKeyAuthentication]
+    permission_classes = [IsGate]
+    what = "scan"
+
+    def answer(self, *, token: str, gate: Gate) -> Response:
+        raise NotImplementedError
+
+    def post(self, request: Request) -> Response:
+        gate: Gate = request.auth
+        serializer = ScanSerializer(data=request.data)
+        if not serializer.is_valid():
+            return _bad_request(request, serializer.errors, f"{self.what} at gate {gate}")
+        return self.answer(token=serializer.validated_data["token"], gate=gate)
+
+
+class GateExitView(_GateTokenView):
     """``POST /gates/api/exit/``: a gate device's exit scan (module docstring)."""
 
-    authentication_classes = [GateKeyAuthentication]
-    permission_classes = [IsGate]
+    what = "exit scan"
 
-    def post(self, request: Request) -> Response:
-        gate: Gate = request.auth
-        serializer = ScanSerializer(data=request.data)
-        if not serializer.is_valid():
-            return _bad_request(request, serializer.errors, f"exit scan at gate {gate}")
-        return _exit_scan(token=serializer.validated_data["token"], gate=gate)
+    def answer(self, *, token: str, gate: Gate) -> Response:
+        return _exit_scan(token=token, gate=gate)
 
 
-class GateScanView(APIView):
+class GateScanView(_GateTokenView):
     """``POST /gates/api/scan/``: a gate device scans an entry pass (module docstring)."""
 
-    authentication_classes = [GateKeyAuthentication]
-    permission_classes = [IsGate]
-
-    def post(self, request: Request) -> Response:
-        gate: Gate = request.auth
-        serializer = ScanSerializer(data=request.data)
-        if not serializer.is_valid():
-            return _bad_request(request, serializer.errors, f"scan at gate {gate}")
-        return _scan(token=serializer.validated_data["token"], gate=gate)
+    def answer(self, *, token: str, gate: Gate) -> Response:
+        return _scan(token=token, gate=gate)
 
 
 class StaffScanView(APIView):
