@@ -344,12 +344,12 @@ def offline_replay(recording, *, review_confidence: float = 0.6, settle_s: float
                                    settle_s=settle_s)
         d = decide_event(ev, hands, bins, planogram, carts={t: carts[t] for t in eligible}, party_of=party_of,
                          eligible=eligible, review_confidence=review_confidence, config=fusion, bodies=bodies)
-        if d.review or not d.shares:
+        if d.review or not d.changes:
             rows.append((ev.bin_codes, ev.t_start, ev.t_end, "review", "", (), d.confidence))
             continue
-        for track, q in d.shares:  # one row per cart change (two when two shoppers' takes merged)
-            carts[track][d.barcode] = carts[track].get(d.barcode, 0) + q
-            rows.append((ev.bin_codes, ev.t_start, ev.t_end, "cart", track, ((d.barcode, q),), d.confidence))
+        for track, code, q in d.changes:  # one row per cart change (two when two takes merged into one event)
+            carts[track][code] = carts[track].get(code, 0) + q
+            rows.append((ev.bin_codes, ev.t_start, ev.t_end, "cart", track, ((code, q),), d.confidence))
     decisions = Decisions.from_rows(rows)
     if truth_events is not None:
         answers = [a for found in oracle_answers(decisions, truth_events).values() for a in found]

@@ -34,6 +34,18 @@ quantity):
    into one event of several units; a split of the units between the two best tracks competes with giving all
    to one (``split_prior = 0.5``).
 
+6. **Two takes side by side, told apart by plate** (:func:`decide_event`): a merged event whose whole fits
+   poorly is cut into two runs of plates along the shelf, each decided alone over its own interval, the pair
+   of shoppers chosen jointly (one shopper at both is ``same_track_prior`` as likely).
+7. **Id switches undone first** (``vision.identity``): around each event, where two neighbours' tracks
+   exchanged ids (both jump onto where the other was), the hand observations get their ids back.
+
+Hand distances weigh the offset *along* the shelf ``sigma_m / along_sigma_m`` times more than the depth in front
+of it: a hand taking from a plate stands in front of it (within its 0.1 m width plus the wrist keypoint's few
+cm), while how far in front depends on the arm (0.04–0.2 m on BENCHMARK-1), so the offset along the shelf is
+what tells neighbouring plates apart (``along_sigma_m = 0.07``: half a plate's width plus 2–3 cm of keypoint
+noise).
+
 Joint score of (track k, hypothesis h) = ``s_k · L_h · feasible(k, h)``; the unexplained outcome and the nobody
 track compete as well. The decision is the best (track, product × quantity) pair; its **confidence** is its share
 of the total (a posterior under the model, not yet fitted on real data; ``carts.evaluation.reliability`` tabulates
@@ -49,13 +61,14 @@ reaching; ``reach_m = 0.6`` an arm's length past the shelf edge; ``m0 = 0.12``, 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Mapping, Protocol, Sequence
 
 import numpy as np
 
 from sensors import weight
 from store.recording import HAND_KEYPOINTS, TrackObservations
+from vision import identity
 
 
 class _Event(Protocol):
@@ -97,16 +110,17 @@ class BinGeometry:
                                       dtype=np.float64).reshape(-1, 2),
                    yaw=np.array([b["yaw_rad"] for b in bins], dtype=np.float64))
 
-    def distance(self, points: np.ndarray, code: str, clearance_m: float) -> np.ndarray:
+    def distance(self, points: np.ndarray, code: str, clearance_m: float, along_scale: float = 1.0) -> np.ndarray:
         """Euclidean distance (metres) from each of ``points`` (n, 3) to the volume above bin ``code``:
-        its rectangle, from the plate surface up to ``clearance_m`` above. 0 inside. Raises KeyError for an
-        unknown bin."""
+        its rectangle, from the plate surface up to ``clearance_m`` above. 0 inside. ``along_scale`` multiplies
+        the part of the distance along the shelf (fusion weighs a hand beside the plate more than one in front of
+        it). Raises KeyError for an unknown bin."""
         i = self.index[code]
         d = points - self.centre[i]
         c, s = math.cos(self.yaw[i]), math.sin(self.yaw[i])
         along = d[:, 0] * c + d[:, 1] * s
         into = -d[:, 0] * s + d[:, 1] * c
-        ex = np.maximum(np.abs(along) - self.half_size[i, 0], 0.0)
+        ex = np.maximum(np.abs(along) - self.half_size[i, 0], 0.0) * along_scale
         ey = np.maximum(np.abs(into) - self.half_size[i, 1], 0.0)
         ez = np.maximum(np.maximum(-d[:, 2], d[:, 2] - clearance_m), 0.0)
         return np.sqrt(ex * ex + ey * ey + ez * ez)
@@ -122,6 +136,7 @@ class FusionConfig:
     pad_s: float = 1.5
     core_pad_s: float = 0.3
     sigma_m: float = 0.15
+    along_sigma_m: float = 0.07
     min_core_samples: int = 3
     core_quantile: float = 0.3
     reach_m: float = 0.6
@@ -138,6 +153,9 @@ class FusionConfig:
     product_sigma_m: float = 0.1
     quantity_prior: tuple[float, ...] = (1.0, 0.3, 0.15, 0.1)
     split_prior: float = 0.5
+    partition_below: float = 0.5
+    same_track_prior: float = 0.3
+    repair_id_switches: bool = True
     id_window_s: float = 3.0
     id_jump_speed_m_s: float = math.inf
 
@@ -205,7 +223,8 @@ def hand_evidence(event: _Event, hands: TrackObservations, bins: BinGeometry, co
         w = w[np.isin(w.track_id, np.asarray(list(eligible), dtype=object))]
     if len(w) == 0:
         return HandEvidence.empty()
-    d = np.min(np.stack([bins.distance(w.xyz, code, config.clearance_m) for code in event.bin_codes]), axis=0)
+    d = np.min(np.stack([bins.distance(w.xyz, code, config.clearance_m, config.sigma_m / config.along_sigma_m)
+                         for code in event.bin_codes]), axis=0)
     c0, c1 = event.t_start - config.core_pad_s, event.t_end + config.core_pad_s
     outside = np.maximum(np.maximum(c0 - w.t, w.t - c1), 0.0)
     eff = d + config.gap_speed_m_s * outside
@@ -327,6 +346,9 @@ class Decision:
     why); ``candidates`` (tracks, best first, with posteriors) and ``options`` (products) are the evidence;
     ``shares``: the cart changes to make, ``((track, signed units), …)`` — one, or two when two shoppers' takes of
     one product merged into one event (``charge_track``/``quantity`` then describe the whole).
+    ``parts``: when the event's bins were told apart as two takes side by side (two shoppers at neighbouring
+    plates, or one shopper taking two products at once), one decision per group of bins; ``barcode``,
+    ``quantity`` and ``shares`` then describe the first part and :attr:`changes` lists them all.
     """
 
     track_id: str | None
@@ -341,9 +363,23 @@ class Decision:
     candidates: tuple[Candidate, ...]
     options: tuple[Option, ...]
     shares: tuple[tuple[str, int], ...] = ()
+    parts: tuple["Decision", ...] = ()
+
+    @property
+    def changes(self) -> tuple[tuple[str, str, int], ...]:
+        """The cart changes to make, ``((track, barcode, signed units), …)``: the shares, or every part's."""
+        if self.parts:
+            return tuple(c for p in self.parts for c in p.changes)
+        return tuple((t, self.barcode, q) for t, q in self.shares) if self.barcode else ()
 
     def evidence(self) -> dict:
         """Plain-JSON evidence for a CartEvent or a ReviewItem (distances in m, scores and posteriors rounded)."""
+        out = self._evidence()
+        if self.parts:
+            out["parts"] = [p._evidence() for p in self.parts]
+        return out
+
+    def _evidence(self) -> dict:
         return {
             "decision": {"track_id": self.track_id, "charge_track": self.charge_track, "barcode": self.barcode,
                          "quantity": self.quantity, "confidence": round(self.confidence, 4),
@@ -425,10 +461,99 @@ def decide_event(event: weight.ShelfEvent, hands: TrackObservations, bins: BinGe
     (``sensors.weight.Planogram``); ``carts``: what each eligible track holds now; ``party_of``: track → party key
     (members of one party share the key; absent: alone); ``eligible``: tracks bound to an open visit or one still
     settling after its exit (None: every track seen); ``review_confidence``: below it, ``review`` is True;
-    ``bodies``: the tracks' body keypoints (neck, head, …), when given the decided track's identity is checked
-    (:func:`identity_jumps`): a track whose floor position jumps around the event may have swapped ids with a
-    neighbour, and the event goes to review. Raises KeyError if the event names a bin not in ``bins``.
+    ``bodies``: the tracks' body keypoints (neck, head, …); when given, id switches between neighbours around
+    the event are undone first (``vision.identity.repair``, ``config.repair_id_switches``: during a switch the
+    hand that reached carries the neighbour's id), and the decided track's identity is checked
+    (:func:`identity_jumps`, off by default).
+
+    **Two takes side by side.** When the event merged several bins' changes (``event.parts``) and, taken whole,
+    it goes to review or its product fits poorly (weight likelihood below ``config.partition_below``), every cut
+    of its bins into two runs along the shelf is tried: each run becomes an event of its own
+    (``sensors.weight.sub_event``: its bins' Δ, interval and facing products), decided alone with its own hand
+    evidence over its own interval. The best cut whose two decisions are both automatic wins when the product of
+    their confidences beats the whole event's confidence and the review threshold; the decision then carries
+    both in ``parts``. This is what tells apart two shoppers taking from neighbouring plates at the same moment
+    (their changes merge into one event) and one shopper taking two different products at once.
+    Raises KeyError if the event names a bin not in ``bins``.
     """
+    if bodies is not None and config.repair_id_switches:
+        hands, _ = identity.repair(hands, bodies, event.t_start - config.pad_s, event.t_end + config.pad_s,
+                                   tracks=eligible)
+    kw = dict(carts=carts, party_of=party_of, eligible=eligible, review_confidence=review_confidence, config=config,
+              bodies=bodies)
+    whole = _decide_whole(event, hands, bins, planogram, **kw)
+    if len(event.parts) < 2 or event.disturbance or not (whole.review or whole.product < config.partition_below):
+        return whole
+    best: tuple[float, Decision, Decision, tuple, tuple] | None = None
+    kw_part = {**kw, "review_confidence": 0.0}
+    for a, b in _cuts(event, bins):
+        da = _decide_whole(weight.sub_event(event, a, planogram, max_quantity=config.max_quantity), hands, bins,
+                           planogram, **kw_part)
+        if not da.changes or len(da.shares) != 1:
+            continue
+        db = _decide_whole(weight.sub_event(event, b, planogram, max_quantity=config.max_quantity), hands, bins,
+                           planogram, **kw_part)
+        if not db.changes or len(db.shares) != 1:
+            continue
+        joint = _joint_parts(da, db, carts, party_of or {}, config)
+        if joint is not None and (best is None or joint[0] > best[0]):
+            best = (*joint, a, b)
+    if best is None or best[0] < review_confidence or (not whole.review and best[0] <= whole.confidence):
+        return whole
+    conf, da, db, a, b = best
+    return replace(da, confidence=conf, attribution=min(da.attribution, db.attribution),
+                   product=min(da.product, db.product), candidates=whole.candidates, options=whole.options,
+                   reason=f"two takes side by side: {','.join(a)} — {da.reason}; {','.join(b)} — {db.reason}",
+                   parts=(da, db))
+
+
+def _joint_parts(da: Decision, db: Decision, carts: Holdings, party_of: Mapping[str, str], config: FusionConfig
+                 ) -> tuple[float, Decision, Decision] | None:
+    """Who did each of two parts of a merged event, decided jointly: P(a by tₐ, b by t_b) ∝ Pₐ(tₐ) · P_b(t_b) ·
+    (``same_track_prior`` when tₐ = t_b), over each part's candidate posteriors plus "nobody" (the rest of its
+    mass). One shopper taking from two neighbouring groups of plates at the same moment is rarer than two
+    shoppers side by side (the labelled AutoCheckout events: 3 of 237 hold two products). The confidence is the
+    best pair's share times both parts' product posteriors; a put-back share must be held by its track's party.
+    Returns (confidence, part a, part b), or None when no pair of real tracks is feasible or either part is
+    an identity doubt."""
+    if "jumped" in da.reason or "jumped" in db.reason:
+        return None
+    pa = {c.track_id: c.posterior for c in da.candidates}
+    pb = {c.track_id: c.posterior for c in db.candidates}
+    na, nb = max(1.0 - sum(pa.values()), 0.0), max(1.0 - sum(pb.values()), 0.0)
+    pairs = [(wa * wb * (config.same_track_prior if ta == tb else 1.0), ta, tb)
+             for ta, wa in pa.items() for tb, wb in pb.items()]
+    total = sum(w for w, _, _ in pairs) + na * (sum(pb.values()) + nb) + nb * sum(pa.values())
+    if total <= 0:
+        return None
+    for w, ta, tb in sorted(pairs, key=lambda x: -x[0]):
+        parts = []
+        for d, t in ((da, ta), (db, tb)):
+            q = d.quantity
+            holder = _holder(t, d.barcode, q, carts, party_of)
+            if q < 0 and party_holdings(t, carts, party_of).get(d.barcode, 0) < -q:
+                break
+            parts.append(replace(d, track_id=t, charge_track=holder, shares=((holder, q),)))
+        if len(parts) == 2:
+            return w / total * da.product * db.product, parts[0], parts[1]
+    return None
+
+
+def _cuts(event: weight.ShelfEvent, bins: BinGeometry) -> list[tuple[tuple[str, ...], tuple[str, ...]]]:
+    """Every cut of the event's bins into two runs of neighbours along the shelf (bins ordered by their centre's
+    coordinate along the shelf axis)."""
+    idx = [bins.index[p.code] for p in event.parts]
+    along = [float(bins.centre[i, 0] * math.cos(bins.yaw[i]) + bins.centre[i, 1] * math.sin(bins.yaw[i]))
+             for i in idx]
+    codes = [p.code for _, p in sorted(zip(along, event.parts), key=lambda x: x[0])]
+    return [(tuple(codes[:k]), tuple(codes[k:])) for k in range(1, len(codes))]
+
+
+def _decide_whole(event: weight.ShelfEvent, hands: TrackObservations, bins: BinGeometry,
+                  planogram: weight.Planogram, *, carts: Holdings, party_of: Mapping[str, str] | None,
+                  eligible: Sequence[str] | None, review_confidence: float, config: FusionConfig,
+                  bodies: TrackObservations | None) -> Decision:
+    """:func:`decide_event` for the event taken whole (one take, or one product split between two shoppers)."""
     party_of = party_of or {}
     ev = hand_evidence(event, hands, bins, config, eligible=eligible)
     s0 = 0.5 * math.exp(-config.nobody_m ** 2 / (2 * config.sigma_m ** 2))

@@ -289,12 +289,12 @@ class StorePipeline:
                                 review_confidence=self.review_confidence, config=self.fusion, bodies=self.bodies())
         evidence = {"shelf_event": row.pk, "bins": list(event.bin_codes), "delta_g": round(event.delta_g, 1),
                     "hypotheses": row.hypotheses, **decision.evidence()}
-        if decision.review or not decision.shares:
+        if decision.review or not decision.changes:
             return self._review(row, decision, decision.reason)
-        product = self.products.get(decision.barcode)
-        if product is None:
-            return self._review(row, decision, f"product {decision.barcode} is not in the catalogue")
-        visits = [self.visits[track] for track, _ in decision.shares]
+        missing = [code for _, code, _ in decision.changes if code not in self.products]
+        if missing:
+            return self._review(row, decision, f"product {missing[0]} is not in the catalogue")
+        visits = [self.visits[track] for track, _, _ in decision.changes]
         for visit in visits:
             visit.refresh_from_db(fields=["state"])
             if visit.state not in (Visit.State.ADMITTED, Visit.State.SHOPPING, Visit.State.EXITED,
@@ -302,9 +302,9 @@ class StorePipeline:
                 return self._review(row, decision, f"visit {visit.pk} is already {visit.state}: a person confirms "
                                                    f"the correction ({decision.reason})")
         try:
-            with transaction.atomic():  # a split event changes two carts, or none
-                for visit, (_, quantity) in zip(visits, decision.shares):
-                    cart_apply(change=CartChange(visit=visit, product=product, quantity=int(quantity),
+            with transaction.atomic():  # a split event changes two carts (or lines), or none
+                for visit, (_, code, quantity) in zip(visits, decision.changes):
+                    cart_apply(change=CartChange(visit=visit, product=self.products[code], quantity=int(quantity),
                                                  confidence=decision.confidence, evidence=evidence), shelf_event=row)
         except ValueError as exc:
             return self._review(row, decision, str(exc))

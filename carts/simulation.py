@@ -383,6 +383,7 @@ class _World:
         self.stock_initial = {c: float(sum(u.grams for u in units)) for c, units in self.stock.items()}
         self.plates: list[_Plate] = []
         self.touches: list[_Plate] = []
+        self.switches: list[tuple[str, str, float, float]] = []  # injected id switches (a, b, t_from, t_to)
 
     def unit(self, barcode: str) -> _Unit:
         dev = float(self.rng.choice(self.donor[barcode]))
@@ -614,6 +615,8 @@ def _tracks(world: _World, shoppers: list[_Shopper], t0: float, t1: float) -> Tr
                         sa, sb = ia[s:s + n], ib[s:s + n]
                         k = min(sa.size, sb.size)
                         observed[a][sa[:k]], observed[b][sb[:k]] = b, a
+                        if k:
+                            world.switches.append((a, b, float(ta[sa[0]]), float(ta[sa[k - 1]]) + 1 / cfg.track_hz))
     tid, ts, kp, xyz, sc = [], [], [], [], []
     for sh in shoppers:
         t, xy, hands = per[sh.track]
@@ -767,7 +770,8 @@ def simulate(sim_store: SimStore, config: SimConfig) -> Simulation:
     manifest = {"name": f"sim-{cfg.difficulty}-s{cfg.seed}-n{cfg.shoppers}",
                 "source": f"carts.simulation ({json.dumps(asdict(cfg), sort_keys=True)})",
                 "t_start": t0, "t_end": t_end, "time": "seconds since 1970-01-01 UTC",
-                "units": {"length": "m", "weight": "g"}, "problems": []}
+                "units": {"length": "m", "weight": "g"}, "problems": [],
+                "id_switches": [{"a": a, "b": b, "t_from": f, "t_to": e} for a, b, f, e in world.switches]}
     return Simulation(manifest=manifest, store=sim_store.store, shelves=shelves, tracks=tracks,
                       gates=sorted(gates, key=lambda g: g.t), truth=truth, events=events, config=cfg)
 

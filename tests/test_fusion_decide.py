@@ -1,6 +1,7 @@
 """The decision function (pure): who caused a shelf event and what they took, from hands, weights and carts."""
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -157,3 +158,67 @@ def test_an_identity_jump_sends_the_event_to_review_when_the_check_is_on():
     d = decide(event(["A"], -301.0), reach("a", 1.0), bodies=necks, config=on)
     assert d.review and "jumped" in d.reason
     assert not decide(event(["A"], -301.0), reach("a", 1.0), bodies=necks).review  # off by default
+
+
+def merged(parts, noise=1.0):
+    """A merged event from per-bin (bin, Δ grams, t_start, t_end) parts, explained whole as the sensors do."""
+    parts = [weight.BinChange(b, t0, t1, d, noise) for b, d, t0, t1 in parts]
+    delta = sum(p.delta_g for p in parts)
+    total_noise = math.sqrt(len(parts)) * noise
+    facing = sorted({p for q in parts for p in PLANOGRAM.facings[q.code]})
+    hyps = weight.explain_change(delta, total_noise, PRODUCTS.select(facing))
+    return weight.ShelfEvent(tuple(p.code for p in parts), min(p.t_start for p in parts),
+                             max(p.t_end for p in parts), delta, total_noise, tuple(hyps), parts=tuple(parts))
+
+
+def test_two_shoppers_taking_two_products_side_by_side_are_told_apart():
+    # a takes P from B while b takes R from D, at the same moment: C moved nothing, B and D merged with it
+    # through the neighbour rule into one 480 g event that fits no product whole
+    hands = cat(reach("a", 1.1, t_in=1.8, t_out=3.0), reach("b", 1.3, t_in=1.9, t_out=3.1))
+    ev = merged([("B", -300.5, 2.0, 2.9), ("C", 0.4, 2.2, 2.3), ("D", -179.6, 2.1, 3.0)])
+    whole = decide(dataclasses.replace(ev, parts=()), hands)  # without the per-bin parts it cannot be cut
+    d = decide(ev, hands)
+    assert whole.review and not whole.parts
+    assert not d.review and len(d.parts) == 2 and "side by side" in d.reason
+    assert sorted(d.changes) == [("a", "P", 1), ("b", "R", 1)]
+    assert d.evidence()["parts"][0]["decision"]["barcode"] in ("P", "R")
+
+
+def test_one_shopper_taking_two_products_at_once_gets_both_lines():
+    ev = merged([("C", -300.2, 2.0, 2.8), ("D", -180.3, 2.1, 2.9)])
+    d = decide(ev, reach("a", 1.25, t_in=1.8, t_out=3.1))
+    assert not d.review and sorted(d.changes) == [("a", "Q", 1), ("a", "R", 1)]
+
+
+def test_a_merged_event_of_one_item_across_plates_is_not_cut():
+    # P standing across A and B (half on each): neither half is a unit, so the whole event stands
+    ev = merged([("A", -150.3, 2.0, 2.9), ("B", -150.1, 2.0, 2.9)])
+    d = decide(ev, reach("a", 1.05))
+    assert not d.parts and d.changes == (("a", "P", 1),)
+
+
+def test_an_id_switch_around_the_event_is_undone_before_reading_the_hands():
+    # a stands at x = 1.0, b at x = 1.4 (0.4 m apart); a reaches to A at 2.0–3.0 s, but the tracker swapped
+    # their ids from 1.5 s to 3.5 s, so the reaching hand is labelled b
+    n = T.size
+    body_x = {"a": 1.0, "b": 1.4}
+    label = {k: np.array([k] * n, dtype=object) for k in body_x}
+    swap = (T >= 1.5) & (T < 3.5)
+    label["a"][swap], label["b"][swap] = "b", "a"
+    hands, bodies = [], []
+    for who, x in body_x.items():
+        rng = np.random.default_rng(len(who) + int(10 * x))
+        y = np.where((T >= 2.0) & (T <= 3.0) & (who == "a"), -0.1, -0.6)
+        hx = np.where(who == "a", np.where((T >= 2.0) & (T <= 3.0), 1.0, x), x)
+        hands.append(TrackObservations(label[who], T.copy(), np.array(["r_wrist"] * n, dtype=object),
+                                       np.c_[hx, y, np.full(n, 1.1)], np.full(n, 0.9)))
+        xy = np.c_[np.full(n, x), np.full(n, -0.7)] + rng.normal(0, 0.03, (n, 2))
+        bodies.append(TrackObservations(label[who], T.copy(), np.array(["neck"] * n, dtype=object),
+                                        np.c_[xy, np.full(n, 1.45)], np.full(n, 0.9)))
+    hands, bodies = cat(*hands), cat(*bodies)
+    ev = event(["A"], -300.4, t0=2.2, t1=2.8)
+    assert decide(ev, hands).charge_track == "b"  # without the body tracks the switch cannot be seen
+    d = decide(ev, hands, bodies=bodies)
+    assert d.charge_track == "a" and not d.review
+    off = decide(ev, hands, bodies=bodies, config=FusionConfig(repair_id_switches=False))
+    assert off.charge_track == "b"

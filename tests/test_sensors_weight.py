@@ -12,6 +12,7 @@ from sensors.autocheckout import blocks_by_gondola, read_planogram, read_plate_f
 from sensors.weight import (
     FALLBACK_WEIGHT,
     UNEXPLAINED,
+    BinChange,
     DetectorConfig,
     Hypothesis,
     Planogram,
@@ -22,6 +23,7 @@ from sensors.weight import (
     detect_weight_changes,
     explain_change,
     shelf_events_from_changes,
+    sub_event,
 )
 from tests.conftest import BENCHMARK_1, need
 
@@ -59,6 +61,9 @@ def real_run(gondolas):
 def test_real_benchmark_has_exactly_the_one_pick(real_run):
     changes, codes, _, _, t0 = real_run
     assert len(codes) == 84 + 72 + 60 + 72
+    # weak changes (sub-gate wobbles, kept only as an item's share beside a full change) are not events
+    assert np.all(np.abs(changes.delta_g[changes.weak]) < 10.0)
+    changes = changes.strong()
     found = [(codes[b], round(d, 1)) for b, d in zip(changes.bin_index, changes.delta_g)]
     assert len(changes) == 1, found
     assert codes[changes.bin_index[0]] == "1-5-11"
@@ -212,7 +217,7 @@ def test_drift_test_can_fail_without_baseline_tracking(noise_bank):
     # baseline and lower the gate under the level trigger (5 g), and the same sped-up drift becomes "events".
     t, x = make_stream(noise_bank, 90, 20, seed=2)
     x += np.outer(t - t[0], 2.0 / 900.0 * 600 * np.where(np.arange(20) % 2 == 0, 1.0, -1.0))
-    assert len(detect_weight_changes(t, x, RATE, DetectorConfig(baseline_tau_s=1e6))) == 0
+    assert len(detect_weight_changes(t, x, RATE, DetectorConfig(baseline_tau_s=1e6)).strong()) == 0
     frozen = DetectorConfig(baseline_tau_s=1e6, min_delta_g=3.0, delta_k=1.0)
     ch = detect_weight_changes(t, x, RATE, frozen)
     assert len(ch) > 20 and np.median(np.abs(ch.delta_g)) < 10  # steps of ~the 5 g level trigger
@@ -504,3 +509,58 @@ def test_shelf_event_contract():
         Planogram(("a",), {"b": ("X",)}, _planogram().products, {})
     with pytest.raises(ValueError, match="bin index 7"):
         shelf_events_from_changes(_changes(bin_index=[7]), _planogram())
+
+
+def _straddle_stream(shares_g, seed=0, sd=0.4):
+    """10 s at 60 Hz on three neighbouring plates with white noise; at 5 s each plate changes by its share."""
+    rng = np.random.default_rng(seed)
+    t = 1.7e9 + np.arange(600) / RATE
+    x = 1000.0 + rng.normal(0, sd, (600, 3))
+    for j, g in enumerate(shares_g):
+        x[t >= t[0] + 5.0, j] += g
+    return t, x
+
+
+STRADDLE_PLAN = Planogram(bin_codes=("9-1-1", "9-1-2", "9-1-3"),
+                          facings={"9-1-1": ("X",), "9-1-2": ("X",), "9-1-3": ("Y",)},
+                          products=ProductWeights(np.array(["X", "Y"], dtype=object), np.array([60.0, 400.0]),
+                                                  np.array([0.6, 4.0])),
+                          neighbours={"9-1-1": ("9-1-2",), "9-1-2": ("9-1-1", "9-1-3"), "9-1-3": ("9-1-2",)})
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_the_small_share_of_an_item_across_two_plates_joins_its_event(seed):
+    # a 60 g item stands 52 g on one plate and 8 g on the next: 8 g is under the 10 g gate of a change alone
+    t, x = _straddle_stream((-52.0, -8.0, 0.0), seed=seed)
+    ch = detect_weight_changes(t, x, RATE)
+    assert len(ch.strong()) == 1 and ch.weak.sum() == 1
+    (ev,) = shelf_events_from_changes(ch, STRADDLE_PLAN)
+    assert ev.bin_codes == ("9-1-1", "9-1-2") and ev.best.barcode == "X" and ev.best.quantity == 1
+    assert [p.code for p in ev.parts] == ["9-1-1", "9-1-2"]
+    # without the weak share the event is 52 g, which fits no product
+    (alone,) = shelf_events_from_changes(ch.strong(), STRADDLE_PLAN)
+    assert alone.best is None or alone.best.barcode != "X" or alone.best.quantity != 1
+
+
+def test_a_weak_change_alone_or_of_the_other_sign_is_no_event():
+    t, x = _straddle_stream((0.0, -8.0, 0.0), seed=1)
+    ch = detect_weight_changes(t, x, RATE)
+    assert len(ch) == 1 and ch.weak.all()
+    assert shelf_events_from_changes(ch, STRADDLE_PLAN) == []
+    t, x = _straddle_stream((-52.0, +8.0, 0.0), seed=1)
+    (ev,) = shelf_events_from_changes(detect_weight_changes(t, x, RATE), STRADDLE_PLAN)
+    assert ev.bin_codes == ("9-1-1",)
+
+
+def test_sub_event_explains_a_part_of_a_merged_event():
+    parts = (BinChange("9-1-2", 1.0, 1.8, -60.3, 0.5), BinChange("9-1-3", 1.2, 2.0, -399.1, 0.5))
+    hyps = tuple(explain_change(-459.4, 0.7, STRADDLE_PLAN.products))
+    ev = ShelfEvent(("9-1-2", "9-1-3"), 1.0, 2.0, -459.4, 0.7, hyps, parts=parts)
+    sub = sub_event(ev, ["9-1-3"], STRADDLE_PLAN)
+    assert (sub.bin_codes, sub.t_start, sub.t_end, sub.delta_g) == (("9-1-3",), 1.2, 2.0, -399.1)
+    assert sub.best.barcode == "Y" and sub.best.quantity == 1 and sub.parts == ()
+    assert sub_event(ev, ["9-1-2"], STRADDLE_PLAN).best.barcode == "X"
+    with pytest.raises(ValueError):
+        sub_event(ev, ["9-1-1"], STRADDLE_PLAN)
+    with pytest.raises(ValueError):
+        ShelfEvent(("9-1-2",), 1.0, 2.0, -60.0, 0.5, hyps, parts=parts)
