@@ -153,6 +153,7 @@ class FusionConfig:
     product_sigma_m: float = 0.1
     quantity_prior: tuple[float, ...] = (1.0, 0.3, 0.15, 0.1)
     split_prior: float = 0.5
+    partition: bool = True
     partition_below: float = 0.5
     same_track_prior: float = 0.3
     repair_id_switches: bool = True
@@ -163,7 +164,7 @@ class FusionConfig:
         for name in ("pad_s", "sigma_m", "reach_m", "clearance_m", "gap_speed_m_s", "motion_scale_m", "nobody_m"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"FusionConfig.{name} must be > 0, got {getattr(self, name)}")
-        for name in ("motion_floor", "misplaced_prior", "infeasible_prior"):
+        for name in ("motion_floor", "misplaced_prior", "infeasible_prior", "same_track_prior"):
             if not 0 < getattr(self, name) <= 1:
                 raise ValueError(f"FusionConfig.{name} must be in (0, 1], got {getattr(self, name)}")
 
@@ -466,14 +467,14 @@ def decide_event(event: weight.ShelfEvent, hands: TrackObservations, bins: BinGe
     hand that reached carries the neighbour's id), and the decided track's identity is checked
     (:func:`identity_jumps`, off by default).
 
-    **Two takes side by side.** When the event merged several bins' changes (``event.parts``) and, taken whole,
-    it goes to review or its product fits poorly (weight likelihood below ``config.partition_below``), every cut
-    of its bins into two runs along the shelf is tried: each run becomes an event of its own
-    (``sensors.weight.sub_event``: its bins' Δ, interval and facing products), decided alone with its own hand
-    evidence over its own interval. The best cut whose two decisions are both automatic wins when the product of
-    their confidences beats the whole event's confidence and the review threshold; the decision then carries
-    both in ``parts``. This is what tells apart two shoppers taking from neighbouring plates at the same moment
-    (their changes merge into one event) and one shopper taking two different products at once.
+    **Two takes side by side** (``config.partition``). When the event merged several bins' changes
+    (``event.parts``) and, taken whole, it goes to review or its product fits poorly (weight likelihood below
+    ``config.partition_below``), every cut of its bins into two runs along the shelf is tried: each run becomes
+    an event of its own (``sensors.weight.sub_event``: its bins' Δ, interval and facing products) with its own
+    hand evidence over its own interval, and the two shoppers are chosen jointly (:func:`_joint_parts`). The
+    best cut wins when its confidence beats the review threshold and the whole event's confidence; the decision
+    then carries both parts in ``parts``. This tells apart two shoppers taking from neighbouring plates at the
+    same moment (their changes merge into one event) and one shopper taking two different products at once.
     Raises KeyError if the event names a bin not in ``bins``.
     """
     if bodies is not None and config.repair_id_switches:
@@ -482,7 +483,8 @@ def decide_event(event: weight.ShelfEvent, hands: TrackObservations, bins: BinGe
     kw = dict(carts=carts, party_of=party_of, eligible=eligible, review_confidence=review_confidence, config=config,
               bodies=bodies)
     whole = _decide_whole(event, hands, bins, planogram, **kw)
-    if len(event.parts) < 2 or event.disturbance or not (whole.review or whole.product < config.partition_below):
+    if (not config.partition or len(event.parts) < 2 or event.disturbance
+            or not (whole.review or whole.product < config.partition_below)):
         return whole
     best: tuple[float, Decision, Decision, tuple, tuple] | None = None
     kw_part = {**kw, "review_confidence": 0.0}

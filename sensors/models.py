@@ -21,6 +21,8 @@ class ShelfEvent(models.Model):
     increase while the bin was in restock mode: a stock-ledger restock, never a shopper's return),
     ``disturbance`` (more bins than any real pick, e.g. a lean on the shelf: never explained as products).
     ``misplaced``: a put-back of a product that does not face these bins (a restock task was raised).
+    ``parts``: each bin's own change when the event merged several (what fusion cuts two takes side by side
+    with; ``sensors.weight.BinChange``).
     """
 
     class Kind(models.TextChoices):
@@ -37,6 +39,9 @@ class ShelfEvent(models.Model):
     delta_g = models.FloatField()
     noise_sd_g = models.FloatField(default=0.0)
     hypotheses = models.JSONField(default=list)
+    parts = models.JSONField(default=list, blank=True,
+                             help_text="per bin of a merged event: [{bin, t_start, t_end (s since epoch UTC), "
+                                       "delta_g, noise_sd_g}]; empty for a one-bin event")
     kind = models.CharField(max_length=12, choices=Kind.choices, default=Kind.SHOPPER)
     misplaced = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True)

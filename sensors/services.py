@@ -84,6 +84,9 @@ def shelf_event_record(*, store: Store, session: str, event: weight.ShelfEvent,
                 store=store, session=session, bin=main, bin_codes=list(event.bin_codes), t_start=t_start,
                 t_end=utc(event.t_end + clock_offset_s), delta_g=float(event.delta_g),
                 noise_sd_g=float(event.noise_sd_g), hypotheses=hypotheses, kind=kind, misplaced=event.misplaced,
+                parts=[{"bin": b.code, "t_start": round(b.t_start + clock_offset_s, 6),
+                        "t_end": round(b.t_end + clock_offset_s, 6), "delta_g": round(float(b.delta_g), 2),
+                        "noise_sd_g": round(float(b.noise_sd_g), 3)} for b in event.parts],
             )
             _shelf_event_effects(store=store, row=row, event=event, main=main)
     except IntegrityError:

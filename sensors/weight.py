@@ -1014,6 +1014,28 @@ def _companions(changes: WeightChanges, planogram: Planogram, merge_gap_s: float
     return changes[keep]
 
 
+def _with_companions_if_they_fit(changes: WeightChanges, idx: np.ndarray, codes: tuple[str, ...],
+                                 planogram: Planogram, max_quantity: int, gate_sigma: float) -> np.ndarray:
+    """A group's members, its weak ones kept only when they make the group fit a facing product better (the
+    best product hypothesis more likely with them than without): a companion completes an item, a wobble beside
+    a pick only blurs it. A group of weak changes alone is empty."""
+    weak = changes.weak[idx]
+    if not weak.any():
+        return idx
+    strong = idx[~weak]
+    if strong.size == 0:
+        return strong
+
+    def fit(members: np.ndarray) -> float:
+        b = tuple(codes[i] for i in sorted({int(x) for x in changes.bin_index[members]}))
+        hyps, _, _ = _explain_bins(float(changes.delta_g[members].sum()),
+                                   float(math.sqrt(float((changes.noise_sd_g[members] ** 2).sum()))), b, planogram,
+                                   max_quantity, gate_sigma, allow_fallback=False)
+        return max((h.likelihood for h in hyps if not h.unexplained), default=0.0)
+
+    return idx if fit(idx) > fit(strong) else strong
+
+
 def shelf_events_from_changes(changes: WeightChanges, planogram: Planogram, *,
                               merge_gap_s: float = 0.5, max_quantity: int = 6, gate_sigma: float = 5.0,
                               crosstalk_ratio: float = CROSSTALK_RATIO,
@@ -1034,8 +1056,8 @@ def shelf_events_from_changes(changes: WeightChanges, planogram: Planogram, *,
     INFO log line (see :data:`CROSSTALK_RATIO`); set ``crosstalk_ratio=0`` to keep everything.
 
     Weak changes (``WeightChanges.weak``: below the full gate) join only as the small share of an item beside a
-    full change on a neighbouring bin (same time, same sign, more than ``crosstalk_ratio`` of it); elsewhere
-    they are dropped.
+    full change on a neighbouring bin (same time, same sign, more than ``crosstalk_ratio`` of it), and only when
+    with them the group fits a facing product better than without; elsewhere they are dropped.
 
     Changes on the SAME bin join too (same rule): an item taken and put back within one event, or the press and
     release of a lean, net out; a joined group of several changes whose |ΣΔ| is below ``net_min_g`` (10 g, the
@@ -1099,6 +1121,9 @@ def shelf_events_from_changes(changes: WeightChanges, planogram: Planogram, *,
     g_t1 = [float(changes.t_end[m].max()) + merge_gap_s for m in members_all]
     events: list[ShelfEvent] = []
     for gi, idx in enumerate(members_all):
+        idx = _with_companions_if_they_fit(changes, idx, codes, planogram, max_quantity, gate_sigma)
+        if idx.size == 0:
+            continue
         bins = sorted({int(b) for b in changes.bin_index[idx]})
         bin_codes = tuple(codes[b] for b in bins)
         delta = g_delta[gi]

@@ -38,8 +38,11 @@ def test_django_and_offline_pipelines_decide_alike(sim_recording):
     stored = ShelfEvent.objects.filter(session=result.session).order_by("t_end", "id")
     events = [weight.ShelfEvent(tuple(e.bin_codes), e.t_start.timestamp(), e.t_end.timestamp(), e.delta_g,
                                 e.noise_sd_g, tuple(weight.Hypothesis(h["barcode"], h["quantity"], h["likelihood"],
-                                                                      h["residual_g"]) for h in e.hypotheses))
+                                                                      h["residual_g"]) for h in e.hypotheses),
+                                parts=tuple(weight.BinChange(p["bin"], p["t_start"], p["t_end"], p["delta_g"],
+                                                             p["noise_sd_g"]) for p in e.parts))
               for e in stored]
+    assert any(e.parts for e in events)  # merged events keep each bin's own change
     offline = offline_replay(rec, events=events)
     django = session_decisions(session=result.session, recording=rec)
     assert len(django) == len(offline.decisions) > 5

@@ -64,10 +64,16 @@ def test_noisy_tracks_standing_close_give_no_switch():
     assert find_swaps(obs) == []
 
 
-def test_a_switch_that_never_ends_lasts_to_the_end():
-    obs = walkers({"a": standing(1.0), "b": standing(1.5)}, T, swaps=[("a", "b", 12.0, math.inf)], seed=1)
+def test_a_switch_still_on_at_the_end_lasts_to_the_end():
+    obs = walkers({"a": standing(1.0), "b": standing(1.5)}, T, swaps=[("a", "b", 17.0, math.inf)], seed=1)
     (s,) = find_swaps(obs)
-    assert abs(s.t_from - 12.0) <= 0.1 and s.t_to == math.inf
+    assert abs(s.t_from - 17.0) <= 0.1 and s.t_to == math.inf
+
+
+def test_a_switch_whose_end_is_not_seen_is_undone_for_max_swap_s_only():
+    obs = walkers({"a": standing(1.0), "b": standing(1.5)}, T, swaps=[("a", "b", 5.0, math.inf)], seed=1)
+    (s,) = find_swaps(obs, max_swap_s=4.0)
+    assert abs(s.t_from - 5.0) <= 0.1 and abs(s.t_to - 9.0) <= 0.1
 
 
 def test_apply_swaps_with_nothing_to_undo_returns_the_input():

@@ -59,8 +59,9 @@ def _positions(bodies: TrackObservations, frame_s: float) -> dict[str, tuple[np.
 
 
 def find_swaps(bodies: TrackObservations, *, tracks: Sequence[str] | None = None, frame_s: float = 0.1,
-               near_m: float = 1.0, margin_m: float = 0.25, noise_k: float = 1.5, smooth: float = 0.5,
-               velocity_gain: float = 0.2, max_gap_s: float = 1.0) -> list[Swap]:
+               near_m: float = 1.0, margin_m: float = 0.25, noise_k: float = 2.5, smooth: float = 0.5,
+               velocity_gain: float = 0.2, max_gap_s: float = 1.0, warmup: int = 10, max_swap_s: float = 5.0
+               ) -> list[Swap]:
     """Id switches between pairs of ``tracks`` (None: all) in ``bodies`` (body keypoints, store metres).
 
     Per pair that comes within ``near_m`` metres, frames of ``frame_s`` seconds are read in time order with a
@@ -68,7 +69,15 @@ def find_swaps(bodies: TrackObservations, *, tracks: Sequence[str] | None = None
     velocity; Kalata, "The tracking index", IEEE Trans. AES 1984) predicting where each should be; the
     pairing flips when the crossed assignment is cheaper than the current one by more than the margin: the larger
     of ``margin_m`` metres and ``noise_k`` × the sum of both filters' RMS prediction errors (a noisier tracker
-    needs a bigger jump before a switch is believed; module docstring). The labels at the pair's first common frame are taken as right. After a gap of more
+    needs a bigger jump before a switch is believed; module docstring), once both filters have ``warmup``
+    sightings (their velocity has converged: a walking track read from a standstill guess looks like a jump).
+    A sighting farther from its identity's prediction than the margin does not update the filter (gating, as
+    every tracker does): at a switch's edge one of the two is often missed for a frame, and the other's jump
+    must not drag its filter along. A swap whose end is not seen within ``max_swap_s`` ends there (the labels
+    stand again, both filters restart): the end of a switch between people who drifted close is a small jump and
+    can be missed, and carrying a swap on forever would misattribute everything both do afterwards, while
+    trackers re-identify within seconds (ByteTrack keeps a lost track 30 frames; re-identification does the
+    rest). The labels at the pair's first common frame are taken as right. After a gap of more
     than ``max_gap_s`` with neither seen, the references restart from the current labels. Defaults: 0.25 m is
     five times the per-frame sd of a body keypoint in store coordinates (~5 cm) and more than the step of a
     person walking at 1.5 m/s in 0.1 s, so neither noise nor walking flips a pair; a switch between people
@@ -83,6 +92,7 @@ def find_swaps(bodies: TrackObservations, *, tracks: Sequence[str] | None = None
     pos = _positions(w, frame_s)
     names = sorted(pos)
     gap = max(1, int(round(max_gap_s / frame_s)))
+    longest = max(1, int(round(max_swap_s / frame_s)))
     out: list[Swap] = []
     for i, a in enumerate(names):
         fa, xa = pos[a]
@@ -99,6 +109,9 @@ def find_swaps(bodies: TrackObservations, *, tracks: Sequence[str] | None = None
             filt: list[list | None] = [None, None]  # per identity: [xy, velocity m/frame, last frame]
             swapped, since = False, 0
             for f in frames.tolist():
+                if swapped and f - since > longest:  # no end seen: the labels stand again from here
+                    out.append(Swap(a, b, since * frame_s - frame_s / 2, (since + longest) * frame_s - frame_s / 2))
+                    swapped, filt = False, [None, None]
                 pa, pb = da.get(f), db.get(f)
                 obs = [pb, pa] if swapped else [pa, pb]  # what identity a and identity b show this frame
                 pred = [None, None]
@@ -108,7 +121,8 @@ def find_swaps(bodies: TrackObservations, *, tracks: Sequence[str] | None = None
                         filt[k] = st = None
                     if st is not None:
                         pred[k] = st[0] + st[1] * (f - st[2])
-                if all(o is not None for o in obs) and all(p is not None for p in pred) and f >= common[0]:
+                settled = all(st is not None and st[4] >= warmup for st in filt)
+                if settled and all(o is not None for o in obs) and f >= common[0]:
                     keep = math.dist(obs[0], pred[0]) + math.dist(obs[1], pred[1])
                     cross = math.dist(obs[1], pred[0]) + math.dist(obs[0], pred[1])
                     margin = max(margin_m, noise_k * (filt[0][3] + filt[1][3]))
@@ -125,9 +139,12 @@ def find_swaps(bodies: TrackObservations, *, tracks: Sequence[str] | None = None
                         continue
                     st = filt[k]
                     if st is None:
-                        filt[k] = [np.asarray(o, dtype=float), np.zeros(2), f, margin_m / (2 * noise_k)]
+                        filt[k] = [np.asarray(o, dtype=float), np.zeros(2), f, margin_m / (2 * noise_k), 1]
                         continue
                     r = o - pred[k]
+                    if math.hypot(*r) > max(margin_m, noise_k * st[3]):
+                        continue  # gated out: a sighting this far from the prediction is not this identity's
+                    st[4] += 1
                     st[3] = math.sqrt(0.9 * st[3] ** 2 + 0.1 * float(r @ r))  # RMS prediction error, metres
                     st[0] = pred[k] + smooth * r
                     st[1] = st[1] + velocity_gain * r / max(f - st[2], 1)
@@ -152,7 +169,7 @@ def apply_swaps(obs: TrackObservations, swaps: Sequence[Swap]) -> TrackObservati
 
 
 def repair(hands: TrackObservations, bodies: TrackObservations, t0: float, t1: float, *,
-           tracks: Sequence[str] | None = None, lookback_s: float = 30.0, **kwargs) -> tuple[TrackObservations,
+           tracks: Sequence[str] | None = None, lookback_s: float = 60.0, **kwargs) -> tuple[TrackObservations,
                                                                                              list[Swap]]:
     """The hand observations of ``[t0, t1]`` (s UTC) with the id switches between ``tracks`` undone, read from
     ``bodies`` over ``[t0 − lookback_s, t1]`` (the labels at the start of that window are taken as right), and
