@@ -110,7 +110,8 @@ class Decisions:
 
     ``bins`` (n,) object tuples of bin codes; ``t_start``, ``t_end`` (n,) float64 s UTC (recording clock);
     ``outcome`` (n,) object str: ``cart`` (applied automatically; an event split between two shoppers gives one
-    row per share), ``review`` (sent to people), ``none`` (ignored: nothing to do); ``track`` (n,) object str
+    row per share), ``review`` (sent to people), ``follow`` (a put-back waiting for the review of its pick; once
+    that is resolved it becomes ``cart`` or ``review``), ``none`` (ignored: nothing to do); ``track`` (n,) object str
     (the track charged, "" for none); ``lines`` (n,) object
     tuples of (barcode, signed quantity) applied; ``confidence`` (n,) float64. Raises ValueError on shapes.
     """
@@ -314,8 +315,10 @@ def offline_replay(recording, *, review_confidence: float = 0.6, settle_s: float
     ``gates``) through detection and fusion in memory, in the order the live pipeline would decide (each event
     once hands up to ``t_end + fusion.pad_s`` are in). Visits are the gate entries; a party is one account's
     entries within ``party_within_s`` (``carts.simulation.parties_from_gates``, as the replay does); exits make a
-    track ineligible ``settle_s`` after them. With ``truth_events``, open review items are resolved by the
-    oracle reviewer at the end. ``events``: shelf events already detected (e.g. ``OfflineResult.events`` of an
+    track ineligible ``settle_s`` after them. A put-back of an item whose pick waits in review (fusion's
+    ``pending``) waits too (outcome ``follow``). With ``truth_events``, open review items are resolved by the
+    oracle reviewer at the end, then each waiting put-back applies if its party holds the item, else goes to the
+    oracle as a review of its own (as ``carts.services.review_resolve`` settles them in the store). ``events``: shelf events already detected (e.g. ``OfflineResult.events`` of an
     earlier run: a threshold sweep need not detect again). Raises ValueError from the detector on malformed
     samples."""
     from .simulation import parties_from_gates
@@ -337,33 +340,78 @@ def offline_replay(recording, *, review_confidence: float = 0.6, settle_s: float
     entries = {g.track: g.t for g in recording.gates if g.kind == "entry"}
     exits = {g.track: g.t for g in recording.gates if g.kind == "exit"}
     carts: dict[str, dict[str, int]] = {t: {} for t in entries}
+    pending: dict[str, dict[str, int]] = {}
+    follow: list[int] = []  # rows of put-backs waiting for the review of their pick
     rows = []
     for ev in events:
         now = ev.t_end + fusion.pad_s
         eligible = eligible_tracks(entries, {k: v for k, v in exits.items() if v <= now}, ev, now=now,
                                    settle_s=settle_s)
         d = decide_event(ev, hands, bins, planogram, carts={t: carts[t] for t in eligible}, party_of=party_of,
-                         eligible=eligible, review_confidence=review_confidence, config=fusion, bodies=bodies)
+                         eligible=eligible, review_confidence=review_confidence, config=fusion, bodies=bodies,
+                         pending={t: pending[t] for t in eligible if t in pending})
         if d.review or not d.changes:
             rows.append((ev.bin_codes, ev.t_start, ev.t_end, "review", "", (), d.confidence))
+            for track, code, q in pending_picks(d):
+                pending.setdefault(track, {})[code] = pending.get(track, {}).get(code, 0) + q
+            continue
+        if d.awaits_review:
+            follow.append(len(rows))
+            rows.append((ev.bin_codes, ev.t_start, ev.t_end, "follow", d.track_id, ((d.barcode, d.quantity),),
+                         d.confidence))
             continue
         for track, code, q in d.changes:  # one row per cart change (two when two takes merged into one event)
             carts[track][code] = carts[track].get(code, 0) + q
             rows.append((ev.bin_codes, ev.t_start, ev.t_end, "cart", track, ((code, q),), d.confidence))
-    decisions = Decisions.from_rows(rows)
     if truth_events is not None:
-        answers = [a for found in oracle_answers(decisions, truth_events).values() for a in found]
-        for track, lines in answers:
-            for code, q in lines:
-                dest = track
-                if q < 0 and carts.get(track, {}).get(code, 0) < -q:
-                    key = party_of.get(track, track)
-                    dest = next((m for m in carts if party_of.get(m, m) == key and carts[m].get(code, 0) >= -q),
-                                track)
-                if dest in carts:
-                    carts[dest][code] = carts[dest].get(code, 0) + q
+        _oracle_apply(Decisions.from_rows(rows), truth_events, carts, party_of)
+        # the reviews resolved, each waiting put-back applies if its party now holds the item, else goes to people
+        unsettled = []
+        for i in follow:
+            bins_, t0, t1, _, track, ((code, q),), conf = rows[i]
+            dest = party_holder(track, code, q, carts, party_of)
+            if dest is None:
+                rows[i] = (bins_, t0, t1, "review", "", (), conf)
+                unsettled.append(i)
+            else:
+                carts[dest][code] = carts[dest].get(code, 0) + q
+                rows[i] = (bins_, t0, t1, "cart", dest, ((code, q),), conf)
+        if unsettled:
+            _oracle_apply(Decisions.from_rows(rows), truth_events, carts, party_of, only=set(unsettled))
+    decisions = Decisions.from_rows(rows)
     billed = {t: {c: q for c, q in cart.items() if q > 0} for t, cart in carts.items()}
     return OfflineResult(decisions=decisions, billed=billed, party_of=party_of, events=tuple(events))
+
+
+def pending_picks(decision) -> list[tuple[str, str, int]]:
+    """What a decision sent to review may have put in carts: (track, barcode, units) for every candidate track
+    and every pick option with a posterior of at least 5 % — what fusion's ``pending`` holdings are made of (a
+    later put-back of such an item waits for this review instead of becoming a second one)."""
+    return [(c.track_id, o.barcode, o.quantity) for c in decision.candidates if c.posterior >= 0.05
+            for o in decision.options if o.quantity > 0 and o.barcode and o.posterior >= 0.05]
+
+
+def party_holder(track: str, code: str, q: int, carts: Mapping[str, Mapping[str, int]],
+                 party_of: Mapping[str, str]) -> str | None:
+    """The member of ``track``'s party whose cart can take ``q`` units of ``code`` (``track`` itself first; any
+    member for a take), or None when nobody in the party holds enough for a put-back."""
+    if q >= 0 or carts.get(track, {}).get(code, 0) >= -q:
+        return track if track in carts else None
+    key = party_of.get(track, track)
+    return next((m for m in carts if party_of.get(m, m) == key and carts[m].get(code, 0) >= -q), None)
+
+
+def _oracle_apply(decisions: Decisions, truth_events, carts: dict[str, dict[str, int]],
+                  party_of: Mapping[str, str], only: set[int] | None = None) -> None:
+    """Apply the oracle reviewer's answers for the review rows (``only`` these) to ``carts``."""
+    for j, found in oracle_answers(decisions, truth_events).items():
+        if only is not None and j not in only:
+            continue
+        for track, lines in found:
+            for code, q in lines:
+                dest = party_holder(track, code, q, carts, party_of) or track
+                if dest in carts:
+                    carts[dest][code] = carts[dest].get(code, 0) + q
 
 
 def reliability(decisions: Decisions, truth_events, party_of: Mapping[str, str],

@@ -23,7 +23,9 @@ quantity):
 3. **The carts**. A put-back (Δ > 0) is re-explained over the products facing the bin(s) *and* those held by the
    candidates' parties (a party = visits entered together on one account, billed together), with the weight
    model of ``sensors.weight.explain_change``; a held product that does not face the bin gets ``misplaced_prior``
-   (a put-back in the wrong bin). A put-back of more than the track's party holds gets ``infeasible_prior``.
+   (a put-back in the wrong bin). A put-back of more than the track's party holds gets ``infeasible_prior``,
+   unless the party may hold it through a pick waiting in the review queue (``pending_prior``; the decision
+   then waits for that review instead of sending a second one to people).
    Picks (Δ < 0) use the sensors' hypotheses as they come.
 4. **Priors**: units per event — ``quantity_prior`` (1, 0.3, 0.15, 0.1 for 1, 2, 3, ≥ 4 units), softened from the
    labelled AutoCheckout events (232 of 237 events move one unit, 4 two, 1 three) so that a clean multi-unit fit
@@ -156,6 +158,7 @@ class FusionConfig:
     partition: bool = True
     partition_below: float = 0.5
     same_track_prior: float = 0.3
+    pending_prior: float = 0.5
     repair_id_switches: bool = True
     id_window_s: float = 3.0
     id_jump_speed_m_s: float = math.inf
@@ -164,7 +167,7 @@ class FusionConfig:
         for name in ("pad_s", "sigma_m", "reach_m", "clearance_m", "gap_speed_m_s", "motion_scale_m", "nobody_m"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"FusionConfig.{name} must be > 0, got {getattr(self, name)}")
-        for name in ("motion_floor", "misplaced_prior", "infeasible_prior", "same_track_prior"):
+        for name in ("motion_floor", "misplaced_prior", "infeasible_prior", "same_track_prior", "pending_prior"):
             if not 0 < getattr(self, name) <= 1:
                 raise ValueError(f"FusionConfig.{name} must be in (0, 1], got {getattr(self, name)}")
 
@@ -347,6 +350,9 @@ class Decision:
     why); ``candidates`` (tracks, best first, with posteriors) and ``options`` (products) are the evidence;
     ``shares``: the cart changes to make, ``((track, signed units), …)`` — one, or two when two shoppers' takes of
     one product merged into one event (``charge_track``/``quantity`` then describe the whole).
+    ``awaits_review``: a put-back of an item that the shopper's party does not hold yet but may, through a pick
+    that is waiting in the review queue (``pending``): the change is sound but waits for that review; once it is
+    resolved the change applies if the party then holds the item, and goes to people otherwise.
     ``parts``: when the event's bins were told apart as two takes side by side (two shoppers at neighbouring
     plates, or one shopper taking two products at once), one decision per group of bins; ``barcode``,
     ``quantity`` and ``shares`` then describe the first part and :attr:`changes` lists them all.
@@ -365,6 +371,7 @@ class Decision:
     options: tuple[Option, ...]
     shares: tuple[tuple[str, int], ...] = ()
     parts: tuple["Decision", ...] = ()
+    awaits_review: bool = False
 
     @property
     def changes(self) -> tuple[tuple[str, str, int], ...]:
@@ -455,7 +462,8 @@ def _where_the_hand_was(event: weight.ShelfEvent, opts: list[tuple[str, int, flo
 def decide_event(event: weight.ShelfEvent, hands: TrackObservations, bins: BinGeometry, planogram: weight.Planogram,
                  *, carts: Holdings, party_of: Mapping[str, str] | None = None,
                  eligible: Sequence[str] | None = None, review_confidence: float = 0.6,
-                 config: FusionConfig = FusionConfig(), bodies: TrackObservations | None = None) -> Decision:
+                 config: FusionConfig = FusionConfig(), bodies: TrackObservations | None = None,
+                 pending: Holdings | None = None) -> Decision:
     """Decide who caused ``event`` and which product × quantity, with a confidence (module docstring).
 
     ``hands``: hand keypoints of the session (other keypoints ignored); ``planogram``: facings and unit weights
@@ -465,7 +473,10 @@ def decide_event(event: weight.ShelfEvent, hands: TrackObservations, bins: BinGe
     ``bodies``: the tracks' body keypoints (neck, head, …); when given, id switches between neighbours around
     the event are undone first (``vision.identity.repair``, ``config.repair_id_switches``: during a switch the
     hand that reached carries the neighbour's id), and the decided track's identity is checked
-    (:func:`identity_jumps`, off by default).
+    (:func:`identity_jumps`, off by default). ``pending``: what each track may hold through picks waiting in the
+    review queue (track → {barcode: units}, every candidate of an open review × its pick options,
+    ``carts.evaluation.pending_picks``): a put-back of such an item is feasible with ``config.pending_prior`` and
+    the decision ``awaits_review`` instead of going to people as a second review.
 
     **Two takes side by side** (``config.partition``). When the event merged several bins' changes
     (``event.parts``) and, taken whole, it goes to review or its product fits poorly (weight likelihood below
@@ -475,15 +486,16 @@ def decide_event(event: weight.ShelfEvent, hands: TrackObservations, bins: BinGe
     best cut wins when its confidence beats the review threshold and the whole event's confidence; the decision
     then carries both parts in ``parts``. This tells apart two shoppers taking from neighbouring plates at the
     same moment (their changes merge into one event) and one shopper taking two different products at once.
+    A ``disturbance`` (more plates than one item spans) is never explained whole, only cut this way or reviewed.
     Raises KeyError if the event names a bin not in ``bins``.
     """
     if bodies is not None and config.repair_id_switches:
         hands, _ = identity.repair(hands, bodies, event.t_start - config.pad_s, event.t_end + config.pad_s,
                                    tracks=eligible)
     kw = dict(carts=carts, party_of=party_of, eligible=eligible, review_confidence=review_confidence, config=config,
-              bodies=bodies)
+              bodies=bodies, pending=pending or {})
     whole = _decide_whole(event, hands, bins, planogram, **kw)
-    if (not config.partition or len(event.parts) < 2 or event.disturbance
+    if (not config.partition or len(event.parts) < 2
             or not (whole.review or whole.product < config.partition_below)):
         return whole
     best: tuple[float, Decision, Decision, tuple, tuple] | None = None
@@ -518,7 +530,7 @@ def _joint_parts(da: Decision, db: Decision, carts: Holdings, party_of: Mapping[
     best pair's share times both parts' product posteriors; a put-back share must be held by its track's party.
     Returns (confidence, part a, part b), or None when no pair of real tracks is feasible or either part is
     an identity doubt."""
-    if "jumped" in da.reason or "jumped" in db.reason:
+    if "jumped" in da.reason or "jumped" in db.reason or da.awaits_review or db.awaits_review:
         return None
     pa = {c.track_id: c.posterior for c in da.candidates}
     pb = {c.track_id: c.posterior for c in db.candidates}
@@ -554,15 +566,17 @@ def _cuts(event: weight.ShelfEvent, bins: BinGeometry) -> list[tuple[tuple[str, 
 def _decide_whole(event: weight.ShelfEvent, hands: TrackObservations, bins: BinGeometry,
                   planogram: weight.Planogram, *, carts: Holdings, party_of: Mapping[str, str] | None,
                   eligible: Sequence[str] | None, review_confidence: float, config: FusionConfig,
-                  bodies: TrackObservations | None) -> Decision:
+                  bodies: TrackObservations | None, pending: Holdings) -> Decision:
     """:func:`decide_event` for the event taken whole (one take, or one product split between two shoppers)."""
     party_of = party_of or {}
     ev = hand_evidence(event, hands, bins, config, eligible=eligible)
     s0 = 0.5 * math.exp(-config.nobody_m ** 2 / (2 * config.sigma_m ** 2))
     tracks = [str(t) for t in ev.track_id]
     held = {t: party_holdings(t, carts, party_of) for t in tracks}
+    maybe = {t: party_holdings(t, pending, party_of) for t in tracks}
     if event.delta_g > 0:
-        opts = _putback_options(event, planogram, {b for h in held.values() for b, q in h.items() if q > 0}, config)
+        opts = _putback_options(event, planogram, {b for h in (*held.values(), *maybe.values())
+                                                   for b, q in h.items() if q > 0}, config)
     else:
         opts = [(h.barcode, int(h.quantity), float(h.likelihood)) for h in event.hypotheses
                 if h.unexplained or h.quantity > 0]
@@ -576,11 +590,16 @@ def _decide_whole(event: weight.ShelfEvent, hands: TrackObservations, bins: BinG
     L = L * qprior
     feas = np.ones((K, H))
     infeasible_kj = np.zeros((K, H), dtype=bool)
+    awaits_kj = np.zeros((K, H), dtype=bool)
     for k, t in enumerate(tracks):
         for j, (code, q, _) in enumerate(opts):
             if q < 0 and held[t].get(code, 0) < -q:
-                feas[k, j] = config.infeasible_prior
-                infeasible_kj[k, j] = True
+                if held[t].get(code, 0) + maybe[t].get(code, 0) >= -q:
+                    feas[k, j] = config.pending_prior
+                    awaits_kj[k, j] = True
+                else:
+                    feas[k, j] = config.infeasible_prior
+                    infeasible_kj[k, j] = True
     feas *= _where_the_hand_was(event, opts, ev, bins, planogram, config)
     joint = np.vstack([ev.score[:, None] * L[None, :] * feas, s0 * L[None, :]])  # (K + 1, H), last row: nobody
     splits = _splits(tracks, ev, opts, L / qprior, held, config)
@@ -605,11 +624,11 @@ def _decide_whole(event: weight.ShelfEvent, hands: TrackObservations, bins: BinG
     track, (code, q, _) = tracks[k], opts[j]
     conf = float(real[k, j] / total)
     shares = ((track, int(q)),)
-    infeasible = bool(infeasible_kj[k, j])
+    infeasible, awaits = bool(infeasible_kj[k, j]), bool(awaits_kj[k, j])
     if splits and splits[0][0] > real[k, j]:
         w, code, shares = splits[0]
         q = sum(x for _, x in shares)
-        track, conf, infeasible = shares[0][0], float(w / total), False
+        track, conf, infeasible, awaits = shares[0][0], float(w / total), False, False
     shares = tuple((_holder(t, code, x, carts, party_of), x) for t, x in shares)
     charge = shares[0][0]
     like = float(L[[o[0] for o in opts].index(code)])
@@ -618,6 +637,8 @@ def _decide_whole(event: weight.ShelfEvent, hands: TrackObservations, bins: BinG
         reason += "; split between " + " and ".join(f"{t} ({x:+d})" for t, x in shares)
     elif charge != track:
         reason += f"; party member {charge} holds it"
+    if awaits:
+        reason += "; its pick awaits review: applied once that is resolved"
     doubt = bodies is not None and math.isfinite(config.id_jump_speed_m_s) and identity_jumps(
         bodies, [t for t, _ in shares], event.t_start - config.id_window_s, event.t_end + config.id_window_s, config)
     review = conf < review_confidence or infeasible or bool(doubt)
@@ -626,7 +647,8 @@ def _decide_whole(event: weight.ShelfEvent, hands: TrackObservations, bins: BinG
                   else "put-back of an item the shopper's party does not hold: " if infeasible
                   else f"track {doubt[0]} jumped (a possible id switch with a neighbour): ") + reason
     return Decision(track, charge, code, int(q), conf, float(post_track[tracks.index(track)]),
-                    float(post_opt[[o[0] for o in opts].index(code)]), review, reason, cands, options, shares)
+                    float(post_opt[[o[0] for o in opts].index(code)]), review, reason, cands, options, shares,
+                    awaits_review=awaits and not review)
 
 
 def identity_jumps(bodies: TrackObservations, tracks: Sequence[str], t0: float, t1: float,

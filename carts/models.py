@@ -40,10 +40,17 @@ class CartEvent(models.Model):
 
 
 class ReviewItem(models.Model):
-    """A shelf event that fusion could not attribute with confidence: a person decides."""
+    """A shelf event that fusion could not attribute with confidence: a person decides.
+
+    ``waiting``: not for people yet — a put-back fusion did attribute, of an item whose pick is itself in review
+    (``follows`` that item; the decision is kept in ``resolution``). When the followed item is resolved,
+    ``carts.services.review_resolve`` applies it if the shopper's party then holds the item (``resolved`` by
+    ``fusion``), else opens it for people. A waiting item keeps its visit's checkout waiting, as an open one does.
+    """
 
     class Status(models.TextChoices):
         OPEN = "open"
+        WAITING = "waiting"
         RESOLVED = "resolved"
         DISMISSED = "dismissed"
 
@@ -55,6 +62,8 @@ class ReviewItem(models.Model):
     resolved_at = models.DateTimeField(null=True, blank=True)
     resolved_by = models.CharField(max_length=150, blank=True)
     resolution = models.JSONField(default=dict, blank=True)
+    follows = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="followers",
+                                help_text="the review of the pick this waiting put-back depends on")
 
     class Meta:
         ordering = ["status", "-created_at"]

@@ -36,9 +36,10 @@ from store.layout.models import Bin, Store
 from store.recording import TrackObservations
 from vision.services import shopper_track_record
 
+from .evaluation import pending_picks
 from .fusion import BinGeometry, Decision, FusionConfig, decide_event, eligible_tracks
 from .models import CartEvent, ReviewItem
-from .services import CartChange, cart_apply, cart_publish, visit_checkout
+from .services import CartChange, cart_apply, cart_publish, review_followers_settle, visit_checkout
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +71,7 @@ class PipelineStats:
     shelf_events: int = 0
     cart_events: int = 0
     reviews: int = 0
+    waiting: int = 0
     visits: int = 0
     receipts: int = 0
     problems: list[str] = field(default_factory=list)
@@ -114,6 +116,7 @@ class StorePipeline:
         self._entered: dict[str, float] = {}
         self.now = -math.inf
         self.stats = PipelineStats()
+        self._review_picks: dict[int, list[tuple[str, str, int]]] = {}  # review item → picks it may give
 
     def at(self, t: float) -> datetime:
         """Source time ``t`` (s UTC) → the stored timezone-aware UTC datetime (``clock_offset_s`` applied)."""
@@ -224,7 +227,7 @@ class StorePipeline:
             self.stats.shelf_events += 1
             log.info("shelf event %s %+.0f g (%s)", ",".join(event.bin_codes), event.delta_g,
                      f"{event.best.barcode} × {event.best.quantity}" if event.best else "unexplained")
-            if not row.for_fusion:  # a restock or a disturbance (a lean): stored by sensors, nobody's cart
+            if not row.for_fusion:  # a restock: stored by sensors, nobody's cart
                 continue
             self._pending.append((row, event))
 
@@ -286,11 +289,14 @@ class StorePipeline:
         eligible = self._eligible(event)
         decision = decide_event(event, self.hands(), self.bins, self.planogram, carts=self.carts(eligible),
                                 party_of=self.party_of, eligible=eligible,
-                                review_confidence=self.review_confidence, config=self.fusion, bodies=self.bodies())
+                                review_confidence=self.review_confidence, config=self.fusion, bodies=self.bodies(),
+                                pending=self._pending_holdings(eligible))
         evidence = {"shelf_event": row.pk, "bins": list(event.bin_codes), "delta_g": round(event.delta_g, 1),
                     "hypotheses": row.hypotheses, **decision.evidence()}
         if decision.review or not decision.changes:
             return self._review(row, decision, decision.reason)
+        if decision.awaits_review:
+            return self._wait(row, decision, evidence)
         missing = [code for _, code, _ in decision.changes if code not in self.products]
         if missing:
             return self._review(row, decision, f"product {missing[0]} is not in the catalogue")
@@ -310,15 +316,63 @@ class StorePipeline:
             return self._review(row, decision, str(exc))
         self.stats.cart_events += len(visits)
 
+    def _open_reviews(self) -> list[int]:
+        """This session's review items still open, oldest first, among those this pipeline created."""
+        if not self._review_picks:
+            return []
+        return list(ReviewItem.objects.filter(pk__in=list(self._review_picks), status=ReviewItem.Status.OPEN)
+                    .order_by("pk").values_list("pk", flat=True))
+
+    def _pending_holdings(self, tracks: list[str]) -> dict[str, dict[str, int]]:
+        """What each of ``tracks`` may hold through picks still open in review (fusion's ``pending``)."""
+        out: dict[str, dict[str, int]] = {}
+        wanted = set(tracks)
+        for pk in self._open_reviews():
+            for track, code, q in self._review_picks[pk]:
+                if track in wanted:
+                    out.setdefault(track, {})[code] = out.get(track, {}).get(code, 0) + q
+        return out
+
+    def _wait(self, row: ShelfEvent, decision: Decision, evidence: dict) -> None:
+        """A put-back whose item's pick is still in review: keep the decision on a ``waiting`` review item that
+        follows that review; ``carts.services.review_resolve`` applies it (or opens it) once the pick is decided."""
+        lead = self.party_of.get(decision.track_id, decision.track_id)
+        follows = next((pk for pk in self._open_reviews() for track, code, q in self._review_picks[pk]
+                        if code == decision.barcode and self.party_of.get(track, track) == lead), None)
+        visit = self.visits.get(decision.track_id)
+        if follows is None or visit is None:  # the pick's review was decided meanwhile: people decide this one
+            return self._review(row, decision, decision.reason)
+        ev = decision.evidence()
+        candidates = [{"visit": self.visits[c["track_id"]].pk if c["track_id"] in self.visits else None, **c,
+                       "options": ev["options"]} for c in ev["candidates"]]
+        with transaction.atomic():
+            item, _ = ReviewItem.objects.get_or_create(shelf_event=row, defaults={
+                "status": ReviewItem.Status.WAITING, "follows_id": follows, "reason": decision.reason[:200],
+                "candidates": candidates,
+                "resolution": {"visit": visit.pk, "barcode": decision.barcode, "quantity": int(decision.quantity),
+                               "confidence": round(decision.confidence, 4), "evidence": evidence}})
+            self._review_picks[follows] = _spend(self._review_picks[follows], decision.barcode, -decision.quantity)
+            followed = ReviewItem.objects.select_for_update().get(pk=follows)
+            if followed.status != ReviewItem.Status.OPEN:  # decided between our query and now
+                review_followers_settle(item=followed)
+        self.stats.waiting += 1
+        log.info("shelf event %s waits for review %s: %s", row.pk, follows, decision.reason)
+
     def _review(self, row: ShelfEvent, decision: Decision, reason: str) -> None:
         ev = decision.evidence()
         candidates = [{"visit": self.visits[c["track_id"]].pk if c["track_id"] in self.visits else None, **c,
                        "options": ev["options"]} for c in ev["candidates"]]
         with transaction.atomic():
-            ReviewItem.objects.get_or_create(shelf_event=row, defaults={"reason": reason[:200],
-                                                                        "candidates": candidates})
+            item, _ = ReviewItem.objects.get_or_create(shelf_event=row, defaults={"reason": reason[:200],
+                                                                                  "candidates": candidates})
+        self._review_picks[item.pk] = pending_picks(decision)
         self.stats.reviews += 1
         log.warning("shelf event %s sent to review: %s", row.pk, reason)
         for c in candidates:
             if c["visit"] is not None:
                 cart_publish(visit=self.visits[c["track_id"]])
+
+
+def _spend(picks: list[tuple[str, str, int]], code: str, units: int) -> list[tuple[str, str, int]]:
+    """``picks`` with ``units`` of ``code`` taken off each candidate's entry (a waiting put-back used them)."""
+    return [(t, c, q - units if c == code else q) for t, c, q in picks if c != code or q - units > 0]

@@ -247,14 +247,21 @@ def session_clock_offset(*, session: str, recording: Recording) -> float:
 def session_decisions(*, session: str, recording: Recording):
     """What the pipeline did with each shelf event of ``session``, as ``carts.evaluation.Decisions`` on the
     recording's clock: ``review`` when the event went to the review queue (whatever its resolution since),
-    ``cart`` with the fusion cart event's visit track and line, ``none`` otherwise."""
+    ``follow`` for a put-back still waiting for the review of its pick, ``cart`` with the fusion cart event's
+    visit track and line (a waiting put-back that fusion applied once its pick was decided included), ``none``
+    otherwise."""
     from sensors.models import ShelfEvent
 
     from .evaluation import Decisions
     from .models import CartEvent, ReviewItem
 
     offset = session_clock_offset(session=session, recording=recording)
-    reviewed = set(ReviewItem.objects.filter(shelf_event__session=session).values_list("shelf_event_id", flat=True))
+    items = ReviewItem.objects.filter(shelf_event__session=session)
+    # sent to people: every item but the waiting put-backs and those fusion settled after their pick's review
+    reviewed = set(items.exclude(status=ReviewItem.Status.WAITING).exclude(resolved_by="fusion")
+                   .values_list("shelf_event_id", flat=True))
+    tracks = dict(Visit.objects.filter(session=session).values_list("pk", "track_id"))
+    waiting = {i.shelf_event_id: i.resolution for i in items.filter(status=ReviewItem.Status.WAITING)}
     fused: dict[int, list[CartEvent]] = {}
     for ce in CartEvent.objects.filter(shelf_event__session=session, source=CartEvent.Source.FUSION).select_related(
             "visit", "product"):
@@ -265,6 +272,10 @@ def session_decisions(*, session: str, recording: Recording):
         bins = tuple(ev.bin_codes or ())
         if ev.pk in reviewed:
             rows.append((bins, t0, t1, "review", "", (), 0.0))
+        elif ev.pk in waiting:
+            r = waiting[ev.pk]
+            rows.append((bins, t0, t1, "follow", tracks.get(r.get("visit"), ""), ((r["barcode"], r["quantity"]),),
+                         float(r.get("confidence", 0.0))))
         elif ev.pk in fused:
             for c in fused[ev.pk]:  # one row per cart event (an event split between two shoppers has two)
                 rows.append((bins, t0, t1, "cart", c.visit.track_id, ((c.product.barcode, c.quantity),),

@@ -22,7 +22,7 @@ from datetime import datetime, timedelta
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.db import transaction
-from django.db.models import Sum
+from django.db.models import Q, Sum
 from django.utils import timezone
 
 from sensors.models import ShelfEvent
@@ -104,11 +104,59 @@ def cart_snapshot(*, visit: Visit) -> dict:
 
 
 def review_open_for(*, visit: Visit) -> list[ReviewItem]:
-    """Open review items that name ``visit`` among their candidates."""
+    """Review items not decided yet (open, or waiting for the review of a pick) that name ``visit`` among their
+    candidates or, for a waiting put-back, as the visit it goes to: its checkout waits for them."""
     return [
-        r for r in ReviewItem.objects.filter(status=ReviewItem.Status.OPEN, shelf_event__store_id=visit.store_id)
-        if any(c.get("visit") == visit.pk for c in r.candidates)
+        r for r in ReviewItem.objects.filter(status__in=(ReviewItem.Status.OPEN, ReviewItem.Status.WAITING),
+                                             shelf_event__store_id=visit.store_id)
+        if any(c.get("visit") == visit.pk for c in r.candidates) or (r.resolution or {}).get("visit") == visit.pk
     ]
+
+
+def _party_visits(visit: Visit) -> list[Visit]:
+    """``visit`` first, then the other visits of its party (one account's visits billed together)."""
+    lead_id = visit.party_lead_id or visit.pk
+    others = Visit.objects.filter(Q(pk=lead_id) | Q(party_lead_id=lead_id)).exclude(pk=visit.pk).order_by("pk")
+    return [visit, *others]
+
+
+def review_followers_settle(*, item: ReviewItem) -> list[Visit]:
+    """Settle the put-backs waiting for ``item`` (``ReviewItem.follows``) once it is decided: each applies as
+    fusion decided it (a cart event of source ``fusion``, evidence ``follows_review``) to its visit or a party
+    member holding the item, and is marked ``resolved`` by ``fusion``; when nobody in the party holds it (the
+    review gave the pick to someone else, or dismissed it) the item opens for people. Call inside the
+    transaction that decided ``item``. Returns the visits the settled items name (their checkouts may proceed)."""
+    touched: list[Visit] = []
+    for f in ReviewItem.objects.select_for_update().select_related("shelf_event").filter(
+            follows=item, status=ReviewItem.Status.WAITING):
+        res = dict(f.resolution or {})
+        visit = Visit.objects.filter(pk=res.get("visit")).first()
+        product = Product.objects.filter(store_id=f.shelf_event.store_id, barcode=res.get("barcode")).first()
+        event = None
+        if visit is not None and product is not None and item.status == ReviewItem.Status.RESOLVED:
+            for target in _party_visits(visit):
+                if target.state not in _REVIEW_TAKES_EVENTS:
+                    continue
+                change = CartChange(visit=target, product=product, quantity=int(res.get("quantity", 0)),
+                                    confidence=float(res.get("confidence", 0.0)),
+                                    evidence={**(res.get("evidence") or {}), "follows_review": item.pk})
+                try:
+                    event = cart_apply(change=change, shelf_event=f.shelf_event)
+                    break
+                except ValueError:
+                    continue
+        if event is not None:
+            f.status, f.resolved_by, f.resolved_at = ReviewItem.Status.RESOLVED, "fusion", timezone.now()
+            f.resolution = {**res, "visit": event.visit_id, "cart_event": event.pk}
+            touched.append(event.visit)
+        else:
+            f.status = ReviewItem.Status.OPEN
+            f.reason = (f"review {item.pk} of the pick did not give the item to this party: {f.reason}")[:200]
+            if visit is not None:
+                touched.append(visit)
+        f.save(update_fields=["status", "resolved_by", "resolved_at", "resolution", "reason"])
+        log.info("review %s (waiting for %s) %s", f.pk, item.pk, f.status)
+    return touched
 
 
 def cart_publish(*, visit: Visit) -> int:
@@ -277,8 +325,9 @@ def review_resolve(*, item: ReviewItem, visit_id: int | None, barcode: str | Non
     "hypothesis"}`` (the candidate and hypothesis dicts the decision matches, or None). A visit without a barcode is
     recorded as the item's resolution with no cart event. ``by``: who decided (a username), kept on the item.
 
-    Afterwards every visit the item names (its candidates and the chosen visit) that is ``under_review`` with no
-    other open item is checked out with :func:`visit_checkout` (after the decision commits); the other candidates
+    The put-backs waiting for this item are settled in the same transaction (:func:`review_followers_settle`).
+    Afterwards every visit the item names (its candidates, the chosen visit and the settled followers' visits)
+    that is ``under_review`` with no other open or waiting item is checked out with :func:`visit_checkout` (after the decision commits); the other candidates
     get a fresh snapshot, since their ``under_review`` count fell.
 
     A decision on an already **billed** visit is corrected through billing, never by editing the receipt: the cart
@@ -355,6 +404,7 @@ def review_resolve(*, item: ReviewItem, visit_id: int | None, barcode: str | Non
                              "cart_event": event.pk if event else None}
         locked.save(update_fields=["status", "resolved_at", "resolved_by", "resolution"])
         named = {c.get("visit") for c in candidates if isinstance(c.get("visit"), int)}
+        named |= {v.pk for v in review_followers_settle(item=locked)}
         if visit is not None:
             named.add(visit.pk)
         affected = list(Visit.objects.select_related("store").filter(pk__in=named))

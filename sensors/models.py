@@ -19,7 +19,8 @@ class ShelfEvent(models.Model):
     ``quantity`` is signed units taken from the shelf (positive: picked; negative: put back).
     ``kind``: ``shopper`` (a pick or put-back by a shopper: fusion gives it to a visit), ``restock`` (a weight
     increase while the bin was in restock mode: a stock-ledger restock, never a shopper's return),
-    ``disturbance`` (more bins than any real pick, e.g. a lean on the shelf: never explained as products).
+    ``disturbance`` (more bins than any real pick: never explained as one product; fusion cuts it into two
+    shoppers' takes or sends it to review).
     ``misplaced``: a put-back of a product that does not face these bins (a restock task was raised).
     ``parts``: each bin's own change when the event merged several (what fusion cuts two takes side by side
     with; ``sensors.weight.BinChange``).
@@ -57,8 +58,11 @@ class ShelfEvent(models.Model):
 
     @property
     def for_fusion(self) -> bool:
-        """True when fusion should give this event to a shopper (``kind == shopper``)."""
-        return self.kind == self.Kind.SHOPPER
+        """True when fusion should look at this event: a shopper's (``kind == shopper``), or a ``disturbance``
+        — more plates than one item spans moved together, with a net weight change (a lean nets out and is no
+        event): two shoppers side by side, which fusion cuts apart by plate, or else sends to people. A restock
+        is nobody's cart."""
+        return self.kind in (self.Kind.SHOPPER, self.Kind.DISTURBANCE)
 
 
 class ShelfController(models.Model):

@@ -1144,7 +1144,7 @@ def shelf_events_from_changes(changes: WeightChanges, planogram: Planogram, *,
             log.info("bins %s: Δ=%.1f g at %.3f spans %d bins (> %d): a disturbance, not explained as products",
                      ",".join(bin_codes), delta, t0, len(bins), max_event_bins)
             events.append(ShelfEvent(bin_codes, t0, t1, delta, noise, (Hypothesis(UNEXPLAINED, 0, 1.0, delta),),
-                                     disturbance=True))
+                                     disturbance=True, parts=_parts(changes, idx, codes)))
             continue
         hyps, fallback, facing = _explain_bins(delta, noise, bin_codes, planogram, max_quantity, gate_sigma)
         if len(bins) > 1 and (fallback or hyps[0].unexplained):

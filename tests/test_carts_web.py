@@ -7,6 +7,7 @@ from types import SimpleNamespace
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.db.models import Sum
 from django.shortcuts import resolve_url
 from django.test import Client
 from django.utils import timezone
@@ -348,3 +349,48 @@ def test_admin_dismiss_action_goes_through_the_service(w):
     assert response.status_code == 302
     item.refresh_from_db()
     assert item.status == "dismissed" and item.resolved_by == "root" and not CartEvent.objects.exists()
+
+
+def _waiting_put_back(w, follows: ReviewItem, visit: Visit, barcode: str = "0002") -> ReviewItem:
+    se = shelf_event(w, delta_g=+150, seconds_ago=2, hypotheses=[{"barcode": barcode, "quantity": -1,
+                                                                  "likelihood": 0.97}])
+    return ReviewItem.objects.create(shelf_event=se, status=ReviewItem.Status.WAITING, follows=follows,
+                                     reason="its pick awaits review", candidates=[
+                                         {"visit": visit.pk, "track_id": f"t{visit.pk}", "distance_m": 0.05}],
+                                     resolution={"visit": visit.pk, "barcode": barcode, "quantity": -1,
+                                                 "confidence": 0.93, "evidence": {"decision": {"reason": "x"}}})
+
+
+def test_a_put_back_waiting_for_its_picks_review_applies_when_the_pick_is_given_to_its_shopper(w, monkeypatch):
+    import carts.services as services
+
+    bob_visit = Visit.objects.create(store=w.store, shopper=w.bob, state=Visit.State.SHOPPING, entered_at=w.now)
+    pick = _open_review(w, [w.visit, bob_visit])              # who took the chips: Ann or Bob?
+    waiting = _waiting_put_back(w, pick, w.visit)              # Ann put chips back meanwhile
+    Visit.objects.filter(pk=w.visit.pk).update(state=Visit.State.UNDER_REVIEW)  # and left
+    w.visit.refresh_from_db()
+    assert waiting in services.review_open_for(visit=w.visit)  # her checkout waits for the waiting item too
+    calls = []
+    monkeypatch.setattr(services, "visit_checkout", lambda *, visit, at=None: calls.append(visit.pk) or None)
+
+    out = services.review_resolve(item=pick, visit_id=w.visit.pk, barcode="0002", quantity=1, by="mia")
+    waiting.refresh_from_db()
+    assert (waiting.status, waiting.resolved_by) == ("resolved", "fusion")
+    put_back = CartEvent.objects.get(pk=waiting.resolution["cart_event"])
+    assert (put_back.visit_id, put_back.quantity, put_back.source) == (w.visit.pk, -1, "fusion")
+    assert put_back.evidence["follows_review"] == pick.pk
+    assert w.visit.cart_events.filter(product=w.chips).aggregate(s=Sum("quantity"))["s"] == 0
+    assert calls == [w.visit.pk] and list(out.checkouts) == [w.visit.pk]  # nothing left: Ann is billed
+
+
+def test_a_waiting_put_back_opens_for_people_when_the_pick_went_to_someone_else(w):
+    from carts.services import review_open_for, review_resolve
+
+    bob_visit = Visit.objects.create(store=w.store, shopper=w.bob, state=Visit.State.SHOPPING, entered_at=w.now)
+    pick = _open_review(w, [w.visit, bob_visit])
+    waiting = _waiting_put_back(w, pick, w.visit)
+    review_resolve(item=pick, visit_id=bob_visit.pk, barcode="0002", quantity=1, by="mia")
+    waiting.refresh_from_db()
+    assert waiting.status == "open" and f"review {pick.pk}" in waiting.reason
+    assert not CartEvent.objects.filter(shelf_event=waiting.shelf_event).exists()
+    assert waiting in review_open_for(visit=w.visit)

@@ -222,3 +222,15 @@ def test_an_id_switch_around_the_event_is_undone_before_reading_the_hands():
     assert d.charge_track == "a" and not d.review
     off = decide(ev, hands, bodies=bodies, config=FusionConfig(repair_id_switches=False))
     assert off.charge_track == "b"
+
+
+def test_a_put_back_of_an_item_whose_pick_is_in_review_waits_for_that_review():
+    # a put P back into A; her cart does not hold P yet: the pick is still in review, with her a candidate
+    ev = event(["A"], +300.2)
+    d = decide(ev, reach("a", 1.0), carts={"a": {}}, pending={"a": {"P": 1}})
+    assert d.awaits_review and not d.review and d.changes == (("a", "P", -1),)
+    assert "awaits review" in d.reason
+    alone = decide(ev, reach("a", 1.0), carts={"a": {}})
+    assert alone.review and not alone.awaits_review  # without the pending pick it is a second review
+    held = decide(ev, reach("a", 1.0), carts={"a": {"P": 1}}, pending={"a": {"P": 1}})
+    assert not held.awaits_review and not held.review  # held already: applies at once

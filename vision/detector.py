@@ -19,6 +19,11 @@ Hands (wrist pixels) come, in order of preference, from:
   weighs it low. In overhead views this is only a coarse guess at where the hands are.
 
 ``Detections.hands_source`` says which one produced the wrists.
+
+CPU threads (ONNX models): the deployment is one worker process per camera, and those processes together already
+keep every core busy, so each ONNX Runtime session runs single-threaded without spin-waiting (``threads=1``, the
+default of :class:`PersonDetector`; see :func:`onnx_session_options`). ``threads=0`` keeps ONNX Runtime's own
+default (an intra-op pool of one thread per core that spin-waits between operators).
 """
 from __future__ import annotations
 
@@ -149,13 +154,61 @@ def approximate_wrists(xyxy: np.ndarray) -> np.ndarray:
     return np.stack([np.column_stack([xyxy[:, 0], y]), np.column_stack([xyxy[:, 2], y])], axis=1)
 
 
+def onnx_session_options(threads: int) -> Any:
+    """``onnxruntime.SessionOptions`` for ``threads`` intra-op threads (≥ 1) with spin-waiting off
+    (``session.intra_op.allow_spinning = "0"``: idle pool threads sleep instead of burning CPU) and one inter-op
+    thread (the sequential executor does not use that pool)."""
+    import onnxruntime as ort
+
+    if threads < 1:
+        raise ValueError(f"threads must be >= 1 here, got {threads}")
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = int(threads)
+    opts.inter_op_num_threads = 1
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return opts
+
+
+def _threaded_predictor(base: type, threads: int) -> type:
+    """A subclass of the ultralytics predictor class ``base`` whose ONNX Runtime session uses
+    :func:`onnx_session_options` (``threads``).
+
+    Why this way: ultralytics 8.4 builds the session in ``ONNXBackend.load_model`` from the backend's
+    ``session_options`` attribute (its constructor takes ``session_options=``, which ultralytics' own benchmark
+    uses), but neither ``YOLO(...)``, ``AutoBackend`` nor ``predict``/``track`` arguments pass options through. A
+    custom predictor class (``Model.predict(predictor=...)``, the documented way to customise prediction) is the
+    one public hook: after the stock ``setup_model`` builds the backend, this one sets ``session_options`` on the
+    ONNX backend and reloads it with them (once per predictor; ultralytics rebuilds the predictor only when a setup
+    argument changes, and then through this class again). Anything else (PyTorch weights, OpenCV DNN, a backend
+    without ``session_options`` in another ultralytics version) is left as ultralytics made it, with a log line.
+    """
+
+    class ThreadedPredictor(base):  # type: ignore[misc, valid-type]
+        onnx_threads = threads
+
+        def setup_model(self, model: Any, verbose: bool = True) -> None:
+            super().setup_model(model, verbose)
+            backend = getattr(self.model, "backend", None)
+            weight = model if isinstance(model, (str, Path)) else getattr(self.args, "model", None)
+            if (type(backend).__name__ != "ONNXBackend" or getattr(backend, "format", "") != "onnx"
+                    or not hasattr(backend, "session_options") or not hasattr(backend, "load_model") or not weight):
+                log.info("threads=%d not applied: %s is not an ONNX Runtime backend with session options",
+                         self.onnx_threads, type(backend).__name__)
+                return
+            backend.session_options = onnx_session_options(self.onnx_threads)
+            backend.load_model(str(weight))
+
+    ThreadedPredictor.__name__ = ThreadedPredictor.__qualname__ = f"Threaded{base.__name__}"
+    return ThreadedPredictor
+
+
 def onnx_input_size(path: str | Path) -> int | None:
     """The square input size of an ONNX model (from the Ultralytics ``imgsz`` metadata or the fixed input shape),
     or None when dynamic/unknown."""
     try:
         import onnxruntime as ort
 
-        sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        sess = ort.InferenceSession(str(path), onnx_session_options(1), providers=["CPUExecutionProvider"])
     except Exception as exc:  # noqa: BLE001 - any load failure is reported by ultralytics later with detail
         log.debug("cannot read ONNX input size of %s: %s", path, exc)
         return None
@@ -182,16 +235,31 @@ class PersonDetector:
     pose model (and as the fallback of the pose stage); ``pose``: a BlazePose landmark ``.tflite`` path (or a
     :class:`vision.pose.BlazePoseLandmarks`) for wrists on person crops, ignored for pose models; when it cannot be
     loaded (missing file, ``ai-edge-litert`` absent) the detector logs why, keeps it in ``pose_problem`` and uses the
-    box approximation. ``hands_source`` (property) names the wrist source in use. Raises DetectorError if the model
-    file is missing or the tracker unknown. Not thread-safe.
+    box approximation. ``hands_source`` (property) names the wrist source in use.
+
+    ``threads`` (ONNX models only; ignored for others): ONNX Runtime intra-op threads of this detector's session,
+    with spin-waiting off; ``0`` = ONNX Runtime's default (one thread per core, spin-waiting). The default, 1, is
+    the recommended deployment: **one worker process per camera, one thread each**. Measured on the 2-core
+    development machine (yolo11n_int8.onnx, imgsz 320, ``track`` on store_aisle_overhead.mp4, 140 timed frames,
+    frames pre-decoded, frames per CPU-second of the process, 6 runs each, other jobs on the machine):
+    threads=0 25.9–33.8 (33.8, 33.8, 28.6, 33.8, 28.3, 25.9), threads=1 63.3–70.9 (70.9, 69.9, 63.3, 69.1, 66.8,
+    68.5), about 2.1× less CPU per frame; ``bench/bench_vision.py`` (decode + track + projection) gives 59–61 vs
+    31–32 for bare ultralytics defaults, i.e. ≈ 119 fps on 2 cores against the 40 fps goal. Boxes are identical
+    either way (``tests/test_vision_detector_threads.py``). ``threads_applied`` (property) says whether the running
+    session has the setting.
+
+    Raises DetectorError if the model file is missing, the tracker unknown or ``threads`` negative. Not
+    thread-safe.
     """
 
     def __init__(self, model: str | Path, *, imgsz: int | None = None, conf: float = 0.25,
                  tracker: str = "bytetrack", approximate_hands: bool = True, device: str = "cpu",
-                 pose: Any = None):
+                 pose: Any = None, threads: int = 1):
         yolo_environment()
         if tracker not in TRACKERS:
             raise DetectorError(f"tracker must be one of {', '.join(TRACKERS)}, not {tracker!r}")
+        if int(threads) < 0:
+            raise DetectorError(f"threads must be 0 (ONNX Runtime default) or a positive count, not {threads}")
         model = str(model)
         is_path = os.sep in model or model.endswith(".onnx")
         if is_path and not Path(model).exists():
@@ -206,6 +274,11 @@ class PersonDetector:
         except Exception as exc:  # noqa: BLE001 - ultralytics raises many types; the message says which file
             raise DetectorError(f"cannot load model {model}: {exc}") from exc
         self.model_name = model
+        self.threads = int(threads)
+        # the ultralytics predictor class to pass to predict/track (None: ultralytics' own, i.e. threads=0 or
+        # not ONNX); one class per detector, since ultralytics rebuilds the predictor when the class changes
+        self._predictor = (_threaded_predictor(self.model.task_map[self.model.task]["predictor"], self.threads)
+                           if self.threads and model.endswith(".onnx") else None)
         self.imgsz = int(imgsz or (onnx_input_size(model) if model.endswith(".onnx") else None) or 640)
         self.conf = float(conf)
         self.tracker = tracker
@@ -236,6 +309,24 @@ class PersonDetector:
             return "blazepose"
         return "approx-box" if self.approximate_hands else "none"
 
+    @property
+    def onnx_session(self) -> Any:
+        """The ONNX Runtime ``InferenceSession`` in use (None before the first frame, or when not ONNX Runtime)."""
+        predictor = getattr(self.model, "predictor", None)
+        backend = getattr(getattr(predictor, "model", None), "backend", None)
+        return getattr(backend, "session", None)
+
+    @property
+    def threads_applied(self) -> bool | None:
+        """Whether the running ONNX Runtime session has this detector's ``threads`` setting (read back from the
+        session's options); None before the first frame, for non-ONNX models or with ``threads=0``."""
+        session = self.onnx_session
+        if session is None or not self.threads:
+            return None
+        opts = session.get_session_options()
+        return (opts.intra_op_num_threads == self.threads
+                and opts.get_session_config_entry("session.intra_op.allow_spinning") == "0")
+
     def _hands(self, det: Detections, frame: np.ndarray) -> Detections:
         if self.pose is None or self.is_pose:
             return det
@@ -251,7 +342,7 @@ class PersonDetector:
         """People in one BGR frame (H, W, 3) uint8, without tracking (``tracker_id`` −1)."""
         frame = self._check(frame)
         result = self.model.predict(frame, imgsz=self.imgsz, conf=self.conf, classes=[PERSON], verbose=False,
-                                    device=self.device)[0]
+                                    device=self.device, predictor=self._predictor)[0]
         return self._hands(Detections.from_ultralytics(result, approximate_hands=self.approximate_hands), frame)
 
     def track(self, frame: np.ndarray) -> Detections:
@@ -260,7 +351,7 @@ class PersonDetector:
         frame = self._check(frame)
         results = self.model.track(frame, persist=True, stream=True, tracker=TRACKERS[self.tracker],
                                    imgsz=self.imgsz, conf=self.conf, classes=[PERSON], verbose=False,
-                                   device=self.device)
+                                   device=self.device, predictor=self._predictor)
         result = next(iter(results))
         det = Detections.from_ultralytics(result, approximate_hands=self.approximate_hands)
         return self._hands(det[det.tracker_id >= 0], frame)

@@ -56,6 +56,13 @@ class Command(BaseCommand):
         if truth_events is not None and not no_oracle:
             done, failed = reviews_resolve_by_truth(session=session, decisions=decisions, truth_events=truth_events,
                                                     party_of=party_of)
+            # put-backs that waited for those reviews are settled now; any whose pick went elsewhere is open
+            decisions = session_decisions(session=session, recording=rec)
+            if "review" in set(decisions.outcome):
+                more, failed = reviews_resolve_by_truth(session=session, decisions=decisions,
+                                                        truth_events=truth_events, party_of=party_of)
+                done += more
+                decisions = session_decisions(session=session, recording=rec)
             self.stdout.write(f"review items resolved by the oracle reviewer: {done}"
                               + (f" ({failed} could not be applied)" if failed else ""))
         billed = billed_receipts(session=session)
