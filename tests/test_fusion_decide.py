@@ -234,3 +234,20 @@ def test_a_put_back_of_an_item_whose_pick_is_in_review_waits_for_that_review():
     assert alone.review and not alone.awaits_review  # without the pending pick it is a second review
     held = decide(ev, reach("a", 1.0), carts={"a": {"P": 1}}, pending={"a": {"P": 1}})
     assert not held.awaits_review and not held.review  # held already: applies at once
+
+
+def test_a_disturbance_of_two_shoppers_side_by_side_is_cut_apart_or_reviewed():
+    # more plates moved together than one item spans: never one product, but two shoppers' takes can be cut apart
+    hands = cat(reach("a", 1.1, t_in=1.8, t_out=3.0), reach("b", 1.3, t_in=1.9, t_out=3.1))
+    ev = merged([("A", 0.6, 2.0, 2.9), ("B", -300.5, 2.0, 2.9), ("C", 0.4, 2.2, 2.3), ("D", -179.6, 2.1, 3.0)])
+    ev = dataclasses.replace(ev, disturbance=True, hypotheses=(weight.Hypothesis("", 0, 1.0, ev.delta_g),))
+    d = decide(ev, hands)
+    assert not d.review and sorted(d.changes) == [("a", "P", 1), ("b", "R", 1)]
+    lean = dataclasses.replace(ev, parts=())  # without the per-plate parts it cannot be cut: people look
+    assert decide(lean, hands).review
+
+
+def test_disturbances_go_to_fusion_restocks_do_not():
+    from sensors.models import ShelfEvent as Row
+
+    assert Row(kind="disturbance").for_fusion and Row(kind="shopper").for_fusion and not Row(kind="restock").for_fusion
