@@ -204,11 +204,20 @@ class SessionReport:
 
 
 def _right(decisions: Decisions, j: int, truth, i: int, party_of: Mapping[str, str]) -> bool:
+    """Whether the automatic decision on detected event ``j`` gave truth event ``i`` right: the lines that event's
+    rows (one per cart change: an event cut into two takes, or split between two shoppers, has several) charged
+    to the truth's party are exactly the truth's lines."""
     if decisions.outcome[j] != "cart":
         return False
     lead = party_of.get(str(truth.track[i]), str(truth.track[i]))
-    charged = party_of.get(str(decisions.track[j]), str(decisions.track[j]))
-    return charged == lead and sorted(decisions.lines[j]) == sorted(truth.lines[i])
+    same = np.flatnonzero((decisions.t_start == decisions.t_start[j]) & (decisions.outcome == "cart"))
+    lines: dict[str, int] = {}
+    for k in same:
+        if tuple(decisions.bins[k]) == tuple(decisions.bins[j]) and \
+                party_of.get(str(decisions.track[k]), str(decisions.track[k])) == lead:
+            for code, q in decisions.lines[k]:
+                lines[code] = lines.get(code, 0) + q
+    return sorted((c, q) for c, q in lines.items() if q) == sorted(truth.lines[i])
 
 
 def evaluate_session(billed: Receipts, truth: Receipts, *, party_of: Mapping[str, str],
