@@ -23,6 +23,21 @@ def shared_file(relative: str) -> Path:
     return path
 
 
+def needs_ultralytics() -> None:
+    """Skip (naming the extra to install) where ultralytics or onnxruntime is not installed."""
+    pytest.importorskip("ultralytics", reason="needs the vision extra: pip install -e '.[vision]'")
+    pytest.importorskip("onnxruntime", reason="needs the vision extra: pip install -e '.[vision]'")
+
+
+@pytest.fixture(scope="session")
+def person_detector():
+    """The project's person detector on ../shared/models/yolo11n_int8.onnx (skips where it cannot be built)."""
+    needs_ultralytics()
+    from vision.detector import PersonDetector
+
+    return PersonDetector(shared_file("models/yolo11n_int8.onnx"))
+
+
 def need(path: Path) -> Path:
     """``path`` (a file under ``SHARED``), or skip the test with a message naming it when it is absent."""
     if not path.exists():

@@ -7,17 +7,13 @@ import cv2
 import numpy as np
 import pytest
 
-from tests.conftest import shared_file
+from tests.conftest import needs_ultralytics, shared_file
 from vision.detector import DetectorError, PersonDetector, onnx_session_options
 
 MODEL = "models/yolo11n_int8.onnx"
 CLIP = "media/store_aisle_overhead.mp4"
 
 
-def needs_ultralytics() -> None:
-    """Skip (naming the extra to install) where ultralytics is not installed."""
-    pytest.importorskip("ultralytics", reason="needs the vision extra: pip install -e '.[vision]'")
-    pytest.importorskip("onnxruntime", reason="needs the vision extra: pip install -e '.[vision]'")
 
 
 @pytest.fixture(scope="module")

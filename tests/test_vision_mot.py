@@ -8,13 +8,10 @@ import numpy as np
 import pytest
 from django.core.management import call_command
 
-from tests.conftest import shared_file
+from tests.conftest import needs_ultralytics, shared_file
 from vision.metrics import MotBoxes, evaluate, iou_xywh, read_mot
 
 
-def needs_ultralytics() -> None:
-    """Skip (naming the extra to install) where ultralytics is not installed."""
-    pytest.importorskip("ultralytics", reason="needs the vision extra: pip install -e '.[vision]'")
 
 
 @pytest.mark.parametrize("seq", ["TUD-Campus", "TUD-Stadtmitte"])

@@ -10,32 +10,24 @@ import pytest
 
 from tests.conftest import shared_file
 from vision.association import ShopperAssociator
-from vision.detector import PersonDetector
 from vision.geometry import CameraModel, spread_m
 from vision.tracking import frame_tracks
 
 STILLS = "datasets/autocheckout/camera_stills/camera_{}.png"
 
 
-def needs_ultralytics() -> None:
-    """Skip (naming the extra to install) where ultralytics is not installed."""
-    pytest.importorskip("ultralytics", reason="needs the vision extra: pip install -e '.[vision]'")
+
+
 
 
 @pytest.fixture(scope="module")
-def detector() -> PersonDetector:
-    needs_ultralytics()
-    return PersonDetector(shared_file("models/yolo11n_int8.onnx"))
-
-
-@pytest.fixture(scope="module")
-def detections(detector):
+def detections(person_detector):
     cal = json.loads(shared_file("datasets/autocheckout/store_meta/calibration.json").read_text())
     out = {}
     for i in range(1, 7):
         img = cv2.imread(str(shared_file(STILLS.format(i))))
         cam = CameraModel.from_autocheckout(str(i), cal["cameras"][str(i)], width=img.shape[1], height=img.shape[0])
-        out[i] = (cam, detector.detect(img), img.shape[:2])
+        out[i] = (cam, person_detector.detect(img), img.shape[:2])
     return out, cal["world_ltrb"]
 
 

@@ -19,7 +19,6 @@ import pytest
 
 from tests.conftest import shared_file
 from vision.association import ShopperAssociator
-from vision.detector import PersonDetector
 from vision.geometry import CameraModel, calibrate_floor, spread_m
 from vision.tracking import frame_tracks
 
@@ -32,9 +31,6 @@ RANSAC_PX = 8.0
 PUBLISHED_SPREAD_M = 1.42  # tests/test_vision_stills.py, the same detections through calibration.json
 
 
-def needs_ultralytics() -> None:
-    """Skip (naming the extra to install) where ultralytics is not installed."""
-    pytest.importorskip("ultralytics", reason="needs the vision extra: pip install -e '.[vision]'")
 
 
 def load_points() -> dict:
@@ -84,14 +80,10 @@ def test_recalibrated_homographies_fit_the_marks():
         assert np.max(cal.error_px) < 8.0 and np.max(cal.error_m) < 0.10, f"camera {name}: {cal.summary()}"
 
 
-@pytest.fixture(scope="module")
-def detector() -> PersonDetector:
-    needs_ultralytics()
-    return PersonDetector(shared_file("models/yolo11n_int8.onnx"))
 
 
 @pytest.fixture(scope="module")
-def frames(detector):
+def frames(person_detector):
     """FrameTracks of the shopper in each recalibrated still (one detection each, tracker id 1)."""
     doc = load_points()
     out = {}
@@ -99,7 +91,7 @@ def frames(detector):
         img = cv2.imread(str(shared_file(STILLS.format(name))))
         assert img is not None and img.shape[:2] == (doc["cameras"][name]["height"], doc["cameras"][name]["width"])
         cam = CameraModel(name=name, width=img.shape[1], height=img.shape[0], H=fit(doc["cameras"][name]).H)
-        det = detector.detect(img)
+        det = person_detector.detect(img)
         assert len(det) == 1, f"camera {name}: {len(det)} people"
         det = type(det)(det.xyxy, det.confidence, np.arange(1, len(det) + 1), det.wrists, det.wrist_score,
                         det.hands_source)
