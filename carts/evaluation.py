@@ -349,7 +349,7 @@ def offline_replay(recording, *, review_confidence: float = 0.6, settle_s: float
     entries = {g.track: g.t for g in recording.gates if g.kind == "entry"}
     exits = {g.track: g.t for g in recording.gates if g.kind == "exit"}
     carts: dict[str, dict[str, int]] = {t: {} for t in entries}
-    pending: dict[str, dict[str, int]] = {}
+    review_picks: dict[int, list[tuple[str, str, int]]] = {}  # review row → the picks it may give (open till the end)
     follow: list[int] = []  # rows of put-backs waiting for the review of their pick
     rows = []
     for ev in events:
@@ -358,13 +358,18 @@ def offline_replay(recording, *, review_confidence: float = 0.6, settle_s: float
                                    settle_s=settle_s)
         d = decide_event(ev, hands, bins, planogram, carts={t: carts[t] for t in eligible}, party_of=party_of,
                          eligible=eligible, review_confidence=review_confidence, config=fusion, bodies=bodies,
-                         pending={t: pending[t] for t in eligible if t in pending})
-        if d.review or not d.changes:
+                         pending=pending_holdings(review_picks, eligible))
+        follows = None
+        if d.awaits_review and not d.review:  # the review it waits for, as the Django pipeline picks it
+            lead = party_of.get(d.track_id, d.track_id)
+            follows = next((i for i in sorted(review_picks) for t, code, _ in review_picks[i]
+                            if code == d.barcode and party_of.get(t, t) == lead), None)
+        if d.review or not d.changes or (d.awaits_review and follows is None):
+            review_picks[len(rows)] = pending_picks(d)
             rows.append((ev.bin_codes, ev.t_start, ev.t_end, "review", "", (), d.confidence))
-            for track, code, q in pending_picks(d):
-                pending.setdefault(track, {})[code] = pending.get(track, {}).get(code, 0) + q
             continue
-        if d.awaits_review:
+        if follows is not None:
+            review_picks[follows] = spend_picks(review_picks[follows], d.barcode, -d.quantity)
             follow.append(len(rows))
             rows.append((ev.bin_codes, ev.t_start, ev.t_end, "follow", d.track_id, ((d.barcode, d.quantity),),
                          d.confidence))
@@ -398,6 +403,24 @@ def pending_picks(decision) -> list[tuple[str, str, int]]:
     later put-back of such an item waits for this review instead of becoming a second one)."""
     return [(c.track_id, o.barcode, o.quantity) for c in decision.candidates if c.posterior >= 0.05
             for o in decision.options if o.quantity > 0 and o.barcode and o.posterior >= 0.05]
+
+
+def pending_holdings(review_picks: Mapping[int, Sequence[tuple[str, str, int]]], tracks: Sequence[str]
+                     ) -> dict[str, dict[str, int]]:
+    """What each of ``tracks`` may hold through the picks of open reviews (``review_picks``: review → its
+    :func:`pending_picks`, oldest first): fusion's ``pending``."""
+    out: dict[str, dict[str, int]] = {}
+    wanted = set(tracks)
+    for key in sorted(review_picks):
+        for track, code, q in review_picks[key]:
+            if track in wanted:
+                out.setdefault(track, {})[code] = out.get(track, {}).get(code, 0) + q
+    return out
+
+
+def spend_picks(picks: Sequence[tuple[str, str, int]], code: str, units: int) -> list[tuple[str, str, int]]:
+    """``picks`` with ``units`` of ``code`` taken off each candidate's entry (a waiting put-back used them)."""
+    return [(t, c, q - units if c == code else q) for t, c, q in picks if c != code or q - units > 0]
 
 
 def party_holder(track: str, code: str, q: int, carts: Mapping[str, Mapping[str, int]],

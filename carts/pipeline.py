@@ -36,7 +36,7 @@ from store.layout.models import Bin, Store
 from store.recording import TrackObservations
 from vision.services import shopper_track_record
 
-from .evaluation import pending_picks
+from .evaluation import pending_holdings, pending_picks, spend_picks
 from .fusion import BinGeometry, Decision, FusionConfig, decide_event, eligible_tracks
 from .models import CartEvent, ReviewItem
 from .services import CartChange, cart_apply, cart_publish, review_followers_settle, visit_checkout
@@ -325,13 +325,7 @@ class StorePipeline:
 
     def _pending_holdings(self, tracks: list[str]) -> dict[str, dict[str, int]]:
         """What each of ``tracks`` may hold through picks still open in review (fusion's ``pending``)."""
-        out: dict[str, dict[str, int]] = {}
-        wanted = set(tracks)
-        for pk in self._open_reviews():
-            for track, code, q in self._review_picks[pk]:
-                if track in wanted:
-                    out.setdefault(track, {})[code] = out.get(track, {}).get(code, 0) + q
-        return out
+        return pending_holdings({pk: self._review_picks[pk] for pk in self._open_reviews()}, tracks)
 
     def _wait(self, row: ShelfEvent, decision: Decision, evidence: dict) -> None:
         """A put-back whose item's pick is still in review: keep the decision on a ``waiting`` review item that
@@ -351,7 +345,8 @@ class StorePipeline:
                 "candidates": candidates,
                 "resolution": {"visit": visit.pk, "barcode": decision.barcode, "quantity": int(decision.quantity),
                                "confidence": round(decision.confidence, 4), "evidence": evidence}})
-            self._review_picks[follows] = _spend(self._review_picks[follows], decision.barcode, -decision.quantity)
+            self._review_picks[follows] = spend_picks(self._review_picks[follows], decision.barcode,
+                                                      -decision.quantity)
             followed = ReviewItem.objects.select_for_update().get(pk=follows)
             if followed.status != ReviewItem.Status.OPEN:  # decided between our query and now
                 review_followers_settle(item=followed)
@@ -372,7 +367,3 @@ class StorePipeline:
             if c["visit"] is not None:
                 cart_publish(visit=self.visits[c["track_id"]])
 
-
-def _spend(picks: list[tuple[str, str, int]], code: str, units: int) -> list[tuple[str, str, int]]:
-    """``picks`` with ``units`` of ``code`` taken off each candidate's entry (a waiting put-back used them)."""
-    return [(t, c, q - units if c == code else q) for t, c, q in picks if c != code or q - units > 0]
