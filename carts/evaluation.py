@@ -325,11 +325,11 @@ def offline_replay(recording, *, review_confidence: float = 0.6, settle_s: float
     once hands up to ``t_end + fusion.pad_s`` are in). Visits are the gate entries; a party is one account's
     entries within ``party_within_s`` (``carts.simulation.parties_from_gates``, as the replay does); exits make a
     track ineligible ``settle_s`` after them. A put-back of an item whose pick waits in review (fusion's
-    ``pending``) waits too (outcome ``follow``). With ``truth_events``, open review items are resolved by the
-    oracle reviewer at the end, then each waiting put-back applies if its party holds the item, else goes to the
-    oracle as a review of its own (as ``carts.services.review_resolve`` settles them in the store). ``events``: shelf events already detected (e.g. ``OfflineResult.events`` of an
-    earlier run: a threshold sweep need not detect again). Raises ValueError from the detector on malformed
-    samples."""
+    ``pending``) waits too (outcome ``follow``). With ``truth_events``, open review items are resolved by the oracle
+    reviewer at the end, then each waiting put-back applies if its party holds the item, else goes to the oracle as
+    a review of its own (as ``carts.services.review_resolve`` settles them in the store). ``events``: shelf events
+    already detected (e.g. ``OfflineResult.events`` of an earlier run: a threshold sweep need not detect again).
+    Raises ValueError from the detector on malformed samples."""
     from .simulation import parties_from_gates
 
     planogram = planogram_from_store(recording.store)

@@ -51,7 +51,8 @@ noise).
 Joint score of (track k, hypothesis h) = ``s_k · L_h · feasible(k, h)``; the unexplained outcome and the nobody
 track compete as well. The decision is the best (track, product × quantity) pair; its **confidence** is its share
 of the total (a posterior under the model, not yet fitted on real data; ``carts.evaluation.reliability`` tabulates
-confidence against the share right on simulated truth, so that calibration can be checked). Below the review threshold the event goes to people with all of this evidence.
+confidence against the share right on simulated truth, so that calibration can be checked). Below the review
+threshold the event goes to people with all of this evidence.
 
 Defaults and their sources: ``sigma_m = 0.15`` — the wrist stays 0.1–0.2 m in front of the plate it takes from on
 BENCHMARK-1 (store.autocheckout, measured on the real pick); ``pad_s = 1.5`` — a reach lasts 0.5–1.5 s around the

@@ -326,9 +326,9 @@ def review_resolve(*, item: ReviewItem, visit_id: int | None, barcode: str | Non
     recorded as the item's resolution with no cart event. ``by``: who decided (a username), kept on the item.
 
     The put-backs waiting for this item are settled in the same transaction (:func:`review_followers_settle`).
-    Afterwards every visit the item names (its candidates, the chosen visit and the settled followers' visits)
-    that is ``under_review`` with no other open or waiting item is checked out with :func:`visit_checkout` (after the decision commits); the other candidates
-    get a fresh snapshot, since their ``under_review`` count fell.
+    Afterwards every visit the item names (its candidates, the chosen visit and the settled followers' visits) that
+    is ``under_review`` with no other open or waiting item is checked out with :func:`visit_checkout` (after the
+    decision commits); the other candidates get a fresh snapshot, since their ``under_review`` count fell.
 
     A decision on an already **billed** visit is corrected through billing, never by editing the receipt: the cart
     event is appended (evidence ``correction``: ``{"kind": "refund"|"charge", "attempt": id}``), and a put-back

@@ -77,8 +77,8 @@ def find_swaps(bodies: TrackObservations, *, tracks: Sequence[str] | None = None
     stand again, both filters restart): the end of a switch between people who drifted close is a small jump and
     can be missed, and carrying a swap on forever would misattribute everything both do afterwards, while
     trackers re-identify within seconds (ByteTrack keeps a lost track 30 frames; re-identification does the
-    rest). The labels at the pair's first common frame are taken as right. After a gap of more
-    than ``max_gap_s`` with neither seen, the references restart from the current labels. Defaults: 0.25 m is
+    rest). The labels at the pair's first common frame are taken as right. An identity unseen for more than
+    ``max_gap_s`` restarts its filter from the current labels (and warms up again). Defaults: 0.25 m is
     five times the per-frame sd of a body keypoint in store coordinates (~5 cm) and more than the step of a
     person walking at 1.5 m/s in 0.1 s, so neither noise nor walking flips a pair; a switch between people
     0.2 m apart or more costs twice that. Returns the swaps, earliest first. Raises ValueError for
@@ -106,7 +106,8 @@ def find_swaps(bodies: TrackObservations, *, tracks: Sequence[str] | None = None
             frames = np.union1d(fa[(fa >= lo) & (fa <= hi)], fb[(fb >= lo) & (fb <= hi)])
             da = dict(zip(fa.tolist(), xa))
             db = dict(zip(fb.tolist(), xb))
-            filt: list[list | None] = [None, None]  # per identity: [xy, velocity m/frame, last frame]
+            # per identity: [xy (m), velocity (m per frame), last frame, RMS prediction error (m), sightings]
+            filt: list[list | None] = [None, None]
             swapped, since = False, 0
             for f in frames.tolist():
                 if swapped and f - since > longest:  # no end seen: the labels stand again from here
