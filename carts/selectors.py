@@ -445,7 +445,8 @@ def shelf_events_latest(*, limit: int = 30) -> list[ShelfEventRow]:
 class ReviewRow:
     """An open review item with its evidence. ``hypotheses`` as in :func:`_hypotheses`; ``candidates`` best first,
     each ``{"visit", "track_id", "distance_m", "score", "shopper", "state", "open"}`` (``shopper``/``state`` of the
-    visit, ``""`` when the candidate names no known visit; ``open``: its cart still takes events)."""
+    visit, ``""`` when the candidate names no known visit; ``open``: its cart still takes events); ``waiting``:
+    the put-backs that wait for this decision (``ReviewItem.follows``): fusion applies them once it is made."""
 
     id: int
     reason: str
@@ -453,6 +454,7 @@ class ReviewRow:
     shelf_event: ShelfEvent
     hypotheses: list[dict]
     candidates: list[dict]
+    waiting: int = 0
 
 
 def review_queue(*, limit: int = 100) -> list[ReviewRow]:
@@ -460,6 +462,8 @@ def review_queue(*, limit: int = 100) -> list[ReviewRow]:
     items = list(ReviewItem.objects.filter(status=ReviewItem.Status.OPEN)
                  .select_related("shelf_event__bin", "shelf_event__store").order_by("created_at", "id")[:limit])
     names = _product_names([i.shelf_event for i in items])
+    waiting = dict(ReviewItem.objects.filter(follows__in=items, status=ReviewItem.Status.WAITING)
+                   .values("follows").annotate(n=Count("id")).values_list("follows", "n"))
     visit_ids = {c.get("visit") for i in items for c in i.candidates or [] if isinstance(c, dict)}
     visits = {v.pk: v for v in Visit.objects.filter(pk__in=[v for v in visit_ids if isinstance(v, int)])
               .select_related("shopper")}
@@ -477,7 +481,8 @@ def review_queue(*, limit: int = 100) -> list[ReviewRow]:
                 "open": bool(v and v.state in OPEN_STATES),
             })
         rows.append(ReviewRow(id=i.pk, reason=i.reason, created_at=i.created_at, shelf_event=i.shelf_event,
-                              hypotheses=_hypotheses(i.shelf_event, names), candidates=candidates))
+                              hypotheses=_hypotheses(i.shelf_event, names), candidates=candidates,
+                              waiting=waiting.get(i.pk, 0)))
     return rows
 
 

@@ -370,6 +370,10 @@ def test_a_put_back_waiting_for_its_picks_review_applies_when_the_pick_is_given_
     Visit.objects.filter(pk=w.visit.pk).update(state=Visit.State.UNDER_REVIEW)  # and left
     w.visit.refresh_from_db()
     assert waiting in services.review_open_for(visit=w.visit)  # her checkout waits for the waiting item too
+    response = client_for(w.mia).get("/manage/")
+    (row,) = response.context["reviews"]  # the waiting put-back is not for people; the pick shows it waits
+    assert row.id == pick.pk and row.waiting == 1
+    assert "1 put-back of this item waits for this decision" in response.content.decode()
     calls = []
     monkeypatch.setattr(services, "visit_checkout", lambda *, visit, at=None: calls.append(visit.pk) or None)
 
