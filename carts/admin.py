@@ -46,7 +46,7 @@ class ReviewItemAdmin(admin.ModelAdmin):
     search_fields = ("reason", "shelf_event__bin__code", "resolved_by")
     list_select_related = ("shelf_event__bin",)
     readonly_fields = ("shelf_event", "status", "reason", "candidates", "created_at", "resolved_at", "resolved_by",
-                       "resolution")
+                       "resolution", "follows")
     actions = ("dismiss",)
 
     def has_add_permission(self, request, obj=None) -> bool:
@@ -64,7 +64,10 @@ class ReviewItemAdmin(admin.ModelAdmin):
                 done += 1
             except ReviewError as exc:
                 self.message_user(request, f"review {item.pk}: {exc}", messages.ERROR)
-        self.message_user(request, f"{done} review item(s) dismissed", messages.SUCCESS)
+        skipped = queryset.exclude(status=ReviewItem.Status.OPEN).count()
+        self.message_user(request, f"{done} review item(s) dismissed" + (
+            f"; {skipped} skipped (only open items can be dismissed: a waiting put-back follows the decision on its "
+            f"pick)" if skipped else ""), messages.SUCCESS)
 
 
 @admin.register(Dispute)

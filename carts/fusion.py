@@ -644,7 +644,7 @@ def _decide_whole(event: weight.ShelfEvent, hands: TrackObservations, bins: BinG
         bodies, [t for t, _ in shares], event.t_start - config.id_window_s, event.t_end + config.id_window_s, config)
     review = conf < review_confidence or infeasible or bool(doubt)
     if review:
-        reason = (f"confidence {conf:.2f} below {review_confidence:.2f}: " if conf < review_confidence
+        reason = (f"confidence {conf:.3f} below {review_confidence:.2f}: " if conf < review_confidence
                   else "put-back of an item the shopper's party does not hold: " if infeasible
                   else f"track {doubt[0]} jumped (a possible id switch with a neighbour): ") + reason
     return Decision(track, charge, code, int(q), conf, float(post_track[tracks.index(track)]),

@@ -250,12 +250,19 @@ def session_decisions(*, session: str, recording: Recording):
     ``follow`` for a put-back still waiting for the review of its pick, ``cart`` with the fusion cart event's
     visit track and line (a waiting put-back that fusion applied once its pick was decided included), ``none``
     otherwise."""
+    from .evaluation import Decisions
+
+    rows, _ = _session_rows(session, session_clock_offset(session=session, recording=recording))
+    return Decisions.from_rows(rows)
+
+
+def _session_rows(session: str, offset: float) -> tuple[list[tuple], list[int]]:
+    """The rows of :func:`session_decisions` (times minus ``offset``) and, for each, its shelf event's id: an
+    event cut into two takes or split between two shoppers has one row per cart event."""
     from sensors.models import ShelfEvent
 
-    from .evaluation import Decisions
     from .models import CartEvent, ReviewItem
 
-    offset = session_clock_offset(session=session, recording=recording)
     items = ReviewItem.objects.filter(shelf_event__session=session)
     # sent to people: every item but the waiting put-backs and those fusion settled after their pick's review
     reviewed = set(items.exclude(status=ReviewItem.Status.WAITING).exclude(resolved_by="fusion")
@@ -264,9 +271,9 @@ def session_decisions(*, session: str, recording: Recording):
     waiting = {i.shelf_event_id: i.resolution for i in items.filter(status=ReviewItem.Status.WAITING)}
     fused: dict[int, list[CartEvent]] = {}
     for ce in CartEvent.objects.filter(shelf_event__session=session, source=CartEvent.Source.FUSION).select_related(
-            "visit", "product"):
+            "visit", "product").order_by("id"):
         fused.setdefault(ce.shelf_event_id, []).append(ce)
-    rows = []
+    rows, ids = [], []
     for ev in ShelfEvent.objects.filter(session=session).order_by("t_end", "id"):
         t0, t1 = ev.t_start.timestamp() - offset, ev.t_end.timestamp() - offset
         bins = tuple(ev.bin_codes or ())
@@ -280,9 +287,12 @@ def session_decisions(*, session: str, recording: Recording):
             for c in fused[ev.pk]:  # one row per cart event (an event split between two shoppers has two)
                 rows.append((bins, t0, t1, "cart", c.visit.track_id, ((c.product.barcode, c.quantity),),
                              float(c.confidence)))
+                ids.append(ev.pk)
+            continue
         else:
             rows.append((bins, t0, t1, "none", "", (), 0.0))
-    return Decisions.from_rows(rows)
+        ids.append(ev.pk)
+    return rows, ids
 
 
 def reviews_resolve_by_truth(*, session: str, decisions, truth_events, party_of: dict[str, str]) -> tuple[int, int]:
@@ -291,7 +301,6 @@ def reviews_resolve_by_truth(*, session: str, decisions, truth_events, party_of:
     manager's decision in the dashboard, billing corrections included. A put-back goes to the party member who
     holds the item; a second product in one event (a mixed grab) is appended before the first is resolved.
     Returns (resolved, failed); failures are logged and leave their item open."""
-    from sensors.models import ShelfEvent
     from store.inventory.models import Product
 
     from .evaluation import oracle_answers
@@ -300,7 +309,10 @@ def reviews_resolve_by_truth(*, session: str, decisions, truth_events, party_of:
 
     visits = {v.track_id: v for v in Visit.objects.filter(session=session).exclude(track_id="")}
     answers = oracle_answers(decisions, truth_events)
-    events = list(ShelfEvent.objects.filter(session=session).order_by("t_end", "id").values_list("id", flat=True))
+    _, events = _session_rows(session, 0.0)  # decision row → its shelf event (rows, not events, are indexed)
+    if len(events) != len(decisions):
+        raise ValueError(f"session {session}: {len(decisions)} decisions given for {len(events)} rows; pass "
+                         f"session_decisions() of this session")
     ok = failed = 0
     for j, found in sorted(answers.items()):
         item = ReviewItem.objects.filter(shelf_event_id=events[j], status=ReviewItem.Status.OPEN).first()

@@ -125,7 +125,8 @@ def review_followers_settle(*, item: ReviewItem) -> list[Visit]:
     fusion decided it (a cart event of source ``fusion``, evidence ``follows_review``) to its visit or a party
     member holding the item, and is marked ``resolved`` by ``fusion``; when nobody in the party holds it (the
     review gave the pick to someone else, or dismissed it) the item opens for people. Call inside the
-    transaction that decided ``item``. Returns the visits the settled items name (their checkouts may proceed)."""
+    transaction that decided ``item``. Returns the visits the settled items name, as candidates or as the visit
+    the put-back went to (their checkouts may proceed)."""
     touched: list[Visit] = []
     for f in ReviewItem.objects.select_for_update().select_related("shelf_event").filter(
             follows=item, status=ReviewItem.Status.WAITING):
@@ -155,6 +156,8 @@ def review_followers_settle(*, item: ReviewItem) -> list[Visit]:
             if visit is not None:
                 touched.append(visit)
         f.save(update_fields=["status", "resolved_by", "resolved_at", "resolution", "reason"])
+        named = [c.get("visit") for c in f.candidates or [] if isinstance(c, dict) and isinstance(c.get("visit"), int)]
+        touched += list(Visit.objects.filter(pk__in=named))  # their checkouts may have waited for this item too
         log.info("review %s (waiting for %s) %s", f.pk, item.pk, f.status)
     return touched
 

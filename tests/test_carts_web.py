@@ -398,3 +398,20 @@ def test_a_waiting_put_back_opens_for_people_when_the_pick_went_to_someone_else(
     assert waiting.status == "open" and f"review {pick.pk}" in waiting.reason
     assert not CartEvent.objects.filter(shelf_event=waiting.shelf_event).exists()
     assert waiting in review_open_for(visit=w.visit)
+
+
+def test_a_visit_named_only_by_a_waiting_put_back_is_checked_out_once_it_settles(w, monkeypatch):
+    import carts.services as services
+
+    bob_visit = Visit.objects.create(store=w.store, shopper=w.bob, state=Visit.State.SHOPPING, entered_at=w.now)
+    pick = _open_review(w, [w.visit])                          # Ann's pick of chips, in review
+    waiting = _waiting_put_back(w, pick, w.visit)              # Ann puts chips back; Bob stood beside her
+    waiting.candidates = waiting.candidates + [{"visit": bob_visit.pk, "track_id": "tb", "distance_m": 0.3}]
+    waiting.save(update_fields=["candidates"])
+    Visit.objects.filter(pk=bob_visit.pk).update(state=Visit.State.UNDER_REVIEW)  # Bob left: he waits for it
+    bob_visit.refresh_from_db()
+    assert services.review_open_for(visit=bob_visit) == [waiting]
+    calls = []
+    monkeypatch.setattr(services, "visit_checkout", lambda *, visit, at=None: calls.append(visit.pk) or None)
+    services.review_resolve(item=pick, visit_id=w.visit.pk, barcode="0002", quantity=1, by="mia")
+    assert bob_visit.pk in calls  # the settled put-back released Bob's checkout too

@@ -147,3 +147,22 @@ def test_party_join_rules(sim_recording):
     third = Visit.objects.create(store=lead.store, shopper=lead.shopper, state=Visit.State.SHOPPING,
                                  session=session, entered_at=lead.entered_at)
     assert visit_join_party(visit=third, lead=newcomer).party_lead_id == other.pk  # a party has one lead
+
+
+def test_the_oracle_reviewer_decides_the_right_items_when_events_have_several_cart_rows(tmp_path):
+    # 30 shoppers: some events are cut into two takes (two cart events, two decision rows) before later reviews;
+    # the oracle must still answer each review item with its own event's truth, leaving nobody unbilled
+    store = load_store(shared_file("datasets/autocheckout/store_meta/Plates.json").parents[1])
+    rec = write_simulation(simulate(store, SimConfig.at("default", shoppers=30, minutes=9.0, seed=7)),
+                           tmp_path / "sim-7")
+    out = io.StringIO()
+    call_command("evaluate", str(rec), replay=True, stdout=out)
+    lines = out.getvalue().strip().splitlines()
+    session = lines[0].split()[1]
+    rows = session_decisions(session=session, recording=read_recording(rec))
+    starts = [(tuple(b), t) for b, t, o in zip(rows.bins, rows.t_start, rows.outcome) if o == "cart"]
+    assert len(starts) > len(set(starts))  # the case at stake: an event with two cart rows
+    assert not any(line.startswith("still open") for line in lines), lines
+    assert not ReviewItem.objects.filter(shelf_event__session=session, status__in=("open", "waiting")).exists()
+    assert set(Visit.objects.filter(session=session).values_list("state", flat=True)) == {"billed"}
+    assert float(lines[-1].split()[1]) >= 0.93

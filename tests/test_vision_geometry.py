@@ -5,7 +5,7 @@ import json
 
 import numpy as np
 import pytest
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 
 from tests.conftest import shared_file
 from vision.geometry import CalibrationError, CameraModel, calibrate_floor, read_calibration_points, spread_m
@@ -79,3 +79,22 @@ def test_calibrate_command_prints_errors_and_writes_a_camera_file(tmp_path, cam1
 
 def test_spread():
     assert spread_m([[0, 0], [0, 0.3], [np.nan, np.nan]]) == pytest.approx(0.15)
+
+
+def test_calibration_refuses_a_point_marked_twice(cam1):
+    floor = np.array([[0.5, -2.0], [3.0, -2.0], [3.0, 0.0], [3.0, 0.0]])
+    px = cam1.undistort(cam1.floor_to_image(floor))
+    with pytest.raises(CalibrationError, match="4 distinct (image|floor) points, got 3"):
+        calibrate_floor(px, floor)
+
+
+def test_calibrate_command_creates_the_output_folder_or_says_why_not(tmp_path, cam1, capsys):
+    floor = np.array([[0.5, -2.0], [3.0, -2.0], [3.0, 0.0], [0.5, 0.0], [1.7, -1.0]])
+    px = cam1.undistort(cam1.floor_to_image(floor))
+    pts = tmp_path / "marks.csv"
+    pts.write_text("u,v,x,y\n" + "".join(f"{u},{v},{x},{y}\n" for (u, v), (x, y) in zip(px, floor)))
+    call_command("calibrate", str(pts), "--out", str(tmp_path / "new" / "dir" / "cam.json"))
+    assert (tmp_path / "new" / "dir" / "cam.json").exists()
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(CommandError, match="cannot write"):
+        call_command("calibrate", str(pts), "--out", str(tmp_path / "file" / "cam.json"))

@@ -314,6 +314,11 @@ def calibrate_floor(image_points: Any, floor_points: Any, *, K: np.ndarray | Non
         raise CalibrationError(f"a floor homography needs at least 4 marked points, got {img.shape[0]}")
     if not (np.isfinite(img).all() and np.isfinite(flr).all()):
         raise CalibrationError("calibration points must be finite numbers")
+    for name, pts in (("image", img), ("floor", flr)):
+        distinct = len(np.unique(np.round(pts, 3), axis=0))
+        if distinct < 4:
+            raise CalibrationError(f"a floor homography needs 4 distinct {name} points, got {distinct} (the same "
+                                   f"point marked twice adds nothing)")
     centred = flr - flr.mean(axis=0)
     sv = np.linalg.svd(centred, compute_uv=False)
     if sv[-1] < 1e-3 * max(sv[0], 1e-12):

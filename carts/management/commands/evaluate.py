@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.core.management.base import BaseCommand, CommandError
 
 from carts.evaluation import evaluate_session, merge_parties
+from carts.models import ReviewItem
 from carts.replay import (
     DEMO_SHOPPER,
     PARTY_WITHIN_S,
@@ -65,6 +66,12 @@ class Command(BaseCommand):
                 decisions = session_decisions(session=session, recording=rec)
             self.stdout.write(f"review items resolved by the oracle reviewer: {done}"
                               + (f" ({failed} could not be applied)" if failed else ""))
+        left = ReviewItem.objects.filter(shelf_event__session=session,
+                                         status__in=(ReviewItem.Status.OPEN, ReviewItem.Status.WAITING)).count()
+        unbilled = Visit.objects.filter(session=session).exclude(state=Visit.State.BILLED).count()
+        if left or unbilled:
+            self.stdout.write(f"still open: {left} review items; {unbilled} visits not billed (their receipts are "
+                              f"empty here until the reviews are decided)")
         billed = billed_receipts(session=session)
         truth = {r.track: {line.barcode: line.quantity for line in r.lines} for r in rec.truth}
         report = evaluate_session(billed, truth, party_of=party_of, decisions=decisions, truth_events=truth_events)

@@ -46,6 +46,10 @@ class Command(BaseCommand):
             self.stdout.write(f"point {i + 1}: {ep:.2f} px {100 * em:.1f} cm{flag}")
         if opts["out"]:
             data = CameraModel(name=opts["name"], H=cal.H).to_dict()
-            Path(opts["out"]).write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
+            try:
+                Path(opts["out"]).parent.mkdir(parents=True, exist_ok=True)
+                Path(opts["out"]).write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
+            except OSError as exc:
+                raise CommandError(f"cannot write {opts['out']}: {exc.strerror or exc}") from None
             self.stdout.write(f"wrote {opts['out']}")
         self.stdout.write(cal.summary())
