@@ -531,8 +531,8 @@ def _joint_parts(da: Decision, db: Decision, carts: Holdings, party_of: Mapping[
     best pair's share times both parts' product posteriors; a put-back share must be held by its track's party.
     Returns (confidence, part a, part b), or None when no pair of real tracks is feasible or either part is
     an identity doubt."""
-    if "jumped" in da.reason or "jumped" in db.reason or da.awaits_review or db.awaits_review:
-        return None
+    if da.review or db.review or da.awaits_review or db.awaits_review:  # decided with threshold 0: only an
+        return None                                                      # identity doubt or infeasibility is left
     pa = {c.track_id: c.posterior for c in da.candidates}
     pb = {c.track_id: c.posterior for c in db.candidates}
     na, nb = max(1.0 - sum(pa.values()), 0.0), max(1.0 - sum(pb.values()), 0.0)
