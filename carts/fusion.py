@@ -158,6 +158,7 @@ class FusionConfig:
     split_prior: float = 0.5
     partition: bool = True
     partition_below: float = 0.5
+    partition_gap_s: float = 0.2
     same_track_prior: float = 0.3
     pending_prior: float = 0.5
     repair_id_switches: bool = True
@@ -496,12 +497,13 @@ def decide_event(event: weight.ShelfEvent, hands: TrackObservations, bins: BinGe
     kw = dict(carts=carts, party_of=party_of, eligible=eligible, review_confidence=review_confidence, config=config,
               bodies=bodies, pending=pending or {})
     whole = _decide_whole(event, hands, bins, planogram, **kw)
+    several = abs(whole.quantity) >= 2 or len(whole.shares) > 1
     if (not config.partition or len(event.parts) < 2
-            or not (whole.review or whole.product < config.partition_below)):
+            or not (whole.review or whole.product < config.partition_below or several)):
         return whole
     best: tuple[float, Decision, Decision, tuple, tuple] | None = None
     kw_part = {**kw, "review_confidence": 0.0}
-    for a, b in _cuts(event, bins):
+    for a, b in _cuts(event, bins, config.partition_gap_s):
         da = _decide_whole(weight.sub_event(event, a, planogram, max_quantity=config.max_quantity), hands, bins,
                            planogram, **kw_part)
         if not da.changes or len(da.shares) != 1:
@@ -516,10 +518,17 @@ def decide_event(event: weight.ShelfEvent, hands: TrackObservations, bins: BinGe
     if best is None or best[0] < review_confidence or (not whole.review and best[0] <= whole.confidence):
         return whole
     conf, da, db, a, b = best
+    how = "one after the other" if max(p.t_end for p in a) < min(p.t_start for p in b) else "side by side"
     return replace(da, confidence=conf, attribution=min(da.attribution, db.attribution),
                    product=min(da.product, db.product), candidates=whole.candidates, options=whole.options,
-                   reason=f"two takes side by side: {','.join(a)} — {da.reason}; {','.join(b)} — {db.reason}",
+                   reason=f"two takes {how}: {_where(a)} — {da.reason}; {_where(b)} — {db.reason}",
                    parts=(da, db))
+
+
+def _where(parts: Sequence[weight.BinChange]) -> str:
+    codes = list(dict.fromkeys(p.code for p in parts))
+    return ",".join(codes) + f" ({min(p.t_start for p in parts):.1f}–{max(p.t_end for p in parts):.1f} s)"
+
 
 
 def _joint_parts(da: Decision, db: Decision, carts: Holdings, party_of: Mapping[str, str], config: FusionConfig
@@ -554,14 +563,27 @@ def _joint_parts(da: Decision, db: Decision, carts: Holdings, party_of: Mapping[
     return None
 
 
-def _cuts(event: weight.ShelfEvent, bins: BinGeometry) -> list[tuple[tuple[str, ...], tuple[str, ...]]]:
-    """Every cut of the event's bins into two runs of neighbours along the shelf (bins ordered by their centre's
-    coordinate along the shelf axis)."""
-    idx = [bins.index[p.code] for p in event.parts]
-    along = [float(bins.centre[i, 0] * math.cos(bins.yaw[i]) + bins.centre[i, 1] * math.sin(bins.yaw[i]))
-             for i in idx]
-    codes = [p.code for _, p in sorted(zip(along, event.parts), key=lambda x: x[0])]
-    return [(tuple(codes[:k]), tuple(codes[k:])) for k in range(1, len(codes))]
+def _cuts(event: weight.ShelfEvent, bins: BinGeometry, gap_s: float
+          ) -> list[tuple[tuple[weight.BinChange, ...], tuple[weight.BinChange, ...]]]:
+    """Every way to cut a merged event's changes (``event.parts``) into two takes: by place, into two runs of
+    neighbouring bins along the shelf (bins ordered by their centre's coordinate along the shelf axis; all of a
+    bin's changes on one side), and by time, into the changes that settled before a moment and those that began
+    at least ``gap_s`` seconds after it (one shopper's take after another's on the same plates: a plate that
+    settled between two changes was touched twice)."""
+    idx = {p.code: bins.index[p.code] for p in event.parts}
+    along = {c: float(bins.centre[i, 0] * math.cos(bins.yaw[i]) + bins.centre[i, 1] * math.sin(bins.yaw[i]))
+             for c, i in idx.items()}
+    codes = sorted(idx, key=lambda c: along[c])
+    out = [(tuple(p for p in event.parts if p.code in codes[:k]), tuple(p for p in event.parts if p.code in codes[k:]))
+           for k in range(1, len(codes))]
+    by_time = sorted(event.parts, key=lambda p: (p.t_start, p.t_end))
+    for k in range(1, len(by_time)):
+        early, late = by_time[:k], by_time[k:]
+        if max(p.t_end for p in early) + gap_s <= min(p.t_start for p in late):
+            cut = (tuple(early), tuple(late))
+            if not any(set(cut[0]) == set(a) for a, _ in out):
+                out.append(cut)
+    return out
 
 
 def _decide_whole(event: weight.ShelfEvent, hands: TrackObservations, bins: BinGeometry,

@@ -355,10 +355,11 @@ class ShelfEvent:
     bins (found by the store-wide fallback): the item is on the wrong shelf, a restock task should move it.
     ``disturbance``: the change spans more bins than any real pick does (:data:`MAX_EVENT_BINS`), e.g. a shopper
     pressing on the shelf; it is never explained as products (hypotheses = the unexplained outcome only).
-    ``parts``: one :class:`BinChange` per bin (in ``bin_codes`` order) when the event was merged from several
-    bins' changes — what fusion needs to tell two shoppers' neighbouring takes apart (:func:`sub_event`); empty
-    for an event built without them.
-    Raises ``ValueError`` for no bins, ``t_end < t_start``, or parts that do not name the event's bins.
+    ``parts``: one :class:`BinChange` per detector change (ordered by bin, in ``bin_codes`` order, then by time; a
+    bin touched twice with a stable moment between has two) when the event was merged from several changes —
+    what fusion needs to tell apart two shoppers' takes side by side or one after the other (:func:`sub_event`);
+    empty for an event built without them.
+    Raises ``ValueError`` for no bins, ``t_end < t_start``, or parts that do not name exactly the event's bins.
     """
 
     bin_codes: tuple[str, ...]
@@ -376,7 +377,7 @@ class ShelfEvent:
             raise ValueError("ShelfEvent.bin_codes must name at least one bin")
         if not self.t_end >= self.t_start:
             raise ValueError(f"ShelfEvent: t_end ({self.t_end}) < t_start ({self.t_start})")
-        if self.parts and tuple(p.code for p in self.parts) != tuple(self.bin_codes):
+        if self.parts and {p.code for p in self.parts} != set(self.bin_codes):
             raise ValueError(f"ShelfEvent.parts name bins {[p.code for p in self.parts]}, the event "
                              f"{list(self.bin_codes)}")
 
@@ -910,34 +911,36 @@ def _event(bin_codes: tuple[str, ...], t0: float, t1: float, delta: float, noise
 
 
 def _parts(changes: WeightChanges, idx: np.ndarray, codes: tuple[str, ...]) -> tuple[BinChange, ...]:
-    """One :class:`BinChange` per bin of a merged group, in column order (changes on one bin summed)."""
-    out = []
-    for b in sorted({int(x) for x in changes.bin_index[idx]}):
-        sel = idx[changes.bin_index[idx] == b]
-        out.append(BinChange(codes[b], float(changes.t_start[sel].min()), float(changes.t_end[sel].max()),
-                             float(changes.delta_g[sel].sum()),
-                             float(math.sqrt(float((changes.noise_sd_g[sel] ** 2).sum())))))
-    return tuple(out)
+    """One :class:`BinChange` per change of a merged group, by bin (column order) then by start time."""
+    order = sorted((int(i) for i in idx), key=lambda i: (int(changes.bin_index[i]), float(changes.t_start[i])))
+    return tuple(BinChange(codes[int(changes.bin_index[i])], float(changes.t_start[i]), float(changes.t_end[i]),
+                           float(changes.delta_g[i]), float(changes.noise_sd_g[i])) for i in order)
 
 
-def sub_event(event: ShelfEvent, bin_codes: Sequence[str], planogram: Planogram, *, max_quantity: int = 6,
-              gate_sigma: float = 5.0) -> ShelfEvent:
-    """The part of a merged ``event`` on ``bin_codes`` (a subset of its bins) as an event of its own: Δ = the
-    sum of those bins' changes, noise = √Σnoise², the union of their intervals, explained over the products
-    facing those bins only (no store-wide fallback: a part of a merged event is a neighbour's take, not a
-    misplaced item). Fusion uses it to try a merged event as two shoppers' takes side by side.
+def sub_event(event: ShelfEvent, which: Sequence[str] | Sequence[BinChange], planogram: Planogram, *,
+              max_quantity: int = 6, gate_sigma: float = 5.0) -> ShelfEvent:
+    """A part of a merged ``event`` as an event of its own: ``which`` names bins (every change of the event on
+    them) or is a subset of :attr:`ShelfEvent.parts` (e.g. its earlier changes, when one shopper's take followed
+    another's on the same plates). Δ = the sum of those changes, noise = √Σnoise², the union of their intervals,
+    explained over the products facing their bins only (no store-wide fallback: a part of a merged event is a
+    neighbour's take, not a misplaced item). Fusion uses it to try a merged event as two takes.
 
-    Raises ``ValueError`` when the event has no :attr:`ShelfEvent.parts` or ``bin_codes`` is empty or not a
-    subset of its bins."""
+    Raises ``ValueError`` when the event has no :attr:`ShelfEvent.parts` or ``which`` is empty or not a subset of
+    its bins or parts."""
     if not event.parts:
         raise ValueError("sub_event: the event has no per-bin parts")
-    want = set(bin_codes)
-    parts = tuple(p for p in event.parts if p.code in want)
-    if not parts or len(parts) != len(want):
-        raise ValueError(f"sub_event: bins {sorted(want)} are not a non-empty subset of {list(event.bin_codes)}")
+    if which and all(isinstance(w, BinChange) for w in which):
+        parts = tuple(p for p in event.parts if p in set(which))
+        if len(parts) != len(set(which)):
+            raise ValueError("sub_event: the changes given are not parts of the event")
+    else:
+        want = set(which)
+        parts = tuple(p for p in event.parts if p.code in want)
+        if not parts or {p.code for p in parts} != want:
+            raise ValueError(f"sub_event: bins {sorted(want)} are not a non-empty subset of {list(event.bin_codes)}")
     delta = float(sum(p.delta_g for p in parts))
     noise = float(math.sqrt(sum(p.noise_sd_g ** 2 for p in parts)))
-    codes = tuple(p.code for p in parts)
+    codes = tuple(dict.fromkeys(p.code for p in parts))
     hyps, fallback, facing = _explain_bins(delta, noise, codes, planogram, max_quantity, gate_sigma,
                                            allow_fallback=False)
     return _event(codes, min(p.t_start for p in parts), max(p.t_end for p in parts), delta, noise, hyps,
@@ -959,6 +962,72 @@ def _split_by_bin(changes: WeightChanges, idx: np.ndarray, codes: tuple[str, ...
             return None
         out.append(_event(code, float(changes.t_start[sel].min()), float(changes.t_end[sel].max()), delta, noise,
                           hyps, fallback, facing))
+    return out
+
+
+def _components(changes: WeightChanges, members: np.ndarray, code_of: Sequence[str], planogram: Planogram,
+                merge_gap_s: float) -> list[np.ndarray]:
+    """Connected components of ``members`` (indices into ``changes``): two changes join when they are on the
+    same bin or neighbouring bins (``planogram.neighbours``, either direction) and their intervals overlap once
+    each is widened by ``merge_gap_s`` seconds; joining is transitive. Components in order of first member."""
+    parent = {int(i): int(i) for i in members}
+
+    def find(a: int) -> int:
+        while parent[a] != a:
+            parent[a] = parent[parent[a]]
+            a = parent[a]
+        return a
+
+    order = members[np.argsort(changes.t_start[members], kind="stable")]
+    starts = changes.t_start[order]
+    for oi, i in enumerate(order):
+        hi = changes.t_end[i] + 2 * merge_gap_s
+        j_end = int(np.searchsorted(starts, hi, side="right"))
+        near_i = set(planogram.neighbours.get(code_of[i], ()))
+        for oj in range(oi + 1, j_end):
+            j = order[oj]
+            if code_of[j] == code_of[i] or code_of[j] in near_i or code_of[i] in planogram.neighbours.get(code_of[j], ()):
+                if changes.t_start[j] - merge_gap_s <= changes.t_end[i] + merge_gap_s:
+                    parent[find(int(j))] = find(int(i))
+    groups: dict[int, list[int]] = {}
+    for i in sorted(parent):
+        groups.setdefault(find(i), []).append(i)
+    return [np.asarray(m, dtype=np.int64) for m in groups.values()]
+
+
+def _gains_and_losses(changes: WeightChanges, idx: np.ndarray, code_of: Sequence[str], planogram: Planogram,
+                      merge_gap_s: float, net_min_g: float) -> list[np.ndarray]:
+    """A merged group that lost weight on some bins and gained on others, cut into its losses and its gains.
+
+    Weight cannot move between plates by itself, so a loss on one plate beside a gain on another at the same
+    moment is two things: a take and a put-back (two shoppers side by side, or one shopper swapping items);
+    netting them would hide both (a 2 × 206 g take beside a 381 g put-back nets to −30 g, no event). Per bin,
+    changes of both signs whose net is below ``max(net_min_g, 5·√2·σ)`` are an item taken and put straight back
+    (or a lean's press and release) on that plate: they cancel and are left out. The remaining losses and gains
+    form components of their own (:func:`_components`). A group that moved one way only, or whose every bin
+    nets out (a lean across plates, a look-and-return), comes back as it was (and nets out later)."""
+    d = changes.delta_g[idx]
+    if not ((d > 0).any() and (d < 0).any()):
+        return [idx]
+    kept = []
+    for b in sorted({int(x) for x in changes.bin_index[idx]}):
+        sel = idx[changes.bin_index[idx] == b]
+        net = float(changes.delta_g[sel].sum())
+        noise = float(math.sqrt(float((changes.noise_sd_g[sel] ** 2).sum())))
+        both = (changes.delta_g[sel] > 0).any() and (changes.delta_g[sel] < 0).any()
+        if both and abs(net) < max(net_min_g, 5.0 * math.sqrt(2.0) * noise):
+            log.info("bin %s: %d changes at %.3f–%.3f net to Δ=%.1f g (taken and put straight back): left out",
+                     code_of[int(sel[0])], len(sel), changes.t_start[sel].min(), changes.t_end[sel].max(), net)
+            continue
+        kept.append(sel)
+    if not kept:
+        return [idx]
+    rest = np.concatenate(kept)
+    out = []
+    for sign in (-1.0, 1.0):
+        part = rest[sign * changes.delta_g[rest] > 0]
+        if part.size:
+            out += _components(changes, part, code_of, planogram, merge_gap_s)
     return out
 
 
@@ -1091,29 +1160,8 @@ def shelf_events_from_changes(changes: WeightChanges, planogram: Planogram, *,
     if n == 0:
         return []
     code_of = [codes[int(b)] for b in changes.bin_index]
-    parent = list(range(n))
-
-    def find(a: int) -> int:
-        while parent[a] != a:
-            parent[a] = parent[parent[a]]
-            a = parent[a]
-        return a
-
-    order = np.argsort(changes.t_start, kind="stable")
-    starts = changes.t_start[order]
-    for oi, i in enumerate(order):
-        hi = changes.t_end[i] + 2 * merge_gap_s
-        j_end = int(np.searchsorted(starts, hi, side="right"))
-        near_i = set(planogram.neighbours.get(code_of[i], ()))
-        for oj in range(oi + 1, j_end):
-            j = order[oj]
-            if code_of[j] == code_of[i] or code_of[j] in near_i or code_of[i] in planogram.neighbours.get(code_of[j], ()):
-                if changes.t_start[j] - merge_gap_s <= changes.t_end[i] + merge_gap_s:
-                    parent[find(int(j))] = find(int(i))
-    groups: dict[int, list[int]] = {}
-    for i in range(n):
-        groups.setdefault(find(i), []).append(i)
-    members_all = [np.asarray(m) for m in groups.values()]
+    members_all = [g for group in _components(changes, np.arange(n), code_of, planogram, merge_gap_s)
+                   for g in _gains_and_losses(changes, group, code_of, planogram, merge_gap_s, net_min_g)]
     shelf_of = _shelves(planogram)
     g_shelf = [shelf_of[code_of[int(m[0])]] for m in members_all]
     g_delta = [float(changes.delta_g[m].sum()) for m in members_all]
