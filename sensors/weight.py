@@ -80,6 +80,11 @@ UNEXPLAINED = ""
 #: Weight given to store-wide fallback candidates (a bin with no facing, or a change its facings cannot explain):
 #: their likelihoods are multiplied by this before normalising, so the unexplained outcome gains the rest.
 FALLBACK_WEIGHT = 0.5
+#: The same for a weight loss, per product: taking a product that does not face the plate needs someone to have
+#: left it there first (a misplaced put-back: a quarter of put-backs at most, ~6 % of events), and that chance is
+#: spread over the store's ~100 products, dozens of which any loss fits by chance: 0.05 / 100 ≈ 0.0005, raised
+#: tenfold so that a clear fit of a non-facing product still beats the reject option.
+FALLBACK_TAKE_WEIGHT = 0.005
 
 _MAD_TO_SD = 1.4826  # sd of a Gaussian = 1.4826 × its median absolute deviation (Rousseeuw & Croux 1993)
 
@@ -807,7 +812,8 @@ MIN_UNIT_SD_REL = 0.01
 
 def explain_change(delta_g: float, noise_sd_g: float, candidates: ProductWeights, *, max_quantity: int = 6,
                    gate_sigma: float = 5.0, unexplained_sigma: float = 3.0,
-                   candidate_weight: float = 1.0) -> list[Hypothesis]:
+                   candidate_weight: float = 1.0,
+                   extra: Sequence[tuple[str, int, float, float]] = ()) -> list[Hypothesis]:
     """Rank "q units of product p taken" explanations of a weight change, best first.
 
     ``delta_g`` grams (after − before); ``noise_sd_g`` grams, sd of one level estimate; ``candidates`` the
@@ -824,6 +830,10 @@ def explain_change(delta_g: float, noise_sd_g: float, candidates: ProductWeights
     e.g. :data:`FALLBACK_WEIGHT` for store-wide guesses) are normalised to posterior probabilities (uniform prior
     over the listed outcomes). Nothing within the gate → ``[unexplained with likelihood 1.0]``.
 
+    ``extra``: hypotheses scored elsewhere, ``(barcode, quantity, density per gram, sd of the closest fit in
+    grams)``, normalised together with these (:func:`hidden_share_hypotheses`); with nothing else within the
+    gate, the reject option is scored against their sd.
+
     Raises ``ValueError`` for a non-finite ``delta_g``, a negative or non-finite ``noise_sd_g``,
     ``max_quantity < 1``, or non-positive ``gate_sigma``/``unexplained_sigma``/``candidate_weight``.
     """
@@ -837,8 +847,10 @@ def explain_change(delta_g: float, noise_sd_g: float, candidates: ProductWeights
                         ("candidate_weight", candidate_weight)):
         if not (math.isfinite(value) and value > 0):
             raise ValueError(f"{name} must be a positive number, got {value}")
-    if len(candidates) == 0:
+    if len(candidates) == 0 and not extra:
         return [Hypothesis(UNEXPLAINED, 0, 1.0, float(delta_g))]
+    if len(candidates) == 0:
+        candidates = ProductWeights(np.array([], dtype=object), np.zeros(0), np.zeros(0))
     q = np.concatenate([np.arange(1, max_quantity + 1), -np.arange(1, max_quantity + 1)])  # (Q,)
     mu = candidates.mean_g[:, None]                                                       # (P, 1)
     expected = -q[None, :] * mu                                                           # (P, Q)
@@ -848,19 +860,26 @@ def explain_change(delta_g: float, noise_sd_g: float, candidates: ProductWeights
     resid = delta_g - expected
     z = np.abs(resid) / np.sqrt(var)
     keep = z <= gate_sigma
-    if not keep.any():
+    if not keep.any() and not extra:
         return [Hypothesis(UNEXPLAINED, 0, 1.0, float(delta_g))]
     pi, qi = np.nonzero(keep)
     # log densities, shifted for stability
     logd = -0.5 * z[pi, qi] ** 2 - 0.5 * np.log(2 * math.pi * var[pi, qi]) + math.log(candidate_weight)
-    closest = int(np.argmin(z[pi, qi]))
-    log_u = -0.5 * unexplained_sigma ** 2 - 0.5 * math.log(2 * math.pi * var[pi[closest], qi[closest]])
-    top = max(float(logd.max()), log_u)
+    log_x = np.array([math.log(max(e[2], 1e-300)) for e in extra])
+    if pi.size:
+        closest = int(np.argmin(z[pi, qi]))
+        ref_var = float(var[pi[closest], qi[closest]])
+    else:
+        ref_var = min(2.0 * noise_sd_g ** 2 + e[3] ** 2 for e in extra)
+    log_u = -0.5 * unexplained_sigma ** 2 - 0.5 * math.log(2 * math.pi * max(ref_var, 1e-12))
+    top = max(float(logd.max()) if logd.size else -math.inf, float(log_x.max()) if log_x.size else -math.inf, log_u)
     dens = np.exp(logd - top)
+    dens_x = np.exp(log_x - top)
     dens_u = math.exp(log_u - top)
-    total = float(dens.sum()) + dens_u
+    total = float(dens.sum()) + float(dens_x.sum()) + dens_u
     out = [Hypothesis(str(candidates.barcode[p]), int(q[j]), float(d / total), float(resid[p, j]))
            for p, j, d in zip(pi, qi, dens)]
+    out += [Hypothesis(b, int(qq), float(d / total), float(delta_g)) for (b, qq, _, _), d in zip(extra, dens_x)]
     out.append(Hypothesis(UNEXPLAINED, 0, dens_u / total, float(delta_g)))
     out.sort(key=lambda h: (-h.likelihood, abs(h.quantity) if h.quantity else 10 ** 9, h.barcode))
     return out
@@ -877,8 +896,53 @@ CROSSTALK_RATIO = 0.03
 MAX_EVENT_BINS = 4
 
 
+#: Share of an item standing across two plates that rests on the plate(s) that saw it, when the other plate's
+#: share went unseen: between this and 1. The labelled AutoCheckout events put 105 of 237 items on two plates;
+#: the simulator splits them uniformly over 25–75 %; 20 % keeps a tiny sliver from passing for a whole item.
+HIDDEN_SHARE_MIN = 0.2
+#: Most grams an item's share can leave on a plate unseen: the weak gate (3·√2·σ, ``DetectorConfig.weak_k``) of a
+#: plate at the 95th percentile of BENCHMARK-1's noise (σ = 9.7 g, ``carts.simulation.PLATE_SD_QUANTILES_G``).
+HIDDEN_SHARE_MAX_G = 40.0
+#: Prior weight of "the rest of the item stood on a neighbouring plate that saw too little to detect" against a
+#: whole fit (1) and a store-wide guess (:data:`FALLBACK_WEIGHT`). An unseen share needs a noisy neighbour
+#: (BENCHMARK-1's noisiest plates have 5–15 g sd, so a 20 g share can hide there), so it is rarer than a
+#: whole fit; 0.5 lets it beat the reject option only for products facing the plate and its neighbour.
+HIDDEN_SHARE_WEIGHT = 0.5
+
+
+def hidden_share_hypotheses(delta_g: float, noise_sd_g: float, bin_codes: Sequence[str], planogram: Planogram,
+                            *, max_quantity: int = 1) -> list[tuple[str, int, float, float]]:
+    """Explanations of a change on ``bin_codes`` as part of 1…``max_quantity`` units of a product that faces
+    these bins and a neighbouring bin outside them: the units stood across both plates and the neighbour's share
+    was too small to pass its detector's gate. Δ is then a share f ∈ [:data:`HIDDEN_SHARE_MIN`, 1) of
+    q·μ, with a density times :data:`HIDDEN_SHARE_WEIGHT` (below). Returns
+    ``[(barcode, signed quantity (+ taken), density per gram, unit sd in grams)]`` for :func:`explain_change`'s
+    ``extra``; empty when no product faces both or Δ is outside every share range. The unseen rest is at most
+    :data:`HIDDEN_SHARE_MAX_G` grams, so |Δ| ∈ [max(f_min·q·μ, q·μ − 40 g), q·μ − 3 sd], uniform over that range
+    (density 1 / its width per gram)."""
+    near = {n for c in bin_codes for n in planogram.neighbours.get(c, ())} | {
+        c for c, ns in planogram.neighbours.items() if set(ns) & set(bin_codes)}
+    near -= set(bin_codes)
+    here = {p for c in bin_codes for p in planogram.facings.get(c, ())}
+    there = {p for c in near for p in planogram.facings.get(c, ())}
+    codes = sorted(here & there)
+    if not codes or delta_g == 0:
+        return []
+    products = planogram.products.select(codes)
+    sign = -1 if delta_g < 0 else 1  # a loss is a take (+q)
+    out = []
+    for b, mu, sd in zip(products.barcode, products.mean_g, products.sd_g):
+        for q in range(1, max_quantity + 1):
+            full = q * float(mu)
+            margin = 3.0 * math.sqrt(2.0 * noise_sd_g ** 2 + q * max(float(sd), MIN_UNIT_SD_G) ** 2)
+            low = max(HIDDEN_SHARE_MIN * full, full - HIDDEN_SHARE_MAX_G)
+            if low <= abs(delta_g) <= full - margin:
+                out.append((str(b), -sign * q, HIDDEN_SHARE_WEIGHT / (full - low), max(float(sd), MIN_UNIT_SD_G)))
+    return out
+
+
 def _explain_bins(delta: float, noise: float, bin_codes: tuple[str, ...], planogram: Planogram,
-                  max_quantity: int, gate_sigma: float, *, allow_fallback: bool = True,
+                  max_quantity: int, gate_sigma: float, *, allow_fallback: bool = True, hidden_shares: bool = True,
                   ) -> tuple[list[Hypothesis], bool, tuple[str, ...]]:
     """Explain Δ on ``bin_codes``: facing products first, then (if allowed and nothing fits) the whole store with
     :data:`FALLBACK_WEIGHT`. Returns (hypotheses, whether the fallback was used, the facing barcodes)."""
@@ -887,12 +951,20 @@ def _explain_bins(delta: float, noise: float, bin_codes: tuple[str, ...], planog
     if facing:
         hyps = explain_change(delta, noise, planogram.products.select(facing), max_quantity=max_quantity,
                               gate_sigma=gate_sigma)
-    if (not hyps or (hyps[0].unexplained and len(hyps) == 1)) and allow_fallback:
-        if facing:
-            log.info("bins %s: Δ=%.1f g fits none of the facing products; trying the whole store",
-                     ",".join(bin_codes), delta)
-        return explain_change(delta, noise, planogram.products, max_quantity=max_quantity, gate_sigma=gate_sigma,
-                              candidate_weight=FALLBACK_WEIGHT), True, facing
+    if not hyps or (hyps[0].unexplained and len(hyps) == 1):
+        hidden = hidden_share_hypotheses(delta, noise, bin_codes, planogram) if hidden_shares else []
+        if hidden:
+            log.info("bins %s: Δ=%.1f g fits no facing product whole; it may be the share of an item standing "
+                     "across to a neighbouring plate that saw too little to detect", ",".join(bin_codes), delta)
+        if allow_fallback:
+            if facing:
+                log.info("bins %s: Δ=%.1f g fits none of the facing products; trying the whole store",
+                         ",".join(bin_codes), delta)
+            return explain_change(delta, noise, planogram.products, max_quantity=max_quantity,
+                                  gate_sigma=gate_sigma, extra=hidden,
+                                  candidate_weight=FALLBACK_TAKE_WEIGHT if delta < 0 else FALLBACK_WEIGHT), True, facing
+        if hidden:
+            hyps = explain_change(delta, noise, planogram.products.select(()), gate_sigma=gate_sigma, extra=hidden)
     if not hyps:
         hyps = [Hypothesis(UNEXPLAINED, 0, 1.0, float(delta))]
     return hyps, False, facing
@@ -957,7 +1029,7 @@ def _split_by_bin(changes: WeightChanges, idx: np.ndarray, codes: tuple[str, ...
         delta = float(changes.delta_g[sel].sum())
         noise = float(math.sqrt(float((changes.noise_sd_g[sel] ** 2).sum())))
         hyps, fallback, facing = _explain_bins(delta, noise, code, planogram, max_quantity, gate_sigma,
-                                               allow_fallback=False)
+                                               allow_fallback=False, hidden_shares=False)
         if hyps[0].unexplained or hyps[0].likelihood < 0.5:
             return None
         out.append(_event(code, float(changes.t_start[sel].min()), float(changes.t_end[sel].max()), delta, noise,
