@@ -995,7 +995,8 @@ def sub_event(event: ShelfEvent, which: Sequence[str] | Sequence[BinChange], pla
     them) or is a subset of :attr:`ShelfEvent.parts` (e.g. its earlier changes, when one shopper's take followed
     another's on the same plates). Δ = the sum of those changes, noise = √Σnoise², the union of their intervals,
     explained over the products facing their bins only (no store-wide fallback: a part of a merged event is a
-    neighbour's take, not a misplaced item). Fusion uses it to try a merged event as two takes.
+    neighbour's take, not a misplaced item; and no hidden share, :func:`hidden_share_hypotheses`: the rest of an
+    item standing across is the other part, seen). Fusion uses it to try a merged event as two takes.
 
     Raises ``ValueError`` when the event has no :attr:`ShelfEvent.parts` or ``which`` is empty or not a subset of
     its bins or parts."""
@@ -1014,7 +1015,7 @@ def sub_event(event: ShelfEvent, which: Sequence[str] | Sequence[BinChange], pla
     noise = float(math.sqrt(sum(p.noise_sd_g ** 2 for p in parts)))
     codes = tuple(dict.fromkeys(p.code for p in parts))
     hyps, fallback, facing = _explain_bins(delta, noise, codes, planogram, max_quantity, gate_sigma,
-                                           allow_fallback=False)
+                                           allow_fallback=False, hidden_shares=False)
     return _event(codes, min(p.t_start for p in parts), max(p.t_end for p in parts), delta, noise, hyps,
                   fallback, facing, parts)
 
