@@ -36,11 +36,15 @@ quantity):
    into one event of several units; a split of the units between the two best tracks competes with giving all
    to one (``split_prior = 0.5``).
 
-6. **Two takes side by side, told apart by plate** (:func:`decide_event`): a merged event whose whole fits
-   poorly is cut into two runs of plates along the shelf, each decided alone over its own interval, the pair
-   of shoppers chosen jointly (one shopper at both is ``same_track_prior`` as likely).
+6. **Two takes side by side or one after the other, told apart by plate or by time** (:func:`decide_event`):
+   a merged event whose whole fits poorly, goes to review or comes out as several units is cut into two runs
+   of plates along the shelf, or into the changes before and after a moment when its plates had settled, each
+   part decided alone over its own interval, the pair of shoppers chosen jointly (one shopper at both is
+   ``same_track_prior`` as likely).
 7. **Id switches undone first** (``vision.identity``): around each event, where two neighbours' tracks
-   exchanged ids (both jump onto where the other was), the hand observations get their ids back.
+   exchanged ids (both jump onto where the other was), the hand observations get their ids back. A switch whose end is not seen by
+   the time the event is decided may be one beginning or the end of one whose start was missed (two shoppers who
+   came in together): when the two readings give different carts, the event goes to people.
 
 Hand distances weigh the offset *along* the shelf ``sigma_m / along_sigma_m`` times more than the depth in front
 of it: a hand taking from a plate stands in front of it (within its 0.1 m width plus the wrist keypoint's few
@@ -59,7 +63,9 @@ BENCHMARK-1 (store.autocheckout, measured on the real pick); ``pad_s = 1.5`` —
 weight change (BENCHMARK-1 and the labelled AutoCheckout events); ``gap_speed_m_s = 0.6`` — a hand's speed while
 reaching; ``reach_m = 0.6`` an arm's length past the shelf edge; ``m0 = 0.12``, ``m_s = 0.04``, ``f = 0.3`` and
 ``nobody_m = 0.55`` were chosen on simulator seeds that the benchmark does not use (``carts.simulation``), as were
-``misplaced_prior = 0.15`` and ``infeasible_prior = 0.02``.
+``misplaced_prior = 0.15`` and ``infeasible_prior = 0.02``; ``partition_gap_s = 0.2`` — a cut in time needs
+the earlier take's plates to have settled at least this long (12 samples at 60 Hz, longer than the spikes and
+lost messages of a load cell) before the later one began.
 """
 from __future__ import annotations
 
@@ -142,6 +148,7 @@ class FusionConfig:
     along_sigma_m: float = 0.07
     min_core_samples: int = 3
     core_quantile: float = 0.3
+    core_window_s: float = 1.0
     reach_m: float = 0.6
     clearance_m: float = 0.35
     min_hand_score: float = 0.2
@@ -215,6 +222,27 @@ def _logistic(x: float) -> float:
     return 1.0 / (1.0 + math.exp(-max(-50.0, min(50.0, x))))
 
 
+def _core_distance(t: np.ndarray, d: np.ndarray, t0: float, t1: float, config: FusionConfig) -> float | None:
+    """The hand's distance while the weight changed: the ``core_quantile`` quantile of ``d`` (metres) over the
+    samples ``t`` (s, sorted) in ``[t0, t1]``; over a long change (a swinging or settling plate), the smallest
+    such quantile over any ``core_window_s`` stretch of it — the hand that took an item whose plate then swung
+    for seconds was at the bin at the start, not for a good part of the whole interval, while a neighbour who
+    lingered was. None when fewer than ``min_core_samples`` samples fall in every stretch."""
+    core = np.flatnonzero((t >= t0) & (t <= t1))
+    if core.size < config.min_core_samples:
+        return None
+    if t1 - t0 <= config.core_window_s:
+        return float(np.quantile(d[core], config.core_quantile))
+    tc, dc = t[core], d[core]
+    ends = np.searchsorted(tc, tc + config.core_window_s, side="right")
+    best = None
+    for i, e in enumerate(ends.tolist()):
+        if e - i >= config.min_core_samples:
+            q = float(np.quantile(dc[i:e], config.core_quantile))
+            best = q if best is None else min(best, q)
+    return best
+
+
 def hand_evidence(event: _Event, hands: TrackObservations, bins: BinGeometry, config: FusionConfig = FusionConfig(),
                   *, eligible: Sequence[str] | None = None) -> HandEvidence:
     """Hand-at-bin evidence for ``event`` from ``hands`` (hand keypoints; other keypoints are ignored).
@@ -243,9 +271,9 @@ def hand_evidence(event: _Event, hands: TrackObservations, bins: BinGeometry, co
         order = np.argsort(t, kind="stable")
         t, dk, ek, xyz = t[order], dk[order], ek[order], w.xyz[m][order]
         j = int(np.argmin(ek))
-        core = (t >= event.t_start) & (t <= event.t_end)
-        d_eff = (float(np.quantile(dk[core], config.core_quantile)) if core.sum() >= config.min_core_samples
-                 else float(ek[j]))
+        d_eff = _core_distance(t, dk, event.t_start, event.t_end, config)
+        if d_eff is None:
+            d_eff = float(ek[j])
         if d_eff > 2 * config.reach_m:
             continue
         before, after = dk[:j + 1], dk[j:]
@@ -482,22 +510,51 @@ def decide_event(event: weight.ShelfEvent, hands: TrackObservations, bins: BinGe
     ``carts.evaluation.pending_picks``): a put-back of such an item is feasible with ``config.pending_prior`` and
     the decision ``awaits_review`` instead of going to people as a second review.
 
-    **Two takes side by side** (``config.partition``). When the event merged several bins' changes
-    (``event.parts``) and, taken whole, it goes to review or its product fits poorly (weight likelihood below
-    ``config.partition_below``), every cut of its bins into two runs along the shelf is tried: each run becomes
-    an event of its own (``sensors.weight.sub_event``: its bins' Δ, interval and facing products) with its own
-    hand evidence over its own interval, and the two shoppers are chosen jointly (:func:`_joint_parts`). The
+    **Two takes side by side or one after the other** (``config.partition``). When the event merged several
+    changes (``event.parts``) and, taken whole, it goes to review, its product fits poorly (weight likelihood
+    below ``config.partition_below``) or it comes out as several units (two shoppers, or one taking two), every
+    cut of its changes into two takes is tried (:func:`_cuts`: two runs of bins along the shelf, or the changes
+    that settled before a moment and those that began ``config.partition_gap_s`` after it): each take becomes
+    an event of its own (``sensors.weight.sub_event``: its changes' Δ, interval and facing products) with its
+    own hand evidence over its own interval, and the two shoppers are chosen jointly (:func:`_joint_parts`). The
     best cut wins when its confidence beats the review threshold and the whole event's confidence; the decision
     then carries both parts in ``parts``. This tells apart two shoppers taking from neighbouring plates at the
-    same moment (their changes merge into one event) and one shopper taking two different products at once.
+    same moment (their changes merge into one event), two shoppers taking from one plate within a second of
+    each other, and one shopper taking two different products at once.
     A ``disturbance`` (more plates than one item spans) is never explained whole, only cut this way or reviewed.
     Raises KeyError if the event names a bin not in ``bins``.
     """
-    if bodies is not None and config.repair_id_switches:
-        hands, _ = identity.repair(hands, bodies, event.t_start - config.pad_s, event.t_end + config.pad_s,
-                                   tracks=eligible)
     kw = dict(carts=carts, party_of=party_of, eligible=eligible, review_confidence=review_confidence, config=config,
               bodies=bodies, pending=pending or {})
+    if bodies is None or not config.repair_id_switches:
+        return _decide(event, hands, bins, planogram, kw)
+    raw = hands
+    hands, swaps = identity.repair(raw, bodies, event.t_start - config.pad_s, event.t_end + config.pad_s,
+                                   tracks=eligible)
+    decision = _decide(event, hands, bins, planogram, kw)
+    open_ = [sw for sw in swaps if not math.isfinite(sw.t_to)]
+    if not open_ or decision.review or not decision.changes:
+        return decision
+    # a switch whose end is not seen yet: either it began (the repair holds) or it was the end of one whose start
+    # was missed (the labels were right): when the two readings disagree on the cart, people decide
+    closed = [sw for sw in swaps if math.isfinite(sw.t_to)]
+    alt = _decide(event, identity.apply_swaps(raw.between(event.t_start - config.pad_s,
+                                                          event.t_end + config.pad_s), closed),
+                  bins, planogram, kw)
+    if sorted(alt.changes) == sorted(decision.changes) or alt.review:
+        return decision
+    pair = open_[0]
+    return replace(decision, review=True,
+                   reason=f"tracks {pair.a} and {pair.b} may have switched ids at {pair.t_from:.1f} s (or switched "
+                          f"back: the switch's start or end was not seen), and the two readings give different "
+                          f"carts: " + decision.reason)
+
+
+def _decide(event: weight.ShelfEvent, hands: TrackObservations, bins: BinGeometry, planogram: weight.Planogram,
+            kw: dict) -> Decision:
+    """:func:`decide_event` once the hands' ids are settled: the event whole, or cut into two takes."""
+    config, review_confidence = kw["config"], kw["review_confidence"]
+    carts, party_of = kw["carts"], kw["party_of"]
     whole = _decide_whole(event, hands, bins, planogram, **kw)
     several = abs(whole.quantity) >= 2 or len(whole.shares) > 1
     if (not config.partition or len(event.parts) < 2

@@ -1203,7 +1203,12 @@ def shelf_events_from_changes(changes: WeightChanges, planogram: Planogram, *,
 
     Changes on the SAME bin join too (same rule): an item taken and put back within one event, or the press and
     release of a lean, net out; a joined group of several changes whose |ΣΔ| is below ``net_min_g`` (10 g, the
-    detector's ``min_delta_g``) and 5 σ of its noise gives no event (INFO log).
+    detector's ``min_delta_g``) and 5 σ of its noise gives no event (INFO log). A group that lost weight on some
+    bins and gained on others is first cut into its losses and its gains (:func:`_gains_and_losses`): weight
+    does not move between plates by itself, so that is a take beside a put-back, not one thing to net.
+
+    Each event keeps one :class:`BinChange` per change in ``parts`` (when it has several), so fusion can cut it
+    again by place or by time (:func:`sub_event`).
 
     Two shoppers at one shelf: a merged group whose ΣΔ fits none of its facing products (it needed the store-wide
     fallback, or nothing fits) while EVERY bin's own Δ fits a product facing that bin is split into one event per

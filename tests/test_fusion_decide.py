@@ -167,7 +167,7 @@ def merged(parts, noise=1.0):
     total_noise = math.sqrt(len(parts)) * noise
     facing = sorted({p for q in parts for p in PLANOGRAM.facings[q.code]})
     hyps = weight.explain_change(delta, total_noise, PRODUCTS.select(facing))
-    return weight.ShelfEvent(tuple(p.code for p in parts), min(p.t_start for p in parts),
+    return weight.ShelfEvent(tuple(dict.fromkeys(p.code for p in parts)), min(p.t_start for p in parts),
                              max(p.t_end for p in parts), delta, total_noise, tuple(hyps), parts=tuple(parts))
 
 
@@ -184,6 +184,20 @@ def test_two_shoppers_taking_two_products_side_by_side_are_told_apart():
     assert d.evidence()["parts"][0]["decision"]["barcode"] in ("P", "R")
 
 
+def test_two_shoppers_taking_from_one_plate_one_after_the_other_get_one_unit_each():
+    # a takes P from A; 0.6 s after A settled, b takes another P from A: the two changes merged into one 2 × P
+    # event (their intervals widened by the merge gap overlap), which a cut in time gives back as two takes
+    hands = cat(reach("a", 1.0, t_in=1.8, t_out=2.6), reach("b", 1.0, t_in=3.0, t_out=3.9))
+    ev = merged([("A", -300.8, 2.0, 2.4), ("A", -299.5, 3.0, 3.6)])
+    assert ev.bin_codes == ("A",) and len(ev.parts) == 2
+    d = decide(ev, hands)
+    assert not d.review and len(d.parts) == 2 and "one after the other" in d.reason
+    assert sorted(d.changes) == [("a", "P", 1), ("b", "P", 1)]
+    # one shopper taking two, one after the other, keeps both
+    d = decide(ev, cat(reach("a", 1.0, t_in=1.8, t_out=3.9)))
+    assert sorted(d.changes) in ([("a", "P", 2)], [("a", "P", 1), ("a", "P", 1)])
+
+
 def test_one_shopper_taking_two_products_at_once_gets_both_lines():
     ev = merged([("C", -300.2, 2.0, 2.8), ("D", -180.3, 2.1, 2.9)])
     d = decide(ev, reach("a", 1.25, t_in=1.8, t_out=3.1))
@@ -197,13 +211,13 @@ def test_a_merged_event_of_one_item_across_plates_is_not_cut():
     assert not d.parts and d.changes == (("a", "P", 1),)
 
 
-def test_an_id_switch_around_the_event_is_undone_before_reading_the_hands():
-    # a stands at x = 1.0, b at x = 1.4 (0.4 m apart); a reaches to A at 2.0–3.0 s, but the tracker swapped
-    # their ids from 1.5 s to 3.5 s, so the reaching hand is labelled b
+def _switched(swap_from: float, swap_to: float) -> tuple[TrackObservations, TrackObservations]:
+    """a stands at x = 1.0, b at x = 1.4 (0.4 m apart); a reaches to A at 2.0–3.0 s, but the tracker swapped
+    their ids from ``swap_from`` to ``swap_to`` s, so the reaching hand is labelled b. Returns (hands, bodies)."""
     n = T.size
     body_x = {"a": 1.0, "b": 1.4}
     label = {k: np.array([k] * n, dtype=object) for k in body_x}
-    swap = (T >= 1.5) & (T < 3.5)
+    swap = (T >= swap_from) & (T < swap_to)
     label["a"][swap], label["b"][swap] = "b", "a"
     hands, bodies = [], []
     for who, x in body_x.items():
@@ -215,13 +229,28 @@ def test_an_id_switch_around_the_event_is_undone_before_reading_the_hands():
         xy = np.c_[np.full(n, x), np.full(n, -0.7)] + rng.normal(0, 0.03, (n, 2))
         bodies.append(TrackObservations(label[who], T.copy(), np.array(["neck"] * n, dtype=object),
                                         np.c_[xy, np.full(n, 1.45)], np.full(n, 0.9)))
-    hands, bodies = cat(*hands), cat(*bodies)
+    return cat(*hands), cat(*bodies)
+
+
+def test_an_id_switch_around_the_event_is_undone_before_reading_the_hands():
+    hands, bodies = _switched(1.5, 3.5)
     ev = event(["A"], -300.4, t0=2.2, t1=2.8)
     assert decide(ev, hands).charge_track == "b"  # without the body tracks the switch cannot be seen
     d = decide(ev, hands, bodies=bodies)
     assert d.charge_track == "a" and not d.review
     off = decide(ev, hands, bodies=bodies, config=FusionConfig(repair_id_switches=False))
     assert off.charge_track == "b"
+
+
+def test_a_switch_whose_end_is_not_seen_yet_goes_to_people_when_it_decides_the_cart():
+    # the ids flip at 1.5 s and have not flipped back by the time the event is decided (its end + 1.5 s): the
+    # flip may be a switch beginning (a reached) or the end of one whose start was missed (b reached)
+    hands, bodies = _switched(1.5, 99.0)
+    d = decide(event(["A"], -300.4, t0=2.2, t1=2.8), hands, bodies=bodies)
+    assert d.review and "may have switched ids" in d.reason and d.charge_track == "a"
+    # a hand of neither at the bin's event: the flip changes nothing, so it is no reason for review
+    far = decide(event(["D"], -180.2, t0=2.2, t1=2.8), cat(hands, reach("c", 1.3)), bodies=bodies)
+    assert far.charge_track == "c" and not far.review
 
 
 def test_a_put_back_of_an_item_whose_pick_is_in_review_waits_for_that_review():

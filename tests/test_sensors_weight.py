@@ -563,6 +563,37 @@ def test_a_loss_that_is_part_of_an_item_across_plates_names_the_item_not_a_looka
     assert hidden_share_hypotheses(+42.5, 0.4, ("9-1-2",), plan)[0][:2] == ("X", -1)
 
 
+def test_a_take_beside_a_put_back_at_the_same_moment_are_two_events_not_netted():
+    # 9-1-1 and 9-1-2 lose a 60 g X each (two shoppers) while 9-1-3 gains a 400 g Y (a third puts one back):
+    # the changes overlap in time on neighbouring plates, so they merge, and netted (−120 + 400) they would
+    # explain nothing; a plate cannot gain what its neighbour lost by itself, so the loss and the gain are apart
+    ch = _changes(bin_index=[0, 1, 2], delta_g=[-60.2, -59.7, +399.1], t_start=[1.0, 1.3, 1.6],
+                  t_end=[1.8, 2.0, 2.4], noise_sd_g=[0.5, 0.5, 0.5])
+    evs = shelf_events_from_changes(ch, STRADDLE_PLAN)
+    assert sorted((e.bin_codes, e.best.barcode, e.best.quantity) for e in evs) == [
+        (("9-1-1", "9-1-2"), "X", 2), (("9-1-3",), "Y", -1)]
+    # a plate's own take and return (a look at the item) still nets out, beside a real take on the next plate
+    ch = _changes(bin_index=[0, 0, 1], delta_g=[-60.1, +60.3, -59.8], t_start=[1.0, 2.2, 1.5],
+                  t_end=[1.6, 2.8, 2.1], noise_sd_g=[0.5, 0.5, 0.5])
+    (ev,) = shelf_events_from_changes(ch, STRADDLE_PLAN)
+    assert ev.bin_codes == ("9-1-2",) and (ev.best.barcode, ev.best.quantity) == ("X", 1)
+    # a lean (press and release on every plate) is still no event
+    ch = _changes(bin_index=[0, 1, 0, 1], delta_g=[+800.0, +500.0, -799.0, -501.2], t_start=[1.0, 1.0, 3.0, 3.0],
+                  t_end=[1.4, 1.4, 3.4, 3.4], noise_sd_g=[0.5, 0.5, 0.5, 0.5])
+    assert shelf_events_from_changes(ch, STRADDLE_PLAN, merge_gap_s=1.0) == []
+
+
+def test_an_event_keeps_one_part_per_change_and_a_sub_event_takes_changes():
+    ch = _changes(bin_index=[0, 0], delta_g=[-60.2, -59.9], t_start=[1.0, 2.0], t_end=[1.5, 2.5],
+                  noise_sd_g=[0.5, 0.5])
+    (ev,) = shelf_events_from_changes(ch, STRADDLE_PLAN)
+    assert ev.bin_codes == ("9-1-1",) and [(p.code, p.t_start) for p in ev.parts] == [("9-1-1", 1.0), ("9-1-1", 2.0)]
+    first = sub_event(ev, ev.parts[:1], STRADDLE_PLAN)
+    assert (first.best.barcode, first.best.quantity, first.t_end) == ("X", 1, 1.5)
+    with pytest.raises(ValueError):
+        sub_event(ev, (BinChange("9-1-1", 0.0, 0.1, -60.0, 0.5),), STRADDLE_PLAN)
+
+
 def test_a_weak_change_alone_or_of_the_other_sign_is_no_event():
     t, x = _straddle_stream((0.0, -8.0, 0.0), seed=1)
     ch = detect_weight_changes(t, x, RATE)
