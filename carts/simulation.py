@@ -323,6 +323,7 @@ class _Bin:
 class _Unit:
     barcode: str
     grams: float
+    t_taken: float = -math.inf  # when a shopper last took it off a shelf (s UTC)
 
 
 @dataclass
@@ -442,8 +443,10 @@ def _plan(world: _World, sh: _Shopper, t_enter: float, t_limit: float, others: l
             break
         last = k == n_actions - 1
         scen: list[str] = []
+        # a party member's unit can be handed over only once they have taken it (members are planned one after
+        # the other, so a member planned earlier already holds units they take later in time)
         pool = [(u, sh) for u in sh.held] + [(u, m) for m in party if m is not sh for u in m.held
-                                             if rng.random() < cfg.handoff_share]
+                                             if u.t_taken < t and rng.random() < cfg.handoff_share]
         # about a quarter of actions find nothing held yet, so the conditional rate is the share / 0.75
         putback = bool(pool) and rng.random() < min(1.0, cfg.putback_share / 0.75) and not (last and settle_exit)
         stand = grasp = None
@@ -518,6 +521,9 @@ def _plan(world: _World, sh: _Shopper, t_enter: float, t_limit: float, others: l
         swing = cfg.swing_s * (6.0 if (settle_exit and last) else 1.0)
         for code, g in moves:
             world.plates.append(_Plate(code, t_lift, g, t_reach + 0.5, t_leave, swing))
+        if not putback:
+            for u in units:
+                u.t_taken = t_lift
         t = t_leave + 0.5
         _stay(sh, t)
         sh.stops.append((t_reach - 1.0, t, stand, target))

@@ -61,8 +61,8 @@ def store():
 
 
 @pytest.mark.parametrize("level, seed, floor_exact, floor_f1, max_review", [
-    ("default", 31, 0.75, 0.95, 0.25),  # measured when written: 8/10 exact, F1 0.975, review 0.175
-    ("hard", 32, 0.65, 0.92, 0.30),     # measured when written: 8/9 exact, F1 0.955, review 0.204
+    ("default", 31, 0.8, 0.96, 0.2),   # measured: 9/10 exact, F1 0.987, review 0.123 (8/10, 0.975, 0.175 before)
+    ("hard", 32, 0.75, 0.95, 0.2),     # measured: 9/9 exact, F1 1.000, review 0.102 (8/9, 0.955, 0.204 before)
 ])
 def test_accuracy_floors_on_small_seeded_sessions(store, level, seed, floor_exact, floor_f1, max_review):
     sim = simulate(store, SimConfig.at(level, shoppers=12, minutes=4.0, seed=seed))
@@ -75,8 +75,10 @@ def test_accuracy_floors_on_small_seeded_sessions(store, level, seed, floor_exac
     assert rep.review_rate <= max_review
     wrong = sum(r.wrong for r in rep.scenarios if r.name == "pick")
     assert wrong <= 1
-    # without the oracle the reviewed events are missing from the receipts: the floors above are not free
+    # without the oracle the reviewed events are missing from the receipts: the floors above are not free (on
+    # the hard session 3 receipts depend on reviews; on the default one the reviews happen not to change one)
     bare = offline_replay(sim, events=res.events)
-    if rep.reviewed:
-        assert evaluate_session(bare.billed, truth, party_of=bare.party_of,
-                                decisions=bare.decisions).score.recall < rep.score.recall
+    alone = evaluate_session(bare.billed, truth, party_of=bare.party_of, decisions=bare.decisions).score
+    assert alone.f1 <= rep.score.f1 and alone.exact <= rep.score.exact
+    if level == "hard":
+        assert alone.exact < rep.score.exact and alone.f1 < rep.score.f1
