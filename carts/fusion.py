@@ -65,7 +65,10 @@ reaching; ``reach_m = 0.6`` an arm's length past the shelf edge; ``m0 = 0.12``, 
 ``nobody_m = 0.55`` were chosen on simulator seeds that the benchmark does not use (``carts.simulation``), as were
 ``misplaced_prior = 0.15`` and ``infeasible_prior = 0.02``; ``partition_gap_s = 0.2`` — a cut in time needs
 the earlier take's plates to have settled at least this long (12 samples at 60 Hz, longer than the spikes and
-lost messages of a load cell) before the later one began.
+lost messages of a load cell) before the later one began; ``foreign_share = 0.3`` and ``foreign_prior = 0.1``
+— a take whose weight came off plates not facing the product, beyond the sliver of an item standing across a
+facing's edge, is taken for q units of it only one time in ten (the simulator's items straddle plates of
+their own facing; the labelled AutoCheckout events that span two facings hold two products).
 """
 from __future__ import annotations
 
@@ -168,6 +171,8 @@ class FusionConfig:
     partition_gap_s: float = 0.2
     same_track_prior: float = 0.3
     pending_prior: float = 0.5
+    foreign_share: float = 0.3
+    foreign_prior: float = 0.1
     repair_id_switches: bool = True
     id_window_s: float = 3.0
     id_jump_speed_m_s: float = math.inf
@@ -176,7 +181,8 @@ class FusionConfig:
         for name in ("pad_s", "sigma_m", "reach_m", "clearance_m", "gap_speed_m_s", "motion_scale_m", "nobody_m"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"FusionConfig.{name} must be > 0, got {getattr(self, name)}")
-        for name in ("motion_floor", "misplaced_prior", "infeasible_prior", "same_track_prior", "pending_prior"):
+        for name in ("motion_floor", "misplaced_prior", "infeasible_prior", "same_track_prior", "pending_prior",
+                     "foreign_share", "foreign_prior"):
             if not 0 < getattr(self, name) <= 1:
                 raise ValueError(f"FusionConfig.{name} must be in (0, 1], got {getattr(self, name)}")
 
@@ -491,6 +497,29 @@ def _where_the_hand_was(event: weight.ShelfEvent, opts: list[tuple[str, int, flo
     return out
 
 
+def _off_its_facing(event: weight.ShelfEvent, opts: list[tuple[str, int, float]], planogram: weight.Planogram,
+                    config: FusionConfig) -> np.ndarray:
+    """(H,) factor for takes of a merged event: ``foreign_prior`` when more than ``foreign_share`` of the weight
+    that left came off plates that do not face the product (``event.parts``). An item standing across plates
+    rests on plates of its own facing; a take of q units of P whose weight largely left a plate facing only Q is
+    one of each (a "mixed" take, which cutting the event finds), not q × P with a unit misplaced there. Put-backs,
+    the unexplained outcome and events without parts: 1."""
+    out = np.ones(len(opts))
+    if len(event.parts) < 2 or event.delta_g >= 0:
+        return out
+    lost = sum(-p.delta_g for p in event.parts if p.delta_g < 0)
+    if lost <= 0:
+        return out
+    for j, (code, q, _) in enumerate(opts):
+        if q <= 0 or code == weight.UNEXPLAINED:
+            continue
+        foreign = sum(-p.delta_g for p in event.parts
+                      if p.delta_g < 0 and code not in planogram.facings.get(p.code, ()))
+        if foreign > config.foreign_share * lost:
+            out[j] = config.foreign_prior
+    return out
+
+
 def decide_event(event: weight.ShelfEvent, hands: TrackObservations, bins: BinGeometry, planogram: weight.Planogram,
                  *, carts: Holdings, party_of: Mapping[str, str] | None = None,
                  eligible: Sequence[str] | None = None, review_confidence: float = 0.6,
@@ -683,6 +712,7 @@ def _decide_whole(event: weight.ShelfEvent, hands: TrackObservations, bins: BinG
                     feas[k, j] = config.infeasible_prior
                     infeasible_kj[k, j] = True
     feas *= _where_the_hand_was(event, opts, ev, bins, planogram, config)
+    feas *= _off_its_facing(event, opts, planogram, config)[None, :]
     joint = np.vstack([ev.score[:, None] * L[None, :] * feas, s0 * L[None, :]])  # (K + 1, H), last row: nobody
     splits = _splits(tracks, ev, opts, L / qprior, held, config)
     total = float(joint.sum()) + sum(w for w, *_ in splits)

@@ -204,6 +204,17 @@ def test_one_shopper_taking_two_products_at_once_gets_both_lines():
     assert not d.review and sorted(d.changes) == [("a", "Q", 1), ("a", "R", 1)]
 
 
+def test_two_lookalike_products_taken_at_once_are_one_of_each_not_two_of_one():
+    # P (B) and Q (C) both weigh 300 g: the merged 600 g fits "2 × P" and "2 × Q" as well as "P + Q", but half
+    # of it left a plate that does not face P (or Q), so it is one of each
+    ev = merged([("B", -300.6, 2.0, 2.8), ("C", -299.1, 2.1, 2.9)])
+    d = decide(ev, reach("a", 1.15, t_in=1.8, t_out=3.1))
+    assert not d.review and sorted(d.changes) == [("a", "P", 1), ("a", "Q", 1)]
+    # an item of P standing mostly on A with a sliver on B is still P (both face P)
+    ev = merged([("A", -240.3, 2.0, 2.8), ("B", -60.2, 2.0, 2.8)])
+    assert decide(ev, reach("a", 1.05)).changes == (("a", "P", 1),)
+
+
 def test_a_merged_event_of_one_item_across_plates_is_not_cut():
     # P standing across A and B (half on each): neither half is a unit, so the whole event stands
     ev = merged([("A", -150.3, 2.0, 2.9), ("B", -150.1, 2.0, 2.9)])
