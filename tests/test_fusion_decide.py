@@ -210,6 +210,10 @@ def test_two_lookalike_products_taken_at_once_are_one_of_each_not_two_of_one():
     ev = merged([("B", -300.6, 2.0, 2.8), ("C", -299.1, 2.1, 2.9)])
     d = decide(ev, reach("a", 1.15, t_in=1.8, t_out=3.1))
     assert not d.review and sorted(d.changes) == [("a", "P", 1), ("a", "Q", 1)]
+    two = {(o.barcode, o.quantity): o.posterior for o in d.options}
+    blind = {(o.barcode, o.quantity): o.posterior for o in decide(
+        ev, reach("a", 1.15, t_in=1.8, t_out=3.1), config=FusionConfig(foreign_prior=1.0)).options}
+    assert two[("P", 2)] < 0.2 * blind[("P", 2)] and two[("Q", 2)] < 0.2 * blind[("Q", 2)]
     # an item of P standing mostly on A with a sliver on B is still P (both face P)
     ev = merged([("A", -240.3, 2.0, 2.8), ("B", -60.2, 2.0, 2.8)])
     assert decide(ev, reach("a", 1.05)).changes == (("a", "P", 1),)
