@@ -712,10 +712,14 @@ def _decide_whole(event: weight.ShelfEvent, hands: TrackObservations, bins: BinG
                     feas[k, j] = config.infeasible_prior
                     infeasible_kj[k, j] = True
     feas *= _where_the_hand_was(event, opts, ev, bins, planogram, config)
-    feas *= _off_its_facing(event, opts, planogram, config)[None, :]
+    off = _off_its_facing(event, opts, planogram, config)
+    # what the off-facing factor takes away goes to "something not listed" (one of each product: a cut of the
+    # event explains it), so that a whole q × P no longer looks sure for want of a rival
+    elsewhere = float((ev.score[:, None] * L[None, :] * feas * (1.0 - off)[None, :]).sum())
+    feas *= off[None, :]
     joint = np.vstack([ev.score[:, None] * L[None, :] * feas, s0 * L[None, :]])  # (K + 1, H), last row: nobody
-    splits = _splits(tracks, ev, opts, L / qprior, held, config)
-    total = float(joint.sum()) + sum(w for w, *_ in splits)
+    splits = _splits(tracks, ev, opts, L / qprior * off, held, config)
+    total = float(joint.sum()) + sum(w for w, *_ in splits) + elsewhere
     post_track = joint.sum(axis=1) / total
     post_opt = joint.sum(axis=0) / total
     cands = tuple(Candidate(tracks[k], float(ev.distance_m[k]), float(ev.t_closest[k]), float(ev.score[k]),
