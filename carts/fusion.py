@@ -34,7 +34,8 @@ quantity):
    bin facing it (relative to the nearest product; ``product_sigma_m = 0.1`` m, one plate's width).
 5. **Two shoppers, one event**: when two shoppers take the same product side by side, the plates' changes merge
    into one event of several units; a split of the units between the two best tracks competes with giving all
-   to one (``split_prior = 0.5``).
+   to one (``split_prior = 0.5``), which needs every other hand that reached into the bin to have taken
+   nothing (``touch_prior``).
 
 6. **Two takes side by side or one after the other, told apart by plate or by time** (:func:`decide_event`):
    a merged event whose whole fits poorly, goes to review or comes out as several units is cut into two runs
@@ -68,7 +69,10 @@ the earlier take's plates to have settled at least this long (12 samples at 60 H
 lost messages of a load cell) before the later one began; ``foreign_share = 0.3`` and ``foreign_prior = 0.1``
 — a take whose weight came off plates not facing the product, beyond the sliver of an item standing across a
 facing's edge, is taken for q units of it only one time in ten (the simulator's items straddle plates of
-their own facing; the labelled AutoCheckout events that span two facings hold two products).
+their own facing; the labelled AutoCheckout events that span two facings hold two products); ``touch_prior =
+0.1`` — the share of reaches that take nothing (a guess: the labels record takes only; the simulator's
+``touch_share`` default), used to weigh one shopper grabbing several units while another's hand reached into
+the same bin against each taking one.
 """
 from __future__ import annotations
 
@@ -172,6 +176,7 @@ class FusionConfig:
     same_track_prior: float = 0.3
     pending_prior: float = 0.5
     foreign_share: float = 0.3
+    touch_prior: float = 0.1
     foreign_prior: float = 0.1
     repair_id_switches: bool = True
     id_window_s: float = 3.0
@@ -182,7 +187,7 @@ class FusionConfig:
             if not getattr(self, name) > 0:
                 raise ValueError(f"FusionConfig.{name} must be > 0, got {getattr(self, name)}")
         for name in ("motion_floor", "misplaced_prior", "infeasible_prior", "same_track_prior", "pending_prior",
-                     "foreign_share", "foreign_prior"):
+                     "foreign_share", "foreign_prior", "touch_prior"):
             if not 0 < getattr(self, name) <= 1:
                 raise ValueError(f"FusionConfig.{name} must be in (0, 1], got {getattr(self, name)}")
 
@@ -497,6 +502,25 @@ def _where_the_hand_was(event: weight.ShelfEvent, opts: list[tuple[str, int, flo
     return out
 
 
+def _others_took_nothing(ev: HandEvidence, opts: list[tuple[str, int, float]], config: FusionConfig) -> np.ndarray:
+    """(K, H) factor for one shopper taking several units while other shoppers' hands were at the bin too: each
+    other hand's reach must then have taken nothing, ``∏ (1 − s_m·(1 − touch_prior))`` over the other tracks' hand
+    scores ``s_m`` (0: no hand there, 1: a clear reach), against the split between them that
+    :func:`_splits` scores (each took one). Several units in one grab are rare (the labelled AutoCheckout
+    events: 5 of 237), a reach that takes nothing (``touch_prior``) too, so two hands that reached over a
+    two-unit change were two takes. Options of one unit or none: 1."""
+    K, H = len(ev), len(opts)
+    out = np.ones((K, H))
+    several = np.array([abs(o[1]) >= 2 for o in opts])
+    if K < 2 or not several.any():
+        return out
+    s = np.clip(ev.score, 0.0, 1.0)
+    miss = 1.0 - s * (1.0 - config.touch_prior)      # (K,) chance a track's hand took nothing here
+    for k in range(K):
+        out[k, several] = float(np.prod(np.delete(miss, k)))
+    return out
+
+
 def _off_its_facing(event: weight.ShelfEvent, opts: list[tuple[str, int, float]], planogram: weight.Planogram,
                     config: FusionConfig) -> np.ndarray:
     """(H,) factor for takes of a merged event: ``foreign_prior`` when more than ``foreign_share`` of the weight
@@ -712,6 +736,7 @@ def _decide_whole(event: weight.ShelfEvent, hands: TrackObservations, bins: BinG
                     feas[k, j] = config.infeasible_prior
                     infeasible_kj[k, j] = True
     feas *= _where_the_hand_was(event, opts, ev, bins, planogram, config)
+    feas *= _others_took_nothing(ev, opts, config)
     off = _off_its_facing(event, opts, planogram, config)
     # what the off-facing factor takes away goes to "something not listed" (one of each product: a cut of the
     # event explains it), so that a whole q × P no longer looks sure for want of a rival

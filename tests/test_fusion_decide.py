@@ -204,6 +204,20 @@ def test_one_shopper_taking_two_products_at_once_gets_both_lines():
     assert not d.review and sorted(d.changes) == [("a", "Q", 1), ("a", "R", 1)]
 
 
+def test_two_shoppers_reaching_into_one_bin_as_two_units_go_get_one_each():
+    # a and b both reach into A while 2 × P leave it: two takes, not one shopper grabbing two while the other's
+    # reach took nothing
+    ev = event(["A"], -600.9)
+    d = decide(ev, cat(reach("a", 1.0), reach("b", 1.02, t_in=1.9, t_out=3.1)))
+    assert not d.review and sorted(d.shares) == [("a", 1), ("b", 1)] and d.barcode == "P"
+    # one shopper alone taking two keeps both
+    alone = decide(ev, reach("a", 1.0))
+    assert alone.shares == (("a", 2),)
+    # without the "others took nothing" term the two readings tie and it went to people
+    assert decide(ev, cat(reach("a", 1.0), reach("b", 1.02, t_in=1.9, t_out=3.1)),
+                  config=FusionConfig(touch_prior=1.0)).confidence < d.confidence
+
+
 def test_two_lookalike_products_taken_at_once_are_one_of_each_not_two_of_one():
     # P (B) and Q (C) both weigh 300 g: the merged 600 g fits "2 × P" and "2 × Q" as well as "P + Q", but half
     # of it left a plate that does not face P (or Q), so it is one of each
