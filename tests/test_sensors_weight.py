@@ -583,6 +583,23 @@ def test_a_take_beside_a_put_back_at_the_same_moment_are_two_events_not_netted()
     assert shelf_events_from_changes(ch, STRADDLE_PLAN, merge_gap_s=1.0) == []
 
 
+def test_the_plates_beside_a_heavy_item_that_flex_with_it_are_left_out():
+    # a 1573 g item across plates 2 and 3 of five; the shelf flexes: plates 1, 4 and 5 settle 12–20 g lower
+    # (1–2 %, the crosstalk measured on BENCHMARK-1), past the 10 g gate, and merge with it as neighbours
+    codes = tuple(f"9-2-{k}" for k in range(1, 6))
+    plan = Planogram(bin_codes=codes, facings={c: ("H",) for c in codes},
+                     products=ProductWeights(np.array(["H"], dtype=object), np.array([1573.0]), np.array([5.0])),
+                     neighbours={c: tuple(codes[j] for j in (i - 1, i + 1) if 0 <= j < 5) for i, c in enumerate(codes)})
+    ch = _changes(bin_index=[0, 1, 2, 3, 4], delta_g=[-19.7, -570.7, -1002.9, -12.6, -12.1],
+                  t_start=[1.0] * 5, t_end=[1.5] * 5, noise_sd_g=[0.4, 0.9, 4.7, 0.6, 0.3])
+    (ev,) = shelf_events_from_changes(ch, plan)
+    assert ev.bin_codes == ("9-2-2", "9-2-3") and not ev.disturbance
+    assert (ev.best.barcode, ev.best.quantity) == ("H", 1) and ev.delta_g == pytest.approx(-1573.6)
+    # without the crosstalk rule the five plates are a disturbance
+    (raw,) = shelf_events_from_changes(ch, plan, crosstalk_ratio=0.0)
+    assert raw.disturbance and len(raw.bin_codes) == 5
+
+
 def test_an_event_keeps_one_part_per_change_and_a_sub_event_takes_changes():
     ch = _changes(bin_index=[0, 0], delta_g=[-60.2, -59.9], t_start=[1.0, 2.0], t_end=[1.5, 2.5],
                   noise_sd_g=[0.5, 0.5])
