@@ -177,6 +177,7 @@ class FusionConfig:
     pending_prior: float = 0.5
     foreign_share: float = 0.3
     touch_prior: float = 0.1
+    touch_min_units: int = 2
     foreign_prior: float = 0.1
     repair_id_switches: bool = True
     id_window_s: float = 3.0
@@ -511,7 +512,7 @@ def _others_took_nothing(ev: HandEvidence, opts: list[tuple[str, int, float]], c
     two-unit change were two takes. Options of one unit or none: 1."""
     K, H = len(ev), len(opts)
     out = np.ones((K, H))
-    several = np.array([abs(o[1]) >= 2 for o in opts])
+    several = np.array([abs(o[1]) >= config.touch_min_units for o in opts])
     if K < 2 or not several.any():
         return out
     s = np.clip(ev.score, 0.0, 1.0)
