@@ -22,8 +22,8 @@ class ShelfEvent(models.Model):
     ``disturbance`` (more bins than any real pick: never explained as one product; fusion cuts it into two
     shoppers' takes or sends it to review).
     ``misplaced``: a put-back of a product that does not face these bins (a restock task was raised).
-    ``parts``: each bin's own change when the event merged several (what fusion cuts two takes side by side
-    with; ``sensors.weight.BinChange``).
+    ``parts``: each change the event merged (a bin touched twice has two), by bin then time: what fusion cuts
+    two takes side by side or one after the other with (``sensors.weight.BinChange``).
     """
 
     class Kind(models.TextChoices):
@@ -41,8 +41,8 @@ class ShelfEvent(models.Model):
     noise_sd_g = models.FloatField(default=0.0)
     hypotheses = models.JSONField(default=list)
     parts = models.JSONField(default=list, blank=True,
-                             help_text="per bin of a merged event: [{bin, t_start, t_end (s since epoch UTC), "
-                                       "delta_g, noise_sd_g}]; empty for a one-bin event")
+                             help_text="per change of a merged event: [{bin, t_start, t_end (s since epoch UTC), "
+                                       "delta_g, noise_sd_g}]; empty for an event of one change")
     kind = models.CharField(max_length=12, choices=Kind.choices, default=Kind.SHOPPER)
     misplaced = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True)

@@ -1001,7 +1001,7 @@ def sub_event(event: ShelfEvent, which: Sequence[str] | Sequence[BinChange], pla
     Raises ``ValueError`` when the event has no :attr:`ShelfEvent.parts` or ``which`` is empty or not a subset of
     its bins or parts."""
     if not event.parts:
-        raise ValueError("sub_event: the event has no per-bin parts")
+        raise ValueError("sub_event: the event has no parts (it merged one change)")
     if which and all(isinstance(w, BinChange) for w in which):
         parts = tuple(p for p in event.parts if p in set(which))
         if len(parts) != len(set(which)):

@@ -161,7 +161,7 @@ def test_an_identity_jump_sends_the_event_to_review_when_the_check_is_on():
 
 
 def merged(parts, noise=1.0):
-    """A merged event from per-bin (bin, Δ grams, t_start, t_end) parts, explained whole as the sensors do."""
+    """A merged event from per-change (bin, Δ grams, t_start, t_end) parts, explained whole as the sensors do."""
     parts = [weight.BinChange(b, t0, t1, d, noise) for b, d, t0, t1 in parts]
     delta = sum(p.delta_g for p in parts)
     total_noise = math.sqrt(len(parts)) * noise
@@ -176,7 +176,7 @@ def test_two_shoppers_taking_two_products_side_by_side_are_told_apart():
     # through the neighbour rule into one 480 g event that fits no product whole
     hands = cat(reach("a", 1.1, t_in=1.8, t_out=3.0), reach("b", 1.3, t_in=1.9, t_out=3.1))
     ev = merged([("B", -300.5, 2.0, 2.9), ("C", 0.4, 2.2, 2.3), ("D", -179.6, 2.1, 3.0)])
-    whole = decide(dataclasses.replace(ev, parts=()), hands)  # without the per-bin parts it cannot be cut
+    whole = decide(dataclasses.replace(ev, parts=()), hands)  # without its parts it cannot be cut
     d = decide(ev, hands)
     assert whole.review and not whole.parts
     assert not d.review and len(d.parts) == 2 and "side by side" in d.reason

@@ -42,7 +42,7 @@ def test_django_and_offline_pipelines_decide_alike(sim_recording):
                                 parts=tuple(weight.BinChange(p["bin"], p["t_start"], p["t_end"], p["delta_g"],
                                                              p["noise_sd_g"]) for p in e.parts))
               for e in stored]
-    assert any(e.parts for e in events)  # merged events keep each bin's own change
+    assert any(e.parts for e in events)  # merged events keep each change they merged
     offline = offline_replay(rec, events=events)
     django = session_decisions(session=result.session, recording=rec)
     assert len(django) == len(offline.decisions) > 5
