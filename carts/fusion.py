@@ -43,9 +43,10 @@ quantity):
    part decided alone over its own interval, the pair of shoppers chosen jointly (one shopper at both is
    ``same_track_prior`` as likely).
 7. **Id switches undone first** (``vision.identity``): around each event, where two neighbours' tracks
-   exchanged ids (both jump onto where the other was), the hand observations get their ids back. A switch whose end is not seen by
-   the time the event is decided may be one beginning or the end of one whose start was missed (two shoppers who
-   came in together): when the two readings give different carts, the event goes to people.
+   exchanged ids (both jump onto where the other was), the hand observations get their ids back. A switch whose
+   end is not seen by the time the event is decided may be one beginning or the end of one whose start was
+   missed (two shoppers who came in together): when the two readings give different carts, the event goes to
+   people.
 
 Hand distances weigh the offset *along* the shelf ``sigma_m / along_sigma_m`` times more than the depth in front
 of it: a hand taking from a plate stands in front of it (within its 0.1 m width plus the wrist keypoint's few

@@ -1059,7 +1059,8 @@ def _components(changes: WeightChanges, members: np.ndarray, code_of: Sequence[s
         near_i = set(planogram.neighbours.get(code_of[i], ()))
         for oj in range(oi + 1, j_end):
             j = order[oj]
-            if code_of[j] == code_of[i] or code_of[j] in near_i or code_of[i] in planogram.neighbours.get(code_of[j], ()):
+            if (code_of[j] == code_of[i] or code_of[j] in near_i
+                    or code_of[i] in planogram.neighbours.get(code_of[j], ())):
                 if changes.t_start[j] - merge_gap_s <= changes.t_end[i] + merge_gap_s:
                     parent[find(int(j))] = find(int(i))
     groups: dict[int, list[int]] = {}
