@@ -7,9 +7,9 @@ shoppers split over ``--sessions`` sessions with fixed seeds (1000 + level × 10
 chosen on seeds 101–102, 201–204 and 2000–2007, which this benchmark never uses), each session long enough for
 ~6 shoppers inside at once, in the real AutoCheckout store layout. Every session runs through the **pure offline
 pipeline** (``carts.evaluation.offline_replay``: ``sensors.weight`` detection → shelf events →
-``carts.fusion.decide_event`` → carts → receipts), the same decision function the Django pipeline calls; review items are resolved by an oracle
-reviewer (the truth), as a manager would in the dashboard, so "exact receipts" counts the errors fusion makes
-silently. The default level is also run at several review thresholds (the review-load / accuracy trade-off).
+``carts.fusion.decide_event`` → carts → receipts), the same decision function the Django pipeline calls; review
+items are resolved by an oracle reviewer (the truth), as a manager would in the dashboard, so "exact receipts"
+counts the errors fusion makes silently. The default level is also run at several review thresholds (the review-load / accuracy trade-off).
 
 Columns: ``receipts`` (party receipts scored), ``exact`` (share of receipts exactly right), ``review`` (share of
 detected shelf events sent to people), ``F1`` / ``P`` / ``R`` (AutoCheckout item-level), then per scenario the
