@@ -147,8 +147,9 @@ class Decisions:
                    obj(cols[3]), obj(cols[4]), obj(cols[5]), np.asarray(cols[6], dtype=np.float64))
 
     def events(self) -> int:
-        """Detected shelf events (split rows counted once)."""
-        return len({(tuple(b), float(t)) for b, t in zip(self.bins, self.t_start)})
+        """Detected shelf events (split rows counted once), without those fusion took for noise (``none``: a weak
+        change nobody reached for), so that they do not dilute the review rate."""
+        return len({(tuple(b), float(t)) for b, t, o in zip(self.bins, self.t_start, self.outcome) if o != "none"})
 
     @property
     def review_rate(self) -> float:
@@ -359,6 +360,9 @@ def offline_replay(recording, *, review_confidence: float = 0.6, settle_s: float
         d = decide_event(ev, hands, bins, planogram, carts={t: carts[t] for t in eligible}, party_of=party_of,
                          eligible=eligible, review_confidence=review_confidence, config=fusion, bodies=bodies,
                          pending=pending_holdings(review_picks, eligible))
+        if d.noise:  # a weak change nobody reached for: nothing to do
+            rows.append((ev.bin_codes, ev.t_start, ev.t_end, "none", "", (), d.confidence))
+            continue
         follows = None
         if d.awaits_review and not d.review:  # the review it waits for, as the Django pipeline picks it
             lead = party_of.get(d.track_id, d.track_id)

@@ -75,7 +75,9 @@ their own facing; the labelled AutoCheckout events that span two facings hold tw
 ``touch_share`` default), used to weigh one shopper grabbing several units while another's hand reached into
 the same bin against each taking one; ``touch_min_units = 2`` — that term applies to takes of two units or
 more (1 would sharpen every crowded single take too: on the simulator's development seeds, 0.6 points less
-review for two more silent errors in 341 receipts).
+review for two more silent errors in 341 receipts); ``weak_hand_min = 0.5`` — a weak event
+(``sensors.weight.ShelfEvent.weak``, a light item on a noisy plate) is a take only where a hand scored at least
+this (within about 0.15 m of the bin while it moved, and reaching); elsewhere it is noise.
 """
 from __future__ import annotations
 
@@ -182,6 +184,7 @@ class FusionConfig:
     foreign_prior: float = 0.1
     touch_prior: float = 0.1
     touch_min_units: int = 2
+    weak_hand_min: float = 0.5
     repair_id_switches: bool = True
     id_window_s: float = 3.0
     id_jump_speed_m_s: float = math.inf
@@ -191,7 +194,7 @@ class FusionConfig:
             if not getattr(self, name) > 0:
                 raise ValueError(f"FusionConfig.{name} must be > 0, got {getattr(self, name)}")
         for name in ("motion_floor", "misplaced_prior", "infeasible_prior", "same_track_prior", "pending_prior",
-                     "foreign_share", "foreign_prior", "touch_prior"):
+                     "foreign_share", "foreign_prior", "touch_prior", "weak_hand_min"):
             if not 0 < getattr(self, name) <= 1:
                 raise ValueError(f"FusionConfig.{name} must be in (0, 1], got {getattr(self, name)}")
         if not (isinstance(self.touch_min_units, int) and self.touch_min_units >= 1):
@@ -400,6 +403,8 @@ class Decision:
     ``awaits_review``: a put-back of an item that the shopper's party does not hold yet but may, through a pick
     that is waiting in the review queue (``pending``): the change is sound but waits for that review; once it is
     resolved the change applies if the party then holds the item, and goes to people otherwise.
+    ``noise``: a weak event (``sensors.weight.ShelfEvent.weak``) that no shopper's hand reached into: taken for
+    load-cell noise; nothing to do and nothing to review.
     ``parts``: when the event's bins were told apart as two takes side by side (two shoppers at neighbouring
     plates, or one shopper taking two products at once), one decision per group of bins; ``barcode``,
     ``quantity`` and ``shares`` then describe the first part and :attr:`changes` lists them all.
@@ -419,6 +424,7 @@ class Decision:
     shares: tuple[tuple[str, int], ...] = ()
     parts: tuple["Decision", ...] = ()
     awaits_review: bool = False
+    noise: bool = False
 
     @property
     def changes(self) -> tuple[tuple[str, str, int], ...]:
@@ -585,6 +591,12 @@ def decide_event(event: weight.ShelfEvent, hands: TrackObservations, bins: BinGe
     """
     kw = dict(carts=carts, party_of=party_of, eligible=eligible, review_confidence=review_confidence, config=config,
               bodies=bodies, pending=pending or {})
+    if event.weak:
+        ev = hand_evidence(event, hands, bins, config, eligible=eligible)
+        if len(ev) == 0 or float(ev.score.max()) < config.weak_hand_min:
+            return Decision(None, None, None, 0, 0.0, 0.0, 0.0, False,
+                            f"a weak loss of {-event.delta_g:.1f} g that no shopper's hand reached into: load-cell "
+                            f"noise", (), (), noise=True)
     if bodies is None or not config.repair_id_switches:
         return _decide(event, hands, bins, planogram, kw)
     raw = hands

@@ -293,6 +293,9 @@ class StorePipeline:
                                 pending=self._pending_holdings(eligible))
         evidence = {"shelf_event": row.pk, "bins": list(event.bin_codes), "delta_g": round(event.delta_g, 1),
                     "hypotheses": row.hypotheses, **decision.evidence()}
+        if decision.noise:  # a weak change nobody reached for (sensors.weight.ShelfEvent.weak)
+            log.info("shelf event %s: %s", ",".join(event.bin_codes), decision.reason)
+            return None
         if decision.review or not decision.changes:
             return self._review(row, decision, decision.reason)
         if decision.awaits_review:

@@ -22,6 +22,7 @@ class ShelfEvent(models.Model):
     ``disturbance`` (more bins than any real pick: never explained as one product; fusion cuts it into two
     shoppers' takes or sends it to review).
     ``misplaced``: a put-back of a product that does not face these bins (a restock task was raised).
+    ``weak``: a light loss that passed only the weak gate (``sensors.weight.ShelfEvent.weak``).
     ``parts``: each change the event merged (a bin touched twice has two), by bin then time: what fusion cuts
     two takes side by side or one after the other with (``sensors.weight.BinChange``).
     """
@@ -45,6 +46,8 @@ class ShelfEvent(models.Model):
                                        "delta_g, noise_sd_g}]; empty for an event of one change")
     kind = models.CharField(max_length=12, choices=Kind.choices, default=Kind.SHOPPER)
     misplaced = models.BooleanField(default=False)
+    weak = models.BooleanField(default=False, help_text="a loss that passed only the weak gate, kept because it "
+                                                        "fits a facing unit; a take only if a hand reached in")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -28,3 +28,14 @@ def test_empty_session_and_zero_lines():
     assert score_receipts({"a": {}}, {"a": {"x": 1}}).f1 == 0.0
     with pytest.raises(ValueError, match="negative"):
         score_receipts({"a": {"x": -1}}, {})
+
+
+def test_events_taken_for_noise_do_not_dilute_the_review_rate():
+    from carts.evaluation import Decisions
+
+    dec = Decisions.from_rows([
+        (("1-1-1",), 10.0, 10.5, "cart", "a", (("x", 1),), 0.97),
+        (("1-1-2",), 20.0, 20.5, "review", "", (), 0.40),
+        (("1-1-3",), 30.0, 30.4, "none", "", (), 0.0),   # a weak change nobody reached for
+    ])
+    assert dec.events() == 2 and dec.review_rate == pytest.approx(0.5)

@@ -218,6 +218,15 @@ def test_two_shoppers_reaching_into_one_bin_as_two_units_go_get_one_each():
                   config=FusionConfig(touch_prior=1.0)).confidence < d.confidence
 
 
+def test_a_weak_event_is_a_take_only_where_a_hand_reached_in():
+    ev = dataclasses.replace(event(["D"], -178.0, noise=6.0), weak=True)
+    took = decide(ev, reach("a", 1.3))
+    assert not took.noise and took.changes == (("a", "R", 1),)
+    nobody = decide(ev, still("b", 0.5, y=-0.6))  # a shopper stands half a metre off, hands down
+    assert nobody.noise and not nobody.review and nobody.changes == () and "noise" in nobody.reason
+    assert not decide(dataclasses.replace(ev, weak=False), still("b", 0.5, y=-0.6)).noise  # a full change: review
+
+
 def test_two_lookalike_products_taken_at_once_are_one_of_each_not_two_of_one():
     # P (B) and Q (C) both weigh 300 g: the merged 600 g fits "2 × P" and "2 × Q" as well as "P + Q", but half
     # of it left a plate that does not face P (or Q), so it is one of each

@@ -611,6 +611,30 @@ def test_an_event_keeps_one_part_per_change_and_a_sub_event_takes_changes():
         sub_event(ev, (BinChange("9-1-1", 0.0, 0.1, -60.0, 0.5),), STRADDLE_PLAN)
 
 
+def test_a_light_take_on_a_noisy_plate_is_a_weak_event():
+    # a 30 g item leaves a plate whose level noise is 3.6 g: −24.3 g passes only the weak gate (5 σ of a level
+    # difference is 25 g); alone, it is kept because one facing unit explains it, flagged weak for fusion
+    plan = Planogram(bin_codes=("9-1-1", "9-1-2"), facings={"9-1-1": ("L",), "9-1-2": ("X",)},
+                     products=ProductWeights(np.array(["L", "X"], dtype=object), np.array([30.0, 60.0]),
+                                             np.array([0.9, 0.6])),
+                     neighbours={"9-1-1": ("9-1-2",), "9-1-2": ("9-1-1",)})
+    import dataclasses
+
+    def weak(**kw):
+        return dataclasses.replace(_changes(**{"bin_index": [0], "delta_g": [-24.3], "noise_sd_g": [3.6], **kw}),
+                                   weak=np.array([True]))
+
+    (ev,) = shelf_events_from_changes(weak(), plan)
+    assert ev.weak and ev.bin_codes == ("9-1-1",) and (ev.best.barcode, ev.best.quantity) == ("L", 1)
+    # noise that fits no facing unit, a weak gain, or a weak loss on a plate facing nothing like it: no event
+    assert shelf_events_from_changes(weak(delta_g=[-12.0]), plan) == []
+    assert shelf_events_from_changes(weak(delta_g=[+29.0]), plan) == []
+    assert shelf_events_from_changes(weak(bin_index=[1]), plan) == []
+    # a full change is never weak
+    (full,) = shelf_events_from_changes(_changes(bin_index=[0], delta_g=[-30.2], noise_sd_g=[0.5]), plan)
+    assert not full.weak
+
+
 def test_a_weak_change_alone_or_of_the_other_sign_is_no_event():
     t, x = _straddle_stream((0.0, -8.0, 0.0), seed=1)
     ch = detect_weight_changes(t, x, RATE)
