@@ -111,7 +111,8 @@ class DetectorConfig:
       flagged ``weak``: the small share of an item standing across two plates (the labelled AutoCheckout events:
       105 of 237 span two plates; a 40 g item split 80/20 leaves 8 g on one). It joins an event only beside a
       change that passed the full gate at the same moment — there the question is how much moved, not whether
-      anything did, so the 5 σ needed against false alarms over hundreds of plates is not; alone it is dropped.
+      anything did, so the 5 σ needed against false alarms over hundreds of plates is not; alone it is dropped
+      unless one unit of a facing product explains a loss (a light item on a noisy plate: ``ShelfEvent.weak``).
     - ``close_k = 1.5``: hysteresis (a Schmitt trigger): an activity closes on windows with sd up to 1.5 × the
       threshold that opened it, so a plate whose noise rose (vibration) is not held active indefinitely; the level
       steadiness check still guards the settled level.
@@ -1257,7 +1258,9 @@ def shelf_events_from_changes(changes: WeightChanges, planogram: Planogram, *,
 
     Weak changes (``WeightChanges.weak``: below the full gate) join only as the small share of an item beside a
     full change on a neighbouring bin (same time, same sign, more than ``crosstalk_ratio`` of it), and only when
-    with them the group fits a facing product better than without; elsewhere they are dropped.
+    with them the group fits a facing product better than without; elsewhere they are dropped, except a
+    weak loss alone that one unit of a product facing its plate explains (:func:`_weak_take`): an event flagged
+    ``weak``, which fusion counts only where a hand reached in.
 
     Changes on the SAME bin join too (same rule): an item taken and put back within one event, or the press and
     release of a lean, net out; a joined group of several changes whose |ΣΔ| is below ``net_min_g`` (10 g, the
