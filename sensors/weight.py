@@ -1307,9 +1307,15 @@ def shelf_events_from_changes(changes: WeightChanges, planogram: Planogram, *,
     g_t0 = [float(changes.t_start[m].min()) - merge_gap_s for m in members_all]
     g_t1 = [float(changes.t_end[m].max()) + merge_gap_s for m in members_all]
     events: list[ShelfEvent] = []
+    def louder(gi: int) -> list[int]:
+        """Groups on the same shelf, overlapping group ``gi`` in time, of which it could be the crosstalk."""
+        return [gj for gj in range(len(members_all))
+                if gj != gi and g_shelf[gj] == g_shelf[gi] and g_t0[gj] <= g_t1[gi] and g_t0[gi] <= g_t1[gj]
+                and abs(g_delta[gi]) <= crosstalk_ratio * abs(g_delta[gj])]
+
     for gi, idx in enumerate(members_all):
         if changes.weak[idx].all():  # weak changes with no full change beside them: a light take, or nothing
-            if idx.size == 1 and _weak_take(changes, int(idx[0]), planogram):
+            if idx.size == 1 and not louder(gi) and _weak_take(changes, int(idx[0]), planogram):
                 i = int(idx[0])
                 code = (codes[int(changes.bin_index[i])],)
                 hyps, fallback, facing = _explain_bins(float(changes.delta_g[i]), float(changes.noise_sd_g[i]), code,
@@ -1328,12 +1334,10 @@ def shelf_events_from_changes(changes: WeightChanges, planogram: Planogram, *,
         bins = sorted({int(b) for b in changes.bin_index[idx]})
         bin_codes = tuple(codes[b] for b in bins)
         delta = float(changes.delta_g[idx].sum())  # the members kept (weak shares and crosstalk left out)
-        louder = [gj for gj in range(len(members_all))
-                  if gj != gi and g_shelf[gj] == g_shelf[gi] and g_t0[gj] <= g_t1[gi] and g_t0[gi] <= g_t1[gj]
-                  and abs(g_delta[gi]) <= crosstalk_ratio * abs(g_delta[gj])]
-        if louder:
+        shadow = louder(gi)
+        if shadow:
             log.info("bins %s: Δ=%.1f g at %.3f taken for crosstalk of Δ=%.1f g on the same shelf; dropped",
-                     ",".join(bin_codes), delta, g_t0[gi] + merge_gap_s, g_delta[louder[0]])
+                     ",".join(bin_codes), delta, g_t0[gi] + merge_gap_s, g_delta[shadow[0]])
             continue
         t0, t1 = float(changes.t_start[idx].min()), float(changes.t_end[idx].max())
         noise = float(math.sqrt(float((changes.noise_sd_g[idx] ** 2).sum())))

@@ -633,6 +633,15 @@ def test_a_light_take_on_a_noisy_plate_is_a_weak_event():
     # a full change is never weak
     (full,) = shelf_events_from_changes(_changes(bin_index=[0], delta_g=[-30.2], noise_sd_g=[0.5]), plan)
     assert not full.weak
+    # two plates from a 1.2 kg take, at the same moment, a weak loss that fits L is the shelf flexing (2 %)
+    shelf = Planogram(bin_codes=("9-1-1", "9-1-2", "9-1-3"),
+                      facings={"9-1-1": ("L",), "9-1-2": ("X",), "9-1-3": ("H",)},
+                      products=ProductWeights(np.array(["L", "X", "H"], dtype=object), np.array([30.0, 60.0, 1200.0]),
+                                              np.array([0.9, 0.6, 5.0])),
+                      neighbours={"9-1-1": ("9-1-2",), "9-1-2": ("9-1-1", "9-1-3"), "9-1-3": ("9-1-2",)})
+    both = dataclasses.replace(_changes(bin_index=[0, 2], delta_g=[-24.3, -1199.0], noise_sd_g=[3.6, 1.0],
+                                        t_start=[1.0, 1.0], t_end=[1.5, 1.5]), weak=np.array([True, False]))
+    assert [(e.bin_codes, e.weak) for e in shelf_events_from_changes(both, shelf)] == [(("9-1-3",), False)]
 
 
 def test_a_weak_change_alone_or_of_the_other_sign_is_no_event():
