@@ -49,6 +49,22 @@ class ReplayResult:
     stats: PipelineStats
 
 
+def database_behind() -> str | None:
+    """A sentence naming the migrations this database lacks (the code is newer than the database: run
+    ``manage.py migrate``), or None when it is up to date. Uses Django's migration executor, as ``runserver``'s
+    check does."""
+    from django.db import DEFAULT_DB_ALIAS, connections
+    from django.db.migrations.executor import MigrationExecutor
+
+    executor = MigrationExecutor(connections[DEFAULT_DB_ALIAS])
+    plan = executor.migration_plan(executor.loader.graph.leaf_nodes())
+    if not plan:
+        return None
+    first = plan[0][0]
+    return (f"the database lacks {len(plan)} migration(s) of this code (first: {first.app_label}."
+            f"{first.name}); run `python manage.py migrate`")
+
+
 def session_prefix(recording: Recording) -> str:
     """``<name>~<6 hex of the folder's absolute path>``: sessions of one recording folder share it, and two folders
     with the same name (copies) do not."""

@@ -142,6 +142,10 @@ class SimConfig:
                      "exit_settle_share", "drop_share", "missed_frame_share", "missed_hand_share", "id_switch_share"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"SimConfig.{name} must be in [0, 1], got {getattr(self, name)}")
+        for name in self.__dataclass_fields__:
+            value = getattr(self, name)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ValueError(f"SimConfig.{name} must be a finite number, got {value}")
         for name in ("noise_scale", "drift_g_per_min", "spikes_per_plate_hour", "spike_g", "crosstalk_scale",
                      "jostle", "position_noise_m", "position_bias_m", "hand_noise_m", "occlusions_per_min"):
             if getattr(self, name) < 0:
@@ -212,22 +216,55 @@ class TruthEvents:
              "scenarios": list(self.scenarios[i])} for i in range(len(self))]}
 
     @classmethod
-    def from_json(cls, data: Mapping) -> "TruthEvents":
-        """Parse a ``truth_events.json`` document. Raises ValueError (naming the row) when malformed."""
+    def from_json(cls, data: Mapping, source: str = TRUTH_EVENTS) -> "TruthEvents":
+        """Parse a ``truth_events.json`` document. Raises ValueError naming ``source`` and the event (index from 0)
+        when malformed: not an object with an ``events`` list, a missing or mistyped field, a quantity that is not
+        an integer, bins or scenarios that are not lists of strings."""
+        if not isinstance(data, Mapping) or not isinstance(data.get("events", []), list):
+            raise ValueError(f"{source}: expected an object with an 'events' list")
         rows = data.get("events", [])
-        try:
-            def obj(values):
-                arr = np.empty(len(values), dtype=object)
-                arr[:] = values
-                return arr
-            return cls(np.array([float(r["t"]) for r in rows]), np.array([float(r["t_start"]) for r in rows]),
-                       np.array([float(r["t_end"]) for r in rows]), obj([str(r["track"]) for r in rows]),
-                       obj([str(r.get("party") or r["track"]) for r in rows]),
-                       obj([tuple(r["bins"]) for r in rows]),
-                       obj([tuple((str(x["barcode"]), int(x["quantity"])) for x in r["lines"]) for r in rows]),
-                       obj([tuple(r.get("scenarios", ())) for r in rows]))
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ValueError(f"truth_events.json is malformed ({exc})") from None
+        cols: dict[str, list] = {k: [] for k in ("t", "t_start", "t_end", "track", "party", "bins", "lines",
+                                                 "scenarios")}
+        for i, r in enumerate(rows):
+            try:
+                if not isinstance(r, Mapping):
+                    raise TypeError("not an object")
+                bins, scen = r["bins"], r.get("scenarios", [])
+                if not (isinstance(bins, list) and all(isinstance(b, str) for b in bins)):
+                    raise TypeError("'bins' must be a list of bin codes")
+                if not (isinstance(scen, list) and all(isinstance(x, str) for x in scen)):
+                    raise TypeError("'scenarios' must be a list of labels")
+                if not isinstance(r["lines"], list):
+                    raise TypeError("'lines' must be a list")
+                lines = []
+                for x in r["lines"]:
+                    q = x["quantity"]
+                    if isinstance(q, bool) or not isinstance(q, int):
+                        raise TypeError(f"quantity {q!r} is not an integer")
+                    lines.append((str(x["barcode"]), int(q)))
+                times = [float(r[k]) for k in ("t", "t_start", "t_end")]
+                if not all(math.isfinite(v) for v in times):
+                    raise ValueError("times must be finite")
+            except KeyError as exc:
+                raise ValueError(f"{source}: event {i} has no {exc.args[0]!r}") from None
+            except (TypeError, ValueError, AttributeError) as exc:
+                raise ValueError(f"{source}: event {i} is malformed ({exc})") from None
+            for k, v in zip(("t", "t_start", "t_end"), times):
+                cols[k].append(v)
+            cols["track"].append(str(r["track"]))
+            cols["party"].append(str(r.get("party") or r["track"]))
+            cols["bins"].append(tuple(bins))
+            cols["lines"].append(tuple(lines))
+            cols["scenarios"].append(tuple(scen))
+
+        def obj(values):
+            arr = np.empty(len(values), dtype=object)
+            arr[:] = values
+            return arr
+
+        return cls(np.array(cols["t"], dtype=np.float64), np.array(cols["t_start"], dtype=np.float64),
+                   np.array(cols["t_end"], dtype=np.float64), obj(cols["track"]), obj(cols["party"]),
+                   obj(cols["bins"]), obj(cols["lines"]), obj(cols["scenarios"]))
 
 
 def read_truth_events(path: str | Path) -> TruthEvents | None:
@@ -238,7 +275,11 @@ def read_truth_events(path: str | Path) -> TruthEvents | None:
         p = p / TRUTH_EVENTS
     if not p.exists():
         return None
-    return TruthEvents.from_json(json.loads(p.read_text(encoding="utf-8")))
+    try:
+        data = json.loads(p.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{p}: not valid JSON ({exc})") from None
+    return TruthEvents.from_json(data, source=str(p))
 
 
 # --------------------------------------------------------------------------------------------- the store

@@ -83,7 +83,7 @@ def test_write_and_read_back(store, tmp_path):
     back = read_truth_events(root)
     assert back.to_json() == json.loads((root / "truth_events.json").read_text())
     assert read_truth_events(tmp_path) is None
-    with pytest.raises(ValueError, match="malformed"):
+    with pytest.raises(ValueError, match="malformed|has no"):
         TruthEvents.from_json({"events": [{"t": 1}]})
 
 
@@ -112,3 +112,34 @@ def test_parties_from_gates():
     scans = [GateScan(0.0, "a", "entry", "x@t"), GateScan(2.0, "b", "entry", "x@t"), GateScan(3.0, "c", "entry", ""),
              GateScan(4.0, "d", "entry", ""), GateScan(60.0, "e", "entry", "x@t"), GateScan(61.0, "a", "exit", "x@t")]
     assert parties_from_gates(scans) == {"a": "a", "b": "a", "c": "c", "d": "d", "e": "e"}
+
+
+def test_a_malformed_truth_events_file_is_refused_naming_the_file_and_the_event(tmp_path):
+    from carts.simulation import TruthEvents, read_truth_events
+
+    good = {"t": 1.0, "t_start": 0.5, "t_end": 1.5, "track": "7", "bins": ["1-1-1"],
+            "lines": [{"barcode": "x", "quantity": 1}], "scenarios": ["pick"]}
+    assert len(TruthEvents.from_json({"events": [good]})) == 1
+    for bad, says in (([], "an 'events' list"), ({"events": {}}, "an 'events' list"),
+                      ({"events": [good, {**good, "scenarios": "pick"}]}, "event 1 is malformed"),
+                      ({"events": [{**good, "lines": [{"barcode": "x", "quantity": "minus one"}]}]}, "event 0"),
+                      ({"events": [{k: v for k, v in good.items() if k != "lines"}]}, "event 0 has no 'lines'"),
+                      ({"events": [{**good, "t": "nan"}]}, "event 0 is malformed")):
+        with pytest.raises(ValueError, match=says):
+            TruthEvents.from_json(bad)
+    path = tmp_path / "truth_events.json"
+    path.write_text('{"events": [', encoding="utf-8")
+    with pytest.raises(ValueError, match="truth_events.json: not valid JSON"):
+        read_truth_events(tmp_path)
+    path.write_text('[]', encoding="utf-8")
+    with pytest.raises(ValueError, match="truth_events.json: expected an object"):
+        read_truth_events(tmp_path)
+
+
+def test_knobs_must_be_finite():
+    from carts.simulation import SimConfig
+
+    with pytest.raises(ValueError, match="finite"):
+        SimConfig(noise_scale=float("nan"))
+    with pytest.raises(ValueError, match="finite"):
+        SimConfig(hand_noise_m=float("inf"))

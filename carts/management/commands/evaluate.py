@@ -7,6 +7,7 @@ from django.core.management.base import BaseCommand, CommandError
 from carts.evaluation import evaluate_session, merge_parties
 from carts.models import ReviewItem
 from carts.replay import (
+    database_behind,
     DEMO_SHOPPER,
     PARTY_WITHIN_S,
     billed_receipts,
@@ -36,6 +37,9 @@ class Command(BaseCommand):
                                  "perfect reviewer would, through the dashboard's review service)")
 
     def handle(self, *args, recording, session=None, replay=False, no_oracle=False, **options):
+        behind = database_behind()
+        if behind:
+            raise CommandError(behind)
         try:
             rec = read_recording(recording)
             truth_events = read_truth_events(rec.path)

@@ -5,7 +5,7 @@ import math
 
 from django.core.management.base import BaseCommand, CommandError
 
-from carts.replay import DEMO_SHOPPER, demo_shopper_ensure, replay_recording
+from carts.replay import database_behind, DEMO_SHOPPER, demo_shopper_ensure, replay_recording
 from store.billing.models import Receipt
 from store.recording import RecordingError, read_recording
 
@@ -41,6 +41,9 @@ class Command(BaseCommand):
 
     def handle(self, *args, recording, speed=None, session=None, shopper=DEMO_SHOPPER, create_shoppers=False,
                as_of_now=False, **options):
+        behind = database_behind()
+        if behind:
+            raise CommandError(behind)
         if speed is not None and not (math.isfinite(speed) and 0 < speed <= 1000):
             raise CommandError(f"--speed must be a positive number (1 = real time), got {speed}")
         try:

@@ -27,16 +27,20 @@ class Command(BaseCommand):
 
     def handle(self, *args, out, shoppers, minutes, seed, difficulty, set, data, **options):
         overrides = {}
-        fields = SimConfig.__dataclass_fields__
+        own = {"shoppers", "minutes", "seed", "difficulty"}  # options of their own (--shoppers …)
+        fields = [f for f in SimConfig.__dataclass_fields__ if f not in own]
         for item in set:
             name, _, value = item.partition("=")
+            if name in own:
+                raise CommandError(f"--set {item!r}: {name} has an option of its own (--{name})")
             if name not in fields or not value:
                 raise CommandError(f"--set {item!r}: expected NAME=VALUE with NAME one of {', '.join(fields)}")
             kind = type(getattr(SimConfig(), name))
             try:
                 overrides[name] = kind(value)
             except ValueError:
-                raise CommandError(f"--set {item!r}: {value!r} is not a {kind.__name__}") from None
+                noun = {"int": "an integer", "float": "a number"}.get(kind.__name__, f"a {kind.__name__}")
+                raise CommandError(f"--set {item!r}: {value!r} is not {noun}") from None
         root = Path(data) if data else settings.SHARED_DIR / "datasets" / "autocheckout"
         try:
             config = SimConfig.at(difficulty, shoppers=shoppers, minutes=minutes, seed=seed, **overrides)
