@@ -477,8 +477,7 @@ def _putback_options(event: weight.ShelfEvent, planogram: weight.Planogram, held
     codes = sorted((facing | held) & known)
     if not codes:
         return [(weight.UNEXPLAINED, 0, 1.0)]
-    hidden = [h for h in weight.hidden_share_hypotheses(event.delta_g, event.noise_sd_g, event.bin_codes, planogram)
-              if h[0] in held or h[0] in facing]
+    hidden = weight.hidden_share_hypotheses(event.delta_g, event.noise_sd_g, event.bin_codes, planogram)  # facing
     hyps = weight.explain_change(event.delta_g, event.noise_sd_g, planogram.products.select(codes),
                                  max_quantity=config.max_quantity, extra=hidden)
     out = []
