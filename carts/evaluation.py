@@ -30,7 +30,9 @@ import numpy as np
 
 from sensors import weight
 
-from .fusion import BinGeometry, FusionConfig, decide_event, eligible_tracks
+from .fusion import BinGeometry, FusionConfig
+from .loop import (LoopConfig, StoreLoop, controller_planogram, pending_holdings, pending_picks,  # noqa: F401
+                   recording_steps, spend_picks)
 
 Receipts = Mapping[str, Mapping[str, int]]  # shopper track id → {barcode: quantity}
 
@@ -296,16 +298,6 @@ def planogram_from_store(store: Mapping) -> weight.Planogram:
                             facings={k: tuple(v) for k, v in facings.items()}, products=pw, neighbours=neighbours)
 
 
-def controller_planogram(planogram: weight.Planogram, bin_codes: tuple[str, ...]) -> weight.Planogram:
-    """``planogram`` restricted to one controller's bins, in its column order (the detector's bin index)."""
-    known = set(bin_codes)
-    return weight.Planogram(bin_codes=bin_codes,
-                            facings={b: v for b, v in planogram.facings.items() if b in known},
-                            products=planogram.products,
-                            neighbours={b: tuple(n for n in v if n in known)
-                                        for b, v in planogram.neighbours.items() if b in known})
-
-
 @dataclass(frozen=True)
 class OfflineResult:
     """What :func:`offline_replay` did: ``decisions`` per detected event, the ``billed`` receipts per track
@@ -317,75 +309,96 @@ class OfflineResult:
     events: tuple[weight.ShelfEvent, ...]
 
 
+class MemorySink:
+    """:class:`carts.loop.LoopSink` in memory, for the offline pipeline: carts per track, one decision row per
+    event (``(bins, t_start, t_end, outcome, track, lines, confidence)``, :class:`Decisions`); the key of a stored
+    event is the event itself, that of a review item its row number. ``entries``: the tracks with a visit."""
+
+    def __init__(self, entries: Sequence[str]) -> None:
+        self.carts: dict[str, dict[str, int]] = {t: {} for t in entries}
+        self.rows: list[tuple] = []
+        self.follow: list[int] = []  # rows of put-backs waiting for the review of their pick
+        self.events: list[weight.ShelfEvent] = []
+        self.checkouts: dict[str, float] = {}
+
+    def shelf_event(self, event):
+        self.events.append(event)
+        return len(self.events) - 1
+
+    def holdings(self, tracks):
+        return {t: self.carts.setdefault(t, {}) for t in tracks}
+
+    def open_reviews(self, keys):
+        return list(keys)  # the oracle decides at the end: every review stays open till then
+
+    def noise(self, key, event, decision):
+        self.rows.append((event.bin_codes, event.t_start, event.t_end, "none", "", (), decision.confidence))
+
+    def apply(self, key, event, decision):
+        for track, code, q in decision.changes:  # one row per cart change (two when two takes merged)
+            cart = self.carts.setdefault(track, {})
+            cart[code] = cart.get(code, 0) + q
+            self.rows.append((event.bin_codes, event.t_start, event.t_end, "cart", track, ((code, q),),
+                              decision.confidence))
+        return None
+
+    def review(self, key, event, decision, reason):
+        self.rows.append((event.bin_codes, event.t_start, event.t_end, "review", "", (), decision.confidence))
+        return len(self.rows) - 1
+
+    def wait(self, key, event, decision, follows):
+        self.follow.append(len(self.rows))
+        self.rows.append((event.bin_codes, event.t_start, event.t_end, "follow", decision.track_id,
+                          ((decision.barcode, decision.quantity),), decision.confidence))
+        return True
+
+    def checkout(self, track, t):
+        self.checkouts[track] = t
+        return True
+
+
 def offline_replay(recording, *, review_confidence: float = 0.6, settle_s: float = 3.0,
                    fusion: FusionConfig = FusionConfig(), detector: weight.DetectorConfig | None = None,
                    truth_events=None, party_within_s: float = 10.0,
-                   events: Sequence[weight.ShelfEvent] | None = None) -> OfflineResult:
+                   events: Sequence[weight.ShelfEvent] | None = None, step_s: float = 0.2) -> OfflineResult:
     """Run ``recording`` (a ``store.recording.Recording`` or anything with ``store``, ``shelves``, ``tracks``,
-    ``gates``) through detection and fusion in memory, in the order the live pipeline would decide (each event
-    once hands up to ``t_end + fusion.pad_s`` are in). Visits are the gate entries; a party is one account's
-    entries within ``party_within_s`` (``carts.simulation.parties_from_gates``, as the replay does); exits make a
-    track ineligible ``settle_s`` after them. A put-back of an item whose pick waits in review (fusion's
-    ``pending``) waits too (outcome ``follow``). With ``truth_events``, open review items are resolved by the oracle
-    reviewer at the end, then each waiting put-back applies if its party holds the item, else goes to the oracle as
-    a review of its own (as ``carts.services.review_resolve`` settles them in the store). ``events``: shelf events
-    already detected (e.g. ``OfflineResult.events`` of an earlier run: a threshold sweep need not detect again).
+    ``gates``, ``t_start``, ``t_end``) through the store loop (``carts.loop.StoreLoop``, the live store's own
+    orchestrator) with its outputs kept in memory (:class:`MemorySink`), fed in steps of ``step_s`` seconds.
+    Visits are the gate entries; a party is one account's entries within ``party_within_s``
+    (``carts.simulation.parties_from_gates``, as the replay does); exits make a track ineligible ``settle_s``
+    after them. With ``truth_events``, open review items are resolved by the oracle reviewer at the end, then each
+    waiting put-back applies if its party holds the item, else goes to the oracle as a review of its own (as
+    ``carts.services.review_resolve`` settles them in the store). ``events``: shelf events already detected (e.g.
+    ``OfflineResult.events`` of an earlier run: a threshold sweep need not detect again).
     Raises ValueError from the detector on malformed samples."""
     from .simulation import parties_from_gates
 
-    planogram = planogram_from_store(recording.store)
-    bins = BinGeometry.from_store(recording.store)
-    cfg = detector or weight.DetectorConfig()
-    if events is None:
-        events = []
-        for block in recording.shelves:
-            changes = weight.detect_weight_changes(block.t, block.grams, block.rate_hz, cfg)
-            events += weight.shelf_events_from_changes(changes, controller_planogram(planogram, block.bin_codes))
-    events = list(events)
-    events.sort(key=lambda e: (e.t_end, e.bin_codes))
-    hands = recording.tracks.hands()
-    hands = hands[np.argsort(hands.t, kind="stable")]
-    bodies = recording.tracks[np.isin(recording.tracks.keypoint, ("neck", "head"))]
     party_of = parties_from_gates(recording.gates, within_s=party_within_s)
-    entries = {g.track: g.t for g in recording.gates if g.kind == "entry"}
-    exits = {g.track: g.t for g in recording.gates if g.kind == "exit"}
-    carts: dict[str, dict[str, int]] = {t: {} for t in entries}
-    review_picks: dict[int, list[tuple[str, str, int]]] = {}  # review row → the picks it may give (open till the end)
-    follow: list[int] = []  # rows of put-backs waiting for the review of their pick
-    rows = []
-    for ev in events:
-        now = ev.t_end + fusion.pad_s
-        eligible = eligible_tracks(entries, {k: v for k, v in exits.items() if v <= now}, ev, now=now,
-                                   settle_s=settle_s)
-        d = decide_event(ev, hands, bins, planogram, carts={t: carts[t] for t in eligible}, party_of=party_of,
-                         eligible=eligible, review_confidence=review_confidence, config=fusion, bodies=bodies,
-                         pending=pending_holdings(review_picks, eligible))
-        if d.noise:  # a weak change nobody reached for: nothing to do
-            rows.append((ev.bin_codes, ev.t_start, ev.t_end, "none", "", (), d.confidence))
-            continue
-        follows = None
-        if d.awaits_review and not d.review:  # the review it waits for, as the Django pipeline picks it
-            lead = party_of.get(d.track_id, d.track_id)
-            follows = next((i for i in sorted(review_picks) for t, code, _ in review_picks[i]
-                            if code == d.barcode and party_of.get(t, t) == lead), None)
-        if d.review or not d.changes or (d.awaits_review and follows is None):
-            review_picks[len(rows)] = pending_picks(d)
-            rows.append((ev.bin_codes, ev.t_start, ev.t_end, "review", "", (), d.confidence))
-            continue
-        if follows is not None:
-            review_picks[follows] = spend_picks(review_picks[follows], d.barcode, -d.quantity)
-            follow.append(len(rows))
-            rows.append((ev.bin_codes, ev.t_start, ev.t_end, "follow", d.track_id, ((d.barcode, d.quantity),),
-                         d.confidence))
-            continue
-        for track, code, q in d.changes:  # one row per cart change (two when two takes merged into one event)
-            carts[track][code] = carts[track].get(code, 0) + q
-            rows.append((ev.bin_codes, ev.t_start, ev.t_end, "cart", track, ((code, q),), d.confidence))
+    sink = MemorySink([g.track for g in recording.gates if g.kind == "entry"])
+    loop = StoreLoop(planogram=planogram_from_store(recording.store), bins=BinGeometry.from_store(recording.store),
+                     sink=sink, fusion=fusion, detector=detector,
+                     config=LoopConfig(review_confidence=review_confidence, settle_s=settle_s))
+    if events is not None:
+        loop.on_events(sorted(events, key=lambda e: (e.t_end, e.bin_codes)))
+    for step in recording_steps(recording, step_s=step_s):
+        for scan in step.gates:
+            if scan.kind == "entry":
+                lead = party_of.get(scan.track, scan.track)
+                loop.on_entry(track=scan.track, t=scan.t, party_lead=lead if lead != scan.track else None)
+            else:
+                loop.on_exit(track=scan.track, t=scan.t)
+        loop.on_observations(step.tracks)
+        if events is None:
+            for bin_codes, t, grams, rate_hz in step.shelves:
+                loop.on_samples(bin_codes=bin_codes, t=t, grams=grams, rate_hz=rate_hz)
+        loop.advance(step.t_next)
+    loop.finish()
+    carts, rows = sink.carts, sink.rows
     if truth_events is not None:
         _oracle_apply(Decisions.from_rows(rows), truth_events, carts, party_of)
         # the reviews resolved, each waiting put-back applies if its party now holds the item, else goes to people
         unsettled = []
-        for i in follow:
+        for i in sink.follow:
             bins_, t0, t1, _, track, ((code, q),), conf = rows[i]
             dest = party_holder(track, code, q, carts, party_of)
             if dest is None:
@@ -398,33 +411,8 @@ def offline_replay(recording, *, review_confidence: float = 0.6, settle_s: float
             _oracle_apply(Decisions.from_rows(rows), truth_events, carts, party_of, only=set(unsettled))
     decisions = Decisions.from_rows(rows)
     billed = {t: {c: q for c, q in cart.items() if q > 0} for t, cart in carts.items()}
-    return OfflineResult(decisions=decisions, billed=billed, party_of=party_of, events=tuple(events))
-
-
-def pending_picks(decision) -> list[tuple[str, str, int]]:
-    """What a decision sent to review may have put in carts: (track, barcode, units) for every candidate track
-    and every pick option with a posterior of at least 5 % — what fusion's ``pending`` holdings are made of (a
-    later put-back of such an item waits for this review instead of becoming a second one)."""
-    return [(c.track_id, o.barcode, o.quantity) for c in decision.candidates if c.posterior >= 0.05
-            for o in decision.options if o.quantity > 0 and o.barcode and o.posterior >= 0.05]
-
-
-def pending_holdings(review_picks: Mapping[int, Sequence[tuple[str, str, int]]], tracks: Sequence[str]
-                     ) -> dict[str, dict[str, int]]:
-    """What each of ``tracks`` may hold through the picks of open reviews (``review_picks``: review → its
-    :func:`pending_picks`, oldest first): fusion's ``pending``."""
-    out: dict[str, dict[str, int]] = {}
-    wanted = set(tracks)
-    for key in sorted(review_picks):
-        for track, code, q in review_picks[key]:
-            if track in wanted:
-                out.setdefault(track, {})[code] = out.get(track, {}).get(code, 0) + q
-    return out
-
-
-def spend_picks(picks: Sequence[tuple[str, str, int]], code: str, units: int) -> list[tuple[str, str, int]]:
-    """``picks`` with ``units`` of ``code`` taken off each candidate's entry (a waiting put-back used them)."""
-    return [(t, c, q - units if c == code else q) for t, c, q in picks if c != code or q - units > 0]
+    detected = tuple(sink.events) if events is None else tuple(events)
+    return OfflineResult(decisions=decisions, billed=billed, party_of=party_of, events=detected)
 
 
 def party_holder(track: str, code: str, q: int, carts: Mapping[str, Mapping[str, int]],

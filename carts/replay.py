@@ -17,7 +17,6 @@ from datetime import datetime, timezone as dt_timezone
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
 from django.contrib.auth import get_user_model
 
 from store.gates.models import Gate, Visit
@@ -28,6 +27,7 @@ from store.layout.models import Store
 from store.layout.services import layout_load
 from store.recording import GateScan, Recording
 
+from .loop import recording_steps
 from .pipeline import PipelineStats, StorePipeline
 from .simulation import parties_from_gates
 
@@ -155,41 +155,21 @@ def replay_recording(recording: Recording, *, session: str | None = None, shoppe
             pipeline.on_exit(track_id=scan.track, t=scan.t,
                              reason="left the store" + (" (last sighting)" if scan.source == "inferred" else ""))
 
-    tracks = recording.tracks
-    t_order = np.argsort(tracks.t, kind="stable")
-    tracks = tracks[t_order]
-    gates = list(recording.gates)
-    gi = 0
-    ti = 0
-    si = [0] * len(recording.shelves)
-    t0, t_end = recording.t_start, recording.t_end
+    t0 = recording.t_start
     wall0 = time.monotonic()
-    t = t0
-    while t <= t_end + step_s:
-        t_next = t + step_s
-        while gi < len(gates) and gates[gi].t < t_next:
-            on_gate(gates[gi])
-            gi += 1
-        tj = int(np.searchsorted(tracks.t, t_next, side="left"))
-        if tj > ti:
-            pipeline.on_tracks(tracks[ti:tj])
-            store_map_publish_observations(store_code=store.code, obs=tracks[ti:tj])
-            ti = tj
-        for k, block in enumerate(recording.shelves):
-            j = int(np.searchsorted(block.t, t_next, side="left"))
-            if j > si[k]:
-                pipeline.on_samples(bin_codes=block.bin_codes, t=block.t[si[k]:j], grams=block.grams[si[k]:j],
-                                    rate_hz=block.rate_hz)
-                si[k] = j
-        pipeline.advance(t_next)
+    for step in recording_steps(recording, step_s=step_s):
+        for scan in step.gates:
+            on_gate(scan)
+        if len(step.tracks):
+            pipeline.on_tracks(step.tracks)
+            store_map_publish_observations(store_code=store.code, obs=step.tracks)
+        for bin_codes, t, grams, rate_hz in step.shelves:
+            pipeline.on_samples(bin_codes=bin_codes, t=t, grams=grams, rate_hz=rate_hz)
+        pipeline.advance(step.t_next)
         if speed:
-            ahead = (t_next - t0) / speed - (time.monotonic() - wall0)
+            ahead = (step.t_next - t0) / speed - (time.monotonic() - wall0)
             if ahead > 0:
                 time.sleep(ahead)
-        t = t_next
-    while gi < len(gates):
-        on_gate(gates[gi])
-        gi += 1
     pipeline.finish()
     for track, visit in pipeline.visits.items():
         visit.refresh_from_db()

@@ -1,0 +1,507 @@
+"""The store loop: the one orchestrator of a store's live decisions (pure Python and NumPy, no Django).
+
+One :class:`StoreLoop` per store takes time-stamped records from four sources — shelf sample blocks, shopper-track
+observations (keypoints in store metres), entries (a visit bound to a track) and exits — and turns them into
+shelf events, cart changes, review items, waiting put-backs and checkouts, which it hands to a :class:`LoopSink`.
+The live store (``carts.runtime``: ``run_store``, the embedded ingestion path), ``replay`` and the offline accuracy
+benchmark (``carts.evaluation.offline_replay``) all run this object; only their sinks differ (the database, or
+memory). DESIGN.md "Running a store live".
+
+Time: the loop works on the sources' own clocks, never on arrival order. ``advance(now)`` says every source has
+been fed up to ``now``; a shelf event is decided once hand data up to ``t_end + fusion.pad_s`` is in, always with
+the visits entered and exited by that moment, so a decision does not depend on how the input was batched.
+
+Memory is bounded by the fusion window and the settle time: observations are kept only as far back as the
+oldest undecided event needs (``LoopConfig.lookback_s``), and visits long gone are forgotten
+(``LoopConfig.forget_after_s``), so a day of trading holds no more than a busy minute. The whole state pickles
+(:meth:`StoreLoop.snapshot`, :meth:`StoreLoop.restore`): the store worker checkpoints it with its stream offsets.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import pickle
+from dataclasses import dataclass, field
+from typing import Hashable, Iterable, Mapping, Protocol, Sequence
+
+import numpy as np
+
+from sensors import weight
+from store.recording import TrackObservations
+
+from .fusion import BinGeometry, Decision, FusionConfig, decide_event, eligible_tracks
+
+log = logging.getLogger(__name__)
+
+#: The keypoints kept for the identity check of fusion (``vision.identity``: where a track's body is).
+BODY_KEYPOINTS = ("neck", "head")
+
+
+@dataclass(frozen=True)
+class LoopConfig:
+    """Knobs of the store loop (seconds of source time unless said otherwise).
+
+    Raises ValueError for a negative time.
+    """
+
+    #: Decisions below this confidence go to the review queue (``settings.WALKOUT["REVIEW_CONFIDENCE"]``).
+    review_confidence: float = 0.6
+    #: After an exit, events beginning up to this long after it may still be the shopper's; billing waits for them
+    #: (``settings.WALKOUT["EXIT_SETTLE_S"]``: a plate settles within 1–2 s of the hand leaving it).
+    settle_s: float = 3.0
+    #: A controller's settled changes wait this long for a neighbouring change before they become shelf events
+    #: (twice ``sensors.weight.shelf_events_from_changes``'s 0.5 s merge gap, plus the detector's ~0.5 s settle lag)…
+    hold_s: float = 1.5
+    #: …and never longer than this on a busy controller.
+    hold_max_s: float = 10.0
+    #: Observations are kept this far back before the oldest undecided shelf event (``vision.identity.repair``
+    #: reads 60 s of bodies before an event to undo id switches; fusion reads ``pad_s`` of hands around it).
+    lookback_s: float = 65.0
+    #: A visit whose shopper left this long ago is forgotten by the loop (its cart lives on in the sink).
+    forget_after_s: float = 120.0
+
+    def __post_init__(self) -> None:
+        for name in ("settle_s", "hold_s", "hold_max_s", "lookback_s", "forget_after_s"):
+            if not getattr(self, name) >= 0:
+                raise ValueError(f"LoopConfig.{name} must be >= 0, got {getattr(self, name)}")
+
+
+class LoopSink(Protocol):
+    """Where the loop's outputs go and what it reads back (the database, or memory for a benchmark).
+
+    Event keys are the sink's own handles for stored shelf events (a database id, a row number); review keys
+    likewise for review items. Every method must be idempotent on its key: a loop restored from a checkpoint may
+    hand the same output again.
+    """
+
+    def shelf_event(self, event: weight.ShelfEvent) -> Hashable | None:
+        """Store a detected shelf event; its key, or None when it is not for fusion (a restock)."""
+
+    def holdings(self, tracks: Sequence[str]) -> dict[str, dict[str, int]]:
+        """What each of ``tracks``' visits holds now: {track: {barcode: units}} (tracks without a visit omitted)."""
+
+    def open_reviews(self, keys: Sequence[Hashable]) -> list[Hashable]:
+        """Those of ``keys`` whose review item is still open, oldest first."""
+
+    def noise(self, key: Hashable, event: weight.ShelfEvent, decision: Decision) -> None:
+        """A weak change nobody reached for: nothing to do."""
+
+    def apply(self, key: Hashable, event: weight.ShelfEvent, decision: Decision) -> str | None:
+        """Apply ``decision.changes`` to the carts, all or none; None when applied, else why it could not be (the
+        loop then sends the event to review with that reason)."""
+
+    def review(self, key: Hashable, event: weight.ShelfEvent, decision: Decision, reason: str) -> Hashable:
+        """Send the event to people; returns the review item's key."""
+
+    def wait(self, key: Hashable, event: weight.ShelfEvent, decision: Decision, follows: Hashable) -> bool:
+        """Keep a put-back waiting for the review ``follows`` of its pick; False when it cannot wait (the loop
+        then sends it to review)."""
+
+    def checkout(self, track: str, t: float) -> bool:
+        """The shopper of ``track`` left and every event that could be theirs is decided: bill the visit (``t``:
+        the end of the settle time, s on the sources' clock). True when a receipt was issued (False: the visit
+        waits for a review, or its payment failed)."""
+
+
+class ObservationWindow:
+    """Recent shopper-track observations, appended in chunks and pruned from the front (bounded memory).
+
+    :meth:`view` is every kept observation as one :class:`store.recording.TrackObservations` (concatenated once
+    per change, then cached)."""
+
+    def __init__(self) -> None:
+        self._parts: list[TrackObservations] = []
+        self._view: TrackObservations | None = None
+        self.t_min = math.inf
+
+    def __len__(self) -> int:
+        return sum(len(p) for p in self._parts)
+
+    def add(self, obs: TrackObservations) -> None:
+        if len(obs):
+            self._parts.append(obs)
+            self._view = None
+            self.t_min = min(self.t_min, float(obs.t.min()))
+
+    def prune(self, before: float) -> None:
+        """Drop observations older than ``before`` (s)."""
+        if not self._parts or self.t_min >= before:
+            return
+        kept = []
+        for p in self._parts:
+            if float(p.t.max()) < before:
+                continue
+            kept.append(p if float(p.t.min()) >= before else p[p.t >= before])
+        self._parts = [p for p in kept if len(p)]
+        self._view = None
+        self.t_min = min((float(p.t.min()) for p in self._parts), default=math.inf)
+
+    def view(self) -> TrackObservations:
+        if self._view is None:
+            if not self._parts:
+                self._view = TrackObservations.empty()
+            elif len(self._parts) == 1:
+                self._view = self._parts[0]
+            else:
+                p = self._parts
+                self._view = TrackObservations(
+                    np.concatenate([x.track_id for x in p]), np.concatenate([x.t for x in p]),
+                    np.concatenate([x.keypoint for x in p]), np.concatenate([x.xyz for x in p]),
+                    np.concatenate([x.score for x in p]))
+                self._parts = [self._view]
+        return self._view
+
+
+@dataclass
+class LoopStats:
+    """Counters of one loop (since it was created or restored from a checkpoint's counts)."""
+
+    samples: int = 0
+    shelf_events: int = 0
+    cart_events: int = 0
+    reviews: int = 0
+    waiting: int = 0
+    noise: int = 0
+    visits: int = 0
+    receipts: int = 0
+    late_evidence: int = 0  # events decided with part of their hand window already pruned (should stay 0)
+    problems: list[str] = field(default_factory=list)
+
+    def problem(self, message: str) -> None:
+        log.warning("%s", message)
+        self.problems.append(message)
+        del self.problems[:-100]  # the last 100 (a day of trading must not grow this)
+
+
+def controller_planogram(planogram: weight.Planogram, bin_codes: tuple[str, ...]) -> weight.Planogram:
+    """``planogram`` restricted to one controller's bins, in its column order (the detector's bin index)."""
+    known = set(bin_codes)
+    return weight.Planogram(bin_codes=bin_codes,
+                            facings={b: v for b, v in planogram.facings.items() if b in known},
+                            products=planogram.products,
+                            neighbours={b: tuple(n for n in v if n in known)
+                                        for b, v in planogram.neighbours.items() if b in known})
+
+
+def pending_picks(decision: Decision) -> list[tuple[str, str, int]]:
+    """What a decision sent to review may have put in carts: (track, barcode, units) for every candidate track
+    and every pick option with a posterior of at least 5 % — what fusion's ``pending`` holdings are made of (a
+    later put-back of such an item waits for this review instead of becoming a second one)."""
+    return [(c.track_id, o.barcode, o.quantity) for c in decision.candidates if c.posterior >= 0.05
+            for o in decision.options if o.quantity > 0 and o.barcode and o.posterior >= 0.05]
+
+
+def pending_holdings(review_picks: Mapping[Hashable, Sequence[tuple[str, str, int]]], tracks: Sequence[str]
+                     ) -> dict[str, dict[str, int]]:
+    """What each of ``tracks`` may hold through the picks of open reviews (``review_picks``: review → its
+    :func:`pending_picks`, in the order the reviews were opened): fusion's ``pending``."""
+    out: dict[str, dict[str, int]] = {}
+    wanted = set(tracks)
+    for key in review_picks:
+        for track, code, q in review_picks[key]:
+            if track in wanted:
+                out.setdefault(track, {})[code] = out.get(track, {}).get(code, 0) + q
+    return out
+
+
+def spend_picks(picks: Sequence[tuple[str, str, int]], code: str, units: int) -> list[tuple[str, str, int]]:
+    """``picks`` with ``units`` of ``code`` taken off each candidate's entry (a waiting put-back used them)."""
+    return [(t, c, q - units if c == code else q) for t, c, q in picks if c != code or q - units > 0]
+
+
+class StoreLoop:
+    """One store's live state and decisions (module docstring). Not thread-safe: feed it from one thread, in time
+    order per source.
+
+    ``planogram``: facings and unit weights of the whole store (``sensors.weight.Planogram``); ``bins``: bin
+    geometry (metres, store coordinates); ``sink``: where outputs go (:class:`LoopSink`); ``fusion``/``detector``/
+    ``config``: knobs. Raises KeyError from fusion when an event names a bin missing from ``bins``.
+    """
+
+    def __init__(self, *, planogram: weight.Planogram, bins: BinGeometry, sink: LoopSink,
+                 fusion: FusionConfig = FusionConfig(), detector: weight.DetectorConfig | None = None,
+                 config: LoopConfig = LoopConfig()) -> None:
+        self.planogram = planogram
+        self.bins = bins
+        self.sink = sink
+        self.fusion = fusion
+        self.detector_config = detector or weight.DetectorConfig()
+        self.config = config
+        self.now = -math.inf
+        self.stats = LoopStats()
+        self.entries: dict[str, float] = {}  # track → entry time (s)
+        self.exits: dict[str, float] = {}  # track → exit time (s)
+        self.party_of: dict[str, str] = {}  # track → its party's lead track (absent: alone)
+        self._to_bill: dict[str, float] = {}  # exited tracks not yet checked out → exit time
+        self._detectors: dict[tuple[str, ...], weight.WeightEventDetector] = {}
+        self._planograms: dict[tuple[str, ...], weight.Planogram] = {}
+        self._held: dict[tuple[str, ...], list[weight.WeightChanges]] = {}
+        self._pending: list[tuple[Hashable, weight.ShelfEvent]] = []
+        self._review_picks: dict[Hashable, list[tuple[str, str, int]]] = {}  # review → picks it may give
+        self.hands = ObservationWindow()
+        self.bodies = ObservationWindow()
+
+    # ------------------------------------------------------------------------------------------- checkpoints
+    def snapshot(self) -> bytes:
+        """The loop's whole state (detectors, held changes, undecided events, windows, visits), without the sink,
+        as bytes for a checkpoint (pickle: only ever read back by :meth:`restore` of the same code)."""
+        state = dict(self.__dict__)
+        state.pop("sink")
+        state.pop("_planograms")
+        return pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
+
+    @classmethod
+    def restore(cls, data: bytes, *, sink: LoopSink) -> "StoreLoop":
+        """A loop from :meth:`snapshot`'s bytes, writing to ``sink``. Raises ``pickle.UnpicklingError`` (or
+        another unpickling error) for bytes that are not a snapshot."""
+        loop = cls.__new__(cls)
+        loop.__dict__.update(pickle.loads(data))  # noqa: S301 — our own checkpoint, never input from outside
+        loop.sink = sink
+        loop._planograms = {}
+        return loop
+
+    # ------------------------------------------------------------------------------------------------ inputs
+    def on_samples(self, *, bin_codes: tuple[str, ...], t: np.ndarray, grams: np.ndarray, rate_hz: float) -> None:
+        """Feed one block of a shelf controller's samples: ``t`` (n,) s, ``grams`` (n, B) for ``bin_codes``.
+        Raises ValueError from the detector on malformed samples."""
+        det = self._detectors.get(bin_codes)
+        if det is None:
+            det = self._detectors[bin_codes] = weight.WeightEventDetector(len(bin_codes), rate_hz,
+                                                                         self.detector_config)
+        self.stats.samples += int(grams.size)
+        changes = det.push(t, grams)
+        if len(changes):
+            self._held.setdefault(bin_codes, []).append(changes)
+
+    def on_events(self, events: Iterable[weight.ShelfEvent]) -> None:
+        """Feed shelf events detected elsewhere (a benchmark's threshold sweep reuses one detection): stored and
+        decided as if the loop had detected them."""
+        for event in events:
+            self._store_event(event)
+
+    def on_observations(self, obs: TrackObservations) -> None:
+        """Feed shopper-track keypoints (metres, store coordinates); only hands and bodies are kept."""
+        if len(obs) == 0:
+            return
+        self.hands.add(obs.hands())
+        self.bodies.add(obs[np.isin(obs.keypoint, BODY_KEYPOINTS)])
+
+    def on_entry(self, *, track: str, t: float, party_lead: str | None = None) -> None:
+        """``track``'s shopper entered at ``t`` (s) with a visit (the gate bound them); ``party_lead``: the track
+        of the party's first member when this visit joined a party (their carts are one for put-backs)."""
+        self.entries[track] = float(t)
+        self.exits.pop(track, None)
+        if party_lead is not None and party_lead != track:
+            self.party_of[track] = self.party_of.get(party_lead, party_lead)
+        self.stats.visits += 1
+
+    def on_exit(self, *, track: str, t: float) -> bool:
+        """``track``'s shopper left at ``t`` (s): billed once every event that could be theirs is decided.
+        Returns False (and counts a problem) for a track with no visit."""
+        if track not in self.entries:
+            self.stats.problem(f"exit of track {track} at {t:.1f} s: no visit bound to it; ignored")
+            return False
+        if track in self.exits:
+            return True
+        self.exits[track] = float(t)
+        self._to_bill[track] = float(t)
+        return True
+
+    # -------------------------------------------------------------------------------------------------- time
+    def advance(self, now: float) -> None:
+        """Every source has been fed up to ``now`` (s): decide the events whose evidence is complete, bill the
+        visits whose settle time has passed, forget what no decision can need any more."""
+        self.now = max(self.now, float(now))
+        self._release(force=False)
+        pad = self.fusion.pad_s
+        ready = sorted((p for p in self._pending if p[1].t_end + pad <= self.now),
+                       key=lambda p: (p[1].t_end, p[1].bin_codes))
+        if ready:
+            done = {id(p) for p in ready}
+            self._pending = [p for p in self._pending if id(p) not in done]
+            for key, event in ready:
+                self._decide(key, event)
+        self._bill()
+        self._forget()
+
+    def finish(self) -> None:
+        """End of the stream (a bounded run: a replay, a benchmark): flush the detectors, decide everything left,
+        bill every exit. Never for a worker restart, which must not bill open visits early."""
+        for codes, det in self._detectors.items():
+            changes = det.flush()
+            if len(changes):
+                self._held.setdefault(codes, []).append(changes)
+        self._release(force=True)
+        self.advance(math.inf)
+
+    # ------------------------------------------------------------------------------------------------ inside
+    def _release(self, *, force: bool) -> None:
+        """Held changes of a controller become shelf events once none came for ``hold_s`` (or the oldest waited
+        ``hold_max_s``): changes on neighbouring plates that settle a moment apart (two shoppers side by side,
+        an item across two plates) then merge into one event as a batch detection would merge them."""
+        for codes, parts in list(self._held.items()):
+            newest = max(float(c.t_end.max()) for c in parts)
+            oldest = min(float(c.t_end.min()) for c in parts)
+            if force or self.now - newest >= self.config.hold_s or self.now - oldest >= self.config.hold_max_s:
+                del self._held[codes]
+                for event in weight.shelf_events_from_changes(weight.WeightChanges.concat(parts),
+                                                              self._controller_planogram(codes)):
+                    self._store_event(event)
+
+    def _store_event(self, event: weight.ShelfEvent) -> None:
+        self.stats.shelf_events += 1
+        key = self.sink.shelf_event(event)
+        if key is not None:
+            self._pending.append((key, event))
+
+    def _controller_planogram(self, codes: tuple[str, ...]) -> weight.Planogram:
+        cached = self._planograms.get(codes)
+        if cached is None:
+            cached = self._planograms[codes] = controller_planogram(self.planogram, codes)
+        return cached
+
+    def _open_reviews(self) -> list[Hashable]:
+        if not self._review_picks:
+            return []
+        open_ = self.sink.open_reviews(list(self._review_picks))
+        for key in set(self._review_picks) - set(open_):  # decided by people: their picks are in the carts now
+            del self._review_picks[key]
+        return open_
+
+    def _decide(self, key: Hashable, event: weight.ShelfEvent) -> None:
+        cfg, pad = self.fusion, self.fusion.pad_s
+        now = event.t_end + pad
+        if event.t_start - pad < self.hands.t_min - 1e-9 and math.isfinite(self.hands.t_min) and len(self.hands):
+            self.stats.late_evidence += 1
+        eligible = eligible_tracks(self.entries, {k: v for k, v in self.exits.items() if v <= now}, event, now=now,
+                                   settle_s=self.config.settle_s)
+        open_reviews = self._open_reviews()
+        d = decide_event(event, self.hands.view(), self.bins, self.planogram, carts=self.sink.holdings(eligible),
+                         party_of=self.party_of, eligible=eligible, review_confidence=self.config.review_confidence,
+                         config=cfg, bodies=self.bodies.view(),
+                         pending=pending_holdings({k: self._review_picks[k] for k in open_reviews}, eligible))
+        if d.noise:
+            self.stats.noise += 1
+            self.sink.noise(key, event, d)
+            return
+        if d.review or not d.changes:
+            return self._review(key, event, d, d.reason)
+        if d.awaits_review:
+            lead = self.party_of.get(d.track_id, d.track_id)
+            follows = next((k for k in open_reviews for track, code, _ in self._review_picks[k]
+                            if code == d.barcode and self.party_of.get(track, track) == lead), None)
+            if follows is None or not self.sink.wait(key, event, d, follows):
+                return self._review(key, event, d, d.reason)
+            self._review_picks[follows] = spend_picks(self._review_picks[follows], d.barcode, -d.quantity)
+            self.stats.waiting += 1
+            return None
+        reason = self.sink.apply(key, event, d)
+        if reason is not None:
+            return self._review(key, event, d, reason)
+        self.stats.cart_events += len(d.changes)
+        return None
+
+    def _review(self, key: Hashable, event: weight.ShelfEvent, decision: Decision, reason: str) -> None:
+        review_key = self.sink.review(key, event, decision, reason)
+        self._review_picks[review_key] = pending_picks(decision)
+        self.stats.reviews += 1
+
+    def _bill(self) -> None:
+        """Check out the exited visits whose settle time has passed and for whom no event is still undecided."""
+        if not self._to_bill:
+            return
+        settle = self.config.settle_s
+        for track, t_exit in sorted(self._to_bill.items(), key=lambda kv: kv[1]):
+            deadline = t_exit + settle
+            if deadline > self.now:
+                continue
+            if any(ev.t_start <= deadline for _, ev in self._pending) or any(
+                    float(c.t_start.min()) <= deadline for cs in self._held.values() for c in cs):
+                continue
+            del self._to_bill[track]
+            if self.sink.checkout(track, deadline):
+                self.stats.receipts += 1
+
+    def _forget(self) -> None:
+        """Drop observations older than any undecided event needs, and visits gone long ago."""
+        oldest = min([ev.t_start for _, ev in self._pending]
+                     + [float(c.t_start.min()) for cs in self._held.values() for c in cs] + [self.now])
+        if math.isfinite(oldest):
+            before = oldest - max(self.config.lookback_s, self.fusion.pad_s, self.fusion.id_window_s)
+            self.hands.prune(before)
+            self.bodies.prune(before)
+        horizon = self.now - self.config.forget_after_s
+        if not math.isfinite(horizon):
+            return
+        gone = [t for t, t_out in self.exits.items() if t_out < horizon and t not in self._to_bill]
+        if not gone:
+            return
+        leads_in_use = {self.party_of.get(t, t) for t in self.entries if t not in gone}
+        for t in gone:
+            self.entries.pop(t, None)
+            self.exits.pop(t, None)
+            if self.party_of.get(t, t) not in leads_in_use:
+                self.party_of.pop(t, None)
+        for key, picks in list(self._review_picks.items()):
+            kept = [p for p in picks if p[0] in self.entries]
+            if kept:
+                self._review_picks[key] = kept
+            else:
+                del self._review_picks[key]
+
+
+@dataclass(frozen=True)
+class Step:
+    """One step of a recording fed in time order (:func:`recording_steps`): everything with a time in
+    ``[t, t_next)``: ``gates`` (``store.recording.GateScan``), ``tracks`` (observations), ``shelves`` (per controller:
+    bin codes, t (n,), grams (n, B), rate Hz)."""
+
+    t: float
+    t_next: float
+    gates: list
+    tracks: TrackObservations
+    shelves: list[tuple[tuple[str, ...], np.ndarray, np.ndarray, float]]
+
+
+def _span(recording, tracks: TrackObservations, gates: list) -> tuple[float, float]:
+    """(first, last) time of anything in ``recording`` (its own ``t_start``/``t_end`` where it has them)."""
+    if hasattr(recording, "t_start") and hasattr(recording, "t_end"):
+        return float(recording.t_start), float(recording.t_end)
+    starts = [float(b.t[0]) for b in recording.shelves if len(b.t)] + [g.t for g in gates[:1]]
+    ends = [float(b.t[-1]) for b in recording.shelves if len(b.t)] + [g.t for g in gates[-1:]]
+    if len(tracks):
+        starts.append(float(tracks.t[0]))
+        ends.append(float(tracks.t[-1]))
+    return (min(starts), max(ends)) if starts else (0.0, 0.0)
+
+
+def recording_steps(recording, *, step_s: float = 0.2) -> Iterable[Step]:
+    """A recording's sources merged in time order, in steps of ``step_s`` seconds of recording time (the last
+    step also carries the gate scans after the end). ``recording``: a ``store.recording.Recording`` or anything
+    with ``gates``, ``tracks``, ``shelves``, ``t_start``, ``t_end``. Raises ValueError for ``step_s`` ≤ 0."""
+    if not step_s > 0:
+        raise ValueError(f"step_s must be > 0, got {step_s}")
+    tracks = recording.tracks
+    tracks = tracks[np.argsort(tracks.t, kind="stable")]
+    gates = sorted(recording.gates, key=lambda g: g.t)
+    gi = ti = 0
+    si = [0] * len(recording.shelves)
+    t, t_end = _span(recording, tracks, gates)
+    while t <= t_end + step_s:
+        t_next = t + step_s
+        g0 = gi
+        while gi < len(gates) and gates[gi].t < t_next:
+            gi += 1
+        tj = int(np.searchsorted(tracks.t, t_next, side="left"))
+        shelves = []
+        for k, block in enumerate(recording.shelves):
+            j = int(np.searchsorted(block.t, t_next, side="left"))
+            if j > si[k]:
+                shelves.append((block.bin_codes, block.t[si[k]:j], block.grams[si[k]:j], block.rate_hz))
+                si[k] = j
+        last = t_next > t_end + step_s
+        yield Step(t, t_next, gates[g0:gi] + (gates[gi:] if last else []), tracks[ti:tj], shelves)
+        if last:
+            gi = len(gates)
+        ti = tj
+        t = t_next
