@@ -4,3 +4,11 @@ from django.apps import AppConfig
 class CartsConfig(AppConfig):
     name = "carts"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from store.gates import signals
+
+        from . import runtime
+
+        signals.visit_admitted.connect(runtime.on_visit_admitted, dispatch_uid="carts.runtime.admitted")
+        signals.visit_exit_scanned.connect(runtime.on_visit_exit_scanned, dispatch_uid="carts.runtime.exit_scanned")

@@ -320,6 +320,9 @@ class MemorySink:
         self.follow: list[int] = []  # rows of put-backs waiting for the review of their pick
         self.events: list[weight.ShelfEvent] = []
         self.checkouts: dict[str, float] = {}
+        self.bound: dict[str, object] = {}  # live binding: track → visit key
+        self.exited: dict[str, float] = {}  # live exits seen by the loop: track → t
+        self.alerts: list[tuple[str, str]] = []  # (kind, message)
 
     def shelf_event(self, event):
         self.events.append(event)
@@ -355,6 +358,20 @@ class MemorySink:
     def checkout(self, track, t):
         self.checkouts[track] = t
         return True
+
+    # live binding and exits (``carts.loop.StoreLoop.on_gate_entry``, ``infer_exits``): kept for inspection
+    def bind(self, track, visit, t, *, continues=None):
+        self.carts.setdefault(track, {})
+        self.bound[track] = visit
+
+    def unbound(self, visit, t, reason):
+        self.alerts.append(("unbound", reason))
+
+    def exit(self, track, visit, t, reason):
+        self.exited[track] = t
+
+    def alert(self, kind, message, *, key=None):
+        self.alerts.append((kind, message))
 
 
 def offline_replay(recording, *, review_confidence: float = 0.6, settle_s: float = 3.0,

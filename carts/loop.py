@@ -59,9 +59,28 @@ class LoopConfig:
     lookback_s: float = 65.0
     #: A visit whose shopper left this long ago is forgotten by the loop (its cart lives on in the sink).
     forget_after_s: float = 120.0
+    #: Live binding (:meth:`StoreLoop.on_gate_entry`): a track that first appeared within this long before…
+    bind_before_s: float = 3.0
+    #: …or after a gate scan is the scanned shopper; the binding is decided once this much later is fed.
+    bind_after_s: float = 2.0
+    #: A scan that no track could be bound to within this long is reported unbound (cameras down: its visit's
+    #: events go to review rather than to a wrong cart).
+    bind_timeout_s: float = 10.0
+    #: Live exits (``infer_exits``): a bound track unseen this long has left (store cameras cover the floor; with
+    #: exit zones, only when it was last seen inside one)…
+    lost_s: float = 2.0
+    #: …a track lost outside every exit zone raises an alert, may be continued by a new track appearing within
+    #: ``reassociate_m`` of where it was lost, and exits anyway (its visit flagged) after this long.
+    lost_max_s: float = 300.0
+    #: Metres: how close a new track must appear to a lost one to continue it (one or two strides).
+    reassociate_m: float = 1.5
+    #: True in the live store (no one tells the loop who left: it watches the tracks); False for recordings, whose
+    #: gate file names each exit.
+    infer_exits: bool = False
 
     def __post_init__(self) -> None:
-        for name in ("settle_s", "hold_s", "hold_max_s", "lookback_s", "forget_after_s"):
+        for name in ("settle_s", "hold_s", "hold_max_s", "lookback_s", "forget_after_s", "bind_before_s",
+                     "bind_after_s", "bind_timeout_s", "lost_s", "lost_max_s", "reassociate_m"):
             if not getattr(self, name) >= 0:
                 raise ValueError(f"LoopConfig.{name} must be >= 0, got {getattr(self, name)}")
 
@@ -96,6 +115,20 @@ class LoopSink(Protocol):
     def wait(self, key: Hashable, event: weight.ShelfEvent, decision: Decision, follows: Hashable) -> bool:
         """Keep a put-back waiting for the review ``follows`` of its pick; False when it cannot wait (the loop
         then sends it to review)."""
+
+    def bind(self, track: str, visit: Hashable, t: float, *, continues: str | None = None) -> None:
+        """The loop bound ``track`` to ``visit`` at ``t`` (a gate scan; ``continues``: the lost track of the same
+        visit that this new track carries on)."""
+
+    def unbound(self, visit: Hashable, t: float, reason: str) -> None:
+        """No track could be bound to the visit scanned in at ``t``: flag it (its events go to review)."""
+
+    def exit(self, track: str, visit: Hashable, t: float, reason: str) -> None:
+        """The loop saw ``track``'s shopper leave at ``t`` (the visit exits; billing follows after the settle)."""
+
+    def alert(self, kind: str, message: str, *, key: str | None = None) -> None:
+        """Something people should look at (a shopper lost inside the store); ``key``: what it is about (one
+        alert per key and kind)."""
 
     def checkout(self, track: str, t: float) -> bool:
         """The shopper of ``track`` left and every event that could be theirs is decided: bill the visit (``t``:
@@ -233,6 +266,12 @@ class StoreLoop:
         self.exits: dict[str, float] = {}  # track → exit time (s)
         self.party_of: dict[str, str] = {}  # track → its party's lead track (absent: alone)
         self._to_bill: dict[str, float] = {}  # exited tracks not yet checked out → exit time
+        self.visit_of: dict[str, Hashable] = {}  # bound track → its visit's key (live binding)
+        self._binds: list[tuple[float, Hashable, Hashable | None]] = []  # pending scans: (t, visit, party lead visit)
+        self._seen: dict[str, list[float]] = {}  # track → [first t, last t, last x, last y] (metres)
+        self._lost: dict[str, float] = {}  # bound tracks lost outside an exit zone → when the alert was raised
+        self.entry_zones: list[np.ndarray] = []  # (k, 2) polygons, metres (live binding)
+        self.exit_zones: list[np.ndarray] = []  # (k, 2) polygons, metres (live exits)
         self._detectors: dict[tuple[str, ...], weight.WeightEventDetector] = {}
         self._planograms: dict[tuple[str, ...], weight.Planogram] = {}
         self._held: dict[tuple[str, ...], list[weight.WeightChanges]] = {}
@@ -243,21 +282,20 @@ class StoreLoop:
 
     # ------------------------------------------------------------------------------------------- checkpoints
     def snapshot(self) -> bytes:
-        """The loop's whole state (detectors, held changes, undecided events, windows, visits), without the sink,
-        as bytes for a checkpoint (pickle: only ever read back by :meth:`restore` of the same code)."""
-        state = dict(self.__dict__)
-        state.pop("sink")
-        state.pop("_planograms")
+        """The loop's whole state (detectors, held changes, undecided events, windows, visits) as bytes for a
+        checkpoint, without the sink and the store's configuration (planogram, bin geometry: the restorer reads
+        them afresh). Pickle: only ever read back by :meth:`restore` of the same code."""
+        state = {k: v for k, v in self.__dict__.items() if k not in ("sink", "_planograms", "planogram", "bins")}
         return pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
 
     @classmethod
-    def restore(cls, data: bytes, *, sink: LoopSink) -> "StoreLoop":
-        """A loop from :meth:`snapshot`'s bytes, writing to ``sink``. Raises ``pickle.UnpicklingError`` (or
-        another unpickling error) for bytes that are not a snapshot."""
+    def restore(cls, data: bytes, *, sink: LoopSink, planogram: weight.Planogram, bins: BinGeometry) -> "StoreLoop":
+        """A loop from :meth:`snapshot`'s bytes, writing to ``sink``, with the store's current ``planogram`` and
+        ``bins``. Raises ``pickle.UnpicklingError`` (or another unpickling error) for bytes that are not a
+        snapshot."""
         loop = cls.__new__(cls)
         loop.__dict__.update(pickle.loads(data))  # noqa: S301 — our own checkpoint, never input from outside
-        loop.sink = sink
-        loop._planograms = {}
+        loop.sink, loop.planogram, loop.bins, loop._planograms = sink, planogram, bins, {}
         return loop
 
     # ------------------------------------------------------------------------------------------------ inputs
@@ -285,6 +323,17 @@ class StoreLoop:
             return
         self.hands.add(obs.hands())
         self.bodies.add(obs[np.isin(obs.keypoint, BODY_KEYPOINTS)])
+        ids, inverse = np.unique(obs.track_id.astype(str), return_inverse=True)
+        for i, track in enumerate(ids):
+            sel = np.flatnonzero(inverse == i)
+            last = sel[np.argmax(obs.t[sel])]
+            t0, t1 = float(obs.t[sel].min()), float(obs.t[last])
+            seen = self._seen.get(track)
+            if seen is None:
+                self._seen[track] = [t0, t1, float(obs.xyz[last, 0]), float(obs.xyz[last, 1])]
+            elif t1 >= seen[1]:
+                seen[0] = min(seen[0], t0)
+                seen[1:] = [t1, float(obs.xyz[last, 0]), float(obs.xyz[last, 1])]
 
     def on_entry(self, *, track: str, t: float, party_lead: str | None = None) -> None:
         """``track``'s shopper entered at ``t`` (s) with a visit (the gate bound them); ``party_lead``: the track
@@ -294,6 +343,22 @@ class StoreLoop:
         if party_lead is not None and party_lead != track:
             self.party_of[track] = self.party_of.get(party_lead, party_lead)
         self.stats.visits += 1
+
+    def on_gate_entry(self, *, visit: Hashable, t: float, party_lead: Hashable | None = None) -> None:
+        """A gate admitted ``visit`` at ``t`` (s): the track that appeared at the gate then is bound to it once
+        ``bind_after_s`` more is fed (:meth:`advance`); ``party_lead``: the visit whose party this one joined."""
+        if visit in self.visit_of.values() or any(v == visit for _, v, _ in self._binds):
+            return  # a redelivered scan
+        self._binds.append((float(t), visit, party_lead))
+        self._binds.sort(key=lambda b: b[0])
+
+    def on_visit_exit(self, *, visit: Hashable, t: float) -> bool:
+        """The visit left at ``t`` (an exit scan at the gate): its track exits. False when no track is bound."""
+        track = next((k for k, v in self.visit_of.items() if v == visit and k not in self.exits), None)
+        if track is None:
+            self._binds = [b for b in self._binds if b[1] != visit]
+            return False
+        return self.on_exit(track=track, t=t)
 
     def on_exit(self, *, track: str, t: float) -> bool:
         """``track``'s shopper left at ``t`` (s): billed once every event that could be theirs is decided.
@@ -312,6 +377,10 @@ class StoreLoop:
         """Every source has been fed up to ``now`` (s): decide the events whose evidence is complete, bill the
         visits whose settle time has passed, forget what no decision can need any more."""
         self.now = max(self.now, float(now))
+        if self._binds:
+            self._bind()
+        if self.config.infer_exits and self.visit_of:
+            self._watch_exits()
         self._release(force=False)
         pad = self.fusion.pad_s
         ready = sorted((p for p in self._pending if p[1].t_end + pad <= self.now),
@@ -335,6 +404,96 @@ class StoreLoop:
         self.advance(math.inf)
 
     # ------------------------------------------------------------------------------------------------ inside
+    def _bind(self) -> None:
+        """Decide the pending gate scans whose window is fed: the unbound track whose first sighting is nearest
+        the scan (within ``[t − bind_before_s, t + bind_after_s]``; where the store has entry zones, first seen
+        inside one), in scan order."""
+        cfg = self.config
+        bound = set(self.visit_of)
+        left = []
+        for t, visit, lead in self._binds:
+            if self.now < t + cfg.bind_after_s:
+                left.append((t, visit, lead))
+                continue
+            best, best_dt = None, math.inf
+            for track, (t0, _, _, _) in self._seen.items():
+                if track in bound or not (t - cfg.bind_before_s <= t0 <= t + cfg.bind_after_s):
+                    continue
+                if abs(t0 - t) < best_dt:
+                    best, best_dt = track, abs(t0 - t)
+            if best is None:
+                if self.now >= t + cfg.bind_timeout_s:
+                    self.sink.unbound(visit, t, f"no shopper track appeared at the gate within "
+                                                f"{cfg.bind_before_s:g} s before and {cfg.bind_after_s:g} s after the "
+                                                f"scan (cameras down?)")
+                else:
+                    left.append((t, visit, lead))
+                continue
+            bound.add(best)
+            lead_track = next((k for k, v in self.visit_of.items() if v == lead), None) if lead is not None else None
+            self.visit_of[best] = visit
+            self.on_entry(track=best, t=t, party_lead=lead_track)
+            self.sink.bind(best, visit, t)
+        self._binds = left
+
+    def _in_zone(self, x: float, y: float, zones: list[np.ndarray]) -> bool:
+        for poly in zones:
+            inside = False
+            n = len(poly)
+            for i in range(n):
+                (x1, y1), (x2, y2) = poly[i], poly[(i + 1) % n]
+                if (y1 > y) != (y2 > y) and x < (x2 - x1) * (y - y1) / (y2 - y1) + x1:
+                    inside = not inside
+            if inside:
+                return True
+        return False
+
+    def _watch_exits(self) -> None:
+        """Bound tracks unseen for ``lost_s``: gone through an exit (or, in a store without exit zones, gone);
+        lost inside: an alert, a new track appearing close by continues the visit, and after ``lost_max_s`` the
+        visit exits flagged."""
+        cfg = self.config
+        for track, visit in list(self.visit_of.items()):
+            if track in self.exits:
+                continue
+            seen = self._seen.get(track)
+            if seen is None or self.now - seen[1] < cfg.lost_s:
+                continue
+            t_last, x, y = seen[1], seen[2], seen[3]
+            if not self.exit_zones or self._in_zone(x, y, self.exit_zones):
+                if self.on_exit(track=track, t=t_last):
+                    self.sink.exit(track, visit, t_last, "left the store" if not self.exit_zones
+                                   else "left through the exit zone")
+                continue
+            if track not in self._lost:
+                self._lost[track] = self.now
+                self.sink.alert("lost", f"shopper track {track} (visit {visit}) lost inside the store at "
+                                        f"({x:.1f}, {y:.1f}) m", key=track)
+            successor = self._successor(track, t_last, x, y)
+            if successor is not None:
+                del self._lost[track]
+                self.exits[track] = t_last  # the old id is over; the visit goes on under the new one
+                self.visit_of[successor] = visit
+                self.on_entry(track=successor, t=self._seen[successor][0], party_lead=track)
+                self.sink.bind(successor, visit, self._seen[successor][0], continues=track)
+            elif self.now - t_last >= cfg.lost_max_s:
+                del self._lost[track]
+                if self.on_exit(track=track, t=t_last):
+                    self.sink.exit(track, visit, t_last, f"lost inside the store for {cfg.lost_max_s:g} s")
+
+    def _successor(self, track: str, t_last: float, x: float, y: float) -> str | None:
+        """An unbound track first seen after ``t_last`` within ``reassociate_m`` of (x, y): the lost shopper."""
+        best, best_d = None, self.config.reassociate_m
+        bound = set(self.visit_of)
+        for other, (t0, _, ox, oy) in self._seen.items():
+            if other in bound or t0 < t_last or any(abs(t0 - b[0]) <= self.config.bind_before_s + self.config.bind_after_s
+                                                   for b in self._binds):
+                continue
+            d = math.hypot(ox - x, oy - y)
+            if d <= best_d:
+                best, best_d = other, d
+        return best
+
     def _release(self, *, force: bool) -> None:
         """Held changes of a controller become shelf events once none came for ``hold_s`` (or the oldest waited
         ``hold_max_s``): changes on neighbouring plates that settle a moment apart (two shoppers side by side,
@@ -433,6 +592,8 @@ class StoreLoop:
         horizon = self.now - self.config.forget_after_s
         if not math.isfinite(horizon):
             return
+        for t in [t for t, seen in self._seen.items() if seen[1] < horizon and t not in self.entries]:
+            del self._seen[t]  # never bound (a passer-by seen through the glass, a track split off a shopper)
         gone = [t for t, t_out in self.exits.items() if t_out < horizon and t not in self._to_bill]
         if not gone:
             return
@@ -440,6 +601,8 @@ class StoreLoop:
         for t in gone:
             self.entries.pop(t, None)
             self.exits.pop(t, None)
+            self.visit_of.pop(t, None)
+            self._seen.pop(t, None)
             if self.party_of.get(t, t) not in leads_in_use:
                 self.party_of.pop(t, None)
         for key, picks in list(self._review_picks.items()):

@@ -105,3 +105,30 @@ class Dispute(models.Model):
 
     def __str__(self) -> str:
         return f"dispute {self.pk} ({self.status}) on receipt line {self.receipt_line_id}"
+
+
+class StoreAlert(models.Model):
+    """Something the live store worker wants people to look at: a shopper lost inside, a visit no track could be
+    bound to, a source (camera, shelf controller) gone silent. Written by ``carts.runtime``; shown on the
+    dashboard until resolved. ``key`` makes each alert idempotent (a restarted worker raises it once)."""
+
+    class Kind(models.TextChoices):
+        LOST = "lost", "shopper lost inside"
+        UNBOUND = "unbound", "visit without a track"
+        SOURCE_DOWN = "source_down", "source down"
+        WORKER = "worker", "store worker"
+
+    store = models.ForeignKey("layout.Store", on_delete=models.CASCADE, related_name="alerts")
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    key = models.CharField(max_length=200, help_text="what the alert is about, unique per store and kind")
+    message = models.CharField(max_length=300)
+    visit = models.ForeignKey(Visit, on_delete=models.CASCADE, null=True, blank=True, related_name="alerts")
+    created_at = models.DateTimeField(auto_now_add=True)
+    resolved_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["store", "kind", "key"], name="store_alert_unique_key")]
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.store_id}:{self.kind}:{self.key}"

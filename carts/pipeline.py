@@ -24,12 +24,13 @@ import numpy as np
 from django.conf import settings
 from django.db import transaction
 from django.db.models import Sum
+from django.utils import timezone
 
 from sensors import weight
 from sensors.models import ShelfEvent
 from sensors.services import planogram_for, shelf_event_record, utc
 from store.gates.models import Visit
-from store.gates.services import visit_exit
+from store.gates.services import visit_bind_track, visit_exit
 from store.inventory.models import Product
 from store.layout.models import Bin, Store
 from store.recording import TrackObservations
@@ -37,7 +38,7 @@ from vision.services import shopper_track_record
 
 from .fusion import BinGeometry, Decision, FusionConfig
 from .loop import LoopConfig, LoopStats, StoreLoop
-from .models import CartEvent, ReviewItem
+from .models import CartEvent, ReviewItem, StoreAlert
 from .services import CartChange, cart_apply, cart_publish, review_followers_settle, visit_checkout
 
 log = logging.getLogger(__name__)
@@ -75,6 +76,7 @@ class DatabaseSink:
         self.clock_offset_s = float(clock_offset_s)
         self.products = {p.barcode: p for p in Product.objects.filter(store=store)}
         self.visits: dict[str, Visit] = {}
+        self.down: set[str] = set()  # sources the store worker declared down (named in review reasons)
         self._rows: dict[int, ShelfEvent] = {}
 
     def at(self, t: float) -> datetime:
@@ -149,6 +151,9 @@ class DatabaseSink:
 
     def review(self, key, event, decision, reason) -> Hashable:
         row = self._row(key)
+        cameras = sorted(s.split(":", 1)[1] for s in self.down if s.startswith("obs:"))
+        if cameras:
+            reason = f"camera source {', '.join(cameras)} down: {reason}"
         candidates = self._candidates(decision)
         with transaction.atomic():
             item, created = ReviewItem.objects.get_or_create(shelf_event=row, defaults={
@@ -179,6 +184,34 @@ class DatabaseSink:
                 review_followers_settle(item=followed)
         log.info("shelf event %s waits for review %s: %s", row.pk, follows, decision.reason)
         return True
+
+    def bind(self, track: str, visit, t: float, *, continues: str | None = None) -> None:
+        row = Visit.objects.get(pk=visit)
+        self.visits[track] = row
+        if continues is None:
+            if row.state == Visit.State.ADMITTED:
+                row = visit_bind_track(visit=row, track_id=track, at=self.at(t))
+                self.visits[track] = row
+            log.info("visit %s bound to track %s", visit, track)
+        else:
+            StoreAlert.objects.filter(store=self.store, kind=StoreAlert.Kind.LOST, key=continues,
+                                      resolved_at__isnull=True).update(resolved_at=timezone.now())
+            log.info("visit %s: track %s continues lost track %s", visit, track, continues)
+        cart_publish(visit=row)
+
+    def unbound(self, visit, t: float, reason: str) -> None:
+        self.alert(StoreAlert.Kind.UNBOUND, f"visit {visit}: {reason}", key=str(visit), visit_id=visit)
+
+    def exit(self, track: str, visit, t: float, reason: str) -> None:
+        row = self.visits.get(track) or Visit.objects.get(pk=visit)
+        if row.state in (Visit.State.ADMITTED, Visit.State.SHOPPING):
+            visit_exit(visit=row, at=self.at(t), reason=reason)
+            cart_publish(visit=row)
+
+    def alert(self, kind: str, message: str, *, key: str | None = None, visit_id=None) -> None:
+        StoreAlert.objects.get_or_create(store=self.store, kind=kind, key=(key or message)[:200],
+                                         defaults={"message": message[:300], "visit_id": visit_id})
+        log.warning("store %s: %s", self.store.code, message)
 
     def checkout(self, track: str, t: float) -> bool:
         visit = self.visits.get(track)

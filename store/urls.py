@@ -2,6 +2,8 @@
 from django.contrib import admin
 from django.urls import include, path
 
+from vision import api as vision_api
+
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("billing/", include("store.billing.urls")),
@@ -9,6 +11,7 @@ urlpatterns = [
     path("gates/", include("store.gates.urls")),
     path("visits/", include("carts.urls")),
     path("manage/vision/", include("vision.urls")),
+    path("vision/api/observations/", vision_api.observations, name="vision_observations"),
     path("manage/", include("carts.dashboard_urls")),
     path("", include("store.accounts.urls")),
 ]

@@ -98,3 +98,23 @@ class ZoneInterval(models.Model):
         ordering = ["t_start"]
         constraints = [models.UniqueConstraint(fields=["store", "session", "shopper_id", "zone", "t_start"],
                                                name="zone_interval_unique")]
+
+
+class TrackerSource(models.Model):
+    """An external tracker: a store's own vision system that sends shopper-track keypoints in store metres to
+    ``POST /vision/api/observations/`` (``vision.api``), authenticated by its API key (only a hash is kept).
+    Registered with ``manage.py create_tracker STORE NAME``."""
+
+    store = models.ForeignKey(Store, on_delete=models.CASCADE, related_name="tracker_sources")
+    name = models.SlugField(max_length=64)
+    api_key_hash = models.CharField(max_length=128, help_text="SHA-256 hex of the tracker's API key")
+    active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    observations = models.BigIntegerField(default=0, help_text="keypoint observations accepted")
+    rejected = models.BigIntegerField(default=0, help_text="requests rejected (bad body)")
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["store", "name"], name="tracker_unique_name")]
+
+    def __str__(self) -> str:
+        return f"{self.store.code}:{self.name}"

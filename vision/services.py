@@ -16,6 +16,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from store.layout.models import Store
+from store.recording import TrackObservations
 
 from .geometry import CameraModel, FloorCalibration, calibrate_floor
 from .models import Camera, CameraTrack, ShopperTrack, ZoneInterval
@@ -160,3 +161,86 @@ def store_map_publish_observations(*, store_code: str, obs) -> int:
     if positions:
         store_map_publish(store_code=store_code, t=t_last, positions=positions)
     return len(positions)
+
+
+class TrackerInputError(ValueError):
+    """A tracker registration or an observations body that cannot be used; the message says why. ``reason`` is a
+    short code (``bad_request``, ``too_large``, ``bad_row``)."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+#: Most observation rows one request may carry (15 Hz × 1 s × 200 shoppers × 10 keypoints ≈ 30,000).
+MAX_OBSERVATION_ROWS = 50_000
+
+
+def tracker_key_hash(api_key: str) -> str:
+    """SHA-256 hex of a tracker's API key (only the hash is stored)."""
+    import hashlib
+
+    return hashlib.sha256(api_key.encode("utf-8")).hexdigest()
+
+
+def tracker_create(*, store: Store, name: str):
+    """Register an external tracker of ``store``; returns (TrackerSource, API key shown once). Raises
+    :class:`TrackerInputError` for a bad or taken name."""
+    import re
+    import secrets
+
+    from .models import TrackerSource
+
+    if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", name or ""):
+        raise TrackerInputError("bad_request", f"tracker name {name!r} must be 1–64 letters, digits, - or _")
+    if TrackerSource.objects.filter(store=store, name=name).exists():
+        raise TrackerInputError("bad_request", f"store {store.code} already has a tracker named {name!r}")
+    key = secrets.token_urlsafe(32)
+    return TrackerSource.objects.create(store=store, name=name, api_key_hash=tracker_key_hash(key)), key
+
+
+def tracker_authenticate(*, api_key: str):
+    """The active TrackerSource whose key is ``api_key``, or None."""
+    from .models import TrackerSource
+
+    return (TrackerSource.objects.select_related("store")
+            .filter(api_key_hash=tracker_key_hash(api_key), active=True).first())
+
+
+def observations_parse(doc) -> tuple[TrackObservations, float | None]:
+    """An observations body → (TrackObservations, t_last). The body (version 1)::
+
+        {"v": 1, "t_last": 1587531994.7,     # optional: the tracker's clock has reached this (s UTC), even
+                                             # where nobody was seen
+         "rows": [[track, t, keypoint, x, y, z, score], ...]}   # s UTC, metres in store coordinates, score 0–1
+
+    Raises :class:`TrackerInputError` for anything else (wrong types, non-finite numbers, too many rows)."""
+    import math
+
+    if not isinstance(doc, dict) or doc.get("v") != 1 or not isinstance(doc.get("rows"), list):
+        raise TrackerInputError("bad_request", 'the body must be {"v": 1, "rows": [...]}')
+    rows = doc["rows"]
+    if len(rows) > MAX_OBSERVATION_ROWS:
+        raise TrackerInputError("too_large", f"{len(rows)} rows; at most {MAX_OBSERVATION_ROWS} per request")
+    t_last = doc.get("t_last")
+    if t_last is not None and (isinstance(t_last, bool) or not isinstance(t_last, (int, float))
+                               or not math.isfinite(t_last)):
+        raise TrackerInputError("bad_request", "t_last must be a finite number (s UTC)")
+    tracks, ts, kps, xyz, scores = [], [], [], [], []
+    for i, row in enumerate(rows):
+        ok = (isinstance(row, list) and len(row) == 7 and isinstance(row[0], (str, int)) and not isinstance(row[0], bool)
+              and isinstance(row[2], str) and 0 < len(str(row[0])) <= 64 and 0 < len(row[2]) <= 32
+              and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+                      for v in (row[1], row[3], row[4], row[5], row[6])))
+        if not ok or not 0.0 <= row[6] <= 1.0:
+            raise TrackerInputError("bad_row", f"row {i} must be [track, t, keypoint, x, y, z, score] with finite "
+                                               f"numbers and 0 ≤ score ≤ 1")
+        tracks.append(str(row[0]))
+        ts.append(float(row[1]))
+        kps.append(row[2])
+        xyz.append((float(row[3]), float(row[4]), float(row[5])))
+        scores.append(float(row[6]))
+    obj = lambda v: np.array(v, dtype=object).reshape(len(v))  # noqa: E731
+    obs = TrackObservations(obj(tracks), np.array(ts, dtype=np.float64), obj(kps),
+                            np.array(xyz, dtype=np.float64).reshape(-1, 3), np.array(scores, dtype=np.float64))
+    return obs, (None if t_last is None else float(t_last))

@@ -3,7 +3,8 @@
 * ``POST /gates/api/scan/`` — a gate device scans a pass. Header ``Authorization: Gate <api key>``
   (:class:`GateKeyAuthentication`), body ``{"token": "<QR text>"}``. Answers 200
   ``{"admitted": true, "visit": <id>}``, 403 ``{"admitted": false, "reason": <code>, "message": <text>}`` (codes of
-  :class:`~store.gates.services.GateRefusal`), 400 for a malformed body (reason ``bad_request``), 401 without a valid
+  :class:`~store.gates.services.GateRefusal`), optional ``"t"``: the device's scan time, s UTC (default: when the
+  server receives it; within a day of the server's clock), 400 for a malformed body (reason ``bad_request``), 401 without a valid
   gate key.
   Scanning a pass again at the same gate admits a guest when the pass declared guests ("bring guests",
   ``services.guest_policy``); the answer then has ``"guest_of": <lead visit id>``.
@@ -20,6 +21,7 @@
 from __future__ import annotations
 
 import logging
+from datetime import datetime, timezone as dt_timezone
 from collections.abc import Callable
 
 from django.contrib.auth.models import AnonymousUser
@@ -97,11 +99,16 @@ def _bad_request(request: Request, errors: dict, what: str) -> Response:
     )
 
 
-def _scan(*, token: str, gate: Gate, extra: Callable[[Visit], dict] | None = None) -> Response:
-    """Admit or refuse the holder of ``token`` at ``gate`` and shape the answer (200 admitted, 403 refused);
-    ``extra(visit)`` adds fields to an admission."""
+def _at(t: float | None):
+    """The device's scan time (s UTC) as an aware datetime, or None (now)."""
+    return None if t is None else datetime.fromtimestamp(t, tz=dt_timezone.utc)
+
+
+def _scan(*, token: str, gate: Gate, extra: Callable[[Visit], dict] | None = None, t: float | None = None) -> Response:
+    """Admit or refuse the holder of ``token`` at ``gate`` (scanned at ``t`` s UTC on the device's clock, default
+    now) and shape the answer (200 admitted, 403 refused); ``extra(visit)`` adds fields to an admission."""
     try:
-        visit = visit_enter(token=token, gate=gate)
+        visit = visit_enter(token=token, gate=gate, at=_at(t))
     except GateRefusal as refusal:
         return Response({"admitted": False, "reason": refusal.code, "message": refusal.message},
                         status=status.HTTP_403_FORBIDDEN, headers=NO_STORE)
@@ -113,10 +120,11 @@ def _scan(*, token: str, gate: Gate, extra: Callable[[Visit], dict] | None = Non
     return Response(body, status=status.HTTP_200_OK, headers=NO_STORE)
 
 
-def _exit_scan(*, token: str, gate: Gate) -> Response:
-    """Exit the holder of ``token`` at ``gate`` and shape the answer (200 exited, 403 refused)."""
+def _exit_scan(*, token: str, gate: Gate, t: float | None = None) -> Response:
+    """Exit the holder of ``token`` at ``gate`` (at ``t`` s UTC, default now) and shape the answer (200 exited,
+    403 refused)."""
     try:
-        visits = visit_exit_scan(token=token, gate=gate)
+        visits = visit_exit_scan(token=token, gate=gate, at=_at(t))
     except GateRefusal as refusal:
         return Response({"exited": False, "reason": refusal.code, "message": refusal.message},
                         status=status.HTTP_403_FORBIDDEN, headers=NO_STORE)
@@ -130,7 +138,7 @@ class _GateTokenView(APIView):
     permission_classes = [IsGate]
     what = "scan"
 
-    def answer(self, *, token: str, gate: Gate) -> Response:
+    def answer(self, *, token: str, gate: Gate, t: float | None = None) -> Response:
         raise NotImplementedError
 
     def post(self, request: Request) -> Response:
@@ -138,7 +146,7 @@ class _GateTokenView(APIView):
         serializer = ScanSerializer(data=request.data)
         if not serializer.is_valid():
             return _bad_request(request, serializer.errors, f"{self.what} at gate {gate}")
-        return self.answer(token=serializer.validated_data["token"], gate=gate)
+        return self.answer(token=serializer.validated_data["token"], gate=gate, t=serializer.validated_data.get("t"))
 
 
 class GateExitView(_GateTokenView):
@@ -146,15 +154,15 @@ class GateExitView(_GateTokenView):
 
     what = "exit scan"
 
-    def answer(self, *, token: str, gate: Gate) -> Response:
-        return _exit_scan(token=token, gate=gate)
+    def answer(self, *, token: str, gate: Gate, t: float | None = None) -> Response:
+        return _exit_scan(token=token, gate=gate, t=t)
 
 
 class GateScanView(_GateTokenView):
     """``POST /gates/api/scan/``: a gate device scans an entry pass (module docstring)."""
 
-    def answer(self, *, token: str, gate: Gate) -> Response:
-        return _scan(token=token, gate=gate)
+    def answer(self, *, token: str, gate: Gate, t: float | None = None) -> Response:
+        return _scan(token=token, gate=gate, t=t)
 
 
 class StaffScanView(APIView):

@@ -7,10 +7,26 @@ from rest_framework import serializers
 TOKEN_MAX_LENGTH = 1024
 
 
+#: How far a gate device's own clock may differ from the server's (seconds): a scanner whose clock is further off
+#: is refused, since the store loop binds the scan to the track seen at the gate at that time.
+SCAN_CLOCK_SKEW_S = 86_400.0
+
+
 class ScanSerializer(serializers.Serializer):
-    """A scan from a gate device: the text of the QR code."""
+    """A scan from a gate device: the text of the QR code and, optionally, ``t``: when it was scanned on the
+    device's clock (s UTC; default: when the server receives it)."""
 
     token = serializers.CharField(max_length=TOKEN_MAX_LENGTH, trim_whitespace=True, allow_blank=False)
+    t = serializers.FloatField(required=False, min_value=0.0)
+
+    def validate_t(self, value: float) -> float:
+        import math
+        import time
+
+        if not math.isfinite(value) or abs(value - time.time()) > SCAN_CLOCK_SKEW_S:
+            raise serializers.ValidationError(f"the scan time must be within {SCAN_CLOCK_SKEW_S:.0f} s of the "
+                                              "server's clock")
+        return value
 
 
 class StaffScanSerializer(ScanSerializer):

@@ -20,6 +20,7 @@ from django.utils import timezone
 
 from store.layout.models import Store
 
+from . import signals
 from .models import EntryPass, Gate, Visit, VisitTransition
 
 log = logging.getLogger(__name__)
@@ -295,6 +296,8 @@ def visit_enter(*, token: str, gate: Gate, at: datetime | None = None, session: 
     log.info("visit %s admitted at gate %s%s", visit.pk, gate,
              f" (guest of visit {visit.party_lead_id})" if visit.party_lead_id else "")
     _cart_push(visit)
+    transaction.on_commit(lambda: signals.visit_admitted.send(sender=Visit, visit=visit, gate=gate, at=at),
+                          robust=True)
     return visit
 
 
@@ -325,6 +328,8 @@ def visit_exit_scan(*, token: str, gate: Gate, at: datetime | None = None) -> li
         exited = [visit_exit(visit=v, at=at, reason=f"exit scan at gate {gate.name}") for v in visits]
         for v in exited:
             _cart_push(v)
+            transaction.on_commit(lambda v=v: signals.visit_exit_scanned.send(sender=Visit, visit=v, gate=gate, at=at),
+                                  robust=True)
         settle_s = float(settings.WALKOUT.get("EXIT_SETTLE_S", 3.0))
         for v in exited:
             transaction.on_commit(lambda vid=v.pk: visit_checkout_task.apply_async(args=[vid], countdown=settle_s))

@@ -1,0 +1,317 @@
+"""The device emulator (``manage.py emulate_store``): plays a recording's devices against a running Walkout exactly
+as real devices would, then scores what the store billed.
+
+Devices: shelf controllers send their blocks (HTTP controller API ``/sensors/api/weights/`` in the embedded
+profile, MQTT in production), the store's own tracker sends the recorded keypoints through the external-tracker
+adapter (``/vision/api/observations/``), and the gate scans real shopper accounts' passes at the entry
+(``/gates/api/scan/``, party members as guests of one pass) and, where the recording has a scanned exit, at the exit
+(``/gates/api/exit/``). Nobody tells the store which track is whom: the store loop binds each scan to the track that
+appeared at the gate and sees each shopper leave. Times are the recording's, shifted so that it starts now and
+played at ``speed`` × real time. After the recording the devices keep sending (idle shelves, an empty tracker
+heartbeat) until every visit is billed, as a store's devices never stop.
+
+In the embedded profile the requests go to this process's own Django (the test client) and the store loop runs as
+a thread here (``carts.runtime.local_worker``); in production they go to ``--url`` (daphne) and the broker, and
+``run_store`` must be running.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone as dt_timezone
+
+import numpy as np
+from django.conf import settings
+
+from sensors.ingest import encode_payload
+from store.gates.models import Gate, Visit
+from store.inventory.services import catalogue_load
+from store.layout.services import layout_load
+from store.recording import Recording
+
+from .loop import recording_steps
+from .replay import DEMO_SHOPPER, PARTY_WITHIN_S, demo_shopper_ensure, session_prefix
+from .simulation import parties_from_gates
+
+log = logging.getLogger(__name__)
+
+EMULATOR = "emulator"
+#: Visit states the emulator waits for: the store has done what it can without people (billed, or waiting for a
+#: review or a payment retry).
+SETTLED = (Visit.State.BILLED, Visit.State.UNDER_REVIEW, Visit.State.PAYMENT_FAILED, Visit.State.CLOSED,
+           Visit.State.REFUSED)
+
+
+class EmulatorError(RuntimeError):
+    """The emulation could not run (a device was refused, the store never settled); the message says why."""
+
+
+class LocalTransport:
+    """Requests to this process's Django (embedded profile), through the test client."""
+
+    def __init__(self) -> None:
+        from django.test import Client
+
+        self.client = Client()
+
+    def post(self, path: str, body: bytes, auth: str) -> tuple[int, dict]:
+        r = self.client.post(path, data=body, content_type="application/json", HTTP_AUTHORIZATION=auth)
+        try:
+            return r.status_code, json.loads(r.content or b"{}")
+        except ValueError:
+            return r.status_code, {"raw": r.content[:200].decode(errors="replace")}
+
+    def shelf(self, *, store: str, controller: str, key: str, payload: bytes) -> None:
+        status, body = self.post("/sensors/api/weights/", payload, f"Controller {key}")
+        if status >= 400:
+            raise EmulatorError(f"controller {controller}: the weights API answered {status}: {body}")
+
+    def close(self) -> None:
+        pass
+
+
+class RemoteTransport:
+    """Requests to a running Walkout at ``url`` (daphne) and shelf blocks over MQTT at ``mqtt_url``."""
+
+    def __init__(self, url: str, mqtt_url: str) -> None:
+        import requests
+
+        from sensors.mqtt import Publisher
+
+        self.url = url.rstrip("/")
+        self.session = requests.Session()
+        self.mqtt = Publisher(mqtt_url, client_id=f"walkout-emulator-{int(time.time())}").__enter__()
+
+    def post(self, path: str, body: bytes, auth: str) -> tuple[int, dict]:
+        r = self.session.post(self.url + path, data=body, timeout=30,
+                              headers={"Authorization": auth, "Content-Type": "application/json"})
+        try:
+            return r.status_code, r.json()
+        except ValueError:
+            return r.status_code, {"raw": r.text[:200]}
+
+    def shelf(self, *, store: str, controller: str, key: str, payload: bytes) -> None:
+        from sensors.ingest import weights_topic
+
+        doc = json.loads(payload)
+        doc["key"] = key
+        self.mqtt.publish(weights_topic(store, controller), json.dumps(doc, separators=(",", ":")).encode())
+
+    def close(self) -> None:
+        self.mqtt.__exit__(None, None, None)
+
+
+@dataclass
+class _Controller:
+    name: str
+    key: str
+    bin_codes: tuple[str, ...]
+    rate_hz: float
+    seq: int = 0
+    last_row: np.ndarray | None = None
+    t_next: float = 0.0  # recording time of the next sample
+
+
+@dataclass
+class EmulationResult:
+    """What one emulation did: ``session`` (the visits and shelf events it made are labelled with it, visits by the
+    recording's track of the account scanned), ``visits`` (recording track → visit id), the wall seconds it took
+    and what the devices sent."""
+
+    session: str
+    store_code: str
+    visits: dict[str, int]
+    wall_s: float
+    sent: dict[str, int] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+
+
+def _register(store) -> tuple[str, str]:
+    """The emulator's gate and tracker in ``store`` (new keys each run; the devices of a real store)."""
+    from store.gates.services import gate_create, gate_key_rotate
+    from vision.models import TrackerSource
+    from vision.services import tracker_create, tracker_key_hash
+
+    gate = Gate.objects.filter(store=store, name=EMULATOR).first()
+    gate_key = gate_key_rotate(gate=gate) if gate else gate_create(store=store, name=EMULATOR)[1]
+    tracker = TrackerSource.objects.filter(store=store, name=EMULATOR).first()
+    if tracker is None:
+        tracker, tracker_key = tracker_create(store=store, name=EMULATOR)
+    else:
+        import secrets
+
+        tracker_key = secrets.token_urlsafe(32)
+        TrackerSource.objects.filter(pk=tracker.pk).update(api_key_hash=tracker_key_hash(tracker_key), active=True)
+    return gate_key, tracker_key
+
+
+def _controllers(store, recording: Recording) -> list[_Controller]:
+    """One registered controller per recorded shelf block (``emulator-<k>``; its key rotated for this run)."""
+    from sensors.models import ShelfController
+    from sensors.services import controller_create, controller_key_rotate
+
+    out = []
+    for k, block in enumerate(recording.shelves):
+        name = f"{EMULATOR}-{k}"
+        row = ShelfController.objects.filter(store=store, name=name).first()
+        if row is not None and (list(row.bin_codes) != list(block.bin_codes) or row.rate_hz != block.rate_hz):
+            row.delete()
+            row = None
+        if row is None:
+            row, key = controller_create(store=store, name=name, bin_codes=list(block.bin_codes),
+                                         rate_hz=block.rate_hz)
+        else:
+            key = controller_key_rotate(controller=row)
+            ShelfController.objects.filter(pk=row.pk).update(active=True, clock_offset_s=0.0)
+        out.append(_Controller(name, key, tuple(block.bin_codes), float(block.rate_hz)))
+    return out
+
+
+def emulate(recording: Recording, *, speed: float = 1.0, url: str | None = None, mqtt_url: str | None = None,
+            step_s: float = 0.2, settle_timeout_s: float = 120.0, out=None) -> EmulationResult:
+    """Play ``recording``'s devices (module docstring) and wait until every visit has settled. Returns an
+    :class:`EmulationResult`; its visits and shelf events are labelled with its session for ``evaluate``.
+
+    ``url``/``mqtt_url``: a running production deployment (default: this process, embedded profile). Raises
+    :class:`EmulatorError` when a device is refused or the visits do not settle within ``settle_timeout_s`` wall
+    seconds after the recording ended; ValueError for ``speed`` ≤ 0."""
+    from . import runtime
+
+    if not speed > 0:
+        raise ValueError(f"speed must be > 0, got {speed}")
+    say = (lambda msg: out.write(msg)) if out is not None else (lambda msg: None)
+    if url is None:
+        settings.WALKOUT["STORE_LOOP"] = "on"  # this process runs the store loop (embedded profile)
+        transport = LocalTransport()
+    else:
+        transport = RemoteTransport(url, mqtt_url or settings.MQTT_URL)
+    store = layout_load(data=recording.store)
+    catalogue_load(store=store, products=recording.store["products"], facings=recording.store["facings"])
+    gate_key, tracker_key = _register(store)
+    controllers = _controllers(store, recording)
+    party_of = parties_from_gates(recording.gates, within_s=PARTY_WITHIN_S)
+    guests = {lead: sum(1 for m, l in party_of.items() if l == lead and m != lead) for lead in set(party_of.values())}
+    sent = {"shelf": 0, "obs": 0, "entry": 0, "exit": 0}
+    problems: list[str] = []
+    accounts: dict[str, str] = {}
+    visits: dict[str, int] = {}
+    tokens: dict[str, str] = {}  # party lead track → the pass its guests scan again
+    started = time.time()
+    offset = started + 1.0 - recording.t_start
+    wall0 = time.monotonic() + 1.0
+    local_worker = runtime.local_worker(store.code) if url is None else None
+    say(f"emulating {recording.name} at {speed:g}× on store {store.code}: {len(controllers)} shelf controller(s), "
+        f"{len(recording.tracks.track_ids())} track(s), {sum(1 for g in recording.gates if g.kind == 'entry')} "
+        f"entr(y/ies)\n")
+
+    def account_for(track: str, given: str) -> str:
+        if track not in accounts:
+            used = set(accounts.values())
+            accounts[track] = given or (DEMO_SHOPPER if DEMO_SHOPPER not in used else f"shopper+{track}@walkout.test")
+        return accounts[track]
+
+    def pace(t_rec: float) -> None:
+        ahead = wall0 + (t_rec - recording.t_start) / speed - time.monotonic()
+        if ahead > 0:
+            time.sleep(ahead)
+
+    def scan(path: str, token: str, t_rec: float) -> tuple[int, dict]:
+        body = json.dumps({"token": token, "t": round(t_rec + offset, 6)}).encode()
+        return transport.post(path, body, f"Gate {gate_key}")
+
+    def send_shelf(c: _Controller, t: np.ndarray, grams: np.ndarray) -> None:
+        c.seq += 1
+        payload = encode_payload(controller=c.name, seq=c.seq, t0=float(t[0]) + offset, rate_hz=c.rate_hz,
+                                 grams=grams)
+        transport.shelf(store=store.code, controller=c.name, key=c.key, payload=payload)
+        c.last_row = grams[-1]
+        c.t_next = float(t[-1]) + 1.0 / c.rate_hz
+        sent["shelf"] += 1
+
+    def send_obs(obs, t_last: float) -> None:
+        rows = [[str(obs.track_id[i]), round(float(obs.t[i]) + offset, 6), str(obs.keypoint[i]),
+                 *(round(float(v), 4) for v in obs.xyz[i]), round(float(obs.score[i]), 4)] for i in range(len(obs))]
+        status, body = transport.post("/vision/api/observations/",
+                                      json.dumps({"v": 1, "t_last": round(t_last + offset, 6), "rows": rows}).encode(),
+                                      f"Tracker {tracker_key}")
+        if status >= 400:
+            raise EmulatorError(f"the tracker adapter answered {status}: {body}")
+        sent["obs"] += 1
+
+    by_codes = {c.bin_codes: c for c in controllers}
+    try:
+        for step in recording_steps(recording, step_s=step_s):
+            pace(step.t)
+            for g in step.gates:
+                if g.kind == "entry":
+                    lead = party_of.get(g.track, g.track)
+                    if lead != g.track and lead in tokens:
+                        token = tokens[lead]  # a guest scans the lead's pass again
+                    else:
+                        from store.gates.services import pass_issue
+
+                        user = demo_shopper_ensure(account_for(g.track, g.account))
+                        token = pass_issue(shopper=user, store=store, guests=guests.get(g.track, 0))[1]
+                        tokens[g.track] = token
+                    status, body = scan("/gates/api/scan/", token, g.t)
+                    if status != 200:
+                        problems.append(f"track {g.track}: refused at the gate ({body.get('reason')}: "
+                                        f"{body.get('message')})")
+                        continue
+                    visits[g.track] = int(body["visit"])
+                    sent["entry"] += 1
+                elif g.source == "scanned" and g.track in visits:
+                    from store.gates.services import pass_issue
+
+                    user = demo_shopper_ensure(account_for(g.track, g.account))
+                    status, body = scan("/gates/api/exit/", pass_issue(shopper=user, store=store)[1], g.t)
+                    if status == 200:
+                        sent["exit"] += 1
+                    elif body.get("reason") != "no_visit":  # a party's exit scan exits the whole party at once
+                        problems.append(f"track {g.track}: exit scan refused ({body.get('reason')})")
+            send_obs(step.tracks, step.t_next)
+            for codes, t, grams, _ in step.shelves:
+                send_shelf(by_codes[codes], t, grams)
+        # the recording is over; the devices go on (idle shelves, a tracker seeing nobody) until the store settles
+        t_rec = recording.t_end + step_s
+        deadline = time.monotonic() + settle_timeout_s
+        ids = list(visits.values())
+        while True:
+            pace(t_rec)
+            t_rec += step_s
+            send_obs(recording.tracks[:0], t_rec)
+            for c in controllers:
+                if c.last_row is None:
+                    continue
+                n = max(1, int(round(step_s * c.rate_hz)))
+                t = c.t_next + np.arange(n) / c.rate_hz
+                send_shelf(c, t, np.repeat(c.last_row[None, :], n, axis=0))
+            left = Visit.objects.filter(pk__in=ids).exclude(state__in=SETTLED).count()
+            if not left:
+                break
+            if time.monotonic() > deadline:
+                raise EmulatorError(f"{left} visit(s) did not settle within {settle_timeout_s:.0f} s after the "
+                                    f"recording ended (is run_store running?)")
+    finally:
+        transport.close()
+    session = f"{session_prefix(recording)}@emulate-{datetime.now(dt_timezone.utc):%Y%m%dT%H%M%S.%fZ}"
+    _label(store, session, visits, recording.t_start + offset, t_rec + offset)
+    if local_worker is not None:
+        local_worker.checkpoint()
+    return EmulationResult(session=session, store_code=store.code, visits=visits, wall_s=time.time() - started,
+                           sent=sent, problems=problems)
+
+
+def _label(store, session: str, visits: dict[str, int], t0: float, t1: float) -> None:
+    """Label what this emulation made with ``session`` (its visits by the recording track of the account scanned,
+    the shelf events between ``t0`` and ``t1``, s UTC on the devices' clock) so that ``evaluate --session`` scores it
+    like a replay."""
+    from sensors.models import ShelfEvent
+
+    live = settings.WALKOUT.get("SENSORS_SESSION", "live")
+    for track, visit_id in visits.items():
+        Visit.objects.filter(pk=visit_id).update(session=session, track_id=track)
+    ShelfEvent.objects.filter(store=store, session=live, t_start__gte=datetime.fromtimestamp(t0 - 5, dt_timezone.utc),
+                              t_start__lte=datetime.fromtimestamp(t1 + 60, dt_timezone.utc)).update(session=session)

@@ -1,0 +1,52 @@
+"""``manage.py emulate_store REC [--speed S] [--url URL]``: play a recording's devices against a running Walkout
+(``carts.emulator``), wait until every visit is billed, then print the receipts and ``evaluate``'s score lines
+(last line ``F1 <value>``) when the recording has truth."""
+from __future__ import annotations
+
+import io
+
+from django.core.management import call_command
+from django.core.management.base import BaseCommand, CommandError
+
+from carts.emulator import EmulatorError, emulate
+from carts.replay import database_behind
+from store.recording import RecordingError, read_recording
+
+
+class Command(BaseCommand):
+    help = ("Play a recording's devices (shelf controllers, the store's tracker, the gate with real shopper "
+            "passes) against a running Walkout as real devices would; exits when every visit is billed and "
+            "prints the receipts and the score. Embedded profile: runs the store loop in this process; production: "
+            "talks to --url (daphne), the MQTT broker and run_store.")
+
+    def add_arguments(self, parser):
+        parser.add_argument("recording")
+        parser.add_argument("--speed", type=float, default=1.0, help="× real time (default 1)")
+        parser.add_argument("--url", default=None,
+                            help="a running Walkout, e.g. http://127.0.0.1:8000 (default: this process, embedded)")
+        parser.add_argument("--settle-timeout", type=float, default=120.0, metavar="S",
+                            help="wall seconds to wait after the recording for every visit to be billed")
+
+    def handle(self, *args, recording, speed, url, settle_timeout, **options):
+        behind = database_behind()
+        if behind:
+            raise CommandError(behind)
+        if not speed > 0:
+            raise CommandError("--speed must be > 0")
+        try:
+            rec = read_recording(recording)
+        except RecordingError as exc:
+            raise CommandError(str(exc)) from None
+        try:
+            result = emulate(rec, speed=speed, url=url, settle_timeout_s=settle_timeout, out=self.stderr)
+        except EmulatorError as exc:
+            raise CommandError(str(exc)) from None
+        for problem in result.problems:
+            self.stderr.write(f"problem: {problem}")
+        self.stderr.write(f"emulated in {result.wall_s:.1f} s: sent {result.sent}; session {result.session}")
+        if rec.truth is None:
+            self.stdout.write(f"session {result.session}: {len(result.visits)} visit(s); no truth.json to score")
+            return
+        buf = io.StringIO()
+        call_command("evaluate", str(rec.path), session=result.session, stdout=buf)
+        self.stdout.write(buf.getvalue().rstrip("\n"))

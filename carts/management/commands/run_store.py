@@ -1,0 +1,41 @@
+"""``python manage.py run_store STORE_CODE``: the store worker, the one consumer of a store's streams.
+
+Runs :class:`carts.runtime.StoreWorker` until SIGTERM/SIGINT: waits for the store's lease (a second instance
+stands by and takes over within the lease time when the active one dies), resumes from the last checkpoint,
+feeds shelf blocks, observations and gate scans to the store loop, and writes shelf events, cart events, review
+items and checkouts to the database. Needs ``WALKOUT_STORE_LOOP=on`` in the producers (the production default).
+"""
+from __future__ import annotations
+
+import signal
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from carts.runtime import StoreWorker
+from store.layout.models import Store
+
+
+class Command(BaseCommand):
+    help = "Run the live store loop of one store (until SIGTERM); one active per store, others stand by."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("store_code", help="the store's code (Store.code)")
+        parser.add_argument("--checkpoint-every", type=float, default=2.0, metavar="S",
+                            help="wall seconds between checkpoints (default 2)")
+        parser.add_argument("--lease", type=float, default=5.0, metavar="S",
+                            help="lease time to live: a standby takes over this long after the active one died")
+        parser.add_argument("--max-seconds", type=float, default=None, help="stop after this long (tests)")
+
+    def handle(self, *args, store_code: str, checkpoint_every: float, lease: float, max_seconds: float | None,
+               **options) -> None:
+        if not Store.objects.filter(code=store_code).exists():
+            raise CommandError(f"no store with the code {store_code!r}")
+        if not (checkpoint_every > 0 and lease > 0):
+            raise CommandError("--checkpoint-every and --lease must be > 0")
+        worker = StoreWorker(store_code, checkpoint_every_s=checkpoint_every, lease_s=lease)
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: worker.stop.set())
+        self.stderr.write(f"store {store_code}: worker {worker.owner} waiting for the lease")
+        stats = worker.run(max_seconds=max_seconds)
+        self.stderr.write(f"store {store_code}: stopped; records {stats.records}, bad {stats.bad_records}, "
+                          f"checkpoints {stats.checkpoints}")

@@ -1,0 +1,737 @@
+"""The live store runtime: records on streams between processes, and the store worker that runs the store loop.
+
+Producers publish time-stamped **records** on one stream per store and source kind (:data:`KINDS`): ``shelf``
+(validated sample blocks of a shelf controller: ``ingest_mqtt``, or the HTTP controller API), ``obs`` (shopper-
+track observations in store metres: the camera workers, the external-tracker adapter), ``gate`` (entries and exit
+scans: the gate API). The **store worker** (:class:`StoreWorker`, ``manage.py run_store STORE``) is the one
+consumer per store: it feeds the records to a :class:`carts.loop.StoreLoop` writing to the database
+(:class:`carts.pipeline.DatabaseSink`), advances the loop to the slowest live source (a source silent for
+``source_down_s`` is declared down, alerted, and no longer waited for), checkpoints the loop's state with the
+stream offsets every ``checkpoint_every_s``, and only then acknowledges what it read.
+
+Transport (:func:`bus`): **Redis Streams** in the production profile (:class:`RedisBus`: ``XADD``, a consumer group
+per stream, ``XACK`` after the checkpoint, ``XTRIM MINID`` of what is acknowledged; a lease key keeps one active
+worker per store, a second one stands by and takes over when the lease lapses); an in-process :class:`MemoryBus`
+in the embedded profile, where the worker runs as a thread of the process that publishes (:func:`local_worker`).
+
+Crash safety: a worker killed at any moment restarts from its last checkpoint and re-reads every record after
+its offsets; every output is idempotent (``carts.pipeline.DatabaseSink``), so nothing is lost and nothing is done
+twice. DESIGN.md "Running a store live".
+"""
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import math
+import os
+import pickle
+import threading
+import time
+import uuid
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Protocol
+
+import numpy as np
+
+from store.recording import TrackObservations
+
+log = logging.getLogger(__name__)
+
+#: Stream kinds, one stream per store and kind.
+KINDS = ("shelf", "obs", "gate")
+#: Largest record the worker accepts (bytes of JSON): a block of 306 plates × 60 samples is ~100 kB.
+MAX_RECORD_BYTES = 4_000_000
+
+
+class RecordError(ValueError):
+    """A record on a stream that cannot be read (the worker counts it and goes on)."""
+
+
+# ------------------------------------------------------------------------------------------------- records
+def _b64(arr: np.ndarray, dtype: str) -> str:
+    return base64.b64encode(np.ascontiguousarray(arr, dtype=dtype).tobytes()).decode("ascii")
+
+
+def _unb64(text: str, dtype: str, n: int) -> np.ndarray:
+    raw = base64.b64decode(text.encode("ascii"), validate=True)
+    arr = np.frombuffer(raw, dtype=dtype)
+    if arr.size != n:
+        raise RecordError(f"expected {n} values, got {arr.size}")
+    return arr
+
+
+def shelf_record(*, controller: str, bin_codes: tuple[str, ...], t: np.ndarray, grams: np.ndarray,
+                 rate_hz: float) -> dict:
+    """A block of one controller's samples: ``t`` (n,) s UTC (clock offset applied), ``grams`` (n, B) for
+    ``bin_codes`` (B). Raises ValueError on shapes."""
+    t = np.asarray(t, dtype=np.float64)
+    grams = np.asarray(grams, dtype=np.float32)
+    if grams.shape != (t.shape[0], len(bin_codes)):
+        raise ValueError(f"grams must be ({t.shape[0]}, {len(bin_codes)}), got {grams.shape}")
+    return {"controller": controller, "bins": list(bin_codes), "rate_hz": float(rate_hz), "n": int(t.shape[0]),
+            "t": _b64(t, "<f8"), "grams": _b64(grams, "<f4"), "t_last": float(t[-1]) if len(t) else None}
+
+
+def obs_record(*, source: str, obs: TrackObservations, t_last: float | None = None) -> dict:
+    """Shopper-track observations of one source (a camera worker, a tracker adapter) up to ``t_last`` (s UTC;
+    default the latest observation's time): a frame with nobody in it still moves the source's clock."""
+    n = len(obs)
+    if t_last is None:
+        t_last = float(obs.t.max()) if n else None
+    return {"source": source, "n": n, "t_last": t_last, "track": [str(x) for x in obs.track_id],
+            "keypoint": [str(x) for x in obs.keypoint], "t": _b64(obs.t, "<f8"), "xyz": _b64(obs.xyz, "<f8"),
+            "score": _b64(obs.score, "<f8")}
+
+
+def gate_record(*, event: str, visit: int, t: float, party_lead: int | None = None, gate: str = "") -> dict:
+    """A gate's entry (``event`` "entry": ``visit`` admitted at ``t`` s UTC, ``party_lead`` the visit whose party it
+    joined) or exit scan ("exit")."""
+    if event not in ("entry", "exit"):
+        raise ValueError(f"gate event must be entry or exit, got {event!r}")
+    return {"event": event, "visit": int(visit), "t": float(t), "party_lead": party_lead, "gate": gate}
+
+
+def decode_shelf(rec: dict) -> tuple[str, tuple[str, ...], np.ndarray, np.ndarray, float]:
+    """(controller, bin codes, t (n,), grams (n, B), rate Hz) of a :func:`shelf_record`. Raises RecordError."""
+    try:
+        bins = tuple(str(b) for b in rec["bins"])
+        n = int(rec["n"])
+        t = _unb64(rec["t"], "<f8", n)
+        grams = _unb64(rec["grams"], "<f4", n * len(bins)).reshape(n, len(bins)).astype(np.float64)
+        rate = float(rec["rate_hz"])
+        if not (bins and np.isfinite(t).all() and rate > 0):
+            raise RecordError("empty bins, non-finite times or a bad rate")
+        return str(rec["controller"]), bins, t, grams, rate
+    except (KeyError, TypeError, ValueError) as exc:
+        raise RecordError(f"bad shelf record: {exc}") from None
+
+
+def decode_obs(rec: dict) -> tuple[str, TrackObservations, float | None]:
+    """(source, observations, t_last) of an :func:`obs_record`. Raises RecordError."""
+    try:
+        n = int(rec["n"])
+        track = np.array([str(x) for x in rec["track"]], dtype=object)
+        kp = np.array([str(x) for x in rec["keypoint"]], dtype=object)
+        obs = TrackObservations(track.reshape(n), _unb64(rec["t"], "<f8", n).copy(), kp.reshape(n),
+                                _unb64(rec["xyz"], "<f8", 3 * n).reshape(n, 3).copy(),
+                                _unb64(rec["score"], "<f8", n).copy())
+        if not (np.isfinite(obs.t).all() and np.isfinite(obs.xyz).all()):
+            raise RecordError("non-finite times or positions")
+        t_last = rec.get("t_last")
+        return str(rec["source"]), obs, (None if t_last is None else float(t_last))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise RecordError(f"bad observation record: {exc}") from None
+
+
+# ---------------------------------------------------------------------------------------------------- buses
+class Bus(Protocol):
+    """Streams of records per store and kind, a lease per store and a checkpoint per store."""
+
+    def publish(self, store: str, kind: str, record: dict) -> str:
+        """Append ``record`` to the store's ``kind`` stream; returns its id."""
+
+    def read(self, store: str, *, count: int = 500, block_ms: int = 100) -> list[tuple[str, str, dict]]:
+        """The next records of the store's streams for its worker: (kind, id, record), oldest first per kind."""
+
+    def rewind(self, store: str, offsets: dict[str, str]) -> None:
+        """Re-read from just after ``offsets`` (kind → last id already applied): a worker restarting."""
+
+    def ack(self, store: str, offsets: dict[str, str]) -> None:
+        """Everything up to ``offsets`` is applied and checkpointed: acknowledge it and let it go."""
+
+    def lease(self, store: str, owner: str, ttl_s: float) -> bool:
+        """Take or renew the store's worker lease for ``owner``; False while another owner holds it."""
+
+    def release(self, store: str, owner: str) -> None:
+        """Give the lease up (a clean shutdown)."""
+
+    def save_checkpoint(self, store: str, data: bytes) -> None: ...
+
+    def load_checkpoint(self, store: str) -> bytes | None: ...
+
+
+def _id_key(stream_id: str) -> tuple[int, int]:
+    a, _, b = stream_id.partition("-")
+    return int(a), int(b or 0)
+
+
+class MemoryBus:
+    """In-process streams (the embedded profile): bounded only by acknowledgement, like the Redis streams."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Condition()
+        self._streams: dict[tuple[str, str], deque[tuple[str, dict]]] = {}
+        self._seq = 0
+        self._cursor: dict[tuple[str, str], str] = {}
+        self._leases: dict[str, tuple[str, float]] = {}
+        self._checkpoints: dict[str, bytes] = {}
+
+    def publish(self, store: str, kind: str, record: dict) -> str:
+        with self._lock:
+            self._seq += 1
+            sid = f"{self._seq}-0"
+            self._streams.setdefault((store, kind), deque()).append((sid, record))
+            self._lock.notify_all()
+            return sid
+
+    def read(self, store: str, *, count: int = 500, block_ms: int = 100) -> list[tuple[str, str, dict]]:
+        with self._lock:
+            out = self._take(store, count)
+            if not out and block_ms > 0:
+                self._lock.wait(block_ms / 1000)
+                out = self._take(store, count)
+            return out
+
+    def _take(self, store: str, count: int) -> list[tuple[str, str, dict]]:
+        out = []
+        for kind in KINDS:
+            stream = self._streams.get((store, kind))
+            if not stream:
+                continue
+            after = _id_key(self._cursor.get((store, kind), "0-0"))
+            for sid, rec in stream:
+                if _id_key(sid) > after:
+                    out.append((kind, sid, rec))
+                    if len(out) >= count:
+                        break
+            if out and out[-1][0] == kind:
+                self._cursor[(store, kind)] = out[-1][1]
+        return out
+
+    def rewind(self, store: str, offsets: dict[str, str]) -> None:
+        with self._lock:
+            for kind in KINDS:
+                self._cursor[(store, kind)] = offsets.get(kind, "0-0")
+
+    def ack(self, store: str, offsets: dict[str, str]) -> None:
+        with self._lock:
+            for kind, sid in offsets.items():
+                stream = self._streams.get((store, kind))
+                while stream and _id_key(stream[0][0]) <= _id_key(sid):
+                    stream.popleft()
+
+    def backlog(self, store: str) -> int:
+        """Records published and not yet acknowledged (tests, the emulator's wait for the end)."""
+        with self._lock:
+            return sum(len(v) for (s, _), v in self._streams.items() if s == store)
+
+    def lease(self, store: str, owner: str, ttl_s: float) -> bool:
+        with self._lock:
+            held = self._leases.get(store)
+            if held is not None and held[0] != owner and held[1] > time.monotonic():
+                return False
+            self._leases[store] = (owner, time.monotonic() + ttl_s)
+            return True
+
+    def release(self, store: str, owner: str) -> None:
+        with self._lock:
+            if self._leases.get(store, ("",))[0] == owner:
+                del self._leases[store]
+
+    def save_checkpoint(self, store: str, data: bytes) -> None:
+        with self._lock:
+            self._checkpoints[store] = data
+
+    def load_checkpoint(self, store: str) -> bytes | None:
+        with self._lock:
+            return self._checkpoints.get(store)
+
+
+_RENEW = """
+if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) end
+if redis.call('set', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end
+return 0
+"""
+_RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
+
+
+class RedisBus:
+    """Redis Streams (the production profile). Streams ``walkout:<store>:<kind>`` with a consumer group
+    ``store-worker`` read by the one consumer ``active`` (whoever holds the lease ``walkout:<store>:lease``);
+    the checkpoint is ``walkout:<store>:checkpoint``. Records are JSON in the field ``r``."""
+
+    GROUP = "store-worker"
+    CONSUMER = "active"
+
+    def __init__(self, url: str, *, prefix: str = "walkout") -> None:
+        import redis
+
+        self.redis = redis.Redis.from_url(url, socket_timeout=10, socket_connect_timeout=5)
+        self.prefix = prefix
+        self._groups: set[str] = set()
+        self._cursor: dict[str, str] = {}  # kind → "0" while re-reading the pending list, else ">"
+        self._renew = self.redis.register_script(_RENEW)
+        self._release = self.redis.register_script(_RELEASE)
+
+    def key(self, store: str, kind: str) -> str:
+        return f"{self.prefix}:{store}:{kind}"
+
+    def _group(self, key: str) -> None:
+        if key in self._groups:
+            return
+        import redis
+
+        try:
+            self.redis.xgroup_create(key, self.GROUP, id="0", mkstream=True)
+        except redis.ResponseError as exc:  # BUSYGROUP: it exists
+            if "BUSYGROUP" not in str(exc):
+                raise
+        self._groups.add(key)
+
+    def publish(self, store: str, kind: str, record: dict) -> str:
+        sid = self.redis.xadd(self.key(store, kind), {"r": json.dumps(record, separators=(",", ":"))})
+        return sid.decode() if isinstance(sid, bytes) else sid
+
+    def read(self, store: str, *, count: int = 500, block_ms: int = 100) -> list[tuple[str, str, dict]]:
+        out: list[tuple[str, str, dict]] = []
+        for kind in KINDS:
+            self._group(self.key(store, kind))
+        # first what this consumer was given and did not acknowledge (a restart: cursor "0" or the last id
+        # re-read), then new entries (">")
+        for kind in KINDS:
+            cursor = self._cursor.get(kind, "0")
+            if cursor == ">":
+                continue
+            got = self.redis.xreadgroup(self.GROUP, self.CONSUMER, {self.key(store, kind): cursor}, count=count)
+            entries = got[0][1] if got else []
+            if not entries:
+                self._cursor[kind] = ">"
+                continue
+            entries = [self._entry(e) for e in entries]
+            self._cursor[kind] = entries[-1][0]
+            out += [(kind, sid, rec) for sid, rec in entries]
+        if out:
+            return out
+        got = self.redis.xreadgroup(self.GROUP, self.CONSUMER, {self.key(store, k): ">" for k in KINDS},
+                                    count=count, block=block_ms)
+        for key, entries in got or []:
+            kind = (key.decode() if isinstance(key, bytes) else key).rsplit(":", 1)[1]
+            out += [(kind, *self._entry(e)) for e in entries]
+        return out
+
+    @staticmethod
+    def _entry(entry) -> tuple[str, dict]:
+        sid, fields = entry
+        sid = sid.decode() if isinstance(sid, bytes) else sid
+        raw = fields.get(b"r", fields.get("r", b""))
+        try:
+            if len(raw) > MAX_RECORD_BYTES:
+                raise ValueError(f"{len(raw)} bytes")
+            rec = json.loads(raw)
+            if not isinstance(rec, dict):
+                raise ValueError("not an object")
+        except (ValueError, RecursionError) as exc:
+            rec = {"_error": f"unreadable record {sid}: {exc}"}
+        return sid, rec
+
+    def rewind(self, store: str, offsets: dict[str, str]) -> None:
+        self._cursor = {kind: "0" for kind in KINDS}  # re-read the pending list; applied ids are skipped
+
+    def ack(self, store: str, offsets: dict[str, str]) -> None:
+        pipe = self.redis.pipeline()
+        for kind, sid in offsets.items():
+            key = self.key(store, kind)
+            # every entry up to sid was applied: acknowledge the pending ones, then trim the stream below sid
+            pending = self.redis.xpending_range(key, self.GROUP, min="-", max=sid, count=10_000)
+            ids = [p["message_id"] for p in pending]
+            if ids:
+                pipe.xack(key, self.GROUP, *ids)
+            pipe.xtrim(key, minid=sid, approximate=False)
+        pipe.execute()
+
+    def backlog(self, store: str) -> int:
+        total = 0
+        for kind in KINDS:
+            key = self.key(store, kind)
+            self._group(key)
+            total += int(self.redis.xlen(key))
+        return total
+
+    def lease(self, store: str, owner: str, ttl_s: float) -> bool:
+        return bool(self._renew(keys=[f"{self.prefix}:{store}:lease"], args=[owner, int(ttl_s * 1000)]))
+
+    def release(self, store: str, owner: str) -> None:
+        self._release(keys=[f"{self.prefix}:{store}:lease"], args=[owner])
+
+    def save_checkpoint(self, store: str, data: bytes) -> None:
+        self.redis.set(f"{self.prefix}:{store}:checkpoint", data)
+
+    def load_checkpoint(self, store: str) -> bytes | None:
+        return self.redis.get(f"{self.prefix}:{store}:checkpoint")
+
+
+_bus_lock = threading.Lock()
+_bus: Any = None
+
+
+def bus():
+    """The configured bus: :class:`RedisBus` on ``settings.REDIS_URL`` in the production profile, a process-wide
+    :class:`MemoryBus` in the embedded one."""
+    global _bus
+    from django.conf import settings
+
+    with _bus_lock:
+        if _bus is None:
+            _bus = RedisBus(settings.REDIS_URL) if getattr(settings, "PRODUCTION", False) else MemoryBus()
+        return _bus
+
+
+def bus_reset() -> None:
+    """Forget the process-wide bus and local workers (tests)."""
+    global _bus
+    for worker, thread in list(_local.values()):
+        worker.stop.set()
+        thread.join(10)
+    _local.clear()
+    with _bus_lock:
+        _bus = None
+
+
+# --------------------------------------------------------------------------------------------- store worker
+@dataclass
+class WorkerStats:
+    """Counters of one worker run."""
+
+    records: dict[str, int] = field(default_factory=dict)
+    bad_records: int = 0
+    checkpoints: int = 0
+    restored: bool = False
+
+
+class StoreWorker:
+    """Runs the store loop of one store on the records of ``bus`` (module docstring).
+
+    ``store_code``: the store; ``session``: ``ShelfEvent.session`` of what it stores (default
+    ``settings.WALKOUT["SENSORS_SESSION"]``, "live"); ``checkpoint_every_s``: wall seconds between checkpoints;
+    ``source_down_s``: wall seconds of silence after which a source is down; ``lease_s``: the lease's time to live
+    (a standby takes over at most this long after the active worker died). Raises ``Store.DoesNotExist``."""
+
+    def __init__(self, store_code: str, *, bus_: Any = None, session: str | None = None,
+                 checkpoint_every_s: float = 2.0, source_down_s: float = 5.0, lease_s: float = 5.0,
+                 owner: str | None = None) -> None:
+        from django.conf import settings
+
+        from store.layout.models import Store
+
+        self.store = Store.objects.get(code=store_code)
+        self.bus = bus_ if bus_ is not None else bus()
+        self.session = session or settings.WALKOUT.get("SENSORS_SESSION", "live")
+        self.checkpoint_every_s = checkpoint_every_s
+        self.source_down_s = source_down_s
+        self.lease_s = lease_s
+        self.owner = owner or f"{os.uname().nodename}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self.stop = threading.Event()
+        self.stats = WorkerStats()
+        self.pipeline = None
+        self.offsets: dict[str, str] = {}
+        self.sources: dict[str, list[float]] = {}  # source → [latest t, wall time it came]
+        self.down: set[str] = set()
+        self._last_checkpoint = 0.0
+        self._applied_since_checkpoint = 0
+
+    # -------------------------------------------------------------------------------------------- lifecycle
+    def _start(self) -> None:
+        """Build the loop, from the checkpoint when there is one, and rewind the streams to its offsets."""
+        from django.conf import settings
+
+        from store.gates.models import Visit
+
+        from sensors.services import planogram_for
+
+        from .loop import LoopConfig, StoreLoop
+        from .pipeline import StorePipeline, bin_geometry_for
+
+        data = self.bus.load_checkpoint(self.store.code)
+        loop = None
+        if data:
+            try:
+                state = pickle.loads(data)  # noqa: S301 — written by this worker into our own Redis
+                loop = StoreLoop.restore(state["loop"], sink=None, planogram=planogram_for(store=self.store),
+                                         bins=bin_geometry_for(store=self.store))
+                self.offsets = dict(state["offsets"])
+                self.sources = {k: [v, time.monotonic()] for k, v in state["sources"].items()}
+                self.stats.restored = True
+                log.info("store %s: resumed from the checkpoint at %s", self.store.code, self.offsets)
+            except Exception as exc:  # a checkpoint of older code: start afresh (outputs are idempotent)
+                log.error("store %s: checkpoint unreadable (%s); starting afresh", self.store.code, exc)
+                loop = None
+        self.pipeline = StorePipeline(store=self.store, session=self.session, loop=loop)
+        if loop is None:
+            self.pipeline.loop.config = LoopConfig(
+                review_confidence=settings.WALKOUT["REVIEW_CONFIDENCE"], settle_s=settings.WALKOUT["EXIT_SETTLE_S"],
+                infer_exits=True)
+            self.offsets = {}
+        self._zones()
+        sink = self.pipeline.sink
+        for track, visit_id in self.pipeline.loop.visit_of.items():
+            visit = Visit.objects.filter(pk=visit_id).first()
+            if visit is not None:
+                sink.visits[track] = visit
+        sink.down = self.down
+        self.bus.rewind(self.store.code, self.offsets)
+
+    def _zones(self) -> None:
+        from store.layout.models import Zone
+
+        loop = self.pipeline.loop
+        loop.entry_zones = [np.asarray(z.polygon, dtype=float) for z in
+                            Zone.objects.filter(store=self.store, kind=Zone.Kind.ENTRY)]
+        loop.exit_zones = [np.asarray(z.polygon, dtype=float) for z in
+                           Zone.objects.filter(store=self.store, kind=Zone.Kind.EXIT)]
+
+    def checkpoint(self) -> None:
+        """Save the loop's state with the offsets it has applied, then acknowledge those records."""
+        if self.pipeline is None:
+            return
+        data = pickle.dumps({"loop": self.pipeline.loop.snapshot(), "offsets": self.offsets,
+                             "sources": {k: v[0] for k, v in self.sources.items()}},
+                            protocol=pickle.HIGHEST_PROTOCOL)
+        self.bus.save_checkpoint(self.store.code, data)
+        if self.offsets:
+            self.bus.ack(self.store.code, self.offsets)
+        self.stats.checkpoints += 1
+        self._last_checkpoint = time.monotonic()
+        self._applied_since_checkpoint = 0
+
+    def run(self, *, max_seconds: float | None = None, idle_exit_s: float | None = None,
+            standby_poll_s: float = 0.5) -> WorkerStats:
+        """Wait for the lease (standing by while another worker holds it), then run until :attr:`stop` is set,
+        ``max_seconds`` pass, or ``idle_exit_s`` without a record (after the first). Checkpoints on the way out;
+        never bills open visits early (no ``finish``)."""
+        from django.db import close_old_connections
+
+        t_end = None if max_seconds is None else time.monotonic() + max_seconds
+        while not self.bus.lease(self.store.code, self.owner, self.lease_s):
+            if self.stop.wait(standby_poll_s) or (t_end is not None and time.monotonic() >= t_end):
+                return self.stats
+        log.info("store %s: worker %s is active", self.store.code, self.owner)
+        self._start()
+        last_record = None
+        renew_at = time.monotonic() + self.lease_s / 3
+        try:
+            while not self.stop.is_set():
+                now = time.monotonic()
+                if t_end is not None and now >= t_end:
+                    break
+                if now >= renew_at:
+                    if not self.bus.lease(self.store.code, self.owner, self.lease_s):
+                        log.error("store %s: lease lost to another worker; stopping", self.store.code)
+                        return self.stats  # no checkpoint: the new owner's state wins
+                    renew_at = now + self.lease_s / 3
+                n = self.step()
+                if n:
+                    last_record = time.monotonic()
+                elif idle_exit_s is not None and last_record is not None and \
+                        time.monotonic() - last_record >= idle_exit_s:
+                    break
+                if time.monotonic() - self._last_checkpoint >= self.checkpoint_every_s:
+                    self.checkpoint()
+                    close_old_connections()
+            self.checkpoint()
+        finally:
+            self.bus.release(self.store.code, self.owner)
+        return self.stats
+
+    # ------------------------------------------------------------------------------------------------- step
+    def step(self, *, block_ms: int = 100) -> int:
+        """Read and apply what is there, advance the loop to the watermark. Returns the records read."""
+        if self.pipeline is None:
+            self._start()
+        records = self.bus.read(self.store.code, block_ms=block_ms)
+        for kind, sid, rec in records:
+            done = self.offsets.get(kind)
+            if done is not None and _id_key(sid) <= _id_key(done):
+                continue  # applied before the checkpoint this worker resumed from
+            self._apply(kind, sid, rec)
+            self.offsets[kind] = sid
+            self._applied_since_checkpoint += 1
+        self.pipeline.advance(self.watermark())
+        return len(records)
+
+    def _apply(self, kind: str, sid: str, rec: dict) -> None:
+        self.stats.records[kind] = self.stats.records.get(kind, 0) + 1
+        try:
+            if "_error" in rec:
+                raise RecordError(rec["_error"])
+            if kind == "shelf":
+                controller, bins, t, grams, rate = decode_shelf(rec)
+                self.pipeline.on_samples(bin_codes=bins, t=t, grams=grams, rate_hz=rate)
+                if len(t):
+                    self._seen(f"shelf:{controller}", float(t[-1]))
+            elif kind == "obs":
+                source, obs, t_last = decode_obs(rec)
+                self.pipeline.loop.on_observations(obs)
+                if t_last is not None:
+                    self._seen(f"obs:{source}", t_last)
+            elif kind == "gate":
+                visit, t = int(rec["visit"]), float(rec["t"])
+                if not math.isfinite(t):
+                    raise RecordError("non-finite time")
+                if rec["event"] == "entry":
+                    lead = rec.get("party_lead")
+                    self.pipeline.loop.on_gate_entry(visit=visit, t=t, party_lead=int(lead) if lead else None)
+                elif rec["event"] == "exit":
+                    self.pipeline.loop.on_visit_exit(visit=visit, t=t)
+                else:
+                    raise RecordError(f"unknown gate event {rec['event']!r}")
+            else:
+                raise RecordError(f"unknown stream kind {kind!r}")
+        except (RecordError, KeyError, TypeError, ValueError) as exc:
+            self.stats.bad_records += 1
+            log.warning("store %s: record %s on %s dropped: %s", self.store.code, sid, kind, exc)
+
+    def _seen(self, source: str, t: float) -> None:
+        entry = self.sources.get(source)
+        if entry is None:
+            self.sources[source] = [t, time.monotonic()]
+        else:
+            entry[0] = max(entry[0], t)
+            entry[1] = time.monotonic()
+        if source in self.down:
+            self.down.discard(source)
+            self._resolve_down(source)
+
+    def watermark(self) -> float:
+        """The source time every live source has reached (s UTC): the slowest live source's latest time. A
+        source silent for ``source_down_s`` wall seconds is down (alerted; not waited for); with every source
+        down, time goes on at the wall clock's pace from the latest record."""
+        if not self.sources:
+            return -math.inf
+        wall = time.monotonic()
+        live = []
+        for source, (t, seen) in self.sources.items():
+            if wall - seen <= self.source_down_s:
+                live.append(t)
+            elif source not in self.down:
+                self.down.add(source)
+                self._alert_down(source, wall - seen)
+        if live:
+            return min(live)
+        t, seen = max(self.sources.values(), key=lambda v: v[0])
+        return t + (wall - seen)
+
+    def _alert_down(self, source: str, silent_s: float) -> None:
+        from .models import StoreAlert
+
+        StoreAlert.objects.update_or_create(
+            store=self.store, kind=StoreAlert.Kind.SOURCE_DOWN, key=source,
+            defaults={"message": f"{source} sent nothing for {silent_s:.0f} s: events it should have seen go to "
+                                 f"review", "resolved_at": None})
+        log.warning("store %s: source %s is down", self.store.code, source)
+
+    def _resolve_down(self, source: str) -> None:
+        from django.utils import timezone
+
+        from .models import StoreAlert
+
+        StoreAlert.objects.filter(store=self.store, kind=StoreAlert.Kind.SOURCE_DOWN, key=source,
+                                  resolved_at__isnull=True).update(resolved_at=timezone.now())
+
+
+# ------------------------------------------------------------------------------- publishing and local workers
+_local: dict[str, tuple[StoreWorker, threading.Thread]] = {}
+_local_lock = threading.Lock()
+
+
+def local_worker(store_code: str) -> StoreWorker | None:
+    """Embedded profile: the store worker of ``store_code`` running as a thread of this process (started on first
+    use). None in the production profile, where ``run_store`` runs it."""
+    from django.conf import settings
+
+    if getattr(settings, "PRODUCTION", False):
+        return None
+    with _local_lock:
+        entry = _local.get(store_code)
+        if entry is None or not entry[1].is_alive():
+            worker = StoreWorker(store_code)
+            thread = threading.Thread(target=_run_local, args=(worker,), name=f"store-{store_code}", daemon=True)
+            _local[store_code] = (worker, thread)
+            thread.start()
+            entry = _local[store_code]
+        return entry[0]
+
+
+def _run_local(worker: StoreWorker) -> None:
+    from django.db import close_old_connections
+
+    try:
+        worker.run()
+    except Exception:  # the thread must report, not vanish
+        log.exception("store %s: local worker stopped", worker.store.code)
+    finally:
+        close_old_connections()
+
+
+def publish(store_code: str, kind: str, record: dict) -> str:
+    """Publish ``record`` on the store's ``kind`` stream (embedded: and make sure the local worker runs)."""
+    sid = bus().publish(store_code, kind, record)
+    local_worker(store_code)
+    return sid
+
+
+class BusShelfSink:
+    """``sensors.live.ShelfSink`` that publishes validated sample blocks on the store's ``shelf`` stream for the
+    store worker, instead of running detection in the ingestion process."""
+
+    def on_samples(self, *, store, bin_codes, t, grams, rate_hz, controller: str = "") -> int:
+        publish(store.code, "shelf", shelf_record(controller=controller or ",".join(bin_codes[:1]),
+                                                  bin_codes=tuple(bin_codes), t=t, grams=grams, rate_hz=rate_hz))
+        return 0
+
+    def advance(self, *, store, now: float) -> int:
+        return 0
+
+    def finish(self, *, store) -> int:
+        return 0
+
+
+def publish_observations(store_code: str, source: str, obs: TrackObservations, t_last: float | None = None,
+                         chunk: int = 20_000) -> None:
+    """Publish observations of ``source`` (in chunks of at most ``chunk`` rows)."""
+    n = len(obs)
+    if n == 0:
+        publish(store_code, "obs", obs_record(source=source, obs=obs, t_last=t_last))
+        return
+    for i in range(0, n, chunk):
+        part = obs[i:i + chunk]
+        last = t_last if i + chunk >= n else None
+        publish(store_code, "obs", obs_record(source=source, obs=part, t_last=last))
+
+
+def records_total(worker: StoreWorker) -> int:
+    return sum(worker.stats.records.values())
+
+
+def iter_kinds() -> Iterable[str]:
+    return iter(KINDS)
+
+
+def store_loop_enabled() -> bool:
+    """``settings.WALKOUT["STORE_LOOP"]`` is on: gate scans, shelf blocks and observations go to the store loop's
+    streams (production default; the embedded profile turns it on for ``emulate_store`` and the demo)."""
+    from django.conf import settings
+
+    return str(settings.WALKOUT.get("STORE_LOOP", "off")).lower() in ("on", "1", "true", "yes")
+
+
+def on_visit_admitted(sender, *, visit, gate, at, **kwargs) -> None:
+    """``store.gates.signals.visit_admitted`` → an ``entry`` record on the store's gate stream."""
+    if not store_loop_enabled():
+        return
+    try:
+        publish(gate.store.code, "gate", gate_record(event="entry", visit=visit.pk, t=at.timestamp(),
+                                                     party_lead=visit.party_lead_id, gate=gate.name))
+    except Exception:  # the visit stands; without its binding its events go to review (alerted by the loop)
+        log.exception("store %s: could not publish the entry of visit %s", gate.store.code, visit.pk)
+
+
+def on_visit_exit_scanned(sender, *, visit, gate, at, **kwargs) -> None:
+    """``store.gates.signals.visit_exit_scanned`` → an ``exit`` record on the store's gate stream."""
+    if not store_loop_enabled():
+        return
+    try:
+        publish(gate.store.code, "gate", gate_record(event="exit", visit=visit.pk, t=at.timestamp(), gate=gate.name))
+    except Exception:  # the exit scan already exited the visit; its checkout task bills it
+        log.exception("store %s: could not publish the exit of visit %s", gate.store.code, visit.pk)

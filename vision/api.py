@@ -1,0 +1,68 @@
+"""The external-tracker adapter: ``POST /vision/api/observations/`` (a store's own vision system → the store loop).
+
+Header ``Authorization: Tracker <api key>`` (``manage.py create_tracker``); body: ``vision.services.
+observations_parse``'s version 1 (rows of [track, t, keypoint, x, y, z, score], s UTC and store metres). The rows
+go onto the store's ``obs`` stream (``carts.runtime``) as source ``tracker:<name>``, and the live map is refreshed.
+Answers 202 ``{"accepted": <rows>}``; 400 ``{"reason", "message"}`` for any body it cannot use (malformed or too
+deep JSON, wrong fields, non-finite numbers, too many rows), counted on the tracker; 401 without a valid key;
+413 for a body over ``MAX_BODY_BYTES``. Bad input never raises.
+"""
+from __future__ import annotations
+
+import json
+import logging
+
+from django.db.models import F
+from django.http import HttpRequest, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_POST
+
+from .models import TrackerSource
+from .services import TrackerInputError, observations_parse, store_map_publish_observations, tracker_authenticate
+
+log = logging.getLogger(__name__)
+
+#: Largest body accepted (bytes): 50,000 rows of ~80 bytes.
+MAX_BODY_BYTES = 5_000_000
+
+
+def _bad(tracker: TrackerSource | None, reason: str, message: str, status: int = 400) -> JsonResponse:
+    if tracker is not None:
+        TrackerSource.objects.filter(pk=tracker.pk).update(rejected=F("rejected") + 1)
+    log.warning("tracker %s: observations rejected (%s): %s", tracker, reason, message)
+    return JsonResponse({"reason": reason, "message": message}, status=status)
+
+
+@csrf_exempt
+@require_POST
+def observations(request: HttpRequest) -> JsonResponse:
+    """``POST /vision/api/observations/`` (module docstring)."""
+    from carts.runtime import obs_record, publish, store_loop_enabled
+
+    parts = request.headers.get("Authorization", "").split()
+    if len(parts) != 2 or parts[0].lower() != "tracker":
+        return JsonResponse({"reason": "unauthenticated", "message": "send Authorization: Tracker <api key>"},
+                            status=401)
+    tracker = tracker_authenticate(api_key=parts[1])
+    if tracker is None:
+        return JsonResponse({"reason": "unauthenticated", "message": "unknown or inactive tracker key"}, status=401)
+    if len(request.body) > MAX_BODY_BYTES:
+        return _bad(tracker, "too_large", f"the body is over {MAX_BODY_BYTES} bytes", status=413)
+    try:
+        doc = json.loads(request.body)
+    except (ValueError, RecursionError) as exc:  # not JSON, a 5,000-digit number, 100,000 nested brackets
+        return _bad(tracker, "malformed_json", f"the body is not usable JSON ({type(exc).__name__})")
+    try:
+        obs, t_last = observations_parse(doc)
+    except TrackerInputError as exc:
+        return _bad(tracker, exc.reason, str(exc))
+    if not store_loop_enabled():
+        return _bad(tracker, "store_loop_off", "this deployment runs no store loop (WALKOUT_STORE_LOOP=off)",
+                    status=503)
+    # track ids are the tracker's own: namespace them so that two trackers never share one
+    if len(obs):
+        obs.track_id[:] = [f"{tracker.name}:{t}" for t in obs.track_id]
+    publish(tracker.store.code, "obs", obs_record(source=f"tracker:{tracker.name}", obs=obs, t_last=t_last))
+    store_map_publish_observations(store_code=tracker.store.code, obs=obs)
+    TrackerSource.objects.filter(pk=tracker.pk).update(observations=F("observations") + len(obs))
+    return JsonResponse({"accepted": len(obs)}, status=202)
