@@ -201,7 +201,10 @@ def emulate(recording: Recording, *, speed: float = 1.0, url: str | None = None,
     started = time.time()
     offset = started + 1.0 - recording.t_start
     wall0 = time.monotonic() + 1.0
-    local_worker = runtime.local_worker(store.code) if url is None else None
+    local_worker = None
+    if url is None:  # this process runs the store loop, driven step by step after each batch the devices send
+        local_worker = runtime.StoreWorker(store.code)
+        runtime.register_local(store.code, local_worker)
     say(f"emulating {recording.name} at {speed:g}× on store {store.code}: {len(controllers)} shelf controller(s), "
         f"{len(recording.tracks.track_ids())} track(s), {sum(1 for g in recording.gates if g.kind == 'entry')} "
         f"entr(y/ies)\n")
@@ -274,6 +277,9 @@ def emulate(recording: Recording, *, speed: float = 1.0, url: str | None = None,
             send_obs(step.tracks, step.t_next)
             for codes, t, grams, _ in step.shelves:
                 send_shelf(by_codes[codes], t, grams)
+            if local_worker is not None:
+                while local_worker.step(block_ms=0):
+                    pass
         # the recording is over; the devices go on (idle shelves, a tracker seeing nobody) until the store settles
         t_rec = recording.t_end + step_s
         deadline = time.monotonic() + settle_timeout_s
@@ -288,6 +294,9 @@ def emulate(recording: Recording, *, speed: float = 1.0, url: str | None = None,
                 n = max(1, int(round(step_s * c.rate_hz)))
                 t = c.t_next + np.arange(n) / c.rate_hz
                 send_shelf(c, t, np.repeat(c.last_row[None, :], n, axis=0))
+            if local_worker is not None:
+                while local_worker.step(block_ms=0):
+                    pass
             left = Visit.objects.filter(pk__in=ids).exclude(state__in=SETTLED).count()
             if not left:
                 break
@@ -296,10 +305,11 @@ def emulate(recording: Recording, *, speed: float = 1.0, url: str | None = None,
                                     f"recording ended (is run_store running?)")
     finally:
         transport.close()
+        if local_worker is not None:
+            local_worker.checkpoint()
+            runtime.unregister_local(store.code)
     session = f"{session_prefix(recording)}@emulate-{datetime.now(dt_timezone.utc):%Y%m%dT%H%M%S.%fZ}"
     _label(store, session, visits, recording.t_start + offset, t_rec + offset)
-    if local_worker is not None:
-        local_worker.checkpoint()
     return EmulationResult(session=session, store_code=store.code, visits=visits, wall_s=time.time() - started,
                            sent=sent, problems=problems)
 

@@ -383,7 +383,8 @@ def bus_reset() -> None:
     global _bus
     for worker, thread in list(_local.values()):
         worker.stop.set()
-        thread.join(10)
+        if thread is not None:
+            thread.join(10)
     _local.clear()
     with _bus_lock:
         _bus = None
@@ -636,21 +637,35 @@ _local_lock = threading.Lock()
 
 
 def local_worker(store_code: str) -> StoreWorker | None:
-    """Embedded profile: the store worker of ``store_code`` running as a thread of this process (started on first
-    use). None in the production profile, where ``run_store`` runs it."""
+    """Embedded profile: the store worker of ``store_code`` in this process — one a caller registered
+    (:func:`register_local`: the emulator drives its own), else a thread started on first use (devices posting
+    to the embedded server). None in the production profile, where ``run_store`` runs it."""
     from django.conf import settings
 
     if getattr(settings, "PRODUCTION", False):
         return None
     with _local_lock:
         entry = _local.get(store_code)
-        if entry is None or not entry[1].is_alive():
+        if entry is None or (entry[1] is not None and not entry[1].is_alive()):
             worker = StoreWorker(store_code)
             thread = threading.Thread(target=_run_local, args=(worker,), name=f"store-{store_code}", daemon=True)
             _local[store_code] = (worker, thread)
             thread.start()
             entry = _local[store_code]
         return entry[0]
+
+
+def register_local(store_code: str, worker: StoreWorker) -> None:
+    """Embedded profile: ``worker`` is this process's store worker of ``store_code``, driven by its caller
+    (``worker.step()`` after each batch it publishes) instead of a thread: deterministic, and its cart pushes
+    happen on the caller's thread (the server's event loop for the dashboard's live emulation)."""
+    with _local_lock:
+        _local[store_code] = (worker, None)
+
+
+def unregister_local(store_code: str) -> None:
+    with _local_lock:
+        _local.pop(store_code, None)
 
 
 def _run_local(worker: StoreWorker) -> None:
