@@ -158,6 +158,7 @@ class _ControllerState:
     samples: int = 0
     problems: list[IngestProblem] = field(default_factory=list)   # not yet written (batch mode)
     health_due: bool = False
+    health_wall: float = -math.inf                                   # monotonic time of the last health write
 
 
 @dataclass
@@ -286,7 +287,7 @@ class ShelfIngestor:
         self.advance_due()
         if self.raw is not None:
             self.raw.flush()
-        self._maybe_flush_counters(force=True)
+        self._maybe_flush_counters(force=True, final=True)
         if finish:
             for store in list(self._stores.values()):
                 self.stats.events += self.sink.finish(store=store)
@@ -365,14 +366,16 @@ class ShelfIngestor:
         state.health_due = False
         sensor_health_record(controller=state.controller, report=state.health.report())
 
-    def _maybe_flush_counters(self, force: bool = False) -> None:
+    def _maybe_flush_counters(self, force: bool = False, final: bool = False) -> None:
         """Write message/sample counters, buffered problems and due health reports, in one transaction: at most
-        every ``batch_s`` (every second when ``batch_s`` is 0) unless ``force``."""
+        every ``batch_s`` (every second when ``batch_s`` is 0) unless ``force``. In batch mode a controller's health
+        is written at most once per ``HEALTH_EVERY_S`` of wall time, and whatever is due at ``final``."""
         now = time.monotonic()
         if not force and now - self._counter_flush_wall < max(self.batch_s, 1.0):
             return
         self._counter_flush_wall = now
-        dirty = [s for s in self._states.values() if s.messages or s.samples or s.problems or s.health_due]
+        dirty = [s for s in self._states.values() if s.messages or s.samples or s.problems or (
+            s.health_due and (final or not self.batch_s or now - s.health_wall >= self._health_every_s))]
         if not dirty:
             return
         with transaction.atomic():  # one commit for all controllers
@@ -385,7 +388,8 @@ class ShelfIngestor:
                 if state.problems:
                     problems, state.problems = state.problems, []
                     controller_problems_record(controller=state.controller, problems=problems)
-                if state.health_due:
+                if state.health_due and (final or not self.batch_s or now - state.health_wall >= self._health_every_s):
+                    state.health_wall = now   # a burst (a backlog) writes health once per HEALTH_EVERY_S of wall time
                     self._write_health(state)
 
 

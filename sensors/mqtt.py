@@ -180,11 +180,13 @@ class MqttIngestWorker:
 
     def run(self, *, stop: threading.Event | None = None, max_seconds: float | None = None,
             max_messages: int | None = None, idle_exit_s: float | None = None, end_session: bool = False,
-            ) -> WorkerStats:
+            progress=None, progress_s: float = 1.0) -> WorkerStats:
         """Consume until ``stop``, ``max_seconds``, ``max_messages`` handled, or ``idle_exit_s`` without a message
         after the first one. Closes the ingestor (without finishing its pipelines) on the way out; messages not
         handled by then are not acknowledged (the broker keeps them for the next run). ``end_session``: the
-        broker forgets the session on the way out (benchmarks, tests)."""
+        broker forgets the session on the way out (benchmarks, tests). ``progress``: called with the
+        :class:`WorkerStats` (``cpu_s`` current) about every ``progress_s`` seconds (a progress line, the bench)."""
+        self._progress, self._progress_s = progress, progress_s
         client = make_client(self.url, client_id=self.client_id, manual_ack=True)
         client.on_connect = self._on_connect
         client.on_subscribe = self._on_subscribe
@@ -195,7 +197,7 @@ class MqttIngestWorker:
             client.connect(host, port, keepalive=30, clean_start=False, properties=self._connect_props())
         except OSError as exc:
             raise ConnectionError(f"cannot reach the MQTT broker at {self.url}: {exc}") from None
-        cpu0 = time.process_time()
+        self._cpu0 = cpu0 = time.process_time()
         try:
             t_sub = time.monotonic() + self.connect_timeout_s
             while not self.subscribed.is_set():
@@ -224,8 +226,12 @@ class MqttIngestWorker:
         t_end = None if max_seconds is None else time.monotonic() + max_seconds
         last_msg = None
         next_poll = time.monotonic() + 1.0
+        next_progress = time.monotonic()
         retry_at = 0.0
         while True:
+            if self._progress is not None and time.monotonic() >= next_progress:
+                next_progress = time.monotonic() + self._progress_s
+                self._progress(self._stats_now())
             if stop is not None and stop.is_set():
                 return
             now = time.monotonic()
@@ -265,6 +271,11 @@ class MqttIngestWorker:
             last_msg = time.monotonic()
             self.stats.busy_s += last_msg - busy0
             self._pump(client, 0.0)
+
+    def _stats_now(self) -> WorkerStats:
+        from dataclasses import replace
+
+        return replace(self.stats, cpu_s=self.stats.cpu_s + time.process_time() - self._cpu0)
 
     def _safely(self, fn, what: str) -> None:
         """Run ``fn``; a database error or any other exception is logged and counted, never stops the worker."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import signal
 import threading
+import time
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
@@ -30,14 +31,17 @@ class Command(BaseCommand):
         parser.add_argument("--session-expiry", type=int, default=SESSION_EXPIRY_S,
                             help=f"seconds the broker keeps the session while the worker is away "
                                  f"(default {SESSION_EXPIRY_S})")
+        parser.add_argument("--progress", type=float, default=0.0, metavar="S",
+                            help="print a line of totals to stdout every S seconds (received, handled, refused, "
+                                 "errors, events, CPU seconds)")
         parser.add_argument("--max-seconds", type=float, default=None)
         parser.add_argument("--max-messages", type=int, default=None)
         parser.add_argument("--finish", action="store_true",
                             help="at the end, flush the detectors and settle (bounded runs, tests; not live)")
 
     def handle(self, *args, url: str, session: str | None, subscription: str, raw_dir: str, client_id: str,
-               session_expiry: int, max_seconds: float | None, max_messages: int | None, finish: bool,
-               **options) -> None:
+               session_expiry: int, progress: float, max_seconds: float | None, max_messages: int | None,
+               finish: bool, **options) -> None:
         url = url or getattr(settings, "MQTT_URL", "")
         if not url:
             raise CommandError("no broker: set MQTT_URL or pass --url mqtt://host:1883")
@@ -51,7 +55,14 @@ class Command(BaseCommand):
         self.stderr.write(f"ingest_mqtt: {url}, subscription {worker.subscription}, client id {worker.client_id}, "
                           f"session {ingestor.session}")
         try:
-            stats = worker.run(stop=stop, max_seconds=max_seconds, max_messages=max_messages)
+            def line(st) -> None:
+                self.stdout.write(f"progress t {time.time():.3f} received {st.received} handled {st.handled} "
+                                  f"refused {st.refused} errors {st.errors} events {st.events} cpu_s {st.cpu_s:.3f} "
+                                  f"busy_s {st.busy_s:.3f}")
+                self.stdout.flush()
+
+            stats = worker.run(stop=stop, max_seconds=max_seconds, max_messages=max_messages,
+                               progress=line if progress > 0 else None, progress_s=progress or 1.0)
         except ConnectionError as exc:
             raise CommandError(str(exc)) from None
         if finish:
