@@ -1,7 +1,10 @@
 """Throughput of the weight-event detector (``sensors.weight``) on one core: 306 plates × 60 Hz, the size of the
-AiFi NanoStore (5 gondolas × 6 shelves, store_meta/Plates.json).
+AiFi NanoStore (5 gondolas × 6 shelves, store_meta/Plates.json); and of the real MQTT ingestion path.
 
-Plain script: ``.venv/bin/python bench/bench_sensors.py [--seconds 600] [--block 12] [--bins 306]``.
+Plain script: ``.venv/bin/python bench/bench_sensors.py [--seconds 600] [--block 12] [--bins 306]
+[--mqtt-seconds 60] [--latency-seconds 20] [--sustained-seconds 300]`` (``WALKOUT_BENCH_SUSTAINED_S`` sets the
+default of the last: 0 skips the 5-minute phase for a quick run; ``WALKOUT_BENCH_PROFILE=FILE`` runs the worker
+under cProfile and writes its profile there).
 
 The stream is synthetic but shaped like the real one: each plate gets a raw level (1–6 kg), white noise with a
 per-plate sd drawn from 0.3–5 g (the quiet-plate range measured on BENCHMARK-1), a slow drift, and a pick or a
@@ -10,16 +13,25 @@ quiet one). Blocks of ``--block`` samples are pushed as a live feed would (12 = 
 Prints samples/s (one sample = one row of all plates), plate-samples/s, and the × real-time ratio; also the
 decoding speed of the real BENCHMARK-1 plate file when it is present beside the checkout.
 
-MQTT ingestion (``--mqtt-seconds``, skipped when no broker answers on 127.0.0.1:1883; traffic goes only there):
-a throw-away SQLite database (embedded profile, in a temporary folder) gets a 306-plate store served by 5
-controllers (4 × 60 + 66 plates; the AiFi NanoStore's 5 gondolas); the real worker (``sensors.mqtt``) runs in a
-thread. Phase 1 publishes ``--mqtt-seconds`` of store time from all 5 controllers as fast as the broker takes it
-(QoS 1) and reports the messages/s the worker sustained, with the messages lost (sequence gaps; must be 0).
-Phase 2 publishes ``--latency-seconds`` in real time with the controllers' clocks = the wall clock and a pick
-every second on a random plate, and reports the delay from the moment the pick's weight has settled (its last
-changing sample) to its shelf event being stored (``ShelfEvent.created_at``), p50 and p95. The detector itself
-needs 0.5 s of stable samples after a change plus half of its 0.5 s window before it can call it settled, so
-≈ 0.75 s is the floor of that delay. Stops by itself (< 2 minutes in all with the defaults).
+MQTT ingestion (skipped when no broker answers on 127.0.0.1:1883; traffic goes only there): a throw-away SQLite
+database (embedded profile, in a temporary folder) gets a 306-plate store served by 5 controllers (4 × 60 + 66
+plates; the AiFi NanoStore's 5 gondolas), and ONE real ``manage.py ingest_mqtt`` process (its own client id and
+session, ``--progress`` lines read for its totals and CPU time) consumes the broker. Phases:
+
+1. burst: ``--mqtt-seconds`` of store time from all 5 controllers published as fast as the broker takes it (QoS 1):
+   messages/s the worker sustained, and messages lost (never handled, or sequence gaps; must be 0).
+2. latency: ``--latency-seconds`` in real time, the controllers' clocks = the wall clock, a pick every second on a
+   random plate: the delay from the moment the pick's weight has settled (its last changing sample) to its shelf
+   event being stored (``ShelfEvent.created_at``), p50 and p95. The detector needs 0.5 s of stable samples after a
+   change plus half of its 0.5 s window before it can call it settled, so ≈ 0.75 s is the floor of that delay; the
+   default sink (``carts.pipeline.StorePipeline``) then holds settled changes ``HOLD_S`` of stream time for a
+   neighbouring one before storing the event.
+3. sustained: ``--sustained-seconds`` (default 300) at the store's real rate (25 messages/s) with a pick every 2 s:
+   messages handled vs published, lost, the backlog when publishing ends, the worker's CPU per message, the
+   latency percentiles.
+
+Printed last, the regression guard: the burst rate and the CPU per message as ratios to the detector alone (the
+part of the path that was never the problem: a ratio that drops is a regression of the path around it).
 """
 from __future__ import annotations
 
@@ -59,7 +71,7 @@ def synthetic_stream(seconds: float, n_bins: int, rate_hz: float, seed: int = 0)
     return t, x, n_events
 
 
-def bench_detector(seconds: float, n_bins: int, rate_hz: float, block: int) -> None:
+def bench_detector(seconds: float, n_bins: int, rate_hz: float, block: int) -> dict[str, float]:
     t, x, injected = synthetic_stream(seconds, n_bins, rate_hz)
     det = WeightEventDetector(n_bins, rate_hz)
     found = []
@@ -74,6 +86,7 @@ def bench_detector(seconds: float, n_bins: int, rate_hz: float, block: int) -> N
     print(f"  CPU time {cpu:.2f} s → {n / cpu:,.0f} samples/s per core ({n * n_bins / cpu:,.0f} plate-samples/s)")
     print(f"  × real time: {seconds / cpu:,.0f}")
     print(f"  changes found {len(changes)} of {injected} injected")
+    return {"x_real_time": seconds / cpu}
 
 
 def bench_decode() -> None:
@@ -139,125 +152,256 @@ def _store(n_controllers: int, plates: tuple[int, ...], rng: np.random.Generator
     return out, weights
 
 
-def bench_mqtt(seconds: float, latency_seconds: float, rate_hz: float = 60.0, block: int = 12) -> None:
+class _Controllers:
+    """The 5 bench controllers' sample generator: levels, noise, sequence numbers, picks."""
+
+    def __init__(self, controllers, unit: dict[str, float], rng: np.random.Generator, rate_hz: float, block: int):
+        self.controllers = controllers
+        self.unit = unit
+        self.rng = rng
+        self.rate_hz = rate_hz
+        self.block = block
+        self.levels = {c.name: rng.uniform(1000, 6000, n) for c, _, n in controllers}
+        self.sd = {c.name: rng.uniform(0.3, 5.0, n) for c, _, n in controllers}
+        self.seq = {c.name: 0 for c, _, _ in controllers}
+        self.ramp = np.clip(np.arange(block) / 8.0, 0, 1)
+
+    def restart(self) -> None:
+        """The controllers restart: sequence numbers from 0 (the stream takes it as a new timeline)."""
+        for name in self.seq:
+            self.seq[name] = 0
+
+    def message(self, c, key, n, t0, pick: int | None = None) -> bytes:
+        """One block of controller ``c`` starting at ``t0``; ``pick``: a plate that loses one unit, settling at the
+        9th sample of the block."""
+        from sensors.ingest import encode_payload
+
+        x = self.levels[c.name] + self.rng.normal(size=(self.block, n)) * self.sd[c.name]
+        if pick is not None:
+            code = c.bin_codes[pick]
+            x[:, pick] -= self.unit[code] * self.ramp
+            self.levels[c.name][pick] -= self.unit[code]
+        m = encode_payload(controller=c.name, seq=self.seq[c.name], t0=t0, rate_hz=self.rate_hz, grams=x, key=key)
+        self.seq[c.name] += 1
+        return m
+
+    def real_time(self, pub, seconds: float, pick_every_s: float, on_second=None) -> tuple[list, int]:
+        """Publish ``seconds`` in real time (a block when its last sample was taken), a pick every ``pick_every_s``
+        (none in the last 2 s); returns [(bin code, settle time)] and the messages published. ``on_second``: called
+        with the messages published so far about once a second."""
+        from sensors.ingest import weights_topic
+
+        period = self.block / self.rate_hz
+        truth, published, k = [], 0, 0
+        t_start = time.time()
+        t_next, next_pick, next_tick = t_start, t_start + 1.0, t_start + 1.0
+        while t_next < t_start + seconds:
+            now = time.time()
+            if now < t_next + period:
+                time.sleep(t_next + period - now)
+            for i, (c, key, n) in enumerate(self.controllers):
+                pick = None
+                if i == k % len(self.controllers) and t_next >= next_pick and t_next < t_start + seconds - 2.0:
+                    pick = int(self.rng.integers(n))
+                    truth.append((c.bin_codes[pick], t_next + 8 / self.rate_hz))
+                    next_pick += pick_every_s
+                    k += 1
+                pub.publish(weights_topic("bench", c.name), self.message(c, key, n, t_next, pick))
+                published += 1
+            t_next += period
+            if on_second is not None and time.time() >= next_tick:
+                next_tick += 1.0
+                on_second(published)
+        return truth, published
+
+
+class _Worker:
+    """One ``manage.py ingest_mqtt`` process on the bench database; ``totals()`` its last progress line."""
+
+    def __init__(self, tmp: Path, url: str):
+        import subprocess
+        import threading
+        import uuid
+
+        env = dict(os.environ, WALKOUT_PROFILE="embedded", WALKOUT_SQLITE_PATH=str(tmp / "bench.sqlite3"),
+                   MQTT_URL="", WALKOUT_LOG_LEVEL="ERROR", PYTHONUNBUFFERED="1")
+        self.err = open(tmp / "worker.log", "w")
+        self.proc = subprocess.Popen(
+            [sys.executable, *(["-m", "cProfile", "-o", os.environ["WALKOUT_BENCH_PROFILE"]]
+                               if os.environ.get("WALKOUT_BENCH_PROFILE") else []),
+             str(ROOT / "manage.py"), "ingest_mqtt", "--url", url, "--session", "bench",
+             "--subscription", "walkout/bench/shelf/+/weights", "--raw-dir", str(tmp / "raw"),
+             "--client-id", f"walkout-bench-{uuid.uuid4().hex[:8]}", "--session-expiry", "30", "--progress", "0.1"],
+            env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=self.err, text=True)
+        self.last: dict[str, float] = {}
+        self.ready = threading.Event()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        for line in self.proc.stdout:
+            words = line.split()
+            if words and words[0] == "progress":
+                self.last = {words[i]: float(words[i + 1]) for i in range(1, len(words) - 1, 2)}
+                self.ready.set()
+
+    def totals(self) -> dict[str, float]:
+        return dict(self.last)
+
+    def wait_handled(self, n: int, timeout: float) -> dict[str, float]:
+        deadline = time.monotonic() + timeout
+        while self.last.get("handled", 0) < n and time.monotonic() < deadline and self.proc.poll() is None:
+            time.sleep(0.02)
+        return self.totals()
+
+    def stop(self) -> None:
+        import signal
+
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except Exception:  # noqa: BLE001
+                self.proc.kill()
+        self.err.close()
+
+
+def _latencies(truth: list, session: str = "bench") -> tuple[np.ndarray, list[str]]:
+    from sensors.models import ShelfEvent
+
+    rows = list(ShelfEvent.objects.filter(session=session).select_related("bin"))
+    lat, missed = [], []
+    for code, t_settle in truth:
+        match = [e for e in rows if e.bin.code == code and abs(e.t_start.timestamp() - t_settle) < 1.5]
+        if match:
+            lat.append(match[0].created_at.timestamp() - t_settle)
+        else:
+            missed.append(f"pick on {code} settled at {t_settle:.2f}")
+    return np.array(lat), missed
+
+
+def _pct(lat: np.ndarray) -> str:
+    if lat.size == 0:
+        return "p50 – p95 – (no event stored)"
+    return f"p50 {np.percentile(lat, 50) * 1e3:,.0f} ms, p95 {np.percentile(lat, 95) * 1e3:,.0f} ms"
+
+
+def _problems(controllers) -> dict[str, tuple[int, int]]:
+    from sensors.models import ControllerProblem
+
+    out: dict[str, tuple[int, int]] = {}
+    for reason, count, lost in ControllerProblem.objects.filter(controller__in=[c for c, _, _ in controllers]) \
+            .values_list("reason", "count", "samples_lost"):
+        a, b = out.get(reason, (0, 0))
+        out[reason] = (a + count, b + lost)
+    return out
+
+
+def bench_mqtt(seconds: float, latency_seconds: float, sustained_seconds: float, rate_hz: float = 60.0,
+               block: int = 12) -> dict[str, float]:
+    """The three MQTT phases (module docstring); returns the figures the guard compares."""
     import socket
     import tempfile
-    import threading
 
     try:
         socket.create_connection(MQTT_ADDR, timeout=2).close()
     except OSError as exc:
         print(f"mqtt: skipped, no broker on {MQTT_ADDR[0]}:{MQTT_ADDR[1]} ({exc})")
-        return
+        return {}
+    out: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="walkout-bench-") as tmp:
         t_setup = time.monotonic()
         _django(Path(tmp))
         from django.db import connection
 
-        from sensors.ingest import encode_payload, weights_topic
-        from sensors.live import ShelfIngestor
-        from sensors.models import ShelfEvent
-        from sensors.mqtt import MqttIngestWorker, Publisher
-        from sensors.storage import RawSampleStore
+        from sensors.ingest import weights_topic
+        from sensors.mqtt import Publisher
 
         rng = np.random.default_rng(1)
         plates = (60, 60, 60, 60, 66)
         controllers, unit = _store(len(plates), plates, rng)
         connection.close()
         url = f"mqtt://{MQTT_ADDR[0]}:{MQTT_ADDR[1]}"
-        ingestor = ShelfIngestor(raw=RawSampleStore(Path(tmp) / "raw", retention_h=1.0), session="bench")
-        worker = MqttIngestWorker(url=url, ingestor=ingestor, subscription="walkout/bench/shelf/+/weights")
-        stop = threading.Event()
-        thread = threading.Thread(target=lambda: worker.run(stop=stop), daemon=True)
-        thread.start()
-        if not worker.subscribed.wait(10):
-            print("mqtt: skipped, the worker could not subscribe")
-            return
-        print(f"mqtt: {sum(plates)} plates on {len(plates)} controllers, {block} samples per message, QoS 1 "
-              f"(setup {time.monotonic() - t_setup:.1f} s)")
-        levels = {c.name: rng.uniform(1000, 6000, n) for c, _, n in controllers}
-        sd = {c.name: rng.uniform(0.3, 5.0, n) for c, _, n in controllers}
-        seq = {c.name: 0 for c, _, _ in controllers}
-        period = block / rate_hz
+        worker = _Worker(Path(tmp), url)
+        try:
+            if not worker.ready.wait(60):
+                print(f"mqtt: skipped, the worker did not subscribe: {(Path(tmp) / 'worker.log').read_text()[-2000:]}")
+                return {}
+            gen = _Controllers(controllers, unit, rng, rate_hz, block)
+            real_rate = len(plates) * rate_hz / block
+            print(f"mqtt: {sum(plates)} plates on {len(plates)} controllers, {block} samples per message, QoS 1, one "
+                  f"ingest_mqtt process (pid {worker.proc.pid}; setup {time.monotonic() - t_setup:.1f} s); the "
+                  f"store's real-time rate is {real_rate:.0f} messages/s")
 
-        def message(c, key, n, t0, extra=None):
-            x = levels[c.name] + rng.normal(size=(block, n)) * sd[c.name]
-            if extra is not None:
-                x += extra
-            m = encode_payload(controller=c.name, seq=seq[c.name], t0=t0, rate_hz=rate_hz, grams=x, key=key)
-            seq[c.name] += 1
-            return m
+            # ---- phase 1: burst
+            period = block / rate_hz
+            n_blocks = int(seconds / period)
+            t_base = time.time() - 3600.0           # an hour ago: the store's past, sent as fast as possible
+            msgs = [(weights_topic("bench", c.name), gen.message(c, key, n, t_base + i * period))
+                    for i in range(n_blocks) for c, key, n in controllers]
+            before = worker.totals()
+            t0 = time.monotonic()
+            with Publisher(url) as pub:
+                for topic, m in msgs:
+                    pub.publish(topic, m)
+            t_pub = time.monotonic() - t0
+            after = worker.wait_handled(before["handled"] + len(msgs), 120)
+            took = time.monotonic() - t0
+            done = int(after["handled"] - before["handled"])
+            cpu_msg = (after["cpu_s"] - before["cpu_s"]) / max(done, 1)
+            rate = done / took
+            out.update(burst_rate=rate, burst_cpu_ms=cpu_msg * 1e3, real_rate=real_rate)
+            print(f"  burst: {done} of {len(msgs)} messages ({seconds:g} s of store time, "
+                  f"{done * block * sum(plates) / len(plates):,.0f} plate-samples) handled in {took:.2f} s → "
+                  f"{rate:,.0f} messages/s sustained ({rate / real_rate:,.1f} × real time); published in "
+                  f"{t_pub:.2f} s; not handled {len(msgs) - done}; CPU {cpu_msg * 1e3:.2f} ms per message")
 
-        # ---- phase 1: throughput
-        n_blocks = int(seconds / period)
-        t_base = time.time() - 3600.0           # an hour ago: the store's past, sent as fast as possible
-        msgs = [(weights_topic("bench", c.name), message(c, key, n, t_base + i * period))
-                for i in range(n_blocks) for c, key, n in controllers]
-        handled0 = worker.stats.handled
-        t0 = time.monotonic()
-        with Publisher(url) as pub:
-            for topic, m in msgs:
-                pub.publish(topic, m)
-        t_pub = time.monotonic() - t0
-        deadline = time.monotonic() + 60
-        while worker.stats.handled - handled0 < len(msgs) and time.monotonic() < deadline:
-            time.sleep(0.01)
-        took = time.monotonic() - t0
-        done = worker.stats.handled - handled0
-        lost = ingestor.stats.problems.get("gap", 0)
-        print(f"  throughput: {done} of {len(msgs)} messages ({seconds:g} s of store time, "
-              f"{done * block * sum(plates) / len(plates):,.0f} plate-samples) handled in {took:.2f} s → "
-              f"{done / took:,.0f} messages/s sustained ({done / took / (len(plates) / period):,.1f} × the store's "
-              f"real-time {len(plates) / period:.0f} msgs/s); published in {t_pub:.2f} s; lost {len(msgs) - done}, "
-              f"sequence gaps {lost}")
-        # ---- phase 2: latency, paced in real time, a pick every second. The controllers restart (sequence
-        # numbers from 0, clocks = now), which the stream takes as a new timeline.
-        for name in seq:
-            seq[name] = 0
-        truth = []
-        next_pick = time.time() + 1.0
-        ramp = np.clip(np.arange(block) / 8.0, 0, 1)[:, None]
-        with Publisher(url) as pub:
-            t_start = time.time()
-            t_next = t_start
-            k = 0
-            while t_next < t_start + latency_seconds:
-                now = time.time()
-                if now < t_next + period:
-                    time.sleep(t_next + period - now)  # a block is sent when its last sample was taken
-                for c, key, n in controllers:
-                    extra = None
-                    if (c.name == controllers[k % len(controllers)][0].name and t_next >= next_pick
-                            and t_next < t_start + latency_seconds - 2.0):  # every pick gets 2 s to settle
-                        b = int(rng.integers(n))
-                        code = c.bin_codes[b]
-                        extra = np.zeros((block, n))
-                        extra[:, b] = -unit[code] * ramp[:, 0]
-                        levels[c.name][b] -= unit[code]
-                        truth.append((code, t_next + 8 / rate_hz))   # settled at the 9th sample of the block
-                        next_pick += 1.0
-                        k += 1
-                    pub.publish(weights_topic("bench", c.name), message(c, key, n, t_next, extra))
-                t_next += period
-        time.sleep(2.0)
-        stop.set()
-        thread.join(15)
-        lat, found = [], 0
-        rows = list(ShelfEvent.objects.filter(session="bench").select_related("bin"))
-        for code, t_settle in truth:
-            match = [e for e in rows if e.bin.code == code and abs(e.t_start.timestamp() - t_settle) < 1.5]
-            if match:
-                found += 1
-                lat.append(match[0].created_at.timestamp() - t_settle)
-            else:
-                near = [(e.bin.code, round(e.t_start.timestamp() - t_settle, 2)) for e in rows
-                        if abs(e.t_start.timestamp() - t_settle) < 3]
-                print(f"  not stored: pick on {code} settled at {t_settle:.2f} (events near it: {near})")
-        lat_a = np.array(lat) if lat else np.array([np.nan])
-        print(f"  latency: {found} of {len(truth)} real-time picks stored; last settled sample → stored "
-              f"p50 {np.percentile(lat_a, 50) * 1e3:,.0f} ms, p95 {np.percentile(lat_a, 95) * 1e3:,.0f} ms "
-              f"(floor ≈ 750 ms: 0.5 s stable + half a 0.5 s window)")
-        print(f"  problems counted: {dict(ingestor.stats.problems) or 'none'}; events stored {len(rows)}")
+            # ---- phase 2: latency
+            gen.restart()
+            with Publisher(url) as pub:
+                truth, published = gen.real_time(pub, latency_seconds, 1.0)
+            time.sleep(2.5)
+            lat, missed = _latencies(truth)
+            for m in missed:
+                print(f"  not stored: {m}")
+            out.update(latency_p95_ms=float(np.percentile(lat, 95) * 1e3) if lat.size else float("nan"))
+            print(f"  latency: {lat.size} of {len(truth)} real-time picks stored; last settled sample → stored "
+                  f"{_pct(lat)} (floor ≈ 750 ms: 0.5 s stable + half a 0.5 s window; plus the sink's hold)")
+
+            # ---- phase 3: sustained at the real rate
+            if sustained_seconds > 0:
+                connection.close()
+                gen.restart()
+                before = worker.totals()
+                backlog: list[float] = []
+
+                def tick(published: int) -> None:
+                    backlog.append(published - (worker.totals()["handled"] - before["handled"]))
+
+                with Publisher(url) as pub:
+                    truth, published = gen.real_time(pub, sustained_seconds, 2.0, on_second=tick)
+                end = worker.totals()
+                at_end = published - (end["handled"] - before["handled"])
+                after = worker.wait_handled(before["handled"] + published, 30)
+                time.sleep(2.5)
+                done = int(after["handled"] - before["handled"])
+                cpu_msg = (after["cpu_s"] - before["cpu_s"]) / max(done, 1)
+                lat, missed = _latencies(truth)
+                for m in missed[:5]:
+                    print(f"  not stored: {m}")
+                out.update(sustained_lost=published - done, sustained_cpu_ms=cpu_msg * 1e3)
+                print(f"  sustained: {sustained_seconds:g} s at {published / sustained_seconds:.1f} messages/s: "
+                      f"{done} of {published} handled, not handled {published - done}; backlog at the end "
+                      f"{at_end:.0f} (max during the phase {max(backlog, default=0):.0f}); CPU {cpu_msg * 1e3:.2f} ms "
+                      f"per message ({cpu_msg * published / sustained_seconds * 100:.1f} % of a core); "
+                      f"latency {lat.size} of {len(truth)} picks stored, {_pct(lat)}")
+        finally:
+            worker.stop()
+        problems = _problems(controllers)
+        gaps = problems.get("gap", (0, 0))
+        out["gaps"] = gaps[0]
+        print(f"  problems counted over all phases: "
+              f"{ {k: v[0] for k, v in problems.items()} or 'none'}; sequence gaps {gaps[0]} ({gaps[1]} samples lost)")
+    return out
 
 
 def main() -> None:
@@ -266,14 +410,29 @@ def main() -> None:
     ap.add_argument("--bins", type=int, default=306)
     ap.add_argument("--rate", type=float, default=60.0)
     ap.add_argument("--block", type=int, default=12)
-    ap.add_argument("--mqtt-seconds", type=float, default=60.0, help="store time pushed for the throughput test")
+    ap.add_argument("--mqtt-seconds", type=float, default=60.0, help="store time pushed for the burst phase")
     ap.add_argument("--latency-seconds", type=float, default=20.0, help="real-time phase for the latency test")
+    ap.add_argument("--sustained-seconds", type=float,
+                    default=float(os.environ.get("WALKOUT_BENCH_SUSTAINED_S", "300")),
+                    help="real-rate phase (default 300, or WALKOUT_BENCH_SUSTAINED_S; 0 skips it)")
     args = ap.parse_args()
-    print(f"python {sys.version.split()[0]}, numpy {np.__version__}, pid {os.getpid()}")
-    bench_detector(args.seconds, args.bins, args.rate, args.block)
+    print(f"python {sys.version.split()[0]}, numpy {np.__version__}, pid {os.getpid()}, {os.cpu_count()} CPUs, "
+          f"load average {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
+    det = bench_detector(args.seconds, args.bins, args.rate, args.block)
     bench_decode()
-    if args.mqtt_seconds > 0:
-        bench_mqtt(args.mqtt_seconds, args.latency_seconds, args.rate, args.block)
+    figures = bench_mqtt(args.mqtt_seconds, args.latency_seconds, args.sustained_seconds, args.rate, args.block) \
+        if args.mqtt_seconds > 0 else {}
+    if figures.get("burst_rate"):
+        real_rate = figures["real_rate"]
+        det_rate = det["x_real_time"] * real_rate          # the detector alone, in store messages per second
+        det_ms = 1e3 / det_rate                            # its CPU per store message
+        line = (f"guard: burst {figures['burst_rate']:,.0f} messages/s = {figures['burst_rate'] / det_rate:.2f} × the "
+                f"detector alone ({det_rate:,.0f} store messages/s); CPU per message {figures['burst_cpu_ms']:.2f} ms "
+                f"burst")
+        if "sustained_cpu_ms" in figures:
+            line += f", {figures['sustained_cpu_ms']:.2f} ms sustained"
+        line += f" = {figures['burst_cpu_ms'] / det_ms:.1f} × the detector's {det_ms:.2f} ms"
+        print(line)
 
 
 if __name__ == "__main__":

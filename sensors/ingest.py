@@ -31,14 +31,22 @@ What happens to bad input (every case is an :class:`IngestProblem` with a ``reas
 ``bad_shape``        ``bins`` ≠ the registered bin count, ``n`` out of range, or the byte count ≠ n × bins × 4
                      → rejected
 ``wrong_controller`` the payload names another controller than the topic / credentials → rejected
-``duplicate``        a sequence number already accepted (or already waiting) → rejected (no data lost)
-``late``             a sequence number older than what was already released (its gap was reported) → rejected
+``duplicate``        a sequence number already accepted (or already waiting), with the time it had then (runs of
+                     released numbers are remembered, so a re-delivery minutes later is still one) → rejected (no
+                     data lost)
+``late``             a sequence number that was given up as lost (its gap was reported) arriving after all →
+                     rejected, its samples counted lost
 ``reordered``        arrived before an earlier one; held (at most ``reorder_depth`` messages) and released in
                      order → repaired
 ``gap``              sequence numbers missing → reported with the samples lost and the time span; the next block
                      is fed as is, and the detector leaves NaN rows there (never interpolated)
-``sequence_reset``   the sequence number went back while time went forward (controller restart) → accepted
-``clock_jump``       a block's time disagrees with the sample count since the last one by more than
+``sequence_reset``   the sequence number went back while time went forward (controller restart), or jumped
+                     forward while the clock moved on by less than the count says and no sample is missing by the
+                     clock (a restart from a stored counter) → accepted on the controller's own clock. A forward
+                     jump that the clock shows to have lost samples is a ``gap`` of those samples; a sequence
+                     number never makes a sane clock "jump".
+``clock_jump``       a block's time is before the last sample, or later than the sample count since the last one
+                     allows, by more than
                      ``clock_tolerance_s`` → re-timed onto the continuous timeline (the correction is kept for the
                      following blocks and reported) → repaired
 ``non_finite``       ±inf samples → set to NaN (missing) → repaired
@@ -68,6 +76,9 @@ PAYLOAD_VERSION = 1
 DTYPE = "<f4"
 #: Most samples in one message (a few seconds at 60 Hz): bounds memory per message.
 MAX_SAMPLES = 1024
+#: Runs of consecutive released sequence numbers a stream remembers to tell a late re-delivery (a duplicate) from
+#: a message that was given up as lost (late); a new run starts at each gap.
+RELEASED_RUNS = 64
 #: Most bins on one controller.
 MAX_BINS = 1024
 #: Largest message accepted, bytes (a full MAX_SAMPLES × 128-bin block in base64 is ~700 kB).
@@ -225,6 +236,40 @@ def _field(doc: Mapping[str, Any], name: str, kinds: tuple[type, ...], seq: int 
     return value
 
 
+#: Most ``[`` and ``{`` a message may hold. A version-1 payload has one ``{`` and none in its values; the bound
+#: keeps ``json.loads`` far from Python's recursion limit whatever a client sends (``[`` × 100,000 raised
+#: ``RecursionError`` before it was checked).
+MAX_NESTING = 32
+
+
+def parse_json(raw: bytes | str) -> Any:
+    """The JSON value of one message body (bytes or str), for the worker's key check and :func:`decode_payload`.
+
+    Never raises anything but :class:`PayloadError` (``malformed_json``), whatever ``raw`` holds: it refuses a body
+    over :data:`MAX_PAYLOAD_BYTES` or with more than :data:`MAX_NESTING` opening brackets before parsing, and maps
+    every parser error (invalid UTF-8, syntax, integers beyond Python's digit limit) to that reason."""
+    if not isinstance(raw, (bytes, bytearray, memoryview, str)):
+        raise PayloadError("malformed_json", f"payload must be bytes or text, got {type(raw).__name__}")
+    if len(raw) > MAX_PAYLOAD_BYTES:
+        raise PayloadError("malformed_json", f"message of {len(raw)} bytes exceeds {MAX_PAYLOAD_BYTES}")
+    if isinstance(raw, memoryview):
+        raw = raw.tobytes()
+    opens = raw.count("[") + raw.count("{") if isinstance(raw, str) else raw.count(b"[") + raw.count(b"{")
+    if opens > MAX_NESTING:
+        raise PayloadError("malformed_json", f"{opens} opening brackets; a payload holds at most {MAX_NESTING}")
+    try:
+        return json.loads(raw)
+    except (ValueError, RecursionError, TypeError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise PayloadError("malformed_json", f"not JSON: {str(exc)[:200]}") from None
+
+
+def _float(value: int | float, name: str, seq: int | None) -> float:
+    try:
+        return float(value)
+    except OverflowError:  # an integer of hundreds of digits
+        raise PayloadError("bad_field", f"field {name!r} is out of range", seq=seq) from None
+
+
 def decode_payload(raw: bytes | str | Mapping[str, Any], *, controller: str, n_bins: int, rate_hz: float,
                    ) -> WeightMessage:
     """Decode and validate one message for ``controller`` (registered with ``n_bins`` bins at ``rate_hz``).
@@ -234,15 +279,7 @@ def decode_payload(raw: bytes | str | Mapping[str, Any], *, controller: str, n_b
     (``malformed_json``, ``bad_field``, ``bad_base64``, ``bad_shape``, ``wrong_controller``) and a message naming
     the field; nothing is kept of a rejected message.
     """
-    if isinstance(raw, Mapping):
-        doc = raw
-    else:
-        if len(raw) > MAX_PAYLOAD_BYTES:
-            raise PayloadError("malformed_json", f"message of {len(raw)} bytes exceeds {MAX_PAYLOAD_BYTES}")
-        try:
-            doc = json.loads(raw)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise PayloadError("malformed_json", f"not JSON: {exc}") from None
+    doc = raw if isinstance(raw, Mapping) else parse_json(raw)
     if not isinstance(doc, Mapping):
         raise PayloadError("malformed_json", f"payload must be a JSON object, got {type(doc).__name__}")
     seq_raw = doc.get("seq")
@@ -258,11 +295,11 @@ def decode_payload(raw: bytes | str | Mapping[str, Any], *, controller: str, n_b
     seq_v = _field(doc, "seq", (int,), seq)
     if not 0 <= seq_v <= 2 ** 53:
         raise PayloadError("bad_field", f"seq must be in 0 … 2**53, got {seq_v}", seq=None)
-    t0 = float(_field(doc, "t0", (int, float), seq))
+    t0 = _float(_field(doc, "t0", (int, float), seq), "t0", seq)
     if not (math.isfinite(t0) and 0 < t0 <= T0_MAX):
         raise PayloadError("bad_field", f"t0 must be a positive time before 2100-01-01 UTC in seconds since the "
                                         f"epoch, got {t0}", seq=seq)
-    rate = float(_field(doc, "rate_hz", (int, float), seq))
+    rate = _float(_field(doc, "rate_hz", (int, float), seq), "rate_hz", seq)
     if not (math.isfinite(rate) and rate > 0) or abs(rate - rate_hz) > 1e-6 * rate_hz:
         raise PayloadError("bad_field", f"rate_hz {rate} differs from the registered {rate_hz:g} Hz", seq=seq)
     dtype = _field(doc, "dtype", (str,), seq)
@@ -341,6 +378,9 @@ class ControllerStream:
         self.counters = StreamCounters()
         self._held: dict[int, tuple[WeightMessage, float]] = {}
         self._recent: dict[int, float] = {}    # seq → t0 of the last 256 released messages (duplicates)
+        # runs of consecutive released seqs, [first seq, last seq, lowest t0, highest t0] (controller clock), the
+        # last RELEASED_RUNS of them: a re-delivery older than the 256 above is still known as a duplicate
+        self._runs: list[list[float]] = []
         self._last_seq: int | None = None
         self._last_t: float = -math.inf        # last released sample time (repaired timeline)
         self._last_n = 0
@@ -378,7 +418,7 @@ class ControllerStream:
         problems: list[IngestProblem] = []
         blocks: list[SampleBlock] = []
         seq = msg.seq
-        if seq in self._held or self._recent.get(seq) == msg.t0:
+        if seq in self._held or self._recent.get(seq) == msg.t0 or self._was_released(seq, msg.t0):
             return IngestResult(problems=(self._problem("duplicate", f"seq {seq} already received; dropped", seq),))
         self.counters.messages += 1
         if self._last_seq is not None and seq <= self._last_seq:
@@ -421,6 +461,25 @@ class ControllerStream:
         return IngestResult(tuple(blocks), tuple(problems))
 
     # ------------------------------------------------------------------------------------------------ inside
+    def _was_released(self, seq: int, t0: float) -> bool:
+        """True when ``seq`` lies in a run of released messages whose controller times span ``t0`` (a late
+        re-delivery of a message already fed; a restarted controller re-using the number has another time)."""
+        tol = self.config.clock_tolerance_s
+        return any(lo <= seq <= hi and t_lo - tol <= t0 <= t_hi + tol for lo, hi, t_lo, t_hi in self._runs)
+
+    def _remember(self, seq: int, t0: float) -> None:
+        self._recent[seq] = t0
+        if len(self._recent) > 256:
+            del self._recent[next(iter(self._recent))]
+        run = self._runs[-1] if self._runs else None
+        if run is not None and run[1] == seq - 1:
+            run[1] = seq
+            run[2], run[3] = min(run[2], t0), max(run[3], t0)
+        else:
+            self._runs.append([seq, seq, t0, t0])
+            if len(self._runs) > RELEASED_RUNS:
+                del self._runs[0]
+
     def _problem(self, reason: str, message: str, seq: int | None, *, repaired: bool = False,
                  lost: int = 0) -> IngestProblem:
         self.counters.problems[reason] = self.counters.problems.get(reason, 0) + 1
@@ -455,6 +514,24 @@ class ControllerStream:
         if self._last_seq is not None:
             missing = msg.seq - self._last_seq - 1
             expected = self._last_t + period * (1 + max(missing, 0) * self._last_n)
+            after = self._last_t + period                  # the sample right after the last one released
+        if self._last_seq is not None and missing > 0 and after - cfg.clock_tolerance_s <= t0 \
+                < expected - cfg.clock_tolerance_s:
+            # the sequence number ran ahead of the clock: a controller restarted from a stored counter or skipped
+            # numbers. Its clock moved on, by less than the count says: a sane clock is never re-timed because of
+            # a sequence number; the samples keep their own time and the loss is what the clock shows.
+            t0 = max(t0, after)
+            lost = max(0, int(round((t0 - after) * self.rate_hz)))
+            text = (f"seq jumped from {self._last_seq} to {msg.seq} while the clock moved on {t0 - self._last_t:.3f} s "
+                    f"(the count says {expected - self._last_t:.3f} s): controller restart or skipped numbers; "
+                    f"samples kept on the controller's clock")
+            if lost:
+                problems.append(self._problem("gap", f"{text}; ≈ {lost} samples missing ({after:.3f}–"
+                                              f"{t0 - period:.3f} s), left as missing samples", msg.seq, lost=lost))
+            else:
+                problems.append(self._problem("sequence_reset", f"{text}; no sample missing", msg.seq,
+                                              repaired=True))
+        elif self._last_seq is not None:
             if missing > 0:
                 lost = missing * self._last_n
                 problems.append(self._problem(
@@ -495,9 +572,7 @@ class ControllerStream:
         self._last_seq = msg.seq
         self._last_t = float(t[-1])
         self._last_n = msg.n
-        self._recent[msg.seq] = msg.t0
-        if len(self._recent) > 256:
-            del self._recent[next(iter(self._recent))]
+        self._remember(msg.seq, msg.t0)
         self.counters.blocks += 1
         self.counters.samples += msg.n
         blocks.append(SampleBlock(self.controller, msg.seq, t, x, self.rate_hz, received_at))

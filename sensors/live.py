@@ -1,12 +1,20 @@
 """The live shelf path (Django shell): authenticated controller messages → :mod:`sensors.ingest` (validation,
-ordering, clock repair) → raw-sample files (:mod:`sensors.storage`) → the SAME
-:meth:`carts.pipeline.StorePipeline.on_samples` a replay uses → shelf events; plus load-cell health and the
-per-controller problem counters.
+ordering, clock repair) → raw-sample files (:mod:`sensors.storage`) → a :class:`ShelfSink` (by default
+:class:`PipelineSink`: the SAME :meth:`carts.pipeline.StorePipeline.on_samples` a replay uses) → shelf events;
+plus load-cell health and the per-controller problem counters.
 
 One :class:`ShelfIngestor` owns the detector state of its stores, so exactly one process must feed a store: the
 MQTT worker (``manage.py ingest_mqtt``, :mod:`sensors.mqtt`) in production; in the embedded profile the HTTP
 endpoint (``sensors/api.py``) feeds the process-wide instance of :func:`http_ingestor`. In production the HTTP
 endpoint forwards to the broker, so the worker stays the only feeder.
+
+Per message the ingestor only validates, buffers and feeds the sink; with ``batch_s > 0`` (the MQTT worker) the
+database writes (message/sample counters, problem counters, load-cell health) happen once per ``batch_s`` of wall
+time in one transaction, and the sink's clock advances once per batch of messages
+(:meth:`ShelfIngestor.advance_due`). What a ``kill -9`` of such a worker loses: the counters and problem counts of
+the last ``batch_s``, the raw samples of the current minute of each controller (:class:`sensors.storage.
+RawSampleStore` writes a file when a minute ends), and the detectors' open window (changes not yet settled).
+Messages are acknowledged to the broker only once fed (:mod:`sensors.mqtt`), so none is lost in transit.
 """
 from __future__ import annotations
 
@@ -16,7 +24,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Protocol, runtime_checkable
 
 import numpy as np
 from django.conf import settings
@@ -56,6 +64,72 @@ def raw_store() -> RawSampleStore:
     return RawSampleStore(root, retention_h=float(walkout_setting("RAW_RETENTION_H")))
 
 
+@runtime_checkable
+class ShelfSink(Protocol):
+    """Where the ingestor sends repaired sample blocks: the seam between ingestion and the store's processing.
+
+    One sink serves every store of an ingestor; it is called from one thread, in time order per controller.
+
+    - ``on_samples(*, store, bin_codes, t, grams, rate_hz) -> int``: one block of one controller: ``store`` the
+      ``Store`` row, ``bin_codes`` the controller's bins (its columns, in order), ``t`` (n,) float64 s UTC on the
+      server timeline (clock offset applied, strictly increasing per controller), ``grams`` (n, B) float64 grams
+      (NaN = missing), ``rate_hz`` the sample rate. Returns the shelf events it stored meanwhile (may be 0).
+    - ``advance(*, store, now) -> int``: every live controller of ``store`` has been fed up to ``now`` (s UTC):
+      emit what is complete. Returns the shelf events stored meanwhile.
+    - ``finish(*, store) -> int``: end of a bounded stream (a test, a bench; never a worker restart): flush and
+      settle everything. Returns the shelf events stored meanwhile.
+
+    Errors of the sink propagate to the caller (the MQTT worker survives them, counts them and goes on).
+    """
+
+    def on_samples(self, *, store: Store, bin_codes: tuple[str, ...], t: np.ndarray, grams: np.ndarray,
+                   rate_hz: float) -> int: ...
+
+    def advance(self, *, store: Store, now: float) -> int: ...
+
+    def finish(self, *, store: Store) -> int: ...
+
+
+class PipelineSink:
+    """The default :class:`ShelfSink`: one ``carts.pipeline.StorePipeline`` per store (created on first use) with
+    the ingestor's ``session``; samples go to its ``on_samples``, ``advance`` to ``advance``, ``finish`` to
+    ``finish``."""
+
+    def __init__(self, *, session: str) -> None:
+        self.session = session
+        self.pipelines: dict[int, Any] = {}
+
+    def pipeline(self, store: Store):
+        """The store's ``carts.pipeline.StorePipeline`` (created on first use)."""
+        pipe = self.pipelines.get(store.pk)
+        if pipe is None:
+            from carts.pipeline import StorePipeline  # carts imports sensors: import at use, not at module load
+
+            pipe = self.pipelines[store.pk] = StorePipeline(store=store, session=self.session)
+        return pipe
+
+    def on_samples(self, *, store: Store, bin_codes: tuple[str, ...], t: np.ndarray, grams: np.ndarray,
+                   rate_hz: float) -> int:
+        pipe = self.pipeline(store)
+        before = pipe.stats.shelf_events
+        pipe.on_samples(bin_codes=bin_codes, t=t, grams=grams, rate_hz=rate_hz)
+        return pipe.stats.shelf_events - before
+
+    def advance(self, *, store: Store, now: float) -> int:
+        pipe = self.pipeline(store)
+        before = pipe.stats.shelf_events
+        pipe.advance(now)
+        return pipe.stats.shelf_events - before
+
+    def finish(self, *, store: Store) -> int:
+        pipe = self.pipelines.get(store.pk)
+        if pipe is None:
+            return 0
+        before = pipe.stats.shelf_events
+        pipe.finish()
+        return pipe.stats.shelf_events - before
+
+
 @dataclass(frozen=True)
 class IngestOutcome:
     """What one message did: ``blocks`` and ``samples`` (rows) fed to the detector, the ``problems`` found,
@@ -82,53 +156,68 @@ class _ControllerState:
     fed_wall: float = 0.0
     messages: int = 0
     samples: int = 0
+    problems: list[IngestProblem] = field(default_factory=list)   # not yet written (batch mode)
+    health_due: bool = False
+    health_wall: float = -math.inf                                   # monotonic time of the last health write
 
 
 @dataclass
 class IngestorStats:
-    """Totals of one ingestor: messages handled, blocks and samples fed, problems by reason, shelf events stored."""
+    """Totals of one ingestor: messages handled, blocks and samples fed, problems by reason, shelf events stored,
+    refused messages of no known controller (``unknown``)."""
 
     messages: int = 0
     blocks: int = 0
     samples: int = 0
     events: int = 0
     problems: dict[str, int] = field(default_factory=dict)
+    unknown: int = 0
 
 
 class ShelfIngestor:
-    """Feeds authenticated controller messages to one :class:`carts.pipeline.StorePipeline` per store.
+    """Feeds authenticated controller messages to a :class:`ShelfSink` (default :class:`PipelineSink`: one
+    ``carts.pipeline.StorePipeline`` per store).
 
     ``session``: the ``ShelfEvent.session`` of what it stores (default ``WALKOUT["SENSORS_SESSION"]``);
     ``raw``: where raw samples go (default :func:`raw_store`; None keeps nothing); ``ingest``/``health``: knobs of
-    the pure cores; ``advance``: after each message, move the pipeline's clock to the oldest latest-sample time of
-    the store's controllers that reported in the last ``stale_s`` seconds (so fusion runs when every live source
-    has passed an event). Not thread-safe: one thread calls :meth:`handle`, :meth:`poll` and :meth:`close`.
+    the pure cores; ``advance``: move the sink's clock to the oldest latest-sample time of the store's controllers
+    that reported in the last ``stale_s`` seconds (so fusion runs when every live source has passed an event);
+    ``sink``: a :class:`ShelfSink`; ``batch_s``: 0 (default; the HTTP endpoint) writes problem counters and health
+    as they come and advances after each message; > 0 (the MQTT worker) writes counters, problems and health once
+    per ``batch_s`` seconds of wall time in one transaction, and advances the sink in :meth:`advance_due` (the
+    worker calls it when it has drained the messages waiting). Raises ``ValueError`` for a negative ``batch_s``.
+    Not thread-safe: one thread calls every method.
     """
 
     def __init__(self, *, session: str | None = None, raw: RawSampleStore | None | str = "default",
                  ingest: IngestConfig = IngestConfig(), health: HealthConfig = HealthConfig(),
-                 advance: bool = True, stale_s: float = 5.0) -> None:
+                 advance: bool = True, stale_s: float = 5.0, sink: ShelfSink | None = None,
+                 batch_s: float = 0.0) -> None:
+        if not (isinstance(batch_s, (int, float)) and math.isfinite(batch_s) and batch_s >= 0):
+            raise ValueError(f"batch_s must be a number of seconds ≥ 0, got {batch_s!r}")
         self.session = session or str(walkout_setting("SENSORS_SESSION"))
         self.raw = raw_store() if raw == "default" else raw
         self.ingest_config = ingest
         self.health_config = health
         self.advance = advance
         self.stale_s = stale_s
+        self.sink: ShelfSink = PipelineSink(session=self.session) if sink is None else sink
+        self.batch_s = float(batch_s)
         self.stats = IngestorStats()
-        self._pipelines: dict[int, Any] = {}
         self._states: dict[int, _ControllerState] = {}
+        self._stores: dict[int, Store] = {}
+        self._due: set[int] = set()                    # stores fed since their sink was last advanced
         self._counter_flush_wall = 0.0
         self._last_prune_wall = 0.0
+        self._health_every_s = float(walkout_setting("HEALTH_EVERY_S"))
 
     # ------------------------------------------------------------------------------------------------ public
     def pipeline(self, store: Store):
-        """The store's pipeline (created on first use; ``carts.pipeline.StorePipeline``)."""
-        pipe = self._pipelines.get(store.pk)
-        if pipe is None:
-            from carts.pipeline import StorePipeline  # carts imports sensors: import at use, not at module load
-
-            pipe = self._pipelines[store.pk] = StorePipeline(store=store, session=self.session)
-        return pipe
+        """The store's ``carts.pipeline.StorePipeline`` when the sink is the default :class:`PipelineSink`.
+        Raises ``TypeError`` for another sink."""
+        if not isinstance(self.sink, PipelineSink):
+            raise TypeError(f"the sink is a {type(self.sink).__name__}, not a PipelineSink")
+        return self.sink.pipeline(store)
 
     def handle(self, *, controller: ShelfController, payload: bytes | str | Mapping[str, Any],
                received_at: float | None = None) -> IngestOutcome:
@@ -143,43 +232,65 @@ class ShelfIngestor:
         self.stats.messages += 1
         state.messages += 1
         blocks, samples = self._apply(state, result)
+        if not self.batch_s:
+            self.advance_due()
         self._maybe_flush_counters()
         return IngestOutcome(blocks, samples, result.problems, self.stats.events - events0)
 
+    def advance_due(self) -> int:
+        """Advance the sink of every store fed since the last call to the oldest latest-sample time of its live
+        controllers (see ``advance``). Returns the shelf events stored meanwhile."""
+        if not self._due:
+            return 0
+        due, self._due = self._due, set()
+        events = 0
+        if self.advance:
+            now_wall = time.monotonic()
+            for store_id in sorted(due):
+                live = [s.fed_t for s in self._states.values()
+                        if s.controller.store_id == store_id and now_wall - s.fed_wall <= self.stale_s]
+                if live:
+                    events += self.sink.advance(store=self._stores[store_id], now=min(live))
+        self.stats.events += events
+        return events
+
     def refuse(self, *, controller: ShelfController | None, message: str) -> None:
-        """Log and count a refused message (bad credentials); ``controller`` when the claimed one is known."""
+        """Log and count a refused message (bad credentials, unknown controller, unreadable topic): for
+        ``controller`` when the claimed one is known, else under "unknown" (``stats.unknown``)."""
         self.stats.problems["unauthenticated"] = self.stats.problems.get("unauthenticated", 0) + 1
         if controller is None:
+            self.stats.unknown += 1
             log.warning("%s", message)
             return
-        controller_problems_record(controller=controller, problems=[IngestProblem(
+        self._record(self._state(controller), [IngestProblem(
             controller.name, "unauthenticated", f"controller {controller.name}: {message}")])
+        self._maybe_flush_counters()
 
     def poll(self, now: float | None = None) -> None:
-        """Housekeeping, call about once a second: release messages held for a missing one, flush counters,
-        prune old raw files (hourly)."""
+        """Housekeeping, call about once a second: release messages held for a missing one, advance, write
+        counters, problems and health, prune old raw files (hourly)."""
         now = time.time() if now is None else now
         for state in list(self._states.values()):
             self._apply(state, state.stream.poll(now))
+        self.advance_due()
         self._maybe_flush_counters(force=True)
         if self.raw is not None and time.monotonic() - self._last_prune_wall > 3600.0:
             self._last_prune_wall = time.monotonic()
             self.raw.prune(now=now)
 
     def close(self, *, finish: bool = False) -> None:
-        """Stop: release held messages, write buffered raw samples and counters. ``finish=True`` also ends the
-        pipelines' streams (flush the detectors, settle everything: for a bounded run such as a test or a bench,
-        never for a worker restart, which must not bill open visits)."""
+        """Stop: release held messages, write buffered raw samples, counters, problems and health. ``finish=True``
+        also ends the sink's streams (flush the detectors, settle everything: for a bounded run such as a test or a
+        bench, never for a worker restart, which must not bill open visits)."""
         for state in list(self._states.values()):
             self._apply(state, state.stream.flush())
+        self.advance_due()
         if self.raw is not None:
             self.raw.flush()
-        self._maybe_flush_counters(force=True)
+        self._maybe_flush_counters(force=True, final=True)
         if finish:
-            for pipe in self._pipelines.values():
-                before = pipe.stats.shelf_events
-                pipe.finish()
-                self.stats.events += pipe.stats.shelf_events - before
+            for store in list(self._stores.values()):
+                self.stats.events += self.sink.finish(store=store)
 
     def health(self, controller: ShelfController):
         """The current :class:`sensors.health.HealthReport` of ``controller``'s bins (None before any message)."""
@@ -194,27 +305,38 @@ class ShelfIngestor:
             codes = list(controller.bin_codes)
             caps = dict(Bin.objects.filter(store=controller.store_id, code__in=codes).values_list("code", "capacity_g"))
             capacity = np.array([float(caps.get(c, 20000.0)) for c in codes])
+            pending = state.problems if state is not None else []
             state = self._states[controller.pk] = _ControllerState(
                 controller=controller,
                 stream=ControllerStream(controller.name, len(codes), float(controller.rate_hz), self.ingest_config),
-                health=PlateHealthMonitor(len(codes), capacity, self.health_config))
+                health=PlateHealthMonitor(len(codes), capacity, self.health_config), problems=pending)
         else:
             state.controller = controller  # a fresh row: clock offset and counters' target stay current
         return state
+
+    def _record(self, state: _ControllerState, problems) -> None:
+        """Count ``problems`` for the state's controller: now (``batch_s`` 0) or at the next flush."""
+        if not problems:
+            return
+        if self.batch_s:
+            state.problems.extend(problems)
+        else:
+            controller_problems_record(controller=state.controller, problems=problems)
 
     def _apply(self, state: _ControllerState, result: IngestResult) -> tuple[int, int]:
         controller = state.controller
         for p in result.problems:
             self.stats.problems[p.reason] = self.stats.problems.get(p.reason, 0) + 1
-        controller_problems_record(controller=controller, problems=result.problems)
+        self._record(state, result.problems)
         if not result.blocks:
             return 0, 0
         store = controller.store
-        pipe = self.pipeline(store)
+        self._stores[store.pk] = store
         codes = tuple(controller.bin_codes)
+        offset = float(controller.clock_offset_s)
         samples = 0
         for block in result.blocks:
-            t = block.t + float(controller.clock_offset_s)
+            t = block.t + offset
             if self.raw is not None:
                 try:
                     self.raw.append(store=store.code, controller=controller.name, bin_codes=codes, t=t,
@@ -222,9 +344,8 @@ class ShelfIngestor:
                 except (OSError, ValueError) as exc:  # a full disk must not stop detection
                     self.stats.problems["raw_write"] = self.stats.problems.get("raw_write", 0) + 1
                     log.error("controller %s: raw samples of seq %d not kept: %s", controller, block.seq, exc)
-            before = pipe.stats.shelf_events
-            pipe.on_samples(bin_codes=codes, t=t, grams=block.grams, rate_hz=block.rate_hz)
-            self.stats.events += pipe.stats.shelf_events - before
+            self.stats.events += self.sink.on_samples(store=store, bin_codes=codes, t=t, grams=block.grams,
+                                                      rate_hz=block.rate_hz)
             state.health.update(t, block.grams)
             state.fed_t = float(t[-1])
             state.fed_wall = time.monotonic()
@@ -234,31 +355,42 @@ class ShelfIngestor:
         self.stats.samples += samples
         if state.fed_t >= state.next_health_t:
             if math.isfinite(state.next_health_t):
-                sensor_health_record(controller=controller, report=state.health.report())
-            state.next_health_t = state.fed_t + float(walkout_setting("HEALTH_EVERY_S"))
-        if self.advance:
-            now_wall = time.monotonic()
-            live = [s.fed_t for s in self._states.values()
-                    if s.controller.store_id == store.pk and now_wall - s.fed_wall <= self.stale_s]
-            before = pipe.stats.shelf_events
-            pipe.advance(min(live))
-            self.stats.events += pipe.stats.shelf_events - before
+                state.health_due = True
+                if not self.batch_s:
+                    self._write_health(state)
+            state.next_health_t = state.fed_t + self._health_every_s
+        self._due.add(store.pk)
         return len(result.blocks), samples
 
-    def _maybe_flush_counters(self, force: bool = False) -> None:
+    def _write_health(self, state: _ControllerState) -> None:
+        state.health_due = False
+        sensor_health_record(controller=state.controller, report=state.health.report())
+
+    def _maybe_flush_counters(self, force: bool = False, final: bool = False) -> None:
+        """Write message/sample counters, buffered problems and due health reports, in one transaction: at most
+        every ``batch_s`` (every second when ``batch_s`` is 0) unless ``force``. In batch mode a controller's health
+        is written at most once per ``HEALTH_EVERY_S`` of wall time, and whatever is due at ``final``."""
         now = time.monotonic()
-        if not force and now - self._counter_flush_wall < 1.0:
+        if not force and now - self._counter_flush_wall < max(self.batch_s, 1.0):
             return
         self._counter_flush_wall = now
-        dirty = [s for s in self._states.values() if s.messages or s.samples]
+        dirty = [s for s in self._states.values() if s.messages or s.samples or s.problems or (
+            s.health_due and (final or not self.batch_s or now - s.health_wall >= self._health_every_s))]
         if not dirty:
             return
         with transaction.atomic():  # one commit for all controllers
             for state in dirty:
-                ShelfController.objects.filter(pk=state.controller.pk).update(
-                    messages=F("messages") + state.messages, samples=F("samples") + state.samples,
-                    last_seen_at=timezone.now())
-                state.messages = state.samples = 0
+                if state.messages or state.samples:
+                    ShelfController.objects.filter(pk=state.controller.pk).update(
+                        messages=F("messages") + state.messages, samples=F("samples") + state.samples,
+                        last_seen_at=timezone.now())
+                    state.messages = state.samples = 0
+                if state.problems:
+                    problems, state.problems = state.problems, []
+                    controller_problems_record(controller=state.controller, problems=problems)
+                if state.health_due and (final or not self.batch_s or now - state.health_wall >= self._health_every_s):
+                    state.health_wall = now   # a burst (a backlog) writes health once per HEALTH_EVERY_S of wall time
+                    self._write_health(state)
 
 
 _http_lock = threading.Lock()
