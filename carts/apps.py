@@ -6,9 +6,11 @@ class CartsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
+        from sensors import live
         from store.gates import signals
 
         from . import runtime
 
         signals.visit_admitted.connect(runtime.on_visit_admitted, dispatch_uid="carts.runtime.admitted")
         signals.visit_exit_scanned.connect(runtime.on_visit_exit_scanned, dispatch_uid="carts.runtime.exit_scanned")
+        live.set_default_sink_factory(runtime.default_shelf_sink)

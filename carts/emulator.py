@@ -110,7 +110,8 @@ class _Controller:
     bin_codes: tuple[str, ...]
     rate_hz: float
     seq: int = 0
-    last_row: np.ndarray | None = None
+    tail: np.ndarray | None = None  # (k, B) the last second of samples sent: looped while idle (its own noise)
+    looped: int = 0
     t_next: float = 0.0  # recording time of the next sample
 
 
@@ -183,7 +184,10 @@ def emulate(recording: Recording, *, speed: float = 1.0, url: str | None = None,
         raise ValueError(f"speed must be > 0, got {speed}")
     say = (lambda msg: out.write(msg)) if out is not None else (lambda msg: None)
     if url is None:
+        from sensors.live import http_ingestor_reset
+
         settings.WALKOUT["STORE_LOOP"] = "on"  # this process runs the store loop (embedded profile)
+        http_ingestor_reset()  # the HTTP endpoint's ingestor now publishes to the loop's streams
         transport = LocalTransport()
     else:
         transport = RemoteTransport(url, mqtt_url or settings.MQTT_URL)
@@ -229,7 +233,8 @@ def emulate(recording: Recording, *, speed: float = 1.0, url: str | None = None,
         payload = encode_payload(controller=c.name, seq=c.seq, t0=float(t[0]) + offset, rate_hz=c.rate_hz,
                                  grams=grams)
         transport.shelf(store=store.code, controller=c.name, key=c.key, payload=payload)
-        c.last_row = grams[-1]
+        keep = max(1, int(round(c.rate_hz)))
+        c.tail = grams[-keep:] if c.tail is None else np.concatenate([c.tail, grams])[-keep:]
         c.t_next = float(t[-1]) + 1.0 / c.rate_hz
         sent["shelf"] += 1
 
@@ -289,11 +294,15 @@ def emulate(recording: Recording, *, speed: float = 1.0, url: str | None = None,
             t_rec += step_s
             send_obs(recording.tracks[:0], t_rec)
             for c in controllers:
-                if c.last_row is None:
+                if c.tail is None:
                     continue
                 n = max(1, int(round(step_s * c.rate_hz)))
                 t = c.t_next + np.arange(n) / c.rate_hz
-                send_shelf(c, t, np.repeat(c.last_row[None, :], n, axis=0))
+                idx = (c.looped + np.arange(n)) % len(c.tail)
+                c.looped += n
+                tail = c.tail
+                send_shelf(c, t, tail[idx])
+                c.tail = tail  # loop the recorded last second, not the samples looped from it
             if local_worker is not None:
                 while local_worker.step(block_ms=0):
                     pass

@@ -702,6 +702,12 @@ class BusShelfSink:
         return 0
 
 
+def default_shelf_sink(session: str) -> BusShelfSink | None:
+    """The ingestors' default sink (``sensors.live.set_default_sink_factory``): the store loop's shelf streams
+    when the loop is on, else None (ingestion runs detection itself, without cameras)."""
+    return BusShelfSink() if store_loop_enabled() else None
+
+
 def publish_observations(store_code: str, source: str, obs: TrackObservations, t_last: float | None = None,
                          chunk: int = 20_000) -> None:
     """Publish observations of ``source`` (in chunks of at most ``chunk`` rows)."""

@@ -24,7 +24,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Protocol, runtime_checkable
+from typing import Any, Callable, Mapping, Protocol, runtime_checkable
 
 import numpy as np
 from django.conf import settings
@@ -88,6 +88,23 @@ class ShelfSink(Protocol):
     def advance(self, *, store: Store, now: float) -> int: ...
 
     def finish(self, *, store: Store) -> int: ...
+
+
+_sink_factory: Callable[[str], ShelfSink | None] | None = None
+
+
+def set_default_sink_factory(factory: Callable[[str], ShelfSink | None] | None) -> None:
+    """Let another app choose where ingestors send their blocks by default (``carts`` registers the store loop's
+    stream publisher at start-up; ``factory(session)`` returns a sink, or None for :class:`PipelineSink`). An
+    injected callback, so that sensors never imports the apps above it."""
+    global _sink_factory
+    _sink_factory = factory
+
+
+def default_sink(*, session: str) -> ShelfSink:
+    """The registered factory's sink, else a :class:`PipelineSink` of ``session``."""
+    sink = _sink_factory(session) if _sink_factory is not None else None
+    return sink if sink is not None else PipelineSink(session=session)
 
 
 class PipelineSink:
@@ -201,7 +218,7 @@ class ShelfIngestor:
         self.health_config = health
         self.advance = advance
         self.stale_s = stale_s
-        self.sink: ShelfSink = PipelineSink(session=self.session) if sink is None else sink
+        self.sink: ShelfSink = default_sink(session=self.session) if sink is None else sink
         self.batch_s = float(batch_s)
         self.stats = IngestorStats()
         self._states: dict[int, _ControllerState] = {}
