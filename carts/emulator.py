@@ -183,6 +183,7 @@ def emulate(recording: Recording, *, speed: float = 1.0, url: str | None = None,
     if not speed > 0:
         raise ValueError(f"speed must be > 0, got {speed}")
     say = (lambda msg: out.write(msg)) if out is not None else (lambda msg: None)
+    loop_setting = settings.WALKOUT.get("STORE_LOOP")
     if url is None:
         from sensors.live import http_ingestor_reset
 
@@ -317,6 +318,10 @@ def emulate(recording: Recording, *, speed: float = 1.0, url: str | None = None,
         if local_worker is not None:
             local_worker.checkpoint()
             runtime.unregister_local(store.code)
+            from sensors.live import http_ingestor_reset
+
+            settings.WALKOUT["STORE_LOOP"] = loop_setting
+            http_ingestor_reset()
     session = f"{session_prefix(recording)}@emulate-{datetime.now(dt_timezone.utc):%Y%m%dT%H%M%S.%fZ}"
     _label(store, session, visits, recording.t_start + offset, t_rec + offset)
     return EmulationResult(session=session, store_code=store.code, visits=visits, wall_s=time.time() - started,
