@@ -34,6 +34,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from store.jsonbody import BodyError, loads_safe
+
 from .ingest import MAX_PAYLOAD_BYTES, IngestProblem, weights_topic
 from .models import ShelfController
 from .services import controller_authenticate, controller_problems_record
@@ -144,9 +146,9 @@ class WeightsView(APIView):
 
     def _forward(self, request: Request, controller: ShelfController, body: bytes) -> Response:
         try:
-            doc = json.loads(body)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            return self._rejected(controller, "malformed_json", f"not JSON: {exc}", [])
+            doc = loads_safe(body, where=f"controller {controller.name}", constants=True)
+        except BodyError as exc:
+            return self._rejected(controller, exc.reason, exc.message, [])
         if not isinstance(doc, dict):
             return self._rejected(controller, "malformed_json", "payload must be a JSON object", [])
         if doc.get("controller") != controller.name:

@@ -225,6 +225,14 @@ def _field(doc: Mapping[str, Any], name: str, kinds: tuple[type, ...], seq: int 
     return value
 
 
+def _float(value: int | float, name: str, seq: int | None) -> float:
+    """``float(value)``; an integer too large for a float (``OverflowError``) is a ``bad_field``."""
+    try:
+        return float(value)
+    except OverflowError:
+        raise PayloadError("bad_field", f"field {name!r} is too large a number", seq=seq) from None
+
+
 def decode_payload(raw: bytes | str | Mapping[str, Any], *, controller: str, n_bins: int, rate_hz: float,
                    ) -> WeightMessage:
     """Decode and validate one message for ``controller`` (registered with ``n_bins`` bins at ``rate_hz``).
@@ -241,8 +249,10 @@ def decode_payload(raw: bytes | str | Mapping[str, Any], *, controller: str, n_b
             raise PayloadError("malformed_json", f"message of {len(raw)} bytes exceeds {MAX_PAYLOAD_BYTES}")
         try:
             doc = json.loads(raw)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise PayloadError("malformed_json", f"not JSON: {exc}") from None
+        except RecursionError:  # "[" × 100 000: deeper than the interpreter's recursion limit
+            raise PayloadError("malformed_json", "not JSON: nested too deeply") from None
+        except ValueError as exc:  # bad UTF-8, bad JSON, or an integer past the int-string limit (4 300 digits)
+            raise PayloadError("malformed_json", f"not JSON: {str(exc)[:200]}") from None
     if not isinstance(doc, Mapping):
         raise PayloadError("malformed_json", f"payload must be a JSON object, got {type(doc).__name__}")
     seq_raw = doc.get("seq")
@@ -258,11 +268,11 @@ def decode_payload(raw: bytes | str | Mapping[str, Any], *, controller: str, n_b
     seq_v = _field(doc, "seq", (int,), seq)
     if not 0 <= seq_v <= 2 ** 53:
         raise PayloadError("bad_field", f"seq must be in 0 … 2**53, got {seq_v}", seq=None)
-    t0 = float(_field(doc, "t0", (int, float), seq))
+    t0 = _float(_field(doc, "t0", (int, float), seq), "t0", seq)
     if not (math.isfinite(t0) and 0 < t0 <= T0_MAX):
         raise PayloadError("bad_field", f"t0 must be a positive time before 2100-01-01 UTC in seconds since the "
                                         f"epoch, got {t0}", seq=seq)
-    rate = float(_field(doc, "rate_hz", (int, float), seq))
+    rate = _float(_field(doc, "rate_hz", (int, float), seq), "rate_hz", seq)
     if not (math.isfinite(rate) and rate > 0) or abs(rate - rate_hz) > 1e-6 * rate_hz:
         raise PayloadError("bad_field", f"rate_hz {rate} differs from the registered {rate_hz:g} Hz", seq=seq)
     dtype = _field(doc, "dtype", (str,), seq)

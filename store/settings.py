@@ -177,6 +177,10 @@ EMAIL_FILE_PATH = os.environ.get("DJANGO_EMAIL_FILE_PATH", str(BASE_DIR / "var" 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["rest_framework.authentication.SessionAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    # Any body parses to a value or a 400 {"reason", "message"}, never a 500 (store/drf.py, store/jsonbody.py).
+    "DEFAULT_PARSER_CLASSES": ["store.drf.SafeJSONParser", "rest_framework.parsers.FormParser",
+                               "rest_framework.parsers.MultiPartParser"],
+    "EXCEPTION_HANDLER": "store.drf.api_exception_handler",
 }
 
 # Read-only shared data (real recordings, models, footage) beside the checkout; tests skip what is absent.
