@@ -164,6 +164,11 @@ class StorePipeline:
         if visit is None:
             self._problem(f"exit of track {track_id} at {self.at(t):%H:%M:%S}: no visit bound to it; ignored")
             return
+        visit.refresh_from_db(fields=["state"])
+        if visit.state not in (Visit.State.ADMITTED, Visit.State.SHOPPING, Visit.State.EXITED):
+            log.info("exit of track %s: visit %s is already %s (an earlier attempt of this session)", track_id,
+                     visit.pk, visit.state)
+            return
         visit_exit(visit=visit, at=self.at(t), reason=reason)
         self._exits[visit.pk] = t
         cart_publish(visit=visit)
@@ -286,6 +291,9 @@ class StorePipeline:
         return out
 
     def _fuse(self, row: ShelfEvent, event: weight.ShelfEvent) -> None:
+        if CartEvent.objects.filter(shelf_event=row).exists() or ReviewItem.objects.filter(shelf_event=row).exists():
+            log.info("shelf event %s was fused in an earlier attempt of %s; not again", row.pk, self.session)
+            return None
         eligible = self._eligible(event)
         decision = decide_event(event, self.hands(), self.bins, self.planogram, carts=self.carts(eligible),
                                 party_of=self.party_of, eligible=eligible,

@@ -137,6 +137,28 @@ if PRODUCTION and PAYMENT_PROVIDER == "stripe":
     _env("STRIPE_WEBHOOK_SECRET")
 
 CELERY_TASK_ACKS_LATE = True
+# Redis broker: a task a worker took but never acknowledged (the worker died) goes back to the queue after
+# visibility_timeout seconds (Redis's default is 3 600 s: an exit billed an hour late). It must exceed the longest
+# time a task stays unacknowledged, or a running task is delivered a second time: the longest task is the paced
+# demo replay (carts.tasks.replay_recording_task, hard time limit REPLAY_TASK_LIMIT_S = 240 s; it refuses a
+# recording whose paced length does not fit), then a checkout (a Stripe capture, time limit 120 s) with its
+# countdown of EXIT_SETTLE_S. 300 s covers them. Each worker looks for expired messages every
+# unacked_restore_interval seconds; kombu's default only scans on every 10th look (about every 100 s), so the
+# throttle is 1: a crashed task is redelivered within about 310 s (the stuck-visit sweeper bills a lost checkout
+# sooner, CHECKOUT_STUCK_S).
+CELERY_VISIBILITY_TIMEOUT_S = float(os.environ.get("WALKOUT_CELERY_VISIBILITY_TIMEOUT_S", "300"))
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": CELERY_VISIBILITY_TIMEOUT_S,
+    "unacked_restore_interval": float(os.environ.get("WALKOUT_CELERY_RESTORE_INTERVAL_S", "10")),
+    "unacked_restore_throttle": 1,
+}
+#: Hard time limit of the replay task (s); kept below the visibility timeout so no running task is redelivered.
+REPLAY_TASK_LIMIT_S = min(240.0, 0.8 * CELERY_VISIBILITY_TIMEOUT_S)
+# Celery beat (``celery -A store beat``): bill visits whose checkout task was lost (store.gates.services).
+CELERY_BEAT_SCHEDULE = {
+    "visits-stuck-sweep": {"task": "store.gates.tasks.visits_stuck_sweep_task",
+                           "schedule": float(os.environ.get("WALKOUT_SWEEP_EVERY_S", "15"))},
+}
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = "UTC"
@@ -198,6 +220,9 @@ WALKOUT = {
     "REVIEW_CONFIDENCE": float(os.environ.get("WALKOUT_REVIEW_CONFIDENCE", "0.6")),
     # After a visit exits, shelf events ending up to this many seconds later are still settled to it.
     "EXIT_SETTLE_S": float(os.environ.get("WALKOUT_EXIT_SETTLE_S", "3.0")),
+    # An exited visit whose checkout is this many seconds overdue is billed by the stuck-visit sweeper
+    # (store.gates.services.visits_stuck_sweep): its checkout task was lost (broker outage, worker crash).
+    "CHECKOUT_STUCK_S": float(os.environ.get("WALKOUT_CHECKOUT_STUCK_S", "30")),
     # Shelf sensors (sensors/live.py): where raw samples are kept (one .npz per controller per minute) and for how
     # long; the session name of live events; how often plate health is re-assessed.
     "RAW_SAMPLES_DIR": os.environ.get("WALKOUT_RAW_SAMPLES_DIR", str(BASE_DIR / "var" / "raw")),
