@@ -57,6 +57,7 @@ INSTALLED_APPS = [
     "sensors",
     "vision",
     "carts",
+    "axes",  # login throttling (store/accounts/lockout.py)
 ]
 
 MIDDLEWARE = [
@@ -67,6 +68,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "axes.middleware.AxesMiddleware",  # answers a locked-out login with store.accounts.lockout.lockout_response
 ]
 
 ROOT_URLCONF = "store.urls"
@@ -102,6 +104,9 @@ if PRODUCTION:
     }
     CELERY_BROKER_URL = REDIS_URL
     CELERY_TASK_ALWAYS_EAGER = False
+    # shared by every web process: the API key throttle's counters (store/throttle.py)
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL,
+                          "OPTIONS": {"socket_connect_timeout": 2, "socket_timeout": 2}}}
     MQTT_URL = _env("MQTT_URL")
     PAYMENT_PROVIDER = os.environ.get("WALKOUT_PAYMENT_PROVIDER", "stripe")
 else:
@@ -168,6 +173,24 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
 ]
+# Login throttling (django-axes, store/accounts/lockout.py): WALKOUT_LOGIN_FAILURE_LIMIT failed logins for one
+# account, or from one address, lock both out for WALKOUT_LOGIN_LOCKOUT_MIN minutes, the right password included.
+AUTHENTICATION_BACKENDS = ["store.accounts.lockout.LockoutBackend", "django.contrib.auth.backends.ModelBackend"]
+AXES_FAILURE_LIMIT = int(os.environ.get("WALKOUT_LOGIN_FAILURE_LIMIT", "10"))
+AXES_COOLOFF_TIME = float(os.environ.get("WALKOUT_LOGIN_LOCKOUT_MIN", "15")) / 60.0  # hours
+AXES_LOCKOUT_PARAMETERS = ["ip_address", "username"]  # either one locks
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_CALLABLE = "store.accounts.lockout.lockout_response"
+AXES_USERNAME_CALLABLE = "store.accounts.lockout.username_of"
+AXES_VERBOSE = False
+# The client address: REMOTE_ADDR, unless WALKOUT_PROXY_COUNT reverse proxies (which set X-Forwarded-For) stand in
+# front; a client's own X-Forwarded-For is never believed otherwise (it would give it a fresh address per guess).
+PROXY_COUNT = int(os.environ.get("WALKOUT_PROXY_COUNT", "0"))
+if PROXY_COUNT > 0:
+    AXES_IPWARE_PROXY_COUNT = PROXY_COUNT
+    AXES_IPWARE_META_PRECEDENCE_ORDER = ("HTTP_X_FORWARDED_FOR", "REMOTE_ADDR")
+else:
+    AXES_IPWARE_META_PRECEDENCE_ORDER = ("REMOTE_ADDR",)
 LOGIN_URL = "accounts:login"
 LOGIN_REDIRECT_URL = "accounts:home"
 LOGOUT_REDIRECT_URL = "accounts:login"
@@ -233,6 +256,10 @@ WALKOUT = {
     # declared party member, at most GUEST_CAP per pass (0 turns guests off). Billed to the holder's card.
     "GUEST_WINDOW_S": int(os.environ.get("WALKOUT_GUEST_WINDOW_S", "120")),
     "GUEST_CAP": int(os.environ.get("WALKOUT_GUEST_CAP", "4")),
+    # Gate and shelf-controller APIs (store/throttle.py): this many failed API keys from one address lock it out
+    # of that API for API_KEY_LOCKOUT_S seconds (429).
+    "API_KEY_FAILURE_LIMIT": int(os.environ.get("WALKOUT_API_KEY_FAILURE_LIMIT", "20")),
+    "API_KEY_LOCKOUT_S": int(os.environ.get("WALKOUT_API_KEY_LOCKOUT_S", "900")),
     # Disputes: receipt lines can be disputed this many hours after the receipt is issued.
     "DISPUTE_WINDOW_H": float(os.environ.get("WALKOUT_DISPUTE_WINDOW_H", "72")),
     # Absolute site URL for links in emails (receipt copy); "" leaves the link out.
