@@ -328,6 +328,9 @@ class MemorySink:
         self.events.append(event)
         return len(self.events) - 1
 
+    def decided(self, key):
+        return False  # every event is decided once, in this process
+
     def holdings(self, tracks):
         return {t: self.carts.setdefault(t, {}) for t in tracks}
 

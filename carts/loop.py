@@ -96,6 +96,10 @@ class LoopSink(Protocol):
     def shelf_event(self, event: weight.ShelfEvent) -> Hashable | None:
         """Store a detected shelf event; its key, or None when it is not for fusion (a restock)."""
 
+    def decided(self, key: Hashable) -> bool:
+        """The event was decided already (by a worker before a restart, or an earlier attempt of a replay):
+        the loop does not decide it again."""
+
     def holdings(self, tracks: Sequence[str]) -> dict[str, dict[str, int]]:
         """What each of ``tracks``' visits holds now: {track: {barcode: units}} (tracks without a visit omitted)."""
 
@@ -528,6 +532,9 @@ class StoreLoop:
         return open_
 
     def _decide(self, key: Hashable, event: weight.ShelfEvent) -> None:
+        if self.sink.decided(key):
+            log.info("shelf event %s was decided before; not again", key)
+            return
         cfg, pad = self.fusion, self.fusion.pad_s
         now = event.t_end + pad
         if event.t_start - pad < self.hands.t_min - 1e-9 and math.isfinite(self.hands.t_min) and len(self.hands):

@@ -132,3 +132,24 @@ class StoreAlert(models.Model):
 
     def __str__(self) -> str:
         return f"{self.store_id}:{self.kind}:{self.key}"
+
+
+class ReplayRun(models.Model):
+    """One replay of a recording in a session (``carts.tasks.replay_recording_task``): the completion record.
+
+    ``finished_at`` is set only when the replay ran to its end, so a redelivered task tells "done" (skip) from
+    "started, then its worker died" (redo: the same session and ``clock_offset_s``, so every stored time repeats and
+    what the first attempt wrote is found, not written twice).
+    """
+
+    session = models.CharField(max_length=100, unique=True)
+    path = models.CharField(max_length=500)
+    speed = models.FloatField(null=True, blank=True, help_text="× real time; empty: as fast as possible")
+    clock_offset_s = models.FloatField(help_text="seconds added to the recording's clock (fixed at the first start)")
+    started_at = models.DateTimeField(help_text="first attempt (UTC)")
+    attempts = models.PositiveIntegerField(default=0)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    result = models.JSONField(default=dict, blank=True)
+
+    def __str__(self) -> str:
+        return f"replay {self.session} ({'finished' if self.finished_at else f'attempt {self.attempts}'})"

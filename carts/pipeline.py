@@ -103,6 +103,11 @@ class DatabaseSink:
         row = self._rows.pop(key, None)
         return row if row is not None else ShelfEvent.objects.get(pk=key)
 
+    def decided(self, key) -> bool:
+        row = self._rows.get(key) or ShelfEvent.objects.filter(pk=key).first()
+        return row is None or CartEvent.objects.filter(shelf_event=row).exists() or \
+            ReviewItem.objects.filter(shelf_event=row).exists()
+
     def holdings(self, tracks) -> dict[str, dict[str, int]]:
         by_visit = {self.visits[t].pk: t for t in tracks if t in self.visits}
         out: dict[str, dict[str, int]] = {t: {} for t in by_visit.values()}
@@ -303,6 +308,11 @@ class StorePipeline:
         visit = self.sink.visits.get(track_id)
         if visit is None:
             self._problem(f"exit of track {track_id} at {self.at(t):%H:%M:%S}: no visit bound to it; ignored")
+            return
+        visit.refresh_from_db(fields=["state"])
+        if visit.state not in (Visit.State.ADMITTED, Visit.State.SHOPPING, Visit.State.EXITED):
+            log.info("exit of track %s: visit %s is already %s (an earlier attempt of this session)", track_id,
+                     visit.pk, visit.state)
             return
         self.loop.on_exit(track=track_id, t=t)
         visit_exit(visit=visit, at=self.at(t), reason=reason)

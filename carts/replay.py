@@ -86,7 +86,8 @@ def replay_gate(*, store: Store) -> Gate:
 
 def replay_recording(recording: Recording, *, session: str | None = None, shoppers: dict[str, str] | None = None,
                      default_shopper: str = DEMO_SHOPPER, speed: float | None = None, step_s: float = 0.2,
-                     shopper_factory: Callable[[str], object] | None = None, as_of_now: bool = False) -> ReplayResult:
+                     shopper_factory: Callable[[str], object] | None = None, as_of_now: bool = False,
+                     clock_offset_s: float | None = None) -> ReplayResult:
     """Replay ``recording`` through the pipeline. Returns a :class:`ReplayResult`.
 
     Shopper accounts: a gate scan's ``account`` column, else ``shoppers[track]``, else ``default_shopper`` for the
@@ -94,7 +95,12 @@ def replay_recording(recording: Recording, *, session: str | None = None, shoppe
     with a payment method on file (it may create one); by default the account must already exist with a card.
     A scan refused at the gate is logged and counted as a problem; that track's events then go to review.
     ``as_of_now``: store every time shifted so that the recording starts now (what a live demo wants); by default
-    the database keeps the recording's own times.
+    the database keeps the recording's own times. ``clock_offset_s``: the shift itself (overrides ``as_of_now``).
+
+    Idempotent in ``session`` (a redo after a crash, same ``clock_offset_s``): an entry whose track already has a
+    visit in the session reuses it, shelf events are found by their time (``sensors.services.shelf_event_record``),
+    an event already in a cart or the review queue is not fused again, a visit already billed is not exited again.
+    With ``speed``, the pacing follows the wall clock from the session's start, so a redo catches up at once.
     """
     from vision.replay import apply_video
     from vision.services import store_map_publish_observations
@@ -104,7 +110,10 @@ def replay_recording(recording: Recording, *, session: str | None = None, shoppe
     store = layout_load(data=recording.store)
     catalogue_load(store=store, products=recording.store["products"], facings=recording.store["facings"])
     session = session or session_name(recording)
-    offset = (time.time() - recording.t_start) if as_of_now else 0.0
+    if clock_offset_s is not None:
+        offset = float(clock_offset_s)
+    else:
+        offset = (time.time() - recording.t_start) if as_of_now else 0.0
     pipeline = StorePipeline(store=store, session=session, clock_offset_s=offset)
     gate = replay_gate(store=store)
     shoppers = dict(shoppers or {})
@@ -132,6 +141,16 @@ def replay_recording(recording: Recording, *, session: str | None = None, shoppe
 
     def on_gate(scan: GateScan) -> None:
         if scan.kind == "entry":
+            earlier = Visit.objects.filter(store=store, session=session, track_id=scan.track).order_by("pk").first()
+            if earlier is not None:  # a redo: this entry happened in an earlier attempt
+                if earlier.state == Visit.State.ADMITTED:
+                    earlier = visit_bind_track(visit=earlier, track_id=scan.track, at=pipeline.at(scan.t))
+                pipeline.bind_visit(track_id=scan.track, visit=earlier, t=scan.t)
+                lead = party_of.get(scan.track, scan.track)
+                if lead != scan.track and lead in pipeline.visits:
+                    pipeline.join_party(track_id=scan.track, lead_track_id=lead)
+                log.info("track %s: visit %s of an earlier attempt of %s reused", scan.track, earlier.pk, session)
+                return
             user = user_for(account_for(scan))
             if user is None:
                 return
@@ -156,7 +175,9 @@ def replay_recording(recording: Recording, *, session: str | None = None, shoppe
                              reason="left the store" + (" (last sighting)" if scan.source == "inferred" else ""))
 
     t0 = recording.t_start
-    wall0 = time.monotonic()
+    # paced against the wall clock from the session's start (t0 + offset when the times are shifted to now), so a
+    # redo of an interrupted live replay skips the part already played instead of playing it again
+    wall0 = (t0 + offset) if (as_of_now or clock_offset_s is not None) else time.time()
     for step in recording_steps(recording, step_s=step_s):
         for scan in step.gates:
             on_gate(scan)
@@ -167,7 +188,7 @@ def replay_recording(recording: Recording, *, session: str | None = None, shoppe
             pipeline.on_samples(bin_codes=bin_codes, t=t, grams=grams, rate_hz=rate_hz)
         pipeline.advance(step.t_next)
         if speed:
-            ahead = (step.t_next - t0) / speed - (time.monotonic() - wall0)
+            ahead = (step.t_next - t0) / speed - (time.time() - wall0)
             if ahead > 0:
                 time.sleep(ahead)
     pipeline.finish()

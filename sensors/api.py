@@ -12,6 +12,7 @@ body to :mod:`sensors.live` (or forward it to the broker), shape the answer.
   - 400 ``{"accepted": false, "reason": <reason>, "message": <text>, "problems": [...]}`` when it was rejected
     (malformed JSON or base64, wrong shape, late…; reasons of ``sensors.ingest.REASONS``);
   - 401 without a valid controller key (logged; counted for the controller when the key names a known one);
+  - 429 ``{"reason": "throttled"}`` from an address that sent too many bad keys (``store.throttle``);
   - 503 ``{"reason": "broker_unavailable"}`` in production when the broker cannot take the message (retry).
 
   Production profile (``MQTT_URL`` set): the endpoint checks the JSON and the controller name, then forwards the
@@ -28,11 +29,14 @@ from django.conf import settings
 from django.contrib.auth.models import AnonymousUser
 from rest_framework import status
 from rest_framework.authentication import BaseAuthentication, get_authorization_header
-from rest_framework.exceptions import AuthenticationFailed
+from rest_framework.exceptions import AuthenticationFailed, Throttled
 from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
+
+from store.jsonbody import BodyError, loads_safe
+from store.throttle import api_key_failed, api_key_locked, client_address
 
 from .ingest import MAX_PAYLOAD_BYTES, IngestProblem, weights_topic
 from .models import ShelfController
@@ -45,7 +49,8 @@ NO_STORE = {"Cache-Control": "no-store"}
 
 class ControllerKeyAuthentication(BaseAuthentication):
     """``Authorization: Controller <api key>`` → ``request.auth`` is the :class:`ShelfController` (user anonymous).
-    No such header: unauthenticated (401). A malformed header or an unknown/inactive key: 401 with the reason."""
+    No such header: unauthenticated (401). A malformed header or an unknown/inactive key: 401 with the reason;
+    after ``API_KEY_FAILURE_LIMIT`` such failures from one address, 429 ``throttled`` (``store.throttle``)."""
 
     keyword = "controller"
 
@@ -53,6 +58,19 @@ class ControllerKeyAuthentication(BaseAuthentication):
         parts = get_authorization_header(request).split()
         if not parts or parts[0].lower() != self.keyword.encode():
             return None
+        address = client_address(request)
+        wait = api_key_locked(scope="controller", address=address)
+        if wait is not None:
+            log.warning("controller auth refused: %s is locked out after failed keys", address)
+            raise Throttled(wait=wait, detail="too many failed controller API keys from this address; try again "
+                                              "later")
+        try:
+            return self._check(request, parts)
+        except AuthenticationFailed:
+            api_key_failed(scope="controller", address=address)
+            raise
+
+    def _check(self, request: Request, parts: list[bytes]) -> tuple[AnonymousUser, ShelfController]:
         client = request.META.get("REMOTE_ADDR", "?")
         if len(parts) != 2:
             log.warning("controller auth refused: malformed Authorization header from %s", client)
@@ -144,9 +162,9 @@ class WeightsView(APIView):
 
     def _forward(self, request: Request, controller: ShelfController, body: bytes) -> Response:
         try:
-            doc = json.loads(body)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            return self._rejected(controller, "malformed_json", f"not JSON: {exc}", [])
+            doc = loads_safe(body, where=f"controller {controller.name}", constants=True)
+        except BodyError as exc:
+            return self._rejected(controller, exc.reason, exc.message, [])
         if not isinstance(doc, dict):
             return self._rejected(controller, "malformed_json", "payload must be a JSON object", [])
         if doc.get("controller") != controller.name:

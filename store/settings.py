@@ -57,6 +57,7 @@ INSTALLED_APPS = [
     "sensors",
     "vision",
     "carts",
+    "axes",  # login throttling (store/accounts/lockout.py)
 ]
 
 MIDDLEWARE = [
@@ -67,6 +68,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "axes.middleware.AxesMiddleware",  # answers a locked-out login with store.accounts.lockout.lockout_response
 ]
 
 ROOT_URLCONF = "store.urls"
@@ -102,6 +104,9 @@ if PRODUCTION:
     }
     CELERY_BROKER_URL = REDIS_URL
     CELERY_TASK_ALWAYS_EAGER = False
+    # shared by every web process: the API key throttle's counters (store/throttle.py)
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL,
+                          "OPTIONS": {"socket_connect_timeout": 2, "socket_timeout": 2}}}
     MQTT_URL = _env("MQTT_URL")
     PAYMENT_PROVIDER = os.environ.get("WALKOUT_PAYMENT_PROVIDER", "stripe")
 else:
@@ -137,6 +142,28 @@ if PRODUCTION and PAYMENT_PROVIDER == "stripe":
     _env("STRIPE_WEBHOOK_SECRET")
 
 CELERY_TASK_ACKS_LATE = True
+# Redis broker: a task a worker took but never acknowledged (the worker died) goes back to the queue after
+# visibility_timeout seconds (Redis's default is 3 600 s: an exit billed an hour late). It must exceed the longest
+# time a task stays unacknowledged, or a running task is delivered a second time: the longest task is the paced
+# demo replay (carts.tasks.replay_recording_task, hard time limit REPLAY_TASK_LIMIT_S = 240 s; it refuses a
+# recording whose paced length does not fit), then a checkout (a Stripe capture, time limit 120 s) with its
+# countdown of EXIT_SETTLE_S. 300 s covers them. Each worker looks for expired messages every
+# unacked_restore_interval seconds; kombu's default only scans on every 10th look (about every 100 s), so the
+# throttle is 1: a crashed task is redelivered within about 310 s (the stuck-visit sweeper bills a lost checkout
+# sooner, CHECKOUT_STUCK_S).
+CELERY_VISIBILITY_TIMEOUT_S = float(os.environ.get("WALKOUT_CELERY_VISIBILITY_TIMEOUT_S", "300"))
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": CELERY_VISIBILITY_TIMEOUT_S,
+    "unacked_restore_interval": float(os.environ.get("WALKOUT_CELERY_RESTORE_INTERVAL_S", "10")),
+    "unacked_restore_throttle": 1,
+}
+#: Hard time limit of the replay task (s); kept below the visibility timeout so no running task is redelivered.
+REPLAY_TASK_LIMIT_S = min(240.0, 0.8 * CELERY_VISIBILITY_TIMEOUT_S)
+# Celery beat (``celery -A store beat``): bill visits whose checkout task was lost (store.gates.services).
+CELERY_BEAT_SCHEDULE = {
+    "visits-stuck-sweep": {"task": "store.gates.tasks.visits_stuck_sweep_task",
+                           "schedule": float(os.environ.get("WALKOUT_SWEEP_EVERY_S", "15"))},
+}
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = "UTC"
@@ -146,6 +173,24 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
 ]
+# Login throttling (django-axes, store/accounts/lockout.py): WALKOUT_LOGIN_FAILURE_LIMIT failed logins for one
+# account, or from one address, lock both out for WALKOUT_LOGIN_LOCKOUT_MIN minutes, the right password included.
+AUTHENTICATION_BACKENDS = ["store.accounts.lockout.LockoutBackend", "django.contrib.auth.backends.ModelBackend"]
+AXES_FAILURE_LIMIT = int(os.environ.get("WALKOUT_LOGIN_FAILURE_LIMIT", "10"))
+AXES_COOLOFF_TIME = float(os.environ.get("WALKOUT_LOGIN_LOCKOUT_MIN", "15")) / 60.0  # hours
+AXES_LOCKOUT_PARAMETERS = ["ip_address", "username"]  # either one locks
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_CALLABLE = "store.accounts.lockout.lockout_response"
+AXES_USERNAME_CALLABLE = "store.accounts.lockout.username_of"
+AXES_VERBOSE = False
+# The client address: REMOTE_ADDR, unless WALKOUT_PROXY_COUNT reverse proxies (which set X-Forwarded-For) stand in
+# front; a client's own X-Forwarded-For is never believed otherwise (it would give it a fresh address per guess).
+PROXY_COUNT = int(os.environ.get("WALKOUT_PROXY_COUNT", "0"))
+if PROXY_COUNT > 0:
+    AXES_IPWARE_PROXY_COUNT = PROXY_COUNT
+    AXES_IPWARE_META_PRECEDENCE_ORDER = ("HTTP_X_FORWARDED_FOR", "REMOTE_ADDR")
+else:
+    AXES_IPWARE_META_PRECEDENCE_ORDER = ("REMOTE_ADDR",)
 LOGIN_URL = "accounts:login"
 LOGIN_REDIRECT_URL = "accounts:home"
 LOGOUT_REDIRECT_URL = "accounts:login"
@@ -177,6 +222,10 @@ EMAIL_FILE_PATH = os.environ.get("DJANGO_EMAIL_FILE_PATH", str(BASE_DIR / "var" 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["rest_framework.authentication.SessionAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    # Any body parses to a value or a 400 {"reason", "message"}, never a 500 (store/drf.py, store/jsonbody.py).
+    "DEFAULT_PARSER_CLASSES": ["store.drf.SafeJSONParser", "rest_framework.parsers.FormParser",
+                               "rest_framework.parsers.MultiPartParser"],
+    "EXCEPTION_HANDLER": "store.drf.api_exception_handler",
 }
 
 # Read-only shared data (real recordings, models, footage) beside the checkout; tests skip what is absent.
@@ -194,6 +243,9 @@ WALKOUT = {
     "REVIEW_CONFIDENCE": float(os.environ.get("WALKOUT_REVIEW_CONFIDENCE", "0.6")),
     # After a visit exits, shelf events ending up to this many seconds later are still settled to it.
     "EXIT_SETTLE_S": float(os.environ.get("WALKOUT_EXIT_SETTLE_S", "3.0")),
+    # An exited visit whose checkout is this many seconds overdue is billed by the stuck-visit sweeper
+    # (store.gates.services.visits_stuck_sweep): its checkout task was lost (broker outage, worker crash).
+    "CHECKOUT_STUCK_S": float(os.environ.get("WALKOUT_CHECKOUT_STUCK_S", "30")),
     # Shelf sensors (sensors/live.py): where raw samples are kept (one .npz per controller per minute) and for how
     # long; the session name of live events; how often plate health is re-assessed.
     "RAW_SAMPLES_DIR": os.environ.get("WALKOUT_RAW_SAMPLES_DIR", str(BASE_DIR / "var" / "raw")),
@@ -204,6 +256,10 @@ WALKOUT = {
     # declared party member, at most GUEST_CAP per pass (0 turns guests off). Billed to the holder's card.
     "GUEST_WINDOW_S": int(os.environ.get("WALKOUT_GUEST_WINDOW_S", "120")),
     "GUEST_CAP": int(os.environ.get("WALKOUT_GUEST_CAP", "4")),
+    # Gate and shelf-controller APIs (store/throttle.py): this many failed API keys from one address lock it out
+    # of that API for API_KEY_LOCKOUT_S seconds (429).
+    "API_KEY_FAILURE_LIMIT": int(os.environ.get("WALKOUT_API_KEY_FAILURE_LIMIT", "20")),
+    "API_KEY_LOCKOUT_S": int(os.environ.get("WALKOUT_API_KEY_LOCKOUT_S", "900")),
     # Disputes: receipt lines can be disputed this many hours after the receipt is issued.
     "DISPUTE_WINDOW_H": float(os.environ.get("WALKOUT_DISPUTE_WINDOW_H", "72")),
     # The live store loop (carts/runtime.py): "on" puts gate scans, shelf blocks and camera observations on the

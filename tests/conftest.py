@@ -54,3 +54,15 @@ def benchmark1_recording(tmp_path_factory) -> Path:
     dest = tmp_path_factory.mktemp("rec") / "BENCHMARK-1"
     import_case(case, dest)
     return dest
+
+
+@pytest.fixture(autouse=True)
+def _fresh_cache():
+    """Each test starts with an empty Django cache (the API key throttle counts failures in it, per address)."""
+    from django.conf import settings
+
+    if settings.configured:
+        from django.core.cache import cache
+
+        cache.clear()
+    yield

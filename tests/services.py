@@ -59,3 +59,55 @@ def production_env(database_url: str, redis_db: int = 14) -> dict[str, str]:
     })
     env["DJANGO_SETTINGS_MODULE"] = "store.settings"
     return env
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class OwnRedis:
+    """A private ``redis-server`` on a free port (no persistence), for tests that break the broker or leave messages
+    in it: the shared Redis is never touched. ``start()``/``kill()`` (SIGKILL, by PID) may be called repeatedly."""
+
+    def __init__(self) -> None:
+        import shutil
+
+        self.binary = shutil.which("redis-server")
+        if self.binary is None:
+            message = "needs redis-server on PATH (a private Redis instance)"
+            if os.environ.get("CI"):
+                pytest.fail(message)
+            pytest.skip(message)
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.proc = None
+
+    def start(self) -> "OwnRedis":
+        import subprocess
+        import time
+
+        self.proc = subprocess.Popen([self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+                                      "--appendonly", "no"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                    return self
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError(f"redis-server did not start on port {self.port}")
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+        self.proc = None
+
+    def __enter__(self) -> "OwnRedis":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.kill()

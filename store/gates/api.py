@@ -4,12 +4,14 @@
   (:class:`GateKeyAuthentication`), body ``{"token": "<QR text>"}``. Answers 200
   ``{"admitted": true, "visit": <id>}``, 403 ``{"admitted": false, "reason": <code>, "message": <text>}`` (codes of
   :class:`~store.gates.services.GateRefusal`), optional ``"t"``: the device's scan time, s UTC (default: when the
-  server receives it; within a day of the server's clock), 400 for a malformed body (reason ``bad_request``), 401 without a valid
-  gate key.
+  server receives it; within a day of the server's clock), 400 for a malformed body (reason ``bad_request``, or
+  ``malformed_json`` for a body that is not JSON), 401 without a valid gate key, 429 (reason ``throttled``) from an
+  address that sent too many bad keys (``store.throttle``). Every error body has ``reason`` and ``message``.
   Scanning a pass again at the same gate admits a guest when the pass declared guests ("bring guests",
   ``services.guest_policy``); the answer then has ``"guest_of": <lead visit id>``.
 * ``POST /gates/api/exit/`` — the optional exit scan, same authentication and body: 200 ``{"exited": true,
-  "visits": [<id>, ...]}`` (billed after the settle time), 403 ``{"exited": false, "reason", "message"}``
+  "visits": [<id>, ...]}`` (billed after the settle time; also when the task queue is down, by the stuck-visit
+  sweeper), 403 ``{"exited": false, "reason", "message"}``
   (reason ``no_visit`` when the holder is not inside, or a pass refusal code), 400, 401 as above.
 * ``POST /gates/api/staff-scan/`` — the same for the staff scanner page: session login of an ``is_staff`` user
   (CSRF enforced), body ``{"gate": <gate id>, "token": "<QR text>", "direction": "entry" | "exit"}`` (default
@@ -28,11 +30,13 @@ from django.contrib.auth.models import AnonymousUser
 from django.urls import reverse
 from rest_framework import status
 from rest_framework.authentication import BaseAuthentication, SessionAuthentication, get_authorization_header
-from rest_framework.exceptions import AuthenticationFailed
+from rest_framework.exceptions import AuthenticationFailed, Throttled
 from rest_framework.permissions import BasePermission, IsAdminUser, IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
+
+from store.throttle import api_key_failed, api_key_locked, client_address
 
 from .models import Gate, Visit
 from .serializers import ScanSerializer, StaffScanSerializer
@@ -50,7 +54,8 @@ class GateKeyAuthentication(BaseAuthentication):
     """Authenticates a gate device by the header ``Authorization: Gate <api key>``.
 
     No ``Gate`` header: not this scheme (returns None, so the request is unauthenticated → 401). A ``Gate`` header
-    that is malformed or names no active gate: 401 with the reason. On success ``request.auth`` is the
+    that is malformed or names no active gate: 401 with the reason; after ``API_KEY_FAILURE_LIMIT`` such failures
+    from one address, 429 (reason ``throttled``) for every keyed request from it (``store.throttle``). On success ``request.auth`` is the
     :class:`~store.gates.models.Gate` and ``request.user`` is anonymous (a device is not a person).
     """
 
@@ -60,6 +65,18 @@ class GateKeyAuthentication(BaseAuthentication):
         parts = get_authorization_header(request).split()
         if not parts or parts[0].lower() != self.keyword.encode():
             return None
+        address = client_address(request)
+        wait = api_key_locked(scope="gate", address=address)
+        if wait is not None:
+            log.warning("gate auth refused: %s is locked out after failed keys", address)
+            raise Throttled(wait=wait, detail="too many failed gate API keys from this address; try again later")
+        try:
+            return self._check(request, parts)
+        except AuthenticationFailed:
+            api_key_failed(scope="gate", address=address)
+            raise
+
+    def _check(self, request: Request, parts: list[bytes]) -> tuple[AnonymousUser, Gate]:
         if len(parts) != 2:
             log.warning("gate auth refused: malformed Authorization header from %s", _client(request))
             raise AuthenticationFailed("malformed header: send 'Authorization: Gate <api key>'")

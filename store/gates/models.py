@@ -67,6 +67,11 @@ class Visit(models.Model):
     entered_at = models.DateTimeField()
     exited_at = models.DateTimeField(null=True, blank=True)
     billed_at = models.DateTimeField(null=True, blank=True)
+    checkout_due_at = models.DateTimeField(
+        null=True, blank=True, db_index=True,
+        help_text="wall-clock time (UTC) from which an exited visit is due for checkout; set with the exit, in the "
+                  "same transaction, so a visit whose checkout task was lost is found by visits_stuck_sweep",
+    )
 
     class Meta:
         ordering = ["-entered_at", "-id"]

@@ -310,9 +310,11 @@ def visit_exit_scan(*, token: str, gate: Gate, at: datetime | None = None) -> li
     (``store.gates.tasks.visit_checkout_task``: cart → receipt → capture). Returns the exited visits.
     Raises :class:`GateRefusal` (the entry codes, or "no_visit" when the holder is not inside: the pass is then
     not spent, since nothing happened).
-    """
-    from .tasks import visit_checkout_task
 
+    The exit is the truth the gate is told: the visits' ``checkout_due_at`` is written in the exit's transaction,
+    so when the task cannot be queued (the Celery broker is down) the scan still answers that the shopper left,
+    and :func:`visits_stuck_sweep` bills them once they are :func:`checkout_grace_s` past due.
+    """
     at = at or timezone.now()
     entry_pass = _pass_verify(token=token, gate=gate)
     with transaction.atomic():
@@ -330,11 +332,89 @@ def visit_exit_scan(*, token: str, gate: Gate, at: datetime | None = None) -> li
             _cart_push(v)
             transaction.on_commit(lambda v=v: signals.visit_exit_scanned.send(sender=Visit, visit=v, gate=gate, at=at),
                                   robust=True)
-        settle_s = float(settings.WALKOUT.get("EXIT_SETTLE_S", 3.0))
-        for v in exited:
-            transaction.on_commit(lambda vid=v.pk: visit_checkout_task.apply_async(args=[vid], countdown=settle_s))
+        if not _store_loop_on():  # with the store loop, the loop bills once the visit's last events are decided
+            for v in exited:
+                transaction.on_commit(lambda vid=v.pk: checkout_enqueue(visit_id=vid))
     log.info("gate %s: exit scan, visits %s exited", gate, [v.pk for v in exited])
     return exited
+
+
+def _store_loop_on() -> bool:
+    """``settings.WALKOUT["STORE_LOOP"]`` is on: the live store loop (``carts.runtime``) follows exits and bills."""
+    return str(settings.WALKOUT.get("STORE_LOOP", "off")).lower() in ("on", "1", "true", "yes")
+
+
+def exit_settle_s() -> float:
+    """Seconds after an exit during which late shelf events still settle to the visit
+    (``settings.WALKOUT["EXIT_SETTLE_S"]``, default 3)."""
+    return float(settings.WALKOUT.get("EXIT_SETTLE_S", 3.0))
+
+
+def checkout_grace_s() -> float:
+    """Seconds past ``checkout_due_at`` before :func:`visits_stuck_sweep` takes a visit over from its queued checkout
+    task (``settings.WALKOUT["CHECKOUT_STUCK_S"]``, default 30)."""
+    return float(settings.WALKOUT.get("CHECKOUT_STUCK_S", 30.0))
+
+
+#: Checkouts that could not be queued since the process started (the broker was down); the sweeper bills them.
+ENQUEUE_FAILURES = {"count": 0}
+
+
+def checkout_enqueue(*, visit_id: int) -> bool:
+    """Queue ``visit_id``'s checkout task to run after :func:`exit_settle_s`. Never raises: when the broker does not
+    take it, logs, counts (:data:`ENQUEUE_FAILURES`) and returns False — the visit's ``checkout_due_at`` is already
+    committed, so :func:`visits_stuck_sweep` bills it. Call after the exit commits (``transaction.on_commit``)."""
+    from .tasks import visit_checkout_task
+
+    try:
+        # one quick retry only: the gate is waiting for this answer, and the sweeper covers an outage
+        visit_checkout_task.apply_async(args=[visit_id], countdown=exit_settle_s(), retry=True,
+                                        retry_policy={"max_retries": 1, "interval_start": 0.2})
+        return True
+    except Exception as exc:  # kombu raises OperationalError, redis ConnectionError, OSError…: all mean "not queued"
+        ENQUEUE_FAILURES["count"] += 1
+        log.error("visit %s: the checkout task could not be queued (%s: %s); the stuck-visit sweeper will bill it",
+                  visit_id, type(exc).__name__, exc)
+        return False
+
+
+def visits_stuck_sweep(now: datetime | None = None, *, limit: int = 100) -> int:
+    """Check out every visit still ``exited`` more than :func:`checkout_grace_s` after its ``checkout_due_at``
+    (``now``: timezone-aware UTC, default the wall clock): its checkout task was lost (broker outage, worker crash).
+
+    Runs the checkout here, without the broker (``carts.services.visit_checkout``: billed, or under review, or
+    payment failed). Each visit is claimed first by a conditional UPDATE that pushes its due time
+    ``CHECKOUT_RETRY_S`` (60 s) on, so two sweepers never run one checkout twice, and a checkout that raises is
+    retried a minute later instead of every sweep. Called by the Celery beat task ``visits_stuck_sweep_task``,
+    ``manage.py sweep_visits`` and the store worker's housekeeping, every few seconds. At most ``limit`` visits per
+    call. Returns how many visits it checked out (without an exception).
+    """
+    from carts.services import visit_checkout
+
+    now = now or timezone.now()
+    cutoff = now - timedelta(seconds=checkout_grace_s())
+    due = list(Visit.objects.filter(state=S.EXITED, checkout_due_at__lte=cutoff)
+               .order_by("checkout_due_at", "pk").values_list("pk", "checkout_due_at")[:limit])
+    done = 0
+    for visit_id, due_at in due:
+        claimed = Visit.objects.filter(pk=visit_id, state=S.EXITED, checkout_due_at=due_at).update(
+            checkout_due_at=now + timedelta(seconds=CHECKOUT_RETRY_S))
+        if claimed != 1:
+            continue  # another sweeper took it, or its task billed it meanwhile
+        visit = Visit.objects.select_related("store").get(pk=visit_id)
+        log.warning("visit %s: still exited %.0f s after its checkout was due; checking it out now", visit_id,
+                    (now - due_at).total_seconds())
+        try:
+            visit_checkout(visit=visit)
+        except Exception:
+            log.exception("visit %s: checkout by the sweeper failed; retried in %d s", visit_id, CHECKOUT_RETRY_S)
+            continue
+        done += 1
+    return done
+
+
+#: Seconds before the sweeper retries a visit it claimed (and whose checkout raised).
+CHECKOUT_RETRY_S = 60
 
 
 def visit_transition(*, visit: Visit, to_state: str, at: datetime | None = None, reason: str = "",
@@ -356,7 +436,9 @@ def visit_transition(*, visit: Visit, to_state: str, at: datetime | None = None,
         fields = ["state"]
         if to_state == S.EXITED:
             locked.exited_at = at
-            fields.append("exited_at")
+            # wall clock, not ``at`` (a replay's exits carry the recording's time): the sweeper's due time
+            locked.checkout_due_at = timezone.now() + timedelta(seconds=exit_settle_s())
+            fields += ["exited_at", "checkout_due_at"]
         elif to_state == S.BILLED:
             locked.billed_at = at
             fields.append("billed_at")
@@ -364,6 +446,7 @@ def visit_transition(*, visit: Visit, to_state: str, at: datetime | None = None,
     visit.state = locked.state
     visit.exited_at = locked.exited_at
     visit.billed_at = locked.billed_at
+    visit.checkout_due_at = locked.checkout_due_at
     return locked
 
 

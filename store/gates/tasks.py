@@ -1,4 +1,5 @@
-"""Gate tasks: check a visit out after an exit scan (``store.gates.services.visit_exit_scan``)."""
+"""Gate tasks: check a visit out after an exit scan (``store.gates.services.visit_exit_scan``), and the periodic
+sweep that bills visits whose checkout task was lost (``store.gates.services.visits_stuck_sweep``)."""
 from __future__ import annotations
 
 import logging
@@ -10,7 +11,7 @@ from .models import Visit
 log = logging.getLogger(__name__)
 
 
-@shared_task(acks_late=True)
+@shared_task(acks_late=True, time_limit=120)
 def visit_checkout_task(visit_id: int) -> int | None:
     """Bill the exited visit ``visit_id`` (``carts.services.visit_checkout``: cart → receipt → capture, and the
     shopper's app gets the new snapshot). Idempotent: a billed visit returns its receipt; a visit that is no longer
@@ -26,3 +27,12 @@ def visit_checkout_task(visit_id: int) -> int | None:
         return None
     receipt = visit_checkout(visit=visit)
     return receipt.pk if receipt is not None else None
+
+
+@shared_task(acks_late=True, time_limit=120)
+def visits_stuck_sweep_task() -> int:
+    """Celery beat, every ``settings.WALKOUT["SWEEP_EVERY_S"]`` seconds: ``visits_stuck_sweep()``. Returns how many
+    visits it checked out."""
+    from .services import visits_stuck_sweep
+
+    return visits_stuck_sweep()

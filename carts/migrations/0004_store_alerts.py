@@ -7,8 +7,8 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('carts', '0002_review_waiting_followers'),
-        ('gates', '0002_entry_pass_guests'),
+        ('carts', '0003_replay_run'),
+        ('gates', '0003_visit_checkout_due_at'),
         ('layout', '0002_bin_restock_mode'),
     ]
 
