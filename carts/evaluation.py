@@ -31,8 +31,7 @@ import numpy as np
 from sensors import weight
 
 from .fusion import BinGeometry, FusionConfig
-from .loop import (LoopConfig, StoreLoop, controller_planogram, pending_holdings, pending_picks,  # noqa: F401
-                   recording_steps, spend_picks)
+from .loop import LoopConfig, StoreLoop, recording_steps
 
 Receipts = Mapping[str, Mapping[str, int]]  # shopper track id → {barcode: quantity}
 
