@@ -374,7 +374,8 @@ def bus():
 
     with _bus_lock:
         if _bus is None:
-            _bus = RedisBus(settings.REDIS_URL) if getattr(settings, "PRODUCTION", False) else MemoryBus()
+            _bus = (RedisBus(settings.REDIS_URL, prefix=settings.WALKOUT.get("STREAM_PREFIX", "walkout"))
+                    if getattr(settings, "PRODUCTION", False) else MemoryBus())
         return _bus
 
 

@@ -267,6 +267,9 @@ WALKOUT = {
     # profile, which `emulate_store` and the demo turn on); "off" feeds shelf blocks straight to a loop without
     # cameras (the embedded default, and unit tests).
     "STORE_LOOP": os.environ.get("WALKOUT_STORE_LOOP", "on" if PRODUCTION else "off"),
+    # Redis key prefix of the store loop's streams, leases and checkpoints (`<prefix>:<store>:<kind>`): one per
+    # deployment sharing a Redis.
+    "STREAM_PREFIX": os.environ.get("WALKOUT_STREAM_PREFIX", "walkout"),
     # Absolute site URL for links in emails (receipt copy); "" leaves the link out.
     "SITE_URL": os.environ.get("WALKOUT_SITE_URL", ""),
 }
