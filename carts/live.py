@@ -1,9 +1,11 @@
-"""Start a live replay of a recording from the manager's dashboard, so shoppers' phones see carts change live.
+"""Start a live session of a recording from the manager's dashboard, so shoppers' phones see carts change live.
 
-Production profile: the replay runs on a Celery worker (``replay_recording_task``); its cart pushes reach the
-browsers through the Redis channel layer. Embedded profile: the in-memory channel layer only reaches consumers in
-this process, so the replay runs here, in a worker thread started from the server's event loop
-(``sync_to_async``); its ``async_to_sync(group_send)`` calls then run on that loop, where the consumers are.
+Embedded profile: the recording's devices are emulated against this server (``carts.emulator``: shelf blocks to
+the controller API, keypoints to the tracker adapter, real passes at the gate) and the store loop runs here, in a
+thread started from the server's event loop (``sync_to_async``), so that its ``async_to_sync(group_send)`` calls run
+on that loop, where the in-memory channel layer's consumers are. Production profile: the replay runs on a Celery
+worker (``replay_recording_task``); its cart pushes reach the browsers through the Redis channel layer (to play a
+store's devices against a production deployment, run ``manage.py emulate_store REC --url …``).
 """
 from __future__ import annotations
 
@@ -48,12 +50,19 @@ async def live_replay_start(*, path: Path, session: str, speed: float = 1.0) -> 
         await sync_to_async(replay_recording_task.delay)(str(path), session, speed)
         return "worker"
 
+    def emulate_here() -> None:
+        from store.recording import read_recording
+
+        from .emulator import emulate
+
+        result = emulate(read_recording(path), speed=speed)
+        log.info("live emulation of %s done: session %s, visits %s", path, result.session, result.visits)
+
     async def run() -> None:
-        try:
-            await sync_to_async(replay_recording_task.apply, thread_sensitive=False)(
-                args=(str(path), session, speed), throw=True)
+        try:  # the devices play against this server, and the store loop runs here (embedded profile)
+            await sync_to_async(emulate_here, thread_sensitive=False)()
         except Exception:
-            log.exception("live replay of %s failed", path)
+            log.exception("live emulation of %s failed", path)
 
     task = asyncio.get_running_loop().create_task(run())
     _running.add(task)

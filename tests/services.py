@@ -56,6 +56,9 @@ def production_env(database_url: str, redis_db: int = 14) -> dict[str, str]:
         "MQTT_URL": "mqtt://127.0.0.1:1883",
         "WALKOUT_PAYMENT_PROVIDER": "dummy",
         "PYTHONUNBUFFERED": "1",
+        # the store loop's streams are turned on by the tests of the live store (test_live_production); the others
+        # exercise one process each and must not leave unread streams in the shared Redis
+        "WALKOUT_STORE_LOOP": "off",
     })
     env["DJANGO_SETTINGS_MODULE"] = "store.settings"
     return env

@@ -1,4 +1,5 @@
-"""``manage.py demo``: the main job on the embedded default — set up, replay the real AutoCheckout session, serve."""
+"""``manage.py demo``: the main job on the embedded default — set up, run the real AutoCheckout session live (its
+devices emulated against this site, the store loop deciding and billing), serve."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -8,7 +9,8 @@ from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
-from carts.replay import DEMO_PASSWORD, DEMO_SHOPPER, demo_shopper_ensure, replay_recording
+from carts.emulator import EmulatorError, emulate
+from carts.replay import DEMO_PASSWORD, DEMO_SHOPPER, demo_shopper_ensure
 from store.accounts.services import manager_create
 from store.autocheckout import AutoCheckoutError, import_case
 from store.recording import RecordingError, read_recording
@@ -22,18 +24,24 @@ DEMO_OPENING_UNITS = 12
 
 
 class Command(BaseCommand):
-    help = ("Migrate, create the demo accounts, import and replay the real AutoCheckout BENCHMARK-1 session, print "
-            "the receipts and the score, then serve the site on http://127.0.0.1:8000 (unless --no-serve).")
+    help = ("Migrate, create the demo accounts, import the real AutoCheckout BENCHMARK-1 session and run it live "
+            "(its shelf controllers, tracker and gate emulated against this site), print the receipts and the "
+            "score, then serve the site on http://127.0.0.1:8000 (unless --no-serve).")
 
     def add_arguments(self, parser):
         parser.add_argument("--no-serve", action="store_true", help="print the receipts and exit")
         parser.add_argument("--case", default=None,
                             help="AutoCheckout test case folder (default: <shared>/datasets/autocheckout/BENCHMARK-1)")
         parser.add_argument("--addr", default="127.0.0.1:8000")
+        parser.add_argument("--speed", type=float, default=5.0,
+                            help="× real time of the live session played before serving (default 5)")
         parser.add_argument("--allow-production", action="store_true",
                             help="run in the production profile too (creates accounts with the demo password)")
 
-    def handle(self, *args, no_serve=False, case=None, addr="127.0.0.1:8000", allow_production=False, **options):
+    def handle(self, *args, no_serve=False, case=None, addr="127.0.0.1:8000", allow_production=False, speed=5.0,
+               **options):
+        if not speed > 0:
+            raise CommandError("--speed must be > 0")
         if settings.PRODUCTION and not allow_production:
             raise CommandError("the demo creates accounts with a published password; it runs in the embedded "
                                "profile (unset WALKOUT_PROFILE), or pass --allow-production for a staging store")
@@ -54,11 +62,17 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from None
         self.stdout.write(f"imported {case_dir} → {rec_dir}")
         self._opening_stock(rec)
-        result = replay_recording(rec, default_shopper=DEMO_SHOPPER, shopper_factory=demo_shopper_ensure,
-                                  as_of_now=True)
-        s = result.stats
-        self.stdout.write(f"replayed {rec.name}: {s.samples} samples, {s.shelf_events} shelf event(s), "
-                          f"{s.cart_events} cart event(s), {s.reviews} to review, {s.receipts} receipt(s)")
+        # the store runs live: the recording's devices are played against this site's own APIs (shelf controllers,
+        # the store's tracker, the gate scanning the demo shopper's pass) and the store loop decides and bills
+        try:
+            result = emulate(rec, speed=speed)
+        except EmulatorError as exc:
+            raise CommandError(str(exc)) from None
+        self.stdout.write(f"ran {rec.name} live at {speed:g}× real time in {result.wall_s:.1f} s: the devices sent "
+                          f"{result.sent['shelf']} shelf block(s), {result.sent['obs']} tracker message(s), "
+                          f"{result.sent['entry']} gate scan(s)")
+        for problem in result.problems:
+            self.stdout.write(f"problem: {problem}")
         print_receipts(self.stdout, result.session)
         call_command("evaluate", str(rec_dir), session=result.session, stdout=self.stdout)
 
