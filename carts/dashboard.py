@@ -94,6 +94,7 @@ def home(request: HttpRequest) -> HttpResponse:
         "recordings": [p.name for p in recordings_available()],
         "store_map_template": _template_if_present(STORE_MAP_TEMPLATE),
         "sensor_health_template": _template_if_present(SENSOR_HEALTH_TEMPLATE),
+        "store_alerts": selectors.store_alerts_open(limit=20),
         **selectors.sensor_alerts_context(),
     })
 

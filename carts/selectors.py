@@ -673,3 +673,11 @@ def sensor_alerts_context() -> dict:
         raise
     provider = getattr(module, "dashboard_sensor_context", None)
     return dict(provider()) if callable(provider) else {}
+
+
+def store_alerts_open(*, limit: int = 20) -> list:
+    """The live store workers' open alerts (``carts.models.StoreAlert``: a source down, a shopper lost inside, a
+    visit no track could be bound to), newest first, with their store."""
+    from .models import StoreAlert
+
+    return list(StoreAlert.objects.filter(resolved_at__isnull=True).select_related("store")[:limit])

@@ -1,0 +1,81 @@
+"""The store worker's degraded modes: a source that goes silent is declared down (the loop stops waiting for it, an
+alert says which), comes back and the alert is resolved; an unreadable record is counted and skipped; the manager's
+dashboard shows what is down."""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+from django.contrib.auth import get_user_model
+
+from carts.models import StoreAlert
+from carts.runtime import MemoryBus, StoreWorker, gate_record, obs_record, shelf_record
+from store.layout.services import layout_load
+from store.recording import TrackObservations, read_recording
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def store(benchmark1_recording):
+    return layout_load(data=read_recording(benchmark1_recording).store)
+
+
+def obs(t: float) -> TrackObservations:
+    return TrackObservations(np.array(["p1"], dtype=object), np.array([t]), np.array(["neck"], dtype=object),
+                             np.array([[1.0, 1.0, 1.4]]), np.array([0.9]))
+
+
+def test_a_silent_camera_is_declared_down_and_alerted_then_resolved(store):
+    bus = MemoryBus()
+    worker = StoreWorker(store.code, bus_=bus, source_down_s=0.3)
+    codes = ("1-1-1", "1-1-2")
+    t0 = 1_700_000_000.0
+
+    def shelf(t):
+        return shelf_record(controller="g1", bin_codes=codes, t=t + np.arange(12) / 60, grams=np.full((12, 2), 500.0),
+                            rate_hz=60.0)
+
+    bus.publish(store.code, "obs", obs_record(source="cam-a", obs=obs(t0)))
+    bus.publish(store.code, "shelf", shelf(t0))
+    worker.step(block_ms=0)
+    assert worker.watermark() == pytest.approx(t0)  # the slowest source: the camera at t0
+    time.sleep(0.4)
+    for k in range(1, 4):  # the shelves go on; the camera says nothing
+        bus.publish(store.code, "shelf", shelf(t0 + k))
+    worker.step(block_ms=0)
+    # the camera is down: no longer waited for, and the manager is told
+    assert worker.watermark() == pytest.approx(t0 + 3 + 11 / 60)
+    alert = StoreAlert.objects.get(store=store, kind=StoreAlert.Kind.SOURCE_DOWN, key="obs:cam-a")
+    assert alert.resolved_at is None and "review" in alert.message
+    assert worker.pipeline.sink.down == {"obs:cam-a"}
+    # the dashboard names it
+    staff = get_user_model().objects.create_user("boss", password="pw-boss-123456", is_staff=True)
+    from django.test import Client
+
+    c = Client()
+    c.force_login(staff)
+    page = c.get("/manage/").content.decode()
+    assert "obs:cam-a sent nothing" in page and store.code in page
+    # the camera comes back
+    bus.publish(store.code, "obs", obs_record(source="cam-a", obs=obs(t0 + 4)))
+    worker.step(block_ms=0)
+    alert.refresh_from_db()
+    assert alert.resolved_at is not None and "obs:cam-a" not in worker.down
+
+
+def test_unreadable_records_are_counted_and_skipped(store):
+    bus = MemoryBus()
+    worker = StoreWorker(store.code, bus_=bus)
+    bus.publish(store.code, "shelf", {"controller": "g1", "bins": ["1-1-1"], "n": 3, "t": "!!", "grams": "",
+                                      "rate_hz": 60})
+    bus.publish(store.code, "obs", {"source": "x", "n": 2, "track": ["a"], "keypoint": [], "t": "", "xyz": "",
+                                    "score": ""})
+    bus.publish(store.code, "gate", {"event": "teleport", "visit": 1, "t": 1.0})
+    bus.publish(store.code, "gate", {"_error": "unreadable record 7-0: not JSON"})
+    bus.publish(store.code, "gate", gate_record(event="entry", visit=99, t=1_700_000_000.0))
+    worker.step(block_ms=0)
+    assert worker.stats.bad_records == 4
+    assert worker.pipeline.loop._binds and worker.pipeline.loop._binds[0][1] == 99  # the good one went through
+    assert worker.offsets == {"shelf": "1-0", "obs": "2-0", "gate": "5-0"}
