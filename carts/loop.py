@@ -283,6 +283,10 @@ class StoreLoop:
         self._review_picks: dict[Hashable, list[tuple[str, str, int]]] = {}  # review → picks it may give
         self.hands = ObservationWindow()
         self.bodies = ObservationWindow()
+        #: Billing waits until the shelves have been fed up to an exit's deadline too (s; the store worker sets it
+        #: from its shelf sources, a silent controller included for a while): a take that a controller's outage
+        #: delays must still reach the cart, not a billed visit. Infinite: the shelves are no later than ``now``.
+        self.shelf_horizon = math.inf
 
     # ------------------------------------------------------------------------------------------- checkpoints
     def snapshot(self) -> bytes:
@@ -579,7 +583,7 @@ class StoreLoop:
         settle = self.config.settle_s
         for track, t_exit in sorted(self._to_bill.items(), key=lambda kv: kv[1]):
             deadline = t_exit + settle
-            if deadline > self.now:
+            if deadline > min(self.now, self.shelf_horizon):
                 continue
             if any(ev.t_start <= deadline for _, ev in self._pending) or any(
                     float(c.t_start.min()) <= deadline for cs in self._held.values() for c in cs):

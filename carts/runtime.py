@@ -408,11 +408,12 @@ class StoreWorker:
     ``store_code``: the store; ``session``: ``ShelfEvent.session`` of what it stores (default
     ``settings.WALKOUT["SENSORS_SESSION"]``, "live"); ``checkpoint_every_s``: wall seconds between checkpoints;
     ``source_down_s``: wall seconds of silence after which a source is down; ``lease_s``: the lease's time to live
-    (a standby takes over at most this long after the active worker died). Raises ``Store.DoesNotExist``."""
+    (a standby takes over at most this long after the active worker died); ``bill_wait_s``: wall seconds billing
+    waits for a silent shelf controller (:meth:`shelf_horizon`). Raises ``Store.DoesNotExist``."""
 
     def __init__(self, store_code: str, *, bus_: Any = None, session: str | None = None,
                  checkpoint_every_s: float = 2.0, source_down_s: float = 5.0, lease_s: float = 5.0,
-                 owner: str | None = None) -> None:
+                 owner: str | None = None, bill_wait_s: float = 60.0) -> None:
         from django.conf import settings
 
         from store.layout.models import Store
@@ -423,6 +424,7 @@ class StoreWorker:
         self.checkpoint_every_s = checkpoint_every_s
         self.source_down_s = source_down_s
         self.lease_s = lease_s
+        self.bill_wait_s = bill_wait_s
         self.owner = owner or f"{os.uname().nodename}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.stop = threading.Event()
         self.stats = WorkerStats()
@@ -549,8 +551,18 @@ class StoreWorker:
             self._apply(kind, sid, rec)
             self.offsets[kind] = sid
             self._applied_since_checkpoint += 1
+        self.pipeline.loop.shelf_horizon = self.shelf_horizon()
         self.pipeline.advance(self.watermark())
         return len(records)
+
+    def shelf_horizon(self) -> float:
+        """How far every shelf controller has been fed (s UTC), counting a silent one until it has been silent for
+        ``bill_wait_s``: billing waits for a controller's outage that long (its takes would otherwise reach
+        billed visits), then goes on without it (the visit's late events go to review as corrections)."""
+        wall = time.monotonic()
+        shelves = [t for s, (t, seen) in self.sources.items()
+                   if s.startswith("shelf:") and wall - seen <= self.bill_wait_s]
+        return min(shelves) if shelves else math.inf
 
     def _apply(self, kind: str, sid: str, rec: dict) -> None:
         self.stats.records[kind] = self.stats.records.get(kind, 0) + 1

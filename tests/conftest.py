@@ -66,3 +66,18 @@ def _fresh_cache():
 
         cache.clear()
     yield
+
+
+@pytest.fixture(autouse=True)
+def _fresh_store_loop():
+    """Each test starts without the embedded profile's process-wide store-loop bus (its streams and checkpoints name
+    stores by code, and every test database starts afresh) and with the HTTP ingestor rebuilt."""
+    yield
+    from django.conf import settings
+
+    if settings.configured:
+        from carts.runtime import bus_reset
+        from sensors.live import http_ingestor_reset
+
+        bus_reset()
+        http_ingestor_reset()
