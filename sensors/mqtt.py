@@ -82,7 +82,8 @@ def default_client_id(subscription: str) -> str:
 
 @dataclass
 class WorkerStats:
-    """Totals of one worker run: messages received, handled, refused (bad topic or credentials), shelf events,
+    """Totals of one worker run: messages received (delivered by the broker; one delivered again after a reconnect
+    counts twice), handled, refused (bad topic or credentials), shelf events,
     errors (messages whose handling raised: logged, counted, dropped), connections (1 + reconnects), and the
     seconds the worker spent handling messages (``busy_s``, wall) and in CPU (``cpu_s``, the process)."""
 
@@ -149,6 +150,7 @@ class MqttIngestWorker:
 
     def _on_message(self, client, userdata, message) -> None:
         self._arrived += 1
+        self.stats.received += 1
         self._inbox.append((message.topic, message.payload, time.time(), message.mid, message.qos))
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
@@ -296,7 +298,6 @@ class MqttIngestWorker:
         """Authenticate and feed one message (the worker thread). Never raises for bad input: an unreadable topic
         or an unknown controller is refused and counted under "unknown"; a body that cannot be parsed (too big,
         too deep, not JSON) counts as ``malformed_json`` of the topic's controller."""
-        self.stats.received += 1
         try:
             store_code, name = parse_topic(topic)
         except ValueError as exc:
