@@ -85,7 +85,7 @@ def test_ingestion_keeps_up_with_a_real_rate_stream():
                 if delay > 0:
                     time.sleep(delay)            # a block leaves when its last sample was taken
                 pub.publish(topic, m)
-        sent_all.append(time.time())
+            sent_all.append(time.time())        # the last message left
 
     thread = threading.Thread(target=publish, daemon=True)
     thread.start()
