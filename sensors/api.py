@@ -34,7 +34,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from .ingest import MAX_PAYLOAD_BYTES, IngestProblem, weights_topic
+from .ingest import MAX_PAYLOAD_BYTES, IngestProblem, PayloadError, parse_json, weights_topic
 from .models import ShelfController
 from .services import controller_authenticate, controller_problems_record
 
@@ -144,9 +144,9 @@ class WeightsView(APIView):
 
     def _forward(self, request: Request, controller: ShelfController, body: bytes) -> Response:
         try:
-            doc = json.loads(body)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            return self._rejected(controller, "malformed_json", f"not JSON: {exc}", [])
+            doc = parse_json(body)   # bounded size and nesting: no body can raise past this
+        except PayloadError as exc:
+            return self._rejected(controller, "malformed_json", str(exc), [])
         if not isinstance(doc, dict):
             return self._rejected(controller, "malformed_json", "payload must be a JSON object", [])
         if doc.get("controller") != controller.name:
