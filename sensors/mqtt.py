@@ -125,8 +125,6 @@ class MqttIngestWorker:
         self.receive_maximum = int(receive_maximum)
         self.stats = WorkerStats()
         self.subscribed = threading.Event()
-        self.handled_at: list[float] = []    # not kept by default; see record_latency
-        self.record_latency = False
         self._inbox: collections.deque[tuple[str, bytes, float, int, int]] = collections.deque()
         self._arrived = 0
         self._controllers: dict[tuple[str, str], tuple[ShelfController | None, float]] = {}
@@ -267,8 +265,6 @@ class MqttIngestWorker:
                 self._safely(lambda: self.handle(topic, payload, received), topic)
                 if qos > 0:
                     client.ack(mid, qos)   # only now: a message not handled is delivered again
-                if self.record_latency:
-                    self.handled_at.append(time.time() - received)
             self._safely(self.ingestor.advance_due, "advance")
             last_msg = time.monotonic()
             self.stats.busy_s += last_msg - busy0
