@@ -225,3 +225,81 @@ def test_late_re_delivery_of_a_message_already_fed_is_a_duplicate():
     assert c["duplicate"] == (1, 0)             # message 10 again: nothing lost
     assert c["late"] == (1, N)                  # message 200, given up as lost, then arrived
     assert c["gap"] == (1, N)
+
+
+# ------------------------------------------------------------------------------------------------ reconnect
+def test_worker_reconnects_after_a_broker_restart(tmp_path):
+    """The worker drives its own network loop: when its broker goes away and comes back (a private Mosquitto on a
+    free port, stopped by PID; the shared one is never touched) it reconnects, subscribes again and goes on."""
+    import shutil
+    import socket
+    import subprocess
+
+    require("MQTT", MQTT)
+    exe = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+    if not shutil.which(exe):
+        pytest.skip("needs the mosquitto binary")
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()
+    conf = tmp_path / "mosquitto.conf"
+    conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\n")
+    url = f"mqtt://127.0.0.1:{port}"
+
+    def broker() -> subprocess.Popen:
+        proc = subprocess.Popen([exe, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                return proc
+            except OSError:
+                time.sleep(0.05)
+        proc.kill()
+        pytest.fail("the private broker did not start")
+
+    code = f"rob9-{uuid.uuid4().hex[:8]}"
+    controller, key = store_with_controller(code)
+    topic = weights_topic(code, "g1")
+    t, x = stream(8, time.time() - 40, take_at=None)
+    msgs = blocks(t, x, key)
+    worker = MqttIngestWorker(url=url, ingestor=ShelfIngestor(raw=None, session="rob9"),
+                              subscription=f"walkout/{code}/shelf/+/weights", client_id=f"test-{code}")
+    proc = broker()
+    done: list[str] = []
+
+    def drive() -> None:
+        nonlocal proc
+        if not worker.subscribed.wait(15):
+            return
+        with Publisher(url) as pub:
+            for m in msgs[:20]:
+                pub.publish(topic, m)
+        deadline = time.time() + 15
+        while worker.stats.handled < 20 and time.time() < deadline:
+            time.sleep(0.05)
+        proc.terminate()                        # the broker goes away (by its PID) and comes back
+        proc.wait(10)
+        proc = broker()
+        deadline = time.time() + 20
+        while worker.stats.connections < 2 or not worker.subscribed.is_set():
+            if time.time() > deadline:
+                return
+            time.sleep(0.05)
+        with Publisher(url) as pub:
+            for m in msgs[20:]:
+                pub.publish(topic, m)
+        done.append("ok")
+
+    thread = threading.Thread(target=drive, daemon=True)
+    thread.start()
+    try:
+        stats = worker.run(max_messages=len(msgs), max_seconds=60)
+    finally:
+        thread.join(30)
+        proc.terminate()
+        proc.wait(10)
+    assert done == ["ok"] and stats.connections >= 2
+    assert stats.handled == len(msgs) and stats.errors == 0
+    assert ShelfController.objects.get(pk=controller.pk).samples == len(msgs) * N
