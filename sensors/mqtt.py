@@ -166,7 +166,8 @@ class MqttIngestWorker:
         arrived = self._arrived
         rc = client.loop(timeout)
         n = 0
-        while rc == mqtt.MQTT_ERR_SUCCESS and self._arrived != arrived and len(self._inbox) < self.receive_maximum                 and n < 2 * self.receive_maximum:
+        while (rc == mqtt.MQTT_ERR_SUCCESS and self._arrived != arrived
+               and len(self._inbox) < self.receive_maximum and n < 2 * self.receive_maximum):
             arrived = self._arrived
             rc = client.loop(0.0)   # one packet per call (paho 2 reads one packet per select)
             n += 1
