@@ -37,7 +37,7 @@ What happens to bad input (every case is an :class:`IngestProblem` with a ``reas
 ``late``             a sequence number that was given up as lost (its gap was reported) arriving after all →
                      rejected, its samples counted lost
 ``reordered``        arrived before an earlier one; held (at most ``reorder_depth`` messages) and released in
-                     order → repaired
+                     order → repaired (a number more than ``REORDER_JUMP_MAX`` ahead is not held: a gap or restart)
 ``gap``              sequence numbers missing → reported with the samples lost and the time span; the next block
                      is fed as is, and the detector leaves NaN rows there (never interpolated)
 ``sequence_reset``   the sequence number went back while time went forward (controller restart), or jumped
@@ -76,6 +76,9 @@ PAYLOAD_VERSION = 1
 DTYPE = "<f4"
 #: Most samples in one message (a few seconds at 60 Hz): bounds memory per message.
 MAX_SAMPLES = 1024
+#: A message more sequence numbers ahead of the next expected one than this is not held for reordering (a
+#: controller's retry overtakes a message or two, never 16): it is released at once, as a gap or a restart.
+REORDER_JUMP_MAX = 16
 #: Runs of consecutive released sequence numbers a stream remembers to tell a late re-delivery (a duplicate) from
 #: a message that was given up as lost (late); a new run starts at each gap.
 RELEASED_RUNS = 64
@@ -438,6 +441,11 @@ class ControllerStream:
         if expected is None or seq == expected:
             problems.extend(self._release(msg, received_at, blocks))
             problems.extend(self._release_consecutive(blocks))
+        elif seq - expected > REORDER_JUMP_MAX:
+            # too far ahead to be a retry overtaking a message: a restart from a stored counter, or a long loss.
+            # Nothing to wait for: what was held goes first, then this one (its gap is reported on release).
+            problems.extend(self._release_all_held(blocks))
+            problems.extend(self._release(msg, received_at, blocks))
         else:
             self._held[seq] = (msg, received_at)
             problems.append(self._problem("reordered", f"seq {seq} arrived before seq {expected}; held", seq,

@@ -82,7 +82,8 @@ def default_client_id(subscription: str) -> str:
 
 @dataclass
 class WorkerStats:
-    """Totals of one worker run: messages received, handled, refused (bad topic or credentials), shelf events,
+    """Totals of one worker run: messages received (delivered by the broker; one delivered again after a reconnect
+    counts twice), handled, refused (bad topic or credentials), shelf events,
     errors (messages whose handling raised: logged, counted, dropped), connections (1 + reconnects), and the
     seconds the worker spent handling messages (``busy_s``, wall) and in CPU (``cpu_s``, the process)."""
 
@@ -124,8 +125,6 @@ class MqttIngestWorker:
         self.receive_maximum = int(receive_maximum)
         self.stats = WorkerStats()
         self.subscribed = threading.Event()
-        self.handled_at: list[float] = []    # not kept by default; see record_latency
-        self.record_latency = False
         self._inbox: collections.deque[tuple[str, bytes, float, int, int]] = collections.deque()
         self._arrived = 0
         self._controllers: dict[tuple[str, str], tuple[ShelfController | None, float]] = {}
@@ -149,6 +148,7 @@ class MqttIngestWorker:
 
     def _on_message(self, client, userdata, message) -> None:
         self._arrived += 1
+        self.stats.received += 1
         self._inbox.append((message.topic, message.payload, time.time(), message.mid, message.qos))
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
@@ -166,7 +166,8 @@ class MqttIngestWorker:
         arrived = self._arrived
         rc = client.loop(timeout)
         n = 0
-        while rc == mqtt.MQTT_ERR_SUCCESS and self._arrived != arrived and len(self._inbox) < self.receive_maximum                 and n < 2 * self.receive_maximum:
+        while (rc == mqtt.MQTT_ERR_SUCCESS and self._arrived != arrived
+               and len(self._inbox) < self.receive_maximum and n < 2 * self.receive_maximum):
             arrived = self._arrived
             rc = client.loop(0.0)   # one packet per call (paho 2 reads one packet per select)
             n += 1
@@ -265,8 +266,6 @@ class MqttIngestWorker:
                 self._safely(lambda: self.handle(topic, payload, received), topic)
                 if qos > 0:
                     client.ack(mid, qos)   # only now: a message not handled is delivered again
-                if self.record_latency:
-                    self.handled_at.append(time.time() - received)
             self._safely(self.ingestor.advance_due, "advance")
             last_msg = time.monotonic()
             self.stats.busy_s += last_msg - busy0
@@ -296,7 +295,6 @@ class MqttIngestWorker:
         """Authenticate and feed one message (the worker thread). Never raises for bad input: an unreadable topic
         or an unknown controller is refused and counted under "unknown"; a body that cannot be parsed (too big,
         too deep, not JSON) counts as ``malformed_json`` of the topic's controller."""
-        self.stats.received += 1
         try:
             store_code, name = parse_topic(topic)
         except ValueError as exc:

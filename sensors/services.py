@@ -212,7 +212,8 @@ def sensor_health_record(*, controller: ShelfController, report: HealthReport) -
     """Store ``report`` (one entry per bin of ``controller``, in its column order) as ``SensorHealth`` rows.
 
     A bin whose status changed gets the new status, evidence and ``since``; an alert keeps its evidence and noise
-    current; every row gets ``checked_at`` (one transaction). A new problem status is logged at WARNING. Returns the number of bins whose status changed. Raises ``ValueError``
+    current; every row gets ``checked_at`` (one transaction of a few bulk statements: one writer per controller).
+    A new problem status is logged at WARNING. Returns the number of bins whose status changed. Raises ``ValueError``
     when the report does not have one entry per bin."""
     codes = list(controller.bin_codes)
     if len(report) != len(codes):
@@ -221,27 +222,38 @@ def sensor_health_record(*, controller: ShelfController, report: HealthReport) -
     bins = {b.code: b for b in Bin.objects.filter(store=controller.store_id, code__in=codes)}
     rows = {h.bin_id: h for h in SensorHealth.objects.filter(bin__in=bins.values())}
     changed = 0
+    new: list[SensorHealth] = []
+    moved: list[SensorHealth] = []
     same: list[SensorHealth] = []
-    with transaction.atomic():
-        for i, code in enumerate(codes):
-            b = bins.get(code)
-            if b is None:
-                continue
-            status = str(report.status[i])
-            noise = float(report.noise_g[i]) if np.isfinite(report.noise_g[i]) else None
-            row = rows.get(b.pk)
-            if row is None or row.status != status:
-                if status not in ("ok", "unknown"):
-                    log.warning("load cell %s: %s (%s)", code, status, report.evidence(i))
-                SensorHealth.objects.update_or_create(bin=b, defaults={
-                    "controller": controller, "status": status, "evidence": report.evidence(i)[:200],
-                    "noise_g": noise, "since": at, "checked_at": at})
-                changed += 1
-            elif status not in ("ok", "unknown"):  # keep an alert's evidence current (few rows)
-                row.evidence = report.evidence(i)[:200]
-                row.noise_g = noise
-                row.checked_at = at
-                same.append(row)
+    for i, code in enumerate(codes):
+        b = bins.get(code)
+        if b is None:
+            continue
+        status = str(report.status[i])
+        noise = float(report.noise_g[i]) if np.isfinite(report.noise_g[i]) else None
+        row = rows.get(b.pk)
+        if row is None or row.status != status:
+            if status not in ("ok", "unknown"):
+                log.warning("load cell %s: %s (%s)", code, status, report.evidence(i))
+            if row is None:
+                row = SensorHealth(bin=b)
+                new.append(row)
+            else:
+                moved.append(row)
+            row.controller, row.status, row.since, row.checked_at = controller, status, at, at
+            row.evidence, row.noise_g = report.evidence(i)[:200], noise
+            changed += 1
+        elif status not in ("ok", "unknown"):  # keep an alert's evidence current (few rows)
+            row.evidence = report.evidence(i)[:200]
+            row.noise_g = noise
+            row.checked_at = at
+            same.append(row)
+    with transaction.atomic():  # a few statements whatever the number of bins (one writer per controller)
+        if new:
+            SensorHealth.objects.bulk_create(new, batch_size=500)
+        if moved:
+            SensorHealth.objects.bulk_update(moved, ["controller", "status", "evidence", "noise_g", "since",
+                                                     "checked_at"], batch_size=500)
         if same:
             SensorHealth.objects.bulk_update(same, ["evidence", "noise_g", "checked_at"], batch_size=500)
         SensorHealth.objects.filter(bin__in=bins.values()).update(checked_at=at)

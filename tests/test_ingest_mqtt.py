@@ -64,7 +64,7 @@ def test_controller_publishes_and_the_event_is_stored():
            (weights_topic(code, "ghost"), good[0]),                # no such controller
            (topic, b"{not json")]                                  # unreadable
     worker = MqttIngestWorker(url=URL, ingestor=ShelfIngestor(raw=None, session="live-test"),
-                              subscription=f"walkout/{code}/shelf/+/weights")
+                              subscription=f"walkout/{code}/shelf/+/weights", session_expiry_s=0)
 
     def publish() -> None:
         if not worker.subscribed.wait(10):
@@ -121,7 +121,8 @@ def test_production_worker_on_postgres_stores_the_event(tmp_path):
                 for k, i in enumerate(range(0, n, N))]
         worker = subprocess.Popen(manage + ["ingest_mqtt", "--url", URL, "--session", "pg-live", "--subscription",
                                             f"walkout/{code}/shelf/+/weights", "--max-messages", str(len(msgs)),
-                                            "--max-seconds", "60", "--raw-dir", str(tmp_path / "raw")],
+                                            "--max-seconds", "60", "--raw-dir", str(tmp_path / "raw"),
+                                            "--session-expiry", "0"],
                                   env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         try:
             for line in worker.stderr:                       # wait until it has subscribed

@@ -266,3 +266,37 @@ def test_faulty_stream_still_gives_the_real_pick_and_nothing_else(real):
     assert ch.delta_g[0] == pytest.approx(-623.0, abs=10.0)
     assert {"malformed_json", "duplicate", "reordered", "gap"} <= set(reasons(all_problems))
     assert rng is not None
+
+
+def test_forward_sequence_jump_with_a_sane_clock_is_never_a_clock_jump(real):
+    """Issue #12.6: a controller that restarts from a stored counter (seq +49,995, clock right) keeps its samples at
+    their own time; when the clock shows samples missing too, that is a gap of those samples."""
+    t, x, codes = real
+    first = messages(t[:240], x[:240])                                       # seqs 0–19
+    restart = [encode_payload(controller="g1", seq=50_015 + k, t0=float(t[240 + i]), rate_hz=RATE,
+                              grams=x[240 + i:240 + i + N]) for k, i in enumerate(range(0, 120, N))]
+    later = [encode_payload(controller="g1", seq=60_000 + k, t0=float(t[384 + i]), rate_hz=RATE,
+                            grams=x[384 + i:384 + i + N]) for k, i in enumerate(range(0, 120, N))]   # 24 missing
+    stream = ControllerStream("g1", x.shape[1], RATE)
+    blocks, problems = run(stream, first + restart + later)
+    assert "clock_jump" not in reasons(problems) and stream.clock_correction_s == 0.0
+    seen = [p for p in problems if p.reason != "nan_burst"]                 # the real data's unplugged columns
+    assert [p.reason for p in seen] == ["sequence_reset", "gap"]            # released at once, not held
+    assert seen[1].samples_lost == 24 and not seen[0].samples_lost
+    tt, xx = joined(blocks)
+    keep = np.r_[0:360, 384:504]
+    np.testing.assert_allclose(tt, t[keep], atol=1e-6)                      # every sample at its own time
+    np.testing.assert_array_equal(xx, x[keep])
+
+
+def test_late_re_delivery_of_a_released_message_is_a_duplicate():
+    """Issue #12.7: a retry of a message fed long ago (beyond the last 256) is a duplicate with nothing lost; a
+    message given up as lost that arrives after all is late."""
+    rng = np.random.default_rng(7)
+    t, x = 1.6e9 + np.arange(3600) / RATE, rng.normal(1000.0, 1.0, (3600, 4))
+    msgs = messages(t, x)                                                    # 300 messages
+    stream = ControllerStream("g1", x.shape[1], RATE)
+    blocks, problems = run(stream, [m for k, m in enumerate(msgs) if k != 200] + [msgs[10], msgs[200]])
+    by = {p.seq: (p.reason, p.samples_lost) for p in problems if p.reason in ("duplicate", "late")}
+    assert by == {10: ("duplicate", 0), 200: ("late", N)}
+    assert len(blocks) == 299
