@@ -379,7 +379,8 @@ class MemorySink:
 def offline_replay(recording, *, review_confidence: float = 0.6, settle_s: float = 3.0,
                    fusion: FusionConfig = FusionConfig(), detector: weight.DetectorConfig | None = None,
                    truth_events=None, party_within_s: float = 10.0,
-                   events: Sequence[weight.ShelfEvent] | None = None, step_s: float = 0.2) -> OfflineResult:
+                   events: Sequence[weight.ShelfEvent] | None = None, step_s: float = 0.2,
+                   loop_config: LoopConfig | None = None) -> OfflineResult:
     """Run ``recording`` (a ``store.recording.Recording`` or anything with ``store``, ``shelves``, ``tracks``,
     ``gates``, ``t_start``, ``t_end``) through the store loop (``carts.loop.StoreLoop``, the live store's own
     orchestrator) with its outputs kept in memory (:class:`MemorySink`), fed in steps of ``step_s`` seconds.
@@ -388,15 +389,19 @@ def offline_replay(recording, *, review_confidence: float = 0.6, settle_s: float
     after them. With ``truth_events``, open review items are resolved by the oracle reviewer at the end, then each
     waiting put-back applies if its party holds the item, else goes to the oracle as a review of its own (as
     ``carts.services.review_resolve`` settles them in the store). ``events``: shelf events already detected (e.g.
-    ``OfflineResult.events`` of an earlier run: a threshold sweep need not detect again).
+    ``OfflineResult.events`` of an earlier run: a threshold sweep need not detect again). ``loop_config``: the
+    loop's knobs (its ``review_confidence`` and ``settle_s`` are replaced by the arguments above).
     Raises ValueError from the detector on malformed samples."""
+    from dataclasses import replace
+
     from .simulation import parties_from_gates
 
     party_of = parties_from_gates(recording.gates, within_s=party_within_s)
     sink = MemorySink([g.track for g in recording.gates if g.kind == "entry"])
     loop = StoreLoop(planogram=planogram_from_store(recording.store), bins=BinGeometry.from_store(recording.store),
                      sink=sink, fusion=fusion, detector=detector,
-                     config=LoopConfig(review_confidence=review_confidence, settle_s=settle_s))
+                     config=replace(loop_config or LoopConfig(), review_confidence=review_confidence,
+                                    settle_s=settle_s))
     if events is not None:
         loop.on_events(sorted(events, key=lambda e: (e.t_end, e.bin_codes)))
     for step in recording_steps(recording, step_s=step_s):

@@ -49,8 +49,13 @@ class LoopConfig:
     #: After an exit, events beginning up to this long after it may still be the shopper's; billing waits for them
     #: (``settings.WALKOUT["EXIT_SETTLE_S"]``: a plate settles within 1–2 s of the hand leaving it).
     settle_s: float = 3.0
-    #: A controller's settled changes wait this long for a neighbouring change before they become shelf events
-    #: (twice ``sensors.weight.shelf_events_from_changes``'s 0.5 s merge gap, plus the detector's ~0.5 s settle lag)…
+    #: A controller's settled changes become shelf events as soon as its detector has passed their end by this much
+    #: with no other change begun by then (``WeightEventDetector.settled_until``: a neighbouring change that
+    #: starts within ``sensors.weight.shelf_events_from_changes``'s 0.5 s merge gap still joins them; one still
+    #: moving holds them)…
+    hold_gap_s: float = 0.5
+    #: …or, whatever the detector says, once none came for this long (twice the merge gap plus the detector's
+    #: ~0.5 s settle lag)…
     hold_s: float = 1.5
     #: …and never longer than this on a busy controller.
     hold_max_s: float = 10.0
@@ -79,7 +84,7 @@ class LoopConfig:
     infer_exits: bool = False
 
     def __post_init__(self) -> None:
-        for name in ("settle_s", "hold_s", "hold_max_s", "lookback_s", "forget_after_s", "bind_before_s",
+        for name in ("settle_s", "hold_gap_s", "hold_s", "hold_max_s", "lookback_s", "forget_after_s", "bind_before_s",
                      "bind_after_s", "bind_timeout_s", "lost_s", "lost_max_s", "reassociate_m"):
             if not getattr(self, name) >= 0:
                 raise ValueError(f"LoopConfig.{name} must be >= 0, got {getattr(self, name)}")
@@ -318,6 +323,8 @@ class StoreLoop:
         changes = det.push(t, grams)
         if len(changes):
             self._held.setdefault(bin_codes, []).append(changes)
+        if bin_codes in self._held:  # released as soon as this controller's detector has settled past them
+            self._release(force=False, only=bin_codes)
 
     def on_events(self, events: Iterable[weight.ShelfEvent]) -> None:
         """Feed shelf events detected elsewhere (a benchmark's threshold sweep reuses one detection): stored and
@@ -502,14 +509,20 @@ class StoreLoop:
                 best, best_d = other, d
         return best
 
-    def _release(self, *, force: bool) -> None:
-        """Held changes of a controller become shelf events once none came for ``hold_s`` (or the oldest waited
-        ``hold_max_s``): changes on neighbouring plates that settle a moment apart (two shoppers side by side,
-        an item across two plates) then merge into one event as a batch detection would merge them."""
+    def _release(self, *, force: bool, only: tuple[str, ...] | None = None) -> None:
+        """Held changes of a controller become shelf events once its detector has settled ``hold_gap_s`` past them,
+        or none came for ``hold_s`` (or the oldest waited ``hold_max_s``): changes on neighbouring plates that
+        settle a moment apart (two shoppers side by side, an item across two plates) then merge into one event as
+        a batch detection would merge them."""
         for codes, parts in list(self._held.items()):
+            if only is not None and codes != only:
+                continue
             newest = max(float(c.t_end.max()) for c in parts)
             oldest = min(float(c.t_end.min()) for c in parts)
-            if force or self.now - newest >= self.config.hold_s or self.now - oldest >= self.config.hold_max_s:
+            det = self._detectors.get(codes)
+            settled = det is not None and det.settled_until() >= newest + self.config.hold_gap_s
+            if force or settled or self.now - newest >= self.config.hold_s or \
+                    self.now - oldest >= self.config.hold_max_s:
                 del self._held[codes]
                 for event in weight.shelf_events_from_changes(weight.WeightChanges.concat(parts),
                                                               self._controller_planogram(codes)):

@@ -494,6 +494,19 @@ class WeightEventDetector:
         self._last_quiet_t = np.full(b, np.nan)
         self._held: list[tuple] = []             # settled changes waiting for overlapping activities to settle
 
+    def settled_until(self) -> float:
+        """Source time (s) before which every change of this stream has been emitted: the earliest start of an
+        activity not yet settled (open, or settled and held back for an overlapping one), else the last window
+        centre processed. A change :meth:`push` returns later starts at or after it (−inf before any window)."""
+        if not self._started or self._buf_t.shape[0] < self._h:
+            return -math.inf
+        until = float(self._buf_t[self._h - 1])
+        if self._active.any():
+            until = min(until, float(np.nanmin(self._t_start[self._active])))
+        if self._held:
+            until = min(until, min(float(row[1]) for row in self._held))
+        return until
+
     def noise_sd(self) -> np.ndarray:
         """(n_bins,) float64 grams: current sd of one stable level estimate per bin (NaN before any data)."""
         return self._sd_diff() / math.sqrt(2.0)
