@@ -101,6 +101,23 @@ def visit_current_for(*, user: AbstractBaseUser | AnonymousUser | None) -> Visit
             .filter(shopper_id=user.pk, state__in=OPEN_STATES).order_by("-entered_at", "-id").first())
 
 
+#: How long after a visit ends the shopper's cart page still shows how it ended (the receipt's link).
+LAST_VISIT_SHOWN_H = 24
+
+
+def visit_last_ended_for(*, user: AbstractBaseUser | AnonymousUser | None,
+                         now: datetime | None = None) -> Visit | None:
+    """The shopper's own latest visit that ended (billed, closed, payment failed) within :data:`LAST_VISIT_SHOWN_H`
+    hours, or None: the waiting page says how it ended and links its receipt."""
+    if not _is_shopper(user):
+        return None
+    since = (now or timezone.now()) - timedelta(hours=LAST_VISIT_SHOWN_H)
+    return (Visit.objects.select_related("store", "shopper")
+            .filter(shopper_id=user.pk, state__in=(Visit.State.BILLED, Visit.State.CLOSED,
+                                                   Visit.State.PAYMENT_FAILED),
+                    entered_at__gte=since).order_by("-entered_at", "-id").first())
+
+
 def receipt_for_viewer(*, user: AbstractBaseUser | AnonymousUser | None, receipt_id: int) -> Receipt | None:
     """The receipt ``receipt_id`` if ``user`` is the shopper of its visit or a manager; else None."""
     if not _is_shopper(user):

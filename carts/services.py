@@ -5,7 +5,9 @@ Snapshot contract (DESIGN.md "carts → shopper"), plain JSON types, money in in
 
     {"visit": 12, "seq": 3, "state": "shopping", "currency": "usd",
      "lines": [{"barcode", "name", "quantity", "unit_price_minor", "line_total_minor"}],
-     "under_review": 1, "total_minor": 398, "receipt": null}
+     "under_review": 1, "total_minor": 398, "receipt": null, "trip": {…}}
+
+``trip`` is where the trip stands in words for the shopper (``carts.trip.trip_status``: stage, title, text, link).
 
 Every change bumps ``Cart.seq`` and, after the transaction commits, sends ``{"type": "cart.snapshot",
 "snapshot": …}`` to the groups ``cart_group(visit id)`` and ``shopper_group(user id)``. A client that sees a gap in
@@ -43,6 +45,7 @@ from store.inventory.models import Product
 from store.inventory.services import stock_record_sale
 
 from .dashboard_events import dashboard_notify
+from .trip import trip_status
 from .models import Cart, CartEvent, Dispute, ReviewItem
 
 log = logging.getLogger(__name__)
@@ -100,6 +103,7 @@ def cart_snapshot(*, visit: Visit) -> dict:
         "under_review": under_review,
         "total_minor": sum(line["line_total_minor"] for line in lines),
         "receipt": receipt.pk if receipt else None,
+        "trip": trip_status(visit=visit),
     }
 
 

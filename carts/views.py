@@ -30,6 +30,7 @@ from . import selectors, selectors_disputes
 from .forms import DisputeDecisionForm, DisputeForm
 from .models import Dispute
 from .services import DisputeError, cart_snapshot, dispute_decide, dispute_open
+from .trip import trip_status
 
 log = logging.getLogger(__name__)
 
@@ -39,8 +40,10 @@ def _cart_page(request: HttpRequest, visit) -> HttpResponse:
     (``json_script``; None while waiting), the receipts URL and the money-format rules; the HTML is rendered on the
     server too, so the page reads without JavaScript."""
     snapshot = cart_snapshot(visit=visit) if visit is not None else None
+    last = selectors.visit_last_ended_for(user=request.user) if visit is None else None
     return render(request, "carts/cart.html", {
         "snapshot": selectors.snapshot_display(snapshot) if snapshot else None,
+        "last_trip": trip_status(visit=last) if last is not None else None,
         "page_data": {
             "snapshot": snapshot,
             "receipts_url": reverse("carts:receipts"),

@@ -17,7 +17,9 @@ import numpy as np
 import pytest
 from django.core import mail
 
-from browser import asgi_server, browser, login, manager_page, page, screenshot, screenshots_clear, user_make  # noqa: F401
+from browser import (  # noqa: F401
+    asgi_server, assert_fits, browser, login, manager_page, page, screenshot, screenshots_clear, user_make,
+)
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -141,10 +143,13 @@ def test_shopper_signs_up_enters_sees_cart_live_exits_gets_receipt_and_disputes(
     screenshot(page, "shopper-06-pass-fullscreen", full_page=False)
     token = _qr_token(page)
 
-    # The phone's cart tab waits for the visit.
+    # The phone's cart tab waits for the visit: it says so, and no button leads nowhere.
     cart = page.context.new_page()
     cart.goto("/visits/current/")
     expect(cart.locator("#conn")).to_have_text("waiting for your visit")
+    expect(cart.locator("#waiting-view h1")).to_have_text("Waiting at the gate")
+    expect(cart.locator("#trip-link")).to_be_hidden()
+    assert_fits(cart, "waiting page")
 
     # The gate scans the pass: admitted; the same code at a second scan is refused.
     status, body = _gate_post(f"{asgi_server.url}/gates/api/scan/", gate_key, token)
@@ -152,33 +157,68 @@ def test_shopper_signs_up_enters_sees_cart_live_exits_gets_receipt_and_disputes(
     status, again = _gate_post(f"{asgi_server.url}/gates/api/scan/", gate_key, token)
     assert status == 403 and again["reason"] == "replayed", again
     expect(cart.locator("#cart-view")).to_be_visible()
-    expect(cart.locator("#cart-state")).to_have_text("admitted")
+    expect(cart.locator("#trip")).to_have_attribute("data-stage", "inside")
+    expect(cart.locator("#trip-title")).to_have_text("You're in")
+    expect(cart.locator("#trip-link")).to_be_hidden()          # no receipt link while shopping
     expect(cart.locator("#cart-empty")).to_be_visible()
+    assert_fits(cart, "empty cart")
     screenshot(cart, "shopper-07-cart-empty")
+
+    # The pass page, still open on the phone, says "you're in" as soon as the gate admits (over its socket).
+    page.evaluate("document.fullscreenElement ? document.exitFullscreen() : null")
+    page.evaluate("document.getElementById('pass').classList.remove('full-fallback')")
+    expect(page.locator("#inside")).to_be_visible()
+    expect(page.locator("#inside")).to_contain_text("You're in")
+    screenshot(page, "shopper-07b-pass-youre-in")
+
+    # A fresh pass scanned again while inside opens no second visit: the gate says the shopper is inside.
+    page.goto("/gates/pass/")
+    expect(page.locator("#qr svg")).to_be_visible()
+    expect(page.locator("#inside")).to_contain_text("You came into")
+    status, twice = _gate_post(f"{asgi_server.url}/gates/api/scan/", gate_key, _qr_token(page))
+    assert status == 403 and twice["reason"] == "already_inside", twice
+    assert "already inside" in twice["message"]
+    from store.gates.models import Visit
+    assert Visit.objects.count() == 1
+    assert PaymentAttempt.objects.filter(kind=PaymentAttempt.Kind.AUTHORISE).count() == 1
 
     # A real shelf event is replayed through the pipeline: the water appears in the open cart page, live.
     stats = asgi_server.call(_replay_shelves_into, recording, body["visit"])
     assert stats["cart_events"] == 1, stats
-    expect(cart.locator("#cart-lines tr")).to_have_count(1)
+    expect(cart.locator("#cart-lines li")).to_have_count(1)
     expect(cart.locator("#cart-lines")).to_contain_text("ARRWHD")
-    expect(cart.locator("#cart-state")).to_have_text("shopping")
+    expect(cart.locator("#cart-lines")).to_contain_text("1 × $")
+    expect(cart.locator("#trip")).to_have_attribute("data-stage", "inside")
     total = cart.locator("#cart-total").inner_text()
     assert total.startswith("$") and total != "$0.00"
+    assert_fits(cart, "live cart")
     screenshot(cart, "shopper-08-cart-live")
 
-    # Exit scan with a fresh pass: the visit is billed and the receipt link appears in the cart page.
+    # Exit scan with a fresh pass: the visit is billed; the cart says what was charged to which card, and links
+    # the receipt.
     page.goto("/gates/pass/")
     expect(page.locator("#qr svg")).to_be_visible()
     status, out = _gate_post(f"{asgi_server.url}/gates/api/exit/", gate_key, _qr_token(page))
     assert status == 200 and out["visits"] == [body["visit"]], out
-    expect(cart.locator("#cart-state")).to_have_text("billed")
-    expect(cart.locator("#cart-receipt")).to_be_visible()
+    expect(cart.locator("#trip")).to_have_attribute("data-stage", "charged")
+    expect(cart.locator("#trip-title")).to_have_text(f"Charged {total}")
+    expect(cart.locator("#trip-text")).to_contain_text("Visa ending 4242")
+    expect(cart.locator("#trip-link")).to_be_visible()
+    assert_fits(cart, "charged cart")
     screenshot(cart, "shopper-09-cart-billed")
     receipt = Receipt.objects.get(visit_id=body["visit"])
     assert [m.to for m in mail.outbox if f"Receipt {receipt.pk}" in m.body] == [[EMAIL]]
 
+    # Reopening the cart afterwards: waiting at the gate again, and how the last visit ended, with its receipt.
+    again_page = page.context.new_page()
+    again_page.goto("/visits/current/")
+    expect(again_page.locator("#last-trip")).to_contain_text(f"Charged {total}")
+    expect(again_page.locator("#last-trip-link")).to_have_attribute("href", f"/visits/receipts/{receipt.pk}/")
+    screenshot(again_page, "shopper-09b-cart-reopened")
+    again_page.close()
+
     # The receipt explains its line; the shopper disputes it.
-    cart.click("#cart-receipt")
+    cart.click("#trip-link")
     expect(cart.locator("tr.receipt-line")).to_have_count(1)
     expect(cart.locator("tr.receipt-line")).to_contain_text(WATER)
     cart.locator("tr.receipt-line details.why summary").first.click()

@@ -287,14 +287,9 @@ def _refuse_if_inside(*, entry_pass: EntryPass, gate: Gate) -> None:
 
 
 def _store_tz(store: Store):
-    """The store's time zone (``Store.timezone`` when the store has one, else the site's ``TIME_ZONE``)."""
-    from zoneinfo import ZoneInfo
+    from store.layout.timezones import store_zone
 
-    name = getattr(store, "timezone", "") or settings.TIME_ZONE
-    try:
-        return ZoneInfo(name)
-    except Exception:
-        return ZoneInfo("UTC")
+    return store_zone(store)
 
 
 def visit_enter(*, token: str, gate: Gate, at: datetime | None = None, session: str = "live") -> Visit:
