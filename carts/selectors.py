@@ -27,6 +27,7 @@ from store.billing.services import (
 )
 from store.gates.models import Visit
 from store.inventory.models import Product
+from store.layout.timezones import store_zone
 
 from .models import CartEvent, ReviewItem
 
@@ -271,6 +272,9 @@ class ReceiptView:
     other_events: list[tuple[str, EventEvidence]]
     payment: PaymentState
     attempts: list[PaymentAttempt] = field(default_factory=list)
+    store_address: str = ""
+    tz_name: str = "UTC"
+    card_words: str = "your card"
 
 
 def _evidence(event: CartEvent) -> EventEvidence:
@@ -324,6 +328,9 @@ def receipt_detail(*, receipt: Receipt) -> ReceiptView:
         issued_at=receipt.issued_at, total_minor=receipt.total_minor,
         total_display=money_display(receipt.total_minor, cur), lines=lines, other_events=other,
         payment=payment_state(attempts=attempts, total_minor=receipt.total_minor, currency=cur), attempts=attempts,
+        store_address=receipt.visit.store.address, tz_name=store_zone(receipt.visit.store).key,
+        card_words=(f"{(receipt.card_brand or 'card').title()} ending {receipt.card_last4}" if receipt.card_last4
+                    else "the card on file"),
     )
 
 
