@@ -190,10 +190,10 @@ async def live_replay_view(request: HttpRequest) -> HttpResponse:
         await sync_to_async(messages.error)(request, f"Replay not started: {exc}")
         return redirect(reverse("dashboard:home"))
     try:
-        how = await live_replay_start(path=path, session=session, speed=form.cleaned_data["speed"])
+        await live_replay_start(path=path, session=session, speed=form.cleaned_data["speed"])
     except LiveReplayBusy as exc:
         await sync_to_async(messages.error)(request, f"Replay not started: {exc}.")
         return redirect(reverse("dashboard:home"))
     await sync_to_async(messages.success)(
-        request, f"Replaying {path.name} live as session {session} (on the {how}). Open the shopper's live cart.")
+        request, f"Replaying the recorded session {path.name} live. Open the shopper's live cart to watch it.")
     return redirect(reverse("dashboard:home"))

@@ -27,6 +27,7 @@ from store.billing.services import (
 )
 from store.gates.models import Visit
 from store.inventory.models import Product
+from store.layout.timezones import store_zone
 
 from .models import CartEvent, ReviewItem
 
@@ -99,6 +100,23 @@ def visit_current_for(*, user: AbstractBaseUser | AnonymousUser | None) -> Visit
         return None
     return (Visit.objects.select_related("store")
             .filter(shopper_id=user.pk, state__in=OPEN_STATES).order_by("-entered_at", "-id").first())
+
+
+#: How long after a visit ends the shopper's cart page still shows how it ended (the receipt's link).
+LAST_VISIT_SHOWN_H = 24
+
+
+def visit_last_ended_for(*, user: AbstractBaseUser | AnonymousUser | None,
+                         now: datetime | None = None) -> Visit | None:
+    """The shopper's own latest visit that ended (billed, closed, payment failed) within :data:`LAST_VISIT_SHOWN_H`
+    hours, or None: the waiting page says how it ended and links its receipt."""
+    if not _is_shopper(user):
+        return None
+    since = (now or timezone.now()) - timedelta(hours=LAST_VISIT_SHOWN_H)
+    return (Visit.objects.select_related("store", "shopper")
+            .filter(shopper_id=user.pk, state__in=(Visit.State.BILLED, Visit.State.CLOSED,
+                                                   Visit.State.PAYMENT_FAILED),
+                    entered_at__gte=since).order_by("-entered_at", "-id").first())
 
 
 def receipt_for_viewer(*, user: AbstractBaseUser | AnonymousUser | None, receipt_id: int) -> Receipt | None:
@@ -254,6 +272,9 @@ class ReceiptView:
     other_events: list[tuple[str, EventEvidence]]
     payment: PaymentState
     attempts: list[PaymentAttempt] = field(default_factory=list)
+    store_address: str = ""
+    tz_name: str = "UTC"
+    card_words: str = "your card"
 
 
 def _evidence(event: CartEvent) -> EventEvidence:
@@ -307,6 +328,9 @@ def receipt_detail(*, receipt: Receipt) -> ReceiptView:
         issued_at=receipt.issued_at, total_minor=receipt.total_minor,
         total_display=money_display(receipt.total_minor, cur), lines=lines, other_events=other,
         payment=payment_state(attempts=attempts, total_minor=receipt.total_minor, currency=cur), attempts=attempts,
+        store_address=receipt.visit.store.address, tz_name=store_zone(receipt.visit.store).key,
+        card_words=(f"{(receipt.card_brand or 'card').title()} ending {receipt.card_last4}" if receipt.card_last4
+                    else "the card on file"),
     )
 
 

@@ -5,7 +5,9 @@ Snapshot contract (DESIGN.md "carts → shopper"), plain JSON types, money in in
 
     {"visit": 12, "seq": 3, "state": "shopping", "currency": "usd",
      "lines": [{"barcode", "name", "quantity", "unit_price_minor", "line_total_minor"}],
-     "under_review": 1, "total_minor": 398, "receipt": null}
+     "under_review": 1, "total_minor": 398, "receipt": null, "trip": {…}}
+
+``trip`` is where the trip stands in words for the shopper (``carts.trip.trip_status``: stage, title, text, link).
 
 Every change bumps ``Cart.seq`` and, after the transaction commits, sends ``{"type": "cart.snapshot",
 "snapshot": …}`` to the groups ``cart_group(visit id)`` and ``shopper_group(user id)``. A client that sees a gap in
@@ -26,7 +28,7 @@ from django.db.models import Q, Sum
 from django.utils import timezone
 
 from sensors.models import ShelfEvent
-from store.accounts.emails import receipt_email_schedule
+from store.accounts.emails import dispute_decision_email_schedule, receipt_email_schedule
 from store.billing.models import PaymentAttempt, Receipt, ReceiptLine
 from store.billing.providers import ProviderUnavailable
 from store.billing.services import (
@@ -44,6 +46,7 @@ from store.inventory.services import stock_record_sale
 
 from .dashboard_events import dashboard_notify
 from .models import Cart, CartEvent, Dispute, ReviewItem
+from .trip import trip_status
 
 log = logging.getLogger(__name__)
 _GROUP_OK = re.compile(r"^[a-zA-Z0-9._-]{1,99}$")
@@ -100,6 +103,7 @@ def cart_snapshot(*, visit: Visit) -> dict:
         "under_review": under_review,
         "total_minor": sum(line["line_total_minor"] for line in lines),
         "receipt": receipt.pk if receipt else None,
+        "trip": trip_status(visit=visit),
     }
 
 
@@ -479,8 +483,15 @@ def dispute_open(*, receipt_line: ReceiptLine, user, kind: str, quantity_taken: 
     left = line.quantity - _line_refunded_units(line)
     if left <= 0:
         raise DisputeError("every unit of this line is refunded already", code="nothing_left")
+    rejected = Dispute.objects.filter(receipt_line=line, status=Dispute.Status.REJECTED).first()
+    if rejected is not None:
+        raise DisputeError("this line was disputed and the store decided it stands"
+                           + (f" (“{rejected.decision_note}”)" if rejected.decision_note else "")
+                           + "; reply to the receipt e-mail if you still disagree", code="decided")
     if kind == Dispute.Kind.NOT_TAKEN:
         quantity = left
+    elif kind == Dispute.Kind.WRONG_QUANTITY and line.quantity < 2:
+        raise DisputeError("this line has a single unit: choose “I didn't take this”", code="bad_quantity")
     elif kind == Dispute.Kind.WRONG_QUANTITY:
         if not isinstance(quantity_taken, int) or isinstance(quantity_taken, bool) or not (
                 0 <= quantity_taken < line.quantity):
@@ -523,6 +534,7 @@ def dispute_decide(*, dispute: Dispute, accept: bool, by: str, note: str = "") -
         Dispute.objects.filter(pk=fresh.pk).update(status=Dispute.Status.REJECTED)
         fresh.refresh_from_db()
         log.info("dispute %s rejected by %s", fresh.pk, by)
+        dispute_decision_email_schedule(dispute=fresh)
         return fresh
     try:
         refund = receipt_refund_line(receipt_line=fresh.receipt_line, quantity=fresh.quantity,
@@ -533,5 +545,6 @@ def dispute_decide(*, dispute: Dispute, accept: bool, by: str, note: str = "") -
         raise DisputeError(f"the refund did not go through: {exc}", code="refund_failed") from exc
     Dispute.objects.filter(pk=fresh.pk).update(status=Dispute.Status.ACCEPTED, refund=refund)
     fresh.refresh_from_db()
+    dispute_decision_email_schedule(dispute=fresh)
     log.info("dispute %s accepted by %s: %d unit(s) refunded (attempt %s)", fresh.pk, by, fresh.quantity, refund.pk)
     return fresh

@@ -30,6 +30,7 @@ from . import selectors, selectors_disputes
 from .forms import DisputeDecisionForm, DisputeForm
 from .models import Dispute
 from .services import DisputeError, cart_snapshot, dispute_decide, dispute_open
+from .trip import trip_status
 
 log = logging.getLogger(__name__)
 
@@ -39,8 +40,10 @@ def _cart_page(request: HttpRequest, visit) -> HttpResponse:
     (``json_script``; None while waiting), the receipts URL and the money-format rules; the HTML is rendered on the
     server too, so the page reads without JavaScript."""
     snapshot = cart_snapshot(visit=visit) if visit is not None else None
+    last = selectors.visit_last_ended_for(user=request.user) if visit is None else None
     return render(request, "carts/cart.html", {
         "snapshot": selectors.snapshot_display(snapshot) if snapshot else None,
+        "last_trip": trip_status(visit=last) if last is not None else None,
         "page_data": {
             "snapshot": snapshot,
             "receipts_url": reverse("carts:receipts"),
@@ -73,14 +76,10 @@ def receipt_list(request: HttpRequest) -> HttpResponse:
     return render(request, "billing/receipt_list.html", {"receipts": selectors.receipts_for(user=request.user)})
 
 
-@require_safe
-@login_required
-def receipt_detail(request: HttpRequest, receipt_id: int) -> HttpResponse:
-    """``GET /visits/receipts/<receipt_id>/``: lines, total, payment state and, per line, the cart events behind it
-    (when, confidence, shelf bin). 404 unless the user is the visit's shopper or a manager."""
-    receipt = selectors.receipt_for_viewer(user=request.user, receipt_id=receipt_id)
-    if receipt is None:
-        raise Http404("no such receipt")
+def _receipt_page(request: HttpRequest, receipt, *, form: DisputeForm | None = None, form_line: int | None = None,
+                  status: int = 200) -> HttpResponse:
+    """The receipt page; ``form``/``form_line``: a dispute form sent for that line and refused, shown again with
+    what the shopper wrote and why it was refused."""
     disputes = selectors_disputes.disputes_by_line(receipt=receipt)
     view = selectors.receipt_detail(receipt=receipt)
     return render(request, "billing/receipt_detail.html", {
@@ -89,15 +88,29 @@ def receipt_detail(request: HttpRequest, receipt_id: int) -> HttpResponse:
         "can_dispute": receipt.visit.shopper_id == request.user.pk
         and selectors_disputes.dispute_open_allowed(receipt=receipt),
         "dispute_deadline": selectors_disputes.dispute_deadline(receipt=receipt),
-        "dispute_form": DisputeForm(),
-    })
+        "dispute_form": form or DisputeForm(),
+        "form_line": form_line,
+    }, status=status)
+
+
+@require_safe
+@login_required
+def receipt_detail(request: HttpRequest, receipt_id: int) -> HttpResponse:
+    """``GET /visits/receipts/<receipt_id>/``: lines, total, payment state and, per line, the cart events behind it
+    (when, confidence, shelf bin), in the store's local time. 404 unless the user is the visit's shopper or a
+    manager."""
+    receipt = selectors.receipt_for_viewer(user=request.user, receipt_id=receipt_id)
+    if receipt is None:
+        raise Http404("no such receipt")
+    return _receipt_page(request, receipt)
 
 
 @require_POST
 @login_required
 def dispute_open_view(request: HttpRequest, receipt_id: int, line_id: int) -> HttpResponse:
     """``POST /visits/receipts/<receipt_id>/lines/<line_id>/dispute/``: dispute one line of one's own receipt.
-    404 unless the user may see the receipt and the line is on it; refusals come back as a message."""
+    404 unless the user may see the receipt and the line is on it. A refused dispute shows the receipt again (400)
+    with the form as the shopper filled it (their note kept) and the reason; a sent one redirects with a message."""
     receipt = selectors.receipt_for_viewer(user=request.user, receipt_id=receipt_id)
     line = receipt.lines.filter(pk=line_id).first() if receipt is not None else None
     if line is None:
@@ -106,17 +119,17 @@ def dispute_open_view(request: HttpRequest, receipt_id: int, line_id: int) -> Ht
     form = DisputeForm(request.POST)
     if not form.is_valid():
         log.info("user %s: dispute form for line %s invalid: %s", request.user.pk, line.pk, list(form.errors))
-        messages.error(request, "Dispute not sent: " + "; ".join(e for errs in form.errors.values() for e in errs))
-        return redirect(back)
+        return _receipt_page(request, receipt, form=form, form_line=line.pk, status=400)
     data = form.cleaned_data
     try:
         dispute_open(receipt_line=line, user=request.user, kind=data["kind"],
                      quantity_taken=data.get("quantity_taken"), note=data.get("note") or "")
     except DisputeError as exc:
         log.info("user %s: dispute of line %s refused (%s)", request.user.pk, line.pk, exc.code)
-        messages.error(request, f"Dispute not sent: {exc}")
-        return redirect(back)
-    messages.success(request, f"Thanks: we will check “{line.name}” and refund it if we got it wrong.")
+        form.add_error(None, str(exc)[:1].upper() + str(exc)[1:] + ".")
+        return _receipt_page(request, receipt, form=form, form_line=line.pk, status=400)
+    messages.success(request, f"Thanks: we will check “{line.name}” and refund it if we got it wrong. "
+                              "We'll e-mail you the decision.")
     return redirect(back)
 
 

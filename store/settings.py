@@ -35,7 +35,8 @@ if PRODUCTION:
 else:
     # Embedded profile only: a per-checkout development key, never used in production.
     SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "walkout-embedded-development-key-not-for-production")
-    DEBUG = os.environ.get("DJANGO_DEBUG", "1") == "1"
+    # Off by default in every profile: a visitor never sees Django's debug pages (DJANGO_DEBUG=1 for development).
+    DEBUG = os.environ.get("DJANGO_DEBUG", "0") == "1"
     ALLOWED_HOSTS = ["localhost", "127.0.0.1", "[::1]", "testserver"]
 SECRET_KEY_FALLBACKS = [k for k in os.environ.get("DJANGO_SECRET_KEY_FALLBACKS", "").split(",") if k]
 
@@ -203,14 +204,18 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = Path(os.environ.get("DJANGO_STATIC_ROOT", str(BASE_DIR / "var" / "static")))
 STATICFILES_DIRS = [BASE_DIR / "static"] if (BASE_DIR / "static").is_dir() else []
+# WhiteNoise serves static files (the admin's CSS too) from the ASGI/WSGI app itself in every profile, so daphne,
+# runserver and the test server all serve them the same way. Production serves the collected, hashed files
+# (``manage.py collectstatic``); the embedded profile finds them in the apps, without a collect step.
+MIDDLEWARE.insert(1, "whitenoise.middleware.WhiteNoiseMiddleware")
 if PRODUCTION:
-    # WhiteNoise serves the collected static files (``manage.py collectstatic``) from the ASGI/WSGI app itself; in
-    # the embedded profile the development server serves them.
-    MIDDLEWARE.insert(1, "whitenoise.middleware.WhiteNoiseMiddleware")
     STORAGES = {
         "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
         "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
     }
+else:
+    WHITENOISE_USE_FINDERS = True
+    WHITENOISE_AUTOREFRESH = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # Embedded profile: e-mails (receipt copies, password resets) are written as files to var/mail/ instead of sent.
 EMAIL_BACKEND = os.environ.get(
@@ -271,7 +276,8 @@ WALKOUT = {
     # deployment sharing a Redis.
     "STREAM_PREFIX": os.environ.get("WALKOUT_STREAM_PREFIX", "walkout"),
     # Absolute site URL for links in emails (receipt copy); "" leaves the link out.
-    "SITE_URL": os.environ.get("WALKOUT_SITE_URL", ""),
+    # the site's address in e-mails (receipt links); the embedded profile's is the demo server's
+    "SITE_URL": os.environ.get("WALKOUT_SITE_URL", "" if PRODUCTION else "http://127.0.0.1:8000"),
 }
 DEFAULT_FROM_EMAIL = os.environ.get("DJANGO_DEFAULT_FROM_EMAIL", "Walkout <no-reply@walkout.test>")
 

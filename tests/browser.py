@@ -247,3 +247,52 @@ def screenshots_clear(prefix: str) -> None:
 
 __all__ = ["AsgiServer", "asgi_server", "browser", "page", "manager_page", "login", "screenshot", "user_make",
            "need_chromium", "screenshots_clear", "PASSWORD", "SCREENSHOTS"]
+
+
+#: JavaScript that lists what a person would see as broken layout on the page now (an empty list: none):
+#: the page wider than the window (sideways scrolling), a card or table that scrolls sideways inside itself, and
+#: a word broken across lines inside a table cell, a list line or a heading ("Q / ty", "$1. / 00").
+_LAYOUT_JS = r"""
+(scrollOk) => {
+  const out = [];
+  const vw = document.documentElement.clientWidth;
+  if (document.documentElement.scrollWidth > vw + 1) out.push(`page is ${document.documentElement.scrollWidth}px wide in a ${vw}px window`);
+  for (const el of document.querySelectorAll('.card, section, table, main')) {
+    if (el.offsetParent === null || scrollOk) continue;
+    if (el.scrollWidth > el.clientWidth + 1 && getComputedStyle(el).overflowX !== 'visible')
+      out.push(`${el.tagName.toLowerCase()}#${el.id || ''}.${el.className || ''} scrolls sideways (${el.scrollWidth} > ${el.clientWidth})`);
+  }
+  let checked = 0;
+  for (const el of document.querySelectorAll('td, th, li, h1, h2, dt, dd, .pill, button, .btn')) {
+    if (el.offsetParent === null || checked > 400) continue;
+    checked++;
+    const walker = document.createTreeWalker(el, NodeFilter.SHOW_TEXT);
+    let node;
+    while ((node = walker.nextNode())) {
+      const text = node.textContent;
+      const re = /\S{2,}/g; let m;
+      while ((m = re.exec(text))) {
+        const r = document.createRange(); r.setStart(node, m.index); r.setEnd(node, m.index + m[0].length);
+        const lines = new Set([...r.getClientRects()].filter(x => x.width > 0).map(x => Math.round(x.top)));
+        if (lines.size > 1) { out.push(`"${m[0]}" broken across lines in <${el.tagName.toLowerCase()}>`); break; }
+      }
+    }
+  }
+  return out;
+}
+"""
+
+
+def layout_problems(page: Any, *, scroll_ok: bool = False) -> list[str]:
+    """What looks broken on ``page`` now, as a person would see it (``_LAYOUT_JS``); an empty list when nothing.
+    ``scroll_ok``: a wide table may scroll sideways inside its card (a manager's table on a phone)."""
+    return page.evaluate(_LAYOUT_JS, scroll_ok)
+
+
+def assert_fits(page: Any, what: str = "", *, scroll_ok: bool = False) -> None:
+    """Fail when :func:`layout_problems` finds anything (text that does not fit, tables broken apart)."""
+    problems = layout_problems(page, scroll_ok=scroll_ok)
+    assert not problems, f"{what or page.url}: " + "; ".join(problems[:8])
+
+
+__all__ += ["layout_problems", "assert_fits"]

@@ -78,6 +78,7 @@ async def test_owner_gets_snapshot_on_connect_and_after_cart_apply():
     connected, _ = await comm.connect()
     assert connected
     first = await comm.receive_json_from(timeout=5)
+    assert first.pop("trip")["stage"] == "inside"
     assert first == {"type": "snapshot", "visit": w.visit.pk, "seq": 0, "state": "shopping", "currency": "usd",
                      "lines": [], "under_review": 0, "total_minor": 0, "receipt": None}
 

@@ -122,7 +122,7 @@ def test_another_shopper_gets_404_on_my_receipt_and_my_cart(w):
     Visit.objects.filter(pk=w.visit.pk).update(state=Visit.State.SHOPPING)
     page = bob.get("/visits/current/")
     assert page.status_code == 200 and page.context["snapshot"] is None
-    assert b"No visit in progress" in page.content
+    assert b"Waiting at the gate" in page.content
 
 
 def test_staff_sees_the_dashboard_and_a_shopper_does_not(w):
@@ -154,7 +154,10 @@ def test_current_page_waits_when_the_visit_is_over(w):
     response = client_for(w.ann).get("/visits/current/")
     assert response.status_code == 200
     assert response.context["page_data"]["snapshot"] is None
-    assert b"No visit in progress" in response.content
+    assert b"Waiting at the gate" in response.content
+    # how the last visit ended is still said (issue #15: "No visit in progress" with no link to the receipt)
+    assert response.context["last_trip"]["stage"] == "charged"
+    assert b"Your last visit: No charge" in response.content
 
 
 def test_receipt_page_explains_every_line(w):

@@ -186,3 +186,30 @@ def test_dispute_queue_is_for_managers_and_forms_need_csrf(w):
     assert as_user(w.boss).post("/visits/disputes/999/decide/", {"decision": "accept"}).status_code == 404
     dispute.refresh_from_db()
     assert dispute.status == "open" and Dispute.objects.count() == 1
+
+
+def test_a_rejected_line_is_not_disputed_again_and_the_shopper_is_told(w, mailoutbox,
+                                                                      django_capture_on_commit_callbacks):
+    from carts.services import dispute_decide
+
+    d = dispute_open(receipt_line=w.cola, user=w.ann, kind="not_taken", note="never touched it")
+    with django_capture_on_commit_callbacks(execute=True):
+        dispute_decide(dispute=d, accept=False, by="boss", note="the camera shows you taking it")
+    with pytest.raises(DisputeError) as exc:
+        dispute_open(receipt_line=w.cola, user=w.ann, kind="not_taken")
+    assert exc.value.code == "decided" and "the camera shows you taking it" in str(exc.value)
+    told = [m for m in mailoutbox if "the line stands" in m.subject]
+    assert len(told) == 1 and "the camera shows you taking it" in told[0].body
+    page = as_user(w.ann).get(f"/visits/receipts/{w.receipt.pk}/").content.decode()
+    assert "Dispute rejected" in page and "the camera shows you taking it" in page
+
+
+def test_a_refused_dispute_keeps_the_note_and_one_unit_lines_offer_no_quantity(w):
+    response = as_user(w.ann).post(dispute_url(w, w.cola), {"kind": "wrong_quantity", "note": "keep these words"})
+    assert response.status_code == 400
+    body = response.content.decode()
+    assert "Dispute not sent" in body and "keep these words" in body
+    d = as_user(w.ann).post(dispute_url(w, w.chips), {"kind": "wrong_quantity", "quantity_taken": 0, "note": "x"})
+    assert "single unit" in d.content.decode() and "from 0 to 0" not in d.content.decode()
+    page = as_user(w.ann).get(f"/visits/receipts/{w.receipt.pk}/").content.decode()
+    assert page.count('value="wrong_quantity"') == 1  # offered for the 3 colas, not for the one bag of chips

@@ -137,6 +137,13 @@ def test_token_rotates_each_pass_valid_once(store):
     assert gate.post("/gates/api/scan/", {"token": a["token"]}, format="json").status_code == 200
     assert other_gate.post("/gates/api/scan/", {"token": a["token"]}, format="json").json()["reason"] == "replayed"
     assert Visit.objects.count() == 1
+    # the shopper is inside: a second fresh pass opens no second visit (and is not spent)
+    inside = gate.post("/gates/api/scan/", {"token": b["token"]}, format="json")
+    assert inside.status_code == 403 and inside.json()["reason"] == "already_inside", inside.json()
+    assert "already inside" in inside.json()["message"]
+    assert Visit.objects.count() == 1
+    from store.gates.services import visit_exit
+    visit_exit(visit=Visit.objects.get())
     assert gate.post("/gates/api/scan/", {"token": b["token"]}, format="json").status_code == 200
     assert gate.post("/gates/api/scan/", {"token": b["token"]}, format="json").json()["reason"] == "replayed"
     assert Visit.objects.count() == 2

@@ -55,3 +55,47 @@ def receipt_email_schedule(*, receipt) -> None:
     outside a transaction). Called at the end of ``carts.services.visit_checkout``."""
     receipt_id = receipt.pk
     transaction.on_commit(lambda: receipt_email_send(receipt_id=receipt_id))
+
+
+def dispute_decision_email_send(*, dispute_id: int) -> bool:
+    """Tell the shopper who opened dispute ``dispute_id`` what the store decided (accepted: the refund; rejected:
+    the store's note), with the receipt's link when ``settings.WALKOUT["SITE_URL"]`` is set. Returns True when
+    handed to the backend."""
+    from carts.models import Dispute
+    from carts.selectors import money_display
+
+    dispute = Dispute.objects.select_related("receipt_line__receipt__visit__store", "opened_by", "refund").filter(
+        pk=dispute_id).first()
+    if dispute is None or not dispute.opened_by.email or not dispute.opened_by.is_active:
+        return False
+    line = dispute.receipt_line
+    receipt = line.receipt
+    site = str(settings.WALKOUT.get("SITE_URL", "")).rstrip("/")
+    url = f"{site}/visits/receipts/{receipt.pk}/" if site else ""
+    if dispute.status == "accepted":
+        amount = money_display(dispute.refund.amount_minor if dispute.refund else 0, receipt.currency)
+        subject = f"Your dispute is accepted: {amount} refunded"
+        body = (f"We checked “{line.name}” on receipt {receipt.pk} from {receipt.visit.store.name}: you were right. "
+                f"{amount} ({dispute.quantity} unit{'s' if dispute.quantity != 1 else ''}) goes back to your card; "
+                "it shows on your statement within a few days.")
+    else:
+        subject = f"Your dispute of “{line.name}”: the line stands"
+        body = (f"We checked “{line.name}” on receipt {receipt.pk} from {receipt.visit.store.name} and the line "
+                "stands.")
+    if dispute.decision_note:
+        body += f"\n\nThe store's note: “{dispute.decision_note}”"
+    body += (f"\n\nYour receipt: {url}" if url else "\n\nYour receipt is under Receipts in the Walkout app.")
+    body += "\n\nIf you still disagree, reply to this e-mail.\n\nWalkout\n"
+    try:
+        EmailMultiAlternatives(subject=subject, body=body, to=[dispute.opened_by.email]).send(fail_silently=False)
+    except Exception:
+        log.exception("dispute email: sending the decision of dispute %s failed", dispute_id)
+        return False
+    log.info("dispute email: decision of dispute %s sent to user %s", dispute_id, dispute.opened_by_id)
+    return True
+
+
+def dispute_decision_email_schedule(*, dispute) -> None:
+    """Send the decision of ``dispute`` (:func:`dispute_decision_email_send`) once the transaction commits."""
+    dispute_id = dispute.pk
+    transaction.on_commit(lambda: dispute_decision_email_send(dispute_id=dispute_id))

@@ -75,8 +75,10 @@ class DummyCardForm(forms.Form):
 
     def clean_expiry(self) -> tuple[int, int]:
         m = re.fullmatch(r"\s*(\d{1,2})\s*/\s*(\d{2}|\d{4})\s*", self.cleaned_data["expiry"])
-        if not m or not 1 <= int(m.group(1)) <= 12:
-            raise ValidationError("Give the expiry as MM/YY.")
+        if not m:
+            raise ValidationError("Give the expiry as MM/YY, e.g. 08/29.")
+        if not 1 <= int(m.group(1)) <= 12:
+            raise ValidationError(f"There is no month {int(m.group(1))}: the month is 01 to 12 (MM/YY).")
         month, year = int(m.group(1)), int(m.group(2))
         year = year + 2000 if year < 100 else year
         today = timezone.now().date()

@@ -14,6 +14,8 @@ class Receipt(models.Model):
     currency = models.CharField(max_length=3)
     total_minor = models.PositiveIntegerField()
     issued_at = models.DateTimeField()
+    card_brand = models.CharField(max_length=20, blank=True, default="", help_text="the card charged, as issued")
+    card_last4 = models.CharField(max_length=4, blank=True, default="")
 
     def __str__(self) -> str:
         return f"receipt {self.pk} for visit {self.visit_id}"

@@ -255,9 +255,12 @@ def receipt_issue(*, visit: Visit, lines: list[ReceiptLineData]) -> Receipt:
         visit = Visit.objects.select_for_update().select_related("store").get(pk=visit.pk)
         receipt = Receipt.objects.filter(visit=visit).first()
         if receipt is None:
+            payer = visit.party_lead.shopper if visit.party_lead_id else visit.shopper
+            profile = getattr(payer, "shopper", None)
             receipt = Receipt.objects.create(
                 visit=visit, currency=visit.store.currency.lower(),
                 total_minor=sum(line.line_total_minor for line in lines), issued_at=timezone.now(),
+                card_brand=getattr(profile, "card_brand", "") or "", card_last4=getattr(profile, "card_last4", "") or "",
             )
             ReceiptLine.objects.bulk_create([
                 ReceiptLine(receipt=receipt, product_id=line.product_id, barcode=line.barcode, name=line.name,

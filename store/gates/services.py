@@ -43,7 +43,8 @@ ALLOWED_TRANSITIONS: dict[str, set[str]] = {
 class GateRefusal(Exception):
     """A pass was refused at the gate. ``code`` is one of: expired, replayed, unknown, invalid, wrong_store,
     no_payment_method, store_full, payment_declined, party_full (every declared guest is in), no_visit (an exit
-    scan of a shopper who is not inside)."""
+    scan of a shopper who is not inside), already_inside (a fresh pass of a shopper whose visit is still open: one
+    account is admitted once per visit; its guests come in on the same code)."""
 
     def __init__(self, code: str, message: str):
         super().__init__(message)
@@ -252,6 +253,45 @@ def _guest_admit(*, entry_pass: EntryPass, gate: Gate, at: datetime, session: st
     return visit
 
 
+def visit_open_max_h() -> float:
+    """Hours after entry beyond which an ``admitted``/``shopping`` visit no longer counts as "inside" at the gate
+    (``settings.WALKOUT["VISIT_OPEN_MAX_H"]``, default 12): a visit the store never saw leave (a lost track, a
+    crash) must not lock its shopper out for good. Closing such visits is the store loop's job."""
+    return float(settings.WALKOUT.get("VISIT_OPEN_MAX_H", 12.0))
+
+
+def visit_inside_for(*, shopper_id: int, now: datetime | None = None) -> Visit | None:
+    """The shopper's own open visit (admitted or shopping, not a guest's, entered within :func:`visit_open_max_h`),
+    in any store, or None."""
+    now = now or timezone.now()
+    return (Visit.objects.select_related("store")
+            .filter(shopper_id=shopper_id, party_lead__isnull=True, state__in=[S.ADMITTED, S.SHOPPING],
+                    entered_at__gte=now - timedelta(hours=visit_open_max_h()))
+            .order_by("-entered_at", "-pk").first())
+
+
+def _refuse_if_inside(*, entry_pass: EntryPass, gate: Gate) -> None:
+    """A fresh pass of a shopper who is inside already: refuse ("already_inside"), so that a second scan opens no
+    second visit (a second hold, a second receipt). Locks the shopper's row first, so that two fresh passes scanned
+    at once at two gates admit once. Call inside the consuming transaction."""
+    from django.contrib.auth import get_user_model
+
+    get_user_model().objects.select_for_update().filter(pk=entry_pass.shopper_id).first()
+    inside = visit_inside_for(shopper_id=entry_pass.shopper_id)
+    if inside is not None:
+        where = "" if inside.store_id == gate.store_id else f" at {inside.store.name}"
+        since = timezone.localtime(inside.entered_at, _store_tz(inside.store)).strftime("%H:%M")
+        raise _refuse("already_inside",
+                      f"this shopper is already inside{where} (came in at {since}); one pass admits one person "
+                      "once — leave through the exit first (guests are scanned on the holder's code)", gate)
+
+
+def _store_tz(store: Store):
+    from store.layout.timezones import store_zone
+
+    return store_zone(store)
+
+
 def visit_enter(*, token: str, gate: Gate, at: datetime | None = None, session: str = "live") -> Visit:
     """Admit the holder of ``token`` at ``gate``: verify the pass, consume it once, open a visit, authorise the card.
 
@@ -282,6 +322,7 @@ def visit_enter(*, token: str, gate: Gate, at: datetime | None = None, session: 
         if consumed != 1:
             visit = _guest_admit(entry_pass=entry_pass, gate=gate, at=at, session=session)
         else:
+            _refuse_if_inside(entry_pass=entry_pass, gate=gate)  # raises: the pass's consumption rolls back
             visit = Visit.objects.create(
                 store=gate.store, shopper=entry_pass.shopper, entry_pass=entry_pass, state=S.ADMITTED,
                 session=session, entered_at=at,

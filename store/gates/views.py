@@ -16,7 +16,13 @@ from django.views.decorators.http import require_safe
 from store.layout.models import Store
 
 from .models import Gate
-from .services import PassUnavailable, guest_policy, pass_qr_svg, pass_request, pass_store_resolve, pass_timing
+from django.utils import timezone
+
+from store.layout.timezones import store_zone
+
+from .services import (
+    PassUnavailable, guest_policy, pass_qr_svg, pass_request, pass_store_resolve, pass_timing, visit_inside_for,
+)
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +65,11 @@ def pass_page(request: HttpRequest) -> HttpResponse:
                                                                "stores": stores},
                       status=UNAVAILABLE_STATUS.get(exc.code, 400))
     window_s, cap = guest_policy()
+    inside = visit_inside_for(shopper_id=request.user.pk)
     response = render(request, "gates/pass.html", {
+        "inside": inside,
+        "inside_since": timezone.localtime(inside.entered_at, store_zone(inside.store)).strftime("%H:%M")
+        if inside else "",
         "store": store, "token": token, "qr_svg": pass_qr_svg(token=token), "entry_pass": entry_pass,
         "timing": pass_timing(), "several_stores": Store.objects.count() > 1,
         "guest_cap": cap, "guest_window_s": window_s, "guest_choices": range(cap + 1),

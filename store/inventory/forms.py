@@ -65,8 +65,13 @@ class AdjustmentForm(_BinChoiceForm):
     def clean(self):
         data = super().clean()
         quantity, counted = data.get("quantity"), data.get("counted")
-        if (quantity is None) == (counted is None):
-            raise forms.ValidationError("give either an adjustment or a counted level, not both")
+        if quantity is None and counted is None:
+            # an entry the field check refused (not a whole number, out of range) is reported by that field alone
+            if not ({"quantity", "counted"} & set(self.errors)):
+                raise forms.ValidationError("give an adjustment (e.g. -2) or the level you counted")
+            return data
+        if quantity is not None and counted is not None:
+            raise forms.ValidationError("give an adjustment or a counted level, not both")
         if quantity is not None:
             if quantity == 0:
                 raise forms.ValidationError("an adjustment of 0 changes nothing")

@@ -59,6 +59,13 @@ class ProductStock:
     price_display: str
 
 
+def natural_key(text: str) -> tuple:
+    """Sort key that orders the numbers inside ``text`` by value: ``1-1-2`` before ``1-1-10``."""
+    import re
+
+    return tuple(int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", text or ""))
+
+
 def products_with_stock(*, store: Store | None = None, query: str = "", low_only: bool = False,
                         product_ids: list[int] | None = None) -> list[ProductStock]:
     """Products (of ``store``, or all), by store and name, with their stock. ``query`` matches barcode or name
@@ -90,9 +97,11 @@ def products_with_stock(*, store: Store | None = None, query: str = "", low_only
         bins = sorted(
             (BinLevel(bin_id=b, bin_code=bin_codes.get(b, "") if b is not None else "(no bin)",
                       level=by_bin.get((p.pk, b), 0), faces=b in facing_bins[p.pk]) for b in bin_ids),
-            key=lambda x: (x.bin_id is None, x.bin_code))
+            key=lambda x: (x.bin_id is None, natural_key(x.bin_code)))
         level = levels.get(p.pk, 0)
-        low = level <= p.low_stock_threshold
+        # one rule everywhere (dashboard, inventory page, filter): at or below the threshold, and on a shelf or
+        # given a threshold by a manager (an unshelved catalogue entry at 0 of 0 is no alert)
+        low = level <= p.low_stock_threshold and (bool(facing_bins[p.pk]) or p.low_stock_threshold > 0)
         if low_only and not low:
             continue
         minor = price_to_minor(p.price, p.store.currency)
@@ -105,11 +114,7 @@ def low_stock_products(*, store: Store | None = None) -> list[ProductStock]:
     """Products at or below their low-stock threshold (level ≤ ``low_stock_threshold``), lowest level first;
     a product that faces no bin counts only when a manager gave it a threshold (an unshelved catalogue entry at
     0 of 0 is no alert)."""
-    from .models import Facing
-
-    shelved = set(Facing.objects.values_list("product_id", flat=True))
-    rows = [r for r in products_with_stock(store=store, low_only=True)
-            if r.product.pk in shelved or r.product.low_stock_threshold > 0]
+    rows = products_with_stock(store=store, low_only=True)
     return sorted(rows, key=lambda r: (r.level - r.product.low_stock_threshold, r.product.name))
 
 

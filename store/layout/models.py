@@ -17,6 +17,10 @@ class Store(models.Model):
     name = models.CharField(max_length=200)
     currency = models.CharField(max_length=3, default="usd", help_text="ISO 4217, lower case (Stripe's form)")
     capacity = models.PositiveIntegerField(default=50, help_text="most shoppers inside at once")
+    timezone = models.CharField(max_length=64, blank=True, default="",
+                                help_text="IANA time zone of the store (e.g. America/Los_Angeles): receipts, pages "
+                                          "and e-mails show its local time; empty: the site's TIME_ZONE")
+    address = models.CharField(max_length=300, blank=True, default="", help_text="street address, on receipts")
 
     def __str__(self) -> str:
         return self.name

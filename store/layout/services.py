@@ -16,7 +16,8 @@ def layout_load(*, data: dict) -> Store:
     """
     s = data["store"]
     store, _ = Store.objects.update_or_create(
-        code=s["code"], defaults={"name": s["name"], "currency": s["currency"].lower()}
+        code=s["code"], defaults={"name": s["name"], "currency": s["currency"].lower(),
+                                  **{k: s[k] for k in ("timezone", "address") if s.get(k)}}
     )
     for z in data.get("zones", []):
         Zone.objects.update_or_create(store=store, name=z["name"], defaults={"kind": z["kind"], "polygon": z["polygon"]})

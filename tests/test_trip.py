@@ -1,0 +1,74 @@
+"""The trip status the shopper reads (carts.trip): one clear sentence per stage, in the store's local time."""
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone as dt_timezone
+
+import pytest
+from django.contrib.auth import get_user_model
+
+from carts.models import ReviewItem
+from carts.trip import trip_status
+from sensors.models import ShelfEvent
+from store.accounts.models import ShopperProfile
+from store.billing.models import Receipt
+from store.gates.models import Visit
+from store.inventory.models import Product
+from store.layout.models import Bin, Gondola, Shelf, Store
+
+pytestmark = pytest.mark.django_db
+
+T0 = datetime(2026, 7, 1, 18, 30, tzinfo=dt_timezone.utc)  # 11:30 in Los Angeles (PDT)
+
+
+@pytest.fixture
+def visit():
+    store = Store.objects.create(code="s1", name="Corner", currency="usd", timezone="America/Los_Angeles")
+    ann = get_user_model().objects.create_user("ann@example.com", password="pw-ann-123456")
+    ShopperProfile.objects.create(user=ann, provider="dummy", payment_method_ref="pm_1", card_brand="visa",
+                                  card_last4="4242")
+    return Visit.objects.create(store=store, shopper=ann, state=Visit.State.SHOPPING, entered_at=T0)
+
+
+def test_inside_names_the_store_and_its_local_time(visit):
+    t = trip_status(visit=visit, now=T0)
+    assert t["stage"] == "inside" and t["title"] == "You're in"
+    assert "Corner at 11:30" in t["text"] and not t["link_url"]
+
+
+def test_leaving_gives_an_honest_expected_time_then_says_it_is_late(visit):
+    visit.state, visit.exited_at, visit.checkout_due_at = Visit.State.EXITED, T0, T0 + timedelta(seconds=3)
+    t = trip_status(visit=visit, now=T0)
+    assert t["stage"] == "leaving" and t["due_in_s"] == 8 and "about 8 seconds" in t["text"]
+    late = trip_status(visit=visit, now=T0 + timedelta(minutes=2))
+    assert late["due_in_s"] == 0 and "longer than usual" in late["text"] and "Nothing is charged" in late["text"]
+
+
+def test_charged_names_amount_card_and_links_the_receipt(visit):
+    visit.state = Visit.State.BILLED
+    visit.save()
+    receipt = Receipt.objects.create(visit=visit, currency="usd", total_minor=398, issued_at=T0,
+                                     card_brand="mastercard", card_last4="4444")
+    visit.refresh_from_db()
+    t = trip_status(visit=visit, now=T0)
+    assert t["stage"] == "charged" and t["title"] == "Charged $3.98"
+    assert "Mastercard ending 4444" in t["text"]  # the card charged, not the one on file now
+    assert t["link_url"] == f"/visits/receipts/{receipt.pk}/"
+
+
+def test_under_review_says_what_why_and_by_when(visit, settings):
+    settings.WALKOUT = {**settings.WALKOUT, "REVIEW_WITHIN_H": 2}
+    shelf = Shelf.objects.create(gondola=Gondola.objects.create(store=visit.store, number=1, x=0, y=0, width_m=1,
+                                                                depth_m=.5, height_m=2), number=1, z=1)
+    bin_ = Bin.objects.create(shelf=shelf, store=visit.store, number=1, code="1-1-1", x=0, y=0, z=1, width_m=.3,
+                              depth_m=.4)
+    Product.objects.create(store=visit.store, barcode="0001", name="Cola", price="1.99", unit_weight_g=355)
+    event = ShelfEvent.objects.create(store=visit.store, session="live", bin=bin_, bin_codes=["1-1-1"], t_start=T0,
+                                      t_end=T0, delta_g=-355, hypotheses=[{"barcode": "0001", "quantity": 1,
+                                                                           "likelihood": .9}])
+    ReviewItem.objects.create(shelf_event=event, reason="confidence 0.51 below 0.60",
+                              candidates=[{"visit": visit.pk}, {"visit": visit.pk + 1}])
+    visit.state, visit.exited_at = Visit.State.UNDER_REVIEW, T0 + timedelta(minutes=10)
+    t = trip_status(visit=visit, now=T0)
+    assert t["stage"] == "review"
+    assert "Cola" in t["text"] and "another shopper was at the same shelf" in t["text"]
+    assert "by 13:40" in t["text"]  # 18:40 UTC + 2 h, in Los Angeles
