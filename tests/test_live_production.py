@@ -146,22 +146,41 @@ class LiveStack:
 
 
 def test_store_runs_live_and_survives_its_worker_killed(benchmark1_recording, tmp_path):
+    """The shopper's phone (Chromium, logged in through the real form) watches the cart while the active store
+    worker is killed just before the pick is decided: the item still appears, then the receipt."""
+    from browser import CHROMIUM, CHROMIUM_ARGS, login, need_chromium, screenshot
+
     require("PostgreSQL", PG)
     require("Redis", REDIS)
     require("MQTT", MQTT)
-    with LiveStack(benchmark1_recording, tmp_path) as stack:
+    need_chromium()
+    from playwright.sync_api import expect, sync_playwright
+
+    with LiveStack(benchmark1_recording, tmp_path) as stack, sync_playwright() as pw:
         stack.web()
         stack.ingest()
         stack.store_worker("store-a")
         wait_for(stack.log("store-a"), "is active")
         stack.store_worker("store-b")
+        stack.shell("from carts.replay import demo_shopper_ensure\nprint(demo_shopper_ensure('shopper@walkout.test'))")
+        chromium = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
+        phone = chromium.new_context(base_url=f"http://127.0.0.1:{stack.port}", viewport={"width": 390, "height": 844})
+        page = phone.new_page()
+        page.set_default_timeout(30_000)
+        login(page, "shopper@walkout.test")
+        page.goto("/visits/current/")
         stack.emulate()
         # the pick is 13 s into the session: kill the active worker just before it is decided
         time.sleep(14.0)
         os.killpg(stack.procs["store-a"].pid, signal.SIGKILL)
         wait_for(stack.log("store-b"), "is active", timeout=20)
         wait_for(stack.log("store-b"), "resumed from the checkpoint", timeout=5)
+        expect(page.locator("body")).to_contain_text("ARRWHD SPRNG WTR", timeout=60_000)
+        screenshot(page, "live-production-item")
+        expect(page.locator("#trip")).to_have_attribute("data-stage", "charged", timeout=90_000)
+        screenshot(page, "live-production-charged")
         assert stack.procs["emulator"].wait(timeout=240) == 0, stack.log("emulator").read_text()[-3000:]
+        chromium.close()
         stack.billed_once()  # once, though the worker that decided it may have died after
 
 
