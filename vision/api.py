@@ -5,17 +5,20 @@ observations_parse``'s version 1 (rows of [track, t, keypoint, x, y, z, score], 
 go onto the store's ``obs`` stream (``carts.runtime``) as source ``tracker:<name>``, and the live map is refreshed.
 Answers 202 ``{"accepted": <rows>}``; 400 ``{"reason", "message"}`` for any body it cannot use (malformed or too
 deep JSON, wrong fields, non-finite numbers, too many rows), counted on the tracker; 401 without a valid key;
-413 for a body over ``MAX_BODY_BYTES``. Bad input never raises.
+413 for a body over ``MAX_BODY_BYTES``; 429 from an address that sent too many bad keys (``store.throttle``);
+503 where no store loop runs. Bad input never raises.
 """
 from __future__ import annotations
 
-import json
 import logging
 
 from django.db.models import F
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
+
+from store.jsonbody import BodyError, loads_safe
+from store.throttle import api_key_failed, api_key_locked, client_address
 
 from .models import TrackerSource
 from .services import TrackerInputError, observations_parse, store_map_publish_observations, tracker_authenticate
@@ -39,19 +42,26 @@ def observations(request: HttpRequest) -> JsonResponse:
     """``POST /vision/api/observations/`` (module docstring)."""
     from carts.runtime import obs_record, publish, store_loop_enabled
 
+    address = client_address(request)
+    wait = api_key_locked(scope="tracker", address=address)
+    if wait is not None:
+        return JsonResponse({"reason": "throttled", "message": "too many failed tracker keys from this address; "
+                                                               f"try again in {wait} s"}, status=429,
+                            headers={"Retry-After": str(wait)})
     parts = request.headers.get("Authorization", "").split()
     if len(parts) != 2 or parts[0].lower() != "tracker":
         return JsonResponse({"reason": "unauthenticated", "message": "send Authorization: Tracker <api key>"},
                             status=401)
     tracker = tracker_authenticate(api_key=parts[1])
     if tracker is None:
+        api_key_failed(scope="tracker", address=address)
         return JsonResponse({"reason": "unauthenticated", "message": "unknown or inactive tracker key"}, status=401)
     if len(request.body) > MAX_BODY_BYTES:
         return _bad(tracker, "too_large", f"the body is over {MAX_BODY_BYTES} bytes", status=413)
-    try:
-        doc = json.loads(request.body)
-    except (ValueError, RecursionError) as exc:  # not JSON, a 5,000-digit number, 100,000 nested brackets
-        return _bad(tracker, "malformed_json", f"the body is not usable JSON ({type(exc).__name__})")
+    try:  # not JSON, a 5,000-digit number, 100,000 nested brackets: a 400 with the reason, never a 500
+        doc = loads_safe(request.body, where=f"tracker {tracker}")
+    except BodyError as exc:
+        return _bad(tracker, exc.reason, exc.message)
     try:
         obs, t_last = observations_parse(doc)
     except TrackerInputError as exc:

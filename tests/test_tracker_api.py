@@ -1,0 +1,96 @@
+"""The external-tracker adapter (POST /vision/api/observations/): who may post, what it accepts (onto the store's
+observation stream, track ids namespaced by tracker), and every body it cannot use answered 400 with a reason and
+counted — never a 500."""
+from __future__ import annotations
+
+import json
+
+import pytest
+from django.test import Client
+
+from carts.runtime import bus, decode_obs
+from store.layout.models import Store
+from vision.models import TrackerSource
+from vision.services import tracker_create
+
+pytestmark = pytest.mark.django_db
+
+URL = "/vision/api/observations/"
+
+
+@pytest.fixture
+def tracker(settings):
+    settings.WALKOUT = {**settings.WALKOUT, "STORE_LOOP": "on"}
+    store = Store.objects.create(code="trk-shop", name="Tracker shop")
+    row, key = tracker_create(store=store, name="ceiling")
+    # no local worker thread in this test: the records stay on the bus for us to read
+    from carts import runtime
+
+    runtime.register_local(store.code, None)
+    yield row, key
+    runtime.unregister_local(store.code)
+
+
+def post(body, key=None, client=None):
+    headers = {"HTTP_AUTHORIZATION": f"Tracker {key}"} if key else {}
+    raw = body if isinstance(body, (bytes, str)) else json.dumps(body)
+    return (client or Client()).post(URL, data=raw, content_type="application/json", **headers)
+
+
+def test_observations_reach_the_store_loop_stream(tracker):
+    row, key = tracker
+    r = post({"v": 1, "t_last": 1_700_000_001.0,
+              "rows": [["7", 1_700_000_000.5, "r_wrist", 3.4, -0.5, 1.1, 0.9],
+                       [7, 1_700_000_000.5, "neck", 3.4, -0.6, 1.4, 0.95]]}, key)
+    assert r.status_code == 202 and r.json() == {"accepted": 2}
+    records = bus().read(row.store.code, block_ms=0)
+    assert [kind for kind, _, _ in records] == ["obs"]
+    source, obs, t_last = decode_obs(records[0][2])
+    assert source == "tracker:ceiling" and t_last == 1_700_000_001.0
+    assert list(obs.track_id) == ["ceiling:7", "ceiling:7"] and list(obs.keypoint) == ["r_wrist", "neck"]
+    row.refresh_from_db()
+    assert row.observations == 2
+
+
+@pytest.mark.parametrize("body, reason", [
+    ("[" * 100_000, "malformed_json"),
+    ('{"v": 1, "rows": [], "t_last": ' + "9" * 5001 + "}", "malformed_json"),
+    (b"\xff\xfe not utf-8", "malformed_json"),
+    ({"v": 2, "rows": []}, "bad_request"),
+    ({"v": 1, "rows": "all of them"}, "bad_request"),
+    ({"v": 1, "rows": [["7", 1.0, "neck", 1.0, 2.0]]}, "bad_row"),
+    ({"v": 1, "rows": [["7", 1.0, "neck", 1.0, 2.0, 3.0, 1.5]]}, "bad_row"),
+    ('{"v": 1, "rows": [["7", 1.0, "neck", NaN, 2.0, 3.0, 0.5]]}', "malformed_json"),
+    ({"v": 1, "rows": [["7", True, "neck", 1.0, 2.0, 3.0, 0.5]]}, "bad_row"),
+    ({"v": 1, "t_last": "soon", "rows": []}, "bad_request"),
+    ({"v": 1, "rows": [["7", 1.0, "neck", 1.0, 2.0, 3.0, 0.5]] * 50_001}, "too_large"),
+])
+def test_bodies_it_cannot_use_are_refused_with_a_reason(tracker, body, reason):
+    row, key = tracker
+    r = post(body, key)
+    assert r.status_code in (400, 413) and r.json()["reason"] == reason, r.content[:300]
+    assert bus().read(row.store.code, block_ms=0) == []
+    row.refresh_from_db()
+    assert row.rejected == 1
+
+
+def test_who_may_post(tracker, settings):
+    row, key = tracker
+    assert post({"v": 1, "rows": []}).status_code == 401
+    assert post({"v": 1, "rows": []}, "not-a-key").status_code == 401
+    TrackerSource.objects.filter(pk=row.pk).update(active=False)
+    assert post({"v": 1, "rows": []}, key).status_code == 401
+    TrackerSource.objects.filter(pk=row.pk).update(active=True)
+    settings.WALKOUT = {**settings.WALKOUT, "STORE_LOOP": "off"}
+    r = post({"v": 1, "rows": []}, key)
+    assert r.status_code == 503 and r.json()["reason"] == "store_loop_off"
+
+
+def test_bad_keys_are_throttled_per_address(tracker, settings):
+    row, key = tracker
+    client = Client(REMOTE_ADDR="10.9.8.7")
+    for _ in range(25):
+        last = post({"v": 1, "rows": []}, "wrong", client=client)
+    assert last.status_code == 429 and last.json()["reason"] == "throttled"
+    assert post({"v": 1, "rows": []}, key, client=client).status_code == 429  # even a good key, from there
+    assert post({"v": 1, "rows": []}, key).status_code == 202  # another address is not affected
