@@ -1,8 +1,11 @@
 """Convert an AiFi AutoCheckout test case (CPS-IoT Week 2020 competition data) into a Walkout recording.
 
-Input layout (see ../shared/datasets/README.md): a test case folder (e.g. ``BENCHMARK-1/``: ``plate_data.json``,
+Input layouts (see ../shared/datasets/README.md). BENCHMARK: a test case folder (e.g. ``BENCHMARK-1/``: ``plate_data.json``,
 ``full_targets.json``, ``products.json``, ``planogram.json``, optionally ``truth_receipt.json``) and the store's
 ``store_meta/`` folder (``Gondolas.json``, ``Shelves.json``, ``Plates.json``), by default beside the test case.
+cps-test (``cps-test-01/README.md``): ``weights/gondola_G_shelf_S_plate_P.csv`` per plate, ``video/*camN.mp4`` per
+camera, ``products.csv`` (names joined to barcodes through ``BENCHMARK-1/products.json``), ``truth_events.json``;
+it becomes a recording with cameras (``cameras.json``, videos referenced where they are) and no keypoints.
 
 Units and frames, converted explicitly:
 - Store metadata positions are **metres**, nested gondola → world, shelf → gondola, plate → shelf, each a
