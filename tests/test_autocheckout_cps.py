@@ -144,3 +144,23 @@ def test_camera_models_reproject_the_marks_and_draw_the_shelves_on_the_gondolas(
         assert seen.sum() > 50, name
         u = uv[seen, 0]
         assert (np.median(u) > 400) if side == "right" else (np.median(u) < 200), (name, np.median(u))
+
+
+def test_people_outside_the_shop_floor_are_unplaced_and_scans_name_the_shopper():
+    from store.recording import GateScan, TrackObservations
+    from vision.replay import name_shoppers_by_scans, on_floor
+    from vision.tracking import FrameTracks
+    from vision.zones import Zone
+
+    floor = [Zone("shop floor", "floor", np.array([[0, -1.55], [4.95, -1.55], [4.95, 0.49], [0, 0.49]]))]
+    # one person in the aisle, one seen through the glass at y = -3.4 m (as cam5 shows in cps-test-01)
+    ft = FrameTracks("cam5", "s", 0, 1.0, np.array(["a", "b"], dtype=object), np.array([1, 2]), np.zeros((2, 4)),
+                     np.ones(2), np.array([[2.5, -0.4], [2.5, -3.4]]), np.ones((2, 2, 3)), np.ones((2, 2)))
+    out = on_floor(ft, floor)
+    assert np.isfinite(out.floor_xy[0]).all() and np.isnan(out.floor_xy[1]).all() and np.isnan(out.wrists_xyz[1]).all()
+    obs = TrackObservations(np.array(["S1", "S2"], dtype=object), np.array([1.0, 2.0]),
+                            np.array(["floor", "floor"], dtype=object), np.zeros((2, 3)), np.ones(2))
+    recorded = [GateScan(0.0, "3594178763236981970", "entry", source="inferred")]
+    bound = [GateScan(0.0, "S1", "entry", source="inferred")]
+    named, scans = name_shoppers_by_scans(obs, recorded, bound)
+    assert list(named.track_id) == ["3594178763236981970", "S2"] and scans[0].track == "3594178763236981970"
