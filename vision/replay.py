@@ -128,7 +128,9 @@ def track_recording(recording: Recording, *, session: str | None = None, model: 
     summary = TrackSummary()
     buffered: list[FrameTracks] = []
     hands_source = trackers[0][0].detector.hands_source if trackers else "none"
+    floor = [z for z in zones_from_store(recording.store) if z.kind == "floor"]
     for ft in _merged(streams):
+        ft = on_floor(ft, floor)
         summary.add(ft)
         assoc.add_frame(ft)
         buffered.append(_compact(ft))
@@ -140,6 +142,25 @@ def track_recording(recording: Recording, *, session: str | None = None, model: 
     obs, zones = _observations(buffered, assoc.assignments, zones_from_store(recording.store))
     return VideoTracking(observations=obs, zone_events=zones, intervals=list(summary.intervals.values()),
                          assignments=assoc.assignments, hands_source=hands_source, problems=problems)
+
+
+def on_floor(ft: FrameTracks, floor: list) -> FrameTracks:
+    """``ft`` with people whose foot point lies outside every ``floor`` zone (``vision.zones.Zone`` of kind
+    ``floor``: the shop floor) made unplaced (floor point and wrists NaN): people seen through a glass wall are
+    not shoppers. Unchanged when the store has no floor zone."""
+    if not floor or len(ft) == 0:
+        return ft
+    ok = np.isfinite(ft.floor_xy).all(axis=1)
+    inside = np.zeros(len(ft), bool)
+    for z in floor:
+        inside[ok] |= z.contains(ft.floor_xy[ok])
+    if inside[ok].all():
+        return ft
+    out = ~inside & ok
+    floor_xy, wrists = ft.floor_xy.copy(), ft.wrists_xyz.copy()
+    floor_xy[out] = np.nan
+    wrists[out] = np.nan
+    return replace(ft, floor_xy=floor_xy, wrists_xyz=wrists)
 
 
 def _compact(ft: FrameTracks) -> FrameTracks:
@@ -220,5 +241,32 @@ def apply_video(recording: Recording, **kwargs) -> Recording:
     result = track_recording(recording, **kwargs)
     log.info("video: %d shopper tracks from %d cameras (hands: %s)", len(result.observations.track_ids()),
              len(recording.cameras), result.hands_source)
-    return replace(recording, tracks=result.observations, gates=gates_for_video(recording, result),
-                   problems=list(recording.problems) + result.problems)
+    gates = gates_for_video(recording, result)
+    tracks, gates = name_shoppers_by_scans(result.observations, recording.gates, gates)
+    return replace(recording, tracks=tracks, gates=gates, problems=list(recording.problems) + result.problems)
+
+
+def name_shoppers_by_scans(obs: TrackObservations, recorded: list[GateScan], bound: list[GateScan]
+                           ) -> tuple[TrackObservations, list[GateScan]]:
+    """Give each video shopper bound to a recorded entry scan that scan's track id (the name the gate, and the
+    recording's truth, know the person by): ``recorded`` and ``bound`` are the same scans before and after
+    :func:`gates_for_video`. A video shopper bound to two different recorded names keeps its own id (ambiguous);
+    a recorded name already used by another video shopper is not given twice. Returns (observations, scans)."""
+    names: dict[str, set[str]] = {}
+    for before, after in zip(recorded, bound):
+        if before.kind == "entry" and before.track and before.track != after.track:
+            names.setdefault(after.track, set()).add(before.track)
+    ids = set(obs.track_ids())
+    rename: dict[str, str] = {}
+    taken: set[str] = set()
+    for shopper, cand in names.items():
+        if len(cand) == 1:
+            (name,) = cand
+            if name not in taken and name not in ids:
+                rename[shopper] = name
+                taken.add(name)
+    if not rename:
+        return obs, bound
+    track_id = np.array([rename.get(str(t), str(t)) for t in obs.track_id], dtype=object)
+    obs = TrackObservations(track_id, obs.t, obs.keypoint, obs.xyz, obs.score)
+    return obs, [replace(g, track=rename.get(g.track, g.track)) for g in bound]
