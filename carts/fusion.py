@@ -600,7 +600,7 @@ def decide_event(event: weight.ShelfEvent, hands: TrackObservations, bins: BinGe
         return _decide(event, hands, bins, planogram, kw)
     raw = hands
     hands, swaps = identity.repair(raw, bodies, event.t_start - config.pad_s, event.t_end + config.pad_s,
-                                   tracks=eligible)
+                                   tracks=eligible, involving=_near_tracks(event, raw, bins, config, eligible))
     decision = _decide(event, hands, bins, planogram, kw)
     open_ = [sw for sw in swaps if not math.isfinite(sw.t_to)]
     if not open_ or decision.review or not decision.changes:
@@ -618,6 +618,22 @@ def decide_event(event: weight.ShelfEvent, hands: TrackObservations, bins: BinGe
                    reason=f"tracks {pair.a} and {pair.b} may have switched ids at {pair.t_from:.1f} s (or switched "
                           f"back: the switch's start or end was not seen), and the two readings give different "
                           f"carts: " + decision.reason)
+
+
+def _near_tracks(event: _Event, hands: TrackObservations, bins: BinGeometry, config: FusionConfig,
+                 eligible: Sequence[str] | None) -> list[str]:
+    """Tracks with a hand sighting that :func:`hand_evidence` can use for ``event``: within the padded window,
+    scored at least ``min_hand_score`` and within ``2 · reach_m`` of a bin of the event (farther hands never count,
+    whatever their label). Only swaps that can relabel these sightings matter to the decision."""
+    w = hands.between(event.t_start - config.pad_s, event.t_end + config.pad_s)
+    w = w[(w.score >= config.min_hand_score) & np.isin(w.keypoint, HAND_KEYPOINTS)]
+    if eligible is not None:
+        w = w[np.isin(w.track_id, np.asarray(list(eligible), dtype=object))]
+    if len(w) == 0:
+        return []
+    d = np.min(np.stack([bins.distance(w.xyz, code, config.clearance_m, config.sigma_m / config.along_sigma_m)
+                         for code in event.bin_codes]), axis=0)
+    return sorted({str(x) for x in w.track_id[d <= 2 * config.reach_m + 1e-9]})
 
 
 def _decide(event: weight.ShelfEvent, hands: TrackObservations, bins: BinGeometry, planogram: weight.Planogram,
