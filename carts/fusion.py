@@ -602,22 +602,23 @@ def decide_event(event: weight.ShelfEvent, hands: TrackObservations, bins: BinGe
     hands, swaps = identity.repair(raw, bodies, event.t_start - config.pad_s, event.t_end + config.pad_s,
                                    tracks=eligible, involving=_near_tracks(event, raw, bins, config, eligible))
     decision = _decide(event, hands, bins, planogram, kw)
-    open_ = [sw for sw in swaps if not math.isfinite(sw.t_to)]
-    if not open_ or decision.review or not decision.changes:
+    t0, t1 = event.t_start - config.pad_s, event.t_end + config.pad_s
+    doubtful = [sw for sw in swaps if not sw.end_seen and sw.t_from <= t1 and sw.t_to > t0]
+    if not doubtful or decision.review or not decision.changes:
         return decision
-    # a switch whose end is not seen yet: either it began (the repair holds) or it was the end of one whose start
-    # was missed (the labels were right): when the two readings disagree on the cart, people decide
-    closed = [sw for sw in swaps if math.isfinite(sw.t_to)]
-    alt = _decide(event, identity.apply_swaps(raw.between(event.t_start - config.pad_s,
-                                                          event.t_end + config.pad_s), closed),
-                  bins, planogram, kw)
+    # a switch whose end was not seen (still on, or ended after max_swap_s for want of a visible end): it may have
+    # begun (the repair holds), or ended unseen before the event, or been the end of one whose start was missed
+    # (the labels were right all along): when the readings without it give a different cart, people decide
+    sure = [sw for sw in swaps if sw.end_seen]
+    alt = _decide(event, identity.apply_swaps(raw.between(t0, t1), sure), bins, planogram, kw)
     if sorted(alt.changes) == sorted(decision.changes) or alt.review:
         return decision
-    pair = open_[0]
+    pair = doubtful[0]
+    how = ("its end was not seen" if math.isfinite(pair.t_to) else "or switched back: the switch's start or end was "
+           "not seen")
     return replace(decision, review=True,
-                   reason=f"tracks {pair.a} and {pair.b} may have switched ids at {pair.t_from:.1f} s (or switched "
-                          f"back: the switch's start or end was not seen), and the two readings give different "
-                          f"carts: " + decision.reason)
+                   reason=f"tracks {pair.a} and {pair.b} may have switched ids at {pair.t_from:.1f} s ({how}), and "
+                          f"the two readings give different carts: " + decision.reason)
 
 
 def _near_tracks(event: _Event, hands: TrackObservations, bins: BinGeometry, config: FusionConfig,

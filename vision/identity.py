@@ -15,7 +15,7 @@ during a switch the hand that reached is labelled with the neighbour's id.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Sequence
 
 import numpy as np
@@ -38,12 +38,15 @@ BODY_KEYPOINTS = ("neck", "head")
 @dataclass(frozen=True)
 class Swap:
     """Tracks ``a`` and ``b`` carry each other's ids from ``t_from`` (inclusive) to ``t_to`` (exclusive), seconds
-    since epoch UTC."""
+    since epoch UTC. ``end_seen``: the switch back was seen at ``t_to``; False when it was not (a swap still on
+    at the end of the data, ``t_to`` = inf, or one ended after ``max_swap_s`` for want of a visible end: the real
+    end lies anywhere before ``t_to``)."""
 
     a: str
     b: str
     t_from: float
     t_to: float
+    end_seen: bool = field(default=True, compare=False)
 
 
 def _positions(bodies: TrackObservations, frame_s: float) -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -145,8 +148,9 @@ def _pair_swaps(a: str, b: str, pos: dict[str, tuple[np.ndarray, np.ndarray]], p
     spans = _pair_kernel(fa, np.ascontiguousarray(xa, dtype=np.float64), fb,
                          np.ascontiguousarray(xb, dtype=np.float64), lo, hi, int(common[0]), float(margin_m),
                          float(noise_k), float(smooth), float(velocity_gain), int(gap), int(warmup), int(longest))
-    for since, end in spans.tolist():
-        found.append(Swap(a, b, since * frame_s - frame_s / 2, end * frame_s - frame_s / 2 if end >= 0 else math.inf))
+    for since, end, seen in spans.tolist():
+        found.append(Swap(a, b, since * frame_s - frame_s / 2, end * frame_s - frame_s / 2 if end >= 0 else math.inf,
+                          end_seen=bool(seen)))
     return found
 
 
@@ -154,9 +158,10 @@ def _pair_swaps(a: str, b: str, pos: dict[str, tuple[np.ndarray, np.ndarray]], p
 def _pair_kernel(fa, xa, fb, xb, lo, hi, c0, margin_m, noise_k, smooth, velocity_gain, gap, warmup, longest):
     """The frame-by-frame reading of one pair (:func:`find_swaps`): frames ``fa`` (m,) int64 and positions ``xa``
     (m, 2) metres of identity a, likewise of b; every frame in ``[lo, hi]`` where either is seen, in time order;
-    the pairing may flip from frame ``c0`` (their first common one). Returns (k, 2) int64: each swap's first frame
-    and its end frame (exclusive; −1 when no end was seen)."""
-    out = np.empty((fa.shape[0] + fb.shape[0] + 1, 2), dtype=np.int64)
+    the pairing may flip from frame ``c0`` (their first common one). Returns (k, 3) int64: each swap's first frame,
+    its end frame (exclusive; −1 when it is still on at the end) and whether that end was seen (1) or the swap ran
+    out after ``longest`` frames (0)."""
+    out = np.zeros((fa.shape[0] + fb.shape[0] + 1, 3), dtype=np.int64)
     n_out = 0
     # per identity: position and velocity (m, m per frame), last frame, RMS prediction error (m), sightings
     pos = np.zeros((2, 2))
@@ -223,6 +228,7 @@ def _pair_kernel(fa, xa, fb, xb, lo, hi, c0, margin_m, noise_k, smooth, velocity
                 if swapped:
                     out[n_out, 0] = since
                     out[n_out, 1] = f
+                    out[n_out, 2] = 1
                     n_out += 1
                 else:
                     since = f
