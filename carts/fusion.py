@@ -185,6 +185,9 @@ class FusionConfig:
     touch_prior: float = 0.1
     touch_min_units: int = 2
     weak_hand_min: float = 0.5
+    hidden_prior: float = 0.25
+    hidden_standoff_m: float = 0.5
+    hidden_seen_s: float = 2.5
     repair_id_switches: bool = True
     id_window_s: float = 3.0
     id_jump_speed_m_s: float = math.inf
@@ -197,6 +200,12 @@ class FusionConfig:
                      "foreign_share", "foreign_prior", "touch_prior", "weak_hand_min"):
             if not 0 < getattr(self, name) <= 1:
                 raise ValueError(f"FusionConfig.{name} must be in (0, 1], got {getattr(self, name)}")
+        for name in ("hidden_prior",):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ValueError(f"FusionConfig.{name} must be in [0, 1], got {getattr(self, name)}")
+        for name in ("hidden_standoff_m", "hidden_seen_s"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"FusionConfig.{name} must be > 0, got {getattr(self, name)}")
         if not (isinstance(self.touch_min_units, int) and self.touch_min_units >= 1):
             raise ValueError(f"FusionConfig.touch_min_units must be an integer ≥ 1, got {self.touch_min_units!r}")
 
@@ -316,6 +325,70 @@ def hand_evidence(event: _Event, hands: TrackObservations, bins: BinGeometry, co
     cols = list(zip(*rows))
     return HandEvidence(np.array(cols[0], dtype=object), *(np.asarray(c, dtype=np.float64) for c in cols[1:6]),
                         np.asarray(cols[6], dtype=np.float64).reshape(-1, 3))
+
+
+def hidden_hands(ev: HandEvidence, event: _Event, hands: TrackObservations, bodies: TrackObservations,
+                 bins: BinGeometry, config: FusionConfig = FusionConfig(), *,
+                 eligible: Sequence[str] | None = None) -> HandEvidence:
+    """``ev`` plus the shoppers who stood at the bin while the weight changed with both hands unseen (an
+    occlusion in a crowd, a neighbour's body between the camera and the hand): an eligible track with no hand
+    sighting (score ≥ ``min_hand_score``) in ``[t_start, t_end]`` whose body (``neck``, else ``head``) was seen
+    within ``hidden_seen_s`` before and after, both times within ``hidden_standoff_m`` of the bin's footprint
+    plus the fall-off below, scores ``hidden_prior · exp(−e² / 2σ²)``, ``e`` = metres beyond
+    ``hidden_standoff_m`` (``sigma_m``). Without this row such a shopper only has a hand seen before or after
+    the change, far weaker than a neighbour's hand passing the bin, and the take went to the neighbour with a high
+    confidence. ``distance_m`` of the row is the body's distance; ``motion_m`` NaN; ``hand_xyz`` the body."""
+    t0, t1 = event.t_start, event.t_end
+    w = bodies[(bodies.t >= t0 - config.hidden_seen_s) & (bodies.t <= t1 + config.hidden_seen_s)]
+    if len(w) == 0:
+        return ev
+    seen = hands[(hands.t >= t0) & (hands.t <= t1) & (hands.score >= config.min_hand_score)]
+    shown = {str(x) for x in seen.track_id[np.isin(seen.keypoint, HAND_KEYPOINTS)]}
+    have = {str(x) for x in ev.track_id}
+    cand = {str(x) for x in w.track_id} - shown
+    if eligible is not None:
+        cand &= {str(x) for x in eligible}
+    rows = []
+    for track in sorted(cand):
+        m = w[w.track_id == track]
+        for name in ("neck", "head"):
+            k = m[m.keypoint == name]
+            if len(k):
+                break
+        before, after = k.t < t0, k.t > t1
+        if not before.any() or not after.any():
+            continue
+        ends = np.stack([k.xyz[before][np.argmax(k.t[before])], k.xyz[after][np.argmin(k.t[after])]])
+        d = np.min(np.stack([_floor_distance(bins, ends, code) for code in event.bin_codes]), axis=0)
+        e = max(0.0, float(d.max()) - config.hidden_standoff_m)
+        score = config.hidden_prior * math.exp(-e * e / (2 * config.sigma_m ** 2))
+        if score < 1e-6:
+            continue
+        if track in have:  # its hand was seen before or after: keep whichever row says more
+            j = [str(x) for x in ev.track_id].index(track)
+            if ev.score[j] >= score:
+                continue
+        rows.append((track, float(d.max()), float(d.max()), 0.5 * (t0 + t1), math.nan, score,
+                     tuple(float(v) for v in ends[0])))
+    if not rows:
+        return ev
+    keep = [j for j in range(len(ev)) if str(ev.track_id[j]) not in {r[0] for r in rows}]
+    old = [(str(ev.track_id[j]), float(ev.distance_m[j]), float(ev.effective_m[j]), float(ev.t_closest[j]),
+            float(ev.motion_m[j]), float(ev.score[j]), tuple(ev.hand_xyz[j].tolist())) for j in keep]
+    allrows = sorted(old + rows, key=lambda r: -r[5])
+    cols = list(zip(*allrows))
+    return HandEvidence(np.array(cols[0], dtype=object), *(np.asarray(c, dtype=np.float64) for c in cols[1:6]),
+                        np.asarray(cols[6], dtype=np.float64).reshape(-1, 3))
+
+
+def _floor_distance(bins: BinGeometry, points: np.ndarray, code: str) -> np.ndarray:
+    """Horizontal distance (metres) from ``points`` (n, 3; z ignored) to the footprint of bin ``code``."""
+    i = bins.index[code]
+    d = points[:, :2] - bins.centre[i, :2]
+    c, s = math.cos(bins.yaw[i]), math.sin(bins.yaw[i])
+    along = np.maximum(np.abs(d[:, 0] * c + d[:, 1] * s) - bins.half_size[i, 0], 0.0)
+    into = np.maximum(np.abs(-d[:, 0] * s + d[:, 1] * c) - bins.half_size[i, 1], 0.0)
+    return np.hypot(along, into)
 
 
 # ---------------------------------------------------------------------------------------------- legacy view
@@ -740,6 +813,8 @@ def _decide_whole(event: weight.ShelfEvent, hands: TrackObservations, bins: BinG
     """:func:`decide_event` for the event taken whole (one take, or one product split between two shoppers)."""
     party_of = party_of or {}
     ev = hand_evidence(event, hands, bins, config, eligible=eligible)
+    if bodies is not None and config.hidden_prior > 0:
+        ev = hidden_hands(ev, event, hands, bodies, bins, config, eligible=eligible)
     s0 = 0.5 * math.exp(-config.nobody_m ** 2 / (2 * config.sigma_m ** 2))
     tracks = [str(t) for t in ev.track_id]
     held = {t: party_holdings(t, carts, party_of) for t in tracks}

@@ -68,3 +68,13 @@ def test_a_take_during_an_id_switch_whose_end_was_not_seen_is_not_given_to_the_n
     d, i = decide_truth_event(sim, "1048", 354.7)
     assert d.changes, d.reason
     assert d.review or {t for t, _, _ in d.changes} == {"1048"}, d.reason
+
+
+def test_a_shopper_whose_hands_were_hidden_while_the_weight_moved_still_counts(store):
+    # crowded seed 3300: 1049 (reaching across) and 1046 each take one 853923002220 from plates 5-1-2/5-1-3 within
+    # 0.2 s; their changes merge into one event of two units. 1046's whole track is occluded from 371.9 to 374.2 s:
+    # with no hand of 1046 in sight, fusion charged both units to 1049 (confidence 0.957)
+    sim = crowded(store, 3300)
+    d, i = decide_truth_event(sim, "1046", 372.9)
+    assert d.review or ("1046", "853923002220", 1) in d.changes, (d.changes, d.reason)
+    assert any(c.track_id == "1046" for c in d.candidates)
