@@ -77,7 +77,12 @@ the same bin against each taking one; ``touch_min_units = 2`` — that term appl
 more (1 would sharpen every crowded single take too: on the simulator's development seeds, 0.6 points less
 review for two more silent errors in 341 receipts); ``weak_hand_min = 0.5`` — a weak event
 (``sensors.weight.ShelfEvent.weak``, a light item on a noisy plate) is a take only where a hand scored at least
-this (within about 0.15 m of the bin while it moved, and reaching); elsewhere it is noise.
+this (within about 0.15 m of the bin while it moved, and reaching); elsewhere it is noise; ``hidden_prior =
+0.25``, ``hidden_standoff_m = 0.5``, ``hidden_seen_s = 2.5`` (:func:`hidden_hands`) — a shopper whose body stood
+within 0.5 m of the bin (the simulator's shoppers stand 0.45 m in front of the shelf edge; BENCHMARK-1's shopper
+0.3–0.5 m) just before and after a change, seen within 2.5 s either side (an occlusion lasts ~1 s, a whole-track
+gap up to a few), with no hand in sight during it, scores 0.25: below any visible reach (0.7–1.0) and near a hand
+resting at the bin without reaching (0.3); chosen on tuning seeds (docs/accuracy.md).
 """
 from __future__ import annotations
 
