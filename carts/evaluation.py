@@ -462,6 +462,27 @@ def _oracle_apply(decisions: Decisions, truth_events, carts: dict[str, dict[str,
                     carts[dest][code] = carts[dest].get(code, 0) + q
 
 
+def confidence_outcomes(decisions: Decisions, truth_events, party_of: Mapping[str, str]
+                        ) -> list[tuple[float, bool]]:
+    """Every automatic decision (``cart`` rows; an event whose changes went to several carts counted once) as
+    (its confidence, whether it gave the true events matched to it exactly right, every one of them); an
+    automatic change that matches no true event is wrong (a phantom charge)."""
+    match = {j: i for i, j in match_events(decisions, truth_events).items()}
+    out = []
+    seen: set[tuple] = set()
+    for j in np.flatnonzero(decisions.outcome == "cart"):
+        key = (tuple(decisions.bins[j]), float(decisions.t_start[j]))
+        if key in seen:
+            continue
+        seen.add(key)
+        same = [k for k in np.flatnonzero((decisions.t_start == decisions.t_start[j]) & (decisions.outcome == "cart"))
+                if tuple(decisions.bins[k]) == key[0]]
+        matched = [k for k in same if k in match]
+        ok = bool(matched) and all(_right(decisions, k, truth_events, match[k], party_of) for k in matched)
+        out.append((float(decisions.confidence[j]), ok))
+    return out
+
+
 def reliability(decisions: Decisions, truth_events, party_of: Mapping[str, str],
                 edges: Sequence[float] = (0.0, 0.6, 0.8, 0.9, 0.95, 0.99, 1.0001)
                 ) -> list[tuple[float, float, int, float]]:

@@ -77,7 +77,12 @@ the same bin against each taking one; ``touch_min_units = 2`` — that term appl
 more (1 would sharpen every crowded single take too: on the simulator's development seeds, 0.6 points less
 review for two more silent errors in 341 receipts); ``weak_hand_min = 0.5`` — a weak event
 (``sensors.weight.ShelfEvent.weak``, a light item on a noisy plate) is a take only where a hand scored at least
-this (within about 0.15 m of the bin while it moved, and reaching); elsewhere it is noise.
+this (within about 0.15 m of the bin while it moved, and reaching); elsewhere it is noise; ``hidden_prior =
+0.25``, ``hidden_standoff_m = 0.5``, ``hidden_seen_s = 2.5`` (:func:`hidden_hands`) — a shopper whose body stood
+within 0.5 m of the bin (the simulator's shoppers stand 0.45 m in front of the shelf edge; BENCHMARK-1's shopper
+0.3–0.5 m) just before and after a change, seen within 2.5 s either side (an occlusion lasts ~1 s, a whole-track
+gap up to a few), with no hand in sight during it, scores 0.25: below any visible reach (0.7–1.0) and near a hand
+resting at the bin without reaching (0.3); chosen on tuning seeds (docs/accuracy.md).
 """
 from __future__ import annotations
 
@@ -185,6 +190,9 @@ class FusionConfig:
     touch_prior: float = 0.1
     touch_min_units: int = 2
     weak_hand_min: float = 0.5
+    hidden_prior: float = 0.25
+    hidden_standoff_m: float = 0.5
+    hidden_seen_s: float = 2.5
     repair_id_switches: bool = True
     id_window_s: float = 3.0
     id_jump_speed_m_s: float = math.inf
@@ -197,6 +205,12 @@ class FusionConfig:
                      "foreign_share", "foreign_prior", "touch_prior", "weak_hand_min"):
             if not 0 < getattr(self, name) <= 1:
                 raise ValueError(f"FusionConfig.{name} must be in (0, 1], got {getattr(self, name)}")
+        for name in ("hidden_prior",):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ValueError(f"FusionConfig.{name} must be in [0, 1], got {getattr(self, name)}")
+        for name in ("hidden_standoff_m", "hidden_seen_s"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"FusionConfig.{name} must be > 0, got {getattr(self, name)}")
         if not (isinstance(self.touch_min_units, int) and self.touch_min_units >= 1):
             raise ValueError(f"FusionConfig.touch_min_units must be an integer ≥ 1, got {self.touch_min_units!r}")
 
@@ -316,6 +330,70 @@ def hand_evidence(event: _Event, hands: TrackObservations, bins: BinGeometry, co
     cols = list(zip(*rows))
     return HandEvidence(np.array(cols[0], dtype=object), *(np.asarray(c, dtype=np.float64) for c in cols[1:6]),
                         np.asarray(cols[6], dtype=np.float64).reshape(-1, 3))
+
+
+def hidden_hands(ev: HandEvidence, event: _Event, hands: TrackObservations, bodies: TrackObservations,
+                 bins: BinGeometry, config: FusionConfig = FusionConfig(), *,
+                 eligible: Sequence[str] | None = None) -> HandEvidence:
+    """``ev`` plus the shoppers who stood at the bin while the weight changed with both hands unseen (an
+    occlusion in a crowd, a neighbour's body between the camera and the hand): an eligible track with no hand
+    sighting (score ≥ ``min_hand_score``) in ``[t_start, t_end]`` whose body (``neck``, else ``head``) was seen
+    within ``hidden_seen_s`` before and after, both times within ``hidden_standoff_m`` of the bin's footprint
+    plus the fall-off below, scores ``hidden_prior · exp(−e² / 2σ²)``, ``e`` = metres beyond
+    ``hidden_standoff_m`` (``sigma_m``). Without this row such a shopper only has a hand seen before or after
+    the change, far weaker than a neighbour's hand passing the bin, and the take went to the neighbour with a high
+    confidence. ``distance_m`` of the row is the body's distance; ``motion_m`` NaN; ``hand_xyz`` the body."""
+    t0, t1 = event.t_start, event.t_end
+    w = bodies[(bodies.t >= t0 - config.hidden_seen_s) & (bodies.t <= t1 + config.hidden_seen_s)]
+    if len(w) == 0:
+        return ev
+    seen = hands[(hands.t >= t0) & (hands.t <= t1) & (hands.score >= config.min_hand_score)]
+    shown = {str(x) for x in seen.track_id[np.isin(seen.keypoint, HAND_KEYPOINTS)]}
+    have = {str(x) for x in ev.track_id}
+    cand = {str(x) for x in w.track_id} - shown
+    if eligible is not None:
+        cand &= {str(x) for x in eligible}
+    rows = []
+    for track in sorted(cand):
+        m = w[w.track_id == track]
+        for name in ("neck", "head"):
+            k = m[m.keypoint == name]
+            if len(k):
+                break
+        before, after = k.t < t0, k.t > t1
+        if not before.any() or not after.any():
+            continue
+        ends = np.stack([k.xyz[before][np.argmax(k.t[before])], k.xyz[after][np.argmin(k.t[after])]])
+        d = np.min(np.stack([_floor_distance(bins, ends, code) for code in event.bin_codes]), axis=0)
+        e = max(0.0, float(d.max()) - config.hidden_standoff_m)
+        score = config.hidden_prior * math.exp(-e * e / (2 * config.sigma_m ** 2))
+        if score < 1e-6:
+            continue
+        if track in have:  # its hand was seen before or after: keep whichever row says more
+            j = [str(x) for x in ev.track_id].index(track)
+            if ev.score[j] >= score:
+                continue
+        rows.append((track, float(d.max()), float(d.max()), 0.5 * (t0 + t1), math.nan, score,
+                     tuple(float(v) for v in ends[0])))
+    if not rows:
+        return ev
+    keep = [j for j in range(len(ev)) if str(ev.track_id[j]) not in {r[0] for r in rows}]
+    old = [(str(ev.track_id[j]), float(ev.distance_m[j]), float(ev.effective_m[j]), float(ev.t_closest[j]),
+            float(ev.motion_m[j]), float(ev.score[j]), tuple(ev.hand_xyz[j].tolist())) for j in keep]
+    allrows = sorted(old + rows, key=lambda r: -r[5])
+    cols = list(zip(*allrows))
+    return HandEvidence(np.array(cols[0], dtype=object), *(np.asarray(c, dtype=np.float64) for c in cols[1:6]),
+                        np.asarray(cols[6], dtype=np.float64).reshape(-1, 3))
+
+
+def _floor_distance(bins: BinGeometry, points: np.ndarray, code: str) -> np.ndarray:
+    """Horizontal distance (metres) from ``points`` (n, 3; z ignored) to the footprint of bin ``code``."""
+    i = bins.index[code]
+    d = points[:, :2] - bins.centre[i, :2]
+    c, s = math.cos(bins.yaw[i]), math.sin(bins.yaw[i])
+    along = np.maximum(np.abs(d[:, 0] * c + d[:, 1] * s) - bins.half_size[i, 0], 0.0)
+    into = np.maximum(np.abs(-d[:, 0] * s + d[:, 1] * c) - bins.half_size[i, 1], 0.0)
+    return np.hypot(along, into)
 
 
 # ---------------------------------------------------------------------------------------------- legacy view
@@ -600,24 +678,41 @@ def decide_event(event: weight.ShelfEvent, hands: TrackObservations, bins: BinGe
         return _decide(event, hands, bins, planogram, kw)
     raw = hands
     hands, swaps = identity.repair(raw, bodies, event.t_start - config.pad_s, event.t_end + config.pad_s,
-                                   tracks=eligible)
+                                   tracks=eligible, involving=_near_tracks(event, raw, bins, config, eligible))
     decision = _decide(event, hands, bins, planogram, kw)
-    open_ = [sw for sw in swaps if not math.isfinite(sw.t_to)]
-    if not open_ or decision.review or not decision.changes:
+    t0, t1 = event.t_start - config.pad_s, event.t_end + config.pad_s
+    doubtful = [sw for sw in swaps if not sw.end_seen and sw.t_from <= t1 and sw.t_to > t0]
+    if not doubtful or decision.review or not decision.changes:
         return decision
-    # a switch whose end is not seen yet: either it began (the repair holds) or it was the end of one whose start
-    # was missed (the labels were right): when the two readings disagree on the cart, people decide
-    closed = [sw for sw in swaps if math.isfinite(sw.t_to)]
-    alt = _decide(event, identity.apply_swaps(raw.between(event.t_start - config.pad_s,
-                                                          event.t_end + config.pad_s), closed),
-                  bins, planogram, kw)
+    # a switch whose end was not seen (still on, or ended after max_swap_s for want of a visible end): it may have
+    # begun (the repair holds), or ended unseen before the event, or been the end of one whose start was missed
+    # (the labels were right all along): when the readings without it give a different cart, people decide
+    sure = [sw for sw in swaps if sw.end_seen]
+    alt = _decide(event, identity.apply_swaps(raw.between(t0, t1), sure), bins, planogram, kw)
     if sorted(alt.changes) == sorted(decision.changes) or alt.review:
         return decision
-    pair = open_[0]
+    pair = doubtful[0]
+    how = ("its end was not seen" if math.isfinite(pair.t_to) else "or switched back: the switch's start or end was "
+           "not seen")
     return replace(decision, review=True,
-                   reason=f"tracks {pair.a} and {pair.b} may have switched ids at {pair.t_from:.1f} s (or switched "
-                          f"back: the switch's start or end was not seen), and the two readings give different "
-                          f"carts: " + decision.reason)
+                   reason=f"tracks {pair.a} and {pair.b} may have switched ids at {pair.t_from:.1f} s ({how}), and "
+                          f"the two readings give different carts: " + decision.reason)
+
+
+def _near_tracks(event: _Event, hands: TrackObservations, bins: BinGeometry, config: FusionConfig,
+                 eligible: Sequence[str] | None) -> list[str]:
+    """Tracks with a hand sighting that :func:`hand_evidence` can use for ``event``: within the padded window,
+    scored at least ``min_hand_score`` and within ``2 · reach_m`` of a bin of the event (farther hands never count,
+    whatever their label). Only swaps that can relabel these sightings matter to the decision."""
+    w = hands.between(event.t_start - config.pad_s, event.t_end + config.pad_s)
+    w = w[(w.score >= config.min_hand_score) & np.isin(w.keypoint, HAND_KEYPOINTS)]
+    if eligible is not None:
+        w = w[np.isin(w.track_id, np.asarray(list(eligible), dtype=object))]
+    if len(w) == 0:
+        return []
+    d = np.min(np.stack([bins.distance(w.xyz, code, config.clearance_m, config.sigma_m / config.along_sigma_m)
+                         for code in event.bin_codes]), axis=0)
+    return sorted({str(x) for x in w.track_id[d <= 2 * config.reach_m + 1e-9]})
 
 
 def _decide(event: weight.ShelfEvent, hands: TrackObservations, bins: BinGeometry, planogram: weight.Planogram,
@@ -723,6 +818,8 @@ def _decide_whole(event: weight.ShelfEvent, hands: TrackObservations, bins: BinG
     """:func:`decide_event` for the event taken whole (one take, or one product split between two shoppers)."""
     party_of = party_of or {}
     ev = hand_evidence(event, hands, bins, config, eligible=eligible)
+    if bodies is not None and config.hidden_prior > 0:
+        ev = hidden_hands(ev, event, hands, bodies, bins, config, eligible=eligible)
     s0 = 0.5 * math.exp(-config.nobody_m ** 2 / (2 * config.sigma_m ** 2))
     tracks = [str(t) for t in ev.track_id]
     held = {t: party_holdings(t, carts, party_of) for t in tracks}

@@ -673,6 +673,7 @@ def recording_steps(recording, *, step_s: float = 0.2) -> Iterable[Step]:
     gates = sorted(recording.gates, key=lambda g: g.t)
     gi = ti = 0
     si = [0] * len(recording.shelves)
+    rates = [block.rate_hz for block in recording.shelves]  # a median over the whole block: once, not per step
     t, t_end = _span(recording, tracks, gates)
     while t <= t_end + step_s:
         t_next = t + step_s
@@ -684,7 +685,7 @@ def recording_steps(recording, *, step_s: float = 0.2) -> Iterable[Step]:
         for k, block in enumerate(recording.shelves):
             j = int(np.searchsorted(block.t, t_next, side="left"))
             if j > si[k]:
-                shelves.append((block.bin_codes, block.t[si[k]:j], block.grams[si[k]:j], block.rate_hz))
+                shelves.append((block.bin_codes, block.t[si[k]:j], block.grams[si[k]:j], rates[k]))
                 si[k] = j
         last = t_next > t_end + step_s
         yield Step(t, t_next, gates[g0:gi] + (gates[gi:] if last else []), tracks[ti:tj], shelves)

@@ -466,6 +466,9 @@ class WeightEventDetector:
         self._n_tail = max(1, int(round(config.tail_min_s * rate_hz)))
         self._alpha = 1.0 / max(1.0, config.baseline_tau_s * rate_hz)
         self._eta = 1.0 / max(1.0, config.noise_tau_s * rate_hz)
+        #: Take quiet runs of samples through the compiled loop where numba is installed (False: NumPy only; the
+        #: two give the same changes, tests/test_sensors_weight.py compares them).
+        self.compiled = True
         self.reset()
 
     # ----------------------------------------------------------------------------------------- public
@@ -703,9 +706,33 @@ class WeightEventDetector:
         return rows
 
     def _run_machine(self, T: np.ndarray, M: np.ndarray, S: np.ndarray, V: np.ndarray) -> list[tuple]:
-        """The per-sample state machine; every operation covers all bins at once."""
+        """The per-sample state machine; every operation covers all bins at once. Where numba is installed, runs
+        of samples in which no bin opens or closes an activity and no held change is due go through the compiled
+        :func:`_quiet_run` (the same arithmetic, bin by bin); the samples where something happens go through
+        :meth:`_step`."""
         cfg = self.config
         rows: list[tuple] = []
+        n = T.shape[0]
+        i = 0
+        params = np.array([cfg.activity_k, cfg.activity_floor_g, cfg.activity_ceiling_g, cfg.noise_floor_g,
+                           cfg.level_floor_g, cfg.level_k, cfg.close_k, self._alpha, self._eta, _MAD_TO_SD])
+        while i < n:
+            if _COMPILED and getattr(self, "compiled", True):  # (a detector restored from an older checkpoint)
+                due = min(row[2] for row in self._held) + cfg.max_hold_s if self._held else math.inf
+                i, self._ring_pos = _quiet_run(i, T, M, S, V, self._level, self._spread, self._mad_diff,
+                                               self._n_seen, self._active, self._run, self._run_sum,
+                                               self._run_first, self._ring, self._ring_pos, self._last_active_t,
+                                               self._last_quiet_t, due, self._n_before, self._n_after, params)
+                if i >= n:
+                    break
+            self._step(T[i], M[i], S[i], V[i], rows)
+            i += 1
+        return rows
+
+    def _step(self, t: float, m: np.ndarray, s: np.ndarray, v: np.ndarray, rows: list[tuple]) -> None:
+        """One sample of the state machine (time ``t``, window means ``m``, sds ``s``, validity ``v``, all (B,));
+        settled changes released are appended to ``rows``."""
+        cfg = self.config
         level, spread, mad = self._level, self._spread, self._mad_diff
         n_seen, active = self._n_seen, self._active
         run, run_sum, run_first = self._run, self._run_sum, self._run_first
@@ -714,81 +741,199 @@ class WeightEventDetector:
         alpha, eta = self._alpha, self._eta
         floor = cfg.noise_floor_g
         gap_tol = 1.5 / self.rate_hz
-        for i in range(T.shape[0]):
-            t = T[i]
-            m = M[i]
-            s = S[i]
-            v = V[i]
-            # first valid window of a bin: initialise its level and noise from it
-            fresh = v & (n_seen == 0) & ~active
-            if fresh.any():
-                level[fresh] = m[fresh]
-                spread[fresh] = np.maximum(s[fresh], floor)
-                mad[fresh] = spread[fresh] / _MAD_TO_SD
-            thr_act = np.clip(cfg.activity_k * spread, cfg.activity_floor_g, cfg.activity_ceiling_g)
-            sd_diff = np.maximum(mad * _MAD_TO_SD, floor * math.sqrt(2.0))
-            thr_lvl = np.maximum(cfg.level_floor_g, cfg.level_k * sd_diff)
-            quiet = s <= thr_act  # s is +inf in a gap
-            dev = np.abs(m - level)
-            stable = ~active
-            armed = n_seen >= self._n_before
-            trig = stable & armed & v & (~quiet | (dev > thr_lvl))
-            upd = stable & quiet & ~trig
-            restart = stable & ~armed & v & ~quiet
-            if restart.any():  # moving during warm-up: learn the level again from the next window
-                n_seen[restart] = 0
-            # ---- stable bins: follow the baseline and learn the noise (running medians)
-            if upd.any():
-                step_a = np.where(upd, np.maximum(alpha, 1.0 / (n_seen + 1.0)), 0.0)
-                level += step_a * np.where(upd, m - level, 0.0)
-                step_n = np.where(upd, np.maximum(eta, 1.0 / (n_seen + 1.0)), 0.0)
-                spread *= np.exp(step_n * np.sign(s - spread))
-                np.maximum(spread, floor, out=spread)
-                d = np.abs(m - ring[self._ring_pos])
-                okd = upd & np.isfinite(d)
-                mad *= np.exp(np.where(okd, step_n, 0.0) * np.sign(np.where(okd, d, mad) - mad))
-                ring[self._ring_pos] = np.where(upd, m, np.nan)
-                n_seen += upd
-                self._last_quiet_t[upd] = t
+        # first valid window of a bin: initialise its level and noise from it
+        fresh = v & (n_seen == 0) & ~active
+        if fresh.any():
+            level[fresh] = m[fresh]
+            spread[fresh] = np.maximum(s[fresh], floor)
+            mad[fresh] = spread[fresh] / _MAD_TO_SD
+        thr_act = np.clip(cfg.activity_k * spread, cfg.activity_floor_g, cfg.activity_ceiling_g)
+        sd_diff = np.maximum(mad * _MAD_TO_SD, floor * math.sqrt(2.0))
+        thr_lvl = np.maximum(cfg.level_floor_g, cfg.level_k * sd_diff)
+        quiet = s <= thr_act  # s is +inf in a gap
+        dev = np.abs(m - level)
+        stable = ~active
+        armed = n_seen >= self._n_before
+        trig = stable & armed & v & (~quiet | (dev > thr_lvl))
+        upd = stable & quiet & ~trig
+        restart = stable & ~armed & v & ~quiet
+        if restart.any():  # moving during warm-up: learn the level again from the next window
+            n_seen[restart] = 0
+        # ---- stable bins: follow the baseline and learn the noise (running medians)
+        if upd.any():
+            step_a = np.where(upd, np.maximum(alpha, 1.0 / (n_seen + 1.0)), 0.0)
+            level += step_a * np.where(upd, m - level, 0.0)
+            step_n = np.where(upd, np.maximum(eta, 1.0 / (n_seen + 1.0)), 0.0)
+            spread *= np.exp(step_n * np.sign(s - spread))
+            np.maximum(spread, floor, out=spread)
+            d = np.abs(m - ring[self._ring_pos])
+            okd = upd & np.isfinite(d)
+            mad *= np.exp(np.where(okd, step_n, 0.0) * np.sign(np.where(okd, d, mad) - mad))
+            ring[self._ring_pos] = np.where(upd, m, np.nan)
+            n_seen += upd
+            self._last_quiet_t[upd] = t
+        else:
+            ring[self._ring_pos] = np.nan
+        self._ring_pos = (self._ring_pos + 1) % w
+        # ---- active bins: wait for a steady, quiet run
+        if active.any():
+            calm = s <= cfg.close_k * thr_act  # hysteresis: closing tolerates a little more spread
+            busy = active & ~calm
+            self._last_active_t[active & ~quiet & v] = t
+            q = active & calm
+            steady = q & (run > 0) & (np.abs(m - run_first) <= thr_lvl)
+            start_new = q & ~steady
+            run_first[start_new] = m[start_new]
+            run_sum += np.where(steady, m, 0.0)
+            run_sum[start_new] = m[start_new]
+            run += steady
+            run[start_new] = 1
+            run[busy] = 0
+            close = active & (run >= self._n_after)
+            if close.any():
+                self._held.extend(self._close(np.flatnonzero(close), t))
+        # ---- release settled changes whose overlapping activities have settled too
+        if self._held:
+            rows.extend(self._release(t))
+        # ---- new activities
+        if trig.any():
+            idx = np.flatnonzero(trig)
+            lq = self._last_quiet_t[idx]
+            self._t_start[idx] = np.where(np.isfinite(lq) & (t - lq > gap_tol), lq, t)
+            self._before[idx] = level[idx]
+            self._noise_at_start[idx] = sd_diff[idx] / math.sqrt(2.0)
+            self._last_active_t[idx] = t
+            active[idx] = True
+            run[idx] = 0
+            if quiet[idx].any():  # a level trigger on a quiet window starts the stable run at once
+                qi = idx[quiet[idx]]
+                run[qi] = 1
+                run_first[qi] = m[qi]
+                run_sum[qi] = m[qi]
+
+
+def _no_jit(fn):
+    return fn
+
+
+try:  # the detector's per-sample loop is compiled where numba is installed (WeightEventDetector._run_machine)
+    from numba import njit as _numba_jit
+
+    def _jit(fn):
+        return _numba_jit(cache=True, nogil=True)(fn)
+
+    _COMPILED = True
+except ImportError:  # pragma: no cover - numba is a dependency; without it every sample takes the NumPy path
+    _jit = _no_jit
+    _COMPILED = False
+
+
+@_jit
+def _nan_max(a, b):
+    """``np.maximum`` of two floats (NaN when either is NaN)."""
+    if a != a or b != b:
+        return math.nan
+    return a if a >= b else b
+
+
+@_jit
+def _sign(x):
+    """``np.sign`` of a float (NaN for NaN)."""
+    if x > 0:
+        return 1.0
+    if x < 0:
+        return -1.0
+    if x == 0:
+        return 0.0
+    return math.nan
+
+
+@_jit
+def _quiet_run(i0, T, M, S, V, level, spread, mad, n_seen, active, run, run_sum, run_first, ring, ring_pos,
+               last_active_t, last_quiet_t, due, n_before, n_after, params):
+    """``WeightEventDetector._step`` over samples ``i0 …`` for as long as nothing happens: no bin would open an
+    activity or close one, and no held change is due (time ``due``). The state arrays are updated in place.
+    Returns (the first sample it did not take, the ring position then)."""
+    activity_k, activity_floor, activity_ceiling, floor, level_floor, level_k, close_k, alpha, eta, mad_to_sd = (
+        params[0], params[1], params[2], params[3], params[4], params[5], params[6], params[7], params[8],
+        params[9])
+    n, nb = M.shape
+    w = ring.shape[0]
+    sqrt2 = math.sqrt(2.0)
+    thr_act = np.empty(nb)
+    thr_lvl = np.empty(nb)
+    i = i0
+    while i < n:
+        t = T[i]
+        if t >= due:
+            return i, ring_pos
+        # first pass: would anything happen at this sample? (read only; a fresh bin's values as they would be)
+        for b in range(nb):
+            m, s, v = M[i, b], S[i, b], V[i, b]
+            sp, md, lv = spread[b], mad[b], level[b]
+            if v and n_seen[b] == 0 and not active[b]:
+                lv = m
+                sp = _nan_max(s, floor)
+                md = sp / mad_to_sd
+            a = activity_k * sp
+            if a == a:
+                a = min(max(a, activity_floor), activity_ceiling)
+            thr_act[b] = a
+            thr_lvl[b] = _nan_max(level_floor, level_k * _nan_max(md * mad_to_sd, floor * sqrt2))
+            quiet = s <= a
+            if not active[b]:
+                if n_seen[b] >= n_before and v and (not quiet or abs(m - lv) > thr_lvl[b]):
+                    return i, ring_pos  # an activity opens
             else:
-                ring[self._ring_pos] = np.nan
-            self._ring_pos = (self._ring_pos + 1) % w
-            # ---- active bins: wait for a steady, quiet run
-            if active.any():
-                calm = s <= cfg.close_k * thr_act  # hysteresis: closing tolerates a little more spread
-                busy = active & ~calm
-                self._last_active_t[active & ~quiet & v] = t
-                q = active & calm
-                steady = q & (run > 0) & (np.abs(m - run_first) <= thr_lvl)
-                start_new = q & ~steady
-                run_first[start_new] = m[start_new]
-                run_sum += np.where(steady, m, 0.0)
-                run_sum[start_new] = m[start_new]
-                run += steady
-                run[start_new] = 1
-                run[busy] = 0
-                close = active & (run >= self._n_after)
-                if close.any():
-                    self._held.extend(self._close(np.flatnonzero(close), t))
-            # ---- release settled changes whose overlapping activities have settled too
-            if self._held:
-                rows.extend(self._release(t))
-            # ---- new activities
-            if trig.any():
-                idx = np.flatnonzero(trig)
-                lq = self._last_quiet_t[idx]
-                self._t_start[idx] = np.where(np.isfinite(lq) & (t - lq > gap_tol), lq, t)
-                self._before[idx] = level[idx]
-                self._noise_at_start[idx] = sd_diff[idx] / math.sqrt(2.0)
-                self._last_active_t[idx] = t
-                active[idx] = True
-                run[idx] = 0
-                if quiet[idx].any():  # a level trigger on a quiet window starts the stable run at once
-                    qi = idx[quiet[idx]]
-                    run[qi] = 1
-                    run_first[qi] = m[qi]
-                    run_sum[qi] = m[qi]
-        return rows
+                if s <= close_k * a:
+                    steady = run[b] > 0 and abs(m - run_first[b]) <= thr_lvl[b]
+                    new_run = run[b] + 1 if steady else 1
+                    if new_run >= n_after:
+                        return i, ring_pos  # an activity closes
+        # second pass: the sample's updates, bin by bin
+        for b in range(nb):
+            m, s, v = M[i, b], S[i, b], V[i, b]
+            if v and n_seen[b] == 0 and not active[b]:
+                level[b] = m
+                spread[b] = _nan_max(s, floor)
+                mad[b] = spread[b] / mad_to_sd
+            quiet = s <= thr_act[b]
+            upd = False
+            if not active[b]:
+                if n_seen[b] < n_before and v and not quiet:  # moving during warm-up: learn the level again
+                    n_seen[b] = 0
+                upd = quiet
+            if upd:
+                k = 1.0 / (n_seen[b] + 1.0)
+                step_a = alpha if alpha >= k else k
+                level[b] += step_a * (m - level[b])
+                step_n = eta if eta >= k else k
+                spread[b] *= math.exp(step_n * _sign(s - spread[b]))
+                spread[b] = _nan_max(spread[b], floor)
+                d = abs(m - ring[ring_pos, b])
+                if d == d and abs(d) != math.inf:
+                    mad[b] *= math.exp(step_n * _sign(d - mad[b]))
+                ring[ring_pos, b] = m
+                n_seen[b] += 1
+                last_quiet_t[b] = t
+            else:
+                ring[ring_pos, b] = math.nan
+            if active[b]:
+                if not quiet and v:
+                    last_active_t[b] = t
+                if s <= close_k * thr_act[b]:
+                    if run[b] > 0 and abs(m - run_first[b]) <= thr_lvl[b]:
+                        run_sum[b] += m
+                        run[b] += 1
+                    else:
+                        run_first[b] = m
+                        run_sum[b] = m
+                        run[b] = 1
+                else:
+                    run[b] = 0
+        ring_pos = (ring_pos + 1) % w
+        i += 1
+    return i, ring_pos
 
 
 def _bad(message: str) -> ValueError:

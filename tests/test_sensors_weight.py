@@ -309,6 +309,31 @@ def test_streaming_in_odd_blocks_equals_batch(noise_bank, pick_shape):
         _assert_same(WeightChanges.concat(parts), batch)
 
 
+def test_compiled_quiet_runs_give_the_numpy_machines_changes(noise_bank, pick_shape):
+    """The compiled path (numba: runs of samples where nothing opens or closes) against the NumPy-only machine, on
+    a busy stream: overlapping changes on neighbours (held back together), a lean, gaps, spikes, a put-back."""
+    pytest.importorskip("numba")
+    t, x = make_stream(noise_bank, 90, 12, seed=11)
+    rng = np.random.default_rng(11)
+    for at in np.arange(3.0, 85.0, 2.7):
+        b = int(rng.integers(12))
+        add_change(x, float(at), b, float(rng.choice([-1, 1]) * rng.uniform(12, 900)), pick_shape)
+        if rng.random() < 0.4 and b + 1 < 12:  # the other share of an item across two plates
+            add_change(x, float(at) + 0.05, b + 1, float(rng.uniform(-300, -15)), pick_shape)
+    x[2400:2460, 3] = np.nan
+    x[rng.integers(0, len(t), 20), rng.integers(0, 12, 20)] += 250.0
+    x[3000:3300, 5] += 40 * np.sin(np.arange(300) / 3.0)  # a lean: the plate busy for 5 s
+    runs = []
+    for compiled in (True, False):
+        det = WeightEventDetector(x.shape[1], RATE)
+        det.compiled = compiled
+        parts = [det.push(t[i:i + 12], x[i:i + 12]) for i in range(0, len(t), 12)] + [det.flush()]
+        runs.append(WeightChanges.concat(parts))
+    assert len(runs[1]) >= 30
+    _assert_same(runs[0], runs[1])
+    np.testing.assert_array_equal(runs[0].weak, runs[1].weak)
+
+
 def test_time_gap_between_blocks(noise_bank):
     t, x = make_stream(noise_bank, 40, 3, seed=8)
     det = WeightEventDetector(3, RATE)

@@ -15,12 +15,21 @@ during a switch the hand that reached is labelled with the neighbour's id.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Sequence
 
 import numpy as np
 
 from store.recording import TrackObservations
+
+try:  # the per-frame reading of a pair is a tight loop: compiled where numba is installed, plain Python elsewhere
+    from numba import njit as _numba_jit
+
+    def _jit(fn):
+        return _numba_jit(cache=True, nogil=True)(fn)
+except ImportError:  # pragma: no cover - numba is a dependency; the plain function gives the same answers
+    def _jit(fn):
+        return fn
 
 #: Body keypoints whose floor position stands for the track, best first.
 BODY_KEYPOINTS = ("neck", "head")
@@ -29,12 +38,15 @@ BODY_KEYPOINTS = ("neck", "head")
 @dataclass(frozen=True)
 class Swap:
     """Tracks ``a`` and ``b`` carry each other's ids from ``t_from`` (inclusive) to ``t_to`` (exclusive), seconds
-    since epoch UTC."""
+    since epoch UTC. ``end_seen``: the switch back was seen at ``t_to``; False when it was not (a swap still on
+    at the end of the data, ``t_to`` = inf, or one ended after ``max_swap_s`` for want of a visible end: the real
+    end lies anywhere before ``t_to``)."""
 
     a: str
     b: str
     t_from: float
     t_to: float
+    end_seen: bool = field(default=True, compare=False)
 
 
 def _positions(bodies: TrackObservations, frame_s: float) -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -60,8 +72,8 @@ def _positions(bodies: TrackObservations, frame_s: float) -> dict[str, tuple[np.
 
 def find_swaps(bodies: TrackObservations, *, tracks: Sequence[str] | None = None, frame_s: float = 0.1,
                near_m: float = 1.0, margin_m: float = 0.25, noise_k: float = 2.5, smooth: float = 0.5,
-               velocity_gain: float = 0.2, max_gap_s: float = 1.0, warmup: int = 10, max_swap_s: float = 5.0
-               ) -> list[Swap]:
+               velocity_gain: float = 0.2, max_gap_s: float = 1.0, warmup: int = 10, max_swap_s: float = 5.0,
+               involving: Sequence[str] | None = None) -> list[Swap]:
     """Id switches between pairs of ``tracks`` (None: all) in ``bodies`` (body keypoints, store metres).
 
     Per pair that comes within ``near_m`` metres, frames of ``frame_s`` seconds are read in time order with a
@@ -81,7 +93,10 @@ def find_swaps(bodies: TrackObservations, *, tracks: Sequence[str] | None = None
     ``max_gap_s`` restarts its filter from the current labels (and warms up again). Defaults: 0.25 m is
     five times the per-frame sd of a body keypoint in store coordinates (~5 cm) and more than the step of a
     person walking at 1.5 m/s in 0.1 s, so neither noise nor walking flips a pair; a switch between people
-    0.2 m apart or more costs twice that. Returns the swaps, earliest first. Raises ValueError for
+    0.2 m apart or more costs twice that. ``involving``: only the swaps that can change the label of a sighting
+    of these tracks (pairs with one of them, then pairs with a track that swapped with one, and so on; the same
+    swaps for those sightings as with every pair, read in a fraction of the time). Returns the swaps, earliest
+    first (pairs in name order at one moment). Raises ValueError for
     non-positive ``frame_s``, ``near_m`` or ``margin_m``, or ``smooth`` outside (0, 1].
     """
     if not (frame_s > 0 and near_m > 0 and margin_m > 0 and 0 < smooth <= 1):
@@ -91,69 +106,169 @@ def find_swaps(bodies: TrackObservations, *, tracks: Sequence[str] | None = None
         w = w[np.isin(w.track_id, np.asarray(list(tracks), dtype=object))]
     pos = _positions(w, frame_s)
     names = sorted(pos)
-    gap = max(1, int(round(max_gap_s / frame_s)))
-    longest = max(1, int(round(max_swap_s / frame_s)))
+    params = (frame_s, near_m, margin_m, noise_k, smooth, velocity_gain, max(1, int(round(max_gap_s / frame_s))),
+              warmup, max(1, int(round(max_swap_s / frame_s))))
     out: list[Swap] = []
-    for i, a in enumerate(names):
-        fa, xa = pos[a]
-        for b in names[i + 1:]:
-            fb, xb = pos[b]
-            common, ia, ib = np.intersect1d(fa, fb, return_indices=True)
-            if common.size < 2 or np.min(np.hypot(*(xa[ia] - xb[ib]).T)) > near_m:
+    if involving is None:
+        for i, a in enumerate(names):
+            for b in names[i + 1:]:
+                out.extend(_pair_swaps(a, b, pos, params))
+    else:
+        # only pairs that can relabel the sightings of ``involving``: its tracks, then every track that swapped
+        # with one of them, and so on (a pair of two others never carries those sightings' labels)
+        done: set[str] = set()
+        todo = [str(x) for x in involving if str(x) in pos]
+        while todo:
+            a = todo.pop()
+            if a in done:
                 continue
-            # every frame where either is seen, from the first sighting of either, in time order
-            lo, hi = min(int(fa[0]), int(fb[0])), int(common[-1])
-            frames = np.union1d(fa[(fa >= lo) & (fa <= hi)], fb[(fb >= lo) & (fb <= hi)])
-            da = dict(zip(fa.tolist(), xa))
-            db = dict(zip(fb.tolist(), xb))
-            # per identity: [xy (m), velocity (m per frame), last frame, RMS prediction error (m), sightings]
-            filt: list[list | None] = [None, None]
-            swapped, since = False, 0
-            for f in frames.tolist():
-                if swapped and f - since > longest:  # no end seen: the labels stand again from here
-                    out.append(Swap(a, b, since * frame_s - frame_s / 2, (since + longest) * frame_s - frame_s / 2))
-                    swapped, filt = False, [None, None]
-                pa, pb = da.get(f), db.get(f)
-                obs = [pb, pa] if swapped else [pa, pb]  # what identity a and identity b show this frame
-                pred = [None, None]
-                for k in (0, 1):
-                    st = filt[k]
-                    if st is not None and f - st[2] > gap:  # lost for a while: start that filter again
-                        filt[k] = st = None
-                    if st is not None:
-                        pred[k] = st[0] + st[1] * (f - st[2])
-                settled = all(st is not None and st[4] >= warmup for st in filt)
-                if settled and all(o is not None for o in obs) and f >= common[0]:
-                    keep = math.dist(obs[0], pred[0]) + math.dist(obs[1], pred[1])
-                    cross = math.dist(obs[1], pred[0]) + math.dist(obs[0], pred[1])
-                    margin = max(margin_m, noise_k * (filt[0][3] + filt[1][3]))
-                    if cross + margin < keep:
-                        if swapped:
-                            out.append(Swap(a, b, since * frame_s - frame_s / 2, f * frame_s - frame_s / 2))
-                        else:
-                            since = f
-                        swapped = not swapped
-                        obs = obs[::-1]
-                for k in (0, 1):  # alpha-beta filter update (constant velocity)
-                    o = obs[k]
-                    if o is None:
-                        continue
-                    st = filt[k]
-                    if st is None:
-                        filt[k] = [np.asarray(o, dtype=float), np.zeros(2), f, margin_m / (2 * noise_k), 1]
-                        continue
-                    r = o - pred[k]
-                    if math.hypot(*r) > max(margin_m, noise_k * st[3]):
-                        continue  # gated out: a sighting this far from the prediction is not this identity's
-                    st[4] += 1
-                    st[3] = math.sqrt(0.9 * st[3] ** 2 + 0.1 * float(r @ r))  # RMS prediction error, metres
-                    st[0] = pred[k] + smooth * r
-                    st[1] = st[1] + velocity_gain * r / max(f - st[2], 1)
-                    st[2] = f
-            if swapped:
-                out.append(Swap(a, b, since * frame_s - frame_s / 2, math.inf))
-    out.sort(key=lambda s: s.t_from)
+            done.add(a)
+            for b in names:
+                if b == a or b in done:
+                    continue
+                found = _pair_swaps(min(a, b), max(a, b), pos, params)
+                out.extend(found)
+                if found:
+                    todo.append(b)
+    out.sort(key=lambda s: (s.t_from, s.a, s.b))
     return out
+
+
+def _pair_swaps(a: str, b: str, pos: dict[str, tuple[np.ndarray, np.ndarray]], params: tuple) -> list[Swap]:
+    """The swaps between tracks ``a`` and ``b`` (``a`` < ``b``; :func:`find_swaps`, whose knobs ``params``
+    carries), read from their per-frame positions ``pos``."""
+    frame_s, near_m, margin_m, noise_k, smooth, velocity_gain, gap, warmup, longest = params
+    found: list[Swap] = []
+    fa, xa = pos[a]
+    fb, xb = pos[b]
+    common, ia, ib = np.intersect1d(fa, fb, return_indices=True)
+    if common.size < 2 or np.min(np.hypot(*(xa[ia] - xb[ib]).T)) > near_m:
+        return found
+    lo, hi = min(int(fa[0]), int(fb[0])), int(common[-1])
+    spans = _pair_kernel(fa, np.ascontiguousarray(xa, dtype=np.float64), fb,
+                         np.ascontiguousarray(xb, dtype=np.float64), lo, hi, int(common[0]), float(margin_m),
+                         float(noise_k), float(smooth), float(velocity_gain), int(gap), int(warmup), int(longest))
+    for since, end, seen in spans.tolist():
+        found.append(Swap(a, b, since * frame_s - frame_s / 2, end * frame_s - frame_s / 2 if end >= 0 else math.inf,
+                          end_seen=bool(seen)))
+    return found
+
+
+@_jit
+def _pair_kernel(fa, xa, fb, xb, lo, hi, c0, margin_m, noise_k, smooth, velocity_gain, gap, warmup, longest):
+    """The frame-by-frame reading of one pair (:func:`find_swaps`): frames ``fa`` (m,) int64 and positions ``xa``
+    (m, 2) metres of identity a, likewise of b; every frame in ``[lo, hi]`` where either is seen, in time order;
+    the pairing may flip from frame ``c0`` (their first common one). Returns (k, 3) int64: each swap's first frame,
+    its end frame (exclusive; −1 when it is still on at the end) and whether that end was seen (1) or the swap ran
+    out after ``longest`` frames (0)."""
+    out = np.zeros((fa.shape[0] + fb.shape[0] + 1, 3), dtype=np.int64)
+    n_out = 0
+    # per identity: position and velocity (m, m per frame), last frame, RMS prediction error (m), sightings
+    pos = np.zeros((2, 2))
+    vel = np.zeros((2, 2))
+    pred = np.zeros((2, 2))
+    obs = np.zeros((2, 2))
+    last = np.zeros(2, dtype=np.int64)
+    rms = np.zeros(2)
+    seen = np.zeros(2, dtype=np.int64)
+    alive = np.zeros(2, dtype=np.bool_)
+    has = np.zeros(2, dtype=np.bool_)
+    swapped = False
+    since = 0
+    i = 0
+    j = 0
+    while i < fa.shape[0] and fa[i] < lo:
+        i += 1
+    while j < fb.shape[0] and fb[j] < lo:
+        j += 1
+    while True:
+        ok_a = i < fa.shape[0] and fa[i] <= hi
+        ok_b = j < fb.shape[0] and fb[j] <= hi
+        if not ok_a and not ok_b:
+            break
+        if ok_a and ok_b:
+            f = min(fa[i], fb[j])
+        elif ok_a:
+            f = fa[i]
+        else:
+            f = fb[j]
+        in_a = ok_a and fa[i] == f
+        in_b = ok_b and fb[j] == f
+        if swapped and f - since > longest:  # no end seen: the labels stand again from here
+            out[n_out, 0] = since
+            out[n_out, 1] = since + longest
+            n_out += 1
+            swapped = False
+            alive[0] = False
+            alive[1] = False
+        # what identity a and identity b show this frame
+        ka, kb = (1, 0) if swapped else (0, 1)
+        has[ka] = in_a
+        has[kb] = in_b
+        if in_a:
+            obs[ka, 0] = xa[i, 0]
+            obs[ka, 1] = xa[i, 1]
+        if in_b:
+            obs[kb, 0] = xb[j, 0]
+            obs[kb, 1] = xb[j, 1]
+        for k in range(2):
+            if alive[k] and f - last[k] > gap:  # lost for a while: start that filter again
+                alive[k] = False
+            if alive[k]:
+                pred[k, 0] = pos[k, 0] + vel[k, 0] * (f - last[k])
+                pred[k, 1] = pos[k, 1] + vel[k, 1] * (f - last[k])
+        settled = alive[0] and alive[1] and seen[0] >= warmup and seen[1] >= warmup
+        if settled and has[0] and has[1] and f >= c0:
+            keep = (math.hypot(obs[0, 0] - pred[0, 0], obs[0, 1] - pred[0, 1])
+                    + math.hypot(obs[1, 0] - pred[1, 0], obs[1, 1] - pred[1, 1]))
+            cross = (math.hypot(obs[1, 0] - pred[0, 0], obs[1, 1] - pred[0, 1])
+                     + math.hypot(obs[0, 0] - pred[1, 0], obs[0, 1] - pred[1, 1]))
+            margin = max(margin_m, noise_k * (rms[0] + rms[1]))
+            if cross + margin < keep:
+                if swapped:
+                    out[n_out, 0] = since
+                    out[n_out, 1] = f
+                    out[n_out, 2] = 1
+                    n_out += 1
+                else:
+                    since = f
+                swapped = not swapped
+                for c in range(2):
+                    obs[0, c], obs[1, c] = obs[1, c], obs[0, c]
+        for k in range(2):  # alpha-beta filter update (constant velocity)
+            if not has[k]:
+                continue
+            if not alive[k]:
+                alive[k] = True
+                pos[k, 0] = obs[k, 0]
+                pos[k, 1] = obs[k, 1]
+                vel[k, 0] = 0.0
+                vel[k, 1] = 0.0
+                last[k] = f
+                rms[k] = margin_m / (2 * noise_k)
+                seen[k] = 1
+                continue
+            rx = obs[k, 0] - pred[k, 0]
+            ry = obs[k, 1] - pred[k, 1]
+            if math.hypot(rx, ry) > max(margin_m, noise_k * rms[k]):
+                continue  # gated out: a sighting this far from the prediction is not this identity's
+            seen[k] += 1
+            rms[k] = math.sqrt(0.9 * rms[k] ** 2 + 0.1 * (rx * rx + ry * ry))  # RMS prediction error, metres
+            pos[k, 0] = pred[k, 0] + smooth * rx
+            pos[k, 1] = pred[k, 1] + smooth * ry
+            step = max(f - last[k], 1)
+            vel[k, 0] = vel[k, 0] + velocity_gain * rx / step
+            vel[k, 1] = vel[k, 1] + velocity_gain * ry / step
+            last[k] = f
+        if in_a:
+            i += 1
+        if in_b:
+            j += 1
+    if swapped:
+        out[n_out, 0] = since
+        out[n_out, 1] = -1
+        n_out += 1
+    return out[:n_out]
 
 
 def apply_swaps(obs: TrackObservations, swaps: Sequence[Swap]) -> TrackObservations:
@@ -174,7 +289,8 @@ def repair(hands: TrackObservations, bodies: TrackObservations, t0: float, t1: f
                                                                                              list[Swap]]:
     """The hand observations of ``[t0, t1]`` (s UTC) with the id switches between ``tracks`` undone, read from
     ``bodies`` over ``[t0 − lookback_s, t1]`` (the labels at the start of that window are taken as right), and
-    the swaps found. ``kwargs`` go to :func:`find_swaps`."""
+    the swaps found. ``kwargs`` go to :func:`find_swaps` (``involving``: only the swaps that can relabel those
+    tracks' sightings)."""
     w_hands = hands.between(t0, t1)
     swaps = find_swaps(bodies.between(t0 - lookback_s, t1), tracks=tracks, **kwargs)
     return apply_swaps(w_hands, swaps), swaps
