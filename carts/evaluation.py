@@ -375,6 +375,9 @@ class MemorySink:
     def alert(self, kind, message, *, key=None):
         self.alerts.append((kind, message))
 
+    def forget(self, track):
+        pass  # the offline run reads every cart at the end
+
 
 def offline_replay(recording, *, review_confidence: float = 0.6, settle_s: float = 3.0,
                    fusion: FusionConfig = FusionConfig(), detector: weight.DetectorConfig | None = None,

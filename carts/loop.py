@@ -135,6 +135,9 @@ class LoopSink(Protocol):
     def exit(self, track: str, visit: Hashable, t: float, reason: str) -> None:
         """The loop saw ``track``'s shopper leave at ``t`` (the visit exits; billing follows after the settle)."""
 
+    def forget(self, track: str) -> None:
+        """The loop forgot ``track`` (its visit ended long ago): drop what the sink keeps for it in memory."""
+
     def alert(self, kind: str, message: str, *, key: str | None = None) -> None:
         """Something people should look at (a shopper lost inside the store); ``key``: what it is about (one
         alert per key and kind)."""
@@ -623,6 +626,7 @@ class StoreLoop:
             return
         leads_in_use = {self.party_of.get(t, t) for t in self.entries if t not in gone}
         for t in gone:
+            self.sink.forget(t)
             self.entries.pop(t, None)
             self.exits.pop(t, None)
             self.visit_of.pop(t, None)

@@ -213,6 +213,9 @@ class DatabaseSink:
             visit_exit(visit=row, at=self.at(t), reason=reason)
             cart_publish(visit=row)
 
+    def forget(self, track: str) -> None:
+        self.visits.pop(track, None)
+
     def alert(self, kind: str, message: str, *, key: str | None = None, visit_id=None) -> None:
         StoreAlert.objects.get_or_create(store=self.store, kind=kind, key=(key or message)[:200],
                                          defaults={"message": message[:300], "visit_id": visit_id})

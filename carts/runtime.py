@@ -513,30 +513,44 @@ class StoreWorker:
         log.info("store %s: worker %s is active", self.store.code, self.owner)
         self._start()
         last_record = None
-        renew_at = time.monotonic() + self.lease_s / 3
+        lost = threading.Event()
+        renewer = threading.Thread(target=self._renew, args=(lost,), name=f"lease-{self.store.code}", daemon=True)
+        renewer.start()
         try:
             while not self.stop.is_set():
                 now = time.monotonic()
                 if t_end is not None and now >= t_end:
                     break
-                if now >= renew_at:
-                    if not self.bus.lease(self.store.code, self.owner, self.lease_s):
-                        log.error("store %s: lease lost to another worker; stopping", self.store.code)
-                        return self.stats  # no checkpoint: the new owner's state wins
-                    renew_at = now + self.lease_s / 3
+                if lost.is_set():
+                    log.error("store %s: lease lost to another worker; stopping", self.store.code)
+                    return self.stats  # no checkpoint: the new owner's state wins
                 n = self.step()
                 if n:
                     last_record = time.monotonic()
                 elif idle_exit_s is not None and last_record is not None and \
                         time.monotonic() - last_record >= idle_exit_s:
                     break
-                if time.monotonic() - self._last_checkpoint >= self.checkpoint_every_s:
+                if time.monotonic() - self._last_checkpoint >= self.checkpoint_every_s and not lost.is_set():
                     self.checkpoint()
                     close_old_connections()
-            self.checkpoint()
+            if not lost.is_set():
+                self.checkpoint()
         finally:
+            self.stop.set()
+            renewer.join(self.lease_s)
             self.bus.release(self.store.code, self.owner)
         return self.stats
+
+    def _renew(self, lost: threading.Event) -> None:
+        """Renew the lease every third of its time to live from a thread of its own, so that a long step (a busy
+        store) never lets it lapse while this worker is alive; set ``lost`` when another worker holds it."""
+        while not self.stop.wait(self.lease_s / 3):
+            try:
+                if not self.bus.lease(self.store.code, self.owner, self.lease_s):
+                    lost.set()
+                    return
+            except Exception as exc:  # Redis away: keep trying; the lease lapses if it stays away
+                log.warning("store %s: lease renewal failed (%s)", self.store.code, exc)
 
     # ------------------------------------------------------------------------------------------------- step
     def step(self, *, block_ms: int = 100) -> int:
