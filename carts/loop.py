@@ -424,8 +424,8 @@ class StoreLoop:
     # ------------------------------------------------------------------------------------------------ inside
     def _bind(self) -> None:
         """Decide the pending gate scans whose window is fed: the unbound track whose first sighting is nearest
-        the scan (within ``[t − bind_before_s, t + bind_after_s]``; where the store has entry zones, first seen
-        inside one), in scan order."""
+        the scan (within ``[t − bind_before_s, t + bind_after_s]``), in scan order. (``entry_zones`` are loaded but
+        not used yet: a store whose cameras see people appear elsewhere than at the gate needs them.)"""
         cfg = self.config
         bound = set(self.visit_of)
         left = []
