@@ -31,7 +31,7 @@ import time
 import uuid
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -198,6 +198,8 @@ class MemoryBus:
                         break
             if out and out[-1][0] == kind:
                 self._cursor[(store, kind)] = out[-1][1]
+            if len(out) >= count:
+                break
         return out
 
     def rewind(self, store: str, offsets: dict[str, str]) -> None:
@@ -433,7 +435,6 @@ class StoreWorker:
         self.sources: dict[str, list[float]] = {}  # source → [latest t, wall time it came]
         self.down: set[str] = set()
         self._last_checkpoint = 0.0
-        self._applied_since_checkpoint = 0
 
     # -------------------------------------------------------------------------------------------- lifecycle
     def _start(self) -> None:
@@ -497,7 +498,6 @@ class StoreWorker:
             self.bus.ack(self.store.code, self.offsets)
         self.stats.checkpoints += 1
         self._last_checkpoint = time.monotonic()
-        self._applied_since_checkpoint = 0
 
     def run(self, *, max_seconds: float | None = None, idle_exit_s: float | None = None,
             standby_poll_s: float = 0.5) -> WorkerStats:
@@ -564,7 +564,6 @@ class StoreWorker:
                 continue  # applied before the checkpoint this worker resumed from
             self._apply(kind, sid, rec)
             self.offsets[kind] = sid
-            self._applied_since_checkpoint += 1
         self.pipeline.loop.shelf_horizon = self.shelf_horizon()
         self.pipeline.advance(self.watermark())
         return len(records)
@@ -746,14 +745,6 @@ def publish_observations(store_code: str, source: str, obs: TrackObservations, t
         part = obs[i:i + chunk]
         last = t_last if i + chunk >= n else None
         publish(store_code, "obs", obs_record(source=source, obs=part, t_last=last))
-
-
-def records_total(worker: StoreWorker) -> int:
-    return sum(worker.stats.records.values())
-
-
-def iter_kinds() -> Iterable[str]:
-    return iter(KINDS)
 
 
 def store_loop_enabled() -> bool:
