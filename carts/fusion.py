@@ -93,7 +93,7 @@ from typing import Mapping, Protocol, Sequence
 import numpy as np
 
 from sensors import weight
-from store.recording import HAND_KEYPOINTS, TrackObservations
+from store.recording import HAND_KEYPOINTS, TrackObservations, member
 from vision import identity
 
 
@@ -286,13 +286,19 @@ def hand_evidence(event: _Event, hands: TrackObservations, bins: BinGeometry, co
     """
     lo, hi = event.t_start - config.pad_s, event.t_end + config.pad_s
     w = hands[(hands.t >= lo) & (hands.t <= hi)]
-    w = w[(w.score >= config.min_hand_score) & np.isin(w.keypoint, HAND_KEYPOINTS)]
+    w = w[(w.score >= config.min_hand_score) & member(w.keypoint, HAND_KEYPOINTS)]
     if eligible is not None:
-        w = w[np.isin(w.track_id, np.asarray(list(eligible), dtype=object))]
+        w = w[member(w.track_id, eligible)]
     if len(w) == 0:
         return HandEvidence.empty()
     d = np.min(np.stack([bins.distance(w.xyz, code, config.clearance_m, config.sigma_m / config.along_sigma_m)
                          for code in event.bin_codes]), axis=0)
+    # a track none of whose sightings came within 2 · reach_m is left out below whatever its core distance (every
+    # quantile of d is at least its minimum, and the effective distance at least d): skip it here
+    near = member(w.track_id, set(w.track_id[d <= 2 * config.reach_m].tolist()))
+    w, d = w[near], d[near]
+    if len(w) == 0:
+        return HandEvidence.empty()
     c0, c1 = event.t_start - config.core_pad_s, event.t_end + config.core_pad_s
     outside = np.maximum(np.maximum(c0 - w.t, w.t - c1), 0.0)
     eff = d + config.gap_speed_m_s * outside
@@ -348,7 +354,7 @@ def hidden_hands(ev: HandEvidence, event: _Event, hands: TrackObservations, bodi
     if len(w) == 0:
         return ev
     seen = hands[(hands.t >= t0) & (hands.t <= t1) & (hands.score >= config.min_hand_score)]
-    shown = {str(x) for x in seen.track_id[np.isin(seen.keypoint, HAND_KEYPOINTS)]}
+    shown = {str(x) for x in seen.track_id[member(seen.keypoint, HAND_KEYPOINTS)]}
     have = {str(x) for x in ev.track_id}
     cand = {str(x) for x in w.track_id} - shown
     if eligible is not None:
@@ -435,7 +441,7 @@ def attribute_event(event: _Event, hands: TrackObservations, bins: BinGeometry,
         seen = hands.between(event.t_start - config.pad_s, event.t_end + config.pad_s)
         seen = seen[seen.score >= config.min_hand_score]
         if eligible is not None:
-            seen = seen[np.isin(seen.track_id, np.asarray(list(eligible), dtype=object))]
+            seen = seen[member(seen.track_id, eligible)]
         return Attribution(None, 0.0, (), "no shopper's hand was seen during the event" if not seen else
                            f"no hand came within {2 * config.reach_m:.1f} m of the bin")
     total = float(ev.score.sum()) + 0.5 * math.exp(-config.nobody_m ** 2 / (2 * config.sigma_m ** 2))
@@ -633,6 +639,18 @@ def _off_its_facing(event: weight.ShelfEvent, opts: list[tuple[str, int, float]]
     return out
 
 
+def evidence_window(event: _Event, config: FusionConfig = FusionConfig()
+                    ) -> tuple[tuple[float, float], tuple[float, float]]:
+    """The observation times :func:`decide_event` reads for ``event``: ((t0, t1) of hand keypoints, (t0, t1) of
+    body keypoints), seconds UTC, inclusive. Hands: the event padded by ``pad_s``; bodies: from the id-switch
+    repair's look-back (``vision.identity.REPAIR_LOOKBACK_S`` before the padded start) to the widest of ``pad_s``,
+    ``hidden_seen_s`` and ``id_window_s`` after the end. A caller holding a long buffer (the store loop's window of
+    a minute of every shopper) passes only these rows: the decision is the same, read in a fraction of the time."""
+    lo, hi = event.t_start - config.pad_s, event.t_end + config.pad_s
+    after = max(config.pad_s, config.hidden_seen_s, config.id_window_s)
+    return (lo, hi), (lo - identity.REPAIR_LOOKBACK_S, event.t_end + after)
+
+
 def decide_event(event: weight.ShelfEvent, hands: TrackObservations, bins: BinGeometry, planogram: weight.Planogram,
                  *, carts: Holdings, party_of: Mapping[str, str] | None = None,
                  eligible: Sequence[str] | None = None, review_confidence: float = 0.6,
@@ -705,9 +723,9 @@ def _near_tracks(event: _Event, hands: TrackObservations, bins: BinGeometry, con
     scored at least ``min_hand_score`` and within ``2 · reach_m`` of a bin of the event (farther hands never count,
     whatever their label). Only swaps that can relabel these sightings matter to the decision."""
     w = hands.between(event.t_start - config.pad_s, event.t_end + config.pad_s)
-    w = w[(w.score >= config.min_hand_score) & np.isin(w.keypoint, HAND_KEYPOINTS)]
+    w = w[(w.score >= config.min_hand_score) & member(w.keypoint, HAND_KEYPOINTS)]
     if eligible is not None:
-        w = w[np.isin(w.track_id, np.asarray(list(eligible), dtype=object))]
+        w = w[member(w.track_id, eligible)]
     if len(w) == 0:
         return []
     d = np.min(np.stack([bins.distance(w.xyz, code, config.clearance_m, config.sigma_m / config.along_sigma_m)

@@ -29,7 +29,7 @@ import numpy as np
 from sensors import weight
 from store.recording import TrackObservations
 
-from .fusion import BinGeometry, Decision, FusionConfig, decide_event, eligible_tracks
+from .fusion import BinGeometry, Decision, FusionConfig, decide_event, eligible_tracks, evidence_window
 
 log = logging.getLogger(__name__)
 
@@ -149,14 +149,11 @@ class LoopSink(Protocol):
 
 
 class ObservationWindow:
-    """Recent shopper-track observations, appended in chunks and pruned from the front (bounded memory).
-
-    :meth:`view` is every kept observation as one :class:`store.recording.TrackObservations` (concatenated once
-    per change, then cached)."""
+    """Recent shopper-track observations, appended in chunks (one per step) and pruned from the front (bounded
+    memory). :meth:`between` reads only the chunks that overlap the interval asked for."""
 
     def __init__(self) -> None:
         self._parts: list[TrackObservations] = []
-        self._view: TrackObservations | None = None
         self.t_min = math.inf
 
     def __len__(self) -> int:
@@ -165,7 +162,6 @@ class ObservationWindow:
     def add(self, obs: TrackObservations) -> None:
         if len(obs):
             self._parts.append(obs)
-            self._view = None
             self.t_min = min(self.t_min, float(obs.t.min()))
 
     def prune(self, before: float) -> None:
@@ -178,23 +174,20 @@ class ObservationWindow:
                 continue
             kept.append(p if float(p.t.min()) >= before else p[p.t >= before])
         self._parts = [p for p in kept if len(p)]
-        self._view = None
         self.t_min = min((float(p.t.min()) for p in self._parts), default=math.inf)
 
-    def view(self) -> TrackObservations:
-        if self._view is None:
-            if not self._parts:
-                self._view = TrackObservations.empty()
-            elif len(self._parts) == 1:
-                self._view = self._parts[0]
-            else:
-                p = self._parts
-                self._view = TrackObservations(
-                    np.concatenate([x.track_id for x in p]), np.concatenate([x.t for x in p]),
-                    np.concatenate([x.keypoint for x in p]), np.concatenate([x.xyz for x in p]),
-                    np.concatenate([x.score for x in p]))
-                self._parts = [self._view]
-        return self._view
+    def between(self, t0: float, t1: float) -> TrackObservations:
+        """The kept observations with ``t0 <= t <= t1`` (s), in the order they were added."""
+        parts = [p.between(t0, t1) for p in self._parts if float(p.t.min()) <= t1 and float(p.t.max()) >= t0]
+        parts = [p for p in parts if len(p)]
+        if not parts:
+            return TrackObservations.empty()
+        if len(parts) == 1:
+            return parts[0]
+        return TrackObservations(
+            np.concatenate([x.track_id for x in parts]), np.concatenate([x.t for x in parts]),
+            np.concatenate([x.keypoint for x in parts]), np.concatenate([x.xyz for x in parts]),
+            np.concatenate([x.score for x in parts]))
 
 
 @dataclass
@@ -562,9 +555,10 @@ class StoreLoop:
         eligible = eligible_tracks(self.entries, {k: v for k, v in self.exits.items() if v <= now}, event, now=now,
                                    settle_s=self.config.settle_s)
         open_reviews = self._open_reviews()
-        d = decide_event(event, self.hands.view(), self.bins, self.planogram, carts=self.sink.holdings(eligible),
+        (h0, h1), (b0, b1) = evidence_window(event, cfg)
+        d = decide_event(event, self.hands.between(h0, h1), self.bins, self.planogram, carts=self.sink.holdings(eligible),
                          party_of=self.party_of, eligible=eligible, review_confidence=self.config.review_confidence,
-                         config=cfg, bodies=self.bodies.view(),
+                         config=cfg, bodies=self.bodies.between(b0, b1),
                          pending=pending_holdings({k: self._review_picks[k] for k in open_reviews}, eligible))
         if d.noise:
             self.stats.noise += 1

@@ -138,6 +138,13 @@ class TrackObservations:
         return self[(self.t >= t0) & (self.t <= t1)]
 
 
+def member(values: np.ndarray, allowed: Iterable) -> np.ndarray:
+    """(n,) bool: which of ``values`` (n,) (track ids, keypoint names: object arrays) are in ``allowed``. The same
+    answer as ``np.isin``, which on object arrays compares every value with every allowed one."""
+    allowed = allowed if isinstance(allowed, (set, frozenset)) else set(allowed)
+    return np.fromiter((v in allowed for v in values.tolist()), dtype=bool, count=len(values))
+
+
 @dataclass(frozen=True)
 class GateScan:
     """A gate event: ``kind`` entry or exit, at ``t`` (s UTC), for shopper ``track``; ``account`` an e-mail or "";

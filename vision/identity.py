@@ -20,7 +20,7 @@ from typing import Sequence
 
 import numpy as np
 
-from store.recording import TrackObservations
+from store.recording import TrackObservations, member
 
 try:  # the per-frame reading of a pair is a tight loop: compiled where numba is installed, plain Python elsewhere
     from numba import njit as _numba_jit
@@ -53,21 +53,37 @@ def _positions(bodies: TrackObservations, frame_s: float) -> dict[str, tuple[np.
     """Track → (frames (m,) int64, floor xy (m, 2) metres): the mean body position per frame, from the first of
     :data:`BODY_KEYPOINTS` the track has."""
     out = {}
-    for track in np.unique(bodies.track_id):
-        m = bodies[bodies.track_id == track]
+    if len(bodies) == 0:
+        return out
+    index: dict = {}
+    codes = np.fromiter((index.setdefault(x, len(index)) for x in bodies.track_id.tolist()), dtype=np.int64,
+                        count=len(bodies))
+    order = np.argsort(codes, kind="stable")  # each track's rows together, in their own order
+    bounds = np.searchsorted(codes[order], np.arange(len(index) + 1))
+    for track, c in sorted(index.items(), key=lambda kv: str(kv[0])):
+        rows = order[bounds[c]:bounds[c + 1]]
+        names = bodies.keypoint[rows]
         for name in BODY_KEYPOINTS:
-            k = m[m.keypoint == name]
-            if len(k):
+            sel = rows[names == name]
+            if sel.size:
                 break
         else:
             continue
-        f = np.round(k.t / frame_s).astype(np.int64)
+        f = np.round(bodies.t[sel] / frame_s).astype(np.int64)
         frames, inv = np.unique(f, return_inverse=True)
         xy = np.zeros((frames.size, 2))
-        np.add.at(xy, inv, k.xyz[:, :2])
+        np.add.at(xy, inv, bodies.xyz[sel, :2])
         xy /= np.bincount(inv, minlength=frames.size)[:, None]
         out[str(track)] = (frames, xy)
     return out
+
+
+def _apart(box_a: np.ndarray, box_b: np.ndarray, near_m: float) -> bool:
+    """Whether two tracks' floor boxes ((4,) x0, y0, x1, y1 metres) are more than ``near_m`` apart: then no frame
+    of theirs is, and the pair cannot have switched (:func:`_pair_swaps` would read nothing)."""
+    dx = max(0.0, box_a[0] - box_b[2], box_b[0] - box_a[2])
+    dy = max(0.0, box_a[1] - box_b[3], box_b[1] - box_a[3])
+    return math.hypot(dx, dy) > near_m
 
 
 def find_swaps(bodies: TrackObservations, *, tracks: Sequence[str] | None = None, frame_s: float = 0.1,
@@ -101,18 +117,20 @@ def find_swaps(bodies: TrackObservations, *, tracks: Sequence[str] | None = None
     """
     if not (frame_s > 0 and near_m > 0 and margin_m > 0 and 0 < smooth <= 1):
         raise ValueError("find_swaps: frame_s, near_m and margin_m must be > 0 and smooth in (0, 1]")
-    w = bodies[np.isin(bodies.keypoint, BODY_KEYPOINTS)]
+    w = bodies[member(bodies.keypoint, BODY_KEYPOINTS)]
     if tracks is not None:
-        w = w[np.isin(w.track_id, np.asarray(list(tracks), dtype=object))]
+        w = w[member(w.track_id, tracks)]
     pos = _positions(w, frame_s)
     names = sorted(pos)
+    box = {k: np.concatenate([xy.min(axis=0), xy.max(axis=0)]) for k, (_, xy) in pos.items()}
     params = (frame_s, near_m, margin_m, noise_k, smooth, velocity_gain, max(1, int(round(max_gap_s / frame_s))),
               warmup, max(1, int(round(max_swap_s / frame_s))))
     out: list[Swap] = []
     if involving is None:
         for i, a in enumerate(names):
             for b in names[i + 1:]:
-                out.extend(_pair_swaps(a, b, pos, params))
+                if not _apart(box[a], box[b], near_m):
+                    out.extend(_pair_swaps(a, b, pos, params))
     else:
         # only pairs that can relabel the sightings of ``involving``: its tracks, then every track that swapped
         # with one of them, and so on (a pair of two others never carries those sightings' labels)
@@ -124,7 +142,7 @@ def find_swaps(bodies: TrackObservations, *, tracks: Sequence[str] | None = None
                 continue
             done.add(a)
             for b in names:
-                if b == a or b in done:
+                if b == a or b in done or _apart(box[a], box[b], near_m):
                     continue
                 found = _pair_swaps(min(a, b), max(a, b), pos, params)
                 out.extend(found)
@@ -284,8 +302,14 @@ def apply_swaps(obs: TrackObservations, swaps: Sequence[Swap]) -> TrackObservati
     return TrackObservations(ids, obs.t, obs.keypoint, obs.xyz, obs.score)
 
 
+#: Seconds of body keypoints before a window that :func:`repair` reads by default to find the switches that relabel
+#: it (a switch older than a minute has been re-identified by the tracker long since; ByteTrack keeps a lost track
+#: 30 frames).
+REPAIR_LOOKBACK_S = 60.0
+
+
 def repair(hands: TrackObservations, bodies: TrackObservations, t0: float, t1: float, *,
-           tracks: Sequence[str] | None = None, lookback_s: float = 60.0, **kwargs) -> tuple[TrackObservations,
+           tracks: Sequence[str] | None = None, lookback_s: float = REPAIR_LOOKBACK_S, **kwargs) -> tuple[TrackObservations,
                                                                                              list[Swap]]:
     """The hand observations of ``[t0, t1]`` (s UTC) with the id switches between ``tracks`` undone, read from
     ``bodies`` over ``[t0 − lookback_s, t1]`` (the labels at the start of that window are taken as right), and
