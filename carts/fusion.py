@@ -269,11 +269,18 @@ def _core_distance(t: np.ndarray, d: np.ndarray, t0: float, t1: float, config: F
         return float(np.quantile(d[core], config.core_quantile))
     tc, dc = t[core], d[core]
     ends = np.searchsorted(tc, tc + config.core_window_s, side="right")
-    best = None
-    for i, e in enumerate(ends.tolist()):
-        if e - i >= config.min_core_samples:
-            q = float(np.quantile(dc[i:e], config.core_quantile))
-            best = q if best is None else min(best, q)
+    starts = np.flatnonzero(ends - np.arange(ends.size) >= config.min_core_samples)
+    if starts.size == 0:
+        return None
+    # a stretch's quantile is at least its minimum: read the stretches from the lowest minimum up and stop at the
+    # first whose minimum is no lower than the best quantile so far (the same answer as reading them all)
+    lows = np.array([dc[i:ends[i]].min() for i in starts.tolist()])
+    best = math.inf
+    for k in np.argsort(lows, kind="stable").tolist():
+        if lows[k] >= best:
+            break
+        i = int(starts[k])
+        best = min(best, float(np.quantile(dc[i:ends[i]], config.core_quantile)))
     return best
 
 

@@ -122,18 +122,17 @@ def find_swaps(bodies: TrackObservations, *, tracks: Sequence[str] | None = None
         w = w[member(w.track_id, tracks)]
     pos = _positions(w, frame_s)
     names = sorted(pos)
-    box = {k: np.concatenate([xy.min(axis=0), xy.max(axis=0)]) for k, (_, xy) in pos.items()}
     params = (frame_s, near_m, margin_m, noise_k, smooth, velocity_gain, max(1, int(round(max_gap_s / frame_s))),
               warmup, max(1, int(round(max_swap_s / frame_s))))
     out: list[Swap] = []
     if involving is None:
+        box = {k: np.concatenate([xy.min(axis=0), xy.max(axis=0)]) for k, (_, xy) in pos.items()}
         for i, a in enumerate(names):
             for b in names[i + 1:]:
                 if not _apart(box[a], box[b], near_m):
                     out.extend(_pair_swaps(a, b, pos, params))
-    else:
-        # only pairs that can relabel the sightings of ``involving``: its tracks, then every track that swapped
-        # with one of them, and so on (a pair of two others never carries those sightings' labels)
+    elif names:
+        grid = _PositionGrid(pos, names)
         done: set[str] = set()
         todo = [str(x) for x in involving if str(x) in pos]
         while todo:
@@ -141,8 +140,8 @@ def find_swaps(bodies: TrackObservations, *, tracks: Sequence[str] | None = None
             if a in done:
                 continue
             done.add(a)
-            for b in names:
-                if b == a or b in done or _apart(box[a], box[b], near_m):
+            for b in grid.near(a, near_m):
+                if b == a or b in done:
                     continue
                 found = _pair_swaps(min(a, b), max(a, b), pos, params)
                 out.extend(found)
@@ -150,6 +149,30 @@ def find_swaps(bodies: TrackObservations, *, tracks: Sequence[str] | None = None
                     todo.append(b)
     out.sort(key=lambda s: (s.t_from, s.a, s.b))
     return out
+
+
+class _PositionGrid:
+    """Every track's per-frame floor position on one frame axis ((tracks, frames, 2) metres, NaN where unseen), to
+    find in one step the tracks that come within a distance of one (:func:`find_swaps` with ``involving``)."""
+
+    def __init__(self, pos: dict[str, tuple[np.ndarray, np.ndarray]], names: list[str]) -> None:
+        self.names = names
+        self.row = {n: i for i, n in enumerate(names)}
+        f0 = min(int(pos[n][0][0]) for n in names)
+        f1 = max(int(pos[n][0][-1]) for n in names)
+        self.xy = np.full((len(names), f1 - f0 + 1, 2), np.nan)
+        for i, n in enumerate(names):
+            frames, xy = pos[n]
+            self.xy[i, frames - f0] = xy
+
+    def near(self, a: str, near_m: float) -> list[str]:
+        """Tracks seen in at least two frames with ``a`` and within ``near_m`` metres of it in one of them
+        (:func:`_pair_swaps` reads nothing for the others), in name order."""
+        d = self.xy - self.xy[self.row[a]][None]
+        dist = np.hypot(d[..., 0], d[..., 1])  # NaN where either is unseen
+        both = (~np.isnan(dist)).sum(axis=1)
+        close = np.any(dist <= near_m, axis=1)
+        return [self.names[i] for i in np.flatnonzero(close & (both >= 2)).tolist()]
 
 
 def _pair_swaps(a: str, b: str, pos: dict[str, tuple[np.ndarray, np.ndarray]], params: tuple) -> list[Swap]:
