@@ -39,7 +39,8 @@ from vision.services import shopper_track_record
 from .fusion import BinGeometry, Decision, FusionConfig
 from .loop import LoopConfig, LoopStats, StoreLoop
 from .models import CartEvent, ReviewItem, StoreAlert
-from .services import CartChange, cart_apply, cart_publish, review_followers_settle, visit_checkout
+from .services import (CartChange, cart_apply, cart_publish, cart_publish_batch, review_followers_settle,
+                       visit_checkout)
 
 log = logging.getLogger(__name__)
 
@@ -323,8 +324,9 @@ class StorePipeline:
 
     def advance(self, now: float) -> None:
         """All sources have been fed up to ``now`` (s UTC): decide the events whose evidence is complete and bill
-        the visits whose settle time has passed."""
-        self.loop.advance(now)
+        the visits whose settle time has passed. Each cart changed is pushed to its shopper once, at the end."""
+        with cart_publish_batch():
+            self.loop.advance(now)
 
     def finish(self) -> None:
         """End of the stream: flush the detectors, decide everything left, record track summaries, bill exits."""

@@ -557,15 +557,18 @@ class StoreWorker:
         """Read and apply what is there, advance the loop to the watermark. Returns the records read."""
         if self.pipeline is None:
             self._start()
+        from .services import cart_publish_batch
+
         records = self.bus.read(self.store.code, block_ms=block_ms)
-        for kind, sid, rec in records:
-            done = self.offsets.get(kind)
-            if done is not None and _id_key(sid) <= _id_key(done):
-                continue  # applied before the checkpoint this worker resumed from
-            self._apply(kind, sid, rec)
-            self.offsets[kind] = sid
-        self.pipeline.loop.shelf_horizon = self.shelf_horizon()
-        self.pipeline.advance(self.watermark())
+        with cart_publish_batch():  # each cart the step changed is pushed once, with the step's outcome
+            for kind, sid, rec in records:
+                done = self.offsets.get(kind)
+                if done is not None and _id_key(sid) <= _id_key(done):
+                    continue  # applied before the checkpoint this worker resumed from
+                self._apply(kind, sid, rec)
+                self.offsets[kind] = sid
+            self.pipeline.loop.shelf_horizon = self.shelf_horizon()
+            self.pipeline.advance(self.watermark())
         return len(records)
 
     def shelf_horizon(self) -> float:

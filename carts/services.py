@@ -17,7 +17,10 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 from collections import OrderedDict
+from contextlib import contextmanager
+from typing import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -107,12 +110,24 @@ def cart_snapshot(*, visit: Visit) -> dict:
     }
 
 
+#: Review items name a visit only for shelf events decided while it was in the store or settling after its exit
+#: (``carts.fusion.eligible_tracks``); :func:`review_open_for` reads the store's open items whose event lies within
+#: this margin (s) of the visit, so its cost follows the crowd at the time, not the reviews left open all day. An
+#: hour is far more than any settle time or clock offset between a shelf controller and the gate.
+REVIEW_VISIT_MARGIN_S = 3600.0
+
+
 def review_open_for(*, visit: Visit) -> list[ReviewItem]:
     """Review items not decided yet (open, or waiting for the review of a pick) that name ``visit`` among their
     candidates or, for a waiting put-back, as the visit it goes to: its checkout waits for them."""
+    margin = timedelta(seconds=REVIEW_VISIT_MARGIN_S)
+    items = ReviewItem.objects.filter(status__in=(ReviewItem.Status.OPEN, ReviewItem.Status.WAITING),
+                                      shelf_event__store_id=visit.store_id,
+                                      shelf_event__t_end__gte=visit.entered_at - margin)
+    if visit.exited_at is not None:
+        items = items.filter(shelf_event__t_start__lte=visit.exited_at + margin)
     return [
-        r for r in ReviewItem.objects.filter(status__in=(ReviewItem.Status.OPEN, ReviewItem.Status.WAITING),
-                                             shelf_event__store_id=visit.store_id)
+        r for r in items
         if any(c.get("visit") == visit.pk for c in r.candidates) or (r.resolution or {}).get("visit") == visit.pk
     ]
 
@@ -166,8 +181,38 @@ def review_followers_settle(*, item: ReviewItem) -> list[Visit]:
     return touched
 
 
-def cart_publish(*, visit: Visit) -> int:
-    """Bump the visit's cart sequence number and, after commit, push the snapshot to its groups. Returns seq."""
+_batch = threading.local()
+
+
+@contextmanager
+def cart_publish_batch() -> Iterator[None]:
+    """Within it, :func:`cart_publish` only notes the visit; at its end each noted visit is published once (its
+    sequence bumped, the snapshot of its state then pushed after commit). A store-loop step that changes many
+    carts (a review naming six shoppers, a crowd's takes) sends each phone one snapshot of the step's outcome
+    instead of one per change, and builds each snapshot once. A batch inside another joins the outer one."""
+    if getattr(_batch, "visits", None) is not None:
+        yield
+        return
+    _batch.visits = {}
+    try:
+        yield
+    finally:
+        visits, _batch.visits = _batch.visits, None
+        for visit in visits.values():
+            _publish_now(visit)
+
+
+def cart_publish(*, visit: Visit) -> int | None:
+    """Bump the visit's cart sequence number and, after commit, push the snapshot to its groups. Returns seq
+    (None inside :func:`cart_publish_batch`, which publishes at its end)."""
+    pending = getattr(_batch, "visits", None)
+    if pending is not None:
+        pending[visit.pk] = visit
+        return None
+    return _publish_now(visit)
+
+
+def _publish_now(visit: Visit) -> int:
     with transaction.atomic():
         cart, _ = Cart.objects.select_for_update().get_or_create(visit=visit)
         cart.seq += 1
