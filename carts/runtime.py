@@ -481,8 +481,9 @@ class StoreWorker:
         from store.layout.models import Zone
 
         loop = self.pipeline.loop
-        loop.entry_zones = [np.asarray(z.polygon, dtype=float) for z in
-                            Zone.objects.filter(store=self.store, kind=Zone.Kind.ENTRY)]
+        entry = list(Zone.objects.filter(store=self.store, kind=Zone.Kind.ENTRY).order_by("name"))
+        loop.entry_zones = [np.asarray(z.polygon, dtype=float) for z in entry]
+        loop.gate_zones = {z.name: np.asarray(z.polygon, dtype=float) for z in entry}  # a gate's zone: its name
         loop.exit_zones = [np.asarray(z.polygon, dtype=float) for z in
                            Zone.objects.filter(store=self.store, kind=Zone.Kind.EXIT)]
 
@@ -598,7 +599,8 @@ class StoreWorker:
                     raise RecordError("non-finite time")
                 if rec["event"] == "entry":
                     lead = rec.get("party_lead")
-                    self.pipeline.loop.on_gate_entry(visit=visit, t=t, party_lead=int(lead) if lead else None)
+                    self.pipeline.loop.on_gate_entry(visit=visit, t=t, party_lead=int(lead) if lead else None,
+                                                     gate=str(rec.get("gate") or ""))
                 elif rec["event"] == "exit":
                     self.pipeline.loop.on_visit_exit(visit=visit, t=t)
                 else:
