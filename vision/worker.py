@@ -7,7 +7,13 @@ A dropped stream is reopened (``retry_s`` apart, for ever, until stopped); a fra
 below ``black_level``) or frozen (byte-identical to the previous one) carries no evidence: such frames are not
 published, so after a few seconds the store worker declares the camera down, alerts the dashboard and sends the
 events it should have seen to review. The worker keeps no state that matters across a restart: a new tracker starts
-new track ids (the store loop continues a shopper's visit onto a track that appears where one was lost).
+new track ids (the store loop continues a shopper's visit onto a track that appears where one was lost). Each opening
+of the source (a start, a restart after a crash, a reconnect) tracks in a session of its own, ``<session>.<run>``
+with a fresh ``run`` token: the tracker's raw ids restart at 1, and without it a restarted worker's new people would
+carry the keys of the tracks the store loop already holds (bound to visits, or exited) and inherit them.
+
+``Camera.fps`` is the rate frames are processed at: frames closer than ``1/fps`` to the last one processed are
+skipped (a 25 fps stream on a CPU that tracks 5 frames a second stays live instead of falling behind).
 """
 from __future__ import annotations
 
@@ -15,6 +21,7 @@ import hashlib
 import logging
 import threading
 import time
+import uuid
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -29,15 +36,17 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class CameraWorkerStats:
-    """Counters of one camera worker run: frames read, published (with tracks or empty), black, frozen,
-    reconnects, observation records published."""
+    """Counters of one camera worker run: frames read, skipped (above ``Camera.fps``), black, frozen, reconnects,
+    observation records published; ``sessions``: the tracker sessions of its source openings (track-key prefixes)."""
 
     frames: int = 0
+    skipped: int = 0  # read, but closer than 1/Camera.fps to the last frame processed
     black: int = 0
     frozen: int = 0
     reconnects: int = 0
     records: int = 0
     problems: list[str] = field(default_factory=list)
+    sessions: list[str] = field(default_factory=list)
 
 
 def frame_observations(ft: FrameTracks) -> TrackObservations:
@@ -83,6 +92,7 @@ class CameraWorker:
         self.stop = threading.Event()
         self.stats = CameraWorkerStats()
         self._last_hash: bytes | None = None
+        self.session = tracker.session if tracker is not None else "live"  # the base of each opening's session
 
     def _publish_stream(self, obs: TrackObservations, t_last: float) -> None:
         from carts.runtime import publish_observations
@@ -122,12 +132,16 @@ class CameraWorker:
                 if once or self.stop.wait(self.retry_s):
                     break
                 continue
+            # a session of this opening's own: raw ids restart at 1 and must not name tracks of an earlier run
+            session = f"{self.session}.{uuid.uuid4().hex[:8]}"
+            self.tracker.start_session(session)
+            self.stats.sessions.append(session)
+            log.info("camera %s: tracking as session %s", self.camera.name, session)
             self._run_source(source, max_frames)
             if once or (max_frames is not None and self.stats.frames >= max_frames):
                 break
             self._problem(f"the stream ended or dropped after {self.stats.frames} frames; reopening")
             self.stats.reconnects += 1
-            self.tracker.start_session(self.tracker.session)  # ids do not continue across a reconnect
             if self.stop.wait(self.retry_s):
                 break
         return self.stats
@@ -136,10 +150,16 @@ class CameraWorker:
         batch: list[TrackObservations] = []
         batch_t0 = None
         wall0 = time.monotonic()
+        period = 1.0 / self.camera.fps if self.camera.fps and self.camera.fps > 0 else 0.0
+        t_next = -float("inf")
         for frame in source:
             if self.stop.is_set() or (max_frames is not None and self.stats.frames >= max_frames):
                 break
             self.stats.frames += 1
+            if frame.t < t_next - 1e-6:
+                self.stats.skipped += 1
+                continue
+            t_next = frame.t + period
             if self.realtime and not source.live:
                 ahead = (frame.t - source.t0) - (time.monotonic() - wall0)
                 if ahead > 0:
