@@ -122,3 +122,38 @@ def test_each_opening_tracks_in_a_session_of_its_own_and_frames_above_the_rate_a
     stats = slow.run(once=True)
     assert (stats.frames, stats.skipped) == (24, 18)
     assert np.allclose(np.diff(slow.tracker.frames), 0.2)
+
+
+def test_a_worker_too_slow_for_a_realtime_source_skips_frames_instead_of_falling_behind(tmp_path):
+    """Played as a live camera (``realtime``), a clip the tracker cannot keep up with is not processed frame by frame
+    ever later: the frames already past are skipped, so what is published stays within a frame of the wall clock."""
+    video = tmp_path / "clip.avi"
+    rng = np.random.default_rng(6)
+    out = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 20.0, (64, 48))
+    for _ in range(40):  # 2 s at 20 fps
+        out.write(rng.integers(40, 200, (48, 64, 3), dtype=np.uint8))
+    out.release()
+
+    class SlowTracker:  # 0.25 s a frame: 4 frames a second, against 20 sent
+        session = "live"
+
+        def __init__(self):
+            self.seen = []
+
+        def start_session(self, session):
+            self.session = session
+
+        def step(self, frame):
+            self.seen.append((time.monotonic(), frame.t))
+            time.sleep(0.25)
+            return None
+
+    import time
+
+    row = camera_row(str(video), fps=0)
+    worker = CameraWorker(row, SlowTracker(), publish=lambda *a: None, t0=1_700_000_000.0, realtime=True)
+    stats = worker.run(once=True)
+    seen = worker.tracker.seen
+    assert stats.frames == 40 and stats.skipped >= 20 and len(seen) + stats.skipped == 40
+    lag = [(w - seen[0][0]) - (t - seen[0][1]) for w, t in seen]
+    assert max(lag) < 1.0, lag  # processing all 40 would end 40 × 0.25 − 2 = 8 s behind

@@ -40,7 +40,7 @@ class CameraWorkerStats:
     observation records published; ``sessions``: the tracker sessions of its source openings (track-key prefixes)."""
 
     frames: int = 0
-    skipped: int = 0  # read, but closer than 1/Camera.fps to the last frame processed
+    skipped: int = 0  # read, but closer than 1/Camera.fps to the last one processed, or (realtime) already past
     black: int = 0
     frozen: int = 0
     reconnects: int = 0
@@ -75,7 +75,8 @@ class CameraWorker:
     """Runs one camera (module docstring). ``camera``: a ``vision.models.Camera`` row; ``tracker``: its
     ``vision.tracking.CameraTracker``; ``publish(obs, t_last)``: where observations go (default the store's ``obs``
     stream); ``batch_s``: seconds of frames per published record; ``realtime``: pace a file source at its frame rate
-    (a recorded camera played as a live one); ``black_level``: mean 8-bit intensity under which a frame is black
+    (a recorded camera played as a live one: no frame is processed before its time, and frames the worker has
+    fallen more than a frame behind are skipped, as a live camera's would be gone, so its clock stays live); ``black_level``: mean 8-bit intensity under which a frame is black
     (a covered lens, a dead sensor); ``retry_s``: seconds between reopening attempts of a dropped source."""
 
     def __init__(self, camera, tracker, *, publish: Callable[[TrackObservations, float], None] | None = None,
@@ -159,11 +160,14 @@ class CameraWorker:
             if frame.t < t_next - 1e-6:
                 self.stats.skipped += 1
                 continue
-            t_next = frame.t + period
             if self.realtime and not source.live:
                 ahead = (frame.t - source.t0) - (time.monotonic() - wall0)
                 if ahead > 0:
                     time.sleep(ahead)
+                elif ahead < -max(period, 1.0 / source.fps):
+                    self.stats.skipped += 1  # too slow for it: a live camera's frame would be gone by now
+                    continue
+            t_next = frame.t + period
             if not self.usable(frame):
                 continue  # no evidence: publish nothing, so the store worker sees this camera go silent
             ft = self.tracker.step(frame)
