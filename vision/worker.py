@@ -149,7 +149,7 @@ class CameraWorker:
 
     def _run_source(self, source: FrameSource, max_frames: int | None) -> None:
         batch: list[TrackObservations] = []
-        batch_t0 = None
+        batch_t0 = batch_t_last = None
         wall0 = time.monotonic()
         period = 1.0 / self.camera.fps if self.camera.fps and self.camera.fps > 0 else 0.0
         t_next = -float("inf")
@@ -174,12 +174,13 @@ class CameraWorker:
             if ft is None:
                 continue
             batch.append(frame_observations(ft))
+            batch_t_last = ft.t
             batch_t0 = ft.t if batch_t0 is None else batch_t0
             if ft.t - batch_t0 >= self.batch_s:
                 self._flush(batch, ft.t)
                 batch, batch_t0 = [], None
-        if batch:
-            self._flush(batch, float(batch[-1].t.max()) if len(batch[-1]) else time.time())
+        if batch:  # the last frame's time (camera clock offset applied), even when nobody was in it
+            self._flush(batch, batch_t_last)
 
     def _flush(self, parts: list[TrackObservations], t_last: float) -> None:
         parts = [p for p in parts if len(p)] or [TrackObservations.empty()]
