@@ -435,6 +435,9 @@ class StoreWorker:
         self.sources: dict[str, list[float]] = {}  # source → [latest t, wall time it came]
         self.down: set[str] = set()
         self._last_checkpoint = 0.0
+        #: monotonic s of the latest read of the streams: a source's silence is measured up to the last time this
+        #: worker looked, so a long step of its own (a first JIT compile, a slow database) is not a source's silence
+        self._read_at: float | None = None
 
     # -------------------------------------------------------------------------------------------- lifecycle
     def _start(self) -> None:
@@ -559,6 +562,7 @@ class StoreWorker:
         if self.pipeline is None:
             self._start()
         records = self.bus.read(self.store.code, block_ms=block_ms)
+        self._read_at = time.monotonic()  # everything published before now was just read (up to the bus's count)
         for kind, sid, rec in records:
             done = self.offsets.get(kind)
             if done is not None and _id_key(sid) <= _id_key(done):
@@ -573,7 +577,7 @@ class StoreWorker:
         """How far every shelf controller has been fed (s UTC), counting a silent one until it has been silent for
         ``bill_wait_s``: billing waits for a controller's outage that long (its takes would otherwise reach
         billed visits), then goes on without it (the visit's late events go to review as corrections)."""
-        wall = time.monotonic()
+        wall = self._looked()
         shelves = [t for s, (t, seen) in self.sources.items()
                    if s.startswith("shelf:") and wall - seen <= self.bill_wait_s]
         return min(shelves) if shelves else math.inf
@@ -611,24 +615,29 @@ class StoreWorker:
             self.stats.bad_records += 1
             log.warning("store %s: record %s on %s dropped: %s", self.store.code, sid, kind, exc)
 
+    def _looked(self) -> float:
+        """Monotonic s of the latest read of the streams (now, before the first)."""
+        return self._read_at if self._read_at is not None else time.monotonic()
+
     def _seen(self, source: str, t: float) -> None:
         entry = self.sources.get(source)
         if entry is None:
-            self.sources[source] = [t, time.monotonic()]
+            self.sources[source] = [t, self._looked()]
         else:
             entry[0] = max(entry[0], t)
-            entry[1] = time.monotonic()
+            entry[1] = self._looked()
         if source in self.down:
             self.down.discard(source)
             self._resolve_down(source)
 
     def watermark(self) -> float:
         """The source time every live source has reached (s UTC): the slowest live source's latest time. A
-        source silent for ``source_down_s`` wall seconds is down (alerted; not waited for); with every source
+        source silent for ``source_down_s`` wall seconds (up to this worker's latest read of the streams: its own
+        long steps do not count) is down (alerted; not waited for); with every source
         down, time goes on at the wall clock's pace from the latest record."""
         if not self.sources:
             return -math.inf
-        wall = time.monotonic()
+        wall = self._looked()
         live = []
         for source, (t, seen) in self.sources.items():
             if wall - seen <= self.source_down_s:

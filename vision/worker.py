@@ -123,6 +123,7 @@ class CameraWorker:
     def run(self, *, max_frames: int | None = None, once: bool = False) -> CameraWorkerStats:
         """Read, track and publish until :attr:`stop` is set (or ``max_frames`` frames; ``once``: a file source
         is read once instead of being reopened when it ends)."""
+        self._warm_up()
         while not self.stop.is_set():
             try:
                 source = FrameSource(self.camera.source, t0=self.t0 if self.t0 is not None else time.time(),
@@ -146,6 +147,17 @@ class CameraWorker:
             if self.stop.wait(self.retry_s):
                 break
         return self.stats
+
+    def _warm_up(self) -> None:
+        """Load the detector's model(s) on a blank frame before the source's clock starts: a first frame that
+        took the model's loading time would leave a realtime source seconds behind (its frames then skipped)."""
+        det = getattr(self.tracker, "detector", None)
+        if det is None or not hasattr(det, "track"):
+            return
+        try:
+            det.track(np.full((self.camera.height or 360, self.camera.width or 640, 3), 114, np.uint8))
+        except Exception as exc:  # the first real frame will say what is wrong
+            self._problem(f"warm-up failed: {exc}")
 
     def _run_source(self, source: FrameSource, max_frames: int | None) -> None:
         batch: list[TrackObservations] = []
