@@ -66,7 +66,9 @@ class LoopConfig:
     forget_after_s: float = 120.0
     #: Live binding (:meth:`StoreLoop.on_gate_entry`): a track that first appeared within this long before…
     bind_before_s: float = 3.0
-    #: …or after a gate scan is the scanned shopper; the binding is decided once this much later is fed.
+    #: …or after a gate scan is the scanned shopper; the binding is decided once this much later is fed. Where
+    #: the store has entry zones (``StoreLoop.entry_zones``), only a track first seen inside the scanning gate's
+    #: zone qualifies (one first seen elsewhere is a shopper already inside: a camera worker's restart, a split).
     bind_after_s: float = 2.0
     #: A scan that no track could be bound to within this long is reported unbound (cameras down: its visit's
     #: events go to review rather than to a wrong cart).
@@ -272,10 +274,17 @@ class StoreLoop:
         self.party_of: dict[str, str] = {}  # track → its party's lead track (absent: alone)
         self._to_bill: dict[str, float] = {}  # exited tracks not yet checked out → exit time
         self.visit_of: dict[str, Hashable] = {}  # bound track → its visit's key (live binding)
-        self._binds: list[tuple[float, Hashable, Hashable | None]] = []  # pending scans: (t, visit, party lead visit)
-        self._seen: dict[str, list[float]] = {}  # track → [first t, last t, last x, last y] (metres)
+        #: pending scans: (t, visit, party lead visit, gate name)
+        self._binds: list[tuple[float, Hashable, Hashable | None, str]] = []
+        #: track → [first t, last t, last x, last y, first x, first y] (s, metres)
+        self._seen: dict[str, list[float]] = {}
         self._lost: dict[str, float] = {}  # bound tracks lost outside an exit zone → when the alert was raised
-        self.entry_zones: list[np.ndarray] = []  # (k, 2) polygons, metres (live binding)
+        #: (k, 2) polygons, metres: where shoppers appear once a gate has let them in (live binding). Empty: the
+        #: cameras do not say where people come in, and a scan binds the track first seen nearest it in time.
+        self.entry_zones: list[np.ndarray] = []
+        #: gate name → its own entry zone (the entry zone named like the gate); a gate absent here uses every
+        #: polygon of ``entry_zones``.
+        self.gate_zones: dict[str, np.ndarray] = {}
         self.exit_zones: list[np.ndarray] = []  # (k, 2) polygons, metres (live exits)
         self._detectors: dict[tuple[str, ...], weight.WeightEventDetector] = {}
         self._planograms: dict[tuple[str, ...], weight.Planogram] = {}
@@ -305,6 +314,12 @@ class StoreLoop:
         loop = cls.__new__(cls)
         loop.__dict__.update(pickle.loads(data))  # noqa: S301 — our own checkpoint, never input from outside
         loop.sink, loop.planogram, loop.bins, loop._planograms = sink, planogram, bins, {}
+        # a checkpoint of the code before entry-zone binding: scans without a gate, tracks without a first place
+        loop.__dict__.setdefault("gate_zones", {})
+        loop._binds = [tuple(b) + ("",) * (4 - len(b)) for b in loop._binds]
+        for seen in loop._seen.values():
+            if len(seen) == 4:
+                seen += seen[2:4]
         return loop
 
     # ------------------------------------------------------------------------------------------------ inputs
@@ -337,14 +352,17 @@ class StoreLoop:
         ids, inverse = np.unique(obs.track_id.astype(str), return_inverse=True)
         for i, track in enumerate(ids):
             sel = np.flatnonzero(inverse == i)
-            last = sel[np.argmax(obs.t[sel])]
-            t0, t1 = float(obs.t[sel].min()), float(obs.t[last])
+            first, last = sel[np.argmin(obs.t[sel])], sel[np.argmax(obs.t[sel])]
+            t0, t1 = float(obs.t[first]), float(obs.t[last])
+            x0, y0 = float(obs.xyz[first, 0]), float(obs.xyz[first, 1])
             seen = self._seen.get(track)
             if seen is None:
-                self._seen[track] = [t0, t1, float(obs.xyz[last, 0]), float(obs.xyz[last, 1])]
-            elif t1 >= seen[1]:
-                seen[0] = min(seen[0], t0)
-                seen[1:] = [t1, float(obs.xyz[last, 0]), float(obs.xyz[last, 1])]
+                self._seen[track] = [t0, t1, float(obs.xyz[last, 0]), float(obs.xyz[last, 1]), x0, y0]
+                continue
+            if t0 < seen[0]:  # an older record of the track came late (another batch, a slower camera)
+                seen[0], seen[4], seen[5] = t0, x0, y0
+            if t1 >= seen[1]:
+                seen[1:4] = [t1, float(obs.xyz[last, 0]), float(obs.xyz[last, 1])]
 
     def on_entry(self, *, track: str, t: float, party_lead: str | None = None) -> None:
         """``track``'s shopper entered at ``t`` (s) with a visit (the gate bound them); ``party_lead``: the track
@@ -355,12 +373,13 @@ class StoreLoop:
             self.party_of[track] = self.party_of.get(party_lead, party_lead)
         self.stats.visits += 1
 
-    def on_gate_entry(self, *, visit: Hashable, t: float, party_lead: Hashable | None = None) -> None:
+    def on_gate_entry(self, *, visit: Hashable, t: float, party_lead: Hashable | None = None, gate: str = "") -> None:
         """A gate admitted ``visit`` at ``t`` (s): the track that appeared at the gate then is bound to it once
-        ``bind_after_s`` more is fed (:meth:`advance`); ``party_lead``: the visit whose party this one joined."""
-        if visit in self.visit_of.values() or any(v == visit for _, v, _ in self._binds):
+        ``bind_after_s`` more is fed (:meth:`advance`); ``party_lead``: the visit whose party this one joined;
+        ``gate``: the scanning gate's name (its entry zone, :attr:`gate_zones`, is where the track must appear)."""
+        if visit in self.visit_of.values() or any(b[1] == visit for b in self._binds):
             return  # a redelivered scan
-        self._binds.append((float(t), visit, party_lead))
+        self._binds.append((float(t), visit, party_lead, str(gate or "")))
         self._binds.sort(key=lambda b: b[0])
 
     def on_visit_exit(self, *, visit: Hashable, t: float) -> bool:
@@ -416,36 +435,67 @@ class StoreLoop:
 
     # ------------------------------------------------------------------------------------------------ inside
     def _bind(self) -> None:
-        """Decide the pending gate scans whose window is fed: the unbound track whose first sighting is nearest
-        the scan (within ``[t − bind_before_s, t + bind_after_s]``), in scan order. (``entry_zones`` are loaded but
-        not used yet: a store whose cameras see people appear elsewhere than at the gate needs them.)"""
+        """Decide the pending gate scans whose window is fed (``[t − bind_before_s, t + bind_after_s]`` around the
+        scan), in scan order, each to a track not bound yet whose first sighting falls in that window:
+
+        - without entry zones: the track first seen nearest the scan in time;
+        - with entry zones, only a track first seen inside the scanning gate's zone (:attr:`gate_zones`, else any
+          of :attr:`entry_zones`): a shopper already inside whose track restarts (a camera worker restarted, a
+          track split) appears elsewhere and is never taken for a newly admitted visit. The scanned shopper is
+          the one first seen nearest the scan in time (gates have no position in the layout: the zone is the
+          gate's place, the scan time its order); a party lead whose guests were scanned takes the first track
+          through the zone in the window, and each guest (waiting for its lead) the next one after the lead's.
+
+        A scan with no such track by ``bind_timeout_s`` is reported unbound (its visit's events go to review)."""
         cfg = self.config
         bound = set(self.visit_of)
-        left = []
-        for t, visit, lead in self._binds:
+        left: list[tuple[float, Hashable, Hashable | None, str]] = []
+        for scan in self._binds:
+            t, visit, lead, gate = scan
             if self.now < t + cfg.bind_after_s:
-                left.append((t, visit, lead))
+                left.append(scan)
                 continue
-            best, best_dt = None, math.inf
-            for track, (t0, _, _, _) in self._seen.items():
-                if track in bound or not (t - cfg.bind_before_s <= t0 <= t + cfg.bind_after_s):
-                    continue
-                if abs(t0 - t) < best_dt:
-                    best, best_dt = track, abs(t0 - t)
+            zones = self._gate_zones(gate)
+            lead_track = self._track_of(lead) if lead is not None else None
+            if zones and lead is not None and lead_track is None and any(b[1] == lead for b in left):
+                left.append(scan)  # a guest is the next through the zone after its lead: the lead goes first
+                continue
+            window = [(seen[0], track) for track, seen in self._seen.items()
+                      if track not in bound and t - cfg.bind_before_s <= seen[0] <= t + cfg.bind_after_s
+                      and (not zones or self._in_zone(seen[4], seen[5], zones))]
+            best = None
+            if window and zones and lead_track is not None and lead_track in self._seen:
+                after = [c for c in window if c[0] >= self._seen[lead_track][0]]
+                best = min(after)[1] if after else min(window, key=lambda c: abs(c[0] - t))[1]
+            elif window and zones and any(b[2] == visit for b in self._binds):
+                best = min(window)[1]  # a party lead: the first of the party through the zone
+            elif window:  # the first of equals in arrival order, as before zones were used
+                best = min(window, key=lambda c: abs(c[0] - t))[1]
             if best is None:
                 if self.now >= t + cfg.bind_timeout_s:
-                    self.sink.unbound(visit, t, f"no shopper track appeared at the gate within "
+                    where = (f" in the entry zone of gate {gate or '?'}" if gate in self.gate_zones
+                             else " in an entry zone") if zones else " at the gate"
+                    self.sink.unbound(visit, t, f"no shopper track appeared{where} within "
                                                 f"{cfg.bind_before_s:g} s before and {cfg.bind_after_s:g} s after the "
                                                 f"scan (cameras down?)")
                 else:
-                    left.append((t, visit, lead))
+                    left.append(scan)
                 continue
             bound.add(best)
-            lead_track = next((k for k, v in self.visit_of.items() if v == lead), None) if lead is not None else None
             self.visit_of[best] = visit
             self.on_entry(track=best, t=t, party_lead=lead_track)
             self.sink.bind(best, visit, t)
         self._binds = left
+
+    def _gate_zones(self, gate: str) -> list[np.ndarray]:
+        """The entry zone(s) where a shopper admitted by ``gate`` appears: its own, else every entry zone (none:
+        the store has no entry zones)."""
+        own = self.gate_zones.get(gate) if gate else None
+        return [own] if own is not None else self.entry_zones
+
+    def _track_of(self, visit: Hashable) -> str | None:
+        """The track bound to ``visit`` (its first, when a lost track was continued), or None."""
+        return next((k for k, v in self.visit_of.items() if v == visit), None)
 
     def _in_zone(self, x: float, y: float, zones: list[np.ndarray]) -> bool:
         for poly in zones:

@@ -435,6 +435,9 @@ class StoreWorker:
         self.sources: dict[str, list[float]] = {}  # source → [latest t, wall time it came]
         self.down: set[str] = set()
         self._last_checkpoint = 0.0
+        #: monotonic s of the latest read of the streams: a source's silence is measured up to the last time this
+        #: worker looked, so a long step of its own (a first JIT compile, a slow database) is not a source's silence
+        self._read_at: float | None = None
 
     # -------------------------------------------------------------------------------------------- lifecycle
     def _start(self) -> None:
@@ -481,8 +484,9 @@ class StoreWorker:
         from store.layout.models import Zone
 
         loop = self.pipeline.loop
-        loop.entry_zones = [np.asarray(z.polygon, dtype=float) for z in
-                            Zone.objects.filter(store=self.store, kind=Zone.Kind.ENTRY)]
+        entry = list(Zone.objects.filter(store=self.store, kind=Zone.Kind.ENTRY).order_by("name"))
+        loop.entry_zones = [np.asarray(z.polygon, dtype=float) for z in entry]
+        loop.gate_zones = {z.name: np.asarray(z.polygon, dtype=float) for z in entry}  # a gate's zone: its name
         loop.exit_zones = [np.asarray(z.polygon, dtype=float) for z in
                            Zone.objects.filter(store=self.store, kind=Zone.Kind.EXIT)]
 
@@ -560,6 +564,7 @@ class StoreWorker:
         from .services import cart_publish_batch
 
         records = self.bus.read(self.store.code, block_ms=block_ms)
+        self._read_at = time.monotonic()  # everything published before now was just read (up to the bus's count)
         with cart_publish_batch():  # each cart the step changed is pushed once, with the step's outcome
             for kind, sid, rec in records:
                 done = self.offsets.get(kind)
@@ -575,7 +580,7 @@ class StoreWorker:
         """How far every shelf controller has been fed (s UTC), counting a silent one until it has been silent for
         ``bill_wait_s``: billing waits for a controller's outage that long (its takes would otherwise reach
         billed visits), then goes on without it (the visit's late events go to review as corrections)."""
-        wall = time.monotonic()
+        wall = self._looked()
         shelves = [t for s, (t, seen) in self.sources.items()
                    if s.startswith("shelf:") and wall - seen <= self.bill_wait_s]
         return min(shelves) if shelves else math.inf
@@ -601,7 +606,8 @@ class StoreWorker:
                     raise RecordError("non-finite time")
                 if rec["event"] == "entry":
                     lead = rec.get("party_lead")
-                    self.pipeline.loop.on_gate_entry(visit=visit, t=t, party_lead=int(lead) if lead else None)
+                    self.pipeline.loop.on_gate_entry(visit=visit, t=t, party_lead=int(lead) if lead else None,
+                                                     gate=str(rec.get("gate") or ""))
                 elif rec["event"] == "exit":
                     self.pipeline.loop.on_visit_exit(visit=visit, t=t)
                 else:
@@ -612,24 +618,29 @@ class StoreWorker:
             self.stats.bad_records += 1
             log.warning("store %s: record %s on %s dropped: %s", self.store.code, sid, kind, exc)
 
+    def _looked(self) -> float:
+        """Monotonic s of the latest read of the streams (now, before the first)."""
+        return self._read_at if self._read_at is not None else time.monotonic()
+
     def _seen(self, source: str, t: float) -> None:
         entry = self.sources.get(source)
         if entry is None:
-            self.sources[source] = [t, time.monotonic()]
+            self.sources[source] = [t, self._looked()]
         else:
             entry[0] = max(entry[0], t)
-            entry[1] = time.monotonic()
+            entry[1] = self._looked()
         if source in self.down:
             self.down.discard(source)
             self._resolve_down(source)
 
     def watermark(self) -> float:
         """The source time every live source has reached (s UTC): the slowest live source's latest time. A
-        source silent for ``source_down_s`` wall seconds is down (alerted; not waited for); with every source
+        source silent for ``source_down_s`` wall seconds (up to this worker's latest read of the streams: its own
+        long steps do not count) is down (alerted; not waited for); with every source
         down, time goes on at the wall clock's pace from the latest record."""
         if not self.sources:
             return -math.inf
-        wall = time.monotonic()
+        wall = self._looked()
         live = []
         for source, (t, seen) in self.sources.items():
             if wall - seen <= self.source_down_s:

@@ -36,7 +36,9 @@ def test_a_real_clip_is_published_as_floor_observations(person_detector):
     obs = [o for o, _ in sent if len(o)]
     assert obs, "nobody was seen on the floor in 40 frames of the aisle clip"
     keys = {str(k) for o in obs for k in o.track_id}
-    assert all(k.startswith("aisle:live:") for k in keys)
+    # the keys carry this opening's own session (a restarted worker's ids never name an earlier run's tracks)
+    assert len(stats.sessions) == 1 and stats.sessions[0].startswith("live.")
+    assert all(k.startswith(f"aisle:{stats.sessions[0]}:") for k in keys)
     kps = {str(k) for o in obs for k in o.keypoint}
     assert "floor" in kps
     assert all(np.isfinite(o.xyz).all() for o in obs)
@@ -76,3 +78,82 @@ def test_a_source_that_cannot_be_opened_is_retried(tmp_path):
     worker = CameraWorker(row, tracker=None, publish=lambda *a: None, retry_s=0.01)
     stats = worker.run(once=True)
     assert stats.reconnects == 1 and "does not exist" in stats.problems[0]
+
+
+def test_each_opening_tracks_in_a_session_of_its_own_and_frames_above_the_rate_are_skipped(tmp_path):
+    """A worker restarted (or reconnected) keys its tracks afresh: ByteTrack's ids restart at 1, and the store loop
+    must not take a new person for the track it already holds under the same key. Frames closer than 1/fps to the
+    last one processed are skipped."""
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    rng = np.random.default_rng(5)
+    for i in range(12):
+        cv2.imwrite(str(folder / f"{i:03d}.png"), rng.integers(40, 200, (48, 64, 3), dtype=np.uint8))
+
+    class Tracker:  # what the worker needs of vision.tracking.CameraTracker, without a model
+        def __init__(self):
+            self.session, self.starts, self.frames = "live", [], []
+
+        def start_session(self, session):
+            self.session = session
+            self.starts.append(session)
+
+        def step(self, frame):
+            self.frames.append(frame.t)
+            return None
+
+    row = camera_row(str(folder), fps=10.0)
+    first = CameraWorker(row, Tracker(), publish=lambda *a: None, t0=1_700_000_000.0)
+    first.run(once=True)
+    again = CameraWorker(row, Tracker(), publish=lambda *a: None, t0=1_700_000_000.0)
+    again.run(once=True)
+    assert first.stats.sessions != again.stats.sessions
+    assert all(s.startswith("live.") for s in first.stats.sessions + again.stats.sessions)
+    assert first.tracker.starts == first.stats.sessions  # the tracker was reset into that session
+    # a 20 fps video on a camera processed at 5 fps: one frame in four is tracked, the rest skipped
+    video = tmp_path / "clip.avi"
+    out = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 20.0, (64, 48))
+    for i in range(24):
+        out.write(rng.integers(40, 200, (48, 64, 3), dtype=np.uint8))
+    out.release()
+    Camera.objects.filter(pk=row.pk).update(source=str(video), fps=5.0)
+    row.refresh_from_db()
+    slow = CameraWorker(row, Tracker(), publish=lambda *a: None, t0=1_700_000_000.0)
+    stats = slow.run(once=True)
+    assert (stats.frames, stats.skipped) == (24, 18)
+    assert np.allclose(np.diff(slow.tracker.frames), 0.2)
+
+
+def test_a_worker_too_slow_for_a_realtime_source_skips_frames_instead_of_falling_behind(tmp_path):
+    """Played as a live camera (``realtime``), a clip the tracker cannot keep up with is not processed frame by frame
+    ever later: the frames already past are skipped, so what is published stays within a frame of the wall clock."""
+    video = tmp_path / "clip.avi"
+    rng = np.random.default_rng(6)
+    out = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 20.0, (64, 48))
+    for _ in range(40):  # 2 s at 20 fps
+        out.write(rng.integers(40, 200, (48, 64, 3), dtype=np.uint8))
+    out.release()
+
+    class SlowTracker:  # 0.25 s a frame: 4 frames a second, against 20 sent
+        session = "live"
+
+        def __init__(self):
+            self.seen = []
+
+        def start_session(self, session):
+            self.session = session
+
+        def step(self, frame):
+            self.seen.append((time.monotonic(), frame.t))
+            time.sleep(0.25)
+            return None
+
+    import time
+
+    row = camera_row(str(video), fps=0)
+    worker = CameraWorker(row, SlowTracker(), publish=lambda *a: None, t0=1_700_000_000.0, realtime=True)
+    stats = worker.run(once=True)
+    seen = worker.tracker.seen
+    assert stats.frames == 40 and stats.skipped >= 20 and len(seen) + stats.skipped == 40
+    lag = [(w - seen[0][0]) - (t - seen[0][1]) for w, t in seen]
+    assert max(lag) < 1.0, lag  # processing all 40 would end 40 × 0.25 − 2 = 8 s behind

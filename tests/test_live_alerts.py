@@ -65,6 +65,29 @@ def test_a_silent_camera_is_declared_down_and_alerted_then_resolved(store):
     assert alert.resolved_at is not None and "obs:cam-a" not in worker.down
 
 
+def test_a_long_step_of_the_worker_is_not_a_source_s_silence(store):
+    """The worker itself busy longer than the down bound (a first JIT compile, a slow database) between applying a
+    camera's record and computing the watermark: the camera kept sending all along, so it is not declared down."""
+    bus = MemoryBus()
+    worker = StoreWorker(store.code, bus_=bus, source_down_s=0.3)
+    t0 = 1_700_000_000.0
+    worker.step(block_ms=0)
+    scans = []
+
+    def busy(**kw):  # applied after the camera's record, before the watermark (no visit rows: not bound here)
+        time.sleep(0.5)
+        scans.append(kw["visit"])
+
+    worker.pipeline.loop.on_gate_entry = busy
+    for k in range(3):
+        bus.publish(store.code, "obs", obs_record(source="cam-a", obs=obs(t0 + k)))
+        bus.publish(store.code, "gate", gate_record(event="entry", visit=100 + k, t=t0 + k))
+        worker.step(block_ms=0)
+        assert "obs:cam-a" not in worker.down
+    assert scans == [100, 101, 102]
+    assert not StoreAlert.objects.filter(kind=StoreAlert.Kind.SOURCE_DOWN).exists()
+
+
 def test_unreadable_records_are_counted_and_skipped(store):
     bus = MemoryBus()
     worker = StoreWorker(store.code, bus_=bus)

@@ -1,17 +1,20 @@
 """The store loop (carts.loop.StoreLoop) as the live store runs it: gate scans bound to the track that appeared at the
-gate, exits seen from the tracks, memory bounded over a long session, and a loop restored from a checkpoint in the
-middle of a session deciding exactly what an uninterrupted one does."""
+gate (in the gate's entry zone where the store has one; a party's guests to the next tracks through it), exits seen
+from the tracks, memory bounded over a long session, and a loop restored from a checkpoint in the middle of a
+session deciding exactly what an uninterrupted one does."""
 from __future__ import annotations
 
 import pickle
 
+import numpy as np
 import pytest
 
 from carts.evaluation import MemorySink, offline_replay, planogram_from_store
 from carts.fusion import BinGeometry
 from carts.loop import LoopConfig, StoreLoop, recording_steps
-from carts.simulation import SimConfig, load_store, simulate
+from carts.simulation import ENTRY_XY, SimConfig, load_store, simulate
 from conftest import shared_file
+from store.recording import TrackObservations
 
 
 @pytest.fixture(scope="module")
@@ -24,9 +27,15 @@ def sim(store):
     return simulate(store, SimConfig.at("default", shoppers=8, minutes=4.0, seed=77))
 
 
-def live_loop(sim, sink, **config) -> StoreLoop:
-    return StoreLoop(planogram=planogram_from_store(sim.store), bins=BinGeometry.from_store(sim.store), sink=sink,
+def live_loop(sim, sink, *, zones: bool = False, **config) -> StoreLoop:
+    loop = StoreLoop(planogram=planogram_from_store(sim.store), bins=BinGeometry.from_store(sim.store), sink=sink,
                      config=LoopConfig(infer_exits=True, **config))
+    if zones:  # as the store worker loads them (carts.runtime.StoreWorker._zones)
+        entry = [z for z in sim.store["zones"] if z["kind"] == "entry"]
+        loop.entry_zones = [np.asarray(z["polygon"], float) for z in entry]
+        loop.gate_zones = {z["name"]: np.asarray(z["polygon"], float) for z in entry}
+        loop.exit_zones = [np.asarray(z["polygon"], float) for z in sim.store["zones"] if z["kind"] == "exit"]
+    return loop
 
 
 def play_live(sim, loop, steps, *, visit_of_track):
@@ -41,11 +50,12 @@ def play_live(sim, loop, steps, *, visit_of_track):
         loop.advance(step.t_next)
 
 
-def test_scans_bind_the_track_at_the_gate_and_exits_are_seen(sim):
+@pytest.mark.parametrize("zones", [False, True], ids=["no-zones", "entry-and-exit-zones"])
+def test_scans_bind_the_track_at_the_gate_and_exits_are_seen(sim, zones):
     entries = [g for g in sim.gates if g.kind == "entry"]
     visit_of_track = {g.track: 1000 + i for i, g in enumerate(entries)}
     sink = MemorySink([])
-    loop = live_loop(sim, sink)
+    loop = live_loop(sim, sink, zones=zones)
     play_live(sim, loop, recording_steps(sim, step_s=0.2), visit_of_track=visit_of_track)
     for _ in range(40):  # the devices go on after the recording: time passes, nothing new is seen
         loop.advance(loop.now + 0.5)
@@ -121,3 +131,102 @@ def test_a_loop_restored_from_a_checkpoint_decides_what_an_uninterrupted_one_doe
     with pytest.raises(Exception):
         StoreLoop.restore(b"not a checkpoint", sink=first, planogram=restored.planogram, bins=restored.bins)
     assert pickle.loads(data)["now"] == steps[cut - 1].t_next
+
+
+# ------------------------------------------------------------------------------------- binding in the entry zone
+ELSEWHERE = (3.0, 0.0)  # the middle of the shop floor, far from the entry zone
+
+
+def walk(track: str, t0: float, xy: tuple[float, float], *, until: float, to: tuple[float, float] | None = None,
+         hz: float = 5.0) -> TrackObservations:
+    """A track seen from ``t0`` to ``until`` (s) at ``hz``, walking from ``xy`` towards ``to`` (metres; necks)."""
+    t = np.arange(t0, until, 1.0 / hz)
+    a = np.asarray(xy, float)
+    b = np.asarray(to if to is not None else xy, float)
+    f = ((t - t0) / max(until - t0, 1e-9))[:, None]
+    xy_t = a + (b - a) * f
+    xyz = np.column_stack([xy_t, np.full(len(t), 1.5)])
+    return TrackObservations(np.full(len(t), track, dtype=object), t, np.full(len(t), "neck", dtype=object), xyz,
+                             np.full(len(t), 0.9))
+
+
+def play_tracks(loop, tracks: list[TrackObservations], scans: list[dict], until: float, step: float = 0.2) -> None:
+    """Feed ``tracks`` and gate ``scans`` (``on_gate_entry`` keyword arguments) in time order, ``step`` s apart."""
+    obs = TrackObservations(*(np.concatenate([getattr(o, f) for o in tracks])
+                              for f in ("track_id", "t", "keypoint", "xyz", "score")))
+    obs = obs[np.argsort(obs.t, kind="stable")]
+    t = float(obs.t.min())
+    scans = sorted(scans, key=lambda s: s["t"])
+    while t < until:
+        for s in [s for s in scans if s["t"] < t + step]:
+            loop.on_gate_entry(**s)
+            scans.remove(s)
+        loop.on_observations(obs[(obs.t >= t) & (obs.t < t + step)])
+        loop.advance(t + step)
+        t += step
+
+
+@pytest.mark.parametrize("zones", [True, False], ids=["entry-zone", "no-zones"])
+def test_a_scan_binds_the_track_in_the_entry_zone_not_one_appearing_elsewhere(sim, zones):
+    # "inside" restarts mid-store at the moment of the scan (its camera worker restarted: a new id, elsewhere);
+    # "door" comes through the entry zone a second after the scan
+    sink = MemorySink([])
+    loop = live_loop(sim, sink, zones=zones)
+    play_tracks(loop, [walk("inside", 100.1, ELSEWHERE, until=120.0),
+                       walk("door", 101.2, ENTRY_XY, to=(2.0, -1.0), until=120.0)],
+                [dict(visit=7, t=100.0, gate="entry")], until=115.0)
+    if zones:
+        assert sink.bound == {"door": 7}
+    else:  # today's rule where the store says nothing of where people come in: the first sighting nearest the scan
+        assert sink.bound == {"inside": 7}
+
+
+def test_a_track_first_seen_elsewhere_is_never_bound_to_a_new_visit(sim):
+    sink = MemorySink([])
+    loop = live_loop(sim, sink, zones=True)
+    play_tracks(loop, [walk("inside", 100.1, ELSEWHERE, until=120.0)], [dict(visit=7, t=100.0, gate="entry")],
+                until=120.0)
+    assert sink.bound == {}
+    assert any(kind == "unbound" and "entry zone of gate entry" in msg for kind, msg in sink.alerts)
+    # a gate without a zone of its own uses the store's entry zones
+    assert loop._gate_zones("side door") == loop.entry_zones and len(loop._gate_zones("entry")) == 1
+
+
+def test_a_party_binds_lead_and_guest_to_the_next_two_tracks_through_the_zone(sim):
+    # the holder stands in the zone while their code is scanned (first seen before the scan), the guest follows;
+    # meanwhile a shopper already inside reappears elsewhere under a new id right at the scan
+    sink = MemorySink([])
+    loop = live_loop(sim, sink, zones=True)
+    play_tracks(loop, [walk("holder", 99.3, ENTRY_XY, to=(2.0, -1.0), until=120.0),
+                       walk("inside", 100.0, ELSEWHERE, until=120.0),
+                       walk("guest", 100.2, ENTRY_XY, to=(2.5, -1.0), until=120.0)],
+                [dict(visit=1, t=100.0, gate="entry"), dict(visit=2, t=100.4, party_lead=1, gate="entry")],
+                until=115.0)
+    assert sink.bound == {"holder": 1, "guest": 2}
+    assert loop.party_of == {"guest": "holder"}
+
+
+def test_a_guest_scanned_after_its_lead_was_bound_takes_the_next_track_through_the_zone(sim):
+    sink = MemorySink([])
+    loop = live_loop(sim, sink, zones=True)
+    play_tracks(loop, [walk("holder", 100.5, ENTRY_XY, to=(2.0, -1.0), until=120.0),
+                       walk("earlier", 101.0, ENTRY_XY, to=(1.0, 1.0), until=101.6),  # a passer-by, gone at once
+                       walk("guest", 103.6, ENTRY_XY, to=(2.5, -1.0), until=120.0),
+                       walk("inside", 104.4, ELSEWHERE, until=120.0)],  # a restarted track, mid-store
+                [dict(visit=1, t=100.0, gate="entry"), dict(visit=2, t=104.5, party_lead=1, gate="entry")],
+                until=115.0)
+    # the guest's scan (104.5 s) comes after the lead's binding; the passer-by (101.0 s) is out of its window
+    assert sink.bound == {"holder": 1, "guest": 2}
+
+
+def test_a_checkpoint_of_the_loop_before_zones_restores(sim):
+    sink = MemorySink([])
+    loop = live_loop(sim, sink)
+    state = {k: v for k, v in loop.__dict__.items() if k not in ("sink", "_planograms", "planogram", "bins")}
+    del state["gate_zones"]
+    state["_binds"] = [(100.0, 7, None)]
+    state["_seen"] = {"door": [101.2, 101.4, 0.6, -2.4]}
+    restored = StoreLoop.restore(pickle.dumps(state), sink=sink, planogram=loop.planogram, bins=loop.bins)
+    restored.entry_zones = [np.asarray(sim.store["zones"][0]["polygon"], float)]
+    restored.advance(103.0)
+    assert sink.bound == {"door": 7}

@@ -7,7 +7,13 @@ A dropped stream is reopened (``retry_s`` apart, for ever, until stopped); a fra
 below ``black_level``) or frozen (byte-identical to the previous one) carries no evidence: such frames are not
 published, so after a few seconds the store worker declares the camera down, alerts the dashboard and sends the
 events it should have seen to review. The worker keeps no state that matters across a restart: a new tracker starts
-new track ids (the store loop continues a shopper's visit onto a track that appears where one was lost).
+new track ids (the store loop continues a shopper's visit onto a track that appears where one was lost). Each opening
+of the source (a start, a restart after a crash, a reconnect) tracks in a session of its own, ``<session>.<run>``
+with a fresh ``run`` token: the tracker's raw ids restart at 1, and without it a restarted worker's new people would
+carry the keys of the tracks the store loop already holds (bound to visits, or exited) and inherit them.
+
+``Camera.fps`` is the rate frames are processed at: frames closer than ``1/fps`` to the last one processed are
+skipped (a 25 fps stream on a CPU that tracks 5 frames a second stays live instead of falling behind).
 """
 from __future__ import annotations
 
@@ -15,6 +21,7 @@ import hashlib
 import logging
 import threading
 import time
+import uuid
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -29,15 +36,17 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class CameraWorkerStats:
-    """Counters of one camera worker run: frames read, published (with tracks or empty), black, frozen,
-    reconnects, observation records published."""
+    """Counters of one camera worker run: frames read, skipped (above ``Camera.fps``), black, frozen, reconnects,
+    observation records published; ``sessions``: the tracker sessions of its source openings (track-key prefixes)."""
 
     frames: int = 0
+    skipped: int = 0  # read, but closer than 1/Camera.fps to the last one processed, or (realtime) already past
     black: int = 0
     frozen: int = 0
     reconnects: int = 0
     records: int = 0
     problems: list[str] = field(default_factory=list)
+    sessions: list[str] = field(default_factory=list)
 
 
 def frame_observations(ft: FrameTracks) -> TrackObservations:
@@ -66,7 +75,8 @@ class CameraWorker:
     """Runs one camera (module docstring). ``camera``: a ``vision.models.Camera`` row; ``tracker``: its
     ``vision.tracking.CameraTracker``; ``publish(obs, t_last)``: where observations go (default the store's ``obs``
     stream); ``batch_s``: seconds of frames per published record; ``realtime``: pace a file source at its frame rate
-    (a recorded camera played as a live one); ``black_level``: mean 8-bit intensity under which a frame is black
+    (a recorded camera played as a live one: no frame is processed before its time, and frames the worker has
+    fallen more than a frame behind are skipped, as a live camera's would be gone, so its clock stays live); ``black_level``: mean 8-bit intensity under which a frame is black
     (a covered lens, a dead sensor); ``retry_s``: seconds between reopening attempts of a dropped source."""
 
     def __init__(self, camera, tracker, *, publish: Callable[[TrackObservations, float], None] | None = None,
@@ -83,6 +93,7 @@ class CameraWorker:
         self.stop = threading.Event()
         self.stats = CameraWorkerStats()
         self._last_hash: bytes | None = None
+        self.session = tracker.session if tracker is not None else "live"  # the base of each opening's session
 
     def _publish_stream(self, obs: TrackObservations, t_last: float) -> None:
         from carts.runtime import publish_observations
@@ -112,6 +123,7 @@ class CameraWorker:
     def run(self, *, max_frames: int | None = None, once: bool = False) -> CameraWorkerStats:
         """Read, track and publish until :attr:`stop` is set (or ``max_frames`` frames; ``once``: a file source
         is read once instead of being reopened when it ends)."""
+        self._warm_up()
         while not self.stop.is_set():
             try:
                 source = FrameSource(self.camera.source, t0=self.t0 if self.t0 is not None else time.time(),
@@ -122,40 +134,65 @@ class CameraWorker:
                 if once or self.stop.wait(self.retry_s):
                     break
                 continue
+            # a session of this opening's own: raw ids restart at 1 and must not name tracks of an earlier run
+            session = f"{self.session}.{uuid.uuid4().hex[:8]}"
+            self.tracker.start_session(session)
+            self.stats.sessions.append(session)
+            log.info("camera %s: tracking as session %s", self.camera.name, session)
             self._run_source(source, max_frames)
             if once or (max_frames is not None and self.stats.frames >= max_frames):
                 break
             self._problem(f"the stream ended or dropped after {self.stats.frames} frames; reopening")
             self.stats.reconnects += 1
-            self.tracker.start_session(self.tracker.session)  # ids do not continue across a reconnect
             if self.stop.wait(self.retry_s):
                 break
         return self.stats
 
+    def _warm_up(self) -> None:
+        """Load the detector's model(s) on a blank frame before the source's clock starts: a first frame that
+        took the model's loading time would leave a realtime source seconds behind (its frames then skipped)."""
+        det = getattr(self.tracker, "detector", None)
+        if det is None or not hasattr(det, "track"):
+            return
+        try:
+            det.track(np.full((self.camera.height or 360, self.camera.width or 640, 3), 114, np.uint8))
+        except Exception as exc:  # the first real frame will say what is wrong
+            self._problem(f"warm-up failed: {exc}")
+
     def _run_source(self, source: FrameSource, max_frames: int | None) -> None:
         batch: list[TrackObservations] = []
-        batch_t0 = None
+        batch_t0 = batch_t_last = None
         wall0 = time.monotonic()
+        period = 1.0 / self.camera.fps if self.camera.fps and self.camera.fps > 0 else 0.0
+        t_next = -float("inf")
         for frame in source:
             if self.stop.is_set() or (max_frames is not None and self.stats.frames >= max_frames):
                 break
             self.stats.frames += 1
+            if frame.t < t_next - 1e-6:
+                self.stats.skipped += 1
+                continue
             if self.realtime and not source.live:
                 ahead = (frame.t - source.t0) - (time.monotonic() - wall0)
                 if ahead > 0:
                     time.sleep(ahead)
+                elif ahead < -max(period, 1.0 / source.fps):
+                    self.stats.skipped += 1  # too slow for it: a live camera's frame would be gone by now
+                    continue
+            t_next = frame.t + period
             if not self.usable(frame):
                 continue  # no evidence: publish nothing, so the store worker sees this camera go silent
             ft = self.tracker.step(frame)
             if ft is None:
                 continue
             batch.append(frame_observations(ft))
+            batch_t_last = ft.t
             batch_t0 = ft.t if batch_t0 is None else batch_t0
             if ft.t - batch_t0 >= self.batch_s:
                 self._flush(batch, ft.t)
                 batch, batch_t0 = [], None
-        if batch:
-            self._flush(batch, float(batch[-1].t.max()) if len(batch[-1]) else time.time())
+        if batch:  # the last frame's time (camera clock offset applied), even when nobody was in it
+            self._flush(batch, batch_t_last)
 
     def _flush(self, parts: list[TrackObservations], t_last: float) -> None:
         parts = [p for p in parts if len(p)] or [TrackObservations.empty()]

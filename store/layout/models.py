@@ -27,7 +27,12 @@ class Store(models.Model):
 
 
 class Zone(models.Model):
-    """A floor area: the entry zone (gate), the exit zone, or a named floor area. Polygon in metres."""
+    """A floor area: the entry zone (gate), the exit zone, or a named floor area. Polygon in metres.
+
+    An entry zone is where the cameras first see a shopper the gate has just let in: the store loop binds a gate
+    scan only to a track first seen inside it (``carts.loop.StoreLoop._bind``). An entry zone named like a gate
+    (``store.gates.models.Gate.name``) is that gate's own; a gate without one uses every entry zone of the store.
+    A store without entry zones binds a scan to the track first seen nearest it in time, wherever."""
 
     class Kind(models.TextChoices):
         ENTRY = "entry"

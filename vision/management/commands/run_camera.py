@@ -33,5 +33,6 @@ class Command(BaseCommand):
             signal.signal(sig, lambda *_: worker.stop.set())
         self.stderr.write(f"camera {row}: reading {row.source}")
         stats = worker.run(once=once)
-        self.stderr.write(f"camera {row}: stopped; frames {stats.frames}, black {stats.black}, frozen {stats.frozen}, "
-                          f"reconnects {stats.reconnects}, records {stats.records}")
+        self.stderr.write(f"camera {row}: stopped; frames {stats.frames}, skipped {stats.skipped}, black {stats.black}, "
+                          f"frozen {stats.frozen}, reconnects {stats.reconnects}, records {stats.records}, "
+                          f"sessions {', '.join(stats.sessions)}")
