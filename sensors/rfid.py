@@ -405,7 +405,8 @@ class ExitTag:
 @dataclass
 class ExitAttribution:
     """:func:`exit_lane_tags`' answer: ``tags`` of the track, ``ambiguous`` tags another party's exit shares (not
-    charged), ``weak`` tags read too weakly or too few times, ``stray`` reads of tags still on a shelf."""
+    charged), ``weak`` tags read too weakly or too few times, ``stray`` tags a shelf antenna read meanwhile (still
+    on their shelf)."""
 
     tags: list[ExitTag] = field(default_factory=list)
     ambiguous: list[ExitTag] = field(default_factory=list)
@@ -428,18 +429,19 @@ def exit_lane_tags(track: str, reads: Sequence[TagEvent], exits: Mapping[str, fl
     for r in reads:
         if r.kind != "exit" or not lo <= r.t <= hi:
             continue
-        if r.on_shelf:
-            out.stray += 1
-            continue
         by_epc.setdefault(r.epc, []).append(r)
     for epc, rs in by_epc.items():
+        if any(r.on_shelf for r in rs):   # a shelf antenna read it meanwhile: it is on its shelf, not leaving
+            out.stray += 1
+            continue
         # a tag passes with one shopper: it belongs to the exit nearest the middle of its reads
         times = sorted(r.t for r in rs)
         mid = times[len(times) // 2]
         nearest = min((abs(mid - t), tr) for tr, t in exits.items()
                       if t - config.before_s <= mid <= t + config.after_s)
-        if party_of.get(nearest[1], nearest[1]) != lead and abs(mid - t_exit) > nearest[0] + 1e-9:
-            continue
+        if party_of.get(nearest[1], nearest[1]) != lead and abs(mid - t_exit) > nearest[0] + 1e-9 \
+                and abs(exits[nearest[1]] - t_exit) > config.tie_s:
+            continue   # another shopper's (one leaving together with this one: ambiguous, below)
         n = sum(r.reads for r in rs)
         rssi = max(r.rssi_dbm for r in rs)
         if n < config.min_reads and rssi < config.strong_rssi_dbm:
