@@ -23,6 +23,7 @@ bad field is rejected with its reason and counted; the other reads of the messag
 """
 from __future__ import annotations
 
+import bisect
 import json
 import math
 import random
@@ -414,19 +415,33 @@ class ExitAttribution:
     stray: int = 0
 
 
+def _sorted(reads: Sequence[TagEvent]) -> bool:
+    """True when ``reads`` is a non-empty list in time order (checked at its ends and middle: callers keep it
+    sorted; a caller that does not gets a full scan)."""
+    n = len(reads)
+    return n > 0 and isinstance(reads, list) and reads[0].t <= reads[n // 2].t <= reads[-1].t
+
+
 def exit_lane_tags(track: str, reads: Sequence[TagEvent], exits: Mapping[str, float],
                    party_of: Mapping[str, str] | None = None,
                    config: ExitLaneConfig = ExitLaneConfig()) -> ExitAttribution:
     """The tags that left with ``track``'s shopper: ``reads`` are exit-lane :class:`TagEvent` s, ``exits`` every
-    exit time by track (``track`` included), ``party_of`` track → party lead (a party's exits are one). Raises
+    exit time by track (``track`` included), ``party_of`` track → party lead (a party's exits are one). ``reads``
+    should be a list in time order (the store loop keeps it so; then only the window is scanned). Raises
     ``KeyError`` when ``track`` has no exit."""
     party_of = party_of or {}
     t_exit = exits[track]
     lead = party_of.get(track, track)
     lo, hi = t_exit - config.before_s, t_exit + config.after_s
+    span = config.before_s + config.after_s
+    near_exits = [(tr, t) for tr, t in exits.items() if abs(t - t_exit) <= span]   # the only ones that compete
+    rivals = [tr for tr, t in near_exits if party_of.get(tr, tr) != lead and abs(t - t_exit) <= config.tie_s]
     by_epc: dict[str, list[TagEvent]] = {}
     out = ExitAttribution()
-    for r in reads:
+    start = bisect.bisect_left(reads, lo, key=lambda r: r.t) if _sorted(reads) else 0
+    for r in reads[start:]:
+        if r.t > hi and start:
+            break
         if r.kind != "exit" or not lo <= r.t <= hi:
             continue
         by_epc.setdefault(r.epc, []).append(r)
@@ -437,7 +452,7 @@ def exit_lane_tags(track: str, reads: Sequence[TagEvent], exits: Mapping[str, fl
         # a tag passes with one shopper: it belongs to the exit nearest the middle of its reads
         times = sorted(r.t for r in rs)
         mid = times[len(times) // 2]
-        nearest = min((abs(mid - t), tr) for tr, t in exits.items()
+        nearest = min((abs(mid - t), tr) for tr, t in near_exits
                       if t - config.before_s <= mid <= t + config.after_s)
         if party_of.get(nearest[1], nearest[1]) != lead and abs(mid - t_exit) > nearest[0] + 1e-9 \
                 and abs(exits[nearest[1]] - t_exit) > config.tie_s:
@@ -448,7 +463,6 @@ def exit_lane_tags(track: str, reads: Sequence[TagEvent], exits: Mapping[str, fl
             out.weak += 1
             continue
         tag = ExitTag(epc, rs[0].gtin, rs[0].serial, times[0], n, rssi, rs[0].where)
-        rivals = [tr for tr, t in exits.items() if party_of.get(tr, tr) != lead and abs(t - t_exit) <= config.tie_s]
         (out.ambiguous if rivals else out.tags).append(tag)
     out.tags.sort(key=lambda x: x.t)
     return out
