@@ -14,3 +14,6 @@ class CartsConfig(AppConfig):
         signals.visit_admitted.connect(runtime.on_visit_admitted, dispatch_uid="carts.runtime.admitted")
         signals.visit_exit_scanned.connect(runtime.on_visit_exit_scanned, dispatch_uid="carts.runtime.exit_scanned")
         live.set_default_sink_factory(runtime.default_shelf_sink)
+        from sensors import rfid_live
+
+        rfid_live.set_default_tag_sink_factory(runtime.default_tag_sink)

@@ -1,7 +1,8 @@
 """The store loop: the one orchestrator of a store's live decisions (pure Python and NumPy, no Django).
 
 One :class:`StoreLoop` per store takes time-stamped records from four sources — shelf sample blocks, shopper-track
-observations (keypoints in store metres), entries (a visit bound to a track) and exits — and turns them into
+observations (keypoints in store metres), entries (a visit bound to a track) and exits, plus RFID tag events (shelf
+takes and returns as evidence, exit-lane reads as the tags a leaving shopper carries) — and turns them into
 shelf events, cart changes, review items, waiting put-backs and checkouts, which it hands to a :class:`LoopSink`.
 The live store (``carts.runtime``: ``run_store``, the embedded ingestion path), ``replay`` and the offline accuracy
 benchmark (``carts.evaluation.offline_replay``) all run this object; only their sinks differ (the database, or
@@ -27,6 +28,7 @@ from typing import Hashable, Iterable, Mapping, Protocol, Sequence
 import numpy as np
 
 from sensors import weight
+from sensors.rfid import ExitLaneConfig, TagEvent, exit_lane_tags
 from store.recording import TrackObservations
 
 from .fusion import BinGeometry, Decision, FusionConfig, decide_event, eligible_tracks, evidence_window
@@ -84,6 +86,12 @@ class LoopConfig:
     #: True in the live store (no one tells the loop who left: it watches the tracks); False for recordings, whose
     #: gate file names each exit.
     infer_exits: bool = False
+    #: RFID exit lanes: which exit-lane reads are a leaving shopper's tags (``sensors.rfid.ExitLaneConfig``; its
+    #: ``after_s`` should not exceed ``settle_s``, as billing reads the tags at the end of the settle time).
+    exit_lane: ExitLaneConfig = ExitLaneConfig()
+    #: Metres: a shelf tag event (``take``/``return``) is backed by a hand when one came this close to the bin's
+    #: centre within ``FusionConfig.pad_s`` of it.
+    tag_hand_m: float = 0.6
 
     def __post_init__(self) -> None:
         for name in ("settle_s", "hold_gap_s", "hold_s", "hold_max_s", "lookback_s", "forget_after_s", "bind_before_s",
@@ -143,6 +151,13 @@ class LoopSink(Protocol):
     def alert(self, kind: str, message: str, *, key: str | None = None) -> None:
         """Something people should look at (a shopper lost inside the store); ``key``: what it is about (one
         alert per key and kind)."""
+
+    # Optional (RFID; a sink without them ignores tags):
+    #   tag_evidence(key, tags: list[dict]) — the shelf tag events (TagEvent.as_dict() + "hand": bool) that back
+    #       the shelf event ``key``, called before apply/review/wait of it;
+    #   exit_tags(track, attribution: sensors.rfid.ExitAttribution) — the tags that left with ``track``'s shopper,
+    #       called just before ``checkout(track, …)``: they go on the receipt by the rules of
+    #       ``sensors.rfid.exit_charges``.
 
     def checkout(self, track: str, t: float) -> bool:
         """The shopper of ``track`` left and every event that could be theirs is decided: bill the visit (``t``:
@@ -205,6 +220,8 @@ class LoopStats:
     visits: int = 0
     receipts: int = 0
     late_evidence: int = 0  # events decided with part of their hand window already pruned (should stay 0)
+    tag_events: int = 0  # RFID tag events fed (shelf takes and returns, exit-lane reads)
+    exit_tags: int = 0  # tags attributed to leaving shoppers
     problems: list[str] = field(default_factory=list)
 
     def problem(self, message: str) -> None:
@@ -293,6 +310,8 @@ class StoreLoop:
         self._review_picks: dict[Hashable, list[tuple[str, str, int]]] = {}  # review → picks it may give
         self.hands = ObservationWindow()
         self.bodies = ObservationWindow()
+        self._tag_events: list[TagEvent] = []  # recent shelf tag events (take/return), time order
+        self._exit_reads: list[TagEvent] = []  # recent exit-lane reads, time order
         #: Billing waits until the shelves have been fed up to an exit's deadline too (s; the store worker sets it
         #: from its shelf sources, a silent controller included for a while): a take that a controller's outage
         #: delays must still reach the cart, not a billed visit. Infinite: the shelves are no later than ``now``.
@@ -313,6 +332,8 @@ class StoreLoop:
         snapshot."""
         loop = cls.__new__(cls)
         loop.__dict__.update(pickle.loads(data))  # noqa: S301 — our own checkpoint, never input from outside
+        loop.__dict__.setdefault("_tag_events", [])  # a checkpoint of the code before RFID
+        loop.__dict__.setdefault("_exit_reads", [])
         loop.sink, loop.planogram, loop.bins, loop._planograms = sink, planogram, bins, {}
         # a checkpoint of the code before entry-zone binding: scans without a gate, tracks without a first place
         loop.__dict__.setdefault("gate_zones", {})
@@ -363,6 +384,16 @@ class StoreLoop:
                 seen[0], seen[4], seen[5] = t0, x0, y0
             if t1 >= seen[1]:
                 seen[1:4] = [t1, float(obs.xyz[last, 0]), float(obs.xyz[last, 1])]
+
+    def on_tags(self, events: Iterable[TagEvent]) -> None:
+        """Feed RFID tag events (``sensors.rfid.TagEvent``, s UTC on the store clock): shelf ``take``/``return``
+        events back the shelf events of their bin (:meth:`_decide`); ``exit`` reads are the tags that leave with
+        the shopper exiting then (:meth:`_bill`)."""
+        for e in events:
+            self.stats.tag_events += 1
+            (self._exit_reads if e.kind == "exit" else self._tag_events).append(e)
+        self._exit_reads.sort(key=lambda e: e.t)
+        self._tag_events.sort(key=lambda e: e.t)
 
     def on_entry(self, *, track: str, t: float, party_lead: str | None = None) -> None:
         """``track``'s shopper entered at ``t`` (s) with a visit (the gate bound them); ``party_lead``: the track
@@ -610,6 +641,10 @@ class StoreLoop:
                          party_of=self.party_of, eligible=eligible, review_confidence=self.config.review_confidence,
                          config=cfg, bodies=self.bodies.between(b0, b1),
                          pending=pending_holdings({k: self._review_picks[k] for k in open_reviews}, eligible))
+        if not d.noise and self._tag_events and hasattr(self.sink, "tag_evidence"):
+            tags = self._shelf_tags(event)
+            if tags:
+                self.sink.tag_evidence(key, tags)
         if d.noise:
             self.stats.noise += 1
             self.sink.noise(key, event, d)
@@ -631,6 +666,26 @@ class StoreLoop:
         self.stats.cart_events += len(d.changes)
         return None
 
+    def _shelf_tags(self, event: weight.ShelfEvent) -> list[dict]:
+        """The shelf tag events on the event's bins within ``pad_s`` of it, each with ``hand``: a hand came within
+        ``tag_hand_m`` of the bin then (a tag that stops being read with a hand there is a take)."""
+        pad = self.fusion.pad_s
+        out = []
+        hands = self.hands.view()
+        for e in self._tag_events:
+            if e.where not in event.bin_codes or not event.t_start - pad <= e.t <= event.t_end + pad:
+                continue
+            d = e.as_dict()
+            d["hand"] = False
+            if e.where in self.bins.codes and len(hands):
+                centre = self.bins.centre[self.bins.codes.index(e.where)]
+                near = np.abs(hands.t - e.t) <= pad
+                if near.any():
+                    dist = np.hypot(hands.xyz[near, 0] - centre[0], hands.xyz[near, 1] - centre[1])
+                    d["hand"] = bool(dist.min() <= self.config.tag_hand_m)
+            out.append(d)
+        return out
+
     def _review(self, key: Hashable, event: weight.ShelfEvent, decision: Decision, reason: str) -> None:
         review_key = self.sink.review(key, event, decision, reason)
         self._review_picks[review_key] = pending_picks(decision)
@@ -649,6 +704,14 @@ class StoreLoop:
                     float(c.t_start.min()) <= deadline for cs in self._held.values() for c in cs):
                 continue
             del self._to_bill[track]
+            if self._exit_reads and hasattr(self.sink, "exit_tags"):
+                att = exit_lane_tags(track, self._exit_reads, self.exits, self.party_of, self.config.exit_lane)
+                if att.ambiguous:
+                    self.stats.problem(f"track {track}: {len(att.ambiguous)} exit-lane tag(s) shared with another "
+                                       f"party leaving within {self.config.exit_lane.tie_s:g} s; not charged")
+                if att.tags or att.ambiguous:
+                    self.stats.exit_tags += len(att.tags)
+                    self.sink.exit_tags(track, att)
             if self.sink.checkout(track, deadline):
                 self.stats.receipts += 1
 
@@ -660,6 +723,15 @@ class StoreLoop:
             before = oldest - max(self.config.lookback_s, self.fusion.pad_s, self.fusion.id_window_s)
             self.hands.prune(before)
             self.bodies.prune(before)
+        if math.isfinite(oldest):
+            keep = oldest - max(self.config.lookback_s, self.fusion.pad_s)
+            if self._tag_events and self._tag_events[0].t < keep:
+                self._tag_events = [e for e in self._tag_events if e.t >= keep]
+        if self._exit_reads and math.isfinite(self.now):
+            lane = self.config.exit_lane
+            keep = min([t for t in self._to_bill.values()] + [self.now]) - lane.before_s - lane.after_s - 1.0
+            if self._exit_reads[0].t < keep:
+                self._exit_reads = [e for e in self._exit_reads if e.t >= keep]
         horizon = self.now - self.config.forget_after_s
         if not math.isfinite(horizon):
             return

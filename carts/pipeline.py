@@ -39,8 +39,10 @@ from vision.services import shopper_track_record
 from .fusion import BinGeometry, Decision, FusionConfig
 from .loop import LoopConfig, LoopStats, StoreLoop
 from .models import CartEvent, ReviewItem, StoreAlert
-from .services import (CartChange, cart_apply, cart_publish, cart_publish_batch, review_followers_settle,
-                       visit_checkout)
+from .services import (
+    CartChange, cart_apply, cart_publish, cart_publish_batch, review_followers_settle, visit_checkout,
+    visit_exit_tags_apply,
+)
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +81,7 @@ class DatabaseSink:
         self.visits: dict[str, Visit] = {}
         self.down: set[str] = set()  # sources the store worker declared down (named in review reasons)
         self._rows: dict[int, ShelfEvent] = {}
+        self._tags: dict[Hashable, list[dict]] = {}  # shelf event → the shelf tag events that back it
 
     def at(self, t: float) -> datetime:
         """Source time ``t`` (s UTC) → the stored timezone-aware UTC datetime (``clock_offset_s`` applied)."""
@@ -146,6 +149,9 @@ class DatabaseSink:
                 return f"visit {visit.pk} is already {visit.state}: a person confirms the correction ({decision.reason})"
         evidence = {"shelf_event": row.pk, "bins": list(event.bin_codes), "delta_g": round(event.delta_g, 1),
                     "hypotheses": row.hypotheses, **decision.evidence()}
+        tags = self._tags.pop(key, None)
+        if tags:
+            evidence["tags"] = tags
         try:
             with transaction.atomic():  # a split event changes two carts (or lines), or none
                 for visit, (_, code, quantity) in zip(visits, decision.changes):
@@ -161,6 +167,10 @@ class DatabaseSink:
         if cameras:
             reason = f"camera source {', '.join(cameras)} down: {reason}"
         candidates = self._candidates(decision)
+        tags = self._tags.pop(key, None)
+        if tags:  # what the shelf's RFID antenna saw, for the person deciding
+            for c in candidates:
+                c["tags"] = tags
         with transaction.atomic():
             item, created = ReviewItem.objects.get_or_create(shelf_event=row, defaults={
                 "reason": reason[:200], "candidates": candidates})
@@ -179,6 +189,9 @@ class DatabaseSink:
         ev = decision.evidence()
         evidence = {"shelf_event": row.pk, "bins": list(event.bin_codes), "delta_g": round(event.delta_g, 1),
                     "hypotheses": row.hypotheses, **ev}
+        tags = self._tags.pop(key, None)
+        if tags:
+            evidence["tags"] = tags
         with transaction.atomic():
             ReviewItem.objects.get_or_create(shelf_event=row, defaults={
                 "status": ReviewItem.Status.WAITING, "follows_id": follows, "reason": decision.reason[:200],
@@ -190,6 +203,26 @@ class DatabaseSink:
                 review_followers_settle(item=followed)
         log.info("shelf event %s waits for review %s: %s", row.pk, follows, decision.reason)
         return True
+
+    def tag_evidence(self, key, tags: list[dict]) -> None:
+        """The shelf tag events backing shelf event ``key`` (``carts.loop.StoreLoop._shelf_tags``): kept in the
+        evidence of its cart event, or on its review item's candidates."""
+        self._tags[key] = tags
+
+    def exit_tags(self, track: str, attribution) -> None:
+        """The tags that left with ``track``'s shopper (``sensors.rfid.ExitAttribution``) go on the visit's receipt
+        (``carts.services.visit_exit_tags_apply``) just before its checkout; tags shared with another party are
+        raised as an alert for people."""
+        visit = self.visits.get(track)
+        if visit is None:
+            return
+        visit = Visit.objects.get(pk=visit.pk)
+        if attribution.ambiguous:
+            self.alert(StoreAlert.Kind.WORKER, f"visit {visit.pk}: {len(attribution.ambiguous)} RFID tag(s) read at "
+                                               f"the exit while another shopper left; not charged",
+                       key=f"rfid-ambiguous:{visit.pk}", visit_id=visit.pk)
+        if attribution.tags and visit.state in (Visit.State.ADMITTED, Visit.State.SHOPPING, Visit.State.EXITED):
+            visit_exit_tags_apply(visit=visit, tags=attribution.tags, at=timezone.now())
 
     def bind(self, track: str, visit, t: float, *, continues: str | None = None) -> None:
         row = Visit.objects.get(pk=visit)

@@ -3,7 +3,8 @@
 Producers publish time-stamped **records** on one stream per store and source kind (:data:`KINDS`): ``shelf``
 (validated sample blocks of a shelf controller: ``ingest_mqtt``, or the HTTP controller API), ``obs`` (shopper-
 track observations in store metres: the camera workers, the external-tracker adapter), ``gate`` (entries and exit
-scans: the gate API). The **store worker** (:class:`StoreWorker`, ``manage.py run_store STORE``) is the one
+scans: the gate API), ``tag`` (RFID tag events: shelf takes and returns, exit-lane reads; ``ingest_mqtt`` or the
+HTTP reader API). The **store worker** (:class:`StoreWorker`, ``manage.py run_store STORE``) is the one
 consumer per store: it feeds the records to a :class:`carts.loop.StoreLoop` writing to the database
 (:class:`carts.pipeline.DatabaseSink`), advances the loop to the slowest live source (a source silent for
 ``source_down_s`` is declared down, alerted, and no longer waited for), checkpoints the loop's state with the
@@ -40,7 +41,7 @@ from store.recording import TrackObservations
 log = logging.getLogger(__name__)
 
 #: Stream kinds, one stream per store and kind.
-KINDS = ("shelf", "obs", "gate")
+KINDS = ("shelf", "obs", "gate", "tag")
 #: Largest record the worker accepts (bytes of JSON): a block of 306 plates × 60 samples is ~100 kB.
 MAX_RECORD_BYTES = 4_000_000
 
@@ -91,6 +92,25 @@ def gate_record(*, event: str, visit: int, t: float, party_lead: int | None = No
     if event not in ("entry", "exit"):
         raise ValueError(f"gate event must be entry or exit, got {event!r}")
     return {"event": event, "visit": int(visit), "t": float(t), "party_lead": party_lead, "gate": gate}
+
+
+def tag_record(*, reader: str, events: list, t_last: float) -> dict:
+    """RFID tag events of one reader (``sensors.rfid.TagEvent``, s UTC on the store clock) up to ``t_last``."""
+    return {"reader": reader, "t_last": float(t_last), "events": [e.as_dict() for e in events]}
+
+
+def decode_tag(rec: dict) -> tuple[str, list, float]:
+    """(reader, [sensors.rfid.TagEvent], t_last) of a :func:`tag_record`. Raises RecordError."""
+    from sensors.rfid import TagEvent
+
+    try:
+        events = [TagEvent.from_dict(d) for d in rec["events"]]
+        t_last = float(rec["t_last"])
+        if not math.isfinite(t_last):
+            raise RecordError("non-finite t_last")
+        return str(rec["reader"]), events, t_last
+    except (KeyError, TypeError, ValueError) as exc:
+        raise RecordError(f"bad tag record: {exc}") from None
 
 
 def decode_shelf(rec: dict) -> tuple[str, tuple[str, ...], np.ndarray, np.ndarray, float]:
@@ -600,6 +620,11 @@ class StoreWorker:
                 self.pipeline.loop.on_observations(obs)
                 if t_last is not None:
                     self._seen(f"obs:{source}", t_last)
+            elif kind == "tag":
+                # evidence, not a clock: an exit-only reader is silent between shoppers, so it never holds the
+                # watermark back (billing waits the exit settle time, which covers a pass's reads)
+                _, events, _ = decode_tag(rec)
+                self.pipeline.loop.on_tags(events)
             elif kind == "gate":
                 visit, t = int(rec["visit"]), float(rec["t"])
                 if not math.isfinite(t):
@@ -740,6 +765,20 @@ class BusShelfSink:
 
     def finish(self, *, store) -> int:
         return 0
+
+
+class BusTagSink:
+    """``sensors.rfid_live.TagSink`` that publishes tag events on the store's ``tag`` stream for the store worker."""
+
+    def on_tags(self, *, store, reader: str, events: list, t_last: float) -> None:
+        if events:
+            publish(store.code, "tag", tag_record(reader=reader, events=events, t_last=t_last))
+
+
+def default_tag_sink() -> BusTagSink | None:
+    """The RFID ingestors' default sink (``sensors.rfid_live.set_default_tag_sink_factory``): the store loop's tag
+    stream when the loop is on, else None (tags and tag events are recorded, the receipt does not use them)."""
+    return BusTagSink() if store_loop_enabled() else None
 
 
 def default_shelf_sink(session: str) -> BusShelfSink | None:

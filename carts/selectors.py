@@ -254,6 +254,8 @@ class ReceiptLineView:
     events_quantity: int
     explained: bool
     refunded_quantity: int
+    #: the senses that supported the line (``carts.services.receipt_line_senses``: weight, hand, tag…)
+    senses: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -307,6 +309,9 @@ def receipt_detail(*, receipt: Receipt) -> ReceiptView:
         if a.kind == PaymentAttempt.Kind.REFUND and a.status == PaymentAttempt.Status.SUCCEEDED and line_id:
             refunded_units[line_id] += getattr(a, "quantity", None) or 0
     cur = receipt.currency
+    from .services import receipt_line_senses
+
+    senses = receipt_line_senses(receipt=receipt)
     lines = []
     on_receipt: set[int] = set()
     for line in receipt.lines.all().order_by("id"):
@@ -318,6 +323,7 @@ def receipt_detail(*, receipt: Receipt) -> ReceiptView:
             unit_price_display=money_display(line.unit_price_minor, cur), line_total_minor=line.line_total_minor,
             line_total_display=money_display(line.line_total_minor, cur), events=events, events_quantity=qty,
             explained=qty == line.quantity, refunded_quantity=refunded_units.get(line.pk, 0),
+            senses=tuple(senses.get(line.pk, ())),
         ))
     other = [
         (f"{e.product.name} ({e.product.barcode})", _evidence(e))

@@ -312,6 +312,85 @@ def visit_checkout(*, visit: Visit, at: datetime | None = None):
     return receipt
 
 
+def visit_exit_tags_apply(*, visit: Visit, tags, at: datetime):
+    """Put the RFID tags that left with ``visit``'s shopper (``sensors.rfid.ExitTag`` s) on its cart, by the rules
+    of ``sensors.rfid.exit_charges``: a serial sold on any receipt (another visit's, or this one's in an earlier
+    attempt) is never charged again; a tag of a product the cart holds by weight confirms a unit (recorded on the tag,
+    no new cart event); any other tag of a catalogue product is a +1 cart event (source ``fusion``, confidence 1,
+    evidence ``{"sense": "tag", "tag": {...}}``). Each tag is claimed by one conditional update
+    (``sensors.rfid_live.tag_sell``), so two attempts charge it once. Returns the ``TagCharge`` s decided."""
+    from sensors.rfid import exit_charges
+    from sensors.rfid_live import barcode_of_gtin, tag_sell, tags_sold
+
+    from sensors.models import RfidTag
+
+    store = visit.store
+    keys = {(t.gtin, t.serial) for t in tags}
+    sold = tags_sold(store=store, keys=keys)
+    new = [t for t in tags if sold.get((t.gtin, t.serial)) != visit.pk]      # this visit's own: done before
+    weight: dict[str, int] = {}
+    for barcode, q, ev in visit.cart_events.values_list("product__barcode", "quantity", "evidence"):
+        if not (isinstance(ev, dict) and ev.get("sense") == "tag"):
+            weight[barcode] = weight.get(barcode, 0) + q
+    confirmed: dict[str, int] = {}
+    for barcode in RfidTag.objects.filter(sold_visit=visit, charged=False).values_list("product__barcode", flat=True):
+        if barcode:
+            confirmed[barcode] = confirmed.get(barcode, 0) + 1
+    products = {p.barcode: p for p in Product.objects.filter(store=store)}
+    charges = exit_charges(new, cart=weight, sold={k for k, v in sold.items() if v != visit.pk},
+                           barcode_of=barcode_of_gtin(store=store), confirmed=confirmed)
+    for c in charges:
+        tag = c.tag
+        if c.action == "paid":
+            log.info("visit %s: tag %s.%s left again; paid on an earlier receipt, not charged", visit.pk, tag.gtin,
+                     tag.serial)
+        elif c.action == "unknown":
+            log.warning("visit %s: tag %s.%s left; GTIN not in the catalogue, not charged", visit.pk, tag.gtin,
+                        tag.serial)
+        else:
+            with transaction.atomic():
+                if not tag_sell(store=store, gtin=tag.gtin, serial=tag.serial, epc=tag.epc, visit=visit,
+                                charged=c.action == "charge", at=at):
+                    continue
+                RfidTag.objects.filter(store=store, gtin=tag.gtin, serial=tag.serial).update(
+                    product=products.get(c.barcode))
+                if c.action == "charge":
+                    cart_apply(change=CartChange(visit=visit, product=products[c.barcode], quantity=1, confidence=1.0,
+                                                 evidence={"sense": "tag", "tag": tag.as_dict()}), shelf_event=None)
+            log.info("visit %s: tag %s.%s %s (%s)", visit.pk, tag.gtin, tag.serial,
+                     "charged" if c.action == "charge" else "confirms a unit charged by weight", c.barcode)
+    return charges
+
+
+def receipt_line_senses(*, receipt: Receipt) -> dict[int, list[str]]:
+    """Which senses supported each line of ``receipt``: ``{line id: [sense, …]}`` from ``weight`` (a shelf event
+    changed the cart), ``hand`` (fusion found the shopper's hand at the bin), ``product image`` (a recogniser's
+    evidence in the cart event, where present), ``tag`` (an RFID tag: a shelf take, or the tag left with the
+    shopper), ``review`` (a person decided), ``manager``, in that order."""
+    from sensors.models import RfidTag
+
+    order = ("weight", "hand", "product image", "tag", "review", "manager")
+    by_product: dict[int, set[str]] = {}
+    for pid, shelf_event, source, ev in receipt.visit.cart_events.values_list("product_id", "shelf_event_id",
+                                                                              "source", "evidence"):
+        senses = by_product.setdefault(pid, set())
+        ev = ev if isinstance(ev, dict) else {}
+        if shelf_event is not None:
+            senses.add("weight")
+        if source == CartEvent.Source.FUSION and ev.get("candidates"):
+            senses.add("hand")
+        if ev.get("product_image") or ev.get("image"):
+            senses.add("product image")
+        if ev.get("sense") == "tag" or ev.get("tags"):
+            senses.add("tag")
+        if source in (CartEvent.Source.REVIEW, CartEvent.Source.MANAGER):
+            senses.add(source)
+    for pid in RfidTag.objects.filter(sold_visit=receipt.visit_id).values_list("product_id", flat=True):
+        if pid is not None:
+            by_product.setdefault(pid, set()).add("tag")
+    return {line.pk: [s for s in order if s in by_product.get(line.product_id, set())] for line in receipt.lines.all()}
+
+
 class ReviewError(ValueError):
     """A review decision that cannot be applied (the message says why, for the manager)."""
 

@@ -1,4 +1,5 @@
-"""Admin for shelf events: read-only (one writer, ``sensors``)."""
+"""Admin for shelf events (read-only: one writer, ``sensors``), shelf controllers, RFID readers with their antennas,
+item tags and tag events."""
 from __future__ import annotations
 
 from django.contrib import admin
@@ -56,6 +57,78 @@ class SensorHealthAdmin(admin.ModelAdmin):
     list_display = ("bin", "status", "evidence", "noise_g", "since", "checked_at")
     list_filter = ("status",)
     list_select_related = ("bin",)
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+
+# ------------------------------------------------------------------------------------------------ RFID
+from .models import ReaderProblem, RfidAntenna, RfidReader, RfidTag, TagEvent  # noqa: E402
+
+
+class RfidAntennaInline(admin.TabularInline):
+    model = RfidAntenna
+    extra = 0
+    fields = ("port", "kind", "bin", "lane")
+    raw_id_fields = ("bin",)
+
+
+@admin.register(RfidReader)
+class RfidReaderAdmin(admin.ModelAdmin):
+    """RFID readers: create them with ``manage.py create_reader`` (prints the API key once); here antennas, the clock
+    offset and the active flag can be changed; the key hash and counters are read only."""
+
+    list_display = ("name", "store", "active", "clock_offset_s", "messages", "reads", "last_seen_at")
+    list_filter = ("store", "active")
+    readonly_fields = ("store", "name", "api_key_hash", "messages", "reads", "last_seen_at", "created_at")
+    inlines = [RfidAntennaInline]
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(RfidTag)
+class RfidTagAdmin(admin.ModelAdmin):
+    """Item tags: read only (written by ingestion and by billing when a shopper leaves with one)."""
+
+    list_display = ("gtin", "serial", "product", "store", "last_where", "last_seen_at", "sold_visit", "charged")
+    list_filter = ("store", "charged")
+    search_fields = ("gtin", "serial", "epc", "product__name")
+    list_select_related = ("store", "product")
+    raw_id_fields = ("product", "sold_visit")
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(TagEvent)
+class TagEventAdmin(admin.ModelAdmin):
+    list_display = ("t", "kind", "tag", "where", "rssi_dbm", "on_shelf", "reader")
+    list_filter = ("store", "kind", "on_shelf")
+    search_fields = ("tag__gtin", "tag__serial", "where")
+    list_select_related = ("tag", "reader")
+    date_hierarchy = "t"
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(ReaderProblem)
+class ReaderProblemAdmin(admin.ModelAdmin):
+    list_display = ("reader", "reason", "count", "reads_lost", "last_at", "last_message")
+    list_filter = ("reason", "reader__store")
 
     def has_add_permission(self, request, obj=None) -> bool:
         return False

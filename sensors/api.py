@@ -177,3 +177,110 @@ class WeightsView(APIView):
                              "message": "the message broker did not take the message; retry"},
                             status=status.HTTP_503_SERVICE_UNAVAILABLE, headers=NO_STORE)
         return Response({"accepted": True, "forwarded": True}, status=status.HTTP_202_ACCEPTED, headers=NO_STORE)
+
+
+# ------------------------------------------------------------------------------------------------ RFID readers
+class ReaderKeyAuthentication(ControllerKeyAuthentication):
+    """``Authorization: Reader <api key>`` → ``request.auth`` is the :class:`sensors.models.RfidReader`; the same
+    401s and the same failed-key throttle (scope ``reader``) as controllers."""
+
+    keyword = "reader"
+
+    def authenticate(self, request: Request):
+        parts = get_authorization_header(request).split()
+        if not parts or parts[0].lower() != self.keyword.encode():
+            return None
+        address = client_address(request)
+        wait = api_key_locked(scope="reader", address=address)
+        if wait is not None:
+            log.warning("reader auth refused: %s is locked out after failed keys", address)
+            raise Throttled(wait=wait, detail="too many failed reader API keys from this address; try again later")
+        try:
+            if len(parts) != 2:
+                raise AuthenticationFailed("malformed header: send 'Authorization: Reader <api key>'")
+            try:
+                api_key = parts[1].decode("ascii")
+            except UnicodeDecodeError:
+                raise AuthenticationFailed("the reader API key must be ASCII") from None
+            from .rfid_live import reader_authenticate
+
+            reader = reader_authenticate(api_key=api_key)
+            if reader is None:
+                log.warning("reader auth refused: unknown or inactive API key from %s", address)
+                raise AuthenticationFailed("unknown or inactive reader API key")
+        except AuthenticationFailed:
+            api_key_failed(scope="reader", address=address)
+            raise
+        request._reader_key = api_key
+        return AnonymousUser(), reader
+
+    def authenticate_header(self, request: Request) -> str:
+        return 'Reader realm="walkout"'
+
+
+class IsReader(BasePermission):
+    """The request was authenticated as an RFID reader."""
+
+    message = "only an RFID reader may call this"
+
+    def has_permission(self, request: Request, view: APIView) -> bool:
+        from .models import RfidReader
+
+        return isinstance(request.auth, RfidReader)
+
+
+class ReadsView(APIView):
+    """``POST /sensors/api/reads/``: one message of an RFID reader's tag reads (payload: :mod:`sensors.rfid`, no
+    ``key`` field), header ``Authorization: Reader <api key>``. Answers 202 ``{"accepted": true, "reads": n,
+    "events": n, "problems": [{"reason", "message", "reads_lost"}]}`` (reads with a bad EPC or antenna are listed
+    and counted, the others used); 200 ``{"accepted": true, "duplicate": true}`` for a retry of a message taken;
+    400 ``{"accepted": false, "reason", "message"}`` when the whole message was refused (malformed JSON, a bad
+    field, another reader's or another store's payload); 401/429 as for controllers. Production profile
+    (``MQTT_URL`` set): checked, then forwarded to the reader's MQTT topic (202 ``{"forwarded": true}``), so the one
+    ingestion worker keeps the shelf-tag state."""
+
+    authentication_classes = [ReaderKeyAuthentication]
+    permission_classes = [IsReader]
+    parser_classes: list = []
+
+    def post(self, request: Request) -> Response:
+        from .rfid import MAX_PAYLOAD_BYTES as READS_MAX, ReadProblem, reads_topic
+        from .rfid_live import http_rfid_ingestor, reader_problems_record
+
+        reader = request.auth
+        body = request.body
+        if len(body) > READS_MAX or getattr(settings, "MQTT_URL", ""):
+            try:
+                if len(body) > READS_MAX:
+                    raise BodyError("malformed_json", f"body of {len(body)} bytes exceeds {READS_MAX}")
+                doc = loads_safe(body, where=f"reader {reader.name}")
+                if not isinstance(doc, dict):
+                    raise BodyError("malformed_json", "payload must be a JSON object")
+                for field_, want, reason in (("store", reader.store.code, "wrong_store"),
+                                             ("reader", reader.name, "wrong_reader")):
+                    if doc.get(field_) != want:
+                        raise BodyError(reason, f"payload names {field_} {str(doc.get(field_))[:64]!r}")
+            except BodyError as exc:
+                text = f"reader {reader.name}: {exc.message}"
+                reader_problems_record(reader=reader, problems=[ReadProblem(exc.reason, text)])
+                return Response({"accepted": False, "reason": exc.reason, "message": text, "problems": []},
+                                status=status.HTTP_400_BAD_REQUEST, headers=NO_STORE)
+            doc["key"] = request._reader_key
+            if not _forward(reads_topic(reader.store.code, reader.name), json.dumps(doc).encode()):
+                return Response({"accepted": False, "reason": "broker_unavailable",
+                                 "message": "the message broker did not take the message; retry"},
+                                status=status.HTTP_503_SERVICE_UNAVAILABLE, headers=NO_STORE)
+            return Response({"accepted": True, "forwarded": True}, status=status.HTTP_202_ACCEPTED, headers=NO_STORE)
+        ingestor, lock = http_rfid_ingestor()
+        with lock:
+            outcome = ingestor.handle(reader=reader, payload=body)
+        problems = [{"reason": p.reason, "message": p.message, "reads_lost": p.reads_lost} for p in outcome.problems]
+        if outcome.duplicate:
+            return Response({"accepted": True, "duplicate": True, "reads": 0, "events": 0, "problems": problems},
+                            status=status.HTTP_200_OK, headers=NO_STORE)
+        if outcome.rejected:
+            first = outcome.problems[0]
+            return Response({"accepted": False, "reason": first.reason, "message": first.message,
+                             "problems": problems}, status=status.HTTP_400_BAD_REQUEST, headers=NO_STORE)
+        return Response({"accepted": True, "reads": outcome.reads, "events": outcome.events, "problems": problems},
+                        status=status.HTTP_202_ACCEPTED, headers=NO_STORE)

@@ -1,6 +1,8 @@
 """MQTT transport of shelf-controller messages (paho-mqtt 2, MQTT 5): the ingestion worker and a small publisher.
 
-Topic ``walkout/<store code>/shelf/<controller name>/weights`` (:func:`sensors.ingest.weights_topic`), QoS 1,
+RFID readers publish beside them on ``walkout/<store>/rfid/<reader>/reads`` (:mod:`sensors.rfid`; the worker takes
+them when given an ``rfid`` ingestor, same key check and counters). Shelf topic
+``walkout/<store code>/shelf/<controller name>/weights`` (:func:`sensors.ingest.weights_topic`), QoS 1,
 payload :mod:`sensors.ingest` version 1 carrying the controller's API key in ``key``. The broker may also
 authenticate clients (Mosquitto ``password_file`` + ``acl_file`` giving each controller write access to
 its own topic only: recommended in production); the worker checks the key whatever the broker does, and a
@@ -41,6 +43,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from .ingest import WEIGHTS_SUBSCRIPTION, PayloadError, parse_json, parse_topic
+from .rfid import READS_SUBSCRIPTION, parse_reads_topic
 from .live import ShelfIngestor
 from .models import ShelfController
 from .services import controller_key_hash
@@ -111,7 +114,7 @@ class MqttIngestWorker:
     def __init__(self, *, url: str, ingestor: ShelfIngestor, subscription: str = WEIGHTS_SUBSCRIPTION,
                  client_id: str | None = None, connect_timeout_s: float = 10.0,
                  session_expiry_s: int = SESSION_EXPIRY_S, receive_maximum: int = RECEIVE_MAXIMUM,
-                 batch_s: float = 1.0) -> None:
+                 batch_s: float = 1.0, rfid=None, rfid_subscription: str = READS_SUBSCRIPTION) -> None:
         if not 1 <= receive_maximum <= 65535:
             raise ValueError(f"receive_maximum must be 1 … 65535, got {receive_maximum}")
         self.url = url
@@ -119,6 +122,10 @@ class MqttIngestWorker:
         if batch_s > 0:
             ingestor.batch_s = max(ingestor.batch_s, float(batch_s))
         self.subscription = subscription
+        #: RFID readers (``sensors.rfid_live.RfidIngestor``): their topic filter is subscribed beside the shelves'
+        self.rfid = rfid
+        self.rfid_subscription = rfid_subscription
+        self._readers: dict[tuple[str, str], tuple[object, float]] = {}
         self.client_id = client_id or default_client_id(subscription)
         self.connect_timeout_s = connect_timeout_s
         self.session_expiry_s = int(session_expiry_s)
@@ -136,7 +143,10 @@ class MqttIngestWorker:
             return
         self.stats.connected = True
         self.stats.connections += 1
-        client.subscribe(self.subscription, qos=1)
+        if self.rfid is not None:
+            client.subscribe([(self.subscription, 1), (self.rfid_subscription, 1)])
+        else:
+            client.subscribe(self.subscription, qos=1)
         log.info("MQTT connected to %s as %s (session %s); subscribing to %s", self.url, self.client_id,
                  "resumed" if flags.session_present else "new", self.subscription)
 
@@ -244,6 +254,8 @@ class MqttIngestWorker:
                 return
             if now >= next_poll:
                 self._safely(self.ingestor.poll, "housekeeping")
+                if self.rfid is not None:
+                    self._safely(self.rfid.poll, "RFID housekeeping")
                 next_poll = now + 1.0
             if not self._inbox:
                 rc = self._pump(client, 0.05)
@@ -294,7 +306,10 @@ class MqttIngestWorker:
     def handle(self, topic: str, payload: bytes, received_at: float) -> None:
         """Authenticate and feed one message (the worker thread). Never raises for bad input: an unreadable topic
         or an unknown controller is refused and counted under "unknown"; a body that cannot be parsed (too big,
-        too deep, not JSON) counts as ``malformed_json`` of the topic's controller."""
+        too deep, not JSON) counts as ``malformed_json`` of the topic's controller. RFID reader topics go to
+        :meth:`handle_reads`."""
+        if self.rfid is not None and topic.split("/")[2:3] == ["rfid"]:
+            return self.handle_reads(topic, payload)
         try:
             store_code, name = parse_topic(topic)
         except ValueError as exc:
@@ -324,6 +339,55 @@ class MqttIngestWorker:
         outcome = self.ingestor.handle(controller=controller, payload=doc, received_at=received_at)
         self.stats.handled += 1
         self.stats.events += outcome.events
+
+    def handle_reads(self, topic: str, payload: bytes) -> None:
+        """Authenticate and use one RFID reader message: the topic names an active reader of that store and the
+        payload carries that reader's key (a key of a reader of another store never matches); otherwise refused
+        and counted. An unreadable body counts as ``malformed_json`` of the topic's reader."""
+        from .rfid_live import reader_key_hash
+
+        try:
+            store_code, name = parse_reads_topic(topic)
+        except ValueError as exc:
+            self.stats.refused += 1
+            self.rfid.refuse(reader=None, message=f"MQTT message refused: {exc}")
+            return
+        reader = self._reader(store_code, name)
+        if reader is None:
+            self.stats.refused += 1
+            self.rfid.refuse(reader=None, message=f"MQTT message on {topic[:200]}: no active reader {name[:100]!r} "
+                                                  f"in store {store_code[:100]!r}; refused")
+            return
+        try:
+            doc = parse_json(payload)
+        except PayloadError:
+            self.rfid.handle(reader=reader, payload=b"{unreadable")
+            self.stats.handled += 1
+            return
+        key = doc.get("key") if isinstance(doc, dict) else None
+        if not isinstance(key, str) or len(key) > 200 or reader_key_hash(key) != reader.api_key_hash:
+            self.stats.refused += 1
+            self.rfid.refuse(reader=reader, message=f"MQTT message on {topic} with a missing or wrong API key; "
+                                                    f"refused")
+            return
+        self.rfid.handle(reader=reader, payload=doc)
+        self.stats.handled += 1
+
+    def _reader(self, store_code: str, name: str):
+        """The active reader of the topic (cached as controllers are)."""
+        from .models import RfidReader
+
+        key = (store_code, name)
+        cached = self._readers.get(key)
+        now = time.monotonic()
+        if cached is not None and now - cached[1] < (30.0 if cached[0] is not None else 5.0):
+            return cached[0]
+        reader = RfidReader.objects.select_related("store").filter(store__code=store_code, name=name,
+                                                                   active=True).first()
+        if len(self._readers) > 10_000:
+            self._readers.clear()
+        self._readers[key] = (reader, now)
+        return reader
 
     def _controller(self, store_code: str, name: str) -> ShelfController | None:
         """The active controller of the topic (cached for 30 s, so a deactivation or key rotation takes effect;

@@ -6,4 +6,5 @@ from . import api
 app_name = "sensors"
 urlpatterns = [
     path("api/weights/", api.WeightsView.as_view(), name="api_weights"),
+    path("api/reads/", api.ReadsView.as_view(), name="api_reads"),
 ]

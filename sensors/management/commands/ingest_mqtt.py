@@ -1,5 +1,6 @@
 """``python manage.py ingest_mqtt [--url mqtt://127.0.0.1:1883] [--client-id ID] [--max-seconds S] [--max-messages N]``:
-the long-running ingestion worker (one per subscription): subscribes to every shelf controller's topic and feeds the
+the long-running ingestion worker (one per subscription): subscribes to every shelf controller's topic (and every RFID
+reader's, ``walkout/+/rfid/+/reads``, unless ``--no-rfid``) and feeds the
 store pipelines (``sensors.mqtt.MqttIngestWorker``) under a persistent MQTT session, so what controllers send while it
 is down or restarting is delivered when it comes back. Stops on SIGINT/SIGTERM or the limits given."""
 from __future__ import annotations
@@ -13,6 +14,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from sensors.ingest import WEIGHTS_SUBSCRIPTION
 from sensors.live import ShelfIngestor, walkout_setting
+from sensors.rfid_live import RfidIngestor
 from sensors.storage import RawSampleStore
 from sensors.mqtt import SESSION_EXPIRY_S, MqttIngestWorker
 
@@ -36,12 +38,14 @@ class Command(BaseCommand):
                                  "errors, events, CPU seconds)")
         parser.add_argument("--max-seconds", type=float, default=None)
         parser.add_argument("--max-messages", type=int, default=None)
+        parser.add_argument("--no-rfid", action="store_true",
+                            help="do not subscribe to the RFID readers' topics (walkout/+/rfid/+/reads)")
         parser.add_argument("--finish", action="store_true",
                             help="at the end, flush the detectors and settle (bounded runs, tests; not live)")
 
     def handle(self, *args, url: str, session: str | None, subscription: str, raw_dir: str, client_id: str,
                session_expiry: int, progress: float, max_seconds: float | None, max_messages: int | None,
-               finish: bool, **options) -> None:
+               finish: bool, no_rfid: bool = False, **options) -> None:
         url = url or getattr(settings, "MQTT_URL", "")
         if not url:
             raise CommandError("no broker: set MQTT_URL or pass --url mqtt://host:1883")
@@ -51,7 +55,7 @@ class Command(BaseCommand):
         raw = RawSampleStore(raw_dir, retention_h=float(walkout_setting("RAW_RETENTION_H"))) if raw_dir else "default"
         ingestor = ShelfIngestor(session=session, raw=raw, batch_s=1.0)
         worker = MqttIngestWorker(url=url, ingestor=ingestor, subscription=subscription, client_id=client_id or None,
-                                  session_expiry_s=session_expiry)
+                                  session_expiry_s=session_expiry, rfid=None if no_rfid else RfidIngestor())
         self.stderr.write(f"ingest_mqtt: {url}, subscription {worker.subscription}, client id {worker.client_id}, "
                           f"session {ingestor.session}")
         try:
