@@ -218,3 +218,20 @@ def test_the_camera_worker_writes_a_clip_when_an_event_goes_to_review(tmp_path):
     (clip,) = store.clips(3)
     times = [f["t"] for f in clip["frames"]]
     assert min(times) >= 1_700_000_001.0 - 1e-6 and max(times) <= 1_700_000_003.5 + 1e-6 and len(times) >= 10
+
+
+def test_prune_review_clips_command_and_task_remove_old_clips(settings, tmp_path):
+    from django.core.management import call_command
+
+    from carts.tasks import review_clips_prune_task
+
+    settings.WALKOUT = {**settings.WALKOUT, "REVIEW_CLIPS_DIR": str(tmp_path), "REVIEW_CLIP_RETENTION_H": 1.0}
+    ring = FrameRing(seconds=2, fps=5, width_px=64)
+    ring.add(10.0, np.full((48, 64, 3), 100, np.uint8))
+    req = ClipRequest(review=1, t0=10.0, t1=10.0, bin_code="b", bin_xyz=(0, 0, 0))
+    store = ClipStore(tmp_path, retention_h=1)
+    store.write(req, "cam", ring.between(0, 20), now=0.0)                       # written long ago
+    store.write(ClipRequest(review=2, t0=10.0, t1=10.0, bin_code="b", bin_xyz=(0, 0, 0)), "cam", ring.between(0, 20))
+    call_command("prune_review_clips")
+    assert store.clips(1) == [] and len(store.clips(2)) == 1
+    assert review_clips_prune_task() == 0
