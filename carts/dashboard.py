@@ -10,6 +10,14 @@ URLs (``carts.dashboard_urls``, mounted at ``/manage/``, namespace ``dashboard``
 * ``reviews/<review_id>/resolve/`` (``dashboard:review_resolve``): POST (CSRF), form fields ``visit`` (visit id, or
   empty: nobody took it), ``barcode`` (or empty), ``quantity`` (signed units, + taken, − put back); calls
   ``carts.services.review_resolve`` and redirects back to the queue with a message.
+  The decision is held for ``WALKOUT["REVIEW_UNDO_S"]`` seconds (undoable; its visits are billed after). Field
+  ``next=console``: go on to the next open item's console instead of the dashboard.
+* ``reviews/<review_id>/`` (``dashboard:review``): GET, the review console (``carts.review_console``): sentences,
+  weight trace, shelf plan, camera clips, answers; ``?answer=KEY`` shows the confirmation of one answer, naming
+  the customer and the amount, before anything is posted.
+* ``reviews/<review_id>/undo/`` (``dashboard:review_undo``): POST (CSRF), field ``decided_at`` (ISO time of the
+  decision); ``carts.services.review_undo``; refused after the window with the reason.
+* ``reviews/<review_id>/clip/<camera>/<file>`` (``dashboard:review_clip``): GET, one JPEG frame of a review clip.
 * ``inventory/…`` (``dashboard:inventory:…``): the manager's inventory pages (``store.inventory.urls``).
 
 Live: the page opens ``ws/dashboard/`` (``carts.dashboard_consumers``) and re-fetches its ``data-live`` sections
@@ -36,7 +44,7 @@ from . import selectors
 from .live import LiveReplayBusy, live_replay_start, recordings_available
 from .dashboard_events import dashboard_notify
 from .models import ReviewItem
-from .services import ReviewError, review_resolve
+from .services import ReviewError, review_resolve, review_undo, review_undo_s
 
 
 def staff_required(view):
@@ -90,13 +98,23 @@ def home(request: HttpRequest) -> HttpResponse:
         "low_stock": low_items,
         "visits": selectors.dashboard_visits(),
         "shelf_events": selectors.shelf_events_latest(limit=30),
-        "reviews": selectors.review_queue(limit=100),
+        "reviews": (reviews := selectors.review_queue(limit=100)),
+        "review_cards": _review_rows(reviews),
+        "undo": _undo_offer(request),
         "recordings": [p.name for p in recordings_available()],
         "store_map_template": _template_if_present(STORE_MAP_TEMPLATE),
         "sensor_health_template": _template_if_present(SENSOR_HEALTH_TEMPLATE),
         "store_alerts": selectors.store_alerts_open(limit=20),
         **selectors.sensor_alerts_context(),
     })
+
+
+def _review_rows(rows: list) -> list[tuple]:
+    """Each open review row with its console summary (``carts.review_console``, without drawings)."""
+    from .review_console import review_console
+
+    items = {i.pk: i for i in ReviewItem.objects.filter(pk__in=[r.id for r in rows])}
+    return [(r, review_console(items[r.id], drawings=False)) for r in rows if r.id in items]
 
 
 @require_safe
@@ -134,12 +152,21 @@ def review_resolve_view(request: HttpRequest, review_id: int) -> HttpResponse:
         messages.error(request, f"Review {item.pk}: " + "; ".join(e for errs in form.errors.values() for e in errs))
         return redirect(reverse("dashboard:home") + "#reviews")
     data = form.cleaned_data
+    to_console = request.POST.get("next") == "console"
     try:
         outcome = review_resolve(item=item, visit_id=data["visit"], barcode=data["barcode"] or None,
-                                 quantity=data["quantity"] or 0, by=request.user.get_username())
+                                 quantity=data["quantity"] or 0, by=request.user.get_username(),
+                                 hold_s=review_undo_s())
     except ReviewError as exc:
         messages.error(request, f"Review {item.pk}: {exc}")
-        return redirect(reverse("dashboard:home") + "#reviews")
+        return redirect(reverse("dashboard:review", args=[item.pk]) if to_console
+                        else reverse("dashboard:home") + "#reviews")
+    decided = outcome.item
+    if decided.undo_until is not None:
+        request.session["review_undo"] = {
+            "item": decided.pk, "decided_at": decided.resolved_at.isoformat(),
+            "until": decided.undo_until.isoformat(), "text": request.POST.get("said", "")[:300]
+            or f"Review {decided.pk} decided."}
     if outcome.cart_event is not None:
         ev = outcome.cart_event
         messages.success(request, f"Review {item.pk}: {ev.quantity:+d} × {ev.product.name} to visit {ev.visit_id}.")
@@ -151,7 +178,101 @@ def review_resolve_view(request: HttpRequest, review_id: int) -> HttpResponse:
     for visit_id, error in outcome.checkout_errors.items():
         messages.error(request, f"Visit {visit_id}: checkout failed: {error}")
     dashboard_notify(reason="review", store_id=item.shelf_event.store_id)
+    if to_console:
+        following = (ReviewItem.objects.filter(status=ReviewItem.Status.OPEN).exclude(pk=item.pk)
+                     .order_by("created_at", "id").first())
+        return redirect(reverse("dashboard:review", args=[following.pk]) if following
+                        else reverse("dashboard:home") + "#reviews")
     return redirect(reverse("dashboard:home") + "#reviews")
+
+
+def _undo_offer(request: HttpRequest) -> dict | None:
+    """The last decision of this manager while it can still be undone (from the session), else None:
+    ``{"item", "decided_at", "until", "text", "left_s"}``."""
+    from datetime import datetime
+
+    from django.utils import timezone
+
+    offer = request.session.get("review_undo")
+    if not offer:
+        return None
+    try:
+        until = datetime.fromisoformat(offer["until"])
+    except (KeyError, TypeError, ValueError):
+        request.session.pop("review_undo", None)
+        return None
+    left = (until - timezone.now()).total_seconds()
+    if left <= 0:
+        request.session.pop("review_undo", None)
+        return None
+    return {**offer, "left_s": int(left + 0.999)}
+
+
+@require_safe
+@staff_required
+def review_console_view(request: HttpRequest, review_id: int) -> HttpResponse:
+    """``GET /manage/reviews/<review_id>/``: the review console of one item (module docstring); 404 if unknown."""
+    from .review_console import review_console
+
+    item = get_object_or_404(ReviewItem.objects.select_related("shelf_event"), pk=review_id)
+    console = review_console(item)
+    key = request.GET.get("answer", "")
+    chosen = None
+    if item.status == ReviewItem.Status.OPEN and key == "custom":
+        from .review_console import custom_answer
+
+        chosen = custom_answer(console, visit_id=request.GET.get("visit", ""), barcode=request.GET.get("barcode", ""),
+                               quantity=request.GET.get("quantity", ""))
+        if chosen is None:
+            messages.error(request, "That answer names no visit and product of this store: check the visit number, "
+                                    "the barcode and the units (not 0).")
+    elif item.status == ReviewItem.Status.OPEN and key:
+        chosen = console.answer(key)
+    queue = list(ReviewItem.objects.filter(status=ReviewItem.Status.OPEN).order_by("created_at", "id")
+                 .values_list("pk", flat=True)[:500])
+    return render(request, "dashboard/review.html", {
+        "c": console, "item": item, "chosen": chosen, "undo": _undo_offer(request),
+        "queue_left": len(queue), "position": queue.index(item.pk) + 1 if item.pk in queue else None,
+        "undo_s": review_undo_s(),
+    })
+
+
+@require_POST
+@staff_required
+def review_undo_view(request: HttpRequest, review_id: int) -> HttpResponse:
+    """``POST /manage/reviews/<review_id>/undo/``: take the decision back (``carts.services.review_undo``) and show
+    the item again; after the window, the refusal and its reason as a message."""
+    from datetime import datetime
+
+    item = get_object_or_404(ReviewItem, pk=review_id)
+    try:
+        decided_at = datetime.fromisoformat(request.POST.get("decided_at", ""))
+    except ValueError:
+        decided_at = None
+    try:
+        out = review_undo(item=item, by=request.user.get_username(), decided_at=decided_at)
+    except ReviewError as exc:
+        messages.error(request, f"Not undone: {exc}.")
+    else:
+        messages.success(request, "Undone: nothing was charged; decide it again." if out.undone
+                         else "That decision was undone already.")
+        dashboard_notify(reason="review", store_id=item.shelf_event.store_id)
+    request.session.pop("review_undo", None)
+    return redirect(reverse("dashboard:review", args=[item.pk]))
+
+
+@require_safe
+@staff_required
+def review_clip_frame(request: HttpRequest, review_id: int, camera: str, file: str) -> HttpResponse:
+    """``GET /manage/reviews/<id>/clip/<camera>/<file>``: one JPEG frame of a review clip; 404 when gone."""
+    from django.http import FileResponse
+
+    from vision.clips import clip_store
+
+    path = clip_store().frame_path(review_id, camera, file)
+    if path is None:
+        raise Http404("no such clip frame (clips are deleted after their retention)")
+    return FileResponse(path.open("rb"), content_type="image/jpeg")
 
 
 class LiveReplayForm(forms.Form):

@@ -46,6 +46,10 @@ class ReviewItem(models.Model):
     (``follows`` that item; the decision is kept in ``resolution``). When the followed item is resolved,
     ``carts.services.review_resolve`` applies it if the shopper's party then holds the item (``resolved`` by
     ``fusion``), else opens it for people. A waiting item keeps its visit's checkout waiting, as an open one does.
+
+    A person's decision made from the review console is **held** until ``undo_until`` (``settings.WALKOUT
+    ["REVIEW_UNDO_S"]`` seconds): it may be undone until then (``carts.services.review_undo``) and keeps its visits'
+    checkouts waiting as an open item does; ``carts.services.review_holds_release`` then bills them.
     """
 
     class Status(models.TextChoices):
@@ -64,6 +68,10 @@ class ReviewItem(models.Model):
     resolution = models.JSONField(default=dict, blank=True)
     follows = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="followers",
                                 help_text="the review of the pick this waiting put-back depends on")
+    undo_until = models.DateTimeField(
+        null=True, blank=True,
+        help_text="a person's decision may be undone until then (UTC); the visits it names are not billed before "
+                  "(carts.services.review_undo / review_holds_release); empty: final")
 
     class Meta:
         ordering = ["status", "-created_at"]

@@ -111,18 +111,20 @@ def cart_snapshot(*, visit: Visit) -> dict:
 
 
 #: Review items name a visit only for shelf events decided while it was in the store or settling after its exit
-#: (``carts.fusion.eligible_tracks``); :func:`review_open_for` reads the store's open items whose event lies within
+#: (``carts.fusion.eligible_tracks``); :func:`review_open_for` reads the store's items whose event lies within
 #: this margin (s) of the visit, so its cost follows the crowd at the time, not the reviews left open all day. An
 #: hour is far more than any settle time or clock offset between a shelf controller and the gate.
 REVIEW_VISIT_MARGIN_S = 3600.0
 
 
-def review_open_for(*, visit: Visit) -> list[ReviewItem]:
-    """Review items not decided yet (open, or waiting for the review of a pick) that name ``visit`` among their
-    candidates or, for a waiting put-back, as the visit it goes to: its checkout waits for them."""
+def review_open_for(*, visit: Visit, now: datetime | None = None) -> list[ReviewItem]:
+    """Review items not decided for good (open, waiting for the review of a pick, or decided by a person but still
+    undoable: ``undo_until`` after ``now``) that name ``visit`` among their candidates or, for a waiting put-back,
+    as the visit it goes to: its checkout waits for them."""
+    now = now or timezone.now()
+    undecided = Q(status__in=(ReviewItem.Status.OPEN, ReviewItem.Status.WAITING)) | Q(undo_until__gt=now)
     margin = timedelta(seconds=REVIEW_VISIT_MARGIN_S)
-    items = ReviewItem.objects.filter(status__in=(ReviewItem.Status.OPEN, ReviewItem.Status.WAITING),
-                                      shelf_event__store_id=visit.store_id,
+    items = ReviewItem.objects.filter(undecided, shelf_event__store_id=visit.store_id,
                                       shelf_event__t_end__gte=visit.entered_at - margin)
     if visit.exited_at is not None:
         items = items.filter(shelf_event__t_start__lte=visit.exited_at + margin)
@@ -150,6 +152,7 @@ def review_followers_settle(*, item: ReviewItem) -> list[Visit]:
     for f in ReviewItem.objects.select_for_update().select_related("shelf_event").filter(
             follows=item, status=ReviewItem.Status.WAITING):
         res = dict(f.resolution or {})
+        before = {"reason": f.reason, "resolution": dict(res)}  # what review_undo puts back
         visit = Visit.objects.filter(pk=res.get("visit")).first()
         product = Product.objects.filter(store_id=f.shelf_event.store_id, barcode=res.get("barcode")).first()
         event = None
@@ -167,10 +170,11 @@ def review_followers_settle(*, item: ReviewItem) -> list[Visit]:
                     continue
         if event is not None:
             f.status, f.resolved_by, f.resolved_at = ReviewItem.Status.RESOLVED, "fusion", timezone.now()
-            f.resolution = {**res, "visit": event.visit_id, "cart_event": event.pk}
+            f.resolution = {**res, "visit": event.visit_id, "cart_event": event.pk, "settled_by": before}
             touched.append(event.visit)
         else:
             f.status = ReviewItem.Status.OPEN
+            f.resolution = {**res, "settled_by": before}
             f.reason = (f"review {item.pk} of the pick did not give the item to this party: {f.reason}")[:200]
             if visit is not None:
                 touched.append(visit)
@@ -445,9 +449,22 @@ def _correction_charge(*, visit: Visit, product: Product, quantity: int, key: st
                            idempotency_key=key, currency=currency)
 
 
+def review_undo_s() -> float:
+    """Seconds a person's review decision made in the console can be undone (``settings.WALKOUT["REVIEW_UNDO_S"]``,
+    default 10); the visits it names are billed only after that."""
+    from django.conf import settings
+
+    return float(settings.WALKOUT.get("REVIEW_UNDO_S", 10.0))
+
+
 def review_resolve(*, item: ReviewItem, visit_id: int | None, barcode: str | None, quantity: int,
-                   by: str) -> ReviewOutcome:
+                   by: str, hold_s: float = 0.0) -> ReviewOutcome:
     """Decide an open review item: who took what from the shelf event behind it.
+
+    ``hold_s`` (seconds, ≥ 0): hold the decision that long so a person can take it back (:func:`review_undo`):
+    ``ReviewItem.undo_until`` is set, and the checkouts the decision would start wait for
+    :func:`review_holds_release` (``ReviewOutcome.checkouts`` stays empty). 0 (the default): final at once. A
+    decision that made a refund or a charge (a billed visit) is final whatever ``hold_s`` says.
 
     ``visit_id``: the visit that gets the event, or None when nobody does (the item is then ``dismissed``; with a
     visit it is ``resolved``). ``barcode``: a product of the shelf event's store; with a visit, a CartEvent of
@@ -473,6 +490,9 @@ def review_resolve(*, item: ReviewItem, visit_id: int | None, barcode: str | Non
     barcode is not in the store's catalogue, the quantity is 0, the put-back exceeds what the visit holds, or the
     refund of a billed visit is refused.
     """
+    hold = float(hold_s or 0.0)
+    if not (hold >= 0 and hold < float("inf")):
+        raise ReviewError(f"hold_s must be a number of seconds ≥ 0, got {hold_s!r}")
     with transaction.atomic():
         locked = ReviewItem.objects.select_for_update().select_related("shelf_event").get(pk=item.pk)
         if locked.status != ReviewItem.Status.OPEN:
@@ -530,10 +550,15 @@ def review_resolve(*, item: ReviewItem, visit_id: int | None, barcode: str | Non
         locked.status = ReviewItem.Status.RESOLVED if visit is not None else ReviewItem.Status.DISMISSED
         locked.resolved_at = timezone.now()
         locked.resolved_by = by[:150]
+        history = (locked.resolution or {}).get("undone") or []
         locked.resolution = {"visit": visit.pk if visit else None, "barcode": barcode or None,
                              "quantity": quantity if product is not None else None,
-                             "cart_event": event.pk if event else None}
-        locked.save(update_fields=["status", "resolved_at", "resolved_by", "resolution"])
+                             "cart_event": event.pk if event else None,
+                             **({"correction": correction.pk} if correction is not None else {}),
+                             **({"undone": history} if history else {})}
+        final = hold == 0 or correction is not None or "correction" in (event.evidence if event else {})
+        locked.undo_until = None if final else locked.resolved_at + timedelta(seconds=hold)
+        locked.save(update_fields=["status", "resolved_at", "resolved_by", "resolution", "undo_until"])
         named = {c.get("visit") for c in candidates if isinstance(c.get("visit"), int)}
         named |= {v.pk for v in review_followers_settle(item=locked)}
         if visit is not None:
@@ -544,17 +569,185 @@ def review_resolve(*, item: ReviewItem, visit_id: int | None, barcode: str | Non
             if v not in to_check_out and v.state in _REVIEW_TAKES_EVENTS and (event is None or v.pk != visit.pk):
                 cart_publish(visit=v)
     log.info("review %s %s by %s: visit %s, %s × %s", locked.pk, locked.status, by, visit_id, quantity, barcode)
-    checkouts, errors = {}, {}
+    if locked.undo_until is not None:
+        _release_schedule(item_id=locked.pk, at=locked.undo_until)
+    checkouts, errors = _checkouts_run(to_check_out, locked.pk)
     if correction_error:
         errors[visit.pk] = correction_error
-    for v in to_check_out:
+    return ReviewOutcome(item=locked, cart_event=event, checkouts=checkouts, checkout_errors=errors,
+                         correction=correction)
+
+
+def _checkouts_run(visits: list[Visit], item_id: int) -> tuple[dict, dict]:
+    """Check out ``visits`` (after a decision committed): ``({visit id: Receipt or None}, {visit id: error})``."""
+    checkouts, errors = {}, {}
+    for v in visits:
         try:
             checkouts[v.pk] = visit_checkout(visit=v)
         except Exception as exc:  # the decision is committed; report the failed checkout to the manager
-            log.exception("visit %s: checkout after review %s failed", v.pk, locked.pk)
+            log.exception("visit %s: checkout after review %s failed", v.pk, item_id)
             errors[v.pk] = str(exc) or exc.__class__.__name__
-    return ReviewOutcome(item=locked, cart_event=event, checkouts=checkouts, checkout_errors=errors,
-                         correction=correction)
+    return checkouts, errors
+
+
+def _named_visits(item: ReviewItem) -> set[int]:
+    """Visit ids an item names: its candidates, the visit its decision chose, and its followers' visits."""
+    named = {c.get("visit") for c in item.candidates or [] if isinstance(c, dict) and isinstance(c.get("visit"), int)}
+    chosen = (item.resolution or {}).get("visit")
+    if isinstance(chosen, int):
+        named.add(chosen)
+    for f in ReviewItem.objects.filter(follows=item):
+        named |= {c.get("visit") for c in f.candidates or [] if isinstance(c, dict)
+                  and isinstance(c.get("visit"), int)}
+        if isinstance((f.resolution or {}).get("visit"), int):
+            named.add(f.resolution["visit"])
+    return named
+
+
+def _release_schedule(*, item_id: int, at: datetime) -> None:
+    """Release ``item_id``'s hold at ``at`` (after the decision commits): a Celery task with a countdown where a
+    broker runs tasks; where tasks run eagerly in-process (the embedded profile) a timer thread of this process.
+    The beat task ``review_holds_release_task`` is the backstop either way (a lost task or a restarted process)."""
+    from django.conf import settings
+
+    delay = max(0.0, (at - timezone.now()).total_seconds()) + 0.05
+
+    def schedule() -> None:
+        from .tasks import review_holds_release_task
+
+        if getattr(settings, "CELERY_TASK_ALWAYS_EAGER", False):
+            import threading
+
+            def run() -> None:
+                from django.db import close_old_connections
+
+                try:
+                    review_holds_release()
+                except Exception:  # logged; the beat task or the next decision releases it
+                    log.exception("review %s: releasing the hold failed", item_id)
+                finally:
+                    close_old_connections()
+
+            timer = threading.Timer(delay, run)
+            timer.daemon = True
+            timer.start()
+            return
+        try:
+            review_holds_release_task.apply_async(countdown=delay)
+        except Exception as exc:  # the beat backstop releases it
+            log.error("review %s: the release task could not be queued (%s)", item_id, exc)
+
+    transaction.on_commit(schedule)
+
+
+def review_holds_release(*, now: datetime | None = None) -> dict:
+    """Make final every held decision whose undo window has passed (``undo_until <= now``, ``now`` tz-aware UTC,
+    default the clock) and check out the visits it kept waiting (``under_review`` with nothing else open).
+
+    Each item is claimed by a conditional UPDATE (two releasers never check a visit out twice). Idempotent; called
+    by the timer or task :func:`review_resolve` schedules and by the beat task ``review_holds_release_task``.
+    Returns ``{visit id: Receipt or None}`` of the checkouts it ran (errors are logged)."""
+    now = now or timezone.now()
+    out: dict = {}
+    for item in ReviewItem.objects.filter(undo_until__isnull=False, undo_until__lte=now).order_by("undo_until"):
+        if ReviewItem.objects.filter(pk=item.pk, undo_until=item.undo_until).update(undo_until=None) != 1:
+            continue
+        visits = Visit.objects.select_related("store").filter(pk__in=_named_visits(item),
+                                                                state=Visit.State.UNDER_REVIEW)
+        due = [v for v in visits if not review_open_for(visit=v, now=now)]
+        for v in visits:
+            if v not in due:
+                cart_publish(visit=v)
+        checkouts, errors = _checkouts_run(due, item.pk)
+        out.update(checkouts)
+        for vid, err in errors.items():
+            log.error("visit %s: checkout after the hold of review %s failed: %s", vid, item.pk, err)
+        log.info("review %s: decision final; checked out %s", item.pk, sorted(checkouts))
+    return out
+
+
+@dataclass(frozen=True)
+class UndoOutcome:
+    """What :func:`review_undo` did: ``item`` (open again, or as it was when nothing was undone), ``reverted``: the
+    compensating CartEvents appended, ``undone``: False when the decision had been undone already (idempotent)."""
+
+    item: ReviewItem
+    reverted: list
+    undone: bool
+
+
+def review_undo(*, item: ReviewItem, by: str, decided_at: datetime | None = None,
+                now: datetime | None = None) -> UndoOutcome:
+    """Take back a person's decision on ``item`` while it is held (``now < item.undo_until``): the item is open
+    again and the cart ledger is put back by appending the opposite CartEvent of the decision's (source
+    ``review``, evidence ``{"undo_of", "review", "by"}``) and of each waiting put-back it settled (those wait
+    again). Nothing was billed: the hold kept the visits' checkouts waiting.
+
+    ``decided_at``: the ``resolved_at`` of the decision being undone (what the console's undo button carries); when
+    the item was decided again since, or the decision is undone already, nothing is done and ``undone`` is False
+    (so a second click changes nothing). Raises :class:`ReviewError` (nothing written) when the window has passed
+    (the message says when it closed), when the decision is final (made by fusion, with no hold, or a refund or a
+    charge was made), or when the cart no longer holds what would be taken back.
+    """
+    now = now or timezone.now()
+    with transaction.atomic():
+        locked = ReviewItem.objects.select_for_update().select_related("shelf_event").get(pk=item.pk)
+        if locked.status in (ReviewItem.Status.OPEN, ReviewItem.Status.WAITING) or (
+                decided_at is not None and locked.resolved_at != decided_at):
+            return UndoOutcome(item=locked, reverted=[], undone=False)
+        res = dict(locked.resolution or {})
+        if locked.undo_until is None or now >= locked.undo_until:
+            if res.get("correction") is not None:
+                raise ReviewError("this decision refunded or charged the card already: it is final; correct it by "
+                                  "a refund or a charge from the visit's page")
+            window = review_undo_s()
+            closed = (locked.undo_until or locked.resolved_at)
+            if closed is None:
+                raise ReviewError("this decision cannot be undone")
+            ago = (now - closed).total_seconds()
+            raise ReviewError(f"too late to undo: a decision can be undone for {window:g} s and this one became "
+                              f"final {ago:.0f} s ago; correct it from the visit's page (refund or charge)")
+        reverted: list[CartEvent] = []
+
+        def revert(event_id: int, evidence: dict) -> None:
+            ev = CartEvent.objects.select_related("visit__store", "product").filter(pk=event_id).first()
+            if ev is None:
+                return
+            try:
+                reverted.append(cart_apply(change=CartChange(visit=ev.visit, product=ev.product,
+                                                             quantity=-ev.quantity, confidence=1.0,
+                                                             evidence={**evidence, "undo_of": ev.pk}),
+                                           shelf_event=ev.shelf_event, source=CartEvent.Source.REVIEW))
+            except ValueError as exc:
+                raise ReviewError(f"cannot undo: {exc}") from exc
+
+        for f in ReviewItem.objects.select_for_update().filter(follows=locked):
+            before = (f.resolution or {}).get("settled_by")
+            if not isinstance(before, dict):
+                continue
+            if f.status == ReviewItem.Status.RESOLVED and f.resolved_by == "fusion" and \
+                    isinstance(f.resolution.get("cart_event"), int):
+                revert(f.resolution["cart_event"], {"review": f.pk, "by": by, "follows_review": locked.pk})
+            elif f.status != ReviewItem.Status.OPEN:
+                continue  # decided by a person since: theirs stands
+            f.status, f.resolved_at, f.resolved_by = ReviewItem.Status.WAITING, None, ""
+            f.reason, f.resolution = before.get("reason", f.reason), before.get("resolution") or {}
+            f.save(update_fields=["status", "resolved_at", "resolved_by", "reason", "resolution"])
+        if isinstance(res.get("cart_event"), int):
+            revert(res["cart_event"], {"review": locked.pk, "by": by})
+        entry = {k: res.get(k) for k in ("visit", "barcode", "quantity", "cart_event")}
+        entry.update({"by": locked.resolved_by, "decided_at": locked.resolved_at.isoformat(),
+                      "undone_by": by[:150], "undone_at": now.isoformat()})
+        locked.status, locked.resolved_at, locked.resolved_by, locked.undo_until = (
+            ReviewItem.Status.OPEN, None, "", None)
+        locked.resolution = {"undone": [*(res.get("undone") or []), entry]}
+        locked.save(update_fields=["status", "resolved_at", "resolved_by", "undo_until", "resolution"])
+        touched = {ev.visit_id for ev in reverted}
+        for v in Visit.objects.select_related("store").filter(pk__in=_named_visits(locked) - touched):
+            if v.state in _REVIEW_TAKES_EVENTS:
+                cart_publish(visit=v)  # its "under review" count rose again
+    log.info("review %s: decision undone by %s (%d cart event(s) reverted)", locked.pk, by, len(reverted))
+    return UndoOutcome(item=locked, reverted=reverted, undone=True)
 
 
 # --------------------------------------------------------------------------------------------------------- disputes

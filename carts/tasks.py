@@ -56,3 +56,21 @@ def replay_recording_task(path: str, session: str, speed: float | None = None) -
     out = {"session": result.session, "visits": len(result.visits), "receipts": result.stats.receipts}
     ReplayRun.objects.filter(pk=run.pk).update(finished_at=timezone.now(), result=out)
     return out
+
+
+@shared_task(acks_late=True)
+def review_holds_release_task() -> int:
+    """Make final the review decisions whose undo window has passed and bill the visits they kept waiting
+    (``carts.services.review_holds_release``). Idempotent; queued by each held decision and run by beat."""
+    from .services import review_holds_release
+
+    return len(review_holds_release())
+
+
+@shared_task(acks_late=True)
+def review_clips_prune_task() -> int:
+    """Delete review clips older than ``WALKOUT["REVIEW_CLIP_RETENTION_H"]`` hours (``vision.clips``). Idempotent;
+    run by beat (``manage.py prune_review_clips`` does the same by hand)."""
+    from vision.clips import clip_store
+
+    return clip_store().prune()

@@ -164,6 +164,11 @@ REPLAY_TASK_LIMIT_S = min(240.0, 0.8 * CELERY_VISIBILITY_TIMEOUT_S)
 CELERY_BEAT_SCHEDULE = {
     "visits-stuck-sweep": {"task": "store.gates.tasks.visits_stuck_sweep_task",
                            "schedule": float(os.environ.get("WALKOUT_SWEEP_EVERY_S", "15"))},
+    # review decisions past their undo window: bill the visits they held (backstop of the per-decision task)
+    "review-holds-release": {"task": "carts.tasks.review_holds_release_task",
+                             "schedule": float(os.environ.get("WALKOUT_SWEEP_EVERY_S", "15"))},
+    # review clips past their retention (WALKOUT["REVIEW_CLIP_RETENTION_H"])
+    "review-clips-prune": {"task": "carts.tasks.review_clips_prune_task", "schedule": 3600.0},
 }
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
@@ -265,6 +270,23 @@ WALKOUT = {
     # of that API for API_KEY_LOCKOUT_S seconds (429).
     "API_KEY_FAILURE_LIMIT": int(os.environ.get("WALKOUT_API_KEY_FAILURE_LIMIT", "20")),
     "API_KEY_LOCKOUT_S": int(os.environ.get("WALKOUT_API_KEY_LOCKOUT_S", "900")),
+    # Review console (carts/review_console.py): a decision can be undone for REVIEW_UNDO_S seconds, and the visits
+    # it names are billed only after that; answers whose probability is below REVIEW_OTHER_P are folded under
+    # "other" (still one click away).
+    "REVIEW_UNDO_S": float(os.environ.get("WALKOUT_REVIEW_UNDO_S", "10")),
+    "REVIEW_OTHER_P": float(os.environ.get("WALKOUT_REVIEW_OTHER_P", "0.05")),
+    # Review clips (vision/clips.py): each camera worker keeps the last CLIP_RING_S seconds of frames (JPEG, at most
+    # CLIP_FPS a second, at most CLIP_WIDTH_PX wide) in memory; when a shelf event goes to review, the cameras that
+    # see its shelf write REVIEW_CLIP_PRE_S before to REVIEW_CLIP_POST_S after it under REVIEW_CLIPS_DIR, with the
+    # tracks and hands drawn; clips older than REVIEW_CLIP_RETENTION_H hours are deleted (beat task
+    # carts.tasks.review_clips_prune_task, or `manage.py prune_review_clips`).
+    "REVIEW_CLIPS_DIR": os.environ.get("WALKOUT_REVIEW_CLIPS_DIR", str(BASE_DIR / "var" / "clips")),
+    "REVIEW_CLIP_RETENTION_H": float(os.environ.get("WALKOUT_REVIEW_CLIP_RETENTION_H", "72")),
+    "REVIEW_CLIP_PRE_S": float(os.environ.get("WALKOUT_REVIEW_CLIP_PRE_S", "3")),
+    "REVIEW_CLIP_POST_S": float(os.environ.get("WALKOUT_REVIEW_CLIP_POST_S", "3")),
+    "CLIP_RING_S": float(os.environ.get("WALKOUT_CLIP_RING_S", "30")),
+    "CLIP_FPS": float(os.environ.get("WALKOUT_CLIP_FPS", "5")),
+    "CLIP_WIDTH_PX": int(os.environ.get("WALKOUT_CLIP_WIDTH_PX", "640")),
     # Disputes: receipt lines can be disputed this many hours after the receipt is issued.
     "DISPUTE_WINDOW_H": float(os.environ.get("WALKOUT_DISPUTE_WINDOW_H", "72")),
     # The live store loop (carts/runtime.py): "on" puts gate scans, shelf blocks and camera observations on the

@@ -81,3 +81,11 @@ def _fresh_store_loop():
 
         bus_reset()
         http_ingestor_reset()
+
+
+@pytest.fixture(autouse=True)
+def _no_review_release_timer(monkeypatch):
+    """A held review decision (carts.services.review_resolve with hold_s) is released from a timer thread in the
+    embedded profile; in tests that timer would fire after the test, on a closed test database. Tests release held
+    decisions themselves (carts.services.review_holds_release)."""
+    monkeypatch.setattr("carts.services._release_schedule", lambda **kwargs: None)

@@ -22,6 +22,14 @@ pytestmark = pytest.mark.django_db(transaction=True)
 @pytest.fixture(autouse=True)
 def embedded(settings):
     settings.PAYMENT_PROVIDER = "dummy"
+    settings.WALKOUT = {**settings.WALKOUT, "REVIEW_UNDO_S": 1.0}
+
+
+@pytest.fixture(autouse=True)
+def no_release_timer(monkeypatch):
+    """The embedded profile releases a held decision from a timer thread; here the test releases it itself
+    (a timer firing after the test would touch a closed test database)."""
+    monkeypatch.setattr("carts.services._release_schedule", lambda **kwargs: None)
 
 
 def test_manager_resolves_a_review_and_sees_stock_change(manager_page):
@@ -46,16 +54,25 @@ def test_manager_resolves_a_review_and_sees_stock_change(manager_page):
     login(page, "boss@walkout.test")
     page.goto("/manage/")
     reviews = page.locator("#reviews")
-    expect(reviews).to_contain_text("two shoppers' hands at the bin")
+    expect(reviews).to_contain_text("Shopper A (ann@walkout.test)'s hand came within 21 cm of this plate when 356 g "
+                                    "left it; that is one Cola.")  # plain words, not fusion's log line
     expect(reviews).to_contain_text("-356 g")
     expect(page.locator("#alerts")).to_contain_text("Water")          # 0 left, threshold 5
     screenshot(page, "manager-dashboard")
 
-    page.get_by_role("button", name=f"+1 × Cola → visit {visit.pk}").click()
+    # the console: an answer, then a confirmation naming the customer and the amount (no charge on one click)
+    reviews.get_by_role("link", name="Decide").click()
+    page.locator("#likely a.answer").first.click()
+    expect(page.locator("#confirm")).to_contain_text("Charge ann@walkout.test $1.99 for one Cola?")
+    page.locator("#confirm-yes").click()
     messages = page.locator("ul.messages")
     expect(messages).to_contain_text(f"+1 × Cola to visit {visit.pk}")
-    expect(messages).to_contain_text(f"Visit {visit.pk} checked out: receipt")
     expect(reviews).to_contain_text("Nothing to review.")
+    # billed once the undo window has passed (WALKOUT["REVIEW_UNDO_S"], 1 s in this test)
+    from carts.services import review_holds_release
+
+    review_holds_release(now=timezone.now() + timedelta(seconds=2))
+    page.reload()
     expect(page.locator("#sales")).to_contain_text("$1.99")
     screenshot(page, "manager-dashboard-resolved")
 

@@ -205,8 +205,13 @@ def test_dashboard_lists_visits_shelf_events_and_reviews(w):
     (review,) = ctx["reviews"]
     assert review.id == item.pk and review.candidates[0]["shopper"] == "ann"
     html = response.content.decode()
-    assert f'action="/manage/reviews/{item.pk}/resolve/"' in html and "csrfmiddlewaretoken" in html
-    assert "0.21 m" in html and "Chips" in html
+    assert f'href="/manage/reviews/{item.pk}/"' in html and "Chips" in html  # the queue links to the console
+    console = client_for(w.mia).get(f"/manage/reviews/{item.pk}/").content.decode()
+    assert f'action="/manage/reviews/{item.pk}/resolve/"' not in console  # nothing is posted before a confirmation
+    assert "21 cm" in console and "Chips" in console and "ann" in console
+    confirm = client_for(w.mia).get(f"/manage/reviews/{item.pk}/?answer=A:0002:1").content.decode()
+    assert f'action="/manage/reviews/{item.pk}/resolve/"' in confirm and "csrfmiddlewaretoken" in confirm
+    assert "Charge ann $2.50 for one Chips?" in confirm
 
 
 def test_visit_detail_page_shows_transitions_events_payments_receipt(w):

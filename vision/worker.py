@@ -14,6 +14,12 @@ carry the keys of the tracks the store loop already holds (bound to visits, or e
 
 ``Camera.fps`` is the rate frames are processed at: frames closer than ``1/fps`` to the last one processed are
 skipped (a 25 fps stream on a CPU that tracks 5 frames a second stays live instead of falling behind).
+
+Review clips: with a ``clips`` store the worker keeps its last seconds of frames in a bounded ring
+(``vision.clips.FrameRing``) and, every ``clip_poll_s``, asks ``clip_requests()`` for the shelf events the store loop
+sent to review since (:func:`review_clip_requests`, from the review queue); for each one its camera sees, once the
+ring holds the frames up to ``post_s`` after the event, it writes them out with the tracks and hands drawn (a request
+whose frames have left the ring, or that the camera does not see, is dropped with a log line).
 """
 from __future__ import annotations
 
@@ -29,6 +35,7 @@ import numpy as np
 
 from store.recording import TrackObservations
 
+from .clips import ClipRequest, ClipStore, FrameRing
 from .tracking import Frame, FrameSource, FrameTracks, SourceError
 
 log = logging.getLogger(__name__)
@@ -37,7 +44,8 @@ log = logging.getLogger(__name__)
 @dataclass
 class CameraWorkerStats:
     """Counters of one camera worker run: frames read, skipped (above ``Camera.fps``), black, frozen, reconnects,
-    observation records published; ``sessions``: the tracker sessions of its source openings (track-key prefixes)."""
+    observation records published, review clips written; ``sessions``: the tracker sessions of its source openings
+    (track-key prefixes)."""
 
     frames: int = 0
     skipped: int = 0  # read, but closer than 1/Camera.fps to the last one processed, or (realtime) already past
@@ -45,6 +53,7 @@ class CameraWorkerStats:
     frozen: int = 0
     reconnects: int = 0
     records: int = 0
+    clips: int = 0
     problems: list[str] = field(default_factory=list)
     sessions: list[str] = field(default_factory=list)
 
@@ -76,12 +85,19 @@ class CameraWorker:
     ``vision.tracking.CameraTracker``; ``publish(obs, t_last)``: where observations go (default the store's ``obs``
     stream); ``batch_s``: seconds of frames per published record; ``realtime``: pace a file source at its frame rate
     (a recorded camera played as a live one: no frame is processed before its time, and frames the worker has
-    fallen more than a frame behind are skipped, as a live camera's would be gone, so its clock stays live); ``black_level``: mean 8-bit intensity under which a frame is black
-    (a covered lens, a dead sensor); ``retry_s``: seconds between reopening attempts of a dropped source."""
+    fallen more than a frame behind are skipped, as a live camera's would be gone, so its clock stays live);
+    ``black_level``: mean 8-bit intensity under which a frame is black (a covered lens, a dead sensor); ``retry_s``:
+    seconds between reopening attempts of a dropped source.
+    Review clips (module docstring): ``clips`` where they go (None: no ring, no clips); ``clip_requests()``: the new
+    requests since the last call (default :func:`review_clip_requests` on this camera's store); ``ring``: the frame
+    ring (default 30 s at 5 fps, 640 px wide); ``pre_s``/``post_s``: seconds of frames before and after the event;
+    ``clip_poll_s``: seconds of frames between two asks."""
 
     def __init__(self, camera, tracker, *, publish: Callable[[TrackObservations, float], None] | None = None,
                  batch_s: float = 0.2, realtime: bool = False, black_level: float = 8.0, retry_s: float = 2.0,
-                 t0: float | None = None) -> None:
+                 t0: float | None = None, clips: ClipStore | None = None,
+                 clip_requests: Callable[[], list[ClipRequest]] | None = None, ring: FrameRing | None = None,
+                 pre_s: float = 3.0, post_s: float = 3.0, clip_poll_s: float = 1.0) -> None:
         self.camera = camera
         self.tracker = tracker
         self.publish = publish or self._publish_stream
@@ -94,6 +110,78 @@ class CameraWorker:
         self.stats = CameraWorkerStats()
         self._last_hash: bytes | None = None
         self.session = tracker.session if tracker is not None else "live"  # the base of each opening's session
+        self.clips = clips
+        self.ring = (ring or FrameRing()) if clips is not None else None
+        self.clip_requests = clip_requests or (self._review_requests if clips is not None else None)
+        self.pre_s, self.post_s, self.clip_poll_s = float(pre_s), float(post_s), float(clip_poll_s)
+        self._pending: list[tuple[ClipRequest, float]] = []  # (request, wall time asked)
+        self._last_poll_t = -float("inf")
+        self._since = None
+
+    def _review_requests(self) -> list[ClipRequest]:
+        requests, self._since = review_clip_requests(store_id=self.camera.store_id, since=self._since)
+        return requests
+
+    def _keep_frame(self, frame: Frame, ft: FrameTracks | None) -> None:
+        """Put ``frame`` (with its tracks, wrists projected to pixels where the camera has a pose) in the ring."""
+        if self.ring is None:
+            return
+        keys, boxes, wrists = (), None, None
+        if ft is not None and len(ft):
+            keys, boxes = [str(k) for k in ft.key], ft.xyxy
+            wrists = np.full((len(ft), 2, 2), np.nan)
+            model = getattr(self.tracker, "camera", None)
+            if model is not None and getattr(model, "has_pose", False):
+                flat = ft.wrists_xyz.reshape(-1, 3)
+                ok = np.isfinite(flat).all(axis=1)
+                if ok.any():
+                    px = np.full((flat.shape[0], 2), np.nan)
+                    px[ok] = model.project(flat[ok])
+                    wrists = px.reshape(len(ft), 2, 2)
+        self.ring.add(frame.t, frame.image, keys=keys, boxes=boxes, wrists_px=wrists)
+
+    def _bin_pixels(self, request: ClipRequest) -> np.ndarray | None:
+        """The bin's centre in this camera's pixels when the camera sees it (in front, inside the frame), else
+        None. A camera without a pose cannot tell: None."""
+        model = getattr(self.tracker, "camera", None)
+        if model is None or not getattr(model, "has_pose", False):
+            return None
+        px = model.project(np.asarray([request.bin_xyz], float))[0]
+        w, h = getattr(model, "width", 0) or 0, getattr(model, "height", 0) or 0
+        if not np.isfinite(px).all() or (w and h and not (0 <= px[0] < w and 0 <= px[1] < h)):
+            return None
+        return px
+
+    def _clips_step(self, t_now: float) -> None:
+        """Ask for new clip requests (every ``clip_poll_s`` of frame time) and write the ones the ring now covers."""
+        if self.ring is None or self.clip_requests is None:
+            return
+        if t_now - self._last_poll_t >= self.clip_poll_s:
+            self._last_poll_t = t_now
+            try:
+                self._pending += [(r, time.monotonic()) for r in self.clip_requests()]
+            except Exception as exc:  # the review queue is out of reach: clips are a help, tracking goes on
+                self._problem(f"review clip requests unavailable: {exc}")
+        keep = []
+        for request, asked in self._pending:
+            t0, t1 = request.t0 - self.pre_s, request.t1 + self.post_s
+            if self.ring.t_last < t1 and time.monotonic() - asked < self.post_s + 30.0:
+                keep.append((request, asked))  # the frames after the event are still to come
+                continue
+            bin_px = self._bin_pixels(request)
+            frames = self.ring.between(t0, t1)
+            if bin_px is None:
+                log.info("camera %s: does not see bin %s; no clip for review %s", self.camera.name,
+                         request.bin_code, request.review)
+            elif not frames:
+                self._problem(f"review {request.review}: its frames are no longer in the ring")
+            else:
+                try:
+                    if self.clips.write(request, self.camera.name, frames, bin_px_full=bin_px) is not None:
+                        self.stats.clips += 1
+                except (OSError, ValueError) as exc:
+                    self._problem(f"review {request.review}: clip not written: {exc}")
+        self._pending = keep
 
     def _publish_stream(self, obs: TrackObservations, t_last: float) -> None:
         from carts.runtime import publish_observations
@@ -183,6 +271,8 @@ class CameraWorker:
             if not self.usable(frame):
                 continue  # no evidence: publish nothing, so the store worker sees this camera go silent
             ft = self.tracker.step(frame)
+            self._keep_frame(frame, ft)
+            self._clips_step(frame.t)
             if ft is None:
                 continue
             batch.append(frame_observations(ft))
@@ -201,3 +291,29 @@ class CameraWorker:
                                                                              "score")))
         self.publish(obs, t_last)
         self.stats.records += 1
+
+
+def review_clip_requests(*, store_id: int, since=None) -> tuple[list[ClipRequest], object]:
+    """The review items of store ``store_id`` created after ``since`` (a ``(created_at, id)`` cursor; None: from
+    now on, nothing returned) as :class:`ClipRequest` (candidates labelled "Shopper A", "B"… in the order the console
+    uses), and the new cursor. Reads the database (the camera worker's one read of it besides its own row)."""
+    from django.utils import timezone
+
+    from carts.models import ReviewItem
+
+    if since is None:
+        return [], (timezone.now(), 0)
+    created, last_id = since
+    items = list(ReviewItem.objects.filter(shelf_event__store_id=store_id, created_at__gte=created)
+                 .exclude(created_at=created, id__lte=last_id).select_related("shelf_event__bin")
+                 .order_by("created_at", "id")[:100])
+    out = []
+    for item in items:
+        ev = item.shelf_event
+        labels = {}
+        for k, c in enumerate(c for c in item.candidates or [] if isinstance(c, dict) and c.get("track_id")):
+            labels[str(c["track_id"])] = f"Shopper {chr(ord('A') + k)}" if k < 26 else f"Shopper {k + 1}"
+        out.append(ClipRequest(review=item.pk, t0=ev.t_start.timestamp(), t1=ev.t_end.timestamp(),
+                               bin_code=ev.bin.code, bin_xyz=(ev.bin.x, ev.bin.y, ev.bin.z), labels=labels))
+    cursor = (items[-1].created_at, items[-1].pk) if items else since
+    return out, cursor

@@ -28,7 +28,15 @@ class Command(BaseCommand):
         row = Camera.objects.select_related("store").filter(store__code=store_code, name=name, enabled=True).first()
         if row is None:
             raise CommandError(f"no enabled camera {name!r} in store {store_code!r} (give STORE:NAME)")
-        worker = CameraWorker(row, camera_tracker_for(row, session), realtime=realtime)
+        from django.conf import settings
+
+        from vision.clips import FrameRing, clip_store
+
+        cfg = settings.WALKOUT
+        worker = CameraWorker(row, camera_tracker_for(row, session), realtime=realtime, clips=clip_store(),
+                              ring=FrameRing(seconds=cfg.get("CLIP_RING_S", 30.0), fps=cfg.get("CLIP_FPS", 5.0),
+                                             width_px=cfg.get("CLIP_WIDTH_PX", 640)),
+                              pre_s=cfg.get("REVIEW_CLIP_PRE_S", 3.0), post_s=cfg.get("REVIEW_CLIP_POST_S", 3.0))
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: worker.stop.set())
         self.stderr.write(f"camera {row}: reading {row.source}")
