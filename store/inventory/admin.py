@@ -7,7 +7,61 @@ from django.db.models import F, IntegerField, OuterRef, QuerySet, Subquery, Sum,
 from django.db.models.functions import Coalesce
 from django.http import HttpRequest
 
-from .models import Facing, Product, RestockSession, RestockTask, StockMovement
+from django import forms
+from django.utils.html import format_html
+
+from .models import Facing, Product, ProductPhoto, RestockSession, RestockTask, StockMovement
+
+
+class ProductPhotoForm(forms.ModelForm):
+    """A photo upload in the admin, checked as the inventory pages check it (``services.photo_check``)."""
+
+    class Meta:
+        model = ProductPhoto
+        fields = ("image",)
+
+    def clean_image(self):
+        from .services import InventoryInputError, photo_check, photo_rejections
+
+        f = self.cleaned_data.get("image")
+        if f and not getattr(f, "_committed", True):  # a new upload (a stored file is already checked)
+            f.seek(0)
+            data = f.read()
+            f.seek(0)
+            try:
+                ext, self._width, self._height = photo_check(data)
+                f.name = f"photo.{ext}"  # the decoded format names the file, not the uploader's file name
+            except InventoryInputError as exc:
+                photo_rejections[str(exc).split(":")[0][:60]] += 1
+                raise forms.ValidationError(str(exc)) from None
+        return f
+
+    def save(self, commit=True):
+        photo = super().save(commit=False)
+        if hasattr(self, "_width"):
+            photo.width, photo.height = self._width, self._height
+        if commit:
+            photo.save()
+        return photo
+
+
+class ProductPhotoInline(admin.TabularInline):
+    """Photos of the product (also the recogniser's gallery); each upload must be a readable JPEG, PNG or WebP."""
+
+    model = ProductPhoto
+    form = ProductPhotoForm
+    fields = ("preview", "image", "width", "height", "uploaded_at")
+    readonly_fields = ("preview", "width", "height", "uploaded_at")
+    extra = 1
+
+    @admin.display(description="photo")
+    def preview(self, obj: ProductPhoto) -> str:
+        if not obj.pk:
+            return ""
+        from django.urls import reverse
+
+        url = reverse("dashboard:inventory:photo", args=[obj.product_id, obj.pk])
+        return format_html('<img src="{}" alt="" style="height:60px;border-radius:4px">', url)
 
 
 class FacingInline(admin.TabularInline):
@@ -43,7 +97,7 @@ class ProductAdmin(admin.ModelAdmin):
     list_filter = ("store", LowStockFilter, ("facings__bin__shelf__gondola", admin.RelatedOnlyFieldListFilter))
     search_fields = ("barcode", "name", "facings__bin__code")
     list_select_related = ("store",)
-    inlines = (FacingInline,)
+    inlines = (FacingInline, ProductPhotoInline)
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
         # A subquery, not a join: facing filters and searches join other rows, which would multiply a joined sum.

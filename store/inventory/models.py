@@ -1,7 +1,9 @@
-"""Catalogue and stock: Product, Facing (bin ↔ product, i.e. the planogram), StockMovement (append-only), restock
+"""Catalogue and stock: Product, ProductPhoto (pictures of a product: the catalogue's and the gallery a product
+recogniser matches hands against), Facing (bin ↔ product, i.e. the planogram), StockMovement (append-only), restock
 sessions (staff restocking: weight increases are restocks, not returns) and restock tasks (work for the staff)."""
 from __future__ import annotations
 
+import uuid
 from decimal import Decimal
 
 from django.conf import settings
@@ -28,6 +30,33 @@ class Product(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.barcode})"
+
+
+def product_photo_path(instance: "ProductPhoto", filename: str) -> str:
+    """Storage name of a photo: ``products/<store>/<barcode>/<random>.<ext>``; the extension is the one the
+    service chose from the decoded image format (never the uploader's file name)."""
+    ext = filename.rsplit(".", 1)[-1].lower() if "." in filename else "jpg"
+    product = instance.product
+    return f"products/{product.store.code}/{product.barcode}/{uuid.uuid4().hex}.{ext}"
+
+
+class ProductPhoto(models.Model):
+    """One photo of a product, stored through Django's default storage (``MEDIA_ROOT`` in every profile). Written
+    only by ``services.product_photo_add`` (which checks that the file is an image it can decode); ``width`` and
+    ``height`` in pixels."""
+
+    product = models.ForeignKey(Product, on_delete=models.CASCADE, related_name="photos")
+    image = models.FileField(upload_to=product_photo_path, max_length=300)
+    width = models.PositiveIntegerField()
+    height = models.PositiveIntegerField()
+    uploaded_at = models.DateTimeField(auto_now_add=True)
+    uploaded_by = models.CharField(max_length=150, blank=True)
+
+    class Meta:
+        ordering = ["product", "id"]
+
+    def __str__(self) -> str:
+        return f"photo {self.pk} of {self.product.barcode}"
 
 
 class Facing(models.Model):

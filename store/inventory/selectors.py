@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 
 from django.db.models import Q, QuerySet, Sum
 
@@ -152,9 +153,9 @@ class PlanogramBin:
 
 
 def planogram(*, store: Store, query: str = "") -> list[PlanogramBin]:
-    """Every bin of ``store`` in code order with the products that face it. ``query`` keeps bins whose code
+    """Every bin of ``store`` in natural code order (``1-1-2`` before ``1-1-10``) with the products that face it. ``query`` keeps bins whose code
     starts with it, or that a product whose barcode or name contains it faces."""
-    bins = list(Bin.objects.filter(store=store).select_related("shelf__gondola").order_by("code"))
+    bins = sorted(Bin.objects.filter(store=store).select_related("shelf__gondola"), key=lambda b: natural_key(b.code))
     facings = list(Facing.objects.filter(bin__store=store).select_related("product").order_by("product__name"))
     by_bin_level = stock_levels_by_bin(product_ids=list({f.product_id for f in facings}))
     products: dict[int, list[tuple[Product, int]]] = defaultdict(list)
@@ -169,3 +170,21 @@ def planogram(*, store: Store, query: str = "") -> list[PlanogramBin]:
             continue
         out.append(PlanogramBin(bin=b, products=faced))
     return out
+
+
+def product_photos(product: Product) -> list[Path]:
+    """Local file paths of ``product``'s photos, oldest first (the gallery a product recogniser matches against).
+    Needs a storage with local files (``FileSystemStorage``, the default in every profile); raises
+    ``NotImplementedError`` on one without (then read ``ProductPhoto.image.open()`` instead)."""
+    return [Path(p.image.path) for p in product.photos.order_by("id")]
+
+
+def product_photo_gallery(*, store: Store) -> dict[str, list[Path]]:
+    """``{barcode: [photo file path, ...]}`` of every product of ``store`` that has photos (one query); see
+    :func:`product_photos` for the storage it needs."""
+    from .models import ProductPhoto
+
+    out: dict[str, list[Path]] = defaultdict(list)
+    for photo in ProductPhoto.objects.filter(product__store=store).select_related("product").order_by("id"):
+        out[photo.product.barcode].append(Path(photo.image.path))
+    return dict(out)
