@@ -14,11 +14,21 @@ from .models import Product, StockMovement
 class ProductEditForm(forms.Form):
     """Name, price (store currency, 2 decimals), unit weight and its sd (grams), low-stock threshold (units)."""
 
-    name = forms.CharField(max_length=200, label="Name")
+    name = forms.CharField(max_length=200, label="Name", required=False,
+                           help_text="receipts already issued keep the name they were issued with")
     price = forms.DecimalField(min_value=Decimal("0"), max_digits=10, decimal_places=2)
     unit_weight_g = forms.FloatField(min_value=0.001, label="Unit weight (g)")
     unit_weight_sd_g = forms.FloatField(min_value=0.0, label="Unit weight sd (g)")
     low_stock_threshold = forms.IntegerField(min_value=0, max_value=1_000_000, label="Low-stock threshold (units)")
+
+    def clean_name(self):
+        """None when the form was sent without a name (unchanged); a blank name is refused."""
+        if "name" not in self.data:
+            return None
+        name = " ".join((self.cleaned_data.get("name") or "").split())
+        if not name:
+            raise forms.ValidationError("give the product a name")
+        return name
 
     @classmethod
     def for_product(cls, product: Product, data=None) -> "ProductEditForm":
@@ -121,16 +131,29 @@ class MultipleFileInput(forms.ClearableFileInput):
     allow_multiple_selected = True
 
 
+class MultipleFileField(forms.FileField):
+    """A file field that cleans to a list of uploaded files (Django's documented recipe)."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("widget", MultipleFileInput())
+        super().__init__(*args, **kwargs)
+
+    def clean(self, data, initial=None):
+        single = super().clean
+        if isinstance(data, (list, tuple)):
+            return [single(d, initial) for d in data]
+        return [single(data, initial)]
+
+
 class PhotoUploadForm(forms.Form):
     """One or more photos of a product (each checked by ``services.photo_check``: JPEG, PNG or WebP it can decode)."""
 
-    photos = forms.FileField(widget=MultipleFileInput(attrs={"accept": "image/jpeg,image/png,image/webp"}),
-                             label="Photos (JPEG, PNG or WebP; several at once)")
+    photos = MultipleFileField(widget=MultipleFileInput(attrs={"accept": "image/jpeg,image/png,image/webp"}),
+                               label="Photos (JPEG, PNG or WebP; several at once)",
+                               error_messages={"required": "choose at least one photo"})
 
     def clean_photos(self):
-        files = self.files.getlist(self.add_prefix("photos"))
-        if not files:
-            raise forms.ValidationError("choose at least one photo")
+        files = self.cleaned_data["photos"]
         if len(files) > 20:
             raise forms.ValidationError(f"{len(files)} files chosen; 20 at most at once")
         return files
