@@ -10,6 +10,8 @@ URLs (``carts.dashboard_urls``, mounted at ``/manage/``, namespace ``dashboard``
 * ``reviews/<review_id>/resolve/`` (``dashboard:review_resolve``): POST (CSRF), form fields ``visit`` (visit id, or
   empty: nobody took it), ``barcode`` (or empty), ``quantity`` (signed units, + taken, − put back); calls
   ``carts.services.review_resolve`` and redirects back to the queue with a message.
+* ``reports/`` (``dashboard:reports``): GET ``?store=<code>&days=7|30|90``: sales per day (a chart), top sellers and
+  the review rate per day of one store (``carts.reports``).
 * ``inventory/…`` (``dashboard:inventory:…``): the manager's inventory pages (``store.inventory.urls``).
 
 Live: the page opens ``ws/dashboard/`` (``carts.dashboard_consumers``) and re-fetches its ``data-live`` sections
@@ -197,3 +199,55 @@ async def live_replay_view(request: HttpRequest) -> HttpResponse:
     await sync_to_async(messages.success)(
         request, f"Replaying the recorded session {path.name} live. Open the shopper's live cart to watch it.")
     return redirect(reverse("dashboard:home"))
+
+
+#: Periods the reports page offers (days).
+REPORT_PERIODS = (7, 30, 90)
+
+
+@require_safe
+@staff_required
+def reports(request: HttpRequest) -> HttpResponse:
+    """``GET /manage/reports/``: one store's sales per day (chart and table), top sellers and review rate per day
+    over the last ``days`` local days (7, 30 or 90; another value is refused with 400 and the choices)."""
+    from store.layout.models import Store
+
+    from . import reports as rep
+
+    stores = list(Store.objects.order_by("code"))
+    code = request.GET.get("store")
+    store = next((s for s in stores if s.code == code), None) if code else (stores[0] if stores else None)
+    if code and store is None:
+        raise Http404("no such store")
+    raw_days = request.GET.get("days", "30")
+    status = 200
+    try:
+        days = int(raw_days)
+    except ValueError:
+        days = -1
+    if days not in REPORT_PERIODS:
+        messages.error(request, f"Show 7, 30 or 90 days, not {raw_days[:20]!r}; showing 30.")
+        days, status = 30, 400
+    ctx: dict = {"stores": stores, "store": store, "days": days, "periods": REPORT_PERIODS}
+    if store is not None:
+        cur = store.currency
+        sales = rep.sales_by_day(store=store, days=days)
+        reviews = rep.review_rate_by_day(store=store, days=days)
+        labels = [d.day.strftime("%d %b") for d in sales]
+        ctx.update({
+            "sales": [(d, selectors.money_display(d.total_minor, cur)) for d in reversed(sales)],
+            "sales_total": selectors.money_display(sum(d.total_minor for d in sales), cur),
+            "receipts_total": sum(d.receipts for d in sales),
+            "sales_chart": rep.bar_chart_svg(
+                [d.total_minor for d in sales], labels, title=f"Sales per day, {store.name}, last {days} days",
+                value_labels=[selectors.money_display(d.total_minor, cur) for d in sales]),
+            "top": [(t, selectors.money_display(t.revenue_minor, cur)) for t in rep.top_sellers(store=store, days=days)],
+            "reviews": list(reversed(reviews)),
+            "review_chart": rep.bar_chart_svg(
+                [None if d.rate is None else round(100 * d.rate, 1) for d in reviews], labels,
+                title=f"Share of shelf events sent to a person per day, {store.name}, last {days} days",
+                value_labels=["no data" if d.rate is None else f"{100 * d.rate:.1f} % ({d.reviews} of "
+                              f"{d.shelf_events})" for d in reviews], colour="#b35c00"),
+            "zone": store.timezone or "the site's time zone",
+        })
+    return render(request, "dashboard/reports.html", ctx, status=status)

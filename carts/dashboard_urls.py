@@ -8,6 +8,7 @@ urlpatterns = [
     path("", dashboard.home, name="home"),
     path("visits/<int:visit_id>/", dashboard.visit, name="visit"),
     path("reviews/<int:review_id>/resolve/", dashboard.review_resolve_view, name="review_resolve"),
+    path("reports/", dashboard.reports, name="reports"),
     path("replay/", dashboard.live_replay_view, name="live_replay"),
     path("inventory/", include("store.inventory.urls")),
 ]
