@@ -188,3 +188,36 @@ def product_photo_gallery(*, store: Store) -> dict[str, list[Path]]:
     for photo in ProductPhoto.objects.filter(product__store=store).select_related("product").order_by("id"):
         out[photo.product.barcode].append(Path(photo.image.path))
     return dict(out)
+
+
+@dataclass(frozen=True)
+class ShelfDrawing:
+    """One shelf as drawn: its bins left to right (natural code order) and each bin's share of the shelf's width
+    (``widths``, percent of the sum of its bins' ``width_m``)."""
+
+    gondola_number: int
+    shelf_number: int
+    z_m: float
+    bins: list[PlanogramBin]
+    widths: list[float]
+
+    @property
+    def bins_widths(self) -> list[tuple[PlanogramBin, float]]:
+        return list(zip(self.bins, self.widths))
+
+
+def planogram_drawing(*, store: Store) -> list[tuple[int, list[ShelfDrawing]]]:
+    """The planogram as the shelves it describes: ``[(gondola number, [shelf, top shelf first])]`` by gondola
+    number; every bin of ``store`` appears once, with the products facing it (see :func:`planogram`)."""
+    by_shelf: dict[tuple[int, int], list[PlanogramBin]] = defaultdict(list)
+    z: dict[tuple[int, int], float] = {}
+    for pb in planogram(store=store):
+        key = (pb.bin.shelf.gondola.number, pb.bin.shelf.number)
+        by_shelf[key].append(pb)
+        z[key] = pb.bin.shelf.z
+    gondolas: dict[int, list[ShelfDrawing]] = defaultdict(list)
+    for (g, s), bins in by_shelf.items():
+        total = sum(max(pb.bin.width_m, 0.01) for pb in bins)
+        gondolas[g].append(ShelfDrawing(gondola_number=g, shelf_number=s, z_m=z[(g, s)], bins=bins,
+                                        widths=[round(100 * max(pb.bin.width_m, 0.01) / total, 2) for pb in bins]))
+    return [(g, sorted(shelves, key=lambda d: (-d.z_m, -d.shelf_number))) for g, shelves in sorted(gondolas.items())]

@@ -2,7 +2,7 @@
 ``dashboard:inventory``). See ``store.inventory.views``."""
 from django.urls import path
 
-from . import views
+from . import api, views
 
 app_name = "inventory"
 urlpatterns = [
@@ -16,6 +16,7 @@ urlpatterns = [
     path("planogram/", views.planogram, name="planogram"),
     path("planogram/<int:bin_id>/add/", views.facing_add_view, name="facing_add"),
     path("planogram/<int:bin_id>/remove/<int:product_id>/", views.facing_remove_view, name="facing_remove"),
+    path("api/facings/", api.facing_change, name="api_facings"),
     path("ledger/", views.ledger, name="ledger"),
     path("csv/", views.csv_page, name="csv"),
     path("csv/catalogue.csv", views.catalogue_export, name="catalogue_export"),

@@ -14,7 +14,9 @@ needs the CSRF token. Views check input with ``forms``, call one service (``serv
   only, like every page here).
 * ``products/<id>/restock/`` (``restock``), ``products/<id>/adjust/`` (``adjust``): POST a restock (units > 0) or
   an adjustment (signed units with a reason, or a counted level).
-* ``planogram/`` (``planogram``): GET ``?store=&q=`` — per bin, the products facing it;
+* ``planogram/`` (``planogram``): GET ``?store=&q=`` — the shelves drawn with their bins and products, products
+  dragged (or tapped, then a bin tapped) onto a bin through ``api/facings/`` (``store.inventory.api``); and per bin
+  as a list, the products facing it;
   ``planogram/<bin id>/add/`` POST ``barcode``; ``planogram/<bin id>/remove/<product id>/`` POST.
 * ``ledger/`` (``ledger``): GET the stock ledger, filters ``store, kind, q, bin, product, since, until``.
 * ``csv/`` (``csv``): GET import forms and export links; ``csv/catalogue.csv?store=`` and
@@ -232,9 +234,16 @@ def planogram(request: HttpRequest) -> HttpResponse:
     """``GET /manage/inventory/planogram/``: per bin of a store, the products facing it, with add/remove."""
     store, stores = _store_from(request)
     query = request.GET.get("q", "").strip()[:100]
+    photo_of = {}
+    if store:
+        for ph in ProductPhoto.objects.filter(product__store=store).order_by("-id"):
+            photo_of[ph.product_id] = ph.pk
+    palette = [(p, photo_of.get(p.pk)) for p in Product.objects.filter(store=store).order_by("name")] if store else []
     return render(request, "inventory/planogram.html", {
         "store": store, "stores": stores, "q": query, "section": "planogram",
         "bins": selectors.planogram(store=store, query=query) if store else [],
+        "drawing": selectors.planogram_drawing(store=store) if store else [],
+        "palette": palette,
     })
 
 
