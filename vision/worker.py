@@ -67,11 +67,13 @@ class CameraWorker:
     ``vision.tracking.CameraTracker``; ``publish(obs, t_last)``: where observations go (default the store's ``obs``
     stream); ``batch_s``: seconds of frames per published record; ``realtime``: pace a file source at its frame rate
     (a recorded camera played as a live one); ``black_level``: mean 8-bit intensity under which a frame is black
-    (a covered lens, a dead sensor); ``retry_s``: seconds between reopening attempts of a dropped source."""
+    (a covered lens, a dead sensor); ``retry_s``: seconds between reopening attempts of a dropped source;
+    ``frame_every_s``: how often (wall-clock seconds) a frame with its tracks drawn is kept for the manager's camera
+    page (``vision.services.camera_frame_publish``; 0 or None: never; a camera row without a primary key: never)."""
 
     def __init__(self, camera, tracker, *, publish: Callable[[TrackObservations, float], None] | None = None,
                  batch_s: float = 0.2, realtime: bool = False, black_level: float = 8.0, retry_s: float = 2.0,
-                 t0: float | None = None) -> None:
+                 t0: float | None = None, frame_every_s: float | None = 2.0) -> None:
         self.camera = camera
         self.tracker = tracker
         self.publish = publish or self._publish_stream
@@ -83,6 +85,21 @@ class CameraWorker:
         self.stop = threading.Event()
         self.stats = CameraWorkerStats()
         self._last_hash: bytes | None = None
+        self.frame_every_s = frame_every_s
+        self._frame_kept_at = float("-inf")
+
+    def _keep_frame(self, frame: Frame, ft: FrameTracks) -> None:
+        """Keep a drawn frame for the camera page every ``frame_every_s``; a failure is logged, never fatal."""
+        pk = getattr(self.camera, "pk", None)
+        if not self.frame_every_s or pk is None or time.monotonic() - self._frame_kept_at < self.frame_every_s:
+            return
+        self._frame_kept_at = time.monotonic()
+        try:
+            from .services import camera_frame_publish
+
+            camera_frame_publish(camera_id=pk, image=frame.image, tracks=ft, t=ft.t)
+        except Exception as exc:  # the cache down or an odd frame must not stop tracking
+            self._problem(f"recent frame not kept: {exc}")
 
     def _publish_stream(self, obs: TrackObservations, t_last: float) -> None:
         from carts.runtime import publish_observations
@@ -149,6 +166,7 @@ class CameraWorker:
             ft = self.tracker.step(frame)
             if ft is None:
                 continue
+            self._keep_frame(frame, ft)
             batch.append(frame_observations(ft))
             batch_t0 = ft.t if batch_t0 is None else batch_t0
             if ft.t - batch_t0 >= self.batch_s:
