@@ -20,6 +20,7 @@ import re
 from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from decimal import Decimal
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
@@ -245,10 +246,16 @@ def visit_checkout(*, visit: Visit, at: datetime | None = None):
                          reason=f"{len(open_reviews)} shelf event(s) await review")
         cart_publish(visit=visit)
         return None
+    cart = cart_lines(visit=visit)
+    taxed = {p.pk: p.tax_category for p in Product.objects.filter(pk__in=[ln["product_id"] for ln in cart])
+             .select_related("tax_category")}
     lines = [
         ReceiptLineData(product_id=line["product_id"], barcode=line["barcode"], name=line["name"],
-                        quantity=line["quantity"], unit_price_minor=line["unit_price_minor"])
-        for line in cart_lines(visit=visit)
+                        quantity=line["quantity"], unit_price_minor=line["unit_price_minor"],
+                        tax_rate_percent=(taxed[line["product_id"]].rate_percent if taxed.get(line["product_id"])
+                                          else Decimal(0)),
+                        tax_category=(taxed[line["product_id"]].name if taxed.get(line["product_id"]) else ""))
+        for line in cart
     ]
     try:
         receipt = receipt_issue(visit=visit, lines=lines)
@@ -300,11 +307,17 @@ def _correction_charge(*, visit: Visit, product: Product, quantity: int, key: st
     guest), captured at once, for a review decision made after the visit was billed. One ledger row
     (``PaymentAttempt`` kind ``charge``, idempotency key ``key``), written by billing's own helper. Raises
     :class:`PaymentFailed` when no card is usable or the provider does not answer (no row); a declined charge
-    returns its failed row."""
-    from store.billing.services import _attempt_record, _payer_profile, _profile_provider  # billing's helpers
+    returns its failed row. Where the product's tax category has a rate, its tax is charged with it (rounded
+    half-up on this charge, ``store.billing.services.tax_minor``)."""
+    from store.billing.services import (  # billing's helpers
+        _attempt_record, _payer_profile, _profile_provider, tax_minor,
+    )
 
     currency = visit.store.currency.lower()
     amount = quantity * price_to_minor(product.price, currency)
+    category = product.tax_category
+    if category is not None:
+        amount += tax_minor(amount, category.rate_percent)
     profile = _payer_profile(visit)
     provider, why_not = _profile_provider(profile)
     if provider is None:

@@ -10,7 +10,7 @@ from django.http import HttpRequest
 from django import forms
 from django.utils.html import format_html
 
-from .models import Facing, Product, ProductPhoto, RestockSession, RestockTask, StockMovement
+from .models import Facing, Product, ProductPhoto, RestockSession, RestockTask, StockMovement, TaxCategory
 
 
 class ProductPhotoForm(forms.ModelForm):
@@ -92,7 +92,7 @@ class LowStockFilter(admin.SimpleListFilter):
 
 @admin.register(Product)
 class ProductAdmin(admin.ModelAdmin):
-    list_display = ("name", "barcode", "store", "price", "unit_weight_g", "unit_weight_sd_g", "low_stock_threshold",
+    list_display = ("name", "barcode", "store", "price", "tax_category", "unit_weight_g", "unit_weight_sd_g", "low_stock_threshold",
                     "stock_level")
     list_filter = ("store", LowStockFilter, ("facings__bin__shelf__gondola", admin.RelatedOnlyFieldListFilter))
     search_fields = ("barcode", "name", "facings__bin__code")
@@ -184,3 +184,12 @@ class RestockTaskAdmin(admin.ModelAdmin):
 
         for task in queryset.filter(done_at__isnull=True):
             restock_task_done(task=task, by=request.user)
+
+
+@admin.register(TaxCategory)
+class TaxCategoryAdmin(admin.ModelAdmin):
+    """Tax categories per store (rate in percent); give a product its category on the product's page."""
+
+    list_display = ("name", "store", "rate_percent")
+    list_filter = ("store",)
+    search_fields = ("name",)

@@ -7,10 +7,30 @@ import uuid
 from decimal import Decimal
 
 from django.conf import settings
-from django.core.validators import MinValueValidator
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 
 from store.layout.models import Bin, Store
+
+
+class TaxCategory(models.Model):
+    """A tax category of a store's products (e.g. "Groceries" at 0 %, "Prepared food" at 8.875 %): ``rate_percent``
+    is the rate in percent of the price (a ``Decimal``, up to 3 decimals). Receipts copy the rate at billing time;
+    changing it changes later receipts only. A product without a category is not taxed."""
+
+    store = models.ForeignKey(Store, on_delete=models.CASCADE, related_name="tax_categories")
+    name = models.CharField(max_length=60)
+    rate_percent = models.DecimalField(max_digits=6, decimal_places=3,
+                                       validators=[MinValueValidator(Decimal("0")), MaxValueValidator(Decimal("100"))],
+                                       help_text="percent of the price, e.g. 8.875")
+
+    class Meta:
+        ordering = ["store", "name"]
+        verbose_name_plural = "tax categories"
+        constraints = [models.UniqueConstraint(fields=["store", "name"], name="tax_category_unique_name")]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.rate_percent.normalize():f} %)"
 
 
 class Product(models.Model):
@@ -23,6 +43,8 @@ class Product(models.Model):
     unit_weight_g = models.FloatField(validators=[MinValueValidator(0.0)])
     unit_weight_sd_g = models.FloatField(default=0.0, validators=[MinValueValidator(0.0)])
     low_stock_threshold = models.PositiveIntegerField(default=0)
+    tax_category = models.ForeignKey(TaxCategory, on_delete=models.PROTECT, null=True, blank=True,
+                                     related_name="products", help_text="empty: not taxed")
 
     class Meta:
         ordering = ["store", "name"]
