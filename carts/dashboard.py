@@ -36,6 +36,7 @@ from asgiref.sync import sync_to_async
 
 from . import selectors
 from .live import LiveReplayBusy, live_replay_start, recordings_available
+from .replay import DEMO_PASSWORD, DEMO_SHOPPER
 from .dashboard_events import dashboard_notify
 from .models import ReviewItem
 from .services import ReviewError, review_resolve
@@ -94,11 +95,23 @@ def home(request: HttpRequest) -> HttpResponse:
         "shelf_events": selectors.shelf_events_latest(limit=30),
         "reviews": selectors.review_queue(limit=100),
         "recordings": [p.name for p in recordings_available()],
+        "inside_waiting": _inside_waiting(),
+        "demo_account": DEMO_SHOPPER, "demo_password": DEMO_PASSWORD,
         "store_map_template": _template_if_present(STORE_MAP_TEMPLATE),
         "sensor_health_template": _template_if_present(SENSOR_HEALTH_TEMPLATE),
         "store_alerts": selectors.store_alerts_open(limit=20),
         **selectors.sensor_alerts_context(),
     })
+
+
+def _inside_waiting() -> list:
+    """Visits admitted and not yet seen by a camera, in every store (the dashboard's replay hint names them)."""
+    from store.gates.models import Visit
+
+    from .live import visits_waiting
+
+    codes = Visit.objects.filter(state=Visit.State.ADMITTED, track_id="").values_list("store__code", flat=True)
+    return [v for code in sorted(set(codes)) for v in visits_waiting(store_code=code)]
 
 
 @require_safe
@@ -187,18 +200,48 @@ async def live_replay_view(request: HttpRequest) -> HttpResponse:
 
     path = names[form.cleaned_data["recording"]]
     try:
-        session = session_name(await sync_to_async(read_recording)(path))
+        recording = await sync_to_async(read_recording)(path)
+        session = session_name(recording)
     except RecordingError as exc:
         await sync_to_async(messages.error)(request, f"Replay not started: {exc}")
         return redirect(reverse("dashboard:home"))
+    cast = await sync_to_async(_replay_cast)(recording)
     try:
-        await live_replay_start(path=path, session=session, speed=form.cleaned_data["speed"])
+        await live_replay_start(path=path, session=session, speed=form.cleaned_data["speed"],
+                                bind_visits=[v for _, v in cast if v is not None])
     except LiveReplayBusy as exc:
         await sync_to_async(messages.error)(request, f"Replay not started: {exc}.")
         return redirect(reverse("dashboard:home"))
-    await sync_to_async(messages.success)(
-        request, f"Replaying the recorded session {path.name} live. Open the shopper's live cart to watch it.")
+    await sync_to_async(messages.success)(request, f"Replaying the recorded session {path.name} live. "
+                                                   + _cast_words(cast))
     return redirect(reverse("dashboard:home"))
+
+
+def _replay_cast(recording) -> list[tuple[str, int | None]]:
+    """Who plays ``recording``'s shoppers if it starts now (``carts.live.replay_cast``)."""
+    from .live import replay_cast
+    from .replay import PARTY_WITHIN_S
+    from .simulation import parties_from_gates
+
+    party_of = parties_from_gates(recording.gates, within_s=PARTY_WITHIN_S)
+    entries = sum(1 for g in recording.gates if g.kind == "entry" and party_of.get(g.track, g.track) == g.track)
+    return replay_cast(store_code=recording.store["store"]["code"], entries=entries)
+
+
+def _cast_words(cast: list[tuple[str, int | None]]) -> str:
+    """The replay message's sentence naming who to log in as to watch the cart fill."""
+    from .replay import DEMO_PASSWORD, DEMO_SHOPPER
+
+    inside = [f"{who} (visit {visit})" for who, visit in cast if visit is not None]
+    demo = any(who == DEMO_SHOPPER for who, _ in cast)
+    words = []
+    if inside:
+        words.append(f"Its first shopper{'s are' if len(inside) > 1 else ' is'} who is inside now: {', '.join(inside)}"
+                     " — their live cart fills as the recording's shopper takes things.")
+    if demo:
+        words.append(f"{'The next shopper' if inside else 'Its shopper'} plays as {DEMO_SHOPPER} (password "
+                     f"{DEMO_PASSWORD}): log in as that account and open the live cart to watch.")
+    return " ".join(words)
 
 
 #: Periods the reports page offers (days).
