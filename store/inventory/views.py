@@ -30,7 +30,7 @@ from urllib.parse import urlencode
 
 from django.contrib import messages
 from django.core.paginator import Paginator
-from django.http import FileResponse, Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_safe, require_http_methods, require_POST
@@ -174,12 +174,13 @@ def photo_file(request: HttpRequest, product_id: int, photo_id: int) -> HttpResp
     gone."""
     photo = get_object_or_404(ProductPhoto, pk=photo_id, product_id=product_id)
     try:
-        handle = photo.image.open("rb")
+        with photo.image.open("rb") as handle:  # ≤ PHOTO_MAX_BYTES: read whole (no sync stream under ASGI)
+            data = handle.read()
     except (FileNotFoundError, OSError):
         raise Http404("the photo's file is missing from storage") from None
     ext = photo.image.name.rsplit(".", 1)[-1].lower()
     kind = {"jpg": "image/jpeg", "png": "image/png", "webp": "image/webp"}.get(ext, "application/octet-stream")
-    response = FileResponse(handle, content_type=kind)
+    response = HttpResponse(data, content_type=kind)
     response["Cache-Control"] = "private, max-age=3600"
     return response
 
