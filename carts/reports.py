@@ -114,7 +114,7 @@ def review_rate_by_day(*, store: Store, days: int = 30, now: datetime | None = N
 
 
 def bar_chart_svg(values: list[float | None], labels: list[str], *, title: str, value_labels: list[str] | None = None,
-                  width: int = 720, height: int = 220, colour: str = "#0b6e4f") -> str:
+                  width: int = 960, height: int = 240, colour: str = "#0b6e4f") -> str:
     """An accessible SVG bar chart (a string of markup, every text escaped): one bar per value (None: no bar and a
     grey "no data" tick), a label under every ``ceil(n / 10)``-th bar, a ``<title>`` per bar with its label and value
     (``value_labels`` or the number), and the largest value marked on the axis. Scales to its container
@@ -145,7 +145,7 @@ def bar_chart_svg(values: list[float | None], labels: list[str], *, title: str, 
             parts.append(f'<rect class="bar" data-value="{v:g}" x="{x:.1f}" y="{height - bottom - h:.1f}" '
                          f'width="{bar_w:.1f}" height="{max(h, 0):.1f}" fill="{colour}">'
                          f"<title>{escape(label)}: {escape(text)}</title></rect>")
-        if i % every == 0 or i == n - 1:
+        if i % every == 0 or (i == n - 1 and (n - 1) % every > every // 2):
             parts.append(f'<text x="{x + bar_w / 2:.1f}" y="{height - bottom + 16}" font-size="11" fill="#5f6b66" '
                          f'text-anchor="middle">{escape(label)}</text>')
     parts.append("</svg>")
