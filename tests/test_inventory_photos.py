@@ -144,3 +144,20 @@ def test_planogram_bins_in_natural_order(w):
                            width_m=.2, depth_m=.3)
     codes = [pb.bin.code for pb in selectors.planogram(store=w.store) if pb.bin.code.startswith("9-")]
     assert codes == ["9-1-1", "9-1-2", "9-1-10"]
+
+
+def test_admin_checks_uploads_as_images(w):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    w.mia.is_superuser = True
+    w.mia.save()
+    c = client_for(w.mia)
+    bad = c.post("/admin/inventory/productphoto/add/", {
+        "product": w.cola.pk, "image": SimpleUploadedFile("x.png", b"plain text", "image/png")})
+    assert bad.status_code == 200 and "the file is not an image" in bad.content.decode()
+    ok = c.post("/admin/inventory/productphoto/add/", {
+        "product": w.cola.pk, "image": SimpleUploadedFile("x.gif", image_bytes("PNG"), "image/gif")})
+    assert ok.status_code == 302
+    photo = ProductPhoto.objects.get()
+    assert (photo.width, photo.height, photo.uploaded_by) == (64, 48, "mia")
+    assert photo.image.name.endswith(".png")  # named by the decoded format, not the uploader's name

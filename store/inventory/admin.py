@@ -24,7 +24,9 @@ class ProductPhotoForm(forms.ModelForm):
         from .services import InventoryInputError, photo_check, photo_rejections
 
         f = self.cleaned_data.get("image")
-        if f and not getattr(f, "_committed", True):  # a new upload (a stored file is already checked)
+        from django.core.files.uploadedfile import UploadedFile
+
+        if isinstance(f, UploadedFile):  # a new upload (a stored file was checked when it came)
             f.seek(0)
             data = f.read()
             f.seek(0)
@@ -193,3 +195,26 @@ class TaxCategoryAdmin(admin.ModelAdmin):
     list_display = ("name", "store", "rate_percent")
     list_filter = ("store",)
     search_fields = ("name",)
+
+
+class ProductPhotoStandaloneForm(ProductPhotoForm):
+    class Meta(ProductPhotoForm.Meta):
+        fields = ("product", "image")
+
+
+@admin.register(ProductPhoto)
+class ProductPhotoAdmin(admin.ModelAdmin):
+    """Every product photo (the recogniser's gallery); uploads are checked as images like on the product page."""
+
+    form = ProductPhotoStandaloneForm
+    list_display = ("id", "product", "width", "height", "uploaded_at", "uploaded_by")
+    list_filter = ("product__store", "uploaded_at")
+    search_fields = ("product__name", "product__barcode")
+    list_select_related = ("product",)
+    autocomplete_fields = ("product",)
+    readonly_fields = ("width", "height", "uploaded_at", "uploaded_by")
+
+    def save_model(self, request, obj, form, change):
+        if not obj.uploaded_by:
+            obj.uploaded_by = request.user.get_username()[:150]
+        super().save_model(request, obj, form, change)
