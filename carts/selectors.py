@@ -71,6 +71,7 @@ def snapshot_display(snapshot: dict) -> dict:
             for line in snapshot["lines"]
         ],
         "total_display": money_display(snapshot["total_minor"], cur),
+        "tax_display": money_display(snapshot.get("tax_minor", 0), cur),
     }
 
 

@@ -5,7 +5,10 @@ Snapshot contract (DESIGN.md "carts → shopper"), plain JSON types, money in in
 
     {"visit": 12, "seq": 3, "state": "shopping", "currency": "usd",
      "lines": [{"barcode", "name", "quantity", "unit_price_minor", "line_total_minor"}],
-     "under_review": 1, "total_minor": 398, "receipt": null, "trip": {…}}
+     "under_review": 1, "tax_minor": 0, "total_minor": 398, "receipt": null, "trip": {…}}
+
+``tax_minor`` is the tax the lines would bear if billed now (``store.billing.services.tax_lines``) and
+``total_minor`` includes it, as the receipt's total will.
 
 ``trip`` is where the trip stands in words for the shopper (``carts.trip.trip_status``: stage, title, text, link).
 
@@ -37,6 +40,7 @@ from store.billing.services import (
     PaymentFailed,
     ReceiptLineData,
     price_to_minor,
+    tax_lines,
     receipt_issue,
     receipt_refund_line,
 )
@@ -89,12 +93,28 @@ def cart_lines(*, visit: Visit) -> list[dict]:
     return lines
 
 
+def _receipt_line_data(cart: list[dict]) -> list[ReceiptLineData]:
+    """``cart_lines`` rows as billing's ``ReceiptLineData``, each with its product's tax category and rate now
+    (no category: not taxed). One query."""
+    taxed = {p.pk: p.tax_category for p in Product.objects.filter(pk__in=[ln["product_id"] for ln in cart])
+             .select_related("tax_category")}
+    out = []
+    for line in cart:
+        category = taxed.get(line["product_id"])
+        out.append(ReceiptLineData(product_id=line["product_id"], barcode=line["barcode"], name=line["name"],
+                                   quantity=line["quantity"], unit_price_minor=line["unit_price_minor"],
+                                   tax_rate_percent=category.rate_percent if category else Decimal(0),
+                                   tax_category=category.name if category else ""))
+    return out
+
+
 def cart_snapshot(*, visit: Visit) -> dict:
     """The snapshot pushed to the shopper (module docstring), built from the ledger; ``seq`` from ``Cart``."""
     cart, _ = Cart.objects.get_or_create(visit=visit)
     lines = cart_lines(visit=visit)
     under_review = len(review_open_for(visit=visit))
     receipt = getattr(visit, "receipt", None)
+    tax = sum(t.tax_minor for t in tax_lines(_receipt_line_data(lines)))
     return {
         "visit": visit.pk,
         "seq": cart.seq,
@@ -102,7 +122,8 @@ def cart_snapshot(*, visit: Visit) -> dict:
         "currency": visit.store.currency,
         "lines": [{k: v for k, v in line.items() if k != "product_id"} for line in lines],
         "under_review": under_review,
-        "total_minor": sum(line["line_total_minor"] for line in lines),
+        "tax_minor": tax,
+        "total_minor": sum(line["line_total_minor"] for line in lines) + tax,
         "receipt": receipt.pk if receipt else None,
         "trip": trip_status(visit=visit),
     }
@@ -246,17 +267,7 @@ def visit_checkout(*, visit: Visit, at: datetime | None = None):
                          reason=f"{len(open_reviews)} shelf event(s) await review")
         cart_publish(visit=visit)
         return None
-    cart = cart_lines(visit=visit)
-    taxed = {p.pk: p.tax_category for p in Product.objects.filter(pk__in=[ln["product_id"] for ln in cart])
-             .select_related("tax_category")}
-    lines = [
-        ReceiptLineData(product_id=line["product_id"], barcode=line["barcode"], name=line["name"],
-                        quantity=line["quantity"], unit_price_minor=line["unit_price_minor"],
-                        tax_rate_percent=(taxed[line["product_id"]].rate_percent if taxed.get(line["product_id"])
-                                          else Decimal(0)),
-                        tax_category=(taxed[line["product_id"]].name if taxed.get(line["product_id"]) else ""))
-        for line in cart
-    ]
+    lines = _receipt_line_data(cart_lines(visit=visit))
     try:
         receipt = receipt_issue(visit=visit, lines=lines)
     except PaymentFailed as exc:

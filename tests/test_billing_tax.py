@@ -117,3 +117,22 @@ def test_checkout_bills_each_product_at_its_category_rate(settings):
     assert {(ln.name, ln.tax_category, ln.tax_rate_percent) for ln in receipt.lines.all()} == {
         ("Pie", "Hot food", Decimal("10.000")), ("Milk", "", Decimal("0.000"))}
     assert visit.payment_attempts.get(kind=K.CAPTURE).amount_minor == 649
+
+
+def test_live_cart_shows_the_tax_the_receipt_will_charge(settings):
+    from django.utils import timezone
+
+    from carts.models import CartEvent
+    from carts.services import cart_snapshot
+    from store.gates.models import Visit
+
+    settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    visit = make_visit()
+    hot = TaxCategory.objects.create(store=visit.store, name="Hot food", rate_percent=Decimal("10"))
+    pie = Product.objects.create(store=visit.store, barcode="p1", name="Pie", price=Decimal("2.45"),
+                                 unit_weight_g=200, tax_category=hot)
+    CartEvent.objects.create(visit=visit, product=pie, quantity=2, confidence=0.99, source="fusion")
+    Visit.objects.filter(pk=visit.pk).update(state=Visit.State.SHOPPING, entered_at=timezone.now())
+    visit.refresh_from_db()
+    snap = cart_snapshot(visit=visit)
+    assert (snap["tax_minor"], snap["total_minor"]) == (49, 539)
