@@ -18,6 +18,8 @@ URLs (``carts.dashboard_urls``, mounted at ``/manage/``, namespace ``dashboard``
 * ``reviews/<review_id>/undo/`` (``dashboard:review_undo``): POST (CSRF), field ``decided_at`` (ISO time of the
   decision); ``carts.services.review_undo``; refused after the window with the reason.
 * ``reviews/<review_id>/clip/<camera>/<file>`` (``dashboard:review_clip``): GET, one JPEG frame of a review clip.
+* ``reports/`` (``dashboard:reports``): GET ``?store=<code>&days=7|30|90``: sales per day (a chart), top sellers and
+  the review rate per day of one store (``carts.reports``).
 * ``inventory/…`` (``dashboard:inventory:…``): the manager's inventory pages (``store.inventory.urls``).
 
 Live: the page opens ``ws/dashboard/`` (``carts.dashboard_consumers``) and re-fetches its ``data-live`` sections
@@ -42,6 +44,7 @@ from asgiref.sync import sync_to_async
 
 from . import selectors
 from .live import LiveReplayBusy, live_replay_start, recordings_available
+from .replay import DEMO_PASSWORD, DEMO_SHOPPER
 from .dashboard_events import dashboard_notify
 from .models import ReviewItem
 from .services import ReviewError, review_resolve, review_undo, review_undo_s
@@ -102,6 +105,8 @@ def home(request: HttpRequest) -> HttpResponse:
         "review_cards": _review_rows(reviews),
         "undo": _undo_offer(request),
         "recordings": [p.name for p in recordings_available()],
+        "inside_waiting": _inside_waiting(),
+        "demo_account": DEMO_SHOPPER, "demo_password": DEMO_PASSWORD,
         "store_map_template": _template_if_present(STORE_MAP_TEMPLATE),
         "sensor_health_template": _template_if_present(SENSOR_HEALTH_TEMPLATE),
         "store_alerts": selectors.store_alerts_open(limit=20),
@@ -115,6 +120,16 @@ def _review_rows(rows: list) -> list[tuple]:
 
     items = {i.pk: i for i in ReviewItem.objects.filter(pk__in=[r.id for r in rows])}
     return [(r, review_console(items[r.id], drawings=False)) for r in rows if r.id in items]
+
+
+def _inside_waiting() -> list:
+    """Visits admitted and not yet seen by a camera, in every store (the dashboard's replay hint names them)."""
+    from store.gates.models import Visit
+
+    from .live import visits_waiting
+
+    codes = Visit.objects.filter(state=Visit.State.ADMITTED, track_id="").values_list("store__code", flat=True)
+    return [v for code in sorted(set(codes)) for v in visits_waiting(store_code=code)]
 
 
 @require_safe
@@ -306,15 +321,97 @@ async def live_replay_view(request: HttpRequest) -> HttpResponse:
 
     path = names[form.cleaned_data["recording"]]
     try:
-        session = session_name(await sync_to_async(read_recording)(path))
+        recording = await sync_to_async(read_recording)(path)
+        session = session_name(recording)
     except RecordingError as exc:
         await sync_to_async(messages.error)(request, f"Replay not started: {exc}")
         return redirect(reverse("dashboard:home"))
+    cast = await sync_to_async(_replay_cast)(recording)
     try:
-        await live_replay_start(path=path, session=session, speed=form.cleaned_data["speed"])
+        await live_replay_start(path=path, session=session, speed=form.cleaned_data["speed"],
+                                bind_visits=[v for _, v in cast if v is not None])
     except LiveReplayBusy as exc:
         await sync_to_async(messages.error)(request, f"Replay not started: {exc}.")
         return redirect(reverse("dashboard:home"))
-    await sync_to_async(messages.success)(
-        request, f"Replaying the recorded session {path.name} live. Open the shopper's live cart to watch it.")
+    await sync_to_async(messages.success)(request, f"Replaying the recorded session {path.name} live. "
+                                                   + _cast_words(cast))
     return redirect(reverse("dashboard:home"))
+
+
+def _replay_cast(recording) -> list[tuple[str, int | None]]:
+    """Who plays ``recording``'s shoppers if it starts now (``carts.live.replay_cast``)."""
+    from .live import replay_cast
+    from .replay import PARTY_WITHIN_S
+    from .simulation import parties_from_gates
+
+    party_of = parties_from_gates(recording.gates, within_s=PARTY_WITHIN_S)
+    entries = sum(1 for g in recording.gates if g.kind == "entry" and party_of.get(g.track, g.track) == g.track)
+    return replay_cast(store_code=recording.store["store"]["code"], entries=entries)
+
+
+def _cast_words(cast: list[tuple[str, int | None]]) -> str:
+    """The replay message's sentence naming who to log in as to watch the cart fill."""
+    from .replay import DEMO_PASSWORD, DEMO_SHOPPER
+
+    inside = [f"{who} (visit {visit})" for who, visit in cast if visit is not None]
+    demo = any(who == DEMO_SHOPPER for who, _ in cast)
+    words = []
+    if inside:
+        words.append(f"Its first shopper{'s are' if len(inside) > 1 else ' is'} who is inside now: {', '.join(inside)}"
+                     " — their live cart fills as the recording's shopper takes things.")
+    if demo:
+        words.append(f"{'The next shopper' if inside else 'Its shopper'} plays as {DEMO_SHOPPER} (password "
+                     f"{DEMO_PASSWORD}): log in as that account and open the live cart to watch.")
+    return " ".join(words)
+
+
+#: Periods the reports page offers (days).
+REPORT_PERIODS = (7, 30, 90)
+
+
+@require_safe
+@staff_required
+def reports(request: HttpRequest) -> HttpResponse:
+    """``GET /manage/reports/``: one store's sales per day (chart and table), top sellers and review rate per day
+    over the last ``days`` local days (7, 30 or 90; another value is refused with 400 and the choices)."""
+    from store.layout.models import Store
+
+    from . import reports as rep
+
+    stores = list(Store.objects.order_by("code"))
+    code = request.GET.get("store")
+    store = next((s for s in stores if s.code == code), None) if code else (stores[0] if stores else None)
+    if code and store is None:
+        raise Http404("no such store")
+    raw_days = request.GET.get("days", "30")
+    status = 200
+    try:
+        days = int(raw_days)
+    except ValueError:
+        days = -1
+    if days not in REPORT_PERIODS:
+        messages.error(request, f"Show 7, 30 or 90 days, not {raw_days[:20]!r}; showing 30.")
+        days, status = 30, 400
+    ctx: dict = {"stores": stores, "store": store, "days": days, "periods": REPORT_PERIODS}
+    if store is not None:
+        cur = store.currency
+        sales = rep.sales_by_day(store=store, days=days)
+        reviews = rep.review_rate_by_day(store=store, days=days)
+        labels = [d.day.strftime("%d %b") for d in sales]
+        ctx.update({
+            "sales": [(d, selectors.money_display(d.total_minor, cur)) for d in reversed(sales)],
+            "sales_total": selectors.money_display(sum(d.total_minor for d in sales), cur),
+            "receipts_total": sum(d.receipts for d in sales),
+            "sales_chart": rep.bar_chart_svg(
+                [d.total_minor for d in sales], labels, title=f"Sales per day, {store.name}, last {days} days",
+                value_labels=[selectors.money_display(d.total_minor, cur) for d in sales]),
+            "top": [(t, selectors.money_display(t.revenue_minor, cur)) for t in rep.top_sellers(store=store, days=days)],
+            "reviews": list(reversed(reviews)),
+            "review_chart": rep.bar_chart_svg(
+                [None if d.rate is None else round(100 * d.rate, 1) for d in reviews], labels,
+                title=f"Share of shelf events sent to a person per day, {store.name}, last {days} days",
+                value_labels=["no data" if d.rate is None else f"{100 * d.rate:.1f} % ({d.reviews} of "
+                              f"{d.shelf_events})" for d in reviews], colour="#b35c00"),
+            "zone": store.timezone or "the site's time zone",
+        })
+    return render(request, "dashboard/reports.html", ctx, status=status)

@@ -171,9 +171,15 @@ def _controllers(store, recording: Recording) -> list[_Controller]:
 
 
 def emulate(recording: Recording, *, speed: float = 1.0, url: str | None = None, mqtt_url: str | None = None,
-            step_s: float = 0.2, settle_timeout_s: float = 120.0, out=None) -> EmulationResult:
+            step_s: float = 0.2, settle_timeout_s: float = 120.0, out=None,
+            bind_visits: list[int] | None = None) -> EmulationResult:
     """Play ``recording``'s devices (module docstring) and wait until every visit has settled. Returns an
     :class:`EmulationResult`; its visits and shelf events are labelled with its session for ``evaluate``.
+
+    ``bind_visits``: visits already admitted in the recording's store (people really inside, e.g. a new shopper
+    who scanned in at the gate) whom the recording's first shoppers are: at each of the first entries (not guests)
+    the gate's entry of the next such visit is sent to the store loop instead of a new pass being scanned, so the
+    recorded shopper's track is bound to that visit and its cart fills on that shopper's phone.
 
     ``url``/``mqtt_url``: a running production deployment (default: this process, embedded profile). Raises
     :class:`EmulatorError` when a device is refused or the visits do not settle within ``settle_timeout_s`` wall
@@ -250,10 +256,20 @@ def emulate(recording: Recording, *, speed: float = 1.0, url: str | None = None,
         sent["obs"] += 1
 
     by_codes = {c.bin_codes: c for c in controllers}
+    inside = list(Visit.objects.filter(pk__in=bind_visits or [], store=store).select_related("shopper")
+                  .order_by("entered_at", "pk"))
     try:
         for step in recording_steps(recording, step_s=step_s):
             pace(step.t)
             for g in step.gates:
+                if g.kind == "entry" and inside and party_of.get(g.track, g.track) == g.track:
+                    person = inside.pop(0)  # someone really inside is this recorded shopper: bind, don't scan
+                    runtime.publish(store.code, "gate", runtime.gate_record(
+                        event="entry", visit=person.pk, t=round(g.t + offset, 6), gate=EMULATOR))
+                    accounts[g.track] = person.shopper.get_username()
+                    visits[g.track] = person.pk
+                    sent["entry"] += 1
+                    continue
                 if g.kind == "entry":
                     lead = party_of.get(g.track, g.track)
                     if lead != g.track and lead in tokens:

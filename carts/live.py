@@ -26,6 +26,36 @@ class LiveReplayBusy(RuntimeError):
     """One live replay at a time per server: two would admit the same demo shoppers twice at once."""
 
 
+def visits_waiting(*, store_code: str) -> list:
+    """Visits of store ``store_code`` admitted at the gate and not yet bound to a shopper track (people inside
+    whom no camera has placed yet), oldest first, guests left out, within ``VISIT_OPEN_MAX_H``: in a live replay
+    they are the recording's first shoppers (``carts.emulator.emulate(bind_visits=…)``)."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from store.gates.models import Visit
+    from store.gates.services import visit_open_max_h
+
+    since = timezone.now() - timedelta(hours=visit_open_max_h())
+    return list(Visit.objects.filter(store__code=store_code, state=Visit.State.ADMITTED, track_id="",
+                                     party_lead__isnull=True, entered_at__gte=since)
+                .select_related("shopper").order_by("entered_at", "pk"))
+
+
+def replay_cast(*, store_code: str, entries: int) -> list[tuple[str, int | None]]:
+    """Who plays a recording's ``entries`` shoppers (not guests) if it starts now: ``[(account, visit id or
+    None)]`` — the people inside first (:func:`visits_waiting`), then the demo account, then
+    ``shopper+<track>@walkout.test`` accounts (shown as such)."""
+    from .replay import DEMO_SHOPPER
+
+    cast: list[tuple[str, int | None]] = [(v.shopper.get_username(), v.pk)
+                                          for v in visits_waiting(store_code=store_code)[:entries]]
+    for i in range(entries - len(cast)):
+        cast.append((DEMO_SHOPPER if i == 0 else "shopper+<track>@walkout.test", None))
+    return cast
+
+
 def recordings_available() -> list[Path]:
     """Recording folders under ``settings.RECORDINGS_DIR`` (those with a ``recording.json``), by name."""
     root = Path(settings.RECORDINGS_DIR)
@@ -34,8 +64,11 @@ def recordings_available() -> list[Path]:
     return sorted(p for p in root.iterdir() if (p / "recording.json").is_file())
 
 
-async def live_replay_start(*, path: Path, session: str, speed: float = 1.0) -> str:
+async def live_replay_start(*, path: Path, session: str, speed: float = 1.0,
+                            bind_visits: list[int] | None = None) -> str:
     """Start replaying ``path`` at ``speed`` × real time in ``session``; returns how it runs ("worker"/"server").
+    ``bind_visits``: visits already inside that are the recording's first shoppers (embedded profile; see
+    ``carts.emulator.emulate``; the production worker's replay plays them as demo accounts).
 
     Must be called from the server's event loop (an async view). Raises ValueError for a path outside
     ``settings.RECORDINGS_DIR``, :class:`LiveReplayBusy` while another live replay runs in this server.
@@ -55,7 +88,7 @@ async def live_replay_start(*, path: Path, session: str, speed: float = 1.0) -> 
 
         from .emulator import emulate
 
-        result = emulate(read_recording(path), speed=speed)
+        result = emulate(read_recording(path), speed=speed, bind_visits=bind_visits)
         log.info("live emulation of %s done: session %s, visits %s", path, result.session, result.visits)
 
     async def run() -> None:

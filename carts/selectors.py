@@ -71,6 +71,7 @@ def snapshot_display(snapshot: dict) -> dict:
             for line in snapshot["lines"]
         ],
         "total_display": money_display(snapshot["total_minor"], cur),
+        "tax_display": money_display(snapshot.get("tax_minor", 0), cur),
     }
 
 
@@ -277,6 +278,9 @@ class ReceiptView:
     store_address: str = ""
     tz_name: str = "UTC"
     card_words: str = "your card"
+    subtotal_display: str = ""
+    #: tax lines: (label, rate as text "8.875 %", taxable display, tax display); empty where nothing is taxed
+    taxes: list[tuple[str, str, str, str]] = field(default_factory=list)
 
 
 def _evidence(event: CartEvent) -> EventEvidence:
@@ -337,6 +341,9 @@ def receipt_detail(*, receipt: Receipt) -> ReceiptView:
         store_address=receipt.visit.store.address, tz_name=store_zone(receipt.visit.store).key,
         card_words=(f"{(receipt.card_brand or 'card').title()} ending {receipt.card_last4}" if receipt.card_last4
                     else "the card on file"),
+        subtotal_display=money_display(receipt.total_minor - receipt.tax_minor, cur),
+        taxes=[(t.label, f"{t.rate_percent.normalize():f} %", money_display(t.taxable_minor, cur),
+                money_display(t.tax_minor, cur)) for t in receipt.taxes.all()],
     )
 
 

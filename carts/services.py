@@ -5,7 +5,10 @@ Snapshot contract (DESIGN.md "carts → shopper"), plain JSON types, money in in
 
     {"visit": 12, "seq": 3, "state": "shopping", "currency": "usd",
      "lines": [{"barcode", "name", "quantity", "unit_price_minor", "line_total_minor"}],
-     "under_review": 1, "total_minor": 398, "receipt": null, "trip": {…}}
+     "under_review": 1, "tax_minor": 0, "total_minor": 398, "receipt": null, "trip": {…}}
+
+``tax_minor`` is the tax the lines would bear if billed now (``store.billing.services.tax_lines``) and
+``total_minor`` includes it, as the receipt's total will.
 
 ``trip`` is where the trip stands in words for the shopper (``carts.trip.trip_status``: stage, title, text, link).
 
@@ -23,6 +26,7 @@ from contextlib import contextmanager
 from typing import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from decimal import Decimal
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
@@ -39,6 +43,7 @@ from store.billing.services import (
     PaymentFailed,
     ReceiptLineData,
     price_to_minor,
+    tax_lines,
     receipt_issue,
     receipt_refund_line,
 )
@@ -91,12 +96,28 @@ def cart_lines(*, visit: Visit) -> list[dict]:
     return lines
 
 
+def _receipt_line_data(cart: list[dict]) -> list[ReceiptLineData]:
+    """``cart_lines`` rows as billing's ``ReceiptLineData``, each with its product's tax category and rate now
+    (no category: not taxed). One query."""
+    taxed = {p.pk: p.tax_category for p in Product.objects.filter(pk__in=[ln["product_id"] for ln in cart])
+             .select_related("tax_category")}
+    out = []
+    for line in cart:
+        category = taxed.get(line["product_id"])
+        out.append(ReceiptLineData(product_id=line["product_id"], barcode=line["barcode"], name=line["name"],
+                                   quantity=line["quantity"], unit_price_minor=line["unit_price_minor"],
+                                   tax_rate_percent=category.rate_percent if category else Decimal(0),
+                                   tax_category=category.name if category else ""))
+    return out
+
+
 def cart_snapshot(*, visit: Visit) -> dict:
     """The snapshot pushed to the shopper (module docstring), built from the ledger; ``seq`` from ``Cart``."""
     cart, _ = Cart.objects.get_or_create(visit=visit)
     lines = cart_lines(visit=visit)
     under_review = len(review_open_for(visit=visit))
     receipt = getattr(visit, "receipt", None)
+    tax = sum(t.tax_minor for t in tax_lines(_receipt_line_data(lines)))
     return {
         "visit": visit.pk,
         "seq": cart.seq,
@@ -104,7 +125,8 @@ def cart_snapshot(*, visit: Visit) -> dict:
         "currency": visit.store.currency,
         "lines": [{k: v for k, v in line.items() if k != "product_id"} for line in lines],
         "under_review": under_review,
-        "total_minor": sum(line["line_total_minor"] for line in lines),
+        "tax_minor": tax,
+        "total_minor": sum(line["line_total_minor"] for line in lines) + tax,
         "receipt": receipt.pk if receipt else None,
         "trip": trip_status(visit=visit),
     }
@@ -294,11 +316,7 @@ def visit_checkout(*, visit: Visit, at: datetime | None = None):
                          reason=f"{len(open_reviews)} shelf event(s) await review")
         cart_publish(visit=visit)
         return None
-    lines = [
-        ReceiptLineData(product_id=line["product_id"], barcode=line["barcode"], name=line["name"],
-                        quantity=line["quantity"], unit_price_minor=line["unit_price_minor"])
-        for line in cart_lines(visit=visit)
-    ]
+    lines = _receipt_line_data(cart_lines(visit=visit))
     try:
         receipt = receipt_issue(visit=visit, lines=lines)
     except PaymentFailed as exc:
@@ -428,11 +446,17 @@ def _correction_charge(*, visit: Visit, product: Product, quantity: int, key: st
     guest), captured at once, for a review decision made after the visit was billed. One ledger row
     (``PaymentAttempt`` kind ``charge``, idempotency key ``key``), written by billing's own helper. Raises
     :class:`PaymentFailed` when no card is usable or the provider does not answer (no row); a declined charge
-    returns its failed row."""
-    from store.billing.services import _attempt_record, _payer_profile, _profile_provider  # billing's helpers
+    returns its failed row. Where the product's tax category has a rate, its tax is charged with it (rounded
+    half-up on this charge, ``store.billing.services.tax_minor``)."""
+    from store.billing.services import (  # billing's helpers
+        _attempt_record, _payer_profile, _profile_provider, tax_minor,
+    )
 
     currency = visit.store.currency.lower()
     amount = quantity * price_to_minor(product.price, currency)
+    category = product.tax_category
+    if category is not None:
+        amount += tax_minor(amount, category.rate_percent)
     profile = _payer_profile(visit)
     provider, why_not = _profile_provider(profile)
     if provider is None:

@@ -221,6 +221,11 @@ if PRODUCTION:
 else:
     WHITENOISE_USE_FINDERS = True
     WHITENOISE_AUTOREFRESH = True
+# Uploaded files (product photos) go through Django's default storage: files under MEDIA_ROOT in every profile
+# (point WALKOUT_MEDIA_ROOT at a shared volume when several web servers run). They are served by the manager pages'
+# own views, which check who is asking, never as public static files.
+MEDIA_ROOT = Path(os.environ.get("WALKOUT_MEDIA_ROOT", str(BASE_DIR / "var" / "media")))
+MEDIA_URL = "/media/"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # Embedded profile: e-mails (receipt copies, password resets) are written as files to var/mail/ instead of sent.
 EMAIL_BACKEND = os.environ.get(

@@ -80,7 +80,7 @@ async def test_owner_gets_snapshot_on_connect_and_after_cart_apply():
     first = await comm.receive_json_from(timeout=5)
     assert first.pop("trip")["stage"] == "inside"
     assert first == {"type": "snapshot", "visit": w.visit.pk, "seq": 0, "state": "shopping", "currency": "usd",
-                     "lines": [], "under_review": 0, "total_minor": 0, "receipt": None}
+                     "lines": [], "under_review": 0, "tax_minor": 0, "total_minor": 0, "receipt": None}
 
     await add_to_cart(w, 2)
     pushed = await comm.receive_json_from(timeout=5)

@@ -7,6 +7,7 @@ profile, shared when a shared cache (e.g. Redis) is configured.
 """
 from __future__ import annotations
 
+import time
 from datetime import datetime, timezone as dt_timezone
 from typing import Iterable
 
@@ -244,3 +245,55 @@ def observations_parse(doc) -> tuple[TrackObservations, float | None]:
     obs = TrackObservations(obj(tracks), np.array(ts, dtype=np.float64), obj(kps),
                             np.array(xyz, dtype=np.float64).reshape(-1, 3), np.array(scores, dtype=np.float64))
     return obs, (None if t_last is None else float(t_last))
+
+
+#: A camera's recent frame (drawn with its tracks) is kept this long (s) after the camera worker last published one;
+#: older, the camera page says no worker is publishing. Frames are published every ``CameraWorker.frame_every_s``.
+FRAME_TTL_S = 120
+#: Widest recent frame kept (pixels; larger frames are scaled down), and its JPEG quality.
+FRAME_MAX_WIDTH_PX = 960
+FRAME_JPEG_QUALITY = 75
+
+
+def _frame_key(camera_id: int) -> str:
+    return f"vision:frame:{camera_id}"
+
+
+def camera_frame_draw(image: np.ndarray, tracks) -> np.ndarray:
+    """A copy of ``image`` ((H, W, 3) uint8 BGR) with ``tracks`` (a ``vision.tracking.FrameTracks``) drawn: a box and
+    the track key per person, a dot per wrist seen (OpenCV primitives, no font files)."""
+    import cv2
+
+    out = image.copy()
+    for i in range(len(tracks)):
+        x1, y1, x2, y2 = (int(v) for v in tracks.xyxy[i])
+        cv2.rectangle(out, (x1, y1), (x2, y2), (0, 220, 255), 2)
+        label = f"{tracks.key[i]} {tracks.confidence[i]:.2f}"
+        cv2.putText(out, label, (x1, max(14, y1 - 5)), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 220, 255), 1, cv2.LINE_AA)
+    return out
+
+
+def camera_frame_publish(*, camera_id: int, image: np.ndarray, tracks, t: float) -> int:
+    """Keep ``image`` with ``tracks`` drawn (:func:`camera_frame_draw`) as camera ``camera_id``'s recent frame, as
+    a JPEG in the cache for ``FRAME_TTL_S``; ``t`` is the frame's time (s UTC). Returns the JPEG's size in bytes.
+    Raises ``ValueError`` when the image cannot be encoded."""
+    import cv2
+
+    drawn = camera_frame_draw(image, tracks)
+    h, w = drawn.shape[:2]
+    if w > FRAME_MAX_WIDTH_PX:
+        drawn = cv2.resize(drawn, (FRAME_MAX_WIDTH_PX, int(round(h * FRAME_MAX_WIDTH_PX / w))),
+                           interpolation=cv2.INTER_AREA)
+    ok, jpeg = cv2.imencode(".jpg", drawn, [cv2.IMWRITE_JPEG_QUALITY, FRAME_JPEG_QUALITY])
+    if not ok:
+        raise ValueError(f"camera {camera_id}: the frame could not be encoded")
+    data = jpeg.tobytes()
+    cache.set(_frame_key(camera_id), {"jpeg": data, "t": float(t), "tracks": int(len(tracks)),
+                                      "published": time.time()}, FRAME_TTL_S)
+    return len(data)
+
+
+def camera_frame_recent(*, camera_id: int) -> dict | None:
+    """The recent frame of camera ``camera_id``: ``{"jpeg": bytes, "t": s UTC of the frame, "tracks": n drawn,
+    "published": s UTC when it was kept}``, or None when no camera worker published one in ``FRAME_TTL_S``."""
+    return cache.get(_frame_key(camera_id))

@@ -3,8 +3,13 @@
 URLs (``vision.urls``, namespace ``vision``; mount under ``/manage/vision/``):
 
 * ``map/<store_code>/`` (``vision:store_map``): GET, the floor plan with shopper dots and ids, refreshed live.
-* ``map/<store_code>.json`` (``vision:store_map_json``): GET, ``{"store", "gondolas": [[[x, y]...]...], "zones":
-  [{"name", "kind", "polygon"}], "cameras": [{"name", "x", "y"}], "shoppers": [{"id", "x", "y", "t"}]}`` metres.
+* ``map/<store_code>.json`` (``vision:store_map_json``): GET, ``{"store", "gondolas": [[[x, y]...]...],
+  "gondola_labels": [{"number", "x", "y"}], "zones": [{"name", "kind", "polygon"}], "cameras": [{"name", "x", "y"}],
+  "shoppers": [{"id", "x", "y", "t", "visit", "label"}]}`` metres; ``id`` is the track, ``visit`` the visit bound
+  to it (None when none is) and ``label`` what people read ("Visit 12 · ann", or "not checked in").
+* ``cameras/<camera_id>/`` (``vision:camera``): GET, the camera's page: the recent frame its camera worker kept, with
+  its tracks drawn and its age; where no worker kept one, says so and offers the still below (never passed off as
+  live). ``cameras/<camera_id>/recent.jpg`` (``vision:camera_recent``): that frame (404 when there is none).
 * ``cameras/<camera_id>/snapshot.png`` (``vision:camera_snapshot``): GET ``?frame=N``, one frame of the camera
   with detected people (boxes, confidence), their floor position, and the store's zones drawn; 503 with the reason
   when the camera's source cannot be read.
@@ -24,7 +29,7 @@ from django.views.decorators.http import require_safe
 from store.layout.models import Bin, Store, Zone as ZoneRow
 
 from .models import Camera
-from .services import camera_model_for, store_map_positions
+from .services import FRAME_TTL_S, camera_frame_recent, camera_model_for, store_map_positions
 
 log = logging.getLogger(__name__)
 
@@ -67,13 +72,65 @@ def store_map_json(request: HttpRequest, store_code: str) -> JsonResponse:
     for cam in Camera.objects.filter(store=store, enabled=True):
         if cam.centre:
             cams.append({"name": cam.name, "x": cam.centre[0], "y": cam.centre[1]})
+    gondolas = shelf_zones(data, reach_m=0.0)
     return JsonResponse({
         "store": store.code,
-        "gondolas": [z.polygon.round(3).tolist() for z in shelf_zones(data, reach_m=0.0)],
+        "gondolas": [z.polygon.round(3).tolist() for z in gondolas],
+        "gondola_labels": [{"number": int(z.name.split("-", 1)[1]), "x": round(float(z.polygon[:, 0].mean()), 3),
+                            "y": round(float(z.polygon[:, 1].mean()), 3)} for z in gondolas],
         "zones": data["zones"],
         "cameras": cams,
-        "shoppers": store_map_positions(store_code=store.code),
+        "shoppers": shoppers_named(store=store, positions=store_map_positions(store_code=store.code)),
     })
+
+
+def shoppers_named(*, store: Store, positions: list[dict]) -> list[dict]:
+    """``positions`` (``store_map_positions``) with ``visit`` and ``label``: the latest visit of ``store`` still
+    inside (admitted, shopping, exited, under review) bound to each track; a track no visit is bound to is "not
+    checked in". One query."""
+    from store.gates.models import Visit
+
+    inside = [Visit.State.ADMITTED, Visit.State.SHOPPING, Visit.State.EXITED, Visit.State.UNDER_REVIEW]
+    ids = [str(p["id"]) for p in positions]
+    by_track: dict[str, Visit] = {}
+    for v in (Visit.objects.filter(store=store, track_id__in=ids, state__in=inside).select_related("shopper")
+              .order_by("entered_at", "pk")):
+        by_track[v.track_id] = v  # the latest wins
+    out = []
+    for p in positions:
+        v = by_track.get(str(p["id"]))
+        who = (v.shopper.get_username().split("@")[0] if v is not None else "")
+        out.append({**p, "visit": v.pk if v else None,
+                    "label": f"Visit {v.pk} · {who}" if v is not None else "not checked in"})
+    return out
+
+
+@require_safe
+@staff_required
+def camera_page(request: HttpRequest, camera_id: int) -> HttpResponse:
+    """One camera: its recent drawn frame from the camera worker, or why there is none (module docstring)."""
+    import time
+
+    camera = get_object_or_404(Camera.objects.select_related("store"), pk=camera_id)
+    recent = camera_frame_recent(camera_id=camera.pk)
+    age = None if recent is None else max(0.0, time.time() - recent["published"])
+    return render(request, "vision/camera.html", {
+        "camera": camera, "store": camera.store, "recent": recent, "age_s": age, "ttl_s": FRAME_TTL_S,
+        "still": request.GET.get("still") == "1",
+    })
+
+
+@require_safe
+@staff_required
+def camera_recent(request: HttpRequest, camera_id: int) -> HttpResponse:
+    """The recent frame (JPEG) of a camera; 404 when no camera worker kept one lately."""
+    camera = get_object_or_404(Camera, pk=camera_id)
+    recent = camera_frame_recent(camera_id=camera.pk)
+    if recent is None:
+        return HttpResponse(f"camera {camera.name}: no recent frame", status=404, content_type="text/plain")
+    response = HttpResponse(recent["jpeg"], content_type="image/jpeg")
+    response["Cache-Control"] = "no-store"
+    return response
 
 
 @require_safe

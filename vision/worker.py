@@ -91,13 +91,16 @@ class CameraWorker:
     Review clips (module docstring): ``clips`` where they go (None: no ring, no clips); ``clip_requests()``: the new
     requests since the last call (default :func:`review_clip_requests` on this camera's store); ``ring``: the frame
     ring (default 30 s at 5 fps, 640 px wide); ``pre_s``/``post_s``: seconds of frames before and after the event;
-    ``clip_poll_s``: seconds of frames between two asks."""
+    ``clip_poll_s``: seconds of frames between two asks. ``frame_every_s``: how often (wall-clock seconds) a frame
+    with its tracks drawn is kept for the manager's camera page (``vision.services.camera_frame_publish``; 0 or
+    None: never; a camera row without a primary key: never)."""
 
     def __init__(self, camera, tracker, *, publish: Callable[[TrackObservations, float], None] | None = None,
                  batch_s: float = 0.2, realtime: bool = False, black_level: float = 8.0, retry_s: float = 2.0,
                  t0: float | None = None, clips: ClipStore | None = None,
                  clip_requests: Callable[[], list[ClipRequest]] | None = None, ring: FrameRing | None = None,
-                 pre_s: float = 3.0, post_s: float = 3.0, clip_poll_s: float = 1.0) -> None:
+                 pre_s: float = 3.0, post_s: float = 3.0, clip_poll_s: float = 1.0,
+                 frame_every_s: float | None = 2.0) -> None:
         self.camera = camera
         self.tracker = tracker
         self.publish = publish or self._publish_stream
@@ -117,6 +120,8 @@ class CameraWorker:
         self._pending: list[tuple[ClipRequest, float]] = []  # (request, wall time asked)
         self._last_poll_t = -float("inf")
         self._since = None
+        self.frame_every_s = frame_every_s
+        self._frame_kept_at = float("-inf")
 
     def _review_requests(self) -> list[ClipRequest]:
         requests, self._since = review_clip_requests(store_id=self.camera.store_id, since=self._since)
@@ -182,6 +187,19 @@ class CameraWorker:
                 except (OSError, ValueError) as exc:
                     self._problem(f"review {request.review}: clip not written: {exc}")
         self._pending = keep
+
+    def _keep_recent_frame(self, frame: Frame, ft: FrameTracks) -> None:
+        """Keep a drawn frame for the camera page every ``frame_every_s``; a failure is logged, never fatal."""
+        pk = getattr(self.camera, "pk", None)
+        if not self.frame_every_s or pk is None or time.monotonic() - self._frame_kept_at < self.frame_every_s:
+            return
+        self._frame_kept_at = time.monotonic()
+        try:
+            from .services import camera_frame_publish
+
+            camera_frame_publish(camera_id=pk, image=frame.image, tracks=ft, t=ft.t)
+        except Exception as exc:  # the cache down or an odd frame must not stop tracking
+            self._problem(f"recent frame not kept: {exc}")
 
     def _publish_stream(self, obs: TrackObservations, t_last: float) -> None:
         from carts.runtime import publish_observations
@@ -275,6 +293,7 @@ class CameraWorker:
             self._clips_step(frame.t)
             if ft is None:
                 continue
+            self._keep_recent_frame(frame, ft)
             batch.append(frame_observations(ft))
             batch_t_last = ft.t
             batch_t0 = ft.t if batch_t0 is None else batch_t0

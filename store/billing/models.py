@@ -12,7 +12,8 @@ class Receipt(models.Model):
 
     visit = models.OneToOneField(Visit, on_delete=models.PROTECT, related_name="receipt")
     currency = models.CharField(max_length=3)
-    total_minor = models.PositiveIntegerField()
+    total_minor = models.PositiveIntegerField(help_text="what the shopper pays: the lines plus tax_minor")
+    tax_minor = models.PositiveIntegerField(default=0, help_text="sum of the receipt's tax lines (ReceiptTax)")
     issued_at = models.DateTimeField()
     card_brand = models.CharField(max_length=20, blank=True, default="", help_text="the card charged, as issued")
     card_last4 = models.CharField(max_length=4, blank=True, default="")
@@ -31,9 +32,25 @@ class ReceiptLine(models.Model):
     quantity = models.PositiveIntegerField()
     unit_price_minor = models.PositiveIntegerField()
     line_total_minor = models.PositiveIntegerField()
+    tax_category = models.CharField(max_length=60, blank=True, default="", help_text="as billed; empty: not taxed")
+    tax_rate_percent = models.DecimalField(max_digits=6, decimal_places=3, default=0, help_text="as billed")
 
     class Meta:
         ordering = ["id"]
+
+
+class ReceiptTax(models.Model):
+    """One tax line of a receipt: the lines billed at ``rate_percent`` (``taxable_minor``, their total) and the tax
+    on them (``tax_minor``), rounded once per rate (``store.billing.services.tax_lines`` states the rule)."""
+
+    receipt = models.ForeignKey(Receipt, on_delete=models.CASCADE, related_name="taxes")
+    label = models.CharField(max_length=200, help_text="the tax categories billed at this rate")
+    rate_percent = models.DecimalField(max_digits=6, decimal_places=3)
+    taxable_minor = models.PositiveIntegerField()
+    tax_minor = models.PositiveIntegerField()
+
+    class Meta:
+        ordering = ["rate_percent", "id"]
 
 
 class PaymentAttempt(models.Model):

@@ -22,7 +22,7 @@ from django.db.models import Q, Sum
 from django.utils import timezone
 
 from store.accounts.models import ShopperProfile
-from store.billing.models import PaymentAttempt, Receipt, ReceiptLine
+from store.billing.models import PaymentAttempt, Receipt, ReceiptLine, ReceiptTax
 from store.billing.providers import (
     PaymentProvider,
     ProviderResult,
@@ -104,17 +104,34 @@ def price_to_minor(price: Decimal, currency: str) -> int:
     return int((price.scaleb(exponent)).quantize(Decimal(1), rounding=ROUND_HALF_UP))
 
 
+def tax_minor(amount_minor: int, rate_percent: Decimal) -> int:
+    """Tax on ``amount_minor`` (minor units ≥ 0) at ``rate_percent`` (a ``Decimal`` percent, 0–100), in minor units,
+    rounded half-up exactly (``Decimal`` arithmetic, never floats): 1000 at 8.875 % → 88.75 → 89; 250 at 7 % →
+    17.5 → 18; 0 % → 0. Raises ``TypeError`` for a non-int amount or a non-Decimal rate, ``ValueError`` out of
+    range."""
+    if not isinstance(amount_minor, int) or isinstance(amount_minor, bool):
+        raise TypeError(f"amount_minor must be an int, got {type(amount_minor).__name__}")
+    if not isinstance(rate_percent, Decimal):
+        raise TypeError(f"rate_percent must be a Decimal, got {type(rate_percent).__name__}")
+    if amount_minor < 0 or not rate_percent.is_finite() or not (0 <= rate_percent <= 100):
+        raise ValueError(f"tax of {amount_minor} at {rate_percent} %: amount ≥ 0 and a rate 0–100 % expected")
+    return int((Decimal(amount_minor) * rate_percent / 100).quantize(Decimal(1), rounding=ROUND_HALF_UP))
+
+
 # --- data crossing into billing ---------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
 class ReceiptLineData:
-    """One receipt line as the cart computed it. ``unit_price_minor``: minor units; ``quantity`` ≥ 1 units."""
+    """One receipt line as the cart computed it. ``unit_price_minor``: minor units; ``quantity`` ≥ 1 units;
+    ``tax_rate_percent``: the product's tax rate (``Decimal`` percent; 0: not taxed) and ``tax_category`` its name."""
 
     product_id: int
     barcode: str
     name: str
     quantity: int
     unit_price_minor: int
+    tax_rate_percent: Decimal = Decimal(0)
+    tax_category: str = ""
 
     def __post_init__(self) -> None:
         for name in ("product_id", "quantity", "unit_price_minor"):
@@ -125,13 +142,49 @@ class ReceiptLineData:
             raise ValueError(f"quantity must be ≥ 1, got {self.quantity}")
         if self.unit_price_minor < 0:
             raise ValueError(f"unit_price_minor must be ≥ 0, got {self.unit_price_minor}")
+        if not isinstance(self.tax_rate_percent, Decimal):
+            raise TypeError(f"tax_rate_percent must be a Decimal, got {type(self.tax_rate_percent).__name__}")
+        if not self.tax_rate_percent.is_finite() or not (0 <= self.tax_rate_percent <= 100):
+            raise ValueError(f"tax_rate_percent must be 0–100, got {self.tax_rate_percent}")
 
     @property
     def line_total_minor(self) -> int:
         return self.quantity * self.unit_price_minor
 
-    def key(self) -> tuple[int, str, str, int, int]:
-        return (self.product_id, self.barcode, self.name, self.quantity, self.unit_price_minor)
+    def key(self) -> tuple:
+        return (self.product_id, self.barcode, self.name, self.quantity, self.unit_price_minor,
+                self.tax_rate_percent.quantize(Decimal("0.001")))
+
+
+@dataclass(frozen=True)
+class TaxLineData:
+    """One tax line: the lines at ``rate_percent`` (``label``: their categories' names, sorted, joined by " / "),
+    their total ``taxable_minor`` and the tax on it ``tax_minor`` (minor units)."""
+
+    label: str
+    rate_percent: Decimal
+    taxable_minor: int
+    tax_minor: int
+
+
+def tax_lines(lines: list[ReceiptLineData]) -> list[TaxLineData]:
+    """The tax lines of a receipt with ``lines``, by rate (lowest first), rates above 0 only.
+
+    Rounding rule: tax is computed once per rate on the sum of the line totals at that rate, and rounded half-up to
+    the minor unit (:func:`tax_minor`): two 0.50 items at 5 % pay 0.05 (5 % of 1.00), not 0.03 + 0.03. The
+    receipt's total is its lines plus the sum of these (what the card is charged)."""
+    groups: dict[Decimal, list[ReceiptLineData]] = {}
+    for line in lines:
+        rate = line.tax_rate_percent.quantize(Decimal("0.001"))
+        if rate > 0:
+            groups.setdefault(rate, []).append(line)
+    out = []
+    for rate in sorted(groups):
+        taxable = sum(ln.line_total_minor for ln in groups[rate])
+        label = " / ".join(sorted({ln.tax_category for ln in groups[rate] if ln.tax_category})) or "Tax"
+        out.append(TaxLineData(label=label, rate_percent=rate, taxable_minor=taxable,
+                               tax_minor=tax_minor(taxable, rate)))
+    return out
 
 
 # --- ledger helpers ---------------------------------------------------------------------------------------------
@@ -257,21 +310,28 @@ def receipt_issue(*, visit: Visit, lines: list[ReceiptLineData]) -> Receipt:
         if receipt is None:
             payer = visit.party_lead.shopper if visit.party_lead_id else visit.shopper
             profile = getattr(payer, "shopper", None)
+            taxes = tax_lines(lines)
+            tax = sum(t.tax_minor for t in taxes)
             receipt = Receipt.objects.create(
                 visit=visit, currency=visit.store.currency.lower(),
-                total_minor=sum(line.line_total_minor for line in lines), issued_at=timezone.now(),
+                total_minor=sum(line.line_total_minor for line in lines) + tax, tax_minor=tax, issued_at=timezone.now(),
                 card_brand=getattr(profile, "card_brand", "") or "", card_last4=getattr(profile, "card_last4", "") or "",
             )
             ReceiptLine.objects.bulk_create([
                 ReceiptLine(receipt=receipt, product_id=line.product_id, barcode=line.barcode, name=line.name,
                             quantity=line.quantity, unit_price_minor=line.unit_price_minor,
-                            line_total_minor=line.line_total_minor)
+                            line_total_minor=line.line_total_minor, tax_category=line.tax_category,
+                            tax_rate_percent=line.tax_rate_percent)
                 for line in lines
             ])
+            ReceiptTax.objects.bulk_create([
+                ReceiptTax(receipt=receipt, label=t.label[:200], rate_percent=t.rate_percent,
+                           taxable_minor=t.taxable_minor, tax_minor=t.tax_minor) for t in taxes])
             log.info("visit %s: receipt %s issued, total %s %s", visit.pk, receipt.pk, receipt.total_minor,
                      receipt.currency)
         else:
-            stored = sorted((ln.product_id, ln.barcode, ln.name, ln.quantity, ln.unit_price_minor)
+            stored = sorted((ln.product_id, ln.barcode, ln.name, ln.quantity, ln.unit_price_minor,
+                             Decimal(ln.tax_rate_percent).quantize(Decimal("0.001")))
                             for ln in receipt.lines.all())
             if stored != sorted(line.key() for line in lines):
                 raise ReceiptConflict(
@@ -340,8 +400,25 @@ def _receipt_collect(*, visit: Visit, receipt: Receipt) -> PaymentFailed | None:
     return None
 
 
+def refund_tax_minor(*, receipt_line: ReceiptLine, quantity: int) -> int:
+    """The tax (minor units) refunded with ``quantity`` more units of ``receipt_line``: the receipt's tax at the
+    line's rate on what is left unrefunded at that rate before, less the same after (:func:`tax_minor`, rounded
+    half-up once per rate as when billed). So refunding every unit of a receipt refunds exactly the tax charged."""
+    rate = Decimal(receipt_line.tax_rate_percent)
+    if rate <= 0:
+        return 0
+    same_rate = ReceiptLine.objects.filter(receipt_id=receipt_line.receipt_id, tax_rate_percent=rate)
+    taxable = sum(ln.line_total_minor for ln in same_rate)
+    refunded = sum((a.quantity or 0) * a.receipt_line.unit_price_minor for a in PaymentAttempt.objects.filter(
+        receipt_line__in=same_rate, kind=K.REFUND, status=S.SUCCEEDED).select_related("receipt_line"))
+    before = taxable - refunded
+    after = before - quantity * receipt_line.unit_price_minor
+    return tax_minor(before, rate) - tax_minor(max(after, 0), rate)
+
+
 def receipt_refund_line(*, receipt_line: ReceiptLine, quantity: int, reason: str) -> PaymentAttempt:
-    """Refund ``quantity`` units of ``receipt_line`` (``quantity × unit_price_minor`` minor units) to the card.
+    """Refund ``quantity`` units of ``receipt_line`` (``quantity × unit_price_minor`` minor units, plus their tax,
+    :func:`refund_tax_minor`) to the card.
 
     The refund goes against the visit's capture or charge that still has that much unrefunded. Key
     ``refund:line:<line id>:<n>``. The visit row is locked. Raises ``ValueError`` for a quantity < 1,
@@ -363,7 +440,7 @@ def receipt_refund_line(*, receipt_line: ReceiptLine, quantity: int, reason: str
             raise RefundRejected(
                 f"line {line.pk} has {line.quantity - refunded} of {line.quantity} unit(s) left to refund, "
                 f"not {quantity}", code="quantity_too_large")
-        amount = quantity * line.unit_price_minor
+        amount = quantity * line.unit_price_minor + refund_tax_minor(receipt_line=line, quantity=quantity)
         if amount == 0:
             raise RefundRejected(f"line {line.pk} is free: nothing to refund", code="nothing_to_refund")
         payment = _refundable_payment(visit=visit, amount_minor=amount)
@@ -407,6 +484,6 @@ def _refundable_payment(*, visit: Visit, amount_minor: int) -> PaymentAttempt | 
 
 __all__ = [
     "BillingError", "PaymentDeclined", "PaymentFailed", "ReceiptConflict", "RefundRejected", "ReceiptLineData",
-    "currency_exponent", "price_to_minor", "payment_authorise", "payment_settled_minor", "receipt_issue",
+    "currency_exponent", "price_to_minor", "tax_minor", "tax_lines", "TaxLineData", "refund_tax_minor", "payment_authorise", "payment_settled_minor", "receipt_issue",
     "receipt_refund_line", "ResultStatus",
 ]

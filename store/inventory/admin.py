@@ -7,7 +7,63 @@ from django.db.models import F, IntegerField, OuterRef, QuerySet, Subquery, Sum,
 from django.db.models.functions import Coalesce
 from django.http import HttpRequest
 
-from .models import Facing, Product, RestockSession, RestockTask, StockMovement
+from django import forms
+from django.utils.html import format_html
+
+from .models import Facing, Product, ProductPhoto, RestockSession, RestockTask, StockMovement, TaxCategory
+
+
+class ProductPhotoForm(forms.ModelForm):
+    """A photo upload in the admin, checked as the inventory pages check it (``services.photo_check``)."""
+
+    class Meta:
+        model = ProductPhoto
+        fields = ("image",)
+
+    def clean_image(self):
+        from .services import InventoryInputError, photo_check, photo_rejections
+
+        f = self.cleaned_data.get("image")
+        from django.core.files.uploadedfile import UploadedFile
+
+        if isinstance(f, UploadedFile):  # a new upload (a stored file was checked when it came)
+            f.seek(0)
+            data = f.read()
+            f.seek(0)
+            try:
+                ext, self._width, self._height = photo_check(data)
+                f.name = f"photo.{ext}"  # the decoded format names the file, not the uploader's file name
+            except InventoryInputError as exc:
+                photo_rejections[str(exc).split(":")[0][:60]] += 1
+                raise forms.ValidationError(str(exc)) from None
+        return f
+
+    def save(self, commit=True):
+        photo = super().save(commit=False)
+        if hasattr(self, "_width"):
+            photo.width, photo.height = self._width, self._height
+        if commit:
+            photo.save()
+        return photo
+
+
+class ProductPhotoInline(admin.TabularInline):
+    """Photos of the product (also the recogniser's gallery); each upload must be a readable JPEG, PNG or WebP."""
+
+    model = ProductPhoto
+    form = ProductPhotoForm
+    fields = ("preview", "image", "width", "height", "uploaded_at")
+    readonly_fields = ("preview", "width", "height", "uploaded_at")
+    extra = 1
+
+    @admin.display(description="photo")
+    def preview(self, obj: ProductPhoto) -> str:
+        if not obj.pk:
+            return ""
+        from django.urls import reverse
+
+        url = reverse("dashboard:inventory:photo", args=[obj.product_id, obj.pk])
+        return format_html('<img src="{}" alt="" style="height:60px;border-radius:4px">', url)
 
 
 class FacingInline(admin.TabularInline):
@@ -38,12 +94,12 @@ class LowStockFilter(admin.SimpleListFilter):
 
 @admin.register(Product)
 class ProductAdmin(admin.ModelAdmin):
-    list_display = ("name", "barcode", "store", "price", "unit_weight_g", "unit_weight_sd_g", "low_stock_threshold",
+    list_display = ("name", "barcode", "store", "price", "tax_category", "unit_weight_g", "unit_weight_sd_g", "low_stock_threshold",
                     "stock_level")
     list_filter = ("store", LowStockFilter, ("facings__bin__shelf__gondola", admin.RelatedOnlyFieldListFilter))
     search_fields = ("barcode", "name", "facings__bin__code")
     list_select_related = ("store",)
-    inlines = (FacingInline,)
+    inlines = (FacingInline, ProductPhotoInline)
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
         # A subquery, not a join: facing filters and searches join other rows, which would multiply a joined sum.
@@ -130,3 +186,35 @@ class RestockTaskAdmin(admin.ModelAdmin):
 
         for task in queryset.filter(done_at__isnull=True):
             restock_task_done(task=task, by=request.user)
+
+
+@admin.register(TaxCategory)
+class TaxCategoryAdmin(admin.ModelAdmin):
+    """Tax categories per store (rate in percent); give a product its category on the product's page."""
+
+    list_display = ("name", "store", "rate_percent")
+    list_filter = ("store",)
+    search_fields = ("name",)
+
+
+class ProductPhotoStandaloneForm(ProductPhotoForm):
+    class Meta(ProductPhotoForm.Meta):
+        fields = ("product", "image")
+
+
+@admin.register(ProductPhoto)
+class ProductPhotoAdmin(admin.ModelAdmin):
+    """Every product photo (the recogniser's gallery); uploads are checked as images like on the product page."""
+
+    form = ProductPhotoStandaloneForm
+    list_display = ("id", "product", "width", "height", "uploaded_at", "uploaded_by")
+    list_filter = ("product__store", "uploaded_at")
+    search_fields = ("product__name", "product__barcode")
+    list_select_related = ("product",)
+    autocomplete_fields = ("product",)
+    readonly_fields = ("width", "height", "uploaded_at", "uploaded_by")
+
+    def save_model(self, request, obj, form, change):
+        if not obj.uploaded_by:
+            obj.uploaded_by = request.user.get_username()[:150]
+        super().save_model(request, obj, form, change)

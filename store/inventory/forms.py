@@ -12,16 +12,27 @@ from .models import Product, StockMovement
 
 
 class ProductEditForm(forms.Form):
-    """Price (store currency, 2 decimals), unit weight and its sd (grams), low-stock threshold (units)."""
+    """Name, price (store currency, 2 decimals), unit weight and its sd (grams), low-stock threshold (units)."""
 
+    name = forms.CharField(max_length=200, label="Name", required=False,
+                           help_text="receipts already issued keep the name they were issued with")
     price = forms.DecimalField(min_value=Decimal("0"), max_digits=10, decimal_places=2)
     unit_weight_g = forms.FloatField(min_value=0.001, label="Unit weight (g)")
     unit_weight_sd_g = forms.FloatField(min_value=0.0, label="Unit weight sd (g)")
     low_stock_threshold = forms.IntegerField(min_value=0, max_value=1_000_000, label="Low-stock threshold (units)")
 
+    def clean_name(self):
+        """None when the form was sent without a name (unchanged); a blank name is refused."""
+        if "name" not in self.data:
+            return None
+        name = " ".join((self.cleaned_data.get("name") or "").split())
+        if not name:
+            raise forms.ValidationError("give the product a name")
+        return name
+
     @classmethod
     def for_product(cls, product: Product, data=None) -> "ProductEditForm":
-        return cls(data, initial={"price": product.price, "unit_weight_g": product.unit_weight_g,
+        return cls(data, initial={"name": product.name, "price": product.price, "unit_weight_g": product.unit_weight_g,
                                   "unit_weight_sd_g": product.unit_weight_sd_g,
                                   "low_stock_threshold": product.low_stock_threshold})
 
@@ -34,7 +45,10 @@ class _BinChoiceForm(forms.Form):
     def __init__(self, *args, product: Product, **kwargs):
         super().__init__(*args, **kwargs)
         faced = set(product.facings.values_list("bin_id", flat=True))
-        bins = list(Bin.objects.filter(store_id=product.store_id).order_by("code").values_list("pk", "code"))
+        from .selectors import natural_key
+
+        bins = sorted(Bin.objects.filter(store_id=product.store_id).values_list("pk", "code"),
+                      key=lambda b: natural_key(b[1]))
         self.fields["bin"].choices = ([("", "— no bin —")]
                                       + [(pk, f"{code} (faces it)") for pk, code in bins if pk in faced]
                                       + [(pk, code) for pk, code in bins if pk not in faced])
@@ -109,3 +123,37 @@ class LedgerFilterForm(forms.Form):
     product = forms.IntegerField(required=False, min_value=1, widget=forms.HiddenInput)
     since = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
     until = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
+
+
+class MultipleFileInput(forms.ClearableFileInput):
+    """A file input that lets the browser pick several files at once."""
+
+    allow_multiple_selected = True
+
+
+class MultipleFileField(forms.FileField):
+    """A file field that cleans to a list of uploaded files (Django's documented recipe)."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("widget", MultipleFileInput())
+        super().__init__(*args, **kwargs)
+
+    def clean(self, data, initial=None):
+        single = super().clean
+        if isinstance(data, (list, tuple)):
+            return [single(d, initial) for d in data]
+        return [single(data, initial)]
+
+
+class PhotoUploadForm(forms.Form):
+    """One or more photos of a product (each checked by ``services.photo_check``: JPEG, PNG or WebP it can decode)."""
+
+    photos = MultipleFileField(widget=MultipleFileInput(attrs={"accept": "image/jpeg,image/png,image/webp"}),
+                               label="Photos (JPEG, PNG or WebP; several at once)",
+                               error_messages={"required": "choose at least one photo"})
+
+    def clean_photos(self):
+        files = self.cleaned_data["photos"]
+        if len(files) > 20:
+            raise forms.ValidationError(f"{len(files)} files chosen; 20 at most at once")
+        return files

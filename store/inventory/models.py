@@ -1,14 +1,36 @@
-"""Catalogue and stock: Product, Facing (bin ↔ product, i.e. the planogram), StockMovement (append-only), restock
+"""Catalogue and stock: Product, ProductPhoto (pictures of a product: the catalogue's and the gallery a product
+recogniser matches hands against), Facing (bin ↔ product, i.e. the planogram), StockMovement (append-only), restock
 sessions (staff restocking: weight increases are restocks, not returns) and restock tasks (work for the staff)."""
 from __future__ import annotations
 
+import uuid
 from decimal import Decimal
 
 from django.conf import settings
-from django.core.validators import MinValueValidator
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 
 from store.layout.models import Bin, Store
+
+
+class TaxCategory(models.Model):
+    """A tax category of a store's products (e.g. "Groceries" at 0 %, "Prepared food" at 8.875 %): ``rate_percent``
+    is the rate in percent of the price (a ``Decimal``, up to 3 decimals). Receipts copy the rate at billing time;
+    changing it changes later receipts only. A product without a category is not taxed."""
+
+    store = models.ForeignKey(Store, on_delete=models.CASCADE, related_name="tax_categories")
+    name = models.CharField(max_length=60)
+    rate_percent = models.DecimalField(max_digits=6, decimal_places=3,
+                                       validators=[MinValueValidator(Decimal("0")), MaxValueValidator(Decimal("100"))],
+                                       help_text="percent of the price, e.g. 8.875")
+
+    class Meta:
+        ordering = ["store", "name"]
+        verbose_name_plural = "tax categories"
+        constraints = [models.UniqueConstraint(fields=["store", "name"], name="tax_category_unique_name")]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.rate_percent.normalize():f} %)"
 
 
 class Product(models.Model):
@@ -21,6 +43,8 @@ class Product(models.Model):
     unit_weight_g = models.FloatField(validators=[MinValueValidator(0.0)])
     unit_weight_sd_g = models.FloatField(default=0.0, validators=[MinValueValidator(0.0)])
     low_stock_threshold = models.PositiveIntegerField(default=0)
+    tax_category = models.ForeignKey(TaxCategory, on_delete=models.PROTECT, null=True, blank=True,
+                                     related_name="products", help_text="empty: not taxed")
 
     class Meta:
         ordering = ["store", "name"]
@@ -28,6 +52,33 @@ class Product(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.barcode})"
+
+
+def product_photo_path(instance: "ProductPhoto", filename: str) -> str:
+    """Storage name of a photo: ``products/<store>/<barcode>/<random>.<ext>``; the extension is the one the
+    service chose from the decoded image format (never the uploader's file name)."""
+    ext = filename.rsplit(".", 1)[-1].lower() if "." in filename else "jpg"
+    product = instance.product
+    return f"products/{product.store.code}/{product.barcode}/{uuid.uuid4().hex}.{ext}"
+
+
+class ProductPhoto(models.Model):
+    """One photo of a product, stored through Django's default storage (``MEDIA_ROOT`` in every profile). Written
+    only by ``services.product_photo_add`` (which checks that the file is an image it can decode); ``width`` and
+    ``height`` in pixels."""
+
+    product = models.ForeignKey(Product, on_delete=models.CASCADE, related_name="photos")
+    image = models.FileField(upload_to=product_photo_path, max_length=300)
+    width = models.PositiveIntegerField()
+    height = models.PositiveIntegerField()
+    uploaded_at = models.DateTimeField(auto_now_add=True)
+    uploaded_by = models.CharField(max_length=150, blank=True)
+
+    class Meta:
+        ordering = ["product", "id"]
+
+    def __str__(self) -> str:
+        return f"photo {self.pk} of {self.product.barcode}"
 
 
 class Facing(models.Model):

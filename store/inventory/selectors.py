@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 
 from django.db.models import Q, QuerySet, Sum
 
@@ -152,9 +153,9 @@ class PlanogramBin:
 
 
 def planogram(*, store: Store, query: str = "") -> list[PlanogramBin]:
-    """Every bin of ``store`` in code order with the products that face it. ``query`` keeps bins whose code
+    """Every bin of ``store`` in natural code order (``1-1-2`` before ``1-1-10``) with the products that face it. ``query`` keeps bins whose code
     starts with it, or that a product whose barcode or name contains it faces."""
-    bins = list(Bin.objects.filter(store=store).select_related("shelf__gondola").order_by("code"))
+    bins = sorted(Bin.objects.filter(store=store).select_related("shelf__gondola"), key=lambda b: natural_key(b.code))
     facings = list(Facing.objects.filter(bin__store=store).select_related("product").order_by("product__name"))
     by_bin_level = stock_levels_by_bin(product_ids=list({f.product_id for f in facings}))
     products: dict[int, list[tuple[Product, int]]] = defaultdict(list)
@@ -169,3 +170,54 @@ def planogram(*, store: Store, query: str = "") -> list[PlanogramBin]:
             continue
         out.append(PlanogramBin(bin=b, products=faced))
     return out
+
+
+def product_photos(product: Product) -> list[Path]:
+    """Local file paths of ``product``'s photos, oldest first (the gallery a product recogniser matches against).
+    Needs a storage with local files (``FileSystemStorage``, the default in every profile); raises
+    ``NotImplementedError`` on one without (then read ``ProductPhoto.image.open()`` instead)."""
+    return [Path(p.image.path) for p in product.photos.order_by("id")]
+
+
+def product_photo_gallery(*, store: Store) -> dict[str, list[Path]]:
+    """``{barcode: [photo file path, ...]}`` of every product of ``store`` that has photos (one query); see
+    :func:`product_photos` for the storage it needs."""
+    from .models import ProductPhoto
+
+    out: dict[str, list[Path]] = defaultdict(list)
+    for photo in ProductPhoto.objects.filter(product__store=store).select_related("product").order_by("id"):
+        out[photo.product.barcode].append(Path(photo.image.path))
+    return dict(out)
+
+
+@dataclass(frozen=True)
+class ShelfDrawing:
+    """One shelf as drawn: its bins left to right (natural code order) and each bin's share of the shelf's width
+    (``widths``, percent of the sum of its bins' ``width_m``)."""
+
+    gondola_number: int
+    shelf_number: int
+    z_m: float
+    bins: list[PlanogramBin]
+    widths: list[float]
+
+    @property
+    def bins_widths(self) -> list[tuple[PlanogramBin, float]]:
+        return list(zip(self.bins, self.widths))
+
+
+def planogram_drawing(*, store: Store) -> list[tuple[int, list[ShelfDrawing]]]:
+    """The planogram as the shelves it describes: ``[(gondola number, [shelf, top shelf first])]`` by gondola
+    number; every bin of ``store`` appears once, with the products facing it (see :func:`planogram`)."""
+    by_shelf: dict[tuple[int, int], list[PlanogramBin]] = defaultdict(list)
+    z: dict[tuple[int, int], float] = {}
+    for pb in planogram(store=store):
+        key = (pb.bin.shelf.gondola.number, pb.bin.shelf.number)
+        by_shelf[key].append(pb)
+        z[key] = pb.bin.shelf.z
+    gondolas: dict[int, list[ShelfDrawing]] = defaultdict(list)
+    for (g, s), bins in by_shelf.items():
+        total = sum(max(pb.bin.width_m, 0.01) for pb in bins)
+        gondolas[g].append(ShelfDrawing(gondola_number=g, shelf_number=s, z_m=z[(g, s)], bins=bins,
+                                        widths=[round(100 * max(pb.bin.width_m, 0.01) / total, 2) for pb in bins]))
+    return [(g, sorted(shelves, key=lambda d: (-d.z_m, -d.shelf_number))) for g, shelves in sorted(gondolas.items())]

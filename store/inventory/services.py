@@ -1,14 +1,20 @@
 """Inventory services: load the catalogue and planogram, and write the stock ledger."""
 from __future__ import annotations
 
+import io
+import logging
+from collections import Counter
 from decimal import Decimal
 
+from django.core.files.base import ContentFile
 from django.db import transaction
 from django.db.models import Sum
 
 from store.layout.models import Bin, Store
 
-from .models import Facing, Product, StockMovement
+from .models import Facing, Product, ProductPhoto, StockMovement
+
+log = logging.getLogger(__name__)
 
 
 @transaction.atomic
@@ -139,10 +145,17 @@ def stock_level_set(*, product: Product, counted: int, by: str, bin: Bin | None 
 
 
 def product_update(*, product: Product, price: Decimal, unit_weight_g: float, unit_weight_sd_g: float,
-                   low_stock_threshold: int) -> Product:
+                   low_stock_threshold: int, name: str | None = None) -> Product:
     """Change a product's price (``Decimal`` ≥ 0, store currency, 2 decimals at most), unit weight and its
-    standard deviation (grams, ≥ 0; weight > 0) and low-stock threshold (units, ≥ 0). Raises
+    standard deviation (grams, ≥ 0; weight > 0), low-stock threshold (units, ≥ 0) and, when given, its name (1–200
+    characters after trimming; receipts already issued keep the name they were issued with). Raises
     :class:`InventoryInputError` for a value out of range (nothing saved)."""
+    if name is not None:
+        name = " ".join(str(name).split())
+        if not name:
+            raise InventoryInputError("the name cannot be empty")
+        if len(name) > 200:
+            raise InventoryInputError(f"the name is {len(name)} characters long; 200 at most")
     if not isinstance(price, Decimal) or not price.is_finite() or price < 0 or price != price.quantize(Decimal("0.01")):
         raise InventoryInputError(f"price must be a Decimal ≥ 0 with at most 2 decimals, got {price!r}")
     if not (unit_weight_g > 0):
@@ -155,8 +168,80 @@ def product_update(*, product: Product, price: Decimal, unit_weight_g: float, un
     product.unit_weight_g = float(unit_weight_g)
     product.unit_weight_sd_g = float(unit_weight_sd_g)
     product.low_stock_threshold = low_stock_threshold
-    product.save(update_fields=["price", "unit_weight_g", "unit_weight_sd_g", "low_stock_threshold"])
+    fields = ["price", "unit_weight_g", "unit_weight_sd_g", "low_stock_threshold"]
+    if name is not None:
+        product.name = name
+        fields.append("name")
+    product.save(update_fields=fields)
     return product
+
+
+#: Product photos: largest upload (bytes), the image formats kept (Pillow's names → file extension), and the
+#: smallest and largest side (pixels) of a usable photo.
+PHOTO_MAX_BYTES = 10 * 1024 * 1024
+PHOTO_FORMATS = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp"}
+PHOTO_MIN_SIDE_PX = 32
+PHOTO_MAX_SIDE_PX = 10_000
+#: Uploads refused since the process started, by reason (a refusal is logged and counted; nothing is stored).
+photo_rejections: Counter = Counter()
+
+
+def photo_check(data: bytes) -> tuple[str, int, int]:
+    """Decode ``data`` as an image and return ``(extension, width px, height px)``. Raises
+    :class:`InventoryInputError` saying why it is refused: empty, larger than ``PHOTO_MAX_BYTES``, not an image
+    Pillow can read, truncated or corrupt, a format other than JPEG/PNG/WebP, or a side outside
+    ``PHOTO_MIN_SIDE_PX``…``PHOTO_MAX_SIDE_PX``."""
+    from PIL import Image, UnidentifiedImageError
+
+    if not data:
+        raise InventoryInputError("the file is empty")
+    if len(data) > PHOTO_MAX_BYTES:
+        raise InventoryInputError(f"the file is {len(data) / 1e6:.1f} MB; {PHOTO_MAX_BYTES // (1024 * 1024)} MB at most")
+    try:
+        with Image.open(io.BytesIO(data)) as probe:
+            fmt = probe.format
+            probe.verify()
+        with Image.open(io.BytesIO(data)) as img:
+            img.load()  # decodes every pixel: a truncated file fails here
+            width, height = img.size
+    except UnidentifiedImageError:
+        raise InventoryInputError("the file is not an image (JPEG, PNG or WebP expected)") from None
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        raise InventoryInputError(f"the image cannot be read: it is damaged or truncated ({exc})") from None
+    if fmt not in PHOTO_FORMATS:
+        raise InventoryInputError(f"{fmt} images are not kept; upload a JPEG, PNG or WebP photo")
+    if min(width, height) < PHOTO_MIN_SIDE_PX or max(width, height) > PHOTO_MAX_SIDE_PX:
+        raise InventoryInputError(f"the photo is {width}×{height} px; each side must be {PHOTO_MIN_SIDE_PX} to "
+                                  f"{PHOTO_MAX_SIDE_PX} px")
+    return PHOTO_FORMATS[fmt], width, height
+
+
+def product_photo_add(*, product: Product, data: bytes, by: str = "") -> ProductPhoto:
+    """Store ``data`` (the uploaded file's bytes) as a photo of ``product`` through Django's default storage.
+    Raises :class:`InventoryInputError` (see :func:`photo_check`; counted in ``photo_rejections``, logged, nothing
+    stored) for a file that is not a usable image."""
+    try:
+        ext, width, height = photo_check(data)
+    except InventoryInputError as exc:
+        photo_rejections[str(exc).split(":")[0][:60]] += 1
+        log.warning("photo of %s refused: %s", product.barcode, exc)
+        raise
+    photo = ProductPhoto(product=product, width=width, height=height, uploaded_by=by[:150])
+    photo.image.save(f"photo.{ext}", ContentFile(data), save=False)
+    try:
+        photo.save()
+    except Exception:
+        photo.image.delete(save=False)
+        raise
+    return photo
+
+
+def product_photo_remove(*, photo: ProductPhoto) -> None:
+    """Delete ``photo``: its row, then its file in storage (a file already gone is not an error)."""
+    name, storage = photo.image.name, photo.image.storage
+    photo.delete()
+    if name:
+        transaction.on_commit(lambda: storage.delete(name))
 
 
 def facing_add(*, bin: Bin, product: Product) -> tuple[Facing, bool]:

@@ -2,17 +2,21 @@
 ``dashboard:inventory``). See ``store.inventory.views``."""
 from django.urls import path
 
-from . import views
+from . import api, views
 
 app_name = "inventory"
 urlpatterns = [
     path("", views.products, name="products"),
     path("products/<int:product_id>/", views.product, name="product"),
+    path("products/<int:product_id>/photos/", views.photo_add, name="photo_add"),
+    path("products/<int:product_id>/photos/<int:photo_id>/", views.photo_file, name="photo"),
+    path("products/<int:product_id>/photos/<int:photo_id>/delete/", views.photo_remove, name="photo_remove"),
     path("products/<int:product_id>/restock/", views.restock, name="restock"),
     path("products/<int:product_id>/adjust/", views.adjust, name="adjust"),
     path("planogram/", views.planogram, name="planogram"),
     path("planogram/<int:bin_id>/add/", views.facing_add_view, name="facing_add"),
     path("planogram/<int:bin_id>/remove/<int:product_id>/", views.facing_remove_view, name="facing_remove"),
+    path("api/facings/", api.facing_change, name="api_facings"),
     path("ledger/", views.ledger, name="ledger"),
     path("csv/", views.csv_page, name="csv"),
     path("csv/catalogue.csv", views.catalogue_export, name="catalogue_export"),

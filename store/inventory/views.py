@@ -4,13 +4,19 @@ Managers only (``is_staff``, active): anonymous users are sent to log in, everyo
 needs the CSRF token. Views check input with ``forms``, call one service (``services``, ``csv_io``), and read with
 ``selectors``; a refused input is shown on the page again (status 400) with the reason, nothing written.
 
-* ``""`` (``products``): GET ``?store=<code>&q=<text>&low=1`` — products with stock level (ledger sum, units)
-  per product and per bin, low-stock flags.
+* ``""`` (``products``): GET ``?store=<code>&q=<text>&low=1&page=<n>`` — products with stock level (ledger sum,
+  units) per product and per bin, low-stock flags, ``PAGE_SIZE`` a page.
 * ``products/<id>/`` (``product``): GET the product (levels per bin, latest movements, forms); POST price, unit
   weight, its sd, low-stock threshold.
+* ``products/<id>/photos/`` (``photo_add``): POST multipart ``photos`` (one or more files): each is kept when it is
+  an image the server can decode, else refused with the reason (the others are still kept).
+  ``photos/<photo id>/delete/`` (``photo_remove``) POST; ``photos/<photo id>/`` (``photo``) GET the file (managers
+  only, like every page here).
 * ``products/<id>/restock/`` (``restock``), ``products/<id>/adjust/`` (``adjust``): POST a restock (units > 0) or
   an adjustment (signed units with a reason, or a counted level).
-* ``planogram/`` (``planogram``): GET ``?store=&q=`` — per bin, the products facing it;
+* ``planogram/`` (``planogram``): GET ``?store=&q=`` — the shelves drawn with their bins and products, products
+  dragged (or tapped, then a bin tapped) onto a bin through ``api/facings/`` (``store.inventory.api``); and per bin
+  as a list, the products facing it;
   ``planogram/<bin id>/add/`` POST ``barcode``; ``planogram/<bin id>/remove/<product id>/`` POST.
 * ``ledger/`` (``ledger``): GET the stock ledger, filters ``store, kind, q, bin, product, since, until``.
 * ``csv/`` (``csv``): GET import forms and export links; ``csv/catalogue.csv?store=`` and
@@ -41,12 +47,16 @@ from .csv_io import (
     planogram_csv_export,
     planogram_csv_import,
 )
-from .forms import AdjustmentForm, CsvUploadForm, FacingAddForm, LedgerFilterForm, ProductEditForm, RestockForm
-from .models import Product
+from .forms import (
+    AdjustmentForm, CsvUploadForm, FacingAddForm, LedgerFilterForm, PhotoUploadForm, ProductEditForm, RestockForm,
+)
+from .models import Product, ProductPhoto
 from .services import (
     InventoryInputError,
     facing_add,
     facing_remove,
+    product_photo_add,
+    product_photo_remove,
     product_update,
     stock_level_set,
     stock_record_adjustment,
@@ -65,6 +75,10 @@ def _store_from(request: HttpRequest, *, strict: bool = True) -> tuple[Store | N
     return named or (stores[0] if stores else None), stores
 
 
+#: Products a page on the products page.
+PAGE_SIZE = 50
+
+
 # ------------------------------------------------------------------------------------------------ products
 @require_safe
 @staff_required
@@ -74,17 +88,23 @@ def products(request: HttpRequest) -> HttpResponse:
     query = request.GET.get("q", "").strip()[:100]
     low_only = request.GET.get("low") == "1"
     rows = selectors.products_with_stock(store=store, query=query, low_only=low_only) if store else []
+    page = Paginator(rows, PAGE_SIZE).get_page(request.GET.get("page"))
+    params = request.GET.copy()
+    params.pop("page", None)
     return render(request, "inventory/products.html", {
-        "store": store, "stores": stores, "rows": rows, "q": query, "low_only": low_only,
+        "store": store, "stores": stores, "rows": page.object_list, "page": page, "params": params.urlencode(),
+        "total": len(rows), "q": query, "low_only": low_only,
         "low_count": sum(1 for r in rows if r.low), "section": "products",
     })
 
 
-def _product_page(request: HttpRequest, product: Product, *, edit=None, restock=None, adjust=None,
-                  status: int = 200) -> HttpResponse:
+def _product_page(request: HttpRequest, product: Product, *, edit=None, restock=None, adjust=None, photo=None,
+                  photo_errors=None, status: int = 200) -> HttpResponse:
     row = selectors.products_with_stock(product_ids=[product.pk])[0]
     return render(request, "inventory/product.html", {
         "row": row, "product": product, "store": product.store, "section": "products",
+        "photos": list(product.photos.order_by("id")), "photo_form": photo or PhotoUploadForm(),
+        "photo_errors": photo_errors or [],
         "edit_form": edit or ProductEditForm.for_product(product),
         "restock_form": restock or RestockForm(product=product),
         "adjust_form": adjust or AdjustmentForm(product=product),
@@ -110,6 +130,59 @@ def product(request: HttpRequest, product_id: int) -> HttpResponse:
     messages.success(request, f"{item.name}: saved.")
     dashboard_notify(reason="catalogue", store_id=item.store_id)
     return redirect("dashboard:inventory:product", product_id=item.pk)
+
+
+@require_POST
+@staff_required
+def photo_add(request: HttpRequest, product_id: int) -> HttpResponse:
+    """``POST …/products/<id>/photos/``: keep each uploaded photo that is a readable image; list the refused ones
+    with the reason (400 when none was kept)."""
+    item = get_object_or_404(Product.objects.select_related("store"), pk=product_id)
+    form = PhotoUploadForm(request.POST, request.FILES)
+    if not form.is_valid():
+        return _product_page(request, item, photo=form, status=400)
+    kept, refused = 0, []
+    for f in form.cleaned_data["photos"]:
+        try:
+            product_photo_add(product=item, data=f.read(), by=request.user.get_username())
+            kept += 1
+        except InventoryInputError as exc:
+            refused.append((f.name[:100], str(exc)))
+    if refused:
+        if kept:
+            messages.success(request, f"{item.name}: {kept} photo{'s' if kept != 1 else ''} added.")
+        return _product_page(request, item, photo_errors=refused, status=400 if not kept else 200)
+    messages.success(request, f"{item.name}: {kept} photo{'s' if kept != 1 else ''} added.")
+    dashboard_notify(reason="catalogue", store_id=item.store_id)
+    return redirect(reverse("dashboard:inventory:product", args=[item.pk]) + "#photos")
+
+
+@require_POST
+@staff_required
+def photo_remove(request: HttpRequest, product_id: int, photo_id: int) -> HttpResponse:
+    """``POST …/products/<id>/photos/<photo id>/delete/``: delete the photo (row and file)."""
+    photo = get_object_or_404(ProductPhoto.objects.select_related("product"), pk=photo_id, product_id=product_id)
+    product_photo_remove(photo=photo)
+    messages.success(request, f"{photo.product.name}: photo removed.")
+    return redirect(reverse("dashboard:inventory:product", args=[product_id]) + "#photos")
+
+
+@require_safe
+@staff_required
+def photo_file(request: HttpRequest, product_id: int, photo_id: int) -> HttpResponse:
+    """``GET …/products/<id>/photos/<photo id>/``: the photo's file, from storage; 404 when the row or its file is
+    gone."""
+    photo = get_object_or_404(ProductPhoto, pk=photo_id, product_id=product_id)
+    try:
+        with photo.image.open("rb") as handle:  # ≤ PHOTO_MAX_BYTES: read whole (no sync stream under ASGI)
+            data = handle.read()
+    except (FileNotFoundError, OSError):
+        raise Http404("the photo's file is missing from storage") from None
+    ext = photo.image.name.rsplit(".", 1)[-1].lower()
+    kind = {"jpg": "image/jpeg", "png": "image/png", "webp": "image/webp"}.get(ext, "application/octet-stream")
+    response = HttpResponse(data, content_type=kind)
+    response["Cache-Control"] = "private, max-age=3600"
+    return response
 
 
 @require_POST
@@ -162,9 +235,16 @@ def planogram(request: HttpRequest) -> HttpResponse:
     """``GET /manage/inventory/planogram/``: per bin of a store, the products facing it, with add/remove."""
     store, stores = _store_from(request)
     query = request.GET.get("q", "").strip()[:100]
+    photo_of = {}
+    if store:
+        for ph in ProductPhoto.objects.filter(product__store=store).order_by("-id"):
+            photo_of[ph.product_id] = ph.pk
+    palette = [(p, photo_of.get(p.pk)) for p in Product.objects.filter(store=store).order_by("name")] if store else []
     return render(request, "inventory/planogram.html", {
         "store": store, "stores": stores, "q": query, "section": "planogram",
         "bins": selectors.planogram(store=store, query=query) if store else [],
+        "drawing": selectors.planogram_drawing(store=store) if store else [],
+        "palette": palette,
     })
 
 

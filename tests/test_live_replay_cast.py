@@ -1,0 +1,73 @@
+"""Issue 15 item 1: whoever is inside the store when a recording plays is its shopper. A new shopper signs up, is
+admitted at the gate, and the recording's shopper is bound to that visit (not to the demo account): the cart fills
+and the receipt is theirs; the dashboard names who plays whom."""
+from __future__ import annotations
+
+import pytest
+from django.test import Client
+
+from carts.emulator import emulate
+from carts.live import replay_cast, visits_waiting
+from carts.replay import DEMO_SHOPPER
+from store.billing.models import Receipt
+from store.gates.models import Visit
+from store.inventory.services import catalogue_load
+from store.layout.services import layout_load
+from store.recording import read_recording
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture(autouse=True)
+def embedded(settings):
+    settings.PAYMENT_PROVIDER = "dummy"
+
+
+def admit_new_shopper(store, email="newbie@walkout.test") -> Visit:
+    """A shopper who signed up, saved a card and scanned a pass at the store's own gate (the store loop off, as in
+    the embedded demo before a replay starts)."""
+    from store.accounts.payment import shopper_card_attach
+    from store.accounts.services import shopper_create
+    from store.gates.services import gate_create, pass_issue, visit_enter
+
+    user = shopper_create(email=email, password="take-it-and-go")
+    shopper_card_attach(user=user, card_token="4242424242424242")
+    gate, _ = gate_create(store=store, name="front")
+    return visit_enter(token=pass_issue(shopper=user, store=store)[1], gate=gate)
+
+
+def test_the_shopper_inside_is_the_recordings_shopper(benchmark1_recording):
+    rec = read_recording(benchmark1_recording)
+    store = layout_load(data=rec.store)
+    catalogue_load(store=store, products=rec.store["products"], facings=rec.store["facings"])
+    visit = admit_new_shopper(store)
+    assert [v.pk for v in visits_waiting(store_code=store.code)] == [visit.pk]
+    assert replay_cast(store_code=store.code, entries=2) == [("newbie@walkout.test", visit.pk), (DEMO_SHOPPER, None)]
+
+    result = emulate(rec, speed=10, bind_visits=[visit.pk])
+    assert result.visits and list(result.visits.values()) == [visit.pk], result
+    visit.refresh_from_db()
+    assert visit.state == Visit.State.BILLED and visit.track_id
+    receipt = Receipt.objects.get(visit=visit)
+    assert [(ln.barcode, ln.quantity) for ln in receipt.lines.all()] == [("071142008582", 1)]
+    # nobody played as the demo account
+    assert not Visit.objects.filter(shopper__username=DEMO_SHOPPER).exists()
+
+
+def test_dashboard_hint_names_who_plays(benchmark1_recording, settings, tmp_path):
+    import shutil
+
+    from django.contrib.auth import get_user_model
+
+    settings.RECORDINGS_DIR = tmp_path
+    shutil.copytree(benchmark1_recording, tmp_path / benchmark1_recording.name)
+    boss = get_user_model().objects.create_user("boss", is_staff=True)
+    c = Client()
+    c.force_login(boss)
+    hint = c.get("/manage/").content.decode()
+    assert "nobody is inside now, so it plays as <strong>shopper@walkout.test</strong>" in hint
+    rec = read_recording(benchmark1_recording)
+    store = layout_load(data=rec.store)
+    visit = admit_new_shopper(store)
+    hint = c.get("/manage/").content.decode()
+    assert f"now <strong>newbie@walkout.test</strong> (visit {visit.pk}, {store.code})" in hint
