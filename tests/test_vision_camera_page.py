@@ -80,10 +80,10 @@ def test_worker_keeps_a_frame_every_few_seconds(shop):
     cam = Camera.objects.create(store=shop, name="cam4", source="/nowhere.mp4")
     worker = CameraWorker(cam, tracker=None, publish=lambda obs, t: None, frame_every_s=60)
     frame = Frame(index=0, t=5.0, image=np.full((100, 200, 3), 80, np.uint8))
-    worker._keep_frame(frame, tracks(1, t=5.0))
+    worker._keep_recent_frame(frame, tracks(1, t=5.0))
     first = camera_frame_recent(camera_id=cam.pk)
     assert first is not None and first["t"] == 5.0
-    worker._keep_frame(frame, tracks(1, t=6.0))  # within frame_every_s: not kept again
+    worker._keep_recent_frame(frame, tracks(1, t=6.0))  # within frame_every_s: not kept again
     assert camera_frame_recent(camera_id=cam.pk)["t"] == 5.0
 
 
