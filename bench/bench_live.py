@@ -6,7 +6,8 @@ For each size N it simulates a session (``carts.simulation``, the AutoCheckout s
 at 15 Hz per shopper) whose N shoppers arrive within ``--minutes`` − 80 s and stay long enough (``--events``
 actions each) that nearly all are inside at once (the measured peak is printed), then runs the production stack
 on the local services, every process separate, as ``tests/test_live_production.py`` does: a fresh PostgreSQL
-database, ``daphne``, ``ingest_mqtt`` (its own subscription and client id), one ``run_store`` (Redis Streams under
+database, ``daphne``, ``ingest_mqtt`` (its own subscription and client id), a Celery billing worker (the checkouts
+the store loop queues), one ``run_store`` (Redis Streams under
 a prefix of its own, Redis db 12). Before the session every shopper account the emulator will scan is created and
 logged in, and a **real WebSocket client** per account (aiohttp, own process) holds ``/ws/shopper/`` open with the
 session cookie and an Origin header, stamping every message with its receive time. Then ``manage.py
@@ -507,8 +508,11 @@ def run_size(n: int, args, work: Path) -> dict:
             prof = work / f"run_store-n{n}.prof"
             procs.start("run_store", ([sys.executable, "-m", "cProfile", "-o", str(prof), "manage.py"] if args.profile
                                       else py) + ["run_store", STORE], env)
+            procs.start("billing", [str(BIN / "celery"), "-A", "store", "worker", "--pool=solo", "--concurrency=1",
+                                    "-l", "info", "--without-gossip", "--without-mingle", "--without-heartbeat"], env)
             procs.wait_log("run_store", "is active", 60)
             procs.wait_log("ingest", "subscribed", 60)
+            procs.wait_log("billing", "ready", 120)
             t_end = time.monotonic() + 60
             while not reachable(port):
                 if time.monotonic() > t_end or procs.procs["daphne"].poll() is not None:
@@ -519,7 +523,7 @@ def run_size(n: int, args, work: Path) -> dict:
                                        str(ws_out), str(args.timeout)], env)
             procs.wait_log("ws_clients", "connected", 120)
             say(procs.log("ws_clients").strip().splitlines()[-1])
-            names = ["daphne", "ingest", "run_store", "emulator", "ws_clients"]
+            names = ["daphne", "ingest", "run_store", "billing", "emulator", "ws_clients"]
             sampler = Sampler(procs, prefix, names)
             sampler.start()
             t0 = time.monotonic()

@@ -30,7 +30,7 @@ from sensors import weight
 from sensors.models import ShelfEvent
 from sensors.services import planogram_for, shelf_event_record, utc
 from store.gates.models import Visit
-from store.gates.services import visit_bind_track, visit_exit
+from store.gates.services import checkout_enqueue, visit_bind_track, visit_exit
 from store.inventory.models import Product
 from store.layout.models import Bin, Store
 from store.recording import TrackObservations
@@ -40,7 +40,7 @@ from .fusion import BinGeometry, Decision, FusionConfig
 from .loop import LoopConfig, LoopStats, StoreLoop
 from .models import CartEvent, ReviewItem, StoreAlert
 from .services import (
-    CartChange, cart_apply, cart_publish, cart_publish_batch, review_followers_settle, visit_checkout,
+    CartChange, cart_apply, cart_publish, cart_publish_batch, review_followers_settle,
     visit_exit_tags_apply,
 )
 
@@ -256,10 +256,15 @@ class DatabaseSink:
         log.warning("store %s: %s", self.store.code, message)
 
     def checkout(self, track: str, t: float) -> bool:
+        """Hand the visit's checkout (cart → receipt → capture) to the billing worker: the Celery task
+        ``store.gates.tasks.visit_checkout_task``, queued now (the loop has waited the settle time and decided the
+        visit's last events); in the embedded profile it runs here. A payment provider that is slow to answer then
+        holds up a billing worker, never the store loop. If the task cannot be queued, the visit's
+        ``checkout_due_at`` stands and the stuck-visit sweep bills it. Returns whether it was handed on."""
         visit = self.visits.get(track)
         if visit is None:
             return False
-        return visit_checkout(visit=Visit.objects.get(pk=visit.pk), at=self.at(t)) is not None
+        return checkout_enqueue(visit_id=visit.pk, countdown=0, at=self.at(t))
 
 
 class StorePipeline:

@@ -130,6 +130,7 @@ def test_a_camera_worker_killed_mid_session_goes_down_recovers_and_changes_nothi
         stack.start("camera-1", stack.manage(["run_camera", f"{store}:{CAMERA}", "--realtime"]))
         stack.web()
         stack.ingest()
+        stack.billing()
         wait_for(stack.log("store"), "is active")
         watch = AlertWatch(stack)
         wait_until("the camera worker publishing", lambda: len(camera_records()) >= 3, timeout=180)

@@ -1,6 +1,6 @@
 """The live store in the production profile, every process separate, on real PostgreSQL, Redis and Mosquitto:
 daphne (gate API, tracker adapter), ``ingest_mqtt`` (shelf controllers over MQTT), two ``run_store`` workers (one
-active, one standing by) and the device emulator playing the real BENCHMARK-1 session at real speed.
+active, one standing by), a Celery billing worker (the checkouts the store loop queues) and the device emulator playing the real BENCHMARK-1 session at real speed.
 
 The active store worker is killed with SIGKILL in the middle of the session; the standby takes the lease over,
 resumes from the last checkpoint and re-reads the streams. The shopper must still get exactly one bottle of water:
@@ -102,6 +102,12 @@ class LiveStack:
                                           "--subscription", f"walkout/{self.STORE}/shelf/+/weights"]))
         wait_for(self.log("ingest"), "subscribed")
 
+    def billing(self) -> None:
+        """The billing worker: a Celery worker (solo pool) that runs the checkouts the store loop queues."""
+        self.start("billing", [str(BIN / "celery"), "-A", "store", "worker", "--pool=solo", "--concurrency=1",
+                               "-l", "info", "--without-gossip", "--without-mingle", "--without-heartbeat"])
+        wait_for(self.log("billing"), "ready", timeout=120)
+
     def store_worker(self, name: str) -> None:
         self.start(name, self.manage(["run_store", self.STORE, "--lease", "2", "--checkpoint-every", "1"]))
 
@@ -159,6 +165,7 @@ def test_store_runs_live_and_survives_its_worker_killed(benchmark1_recording, tm
     with LiveStack(benchmark1_recording, tmp_path) as stack, sync_playwright() as pw:
         stack.web()
         stack.ingest()
+        stack.billing()
         stack.store_worker("store-a")
         wait_for(stack.log("store-a"), "is active")
         stack.store_worker("store-b")
@@ -211,6 +218,7 @@ def test_store_survives_a_broker_restart_and_a_phone_that_never_reads(benchmark1
         with LiveStack(benchmark1_recording, tmp_path, mqtt_url=f"mqtt://127.0.0.1:{port}") as stack:
             stack.web()
             stack.ingest()
+            stack.billing()
             stack.store_worker("store-a")
             wait_for(stack.log("store-a"), "is active")
             session = stack.shell("from django.test import Client\nfrom carts.replay import demo_shopper_ensure\n"

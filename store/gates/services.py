@@ -401,15 +401,19 @@ def checkout_grace_s() -> float:
 ENQUEUE_FAILURES = {"count": 0}
 
 
-def checkout_enqueue(*, visit_id: int) -> bool:
-    """Queue ``visit_id``'s checkout task to run after :func:`exit_settle_s`. Never raises: when the broker does not
-    take it, logs, counts (:data:`ENQUEUE_FAILURES`) and returns False — the visit's ``checkout_due_at`` is already
-    committed, so :func:`visits_stuck_sweep` bills it. Call after the exit commits (``transaction.on_commit``)."""
+def checkout_enqueue(*, visit_id: int, countdown: float | None = None, at: datetime | None = None) -> bool:
+    """Queue ``visit_id``'s checkout task (``tasks.visit_checkout_task``, run by any Celery worker: the billing
+    worker) to run after ``countdown`` seconds (default :func:`exit_settle_s`); ``at``: the time the checkout is
+    recorded at (timezone-aware UTC; default when the task runs). Never raises: when the broker does not take it,
+    logs, counts (:data:`ENQUEUE_FAILURES`) and returns False — the visit's ``checkout_due_at`` is already
+    committed, so :func:`visits_stuck_sweep` bills it. Call after the exit commits (``transaction.on_commit``).
+    In the embedded profile (``CELERY_TASK_ALWAYS_EAGER``) the task runs here, now."""
     from .tasks import visit_checkout_task
 
     try:
-        # one quick retry only: the gate is waiting for this answer, and the sweeper covers an outage
-        visit_checkout_task.apply_async(args=[visit_id], countdown=exit_settle_s(), retry=True,
+        # one quick retry only: the caller is waiting for this answer, and the sweeper covers an outage
+        visit_checkout_task.apply_async(args=[visit_id], kwargs={"at": at.isoformat() if at else None},
+                                        countdown=exit_settle_s() if countdown is None else countdown, retry=True,
                                         retry_policy={"max_retries": 1, "interval_start": 0.2})
         return True
     except Exception as exc:  # kombu raises OperationalError, redis ConnectionError, OSError…: all mean "not queued"

@@ -12,10 +12,13 @@ log = logging.getLogger(__name__)
 
 
 @shared_task(acks_late=True, time_limit=120)
-def visit_checkout_task(visit_id: int) -> int | None:
+def visit_checkout_task(visit_id: int, at: str | None = None) -> int | None:
     """Bill the exited visit ``visit_id`` (``carts.services.visit_checkout``: cart → receipt → capture, and the
-    shopper's app gets the new snapshot). Idempotent: a billed visit returns its receipt; a visit that is no longer
-    ``exited`` (already billed, under review, …) is left as it is. Returns the receipt id, or None."""
+    shopper's app gets the new snapshot), recorded at ``at`` (ISO 8601 with offset; default now). Idempotent: a
+    billed visit returns its receipt; a visit that is no longer ``exited`` (already billed, under review, …) is left
+    as it is. Returns the receipt id, or None."""
+    from datetime import datetime
+
     from carts.services import visit_checkout
 
     visit = Visit.objects.select_related("store").filter(pk=visit_id).first()
@@ -25,7 +28,7 @@ def visit_checkout_task(visit_id: int) -> int | None:
     if visit.state not in (Visit.State.EXITED, Visit.State.BILLED):
         log.info("checkout after exit: visit %s is %s; nothing to do", visit_id, visit.state)
         return None
-    receipt = visit_checkout(visit=visit)
+    receipt = visit_checkout(visit=visit, at=datetime.fromisoformat(at) if at else None)
     return receipt.pk if receipt is not None else None
 
 
