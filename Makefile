@@ -7,7 +7,7 @@ ARGS ?=
 export YOLO_OFFLINE := 1
 export YOLO_AUTOINSTALL := 0
 
-.PHONY: install demo test bench bench-sensors bench-vision bench-accuracy bench-live ingest-mqtt clean
+.PHONY: install demo test bench bench-sensors bench-vision bench-accuracy bench-live bench-products ingest-mqtt clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -37,6 +37,11 @@ bench-accuracy: install
 # the live store under load in the production profile (needs PostgreSQL, Redis, Mosquitto on 127.0.0.1; ~25 min)
 bench-live: install
 	$(PY) bench/bench_live.py $(ARGS)
+
+# which product is in the hand: 1 and 6 catalogue photos per class, on the grocery-store photos (~15 min on 1 core)
+GROCERY ?= ../shared/datasets/grocery-store
+bench-products: install
+	$(PY) manage.py bench_products $(GROCERY) --split test --shots 6 $(ARGS)
 
 ingest-mqtt: install
 	$(PY) manage.py ingest_mqtt
