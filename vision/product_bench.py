@@ -19,8 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .products import (Embedder, Gallery, Rejected, embed_many, expected_calibration_error, fit_temperature,
-                       fit_temperature_loo, negative_log_likelihood, reliability_table, softmax, topk_hits)
+from .products import (Embedder, EmbeddingCache, Gallery, Rejected, embed_many, expected_calibration_error, fit_linear_head,
+                       fit_temperature, fit_temperature_cv, fit_temperature_loo, negative_log_likelihood,
+                       reliability_table, softmax, topk_hits)
 
 
 class DatasetError(ValueError):
@@ -118,6 +119,7 @@ class ShotResult:
     """Figures of one gallery size: fractions of the usable queries."""
 
     shots: int
+    method: str
     gallery_photos: int
     top1: float
     top5: float
@@ -156,12 +158,14 @@ def _coarse_scores(scores: np.ndarray, coarse: np.ndarray) -> tuple[np.ndarray, 
 
 
 def run(root: str | Path, *, split: str = "test", shots: int = 6, embedder: Embedder | None = None,
-        flip: bool = True, tta: bool = False, per_class: int | None = None, progress=None) -> BenchResult:
+        flip: bool = True, tta: bool = False, per_class: int | None = None, progress=None,
+        cache: EmbeddingCache | None = None) -> BenchResult:
     """Benchmark ``root`` (see module docstring) at 1 and ``shots`` photos per class.
 
     ``flip``: the gallery also holds each photo mirrored; ``tta``: a query is the mean of it and its mirror;
     ``per_class``: at most this many queries per class (the first ones listed; a quick subset);
-    ``progress``: called with a line of text now and then. Raises :class:`DatasetError` (nothing usable),
+    ``progress``: called with a line of text now and then; ``cache``: embeddings of photo files seen before
+    (saved after embedding; a rerun skips the network; the time per crop then counts only photos embedded anew). Raises :class:`DatasetError` (nothing usable),
     ValueError (``shots`` < 1)."""
     if shots < 1:
         raise ValueError(f"shots must be at least 1, got {shots}")
@@ -189,9 +193,10 @@ def run(root: str | Path, *, split: str = "test", shots: int = 6, embedder: Embe
         if p is None:
             rejected.add(classes.names[i], "no iconic photo listed")
     say(f"embedding {len(icon_ok)} iconic and {len(extra)} extra photos")
-    v_icon, k_icon = embed_many(embedder, [icon_paths[i] for i in icon_ok], flip=flip, rejected=rejected)
+    v_icon, k_icon = embed_many(embedder, [icon_paths[i] for i in icon_ok], flip=flip, rejected=rejected,
+                                cache=cache)
     icon_rows = [icon_ok[i] for i in k_icon]
-    v_extra, k_extra = embed_many(embedder, [p for p, _ in extra], flip=flip, rejected=rejected)
+    v_extra, k_extra = embed_many(embedder, [p for p, _ in extra], flip=flip, rejected=rejected, cache=cache)
     extra_rows = [extra[i][1] for i in k_extra]
     per = 2 if flip else 1
 
@@ -202,8 +207,12 @@ def run(root: str | Path, *, split: str = "test", shots: int = 6, embedder: Embe
     torch.set_num_threads(1)
     try:
         t0 = time.thread_time()
-        q_raw, k_q = embed_many(embedder, [p for p, _ in queries], flip=tta, rejected=rejected)
+        misses = cache.misses if cache is not None else 0
+        q_raw, k_q = embed_many(embedder, [p for p, _ in queries], flip=tta, rejected=rejected, cache=cache)
         cpu = time.thread_time() - t0
+        fresh = (cache.misses - misses) if cache is not None else len(k_q)
+        if cache is not None:
+            cache.save()
         lat = []
         from .products import load_image
         for p, _ in queries[:: max(1, len(queries) // 10)][:10]:
@@ -238,50 +247,61 @@ def run(root: str | Path, *, split: str = "test", shots: int = 6, embedder: Embe
                 continue
             vecs.append(v_extra[j * per:(j + 1) * per]); owner += [row] * per; photo += [len(photo) // per] * per
             counts[row] += 1
-        g = Gallery(labels=np.array(classes.names, dtype=object), vectors=np.concatenate(vecs), owner=owner,
-                    photo=photo, model=embedder.name)
-        # the temperature: leave-one-photo-out on the gallery; with one photo per class, the extra photos
-        # scored against the iconic-only gallery (never the split's photos)
-        t = fit_temperature_loo(g)
-        how = "leave-one-photo-out on the gallery"
-        if t is None and len(extra_rows):
-            t = fit_temperature(g.scores(v_extra[0::per]), np.array(extra_rows))
-            how = "the extra photos against the 1-photo gallery"
-        if t is None:
-            t, how = g.temperature, "default"
-        s = g.scores(q)
-        probs = softmax(s, t)
-        guess = s.argmax(axis=1)
-        cs, cids = _coarse_scores(s, coarse)
-        ytrue_c = np.searchsorted(cids, coarse[y])
-        conf = np.zeros((C, C), np.int64)
-        np.add.at(conf, (y, guess), 1)
-        rows.append(ShotResult(
-            shots=k, gallery_photos=int(sum(counts.values())),
-            top1=float((guess == y).mean()), top5=float(topk_hits(s, y, 5).mean()),
-            coarse_top1=float((coarse[guess] == coarse[y]).mean()), coarse_top5=float(topk_hits(cs, ytrue_c, 5).mean()),
-            temperature=t, temperature_from=how, nll=negative_log_likelihood(probs, y),
-            ece=expected_calibration_error(probs, y), reliability=reliability_table(probs, y), confusion=conf))
+        for method in ("nearest-neighbour", "linear"):
+            g = Gallery(labels=np.array(classes.names, dtype=object), vectors=np.concatenate(vecs), owner=owner,
+                        photo=photo, model=embedder.name)
+            say(f"{k} shots, {method}")
+            if method == "linear":
+                g.head = fit_linear_head(g.vectors, g.owner, C)
+                t, how = fit_temperature_cv(g), "5-fold cross-validation over the gallery's photos"
+            else:
+                t, how = fit_temperature_loo(g), "leave-one-photo-out on the gallery"
+            # with one photo per class: the extra photos scored against the 1-photo gallery (never the split's)
+            if t is None and len(extra_rows):
+                t = fit_temperature(g.scores(v_extra[0::per]), np.array(extra_rows), bounds=(1e-3, 20.0))
+                how = "the extra photos against the 1-photo gallery"
+            if t is None:
+                t, how = g.temperature, "default"
+            rows.append(_figures(g, q, y, coarse, k, method, t, how, int(sum(counts.values()))))
     return BenchResult(model=embedder.name + (" +flip gallery" if flip else "") + (" +flip query" if tta else ""),
                        split=split, queries=len(y), classes=C, rows=rows,
-                       ms_per_crop=1000.0 * cpu / max(1, len(k_q)),
+                       ms_per_crop=1000.0 * cpu / max(1, fresh) if fresh else float("nan"),
                        ms_latency=1000.0 * float(np.median(lat)) if lat else float("nan"),
                        rejected=rejected, class_names=list(classes.names))
+
+
+def _figures(g: Gallery, q: np.ndarray, y: np.ndarray, coarse: np.ndarray, k: int, method: str, t: float,
+             how: str, photos: int) -> ShotResult:
+    """Top-1/top-5 (fine, coarse), calibration and confusion of gallery ``g`` on queries ``q`` (truth ``y``)."""
+    C = len(g.labels)
+    s = g.scores(q)
+    probs = softmax(s, t)
+    guess = s.argmax(axis=1)
+    cs, cids = _coarse_scores(s, coarse)
+    ytrue_c = np.searchsorted(cids, coarse[y])
+    conf = np.zeros((C, C), np.int64)
+    np.add.at(conf, (y, guess), 1)
+    return ShotResult(
+        shots=k, method=method, gallery_photos=photos,
+        top1=float((guess == y).mean()), top5=float(topk_hits(s, y, 5).mean()),
+        coarse_top1=float((coarse[guess] == coarse[y]).mean()), coarse_top5=float(topk_hits(cs, ytrue_c, 5).mean()),
+        temperature=t, temperature_from=how, nll=negative_log_likelihood(probs, y),
+        ece=expected_calibration_error(probs, y), reliability=reliability_table(probs, y), confusion=conf)
 
 
 def format_table(r: BenchResult) -> list[str]:
     """The benchmark as text lines; the last is ``top1 <fine> <coarse>`` (fractions) at the largest shot count."""
     out = [f"model {r.model}; split {r.split}: {r.queries} photos of {r.classes} classes; "
            f"{len(r.rejected)} inputs rejected",
-           f"{'shots':>5} {'gallery':>7} {'fine top1':>9} {'fine top5':>9} {'coarse top1':>11} {'coarse top5':>11} "
+           f"{'shots':>5} {'method':>17} {'gallery':>7} {'fine top1':>9} {'fine top5':>9} {'coarse top1':>11} {'coarse top5':>11} "
            f"{'T':>6} {'NLL':>6} {'ECE':>6}"]
     for s in r.rows:
-        out.append(f"{s.shots:>5} {s.gallery_photos:>7} {s.top1:>9.3f} {s.top5:>9.3f} {s.coarse_top1:>11.3f} "
-                   f"{s.coarse_top5:>11.3f} {s.temperature:>6.4f} {s.nll:>6.3f} {s.ece:>6.3f}")
+        out.append(f"{s.shots:>5} {s.method:>17} {s.gallery_photos:>7} {s.top1:>9.3f} {s.top5:>9.3f} {s.coarse_top1:>11.3f} "
+                   f"{s.coarse_top5:>11.3f} {s.temperature:>6.3g} {s.nll:>6.3f} {s.ece:>6.3f}")
     out.append(f"ms per crop on one core: {r.ms_per_crop:.1f} CPU ms (preprocess + forward, batches of "
                f"16), {r.ms_latency:.1f} ms wall for one crop alone")
     last = r.rows[-1]
-    out.append(f"calibration at {last.shots} shots (T fitted on {last.temperature_from}): top-1 probability bin → "
+    out.append(f"calibration at {last.shots} shots, {last.method} (T fitted on {last.temperature_from}): top-1 probability bin → "
                f"share right: " + "; ".join(f"{lo:.1f}–{hi:.1f}: {right:.2f} (n={n})"
                                              for lo, hi, n, right in last.reliability if n))
     reasons = Counter(reason.split(" (")[0] for _, reason in r.rejected.items)
@@ -289,5 +309,5 @@ def format_table(r: BenchResult) -> list[str]:
         out.append(f"rejected {n}: {reason}")
     for src, reason in r.rejected.items[:10]:
         out.append(f"  {src}: {reason}")
-    out.append(f"top1 {last.top1:.4f} {last.coarse_top1:.4f}")
+    out.append(f"top1 {last.top1:.4f} {last.coarse_top1:.4f}")  # the default: linear head at the most shots
     return out

@@ -1,5 +1,5 @@
 """``manage.py bench_products DIR [--split test] [--shots 6] [--per-class N] [--model NAME] [--weights PATH]
-[--crop full|center] [--size PX] [--no-flip] [--tta] [--json FILE]``
+[--crop full|center] [--size PX] [--no-flip] [--tta] [--cache FILE] [--json FILE]``
 
 Product recognition on real photos (:mod:`vision.product_bench`): DIR laid out like
 ``../shared/datasets/grocery-store`` (``dataset/classes.csv``, the iconic photos, ``dataset/train5.txt``,
@@ -30,11 +30,12 @@ class Command(BaseCommand):
         parser.add_argument("--size", type=int, default=None, help="input side in px (default: the model's)")
         parser.add_argument("--no-flip", action="store_true", help="no mirrored gallery photos")
         parser.add_argument("--tta", action="store_true", help="each query averaged with its mirror (2× the time)")
+        parser.add_argument("--cache", default=None, help="embedding cache file (.npz): a rerun skips the network")
         parser.add_argument("--json", default=None, help="also write the figures and confusion matrices here")
 
     def handle(self, *args, **opts) -> None:
         from vision.product_bench import DatasetError, format_table, run
-        from vision.products import DEFAULT_MODEL, Embedder, EmbedderConfig, ModelUnavailable
+        from vision.products import DEFAULT_MODEL, Embedder, EmbedderConfig, EmbeddingCache, ModelUnavailable
 
         if opts["shots"] < 1:
             raise CommandError(f"--shots must be at least 1, got {opts['shots']}")
@@ -48,7 +49,8 @@ class Command(BaseCommand):
         try:
             r = run(Path(opts["dir"]), split=opts["split"], shots=opts["shots"], embedder=Embedder(cfg),
                     flip=not opts["no_flip"], tta=opts["tta"], per_class=opts["per_class"],
-                    progress=lambda s: self.stderr.write(s))
+                    progress=lambda s: self.stderr.write(s),
+                    cache=EmbeddingCache(opts["cache"]) if opts["cache"] else None)
         except (DatasetError, ModelUnavailable) as exc:
             raise CommandError(str(exc)) from None
         if opts["json"]:
