@@ -214,3 +214,27 @@ def test_a_weights_file_that_is_not_a_checkpoint_is_refused(tmp_path):
     bad.write_bytes(b"not a checkpoint")
     with pytest.raises(vp.ModelUnavailable, match="is not a efficientnet-lite0 checkpoint"):
         vp.Embedder(vp.EmbedderConfig(weights=str(bad))).embed([np.zeros((32, 32, 3), np.uint8)])
+
+
+def test_build_product_gallery_command_reads_a_folder_per_product(tmp_path, settings, embedder, capsys):
+    from django.core.management import CommandError, call_command
+
+    from vision import product_service
+
+    src = shared_file(GROCERY).parent
+    shop = tmp_path / "photos"
+    for code, folder in (("7310865004703", "train/Fruit/Banana"), ("7310865001818", "train/Fruit/Kiwi")):
+        (shop / code).mkdir(parents=True)
+        for p in sorted((src / folder).glob("*.jpg"))[:2]:
+            (shop / code / p.name).symlink_to(p)
+    (shop / "7310865001818" / "torn.jpg").write_bytes(b"\xff\xd8\xff truncated")
+    settings.VISION = {"PRODUCT_GALLERY": str(tmp_path / "g.npz"), "PRODUCT_CACHE": str(tmp_path / "c.npz")}
+    call_command("build_product_gallery", "--folder", str(shop))
+    out = capsys.readouterr().out.strip().splitlines()
+    assert out[-1].startswith("gallery 2 products 8 vectors") and out[-1].endswith(str(tmp_path / "g.npz"))
+    assert any("torn.jpg: not a readable image" in line for line in out)
+    g = product_service.product_gallery()
+    assert g is not None and sorted(g.products) == ["7310865001818", "7310865004703"]
+    assert (tmp_path / "c.npz").is_file()
+    with pytest.raises(CommandError, match="not a folder"):
+        call_command("build_product_gallery", "--folder", str(tmp_path / "nope"))
