@@ -38,7 +38,7 @@ bench-accuracy: install
 bench-live: install
 	$(PY) bench/bench_live.py $(ARGS)
 
-# which product is in the hand: 1 and 6 catalogue photos per class, on the grocery-store photos (~15 min on 1 core)
+# which product is in the hand: 1 and 6 catalogue photos per class, on the grocery-store photos (~25 min on this 2-core machine)
 GROCERY ?= ../shared/datasets/grocery-store
 bench-products: install
 	$(PY) manage.py bench_products $(GROCERY) --split test --shots 6 $(ARGS)
