@@ -7,7 +7,7 @@ ARGS ?=
 export YOLO_OFFLINE := 1
 export YOLO_AUTOINSTALL := 0
 
-.PHONY: install demo test bench bench-sensors bench-vision bench-accuracy bench-live bench-rfid ingest-mqtt clean
+.PHONY: install demo test bench bench-sensors bench-vision bench-accuracy bench-live bench-rfid bench-products ingest-mqtt clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -41,6 +41,11 @@ bench-live: install
 # RFID exit lanes: precision/recall of tagged items on receipts under simulated miss and ghost-read rates (~1 min)
 bench-rfid: install
 	$(PY) bench/bench_rfid.py $(ARGS)
+
+# which product is in the hand: 1 and 6 catalogue photos per class, on the grocery-store photos (~25 min on this 2-core machine)
+GROCERY ?= ../shared/datasets/grocery-store
+bench-products: install
+	$(PY) manage.py bench_products $(GROCERY) --split test --shots 6 $(ARGS)
 
 ingest-mqtt: install
 	$(PY) manage.py ingest_mqtt

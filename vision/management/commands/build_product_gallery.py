@@ -1,0 +1,40 @@
+"""``manage.py build_product_gallery (--folder DIR | --json FILE) [--out FILE] [--no-flip]``
+
+Builds the product recogniser's gallery (:mod:`vision.product_service`) from the catalogue's photos: ``--folder``
+holds one sub-folder per product (named by its barcode) with its photos, ``--json`` maps barcode → photo paths.
+Photos embedded before are taken from the cache. Prints one line per rejected photo with its reason, then
+``gallery <products> products <photos> vectors T <temperature> rejected <n> -> <file>``.
+"""
+from __future__ import annotations
+
+from django.core.management.base import BaseCommand, CommandError
+
+
+class Command(BaseCommand):
+    help = "Build and cache the product-recognition gallery from product photos."
+
+    def add_arguments(self, parser) -> None:
+        src = parser.add_mutually_exclusive_group(required=True)
+        src.add_argument("--folder", help="one sub-folder per product (its barcode), holding its photos")
+        src.add_argument("--json", help='a JSON object {"barcode": ["photo path", ...]}')
+        parser.add_argument("--out", default=None, help="gallery file (default: settings VISION PRODUCT_GALLERY)")
+        parser.add_argument("--no-flip", action="store_true", help="do not add mirrored photos")
+
+    def handle(self, *args, **opts) -> None:
+        from vision.product_service import build_product_gallery, photos_from_folder, photos_from_json
+        from vision.products import ModelUnavailable
+
+        try:
+            photos = photos_from_folder(opts["folder"]) if opts["folder"] else photos_from_json(opts["json"])
+        except (OSError, ValueError) as exc:
+            raise CommandError(str(exc)) from None
+        if not photos:
+            raise CommandError("no product found in the photos given")
+        try:
+            g, rejected, where = build_product_gallery(photos, opts["out"], flip=not opts["no_flip"])
+        except ModelUnavailable as exc:
+            raise CommandError(str(exc)) from None
+        for src, reason in rejected.items:
+            self.stdout.write(f"rejected {src}: {reason}")
+        self.stdout.write(f"gallery {len(g.labels)} products {len(g.vectors)} vectors T {g.temperature:.4f} "
+                          f"rejected {len(rejected)} -> {where}")

