@@ -87,11 +87,11 @@ def test_a_silent_shelf_controller_holds_billing_only_for_bill_wait_s(store):
     go to review). One that keeps sending (the device emulator's idle plates) keeps the horizon at its clock."""
     bus = MemoryBus()
     worker = StoreWorker(store.code, bus_=bus, source_down_s=0.2, bill_wait_s=0.6)
-    codes = ("1-1-1", "1-1-2")
+    codes = {"g1": ("1-1-1", "1-1-2"), "g2": ("1-1-3", "1-1-4")}
     t0 = 1_700_000_000.0
 
     def shelf(controller, t):
-        return shelf_record(controller=controller, bin_codes=codes, t=t + np.arange(12) / 60,
+        return shelf_record(controller=controller, bin_codes=codes[controller], t=t + np.arange(12) / 60,
                             grams=np.full((12, 2), 500.0), rate_hz=60.0)
 
     bus.publish(store.code, "shelf", shelf("g1", t0))
