@@ -3,7 +3,8 @@ as real devices would, then scores what the store billed.
 
 Devices: shelf controllers send their blocks (HTTP controller API ``/sensors/api/weights/`` in the embedded
 profile, MQTT in production), the store's own tracker sends the recorded keypoints through the external-tracker
-adapter (``/vision/api/observations/``), and the gate scans real shopper accounts' passes at the entry
+adapter (``/vision/api/observations/``; track ids tagged per run, as a tracker never reuses one: a recording
+played twice must not hand the store a track it bound before), and the gate scans real shopper accounts' passes at the entry
 (``/gates/api/scan/``, party members as guests of one pass) and, where the recording has a scanned exit, at the exit
 (``/gates/api/exit/``). Nobody tells the store which track is whom: the store loop binds each scan to the track that
 appeared at the gate and sees each shopper leave. Times are the recording's, shifted so that it starts now and
@@ -323,8 +324,10 @@ def emulate(recording: Recording, *, speed: float = 1.0, url: str | None = None,
             send_shelf(c, c.t_next + np.arange(n) / c.rate_hz, idle_samples(c.tail, c.idle, n), idle=True)
             c.idle += n
 
+    run_tag = secrets.token_hex(3)  # a tracker never gives a new shopper the id of an earlier one
+
     def send_obs(obs, t_last: float) -> None:
-        rows = [[str(obs.track_id[i]), round(float(obs.t[i]) + offset, 6), str(obs.keypoint[i]),
+        rows = [[f"{run_tag}-{obs.track_id[i]}", round(float(obs.t[i]) + offset, 6), str(obs.keypoint[i]),
                  *(round(float(v), 4) for v in obs.xyz[i]), round(float(obs.score[i]), 4)] for i in range(len(obs))]
         status, body = transport.post("/vision/api/observations/",
                                       json.dumps({"v": 1, "t_last": round(t_last + offset, 6), "rows": rows}).encode(),
