@@ -4,9 +4,9 @@ as real devices would, then scores what the store billed.
 Devices: shelf controllers send their blocks (HTTP controller API ``/sensors/api/weights/`` in the embedded
 profile, MQTT in production), the store's own tracker sends the recorded keypoints through the external-tracker
 adapter (``/vision/api/observations/``; track ids tagged per run, as a tracker never reuses one: a recording
-played twice must not hand the store a track it bound before), and the gate scans real shopper accounts' passes at the entry
-(``/gates/api/scan/``, party members as guests of one pass) and, where the recording has a scanned exit, at the exit
-(``/gates/api/exit/``). Nobody tells the store which track is whom: the store loop binds each scan to the track that
+played twice must not hand the store a track it bound before), and the gate scans real shopper accounts' passes at
+the entry (``/gates/api/scan/``, party members as guests of one pass) and, where the recording has a scanned exit,
+at the exit (``/gates/api/exit/``). Nobody tells the store which track is whom: the store loop binds each scan to the track that
 appeared at the gate and sees each shopper leave. Times are the recording's, shifted so that it starts now and
 played at ``speed`` × real time. A store's devices never stop: a shelf controller whose recorded samples end
 before the recording does goes on sampling its idle plates (the recorder stopped, not the controller), and after
