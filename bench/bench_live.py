@@ -749,10 +749,9 @@ def feed(minutes: float, shoppers: int, seed: int, prefix: str) -> None:
     import numpy as np
 
     from carts import runtime
-    from carts.emulator import _register
+    from carts.emulator import register
     from carts.replay import demo_shopper_ensure
     from carts.simulation import parties_from_gates
-    from store.gates.models import Gate
     from store.gates.services import GateRefusal, pass_issue, visit_enter, visit_exit_scan
     from store.layout.models import Store
     from store.recording import TrackObservations
@@ -761,8 +760,7 @@ def feed(minutes: float, shoppers: int, seed: int, prefix: str) -> None:
     store = Store.objects.get(code=STORE)
     Store.objects.filter(pk=store.pk).update(capacity=100_000)
     store.refresh_from_db()
-    _register(store)
-    gate = Gate.objects.get(store=store, name="emulator")
+    gate = register(store).gate
     chunk_min = 5.0
     n_chunks = max(1, int(math.ceil(minutes / chunk_min)))
     marks = [m for m in (10.0, 30.0, 60.0, 120.0, 240.0) if m <= minutes] or [minutes]

@@ -3,12 +3,17 @@ as real devices would, then scores what the store billed.
 
 Devices: shelf controllers send their blocks (HTTP controller API ``/sensors/api/weights/`` in the embedded
 profile, MQTT in production), the store's own tracker sends the recorded keypoints through the external-tracker
-adapter (``/vision/api/observations/``), and the gate scans real shopper accounts' passes at the entry
-(``/gates/api/scan/``, party members as guests of one pass) and, where the recording has a scanned exit, at the exit
-(``/gates/api/exit/``). Nobody tells the store which track is whom: the store loop binds each scan to the track that
+adapter (``/vision/api/observations/``; track ids tagged per run, as a tracker never reuses one: a recording
+played twice must not hand the store a track it bound before), and the gate scans real shopper accounts' passes at
+the entry (``/gates/api/scan/``, party members as guests of one pass) and, where the recording has a scanned exit,
+at the exit (``/gates/api/exit/``). Nobody tells the store which track is whom: the store loop binds each scan to the track that
 appeared at the gate and sees each shopper leave. Times are the recording's, shifted so that it starts now and
-played at ``speed`` × real time. After the recording the devices keep sending (idle shelves, an empty tracker
-heartbeat) until every visit is billed, as a store's devices never stop.
+played at ``speed`` × real time. A store's devices never stop: a shelf controller whose recorded samples end
+before the recording does goes on sampling its idle plates (the recorder stopped, not the controller), and after
+the recording every device goes on (idle shelves, an empty tracker heartbeat) until every visit is billed.
+
+The devices are the emulator's own, registered in the store under :data:`EMULATOR` and marked ``emulated`` (re-keyed
+each run, as only their key hashes are kept); a device a manager registered is never used or changed.
 
 In the embedded profile the requests go to this process's own Django (the test client) and the store loop runs as
 a thread here (``carts.runtime.local_worker``); in production they go to ``--url`` (daphne) and the broker, and
@@ -18,9 +23,12 @@ from __future__ import annotations
 
 import json
 import logging
+import math
+import secrets
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone as dt_timezone
+from typing import Any
 
 import numpy as np
 from django.conf import settings
@@ -37,7 +45,9 @@ from .simulation import parties_from_gates
 
 log = logging.getLogger(__name__)
 
-EMULATOR = "emulator"
+#: Name of the emulator's own devices (gate, tracker; controllers ``EMULATOR-c<k>``), all marked ``emulated``: the
+#: command that made them, so that nobody takes them for the store's. Also the prefix of the track keys it sends.
+EMULATOR = "emulate_store"
 #: Visit states the emulator waits for: the store has done what it can without people (billed, or waiting for a
 #: review or a payment retry).
 SETTLED = (Visit.State.BILLED, Visit.State.UNDER_REVIEW, Visit.State.PAYMENT_FAILED, Visit.State.CLOSED,
@@ -105,21 +115,45 @@ class RemoteTransport:
 
 @dataclass
 class _Controller:
+    """One emulated shelf controller: ``t_last`` is the recording time of its last recorded sample; after it the
+    controller goes on sampling its idle plates (:func:`idle_samples`) until the emulation ends, as a real one does."""
+
     name: str
     key: str
     bin_codes: tuple[str, ...]
     rate_hz: float
+    t_last: float = -math.inf
     seq: int = 0
-    tail: np.ndarray | None = None  # (k, B) the last second of samples sent: looped while idle (its own noise)
-    looped: int = 0
-    t_next: float = 0.0  # recording time of the next sample
+    tail: np.ndarray | None = None  # (k, B) the last second of recorded samples sent: what idle plates look like
+    idle: int = 0  # idle samples sent so far
+    t_next: float = -math.inf  # recording time of the next sample (−inf before the first block)
+
+    @property
+    def recorded_done(self) -> bool:
+        """Every recorded sample has been sent: from now on the plates idle."""
+        return self.tail is not None and self.t_next > self.t_last
+
+
+def idle_samples(tail: np.ndarray, start: int, n: int) -> np.ndarray:
+    """``n`` samples (n, B) of idle plates, numbered from ``start``, made of ``tail`` (k, B: the last second a
+    controller recorded) played forwards and backwards in turn: its own levels and noise, with no jump where it turns
+    (a looped tail would jump from its last sample to its first; a held last sample is noise frozen into a step,
+    both of which the detector can see). ``tail`` holding a change (the recording stopped mid-pick) would replay
+    it: recordings end on settled shelves. Raises ValueError for an empty ``tail``."""
+    k = len(tail)
+    if k == 0:
+        raise ValueError("tail must hold at least one sample")
+    if k == 1:
+        return np.repeat(tail, n, axis=0)
+    i = (start + np.arange(n)) % (2 * k)
+    return tail[np.where(i < k, i, 2 * k - 1 - i)]
 
 
 @dataclass
 class EmulationResult:
     """What one emulation did: ``session`` (the visits and shelf events it made are labelled with it, visits by the
     recording's track of the account scanned), ``visits`` (recording track → visit id), the wall seconds it took
-    and what the devices sent."""
+    and what the devices sent (``sent["idle"]``: shelf blocks of plates idling after their recorded samples)."""
 
     session: str
     store_code: str
@@ -127,46 +161,78 @@ class EmulationResult:
     wall_s: float
     sent: dict[str, int] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
+    #: Recording seconds the devices went on after the recording's end before every visit had settled.
+    settled_after_s: float = 0.0
 
 
-def _register(store) -> tuple[str, str]:
-    """The emulator's gate and tracker in ``store`` (new keys each run; the devices of a real store)."""
+@dataclass(frozen=True)
+class Devices:
+    """The emulator's own devices in a store (:func:`register`): its gate and its tracker (rows marked ``emulated``)
+    with the keys they were given for this run."""
+
+    gate: Gate
+    gate_key: str
+    tracker: Any
+    tracker_key: str
+
+
+def _own_name(model, store, base: str) -> tuple[str, Any]:
+    """The first of ``base``, ``base-2``, ``base-3``… in ``store`` that is free or already the emulator's own
+    (``emulated``), and its row (None when free): a manager's device of that name is never touched."""
+    for k in range(1, 100):
+        name = base if k == 1 else f"{base}-{k}"
+        row = model.objects.filter(store=store, name=name).first()
+        if row is None or row.emulated:
+            return name, row
+    raise EmulatorError(f"store {store.code}: 99 devices named {base}… that are not the emulator's")
+
+
+def register(store) -> Devices:
+    """The emulator's gate and tracker in ``store`` (both named :data:`EMULATOR`, or ``EMULATOR-2``… where a
+    manager already named a device so), created on the first run, re-keyed and re-activated on every later one
+    (only their hashes are stored). Idempotent; never uses or changes a device it did not create."""
     from store.gates.services import gate_create, gate_key_rotate
     from vision.models import TrackerSource
     from vision.services import tracker_create, tracker_key_hash
 
-    gate = Gate.objects.filter(store=store, name=EMULATOR).first()
-    gate_key = gate_key_rotate(gate=gate) if gate else gate_create(store=store, name=EMULATOR)[1]
-    tracker = TrackerSource.objects.filter(store=store, name=EMULATOR).first()
-    if tracker is None:
-        tracker, tracker_key = tracker_create(store=store, name=EMULATOR)
+    name, gate = _own_name(Gate, store, EMULATOR)
+    if gate is None:
+        gate, gate_key = gate_create(store=store, name=name)
+        Gate.objects.filter(pk=gate.pk).update(emulated=True)
     else:
-        import secrets
-
+        gate_key = gate_key_rotate(gate=gate)
+        Gate.objects.filter(pk=gate.pk).update(active=True)
+    name, tracker = _own_name(TrackerSource, store, EMULATOR)
+    if tracker is None:
+        tracker, tracker_key = tracker_create(store=store, name=name)
+        TrackerSource.objects.filter(pk=tracker.pk).update(emulated=True)
+    else:
         tracker_key = secrets.token_urlsafe(32)
         TrackerSource.objects.filter(pk=tracker.pk).update(api_key_hash=tracker_key_hash(tracker_key), active=True)
-    return gate_key, tracker_key
+    gate.refresh_from_db()
+    tracker.refresh_from_db()
+    return Devices(gate, gate_key, tracker, tracker_key)
 
 
 def _controllers(store, recording: Recording) -> list[_Controller]:
-    """One registered controller per recorded shelf block (``emulator-<k>``; its key rotated for this run)."""
+    """One controller of the emulator's own per recorded shelf block (``EMULATOR-c<k>``, marked ``emulated``; its
+    bins and rate set to the block's, its key new for this run). A manager's controller is never touched."""
     from sensors.models import ShelfController
     from sensors.services import controller_create, controller_key_rotate
 
     out = []
     for k, block in enumerate(recording.shelves):
-        name = f"{EMULATOR}-{k}"
-        row = ShelfController.objects.filter(store=store, name=name).first()
-        if row is not None and (list(row.bin_codes) != list(block.bin_codes) or row.rate_hz != block.rate_hz):
-            row.delete()
-            row = None
+        name, row = _own_name(ShelfController, store, f"{EMULATOR}-c{k}")
         if row is None:
             row, key = controller_create(store=store, name=name, bin_codes=list(block.bin_codes),
                                          rate_hz=block.rate_hz)
+            ShelfController.objects.filter(pk=row.pk).update(emulated=True)
         else:
             key = controller_key_rotate(controller=row)
-            ShelfController.objects.filter(pk=row.pk).update(active=True, clock_offset_s=0.0)
-        out.append(_Controller(name, key, tuple(block.bin_codes), float(block.rate_hz)))
+            ShelfController.objects.filter(pk=row.pk).update(active=True, clock_offset_s=0.0,
+                                                             bin_codes=list(block.bin_codes), rate_hz=block.rate_hz)
+        t_last = float(block.t[-1]) if len(block.t) else -math.inf
+        out.append(_Controller(name, key, tuple(block.bin_codes), float(block.rate_hz), t_last=t_last))
     return out
 
 
@@ -200,11 +266,12 @@ def emulate(recording: Recording, *, speed: float = 1.0, url: str | None = None,
         transport = RemoteTransport(url, mqtt_url or settings.MQTT_URL)
     store = layout_load(data=recording.store)
     catalogue_load(store=store, products=recording.store["products"], facings=recording.store["facings"])
-    gate_key, tracker_key = _register(store)
+    devices = register(store)
+    gate_key, tracker_key = devices.gate_key, devices.tracker_key
     controllers = _controllers(store, recording)
     party_of = parties_from_gates(recording.gates, within_s=PARTY_WITHIN_S)
     guests = {lead: sum(1 for m, l in party_of.items() if l == lead and m != lead) for lead in set(party_of.values())}
-    sent = {"shelf": 0, "obs": 0, "entry": 0, "exit": 0}
+    sent = {"shelf": 0, "idle": 0, "obs": 0, "entry": 0, "exit": 0}
     problems: list[str] = []
     accounts: dict[str, str] = {}
     visits: dict[str, int] = {}
@@ -235,18 +302,38 @@ def emulate(recording: Recording, *, speed: float = 1.0, url: str | None = None,
         body = json.dumps({"token": token, "t": round(t_rec + offset, 6)}).encode()
         return transport.post(path, body, f"Gate {gate_key}")
 
-    def send_shelf(c: _Controller, t: np.ndarray, grams: np.ndarray) -> None:
+    def send_shelf(c: _Controller, t: np.ndarray, grams: np.ndarray, *, idle: bool = False) -> None:
         c.seq += 1
         payload = encode_payload(controller=c.name, seq=c.seq, t0=float(t[0]) + offset, rate_hz=c.rate_hz,
                                  grams=grams)
         transport.shelf(store=store.code, controller=c.name, key=c.key, payload=payload)
-        keep = max(1, int(round(c.rate_hz)))
-        c.tail = grams[-keep:] if c.tail is None else np.concatenate([c.tail, grams])[-keep:]
+        if not idle:
+            keep = max(1, int(round(c.rate_hz)))
+            c.tail = grams[-keep:] if c.tail is None else np.concatenate([c.tail, grams])[-keep:]
         c.t_next = float(t[-1]) + 1.0 / c.rate_hz
         sent["shelf"] += 1
+        sent["idle"] += idle
+
+    def idle_until(c: _Controller, t_until: float) -> None:
+        """A controller whose recorded samples are over keeps sampling its idle plates up to ``t_until`` (recording
+        time, exclusive), continuing its own timeline and sequence: its clock, and so the store's shelf horizon,
+        keeps up with the other devices (a controller that fell silent would hold billing back, and one resumed
+        later at the current time with a sequence gap is re-timed by the ingestor onto its sample count, i.e. back
+        where it stopped: ``sensors.ingest`` ``clock_jump``)."""
+        if not c.recorded_done:
+            return
+        max_n = max(1, int(round(step_s * c.rate_hz)))  # blocks as long as a step, as the recorded ones
+        while True:
+            n = min(max_n, int(math.ceil((t_until - c.t_next) * c.rate_hz - 1e-6)))
+            if n <= 0:
+                return
+            send_shelf(c, c.t_next + np.arange(n) / c.rate_hz, idle_samples(c.tail, c.idle, n), idle=True)
+            c.idle += n
+
+    run_tag = secrets.token_hex(3)  # a tracker never gives a new shopper the id of an earlier one
 
     def send_obs(obs, t_last: float) -> None:
-        rows = [[str(obs.track_id[i]), round(float(obs.t[i]) + offset, 6), str(obs.keypoint[i]),
+        rows = [[f"{run_tag}-{obs.track_id[i]}", round(float(obs.t[i]) + offset, 6), str(obs.keypoint[i]),
                  *(round(float(v), 4) for v in obs.xyz[i]), round(float(obs.score[i]), 4)] for i in range(len(obs))]
         status, body = transport.post("/vision/api/observations/",
                                       json.dumps({"v": 1, "t_last": round(t_last + offset, 6), "rows": rows}).encode(),
@@ -258,6 +345,7 @@ def emulate(recording: Recording, *, speed: float = 1.0, url: str | None = None,
     by_codes = {c.bin_codes: c for c in controllers}
     inside = list(Visit.objects.filter(pk__in=bind_visits or [], store=store).select_related("shopper")
                   .order_by("entered_at", "pk"))
+    t_rec = t_played = recording.t_end  # recording time the devices have reached
     try:
         for step in recording_steps(recording, step_s=step_s):
             pace(step.t)
@@ -299,36 +387,30 @@ def emulate(recording: Recording, *, speed: float = 1.0, url: str | None = None,
             send_obs(step.tracks, step.t_next)
             for codes, t, grams, _ in step.shelves:
                 send_shelf(by_codes[codes], t, grams)
+            for c in controllers:
+                idle_until(c, step.t_next)
             if local_worker is not None:
                 while local_worker.step(block_ms=0):
                     pass
+            t_rec = t_played = step.t_next
         # the recording is over; the devices go on (idle shelves, a tracker seeing nobody) until the store settles
-        t_rec = recording.t_end + step_s
         deadline = time.monotonic() + settle_timeout_s
         ids = list(visits.values())
         while True:
-            pace(t_rec)
-            t_rec += step_s
-            send_obs(recording.tracks[:0], t_rec)
-            for c in controllers:
-                if c.tail is None:
-                    continue
-                n = max(1, int(round(step_s * c.rate_hz)))
-                t = c.t_next + np.arange(n) / c.rate_hz
-                idx = (c.looped + np.arange(n)) % len(c.tail)
-                c.looped += n
-                tail = c.tail
-                send_shelf(c, t, tail[idx])
-                c.tail = tail  # loop the recorded last second, not the samples looped from it
-            if local_worker is not None:
-                while local_worker.step(block_ms=0):
-                    pass
             left = Visit.objects.filter(pk__in=ids).exclude(state__in=SETTLED).count()
             if not left:
                 break
             if time.monotonic() > deadline:
                 raise EmulatorError(f"{left} visit(s) did not settle within {settle_timeout_s:.0f} s after the "
                                     f"recording ended (is run_store running?)")
+            pace(t_rec)
+            t_rec += step_s
+            send_obs(recording.tracks[:0], t_rec)
+            for c in controllers:
+                idle_until(c, t_rec)
+            if local_worker is not None:
+                while local_worker.step(block_ms=0):
+                    pass
     finally:
         transport.close()
         if local_worker is not None:
@@ -341,7 +423,7 @@ def emulate(recording: Recording, *, speed: float = 1.0, url: str | None = None,
     session = f"{session_prefix(recording)}@emulate-{datetime.now(dt_timezone.utc):%Y%m%dT%H%M%S.%fZ}"
     _label(store, session, visits, recording.t_start + offset, t_rec + offset)
     return EmulationResult(session=session, store_code=store.code, visits=visits, wall_s=time.time() - started,
-                           sent=sent, problems=problems)
+                           sent=sent, problems=problems, settled_after_s=t_rec - t_played)
 
 
 def _label(store, session: str, visits: dict[str, int], t0: float, t1: float) -> None:

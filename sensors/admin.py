@@ -31,10 +31,11 @@ class ShelfControllerAdmin(admin.ModelAdmin):
     """Shelf controllers: create them with ``manage.py create_controller`` (prints the API key once); here the
     clock offset and the active flag can be changed; the key hash and bins are read only."""
 
-    list_display = ("name", "store", "active", "rate_hz", "clock_offset_s", "messages", "samples", "last_seen_at")
-    list_filter = ("store", "active")
+    list_display = ("name", "store", "active", "emulated", "rate_hz", "clock_offset_s", "messages", "samples",
+                    "last_seen_at")
+    list_filter = ("store", "active", "emulated")
     readonly_fields = ("store", "name", "api_key_hash", "bin_codes", "rate_hz", "messages", "samples",
-                       "last_seen_at", "created_at")
+                       "last_seen_at", "created_at", "emulated")
 
     def has_add_permission(self, request, obj=None) -> bool:
         return False

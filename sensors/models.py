@@ -87,6 +87,9 @@ class ShelfController(models.Model):
     last_seen_at = models.DateTimeField(null=True, blank=True)
     messages = models.BigIntegerField(default=0, help_text="messages accepted")
     samples = models.BigIntegerField(default=0, help_text="sample rows fed to the detector")
+    emulated = models.BooleanField(default=False, help_text=(
+        "registered by manage.py emulate_store for its own playback, never a real device: the emulator uses and "
+        "re-keys only devices so marked, never one a manager registered"))
 
     class Meta:
         ordering = ["store", "name"]

@@ -1,42 +1,73 @@
 """The live store end to end in the embedded profile: ``emulate_store`` plays a recording's devices through the HTTP
 APIs (shelf controllers, the external tracker, the gate with real passes); the store loop binds each scan to the
-track at the gate, sees each shopper leave and bills them; the receipts equal the offline run's."""
+track at the gate, sees each shopper leave and bills them; the receipts equal the offline run's. A recording whose
+shelf data ends before its other sources still bills every shopper at their exit; the emulator plays its own
+devices and never touches the store's."""
 from __future__ import annotations
 
+import ast
 import io
+import json
+import re
+import shutil
 
+import numpy as np
 import pytest
 from django.core.management import call_command
 
+from carts.emulator import EMULATOR, _controllers, idle_samples, register
 from carts.evaluation import offline_replay
 from carts.models import CartEvent
 from carts.simulation import SimConfig, load_store, read_truth_events, simulate, write_simulation
 from store.billing.models import Receipt
-from store.gates.models import Visit
+from store.gates.models import Gate, Visit
 from store.recording import read_recording
 from conftest import shared_file
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def run(path, *args) -> list[str]:
+def run(path, *args, err: io.StringIO | None = None) -> list[str]:
     out = io.StringIO()
-    call_command("emulate_store", str(path), *args, stdout=out, stderr=io.StringIO())
+    call_command("emulate_store", str(path), *args, stdout=out, stderr=err if err is not None else io.StringIO())
     return out.getvalue().strip().splitlines()
 
 
+def billed_receipts(session: str) -> dict[str, dict[str, int]]:
+    """{recording track: {barcode: units}} of the visits ``session`` billed (each must be billed)."""
+    billed = {}
+    for v in Visit.objects.filter(session=session):
+        assert v.state == Visit.State.BILLED, (v.track_id, v.state)
+        billed[v.track_id] = {line.barcode: line.quantity for line in v.receipt.lines.all()}
+    return billed
+
+
 def test_benchmark1_live_at_ten_times_real_time(benchmark1_recording, settings):
+    from store.gates.services import gate_authenticate, gate_create
+    from store.layout.services import layout_load
+
+    # a manager's own gate that happens to bear the emulator's name: the emulator must leave it alone
+    store = layout_load(data=read_recording(benchmark1_recording).store)
+    managers_gate, managers_key = gate_create(store=store, name=EMULATOR)
     lines = run(benchmark1_recording, "--speed", "10")
     assert lines[-1] == "F1 1.000"
+    assert gate_authenticate(api_key=managers_key) == managers_gate  # its key still works
+    managers_gate.refresh_from_db()
+    assert managers_gate.active and not managers_gate.emulated
     assert "shelf events 1, sent to review 0 (review rate 0.000)" in lines
     visit = Visit.objects.get(session=lines[0].split()[1])
     assert visit.state == Visit.State.BILLED
     # bound by the loop at the gate (nobody told it the track), exited by the loop when the track left
     reasons = list(visit.transitions.values_list("reason", flat=True))
-    assert any(r.startswith("bound to track emulator:") for r in reasons)
+    assert any(r.startswith(f"bound to track {EMULATOR}:") for r in reasons)
     assert any(r == "left the store" for r in reasons)
     assert [(line.barcode, line.quantity) for line in Receipt.objects.get(visit=visit).lines.all()] == \
         [("071142008582", 1)]
+    # the same receipt as evaluate's offline run of the recording
+    rec = read_recording(benchmark1_recording)
+    assert billed_receipts(visit.session) == offline_replay(rec).billed
+    # the emulator scanned at its own gate, clearly marked, under the next free name
+    assert Gate.objects.get(store=store, emulated=True).name == f"{EMULATOR}-2"
     assert settings.WALKOUT["STORE_LOOP"] == "off"  # the command's own process setting is put back
 
 
@@ -53,12 +84,96 @@ def test_two_shoppers_live_match_the_offline_run(two_shoppers):
     session = lines[0].split()[1]
     rec = read_recording(two_shoppers)
     offline = offline_replay(rec, truth_events=read_truth_events(rec.path))  # reviews decided by the oracle, as
-    billed = {}
-    for v in Visit.objects.filter(session=session):
-        assert v.state == Visit.State.BILLED
-        billed[v.track_id] = {line.barcode: line.quantity for line in v.receipt.lines.all()}
     # emulate_store's evaluate does: the same receipts as the offline run (which reads who is whom from the gates)
-    assert billed == {t: cart for t, cart in offline.billed.items()}
+    assert billed_receipts(session) == offline.billed
     # each cart line came from fusion (or a review), none twice
     events = CartEvent.objects.filter(visit__session=session, source="fusion")
     assert events.count() == len(set(events.values_list("shelf_event_id", "visit_id", "product_id")))
+
+
+@pytest.fixture(scope="module")
+def shelves_end_early(two_shoppers, tmp_path_factory):
+    """The two-shopper recording with its shelf data cut 1.75 s after the last shelf event ends (the plates have
+    settled), before the last shopper leaves and a minute before the recording ends: its cameras and gate go on."""
+    dest = tmp_path_factory.mktemp("cut") / "sim-5-cut"
+    shutil.copytree(two_shoppers, dest)
+    events = json.loads((dest / "truth_events.json").read_text())["events"]
+    cut = max(e["t_end"] for e in events) + 1.75
+    gates = (dest / "gates.csv").read_text().splitlines()[1:]
+    last_exit = max(float(g.split(",")[0]) for g in gates if ",exit," in g)
+    manifest = json.loads((dest / "recording.json").read_text())
+    assert cut < last_exit < manifest["t_end"] - 30  # what this fixture is for
+    with open(two_shoppers / "shelves.csv") as src, open(dest / "shelves.csv", "w") as out:
+        out.write(src.readline())
+        out.writelines(line for line in src if float(line.split(",", 1)[0]) <= cut)
+    return dest
+
+
+def test_shelf_data_ending_before_the_other_sources_still_bills_at_the_exits(shelves_end_early):
+    """The controller goes on sampling its idle plates after its recorded samples end (a real one never stops), so
+    the store's shelf horizon keeps up and each shopper is billed at their exit, during the recording: before, the
+    controller's clock stopped and billing waited for the devices to catch up after the recording (at the emulated
+    pace: minutes for a long recording, beyond the settle timeout)."""
+    err = io.StringIO()
+    lines = run(shelves_end_early, "--speed", "20", err=err)
+    assert lines[-1] == "F1 1.000"
+    settled = re.search(r"every visit settled ([0-9.]+) s", err.getvalue())
+    assert settled and float(settled.group(1)) == 0.0, err.getvalue()[-2000:]
+    sent = re.search(r"sent (\{.*?\})", err.getvalue())
+    assert sent and ast.literal_eval(sent.group(1))["idle"] > 0
+    rec = read_recording(shelves_end_early)
+    offline = offline_replay(rec, truth_events=read_truth_events(rec.path))
+    assert billed_receipts(lines[0].split()[1]) == offline.billed
+
+
+def test_the_emulator_registers_its_own_devices_once_and_never_a_managers(benchmark1_recording):
+    from sensors.models import ShelfController
+    from sensors.services import controller_authenticate, controller_create
+    from store.gates.services import gate_authenticate, gate_create
+    from store.layout.services import layout_load
+    from vision.models import TrackerSource
+    from vision.services import tracker_authenticate, tracker_create
+
+    rec = read_recording(benchmark1_recording)
+    store = layout_load(data=rec.store)
+    theirs = {  # a manager's devices bearing the names the emulator uses
+        "gate": gate_create(store=store, name=EMULATOR),
+        "tracker": tracker_create(store=store, name=EMULATOR),
+        "controller": controller_create(store=store, name=f"{EMULATOR}-c0", bin_codes=["1-1-1"], rate_hz=60.0),
+    }
+    first = register(store)
+    controllers = _controllers(store, rec)
+    again = register(store)
+    controllers_again = _controllers(store, rec)
+    # its own, clearly marked, under the first free name; the same rows on the next run, with new keys
+    assert first.gate.emulated and first.gate.name == f"{EMULATOR}-2" and again.gate.pk == first.gate.pk
+    assert first.tracker.emulated and first.tracker.name == f"{EMULATOR}-2" and again.tracker.pk == first.tracker.pk
+    assert gate_authenticate(api_key=again.gate_key) == first.gate and gate_authenticate(api_key=first.gate_key) is None
+    assert tracker_authenticate(api_key=again.tracker_key) == first.tracker
+    assert [c.name for c in controllers] == [f"{EMULATOR}-c0-2"] + [f"{EMULATOR}-c{k}" for k in range(1, 4)]
+    assert [c.name for c in controllers_again] == [c.name for c in controllers]
+    own = ShelfController.objects.filter(store=store, emulated=True)
+    assert own.count() == len(rec.shelves)
+    for c, block in zip(controllers_again, rec.shelves):
+        row = own.get(name=c.name)
+        assert row.bin_codes == list(block.bin_codes) and controller_authenticate(api_key=c.key) == row
+    assert Gate.objects.filter(store=store).count() == 2 and TrackerSource.objects.filter(store=store).count() == 2
+    # the manager's devices: untouched, their keys still work
+    gate, key = theirs["gate"]
+    assert gate_authenticate(api_key=key) == gate and not Gate.objects.get(pk=gate.pk).emulated
+    tracker, key = theirs["tracker"]
+    assert tracker_authenticate(api_key=key) == tracker and not TrackerSource.objects.get(pk=tracker.pk).emulated
+    controller, key = theirs["controller"]
+    assert controller_authenticate(api_key=key) == controller
+    assert ShelfController.objects.get(pk=controller.pk).bin_codes == ["1-1-1"]
+
+
+def test_idle_plates_turn_back_without_a_jump():
+    tail = np.arange(6, dtype=float).reshape(3, 2)  # three samples of two plates
+    out = idle_samples(tail, 0, 8)
+    assert out[:, 0].tolist() == [0, 2, 4, 4, 2, 0, 0, 2]
+    assert idle_samples(tail, 5, 3)[:, 0].tolist() == [0, 0, 2]  # numbered on from where the last block stopped
+    assert np.abs(np.diff(out, axis=0)).max() <= np.abs(np.diff(tail, axis=0)).max()
+    assert idle_samples(tail[:1], 0, 3).tolist() == [[0, 1]] * 3
+    with pytest.raises(ValueError):
+        idle_samples(tail[:0], 0, 3)

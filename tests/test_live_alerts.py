@@ -102,3 +102,36 @@ def test_unreadable_records_are_counted_and_skipped(store):
     assert worker.stats.bad_records == 4
     assert worker.pipeline.loop._binds and worker.pipeline.loop._binds[0][1] == 99  # the good one went through
     assert worker.offsets == {"shelf": "1-0", "obs": "2-0", "gate": "5-0"}
+
+
+def test_a_silent_shelf_controller_holds_billing_only_for_bill_wait_s(store):
+    """A controller that stops sending is down after ``source_down_s`` (alerted; time goes on with the cameras), and
+    billing waits for it only ``bill_wait_s``: then the shelf horizon lets exits be billed without it (its late events
+    go to review). One that keeps sending (the device emulator's idle plates) keeps the horizon at its clock."""
+    bus = MemoryBus()
+    worker = StoreWorker(store.code, bus_=bus, source_down_s=0.2, bill_wait_s=0.6)
+    codes = {"g1": ("1-1-1", "1-1-2"), "g2": ("1-1-3", "1-1-4")}
+    t0 = 1_700_000_000.0
+
+    def shelf(controller, t):
+        return shelf_record(controller=controller, bin_codes=codes[controller], t=t + np.arange(12) / 60,
+                            grams=np.full((12, 2), 500.0), rate_hz=60.0)
+
+    bus.publish(store.code, "shelf", shelf("g1", t0))
+    bus.publish(store.code, "shelf", shelf("g2", t0))
+    bus.publish(store.code, "obs", obs_record(source="cam-a", obs=obs(t0)))
+    worker.step(block_ms=0)
+    assert worker.shelf_horizon() == pytest.approx(t0 + 11 / 60)
+    time.sleep(0.3)
+    for k in range(1, 4):  # g1 and the camera go on; g2 says nothing
+        bus.publish(store.code, "shelf", shelf("g1", t0 + k))
+        bus.publish(store.code, "obs", obs_record(source="cam-a", obs=obs(t0 + k)))
+    worker.step(block_ms=0)
+    assert "shelf:g2" in worker.down and worker.watermark() == pytest.approx(t0 + 3)
+    assert StoreAlert.objects.filter(kind=StoreAlert.Kind.SOURCE_DOWN, key="shelf:g2", resolved_at=None).exists()
+    assert worker.shelf_horizon() == pytest.approx(t0 + 11 / 60)  # billing still waits for g2…
+    time.sleep(0.4)
+    bus.publish(store.code, "shelf", shelf("g1", t0 + 4))
+    worker.step(block_ms=0)
+    assert worker.shelf_horizon() == pytest.approx(t0 + 4 + 11 / 60)  # …no longer: only g1 counts
+    assert worker.pipeline.loop.shelf_horizon == worker.shelf_horizon()

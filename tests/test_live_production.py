@@ -147,7 +147,7 @@ class LiveStack:
         assert self.sql("SELECT count(*) FROM billing_paymentattempt WHERE kind = 'capture'") == [(1,)]
         assert self.sql("SELECT barcode, quantity FROM billing_receiptline") == [("071142008582", 1)]
         reasons = [r for (r,) in self.sql("SELECT reason FROM gates_visittransition ORDER BY id")]
-        assert any(r.startswith("bound to track emulator:") for r in reasons)
+        assert any(r.startswith("bound to track emulate_store:") for r in reasons)
         assert "left the store" in reasons
 
 

@@ -112,6 +112,9 @@ class TrackerSource(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     observations = models.BigIntegerField(default=0, help_text="keypoint observations accepted")
     rejected = models.BigIntegerField(default=0, help_text="requests rejected (bad body)")
+    emulated = models.BooleanField(default=False, help_text=(
+        "registered by manage.py emulate_store for its own playback, never a real device: the emulator uses and "
+        "re-keys only devices so marked, never one a manager registered"))
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["store", "name"], name="tracker_unique_name")]

@@ -22,10 +22,11 @@ def _keys_page(request: HttpRequest, keys: list[tuple[Gate, str]]) -> HttpRespon
 
 @admin.register(Gate)
 class GateAdmin(admin.ModelAdmin):
-    list_display = ("name", "store", "active")
-    list_filter = ("store", "active")
+    list_display = ("name", "store", "active", "emulated")
+    list_filter = ("store", "active", "emulated")
     search_fields = ("name", "store__code", "store__name")
     exclude = ("api_key_hash",)
+    readonly_fields = ("emulated",)  # set by manage.py emulate_store for its own gate only
     actions = ("rotate_api_key",)
 
     def save_model(self, request: HttpRequest, obj: Gate, form, change: bool) -> None:

@@ -14,6 +14,9 @@ class Gate(models.Model):
     name = models.CharField(max_length=64)
     api_key_hash = models.CharField(max_length=128, help_text="SHA-256 hex of the gate's API key")
     active = models.BooleanField(default=True)
+    emulated = models.BooleanField(default=False, help_text=(
+        "registered by manage.py emulate_store for its own playback, never a real device: the emulator uses and "
+        "re-keys only devices so marked, never one a manager registered"))
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["store", "name"], name="gate_unique_name")]

@@ -1,5 +1,8 @@
 """``manage.py demo``: the main job on the embedded default — set up, run the real AutoCheckout session live (its
-devices emulated against this site, the store loop deciding and billing), serve."""
+devices emulated against this site, the store loop deciding and billing), serve.
+
+Output: with ``--no-serve`` the last line is ``evaluate``'s ``F1 <value>`` (scripts read it), the accounts to log in
+with come before the live run; when serving, the accounts follow the score, just above "serving on"."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -61,6 +64,9 @@ class Command(BaseCommand):
         except (AutoCheckoutError, RecordingError) as exc:
             raise CommandError(str(exc)) from None
         self.stdout.write(f"imported {case_dir} → {rec_dir}")
+        host = addr if "://" in addr else f"http://{addr}"
+        if no_serve:  # the score's F1 line stays the last line
+            self._accounts(host, serving=False)
         self._opening_stock(rec)
         # the store runs live: the recording's devices are played against this site's own APIs (shelf controllers,
         # the store's tracker, the gate scanning the demo shopper's pass) and the store loop decides and bills
@@ -75,17 +81,21 @@ class Command(BaseCommand):
             self.stdout.write(f"problem: {problem}")
         print_receipts(self.stdout, result.session)
         call_command("evaluate", str(rec_dir), session=result.session, stdout=self.stdout)
-
-        host = addr if "://" in addr else f"http://{addr}"
+        if no_serve:
+            return
         self.stdout.write("")
+        self._accounts(host, serving=True)
+        self.stdout.write(f"serving on {host} — Ctrl-C to stop")
+        call_command("runserver", addr, use_reloader=False)
+
+    def _accounts(self, host: str, *, serving: bool) -> None:
+        """Where to log in and as whom (``serving``: this command serves ``host`` next; else how to serve it)."""
         self.stdout.write(f"shopper:  {host}/  (live cart {host}/visits/current/, receipts {host}/visits/receipts/)")
         self.stdout.write(f"          log in as {DEMO_SHOPPER} / {DEMO_PASSWORD}")
         self.stdout.write(f"manager:  {host}/manage/  (admin {host}/admin/)")
         self.stdout.write(f"          log in as {DEMO_MANAGER} / {DEMO_PASSWORD}")
-        if no_serve:
-            return
-        self.stdout.write(f"serving on {host} — Ctrl-C to stop")
-        call_command("runserver", addr, use_reloader=False)
+        if not serving:
+            self.stdout.write("          (serve them with `make demo`, or `manage.py runserver` on this database)")
 
     def _opening_stock(self, rec) -> None:
         """The AutoCheckout data has no stock counts (plates are not zeroed): give every shelved product of the demo

@@ -43,7 +43,9 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from None
         for problem in result.problems:
             self.stderr.write(f"problem: {problem}")
-        self.stderr.write(f"emulated in {result.wall_s:.1f} s: sent {result.sent}; session {result.session}")
+        self.stderr.write(f"emulated in {result.wall_s:.1f} s: sent {result.sent}; every visit settled "
+                          f"{result.settled_after_s:.1f} s (recording time) after the recording's end; "
+                          f"session {result.session}")
         if rec.truth is None:
             self.stdout.write(f"session {result.session}: {len(result.visits)} visit(s); no truth.json to score")
             return

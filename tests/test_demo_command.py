@@ -1,0 +1,73 @@
+"""``manage.py demo`` (``make demo``): the real BENCHMARK-1 session run live; with ``--no-serve`` the last line is the
+score's ``F1 <value>`` (the accounts come before the run), when serving the accounts follow the score, just above
+"serving on". A second run reuses the emulator's own devices."""
+from __future__ import annotations
+
+import io
+
+import pytest
+from django.core.management import call_command
+
+from carts.emulator import EMULATOR
+from carts.management.commands.demo import DEMO_MANAGER
+from carts.replay import DEMO_PASSWORD, DEMO_SHOPPER
+from conftest import shared_file
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def demo(settings, tmp_path, monkeypatch):
+    """Run ``demo`` with its arguments; returns its stdout lines (``runserver`` recorded, not run)."""
+    case = shared_file("datasets/autocheckout/BENCHMARK-1/plate_data.json").parent
+    settings.RECORDINGS_DIR = tmp_path / "recordings"
+    from carts.management.commands import demo as demo_command
+
+    served = []
+    real = demo_command.call_command
+
+    def call(name, *args, **kwargs):
+        if name == "runserver":
+            served.append(args)
+            return None
+        return real(name, *args, **kwargs)
+
+    monkeypatch.setattr(demo_command, "call_command", call)
+
+    def run(*args) -> tuple[list[str], list]:
+        out = io.StringIO()
+        served.clear()
+        call_command("demo", "--case", str(case), "--speed", "10", *args, stdout=out, stderr=io.StringIO())
+        return out.getvalue().rstrip("\n").splitlines(), list(served)
+
+    return run
+
+
+def test_demo_no_serve_ends_with_the_f1_line_and_serving_shows_the_accounts_last(demo):
+    from sensors.models import ShelfController
+    from store.gates.models import Gate
+
+    lines, served = demo("--no-serve")
+    assert lines[-1] == "F1 1.000", lines[-12:]
+    assert not served
+    accounts = next(i for i, line in enumerate(lines) if line.startswith("shopper:"))
+    assert accounts < next(i for i, line in enumerate(lines) if line.startswith("ran BENCHMARK-1 live"))
+    assert f"          log in as {DEMO_MANAGER} / {DEMO_PASSWORD}" in lines
+    devices = (set(Gate.objects.filter(emulated=True).values_list("pk", flat=True)),
+               set(ShelfController.objects.filter(emulated=True).values_list("pk", flat=True)))
+
+    lines, served = demo("--addr", "127.0.0.1:8765")
+    assert served == [("127.0.0.1:8765",)]
+    f1 = lines.index("F1 1.000")
+    assert lines[f1 + 1:] == [
+        "",
+        "shopper:  http://127.0.0.1:8765/  (live cart http://127.0.0.1:8765/visits/current/, receipts "
+        "http://127.0.0.1:8765/visits/receipts/)",
+        f"          log in as {DEMO_SHOPPER} / {DEMO_PASSWORD}",
+        "manager:  http://127.0.0.1:8765/manage/  (admin http://127.0.0.1:8765/admin/)",
+        f"          log in as {DEMO_MANAGER} / {DEMO_PASSWORD}",
+        "serving on http://127.0.0.1:8765 — Ctrl-C to stop"]
+    # the second run played the same devices of the emulator's (re-keyed), none new
+    assert devices == (set(Gate.objects.filter(emulated=True).values_list("pk", flat=True)),
+                       set(ShelfController.objects.filter(emulated=True).values_list("pk", flat=True)))
+    assert Gate.objects.get(emulated=True).name == EMULATOR
