@@ -283,6 +283,14 @@ def emulate(recording: Recording, *, speed: float = 1.0, url: str | None = None,
     if url is None:  # this process runs the store loop, driven step by step after each batch the devices send
         local_worker = runtime.StoreWorker(store.code)
         runtime.register_local(store.code, local_worker)
+        # resume the store from its checkpoint first: an earlier emulation played faster than real time leaves the
+        # store's clock ahead of the wall clock, and devices playing behind it would be late for the loop (a shopper
+        # bound, then taken for gone). The devices' clock starts after the store's.
+        local_worker.step(block_ms=0)
+        known = [local_worker.pipeline.loop.now, *(t for t, _ in local_worker.sources.values())]
+        store_now = max((t for t in known if math.isfinite(t)), default=-math.inf)
+        if store_now + 1.0 > started + 1.0:
+            offset = store_now + 1.0 - recording.t_start
     say(f"emulating {recording.name} at {speed:g}× on store {store.code}: {len(controllers)} shelf controller(s), "
         f"{len(recording.tracks.track_ids())} track(s), {sum(1 for g in recording.gates if g.kind == 'entry')} "
         f"entr(y/ies)\n")
