@@ -197,6 +197,13 @@ def photo_check(data: bytes) -> tuple[str, int, int]:
         raise InventoryInputError("the file is empty")
     if len(data) > PHOTO_MAX_BYTES:
         raise InventoryInputError(f"the file is {len(data) / 1e6:.1f} MB; {PHOTO_MAX_BYTES // (1024 * 1024)} MB at most")
+    # only bytes with an image signature Pillow reads natively are handed to it: ultralytics (imported by vision)
+    # replaces PIL.Image.open with one that, on bytes Pillow cannot identify, tries to install a HEIF plugin
+    # (ultralytics.utils.patches). Signatures: JPEG, PNG, WebP (kept), GIF, BMP, TIFF (named in the refusal).
+    if not (data[:3] == b"\xff\xd8\xff" or data[:8] == b"\x89PNG\r\n\x1a\n"
+            or (data[:4] == b"RIFF" and data[8:12] == b"WEBP") or data[:4] in (b"GIF8", b"II*\x00", b"MM\x00*")
+            or data[:2] == b"BM"):
+        raise InventoryInputError("the file is not an image (JPEG, PNG or WebP expected)")
     try:
         with Image.open(io.BytesIO(data)) as probe:
             fmt = probe.format
@@ -204,7 +211,7 @@ def photo_check(data: bytes) -> tuple[str, int, int]:
         with Image.open(io.BytesIO(data)) as img:
             img.load()  # decodes every pixel: a truncated file fails here
             width, height = img.size
-    except UnidentifiedImageError:
+    except (UnidentifiedImageError, ImportError):  # ImportError: the patched open's plugin is not installed
         raise InventoryInputError("the file is not an image (JPEG, PNG or WebP expected)") from None
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
         raise InventoryInputError(f"the image cannot be read: it is damaged or truncated ({exc})") from None
