@@ -577,7 +577,7 @@ class StoreLoop:
         """An unbound track first seen after ``t_last`` within ``reassociate_m`` of (x, y): the lost shopper."""
         best, best_d = None, self.config.reassociate_m
         bound = set(self.visit_of)
-        for other, (t0, _, ox, oy) in self._seen.items():
+        for other, (t0, _, _, _, ox, oy) in self._seen.items():  # where it first appeared
             if other in bound or t0 < t_last or any(abs(t0 - b[0]) <= self.config.bind_before_s + self.config.bind_after_s
                                                    for b in self._binds):
                 continue

@@ -230,3 +230,18 @@ def test_a_checkpoint_of_the_loop_before_zones_restores(sim):
     restored.entry_zones = [np.asarray(sim.store["zones"][0]["polygon"], float)]
     restored.advance(103.0)
     assert sink.bound == {"door": 7}
+
+
+def test_a_track_lost_inside_is_continued_by_a_new_one_appearing_where_it_was_lost(sim):
+    # "door" comes in and is bound, walks to ELSEWHERE and is lost there (a camera worker restarted, an occlusion);
+    # 0.6 s later "again" appears where it was lost and "far" appears across the store: the visit goes on as
+    # "again", and nothing leaves
+    sink = MemorySink([])
+    loop = live_loop(sim, sink, zones=True)
+    x, y = ELSEWHERE
+    play_tracks(loop, [walk("door", 101.2, ENTRY_XY, to=ELSEWHERE, until=110.0),
+                       walk("again", 110.6, (x + 0.3, y), until=125.0),
+                       walk("far", 110.6, (x + 4.0, y), until=125.0)],
+                [dict(visit=7, t=100.0, gate="entry")], until=124.0)
+    assert sink.bound == {"door": 7, "again": 7}
+    assert sink.exited == {}

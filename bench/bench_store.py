@@ -1,0 +1,162 @@
+"""The store worker alone (``make bench-store``): how much of one core ``run_store``'s loop needs per store-second at
+N shoppers, and where that time goes.
+
+Plain script: ``.venv/bin/python bench/bench_store.py [--shoppers 10,50] [--minutes 3] [--seed 11] [--profile]``.
+
+For each size it simulates a session (``carts.simulation``, the AutoCheckout store: 306 plates at 60 Hz, keypoints at
+15 Hz per shopper, the default difficulty, shoppers arriving over ``--minutes``), loads its store into a throwaway
+SQLite database (the embedded profile), and feeds it to one ``carts.runtime.StoreWorker`` on the in-process bus
+exactly as the live store does (shelf blocks and observation records on the bus, gate scans through the gate
+services), half a second of store time at a time, stepping the worker until it has read everything. It prints the
+worker's CPU seconds (process time of the worker's steps and checkpoints only, so other load on the machine does not
+count) per store second, the real-time factor that gives on one core, and the loop's counters; with ``--profile``,
+the top functions by cumulative time. The figures are the loop's own work (detection, fusion, the database writes
+of the embedded profile), without Redis, MQTT or PostgreSQL round trips: ``make bench-live`` measures those.
+"""
+from __future__ import annotations
+
+import argparse
+import cProfile
+import io
+import json
+import os
+import pstats
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+DATA = Path(os.environ.get("WALKOUT_SHARED", ROOT.parent / "shared")) / "datasets" / "autocheckout"
+
+
+def run(shoppers: int, minutes: float, seed: int, profile: bool) -> dict:
+    """One size (module docstring). Returns its figures."""
+    from datetime import datetime, timezone as dt_timezone
+
+    import numpy as np
+    from django.conf import settings
+    from django.core.management import call_command
+
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # throwaway bench accounts
+    call_command("migrate", verbosity=0)
+    from carts import runtime
+    from carts.emulator import register
+    from carts.loop import recording_steps
+    from carts.replay import demo_shopper_ensure
+    from carts.simulation import SimConfig, load_store, parties_from_gates, simulate
+    from store.gates.services import GateRefusal, pass_issue, visit_enter, visit_exit_scan
+    from store.inventory.services import catalogue_load
+    from store.layout.models import Store
+    from store.layout.services import layout_load
+    from store.recording import TrackObservations
+
+    sim = simulate(load_store(DATA), SimConfig.at("default", shoppers=shoppers, minutes=minutes, seed=seed,
+                                                  track_hz=15.0))
+    store = layout_load(data=sim.store)
+    catalogue_load(store=store, products=sim.store["products"], facings=sim.store["facings"])
+    Store.objects.filter(pk=store.pk).update(capacity=100_000)
+    store.refresh_from_db()
+    gate = register(store).gate
+    worker = runtime.StoreWorker(store.code)
+    runtime.register_local(store.code, worker)  # this process steps it (no background thread takes the records)
+    bus = worker.bus
+    party_of = parties_from_gates(sim.gates, within_s=10.0)
+    guests = {lead: sum(1 for m, lead_ in party_of.items() if lead_ == lead and m != lead)
+              for lead in set(party_of.values())}
+    off = time.time() - sim.manifest["t_end"] - 60.0  # the store's clock ends about now: within the gate API's day
+    tokens: dict[str, str] = {}
+    users: dict[str, object] = {}
+    prof = cProfile.Profile() if profile else None
+    cpu = 0.0
+
+    class _Rec:  # what recording_steps needs
+        gates, tracks, shelves = sim.gates, sim.tracks, sim.shelves
+        t_start, t_end = sim.manifest["t_start"], sim.manifest["t_end"]
+
+    for step in recording_steps(_Rec, step_s=0.5):
+        for g in step.gates:
+            at = datetime.fromtimestamp(g.t + off, dt_timezone.utc)
+            account = g.account or f"shopper+{g.track}@walkout.test"
+            user = users.get(account) or users.setdefault(account, demo_shopper_ensure(account))
+            try:
+                if g.kind == "entry":
+                    lead = party_of.get(g.track, g.track)
+                    if lead != g.track and lead in tokens:
+                        token = tokens[lead]
+                    else:
+                        token = pass_issue(shopper=user, store=store, guests=guests.get(g.track, 0))[1]
+                        tokens[g.track] = token
+                    visit_enter(token=token, gate=gate, at=at)
+                else:
+                    visit_exit_scan(token=pass_issue(shopper=user, store=store)[1], gate=gate, at=at)
+            except GateRefusal:
+                pass  # a party's exit scan exits the whole party at once
+        obs = step.tracks
+        if len(obs):
+            obs = TrackObservations(np.array([f"tracker:{x}" for x in obs.track_id], dtype=object), obs.t + off,
+                                    obs.keypoint, obs.xyz, obs.score)
+        bus.publish(store.code, "obs", runtime.obs_record(source="tracker:bench", obs=obs, t_last=step.t_next + off))
+        for j, (codes, t, grams, rate) in enumerate(step.shelves):
+            bus.publish(store.code, "shelf", runtime.shelf_record(controller=f"bench-{j}", bin_codes=codes,
+                                                                  t=t + off, grams=grams, rate_hz=rate))
+        t0 = time.process_time()
+        if prof is not None:
+            prof.enable()
+        while worker.step(block_ms=0):
+            pass
+        if time.monotonic() - worker._last_checkpoint >= worker.checkpoint_every_s:
+            worker.checkpoint()
+        if prof is not None:
+            prof.disable()
+        cpu += time.process_time() - t0
+    length = _Rec.t_end - _Rec.t_start
+    out = {"shoppers": shoppers, "store_s": length, "cpu_s": cpu, "stats": worker.pipeline.loop.stats}
+    if prof is not None:
+        buf = io.StringIO()
+        pstats.Stats(prof, stream=buf).sort_stats("cumulative").print_stats(25)
+        out["profile"] = buf.getvalue()
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--shoppers", default="10,50", help="comma-separated sizes (default 10,50)")
+    ap.add_argument("--minutes", type=float, default=3.0, help="simulated minutes per size (default 3)")
+    ap.add_argument("--seed", type=int, default=11)
+    ap.add_argument("--profile", action="store_true", help="print the top functions by cumulative time")
+    args = ap.parse_args()
+    if not DATA.is_dir():
+        sys.exit(f"bench-store needs {DATA} (../shared/datasets/autocheckout)")
+    rows = []
+    for n in [int(x) for x in args.shoppers.split(",") if x.strip()]:
+        with tempfile.TemporaryDirectory() as tmp:
+            env = {"WALKOUT_SQLITE_PATH": str(Path(tmp) / "bench.sqlite3"), "WALKOUT_STORE_LOOP": "on",
+                   "DJANGO_SETTINGS_MODULE": "store.settings", "WALKOUT_LOG_LEVEL": "ERROR"}
+            code = ("import json, sys; sys.path.insert(0, %r); import django; django.setup(); "
+                    "from bench.bench_store import run; r = run(%d, %r, %d, %r); "
+                    "r['stats'] = vars(r['stats']); print('RESULT ' + json.dumps(r, default=str))"
+                    % (str(ROOT), n, args.minutes, args.seed, args.profile))
+            done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env={**os.environ, **env},
+                                  capture_output=True, text=True)
+            line = next((ln for ln in done.stdout.splitlines() if ln.startswith("RESULT ")), None)
+            if line is None:
+                sys.exit(f"size {n} failed:\n{done.stderr[-3000:]}")
+            r = json.loads(line[len("RESULT "):])
+            rows.append(r)
+            s = r["stats"]
+            print(f"{n:>4} shoppers: {r['store_s']:.0f} s of store time in {r['cpu_s']:.1f} CPU s of the worker: "
+                  f"{r['cpu_s'] / r['store_s']:.2f} core per store second, {r['store_s'] / r['cpu_s']:.1f}× real "
+                  f"time on one core; {s['shelf_events']} shelf events, {s['cart_events']} cart events, "
+                  f"{s['reviews']} reviews, {s['visits']} visits bound", flush=True)
+            if r.get("profile"):
+                print(r["profile"])
+    print("size  core/store-s  x-realtime")
+    for r in rows:
+        print(f"{r['shoppers']:>4}  {r['cpu_s'] / r['store_s']:>12.2f}  {r['store_s'] / r['cpu_s']:>10.1f}")
+
+
+if __name__ == "__main__":
+    main()
