@@ -7,7 +7,7 @@ ARGS ?=
 export YOLO_OFFLINE := 1
 export YOLO_AUTOINSTALL := 0
 
-.PHONY: install demo test bench bench-sensors bench-vision bench-accuracy bench-live bench-rfid bench-products ingest-mqtt clean
+.PHONY: install demo test bench bench-sensors bench-vision bench-accuracy bench-live bench-store bench-rfid bench-products ingest-mqtt clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -37,6 +37,10 @@ bench-accuracy: install
 # the live store under load in the production profile (needs PostgreSQL, Redis, Mosquitto on 127.0.0.1; ~25 min)
 bench-live: install
 	$(PY) bench/bench_live.py $(ARGS)
+
+# the store worker alone: CPU per store second at 10 and 50 shoppers, in-process bus and SQLite (~5 min)
+bench-store: install
+	$(PY) bench/bench_store.py $(ARGS)
 
 # RFID exit lanes: precision/recall of tagged items on receipts under simulated miss and ghost-read rates (~1 min)
 bench-rfid: install
