@@ -10,7 +10,8 @@ Snapshot contract (DESIGN.md "carts → shopper"), plain JSON types, money in in
 ``tax_minor`` is the tax the lines would bear if billed now (``store.billing.services.tax_lines``) and
 ``total_minor`` includes it, as the receipt's total will.
 
-``trip`` is where the trip stands in words for the shopper (``carts.trip.trip_status``: stage, title, text, link).
+``under_review`` counts the review items nobody decided yet (a decision held in its undo window is decided:
+``review_undecided_for``). ``trip`` is where the trip stands in words for the shopper (``carts.trip.trip_status``: stage, title, text, link).
 
 Every change bumps ``Cart.seq`` and, after the transaction commits, sends ``{"type": "cart.snapshot",
 "snapshot": …}`` to the groups ``cart_group(visit id)`` and ``shopper_group(user id)``. A client that sees a gap in
@@ -115,7 +116,7 @@ def cart_snapshot(*, visit: Visit) -> dict:
     """The snapshot pushed to the shopper (module docstring), built from the ledger; ``seq`` from ``Cart``."""
     cart, _ = Cart.objects.get_or_create(visit=visit)
     lines = cart_lines(visit=visit)
-    under_review = len(review_open_for(visit=visit))
+    under_review = len(review_undecided_for(visit=visit)[0])  # a decision held for undo is decided already
     receipt = getattr(visit, "receipt", None)
     tax = sum(t.tax_minor for t in tax_lines(_receipt_line_data(lines)))
     return {
@@ -154,6 +155,24 @@ def review_open_for(*, visit: Visit, now: datetime | None = None) -> list[Review
         r for r in items
         if any(c.get("visit") == visit.pk for c in r.candidates) or (r.resolution or {}).get("visit") == visit.pk
     ]
+
+
+def review_held(item: ReviewItem, now: datetime | None = None) -> bool:
+    """True when ``item`` is decided by a person but still in its undo window (``undo_until`` after ``now``, tz-aware
+    UTC, default the clock): the visits it names wait for it, yet for the shopper it is decided, not under review."""
+    now = now or timezone.now()
+    return (item.status not in (ReviewItem.Status.OPEN, ReviewItem.Status.WAITING)
+            and item.undo_until is not None and item.undo_until > now)
+
+
+def review_undecided_for(*, visit: Visit, now: datetime | None = None) -> tuple[list[ReviewItem], list[ReviewItem]]:
+    """:func:`review_open_for` split for what the shopper is told: ``(undecided, held)``: the items nobody decided
+    yet (open or waiting) and those a person decided that are only held in their undo window
+    (:func:`review_held`). The checkout waits for both; only the first are "under review" to the shopper."""
+    now = now or timezone.now()
+    items = review_open_for(visit=visit, now=now)
+    held = [r for r in items if review_held(r, now)]
+    return [r for r in items if r not in held], held
 
 
 def _party_visits(visit: Visit) -> list[Visit]:
