@@ -416,7 +416,7 @@ def shelf_plan_svg(event: ShelfEvent, people: list[Person], *, width: int = 520)
         return max(PLAN_TOP_PX - 8.0, foot[row] - min(frac, 1.0 + 8.0 / PLAN_ROW_PX) * PLAN_ROW_PX)
 
     caption = textwrap.wrap(PLAN_CAPTION.format(n=gondola.number), width=max(20, int((width - 20) / 6.2)))
-    body_h = PLAN_TOP_PX + n * PLAN_ROW_PX + 8
+    body_h = PLAN_TOP_PX + n * PLAN_ROW_PX + 14  # a hand at the lowest shelf stays clear of the caption
     height = body_h + 15 * len(caption) + 6
     marked = set(event.bin_codes or [event.bin.code])
     out = [f'<svg class="plan" viewBox="0 0 {width} {height}" width="100%" height="{height}" '
@@ -434,7 +434,7 @@ def shelf_plan_svg(event: ShelfEvent, people: list[Person], *, width: int = 520)
                    f'width="{max(2.0, b.width_m * scale - 2):.1f}" height="{plate_h}" rx="3" '
                    f'fill="{"#ffd966" if hit else "#ffffff"}" stroke="{"#b8860b" if hit else "#9fb0a9"}" '
                    f'stroke-width="{3 if hit else 1}"/>'
-                   f'<text x="{X(a):.1f}" y="{y0 - 4:.1f}" font-size="10" text-anchor="middle" '
+                   f'<text x="{X(a):.1f}" y="{y0 - plate_h + 13:.1f}" font-size="10" text-anchor="middle" '
                    f'fill="#333">{escape(b.code)}</text></g>')
     for p, a, z in hands:
         x, y = X(a), Y(z)
