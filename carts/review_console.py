@@ -13,6 +13,7 @@ Weight trace: the raw samples kept by ``sensors.storage`` for the plate's contro
 from __future__ import annotations
 
 import math
+import textwrap
 from dataclasses import dataclass, field
 from html import escape
 
@@ -369,10 +370,22 @@ def _nice_step(span: float) -> float:
 
 
 # ------------------------------------------------------------------------------------------------------ shelf plan
+PLAN_ROW_PX = 64  # one shelf's row in the plan, in SVG user units (px at 100 %): a 44 px plate, its label, a gap
+PLAN_TOP_PX = 16  # room above the top shelf for a hand held higher than it (a hand is an 11 px radius dot)
+PLAN_CAPTION = ("Gondola {n}, seen from the aisle; the yellow plate is where the weight changed; letters are the "
+                "shoppers' hands.")
+
+
 def shelf_plan_svg(event: ShelfEvent, people: list[Person], *, width: int = 520) -> str:
     """The gondola of the event's plate seen from the aisle: every bin of it as a box at its place along the
-    gondola and its shelf's height, the event's bins highlighted, and each candidate's hand (where seen) as a
-    lettered dot in the candidate's colour. Units: metres along the gondola (x) and up (z), scaled to pixels."""
+    gondola (x: metres along the gondola scaled to ``width`` px) on its shelf's row, the event's bins highlighted,
+    and each candidate's hand (where seen) as a lettered dot in the candidate's colour.
+
+    Sized from its content, not from the gondola's metres: one row of :data:`PLAN_ROW_PX` per shelf plus the
+    caption's wrapped lines, so a one-shelf gondola is one row tall and the caption always lies inside the
+    viewBox (``viewBox="0 0 width height"`` with the same ``height`` attribute). A hand's height is placed between
+    the rows of the shelves it lies between (linear within a row; below the lowest shelf at its row's foot, above
+    the top shelf's space at the top margin). Returns the SVG markup (str)."""
     gondola = event.bin.shelf.gondola
     bins = list(Bin.objects.filter(shelf__gondola=gondola).select_related("shelf"))
     c, s = math.cos(gondola.yaw_rad), math.sin(gondola.yaw_rad)
@@ -380,49 +393,57 @@ def shelf_plan_svg(event: ShelfEvent, people: list[Person], *, width: int = 520)
     def along(x: float, y: float) -> float:
         return (x - gondola.x) * c + (y - gondola.y) * s
 
-    zs = sorted({b.shelf.z for b in bins})
-    gap = {z: (zs[i + 1] - z if i + 1 < len(zs) else max(0.3, gondola.height_m - z)) for i, z in enumerate(zs)}
+    zs = sorted({b.shelf.z for b in bins}) or [event.bin.z]
+    n = len(zs)
+    gap = {z: (zs[i + 1] - z if i + 1 < n else max(0.3, gondola.height_m - z)) for i, z in enumerate(zs)}
     a_all = [along(b.x, b.y) for b in bins]
     lo = min([a - b.width_m / 2 for a, b in zip(a_all, bins)] + [0.0])
     hi = max([a + b.width_m / 2 for a, b in zip(a_all, bins)] + [gondola.width_m])
-    z_hi = max([z + gap[z] for z in zs] + [gondola.height_m, 0.5])
-    for p in people:
-        if p.hand_xyz is not None:
-            a = along(p.hand_xyz[0], p.hand_xyz[1])
-            lo, hi, z_hi = min(lo, a - 0.1), max(hi, a + 0.1), max(z_hi, p.hand_xyz[2] + 0.1)
+    hands = [(p, along(p.hand_xyz[0], p.hand_xyz[1]), p.hand_xyz[2]) for p in people if p.hand_xyz is not None]
+    for _, a, _z in hands:
+        lo, hi = min(lo, a - 0.1), max(hi, a + 0.1)
     scale = (width - 20) / max(hi - lo, 0.5)
-    height = int(z_hi * scale) + 40
+    foot = {z: PLAN_TOP_PX + (n - i) * PLAN_ROW_PX for i, z in enumerate(zs)}  # y of each shelf's surface
 
-    def X(a):
+    def X(a: float) -> float:
         return 10 + (a - lo) * scale
 
-    def Y(z):
-        return 10 + (z_hi - z) * scale
+    def Y(z: float) -> float:
+        if z <= zs[0]:
+            return foot[zs[0]]
+        row = max(r for r in zs if r <= z)
+        frac = (z - row) / gap[row]
+        return max(PLAN_TOP_PX - 8.0, foot[row] - min(frac, 1.0 + 8.0 / PLAN_ROW_PX) * PLAN_ROW_PX)
 
+    caption = textwrap.wrap(PLAN_CAPTION.format(n=gondola.number), width=max(20, int((width - 20) / 6.2)))
+    body_h = PLAN_TOP_PX + n * PLAN_ROW_PX + 14  # a hand at the lowest shelf stays clear of the caption
+    height = body_h + 15 * len(caption) + 6
     marked = set(event.bin_codes or [event.bin.code])
-    out = [f'<svg class="plan" viewBox="0 0 {width} {height}" width="100%" role="img" xmlns="http://www.w3.org/2000/svg"'
+    out = [f'<svg class="plan" viewBox="0 0 {width} {height}" width="100%" height="{height}" '
+           f'preserveAspectRatio="xMinYMin meet" style="max-width:{width}px;height:auto" role="img" '
+           f'xmlns="http://www.w3.org/2000/svg"'
            f' aria-label="gondola {gondola.number}: plate {escape(event.bin.code)} and the shoppers\' hands">',
-           f'<rect x="{X(lo):.1f}" y="{Y(z_hi):.1f}" width="{(hi - lo) * scale:.1f}" height="{z_hi * scale:.1f}" '
+           f'<rect x="{X(lo):.1f}" y="{PLAN_TOP_PX}" width="{(hi - lo) * scale:.1f}" height="{n * PLAN_ROW_PX}" '
            f'fill="#f7f9f8" stroke="#c9d3cf"/>']
+    plate_h = PLAN_ROW_PX - 20
     for b, a in zip(bins, a_all):
-        h = gap[b.shelf.z] * 0.85
         hit = b.code in marked
+        y0 = foot[b.shelf.z]
         out.append(f'<g class="bin{" hit" if hit else ""}" data-bin="{escape(b.code)}">'
-                   f'<rect x="{X(a - b.width_m / 2) + 1:.1f}" y="{Y(b.shelf.z + h):.1f}" '
-                   f'width="{max(2.0, b.width_m * scale - 2):.1f}" height="{h * scale:.1f}" rx="3" '
+                   f'<rect x="{X(a - b.width_m / 2) + 1:.1f}" y="{y0 - plate_h:.1f}" '
+                   f'width="{max(2.0, b.width_m * scale - 2):.1f}" height="{plate_h}" rx="3" '
                    f'fill="{"#ffd966" if hit else "#ffffff"}" stroke="{"#b8860b" if hit else "#9fb0a9"}" '
                    f'stroke-width="{3 if hit else 1}"/>'
-                   f'<text x="{X(a):.1f}" y="{Y(b.shelf.z) - 4:.1f}" font-size="10" text-anchor="middle" '
+                   f'<text x="{X(a):.1f}" y="{y0 - plate_h + 13:.1f}" font-size="10" text-anchor="middle" '
                    f'fill="#333">{escape(b.code)}</text></g>')
-    for p in people:
-        if p.hand_xyz is None:
-            continue
-        x, y = X(along(p.hand_xyz[0], p.hand_xyz[1])), Y(p.hand_xyz[2])
+    for p, a, z in hands:
+        x, y = X(a), Y(z)
         out.append(f'<g class="hand" data-candidate="{p.letter}"><circle cx="{x:.1f}" cy="{y:.1f}" r="11" '
                    f'fill="{p.colour}" stroke="#fff" stroke-width="2"/><text x="{x:.1f}" y="{y + 4:.1f}" '
                    f'font-size="12" font-weight="700" text-anchor="middle" fill="#fff">{p.letter}</text></g>')
-    out.append(f'<text x="10" y="{height - 8}" font-size="11" fill="#555">Gondola {gondola.number}, seen from the '
-               f'aisle; the yellow plate is where the weight changed; letters are the shoppers\' hands.</text></svg>')
+    out.append('<text class="caption" font-size="11" fill="#555">' + "".join(
+        f'<tspan x="10" y="{body_h + 11 + 15 * i}">{escape(line)}</tspan>' for i, line in enumerate(caption))
+        + '</text></svg>')
     return "".join(out)
 
 

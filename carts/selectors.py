@@ -10,6 +10,7 @@ are for templates only, made by :func:`money_display`. Times are aware ``datetim
 from __future__ import annotations
 
 import json
+from decimal import Decimal
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -22,8 +23,10 @@ from store.billing.models import PaymentAttempt, Receipt, ReceiptLine
 from store.billing.services import (
     THREE_DECIMAL_CURRENCIES,
     ZERO_DECIMAL_CURRENCIES,
+    ReceiptLineData,
     currency_exponent,
     price_to_minor,
+    receipt_amounts,
 )
 from store.gates.models import Visit
 from store.inventory.models import Product
@@ -348,26 +351,43 @@ def receipt_detail(*, receipt: Receipt) -> ReceiptView:
 
 
 # ---------------------------------------------------------------------------------------------------------- dashboard
-def _cart_totals(visits: list[Visit]) -> dict[int, tuple[int, int]]:
-    """``{visit id: (items, total_minor)}`` from the cart ledgers of ``visits``, in three queries; the same rule as
-    ``carts.services.cart_lines`` (products summing to ≤ 0 are not in the cart; catalogue prices now)."""
-    ids = [v.pk for v in visits]
+def cart_line_data(product: Product, quantity: int, currency: str) -> ReceiptLineData:
+    """One cart line (``quantity`` ≥ 1 units of ``product`` at its catalogue price now, in ``currency``'s minor
+    units) as the receipt would bill it, with the product's tax category and rate now (no category: not taxed).
+    Load ``product`` with ``select_related("tax_category")`` (else one query per call). Totals and tax of such
+    lines: ``store.billing.services.receipt_amounts``, for the shopper's cart and the dashboard alike."""
+    category = product.tax_category
+    return ReceiptLineData(product_id=product.pk, barcode=product.barcode, name=product.name, quantity=quantity,
+                           unit_price_minor=price_to_minor(product.price, currency),
+                           tax_rate_percent=category.rate_percent if category else Decimal(0),
+                           tax_category=category.name if category else "")
+
+
+def _cart_data(visits: list[Visit]) -> dict[int, list[ReceiptLineData]]:
+    """``{visit id: its cart as ReceiptLineData, by product id}`` from the cart ledgers of ``visits``, in two
+    queries; the same rule as ``carts.services.cart_lines`` (products summing to ≤ 0 are not in the cart; catalogue
+    prices and tax categories now)."""
     currency = {v.pk: v.store.currency for v in visits}
-    sums = (CartEvent.objects.filter(visit_id__in=ids).values("visit_id", "product_id")
-            .annotate(q=Sum("quantity")).filter(q__gt=0))
-    rows = list(sums)
-    prices = dict(Product.objects.filter(pk__in={r["product_id"] for r in rows}).values_list("pk", "price"))
-    out: dict[int, tuple[int, int]] = {pk: (0, 0) for pk in ids}
+    rows = list(CartEvent.objects.filter(visit_id__in=list(currency)).values("visit_id", "product_id")
+                .annotate(q=Sum("quantity")).filter(q__gt=0).order_by("visit_id", "product_id"))
+    products = Product.objects.select_related("tax_category").in_bulk({r["product_id"] for r in rows})
+    out: dict[int, list[ReceiptLineData]] = {pk: [] for pk in currency}
     for r in rows:
-        items, total = out[r["visit_id"]]
-        unit = price_to_minor(prices[r["product_id"]], currency[r["visit_id"]])
-        out[r["visit_id"]] = (items + r["q"], total + unit * r["q"])
+        out[r["visit_id"]].append(cart_line_data(products[r["product_id"]], r["q"], currency[r["visit_id"]]))
     return out
+
+
+def _cart_totals(visits: list[Visit]) -> dict[int, tuple[int, int]]:
+    """``{visit id: (items, total_minor)}``: the cart now, total with tax as the receipt would charge it
+    (``receipt_amounts``)."""
+    return {pk: (sum(ln.quantity for ln in lines), receipt_amounts(lines)[2])
+            for pk, lines in _cart_data(visits).items()}
 
 
 @dataclass(frozen=True)
 class VisitRow:
-    """A visit on the dashboard. ``total_minor`` is the receipt's total once billed, else the cart's now."""
+    """A visit on the dashboard. ``total_minor`` is the receipt's total once billed, else the cart's now with the
+    tax it would bear (both include tax, as the shopper sees them)."""
 
     id: int
     store_code: str
@@ -633,7 +653,9 @@ def sales_today(*, now: datetime | None = None) -> list[SalesRow]:
 class OpenCart:
     """A visit whose cart is live (:data:`OPEN_STATES`) and its cart now: ``lines`` as ``{"barcode", "name",
     "quantity", "line_total_display"}`` (the ``carts.services.cart_lines`` rule: products summing to ≤ 0 are not
-    in the cart; catalogue prices now), ``total_minor`` and its display, ``open_reviews`` naming the visit."""
+    in the cart; catalogue prices now), ``tax_minor`` the tax the cart would bear if billed now and its display
+    ("" when none), ``total_minor`` (with that tax, as the shopper's cart and the receipt show it) and its display,
+    ``open_reviews`` naming the visit."""
 
     id: int
     store_code: str
@@ -642,6 +664,8 @@ class OpenCart:
     entered_at: datetime
     lines: list[dict]
     items: int
+    tax_minor: int
+    tax_display: str
     total_minor: int
     total_display: str
     open_reviews: int
@@ -651,25 +675,20 @@ def open_visit_carts(*, limit: int = 100) -> list[OpenCart]:
     """Visits in :data:`OPEN_STATES`, newest first (at most ``limit``), with their carts. Four queries."""
     visits = list(Visit.objects.filter(state__in=OPEN_STATES).select_related("store", "shopper")
                   .order_by("-entered_at", "-id")[:limit])
-    sums = list(CartEvent.objects.filter(visit__in=visits).values("visit_id", "product_id")
-                .annotate(q=Sum("quantity")).filter(q__gt=0).order_by("visit_id", "product_id"))
-    products = Product.objects.in_bulk({r["product_id"] for r in sums})
-    lines: dict[int, list[dict]] = defaultdict(list)
-    currency = {v.pk: v.store.currency for v in visits}
-    for r in sums:
-        p = products[r["product_id"]]
-        total = price_to_minor(p.price, currency[r["visit_id"]]) * r["q"]
-        lines[r["visit_id"]].append({"barcode": p.barcode, "name": p.name, "quantity": r["q"],
-                                     "line_total_minor": total,
-                                     "line_total_display": money_display(total, currency[r["visit_id"]])})
+    data = _cart_data(visits)
     reviews = _open_review_counts()
     out = []
     for v in visits:
-        ls = sorted(lines.get(v.pk, []), key=lambda x: x["name"])
-        total = sum(x["line_total_minor"] for x in ls)
+        cur = v.store.currency
+        _, tax, total = receipt_amounts(data[v.pk])
+        ls = sorted(({"barcode": ln.barcode, "name": ln.name, "quantity": ln.quantity,
+                      "line_total_minor": ln.line_total_minor,
+                      "line_total_display": money_display(ln.line_total_minor, cur)} for ln in data[v.pk]),
+                    key=lambda x: x["name"])
         out.append(OpenCart(id=v.pk, store_code=v.store.code, shopper=v.shopper.get_username(), state=v.state,
                             entered_at=v.entered_at, lines=ls, items=sum(x["quantity"] for x in ls),
-                            total_minor=total, total_display=money_display(total, v.store.currency),
+                            tax_minor=tax, tax_display=money_display(tax, cur) if tax else "",
+                            total_minor=total, total_display=money_display(total, cur),
                             open_reviews=reviews.get(v.pk, 0)))
     return out
 

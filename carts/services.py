@@ -7,10 +7,11 @@ Snapshot contract (DESIGN.md "carts → shopper"), plain JSON types, money in in
      "lines": [{"barcode", "name", "quantity", "unit_price_minor", "line_total_minor"}],
      "under_review": 1, "tax_minor": 0, "total_minor": 398, "receipt": null, "trip": {…}}
 
-``tax_minor`` is the tax the lines would bear if billed now (``store.billing.services.tax_lines``) and
-``total_minor`` includes it, as the receipt's total will.
+``tax_minor`` is the tax the lines would bear if billed now and ``total_minor`` includes it, as the receipt's total
+will (``store.billing.services.receipt_amounts``: the one rule the receipt and the dashboard use too).
 
-``trip`` is where the trip stands in words for the shopper (``carts.trip.trip_status``: stage, title, text, link).
+``under_review`` counts the review items nobody decided yet (a decision held in its undo window is decided:
+``review_undecided_for``). ``trip`` is where the trip stands in words for the shopper (``carts.trip.trip_status``: stage, title, text, link).
 
 Every change bumps ``Cart.seq`` and, after the transaction commits, sends ``{"type": "cart.snapshot",
 "snapshot": …}`` to the groups ``cart_group(visit id)`` and ``shopper_group(user id)``. A client that sees a gap in
@@ -24,9 +25,8 @@ import threading
 from collections import OrderedDict
 from contextlib import contextmanager
 from typing import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from decimal import Decimal
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
@@ -43,7 +43,7 @@ from store.billing.services import (
     PaymentFailed,
     ReceiptLineData,
     price_to_minor,
-    tax_lines,
+    receipt_amounts,
     receipt_issue,
     receipt_refund_line,
 )
@@ -96,18 +96,18 @@ def cart_lines(*, visit: Visit) -> list[dict]:
     return lines
 
 
-def _receipt_line_data(cart: list[dict]) -> list[ReceiptLineData]:
-    """``cart_lines`` rows as billing's ``ReceiptLineData``, each with its product's tax category and rate now
-    (no category: not taxed). One query."""
-    taxed = {p.pk: p.tax_category for p in Product.objects.filter(pk__in=[ln["product_id"] for ln in cart])
-             .select_related("tax_category")}
+def _receipt_line_data(cart: list[dict], currency: str) -> list[ReceiptLineData]:
+    """``cart_lines`` rows as billing's ``ReceiptLineData`` (:func:`carts.selectors.cart_line_data`: each with its
+    product's tax category and rate now; no category: not taxed). One query."""
+    from .selectors import cart_line_data
+
+    products = Product.objects.select_related("tax_category").in_bulk([ln["product_id"] for ln in cart])
     out = []
     for line in cart:
-        category = taxed.get(line["product_id"])
-        out.append(ReceiptLineData(product_id=line["product_id"], barcode=line["barcode"], name=line["name"],
-                                   quantity=line["quantity"], unit_price_minor=line["unit_price_minor"],
-                                   tax_rate_percent=category.rate_percent if category else Decimal(0),
-                                   tax_category=category.name if category else ""))
+        data = cart_line_data(products[line["product_id"]], line["quantity"], currency)
+        if data.unit_price_minor != line["unit_price_minor"]:  # the price changed between the two reads
+            data = replace(data, unit_price_minor=line["unit_price_minor"])
+        out.append(data)
     return out
 
 
@@ -115,9 +115,9 @@ def cart_snapshot(*, visit: Visit) -> dict:
     """The snapshot pushed to the shopper (module docstring), built from the ledger; ``seq`` from ``Cart``."""
     cart, _ = Cart.objects.get_or_create(visit=visit)
     lines = cart_lines(visit=visit)
-    under_review = len(review_open_for(visit=visit))
+    under_review = len(review_undecided_for(visit=visit)[0])  # a decision held for undo is decided already
     receipt = getattr(visit, "receipt", None)
-    tax = sum(t.tax_minor for t in tax_lines(_receipt_line_data(lines)))
+    _, tax, total = receipt_amounts(_receipt_line_data(lines, visit.store.currency))
     return {
         "visit": visit.pk,
         "seq": cart.seq,
@@ -126,7 +126,7 @@ def cart_snapshot(*, visit: Visit) -> dict:
         "lines": [{k: v for k, v in line.items() if k != "product_id"} for line in lines],
         "under_review": under_review,
         "tax_minor": tax,
-        "total_minor": sum(line["line_total_minor"] for line in lines) + tax,
+        "total_minor": total,
         "receipt": receipt.pk if receipt else None,
         "trip": trip_status(visit=visit),
     }
@@ -154,6 +154,24 @@ def review_open_for(*, visit: Visit, now: datetime | None = None) -> list[Review
         r for r in items
         if any(c.get("visit") == visit.pk for c in r.candidates) or (r.resolution or {}).get("visit") == visit.pk
     ]
+
+
+def review_held(item: ReviewItem, now: datetime | None = None) -> bool:
+    """True when ``item`` is decided by a person but still in its undo window (``undo_until`` after ``now``, tz-aware
+    UTC, default the clock): the visits it names wait for it, yet for the shopper it is decided, not under review."""
+    now = now or timezone.now()
+    return (item.status not in (ReviewItem.Status.OPEN, ReviewItem.Status.WAITING)
+            and item.undo_until is not None and item.undo_until > now)
+
+
+def review_undecided_for(*, visit: Visit, now: datetime | None = None) -> tuple[list[ReviewItem], list[ReviewItem]]:
+    """:func:`review_open_for` split for what the shopper is told: ``(undecided, held)``: the items nobody decided
+    yet (open or waiting) and those a person decided that are only held in their undo window
+    (:func:`review_held`). The checkout waits for both; only the first are "under review" to the shopper."""
+    now = now or timezone.now()
+    items = review_open_for(visit=visit, now=now)
+    held = [r for r in items if review_held(r, now)]
+    return [r for r in items if r not in held], held
 
 
 def _party_visits(visit: Visit) -> list[Visit]:
@@ -316,7 +334,7 @@ def visit_checkout(*, visit: Visit, at: datetime | None = None):
                          reason=f"{len(open_reviews)} shelf event(s) await review")
         cart_publish(visit=visit)
         return None
-    lines = _receipt_line_data(cart_lines(visit=visit))
+    lines = _receipt_line_data(cart_lines(visit=visit), visit.store.currency)
     try:
         receipt = receipt_issue(visit=visit, lines=lines)
     except PaymentFailed as exc:

@@ -1,6 +1,6 @@
 """Where a shopper's trip stands, in words a shopper reads: the status block of the cart snapshot.
 
-One visit goes through five stages the shopper sees (issue #15, item 2):
+One visit goes through these stages the shopper sees (issue #15, item 2):
 
 * ``inside`` (visit ``admitted`` or ``shopping``): "You're in".
 * ``leaving`` (``exited``): the cart is being added up; an honest expected time from the visit's
@@ -8,6 +8,10 @@ One visit goes through five stages the shopper sees (issue #15, item 2):
 * ``charged`` (``billed`` or ``closed``): the amount, the card (brand and last 4) and the receipt's link.
 * ``review`` (``under_review``): what is checked (the products in question), why (in plain words), and by when
   (``settings.WALKOUT["REVIEW_WITHIN_H"]`` hours after the exit, default 2).
+* ``decided`` (``under_review``, but every item a person decided is only held in its undo window,
+  ``ReviewItem.undo_until``, or waits for the release that bills it): the item was just checked and the receipt
+  follows within about N seconds (``due_in_s``: the last window's end plus :data:`BILLING_MARGIN_S`). An item
+  still undecided keeps the stage ``review``, naming only the undecided items.
 * ``payment_failed`` and ``refused``: what went wrong and what to do.
 
 :func:`trip_status` returns plain JSON (it travels in the snapshot over the WebSocket); the page shows ``title``
@@ -55,11 +59,9 @@ def _card_words(visit: Visit) -> str:
     return f"your {(brand or 'card').title()} ending {last4}"
 
 
-def _review_words(visit: Visit) -> tuple[list[str], str]:
-    """What is under review for ``visit`` (product names, best guess first) and why, in plain words."""
-    from .services import review_open_for
-
-    items = review_open_for(visit=visit)
+def _review_words(visit: Visit, items: list) -> tuple[list[str], str]:
+    """What ``items`` (review items naming ``visit``) are about (product names, best guess first) and why, in plain
+    words."""
     names: list[str] = []
     whys: set[str] = set()
     barcodes = {}
@@ -78,10 +80,17 @@ def _review_words(visit: Visit) -> tuple[list[str], str]:
     return names, " and ".join(sorted(whys))
 
 
+def _names_text(names: list[str]) -> str:
+    """"Cola, Chips, Water and 2 more" (at most three names)."""
+    return ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+
+
 def trip_status(*, visit: Visit, receipt_total_minor: int | None = None, now: datetime | None = None) -> dict:
     """The status block of ``visit`` (module docstring): ``{"stage", "title", "text", "link_url", "link_text",
-    "due_in_s"}`` (``due_in_s``: seconds until the receipt is expected, ``leaving`` only, else None)."""
+    "due_in_s"}`` (``due_in_s``: seconds until the receipt is expected, ``leaving`` and ``decided`` only, else
+    None). ``now``: tz-aware UTC, default the clock."""
     from .selectors import money_display
+    from .services import review_undecided_for
 
     now = now or timezone.now()
     store = visit.store
@@ -117,12 +126,24 @@ def trip_status(*, visit: Visit, receipt_total_minor: int | None = None, now: da
         out.update(stage="charged", title=title, text=text)
         if receipt is not None:
             out.update(link_url=reverse("carts:receipt", args=[receipt.pk]), link_text="See your receipt")
+    elif state == S.UNDER_REVIEW and not (pending := review_undecided_for(visit=visit, now=now))[0]:
+        held = pending[1]
+        names, _ = _review_words(visit, held)
+        what = _names_text(names) if names else "your visit"
+        if held:
+            n = max(1, math.ceil(max((r.undo_until - now).total_seconds() for r in held) + BILLING_MARGIN_S))
+            out.update(stage="decided", title="Checked: your receipt is coming", due_in_s=n,
+                       text=f"A person has just checked {what}. Your receipt follows in about {n} seconds; you "
+                            "pay only for what you took.")
+        else:  # the window is over and the release that bills the visit is on its way
+            out.update(stage="decided", title="Checked: your receipt is coming", due_in_s=0,
+                       text=f"A person has checked {what}. Your receipt is being prepared; we will e-mail it as "
+                            "soon as it is ready.")
     elif state == S.UNDER_REVIEW:
-        names, why = _review_words(visit)
+        names, why = _review_words(visit, pending[0])
         exited = visit.exited_at or visit.entered_at
         by = store_local(max(exited, visit.entered_at) + timedelta(hours=review_within_h()), store)
-        what = (", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")) if names else \
-            "an item"
+        what = _names_text(names) if names else "an item"
         out.update(stage="review", title="A person is checking your visit",
                    text=f"We want to be sure about {what}: {why or 'our sensors were not sure enough'}. "
                         f"Someone checks by {by.strftime('%H:%M')}; you pay only for what you took, and we'll "

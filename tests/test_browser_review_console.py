@@ -12,7 +12,9 @@ import numpy as np
 import pytest
 from django.utils import timezone
 
-from browser import asgi_server, assert_fits, browser, login, manager_page, screenshot, screenshots_clear, user_make  # noqa: F401
+from browser import (  # noqa: F401
+    SCREENSHOTS, asgi_server, assert_fits, browser, login, manager_page, screenshot, screenshots_clear, user_make,
+)
 from carts.models import CartEvent, ReviewItem
 from sensors.models import ShelfEvent
 from store.gates.models import Visit
@@ -107,6 +109,15 @@ def test_a_manager_decides_reviews_in_seconds_with_confirmation_and_undo(manager
     assert "Amount (minor)" not in page.content()
     assert_fits(page, "review console")
     screenshot(page, "review-console")
+    # the shelf plan of this one-shelf gondola is one row tall and its caption is shown whole, inside the drawing
+    box = page.locator("#plan svg").evaluate("""svg => {
+        const r = svg.getBoundingClientRect(), c = svg.querySelector("text.caption").getBoundingClientRect();
+        return {h: r.height, w: r.width, inside: c.left >= r.left - 1 && c.right <= r.right + 1
+                && c.top >= r.top - 1 && c.bottom <= r.bottom + 1, caption: c.height}; }""")
+    assert box["inside"] and box["caption"] > 0, box
+    assert 0 < box["h"] < 260, box  # was > 1000 px high (500 px a metre), the caption below the fold
+    expect(page.locator("#plan svg text.caption")).to_contain_text("letters are the shoppers' hands.")
+    page.locator("#plan").screenshot(path=str(SCREENSHOTS / "review-plan.png"))
 
     timings = []
     # decision 1: Ann took the ginger lime (confirm names her and the amount), then undo it

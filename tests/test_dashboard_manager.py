@@ -110,6 +110,30 @@ def test_open_visits_show_their_carts(w):
     assert "2 × Cola" in html and 'id="open-visits" data-live' in html
 
 
+def test_open_carts_and_todays_visits_show_totals_with_tax_as_the_shopper_sees_them(w):
+    """The dashboard's totals are the shopper's: the cart snapshot's ``total_minor`` (lines plus tax, one rule:
+    ``billing.services.receipt_amounts``), in the open-carts table and in today's visits."""
+    from decimal import Decimal
+
+    from carts.services import cart_snapshot
+    from store.inventory.models import TaxCategory
+
+    food = TaxCategory.objects.create(store=w.store, name="Prepared food", rate_percent=Decimal("8.875"))
+    w.cola.tax_category = food
+    w.cola.save(update_fields=["tax_category"])
+    shopping = make_visit(w)
+    pick(w, shopping, w.cola, w.bin_a, 2, seconds_ago=50)  # 2 × 1.99 = 3.98, + 8.875 % = 0.35 (0.3532 half-up)
+    pick(w, shopping, w.chips, w.bin_b, 1, seconds_ago=40)  # 2.50, not taxed
+    snap = cart_snapshot(visit=shopping)
+    assert (snap["tax_minor"], snap["total_minor"]) == (35, 398 + 250 + 35)
+    row = selectors.open_visit_carts()[0]
+    assert (row.tax_minor, row.total_minor, row.total_display, row.tax_display) == (35, 683, "$6.83", "$0.35")
+    visit_row = next(v for v in selectors.dashboard_visits() if v.id == shopping.pk)
+    assert (visit_row.total_minor, visit_row.items) == (snap["total_minor"], 3)
+    html = manager(w).get("/manage/").content.decode()
+    assert "$6.83" in html and "incl. $0.35 tax" in html and "$6.48" not in html  # 6.48: before tax
+
+
 def test_dashboard_is_for_managers_only(w, settings):
     assert Client().get("/manage/").status_code == 302
     shopper = Client()

@@ -158,3 +158,48 @@ def test_ledger_page_filters(w):
     assert [m.product_id for m in mine.context["page"]] == [w.cola.pk]
     assert client.get("/manage/inventory/ledger/?until=2000-01-01").context["page"].paginator.count == 0
     assert client.get("/manage/inventory/ledger/?since=not-a-date").status_code == 400
+
+
+def test_the_tax_category_is_edited_on_the_product_page_and_another_stores_is_refused(w):
+    from store.inventory.models import TaxCategory
+    from store.inventory.services import InventoryInputError, product_update
+    from store.layout.models import Store
+
+    food = TaxCategory.objects.create(store=w.store, name="Prepared food", rate_percent=Decimal("8.875"))
+    other_store = Store.objects.create(code="s2", name="Store s2", currency="usd")
+    theirs = TaxCategory.objects.create(store=other_store, name="Their rate", rate_percent=Decimal("5"))
+    url = f"/manage/inventory/products/{w.cola.pk}/"
+    terms = {"price": "1.99", "unit_weight_g": "355", "unit_weight_sd_g": "3", "low_stock_threshold": "2"}
+    page = client_for(w.mia).get(url).content.decode()
+    assert 'name="tax_category"' in page and "Prepared food (8.875 %)" in page and "Their rate" not in page
+    assert client_for(w.ann).post(url, {**terms, "tax_category": str(food.pk)}).status_code == 403
+    w.cola.refresh_from_db()
+    assert w.cola.tax_category is None
+
+    assert client_for(w.mia).post(url, {**terms, "tax_category": str(food.pk)}).status_code == 302
+    w.cola.refresh_from_db()
+    assert w.cola.tax_category == food
+    assert f'<option value="{food.pk}" selected>' in client_for(w.mia).get(url).content.decode()
+
+    refused = client_for(w.mia).post(url, {**terms, "tax_category": str(theirs.pk)})
+    assert refused.status_code == 400
+    assert refused.context["edit_form"].errors["tax_category"] == [
+        "“Their rate” is a tax category of store s2, not of s1; choose one of this store's"]
+    assert "is a tax category of store s2" in refused.content.decode()
+    for bad in ("999999", "abc"):
+        assert client_for(w.mia).post(url, {**terms, "tax_category": bad}).status_code == 400
+    w.cola.refresh_from_db()
+    assert w.cola.tax_category == food  # nothing saved
+
+    # sent without the field (an older form): unchanged; "" clears it (not taxed)
+    assert client_for(w.mia).post(url, terms).status_code == 302
+    w.cola.refresh_from_db()
+    assert w.cola.tax_category == food
+    assert client_for(w.mia).post(url, {**terms, "tax_category": ""}).status_code == 302
+    w.cola.refresh_from_db()
+    assert w.cola.tax_category is None
+
+    # the service refuses it too, whoever calls it
+    with pytest.raises(InventoryInputError, match="belongs to another store"):
+        product_update(product=w.cola, price=Decimal("1.99"), unit_weight_g=355.0, unit_weight_sd_g=3.0,
+                       low_stock_threshold=2, tax_category=theirs)

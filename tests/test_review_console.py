@@ -132,6 +132,42 @@ def test_the_weight_trace_uses_the_kept_raw_samples(w, settings, tmp_path):
     assert svg.count(",") > 100 and "stroke-dasharray" not in svg
 
 
+def _plan_box(svg: str) -> tuple[int, int, float]:
+    """(viewBox width, viewBox height, the lowest caption baseline) of a shelf plan."""
+    import re
+
+    vw, vh = map(int, re.search(r'viewBox="0 0 (\d+) (\d+)"', svg).groups())
+    assert f'height="{vh}"' in svg  # the height attribute is the viewBox's
+    caption_ys = [float(y) for y in re.findall(r'<tspan x="10" y="([\d.]+)"', svg)]
+    assert caption_ys, "the plan has a caption"
+    return vw, vh, max(caption_ys)
+
+
+def test_the_shelf_plan_is_sized_from_its_shelves_and_its_caption_lies_inside(w):
+    """One shelf on a 2 m gondola is one row tall (it was drawn at 500 px a metre: over 1000 px high, the caption
+    cut off); each further shelf adds one row; the caption is wrapped to the width and lies inside the viewBox."""
+    from store.layout.models import Bin, Shelf
+
+    from carts.review_console import PLAN_ROW_PX, shelf_plan_svg
+
+    item = _item(w)
+    c = review_console(item)
+    vw, one_h, caption_y = _plan_box(c.plan_svg)
+    assert vw == 520 and one_h < 200, one_h
+    assert caption_y + 4 <= one_h  # the last caption line's descenders fit
+    lines = c.plan_svg.count("<tspan")
+    assert lines >= 2 and all(len(t) <= 82 for t in __import__("re").findall(r"<tspan[^>]*>([^<]*)<", c.plan_svg))
+    gondola = w.bin.shelf.gondola
+    for k, z in enumerate((0.3, 0.6, 1.4), start=3):
+        shelf = Shelf.objects.create(gondola=gondola, number=k, z=z)
+        Bin.objects.create(shelf=shelf, store=w.store, number=1, code=f"1-{k}-1", x=0.2, y=0.1, z=z, width_m=0.3,
+                           depth_m=0.4)
+    four = shelf_plan_svg(item.shelf_event, c.people)
+    _, four_h, four_caption_y = _plan_box(four)
+    assert four_h == one_h + 3 * PLAN_ROW_PX and four_caption_y + 4 <= four_h
+    assert four.count('class="bin') == 4 and 'data-candidate="A"' in four
+
+
 def test_console_views_check_the_manager(w):
     item = _item(w)
     assert client_for(w.ann).get(f"/manage/reviews/{item.pk}/").status_code == 403

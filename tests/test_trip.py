@@ -72,3 +72,57 @@ def test_under_review_says_what_why_and_by_when(visit, settings):
     assert t["stage"] == "review"
     assert "Cola" in t["text"] and "another shopper was at the same shelf" in t["text"]
     assert "by 13:40" in t["text"]  # 18:40 UTC + 2 h, in Los Angeles
+
+
+def _review_item(visit, *, barcode="0001", name="Cola", code="1-1-1", **fields) -> ReviewItem:
+    gondola = Gondola.objects.get_or_create(store=visit.store, number=1, defaults=dict(x=0, y=0, width_m=1,
+                                                                                     depth_m=.5, height_m=2))[0]
+    shelf = Shelf.objects.get_or_create(gondola=gondola, number=1, defaults=dict(z=1))[0]
+    bin_ = Bin.objects.get_or_create(shelf=shelf, store=visit.store, code=code,
+                                     defaults=dict(number=Bin.objects.count() + 1, x=0, y=0, z=1, width_m=.3,
+                                                   depth_m=.4))[0]
+    Product.objects.get_or_create(store=visit.store, barcode=barcode,
+                                  defaults=dict(name=name, price="1.99", unit_weight_g=355))
+    event = ShelfEvent.objects.create(store=visit.store, session="live", bin=bin_, bin_codes=[code], t_start=T0,
+                                      t_end=T0, delta_g=-355, hypotheses=[{"barcode": barcode, "quantity": 1,
+                                                                           "likelihood": .9}])
+    return ReviewItem.objects.create(shelf_event=event, reason="confidence 0.51 below 0.60",
+                                     candidates=[{"visit": visit.pk}], **fields)
+
+
+def test_a_decision_held_for_undo_is_told_as_decided_with_the_receipts_time_not_under_review(visit):
+    """While a manager's decision sits in its undo window the shopper reads that it was just checked and when the
+    receipt follows; after the window (release pending) that it is being prepared; never "under review"."""
+    from carts.services import cart_snapshot
+
+    visit.state, visit.exited_at = Visit.State.UNDER_REVIEW, T0 + timedelta(minutes=1)
+    visit.save()
+    now = T0 + timedelta(minutes=3)
+    _review_item(visit, status=ReviewItem.Status.RESOLVED, resolved_at=now, resolved_by="mia",
+                 resolution={"visit": visit.pk, "barcode": "0001", "quantity": 1},
+                 undo_until=now + timedelta(seconds=8))
+    t = trip_status(visit=visit, now=now)
+    assert t["stage"] == "decided" and t["due_in_s"] == 8 + 5  # the window plus the billing margin
+    assert "just checked Cola" in t["text"] and "about 13 seconds" in t["text"]
+    assert "review" not in (t["title"] + t["text"]).lower()
+    late = trip_status(visit=visit, now=now + timedelta(seconds=9))
+    assert late["stage"] == "decided" and late["due_in_s"] == 0 and "being prepared" in late["text"]
+    # the live cart's "not sure about N items" counts only undecided items (the clock is real here: still held)
+    ReviewItem.objects.update(undo_until=datetime.now(dt_timezone.utc) + timedelta(seconds=8))
+    snap = cart_snapshot(visit=visit)
+    assert snap["under_review"] == 0 and snap["trip"]["stage"] == "decided"
+
+
+def test_an_undecided_item_beside_a_held_one_keeps_the_review_naming_only_the_undecided(visit):
+    visit.state, visit.exited_at = Visit.State.UNDER_REVIEW, T0 + timedelta(minutes=1)
+    visit.save()
+    now = T0 + timedelta(minutes=3)
+    _review_item(visit, status=ReviewItem.Status.RESOLVED, resolved_at=now, resolved_by="mia",
+                 undo_until=now + timedelta(seconds=8))
+    _review_item(visit, barcode="0002", name="Chips", code="1-1-2")
+    t = trip_status(visit=visit, now=now)
+    assert t["stage"] == "review" and "about Chips:" in t["text"] and "Cola" not in t["text"]
+    # the undo puts it back under review: an open item again
+    ReviewItem.objects.filter(shelf_event__bin__code="1-1-1").update(status=ReviewItem.Status.OPEN, undo_until=None)
+    again = trip_status(visit=visit, now=now)
+    assert again["stage"] == "review" and "Cola" in again["text"] and "Chips" in again["text"]

@@ -187,6 +187,15 @@ def tax_lines(lines: list[ReceiptLineData]) -> list[TaxLineData]:
     return out
 
 
+def receipt_amounts(lines: list[ReceiptLineData]) -> tuple[list[TaxLineData], int, int]:
+    """``(tax lines, tax_minor, total_minor)`` of a receipt with ``lines``: its tax lines (:func:`tax_lines`), their
+    sum, and the lines' totals plus that sum (what the card is charged), minor units. The one rule for every total
+    shown before or after billing: the receipt (:func:`receipt_issue`), the shopper's live cart and the dashboard."""
+    taxes = tax_lines(lines)
+    tax = sum(t.tax_minor for t in taxes)
+    return taxes, tax, sum(line.line_total_minor for line in lines) + tax
+
+
 # --- ledger helpers ---------------------------------------------------------------------------------------------
 
 def _attempt_key(*, visit: Visit, base: str) -> str:
@@ -310,11 +319,9 @@ def receipt_issue(*, visit: Visit, lines: list[ReceiptLineData]) -> Receipt:
         if receipt is None:
             payer = visit.party_lead.shopper if visit.party_lead_id else visit.shopper
             profile = getattr(payer, "shopper", None)
-            taxes = tax_lines(lines)
-            tax = sum(t.tax_minor for t in taxes)
+            taxes, tax, total = receipt_amounts(lines)
             receipt = Receipt.objects.create(
-                visit=visit, currency=visit.store.currency.lower(),
-                total_minor=sum(line.line_total_minor for line in lines) + tax, tax_minor=tax, issued_at=timezone.now(),
+                visit=visit, currency=visit.store.currency.lower(), total_minor=total, tax_minor=tax, issued_at=timezone.now(),
                 card_brand=getattr(profile, "card_brand", "") or "", card_last4=getattr(profile, "card_last4", "") or "",
             )
             ReceiptLine.objects.bulk_create([
@@ -484,6 +491,6 @@ def _refundable_payment(*, visit: Visit, amount_minor: int) -> PaymentAttempt | 
 
 __all__ = [
     "BillingError", "PaymentDeclined", "PaymentFailed", "ReceiptConflict", "RefundRejected", "ReceiptLineData",
-    "currency_exponent", "price_to_minor", "tax_minor", "tax_lines", "TaxLineData", "refund_tax_minor", "payment_authorise", "payment_settled_minor", "receipt_issue",
+    "currency_exponent", "price_to_minor", "tax_minor", "tax_lines", "receipt_amounts", "TaxLineData", "refund_tax_minor", "payment_authorise", "payment_settled_minor", "receipt_issue",
     "receipt_refund_line", "ResultStatus",
 ]

@@ -8,11 +8,12 @@ from django import forms
 from store.layout.models import Bin, Store
 
 from .csv_io import MAX_BYTES
-from .models import Product, StockMovement
+from .models import Product, StockMovement, TaxCategory
 
 
 class ProductEditForm(forms.Form):
-    """Name, price (store currency, 2 decimals), unit weight and its sd (grams), low-stock threshold (units)."""
+    """Name, price (store currency, 2 decimals), unit weight and its sd (grams), low-stock threshold (units) and
+    tax category (one of the product's store's, or none: not taxed). Build it with :meth:`for_product`."""
 
     name = forms.CharField(max_length=200, label="Name", required=False,
                            help_text="receipts already issued keep the name they were issued with")
@@ -20,6 +21,35 @@ class ProductEditForm(forms.Form):
     unit_weight_g = forms.FloatField(min_value=0.001, label="Unit weight (g)")
     unit_weight_sd_g = forms.FloatField(min_value=0.0, label="Unit weight sd (g)")
     low_stock_threshold = forms.IntegerField(min_value=0, max_value=1_000_000, label="Low-stock threshold (units)")
+    tax_category = forms.CharField(required=False, label="Tax category", widget=forms.Select,
+                                   help_text="the rate carts and receipts charge from now on; receipts already "
+                                             "issued keep theirs")
+
+    def __init__(self, *args, product: Product, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.product = product
+        own = TaxCategory.objects.filter(store_id=product.store_id).order_by("name")
+        self.fields["tax_category"].widget.choices = [("", "— not taxed —")] + [(str(c.pk), str(c)) for c in own]
+
+    def clean_tax_category(self):
+        """``UNCHANGED`` when the form was sent without the field; None for "not taxed"; else the store's
+        TaxCategory. A category of another store, or none at all, is refused with the reason."""
+        from .services import UNCHANGED
+
+        if "tax_category" not in self.data:
+            return UNCHANGED
+        raw = (self.cleaned_data.get("tax_category") or "").strip()
+        if not raw:
+            return None
+        if not raw.isdigit():
+            raise forms.ValidationError(f"“{raw}” is not a tax category; choose one from the list")
+        category = TaxCategory.objects.select_related("store").filter(pk=int(raw)).first()
+        if category is None:
+            raise forms.ValidationError("that tax category does not exist (any more); choose one from the list")
+        if category.store_id != self.product.store_id:
+            raise forms.ValidationError(f"“{category.name}” is a tax category of store {category.store.code}, not "
+                                        f"of {self.product.store.code}; choose one of this store's")
+        return category
 
     def clean_name(self):
         """None when the form was sent without a name (unchanged); a blank name is refused."""
@@ -32,9 +62,10 @@ class ProductEditForm(forms.Form):
 
     @classmethod
     def for_product(cls, product: Product, data=None) -> "ProductEditForm":
-        return cls(data, initial={"name": product.name, "price": product.price, "unit_weight_g": product.unit_weight_g,
-                                  "unit_weight_sd_g": product.unit_weight_sd_g,
-                                  "low_stock_threshold": product.low_stock_threshold})
+        return cls(data, product=product, initial={
+            "name": product.name, "price": product.price, "unit_weight_g": product.unit_weight_g,
+            "unit_weight_sd_g": product.unit_weight_sd_g, "low_stock_threshold": product.low_stock_threshold,
+            "tax_category": str(product.tax_category_id or "")})
 
 
 class _BinChoiceForm(forms.Form):

@@ -12,7 +12,7 @@ from django.db.models import Sum
 
 from store.layout.models import Bin, Store
 
-from .models import Facing, Product, ProductPhoto, StockMovement
+from .models import Facing, Product, ProductPhoto, StockMovement, TaxCategory
 
 log = logging.getLogger(__name__)
 
@@ -144,12 +144,24 @@ def stock_level_set(*, product: Product, counted: int, by: str, bin: Bin | None 
                             reference=f"count by {by}: {level} → {counted}"[:100])
 
 
+#: ``product_update(tax_category=UNCHANGED)``: leave the product's tax category as it is.
+UNCHANGED = object()
+
+
 def product_update(*, product: Product, price: Decimal, unit_weight_g: float, unit_weight_sd_g: float,
-                   low_stock_threshold: int, name: str | None = None) -> Product:
+                   low_stock_threshold: int, name: str | None = None, tax_category=UNCHANGED) -> Product:
     """Change a product's price (``Decimal`` ≥ 0, store currency, 2 decimals at most), unit weight and its
-    standard deviation (grams, ≥ 0; weight > 0), low-stock threshold (units, ≥ 0) and, when given, its name (1–200
-    characters after trimming; receipts already issued keep the name they were issued with). Raises
-    :class:`InventoryInputError` for a value out of range (nothing saved)."""
+    standard deviation (grams, ≥ 0; weight > 0), low-stock threshold (units, ≥ 0), when given its name (1–200
+    characters after trimming; receipts already issued keep the name they were issued with) and, when given, its
+    ``tax_category`` (a :class:`~store.inventory.models.TaxCategory` of the product's own store, or None: not
+    taxed; carts price it from then on, receipts already issued keep their tax). Raises
+    :class:`InventoryInputError` for a value out of range or a tax category of another store (nothing saved)."""
+    if tax_category is not UNCHANGED and tax_category is not None:
+        if not isinstance(tax_category, TaxCategory):
+            raise InventoryInputError(f"tax category must be a TaxCategory or None, got {tax_category!r}")
+        if tax_category.store_id != product.store_id:
+            raise InventoryInputError(f"tax category “{tax_category.name}” belongs to another store "
+                                      f"({tax_category.store.code}); choose one of {product.store.code}'s")
     if name is not None:
         name = " ".join(str(name).split())
         if not name:
@@ -172,6 +184,9 @@ def product_update(*, product: Product, price: Decimal, unit_weight_g: float, un
     if name is not None:
         product.name = name
         fields.append("name")
+    if tax_category is not UNCHANGED:
+        product.tax_category = tax_category
+        fields.append("tax_category")
     product.save(update_fields=fields)
     return product
 

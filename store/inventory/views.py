@@ -7,7 +7,8 @@ needs the CSRF token. Views check input with ``forms``, call one service (``serv
 * ``""`` (``products``): GET ``?store=<code>&q=<text>&low=1&page=<n>`` — products with stock level (ledger sum,
   units) per product and per bin, low-stock flags, ``PAGE_SIZE`` a page.
 * ``products/<id>/`` (``product``): GET the product (levels per bin, latest movements, forms); POST price, unit
-  weight, its sd, low-stock threshold.
+  weight, its sd, low-stock threshold, tax category (one of the product's store's; another store's is refused
+  with the reason).
 * ``products/<id>/photos/`` (``photo_add``): POST multipart ``photos`` (one or more files): each is kept when it is
   an image the server can decode, else refused with the reason (the others are still kept).
   ``photos/<photo id>/delete/`` (``photo_remove``) POST; ``photos/<photo id>/`` (``photo``) GET the file (managers
