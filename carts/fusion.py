@@ -256,6 +256,26 @@ def _logistic(x: float) -> float:
     return 1.0 / (1.0 + math.exp(-max(-50.0, min(50.0, x))))
 
 
+def _quantile(x: np.ndarray, q: float) -> float:
+    """``float(np.quantile(x, q))`` for a 1-D float64 ``x`` of at least one value and ``0 <= q <= 1``, bit for bit
+    (numpy's default ``linear`` method: its virtual index ``(n − 1)·q``, the two order statistics around it
+    and its two-sided linear interpolation), without numpy's per-call overhead (~0.3 ms: fusion reads tens of
+    thousands of short windows per minute in a crowd). NaN anywhere: numpy's answer."""
+    n = x.size
+    if n == 0 or np.isnan(x).any():
+        return float(np.quantile(x, q))
+    v = (n - 1) * q
+    s = np.sort(x)
+    if v >= n - 1:
+        return float(s[-1])
+    if v < 0:
+        return float(s[0])
+    i = math.floor(v)
+    a, b, g = float(s[i]), float(s[i + 1]), v - i
+    diff = b - a
+    return b - diff * (1 - g) if g >= 0.5 else a + diff * g
+
+
 def _core_distance(t: np.ndarray, d: np.ndarray, t0: float, t1: float, config: FusionConfig) -> float | None:
     """The hand's distance while the weight changed: the ``core_quantile`` quantile of ``d`` (metres) over the
     samples ``t`` (s, sorted) in ``[t0, t1]``; over a long change (a swinging or settling plate), the smallest
@@ -266,7 +286,7 @@ def _core_distance(t: np.ndarray, d: np.ndarray, t0: float, t1: float, config: F
     if core.size < config.min_core_samples:
         return None
     if t1 - t0 <= config.core_window_s:
-        return float(np.quantile(d[core], config.core_quantile))
+        return _quantile(d[core], config.core_quantile)
     tc, dc = t[core], d[core]
     ends = np.searchsorted(tc, tc + config.core_window_s, side="right")
     starts = np.flatnonzero(ends - np.arange(ends.size) >= config.min_core_samples)
@@ -280,7 +300,7 @@ def _core_distance(t: np.ndarray, d: np.ndarray, t0: float, t1: float, config: F
         if lows[k] >= best:
             break
         i = int(starts[k])
-        best = min(best, float(np.quantile(dc[i:ends[i]], config.core_quantile)))
+        best = min(best, _quantile(dc[i:ends[i]], config.core_quantile))
     return best
 
 

@@ -99,3 +99,16 @@ def test_event_over_two_bins_uses_the_nearer():
     assert att.candidates[0].distance_m == pytest.approx(0.05, abs=1e-6)
     with pytest.raises(KeyError):
         attribute_event(Ev(("nope",), 1.8, 2.3), a, BINS)
+
+
+def test_the_fast_quantile_is_numpys_bit_for_bit():
+    from carts.fusion import _quantile
+
+    rng = np.random.default_rng(7)
+    for trial in range(20_000):
+        x = rng.random(int(rng.integers(1, 40))) * rng.choice([1e-3, 1.0, 10.0])
+        if trial % 5 == 0:
+            x = np.round(x, 2)  # ties
+        q = float(rng.random()) if trial % 3 else [0.0, 0.3, 0.5, 1.0][trial % 4]
+        assert _quantile(x, q) == float(np.quantile(x, q)), (x, q)
+    assert math.isnan(_quantile(np.array([0.1, np.nan]), 0.3))
