@@ -40,7 +40,7 @@ from .fusion import BinGeometry, Decision, FusionConfig
 from .loop import LoopConfig, LoopStats, StoreLoop
 from .models import CartEvent, ReviewItem, StoreAlert
 from .services import (
-    CartChange, cart_apply, cart_publish, cart_publish_batch, review_followers_settle,
+    CartChange, cart_apply, cart_publish, cart_publish_batch, review_followers_settle, visit_checkout,
     visit_exit_tags_apply,
 )
 
@@ -71,10 +71,14 @@ class DatabaseSink:
 
     ``clock_offset_s`` is added to every source time before it is stored (a replay "as of now" shifts the
     recording's clock to the present; live sources pass 0: their clocks are already corrected to UTC).
+    ``queue_checkouts``: hand checkouts to the billing worker (the live store, :meth:`checkout`); False: bill here
+    (a replay, which reads its receipts as soon as it ends).
     """
 
-    def __init__(self, *, store: Store, session: str, clock_offset_s: float = 0.0) -> None:
+    def __init__(self, *, store: Store, session: str, clock_offset_s: float = 0.0,
+                 queue_checkouts: bool = False) -> None:
         self.store = store
+        self.queue_checkouts = queue_checkouts
         self.session = session
         self.clock_offset_s = float(clock_offset_s)
         self.products = {p.barcode: p for p in Product.objects.filter(store=store)}
@@ -256,14 +260,18 @@ class DatabaseSink:
         log.warning("store %s: %s", self.store.code, message)
 
     def checkout(self, track: str, t: float) -> bool:
-        """Hand the visit's checkout (cart → receipt → capture) to the billing worker: the Celery task
+        """With ``queue_checkouts`` (the live store), hand the visit's checkout (cart → receipt → capture) to the
+        billing worker: the Celery task
         ``store.gates.tasks.visit_checkout_task``, queued now (the loop has waited the settle time and decided the
         visit's last events); in the embedded profile it runs here. A payment provider that is slow to answer then
         holds up a billing worker, never the store loop. If the task cannot be queued, the visit's
-        ``checkout_due_at`` stands and the stuck-visit sweep bills it. Returns whether it was handed on."""
+        ``checkout_due_at`` stands and the stuck-visit sweep bills it. Without it (a replay), bill here. Returns
+        whether it was handed on (billed, for a replay)."""
         visit = self.visits.get(track)
         if visit is None:
             return False
+        if not self.queue_checkouts:
+            return visit_checkout(visit=Visit.objects.get(pk=visit.pk), at=self.at(t)) is not None
         return checkout_enqueue(visit_id=visit.pk, countdown=0, at=self.at(t))
 
 
@@ -274,15 +282,18 @@ class StorePipeline:
     ``review_confidence`` (default ``settings.WALKOUT["REVIEW_CONFIDENCE"]``): decisions below it go to review.
     ``settle_s`` (default ``settings.WALKOUT["EXIT_SETTLE_S"]``): how long after an exit events may still arrive.
     ``clock_offset_s``: added to every source time before it is stored (see :class:`DatabaseSink`). Fusion and
-    detection work on the sources' own times.
+    detection work on the sources' own times. ``queue_checkouts``: see :class:`DatabaseSink` (the store worker
+    queues them; a replay bills itself).
     """
 
     def __init__(self, *, store: Store, session: str, fusion: FusionConfig = FusionConfig(),
                  detector: weight.DetectorConfig | None = None, review_confidence: float | None = None,
-                 settle_s: float | None = None, clock_offset_s: float = 0.0, loop: StoreLoop | None = None):
+                 settle_s: float | None = None, clock_offset_s: float = 0.0, loop: StoreLoop | None = None,
+                 queue_checkouts: bool = False):
         self.store = store
         self.session = session
-        self.sink = DatabaseSink(store=store, session=session, clock_offset_s=clock_offset_s)
+        self.sink = DatabaseSink(store=store, session=session, clock_offset_s=clock_offset_s,
+                                 queue_checkouts=queue_checkouts)
         if loop is None:
             config = LoopConfig(
                 review_confidence=(settings.WALKOUT["REVIEW_CONFIDENCE"] if review_confidence is None

@@ -485,7 +485,7 @@ class StoreWorker:
             except Exception as exc:  # a checkpoint of older code: start afresh (outputs are idempotent)
                 log.error("store %s: checkpoint unreadable (%s); starting afresh", self.store.code, exc)
                 loop = None
-        self.pipeline = StorePipeline(store=self.store, session=self.session, loop=loop)
+        self.pipeline = StorePipeline(store=self.store, session=self.session, loop=loop, queue_checkouts=True)
         if loop is None:
             self.pipeline.loop.config = LoopConfig(
                 review_confidence=settings.WALKOUT["REVIEW_CONFIDENCE"], settle_s=settings.WALKOUT["EXIT_SETTLE_S"],

@@ -68,6 +68,8 @@ def load_image(source) -> np.ndarray:
                 im.load()
                 im = ImageOps.exif_transpose(im).convert("RGB")
                 arr = np.asarray(im, dtype=np.uint8)
+        except ImportError:  # ultralytics' patched Image.open, on bytes Pillow cannot identify, wants a HEIF plugin
+            raise BadImage(name, "not a readable image (not a format Pillow reads)") from None
         except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
             raise BadImage(name, f"not a readable image ({type(exc).__name__}: {exc})") from None
     elif hasattr(source, "convert") and hasattr(source, "size"):
