@@ -296,3 +296,24 @@ def assert_fits(page: Any, what: str = "", *, scroll_ok: bool = False) -> None:
 
 
 __all__ += ["layout_problems", "assert_fits"]
+
+
+#: Browser window sizes the people's-side tests look at pages in: a desktop and a phone (issue #15).
+DESKTOP = {"viewport": {"width": 1440, "height": 900}}
+PHONE = {"viewport": {"width": 390, "height": 844}, "device_scale_factor": 2, "is_mobile": True, "has_touch": True}
+
+
+@pytest.fixture
+def desk(browser, asgi_server) -> Iterator[Any]:
+    """A page in a fresh desktop-sized context (:data:`DESKTOP`)."""
+    ctx = _context(browser, asgi_server, **DESKTOP)
+    yield ctx.new_page()
+    ctx.close()
+
+
+@pytest.fixture
+def phone(browser, asgi_server) -> Iterator[Any]:
+    """A page in a fresh phone-sized, touch context (:data:`PHONE`)."""
+    ctx = _context(browser, asgi_server, **PHONE)
+    yield ctx.new_page()
+    ctx.close()

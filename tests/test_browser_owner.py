@@ -22,33 +22,17 @@ import numpy as np
 import pytest
 
 from browser import (  # noqa: F401
-    _context, asgi_server, assert_fits, browser, login, page, screenshot, screenshots_clear, user_make,
+    asgi_server, assert_fits, browser, desk, login, page, phone, screenshot, screenshots_clear, user_make,
 )
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-DESKTOP = {"viewport": {"width": 1440, "height": 900}}
-PHONE = {"viewport": {"width": 390, "height": 844}, "device_scale_factor": 2, "is_mobile": True, "has_touch": True}
 
 
 @pytest.fixture(autouse=True)
 def embedded(settings, tmp_path):
     settings.PAYMENT_PROVIDER = "dummy"
     settings.MEDIA_ROOT = tmp_path / "media"
-
-
-@pytest.fixture
-def desk(browser, asgi_server):
-    ctx = _context(browser, asgi_server, **DESKTOP)
-    yield ctx.new_page()
-    ctx.close()
-
-
-@pytest.fixture
-def phone(browser, asgi_server):
-    ctx = _context(browser, asgi_server, **PHONE)
-    yield ctx.new_page()
-    ctx.close()
 
 
 def png(colour=(30, 140, 90), size=(120, 90)) -> bytes:

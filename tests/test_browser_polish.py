@@ -14,32 +14,16 @@ from decimal import Decimal
 import pytest
 
 from browser import (  # noqa: F401
-    _context, asgi_server, assert_fits, browser, login, screenshot, screenshots_clear, user_make,
+    asgi_server, assert_fits, browser, desk, login, phone, screenshot, screenshots_clear, user_make,
 )
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-DESKTOP = {"viewport": {"width": 1440, "height": 900}}
-PHONE = {"viewport": {"width": 390, "height": 844}, "device_scale_factor": 2, "is_mobile": True, "has_touch": True}
 
 
 @pytest.fixture(autouse=True)
 def embedded(settings):
     settings.PAYMENT_PROVIDER = "dummy"
-
-
-@pytest.fixture
-def desk(browser, asgi_server):
-    ctx = _context(browser, asgi_server, **DESKTOP)
-    yield ctx.new_page()
-    ctx.close()
-
-
-@pytest.fixture
-def phone(browser, asgi_server):
-    ctx = _context(browser, asgi_server, **PHONE)
-    yield ctx.new_page()
-    ctx.close()
 
 
 def test_held_decision_reads_as_decided_and_the_dashboard_total_includes_tax(desk, phone):
