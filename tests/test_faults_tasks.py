@@ -217,6 +217,9 @@ def test_replay_task_redelivered_after_its_worker_died_finishes_the_job(benchmar
         try:
             billed = wait_for(lambda: sql(url, "SELECT state FROM gates_visit WHERE session = %s", session)
                               == [("billed",)], 120, every=0.5)
+            # the visit is billed during the replay; the run is marked finished a moment later, as the task returns
+            wait_for(lambda: sql(url, "SELECT finished_at IS NOT NULL FROM carts_replayrun WHERE session = %s",
+                                 session) == [(True,)], 60, every=0.5)
             log2 = (tmp_path / "worker2.log").read_text()
             assert billed, log2[-3000:]
             lines = sql(url, "SELECT l.barcode, l.quantity FROM billing_receiptline l JOIN billing_receipt r "
