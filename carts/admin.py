@@ -4,25 +4,14 @@ from __future__ import annotations
 
 from django.contrib import admin, messages
 
+from store.admin_mixins import ReadOnlyMixin
+
 from .models import Cart, CartEvent, Dispute, ReviewItem
 from .services import ReviewError, review_resolve
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
-    """View-only: no add, change or delete (rows are written by services only)."""
-
-    def has_add_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
-
-
 @admin.register(CartEvent)
-class CartEventAdmin(ReadOnlyAdmin):
+class CartEventAdmin(ReadOnlyMixin, admin.ModelAdmin):
     list_display = ("id", "created_at", "visit", "product", "quantity", "source", "confidence", "shelf_event")
     list_filter = ("source", "visit__store", "visit__state", "created_at")
     search_fields = ("=visit__id", "product__barcode", "product__name", "shelf_event__bin__code")
@@ -32,7 +21,7 @@ class CartEventAdmin(ReadOnlyAdmin):
 
 
 @admin.register(Cart)
-class CartAdmin(ReadOnlyAdmin):
+class CartAdmin(ReadOnlyMixin, admin.ModelAdmin):
     list_display = ("visit", "seq", "updated_at")
     list_filter = ("visit__store", "visit__state")
     search_fields = ("=visit__id", "visit__shopper__username")

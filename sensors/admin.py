@@ -4,26 +4,19 @@ from __future__ import annotations
 
 from django.contrib import admin
 
+from store.admin_mixins import ReadOnlyMixin, WrittenByServicesMixin
+
 from .models import ControllerProblem, SensorHealth, ShelfController, ShelfEvent
 
 
 @admin.register(ShelfEvent)
-class ShelfEventAdmin(admin.ModelAdmin):
+class ShelfEventAdmin(ReadOnlyMixin, admin.ModelAdmin):
     list_display = ("id", "t_start", "t_end", "store", "session", "bin", "delta_g", "kind", "misplaced")
     list_filter = ("store", "session", "kind", "misplaced")
     search_fields = ("bin__code",)
     list_select_related = ("store", "bin")
     date_hierarchy = "t_start"
     ordering = ("-t_start", "-id")
-
-    def has_add_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
 
 
 @admin.register(ShelfController)
@@ -42,28 +35,16 @@ class ShelfControllerAdmin(admin.ModelAdmin):
 
 
 @admin.register(ControllerProblem)
-class ControllerProblemAdmin(admin.ModelAdmin):
+class ControllerProblemAdmin(WrittenByServicesMixin, admin.ModelAdmin):
     list_display = ("controller", "reason", "count", "samples_lost", "last_at", "last_message")
     list_filter = ("reason", "controller__store")
 
-    def has_add_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
 
 @admin.register(SensorHealth)
-class SensorHealthAdmin(admin.ModelAdmin):
+class SensorHealthAdmin(WrittenByServicesMixin, admin.ModelAdmin):
     list_display = ("bin", "status", "evidence", "noise_g", "since", "checked_at")
     list_filter = ("status",)
     list_select_related = ("bin",)
-
-    def has_add_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
 
 
 # ------------------------------------------------------------------------------------------------ RFID
@@ -92,7 +73,7 @@ class RfidReaderAdmin(admin.ModelAdmin):
 
 
 @admin.register(RfidTag)
-class RfidTagAdmin(admin.ModelAdmin):
+class RfidTagAdmin(WrittenByServicesMixin, admin.ModelAdmin):
     """Item tags: read only (written by ingestion and by billing when a shopper leaves with one)."""
 
     list_display = ("gtin", "serial", "product", "store", "last_where", "last_seen_at", "sold_visit", "charged")
@@ -101,38 +82,17 @@ class RfidTagAdmin(admin.ModelAdmin):
     list_select_related = ("store", "product")
     raw_id_fields = ("product", "sold_visit")
 
-    def has_add_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
 
 @admin.register(TagEvent)
-class TagEventAdmin(admin.ModelAdmin):
+class TagEventAdmin(ReadOnlyMixin, admin.ModelAdmin):
     list_display = ("t", "kind", "tag", "where", "rssi_dbm", "on_shelf", "reader")
     list_filter = ("store", "kind", "on_shelf")
     search_fields = ("tag__gtin", "tag__serial", "where")
     list_select_related = ("tag", "reader")
     date_hierarchy = "t"
 
-    def has_add_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
-
 
 @admin.register(ReaderProblem)
-class ReaderProblemAdmin(admin.ModelAdmin):
+class ReaderProblemAdmin(WrittenByServicesMixin, admin.ModelAdmin):
     list_display = ("reader", "reason", "count", "reads_lost", "last_at", "last_message")
     list_filter = ("reason", "reader__store")
-
-    def has_add_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False

@@ -4,24 +4,15 @@ from __future__ import annotations
 
 from django.contrib import admin, messages
 
+from store.admin_mixins import ReadOnlyMixin
+
 from .geometry import CalibrationError
 from .models import Camera, CameraTrack, ShopperTrack, ZoneInterval
 from .services import camera_calibrate
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
-    def has_add_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
-
-
 @admin.register(ShopperTrack)
-class ShopperTrackAdmin(ReadOnlyAdmin):
+class ShopperTrackAdmin(ReadOnlyMixin, admin.ModelAdmin):
     list_display = ("track_id", "store", "session", "first_seen", "last_seen", "observations")
     list_filter = ("store", "session")
     search_fields = ("track_id",)
@@ -30,14 +21,14 @@ class ShopperTrackAdmin(ReadOnlyAdmin):
 
 
 @admin.register(CameraTrack)
-class CameraTrackAdmin(ReadOnlyAdmin):
+class CameraTrackAdmin(ReadOnlyMixin, admin.ModelAdmin):
     list_display = ("key", "shopper_id", "camera", "session", "t_start", "t_end", "frames", "mean_confidence")
     list_filter = ("store", "session", "camera")
     search_fields = ("key", "shopper_id")
 
 
 @admin.register(ZoneInterval)
-class ZoneIntervalAdmin(ReadOnlyAdmin):
+class ZoneIntervalAdmin(ReadOnlyMixin, admin.ModelAdmin):
     list_display = ("shopper_id", "zone", "kind", "session", "t_start", "t_end")
     list_filter = ("store", "session", "kind")
 

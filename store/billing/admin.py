@@ -4,23 +4,11 @@ from __future__ import annotations
 from django.contrib import admin
 from django.http import HttpRequest
 
+from store.admin_mixins import ReadOnlyMixin
 from store.billing.models import PaymentAttempt, Receipt, ReceiptLine, WebhookEvent
 
 
-class _ReadOnly:
-    """Rows that only the system appends: viewable, never added, changed or deleted by hand."""
-
-    def has_add_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
-
-
-class ReceiptLineInline(_ReadOnly, admin.TabularInline):
+class ReceiptLineInline(ReadOnlyMixin, admin.TabularInline):
     model = ReceiptLine
     fields = ("product", "barcode", "name", "quantity", "unit_price_minor", "line_total_minor")
     readonly_fields = fields
@@ -29,7 +17,7 @@ class ReceiptLineInline(_ReadOnly, admin.TabularInline):
 
 
 @admin.register(Receipt)
-class ReceiptAdmin(_ReadOnly, admin.ModelAdmin):
+class ReceiptAdmin(ReadOnlyMixin, admin.ModelAdmin):
     """A receipt is never edited once issued: corrections are refunds (``receipt_refund_line``)."""
 
     list_display = ("id", "visit", "total_minor", "currency", "issued_at")
@@ -42,7 +30,7 @@ class ReceiptAdmin(_ReadOnly, admin.ModelAdmin):
 
 
 @admin.register(PaymentAttempt)
-class PaymentAttemptAdmin(_ReadOnly, admin.ModelAdmin):
+class PaymentAttemptAdmin(ReadOnlyMixin, admin.ModelAdmin):
     list_display = ("id", "created_at", "visit", "kind", "status", "amount_minor", "currency", "provider",
                     "provider_ref", "error_code")
     list_filter = ("kind", "status", "provider", "currency", "created_at")
@@ -55,7 +43,7 @@ class PaymentAttemptAdmin(_ReadOnly, admin.ModelAdmin):
 
 
 @admin.register(WebhookEvent)
-class WebhookEventAdmin(_ReadOnly, admin.ModelAdmin):
+class WebhookEventAdmin(ReadOnlyMixin, admin.ModelAdmin):
     list_display = ("event_id", "type", "provider", "visit", "outcome", "received_at")
     list_filter = ("provider", "type", "received_at")
     search_fields = ("event_id", "object_ref", "=visit__id", "outcome")

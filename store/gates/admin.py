@@ -6,6 +6,8 @@ from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import reverse
 
+from store.admin_mixins import ReadOnlyMixin
+
 from .models import EntryPass, Gate, Visit, VisitTransition
 from .services import VisitStateError, gate_key_new, gate_key_rotate, visit_transition
 
@@ -48,21 +50,8 @@ class GateAdmin(admin.ModelAdmin):
         return _keys_page(request, keys)
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
-    """A record kept by the services: viewable, never added, changed or deleted here."""
-
-    def has_add_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
-
-
 @admin.register(EntryPass)
-class EntryPassAdmin(ReadOnlyAdmin):
+class EntryPassAdmin(ReadOnlyMixin, admin.ModelAdmin):
     list_display = ("id", "shopper", "store", "issued_at", "expires_at", "used_at", "used_gate")
     list_filter = ("store", ("used_at", admin.EmptyFieldListFilter))
     search_fields = ("shopper__email", "nonce")
