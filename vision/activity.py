@@ -114,8 +114,11 @@ class Interval:
 @dataclass(frozen=True)
 class Features:
     """Per-sample features: ``t`` (n,) s; ``reach`` (n,) bool; ``raised`` (n,) bool (a hand held in front);
-    ``position`` (n, 2) body position (metres or torso lengths, NaN where unknown); ``metres`` whether position is
-    in metres; ``ok`` (n,) bool, False for refused samples (their flags are False)."""
+    ``position`` (n, 2) body position (metres, or pixels of the hip midpoint; NaN where unknown); ``scale`` (n,)
+    the unit of speed in position units (1 for metres, the torso length in pixels for image positions: speed is
+    measured in torso lengths over the window's median torso, so a torso foreshortened in one frame does not read
+    as motion); ``metres`` whether position is in metres; ``ok`` (n,) bool, False for refused samples (their flags
+    are False)."""
 
     t: np.ndarray
     reach: np.ndarray
@@ -123,6 +126,7 @@ class Features:
     position: np.ndarray
     metres: bool
     ok: np.ndarray
+    scale: np.ndarray | None = None
 
 
 def _angle_deg(a: np.ndarray, b: np.ndarray) -> float:
@@ -183,7 +187,7 @@ def image_features(t: np.ndarray, keypoints: np.ndarray, floor_xy: np.ndarray | 
                          f"{None if floor_xy is None else len(floor_xy)})")
     stats = stats if stats is not None else ActivityStats()
     reach, raised, ok = np.zeros(n, bool), np.zeros(n, bool), np.zeros(n, bool)
-    body = np.full((n, 2), np.nan)
+    body, scales = np.full((n, 2), np.nan), np.full(n, np.nan)
     for i in range(n):
         try:
             angle, ext, hip, scale = pose_arms(keypoints[i], config)
@@ -195,10 +199,11 @@ def image_features(t: np.ndarray, keypoints: np.ndarray, floor_xy: np.ndarray | 
         a = np.nan_to_num(angle, nan=0.0)
         reach[i] = bool(((a >= config.reach_angle_deg) & (np.nan_to_num(ext) >= config.reach_extension)).any())
         raised[i] = bool(((a >= config.hold_angle_deg) & (a < config.reach_angle_deg)).any())
-        body[i] = hip / scale
+        body[i], scales[i] = hip, scale
     metres = floor_xy is not None and np.isfinite(np.asarray(floor_xy, float)).all(axis=1).mean() >= 0.5
-    position = np.asarray(floor_xy, float).reshape(n, 2) if metres else body
-    return Features(t, reach, raised, position, bool(metres), ok)
+    if metres:
+        return Features(t, reach, raised, np.asarray(floor_xy, float).reshape(n, 2), True, ok, np.ones(n))
+    return Features(t, reach, raised, body, False, ok, scales)
 
 
 def store_features(t: np.ndarray, floor_xy: np.ndarray, wrists_xyz: np.ndarray,
@@ -231,16 +236,18 @@ def store_features(t: np.ndarray, floor_xy: np.ndarray, wrists_xyz: np.ndarray,
     reach = ok & np.nan_to_num(reach_side, nan=0).astype(bool).any(axis=1)
     raised = ok & np.nan_to_num(raised_side, nan=0).astype(bool).any(axis=1)
     position = np.where(ok[:, None], floor, np.nan)
-    return Features(t, reach, raised, position, True, ok)
+    return Features(t, reach, raised, position, True, ok, np.ones(n))
 
 
-def body_speed(t: np.ndarray, position: np.ndarray, window_s: float) -> np.ndarray:
-    """(n,) speed (position units per s): the distance between the first and last known positions within
-    ``window_s`` centred on each sample over their time apart (NaN where fewer than two are known)."""
+def body_speed(t: np.ndarray, position: np.ndarray, window_s: float, scale: np.ndarray | None = None) -> np.ndarray:
+    """(n,) speed: the distance between the first and last known positions within ``window_s`` centred on each
+    sample, over their time apart and over the median ``scale`` (n,) of the window (None: 1), NaN where fewer than
+    two positions are known."""
     n = t.shape[0]
     speed = np.full(n, np.nan)
-    known = np.isfinite(position).all(axis=1)
-    tk, pk = t[known], position[known]
+    scale = np.ones(n) if scale is None else np.asarray(scale, float)
+    known = np.isfinite(position).all(axis=1) & np.isfinite(scale) & (scale > 0)
+    tk, pk, sk = t[known], position[known], scale[known]
     if tk.shape[0] < 2:
         return speed
     lo = np.searchsorted(tk, t - window_s / 2, side="left")
@@ -248,7 +255,7 @@ def body_speed(t: np.ndarray, position: np.ndarray, window_s: float) -> np.ndarr
     for i in range(n):
         a, b = lo[i], hi[i]
         if b > a and tk[b] - tk[a] >= window_s / 4:
-            speed[i] = float(np.hypot(*(pk[b] - pk[a]))) / (tk[b] - tk[a])
+            speed[i] = float(np.hypot(*(pk[b] - pk[a]))) / (tk[b] - tk[a]) / float(np.median(sk[a:b + 1]))
     return speed
 
 
@@ -267,7 +274,7 @@ def segment(f: Features, config: ActivityConfig = ActivityConfig()) -> tuple[np.
     if n == 0:
         return states, []
     limit = config.walk_speed_m_s if f.metres else config.walk_speed_torso_s
-    speed = body_speed(t, f.position, config.speed_window_s)
+    speed = body_speed(t, f.position, config.speed_window_s, f.scale)
     walking = np.nan_to_num(speed, nan=0.0) > limit
     # reach flags of good samples, bridged over gaps < gap_s (refused samples in between do not break a reach)
     reach = f.reach & f.ok & ~walking
@@ -314,7 +321,8 @@ def reach_intervals(intervals: list[Interval]) -> list[tuple[float, float]]:
 def match_intervals(detected: list[tuple[float, float]], truth: list[tuple[float, float, bool]],
                     tolerance_s: float = 0.5) -> dict:
     """Precision and recall of detected intervals against labelled ones (t0, t1, certain), one-to-one: a detected
-    interval hits a label when they overlap once each is widened by ``tolerance_s`` on both sides; a detection
+    interval hits a label when they overlap or lie at most ``tolerance_s`` apart (the label with the largest
+    overlap wins); a detection
     that only meets uncertain labels counts neither way, uncertain labels are not in recall. Returns ``{"tp", "fp",
     "fn", "precision", "recall", "hits": [(detected, label)]}`` (precision/recall NaN with nothing to count)."""
     certain = [(a, b) for a, b, c in truth if c]
@@ -326,12 +334,12 @@ def match_intervals(detected: list[tuple[float, float]], truth: list[tuple[float
             if j in used:
                 continue
             overlap = min(d1, b) - max(d0, a)
-            if overlap > -2 * tolerance_s and overlap > best_overlap:
+            if overlap >= -tolerance_s and overlap > best_overlap:
                 best, best_overlap = j, overlap
         if best is not None:
             used.add(best)
             hits.append(((d0, d1), certain[best]))
-        elif any(min(d1, b) - max(d0, a) > -2 * tolerance_s for a, b in unsure + certain):
+        elif any(min(d1, b) - max(d0, a) >= -tolerance_s for a, b in unsure + certain):
             continue  # meets an uncertain label, or a second detection of a label already hit (split): not an error
         else:
             fp += 1
