@@ -100,12 +100,14 @@ def test_store_observations_reach_walk_and_refuse_missing_floor():
     out = (t >= 1.5) & (t < 2.5)
     wrists[out, 1] = (2.6, 1.0, 1.3)  # 0.6 m out at shelf height
     floor[30] = np.nan
+    wrists[40, 0, 2] = 7.0  # a wrist 7 m up: a projection gone wrong
     stats = ActivityStats()
     f = store_features(t, floor, wrists, stats=stats)
-    assert stats.rejected == {"no_floor": 1}
+    assert stats.rejected == {"no_floor": 1, "implausible": 1} and stats.samples == len(t) - 2
     assert reach_intervals(segment(f)[1]) == [(pytest.approx(1.5), pytest.approx(2.4))]
     walk = np.column_stack([1.0 * t, np.ones_like(t)])
     w2 = wrists.copy()
+    w2[40, 0, 2] = 0.8
     w2[..., 0] += (walk[:, 0] - 2.0)[:, None]
     states, intervals = segment(store_features(t, walk, w2))
     assert reach_intervals(intervals) == [] and (states[5:-5] == "walking").all()

@@ -221,11 +221,12 @@ def store_features(t: np.ndarray, floor_xy: np.ndarray, wrists_xyz: np.ndarray,
     stats = stats if stats is not None else ActivityStats()
     ok = np.isfinite(floor).all(axis=1) & np.isfinite(t)
     z = wr[..., 2]
-    bad = ok & (np.nan_to_num(z, nan=1.0) < -0.2).any(axis=1) | (np.nan_to_num(z, nan=0.0) > config.reach_z_m[1] + 0.5).any(axis=1)
+    bad = ok & ((np.nan_to_num(z, nan=1.0) < -0.2) | (np.nan_to_num(z, nan=0.0) > config.reach_z_m[1] + 0.5)).any(axis=1)
     for i in np.flatnonzero(~ok):
         stats.refuse(ActivityInputError("no_floor", f"sample at t={t[i]:.3f} has no floor point"))
     for i in np.flatnonzero(bad & ok):
-        stats.refuse(ActivityInputError("implausible", f"sample at t={t[i]:.3f} has a wrist at z={np.nanmax(np.abs(z[i])):.2f} m"))
+        stats.refuse(ActivityInputError("implausible", f"sample at t={t[i]:.3f} has a wrist at "
+                                                       f"z={np.nanmax(np.abs(z[i])):.2f} m"))
     ok &= ~bad
     stats.samples += int(ok.sum())
     out = np.hypot(wr[..., 0] - floor[:, None, 0], wr[..., 1] - floor[:, None, 1])

@@ -140,7 +140,8 @@ _ACTIVITY: dict[str, object] = {}
 
 def store_activity_update(*, store_code: str, obs) -> dict[str, str]:
     """Feed one observations block (store metres: the body point as the map takes it, ``floor`` else
-    ``neck``/``head``/shoulders, and the ``l_wrist``/``r_wrist`` keypoints) to the store's activity tracker; returns the current state of every track it knows (``vision.activity.STATES``)."""
+    ``neck``/``head``/shoulders, and the ``l_wrist``/``r_wrist`` keypoints) to the store's activity tracker;
+    returns the current state of every track it knows (``vision.activity.STATES``)."""
     from .activity import ActivityTracker
 
     tracker = _ACTIVITY.get(store_code)
