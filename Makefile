@@ -7,7 +7,7 @@ ARGS ?=
 export YOLO_OFFLINE := 1
 export YOLO_AUTOINSTALL := 0
 
-.PHONY: install demo test bench bench-sensors bench-vision bench-accuracy bench-live bench-store bench-rfid bench-products ingest-mqtt clean
+.PHONY: install demo test bench bench-sensors bench-vision bench-accuracy bench-live bench-store bench-rfid bench-products bench-activity ingest-mqtt clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -48,6 +48,9 @@ bench-rfid: install
 
 # which product is in the hand: 1 and 6 catalogue photos per class, on the grocery-store photos (~25 min on this 2-core machine)
 GROCERY ?= ../shared/datasets/grocery-store
+bench-activity: install
+	$(PY) bench/bench_activity.py $(ARGS)
+
 bench-products: install
 	$(PY) manage.py bench_products $(GROCERY) --split test --shots 6 $(ARGS)
 

@@ -120,19 +120,56 @@ def _map_key(store_code: str) -> str:
     return f"vision:map:{store_code}"
 
 
-def store_map_publish(*, store_code: str, t: float, positions: dict[str, tuple[float, float]]) -> None:
-    """Publish the latest floor positions (metres) of the shoppers in a store at ``t`` (s UTC) for the live map.
+def store_map_publish(*, store_code: str, t: float, positions: dict[str, tuple[float, float]],
+                      states: dict[str, str] | None = None) -> None:
+    """Publish the latest floor positions (metres) of the shoppers in a store at ``t`` (s UTC) for the live map,
+    with each one's activity (``states``: track → one of ``vision.activity.STATES``; absent: unknown).
     Shoppers missing from ``positions`` keep their last position until it is ``MAP_TTL_S`` old."""
     current = cache.get(_map_key(store_code)) or {}
     merged = {sid: p for sid, p in current.items() if t - p["t"] <= MAP_TTL_S}
     for sid, (x, y) in positions.items():
-        merged[str(sid)] = {"x": round(float(x), 3), "y": round(float(y), 3), "t": float(t)}
+        merged[str(sid)] = {"x": round(float(x), 3), "y": round(float(y), 3), "t": float(t),
+                            "state": (states or {}).get(str(sid))}
     cache.set(_map_key(store_code), merged, MAP_TTL_S)
 
 
+#: Per store, the live activity of its tracks (``vision.activity.ActivityTracker``), derived in this process from
+#: the observations it publishes on the map: a restart starts empty and refills within the tracker's window (4 s).
+_ACTIVITY: dict[str, object] = {}
+
+
+def store_activity_update(*, store_code: str, obs) -> dict[str, str]:
+    """Feed one observations block (store metres: the body point as the map takes it, ``floor`` else
+    ``neck``/``head``/shoulders, and the ``l_wrist``/``r_wrist`` keypoints) to the store's activity tracker;
+    returns the current state of every track it knows (``vision.activity.STATES``)."""
+    from .activity import ActivityTracker
+
+    tracker = _ACTIVITY.get(store_code)
+    if tracker is None:
+        tracker = _ACTIVITY[store_code] = ActivityTracker()
+    from store.recording import BODY_KEYPOINTS
+
+    body = ("floor",) + tuple(k for k in BODY_KEYPOINTS if k != "floor")  # the map's own order of preference
+    sub = obs[np.isin(obs.keypoint, body + ("l_wrist", "r_wrist"))]
+    for track in np.unique(sub.track_id):
+        mine = sub[sub.track_id == track]
+        for t in np.unique(mine.t):
+            at = mine[mine.t == t]
+            kp = [str(k) for k in at.keypoint]
+            where = next((k for k in body if k in kp), None)
+            if where is None:
+                continue
+            wrists = np.full((2, 3), np.nan)
+            for side, name in enumerate(("l_wrist", "r_wrist")):
+                if name in kp:
+                    wrists[side] = at.xyz[kp.index(name)]
+            tracker.add(str(track), float(t), at.xyz[kp.index(where), :2], wrists)
+    return tracker.states()
+
+
 def store_map_positions(*, store_code: str, max_age_s: float = 5.0) -> list[dict]:
-    """The shoppers on the live map: ``[{"id", "x", "y", "t"}]`` metres, s UTC, no older than ``max_age_s`` than
-    the newest."""
+    """The shoppers on the live map: ``[{"id", "x", "y", "t", "state"}]`` metres, s UTC, activity (None: unknown),
+    no older than ``max_age_s`` than the newest."""
     current = cache.get(_map_key(store_code)) or {}
     if not current:
         return []
@@ -144,8 +181,9 @@ def store_map_positions(*, store_code: str, max_age_s: float = 5.0) -> list[dict
 def store_map_publish_observations(*, store_code: str, obs) -> int:
     """Publish the latest floor position of each shopper track in ``obs`` (a
     :class:`store.recording.TrackObservations` block, e.g. the one a replay step feeds the pipeline) on the live
-    map: its ``floor`` keypoint, else the (x, y) of ``neck``/``head``/shoulders (``store.recording.BODY_KEYPOINTS``).
-    Returns the number of shoppers published."""
+    map: its ``floor`` keypoint, else the (x, y) of ``neck``/``head``/shoulders (``store.recording.BODY_KEYPOINTS``),
+    and its activity from the floor and wrist keypoints (:func:`store_activity_update`). Returns the number of
+    shoppers published."""
     from store.recording import BODY_KEYPOINTS
 
     if len(obs) == 0:
@@ -160,7 +198,8 @@ def store_map_publish_observations(*, store_code: str, obs) -> int:
         best = min(range(len(latest)), key=lambda i: rank.get(str(latest.keypoint[i]), 99))
         positions[str(track)] = (float(latest.xyz[best, 0]), float(latest.xyz[best, 1]))
     if positions:
-        store_map_publish(store_code=store_code, t=t_last, positions=positions)
+        states = store_activity_update(store_code=store_code, obs=obs)
+        store_map_publish(store_code=store_code, t=t_last, positions=positions, states=states)
     return len(positions)
 
 

@@ -1,0 +1,388 @@
+"""What a shopper is doing, per track over time: walking, standing, reaching into a shelf, holding an item (pure: no
+Django, NumPy only).
+
+Two kinds of input give the same per-sample features, then one temporal step turns them into intervals:
+
+- :func:`image_features`: BlazePose keypoints in a camera's pixels (``vision.pose``: 33 × (x, y, visibility)).
+  An arm *reaches* when it is raised away from the torso: the angle at the shoulder between the shoulder→hip line
+  and the shoulder→wrist line is at least ``reach_angle_deg`` (a hanging arm is 0–25°, a hand in front of the
+  belly holding something 25–50°, a hand out to a shelf 55°+) *and* the wrist is at least ``reach_extension``
+  torso-lengths from the shoulder (a bent arm folded against the chest is not a reach). Body speed comes from the
+  floor point (metres) when known, else from the hip midpoint in torso-lengths per second.
+- :func:`store_features`: the store loop's published observations (``floor`` and ``l_wrist``/``r_wrist`` in store
+  metres, as the camera worker sends them): a reach is a wrist at least ``reach_out_m`` horizontally from the body
+  axis at a shelf height (``reach_z_m``); holding is a wrist raised in front.
+
+:func:`segment` smooths the per-sample reach flags (a reach lasts ``reach_min_s``; gaps under ``gap_s`` are
+bridged), marks *walking* where the body moves faster than ``walk_speed`` (a reaching hand while walking is not a
+reach: the arm swings), *holding* after a reach while a hand stays raised in front (up to ``hold_max_s``), and
+*standing* otherwise. :class:`ActivityTracker` keeps a short window per track for live use.
+
+Bad input is refused per sample with a reason, counted in :class:`ActivityStats`, and the rest kept: a pose with
+the wrong shape, non-finite values, a visibility outside [0, 1], or too few visible joints (shoulders and hips) to
+know where the torso is. Thresholds and their measurement: docs/activity.md.
+"""
+from __future__ import annotations
+
+import math
+from collections import Counter, deque
+from dataclasses import dataclass, field
+
+import numpy as np
+
+STATES = ("walking", "standing", "reaching", "holding")
+# BlazePose indices (vision.pose): shoulders, elbows, wrists, hips; the person's left first.
+L_SHOULDER, R_SHOULDER, L_ELBOW, R_ELBOW, L_WRIST, R_WRIST, L_HIP, R_HIP = 11, 12, 13, 14, 15, 16, 23, 24
+
+
+class ActivityInputError(ValueError):
+    """A sample that cannot be used (the message says why); ``reason`` is a short code for counting."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class ActivityConfig:
+    """Thresholds of the activity classifier (docs/activity.md says how each was chosen).
+
+    Raises ValueError for a non-positive duration or threshold.
+    """
+
+    #: Joints below this visibility (BlazePose's sigmoid, [0, 1]) are treated as missing.
+    min_visibility: float = 0.5
+    #: Image mode: the arm's angle at the shoulder (shoulder→hip vs shoulder→wrist), degrees, from which it reaches.
+    reach_angle_deg: float = 55.0
+    #: Image mode: shoulder→wrist distance over the torso length (shoulder midpoint to hip midpoint) for a reach.
+    reach_extension: float = 0.6
+    #: Image mode: a hand raised in front (holding): shoulder angle at least this many degrees, below the reach one.
+    hold_angle_deg: float = 25.0
+    #: Store mode: horizontal distance (m) of a wrist from the body's floor point for a reach (a hanging hand is
+    #: ≈ 0.2 m from the body axis, half a shoulder width; an arm out to a shelf 0.45 m+).
+    reach_out_m: float = 0.45
+    #: Store mode: wrist heights (m above the floor) of a shelf reach (bottom shelf to a raised arm).
+    reach_z_m: tuple[float, float] = (0.15, 2.2)
+    #: Store mode: a wrist this high (m) and not a reach is held in front (a hanging wrist is ≈ 0.8 m up).
+    hold_z_m: float = 0.95
+    #: Body speed (m/s, floor point) above which the track walks (standing sway and shuffling stay under 0.3 m/s;
+    #: a slow walk is 0.6 m/s+).
+    walk_speed_m_s: float = 0.45
+    #: The same in torso lengths per second of the hip midpoint, when the floor point is unknown (image only).
+    walk_speed_torso_s: float = 0.9
+    #: Speed is measured over this window (s), centred.
+    speed_window_s: float = 1.0
+    #: A reach lasts at least this long (s); shorter flickers are dropped.
+    reach_min_s: float = 0.3
+    #: Reach flags separated by less than this (s) are one reach.
+    gap_s: float = 0.4
+    #: Holding lasts at most this long after a reach (s) without a new reach.
+    hold_max_s: float = 3.0
+
+    def __post_init__(self) -> None:
+        for name in ("reach_angle_deg", "reach_extension", "reach_out_m", "walk_speed_m_s", "walk_speed_torso_s",
+                     "speed_window_s", "reach_min_s", "gap_s", "hold_max_s"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        if not 0 <= self.min_visibility <= 1:
+            raise ValueError(f"min_visibility must be in [0, 1], got {self.min_visibility}")
+
+
+@dataclass
+class ActivityStats:
+    """Samples used and refused (``rejected`` counts by reason; ``problems`` the last few messages)."""
+
+    samples: int = 0
+    rejected: Counter = field(default_factory=Counter)
+    problems: list[str] = field(default_factory=list)
+
+    def refuse(self, exc: ActivityInputError) -> None:
+        self.rejected[exc.reason] += 1
+        self.problems.append(str(exc))
+        del self.problems[:-20]
+
+
+@dataclass(frozen=True)
+class Interval:
+    """One state from ``t0`` to ``t1`` (s, the samples' clock) of one track."""
+
+    state: str
+    t0: float
+    t1: float
+
+
+@dataclass(frozen=True)
+class Features:
+    """Per-sample features: ``t`` (n,) s; ``reach`` (n,) bool; ``raised`` (n,) bool (a hand held in front);
+    ``position`` (n, 2) body position (metres, or pixels of the hip midpoint; NaN where unknown); ``scale`` (n,)
+    the unit of speed in position units (1 for metres, the torso length in pixels for image positions: speed is
+    measured in torso lengths over the window's median torso, so a torso foreshortened in one frame does not read
+    as motion); ``metres`` whether position is in metres; ``ok`` (n,) bool, False for refused samples (their flags
+    are False)."""
+
+    t: np.ndarray
+    reach: np.ndarray
+    raised: np.ndarray
+    position: np.ndarray
+    metres: bool
+    ok: np.ndarray
+    scale: np.ndarray | None = None
+
+
+def _angle_deg(a: np.ndarray, b: np.ndarray) -> float:
+    na, nb = float(np.hypot(*a)), float(np.hypot(*b))
+    if na == 0 or nb == 0:
+        return 0.0
+    return math.degrees(math.acos(max(-1.0, min(1.0, float(a @ b) / (na * nb)))))
+
+
+def pose_arms(keypoints: np.ndarray, config: ActivityConfig = ActivityConfig()) -> tuple[np.ndarray, np.ndarray,
+                                                                                            np.ndarray, float]:
+    """One image pose's arm geometry: keypoints (33, 3) pixels x, y and visibility in [0, 1] (BlazePose order).
+
+    Returns (angle (2,) degrees at the [left, right] shoulder, NaN where the wrist is not visible; extension (2,)
+    shoulder→wrist over torso length; hip midpoint (2,) pixels; torso length pixels). Raises
+    :class:`ActivityInputError` (``shape``, ``non_finite``, ``visibility``, ``no_torso``) when it cannot be used.
+    """
+    kp = np.asarray(keypoints, dtype=np.float64)
+    if kp.ndim != 2 or kp.shape[1] != 3 or kp.shape[0] <= R_HIP:
+        raise ActivityInputError("shape", f"a pose must be (33, 3) x, y, visibility; got {kp.shape}")
+    if not np.isfinite(kp).all():
+        raise ActivityInputError("non_finite", "a pose holds NaN or infinite values (missing joints must have "
+                                               "visibility 0, not NaN coordinates)")
+    vis = kp[:, 2]
+    if ((vis < 0) | (vis > 1)).any():
+        raise ActivityInputError("visibility", f"visibility must be in [0, 1]; got {vis.min():.3g}..{vis.max():.3g}")
+    seen = vis >= config.min_visibility
+    if not (seen[[L_SHOULDER, R_SHOULDER]].any() and seen[[L_HIP, R_HIP]].any()):
+        raise ActivityInputError("no_torso", "a pose without a visible shoulder and hip: the torso is unknown")
+    sh = kp[[s for s in (L_SHOULDER, R_SHOULDER) if seen[s]], :2].mean(axis=0)
+    hip = kp[[h for h in (L_HIP, R_HIP) if seen[h]], :2].mean(axis=0)
+    torso = float(np.hypot(*(hip - sh)))
+    width = float(np.hypot(*(kp[L_SHOULDER, :2] - kp[R_SHOULDER, :2]))) if seen[[L_SHOULDER, R_SHOULDER]].all() \
+        else 0.0
+    scale = max(torso, width)
+    if scale < 1.0:
+        raise ActivityInputError("no_torso", f"a pose whose torso is {scale:.2g} px long: collapsed")
+    angle, ext = np.full(2, np.nan), np.full(2, np.nan)
+    for side, (s, w, h) in enumerate(((L_SHOULDER, L_WRIST, L_HIP), (R_SHOULDER, R_WRIST, R_HIP))):
+        if not (seen[s] and seen[w]):
+            continue
+        down = kp[h, :2] - kp[s, :2] if seen[h] else hip - sh
+        arm = kp[w, :2] - kp[s, :2]
+        angle[side] = _angle_deg(down, arm)
+        ext[side] = float(np.hypot(*arm)) / scale
+    return angle, ext, hip, scale
+
+
+def image_features(t: np.ndarray, keypoints: np.ndarray, floor_xy: np.ndarray | None = None,
+                   config: ActivityConfig = ActivityConfig(), stats: ActivityStats | None = None) -> Features:
+    """Features of one track from image poses: ``t`` (n,) s increasing; ``keypoints`` (n, 33, 3) pixels and
+    visibility; ``floor_xy`` (n, 2) metres or None (NaN rows: unknown). Refused samples are counted in ``stats``
+    and marked not ``ok``. Raises ValueError when the arrays' lengths differ."""
+    t = np.asarray(t, dtype=np.float64).reshape(-1)
+    n = t.shape[0]
+    if len(keypoints) != n or (floor_xy is not None and len(floor_xy) != n):
+        raise ValueError(f"t, keypoints and floor_xy must have the same length ({n}, {len(keypoints)}, "
+                         f"{None if floor_xy is None else len(floor_xy)})")
+    stats = stats if stats is not None else ActivityStats()
+    reach, raised, ok = np.zeros(n, bool), np.zeros(n, bool), np.zeros(n, bool)
+    body, scales = np.full((n, 2), np.nan), np.full(n, np.nan)
+    for i in range(n):
+        try:
+            angle, ext, hip, scale = pose_arms(keypoints[i], config)
+        except ActivityInputError as exc:
+            stats.refuse(exc)
+            continue
+        stats.samples += 1
+        ok[i] = True
+        a = np.nan_to_num(angle, nan=0.0)
+        reach[i] = bool(((a >= config.reach_angle_deg) & (np.nan_to_num(ext) >= config.reach_extension)).any())
+        raised[i] = bool(((a >= config.hold_angle_deg) & (a < config.reach_angle_deg)).any())
+        body[i], scales[i] = hip, scale
+    metres = floor_xy is not None and np.isfinite(np.asarray(floor_xy, float)).all(axis=1).mean() >= 0.5
+    if metres:
+        return Features(t, reach, raised, np.asarray(floor_xy, float).reshape(n, 2), True, ok, np.ones(n))
+    return Features(t, reach, raised, body, False, ok, scales)
+
+
+def store_features(t: np.ndarray, floor_xy: np.ndarray, wrists_xyz: np.ndarray,
+                   config: ActivityConfig = ActivityConfig(), stats: ActivityStats | None = None) -> Features:
+    """Features of one track from store observations: ``t`` (n,) s; ``floor_xy`` (n, 2) metres; ``wrists_xyz``
+    (n, 2, 3) metres (NaN where a wrist is unknown). A sample without a finite floor point is refused
+    (``no_floor``); a wrist below the floor or above ``reach_z_m``'s top + 0.5 m is refused (``implausible``)."""
+    t = np.asarray(t, dtype=np.float64).reshape(-1)
+    floor = np.asarray(floor_xy, dtype=np.float64).reshape(-1, 2)
+    wr = np.asarray(wrists_xyz, dtype=np.float64).reshape(-1, 2, 3)
+    n = t.shape[0]
+    if floor.shape[0] != n or wr.shape[0] != n:
+        raise ValueError(f"t, floor_xy and wrists_xyz must have the same length ({n}, {floor.shape[0]}, "
+                         f"{wr.shape[0]})")
+    stats = stats if stats is not None else ActivityStats()
+    ok = np.isfinite(floor).all(axis=1) & np.isfinite(t)
+    z = wr[..., 2]
+    bad = ok & ((np.nan_to_num(z, nan=1.0) < -0.2) | (np.nan_to_num(z, nan=0.0) > config.reach_z_m[1] + 0.5)).any(axis=1)
+    for i in np.flatnonzero(~ok):
+        stats.refuse(ActivityInputError("no_floor", f"sample at t={t[i]:.3f} has no floor point"))
+    for i in np.flatnonzero(bad & ok):
+        stats.refuse(ActivityInputError("implausible", f"sample at t={t[i]:.3f} has a wrist at "
+                                                       f"z={np.nanmax(np.abs(z[i])):.2f} m"))
+    ok &= ~bad
+    stats.samples += int(ok.sum())
+    out = np.hypot(wr[..., 0] - floor[:, None, 0], wr[..., 1] - floor[:, None, 1])
+    lo, hi = config.reach_z_m
+    with np.errstate(invalid="ignore"):
+        reach_side = (out >= config.reach_out_m) & (z >= lo) & (z <= hi)
+        raised_side = ~reach_side & (z >= config.hold_z_m) & (z <= hi)
+    reach = ok & np.nan_to_num(reach_side, nan=0).astype(bool).any(axis=1)
+    raised = ok & np.nan_to_num(raised_side, nan=0).astype(bool).any(axis=1)
+    position = np.where(ok[:, None], floor, np.nan)
+    return Features(t, reach, raised, position, True, ok, np.ones(n))
+
+
+def body_speed(t: np.ndarray, position: np.ndarray, window_s: float, scale: np.ndarray | None = None) -> np.ndarray:
+    """(n,) speed: the distance between the first and last known positions within ``window_s`` centred on each
+    sample, over their time apart and over the median ``scale`` (n,) of the window (None: 1), NaN where fewer than
+    two positions are known."""
+    n = t.shape[0]
+    speed = np.full(n, np.nan)
+    scale = np.ones(n) if scale is None else np.asarray(scale, float)
+    known = np.isfinite(position).all(axis=1) & np.isfinite(scale) & (scale > 0)
+    tk, pk, sk = t[known], position[known], scale[known]
+    if tk.shape[0] < 2:
+        return speed
+    lo = np.searchsorted(tk, t - window_s / 2, side="left")
+    hi = np.searchsorted(tk, t + window_s / 2, side="right") - 1
+    for i in range(n):
+        a, b = lo[i], hi[i]
+        if b > a and tk[b] - tk[a] >= window_s / 4:
+            speed[i] = float(np.hypot(*(pk[b] - pk[a]))) / (tk[b] - tk[a]) / float(np.median(sk[a:b + 1]))
+    return speed
+
+
+def _runs(flags: np.ndarray) -> list[tuple[int, int]]:
+    """[(first, last)] index runs of True."""
+    idx = np.flatnonzero(np.diff(np.concatenate([[0], flags.astype(np.int8), [0]])))
+    return [(int(a), int(b) - 1) for a, b in zip(idx[::2], idx[1::2])]
+
+
+def segment(f: Features, config: ActivityConfig = ActivityConfig()) -> tuple[np.ndarray, list[Interval]]:
+    """The state of each sample ((n,) object array of :data:`STATES`, None for refused samples) and the intervals
+    (consecutive samples of one state; an interval ends at its last sample's time)."""
+    t = f.t
+    n = t.shape[0]
+    states = np.full(n, None, dtype=object)
+    if n == 0:
+        return states, []
+    limit = config.walk_speed_m_s if f.metres else config.walk_speed_torso_s
+    speed = body_speed(t, f.position, config.speed_window_s, f.scale)
+    walking = np.nan_to_num(speed, nan=0.0) > limit
+    # reach flags of good samples, bridged over gaps < gap_s (refused samples in between do not break a reach)
+    reach = f.reach & f.ok & ~walking
+    runs = _runs(reach)
+    merged: list[list[int]] = []
+    for a, b in runs:
+        if merged and t[a] - t[merged[-1][1]] < config.gap_s:
+            merged[-1][1] = b
+        else:
+            merged.append([a, b])
+    reaching = np.zeros(n, bool)
+    for a, b in merged:
+        if t[b] - t[a] >= config.reach_min_s - 1e-9:
+            reaching[a:b + 1] = True
+    holding = np.zeros(n, bool)
+    last_reach_end = -math.inf
+    for i in range(n):
+        if reaching[i]:
+            last_reach_end = t[i]
+        elif f.ok[i] and f.raised[i] and not walking[i] and t[i] - last_reach_end <= config.hold_max_s:
+            holding[i] = True
+            last_reach_end = last_reach_end  # holding does not extend itself past hold_max_s
+    states[f.ok] = "standing"
+    states[f.ok & walking] = "walking"
+    states[holding] = "holding"
+    states[reaching] = "reaching"
+    intervals: list[Interval] = []
+    for i in range(n):
+        s = states[i]
+        if s is None:
+            continue
+        if intervals and intervals[-1].state == s and (i == 0 or states[i - 1] in (s, None)):
+            intervals[-1] = Interval(s, intervals[-1].t0, float(t[i]))
+        else:
+            intervals.append(Interval(s, float(t[i]), float(t[i])))
+    return states, intervals
+
+
+def reach_intervals(intervals: list[Interval]) -> list[tuple[float, float]]:
+    """The (t0, t1) of the reaching intervals."""
+    return [(iv.t0, iv.t1) for iv in intervals if iv.state == "reaching"]
+
+
+def match_intervals(detected: list[tuple[float, float]], truth: list[tuple[float, float, bool]],
+                    tolerance_s: float = 0.5) -> dict:
+    """Precision and recall of detected intervals against labelled ones (t0, t1, certain), one-to-one: a detected
+    interval hits a label when they overlap or lie at most ``tolerance_s`` apart (the label with the largest
+    overlap wins); a detection
+    that only meets uncertain labels counts neither way, uncertain labels are not in recall. Returns ``{"tp", "fp",
+    "fn", "precision", "recall", "hits": [(detected, label)]}`` (precision/recall NaN with nothing to count)."""
+    certain = [(a, b) for a, b, c in truth if c]
+    unsure = [(a, b) for a, b, c in truth if not c]
+    used, hits, fp = set(), [], 0
+    for d0, d1 in sorted(detected):
+        best, best_overlap = None, -math.inf
+        for j, (a, b) in enumerate(certain):
+            if j in used:
+                continue
+            overlap = min(d1, b) - max(d0, a)
+            if overlap >= -tolerance_s and overlap > best_overlap:
+                best, best_overlap = j, overlap
+        if best is not None:
+            used.add(best)
+            hits.append(((d0, d1), certain[best]))
+        elif any(min(d1, b) - max(d0, a) >= -tolerance_s for a, b in unsure + certain):
+            continue  # meets an uncertain label, or a second detection of a label already hit (split): not an error
+        else:
+            fp += 1
+    tp = len(hits)
+    fn = len(certain) - tp
+    return {"tp": tp, "fp": fp, "fn": fn, "precision": tp / (tp + fp) if tp + fp else float("nan"),
+            "recall": tp / len(certain) if certain else float("nan"), "hits": hits}
+
+
+class ActivityTracker:
+    """Live states of many tracks from store observations (:func:`store_features`), keeping ``window_s`` of
+    samples per track and forgetting tracks silent for ``forget_s``. :meth:`add` a track's sample, :meth:`state`
+    its current state (None before it has a usable sample). Memory: ``window_s`` × rate per live track."""
+
+    def __init__(self, config: ActivityConfig = ActivityConfig(), *, window_s: float = 4.0, forget_s: float = 10.0):
+        self.config = config
+        self.window_s, self.forget_s = float(window_s), float(forget_s)
+        self.stats = ActivityStats()
+        self._hist: dict[str, deque] = {}
+
+    def add(self, track: str, t: float, floor_xy, wrists_xyz) -> None:
+        """One sample of ``track``: ``t`` s, ``floor_xy`` (2,) metres, ``wrists_xyz`` (2, 3) metres (NaN rows:
+        unknown). Samples not after the track's last are ignored."""
+        h = self._hist.setdefault(str(track), deque())
+        if h and t <= h[-1][0]:
+            return
+        h.append((float(t), np.asarray(floor_xy, float).reshape(2), np.asarray(wrists_xyz, float).reshape(2, 3)))
+        while h and h[0][0] < t - self.window_s:
+            h.popleft()
+        for k in [k for k, v in self._hist.items() if v and t - v[-1][0] > self.forget_s]:
+            del self._hist[k]
+
+    def states(self) -> dict[str, str]:
+        """The current state of every track with a usable sample."""
+        out = {}
+        for track, h in self._hist.items():
+            if not h:
+                continue
+            t = np.array([s[0] for s in h])
+            f = store_features(t, np.array([s[1] for s in h]), np.array([s[2] for s in h]), self.config, self.stats)
+            states, _ = segment(f, self.config)
+            last = [s for s in states if s is not None]
+            if last:
+                out[track] = last[-1]
+        return out
