@@ -46,11 +46,12 @@ bench-store: install
 bench-rfid: install
 	$(PY) bench/bench_rfid.py $(ARGS)
 
-# which product is in the hand: 1 and 6 catalogue photos per class, on the grocery-store photos (~25 min on this 2-core machine)
-GROCERY ?= ../shared/datasets/grocery-store
+# what a shopper is doing: reach precision/recall against hand labels on real footage (tests/data/reach_labels.json; ~1 min)
 bench-activity: install
 	$(PY) bench/bench_activity.py $(ARGS)
 
+# which product is in the hand: 1 and 6 catalogue photos per class, on the grocery-store photos (~25 min on this 2-core machine)
+GROCERY ?= ../shared/datasets/grocery-store
 bench-products: install
 	$(PY) manage.py bench_products $(GROCERY) --split test --shots 6 $(ARGS)
 
