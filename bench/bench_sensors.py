@@ -22,10 +22,9 @@ session, ``--progress`` lines read for its totals and CPU time) consumes the bro
    messages/s the worker sustained, and messages lost (never handled, or sequence gaps; must be 0).
 2. latency: ``--latency-seconds`` in real time, the controllers' clocks = the wall clock, a pick every second on a
    random plate: the delay from the moment the pick's weight has settled (its last changing sample) to its shelf
-   event being stored (``ShelfEvent.created_at``), p50 and p95. The detector needs 0.5 s of stable samples after a
-   change plus half of its 0.5 s window before it can call it settled, so ≈ 0.75 s is the floor of that delay; the
-   default sink (``carts.pipeline.StorePipeline``) then holds settled changes ``HOLD_S`` of stream time for a
-   neighbouring one before storing the event.
+   event being stored (``ShelfEvent.created_at``), p50 and p95. The floor of that delay (the detector's
+   confirmation, its window's look-ahead, the store loop's hold for a neighbouring change, the message's own
+   length) is printed before the MQTT phases by :func:`latency_breakdown` (≈ 0.87 s; docs/ingestion.md).
 3. sustained: ``--sustained-seconds`` (default 300) at the store's real rate (25 messages/s) with a pick every 2 s:
    messages handled vs published, lost, the backlog when publishing ends, the worker's CPU per message, the
    latency percentiles.
@@ -425,7 +424,7 @@ def bench_mqtt(seconds: float, latency_seconds: float, sustained_seconds: float,
                 print(f"  not stored: {m}")
             out.update(latency_p95_ms=float(np.percentile(lat, 95) * 1e3) if lat.size else float("nan"))
             print(f"  latency: {lat.size} of {len(truth)} real-time picks stored; last settled sample → stored "
-                  f"{_pct(lat)} (floor ≈ 750 ms: 0.5 s stable + half a 0.5 s window; plus the sink's hold)")
+                  f"{_pct(lat)} (the floor is the breakdown's last line)")
 
             # ---- phase 3: sustained at the real rate
             if sustained_seconds > 0:
