@@ -32,7 +32,9 @@ rolling std > 40 g per shelf, |Δ| > 10 g):
    over that run, ``before`` = baseline when the activity began, Δ = after − before. The change is reported if
    ``|Δ| ≥ max(min_delta_g, delta_k · sd_diff)``; in every case the baseline becomes ``after``. A single-sample
    spike or a NaN burst makes the bin active or gapped for a moment but leaves the level where it was, so Δ ≈ 0
-   and nothing is reported.
+   and nothing is reported. It closes sooner, after ``quick_after_s``, when those windows are quiet and their level
+   holds within ``quick_k`` level-noise sds (a quiet plate needs less evidence than a noisy one; ``after`` is then
+   their mean).
 6. A bin is armed (may start an activity) after ``stable_before_s`` of stable samples: the first level is known.
 
 Times: every sample carries its own time (seconds since epoch UTC); ``t_start``/``t_end`` are the times of the
