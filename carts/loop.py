@@ -53,9 +53,10 @@ class LoopConfig:
     settle_s: float = 3.0
     #: A controller's settled changes become shelf events as soon as its detector has passed their end by this much
     #: with no other change begun by then (``WeightEventDetector.settled_until``: a neighbouring change that
-    #: starts within ``sensors.weight.shelf_events_from_changes``'s 0.5 s merge gap still joins them; one still
-    #: moving holds them)…
-    hold_gap_s: float = 0.5
+    #: starts within this of their end still joins them; one still moving holds them). ``t_end`` is already the
+    #: last active window's centre, half a detector window after the last moving sample, so 0.25 s waits for a
+    #: neighbour that starts moving up to ~0.75 s after this plate stopped (1.0 s at 0.5; docs/ingestion.md)…
+    hold_gap_s: float = 0.25
     #: …or, whatever the detector says, once none came for this long (twice the merge gap plus the detector's
     #: ~0.5 s settle lag)…
     hold_s: float = 1.5

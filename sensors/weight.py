@@ -32,7 +32,9 @@ rolling std > 40 g per shelf, |Δ| > 10 g):
    over that run, ``before`` = baseline when the activity began, Δ = after − before. The change is reported if
    ``|Δ| ≥ max(min_delta_g, delta_k · sd_diff)``; in every case the baseline becomes ``after``. A single-sample
    spike or a NaN burst makes the bin active or gapped for a moment but leaves the level where it was, so Δ ≈ 0
-   and nothing is reported.
+   and nothing is reported. It closes sooner, after ``quick_after_s``, when those windows are quiet and their level
+   holds within ``quick_k`` level-noise sds (a quiet plate needs less evidence than a noisy one; ``after`` is then
+   their mean).
 6. A bin is armed (may start an activity) after ``stable_before_s`` of stable samples: the first level is known.
 
 Times: every sample carries its own time (seconds since epoch UTC); ``t_start``/``t_end`` are the times of the
@@ -100,6 +102,12 @@ class DetectorConfig:
       on BENCHMARK-1 a real pick takes ~0.25 s, and 0.5 s halves the latency while keeping ≥ 30 samples.
     - ``min_valid_frac = 0.6``: a window needs this share of non-NaN samples, else it is a gap.
     - ``stable_before_s = 0.5``, ``stable_after_s = 0.5``: AIM3S/CMU ask ≥ 0.5–1 s stable around an event.
+    - ``quick_after_s = 0.25``, ``quick_k = 2``: a noise-adaptive early confirmation (a sequential test on the
+      settled level): an activity also closes once ``quick_after_s`` of consecutive windows are quiet (sd ≤ the
+      activity threshold itself, no hysteresis) and their means stay within ``quick_k`` × the bin's own sd of a
+      stable-level difference of the first of them; ``after`` is then the mean over those windows. A quiet plate
+      whose item has stopped moving confirms in ``quick_after_s``; a swinging or noisy one fails the test, keeps
+      restarting it, and waits for ``stable_after_s`` as before (history and measurements: docs/ingestion.md).
     - ``min_delta_g = 10``: AIM3S ``epsMean`` and CMU ``mean_shelf``, both 10 g.
     - ``delta_k = 5``: and |Δ| must be ≥ 5 × the bin's own sd of a stable-level difference (a 5 σ gate).
     - ``activity_k = 4``, ``activity_floor_g = 3``, ``activity_ceiling_g = 20``: active when the window sd exceeds
@@ -140,6 +148,8 @@ class DetectorConfig:
     min_valid_frac: float = 0.6
     stable_before_s: float = 0.5
     stable_after_s: float = 0.5
+    quick_after_s: float = 0.25
+    quick_k: float = 2.0
     min_delta_g: float = 10.0
     delta_k: float = 5.0
     activity_k: float = 4.0
@@ -158,7 +168,7 @@ class DetectorConfig:
     max_hold_s: float = 6.0
 
     def __post_init__(self) -> None:
-        for name in ("window_s", "stable_before_s", "stable_after_s", "min_delta_g", "delta_k", "activity_k", "close_k",
+        for name in ("window_s", "stable_before_s", "stable_after_s", "quick_after_s", "quick_k", "min_delta_g", "delta_k", "activity_k", "close_k",
                      "weak_k", "weak_min_g",
                      "activity_floor_g", "activity_ceiling_g", "level_k", "level_floor_g", "baseline_tau_s",
                      "noise_tau_s", "noise_floor_g", "tail_min_s", "group_window_s", "max_hold_s"):
@@ -172,6 +182,9 @@ class DetectorConfig:
                              f"activity_floor_g ({self.activity_floor_g})")
         if self.close_k < 1.0:
             raise ValueError(f"DetectorConfig.close_k must be ≥ 1, got {self.close_k}")
+        if self.quick_after_s > self.stable_after_s:
+            raise ValueError(f"DetectorConfig.quick_after_s ({self.quick_after_s}) must be ≤ stable_after_s "
+                             f"({self.stable_after_s})")
         if self.tail_min_s > self.stable_after_s:
             raise ValueError(f"DetectorConfig.tail_min_s ({self.tail_min_s}) must be ≤ stable_after_s "
                              f"({self.stable_after_s})")
@@ -463,6 +476,7 @@ class WeightEventDetector:
         self._min_valid = int(math.ceil(config.min_valid_frac * self._w))
         self._n_before = max(1, int(round(config.stable_before_s * rate_hz)))
         self._n_after = max(1, int(round(config.stable_after_s * rate_hz)))
+        self._n_quick = max(1, int(round(config.quick_after_s * rate_hz)))
         self._n_tail = max(1, int(round(config.tail_min_s * rate_hz)))
         self._alpha = 1.0 / max(1.0, config.baseline_tau_s * rate_hz)
         self._eta = 1.0 / max(1.0, config.noise_tau_s * rate_hz)
@@ -493,6 +507,7 @@ class WeightEventDetector:
         self._run = np.zeros(b, np.int64)
         self._run_sum = np.zeros(b)
         self._run_first = np.zeros(b)
+        self._quick_state()
         self._last_active_t = np.full(b, np.nan)
         self._last_quiet_t = np.full(b, np.nan)
         self._held: list[tuple] = []             # settled changes waiting for overlapping activities to settle
@@ -572,6 +587,16 @@ class WeightEventDetector:
         return out
 
     # ----------------------------------------------------------------------------------------- internals
+    def _quick_state(self) -> None:
+        """The early confirmation's run per bin (``DetectorConfig.quick_after_s``): length in windows, sum and first
+        of its window means. Also called for a detector restored from a checkpoint taken before it existed."""
+        b = self.n_bins
+        self._qrun = np.zeros(b, np.int64)
+        self._qrun_sum = np.zeros(b)
+        self._qrun_first = np.zeros(b)
+        if not hasattr(self, "_n_quick"):
+            self._n_quick = max(1, int(round(self.config.quick_after_s * self.rate_hz)))
+
     def _sd_diff(self) -> np.ndarray:
         return np.maximum(self._mad_diff * _MAD_TO_SD, self.config.noise_floor_g * math.sqrt(2.0))
 
@@ -681,7 +706,9 @@ class WeightEventDetector:
     def _close(self, bins: np.ndarray, t_now: float) -> list[tuple]:
         """Close activities of ``bins``; return emitted rows and move baselines to the settled levels."""
         cfg = self.config
-        after = self._run_sum[bins] / self._run[bins]
+        quick = (self._run[bins] < self._n_after) & (self._qrun[bins] >= self._n_quick)  # confirmed early
+        after = np.where(quick, self._qrun_sum[bins] / np.maximum(self._qrun[bins], 1),
+                         self._run_sum[bins] / np.maximum(self._run[bins], 1))
         before = self._before[bins]
         delta = after - before
         sd_diff = self._noise_at_start[bins] * math.sqrt(2.0)
@@ -701,6 +728,7 @@ class WeightEventDetector:
         self._level[bins] = after
         self._active[bins] = False
         self._run[bins] = 0
+        self._qrun[bins] = 0
         self._ring[:, bins] = np.nan  # level jumped: differences across the change are not noise
         self._last_quiet_t[bins] = t_now
         return rows
@@ -714,15 +742,20 @@ class WeightEventDetector:
         rows: list[tuple] = []
         n = T.shape[0]
         i = 0
+        if not hasattr(self, "_qrun"):  # a detector restored from a checkpoint taken before the early confirmation
+            self._quick_state()
         params = np.array([cfg.activity_k, cfg.activity_floor_g, cfg.activity_ceiling_g, cfg.noise_floor_g,
-                           cfg.level_floor_g, cfg.level_k, cfg.close_k, self._alpha, self._eta, _MAD_TO_SD])
+                           cfg.level_floor_g, cfg.level_k, cfg.close_k, self._alpha, self._eta, _MAD_TO_SD,
+                           cfg.quick_k])
         while i < n:
             if _COMPILED and getattr(self, "compiled", True):  # (a detector restored from an older checkpoint)
                 due = min(row[2] for row in self._held) + cfg.max_hold_s if self._held else math.inf
                 i, self._ring_pos = _quiet_run(i, T, M, S, V, self._level, self._spread, self._mad_diff,
                                                self._n_seen, self._active, self._run, self._run_sum,
-                                               self._run_first, self._ring, self._ring_pos, self._last_active_t,
-                                               self._last_quiet_t, due, self._n_before, self._n_after, params)
+                                               self._run_first, self._qrun, self._qrun_sum, self._qrun_first,
+                                               self._ring, self._ring_pos, self._last_active_t,
+                                               self._last_quiet_t, due, self._n_before, self._n_after,
+                                               self._n_quick, params)
                 if i >= n:
                     break
             self._step(T[i], M[i], S[i], V[i], rows)
@@ -789,7 +822,18 @@ class WeightEventDetector:
             run += steady
             run[start_new] = 1
             run[busy] = 0
-            close = active & (run >= self._n_after)
+            # the early confirmation: quiet windows whose level stays within quick_k level-noise sds of the first
+            qrun, qfirst = self._qrun, self._qrun_first
+            qa = active & quiet
+            q_steady = qa & (qrun > 0) & (np.abs(m - qfirst) <= cfg.quick_k * sd_diff)
+            q_new = qa & ~q_steady
+            qfirst[q_new] = m[q_new]
+            self._qrun_sum += np.where(q_steady, m, 0.0)
+            self._qrun_sum[q_new] = m[q_new]
+            qrun += q_steady
+            qrun[q_new] = 1
+            qrun[active & ~quiet] = 0
+            close = active & ((run >= self._n_after) | (qrun >= self._n_quick))
             if close.any():
                 self._held.extend(self._close(np.flatnonzero(close), t))
         # ---- release settled changes whose overlapping activities have settled too
@@ -805,11 +849,15 @@ class WeightEventDetector:
             self._last_active_t[idx] = t
             active[idx] = True
             run[idx] = 0
-            if quiet[idx].any():  # a level trigger on a quiet window starts the stable run at once
+            self._qrun[idx] = 0
+            if quiet[idx].any():  # a level trigger on a quiet window starts the stable runs at once
                 qi = idx[quiet[idx]]
                 run[qi] = 1
                 run_first[qi] = m[qi]
                 run_sum[qi] = m[qi]
+                self._qrun[qi] = 1
+                self._qrun_first[qi] = m[qi]
+                self._qrun_sum[qi] = m[qi]
 
 
 def _no_jit(fn):
@@ -849,19 +897,21 @@ def _sign(x):
 
 
 @_jit
-def _quiet_run(i0, T, M, S, V, level, spread, mad, n_seen, active, run, run_sum, run_first, ring, ring_pos,
-               last_active_t, last_quiet_t, due, n_before, n_after, params):
+def _quiet_run(i0, T, M, S, V, level, spread, mad, n_seen, active, run, run_sum, run_first, qrun, qrun_sum,
+               qrun_first, ring, ring_pos, last_active_t, last_quiet_t, due, n_before, n_after, n_quick, params):
     """``WeightEventDetector._step`` over samples ``i0 …`` for as long as nothing happens: no bin would open an
     activity or close one, and no held change is due (time ``due``). The state arrays are updated in place.
     Returns (the first sample it did not take, the ring position then)."""
     activity_k, activity_floor, activity_ceiling, floor, level_floor, level_k, close_k, alpha, eta, mad_to_sd = (
         params[0], params[1], params[2], params[3], params[4], params[5], params[6], params[7], params[8],
         params[9])
+    quick_k = params[10]
     n, nb = M.shape
     w = ring.shape[0]
     sqrt2 = math.sqrt(2.0)
     thr_act = np.empty(nb)
     thr_lvl = np.empty(nb)
+    q_tol = np.empty(nb)
     i = i0
     while i < n:
         t = T[i]
@@ -879,7 +929,9 @@ def _quiet_run(i0, T, M, S, V, level, spread, mad, n_seen, active, run, run_sum,
             if a == a:
                 a = min(max(a, activity_floor), activity_ceiling)
             thr_act[b] = a
-            thr_lvl[b] = _nan_max(level_floor, level_k * _nan_max(md * mad_to_sd, floor * sqrt2))
+            sdd = _nan_max(md * mad_to_sd, floor * sqrt2)
+            thr_lvl[b] = _nan_max(level_floor, level_k * sdd)
+            q_tol[b] = quick_k * sdd
             quiet = s <= a
             if not active[b]:
                 if n_seen[b] >= n_before and v and (not quiet or abs(m - lv) > thr_lvl[b]):
@@ -890,6 +942,10 @@ def _quiet_run(i0, T, M, S, V, level, spread, mad, n_seen, active, run, run_sum,
                     new_run = run[b] + 1 if steady else 1
                     if new_run >= n_after:
                         return i, ring_pos  # an activity closes
+                if quiet:
+                    q_steady = qrun[b] > 0 and abs(m - qrun_first[b]) <= q_tol[b]
+                    if (qrun[b] + 1 if q_steady else 1) >= n_quick:
+                        return i, ring_pos  # an activity closes early (quick confirmation)
         # second pass: the sample's updates, bin by bin
         for b in range(nb):
             m, s, v = M[i, b], S[i, b], V[i, b]
@@ -931,6 +987,16 @@ def _quiet_run(i0, T, M, S, V, level, spread, mad, n_seen, active, run, run_sum,
                         run[b] = 1
                 else:
                     run[b] = 0
+                if quiet:
+                    if qrun[b] > 0 and abs(m - qrun_first[b]) <= q_tol[b]:
+                        qrun_sum[b] += m
+                        qrun[b] += 1
+                    else:
+                        qrun_first[b] = m
+                        qrun_sum[b] = m
+                        qrun[b] = 1
+                else:
+                    qrun[b] = 0
         ring_pos = (ring_pos + 1) % w
         i += 1
     return i, ring_pos

@@ -334,6 +334,62 @@ def test_compiled_quiet_runs_give_the_numpy_machines_changes(noise_bank, pick_sh
     np.testing.assert_array_equal(runs[0].weak, runs[1].weak)
 
 
+def _returned_at(t: np.ndarray, x: np.ndarray, config: DetectorConfig) -> tuple[int, WeightChanges]:
+    """Feed the stream one sample at a time; (the sample at which ``push`` first returns a change, that change)."""
+    det = WeightEventDetector(x.shape[1], RATE, config)
+    for i in range(len(t)):
+        ch = det.push(t[i:i + 1], x[i:i + 1])
+        if len(ch):
+            return i, ch
+    raise AssertionError("no change returned")
+
+
+@pytest.mark.parametrize("seed", [0, 2, 3])
+def test_a_quiet_plate_confirms_a_pick_early_with_the_same_delta(noise_bank, pick_shape, seed):
+    """The early confirmation (``quick_after_s``): on a quiet plate (real noise) the real pick shape is returned
+    ``stable_after_s − quick_after_s`` sooner than with the fixed confirmation alone, with the same Δ."""
+    t, x = make_stream(noise_bank, 12, 4, seed=seed)
+    add_change(x, 6.0, 1, -300.0, pick_shape)
+    last_moving = int(6.0 * RATE) + pick_shape.shape[0]
+    quick_i, quick = _returned_at(t, x, DetectorConfig())
+    fixed_i, fixed = _returned_at(t, x, DetectorConfig(quick_after_s=0.5))
+    assert (quick_i - last_moving) / RATE <= 0.25 + 0.5 + 0.05      # quick run + one window, whatever the block
+    assert fixed_i - quick_i >= int(0.2 * RATE)
+    assert quick.delta_g[0] == pytest.approx(-300.0, abs=1.0)
+    assert quick.delta_g[0] == pytest.approx(fixed.delta_g[0], abs=0.5)
+
+
+@pytest.mark.parametrize("seed", [0, 2, 3])
+def test_a_plate_still_creeping_is_not_confirmed_early(noise_bank, pick_shape, seed):
+    """After the pick the plate creeps 4 g over 0.4 s (an item settling): calm enough for the fixed confirmation
+    (within the 5 g level tolerance), not for the early one, which waits until the level stops, so Δ carries
+    the whole creep."""
+    t, x = make_stream(noise_bank, 12, 4, seed=seed)
+    add_change(x, 6.0, 1, -300.0, pick_shape)
+    end, n = int(6.0 * RATE) + pick_shape.shape[0], int(0.4 * RATE)
+    x[end:end + n, 1] += np.linspace(0.0, -4.0, n)
+    x[end + n:, 1] -= 4.0
+    quiet_i, _ = _returned_at(*make_pick_only(noise_bank, pick_shape, seed), DetectorConfig())
+    creep_i, creep = _returned_at(t, x, DetectorConfig())
+    fixed_i, _ = _returned_at(t, x, DetectorConfig(quick_after_s=0.5))
+    assert creep_i >= quiet_i + int(0.2 * RATE)
+    assert creep_i >= fixed_i - 2
+    assert creep.delta_g[0] == pytest.approx(-304.0, abs=1.0)
+
+
+def make_pick_only(bank: np.ndarray, shape: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    t, x = make_stream(bank, 12, 4, seed=seed)
+    add_change(x, 6.0, 1, -300.0, shape)
+    return t, x
+
+
+def test_quick_confirmation_config_is_checked():
+    with pytest.raises(ValueError, match="quick_after_s"):
+        DetectorConfig(quick_after_s=0.6)
+    with pytest.raises(ValueError, match="quick_k"):
+        DetectorConfig(quick_k=0.0)
+
+
 def test_time_gap_between_blocks(noise_bank):
     t, x = make_stream(noise_bank, 40, 3, seed=8)
     det = WeightEventDetector(3, RATE)
