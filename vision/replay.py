@@ -168,13 +168,62 @@ def _compact(ft: FrameTracks) -> FrameTracks:
     return replace(ft, xyxy=np.zeros((len(ft), 4), np.float32))
 
 
+#: Frames of different cameras this close in time (s) are one moment for triangulating wrists (half a frame at
+#: 10 fps).
+SAME_MOMENT_S = 0.05
+#: Largest distance (m) from a triangulated wrist to any of its rays for the rays to be one wrist (a wrong
+#: left/right label or another person's wrist misses by more).
+TRIANGULATION_MAX_M = 0.12
+
+
+def triangulated_wrists(frames: list[FrameTracks], assignments: dict[str, str]
+                        ) -> dict[tuple[int, str, int], np.ndarray]:
+    """Wrists seen by two or more cameras at one moment, triangulated: (index in ``frames`` of the moment's first
+    frame, shopper id, side 0 left / 1 right) → (3,) metres. Frames must be in time order; frames within
+    :data:`SAME_MOMENT_S` of a moment's first frame belong to it. A wrist whose rays miss their least-squares point
+    by more than :data:`TRIANGULATION_MAX_M` is left out (a left/right mix-up between views, or the wrong person)."""
+    from .geometry import triangulate
+
+    out: dict[tuple[int, str, int], np.ndarray] = {}
+    i = 0
+    while i < len(frames):
+        j = i
+        rays: dict[tuple[str, int], list[np.ndarray]] = {}
+        while j < len(frames) and frames[j].t - frames[i].t <= SAME_MOMENT_S:
+            ft = frames[j]
+            if ft.wrist_rays is not None:
+                for k in range(len(ft)):
+                    sid = assignments.get(str(ft.key[k]))
+                    if sid is None:
+                        continue
+                    for side in (0, 1):
+                        r = ft.wrist_rays[k, side]
+                        if np.isfinite(r).all():
+                            rays.setdefault((sid, side), []).append(r)
+            j += 1
+        for (sid, side), rs in rays.items():
+            if len(rs) >= 2:
+                r = np.asarray(rs)
+                X, spread = triangulate(r[:, :3], r[:, 3:])
+                if spread <= TRIANGULATION_MAX_M:
+                    out[(i, sid, side)] = X
+        i = j
+    return out
+
+
 def _observations(frames: list[FrameTracks], assignments: dict[str, str],
                   zones) -> tuple[TrackObservations, ZoneEvents]:
     """Shopper keypoints from per-camera frames: per shopper and frame time, the mean floor point of the cameras
-    that see them (``floor``, z = 0) and each wrist (``l_wrist``, ``r_wrist``) where known."""
+    that see them (``floor``, z = 0) and each wrist (``l_wrist``, ``r_wrist``): triangulated where two or more
+    cameras saw it at that moment (:func:`triangulated_wrists`), else the mean of the single views' estimates."""
     tid, ts, kp, xyz, sc = [], [], [], [], []
     ztrack = ZoneTracker(zones)
-    for ft in frames:
+    tri = triangulated_wrists(frames, assignments)
+    written: set[tuple[int, str, int]] = set()
+    moment = 0
+    for n, ft in enumerate(frames):
+        if ft.t - frames[moment].t > SAME_MOMENT_S:
+            moment = n
         per: dict[str, list[int]] = {}
         for i in range(len(ft)):
             sid = assignments.get(str(ft.key[i]))
@@ -188,6 +237,13 @@ def _observations(frames: list[FrameTracks], assignments: dict[str, str],
             for side, name in ((0, "l_wrist"), (1, "r_wrist")):
                 w = ft.wrists_xyz[idx, side]
                 ok = np.isfinite(w).all(axis=1)
+                X = tri.get((moment, sid, side))
+                if X is not None:
+                    if (moment, sid, side) not in written:  # once per moment, not once per camera
+                        written.add((moment, sid, side))
+                        tid.append(sid), ts.append(ft.t), kp.append(name), xyz.append(tuple(X))
+                        sc.append(float(ft.wrist_score[idx, side].max()))
+                    continue
                 if ok.any():
                     tid.append(sid), ts.append(ft.t), kp.append(name), xyz.append(tuple(w[ok].mean(axis=0)))
                     sc.append(float(ft.wrist_score[idx, side][ok].mean()))
