@@ -169,14 +169,14 @@ def test_people_outside_the_shop_floor_are_unplaced_and_scans_name_the_shopper()
 def test_video_marked_cameras_fit_their_marks_and_see_the_shelves_on_their_side():
     """cam3 and cam7 have no still with floor marks: they are fitted to marks read off their own frames
     (vision/calibrations/aifi_video_marks.json: room corners, the ledge's and glass wall's feet, vertical and
-    along-the-aisle edges, the camera height as a prior). Rough, and measured so: cam3 rms 4.6 px (max 7.5), cam7
+    along-the-aisle edges, the gondola tops' front edge, the camera height as a prior). Rough, and measured so: cam3 rms 7.4 px (max 15), cam7
     rms 14 px (max 22: its marks disagree; the gondola-top edge and the mullions are hard to place)."""
     from store.autocheckout import convert_layout
     from vision.aifi_cameras import fit_all
 
     meta = shared_file("datasets/autocheckout/store_meta/Plates.json").parent
     fits = fit_all()
-    assert fits["cam3"].rms_px < 6.0 and fits["cam7"].rms_px < 16.0
+    assert fits["cam3"].rms_px < 9.0 and fits["cam7"].rms_px < 16.0
     for name in ("cam3", "cam7"):
         assert 2.3 < fits[name].model.C[2] < 2.6, name  # ceiling cameras (height prior 2.45 ± 0.03 m)
         assert -1.55 < fits[name].model.C[1] < 0.1, name  # above the aisle, not behind the shelves or the glass

@@ -109,3 +109,33 @@ def test_one_shopper_id_on_the_real_session(person_detector, tmp_path):
     result = track_recording(rec, stride=2)
     assert len(result.observations.track_ids()) == 1, result.assignments
     assert {k.split(":")[0] for k in result.assignments} == {"cam1", "cam3", "cam5", "cam7"}
+
+
+def test_a_camera_that_cannot_see_the_feet_places_wrists_at_the_shoppers_floor_point():
+    """cps-test-01's cam3 sees the Taco Bell reach with the shopper's feet below its frame: the wrist still counts,
+    on the body plane through where the other cameras put the shopper."""
+    from vision.replay import _observations
+    from vision.tracking import FrameTracks
+
+    a = look_at("a", [4.0, 0.0, 2.45], [1, -0.5, 0.5])      # sees the feet
+    b = look_at("b", [3.6, 0.0, 2.45], [0.3, -0.5, 0.6])    # sees the wrist, not the feet
+    foot = np.array([1.6, -0.4])
+    side = np.array([-(foot - b.C[:2])[1], (foot - b.C[:2])[0]])      # across camera b's view, in its body plane
+    side /= np.linalg.norm(side) * np.sign(side[1])
+    wrist = np.r_[foot + 0.35 * side, 1.35]                           # a hand reaching 0.35 m sideways
+
+    def frame(cam, floor, uv):
+        rays = np.full((1, 2, 6), np.nan)
+        if uv is not None:
+            rays[0, 1] = np.r_[cam.C, cam.rays(uv[None])[0]]
+        return FrameTracks(cam.name, "s", 0, 10.0, np.array([f"{cam.name}:s:1"], dtype=object), np.array([1]),
+                           np.zeros((1, 4)), np.ones(1), np.asarray(floor, float)[None], np.full((1, 2, 3), np.nan),
+                           np.array([[0.0, 0.9]]), "blazepose", rays)
+
+    frames = [frame(a, foot, None), frame(b, [np.nan, np.nan], b.project(wrist[None])[0])]
+    obs, _ = _observations(frames, {"a:s:1": "S1", "b:s:1": "S1"}, [])
+    r = obs.keypoint == "r_wrist"
+    assert r.sum() == 1 and np.allclose(obs.xyz[r][0], wrist, atol=0.03)
+    # without the other camera's floor point the wrist cannot be placed
+    obs, _ = _observations(frames[1:], {"b:s:1": "S1"}, [])
+    assert not (obs.keypoint == "r_wrist").any()
