@@ -22,6 +22,10 @@ camera's (each must keep 10 fps). The 1-minute load average is printed
 beside each figure: above the core count, wall-clock fps are depressed by other jobs. Prints one line per
 measurement, a summary table, and one goal line per model (its worst clip's frames per CPU-second, × cores, and
 whether 4 cameras × 10 fps is reached on every clip); ``--json FILE`` saves the figures.
+
+First, where ``../shared/datasets/autocheckout/cps-test-01`` is present: the four real ceiling cameras of that
+session (issue #13), × real time with and without the wrist stage beside bare ultralytics (:func:`run_cps`;
+``--cps`` runs only this).
 """
 from __future__ import annotations
 
@@ -136,6 +140,63 @@ def run_model(model: str, frames: int) -> dict:
     return out
 
 
+CPS_VIDEOS = [f"datasets/autocheckout/cps-test-01/video/cps-test-01-nodepth-cam{n}.mp4" for n in (1, 3, 5, 7)]
+CPS_FPS = 10.0
+
+
+def run_cps(model: str, frames: int) -> dict | None:
+    """The four real ceiling cameras of cps-test-01 (10 fps), first ``frames`` frames of each, in this process:
+    process CPU seconds of ours with wrists (decode + detect + track + BlazePose lite on every person + projection
+    through the camera's calibration), ours without wrists, and bare ultralytics on the same frames; × real time
+    on this machine's cores = seconds of the session (frames per camera / 10 fps) / (CPU seconds of all four
+    cameras / cores), one worker process per camera."""
+    from vision.aifi_cameras import fit_all
+    from vision.detector import PersonDetector
+    from vision.replay import default_pose_model
+    from vision.tracking import CameraTracker, FrameSource
+
+    videos = [SHARED / v for v in CPS_VIDEOS]
+    if not all(v.exists() for v in videos):
+        print(f"skip cps-test-01: {next(v for v in videos if not v.exists())} is absent", flush=True)
+        return None
+    pose = default_pose_model()
+    fits = fit_all()
+    path = SHARED / "models" / model
+    out = {"model": model, "frames": 0, "pose_model": pose}
+    for label, with_pose in (("ours_wrists", True), ("ours_no_wrists", False)):
+        if with_pose and pose is None:
+            out[label] = None
+            continue
+        cpu = 0.0
+        n = 0
+        for v in videos:
+            cam = fits[v.stem.split("-")[-1]].model
+            det = PersonDetector(path, threads=THREADS, pose=pose if with_pose else None)
+            tracker = CameraTracker(cam, det, "bench")
+            c0 = time.process_time()
+            for _ in tracker.run(FrameSource(v, fps=CPS_FPS, max_frames=frames)):
+                n += 1
+            cpu += time.process_time() - c0
+        out[label], out["frames"] = round(cpu, 2), n
+    from ultralytics import YOLO
+
+    cpu = 0.0
+    for v in videos:
+        bare = YOLO(str(path), task="detect")
+        c0 = time.process_time()
+        for m, _ in enumerate(bare.track(source=str(v), stream=True, persist=True, tracker="bytetrack.yaml",
+                                         classes=[0], verbose=False), start=1):
+            if m >= frames:
+                break
+        cpu += time.process_time() - c0
+    out["bare"] = round(cpu, 2)
+    session_s = out["frames"] / len(videos) / CPS_FPS  # the four cameras play at once: real time is one camera's
+    for key in ("ours_wrists", "ours_no_wrists", "bare"):
+        if out.get(key):
+            out[key + "_x_realtime"] = round(session_s / (out[key] / CORES), 2)
+    return out
+
+
 def run_camera_worker(model: str, frames: int, start_at: float) -> dict:
     """One camera worker of the concurrent run: decode + detect + track + project ``frames`` frames of the aisle
     clip (looping), starting at ``start_at`` (time.time()) so that every worker runs at once."""
@@ -176,21 +237,53 @@ def run_concurrent(model: str, frames: int, workers: int) -> dict | None:
             "load": round(os.getloadavg()[0], 2)}
 
 
+def cps_section(model: str, frames: int) -> dict | None:
+    """Run :func:`run_cps` in its own process and print its lines: × real time for the four cps-test-01 cameras
+    with and without wrists, and bare ultralytics."""
+    proc = subprocess.run([sys.executable, __file__, "--cps-model", model, "--frames", str(frames)],
+                          capture_output=True, text=True, cwd=ROOT)
+    result = None
+    for line in proc.stdout.splitlines():
+        if line.startswith("RESULT "):
+            result = json.loads(line[7:])
+        elif line.strip():
+            print(line)
+    if proc.returncode or not result:
+        print(proc.stderr[-2000:])
+        return None
+    n = result["frames"]
+    print(f"cps-test-01, 4 real cameras × {n // 4} frames at 10 fps ({n / 4 / CPS_FPS:.1f} s of the session), {model}, "
+          f"process CPU on {CORES} cores, one process per camera:")
+    for key, label in (("ours_wrists", f"ours with wrists ({Path(result['pose_model'] or 'none').name})"),
+                       ("ours_no_wrists", "ours without wrists"), ("bare", "bare ultralytics")):
+        if result.get(key):
+            print(f"  {label:<55} {result[key]:7.1f} CPU-s  {result[key + '_x_realtime']:5.2f} × real time")
+    if result.get("ours_wrists") and result.get("bare"):
+        print(f"  ours with wrists / bare ultralytics: {result['ours_wrists'] / result['bare']:.2f} × the CPU")
+    return result
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--frames", type=int, default=150)
     ap.add_argument("--json", default=None)
+    ap.add_argument("--cps", action="store_true", help="only the four real cameras of cps-test-01 (issue #13)")
+    ap.add_argument("--cps-model", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--one", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--start-at", type=float, default=0.0, help=argparse.SUPPRESS)
     args = ap.parse_args()
-    if args.one or args.worker:
+    if args.one or args.worker or args.cps_model:
         import django
 
         django.setup()
         result = (run_model(args.one, args.frames) if args.one
+                  else run_cps(args.cps_model, args.frames) if args.cps_model
                   else run_camera_worker(args.worker, args.frames, args.start_at))
         print("RESULT " + json.dumps(result), flush=True)
+        return
+    cps = cps_section(MODELS[0], args.frames * 2 if args.frames else 300)
+    if args.cps:
         return
     results = []
     for model in MODELS:

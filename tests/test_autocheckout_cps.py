@@ -48,11 +48,11 @@ def test_real_session_becomes_a_recording_with_cameras_and_no_keypoints(tmp_path
     assert len(rec.shelves) == 5
     assert all(abs(s.rate_hz - 60) < 1 for s in rec.shelves)
     assert 33.0 < rec.t_end - rec.t_start < 34.5
-    # four cameras named by their file, each referencing the shared video; cam1 and cam5 fully calibrated
+    # four cameras named by their file, each referencing the shared video, each fully calibrated
     assert [c.name for c in rec.cameras] == ["cam1", "cam3", "cam5", "cam7"]
     assert all(c.video.exists() and c.fps == 10.0 for c in rec.cameras)
     calibrated = {c.name for c in rec.cameras if {"K", "R", "C"} <= set(c.calibration)}
-    assert calibrated == {"cam1", "cam5"}
+    assert calibrated == {"cam1", "cam3", "cam5", "cam7"}
     # the true receipt: one Taco Bell Fire and one FIJI water for the one labelled shopper
     assert len(rec.truth) == 1
     assert {x.barcode: x.quantity for x in rec.truth[0].lines} == {TACO_BELL_FIRE: 1, FIJI: 1}
@@ -126,7 +126,7 @@ def test_camera_models_reproject_the_marks_and_draw_the_shelves_on_the_gondolas(
     from vision.aifi_cameras import fit_all
 
     meta = shared_file("datasets/autocheckout/store_meta/Plates.json").parent
-    fits = fit_all()
+    fits = {k: v for k, v in fit_all().items() if k in ("cam1", "cam5")}
     assert set(fits) == {"cam1", "cam5"}
     for name, fit in fits.items():
         print(f"{name}: rms {fit.rms_px:.2f} px, {fit.rms_cm:.1f} cm; centre {np.round(fit.model.C, 2)}")
@@ -164,3 +164,31 @@ def test_people_outside_the_shop_floor_are_unplaced_and_scans_name_the_shopper()
     bound = [GateScan(0.0, "S1", "entry", source="inferred")]
     named, scans = name_shoppers_by_scans(obs, recorded, bound)
     assert list(named.track_id) == ["3594178763236981970", "S2"] and scans[0].track == "3594178763236981970"
+
+
+def test_video_marked_cameras_fit_their_marks_and_see_the_shelves_on_their_side():
+    """cam3 and cam7 have no still with floor marks: they are fitted to marks read off their own frames
+    (vision/calibrations/aifi_video_marks.json: room corners, the ledge's and glass wall's feet, vertical and
+    along-the-aisle edges, the gondola tops' front edge, the camera height as a prior). Rough, and measured so: cam3 rms 7.4 px (max 15), cam7
+    rms 14 px (max 22: its marks disagree; the gondola-top edge and the mullions are hard to place)."""
+    from store.autocheckout import convert_layout
+    from vision.aifi_cameras import fit_all
+
+    meta = shared_file("datasets/autocheckout/store_meta/Plates.json").parent
+    fits = fit_all()
+    assert fits["cam3"].rms_px < 9.0 and fits["cam7"].rms_px < 16.0
+    for name in ("cam3", "cam7"):
+        assert 2.3 < fits[name].model.C[2] < 2.6, name  # ceiling cameras (height prior 2.45 ± 0.03 m)
+        assert -1.55 < fits[name].model.C[1] < 0.1, name  # above the aisle, not behind the shelves or the glass
+    # the TV ledge is at x = 0: cam3 looks at it from the back of the aisle, cam7 hangs above it
+    assert fits["cam3"].model.C[0] > 2.5 and fits["cam7"].model.C[0] < 0.5
+    gondolas = convert_layout(meta)[:4]
+    fronts = np.array([[b["x"], b["y"] - b["depth_m"] / 2, s["z"]] for g in gondolas for s in g["shelves"]
+                       for b in s["bins"]])
+    # the shelves stand along the right edge of cam3's frames (u 495-545 at 330) and the left of cam7's
+    for name, side in (("cam3", "right"), ("cam7", "left")):
+        uv = fits[name].model.project(fronts)
+        seen = np.isfinite(uv).all(axis=1) & (uv[:, 0] >= 0) & (uv[:, 0] < 640) & (uv[:, 1] >= 0) & (uv[:, 1] < 360)
+        assert seen.sum() > 50, name
+        u = np.median(uv[seen, 0])
+        assert (u > 450) if side == "right" else (u < 200), (name, u)

@@ -4,7 +4,8 @@ A per-camera track (key ``camera:session:raw``, :func:`vision.tracking.track_key
 floor positions stay close to that shopper's recent positions: over its first ``confirm`` floor observations, the
 median distance to the shopper's nearest-in-time position (within ``max_gap_s``) must be under ``gate_m``, and the
 shopper must not be held at the same time by another live track of the same camera (one camera never sees one
-person twice). The closest such shopper wins; otherwise the track starts a new shopper. Because a shopper's
+person twice, except for a tracker's id swap or a second box on the same person: ``handover_s``,
+``duplicate_m``). The closest such shopper wins; otherwise the track starts a new shopper. Because a shopper's
 position outlives its tracks by ``max_gap_s``, a person walking out of one camera's view into another's keeps their
 id (hand-over), as does a track re-born in the same camera after an occlusion.
 
@@ -47,11 +48,18 @@ class ShopperAssociator:
     ``gate_m`` (metres): largest median floor distance for a track to join a shopper; ``max_gap_s`` (s): how long a
     shopper's last position stays joinable (hand-over between cameras, re-birth after occlusion); ``confirm``:
     floor observations gathered before a new track is decided (fewer are decided by :meth:`flush`);
-    ``prefix`` of shopper ids. Feed observations in time order with :meth:`add`.
+    ``prefix`` of shopper ids; ``handover_s`` (s): a new track of a camera may continue a shopper that camera's
+    tracker still held this long after the new track began (the tracker swapped ids: measured on cps-test-01, cam1
+    ended track 1 and began track 8 on the same frame while the shopper reached); ``duplicate_m`` (m): a new track
+    this close to a shopper the same camera holds is a second box on the same person (a split box), not a second
+    person. Feed observations in time order with :meth:`add`.
     """
 
-    def __init__(self, *, gate_m: float = 1.0, max_gap_s: float = 2.0, confirm: int = 3, prefix: str = "S"):
+    def __init__(self, *, gate_m: float = 1.0, max_gap_s: float = 2.0, confirm: int = 3, prefix: str = "S",
+                 handover_s: float = 0.5, duplicate_m: float = 0.3):
         self.gate_m = float(gate_m)
+        self.handover_s = float(handover_s)
+        self.duplicate_m = float(duplicate_m)
         self.max_gap_s = float(max_gap_s)
         self.confirm = max(1, int(confirm))
         self.prefix = prefix
@@ -120,15 +128,16 @@ class ShopperAssociator:
         for s in self._shoppers.values():
             if s.last_t < t_first - self.max_gap_s:
                 continue
-            if any(cam == camera and last_t >= t_first for k, (cam, last_t) in s.keys.items() if k != key):
-                continue  # the same camera sees that shopper as someone else right now
             dists = []
             for t, x, y in obs:
                 p = s.position_near(t, self.max_gap_s)
                 if p is not None:
                     dists.append(math.hypot(x - p[0], y - p[1]))
+            d = float(np.median(dists)) if dists else math.inf
+            if d >= self.duplicate_m and any(cam == camera and last_t >= t_first + self.handover_s
+                                             for k, (cam, last_t) in s.keys.items() if k != key):
+                continue  # the same camera sees that shopper as someone else right now
             if dists:
-                d = float(np.median(dists))
                 if d < best_d:
                     best, best_d = s, d
         if best is None:

@@ -57,7 +57,9 @@ class Detections:
     ``tracker_id`` (n,) int64 raw tracker ids (per tracker instance; −1 where untracked); ``wrists`` (n, 2, 2)
     float64 pixels of the [left, right] wrist (NaN where unknown); ``wrist_score`` (n, 2) float64 in [0, 1];
     ``hands_source`` ``"pose-model"``, ``"blazepose"``, ``"blazepose+approx-box"`` (some people fell back to the
-    box), ``"approx-box"`` or ``"none"``.
+    box), ``"approx-box"`` or ``"none"``; ``ankles`` (n, 2) float64 pixels, the midpoint of the two ankles where the
+    pose model saw both (NaN elsewhere), or None without a pose stage: the foot point of a person whose box is
+    widened by a reaching arm.
     """
 
     xyxy: np.ndarray
@@ -66,9 +68,12 @@ class Detections:
     wrists: np.ndarray
     wrist_score: np.ndarray
     hands_source: str = "none"
+    ankles: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         n = self.xyxy.shape[0] if self.xyxy.ndim == 2 else -1
+        if self.ankles is not None and np.shape(self.ankles) != (n, 2):
+            raise ValueError(f"ankles must be ({n}, 2), got {np.shape(self.ankles)}")
         if self.xyxy.shape != (n, 4):
             raise ValueError(f"xyxy must be (n, 4), got {self.xyxy.shape}")
         for name, shape in (("confidence", (n,)), ("tracker_id", (n,)), ("wrists", (n, 2, 2)),
@@ -81,7 +86,8 @@ class Detections:
 
     def __getitem__(self, mask: Any) -> "Detections":
         return Detections(self.xyxy[mask], self.confidence[mask], self.tracker_id[mask], self.wrists[mask],
-                          self.wrist_score[mask], self.hands_source)
+                          self.wrist_score[mask], self.hands_source,
+                          None if self.ankles is None else self.ankles[mask])
 
     @classmethod
     def empty(cls, hands_source: str = "none") -> "Detections":
@@ -90,8 +96,14 @@ class Detections:
 
     @property
     def foot(self) -> np.ndarray:
-        """Foot points (n, 2) pixels: bottom centre of each box."""
-        return np.column_stack([(self.xyxy[:, 0] + self.xyxy[:, 2]) / 2, self.xyxy[:, 3]])
+        """Foot points (n, 2) pixels: the ankles' midpoint where the pose model saw both ankles, else the bottom
+        centre of the box (which a reaching arm pulls sideways)."""
+        box = np.column_stack([(self.xyxy[:, 0] + self.xyxy[:, 2]) / 2, self.xyxy[:, 3]])
+        if self.ankles is None:
+            return box
+        ok = np.isfinite(self.ankles).all(axis=1)
+        box[ok] = self.ankles[ok]
+        return box
 
     @classmethod
     def from_ultralytics(cls, result: Any, *, approximate_hands: bool = True) -> "Detections":
@@ -135,15 +147,18 @@ def with_blazepose(det: Detections, frame: np.ndarray, pose: Any, *, approximate
     wrists = np.full((n, 2, 2), np.nan)
     score = np.zeros((n, 2))
     found = np.zeros(n, bool)
+    ankles = np.full((n, 2), np.nan)
     for i, p in enumerate(pose.poses(frame, det.xyxy)):
         if p.score >= min_score:
             wrists[i], score[i], found[i] = p.wrists, p.wrist_score, True
+            if hasattr(p, "ankles") and p.ankle_score.min() >= min_score:
+                ankles[i] = p.ankles
     if not found.all() and approximate_hands:
         wrists[~found] = approximate_wrists(det.xyxy[~found])
         score[~found] = APPROX_WRIST_SCORE
     source = ("blazepose" if found.all() else "blazepose+approx-box" if found.any() and approximate_hands else
               "blazepose" if found.any() else "approx-box" if approximate_hands else "none")
-    return Detections(det.xyxy, det.confidence, det.tracker_id, wrists, score, source)
+    return Detections(det.xyxy, det.confidence, det.tracker_id, wrists, score, source, ankles)
 
 
 def approximate_wrists(xyxy: np.ndarray) -> np.ndarray:

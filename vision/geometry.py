@@ -388,3 +388,25 @@ def spread_m(points: Any) -> float:
     if pts.shape[0] < 2:
         return 0.0
     return float(np.linalg.norm(pts - np.median(pts, axis=0), axis=1).max())
+
+
+def triangulate(centres: Any, directions: Any) -> tuple[np.ndarray, float]:
+    """The 3-D point nearest (least squares) to k ≥ 2 rays, and how well they meet.
+
+    ``centres`` (k, 3) metres, ray origins (camera centres); ``directions`` (k, 3) ray directions (any length).
+    Returns (point (3,) metres, spread: the largest distance in metres from the point to any of the rays). NaN
+    point and infinite spread when fewer than two rays are given or the rays are (nearly) parallel.
+    """
+    C = _as_points(centres, 3, "centres")
+    D = _as_points(directions, 3, "directions")
+    if C.shape != D.shape or C.shape[0] < 2:
+        return np.full(3, np.nan), math.inf
+    D = D / np.linalg.norm(D, axis=1, keepdims=True)
+    P = np.eye(3)[None] - D[:, :, None] * D[:, None, :]          # (k, 3, 3) projectors orthogonal to each ray
+    A = P.sum(axis=0)
+    b = np.einsum("kij,kj->i", P, C)
+    if np.linalg.cond(A) > 1e6:
+        return np.full(3, np.nan), math.inf
+    X = np.linalg.solve(A, b)
+    off = np.einsum("kij,kj->ki", P, X[None] - C)
+    return X, float(np.linalg.norm(off, axis=1).max())

@@ -39,6 +39,7 @@ import numpy as np
 INPUT_SIZE = 256
 NUM_LANDMARKS = 33
 LEFT_WRIST, RIGHT_WRIST = 15, 16
+LEFT_ANKLE, RIGHT_ANKLE = 27, 28
 #: The square crop's side over the person box's longer side. MediaPipe enlarges its ROI (built from the pose
 #: detector's hip-centre and body-radius points, ``pose_detection_to_roi.pbtxt``, ``square_long``) by 1.25-1.5
 #: depending on the release; around a tight YOLO person box, 1.25 found the most poses on the real images of the
@@ -104,6 +105,16 @@ class Pose:
     def wrist_score(self) -> np.ndarray:
         """(2,) visibility of the [left, right] wrist in [0, 1]."""
         return self.keypoints[[LEFT_WRIST, RIGHT_WRIST], 2]
+
+    @property
+    def ankles(self) -> np.ndarray:
+        """(2,) pixels: the midpoint of the two ankles (the person's foot point on the floor, ~8 cm up)."""
+        return self.keypoints[[LEFT_ANKLE, RIGHT_ANKLE], :2].mean(axis=0)
+
+    @property
+    def ankle_score(self) -> np.ndarray:
+        """(2,) visibility of the [left, right] ankle in [0, 1]."""
+        return self.keypoints[[LEFT_ANKLE, RIGHT_ANKLE], 2]
 
 
 def square_roi(box: np.ndarray, scale: float = ROI_SCALE) -> np.ndarray:

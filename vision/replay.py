@@ -168,18 +168,82 @@ def _compact(ft: FrameTracks) -> FrameTracks:
     return replace(ft, xyxy=np.zeros((len(ft), 4), np.float32))
 
 
+#: Frames of different cameras this close in time (s) are one moment for triangulating wrists (half a frame at
+#: 10 fps).
+SAME_MOMENT_S = 0.05
+#: Largest distance (m) from a triangulated wrist to any of its rays for the rays to be one wrist (a wrong
+#: left/right label or another person's wrist misses by more).
+TRIANGULATION_MAX_M = 0.12
+
+
+def triangulated_wrists(frames: list[FrameTracks], assignments: dict[str, str]
+                        ) -> dict[tuple[int, str, int], np.ndarray]:
+    """Wrists seen by two or more cameras at one moment, triangulated: (index in ``frames`` of the moment's first
+    frame, shopper id, side 0 left / 1 right) → (3,) metres. Frames must be in time order; frames within
+    :data:`SAME_MOMENT_S` of a moment's first frame belong to it. A wrist whose rays miss their least-squares point
+    by more than :data:`TRIANGULATION_MAX_M` is left out (a left/right mix-up between views, or the wrong person)."""
+    from .geometry import triangulate
+
+    out: dict[tuple[int, str, int], np.ndarray] = {}
+    i = 0
+    while i < len(frames):
+        j = i
+        rays: dict[tuple[str, int], list[np.ndarray]] = {}
+        while j < len(frames) and frames[j].t - frames[i].t <= SAME_MOMENT_S:
+            ft = frames[j]
+            if ft.wrist_rays is not None:
+                for k in range(len(ft)):
+                    sid = assignments.get(str(ft.key[k]))
+                    if sid is None:
+                        continue
+                    for side in (0, 1):
+                        r = ft.wrist_rays[k, side]
+                        if np.isfinite(r).all():
+                            rays.setdefault((sid, side), []).append(r)
+            j += 1
+        for (sid, side), rs in rays.items():
+            if len(rs) >= 2:
+                r = np.asarray(rs)
+                X, spread = triangulate(r[:, :3], r[:, 3:])
+                if spread <= TRIANGULATION_MAX_M:
+                    out[(i, sid, side)] = X
+        i = j
+    return out
+
+
 def _observations(frames: list[FrameTracks], assignments: dict[str, str],
                   zones) -> tuple[TrackObservations, ZoneEvents]:
     """Shopper keypoints from per-camera frames: per shopper and frame time, the mean floor point of the cameras
-    that see them (``floor``, z = 0) and each wrist (``l_wrist``, ``r_wrist``) where known."""
+    that see them (``floor``, z = 0) and each wrist (``l_wrist``, ``r_wrist``): triangulated where two or more
+    cameras saw it at that moment (:func:`triangulated_wrists`), else the mean of the single views' estimates; a
+    camera that sees the wrists but not the feet (cut by the frame's edge) places them on the body plane through
+    the shopper's floor point from the other cameras (within :data:`FLOOR_FROM_OTHERS_S`)."""
     tid, ts, kp, xyz, sc = [], [], [], [], []
     ztrack = ZoneTracker(zones)
-    for ft in frames:
+    tri = triangulated_wrists(frames, assignments)
+    where = _shopper_floor(frames, assignments)
+    written: set[tuple[int, str, int]] = set()
+    moment = 0
+    for n, ft in enumerate(frames):
+        if ft.t - frames[moment].t > SAME_MOMENT_S:
+            moment = n
         per: dict[str, list[int]] = {}
         for i in range(len(ft)):
             sid = assignments.get(str(ft.key[i]))
             if sid is not None and np.isfinite(ft.floor_xy[i]).all():
                 per.setdefault(sid, []).append(i)
+            elif sid is not None and ft.wrist_rays is not None and sid in where:
+                # feet out of this camera's view: its wrists stand where the other cameras put the shopper
+                p = _floor_near(where[sid], ft.t)
+                if p is None:
+                    continue
+                for side, name in ((0, "l_wrist"), (1, "r_wrist")):
+                    if (moment, sid, side) in tri:
+                        continue
+                    w = _body_plane(ft.wrist_rays[i, side], p)
+                    if np.isfinite(w).all():
+                        tid.append(sid), ts.append(ft.t), kp.append(name), xyz.append(tuple(w))
+                        sc.append(float(ft.wrist_score[i, side]))
         for sid, idx in per.items():
             p = ft.floor_xy[idx].mean(axis=0)
             tid.append(sid), ts.append(ft.t), kp.append("floor"), xyz.append((p[0], p[1], 0.0))
@@ -188,6 +252,13 @@ def _observations(frames: list[FrameTracks], assignments: dict[str, str],
             for side, name in ((0, "l_wrist"), (1, "r_wrist")):
                 w = ft.wrists_xyz[idx, side]
                 ok = np.isfinite(w).all(axis=1)
+                X = tri.get((moment, sid, side))
+                if X is not None:
+                    if (moment, sid, side) not in written:  # once per moment, not once per camera
+                        written.add((moment, sid, side))
+                        tid.append(sid), ts.append(ft.t), kp.append(name), xyz.append(tuple(X))
+                        sc.append(float(ft.wrist_score[idx, side].max()))
+                    continue
                 if ok.any():
                     tid.append(sid), ts.append(ft.t), kp.append(name), xyz.append(tuple(w[ok].mean(axis=0)))
                     sc.append(float(ft.wrist_score[idx, side][ok].mean()))
@@ -195,6 +266,46 @@ def _observations(frames: list[FrameTracks], assignments: dict[str, str],
         return TrackObservations.empty(), ztrack.finish()
     return (TrackObservations(np.array(tid, dtype=object), np.asarray(ts, float), np.array(kp, dtype=object),
                               np.asarray(xyz, float).reshape(-1, 3), np.asarray(sc, float)), ztrack.finish())
+
+
+#: How far in time (s) a shopper's floor position from one camera places the wrists another camera sees.
+FLOOR_FROM_OTHERS_S = 0.5
+
+
+def _shopper_floor(frames: list[FrameTracks], assignments: dict[str, str]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Shopper id → (times (k,) s, floor points (k, 2) m) from every camera's placed tracks, in time order."""
+    rows: dict[str, list[tuple[float, float, float]]] = {}
+    for ft in frames:
+        for i in range(len(ft)):
+            sid = assignments.get(str(ft.key[i]))
+            if sid is not None and np.isfinite(ft.floor_xy[i]).all():
+                rows.setdefault(sid, []).append((ft.t, *ft.floor_xy[i]))
+    return {sid: (np.array([r[0] for r in v]), np.array([r[1:] for r in v])) for sid, v in rows.items()}
+
+
+def _floor_near(track: tuple[np.ndarray, np.ndarray], t: float) -> np.ndarray | None:
+    """The mean floor point (2,) of a shopper within :data:`FLOOR_FROM_OTHERS_S` of ``t``, or None."""
+    ts, xy = track
+    near = np.abs(ts - t) <= FLOOR_FROM_OTHERS_S
+    return xy[near].mean(axis=0) if near.any() else None
+
+
+def _body_plane(ray: np.ndarray, foot_xy: np.ndarray) -> np.ndarray:
+    """Where a wrist ray (6,) = camera centre, unit direction (store metres) meets the vertical plane through the
+    foot point ``foot_xy`` (2,) facing the camera (as :meth:`vision.geometry.CameraModel.body_plane_points`).
+    NaN when the ray is unknown, parallel to the plane or the plane is behind the camera."""
+    if not np.isfinite(ray).all():
+        return np.full(3, np.nan)
+    C, d = ray[:3], ray[3:]
+    p = np.array([foot_xy[0], foot_xy[1], 0.0])
+    nrm = p - C
+    nrm[2] = 0.0
+    size = np.linalg.norm(nrm)
+    den = float(d @ nrm)
+    if size < 1e-9 or abs(den) < 1e-9:
+        return np.full(3, np.nan)
+    s = float((p - C) @ nrm) / den
+    return C + s * d if s > 0 else np.full(3, np.nan)
 
 
 def tracks_from_video(recording: Recording, **kwargs) -> TrackObservations:

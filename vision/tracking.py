@@ -31,8 +31,9 @@ log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 #: A box whose bottom edge is this close to the frame's bottom (pixels) has its feet cut off: its floor point is
-#: not trusted (NaN).
-EDGE_PX = 2.0
+#: not trusted (NaN) unless the pose model saw the ankles. 8 px: cps-test-01's cam5 boxes of a shopper cut at the
+#: waist end 3-7 px above the edge (their box-bottom "floor points" landed 1 m off, at the glass).
+EDGE_PX = 8.0
 
 
 class SourceError(RuntimeError):
@@ -194,7 +195,9 @@ class FrameTracks:
     (:func:`track_key`); ``raw_id`` (n,) int64 (the tracker's own id); ``xyxy`` (n, 4) pixels; ``confidence`` (n,);
     ``floor_xy`` (n, 2) metres, store coordinates of the foot point (NaN when uncalibrated, above the horizon, or
     feet cut off by the frame edge); ``wrists_xyz`` (n, 2, 3) metres, [left, right] wrists in 3-D at the body's
-    depth (NaN without a full pose); ``wrist_score`` (n, 2); ``hands_source`` as in :class:`Detections`.
+    depth (NaN without a full pose); ``wrist_score`` (n, 2); ``hands_source`` as in :class:`Detections`;
+    ``wrist_rays`` (n, 2, 6) or None: each wrist's viewing ray, camera centre (3,) and unit direction (3,) in store
+    metres (NaN where unknown), for triangulation across cameras (:func:`vision.geometry.triangulate`).
     """
 
     camera: str
@@ -209,9 +212,12 @@ class FrameTracks:
     wrists_xyz: np.ndarray
     wrist_score: np.ndarray
     hands_source: str = "none"
+    wrist_rays: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         n = self.key.shape[0]
+        if self.wrist_rays is not None and self.wrist_rays.shape != (n, 2, 6):
+            raise ValueError(f"wrist_rays must be {(n, 2, 6)}, got {self.wrist_rays.shape}")
         for name, shape in (("raw_id", (n,)), ("xyxy", (n, 4)), ("confidence", (n,)), ("floor_xy", (n, 2)),
                             ("wrists_xyz", (n, 2, 3)), ("wrist_score", (n, 2))):
             if getattr(self, name).shape != shape:
@@ -230,10 +236,20 @@ def frame_tracks(camera: CameraModel, session: str, frame: int, t: float, det: D
     keys = np.array([track_key(camera.name, session, i) for i in det.tracker_id], dtype=object)
     floor = np.full((n, 2), np.nan)
     wrists = np.full((n, 2, 3), np.nan)
+    rays = None
+    if n and camera.has_pose:
+        rays = np.full((n, 2, 6), np.nan)
+        for side in (0, 1):
+            uv = det.wrists[:, side, :]
+            good = np.isfinite(uv).all(axis=1)
+            if good.any():
+                rays[good, side, :3] = camera.C
+                rays[good, side, 3:] = camera.rays(uv[good])
     if n and camera.has_floor:
         floor = camera.image_to_floor(det.foot)
         if frame_shape is not None:
-            floor[det.xyxy[:, 3] >= frame_shape[0] - EDGE_PX] = np.nan
+            from_box = np.ones(n, bool) if det.ankles is None else ~np.isfinite(det.ankles).all(axis=1)
+            floor[from_box & (det.xyxy[:, 3] >= frame_shape[0] - EDGE_PX)] = np.nan
         if camera.has_pose:
             ok = np.isfinite(floor).all(axis=1)
             for side in (0, 1):
@@ -244,7 +260,7 @@ def frame_tracks(camera: CameraModel, session: str, frame: int, t: float, det: D
     return FrameTracks(camera=camera.name, session=session, frame=frame, t=t + camera.clock_offset_s, key=keys,
                        raw_id=det.tracker_id.astype(np.int64), xyxy=det.xyxy, confidence=det.confidence,
                        floor_xy=floor, wrists_xyz=wrists, wrist_score=det.wrist_score,
-                       hands_source=det.hands_source)
+                       hands_source=det.hands_source, wrist_rays=rays)
 
 
 class CameraTracker:
