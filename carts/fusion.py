@@ -80,7 +80,8 @@ review for two more silent errors in 341 receipts); ``weak_hand_min = 0.5`` — 
 this (within about 0.15 m of the bin while it moved, and reaching); elsewhere it is noise; ``hidden_prior =
 0.25``, ``hidden_standoff_m = 0.5``, ``hidden_seen_s = 2.5`` (:func:`hidden_hands`) — a shopper whose body stood
 within 0.5 m of the bin (the simulator's shoppers stand 0.45 m in front of the shelf edge; BENCHMARK-1's shopper
-0.3–0.5 m) just before and after a change, seen within 2.5 s either side (an occlusion lasts ~1 s, a whole-track
+0.3–0.5 m) just before and after a change (or on the one side where its track was seen at all), seen within 2.5 s
+either side (an occlusion lasts ~1 s, a whole-track
 gap up to a few), with no hand in sight during it, scores 0.25: below any visible reach (0.7–1.0) and near a hand
 resting at the bin without reaching (0.3); chosen on tuning seeds (docs/accuracy.md).
 """
@@ -371,7 +372,8 @@ def hidden_hands(ev: HandEvidence, event: _Event, hands: TrackObservations, bodi
     """``ev`` plus the shoppers who stood at the bin while the weight changed with both hands unseen (an
     occlusion in a crowd, a neighbour's body between the camera and the hand): an eligible track with no hand
     sighting (score ≥ ``min_hand_score``) in ``[t_start, t_end]`` whose body (``neck``, else ``head``) was seen
-    within ``hidden_seen_s`` before and after, both times within ``hidden_standoff_m`` of the bin's footprint
+    within ``hidden_seen_s`` before and after (or on one side only, when the whole track was hidden on the other:
+    a crowd hides a shopper for seconds), each time within ``hidden_standoff_m`` of the bin's footprint
     plus the fall-off below, scores ``hidden_prior · exp(−e² / 2σ²)``, ``e`` = metres beyond
     ``hidden_standoff_m`` (``sigma_m``). Without this row such a shopper only has a hand seen before or after
     the change, far weaker than a neighbour's hand passing the bin, and the take went to the neighbour with a high
@@ -394,9 +396,12 @@ def hidden_hands(ev: HandEvidence, event: _Event, hands: TrackObservations, bodi
             if len(k):
                 break
         before, after = k.t < t0, k.t > t1
-        if not before.any() or not after.any():
+        if not before.any() and not after.any():
             continue
-        ends = np.stack([k.xyz[before][np.argmax(k.t[before])], k.xyz[after][np.argmin(k.t[after])]])
+        # a side with no sighting at all within hidden_seen_s: the whole track was hidden then (a crowd hides a
+        # shopper for seconds); the side seen says where it stood
+        ends = np.stack([k.xyz[before][np.argmax(k.t[before])] if before.any() else k.xyz[after][np.argmin(k.t[after])],
+                         k.xyz[after][np.argmin(k.t[after])] if after.any() else k.xyz[before][np.argmax(k.t[before])]])
         d = np.min(np.stack([_floor_distance(bins, ends, code) for code in event.bin_codes]), axis=0)
         e = max(0.0, float(d.max()) - config.hidden_standoff_m)
         score = config.hidden_prior * math.exp(-e * e / (2 * config.sigma_m ** 2))

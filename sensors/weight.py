@@ -1512,6 +1512,15 @@ def shelf_events_from_changes(changes: WeightChanges, planogram: Planogram, *,
         hyps, fallback, facing = _explain_bins(delta, noise, bin_codes, planogram, max_quantity, gate_sigma)
         if len(bins) > 1 and (fallback or hyps[0].unexplained):
             split = _split_by_bin(changes, idx, codes, planogram, max_quantity, gate_sigma)
+            if split is not None and len(split) == 2:
+                # two takes side by side: one event whose parts fusion decides jointly (one reach rarely takes
+                # from both plates, so who took each is decided for the pair; two separate events each counted
+                # the same reach)
+                log.info("bins %s: Δ=%.1f g fits no facing product as a whole but each bin fits its own: two "
+                         "takes side by side, left to fusion to cut", ",".join(bin_codes), delta)
+                events.append(ShelfEvent(bin_codes, t0, t1, delta, noise, (Hypothesis(UNEXPLAINED, 0, 1.0, delta),),
+                                         parts=_parts(changes, idx, codes)))
+                continue
             if split is not None:
                 log.info("bins %s: Δ=%.1f g fits no facing product as a whole but each bin fits its own: %d "
                          "simultaneous events", ",".join(bin_codes), delta, len(split))

@@ -78,3 +78,15 @@ def test_a_shopper_whose_hands_were_hidden_while_the_weight_moved_still_counts(s
     d, i = decide_truth_event(sim, "1046", 372.9)
     assert d.review or ("1046", "853923002220", 1) in d.changes, (d.changes, d.reason)
     assert any(c.track_id == "1046" for c in d.candidates)
+
+
+def test_two_takes_side_by_side_are_decided_together_and_one_reach_is_not_counted_for_both(store):
+    # crowded seed 3300: 1037 reaches across to plate 3-5-4 (a 108 g take at 293.5 s) while 1036, hidden by the
+    # crowd until 294.6 s, takes a 178 g item from the neighbouring plate 3-5-3. The two changes overlap in time;
+    # the shelf grouping split them into two events, each decided alone, and 1037's one reach (0.06 m from 3-5-4,
+    # 0.10 m from 3-5-3) won both: 1036's take was charged to 1037 with confidence 0.953
+    sim = crowded(store, 3300)
+    d, i = decide_truth_event(sim, "1036", 294.04)
+    assert d.review or ("1036", "041419420058", 1) in d.changes, (d.changes, d.reason)
+    assert ("1037", "041419420058", 1) not in d.changes, d.reason
+    assert any(c.track_id == "1036" for c in d.candidates)
