@@ -80,7 +80,8 @@ review for two more silent errors in 341 receipts); ``weak_hand_min = 0.5`` — 
 this (within about 0.15 m of the bin while it moved, and reaching); elsewhere it is noise; ``hidden_prior =
 0.25``, ``hidden_standoff_m = 0.5``, ``hidden_seen_s = 2.5`` (:func:`hidden_hands`) — a shopper whose body stood
 within 0.5 m of the bin (the simulator's shoppers stand 0.45 m in front of the shelf edge; BENCHMARK-1's shopper
-0.3–0.5 m) just before and after a change, seen within 2.5 s either side (an occlusion lasts ~1 s, a whole-track
+0.3–0.5 m) just before and after a change (or on the one side where its track was seen at all), seen within 2.5 s
+either side (an occlusion lasts ~1 s, a whole-track
 gap up to a few), with no hand in sight during it, scores 0.25: below any visible reach (0.7–1.0) and near a hand
 resting at the bin without reaching (0.3); chosen on tuning seeds (docs/accuracy.md).
 """
@@ -371,7 +372,8 @@ def hidden_hands(ev: HandEvidence, event: _Event, hands: TrackObservations, bodi
     """``ev`` plus the shoppers who stood at the bin while the weight changed with both hands unseen (an
     occlusion in a crowd, a neighbour's body between the camera and the hand): an eligible track with no hand
     sighting (score ≥ ``min_hand_score``) in ``[t_start, t_end]`` whose body (``neck``, else ``head``) was seen
-    within ``hidden_seen_s`` before and after, both times within ``hidden_standoff_m`` of the bin's footprint
+    within ``hidden_seen_s`` before and after (or on one side only, when the whole track was hidden on the other:
+    a crowd hides a shopper for seconds), each time within ``hidden_standoff_m`` of the bin's footprint
     plus the fall-off below, scores ``hidden_prior · exp(−e² / 2σ²)``, ``e`` = metres beyond
     ``hidden_standoff_m`` (``sigma_m``). Without this row such a shopper only has a hand seen before or after
     the change, far weaker than a neighbour's hand passing the bin, and the take went to the neighbour with a high
@@ -394,9 +396,12 @@ def hidden_hands(ev: HandEvidence, event: _Event, hands: TrackObservations, bodi
             if len(k):
                 break
         before, after = k.t < t0, k.t > t1
-        if not before.any() or not after.any():
+        if not before.any() and not after.any():
             continue
-        ends = np.stack([k.xyz[before][np.argmax(k.t[before])], k.xyz[after][np.argmin(k.t[after])]])
+        # a side with no sighting at all within hidden_seen_s: the whole track was hidden then (a crowd hides a
+        # shopper for seconds); the side seen says where it stood
+        ends = np.stack([k.xyz[before][np.argmax(k.t[before])] if before.any() else k.xyz[after][np.argmin(k.t[after])],
+                         k.xyz[after][np.argmin(k.t[after])] if after.any() else k.xyz[before][np.argmax(k.t[before])]])
         d = np.min(np.stack([_floor_distance(bins, ends, code) for code in event.bin_codes]), axis=0)
         e = max(0.0, float(d.max()) - config.hidden_standoff_m)
         score = config.hidden_prior * math.exp(-e * e / (2 * config.sigma_m ** 2))
@@ -601,6 +606,34 @@ def _putback_options(event: weight.ShelfEvent, planogram: weight.Planogram, held
     return [(b, q, p / total) for b, q, p in out] if total > 0 else [(weight.UNEXPLAINED, 0, 1.0)]
 
 
+def _pick_options(event: weight.ShelfEvent, planogram: weight.Planogram, strays: Holdings,
+                  config: FusionConfig) -> list[tuple[str, int, float]]:
+    """(barcode, units taken, likelihood) of a pick: the sensors' hypotheses as they come, or, when ``strays``
+    (bin → {barcode: units}) lists items lying on the event's bins that do not face them, the change explained
+    again over the facing products and those (``sensors.weight.explain_change``, the facing items' hidden shares
+    too), a stray product at most the units known to be there."""
+    facing = {p for c in event.bin_codes for p in planogram.facings.get(c, ())}
+    here: dict[str, int] = {}
+    for c in event.bin_codes:
+        for b, q in strays.get(c, {}).items():
+            if q > 0 and b not in facing:
+                here[b] = here.get(b, 0) + int(q)
+    known = set(planogram.products.barcode.tolist())
+    here = {b: q for b, q in here.items() if b in known}
+    if not here or event.disturbance or event.delta_g >= 0:
+        opts = [(h.barcode, int(h.quantity), float(h.likelihood)) for h in event.hypotheses
+                if h.unexplained or h.quantity > 0]
+        return opts or [(weight.UNEXPLAINED, 0, 1.0)]
+    hidden = weight.hidden_share_hypotheses(event.delta_g, event.noise_sd_g, event.bin_codes, planogram)
+    hyps = weight.explain_change(event.delta_g, event.noise_sd_g,
+                                 planogram.products.select(sorted((facing & known) | set(here))),
+                                 max_quantity=config.max_quantity, extra=hidden)
+    opts = [(h.barcode, int(h.quantity), float(h.likelihood)) for h in hyps
+            if h.unexplained or (h.quantity > 0 and (h.barcode not in here or h.quantity <= here[h.barcode]))]
+    total = sum(o[2] for o in opts)
+    return [(b, q, p / total) for b, q, p in opts] if total > 0 else [(weight.UNEXPLAINED, 0, 1.0)]
+
+
 def _where_the_hand_was(event: weight.ShelfEvent, opts: list[tuple[str, int, float]], ev: HandEvidence,
                         bins: BinGeometry, planogram: weight.Planogram, config: FusionConfig) -> np.ndarray:
     """(K, H) factor: for an event over several bins facing different products, how near each track's hand came
@@ -644,11 +677,12 @@ def _others_took_nothing(ev: HandEvidence, opts: list[tuple[str, int, float]], c
 
 
 def _off_its_facing(event: weight.ShelfEvent, opts: list[tuple[str, int, float]], planogram: weight.Planogram,
-                    config: FusionConfig) -> np.ndarray:
+                    config: FusionConfig, strays: Holdings | None = None) -> np.ndarray:
     """(H,) factor for takes of a merged event: ``foreign_prior`` when more than ``foreign_share`` of the weight
     that left came off plates that do not face the product (``event.parts``). An item standing across plates
     rests on plates of its own facing; a take of q units of P whose weight largely left a plate facing only Q is
-    one of each (a "mixed" take, which cutting the event finds), not q × P with a unit misplaced there. Put-backs,
+    one of each (a "mixed" take, which cutting the event finds), not q × P with a unit misplaced there (a plate
+    where ``strays`` has units of P counts as facing it). Put-backs,
     the unexplained outcome and events without parts: 1."""
     out = np.ones(len(opts))
     if len(event.parts) < 2 or event.delta_g >= 0:
@@ -660,7 +694,8 @@ def _off_its_facing(event: weight.ShelfEvent, opts: list[tuple[str, int, float]]
         if q <= 0 or code == weight.UNEXPLAINED:
             continue
         foreign = sum(-p.delta_g for p in event.parts
-                      if p.delta_g < 0 and code not in planogram.facings.get(p.code, ()))
+                      if p.delta_g < 0 and code not in planogram.facings.get(p.code, ())
+                      and (strays or {}).get(p.code, {}).get(code, 0) <= 0)
         if foreign > config.foreign_share * lost:
             out[j] = config.foreign_prior
     return out
@@ -682,7 +717,7 @@ def decide_event(event: weight.ShelfEvent, hands: TrackObservations, bins: BinGe
                  *, carts: Holdings, party_of: Mapping[str, str] | None = None,
                  eligible: Sequence[str] | None = None, review_confidence: float = 0.6,
                  config: FusionConfig = FusionConfig(), bodies: TrackObservations | None = None,
-                 pending: Holdings | None = None) -> Decision:
+                 pending: Holdings | None = None, strays: Holdings | None = None) -> Decision:
     """Decide who caused ``event`` and which product × quantity, with a confidence (module docstring).
 
     ``hands``: hand keypoints of the session (other keypoints ignored); ``planogram``: facings and unit weights
@@ -695,7 +730,10 @@ def decide_event(event: weight.ShelfEvent, hands: TrackObservations, bins: BinGe
     (:func:`identity_jumps`, off by default). ``pending``: what each track may hold through picks waiting in the
     review queue (track → {barcode: units}, every candidate of an open review × its pick options,
     ``carts.evaluation.pending_picks``): a put-back of such an item is feasible with ``config.pending_prior`` and
-    the decision ``awaits_review`` instead of going to people as a second review.
+    the decision ``awaits_review`` instead of going to people as a second review. ``strays``: units known to lie
+    on bins that do not face them (bin code → {barcode: units}: misplaced put-backs applied earlier, not yet taken
+    again): a pick from such a bin is explained over its facing products and these (at most the units there), so
+    that a misplaced item picked up again is not read as a facing product of a similar weight.
 
     **Two takes side by side or one after the other** (``config.partition``). When the event merged several
     changes (``event.parts``) and, taken whole, it goes to review, its product fits poorly (weight likelihood
@@ -712,7 +750,7 @@ def decide_event(event: weight.ShelfEvent, hands: TrackObservations, bins: BinGe
     Raises KeyError if the event names a bin not in ``bins``.
     """
     kw = dict(carts=carts, party_of=party_of, eligible=eligible, review_confidence=review_confidence, config=config,
-              bodies=bodies, pending=pending or {})
+              bodies=bodies, pending=pending or {}, strays=strays or {})
     if event.weak:
         ev = hand_evidence(event, hands, bins, config, eligible=eligible)
         if len(ev) == 0 or float(ev.score.max()) < config.weak_hand_min:
@@ -859,7 +897,7 @@ def _cuts(event: weight.ShelfEvent, bins: BinGeometry, gap_s: float
 def _decide_whole(event: weight.ShelfEvent, hands: TrackObservations, bins: BinGeometry,
                   planogram: weight.Planogram, *, carts: Holdings, party_of: Mapping[str, str] | None,
                   eligible: Sequence[str] | None, review_confidence: float, config: FusionConfig,
-                  bodies: TrackObservations | None, pending: Holdings) -> Decision:
+                  bodies: TrackObservations | None, pending: Holdings, strays: Holdings) -> Decision:
     """:func:`decide_event` for the event taken whole (one take, or one product split between two shoppers)."""
     party_of = party_of or {}
     ev = hand_evidence(event, hands, bins, config, eligible=eligible)
@@ -873,10 +911,7 @@ def _decide_whole(event: weight.ShelfEvent, hands: TrackObservations, bins: BinG
         opts = _putback_options(event, planogram, {b for h in (*held.values(), *maybe.values())
                                                    for b, q in h.items() if q > 0}, config)
     else:
-        opts = [(h.barcode, int(h.quantity), float(h.likelihood)) for h in event.hypotheses
-                if h.unexplained or h.quantity > 0]
-        if not opts:
-            opts = [(weight.UNEXPLAINED, 0, 1.0)]
+        opts = _pick_options(event, planogram, strays, config)
     L = np.array([o[2] for o in opts], dtype=np.float64)
     unexplained = np.array([o[0] == weight.UNEXPLAINED for o in opts])
     K, H = len(tracks), len(opts)
@@ -897,7 +932,7 @@ def _decide_whole(event: weight.ShelfEvent, hands: TrackObservations, bins: BinG
                     infeasible_kj[k, j] = True
     feas *= _where_the_hand_was(event, opts, ev, bins, planogram, config)
     feas *= _others_took_nothing(ev, opts, config)
-    off = _off_its_facing(event, opts, planogram, config)
+    off = _off_its_facing(event, opts, planogram, config, strays)
     # what the off-facing factor takes away goes to "something not listed" (one of each product: a cut of the
     # event explains it), so that a whole q × P no longer looks sure for want of a rival
     elsewhere = float((ev.score[:, None] * L[None, :] * feas * (1.0 - off)[None, :]).sum())

@@ -309,6 +309,10 @@ class StoreLoop:
         self._held: dict[tuple[str, ...], list[weight.WeightChanges]] = {}
         self._pending: list[tuple[Hashable, weight.ShelfEvent]] = []
         self._review_picks: dict[Hashable, list[tuple[str, str, int]]] = {}  # review → picks it may give
+        # bin → {barcode: units} put back there automatically though the bin does not face them (misplaced), not
+        # yet taken again: fusion explains picks there over these too (in memory: after a restart, only the
+        # items misplaced since)
+        self._strays: dict[str, dict[str, int]] = {}
         self.hands = ObservationWindow()
         self.bodies = ObservationWindow()
         self._tag_events: list[TagEvent] = []  # recent shelf tag events (take/return), time order
@@ -641,7 +645,8 @@ class StoreLoop:
         d = decide_event(event, self.hands.between(h0, h1), self.bins, self.planogram, carts=self.sink.holdings(eligible),
                          party_of=self.party_of, eligible=eligible, review_confidence=self.config.review_confidence,
                          config=cfg, bodies=self.bodies.between(b0, b1),
-                         pending=pending_holdings({k: self._review_picks[k] for k in open_reviews}, eligible))
+                         pending=pending_holdings({k: self._review_picks[k] for k in open_reviews}, eligible),
+                         strays={c: self._strays[c] for c in event.bin_codes if c in self._strays})
         if not d.noise and self._tag_events and hasattr(self.sink, "tag_evidence"):
             tags = self._shelf_tags(event)
             if tags:
@@ -665,7 +670,27 @@ class StoreLoop:
         if reason is not None:
             return self._review(key, event, d, reason)
         self.stats.cart_events += len(d.changes)
+        self._track_strays(event, d)
         return None
+
+    def _track_strays(self, event: weight.ShelfEvent, d: Decision) -> None:
+        """Keep :attr:`_strays` (items lying on bins that do not face them) after an applied decision: a put-back
+        of a product facing none of the event's bins adds its units on each of them (it lies on one); a pick of a
+        stray product takes them away."""
+        facings = self.planogram.facings
+        for _, code, q in d.changes:
+            faced = any(code in facings.get(c, ()) for c in event.bin_codes)
+            if q < 0 and not faced:
+                for c in event.bin_codes:
+                    here = self._strays.setdefault(c, {})
+                    here[code] = here.get(code, 0) - q
+            elif q > 0 and not faced:
+                for c in event.bin_codes:
+                    here = self._strays.get(c, {})
+                    if code in here:
+                        here[code] = max(0, here[code] - q)
+                        if not here[code]:
+                            del here[code]
 
     def _shelf_tags(self, event: weight.ShelfEvent) -> list[dict]:
         """The shelf tag events on the event's bins within ``pad_s`` of it, each with ``hand``: a hand came within

@@ -56,7 +56,8 @@ Events (:func:`shelf_events_from_changes`):
    Winter, Gait & Posture 1995) keeps its plates active, so it settles, if at all, only when released, and nets
    out. A small change simultaneous with a ≥ 33× larger one on the same shelf is crosstalk (measured on
    BENCHMARK-1, :data:`CROSSTALK_RATIO`). A joined group that no facing product explains but whose bins each are
-   explained by their own facings is split (two shoppers at one shelf at once).
+   explained by their own facings is two takes at one shelf at once: on two bins, one event with its parts for
+   fusion to cut and decide jointly; on more, split into one event per bin.
 9. A put-back that only a product facing another bin explains is flagged ``misplaced`` (a restock task, not a
    wrong credit); drift never becomes an event because the baseline (the tare) follows the level while idle.
 
@@ -1496,8 +1497,11 @@ def shelf_events_from_changes(changes: WeightChanges, planogram: Planogram, *,
     again by place or by time (:func:`sub_event`).
 
     Two shoppers at one shelf: a merged group whose ΣΔ fits none of its facing products (it needed the store-wide
-    fallback, or nothing fits) while EVERY bin's own Δ fits a product facing that bin is split into one event per
-    bin (an item standing across two plates never splits: neither part alone weighs a unit).
+    fallback, or nothing fits) while EVERY bin's own Δ fits a product facing that bin is two takes (an item
+    standing across two plates never qualifies: neither part alone weighs a unit). On two bins it stays one event
+    with its ``parts`` and only the unexplained outcome, so that fusion cuts it and chooses the two shoppers
+    jointly (decided apart, one shopper's reach near both plates won both); on more bins it is split into one event
+    per bin.
 
     A group spanning more than ``max_event_bins`` bins (default :data:`MAX_EVENT_BINS`) is a disturbance (a lean,
     a push on the shelf): one event flagged ``disturbance`` with only the unexplained outcome. A put-back whose best
@@ -1578,6 +1582,15 @@ def shelf_events_from_changes(changes: WeightChanges, planogram: Planogram, *,
         hyps, fallback, facing = _explain_bins(delta, noise, bin_codes, planogram, max_quantity, gate_sigma)
         if len(bins) > 1 and (fallback or hyps[0].unexplained):
             split = _split_by_bin(changes, idx, codes, planogram, max_quantity, gate_sigma)
+            if split is not None and len(split) == 2:
+                # two takes side by side: one event whose parts fusion decides jointly (one reach rarely takes
+                # from both plates, so who took each is decided for the pair; two separate events each counted
+                # the same reach)
+                log.info("bins %s: Δ=%.1f g fits no facing product as a whole but each bin fits its own: two "
+                         "takes side by side, left to fusion to cut", ",".join(bin_codes), delta)
+                events.append(ShelfEvent(bin_codes, t0, t1, delta, noise, (Hypothesis(UNEXPLAINED, 0, 1.0, delta),),
+                                         parts=_parts(changes, idx, codes)))
+                continue
             if split is not None:
                 log.info("bins %s: Δ=%.1f g fits no facing product as a whole but each bin fits its own: %d "
                          "simultaneous events", ",".join(bin_codes), delta, len(split))

@@ -60,6 +60,25 @@ def decide_truth_event(sim, track: str, t_rel: float, **kw):
     return d, i
 
 
+def truth_strays(sim, before: float) -> dict[str, dict[str, int]]:
+    """Items lying on bins that do not face them at ``before`` (s UTC), from the truth events: misplaced put-backs
+    (on each of their bins, as the store loop keeps them) less the picks of those items there since."""
+    facings: dict[str, set[str]] = {}
+    for f in sim.store["facings"]:
+        facings.setdefault(f["bin"], set()).add(f["barcode"])
+    te, out = sim.events, {}
+    for k in np.argsort(te.t):
+        if te.t[k] >= before:
+            break
+        for code, q in te.lines[k]:
+            if any(code in facings.get(c, ()) for c in te.bins[k]):
+                continue
+            for c in te.bins[k]:
+                here = out.setdefault(c, {})
+                here[code] = max(0, here.get(code, 0) - q)
+    return {c: {b: q for b, q in v.items() if q} for c, v in out.items() if any(v.values())}
+
+
 def test_a_take_during_an_id_switch_whose_end_was_not_seen_is_not_given_to_the_neighbour(store):
     # crowded seed 3300: 1046 and 1048 switch ids at 350.9 s for 1.1 s and switch back while standing 0.15 m
     # apart, which the body positions cannot show; the repair kept the swap for max_swap_s (to 355.9 s), so
@@ -78,3 +97,33 @@ def test_a_shopper_whose_hands_were_hidden_while_the_weight_moved_still_counts(s
     d, i = decide_truth_event(sim, "1046", 372.9)
     assert d.review or ("1046", "853923002220", 1) in d.changes, (d.changes, d.reason)
     assert any(c.track_id == "1046" for c in d.candidates)
+
+
+def test_two_takes_side_by_side_are_decided_together_and_one_reach_is_not_counted_for_both(store):
+    # crowded seed 3300: 1037 reaches across to plate 3-5-4 (a 108 g take at 293.5 s) while 1036, hidden by the
+    # crowd until 294.6 s, takes a 178 g item from the neighbouring plate 3-5-3. The two changes overlap in time;
+    # the shelf grouping split them into two events, each decided alone, and 1037's one reach (0.06 m from 3-5-4,
+    # 0.10 m from 3-5-3) won both: 1036's take was charged to 1037 with confidence 0.953
+    sim = crowded(store, 3300)
+    d, i = decide_truth_event(sim, "1036", 294.04)
+    assert d.review or ("1036", "041419420058", 1) in d.changes, (d.changes, d.reason)
+    assert ("1037", "041419420058", 1) not in d.changes, d.reason
+    assert any(c.track_id == "1036" for c in d.candidates)
+
+
+@pytest.mark.parametrize("seed, track, t_rel, stray, bin_code", [
+    # default tuning seed 3101: 1012 put a 112 g 016000126060 back on plate 3-1-8 (facing 888109010119, 108 g) at
+    # 276.0 s; 1027 picked it up at 429.5 s and was charged a 888109010119 (confidence 0.976)
+    (3101, "1027", 429.51, "016000126060", "3-1-8"),
+    # default tuning seed 3105: a 548 g 898999010007 lay misplaced on plate 3-5-2 (facing 041419420058, 183 g);
+    # 1032 picked it up at 545.5 s and was charged three 041419420058 (confidence 0.865)
+    (3105, "1032", 545.48, "898999010007", "3-5-2"),
+])
+def test_a_misplaced_item_picked_up_again_is_not_read_as_the_facing_product(store, seed, track, t_rel, stray,
+                                                                            bin_code):
+    sim = simulate(store, SimConfig.at("default", shoppers=58, seed=seed, minutes=2.0 + 58 * 0.25))
+    t = sim.manifest["t_start"] + t_rel
+    strays = truth_strays(sim, t - 2.0)
+    assert strays.get(bin_code, {}).get(stray), strays.get(bin_code)
+    d, i = decide_truth_event(sim, track, t_rel, strays=strays)
+    assert d.review or d.changes == ((track, stray, 1),), (d.changes, d.reason)
