@@ -20,8 +20,10 @@ install: $(STAMP)
 demo: install
 	$(PY) manage.py demo $(ARGS)
 
+# two worker processes (this machine's cores); the files using the shared services run in one of them, in turn
+TEST_WORKERS ?= 2
 test: install
-	$(PY) -m pytest $(ARGS)
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup $(ARGS)
 
 bench: bench-sensors bench-vision bench-accuracy
 

@@ -15,6 +15,11 @@ from pathlib import Path
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
+# Where the embedded profile keeps its files (SQLite, media, raw samples, clips, mail, recordings). Under pytest-xdist
+# each test worker process (PYTEST_XDIST_WORKER, set by xdist) gets a folder of its own, so tests running at once never
+# write the same file.
+VAR_DIR = BASE_DIR / "var" / (f"test-{os.environ['PYTEST_XDIST_WORKER']}" if os.environ.get("PYTEST_XDIST_WORKER")
+                              else "")
 PROFILE = os.environ.get("WALKOUT_PROFILE", "embedded").strip().lower()
 if PROFILE not in {"embedded", "production"}:
     raise ImproperlyConfigured(f"WALKOUT_PROFILE must be 'embedded' or 'production', not {PROFILE!r}")
@@ -111,11 +116,11 @@ if PRODUCTION:
     MQTT_URL = _env("MQTT_URL")
     PAYMENT_PROVIDER = os.environ.get("WALKOUT_PAYMENT_PROVIDER", "stripe")
 else:
-    (BASE_DIR / "var").mkdir(exist_ok=True)
+    VAR_DIR.mkdir(parents=True, exist_ok=True)
     DATABASES = {
         "default": {
             "ENGINE": "django.db.backends.sqlite3",
-            "NAME": os.environ.get("WALKOUT_SQLITE_PATH", str(BASE_DIR / "var" / "walkout.sqlite3")),
+            "NAME": os.environ.get("WALKOUT_SQLITE_PATH", str(VAR_DIR / "walkout.sqlite3")),
             # IMMEDIATE: a transaction takes the write lock when it begins, so a concurrent writer waits (timeout)
             # instead of failing at once with "database is locked" on a lock upgrade; WAL lets readers go on while
             # the replay writes (docs.djangoproject.com/en/5.2/ref/databases/#sqlite-transaction-behavior).
@@ -224,7 +229,7 @@ else:
 # Uploaded files (product photos) go through Django's default storage: files under MEDIA_ROOT in every profile
 # (point WALKOUT_MEDIA_ROOT at a shared volume when several web servers run). They are served by the manager pages'
 # own views, which check who is asking, never as public static files.
-MEDIA_ROOT = Path(os.environ.get("WALKOUT_MEDIA_ROOT", str(BASE_DIR / "var" / "media")))
+MEDIA_ROOT = Path(os.environ.get("WALKOUT_MEDIA_ROOT", str(VAR_DIR / "media")))
 MEDIA_URL = "/media/"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # Embedded profile: e-mails (receipt copies, password resets) are written as files to var/mail/ instead of sent.
@@ -232,7 +237,7 @@ EMAIL_BACKEND = os.environ.get(
     "DJANGO_EMAIL_BACKEND",
     "django.core.mail.backends.smtp.EmailBackend" if PRODUCTION else "django.core.mail.backends.filebased.EmailBackend",
 )
-EMAIL_FILE_PATH = os.environ.get("DJANGO_EMAIL_FILE_PATH", str(BASE_DIR / "var" / "mail"))
+EMAIL_FILE_PATH = os.environ.get("DJANGO_EMAIL_FILE_PATH", str(VAR_DIR / "mail"))
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["rest_framework.authentication.SessionAuthentication"],
@@ -245,7 +250,7 @@ REST_FRAMEWORK = {
 
 # Read-only shared data (real recordings, models, footage) beside the checkout; tests skip what is absent.
 SHARED_DIR = Path(os.environ.get("WALKOUT_SHARED", str(BASE_DIR.parent / "shared")))
-RECORDINGS_DIR = Path(os.environ.get("WALKOUT_RECORDINGS", str(BASE_DIR / "var" / "recordings")))
+RECORDINGS_DIR = Path(os.environ.get("WALKOUT_RECORDINGS", str(VAR_DIR / "recordings")))
 
 # Store logic settings (each documented where it is used).
 WALKOUT = {
@@ -263,7 +268,7 @@ WALKOUT = {
     "CHECKOUT_STUCK_S": float(os.environ.get("WALKOUT_CHECKOUT_STUCK_S", "30")),
     # Shelf sensors (sensors/live.py): where raw samples are kept (one .npz per controller per minute) and for how
     # long; the session name of live events; how often plate health is re-assessed.
-    "RAW_SAMPLES_DIR": os.environ.get("WALKOUT_RAW_SAMPLES_DIR", str(BASE_DIR / "var" / "raw")),
+    "RAW_SAMPLES_DIR": os.environ.get("WALKOUT_RAW_SAMPLES_DIR", str(VAR_DIR / "raw")),
     "RAW_RETENTION_H": float(os.environ.get("WALKOUT_RAW_RETENTION_H", "48")),
     "SENSORS_SESSION": os.environ.get("WALKOUT_SENSORS_SESSION", "live"),
     "HEALTH_EVERY_S": float(os.environ.get("WALKOUT_HEALTH_EVERY_S", "10")),
@@ -285,7 +290,7 @@ WALKOUT = {
     # see its shelf write REVIEW_CLIP_PRE_S before to REVIEW_CLIP_POST_S after it under REVIEW_CLIPS_DIR, with the
     # tracks and hands drawn; clips older than REVIEW_CLIP_RETENTION_H hours are deleted (beat task
     # carts.tasks.review_clips_prune_task, or `manage.py prune_review_clips`).
-    "REVIEW_CLIPS_DIR": os.environ.get("WALKOUT_REVIEW_CLIPS_DIR", str(BASE_DIR / "var" / "clips")),
+    "REVIEW_CLIPS_DIR": os.environ.get("WALKOUT_REVIEW_CLIPS_DIR", str(VAR_DIR / "clips")),
     "REVIEW_CLIP_RETENTION_H": float(os.environ.get("WALKOUT_REVIEW_CLIP_RETENTION_H", "72")),
     "REVIEW_CLIP_PRE_S": float(os.environ.get("WALKOUT_REVIEW_CLIP_PRE_S", "3")),
     "REVIEW_CLIP_POST_S": float(os.environ.get("WALKOUT_REVIEW_CLIP_POST_S", "3")),

@@ -89,3 +89,19 @@ def _no_review_release_timer(monkeypatch):
     embedded profile; in tests that timer would fire after the test, on a closed test database. Tests release held
     decisions themselves (carts.services.review_holds_release)."""
     monkeypatch.setattr("carts.services._release_schedule", lambda **kwargs: None)
+
+
+# Test files that use the shared services on 127.0.0.1 (the Celery queues on Redis databases 13/14, the shared
+# Mosquitto's topics): under pytest-xdist (`make test` runs two workers, `--dist loadgroup`) they all run in one
+# worker, one after the other, so two of them never read each other's messages. Every other file may run beside them.
+SHARED_SERVICES = {
+    "test_api_bodies.py", "test_faults_tasks.py", "test_ingest_mqtt.py", "test_ingest_realtime.py",
+    "test_ingest_robust.py", "test_live_camera_fault.py", "test_live_production.py", "test_production_profile.py",
+    "test_rfid_live.py", "test_sensors_live.py", "test_throttle.py",
+}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if item.path.name in SHARED_SERVICES:
+            item.add_marker(pytest.mark.xdist_group("shared-services"))

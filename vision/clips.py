@@ -256,7 +256,7 @@ def clip_store() -> ClipStore:
     from django.conf import settings
 
     cfg = settings.WALKOUT
-    root = Path(cfg.get("REVIEW_CLIPS_DIR", Path(settings.BASE_DIR) / "var" / "clips"))
+    root = Path(cfg.get("REVIEW_CLIPS_DIR", Path(settings.VAR_DIR) / "clips"))
     if not root.is_absolute():
         root = Path(settings.BASE_DIR) / root
     return ClipStore(root, retention_h=float(cfg.get("REVIEW_CLIP_RETENTION_H", 72.0)))

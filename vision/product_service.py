@@ -30,10 +30,10 @@ _embedders: dict[tuple, Embedder] = {}
 
 def product_settings() -> dict:
     """The product recogniser's settings (module docstring)."""
-    base = Path(getattr(settings, "BASE_DIR", "."))
+    var = Path(getattr(settings, "VAR_DIR", Path(getattr(settings, "BASE_DIR", ".")) / "var"))
     out = {"PRODUCT_MODEL": os.environ.get("WALKOUT_PRODUCT_MODEL", DEFAULT_MODEL), "PRODUCT_WEIGHTS": None,
-           "PRODUCT_GALLERY": str(base / "var" / "products" / "gallery.npz"),
-           "PRODUCT_CACHE": str(base / "var" / "products" / "embeddings.npz")}
+           "PRODUCT_GALLERY": str(var / "products" / "gallery.npz"),
+           "PRODUCT_CACHE": str(var / "products" / "embeddings.npz")}
     vis = getattr(settings, "VISION", {}) or {}
     out.update({k: v for k, v in vis.items() if k.startswith("PRODUCT_")})
     return out
