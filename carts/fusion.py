@@ -536,6 +536,9 @@ class Decision:
     parts: tuple["Decision", ...] = ()
     awaits_review: bool = False
     noise: bool = False
+    #: the recogniser's likelihood that re-weighted this decision (``carts.fusion_products.with_product_evidence``),
+    #: its top products ``((barcode, probability), …)``; empty: no image evidence was used
+    product_image: tuple[tuple[str, float], ...] = ()
 
     @property
     def changes(self) -> tuple[tuple[str, str, int], ...]:
@@ -565,6 +568,7 @@ class Decision:
                            for c in self.candidates],
             "options": [{"barcode": o.barcode, "quantity": o.quantity, "likelihood": round(o.likelihood, 4),
                          "posterior": round(o.posterior, 4)} for o in self.options[:8]],
+            **({"product_image": [[b, round(p, 4)] for b, p in self.product_image]} if self.product_image else {}),
         }
 
 
