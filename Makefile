@@ -34,7 +34,7 @@ bench-vision: install
 	$(PY) bench/bench_vision.py
 
 bench-accuracy: install
-	$(PY) bench/bench_accuracy.py
+	$(PY) bench/bench_accuracy.py $(ARGS)
 
 # the live store under load in the production profile (needs PostgreSQL, Redis, Mosquitto on 127.0.0.1; ~25 min)
 bench-live: install

@@ -1,7 +1,13 @@
 """Accuracy benchmark of the whole decision chain on simulated sessions, with intervals (``make bench-accuracy``).
 
 Plain script: ``.venv/bin/python bench/bench_accuracy.py [--levels default,crowded,hard,easy] [--sessions 20]
-[--jobs 2] [--tuning]``.
+[--jobs 2] [--tuning] [--products]``.
+
+``--products``: instead of the tables below, each session runs twice at the store threshold, without and with the
+simulated product recogniser (``carts.simulation_products``: a likelihood per take from the confusion measured by
+``make bench-products``, docs/recognition.md, applied by ``carts.fusion_products.with_product_evidence``), and
+one table prints both: exact/review/F1 and the look-alike (a take with a product of matching weight on the same or
+a neighbouring facing), pick and misplaced scenarios.
 
 Levels (:data:`LEVELS`): ``easy``, ``default`` and ``hard`` are ``carts.simulation.DIFFICULTIES`` at 4 shoppers a
 minute (~6 inside at once); ``crowded`` is the default difficulty at the arrival rate of 200 shoppers in 30
@@ -104,6 +110,73 @@ def run_session(args: tuple[str, int, int, float]) -> dict:
     return out
 
 
+PRODUCT_SCENARIOS = ("look-alike", "pick", "misplaced", "put-back")
+
+
+def run_session_products(args: tuple[str, int, int, float]) -> dict:
+    """One session at the store threshold, without and with the simulated recogniser; plain numbers."""
+    import logging
+
+    logging.disable(logging.WARNING)
+    from carts.evaluation import evaluate_session, offline_replay, planogram_from_store
+    from carts.simulation import SimConfig, load_store, simulate
+    from carts.simulation_products import ProductEvidence, simulate_recognition, with_lookalike_label
+
+    level, seed, shoppers, thr = args
+    difficulty, per_shopper, fixed = LEVELS[level]
+    t0 = time.process_time()
+    sim = simulate_recognition(simulate(load_store(DATA), SimConfig.at(difficulty, shoppers=shoppers, seed=seed,
+                                                                       minutes=fixed + shoppers * per_shopper)))
+    labelled = with_lookalike_label(sim.events, planogram_from_store(sim.store))
+    truth = {r.track: {x.barcode: x.quantity for x in r.lines} for r in sim.truth}
+    out: dict = {"level": level, "seed": seed}
+    events = None
+    for variant in ("without", "with"):
+        hook = ProductEvidence(sim.events, sim.product_evidence) if variant == "with" else None
+        res = offline_replay(sim, review_confidence=thr, truth_events=sim.events, events=events,
+                             product_evidence=hook)
+        events = res.events
+        rep = evaluate_session(res.billed, truth, party_of=res.party_of, decisions=res.decisions,
+                               truth_events=labelled, scenarios=PRODUCT_SCENARIOS)
+        out[variant] = {"score": (rep.score.true_positives, rep.score.billed_items, rep.score.true_items,
+                                  rep.score.exact, rep.score.receipts),
+                        "detected": rep.detected, "reviewed": rep.reviewed,
+                        "scen": {r.name: (r.events, r.right, r.reviewed, r.wrong, r.missed) for r in rep.scenarios},
+                        "asked": hook.asked if hook else 0, "given": hook.given if hook else 0}
+    out["cpu_s"] = time.process_time() - t0
+    out["store_s"] = sim.manifest["t_end"] - sim.manifest["t_start"]
+    return out
+
+
+def print_products(results: list[dict], levels: list[str], a) -> None:
+    """The ``--products`` table: each level without and with the recogniser."""
+    print(f"Product recognition in fusion — store loop offline, oracle reviewer, threshold {a.threshold:.2f}; "
+          f"{'TUNING' if a.tuning else 'REPORTING'} seeds; {a.sessions} sessions × {a.shoppers} shoppers per level; "
+          f"recogniser: carts.simulation_products.RecognitionModel() (docs/recognition.md).")
+    head = (f"{'level':<8}{'images':>8}{'receipts':>9}{'exact':>20}{'review':>20}{'F1':>20}"
+            + "".join(f"{s:>17}" for s in PRODUCT_SCENARIOS))
+    print(head)
+    print("-" * len(head))
+    for lv in levels:
+        rs = [r for r in results if r["level"] == lv]
+        for variant in ("without", "with"):
+            rows = np.array([list(r[variant]["score"]) + [r[variant]["detected"], r[variant]["reviewed"]]
+                             for r in rs], dtype=np.float64)
+            point, ci = cluster_bootstrap(rows)
+            cells = [f"{100 * point[k]:5.1f} [{100 * ci[k, 0]:5.1f},{100 * ci[k, 1]:5.1f}]" for k in range(3)]
+            line = f"{lv:<8}{variant:>8}{int(rows[:, 4].sum()):>9}" + "".join(f"{c:>20}" for c in cells)
+            for s in PRODUCT_SCENARIOS:
+                n, _, revd, wrong, missed = sum((np.array(r[variant]["scen"].get(s, (0,) * 5)) for r in rs),
+                                                np.zeros(5, dtype=np.int64))
+                cell = f"{n}/{100 * wrong / n:.1f}/{100 * missed / n:.1f}/{100 * revd / n:.0f}" if n else "-"
+                line += f"{cell:>17}"
+            print(line)
+        given = sum(r["with"]["given"] for r in rs)
+        asked = sum(r["with"]["asked"] for r in rs)
+        print(f"{'':<8}{'':>8}  image evidence used on {given} of {asked} decisions (the take's own track chosen)")
+    print("scenario cells: true events / % fusion got wrong silently / % the detector missed / % sent to review")
+
+
 def figures(rows: np.ndarray) -> np.ndarray:
     """rows (n, 7) of per-session sums [tp, billed, true, exact, receipts, detected, reviewed] (or (B, n, 7)
     resamples) → [exact share, review share, F1] over the sessions."""
@@ -142,6 +215,8 @@ def main() -> int:
     ap.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1))
     ap.add_argument("--threshold", type=float, default=THRESHOLD, help="the review threshold reported")
     ap.add_argument("--tuning", action="store_true", help="run the tuning seeds instead of the reporting seeds")
+    ap.add_argument("--products", action="store_true",
+                    help="each session without and with the simulated product recogniser (look-alike, misplaced)")
     a = ap.parse_args()
     if not (DATA / "store_meta" / "Plates.json").exists():
         print(f"needs {DATA} (the shared data folder beside the checkout)", file=sys.stderr)
@@ -160,9 +235,15 @@ def main() -> int:
     order = sorted(range(len(jobs)), key=lambda i: -LEVELS[jobs[i][0]][1] * (1 + len(thresholds(jobs[i][0], 0.6))))
     wall = time.monotonic()
     with ProcessPoolExecutor(max_workers=a.jobs) as pool:
-        done = dict(zip(order, pool.map(run_session, [jobs[i] for i in order], chunksize=1)))
+        done = dict(zip(order, pool.map(run_session_products if a.products else run_session,
+                                        [jobs[i] for i in order], chunksize=1)))
     results = [done[i] for i in range(len(jobs))]
     wall = time.monotonic() - wall
+    if a.products:
+        print_products(results, levels, a)
+        cpu = sum(r["cpu_s"] for r in results)
+        print(f"\n{len(jobs)} sessions, {cpu:.0f} s CPU, {wall:.0f} s wall ({a.jobs} processes).")
+        return 1 if math.isnan(cpu) else 0
 
     kind = "TUNING" if a.tuning else "REPORTING"
     print(f"Accuracy benchmark — store loop offline (detector → events → fusion.decide_event → receipts), oracle "

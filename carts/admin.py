@@ -7,17 +7,23 @@ from django.contrib import admin, messages
 from store.admin_mixins import ReadOnlyMixin
 
 from .models import Cart, CartEvent, Dispute, ReviewItem
+from .senses import senses_words
 from .services import ReviewError, review_resolve
 
 
 @admin.register(CartEvent)
 class CartEventAdmin(ReadOnlyMixin, admin.ModelAdmin):
-    list_display = ("id", "created_at", "visit", "product", "quantity", "source", "confidence", "shelf_event")
+    list_display = ("id", "created_at", "visit", "product", "quantity", "source", "confidence", "seen_by",
+                    "shelf_event")
     list_filter = ("source", "visit__store", "visit__state", "created_at")
     search_fields = ("=visit__id", "product__barcode", "product__name", "shelf_event__bin__code")
     list_select_related = ("visit", "product", "shelf_event__bin")
     date_hierarchy = "created_at"
     ordering = ("-created_at", "-id")
+
+    @admin.display(description="seen by")
+    def seen_by(self, obj: CartEvent) -> str:
+        return senses_words(obj.senses)
 
 
 @admin.register(Cart)

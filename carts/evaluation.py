@@ -223,16 +223,16 @@ def _right(decisions: Decisions, j: int, truth, i: int, party_of: Mapping[str, s
 
 
 def evaluate_session(billed: Receipts, truth: Receipts, *, party_of: Mapping[str, str],
-                     decisions: Decisions, truth_events=None) -> SessionReport:
+                     decisions: Decisions, truth_events=None, scenarios: Sequence[str] = SCENARIOS) -> SessionReport:
     """Score a session: party-merged receipts (:func:`score_receipts`), the review rate, and (with
-    ``truth_events``, a ``carts.simulation.TruthEvents``) the per-scenario breakdown. Raises ValueError as
-    :func:`score_receipts`."""
+    ``truth_events``, a ``carts.simulation.TruthEvents``) the per-scenario breakdown over the labels
+    ``scenarios``. Raises ValueError as :func:`score_receipts`."""
     score = score_receipts(merge_parties(billed, party_of), merge_parties(truth, party_of))
     reviewed = int(np.sum(decisions.outcome == "review"))
     rows: list[ScenarioRow] = []
     if truth_events is not None and len(truth_events):
         match = match_events(decisions, truth_events)
-        for name in SCENARIOS:
+        for name in scenarios:
             idx = [i for i in range(len(truth_events)) if name in truth_events.scenarios[i]]
             if not idx:
                 continue
@@ -383,7 +383,7 @@ def offline_replay(recording, *, review_confidence: float = 0.6, settle_s: float
                    fusion: FusionConfig = FusionConfig(), detector: weight.DetectorConfig | None = None,
                    truth_events=None, party_within_s: float = 10.0,
                    events: Sequence[weight.ShelfEvent] | None = None, step_s: float = 0.2,
-                   loop_config: LoopConfig | None = None) -> OfflineResult:
+                   loop_config: LoopConfig | None = None, product_evidence=None) -> OfflineResult:
     """Run ``recording`` (a ``store.recording.Recording`` or anything with ``store``, ``shelves``, ``tracks``,
     ``gates``, ``t_start``, ``t_end``) through the store loop (``carts.loop.StoreLoop``, the live store's own
     orchestrator) with its outputs kept in memory (:class:`MemorySink`), fed in steps of ``step_s`` seconds.
@@ -394,6 +394,9 @@ def offline_replay(recording, *, review_confidence: float = 0.6, settle_s: float
     ``carts.services.review_resolve`` settles them in the store). ``events``: shelf events already detected (e.g.
     ``OfflineResult.events`` of an earlier run: a threshold sweep need not detect again). ``loop_config``: the
     loop's knobs (its ``review_confidence`` and ``settle_s`` are replaced by the arguments above).
+    ``product_evidence``: the recogniser, ``(shelf event, decision) → {barcode: probability} | None`` (e.g.
+    ``carts.simulation_products.ProductEvidence``): each decision is re-weighted by it
+    (``carts.fusion_products.with_product_evidence``); None: weight and hands only.
     Raises ValueError from the detector on malformed samples."""
     from dataclasses import replace
 
@@ -401,6 +404,8 @@ def offline_replay(recording, *, review_confidence: float = 0.6, settle_s: float
 
     party_of = parties_from_gates(recording.gates, within_s=party_within_s)
     sink = MemorySink([g.track for g in recording.gates if g.kind == "entry"])
+    if product_evidence is not None:
+        sink.product_likelihood = product_evidence  # the loop asks its sink (carts.loop.StoreLoop._image_evidence)
     loop = StoreLoop(planogram=planogram_from_store(recording.store), bins=BinGeometry.from_store(recording.store),
                      sink=sink, fusion=fusion, detector=detector,
                      config=replace(loop_config or LoopConfig(), review_confidence=review_confidence,

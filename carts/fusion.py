@@ -197,6 +197,11 @@ class FusionConfig:
     repair_id_switches: bool = True
     id_window_s: float = 3.0
     id_jump_speed_m_s: float = math.inf
+    #: A candidate whose body moved faster than ``walking_speed_m_s`` (m/s) around the change has its hand score
+    #: multiplied by ``walking_factor`` (``carts.fusion_activity``: a hand passing the bin while walking is weak
+    #: evidence; ``vision.activity``'s 0.45 m/s walking threshold). 1: off (the default; docs/activity.md).
+    walking_factor: float = 1.0
+    walking_speed_m_s: float = 0.45
 
     def __post_init__(self) -> None:
         for name in ("pad_s", "sigma_m", "reach_m", "clearance_m", "gap_speed_m_s", "motion_scale_m", "nobody_m"):
@@ -209,6 +214,9 @@ class FusionConfig:
         for name in ("hidden_prior",):
             if not 0 <= getattr(self, name) <= 1:
                 raise ValueError(f"FusionConfig.{name} must be in [0, 1], got {getattr(self, name)}")
+        if not 0 < self.walking_factor <= 1 or not self.walking_speed_m_s > 0:
+            raise ValueError(f"FusionConfig.walking_factor must be in (0, 1] and walking_speed_m_s > 0, got "
+                             f"{self.walking_factor}, {self.walking_speed_m_s}")
         for name in ("hidden_standoff_m", "hidden_seen_s"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"FusionConfig.{name} must be > 0, got {getattr(self, name)}")
@@ -541,6 +549,9 @@ class Decision:
     parts: tuple["Decision", ...] = ()
     awaits_review: bool = False
     noise: bool = False
+    #: the recogniser's likelihood that re-weighted this decision (``carts.fusion_products.with_product_evidence``),
+    #: its top products ``((barcode, probability), …)``; empty: no image evidence was used
+    product_image: tuple[tuple[str, float], ...] = ()
 
     @property
     def changes(self) -> tuple[tuple[str, str, int], ...]:
@@ -570,6 +581,7 @@ class Decision:
                            for c in self.candidates],
             "options": [{"barcode": o.barcode, "quantity": o.quantity, "likelihood": round(o.likelihood, 4),
                          "posterior": round(o.posterior, 4)} for o in self.options[:8]],
+            **({"product_image": [[b, round(p, 4)] for b, p in self.product_image]} if self.product_image else {}),
         }
 
 
@@ -903,6 +915,10 @@ def _decide_whole(event: weight.ShelfEvent, hands: TrackObservations, bins: BinG
     ev = hand_evidence(event, hands, bins, config, eligible=eligible)
     if bodies is not None and config.hidden_prior > 0:
         ev = hidden_hands(ev, event, hands, bodies, bins, config, eligible=eligible)
+    if bodies is not None and config.walking_factor < 1:
+        from .fusion_activity import walking_hands
+
+        ev = walking_hands(ev, event, bodies, config)
     s0 = 0.5 * math.exp(-config.nobody_m ** 2 / (2 * config.sigma_m ** 2))
     tracks = [str(t) for t in ev.track_id]
     held = {t: party_holdings(t, carts, party_of) for t in tracks}

@@ -27,7 +27,8 @@ def with_product_evidence(decision: Decision, likelihood: Mapping[str, float], *
     product the recogniser does not know, and the "unexplained" option, get the uninformative ``1 / n``. The
     posteriors are renormalised to their previous total; the best option becomes the decision's product and
     quantity, with ``product`` its new posterior and ``confidence`` the old joint scaled by the new product
-    posterior over the old (at most ``attribution``). A decision that went to review for low confidence only
+    posterior over the old (at most ``attribution``); ``product_image`` keeps the likelihood's top three products
+    (the ``image`` sense of ``carts.senses``). A decision that went to review for low confidence only
     leaves review when the new confidence reaches ``review_confidence``; one that reaches it no longer does; a
     review for any other reason stays. The reason gains what the image said.
 
@@ -59,8 +60,9 @@ def with_product_evidence(decision: Decision, likelihood: Mapping[str, float], *
                             for o in decision.options), key=lambda o: -o.posterior))
     best = next((o for o in options if o.barcode != weight.UNEXPLAINED and o.quantity > 0), None)
     old = new_old = decision.product
+    top = tuple((str(b), float(p) / total_p) for b, p in sorted(likelihood.items(), key=lambda kv: -kv[1])[:3])
     if best is None or old <= 0:
-        return replace(decision, options=options)
+        return replace(decision, options=options, product_image=top)
     new_old = best.posterior
     conf = min(decision.confidence * new_old / old, decision.attribution)
     said = ", ".join(f"{b} {p:.2f}" for b, p in sorted(likelihood.items(), key=lambda kv: -kv[1])[:3])
@@ -83,4 +85,5 @@ def with_product_evidence(decision: Decision, likelihood: Mapping[str, float], *
     shares = ((decision.shares[0][0], best.quantity),) if decision.shares else ((decision.track_id, best.quantity),)
     charge = decision.charge_track or decision.track_id
     return replace(decision, barcode=best.barcode, quantity=best.quantity, confidence=conf, product=new_old,
-                   review=review, reason=reason, options=options, shares=shares, charge_track=charge)
+                   review=review, reason=reason, options=options, shares=shares, charge_track=charge,
+                   product_image=top)

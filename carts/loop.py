@@ -93,8 +93,14 @@ class LoopConfig:
     #: Metres: a shelf tag event (``take``/``return``) is backed by a hand when one came this close to the bin's
     #: centre within ``FusionConfig.pad_s`` of it.
     tag_hand_m: float = 0.6
+    #: Product image evidence (the sink's ``product_likelihood``): the share of the recogniser's likelihood
+    #: replaced by a uniform one (``carts.fusion_products.with_product_evidence``'s ``mix``), its error rate: a
+    #: recogniser right 61 % of the time (6 photos per product, docs/recognition.md) says little when it is wrong.
+    image_mix: float = 0.39
 
     def __post_init__(self) -> None:
+        if not 0.0 <= self.image_mix <= 1.0:
+            raise ValueError(f"LoopConfig.image_mix must be in [0, 1], got {self.image_mix}")
         for name in ("settle_s", "hold_gap_s", "hold_s", "hold_max_s", "lookback_s", "forget_after_s", "bind_before_s",
                      "bind_after_s", "bind_timeout_s", "lost_s", "lost_max_s", "reassociate_m"):
             if not getattr(self, name) >= 0:
@@ -655,6 +661,8 @@ class StoreLoop:
             self.stats.noise += 1
             self.sink.noise(key, event, d)
             return
+        if hasattr(self.sink, "product_likelihood"):
+            d = self._image_evidence(event, d)
         if d.review or not d.changes:
             return self._review(key, event, d, d.reason)
         if d.awaits_review:
@@ -691,6 +699,23 @@ class StoreLoop:
                         here[code] = max(0, here[code] - q)
                         if not here[code]:
                             del here[code]
+
+    def _image_evidence(self, event: weight.ShelfEvent, decision: Decision) -> Decision:
+        """``decision`` re-weighted by what the camera saw in the taking hand: the sink's ``product_likelihood(event,
+        decision)`` (``{barcode: probability}`` or None) through ``carts.fusion_products.with_product_evidence``. A
+        likelihood that is refused (negative, not finite, not a mapping) is a counted problem; the decision stands."""
+        from .fusion_products import with_product_evidence
+
+        try:
+            likelihood = self.sink.product_likelihood(event, decision)
+            if not likelihood:
+                return decision
+            return with_product_evidence(decision, likelihood, review_confidence=self.config.review_confidence,
+                                         mix=getattr(self.config, "image_mix", LoopConfig.image_mix))
+        except (TypeError, ValueError, AttributeError) as exc:
+            self.stats.problem(f"product image evidence for the event on {','.join(event.bin_codes)} at "
+                               f"{event.t_start:.1f} refused: {exc}")
+            return decision
 
     def _shelf_tags(self, event: weight.ShelfEvent) -> list[dict]:
         """The shelf tag events on the event's bins within ``pad_s`` of it, each with ``hand``: a hand came within

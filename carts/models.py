@@ -33,6 +33,10 @@ class CartEvent(models.Model):
     source = models.CharField(max_length=16, choices=Source.choices, default=Source.FUSION)
     confidence = models.FloatField()
     evidence = models.JSONField(default=dict)
+    senses = models.JSONField(
+        null=True, blank=True, default=None,
+        help_text="the senses that supported it, a list from carts.senses.SENSES (weight, hand, image, tag, staff); "
+                  "empty: unknown (written before senses were recorded)")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -39,6 +39,7 @@ from vision.services import shopper_track_record
 from .fusion import BinGeometry, Decision, FusionConfig
 from .loop import LoopConfig, LoopStats, StoreLoop
 from .models import CartEvent, ReviewItem, StoreAlert
+from .senses import decision_change_senses
 from .services import (
     CartChange, cart_apply, cart_publish, cart_publish_batch, review_followers_settle, visit_checkout,
     visit_exit_tags_apply,
@@ -156,11 +157,13 @@ class DatabaseSink:
         tags = self._tags.pop(key, None)
         if tags:
             evidence["tags"] = tags
+        senses = decision_change_senses(decision, tags=bool(tags))  # one per change: weight, hand, image, tag
         try:
             with transaction.atomic():  # a split event changes two carts (or lines), or none
-                for visit, (_, code, quantity) in zip(visits, decision.changes):
+                for visit, (_, code, quantity), sense in zip(visits, decision.changes, senses):
                     cart_apply(change=CartChange(visit=visit, product=self.products[code], quantity=int(quantity),
-                                                 confidence=decision.confidence, evidence=evidence), shelf_event=row)
+                                                 confidence=decision.confidence, evidence=evidence, senses=sense),
+                               shelf_event=row)
         except ValueError as exc:
             return str(exc)
         return None
@@ -196,12 +199,14 @@ class DatabaseSink:
         tags = self._tags.pop(key, None)
         if tags:
             evidence["tags"] = tags
+        senses = decision_change_senses(decision, tags=bool(tags))
         with transaction.atomic():
             ReviewItem.objects.get_or_create(shelf_event=row, defaults={
                 "status": ReviewItem.Status.WAITING, "follows_id": follows, "reason": decision.reason[:200],
                 "candidates": self._candidates(decision),
                 "resolution": {"visit": visit.pk, "barcode": decision.barcode, "quantity": int(decision.quantity),
-                               "confidence": round(decision.confidence, 4), "evidence": evidence}})
+                               "confidence": round(decision.confidence, 4), "evidence": evidence,
+                               "senses": list(senses[0]) if senses else None}})
             followed = ReviewItem.objects.select_for_update().get(pk=follows)
             if followed.status != ReviewItem.Status.OPEN:  # decided between our query and now
                 review_followers_settle(item=followed)

@@ -322,7 +322,7 @@ def reviews_resolve_by_truth(*, session: str, decisions, truth_events, party_of:
 
     from .evaluation import oracle_answers
     from .models import ReviewItem
-    from .services import CartChange, ReviewError, cart_apply, review_resolve
+    from .services import CartChange, ReviewError, cart_apply, review_resolve, review_senses
 
     visits = {v.track_id: v for v in Visit.objects.filter(session=session).exclude(track_id="")}
     answers = oracle_answers(decisions, truth_events)
@@ -353,7 +353,8 @@ def reviews_resolve_by_truth(*, session: str, decisions, truth_events, party_of:
             for dest, code, q in targets[1:]:
                 product = Product.objects.get(store_id=dest.store_id, barcode=code)
                 cart_apply(change=CartChange(visit=dest, product=product, quantity=q, confidence=1.0,
-                                             evidence={"review": item.pk, "by": "oracle", "part": "extra line"}),
+                                             evidence={"review": item.pk, "by": "oracle", "part": "extra line"},
+                                             senses=review_senses(candidate=None, shelf_event=item.shelf_event)),
                            shelf_event=item.shelf_event, source="review")
             dest, code, q = targets[0]
             review_resolve(item=item, visit_id=dest.pk, barcode=code, quantity=q, by="oracle")

@@ -33,6 +33,7 @@ from store.inventory.models import Product
 from store.layout.timezones import store_zone
 
 from .models import CartEvent, ReviewItem
+from .senses import senses_words
 
 #: Visit states in which the shopper's cart is live (the shopper app shows the cart page, not the waiting page).
 OPEN_STATES: tuple[str, ...] = (
@@ -64,13 +65,15 @@ def money_format_table() -> dict:
 
 def snapshot_display(snapshot: dict) -> dict:
     """A cart snapshot (``carts.services`` contract) plus display strings, for the server-rendered page: each line
-    gains ``unit_price_display`` and ``line_total_display``, the snapshot ``total_display``."""
+    gains ``unit_price_display``, ``line_total_display`` and ``senses_display`` (``carts.senses.senses_words``), the
+    snapshot ``total_display``."""
     cur = snapshot["currency"]
     return {
         **snapshot,
         "lines": [
             {**line, "unit_price_display": money_display(line["unit_price_minor"], cur),
-             "line_total_display": money_display(line["line_total_minor"], cur)}
+             "line_total_display": money_display(line["line_total_minor"], cur),
+             "senses_display": senses_words(line.get("senses"))}
             for line in snapshot["lines"]
         ],
         "total_display": money_display(snapshot["total_minor"], cur),
@@ -258,8 +261,10 @@ class ReceiptLineView:
     events_quantity: int
     explained: bool
     refunded_quantity: int
-    #: the senses that supported the line (``carts.services.receipt_line_senses``: weight, hand, tag…)
-    senses: tuple[str, ...] = ()
+    #: the senses that supported the line, as billed (``carts.senses``: weight, hand, image, tag, staff); None:
+    #: unknown (issued before senses were recorded). ``senses_display``: the same in short words for the page
+    senses: tuple[str, ...] | None = None
+    senses_display: str = "unknown"
 
 
 @dataclass(frozen=True)
@@ -316,9 +321,6 @@ def receipt_detail(*, receipt: Receipt) -> ReceiptView:
         if a.kind == PaymentAttempt.Kind.REFUND and a.status == PaymentAttempt.Status.SUCCEEDED and line_id:
             refunded_units[line_id] += getattr(a, "quantity", None) or 0
     cur = receipt.currency
-    from .services import receipt_line_senses
-
-    senses = receipt_line_senses(receipt=receipt)
     lines = []
     on_receipt: set[int] = set()
     for line in receipt.lines.all().order_by("id"):
@@ -330,7 +332,8 @@ def receipt_detail(*, receipt: Receipt) -> ReceiptView:
             unit_price_display=money_display(line.unit_price_minor, cur), line_total_minor=line.line_total_minor,
             line_total_display=money_display(line.line_total_minor, cur), events=events, events_quantity=qty,
             explained=qty == line.quantity, refunded_quantity=refunded_units.get(line.pk, 0),
-            senses=tuple(senses.get(line.pk, ())),
+            senses=tuple(line.senses) if line.senses is not None else None,
+            senses_display=senses_words(line.senses),
         ))
     other = [
         (f"{e.product.name} ({e.product.barcode})", _evidence(e))

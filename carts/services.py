@@ -4,8 +4,11 @@ and check a visit out at exit (cart → receipt → capture).
 Snapshot contract (DESIGN.md "carts → shopper"), plain JSON types, money in integer minor units::
 
     {"visit": 12, "seq": 3, "state": "shopping", "currency": "usd",
-     "lines": [{"barcode", "name", "quantity", "unit_price_minor", "line_total_minor"}],
+     "lines": [{"barcode", "name", "quantity", "unit_price_minor", "line_total_minor", "senses"}],
      "under_review": 1, "tax_minor": 0, "total_minor": 398, "receipt": null, "trip": {…}}
+
+``senses``: what supported the line (``carts.senses``: a list of ``weight``, ``hand``, ``image``, ``tag``, ``staff``;
+null: unknown, cart events written before senses were recorded).
 
 ``tax_minor`` is the tax the lines would bear if billed now and ``total_minor`` includes it, as the receipt's total
 will (``store.billing.services.receipt_amounts``: the one rule the receipt and the dashboard use too).
@@ -54,6 +57,7 @@ from store.inventory.services import stock_record_sale
 
 from .dashboard_events import dashboard_notify
 from .models import Cart, CartEvent, Dispute, ReviewItem
+from .senses import STAFF, TAG, WEIGHT, senses_checked, senses_union
 from .trip import trip_status
 
 log = logging.getLogger(__name__)
@@ -75,12 +79,15 @@ def shopper_group(user_id: int) -> str:
 def cart_lines(*, visit: Visit) -> list[dict]:
     """The visit's cart now: the signed sum of its cart events per product, products with quantity > 0 only.
 
-    Returns ``[{"product_id", "barcode", "name", "quantity", "unit_price_minor", "line_total_minor"}]`` in order
-    of first appearance. Prices are the catalogue's current ``Decimal`` prices in minor units.
+    Returns ``[{"product_id", "barcode", "name", "quantity", "unit_price_minor", "line_total_minor", "senses"}]``
+    in order of first appearance. Prices are the catalogue's current ``Decimal`` prices in minor units; ``senses``
+    the union of the product's cart events' senses (``carts.senses.senses_union``; None: all unknown).
     """
     totals: OrderedDict[int, int] = OrderedDict()
-    for product_id, qty in visit.cart_events.order_by("id").values_list("product_id", "quantity"):
+    senses: dict[int, list] = {}
+    for product_id, qty, sense in visit.cart_events.order_by("id").values_list("product_id", "quantity", "senses"):
         totals[product_id] = totals.get(product_id, 0) + qty
+        senses.setdefault(product_id, []).append(sense)
     products = Product.objects.in_bulk([pid for pid, q in totals.items() if q > 0])
     currency = visit.store.currency
     lines = []
@@ -91,14 +98,17 @@ def cart_lines(*, visit: Visit) -> list[dict]:
             continue
         p = products[pid]
         unit = price_to_minor(p.price, currency)
+        line_senses = senses_union(senses[pid])
         lines.append({"product_id": pid, "barcode": p.barcode, "name": p.name, "quantity": qty,
-                      "unit_price_minor": unit, "line_total_minor": unit * qty})
+                      "unit_price_minor": unit, "line_total_minor": unit * qty,
+                      "senses": list(line_senses) if line_senses is not None else None})
     return lines
 
 
-def _receipt_line_data(cart: list[dict], currency: str) -> list[ReceiptLineData]:
+def _receipt_line_data(cart: list[dict], currency: str, *, tagged: set[int] = frozenset()) -> list[ReceiptLineData]:
     """``cart_lines`` rows as billing's ``ReceiptLineData`` (:func:`carts.selectors.cart_line_data`: each with its
-    product's tax category and rate now; no category: not taxed). One query."""
+    product's tax category and rate now; no category: not taxed), with the rows' senses; ``tagged``: products an
+    RFID tag that left with the shopper confirmed (their lines gain ``tag``). One query."""
     from .selectors import cart_line_data
 
     products = Product.objects.select_related("tax_category").in_bulk([ln["product_id"] for ln in cart])
@@ -107,7 +117,10 @@ def _receipt_line_data(cart: list[dict], currency: str) -> list[ReceiptLineData]
         data = cart_line_data(products[line["product_id"]], line["quantity"], currency)
         if data.unit_price_minor != line["unit_price_minor"]:  # the price changed between the two reads
             data = replace(data, unit_price_minor=line["unit_price_minor"])
-        out.append(data)
+        senses = line.get("senses")
+        if line["product_id"] in tagged:
+            senses = senses_union([senses, [TAG]])
+        out.append(replace(data, senses=senses_checked(senses)))
     return out
 
 
@@ -202,7 +215,8 @@ def review_followers_settle(*, item: ReviewItem) -> list[Visit]:
                     continue
                 change = CartChange(visit=target, product=product, quantity=int(res.get("quantity", 0)),
                                     confidence=float(res.get("confidence", 0.0)),
-                                    evidence={**(res.get("evidence") or {}), "follows_review": item.pk})
+                                    evidence={**(res.get("evidence") or {}), "follows_review": item.pk},
+                                    senses=res.get("senses"))
                 try:
                     event = cart_apply(change=change, shelf_event=f.shelf_event)
                     break
@@ -282,13 +296,18 @@ def _publish_now(visit: Visit) -> int:
 
 @dataclass(frozen=True)
 class CartChange:
-    """A decided change to a visit's cart: ``quantity`` signed units of ``product`` (+ taken, − put back)."""
+    """A decided change to a visit's cart: ``quantity`` signed units of ``product`` (+ taken, − put back).
+    ``senses``: what supported it (``carts.senses.SENSES``; None: unknown); ValueError names a bad one."""
 
     visit: Visit
     product: Product
     quantity: int
     confidence: float
     evidence: dict
+    senses: tuple[str, ...] | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "senses", senses_checked(self.senses))
 
 
 def cart_apply(*, change: CartChange, shelf_event: ShelfEvent | None,
@@ -310,6 +329,7 @@ def cart_apply(*, change: CartChange, shelf_event: ShelfEvent | None,
         event = CartEvent.objects.create(
             visit=change.visit, product=change.product, quantity=change.quantity, shelf_event=shelf_event,
             source=source, confidence=change.confidence, evidence=change.evidence,
+            senses=list(change.senses) if change.senses is not None else None,
         )
         cart_publish(visit=change.visit)
     log.info("visit %s: %+d × %s (confidence %.2f)", change.visit.pk, change.quantity, change.product.barcode,
@@ -334,7 +354,10 @@ def visit_checkout(*, visit: Visit, at: datetime | None = None):
                          reason=f"{len(open_reviews)} shelf event(s) await review")
         cart_publish(visit=visit)
         return None
-    lines = _receipt_line_data(cart_lines(visit=visit), visit.store.currency)
+    from sensors.models import RfidTag
+
+    tagged = set(RfidTag.objects.filter(sold_visit=visit, product__isnull=False).values_list("product_id", flat=True))
+    lines = _receipt_line_data(cart_lines(visit=visit), visit.store.currency, tagged=tagged)
     try:
         receipt = receipt_issue(visit=visit, lines=lines)
     except PaymentFailed as exc:
@@ -396,39 +419,37 @@ def visit_exit_tags_apply(*, visit: Visit, tags, at: datetime):
                     product=products.get(c.barcode))
                 if c.action == "charge":
                     cart_apply(change=CartChange(visit=visit, product=products[c.barcode], quantity=1, confidence=1.0,
-                                                 evidence={"sense": "tag", "tag": tag.as_dict()}), shelf_event=None)
+                                                 evidence={"sense": "tag", "tag": tag.as_dict()}, senses=(TAG,)),
+                               shelf_event=None)
             log.info("visit %s: tag %s.%s %s (%s)", visit.pk, tag.gtin, tag.serial,
                      "charged" if c.action == "charge" else "confirms a unit charged by weight", c.barcode)
     return charges
 
 
-def receipt_line_senses(*, receipt: Receipt) -> dict[int, list[str]]:
-    """Which senses supported each line of ``receipt``: ``{line id: [sense, …]}`` from ``weight`` (a shelf event
-    changed the cart), ``hand`` (fusion found the shopper's hand at the bin), ``product image`` (a recogniser's
-    evidence in the cart event, where present), ``tag`` (an RFID tag: a shelf take, or the tag left with the
-    shopper), ``review`` (a person decided), ``manager``, in that order."""
-    from sensors.models import RfidTag
+def receipt_line_senses(*, receipt: Receipt) -> dict[int, list[str] | None]:
+    """Which senses supported each line of ``receipt``, as stored when it was issued: ``{line id: [sense, …]}`` in
+    ``carts.senses.SENSES`` order (``weight``, ``hand``, ``image``, ``tag``, ``staff``), or ``None`` for a line
+    issued before senses were recorded (unknown)."""
+    return {pk: (list(senses) if senses is not None else None)
+            for pk, senses in receipt.lines.values_list("pk", "senses")}
 
-    order = ("weight", "hand", "product image", "tag", "review", "manager")
-    by_product: dict[int, set[str]] = {}
-    for pid, shelf_event, source, ev in receipt.visit.cart_events.values_list("product_id", "shelf_event_id",
-                                                                              "source", "evidence"):
-        senses = by_product.setdefault(pid, set())
-        ev = ev if isinstance(ev, dict) else {}
-        if shelf_event is not None:
-            senses.add("weight")
-        if source == CartEvent.Source.FUSION and ev.get("candidates"):
-            senses.add("hand")
-        if ev.get("product_image") or ev.get("image"):
-            senses.add("product image")
-        if ev.get("sense") == "tag" or ev.get("tags"):
-            senses.add("tag")
-        if source in (CartEvent.Source.REVIEW, CartEvent.Source.MANAGER):
-            senses.add(source)
-    for pid in RfidTag.objects.filter(sold_visit=receipt.visit_id).values_list("product_id", flat=True):
-        if pid is not None:
-            by_product.setdefault(pid, set()).add("tag")
-    return {line.pk: [s for s in order if s in by_product.get(line.product_id, set())] for line in receipt.lines.all()}
+
+def review_senses(*, candidate: dict | None, shelf_event: ShelfEvent | None) -> tuple[str, ...]:
+    """The senses of a person's review decision: ``staff``, with ``weight`` for a shelf event, ``hand`` when the
+    chosen candidate's hand scored ``carts.senses.HAND_MIN_SCORE`` or more, ``tag`` when a shelf antenna's tags
+    were shown with it (``candidate``: the review item's candidate dict for the chosen visit, or None)."""
+    from .senses import HAND, HAND_MIN_SCORE
+
+    out = [STAFF]
+    if shelf_event is not None:
+        out.append(WEIGHT)
+    if isinstance(candidate, dict):
+        score = candidate.get("score")
+        if isinstance(score, (int, float)) and score >= HAND_MIN_SCORE:
+            out.append(HAND)
+        if candidate.get("tags"):
+            out.append(TAG)
+    return senses_checked(out)
 
 
 class ReviewError(ValueError):
@@ -584,7 +605,8 @@ def review_resolve(*, item: ReviewItem, visit_id: int | None, barcode: str | Non
                 except PaymentFailed as exc:
                     evidence["correction"] = {"kind": "charge", "attempt": None, "status": "unanswered"}
                     correction_error = f"the correction charge was not made: {exc}"
-            change = CartChange(visit=visit, product=product, quantity=quantity, confidence=1.0, evidence=evidence)
+            change = CartChange(visit=visit, product=product, quantity=quantity, confidence=1.0, evidence=evidence,
+                                senses=review_senses(candidate=candidate, shelf_event=shelf_event))
             try:
                 event = cart_apply(change=change, shelf_event=shelf_event, source=CartEvent.Source.REVIEW)
             except ValueError as exc:
@@ -758,7 +780,8 @@ def review_undo(*, item: ReviewItem, by: str, decided_at: datetime | None = None
             try:
                 reverted.append(cart_apply(change=CartChange(visit=ev.visit, product=ev.product,
                                                              quantity=-ev.quantity, confidence=1.0,
-                                                             evidence={**evidence, "undo_of": ev.pk}),
+                                                             evidence={**evidence, "undo_of": ev.pk},
+                                                             senses=senses_union([ev.senses, [STAFF]])),
                                            shelf_event=ev.shelf_event, source=CartEvent.Source.REVIEW))
             except ValueError as exc:
                 raise ReviewError(f"cannot undo: {exc}") from exc

@@ -345,6 +345,9 @@ class Simulation:
     truth: list[TruthReceipt]
     events: TruthEvents
     config: SimConfig
+    #: per truth event, the recogniser's likelihood of the taken product (``carts.simulation_products``), None for
+    #: events without one; None: recognition not simulated (the default)
+    product_evidence: tuple | None = None
 
 
 @dataclass

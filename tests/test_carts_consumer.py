@@ -69,7 +69,7 @@ def add_to_cart(w: SimpleNamespace, quantity: int):
     from carts.services import CartChange, cart_apply
 
     return cart_apply(change=CartChange(visit=w.visit, product=w.product, quantity=quantity, confidence=0.93,
-                                        evidence={"test": True}), shelf_event=None)
+                                        evidence={"test": True}, senses=("weight", "hand")), shelf_event=None)
 
 
 async def test_owner_gets_snapshot_on_connect_and_after_cart_apply():
@@ -87,7 +87,7 @@ async def test_owner_gets_snapshot_on_connect_and_after_cart_apply():
     assert pushed["type"] == "snapshot" and pushed["visit"] == w.visit.pk
     assert pushed["seq"] == 1
     assert pushed["lines"] == [{"barcode": "0001", "name": "Cola", "quantity": 2, "unit_price_minor": 199,
-                                "line_total_minor": 398}]
+                                "line_total_minor": 398, "senses": ["weight", "hand"]}]
     assert pushed["total_minor"] == 398
     await comm.disconnect()
 

@@ -176,7 +176,8 @@ def test_exit_lane_tags_are_billed_once(dummy_payments):
     pipe.advance(T0 + 1)
     # Ann leaves with a shirt (no plate saw it) and a bottle of water that the weight plate did see
     water = ann.store.products.get(barcode=WATER)
-    cart_apply(change=CartChange(visit=ann, product=water, quantity=1, confidence=0.9, evidence={}), shelf_event=None)
+    cart_apply(change=CartChange(visit=ann, product=water, quantity=1, confidence=0.9, evidence={},
+                                 senses=("weight", "hand")), shelf_event=None)
     pipe.loop.on_tags(exit_reads(T0 + 60, (SHIRT, 11), (WATER, 21)))
     pipe.on_exit(track_id="ann", t=T0 + 60, reason="left")
     pipe.advance(T0 + 70)
@@ -184,7 +185,8 @@ def test_exit_lane_tags_are_billed_once(dummy_payments):
     assert {(ln.barcode, ln.quantity) for ln in receipt.lines.all()} == {(SHIRT, 1), (WATER, 1)}
     assert receipt.total_minor == 2150
     senses = {ln.barcode: receipt_line_senses(receipt=receipt)[ln.pk] for ln in receipt.lines.all()}
-    assert senses[SHIRT] == ["tag"] and "tag" in senses[WATER]
+    assert senses[SHIRT] == ["tag"] and senses[WATER] == ["weight", "hand", "tag"]    # the lane confirmed the water
+    assert {ln.barcode: ln.senses for ln in receipt.lines.all()} == senses             # stored on the lines
     sold = {t.serial: (t.sold_visit_id, t.charged) for t in RfidTag.objects.filter(store=store)}
     assert sold == {"11": (ann.pk, True), "21": (ann.pk, False)}
     # Ann comes back wearing the shirt, with Bob, who carries a second shirt out; the lane reads both

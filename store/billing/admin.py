@@ -10,8 +10,14 @@ from store.billing.models import PaymentAttempt, Receipt, ReceiptLine, WebhookEv
 
 class ReceiptLineInline(ReadOnlyMixin, admin.TabularInline):
     model = ReceiptLine
-    fields = ("product", "barcode", "name", "quantity", "unit_price_minor", "line_total_minor")
+    fields = ("product", "barcode", "name", "quantity", "unit_price_minor", "line_total_minor", "seen_by")
     readonly_fields = fields
+
+    @admin.display(description="seen by")
+    def seen_by(self, obj: ReceiptLine) -> str:
+        from carts.senses import senses_words
+
+        return senses_words(obj.senses)
     extra = 0
     can_delete = False
 

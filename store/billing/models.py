@@ -34,6 +34,10 @@ class ReceiptLine(models.Model):
     line_total_minor = models.PositiveIntegerField()
     tax_category = models.CharField(max_length=60, blank=True, default="", help_text="as billed; empty: not taxed")
     tax_rate_percent = models.DecimalField(max_digits=6, decimal_places=3, default=0, help_text="as billed")
+    senses = models.JSONField(
+        null=True, blank=True, default=None,
+        help_text="the senses that supported the line at billing (carts.senses: weight, hand, image, tag, staff); "
+                  "empty: unknown (issued before senses were recorded)")
 
     class Meta:
         ordering = ["id"]

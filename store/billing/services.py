@@ -123,7 +123,9 @@ def tax_minor(amount_minor: int, rate_percent: Decimal) -> int:
 @dataclass(frozen=True)
 class ReceiptLineData:
     """One receipt line as the cart computed it. ``unit_price_minor``: minor units; ``quantity`` ≥ 1 units;
-    ``tax_rate_percent``: the product's tax rate (``Decimal`` percent; 0: not taxed) and ``tax_category`` its name."""
+    ``tax_rate_percent``: the product's tax rate (``Decimal`` percent; 0: not taxed) and ``tax_category`` its name.
+    ``senses``: the senses that supported the line (``carts.senses.SENSES``, kept in that order; None: unknown);
+    stored on the receipt line, not part of :meth:`key` (a re-issue with other senses is the same receipt)."""
 
     product_id: int
     barcode: str
@@ -132,8 +134,12 @@ class ReceiptLineData:
     unit_price_minor: int
     tax_rate_percent: Decimal = Decimal(0)
     tax_category: str = ""
+    senses: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
+        from carts.senses import senses_checked
+
+        object.__setattr__(self, "senses", senses_checked(self.senses))  # ValueError names a bad sense
         for name in ("product_id", "quantity", "unit_price_minor"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool):
@@ -328,7 +334,8 @@ def receipt_issue(*, visit: Visit, lines: list[ReceiptLineData]) -> Receipt:
                 ReceiptLine(receipt=receipt, product_id=line.product_id, barcode=line.barcode, name=line.name,
                             quantity=line.quantity, unit_price_minor=line.unit_price_minor,
                             line_total_minor=line.line_total_minor, tax_category=line.tax_category,
-                            tax_rate_percent=line.tax_rate_percent)
+                            tax_rate_percent=line.tax_rate_percent,
+                            senses=list(line.senses) if line.senses is not None else None)
                 for line in lines
             ])
             ReceiptTax.objects.bulk_create([
