@@ -30,6 +30,7 @@ import numpy as np
 from sensors import weight
 from sensors.rfid import ExitLaneConfig, TagEvent, exit_lane_tags
 from store.recording import TrackObservations
+from vision.identity import BodyFrames, FramedBodies
 
 from .fusion import BinGeometry, Decision, FusionConfig, decide_event, eligible_tracks, evidence_window
 
@@ -310,6 +311,8 @@ class StoreLoop:
         self._review_picks: dict[Hashable, list[tuple[str, str, int]]] = {}  # review → picks it may give
         self.hands = ObservationWindow()
         self.bodies = ObservationWindow()
+        #: the same body rows per track (the id-switch repair's per-frame positions, ``vision.identity``)
+        self.body_frames = BodyFrames()
         self._tag_events: list[TagEvent] = []  # recent shelf tag events (take/return), time order
         self._exit_reads: list[TagEvent] = []  # recent exit-lane reads, time order
         #: Billing waits until the shelves have been fed up to an exit's deadline too (s; the store worker sets it
@@ -322,7 +325,8 @@ class StoreLoop:
         """The loop's whole state (detectors, held changes, undecided events, windows, visits) as bytes for a
         checkpoint, without the sink and the store's configuration (planogram, bin geometry: the restorer reads
         them afresh). Pickle: only ever read back by :meth:`restore` of the same code."""
-        state = {k: v for k, v in self.__dict__.items() if k not in ("sink", "_planograms", "planogram", "bins")}
+        state = {k: v for k, v in self.__dict__.items()
+                 if k not in ("sink", "_planograms", "planogram", "bins", "body_frames")}  # frames: from bodies
         return pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
 
     @classmethod
@@ -335,6 +339,8 @@ class StoreLoop:
         loop.__dict__.setdefault("_tag_events", [])  # a checkpoint of the code before RFID
         loop.__dict__.setdefault("_exit_reads", [])
         loop.sink, loop.planogram, loop.bins, loop._planograms = sink, planogram, bins, {}
+        loop.body_frames = BodyFrames()
+        loop.body_frames.add(loop.bodies.between(-math.inf, math.inf))  # the window's rows, in the order they came
         # a checkpoint of the code before entry-zone binding: scans without a gate, tracks without a first place
         loop.__dict__.setdefault("gate_zones", {})
         loop._binds = [tuple(b) + ("",) * (4 - len(b)) for b in loop._binds]
@@ -369,10 +375,14 @@ class StoreLoop:
         if len(obs) == 0:
             return
         self.hands.add(obs.hands())
-        self.bodies.add(obs[np.isin(obs.keypoint, BODY_KEYPOINTS)])
+        body = obs[np.isin(obs.keypoint, BODY_KEYPOINTS)]
+        self.bodies.add(body)
+        self.body_frames.add(body)
         ids, inverse = np.unique(obs.track_id.astype(str), return_inverse=True)
-        for i, track in enumerate(ids):
-            sel = np.flatnonzero(inverse == i)
+        order = np.argsort(inverse, kind="stable")  # each track's rows together, in their own order
+        bounds = np.searchsorted(inverse[order], np.arange(len(ids) + 1))
+        for i, track in enumerate(ids.tolist()):
+            sel = order[bounds[i]:bounds[i + 1]]
             first, last = sel[np.argmin(obs.t[sel])], sel[np.argmax(obs.t[sel])]
             t0, t1 = float(obs.t[first]), float(obs.t[last])
             x0, y0 = float(obs.xyz[first, 0]), float(obs.xyz[first, 1])
@@ -639,7 +649,7 @@ class StoreLoop:
         (h0, h1), (b0, b1) = evidence_window(event, cfg)
         d = decide_event(event, self.hands.between(h0, h1), self.bins, self.planogram, carts=self.sink.holdings(eligible),
                          party_of=self.party_of, eligible=eligible, review_confidence=self.config.review_confidence,
-                         config=cfg, bodies=self.bodies.between(b0, b1),
+                         config=cfg, bodies=self._bodies(b0, b1),
                          pending=pending_holdings({k: self._review_picks[k] for k in open_reviews}, eligible))
         if not d.noise and self._tag_events and hasattr(self.sink, "tag_evidence"):
             tags = self._shelf_tags(event)
@@ -665,6 +675,13 @@ class StoreLoop:
             return self._review(key, event, d, reason)
         self.stats.cart_events += len(d.changes)
         return None
+
+    def _bodies(self, t0: float, t1: float) -> FramedBodies:
+        """The body rows of ``[t0, t1]`` with the per-track frames they came with (``vision.identity.find_swaps``
+        reads those, not the rows)."""
+        rows = self.bodies.between(t0, t1)
+        return FramedBodies(rows.track_id, rows.t, rows.keypoint, rows.xyz, rows.score, frames=self.body_frames,
+                            t0=t0, t1=t1)
 
     def _shelf_tags(self, event: weight.ShelfEvent) -> list[dict]:
         """The shelf tag events on the event's bins within ``pad_s`` of it, each with ``hand``: a hand came within
@@ -723,6 +740,7 @@ class StoreLoop:
             before = oldest - max(self.config.lookback_s, self.fusion.pad_s, self.fusion.id_window_s)
             self.hands.prune(before)
             self.bodies.prune(before)
+            self.body_frames.prune(before)
         if math.isfinite(oldest):
             keep = oldest - max(self.config.lookback_s, self.fusion.pad_s)
             if self._tag_events and self._tag_events[0].t < keep:
