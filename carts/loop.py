@@ -172,6 +172,9 @@ class ObservationWindow:
 
     def __init__(self) -> None:
         self._parts: list[TrackObservations] = []
+        #: each part's pickled form once made (:meth:`__getstate__`; None until then): a checkpoint every few
+        #: seconds packs only the parts added since the last one
+        self._packed: list[tuple | None] = []
         self.t_min = math.inf
 
     def __len__(self) -> int:
@@ -180,19 +183,39 @@ class ObservationWindow:
     def add(self, obs: TrackObservations) -> None:
         if len(obs):
             self._parts.append(obs)
+            self._packed.append(None)
             self.t_min = min(self.t_min, float(obs.t.min()))
 
     def prune(self, before: float) -> None:
         """Drop observations older than ``before`` (s)."""
         if not self._parts or self.t_min >= before:
             return
-        kept = []
-        for p in self._parts:
+        kept, packed = [], []
+        for p, pk in zip(self._parts, self._packed):
             if float(p.t.max()) < before:
                 continue
-            kept.append(p if float(p.t.min()) >= before else p[p.t >= before])
-        self._parts = [p for p in kept if len(p)]
+            if float(p.t.min()) < before:
+                p, pk = p[p.t >= before], None
+            if len(p):
+                kept.append(p)
+                packed.append(pk)
+        self._parts, self._packed = kept, packed
         self.t_min = min((float(p.t.min()) for p in self._parts), default=math.inf)
+
+    def __getstate__(self) -> dict:
+        """The parts with their string columns (track ids, keypoint names: object arrays, slow to pickle row by
+        row) as codes into their distinct values; each part packed once."""
+        self._packed = [pk if pk is not None else _pack(p) for p, pk in zip(self._parts, self._packed)]
+        return {"t_min": self.t_min, "packed": self._packed}
+
+    def __setstate__(self, state: dict) -> None:
+        if "packed" not in state:  # a checkpoint of the code before packing
+            self.__dict__.update(state)
+            self._packed = [None] * len(self._parts)
+            return
+        self.t_min = state["t_min"]
+        self._packed = list(state["packed"])
+        self._parts = [_unpack(pk) for pk in self._packed]
 
     def between(self, t0: float, t1: float) -> TrackObservations:
         """The kept observations with ``t0 <= t <= t1`` (s), in the order they were added."""
@@ -206,6 +229,26 @@ class ObservationWindow:
             np.concatenate([x.track_id for x in parts]), np.concatenate([x.t for x in parts]),
             np.concatenate([x.keypoint for x in parts]), np.concatenate([x.xyz for x in parts]),
             np.concatenate([x.score for x in parts]))
+
+
+def _codes(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """An object array (n,) as (its distinct values (k,) object, codes (n,) int32 into them)."""
+    index: dict = {}
+    codes = np.fromiter((index.setdefault(v, len(index)) for v in values.tolist()), dtype=np.int32,
+                        count=len(values))
+    uniques = np.empty(len(index), dtype=object)
+    uniques[:] = list(index)
+    return uniques, codes
+
+
+def _pack(obs: TrackObservations) -> tuple:
+    """``obs`` for pickling (:meth:`ObservationWindow.__getstate__`); :func:`_unpack` gives it back equal."""
+    return (*_codes(obs.track_id), obs.t, *_codes(obs.keypoint), obs.xyz, obs.score)
+
+
+def _unpack(packed: tuple) -> TrackObservations:
+    ids, id_codes, t, names, name_codes, xyz, score = packed
+    return TrackObservations(ids[id_codes], t, names[name_codes], xyz, score)
 
 
 @dataclass
