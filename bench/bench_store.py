@@ -11,8 +11,9 @@ services), half a second of store time at a time, stepping the worker until it h
 worker's CPU seconds (process time of the worker's steps and checkpoints only, so other load on the machine does not
 count) per store second, the real-time factor that gives on one core, and the loop's counters; with ``--profile``,
 the top functions by cumulative time. It also prints how many shoppers were in the store at once at most (gate
-scans), the peak RSS of the bench process and the size of the loop's checkpoint at the end. The figures are the loop's own work (detection, fusion, the database writes
-of the embedded profile), without Redis, MQTT or PostgreSQL round trips: ``make bench-live`` measures those.
+scans), the peak RSS of the bench process and the size of the loop's checkpoint at the end. The figures are the
+loop's own work (detection, fusion, the database writes of the embedded profile), without Redis, MQTT or
+PostgreSQL round trips: ``make bench-live`` measures those.
 """
 from __future__ import annotations
 
