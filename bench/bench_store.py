@@ -10,8 +10,10 @@ exactly as the live store does (shelf blocks and observation records on the bus,
 services), half a second of store time at a time, stepping the worker until it has read everything. It prints the
 worker's CPU seconds (process time of the worker's steps and checkpoints only, so other load on the machine does not
 count) per store second, the real-time factor that gives on one core, and the loop's counters; with ``--profile``,
-the top functions by cumulative time. The figures are the loop's own work (detection, fusion, the database writes
-of the embedded profile), without Redis, MQTT or PostgreSQL round trips: ``make bench-live`` measures those.
+the top functions by cumulative time. It also prints how many shoppers were in the store at once at most (gate
+scans), the peak RSS of the bench process and the size of the loop's checkpoint at the end. The figures are the
+loop's own work (detection, fusion, the database writes of the embedded profile), without Redis, MQTT or
+PostgreSQL round trips: ``make bench-live`` measures those.
 """
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ import io
 import json
 import os
 import pstats
+import resource
 import subprocess
 import sys
 import tempfile
@@ -113,7 +116,11 @@ def run(shoppers: int, minutes: float, seed: int, profile: bool) -> dict:
             prof.disable()
         cpu += time.process_time() - t0
     length = _Rec.t_end - _Rec.t_start
-    out = {"shoppers": shoppers, "store_s": length, "cpu_s": cpu, "stats": worker.pipeline.loop.stats}
+    moves = sorted((g.t, 1 if g.kind == "entry" else -1) for g in sim.gates)
+    inside = np.cumsum([m for _, m in moves]) if moves else np.zeros(1)
+    out = {"shoppers": shoppers, "store_s": length, "cpu_s": cpu, "stats": worker.pipeline.loop.stats,
+           "at_once": int(inside.max()), "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+           "checkpoint_mb": len(worker.pipeline.loop.snapshot()) / 1e6}
     if prof is not None:
         buf = io.StringIO()
         pstats.Stats(prof, stream=buf).sort_stats("cumulative").print_stats(25)
@@ -150,12 +157,15 @@ def main() -> None:
             print(f"{n:>4} shoppers: {r['store_s']:.0f} s of store time in {r['cpu_s']:.1f} CPU s of the worker: "
                   f"{r['cpu_s'] / r['store_s']:.2f} core per store second, {r['store_s'] / r['cpu_s']:.1f}× real "
                   f"time on one core; {s['shelf_events']} shelf events, {s['cart_events']} cart events, "
-                  f"{s['reviews']} reviews, {s['visits']} visits bound", flush=True)
+                  f"{s['reviews']} reviews, {s['visits']} visits bound; at most {r['at_once']} shoppers in the "
+                  f"store at once; peak RSS {r['rss_mb']:.0f} MB (the bench process, simulated session included), "
+                  f"loop checkpoint {r['checkpoint_mb']:.1f} MB at the end", flush=True)
             if r.get("profile"):
                 print(r["profile"])
-    print("size  core/store-s  x-realtime")
+    print("size  at-once  core/store-s  x-realtime  peak-RSS-MB")
     for r in rows:
-        print(f"{r['shoppers']:>4}  {r['cpu_s'] / r['store_s']:>12.2f}  {r['store_s'] / r['cpu_s']:>10.1f}")
+        print(f"{r['shoppers']:>4}  {r['at_once']:>7}  {r['cpu_s'] / r['store_s']:>12.2f}  "
+              f"{r['store_s'] / r['cpu_s']:>10.1f}  {r['rss_mb']:>11.0f}")
 
 
 if __name__ == "__main__":

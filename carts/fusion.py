@@ -397,8 +397,12 @@ def hidden_hands(ev: HandEvidence, event: _Event, hands: TrackObservations, bodi
     if eligible is not None:
         cand &= {str(x) for x in eligible}
     rows = []
+    at: dict[str, list[int]] = {}  # each candidate's rows of w, in order: one pass, not one scan per candidate
+    for i, x in enumerate(w.track_id.tolist()):
+        if str(x) in cand:
+            at.setdefault(str(x), []).append(i)
     for track in sorted(cand):
-        m = w[w.track_id == track]
+        m = w[np.asarray(at[track], dtype=np.int64)]
         for name in ("neck", "head"):
             k = m[m.keypoint == name]
             if len(k):

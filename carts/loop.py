@@ -30,6 +30,7 @@ import numpy as np
 from sensors import weight
 from sensors.rfid import ExitLaneConfig, TagEvent, exit_lane_tags
 from store.recording import TrackObservations
+from vision.identity import BodyFrames, FramedBodies
 
 from .fusion import BinGeometry, Decision, FusionConfig, decide_event, eligible_tracks, evidence_window
 
@@ -178,6 +179,9 @@ class ObservationWindow:
 
     def __init__(self) -> None:
         self._parts: list[TrackObservations] = []
+        #: each part's pickled form once made (:meth:`__getstate__`; None until then): a checkpoint every few
+        #: seconds packs only the parts added since the last one
+        self._packed: list[tuple | None] = []
         self.t_min = math.inf
 
     def __len__(self) -> int:
@@ -186,19 +190,39 @@ class ObservationWindow:
     def add(self, obs: TrackObservations) -> None:
         if len(obs):
             self._parts.append(obs)
+            self._packed.append(None)
             self.t_min = min(self.t_min, float(obs.t.min()))
 
     def prune(self, before: float) -> None:
         """Drop observations older than ``before`` (s)."""
         if not self._parts or self.t_min >= before:
             return
-        kept = []
-        for p in self._parts:
+        kept, packed = [], []
+        for p, pk in zip(self._parts, self._packed):
             if float(p.t.max()) < before:
                 continue
-            kept.append(p if float(p.t.min()) >= before else p[p.t >= before])
-        self._parts = [p for p in kept if len(p)]
+            if float(p.t.min()) < before:
+                p, pk = p[p.t >= before], None
+            if len(p):
+                kept.append(p)
+                packed.append(pk)
+        self._parts, self._packed = kept, packed
         self.t_min = min((float(p.t.min()) for p in self._parts), default=math.inf)
+
+    def __getstate__(self) -> dict:
+        """The parts with their string columns (track ids, keypoint names: object arrays, slow to pickle row by
+        row) as codes into their distinct values; each part packed once."""
+        self._packed = [pk if pk is not None else _pack(p) for p, pk in zip(self._parts, self._packed)]
+        return {"t_min": self.t_min, "packed": self._packed}
+
+    def __setstate__(self, state: dict) -> None:
+        if "packed" not in state:  # a checkpoint of the code before packing
+            self.__dict__.update(state)
+            self._packed = [None] * len(self._parts)
+            return
+        self.t_min = state["t_min"]
+        self._packed = list(state["packed"])
+        self._parts = [_unpack(pk) for pk in self._packed]
 
     def between(self, t0: float, t1: float) -> TrackObservations:
         """The kept observations with ``t0 <= t <= t1`` (s), in the order they were added."""
@@ -212,6 +236,26 @@ class ObservationWindow:
             np.concatenate([x.track_id for x in parts]), np.concatenate([x.t for x in parts]),
             np.concatenate([x.keypoint for x in parts]), np.concatenate([x.xyz for x in parts]),
             np.concatenate([x.score for x in parts]))
+
+
+def _codes(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """An object array (n,) as (its distinct values (k,) object, codes (n,) int32 into them)."""
+    index: dict = {}
+    codes = np.fromiter((index.setdefault(v, len(index)) for v in values.tolist()), dtype=np.int32,
+                        count=len(values))
+    uniques = np.empty(len(index), dtype=object)
+    uniques[:] = list(index)
+    return uniques, codes
+
+
+def _pack(obs: TrackObservations) -> tuple:
+    """``obs`` for pickling (:meth:`ObservationWindow.__getstate__`); :func:`_unpack` gives it back equal."""
+    return (*_codes(obs.track_id), obs.t, *_codes(obs.keypoint), obs.xyz, obs.score)
+
+
+def _unpack(packed: tuple) -> TrackObservations:
+    ids, id_codes, t, names, name_codes, xyz, score = packed
+    return TrackObservations(ids[id_codes], t, names[name_codes], xyz, score)
 
 
 @dataclass
@@ -321,6 +365,8 @@ class StoreLoop:
         self._strays: dict[str, dict[str, int]] = {}
         self.hands = ObservationWindow()
         self.bodies = ObservationWindow()
+        #: the same body rows per track (the id-switch repair's per-frame positions, ``vision.identity``)
+        self.body_frames = BodyFrames()
         self._tag_events: list[TagEvent] = []  # recent shelf tag events (take/return), time order
         self._exit_reads: list[TagEvent] = []  # recent exit-lane reads, time order
         #: Billing waits until the shelves have been fed up to an exit's deadline too (s; the store worker sets it
@@ -333,7 +379,8 @@ class StoreLoop:
         """The loop's whole state (detectors, held changes, undecided events, windows, visits) as bytes for a
         checkpoint, without the sink and the store's configuration (planogram, bin geometry: the restorer reads
         them afresh). Pickle: only ever read back by :meth:`restore` of the same code."""
-        state = {k: v for k, v in self.__dict__.items() if k not in ("sink", "_planograms", "planogram", "bins")}
+        state = {k: v for k, v in self.__dict__.items()
+                 if k not in ("sink", "_planograms", "planogram", "bins", "body_frames")}  # frames: from bodies
         return pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
 
     @classmethod
@@ -346,6 +393,8 @@ class StoreLoop:
         loop.__dict__.setdefault("_tag_events", [])  # a checkpoint of the code before RFID
         loop.__dict__.setdefault("_exit_reads", [])
         loop.sink, loop.planogram, loop.bins, loop._planograms = sink, planogram, bins, {}
+        loop.body_frames = BodyFrames()
+        loop.body_frames.add(loop.bodies.between(-math.inf, math.inf))  # the window's rows, in the order they came
         # a checkpoint of the code before entry-zone binding: scans without a gate, tracks without a first place
         loop.__dict__.setdefault("gate_zones", {})
         loop._binds = [tuple(b) + ("",) * (4 - len(b)) for b in loop._binds]
@@ -380,10 +429,14 @@ class StoreLoop:
         if len(obs) == 0:
             return
         self.hands.add(obs.hands())
-        self.bodies.add(obs[np.isin(obs.keypoint, BODY_KEYPOINTS)])
+        body = obs[np.isin(obs.keypoint, BODY_KEYPOINTS)]
+        self.bodies.add(body)
+        self.body_frames.add(body)
         ids, inverse = np.unique(obs.track_id.astype(str), return_inverse=True)
-        for i, track in enumerate(ids):
-            sel = np.flatnonzero(inverse == i)
+        order = np.argsort(inverse, kind="stable")  # each track's rows together, in their own order
+        bounds = np.searchsorted(inverse[order], np.arange(len(ids) + 1))
+        for i, track in enumerate(ids.tolist()):
+            sel = order[bounds[i]:bounds[i + 1]]
             first, last = sel[np.argmin(obs.t[sel])], sel[np.argmax(obs.t[sel])]
             t0, t1 = float(obs.t[first]), float(obs.t[last])
             x0, y0 = float(obs.xyz[first, 0]), float(obs.xyz[first, 1])
@@ -650,7 +703,7 @@ class StoreLoop:
         (h0, h1), (b0, b1) = evidence_window(event, cfg)
         d = decide_event(event, self.hands.between(h0, h1), self.bins, self.planogram, carts=self.sink.holdings(eligible),
                          party_of=self.party_of, eligible=eligible, review_confidence=self.config.review_confidence,
-                         config=cfg, bodies=self.bodies.between(b0, b1),
+                         config=cfg, bodies=self._bodies(b0, b1),
                          pending=pending_holdings({k: self._review_picks[k] for k in open_reviews}, eligible),
                          strays={c: self._strays[c] for c in event.bin_codes if c in self._strays})
         if not d.noise and self._tag_events and hasattr(self.sink, "tag_evidence"):
@@ -717,6 +770,13 @@ class StoreLoop:
                                f"{event.t_start:.1f} refused: {exc}")
             return decision
 
+    def _bodies(self, t0: float, t1: float) -> FramedBodies:
+        """The body rows of ``[t0, t1]`` with the per-track frames they came with (``vision.identity.find_swaps``
+        reads those, not the rows)."""
+        rows = self.bodies.between(t0, t1)
+        return FramedBodies(rows.track_id, rows.t, rows.keypoint, rows.xyz, rows.score, frames=self.body_frames,
+                            t0=t0, t1=t1)
+
     def _shelf_tags(self, event: weight.ShelfEvent) -> list[dict]:
         """The shelf tag events on the event's bins within ``pad_s`` of it, each with ``hand``: a hand came within
         ``tag_hand_m`` of the bin then (a tag that stops being read with a hand there is a take)."""
@@ -774,6 +834,7 @@ class StoreLoop:
             before = oldest - max(self.config.lookback_s, self.fusion.pad_s, self.fusion.id_window_s)
             self.hands.prune(before)
             self.bodies.prune(before)
+            self.body_frames.prune(before)
         if math.isfinite(oldest):
             keep = oldest - max(self.config.lookback_s, self.fusion.pad_s)
             if self._tag_events and self._tag_events[0].t < keep:

@@ -124,11 +124,14 @@ def _receipt_line_data(cart: list[dict], currency: str, *, tagged: set[int] = fr
     return out
 
 
-def cart_snapshot(*, visit: Visit) -> dict:
-    """The snapshot pushed to the shopper (module docstring), built from the ledger; ``seq`` from ``Cart``."""
+def cart_snapshot(*, visit: Visit, under_review: int | None = None) -> dict:
+    """The snapshot pushed to the shopper (module docstring), built from the ledger; ``seq`` from ``Cart``.
+    ``under_review``: the count of ``review_undecided_for(visit)[0]`` when the caller has it (a batch of snapshots
+    counts them for every visit in one pass, :func:`review_undecided_counts`); None: counted here."""
     cart, _ = Cart.objects.get_or_create(visit=visit)
     lines = cart_lines(visit=visit)
-    under_review = len(review_undecided_for(visit=visit)[0])  # a decision held for undo is decided already
+    if under_review is None:
+        under_review = len(review_undecided_for(visit=visit)[0])  # a decision held for undo is decided already
     receipt = getattr(visit, "receipt", None)
     _, tax, total = receipt_amounts(_receipt_line_data(lines, visit.store.currency))
     return {
@@ -167,6 +170,34 @@ def review_open_for(*, visit: Visit, now: datetime | None = None) -> list[Review
         r for r in items
         if any(c.get("visit") == visit.pk for c in r.candidates) or (r.resolution or {}).get("visit") == visit.pk
     ]
+
+
+def review_undecided_counts(visits: list[Visit], now: datetime | None = None) -> dict[int, int]:
+    """Visit id → ``len(review_undecided_for(visit=…)[0])`` for each of ``visits``, read in one query per store
+    (the review items of the store near the earliest visit, each checked against every visit it names) instead of
+    one per visit: a step of the store loop that changes many carts reads the store's open reviews once."""
+    now = now or timezone.now()
+    margin = timedelta(seconds=REVIEW_VISIT_MARGIN_S)
+    out = {v.pk: 0 for v in visits}
+    by_store: dict[int, dict[int, Visit]] = {}
+    for v in visits:
+        by_store.setdefault(v.store_id, {})[v.pk] = v
+    for store_id, mine in by_store.items():
+        undecided = Q(status__in=(ReviewItem.Status.OPEN, ReviewItem.Status.WAITING)) | Q(undo_until__gt=now)
+        rows = ReviewItem.objects.filter(
+            undecided, shelf_event__store_id=store_id,
+            shelf_event__t_end__gte=min(v.entered_at for v in mine.values()) - margin,
+        ).values_list("status", "undo_until", "candidates", "resolution", "shelf_event__t_start", "shelf_event__t_end")
+        for status, undo_until, candidates, resolution, t_start, t_end in rows:
+            if status not in (ReviewItem.Status.OPEN, ReviewItem.Status.WAITING) and undo_until is not None \
+                    and undo_until > now:
+                continue  # held in its undo window: decided for the shopper (review_held)
+            named = {c.get("visit") for c in candidates} | {(resolution or {}).get("visit")}
+            for visit_id in named & mine.keys():
+                v = mine[visit_id]
+                if t_end >= v.entered_at - margin and (v.exited_at is None or t_start <= v.exited_at + margin):
+                    out[visit_id] += 1
+    return out
 
 
 def review_held(item: ReviewItem, now: datetime | None = None) -> bool:
@@ -256,8 +287,8 @@ def cart_publish_batch() -> Iterator[None]:
         yield
     finally:
         visits, _batch.visits = _batch.visits, None
-        for visit in visits.values():
-            _publish_now(visit)
+        if visits:
+            _publish_many(list(visits.values()))
 
 
 def cart_publish(*, visit: Visit) -> int | None:
@@ -292,6 +323,47 @@ def _publish_now(visit: Visit) -> int:
     transaction.on_commit(send)
     dashboard_notify(reason="cart", store_id=visit.store_id)
     return cart.seq
+
+
+def _publish_many(visits: list[Visit]) -> None:
+    """:func:`_publish_now` for several visits at once (the end of a :func:`cart_publish_batch`): their sequence
+    numbers bumped in one transaction, and after it commits their snapshots pushed in one go (one trip to the
+    channel layer, not two per visit), the dashboards told once per store."""
+    with transaction.atomic():
+        for visit in visits:
+            cart, _ = Cart.objects.select_for_update().get_or_create(visit=visit)
+            cart.seq += 1
+            cart.save(update_fields=["seq", "updated_at"])
+    ids = [(visit.pk, visit.shopper_id) for visit in visits]
+
+    def send() -> None:
+        layer = get_channel_layer()
+        if layer is None:
+            return
+        fresh = Visit.objects.select_related("store").in_bulk([visit_id for visit_id, _ in ids])
+        counts = review_undecided_counts(list(fresh.values()))
+        out = []
+        for visit_id, user_id in ids:
+            if visit_id not in fresh:  # deleted since (a test's teardown): nothing to show
+                continue
+            message = {"type": "cart.snapshot",
+                       "snapshot": cart_snapshot(visit=fresh[visit_id], under_review=counts[visit_id])}
+            out += [(visit_id, cart_group(visit_id), message), (visit_id, shopper_group(user_id), message)]
+        async_to_sync(_group_send_all)(layer, out)
+
+    transaction.on_commit(send)
+    for store_id in dict.fromkeys(visit.store_id for visit in visits):
+        dashboard_notify(reason="cart", store_id=store_id)
+
+
+async def _group_send_all(layer, messages: list[tuple[int, str, dict]]) -> None:
+    """Send each (visit id, group, message) in order; a failed push is logged (best effort, as in
+    :func:`_publish_now`) and the rest still go."""
+    for visit_id, group, message in messages:
+        try:
+            await layer.group_send(group, message)
+        except Exception:  # the live push is best-effort; the ledger is the truth and clients resync
+            log.exception("could not push the cart of visit %s", visit_id)
 
 
 @dataclass(frozen=True)

@@ -86,8 +86,8 @@ def _review_item(visit, *, barcode="0001", name="Cola", code="1-1-1", **fields) 
     event = ShelfEvent.objects.create(store=visit.store, session="live", bin=bin_, bin_codes=[code], t_start=T0,
                                       t_end=T0, delta_g=-355, hypotheses=[{"barcode": barcode, "quantity": 1,
                                                                            "likelihood": .9}])
-    return ReviewItem.objects.create(shelf_event=event, reason="confidence 0.51 below 0.60",
-                                     candidates=[{"visit": visit.pk}], **fields)
+    fields.setdefault("candidates", [{"visit": visit.pk}])
+    return ReviewItem.objects.create(shelf_event=event, reason="confidence 0.51 below 0.60", **fields)
 
 
 def test_a_decision_held_for_undo_is_told_as_decided_with_the_receipts_time_not_under_review(visit):
@@ -126,3 +126,28 @@ def test_an_undecided_item_beside_a_held_one_keeps_the_review_naming_only_the_un
     ReviewItem.objects.filter(shelf_event__bin__code="1-1-1").update(status=ReviewItem.Status.OPEN, undo_until=None)
     again = trip_status(visit=visit, now=now)
     assert again["stage"] == "review" and "Cola" in again["text"] and "Chips" in again["text"]
+
+
+def test_a_batch_counts_each_visits_undecided_items_as_the_visit_alone_would(visit):
+    """carts.services.review_undecided_counts (a step's snapshots read the store's reviews once): per visit, the
+    count of review_undecided_for — open, waiting, held in the undo window (not counted), decided for good (not
+    counted), naming the visit as a candidate or as a waiting put-back's visit, or another visit, or one long
+    before this visit came in."""
+    from carts.services import review_undecided_counts, review_undecided_for
+
+    now = datetime.now(dt_timezone.utc)
+    bob = get_user_model().objects.create_user("bob@example.com", password="pw-bob-123456")
+    other = Visit.objects.create(store=visit.store, shopper=bob, state=Visit.State.EXITED, entered_at=T0,
+                                 exited_at=T0 + timedelta(minutes=2))
+    later = Visit.objects.create(store=visit.store, shopper=bob, state=Visit.State.SHOPPING,
+                                 entered_at=T0 + timedelta(hours=3))
+    _review_item(visit)
+    _review_item(visit, barcode="0002", name="Chips", code="1-1-2", status=ReviewItem.Status.WAITING,
+                 candidates=[{"visit": other.pk}], resolution={"visit": visit.pk})
+    _review_item(other, code="1-1-4", status=ReviewItem.Status.RESOLVED, undo_until=now + timedelta(seconds=30))
+    _review_item(other, code="1-1-5", status=ReviewItem.Status.RESOLVED, undo_until=now - timedelta(seconds=30))
+    _review_item(other, code="1-1-3", candidates=[{"visit": other.pk}, {"visit": later.pk}])
+    visits = [visit, other, later]
+    counts = review_undecided_counts(visits, now=now)
+    assert counts == {v.pk: len(review_undecided_for(visit=v, now=now)[0]) for v in visits}
+    assert counts == {visit.pk: 2, other.pk: 2, later.pk: 0}

@@ -88,3 +88,45 @@ def test_bad_parameters_are_refused():
         find_swaps(obs, margin_m=0)
     with pytest.raises(ValueError):
         find_swaps(obs, smooth=1.5)
+
+
+def test_positions_kept_per_track_are_those_of_the_window_and_find_the_same_swaps():
+    """vision.identity.BodyFrames (the store loop's per-track body rows): for any window and any track subset, the
+    per-frame positions are exactly those regrouped from the window's rows, through pruning, with 15 Hz sightings
+    (two in some 0.1 s frames), tracks with only a head, and necks missing for a while; find_swaps on a
+    FramedBodies finds the same switches as on the plain rows."""
+    from carts.loop import ObservationWindow
+    from vision.identity import BodyFrames, FramedBodies, _positions
+
+    t = np.round(np.arange(0.0, 60.0, 1 / 15), 4)
+    rng = np.random.default_rng(3)
+    paths = {f"{k}": np.c_[np.linspace(0, 6, t.size) + k * 0.4, np.full(t.size, -0.7 + 0.1 * k)] for k in range(6)}
+    obs = walkers(paths, t, swaps=[("1", "2", 20.0, 23.0), ("3", "4", 40.0, 70.0)], seed=3)
+    head = obs.keypoint.copy()
+    head[(obs.track_id == "5") | ((obs.track_id == "0") & (obs.t > 30) & (obs.t < 35))] = "head"
+    obs = TrackObservations(obs.track_id, obs.t, head, obs.xyz, obs.score)
+    obs = obs[np.argsort(obs.t, kind="stable")]
+    frames, window = BodyFrames(), ObservationWindow()
+    checked = swaps_seen = 0
+    for s in np.arange(0.0, 60.0, 0.5):
+        chunk = obs[(obs.t >= s) & (obs.t < s + 0.5)]
+        frames.add(chunk)
+        window.add(chunk)
+        if s > 30 and s % 5 == 0:
+            frames.prune(s - 25)
+            window.prune(s - 25)
+        lo, hi = s - rng.uniform(0, 40), s + rng.uniform(0, 0.5)
+        rows = window.between(lo, hi)
+        tracks = None if s % 2 == 0 else ["0", "1", "2", "5"]
+        sub = rows if tracks is None else rows[np.isin(rows.track_id, tracks)]
+        want, got = _positions(sub, 0.1), frames.positions(lo, hi, tracks)
+        assert list(want) == list(got)
+        for k in want:
+            assert np.array_equal(want[k][0], got[k][0]) and np.array_equal(want[k][1], got[k][1])
+        framed = FramedBodies(rows.track_id, rows.t, rows.keypoint, rows.xyz, rows.score, frames=frames, t0=lo, t1=hi)
+        plain = find_swaps(rows, involving=["1", "3"])
+        assert find_swaps(framed, involving=["1", "3"]) == plain
+        assert find_swaps(framed.between(lo + 5, hi)) == find_swaps(rows.between(lo + 5, hi))
+        checked += 1
+        swaps_seen += bool(plain)
+    assert checked == 120 and swaps_seen > 10

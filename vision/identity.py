@@ -78,6 +78,123 @@ def _positions(bodies: TrackObservations, frame_s: float) -> dict[str, tuple[np.
     return out
 
 
+class BodyFrames:
+    """Every track's body sightings (:data:`BODY_KEYPOINTS`), kept per track as they arrive (bounded: pruned from
+    the front like the store loop's observation window), so that the per-frame floor positions of a window — what
+    :func:`find_swaps` reads — come from each track's own rows instead of regrouping the whole window's rows (every
+    shopper's minute of bodies) for every shelf event. :meth:`positions` gives exactly what ``_positions`` gives
+    for the kept rows of the window (same frames, same sums in the same order).
+
+    ``frame_s``: the frame length of the positions (s; :func:`find_swaps`' default). Not thread-safe."""
+
+    def __init__(self, frame_s: float = 0.1) -> None:
+        if not frame_s > 0:
+            raise ValueError(f"BodyFrames: frame_s must be > 0, got {frame_s}")
+        self.frame_s = float(frame_s)
+        #: track → [chunks of (t (m,), keypoint rank (m,) int8: index in BODY_KEYPOINTS, xy (m, 2)), earliest t]
+        self._tracks: dict[str, list] = {}
+
+    def __len__(self) -> int:
+        return sum(c[0].size for rec in self._tracks.values() for c in rec[0])
+
+    def add(self, obs: TrackObservations) -> None:
+        """Keep the body rows of ``obs`` (other keypoints are ignored), in their order."""
+        if len(obs) == 0:
+            return
+        rank = np.full(len(obs), -1, dtype=np.int8)
+        names = obs.keypoint.tolist()
+        for r, name in enumerate(BODY_KEYPOINTS):
+            rank[np.fromiter((x == name for x in names), dtype=bool, count=len(names))] = r
+        keep = np.flatnonzero(rank >= 0)
+        if keep.size == 0:
+            return
+        index: dict = {}
+        ids = obs.track_id[keep].tolist()
+        codes = np.fromiter((index.setdefault(x, len(index)) for x in ids), dtype=np.int64, count=len(ids))
+        order = np.argsort(codes, kind="stable")  # each track's rows together, in their own order
+        bounds = np.searchsorted(codes[order], np.arange(len(index) + 1))
+        for track, c in index.items():
+            rows = keep[order[bounds[c]:bounds[c + 1]]]
+            t = obs.t[rows]
+            rec = self._tracks.get(str(track))
+            if rec is None:
+                rec = self._tracks[str(track)] = [[], math.inf]
+            rec[0].append((t, rank[rows], obs.xyz[rows, :2]))
+            rec[1] = min(rec[1], float(t.min()))
+
+    def prune(self, before: float) -> None:
+        """Drop the rows older than ``before`` (s), as ``carts.loop.ObservationWindow.prune`` does."""
+        for track in list(self._tracks):
+            rec = self._tracks[track]
+            if rec[1] >= before:
+                continue
+            kept = []
+            for t, k, xy in rec[0]:
+                if t.size and float(t.max()) < before:
+                    continue
+                if float(t.min()) < before:
+                    m = t >= before
+                    t, k, xy = t[m], k[m], xy[m]
+                if t.size:
+                    kept.append((t, k, xy))
+            if not kept:
+                del self._tracks[track]
+                continue
+            rec[0] = kept
+            rec[1] = min(float(c[0].min()) for c in kept)
+
+    def _rows(self, track: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        rec = self._tracks[track]
+        if len(rec[0]) > 1:  # one array per track from here (appended chunks joined once)
+            rec[0] = [(np.concatenate([c[0] for c in rec[0]]), np.concatenate([c[1] for c in rec[0]]),
+                       np.concatenate([c[2] for c in rec[0]]))]
+        return rec[0][0]
+
+    def positions(self, t0: float, t1: float, tracks: Sequence[str] | None = None
+                  ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """Track → (frames (m,) int64, floor xy (m, 2) metres) of the kept rows with ``t0 <= t <= t1`` (s) of
+        ``tracks`` (None: all), as ``_positions`` gives them for those rows: per track the first of
+        :data:`BODY_KEYPOINTS` it has in the window, its mean position per frame; tracks with none left out."""
+        names = self._tracks if tracks is None else {str(x) for x in tracks} & self._tracks.keys()
+        out = {}
+        fs = self.frame_s
+        for track in sorted(names):
+            t, k, xy = self._rows(track)
+            inside = (t >= t0) & (t <= t1)
+            kk = k[inside]
+            if kk.size == 0:
+                continue
+            sel = kk == kk.min()  # the first keypoint of BODY_KEYPOINTS the track has in the window
+            f = np.round(t[inside][sel] / fs).astype(np.int64)
+            frames, inv = np.unique(f, return_inverse=True)
+            pts = xy[inside][sel]
+            if frames.size == f.size:  # one sighting per frame (the usual case): its position, as the mean gives it
+                out[track] = (frames, pts[np.argsort(f, kind="stable")] + 0.0)
+                continue
+            acc = np.zeros((frames.size, 2))
+            np.add.at(acc, inv, pts)
+            acc /= np.bincount(inv, minlength=frames.size)[:, None]
+            out[track] = (frames, acc)
+        return out
+
+
+@dataclass(frozen=True)
+class FramedBodies(TrackObservations):
+    """Body keypoints: every kept row of ``frames`` with ``t0 <= t <= t1`` (s), and ``frames`` itself, from which
+    :func:`find_swaps` reads the window's per-frame positions (:meth:`BodyFrames.positions`). Whoever builds one
+    vouches that its rows are exactly those rows (``carts.loop.StoreLoop`` feeds and prunes both alike);
+    :meth:`between` keeps that true, any other selection gives a plain ``TrackObservations``."""
+
+    frames: BodyFrames | None = None
+    t0: float = -math.inf
+    t1: float = math.inf
+
+    def between(self, t0: float, t1: float) -> TrackObservations:
+        rows = super().between(t0, t1)
+        return FramedBodies(rows.track_id, rows.t, rows.keypoint, rows.xyz, rows.score, frames=self.frames,
+                            t0=max(self.t0, t0), t1=min(self.t1, t1))
+
+
 def _apart(box_a: np.ndarray, box_b: np.ndarray, near_m: float) -> bool:
     """Whether two tracks' floor boxes ((4,) x0, y0, x1, y1 metres) are more than ``near_m`` apart: then no frame
     of theirs is, and the pair cannot have switched (:func:`_pair_swaps` would read nothing)."""
@@ -117,10 +234,14 @@ def find_swaps(bodies: TrackObservations, *, tracks: Sequence[str] | None = None
     """
     if not (frame_s > 0 and near_m > 0 and margin_m > 0 and 0 < smooth <= 1):
         raise ValueError("find_swaps: frame_s, near_m and margin_m must be > 0 and smooth in (0, 1]")
-    w = bodies[member(bodies.keypoint, BODY_KEYPOINTS)]
-    if tracks is not None:
-        w = w[member(w.track_id, tracks)]
-    pos = _positions(w, frame_s)
+    framed = bodies.frames if isinstance(bodies, FramedBodies) else None
+    if framed is not None and framed.frame_s == frame_s:  # kept per track as they came: no regrouping
+        pos = framed.positions(bodies.t0, bodies.t1, tracks)
+    else:
+        w = bodies[member(bodies.keypoint, BODY_KEYPOINTS)]
+        if tracks is not None:
+            w = w[member(w.track_id, tracks)]
+        pos = _positions(w, frame_s)
     names = sorted(pos)
     params = (frame_s, near_m, margin_m, noise_k, smooth, velocity_gain, max(1, int(round(max_gap_s / frame_s))),
               warmup, max(1, int(round(max_swap_s / frame_s))))
