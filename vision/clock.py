@@ -116,3 +116,37 @@ def clock_offsets(frames: Sequence[FrameTracks], assignments: dict[str, str], ev
     the pipeline keeps ``clock_offset_s`` and fusion's ``pad_s`` covers it)."""
     out = reach_offsets(frames, assignments, events, bins, fps=fps, clearance_m=clearance_m)
     return {c: out.get(c, ClockOffset(c, None, None, 0, "none")) for c in sorted({ft.camera for ft in frames})}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m vision.clock RECORDING [--stride N]``: track the recording's cameras and print each camera's
+    clock offset. Needs Django settings (``DJANGO_SETTINGS_MODULE``, default ``store.settings``)."""
+    import argparse
+    import os
+
+    ap = argparse.ArgumentParser(prog="python -m vision.clock", description=main.__doc__)
+    ap.add_argument("recording")
+    ap.add_argument("--stride", type=int, default=1)
+    args = ap.parse_args(argv)
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "store.settings")
+    import django
+
+    django.setup()
+    from carts.fusion import BinGeometry
+    from sensors.recordings import recording_shelf_events
+    from store.recording import read_recording
+
+    from .replay import track_recording
+
+    rec = read_recording(args.recording)
+    result = track_recording(rec, stride=args.stride, keep_frames=True)
+    offsets = clock_offsets(result.frames or [], result.assignments, recording_shelf_events(rec),
+                            BinGeometry.from_store(rec.store))
+    for o in offsets.values():
+        found = "not found" if o.offset_s is None else f"{o.offset_s:+.2f} ± {o.spread_s:.2f} s"
+        print(f"{o.camera}: clock offset {found} ({o.source}, {o.events} events)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
