@@ -312,10 +312,10 @@ class CameraTracker:
             self._blank_run = []
 
     def step(self, frame: Frame) -> FrameTracks | None:
-        """Track one frame. Returns its :class:`FrameTracks`, or None when the frame is dropped (out of time order,
-        not an image, blank (:func:`is_blank`, counted in ``blank_frames``, one problem per run of them): the
-        tracker state is kept so tracking resumes on the next good frame). Call :meth:`finish` after the last
-        frame (:meth:`run` does) to report a run of blank frames at the end."""
+        """Track one frame. Returns its :class:`FrameTracks` (empty for a blank frame, :func:`is_blank`: not run
+        through the detector, counted in ``blank_frames``, one problem per run of them), or None when the frame is
+        dropped (out of time order, not an image: logged). The tracker state is kept so tracking resumes on the next
+        good frame. Call :meth:`finish` after the last frame (:meth:`run` does) to report a blank run at the end."""
         if not (frame.t > self.last_t):
             self._problem(f"frame {frame.index} at t={frame.t:.3f} is not after the previous frame "
                           f"(t={self.last_t:.3f}): out of order, dropped")
@@ -325,10 +325,11 @@ class CameraTracker:
             self._problem(f"frame {frame.index} is not a BGR image ({getattr(img, 'shape', None)}); dropped")
             return None
         self.last_t = frame.t
-        if is_blank(img):
+        if is_blank(img):  # nothing to see: no detector run, the tracker's state untouched
             self.blank_frames += 1
             self._blank_run.append(frame.index)
-            return None
+            return frame_tracks(self.camera, self.session, frame.index, frame.t,
+                                Detections.empty(self.detector.hands_source), img.shape[:2])
         self._end_blank_run()
         self.frames += 1
         det = self.detector.track(img)
