@@ -36,7 +36,7 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 #: waist end 3-7 px above the edge (their box-bottom "floor points" landed 1 m off, at the glass).
 EDGE_PX = 8.0
 #: A frame whose grey levels (on a 1-in-8 subsample) span at most this many levels is blank. Black frames written
-#: through mp4v fall under it (tests/test_vision_multiview.py); every frame of the four cps-test-01 videos spans all 255.
+#: through mp4v fall under it (tests/test_vision_multiview.py); every frame of the cps-test-01 videos spans 255.
 BLANK_RANGE = 12
 
 
