@@ -67,6 +67,9 @@ class ShopperAssociator:
         self._shoppers: dict[str, _Shopper] = {}
         self._of: dict[str, str] = {}
         self._pending: dict[str, tuple[str, list[tuple[float, float, float]]]] = {}
+        #: keys of tracks left without a shopper at :meth:`flush`: fewer than its ``min_new`` floor observations
+        #: and near no shopper
+        self.unconfirmed: list[str] = []
 
     # ---------------------------------------------------------------------------------------------- reading
     def shopper_of(self, key: str) -> str | None:
@@ -115,13 +118,16 @@ class ShopperAssociator:
         """All tracks of one :class:`vision.tracking.FrameTracks`; returns each track's shopper id (or None)."""
         return [self.add(ft.camera, str(ft.key[i]), ft.t, ft.floor_xy[i]) for i in range(len(ft))]
 
-    def flush(self) -> None:
-        """Decide every undecided track that has at least one floor observation (end of stream or of a batch)."""
+    def flush(self, min_new: int = 1) -> None:
+        """Decide every undecided track that has at least one floor observation (end of stream or of a batch): it
+        joins the nearest shopper within the gate; one near no shopper starts a new shopper when it has at least
+        ``min_new`` observations, else none (listed in :attr:`unconfirmed`). 1 suits stills (one observation per
+        camera); video passes ``confirm``: a box on one or two frames of a 10 fps stream is not a person seen."""
         for key in sorted(self._pending, key=lambda k: self._pending[k][1][0][0]):
             if key in self._pending:
-                self._decide(key)
+                self._decide(key, create=len(self._pending[key][1]) >= min_new)
 
-    def _decide(self, key: str) -> str:
+    def _decide(self, key: str, create: bool = True) -> str | None:
         camera, obs = self._pending.pop(key)
         t_first = obs[0][0]
         best, best_d = None, self.gate_m
@@ -140,6 +146,9 @@ class ShopperAssociator:
             if dists:
                 if d < best_d:
                     best, best_d = s, d
+        if best is None and not create:
+            self.unconfirmed.append(key)
+            return None
         if best is None:
             self._count += 1
             best = self._shoppers.setdefault(f"{self.prefix}{self._count}", _Shopper(f"{self.prefix}{self._count}"))

@@ -67,7 +67,9 @@ def default_pose_model() -> str | None:
 class VideoTracking:
     """What tracking a recording's video produced: ``observations`` (shopper keypoints: ``floor`` and, where the
     calibration allows, ``l_wrist``/``r_wrist``, metres, track id = shopper id); ``zone_events``; ``intervals``
-    per-camera track summaries; ``assignments`` per-camera track key → shopper id; ``hands_source``; ``problems``."""
+    per-camera track summaries; ``assignments`` per-camera track key → shopper id; ``hands_source``; ``problems``;
+    ``frames`` every camera's :class:`FrameTracks` in time order, boxes dropped (only with ``keep_frames``: for
+    :func:`vision.clock.clock_offsets`), else None."""
 
     observations: TrackObservations
     zone_events: ZoneEvents
@@ -75,6 +77,7 @@ class VideoTracking:
     assignments: dict[str, str]
     hands_source: str
     problems: list[str]
+    frames: list[FrameTracks] | None = None
 
 
 def _merged(streams: list[Iterator[FrameTracks]]) -> Iterator[FrameTracks]:
@@ -94,11 +97,12 @@ def _merged(streams: list[Iterator[FrameTracks]]) -> Iterator[FrameTracks]:
 
 def track_recording(recording: Recording, *, session: str | None = None, model: str | None = None,
                     tracker: str | None = None, stride: int | None = None,
-                    max_frames: int | None = None) -> VideoTracking:
+                    max_frames: int | None = None, keep_frames: bool = False) -> VideoTracking:
     """Run detection, tracking, floor projection, association and zones on every camera of ``recording``.
 
     Cameras without a usable video or calibration are skipped with a problem line; the others still run.
-    ``model``, ``tracker``, ``stride`` default to :func:`vision_settings`. Raises nothing for bad video (logged).
+    ``model``, ``tracker``, ``stride`` default to :func:`vision_settings`; ``keep_frames`` keeps the per-camera frames
+    in the result. Raises nothing for bad video (logged).
     """
     cfg = vision_settings()
     session = session or recording.name
@@ -135,13 +139,18 @@ def track_recording(recording: Recording, *, session: str | None = None, model: 
         assoc.add_frame(ft)
         buffered.append(_compact(ft))
         hands_source = ft.hands_source if len(ft) else hands_source
-    assoc.flush()
+    assoc.flush(min_new=assoc.confirm)
+    if assoc.unconfirmed:
+        problems.append(f"{len(assoc.unconfirmed)} per-camera track(s) seen on the floor fewer than {assoc.confirm} "
+                        f"times near no shopper: not counted as shoppers ({', '.join(assoc.unconfirmed[:5])})")
+        log.warning("%s", problems[-1])
     for ct, src in trackers:
         problems.extend(src.problems)
         problems.extend(ct.problems)
     obs, zones = _observations(buffered, assoc.assignments, zones_from_store(recording.store))
     return VideoTracking(observations=obs, zone_events=zones, intervals=list(summary.intervals.values()),
-                         assignments=assoc.assignments, hands_source=hands_source, problems=problems)
+                         assignments=assoc.assignments, hands_source=hands_source, problems=problems,
+                         frames=buffered if keep_frames else None)
 
 
 def on_floor(ft: FrameTracks, floor: list) -> FrameTracks:

@@ -7,7 +7,8 @@
 - :class:`CameraTracker` owns one :class:`vision.detector.PersonDetector` (one tracker state) for one camera and
   one session. Ultralytics track ids are per tracker and restart after a reset, so every track is keyed
   ``"<camera>:<session>:<raw id>"`` (:func:`track_key`): ids never collide across cameras or recordings.
-  Frames out of time order are dropped with a log line; black or empty frames simply give no tracks.
+  Frames out of time order are dropped with a log line; blank frames (black, or one flat colour: a covered or
+  dark camera, an encoder's filler) are not run through the detector and are counted, one problem per run of them.
 - :class:`FrameTracks` is one frame's output: boxes, keys, the floor point of each track (metres) and its wrists in
   3-D (metres) where the calibration allows.
 - :class:`TrackSummary` accumulates compact per-track intervals (never a row per frame); :func:`write_mot` writes
@@ -34,6 +35,15 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 #: not trusted (NaN) unless the pose model saw the ankles. 8 px: cps-test-01's cam5 boxes of a shopper cut at the
 #: waist end 3-7 px above the edge (their box-bottom "floor points" landed 1 m off, at the glass).
 EDGE_PX = 8.0
+#: A frame whose grey levels (on a 1-in-8 subsample) span at most this many levels is blank. Black frames written
+#: through mp4v fall under it (tests/test_vision_multiview.py); every frame of the cps-test-01 videos spans 255.
+BLANK_RANGE = 12
+
+
+def is_blank(img: np.ndarray) -> bool:
+    """True when ``img`` ((H, W, 3) uint8) is one flat colour up to :data:`BLANK_RANGE` grey levels."""
+    sub = img[::8, ::8]
+    return int(sub.max()) - int(sub.min()) <= BLANK_RANGE
 
 
 class SourceError(RuntimeError):
@@ -277,6 +287,8 @@ class CameraTracker:
         self.session = session
         self.last_t = -math.inf
         self.frames = 0
+        self.blank_frames = 0
+        self._blank_run: list[int] = []
         self.problems: list[str] = []
 
     def start_session(self, session: str) -> None:
@@ -285,14 +297,25 @@ class CameraTracker:
         self.session = session
         self.last_t = -math.inf
         self.frames = 0
+        self.blank_frames = 0
+        self._blank_run = []
 
     def _problem(self, message: str) -> None:
         log.warning("camera %s: %s", self.camera.name, message)
         self.problems.append(message)
 
+    def _end_blank_run(self) -> None:
+        if self._blank_run:
+            a, b = self._blank_run[0], self._blank_run[-1]
+            self._problem(f"frames {a}-{b} ({len(self._blank_run)}) are blank (one flat colour: covered, dark or "
+                          f"filler frames); not tracked")
+            self._blank_run = []
+
     def step(self, frame: Frame) -> FrameTracks | None:
-        """Track one frame. Returns its :class:`FrameTracks`, or None when the frame is dropped (out of time order,
-        not an image: logged, the tracker state is kept so tracking resumes on the next good frame)."""
+        """Track one frame. Returns its :class:`FrameTracks` (empty for a blank frame, :func:`is_blank`: not run
+        through the detector, counted in ``blank_frames``, one problem per run of them), or None when the frame is
+        dropped (out of time order, not an image: logged). The tracker state is kept so tracking resumes on the next
+        good frame. Call :meth:`finish` after the last frame (:meth:`run` does) to report a blank run at the end."""
         if not (frame.t > self.last_t):
             self._problem(f"frame {frame.index} at t={frame.t:.3f} is not after the previous frame "
                           f"(t={self.last_t:.3f}): out of order, dropped")
@@ -302,6 +325,12 @@ class CameraTracker:
             self._problem(f"frame {frame.index} is not a BGR image ({getattr(img, 'shape', None)}); dropped")
             return None
         self.last_t = frame.t
+        if is_blank(img):  # nothing to see: no detector run, the tracker's state untouched
+            self.blank_frames += 1
+            self._blank_run.append(frame.index)
+            return frame_tracks(self.camera, self.session, frame.index, frame.t,
+                                Detections.empty(self.detector.hands_source), img.shape[:2])
+        self._end_blank_run()
         self.frames += 1
         det = self.detector.track(img)
         return frame_tracks(self.camera, self.session, frame.index, frame.t, det, img.shape[:2])
@@ -312,6 +341,11 @@ class CameraTracker:
             out = self.step(frame)
             if out is not None:
                 yield out
+        self.finish()
+
+    def finish(self) -> None:
+        """Report a run of blank frames still open at the end of the source."""
+        self._end_blank_run()
 
 
 @dataclass
