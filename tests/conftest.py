@@ -92,7 +92,7 @@ def _no_review_release_timer(monkeypatch):
 
 
 # Test files that use the shared services on 127.0.0.1 (the Celery queues on Redis databases 13/14, the shared
-# Mosquitto's topics): under pytest-xdist (`make test` runs two workers, `--dist loadgroup`) they all run in one
+# Mosquitto's topics): under pytest-xdist (`make test TEST_WORKERS=2`, `--dist loadgroup`) they all run in one
 # worker, one after the other, so two of them never read each other's messages. Every other file may run beside them.
 SHARED_SERVICES = {
     "test_api_bodies.py", "test_faults_tasks.py", "test_ingest_mqtt.py", "test_ingest_realtime.py",
