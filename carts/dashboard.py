@@ -30,6 +30,7 @@ from __future__ import annotations
 from functools import wraps
 
 from django import forms
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
@@ -249,6 +250,7 @@ def review_console_view(request: HttpRequest, review_id: int) -> HttpResponse:
         "c": console, "item": item, "chosen": chosen, "undo": _undo_offer(request),
         "queue_left": len(queue), "position": queue.index(item.pk) + 1 if item.pk in queue else None,
         "undo_s": review_undo_s(),
+        "clip_retention_h": float(settings.WALKOUT.get("REVIEW_CLIP_RETENTION_H", 72.0)),
     })
 
 

@@ -67,8 +67,8 @@ def recordings_available() -> list[Path]:
 async def live_replay_start(*, path: Path, session: str, speed: float = 1.0,
                             bind_visits: list[int] | None = None) -> str:
     """Start replaying ``path`` at ``speed`` × real time in ``session``; returns how it runs ("worker"/"server").
-    ``bind_visits``: visits already inside that are the recording's first shoppers (embedded profile; see
-    ``carts.emulator.emulate``; the production worker's replay plays them as demo accounts).
+    ``bind_visits``: visits already inside that are the recording's first shoppers (embedded profile:
+    ``carts.emulator.emulate``; production: the worker's ``carts.replay.replay_recording``).
 
     Must be called from the server's event loop (an async view). Raises ValueError for a path outside
     ``settings.RECORDINGS_DIR``, :class:`LiveReplayBusy` while another live replay runs in this server.
@@ -80,7 +80,7 @@ async def live_replay_start(*, path: Path, session: str, speed: float = 1.0,
     if _running:
         raise LiveReplayBusy("a live replay is already running in this server; wait for it to finish")
     if not settings.CELERY_TASK_ALWAYS_EAGER:
-        await sync_to_async(replay_recording_task.delay)(str(path), session, speed)
+        await sync_to_async(replay_recording_task.delay)(str(path), session, speed, list(bind_visits or []))
         return "worker"
 
     def emulate_here() -> None:

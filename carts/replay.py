@@ -87,7 +87,7 @@ def replay_gate(*, store: Store) -> Gate:
 def replay_recording(recording: Recording, *, session: str | None = None, shoppers: dict[str, str] | None = None,
                      default_shopper: str = DEMO_SHOPPER, speed: float | None = None, step_s: float = 0.2,
                      shopper_factory: Callable[[str], object] | None = None, as_of_now: bool = False,
-                     clock_offset_s: float | None = None) -> ReplayResult:
+                     clock_offset_s: float | None = None, bind_visits: list[int] | None = None) -> ReplayResult:
     """Replay ``recording`` through the pipeline. Returns a :class:`ReplayResult`.
 
     Shopper accounts: a gate scan's ``account`` column, else ``shoppers[track]``, else ``default_shopper`` for the
@@ -96,6 +96,13 @@ def replay_recording(recording: Recording, *, session: str | None = None, shoppe
     A scan refused at the gate is logged and counted as a problem; that track's events then go to review.
     ``as_of_now``: store every time shifted so that the recording starts now (what a live demo wants); by default
     the database keeps the recording's own times. ``clock_offset_s``: the shift itself (overrides ``as_of_now``).
+
+    ``bind_visits``: visits already admitted in the recording's store and not yet bound to a track (people really
+    inside, e.g. a new shopper who scanned in at the gate; ``carts.live.visits_waiting``) whom the recording's first
+    shoppers are, in that order: at each of the first entries that is not a guest's, the next such visit is bound
+    to the recorded track (and labelled with ``session``) instead of a pass being issued to an account, so the
+    cart fills on that shopper's phone. A listed visit no longer admitted (left, or bound meanwhile) is skipped.
+    The embedded profile's live replay does the same through the emulator (``carts.emulator.emulate``).
 
     Idempotent in ``session`` (a redo after a crash, same ``clock_offset_s``): an entry whose track already has a
     visit in the session reuses it, shelf events are found by their time (``sensors.services.shelf_event_record``),
@@ -119,6 +126,18 @@ def replay_recording(recording: Recording, *, session: str | None = None, shoppe
     shoppers = dict(shoppers or {})
     assigned: dict[str, str] = {}
     party_of = parties_from_gates(recording.gates, within_s=PARTY_WITHIN_S)
+    inside = list(Visit.objects.filter(pk__in=bind_visits or [], store=store).select_related("shopper")
+                  .order_by("entered_at", "pk"))
+
+    def next_inside() -> Visit | None:
+        """The next visit of ``bind_visits`` still admitted and unbound (a redo finds its own by track first)."""
+        while inside:
+            visit = inside.pop(0)
+            visit.refresh_from_db()
+            if visit.state == Visit.State.ADMITTED and not visit.track_id:
+                return visit
+            log.info("visit %s is %s (track %r): not bound to this replay", visit.pk, visit.state, visit.track_id)
+        return None
 
     def account_for(scan: GateScan) -> str:
         if scan.account:
@@ -150,6 +169,14 @@ def replay_recording(recording: Recording, *, session: str | None = None, shoppe
                 if lead != scan.track and lead in pipeline.visits:
                     pipeline.join_party(track_id=scan.track, lead_track_id=lead)
                 log.info("track %s: visit %s of an earlier attempt of %s reused", scan.track, earlier.pk, session)
+                return
+            person = next_inside() if party_of.get(scan.track, scan.track) == scan.track else None
+            if person is not None:  # someone really inside is this recorded shopper: bind, don't issue a pass
+                Visit.objects.filter(pk=person.pk).update(session=session)
+                person.session = session
+                visit = visit_bind_track(visit=person, track_id=scan.track, at=pipeline.at(scan.t))
+                pipeline.bind_visit(track_id=scan.track, visit=visit, t=scan.t)
+                log.info("track %s is visit %s of %s, who is inside", scan.track, visit.pk, person.shopper)
                 return
             user = user_for(account_for(scan))
             if user is None:

@@ -18,9 +18,11 @@ log = logging.getLogger(__name__)
 
 
 @shared_task(acks_late=True, time_limit=getattr(settings, "REPLAY_TASK_LIMIT_S", 240.0))
-def replay_recording_task(path: str, session: str, speed: float | None = None) -> dict:
+def replay_recording_task(path: str, session: str, speed: float | None = None,
+                          bind_visits: list[int] | None = None) -> dict:
     """Replay the recording at ``path`` in ``session`` (``carts.replay.replay_recording``), paced at ``speed``,
-    with its clock shifted to now (a live demo).
+    with its clock shifted to now (a live demo). ``bind_visits``: the visit ids of the people inside whom the
+    recording's first shoppers are (``carts.live.replay_cast``); the other shoppers play as demo accounts.
 
     Completion is recorded in :class:`~carts.models.ReplayRun`: a session whose run finished is skipped (a
     redelivered message is a no-op); a run that started but never finished (its worker died) is redone with the
@@ -52,7 +54,7 @@ def replay_recording_task(path: str, session: str, speed: float | None = None) -
     if run.attempts:
         log.warning("session %s: redoing a replay interrupted after attempt %d", session, run.attempts)
     result = replay_recording(recording, session=session, speed=speed, shopper_factory=demo_shopper_ensure,
-                              clock_offset_s=run.clock_offset_s)
+                              clock_offset_s=run.clock_offset_s, bind_visits=bind_visits)
     out = {"session": result.session, "visits": len(result.visits), "receipts": result.stats.receipts}
     ReplayRun.objects.filter(pk=run.pk).update(finished_at=timezone.now(), result=out)
     return out

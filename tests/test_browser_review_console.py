@@ -129,6 +129,10 @@ def test_a_manager_decides_reviews_in_seconds_with_confirmation_and_undo(manager
     expect(page.locator("#sentences")).to_contain_text("356 g left it")  # on to the next item
     timings.append(time.perf_counter() - t)
     assert CartEvent.objects.filter(visit=va, product=ginger).count() == 1
+    # the second item has no recorded frames: said plainly, nothing drawn in their place
+    expect(page.locator("#no-clip")).to_have_text("No camera footage for this moment.")
+    expect(page.locator("#clip img")).to_have_count(0)
+    expect(page.locator("#clip")).not_to_contain_text("run_camera")
     undo = page.locator("#undo")
     expect(undo).to_contain_text("Shopper A took one ICE Ginger Lime (ann@walkout.test, $1.79 charged).")
     screenshot(page, "review-undo-offer")

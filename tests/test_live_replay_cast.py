@@ -71,3 +71,21 @@ def test_dashboard_hint_names_who_plays(benchmark1_recording, settings, tmp_path
     visit = admit_new_shopper(store)
     hint = c.get("/manage/").content.decode()
     assert f"now <strong>newbie@walkout.test</strong> (visit {visit.pk}, {store.code})" in hint
+
+
+def test_the_workers_replay_binds_the_shopper_inside_too(benchmark1_recording):
+    """Production profile: the live replay runs on a Celery worker (``replay_recording_task``), not the emulator;
+    the person inside is its shopper there too (it used to play the demo account and leave them an empty cart)."""
+    from carts.tasks import replay_recording_task
+
+    rec = read_recording(benchmark1_recording)
+    store = layout_load(data=rec.store)
+    catalogue_load(store=store, products=rec.store["products"], facings=rec.store["facings"])
+    visit = admit_new_shopper(store)
+    out = replay_recording_task(str(benchmark1_recording), "worker-bind", None, [visit.pk])
+    assert out["visits"] == 1, out
+    visit.refresh_from_db()
+    assert visit.state == Visit.State.BILLED and visit.track_id and visit.session == "worker-bind"
+    receipt = Receipt.objects.get(visit=visit)
+    assert [(ln.barcode, ln.quantity) for ln in receipt.lines.all()] == [("071142008582", 1)]
+    assert not Visit.objects.filter(shopper__username=DEMO_SHOPPER).exists()

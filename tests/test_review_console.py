@@ -194,12 +194,29 @@ def test_the_frame_ring_is_bounded_and_a_clip_is_written_read_and_pruned(tmp_pat
                       labels={"cam:live:1": "Shopper A"})
     folder = store.write(req, "aisle", ring.between(1007.0, 1009.5), bin_px_full=np.array([160.0, 120.0]),
                          now=5000.0)
-    (clip,) = store.clips(7)
+    (clip,) = store.clips(7, now=5000.0)
     assert folder.is_dir() and clip["camera"] == "aisle" and len(clip["frames"]) >= 10
     assert store.frame_path(7, "aisle", clip["frames"][0]["file"]).stat().st_size > 500
     assert store.frame_path(7, "aisle", "../x.jpg") is None
+    assert store.clips(7, now=5000.0 + 3601) == []  # past retention: not shown, even before it is deleted
     assert store.prune(now=5000.0 + 1800) == 0 and store.prune(now=5000.0 + 3601) == 1
     assert store.clips(7) == [] and not (tmp_path / "7").exists()
+
+
+def test_the_clip_writer_deletes_clips_past_retention_without_beat(tmp_path):
+    """The embedded profile runs no beat: the writer itself prunes, at most once an hour."""
+    ring = FrameRing(seconds=2, fps=5, width_px=64)
+    ring.add(10.0, np.full((48, 64, 3), 100, np.uint8))
+    store = ClipStore(tmp_path, retention_h=1)
+
+    def req(n):
+        return ClipRequest(review=n, t0=10.0, t1=10.0, bin_code="b", bin_xyz=(0, 0, 0))
+
+    store.write(req(1), "cam", ring.between(0, 20), now=0.0)
+    store.write(req(2), "cam", ring.between(0, 20), now=1800.0)   # within the hour: no prune yet
+    assert (tmp_path / "1").exists()
+    store.write(req(3), "cam", ring.between(0, 20), now=3700.0)   # an hour on: review 1 is past retention
+    assert not (tmp_path / "1").exists() and (tmp_path / "2").exists() and (tmp_path / "3").exists()
 
 
 def test_the_camera_worker_writes_a_clip_when_an_event_goes_to_review(tmp_path):
@@ -266,8 +283,9 @@ def test_prune_review_clips_command_and_task_remove_old_clips(settings, tmp_path
     ring.add(10.0, np.full((48, 64, 3), 100, np.uint8))
     req = ClipRequest(review=1, t0=10.0, t1=10.0, bin_code="b", bin_xyz=(0, 0, 0))
     store = ClipStore(tmp_path, retention_h=1)
-    store.write(req, "cam", ring.between(0, 20), now=0.0)                       # written long ago
     store.write(ClipRequest(review=2, t0=10.0, t1=10.0, bin_code="b", bin_xyz=(0, 0, 0)), "cam", ring.between(0, 20))
+    store.write(req, "cam", ring.between(0, 20), now=0.0)  # dated long ago (the writer pruned an instant before)
+    assert (tmp_path / "1").exists()
     call_command("prune_review_clips")
     assert store.clips(1) == [] and len(store.clips(2)) == 1
     assert review_clips_prune_task() == 0

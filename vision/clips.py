@@ -158,6 +158,7 @@ class ClipStore:
             raise ValueError(f"retention_h must be a positive number of hours, got {retention_h!r}")
         self.root = Path(root)
         self.retention_h = float(retention_h)
+        self._pruned_at = -math.inf  # when write() last pruned (s UTC): at most once an hour
 
     def folder(self, review: int, camera: str) -> Path:
         if not _NAME.match(camera):
@@ -197,11 +198,18 @@ class ClipStore:
             shutil.rmtree(folder)
         os.replace(tmp, folder)
         log.info("review %s: clip of camera %s written (%d frames)", request.review, camera, len(listed))
+        t_now = time.time() if now is None else now
+        if t_now - self._pruned_at >= 3600.0:  # the writer deletes what is past retention (no beat needed)
+            self._pruned_at = t_now
+            self.prune(now=t_now)
         return folder
 
-    def clips(self, review: int) -> list[dict]:
+    def clips(self, review: int, *, now: float | None = None) -> list[dict]:
         """The clips of ``review``: ``[{"camera", "t_event", "bin", "frames": [{"file", "t"}], "written_at"}]``
-        by camera name; a clip whose ``clip.json`` cannot be read is left out (logged)."""
+        by camera name; a clip whose ``clip.json`` cannot be read is left out (logged), and so is one written more
+        than ``retention_h`` hours before ``now`` (s UTC, default the clock): past retention it is not shown even
+        before :meth:`prune` deletes it."""
+        cutoff = (time.time() if now is None else now) - self.retention_h * 3600.0
         base = self.root / str(int(review))
         out = []
         if not base.is_dir():
@@ -212,6 +220,8 @@ class ClipStore:
             except (OSError, ValueError) as exc:
                 if not cam.name.endswith(".tmp"):
                     log.warning("%s: unreadable clip (%s)", cam, exc)
+                continue
+            if float(meta.get("written_at", 0) or 0) <= cutoff:
                 continue
             meta["frames"] = [f for f in meta.get("frames", []) if _JPG.match(str(f.get("file", "")))]
             out.append(meta)
