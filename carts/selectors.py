@@ -653,9 +653,9 @@ def _event_row(name: str, ev: EventEvidence, product: Product, currency: str) ->
     if ev.bin_code and ev.delta_g is not None:
         grams = f"{abs(ev.delta_g):,.0f} g {'left it' if ev.delta_g < 0 else 'put on it'}"
     amount = price_to_minor(product.price, currency) * q
+    amount_display = ("+" if amount >= 0 else "−") + money_display(abs(amount), currency)
     return VisitEventRow(product=name, quantity=q, what=what, how=how, sure=f"{ev.confidence * 100:.0f} %",
-                         bin_code=ev.bin_code if grams else "", grams=grams, amount_display=("+" if amount >= 0 else "−") + money_display(abs(amount),
-                                                                                                     currency), ev=ev)
+                         bin_code=ev.bin_code if grams else "", grams=grams, amount_display=amount_display, ev=ev)
 
 
 def _review_row(item: ReviewItem, tz) -> VisitReviewRow:
