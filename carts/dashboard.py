@@ -97,6 +97,7 @@ def home(request: HttpRequest) -> HttpResponse:
     return render(request, "dashboard/home.html", {
         "occupancy": [(o, _store_map_url(o.store_code)) for o in selectors.store_occupancy()],
         "sales": selectors.sales_today(),
+        "week": _week_glance(),
         "open_carts": selectors.open_visit_carts(),
         "low_stock_count": low_count,
         "low_stock": low_items,
@@ -113,6 +114,13 @@ def home(request: HttpRequest) -> HttpResponse:
         "store_alerts": selectors.store_alerts_open(limit=20),
         **selectors.sensor_alerts_context(),
     })
+
+
+def _week_glance() -> list:
+    """Each store's last 7 days (``carts.reports.week_glance``)."""
+    from .reports import week_glance
+
+    return week_glance(days=7)
 
 
 def _review_rows(rows: list) -> list[tuple]:

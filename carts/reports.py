@@ -150,3 +150,44 @@ def bar_chart_svg(values: list[float | None], labels: list[str], *, title: str, 
                          f'text-anchor="middle">{escape(label)}</text>')
     parts.append("</svg>")
     return "".join(parts)
+
+
+@dataclass(frozen=True)
+class WeekGlance:
+    """One store's last ``days`` local days at a glance, for the dashboard: ``sales_display`` their total,
+    ``receipts``, ``chart`` a small sales-per-day SVG (:func:`bar_chart_svg`), ``top`` the best seller (None: nothing
+    sold), ``top_units``, ``review_words`` the share of shelf events a person decided ("12 % (3 of 25)", or "no data"
+    without a shelf event), ``days``."""
+
+    store_code: str
+    store_name: str
+    days: int
+    sales_display: str
+    receipts: int
+    chart: str
+    top: str | None
+    top_units: int
+    review_words: str
+
+
+def week_glance(*, days: int = 7, now: datetime | None = None) -> list[WeekGlance]:
+    """:class:`WeekGlance` of every store, by code (five queries a store)."""
+    from .selectors import money_display
+
+    out = []
+    for store in Store.objects.order_by("code"):
+        sales = sales_by_day(store=store, days=days, now=now)
+        reviews = review_rate_by_day(store=store, days=days, now=now)
+        top = top_sellers(store=store, days=days, limit=1, now=now)
+        events, decided = sum(d.shelf_events for d in reviews), sum(d.reviews for d in reviews)
+        out.append(WeekGlance(
+            store_code=store.code, store_name=store.name, days=days,
+            sales_display=money_display(sum(d.total_minor for d in sales), store.currency),
+            receipts=sum(d.receipts for d in sales),
+            chart=bar_chart_svg([d.total_minor for d in sales], [d.day.strftime("%a") for d in sales],
+                                title=f"Sales per day, {store.name}, last {days} days",
+                                value_labels=[money_display(d.total_minor, store.currency) for d in sales],
+                                width=320, height=90),
+            top=top[0].name if top else None, top_units=top[0].units if top else 0,
+            review_words=(f"{100 * decided / events:.0f} % ({decided} of {events})" if events else "no data")))
+    return out
