@@ -288,8 +288,8 @@ WALKOUT = {
     # Review clips (vision/clips.py): each camera worker keeps the last CLIP_RING_S seconds of frames (JPEG, at most
     # CLIP_FPS a second, at most CLIP_WIDTH_PX wide) in memory; when a shelf event goes to review, the cameras that
     # see its shelf write REVIEW_CLIP_PRE_S before to REVIEW_CLIP_POST_S after it under REVIEW_CLIPS_DIR, with the
-    # tracks and hands drawn; clips older than REVIEW_CLIP_RETENTION_H hours are deleted (beat task
-    # carts.tasks.review_clips_prune_task, or `manage.py prune_review_clips`).
+    # tracks and hands drawn; clips older than REVIEW_CLIP_RETENTION_H hours are not shown and are deleted (by the
+    # clip writer at most hourly, the beat task carts.tasks.review_clips_prune_task, or `manage.py prune_review_clips`).
     "REVIEW_CLIPS_DIR": os.environ.get("WALKOUT_REVIEW_CLIPS_DIR", str(VAR_DIR / "clips")),
     "REVIEW_CLIP_RETENTION_H": float(os.environ.get("WALKOUT_REVIEW_CLIP_RETENTION_H", "72")),
     "REVIEW_CLIP_PRE_S": float(os.environ.get("WALKOUT_REVIEW_CLIP_PRE_S", "3")),
