@@ -7,7 +7,7 @@ ARGS ?=
 export YOLO_OFFLINE := 1
 export YOLO_AUTOINSTALL := 0
 
-.PHONY: install demo test bench bench-sensors bench-vision bench-accuracy bench-live bench-store bench-rfid bench-products bench-activity ingest-mqtt clean
+.PHONY: install demo test lint bench bench-sensors bench-vision bench-accuracy bench-live bench-store bench-rfid bench-products bench-activity ingest-mqtt clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -25,6 +25,11 @@ demo: install
 TEST_WORKERS ?= 0
 test: install
 	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup $(ARGS)
+
+# ruff (pyflakes, pycodestyle, bugbear, docstrings) and the import contracts (pyproject.toml); run by .ci/run
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports
 
 bench: bench-sensors bench-vision bench-accuracy
 

@@ -449,7 +449,7 @@ def analyse(url: str, messages: list[tuple[float, str, dict]]) -> dict:
             if row[5] is not None:
                 lat_shelf.append(hit - float(row[5]))
     exit_ws, exit_cap, no_receipt = [], [], 0
-    for vid, _, state, exited in visits:
+    for vid, _, _state, exited in visits:
         if exited is None or vid in held:  # billed once people decided its reviews (here: the oracle, at the end)
             continue
         exited = float(exited)
@@ -497,7 +497,6 @@ def run_size(n: int, args, work: Path) -> dict:
                                   env=env, capture_output=True, text=True, timeout=600)
             if done.returncode != 0:
                 raise RuntimeError(f"preparing the shoppers failed:\n{done.stderr[-3000:]}")
-            sessions = json.loads(sessions_file.read_text())
             port = free_port()
             py = [sys.executable, "manage.py"]
             procs.start("daphne", [str(BIN / "daphne"), "-b", "127.0.0.1", "-p", str(port),
@@ -610,7 +609,6 @@ def saturation(row: dict) -> str:
     notes = [f"{top} uses the most CPU ({cpu[top] * 100:.0f}% of a core)"]
     if series:
         live = [s for s in series if s.get("emulating")] or series
-        tail = live[-max(1, len(live) // 5):]
         for kind in ("shelf", "obs"):
             lags = [s.get(f"lag_{kind}", 0) for s in series]
             if lags and max(lags) > 500:
@@ -795,7 +793,7 @@ def feed(minutes: float, shoppers: int, seed: int, prefix: str) -> None:
                 futures.append(pool.submit(_sim_chunk, shoppers, chunk_min, seed * 1000 + k + 2))
             off = base + k * chunk_min * 60.0 - sim["t_start"]
             party_of = parties_from_gates(sim["gates"], within_s=10.0)
-            guests = {lead: sum(1 for m, l in party_of.items() if l == lead and m != lead)
+            guests = {lead: sum(1 for m, lead_of in party_of.items() if lead_of == lead and m != lead)
                       for lead in set(party_of.values())}
             tag = f"c{k}-"
             from carts.loop import recording_steps

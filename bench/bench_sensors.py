@@ -132,7 +132,6 @@ def latency_breakdown(n_picks: int = 60, n_bins: int = 60, rate_hz: float = 60.0
         x[i:i + block, b] -= unit[b] * ramp
         x[i + block:, b] -= unit[b]
         settle[b] = settle.get(b, []) + [i + 8]
-    found: list[tuple[int, int, float, float]] = []   # (bin, sample returned, t_end, start)
     waiting: list[tuple[int, int, float]] = []
     released: list[tuple[int, int, int]] = []         # (bin, sample the detector returned it, sample released)
     for i in range(n):

@@ -42,6 +42,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "store.settings")
+from vision import yolo_environment  # noqa: E402 — ultralytics' offline settings before it is imported below
+
+yolo_environment()
 
 SHARED = Path(os.environ.get("WALKOUT_SHARED", ROOT.parent / "shared"))
 MODELS = ["yolo11n_int8.onnx", "yolov8n_int8.onnx"]
@@ -282,7 +285,7 @@ def main() -> None:
                   else run_camera_worker(args.worker, args.frames, args.start_at))
         print("RESULT " + json.dumps(result), flush=True)
         return
-    cps = cps_section(MODELS[0], args.frames * 2 if args.frames else 300)
+    cps_section(MODELS[0], args.frames * 2 if args.frames else 300)
     if args.cps:
         return
     results = []

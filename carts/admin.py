@@ -13,6 +13,7 @@ from .services import ReviewError, review_resolve
 
 @admin.register(CartEvent)
 class CartEventAdmin(ReadOnlyMixin, admin.ModelAdmin):
+    """Cart events (takes and put-backs as decided): read-only; written by the store loop and reviews."""
     list_display = ("id", "created_at", "visit", "product", "quantity", "source", "confidence", "seen_by",
                     "shelf_event")
     list_filter = ("source", "visit__store", "visit__state", "created_at")
@@ -28,6 +29,7 @@ class CartEventAdmin(ReadOnlyMixin, admin.ModelAdmin):
 
 @admin.register(Cart)
 class CartAdmin(ReadOnlyMixin, admin.ModelAdmin):
+    """Carts per visit: read-only; the ledger of cart events is the source of truth."""
     list_display = ("visit", "seq", "updated_at")
     list_filter = ("visit__store", "visit__state")
     search_fields = ("=visit__id", "visit__shopper__username")
@@ -36,6 +38,7 @@ class CartAdmin(ReadOnlyMixin, admin.ModelAdmin):
 
 @admin.register(ReviewItem)
 class ReviewItemAdmin(admin.ModelAdmin):
+    """The review queue: events fusion could not decide with confidence, for a manager to decide."""
     list_display = ("id", "created_at", "status", "reason", "shelf_event", "resolved_by", "resolved_at")
     list_filter = ("status", "shelf_event__store", "created_at")
     search_fields = ("reason", "shelf_event__bin__code", "resolved_by")

@@ -1,7 +1,10 @@
+"""Carts: the Django app configuration."""
 from django.apps import AppConfig
 
 
 class CartsConfig(AppConfig):
+    """The carts app."""
+
     name = "carts"
     default_auto_field = "django.db.models.BigAutoField"
 

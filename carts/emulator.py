@@ -270,7 +270,7 @@ def emulate(recording: Recording, *, speed: float = 1.0, url: str | None = None,
     gate_key, tracker_key = devices.gate_key, devices.tracker_key
     controllers = _controllers(store, recording)
     party_of = parties_from_gates(recording.gates, within_s=PARTY_WITHIN_S)
-    guests = {lead: sum(1 for m, l in party_of.items() if l == lead and m != lead) for lead in set(party_of.values())}
+    guests = {lead: sum(1 for m, lead_of in party_of.items() if lead_of == lead and m != lead) for lead in set(party_of.values())}
     sent = {"shelf": 0, "idle": 0, "obs": 0, "entry": 0, "exit": 0}
     problems: list[str] = []
     accounts: dict[str, str] = {}

@@ -593,8 +593,8 @@ def party_holdings(track: str, carts: Holdings, party_of: Mapping[str, str]) -> 
     """Units held by ``track``'s party (itself when it has none): ``{barcode: units}`` summed over members."""
     key = party_of.get(track, track)
     out: dict[str, int] = {}
-    for member, cart in carts.items():
-        if party_of.get(member, member) == key:
+    for holder, cart in carts.items():
+        if party_of.get(holder, holder) == key:
             for code, q in cart.items():
                 if q:
                     out[code] = out.get(code, 0) + int(q)

@@ -729,6 +729,7 @@ def register_local(store_code: str, worker: StoreWorker) -> None:
 
 
 def unregister_local(store_code: str) -> None:
+    """Forget the in-process loop of ``store_code`` (the embedded profile's registry; no-op when absent)."""
     with _local_lock:
         _local.pop(store_code, None)
 

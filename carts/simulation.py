@@ -680,14 +680,19 @@ def _tracks(world: _World, shoppers: list[_Shopper], t0: float, t1: float) -> Tr
         body = xy + bias + rng.normal(0, cfg.position_noise_m, (n, 2))
         ids = observed[sh.track]
         for name, z in (("head", 1.65), ("neck", 1.45)):
-            tid.append(ids[keep]); ts.append(t[keep]); kp.append(np.full(int(keep.sum()), name, dtype=object))
+            tid.append(ids[keep])
+            ts.append(t[keep])
+            kp.append(np.full(int(keep.sum()), name, dtype=object))
             xyz.append(np.c_[body[keep], np.full(int(keep.sum()), z) + rng.normal(0, 0.03, int(keep.sum()))])
             sc.append(rng.uniform(0.7, 1.0, int(keep.sum())))
         for h, name in ((0, "l_wrist"), (1, "r_wrist")):
             k2 = keep & (rng.random(n) >= cfg.missed_hand_share)
             p = hands[h] + np.r_[bias, 0.0] + rng.normal(0, cfg.hand_noise_m, (n, 3))
-            tid.append(ids[k2]); ts.append(t[k2]); kp.append(np.full(int(k2.sum()), name, dtype=object))
-            xyz.append(p[k2]); sc.append(rng.uniform(0.4, 1.0, int(k2.sum())))
+            tid.append(ids[k2])
+            ts.append(t[k2])
+            kp.append(np.full(int(k2.sum()), name, dtype=object))
+            xyz.append(p[k2])
+            sc.append(rng.uniform(0.4, 1.0, int(k2.sum())))
     if not ts:
         return TrackObservations.empty()
     obs = TrackObservations(np.concatenate(tid).astype(object), np.concatenate(ts), np.concatenate(kp).astype(object),
@@ -792,11 +797,11 @@ def simulate(sim_store: SimStore, config: SimConfig) -> Simulation:
     shoppers: list[_Shopper] = []
     truth_rows: list[dict] = []
     gates: list[GateScan] = []
-    for gi, (size, a) in enumerate(zip(groups, arrivals)):
+    for size, a in zip(groups, arrivals):
         lead = f"{1000 + len(shoppers)}"
         account = f"sim{cfg.seed}+{lead}@walkout.test"
         party: list[_Shopper] = []
-        for m in range(size):
+        for _ in range(size):
             sh = _Shopper(track=f"{1000 + len(shoppers)}", account=account, lead=lead)
             party.append(sh)
             shoppers.append(sh)

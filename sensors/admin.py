@@ -11,6 +11,7 @@ from .models import ControllerProblem, SensorHealth, ShelfController, ShelfEvent
 
 @admin.register(ShelfEvent)
 class ShelfEventAdmin(ReadOnlyMixin, admin.ModelAdmin):
+    """Shelf events (weight changes on bins/plates): read-only; written by ingestion."""
     list_display = ("id", "t_start", "t_end", "store", "session", "bin", "delta_g", "kind", "misplaced")
     list_filter = ("store", "session", "kind", "misplaced")
     search_fields = ("bin__code",)
@@ -36,12 +37,14 @@ class ShelfControllerAdmin(admin.ModelAdmin):
 
 @admin.register(ControllerProblem)
 class ControllerProblemAdmin(WrittenByServicesMixin, admin.ModelAdmin):
+    """Rejected or damaged shelf-controller messages, counted per reason (written by ingestion)."""
     list_display = ("controller", "reason", "count", "samples_lost", "last_at", "last_message")
     list_filter = ("reason", "controller__store")
 
 
 @admin.register(SensorHealth)
 class SensorHealthAdmin(WrittenByServicesMixin, admin.ModelAdmin):
+    """Per-controller and per-plate health (last sample, noise, stuck load cells), written by ingestion."""
     list_display = ("bin", "status", "evidence", "noise_g", "since", "checked_at")
     list_filter = ("status",)
     list_select_related = ("bin",)
@@ -52,6 +55,9 @@ from .models import ReaderProblem, RfidAntenna, RfidReader, RfidTag, TagEvent  #
 
 
 class RfidAntennaInline(admin.TabularInline):
+
+
+    """The antennas of an RFID reader: where each one reads (shelf bin or exit lane)."""
     model = RfidAntenna
     extra = 0
     fields = ("port", "kind", "bin", "lane")
@@ -85,6 +91,7 @@ class RfidTagAdmin(WrittenByServicesMixin, admin.ModelAdmin):
 
 @admin.register(TagEvent)
 class TagEventAdmin(ReadOnlyMixin, admin.ModelAdmin):
+    """RFID tag reads turned into events (tag lost on a shelf, read again, seen at an exit): read-only."""
     list_display = ("t", "kind", "tag", "where", "rssi_dbm", "on_shelf", "reader")
     list_filter = ("store", "kind", "on_shelf")
     search_fields = ("tag__gtin", "tag__serial", "where")
@@ -94,5 +101,6 @@ class TagEventAdmin(ReadOnlyMixin, admin.ModelAdmin):
 
 @admin.register(ReaderProblem)
 class ReaderProblemAdmin(WrittenByServicesMixin, admin.ModelAdmin):
+    """Rejected RFID reader messages, counted per reason (written by ingestion)."""
     list_display = ("reader", "reason", "count", "reads_lost", "last_at", "last_message")
     list_filter = ("reason", "reader__store")

@@ -29,6 +29,7 @@ GIL: every socket read hands the GIL over and waits up to a switch interval to g
 from __future__ import annotations
 
 import collections
+import functools
 import hashlib
 import logging
 import threading
@@ -275,7 +276,7 @@ class MqttIngestWorker:
                 if max_messages is not None and self.stats.handled + self.stats.refused >= max_messages:
                     break
                 topic, payload, received, mid, qos = self._inbox.popleft()
-                self._safely(lambda: self.handle(topic, payload, received), topic)
+                self._safely(functools.partial(self.handle, topic, payload, received), topic)
                 if qos > 0:
                     client.ack(mid, qos)   # only now: a message not handled is delivered again
             self._safely(self.ingestor.advance_due, "advance")

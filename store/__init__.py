@@ -1,4 +1,6 @@
-"""Walkout: the Django project (settings, urls, asgi, celery) and the store's own apps."""
-from .celery import app as celery_app
+"""Walkout: the Django project (settings, urls, asgi, celery) and the store's own apps.
 
-__all__ = ["celery_app"]
+Importing this package does nothing: the Celery application (``store.celery``) is created when Django starts
+(``store.apps.WalkoutConfig.ready``) or when ``celery -A store`` loads it, so the pure modules under ``store``
+(``store.recording``) can be imported without Django or Celery.
+"""

@@ -556,7 +556,7 @@ def convert_truth_events(path: Path) -> list[TruthReceipt] | None:
     data = _load_json(path)
     receipts: dict[str, dict[str, int]] = {}
     try:
-        for i, ev in enumerate(data["events"]):
+        for ev in data["events"]:
             obs = ev["observation"]
             track = str(obs["target_id"])
             sign = -1 if int(ev.get("putback", 0) or 0) else 1

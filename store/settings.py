@@ -55,6 +55,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "channels",
+    "store.apps.WalkoutConfig",  # the project: loads the Celery app (store/apps.py)
     "store.layout",
     "store.inventory",
     "store.accounts",

@@ -11,8 +11,9 @@ SHARED = Path(os.environ.get("WALKOUT_SHARED", REPO.parent / "shared"))
 AUTOCHECKOUT = SHARED / "datasets" / "autocheckout"
 BENCHMARK_1 = AUTOCHECKOUT / "BENCHMARK-1"
 
-os.environ.setdefault("YOLO_OFFLINE", "1")
-os.environ.setdefault("YOLO_AUTOINSTALL", "0")
+from vision import yolo_environment  # noqa: E402 — ultralytics' offline settings before any test imports it
+
+yolo_environment()
 
 
 def shared_file(relative: str) -> Path:

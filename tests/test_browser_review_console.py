@@ -83,7 +83,7 @@ def test_a_manager_decides_reviews_in_seconds_with_confirmation_and_undo(manager
     va = Visit.objects.create(store=w.store, shopper=ann, state=Visit.State.SHOPPING, entered_at=now - timedelta(minutes=3))
     vb = Visit.objects.create(store=w.store, shopper=bob, state=Visit.State.SHOPPING, entered_at=now - timedelta(minutes=2))
     first = _review(w, [va, vb], grams=-509.0, barcode=ginger.barcode, seconds_ago=60, posteriors=(0.7, 0.28))
-    second = _review(w, [vb, va], grams=-356.0, barcode=w.cola.barcode, seconds_ago=50, posteriors=(0.8, 0.15))
+    _review(w, [vb, va], grams=-356.0, barcode=w.cola.barcode, seconds_ago=50, posteriors=(0.8, 0.15))
     third = _review(w, [va], grams=-509.0, barcode=ginger.barcode, seconds_ago=40, posteriors=(0.9,))
     _clip(settings, first)
 

@@ -73,7 +73,7 @@ def _replay_shelves_into(recording, visit_id: int) -> dict:
 def _qr_token(page) -> str:
     """The text of the QR code on the pass page, read from a screenshot with OpenCV (as a camera at the gate)."""
     page.locator("#qr").scroll_into_view_if_needed()
-    for attempt in range(5):  # a camera at the gate tries again too; the page may still be laying out
+    for _attempt in range(5):  # a camera at the gate tries again too; the page may still be laying out
         png = page.locator("#qr").screenshot(animations="disabled")
         image = cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_COLOR)
         image = cv2.copyMakeBorder(image, 40, 40, 40, 40, cv2.BORDER_CONSTANT, value=(255, 255, 255))

@@ -113,7 +113,7 @@ def test_each_opening_tracks_in_a_session_of_its_own_and_frames_above_the_rate_a
     # a 20 fps video on a camera processed at 5 fps: one frame in four is tracked, the rest skipped
     video = tmp_path / "clip.avi"
     out = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 20.0, (64, 48))
-    for i in range(24):
+    for _ in range(24):
         out.write(rng.integers(40, 200, (48, 64, 3), dtype=np.uint8))
     out.release()
     Camera.objects.filter(pk=row.pk).update(source=str(video), fps=5.0)

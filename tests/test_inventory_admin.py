@@ -39,7 +39,7 @@ def test_change_lists_load_with_each_filter_and_a_search():
     w.mia.save()
     client = Client()
     client.force_login(w.mia)
-    for model, model_admin in registered():
+    for model, _model_admin in registered():
         url = f"/admin/{model._meta.app_label}/{model._meta.model_name}/"
         assert client.get(url + "?q=1").status_code == 200, url
         changelist = client.get(url).context["cl"]

@@ -128,7 +128,7 @@ def test_a_loop_restored_from_a_checkpoint_decides_what_an_uninterrupted_one_doe
     restored.finish()
     assert first.rows == whole.rows
     assert first.carts == whole.carts
-    with pytest.raises(Exception):
+    with pytest.raises(pickle.UnpicklingError):
         StoreLoop.restore(b"not a checkpoint", sink=first, planogram=restored.planogram, bins=restored.bins)
     assert pickle.loads(data)["now"] == steps[cut - 1].t_next
 

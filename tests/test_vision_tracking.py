@@ -145,7 +145,7 @@ def test_decoding_streams_with_bounded_memory():
     src = FrameSource(shared_file("media/crowd_overhead.mp4"))
     tracemalloc.start()
     n = 0
-    for frame in src:
+    for _frame in src:
         n += 1
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()

@@ -1,7 +1,8 @@
 """Vision: cameras, detection and tracking, floor projection, shopper tracks and hand positions.
 
-Importing ``vision`` sets ultralytics' environment for an offline, non-interactive process before ultralytics is
-imported anywhere (:func:`yolo_environment`): ``YOLO_OFFLINE=1`` (no downloads or update checks),
+Importing ``vision`` does nothing. Whatever imports ultralytics calls :func:`yolo_environment` first
+(``vision.detector`` does, before its lazy import), which sets its environment for an offline, non-interactive
+process: ``YOLO_OFFLINE=1`` (no downloads or update checks),
 ``YOLO_AUTOINSTALL=0`` (never pip-install at run time) and ``YOLO_CONFIG_DIR`` (its settings file) under
 ``var/yolo`` of the checkout. Values already in the environment win.
 """
@@ -24,5 +25,3 @@ def yolo_environment() -> None:
         except OSError:  # read-only checkout: ultralytics falls back to a temporary folder
             pass
 
-
-yolo_environment()

@@ -13,6 +13,7 @@ from .services import camera_calibrate
 
 @admin.register(ShopperTrack)
 class ShopperTrackAdmin(ReadOnlyMixin, admin.ModelAdmin):
+    """Shopper tracks (one person across cameras, bound to a visit): read-only."""
     list_display = ("track_id", "store", "session", "first_seen", "last_seen", "observations")
     list_filter = ("store", "session")
     search_fields = ("track_id",)
@@ -22,6 +23,7 @@ class ShopperTrackAdmin(ReadOnlyMixin, admin.ModelAdmin):
 
 @admin.register(CameraTrack)
 class CameraTrackAdmin(ReadOnlyMixin, admin.ModelAdmin):
+    """Per-camera tracks (tracker ids and their time spans), joined into shopper tracks: read-only."""
     list_display = ("key", "shopper_id", "camera", "session", "t_start", "t_end", "frames", "mean_confidence")
     list_filter = ("store", "session", "camera")
     search_fields = ("key", "shopper_id")
@@ -29,6 +31,7 @@ class CameraTrackAdmin(ReadOnlyMixin, admin.ModelAdmin):
 
 @admin.register(ZoneInterval)
 class ZoneIntervalAdmin(ReadOnlyMixin, admin.ModelAdmin):
+    """When a track was inside each floor zone (entry, exit): read-only."""
     list_display = ("shopper_id", "zone", "kind", "session", "t_start", "t_end")
     list_filter = ("store", "session", "kind")
 

@@ -194,7 +194,6 @@ def fit_all(marks: Path = MARKS) -> dict[str, PoseFit]:
 def write(path: Path = OUTPUT) -> dict[str, PoseFit]:
     """Fit every camera and write the calibration file (``{"cameras": [{"video", "calibration", …}]}``)."""
     fits = fit_all()
-    doc = json.loads(MARKS.read_text(encoding="utf-8"))
     cams = []
     for video, fit in sorted(fits.items()):
         cams.append({"video": video, "still": (f"camera_stills/{video.replace('cam', 'camera_')}.png"

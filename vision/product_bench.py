@@ -240,12 +240,16 @@ def run(root: str | Path, *, split: str = "test", shots: int = 6, embedder: Embe
         counts: Counter = Counter()
         vecs, owner, photo = [], [], []
         for j, row in enumerate(icon_rows):
-            vecs.append(v_icon[j * per:(j + 1) * per]); owner += [row] * per; photo += [len(photo) // per] * per
+            vecs.append(v_icon[j * per:(j + 1) * per])
+            owner += [row] * per
+            photo += [len(photo) // per] * per
             counts[row] += 1
         for j, row in enumerate(extra_rows):
             if counts[row] >= k:
                 continue
-            vecs.append(v_extra[j * per:(j + 1) * per]); owner += [row] * per; photo += [len(photo) // per] * per
+            vecs.append(v_extra[j * per:(j + 1) * per])
+            owner += [row] * per
+            photo += [len(photo) // per] * per
             counts[row] += 1
         for method in ("nearest-neighbour", "linear"):
             g = Gallery(labels=np.array(classes.names, dtype=object), vectors=np.concatenate(vecs), owner=owner,

@@ -9,6 +9,7 @@ from .models import ShopperProfile
 
 @admin.register(ShopperProfile)
 class ShopperProfileAdmin(admin.ModelAdmin):
+    """Shoppers' profiles: payment method on file and contact details."""
     list_display = ("user", "provider", "card_brand", "card_last4", "created_at")
     list_filter = ("provider", "card_brand")
     search_fields = ("user__email", "user__username", "customer_ref", "payment_method_ref")

@@ -9,6 +9,9 @@ from store.billing.models import PaymentAttempt, Receipt, ReceiptLine, WebhookEv
 
 
 class ReceiptLineInline(ReadOnlyMixin, admin.TabularInline):
+
+
+    """A receipt's lines (product, quantity, price in minor units, senses): read-only."""
     model = ReceiptLine
     fields = ("product", "barcode", "name", "quantity", "unit_price_minor", "line_total_minor", "seen_by")
     readonly_fields = fields
@@ -37,6 +40,7 @@ class ReceiptAdmin(ReadOnlyMixin, admin.ModelAdmin):
 
 @admin.register(PaymentAttempt)
 class PaymentAttemptAdmin(ReadOnlyMixin, admin.ModelAdmin):
+    """Stripe PaymentIntent attempts (authorisation hold, capture, refund): read-only."""
     list_display = ("id", "created_at", "visit", "kind", "status", "amount_minor", "currency", "provider",
                     "provider_ref", "error_code")
     list_filter = ("kind", "status", "provider", "currency", "created_at")
@@ -50,6 +54,7 @@ class PaymentAttemptAdmin(ReadOnlyMixin, admin.ModelAdmin):
 
 @admin.register(WebhookEvent)
 class WebhookEventAdmin(ReadOnlyMixin, admin.ModelAdmin):
+    """Stripe webhook events received, verified and de-duplicated by event id: read-only."""
     list_display = ("event_id", "type", "provider", "visit", "outcome", "received_at")
     list_filter = ("provider", "type", "received_at")
     search_fields = ("event_id", "object_ref", "=visit__id", "outcome")

@@ -24,6 +24,7 @@ def _keys_page(request: HttpRequest, keys: list[tuple[Gate, str]]) -> HttpRespon
 
 @admin.register(Gate)
 class GateAdmin(admin.ModelAdmin):
+    """Entry and exit gates of a store, with their API keys and entry/exit zones."""
     list_display = ("name", "store", "active", "emulated")
     list_filter = ("store", "active", "emulated")
     search_fields = ("name", "store__code", "store__name")
@@ -52,6 +53,7 @@ class GateAdmin(admin.ModelAdmin):
 
 @admin.register(EntryPass)
 class EntryPassAdmin(ReadOnlyMixin, admin.ModelAdmin):
+    """QR entry passes issued to shoppers (single-use tokens): read-only."""
     list_display = ("id", "shopper", "store", "issued_at", "expires_at", "used_at", "used_gate")
     list_filter = ("store", ("used_at", admin.EmptyFieldListFilter))
     search_fields = ("shopper__email", "nonce")
@@ -60,6 +62,9 @@ class EntryPassAdmin(ReadOnlyMixin, admin.ModelAdmin):
 
 
 class VisitTransitionInline(admin.TabularInline):
+
+
+    """The state changes of a visit (admitted, bound to a track, exited, billed…) in order."""
     model = VisitTransition
     fields = ("at", "from_state", "to_state", "reason")
     readonly_fields = fields

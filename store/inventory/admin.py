@@ -94,6 +94,7 @@ class LowStockFilter(admin.SimpleListFilter):
 
 @admin.register(Product)
 class ProductAdmin(admin.ModelAdmin):
+    """The catalogue: products with barcode, name, unit weight in grams, price in minor units, photos."""
     list_display = ("name", "barcode", "store", "price", "tax_category", "unit_weight_g", "unit_weight_sd_g", "low_stock_threshold",
                     "stock_level")
     list_filter = ("store", LowStockFilter, ("facings__bin__shelf__gondola", admin.RelatedOnlyFieldListFilter))
@@ -115,6 +116,7 @@ class ProductAdmin(admin.ModelAdmin):
 
 @admin.register(Facing)
 class FacingAdmin(admin.ModelAdmin):
+    """The planogram: which product faces which bin, and how many units it holds."""
     list_display = ("product", "bin", "store")
     list_filter = ("bin__store", "bin__shelf__gondola")
     search_fields = ("product__barcode", "product__name", "bin__code")
@@ -198,6 +200,9 @@ class TaxCategoryAdmin(admin.ModelAdmin):
 
 
 class ProductPhotoStandaloneForm(ProductPhotoForm):
+
+
+    """Upload form for one product photo outside the product page (also the recognition gallery)."""
     class Meta(ProductPhotoForm.Meta):
         fields = ("product", "image")
 

@@ -35,6 +35,9 @@ class IsManager(BasePermission):
 
 
 class FacingChange(serializers.Serializer):
+
+
+    """One planogram change in the inventory API: a bin code and the product (barcode) that now faces it."""
     action = serializers.ChoiceField(choices=["add", "move", "remove"])
     product = serializers.IntegerField(min_value=1)
     bin = serializers.IntegerField(min_value=1)

@@ -7,6 +7,9 @@ from .models import Bin, Gondola, Shelf, Store, Zone
 
 
 class ZoneInline(admin.TabularInline):
+
+
+    """The zones of a store (entry, exit, aisle) in store metres."""
     model = Zone
     fields = ("kind", "name", "polygon")
     extra = 0
@@ -14,6 +17,7 @@ class ZoneInline(admin.TabularInline):
 
 @admin.register(Store)
 class StoreAdmin(admin.ModelAdmin):
+    """Stores: code, name, address, time zone, currency."""
     list_display = ("code", "name", "currency", "capacity")
     list_filter = ("currency",)
     search_fields = ("code", "name")
@@ -22,12 +26,16 @@ class StoreAdmin(admin.ModelAdmin):
 
 @admin.register(Zone)
 class ZoneAdmin(admin.ModelAdmin):
+    """Floor zones (entry, exit, …) as polygons in store metres."""
     list_display = ("name", "kind", "store")
     list_filter = ("store", "kind")
     search_fields = ("name", "store__code", "store__name")
 
 
 class ShelfInline(admin.TabularInline):
+
+
+    """The shelves of a gondola, bottom to top."""
     model = Shelf
     fields = ("number", "z")
     extra = 0
@@ -35,6 +43,7 @@ class ShelfInline(admin.TabularInline):
 
 @admin.register(Gondola)
 class GondolaAdmin(admin.ModelAdmin):
+    """Gondolas: free-standing shelf units, positioned in store metres."""
     list_display = ("number", "store", "x", "y", "yaw_rad", "width_m", "depth_m", "height_m")
     list_filter = ("store",)
     search_fields = ("=number", "store__code")
@@ -44,6 +53,7 @@ class GondolaAdmin(admin.ModelAdmin):
 
 @admin.register(Shelf)
 class ShelfAdmin(admin.ModelAdmin):
+    """Shelves of a gondola, with their bins (plates on load cells)."""
     list_display = ("__str__", "gondola", "number", "z")
     list_filter = ("gondola__store", "gondola")
     list_select_related = ("gondola",)
@@ -52,6 +62,7 @@ class ShelfAdmin(admin.ModelAdmin):
 
 @admin.register(Bin)
 class BinAdmin(admin.ModelAdmin):
+    """Bins/plates: one load cell each, with its position and the shelf controller channel that reads it."""
     list_display = ("code", "store", "shelf", "number", "x", "y", "z", "width_m", "depth_m", "capacity_g",
                     "restock_mode")
     list_filter = ("store", "restock_mode", "shelf__gondola")
