@@ -7,7 +7,7 @@ from django.contrib import admin, messages
 from store.admin_mixins import ReadOnlyMixin
 
 from .models import Cart, CartEvent, Dispute, ReviewItem
-from .senses import senses_words
+from store.billing.senses import senses_words
 from .services import ReviewError, review_resolve
 
 

@@ -20,3 +20,9 @@ class CartsConfig(AppConfig):
         from sensors import rfid_live
 
         rfid_live.set_default_tag_sink_factory(runtime.default_tag_sink)
+        from vision import hooks
+
+        from .clip_requests import review_clip_requests
+
+        hooks.set_store_hooks(publish_observations=runtime.publish_observations,
+                              store_loop_enabled=runtime.store_loop_enabled, review_clip_requests=review_clip_requests)

@@ -23,11 +23,10 @@ URLs (``carts.dashboard_urls``, mounted at ``/manage/``, namespace ``dashboard``
 * ``inventory/…`` (``dashboard:inventory:…``): the manager's inventory pages (``store.inventory.urls``).
 
 Live: the page opens ``ws/dashboard/`` (``carts.dashboard_consumers``) and re-fetches its ``data-live`` sections
-when told something changed (``carts.dashboard_events.dashboard_notify``).
+when told something changed (``store.dashboard_events.dashboard_notify``).
 """
 from __future__ import annotations
 
-from functools import wraps
 
 from django import forms
 from django.conf import settings
@@ -46,24 +45,12 @@ from asgiref.sync import sync_to_async
 from . import selectors
 from .live import LiveReplayBusy, live_replay_start, recordings_available
 from .replay import DEMO_PASSWORD, DEMO_SHOPPER
-from .dashboard_events import dashboard_notify
+from store.dashboard_events import dashboard_notify
 from .models import ReviewItem
 from .services import ReviewError, review_resolve, review_undo, review_undo_s
+from store.accounts.permissions import staff_required
+from store.billing.money import money_display
 
-
-def staff_required(view):
-    """Anonymous → the login page (with ``next``); logged in but not ``is_staff`` (or inactive) → 403."""
-
-    @wraps(view)
-    def wrapped(request: HttpRequest, *args, **kwargs):
-        user = request.user
-        if not user.is_authenticated:
-            return redirect_to_login(request.get_full_path())
-        if not (user.is_active and user.is_staff):
-            raise PermissionDenied("managers only")
-        return view(request, *args, **kwargs)
-
-    return wrapped
 
 
 #: Templates other parts may provide; the dashboard includes each one only when it exists.
@@ -409,13 +396,13 @@ def reports(request: HttpRequest) -> HttpResponse:
         reviews = rep.review_rate_by_day(store=store, days=days)
         labels = [d.day.strftime("%d %b") for d in sales]
         ctx.update({
-            "sales": [(d, selectors.money_display(d.total_minor, cur)) for d in reversed(sales)],
-            "sales_total": selectors.money_display(sum(d.total_minor for d in sales), cur),
+            "sales": [(d, money_display(d.total_minor, cur)) for d in reversed(sales)],
+            "sales_total": money_display(sum(d.total_minor for d in sales), cur),
             "receipts_total": sum(d.receipts for d in sales),
             "sales_chart": rep.bar_chart_svg(
                 [d.total_minor for d in sales], labels, title=f"Sales per day, {store.name}, last {days} days",
-                value_labels=[selectors.money_display(d.total_minor, cur) for d in sales]),
-            "top": [(t, selectors.money_display(t.revenue_minor, cur)) for t in rep.top_sellers(store=store, days=days)],
+                value_labels=[money_display(d.total_minor, cur) for d in sales]),
+            "top": [(t, money_display(t.revenue_minor, cur)) for t in rep.top_sellers(store=store, days=days)],
             "reviews": list(reversed(reviews)),
             "review_chart": rep.bar_chart_svg(
                 [None if d.rate is None else round(100 * d.rate, 1) for d in reviews], labels,

@@ -1,7 +1,7 @@
 """Live manager dashboard over WebSockets: ``ws/dashboard/`` (route in ``carts.routing``).
 
 Managers only (``is_staff`` and active): anyone else, anonymous users included, is closed before the handshake
-completes (HTTP 403 to the browser). The consumer joins ``carts.dashboard_events.DASHBOARD_GROUP`` and forwards
+completes (HTTP 403 to the browser). The consumer joins ``store.dashboard_events.DASHBOARD_GROUP`` and forwards
 each ``dashboard.update`` group message to the page as ``{"type": "update", "reason", "store"}``; the page then
 re-fetches its sections. On connect it sends one ``update`` (reason ``connected``), so a page that was offline
 catches up. Client → server: ``{"type": "ping"}`` is answered ``{"type": "pong"}``; anything else ``error``.
@@ -12,7 +12,7 @@ import json
 
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
-from .dashboard_events import DASHBOARD_GROUP
+from store.dashboard_events import DASHBOARD_GROUP
 
 
 class DashboardConsumer(AsyncJsonWebsocketConsumer):

@@ -28,7 +28,7 @@ def with_product_evidence(decision: Decision, likelihood: Mapping[str, float], *
     posteriors are renormalised to their previous total; the best option becomes the decision's product and
     quantity, with ``product`` its new posterior and ``confidence`` the old joint scaled by the new product
     posterior over the old (at most ``attribution``); ``product_image`` keeps the likelihood's top three products
-    (the ``image`` sense of ``carts.senses``). A decision that went to review for low confidence only
+    (the ``image`` sense of ``store.billing.senses``). A decision that went to review for low confidence only
     leaves review when the new confidence reaches ``review_confidence``; one that reaches it no longer does; a
     review for any other reason stays. The reason gains what the image said.
 

@@ -39,7 +39,7 @@ from vision.services import shopper_track_record
 from .fusion import BinGeometry, Decision, FusionConfig
 from .loop import LoopConfig, LoopStats, StoreLoop
 from .models import CartEvent, ReviewItem, StoreAlert
-from .senses import decision_change_senses
+from store.billing.senses import decision_change_senses
 from .services import (
     CartChange, cart_apply, cart_publish, cart_publish_batch, review_followers_settle, visit_checkout,
     visit_exit_tags_apply,
@@ -388,3 +388,41 @@ class StorePipeline:
         for track, (t0, t1, n) in self._track_seen.items():
             shopper_track_record(store=self.store, session=self.session, track_id=track, first_seen=self.at(t0),
                                  last_seen=self.at(t1), observations=int(n))
+
+
+class PipelineSink:
+    """A ``sensors.live.ShelfSink`` that runs detection and fusion in the ingesting process (the store loop off):
+    one :class:`StorePipeline` per store (created on first use) with the ingestor's ``session``; samples go to its
+    ``on_samples``, ``advance`` to ``advance``, ``finish`` to ``finish``. Returns shelf events stored."""
+
+    def __init__(self, *, session: str) -> None:
+        self.session = session
+        self.pipelines: dict[int, StorePipeline] = {}
+
+    def pipeline(self, store: Store) -> StorePipeline:
+        """The store's :class:`StorePipeline` (created on first use)."""
+        pipe = self.pipelines.get(store.pk)
+        if pipe is None:
+            pipe = self.pipelines[store.pk] = StorePipeline(store=store, session=self.session)
+        return pipe
+
+    def on_samples(self, *, store: Store, bin_codes: tuple[str, ...], t: np.ndarray, grams: np.ndarray,
+                   rate_hz: float) -> int:
+        pipe = self.pipeline(store)
+        before = pipe.stats.shelf_events
+        pipe.on_samples(bin_codes=bin_codes, t=t, grams=grams, rate_hz=rate_hz)
+        return pipe.stats.shelf_events - before
+
+    def advance(self, *, store: Store, now: float) -> int:
+        pipe = self.pipeline(store)
+        before = pipe.stats.shelf_events
+        pipe.advance(now)
+        return pipe.stats.shelf_events - before
+
+    def finish(self, *, store: Store) -> int:
+        pipe = self.pipelines.get(store.pk)
+        if pipe is None:
+            return 0
+        before = pipe.stats.shelf_events
+        pipe.finish()
+        return pipe.stats.shelf_events - before

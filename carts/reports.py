@@ -172,7 +172,7 @@ class WeekGlance:
 
 def week_glance(*, days: int = 7, now: datetime | None = None) -> list[WeekGlance]:
     """:class:`WeekGlance` of every store, by code (five queries a store)."""
-    from .selectors import money_display
+    from store.billing.money import money_display
 
     out = []
     for store in Store.objects.order_by("code"):

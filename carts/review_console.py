@@ -27,7 +27,9 @@ from store.inventory.models import Product
 from store.layout.models import Bin
 
 from .models import ReviewItem
-from .selectors import OPEN_STATES, money_display
+from store.billing.money import money_display
+
+from .selectors import OPEN_STATES
 
 _WORDS = ("no", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten")
 

@@ -782,10 +782,15 @@ def default_tag_sink() -> BusTagSink | None:
     return BusTagSink() if store_loop_enabled() else None
 
 
-def default_shelf_sink(session: str) -> BusShelfSink | None:
+def default_shelf_sink(session: str):
     """The ingestors' default sink (``sensors.live.set_default_sink_factory``): the store loop's shelf streams
-    when the loop is on, else None (ingestion runs detection itself, without cameras)."""
-    return BusShelfSink() if store_loop_enabled() else None
+    when the loop is on, else a ``carts.pipeline.PipelineSink`` of ``session`` (ingestion runs detection and fusion
+    itself, without cameras)."""
+    if store_loop_enabled():
+        return BusShelfSink()
+    from .pipeline import PipelineSink  # the pipeline imports Django models; the bus does not
+
+    return PipelineSink(session=session)
 
 
 def publish_observations(store_code: str, source: str, obs: TrackObservations, t_last: float | None = None,

@@ -20,11 +20,9 @@ from django.utils import timezone
 
 from sensors.models import ShelfEvent
 from store.billing.models import PaymentAttempt, Receipt, ReceiptLine
+from store.billing.money import money_display
 from store.billing.services import (
-    THREE_DECIMAL_CURRENCIES,
-    ZERO_DECIMAL_CURRENCIES,
     ReceiptLineData,
-    currency_exponent,
     price_to_minor,
     receipt_amounts,
 )
@@ -33,39 +31,16 @@ from store.inventory.models import Product
 from store.layout.timezones import store_zone
 
 from .models import CartEvent, ReviewItem
-from .senses import senses_words
+from store.billing.senses import senses_words
 
 #: Visit states in which the shopper's cart is live (the shopper app shows the cart page, not the waiting page).
 OPEN_STATES: tuple[str, ...] = (
     Visit.State.ADMITTED, Visit.State.SHOPPING, Visit.State.EXITED, Visit.State.UNDER_REVIEW,
 )
 
-# ---------------------------------------------------------------------------------------------------------- money
-_SYMBOLS = {"usd": "$", "eur": "€", "gbp": "£", "jpy": "¥", "inr": "₹", "krw": "₩", "cad": "CA$", "aud": "A$",
-            "chf": "CHF ", "cny": "CN¥"}
-
-
-def money_display(amount_minor: int, currency: str) -> str:
-    """``amount_minor`` (int, minor units) as text: ``money_display(398, "usd") == "$3.98"``,
-    ``money_display(1200, "jpy") == "¥1,200"``, ``money_display(-5, "sek") == "-0.05 SEK"``."""
-    exp = currency_exponent(currency)  # billing's rule (Stripe's zero- and three-decimal currencies)
-    sign = "-" if amount_minor < 0 else ""
-    units, frac = divmod(abs(int(amount_minor)), 10 ** exp)
-    number = f"{units:,}" + (f".{frac:0{exp}d}" if exp else "")
-    symbol = _SYMBOLS.get(currency.lower())
-    return f"{sign}{symbol}{number}" if symbol else f"{sign}{number} {currency.upper()}"
-
-
-def money_format_table() -> dict:
-    """The rules of :func:`money_display` as plain JSON for the page script, so that both render money alike:
-    ``{"zero": [codes], "three": [codes], "symbols": {code: symbol}}``."""
-    return {"zero": sorted(ZERO_DECIMAL_CURRENCIES), "three": sorted(THREE_DECIMAL_CURRENCIES),
-            "symbols": dict(_SYMBOLS)}
-
-
 def snapshot_display(snapshot: dict) -> dict:
     """A cart snapshot (``carts.services`` contract) plus display strings, for the server-rendered page: each line
-    gains ``unit_price_display``, ``line_total_display`` and ``senses_display`` (``carts.senses.senses_words``), the
+    gains ``unit_price_display``, ``line_total_display`` and ``senses_display`` (``store.billing.senses.senses_words``), the
     snapshot ``total_display``."""
     cur = snapshot["currency"]
     return {
@@ -261,7 +236,7 @@ class ReceiptLineView:
     events_quantity: int
     explained: bool
     refunded_quantity: int
-    #: the senses that supported the line, as billed (``carts.senses``: weight, hand, image, tag, staff); None:
+    #: the senses that supported the line, as billed (``store.billing.senses``: weight, hand, image, tag, staff); None:
     #: unknown (issued before senses were recorded). ``senses_display``: the same in short words for the page
     senses: tuple[str, ...] | None = None
     senses_display: str = "unknown"

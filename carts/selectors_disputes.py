@@ -10,7 +10,7 @@ from django.utils import timezone
 from store.billing.models import Receipt
 
 from .models import Dispute
-from .selectors import money_display
+from store.billing.money import money_display
 from .services import dispute_window_h
 
 

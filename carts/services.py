@@ -7,7 +7,7 @@ Snapshot contract (DESIGN.md "carts → shopper"), plain JSON types, money in in
      "lines": [{"barcode", "name", "quantity", "unit_price_minor", "line_total_minor", "senses"}],
      "under_review": 1, "tax_minor": 0, "total_minor": 398, "receipt": null, "trip": {…}}
 
-``senses``: what supported the line (``carts.senses``: a list of ``weight``, ``hand``, ``image``, ``tag``, ``staff``;
+``senses``: what supported the line (``store.billing.senses``: a list of ``weight``, ``hand``, ``image``, ``tag``, ``staff``;
 null: unknown, cart events written before senses were recorded).
 
 ``tax_minor`` is the tax the lines would bear if billed now and ``total_minor`` includes it, as the receipt's total
@@ -38,7 +38,7 @@ from django.db.models import Q, Sum
 from django.utils import timezone
 
 from sensors.models import ShelfEvent
-from store.accounts.emails import dispute_decision_email_schedule, receipt_email_schedule
+from .emails import dispute_decision_email_schedule, receipt_email_schedule
 from store.billing.models import PaymentAttempt, Receipt, ReceiptLine
 from store.billing.providers import ProviderUnavailable
 from store.billing.services import (
@@ -55,9 +55,9 @@ from store.gates.services import visit_transition
 from store.inventory.models import Product
 from store.inventory.services import stock_record_sale
 
-from .dashboard_events import dashboard_notify
+from store.dashboard_events import dashboard_notify
 from .models import Cart, CartEvent, Dispute, ReviewItem
-from .senses import STAFF, TAG, WEIGHT, senses_checked, senses_union
+from store.billing.senses import STAFF, TAG, WEIGHT, senses_checked, senses_union
 from .trip import trip_status
 
 log = logging.getLogger(__name__)
@@ -81,7 +81,7 @@ def cart_lines(*, visit: Visit) -> list[dict]:
 
     Returns ``[{"product_id", "barcode", "name", "quantity", "unit_price_minor", "line_total_minor", "senses"}]``
     in order of first appearance. Prices are the catalogue's current ``Decimal`` prices in minor units; ``senses``
-    the union of the product's cart events' senses (``carts.senses.senses_union``; None: all unknown).
+    the union of the product's cart events' senses (``store.billing.senses.senses_union``; None: all unknown).
     """
     totals: OrderedDict[int, int] = OrderedDict()
     senses: dict[int, list] = {}
@@ -369,7 +369,7 @@ async def _group_send_all(layer, messages: list[tuple[int, str, dict]]) -> None:
 @dataclass(frozen=True)
 class CartChange:
     """A decided change to a visit's cart: ``quantity`` signed units of ``product`` (+ taken, − put back).
-    ``senses``: what supported it (``carts.senses.SENSES``; None: unknown); ValueError names a bad one."""
+    ``senses``: what supported it (``store.billing.senses.SENSES``; None: unknown); ValueError names a bad one."""
 
     visit: Visit
     product: Product
@@ -443,7 +443,7 @@ def visit_checkout(*, visit: Visit, at: datetime | None = None):
     stock_record_sale(receipt=receipt)
     visit_transition(visit=visit, to_state=Visit.State.BILLED, at=at, reason=f"receipt {receipt.pk} captured")
     cart_publish(visit=visit)
-    receipt_email_schedule(receipt=receipt)  # the shopper's email copy, after commit (store.accounts.emails)
+    receipt_email_schedule(receipt=receipt)  # the shopper's email copy, after commit (carts.emails)
     return receipt
 
 
@@ -500,7 +500,7 @@ def visit_exit_tags_apply(*, visit: Visit, tags, at: datetime):
 
 def receipt_line_senses(*, receipt: Receipt) -> dict[int, list[str] | None]:
     """Which senses supported each line of ``receipt``, as stored when it was issued: ``{line id: [sense, …]}`` in
-    ``carts.senses.SENSES`` order (``weight``, ``hand``, ``image``, ``tag``, ``staff``), or ``None`` for a line
+    ``store.billing.senses.SENSES`` order (``weight``, ``hand``, ``image``, ``tag``, ``staff``), or ``None`` for a line
     issued before senses were recorded (unknown)."""
     return {pk: (list(senses) if senses is not None else None)
             for pk, senses in receipt.lines.values_list("pk", "senses")}
@@ -508,9 +508,9 @@ def receipt_line_senses(*, receipt: Receipt) -> dict[int, list[str] | None]:
 
 def review_senses(*, candidate: dict | None, shelf_event: ShelfEvent | None) -> tuple[str, ...]:
     """The senses of a person's review decision: ``staff``, with ``weight`` for a shelf event, ``hand`` when the
-    chosen candidate's hand scored ``carts.senses.HAND_MIN_SCORE`` or more, ``tag`` when a shelf antenna's tags
+    chosen candidate's hand scored ``store.billing.senses.HAND_MIN_SCORE`` or more, ``tag`` when a shelf antenna's tags
     were shown with it (``candidate``: the review item's candidate dict for the chosen visit, or None)."""
-    from .senses import HAND, HAND_MIN_SCORE
+    from store.billing.senses import HAND, HAND_MIN_SCORE
 
     out = [STAFF]
     if shelf_event is not None:

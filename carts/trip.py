@@ -89,7 +89,7 @@ def trip_status(*, visit: Visit, receipt_total_minor: int | None = None, now: da
     """The status block of ``visit`` (module docstring): ``{"stage", "title", "text", "link_url", "link_text",
     "due_in_s"}`` (``due_in_s``: seconds until the receipt is expected, ``leaving`` and ``decided`` only, else
     None). ``now``: tz-aware UTC, default the clock."""
-    from .selectors import money_display
+    from store.billing.money import money_display
     from .services import review_undecided_for
 
     now = now or timezone.now()

@@ -26,6 +26,8 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_safe, require_POST
 
+from store.billing.money import money_format_table
+
 from . import selectors, selectors_disputes
 from .forms import DisputeDecisionForm, DisputeForm
 from .models import Dispute
@@ -47,7 +49,7 @@ def _cart_page(request: HttpRequest, visit) -> HttpResponse:
         "page_data": {
             "snapshot": snapshot,
             "receipts_url": reverse("carts:receipts"),
-            "money": selectors.money_format_table(),
+            "money": money_format_table(),
         },
     })
 

@@ -1,6 +1,6 @@
 """The live shelf path (Django shell): authenticated controller messages → :mod:`sensors.ingest` (validation,
-ordering, clock repair) → raw-sample files (:mod:`sensors.storage`) → a :class:`ShelfSink` (by default
-:class:`PipelineSink`: the SAME :meth:`carts.pipeline.StorePipeline.on_samples` a replay uses) → shelf events;
+ordering, clock repair) → raw-sample files (:mod:`sensors.storage`) → a :class:`ShelfSink` (registered by the
+``carts`` app: the store loop's shelf stream, or ``carts.pipeline.PipelineSink``) → shelf events;
 plus load-cell health and the per-controller problem counters.
 
 One :class:`ShelfIngestor` owns the detector state of its stores, so exactly one process must feed a store: the
@@ -90,61 +90,25 @@ class ShelfSink(Protocol):
     def finish(self, *, store: Store) -> int: ...
 
 
-_sink_factory: Callable[[str], ShelfSink | None] | None = None
+_sink_factory: Callable[[str], ShelfSink] | None = None
 
 
-def set_default_sink_factory(factory: Callable[[str], ShelfSink | None] | None) -> None:
-    """Let another app choose where ingestors send their blocks by default (``carts`` registers the store loop's
-    stream publisher at start-up; ``factory(session)`` returns a sink, or None for :class:`PipelineSink`). An
-    injected callback, so that sensors never imports the apps above it."""
+def set_default_sink_factory(factory: Callable[[str], ShelfSink] | None) -> None:
+    """Let another app choose where ingestors send their blocks by default (``carts`` registers its factory at
+    start-up: the store loop's shelf stream, or detection and fusion in the ingesting process when the loop is off;
+    ``factory(session)`` returns a :class:`ShelfSink`). An injected callback, so that sensors never imports the
+    apps above it."""
     global _sink_factory
     _sink_factory = factory
 
 
 def default_sink(*, session: str) -> ShelfSink:
-    """The registered factory's sink, else a :class:`PipelineSink` of ``session``."""
-    sink = _sink_factory(session) if _sink_factory is not None else None
-    return sink if sink is not None else PipelineSink(session=session)
-
-
-class PipelineSink:
-    """The default :class:`ShelfSink`: one ``carts.pipeline.StorePipeline`` per store (created on first use) with
-    the ingestor's ``session``; samples go to its ``on_samples``, ``advance`` to ``advance``, ``finish`` to
-    ``finish``."""
-
-    def __init__(self, *, session: str) -> None:
-        self.session = session
-        self.pipelines: dict[int, Any] = {}
-
-    def pipeline(self, store: Store):
-        """The store's ``carts.pipeline.StorePipeline`` (created on first use)."""
-        pipe = self.pipelines.get(store.pk)
-        if pipe is None:
-            from carts.pipeline import StorePipeline  # carts imports sensors: import at use, not at module load
-
-            pipe = self.pipelines[store.pk] = StorePipeline(store=store, session=self.session)
-        return pipe
-
-    def on_samples(self, *, store: Store, bin_codes: tuple[str, ...], t: np.ndarray, grams: np.ndarray,
-                   rate_hz: float) -> int:
-        pipe = self.pipeline(store)
-        before = pipe.stats.shelf_events
-        pipe.on_samples(bin_codes=bin_codes, t=t, grams=grams, rate_hz=rate_hz)
-        return pipe.stats.shelf_events - before
-
-    def advance(self, *, store: Store, now: float) -> int:
-        pipe = self.pipeline(store)
-        before = pipe.stats.shelf_events
-        pipe.advance(now)
-        return pipe.stats.shelf_events - before
-
-    def finish(self, *, store: Store) -> int:
-        pipe = self.pipelines.get(store.pk)
-        if pipe is None:
-            return 0
-        before = pipe.stats.shelf_events
-        pipe.finish()
-        return pipe.stats.shelf_events - before
+    """The registered factory's sink for ``session``. Raises ``RuntimeError`` when no app registered one (the
+    ``carts`` app does when Django starts)."""
+    if _sink_factory is None:
+        raise RuntimeError("no shelf sink registered: the carts app registers the store's at start-up "
+                           "(is 'carts' in INSTALLED_APPS?)")
+    return _sink_factory(session)
 
 
 @dataclass(frozen=True)
@@ -192,8 +156,7 @@ class IngestorStats:
 
 
 class ShelfIngestor:
-    """Feeds authenticated controller messages to a :class:`ShelfSink` (default :class:`PipelineSink`: one
-    ``carts.pipeline.StorePipeline`` per store).
+    """Feeds authenticated controller messages to a :class:`ShelfSink` (default :func:`default_sink`).
 
     ``session``: the ``ShelfEvent.session`` of what it stores (default ``WALKOUT["SENSORS_SESSION"]``);
     ``raw``: where raw samples go (default :func:`raw_store`; None keeps nothing); ``ingest``/``health``: knobs of
@@ -230,11 +193,12 @@ class ShelfIngestor:
 
     # ------------------------------------------------------------------------------------------------ public
     def pipeline(self, store: Store):
-        """The store's ``carts.pipeline.StorePipeline`` when the sink is the default :class:`PipelineSink`.
-        Raises ``TypeError`` for another sink."""
-        if not isinstance(self.sink, PipelineSink):
-            raise TypeError(f"the sink is a {type(self.sink).__name__}, not a PipelineSink")
-        return self.sink.pipeline(store)
+        """The store's pipeline when the sink runs detection and fusion in this process (a sink with a
+        ``pipeline(store)`` method, ``carts.pipeline.PipelineSink``). Raises ``TypeError`` for another sink."""
+        get = getattr(self.sink, "pipeline", None)
+        if get is None:
+            raise TypeError(f"the sink is a {type(self.sink).__name__}, which runs no pipeline in this process")
+        return get(store)
 
     def handle(self, *, controller: ShelfController, payload: bytes | str | Mapping[str, Any],
                received_at: float | None = None) -> IngestOutcome:

@@ -136,7 +136,7 @@ def test_dashboard_refreshes_live_when_stock_changes(manager_page, asgi_server):
     expect(page.locator("#alerts")).to_contain_text("Water")
 
     def restock_water():
-        from carts.dashboard_events import dashboard_notify
+        from store.dashboard_events import dashboard_notify
 
         stock_record_restock(product=w.water, quantity=6, by="boss")
         dashboard_notify(reason="stock", store_id=w.store.pk)

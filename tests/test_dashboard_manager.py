@@ -1,6 +1,6 @@
 """The manager's dashboard (/manage/): occupancy, today's sales, low-stock alerts, open visits with their carts,
 optional slots (store map, sensor health), and live updates over ws/dashboard/ (carts.dashboard_consumers,
-carts.dashboard_events)."""
+store.dashboard_events)."""
 from __future__ import annotations
 
 import asyncio
@@ -21,7 +21,7 @@ from django.utils import timezone
 
 from carts import selectors
 from carts.dashboard_consumers import DashboardConsumer
-from carts.dashboard_events import DASHBOARD_GROUP, dashboard_message, dashboard_notify
+from store.dashboard_events import DASHBOARD_GROUP, dashboard_message, dashboard_notify
 from carts.models import ReviewItem
 from sensors.models import ShelfEvent
 from store.gates.models import Visit

@@ -1,4 +1,4 @@
-"""Receipt lines name the senses that supported them (carts.senses): weight, hand, image, tag, staff."""
+"""Receipt lines name the senses that supported them (store.billing.senses): weight, hand, image, tag, staff."""
 from __future__ import annotations
 
 from decimal import Decimal
@@ -11,7 +11,7 @@ from django.urls import reverse
 from carts.fusion_products import with_product_evidence
 from carts.models import CartEvent
 from carts.replay import demo_shopper_ensure, replay_recording
-from carts.senses import decision_change_senses, senses_checked, senses_union, senses_words
+from store.billing.senses import decision_change_senses, senses_checked, senses_union, senses_words
 from carts.services import CartChange, review_senses
 from store.billing.models import Receipt, ReceiptLine
 from store.billing.services import ReceiptLineData

@@ -20,6 +20,7 @@ from django.views.decorators.http import require_POST
 from store.jsonbody import BodyError, loads_safe
 from store.throttle import api_key_failed, api_key_locked, client_address
 
+from . import hooks
 from .models import TrackerSource
 from .services import TrackerInputError, observations_parse, store_map_publish_observations, tracker_authenticate
 
@@ -40,8 +41,6 @@ def _bad(tracker: TrackerSource | None, reason: str, message: str, status: int =
 @require_POST
 def observations(request: HttpRequest) -> JsonResponse:
     """``POST /vision/api/observations/`` (module docstring)."""
-    from carts.runtime import obs_record, publish, store_loop_enabled
-
     address = client_address(request)
     wait = api_key_locked(scope="tracker", address=address)
     if wait is not None:
@@ -66,13 +65,13 @@ def observations(request: HttpRequest) -> JsonResponse:
         obs, t_last = observations_parse(doc)
     except TrackerInputError as exc:
         return _bad(tracker, exc.reason, str(exc))
-    if not store_loop_enabled():
+    if not hooks.store_loop_enabled():
         return _bad(tracker, "store_loop_off", "this deployment runs no store loop (WALKOUT_STORE_LOOP=off)",
                     status=503)
     # track ids are the tracker's own: namespace them so that two trackers never share one
     if len(obs):
         obs.track_id[:] = [f"{tracker.name}:{t}" for t in obs.track_id]
-    publish(tracker.store.code, "obs", obs_record(source=f"tracker:{tracker.name}", obs=obs, t_last=t_last))
+    hooks.publish_observations(tracker.store.code, f"tracker:{tracker.name}", obs, t_last)
     store_map_publish_observations(store_code=tracker.store.code, obs=obs)
     TrackerSource.objects.filter(pk=tracker.pk).update(observations=F("observations") + len(obs))
     return JsonResponse({"accepted": len(obs)}, status=202)

@@ -17,11 +17,8 @@ URLs (``vision.urls``, namespace ``vision``; mount under ``/manage/vision/``):
 from __future__ import annotations
 
 import logging
-from functools import wraps
 
 import numpy as np
-from django.contrib.auth.views import redirect_to_login
-from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, render
 from django.views.decorators.http import require_safe
@@ -30,22 +27,10 @@ from store.layout.models import Bin, Store, Zone as ZoneRow
 
 from .models import Camera
 from .services import FRAME_TTL_S, camera_frame_recent, camera_model_for, store_map_positions
+from store.accounts.permissions import staff_required
 
 log = logging.getLogger(__name__)
 
-
-def staff_required(view):
-    """Anonymous → login page; logged in but not an active staff user → 403."""
-
-    @wraps(view)
-    def wrapped(request: HttpRequest, *args, **kwargs):
-        if not request.user.is_authenticated:
-            return redirect_to_login(request.get_full_path())
-        if not (request.user.is_active and request.user.is_staff):
-            raise PermissionDenied("managers only")
-        return view(request, *args, **kwargs)
-
-    return wrapped
 
 
 def _store_dict(store: Store) -> dict:

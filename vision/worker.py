@@ -17,7 +17,7 @@ skipped (a 25 fps stream on a CPU that tracks 5 frames a second stays live inste
 
 Review clips: with a ``clips`` store the worker keeps its last seconds of frames in a bounded ring
 (``vision.clips.FrameRing``) and, every ``clip_poll_s``, asks ``clip_requests()`` for the shelf events the store loop
-sent to review since (:func:`review_clip_requests`, from the review queue); for each one its camera sees, once the
+sent to review since (``vision.hooks.review_clip_requests``, from the review queue); for each one its camera sees, once the
 ring holds the frames up to ``post_s`` after the event, it writes them out with the tracks and hands drawn (a request
 whose frames have left the ring, or that the camera does not see, is dropped with a log line).
 """
@@ -35,6 +35,7 @@ import numpy as np
 
 from store.recording import TrackObservations
 
+from . import hooks
 from .clips import ClipRequest, ClipStore, FrameRing
 from .tracking import Frame, FrameSource, FrameTracks, SourceError
 
@@ -89,7 +90,7 @@ class CameraWorker:
     ``black_level``: mean 8-bit intensity under which a frame is black (a covered lens, a dead sensor); ``retry_s``:
     seconds between reopening attempts of a dropped source.
     Review clips (module docstring): ``clips`` where they go (None: no ring, no clips); ``clip_requests()``: the new
-    requests since the last call (default :func:`review_clip_requests` on this camera's store); ``ring``: the frame
+    requests since the last call (default ``vision.hooks.review_clip_requests`` on this camera's store); ``ring``: the frame
     ring (default 30 s at 5 fps, 640 px wide); ``pre_s``/``post_s``: seconds of frames before and after the event;
     ``clip_poll_s``: seconds of frames between two asks. ``frame_every_s``: how often (wall-clock seconds) a frame
     with its tracks drawn is kept for the manager's camera page (``vision.services.camera_frame_publish``; 0 or
@@ -124,7 +125,7 @@ class CameraWorker:
         self._frame_kept_at = float("-inf")
 
     def _review_requests(self) -> list[ClipRequest]:
-        requests, self._since = review_clip_requests(store_id=self.camera.store_id, since=self._since)
+        requests, self._since = hooks.review_clip_requests(store_id=self.camera.store_id, since=self._since)
         return requests
 
     def _keep_frame(self, frame: Frame, ft: FrameTracks | None) -> None:
@@ -202,9 +203,7 @@ class CameraWorker:
             self._problem(f"recent frame not kept: {exc}")
 
     def _publish_stream(self, obs: TrackObservations, t_last: float) -> None:
-        from carts.runtime import publish_observations
-
-        publish_observations(self.camera.store.code, f"camera:{self.camera.name}", obs, t_last=t_last)
+        hooks.publish_observations(self.camera.store.code, f"camera:{self.camera.name}", obs, t_last=t_last)
 
     def _problem(self, message: str) -> None:
         log.warning("camera %s: %s", self.camera.name, message)
@@ -310,29 +309,3 @@ class CameraWorker:
                                                                              "score")))
         self.publish(obs, t_last)
         self.stats.records += 1
-
-
-def review_clip_requests(*, store_id: int, since=None) -> tuple[list[ClipRequest], object]:
-    """The review items of store ``store_id`` created after ``since`` (a ``(created_at, id)`` cursor; None: from
-    now on, nothing returned) as :class:`ClipRequest` (candidates labelled "Shopper A", "B"… in the order the console
-    uses), and the new cursor. Reads the database (the camera worker's one read of it besides its own row)."""
-    from django.utils import timezone
-
-    from carts.models import ReviewItem
-
-    if since is None:
-        return [], (timezone.now(), 0)
-    created, last_id = since
-    items = list(ReviewItem.objects.filter(shelf_event__store_id=store_id, created_at__gte=created)
-                 .exclude(created_at=created, id__lte=last_id).select_related("shelf_event__bin")
-                 .order_by("created_at", "id")[:100])
-    out = []
-    for item in items:
-        ev = item.shelf_event
-        labels = {}
-        for k, c in enumerate(c for c in item.candidates or [] if isinstance(c, dict) and c.get("track_id")):
-            labels[str(c["track_id"])] = f"Shopper {chr(ord('A') + k)}" if k < 26 else f"Shopper {k + 1}"
-        out.append(ClipRequest(review=item.pk, t0=ev.t_start.timestamp(), t1=ev.t_end.timestamp(),
-                               bin_code=ev.bin.code, bin_xyz=(ev.bin.x, ev.bin.y, ev.bin.z), labels=labels))
-    cursor = (items[-1].created_at, items[-1].pk) if items else since
-    return out, cursor

@@ -18,7 +18,7 @@ class ReceiptLineInline(ReadOnlyMixin, admin.TabularInline):
 
     @admin.display(description="seen by")
     def seen_by(self, obj: ReceiptLine) -> str:
-        from carts.senses import senses_words
+        from .senses import senses_words
 
         return senses_words(obj.senses)
     extra = 0

@@ -124,7 +124,7 @@ def tax_minor(amount_minor: int, rate_percent: Decimal) -> int:
 class ReceiptLineData:
     """One receipt line as the cart computed it. ``unit_price_minor``: minor units; ``quantity`` ≥ 1 units;
     ``tax_rate_percent``: the product's tax rate (``Decimal`` percent; 0: not taxed) and ``tax_category`` its name.
-    ``senses``: the senses that supported the line (``carts.senses.SENSES``, kept in that order; None: unknown);
+    ``senses``: the senses that supported the line (``store.billing.senses.SENSES``, kept in that order; None: unknown);
     stored on the receipt line, not part of :meth:`key` (a re-issue with other senses is the same receipt)."""
 
     product_id: int
@@ -137,7 +137,7 @@ class ReceiptLineData:
     senses: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
-        from carts.senses import senses_checked
+        from .senses import senses_checked
 
         object.__setattr__(self, "senses", senses_checked(self.senses))  # ValueError names a bad sense
         for name in ("product_id", "quantity", "unit_price_minor"):

@@ -2,12 +2,8 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from functools import wraps
 
 from django.contrib.auth.decorators import login_required
-from django.contrib.auth.views import redirect_to_login
-from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.views.decorators.cache import never_cache
@@ -20,6 +16,8 @@ from django.utils import timezone
 
 from store.layout.timezones import store_zone
 
+from store.accounts.permissions import staff_required
+
 from .services import (
     PassUnavailable, guest_policy, pass_qr_svg, pass_request, pass_store_resolve, pass_timing, visit_inside_for,
 )
@@ -29,20 +27,6 @@ log = logging.getLogger(__name__)
 #: HTTP status of the pass page when no pass can be shown, by ``PassUnavailable.code``.
 UNAVAILABLE_STATUS = {"no_payment_method": 403, "choose_store": 200, "unknown_store": 404, "no_store": 404}
 
-
-def staff_required(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
-    """Anonymous → the login page; logged in but not ``is_staff`` → 403."""
-
-    @wraps(view)
-    def wrapper(request: HttpRequest, *args, **kwargs) -> HttpResponse:
-        if not request.user.is_authenticated:
-            return redirect_to_login(request.get_full_path())
-        if not request.user.is_staff:
-            log.warning("user %s refused the staff page %s", request.user.pk, request.path)
-            raise PermissionDenied("staff only")
-        return view(request, *args, **kwargs)
-
-    return wrapper
 
 
 @require_safe

@@ -16,7 +16,7 @@ from rest_framework.exceptions import ValidationError
 from rest_framework.permissions import BasePermission
 from rest_framework.response import Response
 
-from carts.dashboard_events import dashboard_notify
+from store.dashboard_events import dashboard_notify
 from store.layout.models import Bin
 
 from .models import Facing, Product

@@ -71,7 +71,7 @@ def products_with_stock(*, store: Store | None = None, query: str = "", low_only
                         product_ids: list[int] | None = None) -> list[ProductStock]:
     """Products (of ``store``, or all), by store and name, with their stock. ``query`` matches barcode or name
     (case-insensitive substring); ``low_only`` keeps low products only. Four queries whatever the count."""
-    from carts.selectors import money_display  # one money format for the whole site
+    from store.billing.money import money_display  # one money format for the whole site
 
     qs = Product.objects.select_related("store").order_by("store__code", "name", "id")
     if store is not None:

@@ -36,8 +36,8 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_safe, require_http_methods, require_POST
 
-from carts.dashboard import staff_required
-from carts.dashboard_events import dashboard_notify
+from store.accounts.permissions import staff_required
+from store.dashboard_events import dashboard_notify
 from store.layout.models import Bin, Store
 
 from . import selectors

@@ -18,7 +18,7 @@ log = logging.getLogger(__name__)
 def receipt_email_send(*, receipt_id: int) -> bool:
     """Email receipt ``receipt_id`` to the shopper who pays for it (the party lead's account for a guest visit):
     text and HTML, each line with quantity, unit price and total (minor units formatted by
-    ``carts.selectors.money_display``), the payment state and a link to the receipt page when
+    ``store.billing.money.money_display``), the payment state and a link to the receipt page when
     ``settings.WALKOUT["SITE_URL"]`` is set. Returns True when handed to the backend; False when the receipt is gone,
     the account has no email (e.g. deleted) or the backend failed (logged)."""
     from carts.selectors import receipt_detail
@@ -62,7 +62,7 @@ def dispute_decision_email_send(*, dispute_id: int) -> bool:
     the store's note), with the receipt's link when ``settings.WALKOUT["SITE_URL"]`` is set. Returns True when
     handed to the backend."""
     from carts.models import Dispute
-    from carts.selectors import money_display
+    from store.billing.money import money_display
 
     dispute = Dispute.objects.select_related("receipt_line__receipt__visit__store", "opened_by", "refund").filter(
         pk=dispute_id).first()
