@@ -223,7 +223,8 @@ def demo_shopper_ensure(email: str, *, password: str = DEMO_PASSWORD) -> object:
 def billed_receipts(*, session: str) -> dict[str, dict[str, int]]:
     """What was billed in ``session``, keyed by the visit's shopper track id: {track: {barcode: quantity}}: the
     receipt lines, less the units refunded since, plus the units charged since by review corrections (cart events
-    whose evidence records a ``correction`` of kind ``charge``, ``carts.services.review_resolve``).
+    whose evidence records a ``correction`` of kind ``charge``, ``carts.services.review_resolve``), less the units
+    of those a later put-back took back (a ``refund`` correction's ``from_unpaid`` and ``from_charges``).
 
     A visit that was not billed (open, under review, payment failed) counts as an empty receipt.
     """
@@ -245,9 +246,15 @@ def billed_receipts(*, session: str) -> dict[str, dict[str, int]]:
         out[track][barcode] = out[track].get(barcode, 0) - int(qty or 0)
     for ev in CartEvent.objects.filter(visit__session=session, source=CartEvent.Source.REVIEW).select_related(
             "visit", "product"):
-        if (ev.evidence or {}).get("correction", {}).get("kind") == "charge":
-            lines = out.setdefault(ev.visit.track_id, {})
+        correction = (ev.evidence or {}).get("correction") or {}
+        lines = out.setdefault(ev.visit.track_id, {})
+        if correction.get("kind") == "charge":
             lines[ev.product.barcode] = lines.get(ev.product.barcode, 0) + ev.quantity
+        elif correction.get("kind") == "refund":  # units a review had added, taken back (receipt refunds: above)
+            back = int(correction.get("from_unpaid") or 0) + sum(int(p.get("units") or 0)
+                                                                 for p in correction.get("from_charges") or [])
+            if back:
+                lines[ev.product.barcode] = lines.get(ev.product.barcode, 0) - back
     return out
 
 
@@ -316,13 +323,14 @@ def reviews_resolve_by_truth(*, session: str, decisions, truth_events, party_of:
     """Resolve the open review items of ``session`` as a perfect reviewer would (``carts.evaluation.oracle_answers``
     on a simulated recording's truth events), through ``carts.services.review_resolve`` — the same path as a
     manager's decision in the dashboard, billing corrections included. A put-back goes to the party member who
-    holds the item; a second product in one event (a mixed grab) is appended before the first is resolved.
+    holds the item; a second product in one event (a mixed grab) is one more line of the same decision
+    (``review_resolve``'s ``extra_lines``: charged when the visit is billed, never applied twice).
     Returns (resolved, failed); failures are logged and leave their item open."""
     from store.inventory.models import Product
 
     from .evaluation import oracle_answers
     from .models import ReviewItem
-    from .services import CartChange, ReviewError, cart_apply, review_resolve, review_senses
+    from .services import ReviewError, review_resolve
 
     visits = {v.track_id: v for v in Visit.objects.filter(session=session).exclude(track_id="")}
     answers = oracle_answers(decisions, truth_events)
@@ -350,14 +358,10 @@ def reviews_resolve_by_truth(*, session: str, decisions, truth_events, party_of:
                         if party_of.get(member, member) == lead and _held(v, code) >= -q:
                             dest = v if _held(dest, code) < -q else dest
                 targets.append((dest, code, q))
-            for dest, code, q in targets[1:]:
-                product = Product.objects.get(store_id=dest.store_id, barcode=code)
-                cart_apply(change=CartChange(visit=dest, product=product, quantity=q, confidence=1.0,
-                                             evidence={"review": item.pk, "by": "oracle", "part": "extra line"},
-                                             senses=review_senses(candidate=None, shelf_event=item.shelf_event)),
-                           shelf_event=item.shelf_event, source="review")
+            # one decision: the extra lines stand or fall with it, billed visits corrected through billing
             dest, code, q = targets[0]
-            review_resolve(item=item, visit_id=dest.pk, barcode=code, quantity=q, by="oracle")
+            review_resolve(item=item, visit_id=dest.pk, barcode=code, quantity=q, by="oracle",
+                           extra_lines=[(v.pk, c, n) for v, c, n in targets[1:]])
             ok += 1
         except (ReviewError, ValueError, Product.DoesNotExist) as exc:
             log.warning("review %s: the oracle's decision could not be applied (%s)", item.pk, exc)
