@@ -84,6 +84,37 @@ def replay_gate(*, store: Store) -> Gate:
     return gate
 
 
+def _account_assigner(shoppers: dict[str, str] | None, default_shopper: str) -> Callable[[GateScan], str]:
+    """The account a replay admits for an entry scan: its ``account`` column, else ``shoppers[track]``, else
+    ``default_shopper`` for the first such track and ``shopper+<track>@walkout.test`` for the others."""
+    shoppers = dict(shoppers or {})
+    assigned: dict[str, str] = {}
+
+    def account_for(scan: GateScan) -> str:
+        if scan.account:
+            return scan.account
+        if scan.track in shoppers:
+            return shoppers[scan.track]
+        if scan.track not in assigned:
+            assigned[scan.track] = (default_shopper if default_shopper not in assigned.values()
+                                    else f"shopper+{scan.track}@walkout.test")
+        return assigned[scan.track]
+
+    return account_for
+
+
+def replay_accounts_missing(recording: Recording, *, shoppers: dict[str, str] | None = None,
+                            default_shopper: str = DEMO_SHOPPER) -> list[str]:
+    """The accounts a replay of ``recording`` would admit (:func:`replay_recording`'s rule) that do not exist or
+    have no payment card on file, so that their entries would be refused: sorted e-mails (empty: all is well)."""
+    account_for = _account_assigner(shoppers, default_shopper)
+    emails = {account_for(g) for g in sorted(recording.gates, key=lambda g: g.t) if g.kind == "entry"}
+    User = get_user_model()
+    ok = {u.get_username() for u in User.objects.filter(username__in=emails).select_related("shopper")
+          if getattr(getattr(u, "shopper", None), "has_payment_method", False)}
+    return sorted(emails - ok)
+
+
 def replay_recording(recording: Recording, *, session: str | None = None, shoppers: dict[str, str] | None = None,
                      default_shopper: str = DEMO_SHOPPER, speed: float | None = None, step_s: float = 0.2,
                      shopper_factory: Callable[[str], object] | None = None, as_of_now: bool = False,
@@ -116,19 +147,8 @@ def replay_recording(recording: Recording, *, session: str | None = None, shoppe
         offset = (time.time() - recording.t_start) if as_of_now else 0.0
     pipeline = StorePipeline(store=store, session=session, clock_offset_s=offset)
     gate = replay_gate(store=store)
-    shoppers = dict(shoppers or {})
-    assigned: dict[str, str] = {}
     party_of = parties_from_gates(recording.gates, within_s=PARTY_WITHIN_S)
-
-    def account_for(scan: GateScan) -> str:
-        if scan.account:
-            return scan.account
-        if scan.track in shoppers:
-            return shoppers[scan.track]
-        if scan.track not in assigned:
-            assigned[scan.track] = (default_shopper if default_shopper not in assigned.values()
-                                    else f"shopper+{scan.track}@walkout.test")
-        return assigned[scan.track]
+    account_for = _account_assigner(shoppers, default_shopper)
 
     def user_for(email: str):
         if shopper_factory is not None:

@@ -408,13 +408,15 @@ def checkout_enqueue(*, visit_id: int, countdown: float | None = None, at: datet
     logs, counts (:data:`ENQUEUE_FAILURES`) and returns False — the visit's ``checkout_due_at`` is already
     committed, so :func:`visits_stuck_sweep` bills it. Call after the exit commits (``transaction.on_commit``).
     In the embedded profile (``CELERY_TASK_ALWAYS_EAGER``) the task runs here, now."""
+    from store.celery import task_send
+
     from .tasks import visit_checkout_task
 
     try:
         # one quick retry only: the caller is waiting for this answer, and the sweeper covers an outage
-        visit_checkout_task.apply_async(args=[visit_id], kwargs={"at": at.isoformat() if at else None},
-                                        countdown=exit_settle_s() if countdown is None else countdown, retry=True,
-                                        retry_policy={"max_retries": 1, "interval_start": 0.2})
+        task_send(visit_checkout_task, args=[visit_id], kwargs={"at": at.isoformat() if at else None},
+                  countdown=exit_settle_s() if countdown is None else countdown, retry=True,
+                  retry_policy={"max_retries": 1, "interval_start": 0.2})
         return True
     except Exception as exc:  # kombu raises OperationalError, redis ConnectionError, OSError…: all mean "not queued"
         ENQUEUE_FAILURES["count"] += 1
@@ -460,6 +462,94 @@ def visits_stuck_sweep(now: datetime | None = None, *, limit: int = 100) -> int:
 
 #: Seconds before the sweeper retries a visit it claimed (and whose checkout raised).
 CHECKOUT_RETRY_S = 60
+
+
+def visit_idle_exit_s() -> float:
+    """Seconds without any activity after which an ``admitted``/``shopping`` visit whose track the store no longer
+    sees is taken for abandoned by :func:`visits_abandoned_sweep` (``settings.WALKOUT["VISIT_IDLE_EXIT_S"]``,
+    default 3600): the store loop that would have seen the shopper leave died with its state (an embedded
+    ``emulate_store`` or ``demo`` killed mid-run), or the replay that admitted the visit ended without an exit."""
+    return float(settings.WALKOUT.get("VISIT_IDLE_EXIT_S", 3600.0))
+
+
+def visit_last_activity(*, visit: Visit) -> datetime:
+    """The latest wall-clock sign of life of ``visit`` (timezone-aware UTC): when its pass was scanned (its party
+    lead's, for a guest), its last cart event, its cart's last push (entry, every cart change, review decisions),
+    and its entry and transitions as stored (a replay stores the recording's times: never later than the rest)."""
+    from carts.models import Cart, CartEvent
+
+    times = [visit.entered_at]
+    entry_pass = EntryPass.objects.filter(visit__pk__in=[visit.pk, visit.party_lead_id or 0]).values_list(
+        "used_at", flat=True)
+    times += [t for t in entry_pass if t is not None]
+    times += [t for t in (
+        CartEvent.objects.filter(visit=visit).order_by("-created_at").values_list("created_at", flat=True).first(),
+        Cart.objects.filter(visit=visit).values_list("updated_at", flat=True).first(),
+        VisitTransition.objects.filter(visit=visit).order_by("-at").values_list("at", flat=True).first(),
+    ) if t is not None]
+    return max(times)
+
+
+def _track_on_map(visit: Visit) -> bool:
+    """``visit``'s bound track is on its store's live map now (``vision.services.store_map_positions``: a camera
+    worker or the store's tracker saw it within the map's few seconds): the shopper is still in the store."""
+    if not visit.track_id:
+        return False
+    from vision.services import store_map_positions
+
+    ids = {p["id"] for p in store_map_positions(store_code=visit.store.code)}
+    return visit.track_id in ids or any(visit.track_id.endswith(f":{sid}") for sid in ids)
+
+
+def visit_abandon(*, visit: Visit, reason: str, at: datetime | None = None):
+    """End an open (``admitted``/``shopping``) visit that nobody will see leave any more: it goes ``exited``
+    (``reason`` logged, at ``at``, default now, never before the entry) and is checked out at once
+    (``carts.services.visit_checkout``: billed for what its cart holds, ``under_review`` while a review names it,
+    or ``payment_failed``). Returns ``(visit, receipt or None)``. Raises :class:`VisitStateError` for a visit that
+    is not open."""
+    from carts.services import cart_publish, visit_checkout
+
+    at = max(at or timezone.now(), visit.entered_at)
+    if visit.state not in (S.ADMITTED, S.SHOPPING):
+        raise VisitStateError(f"visit {visit.pk} is {visit.state}, not open")
+    visit = visit_exit(visit=visit, at=at, reason=reason[:200])
+    cart_publish(visit=visit)
+    receipt = visit_checkout(visit=visit, at=at)
+    visit.refresh_from_db()
+    log.warning("visit %s abandoned (%s): %s", visit.pk, reason, visit.state)
+    return visit, receipt
+
+
+def visits_abandoned_sweep(now: datetime | None = None, *, limit: int = 100) -> list[Visit]:
+    """Exit and check out every ``admitted``/``shopping`` visit with no activity (:func:`visit_last_activity`) for
+    :func:`visit_idle_exit_s` seconds before ``now`` (timezone-aware UTC, default the clock) whose track is not on
+    its store's live map (:func:`_track_on_map`): whatever would have seen the shopper leave is gone (a store loop
+    killed with its state, a replay over), and without this the shopper stays "inside" and is refused at every
+    gate. Each goes through :func:`visit_abandon` (billed, under review, or payment failed). Called with
+    :func:`visits_stuck_sweep` by the beat task and ``manage.py sweep_visits``. At most ``limit`` visits. Returns
+    the visits it ended; a checkout that raises is logged and the next sweep tries again."""
+    now = now or timezone.now()
+    cutoff = now - timedelta(seconds=visit_idle_exit_s())
+    ended = []
+    for visit in (Visit.objects.select_related("store").filter(state__in=[S.ADMITTED, S.SHOPPING])
+                  .order_by("entered_at", "pk")[: limit * 10]):
+        if len(ended) >= limit:
+            break
+        last = visit_last_activity(visit=visit)
+        if last > cutoff or _track_on_map(visit):
+            continue
+        idle_min = (now - last).total_seconds() / 60
+        try:
+            visit, _ = visit_abandon(visit=visit, at=now, reason=(
+                f"abandoned: no activity for {idle_min:.0f} min and its track is gone (the store loop or replay "
+                "that admitted it stopped)"))
+        except VisitStateError:
+            continue  # it left meanwhile
+        except Exception:
+            log.exception("visit %s: ending the abandoned visit failed; the next sweep tries again", visit.pk)
+            continue
+        ended.append(visit)
+    return ended
 
 
 def visit_transition(*, visit: Visit, to_state: str, at: datetime | None = None, reason: str = "",

@@ -34,8 +34,8 @@ def visit_checkout_task(visit_id: int, at: str | None = None) -> int | None:
 
 @shared_task(acks_late=True, time_limit=120)
 def visits_stuck_sweep_task() -> int:
-    """Celery beat, every ``settings.WALKOUT["SWEEP_EVERY_S"]`` seconds: ``visits_stuck_sweep()``. Returns how many
-    visits it checked out."""
-    from .services import visits_stuck_sweep
+    """Celery beat, every ``settings.WALKOUT["SWEEP_EVERY_S"]`` seconds: ``visits_stuck_sweep()``, then
+    ``visits_abandoned_sweep()`` (open visits nobody will see leave). Returns how many visits it checked out."""
+    from .services import visits_abandoned_sweep, visits_stuck_sweep
 
-    return visits_stuck_sweep()
+    return visits_stuck_sweep() + len(visits_abandoned_sweep())
