@@ -273,9 +273,11 @@ def recover_stale_visits(store, *, remote: bool = False) -> list[str]:
                 f"{EMULATOR}: left inside by an earlier run that was stopped before the shopper left"))
             what = (f"left inside by an earlier {EMULATOR} run that was stopped before the shopper left; exited it "
                     "now")
-        if receipt is not None:
+        if receipt is not None and receipt.total_minor == 0:
+            outcome = f"its cart was empty: nothing charged, the card's hold released (receipt {receipt.pk})"
+        elif receipt is not None:
             outcome = (f"billed for what its cart held: receipt {receipt.pk}, {receipt.lines.count()} line(s), "
-                       f"total {receipt.total_minor} {receipt.currency}")
+                       f"total {receipt.total_minor} minor units {receipt.currency.upper()}")
         elif visit.state == Visit.State.UNDER_REVIEW:
             outcome = "it waits for the review of its open shelf events"
         else:
