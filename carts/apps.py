@@ -22,6 +22,10 @@ class CartsConfig(AppConfig):
         rfid_live.set_default_tag_sink_factory(runtime.default_tag_sink)
         from vision import hooks
 
+        from . import gate_hooks
+
+        gate_hooks.register()
+
         from .clip_requests import review_clip_requests
 
         hooks.set_store_hooks(publish_observations=runtime.publish_observations,

@@ -83,20 +83,38 @@ class LocalTransport:
 
 
 class RemoteTransport:
-    """Requests to a running Walkout at ``url`` (daphne) and shelf blocks over MQTT at ``mqtt_url``."""
+    """Requests to a running Walkout at ``url`` (daphne) and shelf blocks over MQTT at ``mqtt_url``. Raises
+    :class:`EmulatorError` (a sentence, no traceback) when ``mqtt_url`` is empty or malformed, or the broker or the
+    site cannot be reached."""
 
     def __init__(self, url: str, mqtt_url: str) -> None:
         import requests
 
         from sensors.mqtt import Publisher
 
+        if not url.startswith(("http://", "https://")):
+            raise EmulatorError(f"--url must be the running Walkout's address, e.g. http://127.0.0.1:8000, "
+                                f"not {url!r}")
+        if not mqtt_url:
+            raise EmulatorError("--url needs MQTT_URL (e.g. MQTT_URL=mqtt://127.0.0.1:1883): the shelf controllers "
+                                "publish their blocks to the deployment's MQTT broker, which ingest_mqtt reads")
         self.url = url.rstrip("/")
         self.session = requests.Session()
-        self.mqtt = Publisher(mqtt_url, client_id=f"walkout-emulator-{int(time.time())}").__enter__()
+        try:
+            self.mqtt = Publisher(mqtt_url, client_id=f"walkout-emulator-{int(time.time())}").__enter__()
+        except (ValueError, ConnectionError) as exc:
+            raise EmulatorError(f"the shelf controllers cannot publish: {exc} (is the MQTT broker running, and "
+                                "MQTT_URL right?)") from None
 
     def post(self, path: str, body: bytes, auth: str) -> tuple[int, dict]:
-        r = self.session.post(self.url + path, data=body, timeout=30,
-                              headers={"Authorization": auth, "Content-Type": "application/json"})
+        import requests
+
+        try:
+            r = self.session.post(self.url + path, data=body, timeout=30,
+                                  headers={"Authorization": auth, "Content-Type": "application/json"})
+        except requests.RequestException as exc:
+            raise EmulatorError(f"{self.url} did not answer {path} ({type(exc).__name__}); is daphne running "
+                                "there?") from None
         try:
             return r.status_code, r.json()
         except ValueError:
@@ -163,6 +181,8 @@ class EmulationResult:
     problems: list[str] = field(default_factory=list)
     #: Recording seconds the devices went on after the recording's end before every visit had settled.
     settled_after_s: float = 0.0
+    #: What was done with the visits an earlier, stopped emulation left open (:func:`recover_stale_visits`).
+    recovered: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -214,6 +234,58 @@ def register(store) -> Devices:
     return Devices(gate, gate_key, tracker, tracker_key)
 
 
+#: With ``--url`` (another process runs the store loop), an open visit of the emulator's own is taken for one an
+#: earlier, stopped run left only after this many wall seconds without activity (another emulation may be running).
+REMOTE_STALE_S = 60.0
+
+
+def recover_stale_visits(store, *, remote: bool = False) -> list[str]:
+    """Deal honestly with the visits an earlier emulation of ``store`` left unfinished (it was killed before its
+    shoppers left): every ``admitted``/``shopping`` visit admitted at one of the emulator's own gates (``emulated``;
+    a guest of such a visit too) is exited and checked out now (``store.gates.services.visit_abandon``: billed for
+    what its cart holds, or under review, or payment failed), so that its shopper is not refused at the gate
+    (``already_inside``) by every later run; an ``exited`` one whose checkout never ran is checked out. Visits of
+    real gates, and people bound with ``bind_visits``, are never touched. ``remote``: the store loop runs in another
+    process (``--url``): only visits idle for :data:`REMOTE_STALE_S` are taken (another emulation may be running).
+    Returns one sentence per visit, for the operator."""
+    from django.db.models import Q
+
+    from store.gates.services import visit_abandon, visit_last_activity
+
+    from .services import visit_checkout
+
+    own = Q(entry_pass__used_gate__emulated=True) | Q(party_lead__entry_pass__used_gate__emulated=True)
+    found = list(Visit.objects.filter(own, store=store, state__in=[Visit.State.ADMITTED, Visit.State.SHOPPING,
+                                                                   Visit.State.EXITED])
+                 .select_related("store", "shopper").order_by("pk"))
+    now = datetime.now(dt_timezone.utc)
+    notes = []
+    for visit in found:
+        if remote and (now - visit_last_activity(visit=visit)).total_seconds() < REMOTE_STALE_S:
+            continue
+        who = visit.shopper.get_username()
+        if visit.state == Visit.State.EXITED:
+            receipt = visit_checkout(visit=visit)
+            visit.refresh_from_db()
+            what = f"left exited and unbilled by an earlier {EMULATOR} run that was stopped; checked it out now"
+        else:
+            visit, receipt = visit_abandon(visit=visit, reason=(
+                f"{EMULATOR}: left inside by an earlier run that was stopped before the shopper left"))
+            what = (f"left inside by an earlier {EMULATOR} run that was stopped before the shopper left; exited it "
+                    "now")
+        if receipt is not None and receipt.total_minor == 0:
+            outcome = f"its cart was empty: nothing charged, the card's hold released (receipt {receipt.pk})"
+        elif receipt is not None:
+            outcome = (f"billed for what its cart held: receipt {receipt.pk}, {receipt.lines.count()} line(s), "
+                       f"total {receipt.total_minor} minor units {receipt.currency.upper()}")
+        elif visit.state == Visit.State.UNDER_REVIEW:
+            outcome = "it waits for the review of its open shelf events"
+        else:
+            outcome = f"it is {visit.state}"
+        notes.append(f"visit {visit.pk} of {who} was {what}: {outcome}")
+    return notes
+
+
 def _controllers(store, recording: Recording) -> list[_Controller]:
     """One controller of the emulator's own per recorded shelf block (``EMULATOR-c<k>``, marked ``emulated``; its
     bins and rate set to the block's, its key new for this run). A manager's controller is never touched."""
@@ -249,11 +321,11 @@ def emulate(recording: Recording, *, speed: float = 1.0, url: str | None = None,
 
     ``url``/``mqtt_url``: a running production deployment (default: this process, embedded profile). Raises
     :class:`EmulatorError` when a device is refused or the visits do not settle within ``settle_timeout_s`` wall
-    seconds after the recording ended; ValueError for ``speed`` ≤ 0."""
+    seconds after the recording ended; ValueError for a ``speed`` that is not finite and > 0."""
     from . import runtime
 
-    if not speed > 0:
-        raise ValueError(f"speed must be > 0, got {speed}")
+    if not (math.isfinite(speed) and speed > 0):
+        raise ValueError(f"speed must be a finite number > 0, got {speed}")
     say = (lambda msg: out.write(msg)) if out is not None else (lambda msg: None)
     loop_setting = settings.WALKOUT.get("STORE_LOOP")
     if url is None:
@@ -268,6 +340,9 @@ def emulate(recording: Recording, *, speed: float = 1.0, url: str | None = None,
     catalogue_load(store=store, products=recording.store["products"], facings=recording.store["facings"])
     devices = register(store)
     gate_key, tracker_key = devices.gate_key, devices.tracker_key
+    recovered = recover_stale_visits(store, remote=url is not None)  # an earlier run killed mid-way
+    for note in recovered:
+        say(note + "\n")
     controllers = _controllers(store, recording)
     party_of = parties_from_gates(recording.gates, within_s=PARTY_WITHIN_S)
     guests = {lead: sum(1 for m, lead_of in party_of.items() if lead_of == lead and m != lead) for lead in set(party_of.values())}
@@ -431,7 +506,7 @@ def emulate(recording: Recording, *, speed: float = 1.0, url: str | None = None,
     session = f"{session_prefix(recording)}@emulate-{datetime.now(dt_timezone.utc):%Y%m%dT%H%M%S.%fZ}"
     _label(store, session, visits, recording.t_start + offset, t_rec + offset)
     return EmulationResult(session=session, store_code=store.code, visits=visits, wall_s=time.time() - started,
-                           sent=sent, problems=problems, settled_after_s=t_rec - t_played)
+                           sent=sent, problems=problems, settled_after_s=t_rec - t_played, recovered=recovered)
 
 
 def _label(store, session: str, visits: dict[str, int], t0: float, t1: float) -> None:

@@ -18,8 +18,9 @@ quantity):
    closest approach, farthest after it) − closest distance (metres), within the padded window; a reaching hand
    scores ≈ 0.3–0.5 m, a hand resting near the shelf (a neighbour standing in front of it, a shopper reached across)
    ≈ 0. A side with no sighting is neutral.
-   Track score ``s = exp(−d_eff² / 2σ²) · (f + (1 − f) · logistic((motion − m0) / m_s))`` for its best hand.
-   A constant "nobody we can see" score ``s₀ = exp(−nobody_m² / 2σ²) · ½`` competes with the tracks.
+   Track score ``s = exp(−d_eff² / 2σ²) · (motion_floor + (1 − motion_floor) · logistic((motion − motion_m0) /
+   motion_scale_m))`` for its best hand (σ = ``sigma_m``). A constant "nobody we can see" score
+   ``s₀ = exp(−nobody_m² / 2σ²) · ½`` competes with the tracks.
 3. **The carts**. A put-back (Δ > 0) is re-explained over the products facing the bin(s) *and* those held by the
    candidates' parties (a party = visits entered together on one account, billed together), with the weight
    model of ``sensors.weight.explain_change``; a held product that does not face the bin gets ``misplaced_prior``
@@ -60,30 +61,8 @@ of the total (a posterior under the model, not yet fitted on real data; ``carts.
 confidence against the share right on simulated truth, so that calibration can be checked). Below the review
 threshold the event goes to people with all of this evidence.
 
-Defaults and their sources: ``sigma_m = 0.15`` — the wrist stays 0.1–0.2 m in front of the plate it takes from on
-BENCHMARK-1 (store.autocheckout, measured on the real pick); ``pad_s = 1.5`` — a reach lasts 0.5–1.5 s around the
-weight change (BENCHMARK-1 and the labelled AutoCheckout events); ``gap_speed_m_s = 0.6`` — a hand's speed while
-reaching; ``reach_m = 0.6`` an arm's length past the shelf edge; ``m0 = 0.12``, ``m_s = 0.04``, ``f = 0.3`` and
-``nobody_m = 0.55`` were chosen on simulator seeds that the benchmark does not use (``carts.simulation``), as were
-``misplaced_prior = 0.15`` and ``infeasible_prior = 0.02``; ``partition_gap_s = 0.2`` — a cut in time needs
-the earlier take's plates to have settled at least this long (12 samples at 60 Hz, longer than the spikes and
-lost messages of a load cell) before the later one began; ``foreign_share = 0.3`` and ``foreign_prior = 0.1``
-— a take whose weight came off plates not facing the product, beyond the sliver of an item standing across a
-facing's edge, is taken for q units of it only one time in ten (the simulator's items straddle plates of
-their own facing; the labelled AutoCheckout events that span two facings hold two products); ``touch_prior =
-0.1`` — the share of reaches that take nothing (a guess: the labels record takes only; the simulator's
-``touch_share`` default), used to weigh one shopper grabbing several units while another's hand reached into
-the same bin against each taking one; ``touch_min_units = 2`` — that term applies to takes of two units or
-more (1 would sharpen every crowded single take too: on the simulator's development seeds, 0.6 points less
-review for two more silent errors in 341 receipts); ``weak_hand_min = 0.5`` — a weak event
-(``sensors.weight.ShelfEvent.weak``, a light item on a noisy plate) is a take only where a hand scored at least
-this (within about 0.15 m of the bin while it moved, and reaching); elsewhere it is noise; ``hidden_prior =
-0.25``, ``hidden_standoff_m = 0.5``, ``hidden_seen_s = 2.5`` (:func:`hidden_hands`) — a shopper whose body stood
-within 0.5 m of the bin (the simulator's shoppers stand 0.45 m in front of the shelf edge; BENCHMARK-1's shopper
-0.3–0.5 m) just before and after a change (or on the one side where its track was seen at all), seen within 2.5 s
-either side (an occlusion lasts ~1 s, a whole-track
-gap up to a few), with no hand in sight during it, scores 0.25: below any visible reach (0.7–1.0) and near a hand
-resting at the bin without reaching (0.3); chosen on tuning seeds (docs/accuracy.md).
+Every knob is a field of :class:`FusionConfig`, documented where it is declared (units, source); how the tuned
+defaults were chosen is in docs/accuracy.md ("Fusion defaults: where they come from").
 """
 from __future__ import annotations
 
@@ -155,52 +134,137 @@ class BinGeometry:
 
 @dataclass(frozen=True)
 class FusionConfig:
-    """Knobs of fusion (module docstring gives their sources). Metres, seconds, probabilities.
+    """Knobs of fusion. Metres, seconds, probabilities (relative weights in (0, 1] for the priors). Each field says
+    what it does and where its default comes from; how the tuned ones were chosen is in docs/accuracy.md ("Fusion
+    defaults: where they come from").
 
     Raises ValueError for non-positive distances or times, or priors outside (0, 1].
     """
 
+    # --- hand at the bin (hand_evidence)
+    #: s. Hand sightings from ``t_start − pad_s`` to ``t_end + pad_s`` of the event are read: a reach lasts
+    #: 0.5–1.5 s around the weight change (BENCHMARK-1's real pick and the labelled AutoCheckout events).
     pad_s: float = 1.5
+    #: s. The event's core interval is ``[t_start − core_pad_s, t_end + core_pad_s]``; a sighting outside it counts
+    #: as ``gap_speed_m_s`` × its time outside farther from the bin. Not tuned (set with the first fusion).
     core_pad_s: float = 0.3
+    #: m. Width σ of the hand score ``exp(−d_eff² / 2σ²)`` (σ in the formulas): the wrist stays 0.1–0.2 m in front
+    #: of the plate it takes from on BENCHMARK-1 (``store.autocheckout``, measured on the real pick).
     sigma_m: float = 0.15
+    #: m. The offset *along* the shelf counts ``sigma_m / along_sigma_m`` times the depth in front of it: how far
+    #: in front a hand takes from depends on the arm (0.04–0.2 m on BENCHMARK-1), while along the shelf it stands
+    #: within the plate's 0.1 m width; 0.07 = half a plate's width plus 2–3 cm of wrist keypoint noise.
     along_sigma_m: float = 0.07
+    #: Sightings (count) over the weight change itself needed to use their quantile as ``d_eff`` (else the smallest
+    #: penalised distance counts). Not tuned (set with the first fusion).
     min_core_samples: int = 3
+    #: Quantile (0–1) of the hand's distances over the weight change taken as ``d_eff``: a hand that stayed at the
+    #: bin for a good part of the change (two shoppers side by side each do), not one that passed by. Not tuned.
     core_quantile: float = 0.3
+    #: s. Over a longer change (a swinging or settling plate) ``d_eff`` is the best such quantile over any
+    #: stretch this long: the hand that took the item was at the bin at the start. Added for swinging plates.
     core_window_s: float = 1.0
+    #: m. An arm's length past the shelf edge; tracks whose hands never came within ``2 · reach_m`` of the bin are
+    #: not candidates, and the "nobody" outcome's plausibility falls from ``reach_m`` to ``2 · reach_m``.
     reach_m: float = 0.6
+    #: m. Height above the plate surface of the volume a hand reaches into (distances are to that volume, 0 inside).
+    #: Not tuned (set with the first fusion: less than a shelf's spacing).
     clearance_m: float = 0.35
+    #: Keypoint score (0–1) below which a hand sighting is ignored. Not tuned (set with the first fusion).
     min_hand_score: float = 0.2
+    #: m/s. A hand's speed while reaching: how much farther a sighting outside the core interval counts per second.
     gap_speed_m_s: float = 0.6
+
+    # --- hand entered and left (motion term ``motion_floor + (1 − motion_floor) · logistic((motion − motion_m0) /
+    # motion_scale_m)``) and the "nobody we can see" score; all chosen on tuning seeds of the simulator
+    #: m. Motion (farthest before/after the closest approach, less the closest distance) at which the logistic is ½:
+    #: a reaching hand scores ≈ 0.3–0.5 m, a hand resting near the shelf ≈ 0.
     motion_m0: float = 0.12
+    #: m. Scale of that logistic.
     motion_scale_m: float = 0.04
+    #: Share (0–1] of the hand score kept by a hand that did not move in and out (a resting hand still counts this).
     motion_floor: float = 0.3
+    #: m. The "nobody we can see" outcome scores as a hand this far away (``exp(−nobody_m² / 2σ²) · ½``).
     nobody_m: float = 0.55
+
+    # --- the carts
+    #: Prior (0–1] of a put-back of a held product into a bin that does not face it (a misplaced item). Tuning seeds.
     misplaced_prior: float = 0.15
+    #: Prior (0–1] of a put-back of more than the track's party holds. Tuning seeds.
     infeasible_prior: float = 0.02
+    #: Most units one event may move (``sensors.weight.explain_change``'s ``max_quantity``). Not tuned.
     max_quantity: int = 6
+
+    # --- priors on what was taken
+    #: m. When the event's bins face different products, a product is as likely as ``exp(−d² / 2·product_sigma_m²)``,
+    #: ``d`` the hand's distance to the nearest bin facing it: one plate's width.
     product_sigma_m: float = 0.1
+    #: Relative prior of 1, 2, 3, ≥ 4 units per event: softened from the labelled AutoCheckout events (232 of 237 move
+    #: one unit, 4 two, 1 three) so that a clean multi-unit fit still beats the reject option.
     quantity_prior: tuple[float, ...] = (1.0, 0.3, 0.15, 0.1)
+    #: Prior (0–1] of splitting a merged event's units between the two best tracks (two shoppers taking the same
+    #: product side by side) against giving all to one.
     split_prior: float = 0.5
+
+    # --- two takes side by side or one after the other (decide_event cuts a merged event in two)
+    #: Whether a merged event may be cut into two takes (by plates, or in time).
     partition: bool = True
+    #: Cut when the whole event's product posterior (``Decision.product``, 0–1) is below this, or it goes to review,
+    #: or comes out as several units. Set with the cuts (not tuned).
     partition_below: float = 0.5
+    #: s. A cut in time needs the earlier take's plates settled at least this long before the later one began
+    #: (12 samples at 60 Hz: longer than a load cell's spikes and lost messages).
     partition_gap_s: float = 0.2
+    #: Prior (0–1] of one shopper making both takes of a cut event, against two different shoppers.
     same_track_prior: float = 0.3
+    #: Prior (0–1] of a put-back the party can hold only through a pick waiting in the review queue (the decision
+    #: then waits for that review instead of sending a second one to people). Set with waiting put-backs.
     pending_prior: float = 0.5
+
+    # --- weight off plates not facing the product
+    #: Share (0–1] of a take's weight that may come off plates not facing the product (an item standing across a
+    #: facing's edge) before ``foreign_prior`` applies.
     foreign_share: float = 0.3
+    #: Prior (0–1] of a take beyond that share being q units of the product: one time in ten (the simulator's items
+    #: straddle plates of their own facing; labelled AutoCheckout events spanning two facings hold two products).
     foreign_prior: float = 0.1
+
+    # --- reaches that take nothing
+    #: Share (0–1] of reaches that take nothing: a guess (the labels record takes only; the simulator's
+    #: ``touch_share`` default); weighs one shopper grabbing several units while another's hand reached into the
+    #: same bin against each taking one.
     touch_prior: float = 0.1
+    #: Units (≥ 1) from which ``touch_prior`` applies: takes of two units or more (tuning seeds, docs/accuracy.md).
     touch_min_units: int = 2
+    #: Hand score (0–1] a weak event (``sensors.weight.ShelfEvent.weak``: a light item on a noisy plate) needs to be a
+    #: take: within about 0.15 m of the bin while it moved, and reaching; elsewhere it is noise.
     weak_hand_min: float = 0.5
+
+    # --- hidden hands (hidden_hands): a shopper standing at the bin with no hand in sight
+    #: Score [0–1] of such a shopper: below any visible reach (0.7–1.0), near a hand resting at the bin (0.3).
+    #: Tuning seeds.
     hidden_prior: float = 0.25
+    #: m. How near the bin the shopper's body stood, just before and after the change (the simulator's shoppers
+    #: stand 0.45 m in front of the shelf edge; BENCHMARK-1's shopper 0.3–0.5 m).
     hidden_standoff_m: float = 0.5
+    #: s. Seen within this long either side of the change (an occlusion lasts ~1 s, a whole-track gap up to a few).
     hidden_seen_s: float = 2.5
+
+    # --- tracker id switches (vision.identity)
+    #: Whether id switches between neighbours around an event are undone before the hands are read.
     repair_id_switches: bool = True
+    #: s. Window either side of the event searched for id switches and jumps. Not tuned (set with the first fusion).
     id_window_s: float = 3.0
+    #: m/s. A body moving faster than this between sightings ≤ 0.3 s apart sends the event to review
+    #: (:func:`identity_jumps`); inf: off (on the simulator every useful threshold sent too many events to review).
     id_jump_speed_m_s: float = math.inf
+
+    # --- walking past (carts.fusion_activity)
     #: A candidate whose body moved faster than ``walking_speed_m_s`` (m/s) around the change has its hand score
     #: multiplied by ``walking_factor`` (``carts.fusion_activity``: a hand passing the bin while walking is weak
     #: evidence; ``vision.activity``'s 0.45 m/s walking threshold). 1: off (the default; docs/activity.md).
     walking_factor: float = 1.0
+    #: m/s. The walking threshold of ``walking_factor`` (``vision.activity``).
     walking_speed_m_s: float = 0.45
 
     def __post_init__(self) -> None:

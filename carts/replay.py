@@ -84,6 +84,37 @@ def replay_gate(*, store: Store) -> Gate:
     return gate
 
 
+def _account_assigner(shoppers: dict[str, str] | None, default_shopper: str) -> Callable[[GateScan], str]:
+    """The account a replay admits for an entry scan: its ``account`` column, else ``shoppers[track]``, else
+    ``default_shopper`` for the first such track and ``shopper+<track>@walkout.test`` for the others."""
+    shoppers = dict(shoppers or {})
+    assigned: dict[str, str] = {}
+
+    def account_for(scan: GateScan) -> str:
+        if scan.account:
+            return scan.account
+        if scan.track in shoppers:
+            return shoppers[scan.track]
+        if scan.track not in assigned:
+            assigned[scan.track] = (default_shopper if default_shopper not in assigned.values()
+                                    else f"shopper+{scan.track}@walkout.test")
+        return assigned[scan.track]
+
+    return account_for
+
+
+def replay_accounts_missing(recording: Recording, *, shoppers: dict[str, str] | None = None,
+                            default_shopper: str = DEMO_SHOPPER) -> list[str]:
+    """The accounts a replay of ``recording`` would admit (:func:`replay_recording`'s rule) that do not exist or
+    have no payment card on file, so that their entries would be refused: sorted e-mails (empty: all is well)."""
+    account_for = _account_assigner(shoppers, default_shopper)
+    emails = {account_for(g) for g in sorted(recording.gates, key=lambda g: g.t) if g.kind == "entry"}
+    User = get_user_model()
+    ok = {u.get_username() for u in User.objects.filter(username__in=emails).select_related("shopper")
+          if getattr(getattr(u, "shopper", None), "has_payment_method", False)}
+    return sorted(emails - ok)
+
+
 def replay_recording(recording: Recording, *, session: str | None = None, shoppers: dict[str, str] | None = None,
                      default_shopper: str = DEMO_SHOPPER, speed: float | None = None, step_s: float = 0.2,
                      shopper_factory: Callable[[str], object] | None = None, as_of_now: bool = False,
@@ -123,8 +154,6 @@ def replay_recording(recording: Recording, *, session: str | None = None, shoppe
         offset = (time.time() - recording.t_start) if as_of_now else 0.0
     pipeline = StorePipeline(store=store, session=session, clock_offset_s=offset)
     gate = replay_gate(store=store)
-    shoppers = dict(shoppers or {})
-    assigned: dict[str, str] = {}
     party_of = parties_from_gates(recording.gates, within_s=PARTY_WITHIN_S)
     inside = list(Visit.objects.filter(pk__in=bind_visits or [], store=store).select_related("shopper")
                   .order_by("entered_at", "pk"))
@@ -139,15 +168,7 @@ def replay_recording(recording: Recording, *, session: str | None = None, shoppe
             log.info("visit %s is %s (track %r): not bound to this replay", visit.pk, visit.state, visit.track_id)
         return None
 
-    def account_for(scan: GateScan) -> str:
-        if scan.account:
-            return scan.account
-        if scan.track in shoppers:
-            return shoppers[scan.track]
-        if scan.track not in assigned:
-            assigned[scan.track] = (default_shopper if default_shopper not in assigned.values()
-                                    else f"shopper+{scan.track}@walkout.test")
-        return assigned[scan.track]
+    account_for = _account_assigner(shoppers, default_shopper)
 
     def user_for(email: str):
         if shopper_factory is not None:
@@ -250,7 +271,8 @@ def demo_shopper_ensure(email: str, *, password: str = DEMO_PASSWORD) -> object:
 def billed_receipts(*, session: str) -> dict[str, dict[str, int]]:
     """What was billed in ``session``, keyed by the visit's shopper track id: {track: {barcode: quantity}}: the
     receipt lines, less the units refunded since, plus the units charged since by review corrections (cart events
-    whose evidence records a ``correction`` of kind ``charge``, ``carts.services.review_resolve``).
+    whose evidence records a ``correction`` of kind ``charge``, ``carts.services.review_resolve``), less the units
+    of those a later put-back took back (a ``refund`` correction's ``from_unpaid`` and ``from_charges``).
 
     A visit that was not billed (open, under review, payment failed) counts as an empty receipt.
     """
@@ -272,9 +294,15 @@ def billed_receipts(*, session: str) -> dict[str, dict[str, int]]:
         out[track][barcode] = out[track].get(barcode, 0) - int(qty or 0)
     for ev in CartEvent.objects.filter(visit__session=session, source=CartEvent.Source.REVIEW).select_related(
             "visit", "product"):
-        if (ev.evidence or {}).get("correction", {}).get("kind") == "charge":
-            lines = out.setdefault(ev.visit.track_id, {})
+        correction = (ev.evidence or {}).get("correction") or {}
+        lines = out.setdefault(ev.visit.track_id, {})
+        if correction.get("kind") == "charge":
             lines[ev.product.barcode] = lines.get(ev.product.barcode, 0) + ev.quantity
+        elif correction.get("kind") == "refund":  # units a review had added, taken back (receipt refunds: above)
+            back = int(correction.get("from_unpaid") or 0) + sum(int(p.get("units") or 0)
+                                                                 for p in correction.get("from_charges") or [])
+            if back:
+                lines[ev.product.barcode] = lines.get(ev.product.barcode, 0) - back
     return out
 
 
@@ -343,13 +371,14 @@ def reviews_resolve_by_truth(*, session: str, decisions, truth_events, party_of:
     """Resolve the open review items of ``session`` as a perfect reviewer would (``carts.evaluation.oracle_answers``
     on a simulated recording's truth events), through ``carts.services.review_resolve`` — the same path as a
     manager's decision in the dashboard, billing corrections included. A put-back goes to the party member who
-    holds the item; a second product in one event (a mixed grab) is appended before the first is resolved.
+    holds the item; a second product in one event (a mixed grab) is one more line of the same decision
+    (``review_resolve``'s ``extra_lines``: charged when the visit is billed, never applied twice).
     Returns (resolved, failed); failures are logged and leave their item open."""
     from store.inventory.models import Product
 
     from .evaluation import oracle_answers
     from .models import ReviewItem
-    from .services import CartChange, ReviewError, cart_apply, review_resolve, review_senses
+    from .services import ReviewError, review_resolve
 
     visits = {v.track_id: v for v in Visit.objects.filter(session=session).exclude(track_id="")}
     answers = oracle_answers(decisions, truth_events)
@@ -377,14 +406,10 @@ def reviews_resolve_by_truth(*, session: str, decisions, truth_events, party_of:
                         if party_of.get(member, member) == lead and _held(v, code) >= -q:
                             dest = v if _held(dest, code) < -q else dest
                 targets.append((dest, code, q))
-            for dest, code, q in targets[1:]:
-                product = Product.objects.get(store_id=dest.store_id, barcode=code)
-                cart_apply(change=CartChange(visit=dest, product=product, quantity=q, confidence=1.0,
-                                             evidence={"review": item.pk, "by": "oracle", "part": "extra line"},
-                                             senses=review_senses(candidate=None, shelf_event=item.shelf_event)),
-                           shelf_event=item.shelf_event, source="review")
+            # one decision: the extra lines stand or fall with it, billed visits corrected through billing
             dest, code, q = targets[0]
-            review_resolve(item=item, visit_id=dest.pk, barcode=code, quantity=q, by="oracle")
+            review_resolve(item=item, visit_id=dest.pk, barcode=code, quantity=q, by="oracle",
+                           extra_lines=[(v.pk, c, n) for v, c, n in targets[1:]])
             ok += 1
         except (ReviewError, ValueError, Product.DoesNotExist) as exc:
             log.warning("review %s: the oracle's decision could not be applied (%s)", item.pk, exc)

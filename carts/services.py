@@ -27,7 +27,7 @@ import re
 import threading
 from collections import OrderedDict
 from contextlib import contextmanager
-from typing import Iterator
+from typing import Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
@@ -584,6 +584,159 @@ def _correction_charge(*, visit: Visit, product: Product, quantity: int, key: st
                            idempotency_key=key, currency=currency)
 
 
+@dataclass
+class _ChargedUnits:
+    """Units of one product added to a billed visit's cart by a review decision and charged off-session by
+    :func:`_correction_charge`: ``attempt`` (the succeeded charge), ``units`` it charged, ``left`` not refunded yet."""
+
+    attempt: PaymentAttempt
+    units: int
+    left: int
+
+    def refund_minor(self, k: int) -> int:
+        """Minor units refunded with ``k`` more of these units: the charge's amount (tax included) shared
+        pro rata, rounded so that refunding every unit refunds exactly what was charged."""
+        done = self.units - self.left
+        return (self.attempt.amount_minor * (done + k)) // self.units - (self.attempt.amount_minor * done) // self.units
+
+
+def _corrections_after_billing(*, visit: Visit, product: Product) -> tuple[int, list[_ChargedUnits]]:
+    """What review decisions on billed ``visit`` added of ``product`` that a put-back may take back first:
+    ``(unpaid, charged)``. ``unpaid``: units added whose correction charge was declined or not answered (nothing
+    was collected for them); ``charged``: per succeeded correction charge, its units still unrefunded, oldest
+    first. Read from the cart events' ``correction`` evidence (:func:`review_resolve`)."""
+    unpaid, charged = 0, {}  # charge attempt id → [units charged, units left]
+    events = visit.cart_events.filter(product=product, source=CartEvent.Source.REVIEW).order_by("id")
+    for qty, evidence in events.values_list("quantity", "evidence"):
+        corr = (evidence or {}).get("correction") or {}
+        if corr.get("kind") == "charge" and qty > 0:
+            if corr.get("status") == PaymentAttempt.Status.SUCCEEDED and isinstance(corr.get("attempt"), int):
+                charged[corr["attempt"]] = [qty, qty]
+            else:
+                unpaid += qty
+        elif corr.get("kind") == "refund":
+            unpaid -= int(corr.get("from_unpaid") or 0)
+            for part in corr.get("from_charges") or []:
+                if part.get("attempt") in charged:
+                    charged[part["attempt"]][1] -= int(part.get("units") or 0)
+    attempts = PaymentAttempt.objects.in_bulk(list(charged))
+    out = [_ChargedUnits(attempts[pk], units, left) for pk, (units, left) in charged.items()
+           if pk in attempts and left > 0]
+    return max(unpaid, 0), out
+
+
+def _billed_put_back(*, visit: Visit, product: Product, units: int, reason: str, key: str) -> tuple[dict, list]:
+    """Take ``units`` (> 0) of ``product`` back from billed ``visit``'s money: first units a review added whose
+    charge was never collected (no money moves), then units charged by review corrections (newest first: refunded
+    from that charge, pro rata with its tax), then units of the receipt line (``billing.receipt_refund_line``).
+    Everything is checked before the first refund, so a put-back that exceeds what was billed and charged raises
+    :class:`ReviewError` with nothing refunded. Returns ``(correction evidence, [refund PaymentAttempt, …])``; the
+    evidence is ``{"kind": "refund", "attempt", "attempts", "from_unpaid", "from_charges": [{"attempt", "units"}],
+    "from_receipt"}``."""
+    from store.billing.providers import get_provider
+    from store.billing.services import _attempt_record
+
+    unpaid, charged = _corrections_after_billing(visit=visit, product=product)
+    from_unpaid = min(units, unpaid)
+    rest = units - from_unpaid
+    plan = []
+    for c in reversed(charged):
+        if rest == 0:
+            break
+        k = min(rest, c.left)
+        plan.append((c, k))
+        rest -= k
+    line = ReceiptLine.objects.filter(receipt__visit=visit, product=product).first()
+    if rest:
+        left = (line.quantity - _line_refunded_units(line)) if line is not None else 0
+        if line is None and not plan and not from_unpaid:
+            raise ReviewError(f"visit {visit.pk} was billed without {product.barcode}: nothing to refund")
+        if rest > left:
+            raise ReviewError(f"visit {visit.pk} was billed and charged {units - rest + left} unrefunded unit(s) "
+                              f"of {product.barcode}: cannot refund {units}")
+    attempts: list[PaymentAttempt] = []
+    parts = []
+    for c, k in plan:
+        amount = c.refund_minor(k)
+        if amount > 0:
+            payment = _refund_source(visit=visit, preferred=c.attempt, amount=amount)
+            if payment is None:
+                raise ReviewError(f"no payment of visit {visit.pk} has {amount} left to refund")
+            provider = get_provider(payment.provider)
+            refund_key = f"{key}:charge{c.attempt.pk}"
+            try:
+                result = provider.refund(intent_ref=payment.intent_ref, amount_minor=amount, idempotency_key=refund_key,
+                                         metadata={"visit": str(visit.pk), "charge": str(c.attempt.pk),
+                                                   "reason": reason[:200]})
+            except ProviderUnavailable as exc:
+                raise ReviewError(f"the refund was not answered ({exc.reason}); try again") from None
+            attempt = _attempt_record(visit=visit, kind=PaymentAttempt.Kind.REFUND, provider=provider, result=result,
+                                      idempotency_key=refund_key, currency=visit.store.currency.lower(),
+                                      quantity=k, reason=reason[:300])
+            if not result.succeeded:
+                raise ReviewError(f"the refund was refused: {result.error}")
+            attempts.append(attempt)
+        parts.append({"attempt": c.attempt.pk, "units": k})
+    if rest:
+        try:
+            attempts.append(receipt_refund_line(receipt_line=line, quantity=rest, reason=reason))
+        except (BillingError, ValueError) as exc:
+            raise ReviewError(f"the refund was refused: {exc}") from exc
+    return ({"kind": "refund", "attempt": attempts[0].pk if attempts else None, "attempts": [a.pk for a in attempts],
+             "from_unpaid": from_unpaid, "from_charges": parts, "from_receipt": rest}, attempts)
+
+
+def _refund_source(*, visit: Visit, preferred: PaymentAttempt, amount: int) -> PaymentAttempt | None:
+    """The payment a refund of ``amount`` minor units goes against: ``preferred`` (the charge being taken back)
+    when it has that much unrefunded, else any capture or charge of ``visit`` that has (a dispute may have drawn
+    on the charge meanwhile); None when no single payment covers it."""
+    from store.billing.services import _refundable_payment
+
+    refunded = PaymentAttempt.objects.filter(visit=visit, kind=PaymentAttempt.Kind.REFUND,
+                                             status=PaymentAttempt.Status.SUCCEEDED,
+                                             intent_ref=preferred.intent_ref).aggregate(s=Sum("amount_minor"))["s"] or 0
+    if preferred.amount_minor - refunded >= amount:
+        return preferred
+    return _refundable_payment(visit=visit, amount_minor=amount)
+
+
+def _review_lines_check(lines: list[tuple[Visit, Product, int]]) -> None:
+    """Raise :class:`ReviewError` when a put-back among ``lines`` (visit, product, signed units, applied in order)
+    exceeds what its visit's cart holds then: checked before any refund or charge is made."""
+    held: dict[tuple[int, int], int] = {}
+    for visit, product, q in lines:
+        key = (visit.pk, product.pk)
+        if key not in held:
+            held[key] = visit.cart_events.filter(product=product).aggregate(s=Sum("quantity"))["s"] or 0
+        if held[key] + q < 0:
+            raise ReviewError(f"visit {visit.pk} holds {held[key]} of {product.barcode}; cannot put back {-q}")
+        held[key] += q
+
+
+def _billed_correction(*, visit: Visit, product: Product, quantity: int, evidence: dict, key: str,
+                       reason: str) -> tuple[list[PaymentAttempt], str | None]:
+    """The money of a review line on ``visit`` when it is billed already (nothing otherwise): a take is charged
+    (:func:`_correction_charge`, idempotency key ``charge:<key>``), a put-back taken back
+    (:func:`_billed_put_back`, keys ``refund:<key>…``). Writes ``evidence["correction"]``; returns the payment
+    attempts made and, for a declined or unanswered charge, the error to report (the decision stands). Raises
+    :class:`ReviewError` when a put-back cannot be refunded (nothing refunded)."""
+    if visit.state != Visit.State.BILLED:
+        return [], None
+    if quantity < 0:
+        evidence["correction"], attempts = _billed_put_back(visit=visit, product=product, units=-quantity,
+                                                            reason=reason, key=f"refund:{key}")
+        return attempts, None
+    try:
+        charge = _correction_charge(visit=visit, product=product, quantity=quantity, key=f"charge:{key}")
+    except PaymentFailed as exc:
+        evidence["correction"] = {"kind": "charge", "attempt": None, "status": "unanswered"}
+        return [], f"the correction charge was not made: {exc}"
+    evidence["correction"] = {"kind": "charge", "attempt": charge.pk, "status": charge.status}
+    if charge.status != PaymentAttempt.Status.SUCCEEDED:
+        return [charge], f"the correction charge failed: {charge.error}"
+    return [charge], None
+
+
 def review_undo_s() -> float:
     """Seconds a person's review decision made in the console can be undone (``settings.WALKOUT["REVIEW_UNDO_S"]``,
     default 10); the visits it names are billed only after that."""
@@ -593,7 +746,7 @@ def review_undo_s() -> float:
 
 
 def review_resolve(*, item: ReviewItem, visit_id: int | None, barcode: str | None, quantity: int,
-                   by: str, hold_s: float = 0.0) -> ReviewOutcome:
+                   by: str, hold_s: float = 0.0, extra_lines: Sequence[tuple[int, str, int]] = ()) -> ReviewOutcome:
     """Decide an open review item: who took what from the shelf event behind it.
 
     ``hold_s`` (seconds, ≥ 0): hold the decision that long so a person can take it back (:func:`review_undo`):
@@ -613,10 +766,17 @@ def review_resolve(*, item: ReviewItem, visit_id: int | None, barcode: str | Non
     is ``under_review`` with no other open or waiting item is checked out with :func:`visit_checkout` (after the
     decision commits); the other candidates get a fresh snapshot, since their ``under_review`` count fell.
 
-    A decision on an already **billed** visit is corrected through billing, never by editing the receipt: the cart
-    event is appended (evidence ``correction``: ``{"kind": "refund"|"charge", "attempt": id}``), and a put-back
-    (quantity < 0) refunds that many units of the product's receipt line (``billing.receipt_refund_line``), a take
-    (quantity > 0) is charged off-session to the payer's card (``ReviewOutcome.correction``). A refused refund
+    ``extra_lines``: more ``(visit id, barcode, signed quantity)`` the same shelf event is decided to be (a mixed
+    grab: a second product in one event), each appended as one more review cart event (evidence ``part: "extra
+    line"``) in the same transaction and by the same rules, billed visits included; recorded in the resolution's
+    ``extra``. They stand or fall with the decision: nothing of them is written when it raises.
+
+    A decision on an already **billed** visit is corrected through billing, never by editing the receipt, so that
+    what the card paid net always equals the value of the cart: the cart event is appended (evidence
+    ``correction``, :func:`_billed_correction`); a take (quantity > 0) is charged off-session to the payer's card
+    (``ReviewOutcome.correction``); a put-back (quantity < 0) takes back first units a review added whose charge
+    was never collected, then units a review charged (refunded from that charge), then units of the product's
+    receipt line (``billing.receipt_refund_line``): never more than was captured and charged. A refused refund
     undoes the whole decision (ReviewError); a declined or unanswered charge keeps the decision and is reported in
     ``checkout_errors``.
 
@@ -646,43 +806,52 @@ def review_resolve(*, item: ReviewItem, visit_id: int | None, barcode: str | Non
             if product is None:
                 raise ReviewError(f"no product with barcode {barcode!r} in this store")
         event = None
-        correction = correction_error = None
+        correction = None
+        extras = []
+        for extra_visit_id, extra_barcode, extra_q in extra_lines:
+            ev_visit = Visit.objects.select_related("store").filter(pk=extra_visit_id).first()
+            if ev_visit is None or ev_visit.store_id != shelf_event.store_id:
+                raise ReviewError(f"visit {extra_visit_id} is not a visit of this store")
+            if ev_visit.state not in _REVIEW_TAKES_EVENTS | {Visit.State.BILLED}:
+                raise ReviewError(f"visit {extra_visit_id} is {ev_visit.state}: correct it by a refund or a charge "
+                                  "instead")
+            ev_product = Product.objects.filter(store_id=shelf_event.store_id, barcode=extra_barcode).first()
+            if ev_product is None:
+                raise ReviewError(f"no product with barcode {extra_barcode!r} in this store")
+            if not isinstance(extra_q, int) or extra_q == 0:
+                raise ReviewError("the quantity must not be 0")
+            extras.append((ev_visit, ev_product, extra_q))
+        if extras and (visit is None or product is None):
+            raise ReviewError("extra lines need a decision that gives the item to a visit")
+        applied: list[CartEvent] = []
+        corrections: list[PaymentAttempt] = []
+        errors_of: dict[int, str] = {}
         if visit is not None and product is not None:
             if quantity == 0:
                 raise ReviewError("the quantity must not be 0")
-            candidate = next((c for c in candidates if c.get("visit") == visit.pk), None)
-            hypothesis = next((h for h in shelf_event.hypotheses or [] if isinstance(h, dict)
-                               and h.get("barcode") == barcode and h.get("quantity") == quantity), None)
-            evidence = {"review": locked.pk, "by": by, "reason": locked.reason, "candidate": candidate,
-                        "hypothesis": hypothesis}
-            billed = visit.state == Visit.State.BILLED
-            if billed and quantity < 0:
-                line = ReceiptLine.objects.filter(receipt__visit=visit, product=product).first()
-                if line is None:
-                    raise ReviewError(f"visit {visit.pk} was billed without {product.barcode}: nothing to refund")
-                try:
-                    correction = receipt_refund_line(receipt_line=line, quantity=-quantity,
+            lines = [(visit, product, quantity), *extras]
+            _review_lines_check(lines)  # a put-back beyond the cart, before any money moves
+            for n, (line_visit, line_product, line_q) in enumerate(lines):
+                candidate = next((c for c in candidates if c.get("visit") == line_visit.pk), None)
+                hypothesis = next((h for h in shelf_event.hypotheses or [] if isinstance(h, dict)
+                                   and h.get("barcode") == line_product.barcode and h.get("quantity") == line_q), None)
+                evidence = {"review": locked.pk, "by": by, "reason": locked.reason, "candidate": candidate,
+                            "hypothesis": hypothesis, **({"part": "extra line"} if n else {})}
+                attempts, error = _billed_correction(visit=line_visit, product=line_product, quantity=line_q,
+                                                     evidence=evidence, key=f"review:{locked.pk}" + (f":{n}" if n else ""),
                                                      reason=f"review {locked.pk} by {by}: put back")
-                except (BillingError, ValueError) as exc:
-                    raise ReviewError(f"the refund was refused: {exc}") from exc
-                evidence["correction"] = {"kind": "refund", "attempt": correction.pk}
-            elif billed:
+                corrections += attempts
+                if error:
+                    errors_of[line_visit.pk] = error
+                change = CartChange(visit=line_visit, product=line_product, quantity=line_q, confidence=1.0,
+                                    evidence=evidence,
+                                    senses=review_senses(candidate=candidate, shelf_event=shelf_event))
                 try:
-                    correction = _correction_charge(visit=visit, product=product, quantity=quantity,
-                                                    key=f"charge:review:{locked.pk}")
-                    evidence["correction"] = {"kind": "charge", "attempt": correction.pk,
-                                              "status": correction.status}
-                    if correction.status != PaymentAttempt.Status.SUCCEEDED:
-                        correction_error = f"the correction charge failed: {correction.error}"
-                except PaymentFailed as exc:
-                    evidence["correction"] = {"kind": "charge", "attempt": None, "status": "unanswered"}
-                    correction_error = f"the correction charge was not made: {exc}"
-            change = CartChange(visit=visit, product=product, quantity=quantity, confidence=1.0, evidence=evidence,
-                                senses=review_senses(candidate=candidate, shelf_event=shelf_event))
-            try:
-                event = cart_apply(change=change, shelf_event=shelf_event, source=CartEvent.Source.REVIEW)
-            except ValueError as exc:
-                raise ReviewError(str(exc)) from exc
+                    applied.append(cart_apply(change=change, shelf_event=shelf_event, source=CartEvent.Source.REVIEW))
+                except ValueError as exc:
+                    raise ReviewError(str(exc)) from exc
+            event = applied[0]
+            correction = corrections[0] if corrections else None
         locked.status = ReviewItem.Status.RESOLVED if visit is not None else ReviewItem.Status.DISMISSED
         locked.resolved_at = timezone.now()
         locked.resolved_by = by[:150]
@@ -691,14 +860,18 @@ def review_resolve(*, item: ReviewItem, visit_id: int | None, barcode: str | Non
                              "quantity": quantity if product is not None else None,
                              "cart_event": event.pk if event else None,
                              **({"correction": correction.pk} if correction is not None else {}),
+                             **({"extra": [{"visit": e.visit_id, "barcode": b, "quantity": e.quantity,
+                                            "cart_event": e.pk} for e, (_, b, _) in
+                                           zip(applied[1:], extra_lines)]} if extra_lines else {}),
                              **({"undone": history} if history else {})}
-        final = hold == 0 or correction is not None or "correction" in (event.evidence if event else {})
+        final = hold == 0 or correction is not None or any("correction" in e.evidence for e in applied)
         locked.undo_until = None if final else locked.resolved_at + timedelta(seconds=hold)
         locked.save(update_fields=["status", "resolved_at", "resolved_by", "resolution", "undo_until"])
         named = {c.get("visit") for c in candidates if isinstance(c.get("visit"), int)}
         named |= {v.pk for v in review_followers_settle(item=locked)}
         if visit is not None:
             named.add(visit.pk)
+        named |= {e.visit_id for e in applied}
         affected = list(Visit.objects.select_related("store").filter(pk__in=named))
         to_check_out = [v for v in affected if v.state == Visit.State.UNDER_REVIEW and not review_open_for(visit=v)]
         for v in affected:  # their "under_review" count fell; the chosen one was published by cart_apply
@@ -708,8 +881,7 @@ def review_resolve(*, item: ReviewItem, visit_id: int | None, barcode: str | Non
     if locked.undo_until is not None:
         _release_schedule(item_id=locked.pk, at=locked.undo_until)
     checkouts, errors = _checkouts_run(to_check_out, locked.pk)
-    if correction_error:
-        errors[visit.pk] = correction_error
+    errors.update(errors_of)
     return ReviewOutcome(item=locked, cart_event=event, checkouts=checkouts, checkout_errors=errors,
                          correction=correction)
 
@@ -870,6 +1042,9 @@ def review_undo(*, item: ReviewItem, by: str, decided_at: datetime | None = None
             f.status, f.resolved_at, f.resolved_by = ReviewItem.Status.WAITING, None, ""
             f.reason, f.resolution = before.get("reason", f.reason), before.get("resolution") or {}
             f.save(update_fields=["status", "resolved_at", "resolved_by", "reason", "resolution"])
+        for extra in reversed(res.get("extra") or []):
+            if isinstance(extra, dict) and isinstance(extra.get("cart_event"), int):
+                revert(extra["cart_event"], {"review": locked.pk, "by": by})
         if isinstance(res.get("cart_event"), int):
             revert(res["cart_event"], {"review": locked.pk, "by": by})
         entry = {k: res.get(k) for k in ("visit", "barcode", "quantity", "cart_event")}

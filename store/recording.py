@@ -551,6 +551,35 @@ def read_recording(path: str | Path) -> Recording:
 
 
 # ------------------------------------------------------------------------------------------------------ writing
+def destination_prepare(path: str | Path, *, force: bool = False) -> Path:
+    """Make ``path`` ready for a new recording and return it: a missing or empty folder is fine; a non-empty one
+    is refused unless ``force``, because writing into it would keep files of its earlier content that the new
+    recording does not write (a ``truth_events.json`` of an earlier simulation makes ``evaluate`` score against
+    the wrong truth). With ``force`` the folder is emptied first, but only when it is a recording folder (it
+    holds ``recording.json``): anything else is never deleted. Raises :class:`RecordingError` with the reason
+    (also for a path that is a file)."""
+    import shutil
+
+    root = Path(path)
+    if root.exists() and not root.is_dir():
+        raise RecordingError(f"{root}: is a file, not a folder; choose another destination")
+    if not root.exists() or not any(root.iterdir()):
+        return root
+    if not force:
+        raise RecordingError(f"{root}: the folder is not empty; choose a new folder, or pass --force to clear it "
+                             "first (files of its earlier content would otherwise stay beside the new recording)")
+    if not (root / MANIFEST).is_file():
+        raise RecordingError(f"{root}: not a recording folder (no {MANIFEST}); --force only clears a recording, so "
+                             "empty or remove it yourself, or choose a new folder")
+    for child in root.iterdir():
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child)
+        else:
+            child.unlink()
+    log.info("%s: cleared for a new recording", root)
+    return root
+
+
 def write_recording(path: str | Path, *, manifest: dict, store: dict, shelves: Iterable[ShelfSamples],
                     tracks: TrackObservations | None = None, gates: Iterable[GateScan] = (),
                     truth: Iterable[TruthReceipt] | None = None,

@@ -131,7 +131,9 @@ else:
     }
     REDIS_URL = ""
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
-    CELERY_BROKER_URL = "memory://"
+    # No broker: tasks run eagerly in this process. (Celery still builds a producer from its connection pool for
+    # an eager apply_async, only to pick a serializer, and never connects; the "memory://" URL once set here had no
+    # hostname, so kombu warned "No hostname was supplied" at the first task of every run.)
     CELERY_TASK_ALWAYS_EAGER = True
     CELERY_TASK_EAGER_PROPAGATES = True
     MQTT_URL = os.environ.get("MQTT_URL", "")
@@ -267,6 +269,10 @@ WALKOUT = {
     # An exited visit whose checkout is this many seconds overdue is billed by the stuck-visit sweeper
     # (store.gates.services.visits_stuck_sweep): its checkout task was lost (broker outage, worker crash).
     "CHECKOUT_STUCK_S": float(os.environ.get("WALKOUT_CHECKOUT_STUCK_S", "30")),
+    # An admitted/shopping visit with no activity (pass scan, cart change) for this many seconds whose track is not
+    # on the live map is exited and checked out by the same sweep (store.gates.services.visits_abandoned_sweep):
+    # what would have seen the shopper leave is gone (a killed embedded store loop, a replay that ended).
+    "VISIT_IDLE_EXIT_S": float(os.environ.get("WALKOUT_VISIT_IDLE_EXIT_S", "3600")),
     # Shelf sensors (sensors/live.py): where raw samples are kept (one .npz per controller per minute) and for how
     # long; the session name of live events; how often plate health is re-assessed.
     "RAW_SAMPLES_DIR": os.environ.get("WALKOUT_RAW_SAMPLES_DIR", str(VAR_DIR / "raw")),

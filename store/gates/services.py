@@ -20,7 +20,7 @@ from django.utils import timezone
 
 from store.layout.models import Store
 
-from . import signals
+from . import hooks, signals
 from .models import EntryPass, Gate, Visit, VisitTransition
 
 log = logging.getLogger(__name__)
@@ -198,9 +198,7 @@ def _refuse(code: str, message: str, gate: Gate) -> GateRefusal:
 def _cart_push(visit: Visit) -> None:
     """Push ``visit``'s cart snapshot to the shopper's app (``carts.services.cart_publish``, after commit), so the
     phone turns to the live cart at the gate and shows the exit at once."""
-    from carts.services import cart_publish
-
-    cart_publish(visit=visit)
+    hooks.cart_push(visit=visit)
 
 
 def _pass_verify(*, token: str, gate: Gate) -> EntryPass:
@@ -408,13 +406,15 @@ def checkout_enqueue(*, visit_id: int, countdown: float | None = None, at: datet
     logs, counts (:data:`ENQUEUE_FAILURES`) and returns False — the visit's ``checkout_due_at`` is already
     committed, so :func:`visits_stuck_sweep` bills it. Call after the exit commits (``transaction.on_commit``).
     In the embedded profile (``CELERY_TASK_ALWAYS_EAGER``) the task runs here, now."""
+    from store.celery import task_send
+
     from .tasks import visit_checkout_task
 
     try:
         # one quick retry only: the caller is waiting for this answer, and the sweeper covers an outage
-        visit_checkout_task.apply_async(args=[visit_id], kwargs={"at": at.isoformat() if at else None},
-                                        countdown=exit_settle_s() if countdown is None else countdown, retry=True,
-                                        retry_policy={"max_retries": 1, "interval_start": 0.2})
+        task_send(visit_checkout_task, args=[visit_id], kwargs={"at": at.isoformat() if at else None},
+                  countdown=exit_settle_s() if countdown is None else countdown, retry=True,
+                  retry_policy={"max_retries": 1, "interval_start": 0.2})
         return True
     except Exception as exc:  # kombu raises OperationalError, redis ConnectionError, OSError…: all mean "not queued"
         ENQUEUE_FAILURES["count"] += 1
@@ -434,8 +434,6 @@ def visits_stuck_sweep(now: datetime | None = None, *, limit: int = 100) -> int:
     ``manage.py sweep_visits`` and the store worker's housekeeping, every few seconds. At most ``limit`` visits per
     call. Returns how many visits it checked out (without an exception).
     """
-    from carts.services import visit_checkout
-
     now = now or timezone.now()
     cutoff = now - timedelta(seconds=checkout_grace_s())
     due = list(Visit.objects.filter(state=S.EXITED, checkout_due_at__lte=cutoff)
@@ -450,7 +448,7 @@ def visits_stuck_sweep(now: datetime | None = None, *, limit: int = 100) -> int:
         log.warning("visit %s: still exited %.0f s after its checkout was due; checking it out now", visit_id,
                     (now - due_at).total_seconds())
         try:
-            visit_checkout(visit=visit)
+            hooks.visit_checkout(visit=visit)
         except Exception:
             log.exception("visit %s: checkout by the sweeper failed; retried in %d s", visit_id, CHECKOUT_RETRY_S)
             continue
@@ -460,6 +458,78 @@ def visits_stuck_sweep(now: datetime | None = None, *, limit: int = 100) -> int:
 
 #: Seconds before the sweeper retries a visit it claimed (and whose checkout raised).
 CHECKOUT_RETRY_S = 60
+
+
+def visit_idle_exit_s() -> float:
+    """Seconds without any activity after which an ``admitted``/``shopping`` visit whose track the store no longer
+    sees is taken for abandoned by :func:`visits_abandoned_sweep` (``settings.WALKOUT["VISIT_IDLE_EXIT_S"]``,
+    default 3600): the store loop that would have seen the shopper leave died with its state (an embedded
+    ``emulate_store`` or ``demo`` killed mid-run), or the replay that admitted the visit ended without an exit."""
+    return float(settings.WALKOUT.get("VISIT_IDLE_EXIT_S", 3600.0))
+
+
+def visit_last_activity(*, visit: Visit) -> datetime:
+    """The latest wall-clock sign of life of ``visit`` (timezone-aware UTC): when its pass was scanned (its party
+    lead's, for a guest), its last cart event, its cart's last push (entry, every cart change, review decisions),
+    and its entry and transitions as stored (a replay stores the recording's times: never later than the rest)."""
+    times = [visit.entered_at]
+    entry_pass = EntryPass.objects.filter(visit__pk__in=[visit.pk, visit.party_lead_id or 0]).values_list(
+        "used_at", flat=True)
+    times += [t for t in entry_pass if t is not None]
+    times += hooks.activity_times(visit=visit)
+    last_transition = VisitTransition.objects.filter(visit=visit).order_by("-at").values_list("at", flat=True).first()
+    if last_transition is not None:
+        times.append(last_transition)
+    return max(times)
+
+
+def visit_abandon(*, visit: Visit, reason: str, at: datetime | None = None):
+    """End an open (``admitted``/``shopping``) visit that nobody will see leave any more: it goes ``exited``
+    (``reason`` logged, at ``at``, default now, never before the entry) and is checked out at once
+    (``carts.services.visit_checkout``: billed for what its cart holds, ``under_review`` while a review names it,
+    or ``payment_failed``). Returns ``(visit, receipt or None)``. Raises :class:`VisitStateError` for a visit that
+    is not open."""
+    at = max(at or timezone.now(), visit.entered_at)
+    if visit.state not in (S.ADMITTED, S.SHOPPING):
+        raise VisitStateError(f"visit {visit.pk} is {visit.state}, not open")
+    visit = visit_exit(visit=visit, at=at, reason=reason[:200])
+    hooks.cart_push(visit=visit)
+    receipt = hooks.visit_checkout(visit=visit, at=at)
+    visit.refresh_from_db()
+    log.warning("visit %s abandoned (%s): %s", visit.pk, reason, visit.state)
+    return visit, receipt
+
+
+def visits_abandoned_sweep(now: datetime | None = None, *, limit: int = 100) -> list[Visit]:
+    """Exit and check out every ``admitted``/``shopping`` visit with no activity (:func:`visit_last_activity`) for
+    :func:`visit_idle_exit_s` seconds before ``now`` (timezone-aware UTC, default the clock) whose track is not on
+    its store's live map (``hooks.track_seen``): whatever would have seen the shopper leave is gone (a store loop
+    killed with its state, a replay over), and without this the shopper stays "inside" and is refused at every
+    gate. Each goes through :func:`visit_abandon` (billed, under review, or payment failed). Called with
+    :func:`visits_stuck_sweep` by the beat task and ``manage.py sweep_visits``. At most ``limit`` visits. Returns
+    the visits it ended; a checkout that raises is logged and the next sweep tries again."""
+    now = now or timezone.now()
+    cutoff = now - timedelta(seconds=visit_idle_exit_s())
+    ended = []
+    for visit in (Visit.objects.select_related("store").filter(state__in=[S.ADMITTED, S.SHOPPING])
+                  .order_by("entered_at", "pk")[: limit * 10]):
+        if len(ended) >= limit:
+            break
+        last = visit_last_activity(visit=visit)
+        if last > cutoff or hooks.track_seen(visit=visit):
+            continue
+        idle_min = (now - last).total_seconds() / 60
+        try:
+            visit, _ = visit_abandon(visit=visit, at=now, reason=(
+                f"abandoned: no activity for {idle_min:.0f} min and its track is gone (the store loop or replay "
+                "that admitted it stopped)"))
+        except VisitStateError:
+            continue  # it left meanwhile
+        except Exception:
+            log.exception("visit %s: ending the abandoned visit failed; the next sweep tries again", visit.pk)
+            continue
+        ended.append(visit)
+    return ended
 
 
 def visit_transition(*, visit: Visit, to_state: str, at: datetime | None = None, reason: str = "",

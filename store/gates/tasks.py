@@ -6,6 +6,7 @@ import logging
 
 from celery import shared_task
 
+from . import hooks
 from .models import Visit
 
 log = logging.getLogger(__name__)
@@ -19,8 +20,6 @@ def visit_checkout_task(visit_id: int, at: str | None = None) -> int | None:
     as it is. Returns the receipt id, or None."""
     from datetime import datetime
 
-    from carts.services import visit_checkout
-
     visit = Visit.objects.select_related("store").filter(pk=visit_id).first()
     if visit is None:
         log.warning("checkout after exit: visit %s does not exist", visit_id)
@@ -28,14 +27,14 @@ def visit_checkout_task(visit_id: int, at: str | None = None) -> int | None:
     if visit.state not in (Visit.State.EXITED, Visit.State.BILLED):
         log.info("checkout after exit: visit %s is %s; nothing to do", visit_id, visit.state)
         return None
-    receipt = visit_checkout(visit=visit, at=datetime.fromisoformat(at) if at else None)
+    receipt = hooks.visit_checkout(visit=visit, at=datetime.fromisoformat(at) if at else None)
     return receipt.pk if receipt is not None else None
 
 
 @shared_task(acks_late=True, time_limit=120)
 def visits_stuck_sweep_task() -> int:
-    """Celery beat, every ``settings.WALKOUT["SWEEP_EVERY_S"]`` seconds: ``visits_stuck_sweep()``. Returns how many
-    visits it checked out."""
-    from .services import visits_stuck_sweep
+    """Celery beat, every ``settings.WALKOUT["SWEEP_EVERY_S"]`` seconds: ``visits_stuck_sweep()``, then
+    ``visits_abandoned_sweep()`` (open visits nobody will see leave). Returns how many visits it checked out."""
+    from .services import visits_abandoned_sweep, visits_stuck_sweep
 
-    return visits_stuck_sweep()
+    return visits_stuck_sweep() + len(visits_abandoned_sweep())

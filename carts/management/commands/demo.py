@@ -5,6 +5,7 @@ Output: with ``--no-serve`` the last line is ``evaluate``'s ``F1 <value>`` (scri
 with come before the live run; when serving, the accounts follow the score, just above "serving on"."""
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 from django.conf import settings
@@ -16,7 +17,7 @@ from carts.emulator import EmulatorError, emulate
 from carts.replay import DEMO_PASSWORD, DEMO_SHOPPER, demo_shopper_ensure
 from store.accounts.services import manager_create
 from store.autocheckout import AutoCheckoutError, import_case
-from store.recording import RecordingError, read_recording
+from store.recording import RecordingError, destination_prepare, read_recording
 
 from .replay import print_receipts
 
@@ -43,8 +44,8 @@ class Command(BaseCommand):
 
     def handle(self, *args, no_serve=False, case=None, addr="127.0.0.1:8000", allow_production=False, speed=5.0,
                **options):
-        if not speed > 0:
-            raise CommandError("--speed must be > 0")
+        if not (math.isfinite(speed) and speed > 0):
+            raise CommandError(f"--speed must be a finite number > 0 (× real time), got {speed:g}")
         if settings.PRODUCTION and not allow_production:
             raise CommandError("the demo creates accounts with a published password; it runs in the embedded "
                                "profile (unset WALKOUT_PROFILE), or pass --allow-production for a staging store")
@@ -59,6 +60,7 @@ class Command(BaseCommand):
 
         rec_dir = settings.RECORDINGS_DIR / case_dir.name
         try:
+            destination_prepare(rec_dir, force=True)  # the demo's own folder: re-imported afresh each run
             import_case(case_dir, rec_dir)
             rec = read_recording(rec_dir)
         except (AutoCheckoutError, RecordingError) as exc:
@@ -74,6 +76,8 @@ class Command(BaseCommand):
             result = emulate(rec, speed=speed)
         except EmulatorError as exc:
             raise CommandError(str(exc)) from None
+        for note in result.recovered:  # an earlier demo killed before its shopper left
+            self.stdout.write(note)
         self.stdout.write(f"ran {rec.name} live at {speed:g}× real time in {result.wall_s:.1f} s: the devices sent "
                           f"{result.sent['shelf']} shelf block(s), {result.sent['obs']} tracker message(s), "
                           f"{result.sent['entry']} gate scan(s)")

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import io
+import math
 
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
@@ -31,8 +32,10 @@ class Command(BaseCommand):
         behind = database_behind()
         if behind:
             raise CommandError(behind)
-        if not speed > 0:
-            raise CommandError("--speed must be > 0")
+        if not (math.isfinite(speed) and speed > 0):
+            raise CommandError(f"--speed must be a finite number > 0 (× real time), got {speed:g}")
+        if not (math.isfinite(settle_timeout) and settle_timeout > 0):
+            raise CommandError(f"--settle-timeout must be a finite number of seconds > 0, got {settle_timeout:g}")
         try:
             rec = read_recording(recording)
         except RecordingError as exc:

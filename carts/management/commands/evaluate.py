@@ -36,6 +36,27 @@ class Command(BaseCommand):
                             help="leave open review items open (default with truth_events.json: resolve them as a "
                                  "perfect reviewer would, through the dashboard's review service)")
 
+    @staticmethod
+    def _check_session_of(rec, session: str) -> None:
+        """Raise CommandError unless ``session`` replayed ``rec``: its visits are in the recording's store and bound to
+        the recording's shopper tracks (scoring another recording's session against this truth gives figures that
+        look plausible and mean nothing). Tracks are not checked for a recording whose tracks come from its video."""
+        code = rec.store["store"]["code"]
+        rows = list(Visit.objects.filter(session=session).values_list("store__code", "track_id"))
+        stores = sorted({s for s, _ in rows} - {code})
+        if stores:
+            raise CommandError(f"session {session!r} ran in store {', '.join(stores)}, not in {code} of {rec.path}: "
+                               f"it is not a session of this recording")
+        if rec.cameras and len(rec.tracks) == 0:
+            return  # shopper tracks come from the video when it is replayed: their ids are not in the folder
+        known = {g.track for g in rec.gates} | {str(t) for t in rec.tracks.track_ids()} | \
+            {r.track for r in rec.truth or []}
+        foreign = sorted({t for _, t in rows if t} - known)
+        if foreign:
+            raise CommandError(f"session {session!r} holds shopper track(s) {', '.join(foreign[:5])} that "
+                               f"{rec.path} does not have: it is a session of another recording (this one's "
+                               f"sessions start with {session_prefix(rec)}@)")
+
     def handle(self, *args, recording, session=None, replay=False, no_oracle=False, **options):
         behind = database_behind()
         if behind:
@@ -49,6 +70,8 @@ class Command(BaseCommand):
             raise CommandError(f"{rec.path / 'truth.json'}: missing file; nothing to evaluate against")
         if session is not None and not Visit.objects.filter(session=session).exists():
             raise CommandError(f"no visits were replayed in session {session!r}")
+        if session is not None:
+            self._check_session_of(rec, session)
         if session is None and not replay:
             latest = (Visit.objects.filter(session__startswith=f"{session_prefix(rec)}@").order_by("-id")
                       .values_list("session", flat=True).first())

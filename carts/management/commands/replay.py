@@ -5,7 +5,13 @@ import math
 
 from django.core.management.base import BaseCommand, CommandError
 
-from carts.replay import database_behind, DEMO_SHOPPER, demo_shopper_ensure, replay_recording
+from carts.replay import (
+    database_behind,
+    DEMO_SHOPPER,
+    demo_shopper_ensure,
+    replay_accounts_missing,
+    replay_recording,
+)
 from store.billing.models import Receipt
 from store.recording import RecordingError, read_recording
 
@@ -50,6 +56,13 @@ class Command(BaseCommand):
             rec = read_recording(recording)
         except RecordingError as exc:
             raise CommandError(str(exc)) from None
+        if not create_shoppers:
+            missing = replay_accounts_missing(rec, default_shopper=shopper)
+            if missing:
+                names = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+                raise CommandError(f"the recording's shoppers need accounts with a card on file, and {names} "
+                                   f"{'has' if len(missing) == 1 else 'have'} none: replay with --create-shoppers "
+                                   "(accounts with the payment provider's test card), or create them and add a card")
         result = replay_recording(rec, session=session, default_shopper=shopper, speed=speed,
                                   shopper_factory=demo_shopper_ensure if create_shoppers else None,
                                   as_of_now=as_of_now)

@@ -7,6 +7,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from carts.simulation import DIFFICULTIES, SimConfig, load_store, simulate, write_simulation
+from store.recording import RecordingError, destination_prepare
 
 
 class Command(BaseCommand):
@@ -15,7 +16,8 @@ class Command(BaseCommand):
             "source is a knob of carts.simulation.SimConfig; --set NAME=VALUE overrides one.")
 
     def add_arguments(self, parser):
-        parser.add_argument("out", help="recording folder to write")
+        parser.add_argument("out", help="recording folder to write (new or empty, unless --force)")
+        parser.add_argument("--force", action="store_true", help="clear OUT first when it holds an earlier recording")
         parser.add_argument("--shoppers", type=int, default=20)
         parser.add_argument("--minutes", type=float, default=5.0)
         parser.add_argument("--seed", type=int, default=0)
@@ -25,7 +27,11 @@ class Command(BaseCommand):
         parser.add_argument("--data", default=None,
                             help="AutoCheckout data folder (default: <shared>/datasets/autocheckout)")
 
-    def handle(self, *args, out, shoppers, minutes, seed, difficulty, set, data, **options):
+    def handle(self, *args, out, shoppers, minutes, seed, difficulty, set, data, force=False, **options):
+        try:
+            destination_prepare(out, force=force)  # before the minutes of simulating
+        except RecordingError as exc:
+            raise CommandError(str(exc)) from None
         overrides = {}
         own = {"shoppers", "minutes", "seed", "difficulty"}  # options of their own (--shoppers …)
         fields = [f for f in SimConfig.__dataclass_fields__ if f not in own]

@@ -4,7 +4,7 @@ from __future__ import annotations
 from django.core.management.base import BaseCommand, CommandError
 
 from store.autocheckout import AutoCheckoutError, import_case
-from store.recording import RecordingError, read_recording
+from store.recording import RecordingError, destination_prepare, read_recording
 
 
 class Command(BaseCommand):
@@ -13,13 +13,16 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("src", help="test case folder (plate_data.json, full_targets.json, products.json, …)")
-        parser.add_argument("dest", help="recording folder to write")
+        parser.add_argument("dest", help="recording folder to write (new or empty, unless --force)")
+        parser.add_argument("--force", action="store_true",
+                            help="clear DEST first when it holds an earlier recording")
         parser.add_argument("--store-meta", help="store_meta folder (default: SRC/../store_meta)")
         parser.add_argument("--product-info", help="AIM3S product_info.json for weight spreads "
                                                    "(default: SRC/../aim3s/product_info.json if present)")
 
-    def handle(self, *args, src, dest, store_meta=None, product_info=None, **options):
+    def handle(self, *args, src, dest, store_meta=None, product_info=None, force=False, **options):
         try:
+            destination_prepare(dest, force=force)
             path, problems = import_case(src, dest, store_meta=store_meta, product_info=product_info)
             rec = read_recording(path)
         except (AutoCheckoutError, RecordingError) as exc:

@@ -1,0 +1,140 @@
+"""What a fresh user met trying the README's commands: each now answers with a sentence instead of a traceback or
+silently wrong figures. A recording is never written over stale files; ``emulate_store --url`` without a usable MQTT
+broker, ``create_manager`` without a terminal, ``evaluate --session`` of another recording, a non-finite
+``--speed``, and ``replay`` without the shoppers' accounts are refused with the reason; eager tasks of the
+embedded profile never touch a broker (no kombu "No hostname was supplied" warning)."""
+from __future__ import annotations
+
+import io
+import logging
+import socket
+
+import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
+
+from conftest import shared_file
+
+pytestmark = pytest.mark.django_db
+
+
+# ------------------------------------------------------------------------------------ destinations of recordings
+def test_import_autocheckout_refuses_a_non_empty_folder_and_force_clears_it(tmp_path):
+    case = shared_file("datasets/autocheckout/BENCHMARK-1/plate_data.json").parent
+    dest = tmp_path / "rec"
+    call_command("import_autocheckout", str(case), str(dest), stdout=io.StringIO(), stderr=io.StringIO())
+    (dest / "truth_events.json").write_text("[]")  # what an earlier simulation into this folder left
+    with pytest.raises(CommandError, match=r"the folder is not empty; choose a new folder, or pass --force"):
+        call_command("import_autocheckout", str(case), str(dest), stdout=io.StringIO(), stderr=io.StringIO())
+    assert (dest / "truth_events.json").exists()  # refused: nothing touched
+    call_command("import_autocheckout", str(case), str(dest), "--force", stdout=io.StringIO(), stderr=io.StringIO())
+    assert not (dest / "truth_events.json").exists() and (dest / "recording.json").exists()
+
+
+def test_simulate_refuses_a_non_empty_folder_before_simulating_and_never_clears_a_stranger(tmp_path):
+    shared_file("datasets/autocheckout/store_meta")
+    dest = tmp_path / "sim"
+    dest.mkdir()
+    (dest / "notes.txt").write_text("mine")
+    with pytest.raises(CommandError, match="not empty"):
+        call_command("simulate", str(dest), "--shoppers", "1", "--minutes", "0.5", stdout=io.StringIO())
+    with pytest.raises(CommandError, match=r"not a recording folder \(no recording.json\)"):
+        call_command("simulate", str(dest), "--shoppers", "1", "--minutes", "0.5", "--force", stdout=io.StringIO())
+    assert (dest / "notes.txt").read_text() == "mine"
+    (dest / "notes.txt").unlink()
+    call_command("simulate", str(dest), "--shoppers", "1", "--minutes", "0.5", stdout=io.StringIO())
+    (dest / "stale.csv").write_text("x")
+    call_command("simulate", str(dest), "--shoppers", "1", "--minutes", "0.5", "--force", stdout=io.StringIO())
+    assert not (dest / "stale.csv").exists() and (dest / "truth_events.json").exists()
+
+
+# ------------------------------------------------------------------------------------------------ emulate_store
+def _dead_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_emulate_store_url_needs_a_reachable_mqtt_broker(benchmark1_recording, settings):
+    settings.MQTT_URL = ""
+    with pytest.raises(CommandError, match=r"--url needs MQTT_URL"):
+        call_command("emulate_store", str(benchmark1_recording), "--url", "http://127.0.0.1:8000",
+                     stdout=io.StringIO(), stderr=io.StringIO())
+    settings.MQTT_URL = f"mqtt://127.0.0.1:{_dead_port()}"
+    with pytest.raises(CommandError, match=r"the shelf controllers cannot publish: cannot reach the MQTT broker"):
+        call_command("emulate_store", str(benchmark1_recording), "--url", "http://127.0.0.1:8000",
+                     stdout=io.StringIO(), stderr=io.StringIO())
+
+
+@pytest.mark.parametrize("speed", ["inf", "nan", "0", "-2"])
+def test_emulate_store_and_demo_refuse_a_speed_that_is_not_finite_and_positive(benchmark1_recording, speed):
+    with pytest.raises(CommandError, match="--speed must be a finite number > 0"):
+        call_command("emulate_store", str(benchmark1_recording), "--speed", speed, stdout=io.StringIO(),
+                     stderr=io.StringIO())
+    with pytest.raises(CommandError, match="--speed must be a finite number > 0"):
+        call_command("demo", "--no-serve", "--speed", speed, stdout=io.StringIO())
+
+
+# ----------------------------------------------------------------------------------------------- create_manager
+class _NoTty(io.StringIO):
+    def isatty(self) -> bool:
+        return False
+
+
+def test_create_manager_without_a_terminal_says_how_to_give_the_password(monkeypatch):
+    from django.contrib.auth import get_user_model
+
+    monkeypatch.setattr("sys.stdin", _NoTty(""))
+    with pytest.raises(CommandError, match=r"no terminal to ask the password on: pass --password-stdin"):
+        call_command("create_manager", "boss@example.com", stdout=io.StringIO())
+    with pytest.raises(CommandError, match="no password on stdin"):
+        call_command("create_manager", "boss@example.com", "--password-stdin", stdout=io.StringIO())
+    with pytest.raises(CommandError, match=r"\$BOSS_PW is not set"):
+        call_command("create_manager", "boss@example.com", "--password-from-env", "BOSS_PW", stdout=io.StringIO())
+    monkeypatch.setenv("BOSS_PW", "a-long-Passphrase-42")
+    call_command("create_manager", "boss@example.com", "--password-from-env", "BOSS_PW", stdout=io.StringIO())
+    monkeypatch.setenv("WALKOUT_MANAGER_PASSWORD", "another-long-Passphrase-43")
+    call_command("create_manager", "deputy@example.com", "--no-input", stdout=io.StringIO())
+    User = get_user_model()
+    assert User.objects.get(username="boss@example.com").check_password("a-long-Passphrase-42")
+    assert User.objects.get(username="deputy@example.com").check_password("another-long-Passphrase-43")
+
+
+# -------------------------------------------------------------------------------------------- evaluate, replay
+def test_evaluate_refuses_a_session_of_another_recording(benchmark1_recording):
+    from django.utils import timezone
+
+    from carts.replay import demo_shopper_ensure
+    from store.gates.models import Visit
+    from store.layout.models import Store
+    from store.recording import read_recording
+
+    rec = read_recording(benchmark1_recording)
+    user = demo_shopper_ensure("x@walkout.test")
+    other = Store.objects.create(code="elsewhere", name="Elsewhere", currency="usd")
+    Visit.objects.create(store=other, shopper=user, session="sim~abc@1", track_id="7", entered_at=timezone.now())
+    with pytest.raises(CommandError, match=r"ran in store elsewhere, not in aifi-nanostore"):
+        call_command("evaluate", str(benchmark1_recording), session="sim~abc@1", stdout=io.StringIO())
+    here = Store.objects.create(code=rec.store["store"]["code"], name="Nano", currency="usd")
+    Visit.objects.create(store=here, shopper=user, session="sim~def@2", track_id="not-a-track",
+                         entered_at=timezone.now())
+    with pytest.raises(CommandError, match=r"holds shopper track\(s\) not-a-track that .* does not have"):
+        call_command("evaluate", str(benchmark1_recording), session="sim~def@2", stdout=io.StringIO())
+
+
+def test_replay_without_the_shoppers_accounts_fails_and_names_create_shoppers(benchmark1_recording):
+    from store.gates.models import Visit
+
+    with pytest.raises(CommandError, match=r"shopper@walkout.test has none: replay with --create-shoppers"):
+        call_command("replay", str(benchmark1_recording), stdout=io.StringIO(), stderr=io.StringIO())
+    assert not Visit.objects.exists()  # refused before replaying anything
+
+
+# ---------------------------------------------------------------------------------------- no broker, no warning
+def test_an_eager_task_of_the_embedded_profile_touches_no_broker(caplog):
+    from store.gates.services import checkout_enqueue
+
+    with caplog.at_level(logging.WARNING):
+        assert checkout_enqueue(visit_id=987654, countdown=0) is True  # ran here: the visit does not exist
+    assert not [r for r in caplog.records if r.name.startswith("kombu")], [r.getMessage() for r in caplog.records]
+    assert any("visit 987654 does not exist" in r.getMessage() for r in caplog.records)
