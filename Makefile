@@ -26,10 +26,11 @@ TEST_WORKERS ?= 0
 test: install
 	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup $(ARGS)
 
-# ruff (pyflakes, pycodestyle, bugbear, docstrings) and the import contracts (pyproject.toml); run by .ci/run
+# ruff (pyflakes, pycodestyle, bugbear, docstrings), the import contracts and mypy on the core (pyproject.toml); run by .ci/run
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/lint-imports
+	$(VENV)/bin/mypy
 
 bench: bench-sensors bench-vision bench-accuracy
 

@@ -571,7 +571,9 @@ def simulate_exits(*, shoppers: int = 200, seed: int = 0, config: RfidSimConfig 
     barcode_of = {g: g[1:] for g in gtins}          # GTIN-13 barcodes in the catalogue
     weighed = {g for g in gtins if rng.random() < weighed_share}
     serial = iter(range(1, 10 ** 9))
-    exits, truth, worn, cart = {}, {}, {}, {}
+    exits, truth = {}, {}
+    worn: dict[str, list] = {}
+    cart: dict[str, dict] = {}
     reads: list[TagEvent] = []
     sold: set[tuple[str, str]] = set()
     t = 1.7e9

@@ -230,7 +230,7 @@ def _load_json(path: Path) -> Any:
         raise RecordingError(f"{path}: cannot be read ({exc.strerror})") from None
 
 
-def _finite(value: str, where: str) -> float:
+def _finite(value: Any, where: str) -> float:
     try:
         x = float(value)
     except (TypeError, ValueError):
@@ -394,10 +394,10 @@ def read_shelves(path: Path, bin_codes: set[str], problems: list[str]) -> list[S
     out = []
     for grid, members in groups:
         members.sort(key=lambda m: m[0])
-        grams = np.full((grid.size, len(members)), np.nan)
+        block = np.full((grid.size, len(members)), np.nan)
         for j, (_, t_arr, g_arr) in enumerate(members):
-            grams[np.searchsorted(grid, t_arr), j] = g_arr
-        out.append(ShelfSamples(t=grid, bin_codes=tuple(m[0] for m in members), grams=grams))
+            block[np.searchsorted(grid, t_arr), j] = g_arr
+        out.append(ShelfSamples(t=grid, bin_codes=tuple(m[0] for m in members), grams=block))
     out.sort(key=lambda s: s.bin_codes[0])
     return out
 

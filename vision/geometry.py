@@ -185,7 +185,7 @@ class CameraModel:
     def project(self, xyz: Any) -> np.ndarray:
         """Store points (N, 3) metres → pixels (N, 2), distortion applied; NaN for points behind the camera.
         Raises CalibrationError without a full pose."""
-        if not self.has_pose:
+        if self.K is None or self.R is None or self.C is None:
             raise CalibrationError(f"camera {self.name} has no pose (K, R, C)")
         xyz = _as_points(xyz, 3, "xyz")
         out = np.full((xyz.shape[0], 2), np.nan)
@@ -204,7 +204,7 @@ class CameraModel:
 
     def rays(self, uv: Any, undistorted: np.ndarray | None = None) -> np.ndarray:
         """Unit viewing rays (N, 3) in store coordinates through pixels (N, 2). Needs the full pose."""
-        if not self.has_pose:
+        if self.K is None or self.R is None or self.C is None:
             raise CalibrationError(f"camera {self.name} has no pose (K, R, C)")
         und = self.undistort(uv) if undistorted is None else undistorted
         n = np.linalg.solve(self.K, np.column_stack([und, np.ones(und.shape[0])]).T).T
@@ -216,6 +216,8 @@ class CameraModel:
         ``normal`` (3,) (or (N, 3) each, one plane per pixel). NaN where the ray is parallel or the plane is behind
         the camera. Needs the full pose."""
         d = self.rays(uv)
+        if self.C is None:
+            raise CalibrationError(f"camera {self.name} has no pose (K, R, C)")
         p0 = np.broadcast_to(np.asarray(point, dtype=np.float64), d.shape)
         nrm = np.broadcast_to(np.asarray(normal, dtype=np.float64), d.shape)
         den = np.einsum("ij,ij->i", d, nrm)

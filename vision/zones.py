@@ -195,10 +195,10 @@ def hand_at_bin_intervals(hands: Any, bin_codes: tuple[str, ...], centres: np.nd
                 cur[3], cur[4] = t, min(cur[4], dist)
             else:
                 if cur is not None:
-                    rows.append(tuple(cur))  # type: ignore[arg-type]
+                    rows.append(tuple(cur))
                 cur = [sh, bin_codes[b], t, t, dist]
         if cur is not None:
-            rows.append(tuple(cur))  # type: ignore[arg-type]
+            rows.append(tuple(cur))
     rows.sort(key=lambda r: r[2])
     return HandAtBin(np.array([r[0] for r in rows], dtype=object), np.array([r[1] for r in rows], dtype=object),
                      np.array([r[2] for r in rows], dtype=float), np.array([r[3] for r in rows], dtype=float),

@@ -40,7 +40,7 @@ def senses_union(values: Iterable[Sequence[str] | None]) -> tuple[str, ...] | No
     """The senses behind any of ``values`` (each a list of senses, or ``None`` = unknown), in order. ``None``
     when every value is unknown (or there are none); the known ones otherwise. Raises ValueError as
     :func:`senses_checked`."""
-    known = [senses_checked(v) for v in values if v is not None]
+    known = [senses_checked(v) or () for v in values if v is not None]
     if not known:
         return None
     return senses_checked([s for v in known for s in v])
