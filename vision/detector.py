@@ -59,9 +59,7 @@ class Detections:
     ``hands_source`` ``"pose-model"``, ``"blazepose"``, ``"blazepose+approx-box"`` (some people fell back to the
     box), ``"approx-box"`` or ``"none"``; ``ankles`` (n, 2) float64 pixels, the midpoint of the two ankles where the
     pose model saw both (NaN elsewhere), or None without a pose stage: the foot point of a person whose box is
-    widened by a reaching arm; ``wrist_peaks`` (n, 2, k, 3) float64 or None: candidate wrists from the pose
-    model's heatmaps (:attr:`vision.pose.Pose.wrist_peaks`: [left, right] channel × k peaks × (u, v pixels, value),
-    NaN where absent), None when the pose stage gives none.
+    widened by a reaching arm.
     """
 
     xyxy: np.ndarray
@@ -71,15 +69,11 @@ class Detections:
     wrist_score: np.ndarray
     hands_source: str = "none"
     ankles: np.ndarray | None = None
-    wrist_peaks: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         n = self.xyxy.shape[0] if self.xyxy.ndim == 2 else -1
         if self.ankles is not None and np.shape(self.ankles) != (n, 2):
             raise ValueError(f"ankles must be ({n}, 2), got {np.shape(self.ankles)}")
-        if self.wrist_peaks is not None and (np.ndim(self.wrist_peaks) != 4 or np.shape(self.wrist_peaks)[:2] != (n, 2)
-                                             or np.shape(self.wrist_peaks)[3] != 3):
-            raise ValueError(f"wrist_peaks must be ({n}, 2, k, 3), got {np.shape(self.wrist_peaks)}")
         if self.xyxy.shape != (n, 4):
             raise ValueError(f"xyxy must be (n, 4), got {self.xyxy.shape}")
         for name, shape in (("confidence", (n,)), ("tracker_id", (n,)), ("wrists", (n, 2, 2)),
@@ -93,8 +87,7 @@ class Detections:
     def __getitem__(self, mask: Any) -> "Detections":
         return Detections(self.xyxy[mask], self.confidence[mask], self.tracker_id[mask], self.wrists[mask],
                           self.wrist_score[mask], self.hands_source,
-                          None if self.ankles is None else self.ankles[mask],
-                          None if self.wrist_peaks is None else self.wrist_peaks[mask])
+                          None if self.ankles is None else self.ankles[mask])
 
     @classmethod
     def empty(cls, hands_source: str = "none") -> "Detections":
@@ -147,8 +140,7 @@ def with_blazepose(det: Detections, frame: np.ndarray, pose: Any, *, approximate
     """``det`` with its wrists from the BlazePose landmark model ``pose`` (a :class:`vision.pose.BlazePoseLandmarks`)
     run on ``frame`` (H, W, 3) BGR around each box: [left, right] wrist pixels of the frame, score = visibility in
     [0, 1]. People whose pose-presence score is below ``min_score`` keep the box approximation (score
-    ``APPROX_WRIST_SCORE``; NaN without ``approximate_hands``). With a pose model built with ``wrist_peaks=k``,
-    the found poses' heatmap peaks come along (``Detections.wrist_peaks``)."""
+    ``APPROX_WRIST_SCORE``; NaN without ``approximate_hands``)."""
     n = len(det)
     if n == 0:
         return Detections.empty("blazepose")
@@ -156,21 +148,17 @@ def with_blazepose(det: Detections, frame: np.ndarray, pose: Any, *, approximate
     score = np.zeros((n, 2))
     found = np.zeros(n, bool)
     ankles = np.full((n, 2), np.nan)
-    k = int(getattr(pose, "wrist_peaks", 0) or 0)
-    peaks = np.full((n, 2, k, 3), np.nan) if k else None
     for i, p in enumerate(pose.poses(frame, det.xyxy)):
         if p.score >= min_score:
             wrists[i], score[i], found[i] = p.wrists, p.wrist_score, True
             if hasattr(p, "ankles") and p.ankle_score.min() >= min_score:
                 ankles[i] = p.ankles
-            if peaks is not None and getattr(p, "wrist_peaks", None) is not None:
-                peaks[i] = p.wrist_peaks
     if not found.all() and approximate_hands:
         wrists[~found] = approximate_wrists(det.xyxy[~found])
         score[~found] = APPROX_WRIST_SCORE
     source = ("blazepose" if found.all() else "blazepose+approx-box" if found.any() and approximate_hands else
               "blazepose" if found.any() else "approx-box" if approximate_hands else "none")
-    return Detections(det.xyxy, det.confidence, det.tracker_id, wrists, score, source, ankles, peaks)
+    return Detections(det.xyxy, det.confidence, det.tracker_id, wrists, score, source, ankles)
 
 
 def approximate_wrists(xyxy: np.ndarray) -> np.ndarray:
@@ -262,8 +250,7 @@ class PersonDetector:
     pose model (and as the fallback of the pose stage); ``pose``: a BlazePose landmark ``.tflite`` path (or a
     :class:`vision.pose.BlazePoseLandmarks`) for wrists on person crops, ignored for pose models; when it cannot be
     loaded (missing file, ``ai-edge-litert`` absent) the detector logs why, keeps it in ``pose_problem`` and uses the
-    box approximation; ``wrist_peaks``: heatmap peaks per wrist to keep as candidates when ``pose`` is a path
-    (:class:`vision.pose.BlazePoseLandmarks`; 0: none). ``hands_source`` (property) names the wrist source in use.
+    box approximation. ``hands_source`` (property) names the wrist source in use.
 
     ``threads`` (ONNX models only; ignored for others): ONNX Runtime intra-op threads of this detector's session,
     with spin-waiting off; ``0`` = ONNX Runtime's default (one thread per core, spin-waiting). The default, 1, is
@@ -282,7 +269,7 @@ class PersonDetector:
 
     def __init__(self, model: str | Path, *, imgsz: int | None = None, conf: float = 0.25,
                  tracker: str = "bytetrack", approximate_hands: bool = True, device: str = "cpu",
-                 pose: Any = None, threads: int = 1, wrist_peaks: int = 0):
+                 pose: Any = None, threads: int = 1):
         yolo_environment()
         if tracker not in TRACKERS:
             raise DetectorError(f"tracker must be one of {', '.join(TRACKERS)}, not {tracker!r}")
@@ -320,7 +307,7 @@ class PersonDetector:
                 from .pose import BlazePoseLandmarks, PoseError
 
                 try:
-                    pose = BlazePoseLandmarks(pose, wrist_peaks=wrist_peaks)
+                    pose = BlazePoseLandmarks(pose)
                 except PoseError as exc:
                     self.pose_problem = f"{exc}; wrists fall back to the box approximation"
                     log.warning("%s", self.pose_problem)

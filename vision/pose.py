@@ -20,11 +20,7 @@ arXiv:2006.10204):
 - output 1 ``[1, 1]`` pose-presence score, already a probability (MediaPipe thresholds it at 0.5 with no
   activation);
 - outputs 2..4: segmentation ``[1, 256, 256, 1]``, heatmap ``[1, 64, 64, 39]``, world landmarks ``[1, 117]``
-  (MediaPipe's optional heatmap refinement of x, y is not applied). The heatmap's wrist channels give *candidate*
-  wrists (``wrist_peaks``, :func:`heatmap_peaks`): its strongest local maxima, one 4-pixel cell of the crop each.
-  Why: on cps-test-01's cam7 the regressed wrists of a shopper carrying a laptop land on the laptop while the
-  heatmap's peaks include the real hand at the shelf (12 of 17 frames of the FIJI reach); which peak is the wrist
-  is left to another camera's view of it (``vision.replay.triangulated_wrists``).
+  (unused here; MediaPipe's optional heatmap refinement of x, y is not applied).
 
 Topology (MediaPipe pose): 0 nose, 11/12 left/right shoulder, 13/14 elbow, **15 left wrist, 16 right wrist**, 23/24
 hips, ... "Left" is the *person's* left: for a person facing the camera it is on the image's right.
@@ -51,8 +47,6 @@ LEFT_ANKLE, RIGHT_ANKLE = 27, 28
 ROI_SCALE = 1.25
 #: MediaPipe's pose-presence threshold (``ThresholdingCalculator`` ``threshold: 0.5``).
 PRESENCE_THRESHOLD = 0.5
-#: Heatmap side (cells) of the landmark models' output 3; one cell is INPUT_SIZE / HEATMAP_SIZE = 4 crop pixels.
-HEATMAP_SIZE = 64
 
 NAMES = ("nose", "left_eye_inner", "left_eye", "left_eye_outer", "right_eye_inner", "right_eye", "right_eye_outer",
          "left_ear", "right_ear", "mouth_left", "mouth_right", "left_shoulder", "right_shoulder", "left_elbow",
@@ -89,16 +83,13 @@ class Pose:
     ``keypoints`` (33, 3) float64: x, y pixels of the full frame and visibility in [0, 1] (sigmoid of the model's
     visibility logit: the likelihood the point is visible, not occluded); ``presence`` (33,) float64 in [0, 1]
     (likelihood the point is inside the crop); ``score`` the model's pose-presence probability; ``roi`` (4,) the
-    square crop (x1, y1, x2, y2) pixels, which may extend past the frame; ``wrist_peaks`` (2, k, 3) float64 or None:
-    the k strongest local maxima of the [left, right] wrist heatmaps, x, y frame pixels and the heatmap value, best
-    first, NaN rows where a channel has fewer peaks (None unless the model was built with ``wrist_peaks=k``).
+    square crop (x1, y1, x2, y2) pixels, which may extend past the frame.
     """
 
     keypoints: np.ndarray
     presence: np.ndarray
     score: float
     roi: np.ndarray
-    wrist_peaks: np.ndarray | None = None
 
     @property
     def found(self) -> bool:
@@ -139,48 +130,16 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-np.clip(x, -60, 60)))
 
 
-def heatmap_peaks(heat: np.ndarray, k: int) -> np.ndarray:
-    """The ``k`` strongest local maxima of one heatmap channel ``heat`` (H, W) (a cell no lower than its 8
-    neighbours), best first: (k, 3) = column, row (fractional: the 3 × 3 centroid of the values above the window's
-    minimum, in cells, cell centres at +0.5) and the peak's value; NaN rows where there are fewer than ``k``."""
-    out = np.full((k, 3), np.nan)
-    if k <= 0:
-        return out
-    h = np.asarray(heat, np.float64)
-    pad = np.pad(h, 1, mode="constant", constant_values=-np.inf)
-    H, W = h.shape
-    neigh = np.stack([pad[1 + dy:1 + dy + H, 1 + dx:1 + dx + W] for dy in (-1, 0, 1) for dx in (-1, 0, 1)
-                      if dy or dx])
-    is_peak = (h >= neigh.max(axis=0)) & np.isfinite(h)
-    rows, cols = np.nonzero(is_peak)
-    order = np.argsort(-h[rows, cols], kind="stable")[:k]
-    for n, i in enumerate(order.tolist()):
-        r, c = int(rows[i]), int(cols[i])
-        r0, r1, c0, c1 = max(r - 1, 0), min(r + 2, H), max(c - 1, 0), min(c + 2, W)
-        win = h[r0:r1, c0:c1]
-        w = win - win.min()
-        if w.sum() > 0:
-            rr, cc = np.mgrid[r0:r1, c0:c1]
-            row, col = float((w * rr).sum() / w.sum()), float((w * cc).sum() / w.sum())
-        else:
-            row, col = float(r), float(c)
-        out[n] = (col + 0.5, row + 0.5, h[r, c])
-    return out
-
-
 class BlazePoseLandmarks:
     """The BlazePose landmark model (lite or full ``.tflite``) on person crops.
 
     ``model_path`` the ``.tflite`` file; ``num_threads`` interpreter threads (None: the runtime's default);
-    ``roi_scale`` the crop enlargement around a person box; ``wrist_peaks`` how many heatmap peaks per wrist to
-    return as candidates (:attr:`Pose.wrist_peaks`; 0: none, the heatmap is not read). Raises :class:`PoseError`
-    when the file is missing,
+    ``roi_scale`` the crop enlargement around a person box. Raises :class:`PoseError` when the file is missing,
     ``ai-edge-litert`` is not installed or the model's tensors are not BlazePose's. Not thread-safe (one
     interpreter); keep one instance per worker/camera.
     """
 
-    def __init__(self, model_path: str | Path, *, num_threads: int | None = None, roi_scale: float = ROI_SCALE,
-                 wrist_peaks: int = 0):
+    def __init__(self, model_path: str | Path, *, num_threads: int | None = None, roi_scale: float = ROI_SCALE):
         path = Path(model_path)
         if not path.is_file():
             raise PoseError(f"pose model file {path} does not exist")
@@ -199,10 +158,6 @@ class BlazePoseLandmarks:
         if 195 not in by_size or 1 not in by_size:
             raise PoseError(f"{path.name} is not a BlazePose landmark model (outputs {sorted(by_size)})")
         self._landmarks, self._flag = by_size[195], by_size[1]
-        self._heatmap = by_size.get(HEATMAP_SIZE * HEATMAP_SIZE * 39)
-        if wrist_peaks and self._heatmap is None:
-            raise PoseError(f"{path.name} has no 64 × 64 × 39 heatmap output: no wrist peaks")
-        self.wrist_peaks = int(wrist_peaks)
         self.model_path = path
         self.name = path.stem
         self.roi_scale = float(roi_scale)
@@ -229,14 +184,7 @@ class BlazePoseLandmarks:
         score = float(self._it.get_tensor(self._flag).reshape(-1)[0])
         k = (roi[2] - roi[0]) / INPUT_SIZE
         kp = np.column_stack([roi[0] + raw[:, 0] * k, roi[1] + raw[:, 1] * k, _sigmoid(raw[:, 3])])
-        peaks = None
-        if self.wrist_peaks:
-            heat = self._it.get_tensor(self._heatmap).reshape(HEATMAP_SIZE, HEATMAP_SIZE, 39)
-            cell = k * INPUT_SIZE / HEATMAP_SIZE  # frame pixels per heatmap cell
-            peaks = np.stack([heatmap_peaks(heat[:, :, ch], self.wrist_peaks) for ch in (LEFT_WRIST, RIGHT_WRIST)])
-            peaks[..., 0] = roi[0] + peaks[..., 0] * cell
-            peaks[..., 1] = roi[1] + peaks[..., 1] * cell
-        return Pose(keypoints=kp, presence=_sigmoid(raw[:, 4]), score=score, roi=roi, wrist_peaks=peaks)
+        return Pose(keypoints=kp, presence=_sigmoid(raw[:, 4]), score=score, roi=roi)
 
     def poses(self, frame_bgr: np.ndarray, boxes: np.ndarray) -> list[Pose]:
         """One :class:`Pose` per box of ``boxes`` (n, 4) pixels."""

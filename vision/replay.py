@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import heapq
 import logging
-import math
 import os
 from dataclasses import dataclass, replace
 from typing import Iterator
@@ -38,14 +37,13 @@ def vision_settings() -> dict:
     ``IMGSZ`` (None: the model's), ``CONF``, ``STRIDE`` (process every n-th frame), ``GATE_M``, ``MAX_GAP_S``,
     ``POSE_MODEL`` (the BlazePose landmark ``.tflite`` for wrists on person crops, :mod:`vision.pose`; default
     ``$WALKOUT_VISION_POSE_MODEL``, else ``SHARED_DIR/models/mediapipe_pose_landmark_lite.tflite`` where present and
-    ``ai-edge-litert`` is installed, else None: the box approximation), ``WRIST_PEAKS`` (heatmap peaks kept per wrist
-    as candidates for :func:`triangulated_wrists`, :mod:`vision.pose`; 0: off; default 3)."""
+    ``ai-edge-litert`` is installed, else None: the box approximation)."""
     shared = getattr(settings, "SHARED_DIR", None)
     local = shared / "models" / "yolo11n_int8.onnx" if shared else None
     default_model = os.environ.get("WALKOUT_VISION_MODEL") or (str(local) if local and local.exists()
                                                                else "yolo11n.pt")
     out = {"MODEL": default_model, "TRACKER": "bytetrack", "IMGSZ": None, "CONF": 0.25, "STRIDE": 1,
-           "GATE_M": 1.0, "MAX_GAP_S": 2.0, "POSE_MODEL": default_pose_model(), "WRIST_PEAKS": 3}
+           "GATE_M": 1.0, "MAX_GAP_S": 2.0, "POSE_MODEL": default_pose_model()}
     out.update(getattr(settings, "VISION", {}) or {})
     return out
 
@@ -124,8 +122,7 @@ def track_recording(recording: Recording, *, session: str | None = None, model: 
             log.warning("%s", problems[-1])
             continue
         det = PersonDetector(model or cfg["MODEL"], imgsz=cfg["IMGSZ"], conf=float(cfg["CONF"]),
-                             tracker=tracker or cfg["TRACKER"], pose=cfg.get("POSE_MODEL"),
-                             wrist_peaks=int(cfg.get("WRIST_PEAKS") or 0))
+                             tracker=tracker or cfg["TRACKER"], pose=cfg.get("POSE_MODEL"))
         if det.pose_problem:
             problems.append(f"camera {cam.name}: {det.pose_problem}")
         ct = CameraTracker(model_cam, det, session)
@@ -193,15 +190,14 @@ def triangulated_wrists(frames: list[FrameTracks], assignments: dict[str, str]
     """Wrists seen by two or more cameras at one moment, triangulated: (index in ``frames`` of the moment's first
     frame, shopper id, side 0 left / 1 right) → (3,) metres. Frames must be in time order; frames within
     :data:`SAME_MOMENT_S` of a moment's first frame belong to it. A wrist whose rays miss their least-squares point
-    by more than :data:`TRIANGULATION_MAX_M` is left out (a left/right mix-up between views, or the wrong person),
-    unless the pose model's candidate wrists (``FrameTracks.peak_rays``) make it meet: :func:`_epipolar_choice`."""
+    by more than :data:`TRIANGULATION_MAX_M` is left out (a left/right mix-up between views, or the wrong person)."""
     from .geometry import triangulate
 
     out: dict[tuple[int, str, int], np.ndarray] = {}
     i = 0
     while i < len(frames):
         j = i
-        rays: dict[tuple[str, int], list[tuple[np.ndarray, np.ndarray | None]]] = {}
+        rays: dict[tuple[str, int], list[np.ndarray]] = {}
         while j < len(frames) and frames[j].t - frames[i].t <= SAME_MOMENT_S:
             ft = frames[j]
             if ft.wrist_rays is not None:
@@ -209,66 +205,19 @@ def triangulated_wrists(frames: list[FrameTracks], assignments: dict[str, str]
                     sid = assignments.get(str(ft.key[k]))
                     if sid is None:
                         continue
-                    peaks = None if ft.peak_rays is None else ft.peak_rays[k]
                     for side in (0, 1):
                         r = ft.wrist_rays[k, side]
                         if np.isfinite(r).all():
-                            rays.setdefault((sid, side), []).append((r, peaks))
+                            rays.setdefault((sid, side), []).append(r)
             j += 1
-        for (sid, side), views in rays.items():
-            if len(views) >= 2:
-                r = np.asarray([v[0] for v in views])
+        for (sid, side), rs in rays.items():
+            if len(rs) >= 2:
+                r = np.asarray(rs)
                 X, spread = triangulate(r[:, :3], r[:, 3:])
-                if spread > TRIANGULATION_MAX_M:
-                    X, spread = _epipolar_choice(views)
                 if spread <= TRIANGULATION_MAX_M:
                     out[(i, sid, side)] = X
         i = j
     return out
-
-
-def _epipolar_choice(views: list[tuple[np.ndarray, np.ndarray | None]]) -> tuple[np.ndarray, float]:
-    """One wrist seen by several cameras whose wrist rays do not meet: each view is (its wrist ray (6,), its
-    candidate rays (m, 6) or None). Each view in turn is the anchor (its wrist ray as given); every other view
-    contributes the ray among its wrist ray and its candidates that passes closest to the anchor's, if within
-    :data:`TRIANGULATION_MAX_M`. Returns the triangulation (point (3,), spread m) that meets within the limit with
-    the most rays, then the smallest spread; (NaN, inf) when none does. The anchor keeps one camera's own wrist:
-    candidates never meet only each other."""
-    from .geometry import triangulate
-
-    best: tuple[int, float, np.ndarray] = (0, math.inf, np.full(3, np.nan))
-    for a, (anchor, _) in enumerate(views):
-        chosen = [anchor]
-        for b, (ray, peaks) in enumerate(views):
-            if b == a:
-                continue
-            options = [ray] + ([] if peaks is None else [p for p in peaks if np.isfinite(p).all()])
-            gaps = [_ray_gap(anchor, o) for o in options]
-            k = int(np.argmin(gaps))
-            if gaps[k] <= TRIANGULATION_MAX_M:
-                chosen.append(options[k])
-        if len(chosen) < 2:
-            continue
-        r = np.asarray(chosen)
-        X, spread = triangulate(r[:, :3], r[:, 3:])
-        if spread <= TRIANGULATION_MAX_M and (len(chosen), -spread) > (best[0], -best[1]):
-            best = (len(chosen), spread, X)
-    return best[2], best[1]
-
-
-def _ray_gap(a: np.ndarray, b: np.ndarray) -> float:
-    """Closest distance (m) between two rays (6,) = origin, unit direction, counting only points in front of both
-    origins (a ray's far side behind its camera is not seen)."""
-    p, u, q, v = a[:3], a[3:], b[:3], b[3:]
-    w = p - q
-    uu, uv, vv, uw, vw = u @ u, u @ v, v @ v, u @ w, v @ w
-    den = uu * vv - uv * uv
-    s, t = ((uv * vw - vv * uw) / den, (uu * vw - uv * uw) / den) if den > 1e-12 else (0.0, vw / vv)
-    if s < 0:
-        s, t = 0.0, max(vw / vv, 0.0)
-    if t < 0:
-        s, t = max(-uw / uu, 0.0), 0.0
-    return float(np.linalg.norm(w + s * u - t * v))
 
 
 def _observations(frames: list[FrameTracks], assignments: dict[str, str],

@@ -207,10 +207,7 @@ class FrameTracks:
     feet cut off by the frame edge); ``wrists_xyz`` (n, 2, 3) metres, [left, right] wrists in 3-D at the body's
     depth (NaN without a full pose); ``wrist_score`` (n, 2); ``hands_source`` as in :class:`Detections`;
     ``wrist_rays`` (n, 2, 6) or None: each wrist's viewing ray, camera centre (3,) and unit direction (3,) in store
-    metres (NaN where unknown), for triangulation across cameras (:func:`vision.geometry.triangulate`);
-    ``peak_rays`` (n, m, 6) or None: the rays of the pose model's candidate wrists (``Detections.wrist_peaks``, both
-    wrist channels pooled, NaN where absent), which :func:`vision.replay.triangulated_wrists` tries when the wrists'
-    own rays do not meet.
+    metres (NaN where unknown), for triangulation across cameras (:func:`vision.geometry.triangulate`).
     """
 
     camera: str
@@ -226,15 +223,11 @@ class FrameTracks:
     wrist_score: np.ndarray
     hands_source: str = "none"
     wrist_rays: np.ndarray | None = None
-    peak_rays: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         n = self.key.shape[0]
         if self.wrist_rays is not None and self.wrist_rays.shape != (n, 2, 6):
             raise ValueError(f"wrist_rays must be {(n, 2, 6)}, got {self.wrist_rays.shape}")
-        if self.peak_rays is not None and (self.peak_rays.ndim != 3 or self.peak_rays.shape[0] != n
-                                           or self.peak_rays.shape[2] != 6):
-            raise ValueError(f"peak_rays must be ({n}, m, 6), got {self.peak_rays.shape}")
         for name, shape in (("raw_id", (n,)), ("xyxy", (n, 4)), ("confidence", (n,)), ("floor_xy", (n, 2)),
                             ("wrists_xyz", (n, 2, 3)), ("wrist_score", (n, 2))):
             if getattr(self, name).shape != shape:
@@ -253,7 +246,7 @@ def frame_tracks(camera: CameraModel, session: str, frame: int, t: float, det: D
     keys = np.array([track_key(camera.name, session, i) for i in det.tracker_id], dtype=object)
     floor = np.full((n, 2), np.nan)
     wrists = np.full((n, 2, 3), np.nan)
-    rays = peak_rays = None
+    rays = None
     if n and camera.has_pose:
         rays = np.full((n, 2, 6), np.nan)
         for side in (0, 1):
@@ -262,13 +255,6 @@ def frame_tracks(camera: CameraModel, session: str, frame: int, t: float, det: D
             if good.any():
                 rays[good, side, :3] = camera.C
                 rays[good, side, 3:] = camera.rays(uv[good])
-        if det.wrist_peaks is not None:
-            uv = det.wrist_peaks[..., :2].reshape(n, -1, 2)
-            peak_rays = np.full((n, uv.shape[1], 6), np.nan)
-            good = np.isfinite(uv).all(axis=2)
-            if good.any():
-                peak_rays[good, :3] = camera.C
-                peak_rays[good, 3:] = camera.rays(uv[good])
     if n and camera.has_floor:
         floor = camera.image_to_floor(det.foot)
         if frame_shape is not None:
@@ -284,7 +270,7 @@ def frame_tracks(camera: CameraModel, session: str, frame: int, t: float, det: D
     return FrameTracks(camera=camera.name, session=session, frame=frame, t=t + camera.clock_offset_s, key=keys,
                        raw_id=det.tracker_id.astype(np.int64), xyxy=det.xyxy, confidence=det.confidence,
                        floor_xy=floor, wrists_xyz=wrists, wrist_score=det.wrist_score,
-                       hands_source=det.hands_source, wrist_rays=rays, peak_rays=peak_rays)
+                       hands_source=det.hands_source, wrist_rays=rays)
 
 
 class CameraTracker:
