@@ -75,6 +75,35 @@ def intrinsics(width: int = WIDTH, height: int = HEIGHT, focal_px: float = FOCAL
     return np.array([[focal_px, 0.0, width / 2.0], [0.0, focal_px, height / 2.0], [0.0, 0.0, 1.0]])
 
 
+def fit_pose(name: str, uv, xyz, K: np.ndarray, dist: np.ndarray | None = None, *, width: int = WIDTH,
+             height: int = HEIGHT) -> PoseFit:
+    """Fit the pose of a camera with known intrinsics ``K`` (3, 3) px and ``dist`` from ≥ 4 marks: ``uv`` (N, 2)
+    pixels, ``xyz`` (N, 3) store metres. Raises CalibrationError with fewer than 4 marks or when no pose fits."""
+    import cv2
+
+    uv = np.asarray(uv, np.float64).reshape(-1, 2)
+    xyz = np.asarray(xyz, np.float64).reshape(-1, 3)
+    if uv.shape[0] < 4 or uv.shape[0] != xyz.shape[0]:
+        raise CalibrationError(f"camera {name}: a pose needs ≥ 4 marks with store points, got {uv.shape[0]}")
+    d = np.zeros(5) if dist is None else np.asarray(dist, np.float64)
+    ok, rvec, tvec = cv2.solvePnP(xyz, uv, K, d, flags=cv2.SOLVEPNP_SQPNP)
+    if not ok:
+        raise CalibrationError(f"camera {name}: solvePnP found no pose")
+    ok, rvec, tvec = cv2.solvePnP(xyz, uv, K, d, rvec, tvec, useExtrinsicGuess=True, flags=cv2.SOLVEPNP_ITERATIVE)
+    R_cw = cv2.Rodrigues(rvec)[0]
+    C = (-R_cw.T @ tvec).ravel()
+    model = CameraModel(name=name, width=width, height=height, fps=10.0, K=K, dist=d, R=R_cw.T, C=C)
+    err_px = np.linalg.norm(model.project(xyz) - uv, axis=1)
+    on_floor = np.abs(xyz[:, 2]) < 1e-6
+    err_cm = np.full(uv.shape[0], np.nan)
+    if on_floor.any():
+        err_cm[on_floor] = 100 * np.linalg.norm(model.image_to_floor(uv[on_floor]) - xyz[on_floor, :2], axis=1)
+    return PoseFit(model, err_px, err_cm[np.isfinite(err_cm)])
+
+
+#: Video file camN ↔ still camera_N: the same camera (checked by :func:`same_view`). Still 3 shows no floor mark
+#: (its marks were not made), camera 7 has no still.
+VIDEO_OF_STILL = {"1": "cam1", "3": "cam3", "5": "cam5"}
 VIDEO_MARKS = HERE / "aifi_video_marks.json"
 #: The cameras of the cps-test videos, all fitted together by :func:`fit_joint`.
 CAMERAS = ("cam1", "cam3", "cam5", "cam7")
@@ -117,7 +146,7 @@ def camera_marks(video_marks: dict, stills: dict) -> dict[str, dict]:
 
 def fit_joint(marks: dict[str, dict], K: np.ndarray, *, surveyed: dict[str, tuple[float, float]],
               survey_sd_m: float, height_m: float, height_sd_m: float,
-              start: dict[str, tuple] | None = None) -> JointFit:
+              start: dict[str, tuple] | None = None, fixed: dict[str, CameraModel] | None = None) -> JointFit:
     """Fit the poses of several cameras with shared intrinsics ``K`` (3, 3) px together (a small bundle adjustment).
 
     ``marks`` camera name → {``points``: pixel ↔ store metres, ``lines``: pixels on a known store line (point,
@@ -127,13 +156,16 @@ def fit_joint(marks: dict[str, dict], K: np.ndarray, *, surveyed: dict[str, tupl
     position; each camera's height has a prior ``height_m`` ± ``height_sd_m`` (priors weighted by :data:`MARK_SD_PX`).
     Robust least squares (SciPy, ``soft_l1`` at :data:`LOSS_SCALE_PX`). ``error_px`` lists each camera's marks in the order points, ties, line
     pixels, verticals, parallels (points and ties: reprojection distance; lines: across the line; verticals and
-    parallels: the second pixel off the line through the first and the direction's vanishing point). Raises
+    parallels: the second pixel off the line through the first and the direction's vanishing point). ``fixed``:
+    cameras whose pose is held as given (their marks still place the ties; no height prior). Raises
     CalibrationError when a tie is marked by one camera only and has no survey, when a camera has fewer constraints
     than its 6 unknowns, or when the fit fails."""
     import cv2
     from scipy.optimize import least_squares
 
     names = list(marks)
+    fixed = dict(fixed or {})
+    free = [c for c in names if c not in fixed]
     start = {**START, **(start or {})}
     seen: dict[str, int] = {}
     for m in marks.values():
@@ -150,8 +182,9 @@ def fit_joint(marks: dict[str, dict], K: np.ndarray, *, surveyed: dict[str, tupl
             raise CalibrationError(f"camera {name}: too few marks for a pose ({n} constraints)")
 
     def unpack(x):
-        poses = {c: (cv2.Rodrigues(x[6 * i:6 * i + 3])[0], x[6 * i + 3:6 * i + 6]) for i, c in enumerate(names)}
-        base = 6 * len(names)
+        poses = {c: (cv2.Rodrigues(x[6 * i:6 * i + 3])[0], x[6 * i + 3:6 * i + 6]) for i, c in enumerate(free)}
+        poses.update({c: (m.R.T, m.C) for c, m in fixed.items()})
+        base = 6 * len(free)
         pts = {t: np.r_[x[base + 2 * j:base + 2 * j + 2], 0.0] for j, t in enumerate(ties)}
         return poses, pts
 
@@ -180,13 +213,13 @@ def fit_joint(marks: dict[str, dict], K: np.ndarray, *, surveyed: dict[str, tupl
     def residuals(x):
         poses, pts = unpack(x)
         r = [camera_residuals(marks[c], *poses[c], pts) for c in names]
-        r.append(np.array([(poses[c][1][2] - height_m) / height_sd_m * MARK_SD_PX for c in names]))
+        r.append(np.array([(poses[c][1][2] - height_m) / height_sd_m * MARK_SD_PX for c in free]))
         r.append(np.array([(pts[t][k] - surveyed[t][k]) / survey_sd_m * MARK_SD_PX
                            for t in ties if t in surveyed for k in (0, 1)]))
         return np.concatenate(r)
 
     x0 = []
-    for c in names:
+    for c in free:
         C0, target = start.get(c, ((2.0, -0.5, height_m), (2.0, -0.5, 0.0)))
         x0 += [*cv2.Rodrigues(np.ascontiguousarray(_look_at(C0, target).T))[0].ravel(), *C0]
     for t in ties:
@@ -197,7 +230,7 @@ def fit_joint(marks: dict[str, dict], K: np.ndarray, *, surveyed: dict[str, tupl
     poses, pts = unpack(sol.x)
     fits = {}
     for c in names:
-        R_cw, C = poses[c]
+        R_cw, C = (np.asarray(v, np.float64) for v in poses[c])
         model = CameraModel(name=c, width=WIDTH, height=HEIGHT, fps=10.0, K=K, dist=np.zeros(5), R=R_cw.T,
                             C=C.copy())
         m = marks[c]
@@ -224,27 +257,48 @@ def same_view(still: np.ndarray, frame: np.ndarray) -> float:
 
 
 def fit_all(marks: Path = MARKS, video_marks: Path = VIDEO_MARKS) -> dict[str, PoseFit]:
-    """Video camera name → its fit: all four cameras of the cps-test videos at once (:func:`joint_fit`)."""
-    return joint_fit(marks, video_marks).fits
+    """Video camera name → its fit: cam1 and cam5 from their stills' floor marks (:func:`fit_pose`), cam3 and cam7
+    from :func:`joint_fit`."""
+    jf = joint_fit(marks, video_marks)
+    return {**still_fits(marks), **{c: jf.fits[c] for c in VIDEO_MARKED}}
 
 
-def joint_fit(marks: Path = MARKS, video_marks: Path = VIDEO_MARKS) -> JointFit:
+def still_fits(marks: Path = MARKS) -> dict[str, PoseFit]:
+    """cam1 and cam5 fitted alone to their stills' floor marks (``autocheckout_stills.json``; solvePnP)."""
+    doc = json.loads(marks.read_text(encoding="utf-8"))
+    out = {}
+    for still, video in VIDEO_OF_STILL.items():
+        cam = doc["cameras"].get(still)
+        if cam is None:
+            continue
+        uv = [[p["u"], p["v"]] for p in cam["points"]]
+        xyz = [[p["x"], p["y"], 0.0] for p in cam["points"]]
+        out[video] = fit_pose(video, uv, xyz, intrinsics())
+    return out
+
+
+def joint_fit(marks: Path = MARKS, video_marks: Path = VIDEO_MARKS, *, hold_stills: bool = True) -> JointFit:
     """The four cps-test cameras fitted together from ``aifi_video_marks.json`` (with the stills' floor marks of
-    ``autocheckout_stills.json`` as ties and their survey as a prior): :func:`fit_joint` at f = :data:`FOCAL_PX`."""
+    ``autocheckout_stills.json`` as ties and their survey as a prior): :func:`fit_joint` at f = :data:`FOCAL_PX`.
+    ``hold_stills``: cam1 and cam5 keep their stills fits (:func:`still_fits`) and only cam3 and cam7 move (the
+    calibration in use: freeing cam1 and cam5 too puts the TV ledge where the layout has it but splits the shopper
+    of cps-test-01 into two ids, docs/cps-test-video.md)."""
     stills = json.loads(marks.read_text(encoding="utf-8"))
     vm = json.loads(video_marks.read_text(encoding="utf-8"))
     surveyed = {k: (f["x"], f["y"]) for k, f in stills["features"].items()}
+    fixed = {c: f.model for c, f in still_fits(marks).items()} if hold_stills else None
     return fit_joint(camera_marks(vm, stills), intrinsics(), surveyed=surveyed,
                      survey_sd_m=vm["feature_prior_sd_m"], height_m=vm["prior_height_m"],
-                     height_sd_m=vm["prior_height_sd_m"])
+                     height_sd_m=vm["prior_height_sd_m"], fixed=fixed)
 
 
 def write(path: Path = OUTPUT) -> JointFit:
     """Fit every camera (:func:`joint_fit`) and write the calibration file (``{"cameras": [{"video",
     "calibration", …}], "ties": …}``)."""
     jf = joint_fit()
+    fits = fit_all()
     cams = []
-    for video, fit in sorted(jf.fits.items()):
+    for video, fit in sorted(fits.items()):
         cams.append({"video": video, "still": (f"camera_stills/{video.replace('cam', 'camera_')}.png"
                                                if video not in VIDEO_MARKED else None),
                      "marks": len(fit.error_px), "rms_px": round(fit.rms_px, 2),
@@ -268,7 +322,7 @@ def write(path: Path = OUTPUT) -> JointFit:
 
 if __name__ == "__main__":
     jf = write()
-    for video, fit in sorted(jf.fits.items()):
+    for video, fit in sorted(fit_all().items()):
         C = fit.model.C
         print(f"{video}: {len(fit.error_px)} marks, rms {fit.rms_px:.2f} px (max {fit.error_px.max():.2f}), "
               f"{fit.rms_cm:.1f} cm on the floor ({len(fit.error_cm)} floor marks); "
