@@ -3,7 +3,6 @@ imported into a recording with cameras, on the real cps-test-01 files and on dam
 of vision/aifi_cameras.py checked against the real frames."""
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 

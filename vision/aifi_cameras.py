@@ -7,16 +7,19 @@ videos ``cps-test-01-nodepth-camN.mp4`` for N = 1, 3, 5 (same viewpoint pixel fo
 hand-marked floor points (pixel ↔ store metres, surveyed as that file's ``method`` says) are reused here.
 
 Model (the marks file's finding, kept): the frames are rectilinear with focal length 340 px at the image centre
-(vanishing points), so ``K = [[340, 0, 320], [0, 340, 180], [0, 0, 1]]`` for 640×360 and no distortion. The four
-poses are fitted **together** (:func:`fit_joint`, a small bundle adjustment): each camera's marks of
-``aifi_video_marks.json`` (store points, points on known store lines such as the TV ledge's foot and the shelf
-strip, vertical and along-the-aisle edges, the camera height as a prior) and *ties*, floor features marked in two or
-more cameras whose position the fit places; the stills' floor marks are ties whose surveyed positions
-(``autocheckout_stills.json``, ±0.15 m absolute by that survey's own account) are priors. Why jointly: fitted alone to
-its stills marks (all at x 2.1–3.9 m), cam1 drew the foot of the TV ledge at x = 0.43 m instead of 0 and the glass
-corner at y = −1.22 m instead of −1.55 m, so near gondola 1 cam1/cam5 and the ledge-anchored cam3/cam7 disagreed by
-decimetres (issue #13: the FIJI reach). Errors are reported per camera in pixels and centimetres (a floor mark's
-pixel ray on the floor vs its store point).
+(vanishing points), so ``K = [[340, 0, 320], [0, 340, 180], [0, 0, 1]]`` for 640×360 and no distortion. cam1 and
+cam5: pose from their stills' floor marks (:func:`fit_pose`, OpenCV solvePnP). cam3 and cam7 (no still with marks)
+are fitted **together** with them (:func:`fit_joint`, a small bundle adjustment; :func:`joint_fit` holds cam1 and
+cam5 at their stills fits): each camera's marks of ``aifi_video_marks.json`` (store points, points on known store
+lines such as the TV ledge's foot and the shelf strip, vertical and along-the-aisle edges, the camera height as a
+prior) and *ties*, floor features marked in two or more cameras whose position the fit places; the stills' floor
+marks are ties whose surveyed positions (``autocheckout_stills.json``, ±0.15 m absolute by that survey's own
+account) are priors. Why: fitted alone, cam7 sat 0.7 m in front of the shelves (misread door edges) and cam3's and
+cam7's rays through the FIJI hand met 0.2 m in front of the shelf (issue #13). Freeing cam1 and cam5 as well
+(``joint_fit(hold_stills=False)``) also puts the TV ledge where the layout has it (alone, cam1 draws its foot at
+x = 0.43 m), but moves cam5's floor points enough to split cps-test-01's shopper in two: not in use
+(docs/cps-test-video.md). Errors are reported per camera in pixels and centimetres (a floor mark's pixel ray on the
+floor vs its store point).
 
 Pure NumPy + OpenCV; no Django. ``python -m vision.aifi_cameras`` rewrites ``aifi_video_cameras.json`` and prints
 the error table.
