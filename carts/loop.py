@@ -359,6 +359,8 @@ class StoreLoop:
         self._held: dict[tuple[str, ...], list[weight.WeightChanges]] = {}
         self._pending: list[tuple[Hashable, weight.ShelfEvent]] = []
         self._review_picks: dict[Hashable, list[tuple[str, str, int]]] = {}  # review → picks it may give
+        #: during a step's decisions (:meth:`advance`): the open reviews of ``_review_picks``, oldest first (else None)
+        self._open: list[Hashable] | None = None
         # bin → {barcode: units} put back there automatically though the bin does not face them (misplaced), not
         # yet taken again: fusion explains picks there over these too (in memory: after a restart, only the
         # items misplaced since)
@@ -380,7 +382,7 @@ class StoreLoop:
         checkpoint, without the sink and the store's configuration (planogram, bin geometry: the restorer reads
         them afresh). Pickle: only ever read back by :meth:`restore` of the same code."""
         state = {k: v for k, v in self.__dict__.items()
-                 if k not in ("sink", "_planograms", "planogram", "bins", "body_frames")}  # frames: from bodies
+                 if k not in ("sink", "_planograms", "planogram", "bins", "body_frames", "_open")}  # frames: from bodies
         return pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
 
     @classmethod
@@ -392,7 +394,7 @@ class StoreLoop:
         loop.__dict__.update(pickle.loads(data))  # noqa: S301 — our own checkpoint, never input from outside
         loop.__dict__.setdefault("_tag_events", [])  # a checkpoint of the code before RFID
         loop.__dict__.setdefault("_exit_reads", [])
-        loop.sink, loop.planogram, loop.bins, loop._planograms = sink, planogram, bins, {}
+        loop.sink, loop.planogram, loop.bins, loop._planograms, loop._open = sink, planogram, bins, {}, None
         loop.body_frames = BodyFrames()
         loop.body_frames.add(loop.bodies.between(-math.inf, math.inf))  # the window's rows, in the order they came
         # a checkpoint of the code before entry-zone binding: scans without a gate, tracks without a first place
@@ -513,8 +515,14 @@ class StoreLoop:
         if ready:
             done = {id(p) for p in ready}
             self._pending = [p for p in self._pending if id(p) not in done]
-            for key, event in ready:
-                self._decide(key, event)
+            # the open reviews, read once per step (one query of the sink, not one per event); the reviews this
+            # step opens join them as it goes (_review)
+            self._open = self._open_reviews()
+            try:
+                for key, event in ready:
+                    self._decide(key, event)
+            finally:
+                self._open = None
         self._bill()
         self._forget()
 
@@ -699,7 +707,7 @@ class StoreLoop:
             self.stats.late_evidence += 1
         eligible = eligible_tracks(self.entries, {k: v for k, v in self.exits.items() if v <= now}, event, now=now,
                                    settle_s=self.config.settle_s)
-        open_reviews = self._open_reviews()
+        open_reviews = self._open if self._open is not None else self._open_reviews()
         (h0, h1), (b0, b1) = evidence_window(event, cfg)
         d = decide_event(event, self.hands.between(h0, h1), self.bins, self.planogram, carts=self.sink.holdings(eligible),
                          party_of=self.party_of, eligible=eligible, review_confidence=self.config.review_confidence,
@@ -799,6 +807,8 @@ class StoreLoop:
 
     def _review(self, key: Hashable, event: weight.ShelfEvent, decision: Decision, reason: str) -> None:
         review_key = self.sink.review(key, event, decision, reason)
+        if self._open is not None and review_key not in self._review_picks:
+            self._open.append(review_key)  # open, and the newest: last, as the sink lists them
         self._review_picks[review_key] = pending_picks(decision)
         self.stats.reviews += 1
 
