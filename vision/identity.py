@@ -150,11 +150,13 @@ class BodyFrames:
                        np.concatenate([c[2] for c in rec[0]]))]
         return rec[0][0]
 
-    def positions(self, t0: float, t1: float, tracks: Sequence[str] | None = None
-                  ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    def positions(self, t0: float, t1: float, tracks: Sequence[str] | None = None, *,
+                  second: set[str] | None = None) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         """Track → (frames (m,) int64, floor xy (m, 2) metres) of the kept rows with ``t0 <= t <= t1`` (s) of
         ``tracks`` (None: all), as ``_positions`` gives them for those rows: per track the first of
-        :data:`BODY_KEYPOINTS` it has in the window, its mean position per frame; tracks with none left out."""
+        :data:`BODY_KEYPOINTS` it has in the window, its mean position per frame; tracks with none left out.
+        ``second``: a set that receives the tracks placed by a keypoint other than the first (no neck in the
+        window: a neck in rows still to come would place them anew)."""
         names = self._tracks if tracks is None else {str(x) for x in tracks} & self._tracks.keys()
         out = {}
         fs = self.frame_s
@@ -164,6 +166,8 @@ class BodyFrames:
             kk = k[inside]
             if kk.size == 0:
                 continue
+            if second is not None and kk.min() > 0:
+                second.add(track)
             sel = kk == kk.min()  # the first keypoint of BODY_KEYPOINTS the track has in the window
             f = np.round(t[inside][sel] / fs).astype(np.int64)
             frames, inv = np.unique(f, return_inverse=True)
@@ -258,12 +262,35 @@ def find_swaps(bodies: TrackObservations, *, tracks: Sequence[str] | None = None
     return out
 
 
+def swaps_of(bodies: FramedBodies, tracks: Sequence[str], *, frame_s: float = 0.1, near_m: float = 1.0,
+             margin_m: float = 0.25, noise_k: float = 2.5, smooth: float = 0.5, velocity_gain: float = 0.2,
+             max_gap_s: float = 1.0, warmup: int = 10, max_swap_s: float = 5.0) -> list[Swap] | None:
+    """Every swap between one of ``tracks`` and any track of ``bodies`` (a :class:`FramedBodies` window; its frames
+    are read, not its rows; knobs as :func:`find_swaps`): a superset of the swaps :func:`find_swaps` over the same
+    window (any ``tracks``/``involving``) can give that involve one of ``tracks``, hence of the hand sightings that
+    :func:`apply_swaps` can label with one of them. Unordered, each pair read once. None when a track of the window
+    is placed by its head (no neck in the window): the rows of a window still being fed could place it anew. Raises
+    ValueError for ``bodies`` without frames of ``frame_s``."""
+    framed = bodies.frames if isinstance(bodies, FramedBodies) else None
+    if framed is None or framed.frame_s != frame_s:
+        raise ValueError("swaps_of needs a FramedBodies window with frames of frame_s")
+    second: set[str] = set()
+    pos = framed.positions(bodies.t0, bodies.t1, None, second=second)
+    if second:
+        return None
+    names = sorted(pos)
+    params = (frame_s, near_m, margin_m, noise_k, smooth, velocity_gain, max(1, int(round(max_gap_s / frame_s))),
+              warmup, max(1, int(round(max_swap_s / frame_s))))
+    return _swaps_involving(pos, names, [str(x) for x in tracks if str(x) in pos], params, near_m, expand=False)
+
+
 def _swaps_involving(pos: dict[str, tuple[np.ndarray, np.ndarray]], names: list[str], involving: list[str],
-                     params: tuple, near_m: float) -> list[Swap]:
+                     params: tuple, near_m: float, expand: bool = True) -> list[Swap]:
     """:func:`find_swaps` with ``involving``: every pair of a track reached from ``involving`` (through pairs that
     swapped) with a track that comes within ``near_m`` of it in a frame they share (two frames shared at least),
     read by :func:`_pair_kernel` — the same pairs as reading them one by one (each once, whatever the order), in one
-    compiled call per track reached instead of a Python call per pair (a crowd of 200 reaches most of the store)."""
+    compiled call per track reached instead of a Python call per pair (a crowd of 200 reaches most of the store).
+    ``expand`` False: the pairs of ``involving`` only (:func:`swaps_of`)."""
     frame_s, _, margin_m, noise_k, smooth, velocity_gain, gap, warmup, longest = params
     row = {n: i for i, n in enumerate(names)}
     sizes = np.array([pos[n][0].size for n in names], dtype=np.int64)
@@ -289,7 +316,8 @@ def _swaps_involving(pos: dict[str, tuple[np.ndarray, np.ndarray]], names: list[
                             end * frame_s - frame_s / 2 if end >= 0 else math.inf, end_seen=bool(seen)))
             if not partners or partners[-1] != b:
                 partners.append(b)
-        todo.extend(partners)
+        if expand:
+            todo.extend(partners)
     return out
 
 
