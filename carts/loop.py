@@ -394,7 +394,8 @@ class StoreLoop:
         checkpoint, without the sink and the store's configuration (planogram, bin geometry: the restorer reads
         them afresh). Pickle: only ever read back by :meth:`restore` of the same code."""
         state = {k: v for k, v in self.__dict__.items()
-                 if k not in ("sink", "_planograms", "planogram", "bins", "body_frames", "_open", "_involved")}  # frames: from bodies
+                 if k not in ("sink", "_planograms", "planogram", "bins", "body_frames",  # frames: from bodies
+                              "_open", "_involved")}
         return pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
 
     @classmethod
@@ -898,7 +899,8 @@ class StoreLoop:
             bodies = bodies[member(bodies.track_id, members)]
             if len(bodies):
                 # hidden_hands scores a body up to e metres beyond hidden_standoff_m above 1e-6
-                reach = cfg.hidden_standoff_m + cfg.sigma_m * math.sqrt(2 * math.log(max(cfg.hidden_prior, 1e-6) / 1e-6))
+                reach = cfg.hidden_standoff_m + cfg.sigma_m * math.sqrt(
+                    2 * math.log(max(cfg.hidden_prior, 1e-6) / 1e-6))
                 d = np.min(np.stack([_floor_distance(self.bins, bodies.xyz, c) for c in event.bin_codes]), axis=0)
                 found = bool((d <= reach + 1e-6).any())
         if not found and cfg.repair_id_switches:

@@ -203,7 +203,8 @@ def review_undecided_counts(visits: list[Visit], now: datetime | None = None) ->
         rows = _naming(ReviewItem.objects.filter(
             undecided, shelf_event__store_id=store_id,
             shelf_event__t_end__gte=min(v.entered_at for v in mine.values()) - margin,
-        ), mine).values_list("status", "undo_until", "candidates", "resolution", "shelf_event__t_start", "shelf_event__t_end")
+        ), mine).values_list("status", "undo_until", "candidates", "resolution", "shelf_event__t_start",
+                             "shelf_event__t_end")
         for status, undo_until, candidates, resolution, t_start, t_end in rows:
             if status not in (ReviewItem.Status.OPEN, ReviewItem.Status.WAITING) and undo_until is not None \
                     and undo_until > now:
