@@ -402,14 +402,21 @@ def hand_evidence(event: _Event, hands: TrackObservations, bins: BinGeometry, co
     c0, c1 = event.t_start - config.core_pad_s, event.t_end + config.core_pad_s
     outside = np.maximum(np.maximum(c0 - w.t, w.t - c1), 0.0)
     eff = d + config.gap_speed_m_s * outside
-    rows = []
-    keys = np.array([f"{a}\x00{b}" for a, b in zip(w.track_id, w.keypoint)], dtype=object)
+    # one group per (track, keypoint), in the order of their "track\0keypoint" keys (what np.unique of the keys
+    # gives), each group's rows by time (ties in their order): one sort, not one scan of the rows per group
+    index: dict[str, int] = {}
+    codes = np.fromiter((index.setdefault(f"{a}\x00{b}", len(index))
+                         for a, b in zip(w.track_id.tolist(), w.keypoint.tolist())), dtype=np.int64, count=len(w))
+    keys = sorted(index)
+    rank = np.empty(len(keys), dtype=np.int64)
+    rank[[index[k] for k in keys]] = np.arange(len(keys))
+    group = rank[codes]
+    by_group = np.lexsort((w.t, group))  # stable: within a group, by time, ties in the rows' order
+    bounds = np.searchsorted(group[by_group], np.arange(len(keys) + 1))
     best: dict[str, tuple] = {}
-    for key in np.unique(keys):
-        m = keys == key
-        t, dk, ek = w.t[m], d[m], eff[m]
-        order = np.argsort(t, kind="stable")
-        t, dk, ek, xyz = t[order], dk[order], ek[order], w.xyz[m][order]
+    for g in range(len(keys)):
+        sel = by_group[bounds[g]:bounds[g + 1]]
+        t, dk, ek, xyz = w.t[sel], d[sel], eff[sel], w.xyz[sel]
         j = int(np.argmin(ek))
         d_eff = _core_distance(t, dk, event.t_start, event.t_end, config)
         if d_eff is None:
@@ -426,7 +433,7 @@ def hand_evidence(event: _Event, hands: TrackObservations, bins: BinGeometry, co
         moved = 0.5 if math.isnan(motion) else _logistic((motion - config.motion_m0) / config.motion_scale_m)
         score = math.exp(-d_eff ** 2 / (2 * config.sigma_m ** 2)) * (
             config.motion_floor + (1 - config.motion_floor) * moved)
-        track = str(w.track_id[m][0])
+        track = str(w.track_id[sel[0]])
         row = (track, float(dk[j]), d_eff, float(t[j]), motion, score, tuple(float(v) for v in xyz[j]))
         if track not in best or score > best[track][5]:
             best[track] = row

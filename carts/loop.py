@@ -29,10 +29,12 @@ import numpy as np
 
 from sensors import weight
 from sensors.rfid import ExitLaneConfig, TagEvent, exit_lane_tags
-from store.recording import TrackObservations
-from vision.identity import BodyFrames, FramedBodies
+from store.recording import TrackObservations, member
+from vision.identity import BodyFrames, FramedBodies, swaps_of
 
-from .fusion import BinGeometry, Decision, FusionConfig, decide_event, eligible_tracks, evidence_window
+from .fusion import (
+    BinGeometry, Decision, FusionConfig, _floor_distance, decide_event, eligible_tracks, evidence_window,
+)
 
 log = logging.getLogger(__name__)
 
@@ -182,6 +184,7 @@ class ObservationWindow:
         #: each part's pickled form once made (:meth:`__getstate__`; None until then): a checkpoint every few
         #: seconds packs only the parts added since the last one
         self._packed: list[tuple | None] = []
+        self._spans: list[tuple[float, float]] = []  # each part's (earliest, latest) time, s
         self.t_min = math.inf
 
     def __len__(self) -> int:
@@ -191,23 +194,27 @@ class ObservationWindow:
         if len(obs):
             self._parts.append(obs)
             self._packed.append(None)
-            self.t_min = min(self.t_min, float(obs.t.min()))
+            self._spans.append((float(obs.t.min()), float(obs.t.max())))
+            self.t_min = min(self.t_min, self._spans[-1][0])
 
     def prune(self, before: float) -> None:
         """Drop observations older than ``before`` (s)."""
         if not self._parts or self.t_min >= before:
             return
-        kept, packed = [], []
-        for p, pk in zip(self._parts, self._packed):
-            if float(p.t.max()) < before:
+        kept, packed, spans = [], [], []
+        for p, pk, (lo, hi) in zip(self._parts, self._packed, self._spans):
+            if hi < before:
                 continue
-            if float(p.t.min()) < before:
+            if lo < before:
                 p, pk = p[p.t >= before], None
-            if len(p):
-                kept.append(p)
-                packed.append(pk)
-        self._parts, self._packed = kept, packed
-        self.t_min = min((float(p.t.min()) for p in self._parts), default=math.inf)
+                if not len(p):
+                    continue
+                lo = float(p.t.min())
+            kept.append(p)
+            packed.append(pk)
+            spans.append((lo, hi))
+        self._parts, self._packed, self._spans = kept, packed, spans
+        self.t_min = min((lo for lo, _ in spans), default=math.inf)
 
     def __getstate__(self) -> dict:
         """The parts with their string columns (track ids, keypoint names: object arrays, slow to pickle row by
@@ -219,14 +226,17 @@ class ObservationWindow:
         if "packed" not in state:  # a checkpoint of the code before packing
             self.__dict__.update(state)
             self._packed = [None] * len(self._parts)
+            self._spans = [(float(p.t.min()), float(p.t.max())) for p in self._parts]
             return
         self.t_min = state["t_min"]
         self._packed = list(state["packed"])
         self._parts = [_unpack(pk) for pk in self._packed]
+        self._spans = [(float(p.t.min()), float(p.t.max())) for p in self._parts]
 
     def between(self, t0: float, t1: float) -> TrackObservations:
         """The kept observations with ``t0 <= t <= t1`` (s), in the order they were added."""
-        parts = [p.between(t0, t1) for p in self._parts if float(p.t.min()) <= t1 and float(p.t.max()) >= t0]
+        parts = [p if t0 <= lo and hi <= t1 else p.between(t0, t1)
+                 for p, (lo, hi) in zip(self._parts, self._spans) if lo <= t1 and hi >= t0]
         parts = [p for p in parts if len(p)]
         if not parts:
             return TrackObservations.empty()
@@ -358,7 +368,11 @@ class StoreLoop:
         self._planograms: dict[tuple[str, ...], weight.Planogram] = {}
         self._held: dict[tuple[str, ...], list[weight.WeightChanges]] = {}
         self._pending: list[tuple[Hashable, weight.ShelfEvent]] = []
+        #: (event times and bins, gone party) → whether the event may name the party (:meth:`_may_involve`)
+        self._involved: dict[tuple, bool] = {}
         self._review_picks: dict[Hashable, list[tuple[str, str, int]]] = {}  # review → picks it may give
+        #: during a step's decisions (:meth:`advance`): the open reviews of ``_review_picks``, oldest first (else None)
+        self._open: list[Hashable] | None = None
         # bin → {barcode: units} put back there automatically though the bin does not face them (misplaced), not
         # yet taken again: fusion explains picks there over these too (in memory: after a restart, only the
         # items misplaced since)
@@ -380,7 +394,8 @@ class StoreLoop:
         checkpoint, without the sink and the store's configuration (planogram, bin geometry: the restorer reads
         them afresh). Pickle: only ever read back by :meth:`restore` of the same code."""
         state = {k: v for k, v in self.__dict__.items()
-                 if k not in ("sink", "_planograms", "planogram", "bins", "body_frames")}  # frames: from bodies
+                 if k not in ("sink", "_planograms", "planogram", "bins", "body_frames",  # frames: from bodies
+                              "_open", "_involved")}
         return pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
 
     @classmethod
@@ -392,7 +407,8 @@ class StoreLoop:
         loop.__dict__.update(pickle.loads(data))  # noqa: S301 — our own checkpoint, never input from outside
         loop.__dict__.setdefault("_tag_events", [])  # a checkpoint of the code before RFID
         loop.__dict__.setdefault("_exit_reads", [])
-        loop.sink, loop.planogram, loop.bins, loop._planograms = sink, planogram, bins, {}
+        loop.sink, loop.planogram, loop.bins, loop._planograms, loop._open = sink, planogram, bins, {}, None
+        loop._involved = {}
         loop.body_frames = BodyFrames()
         loop.body_frames.add(loop.bodies.between(-math.inf, math.inf))  # the window's rows, in the order they came
         # a checkpoint of the code before entry-zone binding: scans without a gate, tracks without a first place
@@ -513,8 +529,14 @@ class StoreLoop:
         if ready:
             done = {id(p) for p in ready}
             self._pending = [p for p in self._pending if id(p) not in done]
-            for key, event in ready:
-                self._decide(key, event)
+            # the open reviews, read once per step (one query of the sink, not one per event); the reviews this
+            # step opens join them as it goes (_review)
+            self._open = self._open_reviews()
+            try:
+                for key, event in ready:
+                    self._decide(key, event)
+            finally:
+                self._open = None
         self._bill()
         self._forget()
 
@@ -699,7 +721,7 @@ class StoreLoop:
             self.stats.late_evidence += 1
         eligible = eligible_tracks(self.entries, {k: v for k, v in self.exits.items() if v <= now}, event, now=now,
                                    settle_s=self.config.settle_s)
-        open_reviews = self._open_reviews()
+        open_reviews = self._open if self._open is not None else self._open_reviews()
         (h0, h1), (b0, b1) = evidence_window(event, cfg)
         d = decide_event(event, self.hands.between(h0, h1), self.bins, self.planogram, carts=self.sink.holdings(eligible),
                          party_of=self.party_of, eligible=eligible, review_confidence=self.config.review_confidence,
@@ -799,11 +821,16 @@ class StoreLoop:
 
     def _review(self, key: Hashable, event: weight.ShelfEvent, decision: Decision, reason: str) -> None:
         review_key = self.sink.review(key, event, decision, reason)
+        if self._open is not None and review_key not in self._review_picks:
+            self._open.append(review_key)  # open, and the newest: last, as the sink lists them
         self._review_picks[review_key] = pending_picks(decision)
         self.stats.reviews += 1
 
     def _bill(self) -> None:
-        """Check out the exited visits whose settle time has passed and for whom no event is still undecided."""
+        """Check out the exited visits whose settle time has passed and for whom no event that could still be
+        theirs is undecided: every shelf event that began by the end of the settle time and may name one of the
+        party's tracks (:meth:`_may_involve`; all of them while a member of the party is still inside or was seen
+        too recently), and every change still held back from becoming an event."""
         if not self._to_bill:
             return
         settle = self.config.settle_s
@@ -811,9 +838,13 @@ class StoreLoop:
             deadline = t_exit + settle
             if deadline > min(self.now, self.shelf_horizon):
                 continue
-            if any(ev.t_start <= deadline for _, ev in self._pending) or any(
-                    float(c.t_start.min()) <= deadline for cs in self._held.values() for c in cs):
+            if any(float(c.t_start.min()) <= deadline for cs in self._held.values() for c in cs):
                 continue
+            early = [ev for _, ev in self._pending if ev.t_start <= deadline]
+            if early:
+                members = self._gone_party(track)
+                if members is None or any(self._may_involve(ev, members) for ev in early):
+                    continue
             del self._to_bill[track]
             if self._exit_reads and hasattr(self.sink, "exit_tags"):
                 att = exit_lane_tags(track, self._exit_reads, self.exits, self.party_of, self.config.exit_lane)
@@ -826,6 +857,63 @@ class StoreLoop:
             if self.sink.checkout(track, deadline):
                 self.stats.receipts += 1
 
+    def _gone_party(self, track: str) -> tuple[str, ...] | None:
+        """The tracks of ``track``'s party (itself included) when every one of them has exited and none was seen
+        for ``max(pad_s, hidden_seen_s)``: no hand or body of theirs can enter a window of an event not yet begun,
+        and the windows of the events pending now hold all of their sightings. None otherwise."""
+        lead = self.party_of.get(track, track)
+        members = tuple(sorted(t for t in self.entries if self.party_of.get(t, t) == lead) or (track,))
+        quiet = max(self.fusion.pad_s, self.fusion.hidden_seen_s)
+        for m in members:
+            if m not in self.exits:
+                return None
+            seen = self._seen.get(m)
+            if seen is not None and self.now < seen[1] + quiet:
+                return None
+        return members
+
+    def _may_involve(self, event: weight.ShelfEvent, members: tuple[str, ...]) -> bool:
+        """Whether deciding ``event`` (pending) may name one of ``members`` (a party gone from the store,
+        :meth:`_gone_party`) as a candidate, the cart of a put-back or a review: a hand of theirs within
+        ``2 · reach_m`` of one of its bins in its padded window (``hand_evidence``, ``_near_tracks``), a body of
+        theirs within reach of ``hidden_hands`` in its window, or an id switch of theirs overlapping its hand window
+        (a neighbour's sighting relabelled with their id: every pair of one of them with any track is read,
+        ``vision.identity.swaps_of``). False means its decision and their carts are independent: their visit may
+        be billed first. Cached per event and party (their sightings are all in)."""
+        key = (event.t_start, event.t_end, event.bin_codes, members)
+        cached = self._involved.get(key)
+        if cached is not None:
+            return cached
+        cfg = self.fusion
+        found = False
+        lo, hi = event.t_start - cfg.pad_s, event.t_end + cfg.pad_s
+        hands = self.hands.between(lo, hi)
+        hands = hands[member(hands.track_id, members)]
+        if len(hands):
+            scale = cfg.sigma_m / cfg.along_sigma_m
+            d = np.min(np.stack([self.bins.distance(hands.xyz, c, cfg.clearance_m, scale) for c in event.bin_codes]),
+                       axis=0)
+            found = bool((d <= 2 * cfg.reach_m + 1e-6).any())
+        if not found and cfg.hidden_prior > 0:
+            bodies = self.bodies.between(event.t_start - cfg.hidden_seen_s, event.t_end + cfg.hidden_seen_s)
+            bodies = bodies[member(bodies.track_id, members)]
+            if len(bodies):
+                # hidden_hands scores a body up to e metres beyond hidden_standoff_m above 1e-6
+                reach = cfg.hidden_standoff_m + cfg.sigma_m * math.sqrt(
+                    2 * math.log(max(cfg.hidden_prior, 1e-6) / 1e-6))
+                d = np.min(np.stack([_floor_distance(self.bins, bodies.xyz, c) for c in event.bin_codes]), axis=0)
+                found = bool((d <= reach + 1e-6).any())
+        if not found and cfg.repair_id_switches:
+            (_, _), (b0, _) = evidence_window(event, cfg)
+            # the frames the repair reads for this event (from its look-back to the end of the hand window), not
+            # the rows: swaps_of reads frames only
+            empty = TrackObservations.empty()
+            swaps = swaps_of(FramedBodies(empty.track_id, empty.t, empty.keypoint, empty.xyz, empty.score,
+                                          frames=self.body_frames, t0=b0, t1=hi), members)
+            found = swaps is None or any(sw.t_from <= hi and sw.t_to > lo for sw in swaps)
+        self._involved[key] = found
+        return found
+
     def _forget(self) -> None:
         """Drop observations older than any undecided event needs, and visits gone long ago."""
         oldest = min([ev.t_start for _, ev in self._pending]
@@ -835,6 +923,9 @@ class StoreLoop:
             self.hands.prune(before)
             self.bodies.prune(before)
             self.body_frames.prune(before)
+        if self._involved:
+            pending = {(ev.t_start, ev.t_end, ev.bin_codes) for _, ev in self._pending}
+            self._involved = {k: v for k, v in self._involved.items() if k[:3] in pending}
         if math.isfinite(oldest):
             keep = oldest - max(self.config.lookback_s, self.fusion.pad_s)
             if self._tag_events and self._tag_events[0].t < keep:

@@ -34,7 +34,8 @@ from datetime import datetime, timedelta
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.db import transaction
-from django.db.models import Q, Sum
+from django.db.models import Q, Sum, TextField
+from django.db.models.functions import Cast
 from django.utils import timezone
 
 from sensors.models import ShelfEvent
@@ -155,6 +156,20 @@ def cart_snapshot(*, visit: Visit, under_review: int | None = None) -> dict:
 REVIEW_VISIT_MARGIN_S = 3600.0
 
 
+def _naming(items, visit_ids):
+    """``items`` (a ReviewItem queryset) narrowed in the database to a superset of those that name one of
+    ``visit_ids`` among their candidates or in their resolution: their JSON text holds ``"visit": <id>``. Callers
+    check each item exactly; decoding every undecided item's candidates in Python was the cost of a crowd's reviews
+    (hundreds of items, each read again for every cart snapshot and checkout)."""
+    ids = "|".join(str(int(v)) for v in visit_ids)
+    if not ids:
+        return items.none()
+    pattern = rf'"visit"\s*:\s*({ids})([^0-9]|$)'
+    return items.annotate(_candidates_text=Cast("candidates", TextField()),
+                          _resolution_text=Cast("resolution", TextField())).filter(
+        Q(_candidates_text__regex=pattern) | Q(_resolution_text__regex=pattern))
+
+
 def review_open_for(*, visit: Visit, now: datetime | None = None) -> list[ReviewItem]:
     """Review items not decided for good (open, waiting for the review of a pick, or decided by a person but still
     undoable: ``undo_until`` after ``now``) that name ``visit`` among their candidates or, for a waiting put-back,
@@ -166,6 +181,7 @@ def review_open_for(*, visit: Visit, now: datetime | None = None) -> list[Review
                                       shelf_event__t_end__gte=visit.entered_at - margin)
     if visit.exited_at is not None:
         items = items.filter(shelf_event__t_start__lte=visit.exited_at + margin)
+    items = _naming(items, [visit.pk])
     return [
         r for r in items
         if any(c.get("visit") == visit.pk for c in r.candidates) or (r.resolution or {}).get("visit") == visit.pk
@@ -184,10 +200,11 @@ def review_undecided_counts(visits: list[Visit], now: datetime | None = None) ->
         by_store.setdefault(v.store_id, {})[v.pk] = v
     for store_id, mine in by_store.items():
         undecided = Q(status__in=(ReviewItem.Status.OPEN, ReviewItem.Status.WAITING)) | Q(undo_until__gt=now)
-        rows = ReviewItem.objects.filter(
+        rows = _naming(ReviewItem.objects.filter(
             undecided, shelf_event__store_id=store_id,
             shelf_event__t_end__gte=min(v.entered_at for v in mine.values()) - margin,
-        ).values_list("status", "undo_until", "candidates", "resolution", "shelf_event__t_start", "shelf_event__t_end")
+        ), mine).values_list("status", "undo_until", "candidates", "resolution", "shelf_event__t_start",
+                             "shelf_event__t_end")
         for status, undo_until, candidates, resolution, t_start, t_end in rows:
             if status not in (ReviewItem.Status.OPEN, ReviewItem.Status.WAITING) and undo_until is not None \
                     and undo_until > now:

@@ -245,3 +245,74 @@ def test_a_track_lost_inside_is_continued_by_a_new_one_appearing_where_it_was_lo
                 [dict(visit=7, t=100.0, gate="entry")], until=124.0)
     assert sink.bound == {"door": 7, "again": 7}
     assert sink.exited == {}
+
+
+# ------------------------------------------------------------------------------------------ billing an exit early
+class WatchingSink(MemorySink):
+    """MemorySink noting, for every decided event, the tracks its decision names and how many visits were billed
+    by then, and for every checkout, the events still undecided in the loop."""
+
+    def __init__(self, entries):
+        super().__init__(entries)
+        self.loop: StoreLoop | None = None
+        self.decided_after: list[tuple[object, set[str], set[str]]] = []  # (event, named tracks, billed by then)
+        self.billed: dict[str, tuple[float, list]] = {}  # track → (deadline, events pending at its checkout)
+
+    def _note(self, event, decision):
+        named = {c.track_id for c in decision.candidates} | {t for t, _, _ in decision.changes}
+        self.decided_after.append((event, named, set(self.billed)))
+
+    def noise(self, key, event, decision):
+        self._note(event, decision)
+        return super().noise(key, event, decision)
+
+    def apply(self, key, event, decision):
+        self._note(event, decision)
+        return super().apply(key, event, decision)
+
+    def review(self, key, event, decision, reason):
+        self._note(event, decision)
+        return super().review(key, event, decision, reason)
+
+    def wait(self, key, event, decision, follows):
+        self._note(event, decision)
+        return super().wait(key, event, decision, follows)
+
+    def checkout(self, track, t):
+        self.billed[track] = (t, [ev for _, ev in self.loop._pending])
+        return super().checkout(track, t)
+
+
+def test_an_exit_is_billed_without_waiting_for_events_that_cannot_be_the_partys(store):
+    """A crowd: billing an exited visit waits for the events begun by the end of its settle time that may name
+    its party (a hand or body of theirs near the bins, an id switch of theirs), not for every event of the store:
+    no decision that names a party's track comes after the party was billed, and some visits were billed while
+    events of others begun before their deadline were still undecided."""
+    from carts.simulation import parties_from_gates
+
+    sim = simulate(store, SimConfig.at("default", shoppers=40, minutes=2.5, seed=79))
+    party_of = parties_from_gates(sim.gates)
+    sink = WatchingSink([g.track for g in sim.gates if g.kind == "entry"])
+    loop = StoreLoop(planogram=planogram_from_store(sim.store), bins=BinGeometry.from_store(sim.store), sink=sink)
+    sink.loop = loop
+    for step in recording_steps(sim, step_s=0.2):
+        for g in step.gates:
+            if g.kind == "entry":
+                lead = party_of.get(g.track, g.track)
+                loop.on_entry(track=g.track, t=g.t, party_lead=lead if lead != g.track else None)
+            else:
+                loop.on_exit(track=g.track, t=g.t)
+        loop.on_observations(step.tracks)
+        for codes, t, grams, rate in step.shelves:
+            loop.on_samples(bin_codes=codes, t=t, grams=grams, rate_hz=rate)
+        loop.advance(step.t_next)
+    loop.finish()
+    assert len(sink.billed) == len({g.track for g in sim.gates if g.kind == "exit"})
+    lead = {t: party_of.get(t, t) for t in party_of}
+    for event, named, billed in sink.decided_after:
+        for track in billed:
+            deadline = sink.billed[track][0]
+            party = {t for t in lead if lead[t] == lead.get(track, track)} | {track}
+            assert not (named & party and event.t_start <= deadline), (track, event, named)
+    early = [t for t, (deadline, pending) in sink.billed.items() if any(ev.t_start <= deadline for ev in pending)]
+    assert early  # the rule mattered: these did not wait for the rest of the store

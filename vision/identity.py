@@ -150,11 +150,13 @@ class BodyFrames:
                        np.concatenate([c[2] for c in rec[0]]))]
         return rec[0][0]
 
-    def positions(self, t0: float, t1: float, tracks: Sequence[str] | None = None
-                  ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    def positions(self, t0: float, t1: float, tracks: Sequence[str] | None = None, *,
+                  second: set[str] | None = None) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         """Track → (frames (m,) int64, floor xy (m, 2) metres) of the kept rows with ``t0 <= t <= t1`` (s) of
         ``tracks`` (None: all), as ``_positions`` gives them for those rows: per track the first of
-        :data:`BODY_KEYPOINTS` it has in the window, its mean position per frame; tracks with none left out."""
+        :data:`BODY_KEYPOINTS` it has in the window, its mean position per frame; tracks with none left out.
+        ``second``: a set that receives the tracks placed by a keypoint other than the first (no neck in the
+        window: a neck in rows still to come would place them anew)."""
         names = self._tracks if tracks is None else {str(x) for x in tracks} & self._tracks.keys()
         out = {}
         fs = self.frame_s
@@ -164,6 +166,8 @@ class BodyFrames:
             kk = k[inside]
             if kk.size == 0:
                 continue
+            if second is not None and kk.min() > 0:
+                second.add(track)
             sel = kk == kk.min()  # the first keypoint of BODY_KEYPOINTS the track has in the window
             f = np.round(t[inside][sel] / fs).astype(np.int64)
             frames, inv = np.unique(f, return_inverse=True)
@@ -253,47 +257,165 @@ def find_swaps(bodies: TrackObservations, *, tracks: Sequence[str] | None = None
                 if not _apart(box[a], box[b], near_m):
                     out.extend(_pair_swaps(a, b, pos, params))
     elif names:
-        grid = _PositionGrid(pos, names)
-        done: set[str] = set()
-        todo = [str(x) for x in involving if str(x) in pos]
-        while todo:
-            a = todo.pop()
-            if a in done:
-                continue
-            done.add(a)
-            for b in grid.near(a, near_m):
-                if b == a or b in done:
-                    continue
-                found = _pair_swaps(min(a, b), max(a, b), pos, params)
-                out.extend(found)
-                if found:
-                    todo.append(b)
+        out.extend(_swaps_involving(pos, names, [str(x) for x in involving if str(x) in pos], params, near_m))
     out.sort(key=lambda s: (s.t_from, s.a, s.b))
     return out
 
 
-class _PositionGrid:
-    """Every track's per-frame floor position on one frame axis ((tracks, frames, 2) metres, NaN where unseen), to
-    find in one step the tracks that come within a distance of one (:func:`find_swaps` with ``involving``)."""
+def swaps_of(bodies: FramedBodies, tracks: Sequence[str], *, frame_s: float = 0.1, near_m: float = 1.0,
+             margin_m: float = 0.25, noise_k: float = 2.5, smooth: float = 0.5, velocity_gain: float = 0.2,
+             max_gap_s: float = 1.0, warmup: int = 10, max_swap_s: float = 5.0) -> list[Swap] | None:
+    """Every swap between one of ``tracks`` and any track of ``bodies`` (a :class:`FramedBodies` window; its frames
+    are read, not its rows; knobs as :func:`find_swaps`): a superset of the swaps :func:`find_swaps` over the same
+    window (any ``tracks``/``involving``) can give that involve one of ``tracks``, hence of the hand sightings that
+    :func:`apply_swaps` can label with one of them. Unordered, each pair read once. None when a track of the window
+    is placed by its head (no neck in the window): the rows of a window still being fed could place it anew. Raises
+    ValueError for ``bodies`` without frames of ``frame_s``."""
+    framed = bodies.frames if isinstance(bodies, FramedBodies) else None
+    if framed is None or framed.frame_s != frame_s:
+        raise ValueError("swaps_of needs a FramedBodies window with frames of frame_s")
+    second: set[str] = set()
+    pos = framed.positions(bodies.t0, bodies.t1, None, second=second)
+    if second:
+        return None
+    names = sorted(pos)
+    params = (frame_s, near_m, margin_m, noise_k, smooth, velocity_gain, max(1, int(round(max_gap_s / frame_s))),
+              warmup, max(1, int(round(max_swap_s / frame_s))))
+    return _swaps_involving(pos, names, [str(x) for x in tracks if str(x) in pos], params, near_m, expand=False)
 
-    def __init__(self, pos: dict[str, tuple[np.ndarray, np.ndarray]], names: list[str]) -> None:
-        self.names = names
-        self.row = {n: i for i, n in enumerate(names)}
-        f0 = min(int(pos[n][0][0]) for n in names)
-        f1 = max(int(pos[n][0][-1]) for n in names)
-        self.xy = np.full((len(names), f1 - f0 + 1, 2), np.nan)
-        for i, n in enumerate(names):
-            frames, xy = pos[n]
-            self.xy[i, frames - f0] = xy
 
-    def near(self, a: str, near_m: float) -> list[str]:
-        """Tracks seen in at least two frames with ``a`` and within ``near_m`` metres of it in one of them
-        (:func:`_pair_swaps` reads nothing for the others), in name order."""
-        d = self.xy - self.xy[self.row[a]][None]
-        dist = np.hypot(d[..., 0], d[..., 1])  # NaN where either is unseen
-        both = (~np.isnan(dist)).sum(axis=1)
-        close = np.any(dist <= near_m, axis=1)
-        return [self.names[i] for i in np.flatnonzero(close & (both >= 2)).tolist()]
+def _swaps_involving(pos: dict[str, tuple[np.ndarray, np.ndarray]], names: list[str], involving: list[str],
+                     params: tuple, near_m: float, expand: bool = True) -> list[Swap]:
+    """:func:`find_swaps` with ``involving``: every pair of a track reached from ``involving`` (through pairs that
+    swapped) with a track that comes within ``near_m`` of it in a frame they share (two frames shared at least),
+    read by :func:`_pair_kernel` — the same pairs as reading them one by one (each once, whatever the order), in one
+    compiled call per track reached instead of a Python call per pair (a crowd of 200 reaches most of the store).
+    ``expand`` False: the pairs of ``involving`` only (:func:`swaps_of`)."""
+    frame_s, _, margin_m, noise_k, smooth, velocity_gain, gap, warmup, longest = params
+    row = {n: i for i, n in enumerate(names)}
+    sizes = np.array([pos[n][0].size for n in names], dtype=np.int64)
+    offs = np.zeros(len(names) + 1, dtype=np.int64)
+    np.cumsum(sizes, out=offs[1:])
+    frames = np.concatenate([pos[n][0] for n in names]).astype(np.int64, copy=False)
+    xy = np.ascontiguousarray(np.concatenate([pos[n][1] for n in names]), dtype=np.float64)
+    boxes = _frame_boxes(frames, xy, offs, _BOX_FRAMES)
+    done = np.zeros(len(names), dtype=np.bool_)
+    out: list[Swap] = []
+    todo = [row[x] for x in involving]
+    while todo:
+        a = todo.pop()
+        if done[a]:
+            continue
+        done[a] = True
+        spans = _swaps_of(a, frames, xy, offs, boxes, done, float(near_m), float(margin_m), float(noise_k),
+                          float(smooth), float(velocity_gain), int(gap), int(warmup), int(longest))
+        partners = []
+        for b, since, end, seen in spans.tolist():
+            lo_, hi_ = (a, b) if a < b else (b, a)
+            out.append(Swap(names[lo_], names[hi_], since * frame_s - frame_s / 2,
+                            end * frame_s - frame_s / 2 if end >= 0 else math.inf, end_seen=bool(seen)))
+            if not partners or partners[-1] != b:
+                partners.append(b)
+        if expand:
+            todo.extend(partners)
+    return out
+
+
+#: Frames per bounding box of :func:`_frame_boxes` (a pair whose boxes are farther apart than ``near_m`` in every
+#: stretch they share is not read frame by frame).
+_BOX_FRAMES = 32
+
+
+@_jit
+def _frame_boxes(frames, xy, offs, width):
+    """(tracks, stretches, 4) float64: each track's floor box (x0, y0, x1, y1 metres) over every stretch of
+    ``width`` frames (stretch k: frames [k·width, (k + 1)·width) from the earliest frame); NaN where unseen."""
+    f0 = frames.min() if frames.shape[0] else 0
+    f1 = frames.max() if frames.shape[0] else 0
+    n = (f1 - f0) // width + 1
+    out = np.full((offs.shape[0] - 1, n, 4), np.nan)
+    for t in range(offs.shape[0] - 1):
+        for i in range(offs[t], offs[t + 1]):
+            k = (frames[i] - f0) // width
+            x = xy[i, 0]
+            y = xy[i, 1]
+            if np.isnan(out[t, k, 0]):
+                out[t, k, 0] = x
+                out[t, k, 1] = y
+                out[t, k, 2] = x
+                out[t, k, 3] = y
+            else:
+                out[t, k, 0] = min(out[t, k, 0], x)
+                out[t, k, 1] = min(out[t, k, 1], y)
+                out[t, k, 2] = max(out[t, k, 2], x)
+                out[t, k, 3] = max(out[t, k, 3], y)
+    return out
+
+
+@_jit
+def _swaps_of(a, frames, xy, offs, boxes, done, near_m, margin_m, noise_k, smooth, velocity_gain, gap, warmup,
+              longest):
+    """The swaps of track row ``a`` with every row ``b`` not ``done`` (:func:`_swaps_involving`): (k, 4) int64 rows
+    (b, first frame, end frame or −1, end seen), by b. A pair is read (:func:`_pair_kernel`, identity of the
+    lower row first, as :func:`_pair_swaps` reads it in name order) when it shares two frames or more and is within
+    ``near_m`` in one of them, as :func:`_pair_swaps` requires."""
+    res = np.zeros((0, 4), dtype=np.int64)
+    a0, a1 = offs[a], offs[a + 1]
+    if a1 - a0 == 0:
+        return res
+    found = []
+    for b in range(offs.shape[0] - 1):
+        if b == a or done[b]:
+            continue
+        b0, b1 = offs[b], offs[b + 1]
+        if b1 - b0 == 0:
+            continue
+        close = False
+        for k in range(boxes.shape[1]):
+            if np.isnan(boxes[a, k, 0]) or np.isnan(boxes[b, k, 0]):
+                continue
+            dx = max(0.0, boxes[a, k, 0] - boxes[b, k, 2], boxes[b, k, 0] - boxes[a, k, 2])
+            dy = max(0.0, boxes[a, k, 1] - boxes[b, k, 3], boxes[b, k, 1] - boxes[a, k, 3])
+            if math.hypot(dx, dy) <= near_m + 1e-9:
+                close = True
+                break
+        if not close:
+            continue
+        # frames shared (both sorted, distinct): how many, the first and last, and whether one is within near_m
+        i, j = a0, b0
+        common, first, last = 0, -1, -1
+        near = False
+        while i < a1 and j < b1:
+            if frames[i] < frames[j]:
+                i += 1
+            elif frames[i] > frames[j]:
+                j += 1
+            else:
+                if common == 0:
+                    first = frames[i]
+                last = frames[i]
+                common += 1
+                if math.hypot(xy[i, 0] - xy[j, 0], xy[i, 1] - xy[j, 1]) <= near_m:
+                    near = True
+                i += 1
+                j += 1
+        if common < 2 or not near:
+            continue
+        lo_r, hi_r = (a, b) if a < b else (b, a)
+        p0, p1, q0, q1 = offs[lo_r], offs[lo_r + 1], offs[hi_r], offs[hi_r + 1]
+        spans = _pair_kernel(frames[p0:p1], xy[p0:p1], frames[q0:q1], xy[q0:q1], min(frames[p0], frames[q0]),
+                             last, first, margin_m, noise_k, smooth, velocity_gain, gap, warmup, longest)
+        for r in range(spans.shape[0]):
+            found.append((b, spans[r, 0], spans[r, 1], spans[r, 2]))
+    if len(found) == 0:
+        return res
+    res = np.zeros((len(found), 4), dtype=np.int64)
+    for r in range(len(found)):
+        res[r, 0] = found[r][0]
+        res[r, 1] = found[r][1]
+        res[r, 2] = found[r][2]
+        res[r, 3] = found[r][3]
+    return res
 
 
 def _pair_swaps(a: str, b: str, pos: dict[str, tuple[np.ndarray, np.ndarray]], params: tuple) -> list[Swap]:
