@@ -6,7 +6,8 @@ all; a manager's wide table may scroll inside its card on a phone, but never bre
 
 Item 5 end to end: a visit checked out through the store's real checkout (``carts.services.visit_checkout``) in a
 store that charges tax on one category: the receipt page and its e-mail show the tax line per rate, the store's
-local time, its address, the card's brand and last 4, and the e-mail links the receipt page.
+local time (the list of receipts too), its address, the card's brand and last 4, and the e-mail links the receipt
+page.
 
 Screenshots: var/screenshots/fit-<page>-<phone|desktop>.png."""
 from __future__ import annotations
@@ -162,6 +163,14 @@ def test_a_taxed_checkout_reads_as_a_receipt_on_the_page_and_in_the_email(browse
         issued = page.locator("#issued-at").inner_text()
         assert ("PST" in issued or "PDT" in issued) and "UTC" not in issued, issued
         screenshot(page, "fit-receipt-taxed-checkout-phone")
+        # the list of receipts tells the same local time (it showed UTC: 07:18 for a receipt of 23:18 PST)
+        from zoneinfo import ZoneInfo
+
+        local = receipt.issued_at.astimezone(ZoneInfo("America/Los_Angeles"))
+        page.goto("/visits/receipts/")
+        when = page.locator(".receipt-when").first
+        expect(when).to_contain_text(f"{local.day} {local:%b %Y, %H:%M} {local.tzname()}")
+        screenshot(page, "fit-receipts-local-time-phone")
     finally:
         ctx.close()
     copies = [m for m in mail.outbox if f"Receipt {receipt.pk}" in m.body]
