@@ -12,6 +12,7 @@ page.
 Screenshots: var/screenshots/fit-<page>-<phone|desktop>.png."""
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from decimal import Decimal
 
@@ -181,3 +182,20 @@ def test_a_taxed_checkout_reads_as_a_receipt_on_the_page_and_in_the_email(browse
     assert "3401 Central Expressway, Santa Clara, CA" in body, body
     assert ("PST" in body or "PDT" in body) and "UTC" not in body, body
     assert f"/visits/receipts/{receipt.pk}/" in body, body
+    # the HTML part, which most mail apps show, says the same, and reads on a phone
+    html = next(content for content, kind in copies[0].alternatives if kind == "text/html")
+    ctx = _context(browser, asgi_server, **PHONE)
+    try:
+        page = ctx.new_page()
+        page.set_content(html)
+        text = page.locator("body").inner_text()
+        for words in ("3401 Central Expressway, Santa Clara, CA", "Prepared food tax 9.125 % on $30.00: $2.74",
+                      "Total $34.73", "Visa ending 4242"):
+            assert words in text, (words, text)
+        assert ("PST" in text or "PDT" in text) and "UTC" not in text, text
+        expect(page.locator("a", has_text="dispute")).to_have_attribute(
+            "href", re.compile(rf"/visits/receipts/{receipt.pk}/$"))
+        assert_fits(page, "the receipt e-mail on a phone")
+        screenshot(page, "fit-receipt-email-phone")
+    finally:
+        ctx.close()
