@@ -337,13 +337,9 @@ async def live_replay_view(request: HttpRequest) -> HttpResponse:
 
 def _replay_cast(recording) -> list[tuple[str, int | None]]:
     """Who plays ``recording``'s shoppers if it starts now (``carts.live.replay_cast``)."""
-    from .live import replay_cast
-    from .replay import PARTY_WITHIN_S
-    from .simulation import parties_from_gates
+    from .live import recording_cast
 
-    party_of = parties_from_gates(recording.gates, within_s=PARTY_WITHIN_S)
-    entries = sum(1 for g in recording.gates if g.kind == "entry" and party_of.get(g.track, g.track) == g.track)
-    return replay_cast(store_code=recording.store["store"]["code"], entries=entries)
+    return recording_cast(recording)
 
 
 def _cast_words(cast: list[tuple[str, int | None]]) -> str:

@@ -428,13 +428,27 @@ def emulate(recording: Recording, *, speed: float = 1.0, url: str | None = None,
     by_codes = {c.bin_codes: c for c in controllers}
     inside = list(Visit.objects.filter(pk__in=bind_visits or [], store=store).select_related("shopper")
                   .order_by("entered_at", "pk"))
+
+    def next_inside() -> Visit | None:
+        """The next visit of ``bind_visits`` still admitted and unbound (one that left meanwhile, was bound to a
+        track, or was an earlier emulation's and exited by :func:`recover_stale_visits`, is skipped)."""
+        while inside:
+            person = inside.pop(0)
+            person.refresh_from_db()
+            if person.state == Visit.State.ADMITTED and not person.track_id:
+                return person
+            say(f"visit {person.pk} is {person.state}{' (bound to a track)' if person.track_id else ''}: not "
+                "bound to this emulation\n")
+        return None
+
     t_rec = t_played = recording.t_end  # recording time the devices have reached
     try:
         for step in recording_steps(recording, step_s=step_s):
             pace(step.t)
             for g in step.gates:
-                if g.kind == "entry" and inside and party_of.get(g.track, g.track) == g.track:
-                    person = inside.pop(0)  # someone really inside is this recorded shopper: bind, don't scan
+                person = (next_inside() if g.kind == "entry" and party_of.get(g.track, g.track) == g.track
+                          else None)
+                if person is not None:  # someone really inside is this recorded shopper: bind, don't scan
                     runtime.publish(store.code, "gate", runtime.gate_record(
                         event="entry", visit=person.pk, t=round(g.t + offset, 6), gate=EMULATOR))
                     accounts[g.track] = person.shopper.get_username()

@@ -29,7 +29,9 @@ class LiveReplayBusy(RuntimeError):
 def visits_waiting(*, store_code: str) -> list:
     """Visits of store ``store_code`` admitted at the gate and not yet bound to a shopper track (people inside
     whom no camera has placed yet), oldest first, guests left out, within ``VISIT_OPEN_MAX_H``: in a live replay
-    they are the recording's first shoppers (``carts.emulator.emulate(bind_visits=…)``)."""
+    they are the recording's first shoppers (``carts.emulator.emulate(bind_visits=…)``). Visits admitted at the
+    emulator's own gates (``emulated``: recorded shoppers of an earlier emulation that was stopped, which the next
+    one exits and bills, ``carts.emulator.recover_stale_visits``) are nobody inside and are left out."""
     from datetime import timedelta
 
     from django.utils import timezone
@@ -40,6 +42,7 @@ def visits_waiting(*, store_code: str) -> list:
     since = timezone.now() - timedelta(hours=visit_open_max_h())
     return list(Visit.objects.filter(store__code=store_code, state=Visit.State.ADMITTED, track_id="",
                                      party_lead__isnull=True, entered_at__gte=since)
+                .exclude(entry_pass__used_gate__emulated=True)
                 .select_related("shopper").order_by("entered_at", "pk"))
 
 
@@ -54,6 +57,17 @@ def replay_cast(*, store_code: str, entries: int) -> list[tuple[str, int | None]
     for i in range(entries - len(cast)):
         cast.append((DEMO_SHOPPER if i == 0 else "shopper+<track>@walkout.test", None))
     return cast
+
+
+def recording_cast(recording) -> list[tuple[str, int | None]]:
+    """:func:`replay_cast` for ``recording`` (a ``store.recording.Recording``): its store, and as many shoppers as
+    it has entries that are not a party's guests."""
+    from .replay import PARTY_WITHIN_S
+    from .simulation import parties_from_gates
+
+    party_of = parties_from_gates(recording.gates, within_s=PARTY_WITHIN_S)
+    entries = sum(1 for g in recording.gates if g.kind == "entry" and party_of.get(g.track, g.track) == g.track)
+    return replay_cast(store_code=recording.store["store"]["code"], entries=entries)
 
 
 def recordings_available() -> list[Path]:

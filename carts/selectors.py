@@ -164,7 +164,8 @@ def payment_state(*, attempts: list[PaymentAttempt], total_minor: int, currency:
 # ---------------------------------------------------------------------------------------------------------- receipts
 @dataclass(frozen=True)
 class ReceiptSummary:
-    """One row of the shopper's receipt list."""
+    """One row of the shopper's receipt list. ``issued_at`` tz-aware (UTC); ``tz_name``: the store's time zone, in
+    which the list shows it (as the receipt does)."""
 
     id: int
     visit_id: int
@@ -174,6 +175,7 @@ class ReceiptSummary:
     total_minor: int
     total_display: str
     payment: PaymentState
+    tz_name: str = "UTC"
 
 
 def receipts_for(*, user: AbstractBaseUser | AnonymousUser | None) -> list[ReceiptSummary]:
@@ -189,6 +191,7 @@ def receipts_for(*, user: AbstractBaseUser | AnonymousUser | None) -> list[Recei
             total_display=money_display(r.total_minor, r.currency),
             payment=payment_state(attempts=list(r.visit.payment_attempts.all()), total_minor=r.total_minor,
                                   currency=r.currency),
+            tz_name=store_zone(r.visit.store).key,
         )
         for r in receipts
     ]

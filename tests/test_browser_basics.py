@@ -65,3 +65,26 @@ def test_default_profile_has_debug_off():
     out = subprocess.run([sys.executable, "-c", "from django.conf import settings; print(settings.DEBUG)"],
                          cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
     assert out.stdout.strip() == "False", out.stderr
+
+
+def test_stock_adjustment_errors_answer_what_was_given(manager_page):
+    """Item 10: one field given is never answered "not both"; each message names what is missing in the input."""
+    from playwright.sync_api import expect
+
+    from tests.test_inventory_stock import make_world
+
+    w = make_world()
+    user_make("boss@walkout.test", manager=True)
+    login(manager_page, "boss@walkout.test")
+    manager_page.goto(f"/manage/inventory/products/{w.cola.pk}/")
+    form = manager_page.locator("#adjust form")
+    form.locator("input[name=quantity]").fill("-2")
+    form.locator("button[type=submit]").click()
+    form = manager_page.locator("#adjust form")
+    expect(form).to_contain_text("say why the stock is adjusted")
+    assert "not both" not in form.inner_text()
+    screenshot(manager_page, "basics-adjust-no-reason")
+    form.locator("input[name=counted]").fill("5")
+    form.locator("input[name=quantity]").fill("-2")
+    form.locator("button[type=submit]").click()
+    expect(manager_page.locator("#adjust form")).to_contain_text("not both")

@@ -179,7 +179,7 @@ def test_reports_store_map_and_camera(desk, phone):
                                  track_id="1002")
     store_map_publish(store_code=w.store.code, t=time.time(), positions={"1002": (0.4, 0.8), "1003": (0.9, 1.2)})
     desk.goto(f"/manage/vision/map/{w.store.code}/")
-    expect(desk.locator("#on-floor")).to_have_text(f"Visit {visit.pk} · ann · not checked in")
+    expect(desk.locator("#on-floor li")).to_have_text([f"Visit {visit.pk} · ann", "not checked in"])  # one a line
     assert "1002" not in desk.locator("#on-floor").inner_text()
     expect(desk.locator("#map-legend")).to_have_text("Drawn: Gondola 1 · Entry · Exit")
     screenshot(desk, "owner-9-store-map-desktop")
@@ -292,4 +292,57 @@ def test_new_shopper_inside_watches_the_replay_fill_their_cart(desk, phone, benc
     assert not live._running
     visit.refresh_from_db()
     assert visit.state == Visit.State.BILLED
+    assert not Visit.objects.filter(shopper__username="shopper@walkout.test").exists()
+
+
+def test_new_shopper_inside_is_emulate_stores_shopper_too(phone, benchmark1_recording, asgi_server):
+    """Item 1 through ``manage.py emulate_store``: the shopper who signed up and scanned in at the store's gate is
+    the recording's shopper (the command says so), watches the recorded take fill their own cart, then the charge;
+    no demo account is used. A visit an earlier, stopped emulation left inside is not taken for a person inside."""
+    import io
+    import threading
+
+    from django.core.management import call_command
+    from playwright.sync_api import expect
+
+    from store.billing.models import Receipt
+    from store.gates.models import Visit
+    from store.inventory.services import catalogue_load
+    from store.layout.services import layout_load
+    from store.recording import read_recording
+    from tests.test_live_replay_cast import admit_new_shopper
+
+    rec = read_recording(benchmark1_recording)
+    store = layout_load(data=rec.store)
+    catalogue_load(store=store, products=rec.store["products"], facings=rec.store["facings"])
+    visit = admit_new_shopper(store, email="newbie@walkout.test")
+    login(phone, "newbie@walkout.test")
+    phone.goto("/visits/current/")
+    expect(phone.locator("#trip-title")).to_have_text("You're in")
+
+    err, done = io.StringIO(), []
+
+    def play() -> None:  # on the server's loop, as the embedded profile runs it, so the cart pushes reach the phone
+        try:
+            asgi_server.call(call_command, "emulate_store", str(benchmark1_recording), "--speed", "10",
+                             stdout=io.StringIO(), stderr=err, timeout=240)
+        except BaseException as exc:  # reported below
+            done.append(exc)
+        else:
+            done.append(None)
+
+    player = threading.Thread(target=play, daemon=True)
+    player.start()
+    expect(phone.locator("#cart-lines li")).to_have_count(1, timeout=120_000)
+    expect(phone.locator("#cart-lines")).to_contain_text("ARRWHD")
+    screenshot(phone, "owner-1-emulate-store-cart-phone")
+    expect(phone.locator("#trip-title")).to_contain_text("Charged", timeout=120_000)
+    assert_fits(phone, "the new shopper's cart under emulate_store")
+    screenshot(phone, "owner-1-emulate-store-charged-phone")
+    player.join(240)
+    assert done == [None], done
+    assert f"newbie@walkout.test (visit {visit.pk})" in err.getvalue(), err.getvalue()
+    visit.refresh_from_db()
+    assert visit.state == Visit.State.BILLED and visit.track_id
+    assert [ln.name for ln in Receipt.objects.get(visit=visit).lines.all()] == ["ARRWHD SPRNG WTR"]
     assert not Visit.objects.filter(shopper__username="shopper@walkout.test").exists()

@@ -89,3 +89,46 @@ def test_the_workers_replay_binds_the_shopper_inside_too(benchmark1_recording):
     receipt = Receipt.objects.get(visit=visit)
     assert [(ln.barcode, ln.quantity) for ln in receipt.lines.all()] == [("071142008582", 1)]
     assert not Visit.objects.filter(shopper__username=DEMO_SHOPPER).exists()
+
+
+def test_a_stopped_emulations_shopper_is_nobody_inside(benchmark1_recording):
+    """A visit admitted at the emulator's own gate (a recorded shopper of an earlier emulation that was stopped) is
+    not a person inside: it is neither offered as the replay's shopper nor bound (the next emulation bills it)."""
+    from store.gates.models import Gate
+
+    rec = read_recording(benchmark1_recording)
+    store = layout_load(data=rec.store)
+    catalogue_load(store=store, products=rec.store["products"], facings=rec.store["facings"])
+    admit_new_shopper(store, email="stale@walkout.test")
+    assert Gate.objects.filter(store=store, name="front").update(emulated=True) == 1  # where it was admitted
+    assert visits_waiting(store_code=store.code) == []
+    assert replay_cast(store_code=store.code, entries=1) == [(DEMO_SHOPPER, None)]
+
+
+def test_emulate_store_binds_the_shopper_inside_unless_told_not_to(benchmark1_recording):
+    """``manage.py emulate_store``: the person inside is the recording's shopper and the command says so;
+    ``--no-bind`` plays the demo account and leaves them inside, untouched."""
+    import io
+
+    from django.core.management import call_command
+
+    rec = read_recording(benchmark1_recording)
+    store = layout_load(data=rec.store)
+    catalogue_load(store=store, products=rec.store["products"], facings=rec.store["facings"])
+    visit = admit_new_shopper(store)
+    err = io.StringIO()
+    call_command("emulate_store", str(benchmark1_recording), "--speed", "20", "--no-bind", stdout=io.StringIO(),
+                 stderr=err)
+    assert "inside the store now" not in err.getvalue()
+    visit.refresh_from_db()
+    assert visit.state == Visit.State.ADMITTED and not visit.track_id
+    assert Visit.objects.filter(shopper__username=DEMO_SHOPPER, state=Visit.State.BILLED).count() == 1
+
+    err = io.StringIO()
+    call_command("emulate_store", str(benchmark1_recording), "--speed", "20", stdout=io.StringIO(), stderr=err)
+    assert (f"inside the store now, so the recording's first shopper: newbie@walkout.test (visit {visit.pk})"
+            in err.getvalue()), err.getvalue()
+    visit.refresh_from_db()
+    assert visit.state == Visit.State.BILLED and visit.track_id
+    assert [(ln.barcode, ln.quantity) for ln in Receipt.objects.get(visit=visit).lines.all()] == [("071142008582", 1)]
+    assert Visit.objects.filter(shopper__username=DEMO_SHOPPER).count() == 1

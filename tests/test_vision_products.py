@@ -239,3 +239,28 @@ def test_build_product_gallery_command_reads_a_folder_per_product(tmp_path, sett
     assert (tmp_path / "c.npz").is_file()
     with pytest.raises(CommandError, match="not a folder"):
         call_command("build_product_gallery", "--folder", str(tmp_path / "nope"))
+
+
+@pytest.mark.django_db
+def test_build_product_gallery_from_the_photos_uploaded_on_product_pages(tmp_path, settings, embedder, capsys):
+    """Issue 15 item 9: the photos a manager uploads on a product's page are the recogniser's gallery."""
+    from django.core.management import CommandError, call_command
+
+    from store.inventory.services import product_photo_add
+    from tests.test_inventory_stock import make_world
+    from vision import product_service
+
+    settings.MEDIA_ROOT = tmp_path / "media"
+    settings.VISION = {"PRODUCT_GALLERY": str(tmp_path / "g.npz"), "PRODUCT_CACHE": str(tmp_path / "c.npz")}
+    src = shared_file(GROCERY).parent
+    w = make_world()
+    for product, folder in ((w.cola, "train/Fruit/Banana"), (w.chips, "train/Fruit/Kiwi")):
+        for p in sorted((src / folder).glob("*.jpg"))[:2]:
+            product_photo_add(product=product, data=p.read_bytes(), by="boss")
+    call_command("build_product_gallery", "--store", w.store.code)
+    out = capsys.readouterr().out.strip().splitlines()
+    assert out[-1].startswith("gallery 2 products 8 vectors"), out
+    g = product_service.product_gallery()
+    assert g is not None and sorted(g.products) == sorted([w.cola.barcode, w.chips.barcode])
+    with pytest.raises(CommandError, match="no store 'nope'"):
+        call_command("build_product_gallery", "--store", "nope")

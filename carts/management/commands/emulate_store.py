@@ -1,6 +1,11 @@
 """``manage.py emulate_store REC [--speed S] [--url URL]``: play a recording's devices against a running Walkout
 (``carts.emulator``), wait until every visit is billed, then print the receipts and ``evaluate``'s score lines
-(last line ``F1 <value>``) when the recording has truth."""
+(last line ``F1 <value>``) when the recording has truth.
+
+Whoever is inside the recording's store when it starts (admitted at one of the store's real gates, not yet placed
+by a camera: ``carts.live.visits_waiting``) plays its first shoppers, in the order they came in, as in the
+dashboard's live replay: the recorded take fills that shopper's cart and they are billed for it when the recorded
+shopper leaves. The command says who before it starts; ``--no-bind`` plays every shopper as a demo account."""
 from __future__ import annotations
 
 import io
@@ -25,10 +30,13 @@ class Command(BaseCommand):
         parser.add_argument("--speed", type=float, default=1.0, help="× real time (default 1)")
         parser.add_argument("--url", default=None,
                             help="a running Walkout, e.g. http://127.0.0.1:8000 (default: this process, embedded)")
+        parser.add_argument("--no-bind", action="store_true",
+                            help="never bind the people inside the store (admitted at a real gate) to the "
+                                 "recording's shoppers: every recorded shopper scans a demo account's pass")
         parser.add_argument("--settle-timeout", type=float, default=120.0, metavar="S",
                             help="wall seconds to wait after the recording for every visit to be billed")
 
-    def handle(self, *args, recording, speed, url, settle_timeout, **options):
+    def handle(self, *args, recording, speed, url, settle_timeout, no_bind=False, **options):
         behind = database_behind()
         if behind:
             raise CommandError(behind)
@@ -40,8 +48,10 @@ class Command(BaseCommand):
             rec = read_recording(recording)
         except RecordingError as exc:
             raise CommandError(str(exc)) from None
+        bind = [] if no_bind else self._people_inside(rec)
         try:
-            result = emulate(rec, speed=speed, url=url, settle_timeout_s=settle_timeout, out=self.stderr)
+            result = emulate(rec, speed=speed, url=url, settle_timeout_s=settle_timeout, out=self.stderr,
+                             bind_visits=[visit for _, visit in bind])
         except EmulatorError as exc:
             raise CommandError(str(exc)) from None
         for problem in result.problems:
@@ -55,3 +65,15 @@ class Command(BaseCommand):
         buf = io.StringIO()
         call_command("evaluate", str(rec.path), session=result.session, stdout=buf)
         self.stdout.write(buf.getvalue().rstrip("\n"))
+
+    def _people_inside(self, rec) -> list[tuple[str, int]]:
+        """``[(account, visit id)]`` of the people inside ``rec``'s store who play its first shoppers (module
+        docstring), said on stderr; empty when nobody is inside (the demo accounts play)."""
+        from carts.live import recording_cast
+
+        inside = [(who, visit) for who, visit in recording_cast(rec) if visit is not None]
+        if inside:
+            who = ", ".join(f"{name} (visit {visit})" for name, visit in inside)
+            self.stderr.write(f"inside the store now, so the recording's first shopper{'s' if len(inside) > 1 else ''}"
+                              f": {who} (--no-bind to play demo accounts only)")
+        return inside

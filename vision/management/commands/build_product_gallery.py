@@ -1,7 +1,9 @@
-"""``manage.py build_product_gallery (--folder DIR | --json FILE) [--out FILE] [--no-flip]``
+"""``manage.py build_product_gallery (--store CODE | --folder DIR | --json FILE) [--out FILE] [--no-flip]``
 
-Builds the product recogniser's gallery (:mod:`vision.product_service`) from the catalogue's photos: ``--folder``
-holds one sub-folder per product (named by its barcode) with its photos, ``--json`` maps barcode → photo paths.
+Builds the product recogniser's gallery (:mod:`vision.product_service`) from the catalogue's photos: ``--store``
+takes the photos managers uploaded on the store's product pages (``store.inventory.selectors.product_photo_gallery``),
+``--folder`` holds one sub-folder per product (named by its barcode) with its photos, ``--json`` maps barcode →
+photo paths.
 Photos embedded before are taken from the cache. Prints one line per rejected photo with its reason, then
 ``gallery <products> products <photos> vectors T <temperature> rejected <n> -> <file>``.
 """
@@ -15,6 +17,7 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser) -> None:
         src = parser.add_mutually_exclusive_group(required=True)
+        src.add_argument("--store", help="a store's code: the photos uploaded on its product pages")
         src.add_argument("--folder", help="one sub-folder per product (its barcode), holding its photos")
         src.add_argument("--json", help='a JSON object {"barcode": ["photo path", ...]}')
         parser.add_argument("--out", default=None, help="gallery file (default: settings VISION PRODUCT_GALLERY)")
@@ -25,7 +28,10 @@ class Command(BaseCommand):
         from vision.products import ModelUnavailable
 
         try:
-            photos = photos_from_folder(opts["folder"]) if opts["folder"] else photos_from_json(opts["json"])
+            if opts["store"]:
+                photos = self._store_photos(opts["store"])
+            else:
+                photos = photos_from_folder(opts["folder"]) if opts["folder"] else photos_from_json(opts["json"])
         except (OSError, ValueError) as exc:
             raise CommandError(str(exc)) from None
         if not photos:
@@ -38,3 +44,15 @@ class Command(BaseCommand):
             self.stdout.write(f"rejected {src}: {reason}")
         self.stdout.write(f"gallery {len(g.labels)} products {len(g.vectors)} vectors T {g.temperature:.4f} "
                           f"rejected {len(rejected)} -> {where}")
+
+    @staticmethod
+    def _store_photos(code: str) -> dict[str, list[str]]:
+        """``{barcode: [photo path, ...]}`` of store ``code``'s uploaded product photos. Raises CommandError for an
+        unknown store."""
+        from store.inventory.selectors import product_photo_gallery
+        from store.layout.models import Store
+
+        store = Store.objects.filter(code=code).first()
+        if store is None:
+            raise CommandError(f"no store {code!r} (load it first: manage.py load_store)")
+        return {barcode: [str(p) for p in paths] for barcode, paths in product_photo_gallery(store=store).items()}
