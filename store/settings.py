@@ -297,6 +297,11 @@ WALKOUT = {
     # see its shelf write REVIEW_CLIP_PRE_S before to REVIEW_CLIP_POST_S after it under REVIEW_CLIPS_DIR, with the
     # tracks and hands drawn; clips older than REVIEW_CLIP_RETENTION_H hours are not shown and are deleted (by the
     # clip writer at most hourly, the beat task carts.tasks.review_clips_prune_task, or `manage.py prune_review_clips`).
+    # Rebuild the product recogniser's gallery (vision.tasks.product_gallery_rebuild_task) from a store's photos
+    # when a manager adds or removes one: queued GALLERY_REBUILD_DELAY_S seconds later so a batch of uploads makes one
+    # rebuild (in the embedded profile it runs in the request; only new photos are embedded). 0 turns it off.
+    "GALLERY_REBUILD_ON_UPLOAD": os.environ.get("WALKOUT_GALLERY_REBUILD_ON_UPLOAD", "1") not in ("0", "false", ""),
+    "GALLERY_REBUILD_DELAY_S": float(os.environ.get("WALKOUT_GALLERY_REBUILD_DELAY_S", "10")),
     "REVIEW_CLIPS_DIR": os.environ.get("WALKOUT_REVIEW_CLIPS_DIR", str(VAR_DIR / "clips")),
     "REVIEW_CLIP_RETENTION_H": float(os.environ.get("WALKOUT_REVIEW_CLIP_RETENTION_H", "72")),
     "REVIEW_CLIP_PRE_S": float(os.environ.get("WALKOUT_REVIEW_CLIP_PRE_S", "3")),

@@ -7,3 +7,10 @@ class VisionConfig(AppConfig):
 
     name = "vision"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from store.inventory import signals
+
+        from .tasks import on_product_photos_changed
+
+        signals.product_photos_changed.connect(on_product_photos_changed, dispatch_uid="vision.gallery_rebuild")

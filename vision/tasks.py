@@ -74,3 +74,50 @@ def track_camera_chunk(camera_id: int, session: str, start_frame: int = 0, n_fra
                              camera=camera)
     return {"camera": camera.name, "session": session, "frames": summary.frames, "tracks": n,
             "problems": src.problems + tracker.problems}
+
+
+@shared_task(acks_late=True, time_limit=600)
+def product_gallery_rebuild_task(store_code: str) -> int | None:
+    """Rebuild the product recogniser's gallery (``vision.product_service.build_product_gallery``) from the photos
+    managers uploaded for store ``store_code`` (``store.inventory.selectors.product_photo_gallery``); photos embedded
+    before come from the cache. Returns the number of products in the gallery, or None when there is nothing to
+    build (unknown store, no photos, the vision extra not installed: logged)."""
+    from store.inventory.selectors import product_photo_gallery
+    from store.layout.models import Store
+
+    from .product_service import build_product_gallery
+    from .products import ModelUnavailable
+
+    store = Store.objects.filter(code=store_code).first()
+    if store is None:
+        log.warning("product gallery: no store %r", store_code)
+        return None
+    photos = {barcode: [str(p) for p in paths] for barcode, paths in product_photo_gallery(store=store).items()}
+    if not photos:
+        log.info("product gallery of %s: no photos", store_code)
+        return None
+    try:
+        gallery, rejected, where = build_product_gallery(photos)
+    except ModelUnavailable as exc:
+        log.warning("product gallery of %s not rebuilt: %s", store_code, exc)
+        return None
+    for src, reason in rejected.items:
+        log.warning("product gallery of %s: photo %s left out: %s", store_code, src, reason)
+    return len(gallery.labels)
+
+
+def on_product_photos_changed(sender, *, store, **kwargs) -> None:
+    """``store.inventory.signals.product_photos_changed`` → queue :func:`product_gallery_rebuild_task` (setting
+    ``WALKOUT["GALLERY_REBUILD_ON_UPLOAD"]``, after ``GALLERY_REBUILD_DELAY_S``). A broker that does not take it is
+    logged: the gallery is rebuilt at the next change or by ``manage.py build_product_gallery --store``."""
+    from django.conf import settings
+
+    from store.celery import task_send
+
+    if not settings.WALKOUT.get("GALLERY_REBUILD_ON_UPLOAD", True):
+        return
+    try:
+        task_send(product_gallery_rebuild_task, args=[store.code],
+                  countdown=float(settings.WALKOUT.get("GALLERY_REBUILD_DELAY_S", 10.0)))
+    except Exception as exc:  # the broker down: the photo is stored; the gallery waits for the next rebuild
+        log.error("product gallery of %s: rebuild not queued (%s: %s)", store.code, type(exc).__name__, exc)

@@ -12,6 +12,7 @@ from django.db.models import Sum
 
 from store.layout.models import Bin, Store
 
+from . import signals
 from .models import Facing, Product, ProductPhoto, StockMovement, TaxCategory
 
 log = logging.getLogger(__name__)
@@ -255,15 +256,24 @@ def product_photo_add(*, product: Product, data: bytes, by: str = "") -> Product
     except Exception:
         photo.image.delete(save=False)
         raise
+    _photos_changed(product)
     return photo
 
 
 def product_photo_remove(*, photo: ProductPhoto) -> None:
     """Delete ``photo``: its row, then its file in storage (a file already gone is not an error)."""
     name, storage = photo.image.name, photo.image.storage
+    product = photo.product
     photo.delete()
     if name:
         transaction.on_commit(lambda: storage.delete(name))
+    _photos_changed(product)
+
+
+def _photos_changed(product: Product) -> None:
+    """After commit: announce that ``product``'s store has other photos (``signals.product_photos_changed``)."""
+    store = product.store
+    transaction.on_commit(lambda: signals.product_photos_changed.send(sender=ProductPhoto, store=store))
 
 
 def facing_add(*, bin: Bin, product: Product) -> tuple[Facing, bool]:
