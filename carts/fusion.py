@@ -73,7 +73,7 @@ from typing import Mapping, Protocol, Sequence
 import numpy as np
 
 from sensors import weight
-from store.recording import HAND_KEYPOINTS, TrackObservations, member
+from store.recording import HAND_KEYPOINTS, RAY_KEYPOINTS, WRIST_RAY_KEYPOINTS, TrackObservations, member
 from vision import identity
 
 
@@ -377,6 +377,61 @@ def _core_distance(t: np.ndarray, d: np.ndarray, t0: float, t1: float, config: F
     return best
 
 
+#: Points read along a single-view wrist's stretch of ray (:func:`wrist_ray_hands`): 2 cm apart on an arm's reach
+#: of 0.8 m either side of the body (1.6 m), finer than the hand score's σ (0.15 m) by far.
+RAY_SAMPLES = 81
+
+
+def wrist_ray_hands(hands: TrackObservations, codes: Sequence[str], bins: BinGeometry,
+                    config: FusionConfig = FusionConfig()) -> TrackObservations:
+    """``hands`` with every single-view wrist ray (``store.recording.WRIST_RAY_KEYPOINTS``: the two ends of the
+    stretch of one camera's wrist ray where the wrist can be, rows ``…_ray_a`` and ``…_ray_b`` of one track at one
+    time, paired in row order) replaced by one wrist row (``l_wrist``/``r_wrist``, same track, time and score) at
+    the point of that stretch nearest to the volume above the bins ``codes`` by fusion's distance
+    (:meth:`BinGeometry.distance` with ``clearance_m`` and the along-shelf weight ``sigma_m / along_sigma_m``).
+    One camera cannot tell how deep along its ray the wrist is; the stretch's nearest point is a lower bound of
+    the hand's distance that needs no depth. Where several points of the stretch are equally near (a ray grazing
+    the bins), the middle one. Rows that are not rays are returned as they are, first; ``hands`` without rays is
+    returned itself (keypoint sources with 3-D hands). An ``…_ray_a`` row without its ``…_ray_b`` is dropped.
+    Raises KeyError for a bin not in ``bins``."""
+    is_ray = member(hands.keypoint, RAY_KEYPOINTS)
+    if not is_ray.any():
+        return hands
+    keep = hands[~is_ray]
+    out_name: list[str] = []
+    ends_a: list[int] = []
+    ends_b: list[int] = []
+    for name, (ka, kb) in WRIST_RAY_KEYPOINTS.items():
+        a_rows: dict[tuple[str, float], list[int]] = {}
+        for i in np.flatnonzero(hands.keypoint == ka).tolist():
+            a_rows.setdefault((str(hands.track_id[i]), float(hands.t[i])), []).append(i)
+        for i in np.flatnonzero(hands.keypoint == kb).tolist():
+            queue = a_rows.get((str(hands.track_id[i]), float(hands.t[i])))
+            if queue:
+                ends_a.append(queue.pop(0))
+                ends_b.append(i)
+                out_name.append(name)
+    if not ends_a:
+        return keep
+    A, B = hands.xyz[ends_a], hands.xyz[ends_b]                              # (m, 3) each
+    u = np.linspace(0.0, 1.0, RAY_SAMPLES)
+    pts = A[:, None, :] + u[None, :, None] * (B - A)[:, None, :]            # (m, S, 3)
+    flat = pts.reshape(-1, 3)
+    d = np.min(np.stack([bins.distance(flat, code, config.clearance_m, config.sigma_m / config.along_sigma_m)
+                         for code in codes]), axis=0).reshape(len(ends_a), RAY_SAMPLES)
+    near = d <= d.min(axis=1, keepdims=True) + 1e-9                          # the nearest samples of each stretch
+    first = np.argmax(near, axis=1)
+    last = RAY_SAMPLES - 1 - np.argmax(near[:, ::-1], axis=1)
+    pick = (first + last) // 2
+    xyz = pts[np.arange(len(ends_a)), pick]
+    rows = np.asarray(ends_a, dtype=np.int64)
+    resolved = TrackObservations(hands.track_id[rows], hands.t[rows], np.array(out_name, dtype=object), xyz,
+                                 hands.score[rows])
+    return TrackObservations(np.concatenate([keep.track_id, resolved.track_id]), np.concatenate([keep.t, resolved.t]),
+                             np.concatenate([keep.keypoint, resolved.keypoint]), np.vstack([keep.xyz, resolved.xyz]),
+                             np.concatenate([keep.score, resolved.score]))
+
+
 def hand_evidence(event: _Event, hands: TrackObservations, bins: BinGeometry, config: FusionConfig = FusionConfig(),
                   *, eligible: Sequence[str] | None = None) -> HandEvidence:
     """Hand-at-bin evidence for ``event`` from ``hands`` (hand keypoints; other keypoints are ignored).
@@ -385,7 +440,7 @@ def hand_evidence(event: _Event, hands: TrackObservations, bins: BinGeometry, co
     Raises KeyError if the event names a bin not in ``bins``.
     """
     lo, hi = event.t_start - config.pad_s, event.t_end + config.pad_s
-    w = hands[(hands.t >= lo) & (hands.t <= hi)]
+    w = wrist_ray_hands(hands[(hands.t >= lo) & (hands.t <= hi)], event.bin_codes, bins, config)
     w = w[(w.score >= config.min_hand_score) & member(w.keypoint, HAND_KEYPOINTS)]
     if eligible is not None:
         w = w[member(w.track_id, eligible)]
@@ -462,7 +517,7 @@ def hidden_hands(ev: HandEvidence, event: _Event, hands: TrackObservations, bodi
     if len(w) == 0:
         return ev
     seen = hands[(hands.t >= t0) & (hands.t <= t1) & (hands.score >= config.min_hand_score)]
-    shown = {str(x) for x in seen.track_id[member(seen.keypoint, HAND_KEYPOINTS)]}
+    shown = {str(x) for x in seen.track_id[member(seen.keypoint, HAND_KEYPOINTS + RAY_KEYPOINTS)]}
     have = {str(x) for x in ev.track_id}
     cand = {str(x) for x in w.track_id} - shown
     if eligible is not None:
@@ -874,7 +929,8 @@ def _near_tracks(event: _Event, hands: TrackObservations, bins: BinGeometry, con
     """Tracks with a hand sighting that :func:`hand_evidence` can use for ``event``: within the padded window,
     scored at least ``min_hand_score`` and within ``2 · reach_m`` of a bin of the event (farther hands never count,
     whatever their label). Only swaps that can relabel these sightings matter to the decision."""
-    w = hands.between(event.t_start - config.pad_s, event.t_end + config.pad_s)
+    w = wrist_ray_hands(hands.between(event.t_start - config.pad_s, event.t_end + config.pad_s), event.bin_codes,
+                        bins, config)
     w = w[(w.score >= config.min_hand_score) & member(w.keypoint, HAND_KEYPOINTS)]
     if eligible is not None:
         w = w[member(w.track_id, eligible)]

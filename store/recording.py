@@ -36,11 +36,21 @@ REQUIRED = (MANIFEST, STORE, SHELVES)
 
 #: Keypoints that count as a hand for fusion (wrists are what pose models give; "hand" where a system has it).
 HAND_KEYPOINTS = ("l_wrist", "r_wrist", "l_hand", "r_hand")
+#: A wrist seen by one camera only, whose depth along the camera's ray is unknown: the two ends of the stretch of
+#: that ray where the wrist can be (within an arm's reach of the body), as two rows of one track at one time, the
+#: ``…_ray_a`` row before its ``…_ray_b`` row (several cameras' stretches at one time pair up in row order).
+#: Wrist name → (end a, end b). Fusion reads such a stretch as the point of it nearest to an event's bins
+#: (``carts.fusion.wrist_ray_hands``): a depth-free lower bound of the hand's distance. The video path writes them
+#: (``vision.replay``); keypoint sources with 3-D hands never do.
+WRIST_RAY_KEYPOINTS = {"l_wrist": ("l_wrist_ray_a", "l_wrist_ray_b"), "r_wrist": ("r_wrist_ray_a", "r_wrist_ray_b")}
+#: Every keypoint name of :data:`WRIST_RAY_KEYPOINTS`.
+RAY_KEYPOINTS = tuple(k for ends in WRIST_RAY_KEYPOINTS.values() for k in ends)
 #: Keypoint names a track may carry: the AutoCheckout/Walkout body set, the COCO-17 pose set (as ``l_``/``r_``), hands,
-#: and ``floor`` (a bare floor position, z = 0).
+#: single-view wrist rays (:data:`WRIST_RAY_KEYPOINTS`) and ``floor`` (a bare floor position, z = 0).
 KEYPOINTS = frozenset({
     "head", "neck", "nose", "l_eye", "r_eye", "l_ear", "r_ear", "l_shoulder", "r_shoulder", "l_elbow", "r_elbow",
     "l_wrist", "r_wrist", "l_hand", "r_hand", "l_hip", "r_hip", "l_knee", "r_knee", "l_ankle", "r_ankle", "floor",
+    *RAY_KEYPOINTS,
 })
 #: Keypoints whose floor projection (x, y) gives a person's floor position, in order of preference.
 BODY_KEYPOINTS = ("neck", "head", "l_shoulder", "r_shoulder", "floor")
@@ -115,8 +125,8 @@ class TrackObservations:
         return cls(np.array([], dtype=object), np.zeros(0), np.array([], dtype=object), np.zeros((0, 3)), np.zeros(0))
 
     def hands(self) -> "TrackObservations":
-        """Only the hand keypoints (``HAND_KEYPOINTS``)."""
-        return self[np.isin(self.keypoint, HAND_KEYPOINTS)]
+        """Only the hand keypoints (``HAND_KEYPOINTS``) and single-view wrist rays (``RAY_KEYPOINTS``), in order."""
+        return self[np.isin(self.keypoint, HAND_KEYPOINTS + RAY_KEYPOINTS)]
 
     def track_ids(self) -> list[str]:
         """Distinct track ids, in order of first observation."""

@@ -121,16 +121,18 @@ def test_one_shopper_id_on_the_real_session(person_detector, tmp_path):
     assert [offsets[c].source for c in ("cam1", "cam5", "cam7")] == ["none"] * 3, offsets
 
 
-def test_a_camera_that_cannot_see_the_feet_places_wrists_at_the_shoppers_floor_point():
+def test_a_camera_that_cannot_see_the_feet_gives_its_wrist_ray_within_reach_of_the_shoppers_floor_point():
     """cps-test-01's cam3 sees the Taco Bell reach with the shopper's feet below its frame: the wrist still counts,
-    on the body plane through where the other cameras put the shopper."""
-    from vision.replay import _observations
+    as the stretch of cam3's wrist ray within an arm's reach of where the other cameras put the shopper (one
+    camera cannot tell the depth along its ray: no 3-D point is made up)."""
+    from store.recording import WRIST_RAY_KEYPOINTS
+    from vision.replay import ARM_REACH_M, WRIST_HEIGHT_M, _observations
     from vision.tracking import FrameTracks
 
     a = look_at("a", [4.0, 0.0, 2.45], [1, -0.5, 0.5])      # sees the feet
     b = look_at("b", [3.6, 0.0, 2.45], [0.3, -0.5, 0.6])    # sees the wrist, not the feet
     foot = np.array([1.6, -0.4])
-    side = np.array([-(foot - b.C[:2])[1], (foot - b.C[:2])[0]])      # across camera b's view, in its body plane
+    side = np.array([-(foot - b.C[:2])[1], (foot - b.C[:2])[0]])      # across camera b's view
     side /= np.linalg.norm(side) * np.sign(side[1])
     wrist = np.r_[foot + 0.35 * side, 1.35]                           # a hand reaching 0.35 m sideways
 
@@ -144,11 +146,34 @@ def test_a_camera_that_cannot_see_the_feet_places_wrists_at_the_shoppers_floor_p
 
     frames = [frame(a, foot, None), frame(b, [np.nan, np.nan], b.project(wrist[None])[0])]
     obs, _ = _observations(frames, {"a:s:1": "S1", "b:s:1": "S1"}, [])
-    r = obs.keypoint == "r_wrist"
-    assert r.sum() == 1 and np.allclose(obs.xyz[r][0], wrist, atol=0.03)
+    ka, kb = WRIST_RAY_KEYPOINTS["r_wrist"]
+    assert not (obs.keypoint == "r_wrist").any()
+    assert (obs.keypoint == ka).sum() == 1 and (obs.keypoint == kb).sum() == 1
+    A, B = obs.xyz[obs.keypoint == ka][0], obs.xyz[obs.keypoint == kb][0]
+    assert np.linalg.norm(A - b.C) < np.linalg.norm(B - b.C)          # nearer the camera first
+    # the true wrist lies on the stretch (within the pixel's rounding), whose ends are at the arm's reach or at a
+    # height bound, and no farther from the body
+    u = float(np.clip((wrist - A) @ (B - A) / ((B - A) @ (B - A)), 0, 1))
+    assert 0 < u < 1 and np.linalg.norm(A + u * (B - A) - wrist) < 0.01
+    for end in (A, B):
+        reach = np.linalg.norm(end[:2] - foot)
+        assert reach <= ARM_REACH_M + 1e-6
+        assert math.isclose(reach, ARM_REACH_M, abs_tol=1e-6) or min(abs(end[2] - h) for h in WRIST_HEIGHT_M) < 1e-6
+    assert np.linalg.norm(B - A) > 0.5                                # the depth is not made up
     # without the other camera's floor point the wrist cannot be placed
     obs, _ = _observations(frames[1:], {"b:s:1": "S1"}, [])
-    assert not (obs.keypoint == "r_wrist").any()
+    assert not np.isin(obs.keypoint, ["r_wrist", ka, kb]).any()
+
+
+def test_wrist_stretch_is_empty_for_a_ray_that_passes_beyond_an_arm_from_the_body():
+    from vision.replay import wrist_stretch
+
+    C = np.array([0.0, 0.0, 2.45])
+    down_x = np.r_[1.0, 0.0, -0.5] / math.hypot(1.0, 0.5)
+    assert wrist_stretch(np.r_[C, down_x], np.array([2.0, 1.5])) is None      # 1.5 m beside the ray's path
+    ends = wrist_stretch(np.r_[C, down_x], np.array([2.0, 0.3]))
+    assert ends is not None and all(np.hypot(e[0] - 2.0, e[1] - 0.3) <= 0.8 + 1e-9 for e in ends)
+    assert wrist_stretch(np.full(6, np.nan), np.array([2.0, 0.3])) is None
 
 
 def _copy_video(src, dest, *, skip_first=0, blank=range(0), folder_bad=None):

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import heapq
 import logging
+import math
 import os
 from dataclasses import dataclass, replace
 from typing import Iterator
@@ -224,10 +225,22 @@ def _observations(frames: list[FrameTracks], assignments: dict[str, str],
                   zones) -> tuple[TrackObservations, ZoneEvents]:
     """Shopper keypoints from per-camera frames: per shopper and frame time, the mean floor point of the cameras
     that see them (``floor``, z = 0) and each wrist (``l_wrist``, ``r_wrist``): triangulated where two or more
-    cameras saw it at that moment (:func:`triangulated_wrists`), else the mean of the single views' estimates; a
-    camera that sees the wrists but not the feet (cut by the frame's edge) places them on the body plane through
-    the shopper's floor point from the other cameras (within :data:`FLOOR_FROM_OTHERS_S`)."""
+    cameras saw it at that moment (:func:`triangulated_wrists`); else each camera's view of it as the stretch of
+    its ray within an arm's reach of the shopper's floor point (:func:`wrist_stretch`; rows ``…_ray_a``,
+    ``…_ray_b``, ``store.recording.WRIST_RAY_KEYPOINTS``): one camera does not tell how deep along its ray the
+    wrist is, and fusion reads the stretch's point nearest to an event's bins. The floor point is the camera's own,
+    or, for a camera that sees the wrists but not the feet (cut by the frame's edge), where the other cameras put
+    the shopper (within :data:`FLOOR_FROM_OTHERS_S`)."""
+    from store.recording import WRIST_RAY_KEYPOINTS
+
     tid, ts, kp, xyz, sc = [], [], [], [], []
+
+    def add_ray(sid: str, t: float, name: str, ray: np.ndarray, foot: np.ndarray, score: float) -> None:
+        ends = wrist_stretch(ray, foot)
+        if ends is not None:
+            for key, point in zip(WRIST_RAY_KEYPOINTS[name], ends):
+                tid.append(sid), ts.append(t), kp.append(key), xyz.append(tuple(point)), sc.append(score)
+
     ztrack = ZoneTracker(zones)
     tri = triangulated_wrists(frames, assignments)
     where = _shopper_floor(frames, assignments)
@@ -249,10 +262,7 @@ def _observations(frames: list[FrameTracks], assignments: dict[str, str],
                 for side, name in ((0, "l_wrist"), (1, "r_wrist")):
                     if (moment, sid, side) in tri:
                         continue
-                    w = _body_plane(ft.wrist_rays[i, side], p)
-                    if np.isfinite(w).all():
-                        tid.append(sid), ts.append(ft.t), kp.append(name), xyz.append(tuple(w))
-                        sc.append(float(ft.wrist_score[i, side]))
+                    add_ray(sid, ft.t, name, ft.wrist_rays[i, side], p, float(ft.wrist_score[i, side]))
         for sid, idx in per.items():
             p = ft.floor_xy[idx].mean(axis=0)
             tid.append(sid), ts.append(ft.t), kp.append("floor"), xyz.append((p[0], p[1], 0.0))
@@ -268,7 +278,10 @@ def _observations(frames: list[FrameTracks], assignments: dict[str, str],
                         tid.append(sid), ts.append(ft.t), kp.append(name), xyz.append(tuple(X))
                         sc.append(float(ft.wrist_score[idx, side].max()))
                     continue
-                if ok.any():
+                if ft.wrist_rays is not None:
+                    for i in idx:
+                        add_ray(sid, ft.t, name, ft.wrist_rays[i, side], ft.floor_xy[i], float(ft.wrist_score[i, side]))
+                elif ok.any():  # frames without rays (none from CameraTracker): the camera's own 3-D estimate
                     tid.append(sid), ts.append(ft.t), kp.append(name), xyz.append(tuple(w[ok].mean(axis=0)))
                     sc.append(float(ft.wrist_score[idx, side][ok].mean()))
     if not ts:
@@ -299,22 +312,46 @@ def _floor_near(track: tuple[np.ndarray, np.ndarray], t: float) -> np.ndarray | 
     return xy[near].mean(axis=0) if near.any() else None
 
 
-def _body_plane(ray: np.ndarray, foot_xy: np.ndarray) -> np.ndarray:
-    """Where a wrist ray (6,) = camera centre, unit direction (store metres) meets the vertical plane through the
-    foot point ``foot_xy`` (2,) facing the camera (as :meth:`vision.geometry.CameraModel.body_plane_points`).
-    NaN when the ray is unknown, parallel to the plane or the plane is behind the camera."""
-    if not np.isfinite(ray).all():
-        return np.full(3, np.nan)
+#: m. How far (horizontally) a wrist can be from the shopper's floor point: an arm's length (0.6–0.75 m from the
+#: shoulder) plus the shoulder's offset from the body's centre line and a lean.
+ARM_REACH_M = 0.8
+#: m. Heights a wrist can be at: from hanging low to reaching up to the top shelf.
+WRIST_HEIGHT_M = (0.2, 2.2)
+
+
+def wrist_stretch(ray: np.ndarray, foot_xy: np.ndarray, *, reach_m: float = ARM_REACH_M,
+                  height_m: tuple[float, float] = WRIST_HEIGHT_M) -> tuple[np.ndarray, np.ndarray] | None:
+    """The stretch of a wrist ray (6,) = camera centre, unit direction (store metres) where the wrist can be: in
+    front of the camera, within ``reach_m`` horizontally of the floor point ``foot_xy`` (2,) and at a height
+    within ``height_m``. Returns its two ends ((3,), (3,), nearer the camera first), or None when the ray is
+    unknown or no point of it qualifies (the ray passes farther than an arm from the body: another person's
+    wrist, or a wrong floor point)."""
+    if not np.isfinite(ray).all() or not np.isfinite(foot_xy).all():
+        return None
     C, d = ray[:3], ray[3:]
-    p = np.array([foot_xy[0], foot_xy[1], 0.0])
-    nrm = p - C
-    nrm[2] = 0.0
-    size = np.linalg.norm(nrm)
-    den = float(d @ nrm)
-    if size < 1e-9 or abs(den) < 1e-9:
-        return np.full(3, np.nan)
-    s = float((p - C) @ nrm) / den
-    return C + s * d if s > 0 else np.full(3, np.nan)
+    lo, hi = 0.0, math.inf
+    # horizontal distance to the foot point ≤ reach_m: a·s² + b·s + c ≤ 0
+    q = C[:2] - np.asarray(foot_xy, float)
+    a, b, c = float(d[:2] @ d[:2]), 2.0 * float(d[:2] @ q), float(q @ q) - reach_m ** 2
+    if a < 1e-12:
+        if c > 0:
+            return None
+    else:
+        disc = b * b - 4 * a * c
+        if disc < 0:
+            return None
+        r = math.sqrt(disc)
+        lo, hi = max(lo, (-b - r) / (2 * a)), min(hi, (-b + r) / (2 * a))
+    # height within height_m
+    if abs(d[2]) < 1e-12:
+        if not height_m[0] <= C[2] <= height_m[1]:
+            return None
+    else:
+        s0, s1 = sorted(((height_m[0] - C[2]) / d[2], (height_m[1] - C[2]) / d[2]))
+        lo, hi = max(lo, s0), min(hi, s1)
+    if not hi > lo or not math.isfinite(hi):
+        return None
+    return C + lo * d, C + hi * d
 
 
 def tracks_from_video(recording: Recording, **kwargs) -> TrackObservations:
