@@ -439,7 +439,9 @@ class StoreLoop:
         """Feed shopper-track keypoints (metres, store coordinates); only hands and bodies are kept."""
         if len(obs) == 0:
             return
-        self.hands.add(obs.hands())
+        hands = obs.hands()
+        self.hands.add(hands)
+        self._look.on_hands(hands)
         body = obs[np.isin(obs.keypoint, BODY_KEYPOINTS)]
         self.bodies.add(body)
         self.body_frames.add(body)
@@ -683,8 +685,7 @@ class StoreLoop:
 
     def _reach_events(self) -> None:
         """Shelf events of the reach-triggered look (``carts.reach_look``) whose windows are in."""
-        for event in self._look.scan(self.now, self.hands, settled=self._settled_until,
-                                     holdings=self.sink.holdings):
+        for event in self._look.scan(self.now, settled=self._settled_until, holdings=self.sink.holdings):
             self._store_event(event)
 
     def _settled_until(self, codes: tuple[str, ...]) -> float:

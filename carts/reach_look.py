@@ -43,6 +43,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterable, Mapping, Sequence
 
 import numpy as np
+from scipy.spatial import cKDTree
 
 from sensors import weight
 from store.recording import HAND_KEYPOINTS, TrackObservations, member
@@ -50,6 +51,17 @@ from store.recording import HAND_KEYPOINTS, TrackObservations, member
 log = logging.getLogger(__name__)
 
 _MAD_TO_SD = 1.4826
+
+
+def _nanmedian(a: np.ndarray, axis: int) -> np.ndarray:
+    """``np.nanmedian(a, axis)`` without its per-call cost on small arrays (NaN where a slice has no value): a
+    sort puts the NaNs last, the median is read at the middle of each slice's values."""
+    s = np.sort(a, axis=axis)
+    n = np.isfinite(s).sum(axis=axis, keepdims=True)
+    lo = np.take_along_axis(s, np.maximum((n - 1) // 2, 0), axis=axis)
+    hi = np.take_along_axis(s, np.maximum(n // 2, 0) - (n == 0), axis=axis)
+    out = np.squeeze(0.5 * (lo + hi), axis=axis)
+    return np.where(np.squeeze(n, axis=axis) > 0, out, np.nan)
 
 
 @dataclass(frozen=True)
@@ -100,7 +112,7 @@ class ReachLookConfig:
     #: ``noise_min_updates`` updates.
     noise_every_s: float = 1.0
     noise_updates: float = 30.0
-    noise_min_updates: int = 10
+    noise_min_updates: int = 20
     #: Floor of a plate's noise sd (g): the load cells' quantisation step (0.24 g) times √2.
     noise_floor_g: float = 0.35
 
@@ -163,13 +175,11 @@ class _Levels:
             n = int(done.sum())
             bounds = np.flatnonzero(np.diff(slot[:n])) + 1
             starts = np.r_[0, bounds]
-            ends = np.r_[bounds, n]
-            meds = np.empty((starts.size, x.shape[1]))
-            with np.errstate(all="ignore"):
-                for k, (a, e) in enumerate(zip(starts.tolist(), ends.tolist())):
-                    block = x[a:e]
-                    ok = np.isfinite(block)
-                    meds[k] = np.nanmedian(np.where(ok, block, np.nan), axis=0) if ok.any() else np.nan
+            which = np.repeat(np.arange(starts.size), np.diff(np.r_[starts, n]))
+            pos = np.arange(n) - starts[which]
+            cube = np.full((starts.size, int(pos.max()) + 1, x.shape[1]), np.nan)
+            cube[which, pos] = x[:n]
+            meds = _nanmedian(cube, axis=1)
             self.t = np.concatenate([self.t, (slot[starts] + 0.5) * step])
             self.x = np.concatenate([self.x, meds])
         self.part_t, self.part_x = t[~done], x[~done]
@@ -188,8 +198,7 @@ class _Levels:
         ok = np.isfinite(block)
         if (ok.sum(axis=0) < 0.5 * (t1 - t0) / 0.1).any():
             return None
-        with np.errstate(all="ignore"):
-            return np.nanmedian(block, axis=0)
+        return _nanmedian(block, axis=0)
 
     def sd(self, cfg: ReachLookConfig) -> np.ndarray:
         """(B,) sd (g) of a level difference per plate (NaN until learnt)."""
@@ -239,6 +248,7 @@ class ReachLook:
         self._ready: list[_Reach] = []       # ended reaches waiting for their after window and the detector
         self._stored: list[tuple[int, float, float]] = []  # (shelf, t0, t1) of the shelf events stored
         self._hand_t = -math.inf             # hands are read up to here
+        self._hands: list[TrackObservations] = []  # hand keypoints fed since the last scan
         self._setup(planogram, bins)
 
     def _setup(self, planogram: weight.Planogram, bins) -> None:
@@ -257,6 +267,7 @@ class ReachLook:
             if above.any():
                 clear[i] = min(clear[i], float((c[above, 2] - c[i, 2]).min()))
         self._clearance = clear
+        self._tree = cKDTree(c)  # candidate bins of a hand: those with the nearest centres
 
     def attach(self, planogram: weight.Planogram, bins) -> None:
         """After :meth:`StoreLoop.restore`: the store's current planogram and bins."""
@@ -264,7 +275,7 @@ class ReachLook:
 
     def __getstate__(self) -> dict:
         return {k: v for k, v in self.__dict__.items() if k not in ("planogram", "bins", "_shelf_of", "_codes",
-                                                                     "_known", "_clearance")}
+                                                                     "_known", "_clearance", "_tree")}
 
     # ------------------------------------------------------------------------------------------------ inputs
     def on_samples(self, bin_codes: tuple[str, ...], t: np.ndarray, grams: np.ndarray) -> None:
@@ -281,6 +292,12 @@ class ReachLook:
         if lv.t.size:
             lv.prune(float(lv.t[-1]) - self.config.keep_s)
 
+    def on_hands(self, hands: TrackObservations) -> None:
+        """Hand keypoints of shopper tracks (metres, store coordinates), as they come; read at the next
+        :meth:`scan`."""
+        if self.config.enabled and self._levels and len(hands):
+            self._hands.append(hands)
+
     def on_event(self, event: weight.ShelfEvent) -> None:
         """A shelf event was stored (by the detector's path or this look): reaches over it are not looked at."""
         shelf = self._shelf_of.get(event.bin_codes[0])
@@ -293,16 +310,15 @@ class ReachLook:
             r.t0 <= t and r.t1 - r.t0 <= self.config.max_reach_s for r in self._open.values())
 
     # -------------------------------------------------------------------------------------------------- scan
-    def scan(self, now: float, hands: TrackObservations, *, settled: Callable[[tuple[str, ...]], float],
+    def scan(self, now: float, *, settled: Callable[[tuple[str, ...]], float],
              holdings: Callable[[Sequence[str]], Mapping[str, Mapping[str, int]]]) -> list[weight.ShelfEvent]:
-        """Read the hands up to ``now`` (s), close the reaches that ended and look at those whose windows are in:
-        the new shelf events. ``hands``: the loop's recent hand keypoints (those after the last scan are read);
-        ``settled(controller)``: the time up to which that controller's detector has emitted every change (its
+        """Read the hands fed (:meth:`on_hands`) up to ``now`` (s), close the reaches that ended and look at those
+        whose windows are in: the new shelf events. ``settled(controller)``: the time up to which that controller's detector has emitted every change (its
         ``settled_until``, less held changes); ``holdings(tracks)``: what each track's visit holds now."""
         cfg = self.config
         if not cfg.enabled or not self._levels:
             return []
-        self._read_hands(now, hands)
+        self._read_hands(now)
         for shelf, r in list(self._open.items()):
             if r.t1 < now - cfg.join_gap_s:
                 del self._open[shelf]
@@ -331,17 +347,28 @@ class ReachLook:
         """The gap between the two windows of the noise estimate: a typical reach (~1.5 s) plus both margins."""
         return 1.5 + self.config.before_gap_s + self.config.after_gap_s
 
-    def _read_hands(self, now: float, hands: TrackObservations) -> None:
+    def _read_hands(self, now: float) -> None:
         cfg = self.config
-        new = hands.between(self._hand_t, now)
+        parts = [p[p.t <= now] for p in self._hands]
+        self._hands = [p[p.t > now] for p in self._hands if (p.t > now).any()]
+        parts = [p for p in parts if len(p)]
+        if not parts:
+            self._hand_t = max(self._hand_t, now)
+            return
+        new = parts[0] if len(parts) == 1 else TrackObservations(
+            *(np.concatenate([getattr(p, f) for p in parts]) for f in ("track_id", "t", "keypoint", "xyz", "score")))
         new = new[(new.t > self._hand_t) & (new.score >= cfg.min_hand_score) & member(new.keypoint, HAND_KEYPOINTS)]
         self._hand_t = max(self._hand_t, now)
         if not len(new):
             return
-        d = self._distances(new.xyz)                       # (n, B)
-        d[:, ~self._known] = np.inf
-        j = np.argmin(d, axis=1)
-        dmin = d[np.arange(d.shape[0]), j]
+        k = min(12, len(self._codes))  # ±2 plates on the shelf at the hand and the shelves above and below
+        _, cand = self._tree.query(new.xyz, k=k)
+        cand = np.asarray(cand).reshape(len(new), k)
+        d = self._distances(new.xyz, cand)                 # (n, k)
+        d[~self._known[cand]] = np.inf
+        jj = np.argmin(d, axis=1)
+        j = cand[np.arange(d.shape[0]), jj]
+        dmin = d[np.arange(d.shape[0]), jj]
         near = np.flatnonzero(dmin <= cfg.reach_m)
         if not near.size:
             return
@@ -366,16 +393,18 @@ class ReachLook:
         if r.t1 - r.t0 <= self.config.max_reach_s:
             self._ready.append(r)
 
-    def _distances(self, points: np.ndarray) -> np.ndarray:
-        """(n, B) distance (m) of each point to each bin's volume (along-shelf offset weighted)."""
+    def _distances(self, points: np.ndarray, cand: np.ndarray) -> np.ndarray:
+        """(n, k) distance (m) of each point (n, 3) to the volumes of its candidate bins ``cand`` (n, k) (indices
+        into the bins; the along-shelf offset weighted)."""
         cfg, b = self.config, self.bins
-        d = points[:, None, :] - b.centre[None, :, :]
-        c, s = np.cos(b.yaw)[None, :], np.sin(b.yaw)[None, :]
+        d = points[:, None, :] - b.centre[cand]
+        yaw = b.yaw[cand]
+        c, s = np.cos(yaw), np.sin(yaw)
         along = d[..., 0] * c + d[..., 1] * s
         into = -d[..., 0] * s + d[..., 1] * c
-        ex = np.maximum(np.abs(along) - b.half_size[None, :, 0], 0.0) * cfg.along_scale
-        ey = np.maximum(np.abs(into) - b.half_size[None, :, 1], 0.0)
-        ez = np.maximum(np.maximum(-d[..., 2], d[..., 2] - self._clearance[None, :]), 0.0)
+        ex = np.maximum(np.abs(along) - b.half_size[cand, 0], 0.0) * cfg.along_scale
+        ey = np.maximum(np.abs(into) - b.half_size[cand, 1], 0.0)
+        ez = np.maximum(np.maximum(-d[..., 2], d[..., 2] - self._clearance[cand]), 0.0)
         return np.sqrt(ex * ex + ey * ey + ez * ez)
 
     # -------------------------------------------------------------------------------------------------- look
@@ -411,11 +440,11 @@ class ReachLook:
             unit = self._unit(s, delta, sd_s, held) if abs(delta) >= max(cfg.min_delta_g, cfg.gate_k * sd_s) else None
             log.debug("reach %.1f–%.1f s, bins %s: Δ=%.1f g, sd %.1f g: %s", r.t0, r.t1, ",".join(s), delta, sd_s,
                       unit or "below the gate")
-            if unit is not None and (best is None or unit[1] > best[2]):
-                best = (s, unit[0], unit[1], delta, sd_s)
+            if unit is not None and (best is None or unit[2] > best[5]):  # the plates a unit fits best
+                best = (s, unit[0], unit[1], delta, sd_s, unit[2])
         if best is None or best[2] < cfg.min_posterior:
             return None
-        codes, barcode, post, delta, sd_s = best
+        codes, barcode, post, delta, sd_s, _ = best
         event = self._event(codes, r, delta, sd_s, barcode)
         self.stats.events += 1
         log.info("reach at shelf bins %s %.1f–%.1f s (tracks %s): the plates' levels moved %.1f g (sd %.1f g), "
@@ -423,8 +452,10 @@ class ReachLook:
                  ",".join(sorted(r.tracks)), delta, sd_s, barcode, post)
         return event
 
-    def _unit(self, codes: tuple[str, ...], delta: float, sd: float, held: set[str]) -> tuple[str, float] | None:
-        """(barcode, posterior) of the most likely single unit explaining ``delta`` against "nothing moved"."""
+    def _unit(self, codes: tuple[str, ...], delta: float, sd: float, held: set[str]
+              ) -> tuple[str, float, float] | None:
+        """(the single unit most likely to explain ``delta``, the posterior that one unit of some product moved
+        rather than nothing, its log odds); None when no product is a candidate."""
         cfg, products = self.config, self.planogram.products
         facing = {p for c in codes for p in self.planogram.facings.get(c, ())}
         names = sorted(facing | (held if delta > 0 else set()))
@@ -444,7 +475,8 @@ class ReachLook:
         p = np.exp(log_p - top)
         total = float(p.sum()) + math.exp(log_0 - top)
         k = int(np.argmax(p))
-        return names[k], float(p[k] / total)
+        # some unit moved (which one is fusion's to decide, by the hand)
+        return names[k], float(p.sum() / total), float(math.log(p.sum()) + top - log_0)
 
     def _event(self, codes: tuple[str, ...], r: _Reach, delta: float, sd: float, barcode: str) -> weight.ShelfEvent:
         """The shelf event of a look: over the reach's interval, explained over the facing products (a pick) and,
