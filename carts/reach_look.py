@@ -102,8 +102,10 @@ class ReachLookConfig:
     min_delta_g: float = 8.0
     #: Prior that a reach the detector saw nothing of moved nothing.
     nothing_prior: float = 0.7
-    #: Posterior a unit needs to become an event.
+    #: Posterior a unit needs to become an event…
     min_posterior: float = 0.9
+    #: …and it must fit within this many sd (a reject option: a change far from every unit is no light item).
+    fit_k: float = 3.0
     #: Prior weight of a held product that does not face the plates (a misplaced put-back; fusion's
     #: ``misplaced_prior``) against 1 for a facing one.
     misplaced_weight: float = 0.15
@@ -118,7 +120,7 @@ class ReachLookConfig:
 
     def __post_init__(self) -> None:
         for name in ("reach_m", "along_scale", "clearance_m", "join_gap_s", "window_s", "keep_s", "max_wait_s",
-                     "max_reach_s", "gate_k", "noise_every_s", "noise_updates", "noise_floor_g"):
+                     "max_reach_s", "gate_k", "fit_k", "noise_every_s", "noise_updates", "noise_floor_g"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"ReachLookConfig.{name} must be > 0, got {getattr(self, name)}")
         for name in ("before_gap_s", "after_gap_s", "min_delta_g", "min_hand_score"):
@@ -475,8 +477,10 @@ class ReachLook:
         p = np.exp(log_p - top)
         total = float(p.sum()) + math.exp(log_0 - top)
         k = int(np.argmax(p))
+        if abs(delta - expected[k]) > cfg.fit_k * math.sqrt(float(var[k])):
+            return None
         # some unit moved (which one is fusion's to decide, by the hand)
-        return names[k], float(p.sum() / total), float(math.log(p.sum()) + top - log_0)
+        return names[k], float(p.sum() / total), float(np.logaddexp.reduce(log_p) - log_0)
 
     def _event(self, codes: tuple[str, ...], r: _Reach, delta: float, sd: float, barcode: str) -> weight.ShelfEvent:
         """The shelf event of a look: over the reach's interval, explained over the facing products (a pick) and,

@@ -190,3 +190,13 @@ def test_a_30_g_take_across_two_noisy_plates_is_charged_to_the_reaching_shopper(
         (e.bin_codes, e.t_start) for e in res.events if e not in near)
     others = {tr: c for tr, c in res.billed.items() if tr != "1042" and c != off.billed.get(tr, {})}
     assert others == {}, others
+
+
+def test_a_change_far_from_every_unit_makes_no_event_and_no_error():
+    # a 300 g loss where only a 30 g product faces fits no unit (a blind detector's matter), and where "nothing"
+    # and the unit both fit so badly that their likelihoods underflow, the odds are still read
+    look = ReachLook(planogram(), geometry())
+    assert look._unit(("1-1-2",), -300.0, 1.0, set()) is None
+    assert look._unit(("1-1-2",), -3000.0, 1.0, set()) is None
+    barcode, post, odds = look._unit(("1-1-2",), -29.0, 1.0, set())
+    assert barcode == "P30" and post > 0.99 and math.isfinite(odds)
