@@ -35,6 +35,7 @@ from vision.identity import BodyFrames, FramedBodies, swaps_of
 from .fusion import (
     BinGeometry, Decision, FusionConfig, _floor_distance, decide_event, eligible_tracks, evidence_window,
 )
+from .reach_look import ReachLook, ReachLookConfig
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +101,9 @@ class LoopConfig:
     #: replaced by a uniform one (``carts.fusion_products.with_product_evidence``'s ``mix``), its error rate: a
     #: recogniser right 61 % of the time (6 photos per product, docs/recognition.md) says little when it is wrong.
     image_mix: float = 0.39
+    #: The reach-triggered look at the plates' levels (``carts.reach_look``): after a hand reached into a shelf,
+    #: a change too small for the blind detector that fits one unit becomes a (weak) shelf event for fusion.
+    reach_look: ReachLookConfig = ReachLookConfig()
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.image_mix <= 1.0:
@@ -387,6 +391,8 @@ class StoreLoop:
         #: from its shelf sources, a silent controller included for a while): a take that a controller's outage
         #: delays must still reach the cart, not a billed visit. Infinite: the shelves are no later than ``now``.
         self.shelf_horizon = math.inf
+        #: light items the detector cannot see: a look at the plates' levels after each reach (carts.reach_look)
+        self._look = ReachLook(planogram, bins, getattr(config, "reach_look", ReachLookConfig()))
 
     # ------------------------------------------------------------------------------------------- checkpoints
     def snapshot(self) -> bytes:
@@ -411,6 +417,10 @@ class StoreLoop:
         loop._involved = {}
         loop.body_frames = BodyFrames()
         loop.body_frames.add(loop.bodies.between(-math.inf, math.inf))  # the window's rows, in the order they came
+        if "_look" in loop.__dict__:
+            loop._look.attach(planogram, bins)
+        else:  # a checkpoint of the code before the reach look starts one afresh
+            loop._look = ReachLook(planogram, bins, getattr(loop.config, "reach_look", ReachLookConfig()))
         # a checkpoint of the code before entry-zone binding: scans without a gate, tracks without a first place
         loop.__dict__.setdefault("gate_zones", {})
         loop._binds = [tuple(b) + ("",) * (4 - len(b)) for b in loop._binds]
@@ -429,6 +439,7 @@ class StoreLoop:
                                                                          self.detector_config)
         self.stats.samples += int(grams.size)
         changes = det.push(t, grams)
+        self._look.on_samples(bin_codes, t, grams)
         if len(changes):
             self._held.setdefault(bin_codes, []).append(changes)
         if bin_codes in self._held:  # released as soon as this controller's detector has settled past them
@@ -444,7 +455,9 @@ class StoreLoop:
         """Feed shopper-track keypoints (metres, store coordinates); only hands and bodies are kept."""
         if len(obs) == 0:
             return
-        self.hands.add(obs.hands())
+        hands = obs.hands()
+        self.hands.add(hands)
+        self._look.on_hands(hands)
         body = obs[np.isin(obs.keypoint, BODY_KEYPOINTS)]
         self.bodies.add(body)
         self.body_frames.add(body)
@@ -523,6 +536,7 @@ class StoreLoop:
         if self.config.infer_exits and self.visit_of:
             self._watch_exits()
         self._release(force=False)
+        self._reach_events()
         pad = self.fusion.pad_s
         ready = sorted((p for p in self._pending if p[1].t_end + pad <= self.now),
                        key=lambda p: (p[1].t_end, p[1].bin_codes))
@@ -691,7 +705,23 @@ class StoreLoop:
                                                               self._controller_planogram(codes)):
                     self._store_event(event)
 
+    def _reach_events(self) -> None:
+        """Shelf events of the reach-triggered look (``carts.reach_look``) whose windows are in."""
+        for event in self._look.scan(self.now, settled=self._settled_until, holdings=self.sink.holdings):
+            self._store_event(event)
+
+    def _settled_until(self, codes: tuple[str, ...]) -> float:
+        """Source time (s) before which every change of controller ``codes`` is a stored event (the detector has
+        emitted it and the loop released it)."""
+        det = self._detectors.get(codes)
+        until = det.settled_until() if det is not None else -math.inf
+        held = self._held.get(codes)
+        if held:
+            until = min(until, min(float(c.t_start.min()) for c in held))
+        return until
+
     def _store_event(self, event: weight.ShelfEvent) -> None:
+        self._look.on_event(event)
         self.stats.shelf_events += 1
         key = self.sink.shelf_event(event)
         if key is not None:
@@ -838,7 +868,8 @@ class StoreLoop:
             deadline = t_exit + settle
             if deadline > min(self.now, self.shelf_horizon):
                 continue
-            if any(float(c.t_start.min()) <= deadline for cs in self._held.values() for c in cs):
+            if any(float(c.t_start.min()) <= deadline for cs in self._held.values() for c in cs) or \
+                    self._look.pending_before(deadline):
                 continue
             early = [ev for _, ev in self._pending if ev.t_start <= deadline]
             if early:
