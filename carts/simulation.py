@@ -89,7 +89,9 @@ class SimConfig:
     Weight errors: ``noise_scale`` (× the BENCHMARK-1 plate sd), ``drift_g_per_min`` (sd of each plate's linear
     drift), ``spikes_per_plate_hour`` and ``spike_g`` (single-sample outliers up to that size), ``drop_share``
     (share of 12-sample messages lost), ``crosstalk_scale`` (× the measured crosstalk), ``jostle`` (hand jostle
-    amplitude as a share of the item weight), ``swing_s`` (time constant of the swing after the hand leaves).
+    amplitude as a share of the item weight), ``swing_s`` (time constant of the swing after the hand leaves),
+    ``plate_gain_sd`` (sd of each plate's calibration gain error: every change on it reads ``1 + N(0, sd)`` times
+    its true weight; :data:`sensors.weight.PLATE_GAIN_SD_REL` gives the source of the default).
 
     Vision errors: ``position_noise_m`` (body keypoints, per frame) and ``position_bias_m`` (per track),
     ``hand_noise_m`` (wrists, per frame and axis), ``missed_frame_share``, ``missed_hand_share`` (a wrist not
@@ -125,6 +127,7 @@ class SimConfig:
     crosstalk_scale: float = 1.0
     jostle: float = 0.15
     swing_s: float = 0.2
+    plate_gain_sd: float = 0.025
     position_noise_m: float = 0.05
     position_bias_m: float = 0.03
     hand_noise_m: float = 0.03
@@ -147,7 +150,7 @@ class SimConfig:
             if isinstance(value, float) and not math.isfinite(value):
                 raise ValueError(f"SimConfig.{name} must be a finite number, got {value}")
         for name in ("noise_scale", "drift_g_per_min", "spikes_per_plate_hour", "spike_g", "crosstalk_scale",
-                     "jostle", "position_noise_m", "position_bias_m", "hand_noise_m", "occlusions_per_min"):
+                     "jostle", "plate_gain_sd", "position_noise_m", "position_bias_m", "hand_noise_m", "occlusions_per_min"):
             if getattr(self, name) < 0:
                 raise ValueError(f"SimConfig.{name} must be ≥ 0, got {getattr(self, name)}")
         if self.swing_s <= 0 or self.occlusion_s <= 0 or self.events_per_shopper <= 0:
@@ -719,6 +722,9 @@ def _shelves(world: _World, t0: float, t1: float) -> list[ShelfSamples]:
     for p in world.touches:
         plates_by_bin.setdefault(p.code, []).append(p)
     q_sd = np.asarray(PLATE_SD_QUANTILES_G)
+    # each plate's calibration gain, from its own generator so that every other draw of the session stays the same
+    gain_rng = np.random.default_rng([cfg.seed, 7919, 11])
+    gain = dict(zip(sorted(world.bins), 1.0 + gain_rng.normal(0.0, cfg.plate_gain_sd, len(world.bins))))
     out = []
     for g in sorted(by_g):
         codes = sorted(by_g[g])
@@ -734,7 +740,7 @@ def _shelves(world: _World, t0: float, t1: float) -> list[ShelfSamples]:
             units = world.stock_initial.get(code, 0.0)
             x[:, j] += rng.uniform(300, 3000) + units
             for p in plates_by_bin.get(code, ()):
-                _plate_trace(x[:, j], t, p, cfg, rng)
+                _plate_trace(x[:, j], t, replace(p, delta=p.delta * gain[code]), cfg, rng)
         n_spikes = rng.poisson(cfg.spikes_per_plate_hour * B * (t1 - t0) / 3600.0)
         if n_spikes:
             rows, cols = rng.integers(0, n, n_spikes), rng.integers(0, B, n_spikes)

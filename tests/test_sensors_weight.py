@@ -500,10 +500,11 @@ def test_explain_put_back_and_multi_unit():
 
 
 def test_explain_unexplained_when_nothing_fits():
-    hyps = explain_change(-99.0, 0.5, PRODUCTS_3)  # 2 × 45 g = 90 ± 2.9 g: 9 g off is > 3 sd but < 5 sd
+    # 2 × 45 g = 90 ± 3.7 g (two units' sd, the level noise, the plate's 2.5 % gain): 12 g off is > 3 sd but < 5 sd
+    hyps = explain_change(-102.0, 0.5, PRODUCTS_3)
     assert hyps[0].unexplained and hyps[1].barcode == "CANDY" and hyps[1].quantity == 2
     assert explain_change(-95.0, 0.5, PRODUCTS_3)[0].quantity == 2  # 1.7 sd off: still the best
-    hyps = explain_change(-300.0, 0.5, PRODUCTS_3)
+    hyps = explain_change(-450.0, 0.5, PRODUCTS_3)  # between 2 × 180 g and 3 × 180 g: > 5 sd from both
     assert len(hyps) == 1 and hyps[0].unexplained and hyps[0].likelihood == 1.0
     assert explain_change(-300.0, 0.5, PRODUCTS_3[np.zeros(3, bool)]) == [Hypothesis(UNEXPLAINED, 0, 1.0, -300.0)]
     with pytest.raises(ValueError):
@@ -622,7 +623,7 @@ def test_the_small_share_of_an_item_across_two_plates_joins_its_event(seed):
     # unseen on the neighbour (a hidden share), far less sure than with the share measured
     (alone,) = shelf_events_from_changes(ch.strong(), STRADDLE_PLAN)
     assert ev.best.likelihood > 0.95
-    assert alone.best is not None and alone.best.barcode == "X" and alone.best.likelihood < 0.8
+    assert alone.best is not None and alone.best.barcode == "X" and alone.best.likelihood < 0.9
 
 
 def test_a_loss_that_is_part_of_an_item_across_plates_names_the_item_not_a_lookalike():
