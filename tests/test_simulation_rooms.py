@@ -88,3 +88,24 @@ def test_a_short_tiled_session_evaluates_as_well_as_the_nanostore(tiled):
     assert len(res.billed) >= 10
     assert rep.score.f1 > 0.95      # measured: 46/46 items, 13/13 receipts exact, F1 1.000
     assert rep.review_rate <= 0.25  # measured: 0.04 (72 true events)
+
+
+def test_the_emulator_splits_a_large_store_into_controllers_of_whole_gondolas(tiled, tmp_path):
+    from carts.emulator import controller_blocks
+    from carts.simulation import write_simulation
+    from store.recording import read_recording
+
+    rec = read_recording(write_simulation(tiled, tmp_path / "rec"))
+    assert [len(b.bin_codes) for b in rec.shelves] == [3 * 306]  # one clock: one block in the recording
+    assert controller_blocks(rec) is rec  # within sensors.ingest.MAX_BINS: unchanged
+    split = controller_blocks(rec, max_bins=200)
+    sizes = [len(b.bin_codes) for b in split.shelves]
+    assert max(sizes) <= 200 and sum(sizes) == 3 * 306
+    block = rec.shelves[0]
+    col = {c: j for j, c in enumerate(block.bin_codes)}
+    gondolas = []
+    for b in split.shelves:
+        gondolas.append({c.split("-")[0] for c in b.bin_codes})
+        np.testing.assert_array_equal(b.t, block.t)
+        np.testing.assert_array_equal(b.grams, block.grams[:, [col[c] for c in b.bin_codes]])
+    assert all(not (a & b) for i, a in enumerate(gondolas) for b in gondolas[i + 1:])  # whole gondolas
