@@ -1,6 +1,7 @@
 """Load benchmark of the live store in the production profile (``make bench-live``; loopback only, bounded in time).
 
-Plain script: ``.venv/bin/python bench/bench_live.py [--sizes 10,50,200] [--minutes M] [--timeout S] [--quick]``.
+Plain script: ``.venv/bin/python bench/bench_live.py [--sizes 10,50,200] [--minutes M] [--timeout S] [--rooms R]
+[--quick]``.
 
 For each size N it simulates a session (``carts.simulation``, the AutoCheckout store: 306 plates at 60 Hz, keypoints
 at 15 Hz per shopper) whose N shoppers arrive within ``--minutes`` − 80 s and stay long enough (``--events``
@@ -34,6 +35,11 @@ publishes simulated sessions back to back (``--hour-shoppers`` per 5-minute chun
 services) onto the Redis streams faster than real time, paced by the stream lag, while a real ``run_store`` process
 consumes them; its RSS is printed at 10, 30 and 60 minutes of store time (flat is the point).
 
+``--rooms R`` (default 1, the NanoStore) plays the sizes in a larger store (``SimConfig.rooms``: the NanoStore's floor
+tiled, ~20 m² and 306 plates per room); ``R`` = ``auto`` sizes the store for each size at about 0.4 shoppers per m²
+at the busiest moment (``ceil(N / 8)`` rooms), the density of the default simulated session. The memory phase
+keeps the NanoStore.
+
 Every process runs in its own process group and is killed on every exit path; the database is dropped and the
 Redis keys of the run deleted. Needs PostgreSQL, Redis and Mosquitto on 127.0.0.1 and
 ../shared/datasets/autocheckout. The machine is whatever it is: on a shared 2-core machine the figures are noisy.
@@ -57,6 +63,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+#: ``--rooms auto``: shoppers per NanoStore room (~20.5 m²) at the busiest moment: ~0.4 per m²
+SHOPPERS_PER_ROOM = 8
 sys.path.insert(0, str(ROOT))
 
 DATA = Path(os.environ.get("WALKOUT_SHARED", ROOT.parent / "shared")) / "datasets" / "autocheckout"
@@ -325,14 +333,15 @@ class Sampler(threading.Thread):
 
 
 # ------------------------------------------------------------------------------------------------ the session
-def simulate_session(n: int, minutes: float, events: float, seed: int, out: Path) -> dict:
-    """Simulate and write the session of ``n`` shoppers; returns what it is (peak occupancy, visit lengths)."""
+def simulate_session(n: int, minutes: float, events: float, seed: int, out: Path, rooms: int = 1) -> dict:
+    """Simulate and write the session of ``n`` shoppers in a store of ``rooms`` NanoStore rooms; returns what it
+    is (peak occupancy, visit lengths)."""
     import numpy as np
 
     from carts.simulation import SimConfig, load_store, simulate, write_simulation
 
     cfg = SimConfig.at("default", shoppers=n, minutes=minutes, seed=seed, track_hz=TRACK_HZ,
-                       events_per_shopper=events)
+                       events_per_shopper=events, rooms=rooms)
     sim = simulate(load_store(DATA), cfg)
     write_simulation(sim, out)
     ent = {g.track: g.t for g in sim.gates if g.kind == "entry"}
@@ -340,7 +349,7 @@ def simulate_session(n: int, minutes: float, events: float, seed: int, out: Path
     grid = np.arange(sim.manifest["t_start"], sim.manifest["t_end"], 0.5)
     inside = [sum(1 for k in ent if ent[k] <= t <= ex.get(k, math.inf)) for t in grid]
     dur = [ex[k] - ent[k] for k in ent if k in ex]
-    return {"shoppers": n, "peak_inside": int(max(inside)), "visit_median_s": float(np.median(dur)),
+    return {"shoppers": n, "rooms": rooms, "peak_inside": int(max(inside)), "visit_median_s": float(np.median(dur)),
             "length_s": float(sim.manifest["t_end"] - sim.manifest["t_start"]), "events": len(sim.events),
             "plates": sum(len(s.bin_codes) for s in sim.shelves), "keypoints": len(sim.tracks),
             "accounts": len({g.account for g in sim.gates if g.kind == "entry"})}
@@ -477,8 +486,9 @@ def run_size(n: int, args, work: Path) -> dict:
     seed = args.seed + n
     rec = work / f"sim-n{n}"
     t = time.monotonic()
-    info = simulate_session(n, args.minutes, args.events, seed, rec)
-    say(f"simulated in {time.monotonic() - t:.0f} s: {info['length_s']:.0f} s of store time, peak "
+    rooms = max(1, math.ceil(n / SHOPPERS_PER_ROOM)) if args.rooms == "auto" else int(args.rooms)
+    info = simulate_session(n, args.minutes, args.events, seed, rec, rooms)
+    say(f"simulated in {time.monotonic() - t:.0f} s: {info['length_s']:.0f} s of store time in {rooms} room(s), peak "
         f"{info['peak_inside']} inside at once (median visit {info['visit_median_s']:.0f} s), {info['accounts']} "
         f"accounts, {info['events']} shelf interactions, {info['plates']} plates, {info['keypoints']} keypoints")
     prefix = f"bench-{uuid.uuid4().hex[:8]}"
@@ -583,6 +593,7 @@ def run_size(n: int, args, work: Path) -> dict:
         except Exception as exc:  # noqa: BLE001 — report, the run's numbers stand
             say(f"(could not clean Redis keys {prefix}:*: {exc})")
     row["rec"] = str(rec)
+    row["load"] = os.getloadavg()  # the machine's load when the size ended (other work on a shared machine)
     return row
 
 
@@ -647,7 +658,9 @@ def print_table(rows: list[dict]) -> None:
     for r in rows:
         if "error" in r:
             continue
-        say(f"\n{r['n']} shoppers: wall {r['wall_s']:.0f} s for {r['length_s']:.0f} s of store time"
+        say(f"\n{r['n']} shoppers in {r.get('rooms', 1)} room(s): wall {r['wall_s']:.0f} s for {r['length_s']:.0f} s "
+            f"of store time (load average 1/5/15 min at its end: "
+            f"{'/'.join(f'{x:.1f}' for x in r.get('load', ())) or '?'})"
             f"{' (TIMED OUT)' if r['timed_out'] else ''}; visits {r['visits']} {r['states']}; review items "
             f"{r['reviews']}; visits held for review {r['under_review']} (not in exit→receipt); receipts seen on the phone {r['receipts_seen']} (exited without one: {r['no_receipt']});"
             f" cart events not seen on the phone {r['missing']}; seq gaps {r['seq_gaps']}; WebSocket messages "
@@ -985,6 +998,8 @@ def main() -> int:
     ap.add_argument("--hour-minutes", type=float, default=60.0, help="store minutes of the memory phase (0: skip)")
     ap.add_argument("--hour-shoppers", type=int, default=30, help="shoppers per 5-minute chunk of the memory phase")
     ap.add_argument("--hour-timeout", type=float, default=480.0, help="wall seconds for the memory phase")
+    ap.add_argument("--rooms", default="1", help="store size in NanoStore rooms (SimConfig.rooms), or 'auto': "
+                    "about 0.4 shoppers per m² at each size (default 1)")
     ap.add_argument("--quick", action="store_true", help="smoke run: 10 shoppers, a short session, 10 store minutes")
     ap.add_argument("--json", default=None, help="write the measurements here")
     ap.add_argument("--profile", action="store_true", help="run run_store under cProfile and print its hot spots")
@@ -994,6 +1009,8 @@ def main() -> int:
     ap.add_argument("--_clients", nargs=4, help=argparse.SUPPRESS)
     ap.add_argument("--_feed", nargs=4, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.rooms != "auto" and not (args.rooms.isdigit() and int(args.rooms) >= 1):
+        ap.error("--rooms: a positive integer or 'auto'")
     if args._prepare or args._clients or args._feed:
         os.environ.setdefault("DJANGO_SETTINGS_MODULE", "store.settings")
         if args._prepare:

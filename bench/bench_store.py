@@ -1,7 +1,8 @@
 """The store worker alone (``make bench-store``): how much of one core ``run_store``'s loop needs per store-second at
 N shoppers, and where that time goes.
 
-Plain script: ``.venv/bin/python bench/bench_store.py [--shoppers 10,50] [--minutes 3] [--seed 11] [--profile]``.
+Plain script: ``.venv/bin/python bench/bench_store.py [--shoppers 10,50] [--minutes 3] [--seed 11] [--rooms N]
+[--profile]``.
 
 For each size it simulates a session (``carts.simulation``, the AutoCheckout store: 306 plates at 60 Hz, keypoints at
 15 Hz per shopper, the default difficulty, shoppers arriving over ``--minutes``), loads its store into a throwaway
@@ -10,7 +11,12 @@ exactly as the live store does (shelf blocks and observation records on the bus,
 services), half a second of store time at a time, stepping the worker until it has read everything. It prints the
 worker's CPU seconds (process time of the worker's steps and checkpoints only, so other load on the machine does not
 count) per store second, the real-time factor that gives on one core, and the loop's counters; with ``--profile``,
-the top functions by cumulative time. It also prints how many shoppers were in the store at once at most (gate
+the top functions by cumulative time. ``--rooms N`` simulates a store N times the NanoStore's floor
+(``SimConfig.rooms``: its gondolas tiled N times side by side, 306·N plates, one gate pair per room, ~20 m² per room),
+so that a large crowd has the floor a real store would give it. It also prints the share of shelf events that went
+to review and exit → checkout in the loop (loop time when the loop hands the party's checkout on, minus the
+party's last exit scan: the settle time plus the wait for the events that may be theirs; the bench steps the loop
+every 0.5 s of store time, so these are rounded up to that). It also prints how many shoppers were in the store at once at most (gate
 scans), the peak RSS of the bench process and the size of the loop's checkpoint at the end. The figures are the
 loop's own work (detection, fusion, the database writes of the embedded profile), without Redis, MQTT or
 PostgreSQL round trips: ``make bench-live`` measures those.
@@ -32,10 +38,12 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+#: floor of one room (the NanoStore with its share of the front: ~6 m × 3.4 m, carts.simulation.ROOM_PITCH_M)
+ROOM_M2 = 20.5
 DATA = Path(os.environ.get("WALKOUT_SHARED", ROOT.parent / "shared")) / "datasets" / "autocheckout"
 
 
-def run(shoppers: int, minutes: float, seed: int, profile: bool) -> dict:
+def run(shoppers: int, minutes: float, seed: int, profile: bool, rooms: int = 1) -> dict:
     """One size (module docstring). Returns its figures."""
     from datetime import datetime, timezone as dt_timezone
 
@@ -57,7 +65,7 @@ def run(shoppers: int, minutes: float, seed: int, profile: bool) -> dict:
     from store.recording import TrackObservations
 
     sim = simulate(load_store(DATA), SimConfig.at("default", shoppers=shoppers, minutes=minutes, seed=seed,
-                                                  track_hz=15.0))
+                                                  track_hz=15.0, rooms=rooms))
     store = layout_load(data=sim.store)
     catalogue_load(store=store, products=sim.store["products"], facings=sim.store["facings"])
     Store.objects.filter(pk=store.pk).update(capacity=100_000)
@@ -74,6 +82,19 @@ def run(shoppers: int, minutes: float, seed: int, profile: bool) -> dict:
     users: dict[str, object] = {}
     prof = cProfile.Profile() if profile else None
     cpu = 0.0
+    checkouts: dict[str, float] = {}  # party lead track → loop time when its checkout was handed on
+
+    def watch() -> None:  # record when the loop hands each checkout on (the sink is made at the first step)
+        sink = worker.pipeline.loop.sink if worker.pipeline is not None else None
+        if sink is None or getattr(sink, "_bench_watched", False):
+            return
+        handed = sink.checkout
+
+        def checkout(track, t):
+            checkouts.setdefault(str(track).removeprefix("tracker:"), worker.pipeline.loop.now)
+            return handed(track, t)
+
+        sink.checkout, sink._bench_watched = checkout, True
 
     class _Rec:  # what recording_steps needs
         gates, tracks, shelves = sim.gates, sim.tracks, sim.shelves
@@ -109,7 +130,7 @@ def run(shoppers: int, minutes: float, seed: int, profile: bool) -> dict:
         if prof is not None:
             prof.enable()
         while worker.step(block_ms=0):
-            pass
+            watch()
         if time.monotonic() - worker._last_checkpoint >= worker.checkpoint_every_s:
             worker.checkpoint()
         if prof is not None:
@@ -118,7 +139,15 @@ def run(shoppers: int, minutes: float, seed: int, profile: bool) -> dict:
     length = _Rec.t_end - _Rec.t_start
     moves = sorted((g.t, 1 if g.kind == "entry" else -1) for g in sim.gates)
     inside = np.cumsum([m for _, m in moves]) if moves else np.zeros(1)
-    out = {"shoppers": shoppers, "store_s": length, "cpu_s": cpu, "stats": worker.pipeline.loop.stats,
+    last_exit: dict[str, float] = {}
+    for g in sim.gates:
+        if g.kind == "exit":
+            lead = party_of.get(g.track, g.track)
+            last_exit[lead] = max(last_exit.get(lead, -np.inf), g.t + off)
+    waits = np.array([checkouts[lead] - t for lead, t in last_exit.items() if lead in checkouts])
+    out = {"rooms": rooms, "exit_checkout_s": [float(x) for x in np.percentile(waits, [50, 95, 100])] if waits.size
+           else None, "checkouts": int(waits.size), "parties": len(last_exit),
+           "shoppers": shoppers, "store_s": length, "cpu_s": cpu, "stats": worker.pipeline.loop.stats,
            "at_once": int(inside.max()), "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
            "checkpoint_mb": len(worker.pipeline.loop.snapshot()) / 1e6}
     if prof is not None:
@@ -133,6 +162,8 @@ def main() -> None:
     ap.add_argument("--shoppers", default="10,50", help="comma-separated sizes (default 10,50)")
     ap.add_argument("--minutes", type=float, default=3.0, help="simulated minutes per size (default 3)")
     ap.add_argument("--seed", type=int, default=11)
+    ap.add_argument("--rooms", type=int, default=1,
+                    help="store size: the NanoStore's floor tiled N times (SimConfig.rooms; default 1, ~20 m² each)")
     ap.add_argument("--profile", action="store_true", help="print the top functions by cumulative time")
     args = ap.parse_args()
     if not DATA.is_dir():
@@ -143,9 +174,9 @@ def main() -> None:
             env = {"WALKOUT_SQLITE_PATH": str(Path(tmp) / "bench.sqlite3"), "WALKOUT_STORE_LOOP": "on",
                    "DJANGO_SETTINGS_MODULE": "store.settings", "WALKOUT_LOG_LEVEL": "ERROR"}
             code = ("import json, sys; sys.path.insert(0, %r); import django; django.setup(); "
-                    "from bench.bench_store import run; r = run(%d, %r, %d, %r); "
+                    "from bench.bench_store import run; r = run(%d, %r, %d, %r, %d); "
                     "r['stats'] = vars(r['stats']); print('RESULT ' + json.dumps(r, default=str))"
-                    % (str(ROOT), n, args.minutes, args.seed, args.profile))
+                    % (str(ROOT), n, args.minutes, args.seed, args.profile, args.rooms))
             done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env={**os.environ, **env},
                                   capture_output=True, text=True)
             line = next((ln for ln in done.stdout.splitlines() if ln.startswith("RESULT ")), None)
@@ -159,13 +190,20 @@ def main() -> None:
                   f"time on one core; {s['shelf_events']} shelf events, {s['cart_events']} cart events, "
                   f"{s['reviews']} reviews, {s['visits']} visits bound; at most {r['at_once']} shoppers in the "
                   f"store at once; peak RSS {r['rss_mb']:.0f} MB (the bench process, simulated session included), "
-                  f"loop checkpoint {r['checkpoint_mb']:.1f} MB at the end", flush=True)
+                  f"loop checkpoint {r['checkpoint_mb']:.1f} MB at the end; {r['rooms']} room(s), "
+                  f"{r['at_once'] / (r['rooms'] * ROOM_M2):.2f} shoppers per m² at most; review share "
+                  f"{s['reviews'] / max(s['shelf_events'], 1):.0%}; exit → checkout in the loop p50/p95/max "
+                  + ("/".join(f"{x:.2f}" for x in r["exit_checkout_s"]) + " s" if r["exit_checkout_s"] else "n/a")
+                  + f" ({r['checkouts']} of {r['parties']} parties handed on)", flush=True)
             if r.get("profile"):
                 print(r["profile"])
-    print("size  at-once  core/store-s  x-realtime  peak-RSS-MB")
+    print("size  rooms  at-once  per-m2  core/store-s  x-realtime  review  exit->checkout-p50/p95-s  peak-RSS-MB")
     for r in rows:
-        print(f"{r['shoppers']:>4}  {r['at_once']:>7}  {r['cpu_s'] / r['store_s']:>12.2f}  "
-              f"{r['store_s'] / r['cpu_s']:>10.1f}  {r['rss_mb']:>11.0f}")
+        s = r["stats"]
+        ec = "/".join(f"{x:.2f}" for x in r["exit_checkout_s"][:2]) if r["exit_checkout_s"] else "n/a"
+        print(f"{r['shoppers']:>4}  {r['rooms']:>5}  {r['at_once']:>7}  {r['at_once'] / (r['rooms'] * ROOM_M2):>6.2f}  "
+              f"{r['cpu_s'] / r['store_s']:>12.2f}  {r['store_s'] / r['cpu_s']:>10.1f}  "
+              f"{s['reviews'] / max(s['shelf_events'], 1):>6.0%}  {ec:>24}  {r['rss_mb']:>11.0f}")
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ a thread here (``carts.runtime.local_worker``); in production they go to ``--url
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -33,11 +34,11 @@ from typing import Any
 import numpy as np
 from django.conf import settings
 
-from sensors.ingest import encode_payload
+from sensors.ingest import MAX_BINS, encode_payload
 from store.gates.models import Gate, Visit
 from store.inventory.services import catalogue_load
 from store.layout.services import layout_load
-from store.recording import Recording
+from store.recording import Recording, ShelfSamples
 
 from .loop import recording_steps
 from .replay import DEMO_SHOPPER, PARTY_WITHIN_S, demo_shopper_ensure, session_prefix
@@ -286,6 +287,41 @@ def recover_stale_visits(store, *, remote: bool = False) -> list[str]:
     return notes
 
 
+def controller_blocks(recording: Recording, max_bins: int = MAX_BINS) -> Recording:
+    """``recording`` with every shelf block of more than ``max_bins`` bins (the most one controller may report,
+    ``sensors.ingest.MAX_BINS``) split into blocks of whole gondolas (bins coded ``"<gondola>-…"``, consecutive
+    gondolas packed up to ``max_bins``; other codes in equal runs): a store that large has a controller per
+    gondola or so, and a recording groups bins only by their common clock. Other blocks and the rest of the
+    recording are unchanged (the same object when nothing is split)."""
+    if all(len(b.bin_codes) <= max_bins for b in recording.shelves):
+        return recording
+    shelves: list[ShelfSamples] = []
+    for block in recording.shelves:
+        codes = list(block.bin_codes)
+        if len(codes) <= max_bins:
+            shelves.append(block)
+            continue
+        runs: list[list[int]] = []  # column indices per gondola, in the block's order
+        for j, code in enumerate(codes):
+            g = code.split("-", 1)[0] if "-" in code else None
+            if g is not None and runs and codes[runs[-1][0]].split("-", 1)[0] == g:
+                runs[-1].append(j)
+            else:
+                runs.append([j])
+        if any(len(r) > max_bins for r in runs):
+            runs = [list(range(i, min(i + max_bins, len(codes)))) for i in range(0, len(codes), max_bins)]
+        packs: list[list[int]] = []
+        for r in runs:
+            if packs and len(packs[-1]) + len(r) <= max_bins:
+                packs[-1].extend(r)
+            else:
+                packs.append(list(r))
+        for cols in packs:
+            shelves.append(ShelfSamples(t=block.t, bin_codes=tuple(codes[j] for j in cols),
+                                        grams=block.grams[:, cols]))
+    return dataclasses.replace(recording, shelves=shelves)
+
+
 def _controllers(store, recording: Recording) -> list[_Controller]:
     """One controller of the emulator's own per recorded shelf block (``EMULATOR-c<k>``, marked ``emulated``; its
     bins and rate set to the block's, its key new for this run). A manager's controller is never touched."""
@@ -343,6 +379,7 @@ def emulate(recording: Recording, *, speed: float = 1.0, url: str | None = None,
     recovered = recover_stale_visits(store, remote=url is not None)  # an earlier run killed mid-way
     for note in recovered:
         say(note + "\n")
+    recording = controller_blocks(recording)
     controllers = _controllers(store, recording)
     party_of = parties_from_gates(recording.gates, within_s=PARTY_WITHIN_S)
     guests = {lead: sum(1 for m, lead_of in party_of.items() if lead_of == lead and m != lead) for lead in set(party_of.values())}

@@ -63,6 +63,16 @@ MIN_PICK_WEIGHT_G = 20.0
 #: gondolas stand along y ≈ 0.3 and x ≈ 4.7; the aisle is y ∈ [−2.4, −0.3]).
 ENTRY_XY = (0.6, -2.4)
 EXIT_XY = (4.4, -2.4)
+#: Tiled store (``SimConfig.rooms`` > 1): room k is the NanoStore shifted ``k · ROOM_PITCH_M`` along x, so rooms
+#: stand side by side as parallel aisles opening onto one shared front (the NanoStore's floor is 0–4.95 m in x:
+#: 6 m leaves a 1.05 m passage behind gondola 5, and a room is ~6 m × 3.4 m ≈ 20 m² with its share of the front).
+ROOM_PITCH_M = 6.0
+#: y of the front corridor along which shoppers walk from one room to another (between the gate zones at
+#: y ≈ −2.4 and gondola 5's lowest bin at y ≈ −1.2; 0.4 m clear of it).
+CORRIDOR_Y = -1.8
+#: Share of a shopper's actions in a tiled store taken in a neighbouring room (the rest stay in the room they are
+#: in): our guess, so that shoppers visit a few aisles, not the whole store.
+ROOM_CHANGE_SHARE = 0.3
 #: Floor of a product's relative unit-weight sd in the simulated catalogue (a donor with two equal weighings
 #: does not make a product exact).
 MIN_REL_SD = 0.005
@@ -97,6 +107,13 @@ class SimConfig:
     ``hand_noise_m`` (wrists, per frame and axis), ``missed_frame_share``, ``missed_hand_share`` (a wrist not
     detected, e.g. hidden inside the shelf), ``occlusions_per_min`` and ``occlusion_s`` (mean gap of a whole
     track), ``id_switch_share`` (chance that two shoppers who come within 0.6 m swap track ids for 1–4 s).
+
+    Store size: ``rooms`` (default 1, the NanoStore as it is): the store is the NanoStore's gondolas, bins,
+    planogram and zones tiled ``rooms`` times side by side along x (:func:`tile_store`, :data:`ROOM_PITCH_M`),
+    one catalogue, one entry and one exit gate per room along the shared front. A party enters at a uniformly
+    drawn room's gate, each action stays in the room the shopper is in or (:data:`ROOM_CHANGE_SHARE`) moves to a
+    neighbouring one through the front corridor, and the shopper leaves through the exit gate of the room of their
+    last action. ~20 m² per room: size it for about 0.3–0.5 shoppers per m² at the busiest moment.
 
     Raises ValueError for a non-positive count or duration or a share outside [0, 1].
     """
@@ -136,8 +153,11 @@ class SimConfig:
     occlusions_per_min: float = 0.5
     occlusion_s: float = 1.0
     id_switch_share: float = 0.02
+    rooms: int = 1
 
     def __post_init__(self) -> None:
+        if isinstance(self.rooms, bool) or not isinstance(self.rooms, int) or self.rooms < 1:
+            raise ValueError(f"SimConfig.rooms must be an integer ≥ 1, got {self.rooms!r}")
         if self.shoppers < 1 or self.minutes <= 0 or self.rate_hz <= 0 or self.track_hz <= 0:
             raise ValueError("SimConfig: shoppers, minutes, rate_hz and track_hz must be positive")
         for name in ("putback_share", "misplaced_share", "multi_unit_share", "mixed_share", "two_plate_share",
@@ -335,6 +355,47 @@ def load_store(autocheckout: str | Path) -> SimStore:
                     donors={p["barcode"]: int(d) for p, d in zip(products, donors)})
 
 
+def tile_store(sim_store: SimStore, rooms: int) -> SimStore:
+    """``sim_store`` with its floor tiled ``rooms`` times along x (:data:`ROOM_PITCH_M` apart): room k (from 0) has
+    a copy of every gondola numbered ``g + k · G`` (G the number of gondolas of ``sim_store``) at x + k · pitch,
+    its bins coded ``"<gondola>-<shelf>-<bin>"`` as the real ones, the same products in the same facings, and its
+    own entry and exit zone at the same place in the room (named ``entry``/``exit`` in room 0, ``entry-<k+1>``/
+    ``exit-<k+1>`` after). The catalogue is one. A real store that holds hundreds of shoppers has a bank of gates
+    along its front, not one door: one gate pair per room keeps each gate's traffic what the NanoStore's is.
+    ``rooms`` = 1 returns ``sim_store`` itself. Raises ValueError for ``rooms`` < 1 or gondola numbers that are
+    not 1..G."""
+    if rooms < 1:
+        raise ValueError(f"tile_store: rooms must be ≥ 1, got {rooms}")
+    if rooms == 1:
+        return sim_store
+    base = sim_store.store
+    n_g = len(base["gondolas"])
+    if sorted(g["number"] for g in base["gondolas"]) != list(range(1, n_g + 1)):
+        raise ValueError("tile_store: the store's gondolas must be numbered 1..G")
+    gondolas, facings, zones = [], [], []
+    for k in range(rooms):
+        dx = k * ROOM_PITCH_M
+        code_of = {}
+        for g in base["gondolas"]:
+            number = g["number"] + k * n_g
+            shelves = []
+            for sh in g["shelves"]:
+                bins = []
+                for b in sh["bins"]:
+                    code = f"{number}-{sh['number']}-{b['number']}"
+                    code_of[b["code"]] = code
+                    bins.append(dict(b, code=code, x=round(b["x"] + dx, 4)))
+                shelves.append(dict(sh, bins=bins))
+            gondolas.append(dict(g, number=number, x=round(g["x"] + dx, 4), shelves=shelves))
+        facings += [dict(f, bin=code_of[f["bin"]]) for f in base["facings"]]
+        for z in base["zones"]:
+            zones.append(dict(z, name=z["name"] if k == 0 else f"{z['name']}-{k + 1}",
+                              polygon=[[round(x + dx, 4), y] for x, y in z["polygon"]]))
+    info = dict(base["store"], name=f"{base['store']['name']} × {rooms} rooms")
+    store = dict(base, store=info, zones=zones, gondolas=gondolas, facings=facings)
+    return replace(sim_store, store=store)
+
+
 # --------------------------------------------------------------------------------------------- simulation
 @dataclass(frozen=True)
 class Simulation:
@@ -396,6 +457,7 @@ class _Shopper:
     held: list = field(default_factory=list)        # _Unit with the time it was picked
     t_enter: float = 0.0
     t_exit: float = 0.0
+    room: int = 0          # the room (SimConfig.rooms) the shopper is in
 
 
 class _World:
@@ -428,10 +490,17 @@ class _World:
                          if b.products and all(self.products[p]["unit_weight_g"] >= MIN_PICK_WEIGHT_G
                                                for p in b.products)]
         self.busy_gondola = 3
+        # rooms of a tiled store (tile_store): gondolas g + k·G of room k
+        self.per_room = max(1, len({b.gondola for b in self.bins.values()}) // cfg.rooms)
+        self.room_of = {c: (b.gondola - 1) // self.per_room for c, b in self.bins.items()}
         self.stock_initial = {c: float(sum(u.grams for u in units)) for c, units in self.stock.items()}
         self.plates: list[_Plate] = []
         self.touches: list[_Plate] = []
         self.switches: list[tuple[str, str, float, float]] = []  # injected id switches (a, b, t_from, t_to)
+
+    def gate_xy(self, xy: tuple[float, float], room: int) -> np.ndarray:
+        """``ENTRY_XY`` or ``EXIT_XY`` in ``room``."""
+        return np.array([xy[0] + room * ROOM_PITCH_M, xy[1]])
 
     def unit(self, barcode: str) -> _Unit:
         dev = float(self.rng.choice(self.donor[barcode]))
@@ -472,6 +541,20 @@ def _walk(sh: _Shopper, t: float, xy: np.ndarray, lateral: np.ndarray, rng) -> f
     return t_arr
 
 
+def _go(world: _World, sh: _Shopper, t: float, xy: np.ndarray, lateral: np.ndarray, rng) -> float:
+    """:func:`_walk` to ``xy``; in a tiled store, from one room to another along the front corridor
+    (:data:`CORRIDOR_Y`), not through the gondolas between."""
+    if world.cfg.rooms > 1:
+        last = sh.waypoints[-1]
+        here = min(max(int(last[1] // ROOM_PITCH_M), 0), world.cfg.rooms - 1)
+        there = min(max(int(xy[0] // ROOM_PITCH_M), 0), world.cfg.rooms - 1)
+        if here != there:
+            along = np.array([1.0, 0.0])
+            t = _walk(sh, t, np.array([last[1], min(last[2], CORRIDOR_Y)]), along, rng)
+            t = _walk(sh, t, np.array([xy[0], min(xy[1], CORRIDOR_Y)]), along, rng)
+    return _walk(sh, t, xy, lateral, rng)
+
+
 def _stay(sh: _Shopper, t: float) -> None:
     w = sh.waypoints[-1]
     sh.waypoints.append((t, w[1], w[2], w[3], w[4]))
@@ -481,7 +564,8 @@ def _plan(world: _World, sh: _Shopper, t_enter: float, t_limit: float, others: l
           party: list[_Shopper], truth: list[dict]) -> None:
     cfg, rng = world.cfg, world.rng
     sh.t_enter = t_enter
-    sh.waypoints.append((t_enter, ENTRY_XY[0], ENTRY_XY[1], 1.0, 0.0))
+    entry = world.gate_xy(ENTRY_XY, sh.room)
+    sh.waypoints.append((t_enter, float(entry[0]), float(entry[1]), 1.0, 0.0))
     t = t_enter
     n_actions = 1 + int(rng.poisson(max(cfg.events_per_shopper - 1.0, 0.0)))
     settle_exit = rng.random() < cfg.exit_settle_share
@@ -490,6 +574,10 @@ def _plan(world: _World, sh: _Shopper, t_enter: float, t_limit: float, others: l
             break
         last = k == n_actions - 1
         scen: list[str] = []
+        if cfg.rooms > 1 and rng.random() < ROOM_CHANGE_SHARE:  # on to a neighbouring room
+            step = 1 if rng.random() < 0.5 else -1
+            sh.room = sh.room + step if 0 <= sh.room + step < cfg.rooms else sh.room - step
+            sh.room = min(max(sh.room, 0), cfg.rooms - 1)
         # a party member's unit can be handed over only once they have taken it (members are planned one after
         # the other, so a member planned earlier already holds units they take later in time)
         pool = [(u, sh) for u in sh.held] + [(u, m) for m in party if m is not sh for u in m.held
@@ -503,8 +591,10 @@ def _plan(world: _World, sh: _Shopper, t_enter: float, t_limit: float, others: l
         if putback:
             unit, holder = pool[int(rng.integers(len(pool)))]
             home = [c for c, b in world.bins.items() if unit.barcode in b.products]
+            home = [c for c in home if world.room_of[c] == sh.room] or home
             if rng.random() < cfg.misplaced_share or not home:
-                near = [c for c in world.pickable if unit.barcode not in world.bins[c].products]
+                near = [c for c in world.pickable if unit.barcode not in world.bins[c].products
+                        and world.room_of[c] == sh.room]
                 target = near[int(rng.integers(len(near)))]
                 scen.append("misplaced")
             else:
@@ -545,9 +635,10 @@ def _plan(world: _World, sh: _Shopper, t_enter: float, t_limit: float, others: l
             scen.append("pick")
             sh.held.extend(units)
         b = world.bins[target]
+        sh.room = world.room_of[target]
         stand = world.standing(target) if stand is None else stand
         lateral = np.array([b.into[1], -b.into[0]])
-        t = _walk(sh, t + rng.uniform(0.2, 1.0), stand, lateral, rng)
+        t = _go(world, sh, t + rng.uniform(0.2, 1.0), stand, lateral, rng)
         t_reach = t + rng.uniform(0.8, 3.5)
         if across_from is not None:  # reach while the other shopper still stands there
             t_reach = max(t + 0.3, across_from + 0.5)
@@ -579,16 +670,18 @@ def _plan(world: _World, sh: _Shopper, t_enter: float, t_limit: float, others: l
                       "swing": swing, "stand": stand})
         if settle_exit and last:
             scen.append("exit-settle")
-    t = _walk(sh, t + rng.uniform(0.1, 0.3) if settle_exit else t + rng.uniform(0.5, 2.0),
-              np.array(EXIT_XY), np.array([1.0, 0.0]), rng)
+    t = _go(world, sh, t + rng.uniform(0.1, 0.3) if settle_exit else t + rng.uniform(0.5, 2.0),
+            world.gate_xy(EXIT_XY, sh.room), np.array([1.0, 0.0]), rng)
     sh.t_exit = t
 
 
 def _pick_target(world: _World, sh: _Shopper, t: float, others: list[_Shopper], near_exit: bool
                  ) -> tuple[str | None, tuple | None]:
-    """A bin to take from, and for a reach across another shopper (standing point, their stop's start, end)."""
+    """A bin to take from in the shopper's room, and for a reach across another shopper (standing point, their
+    stop's start, end)."""
     cfg, rng = world.cfg, world.rng
-    ok = [c for c in world.pickable if world.stock[c]]
+    first = sh.room * world.per_room  # gondola numbers of the room: first + 1 … first + per_room
+    ok = [c for c in world.pickable if world.stock[c] and world.room_of[c] == sh.room]
     if not ok:
         return None, None
     if rng.random() < cfg.reach_across_share:
@@ -601,10 +694,10 @@ def _pick_target(world: _World, sh: _Shopper, t: float, others: list[_Shopper], 
                         b = world.bins[code]
                         return nb, (stand - step * 0.5 * b.along - 0.25 * b.into, s0, s1)
     if near_exit:
-        near = [c for c in ok if world.bins[c].gondola in (4, 5)]
+        near = [c for c in ok if world.bins[c].gondola - first in (4, 5)]
         ok = near or ok
     elif rng.random() < cfg.crowd_share:
-        busy = [c for c in ok if world.bins[c].gondola == world.busy_gondola]
+        busy = [c for c in ok if world.bins[c].gondola - first == world.busy_gondola]
         ok = busy or ok
     return ok[int(rng.integers(len(ok)))], None
 
@@ -785,6 +878,7 @@ def simulate(sim_store: SimStore, config: SimConfig) -> Simulation:
     """
     cfg = config
     rng = np.random.default_rng([cfg.seed, 7919])
+    sim_store = tile_store(sim_store, cfg.rooms)
     world = _World(sim_store, cfg, rng)
     t0 = T0 + 86400.0 * cfg.seed
     t1 = t0 + cfg.minutes * 60.0
@@ -807,8 +901,9 @@ def simulate(sim_store: SimStore, config: SimConfig) -> Simulation:
         lead = f"{1000 + len(shoppers)}"
         account = f"sim{cfg.seed}+{lead}@walkout.test"
         party: list[_Shopper] = []
+        room = int(rng.integers(cfg.rooms)) if cfg.rooms > 1 else 0  # the party's entry gate
         for _ in range(size):
-            sh = _Shopper(track=f"{1000 + len(shoppers)}", account=account, lead=lead)
+            sh = _Shopper(track=f"{1000 + len(shoppers)}", account=account, lead=lead, room=room)
             party.append(sh)
             shoppers.append(sh)
         for m, sh in enumerate(party):

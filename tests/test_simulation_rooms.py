@@ -1,0 +1,111 @@
+"""The tiled simulated store (``SimConfig.rooms``): a larger store made of NanoStore rooms side by side, with
+unique bins, valid zones, shoppers who use them, and sessions the offline pipeline decides as well as the
+NanoStore's."""
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+
+from carts.evaluation import evaluate_session, offline_replay
+from carts.simulation import ROOM_PITCH_M, SimConfig, load_store, simulate, tile_store
+from conftest import shared_file
+
+
+@pytest.fixture(scope="module")
+def store():
+    return load_store(shared_file("datasets/autocheckout/store_meta/Plates.json").parents[1])
+
+
+def _bins(store_dict):
+    return [(g["number"], b) for g in store_dict["gondolas"] for s in g["shelves"] for b in s["bins"]]
+
+
+def test_tiled_store_has_unique_bins_one_catalogue_and_a_gate_pair_per_room(store):
+    assert tile_store(store, 1) is store
+    with pytest.raises(ValueError):
+        tile_store(store, 0)
+    with pytest.raises(ValueError):
+        SimConfig(rooms=0)
+    base, big = store.store, tile_store(store, 3).store
+    n_g, n_b = len(base["gondolas"]), len(_bins(base))
+    bins = _bins(big)
+    codes = [b["code"] for _, b in bins]
+    assert len(codes) == 3 * n_b and len(set(codes)) == len(codes)
+    assert all(re.fullmatch(r"\d+-\d+-\d+", c) for c in codes)
+    assert sorted(g["number"] for g in big["gondolas"]) == list(range(1, 3 * n_g + 1))
+    for number, b in bins:  # the code names the bin's gondola; room k lies in [k·pitch, (k+1)·pitch)
+        assert int(b["code"].split("-")[0]) == number
+        assert (number - 1) // n_g == int(b["x"] // ROOM_PITCH_M)
+    # room 0 is the NanoStore itself, untouched
+    assert big["gondolas"][:n_g] == base["gondolas"]
+    assert big["products"] == base["products"]
+    assert {f["bin"] for f in big["facings"]} <= set(codes) and len(big["facings"]) == 3 * len(base["facings"])
+    faced = {(f["bin"].split("-", 1)[1], f["barcode"]) for f in big["facings"]}  # same planogram in every room
+    assert faced == {(f["bin"].split("-", 1)[1], f["barcode"]) for f in base["facings"]}
+    names = [z["name"] for z in big["zones"]]
+    assert len(set(names)) == len(names) == 6 and names[:2] == ["entry", "exit"]
+    for kind in ("entry", "exit"):
+        rooms = sorted(int(np.mean([p[0] for p in z["polygon"]]) // ROOM_PITCH_M) for z in big["zones"]
+                       if z["kind"] == kind)
+        assert rooms == [0, 1, 2]
+
+
+@pytest.fixture(scope="module")
+def tiled(store):
+    return simulate(store, SimConfig.at("default", shoppers=14, minutes=3.0, seed=41, rooms=3))
+
+
+def test_tiled_session_uses_every_room_and_its_gates(tiled):
+    zones = {k: [np.asarray(z["polygon"]) for z in tiled.store["zones"] if z["kind"] == k] for k in ("entry", "exit")}
+
+    def inside(xy, polygons, margin=0.3):  # the zones are axis-aligned squares
+        return any(np.all(xy >= p.min(axis=0) - margin) and np.all(xy <= p.max(axis=0) + margin) for p in polygons)
+
+    obs = tiled.tracks
+    heads = obs[obs.keypoint == "head"]
+    for track in sorted(set(heads.track_id)):
+        mine = heads[heads.track_id == track]
+        order = np.argsort(mine.t)
+        first, last = mine.xyz[order[0], :2], mine.xyz[order[-1], :2]
+        # seen first at an entry gate and last at an exit gate (position noise ≪ the 1 m zones)
+        assert inside(first, zones["entry"]), track
+        assert inside(last, zones["exit"]), track
+    codes = {c for g in tiled.shelves for c in g.bin_codes}
+    assert len(codes) == 3 * 306
+    used = {c for bins in tiled.events.bins for c in bins}
+    assert used <= codes
+    n_g = 5
+    assert {(int(c.split("-")[0]) - 1) // n_g for c in used} == {0, 1, 2}
+
+
+def test_a_short_tiled_session_evaluates_as_well_as_the_nanostore(tiled):
+    res = offline_replay(tiled, truth_events=tiled.events)
+    truth = {r.track: {x.barcode: x.quantity for x in r.lines} for r in tiled.truth}
+    rep = evaluate_session(res.billed, truth, party_of=res.party_of, decisions=res.decisions,
+                           truth_events=tiled.events)
+    assert len(res.billed) >= 10
+    assert rep.score.f1 > 0.95      # measured: 46/46 items, 13/13 receipts exact, F1 1.000
+    assert rep.review_rate <= 0.25  # measured: 0.04 (72 true events)
+
+
+def test_the_emulator_splits_a_large_store_into_controllers_of_whole_gondolas(tiled, tmp_path):
+    from carts.emulator import controller_blocks
+    from carts.simulation import write_simulation
+    from store.recording import read_recording
+
+    rec = read_recording(write_simulation(tiled, tmp_path / "rec"))
+    assert [len(b.bin_codes) for b in rec.shelves] == [3 * 306]  # one clock: one block in the recording
+    assert controller_blocks(rec) is rec  # within sensors.ingest.MAX_BINS: unchanged
+    split = controller_blocks(rec, max_bins=200)
+    sizes = [len(b.bin_codes) for b in split.shelves]
+    assert max(sizes) <= 200 and sum(sizes) == 3 * 306
+    block = rec.shelves[0]
+    col = {c: j for j, c in enumerate(block.bin_codes)}
+    gondolas = []
+    for b in split.shelves:
+        gondolas.append({c.split("-")[0] for c in b.bin_codes})
+        np.testing.assert_array_equal(b.t, block.t)
+        np.testing.assert_array_equal(b.grams, block.grams[:, [col[c] for c in b.bin_codes]])
+    assert all(not (a & b) for i, a in enumerate(gondolas) for b in gondolas[i + 1:])  # whole gondolas
