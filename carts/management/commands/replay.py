@@ -39,13 +39,17 @@ class Command(BaseCommand):
         parser.add_argument("recording", help="recording folder (see docs/recording-format.md)")
         parser.add_argument("--speed", type=float, default=None, help="pace against the wall clock (1 = real time)")
         parser.add_argument("--session", help="session name (default: <recording>@<now>)")
-        parser.add_argument("--shopper", default=DEMO_SHOPPER, help="account of the first shopper track")
+        parser.add_argument("--shopper", default=None,
+                            help="account of the first shopper track without an account in gates.csv (default: "
+                                 "each such track gets a throwaway account replay+<track>@walkout.test with the "
+                                 f"test card, never a real shopper's; e.g. --shopper {DEMO_SHOPPER} to watch it on "
+                                 "the demo shopper's phone)")
         parser.add_argument("--as-of-now", action="store_true",
                             help="shift the recording's clock so that it starts now (as a live session would)")
         parser.add_argument("--create-shoppers", action="store_true",
                             help="create missing shopper accounts with the provider's test card (demo, tests)")
 
-    def handle(self, *args, recording, speed=None, session=None, shopper=DEMO_SHOPPER, create_shoppers=False,
+    def handle(self, *args, recording, speed=None, session=None, shopper=None, create_shoppers=False,
                as_of_now=False, **options):
         behind = database_behind()
         if behind:
