@@ -37,3 +37,55 @@ def test_throwaway_names():
     assert is_throwaway_shopper("replay+7@walkout.test")
     assert not is_throwaway_shopper(DEMO_SHOPPER) and not is_throwaway_shopper("shopper+7@walkout.test")
     assert not is_throwaway_shopper("replay+7@walkout.test.evil.com")
+
+
+def _assert_times_in_order(visit) -> None:
+    """Every stored time of ``visit`` in order: shelf events ≤ exit ≤ billed ≤ receipt issued."""
+    from carts.models import CartEvent
+
+    receipt = visit.receipt
+    events = [e.shelf_event.t_end for e in CartEvent.objects.filter(visit=visit, shelf_event__isnull=False)
+              .select_related("shelf_event")]
+    assert visit.exited_at is not None and visit.billed_at is not None
+    assert all(t <= visit.exited_at for t in events), (events, visit.exited_at)
+    assert visit.exited_at <= visit.billed_at <= receipt.issued_at, (visit.exited_at, visit.billed_at,
+                                                                     receipt.issued_at)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_emulated_run_at_5x_stores_its_times_in_order(benchmark1_recording, settings):
+    """``emulate_store --speed 5`` (``make demo``): the store's clock runs 5× the wall clock; the receipt used to be
+    issued on the wall clock, before the shelf events on it, the exit and the billing."""
+    from carts.emulator import emulate
+    from store.gates.models import Visit
+    from store.recording import read_recording
+
+    settings.PAYMENT_PROVIDER = "dummy"
+    result = emulate(read_recording(benchmark1_recording), speed=5)
+    visits = list(Visit.objects.filter(pk__in=result.visits.values()))
+    assert visits and all(v.state == Visit.State.BILLED for v in visits), [v.state for v in visits]
+    for visit in visits:
+        _assert_times_in_order(visit)
+
+
+def test_a_wall_clock_checkout_of_a_visit_whose_store_clock_ran_ahead_bills_it_after_its_exit(benchmark1_recording):
+    """The checkout sweeper (wall clock) billing a visit that exited on an emulated store clock ahead of the wall."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from carts.services import visit_checkout
+    from store.gates.models import Visit
+    from store.gates.services import gate_create, pass_issue, visit_enter, visit_transition
+
+    user = demo_shopper_ensure(throwaway_shopper("1"))
+    from store.layout.models import Store
+
+    store = Store.objects.create(code="ahead", name="Ahead", currency="usd")
+    gate, _ = gate_create(store=store, name="front")
+    visit = visit_enter(token=pass_issue(shopper=user, store=store)[1], gate=gate)
+    ahead = timezone.now() + timedelta(minutes=3)
+    visit = visit_transition(visit=visit, to_state=Visit.State.EXITED, at=ahead)
+    receipt = visit_checkout(visit=visit)
+    visit.refresh_from_db()
+    assert visit.state == Visit.State.BILLED and visit.billed_at == ahead and receipt.issued_at == ahead
