@@ -89,3 +89,21 @@ def test_a_wall_clock_checkout_of_a_visit_whose_store_clock_ran_ahead_bills_it_a
     receipt = visit_checkout(visit=visit)
     visit.refresh_from_db()
     assert visit.state == Visit.State.BILLED and visit.billed_at == ahead and receipt.issued_at == ahead
+
+
+def test_demo_refuses_a_port_in_use_before_running_anything():
+    """``demo --addr`` on a taken port used to run the whole demo, then exit 0 with "CRITICAL Listen failure"."""
+    import socket
+
+    from django.core.management.base import CommandError
+
+    from store.gates.models import Visit
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        with pytest.raises(CommandError, match=rf"cannot serve on 127.0.0.1:{port}: port {port} of 127.0.0.1 is in "
+                                               r"use; stop what listens there"):
+            call_command("demo", "--addr", f"127.0.0.1:{port}", stdout=io.StringIO())
+    assert not Visit.objects.exists()
