@@ -38,7 +38,9 @@ DEMO_SHOPPER = "shopper@walkout.test"
 #: The throwaway shopper accounts of offline replays and evaluations (``replay+<track>@walkout.test``): created on
 #: demand with the payment provider's test card, never a real shopper's account (``is_throwaway_shopper``).
 THROWAWAY_DOMAIN = "walkout.test"
-_THROWAWAY = re.compile(r"^replay\+[^@]+@walkout\.test$")
+#: The pattern of throwaway account e-mails (a database ``__regex`` lookup takes it as is).
+THROWAWAY_USERNAME_RE = r"^replay\+[^@]+@walkout\.test$"
+_THROWAWAY = re.compile(THROWAWAY_USERNAME_RE)
 
 
 def throwaway_shopper(track: str) -> str:

@@ -758,9 +758,15 @@ class SalesRow:
 
 def sales_today(*, now: datetime | None = None) -> list[SalesRow]:
     """Today's sales per store and currency: the sum of ``Receipt.total_minor`` of receipts issued today (see
-    :func:`day_bounds`), and the units on their lines. Refunds are not subtracted (they are payment attempts)."""
+    :func:`day_bounds`), and the units on their lines. Refunds are not subtracted (they are payment attempts).
+    Test runs are not sales: receipts of the throwaway accounts of offline ``replay``/``evaluate`` runs
+    (``carts.replay.is_throwaway_shopper``) are left out; live and emulated sessions (``make demo``) count, as the
+    devices' traffic is the store's."""
+    from .replay import THROWAWAY_USERNAME_RE
+
     start, end = day_bounds(now)
-    receipts = Receipt.objects.filter(issued_at__gte=start, issued_at__lt=end)
+    receipts = (Receipt.objects.filter(issued_at__gte=start, issued_at__lt=end)
+                .exclude(visit__shopper__username__regex=THROWAWAY_USERNAME_RE))
     totals = (receipts.values("visit__store__code", "visit__store__name", "currency")
               .annotate(n=Count("id"), total=Sum("total_minor")).order_by("visit__store__code", "currency"))
     items = {(r["receipt__visit__store__code"], r["receipt__currency"]): r["units"] for r in

@@ -107,3 +107,34 @@ def test_demo_refuses_a_port_in_use_before_running_anything():
                                                r"use; stop what listens there"):
             call_command("demo", "--addr", f"127.0.0.1:{port}", stdout=io.StringIO())
     assert not Visit.objects.exists()
+
+
+def test_offline_runs_are_not_todays_sales_and_replay_names_the_visits_awaiting_review(benchmark1_recording):
+    """A replay's receipts are a test run's: not in the dashboard's Today's sales; a live visit's are."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from carts.selectors import sales_today
+    from store.billing.models import Receipt
+    from store.gates.models import Visit
+
+    out = io.StringIO()
+    call_command("replay", str(benchmark1_recording), stdout=out, stderr=io.StringIO())
+    visit = Visit.objects.get()
+    Receipt.objects.filter(visit=visit).update(issued_at=timezone.now())  # as if billed today (a review decided)
+    assert Receipt.objects.filter(visit=visit).exists()
+    assert sales_today() == []
+    real = demo_shopper_ensure(DEMO_SHOPPER)
+    live = Visit.objects.create(store=visit.store, shopper=real, session="live", track_id="t",
+                                entered_at=timezone.now() - timedelta(minutes=5))
+    Receipt.objects.create(visit=live, currency="usd", total_minor=250, issued_at=timezone.now())
+    assert [(r.receipts, r.total_minor) for r in sales_today()] == [(1, 250)]
+
+    Visit.objects.filter(pk=visit.pk).update(state=Visit.State.UNDER_REVIEW)
+    from carts.management.commands.replay import waiting_review
+
+    said = io.StringIO()
+    waiting_review(said, visit.session, benchmark1_recording)
+    assert f"1 visit(s) of session {visit.session} wait on a review" in said.getvalue()
+    assert f"manage.py evaluate {benchmark1_recording} --session {visit.session}" in said.getvalue()

@@ -32,6 +32,24 @@ def print_receipts(stdout, session: str) -> None:
         stdout.write(f"  total {format_minor(r.total_minor, r.currency)}")
 
 
+def waiting_review(stdout, session: str, recording_path) -> None:
+    """Name ``session``'s visits that wait on a review (each still holds its card authorisation, and its open shelf
+    events are in the dashboard's review queue), and how to settle them: a manager decides them at /manage/, or
+    ``evaluate`` decides them as the recording's truth says; nothing is printed when none waits."""
+    from store.gates.models import Visit
+
+    waiting = list(Visit.objects.filter(session=session, state=Visit.State.UNDER_REVIEW).select_related("shopper")
+                   .order_by("pk"))
+    if not waiting:
+        return
+    stdout.write(f"{len(waiting)} visit(s) of session {session} wait on a review, their card holds kept: "
+                 + ", ".join(f"visit {v.pk} ({v.shopper})" for v in waiting))
+    stdout.write(f"  decide them in the review queue at /manage/ (each is billed when its last review is decided), "
+                 f"or let the recording's truth decide them: manage.py evaluate {recording_path} --session {session}"
+                 " (needs truth_events.json). Offline runs bill throwaway replay+<track>@walkout.test accounts with "
+                 "the test card, and their receipts are not in the dashboard's Today's sales.")
+
+
 class Command(BaseCommand):
     help = "Replay a recording through the real pipeline (sensors → fusion → carts → checkout) and print receipts."
 
@@ -77,3 +95,4 @@ class Command(BaseCommand):
                           f"{s.cart_events} cart event(s), {s.reviews} to review, {s.visits} visit(s), "
                           f"{s.receipts} receipt(s)")
         print_receipts(self.stdout, result.session)
+        waiting_review(self.stdout, result.session, rec.path)
