@@ -105,18 +105,26 @@ def replay_gate(*, store: Store) -> Gate:
 def _account_assigner(shoppers: dict[str, str] | None,
                       default_shopper: str | None) -> Callable[[GateScan], str]:
     """The account a replay admits for an entry scan: its ``account`` column, else ``shoppers[track]``, else
-    ``default_shopper`` for the first such track and ``shopper+<track>@walkout.test`` for the others; with
-    ``default_shopper`` None (offline replays, evaluations), a throwaway ``replay+<track>@walkout.test``."""
+    ``default_shopper`` for the first such track and ``shopper+<track>@walkout.test`` for the others.
+
+    With ``default_shopper`` None (offline replays, evaluations: test runs), ``shoppers[track]`` where given, and no
+    recorded account: the entries of one recorded account (a party scanning one phone's passes), or a track without
+    one, are admitted as the throwaway ``replay+<track>@walkout.test`` of the first such track, so a recording made
+    in a real store never puts a hold on a real shopper's card nor a visit in a real shopper's cart."""
     shoppers = dict(shoppers or {})
     assigned: dict[str, str] = {}
+    throwaway_of: dict[str, str] = {}  # recorded account (or track without one) → its throwaway account
 
     def account_for(scan: GateScan) -> str:
+        if default_shopper is None:
+            if scan.track in shoppers:
+                return shoppers[scan.track]
+            key = scan.account or f"track:{scan.track}"
+            return throwaway_of.setdefault(key, throwaway_shopper(scan.track))
         if scan.account:
             return scan.account
         if scan.track in shoppers:
             return shoppers[scan.track]
-        if default_shopper is None:
-            return throwaway_shopper(scan.track)
         if scan.track not in assigned:
             assigned[scan.track] = (default_shopper if default_shopper not in assigned.values()
                                     else f"shopper+{scan.track}@walkout.test")
@@ -147,9 +155,9 @@ def replay_recording(recording: Recording, *, session: str | None = None, shoppe
 
     Shopper accounts: a gate scan's ``account`` column, else ``shoppers[track]``, else ``default_shopper`` for the
     first track and ``shopper+<track>@walkout.test`` for the others; ``default_shopper=None`` (what the offline
-    ``replay`` and ``evaluate`` commands pass) gives every such track a throwaway ``replay+<track>@walkout.test``
-    account instead, created with the test card, so an offline run never holds money on a real shopper's card nor
-    shows in a real shopper's cart. ``shopper_factory(email)`` must return a user with a payment method on file (it
+    ``replay`` and ``evaluate`` commands pass) admits every entry not in ``shoppers`` on a throwaway
+    ``replay+<track>@walkout.test`` account instead (one per recorded account), created with the test card, so an
+    offline run never holds money on a real shopper's card nor shows in a real shopper's cart. ``shopper_factory(email)`` must return a user with a payment method on file (it
     may create one); by default the account must already exist with a card (throwaway accounts are created).
     A scan refused at the gate is logged and counted as a problem; that track's events then go to review.
     ``as_of_now``: store every time shifted so that the recording starts now (what a live demo wants); by default

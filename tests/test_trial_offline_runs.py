@@ -33,6 +33,27 @@ def test_replay_without_shopper_uses_throwaway_accounts_and_needs_no_create_shop
     assert Visit.objects.filter(shopper__username=throwaway_shopper(Visit.objects.first().track_id)).exists()
 
 
+def test_evaluate_never_plays_an_account_the_recording_names(benchmark1_recording, tmp_path):
+    """A recording made in a real store names its shoppers' accounts: an offline evaluation still plays them on
+    throwaway accounts (``replay --shopper`` opts back in to the recorded ones)."""
+    import shutil
+
+    from store.gates.models import Visit
+
+    rec = tmp_path / "named"
+    shutil.copytree(benchmark1_recording, rec)
+    gates = (rec / "gates.csv").read_text().splitlines()
+    (rec / "gates.csv").write_text("\n".join([gates[0]] + [line.replace(",,", f",{DEMO_SHOPPER},", 1)
+                                                            for line in gates[1:]]) + "\n")
+    assert DEMO_SHOPPER in (rec / "gates.csv").read_text()
+    demo_shopper_ensure(DEMO_SHOPPER)
+    call_command("evaluate", str(rec), replay=True, stdout=io.StringIO())
+    assert Visit.objects.exists() and not Visit.objects.filter(shopper__username=DEMO_SHOPPER).exists()
+    call_command("replay", str(rec), "--shopper", "someone@walkout.test", stdout=io.StringIO(),
+                 stderr=io.StringIO())
+    assert Visit.objects.filter(shopper__username=DEMO_SHOPPER).count() == 1
+
+
 def test_throwaway_names():
     assert is_throwaway_shopper("replay+7@walkout.test")
     assert not is_throwaway_shopper(DEMO_SHOPPER) and not is_throwaway_shopper("shopper+7@walkout.test")

@@ -58,10 +58,11 @@ class Command(BaseCommand):
         parser.add_argument("--speed", type=float, default=None, help="pace against the wall clock (1 = real time)")
         parser.add_argument("--session", help="session name (default: <recording>@<now>)")
         parser.add_argument("--shopper", default=None,
-                            help="account of the first shopper track without an account in gates.csv (default: "
-                                 "each such track gets a throwaway account replay+<track>@walkout.test with the "
-                                 f"test card, never a real shopper's; e.g. --shopper {DEMO_SHOPPER} to watch it on "
-                                 "the demo shopper's phone)")
+                            help="play the first shopper track without an account in gates.csv as this account, "
+                                 "and the recorded accounts as themselves (default: a test run, every shopper on "
+                                 "a throwaway account replay+<track>@walkout.test with the test card, never a real "
+                                 f"shopper's; e.g. --shopper {DEMO_SHOPPER} to watch it on the demo shopper's "
+                                 "phone)")
         parser.add_argument("--as-of-now", action="store_true",
                             help="shift the recording's clock so that it starts now (as a live session would)")
         parser.add_argument("--create-shoppers", action="store_true",
