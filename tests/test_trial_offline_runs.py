@@ -157,5 +157,13 @@ def test_offline_runs_are_not_todays_sales_and_replay_names_the_visits_awaiting_
 
     said = io.StringIO()
     waiting_review(said, visit.session, benchmark1_recording)
+    from carts.models import ReviewItem
+    from carts.selectors import review_queue
+    from sensors.models import ShelfEvent
+
+    event = ShelfEvent.objects.filter(session=visit.session).first()
+    ReviewItem.objects.update_or_create(shelf_event=event, defaults={"reason": "test", "status": "open",
+                                                                   "candidates": [{"visit": visit.pk}]})
+    assert [r.test_run for r in review_queue()] == [True]
     assert f"1 visit(s) of session {visit.session} wait on a review" in said.getvalue()
     assert f"manage.py evaluate {benchmark1_recording} --session {visit.session}" in said.getvalue()
