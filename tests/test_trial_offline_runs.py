@@ -165,5 +165,13 @@ def test_offline_runs_are_not_todays_sales_and_replay_names_the_visits_awaiting_
     ReviewItem.objects.update_or_create(shelf_event=event, defaults={"reason": "test", "status": "open",
                                                                    "candidates": [{"visit": visit.pk}]})
     assert [r.test_run for r in review_queue()] == [True]
+    from django.test import Client
+
+    from store.accounts.services import manager_create
+
+    client = Client()
+    client.force_login(manager_create(email="boss@walkout.test", password="a-long-pass-phrase-1"))
+    page = client.get("/manage/").content.decode()
+    assert '<span class="pill">test run</span>' in page and f"--session {visit.session}" in page
     assert f"1 visit(s) of session {visit.session} wait on a review" in said.getvalue()
     assert f"manage.py evaluate {benchmark1_recording} --session {visit.session}" in said.getvalue()
