@@ -10,6 +10,7 @@ which the live demo uses so that a shopper's phone sees the cart change as it ha
 from __future__ import annotations
 
 import hashlib
+import re
 import logging
 import time
 from dataclasses import dataclass
@@ -34,6 +35,23 @@ from .simulation import parties_from_gates
 log = logging.getLogger(__name__)
 
 DEMO_SHOPPER = "shopper@walkout.test"
+#: The throwaway shopper accounts of offline replays and evaluations (``replay+<track>@walkout.test``): created on
+#: demand with the payment provider's test card, never a real shopper's account (``is_throwaway_shopper``).
+THROWAWAY_DOMAIN = "walkout.test"
+#: The pattern of throwaway account e-mails (a database ``__regex`` lookup takes it as is).
+THROWAWAY_USERNAME_RE = r"^replay\+[^@]+@walkout\.test$"
+_THROWAWAY = re.compile(THROWAWAY_USERNAME_RE)
+
+
+def throwaway_shopper(track: str) -> str:
+    """The throwaway account e-mail for recorded shopper ``track`` of an offline replay: ``replay+<track>@walkout.test``."""
+    return f"replay+{track}@{THROWAWAY_DOMAIN}"
+
+
+def is_throwaway_shopper(email: str) -> bool:
+    """Whether ``email`` is a throwaway replay account (:func:`throwaway_shopper`) rather than a real shopper's."""
+    return bool(_THROWAWAY.match(email or ""))
+
 REPLAY_GATE = "replay-gate"
 #: Entries on one account this close together (seconds) form a party (a family scanning one phone's passes).
 PARTY_WITHIN_S = 10.0
@@ -84,13 +102,25 @@ def replay_gate(*, store: Store) -> Gate:
     return gate
 
 
-def _account_assigner(shoppers: dict[str, str] | None, default_shopper: str) -> Callable[[GateScan], str]:
+def _account_assigner(shoppers: dict[str, str] | None,
+                      default_shopper: str | None) -> Callable[[GateScan], str]:
     """The account a replay admits for an entry scan: its ``account`` column, else ``shoppers[track]``, else
-    ``default_shopper`` for the first such track and ``shopper+<track>@walkout.test`` for the others."""
+    ``default_shopper`` for the first such track and ``shopper+<track>@walkout.test`` for the others.
+
+    With ``default_shopper`` None (offline replays, evaluations: test runs), ``shoppers[track]`` where given, and no
+    recorded account: the entries of one recorded account (a party scanning one phone's passes), or a track without
+    one, are admitted as the throwaway ``replay+<track>@walkout.test`` of the first such track, so a recording made
+    in a real store never puts a hold on a real shopper's card nor a visit in a real shopper's cart."""
     shoppers = dict(shoppers or {})
     assigned: dict[str, str] = {}
+    throwaway_of: dict[str, str] = {}  # recorded account (or track without one) → its throwaway account
 
     def account_for(scan: GateScan) -> str:
+        if default_shopper is None:
+            if scan.track in shoppers:
+                return shoppers[scan.track]
+            key = scan.account or f"track:{scan.track}"
+            return throwaway_of.setdefault(key, throwaway_shopper(scan.track))
         if scan.account:
             return scan.account
         if scan.track in shoppers:
@@ -104,11 +134,13 @@ def _account_assigner(shoppers: dict[str, str] | None, default_shopper: str) -> 
 
 
 def replay_accounts_missing(recording: Recording, *, shoppers: dict[str, str] | None = None,
-                            default_shopper: str = DEMO_SHOPPER) -> list[str]:
+                            default_shopper: str | None = DEMO_SHOPPER) -> list[str]:
     """The accounts a replay of ``recording`` would admit (:func:`replay_recording`'s rule) that do not exist or
-    have no payment card on file, so that their entries would be refused: sorted e-mails (empty: all is well)."""
+    have no payment card on file, so that their entries would be refused: sorted e-mails (empty: all is well).
+    Throwaway accounts (:func:`is_throwaway_shopper`) are never missing: the replay creates them."""
     account_for = _account_assigner(shoppers, default_shopper)
     emails = {account_for(g) for g in sorted(recording.gates, key=lambda g: g.t) if g.kind == "entry"}
+    emails = {e for e in emails if not is_throwaway_shopper(e)}
     User = get_user_model()
     ok = {u.get_username() for u in User.objects.filter(username__in=emails).select_related("shopper")
           if getattr(getattr(u, "shopper", None), "has_payment_method", False)}
@@ -116,14 +148,17 @@ def replay_accounts_missing(recording: Recording, *, shoppers: dict[str, str] | 
 
 
 def replay_recording(recording: Recording, *, session: str | None = None, shoppers: dict[str, str] | None = None,
-                     default_shopper: str = DEMO_SHOPPER, speed: float | None = None, step_s: float = 0.2,
+                     default_shopper: str | None = DEMO_SHOPPER, speed: float | None = None, step_s: float = 0.2,
                      shopper_factory: Callable[[str], object] | None = None, as_of_now: bool = False,
                      clock_offset_s: float | None = None, bind_visits: list[int] | None = None) -> ReplayResult:
     """Replay ``recording`` through the pipeline. Returns a :class:`ReplayResult`.
 
     Shopper accounts: a gate scan's ``account`` column, else ``shoppers[track]``, else ``default_shopper`` for the
-    first track and ``shopper+<track>@walkout.test`` for the others. ``shopper_factory(email)`` must return a user
-    with a payment method on file (it may create one); by default the account must already exist with a card.
+    first track and ``shopper+<track>@walkout.test`` for the others; ``default_shopper=None`` (what the offline
+    ``replay`` and ``evaluate`` commands pass) admits every entry not in ``shoppers`` on a throwaway
+    ``replay+<track>@walkout.test`` account instead (one per recorded account), created with the test card, so an
+    offline run never holds money on a real shopper's card nor shows in a real shopper's cart. ``shopper_factory(email)`` must return a user with a payment method on file (it
+    may create one); by default the account must already exist with a card (throwaway accounts are created).
     A scan refused at the gate is logged and counted as a problem; that track's events then go to review.
     ``as_of_now``: store every time shifted so that the recording starts now (what a live demo wants); by default
     the database keeps the recording's own times. ``clock_offset_s``: the shift itself (overrides ``as_of_now``).
@@ -171,6 +206,8 @@ def replay_recording(recording: Recording, *, session: str | None = None, shoppe
     account_for = _account_assigner(shoppers, default_shopper)
 
     def user_for(email: str):
+        if is_throwaway_shopper(email):
+            return demo_shopper_ensure(email)
         if shopper_factory is not None:
             return shopper_factory(email)
         user = get_user_model().objects.filter(username=email).first()

@@ -484,7 +484,9 @@ class ReviewRow:
     """An open review item with its evidence. ``hypotheses`` as in :func:`_hypotheses`; ``candidates`` best first,
     each ``{"visit", "track_id", "distance_m", "score", "shopper", "state", "open"}`` (``shopper``/``state`` of the
     visit, ``""`` when the candidate names no known visit; ``open``: its cart still takes events); ``waiting``:
-    the put-backs that wait for this decision (``ReviewItem.follows``): fusion applies them once it is made."""
+    the put-backs that wait for this decision (``ReviewItem.follows``): fusion applies them once it is made;
+    ``test_run``: every candidate visit is a throwaway account's (an offline ``replay``/``evaluate`` run,
+    ``carts.replay.is_throwaway_shopper``): deciding it bills only the test card."""
 
     id: int
     reason: str
@@ -493,10 +495,13 @@ class ReviewRow:
     hypotheses: list[dict]
     candidates: list[dict]
     waiting: int = 0
+    test_run: bool = False
 
 
 def review_queue(*, limit: int = 100) -> list[ReviewRow]:
     """Open review items, oldest first (the order to work through them), at most ``limit``."""
+    from .replay import is_throwaway_shopper
+
     items = list(ReviewItem.objects.filter(status=ReviewItem.Status.OPEN)
                  .select_related("shelf_event__bin", "shelf_event__store").order_by("created_at", "id")[:limit])
     names = _product_names([i.shelf_event for i in items])
@@ -520,7 +525,9 @@ def review_queue(*, limit: int = 100) -> list[ReviewRow]:
             })
         rows.append(ReviewRow(id=i.pk, reason=i.reason, created_at=i.created_at, shelf_event=i.shelf_event,
                               hypotheses=_hypotheses(i.shelf_event, names), candidates=candidates,
-                              waiting=waiting.get(i.pk, 0)))
+                              waiting=waiting.get(i.pk, 0),
+                              test_run=bool(candidates) and all(is_throwaway_shopper(c["shopper"])
+                                                                for c in candidates)))
     return rows
 
 
@@ -758,9 +765,15 @@ class SalesRow:
 
 def sales_today(*, now: datetime | None = None) -> list[SalesRow]:
     """Today's sales per store and currency: the sum of ``Receipt.total_minor`` of receipts issued today (see
-    :func:`day_bounds`), and the units on their lines. Refunds are not subtracted (they are payment attempts)."""
+    :func:`day_bounds`), and the units on their lines. Refunds are not subtracted (they are payment attempts).
+    Test runs are not sales: receipts of the throwaway accounts of offline ``replay``/``evaluate`` runs
+    (``carts.replay.is_throwaway_shopper``) are left out; live and emulated sessions (``make demo``) count, as the
+    devices' traffic is the store's."""
+    from .replay import THROWAWAY_USERNAME_RE
+
     start, end = day_bounds(now)
-    receipts = Receipt.objects.filter(issued_at__gte=start, issued_at__lt=end)
+    receipts = (Receipt.objects.filter(issued_at__gte=start, issued_at__lt=end)
+                .exclude(visit__shopper__username__regex=THROWAWAY_USERNAME_RE))
     totals = (receipts.values("visit__store__code", "visit__store__name", "currency")
               .annotate(n=Count("id"), total=Sum("total_minor")).order_by("visit__store__code", "currency"))
     items = {(r["receipt__visit__store__code"], r["receipt__currency"]): r["units"] for r in

@@ -432,9 +432,16 @@ def visit_checkout(*, visit: Visit, at: datetime | None = None):
     A visit with open review items touching it goes ``under_review`` instead and is billed once they are resolved.
     On a payment failure the visit goes ``payment_failed``. Returns the Receipt, or None when not billed now.
     Idempotent: a billed visit returns its receipt.
+
+    ``at`` (default now) is on the store's clock, which is the devices' (the recording's, in a replay; running
+    ``--speed`` times faster than the wall in an emulation): a visit is never billed, and its receipt never issued,
+    before it left (``exited_at``), so every stored time of a visit is in order (event ≤ exit ≤ billed = issued)
+    even where a wall-clock caller (the checkout sweeper, a review resolved) bills a visit whose store clock ran ahead.
     """
     at = at or timezone.now()
     visit.refresh_from_db()
+    if visit.exited_at is not None and at < visit.exited_at:
+        at = visit.exited_at
     if visit.state == Visit.State.BILLED:
         return visit.receipt
     open_reviews = review_open_for(visit=visit)
@@ -448,7 +455,7 @@ def visit_checkout(*, visit: Visit, at: datetime | None = None):
     tagged = set(RfidTag.objects.filter(sold_visit=visit, product__isnull=False).values_list("product_id", flat=True))
     lines = _receipt_line_data(cart_lines(visit=visit), visit.store.currency, tagged=tagged)
     try:
-        receipt = receipt_issue(visit=visit, lines=lines)
+        receipt = receipt_issue(visit=visit, lines=lines, at=at)
     except PaymentFailed as exc:
         # the goods left the store either way: the stock ledger records the sale; billing retries the payment
         receipt = Receipt.objects.filter(visit=visit).first()

@@ -126,7 +126,8 @@ def test_replay_without_the_shoppers_accounts_fails_and_names_create_shoppers(be
     from store.gates.models import Visit
 
     with pytest.raises(CommandError, match=r"shopper@walkout.test has none: replay with --create-shoppers"):
-        call_command("replay", str(benchmark1_recording), stdout=io.StringIO(), stderr=io.StringIO())
+        call_command("replay", str(benchmark1_recording), "--shopper", "shopper@walkout.test", stdout=io.StringIO(),
+                     stderr=io.StringIO())
     assert not Visit.objects.exists()  # refused before replaying anything
 
 

@@ -11,6 +11,7 @@ from django.core.management import call_command
 from carts.emulator import EMULATOR
 from carts.management.commands.demo import DEMO_MANAGER
 from carts.replay import DEMO_PASSWORD, DEMO_SHOPPER
+from tests.services import free_port
 from conftest import shared_file
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -56,17 +57,18 @@ def test_demo_no_serve_ends_with_the_f1_line_and_serving_shows_the_accounts_last
     devices = (set(Gate.objects.filter(emulated=True).values_list("pk", flat=True)),
                set(ShelfController.objects.filter(emulated=True).values_list("pk", flat=True)))
 
-    lines, served = demo("--addr", "127.0.0.1:8765")
-    assert served == [("127.0.0.1:8765",)]
+    port = free_port()  # the demo checks that the port is free before it runs
+    lines, served = demo("--addr", f"127.0.0.1:{port}")
+    assert served == [(f"127.0.0.1:{port}",)]
     f1 = lines.index("F1 1.000")
     assert lines[f1 + 1:] == [
         "",
-        "shopper:  http://127.0.0.1:8765/  (live cart http://127.0.0.1:8765/visits/current/, receipts "
-        "http://127.0.0.1:8765/visits/receipts/)",
+        f"shopper:  http://127.0.0.1:{port}/  (live cart http://127.0.0.1:{port}/visits/current/, receipts "
+        f"http://127.0.0.1:{port}/visits/receipts/)",
         f"          log in as {DEMO_SHOPPER} / {DEMO_PASSWORD}",
-        "manager:  http://127.0.0.1:8765/manage/  (admin http://127.0.0.1:8765/admin/)",
+        f"manager:  http://127.0.0.1:{port}/manage/  (admin http://127.0.0.1:{port}/admin/)",
         f"          log in as {DEMO_MANAGER} / {DEMO_PASSWORD}",
-        "serving on http://127.0.0.1:8765 — Ctrl-C to stop"]
+        f"serving on http://127.0.0.1:{port} — Ctrl-C to stop"]
     # the second run played the same devices of the emulator's (re-keyed), none new
     assert devices == (set(Gate.objects.filter(emulated=True).values_list("pk", flat=True)),
                        set(ShelfController.objects.filter(emulated=True).values_list("pk", flat=True)))

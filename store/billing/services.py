@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal
 
 from django.conf import settings
@@ -303,8 +304,12 @@ def payment_authorise(*, visit: Visit) -> PaymentAttempt:
     return attempt
 
 
-def receipt_issue(*, visit: Visit, lines: list[ReceiptLineData]) -> Receipt:
+def receipt_issue(*, visit: Visit, lines: list[ReceiptLineData], at: datetime | None = None) -> Receipt:
     """Issue ``visit``'s receipt from ``lines`` and collect its total (minor units) from the card.
+
+    ``at``: the receipt's ``issued_at`` (tz-aware UTC; default now): the checkout's time on the store's clock, the
+    visit's ``billed_at``, so that a receipt is never issued before the events on it nor before the visit left
+    (a store clock ahead of the wall clock: an emulation at ``--speed`` above 1; a replay of a recording's times).
 
     Total 0: the hold is released (cancel). Otherwise the hold is captured for the total; a total above the hold
     captures the hold and charges the rest off-session; without a usable hold (expired or released), the total is
@@ -327,7 +332,7 @@ def receipt_issue(*, visit: Visit, lines: list[ReceiptLineData]) -> Receipt:
             profile = getattr(payer, "shopper", None)
             taxes, tax, total = receipt_amounts(lines)
             receipt = Receipt.objects.create(
-                visit=visit, currency=visit.store.currency.lower(), total_minor=total, tax_minor=tax, issued_at=timezone.now(),
+                visit=visit, currency=visit.store.currency.lower(), total_minor=total, tax_minor=tax, issued_at=at or timezone.now(),
                 card_brand=getattr(profile, "card_brand", "") or "", card_last4=getattr(profile, "card_last4", "") or "",
             )
             ReceiptLine.objects.bulk_create([

@@ -6,6 +6,7 @@ with come before the live run; when serving, the accounts follow the score, just
 from __future__ import annotations
 
 import math
+import socket
 from pathlib import Path
 
 from django.conf import settings
@@ -27,6 +28,27 @@ DEMO_MANAGER = "manager@walkout.test"
 DEMO_OPENING_UNITS = 12
 
 
+def addr_unavailable(addr: str) -> str | None:
+    """Why ``addr`` (``[HOST:]PORT`` as runserver takes it; ``[::1]:PORT`` for IPv6) cannot be listened on now, as
+    a phrase ("port 8000 of 127.0.0.1 is in use"), or None when it can (checked by binding it, then letting go)."""
+    host, _, port_s = addr.rpartition(":")
+    host = host.strip("[]") or "127.0.0.1"
+    try:
+        port = int(port_s)
+    except ValueError:
+        return f"{port_s!r} is not a port number"
+    if not 0 < port < 65536:
+        return f"{port} is not a port number (1–65535)"
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server does: TIME_WAIT is no obstacle
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            return f"port {port} of {host} is in use" if exc.errno == 98 else f"{host}:{port}: {exc.strerror}"
+    return None
+
+
 class Command(BaseCommand):
     help = ("Migrate, create the demo accounts, import the real AutoCheckout BENCHMARK-1 session and run it live "
             "(its shelf controllers, tracker and gate emulated against this site), print the receipts and the "
@@ -36,7 +58,9 @@ class Command(BaseCommand):
         parser.add_argument("--no-serve", action="store_true", help="print the receipts and exit")
         parser.add_argument("--case", default=None,
                             help="AutoCheckout test case folder (default: <shared>/datasets/autocheckout/BENCHMARK-1)")
-        parser.add_argument("--addr", default="127.0.0.1:8000")
+        parser.add_argument("--addr", default="127.0.0.1:8000",
+                            help="address to serve on afterwards, [HOST:]PORT as runserver takes it (default "
+                                 "127.0.0.1:8000); checked free before the demo runs")
         parser.add_argument("--speed", type=float, default=5.0,
                             help="× real time of the live session played before serving (default 5)")
         parser.add_argument("--allow-production", action="store_true",
@@ -46,6 +70,11 @@ class Command(BaseCommand):
                **options):
         if not (math.isfinite(speed) and speed > 0):
             raise CommandError(f"--speed must be a finite number > 0 (× real time), got {speed:g}")
+        if not no_serve:
+            why = addr_unavailable(addr)
+            if why:
+                raise CommandError(f"cannot serve on {addr}: {why}; stop what listens there, or pass "
+                                   "--addr 127.0.0.1:<another port> (or --no-serve)")
         if settings.PRODUCTION and not allow_production:
             raise CommandError("the demo creates accounts with a published password; it runs in the embedded "
                                "profile (unset WALKOUT_PROFILE), or pass --allow-production for a staging store")

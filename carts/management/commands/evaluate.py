@@ -8,7 +8,6 @@ from carts.evaluation import evaluate_session, merge_parties
 from carts.models import ReviewItem
 from carts.replay import (
     database_behind,
-    DEMO_SHOPPER,
     PARTY_WITHIN_S,
     billed_receipts,
     demo_shopper_ensure,
@@ -77,7 +76,7 @@ class Command(BaseCommand):
                       .values_list("session", flat=True).first())
             session = latest
         if session is None:
-            session = replay_recording(rec, default_shopper=DEMO_SHOPPER, shopper_factory=demo_shopper_ensure).session
+            session = replay_recording(rec, default_shopper=None, shopper_factory=demo_shopper_ensure).session
         party_of = parties_from_gates(rec.gates, within_s=PARTY_WITHIN_S)
         decisions = session_decisions(session=session, recording=rec)
         self.stdout.write(f"session {session}")

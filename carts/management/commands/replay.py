@@ -32,6 +32,24 @@ def print_receipts(stdout, session: str) -> None:
         stdout.write(f"  total {format_minor(r.total_minor, r.currency)}")
 
 
+def waiting_review(stdout, session: str, recording_path) -> None:
+    """Name ``session``'s visits that wait on a review (each still holds its card authorisation, and its open shelf
+    events are in the dashboard's review queue), and how to settle them: a manager decides them at /manage/, or
+    ``evaluate`` decides them as the recording's truth says; nothing is printed when none waits."""
+    from store.gates.models import Visit
+
+    waiting = list(Visit.objects.filter(session=session, state=Visit.State.UNDER_REVIEW).select_related("shopper")
+                   .order_by("pk"))
+    if not waiting:
+        return
+    stdout.write(f"{len(waiting)} visit(s) of session {session} wait on a review, their card holds kept: "
+                 + ", ".join(f"visit {v.pk} ({v.shopper})" for v in waiting))
+    stdout.write(f"  decide them in the review queue at /manage/ (each is billed when its last review is decided), "
+                 f"or let the recording's truth decide them: manage.py evaluate {recording_path} --session {session}"
+                 " (needs truth_events.json). Offline runs bill throwaway replay+<track>@walkout.test accounts with "
+                 "the test card, and their receipts are not in the dashboard's Today's sales.")
+
+
 class Command(BaseCommand):
     help = "Replay a recording through the real pipeline (sensors → fusion → carts → checkout) and print receipts."
 
@@ -39,13 +57,18 @@ class Command(BaseCommand):
         parser.add_argument("recording", help="recording folder (see docs/recording-format.md)")
         parser.add_argument("--speed", type=float, default=None, help="pace against the wall clock (1 = real time)")
         parser.add_argument("--session", help="session name (default: <recording>@<now>)")
-        parser.add_argument("--shopper", default=DEMO_SHOPPER, help="account of the first shopper track")
+        parser.add_argument("--shopper", default=None,
+                            help="play the first shopper track without an account in gates.csv as this account, "
+                                 "and the recorded accounts as themselves (default: a test run, every shopper on "
+                                 "a throwaway account replay+<track>@walkout.test with the test card, never a real "
+                                 f"shopper's; e.g. --shopper {DEMO_SHOPPER} to watch it on the demo shopper's "
+                                 "phone)")
         parser.add_argument("--as-of-now", action="store_true",
                             help="shift the recording's clock so that it starts now (as a live session would)")
         parser.add_argument("--create-shoppers", action="store_true",
                             help="create missing shopper accounts with the provider's test card (demo, tests)")
 
-    def handle(self, *args, recording, speed=None, session=None, shopper=DEMO_SHOPPER, create_shoppers=False,
+    def handle(self, *args, recording, speed=None, session=None, shopper=None, create_shoppers=False,
                as_of_now=False, **options):
         behind = database_behind()
         if behind:
@@ -73,3 +96,4 @@ class Command(BaseCommand):
                           f"{s.cart_events} cart event(s), {s.reviews} to review, {s.visits} visit(s), "
                           f"{s.receipts} receipt(s)")
         print_receipts(self.stdout, result.session)
+        waiting_review(self.stdout, result.session, rec.path)
