@@ -1045,6 +1045,11 @@ MIN_UNIT_SD_REL = 0.01
 #: 538) against the catalogue. 2.5 % is the typical error; larger ones are the miscalibrated plates a store
 #: re-calibrates (the simulator's ``SimConfig.plate_gain_sd`` uses the same).
 PLATE_GAIN_SD_REL = 0.025
+#: A change over several plates explained as a whole with less than this posterior (the reject option keeps the
+#: rest) is tried plate by plate first: with the plates' gain error a multi-unit fit of the total can pass the
+#: reject option at ~3 sd (two takes side by side, 180 g + 401 g, read as 3 × 180 g at 0.61), while each plate
+#: fitting its own product is the far likelier reading (tests/test_sensors_faults.py, two shoppers at one shelf).
+GROUP_SURE_P = 0.9
 
 
 def explain_change(delta_g: float, noise_sd_g: float, candidates: ProductWeights, *, max_quantity: int = 6,
@@ -1588,7 +1593,7 @@ def shelf_events_from_changes(changes: WeightChanges, planogram: Planogram, *,
                                      disturbance=True, parts=_parts(changes, idx, codes)))
             continue
         hyps, fallback, facing = _explain_bins(delta, noise, bin_codes, planogram, max_quantity, gate_sigma)
-        if len(bins) > 1 and (fallback or hyps[0].unexplained):
+        if len(bins) > 1 and (fallback or hyps[0].unexplained or hyps[0].likelihood < GROUP_SURE_P):
             split = _split_by_bin(changes, idx, codes, planogram, max_quantity, gate_sigma)
             if split is not None and len(split) == 2:
                 # two takes side by side: one event whose parts fusion decides jointly (one reach rarely takes

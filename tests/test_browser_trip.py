@@ -6,6 +6,8 @@ over the page's socket; a visit sent to a person says what is checked, why and b
 Screenshots: var/screenshots/trip-*.png."""
 from __future__ import annotations
 
+import re
+
 from datetime import timedelta
 
 import pytest
@@ -54,7 +56,8 @@ def test_leaving_counts_down_then_reads_as_charged(phone, asgi_server):
     assert_fits(phone, "leaving")
     screenshot(phone, "trip-leaving-phone")
     # past the expected time the page says so instead of counting below zero
-    expect(text).to_contain_text("taking a little longer than usual", timeout=15_000)
+    # "a little longer", then (a loaded machine may poll past it) "longer than usual: we will e-mail your receipt"
+    expect(text).to_contain_text(re.compile(r"taking (a little )?longer than usual"), timeout=15_000)
     screenshot(phone, "trip-leaving-late-phone")
 
     receipt = asgi_server.call(visit_checkout, visit=Visit.objects.get(pk=visit.pk))

@@ -61,7 +61,10 @@ def test_replay_on_postgres_pushes_live_cart_through_redis(benchmark1_recording)
             import time
 
             time.sleep(7)
-            ev = run(["manage.py", "evaluate", str(benchmark1_recording), "--replay"], env)
+            # replay as the listening shopper (evaluate alone plays throwaway accounts), then score that replay
+            rp = run(["manage.py", "replay", str(benchmark1_recording), "--shopper", "shopper@walkout.test"], env)
+            assert rp.returncode == 0, rp.stderr
+            ev = run(["manage.py", "evaluate", str(benchmark1_recording)], env)
             assert ev.returncode == 0, ev.stderr
             assert ev.stdout.strip().splitlines()[-1] == "F1 1.000"
             out, err = listener.communicate(timeout=120)
