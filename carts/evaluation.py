@@ -379,6 +379,23 @@ class MemorySink:
         pass  # the offline run reads every cart at the end
 
 
+
+def feed_step(loop: StoreLoop, step, party_of: dict[str, str], *, shelves: bool = True) -> None:
+    """Give ``loop`` one ``recording_steps`` step, in the order the live store gets it: gate scans (an entry with
+    its party lead from ``party_of``, track → lead), then camera observations, then (``shelves``) the shelf blocks.
+    Does not advance the loop."""
+    for scan in step.gates:
+        if scan.kind == "entry":
+            lead = party_of.get(scan.track, scan.track)
+            loop.on_entry(track=scan.track, t=scan.t, party_lead=lead if lead != scan.track else None)
+        else:
+            loop.on_exit(track=scan.track, t=scan.t)
+    loop.on_observations(step.tracks)
+    if shelves:
+        for bin_codes, t, grams, rate_hz in step.shelves:
+            loop.on_samples(bin_codes=bin_codes, t=t, grams=grams, rate_hz=rate_hz)
+
+
 def offline_replay(recording, *, review_confidence: float = 0.6, settle_s: float = 3.0,
                    fusion: FusionConfig = FusionConfig(), detector: weight.DetectorConfig | None = None,
                    truth_events=None, party_within_s: float = 10.0,
@@ -413,16 +430,7 @@ def offline_replay(recording, *, review_confidence: float = 0.6, settle_s: float
     if events is not None:
         loop.on_events(sorted(events, key=lambda e: (e.t_end, e.bin_codes)))
     for step in recording_steps(recording, step_s=step_s):
-        for scan in step.gates:
-            if scan.kind == "entry":
-                lead = party_of.get(scan.track, scan.track)
-                loop.on_entry(track=scan.track, t=scan.t, party_lead=lead if lead != scan.track else None)
-            else:
-                loop.on_exit(track=scan.track, t=scan.t)
-        loop.on_observations(step.tracks)
-        if events is None:
-            for bin_codes, t, grams, rate_hz in step.shelves:
-                loop.on_samples(bin_codes=bin_codes, t=t, grams=grams, rate_hz=rate_hz)
+        feed_step(loop, step, party_of, shelves=events is None)
         loop.advance(step.t_next)
     loop.finish()
     carts, rows = sink.carts, sink.rows

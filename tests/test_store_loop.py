@@ -9,7 +9,7 @@ import pickle
 import numpy as np
 import pytest
 
-from carts.evaluation import MemorySink, offline_replay, planogram_from_store
+from carts.evaluation import MemorySink, feed_step, offline_replay, planogram_from_store
 from carts.fusion import BinGeometry
 from carts.loop import LoopConfig, StoreLoop, recording_steps
 from carts.simulation import ENTRY_XY, SimConfig, load_store, simulate
@@ -296,15 +296,7 @@ def test_an_exit_is_billed_without_waiting_for_events_that_cannot_be_the_partys(
     loop = StoreLoop(planogram=planogram_from_store(sim.store), bins=BinGeometry.from_store(sim.store), sink=sink)
     sink.loop = loop
     for step in recording_steps(sim, step_s=0.2):
-        for g in step.gates:
-            if g.kind == "entry":
-                lead = party_of.get(g.track, g.track)
-                loop.on_entry(track=g.track, t=g.t, party_lead=lead if lead != g.track else None)
-            else:
-                loop.on_exit(track=g.track, t=g.t)
-        loop.on_observations(step.tracks)
-        for codes, t, grams, rate in step.shelves:
-            loop.on_samples(bin_codes=codes, t=t, grams=grams, rate_hz=rate)
+        feed_step(loop, step, party_of)
         loop.advance(step.t_next)
     loop.finish()
     assert len(sink.billed) == len({g.track for g in sim.gates if g.kind == "exit"})
