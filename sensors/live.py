@@ -28,7 +28,7 @@ from typing import Any, Callable, Mapping, Protocol, runtime_checkable
 
 import numpy as np
 from django.conf import settings
-from django.db import transaction
+from django.db import DatabaseError, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -344,8 +344,17 @@ class ShelfIngestor:
         return len(result.blocks), samples
 
     def _write_health(self, state: _ControllerState) -> None:
+        """Write the controller's health report. A database error (a locked SQLite, a lost connection) never costs
+        the message that made it due: the report stays due for the next flush, counted as ``health_write``."""
+        try:
+            with transaction.atomic():  # a savepoint inside the counters' transaction
+                sensor_health_record(controller=state.controller, report=state.health.report())
+        except DatabaseError as exc:
+            state.health_due = True
+            self.stats.problems["health_write"] = self.stats.problems.get("health_write", 0) + 1
+            log.warning("controller %s: health not written, retried at the next flush: %s", state.controller, exc)
+            return
         state.health_due = False
-        sensor_health_record(controller=state.controller, report=state.health.report())
 
     def _maybe_flush_counters(self, force: bool = False, final: bool = False) -> None:
         """Write message/sample counters, buffered problems and due health reports, in one transaction: at most

@@ -127,6 +127,10 @@ else:
             # the replay writes (docs.djangoproject.com/en/5.2/ref/databases/#sqlite-transaction-behavior).
             "OPTIONS": {"timeout": 20, "transaction_mode": "IMMEDIATE",
                         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"},
+            # Tests use a file too, not Django's default shared-cache in-memory database: there two threads'
+            # connections (the test's and the in-process server's, or the store loop's) lock whole tables and fail at
+            # once with "database table is locked" instead of waiting out `timeout` as the embedded store does.
+            "TEST": {"NAME": str(VAR_DIR / "test.sqlite3")},
         }
     }
     REDIS_URL = ""

@@ -249,6 +249,38 @@ def test_sensor_health_flags_with_evidence_on_the_dashboard():
     assert "nan_burst" in html                        # the controller's problem counters are shown too
 
 
+def test_a_health_write_that_fails_costs_no_message_and_is_retried(monkeypatch):
+    """A locked database at the health write (seen live: SQLite "database table is locked" while the store loop
+    wrote) must not fail the message whose samples were already fed: counted, and written at the next flush."""
+    from django.db import OperationalError
+
+    import sensors.live as live
+
+    store = small_store()
+    c, _ = controller_create(store=store, name="g1", bin_codes=CODES)
+    t, x = quiet(25, seed=3)
+    x[:, 7] = np.nan                                  # 1-1-8: unplugged, so the report has something to say
+    real = live.sensor_health_record
+    calls = {"n": 0}
+
+    def locked_once(**kwargs):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise OperationalError("database table is locked: sensors_sensorhealth")
+        return real(**kwargs)
+
+    monkeypatch.setattr(live, "sensor_health_record", locked_once)
+    ingestor = ShelfIngestor(raw=None)
+    msgs = payloads("g1", t, x)
+    outcomes = [ingestor.handle(controller=c, payload=m, received_at=T0 + k * 0.2) for k, m in enumerate(msgs)]
+    assert all(o.blocks == 1 for o in outcomes)                       # every message was taken, none failed
+    assert ingestor.stats.problems["health_write"] == 1
+    assert calls["n"] >= 2                                             # due again, written at a later flush
+    ingestor.close()
+    assert SensorHealth.objects.get(bin__code="1-1-8").status == "dead"
+    assert ShelfController.objects.get(pk=c.pk).samples == sum(o.samples for o in outcomes)
+
+
 def test_raw_files_are_pruned_after_the_retention(tmp_path):
     raw = RawSampleStore(tmp_path, retention_h=1.0)
     t = 1_700_000_000.0 + np.arange(0, 150, 1 / 60)    # 2.5 minutes → 3 files
