@@ -720,12 +720,21 @@ def local_worker(store_code: str) -> StoreWorker | None:
         return entry[0]
 
 
-def register_local(store_code: str, worker: StoreWorker) -> None:
+def register_local(store_code: str, worker: StoreWorker | None, *, stop_timeout_s: float = 30.0) -> None:
     """Embedded profile: ``worker`` is this process's store worker of ``store_code``, driven by its caller
     (``worker.step()`` after each batch it publishes) instead of a thread: deterministic, and its cart pushes
-    happen on the caller's thread (the server's event loop for the dashboard's live emulation)."""
+    happen on the caller's thread (the server's event loop for the dashboard's live emulation). A worker thread
+    already running for the store (devices posting to the served site started it) is stopped first, up to
+    ``stop_timeout_s`` s: it checkpoints on the way out, so ``worker`` resumes where it left off and no record is
+    applied by two loops. Raises ``RuntimeError`` when that thread does not stop in time."""
     with _local_lock:
+        old = _local.get(store_code)
         _local[store_code] = (worker, None)
+    if old is not None and old[1] is not None and old[1].is_alive():
+        old[0].stop.set()
+        old[1].join(stop_timeout_s)
+        if old[1].is_alive():
+            raise RuntimeError(f"store {store_code}: its running store loop did not stop within {stop_timeout_s:g} s")
 
 
 def unregister_local(store_code: str) -> None:

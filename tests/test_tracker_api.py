@@ -94,3 +94,23 @@ def test_bad_keys_are_throttled_per_address(tracker, settings):
     assert last.status_code == 429 and last.json()["reason"] == "throttled"
     assert post({"v": 1, "rows": []}, key, client=client).status_code == 429  # even a good key, from there
     assert post({"v": 1, "rows": []}, key).status_code == 202  # another address is not affected
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_driven_worker_takes_over_from_the_store_loop_thread_of_the_served_site(settings):
+    """The served demo runs the loop in a thread started by the first device record; a live replay started from the
+    dashboard then drives a worker of its own: the thread is stopped first (it checkpoints), never two loops."""
+    from carts import runtime
+
+    settings.WALKOUT = {**settings.WALKOUT, "STORE_LOOP": "on"}
+    store = Store.objects.create(code="trk-served", name="Served shop")
+    threaded = runtime.local_worker(store.code)
+    thread = runtime._local[store.code][1]
+    assert thread.is_alive()
+    driven = runtime.StoreWorker(store.code)
+    try:
+        runtime.register_local(store.code, driven)
+        assert not thread.is_alive() and threaded.stop.is_set()
+        assert runtime.local_worker(store.code) is driven
+    finally:
+        runtime.unregister_local(store.code)
