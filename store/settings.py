@@ -99,7 +99,11 @@ ASGI_APPLICATION = "store.asgi.application"
 if PRODUCTION:
     import dj_database_url
 
-    DATABASES = {"default": dj_database_url.parse(_env("DATABASE_URL"), conn_max_age=60)}
+    try:
+        DATABASES = {"default": dj_database_url.parse(_env("DATABASE_URL"), conn_max_age=60)}
+    except ValueError as exc:  # dj_database_url.UnknownSchemeError and the like: said in one line by manage.py
+        raise ImproperlyConfigured(f"DATABASE_URL is not a database URL such as "
+                                   f"postgres://user@127.0.0.1:5432/walkout ({exc})") from None
     REDIS_URL = _env("REDIS_URL")
     # socket_timeout must exceed channels_redis's 5 s blocking read (BZPOPMIN, core.py brpop_timeout): redis-py ≥ 6
     # defaults it to 5 s, which drops every idle WebSocket after ~5 s.

@@ -139,3 +139,27 @@ def test_an_eager_task_of_the_embedded_profile_touches_no_broker(caplog):
         assert checkout_enqueue(visit_id=987654, countdown=0) is True  # ran here: the visit does not exist
     assert not [r for r in caplog.records if r.name.startswith("kombu")], [r.getMessage() for r in caplog.records]
     assert any("visit 987654 does not exist" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.parametrize("database_url, says, rc", [
+    ("notaurl", "DATABASE_URL is not a database URL such as postgres://", 2),
+    ("postgres://walkout@127.0.0.1:1/walkout", "walkout cannot reach its database: connection failed", 3),
+])
+def test_a_production_command_with_a_bad_or_unreachable_database_says_so_in_one_line(database_url, says, rc):
+    """A newcomer's first production `migrate` with a mistyped DATABASE_URL or PostgreSQL down: one line naming the
+    problem and a non-zero exit, not a traceback."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "WALKOUT_PROFILE": "production", "DATABASE_URL": database_url, "DJANGO_SECRET_KEY": "x",
+           "REDIS_URL": "redis://127.0.0.1:6379/0", "MQTT_URL": "mqtt://127.0.0.1:1883",
+           "WALKOUT_PAYMENT_PROVIDER": "dummy"}
+    env.pop("DJANGO_SETTINGS_MODULE", None)
+    done = subprocess.run([sys.executable, str(root / "manage.py"), "migrate", "--noinput"], cwd=root, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == rc, done.stderr[-2000:]
+    assert says in done.stderr and "Traceback" not in done.stderr, done.stderr[-2000:]
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr[-2000:]
