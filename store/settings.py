@@ -218,6 +218,10 @@ LOGIN_REDIRECT_URL = "accounts:home"
 LOGOUT_REDIRECT_URL = "accounts:login"
 
 LANGUAGE_CODE = "en"
+# The largest request body read (bytes): a tracker's 50 000 observation rows (vision.api.MAX_BODY_BYTES). Django's
+# default, 2.5 MB, refused legitimate tracker bodies before the API could; a larger one is answered 413 in JSON on
+# the device APIs (store.urls.bad_request).
+DATA_UPLOAD_MAX_MEMORY_SIZE = 5_000_000
 TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True

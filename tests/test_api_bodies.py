@@ -93,6 +93,17 @@ def test_hostile_bodies_are_400_with_a_reason(world, path, body):
             assert sum(BAD_BODIES.values()) == before + 1
 
 
+@pytest.mark.parametrize("path", [SCAN, TOKEN, WEIGHTS])
+def test_a_body_over_the_request_limit_is_413_in_json(world, path):
+    """Django refuses a body over DATA_UPLOAD_MAX_MEMORY_SIZE before the view runs: the device APIs still answer in
+    JSON with a reason (it was Django's HTML 400 page), and a tracker body within its own 5 MB limit is read."""
+    client = world["clients"].get(path, APIClient())
+    body = b'{"v": 1, "rows": [' + b" " * (settings.DATA_UPLOAD_MAX_MEMORY_SIZE + 10) + b"]}"
+    response = client.post(path, data=body, content_type="application/json")
+    assert response.status_code == 413 and response.json()["reason"] == "too_large", response.content[:300]
+    assert settings.DATA_UPLOAD_MAX_MEMORY_SIZE >= 5_000_000  # vision.api.MAX_BODY_BYTES: 50 000 tracker rows
+
+
 def test_weights_payload_decoder_never_raises_but_payload_error():
     """The same promise where MQTT messages are decoded (``sensors.ingest.decode_payload``)."""
     for raw in (DEEP, HUGE_WEIGHTS, b'{"v":1,"controller":"g1","seq":1,"t0":' + b"9" * 400 + b"}"):
