@@ -67,6 +67,15 @@ def test_real_session_becomes_a_recording_with_cameras_and_no_keypoints(tmp_path
     # entry and exit inferred for the labelled shopper (the session has no gate scans)
     assert [(g.kind, g.track, g.source) for g in rec.gates] == [("entry", rec.truth[0].track, "inferred"),
                                                                 ("exit", rec.truth[0].track, "inferred")]
+    # the command prints them by kind: 266 problems of 4 kinds in 12 lines, two examples and a count for each
+    from store.layout.management.commands.import_autocheckout import problem_summary
+
+    lines = problem_summary(problems)
+    assert len(problems) == 266 and len(lines) == 13, lines
+    assert lines[-1] == "266 problem(s) of 4 kind(s); -v 2 lists every one"
+    assert "problem: … and 151 more like this (153 in all: product … has no barcode in the catalogue's " \
+           "products.json; skipped)" in lines
+    assert "problem: … and 52 more like this (54 in all: plate # is not in the store layout; skipped)" in lines
 
 
 def test_damaged_copies_give_per_file_problems(tmp_path):

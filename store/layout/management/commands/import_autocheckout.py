@@ -1,6 +1,9 @@
 """``manage.py import_autocheckout SRC DEST``: convert an AiFi AutoCheckout test case into a Walkout recording."""
 from __future__ import annotations
 
+import re
+from collections import Counter
+
 from django.core.management.base import BaseCommand, CommandError
 
 from store.autocheckout import AutoCheckoutError, import_case
@@ -27,8 +30,12 @@ class Command(BaseCommand):
             rec = read_recording(path)
         except (AutoCheckoutError, RecordingError) as exc:
             raise CommandError(str(exc)) from None
-        for p in problems:
-            self.stderr.write(f"problem: {p}")
+        if options.get("verbosity", 1) >= 2:
+            for p in problems:
+                self.stderr.write(f"problem: {p}")
+        else:
+            for line in problem_summary(problems):
+                self.stderr.write(line)
         bins = sum(len(s.bin_codes) for s in rec.shelves)
         layout = sum(len(sh["bins"]) for g in rec.store["gondolas"] for sh in g["shelves"])
         self.stdout.write(
@@ -38,3 +45,29 @@ class Command(BaseCommand):
             f"{len(rec.store['products'])} products, {len(rec.store['facings'])} facings, "
             f"{len(rec.truth or [])} true receipt(s)"
         )
+
+
+#: how many examples of one kind of problem are printed (all with -v 2)
+EXAMPLES = 2
+
+
+def problem_kind(problem: str) -> str:
+    """The kind of an import problem: its sentence with the file, row, numbers and quoted names taken out."""
+    kind = re.sub(r"^\S+?(\.\w+)?(:\d+)?: ", "", str(problem))   # "<file>[:<row>]: "
+    kind = re.sub(r"'[^']*'|\"[^\"]*\"", "…", kind)
+    return re.sub(r"\d+(?:[.-]\d+)*", "#", kind)
+
+
+def problem_summary(problems: list) -> list[str]:
+    """Lines for stderr: per kind of problem, its count and the first :data:`EXAMPLES` of it, most frequent first
+    (a real case has hundreds of per-row problems of a few kinds)."""
+    kinds = Counter(problem_kind(p) for p in problems)
+    lines = []
+    for kind, n in kinds.most_common():
+        examples = [p for p in problems if problem_kind(p) == kind][:EXAMPLES]
+        lines += [f"problem: {p}" for p in examples]
+        if n > len(examples):
+            lines.append(f"problem: … and {n - len(examples)} more like this ({n} in all: {kind})")
+    if len(kinds) > 1 or any(n > EXAMPLES for n in kinds.values()):
+        lines.append(f"{len(problems)} problem(s) of {len(kinds)} kind(s); -v 2 lists every one")
+    return lines
