@@ -114,6 +114,16 @@ class LoopConfig:
                 raise ValueError(f"LoopConfig.{name} must be >= 0, got {getattr(self, name)}")
 
 
+@dataclass(frozen=True)
+class HeldWindow:
+    """Where and when a shelf event may still come from changes a controller holds back (:meth:`StoreLoop._bill`):
+    ``t_start``/``t_end`` s UTC (the oldest held change's start; the loop's now), ``bin_codes`` the controller's."""
+
+    t_start: float
+    t_end: float
+    bin_codes: tuple[str, ...]
+
+
 class LoopSink(Protocol):
     """Where the loop's outputs go and what it reads back (the database, or memory for a benchmark).
 
@@ -860,7 +870,9 @@ class StoreLoop:
         """Check out the exited visits whose settle time has passed and for whom no event that could still be
         theirs is undecided: every shelf event that began by the end of the settle time and may name one of the
         party's tracks (:meth:`_may_involve`; all of them while a member of the party is still inside or was seen
-        too recently), and every change still held back from becoming an event."""
+        too recently), every change begun by then and still held back from becoming an event on a controller whose
+        bins the party may have reached, and every reach begun by then that the look may still make an event of
+        near bins the party may have reached (the same test over those bins, up to now)."""
         if not self._to_bill:
             return
         settle = self.config.settle_s
@@ -868,13 +880,19 @@ class StoreLoop:
             deadline = t_exit + settle
             if deadline > min(self.now, self.shelf_horizon):
                 continue
-            if any(float(c.t_start.min()) <= deadline for cs in self._held.values() for c in cs) or \
-                    self._look.pending_before(deadline):
-                continue
             early = [ev for _, ev in self._pending if ev.t_start <= deadline]
-            if early:
+            # changes held back from becoming events: the event they will make lies on their controller's bins and
+            # ends by now at the latest (a change joining them later comes after now, when the party is gone); and
+            # reaches the look may still turn into events, on the bins the hand came to
+            held = [HeldWindow(min(float(c.t_start.min()) for c in cs), self.now, codes)
+                    for codes, cs in self._held.items() if min(float(c.t_start.min()) for c in cs) <= deadline]
+            held += [HeldWindow(t0, max(t1, self.now), codes) for t0, t1, codes in self._look.pending_windows(deadline)]
+            held = [HeldWindow(w.t_start, w.t_end, tuple(c for c in w.bin_codes if c in self.bins.index))
+                    for w in held]
+            if early or held:
                 members = self._gone_party(track)
-                if members is None or any(self._may_involve(ev, members) for ev in early):
+                if members is None or any(not w.bin_codes or self._may_involve(w, members, cache=False)
+                                          for w in held) or any(self._may_involve(ev, members) for ev in early):
                     continue
             del self._to_bill[track]
             if self._exit_reads and hasattr(self.sink, "exit_tags"):
@@ -903,16 +921,18 @@ class StoreLoop:
                 return None
         return members
 
-    def _may_involve(self, event: weight.ShelfEvent, members: tuple[str, ...]) -> bool:
+    def _may_involve(self, event: weight.ShelfEvent | HeldWindow, members: tuple[str, ...], *,
+                     cache: bool = True) -> bool:
         """Whether deciding ``event`` (pending) may name one of ``members`` (a party gone from the store,
         :meth:`_gone_party`) as a candidate, the cart of a put-back or a review: a hand of theirs within
         ``2 · reach_m`` of one of its bins in its padded window (``hand_evidence``, ``_near_tracks``), a body of
         theirs within reach of ``hidden_hands`` in its window, or an id switch of theirs overlapping its hand window
         (a neighbour's sighting relabelled with their id: every pair of one of them with any track is read,
         ``vision.identity.swaps_of``). False means its decision and their carts are independent: their visit may
-        be billed first. Cached per event and party (their sightings are all in)."""
+        be billed first. Cached per event and party (their sightings are all in) unless ``cache`` is False (a
+        :class:`HeldWindow`, whose end moves with the loop's clock)."""
         key = (event.t_start, event.t_end, event.bin_codes, members)
-        cached = self._involved.get(key)
+        cached = self._involved.get(key) if cache else None
         if cached is not None:
             return cached
         cfg = self.fusion
@@ -942,7 +962,8 @@ class StoreLoop:
             swaps = swaps_of(FramedBodies(empty.track_id, empty.t, empty.keypoint, empty.xyz, empty.score,
                                           frames=self.body_frames, t0=b0, t1=hi), members)
             found = swaps is None or any(sw.t_from <= hi and sw.t_to > lo for sw in swaps)
-        self._involved[key] = found
+        if cache:
+            self._involved[key] = found
         return found
 
     def _forget(self) -> None:

@@ -306,10 +306,18 @@ class ReachLook:
         if shelf is not None:
             self._stored.append((shelf, float(event.t_start), float(event.t_end)))
 
-    def pending_before(self, t: float) -> bool:
-        """Whether a reach beginning at or before ``t`` (s) may still become an event (billing waits for it)."""
-        return any(r.t0 <= t for r in self._ready) or any(
-            r.t0 <= t and r.t1 - r.t0 <= self.config.max_reach_s for r in self._open.values())
+    def pending_windows(self, t: float) -> list[tuple[float, float, tuple[str, ...]]]:
+        """The reaches beginning at or before ``t`` (s) that may still become an event, each as ``(t0, t1, bins)``:
+        its interval so far (s; an open reach's end still moves) and the bins its event may name (the bins the
+        hand came to and their planogram neighbours). Billing waits for those its party may have touched."""
+        out = []
+        for r in [*self._ready, *(r for r in self._open.values() if r.t1 - r.t0 <= self.config.max_reach_s)]:
+            if r.t0 <= t:
+                codes = set(r.closest)
+                for c in r.closest:
+                    codes.update(self.planogram.neighbours.get(c, ()))
+                out.append((r.t0, r.t1, tuple(sorted(codes))))
+        return out
 
     # -------------------------------------------------------------------------------------------------- scan
     def scan(self, now: float, *, settled: Callable[[tuple[str, ...]], float],

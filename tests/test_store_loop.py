@@ -257,6 +257,7 @@ class WatchingSink(MemorySink):
         self.loop: StoreLoop | None = None
         self.decided_after: list[tuple[object, set[str], set[str]]] = []  # (event, named tracks, billed by then)
         self.billed: dict[str, tuple[float, list]] = {}  # track → (deadline, events pending at its checkout)
+        self.held_at_billing: dict[str, list[float]] = {}  # track → start of each controller's held changes, s
 
     def _note(self, event, decision):
         named = {c.track_id for c in decision.candidates} | {t for t, _, _ in decision.changes}
@@ -280,20 +281,27 @@ class WatchingSink(MemorySink):
 
     def checkout(self, track, t):
         self.billed[track] = (t, [ev for _, ev in self.loop._pending])
+        self.held_at_billing[track] = [min(float(c.t_start.min()) for c in cs) for cs in self.loop._held.values()] \
+            + [t0 for t0, _, _ in self.loop._look.pending_windows(t)]
         return super().checkout(track, t)
 
 
 def test_an_exit_is_billed_without_waiting_for_events_that_cannot_be_the_partys(store):
     """A crowd: billing an exited visit waits for the events begun by the end of its settle time that may name
-    its party (a hand or body of theirs near the bins, an id switch of theirs), not for every event of the store:
-    no decision that names a party's track comes after the party was billed, and some visits were billed while
-    events of others begun before their deadline were still undecided."""
+    its party (a hand or body of theirs near the bins, an id switch of theirs), and for changes held back on a
+    controller whose bins they may have reached and for reaches near those bins not yet looked at, not for every
+    event of the store: no decision that names a party's track comes after the party was billed, and some visits
+    were billed while events of others begun before their deadline were still undecided, or changes or reaches of
+    others begun before it were still to become events."""
     from carts.simulation import parties_from_gates
 
     sim = simulate(store, SimConfig.at("default", shoppers=40, minutes=2.5, seed=79))
     party_of = parties_from_gates(sim.gates)
     sink = WatchingSink([g.track for g in sim.gates if g.kind == "entry"])
-    loop = StoreLoop(planogram=planogram_from_store(sim.store), bins=BinGeometry.from_store(sim.store), sink=sink)
+    # changes held longer, as on a busy controller (hold_max_s allows 10 s), so some are still held, on other
+    # gondolas, when a visit's settle time ends
+    loop = StoreLoop(planogram=planogram_from_store(sim.store), bins=BinGeometry.from_store(sim.store), sink=sink,
+                     config=LoopConfig(hold_gap_s=1.0, hold_s=2.5))
     sink.loop = loop
     for step in recording_steps(sim, step_s=0.2):
         feed_step(loop, step, party_of)
@@ -308,3 +316,5 @@ def test_an_exit_is_billed_without_waiting_for_events_that_cannot_be_the_partys(
             assert not (named & party and event.t_start <= deadline), (track, event, named)
     early = [t for t, (deadline, pending) in sink.billed.items() if any(ev.t_start <= deadline for ev in pending)]
     assert early  # the rule mattered: these did not wait for the rest of the store
+    held = [t for t, starts in sink.held_at_billing.items() if any(t0 <= sink.billed[t][0] for t0 in starts)]
+    assert held  # nor for a change held on another gondola, or another shopper's reach not yet looked at
