@@ -19,11 +19,13 @@ oldest undecided event needs (``LoopConfig.lookback_s``), and visits long gone a
 """
 from __future__ import annotations
 
+import io
 import logging
 import math
 import pickle
+import uuid
 from dataclasses import dataclass, field
-from typing import Hashable, Iterable, Mapping, Protocol, Sequence
+from typing import Callable, Hashable, Iterable, Mapping, Protocol, Sequence
 
 import numpy as np
 
@@ -233,7 +235,7 @@ class ObservationWindow:
     def __getstate__(self) -> dict:
         """The parts with their string columns (track ids, keypoint names: object arrays, slow to pickle row by
         row) as codes into their distinct values; each part packed once."""
-        self._packed = [pk if pk is not None else _pack(p) for p, pk in zip(self._parts, self._packed)]
+        self._packed = [pk if pk is not None else PackedChunk(_pack(p)) for p, pk in zip(self._parts, self._packed)]
         return {"t_min": self.t_min, "packed": self._packed}
 
     def __setstate__(self, state: dict) -> None:
@@ -277,9 +279,73 @@ def _pack(obs: TrackObservations) -> tuple:
     return (*_codes(obs.track_id), obs.t, *_codes(obs.keypoint), obs.xyz, obs.score)
 
 
-def _unpack(packed: tuple) -> TrackObservations:
+def _unpack(packed: "tuple | PackedChunk") -> TrackObservations:
+    if isinstance(packed, PackedChunk):
+        packed = packed.data
     ids, id_codes, t, names, name_codes, xyz, score = packed
     return TrackObservations(ids[id_codes], t, names[name_codes], xyz, score)
+
+
+class PackedChunk:
+    """One packed part of an :class:`ObservationWindow` (:func:`_pack`'s tuple) under a key of its own. The parts
+    never change once added, so a checkpoint with a :class:`ChunkStore` writes each one once, by reference
+    (``carts.runtime.StoreWorker.checkpoint``): the bytes of a checkpoint then grow with the observations added
+    since the last one, not with the whole window (tens of MB at a hundred shoppers, every few seconds)."""
+
+    __slots__ = ("key", "data")
+
+    def __init__(self, data: tuple, key: str | None = None) -> None:
+        self.key = key or uuid.uuid4().hex
+        self.data = data
+
+    def __reduce__(self):  # pickled whole where no chunk store is given (tests, a plain snapshot)
+        return (PackedChunk, (self.data, self.key))
+
+
+class ChunkStore(Protocol):
+    """Where a checkpoint's chunks live (the bus: Redis keys, or memory). Keys are :class:`PackedChunk` keys."""
+
+    def save_chunks(self, store: str, chunks: Mapping[str, bytes]) -> None:
+        """Keep each chunk's bytes under its key (idempotent)."""
+
+    def load_chunk(self, store: str, key: str) -> bytes | None:
+        """The bytes saved under ``key``; None when they are gone."""
+
+    def drop_chunks(self, store: str, keys: Iterable[str]) -> None:
+        """Forget chunks no checkpoint refers to any more."""
+
+
+class _ChunkPickler(pickle.Pickler):
+    """Pickles :class:`PackedChunk` s by key, collecting the ones ``saved`` does not hold yet in ``new``."""
+
+    def __init__(self, file, saved: set[str]) -> None:
+        super().__init__(file, protocol=pickle.HIGHEST_PROTOCOL)
+        self.saved = saved
+        self.new: dict[str, bytes] = {}
+        self.used: set[str] = set()
+
+    def persistent_id(self, obj):
+        if isinstance(obj, PackedChunk):
+            self.used.add(obj.key)
+            if obj.key not in self.saved and obj.key not in self.new:
+                self.new[obj.key] = pickle.dumps(obj.data, protocol=pickle.HIGHEST_PROTOCOL)
+            return ("chunk", obj.key)
+        return None
+
+
+class _ChunkUnpickler(pickle.Unpickler):
+    def __init__(self, file, load_chunk: Callable[[str], bytes | None]) -> None:
+        super().__init__(file)
+        self.load_chunk = load_chunk
+        self.keys: set[str] = set()
+
+    def persistent_load(self, pid):
+        kind, key = pid
+        self.keys.add(key)
+        data = self.load_chunk(key) if kind == "chunk" else None
+        if data is None:
+            raise pickle.UnpicklingError(f"checkpoint chunk {key} is missing")
+        return PackedChunk(pickle.loads(data), key)  # noqa: S301 — our own checkpoint's chunk
 
 
 @dataclass
@@ -405,22 +471,55 @@ class StoreLoop:
         self._look = ReachLook(planogram, bins, getattr(config, "reach_look", ReachLookConfig()))
 
     # ------------------------------------------------------------------------------------------- checkpoints
-    def snapshot(self) -> bytes:
+    def snapshot(self, chunks: tuple[ChunkStore, str, set[str]] | None = None) -> bytes:
         """The loop's whole state (detectors, held changes, undecided events, windows, visits) as bytes for a
         checkpoint, without the sink and the store's configuration (planogram, bin geometry: the restorer reads
-        them afresh). Pickle: only ever read back by :meth:`restore` of the same code."""
+        them afresh). Pickle: only ever read back by :meth:`restore` of the same code.
+
+        ``chunks`` = (chunk store, store code, keys it holds already): the observation windows' parts go there
+        by reference, each written once (:class:`PackedChunk`); the set is updated to the keys this snapshot
+        refers to, and chunks no longer referred to are dropped from the store. Without it, one self-contained
+        pickle."""
         state = {k: v for k, v in self.__dict__.items()
                  if k not in ("sink", "_planograms", "planogram", "bins", "body_frames",  # frames: from bodies
-                              "_open", "_involved")}
-        return pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
+                              "_open", "_involved", "_gone_chunks", "restored_chunks")}
+        if chunks is None:
+            return pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
+        store_chunks, store, saved = chunks
+        buf = io.BytesIO()
+        pickler = _ChunkPickler(buf, saved)
+        pickler.dump(state)
+        if pickler.new:
+            store_chunks.save_chunks(store, pickler.new)
+        gone = saved - pickler.used
+        saved.clear()
+        saved.update(pickler.used)
+        self._gone_chunks = gone  # dropped by the caller once the checkpoint that no longer needs them is saved
+        return buf.getvalue()
+
+    def drop_gone_chunks(self, chunks: ChunkStore, store: str) -> None:
+        """Drop the chunks the last :meth:`snapshot` stopped referring to (call after saving that snapshot)."""
+        gone = self.__dict__.pop("_gone_chunks", set())
+        if gone:
+            chunks.drop_chunks(store, gone)
 
     @classmethod
-    def restore(cls, data: bytes, *, sink: LoopSink, planogram: weight.Planogram, bins: BinGeometry) -> "StoreLoop":
+    def restore(cls, data: bytes, *, sink: LoopSink, planogram: weight.Planogram, bins: BinGeometry,
+                chunks: tuple[ChunkStore, str] | None = None) -> "StoreLoop":
         """A loop from :meth:`snapshot`'s bytes, writing to ``sink``, with the store's current ``planogram`` and
-        ``bins``. Raises ``pickle.UnpicklingError`` (or another unpickling error) for bytes that are not a
-        snapshot."""
+        ``bins``; ``chunks`` = (chunk store, store code) where the snapshot was taken with one. Raises
+        ``pickle.UnpicklingError`` (or another unpickling error) for bytes that are not a snapshot, or whose
+        chunks are missing."""
         loop = cls.__new__(cls)
-        loop.__dict__.update(pickle.loads(data))  # noqa: S301 — our own checkpoint, never input from outside
+        if chunks is None:
+            state = pickle.loads(data)  # noqa: S301 — our own checkpoint, never input from outside
+        else:
+            store_chunks, store = chunks
+            unpickler = _ChunkUnpickler(io.BytesIO(data), lambda key: store_chunks.load_chunk(store, key))
+            state = unpickler.load()
+            #: the chunk keys the checkpoint referred to (the store's saved set for the next snapshot)
+            state["restored_chunks"] = unpickler.keys
+        loop.__dict__.update(state)
         loop.__dict__.setdefault("_tag_events", [])  # a checkpoint of the code before RFID
         loop.__dict__.setdefault("_exit_reads", [])
         loop.sink, loop.planogram, loop.bins, loop._planograms, loop._open = sink, planogram, bins, {}, None

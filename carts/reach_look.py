@@ -153,12 +153,19 @@ class _Reach:
 
 
 class _Levels:
-    """One controller's 10 Hz medians, its per-plate noise estimate, and the samples of an unfinished 0.1 s."""
+    """One controller's 10 Hz medians, its per-plate noise estimate, and the samples of an unfinished 0.1 s.
+
+    The medians are kept as sealed parts of ``SEAL_S`` each (never changed again: a checkpoint writes each once, by
+    reference, ``carts.loop.PackedChunk``) and an open tail."""
+
+    #: seconds of medians per sealed part (a checkpoint every ~2 s then rewrites at most this much per controller)
+    SEAL_S = 5.0
 
     def __init__(self, bin_codes: tuple[str, ...]) -> None:
         self.codes = bin_codes
         b = len(bin_codes)
-        self.t = np.zeros(0)
+        self.sealed: list = []       # PackedChunk of (t (k,), x (k, b)), oldest first
+        self.t = np.zeros(0)         # the open tail
         self.x = np.zeros((0, b))
         self.part_t = np.zeros(0)
         self.part_x = np.zeros((0, b))
@@ -166,7 +173,20 @@ class _Levels:
         self.n_noise = np.zeros(b, np.int64)
         self.next_noise = -math.inf
 
+    def __setstate__(self, state: dict) -> None:
+        state.setdefault("sealed", [])  # a checkpoint of the code before sealed parts
+        self.__dict__.update(state)
+
+    @property
+    def last_t(self) -> float | None:
+        """Time (s) of the newest median; None before any."""
+        if self.t.size:
+            return float(self.t[-1])
+        return float(self.sealed[-1].data[0][-1]) if self.sealed else None
+
     def add(self, t: np.ndarray, grams: np.ndarray, step: float) -> None:
+        from .loop import PackedChunk  # the loop imports this module
+
         t = np.concatenate([self.part_t, np.asarray(t, dtype=np.float64)])
         x = np.concatenate([self.part_x, np.asarray(grams, dtype=np.float64)])
         if not t.size:
@@ -184,17 +204,33 @@ class _Levels:
             meds = _nanmedian(cube, axis=1)
             self.t = np.concatenate([self.t, (slot[starts] + 0.5) * step])
             self.x = np.concatenate([self.x, meds])
+            if self.t[-1] - self.t[0] >= self.SEAL_S:
+                self.sealed.append(PackedChunk((self.t, self.x)))
+                self.t, self.x = self.t[:0], self.x[:0]
         self.part_t, self.part_x = t[~done], x[~done]
 
     def prune(self, before: float) -> None:
+        """Drop the medians before ``before`` (s): whole sealed parts, and the tail's rows."""
+        while self.sealed and self.sealed[0].data[0][-1] < before:
+            self.sealed.pop(0)
         if self.t.size and self.t[0] < before:
             k = int(np.searchsorted(self.t, before))
             self.t, self.x = self.t[k:], self.x[k:]
 
+    def _between(self, t0: float, t1: float) -> tuple[np.ndarray, np.ndarray]:
+        """The medians with ``t0 <= t <= t1``: times (k,) s and levels (k, B) g."""
+        parts = [c.data for c in self.sealed if c.data[0][-1] >= t0 and c.data[0][0] <= t1] + [(self.t, self.x)]
+        ts, xs = [], []
+        for t, x in parts:
+            a, e = int(np.searchsorted(t, t0)), int(np.searchsorted(t, t1, side="right"))
+            ts.append(t[a:e])
+            xs.append(x[a:e])
+        return np.concatenate(ts), np.concatenate(xs)
+
     def level(self, t0: float, t1: float, cols: Sequence[int]) -> np.ndarray | None:
         """Median level (g) of columns ``cols`` over ``[t0, t1]``; None when under half the window has data."""
-        a, e = int(np.searchsorted(self.t, t0)), int(np.searchsorted(self.t, t1, side="right"))
-        block = self.x[a:e][:, list(cols)]
+        _, x = self._between(t0, t1)
+        block = x[:, list(cols)]
         if block.shape[0] == 0:
             return None
         ok = np.isfinite(block)
@@ -209,10 +245,8 @@ class _Levels:
 
     def learn(self, cfg: ReachLookConfig, gap_s: float) -> None:
         """Update the noise estimate from the newest history (every ``noise_every_s``)."""
-        if not self.t.size:
-            return
-        now = float(self.t[-1])
-        if now < self.next_noise:
+        now = self.last_t
+        if now is None or now < self.next_noise:
             return
         self.next_noise = now + cfg.noise_every_s
         w = cfg.window_s
@@ -291,8 +325,9 @@ class ReachLook:
                 self._where[c] = (bin_codes, j)
         lv.add(t, grams, 0.1)
         lv.learn(self.config, self._noise_gap())
-        if lv.t.size:
-            lv.prune(float(lv.t[-1]) - self.config.keep_s)
+        last = lv.last_t
+        if last is not None:
+            lv.prune(last - self.config.keep_s)
 
     def on_hands(self, hands: TrackObservations) -> None:
         """Hand keypoints of shopper tracks (metres, store coordinates), as they come; read at the next

@@ -32,7 +32,7 @@ import time
 import uuid
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Iterable, Mapping, Protocol
 
 import numpy as np
 
@@ -171,6 +171,13 @@ class Bus(Protocol):
 
     def load_checkpoint(self, store: str) -> bytes | None: ...
 
+    def save_chunks(self, store: str, chunks: Mapping[str, bytes]) -> None:
+        """Keep the checkpoint's observation chunks (``carts.loop.PackedChunk``; each written once)."""
+
+    def load_chunk(self, store: str, key: str) -> bytes | None: ...
+
+    def drop_chunks(self, store: str, keys: Iterable[str]) -> None: ...
+
 
 def _id_key(stream_id: str) -> tuple[int, int]:
     a, _, b = stream_id.partition("-")
@@ -187,6 +194,7 @@ class MemoryBus:
         self._cursor: dict[tuple[str, str], str] = {}
         self._leases: dict[str, tuple[str, float]] = {}
         self._checkpoints: dict[str, bytes] = {}
+        self._chunks: dict[tuple[str, str], bytes] = {}
 
     def publish(self, store: str, kind: str, record: dict) -> str:
         with self._lock:
@@ -259,6 +267,19 @@ class MemoryBus:
     def load_checkpoint(self, store: str) -> bytes | None:
         with self._lock:
             return self._checkpoints.get(store)
+
+    def save_chunks(self, store: str, chunks: Mapping[str, bytes]) -> None:
+        with self._lock:
+            self._chunks.update({(store, k): v for k, v in chunks.items()})
+
+    def load_chunk(self, store: str, key: str) -> bytes | None:
+        with self._lock:
+            return self._chunks.get((store, key))
+
+    def drop_chunks(self, store: str, keys: Iterable[str]) -> None:
+        with self._lock:
+            for k in keys:
+                self._chunks.pop((store, k), None)
 
 
 _RENEW = """
@@ -383,6 +404,18 @@ class RedisBus:
     def load_checkpoint(self, store: str) -> bytes | None:
         return self.redis.get(f"{self.prefix}:{store}:checkpoint")
 
+    def save_chunks(self, store: str, chunks: Mapping[str, bytes]) -> None:
+        if chunks:
+            self.redis.mset({f"{self.prefix}:{store}:chunk:{k}": v for k, v in chunks.items()})
+
+    def load_chunk(self, store: str, key: str) -> bytes | None:
+        return self.redis.get(f"{self.prefix}:{store}:chunk:{key}")
+
+    def drop_chunks(self, store: str, keys: Iterable[str]) -> None:
+        names = [f"{self.prefix}:{store}:chunk:{k}" for k in keys]
+        for i in range(0, len(names), 500):
+            self.redis.delete(*names[i:i + 500])
+
 
 _bus_lock = threading.Lock()
 _bus: Any = None
@@ -421,6 +454,7 @@ class WorkerStats:
     records: dict[str, int] = field(default_factory=dict)
     bad_records: int = 0
     checkpoints: int = 0
+    checkpoint_bytes: int = 0  # size of the latest checkpoint, without the observation chunks it refers to
     restored: bool = False
 
 
@@ -455,6 +489,7 @@ class StoreWorker:
         self.sources: dict[str, list[float]] = {}  # source → [latest t, wall time it came]
         self.down: set[str] = set()
         self._last_checkpoint = 0.0
+        self._chunks: set[str] = set()  # keys of the observation chunks the saved checkpoint refers to
         #: monotonic s of the latest read of the streams: a source's silence is measured up to the last time this
         #: worker looked, so a long step of its own (a first JIT compile, a slow database) is not a source's silence
         self._read_at: float | None = None
@@ -477,7 +512,9 @@ class StoreWorker:
             try:
                 state = pickle.loads(data)  # noqa: S301 — written by this worker into our own Redis
                 loop = StoreLoop.restore(state["loop"], sink=None, planogram=planogram_for(store=self.store),
-                                         bins=bin_geometry_for(store=self.store))
+                                         bins=bin_geometry_for(store=self.store),
+                                         chunks=(self.bus, self.store.code) if state.get("chunked") else None)
+                self._chunks = set(loop.__dict__.pop("restored_chunks", ()))
                 self.offsets = dict(state["offsets"])
                 self.sources = {k: [v, time.monotonic()] for k, v in state["sources"].items()}
                 self.stats.restored = True
@@ -514,10 +551,14 @@ class StoreWorker:
         """Save the loop's state with the offsets it has applied, then acknowledge those records."""
         if self.pipeline is None:
             return
-        data = pickle.dumps({"loop": self.pipeline.loop.snapshot(), "offsets": self.offsets,
-                             "sources": {k: v[0] for k, v in self.sources.items()}},
-                            protocol=pickle.HIGHEST_PROTOCOL)
+        loop = self.pipeline.loop
+        # the observation windows' chunks go to the bus by key, each once: the checkpoint itself stays small
+        data = pickle.dumps({"loop": loop.snapshot(chunks=(self.bus, self.store.code, self._chunks)),
+                             "offsets": self.offsets, "sources": {k: v[0] for k, v in self.sources.items()},
+                             "chunked": True}, protocol=pickle.HIGHEST_PROTOCOL)
         self.bus.save_checkpoint(self.store.code, data)
+        loop.drop_gone_chunks(self.bus, self.store.code)
+        self.stats.checkpoint_bytes = len(data)
         if self.offsets:
             self.bus.ack(self.store.code, self.offsets)
         self.stats.checkpoints += 1

@@ -118,18 +118,33 @@ def test_a_loop_restored_from_a_checkpoint_decides_what_an_uninterrupted_one_doe
     first = MemorySink([])
     loop = live_loop(sim, first)
     cut = len(steps) // 2
-    play_live(sim, loop, steps[:cut], visit_of_track=visit_of_track)
+    # checkpoints as the store worker takes them: the observation windows' chunks by key on the bus, each once
+    from carts.runtime import MemoryBus
+
+    bus, saved = MemoryBus(), set()
+    play_live(sim, loop, steps[:cut - 10], visit_of_track=visit_of_track)
+    loop.snapshot(chunks=(bus, "s", saved))
+    loop.drop_gone_chunks(bus, "s")
+    play_live(sim, loop, steps[cut - 10:cut], visit_of_track=visit_of_track)
     data = loop.snapshot()
+    chunked = loop.snapshot(chunks=(bus, "s", saved))
+    loop.drop_gone_chunks(bus, "s")
     assert len(data) < 50_000_000
+    assert len(chunked) < len(data) / 5  # the window's observations are not in it…
+    assert {k for _, k in bus._chunks} == saved  # …but on the bus, each chunk once, none left that is not used
     # the worker dies here; a new one restores the checkpoint (its sink is the same store, so it continues it)
-    restored = StoreLoop.restore(data, sink=first, planogram=planogram_from_store(sim.store),
-                                 bins=BinGeometry.from_store(sim.store))
+    restored = StoreLoop.restore(chunked, sink=first, planogram=planogram_from_store(sim.store),
+                                 bins=BinGeometry.from_store(sim.store), chunks=(bus, "s"))
+    assert restored.__dict__.pop("restored_chunks") == saved
     play_live(sim, restored, steps[cut:], visit_of_track=visit_of_track)
     restored.finish()
     assert first.rows == whole.rows
     assert first.carts == whole.carts
     with pytest.raises(pickle.UnpicklingError):
         StoreLoop.restore(b"not a checkpoint", sink=first, planogram=restored.planogram, bins=restored.bins)
+    bus.drop_chunks("s", list(saved)[:1])
+    with pytest.raises(pickle.UnpicklingError, match="chunk .* is missing"):
+        StoreLoop.restore(chunked, sink=first, planogram=restored.planogram, bins=restored.bins, chunks=(bus, "s"))
     assert pickle.loads(data)["now"] == steps[cut - 1].t_next
 
 
