@@ -96,24 +96,28 @@ def _merged(streams: list[Iterator[FrameTracks]]) -> Iterator[FrameTracks]:
             heapq.heappush(heads, (nxt.t, i, nxt))
 
 
-def track_recording(recording: Recording, *, session: str | None = None, model: str | None = None,
-                    tracker: str | None = None, stride: int | None = None,
-                    max_frames: int | None = None, keep_frames: bool = False) -> VideoTracking:
-    """Run detection, tracking, floor projection, association and zones on every camera of ``recording``.
-
-    Cameras without a usable video or calibration are skipped with a problem line; the others still run.
-    ``model``, ``tracker``, ``stride`` default to :func:`vision_settings`; ``keep_frames`` keeps the per-camera frames
-    in the result. Raises nothing for bad video (logged).
-    """
+def recorded_cameras(recording: Recording, *, session: str, model: str | None = None, tracker: str | None = None,
+                     stride: int = 1, max_frames: int | None = None, within: bool = False,
+                     ) -> tuple[list[tuple[CameraTracker, FrameSource]], list[str]]:
+    """Each usable camera of ``recording`` as (its :class:`vision.tracking.CameraTracker` in ``session``, its
+    opened :class:`vision.tracking.FrameSource`), and problem lines for the cameras skipped (no usable video or
+    calibration). ``model``/``tracker`` default to :func:`vision_settings`; ``stride``, ``max_frames`` as
+    FrameSource's; ``within``: only the frames inside the recording's span ``[t_start, t_end]`` (a recording cut
+    from a longer session keeps its cameras' whole files). Raises nothing for bad video (logged)."""
     cfg = vision_settings()
-    session = session or recording.name
     problems: list[str] = []
-    streams, trackers = [], []
+    out = []
     for cam in recording.cameras:
         try:
             model_cam = CameraModel.from_dict({**cam.calibration, "name": cam.name, "source": str(cam.video)})
-            src = FrameSource(cam.video, t0=cam.t_start, fps=cam.fps, stride=stride or int(cfg["STRIDE"]),
-                              max_frames=max_frames, name=cam.name)
+            start, count = 0, max_frames
+            if within:
+                fps = float(cam.fps or model_cam.fps or 10.0)
+                start = max(0, math.ceil((recording.t_start - cam.t_start) * fps - 1e-6))
+                last = math.floor((recording.t_end - cam.t_start) * fps + 1e-6)
+                count = max(0, last - start + 1) if count is None else min(count, max(0, last - start + 1))
+            src = FrameSource(cam.video, t0=cam.t_start, fps=cam.fps, stride=stride, max_frames=count,
+                              name=cam.name, start_frame=start)
         except (CalibrationError, SourceError) as exc:
             problems.append(f"camera {cam.name}: {exc}; skipped")
             log.warning("%s", problems[-1])
@@ -126,9 +130,24 @@ def track_recording(recording: Recording, *, session: str | None = None, model: 
                              tracker=tracker or cfg["TRACKER"], pose=cfg.get("POSE_MODEL"))
         if det.pose_problem:
             problems.append(f"camera {cam.name}: {det.pose_problem}")
-        ct = CameraTracker(model_cam, det, session)
-        trackers.append((ct, src))
-        streams.append(ct.run(src))
+        out.append((CameraTracker(model_cam, det, session), src))
+    return out, problems
+
+
+def track_recording(recording: Recording, *, session: str | None = None, model: str | None = None,
+                    tracker: str | None = None, stride: int | None = None,
+                    max_frames: int | None = None, keep_frames: bool = False) -> VideoTracking:
+    """Run detection, tracking, floor projection, association and zones on every camera of ``recording``.
+
+    Cameras without a usable video or calibration are skipped with a problem line; the others still run.
+    ``model``, ``tracker``, ``stride`` default to :func:`vision_settings`; ``keep_frames`` keeps the per-camera frames
+    in the result. Raises nothing for bad video (logged).
+    """
+    cfg = vision_settings()
+    trackers, problems = recorded_cameras(recording, session=session or recording.name, model=model,
+                                          tracker=tracker, stride=stride or int(cfg["STRIDE"]),
+                                          max_frames=max_frames)
+    streams = [ct.run(src) for ct, src in trackers]
     stream = ShopperStream([ct.camera.name for ct, _ in trackers], zones_from_store(recording.store),
                            gate_m=float(cfg["GATE_M"]), max_gap_s=float(cfg["MAX_GAP_S"]), lag_s=math.inf,
                            keep_frames=True)
