@@ -372,9 +372,8 @@ class StoreCameras:
         self._pool = None
         self.t_played = -float("inf")
         self.records = 0
-        for w in self.workers.values():  # models loaded before the first frame; the tracker then starts afresh
-            w._warm_up()
-            w.tracker.start_session(w.tracker.session)
+        for w in self._map(lambda w: w._warm_up() or w, list(self.workers.values())):
+            w.tracker.start_session(w.tracker.session)  # the models are loaded; tracking starts afresh
             w.stats.sessions.append(w.tracker.session)
 
     def _peek(self, name: str) -> Frame | None:
@@ -399,15 +398,7 @@ class StoreCameras:
         """Every camera's frames before ``t`` (s, the store's clock) tracked and given to the stream; the shopper
         observations it can now write published (with ``t_last``: how far they go) and returned."""
         names = list(self.workers)
-        if self.threads > 1 and len(names) > 1:
-            if self._pool is None:
-                from concurrent.futures import ThreadPoolExecutor
-
-                self._pool = ThreadPoolExecutor(max_workers=min(self.threads, len(names)),
-                                                thread_name_prefix="camera")
-            results = list(self._pool.map(lambda n: self._camera_until(n, t), names))
-        else:
-            results = [self._camera_until(n, t) for n in names]
+        results = self._map(lambda n: self._camera_until(n, t), names)
         for name, fts in zip(names, results):
             for ft in fts:
                 self.stream.add(ft)
@@ -418,6 +409,17 @@ class StoreCameras:
             self.publish(obs, self.stream.t_written)
             self.records += 1
         return obs
+
+    def _map(self, fn, items: list) -> list:
+        """``[fn(x) for x in items]``, on :attr:`threads` threads at once."""
+        if self.threads <= 1 or len(items) <= 1:
+            return [fn(x) for x in items]
+        if self._pool is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._pool = ThreadPoolExecutor(max_workers=min(self.threads, len(self.workers)),
+                                            thread_name_prefix="camera")
+        return list(self._pool.map(fn, items))
 
     def close(self) -> None:
         """Stop the tracking threads (idempotent)."""
