@@ -268,8 +268,9 @@ class ShopperStream:
 
     def _write(self, cutoff: float) -> TrackObservations:
         """Observations of the buffered frames not yet written whose moment began at or before ``cutoff``."""
-        if math.isfinite(cutoff):  # tracks that had lag_s to be placed and were not: decided as at the end
-            self.assoc.flush(min_new=self.assoc.confirm, before=cutoff)
+        if math.isfinite(cutoff):  # tracks seen in the frames written, that had lag_s to be placed and were not:
+            # decided as at the end (a moment begun by the cutoff holds frames up to SAME_MOMENT_S after it)
+            self.assoc.flush(min_new=self.assoc.confirm, before=cutoff + SAME_MOMENT_S + 1e-9)
             self.t_written = max(self.t_written, cutoff)
         lo = self._written - self._base
         hi = lo
