@@ -4,7 +4,10 @@ as real devices would, then scores what the store billed.
 Devices: shelf controllers send their blocks (HTTP controller API ``/sensors/api/weights/`` in the embedded
 profile, MQTT in production), the store's own tracker sends the recorded keypoints through the external-tracker
 adapter (``/vision/api/observations/``; track ids tagged per run, as a tracker never reuses one: a recording
-played twice must not hand the store a track it bound before), and the gate scans real shopper accounts' passes at
+played twice must not hand the store a track it bound before) — or, where the recording has camera video, the
+store's cameras play the video files instead (embedded profile only: :func:`video_cameras`; one camera worker per
+file, every frame at its own time, in step with the other devices; the cameras' tracks joined into shoppers by
+``vision.replay.ShopperStream`` on the store's observation stream as :data:`CAMERAS_SOURCE`) — and the gate scans real shopper accounts' passes at
 the entry (``/gates/api/scan/``, party members as guests of one pass) and, where the recording has a scanned exit,
 at the exit (``/gates/api/exit/``). Nobody tells the store which track is whom: the store loop binds each scan to the track that
 appeared at the gate and sees each shopper leave. Times are the recording's, shifted so that it starts now and
@@ -173,7 +176,8 @@ def idle_samples(tail: np.ndarray, start: int, n: int) -> np.ndarray:
 class EmulationResult:
     """What one emulation did: ``session`` (the visits and shelf events it made are labelled with it, visits by the
     recording's track of the account scanned), ``visits`` (recording track → visit id), the wall seconds it took
-    and what the devices sent (``sent["idle"]``: shelf blocks of plates idling after their recorded samples)."""
+    and what the devices sent (``sent["idle"]``: shelf blocks of plates idling after their recorded samples;
+    ``sent["frames"]``, ``sent["camera_obs"]``: video frames the cameras read, observation records they published)."""
 
     session: str
     store_code: str
