@@ -422,7 +422,10 @@ class StoreCameras:
         return list(self._pool.map(fn, items))
 
     def close(self) -> None:
-        """Stop the tracking threads (idempotent)."""
+        """Stop the tracking threads and let each tracker report a run of blank frames still open (idempotent)."""
+        for w in self.workers.values():
+            if hasattr(w.tracker, "finish"):
+                w.tracker.finish()
         if self._pool is not None:
             self._pool.shutdown(wait=True)
             self._pool = None
