@@ -24,8 +24,8 @@ whose frames have left the ring, or that the camera does not see, is dropped wit
 from __future__ import annotations
 
 import hashlib
-import math
 import logging
+import math
 import threading
 import time
 import uuid
@@ -344,8 +344,8 @@ class VideoCamera:
 class StoreCameras:
     """The cameras of one store played together, frame time by frame time, into one
     :class:`vision.replay.ShopperStream` (multi-camera association, triangulated wrists, single-view wrist rays:
-    the replay's own path), whose shopper observations go to ``publish(obs, t_last)`` (default the store's ``obs``
-    stream as source ``cameras``): what a store whose cameras are recorded files needs, as the device emulator
+    the replay's own path), whose shopper observations go to ``publish(obs, t_last)`` (the emulator's: the store's
+    ``obs`` stream, as one source for all the cameras): what a store whose cameras are recorded files needs, as the device emulator
     plays them (``carts.emulator``), with the live camera path per camera (:meth:`CameraWorker.process`).
 
     ``workers``: one :class:`CameraWorker` per camera (its ``tracker`` a ``vision.tracking.CameraTracker``);
