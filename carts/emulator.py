@@ -7,9 +7,9 @@ adapter (``/vision/api/observations/``; track ids tagged per run, as a tracker n
 played twice must not hand the store a track it bound before) — or, where the recording has camera video, the
 store's cameras play the video files instead (embedded profile only: :func:`video_cameras`; one camera worker per
 file, every frame at its own time, in step with the other devices; the cameras' tracks joined into shoppers by
-``vision.replay.ShopperStream`` on the store's observation stream as :data:`CAMERAS_SOURCE`) — and the gate scans real shopper accounts' passes at
-the entry (``/gates/api/scan/``, party members as guests of one pass) and, where the recording has a scanned exit,
-at the exit (``/gates/api/exit/``). Nobody tells the store which track is whom: the store loop binds each scan to the track that
+``vision.replay.ShopperStream`` on the store's observation stream as :data:`CAMERAS_SOURCE`) — and the gate
+scans real shopper accounts' passes at the entry (``/gates/api/scan/``, party members as guests of one pass) and,
+where the recording has a scanned exit, at the exit (``/gates/api/exit/``). Nobody tells the store which track is whom: the store loop binds each scan to the track that
 appeared at the gate and sees each shopper leave. Times are the recording's, shifted so that it starts now and
 played at ``speed`` × real time. A store's devices never stop: a shelf controller whose recorded samples end
 before the recording does goes on sampling its idle plates (the recorder stopped, not the controller), and after
@@ -382,8 +382,10 @@ def video_cameras(store, recording: Recording, *, run_tag: str, say=lambda msg: 
     def publish(obs, t_last: float) -> None:
         runtime.publish_observations(store.code, CAMERAS_SOURCE, obs, t_last=t_last)
 
-    return StoreCameras(workers, {ct.camera.name: src for ct, src in trackers}, stream, publish=publish,
-                        threads=min(len(trackers), os.cpu_count() or 1))
+    cameras = StoreCameras(workers, {ct.camera.name: src for ct, src in trackers}, stream, publish=publish,
+                           threads=min(len(trackers), os.cpu_count() or 1))
+    cameras.skipped = problems
+    return cameras
 
 
 def emulate(recording: Recording, *, speed: float = 1.0, url: str | None = None, mqtt_url: str | None = None,
@@ -607,7 +609,7 @@ def emulate(recording: Recording, *, speed: float = 1.0, url: str | None = None,
             cameras.close()
             sent["frames"] = sum(w.stats.frames for w in cameras.workers.values())
             sent["camera_obs"] = cameras.records
-            problems += [f"camera: {p}" for p in cameras.problems]
+            problems += [f"camera: {p}" for p in cameras.skipped + cameras.problems]
         if local_worker is not None:
             local_worker.checkpoint()
             runtime.unregister_local(store.code)

@@ -372,6 +372,8 @@ class StoreCameras:
         self._pool = None
         self.t_played = -float("inf")
         self.records = 0
+        #: problem lines of the cameras left out before they got here (the caller's: no video, no calibration)
+        self.skipped: list[str] = []
         for w in self._map(lambda w: w._warm_up() or w, list(self.workers.values())):
             w.tracker.start_session(w.tracker.session)  # the models are loaded; tracking starts afresh
             w.stats.sessions.append(w.tracker.session)
