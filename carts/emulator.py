@@ -4,9 +4,12 @@ as real devices would, then scores what the store billed.
 Devices: shelf controllers send their blocks (HTTP controller API ``/sensors/api/weights/`` in the embedded
 profile, MQTT in production), the store's own tracker sends the recorded keypoints through the external-tracker
 adapter (``/vision/api/observations/``; track ids tagged per run, as a tracker never reuses one: a recording
-played twice must not hand the store a track it bound before), and the gate scans real shopper accounts' passes at
-the entry (``/gates/api/scan/``, party members as guests of one pass) and, where the recording has a scanned exit,
-at the exit (``/gates/api/exit/``). Nobody tells the store which track is whom: the store loop binds each scan to the track that
+played twice must not hand the store a track it bound before) — or, where the recording has camera video, the
+store's cameras play the video files instead (embedded profile only: :func:`video_cameras`; one camera worker per
+file, every frame at its own time, in step with the other devices; the cameras' tracks joined into shoppers by
+``vision.replay.ShopperStream`` on the store's observation stream as :data:`CAMERAS_SOURCE`) — and the gate
+scans real shopper accounts' passes at the entry (``/gates/api/scan/``, party members as guests of one pass) and,
+where the recording has a scanned exit, at the exit (``/gates/api/exit/``). Nobody tells the store which track is whom: the store loop binds each scan to the track that
 appeared at the gate and sees each shopper leave. Times are the recording's, shifted so that it starts now and
 played at ``speed`` × real time. A store's devices never stop: a shelf controller whose recorded samples end
 before the recording does goes on sampling its idle plates (the recorder stopped, not the controller), and after
@@ -25,6 +28,7 @@ import dataclasses
 import json
 import logging
 import math
+import os
 import secrets
 import time
 from dataclasses import dataclass, field
@@ -172,7 +176,8 @@ def idle_samples(tail: np.ndarray, start: int, n: int) -> np.ndarray:
 class EmulationResult:
     """What one emulation did: ``session`` (the visits and shelf events it made are labelled with it, visits by the
     recording's track of the account scanned), ``visits`` (recording track → visit id), the wall seconds it took
-    and what the devices sent (``sent["idle"]``: shelf blocks of plates idling after their recorded samples)."""
+    and what the devices sent (``sent["idle"]``: shelf blocks of plates idling after their recorded samples;
+    ``sent["frames"]``, ``sent["camera_obs"]``: video frames the cameras read, observation records they published)."""
 
     session: str
     store_code: str
@@ -344,6 +349,45 @@ def _controllers(store, recording: Recording) -> list[_Controller]:
     return out
 
 
+#: Source name of the emulator's cameras on the store's observation stream (one source: the cameras' shoppers are
+#: joined across cameras before the store loop sees them).
+CAMERAS_SOURCE = f"cameras:{EMULATOR}"
+
+
+def video_cameras(store, recording: Recording, *, run_tag: str, say=lambda msg: None):
+    """The store's cameras as ``recording``'s videos (``vision.worker.StoreCameras``): one camera worker per usable
+    camera (``vision.replay.recorded_cameras``: its calibration, its file's frames inside the recording's span, each
+    frame processed), joined into shoppers by one ``vision.replay.ShopperStream`` (ids ``<run_tag>-S<n>``, never an
+    earlier run's), published on ``store``'s observation stream as :data:`CAMERAS_SOURCE`. Loads the models
+    (seconds). Raises :class:`EmulatorError` when no camera can be played."""
+    from vision.replay import ShopperStream, recorded_cameras, vision_settings
+    from vision.worker import CameraWorker, StoreCameras, VideoCamera
+    from vision.zones import zones_from_store
+
+    from . import runtime
+
+    cfg = vision_settings()
+    session = f"{EMULATOR}.{run_tag}"
+    trackers, problems = recorded_cameras(recording, session=session, stride=int(cfg["STRIDE"]), within=True)
+    for p in problems:
+        say(f"camera problem: {p}\n")
+    if not trackers:
+        raise EmulatorError(f"{recording.name}: none of its {len(recording.cameras)} camera(s) can be played "
+                            f"({'; '.join(problems)})")
+    workers = [CameraWorker(VideoCamera(ct.camera.name, src.source, 0.0, src.width, src.height), ct,
+                            publish=lambda obs, t_last: None, frame_every_s=None) for ct, src in trackers]
+    stream = ShopperStream([ct.camera.name for ct, _ in trackers], zones_from_store(recording.store),
+                           gate_m=float(cfg["GATE_M"]), max_gap_s=float(cfg["MAX_GAP_S"]), prefix=f"{run_tag}-S")
+
+    def publish(obs, t_last: float) -> None:
+        runtime.publish_observations(store.code, CAMERAS_SOURCE, obs, t_last=t_last)
+
+    cameras = StoreCameras(workers, {ct.camera.name: src for ct, src in trackers}, stream, publish=publish,
+                           threads=min(len(trackers), os.cpu_count() or 1))
+    cameras.skipped = problems
+    return cameras
+
+
 def emulate(recording: Recording, *, speed: float = 1.0, url: str | None = None, mqtt_url: str | None = None,
             step_s: float = 0.2, settle_timeout_s: float = 120.0, out=None,
             bind_visits: list[int] | None = None) -> EmulationResult:
@@ -362,6 +406,9 @@ def emulate(recording: Recording, *, speed: float = 1.0, url: str | None = None,
 
     if not (math.isfinite(speed) and speed > 0):
         raise ValueError(f"speed must be a finite number > 0, got {speed}")
+    if recording.cameras and url is not None:
+        raise EmulatorError(f"{recording.name} has camera video: its cameras are played in the embedded profile only "
+                            "(without --url); in production each camera is a run_camera worker on a real stream")
     say = (lambda msg: out.write(msg)) if out is not None else (lambda msg: None)
     loop_setting = settings.WALKOUT.get("STORE_LOOP")
     if url is None:
@@ -383,6 +430,10 @@ def emulate(recording: Recording, *, speed: float = 1.0, url: str | None = None,
     controllers = _controllers(store, recording)
     party_of = parties_from_gates(recording.gates, within_s=PARTY_WITHIN_S)
     guests = {lead: sum(1 for m, lead_of in party_of.items() if lead_of == lead and m != lead) for lead in set(party_of.values())}
+    run_tag = secrets.token_hex(3)  # a tracker never gives a new shopper the id of an earlier one
+    cameras = None
+    if recording.cameras:  # the store's cameras are the recording's videos, played in step with the other devices
+        cameras = video_cameras(store, recording, run_tag=run_tag, say=say)  # models loaded before the clock starts
     sent = {"shelf": 0, "idle": 0, "obs": 0, "entry": 0, "exit": 0}
     problems: list[str] = []
     accounts: dict[str, str] = {}
@@ -403,9 +454,12 @@ def emulate(recording: Recording, *, speed: float = 1.0, url: str | None = None,
         store_now = max((t for t in known if math.isfinite(t)), default=-math.inf)
         if store_now + 1.0 > started + 1.0:
             offset = store_now + 1.0 - recording.t_start
+    if cameras is not None:
+        cameras.t_shift = offset  # its frames on the devices' clock
     say(f"emulating {recording.name} at {speed:g}× on store {store.code}: {len(controllers)} shelf controller(s), "
-        f"{len(recording.tracks.track_ids())} track(s), {sum(1 for g in recording.gates if g.kind == 'entry')} "
-        f"entr(y/ies)\n")
+        + (f"{len(cameras.workers)} camera(s) played at their frame rate" if cameras is not None
+           else f"{len(recording.tracks.track_ids())} track(s)")
+        + f", {sum(1 for g in recording.gates if g.kind == 'entry')} entr(y/ies)\n")
 
     def account_for(track: str, given: str) -> str:
         if track not in accounts:
@@ -449,8 +503,6 @@ def emulate(recording: Recording, *, speed: float = 1.0, url: str | None = None,
                 return
             send_shelf(c, c.t_next + np.arange(n) / c.rate_hz, idle_samples(c.tail, c.idle, n), idle=True)
             c.idle += n
-
-    run_tag = secrets.token_hex(3)  # a tracker never gives a new shopper the id of an earlier one
 
     def send_obs(obs, t_last: float) -> None:
         rows = [[f"{run_tag}-{obs.track_id[i]}", round(float(obs.t[i]) + offset, 6), str(obs.keypoint[i]),
@@ -518,7 +570,10 @@ def emulate(recording: Recording, *, speed: float = 1.0, url: str | None = None,
                         sent["exit"] += 1
                     elif body.get("reason") != "no_visit":  # a party's exit scan exits the whole party at once
                         problems.append(f"track {g.track}: exit scan refused ({body.get('reason')})")
-            send_obs(step.tracks, step.t_next)
+            if cameras is not None:
+                cameras.play(step.t_next + offset)
+            else:
+                send_obs(step.tracks, step.t_next)
             for codes, t, grams, _ in step.shelves:
                 send_shelf(by_codes[codes], t, grams)
             for c in controllers:
@@ -539,7 +594,10 @@ def emulate(recording: Recording, *, speed: float = 1.0, url: str | None = None,
                                     f"recording ended (is run_store running?)")
             pace(t_rec)
             t_rec += step_s
-            send_obs(recording.tracks[:0], t_rec)
+            if cameras is not None:
+                cameras.play(t_rec + offset)
+            else:
+                send_obs(recording.tracks[:0], t_rec)
             for c in controllers:
                 idle_until(c, t_rec)
             if local_worker is not None:
@@ -547,6 +605,11 @@ def emulate(recording: Recording, *, speed: float = 1.0, url: str | None = None,
                     pass
     finally:
         transport.close()
+        if cameras is not None:
+            cameras.close()
+            sent["frames"] = sum(w.stats.frames for w in cameras.workers.values())
+            sent["camera_obs"] = cameras.records
+            problems += [f"camera: {p}" for p in cameras.skipped + cameras.problems]
         if local_worker is not None:
             local_worker.checkpoint()
             runtime.unregister_local(store.code)

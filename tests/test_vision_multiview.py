@@ -247,3 +247,74 @@ def test_damaged_copies_keep_one_shopper_and_count_their_problems(person_detecto
     assert bad == ["frame 120 (00120.jpg) is unreadable; skipped"], result.problems
     # anything else is a short track that joined no shopper (counted, not a shopper)
     assert all(p in blank + bad or "not counted as shoppers" in p for p in result.problems), result.problems
+
+
+def test_the_live_shopper_stream_writes_what_the_replay_writes_lag_s_behind_the_slowest_camera():
+    """``vision.replay.ShopperStream`` fed as a store's cameras feed it (each camera in batches of its own size,
+    the stream advancing to the slowest) writes exactly the rows the replay writes at the end, each batch no later
+    than ``lag_s`` behind the slowest camera, holding a bounded number of frames: a shopper walking along the
+    shelves seen by two cameras (wrists triangulated) and, from 5 s, by a third whose view of his feet is cut after
+    two frames (its track is joined only once it had ``lag_s`` to gather more), the only one to see his hand from
+    6 s (its wrist ray, placed by the others' floor points, counts)."""
+    from store.recording import TrackObservations
+    from vision.replay import FLOOR_FROM_OTHERS_S, SAME_MOMENT_S, ShopperStream
+    from vision.tracking import FrameTracks
+
+    cams = {"a": look_at("a", [0.2, -0.6, 2.45], [3, -0.3, 0.5]), "b": look_at("b", [4.8, 0.0, 2.45], [1, -0.5, 0.5]),
+            "c": look_at("c", [3.6, 0.0, 2.45], [0.3, -0.5, 0.6])}
+    rng = np.random.default_rng(7)
+    t0, hz = 1_700_000_000.0, 10
+
+    def frame(name: str, i: int) -> FrameTracks:
+        t = t0 + i / hz + {"a": 0.0, "b": 0.02, "c": 0.04}[name]
+        foot = np.array([4.5 - 0.3 * i / hz, -0.45]) + rng.normal(0, 0.03, 2)
+        wrist = np.r_[foot[0] - 0.2, 0.05 + 0.05 * math.sin(i / 5), 1.4]
+        cam = cams[name]
+        seen = name != "c" or i >= 50
+        if not seen:
+            return FrameTracks(name, "s", i, t, np.array([], dtype=object), np.zeros(0, np.int64), np.zeros((0, 4)),
+                               np.zeros(0), np.zeros((0, 2)), np.zeros((0, 2, 3)), np.zeros((0, 2)), "blazepose",
+                               np.zeros((0, 2, 6)))
+        floor = foot if name != "c" or i < 52 else np.full(2, np.nan)  # c: feet cut after two frames
+        rays = np.full((1, 2, 6), np.nan)
+        if name == "c" or i < 60:  # from 6 s only c sees the hand
+            rays[0, 1] = np.r_[cam.C, (wrist - cam.C) / np.linalg.norm(wrist - cam.C)]
+        return FrameTracks(name, "s", i, t, np.array([f"{name}:s:1"], dtype=object), np.array([1]), np.zeros((1, 4)),
+                           np.full(1, 0.8), floor[None], np.full((1, 2, 3), np.nan), np.array([[0.0, 0.9]]),
+                           "blazepose", rays)
+
+    frames = {name: [frame(name, i) for i in range(120)] for name in cams}
+
+    def rows(obs):
+        return sorted(zip(obs.track_id.tolist(), obs.t.tolist(), obs.keypoint.tolist(), map(tuple, obs.xyz.tolist()),
+                          obs.score.tolist()))
+
+    replay = ShopperStream(list(cams), [], lag_s=math.inf)
+    for ft in sorted((ft for fs in frames.values() for ft in fs), key=lambda ft: (ft.t, ft.camera)):
+        replay.push(ft)
+    expected, _ = replay.finish()
+
+    live = ShopperStream(list(cams), [], lag_s=3.0)
+    batch = {"a": 2, "b": 5, "c": 3}  # frames per batch: each camera sends at its own pace
+    got, sent, most = [], {name: 0 for name in cams}, 0
+    while any(sent[n] < len(frames[n]) for n in cams):
+        slowest = min(cams, key=lambda n: sent[n] / len(frames[n]))
+        for ft in frames[slowest][sent[slowest]:sent[slowest] + batch[slowest]]:
+            live.add(ft)
+        sent[slowest] = min(len(frames[slowest]), sent[slowest] + batch[slowest])
+        live.reached(slowest, frames[slowest][sent[slowest] - 1].t)
+        out = live.advance()
+        slowest_t = min(frames[n][sent[n] - 1].t if sent[n] else -math.inf for n in cams)
+        assert live.t_written <= slowest_t - 3.0 + 1e-9
+        assert len(out) == 0 or out.t.max() <= live.t_written + SAME_MOMENT_S
+        got.append(out)
+        most = max(most, len(live.frames))
+    last, _ = live.finish()
+    got.append(last)
+    joined = TrackObservations(*(np.concatenate([getattr(o, f) for o in got]) for f in
+                                 ("track_id", "t", "keypoint", "xyz", "score")))
+    assert rows(joined) == rows(expected)
+    assert set(expected.track_ids()) == {"S1"}
+    assert (expected.keypoint == "r_wrist").sum() > 50  # a and b together: triangulated
+    assert (expected.t[expected.keypoint == "r_wrist_ray_a"] >= t0 + 6.0).sum() > 50  # c alone, feet cut: its ray
+    assert most <= (3.0 + FLOOR_FROM_OTHERS_S + 1.0) * hz * len(cams)  # the lag and the context, not the session

@@ -118,13 +118,15 @@ class ShopperAssociator:
         """All tracks of one :class:`vision.tracking.FrameTracks`; returns each track's shopper id (or None)."""
         return [self.add(ft.camera, str(ft.key[i]), ft.t, ft.floor_xy[i]) for i in range(len(ft))]
 
-    def flush(self, min_new: int = 1) -> None:
+    def flush(self, min_new: int = 1, before: float = math.inf) -> None:
         """Decide every undecided track that has at least one floor observation (end of stream or of a batch): it
         joins the nearest shopper within the gate; one near no shopper starts a new shopper when it has at least
         ``min_new`` observations, else none (listed in :attr:`unconfirmed`). 1 suits stills (one observation per
-        camera); video passes ``confirm``: a box on one or two frames of a 10 fps stream is not a person seen."""
+        camera); video passes ``confirm``: a box on one or two frames of a 10 fps stream is not a person seen.
+        ``before`` (s UTC): only tracks whose first floor observation is older (a live stream decides a track that
+        had that long to gather ``confirm`` observations and did not, as the end of a replay would)."""
         for key in sorted(self._pending, key=lambda k: self._pending[k][1][0][0]):
-            if key in self._pending:
+            if key in self._pending and self._pending[key][1][0][0] < before:
                 self._decide(key, create=len(self._pending[key][1]) >= min_new)
 
     def _decide(self, key: str, create: bool = True) -> str | None:

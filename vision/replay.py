@@ -96,24 +96,28 @@ def _merged(streams: list[Iterator[FrameTracks]]) -> Iterator[FrameTracks]:
             heapq.heappush(heads, (nxt.t, i, nxt))
 
 
-def track_recording(recording: Recording, *, session: str | None = None, model: str | None = None,
-                    tracker: str | None = None, stride: int | None = None,
-                    max_frames: int | None = None, keep_frames: bool = False) -> VideoTracking:
-    """Run detection, tracking, floor projection, association and zones on every camera of ``recording``.
-
-    Cameras without a usable video or calibration are skipped with a problem line; the others still run.
-    ``model``, ``tracker``, ``stride`` default to :func:`vision_settings`; ``keep_frames`` keeps the per-camera frames
-    in the result. Raises nothing for bad video (logged).
-    """
+def recorded_cameras(recording: Recording, *, session: str, model: str | None = None, tracker: str | None = None,
+                     stride: int = 1, max_frames: int | None = None, within: bool = False,
+                     ) -> tuple[list[tuple[CameraTracker, FrameSource]], list[str]]:
+    """Each usable camera of ``recording`` as (its :class:`vision.tracking.CameraTracker` in ``session``, its
+    opened :class:`vision.tracking.FrameSource`), and problem lines for the cameras skipped (no usable video or
+    calibration). ``model``/``tracker`` default to :func:`vision_settings`; ``stride``, ``max_frames`` as
+    FrameSource's; ``within``: only the frames inside the recording's span ``[t_start, t_end]`` (a recording cut
+    from a longer session keeps its cameras' whole files). Raises nothing for bad video (logged)."""
     cfg = vision_settings()
-    session = session or recording.name
     problems: list[str] = []
-    streams, trackers = [], []
+    out = []
     for cam in recording.cameras:
         try:
             model_cam = CameraModel.from_dict({**cam.calibration, "name": cam.name, "source": str(cam.video)})
-            src = FrameSource(cam.video, t0=cam.t_start, fps=cam.fps, stride=stride or int(cfg["STRIDE"]),
-                              max_frames=max_frames, name=cam.name)
+            start, count = 0, max_frames
+            if within:
+                fps = float(cam.fps or model_cam.fps or 10.0)
+                start = max(0, math.ceil((recording.t_start - cam.t_start) * fps - 1e-6))
+                last = math.floor((recording.t_end - cam.t_start) * fps + 1e-6)
+                count = max(0, last - start + 1) if count is None else min(count, max(0, last - start + 1))
+            src = FrameSource(cam.video, t0=cam.t_start, fps=cam.fps, stride=stride, max_frames=count,
+                              name=cam.name, start_frame=start)
         except (CalibrationError, SourceError) as exc:
             problems.append(f"camera {cam.name}: {exc}; skipped")
             log.warning("%s", problems[-1])
@@ -126,32 +130,167 @@ def track_recording(recording: Recording, *, session: str | None = None, model: 
                              tracker=tracker or cfg["TRACKER"], pose=cfg.get("POSE_MODEL"))
         if det.pose_problem:
             problems.append(f"camera {cam.name}: {det.pose_problem}")
-        ct = CameraTracker(model_cam, det, session)
-        trackers.append((ct, src))
-        streams.append(ct.run(src))
-    assoc = ShopperAssociator(gate_m=float(cfg["GATE_M"]), max_gap_s=float(cfg["MAX_GAP_S"]))
+        out.append((CameraTracker(model_cam, det, session), src))
+    return out, problems
+
+
+def track_recording(recording: Recording, *, session: str | None = None, model: str | None = None,
+                    tracker: str | None = None, stride: int | None = None,
+                    max_frames: int | None = None, keep_frames: bool = False) -> VideoTracking:
+    """Run detection, tracking, floor projection, association and zones on every camera of ``recording``.
+
+    Cameras without a usable video or calibration are skipped with a problem line; the others still run.
+    ``model``, ``tracker``, ``stride`` default to :func:`vision_settings`; ``keep_frames`` keeps the per-camera frames
+    in the result. Raises nothing for bad video (logged).
+    """
+    cfg = vision_settings()
+    trackers, problems = recorded_cameras(recording, session=session or recording.name, model=model,
+                                          tracker=tracker, stride=stride or int(cfg["STRIDE"]),
+                                          max_frames=max_frames)
+    streams = [ct.run(src) for ct, src in trackers]
+    stream = ShopperStream([ct.camera.name for ct, _ in trackers], zones_from_store(recording.store),
+                           gate_m=float(cfg["GATE_M"]), max_gap_s=float(cfg["MAX_GAP_S"]), lag_s=math.inf,
+                           keep_frames=True)
     summary = TrackSummary()
-    buffered: list[FrameTracks] = []
-    hands_source = trackers[0][0].detector.hands_source if trackers else "none"
-    floor = [z for z in zones_from_store(recording.store) if z.kind == "floor"]
+    if trackers:
+        stream.hands_source = trackers[0][0].detector.hands_source
     for ft in _merged(streams):
-        ft = on_floor(ft, floor)
-        summary.add(ft)
-        assoc.add_frame(ft)
-        buffered.append(_compact(ft))
-        hands_source = ft.hands_source if len(ft) else hands_source
-    assoc.flush(min_new=assoc.confirm)
-    if assoc.unconfirmed:
-        problems.append(f"{len(assoc.unconfirmed)} per-camera track(s) seen on the floor fewer than {assoc.confirm} "
-                        f"times near no shopper: not counted as shoppers ({', '.join(assoc.unconfirmed[:5])})")
-        log.warning("%s", problems[-1])
+        summary.add(stream.push(ft))
+    obs, zones = stream.finish()
+    problems += stream.problems
     for ct, src in trackers:
         problems.extend(src.problems)
         problems.extend(ct.problems)
-    obs, zones = _observations(buffered, assoc.assignments, zones_from_store(recording.store))
     return VideoTracking(observations=obs, zone_events=zones, intervals=list(summary.intervals.values()),
-                         assignments=assoc.assignments, hands_source=hands_source, problems=problems,
-                         frames=buffered if keep_frames else None)
+                         assignments=stream.assoc.assignments, hands_source=stream.hands_source, problems=problems,
+                         frames=stream.frames if keep_frames else None)
+
+
+#: s. How far behind the slowest camera a live :class:`ShopperStream` writes a frame's shoppers: a new track's
+#: first frames wait for its association (``confirm`` floor points, or this long for a track seen on the floor
+#: fewer times: then it joins the nearest shopper, as at a replay's end), and a wrist seen by a camera that does not
+#: see the feet reads the other cameras' floor points up to :data:`FLOOR_FROM_OTHERS_S` later. Fusion waits
+#: ``pad_s`` (1.5 s) after an event anyway; the store loop's clock runs this much behind the cameras'. On
+#: cps-test-01 3 s writes exactly the replay's observations (docs/cps-test-video.md).
+LIVE_LAG_S = 3.0
+
+
+class ShopperStream:
+    """Per-camera frames in, shopper observations out: the one path from video to the store loop's hands, for a
+    replay (:func:`track_recording`: every frame, then :meth:`finish`) and for the live cameras of a store
+    (``vision.worker.StoreCameras``: :meth:`add` per camera as frames come, :meth:`advance` to what every camera
+    has reached). Frames are merged in time order across ``cameras`` (names), placed on the shop floor
+    (:func:`on_floor`, ``zones``: the store's ``vision.zones.Zone`` list), joined into shoppers
+    (:class:`vision.association.ShopperAssociator` with ``gate_m`` m, ``max_gap_s`` s, ids ``<prefix><n>``) and
+    written as keypoints (:func:`_observations`: floor point, triangulated wrists, single-view wrist rays) once
+    they are ``lag_s`` behind the slowest camera (:data:`LIVE_LAG_S`; ``math.inf``: only at :meth:`finish`, as a
+    replay does). Memory: the frames of ``lag_s`` plus :data:`FLOOR_FROM_OTHERS_S` (all of them with
+    ``keep_frames``). ``problems`` lists what it noticed (tracks too short to be a shopper)."""
+
+    def __init__(self, cameras: list[str], zones: list, *, gate_m: float = 1.0, max_gap_s: float = 2.0,
+                 lag_s: float = LIVE_LAG_S, prefix: str = "S", keep_frames: bool = False) -> None:
+        if not lag_s >= SAME_MOMENT_S:
+            raise ValueError(f"lag_s must be >= {SAME_MOMENT_S} s (one moment), got {lag_s}")
+        self.assoc = ShopperAssociator(gate_m=gate_m, max_gap_s=max_gap_s, prefix=prefix)
+        self.zones = list(zones)
+        self.floor = [z for z in self.zones if z.kind == "floor"]
+        self.ztrack = ZoneTracker(self.zones)
+        self.lag_s = float(lag_s)
+        self.keep_frames = keep_frames
+        self.hands_source = "none"
+        self.problems: list[str] = []
+        #: merged frames (boxes dropped), time order: the ones still to write and their context
+        self.frames: list[FrameTracks] = []
+        self._starts: list[bool] = []  # per buffered frame: it begins a moment (SAME_MOMENT_S)
+        self._moment_t = -math.inf  # time of the latest moment's first frame
+        self._base = 0  # number of frames dropped from the front of the buffer
+        self._written = 0  # frames written so far (absolute count)
+        self._queues: dict[str, list[FrameTracks]] = {c: [] for c in cameras}
+        self._reached: dict[str, float] = {c: -math.inf for c in cameras}
+        self.t_merged = -math.inf  # every camera's frames up to here are in the buffer
+        self.t_written = -math.inf  # observations are written up to here
+
+    # ---------------------------------------------------------------------------------------- live feeding
+    def add(self, ft: FrameTracks) -> None:
+        """One camera's frame (its cameras' frames in time order; a camera not named at construction joins)."""
+        self._queues.setdefault(ft.camera, []).append(ft)
+        self._reached[ft.camera] = max(self._reached.get(ft.camera, -math.inf), ft.t)
+
+    def reached(self, camera: str, t: float) -> None:
+        """``camera`` has given every frame up to ``t`` (s UTC; frames with nobody in them need not be added)."""
+        self._reached[camera] = max(self._reached.get(camera, -math.inf), float(t))
+
+    def advance(self, t: float | None = None) -> TrackObservations:
+        """Merge the frames up to ``t`` (default: what the slowest camera has reached, :meth:`reached`) and return
+        the shoppers' observations of the frames now ``lag_s`` behind it (possibly empty); :attr:`t_written` says
+        how far they go."""
+        t_all = min(self._reached.values(), default=-math.inf)
+        t = t_all if t is None else min(float(t), t_all)
+        if t > self.t_merged:
+            heads = sorted((ft for q in self._queues.values() for ft in q if ft.t <= t),
+                           key=lambda ft: (ft.t, ft.camera))
+            for cam, q in self._queues.items():
+                self._queues[cam] = [ft for ft in q if ft.t > t]
+            for ft in heads:
+                self.push(ft)
+            self.t_merged = t
+        return self._write(self.t_merged - self.lag_s) if math.isfinite(self.lag_s) else TrackObservations.empty()
+
+    # ------------------------------------------------------------------------------------------- common
+    def push(self, ft: FrameTracks) -> FrameTracks:
+        """The next frame of the merged stream (time order across cameras): placed, associated, buffered.
+        Returns it as placed (:func:`on_floor`)."""
+        ft = on_floor(ft, self.floor)
+        self.assoc.add_frame(ft)
+        start = ft.t - self._moment_t > SAME_MOMENT_S
+        if start:
+            self._moment_t = ft.t
+        self.frames.append(_compact(ft))
+        self._starts.append(start)
+        self.hands_source = ft.hands_source if len(ft) else self.hands_source
+        return ft
+
+    def finish(self) -> tuple[TrackObservations, ZoneEvents]:
+        """End of the stream: merge what is queued, decide every track left (one seen on the floor fewer than
+        ``confirm`` times near no shopper is no shopper: a problem line), write the rest. Returns (the observations
+        not written before, the zone events of the whole stream)."""
+        for ft in sorted((ft for q in self._queues.values() for ft in q), key=lambda ft: (ft.t, ft.camera)):
+            self.push(ft)
+        self._queues = {c: [] for c in self._queues}
+        self.assoc.flush(min_new=self.assoc.confirm)
+        if self.assoc.unconfirmed:
+            self.problems.append(f"{len(self.assoc.unconfirmed)} per-camera track(s) seen on the floor fewer than "
+                                 f"{self.assoc.confirm} times near no shopper: not counted as shoppers "
+                                 f"({', '.join(self.assoc.unconfirmed[:5])})")
+            log.warning("%s", self.problems[-1])
+        obs = self._write(math.inf)
+        return obs, self.ztrack.finish()
+
+    def _write(self, cutoff: float) -> TrackObservations:
+        """Observations of the buffered frames not yet written whose moment began at or before ``cutoff``."""
+        if math.isfinite(cutoff):  # tracks seen in the frames written, that had lag_s to be placed and were not:
+            # decided as at the end (a moment begun by the cutoff holds frames up to SAME_MOMENT_S after it)
+            self.assoc.flush(min_new=self.assoc.confirm, before=cutoff + SAME_MOMENT_S + 1e-9)
+            self.t_written = max(self.t_written, cutoff)
+        lo = self._written - self._base
+        hi = lo
+        n = len(self.frames)
+        while hi < n and not (self._starts[hi] and self.frames[hi].t > cutoff):
+            hi += 1
+        if hi == lo:
+            return TrackObservations.empty()
+        obs = _window_observations(self.frames, self.assoc.assignments, self.ztrack, lo, hi)
+        self._written += hi - lo
+        if not math.isfinite(cutoff):
+            self.t_written = max(self.t_written, self.frames[hi - 1].t)
+        if not self.keep_frames and hi < n:  # keep the context the next frames' wrists read
+            keep_from = self.frames[hi].t - FLOOR_FROM_OTHERS_S - 1e-6
+            drop = 0
+            while drop < hi and self.frames[drop].t < keep_from:
+                drop += 1
+            del self.frames[:drop], self._starts[:drop]
+            self._base += drop
+        return obs
 
 
 def on_floor(ft: FrameTracks, floor: list) -> FrameTracks:
@@ -223,7 +362,16 @@ def triangulated_wrists(frames: list[FrameTracks], assignments: dict[str, str]
 
 def _observations(frames: list[FrameTracks], assignments: dict[str, str],
                   zones) -> tuple[TrackObservations, ZoneEvents]:
-    """Shopper keypoints from per-camera frames: per shopper and frame time, the mean floor point of the cameras
+    """Shopper keypoints of ``frames`` (time order) and their zone events (:func:`_window_observations` on all of
+    them, with a :class:`vision.zones.ZoneTracker` of ``zones``)."""
+    ztrack = ZoneTracker(zones)
+    return _window_observations(frames, assignments, ztrack, 0, len(frames)), ztrack.finish()
+
+
+def _window_observations(frames: list[FrameTracks], assignments: dict[str, str], ztrack: ZoneTracker,
+                         lo: int, hi: int) -> TrackObservations:
+    """Shopper keypoints of ``frames[lo:hi]`` (``lo`` begins a moment, ``hi`` ends one: :data:`SAME_MOMENT_S`;
+    the other frames are context for the floor points, zones fed to ``ztrack``): per shopper and frame time, the mean floor point of the cameras
     that see them (``floor``, z = 0) and each wrist (``l_wrist``, ``r_wrist``): triangulated where two or more
     cameras saw it at that moment (:func:`triangulated_wrists`); else each camera's view of it as the stretch of
     its ray within an arm's reach of the shopper's floor point (:func:`wrist_stretch`; rows ``…_ray_a``,
@@ -241,13 +389,13 @@ def _observations(frames: list[FrameTracks], assignments: dict[str, str],
             for key, point in zip(WRIST_RAY_KEYPOINTS[name], ends):
                 tid.append(sid), ts.append(t), kp.append(key), xyz.append(tuple(point)), sc.append(score)
 
-    ztrack = ZoneTracker(zones)
-    tri = triangulated_wrists(frames, assignments)
+    tri = triangulated_wrists(frames[lo:hi], assignments)
     where = _shopper_floor(frames, assignments)
     written: set[tuple[int, str, int]] = set()
     moment = 0
-    for n, ft in enumerate(frames):
-        if ft.t - frames[moment].t > SAME_MOMENT_S:
+    for n in range(hi - lo):
+        ft = frames[lo + n]
+        if ft.t - frames[lo + moment].t > SAME_MOMENT_S:
             moment = n
         per: dict[str, list[int]] = {}
         for i in range(len(ft)):
@@ -285,9 +433,9 @@ def _observations(frames: list[FrameTracks], assignments: dict[str, str],
                     tid.append(sid), ts.append(ft.t), kp.append(name), xyz.append(tuple(w[ok].mean(axis=0)))
                     sc.append(float(ft.wrist_score[idx, side][ok].mean()))
     if not ts:
-        return TrackObservations.empty(), ztrack.finish()
-    return (TrackObservations(np.array(tid, dtype=object), np.asarray(ts, float), np.array(kp, dtype=object),
-                              np.asarray(xyz, float).reshape(-1, 3), np.asarray(sc, float)), ztrack.finish())
+        return TrackObservations.empty()
+    return TrackObservations(np.array(tid, dtype=object), np.asarray(ts, float), np.array(kp, dtype=object),
+                             np.asarray(xyz, float).reshape(-1, 3), np.asarray(sc, float))
 
 
 #: How far in time (s) a shopper's floor position from one camera places the wrists another camera sees.

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import threading
 import time
 import uuid
@@ -123,6 +124,7 @@ class CameraWorker:
         self._since = None
         self.frame_every_s = frame_every_s
         self._frame_kept_at = float("-inf")
+        self._t_next = float("-inf")  # the next frame time to process (1/Camera.fps after the last one)
 
     def _review_requests(self) -> list[ClipRequest]:
         requests, self._since = hooks.review_clip_requests(store_id=self.camera.store_id, since=self._since)
@@ -264,35 +266,47 @@ class CameraWorker:
         except Exception as exc:  # the first real frame will say what is wrong
             self._problem(f"warm-up failed: {exc}")
 
+    def process(self, frame: Frame) -> FrameTracks | None:
+        """One frame read from the camera's source, as :meth:`run` handles it: counted; skipped when closer than
+        ``1/Camera.fps`` to the last one processed, or black or frozen (:meth:`usable`); else tracked (detection,
+        tracking, floor projection, wrists: the tracker's ``step``), kept in the clip ring and for the camera page.
+        Returns its :class:`vision.tracking.FrameTracks`, or None for a frame that carries no evidence. For a
+        caller that reads the source itself (``StoreCameras``: a store's recorded cameras played in step)."""
+        self.stats.frames += 1
+        if frame.t < self._t_next - 1e-6:
+            self.stats.skipped += 1
+            return None
+        period = 1.0 / self.camera.fps if self.camera.fps and self.camera.fps > 0 else 0.0
+        self._t_next = frame.t + period
+        if not self.usable(frame):
+            return None  # no evidence: publish nothing, so the store worker sees this camera go silent
+        ft = self.tracker.step(frame)
+        self._keep_frame(frame, ft)
+        self._clips_step(frame.t)
+        if ft is not None:
+            self._keep_recent_frame(frame, ft)
+        return ft
+
     def _run_source(self, source: FrameSource, max_frames: int | None) -> None:
         batch: list[TrackObservations] = []
         batch_t0 = batch_t_last = None
         wall0 = time.monotonic()
         period = 1.0 / self.camera.fps if self.camera.fps and self.camera.fps > 0 else 0.0
-        t_next = -float("inf")
+        self._t_next = -float("inf")
         for frame in source:
             if self.stop.is_set() or (max_frames is not None and self.stats.frames >= max_frames):
                 break
-            self.stats.frames += 1
-            if frame.t < t_next - 1e-6:
-                self.stats.skipped += 1
-                continue
-            if self.realtime and not source.live:
+            if self.realtime and not source.live and frame.t >= self._t_next - 1e-6:
                 ahead = (frame.t - source.t0) - (time.monotonic() - wall0)
                 if ahead > 0:
                     time.sleep(ahead)
                 elif ahead < -max(period, 1.0 / source.fps):
+                    self.stats.frames += 1
                     self.stats.skipped += 1  # too slow for it: a live camera's frame would be gone by now
                     continue
-            t_next = frame.t + period
-            if not self.usable(frame):
-                continue  # no evidence: publish nothing, so the store worker sees this camera go silent
-            ft = self.tracker.step(frame)
-            self._keep_frame(frame, ft)
-            self._clips_step(frame.t)
+            ft = self.process(frame)
             if ft is None:
                 continue
-            self._keep_recent_frame(frame, ft)
             batch.append(frame_observations(ft))
             batch_t_last = ft.t
             batch_t0 = ft.t if batch_t0 is None else batch_t0
@@ -309,3 +323,120 @@ class CameraWorker:
                                                                              "score")))
         self.publish(obs, t_last)
         self.stats.records += 1
+
+
+@dataclass(frozen=True)
+class VideoCamera:
+    """The fields of a camera that a :class:`CameraWorker` reads, for a camera with no ``vision.models.Camera`` row
+    (a recording's camera played by the device emulator): ``name``, ``source`` (its file), ``fps`` (frames processed
+    a second; 0: every frame the source gives), ``width``/``height`` pixels (0: unknown). Without a row there are
+    no review clips and no camera page (``pk`` None)."""
+
+    name: str
+    source: str
+    fps: float = 0.0
+    width: int = 0
+    height: int = 0
+    pk: None = None
+    store_id: None = None
+
+
+class StoreCameras:
+    """The cameras of one store played together, frame time by frame time, into one
+    :class:`vision.replay.ShopperStream` (multi-camera association, triangulated wrists, single-view wrist rays:
+    the replay's own path), whose shopper observations go to ``publish(obs, t_last)`` (the emulator's: the store's
+    ``obs`` stream, as one source for all the cameras): what a store whose cameras are recorded files needs, as the device emulator
+    plays them (``carts.emulator``), with the live camera path per camera (:meth:`CameraWorker.process`).
+
+    ``workers``: one :class:`CameraWorker` per camera (its ``tracker`` a ``vision.tracking.CameraTracker``);
+    ``sources``: camera name → its opened :class:`vision.tracking.FrameSource` (``t0``: frame 0 on the recording's clock);
+    ``stream``: the ShopperStream the cameras feed; ``threads``: cameras tracked at once (ONNX Runtime and the pose
+    interpreter release the GIL); ``t_shift`` (s): added to every frame's time (the emulator plays a recording as
+    if it started now; may be set until the first :meth:`play`). Loads every camera's models at once (a blank
+    frame), then starts its tracker afresh. :meth:`play` reads every camera up to a time; a camera whose file has ended
+    sees nobody from then on (its clock goes on, as a real camera's would)."""
+
+    def __init__(self, workers: list[CameraWorker], sources: dict, stream, *,
+                 publish: Callable[[TrackObservations, float], None], threads: int = 2, t_shift: float = 0.0) -> None:
+        self.workers = {w.camera.name: w for w in workers}
+        missing = set(self.workers) - set(sources)
+        if missing:
+            raise ValueError(f"no source for camera(s) {', '.join(sorted(missing))}")
+        self.sources = sources
+        self._frames = {name: iter(sources[name]) for name in self.workers}
+        self._next: dict[str, Frame | None] = {}
+        self.stream = stream
+        self.publish = publish
+        self.threads = max(1, int(threads))
+        self.t_shift = float(t_shift)
+        self._pool = None
+        self.t_played = -float("inf")
+        self.records = 0
+        #: problem lines of the cameras left out before they got here (the caller's: no video, no calibration)
+        self.skipped: list[str] = []
+        for w in self._map(lambda w: w._warm_up() or w, list(self.workers.values())):
+            w.tracker.start_session(w.tracker.session)  # the models are loaded; tracking starts afresh
+            w.stats.sessions.append(w.tracker.session)
+
+    def _peek(self, name: str) -> Frame | None:
+        if name not in self._next:
+            self._next[name] = next(self._frames[name], None)
+        return self._next[name]
+
+    def _camera_until(self, name: str, t: float) -> list[FrameTracks]:
+        """Track ``name``'s frames before ``t``; their FrameTracks (frames with no evidence left out)."""
+        out = []
+        w = self.workers[name]
+        while True:
+            frame = self._peek(name)
+            if frame is None or frame.t + self.t_shift >= t:
+                return out
+            del self._next[name]
+            ft = w.process(Frame(frame.index, frame.t + self.t_shift, frame.image) if self.t_shift else frame)
+            if ft is not None:
+                out.append(ft)
+
+    def play(self, t: float) -> TrackObservations:
+        """Every camera's frames before ``t`` (s, the store's clock) tracked and given to the stream; the shopper
+        observations it can now write published (with ``t_last``: how far they go) and returned."""
+        names = list(self.workers)
+        results = self._map(lambda n: self._camera_until(n, t), names)
+        for name, fts in zip(names, results):
+            for ft in fts:
+                self.stream.add(ft)
+            self.stream.reached(name, t)
+        self.t_played = t
+        obs = self.stream.advance()
+        if math.isfinite(self.stream.t_written):
+            self.publish(obs, self.stream.t_written)
+            self.records += 1
+        return obs
+
+    def _map(self, fn, items: list) -> list:
+        """``[fn(x) for x in items]``, on :attr:`threads` threads at once."""
+        if self.threads <= 1 or len(items) <= 1:
+            return [fn(x) for x in items]
+        if self._pool is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._pool = ThreadPoolExecutor(max_workers=min(self.threads, len(self.workers)),
+                                            thread_name_prefix="camera")
+        return list(self._pool.map(fn, items))
+
+    def close(self) -> None:
+        """Stop the tracking threads and let each tracker report a run of blank frames still open (idempotent)."""
+        for w in self.workers.values():
+            if hasattr(w.tracker, "finish"):
+                w.tracker.finish()
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+
+    @property
+    def problems(self) -> list[str]:
+        """What the sources, the trackers and the stream noticed."""
+        out = []
+        for name, w in self.workers.items():
+            out += getattr(self.sources[name], "problems", [])
+            out += getattr(w.tracker, "problems", [])
+        return out + list(self.stream.problems)

@@ -20,8 +20,8 @@ from store.recording import RecordingError, read_recording
 
 
 class Command(BaseCommand):
-    help = ("Play a recording's devices (shelf controllers, the store's tracker, the gate with real shopper "
-            "passes) against a running Walkout as real devices would; exits when every visit is billed and "
+    help = ("Play a recording's devices (shelf controllers, the store's tracker or its camera videos, the gate with "
+            "real shopper passes) against a running Walkout as real devices would; exits when every visit is billed and "
             "prints the receipts and the score. Embedded profile: runs the store loop in this process; production: "
             "talks to --url (daphne), the MQTT broker and run_store.")
 
