@@ -77,6 +77,13 @@ class RefundRejected(BillingError):
 
 # --- money ------------------------------------------------------------------------------------------------------
 
+def amount_log(amount_minor: int, currency: str) -> str:
+    """An amount for the logs in major units with its code, ``amount_log(5000, "usd") == "50.00 USD"`` (a log line
+    read "authorise 5000 usd" for a $50 hold), ``amount_log(1200, "jpy") == "1200 JPY"``."""
+    exp = currency_exponent(currency) if currency else 2
+    return f"{Decimal(int(amount_minor)).scaleb(-exp):.{exp}f} {currency.upper()}"
+
+
 def currency_exponent(currency: str) -> int:
     """Number of decimals of ``currency``'s minor unit at Stripe: 0 (jpy), 3 (kwd) or 2. ``ValueError`` if bad."""
     if not isinstance(currency, str) or len(currency) != 3 or not currency.isalpha():
@@ -223,8 +230,8 @@ def _attempt_record(
         error_code=result.error_code[:64], error=result.error[:300], **extra,
     )
     log_fn = log.info if result.succeeded else log.warning
-    log_fn("visit %s %s %s %s: %s %s", visit.pk, kind, result.amount_minor, attempt.currency, result.status.value,
-           result.error_code or result.provider_ref)
+    log_fn("visit %s %s %s: %s %s", visit.pk, kind, amount_log(result.amount_minor, attempt.currency),
+           result.status.value, result.error_code or result.provider_ref)
     return attempt
 
 
@@ -346,8 +353,8 @@ def receipt_issue(*, visit: Visit, lines: list[ReceiptLineData], at: datetime | 
             ReceiptTax.objects.bulk_create([
                 ReceiptTax(receipt=receipt, label=t.label[:200], rate_percent=t.rate_percent,
                            taxable_minor=t.taxable_minor, tax_minor=t.tax_minor) for t in taxes])
-            log.info("visit %s: receipt %s issued, total %s %s", visit.pk, receipt.pk, receipt.total_minor,
-                     receipt.currency)
+            log.info("visit %s: receipt %s issued, total %s", visit.pk, receipt.pk,
+                     amount_log(receipt.total_minor, receipt.currency))
         else:
             stored = sorted((ln.product_id, ln.barcode, ln.name, ln.quantity, ln.unit_price_minor,
                              Decimal(ln.tax_rate_percent).quantize(Decimal("0.001")))
