@@ -467,13 +467,18 @@ def party_holder(track: str, code: str, q: int, carts: Mapping[str, Mapping[str,
 
 def _oracle_apply(decisions: Decisions, truth_events, carts: dict[str, dict[str, int]],
                   party_of: Mapping[str, str], only: set[int] | None = None) -> None:
-    """Apply the oracle reviewer's answers for the review rows (``only`` these) to ``carts``."""
+    """Apply the oracle reviewer's answers for the review rows (``only`` these) to ``carts``: a put-back goes to
+    the party member holding the item, and one that nobody in the party holds is left out (the live store's review
+    service refuses it; ``carts.replay.reviews_resolve_by_truth`` leaves it out too)."""
     for j, found in oracle_answers(decisions, truth_events).items():
         if only is not None and j not in only:
             continue
         for track, lines in found:
             for code, q in lines:
-                dest = party_holder(track, code, q, carts, party_of) or track
+                dest = party_holder(track, code, q, carts, party_of)
+                if dest is None and q < 0:
+                    continue  # a put-back of an item nobody in the party was charged for: nothing to take back
+                dest = dest or track
                 if dest in carts:
                     carts[dest][code] = carts[dest].get(code, 0) + q
 

@@ -57,7 +57,8 @@ class LoopConfig:
     #: After an exit, events beginning up to this long after it may still be the shopper's; billing waits for them
     #: (``settings.WALKOUT["EXIT_SETTLE_S"]``: a plate settles within 1–2 s of the hand leaving it).
     settle_s: float = 3.0
-    #: A controller's settled changes become shelf events as soon as its detector has passed their end by this much
+    #: A gondola's settled changes (each gondola of a controller has its own detector, :meth:`StoreLoop.on_samples`)
+    #: become shelf events as soon as its detector has passed their end by this much
     #: with no other change begun by then (``WeightEventDetector.settled_until``: a neighbouring change that
     #: starts within this of their end still joins them; one still moving holds them). ``t_end`` is already the
     #: last active window's centre, half a detector window after the last moving sample, so 0.25 s waits for a
@@ -66,7 +67,7 @@ class LoopConfig:
     #: …or, whatever the detector says, once none came for this long (twice the merge gap plus the detector's
     #: ~0.5 s settle lag)…
     hold_s: float = 1.5
-    #: …and never longer than this on a busy controller.
+    #: …and never longer than this on a busy gondola.
     hold_max_s: float = 10.0
     #: Observations are kept this far back before the oldest undecided shelf event (``vision.identity.repair``
     #: reads 60 s of bodies before an event to undo id switches; fusion reads ``pad_s`` of hands around it).
@@ -381,6 +382,31 @@ def controller_planogram(planogram: weight.Planogram, bin_codes: tuple[str, ...]
                                         for b, v in planogram.neighbours.items() if b in known})
 
 
+def gondola_blocks(bin_codes: tuple[str, ...]) -> list[tuple[tuple[str, ...], np.ndarray | None]]:
+    """A controller's bins (``bin_codes``, its column order) as its gondolas: ``[(gondola's bin codes, their
+    column indices (k,) int64)]`` in order of first appearance, bins coded ``"<gondola>-<shelf>-<bin>"`` grouped by
+    the part before the first ``-``. Columns are None when the whole controller is one group (one gondola, or
+    codes without a ``-``, where the gondola is unknown and the controller stays whole). Changes merge into one
+    shelf event only on neighbouring plates of one shelf, so a gondola is the widest unit detection needs."""
+    groups: dict[str, list[int]] = {}
+    for j, code in enumerate(bin_codes):
+        if "-" not in code:
+            return [(bin_codes, None)]
+        groups.setdefault(code.split("-", 1)[0], []).append(j)
+    if len(groups) <= 1:
+        return [(bin_codes, None)]
+    return [(tuple(bin_codes[j] for j in cols), np.asarray(cols, dtype=np.int64)) for cols in groups.values()]
+
+
+def _check_block(t: np.ndarray, grams: np.ndarray, n_bins: int) -> None:
+    """Raise ValueError unless ``grams`` is (len(t), ``n_bins``): a malformed block is refused whole, before any
+    gondola's detector takes its share."""
+    shape = np.shape(grams)
+    if np.ndim(t) != 1 or shape != (np.shape(t)[0], n_bins):
+        raise ValueError(f"a block of {n_bins} bins needs grams of shape (n, {n_bins}) for t (n,), got "
+                         f"{shape} for t {np.shape(t)}")
+
+
 def pending_picks(decision: Decision) -> list[tuple[str, str, int]]:
     """What a decision sent to review may have put in carts: (track, barcode, units) for every candidate track
     and every pick option with a posterior of at least 5 % — what fusion's ``pending`` holdings are made of (a
@@ -444,7 +470,10 @@ class StoreLoop:
         #: polygon of ``entry_zones``.
         self.gate_zones: dict[str, np.ndarray] = {}
         self.exit_zones: list[np.ndarray] = []  # (k, 2) polygons, metres (live exits)
+        #: one detector per gondola of each controller (:meth:`on_samples`), keyed by the gondola's bin codes
         self._detectors: dict[tuple[str, ...], weight.WeightEventDetector] = {}
+        #: controller's bin codes → its gondolas' (bin codes, columns) (:func:`gondola_blocks`; not checkpointed)
+        self._gondolas: dict[tuple[str, ...], list[tuple[tuple[str, ...], np.ndarray | None]]] = {}
         self._planograms: dict[tuple[str, ...], weight.Planogram] = {}
         self._held: dict[tuple[str, ...], list[weight.WeightChanges]] = {}
         self._pending: list[tuple[Hashable, weight.ShelfEvent]] = []
@@ -482,7 +511,7 @@ class StoreLoop:
         pickle."""
         state = {k: v for k, v in self.__dict__.items()
                  if k not in ("sink", "_planograms", "planogram", "bins", "body_frames",  # frames: from bodies
-                              "_open", "_involved", "_gone_chunks", "restored_chunks")}
+                              "_open", "_involved", "_gondolas", "_gone_chunks", "restored_chunks")}
         if chunks is None:
             return pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
         store_chunks, store, saved = chunks
@@ -524,6 +553,7 @@ class StoreLoop:
         loop.__dict__.setdefault("_exit_reads", [])
         loop.sink, loop.planogram, loop.bins, loop._planograms, loop._open = sink, planogram, bins, {}, None
         loop._involved = {}
+        loop._gondolas = {}
         loop.body_frames = BodyFrames()
         loop.body_frames.add(loop.bodies.between(-math.inf, math.inf))  # the window's rows, in the order they came
         if "_look" in loop.__dict__:
@@ -541,18 +571,29 @@ class StoreLoop:
     # ------------------------------------------------------------------------------------------------ inputs
     def on_samples(self, *, bin_codes: tuple[str, ...], t: np.ndarray, grams: np.ndarray, rate_hz: float) -> None:
         """Feed one block of a shelf controller's samples: ``t`` (n,) s, ``grams`` (n, B) for ``bin_codes``.
-        Raises ValueError from the detector on malformed samples."""
-        det = self._detectors.get(bin_codes)
+        Detected per gondola (:func:`gondola_blocks`): one detector, one hold and one release of changes per
+        gondola of the controller, so that the shelf events do not depend on how the store's gondolas are wired to
+        controllers (no change is ever merged across gondolas, and a change is never held back by a shopper at
+        another gondola). Raises ValueError from the detector on malformed samples (no gondola takes the block)."""
+        parts = self._gondolas.get(bin_codes)
+        if parts is None:
+            parts = self._gondolas[bin_codes] = gondola_blocks(bin_codes)
+        if len(parts) > 1:
+            _check_block(t, grams, len(bin_codes))
+        for codes, cols in parts:
+            self._on_gondola(codes, t, grams if cols is None else grams[:, cols], rate_hz)
+
+    def _on_gondola(self, codes: tuple[str, ...], t: np.ndarray, grams: np.ndarray, rate_hz: float) -> None:
+        det = self._detectors.get(codes)
         if det is None:
-            det = self._detectors[bin_codes] = weight.WeightEventDetector(len(bin_codes), rate_hz,
-                                                                         self.detector_config)
+            det = self._detectors[codes] = weight.WeightEventDetector(len(codes), rate_hz, self.detector_config)
         self.stats.samples += int(grams.size)
         changes = det.push(t, grams)
-        self._look.on_samples(bin_codes, t, grams)
+        self._look.on_samples(codes, t, grams)
         if len(changes):
-            self._held.setdefault(bin_codes, []).append(changes)
-        if bin_codes in self._held:  # released as soon as this controller's detector has settled past them
-            self._release(force=False, only=bin_codes)
+            self._held.setdefault(codes, []).append(changes)
+        if codes in self._held:  # released as soon as this gondola's detector has settled past them
+            self._release(force=False, only=codes)
 
     def on_events(self, events: Iterable[weight.ShelfEvent]) -> None:
         """Feed shelf events detected elsewhere (a benchmark's threshold sweep reuses one detection): stored and
@@ -796,7 +837,7 @@ class StoreLoop:
         return best
 
     def _release(self, *, force: bool, only: tuple[str, ...] | None = None) -> None:
-        """Held changes of a controller become shelf events once its detector has settled ``hold_gap_s`` past them,
+        """Held changes of a gondola become shelf events once its detector has settled ``hold_gap_s`` past them,
         or none came for ``hold_s`` (or the oldest waited ``hold_max_s``): changes on neighbouring plates that
         settle a moment apart (two shoppers side by side, an item across two plates) then merge into one event as
         a batch detection would merge them."""
@@ -820,7 +861,7 @@ class StoreLoop:
             self._store_event(event)
 
     def _settled_until(self, codes: tuple[str, ...]) -> float:
-        """Source time (s) before which every change of controller ``codes`` is a stored event (the detector has
+        """Source time (s) before which every change of gondola ``codes`` (its bin codes) is a stored event (the detector has
         emitted it and the loop released it)."""
         det = self._detectors.get(codes)
         until = det.settled_until() if det is not None else -math.inf

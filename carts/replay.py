@@ -408,8 +408,10 @@ def reviews_resolve_by_truth(*, session: str, decisions, truth_events, party_of:
     """Resolve the open review items of ``session`` as a perfect reviewer would (``carts.evaluation.oracle_answers``
     on a simulated recording's truth events), through ``carts.services.review_resolve`` — the same path as a
     manager's decision in the dashboard, billing corrections included. A put-back goes to the party member who
-    holds the item; a second product in one event (a mixed grab) is one more line of the same decision
-    (``review_resolve``'s ``extra_lines``: charged when the visit is billed, never applied twice).
+    holds the item, and a put-back of an item nobody in the party was charged for is left out (the service would
+    refuse it: the shopper owes nothing for it), the item dismissed when nothing else is left; a second product in
+    one event (a mixed grab) is one more line of the same decision (``review_resolve``'s ``extra_lines``: charged
+    when the visit is billed, never applied twice).
     Returns (resolved, failed); failures are logged and leave their item open."""
     from store.inventory.models import Product
 
@@ -442,7 +444,13 @@ def reviews_resolve_by_truth(*, session: str, decisions, truth_events, party_of:
                     for member, v in visits.items():
                         if party_of.get(member, member) == lead and _held(v, code) >= -q:
                             dest = v if _held(dest, code) < -q else dest
+                    if _held(dest, code) < -q:  # nobody in the party was charged for it: nothing to take back
+                        continue  # (as the offline oracle, carts.evaluation._oracle_apply)
                 targets.append((dest, code, q))
+            if not targets:
+                review_resolve(item=item, visit_id=None, barcode=None, quantity=0, by="oracle")
+                ok += 1
+                continue
             # one decision: the extra lines stand or fall with it, billed visits corrected through billing
             dest, code, q = targets[0]
             review_resolve(item=item, visit_id=dest.pk, barcode=code, quantity=q, by="oracle",

@@ -1,6 +1,8 @@
 """Shelf events of a recording, offline (pure Python + NumPy, no Django): what ``manage.py shelf_events REC``
 prints. The planogram comes from the recording's ``store.json`` (docs/recording-format.md), the samples from its
-``shelves.csv`` (one detector per shelf controller, i.e. per time grid), exactly as the replay feeds them.
+``shelves.csv`` (one detector per shelf controller, i.e. per time grid, fed in blocks as live; the store loop
+itself detects per gondola of a controller and holds changes back to merge them, ``carts.loop``, so its events
+can differ from these where shoppers are busy at several gondolas of one controller at once).
 """
 from __future__ import annotations
 
