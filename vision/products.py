@@ -198,9 +198,9 @@ class Embedder:
     def embed_arrays(self, images: Sequence[np.ndarray], flip: bool = False) -> np.ndarray:
         """``(N, D)`` float32 unit vectors for N RGB arrays (already checked by :func:`load_image`); with
         ``flip``, ``(2N, D)``: each photo then its left-right mirror (rows 2i, 2i+1)."""
+        net = self._load()  # first: without torch this is ModelUnavailable, not an ImportError
         import torch
 
-        net = self._load()
         if not len(images):
             return np.zeros((0, 1280), np.float32)
         out = []
