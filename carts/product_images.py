@@ -70,7 +70,7 @@ class HandImageEvidence:
         self.unavailable: str | None = None  # why the model cannot be loaded (then not tried again)
         self.rejected: list[tuple[str, str]] = []  # the last unusable crops, (source, reason)
 
-    def _none(self, reason: str) -> None:
+    def _none(self, reason: str) -> dict[str, float] | None:
         self.counts[reason] += 1
         return None
 

@@ -233,3 +233,24 @@ def test_the_crop_store_is_bounded_and_reads_a_track_s_window_across_seconds():
         store.between("a", 0.0, 3600.0)
     with pytest.raises(vp.BadImage):
         crop(jpeg=b"not a jpeg").rgb()
+
+
+@pytest.mark.django_db
+def test_the_live_store_worker_s_sink_asks_the_hand_crops(benchmark1_recording, settings):
+    from carts.runtime import MemoryBus, StoreWorker
+    from store.layout.services import layout_load
+    from store.recording import read_recording
+
+    store = layout_load(data=read_recording(benchmark1_recording).store)
+    worker = StoreWorker(store.code, bus_=MemoryBus())
+    worker.step(block_ms=0)
+    sink = worker.pipeline.sink
+    assert isinstance(sink.images, HandImageEvidence) and sink.images.crops.store_code == store.code
+    assert sink.images.bins.codes == worker.pipeline.loop.bins.codes
+    ev = event(["B", "C"], -301.0)
+    take = decide(ev, reach("a", 1.15))
+    assert sink.product_likelihood(ev, take) is None and sink.images.counts == {"no crops": 1}
+    settings.WALKOUT = {**settings.WALKOUT, "PRODUCT_IMAGES": False}
+    off = StoreWorker(store.code, bus_=MemoryBus())
+    off.step(block_ms=0)
+    assert off.pipeline.sink.images is None and off.pipeline.sink.product_likelihood(ev, take) is None

@@ -116,7 +116,8 @@ def cut_hand_crops(image: np.ndarray, t: float, *, camera: str, keys: Sequence[s
             ok, buf = cv2.imencode(".jpg", np.ascontiguousarray(crop), [int(cv2.IMWRITE_JPEG_QUALITY), config.quality])
             if not ok:
                 continue
-            out.append(HandCrop(camera, str(key), s, float(t), tuple(float(c) for c in xyz), buf.tobytes()))
+            out.append(HandCrop(camera, str(key), s, float(t), (float(xyz[0]), float(xyz[1]), float(xyz[2])),
+                                buf.tobytes()))
             if last is not None:
                 last[(str(key), s)] = float(t)
     return out
@@ -178,8 +179,8 @@ class HandCropStore:
         for k in keys:
             for row in found.get(k) or ():
                 try:
-                    c = HandCrop(str(row[0]), str(row[1]), int(row[2]), float(row[3]),
-                                 tuple(float(v) for v in row[4]), bytes(row[5]))
+                    x, y, z = (float(v) for v in row[4])
+                    c = HandCrop(str(row[0]), str(row[1]), int(row[2]), float(row[3]), (x, y, z), bytes(row[5]))
                 except (TypeError, ValueError, IndexError):
                     continue
                 if t0 <= c.t <= t1:
