@@ -567,9 +567,11 @@ WHITEN_SHRINK = 0.2
 def within_class_whitening(vectors: np.ndarray, owner: np.ndarray, shrink: float = WHITEN_SHRINK) -> np.ndarray | None:
     """``(D, D)``: the matrix that whitens the within-class covariance of ``vectors`` ``(N, D)`` (classes
     ``owner`` ``(N,)``, centred on their class means), shrunk by ``shrink`` towards its mean variance:
-    ``Σ' = (1 − shrink)·Σ + shrink·tr(Σ)/D·I``, returned as ``U·diag(λ^−½)`` of ``Σ'``'s eigen-decomposition. A
-    linear discriminant's view of the gallery: directions in which photos of one product vary count less. None
-    when no class has two vectors."""
+    ``Σ' = (1 − shrink)·Σ + shrink·tr(Σ)/D·I``; returns the symmetric ``Σ'^−½`` (from the residuals' thin SVD:
+    N ≪ D for a gallery). A linear discriminant's view of the gallery: directions in which photos of one product
+    vary count less. None when no class has two vectors. Raises ValueError unless 0 < ``shrink`` ≤ 1."""
+    if not 0 < shrink <= 1:
+        raise ValueError(f"shrink must be in (0, 1], got {shrink}")
     v = np.asarray(vectors, np.float64)
     y = np.asarray(owner, np.int64)
     means = np.zeros((y.max() + 1, v.shape[1]))
@@ -579,11 +581,12 @@ def within_class_whitening(vectors: np.ndarray, owner: np.ndarray, shrink: float
         return None
     means /= np.maximum(n, 1)[:, None]
     r = v - means[y]
-    cov = r.T @ r / len(v)
-    d = cov.shape[0]
-    cov = (1 - shrink) * cov + shrink * np.trace(cov) / d * np.eye(d)
-    lam, u = np.linalg.eigh(cov)
-    return (u / np.sqrt(np.maximum(lam, 1e-12))).astype(np.float32)
+    d = r.shape[1]
+    _, sv, vt = np.linalg.svd(r, full_matrices=False)
+    lam = sv ** 2 / len(v)                        # Σ's non-zero eigenvalues, eigenvectors the rows of vt
+    floor = shrink * max(float(lam.sum()) / d, 1e-12)
+    out = np.eye(d) / math.sqrt(floor) + (vt.T * (1.0 / np.sqrt((1 - shrink) * lam + floor) - 1.0 / math.sqrt(floor))) @ vt
+    return out.astype(np.float32)
 
 
 def fit_linear_head(vectors: np.ndarray, owner: np.ndarray, n_classes: int, l2: float = LINEAR_L2,
