@@ -4,8 +4,9 @@ After a take, crops around the taking hand in the next frames give a product lik
 (:func:`vision.products.product_likelihood`: ``{barcode: probability}`` over the gallery's products). Products
 whose weights look alike (two 300 g cartons on neighbouring facings) leave the weight and hand evidence split; the
 image tells them apart. :func:`with_product_evidence` multiplies each take option's posterior by the image's
-likelihood of its product and re-decides (pure, no Django). It is a hook for the pipeline, not yet wired into the
-live store.
+likelihood of its product and re-decides (pure, no Django). The store loop applies it to the likelihood its sink
+gives (``carts.loop.StoreLoop._image_evidence``): in the live store the camera workers' crops around the taking
+hand (``carts.product_images``), in the offline bench the simulated recogniser (``carts.simulation_products``).
 """
 from __future__ import annotations
 

@@ -102,8 +102,8 @@ class LoopConfig:
     tag_hand_m: float = 0.6
     #: Product image evidence (the sink's ``product_likelihood``): the share of the recogniser's likelihood
     #: replaced by a uniform one (``carts.fusion_products.with_product_evidence``'s ``mix``), its error rate: a
-    #: recogniser right 61 % of the time (6 photos per product, docs/recognition.md) says little when it is wrong.
-    image_mix: float = 0.39
+    #: recogniser right 73 % of the time (6 photos per product, docs/recognition.md) says little when it is wrong.
+    image_mix: float = 0.27
     #: The reach-triggered look at the plates' levels (``carts.reach_look``): after a hand reached into a shelf,
     #: a change too small for the blind detector that fits one unit becomes a (weak) shelf event for fusion.
     reach_look: ReachLookConfig = ReachLookConfig()

@@ -73,11 +73,13 @@ class DatabaseSink:
     ``clock_offset_s`` is added to every source time before it is stored (a replay "as of now" shifts the
     recording's clock to the present; live sources pass 0: their clocks are already corrected to UTC).
     ``queue_checkouts``: hand checkouts to the billing worker (the live store, :meth:`checkout`); False: bill here
-    (a replay, which reads its receipts as soon as it ends).
+    (a replay, which reads its receipts as soon as it ends). ``images``: what the cameras saw in the taking hand
+    (``carts.product_images.HandImageEvidence``; the store worker gives one, a replay of a recording none).
     """
 
     def __init__(self, *, store: Store, session: str, clock_offset_s: float = 0.0,
-                 queue_checkouts: bool = False) -> None:
+                 queue_checkouts: bool = False, images=None) -> None:
+        self.images = images
         self.store = store
         self.queue_checkouts = queue_checkouts
         self.session = session
@@ -130,6 +132,11 @@ class DatabaseSink:
     def open_reviews(self, keys) -> list[Hashable]:
         return list(ReviewItem.objects.filter(pk__in=list(keys), status=ReviewItem.Status.OPEN)
                     .order_by("pk").values_list("pk", flat=True))
+
+    def product_likelihood(self, event: weight.ShelfEvent, decision: Decision) -> dict[str, float] | None:
+        """What the cameras saw in the taking hand: ``{barcode: probability}``, or None (no :attr:`images`, or no
+        evidence for this decision: ``carts.product_images``)."""
+        return self.images(event, decision) if self.images is not None else None
 
     def noise(self, key, event, decision) -> None:
         self._rows.pop(key, None)

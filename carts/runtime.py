@@ -523,6 +523,12 @@ class StoreWorker:
                 log.error("store %s: checkpoint unreadable (%s); starting afresh", self.store.code, exc)
                 loop = None
         self.pipeline = StorePipeline(store=self.store, session=self.session, loop=loop, queue_checkouts=True)
+        if settings.WALKOUT.get("PRODUCT_IMAGES", True):  # the product in the taking hand (carts.product_images)
+            from vision.hand_crops import HandCropStore
+
+            from .product_images import HandImageEvidence
+
+            self.pipeline.sink.images = HandImageEvidence(HandCropStore(self.store.code), self.pipeline.loop.bins)
         if loop is None:
             self.pipeline.loop.config = LoopConfig(
                 review_confidence=settings.WALKOUT["REVIEW_CONFIDENCE"], settle_s=settings.WALKOUT["EXIT_SETTLE_S"],

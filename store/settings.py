@@ -312,6 +312,10 @@ WALKOUT = {
     # Rebuild the product recogniser's gallery (vision.tasks.product_gallery_rebuild_task) from a store's photos
     # when a manager adds or removes one: queued GALLERY_REBUILD_DELAY_S seconds later so a batch of uploads makes one
     # rebuild (in the embedded profile it runs in the request; only new photos are embedded). 0 turns it off.
+    # The product in the hand (vision/hand_crops.py, carts/product_images.py): camera workers keep crops around the
+    # shoppers' wrists for a few seconds and the store worker scores the taking hand's against the product gallery
+    # when it decides a take (no gallery or no model: decided on weight and hands alone). "0" turns both off.
+    "PRODUCT_IMAGES": os.environ.get("WALKOUT_PRODUCT_IMAGES", "1") not in ("0", "false", ""),
     "GALLERY_REBUILD_ON_UPLOAD": os.environ.get("WALKOUT_GALLERY_REBUILD_ON_UPLOAD", "1") not in ("0", "false", ""),
     "GALLERY_REBUILD_DELAY_S": float(os.environ.get("WALKOUT_GALLERY_REBUILD_DELAY_S", "10")),
     "REVIEW_CLIPS_DIR": os.environ.get("WALKOUT_REVIEW_CLIPS_DIR", str(VAR_DIR / "clips")),

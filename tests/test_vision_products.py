@@ -80,7 +80,9 @@ def small_grocery(tmp_path_factory) -> Path:
 def small_bench(small_grocery, embedder):
     from vision.product_bench import run
 
-    return run(small_grocery, split="test", shots=6, embedder=embedder)
+    # the embeddings are kept (the command's test reads them back instead of running the network again)
+    return run(small_grocery, split="test", shots=6, embedder=embedder,
+               cache=vp.EmbeddingCache(small_grocery / "embeddings.npz"))
 
 
 def test_importing_the_module_loads_no_model():
@@ -128,10 +130,11 @@ def test_the_probability_is_calibrated(small_bench):
             assert lo - 0.2 <= right <= hi + 0.2, (lo, hi, n, right)
 
 
-def test_the_command_prints_the_table_and_the_top1_line(small_grocery, embedder, capsys):
+def test_the_command_prints_the_table_and_the_top1_line(small_grocery, small_bench, capsys):
     from django.core.management import call_command
 
-    call_command("bench_products", str(small_grocery), "--split", "test", "--shots", "2", "--per-class", "1")
+    call_command("bench_products", str(small_grocery), "--split", "test", "--shots", "2", "--per-class", "1",
+                 "--cache", str(small_grocery / "embeddings.npz"))
     out = capsys.readouterr().out.strip().splitlines()
     last = out[-1].split()
     assert last[0] == "top1" and len(last) == 3 and 0.0 <= float(last[1]) <= float(last[2]) <= 1.0

@@ -162,7 +162,8 @@ def run(root: str | Path, *, split: str = "test", shots: int = 6, embedder: Embe
         cache: EmbeddingCache | None = None) -> BenchResult:
     """Benchmark ``root`` (see module docstring) at 1 and ``shots`` photos per class.
 
-    ``flip``: the gallery also holds each photo mirrored; ``tta``: a query is the mean of it and its mirror;
+    ``flip``: the gallery also holds each photo mirrored; ``tta``: a query is the mean of its embedding and its
+    mirror's (with the embedder's ``mirror`` each already is);
     ``per_class``: at most this many queries per class (the first ones listed; a quick subset);
     ``progress``: called with a line of text now and then; ``cache``: embeddings of photo files seen before
     (saved after embedding; a rerun skips the network; the time per crop then counts only photos embedded anew). Raises :class:`DatasetError` (nothing usable),

