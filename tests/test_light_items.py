@@ -1,6 +1,7 @@
 """Light items the detector cannot see: the reach-triggered look at the plates' levels (``carts.reach_look``).
 
-Synthetic plates (the simulator's noise model: white noise and a 0.5 s AR(1) wander) with a hand reaching in,
+Synthetic plates (the simulator's noise model before issue #18's change 9, harder than real plates: white noise and a
+0.5 s AR(1) wander) with a hand reaching in,
 and a generated case from a default tuning seed of ``bench/bench_accuracy.py`` (never its reporting seeds)."""
 from __future__ import annotations
 
