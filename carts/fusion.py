@@ -13,7 +13,10 @@ quantity):
    erasing it. ``d_eff`` = the ``core_quantile`` (0.3) quantile of the distances over the weight change itself
    (``[t_start, t_end]``) when the hand was seen at least ``min_core_samples`` times then — a hand that stayed at
    the bin for a good part of the change (two shoppers side by side each do, when their changes merge), not one
-   that passed by — else the smallest penalised distance.
+   that passed by — else the smallest penalised distance. For an event of one unit the quantile is read over the
+   first ``core_window_s`` of the core interval from the change's start (and each merged change's): one unit moves
+   at one moment, and a neighbour's hand that came later, for an item of its own beside it, did not move it. The
+   volume over a plate ends at the plate above it (:attr:`BinGeometry.headroom`).
 2. **Hand entered and left** the shelf zone around the change: ``motion`` = min(farthest distance before the
    closest approach, farthest after it) − closest distance (metres), within the padded window; a reaching hand
    scores ≈ 0.3–0.5 m, a hand resting near the shelf (a neighbour standing in front of it, a shopper reached across)
@@ -183,7 +186,8 @@ class FusionConfig:
     #: bin for a good part of the change (two shoppers side by side each do), not one that passed by. Not tuned.
     core_quantile: float = 0.3
     #: s. Over a longer change (a swinging or settling plate) ``d_eff`` is the best such quantile over any
-    #: stretch this long: the hand that took the item was at the bin at the start. Added for swinging plates.
+    #: stretch this long, and for a one-unit change the quantile over this long from its start: the hand that took
+    #: the item was at the bin at the start. Added for swinging plates.
     core_window_s: float = 1.0
     #: m. An arm's length past the shelf edge; tracks whose hands never came within ``2 · reach_m`` of the bin are
     #: not candidates, and the "nobody" outcome's plausibility falls from ``reach_m`` to ``2 · reach_m``.
@@ -993,7 +997,11 @@ def _decide(event: weight.ShelfEvent, hands: TrackObservations, bins: BinGeometr
     """:func:`decide_event` once the hands' ids are settled: the event whole, or cut into two takes."""
     config, review_confidence = kw["config"], kw["review_confidence"]
     carts, party_of = kw["carts"], kw["party_of"]
-    whole = _decide_whole(event, hands, bins, planogram, **kw)
+    # one unit moves at one moment: read the hands at its start, also in the cuts of such an event; the cuts of an
+    # event of several units keep the whole reading (two units straddling two plates, taken one after the other,
+    # cut plate by plate read as one unit on each plate, both changing from the first take on)
+    onset = _one_unit(event)
+    whole = _decide_whole(event, hands, bins, planogram, onset=onset, **kw)
     several = abs(whole.quantity) >= 2 or len(whole.shares) > 1
     if (not config.partition or len(event.parts) < 2
             or not (whole.review or whole.product < config.partition_below or several)):
@@ -1002,11 +1010,11 @@ def _decide(event: weight.ShelfEvent, hands: TrackObservations, bins: BinGeometr
     kw_part = {**kw, "review_confidence": 0.0}
     for a, b in _cuts(event, bins, config.partition_gap_s):
         da = _decide_whole(weight.sub_event(event, a, planogram, max_quantity=config.max_quantity), hands, bins,
-                           planogram, **kw_part)
+                           planogram, onset=onset, **kw_part)
         if not da.changes or len(da.shares) != 1:
             continue
         db = _decide_whole(weight.sub_event(event, b, planogram, max_quantity=config.max_quantity), hands, bins,
-                           planogram, **kw_part)
+                           planogram, onset=onset, **kw_part)
         if not db.changes or len(db.shares) != 1:
             continue
         joint = _joint_parts(da, db, carts, party_of or {}, config)
@@ -1097,10 +1105,14 @@ def _one_unit(event: weight.ShelfEvent) -> bool:
 def _decide_whole(event: weight.ShelfEvent, hands: TrackObservations, bins: BinGeometry,
                   planogram: weight.Planogram, *, carts: Holdings, party_of: Mapping[str, str] | None,
                   eligible: Sequence[str] | None, review_confidence: float, config: FusionConfig,
-                  bodies: TrackObservations | None, pending: Holdings, strays: Holdings) -> Decision:
-    """:func:`decide_event` for the event taken whole (one take, or one product split between two shoppers)."""
+                  bodies: TrackObservations | None, pending: Holdings, strays: Holdings,
+                  onset: bool | None = None) -> Decision:
+    """:func:`decide_event` for the event taken whole (one take, or one product split between two shoppers).
+    ``onset``: read the hands at the change's start (:func:`hand_evidence`); None: when the event is one unit
+    (:func:`_one_unit`)."""
     party_of = party_of or {}
-    ev = hand_evidence(event, hands, bins, config, eligible=eligible, onset=_one_unit(event))
+    ev = hand_evidence(event, hands, bins, config, eligible=eligible,
+                       onset=_one_unit(event) if onset is None else onset)
     if bodies is not None and config.hidden_prior > 0:
         ev = hidden_hands(ev, event, hands, bodies, bins, config, eligible=eligible)
     if bodies is not None and config.walking_factor < 1:

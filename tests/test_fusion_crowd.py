@@ -183,3 +183,14 @@ def test_a_put_back_of_an_item_whose_pick_is_in_review_waits_for_it(store):
     d, i = decide_truth_event(sim, "1050", 405.5, unknown=(k,), pending=pending)
     assert sim.events.lines[i] == (("012000181153", -1),)
     assert d.review or (d.awaits_review and d.changes == (("1050", "012000181153", -1),)), (d.changes, d.reason)
+
+
+def test_two_units_across_two_plates_taken_one_after_the_other_are_not_cut_plate_by_plate_for_the_first(store):
+    # default tuning seed 3106: 1023 (reaching across) and then 1020 each take an 830 g 041508600811 standing
+    # across plates 1-5-4/1-5-5 (312.4 s and 313.2 s); the two changes merge into one two-unit event. Cut plate by
+    # plate, each plate's half read as one unit; read at its start (one unit moves at one moment), each half went
+    # to 1023, whose hand was there first (0.961). The cuts of a several-unit event keep the whole reading
+    sim = simulate(store, SimConfig.at("default", shoppers=58, seed=3106, minutes=2.0 + 58 * 0.25))
+    d, i = decide_truth_event(sim, "1020", 313.2)
+    assert sorted(d.changes) != [("1023", "041508600811", 1), ("1023", "041508600811", 1)], d.reason
+    assert d.review or sorted(d.changes) == [("1020", "041508600811", 1), ("1023", "041508600811", 1)], d.reason
