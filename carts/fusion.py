@@ -13,7 +13,10 @@ quantity):
    erasing it. ``d_eff`` = the ``core_quantile`` (0.3) quantile of the distances over the weight change itself
    (``[t_start, t_end]``) when the hand was seen at least ``min_core_samples`` times then — a hand that stayed at
    the bin for a good part of the change (two shoppers side by side each do, when their changes merge), not one
-   that passed by — else the smallest penalised distance.
+   that passed by — else the smallest penalised distance. For an event of one unit the quantile is read over the
+   first ``core_window_s`` of the core interval from the change's start (and each merged change's): one unit moves
+   at one moment, and a neighbour's hand that came later, for an item of its own beside it, did not move it. The
+   volume over a plate ends at the plate above it (:attr:`BinGeometry.headroom`).
 2. **Hand entered and left** the shelf zone around the change: ``motion`` = min(farthest distance before the
    closest approach, farthest after it) − closest distance (metres), within the padded window; a reaching hand
    scores ≈ 0.3–0.5 m, a hand resting near the shelf (a neighbour standing in front of it, a shopper reached across)
@@ -83,12 +86,22 @@ class _Event(Protocol):
     t_end: float
 
 
+#: m. A plate is directly above another when their centres are within this across (the store's plates of one
+#: gondola stand at the same x, y on every shelf) …
+ABOVE_XY_M = 0.05
+#: m. … and it is at least this higher (plates of one shelf stand at one height).
+ABOVE_MIN_DZ_M = 0.05
+
+
 @dataclass(frozen=True)
 class BinGeometry:
     """Bins as oriented boxes in store coordinates.
 
     ``codes`` (B,) str; ``centre`` (B, 3) metres (centre of the plate's top face); ``half_size`` (B, 2) metres
     (half width along the shelf, half depth into it); ``yaw`` (B,) radians (shelf long axis from store +x).
+    ``headroom`` (B,) metres, derived: the height from a plate's top face to the plate directly above it (a centre
+    within :data:`ABOVE_XY_M` across, at least :data:`ABOVE_MIN_DZ_M` higher; inf for a top shelf): the volume a
+    hand reaches into over a plate ends there.
     Raises ValueError on mismatched shapes.
     """
 
@@ -97,6 +110,7 @@ class BinGeometry:
     half_size: np.ndarray
     yaw: np.ndarray
     index: dict[str, int] = field(init=False, repr=False, compare=False)
+    headroom: np.ndarray = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         b = len(self.codes)
@@ -104,6 +118,13 @@ class BinGeometry:
             raise ValueError(f"expected centre ({b}, 3), half_size ({b}, 2), yaw ({b},); got "
                              f"{self.centre.shape}, {self.half_size.shape}, {self.yaw.shape}")
         object.__setattr__(self, "index", {c: i for i, c in enumerate(self.codes)})
+        c = np.asarray(self.centre, dtype=np.float64).reshape(-1, 3)
+        room = np.full(b, math.inf)
+        for i in range(b):
+            above = (np.hypot(c[:, 0] - c[i, 0], c[:, 1] - c[i, 1]) < ABOVE_XY_M) & (c[:, 2] > c[i, 2] + ABOVE_MIN_DZ_M)
+            if above.any():
+                room[i] = float((c[above, 2] - c[i, 2]).min())
+        object.__setattr__(self, "headroom", room)
 
     @classmethod
     def from_store(cls, store: Mapping) -> "BinGeometry":
@@ -118,10 +139,13 @@ class BinGeometry:
 
     def distance(self, points: np.ndarray, code: str, clearance_m: float, along_scale: float = 1.0) -> np.ndarray:
         """Euclidean distance (metres) from each of ``points`` (n, 3) to the volume above bin ``code``:
-        its rectangle, from the plate surface up to ``clearance_m`` above. 0 inside. ``along_scale`` multiplies
-        the part of the distance along the shelf (fusion weighs a hand beside the plate more than one in front of
-        it). Raises KeyError for an unknown bin."""
+        its rectangle, from the plate surface up to ``clearance_m`` above, or to the plate above it when that is
+        lower (:attr:`headroom`: shelves stand 0.22–0.3 m apart in the AutoCheckout store, under fusion's 0.35 m
+        clearance, and a hand reaching into the shelf above is not over this plate). 0 inside. ``along_scale``
+        multiplies the part of the distance along the shelf (fusion weighs a hand beside the plate more than one
+        in front of it). Raises KeyError for an unknown bin."""
         i = self.index[code]
+        clearance_m = min(clearance_m, float(self.headroom[i]))
         d = points - self.centre[i]
         c, s = math.cos(self.yaw[i]), math.sin(self.yaw[i])
         along = d[:, 0] * c + d[:, 1] * s
@@ -162,7 +186,8 @@ class FusionConfig:
     #: bin for a good part of the change (two shoppers side by side each do), not one that passed by. Not tuned.
     core_quantile: float = 0.3
     #: s. Over a longer change (a swinging or settling plate) ``d_eff`` is the best such quantile over any
-    #: stretch this long: the hand that took the item was at the bin at the start. Added for swinging plates.
+    #: stretch this long, and for a one-unit change the quantile over this long from its start: the hand that took
+    #: the item was at the bin at the start. Added for swinging plates.
     core_window_s: float = 1.0
     #: m. An arm's length past the shelf edge; tracks whose hands never came within ``2 · reach_m`` of the bin are
     #: not candidates, and the "nobody" outcome's plausibility falls from ``reach_m`` to ``2 · reach_m``.
@@ -351,10 +376,10 @@ def _quantile(x: np.ndarray, q: float) -> float:
 
 def _core_distance(t: np.ndarray, d: np.ndarray, t0: float, t1: float, config: FusionConfig) -> float | None:
     """The hand's distance while the weight changed: the ``core_quantile`` quantile of ``d`` (metres) over the
-    samples ``t`` (s, sorted) in ``[t0, t1]``; over a long change (a swinging or settling plate), the smallest
-    such quantile over any ``core_window_s`` stretch of it — the hand that took an item whose plate then swung
-    for seconds was at the bin at the start, not for a good part of the whole interval, while a neighbour who
-    lingered was. None when fewer than ``min_core_samples`` samples fall in every stretch."""
+    samples ``t`` (s, sorted) in ``[t0, t1]``; over a long change (a swinging or settling plate, or several takes
+    merged), the smallest such quantile over any ``core_window_s`` stretch of it — the hand that took an item
+    whose plate then swung for seconds was at the bin at the start, not for a good part of the whole interval,
+    while a neighbour who lingered was. None when fewer than ``min_core_samples`` samples fall in every stretch."""
     core = np.flatnonzero((t >= t0) & (t <= t1))
     if core.size < config.min_core_samples:
         return None
@@ -374,6 +399,28 @@ def _core_distance(t: np.ndarray, d: np.ndarray, t0: float, t1: float, config: F
             break
         i = int(starts[k])
         best = min(best, _quantile(dc[i:ends[i]], config.core_quantile))
+    return best
+
+
+def _onset_distance(t: np.ndarray, d: np.ndarray, starts: Sequence[float], t1: float, config: FusionConfig
+                    ) -> float | None:
+    """The hand's distance when a one-unit change began: the ``core_quantile`` quantile of ``d`` (metres) over the
+    samples ``t`` (s, sorted) in the first ``core_window_s`` of the core interval from each start in ``starts``
+    (s UTC: the event's, and each of its merged changes'), ``[a − core_pad_s, min(a − core_pad_s +
+    core_window_s, t1 + core_pad_s)]``, the smallest over the starts (``t1``: the event's end). One unit moves at
+    one moment, and the hand that took or put it back was at the bin then: the detector's start is that hand's
+    touch (docs/accuracy.md, change 7). A neighbour whose hand came to these plates only later, for an item of
+    its own beside them, was not, even if it then stayed for the rest of a change that settles for a second.
+    None when fewer than ``min_core_samples`` samples fall in every such window."""
+    best: float | None = None
+    for a in starts:
+        lo = a - config.core_pad_s
+        hi = min(lo + config.core_window_s, t1 + config.core_pad_s)
+        i0, i1 = int(np.searchsorted(t, lo, side="left")), int(np.searchsorted(t, hi, side="right"))
+        if i1 - i0 < config.min_core_samples:
+            continue
+        q = _quantile(d[i0:i1], config.core_quantile)
+        best = q if best is None else min(best, q)
     return best
 
 
@@ -433,10 +480,12 @@ def wrist_ray_hands(hands: TrackObservations, codes: Sequence[str], bins: BinGeo
 
 
 def hand_evidence(event: _Event, hands: TrackObservations, bins: BinGeometry, config: FusionConfig = FusionConfig(),
-                  *, eligible: Sequence[str] | None = None) -> HandEvidence:
+                  *, eligible: Sequence[str] | None = None, onset: bool = False) -> HandEvidence:
     """Hand-at-bin evidence for ``event`` from ``hands`` (hand keypoints; other keypoints are ignored).
 
     ``eligible``: only these tracks (None: all). Tracks whose best ``d_eff`` exceeds ``2 · reach_m`` are left out.
+    ``onset``: the event is one unit (:func:`_one_unit`): ``d_eff`` is read when its change (or each merged
+    change, ``event.parts``) began (:func:`_onset_distance`), not over its whole length (:func:`_core_distance`).
     Raises KeyError if the event names a bin not in ``bins``.
     """
     lo, hi = event.t_start - config.pad_s, event.t_end + config.pad_s
@@ -455,6 +504,7 @@ def hand_evidence(event: _Event, hands: TrackObservations, bins: BinGeometry, co
     if len(w) == 0:
         return HandEvidence.empty()
     c0, c1 = event.t_start - config.core_pad_s, event.t_end + config.core_pad_s
+    starts = sorted({float(event.t_start), *(float(p.t_start) for p in getattr(event, "parts", ()))}) if onset else []
     outside = np.maximum(np.maximum(c0 - w.t, w.t - c1), 0.0)
     eff = d + config.gap_speed_m_s * outside
     # one group per (track, keypoint), in the order of their "track\0keypoint" keys (what np.unique of the keys
@@ -473,7 +523,8 @@ def hand_evidence(event: _Event, hands: TrackObservations, bins: BinGeometry, co
         sel = by_group[bounds[g]:bounds[g + 1]]
         t, dk, ek, xyz = w.t[sel], d[sel], eff[sel], w.xyz[sel]
         j = int(np.argmin(ek))
-        d_eff = _core_distance(t, dk, event.t_start, event.t_end, config)
+        d_eff = (_onset_distance(t, dk, starts, event.t_end, config) if onset
+                 else _core_distance(t, dk, event.t_start, event.t_end, config))
         if d_eff is None:
             d_eff = float(ek[j])
         if d_eff > 2 * config.reach_m:
@@ -946,7 +997,11 @@ def _decide(event: weight.ShelfEvent, hands: TrackObservations, bins: BinGeometr
     """:func:`decide_event` once the hands' ids are settled: the event whole, or cut into two takes."""
     config, review_confidence = kw["config"], kw["review_confidence"]
     carts, party_of = kw["carts"], kw["party_of"]
-    whole = _decide_whole(event, hands, bins, planogram, **kw)
+    # one unit moves at one moment: read the hands at its start, also in the cuts of such an event; the cuts of an
+    # event of several units keep the whole reading (two units straddling two plates, taken one after the other,
+    # cut plate by plate read as one unit on each plate, both changing from the first take on)
+    onset = _one_unit(event)
+    whole = _decide_whole(event, hands, bins, planogram, onset=onset, **kw)
     several = abs(whole.quantity) >= 2 or len(whole.shares) > 1
     if (not config.partition or len(event.parts) < 2
             or not (whole.review or whole.product < config.partition_below or several)):
@@ -955,11 +1010,11 @@ def _decide(event: weight.ShelfEvent, hands: TrackObservations, bins: BinGeometr
     kw_part = {**kw, "review_confidence": 0.0}
     for a, b in _cuts(event, bins, config.partition_gap_s):
         da = _decide_whole(weight.sub_event(event, a, planogram, max_quantity=config.max_quantity), hands, bins,
-                           planogram, **kw_part)
+                           planogram, onset=onset, **kw_part)
         if not da.changes or len(da.shares) != 1:
             continue
         db = _decide_whole(weight.sub_event(event, b, planogram, max_quantity=config.max_quantity), hands, bins,
-                           planogram, **kw_part)
+                           planogram, onset=onset, **kw_part)
         if not db.changes or len(db.shares) != 1:
             continue
         joint = _joint_parts(da, db, carts, party_of or {}, config)
@@ -1037,13 +1092,27 @@ def _cuts(event: weight.ShelfEvent, bins: BinGeometry, gap_s: float
     return out
 
 
+def _one_unit(event: weight.ShelfEvent) -> bool:
+    """Whether the sensors explain ``event`` best as one unit taken or put back (its first hypothesis that is not
+    the unexplained outcome; a disturbance or an event with none: False). One unit moves at one moment; an event
+    of several units may be several takes over its length (two shoppers one after the other on one plate)."""
+    if event.disturbance:
+        return False
+    best = next((h for h in event.hypotheses if not h.unexplained), None)
+    return best is not None and abs(int(best.quantity)) == 1
+
+
 def _decide_whole(event: weight.ShelfEvent, hands: TrackObservations, bins: BinGeometry,
                   planogram: weight.Planogram, *, carts: Holdings, party_of: Mapping[str, str] | None,
                   eligible: Sequence[str] | None, review_confidence: float, config: FusionConfig,
-                  bodies: TrackObservations | None, pending: Holdings, strays: Holdings) -> Decision:
-    """:func:`decide_event` for the event taken whole (one take, or one product split between two shoppers)."""
+                  bodies: TrackObservations | None, pending: Holdings, strays: Holdings,
+                  onset: bool | None = None) -> Decision:
+    """:func:`decide_event` for the event taken whole (one take, or one product split between two shoppers).
+    ``onset``: read the hands at the change's start (:func:`hand_evidence`); None: when the event is one unit
+    (:func:`_one_unit`)."""
     party_of = party_of or {}
-    ev = hand_evidence(event, hands, bins, config, eligible=eligible)
+    ev = hand_evidence(event, hands, bins, config, eligible=eligible,
+                       onset=_one_unit(event) if onset is None else onset)
     if bodies is not None and config.hidden_prior > 0:
         ev = hidden_hands(ev, event, hands, bodies, bins, config, eligible=eligible)
     if bodies is not None and config.walking_factor < 1:

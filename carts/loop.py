@@ -407,12 +407,22 @@ def _check_block(t: np.ndarray, grams: np.ndarray, n_bins: int) -> None:
                          f"{shape} for t {np.shape(t)}")
 
 
-def pending_picks(decision: Decision) -> list[tuple[str, str, int]]:
+def pending_picks(decision: Decision, event: weight.ShelfEvent | None = None,
+                  planogram: weight.Planogram | None = None) -> list[tuple[str, str, int]]:
     """What a decision sent to review may have put in carts: (track, barcode, units) for every candidate track
-    and every pick option with a posterior of at least 5 % — what fusion's ``pending`` holdings are made of (a
-    later put-back of such an item waits for this review instead of becoming a second one)."""
-    return [(c.track_id, o.barcode, o.quantity) for c in decision.candidates if c.posterior >= 0.05
-            for o in decision.options if o.quantity > 0 and o.barcode and o.posterior >= 0.05]
+    with a posterior of at least 5 % and every pick option with a posterior of at least 5 % — what fusion's
+    ``pending`` holdings are made of (a later put-back of such an item waits for this review instead of becoming a
+    second one). With ``event`` (a loss, Δ < 0) and ``planogram``: also one unit of every product facing the
+    event's bins that the options do not list. A pick goes to review mostly because its weight fits no option
+    well (part of the item resting on a plate outside the event, two changes merged): the person who decides it
+    may well find a facing product there, and the shopper who then puts that product back holds it through this
+    review (tuning seeds: such put-backs read as another held item of a poor fit, docs/accuracy.md change 8)."""
+    tracks = [c.track_id for c in decision.candidates if c.posterior >= 0.05]
+    opts = [(o.barcode, o.quantity) for o in decision.options if o.quantity > 0 and o.barcode and o.posterior >= 0.05]
+    if event is not None and planogram is not None and event.delta_g < 0 and not event.weak:
+        listed = {b for b, _ in opts}
+        opts += [(b, 1) for b in sorted({p for c in event.bin_codes for p in planogram.facings.get(c, ())} - listed)]
+    return [(t, b, q) for t in tracks for b, q in opts]
 
 
 def pending_holdings(review_picks: Mapping[Hashable, Sequence[tuple[str, str, int]]], tracks: Sequence[str]
@@ -1003,7 +1013,7 @@ class StoreLoop:
         review_key = self.sink.review(key, event, decision, reason)
         if self._open is not None and review_key not in self._review_picks:
             self._open.append(review_key)  # open, and the newest: last, as the sink lists them
-        self._review_picks[review_key] = pending_picks(decision)
+        self._review_picks[review_key] = pending_picks(decision, event, self.planogram)
         self.stats.reviews += 1
 
     def _bill(self) -> None:

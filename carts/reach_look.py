@@ -294,15 +294,11 @@ class ReachLook:
         self._shelf_of = weight._shelves(planogram)
         self._codes = tuple(bins.codes)
         self._known = np.array([c in self._shelf_of for c in self._codes])
-        # the volume over a plate ends at the plate above it (shelves stand 0.22–0.3 m apart, under fusion's
-        # 0.35 m clearance): a hand reaching into a shelf is over that shelf's plate, not over the one below too
+        # the volume over a plate ends at the plate above it (``BinGeometry.headroom``: shelves stand 0.22–0.3 m
+        # apart, under fusion's 0.35 m clearance): a hand reaching into a shelf is over that shelf's plate, not
+        # over the one below too
         c = np.asarray(bins.centre, dtype=np.float64).reshape(-1, 3)
-        clear = np.full(len(self._codes), self.config.clearance_m)
-        for i in range(len(self._codes)):
-            above = (np.hypot(c[:, 0] - c[i, 0], c[:, 1] - c[i, 1]) < 0.05) & (c[:, 2] > c[i, 2] + 0.05)
-            if above.any():
-                clear[i] = min(clear[i], float((c[above, 2] - c[i, 2]).min()))
-        self._clearance = clear
+        self._clearance = np.minimum(self.config.clearance_m, np.asarray(bins.headroom, dtype=np.float64))
         self._tree = cKDTree(c)  # candidate bins of a hand: those with the nearest centres
 
     def attach(self, planogram: weight.Planogram, bins) -> None:

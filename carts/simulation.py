@@ -11,8 +11,8 @@ Every error source has a knob in :class:`SimConfig` (documented there, with the 
 and three difficulty levels set them together (:data:`DIFFICULTIES`).
 
 Weight model per plate (60 Hz, as the AutoCheckout controllers): raw level = tare + the units on it (not zeroed);
-white noise and a slow AR(1) wander, each with the plate's sd drawn from the distribution of quiet-plate noise
-measured on BENCHMARK-1; a linear drift; 0.24 g quantisation; single-sample spikes; lost 12-sample messages (NaN);
+noise with the plate's sd drawn from the distribution of quiet-plate noise measured on BENCHMARK-1 (white; a
+slow AR(1) wander takes ``wander_share`` of its variance, none on the real plates); a linear drift; 0.24 g quantisation; single-sample spikes; lost 12-sample messages (NaN);
 crosstalk to plates one and two positions away (measured on BENCHMARK-1's real pick); and, around each
 interaction, the hand's jostle while it touches the shelf and a damped swing after it leaves. Each unit of a
 product weighs the catalogue mean times a real relative deviation resampled from the AIM3S repeated weighings
@@ -39,9 +39,18 @@ TRUTH_EVENTS = "truth_events.json"
 
 #: Quantiles (0, 5, 25, 50, 75, 95, 100 %) of per-plate noise sd, grams, measured on the 240 BENCHMARK-1 plates
 #: (sd of the residual after a 1 s rolling mean; carts.simulation docs; the datasets README quotes 0.3–5 g for
-#: quiet plates). The simulator draws each plate's sd from this distribution, split evenly (in variance) between
-#: white noise and a slow wander.
+#: quiet plates). The simulator draws each plate's sd from this distribution, split (in variance) between white
+#: noise and a slow wander by :data:`WANDER_SHARE`.
 PLATE_SD_QUANTILES_G = (0.5, 0.66, 0.97, 1.4, 3.44, 9.69, 14.65)
+#: Share (0–1) of a plate's noise variance in a slow wander (an AR(1) with a 0.5 s time constant), the rest white
+#: noise. Measured on the real plates (issue #18; docs/accuracy.md, change 9): the sd of the difference of two 1.5 s
+#: medians 2.1 s apart (what a level change is measured against) is 0.17 g median / 0.84 g 95th percentile / 2.8 g
+#: at most over cps-test-01's 333 quiet plates and 0.23 / 1.28 / 3.4 g over BENCHMARK-1's 238, and the rms change
+#: of 0.5 s medians does not grow from 1 s to 16 s apart (cps-test-01: 0.26 → 0.29 g median; BENCHMARK-1: 0.48 →
+#: 0.48 g at 8 s): no wander shows. With share 0 the simulator's plates give 0.29 / 1.9 / 3.1 g (the per-sample sd
+#: is drawn from BENCHMARK-1's, the noisier of the two); the half share it had gave 0.96 / 6.6 / 10.3 g, 4–5 times
+#: the real plates'. Slower drift is the linear ``drift_g_per_min``.
+WANDER_SHARE = 0.0
 #: Load-cell quantisation step, grams (BENCHMARK-1: the smallest steps between distinct readings are 0.24–0.25 g).
 QUANTUM_G = 0.24
 #: Crosstalk measured on BENCHMARK-1's real 623 g pick: the adjacent plate settled 4 g lower (0.6 %), the plate two
@@ -101,7 +110,9 @@ class SimConfig:
     (share of 12-sample messages lost), ``crosstalk_scale`` (× the measured crosstalk), ``jostle`` (hand jostle
     amplitude as a share of the item weight), ``swing_s`` (time constant of the swing after the hand leaves),
     ``plate_gain_sd`` (sd of each plate's calibration gain error: every change on it reads ``1 + N(0, sd)`` times
-    its true weight; :data:`sensors.weight.PLATE_GAIN_SD_REL` gives the source of the default).
+    its true weight; :data:`sensors.weight.PLATE_GAIN_SD_REL` gives the source of the default), ``wander_share``
+    (share of each plate's noise variance in the slow AR(1) wander, the rest white; :data:`WANDER_SHARE` gives
+    the source of the default).
 
     Vision errors: ``position_noise_m`` (body keypoints, per frame) and ``position_bias_m`` (per track),
     ``hand_noise_m`` (wrists, per frame and axis), ``missed_frame_share``, ``missed_hand_share`` (a wrist not
@@ -145,6 +156,7 @@ class SimConfig:
     jostle: float = 0.15
     swing_s: float = 0.2
     plate_gain_sd: float = 0.025
+    wander_share: float = WANDER_SHARE
     position_noise_m: float = 0.05
     position_bias_m: float = 0.03
     hand_noise_m: float = 0.03
@@ -162,7 +174,8 @@ class SimConfig:
             raise ValueError("SimConfig: shoppers, minutes, rate_hz and track_hz must be positive")
         for name in ("putback_share", "misplaced_share", "multi_unit_share", "mixed_share", "two_plate_share",
                      "touch_share", "party_share", "handoff_share", "crowd_share", "reach_across_share",
-                     "exit_settle_share", "drop_share", "missed_frame_share", "missed_hand_share", "id_switch_share"):
+                     "exit_settle_share", "drop_share", "missed_frame_share", "missed_hand_share", "id_switch_share",
+                     "wander_share"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"SimConfig.{name} must be in [0, 1], got {getattr(self, name)}")
         for name in self.__dataclass_fields__:
@@ -823,10 +836,11 @@ def _shelves(world: _World, t0: float, t1: float) -> list[ShelfSamples]:
         codes = sorted(by_g[g])
         B = len(codes)
         sd = np.interp(rng.random(B), [0, .05, .25, .5, .75, .95, 1.0], q_sd) * cfg.noise_scale
-        white = rng.normal(size=(n, B)) * (sd / math.sqrt(2))
-        # AR(1) wander with a 0.5 s time constant, stationary sd = sd/√2
+        white = rng.normal(size=(n, B)) * (sd * math.sqrt(1.0 - cfg.wander_share))
+        # AR(1) wander with a 0.5 s time constant, stationary sd = sd·√wander_share
         a = math.exp(-1.0 / (0.5 * cfg.rate_hz))
-        wander = lfilter([math.sqrt(1 - a * a)], [1, -a], rng.normal(size=(n, B)), axis=0) * (sd / math.sqrt(2))
+        wander = lfilter([math.sqrt(1 - a * a)], [1, -a], rng.normal(size=(n, B)), axis=0) * (
+            sd * math.sqrt(cfg.wander_share))
         x = white + wander
         x += np.outer(t - t0, rng.normal(0, cfg.drift_g_per_min / 60.0, B))
         for j, code in enumerate(codes):

@@ -8,7 +8,7 @@ import pytest
 
 from carts.evaluation import planogram_from_store
 from carts.fusion import BinGeometry, decide_event
-from carts.loop import controller_planogram
+from carts.loop import controller_planogram, pending_holdings, pending_picks
 from carts.simulation import SimConfig, load_store, simulate
 from conftest import shared_file
 from sensors import weight
@@ -32,11 +32,9 @@ def crowded(store, seed, shoppers=58):
     return _SIMS[key]
 
 
-def decide_truth_event(sim, track: str, t_rel: float, **kw):
+def detect_truth_event(sim, track: str, t_rel: float):
     """The true event of ``track`` nearest ``t_rel`` (s from the session start), detected from the plate samples of
-    its controller (20 s before to 8 s after) and decided by ``decide_event`` with the session's hands and bodies,
-    the tracks inside then as the eligible ones and their true holdings as carts. Returns (decision, the truth
-    event's index)."""
+    its controller (20 s before to 8 s after). Returns (shelf event, the truth event's index)."""
     te, t0 = sim.events, sim.manifest["t_start"]
     i = min((k for k in range(len(te)) if te.track[k] == track), key=lambda k: abs(te.t[k] - t0 - t_rel))
     t = float(te.t[i])
@@ -47,16 +45,27 @@ def decide_truth_event(sim, track: str, t_rel: float, **kw):
     events = weight.shelf_events_from_changes(changes, controller_planogram(planogram, block.bin_codes))
     event = min((e for e in events if set(te.bins[i]) & set(e.bin_codes)),
                 key=lambda e: abs(0.5 * (e.t_start + e.t_end) - t))
+    return event, i
+
+
+def decide_truth_event(sim, track: str, t_rel: float, *, unknown: tuple[int, ...] = (), **kw):
+    """The true event of ``track`` nearest ``t_rel`` (:func:`detect_truth_event`) decided by ``decide_event`` with
+    the session's hands and bodies, the tracks inside then as the eligible ones and their true holdings as carts
+    (less the truth events ``unknown``: picks the store did not put in a cart). Returns (decision, the truth
+    event's index)."""
+    te = sim.events
+    event, i = detect_truth_event(sim, track, t_rel)
+    t = float(te.t[i])
     inside = {g.track for g in sim.gates if g.kind == "entry" and g.t <= t} - {
         g.track for g in sim.gates if g.kind == "exit" and g.t < event.t_start - 3.0}
     carts: dict[str, dict[str, int]] = {x: {} for x in inside}
     for k in range(len(te)):
-        if te.t[k] < event.t_start and te.track[k] in carts:
+        if te.t[k] < event.t_start and te.track[k] in carts and k not in unknown:
             for code, q in te.lines[k]:
                 carts[te.track[k]][code] = carts[te.track[k]].get(code, 0) + q
     bodies = sim.tracks[np.isin(sim.tracks.keypoint, ("neck", "head"))]
-    d = decide_event(event, sim.tracks.hands(), BinGeometry.from_store(sim.store), planogram, carts=carts,
-                     eligible=sorted(inside), bodies=bodies, **kw)
+    d = decide_event(event, sim.tracks.hands(), BinGeometry.from_store(sim.store), planogram_from_store(sim.store),
+                     carts=carts, eligible=sorted(inside), bodies=bodies, **kw)
     return d, i
 
 
@@ -127,3 +136,61 @@ def test_a_misplaced_item_picked_up_again_is_not_read_as_the_facing_product(stor
     assert strays.get(bin_code, {}).get(stray), strays.get(bin_code)
     d, i = decide_truth_event(sim, track, t_rel, strays=strays)
     assert d.review or d.changes == ((track, stray, 1),), (d.changes, d.reason)
+
+
+def test_a_hand_reaching_into_the_shelf_above_is_not_over_the_plate_below(store):
+    # default tuning seed 3104: 1001 takes an 835143013156 from plates 5-3-4/5-3-5 at 38.6 s while 1002, beside
+    # it, reaches into 5-4-6 on the shelf above (its own take at 39.0 s). Shelves stand 0.22–0.3 m apart, under
+    # fusion's 0.35 m clearance: 1002's hand counted as 0.06 m from the plates below and won the take (0.601)
+    sim = simulate(store, SimConfig.at("default", shoppers=58, seed=3104, minutes=2.0 + 58 * 0.25))
+    d, i = decide_truth_event(sim, "1001", 38.6)
+    assert d.review or d.changes == (("1001", "835143013156", 1),), (d.changes, d.reason)
+
+
+def test_a_neighbour_whose_hand_came_after_the_weight_began_to_move_did_not_take_it(store):
+    # crowded tuning seed 3305: 1043 reaches across to plate 3-4-7 and takes a 024100204113 at 386.5 s (hand
+    # there from 386.3 to 386.8 s, 0.12–0.2 m out); 1037, beside it, puts an item back on 3-4-6 next to it at
+    # 387.2 s, its hand in the bin from 386.8 s on. The 0.8 s change's core read 1037's later hand as the nearer
+    # for a good part of it, and the take went to 1037 (0.601)
+    sim = crowded(store, 3305)
+    d, i = decide_truth_event(sim, "1043", 386.5)
+    assert d.review or d.changes == (("1043", "024100204113", 1),), (d.changes, d.reason)
+
+
+def test_the_volume_over_a_plate_ends_at_the_plate_above():
+    # two plates, one 0.25 m above the other: a hand 0.3 m over the lower plate is inside the upper one's volume,
+    # 0.05 m above the lower plate's (0.35 m clearance capped at 0.25 m); the top plate keeps its whole clearance
+    bins = BinGeometry(("low", "high"), np.array([[0.0, 0.0, 1.0], [0.0, 0.0, 1.25]]),
+                       np.array([[0.05, 0.2], [0.05, 0.2]]), np.zeros(2))
+    assert bins.headroom.tolist() == [0.25, np.inf]
+    hand = np.array([[0.0, 0.0, 1.30]])
+    assert bins.distance(hand, "low", 0.35)[0] == pytest.approx(0.05)
+    assert bins.distance(hand, "high", 0.35)[0] == 0.0
+    assert bins.distance(np.array([[0.0, 0.0, 1.62]]), "high", 0.35)[0] == pytest.approx(0.02)
+
+
+def test_a_put_back_of_an_item_whose_pick_is_in_review_waits_for_it(store):
+    # crowded tuning seed 3301: 1050 takes a 012000181153 from plates 4-1-5/4-1-6 at 401.3 s; the change merged
+    # with the plate beside into a 635 g loss that fits nothing, and went to review with only poor options (none
+    # of them 012000181153). At 405.5 s 1050 puts it back on 4-1-5 (a 0.98 fit of the facing product), but no
+    # cart held it, and the put-back was read as the 120850 1050 held (fit 0.14 × misplaced) at 0.824
+    sim = crowded(store, 3301)
+    pick, k = decide_truth_event(sim, "1050", 401.3)
+    assert pick.review, pick.reason
+    assert "012000181153" not in {b for _, b, _ in pending_picks(pick)}  # the review's options alone
+    event, _ = detect_truth_event(sim, "1050", 401.3)
+    pending = pending_holdings({"review": pending_picks(pick, event, planogram_from_store(sim.store))}, ["1050"])
+    d, i = decide_truth_event(sim, "1050", 405.5, unknown=(k,), pending=pending)
+    assert sim.events.lines[i] == (("012000181153", -1),)
+    assert d.review or (d.awaits_review and d.changes == (("1050", "012000181153", -1),)), (d.changes, d.reason)
+
+
+def test_two_units_across_two_plates_taken_one_after_the_other_are_not_cut_plate_by_plate_for_the_first(store):
+    # default tuning seed 3106: 1023 (reaching across) and then 1020 each take an 830 g 041508600811 standing
+    # across plates 1-5-4/1-5-5 (312.4 s and 313.2 s); the two changes merge into one two-unit event. Cut plate by
+    # plate, each plate's half read as one unit; read at its start (one unit moves at one moment), each half went
+    # to 1023, whose hand was there first (0.961). The cuts of a several-unit event keep the whole reading
+    sim = simulate(store, SimConfig.at("default", shoppers=58, seed=3106, minutes=2.0 + 58 * 0.25))
+    d, i = decide_truth_event(sim, "1020", 313.2)
+    assert sorted(d.changes) != [("1023", "041508600811", 1), ("1023", "041508600811", 1)], d.reason
+    assert d.review or sorted(d.changes) == [("1020", "041508600811", 1), ("1023", "041508600811", 1)], d.reason

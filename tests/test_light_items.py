@@ -1,6 +1,7 @@
 """Light items the detector cannot see: the reach-triggered look at the plates' levels (``carts.reach_look``).
 
-Synthetic plates (the simulator's noise model: white noise and a 0.5 s AR(1) wander) with a hand reaching in,
+Synthetic plates (the simulator's noise model before issue #18's change 9, harder than real plates: white noise and a
+0.5 s AR(1) wander) with a hand reaching in,
 and a generated case from a default tuning seed of ``bench/bench_accuracy.py`` (never its reporting seeds)."""
 from __future__ import annotations
 
@@ -148,7 +149,11 @@ def session():
     from conftest import shared_file
 
     store = load_store(shared_file("datasets/autocheckout/store_meta/Plates.json").parents[1])
-    return simulate(store, SimConfig.at("default", shoppers=58, seed=3100, minutes=2.0 + 58 * 0.25))
+    # the case was found on the simulator's plates as they were before issue #18's change 9 (half the noise variance
+    # a slow wander, more than real plates show); on the measured plates the detector sees this take by itself,
+    # and the look is kept for plates that noisy
+    return simulate(store, SimConfig.at("default", shoppers=58, seed=3100, minutes=2.0 + 58 * 0.25,
+                                        wander_share=0.5))
 
 
 def window(sim, t0: float, t1: float):
