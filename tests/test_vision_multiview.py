@@ -122,7 +122,7 @@ def test_one_shopper_id_on_the_real_session_with_a_camera_started_a_second_early
     assert result.applied == {"cam3": offsets["cam3"].offset_s}
     first = min(ft.t for ft in result.frames if ft.camera == "cam3")
     assert first == pytest.approx(cam3_start + offsets["cam3"].offset_s, abs=0.2)  # its first frames have people
-    assert any("camera cam3: clock -1." in p for p in result.problems), result.problems
+    assert len([p for p in result.problems if p.startswith("camera cam3: clock -")]) == 1, result.problems
 
 
 def test_a_camera_that_cannot_see_the_feet_gives_its_wrist_ray_within_reach_of_the_shoppers_floor_point():
@@ -247,7 +247,7 @@ def test_damaged_copies_keep_one_shopper_and_count_their_problems(person_detecto
     bad = [p for p in result.problems if "unreadable" in p]
     assert bad == ["frame 120 (00120.jpg) is unreadable; skipped"], result.problems
     # anything else is a short track that joined no shopper (counted, not a shopper)
-    clock = [p for p in result.problems if p.startswith("camera cam3: clock +1.")]
+    clock = [p for p in result.problems if p.startswith("camera cam3: clock +")]
     assert len(clock) == 1, result.problems
     assert all(p in blank + bad + clock or "not counted as shoppers" in p for p in result.problems), result.problems
 
