@@ -258,7 +258,8 @@ def test_the_live_shopper_stream_writes_what_the_replay_writes_lag_s_behind_the_
     than ``lag_s`` behind the slowest camera, holding a bounded number of frames: a shopper walking along the
     shelves seen by two cameras (wrists triangulated) and, from 5 s, by a third whose view of his feet is cut after
     two frames (its track is joined only once it had ``lag_s`` to gather more), the only one to see his hand from
-    6 s (its wrist ray, placed by the others' floor points, counts)."""
+    6 s (its wrist ray, placed by the others' floor points, counts). The same with one camera's clock 1 s ahead,
+    given its offset."""
     from store.recording import TrackObservations
     from vision.replay import FLOOR_FROM_OTHERS_S, SAME_MOMENT_S, ShopperStream
     from vision.tracking import FrameTracks
@@ -321,3 +322,13 @@ def test_the_live_shopper_stream_writes_what_the_replay_writes_lag_s_behind_the_
     assert (expected.keypoint == "r_wrist").sum() > 50  # a and b together: triangulated
     assert (expected.t[expected.keypoint == "r_wrist_ray_a"] >= t0 + 6.0).sum() > 50  # c alone, feet cut: its ray
     assert most <= (3.0 + FLOOR_FROM_OTHERS_S + 1.0) * hz * len(cams)  # the lag and the context, not the session
+    # camera b's clock 1 s ahead of the others', given as its offset (vision.clock): the same rows
+    ahead = ShopperStream(list(cams), [], lag_s=3.0, offsets={"b": -1.0})
+    for name in cams:
+        for ft in frames[name]:
+            ahead.add(replace(ft, t=ft.t + 1.0) if name == "b" else ft)
+        ahead.reached(name, frames[name][-1].t + (1.0 if name == "b" else 0.0))
+    part = [ahead.advance(), ahead.finish()[0]]
+    assert len(part[0]) > 0
+    assert rows(TrackObservations(*(np.concatenate([getattr(o, f) for o in part]) for f in
+                                    ("track_id", "t", "keypoint", "xyz", "score")))) == rows(expected)
