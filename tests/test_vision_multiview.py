@@ -125,6 +125,20 @@ def test_one_shopper_id_on_the_real_session_with_a_camera_started_a_second_early
     assert len([p for p in result.problems if p.startswith("camera cam3: clock -")]) == 1, result.problems
 
 
+def test_only_offsets_from_two_agreeing_events_and_beyond_a_frame_are_applied():
+    """The estimates of cps-test-01 (docs/cps-test-video.md): cam3 as recorded (+0.03 ± 0.05 s) keeps its clock,
+    cam3 started 1 s early (−0.97 ± 0.05 s) is moved; one event alone, or an offset within its spread, is not
+    trusted; a camera without an estimate keeps its clock."""
+    from vision.clock import ClockOffset, offsets_to_apply
+
+    found = {"cam1": ClockOffset("cam1", None, None, 0, "none"),
+             "cam3": ClockOffset("cam3", -0.97, 0.05, 2, "reach"),
+             "cam5": ClockOffset("cam5", 0.03, 0.05, 2, "reach"),
+             "cam7": ClockOffset("cam7", 0.8, 0.05, 1, "reach"),
+             "cam9": ClockOffset("cam9", 0.3, 0.4, 3, "reach")}
+    assert offsets_to_apply(found) == {"cam3": -0.97}
+
+
 def test_a_camera_that_cannot_see_the_feet_gives_its_wrist_ray_within_reach_of_the_shoppers_floor_point():
     """cps-test-01's cam3 sees the Taco Bell reach with the shopper's feet below its frame: the wrist still counts,
     as the stretch of cam3's wrist ray within an arm's reach of where the other cameras put the shopper (one
