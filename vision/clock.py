@@ -155,7 +155,7 @@ def recording_clock_offsets(recording, frames: Sequence[FrameTracks], assignment
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m vision.clock RECORDING [--stride N]``: track the recording's cameras and print each camera's
-    clock offset. Needs Django settings (``DJANGO_SETTINGS_MODULE``, default ``store.settings``)."""
+    clock offset and whether the replay applies it. Needs Django settings (``DJANGO_SETTINGS_MODULE``, default ``store.settings``)."""
     import argparse
     import os
 
@@ -167,19 +167,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     import django
 
     django.setup()
-    from carts.fusion import BinGeometry
-    from sensors.recordings import recording_shelf_events
     from store.recording import read_recording
 
     from .replay import track_recording
 
     rec = read_recording(args.recording)
-    result = track_recording(rec, stride=args.stride, keep_frames=True)
-    offsets = clock_offsets(result.frames or [], result.assignments, recording_shelf_events(rec),
-                            BinGeometry.from_store(rec.store))
-    for o in offsets.values():
+    result = track_recording(rec, stride=args.stride)  # finds the offsets (before applying them)
+    for o in result.clock.values():
         found = "not found" if o.offset_s is None else f"{o.offset_s:+.2f} ± {o.spread_s:.2f} s"
-        print(f"{o.camera}: clock offset {found} ({o.source}, {o.events} events)")
+        applied = "; applied" if o.camera in result.applied else ""
+        print(f"{o.camera}: clock offset {found} ({o.source}, {o.events} events){applied}")
     return 0
 
 
