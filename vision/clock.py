@@ -9,12 +9,15 @@ Figures on cps-test-01 are in docs/cps-test-video.md.
 """
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
 
 from .tracking import FrameTracks
+
+log = logging.getLogger(__name__)
 
 #: A wrist ray passing this close (m) to the volume above an event's bins is a hand at them. cps-test-01: the
 #: reaching wrists of cam3 pass 0.16-0.29 m from it (calibration error at the shelf), resting ones 0.6-1.2 m.
@@ -118,9 +121,41 @@ def clock_offsets(frames: Sequence[FrameTracks], assignments: dict[str, str], ev
     return {c: out.get(c, ClockOffset(c, None, None, 0, "none")) for c in sorted({ft.camera for ft in frames})}
 
 
+#: s. A camera's offset is applied (:func:`offsets_to_apply`) only from this far from 0: one frame at 10 fps.
+#: Smaller ones change nothing fusion can see (cps-test-01's cam3 as recorded: +0.03 ± 0.05 s).
+MIN_APPLY_S = 0.1
+
+
+def offsets_to_apply(offsets: dict[str, ClockOffset]) -> dict[str, float]:
+    """Camera → offset (s, shelf time − camera time) of the ``offsets`` worth applying: found from two or more
+    agreeing shelf events (:func:`reach_offsets`), at least :data:`MIN_APPLY_S` from 0 and larger than their
+    spread. Cameras not named keep their clock."""
+    return {c: o.offset_s for c, o in offsets.items()
+            if o.offset_s is not None and o.events >= 2 and abs(o.offset_s) >= max(MIN_APPLY_S, o.spread_s or 0.0)}
+
+
+def recording_clock_offsets(recording, frames: Sequence[FrameTracks], assignments: dict[str, str], *,
+                            fps: float = 10.0) -> dict[str, ClockOffset]:
+    """:func:`clock_offsets` of ``frames`` against the shelf events of ``recording`` (a
+    ``store.recording.Recording``; its store's bins); {} when it has fewer than two shelf events (no camera can
+    get an offset then) or its store has no bins. Raises nothing for a store without a planogram (logged)."""
+    from carts.fusion import BinGeometry
+    from sensors.recordings import recording_shelf_events
+
+    try:
+        events = recording_shelf_events(recording)
+        if len(events) < 2:
+            return {}
+        bins = BinGeometry.from_store(recording.store)
+    except (KeyError, ValueError, LookupError) as exc:
+        log.warning("clock offsets: no shelf events or bins (%s)", exc)
+        return {}
+    return clock_offsets(frames, assignments, events, bins, fps=fps)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m vision.clock RECORDING [--stride N]``: track the recording's cameras and print each camera's
-    clock offset. Needs Django settings (``DJANGO_SETTINGS_MODULE``, default ``store.settings``)."""
+    clock offset and whether the replay applies it. Needs Django settings (``DJANGO_SETTINGS_MODULE``, default ``store.settings``)."""
     import argparse
     import os
 
@@ -132,19 +167,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     import django
 
     django.setup()
-    from carts.fusion import BinGeometry
-    from sensors.recordings import recording_shelf_events
     from store.recording import read_recording
 
     from .replay import track_recording
 
     rec = read_recording(args.recording)
-    result = track_recording(rec, stride=args.stride, keep_frames=True)
-    offsets = clock_offsets(result.frames or [], result.assignments, recording_shelf_events(rec),
-                            BinGeometry.from_store(rec.store))
-    for o in offsets.values():
+    result = track_recording(rec, stride=args.stride)  # finds the offsets (before applying them)
+    for o in result.clock.values():
         found = "not found" if o.offset_s is None else f"{o.offset_s:+.2f} ± {o.spread_s:.2f} s"
-        print(f"{o.camera}: clock offset {found} ({o.source}, {o.events} events)")
+        applied = "; applied" if o.camera in result.applied else ""
+        print(f"{o.camera}: clock offset {found} ({o.source}, {o.events} events){applied}")
     return 0
 
 

@@ -14,7 +14,7 @@ import heapq
 import logging
 import math
 import os
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Iterator
 
 import numpy as np
@@ -70,7 +70,9 @@ class VideoTracking:
     calibration allows, ``l_wrist``/``r_wrist``, metres, track id = shopper id); ``zone_events``; ``intervals``
     per-camera track summaries; ``assignments`` per-camera track key → shopper id; ``hands_source``; ``problems``;
     ``frames`` every camera's :class:`FrameTracks` in time order, boxes dropped (only with ``keep_frames``: for
-    :func:`vision.clock.clock_offsets`), else None."""
+    :func:`vision.clock.clock_offsets`), else None; ``clock`` camera → its :class:`vision.clock.ClockOffset`
+    found against the shelf events ({} when not looked for), ``applied`` camera → the offset (s, shelf − camera)
+    added to its frames' times before association (:func:`vision.clock.offsets_to_apply`)."""
 
     observations: TrackObservations
     zone_events: ZoneEvents
@@ -79,6 +81,8 @@ class VideoTracking:
     hands_source: str
     problems: list[str]
     frames: list[FrameTracks] | None = None
+    clock: dict = field(default_factory=dict)
+    applied: dict[str, float] = field(default_factory=dict)
 
 
 def _merged(streams: list[Iterator[FrameTracks]]) -> Iterator[FrameTracks]:
@@ -136,12 +140,16 @@ def recorded_cameras(recording: Recording, *, session: str, model: str | None = 
 
 def track_recording(recording: Recording, *, session: str | None = None, model: str | None = None,
                     tracker: str | None = None, stride: int | None = None,
-                    max_frames: int | None = None, keep_frames: bool = False) -> VideoTracking:
+                    max_frames: int | None = None, keep_frames: bool = False, align_clocks: bool = True
+                    ) -> VideoTracking:
     """Run detection, tracking, floor projection, association and zones on every camera of ``recording``.
 
     Cameras without a usable video or calibration are skipped with a problem line; the others still run.
     ``model``, ``tracker``, ``stride`` default to :func:`vision_settings`; ``keep_frames`` keeps the per-camera frames
-    in the result. Raises nothing for bad video (logged).
+    in the result. ``align_clocks``: each camera's clock offset to the shelves is found from the tracked frames
+    (:func:`vision.clock.recording_clock_offsets`: reaches against two or more weight changes); where it is
+    trustworthy (:func:`vision.clock.offsets_to_apply`) the camera's frames are shifted by it and associated again
+    (tracking is not repeated), with a problem line per camera moved. Raises nothing for bad video (logged).
     """
     cfg = vision_settings()
     trackers, problems = recorded_cameras(recording, session=session or recording.name, model=model,
@@ -157,13 +165,35 @@ def track_recording(recording: Recording, *, session: str | None = None, model: 
     for ft in _merged(streams):
         summary.add(stream.push(ft))
     obs, zones = stream.finish()
+    clock: dict = {}
+    applied: dict[str, float] = {}
+    if align_clocks and trackers:
+        from .clock import offsets_to_apply, recording_clock_offsets
+
+        fps = float(recording.cameras[0].fps or 10.0) / (stride or int(cfg["STRIDE"]))
+        clock = recording_clock_offsets(recording, stream.frames, stream.assoc.assignments, fps=fps)
+        applied = offsets_to_apply(clock)
+    if applied:
+        first = stream
+        stream = ShopperStream([ct.camera.name for ct, _ in trackers], zones_from_store(recording.store),
+                               gate_m=float(cfg["GATE_M"]), max_gap_s=float(cfg["MAX_GAP_S"]), lag_s=math.inf,
+                               keep_frames=True, offsets=applied)
+        stream.hands_source = first.hands_source
+        for ft in sorted((stream.shifted(ft) for ft in first.frames), key=lambda ft: (ft.t, ft.camera)):
+            stream.push(ft)
+        obs, zones = stream.finish()
+        for cam, off in sorted(applied.items()):
+            o = clock[cam]
+            problems.append(f"camera {cam}: clock {off:+.2f} ± {o.spread_s:.2f} s off the shelves' (from {o.events} "
+                            f"shelf events); its frames moved by it")
+            log.warning("%s", problems[-1])
     problems += stream.problems
     for ct, src in trackers:
         problems.extend(src.problems)
         problems.extend(ct.problems)
     return VideoTracking(observations=obs, zone_events=zones, intervals=list(summary.intervals.values()),
                          assignments=stream.assoc.assignments, hands_source=stream.hands_source, problems=problems,
-                         frames=stream.frames if keep_frames else None)
+                         frames=stream.frames if keep_frames else None, clock=clock, applied=applied)
 
 
 #: s. How far behind the slowest camera a live :class:`ShopperStream` writes a frame's shoppers: a new track's
@@ -185,10 +215,13 @@ class ShopperStream:
     written as keypoints (:func:`_observations`: floor point, triangulated wrists, single-view wrist rays) once
     they are ``lag_s`` behind the slowest camera (:data:`LIVE_LAG_S`; ``math.inf``: only at :meth:`finish`, as a
     replay does). Memory: the frames of ``lag_s`` plus :data:`FLOOR_FROM_OTHERS_S` (all of them with
-    ``keep_frames``). ``problems`` lists what it noticed (tracks too short to be a shopper)."""
+    ``keep_frames``). ``problems`` lists what it noticed (tracks too short to be a shopper). ``offsets``: camera →
+    seconds added to its frames' times in :meth:`add` and :meth:`reached` (a clock offset, shelf − camera:
+    :mod:`vision.clock`); :meth:`push` takes frames already on the stream's clock (:meth:`shifted`)."""
 
     def __init__(self, cameras: list[str], zones: list, *, gate_m: float = 1.0, max_gap_s: float = 2.0,
-                 lag_s: float = LIVE_LAG_S, prefix: str = "S", keep_frames: bool = False) -> None:
+                 lag_s: float = LIVE_LAG_S, prefix: str = "S", keep_frames: bool = False,
+                 offsets: dict[str, float] | None = None) -> None:
         if not lag_s >= SAME_MOMENT_S:
             raise ValueError(f"lag_s must be >= {SAME_MOMENT_S} s (one moment), got {lag_s}")
         self.assoc = ShopperAssociator(gate_m=gate_m, max_gap_s=max_gap_s, prefix=prefix)
@@ -197,6 +230,7 @@ class ShopperStream:
         self.ztrack = ZoneTracker(self.zones)
         self.lag_s = float(lag_s)
         self.keep_frames = keep_frames
+        self.offsets = {c: float(v) for c, v in (offsets or {}).items()}
         self.hands_source = "none"
         self.problems: list[str] = []
         #: merged frames (boxes dropped), time order: the ones still to write and their context
@@ -211,14 +245,21 @@ class ShopperStream:
         self.t_written = -math.inf  # observations are written up to here
 
     # ---------------------------------------------------------------------------------------- live feeding
+    def shifted(self, ft: FrameTracks) -> FrameTracks:
+        """``ft`` on the stream's clock: its camera's offset (``offsets``, s) added to its time."""
+        off = self.offsets.get(ft.camera, 0.0)
+        return replace(ft, t=ft.t + off) if off else ft
+
     def add(self, ft: FrameTracks) -> None:
         """One camera's frame (its cameras' frames in time order; a camera not named at construction joins)."""
+        ft = self.shifted(ft)
         self._queues.setdefault(ft.camera, []).append(ft)
         self._reached[ft.camera] = max(self._reached.get(ft.camera, -math.inf), ft.t)
 
     def reached(self, camera: str, t: float) -> None:
         """``camera`` has given every frame up to ``t`` (s UTC; frames with nobody in them need not be added)."""
-        self._reached[camera] = max(self._reached.get(camera, -math.inf), float(t))
+        t = float(t) + self.offsets.get(camera, 0.0)
+        self._reached[camera] = max(self._reached.get(camera, -math.inf), t)
 
     def advance(self, t: float | None = None) -> TrackObservations:
         """Merge the frames up to ``t`` (default: what the slowest camera has reached, :meth:`reached`) and return
