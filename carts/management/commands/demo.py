@@ -119,18 +119,7 @@ class Command(BaseCommand):
         self.stdout.write("")
         self._accounts(host, serving=True)
         self.stdout.write(f"serving on {host} — Ctrl-C to stop")
-        # the served site stays a live store: devices posting to it (shelf controllers, a tracker, the gate) feed
-        # this process's store loop, a thread started on the first record, resuming from the run's checkpoint
-        from sensors.live import http_ingestor_reset
-
-        loop_setting = settings.WALKOUT.get("STORE_LOOP")
-        settings.WALKOUT["STORE_LOOP"] = "on"
-        http_ingestor_reset()
-        try:
-            call_command("runserver", addr, use_reloader=False)
-        finally:
-            settings.WALKOUT["STORE_LOOP"] = loop_setting
-            http_ingestor_reset()
+        call_command("runserver", addr, use_reloader=False)
 
     def _accounts(self, host: str, *, serving: bool) -> None:
         """Where to log in and as whom (``serving``: this command serves ``host`` next; else how to serve it)."""
