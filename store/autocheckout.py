@@ -328,6 +328,11 @@ def import_case(case: str | Path, dest: str | Path, *, store_meta: str | Path | 
     case = Path(case)
     if not case.is_dir():
         raise AutoCheckoutError(f"{case}: not a test case folder")
+    if not is_cps_case(case) and not any((case / f).exists() for f in ("plate_data.json", "full_targets.json",
+                                                                        "products.json")):
+        raise AutoCheckoutError(f"{case}: not a test case folder (none of plate_data.json, full_targets.json, "
+                                f"products.json, products.csv, weights/); pass a case folder such as .../autocheckout/BENCHMARK-1 or "
+                                f".../autocheckout/cps-test-01")
     meta = Path(store_meta) if store_meta else case.parent / "store_meta"
     info = Path(product_info) if product_info else case.parent / "aim3s" / "product_info.json"
     if is_cps_case(case):
