@@ -131,6 +131,18 @@ def test_replay_without_the_shoppers_accounts_fails_and_names_create_shoppers(be
     assert not Visit.objects.exists()  # refused before replaying anything
 
 
+def test_replay_never_plays_a_managers_account(benchmark1_recording):
+    """`--shopper <a manager> --create-shoppers` saved the test card on the manager's account and billed it."""
+    from store.accounts.services import manager_create
+    from store.gates.models import Visit
+
+    manager_create(email="boss@walkout.test", password="a long enough password 1")
+    with pytest.raises(CommandError, match=r"boss@walkout.test is a manager's \(staff\) account"):
+        call_command("replay", str(benchmark1_recording), "--shopper", "boss@walkout.test", "--create-shoppers",
+                     stdout=io.StringIO(), stderr=io.StringIO())
+    assert not Visit.objects.exists()
+
+
 # ---------------------------------------------------------------------------------------- no broker, no warning
 def test_an_eager_task_of_the_embedded_profile_touches_no_broker(caplog):
     from store.gates.services import checkout_enqueue

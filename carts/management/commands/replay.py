@@ -4,6 +4,7 @@ from __future__ import annotations
 import math
 
 from django.core.management.base import BaseCommand, CommandError
+from django.db import models
 
 from carts.replay import (
     database_behind,
@@ -79,6 +80,14 @@ class Command(BaseCommand):
             rec = read_recording(recording)
         except RecordingError as exc:
             raise CommandError(str(exc)) from None
+        if shopper:
+            from django.contrib.auth import get_user_model
+
+            staff = get_user_model().objects.filter(username=shopper).filter(
+                models.Q(is_staff=True) | models.Q(is_superuser=True)).exists()
+            if staff:  # a replay saves a test card on its shoppers and bills them: never a manager's account
+                raise CommandError(f"--shopper {shopper} is a manager's (staff) account; a replay plays shoppers "
+                                   "only: name a shopper's e-mail, or leave --shopper out (throwaway accounts)")
         if not create_shoppers:
             missing = replay_accounts_missing(rec, default_shopper=shopper)
             if missing:
