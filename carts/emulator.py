@@ -292,6 +292,11 @@ def recover_stale_visits(store, *, remote: bool = False) -> list[str]:
     return notes
 
 
+def _count(n: int, one: str, many: str) -> str:
+    """``n`` and the noun for it: ``_count(1, "entry", "entries") == "1 entry"``."""
+    return f"{n} {one if n == 1 else many}"
+
+
 def controller_blocks(recording: Recording, max_bins: int = MAX_BINS) -> Recording:
     """``recording`` with every shelf block of more than ``max_bins`` bins (the most one controller may report,
     ``sensors.ingest.MAX_BINS``) split into blocks of whole gondolas (bins coded ``"<gondola>-…"``, consecutive
@@ -459,7 +464,7 @@ def emulate(recording: Recording, *, speed: float = 1.0, url: str | None = None,
     say(f"emulating {recording.name} at {speed:g}× on store {store.code}: {len(controllers)} shelf controller(s), "
         + (f"{len(cameras.workers)} camera(s) played at their frame rate" if cameras is not None
            else f"{len(recording.tracks.track_ids())} track(s)")
-        + f", {sum(1 for g in recording.gates if g.kind == 'entry')} entr(y/ies)\n")
+        + f", {_count(sum(1 for g in recording.gates if g.kind == 'entry'), 'entry', 'entries')} at the gate\n")
 
     def account_for(track: str, given: str) -> str:
         if track not in accounts:

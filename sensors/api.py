@@ -194,7 +194,7 @@ class ReaderKeyAuthentication(ControllerKeyAuthentication):
         wait = api_key_locked(scope="reader", address=address)
         if wait is not None:
             log.warning("reader auth refused: %s is locked out after failed keys", address)
-            raise Throttled(wait=wait, detail="too many failed reader API keys from this address; try again later")
+            raise Throttled(wait=wait, detail="too many failed reader API keys from this address; try again later.")
         try:
             if len(parts) != 2:
                 raise AuthenticationFailed("malformed header: send 'Authorization: Reader <api key>'")

@@ -550,10 +550,13 @@ def read_recording(path: str | Path) -> Recording:
     bin_codes = {b["code"] for g in store["gondolas"] for s in g["shelves"] for b in s.get("bins", [])}
     problems: list[str] = []
     shelves = read_shelves(root / SHELVES, bin_codes, problems)
-    tracks = read_tracks(root / TRACKS, problems)
+    cameras = read_cameras(root / CAMERAS, problems)
+    if cameras and not (root / TRACKS).exists():
+        tracks = TrackObservations.empty()  # a recording with video: its shoppers come from the cameras
+    else:
+        tracks = read_tracks(root / TRACKS, problems)
     gates = read_gates(root / GATES, problems)
     truth = read_truth(root / TRUTH)
-    cameras = read_cameras(root / CAMERAS, problems)
     for p in problems:
         log.warning("%s", p)
     return Recording(path=root, manifest=manifest, store=store, shelves=shelves, tracks=tracks, gates=gates,

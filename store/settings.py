@@ -352,5 +352,8 @@ LOGGING = {
            for name in ("store", "sensors", "carts", "vision")},
         # 403/404 answers are expected traffic, not server errors: no traceback on the console for them
         "django.request": {"level": "ERROR"},
+        # a body over DATA_UPLOAD_MAX_MEMORY_SIZE is answered 413 and logged in one line by store.urls.bad_request;
+        # Django's own log of it is a 60-line traceback per request
+        "django.security.RequestDataTooBig": {"level": "CRITICAL"},
     },
 }

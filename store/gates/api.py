@@ -69,7 +69,7 @@ class GateKeyAuthentication(BaseAuthentication):
         wait = api_key_locked(scope="gate", address=address)
         if wait is not None:
             log.warning("gate auth refused: %s is locked out after failed keys", address)
-            raise Throttled(wait=wait, detail="too many failed gate API keys from this address; try again later")
+            raise Throttled(wait=wait, detail="too many failed gate API keys from this address; try again later.")
         try:
             return self._check(request, parts)
         except AuthenticationFailed:
