@@ -17,7 +17,7 @@ import re
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Mapping
 
 import numpy as np
 
@@ -523,6 +523,30 @@ def read_cameras(path: Path, problems: list[str]) -> list[RecordedCamera]:
             raise RecordingError(f"{where}.calibration must be an object")
         out.append(RecordedCamera(name=str(c["name"]), video=video, t_start=t0, fps=fps, calibration=calib))
     return out
+
+
+def cameras_shift(path: str | Path, offsets: Mapping[str, float]) -> list[str]:
+    """Move the clocks of the recording's cameras at ``path`` onto the shelves' clock: each camera named in
+    ``offsets`` (s, shelf time − camera time, ``vision.clock``) gets ``t_start`` + its offset in ``cameras.json``, and
+    the total moved so far in ``clock_shift_s``. Every reader of the recording (the replay and the live video path
+    of ``emulate_store`` alike) then plays that camera on the shelves' clock. Returns the names moved. Raises
+    RecordingError for a recording without ``cameras.json`` or a camera it does not have."""
+    root = Path(path)
+    file = root / CAMERAS
+    if not file.exists():
+        raise RecordingError(f"{file}: missing file; the recording has no cameras")
+    data = _load_json(file)
+    cams = {c.get("name"): c for c in data.get("cameras", []) if isinstance(c, dict)}
+    unknown = sorted(set(offsets) - set(cams))
+    if unknown:
+        raise RecordingError(f"{file}: no camera named {', '.join(unknown)}")
+    for name, off in offsets.items():
+        off = _finite(off, f"offset of camera {name}")
+        cam = cams[name]
+        cam["t_start"] = _finite(cam.get("t_start"), f"{file}: {name}.t_start") + off
+        cam["clock_shift_s"] = round(float(cam.get("clock_shift_s", 0.0)) + off, 6)
+    file.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
+    return sorted(offsets)
 
 
 def read_recording(path: str | Path) -> Recording:

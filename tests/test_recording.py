@@ -160,3 +160,25 @@ def test_header_only_shelves_is_a_problem(tmp_path):
     (path / "shelves.csv").write_text("t,bin,grams\n")
     rec = read_recording(path)
     assert rec.shelves == [] and any("shelves.csv: no samples" in p for p in rec.problems)
+
+
+def test_a_cameras_clock_moved_onto_the_shelves_clock(tmp_path):
+    """``vision.clock --write``: a camera found 0.97 s early is moved in cameras.json, so every reader (the replay
+    and emulate_store's live cameras) plays it on the shelves' clock; the shift adds up and is kept beside it."""
+    from store.recording import cameras_shift
+
+    root, _ = write_small(tmp_path / "rec")
+    (root / "video.mp4").write_bytes(b"")
+    (root / "cameras.json").write_text(json.dumps({"cameras": [
+        {"name": "cam1", "video": "video.mp4", "t_start": 1_600_000_000.0, "fps": 10},
+        {"name": "cam3", "video": "video.mp4", "t_start": 1_600_000_001.0, "fps": 10}]}))
+    assert cameras_shift(root, {"cam3": -0.97}) == ["cam3"]
+    cams = {c.name: c.t_start for c in read_recording(root).cameras}
+    assert cams == {"cam1": 1_600_000_000.0, "cam3": pytest.approx(1_600_000_000.03)}
+    cameras_shift(root, {"cam3": -0.03})
+    raw = {c["name"]: c for c in json.loads((root / "cameras.json").read_text())["cameras"]}
+    assert raw["cam3"]["t_start"] == pytest.approx(1_600_000_000.0) and raw["cam3"]["clock_shift_s"] == -1.0
+    with pytest.raises(RecordingError, match="no camera named cam9"):
+        cameras_shift(root, {"cam9": 0.5})
+    with pytest.raises(RecordingError, match="not finite"):
+        cameras_shift(root, {"cam1": float("nan")})

@@ -154,14 +154,19 @@ def recording_clock_offsets(recording, frames: Sequence[FrameTracks], assignment
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m vision.clock RECORDING [--stride N]``: track the recording's cameras and print each camera's
-    clock offset and whether the replay applies it. Needs Django settings (``DJANGO_SETTINGS_MODULE``, default ``store.settings``)."""
+    """``python -m vision.clock RECORDING [--stride N] [--write]``: track the recording's cameras and print each
+    camera's clock offset and whether the replay applies it; ``--write`` moves those cameras' clocks in the
+    recording itself. Needs Django settings (``DJANGO_SETTINGS_MODULE``, default ``store.settings``)."""
     import argparse
     import os
 
     ap = argparse.ArgumentParser(prog="python -m vision.clock", description=main.__doc__)
     ap.add_argument("recording")
     ap.add_argument("--stride", type=int, default=1)
+    ap.add_argument("--write", action="store_true",
+                    help="move the applied cameras' clocks in the recording's cameras.json (t_start + offset), so "
+                         "that emulate_store's live cameras, which cannot wait for two shelf events, play on the "
+                         "shelves' clock too")
     args = ap.parse_args(argv)
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "store.settings")
     import django
@@ -177,6 +182,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         found = "not found" if o.offset_s is None else f"{o.offset_s:+.2f} ± {o.spread_s:.2f} s"
         applied = "; applied" if o.camera in result.applied else ""
         print(f"{o.camera}: clock offset {found} ({o.source}, {o.events} events){applied}")
+    if args.write and result.applied:
+        from store.recording import cameras_shift
+
+        moved = cameras_shift(args.recording, result.applied)
+        print(f"written: {', '.join(f'{c} {result.applied[c]:+.2f} s' for c in moved)} (cameras.json t_start)")
+    elif args.write:
+        print("written: nothing (no offset worth applying)")
     return 0
 
 
