@@ -455,6 +455,9 @@ def emulate(recording: Recording, *, speed: float = 1.0, url: str | None = None,
         # store's clock ahead of the wall clock, and devices playing behind it would be late for the loop (a shopper
         # bound, then taken for gone). The devices' clock starts after the store's.
         local_worker.step(block_ms=0)
+        # the recording's plates start where they started, not where the last emulation left them: a restock, not
+        # a +600 g put-back by nobody
+        local_worker.pipeline.loop.shelves_restocked(c for block in recording.shelves for c in block.bin_codes)
         known = [local_worker.pipeline.loop.now, *(t for t, _ in local_worker.sources.values())]
         store_now = max((t for t in known if math.isfinite(t)), default=-math.inf)
         if store_now + 1.0 > started + 1.0:

@@ -605,6 +605,19 @@ class StoreLoop:
         if codes in self._held:  # released as soon as this gondola's detector has settled past them
             self._release(force=False, only=codes)
 
+    def shelves_restocked(self, bin_codes: Iterable[str]) -> int:
+        """Forget the weight baselines (detectors), held changes and plate levels of every gondola with a bin in
+        ``bin_codes``: its plates were refilled while no samples came (an emulation replaying a recording from its
+        start on a store resumed from its checkpoint), so their next samples set a new baseline instead of reading
+        as a put-back by nobody. Events already stored are kept. Returns the gondolas forgotten."""
+        codes = set(bin_codes)
+        gone = [g for g in set(self._detectors) | set(self._held) if codes & set(g)]
+        for g in gone:
+            self._detectors.pop(g, None)
+            self._held.pop(g, None)
+        self._look.forget(codes)
+        return len(gone)
+
     def on_events(self, events: Iterable[weight.ShelfEvent]) -> None:
         """Feed shelf events detected elsewhere (a benchmark's threshold sweep reuses one detection): stored and
         decided as if the loop had detected them."""

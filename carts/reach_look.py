@@ -301,6 +301,13 @@ class ReachLook:
         self._clearance = np.minimum(self.config.clearance_m, np.asarray(bins.headroom, dtype=np.float64))
         self._tree = cKDTree(c)  # candidate bins of a hand: those with the nearest centres
 
+    def forget(self, bin_codes: set[str]) -> None:
+        """Drop the plate levels of every controller with a bin in ``bin_codes`` (``StoreLoop.shelves_restocked``)."""
+        for key in [k for k in self._levels if bin_codes & set(k)]:
+            del self._levels[key]
+            for code in key:
+                self._where.pop(code, None)
+
     def attach(self, planogram: weight.Planogram, bins) -> None:
         """After :meth:`StoreLoop.restore`: the store's current planogram and bins."""
         self._setup(planogram, bins)

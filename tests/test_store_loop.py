@@ -333,3 +333,27 @@ def test_an_exit_is_billed_without_waiting_for_events_that_cannot_be_the_partys(
     assert early  # the rule mattered: these did not wait for the rest of the store
     held = [t for t, starts in sink.held_at_billing.items() if any(t0 <= sink.billed[t][0] for t0 in starts)]
     assert held  # nor for a change held on another gondola, or another shopper's reach not yet looked at
+
+
+@pytest.mark.parametrize("restocked", [False, True])
+def test_plates_refilled_while_no_samples_came_are_a_restock_not_a_put_back(sim, restocked):
+    """An emulation replaying a recording from its start on a store resumed from its checkpoint: the plates are back
+    at their starting weights. Told so (``shelves_restocked``), the loop takes the new levels as a baseline; not
+    told, the 623 g jump is a shelf event (a put-back by nobody, to review)."""
+    block = sim.shelves[0]
+    loop = StoreLoop(planogram=planogram_from_store(sim.store), bins=BinGeometry.from_store(sim.store),
+                     sink=MemorySink([]))
+    t0 = float(block.t[0])
+    rng = np.random.default_rng(5)
+    levels = np.nan_to_num(block.grams[0], nan=1000.0)
+    for k in range(2):  # a first run, then the replay from the start 10 s later, one plate 623 g heavier
+        t = t0 + 10.0 * k + np.arange(300) / 60.0
+        grams = levels + rng.normal(0, 0.3, (t.size, levels.size))
+        if k == 1:
+            grams[:, 3] += 623.0
+            if restocked:
+                assert loop.shelves_restocked(block.bin_codes) >= 1
+        loop.on_samples(bin_codes=block.bin_codes, t=t, grams=grams, rate_hz=60.0)
+        loop.advance(float(t[-1]))
+    loop.finish()
+    assert (loop.stats.shelf_events == 0) == restocked, loop.stats
