@@ -23,9 +23,8 @@ import io
 import logging
 import math
 import pickle
-import uuid
 from dataclasses import dataclass, field
-from typing import Callable, Hashable, Iterable, Mapping, Protocol, Sequence
+from typing import Hashable, Iterable, Mapping, Protocol, Sequence
 
 import numpy as np
 
@@ -34,6 +33,7 @@ from sensors.rfid import ExitLaneConfig, TagEvent, exit_lane_tags
 from store.recording import TrackObservations, member
 from vision.identity import BodyFrames, FramedBodies, swaps_of
 
+from .chunks import ChunkStore, PackedChunk, ChunkPickler, ChunkUnpickler
 from .fusion import (
     BinGeometry, Decision, FusionConfig, _floor_distance, decide_event, eligible_tracks, evidence_window,
 )
@@ -287,68 +287,6 @@ def _unpack(packed: "tuple | PackedChunk") -> TrackObservations:
     return TrackObservations(ids[id_codes], t, names[name_codes], xyz, score)
 
 
-class PackedChunk:
-    """One packed part of an :class:`ObservationWindow` (:func:`_pack`'s tuple) under a key of its own. The parts
-    never change once added, so a checkpoint with a :class:`ChunkStore` writes each one once, by reference
-    (``carts.runtime.StoreWorker.checkpoint``): the bytes of a checkpoint then grow with the observations added
-    since the last one, not with the whole window (tens of MB at a hundred shoppers, every few seconds)."""
-
-    __slots__ = ("key", "data")
-
-    def __init__(self, data: tuple, key: str | None = None) -> None:
-        self.key = key or uuid.uuid4().hex
-        self.data = data
-
-    def __reduce__(self):  # pickled whole where no chunk store is given (tests, a plain snapshot)
-        return (PackedChunk, (self.data, self.key))
-
-
-class ChunkStore(Protocol):
-    """Where a checkpoint's chunks live (the bus: Redis keys, or memory). Keys are :class:`PackedChunk` keys."""
-
-    def save_chunks(self, store: str, chunks: Mapping[str, bytes]) -> None:
-        """Keep each chunk's bytes under its key (idempotent)."""
-
-    def load_chunk(self, store: str, key: str) -> bytes | None:
-        """The bytes saved under ``key``; None when they are gone."""
-
-    def drop_chunks(self, store: str, keys: Iterable[str]) -> None:
-        """Forget chunks no checkpoint refers to any more."""
-
-
-class _ChunkPickler(pickle.Pickler):
-    """Pickles :class:`PackedChunk` s by key, collecting the ones ``saved`` does not hold yet in ``new``."""
-
-    def __init__(self, file, saved: set[str]) -> None:
-        super().__init__(file, protocol=pickle.HIGHEST_PROTOCOL)
-        self.saved = saved
-        self.new: dict[str, bytes] = {}
-        self.used: set[str] = set()
-
-    def persistent_id(self, obj):
-        if isinstance(obj, PackedChunk):
-            self.used.add(obj.key)
-            if obj.key not in self.saved and obj.key not in self.new:
-                self.new[obj.key] = pickle.dumps(obj.data, protocol=pickle.HIGHEST_PROTOCOL)
-            return ("chunk", obj.key)
-        return None
-
-
-class _ChunkUnpickler(pickle.Unpickler):
-    def __init__(self, file, load_chunk: Callable[[str], bytes | None]) -> None:
-        super().__init__(file)
-        self.load_chunk = load_chunk
-        self.keys: set[str] = set()
-
-    def persistent_load(self, pid):
-        kind, key = pid
-        self.keys.add(key)
-        data = self.load_chunk(key) if kind == "chunk" else None
-        if data is None:
-            raise pickle.UnpicklingError(f"checkpoint chunk {key} is missing")
-        return PackedChunk(pickle.loads(data), key)  # noqa: S301 — our own checkpoint's chunk
-
-
 @dataclass
 class LoopStats:
     """Counters of one loop (since it was created or restored from a checkpoint's counts)."""
@@ -526,7 +464,7 @@ class StoreLoop:
             return pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
         store_chunks, store, saved = chunks
         buf = io.BytesIO()
-        pickler = _ChunkPickler(buf, saved)
+        pickler = ChunkPickler(buf, saved)
         pickler.dump(state)
         if pickler.new:
             store_chunks.save_chunks(store, pickler.new)
@@ -554,7 +492,7 @@ class StoreLoop:
             state = pickle.loads(data)  # noqa: S301 — our own checkpoint, never input from outside
         else:
             store_chunks, store = chunks
-            unpickler = _ChunkUnpickler(io.BytesIO(data), lambda key: store_chunks.load_chunk(store, key))
+            unpickler = ChunkUnpickler(io.BytesIO(data), lambda key: store_chunks.load_chunk(store, key))
             state = unpickler.load()
             #: the chunk keys the checkpoint referred to (the store's saved set for the next snapshot)
             state["restored_chunks"] = unpickler.keys

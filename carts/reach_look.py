@@ -48,6 +48,8 @@ from scipy.spatial import cKDTree
 from sensors import weight
 from store.recording import HAND_KEYPOINTS, TrackObservations, member
 
+from .chunks import PackedChunk
+
 log = logging.getLogger(__name__)
 
 _MAD_TO_SD = 1.4826
@@ -156,7 +158,7 @@ class _Levels:
     """One controller's 10 Hz medians, its per-plate noise estimate, and the samples of an unfinished 0.1 s.
 
     The medians are kept as sealed parts of ``SEAL_S`` each (never changed again: a checkpoint writes each once, by
-    reference, ``carts.loop.PackedChunk``) and an open tail."""
+    reference, ``carts.chunks.PackedChunk``) and an open tail."""
 
     #: seconds of medians per sealed part (a checkpoint every ~2 s then rewrites at most this much per controller)
     SEAL_S = 5.0
@@ -185,8 +187,6 @@ class _Levels:
         return float(self.sealed[-1].data[0][-1]) if self.sealed else None
 
     def add(self, t: np.ndarray, grams: np.ndarray, step: float) -> None:
-        from .loop import PackedChunk  # the loop imports this module
-
         t = np.concatenate([self.part_t, np.asarray(t, dtype=np.float64)])
         x = np.concatenate([self.part_x, np.asarray(grams, dtype=np.float64)])
         if not t.size:

@@ -172,7 +172,7 @@ class Bus(Protocol):
     def load_checkpoint(self, store: str) -> bytes | None: ...
 
     def save_chunks(self, store: str, chunks: Mapping[str, bytes]) -> None:
-        """Keep the checkpoint's observation chunks (``carts.loop.PackedChunk``; each written once)."""
+        """Keep the checkpoint's observation chunks (``carts.chunks.PackedChunk``; each written once)."""
 
     def load_chunk(self, store: str, key: str) -> bytes | None: ...
 

@@ -2,6 +2,7 @@
 before a view runs (a body over ``DATA_UPLOAD_MAX_MEMORY_SIZE``) in JSON on the device APIs."""
 import logging
 
+from django.conf import settings
 from django.contrib import admin
 from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse, JsonResponse
@@ -35,16 +36,9 @@ def bad_request(request: HttpRequest, exception: Exception | None = None) -> Htt
     if "/api/" not in request.path and request.content_type != "application/json":
         return defaults.bad_request(request, exception)
     if too_large:
-        return JsonResponse({"reason": "too_large", "message": f"the body is over {request_limit()} bytes"},
+        return JsonResponse({"reason": "too_large", "message": f"the body is over {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes"},
                             status=413)
     return JsonResponse({"reason": "bad_request", "message": "the request could not be read"}, status=400)
-
-
-def request_limit() -> int:
-    """The largest body read, bytes (``settings.DATA_UPLOAD_MAX_MEMORY_SIZE``)."""
-    from django.conf import settings
-
-    return int(settings.DATA_UPLOAD_MAX_MEMORY_SIZE)
 
 
 handler400 = bad_request

@@ -15,7 +15,8 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 CORE = [
-    "carts.fusion", "carts.fusion_activity", "carts.fusion_products", "carts.loop", "carts.reach_look", "store.billing.senses",
+    "carts.chunks", "carts.fusion", "carts.fusion_activity", "carts.fusion_products", "carts.loop", "carts.reach_look",
+    "store.billing.senses",
     "sensors.weight", "sensors.rfid", "vision.identity", "vision.geometry", "vision.association",
     "vision.activity", "vision.zones", "store.recording",
 ]
