@@ -29,6 +29,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from sensors import weight
+from store.checks import check_rows
 
 from .fusion import BinGeometry, FusionConfig
 from .loop import LoopConfig, StoreLoop, recording_steps
@@ -126,10 +127,7 @@ class Decisions:
     confidence: np.ndarray
 
     def __post_init__(self) -> None:
-        n = self.t_start.shape[0]
-        for name in ("bins", "t_end", "outcome", "track", "lines", "confidence"):
-            if getattr(self, name).shape != (n,):
-                raise ValueError(f"Decisions.{name} must be ({n},), got {getattr(self, name).shape}")
+        check_rows(self, ("bins", "t_end", "outcome", "track", "lines", "confidence"), self.t_start.shape[0])
 
     def __len__(self) -> int:
         return int(self.t_start.shape[0])

@@ -76,6 +76,7 @@ from typing import Mapping, Protocol, Sequence
 import numpy as np
 
 from sensors import weight
+from store.checks import check_numbers, check_rows
 from store.recording import HAND_KEYPOINTS, RAY_KEYPOINTS, WRIST_RAY_KEYPOINTS, TrackObservations, member
 from vision import identity
 
@@ -114,9 +115,7 @@ class BinGeometry:
 
     def __post_init__(self) -> None:
         b = len(self.codes)
-        if self.centre.shape != (b, 3) or self.half_size.shape != (b, 2) or self.yaw.shape != (b,):
-            raise ValueError(f"expected centre ({b}, 3), half_size ({b}, 2), yaw ({b},); got "
-                             f"{self.centre.shape}, {self.half_size.shape}, {self.yaw.shape}")
+        check_rows(self, ("centre:3", "half_size:2", "yaw"), b)
         object.__setattr__(self, "index", {c: i for i, c in enumerate(self.codes)})
         c = np.asarray(self.centre, dtype=np.float64).reshape(-1, 3)
         room = np.full(b, math.inf)
@@ -293,24 +292,13 @@ class FusionConfig:
     walking_speed_m_s: float = 0.45
 
     def __post_init__(self) -> None:
-        for name in ("pad_s", "sigma_m", "reach_m", "clearance_m", "gap_speed_m_s", "motion_scale_m", "nobody_m"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"FusionConfig.{name} must be > 0, got {getattr(self, name)}")
-        for name in ("motion_floor", "misplaced_prior", "infeasible_prior", "same_track_prior", "pending_prior",
-                     "foreign_share", "foreign_prior", "touch_prior", "weak_hand_min"):
-            if not 0 < getattr(self, name) <= 1:
-                raise ValueError(f"FusionConfig.{name} must be in (0, 1], got {getattr(self, name)}")
-        for name in ("hidden_prior",):
-            if not 0 <= getattr(self, name) <= 1:
-                raise ValueError(f"FusionConfig.{name} must be in [0, 1], got {getattr(self, name)}")
-        if not 0 < self.walking_factor <= 1 or not self.walking_speed_m_s > 0:
-            raise ValueError(f"FusionConfig.walking_factor must be in (0, 1] and walking_speed_m_s > 0, got "
-                             f"{self.walking_factor}, {self.walking_speed_m_s}")
-        for name in ("hidden_standoff_m", "hidden_seen_s"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"FusionConfig.{name} must be > 0, got {getattr(self, name)}")
-        if not (isinstance(self.touch_min_units, int) and self.touch_min_units >= 1):
-            raise ValueError(f"FusionConfig.touch_min_units must be an integer ≥ 1, got {self.touch_min_units!r}")
+        check_numbers(self, ("pad_s", "sigma_m", "reach_m", "clearance_m", "gap_speed_m_s", "motion_scale_m", "nobody_m",
+                             "walking_speed_m_s", "hidden_standoff_m", "hidden_seen_s"), low=0, low_open=True)
+        check_numbers(self, ("motion_floor", "misplaced_prior", "infeasible_prior", "same_track_prior", "pending_prior",
+                             "foreign_share", "foreign_prior", "touch_prior", "weak_hand_min", "walking_factor"),
+                      low=0, high=1, low_open=True)
+        check_numbers(self, ("hidden_prior",), low=0, high=1)
+        check_numbers(self, ("touch_min_units",), low=1, integer=True)
 
 
 # ---------------------------------------------------------------------------------------------- hand evidence
@@ -335,11 +323,7 @@ class HandEvidence:
 
     def __post_init__(self) -> None:
         n = self.track_id.shape[0]
-        for name in ("distance_m", "effective_m", "t_closest", "motion_m", "score"):
-            if getattr(self, name).shape != (n,):
-                raise ValueError(f"HandEvidence.{name} must be ({n},), got {getattr(self, name).shape}")
-        if self.hand_xyz.shape != (n, 3):
-            raise ValueError(f"HandEvidence.hand_xyz must be ({n}, 3), got {self.hand_xyz.shape}")
+        check_rows(self, ("distance_m", "effective_m", "t_closest", "motion_m", "score", "hand_xyz:3"), n)
 
     def __len__(self) -> int:
         return int(self.track_id.shape[0])

@@ -30,6 +30,7 @@ import numpy as np
 
 from sensors import weight
 from sensors.rfid import ExitLaneConfig, TagEvent, exit_lane_tags
+from store.checks import check_numbers
 from store.recording import TrackObservations, member
 from vision.identity import BodyFrames, FramedBodies, swaps_of
 
@@ -109,12 +110,10 @@ class LoopConfig:
     reach_look: ReachLookConfig = ReachLookConfig()
 
     def __post_init__(self) -> None:
-        if not 0.0 <= self.image_mix <= 1.0:
-            raise ValueError(f"LoopConfig.image_mix must be in [0, 1], got {self.image_mix}")
-        for name in ("settle_s", "hold_gap_s", "hold_s", "hold_max_s", "lookback_s", "forget_after_s", "bind_before_s",
-                     "bind_after_s", "bind_timeout_s", "lost_s", "lost_max_s", "reassociate_m"):
-            if not getattr(self, name) >= 0:
-                raise ValueError(f"LoopConfig.{name} must be >= 0, got {getattr(self, name)}")
+        check_numbers(self, ("image_mix",), low=0, high=1)
+        check_numbers(self, ("settle_s", "hold_gap_s", "hold_s", "hold_max_s", "lookback_s", "forget_after_s",
+                             "bind_before_s", "bind_after_s", "bind_timeout_s", "lost_s", "lost_max_s", "reassociate_m"),
+                      low=0)
 
 
 @dataclass(frozen=True)

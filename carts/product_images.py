@@ -26,6 +26,7 @@ from typing import Any, Callable
 import numpy as np
 
 from sensors import weight
+from store.checks import check_numbers
 
 from .fusion import BinGeometry, Decision
 
@@ -45,8 +46,9 @@ class HandImageConfig:
     hand_m: float = 0.8
 
     def __post_init__(self) -> None:
-        if not (self.before_s >= 0 and self.after_s >= 0 and self.max_crops >= 1 and self.hand_m > 0):
-            raise ValueError(f"invalid HandImageConfig {self}")
+        check_numbers(self, ("before_s", "after_s"), low=0)
+        check_numbers(self, ("max_crops",), low=1, integer=True)
+        check_numbers(self, ("hand_m",), low=0, low_open=True)
 
 
 class HandImageEvidence:

@@ -46,6 +46,7 @@ import numpy as np
 from scipy.spatial import cKDTree
 
 from sensors import weight
+from store.checks import check_numbers
 from store.recording import HAND_KEYPOINTS, TrackObservations, member
 
 from .chunks import PackedChunk
@@ -121,16 +122,12 @@ class ReachLookConfig:
     noise_floor_g: float = 0.35
 
     def __post_init__(self) -> None:
-        for name in ("reach_m", "along_scale", "clearance_m", "join_gap_s", "window_s", "keep_s", "max_wait_s",
-                     "max_reach_s", "gate_k", "fit_k", "noise_every_s", "noise_updates", "noise_floor_g"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"ReachLookConfig.{name} must be > 0, got {getattr(self, name)}")
-        for name in ("before_gap_s", "after_gap_s", "min_delta_g", "min_hand_score"):
-            if not getattr(self, name) >= 0:
-                raise ValueError(f"ReachLookConfig.{name} must be >= 0, got {getattr(self, name)}")
-        for name in ("nothing_prior", "min_posterior", "misplaced_weight"):
-            if not 0 < getattr(self, name) < 1:
-                raise ValueError(f"ReachLookConfig.{name} must be in (0, 1), got {getattr(self, name)}")
+        check_numbers(self, ("reach_m", "along_scale", "clearance_m", "join_gap_s", "window_s", "keep_s", "max_wait_s",
+                             "max_reach_s", "gate_k", "fit_k", "noise_every_s", "noise_updates", "noise_floor_g"),
+                      low=0, low_open=True)
+        check_numbers(self, ("before_gap_s", "after_gap_s", "min_delta_g", "min_hand_score"), low=0)
+        check_numbers(self, ("nothing_prior", "min_posterior", "misplaced_weight"), low=0, high=1, low_open=True,
+                      high_open=True)
         if self.keep_s < 2 * self.window_s + self.max_reach_s + self.before_gap_s + self.after_gap_s:
             raise ValueError("ReachLookConfig.keep_s must hold both windows around the longest reach")
 
@@ -291,7 +288,7 @@ class ReachLook:
         """The geometry and shelves (not pickled state: rebuilt after a restore, :meth:`attach`)."""
         self.planogram = planogram
         self.bins = bins
-        self._shelf_of = weight._shelves(planogram)
+        self._shelf_of = planogram.shelf_numbers()
         self._codes = tuple(bins.codes)
         self._known = np.array([c in self._shelf_of for c in self._codes])
         # the volume over a plate ends at the plate above it (``BinGeometry.headroom``: shelves stand 0.22–0.3 m

@@ -33,6 +33,7 @@ from typing import Iterable, Mapping
 import numpy as np
 from scipy.signal import lfilter
 
+from store.checks import check_numbers, check_rows
 from store.recording import GateScan, ShelfSamples, TrackObservations, TruthLine, TruthReceipt, write_recording
 
 TRUTH_EVENTS = "truth_events.json"
@@ -168,26 +169,17 @@ class SimConfig:
     rooms: int = 1
 
     def __post_init__(self) -> None:
-        if isinstance(self.rooms, bool) or not isinstance(self.rooms, int) or self.rooms < 1:
-            raise ValueError(f"SimConfig.rooms must be an integer ≥ 1, got {self.rooms!r}")
-        if self.shoppers < 1 or self.minutes <= 0 or self.rate_hz <= 0 or self.track_hz <= 0:
-            raise ValueError("SimConfig: shoppers, minutes, rate_hz and track_hz must be positive")
-        for name in ("putback_share", "misplaced_share", "multi_unit_share", "mixed_share", "two_plate_share",
-                     "touch_share", "party_share", "handoff_share", "crowd_share", "reach_across_share",
-                     "exit_settle_share", "drop_share", "missed_frame_share", "missed_hand_share", "id_switch_share",
-                     "wander_share"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ValueError(f"SimConfig.{name} must be in [0, 1], got {getattr(self, name)}")
-        for name in self.__dataclass_fields__:
-            value = getattr(self, name)
-            if isinstance(value, float) and not math.isfinite(value):
-                raise ValueError(f"SimConfig.{name} must be a finite number, got {value}")
-        for name in ("noise_scale", "drift_g_per_min", "spikes_per_plate_hour", "spike_g", "crosstalk_scale",
-                     "jostle", "plate_gain_sd", "position_noise_m", "position_bias_m", "hand_noise_m", "occlusions_per_min"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"SimConfig.{name} must be ≥ 0, got {getattr(self, name)}")
-        if self.swing_s <= 0 or self.occlusion_s <= 0 or self.events_per_shopper <= 0:
-            raise ValueError("SimConfig: swing_s, occlusion_s and events_per_shopper must be > 0")
+        check_numbers(self, ("rooms", "shoppers"), low=1, integer=True)
+        check_numbers(self, ("minutes", "rate_hz", "track_hz", "swing_s", "occlusion_s", "events_per_shopper"),
+                      low=0, low_open=True)
+        check_numbers(self, ("putback_share", "misplaced_share", "multi_unit_share", "mixed_share", "two_plate_share",
+                             "touch_share", "party_share", "handoff_share", "crowd_share", "reach_across_share",
+                             "exit_settle_share", "drop_share", "missed_frame_share", "missed_hand_share",
+                             "id_switch_share", "wander_share"), low=0, high=1)
+        check_numbers(self, ("noise_scale", "drift_g_per_min", "spikes_per_plate_hour", "spike_g", "crosstalk_scale",
+                             "jostle", "plate_gain_sd", "position_noise_m", "position_bias_m", "hand_noise_m",
+                             "occlusions_per_min"), low=0)
+        check_numbers(self, tuple(name for name in self.__dataclass_fields__ if isinstance(getattr(self, name), float)))
 
     @classmethod
     def at(cls, difficulty: str, **overrides) -> "SimConfig":
@@ -235,10 +227,7 @@ class TruthEvents:
     scenarios: np.ndarray
 
     def __post_init__(self) -> None:
-        n = self.t.shape[0]
-        for name in ("t_start", "t_end", "track", "party", "bins", "lines", "scenarios"):
-            if getattr(self, name).shape != (n,):
-                raise ValueError(f"TruthEvents.{name} must be ({n},), got {getattr(self, name).shape}")
+        check_rows(self, ("t_start", "t_end", "track", "party", "bins", "lines", "scenarios"), self.t.shape[0])
 
     def __len__(self) -> int:
         return int(self.t.shape[0])

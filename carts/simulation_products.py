@@ -17,6 +17,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from sensors import weight
+from store.checks import check_numbers
 
 #: Scenario label of a take with a look-alike neighbour (:func:`with_lookalike_label`).
 LOOKALIKE = "look-alike"
@@ -48,14 +49,10 @@ class RecognitionModel:
     sibling_share: float = 0.38
 
     def __post_init__(self) -> None:
-        for name in ("top1", "top5", "right_p", "wrong_p", "floor", "sibling_share"):
-            v = getattr(self, name)
-            if not (isinstance(v, (int, float)) and 0.0 <= v <= 1.0):
-                raise ValueError(f"RecognitionModel.{name} must be in [0, 1], got {v!r}")
+        check_numbers(self, ("top1", "top5", "right_p", "wrong_p", "floor", "sibling_share"), low=0, high=1)
         if self.top5 < self.top1:
             raise ValueError(f"RecognitionModel.top5 ({self.top5}) must be ≥ top1 ({self.top1})")
-        if not (self.concentration > 0 and math.isfinite(self.concentration)):
-            raise ValueError(f"RecognitionModel.concentration must be > 0, got {self.concentration}")
+        check_numbers(self, ("concentration",), low=0, low_open=True)
 
 
 def _beta(rng: np.random.Generator, mean: float, k: float) -> float:

@@ -66,6 +66,8 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from store.checks import check_array, check_numbers
+
 #: Latest plausible sample time, s since epoch UTC (2100-01-01): a controller clock beyond it is broken, and such a
 #: value would otherwise be "re-timed" by an absurd correction.
 T0_MAX = 4_102_444_800.0
@@ -162,11 +164,8 @@ class SampleBlock:
     received_at: float
 
     def __post_init__(self) -> None:
-        if self.t.ndim != 1 or self.t.dtype != np.float64:
-            raise ValueError(f"SampleBlock.t must be (n,) float64, got {self.t.shape} {self.t.dtype}")
-        if self.grams.ndim != 2 or self.grams.shape[0] != self.t.shape[0] or self.grams.dtype != np.float64:
-            raise ValueError(f"SampleBlock.grams must be (n, B) float64 with n = {self.t.shape[0]}, got "
-                             f"{self.grams.shape} {self.grams.dtype}")
+        (n,) = check_array("SampleBlock.t", self.t, (None,), np.float64)
+        check_array("SampleBlock.grams", self.grams, (n, None), np.float64)
 
     def __len__(self) -> int:
         return int(self.t.shape[0])
@@ -218,14 +217,9 @@ class IngestConfig:
     hold_s: float = 1.0
 
     def __post_init__(self) -> None:
-        if isinstance(self.reorder_depth, bool) or not isinstance(self.reorder_depth, int) or self.reorder_depth < 0:
-            raise ValueError(f"IngestConfig.reorder_depth must be an integer ≥ 0, got {self.reorder_depth!r}")
-        if isinstance(self.nan_burst_min, bool) or not isinstance(self.nan_burst_min, int) or self.nan_burst_min < 1:
-            raise ValueError(f"IngestConfig.nan_burst_min must be an integer ≥ 1, got {self.nan_burst_min!r}")
-        for name in ("clock_tolerance_s", "max_abs_g", "hold_s"):
-            value = getattr(self, name)
-            if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
-                raise ValueError(f"IngestConfig.{name} must be a positive number, got {value!r}")
+        check_numbers(self, ("reorder_depth",), low=0, integer=True)
+        check_numbers(self, ("nan_burst_min",), low=1, integer=True)
+        check_numbers(self, ("clock_tolerance_s", "max_abs_g", "hold_s"), low=0, low_open=True)
 
 
 # --------------------------------------------------------------------------------------------- decoding

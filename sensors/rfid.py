@@ -31,6 +31,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
 
+from store.checks import check_numbers
+
 PAYLOAD_VERSION = 1
 #: Most reads in one message (a portal reads ~700 tags/s; a message covers at most a few seconds).
 MAX_READS = 5000
@@ -304,8 +306,8 @@ class ShelfTagConfig:
     guard_s: float = 2.0
 
     def __post_init__(self) -> None:
-        if not (self.absent_s > 0 and self.guard_s >= 0):
-            raise ValueError(f"absent_s must be > 0 and guard_s >= 0, got {self.absent_s}, {self.guard_s}")
+        check_numbers(self, ("absent_s",), low=0, low_open=True)
+        check_numbers(self, ("guard_s",), low=0)
 
 
 class ShelfTagTracker:
@@ -381,8 +383,9 @@ class ExitLaneConfig:
     tie_s: float = 0.5
 
     def __post_init__(self) -> None:
-        if not (self.before_s >= 0 and self.after_s >= 0 and self.min_reads >= 1 and self.tie_s >= 0):
-            raise ValueError("ExitLaneConfig: windows must be >= 0 and min_reads >= 1")
+        check_numbers(self, ("before_s", "after_s", "tie_s"), low=0)
+        check_numbers(self, ("min_reads",), low=1, integer=True)
+        check_numbers(self, ("strong_rssi_dbm",))
 
 
 @dataclass(frozen=True)

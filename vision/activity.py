@@ -30,6 +30,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from store.checks import check_numbers
+
 STATES = ("walking", "standing", "reaching", "holding")
 # BlazePose indices (vision.pose): shoulders, elbows, wrists, hips; the person's left first.
 L_SHOULDER, R_SHOULDER, L_ELBOW, R_ELBOW, L_WRIST, R_WRIST, L_HIP, R_HIP = 11, 12, 13, 14, 15, 16, 23, 24
@@ -80,12 +82,9 @@ class ActivityConfig:
     hold_max_s: float = 3.0
 
     def __post_init__(self) -> None:
-        for name in ("reach_angle_deg", "reach_extension", "reach_out_m", "walk_speed_m_s", "walk_speed_torso_s",
-                     "speed_window_s", "reach_min_s", "gap_s", "hold_max_s"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
-        if not 0 <= self.min_visibility <= 1:
-            raise ValueError(f"min_visibility must be in [0, 1], got {self.min_visibility}")
+        check_numbers(self, ("reach_angle_deg", "reach_extension", "reach_out_m", "walk_speed_m_s", "walk_speed_torso_s",
+                             "speed_window_s", "reach_min_s", "gap_s", "hold_max_s"), low=0, low_open=True)
+        check_numbers(self, ("min_visibility",), low=0, high=1)
 
 
 @dataclass

@@ -35,6 +35,8 @@ from typing import Any
 
 import numpy as np
 
+from store.checks import check_array, check_rows
+
 from . import yolo_environment
 
 log = logging.getLogger(__name__)
@@ -71,15 +73,9 @@ class Detections:
     ankles: np.ndarray | None = None
 
     def __post_init__(self) -> None:
-        n = self.xyxy.shape[0] if self.xyxy.ndim == 2 else -1
-        if self.ankles is not None and np.shape(self.ankles) != (n, 2):
-            raise ValueError(f"ankles must be ({n}, 2), got {np.shape(self.ankles)}")
-        if self.xyxy.shape != (n, 4):
-            raise ValueError(f"xyxy must be (n, 4), got {self.xyxy.shape}")
-        for name, shape in (("confidence", (n,)), ("tracker_id", (n,)), ("wrists", (n, 2, 2)),
-                            ("wrist_score", (n, 2))):
-            if getattr(self, name).shape != shape:
-                raise ValueError(f"{name} must be {shape}, got {getattr(self, name).shape}")
+        n, _ = check_array("Detections.xyxy", self.xyxy, (None, 4))
+        check_rows(self, ("confidence", "tracker_id", "wrists:2x2", "wrist_score:2") + (
+            ("ankles:2",) if self.ankles is not None else ()), n)
 
     def __len__(self) -> int:
         return int(self.xyxy.shape[0])

@@ -21,6 +21,8 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
+from store.checks import check_numbers
+
 log = logging.getLogger(__name__)
 
 SIDES = ("l_wrist", "r_wrist")
@@ -73,9 +75,12 @@ class HandCropConfig:
     quality: int = 85
 
     def __post_init__(self) -> None:
-        if not (0 < self.fraction <= 2 and 16 <= self.min_px <= self.max_px and 0 < self.quality <= 100
-                and self.min_gap_s >= 0):
-            raise ValueError(f"invalid HandCropConfig {self}")
+        check_numbers(self, ("fraction",), low=0, high=2, low_open=True)
+        check_numbers(self, ("min_px",), low=16, integer=True)
+        check_numbers(self, ("max_px",), low=self.min_px, integer=True)
+        check_numbers(self, ("quality",), low=1, high=100, integer=True)
+        check_numbers(self, ("min_score",), low=0, high=1)
+        check_numbers(self, ("min_gap_s",), low=0)
 
 
 def cut_hand_crops(image: np.ndarray, t: float, *, camera: str, keys: Sequence[str], boxes: np.ndarray,
