@@ -178,6 +178,9 @@ class Bus(Protocol):
 
     def drop_chunks(self, store: str, keys: Iterable[str]) -> None: ...
 
+    def chunk_keys(self, store: str) -> set[str]:
+        """Keys of every chunk kept for ``store`` (to find those no checkpoint refers to)."""
+
 
 def _id_key(stream_id: str) -> tuple[int, int]:
     a, _, b = stream_id.partition("-")
@@ -280,6 +283,10 @@ class MemoryBus:
         with self._lock:
             for k in keys:
                 self._chunks.pop((store, k), None)
+
+    def chunk_keys(self, store: str) -> set[str]:
+        with self._lock:
+            return {k for s, k in self._chunks if s == store}
 
 
 _RENEW = """
@@ -416,6 +423,11 @@ class RedisBus:
         for i in range(0, len(names), 500):
             self.redis.delete(*names[i:i + 500])
 
+    def chunk_keys(self, store: str) -> set[str]:
+        head = f"{self.prefix}:{store}:chunk:"
+        return {(name.decode() if isinstance(name, bytes) else name)[len(head):]
+                for name in self.redis.scan_iter(match=head + "*", count=1000)}
+
 
 _bus_lock = threading.Lock()
 _bus: Any = None
@@ -456,6 +468,7 @@ class WorkerStats:
     checkpoints: int = 0
     checkpoint_bytes: int = 0  # size of the latest checkpoint, without the observation chunks it refers to
     restored: bool = False
+    orphan_chunks: int = 0  # checkpoint chunks found at start that its checkpoint did not refer to (deleted)
 
 
 class StoreWorker:
@@ -541,7 +554,19 @@ class StoreWorker:
             if visit is not None:
                 sink.visits[track] = visit
         sink.down = self.down
+        self._drop_orphan_chunks()
         self.bus.rewind(self.store.code, self.offsets)
+
+    def _drop_orphan_chunks(self) -> None:
+        """Delete the chunks of this store that the checkpoint it resumed from does not refer to: a worker killed
+        between saving a checkpoint's new chunks and the checkpoint itself, or between the checkpoint and deleting
+        the chunks it stopped using, left them behind. Only the lease holder runs this, so no other worker is
+        writing chunks meanwhile."""
+        orphans = self.bus.chunk_keys(self.store.code) - self._chunks
+        if orphans:
+            self.bus.drop_chunks(self.store.code, orphans)
+            log.info("store %s: %d checkpoint chunk(s) no checkpoint refers to deleted", self.store.code, len(orphans))
+        self.stats.orphan_chunks = len(orphans)
 
     def _zones(self) -> None:
         from store.layout.models import Zone

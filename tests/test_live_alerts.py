@@ -135,3 +135,45 @@ def test_a_silent_shelf_controller_holds_billing_only_for_bill_wait_s(store):
     worker.step(block_ms=0)
     assert worker.shelf_horizon() == pytest.approx(t0 + 4 + 11 / 60)  # …no longer: only g1 counts
     assert worker.pipeline.loop.shelf_horizon == worker.shelf_horizon()
+
+
+def test_a_restarted_worker_deletes_the_chunks_its_checkpoint_does_not_refer_to(store):
+    """A worker killed between saving a checkpoint's new chunks and the checkpoint (or between the checkpoint and
+    deleting the chunks it stopped using) leaves chunks nobody refers to; the next worker deletes them at start and
+    keeps every chunk its checkpoint needs."""
+    bus = MemoryBus()
+    worker = StoreWorker(store.code, bus_=bus)
+    t0 = 1_700_000_000.0
+    for k in range(60):  # 12 s of a shopper's observations: the loop seals its windows into chunks every 5 s
+        bus.publish(store.code, "obs", obs_record(source="cam-a", obs=obs(t0 + k * 0.2)))
+        worker.step(block_ms=0)
+    worker.checkpoint()
+    referred = bus.chunk_keys(store.code)
+    assert referred and worker._chunks == referred
+    bus.save_chunks(store.code, {"left-by-a-crash-1": b"x", "left-by-a-crash-2": b"y"})  # the crash's leftovers
+
+    again = StoreWorker(store.code, bus_=bus)
+    again.step(block_ms=0)
+    assert again.stats.restored and again.stats.orphan_chunks == 2
+    assert bus.chunk_keys(store.code) == referred  # the leftovers gone, every chunk of the checkpoint kept
+    assert again.pipeline.loop.snapshot()  # the restored loop reads all its chunks
+
+
+@pytest.mark.services
+def test_the_redis_bus_lists_a_stores_chunks_only():
+    import uuid
+
+    from carts.runtime import RedisBus
+    from tests.services import REDIS, require
+
+    require("Redis", REDIS)
+    bus = RedisBus(f"redis://{REDIS[0]}:{REDIS[1]}/13", prefix=f"test-chunks-{uuid.uuid4().hex[:8]}")
+    try:
+        bus.save_chunks("s1", {"a": b"1", "b": b"2"})
+        bus.save_chunks("s10", {"c": b"3"})
+        assert bus.chunk_keys("s1") == {"a", "b"} and bus.chunk_keys("s10") == {"c"}
+        bus.drop_chunks("s1", ["a"])
+        assert bus.chunk_keys("s1") == {"b"}
+    finally:
+        bus.drop_chunks("s1", ["b"])
+        bus.drop_chunks("s10", ["c"])

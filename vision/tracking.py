@@ -25,6 +25,8 @@ from typing import Iterator
 
 import numpy as np
 
+from store.checks import check_rows
+
 from .detector import Detections, PersonDetector
 from .geometry import CameraModel
 
@@ -225,13 +227,8 @@ class FrameTracks:
     wrist_rays: np.ndarray | None = None
 
     def __post_init__(self) -> None:
-        n = self.key.shape[0]
-        if self.wrist_rays is not None and self.wrist_rays.shape != (n, 2, 6):
-            raise ValueError(f"wrist_rays must be {(n, 2, 6)}, got {self.wrist_rays.shape}")
-        for name, shape in (("raw_id", (n,)), ("xyxy", (n, 4)), ("confidence", (n,)), ("floor_xy", (n, 2)),
-                            ("wrists_xyz", (n, 2, 3)), ("wrist_score", (n, 2))):
-            if getattr(self, name).shape != shape:
-                raise ValueError(f"{name} must be {shape}, got {getattr(self, name).shape}")
+        check_rows(self, ("raw_id", "xyxy:4", "confidence", "floor_xy:2", "wrists_xyz:2x3", "wrist_score:2") + (
+            ("wrist_rays:2x6",) if self.wrist_rays is not None else ()), self.key.shape[0])
 
     def __len__(self) -> int:
         return int(self.key.shape[0])
