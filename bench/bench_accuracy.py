@@ -4,12 +4,12 @@ Plain script: ``.venv/bin/python bench/bench_accuracy.py [--levels default,crowd
 [--jobs 2] [--tuning] [--products]``.
 
 ``--products``: instead of the tables below, each session runs twice at the store threshold, without and with the
-simulated product recogniser (``carts.simulation_products``: a likelihood per take from the confusion measured by
+simulated product recogniser (``carts.offline.simulation_products``: a likelihood per take from the confusion measured by
 ``make bench-products``, docs/recognition.md, applied by ``carts.fusion_products.with_product_evidence``), and
 one table prints both: exact/review/F1 and the look-alike (a take with a product of matching weight on the same or
 a neighbouring facing), pick and misplaced scenarios.
 
-Levels (:data:`LEVELS`): ``easy``, ``default`` and ``hard`` are ``carts.simulation.DIFFICULTIES`` at 4 shoppers a
+Levels (:data:`LEVELS`): ``easy``, ``default`` and ``hard`` are ``carts.offline.simulation.DIFFICULTIES`` at 4 shoppers a
 minute (~6 inside at once); ``crowded`` is the default difficulty at the arrival rate of 200 shoppers in 30
 minutes (~10 inside at once, the busiest sessions the issue measured). Each level runs ``--sessions`` sessions
 (seeds) of :data:`SHOPPERS` shoppers in the real AutoCheckout store layout: ≥ 1,000 receipts per level over ≥ 20
@@ -20,7 +20,7 @@ seeds, so that each figure's 95 % interval is about ±1 point or narrower.
 the tuning seeds (and on seeds 101–102, 201–204 and 2000–2007 before them), never on the reporting seeds; the
 report names the seeds it ran.
 
-Every session runs through the **store loop offline** (``carts.evaluation.offline_replay``: ``sensors.weight``
+Every session runs through the **store loop offline** (``carts.offline.evaluation.offline_replay``: ``sensors.weight``
 detection → shelf events → ``carts.fusion.decide_event`` → carts → receipts); review items are resolved by an
 oracle reviewer (the truth), as a manager would in the dashboard, so "exact" counts the errors fusion makes
 silently. Sessions run in ``--jobs`` processes.
@@ -82,8 +82,8 @@ def run_session(args: tuple[str, int, int, float]) -> dict:
     import logging
 
     logging.disable(logging.WARNING)
-    from carts.evaluation import confidence_outcomes, evaluate_session, offline_replay
-    from carts.simulation import SimConfig, load_store, simulate
+    from carts.offline.evaluation import confidence_outcomes, evaluate_session, offline_replay
+    from carts.offline.simulation import SimConfig, load_store, simulate
 
     level, seed, shoppers, main = args
     difficulty, per_shopper, fixed = LEVELS[level]
@@ -118,9 +118,9 @@ def run_session_products(args: tuple[str, int, int, float]) -> dict:
     import logging
 
     logging.disable(logging.WARNING)
-    from carts.evaluation import evaluate_session, offline_replay, planogram_from_store
-    from carts.simulation import SimConfig, load_store, simulate
-    from carts.simulation_products import ProductEvidence, simulate_recognition, with_lookalike_label
+    from carts.offline.evaluation import evaluate_session, offline_replay, planogram_from_store
+    from carts.offline.simulation import SimConfig, load_store, simulate
+    from carts.offline.simulation_products import ProductEvidence, simulate_recognition, with_lookalike_label
 
     level, seed, shoppers, thr = args
     difficulty, per_shopper, fixed = LEVELS[level]
@@ -152,7 +152,7 @@ def print_products(results: list[dict], levels: list[str], a) -> None:
     """The ``--products`` table: each level without and with the recogniser."""
     print(f"Product recognition in fusion — store loop offline, oracle reviewer, threshold {a.threshold:.2f}; "
           f"{'TUNING' if a.tuning else 'REPORTING'} seeds; {a.sessions} sessions × {a.shoppers} shoppers per level; "
-          f"recogniser: carts.simulation_products.RecognitionModel() (docs/recognition.md).")
+          f"recogniser: carts.offline.simulation_products.RecognitionModel() (docs/recognition.md).")
     head = (f"{'level':<8}{'images':>8}{'receipts':>9}{'exact':>20}{'review':>20}{'F1':>20}"
             + "".join(f"{s:>17}" for s in PRODUCT_SCENARIOS))
     print(head)
@@ -221,7 +221,7 @@ def main() -> int:
     if not (DATA / "store_meta" / "Plates.json").exists():
         print(f"needs {DATA} (the shared data folder beside the checkout)", file=sys.stderr)
         return 2
-    from carts.evaluation import SCENARIOS
+    from carts.offline.evaluation import SCENARIOS
 
     levels = [x for x in a.levels.split(",") if x]
     unknown = [x for x in levels if x not in LEVELS]

@@ -1,5 +1,5 @@
 """Reach detection on real footage (``make bench-activity``): precision and recall of reach intervals at 0.5 s
-tolerance against the hand labels of ``tests/data/reach_labels.json`` (``vision.activity_bench``), per clip and
+tolerance against the hand labels of ``tests/data/reach_labels.json`` (``carts.offline.activity_bench``), per clip and
 pooled, with the CPU seconds each clip took. ``--stride N`` processes every N-th frame; ``--json FILE`` saves the
 figures. Clips absent from ``../shared`` are named and skipped."""
 from __future__ import annotations
@@ -21,7 +21,7 @@ def main() -> int:
     ap.add_argument("--clip", action="append", help="a clip key of the label file (default: all)")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
-    from vision.activity_bench import evaluate
+    from carts.offline.activity_bench import evaluate
 
     res = evaluate(SHARED, stride=args.stride, clips=args.clip)
     for path in res["missing"]:

@@ -3,7 +3,7 @@
 Plain script: ``.venv/bin/python bench/bench_live.py [--sizes 10,50,200] [--minutes M] [--timeout S] [--rooms R]
 [--quick]``.
 
-For each size N it simulates a session (``carts.simulation``, the AutoCheckout store: 306 plates at 60 Hz, keypoints
+For each size N it simulates a session (``carts.offline.simulation``, the AutoCheckout store: 306 plates at 60 Hz, keypoints
 at 15 Hz per shopper) whose N shoppers arrive within ``--minutes`` − 80 s and stay long enough (``--events``
 actions each) that nearly all are inside at once (the measured peak is printed), then runs the production stack
 on the local services, every process separate, as ``tests/test_live_production.py`` does: a fresh PostgreSQL
@@ -26,7 +26,7 @@ Printed per size:
   Redis, Mosquitto: shared with anything else on the machine), the streams' backlog (``XINFO GROUPS`` lag: records
   not yet read by the store worker) and how far the devices' newest record on each stream is behind the wall clock;
 * F1 of the receipts the live store billed (``evaluate`` with the oracle reviewer, the emulator's last line) against
-  the offline run of the same session (``carts.evaluation.offline_replay`` + ``evaluate_session``), and whether they
+  the offline run of the same session (``carts.offline.evaluation.offline_replay`` + ``evaluate_session``), and whether they
   are equal;
 * the saturating process: the one with the highest CPU share, and whether a backlog grew.
 
@@ -69,7 +69,7 @@ sys.path.insert(0, str(ROOT))
 
 DATA = Path(os.environ.get("WALKOUT_SHARED", ROOT.parent / "shared")) / "datasets" / "autocheckout"
 BIN = Path(sys.executable).parent
-STORE = "walkout-sim"  # the simulated store's code (carts.simulation.load_store)
+STORE = "walkout-sim"  # the simulated store's code (carts.offline.simulation.load_store)
 REDIS_DB = 12
 TRACK_HZ = 15.0
 GOAL_PHONE_P95_S = 1.0
@@ -338,7 +338,7 @@ def simulate_session(n: int, minutes: float, events: float, seed: int, out: Path
     is (peak occupancy, visit lengths)."""
     import numpy as np
 
-    from carts.simulation import SimConfig, load_store, simulate, write_simulation
+    from carts.offline.simulation import SimConfig, load_store, simulate, write_simulation
 
     cfg = SimConfig.at("default", shoppers=n, minutes=minutes, seed=seed, track_hz=TRACK_HZ,
                        events_per_shopper=events, rooms=rooms)
@@ -357,8 +357,8 @@ def simulate_session(n: int, minutes: float, events: float, seed: int, out: Path
 
 def offline_f1(rec_path: Path) -> float:
     """F1 of the offline run of the recording (the store loop in memory, the oracle reviewer)."""
-    from carts.evaluation import evaluate_session, offline_replay
-    from carts.simulation import read_truth_events
+    from carts.offline.evaluation import evaluate_session, offline_replay
+    from carts.offline.simulation import read_truth_events
     from store.recording import read_recording
 
     rec = read_recording(rec_path)
@@ -760,9 +760,9 @@ def feed(minutes: float, shoppers: int, seed: int, prefix: str) -> None:
     import numpy as np
 
     from carts import runtime
-    from carts.emulator import register
-    from carts.replay import demo_shopper_ensure
-    from carts.simulation import parties_from_gates
+    from carts.offline.emulator import register
+    from carts.offline.replay import demo_shopper_ensure
+    from carts.offline.simulation import parties_from_gates
     from store.gates.services import GateRefusal, pass_issue, visit_enter, visit_exit_scan
     from store.layout.models import Store
     from store.recording import TrackObservations
@@ -867,7 +867,7 @@ def feed(minutes: float, shoppers: int, seed: int, prefix: str) -> None:
 
 def _sim_chunk(shoppers: int, minutes: float, seed: int) -> dict:
     """One simulated session (in a pool process): what the feeder needs."""
-    from carts.simulation import SimConfig, load_store, simulate
+    from carts.offline.simulation import SimConfig, load_store, simulate
 
     sim = simulate(load_store(DATA), SimConfig.at("default", shoppers=shoppers, minutes=minutes, seed=seed,
                                                   track_hz=TRACK_HZ))
@@ -877,7 +877,7 @@ def _sim_chunk(shoppers: int, minutes: float, seed: int) -> dict:
 
 # --------------------------------------------------------------------------------------------- subprocesses
 def prepare(rec_path: str, out: str) -> None:
-    """Subprocess: create and log in every shopper account the emulator will scan (``carts.emulator``'s
+    """Subprocess: create and log in every shopper account the emulator will scan (``carts.offline.emulator``'s
     ``account_for``), let the store hold everyone (capacity), and write {account: session cookie}."""
     import django
 
@@ -888,8 +888,8 @@ def prepare(rec_path: str, out: str) -> None:
     # throwaway bench accounts: a fast hasher (PBKDF2 costs ~0.3 s per account on a busy 2-core machine)
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
-    from carts.replay import DEMO_SHOPPER, PARTY_WITHIN_S, demo_shopper_ensure
-    from carts.simulation import parties_from_gates
+    from carts.offline.replay import DEMO_SHOPPER, PARTY_WITHIN_S, demo_shopper_ensure
+    from carts.offline.simulation import parties_from_gates
     from store.layout.models import Store
     from store.recording import read_recording
 

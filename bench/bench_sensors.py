@@ -92,7 +92,7 @@ def bench_decode() -> None:
     if not PLATE_FILE.exists():
         print(f"decode: skipped, {PLATE_FILE} not found")
         return
-    from sensors.autocheckout import blocks_by_gondola, read_plate_file
+    from carts.offline.autocheckout_plates import blocks_by_gondola, read_plate_file
 
     t0 = time.process_time()
     blocks, errors = read_plate_file(PLATE_FILE)

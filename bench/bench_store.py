@@ -4,7 +4,7 @@ N shoppers, and where that time goes.
 Plain script: ``.venv/bin/python bench/bench_store.py [--shoppers 10,50] [--minutes 3] [--seed 11] [--rooms N]
 [--profile]``.
 
-For each size it simulates a session (``carts.simulation``, the AutoCheckout store: 306 plates at 60 Hz, keypoints at
+For each size it simulates a session (``carts.offline.simulation``, the AutoCheckout store: 306 plates at 60 Hz, keypoints at
 15 Hz per shopper, the default difficulty, shoppers arriving over ``--minutes``), loads its store into a throwaway
 SQLite database (the embedded profile), and feeds it to one ``carts.runtime.StoreWorker`` on the in-process bus
 exactly as the live store does (shelf blocks and observation records on the bus, gate scans through the gate
@@ -38,7 +38,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-#: floor of one room (the NanoStore with its share of the front: ~6 m × 3.4 m, carts.simulation.ROOM_PITCH_M)
+#: floor of one room (the NanoStore with its share of the front: ~6 m × 3.4 m, carts.offline.simulation.ROOM_PITCH_M)
 ROOM_M2 = 20.5
 DATA = Path(os.environ.get("WALKOUT_SHARED", ROOT.parent / "shared")) / "datasets" / "autocheckout"
 
@@ -54,10 +54,10 @@ def run(shoppers: int, minutes: float, seed: int, profile: bool, rooms: int = 1)
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # throwaway bench accounts
     call_command("migrate", verbosity=0)
     from carts import runtime
-    from carts.emulator import register
+    from carts.offline.emulator import register
     from carts.loop import recording_steps
-    from carts.replay import demo_shopper_ensure
-    from carts.simulation import SimConfig, load_store, parties_from_gates, simulate
+    from carts.offline.replay import demo_shopper_ensure
+    from carts.offline.simulation import SimConfig, load_store, parties_from_gates, simulate
     from store.gates.services import GateRefusal, pass_issue, visit_enter, visit_exit_scan
     from store.inventory.services import catalogue_load
     from store.layout.models import Store

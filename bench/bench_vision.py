@@ -155,7 +155,7 @@ def run_cps(model: str, frames: int) -> dict | None:
     cameras / cores), one worker process per camera."""
     from vision.aifi_cameras import fit_all
     from vision.detector import PersonDetector
-    from vision.replay import default_pose_model
+    from vision.config import default_pose_model
     from vision.tracking import CameraTracker, FrameSource
 
     videos = [SHARED / v for v in CPS_VIDEOS]

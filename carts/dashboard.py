@@ -44,7 +44,7 @@ from asgiref.sync import sync_to_async
 
 from . import selectors
 from .live import LiveReplayBusy, live_replay_start, recordings_available
-from .replay import DEMO_PASSWORD, DEMO_SHOPPER
+from .offline.replay import DEMO_PASSWORD, DEMO_SHOPPER
 from store.dashboard_events import dashboard_notify
 from .models import ReviewItem
 from .services import ReviewError, review_resolve, review_undo, review_undo_s
@@ -314,7 +314,7 @@ async def live_replay_view(request: HttpRequest) -> HttpResponse:
         return redirect(reverse("dashboard:home"))
     from store.recording import RecordingError, read_recording
 
-    from .replay import session_name
+    from .offline.replay import session_name
 
     path = names[form.cleaned_data["recording"]]
     try:
@@ -344,7 +344,7 @@ def _replay_cast(recording) -> list[tuple[str, int | None]]:
 
 def _cast_words(cast: list[tuple[str, int | None]]) -> str:
     """The replay message's sentence naming who to log in as to watch the cart fill."""
-    from .replay import DEMO_PASSWORD, DEMO_SHOPPER
+    from .offline.replay import DEMO_PASSWORD, DEMO_SHOPPER
 
     inside = [f"{who} (visit {visit})" for who, visit in cast if visit is not None]
     demo = any(who == DEMO_SHOPPER for who, _ in cast)

@@ -1,7 +1,7 @@
 """Fusion: who caused a shelf event, and what they took or put back (pure NumPy, no Django).
 
 One decision function, :func:`decide_event`, is called by both shells: the Django pipeline
-(``carts.pipeline.StorePipeline``) and the in-memory offline pipeline (``carts.evaluation.offline_replay``) used by
+(``carts.pipeline.StorePipeline``) and the in-memory offline pipeline (``carts.offline.evaluation.offline_replay``) used by
 the accuracy benchmark. It joins three kinds of evidence into one posterior over (shopper track, product ×
 quantity):
 
@@ -60,7 +60,7 @@ noise).
 
 Joint score of (track k, hypothesis h) = ``s_k · L_h · feasible(k, h)``; the unexplained outcome and the nobody
 track compete as well. The decision is the best (track, product × quantity) pair; its **confidence** is its share
-of the total (a posterior under the model, not yet fitted on real data; ``carts.evaluation.reliability`` tabulates
+of the total (a posterior under the model, not yet fitted on real data; ``carts.offline.evaluation.reliability`` tabulates
 confidence against the share right on simulated truth, so that calibration can be checked). Below the review
 threshold the event goes to people with all of this evidence.
 
@@ -172,7 +172,7 @@ class FusionConfig:
     #: as ``gap_speed_m_s`` × its time outside farther from the bin. Not tuned (set with the first fusion).
     core_pad_s: float = 0.3
     #: m. Width σ of the hand score ``exp(−d_eff² / 2σ²)`` (σ in the formulas): the wrist stays 0.1–0.2 m in front
-    #: of the plate it takes from on BENCHMARK-1 (``store.autocheckout``, measured on the real pick).
+    #: of the plate it takes from on BENCHMARK-1 (``carts.offline.autocheckout``, measured on the real pick).
     sigma_m: float = 0.15
     #: m. The offset *along* the shelf counts ``sigma_m / along_sigma_m`` times the depth in front of it: how far
     #: in front a hand takes from depends on the arm (0.04–0.2 m on BENCHMARK-1), while along the shelf it stands
@@ -906,7 +906,7 @@ def decide_event(event: weight.ShelfEvent, hands: TrackObservations, bins: BinGe
     hand that reached carries the neighbour's id), and the decided track's identity is checked
     (:func:`identity_jumps`, off by default). ``pending``: what each track may hold through picks waiting in the
     review queue (track → {barcode: units}, every candidate of an open review × its pick options,
-    ``carts.evaluation.pending_picks``): a put-back of such an item is feasible with ``config.pending_prior`` and
+    ``carts.offline.evaluation.pending_picks``): a put-back of such an item is feasible with ``config.pending_prior`` and
     the decision ``awaits_review`` instead of going to people as a second review. ``strays``: units known to lie
     on bins that do not face them (bin code → {barcode: units}: misplaced put-backs applied earlier, not yet taken
     again): a pick from such a bin is explained over its facing products and these (at most the units there), so

@@ -6,7 +6,7 @@ whose weights look alike (two 300 g cartons on neighbouring facings) leave the w
 image tells them apart. :func:`with_product_evidence` multiplies each take option's posterior by the image's
 likelihood of its product and re-decides (pure, no Django). The store loop applies it to the likelihood its sink
 gives (``carts.loop.StoreLoop._image_evidence``): in the live store the camera workers' crops around the taking
-hand (``carts.product_images``), in the offline bench the simulated recogniser (``carts.simulation_products``).
+hand (``carts.product_images``), in the offline bench the simulated recogniser (``carts.offline.simulation_products``).
 """
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Start a live session of a recording from the manager's dashboard, so shoppers' phones see carts change live.
 
-Embedded profile: the recording's devices are emulated against this server (``carts.emulator``: shelf blocks to
+Embedded profile: the recording's devices are emulated against this server (``carts.offline.emulator``: shelf blocks to
 the controller API, keypoints to the tracker adapter, real passes at the gate) and the store loop runs here, in a
 thread started from the server's event loop (``sync_to_async``), so that its ``async_to_sync(group_send)`` calls run
 on that loop, where the in-memory channel layer's consumers are. Production profile: the replay runs on a Celery
@@ -29,9 +29,9 @@ class LiveReplayBusy(RuntimeError):
 def visits_waiting(*, store_code: str) -> list:
     """Visits of store ``store_code`` admitted at the gate and not yet bound to a shopper track (people inside
     whom no camera has placed yet), oldest first, guests left out, within ``VISIT_OPEN_MAX_H``: in a live replay
-    they are the recording's first shoppers (``carts.emulator.emulate(bind_visits=…)``). Visits admitted at the
+    they are the recording's first shoppers (``carts.offline.emulator.emulate(bind_visits=…)``). Visits admitted at the
     emulator's own gates (``emulated``: recorded shoppers of an earlier emulation that was stopped, which the next
-    one exits and bills, ``carts.emulator.recover_stale_visits``) are nobody inside and are left out."""
+    one exits and bills, ``carts.offline.emulator.recover_stale_visits``) are nobody inside and are left out."""
     from datetime import timedelta
 
     from django.utils import timezone
@@ -50,7 +50,7 @@ def replay_cast(*, store_code: str, entries: int) -> list[tuple[str, int | None]
     """Who plays a recording's ``entries`` shoppers (not guests) if it starts now: ``[(account, visit id or
     None)]`` — the people inside first (:func:`visits_waiting`), then the demo account, then
     ``shopper+<track>@walkout.test`` accounts (shown as such)."""
-    from .replay import DEMO_SHOPPER
+    from .offline.replay import DEMO_SHOPPER
 
     cast: list[tuple[str, int | None]] = [(v.shopper.get_username(), v.pk)
                                           for v in visits_waiting(store_code=store_code)[:entries]]
@@ -62,8 +62,8 @@ def replay_cast(*, store_code: str, entries: int) -> list[tuple[str, int | None]
 def recording_cast(recording) -> list[tuple[str, int | None]]:
     """:func:`replay_cast` for ``recording`` (a ``store.recording.Recording``): its store, and as many shoppers as
     it has entries that are not a party's guests."""
-    from .replay import PARTY_WITHIN_S
-    from .simulation import parties_from_gates
+    from .offline.replay import PARTY_WITHIN_S
+    from .offline.simulation import parties_from_gates
 
     party_of = parties_from_gates(recording.gates, within_s=PARTY_WITHIN_S)
     entries = sum(1 for g in recording.gates if g.kind == "entry" and party_of.get(g.track, g.track) == g.track)
@@ -82,7 +82,7 @@ async def live_replay_start(*, path: Path, session: str, speed: float = 1.0,
                             bind_visits: list[int] | None = None) -> str:
     """Start replaying ``path`` at ``speed`` × real time in ``session``; returns how it runs ("worker"/"server").
     ``bind_visits``: visits already inside that are the recording's first shoppers (embedded profile:
-    ``carts.emulator.emulate``; production: the worker's ``carts.replay.replay_recording``).
+    ``carts.offline.emulator.emulate``; production: the worker's ``carts.offline.replay.replay_recording``).
 
     Must be called from the server's event loop (an async view). Raises ValueError for a path outside
     ``settings.RECORDINGS_DIR``, :class:`LiveReplayBusy` while another live replay runs in this server.
@@ -100,7 +100,7 @@ async def live_replay_start(*, path: Path, session: str, speed: float = 1.0,
     def emulate_here() -> None:
         from store.recording import read_recording
 
-        from .emulator import emulate
+        from .offline.emulator import emulate
 
         result = emulate(read_recording(path), speed=speed, bind_visits=bind_visits)
         log.info("live emulation of %s done: session %s, visits %s", path, result.session, result.visits)

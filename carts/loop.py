@@ -5,7 +5,7 @@ observations (keypoints in store metres), entries (a visit bound to a track) and
 takes and returns as evidence, exit-lane reads as the tags a leaving shopper carries) — and turns them into
 shelf events, cart changes, review items, waiting put-backs and checkouts, which it hands to a :class:`LoopSink`.
 The live store (``carts.runtime``: ``run_store``, the embedded ingestion path), ``replay`` and the offline accuracy
-benchmark (``carts.evaluation.offline_replay``) all run this object; only their sinks differ (the database, or
+benchmark (``carts.offline.evaluation.offline_replay``) all run this object; only their sinks differ (the database, or
 memory). DESIGN.md "Running a store live".
 
 Time: the loop works on the sources' own clocks, never on arrival order. ``advance(now)`` says every source has

@@ -486,7 +486,7 @@ class ReviewRow:
     visit, ``""`` when the candidate names no known visit; ``open``: its cart still takes events); ``waiting``:
     the put-backs that wait for this decision (``ReviewItem.follows``): fusion applies them once it is made;
     ``test_run``: every candidate visit is a throwaway account's (an offline ``replay``/``evaluate`` run,
-    ``carts.replay.is_throwaway_shopper``): deciding it bills only the test card."""
+    ``carts.offline.replay.is_throwaway_shopper``): deciding it bills only the test card."""
 
     id: int
     reason: str
@@ -500,7 +500,7 @@ class ReviewRow:
 
 def review_queue(*, limit: int = 100) -> list[ReviewRow]:
     """Open review items, oldest first (the order to work through them), at most ``limit``."""
-    from .replay import is_throwaway_shopper
+    from .offline.replay import is_throwaway_shopper
 
     items = list(ReviewItem.objects.filter(status=ReviewItem.Status.OPEN)
                  .select_related("shelf_event__bin", "shelf_event__store").order_by("created_at", "id")[:limit])
@@ -767,9 +767,9 @@ def sales_today(*, now: datetime | None = None) -> list[SalesRow]:
     """Today's sales per store and currency: the sum of ``Receipt.total_minor`` of receipts issued today (see
     :func:`day_bounds`), and the units on their lines. Refunds are not subtracted (they are payment attempts).
     Test runs are not sales: receipts of the throwaway accounts of offline ``replay``/``evaluate`` runs
-    (``carts.replay.is_throwaway_shopper``) are left out; live and emulated sessions (``make demo``) count, as the
+    (``carts.offline.replay.is_throwaway_shopper``) are left out; live and emulated sessions (``make demo``) count, as the
     devices' traffic is the store's."""
-    from .replay import THROWAWAY_USERNAME_RE
+    from .offline.replay import THROWAWAY_USERNAME_RE
 
     start, end = day_bounds(now)
     receipts = (Receipt.objects.filter(issued_at__gte=start, issued_at__lt=end)

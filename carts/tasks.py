@@ -20,7 +20,7 @@ log = logging.getLogger(__name__)
 @shared_task(acks_late=True, time_limit=getattr(settings, "REPLAY_TASK_LIMIT_S", 240.0))
 def replay_recording_task(path: str, session: str, speed: float | None = None,
                           bind_visits: list[int] | None = None) -> dict:
-    """Replay the recording at ``path`` in ``session`` (``carts.replay.replay_recording``), paced at ``speed``,
+    """Replay the recording at ``path`` in ``session`` (``carts.offline.replay.replay_recording``), paced at ``speed``,
     with its clock shifted to now (a live demo). ``bind_visits``: the visit ids of the people inside whom the
     recording's first shoppers are (``carts.live.replay_cast``); the other shoppers play as demo accounts.
 
@@ -33,7 +33,7 @@ def replay_recording_task(path: str, session: str, speed: float | None = None,
     """
     from store.recording import read_recording
 
-    from .replay import demo_shopper_ensure, replay_recording, session_clock_offset
+    from .offline.replay import demo_shopper_ensure, replay_recording, session_clock_offset
 
     run = ReplayRun.objects.filter(session=session).first()
     if run is not None and run.finished_at is not None:

@@ -41,7 +41,7 @@ HAND_KEYPOINTS = ("l_wrist", "r_wrist", "l_hand", "r_hand")
 #: ``…_ray_a`` row before its ``…_ray_b`` row (several cameras' stretches at one time pair up in row order).
 #: Wrist name → (end a, end b). Fusion reads such a stretch as the point of it nearest to an event's bins
 #: (``carts.fusion.wrist_ray_hands``): a depth-free lower bound of the hand's distance. The video path writes them
-#: (``vision.replay``); keypoint sources with 3-D hands never do.
+#: (``carts.offline.video``); keypoint sources with 3-D hands never do.
 WRIST_RAY_KEYPOINTS = {"l_wrist": ("l_wrist_ray_a", "l_wrist_ray_b"), "r_wrist": ("r_wrist_ray_a", "r_wrist_ray_b")}
 #: Every keypoint name of :data:`WRIST_RAY_KEYPOINTS`.
 RAY_KEYPOINTS = tuple(k for ends in WRIST_RAY_KEYPOINTS.values() for k in ends)
@@ -527,7 +527,7 @@ def read_cameras(path: Path, problems: list[str]) -> list[RecordedCamera]:
 
 def cameras_shift(path: str | Path, offsets: Mapping[str, float]) -> list[str]:
     """Move the clocks of the recording's cameras at ``path`` onto the shelves' clock: each camera named in
-    ``offsets`` (s, shelf time − camera time, ``vision.clock``) gets ``t_start`` + its offset in ``cameras.json``, and
+    ``offsets`` (s, shelf time − camera time, ``carts.offline.clock``) gets ``t_start`` + its offset in ``cameras.json``, and
     the total moved so far in ``clock_shift_s``. Every reader of the recording (the replay and the live video path
     of ``emulate_store`` alike) then plays that camera on the shelves' clock. Returns the names moved. Raises
     RecordingError for a recording without ``cameras.json`` or a camera it does not have."""

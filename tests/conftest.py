@@ -50,7 +50,7 @@ def need(path: Path) -> Path:
 def benchmark1_recording(tmp_path_factory) -> Path:
     """The real AutoCheckout BENCHMARK-1 test case converted into a recording folder (once per test session)."""
     case = shared_file("datasets/autocheckout/BENCHMARK-1/plate_data.json").parent
-    from store.autocheckout import import_case
+    from carts.offline.autocheckout import import_case
 
     dest = tmp_path_factory.mktemp("rec") / "BENCHMARK-1"
     import_case(case, dest)

@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
-from store.autocheckout import AutoCheckoutError, import_case, is_cps_case
+from carts.offline.autocheckout import AutoCheckoutError, import_case, is_cps_case
 from store.recording import read_recording
 from tests.conftest import shared_file
 
@@ -68,7 +68,7 @@ def test_real_session_becomes_a_recording_with_cameras_and_no_keypoints(tmp_path
     assert [(g.kind, g.track, g.source) for g in rec.gates] == [("entry", rec.truth[0].track, "inferred"),
                                                                 ("exit", rec.truth[0].track, "inferred")]
     # the command prints them by kind: 266 problems of 4 kinds in 12 lines, two examples and a count for each
-    from store.layout.management.commands.import_autocheckout import problem_summary
+    from carts.management.commands.import_autocheckout import problem_summary
 
     lines = problem_summary(problems)
     assert len(problems) == 266 and len(lines) == 13, lines
@@ -130,7 +130,7 @@ def test_stills_are_frames_of_the_video_cameras():
 
 
 def test_camera_models_reproject_the_marks_and_draw_the_shelves_on_the_gondolas():
-    from store.autocheckout import convert_layout
+    from carts.offline.autocheckout import convert_layout
     from vision.aifi_cameras import fit_all
 
     meta = shared_file("datasets/autocheckout/store_meta/Plates.json").parent
@@ -156,7 +156,7 @@ def test_camera_models_reproject_the_marks_and_draw_the_shelves_on_the_gondolas(
 
 def test_people_outside_the_shop_floor_are_unplaced_and_scans_name_the_shopper():
     from store.recording import GateScan, TrackObservations
-    from vision.replay import name_shoppers_by_scans, on_floor
+    from carts.offline.video import name_shoppers_by_scans, on_floor
     from vision.tracking import FrameTracks
     from vision.zones import Zone
 
@@ -181,7 +181,7 @@ def test_video_marked_cameras_fit_their_marks_and_see_the_shelves_on_their_side(
     floor features they share with the other cameras (ties; cam1 and cam5 held at their stills fits). Measured:
     cam3 rms 8.2 px (max 20: its vertical edges and glass corner), cam7 1.9 px (max 3.5); before the ties (each
     alone): cam3 7.4 px, cam7 14.4 px (misread door verticals)."""
-    from store.autocheckout import convert_layout
+    from carts.offline.autocheckout import convert_layout
     from vision.aifi_cameras import fit_all
 
     meta = shared_file("datasets/autocheckout/store_meta/Plates.json").parent

@@ -8,7 +8,7 @@ import shutil
 import numpy as np
 import pytest
 
-from store.autocheckout import INCH_M, AutoCheckoutError, convert_layout, import_case
+from carts.offline.autocheckout import INCH_M, AutoCheckoutError, convert_layout, import_case
 from store.recording import read_recording
 from tests.conftest import shared_file
 
@@ -114,7 +114,7 @@ def test_unreadable_plate_file_and_bad_destination(tmp_path):
 
 def test_a_folder_that_is_no_test_case_says_so_and_names_one(tmp_path):
     """An empty folder (or the data set's root) was refused as "<parent>/store_meta/Gondolas.json: missing file"."""
-    from store.autocheckout import AutoCheckoutError, import_case
+    from carts.offline.autocheckout import AutoCheckoutError, import_case
 
     (tmp_path / "empty").mkdir()
     with pytest.raises(AutoCheckoutError, match=r"empty: not a test case folder \(none of plate_data.json.*BENCHMARK-1"):

@@ -12,7 +12,7 @@ from django.db.models import Sum
 from django.utils import timezone
 
 from carts.models import CartEvent, ReviewItem
-from carts.replay import billed_receipts, demo_shopper_ensure
+from carts.offline.replay import billed_receipts, demo_shopper_ensure
 from carts.services import ReviewError, cart_apply, cart_lines, CartChange, review_resolve, visit_checkout
 from sensors.models import ShelfEvent
 from store.billing.models import PaymentAttempt

@@ -8,9 +8,9 @@ import io
 import pytest
 from django.core.management import call_command
 
-from carts.emulator import EMULATOR
+from carts.offline.emulator import EMULATOR
 from carts.management.commands.demo import DEMO_MANAGER
-from carts.replay import DEMO_PASSWORD, DEMO_SHOPPER
+from carts.offline.replay import DEMO_PASSWORD, DEMO_SHOPPER
 from tests.services import free_port
 from conftest import shared_file
 

@@ -15,10 +15,10 @@ import numpy as np
 import pytest
 from django.core.management import call_command
 
-from carts.emulator import EMULATOR, _controllers, idle_samples, register
-from carts.evaluation import offline_replay
+from carts.offline.emulator import EMULATOR, _controllers, idle_samples, register
+from carts.offline.evaluation import offline_replay
 from carts.models import CartEvent
-from carts.simulation import SimConfig, load_store, read_truth_events, simulate, write_simulation
+from carts.offline.simulation import SimConfig, load_store, read_truth_events, simulate, write_simulation
 from store.billing.models import Receipt
 from store.gates.models import Gate, Visit
 from store.recording import read_recording

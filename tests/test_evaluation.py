@@ -1,7 +1,7 @@
 """AutoCheckout item-level scoring."""
 import pytest
 
-from carts.evaluation import score_receipts
+from carts.offline.evaluation import score_receipts
 
 
 def test_perfect_session():
@@ -31,7 +31,7 @@ def test_empty_session_and_zero_lines():
 
 
 def test_events_taken_for_noise_do_not_dilute_the_review_rate():
-    from carts.evaluation import Decisions
+    from carts.offline.evaluation import Decisions
 
     dec = Decisions.from_rows([
         (("1-1-1",), 10.0, 10.5, "cart", "a", (("x", 1),), 0.97),
@@ -47,8 +47,8 @@ def test_the_oracle_leaves_out_a_put_back_nobody_in_the_party_was_charged_for():
     line offline, and live the refused review held 7 visits of a 50-shopper run unbilled, F1 0.924 vs 0.992)."""
     import numpy as np
 
-    from carts.evaluation import Decisions, _oracle_apply
-    from carts.simulation import TruthEvents
+    from carts.offline.evaluation import Decisions, _oracle_apply
+    from carts.offline.simulation import TruthEvents
 
     def obj(*values):
         arr = np.empty(len(values), dtype=object)

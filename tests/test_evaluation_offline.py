@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from carts.evaluation import (
+from carts.offline.evaluation import (
     Decisions,
     evaluate_session,
     match_events,
@@ -14,7 +14,7 @@ from carts.evaluation import (
     oracle_answers,
     score_receipts,
 )
-from carts.simulation import SimConfig, TruthEvents, load_store, simulate
+from carts.offline.simulation import SimConfig, TruthEvents, load_store, simulate
 from conftest import shared_file
 
 

@@ -6,10 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from carts.evaluation import planogram_from_store
+from carts.offline.evaluation import planogram_from_store
 from carts.fusion import BinGeometry, decide_event
 from carts.loop import controller_planogram, pending_holdings, pending_picks
-from carts.simulation import SimConfig, load_store, simulate
+from carts.offline.simulation import SimConfig, load_store, simulate
 from conftest import shared_file
 from sensors import weight
 

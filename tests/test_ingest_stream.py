@@ -9,7 +9,7 @@ import json
 import numpy as np
 import pytest
 
-from sensors.autocheckout import blocks_by_gondola, read_plate_file
+from carts.offline.autocheckout_plates import blocks_by_gondola, read_plate_file
 from sensors.ingest import (
     ControllerStream, IngestConfig, PayloadError, SampleBlock, decode_payload, encode_payload, parse_topic,
     weights_topic,

@@ -37,7 +37,7 @@ def geometry() -> BinGeometry:
 
 def plates(seconds: float, sd: float, seed: int, steps: list[tuple[float, str, float]]) -> tuple[np.ndarray, np.ndarray]:
     """(t (n,), grams (n, 3)): 60 Hz levels with white noise and a 0.5 s AR(1) wander (each sd/√2, as
-    ``carts.simulation``), plus ``steps`` (t, bin, grams) as 0.12 s ramps."""
+    ``carts.offline.simulation``), plus ``steps`` (t, bin, grams) as 0.12 s ramps."""
     rng = np.random.default_rng(seed)
     n = int(seconds * RATE)
     t = 1.7e9 + np.arange(n) / RATE
@@ -145,7 +145,7 @@ def test_config_is_checked():
 # ------------------------------------------------------------------------------------ a generated case
 @pytest.fixture(scope="module")
 def session():
-    from carts.simulation import SimConfig, load_store, simulate
+    from carts.offline.simulation import SimConfig, load_store, simulate
     from conftest import shared_file
 
     store = load_store(shared_file("datasets/autocheckout/store_meta/Plates.json").parents[1])
@@ -175,7 +175,7 @@ def test_a_30_g_take_across_two_noisy_plates_is_charged_to_the_reaching_shopper(
     # default tuning seed 3100: 1042 takes a 30 g 028400040037 standing across plates 4-3-3 and 4-3-4 (level
     # noise 6–9 g) at 673.0 s; the shares (−13 g, −17 g) pass no gate of the detector and the take was never
     # charged. With the look (default config) it is charged to 1042; without it (look=False) it is not
-    from carts.evaluation import offline_replay
+    from carts.offline.evaluation import offline_replay
 
     sim = session
     t = sim.manifest["t_start"] + 673.0

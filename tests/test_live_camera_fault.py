@@ -104,7 +104,7 @@ def test_a_camera_worker_killed_mid_session_goes_down_recovers_and_changes_nothi
     shared_file("models/yolo11n_int8.onnx")
     import redis
 
-    from carts.evaluation import offline_replay
+    from carts.offline.evaluation import offline_replay
     from carts.runtime import decode_obs
     from store.recording import read_recording
 

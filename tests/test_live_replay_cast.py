@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 from django.test import Client
 
-from carts.emulator import emulate
+from carts.offline.emulator import emulate
 from carts.live import replay_cast, visits_waiting
-from carts.replay import DEMO_SHOPPER
+from carts.offline.replay import DEMO_SHOPPER
 from store.billing.models import Receipt
 from store.gates.models import Visit
 from store.inventory.services import catalogue_load

@@ -8,11 +8,11 @@ import io
 import pytest
 from django.core.management import call_command
 
-from carts.evaluation import offline_replay
+from carts.offline.evaluation import offline_replay
 from carts.models import CartEvent, ReviewItem
-from carts.replay import billed_receipts, demo_shopper_ensure, replay_recording, session_decisions
+from carts.offline.replay import billed_receipts, demo_shopper_ensure, replay_recording, session_decisions
 from carts.services import ReviewError, review_resolve
-from carts.simulation import SimConfig, load_store, simulate, write_simulation
+from carts.offline.simulation import SimConfig, load_store, simulate, write_simulation
 from sensors import weight
 from sensors.models import ShelfEvent
 from store.billing.models import PaymentAttempt, ReceiptLine

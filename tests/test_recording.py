@@ -163,7 +163,7 @@ def test_header_only_shelves_is_a_problem(tmp_path):
 
 
 def test_a_cameras_clock_moved_onto_the_shelves_clock(tmp_path):
-    """``vision.clock --write``: a camera found 0.97 s early is moved in cameras.json, so every reader (the replay
+    """``carts.offline.clock --write``: a camera found 0.97 s early is moved in cameras.json, so every reader (the replay
     and emulate_store's live cameras) plays it on the shelves' clock; the shift adds up and is kept beside it."""
     from store.recording import cameras_shift
 

@@ -1,4 +1,4 @@
-"""Decoding the AiFi AutoCheckout plate messages (sensors.autocheckout) on the real BENCHMARK-1 export and on
+"""Decoding the AiFi AutoCheckout plate messages (carts.offline.autocheckout_plates) on the real BENCHMARK-1 export and on
 damaged copies of its lines. Pure pytest, no database."""
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import logging
 import numpy as np
 import pytest
 
-from sensors.autocheckout import (
+from carts.offline.autocheckout_plates import (
     AutoCheckoutError,
     PlateBlock,
     PlateMessageError,
@@ -114,7 +114,7 @@ def test_bad_lines_are_reported_with_file_and_line_and_others_kept(lines, tmp_pa
     ]
     path = tmp_path / "plate_data.json"
     path.write_text("\n".join(bad_lines) + "\n", encoding="utf-8")
-    with caplog.at_level(logging.WARNING, logger="sensors.autocheckout"):
+    with caplog.at_level(logging.WARNING, logger="carts.offline.autocheckout_plates"):
         blocks, errors = read_plate_file(path)
     assert [b.gondola for b in blocks] == [1, 4]  # lines 1 and 10 kept, in order
     assert [e.line for e in errors] == [2, 3, 4, 5, 6, 7, 8]

@@ -10,8 +10,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sensors.autocheckout import blocks_by_gondola, read_plate_file
-from sensors.synthetic import Catalogue, EventDistribution, detect, generate_shelf, score
+from carts.offline.autocheckout_plates import blocks_by_gondola, read_plate_file
+from carts.offline.synthetic import Catalogue, EventDistribution, detect, generate_shelf, score
 from sensors.weight import Planogram, ProductWeights, WeightEventDetector, shelf_events_from_changes, sub_event
 from tests.conftest import AUTOCHECKOUT, need
 
@@ -28,7 +28,7 @@ def gondolas():
 @pytest.fixture(scope="module")
 def bank(gondolas) -> np.ndarray:
     """(540, K) real residuals of quiet fitted plates (first 9 s of gondolas 2–4: nobody at those shelves)."""
-    from sensors.synthetic import quiet_noise_bank
+    from carts.offline.synthetic import quiet_noise_bank
 
     grams = {g: gondolas[g].flat_grams() for g in (2, 3, 4)}
     return quiet_noise_bank(grams)
@@ -54,7 +54,7 @@ PLAN = Planogram(CODES, FACINGS, PRODUCTS, NEIGHBOURS)
 
 
 def stream(bank: np.ndarray, seconds: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    from sensors.synthetic import noise
+    from carts.offline.synthetic import noise
 
     rng = np.random.default_rng(seed)
     n = int(seconds * RATE)

@@ -8,7 +8,7 @@ import logging
 import numpy as np
 import pytest
 
-from sensors.autocheckout import blocks_by_gondola, read_planogram, read_plate_file, read_products
+from carts.offline.autocheckout_plates import blocks_by_gondola, read_planogram, read_plate_file, read_products
 from sensors.weight import (
     FALLBACK_WEIGHT,
     UNEXPLAINED,
@@ -147,7 +147,7 @@ def test_real_stream_in_odd_blocks_matches_batch(gondolas):
 @pytest.fixture(scope="module")
 def noise_bank(gondolas) -> np.ndarray:
     """(540, K) real residuals (raw − median) of quiet fitted plates, first 9 s of gondolas 2–4 (nobody there)."""
-    from sensors.synthetic import quiet_noise_bank
+    from carts.offline.synthetic import quiet_noise_bank
 
     grams = {g: gondolas[g].flat_grams() for g in (2, 3, 4)}
     bank = quiet_noise_bank(grams)

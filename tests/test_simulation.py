@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from carts.simulation import (
+from carts.offline.simulation import (
     DIFFICULTIES,
     SimConfig,
     TruthEvents,
@@ -115,7 +115,7 @@ def test_parties_from_gates():
 
 
 def test_a_malformed_truth_events_file_is_refused_naming_the_file_and_the_event(tmp_path):
-    from carts.simulation import TruthEvents, read_truth_events
+    from carts.offline.simulation import TruthEvents, read_truth_events
 
     good = {"t": 1.0, "t_start": 0.5, "t_end": 1.5, "track": "7", "bins": ["1-1-1"],
             "lines": [{"barcode": "x", "quantity": 1}], "scenarios": ["pick"]}
@@ -137,7 +137,7 @@ def test_a_malformed_truth_events_file_is_refused_naming_the_file_and_the_event(
 
 
 def test_knobs_must_be_finite():
-    from carts.simulation import SimConfig
+    from carts.offline.simulation import SimConfig
 
     with pytest.raises(ValueError, match="finite"):
         SimConfig(noise_scale=float("nan"))
@@ -161,7 +161,7 @@ def _level_steps(series) -> np.ndarray:
 def test_quiet_plates_hold_their_level_as_the_real_plates_do(store):
     # issue #18: the simulator's plates wandered (an AR(1) with half the noise variance): the level they are measured
     # against moved 4-5 times as much as BENCHMARK-1's real plates', and light takes were lost to it
-    from store.autocheckout import convert_layout, convert_plates
+    from carts.offline.autocheckout import convert_layout, convert_plates
 
     root = shared_file("datasets/autocheckout/BENCHMARK-1/plate_data.json").parents[1]
     bins = {b["code"] for g in convert_layout(root / "store_meta") for s in g["shelves"] for b in s.get("bins", [])}

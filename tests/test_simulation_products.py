@@ -1,13 +1,13 @@
-"""Product recognition in the simulator and the store loop (carts.simulation_products): look-alike weights on
+"""Product recognition in the simulator and the store loop (carts.offline.simulation_products): look-alike weights on
 neighbouring facings are split only with the image evidence."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from carts.evaluation import MemorySink
+from carts.offline.evaluation import MemorySink
 from carts.loop import LoopConfig, StoreLoop
-from carts.simulation_products import (
+from carts.offline.simulation_products import (
     LOOKALIKE, ProductEvidence, RecognitionModel, draw_likelihood, lookalikes, product_likelihoods,
     with_lookalike_label,
 )
@@ -76,7 +76,7 @@ def test_the_confusion_model_has_the_measured_top1_and_top5():
 def test_takes_with_a_lookalike_neighbour_are_labelled_and_get_evidence(tmp_path):
     # P on B is next to Q on C (both 300 g); A is next to B only (P again); R (180 g) matches nothing
     assert lookalikes(PLANOGRAM) == {"B": {"P"}, "C": {"Q"}}
-    from carts.simulation import TruthEvents
+    from carts.offline.simulation import TruthEvents
 
     def obj(values):
         out = np.empty(len(values), dtype=object)
@@ -110,6 +110,6 @@ def test_a_wrong_guess_goes_to_a_lookalike_as_often_as_the_model_says():
         wrong += top != "p7"
         to_sibling += top == "p8"
     assert abs(to_sibling / wrong - model.sibling_share) < 0.05
-    from carts.simulation_products import lookalike_products
+    from carts.offline.simulation_products import lookalike_products
 
     assert lookalike_products(PLANOGRAM) == {"P": {"Q"}, "Q": {"P"}}

@@ -8,8 +8,8 @@ import re
 import numpy as np
 import pytest
 
-from carts.evaluation import evaluate_session, offline_replay
-from carts.simulation import ROOM_PITCH_M, SimConfig, load_store, simulate, tile_store
+from carts.offline.evaluation import evaluate_session, offline_replay
+from carts.offline.simulation import ROOM_PITCH_M, SimConfig, load_store, simulate, tile_store
 from conftest import shared_file
 
 
@@ -91,8 +91,8 @@ def test_a_short_tiled_session_evaluates_as_well_as_the_nanostore(tiled):
 
 
 def test_the_emulator_splits_a_large_store_into_controllers_of_whole_gondolas(store, tmp_path):
-    from carts.emulator import controller_blocks
-    from carts.simulation import write_simulation
+    from carts.offline.emulator import controller_blocks
+    from carts.offline.simulation import write_simulation
     from store.recording import read_recording
 
     # a short session of the 3-room store: the split is about the bins, not the shoppers (writing 3 minutes of
@@ -124,7 +124,7 @@ def test_a_recording_is_decided_the_same_whichever_way_its_gondolas_are_wired_to
     the emulator's three controllers)."""
     from dataclasses import replace
 
-    from carts.emulator import controller_blocks
+    from carts.offline.emulator import controller_blocks
     from store.recording import ShelfSamples
 
     sim = simulate(store, SimConfig.at("default", shoppers=10, minutes=1.5, seed=11, rooms=2))

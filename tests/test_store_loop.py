@@ -9,10 +9,10 @@ import pickle
 import numpy as np
 import pytest
 
-from carts.evaluation import MemorySink, feed_step, offline_replay, planogram_from_store
+from carts.offline.evaluation import MemorySink, feed_step, offline_replay, planogram_from_store
 from carts.fusion import BinGeometry
 from carts.loop import LoopConfig, StoreLoop, recording_steps
-from carts.simulation import ENTRY_XY, SimConfig, load_store, simulate
+from carts.offline.simulation import ENTRY_XY, SimConfig, load_store, simulate
 from conftest import shared_file
 from store.recording import TrackObservations
 
@@ -308,7 +308,7 @@ def test_an_exit_is_billed_without_waiting_for_events_that_cannot_be_the_partys(
     event of the store: no decision that names a party's track comes after the party was billed, and some visits
     were billed while events of others begun before their deadline were still undecided, or changes or reaches of
     others begun before it were still to become events."""
-    from carts.simulation import parties_from_gates
+    from carts.offline.simulation import parties_from_gates
 
     sim = simulate(store, SimConfig.at("default", shoppers=40, minutes=2.5, seed=79))
     party_of = parties_from_gates(sim.gates)

@@ -8,7 +8,7 @@ import io
 import pytest
 from django.core.management import call_command
 
-from carts.replay import DEMO_SHOPPER, demo_shopper_ensure, is_throwaway_shopper, throwaway_shopper
+from carts.offline.replay import DEMO_SHOPPER, demo_shopper_ensure, is_throwaway_shopper, throwaway_shopper
 
 pytestmark = pytest.mark.django_db
 
@@ -77,7 +77,7 @@ def _assert_times_in_order(visit) -> None:
 def test_emulated_run_at_5x_stores_its_times_in_order(benchmark1_recording, settings):
     """``emulate_store --speed 5`` (``make demo``): the store's clock runs 5× the wall clock; the receipt used to be
     issued on the wall clock, before the shelf events on it, the exit and the billing."""
-    from carts.emulator import emulate
+    from carts.offline.emulator import emulate
     from store.gates.models import Visit
     from store.recording import read_recording
 

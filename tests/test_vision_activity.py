@@ -138,7 +138,7 @@ def test_reaches_on_real_footage_against_hand_labels(clip, floor_p, floor_r):
     """Measured (docs/activity.md): cps-test-01 cam3 precision 1.00 recall 1.00 (2 of 2 reaches, no false alarm);
     the aisle clip 0.75 / 0.75 (3 of 4; two reaches 1 s apart merged, one false alarm as two people cross)."""
     from tests.conftest import needs_ultralytics
-    from vision.activity_bench import LABELS, evaluate
+    from carts.offline.activity_bench import LABELS, evaluate
     from vision.pose import litert_available
 
     import json

@@ -102,9 +102,9 @@ def test_one_shopper_id_on_the_real_session_with_a_camera_started_a_second_early
     every camera. cam3's clock, found from its two reaches against the weight changes, is off by the −1 s put in
     (as recorded it is within a frame of the shelves': by hand −0.05 ± 0.1 s) and its frames are moved back by it
     before association; the other cameras see no reach at the plates and keep their clocks."""
-    from store.autocheckout import import_case
+    from carts.offline.autocheckout import import_case
     from store.recording import read_recording
-    from vision.replay import track_recording
+    from carts.offline.video import track_recording
 
     src = shared_file("datasets/autocheckout/cps-test-01/products.csv").parent
     dest, _ = import_case(src, tmp_path / "rec")
@@ -129,7 +129,7 @@ def test_only_offsets_from_two_agreeing_events_and_beyond_a_frame_are_applied():
     """The estimates of cps-test-01 (docs/cps-test-video.md): cam3 as recorded (+0.03 ± 0.05 s) keeps its clock,
     cam3 started 1 s early (−0.97 ± 0.05 s) is moved; one event alone, or an offset within its spread, is not
     trusted; a camera without an estimate keeps its clock."""
-    from vision.clock import ClockOffset, offsets_to_apply
+    from carts.offline.clock import ClockOffset, offsets_to_apply
 
     found = {"cam1": ClockOffset("cam1", None, None, 0, "none"),
              "cam3": ClockOffset("cam3", -0.97, 0.05, 2, "reach"),
@@ -144,7 +144,7 @@ def test_a_camera_that_cannot_see_the_feet_gives_its_wrist_ray_within_reach_of_t
     as the stretch of cam3's wrist ray within an arm's reach of where the other cameras put the shopper (one
     camera cannot tell the depth along its ray: no 3-D point is made up)."""
     from store.recording import WRIST_RAY_KEYPOINTS
-    from vision.replay import ARM_REACH_M, WRIST_HEIGHT_M, _observations
+    from carts.offline.video import ARM_REACH_M, WRIST_HEIGHT_M, _observations
     from vision.tracking import FrameTracks
 
     a = look_at("a", [4.0, 0.0, 2.45], [1, -0.5, 0.5])      # sees the feet
@@ -184,7 +184,7 @@ def test_a_camera_that_cannot_see_the_feet_gives_its_wrist_ray_within_reach_of_t
 
 
 def test_wrist_stretch_is_empty_for_a_ray_that_passes_beyond_an_arm_from_the_body():
-    from vision.replay import wrist_stretch
+    from carts.offline.video import wrist_stretch
 
     C = np.array([0.0, 0.0, 2.45])
     down_x = np.r_[1.0, 0.0, -0.5] / math.hypot(1.0, 0.5)
@@ -235,9 +235,9 @@ def test_damaged_copies_keep_one_shopper_and_count_their_problems(person_detecto
     frame. Still one shopper seen by every camera; the black run and the corrupt frame each give one problem that
     names the frames; the clock offsets found from the reaches move cam3 by the 1 s cut (cam3 is the camera that
     sees both reaches at the shelf) and only cam3."""
-    from store.autocheckout import import_case
+    from carts.offline.autocheckout import import_case
     from store.recording import read_recording
-    from vision.replay import track_recording
+    from carts.offline.video import track_recording
 
     src = shared_file("datasets/autocheckout/cps-test-01/products.csv").parent
     dest, _ = import_case(src, tmp_path / "rec")
@@ -267,7 +267,7 @@ def test_damaged_copies_keep_one_shopper_and_count_their_problems(person_detecto
 
 
 def test_the_live_shopper_stream_writes_what_the_replay_writes_lag_s_behind_the_slowest_camera():
-    """``vision.replay.ShopperStream`` fed as a store's cameras feed it (each camera in batches of its own size,
+    """``carts.offline.video.ShopperStream`` fed as a store's cameras feed it (each camera in batches of its own size,
     the stream advancing to the slowest) writes exactly the rows the replay writes at the end, each batch no later
     than ``lag_s`` behind the slowest camera, holding a bounded number of frames: a shopper walking along the
     shelves seen by two cameras (wrists triangulated) and, from 5 s, by a third whose view of his feet is cut after
@@ -275,7 +275,7 @@ def test_the_live_shopper_stream_writes_what_the_replay_writes_lag_s_behind_the_
     6 s (its wrist ray, placed by the others' floor points, counts). The same with one camera's clock 1 s ahead,
     given its offset."""
     from store.recording import TrackObservations
-    from vision.replay import FLOOR_FROM_OTHERS_S, SAME_MOMENT_S, ShopperStream
+    from carts.offline.video import FLOOR_FROM_OTHERS_S, SAME_MOMENT_S, ShopperStream
     from vision.tracking import FrameTracks
 
     cams = {"a": look_at("a", [0.2, -0.6, 2.45], [3, -0.3, 0.5]), "b": look_at("b", [4.8, 0.0, 2.45], [1, -0.5, 0.5]),
@@ -336,7 +336,7 @@ def test_the_live_shopper_stream_writes_what_the_replay_writes_lag_s_behind_the_
     assert (expected.keypoint == "r_wrist").sum() > 50  # a and b together: triangulated
     assert (expected.t[expected.keypoint == "r_wrist_ray_a"] >= t0 + 6.0).sum() > 50  # c alone, feet cut: its ray
     assert most <= (3.0 + FLOOR_FROM_OTHERS_S + 1.0) * hz * len(cams)  # the lag and the context, not the session
-    # camera b's clock 1 s ahead of the others', given as its offset (vision.clock): the same rows
+    # camera b's clock 1 s ahead of the others', given as its offset (carts.offline.clock): the same rows
     ahead = ShopperStream(list(cams), [], lag_s=3.0, offsets={"b": -1.0})
     for name in cams:
         for ft in frames[name]:

@@ -1,4 +1,4 @@
-"""Product recognition (vision.products, vision.product_bench): the real EfficientNet-Lite embedder on real
+"""Product recognition (vision.products, carts.offline.product_bench): the real EfficientNet-Lite embedder on real
 grocery-store photos (../shared/datasets/grocery-store; skipped, naming the file, where absent), bad inputs,
 calibration, the gallery file and its cache."""
 from __future__ import annotations
@@ -78,7 +78,7 @@ def small_grocery(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def small_bench(small_grocery, embedder):
-    from vision.product_bench import run
+    from carts.offline.product_bench import run
 
     # the embeddings are kept (the command's test reads them back instead of running the network again)
     return run(small_grocery, split="test", shots=6, embedder=embedder,
@@ -86,7 +86,7 @@ def small_bench(small_grocery, embedder):
 
 
 def test_importing_the_module_loads_no_model():
-    code = "import sys, vision.products, vision.product_bench; assert 'torch' not in sys.modules, 'torch imported'"
+    code = "import sys, vision.products, carts.offline.product_bench; assert 'torch' not in sys.modules, 'torch imported'"
     subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True)
 
 

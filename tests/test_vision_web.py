@@ -13,13 +13,13 @@ from django.test import override_settings
 from django.urls import include, path
 
 import store.urls
-from carts.replay import demo_shopper_ensure, replay_recording
+from carts.offline.replay import demo_shopper_ensure, replay_recording
 from store.layout.models import Store
 from store.recording import read_recording
 from tests.conftest import shared_file
 from vision.geometry import CameraModel
 from vision.models import Camera, CameraTrack, ShopperTrack
-from vision.replay import apply_video, track_recording
+from carts.offline.video import apply_video, track_recording
 from vision.services import camera_calibrate, store_map_publish
 
 urlpatterns = store.urls.urlpatterns + [path("manage/vision/", include("vision.urls"))]

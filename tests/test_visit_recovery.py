@@ -12,8 +12,8 @@ import pytest
 from django.core.management import call_command
 from django.utils import timezone
 
-from carts.emulator import register
-from carts.replay import DEMO_SHOPPER, demo_shopper_ensure
+from carts.offline.emulator import register
+from carts.offline.replay import DEMO_SHOPPER, demo_shopper_ensure
 from carts.services import CartChange, cart_apply
 from store.gates.models import Visit
 from store.gates.services import (

@@ -23,7 +23,7 @@ def camera_tracker_for(camera, session: str):
     """This process's :class:`vision.tracking.CameraTracker` for ``camera`` (a Camera row), created on first use
     and reset when ``session`` changes (or the camera's calibration changed)."""
     from .detector import PersonDetector
-    from .replay import vision_settings
+    from .config import vision_settings
     from .services import camera_model_for
     from .tracking import CameraTracker
 

@@ -162,7 +162,7 @@ def camera_snapshot(request: HttpRequest, camera_id: int) -> HttpResponse:
     import cv2
 
     from .detector import DetectorError, PersonDetector
-    from .replay import vision_settings
+    from .config import vision_settings
     from .tracking import FrameSource, SourceError
     from .zones import zones_from_store
 

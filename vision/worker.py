@@ -378,10 +378,10 @@ class VideoCamera:
 
 class StoreCameras:
     """The cameras of one store played together, frame time by frame time, into one
-    :class:`vision.replay.ShopperStream` (multi-camera association, triangulated wrists, single-view wrist rays:
+    :class:`carts.offline.video.ShopperStream` (multi-camera association, triangulated wrists, single-view wrist rays:
     the replay's own path), whose shopper observations go to ``publish(obs, t_last)`` (the emulator's: the store's
     ``obs`` stream, as one source for all the cameras): what a store whose cameras are recorded files needs, as the device emulator
-    plays them (``carts.emulator``), with the live camera path per camera (:meth:`CameraWorker.process`).
+    plays them (``carts.offline.emulator``), with the live camera path per camera (:meth:`CameraWorker.process`).
 
     ``workers``: one :class:`CameraWorker` per camera (its ``tracker`` a ``vision.tracking.CameraTracker``);
     ``sources``: camera name → its opened :class:`vision.tracking.FrameSource` (``t0``: frame 0 on the recording's clock);

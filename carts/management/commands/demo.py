@@ -14,10 +14,10 @@ from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
-from carts.emulator import EmulatorError, emulate
-from carts.replay import DEMO_PASSWORD, DEMO_SHOPPER, demo_shopper_ensure
+from carts.offline.emulator import EmulatorError, emulate
+from carts.offline.replay import DEMO_PASSWORD, DEMO_SHOPPER, demo_shopper_ensure
 from store.accounts.services import manager_create
-from store.autocheckout import AutoCheckoutError, import_case
+from carts.offline.autocheckout import AutoCheckoutError, import_case
 from store.recording import RecordingError, destination_prepare, read_recording
 
 from .replay import print_receipts

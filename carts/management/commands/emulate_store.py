@@ -1,5 +1,5 @@
 """``manage.py emulate_store REC [--speed S] [--url URL]``: play a recording's devices against a running Walkout
-(``carts.emulator``), wait until every visit is billed, then print the receipts and ``evaluate``'s score lines
+(``carts.offline.emulator``), wait until every visit is billed, then print the receipts and ``evaluate``'s score lines
 (last line ``F1 <value>``) when the recording has truth.
 
 Whoever is inside the recording's store when it starts (admitted at one of the store's real gates, not yet placed
@@ -14,8 +14,8 @@ import math
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
-from carts.emulator import EmulatorError, emulate
-from carts.replay import database_behind
+from carts.offline.emulator import EmulatorError, emulate
+from carts.offline.replay import database_behind
 from store.recording import RecordingError, read_recording
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from django.core.management.base import BaseCommand, CommandError
 
-from carts.evaluation import evaluate_session, merge_parties
+from carts.offline.evaluation import evaluate_session, merge_parties
 from carts.models import ReviewItem
-from carts.replay import (
+from carts.offline.replay import (
     database_behind,
     PARTY_WITHIN_S,
     billed_receipts,
@@ -16,7 +16,7 @@ from carts.replay import (
     session_decisions,
     session_prefix,
 )
-from carts.simulation import parties_from_gates, read_truth_events
+from carts.offline.simulation import parties_from_gates, read_truth_events
 from store.gates.models import Visit
 from store.recording import RecordingError, read_recording
 

@@ -6,7 +6,7 @@ import math
 from django.core.management.base import BaseCommand, CommandError
 from django.db import models
 
-from carts.replay import (
+from carts.offline.replay import (
     database_behind,
     DEMO_SHOPPER,
     demo_shopper_ensure,

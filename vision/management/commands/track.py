@@ -32,7 +32,7 @@ class Command(BaseCommand):
     def handle(self, *args, **opts) -> None:
         from vision.detector import DetectorError, PersonDetector
         from vision.geometry import CalibrationError, CameraModel, read_cameras_file
-        from vision.replay import vision_settings
+        from vision.config import vision_settings
         from vision.tracking import CameraTracker, FrameSource, SourceError, TrackSummary, write_mot
 
         for name in ("max_frames", "stride", "imgsz"):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from sensors.recordings import event_line, recording_shelf_events
+from carts.offline.shelf_events import event_line, recording_shelf_events
 from store.recording import RecordingError, read_recording
 
 

@@ -6,13 +6,13 @@ from collections import Counter
 
 from django.core.management.base import BaseCommand, CommandError
 
-from store.autocheckout import AutoCheckoutError, import_case
+from carts.offline.autocheckout import AutoCheckoutError, import_case
 from store.recording import RecordingError, destination_prepare, read_recording
 
 
 class Command(BaseCommand):
     help = ("Convert an AiFi AutoCheckout test case folder (e.g. ../shared/datasets/autocheckout/BENCHMARK-1) "
-            "into a recording folder. Keypoints are converted from inches to metres; see store/autocheckout.py.")
+            "into a recording folder. Keypoints are converted from inches to metres; see carts/offline/autocheckout.py.")
 
     def add_arguments(self, parser):
         parser.add_argument("src", help="test case folder (plate_data.json, full_targets.json, products.json, …)")

@@ -102,7 +102,7 @@ def draw_likelihood(true: str, catalogue: Sequence[str], model: RecognitionModel
 def product_likelihoods(events, catalogue: Sequence[str], model: RecognitionModel = RecognitionModel(), *,
                         seed: int = 0, siblings: Mapping[str, Sequence[str]] | None = None
                         ) -> tuple[dict[str, float] | None, ...]:
-    """One entry per truth event (``carts.simulation.TruthEvents``): the recogniser's likelihood for a take of one
+    """One entry per truth event (``carts.offline.simulation.TruthEvents``): the recogniser's likelihood for a take of one
     product (one line, quantity > 0), None otherwise (a put-back, a mixed take, nothing taken). ``siblings``:
     product → its look-alikes (:func:`lookalike_products`). Deterministic for ``seed``, and drawn from a generator
     of its own (the session's simulation is unchanged)."""
@@ -193,7 +193,7 @@ def with_lookalike_label(events, planogram: weight.Planogram, **kw):
 
 
 def simulate_recognition(sim, model: RecognitionModel = RecognitionModel()):
-    """``sim`` (``carts.simulation.Simulation``) with ``product_evidence``: :func:`product_likelihoods` of its truth
+    """``sim`` (``carts.offline.simulation.Simulation``) with ``product_evidence``: :func:`product_likelihoods` of its truth
     events over its store's catalogue, seeded by its config's seed (the rest of the session is unchanged)."""
     from .evaluation import planogram_from_store
 

@@ -14,7 +14,7 @@ Units and frames, converted explicitly:
 - ``full_targets.json`` keypoints are in **inches** in the same world frame (the head of a standing shopper is at
   z ≈ 66 in ≈ 1.68 m; a hand taking from gondola 1 shelf 5 sits 0.1–0.2 m in front of that shelf once converted).
   We multiply by ``INCH_M = 0.0254`` (exact, by definition of the international inch).
-- Plate samples are float32 **grams**, not zeroed, 60 Hz; ``sensors.autocheckout`` decodes them.
+- Plate samples are float32 **grams**, not zeroed, 60 Hz; ``carts.offline.autocheckout_plates`` decodes them.
 - Times are ISO-8601 UTC strings; we write seconds since epoch UTC.
 
 A plate is a box ``dim_x`` (along the shelf) × ``dim_y`` (into the shelf) whose origin is its front-left corner in
@@ -36,9 +36,9 @@ from pathlib import Path
 import numpy as np
 from scipy.spatial.transform import Rotation
 
-from sensors.autocheckout import PlateBlock, read_plate_file
+from carts.offline.autocheckout_plates import PlateBlock, read_plate_file
 
-from .recording import GateScan, RecordedCamera, ShelfSamples, TrackObservations, TruthLine, TruthReceipt, write_recording
+from store.recording import GateScan, RecordedCamera, ShelfSamples, TrackObservations, TruthLine, TruthReceipt, write_recording
 
 log = logging.getLogger(__name__)
 
@@ -364,7 +364,7 @@ def import_case(case: str | Path, dest: str | Path, *, store_meta: str | Path | 
     }
     manifest = {
         "name": case.name,
-        "source": f"AiFi AutoCheckout competition test case {case.name} (converted by store.autocheckout)",
+        "source": f"AiFi AutoCheckout competition test case {case.name} (converted by carts.offline.autocheckout)",
         "t_start": float(min(starts)),
         "t_end": float(max(ends)),
         "time": "seconds since 1970-01-01 UTC",
@@ -589,7 +589,7 @@ def convert_videos(folder: Path, t_start: float, problems: list[str], *, fps: fl
                    calibrations: dict[str, dict] | None = None) -> list[RecordedCamera]:
     """``video/*camN.mp4`` → cameras ``camN`` referencing the files where
     they are (never copied), frame 0 at ``t_start`` (the videos carry no timestamps: the replay fits each camera's
-    clock offset, ``vision.clock``), with our calibration where we have one. A file OpenCV cannot open, or with no
+    clock offset, ``carts.offline.clock``), with our calibration where we have one. A file OpenCV cannot open, or with no
     frame, is reported and left out; a missing folder is reported (the recording then has no cameras)."""
     import cv2
 
@@ -642,7 +642,7 @@ def import_cps_case(case: Path, dest: Path, *, store_meta: Path, product_info: P
     cameras = convert_videos(case / "video", t0, problems)
     truth = convert_truth_events(case / "truth_events.json")
     # The session has no gate scans: each labelled shopper is admitted at the start and leaves at the end
-    # (inferred). The video's shopper bound to the scan takes the scan's track id (vision.replay.apply_video), so
+    # (inferred). The video's shopper bound to the scan takes the scan's track id (carts.offline.video.apply_video), so
     # the true receipt and the billed one name the same shopper.
     gates = []
     for r in truth or []:
@@ -656,7 +656,7 @@ def import_cps_case(case: Path, dest: Path, *, store_meta: Path, product_info: P
     manifest = {
         "name": case.name,
         "source": f"AiFi AutoCheckout CPS-IoT Week 2020 session {case.name} with camera video "
-                  "(converted by store.autocheckout)",
+                  "(converted by carts.offline.autocheckout)",
         "t_start": t0, "t_end": t1, "time": "seconds since 1970-01-01 UTC", "units": {"length": "m", "weight": "g"},
         "problems": problems,
     }

@@ -11,7 +11,7 @@ billed together, so its members' receipts are merged under the lead's track befo
 
 Beyond the receipts (:func:`evaluate_session`): the share of receipts exactly right, the **review rate** (shelf
 events sent to people / shelf events detected), and a breakdown by scenario from a simulated recording's
-``truth_events.json`` (``carts.simulation``): for each label, how many true events, and how many fusion got right
+``truth_events.json`` (``carts.offline.simulation``): for each label, how many true events, and how many fusion got right
 by itself, sent to review, got wrong, or never saw (the detector missed them).
 
 :func:`offline_replay` is the in-memory pipeline — ``sensors.weight`` detection → shelf events →
@@ -31,12 +31,12 @@ import numpy as np
 from sensors import weight
 from store.checks import check_rows
 
-from .fusion import BinGeometry, FusionConfig
-from .loop import LoopConfig, StoreLoop, recording_steps
+from carts.fusion import BinGeometry, FusionConfig
+from carts.loop import LoopConfig, StoreLoop, recording_steps
 
 Receipts = Mapping[str, Mapping[str, int]]  # shopper track id → {barcode: quantity}
 
-#: Scenario labels reported, in order (``carts.simulation.TruthEvents.scenarios``).
+#: Scenario labels reported, in order (``carts.offline.simulation.TruthEvents.scenarios``).
 SCENARIOS = ("pick", "put-back", "misplaced", "multi-unit", "mixed", "crowded", "reach-across", "party", "handoff",
              "exit-settle")
 
@@ -223,7 +223,7 @@ def _right(decisions: Decisions, j: int, truth, i: int, party_of: Mapping[str, s
 def evaluate_session(billed: Receipts, truth: Receipts, *, party_of: Mapping[str, str],
                      decisions: Decisions, truth_events=None, scenarios: Sequence[str] = SCENARIOS) -> SessionReport:
     """Score a session: party-merged receipts (:func:`score_receipts`), the review rate, and (with
-    ``truth_events``, a ``carts.simulation.TruthEvents``) the per-scenario breakdown over the labels
+    ``truth_events``, a ``carts.offline.simulation.TruthEvents``) the per-scenario breakdown over the labels
     ``scenarios``. Raises ValueError as :func:`score_receipts`."""
     score = score_receipts(merge_parties(billed, party_of), merge_parties(truth, party_of))
     reviewed = int(np.sum(decisions.outcome == "review"))
@@ -403,14 +403,14 @@ def offline_replay(recording, *, review_confidence: float = 0.6, settle_s: float
     ``gates``, ``t_start``, ``t_end``) through the store loop (``carts.loop.StoreLoop``, the live store's own
     orchestrator) with its outputs kept in memory (:class:`MemorySink`), fed in steps of ``step_s`` seconds.
     Visits are the gate entries; a party is one account's entries within ``party_within_s``
-    (``carts.simulation.parties_from_gates``, as the replay does); exits make a track ineligible ``settle_s``
+    (``carts.offline.simulation.parties_from_gates``, as the replay does); exits make a track ineligible ``settle_s``
     after them. With ``truth_events``, open review items are resolved by the oracle reviewer at the end, then each
     waiting put-back applies if its party holds the item, else goes to the oracle as a review of its own (as
     ``carts.services.review_resolve`` settles them in the store). ``events``: shelf events already detected (e.g.
     ``OfflineResult.events`` of an earlier run: a threshold sweep need not detect again). ``loop_config``: the
     loop's knobs (its ``review_confidence`` and ``settle_s`` are replaced by the arguments above).
     ``product_evidence``: the recogniser, ``(shelf event, decision) → {barcode: probability} | None`` (e.g.
-    ``carts.simulation_products.ProductEvidence``): each decision is re-weighted by it
+    ``carts.offline.simulation_products.ProductEvidence``): each decision is re-weighted by it
     (``carts.fusion_products.with_product_evidence``); None: weight and hands only.
     Raises ValueError from the detector on malformed samples."""
     from dataclasses import replace
@@ -467,7 +467,7 @@ def _oracle_apply(decisions: Decisions, truth_events, carts: dict[str, dict[str,
                   party_of: Mapping[str, str], only: set[int] | None = None) -> None:
     """Apply the oracle reviewer's answers for the review rows (``only`` these) to ``carts``: a put-back goes to
     the party member holding the item, and one that nobody in the party holds is left out (the live store's review
-    service refuses it; ``carts.replay.reviews_resolve_by_truth`` leaves it out too)."""
+    service refuses it; ``carts.offline.replay.reviews_resolve_by_truth`` leaves it out too)."""
     for j, found in oracle_answers(decisions, truth_events).items():
         if only is not None and j not in only:
             continue

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import weight
+from sensors import weight
 
 
 @dataclass(frozen=True)
@@ -157,7 +157,7 @@ def quiet_noise_bank(grams_by_gondola, *, gondolas=(2, 3, 4), samples: int = 540
     """(samples, K) float64 grams: real residuals (raw − median) of quiet plates, for :func:`noise`.
 
     ``grams_by_gondola`` maps a gondola to its (T, bins) raw samples (e.g. ``PlateBlock.flat_grams()`` of
-    ``sensors.autocheckout.blocks_by_gondola``). A plate is kept when it has ``samples`` finite, not constant
+    ``carts.offline.autocheckout_plates.blocks_by_gondola``). A plate is kept when it has ``samples`` finite, not constant
     readings and a robust sd (1.4826 × MAD, Rousseeuw & Croux 1993) in (0, ``max_sd_g``]. Defaults: the first 9 s
     of BENCHMARK-1's gondolas 2–4, where nobody stood. Raises KeyError for a missing gondola.
     """

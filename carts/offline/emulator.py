@@ -7,7 +7,7 @@ adapter (``/vision/api/observations/``; track ids tagged per run, as a tracker n
 played twice must not hand the store a track it bound before) — or, where the recording has camera video, the
 store's cameras play the video files instead (embedded profile only: :func:`video_cameras`; one camera worker per
 file, every frame at its own time, in step with the other devices; the cameras' tracks joined into shoppers by
-``vision.replay.ShopperStream`` on the store's observation stream as :data:`CAMERAS_SOURCE`) — and the gate
+``carts.offline.video.ShopperStream`` on the store's observation stream as :data:`CAMERAS_SOURCE`) — and the gate
 scans real shopper accounts' passes at the entry (``/gates/api/scan/``, party members as guests of one pass) and,
 where the recording has a scanned exit, at the exit (``/gates/api/exit/``). Nobody tells the store which track is whom: the store loop binds each scan to the track that
 appeared at the gate and sees each shopper leave. Times are the recording's, shifted so that it starts now and
@@ -44,7 +44,7 @@ from store.inventory.services import catalogue_load
 from store.layout.services import layout_load
 from store.recording import Recording, ShelfSamples
 
-from .loop import recording_steps
+from carts.loop import recording_steps
 from .replay import DEMO_SHOPPER, PARTY_WITHIN_S, demo_shopper_ensure, session_prefix
 from .simulation import parties_from_gates
 
@@ -258,7 +258,7 @@ def recover_stale_visits(store, *, remote: bool = False) -> list[str]:
 
     from store.gates.services import visit_abandon, visit_last_activity
 
-    from .services import visit_checkout
+    from carts.services import visit_checkout
 
     own = Q(entry_pass__used_gate__emulated=True) | Q(party_lead__entry_pass__used_gate__emulated=True)
     found = list(Visit.objects.filter(own, store=store, state__in=[Visit.State.ADMITTED, Visit.State.SHOPPING,
@@ -361,15 +361,15 @@ CAMERAS_SOURCE = f"cameras:{EMULATOR}"
 
 def video_cameras(store, recording: Recording, *, run_tag: str, say=lambda msg: None):
     """The store's cameras as ``recording``'s videos (``vision.worker.StoreCameras``): one camera worker per usable
-    camera (``vision.replay.recorded_cameras``: its calibration, its file's frames inside the recording's span, each
-    frame processed), joined into shoppers by one ``vision.replay.ShopperStream`` (ids ``<run_tag>-S<n>``, never an
+    camera (``carts.offline.video.recorded_cameras``: its calibration, its file's frames inside the recording's span, each
+    frame processed), joined into shoppers by one ``carts.offline.video.ShopperStream`` (ids ``<run_tag>-S<n>``, never an
     earlier run's), published on ``store``'s observation stream as :data:`CAMERAS_SOURCE`. Loads the models
     (seconds). Raises :class:`EmulatorError` when no camera can be played."""
-    from vision.replay import ShopperStream, recorded_cameras, vision_settings
+    from carts.offline.video import ShopperStream, recorded_cameras, vision_settings
     from vision.worker import CameraWorker, StoreCameras, VideoCamera
     from vision.zones import zones_from_store
 
-    from . import runtime
+    from carts import runtime
 
     cfg = vision_settings()
     session = f"{EMULATOR}.{run_tag}"
@@ -407,7 +407,7 @@ def emulate(recording: Recording, *, speed: float = 1.0, url: str | None = None,
     ``url``/``mqtt_url``: a running production deployment (default: this process, embedded profile). Raises
     :class:`EmulatorError` when a device is refused or the visits do not settle within ``settle_timeout_s`` wall
     seconds after the recording ended; ValueError for a ``speed`` that is not finite and > 0."""
-    from . import runtime
+    from carts import runtime
 
     if not (math.isfinite(speed) and speed > 0):
         raise ValueError(f"speed must be a finite number > 0, got {speed}")

@@ -2,7 +2,7 @@
 [--crop full|center|both] [--size PX] [--no-mirror] [--power P] [--color W] [--no-flip] [--tta] [--cache FILE]
 [--json FILE]``
 
-Product recognition on real photos (:mod:`vision.product_bench`): DIR laid out like
+Product recognition on real photos (:mod:`carts.offline.product_bench`): DIR laid out like
 ``../shared/datasets/grocery-store`` (``dataset/classes.csv``, the iconic photos, ``dataset/train5.txt``,
 ``dataset/<split>.txt``). Prints a table at 1 and ``--shots`` photos per class (fine top-1/top-5, coarse
 top-1/top-5, the fitted temperature, NLL and ECE of the probability), CPU ms per crop on one core, the rejected
@@ -40,7 +40,7 @@ class Command(BaseCommand):
         parser.add_argument("--json", default=None, help="also write the figures and confusion matrices here")
 
     def handle(self, *args, **opts) -> None:
-        from vision.product_bench import DatasetError, format_table, run
+        from carts.offline.product_bench import DatasetError, format_table, run
         from vision.products import DEFAULT_MODEL, Embedder, EmbedderConfig, EmbeddingCache, ModelUnavailable
 
         if opts["shots"] < 1:

@@ -13,7 +13,7 @@ import numpy as np
 
 from store.recording import Recording, ShelfSamples
 
-from . import weight
+from sensors import weight
 
 
 def planogram_from_store(store: dict) -> weight.Planogram:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .products import (Embedder, EmbeddingCache, Gallery, Rejected, embed_many, expected_calibration_error, fit_linear_head,
+from vision.products import (Embedder, EmbeddingCache, Gallery, Rejected, embed_many, expected_calibration_error, fit_linear_head,
                        fit_temperature, fit_temperature_cv, fit_temperature_loo, negative_log_likelihood,
                        reliability_table, softmax, topk_hits)
 
@@ -215,7 +215,7 @@ def run(root: str | Path, *, split: str = "test", shots: int = 6, embedder: Embe
         if cache is not None:
             cache.save()
         lat = []
-        from .products import load_image
+        from vision.products import load_image
         for p, _ in queries[:: max(1, len(queries) // 10)][:10]:
             try:
                 im = load_image(p)

@@ -4,7 +4,7 @@ The same code as the live workers: one :class:`vision.tracking.CameraTracker` pe
 (docs/recording-format.md), frames merged in time order across cameras, per-camera tracks joined into shopper
 tracks by :class:`vision.association.ShopperAssociator`, zones by :class:`vision.zones.ZoneTracker`.
 
-Hook for ``carts.replay``: ``recording = vision.replay.apply_video(recording)`` before the tracks are read. It
+Hook for ``carts.offline.replay``: ``recording = carts.offline.video.apply_video(recording)`` before the tracks are read. It
 returns the recording unchanged when it has no cameras; otherwise a copy whose ``tracks`` come from the video and
 whose gate scans name the video's shopper ids (:func:`gates_for_video`).
 """
@@ -13,55 +13,20 @@ from __future__ import annotations
 import heapq
 import logging
 import math
-import os
 from dataclasses import dataclass, field, replace
 from typing import Iterator
 
 import numpy as np
-from django.conf import settings
 
 from store.recording import GateScan, Recording, TrackObservations
-
-from .association import ShopperAssociator
-from .detector import PersonDetector
-from .geometry import CalibrationError, CameraModel
-from .tracking import CameraTracker, FrameSource, FrameTracks, SourceError, TrackInterval, TrackSummary
-from .zones import ZoneEvents, ZoneTracker, zones_from_store
+from vision.association import ShopperAssociator
+from vision.config import vision_settings
+from vision.detector import PersonDetector
+from vision.geometry import CalibrationError, CameraModel
+from vision.tracking import CameraTracker, FrameSource, FrameTracks, SourceError, TrackInterval, TrackSummary
+from vision.zones import ZoneEvents, ZoneTracker, zones_from_store
 
 log = logging.getLogger(__name__)
-
-
-def vision_settings() -> dict:
-    """``settings.VISION`` merged over the defaults: ``MODEL`` (path or name; default ``$WALKOUT_VISION_MODEL``,
-    else ``SHARED_DIR/models/yolo11n_int8.onnx`` where present, else ``yolo11n.pt``, downloaded by ultralytics on a
-    machine with internet), ``TRACKER`` (bytetrack|botsort),
-    ``IMGSZ`` (None: the model's), ``CONF``, ``STRIDE`` (process every n-th frame), ``GATE_M``, ``MAX_GAP_S``,
-    ``POSE_MODEL`` (the BlazePose landmark ``.tflite`` for wrists on person crops, :mod:`vision.pose`; default
-    ``$WALKOUT_VISION_POSE_MODEL``, else ``SHARED_DIR/models/mediapipe_pose_landmark_lite.tflite`` where present and
-    ``ai-edge-litert`` is installed, else None: the box approximation)."""
-    shared = getattr(settings, "SHARED_DIR", None)
-    local = shared / "models" / "yolo11n_int8.onnx" if shared else None
-    default_model = os.environ.get("WALKOUT_VISION_MODEL") or (str(local) if local and local.exists()
-                                                               else "yolo11n.pt")
-    out = {"MODEL": default_model, "TRACKER": "bytetrack", "IMGSZ": None, "CONF": 0.25, "STRIDE": 1,
-           "GATE_M": 1.0, "MAX_GAP_S": 2.0, "POSE_MODEL": default_pose_model()}
-    out.update(getattr(settings, "VISION", {}) or {})
-    return out
-
-
-def default_pose_model() -> str | None:
-    """``$WALKOUT_VISION_POSE_MODEL``, else the shared BlazePose lite model when it and ``ai-edge-litert`` are
-    present, else None."""
-    env = os.environ.get("WALKOUT_VISION_POSE_MODEL")
-    if env:
-        return env
-    shared = getattr(settings, "SHARED_DIR", None)
-    lite = shared / "models" / "mediapipe_pose_landmark_lite.tflite" if shared else None
-    if lite is None or not lite.exists():
-        return None
-    from .pose import litert_available
-
-    return str(lite) if litert_available() else None
 
 
 @dataclass(frozen=True)
@@ -70,9 +35,9 @@ class VideoTracking:
     calibration allows, ``l_wrist``/``r_wrist``, metres, track id = shopper id); ``zone_events``; ``intervals``
     per-camera track summaries; ``assignments`` per-camera track key → shopper id; ``hands_source``; ``problems``;
     ``frames`` every camera's :class:`FrameTracks` in time order, boxes dropped (only with ``keep_frames``: for
-    :func:`vision.clock.clock_offsets`), else None; ``clock`` camera → its :class:`vision.clock.ClockOffset`
+    :func:`carts.offline.clock.clock_offsets`), else None; ``clock`` camera → its :class:`carts.offline.clock.ClockOffset`
     found against the shelf events ({} when not looked for), ``applied`` camera → the offset (s, shelf − camera)
-    added to its frames' times before association (:func:`vision.clock.offsets_to_apply`)."""
+    added to its frames' times before association (:func:`carts.offline.clock.offsets_to_apply`)."""
 
     observations: TrackObservations
     zone_events: ZoneEvents
@@ -147,8 +112,8 @@ def track_recording(recording: Recording, *, session: str | None = None, model: 
     Cameras without a usable video or calibration are skipped with a problem line; the others still run.
     ``model``, ``tracker``, ``stride`` default to :func:`vision_settings`; ``keep_frames`` keeps the per-camera frames
     in the result. ``align_clocks``: each camera's clock offset to the shelves is found from the tracked frames
-    (:func:`vision.clock.recording_clock_offsets`: reaches against two or more weight changes); where it is
-    trustworthy (:func:`vision.clock.offsets_to_apply`) the camera's frames are shifted by it and associated again
+    (:func:`carts.offline.clock.recording_clock_offsets`: reaches against two or more weight changes); where it is
+    trustworthy (:func:`carts.offline.clock.offsets_to_apply`) the camera's frames are shifted by it and associated again
     (tracking is not repeated), with a problem line per camera moved. Raises nothing for bad video (logged).
     """
     cfg = vision_settings()
@@ -217,7 +182,7 @@ class ShopperStream:
     replay does). Memory: the frames of ``lag_s`` plus :data:`FLOOR_FROM_OTHERS_S` (all of them with
     ``keep_frames``). ``problems`` lists what it noticed (tracks too short to be a shopper). ``offsets``: camera →
     seconds added to its frames' times in :meth:`add` and :meth:`reached` (a clock offset, shelf − camera:
-    :mod:`vision.clock`); :meth:`push` takes frames already on the stream's clock (:meth:`shifted`)."""
+    :mod:`carts.offline.clock`); :meth:`push` takes frames already on the stream's clock (:meth:`shifted`)."""
 
     def __init__(self, cameras: list[str], zones: list, *, gate_m: float = 1.0, max_gap_s: float = 2.0,
                  lag_s: float = LIVE_LAG_S, prefix: str = "S", keep_frames: bool = False,
@@ -372,7 +337,7 @@ def triangulated_wrists(frames: list[FrameTracks], assignments: dict[str, str]
     frame, shopper id, side 0 left / 1 right) → (3,) metres. Frames must be in time order; frames within
     :data:`SAME_MOMENT_S` of a moment's first frame belong to it. A wrist whose rays miss their least-squares point
     by more than :data:`TRIANGULATION_MAX_M` is left out (a left/right mix-up between views, or the wrong person)."""
-    from .geometry import triangulate
+    from vision.geometry import triangulate
 
     out: dict[tuple[int, str, int], np.ndarray] = {}
     i = 0

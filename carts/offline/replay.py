@@ -3,7 +3,7 @@
 The recording's sources are merged in time order and fed to :class:`carts.pipeline.StorePipeline` in steps of
 ``step_s`` seconds of recording time: gate scans, then shopper-track keypoints, then each shelf controller's samples
 for the step, then ``advance``. Entries on one account within ``PARTY_WITHIN_S`` seconds are one party
-(``carts.simulation.parties_from_gates``): the later visits join the first's (``store.gates.party``). With ``speed``
+(``carts.offline.simulation.parties_from_gates``): the later visits join the first's (``store.gates.party``). With ``speed``
 set, the replay is paced against the wall clock (1.0 = real time),
 which the live demo uses so that a shopper's phone sees the cart change as it happened.
 """
@@ -28,8 +28,8 @@ from store.layout.models import Store
 from store.layout.services import layout_load
 from store.recording import GateScan, Recording
 
-from .loop import recording_steps
-from .pipeline import PipelineStats, StorePipeline
+from carts.loop import recording_steps
+from carts.pipeline import PipelineStats, StorePipeline
 from .simulation import parties_from_gates
 
 log = logging.getLogger(__name__)
@@ -168,14 +168,14 @@ def replay_recording(recording: Recording, *, session: str | None = None, shoppe
     shoppers are, in that order: at each of the first entries that is not a guest's, the next such visit is bound
     to the recorded track (and labelled with ``session``) instead of a pass being issued to an account, so the
     cart fills on that shopper's phone. A listed visit no longer admitted (left, or bound meanwhile) is skipped.
-    The embedded profile's live replay does the same through the emulator (``carts.emulator.emulate``).
+    The embedded profile's live replay does the same through the emulator (``carts.offline.emulator.emulate``).
 
     Idempotent in ``session`` (a redo after a crash, same ``clock_offset_s``): an entry whose track already has a
     visit in the session reuses it, shelf events are found by their time (``sensors.services.shelf_event_record``),
     an event already in a cart or the review queue is not fused again, a visit already billed is not exited again.
     With ``speed``, the pacing follows the wall clock from the session's start, so a redo catches up at once.
     """
-    from vision.replay import apply_video
+    from carts.offline.video import apply_video
     from vision.services import store_map_publish_observations
 
     if recording.cameras and len(recording.tracks) == 0:
@@ -315,7 +315,7 @@ def billed_receipts(*, session: str) -> dict[str, dict[str, int]]:
     """
     from store.billing.models import PaymentAttempt, ReceiptLine
 
-    from .models import CartEvent
+    from carts.models import CartEvent
 
     out: dict[str, dict[str, int]] = {}
     for visit in Visit.objects.filter(session=session).exclude(track_id=""):
@@ -354,7 +354,7 @@ def session_clock_offset(*, session: str, recording: Recording) -> float:
 
 
 def session_decisions(*, session: str, recording: Recording):
-    """What the pipeline did with each shelf event of ``session``, as ``carts.evaluation.Decisions`` on the
+    """What the pipeline did with each shelf event of ``session``, as ``carts.offline.evaluation.Decisions`` on the
     recording's clock: ``review`` when the event went to the review queue (whatever its resolution since),
     ``follow`` for a put-back still waiting for the review of its pick, ``cart`` with the fusion cart event's
     visit track and line (a waiting put-back that fusion applied once its pick was decided included), ``none``
@@ -370,7 +370,7 @@ def _session_rows(session: str, offset: float) -> tuple[list[tuple], list[int]]:
     event cut into two takes or split between two shoppers has one row per cart event."""
     from sensors.models import ShelfEvent
 
-    from .models import CartEvent, ReviewItem
+    from carts.models import CartEvent, ReviewItem
 
     items = ReviewItem.objects.filter(shelf_event__session=session)
     # sent to people: every item but the waiting put-backs and those fusion settled after their pick's review
@@ -405,7 +405,7 @@ def _session_rows(session: str, offset: float) -> tuple[list[tuple], list[int]]:
 
 
 def reviews_resolve_by_truth(*, session: str, decisions, truth_events, party_of: dict[str, str]) -> tuple[int, int]:
-    """Resolve the open review items of ``session`` as a perfect reviewer would (``carts.evaluation.oracle_answers``
+    """Resolve the open review items of ``session`` as a perfect reviewer would (``carts.offline.evaluation.oracle_answers``
     on a simulated recording's truth events), through ``carts.services.review_resolve`` — the same path as a
     manager's decision in the dashboard, billing corrections included. A put-back goes to the party member who
     holds the item, and a put-back of an item nobody in the party was charged for is left out (the service would
@@ -416,8 +416,8 @@ def reviews_resolve_by_truth(*, session: str, decisions, truth_events, party_of:
     from store.inventory.models import Product
 
     from .evaluation import oracle_answers
-    from .models import ReviewItem
-    from .services import ReviewError, review_resolve
+    from carts.models import ReviewItem
+    from carts.services import ReviewError, review_resolve
 
     visits = {v.track_id: v for v in Visit.objects.filter(session=session).exclude(track_id="")}
     answers = oracle_answers(decisions, truth_events)
@@ -445,7 +445,7 @@ def reviews_resolve_by_truth(*, session: str, decisions, truth_events, party_of:
                         if party_of.get(member, member) == lead and _held(v, code) >= -q:
                             dest = v if _held(dest, code) < -q else dest
                     if _held(dest, code) < -q:  # nobody in the party was charged for it: nothing to take back
-                        continue  # (as the offline oracle, carts.evaluation._oracle_apply)
+                        continue  # (as the offline oracle, carts.offline.evaluation._oracle_apply)
                 targets.append((dest, code, q))
             if not targets:
                 review_resolve(item=item, visit_id=None, barcode=None, quantity=0, by="oracle")

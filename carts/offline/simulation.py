@@ -1,7 +1,7 @@
 """Store-session simulator with known truth (``manage.py simulate``; pure NumPy, no Django).
 
 It writes a recording (docs/recording-format.md) of a real store layout — the AiFi NanoStore of the AutoCheckout
-data (``store_meta``, converted by ``store.autocheckout.convert_layout``) with its real catalogue and planogram
+data (``store_meta``, converted by ``carts.offline.autocheckout.convert_layout``) with its real catalogue and planogram
 (BENCHMARK-1 ``products.json``/``planogram.json``) — in which simulated shoppers walk between shelves, pick, put
 back (into the right bin or a wrong one), take several units at once, come in parties and hand items to each
 other, crowd at one shelf, reach across one another and leave while a plate still swings. Beside the recording's
@@ -39,7 +39,7 @@ from store.recording import GateScan, ShelfSamples, TrackObservations, TruthLine
 TRUTH_EVENTS = "truth_events.json"
 
 #: Quantiles (0, 5, 25, 50, 75, 95, 100 %) of per-plate noise sd, grams, measured on the 240 BENCHMARK-1 plates
-#: (sd of the residual after a 1 s rolling mean; carts.simulation docs; the datasets README quotes 0.3–5 g for
+#: (sd of the residual after a 1 s rolling mean; carts.offline.simulation docs; the datasets README quotes 0.3–5 g for
 #: quiet plates). The simulator draws each plate's sd from this distribution, split (in variance) between white
 #: noise and a slow wander by :data:`WANDER_SHARE`.
 PLATE_SD_QUANTILES_G = (0.5, 0.66, 0.97, 1.4, 3.44, 9.69, 14.65)
@@ -323,9 +323,9 @@ def load_store(autocheckout: str | Path) -> SimStore:
     """The AiFi NanoStore from the AutoCheckout data folder (``store_meta/``, ``BENCHMARK-1/products.json`` and
     ``planogram.json``, ``aim3s/product_info.json``), with entry and exit zones at the store front.
 
-    Raises FileNotFoundError naming a missing file (``store.autocheckout.AutoCheckoutError`` for a malformed one).
+    Raises FileNotFoundError naming a missing file (``carts.offline.autocheckout.AutoCheckoutError`` for a malformed one).
     """
-    from store.autocheckout import convert_catalogue, convert_layout
+    from carts.offline.autocheckout import convert_catalogue, convert_layout
 
     root = Path(autocheckout)
     for rel in ("store_meta/Plates.json", "BENCHMARK-1/products.json", "BENCHMARK-1/planogram.json",
@@ -411,7 +411,7 @@ class Simulation:
     truth: list[TruthReceipt]
     events: TruthEvents
     config: SimConfig
-    #: per truth event, the recogniser's likelihood of the taken product (``carts.simulation_products``), None for
+    #: per truth event, the recogniser's likelihood of the taken product (``carts.offline.simulation_products``), None for
     #: events without one; None: recognition not simulated (the default)
     product_evidence: tuple | None = None
 
@@ -927,7 +927,7 @@ def simulate(sim_store: SimStore, config: SimConfig) -> Simulation:
     truth = [TruthReceipt(track=tr, lines=tuple(TruthLine(c, q) for c, q in sorted(lines.items()) if q > 0))
              for tr, lines in sorted(receipts.items())]
     manifest = {"name": f"sim-{cfg.difficulty}-s{cfg.seed}-n{cfg.shoppers}",
-                "source": f"carts.simulation ({json.dumps(asdict(cfg), sort_keys=True)})",
+                "source": f"carts.offline.simulation ({json.dumps(asdict(cfg), sort_keys=True)})",
                 "t_start": t0, "t_end": t_end, "time": "seconds since 1970-01-01 UTC",
                 "units": {"length": "m", "weight": "g"}, "problems": [],
                 "id_switches": [{"a": a, "b": b, "t_from": f, "t_to": e} for a, b, f, e in world.switches]}

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .activity import ActivityConfig, ActivityStats, image_features, match_intervals, reach_intervals, segment
+from vision.activity import ActivityConfig, ActivityStats, image_features, match_intervals, reach_intervals, segment
 
 LABELS = Path(__file__).resolve().parents[1] / "tests" / "data" / "reach_labels.json"
 
@@ -32,7 +32,7 @@ class TrackPoses:
 def video_poses(path: str | Path, detector, pose, *, stride: int = 1, min_score: float = 0.5) -> dict[int, TrackPoses]:
     """Per raw track id, the BlazePose keypoints of each tracked person in every ``stride``-th frame of the video
     ``path`` (crops whose pose-presence is under ``min_score`` are left out: no pose found)."""
-    from .tracking import FrameSource
+    from vision.tracking import FrameSource
 
     out: dict[int, TrackPoses] = {}
     for frame in FrameSource(path, stride=stride):
@@ -63,8 +63,8 @@ def evaluate(shared: Path, *, detector_model: str = "models/yolo11n_int8.onnx",
     """Run every labelled clip (or ``clips``, keys of the label file) found under ``shared``; returns per clip and
     pooled ``{"tp", "fp", "fn", "precision", "recall"}`` plus the detected intervals, refused poses and CPU s.
     Clips whose file is absent are listed in ``"missing"``."""
-    from .detector import PersonDetector
-    from .pose import BlazePoseLandmarks
+    from vision.detector import PersonDetector
+    from vision.pose import BlazePoseLandmarks
 
     labels = json.loads(LABELS.read_text())
     tol = float(labels["tolerance_s"])

@@ -15,7 +15,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .tracking import FrameTracks
+from vision.tracking import FrameTracks
 
 log = logging.getLogger(__name__)
 
@@ -140,7 +140,7 @@ def recording_clock_offsets(recording, frames: Sequence[FrameTracks], assignment
     ``store.recording.Recording``; its store's bins); {} when it has fewer than two shelf events (no camera can
     get an offset then) or its store has no bins. Raises nothing for a store without a planogram (logged)."""
     from carts.fusion import BinGeometry
-    from sensors.recordings import recording_shelf_events
+    from carts.offline.shelf_events import recording_shelf_events
 
     try:
         events = recording_shelf_events(recording)
@@ -154,13 +154,13 @@ def recording_clock_offsets(recording, frames: Sequence[FrameTracks], assignment
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m vision.clock RECORDING [--stride N] [--write]``: track the recording's cameras and print each
+    """``python -m carts.offline.clock RECORDING [--stride N] [--write]``: track the recording's cameras and print each
     camera's clock offset and whether the replay applies it; ``--write`` moves those cameras' clocks in the
     recording itself. Needs Django settings (``DJANGO_SETTINGS_MODULE``, default ``store.settings``)."""
     import argparse
     import os
 
-    ap = argparse.ArgumentParser(prog="python -m vision.clock", description=main.__doc__)
+    ap = argparse.ArgumentParser(prog="python -m carts.offline.clock", description=main.__doc__)
     ap.add_argument("recording")
     ap.add_argument("--stride", type=int, default=1)
     ap.add_argument("--write", action="store_true",
@@ -174,7 +174,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     django.setup()
     from store.recording import read_recording
 
-    from .replay import track_recording
+    from carts.offline.video import track_recording
 
     rec = read_recording(args.recording)
     result = track_recording(rec, stride=args.stride)  # finds the offsets (before applying them)
