@@ -18,7 +18,7 @@ import numpy as np
 
 from vision.activity import ActivityConfig, ActivityStats, image_features, match_intervals, reach_intervals, segment
 
-LABELS = Path(__file__).resolve().parents[1] / "tests" / "data" / "reach_labels.json"
+LABELS = Path(__file__).resolve().parents[2] / "tests" / "data" / "reach_labels.json"
 
 
 @dataclass

@@ -393,7 +393,7 @@ _SAME_GRID_S = 1e-3
 #: ledge at x = 0, the back wall near x = 4.95 m, the gondola row's backs at y = 0.49 m, the glass wall near
 #: y = -1.55 m). People whose feet are outside it are seen through the glass and are not shoppers.
 SHOP_FLOOR = ((0.0, -1.55), (4.95, -1.55), (4.95, 0.49), (0.0, 0.49))
-CPS_CALIBRATIONS = Path(__file__).resolve().parents[1] / "vision" / "calibrations" / "aifi_video_cameras.json"
+CPS_CALIBRATIONS = Path(__file__).resolve().parents[2] / "vision" / "calibrations" / "aifi_video_cameras.json"
 
 
 def is_cps_case(case: str | Path) -> bool:
