@@ -228,7 +228,7 @@ def test_reports_store_map_and_camera(desk, phone):
     desk.goto(f"/manage/vision/map/{w.store.code}/")
     desk.click("text=cam-aisle")
     expect(desk.locator("#frame-state")).to_contain_text("Recent frame from the camera worker")
-    expect(desk.locator("#frame-state")).to_contain_text("2 tracks")
+    expect(desk.locator("#frame-state")).to_contain_text("2 people it followed boxed and numbered")
     desk.wait_for_function("document.getElementById('recent-frame').naturalWidth > 0")
     screenshot(desk, "owner-9-camera-recent-desktop")
     desk.goto(f"/manage/vision/cameras/{quiet.pk}/")
