@@ -188,6 +188,21 @@ def test_reports_store_map_and_camera(desk, phone):
     expect(phone.locator("#sales-chart svg.chart rect.bar")).to_have_count(7)
     assert_fits(phone, "reports on a phone")
     screenshot(phone, "owner-9-reports-phone")
+    # the charts' day labels read on a phone (12 px, as on a desktop; the chart's viewBox shrank them to ~4 px) and
+    # none runs into the next, at 7 and at 30 days
+    for days in (7, 30):
+        phone.goto(f"/manage/reports/?days={days}")
+        for chart in ("#sales-chart", "#review-rate"):
+            boxes = phone.locator(f"{chart} svg.chart text").evaluate_all(
+                """els => els.filter(e => getComputedStyle(e).display !== 'none').map(e => {
+                     const r = e.getBoundingClientRect(), c = e.ownerSVGElement.getBoundingClientRect();
+                     return {l: r.left, r: r.right, h: r.height, day: e.classList.contains('day'),
+                             inside: r.left >= c.left - 0.5 && r.right <= c.right + 0.5}; })""")
+            assert boxes and min(b["h"] for b in boxes) >= 11, (days, chart, boxes)
+            assert all(b["inside"] for b in boxes), (days, chart, boxes)  # none cut at the chart's edge
+            ticks = sorted((b for b in boxes if b["day"]), key=lambda b: b["l"])
+            assert len(ticks) >= 4 and all(a["r"] + 2 <= b["l"] for a, b in zip(ticks, ticks[1:])), (days, chart, ticks)
+    screenshot(phone, "owner-9-reports-30-days-phone")
 
     from store.layout.models import Zone
 
