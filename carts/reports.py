@@ -120,9 +120,11 @@ def bar_chart_svg(values: list[float | None], labels: list[str], *, title: str, 
     bar with its label and value (``value_labels`` or the number), and the largest value marked on the axis.
 
     As wide as its container and ``height`` CSS pixels tall: bars are placed in percent of the width and texts are
-    12 px whatever the width (no ``viewBox``, which shrank the labels with the chart: about 4 px on a phone). Under
-    600 px of window every other day label (class ``day minor``) is hidden where more than 5 are drawn, so they do not
-    run into each other. Raises ``ValueError`` when ``values`` and ``labels`` differ in length."""
+    12 px whatever the width (no ``viewBox``, which shrank the labels with the chart: about 4 px on a phone). In a
+    chart under 600 px wide (a phone, a half-width card; the ``div.chart-box`` around it is the query container)
+    only every 2nd (up to 10 days) or 3rd day label is shown where more than 5 are drawn (the others have class
+    ``day minor``), so they do not run into each other. Raises ``ValueError`` when ``values`` and ``labels`` differ
+    in length."""
     if len(values) != len(labels):
         raise ValueError(f"{len(values)} values but {len(labels)} labels")
     texts = value_labels or [("no data" if v is None else f"{v:g}") for v in values]
@@ -134,11 +136,13 @@ def bar_chart_svg(values: list[float | None], labels: list[str], *, title: str, 
     plot_h = height - bottom - top
     every = max(1, -(-n // 10))  # counted back from the last day, which is always labelled
     ticks = [i for i in range(len(values)) if (n - 1 - i) % every == 0]
-    thin = len(ticks) > 5  # on a phone only every other one (every 2 × ``every`` days, the last one kept)
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="100%" height="{height}" role="img" class="chart" '
+    thin = len(ticks) > 5  # in a narrow chart only every 2nd (up to 10 days) or 3rd of them, the last one kept
+    sparse = every * (2 if n <= 10 else 3)
+    parts = ['<div class="chart-box" style="container-type:inline-size">',
+             f'<svg xmlns="http://www.w3.org/2000/svg" width="100%" height="{height}" role="img" class="chart" '
              f'aria-label="{escape(title)}" style="height:{height}px">',
              "<style>svg.chart text{font-size:12px;fill:#5f6b66} "
-             "@media (max-width:600px){svg.chart text.minor{display:none}}</style>",
+             "@container (max-width:600px){svg.chart text.minor{display:none}}</style>",
              f"<title>{escape(title)}</title>",
              f'<line x1="{left}%" y1="{height - bottom}" x2="{100 - left}%" y2="{height - bottom}" stroke="#c9d2ce"/>']
     top_text = value_labels[values.index(peak)] if value_labels and peak in values else f"{peak:g}"
@@ -154,12 +158,12 @@ def bar_chart_svg(values: list[float | None], labels: list[str], *, title: str, 
                          f'width="{bar_w:.2f}%" height="{max(h, 0):.1f}" fill="{colour}">'
                          f"<title>{escape(label)}: {escape(text)}</title></rect>")
         if i in ticks:  # the first and last label end at their bar's outer edge, not past the chart's
-            cls = "day minor" if thin and (n - 1 - i) % (2 * every) else "day"
+            cls = "day minor" if thin and (n - 1 - i) % sparse else "day"
             anchor, at = (("start", x) if i == 0 and n > 1 else ("end", x + bar_w) if i == n - 1 and n > 1
                           else ("middle", x + bar_w / 2))
             parts.append(f'<text class="{cls}" x="{at:.2f}%" y="{height - bottom + 15}" '
                          f'text-anchor="{anchor}">{escape(label)}</text>')
-    parts.append("</svg>")
+    parts.append("</svg></div>")
     return "".join(parts)
 
 
