@@ -493,6 +493,12 @@ class StoreWorker:
         #: monotonic s of the latest read of the streams: a source's silence is measured up to the last time this
         #: worker looked, so a long step of its own (a first JIT compile, a slow database) is not a source's silence
         self._read_at: float | None = None
+        #: Stepped by the caller that publishes the devices' records, on the caller's thread (:func:`register_local`:
+        #: the emulator, ``bench_store``), not by :meth:`run`: the devices cannot send while this worker steps, so
+        #: the wall time of its own steps is not their silence (:meth:`step`). A worker of its own thread or
+        #: process (``run_store``) leaves it False: there the devices go on sending while it steps, and a source
+        #: that sent nothing meanwhile was silent.
+        self.driven = False
 
     # -------------------------------------------------------------------------------------------- lifecycle
     def _start(self) -> None:
@@ -641,6 +647,13 @@ class StoreWorker:
                 self.offsets[kind] = sid
             self.pipeline.loop.shelf_horizon = self.shelf_horizon()
             self.pipeline.advance(self.watermark())
+        if self.driven:
+            # the caller's devices were held up for as long as this step took: that time is not their silence (a
+            # 36 s step — a first JIT compile on a loaded machine — took every source for down at the next, empty
+            # read, and the watermark ran 36 s ahead of the records: shoppers lost, hands missed)
+            busy = time.monotonic() - self._read_at
+            for entry in self.sources.values():
+                entry[1] += busy
         return len(records)
 
     def shelf_horizon(self) -> float:
@@ -769,11 +782,14 @@ def local_worker(store_code: str) -> StoreWorker | None:
 
 def register_local(store_code: str, worker: StoreWorker | None, *, stop_timeout_s: float = 30.0) -> None:
     """Embedded profile: ``worker`` is this process's store worker of ``store_code``, driven by its caller
-    (``worker.step()`` after each batch it publishes) instead of a thread: deterministic, and its cart pushes
-    happen on the caller's thread (the server's event loop for the dashboard's live emulation). A worker thread
+    (``worker.step()`` after each batch it publishes) instead of a thread: deterministic (``worker.driven`` is set:
+    the time of its own steps is not its sources' silence), and its cart pushes happen on the caller's thread (the
+    server's event loop for the dashboard's live emulation). A worker thread
     already running for the store (devices posting to the served site started it) is stopped first, up to
     ``stop_timeout_s`` s: it checkpoints on the way out, so ``worker`` resumes where it left off and no record is
     applied by two loops. Raises ``RuntimeError`` when that thread does not stop in time."""
+    if worker is not None:
+        worker.driven = True
     with _local_lock:
         old = _local.get(store_code)
         _local[store_code] = (worker, None)

@@ -88,6 +88,43 @@ def test_a_long_step_of_the_worker_is_not_a_source_s_silence(store):
     assert not StoreAlert.objects.filter(kind=StoreAlert.Kind.SOURCE_DOWN).exists()
 
 
+def test_a_worker_stepped_by_its_devices_caller_does_not_count_its_own_step_as_their_silence(store):
+    """The emulator (embedded profile) publishes its devices' records and steps the worker itself on the same thread
+    (``register_local``): while a step runs, the devices cannot send. A step longer than the down bound (a first JIT
+    compile on a loaded machine: 36 s seen) followed by the emulator's next, empty read must not declare them down and
+    run the watermark ahead of the records by the step's length — it ran the loop 36 s ahead: shoppers' scans timed
+    out unbound, hands missed, decisions unlike the offline run's. A worker of its own thread (``run_store``) still
+    counts the time: there the devices go on sending while it steps."""
+    from carts.runtime import register_local, unregister_local
+
+    t0 = 1_700_000_000.0
+    for driven in (True, False):
+        bus = MemoryBus()
+        worker = StoreWorker(store.code, bus_=bus, source_down_s=0.3)
+        if driven:
+            register_local(store.code, worker)
+        try:
+            worker.step(block_ms=0)
+            advance = worker.pipeline.advance
+
+            def slow(now, advance=advance):
+                advance(now)
+                time.sleep(0.5)
+
+            worker.pipeline.advance = slow
+            bus.publish(store.code, "obs", obs_record(source="cam-a", obs=obs(t0)))
+            worker.step(block_ms=0)  # reads the camera's record, then takes 0.5 s
+            worker.pipeline.advance = advance
+            assert worker.step(block_ms=0) == 0  # the caller's read right after: nothing new
+            if driven:
+                assert not worker.down and worker.watermark() == pytest.approx(t0)
+            else:
+                assert worker.down == {"obs:cam-a"}
+        finally:
+            if driven:
+                unregister_local(store.code)
+
+
 def test_unreadable_records_are_counted_and_skipped(store):
     bus = MemoryBus()
     worker = StoreWorker(store.code, bus_=bus)
