@@ -378,7 +378,7 @@ class VideoCamera:
 
 class StoreCameras:
     """The cameras of one store played together, frame time by frame time, into one
-    :class:`vision.replay.ShopperStream` (multi-camera association, triangulated wrists, single-view wrist rays:
+    :class:`vision.shoppers.ShopperStream` (multi-camera association, triangulated wrists, single-view wrist rays:
     the replay's own path), whose shopper observations go to ``publish(obs, t_last)`` (the emulator's: the store's
     ``obs`` stream, as one source for all the cameras): what a store whose cameras are recorded files needs, as the device emulator
     plays them (``carts.emulator``), with the live camera path per camera (:meth:`CameraWorker.process`).
