@@ -233,3 +233,51 @@ def test_a_silent_camera_is_declared_down_and_the_join_goes_on_with_the_other(re
     alert.refresh_from_db()
     assert alert.resolved_at is not None and worker.join.waiting_for == sorted(CAMERAS)
     assert f"cam:{CAMERAS[0]}" not in worker.down
+
+
+def test_a_camera_worker_in_join_mode_publishes_its_tracked_frames_not_observations(tmp_path):
+    """``CameraWorker(join=True)`` (``run_camera --join``): each batch of tracked frames, boxes dropped, goes to
+    ``publish_frames`` with the batch's last frame time; nothing goes out as per-camera observations. The frames come
+    back whole through a ``cam`` record."""
+    import cv2
+
+    from vision.worker import CameraWorker, VideoCamera
+
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    rng = np.random.default_rng(3)
+    for i in range(6):
+        cv2.imwrite(str(folder / f"{i:03d}.png"), rng.integers(40, 200, (48, 64, 3), dtype=np.uint8))
+    rays = np.full((1, 2, 6), np.nan)
+    rays[0, 1] = [1.0, 2.0, 2.6, 0.0, 0.6, -0.8]
+
+    class Tracker:  # what the worker needs of vision.tracking.CameraTracker, without a model
+        session = "live"
+
+        def start_session(self, session):
+            self.session = session
+
+        def step(self, frame):
+            return FrameTracks(camera="aisle", session=self.session, frame=frame.index, t=frame.t,
+                               key=np.array([f"aisle:{self.session}:1"], dtype=object), raw_id=np.array([1]),
+                               xyxy=np.array([[5.0, 5.0, 20.0, 40.0]]), confidence=np.array([0.8]),
+                               floor_xy=np.array([[1.0 + 0.1 * frame.index, 2.0]]),
+                               wrists_xyz=np.array([[[np.nan] * 3, [1.2, 2.3, 1.1]]]),
+                               wrist_score=np.array([[0.0, 0.7]]), hands_source="pose", wrist_rays=rays)
+
+    sent, observations = [], []
+    worker = CameraWorker(VideoCamera("aisle", str(folder), fps=10.0), Tracker(), t0=1_700_000_000.0, join=True,
+                          publish=lambda obs, t_last: observations.append(obs),
+                          publish_frames=lambda frames, t_last: sent.append((frames, t_last)), frame_every_s=None)
+    stats = worker.run(once=True)
+    assert observations == [] and stats.records == len(sent) >= 2
+    frames = [ft for batch, _ in sent for ft in batch]
+    assert len(frames) == 6 and all(t_last == batch[-1].t for batch, t_last in sent)
+    assert all(not ft.xyxy.any() for ft in frames)  # boxes are not sent
+    camera, back, t_last = decode_cam(cam_record(camera="aisle", frames=sent[0][0], t_last=sent[0][1]))
+    assert camera == "aisle" and t_last == sent[0][1] and len(back) == len(sent[0][0])
+    for a, b in zip(sent[0][0], back):
+        assert (a.session, a.frame, a.t, list(a.key), a.hands_source) == (b.session, b.frame, b.t, list(b.key),
+                                                                          b.hands_source)
+        for name in ("raw_id", "confidence", "floor_xy", "wrists_xyz", "wrist_score", "wrist_rays"):
+            np.testing.assert_array_equal(getattr(a, name), getattr(b, name))
