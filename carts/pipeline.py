@@ -177,7 +177,7 @@ class DatabaseSink:
 
     def review(self, key, event, decision, reason) -> Hashable:
         row = self._row(key)
-        cameras = sorted(s.split(":", 1)[1] for s in self.down if s.startswith("obs:"))
+        cameras = sorted(s.split(":", 1)[1] for s in self.down if s.startswith(("obs:", "cam:")))
         if cameras:
             reason = f"camera source {', '.join(cameras)} down: {reason}"
         candidates = self._candidates(decision)
