@@ -655,6 +655,8 @@ class StoreWorker:
         loop = self.pipeline.loop
         queued = getattr(self.pipeline.sink, "queued_at", {})
         slowest = self._slowest()
+        # the devices' own lateness (their newest record) apart from the watermark's wait for the slowest source
+        newest = max((t for t, _ in self.sources.values()), default=math.nan)
         while loop.bill_timings:
             w = loop.bill_timings.popleft()
             wall = queued.pop(w.track, None)
@@ -663,10 +665,11 @@ class StoreWorker:
                 continue
             waits = ", ".join(f"{k} {v:.2f}" for k, v in sorted(w.waited.items(), key=lambda kv: -kv[1]) if v > 0)
             log.info("store %s: visit %s checkout queued %.2f s after its exit: settle %.2f s, overshoot %.2f s, "
-                     "waited %.2f s (%s); the loop ran %.2f s behind the wall clock (watermark %.2f s, slowest %s; "
-                     "step %.2f s)", self.store.code, visit, wall - w.t_exit, w.deadline - w.t_exit,
-                     w.due - w.deadline, w.now - w.due, waits or "nothing", wall - w.now, read_wall - w.now,
-                     slowest, wall - read_wall)
+                     "waited %.2f s (%s); the loop ran %.2f s behind the wall clock (watermark %.2f s: the newest "
+                     "record %.2f s late, the slowest source %s %.2f s behind it; step %.2f s)", self.store.code,
+                     visit, wall - w.t_exit, w.deadline - w.t_exit, w.due - w.deadline, w.now - w.due,
+                     waits or "nothing", wall - w.now, read_wall - w.now, read_wall - newest, slowest,
+                     newest - w.now, wall - read_wall)
 
     def _slowest(self) -> str:
         """The live source furthest behind (the one the watermark waits for), or "-"."""
