@@ -764,6 +764,7 @@ class StoreWorker:
 
         records = self.bus.read(self.store.code, block_ms=block_ms)
         self._read_at = time.monotonic()  # everything published before now was just read (up to the bus's count)
+        read_wall = time.time()
         with cart_publish_batch():  # each cart the step changed is pushed once, with the step's outcome
             for kind, sid, rec in records:
                 done = self.offsets.get(kind)
@@ -782,7 +783,40 @@ class StoreWorker:
             busy = time.monotonic() - self._read_at
             for entry in self.sources.values():
                 entry[1] += busy
+        if self.pipeline.loop.bill_timings:
+            self._log_checkouts(read_wall)
         return len(records)
+
+    def _log_checkouts(self, read_wall: float) -> None:
+        """One INFO line per checkout the step queued: where its exit → checkout time went (``bench_live`` reads
+        them). Sources' clocks are UTC, so a source time and a wall time compare: ``settle`` (``settle_s``),
+        ``overshoot`` (the loop's step past the deadline), ``waited`` (what held it past that,
+        ``carts.loop.BILL_WAITS``), then how far the loop ran behind the wall clock at the checkout: the slowest
+        live source's lag when the step read the streams (``watermark``) and the step's own time up to it."""
+        loop = self.pipeline.loop
+        queued = getattr(self.pipeline.sink, "queued_at", {})
+        slowest = self._slowest()
+        # the devices' own lateness (their newest record) apart from the watermark's wait for the slowest source
+        newest = max((t for t, _ in self.sources.values()), default=math.nan)
+        while loop.bill_timings:
+            w = loop.bill_timings.popleft()
+            wall = queued.pop(w.track, None)
+            visit = loop.visit_of.get(w.track)
+            if wall is None or visit is None:
+                continue
+            waits = ", ".join(f"{k} {v:.2f}" for k, v in sorted(w.waited.items(), key=lambda kv: -kv[1]) if v > 0)
+            log.info("store %s: visit %s checkout queued %.2f s after its exit: settle %.2f s, overshoot %.2f s, "
+                     "waited %.2f s (%s); the loop ran %.2f s behind the wall clock (watermark %.2f s: the newest "
+                     "record %.2f s late, the slowest source %s %.2f s behind it; step %.2f s)", self.store.code,
+                     visit, wall - w.t_exit, w.deadline - w.t_exit, w.due - w.deadline, w.now - w.due,
+                     waits or "nothing", wall - w.now, read_wall - w.now, read_wall - newest, slowest,
+                     newest - w.now, wall - read_wall)
+
+    def _slowest(self) -> str:
+        """The live source furthest behind (the one the watermark waits for), or "-"."""
+        wall = self._looked()
+        live = [(t, s) for s, (t, seen) in self.sources.items() if wall - seen <= self.source_down_s]
+        return min(live)[1] if live else "-"
 
     def shelf_horizon(self) -> float:
         """How far every shelf controller has been fed (s UTC), counting a silent one until it has been silent for

@@ -172,3 +172,38 @@ def test_a_silent_shelf_controller_holds_billing_only_for_bill_wait_s(store):
     worker.step(block_ms=0)
     assert worker.shelf_horizon() == pytest.approx(t0 + 4 + 11 / 60)  # …no longer: only g1 counts
     assert worker.pipeline.loop.shelf_horizon == worker.shelf_horizon()
+
+
+def test_each_queued_checkout_is_logged_with_where_its_time_went(store, caplog):
+    """One INFO line per checkout the step queued: settle, the loop's step past the deadline, what held it
+    (``carts.loop.BILL_WAITS``), and how far the loop ran behind the wall clock, split into the devices' newest
+    record's lateness and the watermark's wait for the slowest source; the parts add up to exit → queued."""
+    import re
+
+    from carts.loop import BillWait
+
+    bus = MemoryBus()
+    worker = StoreWorker(store.code, bus_=bus)
+    now = time.time()
+    t0 = now - 10.0  # the devices' newest record is 10 s old; the camera's is 0.5 s older
+    bus.publish(store.code, "shelf", shelf_record(controller="g1", bin_codes=("1-1-1",), t=t0 - 11 / 60 +
+                                                  np.arange(12) / 60, grams=np.full((12, 1), 500.0), rate_hz=60.0))
+    bus.publish(store.code, "obs", obs_record(source="cam-a", obs=obs(t0 - 0.5)))
+    worker.step(block_ms=0)
+    loop, sink = worker.pipeline.loop, worker.pipeline.sink
+    exit_t = t0 - 0.5 - 4.0
+    loop.visit_of["p1"] = 42
+    loop.bill_timings.append(BillWait("p1", exit_t, exit_t + 3.0, due=exit_t + 3.2, waited={"reach": 0.8},
+                                      now=t0 - 0.5))
+    sink.queued_at["p1"] = now + 0.1
+    with caplog.at_level("INFO", logger="carts.runtime"):
+        worker._log_checkouts(now)
+    line = next(r.getMessage() for r in caplog.records if "checkout queued" in r.getMessage())
+    got = dict(zip(("total", "settle", "over", "waited", "behind", "watermark", "late", "slowest", "step"),
+                   map(float, re.findall(r"(-?\d+\.\d+) s", line))))
+    assert "visit 42 " in line and "(reach 0.80)" in line and "slowest source obs:cam-a" in line, line
+    assert got["settle"] == 3.0 and got["over"] == pytest.approx(0.2) and got["waited"] == pytest.approx(0.8)
+    assert got["late"] == pytest.approx(10.0, abs=0.01) and got["slowest"] == pytest.approx(0.5)
+    assert got["total"] == pytest.approx(got["settle"] + got["over"] + got["waited"] + got["behind"], abs=0.02)
+    assert got["behind"] == pytest.approx(got["late"] + got["slowest"] + got["step"], abs=0.02)
+    assert not loop.bill_timings and "p1" not in sink.queued_at
