@@ -21,7 +21,10 @@ Printed per size:
   shelf event (``ShelfEvent.t_end`` on the devices' clock, which includes the loop's deliberate wait for hand data,
   ``fusion.pad_s`` + the hold) to the first WebSocket snapshot of that visit whose lines show it; p50/p95/p99;
 * exit → receipt: ``Visit.exited_at`` (the exit scan's time) to the first snapshot carrying the receipt, and to the
-  capture's ``PaymentAttempt.created_at``; p50/p95;
+  capture's ``PaymentAttempt.created_at``; p50/p95; and **by stage** (p50/p95/max): the settle time, the loop's
+  step past it, what held the checkout after it (``carts.loop.BILL_WAITS``), how far the loop ran behind the wall
+  clock (the slowest source's lag, its step), the billing queue, the billing task, and the receipt's way to the
+  phone (the store worker's and the billing worker's "checkout queued"/"picked up" log lines);
 * CPU (% of one core over the session) and peak RSS of every process, the shared services' CPU (PostgreSQL,
   Redis, Mosquitto: shared with anything else on the machine), the streams' backlog (``XINFO GROUPS`` lag: records
   not yet read by the store worker) and how far the devices' newest record on each stream is behind the wall clock;
@@ -335,11 +338,18 @@ class Sampler(threading.Thread):
 # ------------------------------------------------------------------------------------------------ the session
 def simulate_session(n: int, minutes: float, events: float, seed: int, out: Path, rooms: int = 1) -> dict:
     """Simulate and write the session of ``n`` shoppers in a store of ``rooms`` NanoStore rooms; returns what it
-    is (peak occupancy, visit lengths)."""
+    is (peak occupancy, visit lengths). A session written before with the same arguments (``--keep`` DIR run
+    again) is reused: the simulation is deterministic, and takes minutes at 50 shoppers on a busy machine."""
     import numpy as np
 
     from carts.offline.simulation import SimConfig, load_store, simulate, write_simulation
 
+    done = out / "bench-session.json"
+    key = {"n": n, "minutes": minutes, "events": events, "seed": seed, "rooms": rooms}
+    if done.exists():
+        saved = json.loads(done.read_text())
+        if saved.get("key") == key:
+            return saved["info"]
     cfg = SimConfig.at("default", shoppers=n, minutes=minutes, seed=seed, track_hz=TRACK_HZ,
                        events_per_shopper=events, rooms=rooms)
     sim = simulate(load_store(DATA), cfg)
@@ -349,10 +359,12 @@ def simulate_session(n: int, minutes: float, events: float, seed: int, out: Path
     grid = np.arange(sim.manifest["t_start"], sim.manifest["t_end"], 0.5)
     inside = [sum(1 for k in ent if ent[k] <= t <= ex.get(k, math.inf)) for t in grid]
     dur = [ex[k] - ent[k] for k in ent if k in ex]
-    return {"shoppers": n, "rooms": rooms, "peak_inside": int(max(inside)), "visit_median_s": float(np.median(dur)),
+    info = {"shoppers": n, "rooms": rooms, "peak_inside": int(max(inside)), "visit_median_s": float(np.median(dur)),
             "length_s": float(sim.manifest["t_end"] - sim.manifest["t_start"]), "events": len(sim.events),
             "plates": sum(len(s.bin_codes) for s in sim.shelves), "keypoints": len(sim.tracks),
             "accounts": len({g.account for g in sim.gates if g.kind == "entry"})}
+    done.write_text(json.dumps({"key": key, "info": info}))
+    return info
 
 
 def offline_f1(rec_path: Path) -> float:
@@ -458,6 +470,7 @@ def analyse(url: str, messages: list[tuple[float, str, dict]]) -> dict:
             if row[5] is not None:
                 lat_shelf.append(hit - float(row[5]))
     exit_ws, exit_cap, no_receipt = [], [], 0
+    billed: dict[int, dict] = {}  # visit → exit, capture and receipt-on-the-phone times (wall s)
     for vid, _, _state, exited in visits:
         if exited is None or vid in held:  # billed once people decided its reviews (here: the oracle, at the end)
             continue
@@ -469,6 +482,7 @@ def analyse(url: str, messages: list[tuple[float, str, dict]]) -> dict:
             exit_ws.append(hit - exited)
         if vid in captures:
             exit_cap.append(float(captures[vid]) - exited)
+            billed[vid] = {"exit": exited, "capture": float(captures[vid]), "phone": hit}
     states: dict[str, int] = {}
     for _, _, state, _ in visits:
         states[state] = states.get(state, 0) + 1
@@ -477,7 +491,79 @@ def analyse(url: str, messages: list[tuple[float, str, dict]]) -> dict:
             "phone_shelf": [pct(lat_shelf, q) for q in (50, 95, 99)],
             "receipt_ws": [pct(exit_ws, q) for q in (50, 95)], "receipt_capture": [pct(exit_cap, q) for q in (50, 95)],
             "receipts_seen": len(exit_ws), "no_receipt": no_receipt, "visits": len(visits), "states": states,
-            "reviews": reviews, "under_review": len(held), "seq_gaps": gaps, "ws_messages": len(messages)}
+            "reviews": reviews, "under_review": len(held), "seq_gaps": gaps, "ws_messages": len(messages),
+            "billed_times": billed}
+
+
+_QUEUED = re.compile(r"visit (\d+) checkout queued (\S+) s after its exit: settle (\S+) s, overshoot (\S+) s, "
+                     r"waited (\S+) s \(([^)]*)\); the loop ran (\S+) s behind the wall clock \(watermark (\S+) s: "
+                     r"the newest record (\S+) s late, the slowest source (\S+) (\S+) s behind it; step (\S+) s\)")
+_PICKED = re.compile(r"visit (\d+): checkout picked up (\S+) s after it was queued")
+#: the stages of exit → receipt, in order (``exit_stages``), with what each is
+STAGES = (
+    ("settle", "settle time (LoopConfig.settle_s)"),
+    ("overshoot", "loop's step past the deadline"),
+    ("w_shelves", "  wait: a shelf controller behind"),
+    ("w_party", "  wait: party member inside/seen"),
+    ("w_held", "  wait: held changes they may touch"),
+    ("w_reach", "  wait: reach looks they may touch"),
+    ("w_events", "  wait: undecided events of theirs"),
+    ("waited", "waits past the settle, all"),
+    ("devices", "loop behind: devices' newest record late"),
+    ("slowest_wait", "loop behind: slowest source behind it"),
+    ("step", "loop behind: its step until checkout"),
+    ("queue", "queued → billing worker picks it up"),
+    ("task", "picked up → capture recorded"),
+    ("total", "= exit → capture"),
+    ("phone", "capture → receipt on the phone"),
+)
+
+
+def exit_stages(store_log: str, billing_log: str, billed: dict[int, dict]) -> dict:
+    """Where each visit's exit → capture time went (wall s), from the store worker's "checkout queued" lines
+    (``carts.runtime.StoreWorker._log_checkouts``), the billing worker's "picked up" lines
+    (``store.gates.tasks.visit_checkout_task``) and the capture's ``PaymentAttempt.created_at``. Returns
+    {stage: [values]} over the visits found in both logs, plus ``slowest``: {source kind: checkouts}."""
+    queued = {int(m.group(1)): m for m in _QUEUED.finditer(store_log)}
+    picked = {int(m.group(1)): float(m.group(2)) for m in _PICKED.finditer(billing_log)}
+    out: dict = {k: [] for k, _ in STAGES}
+    out["slowest"] = {}
+    for vid, times in billed.items():
+        m = queued.get(vid)
+        if m is None or vid not in picked:
+            continue
+        after_exit, settle, over, waited = (float(m.group(i)) for i in (2, 3, 4, 5))
+        waits = dict((k, float(v)) for k, v in (w.split() for w in m.group(6).split(", ") if " " in w))
+        out["settle"].append(settle)
+        out["overshoot"].append(over)
+        for k in ("shelves", "party", "held", "reach", "events"):
+            out[f"w_{k}"].append(waits.get(k, 0.0))
+        out["waited"].append(waited)
+        out["devices"].append(float(m.group(9)))
+        out["slowest_wait"].append(float(m.group(11)))
+        out["step"].append(float(m.group(12)))
+        out["queue"].append(picked[vid])
+        out["task"].append(times["capture"] - times["exit"] - after_exit - picked[vid])
+        out["total"].append(times["capture"] - times["exit"])
+        if times["phone"] is not None:
+            out["phone"].append(times["phone"] - times["capture"])
+        kind = m.group(10).split(":")[0]
+        out["slowest"][kind] = out["slowest"].get(kind, 0) + 1
+    return out
+
+
+def print_stages(r: dict) -> None:
+    st = r.get("stages") or {}
+    n = len(st.get("total", []))
+    if not n:
+        say("  exit → capture by stage: no checkout found in both the store worker's and the billing worker's logs")
+        return
+    say(f"  exit → capture by stage, {n} visits billed without review (wall s, p50 / p95 / max; p95s do not add up):")
+    for key, label in STAGES:
+        v = st.get(key, [])
+        if v:
+            say(f"    {label:<40}{pct(v, 50):>7.2f} /{pct(v, 95):>6.2f} /{max(v):>6.2f}")
+    say(f"    slowest source at the checkouts: {st.get('slowest')}")
 
 
 def run_size(n: int, args, work: Path) -> dict:
@@ -578,6 +664,7 @@ def run_size(n: int, args, work: Path) -> dict:
                     recv, who, data = json.loads(line)
                     messages.append((recv, who, data))
             row.update(analyse(url, messages))
+            row["stages"] = exit_stages(procs.log("run_store"), procs.log("billing"), row.pop("billed_times"))
             wall = max(1e-9, sampler.t1 - sampler.t0)
             row["cpu"] = {k: sampler.cpu.get(k, 0.0) / wall for k in names}
             row["rss_peak"] = dict(sampler.rss_peak)
@@ -684,6 +771,7 @@ def print_table(rows: list[dict]) -> None:
             f"(from the shelf event's end: {verdict(r['phone_shelf'][1], GOAL_PHONE_P95_S)}); exit→receipt p95 < "
             f"{GOAL_RECEIPT_P95_S:g} s {verdict(r['receipt_ws'][1], GOAL_RECEIPT_P95_S)}")
         say(f"  saturation: {saturation(r)}")
+        print_stages(r)
 
 
 # ------------------------------------------------------------------------------------------- the hour phase
@@ -891,13 +979,14 @@ def prepare(rec_path: str, out: str) -> None:
     from carts.offline.replay import DEMO_SHOPPER, PARTY_WITHIN_S, demo_shopper_ensure
     from carts.offline.simulation import parties_from_gates
     from store.layout.models import Store
-    from store.recording import read_recording
+    from store.recording import GATES, read_gates
 
-    rec = read_recording(rec_path)
-    Store.objects.filter(code=rec.store["store"]["code"]).update(capacity=100_000)  # default 50 would refuse
-    party_of = parties_from_gates(rec.gates, within_s=PARTY_WITHIN_S)
+    # the gate scans only: the whole recording is 650 MB of shelf samples at 50 shoppers (minutes to read)
+    gates = read_gates(Path(rec_path) / GATES, [])
+    Store.objects.filter(code=STORE).update(capacity=100_000)  # default 50 would refuse
+    party_of = parties_from_gates(gates, within_s=PARTY_WITHIN_S)
     accounts: dict[str, str] = {}
-    for g in sorted(rec.gates, key=lambda g: g.t):  # the emulator's account_for, in its order
+    for g in sorted(gates, key=lambda g: g.t):  # the emulator's account_for, in its order
         if g.kind != "entry" or party_of.get(g.track, g.track) != g.track or g.track in accounts:
             continue
         used = set(accounts.values())

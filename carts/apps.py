@@ -29,4 +29,5 @@ class CartsConfig(AppConfig):
         from .clip_requests import review_clip_requests
 
         hooks.set_store_hooks(publish_observations=runtime.publish_observations,
-                              store_loop_enabled=runtime.store_loop_enabled, review_clip_requests=review_clip_requests)
+                              store_loop_enabled=runtime.store_loop_enabled, review_clip_requests=review_clip_requests,
+                              publish_frames=runtime.publish_frames)

@@ -23,6 +23,7 @@ import io
 import logging
 import math
 import pickle
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Hashable, Iterable, Mapping, Protocol, Sequence
 
@@ -124,6 +125,30 @@ class HeldWindow:
     t_start: float
     t_end: float
     bin_codes: tuple[str, ...]
+
+
+#: What can keep an exited party's checkout waiting past its settle time (:class:`BillWait`): ``shelves`` a shelf
+#: controller not yet fed up to the deadline (``StoreLoop.shelf_horizon``), ``party`` a member still inside or seen
+#: too recently, ``held`` changes held back from becoming events on bins they may have reached, ``reach`` a reach
+#: the look may still turn into an event there, ``events`` an undecided event that may name them.
+BILL_WAITS = ("shelves", "party", "held", "reach", "events")
+
+
+@dataclass
+class BillWait:
+    """How one exited track's checkout waited, in seconds of the sources' clock (:meth:`StoreLoop._bill`; read by
+    the store worker to log where exit → receipt time goes). ``t_exit``: the exit; ``deadline``: ``t_exit +
+    settle_s``; ``due``: the loop's clock at its first look past the deadline (the loop steps: ``due − deadline``
+    is the step's overshoot); ``waited``: reason (:data:`BILL_WAITS`) → seconds it waited on it after ``due``;
+    ``now``: the loop's clock at the checkout (``now − t_exit`` = settle + overshoot + the waits)."""
+
+    track: str
+    t_exit: float
+    deadline: float
+    due: float
+    waited: dict[str, float] = field(default_factory=dict)
+    last: str | None = None
+    now: float = math.nan
 
 
 class LoopSink(Protocol):
@@ -404,6 +429,9 @@ class StoreLoop:
         self.exits: dict[str, float] = {}  # track → exit time (s)
         self.party_of: dict[str, str] = {}  # track → its party's lead track (absent: alone)
         self._to_bill: dict[str, float] = {}  # exited tracks not yet checked out → exit time
+        self._bill_waits: dict[str, BillWait] = {}  # exited tracks past their deadline, not yet checked out
+        #: the latest checkouts' :class:`BillWait` (newest last; the store worker takes them after each step)
+        self.bill_timings: deque[BillWait] = deque(maxlen=1000)
         self.visit_of: dict[str, Hashable] = {}  # bound track → its visit's key (live binding)
         #: pending scans: (t, visit, party lead visit, gate name)
         self._binds: list[tuple[float, Hashable, Hashable | None, str]] = []
@@ -458,7 +486,8 @@ class StoreLoop:
         pickle."""
         state = {k: v for k, v in self.__dict__.items()
                  if k not in ("sink", "_planograms", "planogram", "bins", "body_frames",  # frames: from bodies
-                              "_open", "_involved", "_gondolas", "_gone_chunks", "restored_chunks")}
+                              "_open", "_involved", "_gondolas", "_gone_chunks", "restored_chunks",
+                              "bill_timings")}
         if chunks is None:
             return pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
         store_chunks, store, saved = chunks
@@ -498,6 +527,8 @@ class StoreLoop:
         loop.__dict__.update(state)
         loop.__dict__.setdefault("_tag_events", [])  # a checkpoint of the code before RFID
         loop.__dict__.setdefault("_exit_reads", [])
+        loop.__dict__.setdefault("_bill_waits", {})  # a checkpoint of the code before billing's timings
+        loop.bill_timings = deque(maxlen=1000)
         loop.sink, loop.planogram, loop.bins, loop._planograms, loop._open = sink, planogram, bins, {}, None
         loop._involved = {}
         loop._gondolas = {}
@@ -978,23 +1009,20 @@ class StoreLoop:
         settle = self.config.settle_s
         for track, t_exit in sorted(self._to_bill.items(), key=lambda kv: kv[1]):
             deadline = t_exit + settle
-            if deadline > min(self.now, self.shelf_horizon):
+            if deadline > self.now:
                 continue
-            early = [ev for _, ev in self._pending if ev.t_start <= deadline]
-            # changes held back from becoming events: the event they will make lies on their controller's bins and
-            # ends by now at the latest (a change joining them later comes after now, when the party is gone); and
-            # reaches the look may still turn into events, on the bins the hand came to
-            held = [HeldWindow(min(float(c.t_start.min()) for c in cs), self.now, codes)
-                    for codes, cs in self._held.items() if min(float(c.t_start.min()) for c in cs) <= deadline]
-            held += [HeldWindow(t0, max(t1, self.now), codes) for t0, t1, codes in self._look.pending_windows(deadline)]
-            held = [HeldWindow(w.t_start, w.t_end, tuple(c for c in w.bin_codes if c in self.bins.index))
-                    for w in held]
-            if early or held:
-                members = self._gone_party(track)
-                if members is None or any(not w.bin_codes or self._may_involve(w, members, cache=False)
-                                          for w in held) or any(self._may_involve(ev, members) for ev in early):
-                    continue
+            wait = self._bill_wait(track, deadline)
+            timing = self._bill_waits.get(track)
+            if timing is None:
+                timing = self._bill_waits[track] = BillWait(track, t_exit, deadline, due=self.now)
+            elif timing.last is not None:
+                timing.waited[timing.last] = timing.waited.get(timing.last, 0.0) + self.now - timing.now
+            timing.last, timing.now = wait, self.now
+            if wait is not None:
+                continue
             del self._to_bill[track]
+            del self._bill_waits[track]
+            self.bill_timings.append(timing)
             if self._exit_reads and hasattr(self.sink, "exit_tags"):
                 att = exit_lane_tags(track, self._exit_reads, self.exits, self.party_of, self.config.exit_lane)
                 if att.ambiguous:
@@ -1005,6 +1033,32 @@ class StoreLoop:
                     self.sink.exit_tags(track, att)
             if self.sink.checkout(track, deadline):
                 self.stats.receipts += 1
+
+    def _bill_wait(self, track: str, deadline: float) -> str | None:
+        """What still keeps ``track``'s checkout (its settle time ending at ``deadline``, passed) waiting: one of
+        :data:`BILL_WAITS`, or None when it can be billed now (:meth:`_bill`)."""
+        if deadline > self.shelf_horizon:
+            return "shelves"
+        early = [ev for _, ev in self._pending if ev.t_start <= deadline]
+        # changes held back from becoming events: the event they will make lies on their controller's bins and
+        # ends by now at the latest (a change joining them later comes after now, when the party is gone); and
+        # reaches the look may still turn into events, on the bins the hand came to
+        held = [HeldWindow(min(float(c.t_start.min()) for c in cs), self.now, codes)
+                for codes, cs in self._held.items() if min(float(c.t_start.min()) for c in cs) <= deadline]
+        reach = [HeldWindow(t0, max(t1, self.now), codes) for t0, t1, codes in self._look.pending_windows(deadline)]
+        if not (early or held or reach):
+            return None
+        members = self._gone_party(track)
+        if members is None:
+            return "party"
+        for name, windows in (("held", held), ("reach", reach)):
+            for w in windows:
+                codes = tuple(c for c in w.bin_codes if c in self.bins.index)
+                if not codes or self._may_involve(HeldWindow(w.t_start, w.t_end, codes), members, cache=False):
+                    return name
+        if any(self._may_involve(ev, members) for ev in early):
+            return "events"
+        return None
 
     def _gone_party(self, track: str) -> tuple[str, ...] | None:
         """The tracks of ``track``'s party (itself included) when every one of them has exited and none was seen

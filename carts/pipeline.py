@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from datetime import datetime
 from typing import Hashable
 
@@ -89,6 +90,8 @@ class DatabaseSink:
         self.down: set[str] = set()  # sources the store worker declared down (named in review reasons)
         self._rows: dict[int, ShelfEvent] = {}
         self._tags: dict[Hashable, list[dict]] = {}  # shelf event → the shelf tag events that back it
+        #: track → wall time (s UTC) its checkout was queued (the store worker takes it to log the checkout's timing)
+        self.queued_at: dict[str, float] = {}
 
     def at(self, t: float) -> datetime:
         """Source time ``t`` (s UTC) → the stored timezone-aware UTC datetime (``clock_offset_s`` applied)."""
@@ -177,7 +180,7 @@ class DatabaseSink:
 
     def review(self, key, event, decision, reason) -> Hashable:
         row = self._row(key)
-        cameras = sorted(s.split(":", 1)[1] for s in self.down if s.startswith("obs:"))
+        cameras = sorted(s.split(":", 1)[1] for s in self.down if s.startswith(("obs:", "cam:")))
         if cameras:
             reason = f"camera source {', '.join(cameras)} down: {reason}"
         candidates = self._candidates(decision)
@@ -265,6 +268,7 @@ class DatabaseSink:
 
     def forget(self, track: str) -> None:
         self.visits.pop(track, None)
+        self.queued_at.pop(track, None)
 
     def alert(self, kind: str, message: str, *, key: str | None = None, visit_id=None) -> None:
         StoreAlert.objects.get_or_create(store=self.store, kind=kind, key=(key or message)[:200],
@@ -284,7 +288,8 @@ class DatabaseSink:
             return False
         if not self.queue_checkouts:
             return visit_checkout(visit=Visit.objects.get(pk=visit.pk), at=self.at(t)) is not None
-        return checkout_enqueue(visit_id=visit.pk, countdown=0, at=self.at(t))
+        self.queued_at[track] = time.time()
+        return checkout_enqueue(visit_id=visit.pk, countdown=0, at=self.at(t), queued_at=self.queued_at[track])
 
 
 class StorePipeline:

@@ -102,7 +102,7 @@ class HandImageEvidence:
             return self._none("gallery unreadable")
         if gallery is None or not len(gallery.labels):
             return self._none("no gallery")
-        from vision.products import BadImage, ModelUnavailable, Rejected, product_likelihood
+        from vision.products import BadImage, GalleryMismatch, ModelUnavailable, Rejected, product_likelihood
 
         images, rejected = [], Rejected()
         for c in chosen:
@@ -117,6 +117,9 @@ class HandImageEvidence:
             self.unavailable = str(exc)
             log.error("product image evidence off: %s", exc)
             return self._none("model unavailable")
+        except GalleryMismatch as exc:  # a gallery of another backbone, handed over by the caller
+            log.warning("product gallery unreadable: %s", exc)
+            return self._none("gallery unreadable")
         self.rejected = (self.rejected + rejected.items)[-20:]
         if not p:
             return self._none("crops unusable")

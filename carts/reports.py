@@ -114,41 +114,56 @@ def review_rate_by_day(*, store: Store, days: int = 30, now: datetime | None = N
 
 
 def bar_chart_svg(values: list[float | None], labels: list[str], *, title: str, value_labels: list[str] | None = None,
-                  width: int = 960, height: int = 240, colour: str = "#0b6e4f") -> str:
+                  height: int = 240, colour: str = "#0b6e4f") -> str:
     """An accessible SVG bar chart (a string of markup, every text escaped): one bar per value (None: no bar and a
-    grey "no data" tick), a label under every ``ceil(n / 10)``-th bar, a ``<title>`` per bar with its label and value
-    (``value_labels`` or the number), and the largest value marked on the axis. Scales to its container
-    (``viewBox``). Raises ``ValueError`` when ``values`` and ``labels`` differ in length."""
+    grey "no data" tick), a label under every ``ceil(n / 10)``-th bar counted back from the last, a ``<title>`` per
+    bar with its label and value (``value_labels`` or the number), and the largest value marked on the axis.
+
+    As wide as its container and ``height`` CSS pixels tall: bars are placed in percent of the width and texts are
+    12 px whatever the width (no ``viewBox``, which shrank the labels with the chart: about 4 px on a phone). In a
+    chart under 600 px wide (a phone, a half-width card; the ``div.chart-box`` around it is the query container)
+    only every 2nd (up to 10 days) or 3rd day label is shown where more than 5 are drawn (the others have class
+    ``day minor``), so they do not run into each other. Raises ``ValueError`` when ``values`` and ``labels`` differ
+    in length."""
     if len(values) != len(labels):
         raise ValueError(f"{len(values)} values but {len(labels)} labels")
     texts = value_labels or [("no data" if v is None else f"{v:g}") for v in values]
-    left, bottom, top = 8, 28, 18
+    left, bottom, top = 1.0, 22, 18  # left margin in % of the width; bottom and top in px
     n = max(len(values), 1)
     peak = max([v for v in values if v is not None] or [0]) or 1
-    slot = (width - left * 2) / n
-    bar_w = max(slot * 0.7, 1)
+    slot = (100 - left * 2) / n
+    bar_w = slot * 0.7
     plot_h = height - bottom - top
-    every = max(1, -(-n // 10))
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" role="img" '
-             f'class="chart" aria-label="{escape(title)}" preserveAspectRatio="xMidYMid meet">',
+    every = max(1, -(-n // 10))  # counted back from the last day, which is always labelled
+    ticks = [i for i in range(len(values)) if (n - 1 - i) % every == 0]
+    thin = len(ticks) > 5  # in a narrow chart only every 2nd (up to 10 days) or 3rd of them, the last one kept
+    sparse = every * (2 if n <= 10 else 3)
+    parts = ['<div class="chart-box" style="container-type:inline-size">',
+             f'<svg xmlns="http://www.w3.org/2000/svg" width="100%" height="{height}" role="img" class="chart" '
+             f'aria-label="{escape(title)}" style="height:{height}px">',
+             "<style>svg.chart text{font-size:12px;fill:#5f6b66} "
+             "@container (max-width:600px){svg.chart text.minor{display:none}}</style>",
              f"<title>{escape(title)}</title>",
-             f'<line x1="{left}" y1="{height - bottom}" x2="{width - left}" y2="{height - bottom}" stroke="#c9d2ce"/>']
+             f'<line x1="{left}%" y1="{height - bottom}" x2="{100 - left}%" y2="{height - bottom}" stroke="#c9d2ce"/>']
     top_text = value_labels[values.index(peak)] if value_labels and peak in values else f"{peak:g}"
-    parts.append(f'<text x="{left}" y="12" font-size="11" fill="#5f6b66">max {escape(top_text)}</text>')
+    parts.append(f'<text x="{left}%" y="13">max {escape(top_text)}</text>')
     for i, (v, label, text) in enumerate(zip(values, labels, texts)):
         x = left + i * slot + (slot - bar_w) / 2
         if v is None:
-            parts.append(f'<rect class="nodata" x="{x:.1f}" y="{height - bottom - 2}" width="{bar_w:.1f}" height="2" '
+            parts.append(f'<rect class="nodata" x="{x:.2f}%" y="{height - bottom - 2}" width="{bar_w:.2f}%" height="2" '
                          f'fill="#c9d2ce"><title>{escape(label)}: no data</title></rect>')
         else:
             h = plot_h * (v / peak) if peak else 0
-            parts.append(f'<rect class="bar" data-value="{v:g}" x="{x:.1f}" y="{height - bottom - h:.1f}" '
-                         f'width="{bar_w:.1f}" height="{max(h, 0):.1f}" fill="{colour}">'
+            parts.append(f'<rect class="bar" data-value="{v:g}" x="{x:.2f}%" y="{height - bottom - h:.1f}" '
+                         f'width="{bar_w:.2f}%" height="{max(h, 0):.1f}" fill="{colour}">'
                          f"<title>{escape(label)}: {escape(text)}</title></rect>")
-        if i % every == 0 or (i == n - 1 and (n - 1) % every > every // 2):
-            parts.append(f'<text x="{x + bar_w / 2:.1f}" y="{height - bottom + 16}" font-size="11" fill="#5f6b66" '
-                         f'text-anchor="middle">{escape(label)}</text>')
-    parts.append("</svg>")
+        if i in ticks:  # the first and last label end at their bar's outer edge, not past the chart's
+            cls = "day minor" if thin and (n - 1 - i) % sparse else "day"
+            anchor, at = (("start", x) if i == 0 and n > 1 else ("end", x + bar_w) if i == n - 1 and n > 1
+                          else ("middle", x + bar_w / 2))
+            parts.append(f'<text class="{cls}" x="{at:.2f}%" y="{height - bottom + 15}" '
+                         f'text-anchor="{anchor}">{escape(label)}</text>')
+    parts.append("</svg></div>")
     return "".join(parts)
 
 
@@ -187,7 +202,7 @@ def week_glance(*, days: int = 7, now: datetime | None = None) -> list[WeekGlanc
             chart=bar_chart_svg([d.total_minor for d in sales], [d.day.strftime("%a") for d in sales],
                                 title=f"Sales per day, {store.name}, last {days} days",
                                 value_labels=[money_display(d.total_minor, store.currency) for d in sales],
-                                width=320, height=90),
+                                height=90),
             top=top[0].name if top else None, top_units=top[0].units if top else 0,
             review_words=(f"{100 * decided / events:.0f} % ({decided} of {events})" if events else "no data")))
     return out

@@ -4,9 +4,14 @@ Producers publish time-stamped **records** on one stream per store and source ki
 (validated sample blocks of a shelf controller: ``ingest_mqtt``, or the HTTP controller API), ``obs`` (shopper-
 track observations in store metres: the camera workers, the external-tracker adapter), ``gate`` (entries and exit
 scans: the gate API), ``tag`` (RFID tag events: shelf takes and returns, exit-lane reads; ``ingest_mqtt`` or the
-HTTP reader API). The **store worker** (:class:`StoreWorker`, ``manage.py run_store STORE``) is the one
+HTTP reader API), ``cam`` (a camera's tracked frames, :func:`cam_record`: the camera workers of a store with several
+cameras, ``run_camera --join``). The **store worker** (:class:`StoreWorker`, ``manage.py run_store STORE``) is the one
 consumer per store: it feeds the records to a :class:`carts.loop.StoreLoop` writing to the database
-(:class:`carts.pipeline.DatabaseSink`), advances the loop to the slowest live source (a source silent for
+(:class:`carts.pipeline.DatabaseSink`), joins its cameras' ``cam`` records into shoppers (one
+``vision.shoppers.ShopperStream`` for the store: multi-camera association, triangulated and single-view wrists,
+``vision.shoppers.LIVE_LAG_S`` behind the slowest camera; fed to the loop as the one source :data:`CAMERAS_JOINED`;
+a camera silent for ``source_down_s`` is no longer waited for, alerted as ``cam:<name>``, and joins again when it
+sends), advances the loop to the slowest live source (a source silent for
 ``source_down_s`` is declared down, alerted, and no longer waited for), checkpoints the loop's state with the
 stream offsets every ``checkpoint_every_s``, and only then acknowledges what it read.
 
@@ -41,7 +46,9 @@ from store.recording import TrackObservations
 log = logging.getLogger(__name__)
 
 #: Stream kinds, one stream per store and kind.
-KINDS = ("shelf", "obs", "gate", "tag")
+KINDS = ("shelf", "obs", "gate", "tag", "cam")
+#: Source name of the store worker's join of its cameras' ``cam`` records (its clock: how far the join has written).
+CAMERAS_JOINED = "cameras"
 #: Largest record the worker accepts (bytes of JSON): a block of 306 plates × 60 samples is ~100 kB.
 MAX_RECORD_BYTES = 4_000_000
 
@@ -126,6 +133,66 @@ def decode_shelf(rec: dict) -> tuple[str, tuple[str, ...], np.ndarray, np.ndarra
         return str(rec["controller"]), bins, t, grams, rate
     except (KeyError, TypeError, ValueError) as exc:
         raise RecordError(f"bad shelf record: {exc}") from None
+
+
+def cam_record(*, camera: str, frames: list, t_last: float) -> dict:
+    """A camera's tracked frames for the store worker's join: ``frames`` (``vision.tracking.FrameTracks`` of
+    ``camera``, time order, s UTC with the camera's clock offset applied; boxes are not sent) up to ``t_last`` (s UTC:
+    a frame with nobody in it, or none at all, still moves the camera's clock). Raises ValueError for a frame of
+    another camera, frames out of order or after ``t_last``."""
+    out, prev = [], -math.inf
+    for ft in frames:
+        if ft.camera != camera:
+            raise ValueError(f"frame of camera {ft.camera!r} in a record of {camera!r}")
+        if not prev <= ft.t <= t_last:
+            raise ValueError(f"frame times must be in order and at most t_last {t_last}, got {ft.t}")
+        prev = ft.t
+        n = len(ft)
+        out.append({"session": ft.session, "frame": int(ft.frame), "t": float(ft.t), "n": n,
+                    "key": [str(k) for k in ft.key], "raw_id": _b64(ft.raw_id, "<i8"),
+                    "confidence": _b64(ft.confidence, "<f8"), "floor_xy": _b64(ft.floor_xy, "<f8"),
+                    "wrists_xyz": _b64(ft.wrists_xyz, "<f8"), "wrist_score": _b64(ft.wrist_score, "<f8"),
+                    "hands_source": ft.hands_source,
+                    "wrist_rays": None if ft.wrist_rays is None else _b64(ft.wrist_rays, "<f8")})
+    return {"camera": camera, "t_last": float(t_last), "frames": out}
+
+
+def decode_cam(rec: dict) -> tuple[str, list, float]:
+    """(camera, [``vision.tracking.FrameTracks``] in time order, t_last s UTC) of a :func:`cam_record`; boxes are
+    zeros. Raises RecordError: missing fields, sizes that do not match ``n``, non-finite times or infinite positions
+    (NaN is "not placed"), frames out of order or after ``t_last``."""
+    from vision.tracking import FrameTracks
+
+    try:
+        camera = str(rec["camera"])
+        t_last = float(rec["t_last"])
+        if not camera or not math.isfinite(t_last):
+            raise RecordError("no camera or a non-finite t_last")
+        frames, prev = [], -math.inf
+        for f in rec["frames"]:
+            n, t = int(f["n"]), float(f["t"])
+            if n < 0 or not (math.isfinite(t) and prev <= t <= t_last):
+                raise RecordError(f"frame at {t} out of order, after t_last or with {n} tracks")
+            prev = t
+            key = np.array([str(k) for k in f["key"]], dtype=object).reshape(n)
+            rays = f.get("wrist_rays")
+            ft = FrameTracks(camera=camera, session=str(f["session"]), frame=int(f["frame"]), t=t, key=key,
+                             raw_id=_unb64(f["raw_id"], "<i8", n).copy(), xyxy=np.zeros((n, 4), np.float32),
+                             confidence=_unb64(f["confidence"], "<f8", n).copy(),
+                             floor_xy=_unb64(f["floor_xy"], "<f8", 2 * n).reshape(n, 2).copy(),
+                             wrists_xyz=_unb64(f["wrists_xyz"], "<f8", 6 * n).reshape(n, 2, 3).copy(),
+                             wrist_score=_unb64(f["wrist_score"], "<f8", 2 * n).reshape(n, 2).copy(),
+                             hands_source=str(f.get("hands_source") or "none"),
+                             wrist_rays=None if rays is None else _unb64(rays, "<f8", 12 * n).reshape(n, 2, 6).copy())
+            if any(np.isinf(a).any() for a in (ft.floor_xy, ft.wrists_xyz, ft.confidence, ft.wrist_score)) or \
+                    (ft.wrist_rays is not None and np.isinf(ft.wrist_rays).any()):
+                raise RecordError(f"infinite values in the frame at {t}")
+            frames.append(ft)
+        return camera, frames, t_last
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        if isinstance(exc, RecordError):
+            raise
+        raise RecordError(f"bad camera record: {exc}") from None
 
 
 def decode_obs(rec: dict) -> tuple[str, TrackObservations, float | None]:
@@ -506,6 +573,17 @@ class StoreWorker:
         #: monotonic s of the latest read of the streams: a source's silence is measured up to the last time this
         #: worker looked, so a long step of its own (a first JIT compile, a slow database) is not a source's silence
         self._read_at: float | None = None
+        #: Stepped by the caller that publishes the devices' records, on the caller's thread (:func:`register_local`:
+        #: the emulator, ``bench_store``), not by :meth:`run`: the devices cannot send while this worker steps, so
+        #: the wall time of its own steps is not their silence (:meth:`step`). A worker of its own thread or
+        #: process (``run_store``) leaves it False: there the devices go on sending while it steps, and a source
+        #: that sent nothing meanwhile was silent.
+        self.driven = False
+        #: the join of the store's cameras (``vision.shoppers.ShopperStream``), built at the first ``cam`` record or
+        #: restored with the checkpoint; None while no camera sends frames (single cameras publish observations)
+        self.join = None
+        self._join_since: float | None = None  # monotonic s of the first cam record (or of the restore)
+        self._cam_fed = False  # a cam record was applied since the join last wrote
 
     # -------------------------------------------------------------------------------------------- lifecycle
     def _start(self) -> None:
@@ -530,11 +608,14 @@ class StoreWorker:
                 self._chunks = set(loop.__dict__.pop("restored_chunks", ()))
                 self.offsets = dict(state["offsets"])
                 self.sources = {k: [v, time.monotonic()] for k, v in state["sources"].items()}
+                self.join = state.get("join")
+                self._join_since = time.monotonic() if self.join is not None else None
                 self.stats.restored = True
                 log.info("store %s: resumed from the checkpoint at %s", self.store.code, self.offsets)
             except Exception as exc:  # a checkpoint of older code: start afresh (outputs are idempotent)
                 log.error("store %s: checkpoint unreadable (%s); starting afresh", self.store.code, exc)
                 loop = None
+                self.join, self._join_since = None, None
         self.pipeline = StorePipeline(store=self.store, session=self.session, loop=loop, queue_checkouts=True)
         if settings.WALKOUT.get("PRODUCT_IMAGES", True):  # the product in the taking hand (carts.product_images)
             from vision.hand_crops import HandCropStore
@@ -578,6 +659,57 @@ class StoreWorker:
         loop.exit_zones = [np.asarray(z.polygon, dtype=float) for z in
                            Zone.objects.filter(store=self.store, kind=Zone.Kind.EXIT)]
 
+    def _joiner(self):
+        """The join of the store's cameras, built on first use: a ``vision.shoppers.ShopperStream`` waiting for the
+        store's enabled cameras (a camera that never sends is given up after ``source_down_s``), placing people on
+        its floor zones (the store's zones; a store without floor zones places everyone), association as
+        ``carts.offline.video.vision_settings`` says, ids ``j<random>-S<n>``: never an id of an earlier join the loop may
+        still hold. The camera workers apply their clock offsets (``Camera.clock_offset_s``) to the frames' times, so
+        the stream adds none."""
+        if self.join is None:
+            from store.layout.models import Zone as ZoneRow
+            from vision.models import Camera
+            from vision.config import vision_settings
+            from vision.shoppers import LIVE_LAG_S, ShopperStream
+            from vision.zones import Zone
+
+            cfg = vision_settings()
+            cameras = list(Camera.objects.filter(store=self.store, enabled=True).order_by("name")
+                           .values_list("name", flat=True))
+            zones = []
+            for z in ZoneRow.objects.filter(store=self.store).order_by("name"):
+                try:
+                    zones.append(Zone(z.name, z.kind, np.asarray(z.polygon, dtype=np.float64)))
+                except (TypeError, ValueError) as exc:  # a zone the join cannot use: left out, not fatal
+                    log.warning("store %s: zone %s left out of the camera join: %s", self.store.code, z.name, exc)
+            self.join = ShopperStream(cameras, zones, gate_m=float(cfg["GATE_M"]), max_gap_s=float(cfg["MAX_GAP_S"]),
+                                      lag_s=LIVE_LAG_S, prefix=f"j{uuid.uuid4().hex[:6]}-S")
+        return self.join
+
+    def _join_step(self) -> None:
+        """Stop waiting for the cameras silent for ``source_down_s`` (a camera never heard of since the join began
+        is alerted here; the others by :meth:`watermark`), write what the join now can to the loop, and move its
+        clock (:data:`CAMERAS_JOINED`: how far the joined observations go) when a camera sent something."""
+        join = self.join
+        wall = self._looked()
+        for camera in join.waiting_for:
+            source = f"cam:{camera}"
+            entry = self.sources.get(source)
+            seen = entry[1] if entry is not None else self._join_since
+            if seen is None or wall - seen <= self.source_down_s:
+                continue
+            join.stop_waiting(camera)
+            log.warning("store %s: the join no longer waits for camera %s", self.store.code, camera)
+            if entry is None and source not in self.down:
+                self.down.add(source)
+                self._alert_down(source, wall - seen)
+        obs = join.advance()
+        if len(obs):
+            self.pipeline.loop.on_observations(obs)
+        if self._cam_fed:
+            self._cam_fed = False
+            self._seen(CAMERAS_JOINED, join.t_written)
+
     def checkpoint(self) -> None:
         """Save the loop's state with the offsets it has applied, then acknowledge those records."""
         if self.pipeline is None:
@@ -586,7 +718,7 @@ class StoreWorker:
         # the observation windows' chunks go to the bus by key, each once: the checkpoint itself stays small
         data = pickle.dumps({"loop": loop.snapshot(chunks=(self.bus, self.store.code, self._chunks)),
                              "offsets": self.offsets, "sources": {k: v[0] for k, v in self.sources.items()},
-                             "chunked": True}, protocol=pickle.HIGHEST_PROTOCOL)
+                             "join": self.join, "chunked": True}, protocol=pickle.HIGHEST_PROTOCOL)
         self.bus.save_checkpoint(self.store.code, data)
         loop.drop_gone_chunks(self.bus, self.store.code)
         self.stats.checkpoint_bytes = len(data)
@@ -657,6 +789,7 @@ class StoreWorker:
 
         records = self.bus.read(self.store.code, block_ms=block_ms)
         self._read_at = time.monotonic()  # everything published before now was just read (up to the bus's count)
+        read_wall = time.time()
         with cart_publish_batch():  # each cart the step changed is pushed once, with the step's outcome
             for kind, sid, rec in records:
                 done = self.offsets.get(kind)
@@ -664,9 +797,51 @@ class StoreWorker:
                     continue  # applied before the checkpoint this worker resumed from
                 self._apply(kind, sid, rec)
                 self.offsets[kind] = sid
+            if self.join is not None:
+                self._join_step()
             self.pipeline.loop.shelf_horizon = self.shelf_horizon()
             self.pipeline.advance(self.watermark())
+        if self.driven:
+            # the caller's devices were held up for as long as this step took: that time is not their silence (a
+            # 36 s step — a first JIT compile on a loaded machine — took every source for down at the next, empty
+            # read, and the watermark ran 36 s ahead of the records: shoppers lost, hands missed)
+            busy = time.monotonic() - self._read_at
+            for entry in self.sources.values():
+                entry[1] += busy
+        if self.pipeline.loop.bill_timings:
+            self._log_checkouts(read_wall)
         return len(records)
+
+    def _log_checkouts(self, read_wall: float) -> None:
+        """One INFO line per checkout the step queued: where its exit → checkout time went (``bench_live`` reads
+        them). Sources' clocks are UTC, so a source time and a wall time compare: ``settle`` (``settle_s``),
+        ``overshoot`` (the loop's step past the deadline), ``waited`` (what held it past that,
+        ``carts.loop.BILL_WAITS``), then how far the loop ran behind the wall clock at the checkout: the slowest
+        live source's lag when the step read the streams (``watermark``) and the step's own time up to it."""
+        loop = self.pipeline.loop
+        queued = getattr(self.pipeline.sink, "queued_at", {})
+        slowest = self._slowest()
+        # the devices' own lateness (their newest record) apart from the watermark's wait for the slowest source
+        newest = max((t for t, _ in self.sources.values()), default=math.nan)
+        while loop.bill_timings:
+            w = loop.bill_timings.popleft()
+            wall = queued.pop(w.track, None)
+            visit = loop.visit_of.get(w.track)
+            if wall is None or visit is None:
+                continue
+            waits = ", ".join(f"{k} {v:.2f}" for k, v in sorted(w.waited.items(), key=lambda kv: -kv[1]) if v > 0)
+            log.info("store %s: visit %s checkout queued %.2f s after its exit: settle %.2f s, overshoot %.2f s, "
+                     "waited %.2f s (%s); the loop ran %.2f s behind the wall clock (watermark %.2f s: the newest "
+                     "record %.2f s late, the slowest source %s %.2f s behind it; step %.2f s)", self.store.code,
+                     visit, wall - w.t_exit, w.deadline - w.t_exit, w.due - w.deadline, w.now - w.due,
+                     waits or "nothing", wall - w.now, read_wall - w.now, read_wall - newest, slowest,
+                     newest - w.now, wall - read_wall)
+
+    def _slowest(self) -> str:
+        """The live source furthest behind (the one the watermark waits for), or "-"."""
+        wall = self._looked()
+        live = [(t, s) for s, (t, seen) in self.sources.items() if wall - seen <= self.source_down_s]
+        return min(live)[1] if live else "-"
 
     def shelf_horizon(self) -> float:
         """How far every shelf controller has been fed (s UTC), counting a silent one until it has been silent for
@@ -692,6 +867,16 @@ class StoreWorker:
                 self.pipeline.loop.on_observations(obs)
                 if t_last is not None:
                     self._seen(f"obs:{source}", t_last)
+            elif kind == "cam":
+                camera, frames, t_last = decode_cam(rec)  # all of it or nothing: a bad record adds no frame
+                join = self._joiner()
+                for ft in frames:
+                    join.add(ft)
+                join.reached(camera, t_last)
+                self._seen(f"cam:{camera}", t_last)
+                if self._join_since is None:
+                    self._join_since = self._looked()
+                self._cam_fed = True
             elif kind == "tag":
                 # evidence, not a clock: an exit-only reader is silent between shoppers, so it never holds the
                 # watermark back (billing waits the exit settle time, which covers a pass's reads)
@@ -741,13 +926,15 @@ class StoreWorker:
         live = []
         for source, (t, seen) in self.sources.items():
             if wall - seen <= self.source_down_s:
-                live.append(t)
+                if not source.startswith("cam:"):  # a camera's frames reach the loop through the join's clock
+                    live.append(t)
             elif source not in self.down:
                 self.down.add(source)
                 self._alert_down(source, wall - seen)
         if live:
             return min(live)
-        t, seen = max(self.sources.values(), key=lambda v: v[0])
+        clocks = [v for s, v in self.sources.items() if not s.startswith("cam:")] or list(self.sources.values())
+        t, seen = max(clocks, key=lambda v: v[0])
         return t + (wall - seen)
 
     def _alert_down(self, source: str, silent_s: float) -> None:
@@ -794,11 +981,14 @@ def local_worker(store_code: str) -> StoreWorker | None:
 
 def register_local(store_code: str, worker: StoreWorker | None, *, stop_timeout_s: float = 30.0) -> None:
     """Embedded profile: ``worker`` is this process's store worker of ``store_code``, driven by its caller
-    (``worker.step()`` after each batch it publishes) instead of a thread: deterministic, and its cart pushes
-    happen on the caller's thread (the server's event loop for the dashboard's live emulation). A worker thread
+    (``worker.step()`` after each batch it publishes) instead of a thread: deterministic (``worker.driven`` is set:
+    the time of its own steps is not its sources' silence), and its cart pushes happen on the caller's thread (the
+    server's event loop for the dashboard's live emulation). A worker thread
     already running for the store (devices posting to the served site started it) is stopped first, up to
     ``stop_timeout_s`` s: it checkpoints on the way out, so ``worker`` resumes where it left off and no record is
     applied by two loops. Raises ``RuntimeError`` when that thread does not stop in time."""
+    if worker is not None:
+        worker.driven = True
     with _local_lock:
         old = _local.get(store_code)
         _local[store_code] = (worker, None)
@@ -885,6 +1075,12 @@ def publish_observations(store_code: str, source: str, obs: TrackObservations, t
         part = obs[i:i + chunk]
         last = t_last if i + chunk >= n else None
         publish(store_code, "obs", obs_record(source=source, obs=part, t_last=last))
+
+
+def publish_frames(store_code: str, camera: str, frames: list, t_last: float) -> None:
+    """Publish a camera's tracked frames (``vision.tracking.FrameTracks``, up to ``t_last`` s UTC) on the store's
+    ``cam`` stream for the store worker's join (:func:`cam_record`)."""
+    publish(store_code, "cam", cam_record(camera=camera, frames=frames, t_last=t_last))
 
 
 def store_loop_enabled() -> bool:

@@ -311,7 +311,8 @@ WALKOUT = {
     # clip writer at most hourly, the beat task carts.tasks.review_clips_prune_task, or `manage.py prune_review_clips`).
     # Rebuild the product recogniser's gallery (vision.tasks.product_gallery_rebuild_task) from a store's photos
     # when a manager adds or removes one: queued GALLERY_REBUILD_DELAY_S seconds later so a batch of uploads makes one
-    # rebuild (in the embedded profile it runs in the request; only new photos are embedded). 0 turns it off.
+    # rebuild (in the embedded profile, with no broker, in a timer thread of the web process, never in the request;
+    # only new photos are embedded). GALLERY_REBUILD_ON_UPLOAD off: rebuilt only by manage.py build_product_gallery.
     # The product in the hand (vision/hand_crops.py, carts/product_images.py): camera workers keep crops around the
     # shoppers' wrists for a few seconds and the store worker scores the taking hand's against the product gallery
     # when it decides a take (no gallery or no model: decided on weight and hands alone). "0" turns both off.

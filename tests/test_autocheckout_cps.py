@@ -156,7 +156,8 @@ def test_camera_models_reproject_the_marks_and_draw_the_shelves_on_the_gondolas(
 
 def test_people_outside_the_shop_floor_are_unplaced_and_scans_name_the_shopper():
     from store.recording import GateScan, TrackObservations
-    from carts.offline.video import name_shoppers_by_scans, on_floor
+    from carts.offline.video import name_shoppers_by_scans
+    from vision.shoppers import on_floor
     from vision.tracking import FrameTracks
     from vision.zones import Zone
 

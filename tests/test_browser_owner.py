@@ -51,13 +51,17 @@ def world():
     return w
 
 
-def test_photos_names_and_paging(desk, phone):
+def test_photos_names_and_paging(desk, phone, settings, tmp_path):
     from playwright.sync_api import expect
 
     from store.inventory.models import Product
     from store.inventory.selectors import product_photos
+    from vision.tasks import gallery_rebuilds_wait
 
     screenshots_clear("owner-")
+    # the upload rebuilds the recogniser's gallery as in the embedded profile (no broker), here at once
+    settings.WALKOUT = {**settings.WALKOUT, "GALLERY_REBUILD_ON_UPLOAD": True, "GALLERY_REBUILD_DELAY_S": 0.0}
+    settings.VISION = {"PRODUCT_GALLERY": str(tmp_path / "g.npz"), "PRODUCT_CACHE": str(tmp_path / "c.npz")}
     w = world()
     for i in range(55):
         Product.objects.create(store=w.store, barcode=f"9{i:05d}", name=f"Snack {i:02d}", price="1.00",
@@ -68,9 +72,13 @@ def test_photos_names_and_paging(desk, phone):
     desk.set_input_files("#photos input[type=file]", files=[
         {"name": "front.png", "mimeType": "image/png", "buffer": png()},
         {"name": "notes.png", "mimeType": "image/png", "buffer": b"this is not a picture"}])
+    t = time.perf_counter()
     desk.click("#photos button[type=submit]")
     expect(desk.locator("#photo-errors")).to_contain_text("notes.png was not added: the file is not an image")
     expect(desk.locator("#photos figure.photo img")).to_have_count(1)
+    # the page comes back without waiting for the gallery rebuild (it waited for the embedding model: > 15 s)
+    assert time.perf_counter() - t < 5.0, time.perf_counter() - t
+    desk.wait_for_function("document.querySelector('#photos figure.photo img').complete")  # the photo loaded
     assert desk.evaluate("document.querySelector('#photos figure.photo img').naturalWidth") == 120
     assert len(product_photos(w.cola)) == 1
     desk.fill("#edit input[name=name]", "Cola Classic 330 ml")
@@ -79,7 +87,17 @@ def test_photos_names_and_paging(desk, phone):
     assert_fits(desk, "product page")
     screenshot(desk, "owner-9-product-photos-desktop")
 
+    # the cola faces three bins: listed in natural order (1-1-2 before 1-1-10), not as text sorts them
+    from store.inventory.models import Facing
+    from store.layout.models import Bin
+
+    tenth = Bin.objects.create(shelf=w.bin_a.shelf, store=w.store, number=10, code="1-1-10", x=0.8, y=0.1, z=1.0,
+                               width_m=0.3, depth_m=0.4)
+    Facing.objects.create(bin=tenth, product=w.cola)
+    Facing.objects.create(bin=w.bin_b, product=w.cola)
     desk.goto("/manage/inventory/?store=s1")
+    expect(desk.locator(f"#product-table tr[data-barcode='{w.cola.barcode}'] td.bins")).to_have_text(
+        "1-1-1: 0 · 1-1-2: 0 · 1-1-10: 0")
     expect(desk.locator("#pager")).to_contain_text("page 1 of 2")
     expect(desk.locator("#product-table tbody tr")).to_have_count(50)
     desk.click("#pager a[rel=next]")
@@ -94,6 +112,7 @@ def test_photos_names_and_paging(desk, phone):
     expect(phone.locator("#photos figure.photo img")).to_have_count(1)
     assert_fits(phone, "product page on a phone")
     screenshot(phone, "owner-9-product-photos-phone")
+    assert gallery_rebuilds_wait(120)  # no rebuild thread outlives the test's database
 
 
 def test_planogram_drag_and_tap_to_assign(desk, phone):
@@ -170,6 +189,21 @@ def test_reports_store_map_and_camera(desk, phone):
     expect(phone.locator("#sales-chart svg.chart rect.bar")).to_have_count(7)
     assert_fits(phone, "reports on a phone")
     screenshot(phone, "owner-9-reports-phone")
+    # the charts' day labels read on a phone (12 px, as on a desktop; the chart's viewBox shrank them to ~4 px) and
+    # none runs into the next, at 7 and at 30 days, nor on the desktop's half-width review-rate card
+    for pg, days in ((phone, 7), (phone, 30), (desk, 30)):
+        pg.goto(f"/manage/reports/?days={days}")
+        for chart in ("#sales-chart", "#review-rate"):
+            boxes = pg.locator(f"{chart} svg.chart text").evaluate_all(
+                """els => els.filter(e => getComputedStyle(e).display !== 'none').map(e => {
+                     const r = e.getBoundingClientRect(), c = e.ownerSVGElement.getBoundingClientRect();
+                     return {l: r.left, r: r.right, h: r.height, day: e.classList.contains('day'),
+                             inside: r.left >= c.left - 0.5 && r.right <= c.right + 0.5}; })""")
+            assert boxes and min(b["h"] for b in boxes) >= 11, (days, chart, boxes)
+            assert all(b["inside"] for b in boxes), (days, chart, boxes)  # none cut at the chart's edge
+            ticks = sorted((b for b in boxes if b["day"]), key=lambda b: b["l"])
+            assert len(ticks) >= 4 and all(a["r"] + 6 <= b["l"] for a, b in zip(ticks, ticks[1:])), (days, chart, ticks)
+    screenshot(phone, "owner-9-reports-30-days-phone")
 
     from store.layout.models import Zone
 
@@ -182,7 +216,16 @@ def test_reports_store_map_and_camera(desk, phone):
     expect(desk.locator("#on-floor li")).to_have_text([f"Visit {visit.pk} · ann", "not checked in"])  # one a line
     assert "1002" not in desk.locator("#on-floor").inner_text()
     expect(desk.locator("#map-legend")).to_have_text("Drawn: Gondola 1 · Entry · Exit")
+    expect(desk.locator("#status")).to_contain_text("2 shoppers on the floor")
     screenshot(desk, "owner-9-store-map-desktop")
+    # on a phone the map is drawn at the size it is shown (one canvas pixel per device pixel), so its labels read at
+    # their 12-13 px; before, a 900 px drawing was shrunk into the phone's 330 px and the labels with it (to ~4 px)
+    phone.goto(f"/manage/vision/map/{w.store.code}/")
+    expect(phone.locator("#on-floor li")).to_have_text([f"Visit {visit.pk} · ann", "not checked in"])
+    scale = phone.locator("#map").evaluate("c => c.width / (c.getBoundingClientRect().width * devicePixelRatio)")
+    assert abs(scale - 1) < 0.02, scale
+    assert_fits(phone, "store map on a phone")
+    screenshot(phone, "owner-9-store-map-phone")
 
     quiet = Camera.objects.create(store=w.store, name="cam-quiet", source="/no/such/video.mp4")
     busy = Camera.objects.create(store=w.store, name="cam-aisle", source="/no/such/video.mp4")
@@ -201,7 +244,7 @@ def test_reports_store_map_and_camera(desk, phone):
     desk.goto(f"/manage/vision/map/{w.store.code}/")
     desk.click("text=cam-aisle")
     expect(desk.locator("#frame-state")).to_contain_text("Recent frame from the camera worker")
-    expect(desk.locator("#frame-state")).to_contain_text("2 tracks")
+    expect(desk.locator("#frame-state")).to_contain_text("2 people it followed boxed and numbered")
     desk.wait_for_function("document.getElementById('recent-frame').naturalWidth > 0")
     screenshot(desk, "owner-9-camera-recent-desktop")
     desk.goto(f"/manage/vision/cameras/{quiet.pk}/")
@@ -280,6 +323,11 @@ def test_new_shopper_inside_watches_the_replay_fill_their_cart(desk, phone, benc
     desk.click("#replay button")
     expect(desk.locator(".messages")).to_contain_text(f"Its first shopper is who is inside now: newbie@walkout.test "
                                                       f"(visit {visit.pk})")
+    # the message names the recording's folder, never the replay's internal session id (item 10)
+    # (a session id is "<name>~<6 hex>@<UTC time>", carts.replay.session_name)
+    said = desk.locator(".messages").inner_text()
+    assert f"{rec.name}~" not in said, said
+    expect(desk.locator(".messages")).to_contain_text(f"Replaying the recorded session {rec.path.name} live.")
     # the recorded take lands in the new shopper's own cart, live, then the visit is charged
     expect(phone.locator("#cart-lines li")).to_have_count(1, timeout=120_000)
     screenshot(phone, "owner-1-new-shopper-cart-phone")

@@ -60,6 +60,8 @@ def test_held_decision_reads_as_decided_and_the_dashboard_total_includes_tax(des
     phone.goto(f"/visits/{left.pk}/")
     expect(phone.locator("#trip")).to_have_attribute("data-stage", "review")
     expect(phone.locator("#cart-review")).to_be_visible()
+    # one item in words a shopper reads ("1 item(s)" before), also after the live snapshot re-renders it
+    expect(phone.locator("#cart-review")).to_have_text("We're not sure about 1 item — we'll check.")
     screenshot(phone, "polish-trip-under-review-phone")
 
     ReviewItem.objects.filter(pk=item.pk).update(status=ReviewItem.Status.DISMISSED, resolved_at=timezone.now(),

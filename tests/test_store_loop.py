@@ -11,7 +11,7 @@ import pytest
 
 from carts.offline.evaluation import MemorySink, feed_step, offline_replay, planogram_from_store
 from carts.fusion import BinGeometry
-from carts.loop import LoopConfig, StoreLoop, recording_steps
+from carts.loop import BILL_WAITS, LoopConfig, StoreLoop, recording_steps
 from carts.offline.simulation import ENTRY_XY, SimConfig, load_store, simulate
 from conftest import shared_file
 from store.recording import TrackObservations
@@ -333,6 +333,17 @@ def test_an_exit_is_billed_without_waiting_for_events_that_cannot_be_the_partys(
     assert early  # the rule mattered: these did not wait for the rest of the store
     held = [t for t, starts in sink.held_at_billing.items() if any(t0 <= sink.billed[t][0] for t0 in starts)]
     assert held  # nor for a change held on another gondola, or another shopper's reach not yet looked at
+    # where each checkout's time went (the store worker logs it): settle, the step's overshoot, then the waits
+    timings = {w.track: w for w in loop.bill_timings}
+    assert set(timings) == set(sink.billed)
+    for track, w in timings.items():
+        assert w.deadline == sink.billed[track][0] == w.t_exit + loop.config.settle_s
+        if not np.isfinite(w.now):  # billed by finish() (the stream's end: the loop's clock jumps to infinity)
+            continue
+        assert w.now - w.t_exit == pytest.approx(loop.config.settle_s + (w.due - w.deadline) + sum(w.waited.values()))
+        assert set(w.waited) <= set(BILL_WAITS) and w.last is None
+    waited = {k for w in timings.values() for k, v in w.waited.items() if v > 0}
+    assert {"party", "events"} <= waited, waited
 
 
 @pytest.mark.parametrize("restocked", [False, True])

@@ -44,6 +44,18 @@ def test_frame_is_drawn_kept_and_shown(client, manager, shop):
     image = np.full((240, 1920, 3), 90, np.uint8)
     drawn = camera_frame_draw(image, tracks())
     assert (drawn != image).any() and (image == 90).all()  # boxes drawn on a copy
+    # a 1920 px frame is kept 960 px wide; each person's label is drawn after scaling, on a dark band 18 px tall
+    # (drawn before scaling, the track key and score shrank to half their size, 0.25 of OpenCV's font scale)
+    big = np.full((480, 1920, 3), 200, np.uint8)
+    t2 = tracks()
+    t2.xyxy[:] = [[200, 100, 400, 460], [1000, 120, 1200, 470]]
+    cam0 = Camera.objects.create(store=shop, name="cam0", source="/nowhere.mp4")
+    camera_frame_publish(camera_id=cam0.pk, image=big, tracks=t2, t=1000.0)
+    import cv2
+
+    kept = cv2.imdecode(np.frombuffer(camera_frame_recent(camera_id=cam0.pk)["jpeg"], np.uint8), cv2.IMREAD_COLOR)
+    band = kept[50 - 18 + 2:50 - 2, 100 + 2:100 + 40].mean(axis=2)  # above the first box, at half scale (100, 50)
+    assert band.mean() < 90, band.mean()  # the dark label band, full height at the kept size
     size = camera_frame_publish(camera_id=cam.pk, image=image, tracks=tracks(), t=1000.0)
     recent = camera_frame_recent(camera_id=cam.pk)
     assert recent["tracks"] == 2 and len(recent["jpeg"]) == size and recent["jpeg"][:2] == b"\xff\xd8"
@@ -51,7 +63,7 @@ def test_frame_is_drawn_kept_and_shown(client, manager, shop):
 
     assert cv2.imdecode(np.frombuffer(recent["jpeg"], np.uint8), cv2.IMREAD_COLOR).shape[1] == 960  # scaled down
     page = client.get(f"/manage/vision/cameras/{cam.pk}/").content.decode()
-    assert "Recent frame from the camera worker" in page and "2 tracks" in page
+    assert "Recent frame from the camera worker" in page and "2 people it followed" in page
     jpeg = client.get(f"/manage/vision/cameras/{cam.pk}/recent.jpg")
     assert jpeg.status_code == 200 and jpeg["Content-Type"] == "image/jpeg"
 

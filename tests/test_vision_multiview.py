@@ -144,7 +144,7 @@ def test_a_camera_that_cannot_see_the_feet_gives_its_wrist_ray_within_reach_of_t
     as the stretch of cam3's wrist ray within an arm's reach of where the other cameras put the shopper (one
     camera cannot tell the depth along its ray: no 3-D point is made up)."""
     from store.recording import WRIST_RAY_KEYPOINTS
-    from carts.offline.video import ARM_REACH_M, WRIST_HEIGHT_M, _observations
+    from vision.shoppers import ARM_REACH_M, WRIST_HEIGHT_M, _observations
     from vision.tracking import FrameTracks
 
     a = look_at("a", [4.0, 0.0, 2.45], [1, -0.5, 0.5])      # sees the feet
@@ -184,7 +184,7 @@ def test_a_camera_that_cannot_see_the_feet_gives_its_wrist_ray_within_reach_of_t
 
 
 def test_wrist_stretch_is_empty_for_a_ray_that_passes_beyond_an_arm_from_the_body():
-    from carts.offline.video import wrist_stretch
+    from vision.shoppers import wrist_stretch
 
     C = np.array([0.0, 0.0, 2.45])
     down_x = np.r_[1.0, 0.0, -0.5] / math.hypot(1.0, 0.5)
@@ -267,7 +267,7 @@ def test_damaged_copies_keep_one_shopper_and_count_their_problems(person_detecto
 
 
 def test_the_live_shopper_stream_writes_what_the_replay_writes_lag_s_behind_the_slowest_camera():
-    """``carts.offline.video.ShopperStream`` fed as a store's cameras feed it (each camera in batches of its own size,
+    """``vision.shoppers.ShopperStream`` fed as a store's cameras feed it (each camera in batches of its own size,
     the stream advancing to the slowest) writes exactly the rows the replay writes at the end, each batch no later
     than ``lag_s`` behind the slowest camera, holding a bounded number of frames: a shopper walking along the
     shelves seen by two cameras (wrists triangulated) and, from 5 s, by a third whose view of his feet is cut after
@@ -275,7 +275,7 @@ def test_the_live_shopper_stream_writes_what_the_replay_writes_lag_s_behind_the_
     6 s (its wrist ray, placed by the others' floor points, counts). The same with one camera's clock 1 s ahead,
     given its offset."""
     from store.recording import TrackObservations
-    from carts.offline.video import FLOOR_FROM_OTHERS_S, SAME_MOMENT_S, ShopperStream
+    from vision.shoppers import FLOOR_FROM_OTHERS_S, SAME_MOMENT_S, ShopperStream
     from vision.tracking import FrameTracks
 
     cams = {"a": look_at("a", [0.2, -0.6, 2.45], [3, -0.3, 0.5]), "b": look_at("b", [4.8, 0.0, 2.45], [1, -0.5, 0.5]),

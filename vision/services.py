@@ -298,31 +298,40 @@ def _frame_key(camera_id: int) -> str:
     return f"vision:frame:{camera_id}"
 
 
-def camera_frame_draw(image: np.ndarray, tracks) -> np.ndarray:
-    """A copy of ``image`` ((H, W, 3) uint8 BGR) with ``tracks`` (a ``vision.tracking.FrameTracks``) drawn: a box and
-    the track key per person, a dot per wrist seen (OpenCV primitives, no font files)."""
+def camera_frame_draw(image: np.ndarray, tracks, *, scale: float = 1.0) -> np.ndarray:
+    """A copy of ``image`` ((H, W, 3) uint8 BGR) with ``tracks`` (a ``vision.tracking.FrameTracks``, pixel boxes of
+    the image before ``scale``) drawn: a box per person, labelled "person <track number>" in white on a dark band of
+    a fixed 18 px (readable whatever the source's size). ``scale`` (> 0): the image was
+    resized by this factor after the tracks were found; boxes are scaled with it (OpenCV primitives, no font
+    files)."""
     import cv2
 
     out = image.copy()
+    font, size, thick = cv2.FONT_HERSHEY_SIMPLEX, 0.5, 1
     for i in range(len(tracks)):
-        x1, y1, x2, y2 = (int(v) for v in tracks.xyxy[i])
+        x1, y1, x2, y2 = (int(round(v * scale)) for v in tracks.xyxy[i])
         cv2.rectangle(out, (x1, y1), (x2, y2), (0, 220, 255), 2)
-        label = f"{tracks.key[i]} {tracks.confidence[i]:.2f}"
-        cv2.putText(out, label, (x1, max(14, y1 - 5)), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 220, 255), 1, cv2.LINE_AA)
+        label = f"person {int(tracks.raw_id[i])}"
+        (tw, th), _ = cv2.getTextSize(label, font, size, thick)
+        top = max(0, y1 - 18)
+        cv2.rectangle(out, (x1, top), (x1 + tw + 8, top + 18), (30, 30, 30), -1)
+        cv2.putText(out, label, (x1 + 4, top + 9 + th // 2), font, size, (255, 255, 255), thick, cv2.LINE_AA)
     return out
 
 
 def camera_frame_publish(*, camera_id: int, image: np.ndarray, tracks, t: float) -> int:
-    """Keep ``image`` with ``tracks`` drawn (:func:`camera_frame_draw`) as camera ``camera_id``'s recent frame, as
-    a JPEG in the cache for ``FRAME_TTL_S``; ``t`` is the frame's time (s UTC). Returns the JPEG's size in bytes.
-    Raises ``ValueError`` when the image cannot be encoded."""
+    """Keep ``image`` with ``tracks`` drawn (:func:`camera_frame_draw`, after scaling the image down to at most
+    ``FRAME_MAX_WIDTH_PX`` wide, so labels keep their size) as camera ``camera_id``'s recent frame, as a JPEG in the
+    cache for ``FRAME_TTL_S``; ``t`` is the frame's time (s UTC). Returns the JPEG's size in bytes. Raises
+    ``ValueError`` when the image cannot be encoded."""
     import cv2
 
-    drawn = camera_frame_draw(image, tracks)
-    h, w = drawn.shape[:2]
+    h, w = image.shape[:2]
+    scale = 1.0
     if w > FRAME_MAX_WIDTH_PX:
-        drawn = cv2.resize(drawn, (FRAME_MAX_WIDTH_PX, int(round(h * FRAME_MAX_WIDTH_PX / w))),
-                           interpolation=cv2.INTER_AREA)
+        scale = FRAME_MAX_WIDTH_PX / w
+        image = cv2.resize(image, (FRAME_MAX_WIDTH_PX, int(round(h * scale))), interpolation=cv2.INTER_AREA)
+    drawn = camera_frame_draw(image, tracks, scale=scale)
     ok, jpeg = cv2.imencode(".jpg", drawn, [cv2.IMWRITE_JPEG_QUALITY, FRAME_JPEG_QUALITY])
     if not ok:
         raise ValueError(f"camera {camera_id}: the frame could not be encoded")

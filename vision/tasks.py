@@ -10,6 +10,7 @@ share ids.
 from __future__ import annotations
 
 import logging
+import threading
 
 from celery import shared_task
 
@@ -112,12 +113,63 @@ def on_product_photos_changed(sender, *, store, **kwargs) -> None:
     logged: the gallery is rebuilt at the next change or by ``manage.py build_product_gallery --store``."""
     from django.conf import settings
 
-    from store.celery import task_send
-
     if not settings.WALKOUT.get("GALLERY_REBUILD_ON_UPLOAD", True):
         return
+    delay = float(settings.WALKOUT.get("GALLERY_REBUILD_DELAY_S", 10.0))
+    if getattr(settings, "CELERY_TASK_ALWAYS_EAGER", False):
+        # No broker (the embedded profile): never in the manager's request, whose upload page waited for the
+        # embedding model to load and run (over 15 s on a busy machine); a timer thread of this process instead.
+        gallery_rebuild_later(store.code, delay_s=delay)
+        return
     try:
-        task_send(product_gallery_rebuild_task, args=[store.code],
-                  countdown=float(settings.WALKOUT.get("GALLERY_REBUILD_DELAY_S", 10.0)))
+        product_gallery_rebuild_task.apply_async(args=[store.code], countdown=delay)
     except Exception as exc:  # the broker down: the photo is stored; the gallery waits for the next rebuild
         log.error("product gallery of %s: rebuild not queued (%s: %s)", store.code, type(exc).__name__, exc)
+
+
+#: store code → this process's pending in-process gallery rebuild (:func:`gallery_rebuild_later`).
+_REBUILDS: dict[str, threading.Timer] = {}
+_REBUILDS_LOCK = threading.Lock()
+
+
+def gallery_rebuild_later(store_code: str, *, delay_s: float) -> threading.Timer:
+    """Rebuild ``store_code``'s product gallery in a daemon thread of this process ``delay_s`` seconds from now
+    (:func:`product_gallery_rebuild_task` run directly; failures logged). A rebuild of the same store still waiting
+    is cancelled: a batch of uploads makes one rebuild. Returns the timer (:func:`gallery_rebuilds_wait` joins them)."""
+    def run() -> None:
+        from django.db import close_old_connections
+
+        try:
+            product_gallery_rebuild_task(store_code)
+        except Exception:  # logged; the next change or manage.py build_product_gallery rebuilds it
+            log.exception("product gallery of %s: rebuild failed", store_code)
+        finally:
+            close_old_connections()
+
+    timer = threading.Timer(max(0.0, delay_s), run)
+    timer.daemon = True
+    timer.name = f"gallery-rebuild-{store_code}"
+    with _REBUILDS_LOCK:
+        previous = _REBUILDS.get(store_code)
+        if previous is not None:
+            previous.cancel()
+        _REBUILDS[store_code] = timer
+    timer.start()
+    return timer
+
+
+def gallery_rebuilds_wait(timeout_s: float = 120.0) -> bool:
+    """Wait until this process's in-process gallery rebuilds (:func:`gallery_rebuild_later`) have run; True when all
+    finished within ``timeout_s`` seconds (tests, and a process about to stop)."""
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    with _REBUILDS_LOCK:
+        timers = list(_REBUILDS.values())
+    for timer in timers:
+        timer.join(max(0.0, deadline - time.monotonic()))
+    with _REBUILDS_LOCK:
+        for code, timer in list(_REBUILDS.items()):
+            if not timer.is_alive():
+                _REBUILDS.pop(code, None)
+    return not any(t.is_alive() for t in timers)

