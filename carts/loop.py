@@ -1142,8 +1142,9 @@ class StoreLoop:
         return {str(x) for x in hands.track_id[d <= 2 * cfg.reach_m + 1e-6]}
 
     #: s: a chain of id switches still on this close to the loop's clock may relabel sightings not fed yet
-    #: (:meth:`_switch_may_involve`; a body frame is 0.1 s, the margin covers the last, partly fed ones)
-    SWITCH_FED_MARGIN_S = 1.0
+    #: (:meth:`_switch_may_involve`): two body frames (``vision.identity`` reads 0.1 s frames; the newest may be
+    #: partly fed, and a switch found there may yet move)
+    SWITCH_FED_MARGIN_S = 0.2
 
     def _switch_may_involve(self, event: weight.ShelfEvent | HeldWindow, lo: float, hi: float,
                             members: tuple[str, ...]) -> bool:
