@@ -1150,9 +1150,9 @@ class StoreLoop:
                             members: tuple[str, ...]) -> bool:
         """Whether an id switch may label a hand sighting near ``event``'s bins in ``[lo, hi]`` (its hand window, s)
         with one of ``members`` (:meth:`_may_involve`): the switches of the members with any track over the frames
-        the repair reads (``vision.identity.swaps_of``), then those of each partner reached, keeping only switches
-        that overlap the hand window; True when one of the tracks reached had a hand near the bins, when the chain
-        is still on within ``SWITCH_FED_MARGIN_S`` of the loop's clock (inside the window: a sighting still to come
+        the repair reads (``vision.identity.swaps_of``), then those of each partner reached, each cut to the part of
+        the hand window where every switch of its chain is on; True when a track reached had a hand near the bins
+        in its part, when a part ends within ``SWITCH_FED_MARGIN_S`` of the loop's clock (a sighting still to come
         may be relabelled), or when a track of the window is placed by its head (``swaps_of`` None)."""
         (_, _), (b0, _) = evidence_window(event, self.fusion)
         # the frames the repair reads for this event (from its look-back to the end of the hand window), not the
@@ -1160,25 +1160,31 @@ class StoreLoop:
         empty = TrackObservations.empty()
         frames = FramedBodies(empty.track_id, empty.t, empty.keypoint, empty.xyz, empty.score,
                               frames=self.body_frames, t0=b0, t1=hi)
-        reached, frontier, last_on = set(members), list(members), -math.inf
-        while frontier:
-            swaps = swaps_of(frames, frontier)
-            if swaps is None:
+        # each track a sighting may be relabelled from, with when: a relabelling needs every switch of the chain
+        # on at the sighting's moment (``apply_swaps``), so each link's interval is cut to the one before it
+        switches: dict[str, list] = {}
+        reached: dict[str, list[tuple[float, float]]] = {m: [(lo, hi)] for m in members}
+        todo = [(m, lo, hi) for m in members]
+        partners: list[tuple[str, float, float]] = []
+        while todo:
+            x, a, b = todo.pop()
+            if x not in switches:
+                found = swaps_of(frames, [x])
+                if found is None:
+                    return True
+                switches[x] = found
+            for sw in switches[x]:
+                a2, b2 = max(a, sw.t_from), min(b, sw.t_to)
+                y = sw.b if sw.a == x else sw.a
+                if a2 > b2 or y in members or any(c0 <= a2 and b2 <= c1 for c0, c1 in reached.get(y, [])):
+                    continue
+                reached.setdefault(y, []).append((a2, b2))
+                todo.append((y, a2, b2))
+                partners.append((y, a2, b2))
+        for y, a2, b2 in partners:
+            if b2 > self.now - self.SWITCH_FED_MARGIN_S or self._near_hands(event, a2, b2, (y,)):
                 return True
-            frontier = []
-            for sw in swaps:
-                if sw.t_from <= hi and sw.t_to > lo:
-                    last_on = max(last_on, min(sw.t_to, hi))
-                    for x in (sw.a, sw.b):
-                        if x not in reached:
-                            reached.add(x)
-                            frontier.append(x)
-        partners = reached - set(members)
-        if not partners:
-            return False
-        if last_on > self.now - self.SWITCH_FED_MARGIN_S:
-            return True
-        return bool(self._near_hands(event, lo, hi, partners))
+        return False
 
     def _forget(self) -> None:
         """Drop observations older than any undecided event needs, and visits gone long ago."""
