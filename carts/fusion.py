@@ -546,7 +546,8 @@ def hidden_hands(ev: HandEvidence, event: _Event, hands: TrackObservations, bodi
     plus the fall-off below, scores ``hidden_prior · exp(−e² / 2σ²)``, ``e`` = metres beyond
     ``hidden_standoff_m`` (``sigma_m``). Without this row such a shopper only has a hand seen before or after
     the change, far weaker than a neighbour's hand passing the bin, and the take went to the neighbour with a high
-    confidence. ``distance_m`` of the row is the body's distance; ``motion_m`` NaN; ``hand_xyz`` the body."""
+    confidence. ``distance_m`` of the row is the body's distance; ``motion_m`` NaN; ``hand_xyz`` the body. Not read
+    for a weak event (:func:`_decide_whole`): the reach look makes one only where a hand was seen reaching in."""
     t0, t1 = event.t_start, event.t_end
     w = bodies[(bodies.t >= t0 - config.hidden_seen_s) & (bodies.t <= t1 + config.hidden_seen_s)]
     if len(w) == 0:
@@ -1097,7 +1098,9 @@ def _decide_whole(event: weight.ShelfEvent, hands: TrackObservations, bins: BinG
     party_of = party_of or {}
     ev = hand_evidence(event, hands, bins, config, eligible=eligible,
                        onset=_one_unit(event) if onset is None else onset)
-    if bodies is not None and config.hidden_prior > 0:
+    if bodies is not None and config.hidden_prior > 0 and not getattr(event, "weak", False):
+        # a weak event (the reach look's) exists because a hand was seen reaching in: its candidates are the hands
+        # seen (the store loop bills a party without waiting for such an event where no hand of theirs came near)
         ev = hidden_hands(ev, event, hands, bodies, bins, config, eligible=eligible)
     if bodies is not None and config.walking_factor < 1:
         from .fusion_activity import walking_hands

@@ -38,6 +38,7 @@ from vision.identity import BodyFrames, FramedBodies, swaps_of
 from .chunks import ChunkStore, PackedChunk, ChunkPickler, ChunkUnpickler
 from .fusion import (
     BinGeometry, Decision, FusionConfig, _floor_distance, decide_event, eligible_tracks, evidence_window,
+    wrist_ray_hands,
 )
 from .reach_look import ReachLook, ReachLookConfig
 
@@ -119,12 +120,16 @@ class LoopConfig:
 
 @dataclass(frozen=True)
 class HeldWindow:
-    """Where and when a shelf event may still come from changes a controller holds back (:meth:`StoreLoop._bill`):
-    ``t_start``/``t_end`` s UTC (the oldest held change's start; the loop's now), ``bin_codes`` the controller's."""
+    """Where and when a shelf event may still come from changes a controller holds back, or from a reach the look
+    has not looked at yet (:meth:`StoreLoop._bill`): ``t_start``/``t_end`` s UTC (the oldest held change's start;
+    the loop's now — for a reach, the reach's interval, or up to now while it goes on), ``bin_codes`` the bins the
+    event may lie on. ``weak``: the event would be a look's (``sensors.weight.ShelfEvent.weak``), which fusion
+    attributes to seen hands only (``carts.fusion.decide_event``)."""
 
     t_start: float
     t_end: float
     bin_codes: tuple[str, ...]
+    weak: bool = False
 
 
 #: What can keep an exited party's checkout waiting past its settle time (:class:`BillWait`): ``shelves`` a shelf
@@ -1003,7 +1008,9 @@ class StoreLoop:
         party's tracks (:meth:`_may_involve`; all of them while a member of the party is still inside or was seen
         too recently), every change begun by then and still held back from becoming an event on a controller whose
         bins the party may have reached, and every reach begun by then that the look may still make an event of
-        near bins the party may have reached (the same test over those bins, up to now)."""
+        whose decision may name the party (the same test over the bins and interval of the event it would make,
+        a weak one: the party's own hand, a hand of theirs near those bins, or an id switch reaching a track whose
+        hand came near them; not a body alone)."""
         if not self._to_bill:
             return
         settle = self.config.settle_s
@@ -1045,7 +1052,9 @@ class StoreLoop:
         # reaches the look may still turn into events, on the bins the hand came to
         held = [HeldWindow(min(float(c.t_start.min()) for c in cs), self.now, codes)
                 for codes, cs in self._held.items() if min(float(c.t_start.min()) for c in cs) <= deadline]
-        reach = [HeldWindow(t0, max(t1, self.now), codes) for t0, t1, codes in self._look.pending_windows(deadline)]
+        # a reach that ended makes its event over its own interval (ReachLook._event); one going on, up to now
+        reach = [HeldWindow(t0, t1 if math.isfinite(t1) else max(t0, self.now), codes, weak=True)
+                 for t0, t1, codes in self._look.pending_windows(deadline)]
         if not (early or held or reach):
             return None
         members = self._gone_party(track)
@@ -1054,7 +1063,8 @@ class StoreLoop:
         for name, windows in (("held", held), ("reach", reach)):
             for w in windows:
                 codes = tuple(c for c in w.bin_codes if c in self.bins.index)
-                if not codes or self._may_involve(HeldWindow(w.t_start, w.t_end, codes), members, cache=False):
+                if not codes or self._may_involve(HeldWindow(w.t_start, w.t_end, codes, w.weak), members,
+                                                  cache=False):
                     return name
         if any(self._may_involve(ev, members) for ev in early):
             return "events"
@@ -1078,28 +1088,26 @@ class StoreLoop:
     def _may_involve(self, event: weight.ShelfEvent | HeldWindow, members: tuple[str, ...], *,
                      cache: bool = True) -> bool:
         """Whether deciding ``event`` (pending) may name one of ``members`` (a party gone from the store,
-        :meth:`_gone_party`) as a candidate, the cart of a put-back or a review: a hand of theirs within
-        ``2 · reach_m`` of one of its bins in its padded window (``hand_evidence``, ``_near_tracks``), a body of
-        theirs within reach of ``hidden_hands`` in its window, or an id switch of theirs overlapping its hand window
-        (a neighbour's sighting relabelled with their id: every pair of one of them with any track is read,
-        ``vision.identity.swaps_of``). False means its decision and their carts are independent: their visit may
-        be billed first. Cached per event and party (their sightings are all in) unless ``cache`` is False (a
+        :meth:`_gone_party`) as a candidate, the cart of a put-back or a review. Fusion names only tracks of its
+        hand evidence (:func:`carts.fusion.decide_event`): a hand within ``2 · reach_m`` of one of the event's bins
+        in its padded window (``hand_evidence``; a single-view wrist ray read at its nearest point,
+        ``wrist_ray_hands``), under its label after the id-switch repair; and, for an event that is not weak, a
+        body within reach of ``hidden_hands`` in its window. So the test is: a hand of theirs that near; for an
+        event that is not ``weak`` (a look's event names seen hands only), a body of theirs that near; or a chain of
+        id switches from one of them, each overlapping the hand window (``vision.identity.swaps_of``: a sighting is
+        relabelled through every switch on at its moment, ``apply_swaps``), that reaches a track with a hand that
+        near (a neighbour's sighting relabelled with their id), or that is still on past what is fed (a hand to come
+        may be relabelled). False means its decision and their carts are independent: their visit may be billed
+        first. Cached per event and party (their sightings are all in) unless ``cache`` is False (a
         :class:`HeldWindow`, whose end moves with the loop's clock)."""
         key = (event.t_start, event.t_end, event.bin_codes, members)
         cached = self._involved.get(key) if cache else None
         if cached is not None:
             return cached
         cfg = self.fusion
-        found = False
         lo, hi = event.t_start - cfg.pad_s, event.t_end + cfg.pad_s
-        hands = self.hands.between(lo, hi)
-        hands = hands[member(hands.track_id, members)]
-        if len(hands):
-            scale = cfg.sigma_m / cfg.along_sigma_m
-            d = np.min(np.stack([self.bins.distance(hands.xyz, c, cfg.clearance_m, scale) for c in event.bin_codes]),
-                       axis=0)
-            found = bool((d <= 2 * cfg.reach_m + 1e-6).any())
-        if not found and cfg.hidden_prior > 0:
+        found = bool(self._near_hands(event, lo, hi, members))
+        if not found and cfg.hidden_prior > 0 and not getattr(event, "weak", False):
             bodies = self.bodies.between(event.t_start - cfg.hidden_seen_s, event.t_end + cfg.hidden_seen_s)
             bodies = bodies[member(bodies.track_id, members)]
             if len(bodies):
@@ -1109,16 +1117,74 @@ class StoreLoop:
                 d = np.min(np.stack([_floor_distance(self.bins, bodies.xyz, c) for c in event.bin_codes]), axis=0)
                 found = bool((d <= reach + 1e-6).any())
         if not found and cfg.repair_id_switches:
-            (_, _), (b0, _) = evidence_window(event, cfg)
-            # the frames the repair reads for this event (from its look-back to the end of the hand window), not
-            # the rows: swaps_of reads frames only
-            empty = TrackObservations.empty()
-            swaps = swaps_of(FramedBodies(empty.track_id, empty.t, empty.keypoint, empty.xyz, empty.score,
-                                          frames=self.body_frames, t0=b0, t1=hi), members)
-            found = swaps is None or any(sw.t_from <= hi and sw.t_to > lo for sw in swaps)
+            found = self._switch_may_involve(event, lo, hi, members)
         if cache:
             self._involved[key] = found
         return found
+
+    def _near_hands(self, event: weight.ShelfEvent | HeldWindow, lo: float, hi: float,
+                    tracks: Iterable[str] | None) -> set[str]:
+        """The tracks (of ``tracks``; None: any) with a hand sighting in ``[lo, hi]`` (s) within ``2 · reach_m`` of
+        one of ``event``'s bins by fusion's distance (rays at their nearest point): those ``hand_evidence`` may
+        read (it also drops sightings scored below ``min_hand_score``; these are kept, a superset)."""
+        cfg = self.fusion
+        hands = self.hands.between(lo, hi)
+        if tracks is not None:
+            hands = hands[member(hands.track_id, tuple(tracks))]
+        if not len(hands):
+            return set()
+        hands = wrist_ray_hands(hands, event.bin_codes, self.bins, cfg)
+        if not len(hands):
+            return set()
+        scale = cfg.sigma_m / cfg.along_sigma_m
+        d = np.min(np.stack([self.bins.distance(hands.xyz, c, cfg.clearance_m, scale) for c in event.bin_codes]),
+                   axis=0)
+        return {str(x) for x in hands.track_id[d <= 2 * cfg.reach_m + 1e-6]}
+
+    #: s: a chain of id switches still on this close to the loop's clock may relabel sightings not fed yet
+    #: (:meth:`_switch_may_involve`): two body frames (``vision.identity`` reads 0.1 s frames; the newest may be
+    #: partly fed, and a switch found there may yet move)
+    SWITCH_FED_MARGIN_S = 0.2
+
+    def _switch_may_involve(self, event: weight.ShelfEvent | HeldWindow, lo: float, hi: float,
+                            members: tuple[str, ...]) -> bool:
+        """Whether an id switch may label a hand sighting near ``event``'s bins in ``[lo, hi]`` (its hand window, s)
+        with one of ``members`` (:meth:`_may_involve`): the switches of the members with any track over the frames
+        the repair reads (``vision.identity.swaps_of``), then those of each partner reached, each cut to the part of
+        the hand window where every switch of its chain is on; True when a track reached had a hand near the bins
+        in its part, when a part ends within ``SWITCH_FED_MARGIN_S`` of the loop's clock (a sighting still to come
+        may be relabelled), or when a track of the window is placed by its head (``swaps_of`` None)."""
+        (_, _), (b0, _) = evidence_window(event, self.fusion)
+        # the frames the repair reads for this event (from its look-back to the end of the hand window), not the
+        # rows: swaps_of reads frames only
+        empty = TrackObservations.empty()
+        frames = FramedBodies(empty.track_id, empty.t, empty.keypoint, empty.xyz, empty.score,
+                              frames=self.body_frames, t0=b0, t1=hi)
+        # each track a sighting may be relabelled from, with when: a relabelling needs every switch of the chain
+        # on at the sighting's moment (``apply_swaps``), so each link's interval is cut to the one before it
+        switches: dict[str, list] = {}
+        reached: dict[str, list[tuple[float, float]]] = {m: [(lo, hi)] for m in members}
+        todo = [(m, lo, hi) for m in members]
+        partners: list[tuple[str, float, float]] = []
+        while todo:
+            x, a, b = todo.pop()
+            if x not in switches:
+                found = swaps_of(frames, [x])
+                if found is None:
+                    return True
+                switches[x] = found
+            for sw in switches[x]:
+                a2, b2 = max(a, sw.t_from), min(b, sw.t_to)
+                y = sw.b if sw.a == x else sw.a
+                if a2 > b2 or y in members or any(c0 <= a2 and b2 <= c1 for c0, c1 in reached.get(y, [])):
+                    continue
+                reached.setdefault(y, []).append((a2, b2))
+                todo.append((y, a2, b2))
+                partners.append((y, a2, b2))
+        for y, a2, b2 in partners:
+            if b2 > self.now - self.SWITCH_FED_MARGIN_S or self._near_hands(event, a2, b2, (y,)):
+                return True
+        return False
 
     def _forget(self) -> None:
         """Drop observations older than any undecided event needs, and visits gone long ago."""

@@ -343,15 +343,17 @@ class ReachLook:
 
     def pending_windows(self, t: float) -> list[tuple[float, float, tuple[str, ...]]]:
         """The reaches beginning at or before ``t`` (s) that may still become an event, each as ``(t0, t1, bins)``:
-        its interval so far (s; an open reach's end still moves) and the bins its event may name (the bins the
-        hand came to and their planogram neighbours). Billing waits for those its party may have touched."""
+        the interval of the event it would make (s: the reach's own, :meth:`_event`; ``t1`` is infinite for a reach
+        still going on, whose end still moves) and the bins that event may name (the bins the hand came to and
+        their planogram neighbours). Billing waits for those that may name its party."""
         out = []
-        for r in [*self._ready, *(r for r in self._open.values() if r.t1 - r.t0 <= self.config.max_reach_s)]:
+        for r, ended in [*((r, True) for r in self._ready),
+                         *((r, False) for r in self._open.values() if r.t1 - r.t0 <= self.config.max_reach_s)]:
             if r.t0 <= t:
                 codes = set(r.closest)
                 for c in r.closest:
                     codes.update(self.planogram.neighbours.get(c, ()))
-                out.append((r.t0, r.t1, tuple(sorted(codes))))
+                out.append((r.t0, r.t1 if ended else math.inf, tuple(sorted(codes))))
         return out
 
     # -------------------------------------------------------------------------------------------------- scan

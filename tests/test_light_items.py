@@ -205,3 +205,90 @@ def test_a_change_far_from_every_unit_makes_no_event_and_no_error():
     assert look._unit(("1-1-2",), -3000.0, 1.0, set()) is None
     barcode, post, odds = look._unit(("1-1-2",), -29.0, 1.0, set())
     assert barcode == "P30" and post > 0.99 and math.isfinite(odds)
+
+
+# ------------------------------------------------------------------------------------ billing and the look
+def _track(name: str, t0: float, t1: float, neck, hands, *, swap: tuple[float, float, str] | None = None
+           ) -> TrackObservations:
+    """Track ``name`` at 10 Hz over ``[t0, t1]`` (s): its neck at ``neck(t)`` (x, y) 1.5 m up and its right wrist at
+    ``hands(t)`` (x, y, z) (m); ``swap`` = (from, to, partner): the tracker gives it the partner's place then."""
+    ts = np.round(np.arange(t0, t1 + 1e-9, 0.1), 6)
+    rows = []
+    for t in ts:
+        x, y = neck(t)
+        rows.append((name, t, "neck", (x, y, 1.5)))
+        rows.append((name, t, "r_wrist", hands(t)))
+    n = len(rows)
+    return TrackObservations(np.array([r[0] for r in rows], dtype=object), np.array([r[1] for r in rows]),
+                             np.array([r[2] for r in rows], dtype=object), np.array([r[3] for r in rows]),
+                             np.full(n, 0.9))
+
+
+def test_billing_waits_for_a_look_only_where_its_event_could_name_the_party():
+    """Another shopper ("7") reaches into the plates from 30 to 33 s; the look at them is made ~2 s after the hand
+    leaves (35 s), after the deadline (exit + 3 s) of three parties that left meanwhile: "body" stood 1.2 m from the
+    plates (within hidden-hands reach of its body) with its hands 1.35 m away, "far" switched ids with "far2"
+    10 m away during the reach's hand window, and "own" reached in itself at 30–31 s. The look's event is decided
+    on seen hands (fusion reads no hidden hands for a weak event, and an id switch only relabels a hand near the
+    bins), so "body" and "far" are billed at their settle time, while "own" waits for the look. Before, both
+    waited for it (~1.5 s) too."""
+    from carts.evaluation import MemorySink
+    from carts.fusion import decide_event
+    from carts.loop import StoreLoop
+
+    t, grams = plates(45, 1.0, seed=8, steps=[])
+    t0 = float(t[0])
+    at = lambda s: t0 + s  # noqa: E731
+    rest = lambda x, y: (lambda s: (x, y, 0.85))  # noqa: E731
+    x_mid = 0.1016
+    tracks = [
+        # "7": reaching into the middle plate from 30 to 33 s (0.1 m in front of it), else 0.5 m away
+        _track("7", at(20), at(40), lambda s: (x_mid, -0.45),
+               lambda s: (x_mid, -0.1, 0.95) if at(30.8) <= s <= at(33) else (x_mid, -0.5, 0.85)),
+        # "own": its hand in the same reach at 30–31 s, gone at 31 s (deadline 34 s, the look at ~35 s)
+        _track("own", at(20), at(31), lambda s: (x_mid + 0.3, -0.45),
+               lambda s: (x_mid + 0.05, -0.1, 0.95) if at(30) <= s <= at(31) else (x_mid + 0.3, -0.5, 0.85)),
+        # "body": standing 1.2 m from the plates' front, its hands 1.35 m away, gone at 28.5 s (deadline 31.5 s)
+        _track("body", at(20), at(28.5), lambda s: (-0.2, -1.2), rest(-0.2, -1.35)),
+        # "far" and "far2", 10 m away, 0.5 m apart: the tracker exchanges their ids from 28.5 to 30 s; "far" gone at
+        # 31 s (deadline 34 s)
+        _track("far", at(20), at(31), lambda s: (10.5, -1.0) if at(28.5) <= s < at(30) else (10.0, -1.0),
+               lambda s: (10.5, -1.2, 0.9) if at(28.5) <= s < at(30) else (10.0, -1.2, 0.9)),
+        _track("far2", at(20), at(40), lambda s: (10.0, -1.0) if at(28.5) <= s < at(30) else (10.5, -1.0),
+               lambda s: (10.0, -1.2, 0.9) if at(28.5) <= s < at(30) else (10.5, -1.2, 0.9)),
+    ]
+    obs = TrackObservations(*(np.concatenate([getattr(o, f) for o in tracks])
+                              for f in ("track_id", "t", "keypoint", "xyz", "score")))
+    obs = obs[np.argsort(obs.t, kind="stable")]
+    names = ["7", "own", "body", "far", "far2"]
+    sink = MemorySink(names)
+    loop = StoreLoop(planogram=planogram(), bins=geometry(), sink=sink)
+    for name in names:
+        loop.on_entry(track=name, t=at(20))
+    exits = {"own": at(31), "body": at(28.5), "far": at(31)}
+    step = 0.2
+    for k in range(int(44 / step)):
+        lo, hi = at(k * step), at((k + 1) * step)
+        m = (t >= lo) & (t < hi)
+        loop.on_samples(bin_codes=CODES, t=t[m], grams=grams[m], rate_hz=RATE)
+        loop.on_observations(obs[(obs.t >= lo) & (obs.t < hi)])
+        for name, te in exits.items():
+            if lo <= te < hi:
+                loop.on_exit(track=name, t=te)
+        loop.advance(hi)
+    timings = {w.track: w for w in loop.bill_timings}
+    assert set(timings) == set(exits), timings
+    for name in ("body", "far"):
+        w = timings[name]
+        assert w.waited == {} and w.now - w.deadline <= step + 1e-6, w  # billed at its settle time
+    own = timings["own"]
+    assert own.waited.get("reach", 0) >= 0.6 and own.now >= at(35), own  # its own hand made the reach
+    # the rule holds because fusion names a weak event's seen hands only: the look's event, had it found a unit,
+    # would not name "body" (hidden hands would: a body 1.2 m from the plates, no hand seen during the change)
+    event = weight.ShelfEvent(("1-1-2",), at(30), at(33), -30.0, 1.0,
+                              tuple(weight.explain_change(-30.0, 1.0, planogram().products.select(["P30"]),
+                                                          max_quantity=1)), weak=True)
+    hands, bodies = obs.hands(), obs[obs.keypoint == "neck"]
+    named = {c.track_id for c in decide_event(event, hands, geometry(), planogram(), carts={}, bodies=bodies,
+                                              eligible=names).candidates}
+    assert "7" in named and not {"body", "far"} & named, named
