@@ -324,7 +324,7 @@ def test_new_shopper_inside_watches_the_replay_fill_their_cart(desk, phone, benc
     expect(desk.locator(".messages")).to_contain_text(f"Its first shopper is who is inside now: newbie@walkout.test "
                                                       f"(visit {visit.pk})")
     # the message names the recording's folder, never the replay's internal session id (item 10)
-    # (a session id is "<name>~<6 hex>@<UTC time>", carts.replay.session_name)
+    # (a session id is "<name>~<6 hex>@<UTC time>", carts.offline.replay.session_name)
     said = desk.locator(".messages").inner_text()
     assert f"{rec.name}~" not in said, said
     expect(desk.locator(".messages")).to_contain_text(f"Replaying the recorded session {rec.path.name} live.")

@@ -168,7 +168,7 @@ def test_idle_plates_turn_back_without_a_jump():
 
 
 def _matched(live, offline, *, tol_s: float = 0.01) -> tuple[list, list]:
-    """The rows of two ``carts.evaluation.Decisions`` that have no twin in the other (same bins, outcome, track and
+    """The rows of two ``carts.offline.evaluation.Decisions`` that have no twin in the other (same bins, outcome, track and
     lines, times within ``tol_s``: the live session's clock offset is stored to the millisecond)."""
     def rows(d):
         return [(tuple(d.bins[j]), float(d.t_start[j]), float(d.t_end[j]), d.outcome[j], str(d.track[j]),
@@ -195,7 +195,7 @@ def test_two_shoppers_live_match_the_offline_run_through_a_long_store_loop_step(
     certain with two shoppers (the bound shopper unseen that long is exited as lost)."""
     from carts import runtime
     from carts.pipeline import StorePipeline
-    from carts.replay import session_decisions
+    from carts.offline.replay import session_decisions
 
     class Clock:  # time.monotonic 400 s later from the first step with a scan waiting for its shopper's track
         extra = 0.0

@@ -232,7 +232,7 @@ def test_billing_waits_for_a_look_only_where_its_event_could_name_the_party():
     on seen hands (fusion reads no hidden hands for a weak event, and an id switch only relabels a hand near the
     bins), so "body" and "far" are billed at their settle time, while "own" waits for the look. Before, both
     waited for it (~1.5 s) too."""
-    from carts.evaluation import MemorySink
+    from carts.offline.evaluation import MemorySink
     from carts.fusion import decide_event
     from carts.loop import StoreLoop
 
