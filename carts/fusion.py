@@ -263,6 +263,13 @@ class FusionConfig:
     #: Hand score (0–1] a weak event (``sensors.weight.ShelfEvent.weak``: a light item on a noisy plate) needs to be a
     #: take: within about 0.15 m of the bin while it moved, and reaching; elsewhere it is noise.
     weak_hand_min: float = 0.5
+    #: m. How near (``d_eff``) a hand must come to a weak event's bins to be one of its candidates, in place of
+    #: ``2 · reach_m``: the event exists because a hand scoring ``weak_hand_min`` reached in (within about 0.15 m),
+    #: and a hand 0.45 m away scores at most exp(−0.45² / (2 · 0.15²)) ≈ 0.011 (``sigma_m`` 0.15): under 2.5 % of
+    #: ``weak_hand_min``, it cannot be the light item's taker. Narrowing it lets the store bill a shopper who stood
+    #: near someone else's reach without waiting for that reach's look (``carts.loop.StoreLoop._may_involve``).
+    #: Set from that bound, not tuned (docs/store-worker-load.md).
+    weak_reach_m: float = 0.45
 
     # --- hidden hands (hidden_hands): a shopper standing at the bin with no hand in sight
     #: Score [0–1] of such a shopper: below any visible reach (0.7–1.0), near a hand resting at the bin (0.3).
@@ -292,7 +299,7 @@ class FusionConfig:
     walking_speed_m_s: float = 0.45
 
     def __post_init__(self) -> None:
-        check_numbers(self, ("pad_s", "sigma_m", "reach_m", "clearance_m", "gap_speed_m_s", "motion_scale_m", "nobody_m",
+        check_numbers(self, ("pad_s", "sigma_m", "reach_m", "weak_reach_m", "clearance_m", "gap_speed_m_s", "motion_scale_m", "nobody_m",
                              "walking_speed_m_s", "hidden_standoff_m", "hidden_seen_s"), low=0, low_open=True)
         check_numbers(self, ("motion_floor", "misplaced_prior", "infeasible_prior", "same_track_prior", "pending_prior",
                              "foreign_share", "foreign_prior", "touch_prior", "weak_hand_min", "walking_factor"),
@@ -463,11 +470,18 @@ def wrist_ray_hands(hands: TrackObservations, codes: Sequence[str], bins: BinGeo
                              np.concatenate([keep.score, resolved.score]))
 
 
+def candidate_reach_m(event: _Event, config: FusionConfig) -> float:
+    """m: how near a track's hand must come to ``event``'s bins to be a candidate of its decision
+    (:func:`hand_evidence`): ``2 · reach_m``, or ``weak_reach_m`` for a weak event (``ShelfEvent.weak``)."""
+    return config.weak_reach_m if getattr(event, "weak", False) else 2 * config.reach_m
+
+
 def hand_evidence(event: _Event, hands: TrackObservations, bins: BinGeometry, config: FusionConfig = FusionConfig(),
                   *, eligible: Sequence[str] | None = None, onset: bool = False) -> HandEvidence:
     """Hand-at-bin evidence for ``event`` from ``hands`` (hand keypoints; other keypoints are ignored).
 
-    ``eligible``: only these tracks (None: all). Tracks whose best ``d_eff`` exceeds ``2 · reach_m`` are left out.
+    ``eligible``: only these tracks (None: all). Tracks whose best ``d_eff`` exceeds ``2 · reach_m`` are left out
+    (:func:`candidate_reach_m`: ``weak_reach_m`` for a weak event).
     ``onset``: the event is one unit (:func:`_one_unit`): ``d_eff`` is read when its change (or each merged
     change, ``event.parts``) began (:func:`_onset_distance`), not over its whole length (:func:`_core_distance`).
     Raises KeyError if the event names a bin not in ``bins``.
@@ -483,7 +497,8 @@ def hand_evidence(event: _Event, hands: TrackObservations, bins: BinGeometry, co
                          for code in event.bin_codes]), axis=0)
     # a track none of whose sightings came within 2 · reach_m is left out below whatever its core distance (every
     # quantile of d is at least its minimum, and the effective distance at least d): skip it here
-    near = member(w.track_id, set(w.track_id[d <= 2 * config.reach_m].tolist()))
+    limit = candidate_reach_m(event, config)
+    near = member(w.track_id, set(w.track_id[d <= limit].tolist()))
     w, d = w[near], d[near]
     if len(w) == 0:
         return HandEvidence.empty()
@@ -511,7 +526,7 @@ def hand_evidence(event: _Event, hands: TrackObservations, bins: BinGeometry, co
                  else _core_distance(t, dk, event.t_start, event.t_end, config))
         if d_eff is None:
             d_eff = float(ek[j])
-        if d_eff > 2 * config.reach_m:
+        if d_eff > limit:
             continue
         before, after = dk[:j + 1], dk[j:]
         sides = []
@@ -963,7 +978,7 @@ def decide_event(event: weight.ShelfEvent, hands: TrackObservations, bins: BinGe
 def _near_tracks(event: _Event, hands: TrackObservations, bins: BinGeometry, config: FusionConfig,
                  eligible: Sequence[str] | None) -> list[str]:
     """Tracks with a hand sighting that :func:`hand_evidence` can use for ``event``: within the padded window,
-    scored at least ``min_hand_score`` and within ``2 · reach_m`` of a bin of the event (farther hands never count,
+    scored at least ``min_hand_score`` and within :func:`candidate_reach_m` of a bin of the event (farther hands never count,
     whatever their label). Only swaps that can relabel these sightings matter to the decision."""
     w = wrist_ray_hands(hands.between(event.t_start - config.pad_s, event.t_end + config.pad_s), event.bin_codes,
                         bins, config)
@@ -974,7 +989,7 @@ def _near_tracks(event: _Event, hands: TrackObservations, bins: BinGeometry, con
         return []
     d = np.min(np.stack([bins.distance(w.xyz, code, config.clearance_m, config.sigma_m / config.along_sigma_m)
                          for code in event.bin_codes]), axis=0)
-    return sorted({str(x) for x in w.track_id[d <= 2 * config.reach_m + 1e-9]})
+    return sorted({str(x) for x in w.track_id[d <= candidate_reach_m(event, config) + 1e-9]})
 
 
 def _decide(event: weight.ShelfEvent, hands: TrackObservations, bins: BinGeometry, planogram: weight.Planogram,

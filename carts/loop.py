@@ -37,8 +37,8 @@ from vision.identity import BodyFrames, FramedBodies, swaps_of
 
 from .chunks import ChunkStore, PackedChunk, ChunkPickler, ChunkUnpickler
 from .fusion import (
-    BinGeometry, Decision, FusionConfig, _floor_distance, decide_event, eligible_tracks, evidence_window,
-    wrist_ray_hands,
+    BinGeometry, Decision, FusionConfig, _floor_distance, candidate_reach_m, decide_event, eligible_tracks,
+    evidence_window, wrist_ray_hands,
 )
 from .reach_look import ReachLook, ReachLookConfig
 
@@ -1089,7 +1089,8 @@ class StoreLoop:
                      cache: bool = True) -> bool:
         """Whether deciding ``event`` (pending) may name one of ``members`` (a party gone from the store,
         :meth:`_gone_party`) as a candidate, the cart of a put-back or a review. Fusion names only tracks of its
-        hand evidence (:func:`carts.fusion.decide_event`): a hand within ``2 · reach_m`` of one of the event's bins
+        hand evidence (:func:`carts.fusion.decide_event`): a hand within ``2 · reach_m`` (``weak_reach_m`` for a weak
+        event: :func:`carts.fusion.candidate_reach_m`) of one of the event's bins
         in its padded window (``hand_evidence``; a single-view wrist ray read at its nearest point,
         ``wrist_ray_hands``), under its label after the id-switch repair; and, for an event that is not weak, a
         body within reach of ``hidden_hands`` in its window. So the test is: a hand of theirs that near; for an
@@ -1124,8 +1125,8 @@ class StoreLoop:
 
     def _near_hands(self, event: weight.ShelfEvent | HeldWindow, lo: float, hi: float,
                     tracks: Iterable[str] | None) -> set[str]:
-        """The tracks (of ``tracks``; None: any) with a hand sighting in ``[lo, hi]`` (s) within ``2 · reach_m`` of
-        one of ``event``'s bins by fusion's distance (rays at their nearest point): those ``hand_evidence`` may
+        """The tracks (of ``tracks``; None: any) with a hand sighting in ``[lo, hi]`` (s) within
+        :func:`carts.fusion.candidate_reach_m` of one of ``event``'s bins by fusion's distance (rays at their nearest point): those ``hand_evidence`` may
         read (it also drops sightings scored below ``min_hand_score``; these are kept, a superset)."""
         cfg = self.fusion
         hands = self.hands.between(lo, hi)
@@ -1139,7 +1140,7 @@ class StoreLoop:
         scale = cfg.sigma_m / cfg.along_sigma_m
         d = np.min(np.stack([self.bins.distance(hands.xyz, c, cfg.clearance_m, scale) for c in event.bin_codes]),
                    axis=0)
-        return {str(x) for x in hands.track_id[d <= 2 * cfg.reach_m + 1e-6]}
+        return {str(x) for x in hands.track_id[d <= candidate_reach_m(event, cfg) + 1e-6]}
 
     #: s: a chain of id switches still on this close to the loop's clock may relabel sightings not fed yet
     #: (:meth:`_switch_may_involve`): two body frames (``vision.identity`` reads 0.1 s frames; the newest may be

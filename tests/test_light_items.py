@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from scipy.signal import lfilter
 
-from carts.fusion import BinGeometry
+from carts.fusion import BinGeometry, FusionConfig
 from carts.loop import LoopConfig
 from carts.reach_look import ReachLook, ReachLookConfig
 from sensors import weight
@@ -228,10 +228,11 @@ def test_billing_waits_for_a_look_only_where_its_event_could_name_the_party():
     """Another shopper ("7") reaches into the plates from 30 to 33 s; the look at them is made ~2 s after the hand
     leaves (35 s), after the deadline (exit + 3 s) of three parties that left meanwhile: "body" stood 1.2 m from the
     plates (within hidden-hands reach of its body) with its hands 1.35 m away, "far" switched ids with "far2"
-    10 m away during the reach's hand window, and "own" reached in itself at 30–31 s. The look's event is decided
-    on seen hands (fusion reads no hidden hands for a weak event, and an id switch only relabels a hand near the
-    bins), so "body" and "far" are billed at their settle time, while "own" waits for the look. Before, both
-    waited for it (~1.5 s) too."""
+    10 m away during the reach's hand window, "near" stood beside the reach with its hand 0.7 m from the plates,
+    and "own" reached in itself at 30–31 s. The look's event is decided on seen hands within ``weak_reach_m``
+    (fusion reads no hidden hands for a weak event, no hand farther than that, and an id switch only relabels a
+    hand near the bins), so "body", "far" and "near" are billed at their settle time, while "own" waits for the
+    look. Before, "body" and "far" waited for it (~1.5 s) too, and before ``weak_reach_m`` "near" did."""
     from carts.offline.evaluation import MemorySink
     from carts.fusion import decide_event
     from carts.loop import StoreLoop
@@ -256,16 +257,19 @@ def test_billing_waits_for_a_look_only_where_its_event_could_name_the_party():
                lambda s: (10.5, -1.2, 0.9) if at(28.5) <= s < at(30) else (10.0, -1.2, 0.9)),
         _track("far2", at(20), at(40), lambda s: (10.0, -1.0) if at(28.5) <= s < at(30) else (10.5, -1.0),
                lambda s: (10.0, -1.2, 0.9) if at(28.5) <= s < at(30) else (10.5, -1.2, 0.9)),
+        # "near": beside the reach, its hand 0.7 m in front of the plates (within 2 · reach_m, beyond weak_reach_m),
+        # gone at 31 s (deadline 34 s)
+        _track("near", at(20), at(31), lambda s: (x_mid + 0.3, -0.9), rest(x_mid + 0.3, -0.7)),
     ]
     obs = TrackObservations(*(np.concatenate([getattr(o, f) for o in tracks])
                               for f in ("track_id", "t", "keypoint", "xyz", "score")))
     obs = obs[np.argsort(obs.t, kind="stable")]
-    names = ["7", "own", "body", "far", "far2"]
+    names = ["7", "own", "body", "far", "far2", "near"]
     sink = MemorySink(names)
     loop = StoreLoop(planogram=planogram(), bins=geometry(), sink=sink)
     for name in names:
         loop.on_entry(track=name, t=at(20))
-    exits = {"own": at(31), "body": at(28.5), "far": at(31)}
+    exits = {"own": at(31), "body": at(28.5), "far": at(31), "near": at(31)}
     step = 0.2
     for k in range(int(44 / step)):
         lo, hi = at(k * step), at((k + 1) * step)
@@ -278,17 +282,21 @@ def test_billing_waits_for_a_look_only_where_its_event_could_name_the_party():
         loop.advance(hi)
     timings = {w.track: w for w in loop.bill_timings}
     assert set(timings) == set(exits), timings
-    for name in ("body", "far"):
+    cfg = FusionConfig()
+    near_hand = obs[(obs.track_id == "near") & (obs.keypoint == "r_wrist")].xyz[:1]
+    d_near = float(geometry().distance(near_hand, "1-1-2", cfg.clearance_m, cfg.sigma_m / cfg.along_sigma_m)[0])
+    assert cfg.weak_reach_m < d_near < 2 * cfg.reach_m, d_near  # a candidate of a full event, not of a weak one
+    for name in ("body", "far", "near"):
         w = timings[name]
         assert w.waited == {} and w.now - w.deadline <= step + 1e-6, w  # billed at its settle time
     own = timings["own"]
     assert own.waited.get("reach", 0) >= 0.6 and own.now >= at(35), own  # its own hand made the reach
     # the rule holds because fusion names a weak event's seen hands only: the look's event, had it found a unit,
     # would not name "body" (hidden hands would: a body 1.2 m from the plates, no hand seen during the change)
-    event = weight.ShelfEvent(("1-1-2",), at(30), at(33), -30.0, 1.0,
+    event = weight.ShelfEvent(("1-1-2",), at(30.8), at(33), -30.0, 1.0,
                               tuple(weight.explain_change(-30.0, 1.0, planogram().products.select(["P30"]),
                                                           max_quantity=1)), weak=True)
     hands, bodies = obs.hands(), obs[obs.keypoint == "neck"]
     named = {c.track_id for c in decide_event(event, hands, geometry(), planogram(), carts={}, bodies=bodies,
                                               eligible=names).candidates}
-    assert "7" in named and not {"body", "far"} & named, named
+    assert "7" in named and not {"body", "far", "near"} & named, named
