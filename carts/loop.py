@@ -36,10 +36,9 @@ from store.recording import TrackObservations, member
 from vision.identity import BodyFrames, FramedBodies, swaps_of
 
 from .chunks import ChunkStore, PackedChunk, ChunkPickler, ChunkUnpickler
-from .fusion import (
-    BinGeometry, Decision, FusionConfig, _floor_distance, candidate_reach_m, decide_event, eligible_tracks,
-    evidence_window, wrist_ray_hands,
-)
+from .fusion import Decision, decide_event, eligible_tracks, evidence_window
+from .fusion_config import BinGeometry, FusionConfig
+from .fusion_hands import _floor_distance, candidate_reach_m, wrist_ray_hands
 from .reach_look import ReachLook, ReachLookConfig
 
 log = logging.getLogger(__name__)

@@ -37,7 +37,8 @@ from store.layout.models import Bin, Store
 from store.recording import TrackObservations
 from vision.services import shopper_track_record
 
-from .fusion import BinGeometry, Decision, FusionConfig
+from .fusion import Decision
+from .fusion_config import BinGeometry, FusionConfig
 from .loop import LoopConfig, LoopStats, StoreLoop
 from .models import CartEvent, ReviewItem, StoreAlert
 from store.billing.senses import decision_change_senses
@@ -58,7 +59,7 @@ PipelineStats = LoopStats
 
 
 def bin_geometry_for(*, store: Store) -> BinGeometry:
-    """The store's bins as :class:`carts.fusion.BinGeometry` (metres, store coordinates)."""
+    """The store's bins as :class:`carts.fusion_config.BinGeometry` (metres, store coordinates)."""
     bins = list(Bin.objects.filter(store=store).order_by("code"))
     return BinGeometry(
         codes=tuple(b.code for b in bins),

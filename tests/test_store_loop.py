@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from carts.offline.evaluation import MemorySink, feed_step, offline_replay, planogram_from_store
-from carts.fusion import BinGeometry
+from carts.fusion_config import BinGeometry
 from carts.loop import BILL_WAITS, LoopConfig, StoreLoop, recording_steps
 from carts.offline.simulation import ENTRY_XY, SimConfig, load_store, simulate
 from conftest import shared_file

@@ -31,7 +31,7 @@ import numpy as np
 from sensors import weight
 from store.checks import check_rows
 
-from carts.fusion import BinGeometry, FusionConfig
+from carts.fusion_config import BinGeometry, FusionConfig
 from carts.loop import LoopConfig, StoreLoop, recording_steps
 
 Receipts = Mapping[str, Mapping[str, int]]  # shopper track id → {barcode: quantity}
