@@ -22,7 +22,7 @@ Printed per size:
   ``fusion.pad_s`` + the hold) to the first WebSocket snapshot of that visit whose lines show it; p50/p95/p99;
 * exit → receipt: ``Visit.exited_at`` (the exit scan's time) to the first snapshot carrying the receipt, and to the
   capture's ``PaymentAttempt.created_at``; p50/p95; and **by stage** (p50/p95/max): the settle time, the loop's
-  step past it, what held the checkout after it (``carts.loop.BILL_WAITS``), how far the loop ran behind the wall
+  step past it, what held the checkout after it (``carts.loop_billing.BILL_WAITS``), how far the loop ran behind the wall
   clock (the slowest source's lag, its step), the billing queue, the billing task, and the receipt's way to the
   phone (the store worker's and the billing worker's "checkout queued"/"picked up" log lines);
 * CPU (% of one core over the session) and peak RSS of every process, the shared services' CPU (PostgreSQL,
@@ -897,7 +897,7 @@ def feed(minutes: float, shoppers: int, seed: int, prefix: str) -> None:
             guests = {lead: sum(1 for m, lead_of in party_of.items() if lead_of == lead and m != lead)
                       for lead in set(party_of.values())}
             tag = f"c{k}-"
-            from carts.loop import recording_steps
+            from carts.offline.steps import recording_steps
 
             class _Rec:  # what recording_steps needs
                 pass

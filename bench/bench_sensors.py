@@ -108,11 +108,11 @@ def latency_breakdown(n_picks: int = 60, n_bins: int = 60, rate_hz: float = 60.0
                       seed: int = 2) -> dict[str, float]:
     """Where the delay from a pick's last moving sample to its shelf event goes, without a broker or a database:
     one controller's stream shaped as the MQTT phases' (the same noise, unit weights and 8-sample ramp), fed
-    sample by sample to the detector, with the store loop's release rule (``carts.loop.LoopConfig.hold_gap_s`` on
+    sample by sample to the detector, with the store loop's release rule (``carts.loop_config.LoopConfig.hold_gap_s`` on
     ``settled_until``). Per pick: when the detector returns the change, when the loop may release it, and when
     the message holding that sample is published (a block goes out when its last sample is taken). Prints the
     medians and p95s; the MQTT phases' measured latency minus the last is the ingestion and database share."""
-    from carts.loop import LoopConfig
+    from carts.loop_config import LoopConfig
 
     rng = np.random.default_rng(seed)
     gap = LoopConfig().hold_gap_s

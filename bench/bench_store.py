@@ -55,7 +55,7 @@ def run(shoppers: int, minutes: float, seed: int, profile: bool, rooms: int = 1)
     call_command("migrate", verbosity=0)
     from carts import runtime
     from carts.offline.emulator import register
-    from carts.loop import recording_steps
+    from carts.offline.steps import recording_steps
     from carts.offline.replay import demo_shopper_ensure
     from carts.offline.simulation import SimConfig, load_store, parties_from_gates, simulate
     from store.gates.services import GateRefusal, pass_issue, visit_enter, visit_exit_scan

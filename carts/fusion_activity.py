@@ -13,7 +13,8 @@ import numpy as np
 
 from store.recording import TrackObservations
 
-from .fusion import FusionConfig, HandEvidence
+from .fusion_config import FusionConfig
+from .fusion_hands import HandEvidence
 
 
 def track_speeds(bodies: TrackObservations, tracks, t0: float, t1: float, *, window_s: float = 1.0

@@ -37,8 +37,10 @@ from store.layout.models import Bin, Store
 from store.recording import TrackObservations
 from vision.services import shopper_track_record
 
-from .fusion import BinGeometry, Decision, FusionConfig
-from .loop import LoopConfig, LoopStats, StoreLoop
+from .fusion import Decision
+from .fusion_config import BinGeometry, FusionConfig
+from .loop import LoopStats, StoreLoop
+from .loop_config import LoopConfig
 from .models import CartEvent, ReviewItem, StoreAlert
 from store.billing.senses import decision_change_senses
 from .services import (
@@ -50,7 +52,7 @@ log = logging.getLogger(__name__)
 
 OPEN_STATES = (Visit.State.ADMITTED, Visit.State.SHOPPING, Visit.State.EXITED)
 
-#: Kept for callers of the previous pipeline: the loop's defaults (``carts.loop.LoopConfig``).
+#: Kept for callers of the previous pipeline: the loop's defaults (``carts.loop_config.LoopConfig``).
 HOLD_S = LoopConfig.hold_s
 HOLD_MAX_S = LoopConfig.hold_max_s
 
@@ -58,7 +60,7 @@ PipelineStats = LoopStats
 
 
 def bin_geometry_for(*, store: Store) -> BinGeometry:
-    """The store's bins as :class:`carts.fusion.BinGeometry` (metres, store coordinates)."""
+    """The store's bins as :class:`carts.fusion_config.BinGeometry` (metres, store coordinates)."""
     bins = list(Bin.objects.filter(store=store).order_by("code"))
     return BinGeometry(
         codes=tuple(b.code for b in bins),
@@ -69,7 +71,7 @@ def bin_geometry_for(*, store: Store) -> BinGeometry:
 
 
 class DatabaseSink:
-    """:class:`carts.loop.LoopSink` on the database. ``visits``: track → Visit of the visits bound in this loop.
+    """:class:`carts.loop_sink.LoopSink` on the database. ``visits``: track → Visit of the visits bound in this loop.
 
     ``clock_offset_s`` is added to every source time before it is stored (a replay "as of now" shifts the
     recording's clock to the present; live sources pass 0: their clocks are already corrected to UTC).

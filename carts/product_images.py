@@ -28,7 +28,8 @@ import numpy as np
 from sensors import weight
 from store.checks import check_numbers
 
-from .fusion import BinGeometry, Decision
+from .fusion import Decision
+from .fusion_config import BinGeometry
 
 log = logging.getLogger(__name__)
 

@@ -268,7 +268,7 @@ class _Levels:
 
 class ReachLook:
     """The reach-triggered look (module docstring) for one store. ``planogram``: the store's facings and unit
-    weights; ``bins``: bin geometry (``carts.fusion.BinGeometry``). Feed :meth:`on_samples` with every
+    weights; ``bins``: bin geometry (``carts.fusion_config.BinGeometry``). Feed :meth:`on_samples` with every
     controller's samples, :meth:`on_event` with every shelf event stored, and call :meth:`scan` as time
     advances."""
 

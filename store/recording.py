@@ -40,7 +40,7 @@ HAND_KEYPOINTS = ("l_wrist", "r_wrist", "l_hand", "r_hand")
 #: that ray where the wrist can be (within an arm's reach of the body), as two rows of one track at one time, the
 #: ``…_ray_a`` row before its ``…_ray_b`` row (several cameras' stretches at one time pair up in row order).
 #: Wrist name → (end a, end b). Fusion reads such a stretch as the point of it nearest to an event's bins
-#: (``carts.fusion.wrist_ray_hands``): a depth-free lower bound of the hand's distance. The video path writes them
+#: (``carts.fusion_hands.wrist_ray_hands``): a depth-free lower bound of the hand's distance. The video path writes them
 #: (``carts.offline.video``); keypoint sources with 3-D hands never do.
 WRIST_RAY_KEYPOINTS = {"l_wrist": ("l_wrist_ray_a", "l_wrist_ray_b"), "r_wrist": ("r_wrist_ray_a", "r_wrist_ray_b")}
 #: Every keypoint name of :data:`WRIST_RAY_KEYPOINTS`.

@@ -16,6 +16,9 @@ REPO = Path(__file__).resolve().parents[1]
 
 CORE = [
     "carts.chunks", "carts.fusion", "carts.fusion_activity", "carts.fusion_products", "carts.loop", "carts.reach_look",
+    "carts.fusion_config", "carts.fusion_hands", "carts.fusion_options",
+    "carts.loop_billing", "carts.loop_binding", "carts.loop_config", "carts.loop_shelves", "carts.loop_sink",
+    "carts.loop_window", "carts.offline.steps",
     "store.billing.senses", "store.checks",
     "sensors.weight", "sensors.rfid", "vision.identity", "vision.geometry", "vision.association",
     "vision.activity", "vision.zones", "store.recording",

@@ -7,7 +7,8 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
-from carts.fusion import BinGeometry, FusionConfig, attribute_event
+from carts.fusion_config import BinGeometry, FusionConfig
+from carts.fusion_hands import attribute_event
 from store.recording import TrackObservations
 
 
@@ -102,7 +103,7 @@ def test_event_over_two_bins_uses_the_nearer():
 
 
 def test_the_fast_quantile_is_numpys_bit_for_bit():
-    from carts.fusion import _quantile
+    from carts.fusion_hands import _quantile
 
     rng = np.random.default_rng(7)
     for trial in range(20_000):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from carts.fusion import FusionConfig
+from carts.fusion_config import FusionConfig
 from carts.fusion_activity import track_speeds
 from store.recording import TrackObservations
 from tests.test_fusion_decide import T, cat, decide, event, reach

@@ -7,8 +7,10 @@ import numpy as np
 import pytest
 
 from carts.offline.evaluation import planogram_from_store
-from carts.fusion import BinGeometry, decide_event
-from carts.loop import controller_planogram, pending_holdings, pending_picks
+from carts.fusion import decide_event
+from carts.fusion_config import BinGeometry
+from carts.loop import pending_holdings, pending_picks
+from carts.loop_shelves import controller_planogram
 from carts.offline.simulation import SimConfig, load_store, simulate
 from conftest import shared_file
 from sensors import weight

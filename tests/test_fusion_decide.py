@@ -7,7 +7,10 @@ import math
 import numpy as np
 import pytest
 
-from carts.fusion import BinGeometry, FusionConfig, decide_event, eligible_tracks, hand_evidence, party_holdings
+from carts.fusion import decide_event, eligible_tracks
+from carts.fusion_config import BinGeometry, FusionConfig
+from carts.fusion_hands import hand_evidence
+from carts.fusion_options import party_holdings
 from sensors import weight
 from store.recording import TrackObservations
 

@@ -9,7 +9,8 @@ import math
 import numpy as np
 import pytest
 
-from carts.fusion import FusionConfig, attribute_event, hand_evidence, wrist_ray_hands
+from carts.fusion_config import FusionConfig
+from carts.fusion_hands import attribute_event, hand_evidence, wrist_ray_hands
 from store.recording import TrackObservations
 from tests.test_fusion import BINS, Ev, cat, hand_path
 

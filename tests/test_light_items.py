@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 from scipy.signal import lfilter
 
-from carts.fusion import BinGeometry, FusionConfig
-from carts.loop import LoopConfig
+from carts.fusion_config import BinGeometry, FusionConfig
+from carts.loop_config import LoopConfig
 from carts.reach_look import ReachLook, ReachLookConfig
 from sensors import weight
 from store.recording import TrackObservations

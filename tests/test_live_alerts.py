@@ -216,11 +216,11 @@ def test_the_redis_bus_lists_a_stores_chunks_only():
         bus.drop_chunks("s10", ["c"])
 def test_each_queued_checkout_is_logged_with_where_its_time_went(store, caplog):
     """One INFO line per checkout the step queued: settle, the loop's step past the deadline, what held it
-    (``carts.loop.BILL_WAITS``), and how far the loop ran behind the wall clock, split into the devices' newest
+    (``carts.loop_billing.BILL_WAITS``), and how far the loop ran behind the wall clock, split into the devices' newest
     record's lateness and the watermark's wait for the slowest source; the parts add up to exit → queued."""
     import re
 
-    from carts.loop import BillWait
+    from carts.loop_billing import BillWait
 
     bus = MemoryBus()
     worker = StoreWorker(store.code, bus_=bus)

@@ -15,7 +15,7 @@ import pytest
 from django.core.cache.backends.locmem import LocMemCache
 
 from carts.fusion_products import with_product_evidence
-from carts.loop import LoopConfig
+from carts.loop_config import LoopConfig
 from carts.product_images import HandImageEvidence
 from vision import products as vp
 from vision.geometry import CameraModel

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from carts.offline.evaluation import MemorySink
-from carts.loop import LoopConfig, StoreLoop
+from carts.loop import StoreLoop
+from carts.loop_config import LoopConfig
 from carts.offline.simulation_products import (
     LOOKALIKE, ProductEvidence, RecognitionModel, draw_likelihood, lookalikes, product_likelihoods,
     with_lookalike_label,

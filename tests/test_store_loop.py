@@ -10,8 +10,11 @@ import numpy as np
 import pytest
 
 from carts.offline.evaluation import MemorySink, feed_step, offline_replay, planogram_from_store
-from carts.fusion import BinGeometry
-from carts.loop import BILL_WAITS, LoopConfig, StoreLoop, recording_steps
+from carts.fusion_config import BinGeometry
+from carts.loop import StoreLoop
+from carts.loop_billing import BILL_WAITS
+from carts.loop_config import LoopConfig
+from carts.offline.steps import recording_steps
 from carts.offline.simulation import ENTRY_XY, SimConfig, load_store, simulate
 from conftest import shared_file
 from store.recording import TrackObservations
@@ -146,6 +149,46 @@ def test_a_loop_restored_from_a_checkpoint_decides_what_an_uninterrupted_one_doe
     with pytest.raises(pickle.UnpicklingError, match="chunk .* is missing"):
         StoreLoop.restore(chunked, sink=first, planogram=restored.planogram, bins=restored.bins, chunks=(bus, "s"))
     assert pickle.loads(data)["now"] == steps[cut - 1].t_next
+
+
+
+def test_a_checkpoint_written_before_the_loops_parts_moved_restores(sim, monkeypatch):
+    """A checkpoint pickles the loop's objects by their classes' module: one written before ``LoopConfig``,
+    ``BillWait``, ``ObservationWindow`` and ``FusionConfig`` moved to modules of their own names them
+    ``carts.loop.*`` and ``carts.fusion.*``; a worker of this code restores it and decides what an uninterrupted
+    loop does."""
+    from carts.fusion_config import FusionConfig
+    from carts.loop_billing import BillWait
+    from carts.loop_window import ObservationWindow
+
+    entries = [g for g in sim.gates if g.kind == "entry"]
+    visit_of_track = {g.track: 1000 + i for i, g in enumerate(entries)}
+    steps = list(recording_steps(sim, step_s=0.2))
+    whole = MemorySink([])
+    loop = live_loop(sim, whole)
+    play_live(sim, loop, steps, visit_of_track=visit_of_track)
+    loop.finish()
+
+    first = MemorySink([])
+    loop = live_loop(sim, first)
+    cut = len(steps) // 2
+    play_live(sim, loop, steps[:cut], visit_of_track=visit_of_track)
+    loop._bill_waits["gone"] = BillWait("gone", 1.0, 4.0, due=4.2)  # a checkout waiting: pickled too
+    with monkeypatch.context() as old:  # the classes where the code before kept them
+        for cls, module in ((LoopConfig, "carts.loop"), (BillWait, "carts.loop"), (ObservationWindow, "carts.loop"),
+                            (FusionConfig, "carts.fusion")):
+            old.setattr(cls, "__module__", module)
+        data = loop.snapshot()
+    for moved in (b"carts.loop_config", b"carts.loop_billing", b"carts.loop_window", b"carts.fusion_config"):
+        assert moved not in data
+    restored = StoreLoop.restore(data, sink=first, planogram=planogram_from_store(sim.store),
+                                 bins=BinGeometry.from_store(sim.store))
+    assert type(restored.hands) is ObservationWindow and type(restored.config) is LoopConfig
+    assert type(restored.fusion) is FusionConfig and type(restored._bill_waits.pop("gone")) is BillWait
+    play_live(sim, restored, steps[cut:], visit_of_track=visit_of_track)
+    restored.finish()
+    assert first.rows == whole.rows
+    assert first.carts == whole.carts
 
 
 # ------------------------------------------------------------------------------------- binding in the entry zone

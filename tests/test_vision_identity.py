@@ -95,7 +95,7 @@ def test_positions_kept_per_track_are_those_of_the_window_and_find_the_same_swap
     per-frame positions are exactly those regrouped from the window's rows, through pruning, with 15 Hz sightings
     (two in some 0.1 s frames), tracks with only a head, and necks missing for a while; find_swaps on a
     FramedBodies finds the same switches as on the plain rows."""
-    from carts.loop import ObservationWindow
+    from carts.loop_window import ObservationWindow
     from vision.identity import BodyFrames, FramedBodies, _positions
 
     t = np.round(np.arange(0.0, 60.0, 1 / 15), 4)

@@ -123,7 +123,7 @@ class BodyFrames:
             rec[1] = min(rec[1], float(t.min()))
 
     def prune(self, before: float) -> None:
-        """Drop the rows older than ``before`` (s), as ``carts.loop.ObservationWindow.prune`` does."""
+        """Drop the rows older than ``before`` (s), as ``carts.loop_window.ObservationWindow.prune`` does."""
         for track in list(self._tracks):
             rec = self._tracks[track]
             if rec[1] >= before:

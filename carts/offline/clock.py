@@ -59,7 +59,7 @@ def reach_lags(frames: Sequence[FrameTracks], assignments: dict[str, str], event
 
     ``frames`` one or more cameras' frames with ``wrist_rays``; ``assignments`` track key → shopper id (tracks not
     in it are ignored); ``event`` has ``bin_codes``, ``t_start``, ``t_end`` (s); ``bins`` a
-    :class:`carts.fusion.BinGeometry`. A reach is a run of frames whose wrist ray passes within :data:`NEAR_M` of
+    :class:`carts.fusion_config.BinGeometry`. A reach is a run of frames whose wrist ray passes within :data:`NEAR_M` of
     the bins (gaps up to :data:`MAX_GAP_S`) lasting at least :data:`MIN_COVER` of the change, ending within
     ±:data:`SEARCH_S` of its end."""
     lo, hi = event.t_start - 2 * SEARCH_S, event.t_end + SEARCH_S
@@ -139,7 +139,7 @@ def recording_clock_offsets(recording, frames: Sequence[FrameTracks], assignment
     """:func:`clock_offsets` of ``frames`` against the shelf events of ``recording`` (a
     ``store.recording.Recording``; its store's bins); {} when it has fewer than two shelf events (no camera can
     get an offset then) or its store has no bins. Raises nothing for a store without a planogram (logged)."""
-    from carts.fusion import BinGeometry
+    from carts.fusion_config import BinGeometry
     from carts.offline.shelf_events import recording_shelf_events
 
     try:

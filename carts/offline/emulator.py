@@ -44,7 +44,7 @@ from store.inventory.services import catalogue_load
 from store.layout.services import layout_load
 from store.recording import Recording, ShelfSamples
 
-from carts.loop import recording_steps
+from carts.offline.steps import recording_steps
 from .replay import DEMO_SHOPPER, PARTY_WITHIN_S, demo_shopper_ensure, session_prefix
 from .simulation import parties_from_gates
 

@@ -31,8 +31,10 @@ import numpy as np
 from sensors import weight
 from store.checks import check_rows
 
-from carts.fusion import BinGeometry, FusionConfig
-from carts.loop import LoopConfig, StoreLoop, recording_steps
+from carts.fusion_config import BinGeometry, FusionConfig
+from carts.loop import StoreLoop
+from carts.loop_config import LoopConfig
+from carts.offline.steps import recording_steps
 
 Receipts = Mapping[str, Mapping[str, int]]  # shopper track id → {barcode: quantity}
 
@@ -307,7 +309,7 @@ class OfflineResult:
 
 
 class MemorySink:
-    """:class:`carts.loop.LoopSink` in memory, for the offline pipeline: carts per track, one decision row per
+    """:class:`carts.loop_sink.LoopSink` in memory, for the offline pipeline: carts per track, one decision row per
     event (``(bins, t_start, t_end, outcome, track, lines, confidence)``, :class:`Decisions`); the key of a stored
     event is the event itself, that of a review item its row number. ``entries``: the tracks with a visit."""
 

@@ -28,7 +28,7 @@ from store.layout.models import Store
 from store.layout.services import layout_load
 from store.recording import GateScan, Recording
 
-from carts.loop import recording_steps
+from carts.offline.steps import recording_steps
 from carts.pipeline import PipelineStats, StorePipeline
 from .simulation import parties_from_gates
 

@@ -14,9 +14,9 @@ from typing import Iterable, Sequence
 WEIGHT, HAND, IMAGE, TAG, STAFF = "weight", "hand", "image", "tag", "staff"
 SENSES: tuple[str, ...] = (WEIGHT, HAND, IMAGE, TAG, STAFF)
 
-#: A hand counts as the ``hand`` sense when its fusion score reached this (``carts.fusion.FusionConfig.
+#: A hand counts as the ``hand`` sense when its fusion score reached this (``carts.fusion_config.FusionConfig.
 #: weak_hand_min``: within about 0.15 m of the bin while the weight changed, and reaching). A shopper whose hands
-#: were hidden (``carts.fusion.hidden_hands`` scores at most 0.25) or a hand resting by the shelf (≈ 0.3) does not.
+#: were hidden (``carts.fusion_hands.hidden_hands`` scores at most 0.25) or a hand resting by the shelf (≈ 0.3) does not.
 HAND_MIN_SCORE = 0.5
 
 

@@ -2,7 +2,7 @@
 
 A guest visit points at its lead through ``Visit.party_lead``; billing charges a guest visit on the lead's card
 (``store.billing.services._payer_profile``) and fusion treats the party's carts as one when a member puts back an
-item another member took (``carts.fusion.party_holdings``).
+item another member took (``carts.fusion_options.party_holdings``).
 """
 from __future__ import annotations
 

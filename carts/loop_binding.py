@@ -1,0 +1,136 @@
+"""The store loop's gate binding and exit watching (pure NumPy, no Django): a gate scan bound to the track that
+appeared at the gate (in its entry zone where the store has them), bound tracks seen leaving (exit zones) or lost
+inside and continued by a new track. :class:`TrackBinding` holds these methods of ``carts.loop.StoreLoop``, which
+inherits them: they read and write the loop's state (scans, sightings, bound visits) and are no object of their own."""
+from __future__ import annotations
+
+import math
+from typing import Hashable
+
+import numpy as np
+
+
+class TrackBinding:
+    """Who is who at the gate and at the exits, for :class:`carts.loop.StoreLoop` (module docstring). A mixin: the
+    attributes it reads are the loop's (``carts.loop``)."""
+
+    def _bind(self) -> None:
+        """Decide the pending gate scans whose window is fed (``[t − bind_before_s, t + bind_after_s]`` around the
+        scan), in scan order, each to a track not bound yet whose first sighting falls in that window:
+
+        - without entry zones: the track first seen nearest the scan in time;
+        - with entry zones, only a track first seen inside the scanning gate's zone (:attr:`gate_zones`, else any
+          of :attr:`entry_zones`): a shopper already inside whose track restarts (a camera worker restarted, a
+          track split) appears elsewhere and is never taken for a newly admitted visit. The scanned shopper is
+          the one first seen nearest the scan in time (gates have no position in the layout: the zone is the
+          gate's place, the scan time its order); a party lead whose guests were scanned takes the first track
+          through the zone in the window, and each guest (waiting for its lead) the next one after the lead's.
+
+        A scan with no such track by ``bind_timeout_s`` is reported unbound (its visit's events go to review)."""
+        cfg = self.config
+        bound = set(self.visit_of)
+        left: list[tuple[float, Hashable, Hashable | None, str]] = []
+        for scan in self._binds:
+            t, visit, lead, gate = scan
+            if self.now < t + cfg.bind_after_s:
+                left.append(scan)
+                continue
+            zones = self._gate_zones(gate)
+            lead_track = self._track_of(lead) if lead is not None else None
+            if zones and lead is not None and lead_track is None and any(b[1] == lead for b in left):
+                left.append(scan)  # a guest is the next through the zone after its lead: the lead goes first
+                continue
+            window = [(seen[0], track) for track, seen in self._seen.items()
+                      if track not in bound and t - cfg.bind_before_s <= seen[0] <= t + cfg.bind_after_s
+                      and (not zones or self._in_zone(seen[4], seen[5], zones))]
+            best = None
+            if window and zones and lead_track is not None and lead_track in self._seen:
+                after = [c for c in window if c[0] >= self._seen[lead_track][0]]
+                best = min(after)[1] if after else min(window, key=lambda c: abs(c[0] - t))[1]
+            elif window and zones and any(b[2] == visit for b in self._binds):
+                best = min(window)[1]  # a party lead: the first of the party through the zone
+            elif window:  # the first of equals in arrival order, as before zones were used
+                best = min(window, key=lambda c: abs(c[0] - t))[1]
+            if best is None:
+                if self.now >= t + cfg.bind_timeout_s:
+                    where = (f" in the entry zone of gate {gate or '?'}" if gate in self.gate_zones
+                             else " in an entry zone") if zones else " at the gate"
+                    self.sink.unbound(visit, t, f"no shopper track appeared{where} within "
+                                                f"{cfg.bind_before_s:g} s before and {cfg.bind_after_s:g} s after the "
+                                                f"scan (cameras down?)")
+                else:
+                    left.append(scan)
+                continue
+            bound.add(best)
+            self.visit_of[best] = visit
+            self.on_entry(track=best, t=t, party_lead=lead_track)
+            self.sink.bind(best, visit, t)
+        self._binds = left
+
+    def _gate_zones(self, gate: str) -> list[np.ndarray]:
+        """The entry zone(s) where a shopper admitted by ``gate`` appears: its own, else every entry zone (none:
+        the store has no entry zones)."""
+        own = self.gate_zones.get(gate) if gate else None
+        return [own] if own is not None else self.entry_zones
+
+    def _track_of(self, visit: Hashable) -> str | None:
+        """The track bound to ``visit`` (its first, when a lost track was continued), or None."""
+        return next((k for k, v in self.visit_of.items() if v == visit), None)
+
+    def _in_zone(self, x: float, y: float, zones: list[np.ndarray]) -> bool:
+        for poly in zones:
+            inside = False
+            n = len(poly)
+            for i in range(n):
+                (x1, y1), (x2, y2) = poly[i], poly[(i + 1) % n]
+                if (y1 > y) != (y2 > y) and x < (x2 - x1) * (y - y1) / (y2 - y1) + x1:
+                    inside = not inside
+            if inside:
+                return True
+        return False
+
+    def _watch_exits(self) -> None:
+        """Bound tracks unseen for ``lost_s``: gone through an exit (or, in a store without exit zones, gone);
+        lost inside: an alert, a new track appearing close by continues the visit, and after ``lost_max_s`` the
+        visit exits flagged."""
+        cfg = self.config
+        for track, visit in list(self.visit_of.items()):
+            if track in self.exits:
+                continue
+            seen = self._seen.get(track)
+            if seen is None or self.now - seen[1] < cfg.lost_s:
+                continue
+            t_last, x, y = seen[1], seen[2], seen[3]
+            if not self.exit_zones or self._in_zone(x, y, self.exit_zones):
+                if self.on_exit(track=track, t=t_last):
+                    self.sink.exit(track, visit, t_last, "left the store" if not self.exit_zones
+                                   else "left through the exit zone")
+                continue
+            if track not in self._lost:
+                self._lost[track] = self.now
+                self.sink.alert("lost", f"shopper track {track} (visit {visit}) lost inside the store at "
+                                        f"({x:.1f}, {y:.1f}) m", key=track)
+            successor = self._successor(track, t_last, x, y)
+            if successor is not None:
+                del self._lost[track]
+                self.exits[track] = t_last  # the old id is over; the visit goes on under the new one
+                self.visit_of[successor] = visit
+                self.on_entry(track=successor, t=self._seen[successor][0], party_lead=track)
+                self.sink.bind(successor, visit, self._seen[successor][0], continues=track)
+            elif self.now - t_last >= cfg.lost_max_s:
+                del self._lost[track]
+                if self.on_exit(track=track, t=t_last):
+                    self.sink.exit(track, visit, t_last, f"lost inside the store for {cfg.lost_max_s:g} s")
+
+    def _successor(self, track: str, t_last: float, x: float, y: float) -> str | None:
+        """An unbound track first seen after ``t_last`` within ``reassociate_m`` of (x, y): the lost shopper."""
+        best, best_d = None, self.config.reassociate_m
+        bound = set(self.visit_of)
+        for other, (t0, _, _, _, ox, oy) in self._seen.items():  # where it first appeared
+            if other in bound or t0 < t_last or any(abs(t0 - b[0]) <= self.config.bind_before_s + self.config.bind_after_s
+                                                   for b in self._binds):
+                continue
+            d = math.hypot(ox - x, oy - y)
+            if d <= best_d:
+                best, best_d = other, d
+        return best
