@@ -142,7 +142,7 @@ def decide_event(event: weight.ShelfEvent, hands: TrackObservations, bins: BinGe
     hand that reached carries the neighbour's id), and the decided track's identity is checked
     (:func:`identity_jumps`, off by default). ``pending``: what each track may hold through picks waiting in the
     review queue (track → {barcode: units}, every candidate of an open review × its pick options,
-    ``carts.offline.evaluation.pending_picks``): a put-back of such an item is feasible with ``config.pending_prior`` and
+    ``carts.loop.pending_picks``): a put-back of such an item is feasible with ``config.pending_prior`` and
     the decision ``awaits_review`` instead of going to people as a second review. ``strays``: units known to lie
     on bins that do not face them (bin code → {barcode: units}: misplaced put-backs applied earlier, not yet taken
     again): a pick from such a bin is explained over its facing products and these (at most the units there), so
