@@ -47,7 +47,8 @@ from .live import LiveReplayBusy, live_replay_start, recordings_available
 from .offline.replay import DEMO_PASSWORD, DEMO_SHOPPER
 from store.dashboard_events import dashboard_notify
 from .models import ReviewItem
-from .services import ReviewError, review_resolve, review_undo, review_undo_s
+from .services.review import review_resolve, review_undo, review_undo_s
+from .services.review_queue import ReviewError
 from store.accounts.permissions import staff_required
 from store.billing.money import money_display
 

@@ -785,7 +785,7 @@ class StoreWorker:
         """Read and apply what is there, advance the loop to the watermark. Returns the records read."""
         if self.pipeline is None:
             self._start()
-        from .services import cart_publish_batch
+        from .services.ledger import cart_publish_batch
 
         records = self.bus.read(self.store.code, block_ms=block_ms)
         self._read_at = time.monotonic()  # everything published before now was just read (up to the bus's count)

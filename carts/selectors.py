@@ -10,7 +10,6 @@ are for templates only, made by :func:`money_display`. Times are aware ``datetim
 from __future__ import annotations
 
 import json
-from decimal import Decimal
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -31,6 +30,7 @@ from store.inventory.models import Product
 from store.layout.timezones import store_zone
 
 from .models import CartEvent, ReviewItem
+from .services.ledger import cart_line_data
 from store.billing.senses import senses_words
 
 #: Visit states in which the shopper's cart is live (the shopper app shows the cart page, not the waiting page).
@@ -332,18 +332,6 @@ def receipt_detail(*, receipt: Receipt) -> ReceiptView:
 
 
 # ---------------------------------------------------------------------------------------------------------- dashboard
-def cart_line_data(product: Product, quantity: int, currency: str) -> ReceiptLineData:
-    """One cart line (``quantity`` ≥ 1 units of ``product`` at its catalogue price now, in ``currency``'s minor
-    units) as the receipt would bill it, with the product's tax category and rate now (no category: not taxed).
-    Load ``product`` with ``select_related("tax_category")`` (else one query per call). Totals and tax of such
-    lines: ``store.billing.services.receipt_amounts``, for the shopper's cart and the dashboard alike."""
-    category = product.tax_category
-    return ReceiptLineData(product_id=product.pk, barcode=product.barcode, name=product.name, quantity=quantity,
-                           unit_price_minor=price_to_minor(product.price, currency),
-                           tax_rate_percent=category.rate_percent if category else Decimal(0),
-                           tax_category=category.name if category else "")
-
-
 def _cart_data(visits: list[Visit]) -> dict[int, list[ReceiptLineData]]:
     """``{visit id: its cart as ReceiptLineData, by product id}`` from the cart ledgers of ``visits``, in two
     queries; the same rule as ``carts.services.cart_lines`` (products summing to ≤ 0 are not in the cart; catalogue
@@ -617,8 +605,6 @@ _PAYMENT_WORDS = {
 
 
 def _event_row(name: str, ev: EventEvidence, product: Product, currency: str) -> VisitEventRow:
-    from store.billing.services import price_to_minor
-
     from .review_console import units_text
 
     q = ev.quantity

@@ -64,7 +64,7 @@ def replay_recording_task(path: str, session: str, speed: float | None = None,
 def review_holds_release_task() -> int:
     """Make final the review decisions whose undo window has passed and bill the visits they kept waiting
     (``carts.services.review_holds_release``). Idempotent; queued by each held decision and run by beat."""
-    from .services import review_holds_release
+    from .services.review import review_holds_release
 
     return len(review_holds_release())
 

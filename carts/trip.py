@@ -28,6 +28,8 @@ from django.utils import timezone
 
 from store.gates.models import Visit
 
+from .services.review_queue import review_undecided_for
+
 S = Visit.State
 
 #: Seconds the store loop usually needs past the settle time to bill a visit (deciding its last events, capture).
@@ -90,7 +92,6 @@ def trip_status(*, visit: Visit, receipt_total_minor: int | None = None, now: da
     "due_in_s"}`` (``due_in_s``: seconds until the receipt is expected, ``leaving`` and ``decided`` only, else
     None). ``now``: tz-aware UTC, default the clock."""
     from store.billing.money import money_display
-    from .services import review_undecided_for
 
     now = now or timezone.now()
     store = visit.store

@@ -115,7 +115,7 @@ def test_open_carts_and_todays_visits_show_totals_with_tax_as_the_shopper_sees_t
     ``billing.services.receipt_amounts``), in the open-carts table and in today's visits."""
     from decimal import Decimal
 
-    from carts.services import cart_snapshot
+    from carts.services.ledger import cart_snapshot
     from store.inventory.models import TaxCategory
 
     food = TaxCategory.objects.create(store=w.store, name="Prepared food", rate_percent=Decimal("8.875"))

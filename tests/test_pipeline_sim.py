@@ -11,7 +11,8 @@ from django.core.management import call_command
 from carts.offline.evaluation import offline_replay
 from carts.models import CartEvent, ReviewItem
 from carts.offline.replay import billed_receipts, demo_shopper_ensure, replay_recording, session_decisions
-from carts.services import ReviewError, review_resolve
+from carts.services.review import review_resolve
+from carts.services.review_queue import ReviewError
 from carts.offline.simulation import SimConfig, load_store, simulate, write_simulation
 from sensors import weight
 from sensors.models import ShelfEvent

@@ -95,7 +95,7 @@ def test_a_wall_clock_checkout_of_a_visit_whose_store_clock_ran_ahead_bills_it_a
 
     from django.utils import timezone
 
-    from carts.services import visit_checkout
+    from carts.services.checkout import visit_checkout
     from store.gates.models import Visit
     from store.gates.services import gate_create, pass_issue, visit_enter, visit_transition
 

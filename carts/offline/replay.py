@@ -417,7 +417,8 @@ def reviews_resolve_by_truth(*, session: str, decisions, truth_events, party_of:
 
     from .evaluation import oracle_answers
     from carts.models import ReviewItem
-    from carts.services import ReviewError, review_resolve
+    from carts.services.review import review_resolve
+    from carts.services.review_queue import ReviewError
 
     visits = {v.track_id: v for v in Visit.objects.filter(session=session).exclude(track_id="")}
     answers = oracle_answers(decisions, truth_events)
