@@ -42,7 +42,7 @@ from django.views.decorators.http import require_safe, require_POST
 
 from asgiref.sync import sync_to_async
 
-from . import selectors
+from . import selectors_dashboard, selectors_visit
 from .live import LiveReplayBusy, live_replay_start, recordings_available
 from .offline.replay import DEMO_PASSWORD, DEMO_SHOPPER
 from store.dashboard_events import dashboard_notify
@@ -81,17 +81,17 @@ def _store_map_url(store_code: str) -> str | None:
 def home(request: HttpRequest) -> HttpResponse:
     """``GET /manage/``: occupancy, today's sales, alerts, open visits with their carts, the review queue, today's
     visits and the latest shelf events. Its sections (``data-live``) refresh when ``ws/dashboard/`` says so."""
-    low_count, low_items = selectors.low_stock_alerts(limit=15)
+    low_count, low_items = selectors_dashboard.low_stock_alerts(limit=15)
     return render(request, "dashboard/home.html", {
-        "occupancy": [(o, _store_map_url(o.store_code)) for o in selectors.store_occupancy()],
-        "sales": selectors.sales_today(),
+        "occupancy": [(o, _store_map_url(o.store_code)) for o in selectors_dashboard.store_occupancy()],
+        "sales": selectors_dashboard.sales_today(),
         "week": _week_glance(),
-        "open_carts": selectors.open_visit_carts(),
+        "open_carts": selectors_dashboard.open_visit_carts(),
         "low_stock_count": low_count,
         "low_stock": low_items,
-        "visits": selectors.dashboard_visits(),
-        "shelf_events": selectors.shelf_events_latest(limit=30),
-        "reviews": (reviews := selectors.review_queue(limit=100)),
+        "visits": selectors_dashboard.dashboard_visits(),
+        "shelf_events": selectors_dashboard.shelf_events_latest(limit=30),
+        "reviews": (reviews := selectors_dashboard.review_queue(limit=100)),
         "review_cards": _review_rows(reviews),
         "undo": _undo_offer(request),
         "recordings": [p.name for p in recordings_available()],
@@ -99,8 +99,8 @@ def home(request: HttpRequest) -> HttpResponse:
         "demo_account": DEMO_SHOPPER, "demo_password": DEMO_PASSWORD,
         "store_map_template": _template_if_present(STORE_MAP_TEMPLATE),
         "sensor_health_template": _template_if_present(SENSOR_HEALTH_TEMPLATE),
-        "store_alerts": selectors.store_alerts_open(limit=20),
-        **selectors.sensor_alerts_context(),
+        "store_alerts": selectors_dashboard.store_alerts_open(limit=20),
+        **selectors_dashboard.sensor_alerts_context(),
     })
 
 
@@ -133,7 +133,7 @@ def _inside_waiting() -> list:
 @staff_required
 def visit(request: HttpRequest, visit_id: int) -> HttpResponse:
     """``GET /manage/visits/<visit_id>/``: everything recorded about one visit; 404 if there is none."""
-    detail = selectors.visit_detail(visit_id=visit_id)
+    detail = selectors_visit.visit_detail(visit_id=visit_id)
     if detail is None:
         raise Http404("no such visit")
     return render(request, "dashboard/visit.html", {"d": detail})

@@ -136,7 +136,7 @@ def test_offline_runs_are_not_todays_sales_and_replay_names_the_visits_awaiting_
 
     from django.utils import timezone
 
-    from carts.selectors import sales_today
+    from carts.selectors_dashboard import sales_today
     from store.billing.models import Receipt
     from store.gates.models import Visit
 
@@ -158,7 +158,7 @@ def test_offline_runs_are_not_todays_sales_and_replay_names_the_visits_awaiting_
     said = io.StringIO()
     waiting_review(said, visit.session, benchmark1_recording)
     from carts.models import ReviewItem
-    from carts.selectors import review_queue
+    from carts.selectors_dashboard import review_queue
     from sensors.models import ShelfEvent
 
     event = ShelfEvent.objects.filter(session=visit.session).first()
