@@ -299,8 +299,8 @@ class ShelfTagConfig:
     ``absent_s``: a tag on a shelf antenna not read for this long is gone (a take at its last read). Shelf
     antennas inventory their tags about once a second; with a 10 % per-cycle miss rate (dense shelves: see
     ``carts.offline.rfid_simulation.RfidSimConfig``) three missed cycles in a row happen once in 1,000
-    tag-seconds, so 3 s keeps false takes rare and still tells a take within seconds. ``guard_s``: an exit-lane read of a tag read on a shelf antenna this
-    recently is a stray read (``TagEvent.on_shelf``)."""
+    tag-seconds, so 3 s keeps false takes rare and still tells a take within seconds. ``guard_s``: an exit-lane
+    read of a tag read on a shelf antenna this recently is a stray read (``TagEvent.on_shelf``)."""
 
     absent_s: float = 3.0
     guard_s: float = 2.0
