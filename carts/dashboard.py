@@ -44,11 +44,11 @@ from asgiref.sync import sync_to_async
 
 from . import selectors_dashboard, selectors_visit
 from .live import LiveReplayBusy, live_replay_start, recordings_available
-from .offline.replay import DEMO_PASSWORD, DEMO_SHOPPER
 from store.dashboard_events import dashboard_notify
 from .models import ReviewItem
 from .services.review import review_resolve, review_undo, review_undo_s
 from .services.review_queue import ReviewError
+from store.accounts.demo import DEMO_PASSWORD, DEMO_SHOPPER
 from store.accounts.permissions import staff_required
 from store.billing.money import money_display
 
@@ -345,8 +345,6 @@ def _replay_cast(recording) -> list[tuple[str, int | None]]:
 
 def _cast_words(cast: list[tuple[str, int | None]]) -> str:
     """The replay message's sentence naming who to log in as to watch the cart fill."""
-    from .offline.replay import DEMO_PASSWORD, DEMO_SHOPPER
-
     inside = [f"{who} (visit {visit})" for who, visit in cast if visit is not None]
     demo = any(who == DEMO_SHOPPER for who, _ in cast)
     words = []

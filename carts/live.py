@@ -16,6 +16,8 @@ from pathlib import Path
 from asgiref.sync import sync_to_async
 from django.conf import settings
 
+from store.accounts.demo import DEMO_SHOPPER
+
 from .tasks import replay_recording_task
 
 log = logging.getLogger(__name__)
@@ -50,8 +52,6 @@ def replay_cast(*, store_code: str, entries: int) -> list[tuple[str, int | None]
     """Who plays a recording's ``entries`` shoppers (not guests) if it starts now: ``[(account, visit id or
     None)]`` — the people inside first (:func:`visits_waiting`), then the demo account, then
     ``shopper+<track>@walkout.test`` accounts (shown as such)."""
-    from .offline.replay import DEMO_SHOPPER
-
     cast: list[tuple[str, int | None]] = [(v.shopper.get_username(), v.pk)
                                           for v in visits_waiting(store_code=store_code)[:entries]]
     for i in range(entries - len(cast)):

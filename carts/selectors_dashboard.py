@@ -13,6 +13,7 @@ from django.db.models import Count, Q, Sum
 from django.utils import timezone
 
 from sensors.models import ShelfEvent
+from store.accounts.demo import THROWAWAY_USERNAME_RE, is_throwaway_shopper
 from store.billing.models import Receipt, ReceiptLine
 from store.billing.money import money_display
 from store.billing.services import ReceiptLineData, receipt_amounts
@@ -168,7 +169,7 @@ class ReviewRow:
     visit, ``""`` when the candidate names no known visit; ``open``: its cart still takes events); ``waiting``:
     the put-backs that wait for this decision (``ReviewItem.follows``): fusion applies them once it is made;
     ``test_run``: every candidate visit is a throwaway account's (an offline ``replay``/``evaluate`` run,
-    ``carts.offline.replay.is_throwaway_shopper``): deciding it bills only the test card."""
+    ``store.accounts.demo.is_throwaway_shopper``): deciding it bills only the test card."""
 
     id: int
     reason: str
@@ -182,8 +183,6 @@ class ReviewRow:
 
 def review_queue(*, limit: int = 100) -> list[ReviewRow]:
     """Open review items, oldest first (the order to work through them), at most ``limit``."""
-    from .offline.replay import is_throwaway_shopper
-
     items = list(ReviewItem.objects.filter(status=ReviewItem.Status.OPEN)
                  .select_related("shelf_event__bin", "shelf_event__store").order_by("created_at", "id")[:limit])
     names = _product_names([i.shelf_event for i in items])
@@ -269,10 +268,8 @@ def sales_today(*, now: datetime | None = None) -> list[SalesRow]:
     """Today's sales per store and currency: the sum of ``Receipt.total_minor`` of receipts issued today (see
     :func:`day_bounds`), and the units on their lines. Refunds are not subtracted (they are payment attempts).
     Test runs are not sales: receipts of the throwaway accounts of offline ``replay``/``evaluate`` runs
-    (``carts.offline.replay.is_throwaway_shopper``) are left out; live and emulated sessions (``make demo``) count, as the
+    (``store.accounts.demo.is_throwaway_shopper``) are left out; live and emulated sessions (``make demo``) count, as the
     devices' traffic is the store's."""
-    from .offline.replay import THROWAWAY_USERNAME_RE
-
     start, end = day_bounds(now)
     receipts = (Receipt.objects.filter(issued_at__gte=start, issued_at__lt=end)
                 .exclude(visit__shopper__username__regex=THROWAWAY_USERNAME_RE))

@@ -33,7 +33,9 @@ def replay_recording_task(path: str, session: str, speed: float | None = None,
     """
     from store.recording import read_recording
 
-    from .offline.replay import demo_shopper_ensure, replay_recording, session_clock_offset
+    from store.accounts.demo import demo_shopper_ensure
+
+    from .offline.replay import replay_recording, session_clock_offset
 
     run = ReplayRun.objects.filter(session=session).first()
     if run is not None and run.finished_at is not None:

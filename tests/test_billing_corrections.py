@@ -12,7 +12,8 @@ from django.db.models import Sum
 from django.utils import timezone
 
 from carts.models import CartEvent, ReviewItem
-from carts.offline.replay import billed_receipts, demo_shopper_ensure
+from carts.offline.replay import billed_receipts
+from store.accounts.demo import demo_shopper_ensure
 from carts.services.checkout import visit_checkout
 from carts.services.ledger import CartChange, cart_apply, cart_lines
 from carts.services.review import review_resolve

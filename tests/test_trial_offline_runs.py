@@ -8,7 +8,7 @@ import io
 import pytest
 from django.core.management import call_command
 
-from carts.offline.replay import DEMO_SHOPPER, demo_shopper_ensure, is_throwaway_shopper, throwaway_shopper
+from store.accounts.demo import DEMO_SHOPPER, demo_shopper_ensure, is_throwaway_shopper, throwaway_shopper
 
 pytestmark = pytest.mark.django_db
 
