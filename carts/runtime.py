@@ -32,13 +32,22 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from django.conf import settings
+from django.db import close_old_connections
+from django.utils import timezone
 
+from sensors.services import planogram_for
+from store.gates.models import Visit
+from store.layout.models import Store, Zone
 from store.recording import TrackObservations
+from vision.hand_crops import HandCropStore
 
 from .bus import bus, bus_forget, stream_id_key
 from .camera_join import CAMERAS_JOINED, CameraJoin, cam_record
+from .models import StoreAlert
 from .records import RecordError, decode_obs, decode_shelf, decode_tag, gate_record, obs_record, shelf_record, \
     tag_record
+from .services.ledger import cart_publish_batch
 
 log = logging.getLogger(__name__)
 
@@ -68,10 +77,6 @@ class StoreWorker:
     def __init__(self, store_code: str, *, bus_: Any = None, session: str | None = None,
                  checkpoint_every_s: float = 2.0, source_down_s: float = 5.0, lease_s: float = 5.0,
                  owner: str | None = None, bill_wait_s: float = 60.0) -> None:
-        from django.conf import settings
-
-        from store.layout.models import Store
-
         self.store = Store.objects.get(code=store_code)
         self.bus = bus_ if bus_ is not None else bus()
         self.session = session or settings.WALKOUT.get("SENSORS_SESSION", "live")
@@ -109,12 +114,8 @@ class StoreWorker:
     # -------------------------------------------------------------------------------------------- lifecycle
     def _start(self) -> None:
         """Build the loop, from the checkpoint when there is one, and rewind the streams to its offsets."""
-        from django.conf import settings
-
-        from store.gates.models import Visit
-
-        from sensors.services import planogram_for
-
+        # lazy: the store loop's core (fusion, identity, numba: ~0.7 s, 230 modules) loads only in a process that
+        # runs a loop, not in every web or Celery process that imports this module to publish
         from .loop import LoopConfig, StoreLoop
         from .pipeline import StorePipeline, bin_geometry_for
 
@@ -139,9 +140,7 @@ class StoreWorker:
                 self.cameras = CameraJoin(self.store)
         self.pipeline = StorePipeline(store=self.store, session=self.session, loop=loop, queue_checkouts=True)
         if settings.WALKOUT.get("PRODUCT_IMAGES", True):  # the product in the taking hand (carts.product_images)
-            from vision.hand_crops import HandCropStore
-
-            from .product_images import HandImageEvidence
+            from .product_images import HandImageEvidence  # lazy, as the loop above
 
             self.pipeline.sink.images = HandImageEvidence(HandCropStore(self.store.code), self.pipeline.loop.bins)
         if loop is None:
@@ -171,8 +170,6 @@ class StoreWorker:
         self.stats.orphan_chunks = len(orphans)
 
     def _zones(self) -> None:
-        from store.layout.models import Zone
-
         loop = self.pipeline.loop
         entry = list(Zone.objects.filter(store=self.store, kind=Zone.Kind.ENTRY).order_by("name"))
         loop.entry_zones = [np.asarray(z.polygon, dtype=float) for z in entry]
@@ -217,8 +214,6 @@ class StoreWorker:
         """Wait for the lease (standing by while another worker holds it), then run until :attr:`stop` is set,
         ``max_seconds`` pass, or ``idle_exit_s`` without a record (after the first). Checkpoints on the way out;
         never bills open visits early (no ``finish``)."""
-        from django.db import close_old_connections
-
         t_end = None if max_seconds is None else time.monotonic() + max_seconds
         while not self.bus.lease(self.store.code, self.owner, self.lease_s):
             if self.stop.wait(standby_poll_s) or (t_end is not None and time.monotonic() >= t_end):
@@ -270,8 +265,6 @@ class StoreWorker:
         """Read and apply what is there, advance the loop to the watermark. Returns the records read."""
         if self.pipeline is None:
             self._start()
-        from .services.ledger import cart_publish_batch
-
         records = self.bus.read(self.store.code, block_ms=block_ms)
         self._read_at = time.monotonic()  # everything published before now was just read (up to the bus's count)
         read_wall = time.time()
@@ -416,8 +409,6 @@ class StoreWorker:
         return t + (wall - seen)
 
     def _alert_down(self, source: str, silent_s: float) -> None:
-        from .models import StoreAlert
-
         StoreAlert.objects.update_or_create(
             store=self.store, kind=StoreAlert.Kind.SOURCE_DOWN, key=source,
             defaults={"message": f"{source} sent nothing for {silent_s:.0f} s: events it should have seen go to "
@@ -425,10 +416,6 @@ class StoreWorker:
         log.warning("store %s: source %s is down", self.store.code, source)
 
     def _resolve_down(self, source: str) -> None:
-        from django.utils import timezone
-
-        from .models import StoreAlert
-
         StoreAlert.objects.filter(store=self.store, kind=StoreAlert.Kind.SOURCE_DOWN, key=source,
                                   resolved_at__isnull=True).update(resolved_at=timezone.now())
 
@@ -452,8 +439,6 @@ def local_worker(store_code: str) -> StoreWorker | None:
     """Embedded profile: the store worker of ``store_code`` in this process — one a caller registered
     (:func:`register_local`: the emulator drives its own), else a thread started on first use (devices posting
     to the embedded server). None in the production profile, where ``run_store`` runs it."""
-    from django.conf import settings
-
     if getattr(settings, "PRODUCTION", False):
         return None
     with _local_lock:
@@ -494,8 +479,6 @@ def unregister_local(store_code: str) -> None:
 
 
 def _run_local(worker: StoreWorker) -> None:
-    from django.db import close_old_connections
-
     try:
         worker.run()
     except Exception:  # the thread must report, not vanish
@@ -547,8 +530,7 @@ def default_shelf_sink(session: str):
     itself, without cameras)."""
     if store_loop_enabled():
         return BusShelfSink()
-    from .pipeline import PipelineSink  # the pipeline imports Django models; the bus does not
-
+    from .pipeline import PipelineSink  # lazy: the store loop's core loads only where ingestion runs detection
     return PipelineSink(session=session)
 
 
@@ -574,8 +556,6 @@ def publish_frames(store_code: str, camera: str, frames: list, t_last: float) ->
 def store_loop_enabled() -> bool:
     """``settings.WALKOUT["STORE_LOOP"]`` is on: gate scans, shelf blocks and observations go to the store loop's
     streams (production default; the embedded profile turns it on for ``emulate_store`` and the demo)."""
-    from django.conf import settings
-
     return str(settings.WALKOUT.get("STORE_LOOP", "off")).lower() in ("on", "1", "true", "yes")
 
 
