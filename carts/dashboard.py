@@ -27,32 +27,39 @@ when told something changed (``store.dashboard_events.dashboard_notify``).
 """
 from __future__ import annotations
 
+from datetime import datetime
 
+from asgiref.sync import sync_to_async
 from django import forms
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template import TemplateDoesNotExist
 from django.template.loader import get_template
 from django.urls import NoReverseMatch, reverse
+from django.utils import timezone
 from django.views.decorators.http import require_safe, require_POST
 
-from asgiref.sync import sync_to_async
-
-from . import selectors_dashboard, selectors_visit
-from .live import LiveReplayBusy, live_replay_start, recordings_available
-from store.dashboard_events import dashboard_notify
-from .models import ReviewItem
-from .services.review import review_resolve, review_undo, review_undo_s
-from .services.review_queue import ReviewError
 from store.accounts.demo import DEMO_PASSWORD, DEMO_SHOPPER
 from store.accounts.permissions import staff_required
 from store.billing.money import money_display
+from store.dashboard_events import dashboard_notify
+from store.gates.models import Visit
+from store.layout.models import Store
+from store.recording import RecordingError, read_recording
+from vision.clips import clip_store
 
-
+from . import reports as rep
+from . import selectors_dashboard, selectors_visit
+from .live import LiveReplayBusy, live_replay_start, recording_cast, recordings_available, visits_waiting
+from .models import ReviewItem
+from .reports import week_glance
+from .review_console import custom_answer, review_console
+from .services.review import review_resolve, review_undo, review_undo_s
+from .services.review_queue import ReviewError
 
 #: Templates other parts may provide; the dashboard includes each one only when it exists.
 STORE_MAP_TEMPLATE = "vision/_store_map.html"
@@ -106,25 +113,17 @@ def home(request: HttpRequest) -> HttpResponse:
 
 def _week_glance() -> list:
     """Each store's last 7 days (``carts.reports.week_glance``)."""
-    from .reports import week_glance
-
     return week_glance(days=7)
 
 
 def _review_rows(rows: list) -> list[tuple]:
     """Each open review row with its console summary (``carts.review_console``, without drawings)."""
-    from .review_console import review_console
-
     items = {i.pk: i for i in ReviewItem.objects.filter(pk__in=[r.id for r in rows])}
     return [(r, review_console(items[r.id], drawings=False)) for r in rows if r.id in items]
 
 
 def _inside_waiting() -> list:
     """Visits admitted and not yet seen by a camera, in every store (the dashboard's replay hint names them)."""
-    from store.gates.models import Visit
-
-    from .live import visits_waiting
-
     codes = Visit.objects.filter(state=Visit.State.ADMITTED, track_id="").values_list("store__code", flat=True)
     return [v for code in sorted(set(codes)) for v in visits_waiting(store_code=code)]
 
@@ -201,10 +200,6 @@ def review_resolve_view(request: HttpRequest, review_id: int) -> HttpResponse:
 def _undo_offer(request: HttpRequest) -> dict | None:
     """The last decision of this manager while it can still be undone (from the session), else None:
     ``{"item", "decided_at", "until", "text", "left_s"}``."""
-    from datetime import datetime
-
-    from django.utils import timezone
-
     offer = request.session.get("review_undo")
     if not offer:
         return None
@@ -224,15 +219,11 @@ def _undo_offer(request: HttpRequest) -> dict | None:
 @staff_required
 def review_console_view(request: HttpRequest, review_id: int) -> HttpResponse:
     """``GET /manage/reviews/<review_id>/``: the review console of one item (module docstring); 404 if unknown."""
-    from .review_console import review_console
-
     item = get_object_or_404(ReviewItem.objects.select_related("shelf_event"), pk=review_id)
     console = review_console(item)
     key = request.GET.get("answer", "")
     chosen = None
     if item.status == ReviewItem.Status.OPEN and key == "custom":
-        from .review_console import custom_answer
-
         chosen = custom_answer(console, visit_id=request.GET.get("visit", ""), barcode=request.GET.get("barcode", ""),
                                quantity=request.GET.get("quantity", ""))
         if chosen is None:
@@ -255,8 +246,6 @@ def review_console_view(request: HttpRequest, review_id: int) -> HttpResponse:
 def review_undo_view(request: HttpRequest, review_id: int) -> HttpResponse:
     """``POST /manage/reviews/<review_id>/undo/``: take the decision back (``carts.services.review_undo``) and show
     the item again; after the window, the refusal and its reason as a message."""
-    from datetime import datetime
-
     item = get_object_or_404(ReviewItem, pk=review_id)
     try:
         decided_at = datetime.fromisoformat(request.POST.get("decided_at", ""))
@@ -278,10 +267,6 @@ def review_undo_view(request: HttpRequest, review_id: int) -> HttpResponse:
 @staff_required
 def review_clip_frame(request: HttpRequest, review_id: int, camera: str, file: str) -> HttpResponse:
     """``GET /manage/reviews/<id>/clip/<camera>/<file>``: one JPEG frame of a review clip; 404 when gone."""
-    from django.http import FileResponse
-
-    from vision.clips import clip_store
-
     path = clip_store().frame_path(review_id, camera, file)
     if path is None:
         raise Http404("no such clip frame (clips are deleted after their retention)")
@@ -313,9 +298,7 @@ async def live_replay_view(request: HttpRequest) -> HttpResponse:
     if form.cleaned_data["recording"] not in names:
         await sync_to_async(messages.error)(request, "Choose one of the recordings listed.")
         return redirect(reverse("dashboard:home"))
-    from store.recording import RecordingError, read_recording
-
-    from .offline.replay import session_name
+    from .offline.replay import session_name  # lazy: offline tooling, loaded when a manager starts a replay
 
     path = names[form.cleaned_data["recording"]]
     try:
@@ -338,8 +321,6 @@ async def live_replay_view(request: HttpRequest) -> HttpResponse:
 
 def _replay_cast(recording) -> list[tuple[str, int | None]]:
     """Who plays ``recording``'s shoppers if it starts now (``carts.live.replay_cast``)."""
-    from .live import recording_cast
-
     return recording_cast(recording)
 
 
@@ -366,10 +347,6 @@ REPORT_PERIODS = (7, 30, 90)
 def reports(request: HttpRequest) -> HttpResponse:
     """``GET /manage/reports/``: one store's sales per day (chart and table), top sellers and review rate per day
     over the last ``days`` local days (7, 30 or 90; another value is refused with 400 and the choices)."""
-    from store.layout.models import Store
-
-    from . import reports as rep
-
     stores = list(Store.objects.order_by("code"))
     code = request.GET.get("store")
     store = next((s for s in stores if s.code == code), None) if code else (stores[0] if stores else None)

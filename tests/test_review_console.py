@@ -11,6 +11,7 @@ from django.utils import timezone
 
 from carts.models import CartEvent, ReviewItem
 from carts.review_console import review_console, units_text, weight_trace_svg
+from carts.services.review import _release_schedule as release_schedule  # the real one (conftest stubs it)
 from carts.services.review import review_holds_release, review_resolve, review_undo
 from carts.services.ledger import cart_lines
 from carts.services.review_queue import ReviewError, review_open_for
@@ -32,6 +33,24 @@ def _item(w, *, candidates=None, hyps=None, delta_g=-150.0) -> ReviewItem:
 
 def held_decision(w, item, hold_s=10.0):
     return review_resolve(item=item, visit_id=w.visit.pk, barcode="0002", quantity=1, by="mia", hold_s=hold_s)
+
+
+def test_a_held_decision_queues_its_release_by_the_task_name_beat_uses(settings, monkeypatch,
+                                                                        django_capture_on_commit_callbacks):
+    """With a broker (tasks not eager), the hold's release is the beat task, queued after commit with the hold's
+    countdown, by its registered name (the service does not import the task module: that module calls it)."""
+    from celery import current_app
+
+    from carts.tasks import review_holds_release_task
+
+    settings.CELERY_TASK_ALWAYS_EAGER = False
+    sent = []
+    monkeypatch.setattr(current_app, "send_task", lambda name, **options: sent.append((name, options)))
+    with django_capture_on_commit_callbacks(execute=True):
+        release_schedule(item_id=1, at=timezone.now() + timedelta(seconds=8))
+    ((name, options),) = sent
+    assert name == review_holds_release_task.name == settings.CELERY_BEAT_SCHEDULE["review-holds-release"]["task"]
+    assert 7.5 < options["countdown"] <= 8.1
 
 
 def test_undo_inside_the_window_reverts_the_cart_and_reopens_the_item(w):

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Sequence
 
+from celery import current_app
 from django.conf import settings
 from django.db import close_old_connections, transaction
 from django.db.models import Q, Sum
@@ -320,8 +321,6 @@ def _release_schedule(*, item_id: int, at: datetime) -> None:
     delay = max(0.0, (at - timezone.now()).total_seconds()) + 0.05
 
     def schedule() -> None:
-        from ..tasks import review_holds_release_task
-
         if getattr(settings, "CELERY_TASK_ALWAYS_EAGER", False):
             def run() -> None:
                 try:
@@ -336,7 +335,8 @@ def _release_schedule(*, item_id: int, at: datetime) -> None:
             timer.start()
             return
         try:
-            review_holds_release_task.apply_async(countdown=delay)
+            # by name, as beat sends it (settings.CELERY_BEAT_SCHEDULE): the task module calls this one
+            current_app.send_task("carts.tasks.review_holds_release_task", countdown=delay)
         except Exception as exc:  # the beat backstop releases it
             log.error("review %s: the release task could not be queued (%s)", item_id, exc)
 
