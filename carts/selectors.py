@@ -33,6 +33,7 @@ OPEN_STATES: tuple[str, ...] = (
     Visit.State.ADMITTED, Visit.State.SHOPPING, Visit.State.EXITED, Visit.State.UNDER_REVIEW,
 )
 
+
 def snapshot_display(snapshot: dict) -> dict:
     """A cart snapshot (``carts.services`` contract) plus display strings, for the server-rendered page: each line
     gains ``unit_price_display``, ``line_total_display`` and ``senses_display`` (``store.billing.senses.senses_words``), the

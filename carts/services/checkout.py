@@ -122,4 +122,3 @@ def receipt_line_senses(*, receipt: Receipt) -> dict[int, list[str] | None]:
     issued before senses were recorded (unknown)."""
     return {pk: (list(senses) if senses is not None else None)
             for pk, senses in receipt.lines.values_list("pk", "senses")}
-

@@ -174,7 +174,6 @@ def _refund_source(*, visit: Visit, preferred: PaymentAttempt, amount: int) -> P
     return _refundable_payment(visit=visit, amount_minor=amount)
 
 
-
 def billed_correction(*, visit: Visit, product: Product, quantity: int, evidence: dict, key: str,
                        reason: str) -> tuple[list[PaymentAttempt], str | None]:
     """The money of a review line on ``visit`` when it is billed already (nothing otherwise): a take is charged
@@ -197,4 +196,3 @@ def billed_correction(*, visit: Visit, product: Product, quantity: int, evidence
     if charge.status != PaymentAttempt.Status.SUCCEEDED:
         return [charge], f"the correction charge failed: {charge.error}"
     return [charge], None
-

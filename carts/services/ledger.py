@@ -145,7 +145,6 @@ def cart_snapshot(*, visit: Visit, under_review: int | None = None) -> dict:
     }
 
 
-
 _batch = threading.local()
 
 

@@ -49,7 +49,6 @@ def review_senses(*, candidate: dict | None, shelf_event: ShelfEvent | None) -> 
     return senses_checked(out)
 
 
-
 @dataclass(frozen=True)
 class ReviewOutcome:
     """What :func:`review_resolve` did.
@@ -126,7 +125,6 @@ def review_followers_settle(*, item: ReviewItem) -> list[Visit]:
     return touched
 
 
-
 def _review_lines_check(lines: list[tuple[Visit, Product, int]]) -> None:
     """Raise :class:`ReviewError` when a put-back among ``lines`` (visit, product, signed units, applied in order)
     exceeds what its visit's cart holds then: checked before any refund or charge is made."""
@@ -138,7 +136,6 @@ def _review_lines_check(lines: list[tuple[Visit, Product, int]]) -> None:
         if held[key] + q < 0:
             raise ReviewError(f"visit {visit.pk} holds {held[key]} of {product.barcode}; cannot put back {-q}")
         held[key] += q
-
 
 
 def review_undo_s() -> float:
@@ -455,4 +452,3 @@ def review_undo(*, item: ReviewItem, by: str, decided_at: datetime | None = None
                 cart_publish(visit=v)  # its "under review" count rose again
     log.info("review %s: decision undone by %s (%d cart event(s) reverted)", locked.pk, by, len(reverted))
     return UndoOutcome(item=locked, reverted=reverted, undone=True)
-

@@ -15,9 +15,9 @@ from store.gates.models import Visit
 
 from ..models import ReviewItem
 
+
 class ReviewError(ValueError):
     """A review decision that cannot be applied (the message says why, for the manager)."""
-
 
 
 #: Review items name a visit only for shelf events decided while it was in the store or settling after its exit
@@ -104,4 +104,3 @@ def review_undecided_for(*, visit: Visit, now: datetime | None = None) -> tuple[
     items = review_open_for(visit=visit, now=now)
     held = [r for r in items if review_held(r, now)]
     return [r for r in items if r not in held], held
-
