@@ -1,6 +1,6 @@
 """RFID exit lanes on a simulated session: precision and recall of the tagged items put on receipts (charged, or
 confirming a unit charged by weight) against what each shopper really carried out, under the simulator's miss and
-ghost-read rates (``sensors.rfid.RfidSimConfig``: 2 % of tags missed per portal pass, after published item-level read
+ghost-read rates (``carts.offline.rfid_simulation.RfidSimConfig``: 2 % of tags missed per portal pass, after published item-level read
 rates of 98 % and better; 10 % per shelf inventory cycle; half a stray read per pass), items paid on an earlier
 visit charged again (must be 0), and the speed of SGTIN-96 decoding through ``epcpy`` on one core.
 
@@ -17,9 +17,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from sensors.rfid import (  # noqa: E402
-    ExitLaneConfig, RfidSimConfig, bench_exit_lanes, decode_sgtin96, encode_sgtin96, simulate_exits,
-)
+from carts.offline.rfid_simulation import RfidSimConfig, bench_exit_lanes, simulate_exits  # noqa: E402
+from sensors.rfid import ExitLaneConfig, decode_sgtin96, encode_sgtin96  # noqa: E402
 
 
 def run(label: str, shoppers: int, seeds: int, sim: RfidSimConfig, lane: ExitLaneConfig) -> None:

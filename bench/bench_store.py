@@ -56,7 +56,7 @@ def run(shoppers: int, minutes: float, seed: int, profile: bool, rooms: int = 1)
     from carts import runtime
     from carts.offline.emulator import register
     from carts.offline.steps import recording_steps
-    from carts.offline.replay import demo_shopper_ensure
+    from store.accounts.demo import demo_shopper_ensure
     from carts.offline.simulation import SimConfig, load_store, parties_from_gates, simulate
     from store.gates.services import GateRefusal, pass_issue, visit_enter, visit_exit_scan
     from store.inventory.services import catalogue_load

@@ -8,7 +8,8 @@ from store.admin_mixins import ReadOnlyMixin
 
 from .models import Cart, CartEvent, Dispute, ReviewItem
 from store.billing.senses import senses_words
-from .services import ReviewError, review_resolve
+from .services.review import review_resolve
+from .services.review_queue import ReviewError
 
 
 @admin.register(CartEvent)

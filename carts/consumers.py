@@ -29,7 +29,7 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from store.gates.models import Visit
 
 from . import selectors
-from .services import cart_group, cart_snapshot, shopper_group
+from .services.ledger import cart_group, cart_snapshot, shopper_group
 
 log = logging.getLogger(__name__)
 

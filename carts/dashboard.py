@@ -27,31 +27,39 @@ when told something changed (``store.dashboard_events.dashboard_notify``).
 """
 from __future__ import annotations
 
+from datetime import datetime
 
+from asgiref.sync import sync_to_async
 from django import forms
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template import TemplateDoesNotExist
 from django.template.loader import get_template
 from django.urls import NoReverseMatch, reverse
+from django.utils import timezone
 from django.views.decorators.http import require_safe, require_POST
 
-from asgiref.sync import sync_to_async
-
-from . import selectors
-from .live import LiveReplayBusy, live_replay_start, recordings_available
-from .offline.replay import DEMO_PASSWORD, DEMO_SHOPPER
-from store.dashboard_events import dashboard_notify
-from .models import ReviewItem
-from .services import ReviewError, review_resolve, review_undo, review_undo_s
+from store.accounts.demo import DEMO_PASSWORD, DEMO_SHOPPER
 from store.accounts.permissions import staff_required
 from store.billing.money import money_display
+from store.dashboard_events import dashboard_notify
+from store.gates.models import Visit
+from store.layout.models import Store
+from store.recording import RecordingError, read_recording
+from vision.clips import clip_store
 
-
+from . import reports as rep
+from . import selectors_dashboard, selectors_visit
+from .live import LiveReplayBusy, live_replay_start, recording_cast, recordings_available, visits_waiting
+from .models import ReviewItem
+from .reports import week_glance
+from .review_console import custom_answer, review_console
+from .services.review import review_resolve, review_undo, review_undo_s
+from .services.review_queue import ReviewError
 
 #: Templates other parts may provide; the dashboard includes each one only when it exists.
 STORE_MAP_TEMPLATE = "vision/_store_map.html"
@@ -80,17 +88,17 @@ def _store_map_url(store_code: str) -> str | None:
 def home(request: HttpRequest) -> HttpResponse:
     """``GET /manage/``: occupancy, today's sales, alerts, open visits with their carts, the review queue, today's
     visits and the latest shelf events. Its sections (``data-live``) refresh when ``ws/dashboard/`` says so."""
-    low_count, low_items = selectors.low_stock_alerts(limit=15)
+    low_count, low_items = selectors_dashboard.low_stock_alerts(limit=15)
     return render(request, "dashboard/home.html", {
-        "occupancy": [(o, _store_map_url(o.store_code)) for o in selectors.store_occupancy()],
-        "sales": selectors.sales_today(),
+        "occupancy": [(o, _store_map_url(o.store_code)) for o in selectors_dashboard.store_occupancy()],
+        "sales": selectors_dashboard.sales_today(),
         "week": _week_glance(),
-        "open_carts": selectors.open_visit_carts(),
+        "open_carts": selectors_dashboard.open_visit_carts(),
         "low_stock_count": low_count,
         "low_stock": low_items,
-        "visits": selectors.dashboard_visits(),
-        "shelf_events": selectors.shelf_events_latest(limit=30),
-        "reviews": (reviews := selectors.review_queue(limit=100)),
+        "visits": selectors_dashboard.dashboard_visits(),
+        "shelf_events": selectors_dashboard.shelf_events_latest(limit=30),
+        "reviews": (reviews := selectors_dashboard.review_queue(limit=100)),
         "review_cards": _review_rows(reviews),
         "undo": _undo_offer(request),
         "recordings": [p.name for p in recordings_available()],
@@ -98,32 +106,24 @@ def home(request: HttpRequest) -> HttpResponse:
         "demo_account": DEMO_SHOPPER, "demo_password": DEMO_PASSWORD,
         "store_map_template": _template_if_present(STORE_MAP_TEMPLATE),
         "sensor_health_template": _template_if_present(SENSOR_HEALTH_TEMPLATE),
-        "store_alerts": selectors.store_alerts_open(limit=20),
-        **selectors.sensor_alerts_context(),
+        "store_alerts": selectors_dashboard.store_alerts_open(limit=20),
+        **selectors_dashboard.sensor_alerts_context(),
     })
 
 
 def _week_glance() -> list:
     """Each store's last 7 days (``carts.reports.week_glance``)."""
-    from .reports import week_glance
-
     return week_glance(days=7)
 
 
 def _review_rows(rows: list) -> list[tuple]:
     """Each open review row with its console summary (``carts.review_console``, without drawings)."""
-    from .review_console import review_console
-
     items = {i.pk: i for i in ReviewItem.objects.filter(pk__in=[r.id for r in rows])}
     return [(r, review_console(items[r.id], drawings=False)) for r in rows if r.id in items]
 
 
 def _inside_waiting() -> list:
     """Visits admitted and not yet seen by a camera, in every store (the dashboard's replay hint names them)."""
-    from store.gates.models import Visit
-
-    from .live import visits_waiting
-
     codes = Visit.objects.filter(state=Visit.State.ADMITTED, track_id="").values_list("store__code", flat=True)
     return [v for code in sorted(set(codes)) for v in visits_waiting(store_code=code)]
 
@@ -132,7 +132,7 @@ def _inside_waiting() -> list:
 @staff_required
 def visit(request: HttpRequest, visit_id: int) -> HttpResponse:
     """``GET /manage/visits/<visit_id>/``: everything recorded about one visit; 404 if there is none."""
-    detail = selectors.visit_detail(visit_id=visit_id)
+    detail = selectors_visit.visit_detail(visit_id=visit_id)
     if detail is None:
         raise Http404("no such visit")
     return render(request, "dashboard/visit.html", {"d": detail})
@@ -200,10 +200,6 @@ def review_resolve_view(request: HttpRequest, review_id: int) -> HttpResponse:
 def _undo_offer(request: HttpRequest) -> dict | None:
     """The last decision of this manager while it can still be undone (from the session), else None:
     ``{"item", "decided_at", "until", "text", "left_s"}``."""
-    from datetime import datetime
-
-    from django.utils import timezone
-
     offer = request.session.get("review_undo")
     if not offer:
         return None
@@ -223,15 +219,11 @@ def _undo_offer(request: HttpRequest) -> dict | None:
 @staff_required
 def review_console_view(request: HttpRequest, review_id: int) -> HttpResponse:
     """``GET /manage/reviews/<review_id>/``: the review console of one item (module docstring); 404 if unknown."""
-    from .review_console import review_console
-
     item = get_object_or_404(ReviewItem.objects.select_related("shelf_event"), pk=review_id)
     console = review_console(item)
     key = request.GET.get("answer", "")
     chosen = None
     if item.status == ReviewItem.Status.OPEN and key == "custom":
-        from .review_console import custom_answer
-
         chosen = custom_answer(console, visit_id=request.GET.get("visit", ""), barcode=request.GET.get("barcode", ""),
                                quantity=request.GET.get("quantity", ""))
         if chosen is None:
@@ -254,8 +246,6 @@ def review_console_view(request: HttpRequest, review_id: int) -> HttpResponse:
 def review_undo_view(request: HttpRequest, review_id: int) -> HttpResponse:
     """``POST /manage/reviews/<review_id>/undo/``: take the decision back (``carts.services.review_undo``) and show
     the item again; after the window, the refusal and its reason as a message."""
-    from datetime import datetime
-
     item = get_object_or_404(ReviewItem, pk=review_id)
     try:
         decided_at = datetime.fromisoformat(request.POST.get("decided_at", ""))
@@ -277,10 +267,6 @@ def review_undo_view(request: HttpRequest, review_id: int) -> HttpResponse:
 @staff_required
 def review_clip_frame(request: HttpRequest, review_id: int, camera: str, file: str) -> HttpResponse:
     """``GET /manage/reviews/<id>/clip/<camera>/<file>``: one JPEG frame of a review clip; 404 when gone."""
-    from django.http import FileResponse
-
-    from vision.clips import clip_store
-
     path = clip_store().frame_path(review_id, camera, file)
     if path is None:
         raise Http404("no such clip frame (clips are deleted after their retention)")
@@ -312,9 +298,7 @@ async def live_replay_view(request: HttpRequest) -> HttpResponse:
     if form.cleaned_data["recording"] not in names:
         await sync_to_async(messages.error)(request, "Choose one of the recordings listed.")
         return redirect(reverse("dashboard:home"))
-    from store.recording import RecordingError, read_recording
-
-    from .offline.replay import session_name
+    from .offline.replay import session_name  # lazy: offline tooling, loaded when a manager starts a replay
 
     path = names[form.cleaned_data["recording"]]
     try:
@@ -337,15 +321,11 @@ async def live_replay_view(request: HttpRequest) -> HttpResponse:
 
 def _replay_cast(recording) -> list[tuple[str, int | None]]:
     """Who plays ``recording``'s shoppers if it starts now (``carts.live.replay_cast``)."""
-    from .live import recording_cast
-
     return recording_cast(recording)
 
 
 def _cast_words(cast: list[tuple[str, int | None]]) -> str:
     """The replay message's sentence naming who to log in as to watch the cart fill."""
-    from .offline.replay import DEMO_PASSWORD, DEMO_SHOPPER
-
     inside = [f"{who} (visit {visit})" for who, visit in cast if visit is not None]
     demo = any(who == DEMO_SHOPPER for who, _ in cast)
     words = []
@@ -367,10 +347,6 @@ REPORT_PERIODS = (7, 30, 90)
 def reports(request: HttpRequest) -> HttpResponse:
     """``GET /manage/reports/``: one store's sales per day (chart and table), top sellers and review rate per day
     over the last ``days`` local days (7, 30 or 90; another value is refused with 400 and the choices)."""
-    from store.layout.models import Store
-
-    from . import reports as rep
-
     stores = list(Store.objects.order_by("code"))
     code = request.GET.get("store")
     store = next((s for s in stores if s.code == code), None) if code else (stores[0] if stores else None)

@@ -12,6 +12,12 @@ from django.core.mail import EmailMultiAlternatives
 from django.db import transaction
 from django.template.loader import render_to_string
 
+from store.billing.models import Receipt
+from store.billing.money import money_display
+
+from .models import Dispute
+from .selectors import receipt_detail
+
 log = logging.getLogger(__name__)
 
 
@@ -21,9 +27,6 @@ def receipt_email_send(*, receipt_id: int) -> bool:
     ``store.billing.money.money_display``), the payment state and a link to the receipt page when
     ``settings.WALKOUT["SITE_URL"]`` is set. Returns True when handed to the backend; False when the receipt is gone,
     the account has no email (e.g. deleted) or the backend failed (logged)."""
-    from carts.selectors import receipt_detail
-    from store.billing.models import Receipt
-
     receipt = Receipt.objects.select_related("visit__store", "visit__shopper", "visit__party_lead__shopper").filter(
         pk=receipt_id).first()
     if receipt is None:
@@ -61,9 +64,6 @@ def dispute_decision_email_send(*, dispute_id: int) -> bool:
     """Tell the shopper who opened dispute ``dispute_id`` what the store decided (accepted: the refund; rejected:
     the store's note), with the receipt's link when ``settings.WALKOUT["SITE_URL"]`` is set. Returns True when
     handed to the backend."""
-    from carts.models import Dispute
-    from store.billing.money import money_display
-
     dispute = Dispute.objects.select_related("receipt_line__receipt__visit__store", "opened_by", "refund").filter(
         pk=dispute_id).first()
     if dispute is None or not dispute.opened_by.email or not dispute.opened_by.is_active:

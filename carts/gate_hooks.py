@@ -9,7 +9,8 @@ from store.gates.models import Visit
 from vision.services import store_map_positions
 
 from .models import Cart, CartEvent
-from .services import cart_publish, visit_checkout
+from .services.checkout import visit_checkout
+from .services.ledger import cart_publish
 
 
 def visit_activity(*, visit: Visit) -> list[datetime]:

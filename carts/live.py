@@ -11,10 +11,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from datetime import timedelta
 from pathlib import Path
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
+from django.utils import timezone
+
+from store.accounts.demo import DEMO_SHOPPER
+from store.gates.models import Visit
+from store.gates.services import visit_open_max_h
+from store.recording import read_recording
 
 from .tasks import replay_recording_task
 
@@ -32,13 +39,6 @@ def visits_waiting(*, store_code: str) -> list:
     they are the recording's first shoppers (``carts.offline.emulator.emulate(bind_visits=…)``). Visits admitted at the
     emulator's own gates (``emulated``: recorded shoppers of an earlier emulation that was stopped, which the next
     one exits and bills, ``carts.offline.emulator.recover_stale_visits``) are nobody inside and are left out."""
-    from datetime import timedelta
-
-    from django.utils import timezone
-
-    from store.gates.models import Visit
-    from store.gates.services import visit_open_max_h
-
     since = timezone.now() - timedelta(hours=visit_open_max_h())
     return list(Visit.objects.filter(store__code=store_code, state=Visit.State.ADMITTED, track_id="",
                                      party_lead__isnull=True, entered_at__gte=since)
@@ -50,8 +50,6 @@ def replay_cast(*, store_code: str, entries: int) -> list[tuple[str, int | None]
     """Who plays a recording's ``entries`` shoppers (not guests) if it starts now: ``[(account, visit id or
     None)]`` — the people inside first (:func:`visits_waiting`), then the demo account, then
     ``shopper+<track>@walkout.test`` accounts (shown as such)."""
-    from .offline.replay import DEMO_SHOPPER
-
     cast: list[tuple[str, int | None]] = [(v.shopper.get_username(), v.pk)
                                           for v in visits_waiting(store_code=store_code)[:entries]]
     for i in range(entries - len(cast)):
@@ -62,6 +60,7 @@ def replay_cast(*, store_code: str, entries: int) -> list[tuple[str, int | None]
 def recording_cast(recording) -> list[tuple[str, int | None]]:
     """:func:`replay_cast` for ``recording`` (a ``store.recording.Recording``): its store, and as many shoppers as
     it has entries that are not a party's guests."""
+    # lazy: offline tooling, loaded when a manager looks at a recording (tests/test_runtime_no_offline.py)
     from .offline.replay import PARTY_WITHIN_S
     from .offline.simulation import parties_from_gates
 
@@ -98,9 +97,7 @@ async def live_replay_start(*, path: Path, session: str, speed: float = 1.0,
         return "worker"
 
     def emulate_here() -> None:
-        from store.recording import read_recording
-
-        from .offline.emulator import emulate
+        from .offline.emulator import emulate  # lazy: offline tooling, loaded when a manager starts a replay
 
         result = emulate(read_recording(path), speed=speed, bind_visits=bind_visits)
         log.info("live emulation of %s done: session %s, visits %s", path, result.session, result.visits)

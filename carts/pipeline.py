@@ -43,10 +43,9 @@ from .loop import LoopStats, StoreLoop
 from .loop_config import LoopConfig
 from .models import CartEvent, ReviewItem, StoreAlert
 from store.billing.senses import decision_change_senses
-from .services import (
-    CartChange, cart_apply, cart_publish, cart_publish_batch, review_followers_settle, visit_checkout,
-    visit_exit_tags_apply,
-)
+from .services.checkout import visit_checkout, visit_exit_tags_apply
+from .services.ledger import CartChange, cart_apply, cart_publish, cart_publish_batch
+from .services.review import review_followers_settle
 
 log = logging.getLogger(__name__)
 

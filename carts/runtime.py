@@ -1,24 +1,19 @@
-"""The live store runtime: records on streams between processes, and the store worker that runs the store loop.
+"""The live store runtime: the store worker that runs the store loop on the records of its streams, and how
+producers reach it.
 
-Producers publish time-stamped **records** on one stream per store and source kind (:data:`KINDS`): ``shelf``
-(validated sample blocks of a shelf controller: ``ingest_mqtt``, or the HTTP controller API), ``obs`` (shopper-
-track observations in store metres: the camera workers, the external-tracker adapter), ``gate`` (entries and exit
-scans: the gate API), ``tag`` (RFID tag events: shelf takes and returns, exit-lane reads; ``ingest_mqtt`` or the
-HTTP reader API), ``cam`` (a camera's tracked frames, :func:`cam_record`: the camera workers of a store with several
-cameras, ``run_camera --join``). The **store worker** (:class:`StoreWorker`, ``manage.py run_store STORE``) is the one
-consumer per store: it feeds the records to a :class:`carts.loop.StoreLoop` writing to the database
-(:class:`carts.pipeline.DatabaseSink`), joins its cameras' ``cam`` records into shoppers (one
-``vision.shoppers.ShopperStream`` for the store: multi-camera association, triangulated and single-view wrists,
-``vision.shoppers.LIVE_LAG_S`` behind the slowest camera; fed to the loop as the one source :data:`CAMERAS_JOINED`;
-a camera silent for ``source_down_s`` is no longer waited for, alerted as ``cam:<name>``, and joins again when it
-sends), advances the loop to the slowest live source (a source silent for
-``source_down_s`` is declared down, alerted, and no longer waited for), checkpoints the loop's state with the
-stream offsets every ``checkpoint_every_s``, and only then acknowledges what it read.
+Producers publish time-stamped **records** (``carts.records``: ``shelf`` blocks from ``ingest_mqtt`` or the HTTP
+controller API, ``obs`` from the camera workers and the tracker adapter, ``gate`` scans from the gate API, ``tag``
+events from RFID readers, ``cam`` frames from ``run_camera --join``) on one stream per store and kind. The **store
+worker** (:class:`StoreWorker`, ``manage.py run_store STORE``) is the one consumer per store: it feeds the records to
+a :class:`carts.loop.StoreLoop` writing to the database (:class:`carts.pipeline.DatabaseSink`), joins its cameras'
+``cam`` records into shoppers (``carts.camera_join``: one source, ``CAMERAS_JOINED``), advances the loop to the
+slowest live source (a source silent for ``source_down_s`` is declared down, alerted as ``<kind>:<name>``, and no
+longer waited for), checkpoints the loop's state with the stream offsets every ``checkpoint_every_s``, and only then
+acknowledges what it read.
 
-Transport (:func:`bus`): **Redis Streams** in the production profile (:class:`RedisBus`: ``XADD``, a consumer group
-per stream, ``XACK`` after the checkpoint, ``XTRIM MINID`` of what is acknowledged; a lease key keeps one active
-worker per store, a second one stands by and takes over when the lease lapses); an in-process :class:`MemoryBus`
-in the embedded profile, where the worker runs as a thread of the process that publishes (:func:`local_worker`).
+Transport (``carts.bus``): Redis Streams in the production profile, with a lease key that keeps one active worker
+per store (a second one stands by and takes over when the lease lapses); in process in the embedded profile, where
+the worker runs as a thread of the process that publishes (:func:`local_worker`) or is stepped by its caller.
 
 Crash safety: a worker killed at any moment restarts from its last checkpoint and re-reads every record after
 its offsets; every output is idempotent (``carts.pipeline.DatabaseSink``), so nothing is lost and nothing is done
@@ -26,8 +21,6 @@ twice. DESIGN.md "Running a store live".
 """
 from __future__ import annotations
 
-import base64
-import json
 import logging
 import math
 import os
@@ -35,494 +28,28 @@ import pickle
 import threading
 import time
 import uuid
-from collections import deque
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping, Protocol
+from typing import Any
 
 import numpy as np
+from django.conf import settings
+from django.db import close_old_connections
+from django.utils import timezone
 
+from sensors.services import planogram_for
+from store.gates.models import Visit
+from store.layout.models import Store, Zone
 from store.recording import TrackObservations
+from vision.hand_crops import HandCropStore
+
+from .bus import bus, bus_forget, stream_id_key
+from .camera_join import CAMERAS_JOINED, CameraJoin, cam_record
+from .models import StoreAlert
+from .records import RecordError, decode_obs, decode_shelf, decode_tag, gate_record, obs_record, shelf_record, \
+    tag_record
+from .services.ledger import cart_publish_batch
 
 log = logging.getLogger(__name__)
-
-#: Stream kinds, one stream per store and kind.
-KINDS = ("shelf", "obs", "gate", "tag", "cam")
-#: Source name of the store worker's join of its cameras' ``cam`` records (its clock: how far the join has written).
-CAMERAS_JOINED = "cameras"
-#: Largest record the worker accepts (bytes of JSON): a block of 306 plates × 60 samples is ~100 kB.
-MAX_RECORD_BYTES = 4_000_000
-
-
-class RecordError(ValueError):
-    """A record on a stream that cannot be read (the worker counts it and goes on)."""
-
-
-# ------------------------------------------------------------------------------------------------- records
-def _b64(arr: np.ndarray, dtype: str) -> str:
-    return base64.b64encode(np.ascontiguousarray(arr, dtype=dtype).tobytes()).decode("ascii")
-
-
-def _unb64(text: str, dtype: str, n: int) -> np.ndarray:
-    raw = base64.b64decode(text.encode("ascii"), validate=True)
-    arr = np.frombuffer(raw, dtype=dtype)
-    if arr.size != n:
-        raise RecordError(f"expected {n} values, got {arr.size}")
-    return arr
-
-
-def shelf_record(*, controller: str, bin_codes: tuple[str, ...], t: np.ndarray, grams: np.ndarray,
-                 rate_hz: float) -> dict:
-    """A block of one controller's samples: ``t`` (n,) s UTC (clock offset applied), ``grams`` (n, B) for
-    ``bin_codes`` (B). Raises ValueError on shapes."""
-    t = np.asarray(t, dtype=np.float64)
-    grams = np.asarray(grams, dtype=np.float32)
-    if grams.shape != (t.shape[0], len(bin_codes)):
-        raise ValueError(f"grams must be ({t.shape[0]}, {len(bin_codes)}), got {grams.shape}")
-    return {"controller": controller, "bins": list(bin_codes), "rate_hz": float(rate_hz), "n": int(t.shape[0]),
-            "t": _b64(t, "<f8"), "grams": _b64(grams, "<f4"), "t_last": float(t[-1]) if len(t) else None}
-
-
-def obs_record(*, source: str, obs: TrackObservations, t_last: float | None = None) -> dict:
-    """Shopper-track observations of one source (a camera worker, a tracker adapter) up to ``t_last`` (s UTC;
-    default the latest observation's time): a frame with nobody in it still moves the source's clock."""
-    n = len(obs)
-    if t_last is None:
-        t_last = float(obs.t.max()) if n else None
-    return {"source": source, "n": n, "t_last": t_last, "track": [str(x) for x in obs.track_id],
-            "keypoint": [str(x) for x in obs.keypoint], "t": _b64(obs.t, "<f8"), "xyz": _b64(obs.xyz, "<f8"),
-            "score": _b64(obs.score, "<f8")}
-
-
-def gate_record(*, event: str, visit: int, t: float, party_lead: int | None = None, gate: str = "") -> dict:
-    """A gate's entry (``event`` "entry": ``visit`` admitted at ``t`` s UTC, ``party_lead`` the visit whose party it
-    joined) or exit scan ("exit")."""
-    if event not in ("entry", "exit"):
-        raise ValueError(f"gate event must be entry or exit, got {event!r}")
-    return {"event": event, "visit": int(visit), "t": float(t), "party_lead": party_lead, "gate": gate}
-
-
-def tag_record(*, reader: str, events: list, t_last: float) -> dict:
-    """RFID tag events of one reader (``sensors.rfid.TagEvent``, s UTC on the store clock) up to ``t_last``."""
-    return {"reader": reader, "t_last": float(t_last), "events": [e.as_dict() for e in events]}
-
-
-def decode_tag(rec: dict) -> tuple[str, list, float]:
-    """(reader, [sensors.rfid.TagEvent], t_last) of a :func:`tag_record`. Raises RecordError."""
-    from sensors.rfid import TagEvent
-
-    try:
-        events = [TagEvent.from_dict(d) for d in rec["events"]]
-        t_last = float(rec["t_last"])
-        if not math.isfinite(t_last):
-            raise RecordError("non-finite t_last")
-        return str(rec["reader"]), events, t_last
-    except (KeyError, TypeError, ValueError) as exc:
-        raise RecordError(f"bad tag record: {exc}") from None
-
-
-def decode_shelf(rec: dict) -> tuple[str, tuple[str, ...], np.ndarray, np.ndarray, float]:
-    """(controller, bin codes, t (n,), grams (n, B), rate Hz) of a :func:`shelf_record`. Raises RecordError."""
-    try:
-        bins = tuple(str(b) for b in rec["bins"])
-        n = int(rec["n"])
-        t = _unb64(rec["t"], "<f8", n)
-        grams = _unb64(rec["grams"], "<f4", n * len(bins)).reshape(n, len(bins)).astype(np.float64)
-        rate = float(rec["rate_hz"])
-        if not (bins and np.isfinite(t).all() and rate > 0):
-            raise RecordError("empty bins, non-finite times or a bad rate")
-        return str(rec["controller"]), bins, t, grams, rate
-    except (KeyError, TypeError, ValueError) as exc:
-        raise RecordError(f"bad shelf record: {exc}") from None
-
-
-def cam_record(*, camera: str, frames: list, t_last: float) -> dict:
-    """A camera's tracked frames for the store worker's join: ``frames`` (``vision.tracking.FrameTracks`` of
-    ``camera``, time order, s UTC with the camera's clock offset applied; boxes are not sent) up to ``t_last`` (s UTC:
-    a frame with nobody in it, or none at all, still moves the camera's clock). Raises ValueError for a frame of
-    another camera, frames out of order or after ``t_last``."""
-    out, prev = [], -math.inf
-    for ft in frames:
-        if ft.camera != camera:
-            raise ValueError(f"frame of camera {ft.camera!r} in a record of {camera!r}")
-        if not prev <= ft.t <= t_last:
-            raise ValueError(f"frame times must be in order and at most t_last {t_last}, got {ft.t}")
-        prev = ft.t
-        n = len(ft)
-        out.append({"session": ft.session, "frame": int(ft.frame), "t": float(ft.t), "n": n,
-                    "key": [str(k) for k in ft.key], "raw_id": _b64(ft.raw_id, "<i8"),
-                    "confidence": _b64(ft.confidence, "<f8"), "floor_xy": _b64(ft.floor_xy, "<f8"),
-                    "wrists_xyz": _b64(ft.wrists_xyz, "<f8"), "wrist_score": _b64(ft.wrist_score, "<f8"),
-                    "hands_source": ft.hands_source,
-                    "wrist_rays": None if ft.wrist_rays is None else _b64(ft.wrist_rays, "<f8")})
-    return {"camera": camera, "t_last": float(t_last), "frames": out}
-
-
-def decode_cam(rec: dict) -> tuple[str, list, float]:
-    """(camera, [``vision.tracking.FrameTracks``] in time order, t_last s UTC) of a :func:`cam_record`; boxes are
-    zeros. Raises RecordError: missing fields, sizes that do not match ``n``, non-finite times or infinite positions
-    (NaN is "not placed"), frames out of order or after ``t_last``."""
-    from vision.tracking import FrameTracks
-
-    try:
-        camera = str(rec["camera"])
-        t_last = float(rec["t_last"])
-        if not camera or not math.isfinite(t_last):
-            raise RecordError("no camera or a non-finite t_last")
-        frames, prev = [], -math.inf
-        for f in rec["frames"]:
-            n, t = int(f["n"]), float(f["t"])
-            if n < 0 or not (math.isfinite(t) and prev <= t <= t_last):
-                raise RecordError(f"frame at {t} out of order, after t_last or with {n} tracks")
-            prev = t
-            key = np.array([str(k) for k in f["key"]], dtype=object).reshape(n)
-            rays = f.get("wrist_rays")
-            ft = FrameTracks(camera=camera, session=str(f["session"]), frame=int(f["frame"]), t=t, key=key,
-                             raw_id=_unb64(f["raw_id"], "<i8", n).copy(), xyxy=np.zeros((n, 4), np.float32),
-                             confidence=_unb64(f["confidence"], "<f8", n).copy(),
-                             floor_xy=_unb64(f["floor_xy"], "<f8", 2 * n).reshape(n, 2).copy(),
-                             wrists_xyz=_unb64(f["wrists_xyz"], "<f8", 6 * n).reshape(n, 2, 3).copy(),
-                             wrist_score=_unb64(f["wrist_score"], "<f8", 2 * n).reshape(n, 2).copy(),
-                             hands_source=str(f.get("hands_source") or "none"),
-                             wrist_rays=None if rays is None else _unb64(rays, "<f8", 12 * n).reshape(n, 2, 6).copy())
-            if any(np.isinf(a).any() for a in (ft.floor_xy, ft.wrists_xyz, ft.confidence, ft.wrist_score)) or \
-                    (ft.wrist_rays is not None and np.isinf(ft.wrist_rays).any()):
-                raise RecordError(f"infinite values in the frame at {t}")
-            frames.append(ft)
-        return camera, frames, t_last
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        if isinstance(exc, RecordError):
-            raise
-        raise RecordError(f"bad camera record: {exc}") from None
-
-
-def decode_obs(rec: dict) -> tuple[str, TrackObservations, float | None]:
-    """(source, observations, t_last) of an :func:`obs_record`. Raises RecordError."""
-    try:
-        n = int(rec["n"])
-        track = np.array([str(x) for x in rec["track"]], dtype=object)
-        kp = np.array([str(x) for x in rec["keypoint"]], dtype=object)
-        obs = TrackObservations(track.reshape(n), _unb64(rec["t"], "<f8", n).copy(), kp.reshape(n),
-                                _unb64(rec["xyz"], "<f8", 3 * n).reshape(n, 3).copy(),
-                                _unb64(rec["score"], "<f8", n).copy())
-        if not (np.isfinite(obs.t).all() and np.isfinite(obs.xyz).all()):
-            raise RecordError("non-finite times or positions")
-        t_last = rec.get("t_last")
-        return str(rec["source"]), obs, (None if t_last is None else float(t_last))
-    except (KeyError, TypeError, ValueError) as exc:
-        raise RecordError(f"bad observation record: {exc}") from None
-
-
-# ---------------------------------------------------------------------------------------------------- buses
-class Bus(Protocol):
-    """Streams of records per store and kind, a lease per store and a checkpoint per store."""
-
-    def publish(self, store: str, kind: str, record: dict) -> str:
-        """Append ``record`` to the store's ``kind`` stream; returns its id."""
-
-    def read(self, store: str, *, count: int = 500, block_ms: int = 100) -> list[tuple[str, str, dict]]:
-        """The next records of the store's streams for its worker: (kind, id, record), oldest first per kind."""
-
-    def rewind(self, store: str, offsets: dict[str, str]) -> None:
-        """Re-read from just after ``offsets`` (kind → last id already applied): a worker restarting."""
-
-    def ack(self, store: str, offsets: dict[str, str]) -> None:
-        """Everything up to ``offsets`` is applied and checkpointed: acknowledge it and let it go."""
-
-    def lease(self, store: str, owner: str, ttl_s: float) -> bool:
-        """Take or renew the store's worker lease for ``owner``; False while another owner holds it."""
-
-    def release(self, store: str, owner: str) -> None:
-        """Give the lease up (a clean shutdown)."""
-
-    def save_checkpoint(self, store: str, data: bytes) -> None: ...
-
-    def load_checkpoint(self, store: str) -> bytes | None: ...
-
-    def save_chunks(self, store: str, chunks: Mapping[str, bytes]) -> None:
-        """Keep the checkpoint's observation chunks (``carts.chunks.PackedChunk``; each written once)."""
-
-    def load_chunk(self, store: str, key: str) -> bytes | None: ...
-
-    def drop_chunks(self, store: str, keys: Iterable[str]) -> None: ...
-
-    def chunk_keys(self, store: str) -> set[str]:
-        """Keys of every chunk kept for ``store`` (to find those no checkpoint refers to)."""
-
-
-def _id_key(stream_id: str) -> tuple[int, int]:
-    a, _, b = stream_id.partition("-")
-    return int(a), int(b or 0)
-
-
-class MemoryBus:
-    """In-process streams (the embedded profile): bounded only by acknowledgement, like the Redis streams."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Condition()
-        self._streams: dict[tuple[str, str], deque[tuple[str, dict]]] = {}
-        self._seq = 0
-        self._cursor: dict[tuple[str, str], str] = {}
-        self._leases: dict[str, tuple[str, float]] = {}
-        self._checkpoints: dict[str, bytes] = {}
-        self._chunks: dict[tuple[str, str], bytes] = {}
-
-    def publish(self, store: str, kind: str, record: dict) -> str:
-        with self._lock:
-            self._seq += 1
-            sid = f"{self._seq}-0"
-            self._streams.setdefault((store, kind), deque()).append((sid, record))
-            self._lock.notify_all()
-            return sid
-
-    def read(self, store: str, *, count: int = 500, block_ms: int = 100) -> list[tuple[str, str, dict]]:
-        with self._lock:
-            out = self._take(store, count)
-            if not out and block_ms > 0:
-                self._lock.wait(block_ms / 1000)
-                out = self._take(store, count)
-            return out
-
-    def _take(self, store: str, count: int) -> list[tuple[str, str, dict]]:
-        out = []
-        for kind in KINDS:
-            stream = self._streams.get((store, kind))
-            if not stream:
-                continue
-            after = _id_key(self._cursor.get((store, kind), "0-0"))
-            for sid, rec in stream:
-                if _id_key(sid) > after:
-                    out.append((kind, sid, rec))
-                    if len(out) >= count:
-                        break
-            if out and out[-1][0] == kind:
-                self._cursor[(store, kind)] = out[-1][1]
-            if len(out) >= count:
-                break
-        return out
-
-    def rewind(self, store: str, offsets: dict[str, str]) -> None:
-        with self._lock:
-            for kind in KINDS:
-                self._cursor[(store, kind)] = offsets.get(kind, "0-0")
-
-    def ack(self, store: str, offsets: dict[str, str]) -> None:
-        with self._lock:
-            for kind, sid in offsets.items():
-                stream = self._streams.get((store, kind))
-                while stream and _id_key(stream[0][0]) <= _id_key(sid):
-                    stream.popleft()
-
-    def backlog(self, store: str) -> int:
-        """Records published and not yet acknowledged (tests, the emulator's wait for the end)."""
-        with self._lock:
-            return sum(len(v) for (s, _), v in self._streams.items() if s == store)
-
-    def lease(self, store: str, owner: str, ttl_s: float) -> bool:
-        with self._lock:
-            held = self._leases.get(store)
-            if held is not None and held[0] != owner and held[1] > time.monotonic():
-                return False
-            self._leases[store] = (owner, time.monotonic() + ttl_s)
-            return True
-
-    def release(self, store: str, owner: str) -> None:
-        with self._lock:
-            if self._leases.get(store, ("",))[0] == owner:
-                del self._leases[store]
-
-    def save_checkpoint(self, store: str, data: bytes) -> None:
-        with self._lock:
-            self._checkpoints[store] = data
-
-    def load_checkpoint(self, store: str) -> bytes | None:
-        with self._lock:
-            return self._checkpoints.get(store)
-
-    def save_chunks(self, store: str, chunks: Mapping[str, bytes]) -> None:
-        with self._lock:
-            self._chunks.update({(store, k): v for k, v in chunks.items()})
-
-    def load_chunk(self, store: str, key: str) -> bytes | None:
-        with self._lock:
-            return self._chunks.get((store, key))
-
-    def drop_chunks(self, store: str, keys: Iterable[str]) -> None:
-        with self._lock:
-            for k in keys:
-                self._chunks.pop((store, k), None)
-
-    def chunk_keys(self, store: str) -> set[str]:
-        with self._lock:
-            return {k for s, k in self._chunks if s == store}
-
-
-_RENEW = """
-if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) end
-if redis.call('set', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end
-return 0
-"""
-_RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
-
-
-class RedisBus:
-    """Redis Streams (the production profile). Streams ``walkout:<store>:<kind>`` with a consumer group
-    ``store-worker`` read by the one consumer ``active`` (whoever holds the lease ``walkout:<store>:lease``);
-    the checkpoint is ``walkout:<store>:checkpoint``. Records are JSON in the field ``r``."""
-
-    GROUP = "store-worker"
-    CONSUMER = "active"
-
-    def __init__(self, url: str, *, prefix: str = "walkout") -> None:
-        import redis
-
-        self.redis = redis.Redis.from_url(url, socket_timeout=10, socket_connect_timeout=5)
-        self.prefix = prefix
-        self._groups: set[str] = set()
-        self._cursor: dict[str, str] = {}  # kind → "0" while re-reading the pending list, else ">"
-        self._renew = self.redis.register_script(_RENEW)
-        self._release = self.redis.register_script(_RELEASE)
-
-    def key(self, store: str, kind: str) -> str:
-        return f"{self.prefix}:{store}:{kind}"
-
-    def _group(self, key: str) -> None:
-        if key in self._groups:
-            return
-        import redis
-
-        try:
-            self.redis.xgroup_create(key, self.GROUP, id="0", mkstream=True)
-        except redis.ResponseError as exc:  # BUSYGROUP: it exists
-            if "BUSYGROUP" not in str(exc):
-                raise
-        self._groups.add(key)
-
-    def publish(self, store: str, kind: str, record: dict) -> str:
-        sid = self.redis.xadd(self.key(store, kind), {"r": json.dumps(record, separators=(",", ":"))})
-        return sid.decode() if isinstance(sid, bytes) else sid
-
-    def read(self, store: str, *, count: int = 500, block_ms: int = 100) -> list[tuple[str, str, dict]]:
-        out: list[tuple[str, str, dict]] = []
-        for kind in KINDS:
-            self._group(self.key(store, kind))
-        # first what this consumer was given and did not acknowledge (a restart: cursor "0" or the last id
-        # re-read), then new entries (">")
-        for kind in KINDS:
-            cursor = self._cursor.get(kind, "0")
-            if cursor == ">":
-                continue
-            got = self.redis.xreadgroup(self.GROUP, self.CONSUMER, {self.key(store, kind): cursor}, count=count)
-            entries = got[0][1] if got else []
-            if not entries:
-                self._cursor[kind] = ">"
-                continue
-            entries = [self._entry(e) for e in entries]
-            self._cursor[kind] = entries[-1][0]
-            out += [(kind, sid, rec) for sid, rec in entries]
-        if out:
-            return out
-        got = self.redis.xreadgroup(self.GROUP, self.CONSUMER, {self.key(store, k): ">" for k in KINDS},
-                                    count=count, block=block_ms)
-        for key, entries in got or []:
-            kind = (key.decode() if isinstance(key, bytes) else key).rsplit(":", 1)[1]
-            out += [(kind, *self._entry(e)) for e in entries]
-        return out
-
-    @staticmethod
-    def _entry(entry) -> tuple[str, dict]:
-        sid, fields = entry
-        sid = sid.decode() if isinstance(sid, bytes) else sid
-        raw = fields.get(b"r", fields.get("r", b""))
-        try:
-            if len(raw) > MAX_RECORD_BYTES:
-                raise ValueError(f"{len(raw)} bytes")
-            rec = json.loads(raw)
-            if not isinstance(rec, dict):
-                raise ValueError("not an object")
-        except (ValueError, RecursionError) as exc:
-            rec = {"_error": f"unreadable record {sid}: {exc}"}
-        return sid, rec
-
-    def rewind(self, store: str, offsets: dict[str, str]) -> None:
-        self._cursor = {kind: "0" for kind in KINDS}  # re-read the pending list; applied ids are skipped
-
-    def ack(self, store: str, offsets: dict[str, str]) -> None:
-        pipe = self.redis.pipeline()
-        for kind, sid in offsets.items():
-            key = self.key(store, kind)
-            # every entry up to sid was applied: acknowledge the pending ones, then trim the stream below sid
-            pending = self.redis.xpending_range(key, self.GROUP, min="-", max=sid, count=10_000)
-            ids = [p["message_id"] for p in pending]
-            if ids:
-                pipe.xack(key, self.GROUP, *ids)
-            pipe.xtrim(key, minid=sid, approximate=False)
-        pipe.execute()
-
-    def backlog(self, store: str) -> int:
-        total = 0
-        for kind in KINDS:
-            key = self.key(store, kind)
-            self._group(key)
-            total += int(self.redis.xlen(key))
-        return total
-
-    def lease(self, store: str, owner: str, ttl_s: float) -> bool:
-        return bool(self._renew(keys=[f"{self.prefix}:{store}:lease"], args=[owner, int(ttl_s * 1000)]))
-
-    def release(self, store: str, owner: str) -> None:
-        self._release(keys=[f"{self.prefix}:{store}:lease"], args=[owner])
-
-    def save_checkpoint(self, store: str, data: bytes) -> None:
-        self.redis.set(f"{self.prefix}:{store}:checkpoint", data)
-
-    def load_checkpoint(self, store: str) -> bytes | None:
-        return self.redis.get(f"{self.prefix}:{store}:checkpoint")
-
-    def save_chunks(self, store: str, chunks: Mapping[str, bytes]) -> None:
-        if chunks:
-            self.redis.mset({f"{self.prefix}:{store}:chunk:{k}": v for k, v in chunks.items()})
-
-    def load_chunk(self, store: str, key: str) -> bytes | None:
-        return self.redis.get(f"{self.prefix}:{store}:chunk:{key}")
-
-    def drop_chunks(self, store: str, keys: Iterable[str]) -> None:
-        names = [f"{self.prefix}:{store}:chunk:{k}" for k in keys]
-        for i in range(0, len(names), 500):
-            self.redis.delete(*names[i:i + 500])
-
-    def chunk_keys(self, store: str) -> set[str]:
-        head = f"{self.prefix}:{store}:chunk:"
-        return {(name.decode() if isinstance(name, bytes) else name)[len(head):]
-                for name in self.redis.scan_iter(match=head + "*", count=1000)}
-
-
-_bus_lock = threading.Lock()
-_bus: Any = None
-
-
-def bus():
-    """The configured bus: :class:`RedisBus` on ``settings.REDIS_URL`` in the production profile, a process-wide
-    :class:`MemoryBus` in the embedded one."""
-    global _bus
-    from django.conf import settings
-
-    with _bus_lock:
-        if _bus is None:
-            _bus = (RedisBus(settings.REDIS_URL, prefix=settings.WALKOUT.get("STREAM_PREFIX", "walkout"))
-                    if getattr(settings, "PRODUCTION", False) else MemoryBus())
-        return _bus
-
-
-def bus_reset() -> None:
-    """Forget the process-wide bus and local workers (tests)."""
-    global _bus
-    for worker, thread in list(_local.values()):
-        worker.stop.set()
-        if thread is not None:
-            thread.join(10)
-    _local.clear()
-    with _bus_lock:
-        _bus = None
 
 
 # --------------------------------------------------------------------------------------------- store worker
@@ -550,10 +77,6 @@ class StoreWorker:
     def __init__(self, store_code: str, *, bus_: Any = None, session: str | None = None,
                  checkpoint_every_s: float = 2.0, source_down_s: float = 5.0, lease_s: float = 5.0,
                  owner: str | None = None, bill_wait_s: float = 60.0) -> None:
-        from django.conf import settings
-
-        from store.layout.models import Store
-
         self.store = Store.objects.get(code=store_code)
         self.bus = bus_ if bus_ is not None else bus()
         self.session = session or settings.WALKOUT.get("SENSORS_SESSION", "live")
@@ -579,21 +102,20 @@ class StoreWorker:
         #: process (``run_store``) leaves it False: there the devices go on sending while it steps, and a source
         #: that sent nothing meanwhile was silent.
         self.driven = False
-        #: the join of the store's cameras (``vision.shoppers.ShopperStream``), built at the first ``cam`` record or
-        #: restored with the checkpoint; None while no camera sends frames (single cameras publish observations)
-        self.join = None
-        self._join_since: float | None = None  # monotonic s of the first cam record (or of the restore)
-        self._cam_fed = False  # a cam record was applied since the join last wrote
+        #: the join of the store's cameras' ``cam`` records (``carts.camera_join``)
+        self.cameras = CameraJoin(self.store)
+
+    @property
+    def join(self):
+        """The cameras' ``vision.shoppers.ShopperStream`` (:attr:`CameraJoin.stream`), or None while no camera sends
+        frames."""
+        return self.cameras.stream
 
     # -------------------------------------------------------------------------------------------- lifecycle
     def _start(self) -> None:
         """Build the loop, from the checkpoint when there is one, and rewind the streams to its offsets."""
-        from django.conf import settings
-
-        from store.gates.models import Visit
-
-        from sensors.services import planogram_for
-
+        # lazy: the store loop's core (fusion, identity, numba: ~0.7 s, 230 modules) loads only in a process that
+        # runs a loop, not in every web or Celery process that imports this module to publish
         from .loop import LoopConfig, StoreLoop
         from .pipeline import StorePipeline, bin_geometry_for
 
@@ -608,19 +130,17 @@ class StoreWorker:
                 self._chunks = set(loop.__dict__.pop("restored_chunks", ()))
                 self.offsets = dict(state["offsets"])
                 self.sources = {k: [v, time.monotonic()] for k, v in state["sources"].items()}
-                self.join = state.get("join")
-                self._join_since = time.monotonic() if self.join is not None else None
+                join = state.get("join")
+                self.cameras = CameraJoin(self.store, stream=join, since=time.monotonic() if join is not None else None)
                 self.stats.restored = True
                 log.info("store %s: resumed from the checkpoint at %s", self.store.code, self.offsets)
             except Exception as exc:  # a checkpoint of older code: start afresh (outputs are idempotent)
                 log.error("store %s: checkpoint unreadable (%s); starting afresh", self.store.code, exc)
                 loop = None
-                self.join, self._join_since = None, None
+                self.cameras = CameraJoin(self.store)
         self.pipeline = StorePipeline(store=self.store, session=self.session, loop=loop, queue_checkouts=True)
         if settings.WALKOUT.get("PRODUCT_IMAGES", True):  # the product in the taking hand (carts.product_images)
-            from vision.hand_crops import HandCropStore
-
-            from .product_images import HandImageEvidence
+            from .product_images import HandImageEvidence  # lazy, as the loop above
 
             self.pipeline.sink.images = HandImageEvidence(HandCropStore(self.store.code), self.pipeline.loop.bins)
         if loop is None:
@@ -650,8 +170,6 @@ class StoreWorker:
         self.stats.orphan_chunks = len(orphans)
 
     def _zones(self) -> None:
-        from store.layout.models import Zone
-
         loop = self.pipeline.loop
         entry = list(Zone.objects.filter(store=self.store, kind=Zone.Kind.ENTRY).order_by("name"))
         loop.entry_zones = [np.asarray(z.polygon, dtype=float) for z in entry]
@@ -659,56 +177,20 @@ class StoreWorker:
         loop.exit_zones = [np.asarray(z.polygon, dtype=float) for z in
                            Zone.objects.filter(store=self.store, kind=Zone.Kind.EXIT)]
 
-    def _joiner(self):
-        """The join of the store's cameras, built on first use: a ``vision.shoppers.ShopperStream`` waiting for the
-        store's enabled cameras (a camera that never sends is given up after ``source_down_s``), placing people on
-        its floor zones (the store's zones; a store without floor zones places everyone), association as
-        ``carts.offline.video.vision_settings`` says, ids ``j<random>-S<n>``: never an id of an earlier join the loop may
-        still hold. The camera workers apply their clock offsets (``Camera.clock_offset_s``) to the frames' times, so
-        the stream adds none."""
-        if self.join is None:
-            from store.layout.models import Zone as ZoneRow
-            from vision.models import Camera
-            from vision.config import vision_settings
-            from vision.shoppers import LIVE_LAG_S, ShopperStream
-            from vision.zones import Zone
-
-            cfg = vision_settings()
-            cameras = list(Camera.objects.filter(store=self.store, enabled=True).order_by("name")
-                           .values_list("name", flat=True))
-            zones = []
-            for z in ZoneRow.objects.filter(store=self.store).order_by("name"):
-                try:
-                    zones.append(Zone(z.name, z.kind, np.asarray(z.polygon, dtype=np.float64)))
-                except (TypeError, ValueError) as exc:  # a zone the join cannot use: left out, not fatal
-                    log.warning("store %s: zone %s left out of the camera join: %s", self.store.code, z.name, exc)
-            self.join = ShopperStream(cameras, zones, gate_m=float(cfg["GATE_M"]), max_gap_s=float(cfg["MAX_GAP_S"]),
-                                      lag_s=LIVE_LAG_S, prefix=f"j{uuid.uuid4().hex[:6]}-S")
-        return self.join
-
     def _join_step(self) -> None:
         """Stop waiting for the cameras silent for ``source_down_s`` (a camera never heard of since the join began
         is alerted here; the others by :meth:`watermark`), write what the join now can to the loop, and move its
         clock (:data:`CAMERAS_JOINED`: how far the joined observations go) when a camera sent something."""
-        join = self.join
-        wall = self._looked()
-        for camera in join.waiting_for:
-            source = f"cam:{camera}"
-            entry = self.sources.get(source)
-            seen = entry[1] if entry is not None else self._join_since
-            if seen is None or wall - seen <= self.source_down_s:
-                continue
-            join.stop_waiting(camera)
-            log.warning("store %s: the join no longer waits for camera %s", self.store.code, camera)
-            if entry is None and source not in self.down:
+        obs, never_heard, t_written = self.cameras.step(wall=self._looked(), sources=self.sources,
+                                                        down_s=self.source_down_s)
+        for source, silent_s in never_heard:
+            if source not in self.down:
                 self.down.add(source)
-                self._alert_down(source, wall - seen)
-        obs = join.advance()
+                self._alert_down(source, silent_s)
         if len(obs):
             self.pipeline.loop.on_observations(obs)
-        if self._cam_fed:
-            self._cam_fed = False
-            self._seen(CAMERAS_JOINED, join.t_written)
+        if t_written is not None:
+            self._seen(CAMERAS_JOINED, t_written)
 
     def checkpoint(self) -> None:
         """Save the loop's state with the offsets it has applied, then acknowledge those records."""
@@ -718,7 +200,7 @@ class StoreWorker:
         # the observation windows' chunks go to the bus by key, each once: the checkpoint itself stays small
         data = pickle.dumps({"loop": loop.snapshot(chunks=(self.bus, self.store.code, self._chunks)),
                              "offsets": self.offsets, "sources": {k: v[0] for k, v in self.sources.items()},
-                             "join": self.join, "chunked": True}, protocol=pickle.HIGHEST_PROTOCOL)
+                             "join": self.cameras.stream, "chunked": True}, protocol=pickle.HIGHEST_PROTOCOL)
         self.bus.save_checkpoint(self.store.code, data)
         loop.drop_gone_chunks(self.bus, self.store.code)
         self.stats.checkpoint_bytes = len(data)
@@ -732,8 +214,6 @@ class StoreWorker:
         """Wait for the lease (standing by while another worker holds it), then run until :attr:`stop` is set,
         ``max_seconds`` pass, or ``idle_exit_s`` without a record (after the first). Checkpoints on the way out;
         never bills open visits early (no ``finish``)."""
-        from django.db import close_old_connections
-
         t_end = None if max_seconds is None else time.monotonic() + max_seconds
         while not self.bus.lease(self.store.code, self.owner, self.lease_s):
             if self.stop.wait(standby_poll_s) or (t_end is not None and time.monotonic() >= t_end):
@@ -785,15 +265,13 @@ class StoreWorker:
         """Read and apply what is there, advance the loop to the watermark. Returns the records read."""
         if self.pipeline is None:
             self._start()
-        from .services import cart_publish_batch
-
         records = self.bus.read(self.store.code, block_ms=block_ms)
         self._read_at = time.monotonic()  # everything published before now was just read (up to the bus's count)
         read_wall = time.time()
         with cart_publish_batch():  # each cart the step changed is pushed once, with the step's outcome
             for kind, sid, rec in records:
                 done = self.offsets.get(kind)
-                if done is not None and _id_key(sid) <= _id_key(done):
+                if done is not None and stream_id_key(sid) <= stream_id_key(done):
                     continue  # applied before the checkpoint this worker resumed from
                 self._apply(kind, sid, rec)
                 self.offsets[kind] = sid
@@ -868,15 +346,8 @@ class StoreWorker:
                 if t_last is not None:
                     self._seen(f"obs:{source}", t_last)
             elif kind == "cam":
-                camera, frames, t_last = decode_cam(rec)  # all of it or nothing: a bad record adds no frame
-                join = self._joiner()
-                for ft in frames:
-                    join.add(ft)
-                join.reached(camera, t_last)
+                camera, t_last = self.cameras.add(rec, now=self._looked())  # all of it or nothing
                 self._seen(f"cam:{camera}", t_last)
-                if self._join_since is None:
-                    self._join_since = self._looked()
-                self._cam_fed = True
             elif kind == "tag":
                 # evidence, not a clock: an exit-only reader is silent between shoppers, so it never holds the
                 # watermark back (billing waits the exit settle time, which covers a pass's reads)
@@ -938,8 +409,6 @@ class StoreWorker:
         return t + (wall - seen)
 
     def _alert_down(self, source: str, silent_s: float) -> None:
-        from .models import StoreAlert
-
         StoreAlert.objects.update_or_create(
             store=self.store, kind=StoreAlert.Kind.SOURCE_DOWN, key=source,
             defaults={"message": f"{source} sent nothing for {silent_s:.0f} s: events it should have seen go to "
@@ -947,15 +416,21 @@ class StoreWorker:
         log.warning("store %s: source %s is down", self.store.code, source)
 
     def _resolve_down(self, source: str) -> None:
-        from django.utils import timezone
-
-        from .models import StoreAlert
-
         StoreAlert.objects.filter(store=self.store, kind=StoreAlert.Kind.SOURCE_DOWN, key=source,
                                   resolved_at__isnull=True).update(resolved_at=timezone.now())
 
 
 # ------------------------------------------------------------------------------- publishing and local workers
+def bus_reset() -> None:
+    """Forget the process-wide bus and local workers (tests)."""
+    for worker, thread in list(_local.values()):
+        worker.stop.set()
+        if thread is not None:
+            thread.join(10)
+    _local.clear()
+    bus_forget()
+
+
 _local: dict[str, tuple[StoreWorker, threading.Thread]] = {}
 _local_lock = threading.Lock()
 
@@ -964,8 +439,6 @@ def local_worker(store_code: str) -> StoreWorker | None:
     """Embedded profile: the store worker of ``store_code`` in this process — one a caller registered
     (:func:`register_local`: the emulator drives its own), else a thread started on first use (devices posting
     to the embedded server). None in the production profile, where ``run_store`` runs it."""
-    from django.conf import settings
-
     if getattr(settings, "PRODUCTION", False):
         return None
     with _local_lock:
@@ -1006,8 +479,6 @@ def unregister_local(store_code: str) -> None:
 
 
 def _run_local(worker: StoreWorker) -> None:
-    from django.db import close_old_connections
-
     try:
         worker.run()
     except Exception:  # the thread must report, not vanish
@@ -1059,8 +530,7 @@ def default_shelf_sink(session: str):
     itself, without cameras)."""
     if store_loop_enabled():
         return BusShelfSink()
-    from .pipeline import PipelineSink  # the pipeline imports Django models; the bus does not
-
+    from .pipeline import PipelineSink  # lazy: the store loop's core loads only where ingestion runs detection
     return PipelineSink(session=session)
 
 
@@ -1086,8 +556,6 @@ def publish_frames(store_code: str, camera: str, frames: list, t_last: float) ->
 def store_loop_enabled() -> bool:
     """``settings.WALKOUT["STORE_LOOP"]`` is on: gate scans, shelf blocks and observations go to the store loop's
     streams (production default; the embedded profile turns it on for ``emulate_store`` and the demo)."""
-    from django.conf import settings
-
     return str(settings.WALKOUT.get("STORE_LOOP", "off")).lower() in ("on", "1", "true", "yes")
 
 

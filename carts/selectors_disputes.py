@@ -11,7 +11,7 @@ from store.billing.models import Receipt
 
 from .models import Dispute
 from store.billing.money import money_display
-from .services import dispute_window_h
+from .services.disputes import dispute_window_h
 
 
 def disputes_by_line(*, receipt: Receipt) -> dict[int, Dispute]:

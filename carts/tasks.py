@@ -10,9 +10,13 @@ from django.conf import settings
 from django.db.models import F
 from django.utils import timezone
 
+from store.accounts.demo import demo_shopper_ensure
 from store.gates.models import Visit
+from store.recording import read_recording
+from vision.clips import clip_store
 
 from .models import ReplayRun
+from .services.review import review_holds_release
 
 log = logging.getLogger(__name__)
 
@@ -31,9 +35,8 @@ def replay_recording_task(path: str, session: str, speed: float | None = None,
     ``store.recording.RecordingError`` for a bad recording, ``ValueError`` when the paced replay would outlast
     ``settings.REPLAY_TASK_LIMIT_S`` (the broker would deliver it again while it runs).
     """
-    from store.recording import read_recording
-
-    from .offline.replay import demo_shopper_ensure, replay_recording, session_clock_offset
+    # lazy: the offline tooling loads only when a manager starts a replay (tests/test_runtime_no_offline.py)
+    from .offline.replay import replay_recording, session_clock_offset
 
     run = ReplayRun.objects.filter(session=session).first()
     if run is not None and run.finished_at is not None:
@@ -64,8 +67,6 @@ def replay_recording_task(path: str, session: str, speed: float | None = None,
 def review_holds_release_task() -> int:
     """Make final the review decisions whose undo window has passed and bill the visits they kept waiting
     (``carts.services.review_holds_release``). Idempotent; queued by each held decision and run by beat."""
-    from .services import review_holds_release
-
     return len(review_holds_release())
 
 
@@ -73,6 +74,4 @@ def review_holds_release_task() -> int:
 def review_clips_prune_task() -> int:
     """Delete review clips older than ``WALKOUT["REVIEW_CLIP_RETENTION_H"]`` hours (``vision.clips``). Idempotent;
     run by beat (``manage.py prune_review_clips`` does the same by hand)."""
-    from vision.clips import clip_store
-
     return clip_store().prune()

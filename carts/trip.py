@@ -26,7 +26,12 @@ from django.conf import settings
 from django.urls import reverse
 from django.utils import timezone
 
+from store.billing.money import money_display
 from store.gates.models import Visit
+from store.inventory.models import Product
+from store.layout.timezones import store_zone
+
+from .services.review_queue import review_undecided_for
 
 S = Visit.State
 
@@ -41,8 +46,6 @@ def review_within_h() -> float:
 
 def store_local(dt: datetime, store) -> datetime:
     """``dt`` (aware UTC) in the store's local time zone (``Store.timezone``; the site's when empty)."""
-    from store.layout.timezones import store_zone
-
     return timezone.localtime(dt, store_zone(store))
 
 
@@ -71,8 +74,6 @@ def _review_words(visit: Visit, items: list) -> tuple[list[str], str]:
             barcodes[item.pk] = hyps[0].get("barcode", "")
         others = [c for c in item.candidates or [] if isinstance(c, dict) and c.get("visit") not in (None, visit.pk)]
         whys.add("another shopper was at the same shelf" if others else "our sensors were not sure enough")
-    from store.inventory.models import Product
-
     known = dict(Product.objects.filter(store_id=visit.store_id, barcode__in=set(barcodes.values()))
                  .values_list("barcode", "name"))
     for item in items:
@@ -89,9 +90,6 @@ def trip_status(*, visit: Visit, receipt_total_minor: int | None = None, now: da
     """The status block of ``visit`` (module docstring): ``{"stage", "title", "text", "link_url", "link_text",
     "due_in_s"}`` (``due_in_s``: seconds until the receipt is expected, ``leaving`` and ``decided`` only, else
     None). ``now``: tz-aware UTC, default the clock."""
-    from store.billing.money import money_display
-    from .services import review_undecided_for
-
     now = now or timezone.now()
     store = visit.store
     out = {"stage": "", "title": "", "text": "", "link_url": "", "link_text": "", "due_in_s": None}

@@ -31,7 +31,8 @@ from store.billing.money import money_format_table
 from . import selectors, selectors_disputes
 from .forms import DisputeDecisionForm, DisputeForm
 from .models import Dispute
-from .services import DisputeError, cart_snapshot, dispute_decide, dispute_open
+from .services.disputes import DisputeError, dispute_decide, dispute_open
+from .services.ledger import cart_snapshot
 from .trip import trip_status
 
 log = logging.getLogger(__name__)

@@ -35,7 +35,8 @@ from django.utils import timezone
 from store.layout.models import Bin, Store
 
 from .health import HealthConfig, PlateHealthMonitor
-from .ingest import ControllerStream, IngestConfig, IngestProblem, IngestResult
+from .ingest import IngestConfig, IngestProblem, IngestResult
+from .ingest_stream import ControllerStream
 from .models import ShelfController
 from .services import controller_problems_record, sensor_health_record
 from .storage import RawSampleStore

@@ -89,7 +89,7 @@ def _no_review_release_timer(monkeypatch):
     """A held review decision (carts.services.review_resolve with hold_s) is released from a timer thread in the
     embedded profile; in tests that timer would fire after the test, on a closed test database. Tests release held
     decisions themselves (carts.services.review_holds_release)."""
-    monkeypatch.setattr("carts.services._release_schedule", lambda **kwargs: None)
+    monkeypatch.setattr("carts.services.review._release_schedule", lambda **kwargs: None)
 
 
 # Test files that use the shared services on 127.0.0.1 (the Celery queues on Redis databases 13/14, the shared

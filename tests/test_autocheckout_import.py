@@ -8,7 +8,8 @@ import shutil
 import numpy as np
 import pytest
 
-from carts.offline.autocheckout import INCH_M, AutoCheckoutError, convert_layout, import_case
+from carts.offline.autocheckout import INCH_M, AutoCheckoutError, import_case
+from carts.offline.autocheckout_store import convert_layout
 from store.recording import read_recording
 from tests.conftest import shared_file
 

@@ -12,8 +12,12 @@ from django.db.models import Sum
 from django.utils import timezone
 
 from carts.models import CartEvent, ReviewItem
-from carts.offline.replay import billed_receipts, demo_shopper_ensure
-from carts.services import ReviewError, cart_apply, cart_lines, CartChange, review_resolve, visit_checkout
+from carts.offline.replay import billed_receipts
+from store.accounts.demo import demo_shopper_ensure
+from carts.services.checkout import visit_checkout
+from carts.services.ledger import CartChange, cart_apply, cart_lines
+from carts.services.review import review_resolve
+from carts.services.review_queue import ReviewError
 from sensors.models import ShelfEvent
 from store.billing.models import PaymentAttempt
 from store.gates.models import Visit

@@ -97,7 +97,7 @@ def test_checkout_bills_each_product_at_its_category_rate(settings):
     from django.utils import timezone
 
     from carts.models import CartEvent
-    from carts.services import visit_checkout
+    from carts.services.checkout import visit_checkout
     from store.gates.models import Visit
 
     settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
@@ -123,7 +123,7 @@ def test_live_cart_shows_the_tax_the_receipt_will_charge(settings):
     from django.utils import timezone
 
     from carts.models import CartEvent
-    from carts.services import cart_snapshot
+    from carts.services.ledger import cart_snapshot
     from store.gates.models import Visit
 
     settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}

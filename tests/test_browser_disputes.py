@@ -26,7 +26,7 @@ def test_refused_dispute_keeps_the_note_and_a_rejection_is_told_and_final(phone,
     from django.utils import timezone
     from playwright.sync_api import expect
 
-    from carts.services import visit_checkout
+    from carts.services.checkout import visit_checkout
     from store.billing.services import payment_authorise
     from store.gates.models import Visit
     from tests.test_inventory_stock import make_world, pick

@@ -40,7 +40,8 @@ def _world():
     from django.utils import timezone
 
     from carts.models import ReviewItem
-    from carts.services import dispute_open, visit_checkout
+    from carts.services.checkout import visit_checkout
+    from carts.services.disputes import dispute_open
     from sensors.models import ShelfEvent
     from store.billing.services import payment_authorise
     from store.gates.models import Visit

@@ -29,7 +29,7 @@ def embedded(settings):
 def no_release_timer(monkeypatch):
     """The embedded profile releases a held decision from a timer thread; here the test releases it itself
     (a timer firing after the test would touch a closed test database)."""
-    monkeypatch.setattr("carts.services._release_schedule", lambda **kwargs: None)
+    monkeypatch.setattr("carts.services.review._release_schedule", lambda **kwargs: None)
 
 
 def test_manager_resolves_a_review_and_sees_stock_change(manager_page):
@@ -69,7 +69,7 @@ def test_manager_resolves_a_review_and_sees_stock_change(manager_page):
     expect(messages).to_contain_text(f"+1 × Cola to visit {visit.pk}")
     expect(reviews).to_contain_text("Nothing to review.")
     # billed once the undo window has passed (WALKOUT["REVIEW_UNDO_S"], 1 s in this test)
-    from carts.services import review_holds_release
+    from carts.services.review import review_holds_release
 
     review_holds_release(now=timezone.now() + timedelta(seconds=2))
     page.reload()

@@ -35,7 +35,7 @@ def embedded(settings, tmp_path):
 def no_release_timer(monkeypatch):
     """The embedded profile releases a held decision from a timer thread; here the test releases it itself
     (a timer firing after the test would touch a closed test database)."""
-    monkeypatch.setattr("carts.services._release_schedule", lambda **kwargs: None)
+    monkeypatch.setattr("carts.services.review._release_schedule", lambda **kwargs: None)
 
 
 def _review(w, shopper_visits, *, grams, barcode, seconds_ago, posteriors):

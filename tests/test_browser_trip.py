@@ -28,7 +28,7 @@ def test_leaving_counts_down_then_reads_as_charged(phone, asgi_server):
     from django.utils import timezone
     from playwright.sync_api import expect
 
-    from carts.services import visit_checkout
+    from carts.services.checkout import visit_checkout
     from store.billing.services import payment_authorise
     from store.gates.models import Visit
     from tests.test_inventory_stock import make_world, pick

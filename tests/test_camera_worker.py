@@ -7,7 +7,7 @@ import cv2
 import numpy as np
 import pytest
 
-from carts.runtime import decode_obs, obs_record
+from carts.records import decode_obs, obs_record
 from store.layout.models import Store
 from vision.models import Camera
 from vision.tracking import CameraTracker

@@ -66,7 +66,7 @@ async def open_socket(path: str, user=None, origin: bytes | None = ORIGIN) -> We
 
 @database_sync_to_async
 def add_to_cart(w: SimpleNamespace, quantity: int):
-    from carts.services import CartChange, cart_apply
+    from carts.services.ledger import CartChange, cart_apply
 
     return cart_apply(change=CartChange(visit=w.visit, product=w.product, quantity=quantity, confidence=0.93,
                                         evidence={"test": True}, senses=("weight", "hand")), shelf_event=None)

@@ -272,26 +272,27 @@ def test_dismiss_charges_nobody(w):
 
 
 def test_checkout_runs_when_the_last_open_review_of_an_under_review_visit_closes(w, monkeypatch):
-    import carts.services as services
+    from carts.services import review
 
     Visit.objects.filter(pk=w.visit.pk).update(state=Visit.State.UNDER_REVIEW)
     other = Visit.objects.create(store=w.store, shopper=w.bob, state=Visit.State.UNDER_REVIEW, entered_at=w.now)
     first = _open_review(w, [w.visit, other])
     second = _open_review(w, [w.visit], hyp=("0001", 1))
     calls = []
-    monkeypatch.setattr(services, "visit_checkout", lambda *, visit, at=None: calls.append(visit.pk) or None)
+    monkeypatch.setattr(review, "visit_checkout", lambda *, visit, at=None: calls.append(visit.pk) or None)
 
-    out = services.review_resolve(item=first, visit_id=w.visit.pk, barcode="0002", quantity=1, by="mia")
+    out = review.review_resolve(item=first, visit_id=w.visit.pk, barcode="0002", quantity=1, by="mia")
     assert out.cart_event.visit_id == w.visit.pk
     assert calls == [other.pk]  # Bob's visit waited only for this item; Ann's still has `second` open
-    out = services.review_resolve(item=second, visit_id=w.visit.pk, barcode="0001", quantity=1, by="mia")
+    out = review.review_resolve(item=second, visit_id=w.visit.pk, barcode="0001", quantity=1, by="mia")
     assert calls == [other.pk, w.visit.pk]
     assert list(out.checkouts) == [w.visit.pk]
 
 
 @pytest.mark.parametrize("case", ["closed", "other_store", "unknown_barcode", "zero", "put_back_too_many"])
 def test_refused_review_decisions_write_nothing(w, case):
-    from carts.services import ReviewError, review_resolve
+    from carts.services.review import review_resolve
+    from carts.services.review_queue import ReviewError
 
     item = _open_review(w, [w.visit])
     kwargs = {"visit_id": w.visit.pk, "barcode": "0002", "quantity": 1}
@@ -325,7 +326,7 @@ def test_admin_lists_are_read_only(w, model):
 
 def test_resolving_the_last_review_bills_the_visit_end_to_end(w):
     """review_resolve → visit_checkout → billing.receipt_issue with the dummy payment provider (no mocks)."""
-    from carts.services import review_resolve
+    from carts.services.review import review_resolve
     from store.accounts.models import ShopperProfile
     from store.billing.provider_dummy import DummyProvider
     from store.billing.services import payment_authorise
@@ -370,22 +371,23 @@ def _waiting_put_back(w, follows: ReviewItem, visit: Visit, barcode: str = "0002
 
 
 def test_a_put_back_waiting_for_its_picks_review_applies_when_the_pick_is_given_to_its_shopper(w, monkeypatch):
-    import carts.services as services
+    from carts.services import review
+    from carts.services.review_queue import review_open_for
 
     bob_visit = Visit.objects.create(store=w.store, shopper=w.bob, state=Visit.State.SHOPPING, entered_at=w.now)
     pick = _open_review(w, [w.visit, bob_visit])              # who took the chips: Ann or Bob?
     waiting = _waiting_put_back(w, pick, w.visit)              # Ann put chips back meanwhile
     Visit.objects.filter(pk=w.visit.pk).update(state=Visit.State.UNDER_REVIEW)  # and left
     w.visit.refresh_from_db()
-    assert waiting in services.review_open_for(visit=w.visit)  # her checkout waits for the waiting item too
+    assert waiting in review_open_for(visit=w.visit)  # her checkout waits for the waiting item too
     response = client_for(w.mia).get("/manage/")
     (row,) = response.context["reviews"]  # the waiting put-back is not for people; the pick shows it waits
     assert row.id == pick.pk and row.waiting == 1
     assert "1 put-back of this item waits for this decision" in response.content.decode()
     calls = []
-    monkeypatch.setattr(services, "visit_checkout", lambda *, visit, at=None: calls.append(visit.pk) or None)
+    monkeypatch.setattr(review, "visit_checkout", lambda *, visit, at=None: calls.append(visit.pk) or None)
 
-    out = services.review_resolve(item=pick, visit_id=w.visit.pk, barcode="0002", quantity=1, by="mia")
+    out = review.review_resolve(item=pick, visit_id=w.visit.pk, barcode="0002", quantity=1, by="mia")
     waiting.refresh_from_db()
     assert (waiting.status, waiting.resolved_by) == ("resolved", "fusion")
     put_back = CartEvent.objects.get(pk=waiting.resolution["cart_event"])
@@ -396,7 +398,8 @@ def test_a_put_back_waiting_for_its_picks_review_applies_when_the_pick_is_given_
 
 
 def test_a_waiting_put_back_opens_for_people_when_the_pick_went_to_someone_else(w):
-    from carts.services import review_open_for, review_resolve
+    from carts.services.review import review_resolve
+    from carts.services.review_queue import review_open_for
 
     bob_visit = Visit.objects.create(store=w.store, shopper=w.bob, state=Visit.State.SHOPPING, entered_at=w.now)
     pick = _open_review(w, [w.visit, bob_visit])
@@ -409,7 +412,8 @@ def test_a_waiting_put_back_opens_for_people_when_the_pick_went_to_someone_else(
 
 
 def test_a_visit_named_only_by_a_waiting_put_back_is_checked_out_once_it_settles(w, monkeypatch):
-    import carts.services as services
+    from carts.services import review
+    from carts.services.review_queue import review_open_for
 
     bob_visit = Visit.objects.create(store=w.store, shopper=w.bob, state=Visit.State.SHOPPING, entered_at=w.now)
     pick = _open_review(w, [w.visit])                          # Ann's pick of chips, in review
@@ -418,8 +422,8 @@ def test_a_visit_named_only_by_a_waiting_put_back_is_checked_out_once_it_settles
     waiting.save(update_fields=["candidates"])
     Visit.objects.filter(pk=bob_visit.pk).update(state=Visit.State.UNDER_REVIEW)  # Bob left: he waits for it
     bob_visit.refresh_from_db()
-    assert services.review_open_for(visit=bob_visit) == [waiting]
+    assert review_open_for(visit=bob_visit) == [waiting]
     calls = []
-    monkeypatch.setattr(services, "visit_checkout", lambda *, visit, at=None: calls.append(visit.pk) or None)
-    services.review_resolve(item=pick, visit_id=w.visit.pk, barcode="0002", quantity=1, by="mia")
+    monkeypatch.setattr(review, "visit_checkout", lambda *, visit, at=None: calls.append(visit.pk) or None)
+    review.review_resolve(item=pick, visit_id=w.visit.pk, barcode="0002", quantity=1, by="mia")
     assert bob_visit.pk in calls  # the settled put-back released Bob's checkout too

@@ -104,7 +104,7 @@ def test_create_manager_without_a_terminal_says_how_to_give_the_password(monkeyp
 def test_evaluate_refuses_a_session_of_another_recording(benchmark1_recording):
     from django.utils import timezone
 
-    from carts.offline.replay import demo_shopper_ensure
+    from store.accounts.demo import demo_shopper_ensure
     from store.gates.models import Visit
     from store.layout.models import Store
     from store.recording import read_recording

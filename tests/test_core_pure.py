@@ -22,6 +22,7 @@ CORE = [
     "store.billing.senses", "store.checks",
     "sensors.weight", "sensors.rfid", "vision.identity", "vision.geometry", "vision.association",
     "vision.activity", "vision.zones", "store.recording",
+    "sensors.ingest", "sensors.ingest_stream", "carts.records", "carts.offline.rfid_simulation",
 ]
 FRAMEWORKS = ("django", "celery", "kombu", "channels", "rest_framework", "ultralytics", "torch", "stripe", "redis")
 

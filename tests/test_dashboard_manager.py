@@ -19,7 +19,7 @@ from django.test import Client
 from django.urls import path
 from django.utils import timezone
 
-from carts import selectors
+from carts import selectors_dashboard
 from carts.dashboard_consumers import DashboardConsumer
 from store.dashboard_events import DASHBOARD_GROUP, dashboard_message, dashboard_notify
 from carts.models import ReviewItem
@@ -53,11 +53,11 @@ def test_occupancy_counts_shoppers_inside_against_capacity(w):
     make_visit(w, shopper=w.bob, state=Visit.State.SHOPPING)
     for state in (Visit.State.EXITED, Visit.State.BILLED, Visit.State.UNDER_REVIEW, Visit.State.REFUSED):
         make_visit(w, state=state)
-    rows = {r.store_code: r for r in selectors.store_occupancy()}
+    rows = {r.store_code: r for r in selectors_dashboard.store_occupancy()}
     assert (rows["s1"].inside, rows["s1"].capacity, rows["s1"].percent, rows["s1"].full) == (2, 3, 66, False)
     assert (rows["s2"].inside, rows["s2"].percent, rows["s2"].full) == (0, 0, True)
     make_visit(w, shopper=w.bob, state=Visit.State.SHOPPING)
-    assert selectors.store_occupancy()[0].full
+    assert selectors_dashboard.store_occupancy()[0].full
     html = manager(w).get("/manage/").content.decode()
     assert '<span class="big" data-store="s1">3</span> / 3 shoppers <span class="bad">full</span>' in html
     assert other.store.code in html
@@ -70,30 +70,30 @@ def test_sales_today_sums_receipts_issued_today_per_store_and_currency(w):
     make_receipt(make_visit(w, shopper=w.bob), [(w.water, 1)], issued_at=now)               # 99
     make_receipt(make_visit(w), [(w.water, 5)], issued_at=now - timedelta(days=1))          # yesterday
     make_receipt(make_visit(yen), [(yen.cola, 1)], issued_at=now)                          # ¥ (price 1.99 → 199)
-    rows = {(r.store_code, r.currency): r for r in selectors.sales_today(now=now)}
+    rows = {(r.store_code, r.currency): r for r in selectors_dashboard.sales_today(now=now)}
     assert set(rows) == {("s1", "usd"), ("jp", "jpy")}
     s1 = rows[("s1", "usd")]
     assert (s1.receipts, s1.items, s1.total_minor, s1.total_display) == (2, 4, 747, "$7.47")
     assert rows[("jp", "jpy")].total_display == "¥199"
-    start, end = selectors.day_bounds(now)
+    start, end = selectors_dashboard.day_bounds(now)
     assert start <= now < end and end - start == timedelta(days=1)
-    assert selectors.sales_today(now=now + timedelta(days=2)) == []
+    assert selectors_dashboard.sales_today(now=now + timedelta(days=2)) == []
     assert "$7.47" in manager(w).get("/manage/").content.decode()
 
 
 def test_low_stock_alert_appears_and_clears_with_a_restock(w):
     stock_record_restock(product=w.cola, quantity=5, bin=w.bin_a, by="mia")      # threshold 2: fine
     stock_record_restock(product=w.chips, quantity=1, bin=w.bin_b, by="mia")     # threshold 0: fine
-    count, alerts = selectors.low_stock_alerts()
+    count, alerts = selectors_dashboard.low_stock_alerts()
     assert count == 1 and [(a.barcode, a.level, a.threshold) for a in alerts] == [(w.water.barcode, 0, 5)]
     html = manager(w).get("/manage/").content.decode()
     assert "Water</a>" in html and "0</span> left (threshold 5)" in html
     visit = make_visit(w)
     pick(w, visit, w.cola, w.bin_a, 3, seconds_ago=30)
     stock_record_sale(receipt=make_receipt(visit, [(w.cola, 3)]))                # 5 − 3 = 2 ≤ 2: low
-    assert {a.barcode for a in selectors.low_stock_alerts()[1]} == {w.water.barcode, w.cola.barcode}
+    assert {a.barcode for a in selectors_dashboard.low_stock_alerts()[1]} == {w.water.barcode, w.cola.barcode}
     stock_record_restock(product=w.water, quantity=6, by="mia")
-    assert {a.barcode for a in selectors.low_stock_alerts()[1]} == {w.cola.barcode}
+    assert {a.barcode for a in selectors_dashboard.low_stock_alerts()[1]} == {w.cola.barcode}
 
 
 def test_open_visits_show_their_carts(w):
@@ -102,7 +102,7 @@ def test_open_visits_show_their_carts(w):
     pick(w, shopping, w.chips, w.bin_b, 1, seconds_ago=40)
     pick(w, shopping, w.chips, w.bin_b, -1, seconds_ago=30)
     make_visit(w, shopper=w.bob, state=Visit.State.BILLED)
-    rows = selectors.open_visit_carts()
+    rows = selectors_dashboard.open_visit_carts()
     assert [r.id for r in rows] == [shopping.pk]
     assert [(x["name"], x["quantity"], x["line_total_display"]) for x in rows[0].lines] == [("Cola", 2, "$3.98")]
     assert (rows[0].items, rows[0].total_display) == (2, "$3.98")
@@ -115,7 +115,7 @@ def test_open_carts_and_todays_visits_show_totals_with_tax_as_the_shopper_sees_t
     ``billing.services.receipt_amounts``), in the open-carts table and in today's visits."""
     from decimal import Decimal
 
-    from carts.services import cart_snapshot
+    from carts.services.ledger import cart_snapshot
     from store.inventory.models import TaxCategory
 
     food = TaxCategory.objects.create(store=w.store, name="Prepared food", rate_percent=Decimal("8.875"))
@@ -126,9 +126,9 @@ def test_open_carts_and_todays_visits_show_totals_with_tax_as_the_shopper_sees_t
     pick(w, shopping, w.chips, w.bin_b, 1, seconds_ago=40)  # 2.50, not taxed
     snap = cart_snapshot(visit=shopping)
     assert (snap["tax_minor"], snap["total_minor"]) == (35, 398 + 250 + 35)
-    row = selectors.open_visit_carts()[0]
+    row = selectors_dashboard.open_visit_carts()[0]
     assert (row.tax_minor, row.total_minor, row.total_display, row.tax_display) == (35, 683, "$6.83", "$0.35")
-    visit_row = next(v for v in selectors.dashboard_visits() if v.id == shopping.pk)
+    visit_row = next(v for v in selectors_dashboard.dashboard_visits() if v.id == shopping.pk)
     assert (visit_row.total_minor, visit_row.items) == (snap["total_minor"], 3)
     html = manager(w).get("/manage/").content.decode()
     assert "$6.83" in html and "incl. $0.35 tax" in html and "$6.48" not in html  # 6.48: before tax
@@ -160,7 +160,7 @@ def test_store_map_and_sensor_health_slots_are_included_only_when_present(w, set
 
 def test_sensor_context_is_empty_without_sensor_selectors(monkeypatch):
     monkeypatch.setitem(sys.modules, "sensors.selectors", None)  # import → ModuleNotFoundError for that name
-    assert selectors.sensor_alerts_context() == {}
+    assert selectors_dashboard.sensor_alerts_context() == {}
 
 
 # ------------------------------------------------------------------------------------------------ live updates
@@ -248,7 +248,7 @@ async def test_resolving_a_review_on_the_dashboard_notifies_open_dashboards():
     received = []  # cart_publish may notify too ("cart"); the view's own notice must be among them
     while dashboard_message(reason="review", store_id=w.store.pk) not in received:
         received.append(await asyncio.wait_for(layer.receive(channel), timeout=5))
-    carts = await database_sync_to_async(selectors.open_visit_carts)()
+    carts = await database_sync_to_async(selectors_dashboard.open_visit_carts)()
     assert [(c.id, c.items) for c in carts] == [(visit.pk, 1)]
 
 

@@ -10,7 +10,7 @@ from django.core.management import call_command
 
 from carts.offline.emulator import EMULATOR
 from carts.management.commands.demo import DEMO_MANAGER
-from carts.offline.replay import DEMO_PASSWORD, DEMO_SHOPPER
+from store.accounts.demo import DEMO_PASSWORD, DEMO_SHOPPER
 from tests.services import free_port
 from conftest import shared_file
 

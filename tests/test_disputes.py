@@ -10,7 +10,9 @@ from django.test import Client
 from django.utils import timezone
 
 from carts.models import Dispute
-from carts.services import CartChange, DisputeError, cart_apply, dispute_decide, dispute_open, visit_checkout
+from carts.services.checkout import visit_checkout
+from carts.services.disputes import DisputeError, dispute_decide, dispute_open
+from carts.services.ledger import CartChange, cart_apply
 from store.accounts.payment import shopper_card_attach
 from store.accounts.services import manager_create, shopper_create
 from store.billing.models import PaymentAttempt, Receipt
@@ -190,7 +192,7 @@ def test_dispute_queue_is_for_managers_and_forms_need_csrf(w):
 
 def test_a_rejected_line_is_not_disputed_again_and_the_shopper_is_told(w, mailoutbox,
                                                                       django_capture_on_commit_callbacks):
-    from carts.services import dispute_decide
+    from carts.services.disputes import dispute_decide
 
     d = dispute_open(receipt_line=w.cola, user=w.ann, kind="not_taken", note="never touched it")
     with django_capture_on_commit_callbacks(execute=True):

@@ -32,7 +32,7 @@ WORLD = textwrap.dedent("""
     import json, django; django.setup()
     from store.layout.models import Store
     from store.gates.services import gate_create, pass_issue, visit_enter
-    from carts.offline.replay import demo_shopper_ensure
+    from store.accounts.demo import demo_shopper_ensure
     store = Store.objects.create(code="faults", name="Faults")
     gate, key = gate_create(store=store, name="door")
     user = demo_shopper_ensure("ann@example.com")

@@ -11,7 +11,7 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from carts.models import CartEvent
-from carts.services import CartChange, cart_apply
+from carts.services.ledger import CartChange, cart_apply
 from store.accounts.payment import shopper_card_attach
 from store.accounts.services import shopper_create
 from store.billing.models import PaymentAttempt, Receipt

@@ -11,9 +11,9 @@ import pytest
 
 from carts.offline.autocheckout_plates import blocks_by_gondola, read_plate_file
 from sensors.ingest import (
-    ControllerStream, IngestConfig, PayloadError, SampleBlock, decode_payload, encode_payload, parse_topic,
-    weights_topic,
+    IngestConfig, PayloadError, SampleBlock, decode_payload, encode_payload, parse_topic, weights_topic,
 )
+from sensors.ingest_stream import ControllerStream
 from sensors.weight import WeightChanges, WeightEventDetector
 from tests.conftest import BENCHMARK_1
 

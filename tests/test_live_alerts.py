@@ -10,7 +10,9 @@ import pytest
 from django.contrib.auth import get_user_model
 
 from carts.models import StoreAlert
-from carts.runtime import MemoryBus, StoreWorker, gate_record, obs_record, shelf_record
+from carts.bus import MemoryBus
+from carts.records import gate_record, obs_record, shelf_record
+from carts.runtime import StoreWorker
 from store.layout.services import layout_load
 from store.recording import TrackObservations, read_recording
 
@@ -200,7 +202,7 @@ def test_a_restarted_worker_deletes_the_chunks_its_checkpoint_does_not_refer_to(
 def test_the_redis_bus_lists_a_stores_chunks_only():
     import uuid
 
-    from carts.runtime import RedisBus
+    from carts.bus import RedisBus
     from tests.services import REDIS, require
 
     require("Redis", REDIS)

@@ -105,7 +105,7 @@ def test_a_camera_worker_killed_mid_session_goes_down_recovers_and_changes_nothi
     import redis
 
     from carts.offline.evaluation import offline_replay
-    from carts.runtime import decode_obs
+    from carts.records import decode_obs
     from store.recording import read_recording
 
     t_test = time.monotonic()

@@ -21,7 +21,10 @@ import numpy as np
 import pytest
 
 from carts.models import CartEvent, ReviewItem, StoreAlert
-from carts.runtime import CAMERAS_JOINED, MemoryBus, StoreWorker, cam_record, decode_cam, gate_record, shelf_record
+from carts.bus import MemoryBus
+from carts.camera_join import CAMERAS_JOINED, cam_record, decode_cam
+from carts.records import gate_record, shelf_record
+from carts.runtime import StoreWorker
 from store.recording import read_recording
 from vision.tracking import FrameTracks
 

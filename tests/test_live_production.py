@@ -169,7 +169,7 @@ def test_store_runs_live_and_survives_its_worker_killed(benchmark1_recording, tm
         stack.store_worker("store-a")
         wait_for(stack.log("store-a"), "is active")
         stack.store_worker("store-b")
-        stack.shell("from carts.offline.replay import demo_shopper_ensure\nprint(demo_shopper_ensure('shopper@walkout.test'))")
+        stack.shell("from store.accounts.demo import demo_shopper_ensure\nprint(demo_shopper_ensure('shopper@walkout.test'))")
         chromium = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
         phone = chromium.new_context(base_url=f"http://127.0.0.1:{stack.port}", viewport={"width": 390, "height": 844})
         page = phone.new_page()
@@ -221,7 +221,7 @@ def test_store_survives_a_broker_restart_and_a_phone_that_never_reads(benchmark1
             stack.billing()
             stack.store_worker("store-a")
             wait_for(stack.log("store-a"), "is active")
-            session = stack.shell("from django.test import Client\nfrom carts.offline.replay import demo_shopper_ensure\n"
+            session = stack.shell("from django.test import Client\nfrom store.accounts.demo import demo_shopper_ensure\n"
                                   "c = Client()\nc.force_login(demo_shopper_ensure('shopper@walkout.test'))\n"
                                   "print(c.cookies['sessionid'].value)")
             # a phone that connects and then never reads a byte

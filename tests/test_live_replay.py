@@ -22,7 +22,7 @@ def fresh_channel_layer(settings):
 
 @database_sync_to_async
 def setup_people():
-    from carts.offline.replay import DEMO_SHOPPER, demo_shopper_ensure
+    from store.accounts.demo import DEMO_SHOPPER, demo_shopper_ensure
 
     shopper = demo_shopper_ensure(DEMO_SHOPPER)
     staff = get_user_model().objects.create_user("boss", password="pw-boss-123456", is_staff=True)

@@ -8,7 +8,7 @@ from django.test import Client
 
 from carts.offline.emulator import emulate
 from carts.live import replay_cast, visits_waiting
-from carts.offline.replay import DEMO_SHOPPER
+from store.accounts.demo import DEMO_SHOPPER
 from store.billing.models import Receipt
 from store.gates.models import Visit
 from store.inventory.services import catalogue_load

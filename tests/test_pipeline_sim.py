@@ -10,8 +10,10 @@ from django.core.management import call_command
 
 from carts.offline.evaluation import offline_replay
 from carts.models import CartEvent, ReviewItem
-from carts.offline.replay import billed_receipts, demo_shopper_ensure, replay_recording, session_decisions
-from carts.services import ReviewError, review_resolve
+from carts.offline.replay import billed_receipts, replay_recording, session_decisions
+from store.accounts.demo import demo_shopper_ensure
+from carts.services.review import review_resolve
+from carts.services.review_queue import ReviewError
 from carts.offline.simulation import SimConfig, load_store, simulate, write_simulation
 from sensors import weight
 from sensors.models import ShelfEvent

@@ -251,7 +251,8 @@ def test_the_crop_store_is_bounded_and_reads_a_track_s_window_across_seconds():
 
 @pytest.mark.django_db
 def test_the_live_store_worker_s_sink_asks_the_hand_crops(benchmark1_recording, settings):
-    from carts.runtime import MemoryBus, StoreWorker
+    from carts.bus import MemoryBus
+    from carts.runtime import StoreWorker
     from store.layout.services import layout_load
     from store.recording import read_recording
 

@@ -22,8 +22,8 @@ LISTENER = textwrap.dedent("""
     import django
     django.setup()
     from channels.layers import get_channel_layer
-    from carts.offline.replay import demo_shopper_ensure
-    from carts.services import shopper_group
+    from store.accounts.demo import demo_shopper_ensure
+    from carts.services.ledger import shopper_group
 
     user = demo_shopper_ensure("shopper@walkout.test")
     async def main():

@@ -10,9 +10,11 @@ from django.urls import reverse
 
 from carts.fusion_products import with_product_evidence
 from carts.models import CartEvent
-from carts.offline.replay import demo_shopper_ensure, replay_recording
+from carts.offline.replay import replay_recording
+from store.accounts.demo import demo_shopper_ensure
 from store.billing.senses import decision_change_senses, senses_checked, senses_union, senses_words
-from carts.services import CartChange, review_senses
+from carts.services.ledger import CartChange
+from carts.services.review import review_senses
 from store.billing.models import Receipt, ReceiptLine
 from store.billing.services import ReceiptLineData
 from store.gates.models import Visit

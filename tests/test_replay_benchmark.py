@@ -10,7 +10,8 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from carts.models import CartEvent, ReviewItem
-from carts.offline.replay import billed_receipts, demo_shopper_ensure, replay_recording
+from carts.offline.replay import billed_receipts, replay_recording
+from store.accounts.demo import demo_shopper_ensure
 from sensors.models import ShelfEvent
 from store.billing.models import PaymentAttempt, Receipt
 from store.gates.models import Visit

@@ -9,10 +9,12 @@ import numpy as np
 import pytest
 from django.utils import timezone
 
-from carts import services
 from carts.models import CartEvent, ReviewItem
 from carts.review_console import review_console, units_text, weight_trace_svg
-from carts.services import ReviewError, review_holds_release, review_resolve, review_undo
+from carts.services.review import _release_schedule as release_schedule  # the real one (conftest stubs it)
+from carts.services.review import review_holds_release, review_resolve, review_undo
+from carts.services.ledger import cart_lines
+from carts.services.review_queue import ReviewError, review_open_for
 from store.gates.models import Visit
 from test_carts_web import client_for, plain_settings, shelf_event, w  # noqa: F401
 from vision.clips import ClipRequest, ClipStore, FrameRing
@@ -33,16 +35,34 @@ def held_decision(w, item, hold_s=10.0):
     return review_resolve(item=item, visit_id=w.visit.pk, barcode="0002", quantity=1, by="mia", hold_s=hold_s)
 
 
+def test_a_held_decision_queues_its_release_by_the_task_name_beat_uses(settings, monkeypatch,
+                                                                        django_capture_on_commit_callbacks):
+    """With a broker (tasks not eager), the hold's release is the beat task, queued after commit with the hold's
+    countdown, by its registered name (the service does not import the task module: that module calls it)."""
+    from celery import current_app
+
+    from carts.tasks import review_holds_release_task
+
+    settings.CELERY_TASK_ALWAYS_EAGER = False
+    sent = []
+    monkeypatch.setattr(current_app, "send_task", lambda name, **options: sent.append((name, options)))
+    with django_capture_on_commit_callbacks(execute=True):
+        release_schedule(item_id=1, at=timezone.now() + timedelta(seconds=8))
+    ((name, options),) = sent
+    assert name == review_holds_release_task.name == settings.CELERY_BEAT_SCHEDULE["review-holds-release"]["task"]
+    assert 7.5 < options["countdown"] <= 8.1
+
+
 def test_undo_inside_the_window_reverts_the_cart_and_reopens_the_item(w):
     item = _item(w)
     out = held_decision(w, item)
     assert out.item.undo_until is not None and out.checkouts == {}
-    assert services.cart_lines(visit=w.visit)[0]["quantity"] == 1
+    assert cart_lines(visit=w.visit)[0]["quantity"] == 1
     undone = review_undo(item=item, by="mia", decided_at=out.item.resolved_at)
     assert undone.undone and len(undone.reverted) == 1
     assert [e.quantity for e in CartEvent.objects.order_by("id")] == [1, -1]  # append-only: a compensating event
     assert undone.reverted[0].evidence["undo_of"] == out.cart_event.pk
-    assert services.cart_lines(visit=w.visit) == []
+    assert cart_lines(visit=w.visit) == []
     item.refresh_from_db()
     assert item.status == "open" and item.undo_until is None and item.resolution["undone"][0]["by"] == "mia"
     # twice: the second click changes nothing and does not raise
@@ -74,7 +94,7 @@ def test_a_held_decision_bills_the_visit_only_after_the_window(w):
     out = held_decision(w, item, hold_s=30)
     assert out.checkouts == {}
     assert Visit.objects.get(pk=w.visit.pk).state == "under_review"
-    assert services.review_open_for(visit=w.visit) == [ReviewItem.objects.get(pk=item.pk)]  # held: still waits
+    assert review_open_for(visit=w.visit) == [ReviewItem.objects.get(pk=item.pk)]  # held: still waits
     assert review_holds_release() == {}  # not due yet
     released = review_holds_release(now=timezone.now() + timedelta(seconds=31))
     assert list(released) == [w.visit.pk]  # checked out: a receipt (ann has no card here: payment_failed)

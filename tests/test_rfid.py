@@ -7,10 +7,10 @@ import json
 
 import pytest
 
+from carts.offline.rfid_simulation import RfidSimConfig, bench_exit_lanes, simulate_exits
 from sensors.rfid import (
-    EpcError, ExitLaneConfig, ExitTag, RfidSimConfig, ShelfTagTracker, TagEvent, TagRead, bench_exit_lanes,
-    decode_sgtin96, encode_reads, encode_sgtin96, exit_charges, exit_lane_tags, gtin14, parse_reads,
-    parse_reads_topic, reads_topic, simulate_exits,
+    EpcError, ExitLaneConfig, ExitTag, ShelfTagTracker, TagEvent, TagRead, decode_sgtin96, encode_reads,
+    encode_sgtin96, exit_charges, exit_lane_tags, gtin14, parse_reads, parse_reads_topic, reads_topic,
 )
 
 #: GS1 EPC Tag Data Standard (TDS 1.x/2.x) worked example: urn:epc:id:sgtin:0614141.812345.6789, filter 3, SGTIN-96

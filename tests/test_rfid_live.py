@@ -14,7 +14,8 @@ from django.core.management import call_command
 from django.utils import timezone
 
 from carts.pipeline import StorePipeline
-from carts.services import CartChange, cart_apply, receipt_line_senses
+from carts.services.checkout import receipt_line_senses
+from carts.services.ledger import CartChange, cart_apply
 from sensors.models import ReaderProblem, RfidReader, RfidTag, TagEvent
 from sensors.mqtt import MqttIngestWorker, Publisher
 from sensors.live import ShelfIngestor
@@ -204,7 +205,7 @@ def test_exit_lane_tags_are_billed_once(dummy_payments):
     assert [(ln.barcode, ln.quantity) for ln in bob_receipt.lines.all()] == [(SHIRT, 1)]
     assert RfidTag.objects.get(serial="11").sold_visit_id == ann.pk
     # a worker restarted after the checkout applies the same tags again: nothing changes
-    from carts.services import visit_exit_tags_apply
+    from carts.services.checkout import visit_exit_tags_apply
     from sensors.rfid import exit_lane_tags
 
     att = exit_lane_tags("bob", pipe.loop._exit_reads, pipe.loop.exits)

@@ -184,7 +184,7 @@ async def test_a_foreign_origin_is_refused_on_every_websocket_route(route, origi
 
 @pytest.mark.django_db(transaction=True)
 async def test_another_shopper_cannot_subscribe_to_my_cart_nor_hear_it_on_their_own_socket():
-    from carts.services import CartChange, cart_apply
+    from carts.services.ledger import CartChange, cart_apply
 
     w = await database_sync_to_async(_world)()
     for path in (f"/ws/visits/{w['visit'].pk}/cart/", "/ws/dashboard/"):

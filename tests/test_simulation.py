@@ -161,7 +161,8 @@ def _level_steps(series) -> np.ndarray:
 def test_quiet_plates_hold_their_level_as_the_real_plates_do(store):
     # issue #18: the simulator's plates wandered (an AR(1) with half the noise variance): the level they are measured
     # against moved 4-5 times as much as BENCHMARK-1's real plates', and light takes were lost to it
-    from carts.offline.autocheckout import convert_layout, convert_plates
+    from carts.offline.autocheckout import convert_plates
+    from carts.offline.autocheckout_store import convert_layout
 
     root = shared_file("datasets/autocheckout/BENCHMARK-1/plate_data.json").parents[1]
     bins = {b["code"] for g in convert_layout(root / "store_meta") for s in g["shelves"] for b in s.get("bins", [])}

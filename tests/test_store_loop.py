@@ -122,7 +122,7 @@ def test_a_loop_restored_from_a_checkpoint_decides_what_an_uninterrupted_one_doe
     loop = live_loop(sim, first)
     cut = len(steps) // 2
     # checkpoints as the store worker takes them: the observation windows' chunks by key on the bus, each once
-    from carts.runtime import MemoryBus
+    from carts.bus import MemoryBus
 
     bus, saved = MemoryBus(), set()
     play_live(sim, loop, steps[:cut - 10], visit_of_track=visit_of_track)

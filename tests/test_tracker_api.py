@@ -8,7 +8,8 @@ import json
 import pytest
 from django.test import Client
 
-from carts.runtime import bus, decode_obs
+from carts.bus import bus
+from carts.records import decode_obs
 from store.layout.models import Store
 from vision.models import TrackerSource
 from vision.services import tracker_create

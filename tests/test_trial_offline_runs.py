@@ -8,7 +8,7 @@ import io
 import pytest
 from django.core.management import call_command
 
-from carts.offline.replay import DEMO_SHOPPER, demo_shopper_ensure, is_throwaway_shopper, throwaway_shopper
+from store.accounts.demo import DEMO_SHOPPER, demo_shopper_ensure, is_throwaway_shopper, throwaway_shopper
 
 pytestmark = pytest.mark.django_db
 
@@ -95,7 +95,7 @@ def test_a_wall_clock_checkout_of_a_visit_whose_store_clock_ran_ahead_bills_it_a
 
     from django.utils import timezone
 
-    from carts.services import visit_checkout
+    from carts.services.checkout import visit_checkout
     from store.gates.models import Visit
     from store.gates.services import gate_create, pass_issue, visit_enter, visit_transition
 
@@ -136,7 +136,7 @@ def test_offline_runs_are_not_todays_sales_and_replay_names_the_visits_awaiting_
 
     from django.utils import timezone
 
-    from carts.selectors import sales_today
+    from carts.selectors_dashboard import sales_today
     from store.billing.models import Receipt
     from store.gates.models import Visit
 
@@ -158,7 +158,7 @@ def test_offline_runs_are_not_todays_sales_and_replay_names_the_visits_awaiting_
     said = io.StringIO()
     waiting_review(said, visit.session, benchmark1_recording)
     from carts.models import ReviewItem
-    from carts.selectors import review_queue
+    from carts.selectors_dashboard import review_queue
     from sensors.models import ShelfEvent
 
     event = ShelfEvent.objects.filter(session=visit.session).first()

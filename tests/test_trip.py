@@ -93,7 +93,7 @@ def _review_item(visit, *, barcode="0001", name="Cola", code="1-1-1", **fields) 
 def test_a_decision_held_for_undo_is_told_as_decided_with_the_receipts_time_not_under_review(visit):
     """While a manager's decision sits in its undo window the shopper reads that it was just checked and when the
     receipt follows; after the window (release pending) that it is being prepared; never "under review"."""
-    from carts.services import cart_snapshot
+    from carts.services.ledger import cart_snapshot
 
     visit.state, visit.exited_at = Visit.State.UNDER_REVIEW, T0 + timedelta(minutes=1)
     visit.save()
@@ -133,7 +133,7 @@ def test_a_batch_counts_each_visits_undecided_items_as_the_visit_alone_would(vis
     count of review_undecided_for — open, waiting, held in the undo window (not counted), decided for good (not
     counted), naming the visit as a candidate or as a waiting put-back's visit, or another visit, or one long
     before this visit came in."""
-    from carts.services import review_undecided_counts, review_undecided_for
+    from carts.services.review_queue import review_undecided_counts, review_undecided_for
 
     now = datetime.now(dt_timezone.utc)
     bob = get_user_model().objects.create_user("bob@example.com", password="pw-bob-123456")

@@ -13,7 +13,8 @@ from django.test import override_settings
 from django.urls import include, path
 
 import store.urls
-from carts.offline.replay import demo_shopper_ensure, replay_recording
+from carts.offline.replay import replay_recording
+from store.accounts.demo import demo_shopper_ensure
 from store.layout.models import Store
 from store.recording import read_recording
 from tests.conftest import shared_file

@@ -13,8 +13,8 @@ from django.core.management import call_command
 from django.utils import timezone
 
 from carts.offline.emulator import register
-from carts.offline.replay import DEMO_SHOPPER, demo_shopper_ensure
-from carts.services import CartChange, cart_apply
+from store.accounts.demo import DEMO_SHOPPER, demo_shopper_ensure
+from carts.services.ledger import CartChange, cart_apply
 from store.gates.models import Visit
 from store.gates.services import (
     GateRefusal,

@@ -6,7 +6,7 @@ ways:
 - ``join`` off (a store with one camera): its tracks as observations on the store's ``obs`` stream, source
   ``camera:<name>`` (:func:`frame_observations`): the loop sees this camera's tracks as shoppers;
 - ``join`` on (a store with several cameras, ``run_camera``'s default there): its tracked frames on the store's
-  ``cam`` stream (``carts.runtime.cam_record``), which the store worker, seeing every camera, joins into shoppers
+  ``cam`` stream (``carts.camera_join.cam_record``), which the store worker, seeing every camera, joins into shoppers
   (``vision.shoppers.ShopperStream``: one person seen by two cameras is one shopper, a wrist only one camera sees
   is that shopper's) before the loop sees them.
 

@@ -10,7 +10,6 @@ which the live demo uses so that a shopper's phone sees the cart change as it ha
 from __future__ import annotations
 
 import hashlib
-import re
 import logging
 import time
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ from typing import Callable
 
 from django.contrib.auth import get_user_model
 
+from store.accounts.demo import DEMO_SHOPPER, demo_shopper_ensure, is_throwaway_shopper, throwaway_shopper
 from store.gates.models import Gate, Visit
 from store.gates.party import PartyError, visit_join_party
 from store.gates.services import GateRefusal, gate_key_hash, pass_issue, visit_bind_track, visit_enter
@@ -33,24 +33,6 @@ from carts.pipeline import PipelineStats, StorePipeline
 from .simulation import parties_from_gates
 
 log = logging.getLogger(__name__)
-
-DEMO_SHOPPER = "shopper@walkout.test"
-#: The throwaway shopper accounts of offline replays and evaluations (``replay+<track>@walkout.test``): created on
-#: demand with the payment provider's test card, never a real shopper's account (``is_throwaway_shopper``).
-THROWAWAY_DOMAIN = "walkout.test"
-#: The pattern of throwaway account e-mails (a database ``__regex`` lookup takes it as is).
-THROWAWAY_USERNAME_RE = r"^replay\+[^@]+@walkout\.test$"
-_THROWAWAY = re.compile(THROWAWAY_USERNAME_RE)
-
-
-def throwaway_shopper(track: str) -> str:
-    """The throwaway account e-mail for recorded shopper ``track`` of an offline replay: ``replay+<track>@walkout.test``."""
-    return f"replay+{track}@{THROWAWAY_DOMAIN}"
-
-
-def is_throwaway_shopper(email: str) -> bool:
-    """Whether ``email`` is a throwaway replay account (:func:`throwaway_shopper`) rather than a real shopper's."""
-    return bool(_THROWAWAY.match(email or ""))
 
 REPLAY_GATE = "replay-gate"
 #: Entries on one account this close together (seconds) form a party (a family scanning one phone's passes).
@@ -285,26 +267,6 @@ def replay_recording(recording: Recording, *, session: str | None = None, shoppe
                         stats=pipeline.stats)
 
 
-DEMO_PASSWORD = "take-it-and-go"
-
-
-def demo_shopper_ensure(email: str, *, password: str = DEMO_PASSWORD) -> object:
-    """The shopper ``email``, created if missing with ``password`` and the payment provider's test card
-    (4242 4242 4242 4242 with the dummy provider, ``pm_card_visa`` with Stripe in test mode) on file.
-    Raises ``store.accounts.payment.CardRejected`` if the provider refuses the card."""
-    from store.accounts.payment import shopper_card_attach
-    from store.accounts.services import shopper_create
-    from store.billing.providers import get_provider
-
-    User = get_user_model()
-    user = User.objects.filter(username=email).first() or shopper_create(email=email, password=password)
-    profile = getattr(user, "shopper", None)
-    if profile is None or not profile.has_payment_method:
-        token = "4242424242424242" if get_provider().name == "dummy" else "pm_card_visa"
-        shopper_card_attach(user=user, card_token=token)
-    return user
-
-
 def billed_receipts(*, session: str) -> dict[str, dict[str, int]]:
     """What was billed in ``session``, keyed by the visit's shopper track id: {track: {barcode: quantity}}: the
     receipt lines, less the units refunded since, plus the units charged since by review corrections (cart events
@@ -417,7 +379,8 @@ def reviews_resolve_by_truth(*, session: str, decisions, truth_events, party_of:
 
     from .evaluation import oracle_answers
     from carts.models import ReviewItem
-    from carts.services import ReviewError, review_resolve
+    from carts.services.review import review_resolve
+    from carts.services.review_queue import ReviewError
 
     visits = {v.track_id: v for v in Visit.objects.filter(session=session).exclude(track_id="")}
     answers = oracle_answers(decisions, truth_events)

@@ -15,7 +15,7 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
 from carts.offline.emulator import EmulatorError, emulate
-from carts.offline.replay import DEMO_PASSWORD, DEMO_SHOPPER, demo_shopper_ensure
+from store.accounts.demo import DEMO_PASSWORD, DEMO_SHOPPER, demo_shopper_ensure
 from store.accounts.services import manager_create
 from carts.offline.autocheckout import AutoCheckoutError, import_case
 from store.recording import RecordingError, destination_prepare, read_recording

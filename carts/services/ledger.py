@@ -1,0 +1,284 @@
+"""The cart ledger: decided changes appended as cart events, the cart's lines read back from them, and the
+snapshot pushed live to the shopper's phone (the write side of a cart; reviews, checkout and disputes build on it).
+
+Snapshot contract (DESIGN.md "carts → shopper"), plain JSON types, money in integer minor units::
+
+    {"visit": 12, "seq": 3, "state": "shopping", "currency": "usd",
+     "lines": [{"barcode", "name", "quantity", "unit_price_minor", "line_total_minor", "senses"}],
+     "under_review": 1, "tax_minor": 0, "total_minor": 398, "receipt": null, "trip": {…}}
+
+``senses``: what supported the line (``store.billing.senses``: a list of ``weight``, ``hand``, ``image``, ``tag``, ``staff``;
+null: unknown, cart events written before senses were recorded).
+
+``tax_minor`` is the tax the lines would bear if billed now and ``total_minor`` includes it, as the receipt's total
+will (``store.billing.services.receipt_amounts``: the one rule the receipt and the dashboard use too).
+
+``under_review`` counts the review items nobody decided yet (a decision held in its undo window is decided:
+``review_undecided_for``). ``trip`` is where the trip stands in words for the shopper (``carts.trip.trip_status``: stage, title, text, link).
+
+Every change bumps ``Cart.seq`` and, after the transaction commits, sends ``{"type": "cart.snapshot",
+"snapshot": …}`` to the groups ``cart_group(visit id)`` and ``shopper_group(user id)``. A client that sees a gap in
+``seq`` asks for a fresh snapshot (group messages can be dropped: channels docs, "Groups").
+"""
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from collections import OrderedDict
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from decimal import Decimal
+from typing import Iterator
+
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.db import transaction
+from django.db.models import Sum
+
+from sensors.models import ShelfEvent
+from store.billing.senses import TAG, senses_checked, senses_union
+from store.billing.services import ReceiptLineData, price_to_minor, receipt_amounts
+from store.dashboard_events import dashboard_notify
+from store.gates.models import Visit
+from store.inventory.models import Product
+
+from ..models import Cart, CartEvent
+from ..trip import trip_status
+from .review_queue import review_undecided_counts, review_undecided_for
+
+log = logging.getLogger(__name__)
+_GROUP_OK = re.compile(r"^[a-zA-Z0-9._-]{1,99}$")
+
+
+def cart_group(visit_id: int) -> str:
+    """Channels group of one visit's cart (``^[a-zA-Z0-9._-]+$``, < 100 chars, as channels requires)."""
+    name = f"cart.{int(visit_id)}"
+    assert _GROUP_OK.match(name)
+    return name
+
+
+def shopper_group(user_id: int) -> str:
+    """Channels group of one shopper: snapshots of any of their visits (a page waiting for a visit to start)."""
+    return f"shopper.{int(user_id)}"
+
+
+def cart_lines(*, visit: Visit) -> list[dict]:
+    """The visit's cart now: the signed sum of its cart events per product, products with quantity > 0 only.
+
+    Returns ``[{"product_id", "barcode", "name", "quantity", "unit_price_minor", "line_total_minor", "senses"}]``
+    in order of first appearance. Prices are the catalogue's current ``Decimal`` prices in minor units; ``senses``
+    the union of the product's cart events' senses (``store.billing.senses.senses_union``; None: all unknown).
+    """
+    totals: OrderedDict[int, int] = OrderedDict()
+    senses: dict[int, list] = {}
+    for product_id, qty, sense in visit.cart_events.order_by("id").values_list("product_id", "quantity", "senses"):
+        totals[product_id] = totals.get(product_id, 0) + qty
+        senses.setdefault(product_id, []).append(sense)
+    products = Product.objects.in_bulk([pid for pid, q in totals.items() if q > 0])
+    currency = visit.store.currency
+    lines = []
+    for pid, qty in totals.items():
+        if qty <= 0:
+            if qty < 0:
+                log.warning("visit %s: product %s sums to %d in the cart; shown as 0", visit.pk, pid, qty)
+            continue
+        p = products[pid]
+        unit = price_to_minor(p.price, currency)
+        line_senses = senses_union(senses[pid])
+        lines.append({"product_id": pid, "barcode": p.barcode, "name": p.name, "quantity": qty,
+                      "unit_price_minor": unit, "line_total_minor": unit * qty,
+                      "senses": list(line_senses) if line_senses is not None else None})
+    return lines
+
+
+def cart_line_data(product: Product, quantity: int, currency: str) -> ReceiptLineData:
+    """One cart line (``quantity`` ≥ 1 units of ``product`` at its catalogue price now, in ``currency``'s minor
+    units) as the receipt would bill it, with the product's tax category and rate now (no category: not taxed).
+    Load ``product`` with ``select_related("tax_category")`` (else one query per call). Totals and tax of such
+    lines: ``store.billing.services.receipt_amounts``, for the shopper's cart and the dashboard alike."""
+    category = product.tax_category
+    return ReceiptLineData(product_id=product.pk, barcode=product.barcode, name=product.name, quantity=quantity,
+                           unit_price_minor=price_to_minor(product.price, currency),
+                           tax_rate_percent=category.rate_percent if category else Decimal(0),
+                           tax_category=category.name if category else "")
+
+
+def cart_receipt_lines(cart: list[dict], currency: str, *, tagged: set[int] = frozenset()) -> list[ReceiptLineData]:
+    """``cart_lines`` rows as billing's ``ReceiptLineData`` (:func:`cart_line_data`: each with its
+    product's tax category and rate now; no category: not taxed), with the rows' senses; ``tagged``: products an
+    RFID tag that left with the shopper confirmed (their lines gain ``tag``). One query."""
+    products = Product.objects.select_related("tax_category").in_bulk([ln["product_id"] for ln in cart])
+    out = []
+    for line in cart:
+        data = cart_line_data(products[line["product_id"]], line["quantity"], currency)
+        if data.unit_price_minor != line["unit_price_minor"]:  # the price changed between the two reads
+            data = replace(data, unit_price_minor=line["unit_price_minor"])
+        senses = line.get("senses")
+        if line["product_id"] in tagged:
+            senses = senses_union([senses, [TAG]])
+        out.append(replace(data, senses=senses_checked(senses)))
+    return out
+
+
+def cart_snapshot(*, visit: Visit, under_review: int | None = None) -> dict:
+    """The snapshot pushed to the shopper (module docstring), built from the ledger; ``seq`` from ``Cart``.
+    ``under_review``: the count of ``review_undecided_for(visit)[0]`` when the caller has it (a batch of snapshots
+    counts them for every visit in one pass, :func:`review_undecided_counts`); None: counted here."""
+    cart, _ = Cart.objects.get_or_create(visit=visit)
+    lines = cart_lines(visit=visit)
+    if under_review is None:
+        under_review = len(review_undecided_for(visit=visit)[0])  # a decision held for undo is decided already
+    receipt = getattr(visit, "receipt", None)
+    _, tax, total = receipt_amounts(cart_receipt_lines(lines, visit.store.currency))
+    return {
+        "visit": visit.pk,
+        "seq": cart.seq,
+        "state": visit.state,
+        "currency": visit.store.currency,
+        "lines": [{k: v for k, v in line.items() if k != "product_id"} for line in lines],
+        "under_review": under_review,
+        "tax_minor": tax,
+        "total_minor": total,
+        "receipt": receipt.pk if receipt else None,
+        "trip": trip_status(visit=visit),
+    }
+
+
+_batch = threading.local()
+
+
+@contextmanager
+def cart_publish_batch() -> Iterator[None]:
+    """Within it, :func:`cart_publish` only notes the visit; at its end each noted visit is published once (its
+    sequence bumped, the snapshot of its state then pushed after commit). A store-loop step that changes many
+    carts (a review naming six shoppers, a crowd's takes) sends each phone one snapshot of the step's outcome
+    instead of one per change, and builds each snapshot once. A batch inside another joins the outer one."""
+    if getattr(_batch, "visits", None) is not None:
+        yield
+        return
+    _batch.visits = {}
+    try:
+        yield
+    finally:
+        visits, _batch.visits = _batch.visits, None
+        if visits:
+            _publish_many(list(visits.values()))
+
+
+def cart_publish(*, visit: Visit) -> int | None:
+    """Bump the visit's cart sequence number and, after commit, push the snapshot to its groups. Returns seq
+    (None inside :func:`cart_publish_batch`, which publishes at its end)."""
+    pending = getattr(_batch, "visits", None)
+    if pending is not None:
+        pending[visit.pk] = visit
+        return None
+    return _publish_now(visit)
+
+
+def _publish_now(visit: Visit) -> int:
+    with transaction.atomic():
+        cart, _ = Cart.objects.select_for_update().get_or_create(visit=visit)
+        cart.seq += 1
+        cart.save(update_fields=["seq", "updated_at"])
+    visit_id, user_id = visit.pk, visit.shopper_id
+
+    def send() -> None:
+        fresh = Visit.objects.select_related("store").get(pk=visit_id)
+        message = {"type": "cart.snapshot", "snapshot": cart_snapshot(visit=fresh)}
+        layer = get_channel_layer()
+        if layer is None:
+            return
+        try:
+            async_to_sync(layer.group_send)(cart_group(visit_id), message)
+            async_to_sync(layer.group_send)(shopper_group(user_id), message)
+        except Exception:  # the live push is best-effort; the ledger is the truth and clients resync
+            log.exception("could not push the cart of visit %s", visit_id)
+
+    transaction.on_commit(send)
+    dashboard_notify(reason="cart", store_id=visit.store_id)
+    return cart.seq
+
+
+def _publish_many(visits: list[Visit]) -> None:
+    """:func:`_publish_now` for several visits at once (the end of a :func:`cart_publish_batch`): their sequence
+    numbers bumped in one transaction, and after it commits their snapshots pushed in one go (one trip to the
+    channel layer, not two per visit), the dashboards told once per store."""
+    with transaction.atomic():
+        for visit in visits:
+            cart, _ = Cart.objects.select_for_update().get_or_create(visit=visit)
+            cart.seq += 1
+            cart.save(update_fields=["seq", "updated_at"])
+    ids = [(visit.pk, visit.shopper_id) for visit in visits]
+
+    def send() -> None:
+        layer = get_channel_layer()
+        if layer is None:
+            return
+        fresh = Visit.objects.select_related("store").in_bulk([visit_id for visit_id, _ in ids])
+        counts = review_undecided_counts(list(fresh.values()))
+        out = []
+        for visit_id, user_id in ids:
+            if visit_id not in fresh:  # deleted since (a test's teardown): nothing to show
+                continue
+            message = {"type": "cart.snapshot",
+                       "snapshot": cart_snapshot(visit=fresh[visit_id], under_review=counts[visit_id])}
+            out += [(visit_id, cart_group(visit_id), message), (visit_id, shopper_group(user_id), message)]
+        async_to_sync(_group_send_all)(layer, out)
+
+    transaction.on_commit(send)
+    for store_id in dict.fromkeys(visit.store_id for visit in visits):
+        dashboard_notify(reason="cart", store_id=store_id)
+
+
+async def _group_send_all(layer, messages: list[tuple[int, str, dict]]) -> None:
+    """Send each (visit id, group, message) in order; a failed push is logged (best effort, as in
+    :func:`_publish_now`) and the rest still go."""
+    for visit_id, group, message in messages:
+        try:
+            await layer.group_send(group, message)
+        except Exception:  # the live push is best-effort; the ledger is the truth and clients resync
+            log.exception("could not push the cart of visit %s", visit_id)
+
+
+@dataclass(frozen=True)
+class CartChange:
+    """A decided change to a visit's cart: ``quantity`` signed units of ``product`` (+ taken, − put back).
+    ``senses``: what supported it (``store.billing.senses.SENSES``; None: unknown); ValueError names a bad one."""
+
+    visit: Visit
+    product: Product
+    quantity: int
+    confidence: float
+    evidence: dict
+    senses: tuple[str, ...] | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "senses", senses_checked(self.senses))
+
+
+def cart_apply(*, change: CartChange, shelf_event: ShelfEvent | None,
+               source: str = CartEvent.Source.FUSION) -> CartEvent:
+    """Append one cart event and push the new snapshot. Refuses to put back more than the cart holds.
+
+    Raises ``ValueError`` when a put-back exceeds what the visit holds of that product (the caller sends such an
+    event to review instead).
+    """
+    with transaction.atomic():
+        Visit.objects.select_for_update().filter(pk=change.visit.pk).first()
+        if change.quantity < 0:
+            held = change.visit.cart_events.filter(product=change.product).aggregate(s=Sum("quantity"))["s"] or 0
+            if held + change.quantity < 0:
+                raise ValueError(
+                    f"visit {change.visit.pk} holds {held} of {change.product.barcode}; cannot put back "
+                    f"{-change.quantity}"
+                )
+        event = CartEvent.objects.create(
+            visit=change.visit, product=change.product, quantity=change.quantity, shelf_event=shelf_event,
+            source=source, confidence=change.confidence, evidence=change.evidence,
+            senses=list(change.senses) if change.senses is not None else None,
+        )
+        cart_publish(visit=change.visit)
+    log.info("visit %s: %+d × %s (confidence %.2f)", change.visit.pk, change.quantity, change.product.barcode,
+             change.confidence)
+    return event
