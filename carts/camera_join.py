@@ -124,6 +124,11 @@ class CameraJoin:
                                         prefix=f"j{uuid.uuid4().hex[:6]}-S")
         return self.stream
 
+    def camera_tracks(self, track: str) -> list[str]:
+        """The per-camera track keys the join made the loop's track ``track`` of ([] while there is no join or for
+        a track it did not make, e.g. an external tracker's): the keys its cameras' hand crops are filed under."""
+        return self.stream.camera_tracks(track) if self.stream is not None else []
+
     def add(self, rec: dict, *, now: float) -> tuple[str, float]:
         """Add the frames of the ``cam`` record ``rec`` to the join (built first when there is none) and move its
         camera's clock to the record's ``t_last``; ``now``: monotonic s of the worker's read. Returns ``(camera,

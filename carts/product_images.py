@@ -3,7 +3,8 @@
 When the store loop decides a take it asks its sink for ``product_likelihood(event, decision)``
 (``carts.loop.StoreLoop._image_evidence``). In the live store the sink (``carts.pipeline.DatabaseSink``) hands the
 question to a :class:`HandImageEvidence`: it reads the crops the camera workers cut around the chosen track's wrists
-(``vision.hand_crops.HandCropStore``) near the event's end, keeps the wrist that was nearest the event's bins (the
+(``vision.hand_crops.HandCropStore``; a shopper the store worker joined from several cameras has them under each
+camera's own track key) near the event's end, keeps the wrist that was nearest the event's bins (the
 hand that took), embeds at most ``max_crops`` of its crops and scores them against the store's product gallery
 (``vision.products.product_likelihood``). The loop decides an event once its sources have reached
 ``t_end + FusionConfig.pad_s``, and a camera worker stores a frame's crops before it publishes the frame's
@@ -21,7 +22,7 @@ import logging
 import math
 from collections import Counter
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -56,16 +57,20 @@ class HandImageEvidence:
     """``product_likelihood(event, decision)`` for a live sink (module docstring).
 
     ``crops``: the store's ``vision.hand_crops.HandCropStore``; ``bins``: bin geometry (metres, store
-    coordinates); ``gallery``: returns the product gallery or None (default ``vision.product_service
+    coordinates); ``tracks``: the loop's track id → the other track keys its crops are filed under (a shopper the
+    store worker joined from several cameras: each camera's own track keys, ``carts.camera_join.CameraJoin
+    .camera_tracks``; None: only the id itself); ``gallery``: returns the product gallery or None (default ``vision.product_service
     .product_gallery``); ``embedder``: returns the embedder (default ``vision.product_service.embedder``).
     :attr:`counts`: outcome → how many decisions (``used``, ``not one take``, ``no crops``, ``no hand near the
     bins``, ``no gallery``, ``gallery unreadable``, ``model unavailable``, ``crops unusable``, ``crop store
     unavailable``)."""
 
-    def __init__(self, crops: Any, bins: BinGeometry, *, gallery: Callable[[], Any] | None = None,
+    def __init__(self, crops: Any, bins: BinGeometry, *, tracks: Callable[[str], Sequence[str]] | None = None,
+                 gallery: Callable[[], Any] | None = None,
                  embedder: Callable[[], Any] | None = None, config: HandImageConfig = HandImageConfig()) -> None:
         self.crops = crops
         self.bins = bins
+        self.tracks = tracks
         self._gallery = gallery
         self._embedder = embedder
         self.config = config
@@ -87,7 +92,10 @@ class HandImageEvidence:
         cfg = self.config
         t_end = float(event.t_end)
         try:
-            crops = self.crops.between(str(decision.track_id), t_end - cfg.before_s - 1.0, t_end + cfg.after_s)
+            track = str(decision.track_id)
+            keys = [track, *(k for k in (self.tracks(track) if self.tracks else ()) if k != track)]
+            crops = sorted((c for k in keys for c in self.crops.between(k, t_end - cfg.before_s - 1.0,
+                                                                         t_end + cfg.after_s)), key=lambda c: c.t)
         except Exception as exc:  # the cache (Redis) down: decide without the image
             log.warning("hand crops of %s unreadable: %s", decision.track_id, exc)
             return self._none("crop store unavailable")

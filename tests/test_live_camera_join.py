@@ -23,9 +23,9 @@ import pytest
 from carts.models import CartEvent, ReviewItem, StoreAlert
 from carts.bus import MemoryBus
 from carts.camera_join import CAMERAS_JOINED, cam_record, decode_cam
-from carts.records import gate_record, shelf_record
+from carts.records import gate_record, obs_record, shelf_record
 from carts.runtime import StoreWorker
-from store.recording import read_recording
+from store.recording import TrackObservations, read_recording
 from vision.tracking import FrameTracks
 
 pytestmark = pytest.mark.django_db
@@ -178,6 +178,10 @@ def test_two_cameras_of_one_shopper_are_one_track_bound_by_the_scan_and_the_take
     assert worker.stats.bad_records == 0
     assert set(worker.sources) >= {CAMERAS_JOINED, *(f"cam:{c}" for c in CAMERAS)} and not worker.down
     assert worker.join.late == 0
+    # the product-image evidence reads the shopper's hand crops under each camera's own track key
+    keys = worker.cameras.camera_tracks(shopper)
+    assert keys == [f"{cam}:live.x:7" for cam in CAMERAS], keys
+    assert worker.pipeline.sink.images.tracks(shopper) == keys
 
 
 def test_a_worker_killed_after_a_checkpoint_decides_what_an_uninterrupted_one_does(recording):
@@ -227,6 +231,33 @@ def test_a_malformed_cam_record_is_counted_and_dropped_and_nothing_else_is_lost(
             decode_cam(rec)
     with pytest.raises(ValueError, match="in order"):
         cam_record(camera=CAMERAS[0], frames=camera_frames(recording)[CAMERAS[0]][1::-1], t_last=recording.t_start + 1)
+
+
+def test_a_camera_sending_its_own_tracks_while_the_others_are_joined_is_refused_alerted_and_cleared_on_join(recording):
+    """Camera b runs ``--no-join`` (its tracks as shoppers on ``obs``) while camera a's frames are joined: the same
+    person would be two shoppers, so its records are refused and counted, the manager is alerted once, the worker
+    stops waiting for it, and the alert is settled when it sends frames to the join."""
+    store, visit = load(recording, "join-mixed")
+    bus = MemoryBus()
+    worker = StoreWorker(store.code, bus_=bus)
+    frames = camera_frames(recording)
+    t0 = recording.t_start
+    bus.publish(store.code, "cam", cam_record(camera=CAMERAS[0], frames=frames[CAMERAS[0]][:2], t_last=t0 + 1))
+    worker.step(block_ms=0)  # the join exists from camera a's first record on
+    obs = TrackObservations(np.array([f"{CAMERAS[1]}:s:7"], dtype=object), np.array([t0 + 0.5]),
+                            np.array(["floor"], dtype=object), np.array([[1.0, 1.0, 0.0]]), np.array([0.9]))
+    for _ in range(3):
+        bus.publish(store.code, "obs", obs_record(source=f"camera:{CAMERAS[1]}", obs=obs, t_last=t0 + 1))
+    worker.step(block_ms=0)
+    assert worker.stats.unjoined_records == 3 and worker.stats.bad_records == 0
+    assert len(worker.pipeline.loop.hands) == 0 and f"obs:camera:{CAMERAS[1]}" not in worker.sources
+    (alert,) = StoreAlert.objects.filter(store=store, kind=StoreAlert.Kind.WORKER)
+    assert alert.key == f"unjoined:camera:{CAMERAS[1]}" and "--join" in alert.message and alert.resolved_at is None
+    bus.publish(store.code, "cam", cam_record(camera=CAMERAS[1], frames=frames[CAMERAS[1]][:2],
+                                              t_last=frames[CAMERAS[1]][1].t))
+    worker.step(block_ms=0)
+    alert.refresh_from_db()
+    assert alert.resolved_at is not None
 
 
 def test_a_silent_camera_is_declared_down_and_the_join_goes_on_with_the_other(recording):

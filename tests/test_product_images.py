@@ -224,6 +224,26 @@ def test_without_a_model_gallery_crops_or_a_take_there_is_no_image_evidence_and_
     assert images.counts["not one take"] == 1
 
 
+def test_a_shopper_joined_from_two_cameras_finds_the_crops_each_camera_filed_under_its_own_track():
+    """The store worker joins camera tracks "cam1:5" and "cam2:9" into shopper "j1-S1"; fusion names "j1-S1", and
+    the crops are read under the cameras' own keys (before, none were found: "no crops")."""
+    store = HandCropStore("shop", cache=LocMemCache("handcrops-joined", {}))
+    ok, buf = cv2.imencode(".jpg", np.full((64, 64, 3), 128, np.uint8))
+    store.put([HandCrop("cam1", "cam1:5", 1, T_END + 0.2 * k, (1.15, -0.1, 1.1), buf.tobytes()) for k in range(3)]
+              + [HandCrop("cam2", "cam2:9", 0, T_END + 0.1, (1.6, -0.6, 1.0), buf.tobytes())])
+    ev = event(["B", "C"], -301.0)
+    take = decide(ev, reach("j1-S1", 1.15))
+    assert take.track_id == "j1-S1"
+    alone = HandImageEvidence(store, BINS, gallery=lambda: TinyGallery(), embedder=NoTorch)
+    assert alone(ev, take) is None and alone.counts == {"no crops": 1}
+    joined = {"j1-S1": ["cam1:5", "cam2:9"]}
+    images = HandImageEvidence(store, BINS, tracks=lambda t: joined.get(t, []), gallery=lambda: TinyGallery(),
+                               embedder=NoTorch)
+    chosen = images._taking_hand(ev, store.between("cam1:5", 0, T_END + 2) + store.between("cam2:9", 0, T_END + 2))
+    assert {(c.camera, c.side) for c in chosen} == {("cam1", 1)}  # the wrist at the bins, of either camera
+    assert images(ev, take) is None and images.counts == {"model unavailable": 1}  # crops found: the model is next
+
+
 def test_a_gallery_of_another_backbone_gives_no_evidence_and_is_counted(gallery):
     store = HandCropStore("shop", cache=LocMemCache("handcrops-other-model", {}))
     store.put([crop(t=T_END + 0.2 * k) for k in range(3)])

@@ -81,6 +81,11 @@ class ShopperAssociator:
         """Per-camera track key → shopper id, for every decided track."""
         return dict(self._of)
 
+    def camera_tracks(self, sid: str) -> list[str]:
+        """The per-camera track keys joined to shopper ``sid`` (sorted; [] for an unknown id): what the camera
+        workers file that shopper's hand crops under (``vision.hand_crops``)."""
+        return sorted(k for k, s in self._of.items() if s == sid)
+
     @property
     def shopper_ids(self) -> list[str]:
         """Shopper ids in order of creation."""

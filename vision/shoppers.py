@@ -106,6 +106,11 @@ class ShopperStream:
         camera not waited for."""
         self._reached.pop(camera, None)
 
+    def camera_tracks(self, sid: str) -> list[str]:
+        """The per-camera track keys joined into shopper ``sid`` (an id of the observations this stream wrote;
+        :meth:`vision.association.ShopperAssociator.camera_tracks`)."""
+        return self.assoc.camera_tracks(sid)
+
     @property
     def waiting_for(self) -> list[str]:
         """The cameras :meth:`advance` waits for (sorted names)."""

@@ -4,7 +4,8 @@ tracked frames on the store's ``cam`` stream (``--join``: the store worker joins
 shoppers) or its tracks' floor positions and wrists on the store's ``obs`` stream (``--no-join``: each track a
 shopper). Default: join when the store has more than one enabled camera (a person two cameras see must be one
 shopper, and only the store worker sees every camera), not with one (nothing to join; its tracks reach the loop
-without the join's lag, ``vision.shoppers.LIVE_LAG_S``). Every camera of a store must run the same way. Run one per
+without the join's lag, ``vision.shoppers.LIVE_LAG_S``). Every camera of a store must run the same way (the store
+worker refuses a ``--no-join`` camera's tracks while it joins others, and alerts the manager). Run one per
 camera, on the machine nearest the camera if you like (it needs the database for the camera's row and Redis for the
 stream)."""
 from __future__ import annotations
