@@ -346,3 +346,54 @@ def test_the_live_shopper_stream_writes_what_the_replay_writes_lag_s_behind_the_
     assert len(part[0]) > 0
     assert rows(TrackObservations(*(np.concatenate([getattr(o, f) for o in part]) for f in
                                     ("track_id", "t", "keypoint", "xyz", "score")))) == rows(expected)
+
+
+def test_a_live_shopper_stream_forgets_shoppers_gone_for_a_minute_and_writes_what_the_replay_writes():
+    """A day's shoppers must not pile up in the live join (it is pickled with every store-worker checkpoint): 60
+    shoppers walk past one camera one after another, 10 s apart, 5 s each. The live stream (``lag_s`` 3 s) ends
+    remembering only those seen in the last ``FORGET_AFTER_S`` and their zone intervals, still names the newest
+    one's camera track, and writes exactly the rows the replay (which forgets nothing) writes."""
+    from store.recording import TrackObservations
+    from vision.shoppers import FORGET_AFTER_S, ShopperStream
+    from vision.tracking import FrameTracks
+    from vision.zones import Zone
+
+    t0, hz, n = 1_700_000_000.0, 10, 60
+    zones = [Zone("aisle", "floor", np.array([[-1.0, -2.0], [6.0, -2.0], [6.0, 2.0], [-1.0, 2.0]]))]
+
+    def frame(i: int) -> FrameTracks:
+        t = t0 + i / hz
+        k, into = divmod(i, 10 * hz)
+        if into >= 5 * hz:  # nobody in view
+            return FrameTracks("a", "s", i, t, np.array([], dtype=object), np.zeros(0, np.int64), np.zeros((0, 4)),
+                               np.zeros(0), np.zeros((0, 2)), np.zeros((0, 2, 3)), np.zeros((0, 2)))
+        foot = np.array([0.5 + 0.8 * into / hz, 0.0])
+        return FrameTracks("a", "s", i, t, np.array([f"a:s:{k}"], dtype=object), np.array([k]), np.zeros((1, 4)),
+                           np.full(1, 0.9), foot[None], np.full((1, 2, 3), np.nan), np.zeros((1, 2)))
+
+    frames = [frame(i) for i in range(n * 10 * hz)]
+
+    def rows(obs):
+        return sorted(zip(obs.track_id.tolist(), obs.t.tolist(), obs.keypoint.tolist(), map(tuple, obs.xyz.tolist())))
+
+    replay = ShopperStream(["a"], zones, lag_s=math.inf)
+    for ft in frames:
+        replay.push(ft)
+    expected, _ = replay.finish()
+    live = ShopperStream(["a"], zones, lag_s=3.0)
+    got, most = [], 0
+    for j in range(0, len(frames), 5):
+        for ft in frames[j:j + 5]:
+            live.add(ft)
+        live.reached("a", frames[min(j + 4, len(frames) - 1)].t)
+        got.append(live.advance())
+        most = max(most, len(live.assoc.shopper_ids))
+    assert len(set(expected.track_ids())) == n
+    assert most <= FORGET_AFTER_S / 10 + 2  # the last minute's shoppers, not the day's
+    assert live.camera_tracks(f"S{n}") == [f"a:s:{n - 1}"] and live.camera_tracks("S1") == []
+    assert len(live.ztrack._closed) <= FORGET_AFTER_S / 10 + 2
+    last, _ = live.finish()
+    got.append(last)
+    joined = TrackObservations(*(np.concatenate([getattr(o, f) for o in got]) for f in
+                                 ("track_id", "t", "keypoint", "xyz", "score")))
+    assert rows(joined) == rows(expected)

@@ -81,6 +81,20 @@ class ShopperAssociator:
         """Per-camera track key → shopper id, for every decided track."""
         return dict(self._of)
 
+    def prune(self, before: float) -> int:
+        """Forget the shoppers last seen before ``before`` (s UTC) with their per-camera track keys, the undecided
+        tracks whose newest floor observation is older, and all but the newest 100 :attr:`unconfirmed` keys: none
+        of them can be joined again (a track joins a shopper seen within ``max_gap_s`` of it), so a live join's
+        state is what the last minutes need, not the day's. Returns how many shoppers were forgotten."""
+        gone = {sid for sid, s in self._shoppers.items() if s.last_t < before}
+        for sid in gone:
+            del self._shoppers[sid]
+        if gone:
+            self._of = {k: sid for k, sid in self._of.items() if sid not in gone}
+        self._pending = {k: v for k, v in self._pending.items() if v[1][-1][0] >= before}
+        del self.unconfirmed[:-100]
+        return len(gone)
+
     def camera_tracks(self, sid: str) -> list[str]:
         """The per-camera track keys joined to shopper ``sid`` (sorted; [] for an unknown id): what the camera
         workers file that shopper's hand crops under (``vision.hand_crops``)."""

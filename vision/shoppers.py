@@ -32,6 +32,11 @@ log = logging.getLogger(__name__)
 #: ``pad_s`` (1.5 s) after an event anyway; the store loop's clock runs this much behind the cameras'. On
 #: cps-test-01 3 s writes exactly the replay's observations (docs/cps-test-video.md).
 LIVE_LAG_S = 3.0
+#: s. How long a live :class:`ShopperStream` remembers a shopper no camera sees any more (and its zone intervals):
+#: a track joins only a shopper seen within ``max_gap_s`` (2 s) of it, and the hand crops the store worker reads
+#: through :meth:`ShopperStream.camera_tracks` expire after 20 s (``vision.hand_crops.HandCropStore``); a minute
+#: covers both with room, and keeps the join's state (pickled with every checkpoint) flat over a day.
+FORGET_AFTER_S = 60.0
 
 
 class ShopperStream:
@@ -168,6 +173,9 @@ class ShopperStream:
             # decided as at the end (a moment begun by the cutoff holds frames up to SAME_MOMENT_S after it)
             self.assoc.flush(min_new=self.assoc.confirm, before=cutoff + SAME_MOMENT_S + 1e-9)
             self.t_written = max(self.t_written, cutoff)
+            if not self.keep_frames:  # live: the day's shoppers gone for a minute are forgotten
+                self.assoc.prune(cutoff - FORGET_AFTER_S)
+                self.ztrack.prune(cutoff - FORGET_AFTER_S)
         lo = self._written - self._base
         hi = lo
         n = len(self.frames)

@@ -120,6 +120,13 @@ class ZoneTracker:
         self._open.clear()
         self._closed.clear()
 
+    def prune(self, before: float) -> None:
+        """Forget the closed intervals that ended before ``before`` (s UTC) and the open ones of shoppers last inside
+        before it (a shopper gone from every camera is never updated again): a live stream keeps minutes, not the
+        day (its intervals are not read back; a replay reads them all at :meth:`finish` and never prunes)."""
+        self._closed = [r for r in self._closed if r[4] >= before]
+        self._open = {k: iv for k, iv in self._open.items() if iv[1] >= before}
+
     def update(self, shopper: str, t: float, xy: Any) -> None:
         """Shopper ``shopper`` seen at floor ``xy`` (2,) metres at ``t`` s UTC."""
         p = np.asarray(xy, dtype=np.float64).reshape(1, 2)
