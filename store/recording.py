@@ -483,7 +483,10 @@ def read_shelves_npy(path: Path, bin_codes: set[str], problems: list[str]) -> li
                 raise RecordingError(f"{where}.{key} must name a .npy file in {path.name}/, got {name!r}")
             files[key] = path / name
         codes = list(entry["bins"])
-        twice = sorted({c for c in codes if codes.count(c) > 1} | (set(codes) & seen))
+        counts: dict[str, int] = {}
+        for c in codes:
+            counts[c] = counts.get(c, 0) + 1
+        twice = sorted({c for c, m in counts.items() if m > 1} | (set(codes) & seen))
         if twice:
             raise RecordingError(f"{where}: bin(s) {', '.join(twice)} listed twice")
         seen.update(codes)
