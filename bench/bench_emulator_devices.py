@@ -63,7 +63,7 @@ def play(shelves: list[ShelfSamples], *, json_roundtrip: bool) -> tuple[float, i
     count = size = 0
     seq = 0
     for step in recording_steps(rec, step_s=0.2):
-        for codes, t, grams, rate in step.shelves:
+        for _codes, t, grams, rate in step.shelves:
             seq += 1
             payload = encode_payload(controller="c", seq=seq, t0=float(t[0]), rate_hz=rate, grams=grams,
                                      key=None if json_roundtrip else "k" * 43)
