@@ -780,10 +780,36 @@ def write_recording(path: str | Path, *, manifest: dict, store: dict, shelves: I
     return root
 
 
+def _one_block_per_clock(shelves: Iterable[ShelfSamples]) -> list[ShelfSamples]:
+    """``shelves`` as the CSV form reads back: blocks on the very same time grid joined into one controller, its
+    bins sorted by code, blocks ordered by their first code (a block already so is passed as it is, not copied)."""
+    groups: list[tuple[np.ndarray, list[ShelfSamples]]] = []
+    for block in shelves:
+        for t, members in groups:
+            if t.shape == block.t.shape and np.array_equal(t, block.t):
+                members.append(block)
+                break
+        else:
+            groups.append((np.asarray(block.t), [block]))
+    out = []
+    for t, members in groups:
+        codes = [c for b in members for c in b.bin_codes]
+        order = sorted(range(len(codes)), key=codes.__getitem__)
+        if len(members) == 1 and order == list(range(len(codes))):
+            out.append(members[0])
+            continue
+        grams = np.concatenate([np.asarray(b.grams, dtype=np.float64) for b in members], axis=1)[:, order]
+        out.append(ShelfSamples(t=t, bin_codes=tuple(codes[j] for j in order), grams=grams))
+    out.sort(key=lambda b: b.bin_codes[0] if b.bin_codes else "")
+    return out
+
+
 def write_shelves(path: str | Path, shelves: Iterable[ShelfSamples], *, form: str = "csv") -> Path:
     """Write the shelf samples of the recording folder ``path`` in ``form`` (:data:`SHELF_FORMS`): ``csv`` →
-    ``shelves.csv`` (t, bin, grams rows; grams to 0.01 g, t to 1 µs); ``npy`` → ``shelves/``: per block ``c<k>-t.npy``
-    (T,) float64 and ``c<k>-grams.npy`` (T, B) float64, lossless, and ``index.json`` naming each block's bins. The
+    ``shelves.csv`` (t, bin, grams rows; grams to 0.01 g, t to 1 µs); ``npy`` → ``shelves/``: per controller ``c<k>-t.npy``
+    (T,) float64 and ``c<k>-grams.npy`` (T, B) float64, lossless, and ``index.json`` naming each one's bins; as
+    the CSV form reads back, blocks on the very same time grid are one controller (joined, bins sorted by code), so
+    both forms read as the same samples. The
     other form is removed from ``path`` (a reader refuses a recording holding both). Returns the file or folder
     written. Raises ValueError for an unknown ``form``, or (``npy``) a block whose t is not finite and strictly
     increasing or whose grams hold an infinite value: what the reader would refuse."""
@@ -810,7 +836,7 @@ def write_shelves(path: str | Path, shelves: Iterable[ShelfSamples], *, form: st
         shutil.rmtree(folder)
     folder.mkdir(parents=True)
     entries = []
-    for k, block in enumerate(shelves):
+    for k, block in enumerate(_one_block_per_clock(shelves)):
         t = np.ascontiguousarray(block.t, dtype="<f8")
         if not np.isfinite(t).all() or (np.diff(t) <= 0).any():
             raise ValueError(f"shelf block {k} ({block.bin_codes[:1]}…): t must be finite and strictly increasing")

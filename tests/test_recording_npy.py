@@ -54,6 +54,20 @@ def test_csv_and_binary_forms_read_as_identical_shelf_samples(tmp_path):
     assert same(read_recording(tmp_path / "npy").shelves, from_csv.shelves)
 
 
+def test_blocks_on_one_clock_are_one_controller_in_both_forms(tmp_path):
+    """The simulator hands its plates over per gondola, on one clock: the CSV form reads them back as one controller
+    (bins sorted by code), and so must the binary form, or the two forms would play differently."""
+    t = 1_600_000_000 + np.arange(30) / 60.0
+    rng = np.random.default_rng(4)
+    blocks = [ShelfSamples(t, ("1-1-2",), 700 + rng.normal(0, 1, (30, 1))),
+              ShelfSamples(t.copy(), ("1-1-1",), 900 + rng.normal(0, 1, (30, 1)))]
+    from_csv = read_recording(write(tmp_path / "csv", blocks, "csv")).shelves
+    from_npy = read_recording(write(tmp_path / "npy", blocks, "npy")).shelves
+    assert [b.bin_codes for b in from_csv] == [b.bin_codes for b in from_npy] == [("1-1-1", "1-1-2")]
+    assert np.array_equal(from_npy[0].grams, np.concatenate([blocks[1].grams, blocks[0].grams], axis=1))
+    assert same(read_recording(write(tmp_path / "conv", from_csv, "npy")).shelves, from_csv)
+
+
 def test_both_forms_present_are_refused(tmp_path):
     path, _ = write_small(tmp_path / "rec")
     shutil.copy(path / SHELVES, tmp_path / "keep.csv")
