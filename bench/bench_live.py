@@ -336,16 +336,19 @@ class Sampler(threading.Thread):
 
 
 # ------------------------------------------------------------------------------------------------ the session
-def simulate_session(n: int, minutes: float, events: float, seed: int, out: Path, rooms: int = 1) -> dict:
+def simulate_session(n: int, minutes: float, events: float, seed: int, out: Path, rooms: int = 1,
+                     shelves: str = "npy") -> dict:
     """Simulate and write the session of ``n`` shoppers in a store of ``rooms`` NanoStore rooms; returns what it
     is (peak occupancy, visit lengths). A session written before with the same arguments (``--keep`` DIR run
-    again) is reused: the simulation is deterministic, and takes minutes at 50 shoppers on a busy machine."""
+    again) is reused: the simulation is deterministic, and takes minutes at 50 shoppers on a busy machine.
+    ``shelves``: the form of its shelf samples (``store.recording.SHELF_FORMS``; ``npy``, the binary folder, is read
+    by the emulator and the offline run at once, where ``csv`` takes minutes at 50 shoppers)."""
     import numpy as np
 
     from carts.offline.simulation import SimConfig, load_store, simulate, write_simulation
 
     done = out / "bench-session.json"
-    key = {"n": n, "minutes": minutes, "events": events, "seed": seed, "rooms": rooms}
+    key = {"n": n, "minutes": minutes, "events": events, "seed": seed, "rooms": rooms, "shelves": shelves}
     if done.exists():
         saved = json.loads(done.read_text())
         if saved.get("key") == key:
@@ -353,7 +356,7 @@ def simulate_session(n: int, minutes: float, events: float, seed: int, out: Path
     cfg = SimConfig.at("default", shoppers=n, minutes=minutes, seed=seed, track_hz=TRACK_HZ,
                        events_per_shopper=events, rooms=rooms)
     sim = simulate(load_store(DATA), cfg)
-    write_simulation(sim, out)
+    write_simulation(sim, out, shelves_form=shelves)
     ent = {g.track: g.t for g in sim.gates if g.kind == "entry"}
     ex = {g.track: g.t for g in sim.gates if g.kind == "exit"}
     grid = np.arange(sim.manifest["t_start"], sim.manifest["t_end"], 0.5)
@@ -573,7 +576,7 @@ def run_size(n: int, args, work: Path) -> dict:
     rec = work / f"sim-n{n}"
     t = time.monotonic()
     rooms = max(1, math.ceil(n / SHOPPERS_PER_ROOM)) if args.rooms == "auto" else int(args.rooms)
-    info = simulate_session(n, args.minutes, args.events, seed, rec, rooms)
+    info = simulate_session(n, args.minutes, args.events, seed, rec, rooms, args.shelves)
     say(f"simulated in {time.monotonic() - t:.0f} s: {info['length_s']:.0f} s of store time in {rooms} room(s), peak "
         f"{info['peak_inside']} inside at once (median visit {info['visit_median_s']:.0f} s), {info['accounts']} "
         f"accounts, {info['events']} shelf interactions, {info['plates']} plates, {info['keypoints']} keypoints")
@@ -1089,6 +1092,9 @@ def main() -> int:
     ap.add_argument("--hour-timeout", type=float, default=480.0, help="wall seconds for the memory phase")
     ap.add_argument("--rooms", default="1", help="store size in NanoStore rooms (SimConfig.rooms), or 'auto': "
                     "about 0.4 shoppers per m² at each size (default 1)")
+    ap.add_argument("--shelves", choices=("npy", "csv"), default="npy",
+                    help="form of the simulated sessions' shelf samples (docs/recording-format.md): npy, the binary "
+                         "folder (default), or csv (gigabytes at 200 shoppers, read for minutes)")
     ap.add_argument("--quick", action="store_true", help="smoke run: 10 shoppers, a short session, 10 store minutes")
     ap.add_argument("--json", default=None, help="write the measurements here")
     ap.add_argument("--profile", action="store_true", help="run run_store under cProfile and print its hot spots")

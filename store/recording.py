@@ -28,10 +28,18 @@ VERSION = 1
 MANIFEST = "recording.json"
 STORE = "store.json"
 SHELVES = "shelves.csv"
+#: The binary form of the shelf samples (a folder): one ``.npy`` pair per shelf controller and :data:`SHELVES_INDEX`.
+SHELVES_NPY = "shelves"
+#: The binary form's index file, inside :data:`SHELVES_NPY`.
+SHELVES_INDEX = "index.json"
+#: Forms the shelf samples can be written in (:func:`write_shelves`): ``csv`` (``shelves.csv``) or ``npy``
+#: (``shelves/``).
+SHELF_FORMS = ("csv", "npy")
 TRACKS = "tracks.csv"
 GATES = "gates.csv"
 TRUTH = "truth.json"
 CAMERAS = "cameras.json"
+#: Files a recording must hold; the shelf samples may be ``shelves.csv`` or the folder ``shelves/`` instead.
 REQUIRED = (MANIFEST, STORE, SHELVES)
 
 #: Keypoints that count as a hand for fusion (wrists are what pose models give; "hand" where a system has it).
@@ -412,6 +420,113 @@ def read_shelves(path: Path, bin_codes: set[str], problems: list[str]) -> list[S
     return out
 
 
+#: Rows of ``grams`` scanned at once for infinite values when reading the binary form (bounded memory).
+_SCAN_BYTES = 64 * 2**20
+
+
+def _npy_array(path: Path, where: str) -> np.ndarray:
+    """``path`` loaded memory-mapped (``np.load(mmap_mode="r")``: nothing is read until used), as float64. Raises
+    RecordingError when it is missing, not a ``.npy`` file, or not little-endian float64."""
+    try:
+        arr = np.load(path, mmap_mode="r", allow_pickle=False)
+    except FileNotFoundError:
+        raise RecordingError(f"{where}: missing file {path.name}") from None
+    except (ValueError, OSError) as exc:
+        raise RecordingError(f"{where}: {path.name} is not a NumPy .npy array ({exc})") from None
+    if arr.dtype != np.dtype("<f8"):
+        raise RecordingError(f"{where}: {path.name} must hold float64 (little-endian), got {arr.dtype.str}")
+    return arr
+
+
+def _count_infinite(path: Path, arr: np.ndarray) -> int:
+    """Infinite values in the ``.npy`` file ``path`` whose memory map is ``arr``, read in bounded chunks through
+    the file (not the map: a scanned map would stay resident in the reader's memory)."""
+    n = int(arr.size)
+    chunk = max(1, _SCAN_BYTES // 8)
+    count = 0
+    with path.open("rb") as f:
+        f.seek(int(getattr(arr, "offset", 0)))
+        while n > 0:
+            k = min(n, chunk)
+            count += int(np.isinf(np.fromfile(f, dtype="<f8", count=k)).sum())
+            n -= k
+    return count
+
+
+def read_shelves_npy(path: Path, bin_codes: set[str], problems: list[str]) -> list[ShelfSamples]:
+    """Read the binary form of the shelf samples (the folder ``shelves/``, docs/recording-format.md) into one
+    :class:`ShelfSamples` per shelf controller, its arrays memory-mapped (read when used; nothing is copied).
+
+    ``index.json`` is ``{"controllers": [{"bins": [code, …], "t": "<file>.npy", "grams": "<file>.npy"}]}``; ``t``
+    (T,) float64 s UTC, finite and strictly increasing; ``grams`` (T, B) float64 raw grams, B = len(bins), NaN
+    where a sample is missing. A bin that is not in ``store.json`` (``bin_codes``) is left out of its controller and
+    reported in ``problems`` (as the CSV reader skips its rows). Raises RecordingError naming the controller for a
+    missing or malformed index or file, a shape that does not match, a ``t`` not finite or not increasing, a bin
+    listed twice, or an infinite gram value. Blocks are returned ordered by their first bin code, as
+    :func:`read_shelves` does; bins keep their stored order."""
+    index = path / SHELVES_INDEX
+    data = _load_json(index)
+    entries = data.get("controllers") if isinstance(data, dict) else None
+    if not isinstance(entries, list):
+        raise RecordingError(f"{index}: needs a list \"controllers\"")
+    seen: set[str] = set()
+    out = []
+    for k, entry in enumerate(entries):
+        where = f"{index}: controllers[{k}]"
+        if not isinstance(entry, dict) or not isinstance(entry.get("bins"), list) \
+                or not all(isinstance(c, str) and c for c in entry["bins"]):
+            raise RecordingError(f"{where}: needs \"bins\", a list of bin codes")
+        files = {}
+        for key in ("t", "grams"):
+            name = entry.get(key)
+            if not isinstance(name, str) or not name.endswith(".npy") or Path(name).name != name:
+                raise RecordingError(f"{where}.{key} must name a .npy file in {path.name}/, got {name!r}")
+            files[key] = path / name
+        codes = list(entry["bins"])
+        counts: dict[str, int] = {}
+        for c in codes:
+            counts[c] = counts.get(c, 0) + 1
+        twice = sorted({c for c, m in counts.items() if m > 1} | (set(codes) & seen))
+        if twice:
+            raise RecordingError(f"{where}: bin(s) {', '.join(twice)} listed twice")
+        seen.update(codes)
+        t = _npy_array(files["t"], where)
+        grams = _npy_array(files["grams"], where)
+        if t.ndim != 1:
+            raise RecordingError(f"{where}: {files['t'].name} must be (T,), got shape {t.shape}")
+        if grams.shape != (t.shape[0], len(codes)):
+            raise RecordingError(f"{where}: {files['grams'].name} must be (T, B) = {(t.shape[0], len(codes))} "
+                                 f"(T samples of t, B bins), got shape {grams.shape}")
+        t = np.array(t)  # (T,): small, read whole
+        if not np.isfinite(t).all():
+            raise RecordingError(f"{where}: {files['t'].name} holds {int((~np.isfinite(t)).sum())} time(s) that are "
+                                 "not finite")
+        back = np.flatnonzero(np.diff(t) <= 0)
+        if back.size:
+            raise RecordingError(f"{where}: {files['t'].name} must increase strictly; sample {int(back[0]) + 1} "
+                                 f"({t[back[0] + 1]:.6f}) is not after the one before ({t[back[0]]:.6f})")
+        inf = _count_infinite(files["grams"], grams)
+        if inf:
+            raise RecordingError(f"{where}: {files['grams'].name} holds {inf} infinite value(s) (a missing sample "
+                                 "is NaN)")
+        unknown = [c for c in codes if c not in bin_codes]
+        if unknown:
+            problems.append(f"{where}: unknown bin(s) {', '.join(unknown)}; their samples skipped")
+            keep = [j for j, c in enumerate(codes) if c in bin_codes]
+            if not keep:
+                continue
+            # a run of columns stays a view of the map; scattered ones are copied (only here)
+            cols: Any = slice(keep[0], keep[-1] + 1) if keep == list(range(keep[0], keep[-1] + 1)) else keep
+            grams, codes = grams[:, cols], [codes[j] for j in keep]
+        if t.size == 0:
+            continue
+        out.append(ShelfSamples(t=t, bin_codes=tuple(codes), grams=grams))
+    if not out:
+        problems.append(f"{path}: no samples; no shelf events can be detected")
+    out.sort(key=lambda s: s.bin_codes[0])
+    return out
+
+
 def read_tracks(path: Path, problems: list[str]) -> TrackObservations:
     """Read ``tracks.csv`` (t, track, keypoint, x, y, z, score). Missing file → no tracks (a problem is noted).
 
@@ -558,9 +673,16 @@ def read_recording(path: str | Path) -> Recording:
     root = Path(path)
     if not root.is_dir():
         raise RecordingError(f"{root}: not a recording folder (no such directory)")
-    for name in REQUIRED:
+    for name in (MANIFEST, STORE):
         if not (root / name).exists():
             raise RecordingError(f"{root / name}: missing file (a recording needs {', '.join(REQUIRED)})")
+    csv_form, npy_form = (root / SHELVES).exists(), (root / SHELVES_NPY).is_dir()
+    if not csv_form and not npy_form:
+        raise RecordingError(f"{root / SHELVES}: missing file (a recording needs {', '.join(REQUIRED)}; the shelf "
+                             f"samples may be the folder {SHELVES_NPY}/ instead)")
+    if csv_form and npy_form:
+        raise RecordingError(f"{root}: holds the shelf samples twice, {SHELVES} and {SHELVES_NPY}/, which may "
+                             "differ; keep one of them")
     manifest = _load_json(root / MANIFEST)
     if manifest.get("format") != FORMAT:
         raise RecordingError(f"{root / MANIFEST}: format must be {FORMAT!r}, got {manifest.get('format')!r}")
@@ -573,7 +695,8 @@ def read_recording(path: str | Path) -> Recording:
     store = read_store(root / STORE)
     bin_codes = {b["code"] for g in store["gondolas"] for s in g["shelves"] for b in s.get("bins", [])}
     problems: list[str] = []
-    shelves = read_shelves(root / SHELVES, bin_codes, problems)
+    shelves = (read_shelves_npy(root / SHELVES_NPY, bin_codes, problems) if npy_form
+               else read_shelves(root / SHELVES, bin_codes, problems))
     cameras = read_cameras(root / CAMERAS, problems)
     if cameras and not (root / TRACKS).exists():
         tracks = TrackObservations.empty()  # a recording with video: its shoppers come from the cameras
@@ -620,25 +743,19 @@ def destination_prepare(path: str | Path, *, force: bool = False) -> Path:
 def write_recording(path: str | Path, *, manifest: dict, store: dict, shelves: Iterable[ShelfSamples],
                     tracks: TrackObservations | None = None, gates: Iterable[GateScan] = (),
                     truth: Iterable[TruthReceipt] | None = None,
-                    cameras: Iterable[RecordedCamera] | None = None) -> Path:
+                    cameras: Iterable[RecordedCamera] | None = None, shelves_form: str = "csv") -> Path:
     """Write a recording folder (created if needed; files overwritten). Returns the folder path.
 
-    ``manifest`` gets ``format``/``version`` filled in. Grams are written with 0.01 g resolution, positions with
-    0.1 mm, times with 1 µs.
+    ``manifest`` gets ``format``/``version`` filled in. ``shelves_form``: ``csv`` (``shelves.csv``, the
+    interchange form) or ``npy`` (the binary folder ``shelves/``; :func:`write_shelves`). In CSV, grams are written
+    with 0.01 g resolution, positions with 0.1 mm, times with 1 µs; the binary form keeps the float64 values.
     """
     root = Path(path)
     root.mkdir(parents=True, exist_ok=True)
     manifest = {"format": FORMAT, "version": VERSION, **manifest}
     (root / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
     (root / STORE).write_text(json.dumps(store, indent=1) + "\n", encoding="utf-8")
-    with (root / SHELVES).open("w", newline="", encoding="utf-8") as f:
-        w = csv.writer(f)
-        w.writerow(["t", "bin", "grams"])
-        for block in shelves:
-            for i, t in enumerate(block.t):
-                ts = f"{t:.6f}"
-                for code, g in zip(block.bin_codes, block.grams[i]):
-                    w.writerow([ts, code, "" if math.isnan(g) else f"{g:.2f}"])
+    write_shelves(root, shelves, form=shelves_form)
     if tracks is not None:
         with (root / TRACKS).open("w", newline="", encoding="utf-8") as f:
             w = csv.writer(f)
@@ -661,3 +778,73 @@ def write_recording(path: str | Path, *, manifest: dict, store: dict, shelves: I
                  **({"fps": c.fps} if c.fps is not None else {}), "calibration": c.calibration} for c in cameras]
         (root / CAMERAS).write_text(json.dumps({"cameras": cams}, indent=1) + "\n", encoding="utf-8")
     return root
+
+
+def _one_block_per_clock(shelves: Iterable[ShelfSamples]) -> list[ShelfSamples]:
+    """``shelves`` as the CSV form reads back: blocks on the very same time grid joined into one controller, its
+    bins sorted by code, blocks ordered by their first code (a block already so is passed as it is, not copied)."""
+    groups: list[tuple[np.ndarray, list[ShelfSamples]]] = []
+    for block in shelves:
+        for t, members in groups:
+            if t.shape == block.t.shape and np.array_equal(t, block.t):
+                members.append(block)
+                break
+        else:
+            groups.append((np.asarray(block.t), [block]))
+    out = []
+    for t, members in groups:
+        codes = [c for b in members for c in b.bin_codes]
+        order = sorted(range(len(codes)), key=codes.__getitem__)
+        if len(members) == 1 and order == list(range(len(codes))):
+            out.append(members[0])
+            continue
+        grams = np.concatenate([np.asarray(b.grams, dtype=np.float64) for b in members], axis=1)[:, order]
+        out.append(ShelfSamples(t=t, bin_codes=tuple(codes[j] for j in order), grams=grams))
+    out.sort(key=lambda b: b.bin_codes[0] if b.bin_codes else "")
+    return out
+
+
+def write_shelves(path: str | Path, shelves: Iterable[ShelfSamples], *, form: str = "csv") -> Path:
+    """Write the shelf samples of the recording folder ``path`` in ``form`` (:data:`SHELF_FORMS`): ``csv`` →
+    ``shelves.csv`` (t, bin, grams rows; grams to 0.01 g, t to 1 µs); ``npy`` → ``shelves/``: per controller ``c<k>-t.npy``
+    (T,) float64 and ``c<k>-grams.npy`` (T, B) float64, lossless, and ``index.json`` naming each one's bins; as
+    the CSV form reads back, blocks on the very same time grid are one controller (joined, bins sorted by code), so
+    both forms read as the same samples. The
+    other form is removed from ``path`` (a reader refuses a recording holding both). Returns the file or folder
+    written. Raises ValueError for an unknown ``form``, or (``npy``) a block whose t is not finite and strictly
+    increasing or whose grams hold an infinite value: what the reader would refuse."""
+    import shutil
+
+    if form not in SHELF_FORMS:
+        raise ValueError(f"form must be one of {', '.join(SHELF_FORMS)}, got {form!r}")
+    root = Path(path)
+    if form == "csv":
+        if (root / SHELVES_NPY).is_dir():
+            shutil.rmtree(root / SHELVES_NPY)
+        with (root / SHELVES).open("w", newline="", encoding="utf-8") as f:
+            w = csv.writer(f)
+            w.writerow(["t", "bin", "grams"])
+            for block in shelves:
+                for i, t in enumerate(block.t):
+                    ts = f"{t:.6f}"
+                    for code, g in zip(block.bin_codes, block.grams[i]):
+                        w.writerow([ts, code, "" if math.isnan(g) else f"{g:.2f}"])
+        return root / SHELVES
+    (root / SHELVES).unlink(missing_ok=True)
+    folder = root / SHELVES_NPY
+    if folder.is_dir():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+    entries = []
+    for k, block in enumerate(_one_block_per_clock(shelves)):
+        t = np.ascontiguousarray(block.t, dtype="<f8")
+        if not np.isfinite(t).all() or (np.diff(t) <= 0).any():
+            raise ValueError(f"shelf block {k} ({block.bin_codes[:1]}…): t must be finite and strictly increasing")
+        grams = np.asarray(block.grams, dtype="<f8")
+        if np.isinf(grams).any():
+            raise ValueError(f"shelf block {k} ({block.bin_codes[:1]}…): grams hold an infinite value (missing: NaN)")
+        np.save(folder / f"c{k}-t.npy", t, allow_pickle=False)
+        np.save(folder / f"c{k}-grams.npy", np.ascontiguousarray(grams), allow_pickle=False)
+        entries.append({"bins": list(block.bin_codes), "t": f"c{k}-t.npy", "grams": f"c{k}-grams.npy"})
+    (folder / SHELVES_INDEX).write_text(json.dumps({"controllers": entries}, indent=1) + "\n", encoding="utf-8")
+    return folder

@@ -22,7 +22,7 @@ from carts.models import CartEvent
 from carts.offline.simulation import SimConfig, load_store, read_truth_events, simulate, write_simulation
 from store.billing.models import Receipt
 from store.gates.models import Gate, Visit
-from store.recording import read_recording
+from store.recording import SHELVES_NPY, ShelfSamples, read_recording, write_shelves
 from conftest import shared_file
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -91,9 +91,8 @@ def shelves_end_early(two_shoppers, tmp_path_factory):
     last_exit = max(float(g.split(",")[0]) for g in gates if ",exit," in g)
     manifest = json.loads((dest / "recording.json").read_text())
     assert cut < last_exit < manifest["t_end"] - 30  # what this fixture is for
-    with open(two_shoppers / "shelves.csv") as src, open(dest / "shelves.csv", "w") as out:
-        out.write(src.readline())
-        out.writelines(line for line in src if float(line.split(",", 1)[0]) <= cut)
+    write_shelves(dest, [ShelfSamples(s.t[s.t <= cut], s.bin_codes, np.array(s.grams[s.t <= cut]))
+                         for s in read_recording(two_shoppers).shelves], form="npy")
     return dest
 
 
@@ -112,6 +111,26 @@ def test_shelf_data_ending_before_the_other_sources_still_bills_at_the_exits(she
     rec = read_recording(shelves_end_early)
     offline = offline_replay(rec, truth_events=read_truth_events(rec.path))
     assert billed_receipts(lines[0].split()[1]) == offline.billed
+
+
+def test_a_recording_with_binary_shelf_samples_plays_from_its_memory_map(benchmark1_recording, tmp_path):
+    """The AutoCheckout benchmark's shelf samples in the binary form (``shelves/``) play as its CSV does: the
+    emulator sends the controllers' blocks straight from the mapped arrays, and a block too wide for one controller
+    is split into column views of the map, not copies."""
+    from carts.offline.emulator import controller_blocks
+
+    rec_dir = tmp_path / "rec"
+    shutil.copytree(benchmark1_recording, rec_dir)
+    write_shelves(rec_dir, read_recording(rec_dir).shelves, form="npy")
+    assert (rec_dir / SHELVES_NPY).is_dir() and not (rec_dir / "shelves.csv").exists()
+    lines = run(rec_dir, "--speed", "10")
+    assert lines[-1] == "F1 1.000"
+    rec = read_recording(rec_dir)
+    split = controller_blocks(rec, max_bins=4)
+    assert len(split.shelves) > len(rec.shelves)
+    assert all(isinstance(o.grams, np.memmap) for o in rec.shelves)
+    # views of the map (nothing read), not copies
+    assert all(any(np.shares_memory(b.grams, o.grams) for o in rec.shelves) for b in split.shelves)
 
 
 def test_the_emulator_registers_its_own_devices_once_and_never_a_managers(benchmark1_recording):

@@ -66,6 +66,9 @@ class EmulatorError(RuntimeError):
 class LocalTransport:
     """Requests to this process's Django (embedded profile), through the test client."""
 
+    #: The controller's key goes in the shelf payload (MQTT) rather than an Authorization header (HTTP).
+    key_in_payload = False
+
     def __init__(self) -> None:
         from django.test import Client
 
@@ -91,6 +94,8 @@ class RemoteTransport:
     """Requests to a running Walkout at ``url`` (daphne) and shelf blocks over MQTT at ``mqtt_url``. Raises
     :class:`EmulatorError` (a sentence, no traceback) when ``mqtt_url`` is empty or malformed, or the broker or the
     site cannot be reached."""
+
+    key_in_payload = True
 
     def __init__(self, url: str, mqtt_url: str) -> None:
         import requests
@@ -128,9 +133,7 @@ class RemoteTransport:
     def shelf(self, *, store: str, controller: str, key: str, payload: bytes) -> None:
         from sensors.ingest import weights_topic
 
-        doc = json.loads(payload)
-        doc["key"] = key
-        self.mqtt.publish(weights_topic(store, controller), json.dumps(doc, separators=(",", ":")).encode())
+        self.mqtt.publish(weights_topic(store, controller), payload)  # encoded with its key (key_in_payload)
 
     def close(self) -> None:
         self.mqtt.__exit__(None, None, None)
@@ -302,7 +305,8 @@ def controller_blocks(recording: Recording, max_bins: int = MAX_BINS) -> Recordi
     ``sensors.ingest.MAX_BINS``) split into blocks of whole gondolas (bins coded ``"<gondola>-…"``, consecutive
     gondolas packed up to ``max_bins``; other codes in equal runs): a store that large has a controller per
     gondola or so, and a recording groups bins only by their common clock. Other blocks and the rest of the
-    recording are unchanged (the same object when nothing is split)."""
+    recording are unchanged (the same object when nothing is split). A split block's grams are column slices of
+    the recording's (views, so a memory-mapped recording is still read only as it is played)."""
     if all(len(b.bin_codes) <= max_bins for b in recording.shelves):
         return recording
     shelves: list[ShelfSamples] = []
@@ -326,9 +330,10 @@ def controller_blocks(recording: Recording, max_bins: int = MAX_BINS) -> Recordi
                 packs[-1].extend(r)
             else:
                 packs.append(list(r))
-        for cols in packs:
+        for cols in packs:  # consecutive columns: a view (of a memory-mapped recording: nothing read yet)
+            take: Any = slice(cols[0], cols[-1] + 1) if cols == list(range(cols[0], cols[-1] + 1)) else cols
             shelves.append(ShelfSamples(t=block.t, bin_codes=tuple(codes[j] for j in cols),
-                                        grams=block.grams[:, cols]))
+                                        grams=block.grams[:, take]))
     return dataclasses.replace(recording, shelves=shelves)
 
 
@@ -489,7 +494,7 @@ def emulate(recording: Recording, *, speed: float = 1.0, url: str | None = None,
     def send_shelf(c: _Controller, t: np.ndarray, grams: np.ndarray, *, idle: bool = False) -> None:
         c.seq += 1
         payload = encode_payload(controller=c.name, seq=c.seq, t0=float(t[0]) + offset, rate_hz=c.rate_hz,
-                                 grams=grams)
+                                 grams=grams, key=c.key if transport.key_in_payload else None)
         transport.shelf(store=store.code, controller=c.name, key=c.key, payload=payload)
         if not idle:
             keep = max(1, int(round(c.rate_hz)))

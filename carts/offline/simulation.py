@@ -964,11 +964,13 @@ def _truth_events(rows: list[dict], shoppers: list[_Shopper], world: _World) -> 
                        obj([tuple(dict.fromkeys(r["scenarios"])) for r in rows]))
 
 
-def write_simulation(sim: Simulation, path: str | Path) -> Path:
+def write_simulation(sim: Simulation, path: str | Path, *, shelves_form: str = "npy") -> Path:
     """Write ``sim`` as a recording folder (``store.recording.write_recording``) plus ``truth_events.json``.
-    Returns the folder."""
+    ``shelves_form``: the shelf samples as ``npy`` (the binary folder ``shelves/``, default: a simulated store of
+    thousands of plates is gigabytes of CSV) or ``csv`` (``shelves.csv``, the interchange form). Returns the
+    folder."""
     root = write_recording(path, manifest=sim.manifest, store=sim.store, shelves=sim.shelves, tracks=sim.tracks,
-                           gates=sim.gates, truth=sim.truth)
+                           gates=sim.gates, truth=sim.truth, shelves_form=shelves_form)
     (root / TRUTH_EVENTS).write_text(json.dumps(sim.events.to_json(), indent=1) + "\n", encoding="utf-8")
     return root
 

@@ -7,7 +7,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from carts.offline.simulation import DIFFICULTIES, SimConfig, load_store, simulate, write_simulation
-from store.recording import RecordingError, destination_prepare
+from store.recording import SHELF_FORMS, RecordingError, destination_prepare
 
 
 class Command(BaseCommand):
@@ -24,10 +24,15 @@ class Command(BaseCommand):
         parser.add_argument("--difficulty", choices=sorted(DIFFICULTIES), default="default")
         parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                             help="override a SimConfig knob, e.g. --set hand_noise_m=0.05 (repeatable)")
+        parser.add_argument("--shelves", choices=SHELF_FORMS, default="npy",
+                            help="form of the shelf samples: npy (the binary folder shelves/, default) or csv "
+                                 "(shelves.csv, the interchange form: about 30 bytes a plate sample, gigabytes for a "
+                                 "large store; docs/recording-format.md)")
         parser.add_argument("--data", default=None,
                             help="AutoCheckout data folder (default: <shared>/datasets/autocheckout)")
 
-    def handle(self, *args, out, shoppers, minutes, seed, difficulty, set, data, force=False, **options):
+    def handle(self, *args, out, shoppers, minutes, seed, difficulty, set, data, force=False, shelves="npy",
+               **options):
         try:
             destination_prepare(out, force=force)  # before the minutes of simulating
         except RecordingError as exc:
@@ -55,7 +60,7 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from None
         sim = simulate(store, config)
         try:
-            path = write_simulation(sim, out)
+            path = write_simulation(sim, out, shelves_form=shelves)
         except OSError as exc:
             raise CommandError(f"{out}: cannot write the recording there ({exc.strerror})") from None
         scen: dict[str, int] = {}
