@@ -67,6 +67,10 @@ def test_benchmark1_live_at_ten_times_real_time(benchmark1_recording, settings):
     # the same receipt as evaluate's offline run of the recording
     rec = read_recording(benchmark1_recording)
     assert billed_receipts(visit.session) == offline_replay(rec).billed
+    # the devices' times are the recording's plus a whole number of seconds (the store's 0.1 s body frames group
+    # sightings as offline: a fraction of a second flips decisions at the margin, docs/store-worker-load.md)
+    shift = visit.entered_at.timestamp() - rec.gates[0].t
+    assert abs(shift - round(shift)) < 1e-5, shift
     # the emulator scanned at its own gate, clearly marked, under the next free name
     assert Gate.objects.get(store=store, emulated=True).name == f"{EMULATOR}-2"
     assert settings.WALKOUT["STORE_LOOP"] == "off"  # the command's own process setting is put back

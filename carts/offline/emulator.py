@@ -110,6 +110,9 @@ class RemoteTransport:
                                 "publish their blocks to the deployment's MQTT broker, which ingest_mqtt reads")
         self.url = url.rstrip("/")
         self.session = requests.Session()
+        self._sender = None  # the background thread of post_later, started at its first use
+        self._queue = None
+        self.failed: str | None = None  # why a post_later failed (raised at the next one, or at close)
         try:
             self.mqtt = Publisher(mqtt_url, client_id=f"walkout-emulator-{int(time.time())}").__enter__()
         except (ValueError, ConnectionError) as exc:
@@ -135,7 +138,42 @@ class RemoteTransport:
 
         self.mqtt.publish(weights_topic(store, controller), payload)  # encoded with its key (key_in_payload)
 
+    def post_later(self, path: str, body: bytes, auth: str) -> None:
+        """Queue a POST whose answer the devices need not wait for (the tracker's observations: a tracker goes on
+        seeing people while the store answers), sent in order by one background thread. A refusal or an
+        unreachable site is raised by the next :meth:`post_later` as :class:`EmulatorError`, and kept in
+        :attr:`failed` (the emulation checks it after :meth:`close`, which sends what is queued)."""
+        if self.failed is not None:
+            raise EmulatorError(self.failed)
+        if self._sender is None:
+            import queue
+            import threading
+
+            self._queue = queue.Queue(maxsize=1000)  # ~3 min of 5 posts a second: a store gone for good stops it
+            self._sender = threading.Thread(target=self._send, name="emulator-tracker", daemon=True)
+            self._sender.start()
+        self._queue.put((path, body, auth))
+
+    def _send(self) -> None:
+        while True:
+            item = self._queue.get()
+            try:
+                if item is None:
+                    return
+                if self.failed is None:
+                    status, answer = self.post(*item)
+                    if status >= 400:
+                        self.failed = f"{item[0]} answered {status}: {answer}"
+            except EmulatorError as exc:
+                self.failed = str(exc)
+            finally:
+                self._queue.task_done()
+
     def close(self) -> None:
+        if self._sender is not None:
+            self._queue.put(None)
+            self._sender.join(60)
+            self._sender = None
         self.mqtt.__exit__(None, None, None)
 
 
@@ -452,8 +490,11 @@ def emulate(recording: Recording, *, speed: float = 1.0, url: str | None = None,
     visits: dict[str, int] = {}
     tokens: dict[str, str] = {}  # party lead track → the pass its guests scan again
     started = time.time()
-    offset = started + 1.0 - recording.t_start
-    wall0 = time.monotonic() + 1.0
+    # a whole number of seconds: every time sent is the recording's plus an integer, exactly (t and t + offset share
+    # a float64 binade), so the store's 0.1 s body frames (vision.identity) group the sightings as `evaluate` does;
+    # an offset with a fraction moves them and flips decisions at the margin (docs/store-worker-load.md)
+    offset = float(math.ceil(started + 1.0 - recording.t_start))
+    wall0 = time.monotonic() + (recording.t_start + offset - started)
     local_worker = None
     if url is None:  # this process runs the store loop, driven step by step after each batch the devices send
         local_worker = runtime.StoreWorker(store.code)
@@ -468,7 +509,7 @@ def emulate(recording: Recording, *, speed: float = 1.0, url: str | None = None,
         known = [local_worker.pipeline.loop.now, *(t for t, _ in local_worker.sources.values())]
         store_now = max((t for t in known if math.isfinite(t)), default=-math.inf)
         if store_now + 1.0 > started + 1.0:
-            offset = store_now + 1.0 - recording.t_start
+            offset = float(math.ceil(store_now + 1.0 - recording.t_start))
     if cameras is not None:
         cameras.t_shift = offset  # its frames on the devices' clock
     say(f"emulating {recording.name} at {speed:g}× on store {store.code}: {len(controllers)} shelf controller(s), "
@@ -522,11 +563,13 @@ def emulate(recording: Recording, *, speed: float = 1.0, url: str | None = None,
     def send_obs(obs, t_last: float) -> None:
         rows = [[f"{run_tag}-{obs.track_id[i]}", round(float(obs.t[i]) + offset, 6), str(obs.keypoint[i]),
                  *(round(float(v), 4) for v in obs.xyz[i]), round(float(obs.score[i]), 4)] for i in range(len(obs))]
-        status, body = transport.post("/vision/api/observations/",
-                                      json.dumps({"v": 1, "t_last": round(t_last + offset, 6), "rows": rows}).encode(),
-                                      f"Tracker {tracker_key}")
-        if status >= 400:
-            raise EmulatorError(f"the tracker adapter answered {status}: {body}")
+        body = json.dumps({"v": 1, "t_last": round(t_last + offset, 6), "rows": rows}).encode()
+        if hasattr(transport, "post_later"):  # production: the devices do not wait for daphne's answer
+            transport.post_later("/vision/api/observations/", body, f"Tracker {tracker_key}")
+        else:  # embedded: in this process, before the store loop steps
+            status, answer = transport.post("/vision/api/observations/", body, f"Tracker {tracker_key}")
+            if status >= 400:
+                raise EmulatorError(f"the tracker adapter answered {status}: {answer}")
         sent["obs"] += 1
 
     by_codes = {c.bin_codes: c for c in controllers}
@@ -632,6 +675,8 @@ def emulate(recording: Recording, *, speed: float = 1.0, url: str | None = None,
 
             settings.WALKOUT["STORE_LOOP"] = loop_setting
             http_ingestor_reset()
+    if getattr(transport, "failed", None):  # a tracker post sent in the background was refused
+        raise EmulatorError(f"the tracker adapter: {transport.failed}")
     session = f"{session_prefix(recording)}@emulate-{datetime.now(dt_timezone.utc):%Y%m%dT%H%M%S.%fZ}"
     _label(store, session, visits, recording.t_start + offset, t_rec + offset)
     return EmulationResult(session=session, store_code=store.code, visits=visits, wall_s=time.time() - started,
