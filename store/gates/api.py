@@ -17,7 +17,8 @@
   (CSRF enforced), body ``{"gate": <gate id>, "token": "<QR text>", "direction": "entry" | "exit"}`` (default
   entry); an unknown or inactive gate is a 400 with reason ``unknown_gate``. Without a staff session: 403.
 * ``POST /gates/pass/token/`` — a logged-in shopper asks for a fresh entry pass (CSRF enforced); optional body or
-  query ``store=<code>``, ``guests=<n>`` (party members brought, 0 … ``GUEST_CAP``). Answers 200 with the token and its QR code as SVG markup (see :class:`PassTokenView`),
+  query ``store=<code>``, ``guests=<n>`` (party members brought, a whole number 0 … ``PASS_GUESTS_MAX`` = 99, admitted up to
+  ``GUEST_CAP``; anything else is a 400). Answers 200 with the token and its QR code as SVG markup (see :class:`PassTokenView`),
   403 ``{"reason": "no_payment_method", ...}`` without a card, 400 when the store is unknown or must be chosen.
 """
 from __future__ import annotations
@@ -206,6 +207,32 @@ class StaffScanView(APIView):
                      extra=lambda visit: {"shopper": visit.shopper.get_username()})
 
 
+#: The most party members a pass request may declare (``guests``): a sanity bound on the request (two decimal
+#: digits), not the gate's policy; the pass then admits at most ``GUEST_CAP`` of them (``services.pass_issue``
+#: clamps). Larger or other values are a 400.
+PASS_GUESTS_MAX = 99
+
+
+def _guests_parse(request: Request) -> int | None:
+    """The ``guests`` of a pass request, from the body or else the query string (absent: 0): an int 0 …
+    :data:`PASS_GUESTS_MAX`, or None when the value given is not one (negative, fractional, boolean, text, too big)."""
+    raw = request.data.get("guests") if hasattr(request.data, "get") else None
+    if raw is None or raw == "":
+        raw = request.query_params.get("guests")
+    if raw is None or raw == "":
+        return 0
+    if isinstance(raw, bool):
+        return None
+    if isinstance(raw, str):
+        raw = raw.strip()
+        if not (raw.isascii() and raw.isdigit()) or len(raw) > len(str(PASS_GUESTS_MAX)):
+            return None
+        raw = int(raw)
+    if not isinstance(raw, int):
+        return None
+    return raw if 0 <= raw <= PASS_GUESTS_MAX else None
+
+
 class PassTokenView(APIView):
     """``POST /gates/pass/token/``: a fresh entry pass for the logged-in shopper (rotation; CSRF enforced).
 
@@ -224,15 +251,11 @@ class PassTokenView(APIView):
             log.warning("pass token for user %s refused: bad store parameter", request.user.pk)
             return Response({"reason": "bad_request", "message": "store must be a store code"},
                             status=status.HTTP_400_BAD_REQUEST, headers=NO_STORE)
-        guests = request.data.get("guests", 0) if hasattr(request.data, "get") else 0
-        guests = guests if guests not in (None, "") else request.query_params.get("guests", 0)
-        try:
-            guests = int(guests)
-        except (TypeError, ValueError):
-            guests = -1
-        if not 0 <= guests <= 99:
+        guests = _guests_parse(request)
+        if guests is None:
             log.warning("pass token for user %s refused: bad guests parameter", request.user.pk)
-            return Response({"reason": "bad_request", "message": "guests must be a whole number from 0"},
+            return Response({"reason": "bad_request",
+                             "message": f"guests must be a whole number from 0 to {PASS_GUESTS_MAX}"},
                             status=status.HTTP_400_BAD_REQUEST, headers=NO_STORE)
         try:
             store = pass_store_resolve(code=code)
