@@ -167,6 +167,11 @@ def test_exit_scan_refusals(world):
     assert APIClient().post(EXIT, {"token": token}, format="json").status_code == 401
     bad = post(EXIT, world["key1"], "")
     assert bad.status_code == 400 and bad.json()["reason"] == "bad_request"
+    assert bad.json()["exited"] is False and "admitted" not in bad.json()
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Gate {world['key1']}")
+    old = client.post(EXIT, {"token": token, "t": 1.0}, format="json").json()
+    assert old["reason"] == "bad_request" and old["exited"] is False and "admitted" not in old
 
 
 def test_staff_scanner_can_scan_exits(world):
@@ -183,3 +188,6 @@ def test_staff_scanner_can_scan_exits(world):
     assert out.status_code == 200 and out.json()["exited"]
     assert client.post("/gates/api/staff-scan/", {"gate": gate_id, "token": token2, "direction": "sideways"},
                        format="json").status_code == 400
+    nowhere = client.post("/gates/api/staff-scan/", {"gate": 999_999, "token": token2, "direction": "exit"},
+                          format="json").json()
+    assert nowhere["reason"] == "unknown_gate" and nowhere["exited"] is False

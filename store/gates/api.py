@@ -12,10 +12,12 @@
 * ``POST /gates/api/exit/`` — the optional exit scan, same authentication and body: 200 ``{"exited": true,
   "visits": [<id>, ...]}`` (billed after the settle time; also when the task queue is down, by the stuck-visit
   sweeper), 403 ``{"exited": false, "reason", "message"}``
-  (reason ``no_visit`` when the holder is not inside, or a pass refusal code), 400, 401 as above.
+  (reason ``no_visit`` when the holder is not inside, or a pass refusal code), 400 (``{"exited": false, "reason":
+  "bad_request", ...}``), 401 as above.
 * ``POST /gates/api/staff-scan/`` — the same for the staff scanner page: session login of an ``is_staff`` user
   (CSRF enforced), body ``{"gate": <gate id>, "token": "<QR text>", "direction": "entry" | "exit"}`` (default
-  entry); an unknown or inactive gate is a 400 with reason ``unknown_gate``. Without a staff session: 403.
+  entry; the answer's key is ``admitted`` or ``exited`` as for the gate, errors included); an unknown or inactive
+  gate is a 400 with reason ``unknown_gate``. Without a staff session: 403.
 * ``POST /gates/pass/token/`` — a logged-in shopper asks for a fresh entry pass (CSRF enforced); optional body or
   query ``store=<code>``, ``guests=<n>`` (party members brought, a whole number 0 … ``PASS_GUESTS_MAX`` = 99, admitted up to
   ``GUEST_CAP``; anything else is a 400). Answers 200 with the token and its QR code as SVG markup (see :class:`PassTokenView`),
@@ -109,10 +111,13 @@ def _client(request: Request) -> str:
     return request.META.get("REMOTE_ADDR", "?")
 
 
-def _bad_request(request: Request, errors: dict, what: str) -> Response:
+def _bad_request(request: Request, errors: dict, what: str, outcome: str = "admitted") -> Response:
+    """A 400 for a body that fails its serializer: ``{outcome: false, "reason": "bad_request", "message",
+    "errors"}``, where ``outcome`` is the key a success would set (``admitted`` for an entry scan, ``exited`` for an
+    exit scan), so that a client reads one key whatever the answer."""
     log.warning("%s refused from %s: bad input %s", what, _client(request), errors)
     return Response(
-        {"admitted": False, "reason": "bad_request", "message": "the request body is not valid", "errors": errors},
+        {outcome: False, "reason": "bad_request", "message": "the request body is not valid", "errors": errors},
         status=status.HTTP_400_BAD_REQUEST, headers=NO_STORE,
     )
 
@@ -150,11 +155,13 @@ def _exit_scan(*, token: str, gate: Gate, t: float | None = None) -> Response:
 
 
 class _GateTokenView(APIView):
-    """A gate device posts a scanned token; subclasses name what the scan does (``what``) and who answers it."""
+    """A gate device posts a scanned token; subclasses name what the scan does (``what``), the answer's outcome key
+    (``outcome``: ``admitted`` or ``exited``, also in a 400) and who answers it."""
 
     authentication_classes = [GateKeyAuthentication]
     permission_classes = [IsGate]
     what = "scan"
+    outcome = "admitted"
 
     def answer(self, *, token: str, gate: Gate, t: float | None = None) -> Response:
         raise NotImplementedError
@@ -163,7 +170,7 @@ class _GateTokenView(APIView):
         gate: Gate = request.auth
         serializer = ScanSerializer(data=request.data)
         if not serializer.is_valid():
-            return _bad_request(request, serializer.errors, f"{self.what} at gate {gate}")
+            return _bad_request(request, serializer.errors, f"{self.what} at gate {gate}", self.outcome)
         return self.answer(token=serializer.validated_data["token"], gate=gate, t=serializer.validated_data.get("t"))
 
 
@@ -171,6 +178,7 @@ class GateExitView(_GateTokenView):
     """``POST /gates/api/exit/``: a gate device's exit scan (module docstring)."""
 
     what = "exit scan"
+    outcome = "exited"
 
     def answer(self, *, token: str, gate: Gate, t: float | None = None) -> Response:
         return _exit_scan(token=token, gate=gate, t=t)
@@ -191,13 +199,15 @@ class StaffScanView(APIView):
 
     def post(self, request: Request) -> Response:
         serializer = StaffScanSerializer(data=request.data)
+        asked_exit = hasattr(request.data, "get") and request.data.get("direction") == "exit"
+        outcome = "exited" if asked_exit else "admitted"
         if not serializer.is_valid():
-            return _bad_request(request, serializer.errors, f"staff scan by user {request.user.pk}")
+            return _bad_request(request, serializer.errors, f"staff scan by user {request.user.pk}", outcome)
         gate = gate_get_active(gate_id=serializer.validated_data["gate"])
         if gate is None:
             log.warning("staff scan by user %s refused: gate %s unknown or inactive", request.user.pk,
                         serializer.validated_data["gate"])
-            return Response({"admitted": False, "reason": "unknown_gate", "message": "no active gate with this id"},
+            return Response({outcome: False, "reason": "unknown_gate", "message": "no active gate with this id"},
                             status=status.HTTP_400_BAD_REQUEST, headers=NO_STORE)
         direction = serializer.validated_data.get("direction", "entry")
         log.info("staff user %s scans a pass at gate %s (%s)", request.user.pk, gate, direction)
