@@ -68,6 +68,12 @@ class WorkerStats:
     unjoined_records: int = 0
 
 
+def _lag_words(seconds: float, late: str, early: str) -> str:
+    """``seconds`` of lag in words for a log line: ``"2.31 s behind"`` (``late``) for a lag ≥ 0, ``"5.74 s ahead
+    of"`` (``early``) for a negative one (the clock measured runs ahead), so that no line says "-5.74 s behind"."""
+    return f"{seconds:.2f} s {late}" if not seconds < 0 else f"{-seconds:.2f} s {early}"
+
+
 class StoreWorker:
     """Runs the store loop of one store on the records of ``bus`` (module docstring).
 
@@ -301,7 +307,10 @@ class StoreWorker:
         them). Sources' clocks are UTC, so a source time and a wall time compare: ``settle`` (``settle_s``),
         ``overshoot`` (the loop's step past the deadline), ``waited`` (what held it past that,
         ``carts.loop.BILL_WAITS``), then how far the loop ran behind the wall clock at the checkout: the slowest
-        live source's lag when the step read the streams (``watermark``) and the step's own time up to it."""
+        live source's lag when the step read the streams (``watermark``) and the step's own time up to it. Devices
+        whose clock runs ahead of the wall clock (an emulation faster than real time) put the loop *ahead of* the
+        wall clock and their newest record *early*: those are worded so, with the magnitude (never "-5.74 s
+        behind")."""
         loop = self.pipeline.loop
         queued = getattr(self.pipeline.sink, "queued_at", {})
         slowest = self._slowest()
@@ -315,11 +324,11 @@ class StoreWorker:
                 continue
             waits = ", ".join(f"{k} {v:.2f}" for k, v in sorted(w.waited.items(), key=lambda kv: -kv[1]) if v > 0)
             log.info("store %s: visit %s checkout queued %.2f s after its exit: settle %.2f s, overshoot %.2f s, "
-                     "waited %.2f s (%s); the loop ran %.2f s behind the wall clock (watermark %.2f s: the newest "
-                     "record %.2f s late, the slowest source %s %.2f s behind it; step %.2f s)", self.store.code,
+                     "waited %.2f s (%s); the loop ran %s the wall clock (watermark %.2f s: the newest "
+                     "record %s, the slowest source %s %.2f s behind it; step %.2f s)", self.store.code,
                      visit, wall - w.t_exit, w.deadline - w.t_exit, w.due - w.deadline, w.now - w.due,
-                     waits or "nothing", wall - w.now, read_wall - w.now, read_wall - newest, slowest,
-                     newest - w.now, wall - read_wall)
+                     waits or "nothing", _lag_words(wall - w.now, "behind", "ahead of"), read_wall - w.now,
+                     _lag_words(read_wall - newest, "late", "early"), slowest, newest - w.now, wall - read_wall)
 
     def _slowest(self) -> str:
         """The live source furthest behind (the one the watermark waits for), or "-"."""

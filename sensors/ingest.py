@@ -67,11 +67,14 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from store.checks import check_array, check_numbers
+from store.checks import T_UTC_MAX, T_UTC_MIN, check_array, check_numbers
 
-#: Latest plausible sample time, s since epoch UTC (2100-01-01): a controller clock beyond it is broken, and such a
-#: value would otherwise be "re-timed" by an absurd correction.
-T0_MAX = 4_102_444_800.0
+#: Earliest plausible sample time, s since epoch UTC (2000-01-01, ``store.checks.T_UTC_MIN``): an unset controller
+#: clock (1970) is broken, and such a block would otherwise be "re-timed" as a clock jump of decades.
+T0_MIN = T_UTC_MIN
+#: Latest plausible sample time, s since epoch UTC (2100-01-01, ``store.checks.T_UTC_MAX``): a controller clock beyond
+#: it is broken, and such a value would otherwise be "re-timed" by an absurd correction.
+T0_MAX = T_UTC_MAX
 
 PAYLOAD_VERSION = 1
 #: The only sample encoding: little-endian IEEE-754 float32 grams (what the AiFi controllers send, and 24-bit
@@ -294,8 +297,8 @@ def decode_payload(raw: bytes | str | Mapping[str, Any], *, controller: str, n_b
     if not 0 <= seq_v <= 2 ** 53:
         raise PayloadError("bad_field", f"seq must be in 0 … 2**53, got {seq_v}", seq=None)
     t0 = _float(_field(doc, "t0", (int, float), seq), "t0", seq)
-    if not (math.isfinite(t0) and 0 < t0 <= T0_MAX):
-        raise PayloadError("bad_field", f"t0 must be a positive time before 2100-01-01 UTC in seconds since the "
+    if not (math.isfinite(t0) and T0_MIN <= t0 <= T0_MAX):
+        raise PayloadError("bad_field", f"t0 must be a time from 2000-01-01 to 2100-01-01 UTC in seconds since the "
                                         f"epoch, got {t0}", seq=seq)
     rate = _float(_field(doc, "rate_hz", (int, float), seq), "rate_hz", seq)
     if not (math.isfinite(rate) and rate > 0) or abs(rate - rate_hz) > 1e-6 * rate_hz:

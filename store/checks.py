@@ -11,7 +11,15 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-__all__ = ["check_array", "check_numbers", "check_rows", "rejected"]
+__all__ = ["T_UTC_MAX", "T_UTC_MIN", "check_array", "check_numbers", "check_rows", "rejected"]
+
+#: Earliest plausible device time, s since epoch UTC (2000-01-01T00:00:00Z, ``calendar.timegm((2000, 1, 1, 0, 0,
+#: 0))``): no Walkout or AiFi recording predates it (AiFi's data sets are from 2020), and a device whose clock was
+#: never set reads 1970-01-01 (Unix epoch 0) — such a time would otherwise be "repaired" as a clock jump of decades.
+#: Shared by every device API that takes times (weights ``t0``, tracker ``t``/``t_last``).
+T_UTC_MIN = 946_684_800.0
+#: Latest plausible device time, s since epoch UTC (2100-01-01T00:00:00Z): a clock beyond it is broken.
+T_UTC_MAX = 4_102_444_800.0
 
 
 def _owner(owner: object) -> str:

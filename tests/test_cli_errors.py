@@ -122,6 +122,23 @@ def test_evaluate_refuses_a_session_of_another_recording(benchmark1_recording):
         call_command("evaluate", str(benchmark1_recording), session="sim~def@2", stdout=io.StringIO())
 
 
+def test_replay_refuses_an_unknown_shopper_also_where_gates_csv_names_every_account(tmp_path, benchmark1_recording):
+    """--shopper naming no account is the same error on a recording whose gates.csv names accounts (a simulated
+    one, where it plays nobody) as on BENCHMARK-1 (where it plays the first shopper)."""
+    from store.gates.models import Visit
+
+    shared_file("datasets/autocheckout/store_meta")
+    sim = tmp_path / "sim"
+    call_command("simulate", str(sim), "--shoppers", "1", "--minutes", "0.5", stdout=io.StringIO())
+    for rec in (sim, benchmark1_recording):
+        err = io.StringIO()
+        with pytest.raises(CommandError, match=r"need accounts with a card on file, and .*nobody@example\.com"
+                                               r".* none: replay with --create-shoppers"):
+            call_command("replay", str(rec), "--shopper", "nobody@example.com", stdout=io.StringIO(), stderr=err)
+        assert ("plays no shopper of this recording" in err.getvalue()) == (rec == sim)
+    assert not Visit.objects.exists()
+
+
 def test_replay_without_the_shoppers_accounts_fails_and_names_create_shoppers(benchmark1_recording):
     from store.gates.models import Visit
 

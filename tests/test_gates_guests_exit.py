@@ -112,8 +112,24 @@ def test_pass_token_endpoint_takes_the_party_size(world):
     assert EntryPass.objects.get(pk=ok.json()["pass_id"]).guests == 2
     for bad in ("-1", "many", "100"):
         assert client.post("/gates/pass/token/", {"guests": bad}).status_code == 400
+    refused = client.post("/gates/pass/token/", {"guests": "100"}).json()
+    assert refused["reason"] == "bad_request" and refused["message"].endswith("from 0 to 99")
     page = client.get("/gates/pass/").content.decode()
     assert 'id="guests"' in page and 'id="fullscreen"' in page
+
+
+def test_pass_token_takes_guests_from_the_query_string_and_refuses_bad_values_both_ways(world):
+    client = Client()
+    client.force_login(world["user"])
+    ok = client.post("/gates/pass/token/?guests=2")
+    assert ok.status_code == 200 and ok.json()["guests"] == 2
+    for bad in ("-3", "abc", "2.5", "99999999999999999999", "true"):
+        assert client.post(f"/gates/pass/token/?guests={bad}").status_code == 400, bad
+    for bad in (-3, "abc", 2.5, 99999999999999999999, True, [1]):
+        answer = client.post("/gates/pass/token/", {"guests": bad}, content_type="application/json")
+        assert answer.status_code == 400, bad
+    json_ok = client.post("/gates/pass/token/", {"guests": 1}, content_type="application/json")
+    assert json_ok.status_code == 200 and json_ok.json()["guests"] == 1
 
 
 # --- exit scan ---------------------------------------------------------------------------------------------------
@@ -151,6 +167,11 @@ def test_exit_scan_refusals(world):
     assert APIClient().post(EXIT, {"token": token}, format="json").status_code == 401
     bad = post(EXIT, world["key1"], "")
     assert bad.status_code == 400 and bad.json()["reason"] == "bad_request"
+    assert bad.json()["exited"] is False and "admitted" not in bad.json()
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Gate {world['key1']}")
+    old = client.post(EXIT, {"token": token, "t": 1.0}, format="json").json()
+    assert old["reason"] == "bad_request" and old["exited"] is False and "admitted" not in old
 
 
 def test_staff_scanner_can_scan_exits(world):
@@ -167,3 +188,6 @@ def test_staff_scanner_can_scan_exits(world):
     assert out.status_code == 200 and out.json()["exited"]
     assert client.post("/gates/api/staff-scan/", {"gate": gate_id, "token": token2, "direction": "sideways"},
                        format="json").status_code == 400
+    nowhere = client.post("/gates/api/staff-scan/", {"gate": 999_999, "token": token2, "direction": "exit"},
+                          format="json").json()
+    assert nowhere["reason"] == "unknown_gate" and nowhere["exited"] is False

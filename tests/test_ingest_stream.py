@@ -106,7 +106,8 @@ def _doc(**over):
     ({"dtype": "<f8"}, "bad_field", "dtype"),
     ({"v": 2}, "bad_field", "version 2"),
     ({"t0": "yesterday"}, "bad_field", "'t0'"),
-    ({"t0": 1e300}, "bad_field", "before 2100-01-01"),
+    ({"t0": 1e300}, "bad_field", "to 2100-01-01"),
+    ({"t0": 1.0}, "bad_field", "from 2000-01-01"),
     ({"seq": -1}, "bad_field", "seq"),
     ({"controller": "g2"}, "wrong_controller", "'g2'"),
 ])
@@ -172,8 +173,8 @@ def test_gap_reported_never_interpolated_and_late_message_refused(real):
 def test_hold_is_bounded_in_time():
     s = ControllerStream("g1", 2, RATE, IngestConfig(reorder_depth=5, hold_s=1.0))
     x = np.zeros((N, 2))
-    assert len(s.accept_raw(encode_payload(controller="g1", seq=0, t0=1000.0, rate_hz=RATE, grams=x), 0.0).blocks) == 1
-    r = s.accept_raw(encode_payload(controller="g1", seq=2, t0=1000.4, rate_hz=RATE, grams=x), 0.1)
+    assert len(s.accept_raw(encode_payload(controller="g1", seq=0, t0=1.6e9, rate_hz=RATE, grams=x), 0.0).blocks) == 1
+    r = s.accept_raw(encode_payload(controller="g1", seq=2, t0=1.6e9 + 0.4, rate_hz=RATE, grams=x), 0.1)
     assert not r.blocks and reasons(r.problems) == ["reordered"]
     assert not s.poll(0.5).blocks                     # still waiting for seq 1
     r = s.poll(1.2)

@@ -249,3 +249,28 @@ def test_each_queued_checkout_is_logged_with_where_its_time_went(store, caplog):
     assert got["total"] == pytest.approx(got["settle"] + got["over"] + got["waited"] + got["behind"], abs=0.02)
     assert got["behind"] == pytest.approx(got["late"] + got["slowest"] + got["step"], abs=0.02)
     assert not loop.bill_timings and "p1" not in sink.queued_at
+
+
+def test_a_loop_ahead_of_the_wall_clock_is_logged_as_ahead_not_negative_behind(store, caplog):
+    """Devices whose clock runs ahead of the wall clock (the demo's 5× emulation): the line says how far the loop
+    ran *ahead of* the wall clock and the newest record came *early*, never "-5.74 s behind"."""
+    from carts.loop_billing import BillWait
+
+    bus = MemoryBus()
+    worker = StoreWorker(store.code, bus_=bus)
+    now = time.time()
+    t0 = now + 6.0  # the devices' clock is 6 s ahead of the wall clock
+    bus.publish(store.code, "shelf", shelf_record(controller="g1", bin_codes=("1-1-1",), t=t0 - 11 / 60 +
+                                                  np.arange(12) / 60, grams=np.full((12, 1), 500.0), rate_hz=60.0))
+    bus.publish(store.code, "obs", obs_record(source="cam-a", obs=obs(t0)))
+    worker.step(block_ms=0)
+    loop, sink = worker.pipeline.loop, worker.pipeline.sink
+    loop.visit_of["p1"] = 42
+    loop.bill_timings.append(BillWait("p1", t0 - 4.0, t0 - 1.0, due=t0 - 1.0, waited={}, now=t0))
+    sink.queued_at["p1"] = now + 0.1
+    with caplog.at_level("INFO", logger="carts.runtime"):
+        worker._log_checkouts(now)
+    line = next(r.getMessage() for r in caplog.records if "checkout queued" in r.getMessage())
+    assert "s behind the wall clock" not in line and "s late" not in line, line
+    assert "the loop ran 5.90 s ahead of the wall clock" in line and "the newest record 6.00 s early" in line, line
+

@@ -65,6 +65,14 @@ def test_observations_reach_the_store_loop_stream(tracker):
     ({"v": 1, "rows": [["7", True, "neck", 1.0, 2.0, 3.0, 0.5]]}, "bad_row"),
     ({"v": 1, "t_last": "soon", "rows": []}, "bad_request"),
     ({"v": 1, "rows": [["7", 1.0, "neck", 1.0, 2.0, 3.0, 0.5]] * 50_001}, "too_large"),
+    # implausible values: what no tracker in a store can mean
+    ({"v": 1, "rows": [["7", 1_700_000_000.0, "tail", 1.0, 2.0, 1.0, 0.5]]}, "bad_row"),
+    ({"v": 1, "rows": [["7", 1_700_000_000.0, "neck", 1e300, 2.0, 1.0, 0.5]]}, "bad_row"),
+    ({"v": 1, "rows": [["7", 1_700_000_000.0, "neck", 1.0, 2.0, -1001.0, 0.5]]}, "bad_row"),
+    ({"v": 1, "rows": [["7", 1.0, "neck", 1.0, 2.0, 1.0, 0.5]]}, "bad_row"),
+    ({"v": 1, "rows": [["7", 4.2e9, "neck", 1.0, 2.0, 1.0, 0.5]]}, "bad_row"),
+    ({"v": 1, "t_last": 4.2e9, "rows": []}, "bad_request"),
+    ({"v": 1, "t_last": 1.0, "rows": []}, "bad_request"),
 ])
 def test_bodies_it_cannot_use_are_refused_with_a_reason(tracker, body, reason):
     row, key = tracker
@@ -73,6 +81,18 @@ def test_bodies_it_cannot_use_are_refused_with_a_reason(tracker, body, reason):
     assert bus().read(row.store.code, block_ms=0) == []
     row.refresh_from_db()
     assert row.rejected == 1
+
+
+def test_an_implausible_row_is_refused_with_what_is_wrong(tracker):
+    row, key = tracker
+    good = ["7", 1_700_000_000.0, "neck", 1.0, 2.0, 1.0, 0.5]
+    for bad, words in ((["7", 1_700_000_000.0, "tail", 1.0, 2.0, 1.0, 0.5], "unknown keypoint 'tail'"),
+                       (["7", 1_700_000_000.0, "neck", 1e300, 2.0, 1.0, 0.5], "beyond ±1000 m"),
+                       (["7", 1.0, "neck", 1.0, 2.0, 1.0, 0.5], "from 2000-01-01 to 2100-01-01")):
+        r = post({"v": 1, "rows": [good, bad]}, key)
+        assert r.status_code == 400 and r.json()["message"].startswith("row 1 ") and words in r.json()["message"]
+    row.refresh_from_db()
+    assert row.rejected == 3
 
 
 def test_who_may_post(tracker, settings):

@@ -4,7 +4,8 @@ Header ``Authorization: Tracker <api key>`` (``manage.py create_tracker``); body
 observations_parse``'s version 1 (rows of [track, t, keypoint, x, y, z, score], s UTC and store metres). The rows
 go onto the store's ``obs`` stream (``carts.runtime``) as source ``tracker:<name>``, and the live map is refreshed.
 Answers 202 ``{"accepted": <rows>}``; 400 ``{"reason", "message"}`` for any body it cannot use (malformed or too
-deep JSON, wrong fields, non-finite numbers, too many rows), counted on the tracker; 401 without a valid key;
+deep JSON, wrong fields, non-finite numbers, too many rows, an unknown keypoint, a time outside 2000–2100 UTC, a
+coordinate beyond ``services.STORE_COORDINATE_MAX_M``), counted on the tracker (``TrackerSource.rejected``); 401 without a valid key;
 413 for a body over ``MAX_BODY_BYTES``; 429 from an address that sent too many bad keys (``store.throttle``);
 503 where no store loop runs. Bad input never raises.
 """

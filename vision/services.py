@@ -247,6 +247,37 @@ def tracker_authenticate(*, api_key: str):
             .filter(api_key_hash=tracker_key_hash(api_key), active=True).first())
 
 
+#: Largest plausible store coordinate, metres (each of x, y, z, either sign, in store coordinates): the largest
+#: retail buildings are a few hundred metres across (a hypermarket floor is ~200 × 150 m), so a point farther than
+#: 1 km from the store's origin is a unit (mm, cm) or frame error, never a shopper.
+STORE_COORDINATE_MAX_M = 1_000.0
+
+
+def _observation_row_problem(row) -> str | None:
+    """Why ``row`` is not a usable ``[track, t, keypoint, x, y, z, score]`` (see :func:`observations_parse`), or
+    None when it is."""
+    import math
+
+    from store.checks import T_UTC_MAX, T_UTC_MIN
+    from store.recording import KEYPOINTS
+
+    ok = (isinstance(row, list) and len(row) == 7 and isinstance(row[0], (str, int)) and not isinstance(row[0], bool)
+          and isinstance(row[2], str) and 0 < len(str(row[0])) <= 64 and 0 < len(row[2]) <= 32
+          and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+                  for v in (row[1], row[3], row[4], row[5], row[6])))
+    if not ok or not 0.0 <= row[6] <= 1.0:
+        return "must be [track, t, keypoint, x, y, z, score] with finite numbers and 0 ≤ score ≤ 1"
+    if row[2] not in KEYPOINTS:
+        return (f"has an unknown keypoint {row[2][:32]!r}; known: {', '.join(sorted(KEYPOINTS))} "
+                "(store.recording.KEYPOINTS)")
+    if not T_UTC_MIN <= row[1] <= T_UTC_MAX:
+        return f"has t = {row[1]:g}: a time must be from 2000-01-01 to 2100-01-01 UTC in seconds since the epoch"
+    if any(abs(v) > STORE_COORDINATE_MAX_M for v in (row[3], row[4], row[5])):
+        return (f"has a coordinate beyond ±{STORE_COORDINATE_MAX_M:g} m (x, y, z are metres in store coordinates, "
+                "STORE_COORDINATE_MAX_M)")
+    return None
+
+
 def observations_parse(doc) -> tuple[TrackObservations, float | None]:
     """An observations body → (TrackObservations, t_last). The body (version 1)::
 
@@ -254,8 +285,14 @@ def observations_parse(doc) -> tuple[TrackObservations, float | None]:
                                              # where nobody was seen
          "rows": [[track, t, keypoint, x, y, z, score], ...]}   # s UTC, metres in store coordinates, score 0–1
 
-    Raises :class:`TrackerInputError` for anything else (wrong types, non-finite numbers, too many rows)."""
+    Raises :class:`TrackerInputError` for anything else: wrong types, non-finite numbers, too many rows
+    (``MAX_OBSERVATION_ROWS``; reason ``too_large``), a keypoint not in ``store.recording.KEYPOINTS``, a time
+    (``t`` or ``t_last``) outside 2000-01-01 … 2100-01-01 UTC (``store.checks.T_UTC_MIN``/``T_UTC_MAX``, the
+    weights API's bounds), a coordinate beyond ±``STORE_COORDINATE_MAX_M`` (reason ``bad_row`` for a row,
+    ``bad_request`` for ``t_last``)."""
     import math
+
+    from store.checks import T_UTC_MAX, T_UTC_MIN
 
     if not isinstance(doc, dict) or doc.get("v") != 1 or not isinstance(doc.get("rows"), list):
         raise TrackerInputError("bad_request", 'the body must be {"v": 1, "rows": [...]}')
@@ -266,15 +303,14 @@ def observations_parse(doc) -> tuple[TrackObservations, float | None]:
     if t_last is not None and (isinstance(t_last, bool) or not isinstance(t_last, (int, float))
                                or not math.isfinite(t_last)):
         raise TrackerInputError("bad_request", "t_last must be a finite number (s UTC)")
+    if t_last is not None and not T_UTC_MIN <= t_last <= T_UTC_MAX:
+        raise TrackerInputError("bad_request", f"t_last = {t_last:g} must be a time from 2000-01-01 to 2100-01-01 "
+                                               "UTC in seconds since the epoch")
     tracks, ts, kps, xyz, scores = [], [], [], [], []
     for i, row in enumerate(rows):
-        ok = (isinstance(row, list) and len(row) == 7 and isinstance(row[0], (str, int)) and not isinstance(row[0], bool)
-              and isinstance(row[2], str) and 0 < len(str(row[0])) <= 64 and 0 < len(row[2]) <= 32
-              and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-                      for v in (row[1], row[3], row[4], row[5], row[6])))
-        if not ok or not 0.0 <= row[6] <= 1.0:
-            raise TrackerInputError("bad_row", f"row {i} must be [track, t, keypoint, x, y, z, score] with finite "
-                                               f"numbers and 0 ≤ score ≤ 1")
+        problem = _observation_row_problem(row)
+        if problem is not None:
+            raise TrackerInputError("bad_row", f"row {i} {problem}")
         tracks.append(str(row[0]))
         ts.append(float(row[1]))
         kps.append(row[2])

@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timezone as dt_timezone
 from pathlib import Path
+from collections.abc import Iterable
 from typing import Callable
 
 from django.contrib.auth import get_user_model
@@ -121,12 +122,17 @@ def replay_accounts_missing(recording: Recording, *, shoppers: dict[str, str] | 
     have no payment card on file, so that their entries would be refused: sorted e-mails (empty: all is well).
     Throwaway accounts (:func:`is_throwaway_shopper`) are never missing: the replay creates them."""
     account_for = _account_assigner(shoppers, default_shopper)
-    emails = {account_for(g) for g in sorted(recording.gates, key=lambda g: g.t) if g.kind == "entry"}
-    emails = {e for e in emails if not is_throwaway_shopper(e)}
-    User = get_user_model()
-    ok = {u.get_username() for u in User.objects.filter(username__in=emails).select_related("shopper")
+    return accounts_without_card(account_for(g) for g in sorted(recording.gates, key=lambda g: g.t)
+                                 if g.kind == "entry")
+
+
+def accounts_without_card(emails: Iterable[str]) -> list[str]:
+    """Of ``emails`` (shopper accounts' usernames), those that do not exist or have no payment card on file: sorted,
+    without duplicates. Throwaway accounts (:func:`is_throwaway_shopper`) are never listed: a replay creates them."""
+    wanted = {e for e in emails if not is_throwaway_shopper(e)}
+    ok = {u.get_username() for u in get_user_model().objects.filter(username__in=wanted).select_related("shopper")
           if getattr(getattr(u, "shopper", None), "has_payment_method", False)}
-    return sorted(emails - ok)
+    return sorted(wanted - ok)
 
 
 def replay_recording(recording: Recording, *, session: str | None = None, shoppers: dict[str, str] | None = None,

@@ -12,12 +12,15 @@
 * ``POST /gates/api/exit/`` — the optional exit scan, same authentication and body: 200 ``{"exited": true,
   "visits": [<id>, ...]}`` (billed after the settle time; also when the task queue is down, by the stuck-visit
   sweeper), 403 ``{"exited": false, "reason", "message"}``
-  (reason ``no_visit`` when the holder is not inside, or a pass refusal code), 400, 401 as above.
+  (reason ``no_visit`` when the holder is not inside, or a pass refusal code), 400 (``{"exited": false, "reason":
+  "bad_request", ...}``), 401 as above.
 * ``POST /gates/api/staff-scan/`` — the same for the staff scanner page: session login of an ``is_staff`` user
   (CSRF enforced), body ``{"gate": <gate id>, "token": "<QR text>", "direction": "entry" | "exit"}`` (default
-  entry); an unknown or inactive gate is a 400 with reason ``unknown_gate``. Without a staff session: 403.
+  entry; the answer's key is ``admitted`` or ``exited`` as for the gate, errors included); an unknown or inactive
+  gate is a 400 with reason ``unknown_gate``. Without a staff session: 403.
 * ``POST /gates/pass/token/`` — a logged-in shopper asks for a fresh entry pass (CSRF enforced); optional body or
-  query ``store=<code>``, ``guests=<n>`` (party members brought, 0 … ``GUEST_CAP``). Answers 200 with the token and its QR code as SVG markup (see :class:`PassTokenView`),
+  query ``store=<code>``, ``guests=<n>`` (party members brought, a whole number 0 … ``PASS_GUESTS_MAX`` = 99, admitted up to
+  ``GUEST_CAP``; anything else is a 400). Answers 200 with the token and its QR code as SVG markup (see :class:`PassTokenView`),
   403 ``{"reason": "no_payment_method", ...}`` without a card, 400 when the store is unknown or must be chosen.
 """
 from __future__ import annotations
@@ -108,10 +111,13 @@ def _client(request: Request) -> str:
     return request.META.get("REMOTE_ADDR", "?")
 
 
-def _bad_request(request: Request, errors: dict, what: str) -> Response:
+def _bad_request(request: Request, errors: dict, what: str, outcome: str = "admitted") -> Response:
+    """A 400 for a body that fails its serializer: ``{outcome: false, "reason": "bad_request", "message",
+    "errors"}``, where ``outcome`` is the key a success would set (``admitted`` for an entry scan, ``exited`` for an
+    exit scan), so that a client reads one key whatever the answer."""
     log.warning("%s refused from %s: bad input %s", what, _client(request), errors)
     return Response(
-        {"admitted": False, "reason": "bad_request", "message": "the request body is not valid", "errors": errors},
+        {outcome: False, "reason": "bad_request", "message": "the request body is not valid", "errors": errors},
         status=status.HTTP_400_BAD_REQUEST, headers=NO_STORE,
     )
 
@@ -149,11 +155,13 @@ def _exit_scan(*, token: str, gate: Gate, t: float | None = None) -> Response:
 
 
 class _GateTokenView(APIView):
-    """A gate device posts a scanned token; subclasses name what the scan does (``what``) and who answers it."""
+    """A gate device posts a scanned token; subclasses name what the scan does (``what``), the answer's outcome key
+    (``outcome``: ``admitted`` or ``exited``, also in a 400) and who answers it."""
 
     authentication_classes = [GateKeyAuthentication]
     permission_classes = [IsGate]
     what = "scan"
+    outcome = "admitted"
 
     def answer(self, *, token: str, gate: Gate, t: float | None = None) -> Response:
         raise NotImplementedError
@@ -162,7 +170,7 @@ class _GateTokenView(APIView):
         gate: Gate = request.auth
         serializer = ScanSerializer(data=request.data)
         if not serializer.is_valid():
-            return _bad_request(request, serializer.errors, f"{self.what} at gate {gate}")
+            return _bad_request(request, serializer.errors, f"{self.what} at gate {gate}", self.outcome)
         return self.answer(token=serializer.validated_data["token"], gate=gate, t=serializer.validated_data.get("t"))
 
 
@@ -170,6 +178,7 @@ class GateExitView(_GateTokenView):
     """``POST /gates/api/exit/``: a gate device's exit scan (module docstring)."""
 
     what = "exit scan"
+    outcome = "exited"
 
     def answer(self, *, token: str, gate: Gate, t: float | None = None) -> Response:
         return _exit_scan(token=token, gate=gate, t=t)
@@ -190,13 +199,15 @@ class StaffScanView(APIView):
 
     def post(self, request: Request) -> Response:
         serializer = StaffScanSerializer(data=request.data)
+        asked_exit = hasattr(request.data, "get") and request.data.get("direction") == "exit"
+        outcome = "exited" if asked_exit else "admitted"
         if not serializer.is_valid():
-            return _bad_request(request, serializer.errors, f"staff scan by user {request.user.pk}")
+            return _bad_request(request, serializer.errors, f"staff scan by user {request.user.pk}", outcome)
         gate = gate_get_active(gate_id=serializer.validated_data["gate"])
         if gate is None:
             log.warning("staff scan by user %s refused: gate %s unknown or inactive", request.user.pk,
                         serializer.validated_data["gate"])
-            return Response({"admitted": False, "reason": "unknown_gate", "message": "no active gate with this id"},
+            return Response({outcome: False, "reason": "unknown_gate", "message": "no active gate with this id"},
                             status=status.HTTP_400_BAD_REQUEST, headers=NO_STORE)
         direction = serializer.validated_data.get("direction", "entry")
         log.info("staff user %s scans a pass at gate %s (%s)", request.user.pk, gate, direction)
@@ -204,6 +215,32 @@ class StaffScanView(APIView):
             return _exit_scan(token=serializer.validated_data["token"], gate=gate)
         return _scan(token=serializer.validated_data["token"], gate=gate,
                      extra=lambda visit: {"shopper": visit.shopper.get_username()})
+
+
+#: The most party members a pass request may declare (``guests``): a sanity bound on the request (two decimal
+#: digits), not the gate's policy; the pass then admits at most ``GUEST_CAP`` of them (``services.pass_issue``
+#: clamps). Larger or other values are a 400.
+PASS_GUESTS_MAX = 99
+
+
+def _guests_parse(request: Request) -> int | None:
+    """The ``guests`` of a pass request, from the body or else the query string (absent: 0): an int 0 …
+    :data:`PASS_GUESTS_MAX`, or None when the value given is not one (negative, fractional, boolean, text, too big)."""
+    raw = request.data.get("guests") if hasattr(request.data, "get") else None
+    if raw is None or raw == "":
+        raw = request.query_params.get("guests")
+    if raw is None or raw == "":
+        return 0
+    if isinstance(raw, bool):
+        return None
+    if isinstance(raw, str):
+        raw = raw.strip()
+        if not (raw.isascii() and raw.isdigit()) or len(raw) > len(str(PASS_GUESTS_MAX)):
+            return None
+        raw = int(raw)
+    if not isinstance(raw, int):
+        return None
+    return raw if 0 <= raw <= PASS_GUESTS_MAX else None
 
 
 class PassTokenView(APIView):
@@ -224,15 +261,11 @@ class PassTokenView(APIView):
             log.warning("pass token for user %s refused: bad store parameter", request.user.pk)
             return Response({"reason": "bad_request", "message": "store must be a store code"},
                             status=status.HTTP_400_BAD_REQUEST, headers=NO_STORE)
-        guests = request.data.get("guests", 0) if hasattr(request.data, "get") else 0
-        guests = guests if guests not in (None, "") else request.query_params.get("guests", 0)
-        try:
-            guests = int(guests)
-        except (TypeError, ValueError):
-            guests = -1
-        if not 0 <= guests <= 99:
+        guests = _guests_parse(request)
+        if guests is None:
             log.warning("pass token for user %s refused: bad guests parameter", request.user.pk)
-            return Response({"reason": "bad_request", "message": "guests must be a whole number from 0"},
+            return Response({"reason": "bad_request",
+                             "message": f"guests must be a whole number from 0 to {PASS_GUESTS_MAX}"},
                             status=status.HTTP_400_BAD_REQUEST, headers=NO_STORE)
         try:
             store = pass_store_resolve(code=code)

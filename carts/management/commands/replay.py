@@ -9,6 +9,7 @@ from django.db import models
 from carts.offline.replay import (
     database_behind,
     DEMO_SHOPPER,
+    accounts_without_card,
     demo_shopper_ensure,
     replay_accounts_missing,
     replay_recording,
@@ -88,8 +89,14 @@ class Command(BaseCommand):
             if staff:  # a replay saves a test card on its shoppers and bills them: never a manager's account
                 raise CommandError(f"--shopper {shopper} is a manager's (staff) account; a replay plays shoppers "
                                    "only: name a shopper's e-mail, or leave --shopper out (throwaway accounts)")
+        if shopper and rec.gates and all(g.account for g in rec.gates if g.kind == "entry"):
+            self.stderr.write(f"note: every entry in {rec.path.name}/gates.csv names its account, so --shopper "
+                              f"{shopper} plays no shopper of this recording")
         if not create_shoppers:
-            missing = replay_accounts_missing(rec, default_shopper=shopper)
+            # --shopper is checked even where gates.csv names every account (and so no track plays it): a name
+            # that is not an account with a card is the same mistake whichever recording it is given with
+            missing = sorted(set(replay_accounts_missing(rec, default_shopper=shopper))
+                             | set(accounts_without_card([shopper] if shopper else [])))
             if missing:
                 names = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
                 raise CommandError(f"the recording's shoppers need accounts with a card on file, and {names} "

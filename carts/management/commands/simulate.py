@@ -18,9 +18,13 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("out", help="recording folder to write (new or empty, unless --force)")
         parser.add_argument("--force", action="store_true", help="clear OUT first when it holds an earlier recording")
-        parser.add_argument("--shoppers", type=int, default=20)
-        parser.add_argument("--minutes", type=float, default=5.0)
-        parser.add_argument("--seed", type=int, default=0)
+        parser.add_argument("--shoppers", type=int, default=20,
+                            help="shoppers (parties of 2–3 on one account included) who visit (default 20)")
+        parser.add_argument("--minutes", type=float, default=5.0,
+                            help="length of the simulated session, minutes (default 5)")
+        parser.add_argument("--seed", type=int, default=0,
+                            help="random seed: the same seed writes the same session, each seed another one, "
+                                 "starting a day later (default 0)")
         parser.add_argument("--difficulty", choices=sorted(DIFFICULTIES), default="default")
         parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                             help="override a SimConfig knob, e.g. --set hand_noise_m=0.05 (repeatable)")
