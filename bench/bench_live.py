@@ -498,9 +498,12 @@ def analyse(url: str, messages: list[tuple[float, str, dict]]) -> dict:
             "billed_times": billed}
 
 
+#: the store worker's line; a loop or record ahead of the wall clock (devices faster than real time) is worded
+#: "ahead of" / "early" with the magnitude, read back here as a negative lag
 _QUEUED = re.compile(r"visit (\d+) checkout queued (\S+) s after its exit: settle (\S+) s, overshoot (\S+) s, "
-                     r"waited (\S+) s \(([^)]*)\); the loop ran (\S+) s behind the wall clock \(watermark (\S+) s: "
-                     r"the newest record (\S+) s late, the slowest source (\S+) (\S+) s behind it; step (\S+) s\)")
+                     r"waited (\S+) s \(([^)]*)\); the loop ran (\S+) s (behind|ahead of) the wall clock "
+                     r"\(watermark (\S+) s: the newest record (\S+) s (late|early), the slowest source (\S+) (\S+) s "
+                     r"behind it; step (\S+) s\)")
 _PICKED = re.compile(r"visit (\d+): checkout picked up (\S+) s after it was queued")
 #: the stages of exit → receipt, in order (``exit_stages``), with what each is
 STAGES = (
@@ -542,15 +545,15 @@ def exit_stages(store_log: str, billing_log: str, billed: dict[int, dict]) -> di
         for k in ("shelves", "party", "held", "reach", "events"):
             out[f"w_{k}"].append(waits.get(k, 0.0))
         out["waited"].append(waited)
-        out["devices"].append(float(m.group(9)))
-        out["slowest_wait"].append(float(m.group(11)))
-        out["step"].append(float(m.group(12)))
+        out["devices"].append(float(m.group(10)) * (-1 if m.group(11) == "early" else 1))
+        out["slowest_wait"].append(float(m.group(13)))
+        out["step"].append(float(m.group(14)))
         out["queue"].append(picked[vid])
         out["task"].append(times["capture"] - times["exit"] - after_exit - picked[vid])
         out["total"].append(times["capture"] - times["exit"])
         if times["phone"] is not None:
             out["phone"].append(times["phone"] - times["capture"])
-        kind = m.group(10).split(":")[0]
+        kind = m.group(12).split(":")[0]
         out["slowest"][kind] = out["slowest"].get(kind, 0) + 1
     return out
 
