@@ -33,7 +33,7 @@ import django  # noqa: E402
 django.setup()  # the emulator's module imports the store's models (no database is used)
 
 from carts.loop import recording_steps  # noqa: E402
-from carts.offline.emulator import controller_blocks  # noqa: E402
+from carts.offline.emulator_devices import controller_blocks  # noqa: E402
 from sensors.ingest import encode_payload  # noqa: E402
 from store.recording import (Recording, ShelfSamples, TrackObservations, read_shelves, read_shelves_npy,  # noqa: E402
                              write_shelves)

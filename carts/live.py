@@ -38,7 +38,7 @@ def visits_waiting(*, store_code: str) -> list:
     whom no camera has placed yet), oldest first, guests left out, within ``VISIT_OPEN_MAX_H``: in a live replay
     they are the recording's first shoppers (``carts.offline.emulator.emulate(bind_visits=…)``). Visits admitted at the
     emulator's own gates (``emulated``: recorded shoppers of an earlier emulation that was stopped, which the next
-    one exits and bills, ``carts.offline.emulator.recover_stale_visits``) are nobody inside and are left out."""
+    one exits and bills, ``carts.offline.emulator_devices.recover_stale_visits``) are nobody inside and are left out."""
     since = timezone.now() - timedelta(hours=visit_open_max_h())
     return list(Visit.objects.filter(store__code=store_code, state=Visit.State.ADMITTED, track_id="",
                                      party_lead__isnull=True, entered_at__gte=since)

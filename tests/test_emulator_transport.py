@@ -1,4 +1,4 @@
-"""The production emulator's tracker posts (``carts.offline.emulator.RemoteTransport.post_later``): sent in order by
+"""The production emulator's tracker posts (``carts.offline.emulator_transport.RemoteTransport.post_later``): sent in order by
 one background thread, so that the emulated devices do not wait for daphne's answer (a real tracker goes on seeing
 people while the store answers); a refusal is not lost: it stops the next post and is kept for the emulation's end.
 No broker or site: the transport's HTTP post is replaced."""
@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from carts.offline.emulator import EmulatorError, RemoteTransport
+from carts.offline.emulator_transport import EmulatorError, RemoteTransport
 
 
 class _Mqtt:

@@ -24,7 +24,6 @@ a thread here (``carts.runtime.local_worker``); in production they go to ``--url
 """
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import math
@@ -33,184 +32,25 @@ import secrets
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone as dt_timezone
-from typing import Any
 
 import numpy as np
 from django.conf import settings
 
-from sensors.ingest import MAX_BINS, encode_payload
-from store.gates.models import Gate, Visit
+from sensors.ingest import encode_payload
+from store.gates.models import Visit
 from store.inventory.services import catalogue_load
 from store.layout.services import layout_load
-from store.recording import Recording, ShelfSamples
+from store.recording import Recording
 
 from carts.offline.steps import recording_steps
 from .replay import DEMO_SHOPPER, PARTY_WITHIN_S, demo_shopper_ensure, session_prefix
 from .simulation import parties_from_gates
+from .emulator_devices import (
+    EMULATOR, SETTLED, _Controller, _controllers, _count, controller_blocks, idle_samples, recover_stale_visits, register,
+)
+from .emulator_transport import EmulatorError, LocalTransport, RemoteTransport
 
 log = logging.getLogger(__name__)
-
-#: Name of the emulator's own devices (gate, tracker; controllers ``EMULATOR-c<k>``), all marked ``emulated``: the
-#: command that made them, so that nobody takes them for the store's. Also the prefix of the track keys it sends.
-EMULATOR = "emulate_store"
-#: Visit states the emulator waits for: the store has done what it can without people (billed, or waiting for a
-#: review or a payment retry).
-SETTLED = (Visit.State.BILLED, Visit.State.UNDER_REVIEW, Visit.State.PAYMENT_FAILED, Visit.State.CLOSED,
-           Visit.State.REFUSED)
-
-
-class EmulatorError(RuntimeError):
-    """The emulation could not run (a device was refused, the store never settled); the message says why."""
-
-
-class LocalTransport:
-    """Requests to this process's Django (embedded profile), through the test client."""
-
-    #: The controller's key goes in the shelf payload (MQTT) rather than an Authorization header (HTTP).
-    key_in_payload = False
-
-    def __init__(self) -> None:
-        from django.test import Client
-
-        self.client = Client()
-
-    def post(self, path: str, body: bytes, auth: str) -> tuple[int, dict]:
-        r = self.client.post(path, data=body, content_type="application/json", HTTP_AUTHORIZATION=auth)
-        try:
-            return r.status_code, json.loads(r.content or b"{}")
-        except ValueError:
-            return r.status_code, {"raw": r.content[:200].decode(errors="replace")}
-
-    def shelf(self, *, store: str, controller: str, key: str, payload: bytes) -> None:
-        status, body = self.post("/sensors/api/weights/", payload, f"Controller {key}")
-        if status >= 400:
-            raise EmulatorError(f"controller {controller}: the weights API answered {status}: {body}")
-
-    def close(self) -> None:
-        pass
-
-
-class RemoteTransport:
-    """Requests to a running Walkout at ``url`` (daphne) and shelf blocks over MQTT at ``mqtt_url``. Raises
-    :class:`EmulatorError` (a sentence, no traceback) when ``mqtt_url`` is empty or malformed, or the broker or the
-    site cannot be reached."""
-
-    key_in_payload = True
-
-    def __init__(self, url: str, mqtt_url: str) -> None:
-        import requests
-
-        from sensors.mqtt import Publisher
-
-        if not url.startswith(("http://", "https://")):
-            raise EmulatorError(f"--url must be the running Walkout's address, e.g. http://127.0.0.1:8000, "
-                                f"not {url!r}")
-        if not mqtt_url:
-            raise EmulatorError("--url needs MQTT_URL (e.g. MQTT_URL=mqtt://127.0.0.1:1883): the shelf controllers "
-                                "publish their blocks to the deployment's MQTT broker, which ingest_mqtt reads")
-        self.url = url.rstrip("/")
-        self.session = requests.Session()
-        self._sender = None  # the background thread of post_later, started at its first use
-        self._queue = None
-        self.failed: str | None = None  # why a post_later failed (raised at the next one, or at close)
-        try:
-            self.mqtt = Publisher(mqtt_url, client_id=f"walkout-emulator-{int(time.time())}").__enter__()
-        except (ValueError, ConnectionError) as exc:
-            raise EmulatorError(f"the shelf controllers cannot publish: {exc} (is the MQTT broker running, and "
-                                "MQTT_URL right?)") from None
-
-    def post(self, path: str, body: bytes, auth: str) -> tuple[int, dict]:
-        import requests
-
-        try:
-            r = self.session.post(self.url + path, data=body, timeout=30,
-                                  headers={"Authorization": auth, "Content-Type": "application/json"})
-        except requests.RequestException as exc:
-            raise EmulatorError(f"{self.url} did not answer {path} ({type(exc).__name__}); is daphne running "
-                                "there?") from None
-        try:
-            return r.status_code, r.json()
-        except ValueError:
-            return r.status_code, {"raw": r.text[:200]}
-
-    def shelf(self, *, store: str, controller: str, key: str, payload: bytes) -> None:
-        from sensors.ingest import weights_topic
-
-        self.mqtt.publish(weights_topic(store, controller), payload)  # encoded with its key (key_in_payload)
-
-    def post_later(self, path: str, body: bytes, auth: str) -> None:
-        """Queue a POST whose answer the devices need not wait for (the tracker's observations: a tracker goes on
-        seeing people while the store answers), sent in order by one background thread. A refusal or an
-        unreachable site is raised by the next :meth:`post_later` as :class:`EmulatorError`, and kept in
-        :attr:`failed` (the emulation checks it after :meth:`close`, which sends what is queued)."""
-        if self.failed is not None:
-            raise EmulatorError(self.failed)
-        if self._sender is None:
-            import queue
-            import threading
-
-            self._queue = queue.Queue(maxsize=1000)  # ~3 min of 5 posts a second: a store gone for good stops it
-            self._sender = threading.Thread(target=self._send, name="emulator-tracker", daemon=True)
-            self._sender.start()
-        self._queue.put((path, body, auth))
-
-    def _send(self) -> None:
-        while True:
-            item = self._queue.get()
-            try:
-                if item is None:
-                    return
-                if self.failed is None:
-                    status, answer = self.post(*item)
-                    if status >= 400:
-                        self.failed = f"{item[0]} answered {status}: {answer}"
-            except EmulatorError as exc:
-                self.failed = str(exc)
-            finally:
-                self._queue.task_done()
-
-    def close(self) -> None:
-        if self._sender is not None:
-            self._queue.put(None)
-            self._sender.join(60)
-            self._sender = None
-        self.mqtt.__exit__(None, None, None)
-
-
-@dataclass
-class _Controller:
-    """One emulated shelf controller: ``t_last`` is the recording time of its last recorded sample; after it the
-    controller goes on sampling its idle plates (:func:`idle_samples`) until the emulation ends, as a real one does."""
-
-    name: str
-    key: str
-    bin_codes: tuple[str, ...]
-    rate_hz: float
-    t_last: float = -math.inf
-    seq: int = 0
-    tail: np.ndarray | None = None  # (k, B) the last second of recorded samples sent: what idle plates look like
-    idle: int = 0  # idle samples sent so far
-    t_next: float = -math.inf  # recording time of the next sample (−inf before the first block)
-
-    @property
-    def recorded_done(self) -> bool:
-        """Every recorded sample has been sent: from now on the plates idle."""
-        return self.tail is not None and self.t_next > self.t_last
-
-
-def idle_samples(tail: np.ndarray, start: int, n: int) -> np.ndarray:
-    """``n`` samples (n, B) of idle plates, numbered from ``start``, made of ``tail`` (k, B: the last second a
-    controller recorded) played forwards and backwards in turn: its own levels and noise, with no jump where it turns
-    (a looped tail would jump from its last sample to its first; a held last sample is noise frozen into a step,
-    both of which the detector can see). ``tail`` holding a change (the recording stopped mid-pick) would replay
-    it: recordings end on settled shelves. Raises ValueError for an empty ``tail``."""
-    k = len(tail)
-    if k == 0:
-        raise ValueError("tail must hold at least one sample")
-    if k == 1:
-        return np.repeat(tail, n, axis=0)
-    i = (start + np.arange(n)) % (2 * k)
-    return tail[np.where(i < k, i, 2 * k - 1 - i)]
 
 
 @dataclass
@@ -232,173 +72,6 @@ class EmulationResult:
     recovered: list[str] = field(default_factory=list)
 
 
-@dataclass(frozen=True)
-class Devices:
-    """The emulator's own devices in a store (:func:`register`): its gate and its tracker (rows marked ``emulated``)
-    with the keys they were given for this run."""
-
-    gate: Gate
-    gate_key: str
-    tracker: Any
-    tracker_key: str
-
-
-def _own_name(model, store, base: str) -> tuple[str, Any]:
-    """The first of ``base``, ``base-2``, ``base-3``… in ``store`` that is free or already the emulator's own
-    (``emulated``), and its row (None when free): a manager's device of that name is never touched."""
-    for k in range(1, 100):
-        name = base if k == 1 else f"{base}-{k}"
-        row = model.objects.filter(store=store, name=name).first()
-        if row is None or row.emulated:
-            return name, row
-    raise EmulatorError(f"store {store.code}: 99 devices named {base}… that are not the emulator's")
-
-
-def register(store) -> Devices:
-    """The emulator's gate and tracker in ``store`` (both named :data:`EMULATOR`, or ``EMULATOR-2``… where a
-    manager already named a device so), created on the first run, re-keyed and re-activated on every later one
-    (only their hashes are stored). Idempotent; never uses or changes a device it did not create."""
-    from store.gates.services import gate_create, gate_key_rotate
-    from vision.models import TrackerSource
-    from vision.services import tracker_create, tracker_key_hash
-
-    name, gate = _own_name(Gate, store, EMULATOR)
-    if gate is None:
-        gate, gate_key = gate_create(store=store, name=name)
-        Gate.objects.filter(pk=gate.pk).update(emulated=True)
-    else:
-        gate_key = gate_key_rotate(gate=gate)
-        Gate.objects.filter(pk=gate.pk).update(active=True)
-    name, tracker = _own_name(TrackerSource, store, EMULATOR)
-    if tracker is None:
-        tracker, tracker_key = tracker_create(store=store, name=name)
-        TrackerSource.objects.filter(pk=tracker.pk).update(emulated=True)
-    else:
-        tracker_key = secrets.token_urlsafe(32)
-        TrackerSource.objects.filter(pk=tracker.pk).update(api_key_hash=tracker_key_hash(tracker_key), active=True)
-    gate.refresh_from_db()
-    tracker.refresh_from_db()
-    return Devices(gate, gate_key, tracker, tracker_key)
-
-
-#: With ``--url`` (another process runs the store loop), an open visit of the emulator's own is taken for one an
-#: earlier, stopped run left only after this many wall seconds without activity (another emulation may be running).
-REMOTE_STALE_S = 60.0
-
-
-def recover_stale_visits(store, *, remote: bool = False) -> list[str]:
-    """Deal honestly with the visits an earlier emulation of ``store`` left unfinished (it was killed before its
-    shoppers left): every ``admitted``/``shopping`` visit admitted at one of the emulator's own gates (``emulated``;
-    a guest of such a visit too) is exited and checked out now (``store.gates.services.visit_abandon``: billed for
-    what its cart holds, or under review, or payment failed), so that its shopper is not refused at the gate
-    (``already_inside``) by every later run; an ``exited`` one whose checkout never ran is checked out. Visits of
-    real gates, and people bound with ``bind_visits``, are never touched. ``remote``: the store loop runs in another
-    process (``--url``): only visits idle for :data:`REMOTE_STALE_S` are taken (another emulation may be running).
-    Returns one sentence per visit, for the operator."""
-    from django.db.models import Q
-
-    from store.gates.services import visit_abandon, visit_last_activity
-
-    from carts.services import visit_checkout
-
-    own = Q(entry_pass__used_gate__emulated=True) | Q(party_lead__entry_pass__used_gate__emulated=True)
-    found = list(Visit.objects.filter(own, store=store, state__in=[Visit.State.ADMITTED, Visit.State.SHOPPING,
-                                                                   Visit.State.EXITED])
-                 .select_related("store", "shopper").order_by("pk"))
-    now = datetime.now(dt_timezone.utc)
-    notes = []
-    for visit in found:
-        if remote and (now - visit_last_activity(visit=visit)).total_seconds() < REMOTE_STALE_S:
-            continue
-        who = visit.shopper.get_username()
-        if visit.state == Visit.State.EXITED:
-            receipt = visit_checkout(visit=visit)
-            visit.refresh_from_db()
-            what = f"left exited and unbilled by an earlier {EMULATOR} run that was stopped; checked it out now"
-        else:
-            visit, receipt = visit_abandon(visit=visit, reason=(
-                f"{EMULATOR}: left inside by an earlier run that was stopped before the shopper left"))
-            what = (f"left inside by an earlier {EMULATOR} run that was stopped before the shopper left; exited it "
-                    "now")
-        if receipt is not None and receipt.total_minor == 0:
-            outcome = f"its cart was empty: nothing charged, the card's hold released (receipt {receipt.pk})"
-        elif receipt is not None:
-            outcome = (f"billed for what its cart held: receipt {receipt.pk}, {receipt.lines.count()} line(s), "
-                       f"total {receipt.total_minor} minor units {receipt.currency.upper()}")
-        elif visit.state == Visit.State.UNDER_REVIEW:
-            outcome = "it waits for the review of its open shelf events"
-        else:
-            outcome = f"it is {visit.state}"
-        notes.append(f"visit {visit.pk} of {who} was {what}: {outcome}")
-    return notes
-
-
-def _count(n: int, one: str, many: str) -> str:
-    """``n`` and the noun for it: ``_count(1, "entry", "entries") == "1 entry"``."""
-    return f"{n} {one if n == 1 else many}"
-
-
-def controller_blocks(recording: Recording, max_bins: int = MAX_BINS) -> Recording:
-    """``recording`` with every shelf block of more than ``max_bins`` bins (the most one controller may report,
-    ``sensors.ingest.MAX_BINS``) split into blocks of whole gondolas (bins coded ``"<gondola>-…"``, consecutive
-    gondolas packed up to ``max_bins``; other codes in equal runs): a store that large has a controller per
-    gondola or so, and a recording groups bins only by their common clock. Other blocks and the rest of the
-    recording are unchanged (the same object when nothing is split). A split block's grams are column slices of
-    the recording's (views, so a memory-mapped recording is still read only as it is played)."""
-    if all(len(b.bin_codes) <= max_bins for b in recording.shelves):
-        return recording
-    shelves: list[ShelfSamples] = []
-    for block in recording.shelves:
-        codes = list(block.bin_codes)
-        if len(codes) <= max_bins:
-            shelves.append(block)
-            continue
-        runs: list[list[int]] = []  # column indices per gondola, in the block's order
-        for j, code in enumerate(codes):
-            g = code.split("-", 1)[0] if "-" in code else None
-            if g is not None and runs and codes[runs[-1][0]].split("-", 1)[0] == g:
-                runs[-1].append(j)
-            else:
-                runs.append([j])
-        if any(len(r) > max_bins for r in runs):
-            runs = [list(range(i, min(i + max_bins, len(codes)))) for i in range(0, len(codes), max_bins)]
-        packs: list[list[int]] = []
-        for r in runs:
-            if packs and len(packs[-1]) + len(r) <= max_bins:
-                packs[-1].extend(r)
-            else:
-                packs.append(list(r))
-        for cols in packs:  # consecutive columns: a view (of a memory-mapped recording: nothing read yet)
-            take: Any = slice(cols[0], cols[-1] + 1) if cols == list(range(cols[0], cols[-1] + 1)) else cols
-            shelves.append(ShelfSamples(t=block.t, bin_codes=tuple(codes[j] for j in cols),
-                                        grams=block.grams[:, take]))
-    return dataclasses.replace(recording, shelves=shelves)
-
-
-def _controllers(store, recording: Recording) -> list[_Controller]:
-    """One controller of the emulator's own per recorded shelf block (``EMULATOR-c<k>``, marked ``emulated``; its
-    bins and rate set to the block's, its key new for this run). A manager's controller is never touched."""
-    from sensors.models import ShelfController
-    from sensors.services import controller_create, controller_key_rotate
-
-    out = []
-    for k, block in enumerate(recording.shelves):
-        name, row = _own_name(ShelfController, store, f"{EMULATOR}-c{k}")
-        if row is None:
-            row, key = controller_create(store=store, name=name, bin_codes=list(block.bin_codes),
-                                         rate_hz=block.rate_hz)
-            ShelfController.objects.filter(pk=row.pk).update(emulated=True)
-        else:
-            key = controller_key_rotate(controller=row)
-            ShelfController.objects.filter(pk=row.pk).update(active=True, clock_offset_s=0.0,
-                                                             bin_codes=list(block.bin_codes), rate_hz=block.rate_hz)
-        t_last = float(block.t[-1]) if len(block.t) else -math.inf
-        out.append(_Controller(name, key, tuple(block.bin_codes), float(block.rate_hz), t_last=t_last))
-    return out
-
-
-#: Source name of the emulator's cameras on the store's observation stream (one source: the cameras' shoppers are
-#: joined across cameras before the store loop sees them).
 CAMERAS_SOURCE = f"cameras:{EMULATOR}"
 
 
