@@ -15,6 +15,8 @@ from typing import Mapping
 
 import numpy as np
 
+from django.utils import timezone
+
 from store.layout.models import Zone as ZoneRow
 from store.recording import TrackObservations
 from vision.config import vision_settings
@@ -23,6 +25,7 @@ from vision.shoppers import LIVE_LAG_S, ShopperStream
 from vision.tracking import FrameTracks
 from vision.zones import Zone
 
+from .models import StoreAlert
 from .records import RecordError, array_b64, b64_array
 
 log = logging.getLogger(__name__)
@@ -102,6 +105,7 @@ class CameraJoin:
         self.stream = stream
         self.since = since
         self.fed = False
+        self.unjoined: set[str] = set()  # camera sources refused for sending unjoined tracks (alerted once each)
 
     def _joiner(self) -> ShopperStream:
         """The join, built on first use: a ``ShopperStream`` waiting for the store's enabled cameras (a camera that
@@ -129,6 +133,24 @@ class CameraJoin:
         a track it did not make, e.g. an external tracker's): the keys its cameras' hand crops are filed under."""
         return self.stream.camera_tracks(track) if self.stream is not None else []
 
+    def refuses(self, source: str) -> bool:
+        """Whether the store worker must refuse an ``obs`` record of ``source``: a camera's own tracks
+        (``camera:<name>``, ``run_camera --no-join``) while this join runs, since the same person would be a shopper
+        of the join and another of that camera, and a scan could bind either. The first refusal per camera raises a
+        store-worker alert telling the manager to restart it with ``--join``; its first ``cam`` record settles the
+        alert (:meth:`add`)."""
+        if not (source.startswith("camera:") and self.stream is not None):
+            return False
+        if source not in self.unjoined:
+            self.unjoined.add(source)
+            message = (f"{source} sends its own tracks as shoppers (run_camera --no-join) while the store worker "
+                       f"joins the store's cameras: its records are refused; restart it with --join")
+            StoreAlert.objects.update_or_create(store=self.store, kind=StoreAlert.Kind.WORKER,
+                                                key=f"unjoined:{source}",
+                                                defaults={"message": message, "resolved_at": None})
+            log.error("store %s: %s", self.store.code, message)
+        return True
+
     def add(self, rec: dict, *, now: float) -> tuple[str, float]:
         """Add the frames of the ``cam`` record ``rec`` to the join (built first when there is none) and move its
         camera's clock to the record's ``t_last``; ``now``: monotonic s of the worker's read. Returns ``(camera,
@@ -138,6 +160,10 @@ class CameraJoin:
         for ft in frames:
             join.add(ft)
         join.reached(camera, t_last)
+        if f"camera:{camera}" in self.unjoined:  # restarted with --join: the manager's alert is settled
+            self.unjoined.discard(f"camera:{camera}")
+            StoreAlert.objects.filter(store=self.store, kind=StoreAlert.Kind.WORKER, key=f"unjoined:camera:{camera}",
+                                      resolved_at__isnull=True).update(resolved_at=timezone.now())
         if self.since is None:
             self.since = now
         self.fed = True

@@ -64,7 +64,7 @@ class WorkerStats:
     restored: bool = False
     orphan_chunks: int = 0  # checkpoint chunks found at start that its checkpoint did not refer to (deleted)
     #: ``obs`` records refused from a camera publishing its own tracks (``run_camera --no-join``) while the worker
-    #: joins the store's cameras (:meth:`StoreWorker._refuse_unjoined`)
+    #: joins the store's cameras (``carts.camera_join.CameraJoin.refuses``)
     unjoined_records: int = 0
 
 
@@ -113,7 +113,6 @@ class StoreWorker:
         self.driven = False
         #: the join of the store's cameras' ``cam`` records (``carts.camera_join``)
         self.cameras = CameraJoin(self.store)
-        self._unjoined: set[str] = set()  # camera sources refused for publishing unjoined tracks (alerted once)
 
     @property
     def join(self):
@@ -357,8 +356,9 @@ class StoreWorker:
                     self._seen(f"shelf:{controller}", float(t[-1]))
             elif kind == "obs":
                 source, obs, t_last = decode_obs(rec)
-                if source.startswith("camera:") and self.cameras.stream is not None:
-                    self._refuse_unjoined(source)
+                if self.cameras.refuses(source):  # a --no-join camera while the others are joined
+                    self.stats.unjoined_records += 1
+                    self.sources.pop(f"obs:{source}", None)  # not waited for
                     return
                 self.pipeline.loop.on_observations(obs)
                 if t_last is not None:
@@ -366,11 +366,6 @@ class StoreWorker:
             elif kind == "cam":
                 camera, t_last = self.cameras.add(rec, now=self._looked())  # all of it or nothing
                 self._seen(f"cam:{camera}", t_last)
-                if f"camera:{camera}" in self._unjoined:  # restarted with --join: the manager's alert is settled
-                    self._unjoined.discard(f"camera:{camera}")
-                    StoreAlert.objects.filter(store=self.store, kind=StoreAlert.Kind.WORKER,
-                                              key=f"unjoined:camera:{camera}",
-                                              resolved_at__isnull=True).update(resolved_at=timezone.now())
             elif kind == "tag":
                 # evidence, not a clock: an exit-only reader is silent between shoppers, so it never holds the
                 # watermark back (billing waits the exit settle time, which covers a pass's reads)
@@ -430,23 +425,6 @@ class StoreWorker:
         clocks = [v for s, v in self.sources.items() if not s.startswith("cam:")] or list(self.sources.values())
         t, seen = max(clocks, key=lambda v: v[0])
         return t + (wall - seen)
-
-    def _refuse_unjoined(self, source: str) -> None:
-        """Refuse an ``obs`` record of camera ``source`` (``camera:<name>``: ``run_camera --no-join``, its tracks as
-        shoppers) while this worker joins the store's cameras' frames: the same person would be a shopper of the
-        join and another of that camera, and a scan could bind either. Counted in
-        :attr:`WorkerStats.unjoined_records`; the first refusal per camera raises a store-worker alert telling the
-        manager to run every camera of the store with ``--join``, and the worker stops waiting for that source."""
-        self.stats.unjoined_records += 1
-        self.sources.pop(f"obs:{source}", None)
-        if source in self._unjoined:
-            return
-        self._unjoined.add(source)
-        message = (f"{source} sends its own tracks as shoppers (run_camera --no-join) while the store worker joins "
-                   f"the store's cameras: its records are refused; restart it with --join")
-        StoreAlert.objects.update_or_create(store=self.store, kind=StoreAlert.Kind.WORKER, key=f"unjoined:{source}",
-                                            defaults={"message": message, "resolved_at": None})
-        log.error("store %s: %s", self.store.code, message)
 
     def _alert_down(self, source: str, silent_s: float) -> None:
         StoreAlert.objects.update_or_create(
