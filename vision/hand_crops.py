@@ -42,7 +42,7 @@ class HandCrop:
     jpeg: bytes
 
     def rgb(self) -> np.ndarray:
-        """The crop as an ``(H, W, 3)`` uint8 RGB array. Raises ``vision.products.BadImage`` when the bytes do not
+        """The crop as an ``(H, W, 3)`` uint8 RGB array. Raises ``vision.product_embedder.BadImage`` when the bytes do not
         decode."""
         import cv2
 

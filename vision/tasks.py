@@ -87,7 +87,7 @@ def product_gallery_rebuild_task(store_code: str) -> int | None:
     from store.layout.models import Store
 
     from .product_service import build_product_gallery
-    from .products import ModelUnavailable
+    from .product_embedder import ModelUnavailable
 
     store = Store.objects.filter(code=store_code).first()
     if store is None:

@@ -19,9 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
-from vision.products import (Embedder, EmbeddingCache, Gallery, Rejected, embed_many, expected_calibration_error, fit_linear_head,
-                       fit_temperature, fit_temperature_cv, fit_temperature_loo, negative_log_likelihood,
-                       reliability_table, softmax, topk_hits)
+from vision.product_embedder import Embedder, EmbeddingCache, Rejected, embed_many
+from vision.products import (Gallery, expected_calibration_error, fit_linear_head, fit_temperature, fit_temperature_cv,
+                             fit_temperature_loo, negative_log_likelihood, reliability_table, softmax, topk_hits)
 
 
 class DatasetError(ValueError):
@@ -215,7 +215,7 @@ def run(root: str | Path, *, split: str = "test", shots: int = 6, embedder: Embe
         if cache is not None:
             cache.save()
         lat = []
-        from vision.products import load_image
+        from vision.product_embedder import load_image
         for p, _ in queries[:: max(1, len(queries) // 10)][:10]:
             try:
                 im = load_image(p)

