@@ -622,7 +622,10 @@ class StoreWorker:
 
             from .product_images import HandImageEvidence
 
+            from vision.tasks import product_gallery_refresh
+
             self.pipeline.sink.images = HandImageEvidence(HandCropStore(self.store.code), self.pipeline.loop.bins)
+            product_gallery_refresh(self.store.code)  # a gallery of an older embedder is rebuilt, never mis-scored
         if loop is None:
             self.pipeline.loop.config = LoopConfig(
                 review_confidence=settings.WALKOUT["REVIEW_CONFIDENCE"], settle_s=settings.WALKOUT["EXIT_SETTLE_S"],

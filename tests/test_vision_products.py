@@ -358,3 +358,35 @@ def test_the_gallery_follows_the_photos_managers_add_and_remove(tmp_path, settin
         product_photo_add(product=w.cola, data=p.read_bytes(), by="boss")
     assert gallery_rebuilds_wait(120)
     assert list(product_service.product_gallery().products) == [w.chips.barcode]  # turned off: left as it was
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_gallery_of_an_older_embedder_is_rebuilt_from_the_stores_photos(tmp_path, settings, embedder):
+    """A gallery saved by another embedder (the default's name before a change of backbone or views) is found
+    stale and rebuilt from the store's photos with the current embedder, not scored or mixed; a current one is
+    left alone."""
+    from store.inventory.services import product_photo_add
+    from tests.test_inventory_stock import make_world
+    from vision import product_service
+    from vision.tasks import gallery_rebuilds_wait, product_gallery_refresh
+
+    settings.MEDIA_ROOT = tmp_path / "media"
+    settings.VISION = {"PRODUCT_GALLERY": str(tmp_path / "g.npz"), "PRODUCT_CACHE": str(tmp_path / "c.npz")}
+    settings.WALKOUT = {**settings.WALKOUT, "GALLERY_REBUILD_ON_UPLOAD": False}
+    src = shared_file(GROCERY).parent
+    w = make_world()
+    for product, folder in ((w.cola, "train/Fruit/Banana"), (w.chips, "train/Fruit/Kiwi")):
+        for p in sorted((src / folder).glob("*.jpg"))[:2]:
+            product_photo_add(product=product, data=p.read_bytes(), by="boss")
+    assert product_gallery_refresh(w.store.code) is False  # no gallery yet: nothing to rebuild
+    old = "efficientnet-lite0@224/full"  # the default embedder's name before 5 Dec 2026
+    assert old != embedder.name
+    vp.Gallery(labels=np.array(["stale"], dtype=object), vectors=np.ones((2, embedder.dim), np.float32) / 40,
+               owner=[0, 0], photo=[0, 0], model=old).save(settings.VISION["PRODUCT_GALLERY"])
+    with pytest.raises(vp.GalleryMismatch):
+        product_service.product_gallery()
+    assert product_gallery_refresh(w.store.code) is True
+    assert gallery_rebuilds_wait(120)
+    g = product_service.product_gallery()
+    assert g.model == embedder.name and sorted(g.products) == sorted([w.cola.barcode, w.chips.barcode])
+    assert product_gallery_refresh(w.store.code) is False  # current: left alone
