@@ -181,7 +181,7 @@ def test_a_gallery_from_product_photos_saves_caches_and_recognises(tmp_path, emb
     rejected = pe.Rejected()
     g = vp.build_gallery(embedder, photos, rejected=rejected, cache=cache)
     assert g.products == ["granny", "banana", "milk", "ghost"]
-    assert list(g.photos_per_product()) == [3, 3, 3, 0] and len(g.vectors) == 18  # each photo and its mirror
+    assert list(g.photos_per_product()) == [3, 3, 3, 0] and len(g.vectors) == 36  # each photo, its centre crop and their mirrors
     reasons = dict(rejected.items)
     assert reasons[str(tmp_path / "bad.png")].startswith("not a readable image")
     assert reasons[str(tmp_path / "nothing.jpg")] == "no such file"
@@ -220,7 +220,7 @@ def test_each_backbone_embeds_at_its_own_size_and_recognises_real_photos(model):
     e = pe.Embedder(pe.EmbedderConfig(model=model, threads=1))
     assert e.config.size == pe.MODELS[model][2] and e.name.startswith(f"{model}@{e.config.size}/")
     g = vp.build_gallery(e, {k: _photos(src, f, 3) for k, f in THREE.items()})
-    assert g.vectors.shape == (18, e.dim) and g.backbone == model
+    assert g.vectors.shape == (36, e.dim) and g.backbone == model
     # two crops of the held item, as the store's evidence takes several (one banana photo alone reads as an apple
     # to lite1 with 3 photos per product)
     likes = [vp.product_likelihood(g, _photos(src, f, 2, "test"), e) for f in THREE.values()]
@@ -285,7 +285,7 @@ def test_build_product_gallery_command_reads_a_folder_per_product(tmp_path, sett
     settings.VISION = {"PRODUCT_GALLERY": str(tmp_path / "g.npz"), "PRODUCT_CACHE": str(tmp_path / "c.npz")}
     call_command("build_product_gallery", "--folder", str(shop))
     out = capsys.readouterr().out.strip().splitlines()
-    assert out[-1].startswith("gallery 2 products 8 vectors") and out[-1].endswith(str(tmp_path / "g.npz"))
+    assert out[-1].startswith("gallery 2 products 16 vectors") and out[-1].endswith(str(tmp_path / "g.npz"))
     assert any("torn.jpg: not a readable image" in line for line in out)
     g = product_service.product_gallery()
     assert g is not None and sorted(g.products) == ["7310865001818", "7310865004703"]
@@ -312,7 +312,7 @@ def test_build_product_gallery_from_the_photos_uploaded_on_product_pages(tmp_pat
             product_photo_add(product=product, data=p.read_bytes(), by="boss")
     call_command("build_product_gallery", "--store", w.store.code)
     out = capsys.readouterr().out.strip().splitlines()
-    assert out[-1].startswith("gallery 2 products 8 vectors"), out
+    assert out[-1].startswith("gallery 2 products 16 vectors"), out
     g = product_service.product_gallery()
     assert g is not None and sorted(g.products) == sorted([w.cola.barcode, w.chips.barcode])
     with pytest.raises(CommandError, match="no store 'nope'"):
@@ -363,8 +363,8 @@ def test_the_gallery_follows_the_photos_managers_add_and_remove(tmp_path, settin
 @pytest.mark.django_db(transaction=True)
 def test_a_gallery_of_an_older_embedder_is_rebuilt_from_the_stores_photos(tmp_path, settings, embedder):
     """A gallery saved by another embedder (the default's name before a change of backbone or views) is found
-    stale and rebuilt from the store's photos with the current embedder, not scored or mixed; a current one is
-    left alone."""
+    stale and rebuilt from the store's photos with the current embedder, not scored or mixed; so is a linear one
+    without the photos' centre crops; a current one is left alone."""
     from store.inventory.services import product_photo_add
     from tests.test_inventory_stock import make_world
     from vision import product_service
@@ -389,4 +389,29 @@ def test_a_gallery_of_an_older_embedder_is_rebuilt_from_the_stores_photos(tmp_pa
     assert gallery_rebuilds_wait(120)
     g = product_service.product_gallery()
     assert g.model == embedder.name and sorted(g.products) == sorted([w.cola.barcode, w.chips.barcode])
+    assert g.head is not None and g.zooms == embedder.config.zooms == (0.6,) and len(g.vectors) == 16
     assert product_gallery_refresh(w.store.code) is False  # current: left alone
+    # a linear gallery of the same embedder saved before the photos' centre crops were added: rebuilt with them
+    photos = {p: [str(x) for x in sorted((src / f).glob("*.jpg"))[:2]]
+              for p, f in (("a", "train/Fruit/Banana"), ("b", "train/Fruit/Kiwi"))}
+    plain = vp.build_gallery(embedder, photos, augment=False)
+    assert plain.head is not None and plain.zooms == () and len(plain.vectors) == 8
+    plain.save(settings.VISION["PRODUCT_GALLERY"])
+    assert vp.Gallery.load(settings.VISION["PRODUCT_GALLERY"]).zooms == ()
+    assert product_gallery_refresh(w.store.code) is True
+    assert gallery_rebuilds_wait(120)
+    assert product_service.product_gallery().zooms == (0.6,)
+
+
+def test_gallery_photos_add_their_centre_crops_and_queries_do_not():
+    """``EmbedderConfig.zooms``: a gallery photo's centre crop (the middle 60 % of each side by default) is embedded
+    as a vector of that photo; a query is embedded as it is (no extra forward pass per hand crop)."""
+    cfg = pe.EmbedderConfig()
+    assert cfg.zooms == (0.6,)
+    assert cfg.rows_per_photo(flip=True, augment=True) == 4 and cfg.rows_per_photo(flip=False, augment=False) == 1
+    rgb = np.zeros((100, 200, 3), np.uint8)
+    rgb[20:80, 40:160] = 255  # the middle 60 % of each side
+    z = pe.zoomed(rgb, 0.6)
+    assert z.shape == (60, 120, 3) and z.all() and z.flags.c_contiguous
+    with pytest.raises(ValueError, match="zooms"):
+        pe.EmbedderConfig(zooms=(1.2,))

@@ -101,7 +101,11 @@ class EmbedderConfig:
     query's embedding also averages each view's left-right mirror (twice the forward passes); ``power``: each
     view's pooled features are raised to this power before they are normalised (1: none); ``color``: weight of
     the centre's hue-saturation histogram appended to the network's part (0: none); ``threads``: torch intra-op
-    threads for this process (None: leave torch's setting); ``batch``: photos per forward pass.
+    threads for this process (None: leave torch's setting); ``batch``: photos per forward pass; ``zooms``: a
+    gallery photo (:func:`embed_many` with ``augment``) also adds, for each fraction z here, its centre z × z of
+    each side cut out and embedded as a photo of its own (a closer view: a held item fills a hand crop more than a
+    catalogue photo's frame); queries are not zoomed, so it costs nothing per crop (the gains are in
+    docs/recognition.md).
     """
 
     model: str = DEFAULT_MODEL
@@ -113,6 +117,7 @@ class EmbedderConfig:
     color: float = 0.3
     threads: int | None = None
     batch: int = 16
+    zooms: tuple[float, ...] = (0.6,)
 
     def __post_init__(self) -> None:
         if self.model not in MODELS:
@@ -125,6 +130,8 @@ class EmbedderConfig:
             raise ValueError(f"image_size must be 32–1024 px, got {self.image_size}")
         if self.batch < 1:
             raise ValueError(f"batch must be at least 1, got {self.batch}")
+        if not all(0.2 <= z < 1 for z in self.zooms):
+            raise ValueError(f"zooms must be fractions in [0.2, 1), got {self.zooms}")
 
     @property
     def size(self) -> int:
@@ -133,6 +140,18 @@ class EmbedderConfig:
     @property
     def views(self) -> tuple[str, ...]:
         return ("full", "center") if self.crop == "both" else (self.crop,)
+
+    def rows_per_photo(self, flip: bool, augment: bool) -> int:
+        """Vectors :func:`embed_many` gives each photo: 1, times 2 with ``flip``, times 1 + len(``zooms``) with
+        ``augment``."""
+        return (2 if flip else 1) * (1 + len(self.zooms) if augment else 1)
+
+
+def zoomed(rgb: np.ndarray, zoom: float) -> np.ndarray:
+    """The centre ``zoom`` × ``zoom`` of each side of an ``(H, W, 3)`` photo, as a contiguous array."""
+    h, w = rgb.shape[:2]
+    y0, x0 = int(h * (1 - zoom) / 2), int(w * (1 - zoom) / 2)
+    return np.ascontiguousarray(rgb[y0:y0 + max(1, round(h * zoom)), x0:x0 + max(1, round(w * zoom))])
 
 
 COLOR_BINS = (24, 8)  # hue × saturation bins of the colour part
@@ -307,14 +326,15 @@ class EmbeddingCache:
                 self._d = {}
 
     @staticmethod
-    def key(embedder: "Embedder", path: str | Path, flip: bool) -> str | None:
+    def key(embedder: "Embedder", path: str | Path, flip: bool, augment: bool = False) -> str | None:
         import hashlib
 
         try:
             digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()
         except OSError:
             return None
-        return f"{embedder.name}|{int(flip)}|{digest}"
+        zooms = "z" + ",".join(f"{z:g}" for z in embedder.config.zooms) if augment else ""
+        return f"{embedder.name}|{int(flip)}{zooms}|{digest}"
 
     def get(self, key: str | None) -> np.ndarray | None:
         v = self._d.get(key) if key else None
@@ -340,19 +360,22 @@ class EmbeddingCache:
         tmp.replace(self.path)
 
 
-def embed_many(embedder: Embedder, sources: Sequence, *, flip: bool = False,
+def embed_many(embedder: Embedder, sources: Sequence, *, flip: bool = False, augment: bool = False,
                rejected: Rejected | None = None, cache: EmbeddingCache | None = None
                ) -> tuple[np.ndarray, list[int]]:
     """Embed every usable photo of ``sources``; a bad one is recorded in ``rejected`` (with its reason) and
-    skipped, the rest go on. Returns ``(vectors, kept)``: ``vectors`` ``(len(kept) × (2 if flip else 1), D)``
-    (with ``flip``, each photo's row then its mirror's), ``kept`` the indices into ``sources`` of the photos used,
-    in order. With a ``cache``, photo files already embedded are not read again."""
-    per = 2 if flip else 1
+    skipped, the rest go on. Returns ``(vectors, kept)``: ``vectors`` ``(len(kept) × per, D)``, ``per`` =
+    :meth:`EmbedderConfig.rows_per_photo` (with ``flip``, each view's row then its mirror's; with ``augment`` (a
+    gallery's photos), the photo's rows then each of its ``config.zooms``' rows), ``kept`` the indices into
+    ``sources`` of the photos used, in order. With a ``cache``, photo files already embedded are not read again."""
+    per = embedder.config.rows_per_photo(flip, augment)
+    zooms = embedder.config.zooms if augment else ()
     rows: list[np.ndarray | None] = []
     keys: list[str | None] = []
     images, todo, kept = [], [], []
     for i, s in enumerate(sources):
-        key = EmbeddingCache.key(embedder, s, flip) if cache is not None and isinstance(s, (str, Path)) else None
+        key = (EmbeddingCache.key(embedder, s, flip, augment) if cache is not None and isinstance(s, (str, Path))
+               else None)
         hit = cache.get(key) if key else None
         if hit is not None and hit.shape[0] == per:
             rows.append(hit)
@@ -360,7 +383,8 @@ def embed_many(embedder: Embedder, sources: Sequence, *, flip: bool = False,
             kept.append(i)
             continue
         try:
-            images.append(load_image(s))
+            im = load_image(s)
+            images += [im] + [zoomed(im, z) for z in zooms]
         except BadImage as exc:
             if rejected is not None:
                 rejected.add(exc.source, exc.reason)

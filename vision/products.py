@@ -42,7 +42,8 @@ class Gallery:
     temperature); ``model``: :attr:`Embedder.name` of the embedder that made them; ``temperature``: of the
     softmax in :meth:`probabilities` (dimensionless, applied to the class scores); ``head``: a linear classifier
     fitted on the vectors (:func:`fit_linear_head`): when present the class scores are its logits, else the
-    nearest-neighbour cosine similarities.
+    nearest-neighbour cosine similarities; ``zooms``: the centre crops (fractions of a side,
+    ``EmbedderConfig.zooms``) each photo also added (empty: none; a gallery saved before they existed has none).
     """
 
     labels: np.ndarray
@@ -52,6 +53,7 @@ class Gallery:
     model: str
     temperature: float = DEFAULT_TEMPERATURE
     head: "LinearHead | None" = None
+    zooms: tuple[float, ...] = ()
 
     def __post_init__(self) -> None:
         self.labels = np.asarray(self.labels, dtype=object)
@@ -131,7 +133,8 @@ class Gallery:
             head["head_whiten"] = self.head.whiten
         np.savez_compressed(tmp, labels=np.asarray(self.products, dtype=str), vectors=self.vectors,
                             owner=self.owner, photo=self.photo, model=np.asarray(self.model),
-                            temperature=np.asarray(self.temperature), **head)
+                            temperature=np.asarray(self.temperature), zooms=np.asarray(self.zooms, np.float64),
+                            **head)
         tmp.replace(path)
         return path
 
@@ -143,8 +146,10 @@ class Gallery:
                 head = (LinearHead(z["head_center"], z["head_w"], z["head_b"], float(z["head_scale"]),
                                    z["head_whiten"] if "head_whiten" in z.files else None)
                         if "head_w" in z.files else None)
+                zooms = tuple(float(x) for x in z["zooms"]) if "zooms" in z.files else ()
                 return cls(labels=z["labels"].astype(object), vectors=z["vectors"], owner=z["owner"],
-                           photo=z["photo"], model=str(z["model"]), temperature=float(z["temperature"]), head=head)
+                           photo=z["photo"], model=str(z["model"]), temperature=float(z["temperature"]), head=head,
+                           zooms=zooms)
         except KeyError as exc:
             raise ValueError(f"{path} is not a product gallery (missing {exc})") from None
 
@@ -157,11 +162,13 @@ def softmax(scores: np.ndarray, temperature: float) -> np.ndarray:
     return e / e.sum(axis=-1, keepdims=True)
 
 
-def build_gallery(embedder: Embedder, photos: Mapping[str, Sequence], *, flip: bool = True,
+def build_gallery(embedder: Embedder, photos: Mapping[str, Sequence], *, flip: bool = True, augment: bool = True,
                   rejected: Rejected | None = None, temperature: float | None = None,
                   cache: EmbeddingCache | None = None, linear: bool = True) -> Gallery:
     """A gallery from ``photos``: product → its photos (paths, PIL images or RGB arrays). With ``flip`` each
-    photo also adds its left-right mirror. Bad photos are recorded in ``rejected`` and skipped; a product left
+    photo also adds its left-right mirror; with ``augment`` and a linear head, its centre crops
+    (``EmbedderConfig.zooms``; all of a photo's vectors share its photo id; a nearest-neighbour gallery keeps the
+    photos alone, docs/recognition.md). Bad photos are recorded in ``rejected`` and skipped; a product left
     without any usable photo keeps its label (it scores −1: never recognised) and is recorded once more with the
     reason "no usable photo". ``cache``: photo files embedded before are not read again. With ``linear``
     (the default) and most products having two or more photos, a linear head is fitted on the vectors
@@ -177,11 +184,12 @@ def build_gallery(embedder: Embedder, photos: Mapping[str, Sequence], *, flip: b
     vecs, owner, photo = [], [], []
     next_photo = 0
     for k, label in enumerate(labels):
-        v, kept = embed_many(embedder, list(photos[label]), flip=flip, rejected=rejected, cache=cache)
+        v, kept = embed_many(embedder, list(photos[label]), flip=flip, augment=augment, rejected=rejected,
+                             cache=cache)
         if not kept:
             rejected.add(label, "no usable photo: this product cannot be recognised")
             continue
-        per = 2 if flip else 1
+        per = embedder.config.rows_per_photo(flip, augment)
         vecs.append(v)
         owner.extend([k] * len(v))
         photo.extend(np.repeat(np.arange(next_photo, next_photo + len(kept)), per).tolist())
@@ -190,7 +198,13 @@ def build_gallery(embedder: Embedder, photos: Mapping[str, Sequence], *, flip: b
                 vectors=np.concatenate(vecs) if vecs else np.zeros((0, embedder.dim), np.float32),
                 owner=np.asarray(owner, np.int64), photo=np.asarray(photo, np.int64), model=embedder.name,
                 temperature=temperature or DEFAULT_TEMPERATURE)
-    if linear and len(g.vectors) and np.median(g.photos_per_product()) >= 2:
+    head = linear and len(g.vectors) and np.median(g.photos_per_product()) >= 2
+    if augment and not head:  # nearest neighbour keeps the photos alone: their centre crops cost it 2 points at 1
+        keep = np.arange(len(g.vectors)) % embedder.config.rows_per_photo(flip, True) < (2 if flip else 1)
+        g = Gallery(labels=g.labels, vectors=g.vectors[keep], owner=g.owner[keep], photo=g.photo[keep],
+                    model=g.model, temperature=g.temperature)
+    if head:
+        g.zooms = tuple(embedder.config.zooms) if augment else ()
         g.head = fit_linear_head(g.vectors, g.owner, len(g.labels))
         g.temperature = temperature or 1.0
         fitted = fit_temperature_cv(g)

@@ -138,17 +138,23 @@ def product_gallery_refresh(store_code: str) -> bool:
     """Queue a rebuild of ``store_code``'s product gallery (at once, as :func:`_queue_gallery_rebuild` does) when the
     saved one cannot be used as it is: made by another embedder (``vision.products.GalleryMismatch``: the backbone or
     its settings changed since it was built, e.g. an upgrade that changed ``vision.product_embedder.DEFAULT_MODEL``)
-    or not a readable gallery. Its vectors are never scored against the new embedder's nor mixed with them (the
+    or not a readable gallery; or a linear-head gallery built without the photos' centre crops the embedder now adds
+    (``EmbedderConfig.zooms``: the same vectors, fewer of them; 2.4 points of top-1 at 6 photos). Its vectors are never scored against the new embedder's nor mixed with them (the
     embedding cache is keyed by the embedder's name: every photo is embedded anew once). The store worker calls it
     when it starts (``carts.runtime``); until the rebuild is saved the recogniser counts "gallery unreadable" and
     decisions stand on weight and hands. Returns True when a rebuild was queued; False when the gallery is usable or
     there is none (a store without photos has nothing to build)."""
-    from .product_service import product_gallery
+    from .product_service import embedder, product_gallery
 
     try:
-        product_gallery()
+        g = product_gallery()
     except ValueError as exc:  # GalleryMismatch is a ValueError, as is a damaged file
         log.warning("product gallery of %s unusable, rebuilding it: %s", store_code, exc)
+        _queue_gallery_rebuild(store_code, 0.0)
+        return True
+    if g is not None and g.head is not None and tuple(g.zooms) != tuple(embedder().config.zooms):
+        log.warning("product gallery of %s built without the photos' centre crops %s, rebuilding it", store_code,
+                    embedder().config.zooms)
         _queue_gallery_rebuild(store_code, 0.0)
         return True
     return False
