@@ -46,7 +46,7 @@ class HandCrop:
         decode."""
         import cv2
 
-        from .products import BadImage
+        from .product_embedder import BadImage
 
         arr = cv2.imdecode(np.frombuffer(self.jpeg, np.uint8), cv2.IMREAD_COLOR) if self.jpeg else None
         if arr is None:
