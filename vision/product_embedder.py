@@ -368,8 +368,8 @@ def embed_many(embedder: Embedder, sources: Sequence, *, flip: bool = False, aug
     :meth:`EmbedderConfig.rows_per_photo` (with ``flip``, each view's row then its mirror's; with ``augment`` (a
     gallery's photos), the photo's rows then each of its ``config.zooms``' rows), ``kept`` the indices into
     ``sources`` of the photos used, in order. With a ``cache``, photo files already embedded are not read again."""
-    per = embedder.config.rows_per_photo(flip, augment)
     zooms = embedder.config.zooms if augment else ()
+    per = (2 if flip else 1) * (1 + len(zooms))  # EmbedderConfig.rows_per_photo
     rows: list[np.ndarray | None] = []
     keys: list[str | None] = []
     images, todo, kept = [], [], []
