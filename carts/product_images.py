@@ -111,7 +111,8 @@ class HandImageEvidence:
             return self._none("gallery unreadable")
         if gallery is None or not len(gallery.labels):
             return self._none("no gallery")
-        from vision.products import BadImage, GalleryMismatch, ModelUnavailable, Rejected, product_likelihood
+        from vision.product_embedder import BadImage, ModelUnavailable, Rejected
+        from vision.products import GalleryMismatch, product_likelihood
 
         images, rejected = [], Rejected()
         for c in chosen:

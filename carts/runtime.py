@@ -41,6 +41,7 @@ from store.gates.models import Visit
 from store.layout.models import Store, Zone
 from store.recording import TrackObservations
 from vision.hand_crops import HandCropStore
+from vision.tasks import product_gallery_refresh
 
 from .bus import bus, bus_forget, stream_id_key
 from .camera_join import CAMERAS_JOINED, CameraJoin, cam_record
@@ -154,6 +155,7 @@ class StoreWorker:
             # a joined shopper's crops are filed under its cameras' own track keys
             self.pipeline.sink.images = HandImageEvidence(HandCropStore(self.store.code), self.pipeline.loop.bins,
                                                           tracks=lambda track: self.cameras.camera_tracks(track))
+            product_gallery_refresh(self.store.code)  # a gallery of an older embedder is rebuilt, never mis-scored
         if loop is None:
             self.pipeline.loop.config = LoopConfig(
                 review_confidence=settings.WALKOUT["REVIEW_CONFIDENCE"], settle_s=settings.WALKOUT["EXIT_SETTLE_S"],

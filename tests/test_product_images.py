@@ -17,6 +17,7 @@ from django.core.cache.backends.locmem import LocMemCache
 from carts.fusion_products import with_product_evidence
 from carts.loop_config import LoopConfig
 from carts.product_images import HandImageEvidence
+from vision import product_embedder as pe
 from vision import products as vp
 from vision.geometry import CameraModel
 from vision.hand_crops import HandCrop, HandCropStore
@@ -73,9 +74,9 @@ def class_photos(name: str) -> tuple[list[Path], list[Path]]:
 def embedder():
     pytest.importorskip("torch", reason="needs the vision extra: pip install -e '.[vision]'")
     pytest.importorskip("efficientnet_lite_pytorch", reason="needs efficientnet-lite-pytorch (vision extra)")
-    pkg = vp.MODELS[vp.DEFAULT_MODEL][0]
-    pytest.importorskip(pkg, reason=f"needs {pkg.replace('_', '-')} (the weights of {vp.DEFAULT_MODEL}; vision extra)")
-    return vp.Embedder(vp.EmbedderConfig(threads=1))
+    pkg = pe.MODELS[pe.DEFAULT_MODEL][0]
+    pytest.importorskip(pkg, reason=f"needs {pkg.replace('_', '-')} (the weights of {pe.DEFAULT_MODEL}; vision extra)")
+    return pe.Embedder(pe.EmbedderConfig(threads=1))
 
 
 @pytest.fixture(scope="module")
@@ -189,13 +190,13 @@ def crop(track="a", side=1, t=T_END, xyz=(1.15, -0.1, 1.1), jpeg=b"") -> HandCro
 
 
 class NoTorch:
-    """An embedder in a process without torch (``vision.products.Embedder`` raises this on first use)."""
+    """An embedder in a process without torch (``vision.product_embedder.Embedder`` raises this on first use)."""
 
     calls = 0
 
     def embed_arrays(self, images, flip=False):
         NoTorch.calls += 1
-        raise vp.ModelUnavailable("needs torch and efficientnet-lite-pytorch (No module named 'torch')")
+        raise pe.ModelUnavailable("needs torch and efficientnet-lite-pytorch (No module named 'torch')")
 
 
 class TinyGallery:
@@ -248,9 +249,9 @@ def test_a_gallery_of_another_backbone_gives_no_evidence_and_is_counted(gallery)
     store = HandCropStore("shop", cache=LocMemCache("handcrops-other-model", {}))
     store.put([crop(t=T_END + 0.2 * k) for k in range(3)])
     ev = event(["B", "C"], -301.0)
-    other = next(m for m in sorted(vp.MODELS) if m != vp.DEFAULT_MODEL)
+    other = next(m for m in sorted(pe.MODELS) if m != pe.DEFAULT_MODEL)
     images = HandImageEvidence(store, BINS, gallery=lambda: gallery,
-                               embedder=lambda: vp.Embedder(vp.EmbedderConfig(model=other)))
+                               embedder=lambda: pe.Embedder(pe.EmbedderConfig(model=other)))
     assert images(ev, decide(ev, reach("a", 1.15))) is None and images.counts == {"gallery unreadable": 1}
 
 
@@ -265,7 +266,7 @@ def test_the_crop_store_is_bounded_and_reads_a_track_s_window_across_seconds():
     assert store.between("a", 11.0, 11.9)[0].rgb().shape == (64, 64, 3)
     with pytest.raises(ValueError):
         store.between("a", 0.0, 3600.0)
-    with pytest.raises(vp.BadImage):
+    with pytest.raises(pe.BadImage):
         crop(jpeg=b"not a jpeg").rgb()
 
 

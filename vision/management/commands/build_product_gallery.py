@@ -25,7 +25,7 @@ class Command(BaseCommand):
 
     def handle(self, *args, **opts) -> None:
         from vision.product_service import build_product_gallery, photos_from_folder, photos_from_json
-        from vision.products import ModelUnavailable
+        from vision.product_embedder import ModelUnavailable
 
         try:
             if opts["store"]:
