@@ -109,7 +109,9 @@ def test_memory_stays_bounded_and_visits_are_forgotten(store):
     assert len(sink.checkouts) == len(entries)
 
 
-def test_a_loop_restored_from_a_checkpoint_decides_what_an_uninterrupted_one_does(sim):
+def uninterrupted(sim) -> tuple[MemorySink, list, dict[str, int]]:
+    """The session played live without a break: (its sink, the 0.2 s steps, the visit of each entry's track), what
+    a loop restored from a checkpoint is compared with."""
     entries = [g for g in sim.gates if g.kind == "entry"]
     visit_of_track = {g.track: 1000 + i for i, g in enumerate(entries)}
     steps = list(recording_steps(sim, step_s=0.2))
@@ -117,6 +119,11 @@ def test_a_loop_restored_from_a_checkpoint_decides_what_an_uninterrupted_one_doe
     loop = live_loop(sim, whole)
     play_live(sim, loop, steps, visit_of_track=visit_of_track)
     loop.finish()
+    return whole, steps, visit_of_track
+
+
+def test_a_loop_restored_from_a_checkpoint_decides_what_an_uninterrupted_one_does(sim):
+    whole, steps, visit_of_track = uninterrupted(sim)
 
     first = MemorySink([])
     loop = live_loop(sim, first)
@@ -161,13 +168,7 @@ def test_a_checkpoint_written_before_the_loops_parts_moved_restores(sim, monkeyp
     from carts.loop_billing import BillWait
     from carts.loop_window import ObservationWindow
 
-    entries = [g for g in sim.gates if g.kind == "entry"]
-    visit_of_track = {g.track: 1000 + i for i, g in enumerate(entries)}
-    steps = list(recording_steps(sim, step_s=0.2))
-    whole = MemorySink([])
-    loop = live_loop(sim, whole)
-    play_live(sim, loop, steps, visit_of_track=visit_of_track)
-    loop.finish()
+    whole, steps, visit_of_track = uninterrupted(sim)
 
     first = MemorySink([])
     loop = live_loop(sim, first)
