@@ -186,7 +186,7 @@ class WeightEventDetector:
         self._alpha = 1.0 / max(1.0, config.baseline_tau_s * rate_hz)
         self._eta = 1.0 / max(1.0, config.noise_tau_s * rate_hz)
         #: Take quiet runs of samples through the compiled loop where numba is installed (False: NumPy only; the
-        #: two give the same changes, tests/test_sensors_weight.py compares them).
+        #: two give the same changes, tests/test_sensors_weight_detector.py compares them).
         self.compiled = True
         self.reset()
 

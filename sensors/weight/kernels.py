@@ -1,7 +1,7 @@
 """The weight detector's per-sample loop compiled with numba where it is installed (plain Python otherwise).
 
 :func:`quiet_run` is ``WeightEventDetector._step`` over the samples where nothing opens or closes, bin by bin;
-``tests/test_sensors_weight.py`` checks it gives the NumPy machine's changes.
+``tests/test_sensors_weight_detector.py`` checks it gives the NumPy machine's changes.
 """
 from __future__ import annotations
 
