@@ -7,6 +7,7 @@ profile, shared when a shared cache (e.g. Redis) is configured.
 """
 from __future__ import annotations
 
+import math
 import time
 from datetime import datetime, timezone as dt_timezone
 from typing import Iterable
@@ -17,7 +18,8 @@ from django.db import transaction
 from django.utils import timezone
 
 from store.layout.models import Store
-from store.recording import TrackObservations
+from store.checks import T_UTC_MAX, T_UTC_MIN
+from store.recording import BODY_KEYPOINTS, KEYPOINTS, TrackObservations
 
 from .geometry import CameraModel, FloorCalibration, calibrate_floor
 from .models import Camera, CameraTrack, ShopperTrack, ZoneInterval
@@ -147,7 +149,6 @@ def store_activity_update(*, store_code: str, obs) -> dict[str, str]:
     tracker = _ACTIVITY.get(store_code)
     if tracker is None:
         tracker = _ACTIVITY[store_code] = ActivityTracker()
-    from store.recording import BODY_KEYPOINTS
 
     body = ("floor",) + tuple(k for k in BODY_KEYPOINTS if k != "floor")  # the map's own order of preference
     sub = obs[np.isin(obs.keypoint, body + ("l_wrist", "r_wrist"))]
@@ -184,7 +185,6 @@ def store_map_publish_observations(*, store_code: str, obs) -> int:
     map: its ``floor`` keypoint, else the (x, y) of ``neck``/``head``/shoulders (``store.recording.BODY_KEYPOINTS``),
     and its activity from the floor and wrist keypoints (:func:`store_activity_update`). Returns the number of
     shoppers published."""
-    from store.recording import BODY_KEYPOINTS
 
     if len(obs) == 0:
         return 0
@@ -256,10 +256,6 @@ STORE_COORDINATE_MAX_M = 1_000.0
 def _observation_row_problem(row) -> str | None:
     """Why ``row`` is not a usable ``[track, t, keypoint, x, y, z, score]`` (see :func:`observations_parse`), or
     None when it is."""
-    import math
-
-    from store.checks import T_UTC_MAX, T_UTC_MIN
-    from store.recording import KEYPOINTS
 
     ok = (isinstance(row, list) and len(row) == 7 and isinstance(row[0], (str, int)) and not isinstance(row[0], bool)
           and isinstance(row[2], str) and 0 < len(str(row[0])) <= 64 and 0 < len(row[2]) <= 32
@@ -290,9 +286,6 @@ def observations_parse(doc) -> tuple[TrackObservations, float | None]:
     (``t`` or ``t_last``) outside 2000-01-01 … 2100-01-01 UTC (``store.checks.T_UTC_MIN``/``T_UTC_MAX``, the
     weights API's bounds), a coordinate beyond ±``STORE_COORDINATE_MAX_M`` (reason ``bad_row`` for a row,
     ``bad_request`` for ``t_last``)."""
-    import math
-
-    from store.checks import T_UTC_MAX, T_UTC_MIN
 
     if not isinstance(doc, dict) or doc.get("v") != 1 or not isinstance(doc.get("rows"), list):
         raise TrackerInputError("bad_request", 'the body must be {"v": 1, "rows": [...]}')
