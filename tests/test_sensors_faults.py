@@ -14,6 +14,7 @@ from carts.offline.autocheckout_plates import blocks_by_gondola, read_plate_file
 from carts.offline.synthetic import Catalogue, EventDistribution, detect, generate_shelf, score
 from sensors.weight import Planogram, ProductWeights, WeightEventDetector, shelf_events_from_changes, sub_event
 from tests.conftest import AUTOCHECKOUT, need
+from tests.weight_changes import real_pick_shape
 
 RATE = 60.0
 T0 = 1.6e9
@@ -37,11 +38,7 @@ def bank(gondolas) -> np.ndarray:
 @pytest.fixture(scope="module")
 def shape(gondolas) -> np.ndarray:
     """The real 1-5-11 pick normalised to 0 → 1 (26 samples, with its hand-press bump)."""
-    x = gondolas[1].flat_grams()[:, gondolas[1].bin_codes.index("1-5-11")]
-    before, after = np.median(x[600:735]), np.median(x[770:900])
-    s = (x[735:761] - before) / (after - before)
-    s[0], s[-1] = 0.0, 1.0
-    return s
+    return real_pick_shape(gondolas)
 
 
 CODES = tuple(f"1-1-{p}" for p in range(1, 13))

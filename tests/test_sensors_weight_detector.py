@@ -19,7 +19,7 @@ from sensors.weight import (
     shelf_events_from_changes,
 )
 from tests.conftest import BENCHMARK_1, need
-from tests.weight_changes import RATE, _changes
+from tests.weight_changes import RATE, _changes, push_in_chunks, real_pick_shape
 
 DATA = BENCHMARK_1
 PLATES = DATA / "plate_data.json"
@@ -127,13 +127,7 @@ def test_real_stream_in_odd_blocks_matches_batch(gondolas):
     x, t = blk.flat_grams(), blk.t
     batch = detect_weight_changes(t, x, blk.rate_hz)
     det = WeightEventDetector(x.shape[1], blk.rate_hz)
-    parts, i, sizes, k = [], 0, [7, 1, 13, 29, 5, 60, 3], 0
-    while i < len(t):
-        n = sizes[k % len(sizes)]
-        parts.append(det.push(t[i:i + n], x[i:i + n]))
-        i, k = i + n, k + 1
-    parts.append(det.flush())
-    _assert_same(WeightChanges.concat(parts), batch)
+    _assert_same(push_in_chunks(det, t, x, [7, 1, 13, 29, 5, 60, 3]), batch)
 
 
 # ================================================================================================ generated
@@ -151,11 +145,7 @@ def noise_bank(gondolas) -> np.ndarray:
 @pytest.fixture(scope="module")
 def pick_shape(gondolas) -> np.ndarray:
     """The real 1-5-11 pick, normalised: 0 before, 1 after, with its hand-press bump and settling, (26,)."""
-    x = gondolas[1].flat_grams()[:, gondolas[1].bin_codes.index("1-5-11")]
-    before, after = np.median(x[600:735]), np.median(x[770:900])
-    shape = (x[735:761] - before) / (after - before)
-    shape[0], shape[-1] = 0.0, 1.0
-    return shape
+    return real_pick_shape(gondolas)
 
 
 def make_stream(bank: np.ndarray, seconds: float, n_bins: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -293,13 +283,7 @@ def test_streaming_in_odd_blocks_equals_batch(noise_bank, pick_shape):
     assert len(batch) >= 5
     for sizes in ([1], [7, 13, 5], [61, 2, 300]):
         det = WeightEventDetector(x.shape[1], RATE)
-        parts, i, k = [], 0, 0
-        while i < len(t):
-            n = sizes[k % len(sizes)]
-            parts.append(det.push(t[i:i + n], x[i:i + n]))
-            i, k = i + n, k + 1
-        parts.append(det.flush())
-        _assert_same(WeightChanges.concat(parts), batch)
+        _assert_same(push_in_chunks(det, t, x, sizes), batch)
 
 
 def test_compiled_quiet_runs_give_the_numpy_machines_changes(noise_bank, pick_shape):

@@ -8,6 +8,8 @@ import csv
 import json
 import logging
 import math
+import shutil
+from collections import Counter
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -160,9 +162,7 @@ def read_shelves_npy(path: Path, bin_codes: set[str], problems: list[str]) -> li
                 raise RecordingError(f"{where}.{key} must name a .npy file in {path.name}/, got {name!r}")
             files[key] = path / name
         codes = list(entry["bins"])
-        counts: dict[str, int] = {}
-        for c in codes:
-            counts[c] = counts.get(c, 0) + 1
+        counts = Counter(codes)
         twice = sorted({c for c, m in counts.items() if m > 1} | (set(codes) & seen))
         if twice:
             raise RecordingError(f"{where}: bin(s) {', '.join(twice)} listed twice")
@@ -204,7 +204,6 @@ def read_shelves_npy(path: Path, bin_codes: set[str], problems: list[str]) -> li
     return out
 
 
-
 def _one_block_per_clock(shelves: Iterable[ShelfSamples]) -> list[ShelfSamples]:
     """``shelves`` as the CSV form reads back: blocks on the very same time grid joined into one controller, its
     bins sorted by code, blocks ordered by their first code (a block already so is passed as it is, not copied)."""
@@ -238,8 +237,6 @@ def write_shelves(path: str | Path, shelves: Iterable[ShelfSamples], *, form: st
     other form is removed from ``path`` (a reader refuses a recording holding both). Returns the file or folder
     written. Raises ValueError for an unknown ``form``, or (``npy``) a block whose t is not finite and strictly
     increasing or whose grams hold an infinite value: what the reader would refuse."""
-    import shutil
-
     if form not in SHELF_FORMS:
         raise ValueError(f"form must be one of {', '.join(SHELF_FORMS)}, got {form!r}")
     root = Path(path)
