@@ -130,3 +130,33 @@ def test_positions_kept_per_track_are_those_of_the_window_and_find_the_same_swap
         checked += 1
         swaps_seen += bool(plain)
     assert checked == 120 and swaps_seen > 10
+
+
+def test_positions_of_rows_come_late_or_asked_twice_are_those_of_the_window():
+    """vision.identity.BodyFrames: rows added out of time order (a camera's late batch) and a window asked for
+    again after more rows came (its answer kept between additions) still give exactly the positions regrouped
+    from the window's rows, with the tracks placed by their head reported both times."""
+    from carts.loop_window import ObservationWindow
+    from vision.identity import BodyFrames, _positions
+
+    t = np.round(np.arange(0.0, 20.0, 1 / 15), 4)
+    paths = {f"{k}": np.c_[np.linspace(0, 4, t.size) + k * 0.5, np.full(t.size, 0.2 * k)] for k in range(4)}
+    obs = walkers(paths, t, seed=5)
+    head = obs.keypoint.copy()
+    head[obs.track_id == "3"] = "head"
+    obs = TrackObservations(obs.track_id, obs.t, head, obs.xyz, obs.score)
+    rng = np.random.default_rng(5)
+    frames, window = BodyFrames(), ObservationWindow()
+    for s in np.arange(0.0, 20.0, 2.0):
+        chunk = obs[(obs.t >= s) & (obs.t < s + 2.0)]
+        chunk = chunk[rng.permutation(len(chunk))] if s in (4.0, 10.0) else chunk  # late rows, out of order
+        frames.add(chunk)
+        window.add(chunk)
+        for lo, hi in ((0.0, 20.0), (max(0.0, s - 3.3), s + 2.0)):
+            want = _positions(window.between(lo, hi), 0.1)
+            for _ in range(2):  # the second answer is the one kept
+                second: set[str] = set()
+                got = frames.positions(lo, hi, None, second=second)
+                assert list(want) == list(got) and second == {"3"}
+                for k in want:
+                    assert np.array_equal(want[k][0], got[k][0]) and np.array_equal(want[k][1], got[k][1])

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Iterable, Sequence
 
 import numpy as np
 
@@ -91,8 +91,12 @@ class BodyFrames:
         if not frame_s > 0:
             raise ValueError(f"BodyFrames: frame_s must be > 0, got {frame_s}")
         self.frame_s = float(frame_s)
-        #: track → [chunks of (t (m,), keypoint rank (m,) int8: index in BODY_KEYPOINTS, xy (m, 2)), earliest t]
+        #: track → [chunks of (t (m,), keypoint rank (m,) int8: index in BODY_KEYPOINTS, xy (m, 2), frame (m,)
+        #: int64: round(t / frame_s)), earliest t, whether the joined rows' t never decreases (None: not known yet)]
         self._tracks: dict[str, list] = {}
+        #: (t0, t1) → (:meth:`positions` of every track, the ``second`` tracks): the rows do not change between
+        #: :meth:`add`/:meth:`prune` calls, and the store loop asks for the same window for every party it tests
+        self._memo: dict[tuple[float, float], tuple[dict, frozenset]] = {}
 
     def __len__(self) -> int:
         return sum(c[0].size for rec in self._tracks.values() for c in rec[0])
@@ -118,9 +122,11 @@ class BodyFrames:
             t = obs.t[rows]
             rec = self._tracks.get(str(track))
             if rec is None:
-                rec = self._tracks[str(track)] = [[], math.inf]
-            rec[0].append((t, rank[rows], obs.xyz[rows, :2]))
+                rec = self._tracks[str(track)] = [[], math.inf, None]
+            rec[0].append((t, rank[rows], obs.xyz[rows, :2], np.round(t / self.frame_s).astype(np.int64)))
             rec[1] = min(rec[1], float(t.min()))
+            rec[2] = None
+        self._memo.clear()
 
     def prune(self, before: float) -> None:
         """Drop the rows older than ``before`` (s), as ``carts.loop_window.ObservationWindow.prune`` does."""
@@ -128,27 +134,31 @@ class BodyFrames:
             rec = self._tracks[track]
             if rec[1] >= before:
                 continue
+            self._memo.clear()
             kept = []
-            for t, k, xy in rec[0]:
+            for t, k, xy, f in rec[0]:
                 if t.size and float(t.max()) < before:
                     continue
                 if float(t.min()) < before:
                     m = t >= before
-                    t, k, xy = t[m], k[m], xy[m]
+                    t, k, xy, f = t[m], k[m], xy[m], f[m]
                 if t.size:
-                    kept.append((t, k, xy))
+                    kept.append((t, k, xy, f))
             if not kept:
                 del self._tracks[track]
                 continue
             rec[0] = kept
             rec[1] = min(float(c[0].min()) for c in kept)
 
-    def _rows(self, track: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _rows(self, track: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, bool]:
+        """``track``'s kept rows: t (m,), rank (m,), xy (m, 2), frame (m,), and whether t never decreases."""
         rec = self._tracks[track]
         if len(rec[0]) > 1:  # one array per track from here (appended chunks joined once)
-            rec[0] = [(np.concatenate([c[0] for c in rec[0]]), np.concatenate([c[1] for c in rec[0]]),
-                       np.concatenate([c[2] for c in rec[0]]))]
-        return rec[0][0]
+            rec[0] = [tuple(np.concatenate([c[i] for c in rec[0]]) for i in range(4))]
+        if rec[2] is None:
+            t = rec[0][0][0]
+            rec[2] = bool(t.size < 2 or (np.diff(t) >= 0).all())
+        return (*rec[0][0], rec[2])
 
     def positions(self, t0: float, t1: float, tracks: Sequence[str] | None = None, *,
                   second: set[str] | None = None) -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -157,23 +167,49 @@ class BodyFrames:
         :data:`BODY_KEYPOINTS` it has in the window, its mean position per frame; tracks with none left out.
         ``second``: a set that receives the tracks placed by a keypoint other than the first (no neck in the
         window: a neck in rows still to come would place them anew)."""
-        names = self._tracks if tracks is None else {str(x) for x in tracks} & self._tracks.keys()
+        if tracks is None:
+            memo = self._memo.get((t0, t1))
+            if memo is None:
+                found: set[str] = set()
+                memo = self._memo[(t0, t1)] = (self._positions(t0, t1, self._tracks, found), frozenset(found))
+            if second is not None:
+                second.update(memo[1])
+            return dict(memo[0])
+        return self._positions(t0, t1, {str(x) for x in tracks} & self._tracks.keys(), second)
+
+    def _positions(self, t0: float, t1: float, names: Iterable[str], second: set[str] | None) -> dict:
         out = {}
-        fs = self.frame_s
         for track in sorted(names):
-            t, k, xy = self._rows(track)
-            inside = (t >= t0) & (t <= t1)
+            t, k, xy, f, ordered = self._rows(track)
+            if ordered:  # rows in time order (the usual case): the window is one slice
+                inside = slice(int(np.searchsorted(t, t0, "left")), int(np.searchsorted(t, t1, "right")))
+            else:
+                inside = (t >= t0) & (t <= t1)
             kk = k[inside]
             if kk.size == 0:
                 continue
-            if second is not None and kk.min() > 0:
+            first = kk.min()  # the first keypoint of BODY_KEYPOINTS the track has in the window
+            if second is not None and first > 0:
                 second.add(track)
-            sel = kk == kk.min()  # the first keypoint of BODY_KEYPOINTS the track has in the window
-            f = np.round(t[inside][sel] / fs).astype(np.int64)
-            frames, inv = np.unique(f, return_inverse=True)
-            pts = xy[inside][sel]
-            if frames.size == f.size:  # one sighting per frame (the usual case): its position, as the mean gives it
-                out[track] = (frames, pts[np.argsort(f, kind="stable")] + 0.0)
+            if first == kk.max():
+                ff, pts = f[inside], xy[inside]
+            else:
+                sel = kk == first
+                ff, pts = f[inside][sel], xy[inside][sel]
+            if ordered:  # frames in order: a frame's sightings are neighbours
+                step = np.flatnonzero(ff[1:] != ff[:-1]) + 1
+                if step.size == ff.size - 1:  # one sighting per frame: its position
+                    out[track] = (ff.copy(), pts + 0.0)
+                    continue
+                starts = np.concatenate(([0], step))
+                # the sightings of a frame summed in their order, as np.add.at sums them from zero
+                acc = np.add.reduceat(pts, starts, axis=0)
+                acc /= np.diff(np.append(starts, ff.size)).astype(np.float64)[:, None]
+                out[track] = (ff[starts], acc)
+                continue
+            frames, inv = np.unique(ff, return_inverse=True)
+            if frames.size == ff.size:  # one sighting per frame: its position, as the mean gives it
+                out[track] = (frames, pts[np.argsort(ff, kind="stable")] + 0.0)
                 continue
             acc = np.zeros((frames.size, 2))
             np.add.at(acc, inv, pts)
