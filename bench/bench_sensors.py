@@ -201,7 +201,7 @@ def _store(n_controllers: int, plates: tuple[int, ...], rng: np.random.Generator
             facings.append({"bin": b["code"], "barcode": code})
             weights[b["code"]] = w
     store = layout_load(data={"store": {"code": "bench", "name": "Bench", "currency": "usd"}, "zones": [],
-                              "gondolas": gondolas})
+                              "gondolas": gondolas}, listed=False)
     catalogue_load(store=store, products=products, facings=facings)
     out = []
     for g, n in enumerate(plates, start=1):

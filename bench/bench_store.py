@@ -66,7 +66,7 @@ def run(shoppers: int, minutes: float, seed: int, profile: bool, rooms: int = 1)
 
     sim = simulate(load_store(DATA), SimConfig.at("default", shoppers=shoppers, minutes=minutes, seed=seed,
                                                   track_hz=15.0, rooms=rooms))
-    store = layout_load(data=sim.store)
+    store = layout_load(data=sim.store, listed=False)  # a throwaway store: never offered to shoppers
     catalogue_load(store=store, products=sim.store["products"], facings=sim.store["facings"])
     Store.objects.filter(pk=store.pk).update(capacity=100_000)
     store.refresh_from_db()

@@ -54,6 +54,16 @@ def test_demo_no_serve_ends_with_the_f1_line_and_serving_shows_the_accounts_last
     accounts = next(i for i, line in enumerate(lines) if line.startswith("shopper:"))
     assert accounts < next(i for i, line in enumerate(lines) if line.startswith("ran BENCHMARK-1 live"))
     assert f"          log in as {DEMO_MANAGER} / {DEMO_PASSWORD}" in lines
+    # the demo shopper is offered the demo's store on the pass page (Store.listed; issue #11)
+    from django.contrib.auth import get_user_model
+    from django.test import Client
+
+    from store.gates.models import EntryPass
+
+    shopper = Client()
+    shopper.force_login(get_user_model().objects.get(username=DEMO_SHOPPER))
+    assert shopper.get("/gates/pass/").status_code == 200
+    assert EntryPass.objects.filter(shopper__username=DEMO_SHOPPER).latest("pk").store.code == "aifi-nanostore"
     devices = (set(Gate.objects.filter(emulated=True).values_list("pk", flat=True)),
                set(ShelfController.objects.filter(emulated=True).values_list("pk", flat=True)))
 

@@ -250,3 +250,39 @@ def test_two_shoppers_live_match_the_offline_run_through_a_long_store_loop_step(
     # each cart line came from fusion (or a review), none twice
     events = CartEvent.objects.filter(visit__session=session, source="fusion")
     assert events.count() == len(set(events.values_list("shelf_event_id", "visit_id", "product_id")))
+
+
+def test_a_store_the_emulator_creates_is_not_offered_to_shoppers_but_the_demos_is(two_shoppers, benchmark1_recording):
+    """Issue #11: the throwaway store an emulation creates (here the simulated ``walkout-sim``) is never offered on
+    the shopper's pass page (``Store.listed`` off), nor given a pass by its code; a manager's store is, and so is
+    the demo's store (``make demo``), even where an ``emulate_store`` run created it first."""
+    from django.test import Client
+
+    from carts.management.commands.demo import demo_store_prepare
+    from carts.offline.emulator import emulate
+    from carts.offline.emulator_devices import emulated_store
+    from store.accounts.demo import DEMO_SHOPPER, demo_shopper_ensure
+    from store.gates.models import EntryPass
+    from store.layout.models import Store
+
+    Store.objects.create(code="corner", name="Corner shop")  # a manager's store
+    result = emulate(read_recording(two_shoppers), speed=20)
+    assert not Store.objects.get(code=result.store_code).listed
+    shopper = Client()
+    shopper.force_login(demo_shopper_ensure(DEMO_SHOPPER))
+    EntryPass.objects.all().delete()  # the emulation's own passes
+    page = shopper.get("/gates/pass/")  # the only store offered: its pass straight away, no choice
+    assert page.status_code == 200 and page["X-Walkout-Pass"] == "1"
+    assert list(EntryPass.objects.values_list("store__code", flat=True)) == ["corner"]
+    assert shopper.get(f"/gates/pass/?store={result.store_code}").status_code == 404
+    assert shopper.post("/gates/pass/token/", {"store": result.store_code},
+                        content_type="application/json").json()["reason"] == "unknown_store"
+    # the demo's store: an emulate_store run of BENCHMARK-1 created it unlisted, `make demo` lists it
+    bench = read_recording(benchmark1_recording)
+    demo_code = bench.store["store"]["code"]
+    assert not emulated_store(bench).listed
+    demo_store_prepare(bench)
+    assert Store.objects.get(code=demo_code).listed
+    choose = shopper.get("/gates/pass/").content.decode()
+    offered = re.findall(r'href="/gates/pass/\?store=([^"]+)"', choose)
+    assert offered == sorted(["corner", demo_code], key=lambda c: Store.objects.get(code=c).name)

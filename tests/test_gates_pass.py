@@ -171,3 +171,21 @@ def test_token_endpoint_bad_store(store):
     assert api.post(TOKEN, {"store": ["corner"]}, format="json").status_code == 400
     assert not EntryPass.objects.exists()
     assert api.post(TOKEN, {"store": "uptown"}, format="json").json()["store"]["code"] == "uptown"
+
+
+def test_an_unlisted_store_is_never_offered(store, client):
+    """Issue #11: a store with ``listed`` off (a test run's throwaway store, ``Store.listed``) is not in the choice,
+    not picked as the only store, and has no pass by its code, on the page or the token endpoint."""
+    Store.objects.create(code="walkout-sim", name="Simulated AiFi NanoStore", listed=False)
+    client.force_login(make_shopper())
+    only = client.get(PAGE)  # the one listed store: its pass straight away, no choice, no "change store" link
+    assert only.status_code == 200 and EntryPass.objects.get().store == store
+    assert "walkout-sim" not in only.content.decode()
+    assert client.get(PAGE + "?store=walkout-sim").status_code == 404
+    api = APIClient()
+    api.force_login(EntryPass.objects.get().shopper)
+    assert api.post(TOKEN, {"store": "walkout-sim"}, format="json").json()["reason"] == "unknown_store"
+    Store.objects.create(code="uptown", name="Uptown")
+    choose = client.get(PAGE).content.decode()
+    assert re.findall(r'href="/gates/pass/\?store=([^"]+)"', choose) == ["corner", "uptown"]
+    assert EntryPass.objects.count() == 1

@@ -95,6 +95,55 @@ def test_an_implausible_row_is_refused_with_what_is_wrong(tracker):
     assert row.rejected == 3
 
 
+#: 2096-01-01T00:00:00Z (``calendar.timegm((2096, 1, 1, 0, 0, 0))``): inside the 2000–2100 plausibility bounds, decades
+#: ahead of any clock that was ever set.
+YEAR_2096 = 3_976_214_400.0
+
+
+def test_a_clock_ahead_of_the_servers_is_refused_naming_the_field(tracker):
+    """A tracker's clock is off by seconds, never decades (issue #11): ``t_last`` or a row's ``t`` more than
+    ``TRACKER_CLOCK_AHEAD_MAX_S`` after the server's clock is refused 400 ``clock_ahead``, naming the field, and
+    counted; a few seconds ahead, and any time in the past (a recording's), is taken."""
+    import time
+
+    from vision.services import TRACKER_CLOCK_AHEAD_MAX_S
+
+    row, key = tracker
+    now = time.time()
+    refused = [({"v": 1, "t_last": YEAR_2096, "rows": []}, "t_last"),
+               ({"v": 1, "t_last": now, "rows": [["7", YEAR_2096, "neck", 1.0, 2.0, 1.0, 0.5]]}, "row 0 t"),
+               ({"v": 1, "t_last": now + TRACKER_CLOCK_AHEAD_MAX_S + 60, "rows": []}, "t_last")]
+    for body, field in refused:
+        r = post(body, key)
+        assert r.status_code == 400 and r.json()["reason"] == "clock_ahead", r.content[:300]
+        assert r.json()["message"].startswith(f"{field} = ") and "ahead of the server's clock" in r.json()["message"]
+    assert bus().read(row.store.code, block_ms=0) == []
+    row.refresh_from_db()
+    assert row.rejected == len(refused)
+    for t in (now + 5.0, 1_650_000_000.0):  # a clock a few seconds fast; a 2022 recording's time
+        r = post({"v": 1, "t_last": t, "rows": [["7", t, "neck", 1.0, 2.0, 1.0, 0.5]]}, key)
+        assert r.status_code == 202, r.content[:300]
+    row.refresh_from_db()
+    assert row.rejected == len(refused) and row.observations == 2
+
+
+def test_the_emulators_tracker_may_run_ahead_as_far_as_a_fast_playback_takes_it(tracker):
+    """``emulate_store --speed 20`` plays a recording on its clock moved to now, faster than real time: its own
+    tracker (``emulated``) runs up to ``EMULATED_TRACKER_CLOCK_AHEAD_MAX_S`` ahead; 2096 is refused all the same."""
+    import time
+
+    from vision.services import EMULATED_TRACKER_CLOCK_AHEAD_MAX_S, TRACKER_CLOCK_AHEAD_MAX_S
+
+    row, key = tracker
+    TrackerSource.objects.filter(pk=row.pk).update(emulated=True)
+    ahead = time.time() + 20 * TRACKER_CLOCK_AHEAD_MAX_S
+    assert ahead < time.time() + EMULATED_TRACKER_CLOCK_AHEAD_MAX_S
+    r = post({"v": 1, "t_last": ahead, "rows": [["7", ahead, "neck", 1.0, 2.0, 1.0, 0.5]]}, key)
+    assert r.status_code == 202, r.content[:300]
+    r = post({"v": 1, "t_last": YEAR_2096, "rows": []}, key)
+    assert r.status_code == 400 and r.json()["reason"] == "clock_ahead"
+
+
 def test_who_may_post(tracker, settings):
     row, key = tracker
     assert post({"v": 1, "rows": []}).status_code == 401

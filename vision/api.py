@@ -5,13 +5,16 @@ observations_parse``'s version 1 (rows of [track, t, keypoint, x, y, z, score], 
 go onto the store's ``obs`` stream (``carts.runtime``) as source ``tracker:<name>``, and the live map is refreshed.
 Answers 202 ``{"accepted": <rows>}``; 400 ``{"reason", "message"}`` for any body it cannot use (malformed or too
 deep JSON, wrong fields, non-finite numbers, too many rows, an unknown keypoint, a time outside 2000–2100 UTC, a
-coordinate beyond ``services.STORE_COORDINATE_MAX_M``), counted on the tracker (``TrackerSource.rejected``); 401 without a valid key;
+time ahead of the server's clock by more than ``services.TRACKER_CLOCK_AHEAD_MAX_S`` (reason ``clock_ahead``; the
+emulator's own tracker ``services.EMULATED_TRACKER_CLOCK_AHEAD_MAX_S``), a coordinate beyond
+``services.STORE_COORDINATE_MAX_M``), counted on the tracker (``TrackerSource.rejected``); 401 without a valid key;
 413 for a body over ``MAX_BODY_BYTES``; 429 from an address that sent too many bad keys (``store.throttle``);
 503 where no store loop runs. Bad input never raises.
 """
 from __future__ import annotations
 
 import logging
+import time
 
 from django.db.models import F
 from django.http import HttpRequest, JsonResponse
@@ -23,7 +26,10 @@ from store.throttle import api_key_failed, api_key_locked, client_address
 
 from . import hooks
 from .models import TrackerSource
-from .services import TrackerInputError, observations_parse, store_map_publish_observations, tracker_authenticate
+from .services import (
+    EMULATED_TRACKER_CLOCK_AHEAD_MAX_S, TRACKER_CLOCK_AHEAD_MAX_S, TrackerInputError, observations_parse,
+    store_map_publish_observations, tracker_authenticate,
+)
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +69,8 @@ def observations(request: HttpRequest) -> JsonResponse:
     except BodyError as exc:
         return _bad(tracker, exc.reason, exc.message)
     try:
-        obs, t_last = observations_parse(doc)
+        obs, t_last = observations_parse(doc, now=time.time(), ahead_max_s=(
+            EMULATED_TRACKER_CLOCK_AHEAD_MAX_S if tracker.emulated else TRACKER_CLOCK_AHEAD_MAX_S))
     except TrackerInputError as exc:
         return _bad(tracker, exc.reason, str(exc))
     if not hooks.store_loop_enabled():

@@ -205,7 +205,7 @@ def store_map_publish_observations(*, store_code: str, obs) -> int:
 
 class TrackerInputError(ValueError):
     """A tracker registration or an observations body that cannot be used; the message says why. ``reason`` is a
-    short code (``bad_request``, ``too_large``, ``bad_row``)."""
+    short code (``bad_request``, ``too_large``, ``bad_row``, ``clock_ahead``)."""
 
     def __init__(self, reason: str, message: str) -> None:
         super().__init__(message)
@@ -253,6 +253,22 @@ def tracker_authenticate(*, api_key: str):
 STORE_COORDINATE_MAX_M = 1_000.0
 
 
+#: How far a tracker's times (``t_last``, each row's ``t``) may run ahead of the server's clock, seconds. A tracker
+#: stamps a sighting when its camera took it and posts it after, so its times trail the server's by the network delay;
+#: they lead only by the two clocks' difference. NTP keeps that to milliseconds, and an unsynchronised quartz clock
+#: (±20 ppm) drifts about 1 min a month: 5 minutes passes months of drift and refuses a clock that is plainly wrong
+#: (set to another time zone, a year, 2096), whose sightings the store loop would take as shoppers of the future
+#: (issue #11). Times in the past have no such bound beyond ``T_UTC_MIN`` (a store's tracker may catch up after an
+#: outage).
+TRACKER_CLOCK_AHEAD_MAX_S = 300.0
+#: The same bound for the emulator's own tracker (``TrackerSource.emulated``, ``carts.offline.emulator``), seconds: it
+#: plays a recording on the recording's clock moved to now, faster than real time where ``--speed`` > 1, so its times
+#: lead the wall clock by up to the recording's length × (1 − 1/speed), plus whatever lead an earlier fast run left
+#: on the store's clock. A day, as the gate API allows every scanner (``store.gates.serializers.SCAN_CLOCK_SKEW_S``),
+#: which the emulator's gate scans must meet as well.
+EMULATED_TRACKER_CLOCK_AHEAD_MAX_S = 86_400.0
+
+
 def _observation_row_problem(row) -> str | None:
     """Why ``row`` is not a usable ``[track, t, keypoint, x, y, z, score]`` (see :func:`observations_parse`), or
     None when it is."""
@@ -274,7 +290,8 @@ def _observation_row_problem(row) -> str | None:
     return None
 
 
-def observations_parse(doc) -> tuple[TrackObservations, float | None]:
+def observations_parse(doc, *, now: float,
+                       ahead_max_s: float = TRACKER_CLOCK_AHEAD_MAX_S) -> tuple[TrackObservations, float | None]:
     """An observations body → (TrackObservations, t_last). The body (version 1)::
 
         {"v": 1, "t_last": 1587531994.7,     # optional: the tracker's clock has reached this (s UTC), even
@@ -285,7 +302,15 @@ def observations_parse(doc) -> tuple[TrackObservations, float | None]:
     (``MAX_OBSERVATION_ROWS``; reason ``too_large``), a keypoint not in ``store.recording.KEYPOINTS``, a time
     (``t`` or ``t_last``) outside 2000-01-01 … 2100-01-01 UTC (``store.checks.T_UTC_MIN``/``T_UTC_MAX``, the
     weights API's bounds), a coordinate beyond ±``STORE_COORDINATE_MAX_M`` (reason ``bad_row`` for a row,
-    ``bad_request`` for ``t_last``)."""
+    ``bad_request`` for ``t_last``); a time more than ``ahead_max_s`` seconds after ``now`` (the server's clock, s
+    UTC; ``TRACKER_CLOCK_AHEAD_MAX_S``, or ``EMULATED_TRACKER_CLOCK_AHEAD_MAX_S`` for the emulator's own tracker)
+    with reason ``clock_ahead``, the message naming the field (``t_last = …`` or ``row <i> t = …``)."""
+    latest = now + ahead_max_s
+
+    def ahead(field: str, t: float) -> TrackerInputError:
+        return TrackerInputError("clock_ahead", f"{field} = {t:.3f} is {t - now:.0f} s ahead of the server's clock "
+                                                f"({now:.3f} s UTC); a tracker's clock may lead it by at most "
+                                                f"{ahead_max_s:g} s: set the tracker's clock (NTP)")
 
     if not isinstance(doc, dict) or doc.get("v") != 1 or not isinstance(doc.get("rows"), list):
         raise TrackerInputError("bad_request", 'the body must be {"v": 1, "rows": [...]}')
@@ -299,11 +324,15 @@ def observations_parse(doc) -> tuple[TrackObservations, float | None]:
     if t_last is not None and not T_UTC_MIN <= t_last <= T_UTC_MAX:
         raise TrackerInputError("bad_request", f"t_last = {t_last:g} must be a time from 2000-01-01 to 2100-01-01 "
                                                "UTC in seconds since the epoch")
+    if t_last is not None and t_last > latest:
+        raise ahead("t_last", t_last)
     tracks, ts, kps, xyz, scores = [], [], [], [], []
     for i, row in enumerate(rows):
         problem = _observation_row_problem(row)
         if problem is not None:
             raise TrackerInputError("bad_row", f"row {i} {problem}")
+        if row[1] > latest:
+            raise ahead(f"row {i} t", row[1])
         tracks.append(str(row[0]))
         ts.append(float(row[1]))
         kps.append(row[2])

@@ -38,15 +38,14 @@ from django.conf import settings
 
 from sensors.ingest import encode_payload
 from store.gates.models import Visit
-from store.inventory.services import catalogue_load
-from store.layout.services import layout_load
 from store.recording import Recording
 
 from carts.offline.steps import recording_steps
 from .replay import DEMO_SHOPPER, PARTY_WITHIN_S, demo_shopper_ensure, session_prefix
 from .simulation import parties_from_gates
 from .emulator_devices import (
-    EMULATOR, SETTLED, _Controller, _controllers, _count, controller_blocks, idle_samples, recover_stale_visits, register,
+    EMULATOR, SETTLED, _Controller, _controllers, _count, controller_blocks, emulated_store, idle_samples,
+    recover_stale_visits, register,
 )
 from .emulator_transport import EmulatorError, LocalTransport, RemoteTransport
 
@@ -142,8 +141,7 @@ def emulate(recording: Recording, *, speed: float = 1.0, url: str | None = None,
         transport = LocalTransport()
     else:
         transport = RemoteTransport(url, mqtt_url or settings.MQTT_URL)
-    store = layout_load(data=recording.store)
-    catalogue_load(store=store, products=recording.store["products"], facings=recording.store["facings"])
+    store = emulated_store(recording)  # created unlisted where new: never offered to shoppers
     devices = register(store)
     gate_key, tracker_key = devices.gate_key, devices.tracker_key
     recovered = recover_stale_visits(store, remote=url is not None)  # an earlier run killed mid-way

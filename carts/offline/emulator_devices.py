@@ -79,6 +79,19 @@ class Devices:
     tracker_key: str
 
 
+def emulated_store(recording: Recording):
+    """The store ``recording`` plays in, its layout and catalogue loaded (``store.layout.services.layout_load``,
+    ``store.inventory.services.catalogue_load``). A store this creates is unlisted (``Store.listed`` off: a test
+    run's throwaway store, such as a simulation's ``walkout-sim``, is never offered on the shopper's pass page); an
+    existing store keeps its listing (a manager's store, the demo's: ``manage.py demo`` lists its own)."""
+    from store.inventory.services import catalogue_load
+    from store.layout.services import layout_load
+
+    store = layout_load(data=recording.store, listed=False)
+    catalogue_load(store=store, products=recording.store["products"], facings=recording.store["facings"])
+    return store
+
+
 def _own_name(model, store, base: str) -> tuple[str, Any]:
     """The first of ``base``, ``base-2``, ``base-3``… in ``store`` that is free or already the emulator's own
     (``emulated``), and its row (None when free): a manager's device of that name is never touched."""

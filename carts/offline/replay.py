@@ -168,7 +168,7 @@ def replay_recording(recording: Recording, *, session: str | None = None, shoppe
 
     if recording.cameras and len(recording.tracks) == 0:
         recording = apply_video(recording)  # camera video and no recorded keypoints: shopper tracks from the video
-    store = layout_load(data=recording.store)
+    store = layout_load(data=recording.store, listed=False)  # a store it creates is a test run's, never offered
     catalogue_load(store=store, products=recording.store["products"], facings=recording.store["facings"])
     session = session or session_name(recording)
     if clock_offset_s is not None:

@@ -137,18 +137,25 @@ class PassUnavailable(Exception):
         self.message = message
 
 
+def stores_listed():
+    """The stores offered to shoppers (``Store.listed``): never the throwaway stores that ``emulate_store``, replays
+    and the benchmarks create (issue #11). A queryset, by name."""
+    return Store.objects.filter(listed=True).order_by("name", "pk")
+
+
 def pass_store_resolve(*, code: str | None = None) -> Store:
-    """The store a pass is asked for: the store whose ``code`` this is, or the only store when ``code`` is empty.
+    """The store a pass is asked for: the listed store (:func:`stores_listed`) whose ``code`` this is, or the only
+    listed store when ``code`` is empty. An unlisted store is unknown here, by its code too.
 
     Raises :class:`PassUnavailable` (unknown_store, choose_store, no_store).
     """
     code = (code or "").strip()
     if code:
-        store = Store.objects.filter(code=code).first()
+        store = stores_listed().filter(code=code).first()
         if store is None:
             raise PassUnavailable("unknown_store", f"there is no store with the code {code[:64]!r}")
         return store
-    stores = list(Store.objects.order_by("pk")[:2])
+    stores = list(stores_listed().order_by("pk")[:2])
     if not stores:
         raise PassUnavailable("no_store", "no store is set up yet")
     if len(stores) > 1:

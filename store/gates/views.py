@@ -9,8 +9,6 @@ from django.shortcuts import render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_safe
 
-from store.layout.models import Store
-
 from .models import Gate
 from django.utils import timezone
 
@@ -19,7 +17,8 @@ from store.layout.timezones import store_zone
 from store.accounts.permissions import staff_required
 
 from .services import (
-    PassUnavailable, guest_policy, pass_qr_svg, pass_request, pass_store_resolve, pass_timing, visit_inside_for,
+    PassUnavailable, guest_policy, pass_qr_svg, pass_request, pass_store_resolve, pass_timing, stores_listed,
+    visit_inside_for,
 )
 
 log = logging.getLogger(__name__)
@@ -35,8 +34,9 @@ UNAVAILABLE_STATUS = {"no_payment_method": 403, "choose_store": 200, "unknown_st
 def pass_page(request: HttpRequest) -> HttpResponse:
     """``GET /gates/pass/[?store=<code>]``: the shopper's rotating entry pass (QR code as inline SVG).
 
-    Which store: the only one, else ``?store=<code>`` (a list to choose from is shown otherwise). Without a card on
-    file no pass is issued: the page says so and links to the add-card page (403).
+    Which store: the only listed one (``Store.listed``: never a test run's throwaway store), else ``?store=<code>``
+    (a list of the listed stores to choose from is shown otherwise). Without a card on file no pass is issued: the
+    page says so and links to the add-card page (403).
     """
     code = request.GET.get("store")
     try:
@@ -44,7 +44,7 @@ def pass_page(request: HttpRequest) -> HttpResponse:
         entry_pass, token = pass_request(shopper=request.user, store=store)
     except PassUnavailable as exc:
         log.info("pass page for user %s: %s", request.user.pk, exc.code)
-        stores = Store.objects.order_by("name") if exc.code in {"choose_store", "unknown_store"} else []
+        stores = stores_listed() if exc.code in {"choose_store", "unknown_store"} else []
         return render(request, "gates/pass_unavailable.html", {"reason": exc.code, "message": exc.message,
                                                                "stores": stores},
                       status=UNAVAILABLE_STATUS.get(exc.code, 400))
@@ -55,7 +55,7 @@ def pass_page(request: HttpRequest) -> HttpResponse:
         "inside_since": timezone.localtime(inside.entered_at, store_zone(inside.store)).strftime("%H:%M")
         if inside else "",
         "store": store, "token": token, "qr_svg": pass_qr_svg(token=token), "entry_pass": entry_pass,
-        "timing": pass_timing(), "several_stores": Store.objects.count() > 1,
+        "timing": pass_timing(), "several_stores": stores_listed().count() > 1,
         "guest_cap": cap, "guest_window_s": window_s, "guest_choices": range(cap + 1),
     })
     response["X-Walkout-Pass"] = "1"  # the service worker keeps only real pass pages for offline use

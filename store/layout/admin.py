@@ -17,9 +17,10 @@ class ZoneInline(admin.TabularInline):
 
 @admin.register(Store)
 class StoreAdmin(admin.ModelAdmin):
-    """Stores: code, name, address, time zone, currency."""
-    list_display = ("code", "name", "currency", "capacity")
-    list_filter = ("currency",)
+    """Stores: code, name, address, time zone, currency, and whether shoppers are offered it (``listed``: off for
+    the throwaway stores emulate_store, replays and benchmarks create)."""
+    list_display = ("code", "name", "listed", "currency", "capacity")
+    list_filter = ("listed", "currency")
     search_fields = ("code", "name")
     inlines = (ZoneInline,)
 

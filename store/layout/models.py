@@ -21,6 +21,10 @@ class Store(models.Model):
                                 help_text="IANA time zone of the store (e.g. America/Los_Angeles): receipts, pages "
                                           "and e-mails show its local time; empty: the site's TIME_ZONE")
     address = models.CharField(max_length=300, blank=True, default="", help_text="street address, on receipts")
+    listed = models.BooleanField(default=True, help_text=(
+        "offered to shoppers on the entry-pass page; off for the throwaway stores that emulate_store, replays and "
+        "the benchmarks create (a new store of theirs is created unlisted; make demo lists its own), or for a "
+        "store not open to the public"))
 
     def __str__(self) -> str:
         return self.name

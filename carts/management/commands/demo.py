@@ -98,7 +98,7 @@ class Command(BaseCommand):
         host = addr if "://" in addr else f"http://{addr}"
         if no_serve:  # the score's F1 line stays the last line
             self._accounts(host, serving=False)
-        self._opening_stock(rec)
+        demo_store_prepare(rec)  # listed on the pass page, with its opening stock
         # the store runs live: the recording's devices are played against this site's own APIs (shelf controllers,
         # the store's tracker, the gate scanning the demo shopper's pass) and the store loop decides and bills
         try:
@@ -130,24 +130,32 @@ class Command(BaseCommand):
         if not serving:
             self.stdout.write("          (serve them with `make demo`, or `manage.py runserver` on this database)")
 
-    def _opening_stock(self, rec) -> None:
-        """The AutoCheckout data has no stock counts (plates are not zeroed): give every shelved product of the demo
-        store an opening stock of DEMO_OPENING_UNITS on its first facing, once, marked as the demo's."""
-        from django.db.models import Sum
 
-        from store.inventory.models import Facing, StockMovement
-        from store.inventory.services import catalogue_load, stock_record_restock
-        from store.layout.services import layout_load
+def demo_store_prepare(rec):
+    """The demo's store (``rec``'s, AutoCheckout's ``aifi-nanostore``) loaded (layout, catalogue) and listed: it is
+    the store the demo shopper enters, so the pass page offers it (``Store.listed``) even where an ``emulate_store``
+    run created it first, unlisted. The AutoCheckout data has no stock counts (plates are not zeroed): every shelved
+    product gets an opening stock of DEMO_OPENING_UNITS on its first facing, once, marked as the demo's. Returns the
+    Store."""
+    from django.db.models import Sum
 
-        store = layout_load(data=rec.store)
-        catalogue_load(store=store, products=rec.store["products"], facings=rec.store["facings"])
-        done = set()
-        for facing in Facing.objects.filter(bin__store=store).select_related("product", "bin").order_by("id"):
-            p = facing.product
-            if p.pk in done:
-                continue
-            done.add(p.pk)
-            level = StockMovement.objects.filter(product=p).aggregate(s=Sum("quantity"))["s"] or 0
-            if level <= 0 and not StockMovement.objects.filter(product=p, kind=StockMovement.Kind.RESTOCK).exists():
-                stock_record_restock(product=p, quantity=DEMO_OPENING_UNITS, bin=facing.bin, by="demo",
-                                     note="opening stock (demo)")
+    from store.inventory.models import Facing, StockMovement
+    from store.inventory.services import catalogue_load, stock_record_restock
+    from store.layout.models import Store
+    from store.layout.services import layout_load
+
+    store = layout_load(data=rec.store)
+    Store.objects.filter(pk=store.pk).update(listed=True)
+    catalogue_load(store=store, products=rec.store["products"], facings=rec.store["facings"])
+    done = set()
+    for facing in Facing.objects.filter(bin__store=store).select_related("product", "bin").order_by("id"):
+        p = facing.product
+        if p.pk in done:
+            continue
+        done.add(p.pk)
+        level = StockMovement.objects.filter(product=p).aggregate(s=Sum("quantity"))["s"] or 0
+        if level <= 0 and not StockMovement.objects.filter(product=p, kind=StockMovement.Kind.RESTOCK).exists():
+            stock_record_restock(product=p, quantity=DEMO_OPENING_UNITS, bin=facing.bin, by="demo",
+                                 note="opening stock (demo)")
+    store.refresh_from_db()
+    return store
