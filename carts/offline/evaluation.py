@@ -408,7 +408,7 @@ def offline_replay(recording, *, review_confidence: float = 0.6, settle_s: float
     (``carts.offline.simulation.parties_from_gates``, as the replay does); exits make a track ineligible ``settle_s``
     after them. With ``truth_events``, open review items are resolved by the oracle reviewer at the end, then each
     waiting put-back applies if its party holds the item, else goes to the oracle as a review of its own (as
-    ``carts.services.review_resolve`` settles them in the store). ``events``: shelf events already detected (e.g.
+    ``carts.services.review.review_resolve`` settles them in the store). ``events``: shelf events already detected (e.g.
     ``OfflineResult.events`` of an earlier run: a threshold sweep need not detect again). ``loop_config``: the
     loop's knobs (its ``review_confidence`` and ``settle_s`` are replaced by the arguments above).
     ``product_evidence``: the recogniser, ``(shelf event, decision) → {barcode: probability} | None`` (e.g.
