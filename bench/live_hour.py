@@ -88,9 +88,9 @@ def feed(minutes: float, shoppers: int, seed: int, prefix: str) -> None:
     import numpy as np
 
     from carts import runtime
-    from carts.offline.emulator import register
-    from carts.offline.replay import demo_shopper_ensure
-    from carts.offline.simulation import parties_from_gates
+    from carts.offline.emulator_devices import register
+    from carts.offline.simulation_truth import parties_from_gates
+    from store.accounts.demo import demo_shopper_ensure
     from store.gates.services import GateRefusal, pass_issue, visit_enter, visit_exit_scan
     from store.layout.models import Store
     from store.recording import TrackObservations
@@ -195,7 +195,9 @@ def feed(minutes: float, shoppers: int, seed: int, prefix: str) -> None:
 
 def _sim_chunk(shoppers: int, minutes: float, seed: int) -> dict:
     """One simulated session (in a pool process): what the feeder needs."""
-    from carts.offline.simulation import SimConfig, load_store, simulate
+    from carts.offline.simulation import simulate
+    from carts.offline.simulation_config import SimConfig
+    from carts.offline.simulation_store import load_store
 
     sim = simulate(load_store(DATA), SimConfig.at("default", shoppers=shoppers, minutes=minutes, seed=seed,
                                                   track_hz=TRACK_HZ))

@@ -15,7 +15,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-STORE = "walkout-sim"  # the simulated store's code (carts.offline.simulation.load_store)
+STORE = "walkout-sim"  # the simulated store's code (carts.offline.simulation_store.load_store)
 REDIS_DB = 12
 
 

@@ -3,7 +3,7 @@
 The recording's sources are merged in time order and fed to :class:`carts.pipeline.StorePipeline` in steps of
 ``step_s`` seconds of recording time: gate scans, then shopper-track keypoints, then each shelf controller's samples
 for the step, then ``advance``. Entries on one account within ``PARTY_WITHIN_S`` seconds are one party
-(``carts.offline.simulation.parties_from_gates``): the later visits join the first's (``store.gates.party``). With ``speed``
+(``carts.offline.simulation_truth.parties_from_gates``): the later visits join the first's (``store.gates.party``). With ``speed``
 set, the replay is paced against the wall clock (1.0 = real time),
 which the live demo uses so that a shopper's phone sees the cart change as it happened.
 """
@@ -31,7 +31,7 @@ from store.recording import GateScan, Recording
 
 from carts.offline.steps import recording_steps
 from carts.pipeline import PipelineStats, StorePipeline
-from .simulation import parties_from_gates
+from .simulation_truth import parties_from_gates
 
 log = logging.getLogger(__name__)
 
