@@ -9,7 +9,7 @@ import uuid
 from pathlib import Path
 
 from live_session import DATA, TRACK_HZ, simulate_session
-from live_stack import STORE, Procs, manage, postgres_database, production_env, redis_cleanup, say
+from live_stack import STORE, Procs, manage, production_env, redis_cleanup, say
 
 #: the entry point, which runs :func:`feed` as a subprocess (``--_feed``)
 ENTRY = str(Path(__file__).resolve().with_name("bench_live.py"))
@@ -26,7 +26,9 @@ def run_hour(args, work: Path) -> dict:
     try:
         import psutil
 
-        with postgres_database() as url:
+        from tests.services import postgres_database  # the repository root is on sys.path (bench_live.py)
+
+        with postgres_database("walkout_bench") as url:
             env = production_env(url, prefix, work / "raw-hour")
             rec = work / "sim-hour-store"
             simulate_session(2, 1.5, 1.0, args.seed, rec)  # only its store.json is loaded
