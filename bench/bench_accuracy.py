@@ -9,8 +9,8 @@ simulated product recogniser (``carts.offline.simulation_products``: a likelihoo
 one table prints both: exact/review/F1 and the look-alike (a take with a product of matching weight on the same or
 a neighbouring facing), pick and misplaced scenarios.
 
-Levels (:data:`LEVELS`): ``easy``, ``default`` and ``hard`` are ``carts.offline.simulation_config.DIFFICULTIES`` at 4 shoppers a
-minute (~6 inside at once); ``crowded`` is the default difficulty at the arrival rate of 200 shoppers in 30
+Levels (:data:`LEVELS`): ``easy``, ``default`` and ``hard`` are ``carts.offline.simulation_config.DIFFICULTIES`` at 4
+shoppers a minute (~6 inside at once); ``crowded`` is the default difficulty at the arrival rate of 200 shoppers in 30
 minutes (~10 inside at once, the busiest sessions the issue measured). Each level runs ``--sessions`` sessions
 (seeds) of :data:`SHOPPERS` shoppers in the real AutoCheckout store layout: ≥ 1,000 receipts per level over ≥ 20
 seeds, so that each figure's 95 % interval is about ±1 point or narrower.

@@ -38,7 +38,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-#: floor of one room (the NanoStore with its share of the front: ~6 m × 3.4 m, carts.offline.simulation_config.ROOM_PITCH_M)
+#: floor of one room (the NanoStore with its share of the front: ~6 m × 3.4 m,
+#: carts.offline.simulation_config.ROOM_PITCH_M)
 ROOM_M2 = 20.5
 DATA = Path(os.environ.get("WALKOUT_SHARED", ROOT.parent / "shared")) / "datasets" / "autocheckout"
 

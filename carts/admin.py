@@ -71,8 +71,8 @@ class ReviewItemAdmin(admin.ModelAdmin):
 
 @admin.register(Dispute)
 class DisputeAdmin(admin.ModelAdmin):
-    """Disputes are decided on ``/visits/disputes/`` (``carts.services.disputes.dispute_decide`` refunds through billing);
-    the admin shows them read-only so no decision skips that service."""
+    """Disputes are decided on ``/visits/disputes/`` (``carts.services.disputes.dispute_decide`` refunds through
+    billing); the admin shows them read-only so no decision skips that service."""
 
     list_display = ("id", "receipt_line", "opened_by", "kind", "quantity", "status", "created_at", "decided_by")
     list_filter = ("status", "kind")

@@ -244,8 +244,8 @@ def review_console_view(request: HttpRequest, review_id: int) -> HttpResponse:
 @require_POST
 @staff_required
 def review_undo_view(request: HttpRequest, review_id: int) -> HttpResponse:
-    """``POST /manage/reviews/<review_id>/undo/``: take the decision back (``carts.services.review.review_undo``) and show
-    the item again; after the window, the refusal and its reason as a message."""
+    """``POST /manage/reviews/<review_id>/undo/``: take the decision back (``carts.services.review.review_undo``) and
+    show the item again; after the window, the refusal and its reason as a message."""
     item = get_object_or_404(ReviewItem, pk=review_id)
     try:
         decided_at = datetime.fromisoformat(request.POST.get("decided_at", ""))

@@ -52,8 +52,8 @@ class ReviewItem(models.Model):
     ``fusion``), else opens it for people. A waiting item keeps its visit's checkout waiting, as an open one does.
 
     A person's decision made from the review console is **held** until ``undo_until`` (``settings.WALKOUT
-    ["REVIEW_UNDO_S"]`` seconds): it may be undone until then (``carts.services.review.review_undo``) and keeps its visits'
-    checkouts waiting as an open item does; ``carts.services.review.review_holds_release`` then bills them.
+    ["REVIEW_UNDO_S"]`` seconds): it may be undone until then (``carts.services.review.review_undo``) and keeps its
+    visits' checkouts waiting as an open item does; ``carts.services.review.review_holds_release`` then bills them.
     """
 
     class Status(models.TextChoices):
@@ -83,8 +83,8 @@ class ReviewItem(models.Model):
 
 class Dispute(models.Model):
     """A shopper disputes one line of a receipt ("I didn't take this" / "wrong quantity"): a review task for the
-    store (``carts.services.disputes.dispute_open`` / ``dispute_decide``). An accepted dispute refunds ``quantity`` units of
-    the line through ``billing.receipt_refund_line``; the billed receipt itself is never edited."""
+    store (``carts.services.disputes.dispute_open`` / ``dispute_decide``). An accepted dispute refunds ``quantity``
+    units of the line through ``billing.receipt_refund_line``; the billed receipt itself is never edited."""
 
     class Kind(models.TextChoices):
         NOT_TAKEN = "not_taken", "I didn't take this"

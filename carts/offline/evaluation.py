@@ -405,9 +405,9 @@ def offline_replay(recording, *, review_confidence: float = 0.6, settle_s: float
     ``gates``, ``t_start``, ``t_end``) through the store loop (``carts.loop.StoreLoop``, the live store's own
     orchestrator) with its outputs kept in memory (:class:`MemorySink`), fed in steps of ``step_s`` seconds.
     Visits are the gate entries; a party is one account's entries within ``party_within_s``
-    (``carts.offline.simulation_truth.parties_from_gates``, as the replay does); exits make a track ineligible ``settle_s``
-    after them. With ``truth_events``, open review items are resolved by the oracle reviewer at the end, then each
-    waiting put-back applies if its party holds the item, else goes to the oracle as a review of its own (as
+    (``carts.offline.simulation_truth.parties_from_gates``, as the replay does); exits make a track ineligible
+    ``settle_s`` after them. With ``truth_events``, open review items are resolved by the oracle reviewer at the end,
+    then each waiting put-back applies if its party holds the item, else goes to the oracle as a review of its own (as
     ``carts.services.review.review_resolve`` settles them in the store). ``events``: shelf events already detected (e.g.
     ``OfflineResult.events`` of an earlier run: a threshold sweep need not detect again). ``loop_config``: the
     loop's knobs (its ``review_confidence`` and ``settle_s`` are replaced by the arguments above).

@@ -3,8 +3,8 @@
 The recording's sources are merged in time order and fed to :class:`carts.pipeline.StorePipeline` in steps of
 ``step_s`` seconds of recording time: gate scans, then shopper-track keypoints, then each shelf controller's samples
 for the step, then ``advance``. Entries on one account within ``PARTY_WITHIN_S`` seconds are one party
-(``carts.offline.simulation_truth.parties_from_gates``): the later visits join the first's (``store.gates.party``). With ``speed``
-set, the replay is paced against the wall clock (1.0 = real time),
+(``carts.offline.simulation_truth.parties_from_gates``): the later visits join the first's (``store.gates.party``). With
+``speed`` set, the replay is paced against the wall clock (1.0 = real time),
 which the live demo uses so that a shopper's phone sees the cart change as it happened.
 """
 from __future__ import annotations
@@ -276,8 +276,8 @@ def replay_recording(recording: Recording, *, session: str | None = None, shoppe
 def billed_receipts(*, session: str) -> dict[str, dict[str, int]]:
     """What was billed in ``session``, keyed by the visit's shopper track id: {track: {barcode: quantity}}: the
     receipt lines, less the units refunded since, plus the units charged since by review corrections (cart events
-    whose evidence records a ``correction`` of kind ``charge``, ``carts.services.review.review_resolve``), less the units
-    of those a later put-back took back (a ``refund`` correction's ``from_unpaid`` and ``from_charges``).
+    whose evidence records a ``correction`` of kind ``charge``, ``carts.services.review.review_resolve``), less the
+    units of those a later put-back took back (a ``refund`` correction's ``from_unpaid`` and ``from_charges``).
 
     A visit that was not billed (open, under review, payment failed) counts as an empty receipt.
     """

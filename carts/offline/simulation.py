@@ -1,9 +1,9 @@
 """Store-session simulator with known truth (``manage.py simulate``; pure NumPy, no Django).
 
 It writes a recording (docs/recording-format.md) of a real store layout — the AiFi NanoStore of the AutoCheckout
-data (``store_meta``, converted by ``carts.offline.autocheckout_store.convert_layout``) with its real catalogue and planogram
-(BENCHMARK-1 ``products.json``/``planogram.json``) — in which simulated shoppers walk between shelves, pick, put
-back (into the right bin or a wrong one), take several units at once, come in parties and hand items to each
+data (``store_meta``, converted by ``carts.offline.autocheckout_store.convert_layout``) with its real catalogue and
+planogram (BENCHMARK-1 ``products.json``/``planogram.json``) — in which simulated shoppers walk between shelves, pick,
+put back (into the right bin or a wrong one), take several units at once, come in parties and hand items to each
 other, crowd at one shelf, reach across one another and leave while a plate still swings. Beside the recording's
 ``truth.json`` it writes ``truth_events.json``: every true shelf interaction with its scenario labels.
 

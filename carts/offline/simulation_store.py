@@ -28,7 +28,8 @@ def load_store(autocheckout: str | Path) -> SimStore:
     """The AiFi NanoStore from the AutoCheckout data folder (``store_meta/``, ``BENCHMARK-1/products.json`` and
     ``planogram.json``, ``aim3s/product_info.json``), with entry and exit zones at the store front.
 
-    Raises FileNotFoundError naming a missing file (``carts.offline.autocheckout_store.AutoCheckoutError`` for a malformed one).
+    Raises FileNotFoundError naming a missing file (``carts.offline.autocheckout_store.AutoCheckoutError`` for a
+    malformed one).
     """
     from carts.offline.autocheckout import convert_catalogue
     from carts.offline.autocheckout_store import convert_layout

@@ -197,8 +197,8 @@ def _refuse(code: str, message: str, gate: Gate) -> GateRefusal:
 
 
 def _cart_push(visit: Visit) -> None:
-    """Push ``visit``'s cart snapshot to the shopper's app (``carts.services.ledger.cart_publish``, after commit), so the
-    phone turns to the live cart at the gate and shows the exit at once."""
+    """Push ``visit``'s cart snapshot to the shopper's app (``carts.services.ledger.cart_publish``, after commit), so
+    the phone turns to the live cart at the gate and shows the exit at once."""
     hooks.cart_push(visit=visit)
 
 
@@ -490,8 +490,8 @@ def visit_last_activity(*, visit: Visit) -> datetime:
 def visit_abandon(*, visit: Visit, reason: str, at: datetime | None = None):
     """End an open (``admitted``/``shopping``) visit that nobody will see leave any more: it goes ``exited``
     (``reason`` logged, at ``at``, default now, never before the entry) and is checked out at once
-    (``carts.services.checkout.visit_checkout``: billed for what its cart holds, ``under_review`` while a review names it,
-    or ``payment_failed``). Returns ``(visit, receipt or None)``. Raises :class:`VisitStateError` for a visit that
+    (``carts.services.checkout.visit_checkout``: billed for what its cart holds, ``under_review`` while a review names
+    it, or ``payment_failed``). Returns ``(visit, receipt or None)``. Raises :class:`VisitStateError` for a visit that
     is not open."""
     at = max(at or timezone.now(), visit.entered_at)
     if visit.state not in (S.ADMITTED, S.SHOPPING):
