@@ -9,8 +9,8 @@ simulated product recogniser (``carts.offline.simulation_products``: a likelihoo
 one table prints both: exact/review/F1 and the look-alike (a take with a product of matching weight on the same or
 a neighbouring facing), pick and misplaced scenarios.
 
-Levels (:data:`LEVELS`): ``easy``, ``default`` and ``hard`` are ``carts.offline.simulation.DIFFICULTIES`` at 4 shoppers a
-minute (~6 inside at once); ``crowded`` is the default difficulty at the arrival rate of 200 shoppers in 30
+Levels (:data:`LEVELS`): ``easy``, ``default`` and ``hard`` are ``carts.offline.simulation_config.DIFFICULTIES`` at 4
+shoppers a minute (~6 inside at once); ``crowded`` is the default difficulty at the arrival rate of 200 shoppers in 30
 minutes (~10 inside at once, the busiest sessions the issue measured). Each level runs ``--sessions`` sessions
 (seeds) of :data:`SHOPPERS` shoppers in the real AutoCheckout store layout: ≥ 1,000 receipts per level over ≥ 20
 seeds, so that each figure's 95 % interval is about ±1 point or narrower.
@@ -83,7 +83,9 @@ def run_session(args: tuple[str, int, int, float]) -> dict:
 
     logging.disable(logging.WARNING)
     from carts.offline.evaluation import confidence_outcomes, evaluate_session, offline_replay
-    from carts.offline.simulation import SimConfig, load_store, simulate
+    from carts.offline.simulation import simulate
+    from carts.offline.simulation_config import SimConfig
+    from carts.offline.simulation_store import load_store
 
     level, seed, shoppers, main = args
     difficulty, per_shopper, fixed = LEVELS[level]
@@ -119,7 +121,9 @@ def run_session_products(args: tuple[str, int, int, float]) -> dict:
 
     logging.disable(logging.WARNING)
     from carts.offline.evaluation import evaluate_session, offline_replay, planogram_from_store
-    from carts.offline.simulation import SimConfig, load_store, simulate
+    from carts.offline.simulation import simulate
+    from carts.offline.simulation_config import SimConfig
+    from carts.offline.simulation_store import load_store
     from carts.offline.simulation_products import ProductEvidence, simulate_recognition, with_lookalike_label
 
     level, seed, shoppers, thr = args

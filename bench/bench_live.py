@@ -73,7 +73,6 @@ from live_stack import (
     _sigterm,
     free_port,
     manage,
-    postgres_database,
     production_env,
     reachable,
     redis_cleanup,
@@ -104,7 +103,9 @@ def run_size(n: int, args, work: Path) -> dict:
     row = {"n": n, **info}
     sampler = None
     try:
-        with postgres_database() as url:
+        from tests.services import postgres_database  # the repository root is on sys.path (above)
+
+        with postgres_database("walkout_bench") as url:
             env = production_env(url, prefix, work / f"raw-n{n}")
             manage(["migrate", "-v0"], env)
             manage(["load_store", str(rec)], env)

@@ -38,7 +38,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-#: floor of one room (the NanoStore with its share of the front: ~6 m × 3.4 m, carts.offline.simulation.ROOM_PITCH_M)
+#: floor of one room (the NanoStore with its share of the front: ~6 m × 3.4 m,
+#: carts.offline.simulation_config.ROOM_PITCH_M)
 ROOM_M2 = 20.5
 DATA = Path(os.environ.get("WALKOUT_SHARED", ROOT.parent / "shared")) / "datasets" / "autocheckout"
 
@@ -54,10 +55,13 @@ def run(shoppers: int, minutes: float, seed: int, profile: bool, rooms: int = 1)
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # throwaway bench accounts
     call_command("migrate", verbosity=0)
     from carts import runtime
-    from carts.offline.emulator import register
+    from carts.offline.emulator_devices import register
     from carts.offline.steps import recording_steps
     from store.accounts.demo import demo_shopper_ensure
-    from carts.offline.simulation import SimConfig, load_store, parties_from_gates, simulate
+    from carts.offline.simulation import simulate
+    from carts.offline.simulation_config import SimConfig
+    from carts.offline.simulation_store import load_store
+    from carts.offline.simulation_truth import parties_from_gates
     from store.gates.services import GateRefusal, pass_issue, visit_enter, visit_exit_scan
     from store.inventory.services import catalogue_load
     from store.layout.models import Store

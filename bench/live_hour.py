@@ -9,7 +9,7 @@ import uuid
 from pathlib import Path
 
 from live_session import DATA, TRACK_HZ, simulate_session
-from live_stack import STORE, Procs, manage, postgres_database, production_env, redis_cleanup, say
+from live_stack import STORE, Procs, manage, production_env, redis_cleanup, say
 
 #: the entry point, which runs :func:`feed` as a subprocess (``--_feed``)
 ENTRY = str(Path(__file__).resolve().with_name("bench_live.py"))
@@ -26,7 +26,9 @@ def run_hour(args, work: Path) -> dict:
     try:
         import psutil
 
-        with postgres_database() as url:
+        from tests.services import postgres_database  # the repository root is on sys.path (bench_live.py)
+
+        with postgres_database("walkout_bench") as url:
             env = production_env(url, prefix, work / "raw-hour")
             rec = work / "sim-hour-store"
             simulate_session(2, 1.5, 1.0, args.seed, rec)  # only its store.json is loaded
@@ -88,9 +90,9 @@ def feed(minutes: float, shoppers: int, seed: int, prefix: str) -> None:
     import numpy as np
 
     from carts import runtime
-    from carts.offline.emulator import register
-    from carts.offline.replay import demo_shopper_ensure
-    from carts.offline.simulation import parties_from_gates
+    from carts.offline.emulator_devices import register
+    from carts.offline.simulation_truth import parties_from_gates
+    from store.accounts.demo import demo_shopper_ensure
     from store.gates.services import GateRefusal, pass_issue, visit_enter, visit_exit_scan
     from store.layout.models import Store
     from store.recording import TrackObservations
@@ -195,7 +197,9 @@ def feed(minutes: float, shoppers: int, seed: int, prefix: str) -> None:
 
 def _sim_chunk(shoppers: int, minutes: float, seed: int) -> dict:
     """One simulated session (in a pool process): what the feeder needs."""
-    from carts.offline.simulation import SimConfig, load_store, simulate
+    from carts.offline.simulation import simulate
+    from carts.offline.simulation_config import SimConfig
+    from carts.offline.simulation_store import load_store
 
     sim = simulate(load_store(DATA), SimConfig.at("default", shoppers=shoppers, minutes=minutes, seed=seed,
                                                   track_hz=TRACK_HZ))

@@ -24,7 +24,9 @@ def simulate_session(n: int, minutes: float, events: float, seed: int, out: Path
     by the emulator and the offline run at once, where ``csv`` takes minutes at 50 shoppers)."""
     import numpy as np
 
-    from carts.offline.simulation import SimConfig, load_store, simulate, write_simulation
+    from carts.offline.simulation import simulate, write_simulation
+    from carts.offline.simulation_config import SimConfig
+    from carts.offline.simulation_store import load_store
 
     done = out / "bench-session.json"
     key = {"n": n, "minutes": minutes, "events": events, "seed": seed, "rooms": rooms, "shelves": shelves}
@@ -52,7 +54,7 @@ def simulate_session(n: int, minutes: float, events: float, seed: int, out: Path
 def offline_f1(rec_path: Path) -> float:
     """F1 of the offline run of the recording (the store loop in memory, the oracle reviewer)."""
     from carts.offline.evaluation import evaluate_session, offline_replay
-    from carts.offline.simulation import read_truth_events
+    from carts.offline.simulation_truth import read_truth_events
     from store.recording import read_recording
 
     rec = read_recording(rec_path)
@@ -104,8 +106,9 @@ def prepare(rec_path: str, out: str) -> None:
     # throwaway bench accounts: a fast hasher (PBKDF2 costs ~0.3 s per account on a busy 2-core machine)
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
-    from carts.offline.replay import DEMO_SHOPPER, PARTY_WITHIN_S, demo_shopper_ensure
-    from carts.offline.simulation import parties_from_gates
+    from carts.offline.replay import PARTY_WITHIN_S
+    from carts.offline.simulation_truth import parties_from_gates
+    from store.accounts.demo import DEMO_SHOPPER, demo_shopper_ensure
     from store.layout.models import Store
     from store.recording import GATES, read_gates
 

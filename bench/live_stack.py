@@ -1,5 +1,5 @@
 """Process and stack management of ``bench/bench_live.py``: child processes in their own process groups (:class:`Procs`),
-a fresh PostgreSQL database, the production environment on the local services, ``manage.py`` calls and the run's
+the production environment on the local services, ``manage.py`` calls and the run's
 Redis keys."""
 from __future__ import annotations
 
@@ -10,12 +10,11 @@ import subprocess
 import sys
 import time
 import uuid
-from contextlib import contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-STORE = "walkout-sim"  # the simulated store's code (carts.offline.simulation.load_store)
+STORE = "walkout-sim"  # the simulated store's code (carts.offline.simulation_store.load_store)
 REDIS_DB = 12
 
 
@@ -96,21 +95,6 @@ class Procs:
 
 def _sigterm(*_):
     raise KeyboardInterrupt("SIGTERM")
-
-
-@contextmanager
-def postgres_database():
-    """A fresh PostgreSQL database (trust auth, user postgres), dropped afterwards (tests/services.py)."""
-    import psycopg
-
-    name = f"walkout_bench_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"postgres://postgres@127.0.0.1:5432/{name}"
-    finally:
-        with psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def production_env(database_url: str, prefix: str, raw_dir: Path) -> dict[str, str]:

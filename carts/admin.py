@@ -1,5 +1,5 @@
 """Admin for the cart ledger and the review queue. The ledger is append-only, so CartEvent and Cart are read-only
-here; review items are decided through ``carts.services.review_resolve`` (the dashboard, or the action below)."""
+here; review items are decided through ``carts.services.review.review_resolve`` (the dashboard, or the action below)."""
 from __future__ import annotations
 
 from django.contrib import admin, messages
@@ -71,8 +71,8 @@ class ReviewItemAdmin(admin.ModelAdmin):
 
 @admin.register(Dispute)
 class DisputeAdmin(admin.ModelAdmin):
-    """Disputes are decided on ``/visits/disputes/`` (``carts.services.dispute_decide`` refunds through billing);
-    the admin shows them read-only so no decision skips that service."""
+    """Disputes are decided on ``/visits/disputes/`` (``carts.services.disputes.dispute_decide`` refunds through
+    billing); the admin shows them read-only so no decision skips that service."""
 
     list_display = ("id", "receipt_line", "opened_by", "kind", "quantity", "status", "created_at", "decided_by")
     list_filter = ("status", "kind")

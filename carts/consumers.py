@@ -11,8 +11,8 @@ visit starting).
 Server → client messages (plain JSON, money in integer minor units):
 
 * ``{"type": "snapshot", "visit", "seq", "state", "currency", "lines": [...], "under_review", "total_minor",
-  "receipt"}`` — a full cart snapshot (contract in ``carts.services``), on connect, on every change, and in answer
-  to ``resync``. ``seq`` grows with each change; a client that sees a gap sends ``resync``.
+  "receipt"}`` — a full cart snapshot (contract in ``carts.services.ledger``), on connect, on every change, and in
+  answer to ``resync``. ``seq`` grows with each change; a client that sees a gap sends ``resync``.
 * ``{"type": "waiting"}`` — ``ws/shopper/`` only: the shopper has no live visit now.
 * ``{"type": "error", "error": str}`` — the client's message was not understood; the socket stays open.
 

@@ -9,14 +9,14 @@ URLs (``carts.dashboard_urls``, mounted at ``/manage/``, namespace ``dashboard``
 * ``visits/<visit_id>/`` (``dashboard:visit``): GET, transitions, cart events with evidence, payments, receipt.
 * ``reviews/<review_id>/resolve/`` (``dashboard:review_resolve``): POST (CSRF), form fields ``visit`` (visit id, or
   empty: nobody took it), ``barcode`` (or empty), ``quantity`` (signed units, + taken, − put back); calls
-  ``carts.services.review_resolve`` and redirects back to the queue with a message.
+  ``carts.services.review.review_resolve`` and redirects back to the queue with a message.
   The decision is held for ``WALKOUT["REVIEW_UNDO_S"]`` seconds (undoable; its visits are billed after). Field
   ``next=console``: go on to the next open item's console instead of the dashboard.
 * ``reviews/<review_id>/`` (``dashboard:review``): GET, the review console (``carts.review_console``): sentences,
   weight trace, shelf plan, camera clips, answers; ``?answer=KEY`` shows the confirmation of one answer, naming
   the customer and the amount, before anything is posted.
 * ``reviews/<review_id>/undo/`` (``dashboard:review_undo``): POST (CSRF), field ``decided_at`` (ISO time of the
-  decision); ``carts.services.review_undo``; refused after the window with the reason.
+  decision); ``carts.services.review.review_undo``; refused after the window with the reason.
 * ``reviews/<review_id>/clip/<camera>/<file>`` (``dashboard:review_clip``): GET, one JPEG frame of a review clip.
 * ``reports/`` (``dashboard:reports``): GET ``?store=<code>&days=7|30|90``: sales per day (a chart), top sellers and
   the review rate per day of one store (``carts.reports``).
@@ -244,8 +244,8 @@ def review_console_view(request: HttpRequest, review_id: int) -> HttpResponse:
 @require_POST
 @staff_required
 def review_undo_view(request: HttpRequest, review_id: int) -> HttpResponse:
-    """``POST /manage/reviews/<review_id>/undo/``: take the decision back (``carts.services.review_undo``) and show
-    the item again; after the window, the refusal and its reason as a message."""
+    """``POST /manage/reviews/<review_id>/undo/``: take the decision back (``carts.services.review.review_undo``) and
+    show the item again; after the window, the refusal and its reason as a message."""
     item = get_object_or_404(ReviewItem, pk=review_id)
     try:
         decided_at = datetime.fromisoformat(request.POST.get("decided_at", ""))

@@ -55,7 +55,7 @@ def receipt_email_send(*, receipt_id: int) -> bool:
 
 def receipt_email_schedule(*, receipt) -> None:
     """Send the receipt's email copy (:func:`receipt_email_send`) once the current transaction commits (at once
-    outside a transaction). Called at the end of ``carts.services.visit_checkout``."""
+    outside a transaction). Called at the end of ``carts.services.checkout.visit_checkout``."""
     receipt_id = receipt.pk
     transaction.on_commit(lambda: receipt_email_send(receipt_id=receipt_id))
 

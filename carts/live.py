@@ -62,7 +62,7 @@ def recording_cast(recording) -> list[tuple[str, int | None]]:
     it has entries that are not a party's guests."""
     # lazy: offline tooling, loaded when a manager looks at a recording (tests/test_runtime_no_offline.py)
     from .offline.replay import PARTY_WITHIN_S
-    from .offline.simulation import parties_from_gates
+    from .offline.simulation_truth import parties_from_gates
 
     party_of = parties_from_gates(recording.gates, within_s=PARTY_WITHIN_S)
     entries = sum(1 for g in recording.gates if g.kind == "entry" and party_of.get(g.track, g.track) == g.track)

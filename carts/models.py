@@ -48,12 +48,12 @@ class ReviewItem(models.Model):
 
     ``waiting``: not for people yet — a put-back fusion did attribute, of an item whose pick is itself in review
     (``follows`` that item; the decision is kept in ``resolution``). When the followed item is resolved,
-    ``carts.services.review_resolve`` applies it if the shopper's party then holds the item (``resolved`` by
+    ``carts.services.review.review_resolve`` applies it if the shopper's party then holds the item (``resolved`` by
     ``fusion``), else opens it for people. A waiting item keeps its visit's checkout waiting, as an open one does.
 
     A person's decision made from the review console is **held** until ``undo_until`` (``settings.WALKOUT
-    ["REVIEW_UNDO_S"]`` seconds): it may be undone until then (``carts.services.review_undo``) and keeps its visits'
-    checkouts waiting as an open item does; ``carts.services.review_holds_release`` then bills them.
+    ["REVIEW_UNDO_S"]`` seconds): it may be undone until then (``carts.services.review.review_undo``) and keeps its
+    visits' checkouts waiting as an open item does; ``carts.services.review.review_holds_release`` then bills them.
     """
 
     class Status(models.TextChoices):
@@ -75,7 +75,7 @@ class ReviewItem(models.Model):
     undo_until = models.DateTimeField(
         null=True, blank=True,
         help_text="a person's decision may be undone until then (UTC); the visits it names are not billed before "
-                  "(carts.services.review_undo / review_holds_release); empty: final")
+                  "(carts.services.review.review_undo / review_holds_release); empty: final")
 
     class Meta:
         ordering = ["status", "-created_at"]
@@ -83,8 +83,8 @@ class ReviewItem(models.Model):
 
 class Dispute(models.Model):
     """A shopper disputes one line of a receipt ("I didn't take this" / "wrong quantity"): a review task for the
-    store (``carts.services.dispute_open`` / ``dispute_decide``). An accepted dispute refunds ``quantity`` units of
-    the line through ``billing.receipt_refund_line``; the billed receipt itself is never edited."""
+    store (``carts.services.disputes.dispute_open`` / ``dispute_decide``). An accepted dispute refunds ``quantity``
+    units of the line through ``billing.receipt_refund_line``; the billed receipt itself is never edited."""
 
     class Kind(models.TextChoices):
         NOT_TAKEN = "not_taken", "I didn't take this"

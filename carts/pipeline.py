@@ -7,7 +7,7 @@ with the shopper tracks' hands, the carts of the eligible visits and their parti
 queue, with the evidence) → live cart push; visits bound to tracks at the gate (``gates``), parties
 (``gates.party``); exits → checkout after the settle time (cart → receipt → capture, ``billing``). An event that
 still reaches a billed visit goes to review, whose resolution issues the correction through billing
-(``carts.services.review_resolve``).
+(``carts.services.review.review_resolve``).
 
 Every write is idempotent on the shelf event (shelf events on session, bin and start; fusion's cart events and
 review items on their shelf event; checkouts on the visit), so a loop restored from a checkpoint that decides an
@@ -231,7 +231,7 @@ class DatabaseSink:
 
     def exit_tags(self, track: str, attribution) -> None:
         """The tags that left with ``track``'s shopper (``sensors.rfid.ExitAttribution``) go on the visit's receipt
-        (``carts.services.visit_exit_tags_apply``) just before its checkout; tags shared with another party are
+        (``carts.services.checkout.visit_exit_tags_apply``) just before its checkout; tags shared with another party are
         raised as an alert for people."""
         visit = self.visits.get(track)
         if visit is None:

@@ -101,7 +101,8 @@ class ReachLookConfig:
     max_reach_s: float = 10.0
     #: The combined change must be at least this many sd of the plates' noise (the detector needs 5)…
     gate_k: float = 3.0
-    #: …and at least this many grams (the lightest products sold are 20 g, ``carts.offline.simulation.MIN_PICK_WEIGHT_G``).
+    #: …and at least this many grams (the lightest products sold are 20 g,
+    #: ``carts.offline.simulation_config.MIN_PICK_WEIGHT_G``).
     min_delta_g: float = 8.0
     #: Prior that a reach the detector saw nothing of moved nothing.
     nothing_prior: float = 0.7

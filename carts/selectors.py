@@ -35,9 +35,9 @@ OPEN_STATES: tuple[str, ...] = (
 
 
 def snapshot_display(snapshot: dict) -> dict:
-    """A cart snapshot (``carts.services`` contract) plus display strings, for the server-rendered page: each line
-    gains ``unit_price_display``, ``line_total_display`` and ``senses_display`` (``store.billing.senses.senses_words``), the
-    snapshot ``total_display``."""
+    """A cart snapshot (``carts.services.ledger.cart_snapshot`` contract) plus display strings, for the server-rendered
+    page: each line gains ``unit_price_display``, ``line_total_display`` and ``senses_display``
+    (``store.billing.senses.senses_words``), the snapshot ``total_display``."""
     cur = snapshot["currency"]
     return {
         **snapshot,

@@ -29,8 +29,8 @@ from .services.ledger import cart_line_data
 
 def _cart_data(visits: list[Visit]) -> dict[int, list[ReceiptLineData]]:
     """``{visit id: its cart as ReceiptLineData, by product id}`` from the cart ledgers of ``visits``, in two
-    queries; the same rule as ``carts.services.cart_lines`` (products summing to ≤ 0 are not in the cart; catalogue
-    prices and tax categories now)."""
+    queries; the same rule as ``carts.services.ledger.cart_lines`` (products summing to ≤ 0 are not in the cart;
+    catalogue prices and tax categories now)."""
     currency = {v.pk: v.store.currency for v in visits}
     rows = list(CartEvent.objects.filter(visit_id__in=list(currency)).values("visit_id", "product_id")
                 .annotate(q=Sum("quantity")).filter(q__gt=0).order_by("visit_id", "product_id"))
@@ -287,7 +287,7 @@ def sales_today(*, now: datetime | None = None) -> list[SalesRow]:
 @dataclass(frozen=True)
 class OpenCart:
     """A visit whose cart is live (:data:`OPEN_STATES`) and its cart now: ``lines`` as ``{"barcode", "name",
-    "quantity", "line_total_display"}`` (the ``carts.services.cart_lines`` rule: products summing to ≤ 0 are not
+    "quantity", "line_total_display"}`` (the ``carts.services.ledger.cart_lines`` rule: products summing to ≤ 0 are not
     in the cart; catalogue prices now), ``tax_minor`` the tax the cart would bear if billed now and its display
     ("" when none), ``total_minor`` (with that tax, as the shopper's cart and the receipt show it) and its display,
     ``open_reviews`` naming the visit."""

@@ -1,5 +1,5 @@
-"""Dispute reads for the shopper's receipt page and the managers' dispute queue (writes: ``carts.services``
-``dispute_open`` / ``dispute_decide``). Access is checked by the callers (``carts.views``)."""
+"""Dispute reads for the shopper's receipt page and the managers' dispute queue (writes:
+``carts.services.disputes.dispute_open`` / ``dispute_decide``). Access is checked by the callers (``carts.views``)."""
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -66,7 +66,7 @@ def replay_recording_task(path: str, session: str, speed: float | None = None,
 @shared_task(acks_late=True)
 def review_holds_release_task() -> int:
     """Make final the review decisions whose undo window has passed and bill the visits they kept waiting
-    (``carts.services.review_holds_release``). Idempotent; queued by each held decision and run by beat."""
+    (``carts.services.review.review_holds_release``). Idempotent; queued by each held decision and run by beat."""
     return len(review_holds_release())
 
 

@@ -9,9 +9,10 @@ URLs (``carts.urls``, mounted at ``/visits/``, namespace ``carts``):
 * ``receipts/`` (``carts:receipts``) and ``receipts/<receipt_id>/`` (``carts:receipt``): the receipts, and one
   receipt with the cart events behind each line, its payment state, and each line's dispute.
 * ``receipts/<receipt_id>/lines/<line_id>/dispute/`` (``carts:dispute_open``): POST (CSRF), the shopper disputes a
-  line (``carts.forms.DisputeForm``; ``carts.services.dispute_open``); back to the receipt with a message.
+  line (``carts.forms.DisputeForm``; ``carts.services.disputes.dispute_open``); back to the receipt with a message.
 * ``disputes/`` (``carts:disputes``, managers only): the dispute queue; ``disputes/<id>/decide/``
-  (``carts:dispute_decide``): POST (CSRF), accept (refund the line) or reject (``carts.services.dispute_decide``).
+  (``carts:dispute_decide``): POST (CSRF), accept (refund the line) or reject
+  (``carts.services.disputes.dispute_decide``).
 """
 from __future__ import annotations
 

@@ -86,9 +86,9 @@ def _fresh_store_loop():
 
 @pytest.fixture(autouse=True)
 def _no_review_release_timer(monkeypatch):
-    """A held review decision (carts.services.review_resolve with hold_s) is released from a timer thread in the
+    """A held review decision (carts.services.review.review_resolve with hold_s) is released from a timer thread in the
     embedded profile; in tests that timer would fire after the test, on a closed test database. Tests release held
-    decisions themselves (carts.services.review_holds_release)."""
+    decisions themselves (carts.services.review.review_holds_release)."""
     monkeypatch.setattr("carts.services.review._release_schedule", lambda **kwargs: None)
 
 

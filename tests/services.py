@@ -30,12 +30,14 @@ def require(name: str, addr: tuple[str, int]) -> None:
 
 
 @contextmanager
-def postgres_database():
-    """A fresh PostgreSQL database (trust auth, user postgres), dropped afterwards. Yields its URL."""
+def postgres_database(prefix: str = "walkout_test"):
+    """A fresh PostgreSQL database ``<prefix>_<10 hex digits>`` (trust auth, user postgres), dropped afterwards (with
+    ``FORCE``: connections still open are closed). Yields its URL. Skips (fails in CI) where PostgreSQL is not
+    reachable. ``bench/bench_live.py`` uses it too (``prefix="walkout_bench"``)."""
     require("PostgreSQL", PG)
     import psycopg
 
-    name = f"walkout_test_{uuid.uuid4().hex[:10]}"
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
     with psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
     try:

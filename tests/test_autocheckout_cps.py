@@ -10,7 +10,8 @@ import cv2
 import numpy as np
 import pytest
 
-from carts.offline.autocheckout import AutoCheckoutError, import_case
+from carts.offline.autocheckout import import_case
+from carts.offline.autocheckout_store import AutoCheckoutError
 from carts.offline.autocheckout_cps import is_cps_case
 from store.recording import read_recording
 from tests.conftest import shared_file

@@ -8,7 +8,8 @@ import shutil
 import numpy as np
 import pytest
 
-from carts.offline.autocheckout import INCH_M, AutoCheckoutError, import_case
+from carts.offline.autocheckout import INCH_M, import_case
+from carts.offline.autocheckout_store import AutoCheckoutError
 from carts.offline.autocheckout_store import convert_layout
 from store.recording import read_recording
 from tests.conftest import shared_file
@@ -115,7 +116,8 @@ def test_unreadable_plate_file_and_bad_destination(tmp_path):
 
 def test_a_folder_that_is_no_test_case_says_so_and_names_one(tmp_path):
     """An empty folder (or the data set's root) was refused as "<parent>/store_meta/Gondolas.json: missing file"."""
-    from carts.offline.autocheckout import AutoCheckoutError, import_case
+    from carts.offline.autocheckout import import_case
+    from carts.offline.autocheckout_store import AutoCheckoutError
 
     (tmp_path / "empty").mkdir()
     with pytest.raises(AutoCheckoutError, match=r"empty: not a test case folder \(none of plate_data.json.*BENCHMARK-1"):

@@ -4,8 +4,8 @@ money with tax, a dispute, a review and a low stock: no word broken across lines
 heading, no page wider than the window (``browser.assert_fits``). The shopper's pages may not scroll sideways at
 all; a manager's wide table may scroll inside its card on a phone, but never breaks a word.
 
-Item 5 end to end: a visit checked out through the store's real checkout (``carts.services.visit_checkout``) in a
-store that charges tax on one category: the receipt page and its e-mail show the tax line per rate, the store's
+Item 5 end to end: a visit checked out through the store's real checkout (``carts.services.checkout.visit_checkout``) in
+a store that charges tax on one category: the receipt page and its e-mail show the tax line per rate, the store's
 local time (the list of receipts too), its address, the card's brand and last 4, and the e-mail links the receipt
 page.
 

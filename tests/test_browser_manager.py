@@ -76,7 +76,7 @@ def test_manager_resolves_a_review_and_sees_stock_change(manager_page):
     expect(page.locator("#sales")).to_contain_text("$1.99")
     screenshot(page, "manager-dashboard-resolved")
 
-    # The receipt's sale enters the stock ledger (carts.services.visit_checkout is to call this; idempotent).
+    # The receipt's sale enters the stock ledger (carts.services.checkout.visit_checkout is to call this; idempotent).
     stock_record_sale(receipt=Receipt.objects.get(visit=visit))
     page.goto("/manage/inventory/")
     row = page.locator(f"tr[data-barcode='{w.cola.barcode}']")

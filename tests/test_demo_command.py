@@ -8,7 +8,7 @@ import io
 import pytest
 from django.core.management import call_command
 
-from carts.offline.emulator import EMULATOR
+from carts.offline.emulator_devices import EMULATOR
 from carts.management.commands.demo import DEMO_MANAGER
 from store.accounts.demo import DEMO_PASSWORD, DEMO_SHOPPER
 from tests.services import free_port

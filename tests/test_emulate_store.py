@@ -16,10 +16,13 @@ import numpy as np
 import pytest
 from django.core.management import call_command
 
-from carts.offline.emulator import EMULATOR, _controllers, idle_samples, register
+from carts.offline.emulator_devices import EMULATOR, _controllers, idle_samples, register
 from carts.offline.evaluation import offline_replay
 from carts.models import CartEvent
-from carts.offline.simulation import SimConfig, load_store, read_truth_events, simulate, write_simulation
+from carts.offline.simulation import simulate, write_simulation
+from carts.offline.simulation_config import SimConfig
+from carts.offline.simulation_store import load_store
+from carts.offline.simulation_truth import read_truth_events
 from store.billing.models import Receipt
 from store.gates.models import Gate, Visit
 from store.recording import SHELVES_NPY, ShelfSamples, read_recording, write_shelves
@@ -121,7 +124,7 @@ def test_a_recording_with_binary_shelf_samples_plays_from_its_memory_map(benchma
     """The AutoCheckout benchmark's shelf samples in the binary form (``shelves/``) play as its CSV does: the
     emulator sends the controllers' blocks straight from the mapped arrays, and a block too wide for one controller
     is split into column views of the map, not copies."""
-    from carts.offline.emulator import controller_blocks
+    from carts.offline.emulator_devices import controller_blocks
 
     rec_dir = tmp_path / "rec"
     shutil.copytree(benchmark1_recording, rec_dir)

@@ -48,7 +48,7 @@ def test_the_oracle_leaves_out_a_put_back_nobody_in_the_party_was_charged_for():
     import numpy as np
 
     from carts.offline.evaluation import Decisions, _oracle_apply
-    from carts.offline.simulation import TruthEvents
+    from carts.offline.simulation_truth import TruthEvents
 
     def obj(*values):
         arr = np.empty(len(values), dtype=object)

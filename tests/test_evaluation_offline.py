@@ -14,7 +14,10 @@ from carts.offline.evaluation import (
     oracle_answers,
     score_receipts,
 )
-from carts.offline.simulation import SimConfig, TruthEvents, load_store, simulate
+from carts.offline.simulation import simulate
+from carts.offline.simulation_config import SimConfig
+from carts.offline.simulation_store import load_store
+from carts.offline.simulation_truth import TruthEvents
 from conftest import shared_file
 
 

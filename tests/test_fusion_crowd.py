@@ -11,7 +11,9 @@ from carts.fusion import decide_event
 from carts.fusion_config import BinGeometry
 from carts.loop import pending_holdings, pending_picks
 from carts.loop_shelves import controller_planogram
-from carts.offline.simulation import SimConfig, load_store, simulate
+from carts.offline.simulation import simulate
+from carts.offline.simulation_config import SimConfig
+from carts.offline.simulation_store import load_store
 from conftest import shared_file
 from sensors import weight
 

@@ -145,7 +145,9 @@ def test_config_is_checked():
 # ------------------------------------------------------------------------------------ a generated case
 @pytest.fixture(scope="module")
 def session():
-    from carts.offline.simulation import SimConfig, load_store, simulate
+    from carts.offline.simulation import simulate
+    from carts.offline.simulation_config import SimConfig
+    from carts.offline.simulation_store import load_store
     from conftest import shared_file
 
     store = load_store(shared_file("datasets/autocheckout/store_meta/Plates.json").parents[1])

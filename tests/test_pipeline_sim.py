@@ -14,7 +14,9 @@ from carts.offline.replay import billed_receipts, replay_recording, session_deci
 from store.accounts.demo import demo_shopper_ensure
 from carts.services.review import review_resolve
 from carts.services.review_queue import ReviewError
-from carts.offline.simulation import SimConfig, load_store, simulate, write_simulation
+from carts.offline.simulation import simulate, write_simulation
+from carts.offline.simulation_config import SimConfig
+from carts.offline.simulation_store import load_store
 from sensors import weight
 from sensors.models import ShelfEvent
 from store.billing.models import PaymentAttempt, ReceiptLine

@@ -201,3 +201,34 @@ def test_products_and_planogram_adapters(decoded):
     assert planogram.neighbours["1-1-1"] == ("1-1-2",)
     # the export has one entry without a product id (line 3): reported with file:line and field
     assert len(gerr) == 1 and "planogram_product_id.id" in str(gerr[0]) and f"{PLANOGRAM}:3" in str(gerr[0])
+
+
+def test_catalogue_readers_report_bad_lines_by_file_and_line_and_keep_the_rest(tmp_path):
+    """``read_products`` and ``read_planogram`` read JSON lines alike: a blank line is skipped, a line that is not
+    JSON (or not an object) is an AutoCheckoutError naming ``file:line``, every other line is read."""
+    products_path = tmp_path / "products.json"
+    products_path.write_text("\n".join([
+        json.dumps({"product_id": {"id": "A"}, "metadata": {"weight": 100.0}}),   # 1 ok
+        "",                                                                         # 2 blank
+        '{"product_id": ',                                                          # 3 bad JSON
+        "[1, 2]",                                                                   # 4 not an object
+        json.dumps({"product_id": {"id": "B"}, "metadata": {"weight": 250}}),      # 5 ok
+    ]) + "\n", encoding="utf-8")
+    products, perr = read_products(products_path)
+    assert products.barcode.tolist() == ["A", "B"]
+    assert products.mean_g.tolist() == [100.0, 250.0]
+    assert [e.line for e in perr] == [3, 4]
+    assert "bad JSON" in str(perr[0]) and f"{products_path}:3" in str(perr[0])
+    assert "product_id.id" in str(perr[1])
+
+    plate = {"shelf_id": {"gondola_id": {"id": 1}, "shelf_index": 2}, "plate_index": 3}
+    planogram_path = tmp_path / "planogram.json"
+    planogram_path.write_text("\n".join([
+        "not json",                                                                 # 1 bad JSON
+        "   ",                                                                      # 2 blank
+        json.dumps({"planogram_product_id": {"id": "B"}, "plate_ids": [plate]}),   # 3 ok
+    ]) + "\n", encoding="utf-8")
+    planogram, gerr = read_planogram(planogram_path, products, ["1-2-3", "1-2-4"])
+    assert planogram.facings["1-2-3"] == ("B",)
+    assert [e.line for e in gerr] == [1]
+    assert "bad JSON" in str(gerr[0]) and f"{planogram_path}:1" in str(gerr[0])

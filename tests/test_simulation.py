@@ -6,16 +6,10 @@ import json
 import numpy as np
 import pytest
 
-from carts.offline.simulation import (
-    DIFFICULTIES,
-    SimConfig,
-    TruthEvents,
-    load_store,
-    parties_from_gates,
-    read_truth_events,
-    simulate,
-    write_simulation,
-)
+from carts.offline.simulation import simulate, write_simulation
+from carts.offline.simulation_config import DIFFICULTIES, SimConfig
+from carts.offline.simulation_store import load_store
+from carts.offline.simulation_truth import TruthEvents, parties_from_gates, read_truth_events
 from store.recording import GateScan, read_recording
 
 from conftest import shared_file
@@ -115,7 +109,7 @@ def test_parties_from_gates():
 
 
 def test_a_malformed_truth_events_file_is_refused_naming_the_file_and_the_event(tmp_path):
-    from carts.offline.simulation import TruthEvents, read_truth_events
+    from carts.offline.simulation_truth import TruthEvents, read_truth_events
 
     good = {"t": 1.0, "t_start": 0.5, "t_end": 1.5, "track": "7", "bins": ["1-1-1"],
             "lines": [{"barcode": "x", "quantity": 1}], "scenarios": ["pick"]}
@@ -137,7 +131,7 @@ def test_a_malformed_truth_events_file_is_refused_naming_the_file_and_the_event(
 
 
 def test_knobs_must_be_finite():
-    from carts.offline.simulation import SimConfig
+    from carts.offline.simulation_config import SimConfig
 
     with pytest.raises(ValueError, match="finite"):
         SimConfig(noise_scale=float("nan"))

@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 
 from carts.offline.evaluation import evaluate_session, offline_replay
-from carts.offline.simulation import ROOM_PITCH_M, SimConfig, load_store, simulate, tile_store
+from carts.offline.simulation import simulate
+from carts.offline.simulation_config import ROOM_PITCH_M, SimConfig
+from carts.offline.simulation_store import load_store, tile_store
 from conftest import shared_file
 
 
@@ -91,7 +93,7 @@ def test_a_short_tiled_session_evaluates_as_well_as_the_nanostore(tiled):
 
 
 def test_the_emulator_splits_a_large_store_into_controllers_of_whole_gondolas(store, tmp_path):
-    from carts.offline.emulator import controller_blocks
+    from carts.offline.emulator_devices import controller_blocks
     from carts.offline.simulation import write_simulation
     from store.recording import read_recording
 
@@ -124,7 +126,7 @@ def test_a_recording_is_decided_the_same_whichever_way_its_gondolas_are_wired_to
     the emulator's three controllers)."""
     from dataclasses import replace
 
-    from carts.offline.emulator import controller_blocks
+    from carts.offline.emulator_devices import controller_blocks
     from store.recording import ShelfSamples
 
     sim = simulate(store, SimConfig.at("default", shoppers=10, minutes=1.5, seed=11, rooms=2))

@@ -15,7 +15,9 @@ from carts.loop import StoreLoop
 from carts.loop_billing import BILL_WAITS
 from carts.loop_config import LoopConfig
 from carts.offline.steps import recording_steps
-from carts.offline.simulation import ENTRY_XY, SimConfig, load_store, simulate
+from carts.offline.simulation import simulate
+from carts.offline.simulation_config import ENTRY_XY, SimConfig
+from carts.offline.simulation_store import load_store
 from conftest import shared_file
 from store.recording import TrackObservations
 
@@ -352,7 +354,7 @@ def test_an_exit_is_billed_without_waiting_for_events_that_cannot_be_the_partys(
     event of the store: no decision that names a party's track comes after the party was billed, and some visits
     were billed while events of others begun before their deadline were still undecided, or changes or reaches of
     others begun before it were still to become events."""
-    from carts.offline.simulation import parties_from_gates
+    from carts.offline.simulation_truth import parties_from_gates
 
     sim = simulate(store, SimConfig.at("default", shoppers=40, minutes=2.5, seed=79))
     party_of = parties_from_gates(sim.gates)

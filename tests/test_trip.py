@@ -129,9 +129,9 @@ def test_an_undecided_item_beside_a_held_one_keeps_the_review_naming_only_the_un
 
 
 def test_a_batch_counts_each_visits_undecided_items_as_the_visit_alone_would(visit):
-    """carts.services.review_undecided_counts (a step's snapshots read the store's reviews once): per visit, the
-    count of review_undecided_for — open, waiting, held in the undo window (not counted), decided for good (not
-    counted), naming the visit as a candidate or as a waiting put-back's visit, or another visit, or one long
+    """carts.services.review_queue.review_undecided_counts (a step's snapshots read the store's reviews once): per
+    visit, the count of review_undecided_for — open, waiting, held in the undo window (not counted), decided for good
+    (not counted), naming the visit as a candidate or as a waiting put-back's visit, or another visit, or one long
     before this visit came in."""
     from carts.services.review_queue import review_undecided_counts, review_undecided_for
 

@@ -12,7 +12,7 @@ import pytest
 from django.core.management import call_command
 from django.utils import timezone
 
-from carts.offline.emulator import register
+from carts.offline.emulator_devices import register
 from store.accounts.demo import DEMO_SHOPPER, demo_shopper_ensure
 from carts.services.ledger import CartChange, cart_apply
 from store.gates.models import Visit

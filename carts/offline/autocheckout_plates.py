@@ -32,7 +32,7 @@ import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -258,6 +258,21 @@ def decode_plate_document(doc: dict, *, where: str = "") -> PlateBlock:
     return PlateBlock(gondola=gondola, t=t, grams=grams, rate_hz=float(freq))
 
 
+def _json_lines(path: Path) -> Iterator[tuple[int, Any]]:
+    """``(line number, document)`` for each non-blank line of the JSON-lines file ``path`` (UTF-8), line numbers
+    from 1; a line that is not valid JSON gives its ``json.JSONDecodeError`` in place of the document, for the
+    caller to report in its own terms. Raises ``OSError`` (on first iteration) if the file cannot be opened."""
+    with path.open("r", encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            try:
+                doc = json.loads(line)
+            except json.JSONDecodeError as exc:
+                doc = exc
+            yield lineno, doc
+
+
 def read_plate_file(path: str | Path) -> tuple[list[PlateBlock], list[PlateMessageError]]:
     """Read a JSON-lines export of plate-data documents (one document a line).
 
@@ -268,23 +283,17 @@ def read_plate_file(path: str | Path) -> tuple[list[PlateBlock], list[PlateMessa
     path = Path(path)
     blocks: list[PlateBlock] = []
     errors: list[PlateMessageError] = []
-    with path.open("r", encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            where = f"{path}:{lineno}"
-            try:
-                doc = json.loads(line)
-            except json.JSONDecodeError as exc:
-                err = PlateMessageError(f"bad JSON: {exc.msg} at column {exc.colno}", path=str(path), line=lineno)
-                log.warning("%s", err)
-                errors.append(err)
-                continue
-            try:
-                blocks.append(decode_plate_document(doc, where=where))
-            except PlateMessageError as err:
-                log.warning("%s", err)
-                errors.append(err)
+    for lineno, doc in _json_lines(path):
+        if isinstance(doc, json.JSONDecodeError):
+            err = PlateMessageError(f"bad JSON: {doc.msg} at column {doc.colno}", path=str(path), line=lineno)
+            log.warning("%s", err)
+            errors.append(err)
+            continue
+        try:
+            blocks.append(decode_plate_document(doc, where=f"{path}:{lineno}"))
+        except PlateMessageError as err:
+            log.warning("%s", err)
+            errors.append(err)
     return blocks, errors
 
 
@@ -316,38 +325,33 @@ def read_products(path: str | Path, *, sd_rel: float = DEFAULT_PRODUCT_SD_REL,
     means: list[float] = []
     seen: dict[str, float] = {}
     errors: list[AutoCheckoutError] = []
-    with path.open("r", encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, start=1):
-            if not line.strip():
+    for lineno, doc in _json_lines(path):
+        if isinstance(doc, json.JSONDecodeError):
+            err = AutoCheckoutError(f"bad JSON: {doc.msg}", path=str(path), line=lineno)
+        else:
+            pid = doc.get("product_id") if isinstance(doc, dict) else None
+            meta = doc.get("metadata") if isinstance(doc, dict) else None
+            code = pid.get("id") if isinstance(pid, dict) else None
+            weight = meta.get("weight") if isinstance(meta, dict) else None
+            if not isinstance(code, str) or not code:
+                err = AutoCheckoutError(f"barcode must be a non-empty string, got {code!r}",
+                                        path=str(path), line=lineno, field="product_id.id")
+            elif (isinstance(weight, bool) or not isinstance(weight, (int, float))
+                  or not math.isfinite(weight) or weight <= 0):
+                err = AutoCheckoutError(f"weight must be a positive number of grams, got {weight!r}",
+                                        path=str(path), line=lineno, field="metadata.weight")
+            elif code in seen:
+                if abs(seen[code] - float(weight)) > 1e-6:
+                    log.warning("%s:%d: product %s listed again with weight %.2f g (kept %.2f g)",
+                                path, lineno, code, weight, seen[code])
                 continue
-            try:
-                doc = json.loads(line)
-            except json.JSONDecodeError as exc:
-                err = AutoCheckoutError(f"bad JSON: {exc.msg}", path=str(path), line=lineno)
             else:
-                pid = doc.get("product_id") if isinstance(doc, dict) else None
-                meta = doc.get("metadata") if isinstance(doc, dict) else None
-                code = pid.get("id") if isinstance(pid, dict) else None
-                weight = meta.get("weight") if isinstance(meta, dict) else None
-                if not isinstance(code, str) or not code:
-                    err = AutoCheckoutError(f"barcode must be a non-empty string, got {code!r}",
-                                            path=str(path), line=lineno, field="product_id.id")
-                elif (isinstance(weight, bool) or not isinstance(weight, (int, float))
-                      or not math.isfinite(weight) or weight <= 0):
-                    err = AutoCheckoutError(f"weight must be a positive number of grams, got {weight!r}",
-                                            path=str(path), line=lineno, field="metadata.weight")
-                elif code in seen:
-                    if abs(seen[code] - float(weight)) > 1e-6:
-                        log.warning("%s:%d: product %s listed again with weight %.2f g (kept %.2f g)",
-                                    path, lineno, code, weight, seen[code])
-                    continue
-                else:
-                    seen[code] = float(weight)
-                    barcodes.append(code)
-                    means.append(float(weight))
-                    continue
-            log.warning("%s", err)
-            errors.append(err)
+                seen[code] = float(weight)
+                barcodes.append(code)
+                means.append(float(weight))
+                continue
+        log.warning("%s", err)
+        errors.append(err)
     mean = np.asarray(means, dtype=np.float64)
     sd = np.maximum(sd_floor_g, sd_rel * mean)
     return ProductWeights(np.asarray(barcodes, dtype=object), mean, sd), errors
@@ -369,48 +373,43 @@ def read_planogram(path: str | Path, products: ProductWeights, bin_codes: Sequen
     catalogue = {str(b) for b in products.barcode}
     facings: dict[str, list[str]] = {}
     errors: list[AutoCheckoutError] = []
-    with path.open("r", encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            err: AutoCheckoutError | None = None
-            try:
-                doc = json.loads(line)
-            except json.JSONDecodeError as exc:
-                err = AutoCheckoutError(f"bad JSON: {exc.msg}", path=str(path), line=lineno)
+    for lineno, doc in _json_lines(path):
+        err: AutoCheckoutError | None = None
+        if isinstance(doc, json.JSONDecodeError):
+            err = AutoCheckoutError(f"bad JSON: {doc.msg}", path=str(path), line=lineno)
+        else:
+            pid = doc.get("planogram_product_id") if isinstance(doc, dict) else None
+            code = pid.get("id") if isinstance(pid, dict) else None
+            if not isinstance(code, str) or not code:
+                err = AutoCheckoutError(f"no product id (got {code!r})", path=str(path), line=lineno,
+                                        field="planogram_product_id.id")
             else:
-                pid = doc.get("planogram_product_id") if isinstance(doc, dict) else None
-                code = pid.get("id") if isinstance(pid, dict) else None
-                if not isinstance(code, str) or not code:
-                    err = AutoCheckoutError(f"no product id (got {code!r})", path=str(path), line=lineno,
-                                            field="planogram_product_id.id")
-                else:
-                    try:
-                        plates = [(int(p["shelf_id"]["gondola_id"]["id"]), int(p["shelf_id"]["shelf_index"]),
-                                   int(p["plate_index"])) for p in doc["plate_ids"]]
-                    except (KeyError, TypeError, ValueError) as exc:
-                        err = AutoCheckoutError(f"malformed plate id ({exc!r})", path=str(path), line=lineno,
-                                                field="plate_ids")
-            if err is not None:
-                log.warning("%s", err)
-                errors.append(err)
+                try:
+                    plates = [(int(p["shelf_id"]["gondola_id"]["id"]), int(p["shelf_id"]["shelf_index"]),
+                               int(p["plate_index"])) for p in doc["plate_ids"]]
+                except (KeyError, TypeError, ValueError) as exc:
+                    err = AutoCheckoutError(f"malformed plate id ({exc!r})", path=str(path), line=lineno,
+                                            field="plate_ids")
+        if err is not None:
+            log.warning("%s", err)
+            errors.append(err)
+            continue
+        if code not in catalogue:
+            log.warning("%s:%d: product %s is not in the catalogue (no weight); facing left out",
+                        path, lineno, code)
+            continue
+        missing = []
+        for g, s, p in plates:
+            bin_code = f"{g}-{s}-{p}"
+            if bin_code not in known:
+                missing.append(bin_code)
                 continue
-            if code not in catalogue:
-                log.warning("%s:%d: product %s is not in the catalogue (no weight); facing left out",
-                            path, lineno, code)
-                continue
-            missing = []
-            for g, s, p in plates:
-                bin_code = f"{g}-{s}-{p}"
-                if bin_code not in known:
-                    missing.append(bin_code)
-                    continue
-                lst = facings.setdefault(bin_code, [])
-                if code not in lst:
-                    lst.append(code)
-            if missing:
-                log.warning("%s:%d: bins %s are not among the detector's bins; facings of %s there left out",
-                            path, lineno, ",".join(missing), code)
+            lst = facings.setdefault(bin_code, [])
+            if code not in lst:
+                lst.append(code)
+        if missing:
+            log.warning("%s:%d: bins %s are not among the detector's bins; facings of %s there left out",
+                        path, lineno, ",".join(missing), code)
     neighbours: dict[str, tuple[str, ...]] = {}
     for c in codes:
         parts = c.split("-")

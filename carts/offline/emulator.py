@@ -38,11 +38,12 @@ from django.conf import settings
 
 from sensors.ingest import encode_payload
 from store.gates.models import Visit
+from store.accounts.demo import DEMO_SHOPPER, demo_shopper_ensure
 from store.recording import Recording
 
 from carts.offline.steps import recording_steps
-from .replay import DEMO_SHOPPER, PARTY_WITHIN_S, demo_shopper_ensure, session_prefix
-from .simulation import parties_from_gates
+from .replay import PARTY_WITHIN_S, session_prefix
+from .simulation_truth import parties_from_gates
 from .emulator_devices import (
     EMULATOR, SETTLED, _Controller, _controllers, _count, controller_blocks, emulated_store, idle_samples,
     recover_stale_visits, register,

@@ -148,7 +148,7 @@ def recover_stale_visits(store, *, remote: bool = False) -> list[str]:
 
     from store.gates.services import visit_abandon, visit_last_activity
 
-    from carts.services import visit_checkout
+    from carts.services.checkout import visit_checkout
 
     own = Q(entry_pass__used_gate__emulated=True) | Q(party_lead__entry_pass__used_gate__emulated=True)
     found = list(Visit.objects.filter(own, store=store, state__in=[Visit.State.ADMITTED, Visit.State.SHOPPING,

@@ -38,7 +38,7 @@ from carts.offline.steps import recording_steps
 
 Receipts = Mapping[str, Mapping[str, int]]  # shopper track id → {barcode: quantity}
 
-#: Scenario labels reported, in order (``carts.offline.simulation.TruthEvents.scenarios``).
+#: Scenario labels reported, in order (``carts.offline.simulation_truth.TruthEvents.scenarios``).
 SCENARIOS = ("pick", "put-back", "misplaced", "multi-unit", "mixed", "crowded", "reach-across", "party", "handoff",
              "exit-settle")
 
@@ -225,7 +225,7 @@ def _right(decisions: Decisions, j: int, truth, i: int, party_of: Mapping[str, s
 def evaluate_session(billed: Receipts, truth: Receipts, *, party_of: Mapping[str, str],
                      decisions: Decisions, truth_events=None, scenarios: Sequence[str] = SCENARIOS) -> SessionReport:
     """Score a session: party-merged receipts (:func:`score_receipts`), the review rate, and (with
-    ``truth_events``, a ``carts.offline.simulation.TruthEvents``) the per-scenario breakdown over the labels
+    ``truth_events``, a ``carts.offline.simulation_truth.TruthEvents``) the per-scenario breakdown over the labels
     ``scenarios``. Raises ValueError as :func:`score_receipts`."""
     score = score_receipts(merge_parties(billed, party_of), merge_parties(truth, party_of))
     reviewed = int(np.sum(decisions.outcome == "review"))
@@ -405,10 +405,10 @@ def offline_replay(recording, *, review_confidence: float = 0.6, settle_s: float
     ``gates``, ``t_start``, ``t_end``) through the store loop (``carts.loop.StoreLoop``, the live store's own
     orchestrator) with its outputs kept in memory (:class:`MemorySink`), fed in steps of ``step_s`` seconds.
     Visits are the gate entries; a party is one account's entries within ``party_within_s``
-    (``carts.offline.simulation.parties_from_gates``, as the replay does); exits make a track ineligible ``settle_s``
-    after them. With ``truth_events``, open review items are resolved by the oracle reviewer at the end, then each
-    waiting put-back applies if its party holds the item, else goes to the oracle as a review of its own (as
-    ``carts.services.review_resolve`` settles them in the store). ``events``: shelf events already detected (e.g.
+    (``carts.offline.simulation_truth.parties_from_gates``, as the replay does); exits make a track ineligible
+    ``settle_s`` after them. With ``truth_events``, open review items are resolved by the oracle reviewer at the end,
+    then each waiting put-back applies if its party holds the item, else goes to the oracle as a review of its own (as
+    ``carts.services.review.review_resolve`` settles them in the store). ``events``: shelf events already detected (e.g.
     ``OfflineResult.events`` of an earlier run: a threshold sweep need not detect again). ``loop_config``: the
     loop's knobs (its ``review_confidence`` and ``settle_s`` are replaced by the arguments above).
     ``product_evidence``: the recogniser, ``(shelf event, decision) → {barcode: probability} | None`` (e.g.
@@ -417,7 +417,7 @@ def offline_replay(recording, *, review_confidence: float = 0.6, settle_s: float
     Raises ValueError from the detector on malformed samples."""
     from dataclasses import replace
 
-    from .simulation import parties_from_gates
+    from .simulation_truth import parties_from_gates
 
     party_of = parties_from_gates(recording.gates, within_s=party_within_s)
     sink = MemorySink([g.track for g in recording.gates if g.kind == "entry"])

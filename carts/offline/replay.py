@@ -3,8 +3,8 @@
 The recording's sources are merged in time order and fed to :class:`carts.pipeline.StorePipeline` in steps of
 ``step_s`` seconds of recording time: gate scans, then shopper-track keypoints, then each shelf controller's samples
 for the step, then ``advance``. Entries on one account within ``PARTY_WITHIN_S`` seconds are one party
-(``carts.offline.simulation.parties_from_gates``): the later visits join the first's (``store.gates.party``). With ``speed``
-set, the replay is paced against the wall clock (1.0 = real time),
+(``carts.offline.simulation_truth.parties_from_gates``): the later visits join the first's (``store.gates.party``). With
+``speed`` set, the replay is paced against the wall clock (1.0 = real time),
 which the live demo uses so that a shopper's phone sees the cart change as it happened.
 """
 from __future__ import annotations
@@ -31,7 +31,7 @@ from store.recording import GateScan, Recording
 
 from carts.offline.steps import recording_steps
 from carts.pipeline import PipelineStats, StorePipeline
-from .simulation import parties_from_gates
+from .simulation_truth import parties_from_gates
 
 log = logging.getLogger(__name__)
 
@@ -276,8 +276,8 @@ def replay_recording(recording: Recording, *, session: str | None = None, shoppe
 def billed_receipts(*, session: str) -> dict[str, dict[str, int]]:
     """What was billed in ``session``, keyed by the visit's shopper track id: {track: {barcode: quantity}}: the
     receipt lines, less the units refunded since, plus the units charged since by review corrections (cart events
-    whose evidence records a ``correction`` of kind ``charge``, ``carts.services.review_resolve``), less the units
-    of those a later put-back took back (a ``refund`` correction's ``from_unpaid`` and ``from_charges``).
+    whose evidence records a ``correction`` of kind ``charge``, ``carts.services.review.review_resolve``), less the
+    units of those a later put-back took back (a ``refund`` correction's ``from_unpaid`` and ``from_charges``).
 
     A visit that was not billed (open, under review, payment failed) counts as an empty receipt.
     """
@@ -374,7 +374,7 @@ def _session_rows(session: str, offset: float) -> tuple[list[tuple], list[int]]:
 
 def reviews_resolve_by_truth(*, session: str, decisions, truth_events, party_of: dict[str, str]) -> tuple[int, int]:
     """Resolve the open review items of ``session`` as a perfect reviewer would (``carts.offline.evaluation.oracle_answers``
-    on a simulated recording's truth events), through ``carts.services.review_resolve`` — the same path as a
+    on a simulated recording's truth events), through ``carts.services.review.review_resolve`` — the same path as a
     manager's decision in the dashboard, billing corrections included. A put-back goes to the party member who
     holds the item, and a put-back of an item nobody in the party was charged for is left out (the service would
     refuse it: the shopper owes nothing for it), the item dismissed when nothing else is left; a second product in

@@ -1,14 +1,15 @@
 """Store-session simulator with known truth (``manage.py simulate``; pure NumPy, no Django).
 
 It writes a recording (docs/recording-format.md) of a real store layout — the AiFi NanoStore of the AutoCheckout
-data (``store_meta``, converted by ``carts.offline.autocheckout.convert_layout``) with its real catalogue and planogram
-(BENCHMARK-1 ``products.json``/``planogram.json``) — in which simulated shoppers walk between shelves, pick, put
-back (into the right bin or a wrong one), take several units at once, come in parties and hand items to each
+data (``store_meta``, converted by ``carts.offline.autocheckout_store.convert_layout``) with its real catalogue and
+planogram (BENCHMARK-1 ``products.json``/``planogram.json``) — in which simulated shoppers walk between shelves, pick,
+put back (into the right bin or a wrong one), take several units at once, come in parties and hand items to each
 other, crowd at one shelf, reach across one another and leave while a plate still swings. Beside the recording's
 ``truth.json`` it writes ``truth_events.json``: every true shelf interaction with its scenario labels.
 
-Every error source has a knob in :class:`SimConfig` (documented there, with the measurement behind each default),
-and three difficulty levels set them together (:data:`DIFFICULTIES`).
+Every error source has a knob in :class:`~carts.offline.simulation_config.SimConfig` (documented there, with the
+measurement behind each default), and three difficulty levels set them together
+(:data:`~carts.offline.simulation_config.DIFFICULTIES`).
 
 Weight model per plate (60 Hz, as the AutoCheckout controllers): raw level = tare + the units on it (not zeroed);
 noise with the plate's sd drawn from the distribution of quiet-plate noise measured on BENCHMARK-1 (white; a
@@ -26,7 +27,10 @@ The simulator's parts: :mod:`carts.offline.simulation_config` (the knobs and the
 :mod:`~carts.offline.simulation_store` (the store), :mod:`~carts.offline.simulation_shoppers` (the shoppers'
 plans), :mod:`~carts.offline.simulation_tracks` and :mod:`~carts.offline.simulation_shelves` (what the cameras and
 the plates record of them), :mod:`~carts.offline.simulation_truth` (the truth events and the parties); this module
-runs them (:func:`simulate`, :func:`write_simulation`) and is where callers import them from.
+runs them (:func:`simulate`, :func:`write_simulation`, the result :class:`Simulation`). Callers import each name from
+the module that defines it: the knobs (``SimConfig``, ``DIFFICULTIES``, the measured constants) from
+``simulation_config``, the store (``load_store``, ``tile_store``) from ``simulation_store``, the truth events and
+``parties_from_gates`` from ``simulation_truth``.
 """
 from __future__ import annotations
 
@@ -38,41 +42,14 @@ import numpy as np
 
 from store.recording import GateScan, ShelfSamples, TrackObservations, TruthLine, TruthReceipt, write_recording
 
-from .simulation_config import (
-    CORRIDOR_Y,
-    CROSSTALK_NEAR,
-    CROSSTALK_TWO,
-    DIFFICULTIES,
-    ENTRY_XY,
-    EXIT_XY,
-    LABEL_EVENTS_PER_SHOPPER,
-    LABEL_MIXED_SHARE,
-    LABEL_MULTI_UNIT_SHARE,
-    LABEL_PUTBACK_SHARE,
-    LABEL_TWO_PLATE_SHARE,
-    MIN_PICK_WEIGHT_G,
-    MIN_REL_SD,
-    PLATE_SD_QUANTILES_G,
-    QUANTUM_G,
-    ROOM_CHANGE_SHARE,
-    ROOM_PITCH_M,
-    T0,
-    WANDER_SHARE,
-    SimConfig,
-)
+from .simulation_config import T0, SimConfig
 from .simulation_shelves import _shelves
 from .simulation_shoppers import _plan, _Shopper, _World
-from .simulation_store import SimStore, load_store, tile_store
+from .simulation_store import SimStore, tile_store
 from .simulation_tracks import _body_path, _tracks
-from .simulation_truth import TRUTH_EVENTS, TruthEvents, parties_from_gates, read_truth_events
+from .simulation_truth import TRUTH_EVENTS, TruthEvents
 
-__all__ = [
-    "CORRIDOR_Y", "CROSSTALK_NEAR", "CROSSTALK_TWO", "DIFFICULTIES", "ENTRY_XY", "EXIT_XY", "LABEL_EVENTS_PER_SHOPPER",
-    "LABEL_MIXED_SHARE", "LABEL_MULTI_UNIT_SHARE", "LABEL_PUTBACK_SHARE", "LABEL_TWO_PLATE_SHARE", "MIN_PICK_WEIGHT_G",
-    "MIN_REL_SD", "PLATE_SD_QUANTILES_G", "QUANTUM_G", "ROOM_CHANGE_SHARE", "ROOM_PITCH_M", "T0", "TRUTH_EVENTS",
-    "WANDER_SHARE", "SimConfig", "SimStore", "Simulation", "TruthEvents", "load_store", "parties_from_gates",
-    "read_truth_events", "simulate", "tile_store", "write_simulation",
-]
+__all__ = ["Simulation", "simulate", "write_simulation"]
 
 
 @dataclass(frozen=True)

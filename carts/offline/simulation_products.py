@@ -102,10 +102,10 @@ def draw_likelihood(true: str, catalogue: Sequence[str], model: RecognitionModel
 def product_likelihoods(events, catalogue: Sequence[str], model: RecognitionModel = RecognitionModel(), *,
                         seed: int = 0, siblings: Mapping[str, Sequence[str]] | None = None
                         ) -> tuple[dict[str, float] | None, ...]:
-    """One entry per truth event (``carts.offline.simulation.TruthEvents``): the recogniser's likelihood for a take of one
-    product (one line, quantity > 0), None otherwise (a put-back, a mixed take, nothing taken). ``siblings``:
-    product → its look-alikes (:func:`lookalike_products`). Deterministic for ``seed``, and drawn from a generator
-    of its own (the session's simulation is unchanged)."""
+    """One entry per truth event (``carts.offline.simulation_truth.TruthEvents``): the recogniser's likelihood for a
+    take of one product (one line, quantity > 0), None otherwise (a put-back, a mixed take, nothing taken).
+    ``siblings``: product → its look-alikes (:func:`lookalike_products`). Deterministic for ``seed``, and drawn from a
+    generator of its own (the session's simulation is unchanged)."""
     rng = np.random.default_rng([int(seed), 6007])
     out: list[dict[str, float] | None] = []
     for lines in events.lines:

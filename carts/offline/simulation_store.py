@@ -28,9 +28,11 @@ def load_store(autocheckout: str | Path) -> SimStore:
     """The AiFi NanoStore from the AutoCheckout data folder (``store_meta/``, ``BENCHMARK-1/products.json`` and
     ``planogram.json``, ``aim3s/product_info.json``), with entry and exit zones at the store front.
 
-    Raises FileNotFoundError naming a missing file (``carts.offline.autocheckout.AutoCheckoutError`` for a malformed one).
+    Raises FileNotFoundError naming a missing file (``carts.offline.autocheckout_store.AutoCheckoutError`` for a
+    malformed one).
     """
-    from carts.offline.autocheckout import convert_catalogue, convert_layout
+    from carts.offline.autocheckout import convert_catalogue
+    from carts.offline.autocheckout_store import convert_layout
 
     root = Path(autocheckout)
     for rel in ("store_meta/Plates.json", "BENCHMARK-1/products.json", "BENCHMARK-1/planogram.json",

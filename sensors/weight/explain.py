@@ -266,7 +266,8 @@ def explain_change(delta_g: float, noise_sd_g: float, candidates: ProductWeights
 #: the simulator splits them uniformly over 25–75 %; 20 % keeps a tiny sliver from passing for a whole item.
 HIDDEN_SHARE_MIN = 0.2
 #: Most grams an item's share can leave on a plate unseen: the weak gate (3·√2·σ, ``DetectorConfig.weak_k``) of a
-#: plate at the 95th percentile of BENCHMARK-1's noise (σ = 9.7 g, ``carts.offline.simulation.PLATE_SD_QUANTILES_G``).
+#: plate at the 95th percentile of BENCHMARK-1's noise (σ = 9.7 g,
+#: ``carts.offline.simulation_config.PLATE_SD_QUANTILES_G``).
 HIDDEN_SHARE_MAX_G = 40.0
 #: Prior weight of "the rest of the item stood on a neighbouring plate that saw too little to detect" against a
 #: whole fit (1) and a store-wide guess (:data:`FALLBACK_WEIGHT`). An unseen share needs a noisy neighbour

@@ -20,7 +20,7 @@ _track_seen: Callable[..., bool] | None = None
 def set_visit_hooks(*, checkout: Callable[..., Any], cart_push: Callable[..., None],
                     activity: Callable[..., list[datetime]], track_seen: Callable[..., bool]) -> None:
     """Register the callbacks (idempotent): ``checkout(visit=, at=)`` → the receipt or None (billed, under review
-    or payment failed: ``carts.services.visit_checkout``); ``cart_push(visit=)``: the cart snapshot to the
+    or payment failed: ``carts.services.checkout.visit_checkout``); ``cart_push(visit=)``: the cart snapshot to the
     shopper's app; ``activity(visit=)``: wall-clock times (aware UTC) of the visit's cart activity;
     ``track_seen(visit=)``: its bound track is on the store's live map now."""
     global _checkout, _cart_push, _activity, _track_seen

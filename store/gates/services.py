@@ -204,8 +204,8 @@ def _refuse(code: str, message: str, gate: Gate) -> GateRefusal:
 
 
 def _cart_push(visit: Visit) -> None:
-    """Push ``visit``'s cart snapshot to the shopper's app (``carts.services.cart_publish``, after commit), so the
-    phone turns to the live cart at the gate and shows the exit at once."""
+    """Push ``visit``'s cart snapshot to the shopper's app (``carts.services.ledger.cart_publish``, after commit), so
+    the phone turns to the live cart at the gate and shows the exit at once."""
     hooks.cart_push(visit=visit)
 
 
@@ -438,7 +438,7 @@ def visits_stuck_sweep(now: datetime | None = None, *, limit: int = 100) -> int:
     """Check out every visit still ``exited`` more than :func:`checkout_grace_s` after its ``checkout_due_at``
     (``now``: timezone-aware UTC, default the wall clock): its checkout task was lost (broker outage, worker crash).
 
-    Runs the checkout here, without the broker (``carts.services.visit_checkout``: billed, or under review, or
+    Runs the checkout here, without the broker (``carts.services.checkout.visit_checkout``: billed, or under review, or
     payment failed). Each visit is claimed first by a conditional UPDATE that pushes its due time
     ``CHECKOUT_RETRY_S`` (60 s) on, so two sweepers never run one checkout twice, and a checkout that raises is
     retried a minute later instead of every sweep. Called by the Celery beat task ``visits_stuck_sweep_task``,
@@ -497,8 +497,8 @@ def visit_last_activity(*, visit: Visit) -> datetime:
 def visit_abandon(*, visit: Visit, reason: str, at: datetime | None = None):
     """End an open (``admitted``/``shopping``) visit that nobody will see leave any more: it goes ``exited``
     (``reason`` logged, at ``at``, default now, never before the entry) and is checked out at once
-    (``carts.services.visit_checkout``: billed for what its cart holds, ``under_review`` while a review names it,
-    or ``payment_failed``). Returns ``(visit, receipt or None)``. Raises :class:`VisitStateError` for a visit that
+    (``carts.services.checkout.visit_checkout``: billed for what its cart holds, ``under_review`` while a review names
+    it, or ``payment_failed``). Returns ``(visit, receipt or None)``. Raises :class:`VisitStateError` for a visit that
     is not open."""
     at = max(at or timezone.now(), visit.entered_at)
     if visit.state not in (S.ADMITTED, S.SHOPPING):

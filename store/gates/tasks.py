@@ -15,7 +15,7 @@ log = logging.getLogger(__name__)
 
 @shared_task(acks_late=True, time_limit=120)
 def visit_checkout_task(visit_id: int, at: str | None = None, queued_at: float | None = None) -> int | None:
-    """Bill the exited visit ``visit_id`` (``carts.services.visit_checkout``: cart → receipt → capture, and the
+    """Bill the exited visit ``visit_id`` (``carts.services.checkout.visit_checkout``: cart → receipt → capture, and the
     shopper's app gets the new snapshot), recorded at ``at`` (ISO 8601 with offset; default now). ``queued_at``:
     wall time (s UTC) the checkout was queued (logged: how long it waited for a billing worker). Idempotent: a
     billed visit returns its receipt; a visit that is no longer ``exited`` (already billed, under review, …) is left

@@ -14,10 +14,12 @@ from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
-from carts.offline.emulator import EmulatorError, emulate
+from carts.offline.emulator import emulate
+from carts.offline.emulator_transport import EmulatorError
 from store.accounts.demo import DEMO_PASSWORD, DEMO_SHOPPER, demo_shopper_ensure
 from store.accounts.services import manager_create
-from carts.offline.autocheckout import AutoCheckoutError, import_case
+from carts.offline.autocheckout import import_case
+from carts.offline.autocheckout_store import AutoCheckoutError
 from store.recording import RecordingError, destination_prepare, read_recording
 
 from .replay import print_receipts

@@ -14,7 +14,8 @@ import math
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
-from carts.offline.emulator import EmulatorError, emulate
+from carts.offline.emulator import emulate
+from carts.offline.emulator_transport import EmulatorError
 from carts.offline.replay import database_behind
 from store.recording import RecordingError, read_recording
 

@@ -7,16 +7,16 @@ from django.core.management.base import BaseCommand, CommandError
 from carts.offline.evaluation import evaluate_session, merge_parties
 from carts.models import ReviewItem
 from carts.offline.replay import (
-    database_behind,
     PARTY_WITHIN_S,
     billed_receipts,
-    demo_shopper_ensure,
+    database_behind,
     replay_recording,
     reviews_resolve_by_truth,
     session_decisions,
     session_prefix,
 )
-from carts.offline.simulation import parties_from_gates, read_truth_events
+from carts.offline.simulation_truth import parties_from_gates, read_truth_events
+from store.accounts.demo import demo_shopper_ensure
 from store.gates.models import Visit
 from store.recording import RecordingError, read_recording
 

@@ -6,7 +6,8 @@ from collections import Counter
 
 from django.core.management.base import BaseCommand, CommandError
 
-from carts.offline.autocheckout import AutoCheckoutError, import_case
+from carts.offline.autocheckout import import_case
+from carts.offline.autocheckout_store import AutoCheckoutError
 from store.recording import RecordingError, destination_prepare, read_recording
 
 

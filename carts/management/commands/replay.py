@@ -6,14 +6,8 @@ import math
 from django.core.management.base import BaseCommand, CommandError
 from django.db import models
 
-from carts.offline.replay import (
-    database_behind,
-    DEMO_SHOPPER,
-    accounts_without_card,
-    demo_shopper_ensure,
-    replay_accounts_missing,
-    replay_recording,
-)
+from carts.offline.replay import accounts_without_card, database_behind, replay_accounts_missing, replay_recording
+from store.accounts.demo import DEMO_SHOPPER, demo_shopper_ensure
 from store.billing.models import Receipt
 from store.recording import RecordingError, read_recording
 

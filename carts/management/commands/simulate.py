@@ -6,14 +6,16 @@ from pathlib import Path
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from carts.offline.simulation import DIFFICULTIES, SimConfig, load_store, simulate, write_simulation
+from carts.offline.simulation import simulate, write_simulation
+from carts.offline.simulation_config import DIFFICULTIES, SimConfig
+from carts.offline.simulation_store import load_store
 from store.recording import SHELF_FORMS, RecordingError, destination_prepare
 
 
 class Command(BaseCommand):
     help = ("Simulate a store session in the real AutoCheckout store layout (../shared/datasets/autocheckout) and "
             "write it as a recording with truth.json and truth_events.json (docs/recording-format.md). Every error "
-            "source is a knob of carts.offline.simulation.SimConfig; --set NAME=VALUE overrides one.")
+            "source is a knob of carts.offline.simulation_config.SimConfig; --set NAME=VALUE overrides one.")
 
     def add_arguments(self, parser):
         parser.add_argument("out", help="recording folder to write (new or empty, unless --force)")
