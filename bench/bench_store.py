@@ -1,7 +1,7 @@
 """The store worker alone (``make bench-store``): how much of one core ``run_store``'s loop needs per store-second at
 N shoppers, and where that time goes.
 
-Plain script: ``.venv/bin/python bench/bench_store.py [--shoppers 10,50] [--minutes 3] [--seed 11] [--rooms N]
+Plain script: ``.venv/bin/python bench/bench_store.py [--shoppers 10,50] [--minutes 3] [--seed 11] [--rooms N] [--events E]
 [--profile]``.
 
 For each size it simulates a session (``carts.offline.simulation``, the AutoCheckout store: 306 plates at 60 Hz, keypoints at
@@ -44,7 +44,7 @@ ROOM_M2 = 20.5
 DATA = Path(os.environ.get("WALKOUT_SHARED", ROOT.parent / "shared")) / "datasets" / "autocheckout"
 
 
-def run(shoppers: int, minutes: float, seed: int, profile: bool, rooms: int = 1) -> dict:
+def run(shoppers: int, minutes: float, seed: int, profile: bool, rooms: int = 1, events: float | None = None) -> dict:
     """One size (module docstring). Returns its figures."""
     from datetime import datetime, timezone as dt_timezone
 
@@ -68,8 +68,9 @@ def run(shoppers: int, minutes: float, seed: int, profile: bool, rooms: int = 1)
     from store.layout.services import layout_load
     from store.recording import TrackObservations
 
+    more = {} if events is None else {"events_per_shopper": events}
     sim = simulate(load_store(DATA), SimConfig.at("default", shoppers=shoppers, minutes=minutes, seed=seed,
-                                                  track_hz=15.0, rooms=rooms))
+                                                  track_hz=15.0, rooms=rooms, **more))
     store = layout_load(data=sim.store, listed=False)  # a throwaway store: never offered to shoppers
     catalogue_load(store=store, products=sim.store["products"], facings=sim.store["facings"])
     Store.objects.filter(pk=store.pk).update(capacity=100_000)
@@ -168,6 +169,9 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=11)
     ap.add_argument("--rooms", type=int, default=1,
                     help="store size: the NanoStore's floor tiled N times (SimConfig.rooms; default 1, ~20 m² each)")
+    ap.add_argument("--events", type=float, default=None,
+                    help="shelf actions per shopper (SimConfig.events_per_shopper; default: the simulator's, from the "
+                         "labelled AutoCheckout sessions; bench_live plays 16)")
     ap.add_argument("--profile", action="store_true", help="print the top functions by cumulative time")
     args = ap.parse_args()
     if not DATA.is_dir():
@@ -178,9 +182,9 @@ def main() -> None:
             env = {"WALKOUT_SQLITE_PATH": str(Path(tmp) / "bench.sqlite3"), "WALKOUT_STORE_LOOP": "on",
                    "DJANGO_SETTINGS_MODULE": "store.settings", "WALKOUT_LOG_LEVEL": "ERROR"}
             code = ("import json, sys; sys.path.insert(0, %r); import django; django.setup(); "
-                    "from bench.bench_store import run; r = run(%d, %r, %d, %r, %d); "
+                    "from bench.bench_store import run; r = run(%d, %r, %d, %r, %d, %r); "
                     "r['stats'] = vars(r['stats']); print('RESULT ' + json.dumps(r, default=str))"
-                    % (str(ROOT), n, args.minutes, args.seed, args.profile, args.rooms))
+                    % (str(ROOT), n, args.minutes, args.seed, args.profile, args.rooms, args.events))
             done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env={**os.environ, **env},
                                   capture_output=True, text=True)
             line = next((ln for ln in done.stdout.splitlines() if ln.startswith("RESULT ")), None)

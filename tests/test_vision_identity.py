@@ -160,3 +160,51 @@ def test_positions_of_rows_come_late_or_asked_twice_are_those_of_the_window():
                 assert list(want) == list(got) and second == {"3"}
                 for k in want:
                     assert np.array_equal(want[k][0], got[k][0]) and np.array_equal(want[k][1], got[k][1])
+
+
+def test_swaps_of_a_track_read_its_neighbours_only_and_find_every_swap_of_its_own():
+    """vision.identity.swaps_of (the store loop's billing wait) reads only the tracks that came near the asked one
+    (BodyFrames.near): it finds exactly the switches of that track that reading every pair finds, whatever the
+    window; a track placed by its head far away does not hold the answer back, one placed by its head nearby does
+    (None); and the neighbours picked are a superset of every track within reach in some frame."""
+    from vision.identity import BodyFrames, FramedBodies, swaps_of
+
+    t = np.round(np.arange(0.0, 40.0, 1 / 15), 4)
+    paths = {f"{k}": np.c_[np.linspace(0, 6, t.size) + k * 0.4, np.full(t.size, -0.7 + 0.1 * k)] for k in range(5)}
+    paths["far"] = np.c_[np.linspace(0, 6, t.size), np.full(t.size, 30.0)]  # another aisle
+    obs = walkers(paths, t, swaps=[("1", "2", 12.0, 15.0), ("3", "4", 25.0, 60.0)], seed=4)
+    frames = BodyFrames()
+    for s in np.arange(0.0, 40.0, 0.5):
+        frames.add(obs[(obs.t >= s) & (obs.t < s + 0.5)])
+    empty = TrackObservations.empty()
+    checked = 0
+    for lo, hi in ((0.0, 40.0), (10.0, 16.0), (20.0, 33.3), (14.2, 14.9)):
+        framed = FramedBodies(empty.track_id, empty.t, empty.keypoint, empty.xyz, empty.score, frames=frames,
+                              t0=lo, t1=hi)
+        every = find_swaps(obs.between(lo, hi))
+        for x in ("1", "2", "3", "far"):
+            mine = sorted((sw for sw in every if x in (sw.a, sw.b)), key=lambda s: (s.t_from, s.a, s.b))
+            got = sorted(swaps_of(framed, [x]), key=lambda s: (s.t_from, s.a, s.b))
+            assert got == mine
+            checked += bool(mine)
+            pos = frames.positions(lo, hi)
+            near = frames.near(lo, hi, [x], 1.0)
+            for y, (fy, xy_y) in pos.items():
+                fx, xy_x = pos[x]
+                both, ix, iy = np.intersect1d(fx, fy, return_indices=True)
+                if both.size and (np.hypot(*(xy_x[ix] - xy_y[iy]).T) <= 1.0).any():
+                    assert y in near
+    assert checked >= 3
+    head = obs.keypoint.copy()
+    head[obs.track_id == "far"] = "head"
+    framed_far = BodyFrames()
+    framed_far.add(TrackObservations(obs.track_id, obs.t, head, obs.xyz, obs.score))
+    window = FramedBodies(empty.track_id, empty.t, empty.keypoint, empty.xyz, empty.score, frames=framed_far,
+                          t0=10.0, t1=16.0)
+    assert swaps_of(window, ["1"]) is not None and swaps_of(window, ["far"]) is None
+    head[obs.track_id == "2"] = "head"
+    framed_near = BodyFrames()
+    framed_near.add(TrackObservations(obs.track_id, obs.t, head, obs.xyz, obs.score))
+    window = FramedBodies(empty.track_id, empty.t, empty.keypoint, empty.xyz, empty.score, frames=framed_near,
+                          t0=10.0, t1=16.0)
+    assert swaps_of(window, ["1"]) is None

@@ -97,6 +97,14 @@ class BodyFrames:
         #: (t0, t1) → (:meth:`positions` of every track, the ``second`` tracks): the rows do not change between
         #: :meth:`add`/:meth:`prune` calls, and the store loop asks for the same window for every party it tests
         self._memo: dict[tuple[float, float], tuple[dict, frozenset]] = {}
+        #: where each track was, coarsely: per :meth:`add` call the rows' bounding box per track and whole second,
+        #: as (code (k,) int64, second (k,) int64: floor(t), box (k, 4) x0, y0, x1, y1 metres) — :meth:`near`
+        #: finds a window's neighbours of a track from these instead of every track's rows
+        self._boxes: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        self._boxes_joined: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+        self._code: dict[str, int] = {}  # track → its code in the boxes (the tracks kept only)
+        self._name: dict[int, str] = {}
+        self._next_code = 0
 
     def __len__(self) -> int:
         return sum(c[0].size for rec in self._tracks.values() for c in rec[0])
@@ -117,15 +125,28 @@ class BodyFrames:
         codes = np.fromiter((index.setdefault(x, len(index)) for x in ids), dtype=np.int64, count=len(ids))
         order = np.argsort(codes, kind="stable")  # each track's rows together, in their own order
         bounds = np.searchsorted(codes[order], np.arange(len(index) + 1))
+        codes_kept = np.empty(len(index), dtype=np.int64)
         for track, c in index.items():
             rows = keep[order[bounds[c]:bounds[c + 1]]]
             t = obs.t[rows]
             rec = self._tracks.get(str(track))
             if rec is None:
                 rec = self._tracks[str(track)] = [[], math.inf, None]
+                self._code[str(track)] = self._next_code
+                self._name[self._next_code] = str(track)
+                self._next_code += 1
             rec[0].append((t, rank[rows], obs.xyz[rows, :2], np.round(t / self.frame_s).astype(np.int64)))
             rec[1] = min(rec[1], float(t.min()))
             rec[2] = None
+            codes_kept[c] = self._code[str(track)]
+        # the boxes: one per (track, second) of these rows
+        sec = np.floor(obs.t[keep]).astype(np.int64)
+        by = np.lexsort((sec, codes))
+        key_c, key_s, xy = codes[by], sec[by], obs.xyz[keep][by, :2]
+        starts = np.flatnonzero(np.r_[True, (key_c[1:] != key_c[:-1]) | (key_s[1:] != key_s[:-1])])
+        lo, hi = np.minimum.reduceat(xy, starts, axis=0), np.maximum.reduceat(xy, starts, axis=0)
+        self._boxes.append((codes_kept[key_c[starts]], key_s[starts], np.hstack([lo, hi])))
+        self._boxes_joined = None
         self._memo.clear()
 
     def prune(self, before: float) -> None:
@@ -146,9 +167,40 @@ class BodyFrames:
                     kept.append((t, k, xy, f))
             if not kept:
                 del self._tracks[track]
+                del self._name[self._code.pop(track)]
                 continue
             rec[0] = kept
             rec[1] = min(float(c[0].min()) for c in kept)
+        boxes = []
+        for code, sec, box in self._boxes:  # a second wholly before ``before`` holds no kept row
+            if sec.size and int(sec.max()) + 1 <= before:
+                continue
+            if sec.size and int(sec.min()) + 1 <= before:
+                m = sec + 1 > before
+                code, sec, box = code[m], sec[m], box[m]
+            boxes.append((code, sec, box))
+        if len(boxes) != len(self._boxes) or any(a[0] is not b[0] for a, b in zip(boxes, self._boxes)):
+            self._boxes, self._boxes_joined = boxes, None
+
+    def near(self, t0: float, t1: float, tracks: Iterable[str], reach_m: float) -> set[str]:
+        """The tracks (``tracks`` themselves included, where kept) with a row in a whole second that overlaps
+        ``[t0, t1]`` (s) within ``reach_m`` metres of where one of ``tracks`` was in such a second (bounding boxes
+        per track and second): a superset of the tracks whose per-frame positions (:meth:`positions`) in the window
+        come within ``reach_m`` of one of theirs (a frame's position is a mean of its rows, inside their box)."""
+        own = [self._code[str(x)] for x in tracks if str(x) in self._code]
+        if not own or not self._boxes:
+            return set()
+        if self._boxes_joined is None:
+            self._boxes_joined = tuple(np.concatenate([b[i] for b in self._boxes]) for i in range(3))
+        code, sec, box = self._boxes_joined
+        inside = (sec >= math.floor(t0)) & (sec <= math.floor(t1))
+        code, box = code[inside], box[inside]
+        mine = np.isin(code, own)
+        if not mine.any():
+            return set()
+        lo, hi = box[mine, :2].min(axis=0) - reach_m, box[mine, 2:].max(axis=0) + reach_m
+        hit = (box[:, 0] <= hi[0]) & (box[:, 2] >= lo[0]) & (box[:, 1] <= hi[1]) & (box[:, 3] >= lo[1])
+        return {self._name[c] for c in np.unique(code[hit]).tolist() if c in self._name}
 
     def _rows(self, track: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, bool]:
         """``track``'s kept rows: t (m,), rank (m,), xy (m, 2), frame (m,), and whether t never decreases."""
@@ -298,20 +350,29 @@ def find_swaps(bodies: TrackObservations, *, tracks: Sequence[str] | None = None
     return out
 
 
+#: m: what :func:`swaps_of` adds to ``near_m`` when it picks the neighbours to read: a track placed by its head now
+#: is placed by its neck once a neck row comes (the two project a few centimetres apart on the floor; 0.5 m is ten
+#: times that), and it keeps the pick a superset whatever the rows' spread within a frame.
+NEIGHBOUR_SLACK_M = 0.5
+
+
 def swaps_of(bodies: FramedBodies, tracks: Sequence[str], *, frame_s: float = 0.1, near_m: float = 1.0,
              margin_m: float = 0.25, noise_k: float = 2.5, smooth: float = 0.5, velocity_gain: float = 0.2,
              max_gap_s: float = 1.0, warmup: int = 10, max_swap_s: float = 5.0) -> list[Swap] | None:
     """Every swap between one of ``tracks`` and any track of ``bodies`` (a :class:`FramedBodies` window; its frames
     are read, not its rows; knobs as :func:`find_swaps`): a superset of the swaps :func:`find_swaps` over the same
     window (any ``tracks``/``involving``) can give that involve one of ``tracks``, hence of the hand sightings that
-    :func:`apply_swaps` can label with one of them. Unordered, each pair read once. None when a track of the window
-    is placed by its head (no neck in the window): the rows of a window still being fed could place it anew. Raises
-    ValueError for ``bodies`` without frames of ``frame_s``."""
+    :func:`apply_swaps` can label with one of them. Unordered, each pair read once. Only the tracks that came within
+    ``near_m + NEIGHBOUR_SLACK_M`` of one of ``tracks`` in the window are read (:meth:`BodyFrames.near`): a pair
+    farther apart in every frame has no swap. None when one of those is placed by its head (no neck in the
+    window): the rows of a window still being fed could place it anew. Raises ValueError for ``bodies`` without
+    frames of ``frame_s``."""
     framed = bodies.frames if isinstance(bodies, FramedBodies) else None
     if framed is None or framed.frame_s != frame_s:
         raise ValueError("swaps_of needs a FramedBodies window with frames of frame_s")
     second: set[str] = set()
-    pos = framed.positions(bodies.t0, bodies.t1, None, second=second)
+    near = framed.near(bodies.t0, bodies.t1, tracks, near_m + NEIGHBOUR_SLACK_M)
+    pos = framed.positions(bodies.t0, bodies.t1, sorted(near), second=second)
     if second:
         return None
     names = sorted(pos)
