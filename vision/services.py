@@ -140,31 +140,57 @@ def store_map_publish(*, store_code: str, t: float, positions: dict[str, tuple[f
 _ACTIVITY: dict[str, object] = {}
 
 
-def store_activity_update(*, store_code: str, obs) -> dict[str, str]:
+#: The map's keypoints: the activity tracker's body points in its order of preference (``floor``, then
+#: ``store.recording.BODY_KEYPOINTS``' others), then the wrists (:func:`_keypoint_codes`' codes are these indices).
+_ACTIVITY_KEYPOINTS = ("floor",) + tuple(k for k in BODY_KEYPOINTS if k != "floor") + ("l_wrist", "r_wrist")
+_KEYPOINT_CODE = {k: i for i, k in enumerate(_ACTIVITY_KEYPOINTS)}
+_N_BODY = len(_ACTIVITY_KEYPOINTS) - 2
+
+
+def _keypoint_codes(obs) -> np.ndarray:
+    """(n,) int: each row's index in ``_ACTIVITY_KEYPOINTS``, −1 for any other keypoint."""
+    get = _KEYPOINT_CODE.get
+    return np.fromiter((get(k, -1) for k in obs.keypoint.tolist()), dtype=np.intp, count=len(obs))
+
+
+def store_activity_update(*, store_code: str, obs, kp_codes: np.ndarray | None = None) -> dict[str, str]:
     """Feed one observations block (store metres: the body point as the map takes it, ``floor`` else
-    ``neck``/``head``/shoulders, and the ``l_wrist``/``r_wrist`` keypoints) to the store's activity tracker;
-    returns the current state of every track it knows (``vision.activity.STATES``)."""
+    ``neck``/``head``/shoulders, and the ``l_wrist``/``r_wrist`` keypoints) to the store's activity tracker, one
+    sample per track and time (tracks in sorted order, times increasing; each keypoint's first row at that time);
+    returns the current state of every track it knows (``vision.activity.STATES``). ``kp_codes``: the block's
+    :func:`_keypoint_codes`, where the caller has them."""
     from .activity import ActivityTracker
 
     tracker = _ACTIVITY.get(store_code)
     if tracker is None:
         tracker = _ACTIVITY[store_code] = ActivityTracker()
 
-    body = ("floor",) + tuple(k for k in BODY_KEYPOINTS if k != "floor")  # the map's own order of preference
-    sub = obs[np.isin(obs.keypoint, body + ("l_wrist", "r_wrist"))]
-    for track in np.unique(sub.track_id):
-        mine = sub[sub.track_id == track]
-        for t in np.unique(mine.t):
-            at = mine[mine.t == t]
-            kp = [str(k) for k in at.keypoint]
-            where = next((k for k in body if k in kp), None)
-            if where is None:
-                continue
-            wrists = np.full((2, 3), np.nan)
-            for side, name in enumerate(("l_wrist", "r_wrist")):
-                if name in kp:
-                    wrists[side] = at.xyz[kp.index(name)]
-            tracker.add(str(track), float(t), at.xyz[kp.index(where), :2], wrists)
+    kp = _keypoint_codes(obs) if kp_codes is None else kp_codes
+    rows = np.flatnonzero((kp >= 0) & ~np.isnan(obs.t))  # a NaN time matches no time: never a sample
+    if rows.size:
+        names, track = np.unique(obs.track_id[rows], return_inverse=True)
+        t = obs.t[rows]
+        order = np.lexsort((rows, t, track))  # by track, time, then row
+        rows, t, track = rows[order], t[order], track[order]
+        new = np.ones(rows.size, bool)
+        new[1:] = (track[1:] != track[:-1]) | (t[1:] != t[:-1])
+        group = np.cumsum(new) - 1
+        # each (track, time)'s first row of each keypoint: the first occurrence of its key in that order
+        key = group * len(_ACTIVITY_KEYPOINTS) + kp[rows]
+        _, first = np.unique(key, return_index=True)
+        table = np.full((int(group[-1]) + 1, len(_ACTIVITY_KEYPOINTS)), -1, dtype=np.intp)
+        table.reshape(-1)[key[first]] = rows[first]
+        body = table[:, :_N_BODY]
+        has_body = (body >= 0).any(axis=1)
+        where = body[np.arange(body.shape[0]), (body >= 0).argmax(axis=1)]
+        heads = np.flatnonzero(new)
+        xyz = obs.xyz
+        nan3 = np.full(3, np.nan)
+        for g in np.flatnonzero(has_body).tolist():
+            left, right = table[g, _N_BODY], table[g, _N_BODY + 1]
+            wrists = np.stack([xyz[left] if left >= 0 else nan3, xyz[right] if right >= 0 else nan3])
+            h = heads[g]
+            tracker.add(str(names[track[h]]), float(t[h]), xyz[where[g], :2], wrists)
     return tracker.states()
 
 
@@ -188,19 +214,28 @@ def store_map_publish_observations(*, store_code: str, obs) -> int:
 
     if len(obs) == 0:
         return 0
-    body = obs[np.isin(obs.keypoint, BODY_KEYPOINTS)]
+    kp = _keypoint_codes(obs)
+    rows = np.flatnonzero((kp >= 0) & (kp < _N_BODY))
     positions: dict[str, tuple[float, float]] = {}
     t_last = float(obs.t.max())
-    for track in np.unique(body.track_id):
-        mine = body[body.track_id == track]
-        latest = mine[mine.t == mine.t.max()]
-        rank = {k: i for i, k in enumerate(("floor",) + tuple(BODY_KEYPOINTS))}
-        best = min(range(len(latest)), key=lambda i: rank.get(str(latest.keypoint[i]), 99))
-        positions[str(track)] = (float(latest.xyz[best, 0]), float(latest.xyz[best, 1]))
+    if rows.size:
+        # per track, its latest time's most preferred body keypoint (neck, head, l_shoulder, r_shoulder, floor:
+        # ``BODY_KEYPOINTS``' order), the first row of it
+        names, track = np.unique(obs.track_id[rows], return_inverse=True)
+        rank = _MAP_RANK[kp[rows]]
+        order = np.lexsort((rows, rank, -obs.t[rows], track))
+        best = rows[order][np.r_[True, track[order][1:] != track[order][:-1]]]
+        for name, (x, y) in zip(names.tolist(), obs.xyz[best, :2].tolist()):
+            positions[str(name)] = (x, y)
     if positions:
-        states = store_activity_update(store_code=store_code, obs=obs)
+        states = store_activity_update(store_code=store_code, obs=obs, kp_codes=kp)
         store_map_publish(store_code=store_code, t=t_last, positions=positions, states=states)
     return len(positions)
+
+
+#: The live map's preference among a track's body keypoints at its latest time, by ``_ACTIVITY_KEYPOINTS`` code:
+#: ``BODY_KEYPOINTS``' order (``floor`` last).
+_MAP_RANK = np.array([BODY_KEYPOINTS.index(k) for k in _ACTIVITY_KEYPOINTS[:_N_BODY]] + [99, 99])
 
 
 class TrackerInputError(ValueError):
