@@ -476,18 +476,28 @@ def _last_states(flat: np.ndarray, lengths: np.ndarray, config: ActivityConfig, 
     # segment: body_speed (scale 1: metres), first and last known position within the window centred on each sample
     w = config.speed_window_s
     known = np.isfinite(position).all(axis=2)
-    with np.errstate(invalid="ignore"):
-        ge = known[:, None, :] & (t[:, None, :] >= (t - w / 2)[:, :, None])  # (G, i, j): j from the window's start
-        le = known[:, None, :] & (t[:, None, :] <= (t + w / 2)[:, :, None])  # j up to the window's end
-    a = ge.argmax(axis=2)
-    b = L - 1 - le[..., ::-1].argmax(axis=2)
-    ta, tb = np.take_along_axis(t, a, axis=1), np.take_along_axis(t, b, axis=1)
-    with np.errstate(invalid="ignore"):
-        has = ge.any(axis=2) & le.any(axis=2) & (b > a) & (tb - ta >= w / 4)
-    pa = np.take_along_axis(position, a[..., None], axis=1)
-    pb = np.take_along_axis(position, b[..., None], axis=1)
+    # each track's known samples as (track, t) keys in one sorted array: complex numbers sort by real part, then
+    # imaginary part, so one searchsorted finds every window's ends within its own track, on the same comparisons
+    kg, kj = np.nonzero(known)
+    keys = np.empty(kg.shape[0], np.complex128)
+    keys.real, keys.imag = kg, t[kg, kj]
+    g_all = np.broadcast_to(np.arange(G)[:, None], (G, L))
+    query = np.empty((G, L), np.complex128)
+    query.real, query.imag = g_all, t - w / 2
+    a = np.searchsorted(keys, query, side="left")  # the first known sample of the track from the window's start
+    query.imag = t + w / 2
+    b = np.searchsorted(keys, query, side="right") - 1  # the last up to the window's end
+    n_known = kg.shape[0]
+    a_in = (a < n_known) & (kg[np.minimum(a, max(n_known - 1, 0))] == g_all) if n_known else np.zeros((G, L), bool)
+    b_in = (b >= 0) & (kg[np.maximum(b, 0)] == g_all) if n_known else np.zeros((G, L), bool)
+    a, b = np.minimum(a, max(n_known - 1, 0)), np.maximum(b, 0)
     speed = np.full((G, L), np.nan)
-    speed[has] = np.hypot(pb[has, 0] - pa[has, 0], pb[has, 1] - pa[has, 1]) / (tb[has] - ta[has])
+    if n_known:
+        ta, tb = keys.imag[a], keys.imag[b]
+        with np.errstate(invalid="ignore"):
+            has = valid & np.isfinite(t) & a_in & b_in & (b > a) & (tb - ta >= w / 4)
+        pa, pb = position[kg[a[has]], kj[a[has]]], position[kg[b[has]], kj[b[has]]]
+        speed[has] = np.hypot(pb[:, 0] - pa[:, 0], pb[:, 1] - pa[:, 1]) / (tb[has] - ta[has])
     walking = np.nan_to_num(speed, nan=0.0) > config.walk_speed_m_s
     reach &= ~walking
     # reaches: runs of flags, runs less than gap_s apart merged, merged runs of at least reach_min_s kept

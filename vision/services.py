@@ -304,13 +304,53 @@ TRACKER_CLOCK_AHEAD_MAX_S = 300.0
 EMULATED_TRACKER_CLOCK_AHEAD_MAX_S = 86_400.0
 
 
+def _finite(v: int | float) -> bool:
+    """``math.isfinite(v)``, False for an integer too large for a float (JSON allows 4,300 digits)."""
+    try:
+        return math.isfinite(v)
+    except OverflowError:
+        return False
+
+
+def _observation_columns(rows: list, latest: float) -> TrackObservations | None:
+    """The observations of ``rows`` when every row is usable (see :func:`observations_parse`) and none is later
+    than ``latest`` (s UTC), checked a column at a time; None when any is not (the caller then finds the first
+    such row and says why). Builds exactly the arrays the row-by-row checks would (n ≥ 1 rows)."""
+    n = len(rows)
+    if not all(type(r) is list and len(r) == 7 for r in rows):
+        return None
+    track, t, kp, x, y, z, score = zip(*rows)
+    numbers = (t, x, y, z, score)
+    if (not {type(v) for v in track} <= {str, int} or {type(v) for v in kp} != {str}
+            or not all({type(v) for v in col} <= {int, float} for col in numbers)):
+        return None  # (bool is its own type: never taken as a number here)
+    if not set(kp) <= KEYPOINTS:  # every known keypoint is 1–32 characters
+        return None
+    tracks = [str(v) for v in track]
+    lengths = np.fromiter(map(len, tracks), dtype=np.intp, count=n)
+    if lengths.min() == 0 or lengths.max() > 64:
+        return None
+    try:
+        cols = np.array(numbers, dtype=np.float64)  # (5, n): t, x, y, z, score; the same float() of each number
+    except OverflowError:  # an integer beyond a float
+        return None
+    ts, xyz, sc = cols[0], cols[1:4].T, cols[4]
+    with np.errstate(invalid="ignore"):
+        if not (np.isfinite(cols).all() and (sc >= 0.0).all() and (sc <= 1.0).all() and (ts >= T_UTC_MIN).all()
+                and (ts <= T_UTC_MAX).all() and (np.abs(xyz) <= STORE_COORDINATE_MAX_M).all()
+                and (ts <= latest).all()):
+            return None
+    obj = lambda v: np.array(v, dtype=object).reshape(n)  # noqa: E731
+    return TrackObservations(obj(tracks), ts.copy(), obj(list(kp)), np.ascontiguousarray(xyz), sc.copy())
+
+
 def _observation_row_problem(row) -> str | None:
     """Why ``row`` is not a usable ``[track, t, keypoint, x, y, z, score]`` (see :func:`observations_parse`), or
     None when it is."""
 
     ok = (isinstance(row, list) and len(row) == 7 and isinstance(row[0], (str, int)) and not isinstance(row[0], bool)
           and isinstance(row[2], str) and 0 < len(str(row[0])) <= 64 and 0 < len(row[2]) <= 32
-          and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+          and all(isinstance(v, (int, float)) and not isinstance(v, bool) and _finite(v)
                   for v in (row[1], row[3], row[4], row[5], row[6])))
     if not ok or not 0.0 <= row[6] <= 1.0:
         return "must be [track, t, keypoint, x, y, z, score] with finite numbers and 0 ≤ score ≤ 1"
@@ -354,15 +394,18 @@ def observations_parse(doc, *, now: float,
         raise TrackerInputError("too_large", f"{len(rows)} rows; at most {MAX_OBSERVATION_ROWS} per request")
     t_last = doc.get("t_last")
     if t_last is not None and (isinstance(t_last, bool) or not isinstance(t_last, (int, float))
-                               or not math.isfinite(t_last)):
+                               or not _finite(t_last)):
         raise TrackerInputError("bad_request", "t_last must be a finite number (s UTC)")
     if t_last is not None and not T_UTC_MIN <= t_last <= T_UTC_MAX:
         raise TrackerInputError("bad_request", f"t_last = {t_last:g} must be a time from 2000-01-01 to 2100-01-01 "
                                                "UTC in seconds since the epoch")
     if t_last is not None and t_last > latest:
         raise ahead("t_last", t_last)
+    fast = _observation_columns(rows, latest) if rows else None
+    if fast is not None:
+        return fast, (None if t_last is None else float(t_last))
     tracks, ts, kps, xyz, scores = [], [], [], [], []
-    for i, row in enumerate(rows):
+    for i, row in enumerate(rows):  # the first row that is not usable, and why (or all of them, every one usable)
         problem = _observation_row_problem(row)
         if problem is not None:
             raise TrackerInputError("bad_row", f"row {i} {problem}")
