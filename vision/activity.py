@@ -396,15 +396,24 @@ class ActivityTracker:
     def add(self, track: str, t: float, floor_xy, wrists_xyz) -> None:
         """One sample of ``track``: ``t`` s, ``floor_xy`` (2,) metres, ``wrists_xyz`` (2, 3) metres (NaN rows:
         unknown). Samples not after the track's last are ignored."""
-        h = self._hist.get(str(track))
-        if h is None:
-            h = self._hist[str(track)] = _Window()
-        if h and t <= h.t[-1]:
-            return
         row = np.empty(9)
         row[0] = t
         row[1:3] = np.asarray(floor_xy, float).reshape(2)
         row[3:] = np.asarray(wrists_xyz, float).reshape(6)
+        self._add(str(track), t, row)
+
+    def add_many(self, tracks: list[str], samples: np.ndarray) -> None:
+        """Samples of several tracks, as :meth:`add` one after the other: ``tracks`` (n,) their tracks, ``samples``
+        (n, 9) t s, floor x y, l/r wrist x y z metres (NaN: unknown)."""
+        for track, t, row in zip(tracks, samples[:, 0].tolist(), samples):
+            self._add(track, t, row)
+
+    def _add(self, track: str, t: float, row: np.ndarray) -> None:
+        h = self._hist.get(track)
+        if h is None:
+            h = self._hist[track] = _Window()
+        if h and t <= h.t[-1]:
+            return
         h.append(float(t), row)
         while h and h.t[0] < t - self.window_s:
             h.popleft()
@@ -427,16 +436,16 @@ class ActivityTracker:
         lengths = np.fromiter((len(h) for h in hists), dtype=np.intp, count=len(hists))
         flat = np.concatenate([h.rows for h in hists])  # (N, 9): t, floor x y, wrists (2, 3)
         codes = _last_states(flat, lengths, self.config, self.stats)
-        return {track: STATES_BY_CODE[c] for track, c in zip(tracks, codes.tolist()) if c}
+        return {track: STATES_BY_CODE[c - 1] for track, c in zip(tracks, codes.tolist()) if c}
 
 
-#: :func:`_last_states`' codes: 0 no state (no usable sample), then :data:`STATES`' order of precedence in
-#: :func:`segment` (standing < walking < holding < reaching).
-STATES_BY_CODE = (None, "standing", "walking", "holding", "reaching")
+#: :func:`_last_states`' codes 1–4 (0: no state, no usable sample), in :func:`segment`'s order of precedence
+#: (standing < walking < holding < reaching): ``STATES_BY_CODE[code - 1]``.
+STATES_BY_CODE = ("standing", "walking", "holding", "reaching")
 
 
 def _last_states(flat: np.ndarray, lengths: np.ndarray, config: ActivityConfig, stats: ActivityStats) -> np.ndarray:
-    """For G tracks' windows of store samples at once, the code (:data:`STATES_BY_CODE`) of the last sample with a
+    """For G tracks' windows of store samples at once, the code (:data:`STATES_BY_CODE`, 0 none) of the last sample with a
     state that ``segment(store_features(...))`` gives each, alone: ``flat`` (N, 9) the tracks' samples one track
     after the other (t s increasing within a track, floor x y metres, l/r wrist x y z metres, NaN: unknown),
     ``lengths`` (G,) samples per track (sum N, each ≥ 1). Counts used and refused samples in ``stats`` in the
@@ -452,9 +461,11 @@ def _last_states(flat: np.ndarray, lengths: np.ndarray, config: ActivityConfig, 
     pad[rows, cols] = flat
     t, floor, wr = pad[..., 0], pad[..., 1:3], pad[..., 3:].reshape(G, L, 2, 3)
     # store_features
-    ok = np.isfinite(floor).all(axis=2) & np.isfinite(t) & valid
+    ok = np.isfinite(pad[..., 1]) & np.isfinite(pad[..., 2]) & np.isfinite(t) & valid
     z = wr[..., 2]
-    bad = ok & ((np.nan_to_num(z, nan=1.0) < -0.2) | (np.nan_to_num(z, nan=0.0) > config.reach_z_m[1] + 0.5)).any(axis=2)
+    top = config.reach_z_m[1] + 0.5
+    with np.errstate(invalid="ignore"):  # a NaN wrist height is neither (as nan_to_num's 1.0 and 0.0 are not)
+        bad = ok & ((z[..., 0] < -0.2) | (z[..., 0] > top) | (z[..., 1] < -0.2) | (z[..., 1] > top))
     no_floor = valid & ~ok
     if no_floor.any() or bad.any():
         for g in np.flatnonzero(no_floor.any(axis=1) | bad.any(axis=1)):
@@ -470,12 +481,12 @@ def _last_states(flat: np.ndarray, lengths: np.ndarray, config: ActivityConfig, 
     with np.errstate(invalid="ignore"):
         reach_side = (out >= config.reach_out_m) & (z >= lo) & (z <= hi)
         raised_side = ~reach_side & (z >= config.hold_z_m) & (z <= hi)
-    reach = ok & reach_side.any(axis=2)
-    raised = ok & raised_side.any(axis=2)
+    reach = ok & (reach_side[..., 0] | reach_side[..., 1])
+    raised = ok & (raised_side[..., 0] | raised_side[..., 1])
     position = np.where(ok[..., None], floor, np.nan)
     # segment: body_speed (scale 1: metres), first and last known position within the window centred on each sample
     w = config.speed_window_s
-    known = np.isfinite(position).all(axis=2)
+    known = ok  # the samples with a position (store_features: ok ones, whose floor is finite)
     # each track's known samples as (track, t) keys in one sorted array: complex numbers sort by real part, then
     # imaginary part, so one searchsorted finds every window's ends within its own track, on the same comparisons
     kg, kj = np.nonzero(known)
@@ -498,7 +509,8 @@ def _last_states(flat: np.ndarray, lengths: np.ndarray, config: ActivityConfig, 
             has = valid & np.isfinite(t) & a_in & b_in & (b > a) & (tb - ta >= w / 4)
         pa, pb = position[kg[a[has]], kj[a[has]]], position[kg[b[has]], kj[b[has]]]
         speed[has] = np.hypot(pb[:, 0] - pa[:, 0], pb[:, 1] - pa[:, 1]) / (tb[has] - ta[has])
-    walking = np.nan_to_num(speed, nan=0.0) > config.walk_speed_m_s
+    with np.errstate(invalid="ignore"):
+        walking = speed > config.walk_speed_m_s  # NaN (unknown) is not walking, as nan_to_num's 0 is not
     reach &= ~walking
     # reaches: runs of flags, runs less than gap_s apart merged, merged runs of at least reach_min_s kept
     tf = t.ravel()

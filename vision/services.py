@@ -183,14 +183,15 @@ def store_activity_update(*, store_code: str, obs, kp_codes: np.ndarray | None =
         body = table[:, :_N_BODY]
         has_body = (body >= 0).any(axis=1)
         where = body[np.arange(body.shape[0]), (body >= 0).argmax(axis=1)]
-        heads = np.flatnonzero(new)
-        xyz = obs.xyz
-        nan3 = np.full(3, np.nan)
-        for g in np.flatnonzero(has_body).tolist():
-            left, right = table[g, _N_BODY], table[g, _N_BODY + 1]
-            wrists = np.stack([xyz[left] if left >= 0 else nan3, xyz[right] if right >= 0 else nan3])
-            h = heads[g]
-            tracker.add(str(names[track[h]]), float(t[h]), xyz[where[g], :2], wrists)
+        heads = np.flatnonzero(new)[has_body]
+        table, where = table[has_body], where[has_body]
+        samples = np.full((table.shape[0], 9), np.nan)  # t, floor x y, l/r wrist x y z (NaN: no such keypoint)
+        samples[:, 0] = t[heads]
+        samples[:, 1:3] = obs.xyz[where, :2]
+        for side in (0, 1):
+            got = table[:, _N_BODY + side] >= 0
+            samples[got, 3 + 3 * side:6 + 3 * side] = obs.xyz[table[got, _N_BODY + side]]
+        tracker.add_many([str(v) for v in names[track[heads]].tolist()], samples)
     return tracker.states()
 
 
