@@ -7,7 +7,7 @@ ARGS ?=
 export YOLO_OFFLINE := 1
 export YOLO_AUTOINSTALL := 0
 
-.PHONY: install demo test lint bench bench-sensors bench-vision bench-accuracy bench-live bench-store bench-rfid bench-products bench-activity ingest-mqtt clean
+.PHONY: install demo test lint bench bench-sensors bench-vision bench-accuracy bench-live bench-store bench-tracker bench-rfid bench-products bench-activity ingest-mqtt clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -50,6 +50,10 @@ bench-live: install
 # the store worker alone: CPU per store second at 10 and 50 shoppers, in-process bus and SQLite (~5 min)
 bench-store: install
 	$(PY) bench/bench_store.py $(ARGS)
+
+# the external-tracker adapter alone: CPU per request and per row of POST /vision/api/observations/ at 200 shoppers (~1 min)
+bench-tracker: install
+	$(PY) bench/bench_tracker_api.py $(ARGS)
 
 # RFID exit lanes: precision/recall of tagged items on receipts under simulated miss and ghost-read rates (~1 min)
 bench-rfid: install

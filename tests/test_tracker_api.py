@@ -73,6 +73,9 @@ def test_observations_reach_the_store_loop_stream(tracker):
     ({"v": 1, "rows": [["7", 4.2e9, "neck", 1.0, 2.0, 1.0, 0.5]]}, "bad_row"),
     ({"v": 1, "t_last": 4.2e9, "rows": []}, "bad_request"),
     ({"v": 1, "t_last": 1.0, "rows": []}, "bad_request"),
+    # an integer too large for a float (JSON allows 4,300 digits): refused, not a 500
+    ({"v": 1, "rows": [["7", 1_700_000_000.0, "neck", 10 ** 400, 2.0, 1.0, 0.5]]}, "bad_row"),
+    ({"v": 1, "t_last": 10 ** 400, "rows": []}, "bad_request"),
 ])
 def test_bodies_it_cannot_use_are_refused_with_a_reason(tracker, body, reason):
     row, key = tracker
@@ -184,3 +187,37 @@ def test_a_driven_worker_takes_over_from_the_store_loop_thread_of_the_served_sit
         assert runtime.local_worker(store.code) is driven
     finally:
         runtime.unregister_local(store.code)
+
+
+def test_a_large_batch_is_taken_column_by_column_with_the_row_by_rows_values_and_refusals():
+    """200 shoppers × 4 keypoints in one body (issue #11) are checked a column at a time: the arrays are those the
+    row-by-row checks build (integer tracks and numbers as str and float), and one bad row among them is refused
+    with the same reason and message, naming it."""
+    import time
+
+    import numpy as np
+
+    from vision.services import TrackerInputError, observations_parse
+
+    now = time.time()
+    rows = [[i if i % 3 else f"s{i}", 1_700_000_000 + (i % 2) * 0.5, kp, i % 7, -1.25, 1.5, 1 if i % 5 else 0.75]
+            for i in range(200) for kp in ("head", "neck", "l_wrist", "r_wrist")]
+    obs, t_last = observations_parse({"v": 1, "rows": rows, "t_last": 1_700_000_001}, now=now)
+    assert t_last == 1_700_000_001.0 and type(t_last) is float and len(obs) == 800
+    assert obs.track_id.dtype == object and obs.track_id.tolist() == [str(r[0]) for r in rows]
+    assert obs.keypoint.dtype == object and obs.keypoint.tolist() == [r[2] for r in rows]
+    assert np.array_equal(obs.t, [float(r[1]) for r in rows]) and obs.t.dtype == np.float64
+    assert np.array_equal(obs.xyz, [[float(v) for v in r[3:6]] for r in rows]) and obs.xyz.shape == (800, 3)
+    assert np.array_equal(obs.score, [float(r[6]) for r in rows])
+    for bad, reason, words in (([7, 1_700_000_000.0, "tail", 1.0, 2.0, 1.0, 0.5], "bad_row", "unknown keypoint"),
+                               ([7, 1_700_000_000.0, "neck", 1.0, True, 1.0, 0.5], "bad_row", "finite numbers"),
+                               ([7, 1_700_000_000.0, "neck", 1.0, 2.0, 1.0, 1.01], "bad_row", "0 ≤ score ≤ 1"),
+                               ([7, 1_700_000_000.0, "neck", 1.0, 2.0], "bad_row", "finite numbers"),
+                               (["", 1_700_000_000.0, "neck", 1.0, 2.0, 1.0, 0.5], "bad_row", "finite numbers"),
+                               (["x" * 65, 1_700_000_000.0, "neck", 1.0, 2.0, 1.0, 0.5], "bad_row", "finite numbers"),
+                               ([7, 1_700_000_000.0, "neck", 1.0, -1000.5, 1.0, 0.5], "bad_row", "beyond ±1000 m"),
+                               ([7, float("inf"), "neck", 1.0, 2.0, 1.0, 0.5], "bad_row", "finite numbers"),
+                               ([7, YEAR_2096, "neck", 1.0, 2.0, 1.0, 0.5], "clock_ahead", "row 500 t = ")):
+        with pytest.raises(TrackerInputError) as err:
+            observations_parse({"v": 1, "rows": rows[:500] + [bad] + rows[500:]}, now=now)
+        assert err.value.reason == reason and str(err.value).startswith("row 500 ") and words in str(err.value)

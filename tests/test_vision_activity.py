@@ -4,12 +4,13 @@ refused with a reason; and reach detection on real footage against the hand labe
 from __future__ import annotations
 
 import math
+from collections import Counter
 
 import numpy as np
 import pytest
 
 from tests.conftest import shared_file
-from vision.activity import (L_HIP, L_SHOULDER, L_WRIST, R_HIP, R_SHOULDER, R_WRIST, ActivityConfig,
+from vision.activity import (L_HIP, L_SHOULDER, L_WRIST, R_HIP, R_SHOULDER, R_WRIST, STATES, ActivityConfig,
                              ActivityStats, ActivityTracker, image_features, match_intervals, pose_arms,
                              reach_intervals, segment, store_features)
 
@@ -154,3 +155,47 @@ def test_reaches_on_real_footage_against_hand_labels(clip, floor_p, floor_r):
                    stride=1 if spec["fps"] <= 10 else 2)
     r = res["clips"][clip]
     assert r["precision"] >= floor_p and r["recall"] >= floor_r, r
+
+
+def _states_one_by_one(tracker: ActivityTracker) -> tuple[dict[str, str], ActivityStats]:
+    """The live states as ``segment(store_features(...))`` gives them track by track (the definition)."""
+    stats, out = ActivityStats(), {}
+    for track, h in tracker._hist.items():
+        t, floor, wrists = h.rows[:, 0], h.rows[:, 1:3], h.rows[:, 3:].reshape(-1, 2, 3)
+        states, _ = segment(store_features(t, floor, wrists, tracker.config, stats), tracker.config)
+        last = [s for s in states if s is not None]
+        if last:
+            out[track] = last[-1]
+    return out, stats
+
+
+def test_live_states_of_all_tracks_at_once_are_the_states_track_by_track():
+    """``ActivityTracker.states`` computes every track's window in one pass (issue #11: 200 shoppers at 15 Hz);
+    its states and counts are exactly those of ``segment(store_features(...))`` track by track, through walks,
+    reaches, holds, missing floor points, implausible wrists and forgotten tracks."""
+    rng = np.random.default_rng(3)
+    tr = ActivityTracker()
+    seen = set()
+    for k in range(400):
+        t = 100.0 + k / 15.0 + rng.normal(0, 0.005)
+        for i in range(int(rng.integers(20, 40))):
+            if rng.random() < 0.05:
+                continue  # a missed sighting
+            x, y = 1.0 + i + 0.3 * np.sin(k / (10.0 + i)), 2.0 + (k * 0.03 * (i % 3 == 0))
+            floor = (x, y) if rng.random() > 0.03 else (np.nan, np.nan)
+            phase = (k + 7 * i) % 90
+            out = 0.6 if phase < 20 or 24 <= phase < 30 else 0.2
+            lz = 1.3 if out > 0.5 else (1.1 if phase < 60 else 0.8)
+            wrists = np.array([(x - out, y, lz if rng.random() > 0.02 else 7.0),
+                               (x + 0.2, y, 0.8) if rng.random() > 0.3 else (np.nan,) * 3])
+            tr.add(f"t{i}" if k < 250 or i % 4 else f"late{i}", t, floor, wrists)
+        if k % 7 == 0:
+            want, stats = _states_one_by_one(tr)
+            before = (tr.stats.samples, Counter(tr.stats.rejected), list(tr.stats.problems))
+            got = tr.states()
+            seen.update(got.values())
+            assert got == want and list(got) == list(want)
+            assert tr.stats.samples - before[0] == stats.samples
+            assert tr.stats.rejected - before[1] == stats.rejected
+            assert (before[2] + stats.problems)[-20:] == tr.stats.problems
+    assert seen == set(STATES)

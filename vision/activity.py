@@ -349,6 +349,38 @@ def match_intervals(detected: list[tuple[float, float]], truth: list[tuple[float
             "recall": tp / len(certain) if certain else float("nan"), "hits": hits}
 
 
+class _Window:
+    """One track's recent samples: ``t`` (a deque of s, increasing) and ``rows`` (the same samples as a (n, 9)
+    float64 array: t, floor x y, l/r wrist x y z), appended at the end and dropped from the start."""
+
+    __slots__ = ("t", "_buf", "_start")
+
+    def __init__(self) -> None:
+        self.t: deque[float] = deque()
+        self._buf = np.empty((64, 9))
+        self._start = 0
+
+    def __len__(self) -> int:
+        return len(self.t)
+
+    def append(self, t: float, row: np.ndarray) -> None:
+        end = self._start + len(self.t)
+        if end == self._buf.shape[0]:  # full: move the window to the front, in a buffer twice its size if need be
+            buf = self._buf if 2 * len(self.t) <= self._buf.shape[0] else np.empty((2 * self._buf.shape[0], 9))
+            buf[:len(self.t)] = self._buf[self._start:end]
+            self._buf, self._start, end = buf, 0, len(self.t)
+        self._buf[end] = row
+        self.t.append(t)
+
+    def popleft(self) -> None:
+        self.t.popleft()
+        self._start += 1
+
+    @property
+    def rows(self) -> np.ndarray:
+        return self._buf[self._start:self._start + len(self.t)]
+
+
 class ActivityTracker:
     """Live states of many tracks from store observations (:func:`store_features`), keeping ``window_s`` of
     samples per track and forgetting tracks silent for ``forget_s``. :meth:`add` a track's sample, :meth:`state`
@@ -358,30 +390,154 @@ class ActivityTracker:
         self.config = config
         self.window_s, self.forget_s = float(window_s), float(forget_s)
         self.stats = ActivityStats()
-        self._hist: dict[str, deque] = {}
+        self._hist: dict[str, _Window] = {}
+        self._oldest = math.inf  # at most the earliest last sample (s, not NaN) of any track (add)
 
     def add(self, track: str, t: float, floor_xy, wrists_xyz) -> None:
         """One sample of ``track``: ``t`` s, ``floor_xy`` (2,) metres, ``wrists_xyz`` (2, 3) metres (NaN rows:
         unknown). Samples not after the track's last are ignored."""
-        h = self._hist.setdefault(str(track), deque())
-        if h and t <= h[-1][0]:
+        row = np.empty(9)
+        row[0] = t
+        row[1:3] = np.asarray(floor_xy, float).reshape(2)
+        row[3:] = np.asarray(wrists_xyz, float).reshape(6)
+        self._add(str(track), t, row)
+
+    def add_many(self, tracks: list[str], samples: np.ndarray) -> None:
+        """Samples of several tracks, as :meth:`add` one after the other: ``tracks`` (n,) their tracks, ``samples``
+        (n, 9) t s, floor x y, l/r wrist x y z metres (NaN: unknown)."""
+        for track, t, row in zip(tracks, samples[:, 0].tolist(), samples):
+            self._add(track, t, row)
+
+    def _add(self, track: str, t: float, row: np.ndarray) -> None:
+        h = self._hist.get(track)
+        if h is None:
+            h = self._hist[track] = _Window()
+        if h and t <= h.t[-1]:
             return
-        h.append((float(t), np.asarray(floor_xy, float).reshape(2), np.asarray(wrists_xyz, float).reshape(2, 3)))
-        while h and h[0][0] < t - self.window_s:
+        h.append(float(t), row)
+        while h and h.t[0] < t - self.window_s:
             h.popleft()
-        for k in [k for k, v in self._hist.items() if v and t - v[-1][0] > self.forget_s]:
-            del self._hist[k]
+        # forget silent tracks; ``_oldest`` is at most the earliest last sample of any track, so the scan runs
+        # whenever one is due (at the same calls as scanning at every sample, which cost O(tracks) a sample)
+        if t == t:
+            self._oldest = min(self._oldest, float(t))
+        if t - self._oldest > self.forget_s:
+            for k in [k for k, v in self._hist.items() if v and t - v.t[-1] > self.forget_s]:
+                del self._hist[k]
+            self._oldest = min((v.t[-1] for v in self._hist.values() if v and v.t[-1] == v.t[-1]), default=math.inf)
 
     def states(self) -> dict[str, str]:
-        """The current state of every track with a usable sample."""
-        out = {}
-        for track, h in self._hist.items():
-            if not h:
-                continue
-            t = np.array([s[0] for s in h])
-            f = store_features(t, np.array([s[1] for s in h]), np.array([s[2] for s in h]), self.config, self.stats)
-            states, _ = segment(f, self.config)
-            last = [s for s in states if s is not None]
-            if last:
-                out[track] = last[-1]
-        return out
+        """The current state of every track with a usable sample: the last state that :func:`segment` gives its
+        window's :func:`store_features` (the same states and the same ``stats``), for all tracks at once."""
+        tracks = [k for k, h in self._hist.items() if h]
+        if not tracks:
+            return {}
+        hists = [self._hist[k] for k in tracks]
+        lengths = np.fromiter((len(h) for h in hists), dtype=np.intp, count=len(hists))
+        flat = np.concatenate([h.rows for h in hists])  # (N, 9): t, floor x y, wrists (2, 3)
+        codes = _last_states(flat, lengths, self.config, self.stats)
+        return {track: STATES_BY_CODE[c - 1] for track, c in zip(tracks, codes.tolist()) if c}
+
+
+#: :func:`_last_states`' codes 1–4 (0: no state, no usable sample), in :func:`segment`'s order of precedence
+#: (standing < walking < holding < reaching): ``STATES_BY_CODE[code - 1]``.
+STATES_BY_CODE = ("standing", "walking", "holding", "reaching")
+
+
+def _last_states(flat: np.ndarray, lengths: np.ndarray, config: ActivityConfig, stats: ActivityStats) -> np.ndarray:
+    """For G tracks' windows of store samples at once, the code (:data:`STATES_BY_CODE`, 0 none) of the last sample with a
+    state that ``segment(store_features(...))`` gives each, alone: ``flat`` (N, 9) the tracks' samples one track
+    after the other (t s increasing within a track, floor x y metres, l/r wrist x y z metres, NaN: unknown),
+    ``lengths`` (G,) samples per track (sum N, each ≥ 1). Counts used and refused samples in ``stats`` in the
+    order the per-track calls would. Returns (G,) int8. Every comparison and sum is the per-track one, on a
+    (G, L) padding of the samples (L the longest window + 1), so the answer is identical."""
+    G = lengths.shape[0]
+    L = int(lengths.max()) + 1  # at least one padding column per row: runs never reach into the next track
+    rows = np.repeat(np.arange(G), lengths)
+    cols = np.arange(flat.shape[0]) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    valid = np.zeros((G, L), bool)
+    valid[rows, cols] = True
+    pad = np.full((G, L, 9), np.nan)
+    pad[rows, cols] = flat
+    t, floor, wr = pad[..., 0], pad[..., 1:3], pad[..., 3:].reshape(G, L, 2, 3)
+    # store_features
+    ok = np.isfinite(pad[..., 1]) & np.isfinite(pad[..., 2]) & np.isfinite(t) & valid
+    z = wr[..., 2]
+    top = config.reach_z_m[1] + 0.5
+    with np.errstate(invalid="ignore"):  # a NaN wrist height is neither (as nan_to_num's 1.0 and 0.0 are not)
+        bad = ok & ((z[..., 0] < -0.2) | (z[..., 0] > top) | (z[..., 1] < -0.2) | (z[..., 1] > top))
+    no_floor = valid & ~ok
+    if no_floor.any() or bad.any():
+        for g in np.flatnonzero(no_floor.any(axis=1) | bad.any(axis=1)):
+            for i in np.flatnonzero(no_floor[g]):
+                stats.refuse(ActivityInputError("no_floor", f"sample at t={t[g, i]:.3f} has no floor point"))
+            for i in np.flatnonzero(bad[g]):
+                stats.refuse(ActivityInputError("implausible", f"sample at t={t[g, i]:.3f} has a wrist at "
+                                                               f"z={np.nanmax(np.abs(z[g, i])):.2f} m"))
+    ok &= ~bad
+    stats.samples += int(ok.sum())
+    out = np.hypot(wr[..., 0] - floor[..., None, 0], wr[..., 1] - floor[..., None, 1])
+    lo, hi = config.reach_z_m
+    with np.errstate(invalid="ignore"):
+        reach_side = (out >= config.reach_out_m) & (z >= lo) & (z <= hi)
+        raised_side = ~reach_side & (z >= config.hold_z_m) & (z <= hi)
+    reach = ok & (reach_side[..., 0] | reach_side[..., 1])
+    raised = ok & (raised_side[..., 0] | raised_side[..., 1])
+    position = np.where(ok[..., None], floor, np.nan)
+    # segment: body_speed (scale 1: metres), first and last known position within the window centred on each sample
+    w = config.speed_window_s
+    known = ok  # the samples with a position (store_features: ok ones, whose floor is finite)
+    # each track's known samples as (track, t) keys in one sorted array: complex numbers sort by real part, then
+    # imaginary part, so one searchsorted finds every window's ends within its own track, on the same comparisons
+    kg, kj = np.nonzero(known)
+    keys = np.empty(kg.shape[0], np.complex128)
+    keys.real, keys.imag = kg, t[kg, kj]
+    g_all = np.broadcast_to(np.arange(G)[:, None], (G, L))
+    query = np.empty((G, L), np.complex128)
+    query.real, query.imag = g_all, t - w / 2
+    a = np.searchsorted(keys, query, side="left")  # the first known sample of the track from the window's start
+    query.imag = t + w / 2
+    b = np.searchsorted(keys, query, side="right") - 1  # the last up to the window's end
+    n_known = kg.shape[0]
+    a_in = (a < n_known) & (kg[np.minimum(a, max(n_known - 1, 0))] == g_all) if n_known else np.zeros((G, L), bool)
+    b_in = (b >= 0) & (kg[np.maximum(b, 0)] == g_all) if n_known else np.zeros((G, L), bool)
+    a, b = np.minimum(a, max(n_known - 1, 0)), np.maximum(b, 0)
+    speed = np.full((G, L), np.nan)
+    if n_known:
+        ta, tb = keys.imag[a], keys.imag[b]
+        with np.errstate(invalid="ignore"):
+            has = valid & np.isfinite(t) & a_in & b_in & (b > a) & (tb - ta >= w / 4)
+        pa, pb = position[kg[a[has]], kj[a[has]]], position[kg[b[has]], kj[b[has]]]
+        speed[has] = np.hypot(pb[:, 0] - pa[:, 0], pb[:, 1] - pa[:, 1]) / (tb[has] - ta[has])
+    with np.errstate(invalid="ignore"):
+        walking = speed > config.walk_speed_m_s  # NaN (unknown) is not walking, as nan_to_num's 0 is not
+    reach &= ~walking
+    # reaches: runs of flags, runs less than gap_s apart merged, merged runs of at least reach_min_s kept
+    tf = t.ravel()
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], reach.ravel().astype(np.int8), [0]])))
+    starts, ends = edges[::2], edges[1::2] - 1
+    reaching = np.zeros(G * L, bool)
+    if starts.size:
+        join = ((starts[1:] // L) == (ends[:-1] // L)) & (tf[starts[1:]] - tf[ends[:-1]] < config.gap_s)
+        first = np.flatnonzero(np.concatenate([[True], ~join]))
+        last = np.concatenate([first[1:] - 1, [starts.size - 1]])
+        m0, m1 = starts[first], ends[last]
+        keep = tf[m1] - tf[m0] >= config.reach_min_s - 1e-9
+        mark = np.zeros(G * L + 1, np.int64)
+        mark[m0[keep]] += 1
+        mark[m1[keep] + 1] -= 1
+        reaching = np.cumsum(mark[:-1]) > 0
+    reaching = reaching.reshape(G, L)
+    # holding: a hand raised in front, not walking, within hold_max_s of the last reaching sample before it
+    idx = np.maximum.accumulate(np.where(reaching, np.arange(L), -1), axis=1)
+    last_reach = np.where(idx >= 0, np.take_along_axis(t, np.maximum(idx, 0), axis=1), -math.inf)
+    with np.errstate(invalid="ignore"):
+        holding = ~reaching & ok & raised & ~walking & (t - last_reach <= config.hold_max_s)
+    code = np.zeros((G, L), np.int8)
+    code[ok] = 1
+    code[ok & walking] = 2
+    code[holding] = 3
+    code[reaching] = 4
+    some = code > 0
+    at = L - 1 - some[:, ::-1].argmax(axis=1)
+    return np.where(some.any(axis=1), code[np.arange(G), at], 0).astype(np.int8)

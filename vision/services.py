@@ -140,31 +140,58 @@ def store_map_publish(*, store_code: str, t: float, positions: dict[str, tuple[f
 _ACTIVITY: dict[str, object] = {}
 
 
-def store_activity_update(*, store_code: str, obs) -> dict[str, str]:
+#: The map's keypoints: the activity tracker's body points in its order of preference (``floor``, then
+#: ``store.recording.BODY_KEYPOINTS``' others), then the wrists (:func:`_keypoint_codes`' codes are these indices).
+_ACTIVITY_KEYPOINTS = ("floor",) + tuple(k for k in BODY_KEYPOINTS if k != "floor") + ("l_wrist", "r_wrist")
+_KEYPOINT_CODE = {k: i for i, k in enumerate(_ACTIVITY_KEYPOINTS)}
+_N_BODY = len(_ACTIVITY_KEYPOINTS) - 2
+
+
+def _keypoint_codes(obs) -> np.ndarray:
+    """(n,) int: each row's index in ``_ACTIVITY_KEYPOINTS``, −1 for any other keypoint."""
+    get = _KEYPOINT_CODE.get
+    return np.fromiter((get(k, -1) for k in obs.keypoint.tolist()), dtype=np.intp, count=len(obs))
+
+
+def store_activity_update(*, store_code: str, obs, kp_codes: np.ndarray | None = None) -> dict[str, str]:
     """Feed one observations block (store metres: the body point as the map takes it, ``floor`` else
-    ``neck``/``head``/shoulders, and the ``l_wrist``/``r_wrist`` keypoints) to the store's activity tracker;
-    returns the current state of every track it knows (``vision.activity.STATES``)."""
+    ``neck``/``head``/shoulders, and the ``l_wrist``/``r_wrist`` keypoints) to the store's activity tracker, one
+    sample per track and time (tracks in sorted order, times increasing; each keypoint's first row at that time);
+    returns the current state of every track it knows (``vision.activity.STATES``). ``kp_codes``: the block's
+    :func:`_keypoint_codes`, where the caller has them."""
     from .activity import ActivityTracker
 
     tracker = _ACTIVITY.get(store_code)
     if tracker is None:
         tracker = _ACTIVITY[store_code] = ActivityTracker()
 
-    body = ("floor",) + tuple(k for k in BODY_KEYPOINTS if k != "floor")  # the map's own order of preference
-    sub = obs[np.isin(obs.keypoint, body + ("l_wrist", "r_wrist"))]
-    for track in np.unique(sub.track_id):
-        mine = sub[sub.track_id == track]
-        for t in np.unique(mine.t):
-            at = mine[mine.t == t]
-            kp = [str(k) for k in at.keypoint]
-            where = next((k for k in body if k in kp), None)
-            if where is None:
-                continue
-            wrists = np.full((2, 3), np.nan)
-            for side, name in enumerate(("l_wrist", "r_wrist")):
-                if name in kp:
-                    wrists[side] = at.xyz[kp.index(name)]
-            tracker.add(str(track), float(t), at.xyz[kp.index(where), :2], wrists)
+    kp = _keypoint_codes(obs) if kp_codes is None else kp_codes
+    rows = np.flatnonzero((kp >= 0) & ~np.isnan(obs.t))  # a NaN time matches no time: never a sample
+    if rows.size:
+        names, track = np.unique(obs.track_id[rows], return_inverse=True)
+        t = obs.t[rows]
+        order = np.lexsort((rows, t, track))  # by track, time, then row
+        rows, t, track = rows[order], t[order], track[order]
+        new = np.ones(rows.size, bool)
+        new[1:] = (track[1:] != track[:-1]) | (t[1:] != t[:-1])
+        group = np.cumsum(new) - 1
+        # each (track, time)'s first row of each keypoint: the first occurrence of its key in that order
+        key = group * len(_ACTIVITY_KEYPOINTS) + kp[rows]
+        _, first = np.unique(key, return_index=True)
+        table = np.full((int(group[-1]) + 1, len(_ACTIVITY_KEYPOINTS)), -1, dtype=np.intp)
+        table.reshape(-1)[key[first]] = rows[first]
+        body = table[:, :_N_BODY]
+        has_body = (body >= 0).any(axis=1)
+        where = body[np.arange(body.shape[0]), (body >= 0).argmax(axis=1)]
+        heads = np.flatnonzero(new)[has_body]
+        table, where = table[has_body], where[has_body]
+        samples = np.full((table.shape[0], 9), np.nan)  # t, floor x y, l/r wrist x y z (NaN: no such keypoint)
+        samples[:, 0] = t[heads]
+        samples[:, 1:3] = obs.xyz[where, :2]
+        for side in (0, 1):
+            got = table[:, _N_BODY + side] >= 0
+            samples[got, 3 + 3 * side:6 + 3 * side] = obs.xyz[table[got, _N_BODY + side]]
+        tracker.add_many([str(v) for v in names[track[heads]].tolist()], samples)
     return tracker.states()
 
 
@@ -188,19 +215,28 @@ def store_map_publish_observations(*, store_code: str, obs) -> int:
 
     if len(obs) == 0:
         return 0
-    body = obs[np.isin(obs.keypoint, BODY_KEYPOINTS)]
+    kp = _keypoint_codes(obs)
+    rows = np.flatnonzero((kp >= 0) & (kp < _N_BODY))
     positions: dict[str, tuple[float, float]] = {}
     t_last = float(obs.t.max())
-    for track in np.unique(body.track_id):
-        mine = body[body.track_id == track]
-        latest = mine[mine.t == mine.t.max()]
-        rank = {k: i for i, k in enumerate(("floor",) + tuple(BODY_KEYPOINTS))}
-        best = min(range(len(latest)), key=lambda i: rank.get(str(latest.keypoint[i]), 99))
-        positions[str(track)] = (float(latest.xyz[best, 0]), float(latest.xyz[best, 1]))
+    if rows.size:
+        # per track, its latest time's most preferred body keypoint (neck, head, l_shoulder, r_shoulder, floor:
+        # ``BODY_KEYPOINTS``' order), the first row of it
+        names, track = np.unique(obs.track_id[rows], return_inverse=True)
+        rank = _MAP_RANK[kp[rows]]
+        order = np.lexsort((rows, rank, -obs.t[rows], track))
+        best = rows[order][np.r_[True, track[order][1:] != track[order][:-1]]]
+        for name, (x, y) in zip(names.tolist(), obs.xyz[best, :2].tolist()):
+            positions[str(name)] = (x, y)
     if positions:
-        states = store_activity_update(store_code=store_code, obs=obs)
+        states = store_activity_update(store_code=store_code, obs=obs, kp_codes=kp)
         store_map_publish(store_code=store_code, t=t_last, positions=positions, states=states)
     return len(positions)
+
+
+#: The live map's preference among a track's body keypoints at its latest time, by ``_ACTIVITY_KEYPOINTS`` code:
+#: ``BODY_KEYPOINTS``' order (``floor`` last).
+_MAP_RANK = np.array([BODY_KEYPOINTS.index(k) for k in _ACTIVITY_KEYPOINTS[:_N_BODY]] + [99, 99])
 
 
 class TrackerInputError(ValueError):
@@ -269,13 +305,53 @@ TRACKER_CLOCK_AHEAD_MAX_S = 300.0
 EMULATED_TRACKER_CLOCK_AHEAD_MAX_S = 86_400.0
 
 
+def _finite(v: int | float) -> bool:
+    """``math.isfinite(v)``, False for an integer too large for a float (JSON allows 4,300 digits)."""
+    try:
+        return math.isfinite(v)
+    except OverflowError:
+        return False
+
+
+def _observation_columns(rows: list, latest: float) -> TrackObservations | None:
+    """The observations of ``rows`` when every row is usable (see :func:`observations_parse`) and none is later
+    than ``latest`` (s UTC), checked a column at a time; None when any is not (the caller then finds the first
+    such row and says why). Builds exactly the arrays the row-by-row checks would (n ≥ 1 rows)."""
+    n = len(rows)
+    if not all(type(r) is list and len(r) == 7 for r in rows):
+        return None
+    track, t, kp, x, y, z, score = zip(*rows)
+    numbers = (t, x, y, z, score)
+    if (not {type(v) for v in track} <= {str, int} or {type(v) for v in kp} != {str}
+            or not all({type(v) for v in col} <= {int, float} for col in numbers)):
+        return None  # (bool is its own type: never taken as a number here)
+    if not set(kp) <= KEYPOINTS:  # every known keypoint is 1–32 characters
+        return None
+    tracks = [str(v) for v in track]
+    lengths = np.fromiter(map(len, tracks), dtype=np.intp, count=n)
+    if lengths.min() == 0 or lengths.max() > 64:
+        return None
+    try:
+        cols = np.array(numbers, dtype=np.float64)  # (5, n): t, x, y, z, score; the same float() of each number
+    except OverflowError:  # an integer beyond a float
+        return None
+    ts, xyz, sc = cols[0], cols[1:4].T, cols[4]
+    with np.errstate(invalid="ignore"):
+        if not (np.isfinite(cols).all() and (sc >= 0.0).all() and (sc <= 1.0).all() and (ts >= T_UTC_MIN).all()
+                and (ts <= T_UTC_MAX).all() and (np.abs(xyz) <= STORE_COORDINATE_MAX_M).all()
+                and (ts <= latest).all()):
+            return None
+    obj = lambda v: np.array(v, dtype=object).reshape(n)  # noqa: E731
+    return TrackObservations(obj(tracks), ts.copy(), obj(list(kp)), np.ascontiguousarray(xyz), sc.copy())
+
+
 def _observation_row_problem(row) -> str | None:
     """Why ``row`` is not a usable ``[track, t, keypoint, x, y, z, score]`` (see :func:`observations_parse`), or
     None when it is."""
 
     ok = (isinstance(row, list) and len(row) == 7 and isinstance(row[0], (str, int)) and not isinstance(row[0], bool)
           and isinstance(row[2], str) and 0 < len(str(row[0])) <= 64 and 0 < len(row[2]) <= 32
-          and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+          and all(isinstance(v, (int, float)) and not isinstance(v, bool) and _finite(v)
                   for v in (row[1], row[3], row[4], row[5], row[6])))
     if not ok or not 0.0 <= row[6] <= 1.0:
         return "must be [track, t, keypoint, x, y, z, score] with finite numbers and 0 ≤ score ≤ 1"
@@ -319,15 +395,18 @@ def observations_parse(doc, *, now: float,
         raise TrackerInputError("too_large", f"{len(rows)} rows; at most {MAX_OBSERVATION_ROWS} per request")
     t_last = doc.get("t_last")
     if t_last is not None and (isinstance(t_last, bool) or not isinstance(t_last, (int, float))
-                               or not math.isfinite(t_last)):
+                               or not _finite(t_last)):
         raise TrackerInputError("bad_request", "t_last must be a finite number (s UTC)")
     if t_last is not None and not T_UTC_MIN <= t_last <= T_UTC_MAX:
         raise TrackerInputError("bad_request", f"t_last = {t_last:g} must be a time from 2000-01-01 to 2100-01-01 "
                                                "UTC in seconds since the epoch")
     if t_last is not None and t_last > latest:
         raise ahead("t_last", t_last)
+    fast = _observation_columns(rows, latest) if rows else None
+    if fast is not None:
+        return fast, (None if t_last is None else float(t_last))
     tracks, ts, kps, xyz, scores = [], [], [], [], []
-    for i, row in enumerate(rows):
+    for i, row in enumerate(rows):  # the first row that is not usable, and why (or all of them, every one usable)
         problem = _observation_row_problem(row)
         if problem is not None:
             raise TrackerInputError("bad_row", f"row {i} {problem}")
