@@ -415,6 +415,8 @@ def checkout_enqueue(*, visit_id: int, countdown: float | None = None, at: datet
     logs, counts (:data:`ENQUEUE_FAILURES`) and returns False — the visit's ``checkout_due_at`` is already
     committed, so :func:`visits_stuck_sweep` bills it. Call after the exit commits (``transaction.on_commit``).
     In the embedded profile (``CELERY_TASK_ALWAYS_EAGER``) the task runs here, now."""
+    # lazy: a cycle left — the tasks module calls this one's sweeps (visits_stuck_sweep_task); moving the sweeps to
+    # a module of their own (their callers with them) would end it
     from .tasks import visit_checkout_task
 
     try:
