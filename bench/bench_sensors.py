@@ -183,6 +183,7 @@ def _django(tmp: Path) -> None:
 def _store(n_controllers: int, plates: tuple[int, ...], rng: np.random.Generator):
     """A store of ``sum(plates)`` bins on ``n_controllers`` gondolas (one shelf each) with one product per bin;
     returns [(controller, key, bin count)] and the unit weight of each bin's product."""
+    # lazy: Django models; bench_mqtt sets Django up (_django) before it makes the store
     from sensors.services import controller_create
     from store.inventory.services import catalogue_load
     from store.layout.services import layout_load
@@ -320,6 +321,7 @@ class _Worker:
 
 
 def _latencies(truth: list, session: str = "bench") -> tuple[np.ndarray, list[str]]:
+    # lazy: Django models; bench_mqtt sets Django up (_django) first
     from sensors.models import ShelfEvent
 
     rows = list(ShelfEvent.objects.filter(session=session).select_related("bin"))
@@ -340,6 +342,7 @@ def _pct(lat: np.ndarray) -> str:
 
 
 def _problems(controllers) -> dict[str, tuple[int, int]]:
+    # lazy: Django models; bench_mqtt sets Django up (_django) first
     from sensors.models import ControllerProblem
 
     out: dict[str, tuple[int, int]] = {}
@@ -367,6 +370,7 @@ def bench_mqtt(seconds: float, latency_seconds: float, sustained_seconds: float,
         _django(Path(tmp))
         from django.db import connection
 
+        # lazy: imports Django models, so it loads after _django() above
         from sensors.mqtt import Publisher
 
         rng = np.random.default_rng(1)

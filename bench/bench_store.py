@@ -61,6 +61,7 @@ def run(shoppers: int, minutes: float, seed: int, profile: bool, rooms: int = 1)
 
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # throwaway bench accounts
     call_command("migrate", verbosity=0)
+    # lazy: these import Django models, so they load after django.setup() (this subprocess's) and migrate above
     from carts import runtime
     from carts.offline.emulator_devices import register
     from store.accounts.demo import demo_shopper_ensure

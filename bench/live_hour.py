@@ -96,6 +96,7 @@ def feed(minutes: float, shoppers: int, seed: int, prefix: str) -> None:
 
     import numpy as np
 
+    # lazy: these import Django models, so they load after django.setup() above
     from carts import runtime
     from carts.offline.emulator_devices import register
     from store.accounts.demo import demo_shopper_ensure

@@ -105,6 +105,7 @@ def prepare(rec_path: str, out: str) -> None:
     # throwaway bench accounts: a fast hasher (PBKDF2 costs ~0.3 s per account on a busy 2-core machine)
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
+    # lazy: these import Django models, so they load after django.setup() above
     from carts.offline.replay import PARTY_WITHIN_S
     from store.accounts.demo import DEMO_SHOPPER, demo_shopper_ensure
     from store.layout.models import Store
