@@ -49,6 +49,13 @@ from pathlib import Path
 
 import numpy as np
 
+from carts.offline.evaluation import confidence_outcomes, evaluate_session, offline_replay, planogram_from_store
+from carts.offline.simulation import simulate
+from carts.offline.simulation_config import SimConfig
+from carts.offline.simulation_store import load_store
+from carts.offline.simulation_products import ProductEvidence, simulate_recognition, with_lookalike_label
+from carts.offline.evaluation import SCENARIOS
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
@@ -82,10 +89,6 @@ def run_session(args: tuple[str, int, int, float]) -> dict:
     import logging
 
     logging.disable(logging.WARNING)
-    from carts.offline.evaluation import confidence_outcomes, evaluate_session, offline_replay
-    from carts.offline.simulation import simulate
-    from carts.offline.simulation_config import SimConfig
-    from carts.offline.simulation_store import load_store
 
     level, seed, shoppers, main = args
     difficulty, per_shopper, fixed = LEVELS[level]
@@ -120,11 +123,6 @@ def run_session_products(args: tuple[str, int, int, float]) -> dict:
     import logging
 
     logging.disable(logging.WARNING)
-    from carts.offline.evaluation import evaluate_session, offline_replay, planogram_from_store
-    from carts.offline.simulation import simulate
-    from carts.offline.simulation_config import SimConfig
-    from carts.offline.simulation_store import load_store
-    from carts.offline.simulation_products import ProductEvidence, simulate_recognition, with_lookalike_label
 
     level, seed, shoppers, thr = args
     difficulty, per_shopper, fixed = LEVELS[level]
@@ -225,7 +223,6 @@ def main() -> int:
     if not (DATA / "store_meta" / "Plates.json").exists():
         print(f"needs {DATA} (the shared data folder beside the checkout)", file=sys.stderr)
         return 2
-    from carts.offline.evaluation import SCENARIOS
 
     levels = [x for x in a.levels.split(",") if x]
     unknown = [x for x in levels if x not in LEVELS]

@@ -10,6 +10,8 @@ import os
 import sys
 from pathlib import Path
 
+from carts.offline.activity_bench import evaluate
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 SHARED = Path(os.environ.get("WALKOUT_SHARED", ROOT.parent / "shared"))
@@ -21,7 +23,6 @@ def main() -> int:
     ap.add_argument("--clip", action="append", help="a clip key of the label file (default: all)")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
-    from carts.offline.activity_bench import evaluate
 
     res = evaluate(SHARED, stride=args.stride, clips=args.clip)
     for path in res["missing"]:

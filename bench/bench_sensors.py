@@ -46,6 +46,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from sensors.weight import WeightChanges, WeightEventDetector  # noqa: E402
+from carts.offline.autocheckout_plates import blocks_by_gondola, read_plate_file  # noqa: E402
+from carts.loop_config import LoopConfig  # noqa: E402
+from sensors.ingest import encode_payload, weights_topic  # noqa: E402
 
 PLATE_FILE = ROOT.parent / "shared" / "datasets" / "autocheckout" / "BENCHMARK-1" / "plate_data.json"
 
@@ -92,7 +95,6 @@ def bench_decode() -> None:
     if not PLATE_FILE.exists():
         print(f"decode: skipped, {PLATE_FILE} not found")
         return
-    from carts.offline.autocheckout_plates import blocks_by_gondola, read_plate_file
 
     t0 = time.process_time()
     blocks, errors = read_plate_file(PLATE_FILE)
@@ -112,8 +114,6 @@ def latency_breakdown(n_picks: int = 60, n_bins: int = 60, rate_hz: float = 60.0
     ``settled_until``). Per pick: when the detector returns the change, when the loop may release it, and when
     the message holding that sample is published (a block goes out when its last sample is taken). Prints the
     medians and p95s; the MQTT phases' measured latency minus the last is the ingestion and database share."""
-    from carts.loop_config import LoopConfig
-
     rng = np.random.default_rng(seed)
     gap = LoopConfig().hold_gap_s
     det = WeightEventDetector(n_bins, rate_hz)
@@ -183,6 +183,7 @@ def _django(tmp: Path) -> None:
 def _store(n_controllers: int, plates: tuple[int, ...], rng: np.random.Generator):
     """A store of ``sum(plates)`` bins on ``n_controllers`` gondolas (one shelf each) with one product per bin;
     returns [(controller, key, bin count)] and the unit weight of each bin's product."""
+    # lazy: Django models; bench_mqtt sets Django up (_django) before it makes the store
     from sensors.services import controller_create
     from store.inventory.services import catalogue_load
     from store.layout.services import layout_load
@@ -232,8 +233,6 @@ class _Controllers:
     def message(self, c, key, n, t0, pick: int | None = None) -> bytes:
         """One block of controller ``c`` starting at ``t0``; ``pick``: a plate that loses one unit, settling at the
         9th sample of the block."""
-        from sensors.ingest import encode_payload
-
         x = self.levels[c.name] + self.rng.normal(size=(self.block, n)) * self.sd[c.name]
         if pick is not None:
             code = c.bin_codes[pick]
@@ -247,8 +246,6 @@ class _Controllers:
         """Publish ``seconds`` in real time (a block when its last sample was taken), a pick every ``pick_every_s``
         (none in the last 2 s); returns [(bin code, settle time)] and the messages published. ``on_second``: called
         with the messages published so far about once a second."""
-        from sensors.ingest import weights_topic
-
         period = self.block / self.rate_hz
         truth, published, k = [], 0, 0
         t_start = time.time()
@@ -324,6 +321,7 @@ class _Worker:
 
 
 def _latencies(truth: list, session: str = "bench") -> tuple[np.ndarray, list[str]]:
+    # lazy: Django models; bench_mqtt sets Django up (_django) first
     from sensors.models import ShelfEvent
 
     rows = list(ShelfEvent.objects.filter(session=session).select_related("bin"))
@@ -344,6 +342,7 @@ def _pct(lat: np.ndarray) -> str:
 
 
 def _problems(controllers) -> dict[str, tuple[int, int]]:
+    # lazy: Django models; bench_mqtt sets Django up (_django) first
     from sensors.models import ControllerProblem
 
     out: dict[str, tuple[int, int]] = {}
@@ -371,7 +370,7 @@ def bench_mqtt(seconds: float, latency_seconds: float, sustained_seconds: float,
         _django(Path(tmp))
         from django.db import connection
 
-        from sensors.ingest import weights_topic
+        # lazy: imports Django models, so it loads after _django() above
         from sensors.mqtt import Publisher
 
         rng = np.random.default_rng(1)

@@ -36,6 +36,13 @@ import tempfile
 import time
 from pathlib import Path
 
+from carts.offline.steps import recording_steps
+from carts.offline.simulation import simulate
+from carts.offline.simulation_config import SimConfig
+from carts.offline.simulation_store import load_store
+from carts.offline.simulation_truth import parties_from_gates
+from store.recording import TrackObservations
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 #: floor of one room (the NanoStore with its share of the front: ~6 m × 3.4 m,
@@ -54,19 +61,14 @@ def run(shoppers: int, minutes: float, seed: int, profile: bool, rooms: int = 1,
 
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # throwaway bench accounts
     call_command("migrate", verbosity=0)
+    # lazy: these import Django models, so they load after django.setup() (this subprocess's) and migrate above
     from carts import runtime
     from carts.offline.emulator_devices import register
-    from carts.offline.steps import recording_steps
     from store.accounts.demo import demo_shopper_ensure
-    from carts.offline.simulation import simulate
-    from carts.offline.simulation_config import SimConfig
-    from carts.offline.simulation_store import load_store
-    from carts.offline.simulation_truth import parties_from_gates
     from store.gates.services import GateRefusal, pass_issue, visit_enter, visit_exit_scan
     from store.inventory.services import catalogue_load
     from store.layout.models import Store
     from store.layout.services import layout_load
-    from store.recording import TrackObservations
 
     more = {} if events is None else {"events_per_shopper": events}
     sim = simulate(load_store(DATA), SimConfig.at("default", shoppers=shoppers, minutes=minutes, seed=seed,

@@ -43,6 +43,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "store.settings")
 from vision import yolo_environment  # noqa: E402 — ultralytics' offline settings before it is imported below
+from vision.geometry import CameraModel  # noqa: E402
+from vision.detector import PersonDetector  # noqa: E402
+from vision.metrics import evaluate, read_mot  # noqa: E402
+from vision.tracking import CameraTracker, FrameSource, TrackSummary, write_mot  # noqa: E402
+from vision.aifi_cameras import fit_all  # noqa: E402
+from vision.config import default_pose_model  # noqa: E402
 
 yolo_environment()
 
@@ -60,8 +66,6 @@ def _camera(width: int, height: int):
     """A plausible ceiling camera for the projection cost (2.6 m up, 50° down); the clips have no survey."""
     import numpy as np
 
-    from vision.geometry import CameraModel
-
     s, c = math.sin(math.radians(50)), math.cos(math.radians(50))
     z, x = np.array([c, 0, -s]), np.array([0.0, -1.0, 0.0])
     f = 0.65 * width
@@ -72,10 +76,6 @@ def _camera(width: int, height: int):
 
 def run_model(model: str, frames: int) -> dict:
     """All measurements of one model (runs inside its own subprocess)."""
-    from vision.detector import PersonDetector
-    from vision.metrics import evaluate, read_mot
-    from vision.tracking import CameraTracker, FrameSource, TrackSummary, write_mot
-
     path = SHARED / "models" / model
     out: dict = {"model": model, "clips": [], "mot": []}
     for clip in CLIPS:
@@ -153,11 +153,6 @@ def run_cps(model: str, frames: int) -> dict | None:
     through the camera's calibration), ours without wrists, and bare ultralytics on the same frames; × real time
     on this machine's cores = seconds of the session (frames per camera / 10 fps) / (CPU seconds of all four
     cameras / cores), one worker process per camera."""
-    from vision.aifi_cameras import fit_all
-    from vision.detector import PersonDetector
-    from vision.config import default_pose_model
-    from vision.tracking import CameraTracker, FrameSource
-
     videos = [SHARED / v for v in CPS_VIDEOS]
     if not all(v.exists() for v in videos):
         print(f"skip cps-test-01: {next(v for v in videos if not v.exists())} is absent", flush=True)
@@ -203,9 +198,6 @@ def run_cps(model: str, frames: int) -> dict | None:
 def run_camera_worker(model: str, frames: int, start_at: float) -> dict:
     """One camera worker of the concurrent run: decode + detect + track + project ``frames`` frames of the aisle
     clip (looping), starting at ``start_at`` (time.time()) so that every worker runs at once."""
-    from vision.detector import PersonDetector
-    from vision.tracking import CameraTracker, FrameSource
-
     video = SHARED / "media" / CLIPS[0]
     det = PersonDetector(SHARED / "models" / model, threads=THREADS)
     n = 0

@@ -11,6 +11,13 @@ from pathlib import Path
 from live_session import DATA, TRACK_HZ, simulate_session
 from live_stack import STORE, Procs, manage, production_env, redis_cleanup, say
 
+from carts.offline.simulation_truth import parties_from_gates
+from store.recording import TrackObservations
+from carts.offline.steps import recording_steps
+from carts.offline.simulation import simulate
+from carts.offline.simulation_config import SimConfig
+from carts.offline.simulation_store import load_store
+
 #: the entry point, which runs :func:`feed` as a subprocess (``--_feed``)
 ENTRY = str(Path(__file__).resolve().with_name("bench_live.py"))
 
@@ -89,13 +96,12 @@ def feed(minutes: float, shoppers: int, seed: int, prefix: str) -> None:
 
     import numpy as np
 
+    # lazy: these import Django models, so they load after django.setup() above
     from carts import runtime
     from carts.offline.emulator_devices import register
-    from carts.offline.simulation_truth import parties_from_gates
     from store.accounts.demo import demo_shopper_ensure
     from store.gates.services import GateRefusal, pass_issue, visit_enter, visit_exit_scan
     from store.layout.models import Store
-    from store.recording import TrackObservations
 
     bus = runtime.bus()
     store = Store.objects.get(code=STORE)
@@ -139,7 +145,6 @@ def feed(minutes: float, shoppers: int, seed: int, prefix: str) -> None:
             guests = {lead: sum(1 for m, lead_of in party_of.items() if lead_of == lead and m != lead)
                       for lead in set(party_of.values())}
             tag = f"c{k}-"
-            from carts.offline.steps import recording_steps
 
             class _Rec:  # what recording_steps needs
                 pass
@@ -197,10 +202,6 @@ def feed(minutes: float, shoppers: int, seed: int, prefix: str) -> None:
 
 def _sim_chunk(shoppers: int, minutes: float, seed: int) -> dict:
     """One simulated session (in a pool process): what the feeder needs."""
-    from carts.offline.simulation import simulate
-    from carts.offline.simulation_config import SimConfig
-    from carts.offline.simulation_store import load_store
-
     sim = simulate(load_store(DATA), SimConfig.at("default", shoppers=shoppers, minutes=minutes, seed=seed,
                                                   track_hz=TRACK_HZ))
     return {"t_start": sim.manifest["t_start"], "gates": sim.gates, "tracks": sim.tracks,

@@ -11,6 +11,13 @@ from pathlib import Path
 
 from live_stack import ROOT, STORE
 
+from carts.offline.simulation import simulate, write_simulation
+from carts.offline.simulation_config import SimConfig
+from carts.offline.simulation_store import load_store
+from carts.offline.evaluation import evaluate_session, offline_replay
+from carts.offline.simulation_truth import read_truth_events, parties_from_gates
+from store.recording import read_recording, GATES, read_gates
+
 DATA = Path(os.environ.get("WALKOUT_SHARED", ROOT.parent / "shared")) / "datasets" / "autocheckout"
 TRACK_HZ = 15.0
 
@@ -23,10 +30,6 @@ def simulate_session(n: int, minutes: float, events: float, seed: int, out: Path
     ``shelves``: the form of its shelf samples (``store.recording.SHELF_FORMS``; ``npy``, the binary folder, is read
     by the emulator and the offline run at once, where ``csv`` takes minutes at 50 shoppers)."""
     import numpy as np
-
-    from carts.offline.simulation import simulate, write_simulation
-    from carts.offline.simulation_config import SimConfig
-    from carts.offline.simulation_store import load_store
 
     done = out / "bench-session.json"
     key = {"n": n, "minutes": minutes, "events": events, "seed": seed, "rooms": rooms, "shelves": shelves}
@@ -53,10 +56,6 @@ def simulate_session(n: int, minutes: float, events: float, seed: int, out: Path
 
 def offline_f1(rec_path: Path) -> float:
     """F1 of the offline run of the recording (the store loop in memory, the oracle reviewer)."""
-    from carts.offline.evaluation import evaluate_session, offline_replay
-    from carts.offline.simulation_truth import read_truth_events
-    from store.recording import read_recording
-
     rec = read_recording(rec_path)
     te = read_truth_events(rec_path)
     res = offline_replay(rec, truth_events=te)
@@ -106,11 +105,10 @@ def prepare(rec_path: str, out: str) -> None:
     # throwaway bench accounts: a fast hasher (PBKDF2 costs ~0.3 s per account on a busy 2-core machine)
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
+    # lazy: these import Django models, so they load after django.setup() above
     from carts.offline.replay import PARTY_WITHIN_S
-    from carts.offline.simulation_truth import parties_from_gates
     from store.accounts.demo import DEMO_SHOPPER, demo_shopper_ensure
     from store.layout.models import Store
-    from store.recording import GATES, read_gates
 
     # the gate scans only: the whole recording is 650 MB of shelf samples at 50 shoppers (minutes to read)
     gates = read_gates(Path(rec_path) / GATES, [])

@@ -9,6 +9,7 @@ class CartsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
+        # lazy: the modules wired here import models, which Django's app registry allows only once apps are ready
         from sensors import live
         from store.gates import signals
 

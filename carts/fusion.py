@@ -268,6 +268,9 @@ def _joint_parts(da: Decision, db: Decision, carts: Holdings, party_of: Mapping[
     an identity doubt."""
     if da.review or db.review or da.awaits_review or db.awaits_review:  # decided with threshold 0: only an
         return None                                                      # identity doubt or infeasibility is left
+    code_a, code_b = da.barcode, db.barcode
+    if code_a is None or code_b is None:  # the callers pass decided parts (``changes`` non-empty)
+        return None
     pa = {c.track_id: c.posterior for c in da.candidates}
     pb = {c.track_id: c.posterior for c in db.candidates}
     na, nb = max(1.0 - sum(pa.values()), 0.0), max(1.0 - sum(pb.values()), 0.0)
@@ -278,10 +281,10 @@ def _joint_parts(da: Decision, db: Decision, carts: Holdings, party_of: Mapping[
         return None
     for w, ta, tb in sorted(pairs, key=lambda x: -x[0]):
         parts = []
-        for d, t in ((da, ta), (db, tb)):
+        for d, code, t in ((da, code_a, ta), (db, code_b, tb)):
             q = d.quantity
-            holder = _holder(t, d.barcode, q, carts, party_of)
-            if q < 0 and party_holdings(t, carts, party_of).get(d.barcode, 0) < -q:
+            holder = _holder(t, code, q, carts, party_of)
+            if q < 0 and party_holdings(t, carts, party_of).get(code, 0) < -q:
                 break
             parts.append(replace(d, track_id=t, charge_track=holder, shares=((holder, q),)))
         if len(parts) == 2:
@@ -393,10 +396,10 @@ def _decide_whole(event: weight.ShelfEvent, hands: TrackObservations, bins: BinG
                else "the weight change matches no product facing these bins or held by the shoppers near")
         return Decision(tracks[0] if K else None, None, None, 0, 0.0, float(post_track[0]) if K else 0.0,
                         float(post_opt[unexplained].sum()), True, why, cands, options)
-    k, j = np.unravel_index(int(np.argmax(real)), real.shape)
+    k, j = (int(i) for i in np.unravel_index(int(np.argmax(real)), real.shape))
     track, (code, q, _) = tracks[k], opts[j]
     conf = float(real[k, j] / total)
-    shares = ((track, int(q)),)
+    shares: tuple[tuple[str, int], ...] = ((track, int(q)),)
     infeasible, awaits = bool(infeasible_kj[k, j]), bool(awaits_kj[k, j])
     if splits and splits[0][0] > real[k, j]:
         w, code, shares = splits[0]
@@ -412,8 +415,9 @@ def _decide_whole(event: weight.ShelfEvent, hands: TrackObservations, bins: BinG
         reason += f"; party member {charge} holds it"
     if awaits:
         reason += "; its pick awaits review: applied once that is resolved"
-    doubt = bodies is not None and math.isfinite(config.id_jump_speed_m_s) and identity_jumps(
-        bodies, [t for t, _ in shares], event.t_start - config.id_window_s, event.t_end + config.id_window_s, config)
+    doubt = identity_jumps(
+        bodies, [t for t, _ in shares], event.t_start - config.id_window_s, event.t_end + config.id_window_s, config
+    ) if bodies is not None and math.isfinite(config.id_jump_speed_m_s) else []
     review = conf < review_confidence or infeasible or bool(doubt)
     if review:
         reason = (f"confidence {conf:.3f} below {review_confidence:.2f}: " if conf < review_confidence

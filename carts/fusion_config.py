@@ -13,9 +13,17 @@ from store.checks import check_numbers, check_rows
 
 
 class _Event(Protocol):
-    bin_codes: tuple[str, ...]
-    t_start: float
-    t_end: float
+    """What fusion reads of a shelf event (``sensors.weight.ShelfEvent``, ``carts.loop_billing.HeldWindow``: frozen
+    dataclasses, so read-only here): its bins and its interval, s UTC."""
+
+    @property
+    def bin_codes(self) -> tuple[str, ...]: ...
+
+    @property
+    def t_start(self) -> float: ...
+
+    @property
+    def t_end(self) -> float: ...
 
 
 #: m. A plate is directly above another when their centres are within this across (the store's plates of one

@@ -17,6 +17,11 @@ from .fusion_config import BinGeometry, FusionConfig, _Event
 
 
 # ---------------------------------------------------------------------------------------------- hand evidence
+#: One track's row of :class:`HandEvidence` before it becomes columns: ``(track_id, distance_m, effective_m,
+#: t_closest, motion_m, score, hand_xyz)``.
+_EvidenceRow = tuple[str, float, float, float, float, float, tuple[float, ...]]
+
+
 @dataclass(frozen=True)
 class HandEvidence:
     """Hand-at-bin evidence of one shelf event, one row per candidate track (best hand), best score first.
@@ -47,6 +52,18 @@ class HandEvidence:
     def empty(cls) -> "HandEvidence":
         z = np.zeros(0)
         return cls(np.array([], dtype=object), z, z, z, z, z, np.zeros((0, 3)))
+
+    @classmethod
+    def from_rows(cls, rows: Sequence[_EvidenceRow]) -> "HandEvidence":
+        """One row per track, in the order given: ``(track_id, distance_m, effective_m, t_closest, motion_m, score,
+        hand_xyz)`` (units as the columns'; ``hand_xyz`` three floats, metres). At least one row."""
+        cols = list(zip(*rows))
+
+        def floats(k: int) -> np.ndarray:
+            return np.asarray(cols[k], dtype=np.float64)
+
+        return cls(np.array(cols[0], dtype=object), floats(1), floats(2), floats(3), floats(4), floats(5),
+                   floats(6).reshape(-1, 3))
 
 
 def _logistic(x: float) -> float:
@@ -225,7 +242,7 @@ def hand_evidence(event: _Event, hands: TrackObservations, bins: BinGeometry, co
     group = rank[codes]
     by_group = np.lexsort((w.t, group))  # stable: within a group, by time, ties in the rows' order
     bounds = np.searchsorted(group[by_group], np.arange(len(keys) + 1))
-    best: dict[str, tuple] = {}
+    best: dict[str, _EvidenceRow] = {}
     for g in range(len(keys)):
         sel = by_group[bounds[g]:bounds[g + 1]]
         t, dk, ek, xyz = w.t[sel], d[sel], eff[sel], w.xyz[sel]
@@ -253,9 +270,7 @@ def hand_evidence(event: _Event, hands: TrackObservations, bins: BinGeometry, co
     rows = sorted(best.values(), key=lambda r: -r[5])
     if not rows:
         return HandEvidence.empty()
-    cols = list(zip(*rows))
-    return HandEvidence(np.array(cols[0], dtype=object), *(np.asarray(c, dtype=np.float64) for c in cols[1:6]),
-                        np.asarray(cols[6], dtype=np.float64).reshape(-1, 3))
+    return HandEvidence.from_rows(rows)
 
 
 def hidden_hands(ev: HandEvidence, event: _Event, hands: TrackObservations, bodies: TrackObservations,
@@ -281,7 +296,7 @@ def hidden_hands(ev: HandEvidence, event: _Event, hands: TrackObservations, bodi
     cand = {str(x) for x in w.track_id} - shown
     if eligible is not None:
         cand &= {str(x) for x in eligible}
-    rows = []
+    rows: list[_EvidenceRow] = []
     at: dict[str, list[int]] = {}  # each candidate's rows of w, in order: one pass, not one scan per candidate
     for i, x in enumerate(w.track_id.tolist()):
         if str(x) in cand:
@@ -315,10 +330,7 @@ def hidden_hands(ev: HandEvidence, event: _Event, hands: TrackObservations, bodi
     keep = [j for j in range(len(ev)) if str(ev.track_id[j]) not in {r[0] for r in rows}]
     old = [(str(ev.track_id[j]), float(ev.distance_m[j]), float(ev.effective_m[j]), float(ev.t_closest[j]),
             float(ev.motion_m[j]), float(ev.score[j]), tuple(ev.hand_xyz[j].tolist())) for j in keep]
-    allrows = sorted(old + rows, key=lambda r: -r[5])
-    cols = list(zip(*allrows))
-    return HandEvidence(np.array(cols[0], dtype=object), *(np.asarray(c, dtype=np.float64) for c in cols[1:6]),
-                        np.asarray(cols[6], dtype=np.float64).reshape(-1, 3))
+    return HandEvidence.from_rows(sorted(old + rows, key=lambda r: -r[5]))
 
 
 def _floor_distance(bins: BinGeometry, points: np.ndarray, code: str) -> np.ndarray:

@@ -33,14 +33,14 @@ def with_product_evidence(decision: Decision, likelihood: Mapping[str, float], *
     leaves review when the new confidence reaches ``review_confidence``; one that reaches it no longer does; a
     review for any other reason stays. The reason gains what the image said.
 
-    Returned unchanged: no evidence (empty ``likelihood``), a put-back, no product decided, noise, and decisions
-    with several parts or shares (the image follows one hand: those need per-hand evidence). Raises ValueError
-    for a negative or non-finite probability.
+    Returned unchanged: no evidence (empty ``likelihood``), a put-back, no product or no shopper decided, noise,
+    and decisions with several parts or shares (the image follows one hand: those need per-hand evidence). Raises
+    ValueError for a negative or non-finite probability.
     """
     if any(not (0.0 <= float(p) < float("inf")) for p in likelihood.values()):
         raise ValueError("product likelihoods must be finite and non-negative")
-    if (not likelihood or decision.noise or decision.barcode is None or decision.quantity <= 0 or decision.parts
-            or len(decision.shares) > 1 or not decision.options):
+    if (not likelihood or decision.noise or decision.barcode is None or decision.track_id is None
+            or decision.quantity <= 0 or decision.parts or len(decision.shares) > 1 or not decision.options):
         return decision
     n = len(likelihood)
     total_p = float(sum(likelihood.values())) or 1.0

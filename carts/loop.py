@@ -44,6 +44,7 @@ from .loop_shelves import ShelfIntake
 from .loop_sink import LoopSink
 from .loop_window import ObservationWindow
 from .reach_look import ReachLook, ReachLookConfig
+from .fusion_products import with_product_evidence
 
 # Checkpoints (:meth:`StoreLoop.snapshot`) pickle the loop's state, whose objects name their classes by module:
 # those written before these classes moved to modules of their own name ``carts.loop.LoopConfig``,
@@ -454,8 +455,6 @@ class StoreLoop(ShelfIntake, TrackBinding, CheckoutGate):
         """``decision`` re-weighted by what the camera saw in the taking hand: the sink's ``product_likelihood(event,
         decision)`` (``{barcode: probability}`` or None) through ``carts.fusion_products.with_product_evidence``. A
         likelihood that is refused (negative, not finite, not a mapping) is a counted problem; the decision stands."""
-        from .fusion_products import with_product_evidence
-
         try:
             likelihood = self.sink.product_likelihood(event, decision)
             if not likelihood:

@@ -19,7 +19,7 @@ class ObservationWindow:
         self._parts: list[TrackObservations] = []
         #: each part's pickled form once made (:meth:`__getstate__`; None until then): a checkpoint every few
         #: seconds packs only the parts added since the last one
-        self._packed: list[tuple | None] = []
+        self._packed: list[tuple | PackedChunk | None] = []
         self._spans: list[tuple[float, float]] = []  # each part's (earliest, latest) time, s
         self.t_min = math.inf
 
@@ -65,8 +65,9 @@ class ObservationWindow:
             self._spans = [(float(p.t.min()), float(p.t.max())) for p in self._parts]
             return
         self.t_min = state["t_min"]
-        self._packed = list(state["packed"])
-        self._parts = [_unpack(pk) for pk in self._packed]
+        packed: list[tuple | PackedChunk] = list(state["packed"])
+        self._packed = [pk for pk in packed]
+        self._parts = [_unpack(pk) for pk in packed]
         self._spans = [(float(p.t.min()), float(p.t.max())) for p in self._parts]
 
     def between(self, t0: float, t1: float) -> TrackObservations:

@@ -31,6 +31,9 @@ from store.checks import check_numbers
 
 from .fusion import Decision
 from .fusion_config import BinGeometry
+from vision.product_embedder import BadImage, ModelUnavailable, Rejected
+from vision.products import GalleryMismatch, product_likelihood
+from vision.product_service import embedder, product_gallery
 
 log = logging.getLogger(__name__)
 
@@ -111,8 +114,6 @@ class HandImageEvidence:
             return self._none("gallery unreadable")
         if gallery is None or not len(gallery.labels):
             return self._none("no gallery")
-        from vision.product_embedder import BadImage, ModelUnavailable, Rejected
-        from vision.products import GalleryMismatch, product_likelihood
 
         images, rejected = [], Rejected()
         for c in chosen:
@@ -160,12 +161,8 @@ class HandImageEvidence:
 
 
 def _default_gallery():
-    from vision.product_service import product_gallery
-
     return product_gallery()
 
 
 def _default_embedder():
-    from vision.product_service import embedder
-
     return embedder()

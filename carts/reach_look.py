@@ -463,7 +463,7 @@ class ReachLook:
         if any(s == r.shelf and t0 <= a1 and t1 >= b0 for s, t0, t1 in self._stored):
             self.stats.blocked += 1
             return None
-        centre = min(r.closest, key=r.closest.get)
+        centre = min(r.closest, key=lambda code: r.closest[code])
         if centre not in self._where:
             return None
         controller, _ = self._where[centre]

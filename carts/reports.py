@@ -22,6 +22,7 @@ from store.layout.models import Store
 from store.layout.timezones import store_zone
 
 from .models import ReviewItem
+from store.billing.money import money_display
 
 
 def local_days(*, store: Store, days: int, now: datetime | None = None) -> tuple[list[date], datetime, datetime]:
@@ -187,8 +188,6 @@ class WeekGlance:
 
 def week_glance(*, days: int = 7, now: datetime | None = None) -> list[WeekGlance]:
     """:class:`WeekGlance` of every store, by code (five queries a store)."""
-    from store.billing.money import money_display
-
     out = []
     for store in Store.objects.order_by("code"):
         sales = sales_by_day(store=store, days=days, now=now)

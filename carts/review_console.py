@@ -30,6 +30,9 @@ from .models import ReviewItem
 from store.billing.money import money_display
 
 from .selectors import OPEN_STATES
+from vision.clips import CANDIDATE_HEX, clip_store
+from store.layout.timezones import store_zone
+from sensors.live import raw_store
 
 _WORDS = ("no", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten")
 
@@ -121,8 +124,6 @@ def _g(grams: float) -> str:
 
 
 def _people(item: ReviewItem) -> list[Person]:
-    from vision.clips import CANDIDATE_HEX
-
     cands = [c for c in item.candidates or [] if isinstance(c, dict)]
     visits = {v.pk: v for v in Visit.objects.filter(pk__in=[c.get("visit") for c in cands
                                                              if isinstance(c.get("visit"), int)])
@@ -252,7 +253,6 @@ def review_console(item: ReviewItem, *, drawings: bool = True) -> Console:
         likely, other = answers[:1], answers[1:]
 
     weight_svg, weight_note = weight_trace_svg(event) if drawings else ("", "")
-    from vision.clips import clip_store
 
     return Console(
         item=item, event=event,
@@ -264,8 +264,6 @@ def review_console(item: ReviewItem, *, drawings: bool = True) -> Console:
 
 
 def _local_time(event: ShelfEvent) -> str:
-    from store.layout.timezones import store_zone
-
     return event.t_start.astimezone(store_zone(event.store)).strftime("%H:%M:%S")
 
 
@@ -291,8 +289,6 @@ def _why(item: ReviewItem, people: list[Person], shares: list[float], options: l
 def _raw_trace(event: ShelfEvent, pad_s: float) -> tuple[np.ndarray, np.ndarray] | None:
     """The plate's raw samples around ``event`` (``t`` (n,) s relative to its start, ``grams`` (n,) relative to the
     first sample), or None when none are kept."""
-    from sensors.live import raw_store
-
     t0, t1 = event.t_start.timestamp() - pad_s, event.t_end.timestamp() + pad_s
     code = event.bin.code
     for ctl in ShelfController.objects.filter(store=event.store):

@@ -39,8 +39,12 @@ from store.jsonbody import BodyError, loads_safe
 from store.throttle import api_key_failed, api_key_locked, client_address
 
 from .ingest import MAX_PAYLOAD_BYTES, IngestProblem, weights_topic
-from .models import ShelfController
+from .models import ShelfController, RfidReader
 from .services import controller_authenticate, controller_problems_record
+from .mqtt import Publisher
+from .live import http_ingestor
+from .rfid import MAX_PAYLOAD_BYTES as READS_MAX, ReadProblem, reads_topic
+from .rfid_live import http_rfid_ingestor, reader_authenticate, reader_problems_record
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +111,6 @@ _publisher = None
 def _forward(topic: str, payload: bytes) -> bool:
     """Publish to the broker of ``settings.MQTT_URL`` (one connection per process); False if it failed."""
     global _publisher
-    from .mqtt import Publisher
 
     with _publisher_lock:
         try:
@@ -137,7 +140,6 @@ class WeightsView(APIView):
                                                                 f"{MAX_PAYLOAD_BYTES}", [])
         if getattr(settings, "MQTT_URL", ""):
             return self._forward(request, controller, body)
-        from .live import http_ingestor
 
         ingestor, lock = http_ingestor()
         with lock:
@@ -202,7 +204,6 @@ class ReaderKeyAuthentication(ControllerKeyAuthentication):
                 api_key = parts[1].decode("ascii")
             except UnicodeDecodeError:
                 raise AuthenticationFailed("the reader API key must be ASCII") from None
-            from .rfid_live import reader_authenticate
 
             reader = reader_authenticate(api_key=api_key)
             if reader is None:
@@ -224,8 +225,6 @@ class IsReader(BasePermission):
     message = "only an RFID reader may call this"
 
     def has_permission(self, request: Request, view: APIView) -> bool:
-        from .models import RfidReader
-
         return isinstance(request.auth, RfidReader)
 
 
@@ -244,9 +243,6 @@ class ReadsView(APIView):
     parser_classes: list = []
 
     def post(self, request: Request) -> Response:
-        from .rfid import MAX_PAYLOAD_BYTES as READS_MAX, ReadProblem, reads_topic
-        from .rfid_live import http_rfid_ingestor, reader_problems_record
-
         reader = request.auth
         body = request.body
         if len(body) > READS_MAX or getattr(settings, "MQTT_URL", ""):

@@ -46,8 +46,9 @@ from paho.mqtt.properties import Properties
 from .ingest import WEIGHTS_SUBSCRIPTION, PayloadError, parse_json, parse_topic
 from .rfid import READS_SUBSCRIPTION, parse_reads_topic
 from .live import ShelfIngestor
-from .models import ShelfController
+from .models import ShelfController, RfidReader
 from .services import controller_key_hash
+from .rfid_live import reader_key_hash
 
 log = logging.getLogger(__name__)
 
@@ -345,8 +346,6 @@ class MqttIngestWorker:
         """Authenticate and use one RFID reader message: the topic names an active reader of that store and the
         payload carries that reader's key (a key of a reader of another store never matches); otherwise refused
         and counted. An unreadable body counts as ``malformed_json`` of the topic's reader."""
-        from .rfid_live import reader_key_hash
-
         try:
             store_code, name = parse_reads_topic(topic)
         except ValueError as exc:
@@ -376,8 +375,6 @@ class MqttIngestWorker:
 
     def _reader(self, store_code: str, name: str):
         """The active reader of the topic (cached as controllers are)."""
-        from .models import RfidReader
-
         key = (store_code, name)
         cached = self._readers.get(key)
         now = time.monotonic()

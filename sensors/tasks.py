@@ -5,6 +5,8 @@ import logging
 
 from celery import shared_task
 
+from .live import raw_store
+
 log = logging.getLogger(__name__)
 
 
@@ -12,6 +14,4 @@ log = logging.getLogger(__name__)
 def raw_samples_prune() -> int:
     """Delete raw-sample files older than ``WALKOUT["RAW_RETENTION_H"]`` hours (``sensors.storage``). Idempotent;
     schedule it hourly with Celery beat. Returns the number of files deleted."""
-    from .live import raw_store
-
     return raw_store().prune()

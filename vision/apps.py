@@ -9,6 +9,7 @@ class VisionConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
+        # lazy: the tasks import models, which Django's app registry allows only once apps are ready
         from store.inventory import signals
 
         from .tasks import on_product_photos_changed

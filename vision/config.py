@@ -6,6 +6,8 @@ import os
 
 from django.conf import settings
 
+from vision.pose import litert_available
+
 
 def vision_settings() -> dict:
     """``settings.VISION`` merged over the defaults: ``MODEL`` (path or name; default ``$WALKOUT_VISION_MODEL``,
@@ -35,6 +37,5 @@ def default_pose_model() -> str | None:
     lite = shared / "models" / "mediapipe_pose_landmark_lite.tflite" if shared else None
     if lite is None or not lite.exists():
         return None
-    from vision.pose import litert_available
 
     return str(lite) if litert_available() else None

@@ -38,6 +38,7 @@ import numpy as np
 from store.checks import check_array, check_rows
 
 from . import yolo_environment
+from .pose import BlazePoseLandmarks, PoseError
 
 log = logging.getLogger(__name__)
 
@@ -300,8 +301,6 @@ class PersonDetector:
         self.pose_problem = ""
         if pose is not None and not self.is_pose:
             if isinstance(pose, (str, Path)):
-                from .pose import BlazePoseLandmarks, PoseError
-
                 try:
                     pose = BlazePoseLandmarks(pose)
                 except PoseError as exc:

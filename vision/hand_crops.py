@@ -22,6 +22,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from store.checks import check_numbers
+from .product_embedder import BadImage
 
 log = logging.getLogger(__name__)
 
@@ -45,8 +46,6 @@ class HandCrop:
         """The crop as an ``(H, W, 3)`` uint8 RGB array. Raises ``vision.product_embedder.BadImage`` when the bytes do not
         decode."""
         import cv2
-
-        from .product_embedder import BadImage
 
         arr = cv2.imdecode(np.frombuffer(self.jpeg, np.uint8), cv2.IMREAD_COLOR) if self.jpeg else None
         if arr is None:

@@ -21,10 +21,11 @@ from store.layout.models import Store
 from store.checks import T_UTC_MAX, T_UTC_MIN
 from store.recording import BODY_KEYPOINTS, KEYPOINTS, TrackObservations
 
-from .geometry import CameraModel, FloorCalibration, calibrate_floor
-from .models import Camera, CameraTrack, ShopperTrack, ZoneInterval
+from .geometry import CameraModel, FloorCalibration, calibrate_floor, CalibrationError
+from .models import Camera, CameraTrack, ShopperTrack, ZoneInterval, TrackerSource
 from .tracking import TrackInterval
 from .zones import ZoneEvents
+from .activity import ActivityTracker
 
 MAP_TTL_S = 30
 
@@ -64,8 +65,6 @@ def camera_calibrate(*, camera: Camera, points: list[dict] | None = None) -> Flo
     ``calibration_points``: ``[{"u", "v", "x", "y"}]`` pixels, metres), undistorting with its intrinsics where
     known. Saves the homography and the RMS reprojection error (px, cm). Raises CalibrationError (fewer than 4
     points, collinear marks, no fit) and leaves the row unchanged then."""
-    from .geometry import CalibrationError
-
     pts = camera.calibration_points if points is None else points
     try:
         arr = np.asarray([[float(p["u"]), float(p["v"]), float(p["x"]), float(p["y"])] for p in pts or []],
@@ -159,8 +158,6 @@ def store_activity_update(*, store_code: str, obs, kp_codes: np.ndarray | None =
     sample per track and time (tracks in sorted order, times increasing; each keypoint's first row at that time);
     returns the current state of every track it knows (``vision.activity.STATES``). ``kp_codes``: the block's
     :func:`_keypoint_codes`, where the caller has them."""
-    from .activity import ActivityTracker
-
     tracker = _ACTIVITY.get(store_code)
     if tracker is None:
         tracker = _ACTIVITY[store_code] = ActivityTracker()
@@ -265,8 +262,6 @@ def tracker_create(*, store: Store, name: str):
     import re
     import secrets
 
-    from .models import TrackerSource
-
     if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", name or ""):
         raise TrackerInputError("bad_request", f"tracker name {name!r} must be 1–64 letters, digits, - or _")
     if TrackerSource.objects.filter(store=store, name=name).exists():
@@ -277,8 +272,6 @@ def tracker_create(*, store: Store, name: str):
 
 def tracker_authenticate(*, api_key: str):
     """The active TrackerSource whose key is ``api_key``, or None."""
-    from .models import TrackerSource
-
     return (TrackerSource.objects.select_related("store")
             .filter(api_key_hash=tracker_key_hash(api_key), active=True).first())
 

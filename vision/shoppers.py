@@ -17,11 +17,12 @@ from dataclasses import replace
 
 import numpy as np
 
-from store.recording import TrackObservations
+from store.recording import TrackObservations, WRIST_RAY_KEYPOINTS
 
 from .association import ShopperAssociator
 from .tracking import FrameTracks
 from .zones import ZoneEvents, ZoneTracker
+from .geometry import triangulate
 
 log = logging.getLogger(__name__)
 
@@ -235,8 +236,6 @@ def triangulated_wrists(frames: list[FrameTracks], assignments: dict[str, str]
     frame, shopper id, side 0 left / 1 right) → (3,) metres. Frames must be in time order; frames within
     :data:`SAME_MOMENT_S` of a moment's first frame belong to it. A wrist whose rays miss their least-squares point
     by more than :data:`TRIANGULATION_MAX_M` is left out (a left/right mix-up between views, or the wrong person)."""
-    from .geometry import triangulate
-
     out: dict[tuple[int, str, int], np.ndarray] = {}
     i = 0
     while i < len(frames):
@@ -283,8 +282,6 @@ def _window_observations(frames: list[FrameTracks], assignments: dict[str, str],
     wrist is, and fusion reads the stretch's point nearest to an event's bins. The floor point is the camera's own,
     or, for a camera that sees the wrists but not the feet (cut by the frame's edge), where the other cameras put
     the shopper (within :data:`FLOOR_FROM_OTHERS_S`)."""
-    from store.recording import WRIST_RAY_KEYPOINTS
-
     tid, ts, kp, xyz, sc = [], [], [], [], []
 
     def add_ray(sid: str, t: float, name: str, ray: np.ndarray, foot: np.ndarray, score: float) -> None:

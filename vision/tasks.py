@@ -14,6 +14,16 @@ import threading
 
 from celery import shared_task
 
+from .detector import PersonDetector
+from .config import vision_settings
+from .services import camera_model_for, camera_tracks_record, store_map_publish
+from .tracking import CameraTracker, FrameSource, SourceError, TrackSummary
+from .models import Camera
+from store.inventory.selectors import product_photo_gallery
+from store.layout.models import Store
+from .product_service import build_product_gallery, embedder, product_gallery
+from .product_embedder import ModelUnavailable
+
 log = logging.getLogger(__name__)
 
 #: camera id → CameraTracker of this worker process (one tracker state per camera).
@@ -23,11 +33,6 @@ _TRACKERS: dict[int, object] = {}
 def camera_tracker_for(camera, session: str):
     """This process's :class:`vision.tracking.CameraTracker` for ``camera`` (a Camera row), created on first use
     and reset when ``session`` changes (or the camera's calibration changed)."""
-    from .detector import PersonDetector
-    from .config import vision_settings
-    from .services import camera_model_for
-    from .tracking import CameraTracker
-
     model = camera_model_for(camera=camera)
     tracker = _TRACKERS.get(camera.pk)
     if tracker is None:
@@ -50,10 +55,6 @@ def track_camera_chunk(camera_id: int, session: str, start_frame: int = 0, n_fra
     Bad input is logged and reported in ``problems``; a source that cannot be opened returns with a problem
     instead of raising (the next chunk retries). Idempotent for the stored intervals.
     """
-
-    from .models import Camera
-    from .services import camera_tracks_record, store_map_publish
-    from .tracking import FrameSource, SourceError, TrackSummary
 
     camera = Camera.objects.select_related("store").get(pk=camera_id)
     tracker = camera_tracker_for(camera, session)
@@ -83,12 +84,6 @@ def product_gallery_rebuild_task(store_code: str) -> int | None:
     managers uploaded for store ``store_code`` (``store.inventory.selectors.product_photo_gallery``); photos embedded
     before come from the cache. Returns the number of products in the gallery, or None when there is nothing to
     build (unknown store, no photos, the vision extra not installed: logged)."""
-    from store.inventory.selectors import product_photo_gallery
-    from store.layout.models import Store
-
-    from .product_service import build_product_gallery
-    from .product_embedder import ModelUnavailable
-
     store = Store.objects.filter(code=store_code).first()
     if store is None:
         log.warning("product gallery: no store %r", store_code)
@@ -144,8 +139,6 @@ def product_gallery_refresh(store_code: str) -> bool:
     when it starts (``carts.runtime``); until the rebuild is saved the recogniser counts "gallery unreadable" and
     decisions stand on weight and hands. Returns True when a rebuild was queued; False when the gallery is usable or
     there is none (a store without photos has nothing to build)."""
-    from .product_service import embedder, product_gallery
-
     try:
         g = product_gallery()
     except ValueError as exc:  # GalleryMismatch is a ValueError, as is a damaged file

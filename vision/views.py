@@ -28,6 +28,11 @@ from store.layout.models import Bin, Store, Zone as ZoneRow
 from .models import Camera
 from .services import FRAME_TTL_S, camera_frame_recent, camera_model_for, store_map_positions
 from store.accounts.permissions import staff_required
+from .zones import shelf_zones, zones_from_store
+from store.gates.models import Visit
+from .detector import DetectorError, PersonDetector
+from .config import vision_settings
+from .tracking import FrameSource, SourceError
 
 log = logging.getLogger(__name__)
 
@@ -49,8 +54,6 @@ def _store_dict(store: Store) -> dict:
 @staff_required
 def store_map_json(request: HttpRequest, store_code: str) -> JsonResponse:
     """The store map as JSON (metres, store coordinates)."""
-    from .zones import shelf_zones
-
     store = get_object_or_404(Store, code=store_code)
     data = _store_dict(store)
     cams = []
@@ -73,8 +76,6 @@ def shoppers_named(*, store: Store, positions: list[dict]) -> list[dict]:
     """``positions`` (``store_map_positions``) with ``visit`` and ``label``: the latest visit of ``store`` still
     inside (admitted, shopping, exited, under review) bound to each track; a track no visit is bound to is "not
     checked in". One query."""
-    from store.gates.models import Visit
-
     inside = [Visit.State.ADMITTED, Visit.State.SHOPPING, Visit.State.EXITED, Visit.State.UNDER_REVIEW]
     ids = [str(p["id"]) for p in positions]
     by_track: dict[str, Visit] = {}
@@ -160,11 +161,6 @@ def draw_snapshot(image: np.ndarray, camera, det, zones) -> np.ndarray:
 def camera_snapshot(request: HttpRequest, camera_id: int) -> HttpResponse:
     """A debug snapshot PNG of one camera (see the module docstring)."""
     import cv2
-
-    from .detector import DetectorError, PersonDetector
-    from .config import vision_settings
-    from .tracking import FrameSource, SourceError
-    from .zones import zones_from_store
 
     camera_row = get_object_or_404(Camera.objects.select_related("store"), pk=camera_id)
     try:

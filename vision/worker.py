@@ -243,6 +243,7 @@ class CameraWorker:
             return
         self._frame_kept_at = time.monotonic()
         try:
+            # lazy: vision.services imports Django models; the worker imports without Django set up (offline video)
             from .services import camera_frame_publish
 
             camera_frame_publish(camera_id=pk, image=frame.image, tracks=ft, t=ft.t)

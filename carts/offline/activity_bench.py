@@ -17,6 +17,9 @@ from pathlib import Path
 import numpy as np
 
 from vision.activity import ActivityConfig, ActivityStats, image_features, match_intervals, reach_intervals, segment
+from vision.tracking import FrameSource
+from vision.detector import PersonDetector
+from vision.pose import BlazePoseLandmarks
 
 LABELS = Path(__file__).resolve().parents[2] / "tests" / "data" / "reach_labels.json"
 
@@ -32,8 +35,6 @@ class TrackPoses:
 def video_poses(path: str | Path, detector, pose, *, stride: int = 1, min_score: float = 0.5) -> dict[int, TrackPoses]:
     """Per raw track id, the BlazePose keypoints of each tracked person in every ``stride``-th frame of the video
     ``path`` (crops whose pose-presence is under ``min_score`` are left out: no pose found)."""
-    from vision.tracking import FrameSource
-
     out: dict[int, TrackPoses] = {}
     for frame in FrameSource(path, stride=stride):
         det = detector.track(frame.image)
@@ -63,9 +64,6 @@ def evaluate(shared: Path, *, detector_model: str = "models/yolo11n_int8.onnx",
     """Run every labelled clip (or ``clips``, keys of the label file) found under ``shared``; returns per clip and
     pooled ``{"tp", "fp", "fn", "precision", "recall"}`` plus the detected intervals, refused poses and CPU s.
     Clips whose file is absent are listed in ``"missing"``."""
-    from vision.detector import PersonDetector
-    from vision.pose import BlazePoseLandmarks
-
     labels = json.loads(LABELS.read_text())
     tol = float(labels["tolerance_s"])
     pose = BlazePoseLandmarks(shared / pose_model, num_threads=1)

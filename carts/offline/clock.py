@@ -16,6 +16,9 @@ from typing import Sequence
 import numpy as np
 
 from vision.tracking import FrameTracks
+from carts.fusion_config import BinGeometry
+from carts.offline.shelf_events import recording_shelf_events
+from store.recording import read_recording, cameras_shift
 
 log = logging.getLogger(__name__)
 
@@ -139,9 +142,6 @@ def recording_clock_offsets(recording, frames: Sequence[FrameTracks], assignment
     """:func:`clock_offsets` of ``frames`` against the shelf events of ``recording`` (a
     ``store.recording.Recording``; its store's bins); {} when it has fewer than two shelf events (no camera can
     get an offset then) or its store has no bins. Raises nothing for a store without a planogram (logged)."""
-    from carts.fusion_config import BinGeometry
-    from carts.offline.shelf_events import recording_shelf_events
-
     try:
         events = recording_shelf_events(recording)
         if len(events) < 2:
@@ -172,8 +172,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     import django
 
     django.setup()
-    from store.recording import read_recording
-
+    # lazy: a cycle left — this CLI tracks the video (carts.offline.video), whose tracking aligns the cameras' clocks
+    # with this module's offsets; moving the CLI to a module of its own (and `python -m` with it) would end it
     from carts.offline.video import track_recording
 
     rec = read_recording(args.recording)
@@ -183,8 +183,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         applied = "; applied" if o.camera in result.applied else ""
         print(f"{o.camera}: clock offset {found} ({o.source}, {o.events} events){applied}")
     if args.write and result.applied:
-        from store.recording import cameras_shift
-
         moved = cameras_shift(args.recording, result.applied)
         print(f"written: {', '.join(f'{c} {result.applied[c]:+.2f} s' for c in moved)} (cameras.json t_start)")
     elif args.write:

@@ -49,6 +49,15 @@ from .emulator_devices import (
     recover_stale_visits, register,
 )
 from .emulator_transport import EmulatorError, LocalTransport, RemoteTransport
+from carts.offline.video import recorded_cameras
+from vision.config import vision_settings
+from vision.shoppers import ShopperStream
+from vision.worker import CameraWorker, StoreCameras, VideoCamera
+from vision.zones import zones_from_store
+from carts import runtime
+from sensors.live import http_ingestor_reset
+from store.gates.services import pass_issue
+from sensors.models import ShelfEvent
 
 log = logging.getLogger(__name__)
 
@@ -81,14 +90,6 @@ def video_cameras(store, recording: Recording, *, run_tag: str, say=lambda msg: 
     frame processed), joined into shoppers by one ``vision.shoppers.ShopperStream`` (ids ``<run_tag>-S<n>``, never an
     earlier run's), published on ``store``'s observation stream as :data:`CAMERAS_SOURCE`. Loads the models
     (seconds). Raises :class:`EmulatorError` when no camera can be played."""
-    from carts.offline.video import recorded_cameras
-    from vision.config import vision_settings
-    from vision.shoppers import ShopperStream
-    from vision.worker import CameraWorker, StoreCameras, VideoCamera
-    from vision.zones import zones_from_store
-
-    from carts import runtime
-
     cfg = vision_settings()
     session = f"{EMULATOR}.{run_tag}"
     trackers, problems = recorded_cameras(recording, session=session, stride=int(cfg["STRIDE"]), within=True)
@@ -125,8 +126,6 @@ def emulate(recording: Recording, *, speed: float = 1.0, url: str | None = None,
     ``url``/``mqtt_url``: a running production deployment (default: this process, embedded profile). Raises
     :class:`EmulatorError` when a device is refused or the visits do not settle within ``settle_timeout_s`` wall
     seconds after the recording ended; ValueError for a ``speed`` that is not finite and > 0."""
-    from carts import runtime
-
     if not (math.isfinite(speed) and speed > 0):
         raise ValueError(f"speed must be a finite number > 0, got {speed}")
     if recording.cameras and url is not None:
@@ -135,8 +134,6 @@ def emulate(recording: Recording, *, speed: float = 1.0, url: str | None = None,
     say = (lambda msg: out.write(msg)) if out is not None else (lambda msg: None)
     loop_setting = settings.WALKOUT.get("STORE_LOOP")
     if url is None:
-        from sensors.live import http_ingestor_reset
-
         settings.WALKOUT["STORE_LOOP"] = "on"  # this process runs the store loop (embedded profile)
         http_ingestor_reset()  # the HTTP endpoint's ingestor now publishes to the loop's streams
         transport = LocalTransport()
@@ -279,8 +276,6 @@ def emulate(recording: Recording, *, speed: float = 1.0, url: str | None = None,
                     if lead != g.track and lead in tokens:
                         token = tokens[lead]  # a guest scans the lead's pass again
                     else:
-                        from store.gates.services import pass_issue
-
                         user = demo_shopper_ensure(account_for(g.track, g.account))
                         token = pass_issue(shopper=user, store=store, guests=guests.get(g.track, 0))[1]
                         tokens[g.track] = token
@@ -292,8 +287,6 @@ def emulate(recording: Recording, *, speed: float = 1.0, url: str | None = None,
                     visits[g.track] = int(body["visit"])
                     sent["entry"] += 1
                 elif g.source == "scanned" and g.track in visits:
-                    from store.gates.services import pass_issue
-
                     user = demo_shopper_ensure(account_for(g.track, g.account))
                     status, body = scan("/gates/api/exit/", pass_issue(shopper=user, store=store)[1], g.t)
                     if status == 200:
@@ -343,7 +336,6 @@ def emulate(recording: Recording, *, speed: float = 1.0, url: str | None = None,
         if local_worker is not None:
             local_worker.checkpoint()
             runtime.unregister_local(store.code)
-            from sensors.live import http_ingestor_reset
 
             settings.WALKOUT["STORE_LOOP"] = loop_setting
             http_ingestor_reset()
@@ -359,8 +351,6 @@ def _label(store, session: str, visits: dict[str, int], t0: float, t1: float) ->
     """Label what this emulation made with ``session`` (its visits by the recording track of the account scanned,
     the shelf events between ``t0`` and ``t1``, s UTC on the devices' clock) so that ``evaluate --session`` scores it
     like a replay."""
-    from sensors.models import ShelfEvent
-
     live = settings.WALKOUT.get("SENSORS_SESSION", "live")
     for track, visit_id in visits.items():
         Visit.objects.filter(pk=visit_id).update(session=session, track_id=track)

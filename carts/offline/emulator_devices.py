@@ -20,6 +20,14 @@ from store.gates.models import Gate, Visit
 from store.recording import Recording, ShelfSamples
 
 from .emulator_transport import EmulatorError
+from store.inventory.services import catalogue_load
+from store.layout.services import layout_load
+from store.gates.services import gate_create, gate_key_rotate, visit_abandon, visit_last_activity
+from vision.models import TrackerSource
+from vision.services import tracker_create, tracker_key_hash
+from carts.services.checkout import visit_checkout
+from sensors.models import ShelfController
+from sensors.services import controller_create, controller_key_rotate
 
 log = logging.getLogger(__name__)
 
@@ -84,9 +92,6 @@ def emulated_store(recording: Recording):
     ``store.inventory.services.catalogue_load``). A store this creates is unlisted (``Store.listed`` off: a test
     run's throwaway store, such as a simulation's ``walkout-sim``, is never offered on the shopper's pass page); an
     existing store keeps its listing (a manager's store, the demo's: ``manage.py demo`` lists its own)."""
-    from store.inventory.services import catalogue_load
-    from store.layout.services import layout_load
-
     store = layout_load(data=recording.store, listed=False)
     catalogue_load(store=store, products=recording.store["products"], facings=recording.store["facings"])
     return store
@@ -107,10 +112,6 @@ def register(store) -> Devices:
     """The emulator's gate and tracker in ``store`` (both named :data:`EMULATOR`, or ``EMULATOR-2``… where a
     manager already named a device so), created on the first run, re-keyed and re-activated on every later one
     (only their hashes are stored). Idempotent; never uses or changes a device it did not create."""
-    from store.gates.services import gate_create, gate_key_rotate
-    from vision.models import TrackerSource
-    from vision.services import tracker_create, tracker_key_hash
-
     name, gate = _own_name(Gate, store, EMULATOR)
     if gate is None:
         gate, gate_key = gate_create(store=store, name=name)
@@ -145,10 +146,6 @@ def recover_stale_visits(store, *, remote: bool = False) -> list[str]:
     process (``--url``): only visits idle for :data:`REMOTE_STALE_S` are taken (another emulation may be running).
     Returns one sentence per visit, for the operator."""
     from django.db.models import Q
-
-    from store.gates.services import visit_abandon, visit_last_activity
-
-    from carts.services.checkout import visit_checkout
 
     own = Q(entry_pass__used_gate__emulated=True) | Q(party_lead__entry_pass__used_gate__emulated=True)
     found = list(Visit.objects.filter(own, store=store, state__in=[Visit.State.ADMITTED, Visit.State.SHOPPING,
@@ -227,9 +224,6 @@ def controller_blocks(recording: Recording, max_bins: int = MAX_BINS) -> Recordi
 def _controllers(store, recording: Recording) -> list[_Controller]:
     """One controller of the emulator's own per recorded shelf block (``EMULATOR-c<k>``, marked ``emulated``; its
     bins and rate set to the block's, its key new for this run). A manager's controller is never touched."""
-    from sensors.models import ShelfController
-    from sensors.services import controller_create, controller_key_rotate
-
     out = []
     for k, block in enumerate(recording.shelves):
         name, row = _own_name(ShelfController, store, f"{EMULATOR}-c{k}")

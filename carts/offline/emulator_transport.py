@@ -9,6 +9,9 @@ import json
 import logging
 import time
 
+from sensors.mqtt import Publisher
+from sensors.ingest import weights_topic
+
 
 
 
@@ -56,8 +59,6 @@ class RemoteTransport:
     def __init__(self, url: str, mqtt_url: str) -> None:
         import requests
 
-        from sensors.mqtt import Publisher
-
         if not url.startswith(("http://", "https://")):
             raise EmulatorError(f"--url must be the running Walkout's address, e.g. http://127.0.0.1:8000, "
                                 f"not {url!r}")
@@ -90,8 +91,6 @@ class RemoteTransport:
             return r.status_code, {"raw": r.text[:200]}
 
     def shelf(self, *, store: str, controller: str, key: str, payload: bytes) -> None:
-        from sensors.ingest import weights_topic
-
         self.mqtt.publish(weights_topic(store, controller), payload)  # encoded with its key (key_in_payload)
 
     def post_later(self, path: str, body: bytes, auth: str) -> None:

@@ -35,6 +35,7 @@ from carts.fusion_config import BinGeometry, FusionConfig
 from carts.loop import StoreLoop
 from carts.loop_config import LoopConfig
 from carts.offline.steps import recording_steps
+from .simulation_truth import parties_from_gates
 
 Receipts = Mapping[str, Mapping[str, int]]  # shopper track id → {barcode: quantity}
 
@@ -416,8 +417,6 @@ def offline_replay(recording, *, review_confidence: float = 0.6, settle_s: float
     (``carts.fusion_products.with_product_evidence``); None: weight and hands only.
     Raises ValueError from the detector on malformed samples."""
     from dataclasses import replace
-
-    from .simulation_truth import parties_from_gates
 
     party_of = parties_from_gates(recording.gates, within_s=party_within_s)
     sink = MemorySink([g.track for g in recording.gates if g.kind == "entry"])

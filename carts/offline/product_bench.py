@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vision.product_embedder import Embedder, EmbeddingCache, Rejected, embed_many
+from vision.product_embedder import Embedder, EmbeddingCache, Rejected, embed_many, load_image
 from vision.products import (Gallery, expected_calibration_error, fit_linear_head, fit_temperature, fit_temperature_cv,
                              fit_temperature_loo, negative_log_likelihood, reliability_table, softmax, topk_hits)
 
@@ -217,7 +217,6 @@ def run(root: str | Path, *, split: str = "test", shots: int = 6, embedder: Embe
         if cache is not None:
             cache.save()
         lat = []
-        from vision.product_embedder import load_image
         for p, _ in queries[:: max(1, len(queries) // 10)][:10]:
             try:
                 im = load_image(p)

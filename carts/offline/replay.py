@@ -32,6 +32,15 @@ from store.recording import GateScan, Recording
 from carts.offline.steps import recording_steps
 from carts.pipeline import PipelineStats, StorePipeline
 from .simulation_truth import parties_from_gates
+from carts.offline.video import apply_video
+from vision.services import store_map_publish_observations
+from store.billing.models import PaymentAttempt, ReceiptLine
+from carts.models import CartEvent, ReviewItem
+from .evaluation import Decisions, oracle_answers
+from sensors.models import ShelfEvent
+from store.inventory.models import Product
+from carts.services.review import review_resolve
+from carts.services.review_queue import ReviewError
 
 log = logging.getLogger(__name__)
 
@@ -163,9 +172,6 @@ def replay_recording(recording: Recording, *, session: str | None = None, shoppe
     an event already in a cart or the review queue is not fused again, a visit already billed is not exited again.
     With ``speed``, the pacing follows the wall clock from the session's start, so a redo catches up at once.
     """
-    from carts.offline.video import apply_video
-    from vision.services import store_map_publish_observations
-
     if recording.cameras and len(recording.tracks) == 0:
         recording = apply_video(recording)  # camera video and no recorded keypoints: shopper tracks from the video
     store = layout_load(data=recording.store, listed=False)  # a store it creates is a test run's, never offered
@@ -281,10 +287,6 @@ def billed_receipts(*, session: str) -> dict[str, dict[str, int]]:
 
     A visit that was not billed (open, under review, payment failed) counts as an empty receipt.
     """
-    from store.billing.models import PaymentAttempt, ReceiptLine
-
-    from carts.models import CartEvent
-
     out: dict[str, dict[str, int]] = {}
     for visit in Visit.objects.filter(session=session).exclude(track_id=""):
         out.setdefault(visit.track_id, {})
@@ -327,8 +329,6 @@ def session_decisions(*, session: str, recording: Recording):
     ``follow`` for a put-back still waiting for the review of its pick, ``cart`` with the fusion cart event's
     visit track and line (a waiting put-back that fusion applied once its pick was decided included), ``none``
     otherwise."""
-    from .evaluation import Decisions
-
     rows, _ = _session_rows(session, session_clock_offset(session=session, recording=recording))
     return Decisions.from_rows(rows)
 
@@ -336,10 +336,6 @@ def session_decisions(*, session: str, recording: Recording):
 def _session_rows(session: str, offset: float) -> tuple[list[tuple], list[int]]:
     """The rows of :func:`session_decisions` (times minus ``offset``) and, for each, its shelf event's id: an
     event cut into two takes or split between two shoppers has one row per cart event."""
-    from sensors.models import ShelfEvent
-
-    from carts.models import CartEvent, ReviewItem
-
     items = ReviewItem.objects.filter(shelf_event__session=session)
     # sent to people: every item but the waiting put-backs and those fusion settled after their pick's review
     reviewed = set(items.exclude(status=ReviewItem.Status.WAITING).exclude(resolved_by="fusion")
@@ -381,13 +377,6 @@ def reviews_resolve_by_truth(*, session: str, decisions, truth_events, party_of:
     one event (a mixed grab) is one more line of the same decision (``review_resolve``'s ``extra_lines``: charged
     when the visit is billed, never applied twice).
     Returns (resolved, failed); failures are logged and leave their item open."""
-    from store.inventory.models import Product
-
-    from .evaluation import oracle_answers
-    from carts.models import ReviewItem
-    from carts.services.review import review_resolve
-    from carts.services.review_queue import ReviewError
-
     visits = {v.track_id: v for v in Visit.objects.filter(session=session).exclude(track_id="")}
     answers = oracle_answers(decisions, truth_events)
     _, events = _session_rows(session, 0.0)  # decision row → its shelf event (rows, not events, are indexed)

@@ -26,6 +26,7 @@ from vision.geometry import CalibrationError, CameraModel
 from vision.shoppers import ShopperStream
 from vision.tracking import CameraTracker, FrameSource, FrameTracks, SourceError, TrackInterval, TrackSummary
 from vision.zones import ZoneEvents, zones_from_store
+from .clock import offsets_to_apply, recording_clock_offsets
 
 log = logging.getLogger(__name__)
 
@@ -134,8 +135,6 @@ def track_recording(recording: Recording, *, session: str | None = None, model: 
     clock: dict = {}
     applied: dict[str, float] = {}
     if align_clocks and trackers:
-        from .clock import offsets_to_apply, recording_clock_offsets
-
         fps = float(recording.cameras[0].fps or 10.0) / (stride or int(cfg["STRIDE"]))
         clock = recording_clock_offsets(recording, stream.frames, stream.assoc.assignments, fps=fps)
         applied = offsets_to_apply(clock)

@@ -17,6 +17,7 @@ from django.core.validators import validate_email
 from django.db import IntegrityError, transaction
 
 from .models import ShopperProfile
+from store.gates.models import EntryPass, Visit
 
 log = logging.getLogger(__name__)
 
@@ -138,8 +139,6 @@ def shopper_delete(*, user: AbstractBaseUser) -> str:
     Raises :class:`AccountDeleteRefused` while a visit is unsettled (``open_visit``: inside the store, exited but
     not billed, under review, payment failed) or for a staff account (``staff``). Nothing is changed then.
     """
-    from store.gates.models import EntryPass, Visit
-
     User.objects.select_for_update().filter(pk=user.pk).first()
     if user.is_staff or user.is_superuser:
         raise AccountDeleteRefused("staff", "a manager account is removed by an administrator")

@@ -6,6 +6,7 @@ from django.http import HttpRequest
 
 from store.admin_mixins import ReadOnlyMixin
 from store.billing.models import PaymentAttempt, Receipt, ReceiptLine, WebhookEvent
+from .senses import senses_words
 
 
 class ReceiptLineInline(ReadOnlyMixin, admin.TabularInline):
@@ -18,8 +19,6 @@ class ReceiptLineInline(ReadOnlyMixin, admin.TabularInline):
 
     @admin.display(description="seen by")
     def seen_by(self, obj: ReceiptLine) -> str:
-        from .senses import senses_words
-
         return senses_words(obj.senses)
     extra = 0
     can_delete = False

@@ -26,7 +26,7 @@ from store.billing.models import (
     DummyPaymentMethod,
     DummyRefund,
 )
-from store.billing.providers import (
+from store.billing.provider_interface import (
     CaptureResult,
     CardResult,
     CustomerResult,

@@ -19,7 +19,7 @@ from typing import Any
 
 import stripe
 
-from store.billing.providers import (
+from store.billing.provider_interface import (
     CaptureResult,
     CardResult,
     CustomerResult,

@@ -32,6 +32,7 @@ from store.billing.providers import (
     get_provider,
 )
 from store.gates.models import Visit
+from .senses import senses_checked
 
 log = logging.getLogger(__name__)
 
@@ -145,8 +146,6 @@ class ReceiptLineData:
     senses: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
-        from .senses import senses_checked
-
         object.__setattr__(self, "senses", senses_checked(self.senses))  # ValueError names a bad sense
         for name in ("product_id", "quantity", "unit_price_minor"):
             value = getattr(self, name)

@@ -172,7 +172,7 @@ def webhook_receive(*, payload: bytes, signature: str) -> WebhookOutcome:
     :data:`HANDLERS` (nothing stored). 503: ``STRIPE_WEBHOOK_SECRET`` not set (Stripe retries later). 200: applied
     (stored with its outcome) or replayed (an event id already stored: no effect).
     """
-    from store.billing.provider_stripe import webhook_event_verify
+    from store.billing.provider_stripe import webhook_event_verify  # lazy: loads the stripe SDK, Stripe's webhook only
 
     secret = settings.STRIPE_WEBHOOK_SECRET
     if not secret:

@@ -19,7 +19,10 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
+from store.billing.services import PaymentDeclined, payment_authorise
+from store.celery import task_send
 from store.layout.models import Store
+from store.layout.timezones import store_zone
 
 from . import hooks, signals
 from .models import EntryPass, Gate, Visit, VisitTransition
@@ -293,8 +296,6 @@ def _refuse_if_inside(*, entry_pass: EntryPass, gate: Gate) -> None:
 
 
 def _store_tz(store: Store):
-    from store.layout.timezones import store_zone
-
     return store_zone(store)
 
 
@@ -310,8 +311,6 @@ def visit_enter(*, token: str, gate: Gate, at: datetime | None = None, session: 
     Raises :class:`GateRefusal` with a reason code; a refused pass opens no visit (a declined card leaves a
     ``refused`` visit with its failed payment attempt, for the record).
     """
-    from store.billing.services import PaymentDeclined, payment_authorise
-
     at = at or timezone.now()
     entry_pass = _pass_verify(token=token, gate=gate)
     profile = getattr(entry_pass.shopper, "shopper", None)
@@ -416,8 +415,8 @@ def checkout_enqueue(*, visit_id: int, countdown: float | None = None, at: datet
     logs, counts (:data:`ENQUEUE_FAILURES`) and returns False — the visit's ``checkout_due_at`` is already
     committed, so :func:`visits_stuck_sweep` bills it. Call after the exit commits (``transaction.on_commit``).
     In the embedded profile (``CELERY_TASK_ALWAYS_EAGER``) the task runs here, now."""
-    from store.celery import task_send
-
+    # lazy: a cycle left — the tasks module calls this one's sweeps (visits_stuck_sweep_task); moving the sweeps to
+    # a module of their own (their callers with them) would end it
     from .tasks import visit_checkout_task
 
     try:

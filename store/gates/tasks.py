@@ -9,6 +9,7 @@ from celery import shared_task
 
 from . import hooks
 from .models import Visit
+from .services import visits_abandoned_sweep, visits_stuck_sweep
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +40,4 @@ def visit_checkout_task(visit_id: int, at: str | None = None, queued_at: float |
 def visits_stuck_sweep_task() -> int:
     """Celery beat, every ``settings.WALKOUT["SWEEP_EVERY_S"]`` seconds: ``visits_stuck_sweep()``, then
     ``visits_abandoned_sweep()`` (open visits nobody will see leave). Returns how many visits it checked out."""
-    from .services import visits_abandoned_sweep, visits_stuck_sweep
-
     return visits_stuck_sweep() + len(visits_abandoned_sweep())

@@ -11,6 +11,7 @@ from django import forms
 from django.utils.html import format_html
 
 from .models import Facing, Product, ProductPhoto, RestockSession, RestockTask, StockMovement, TaxCategory
+from .services import InventoryInputError, photo_check, photo_rejections, restock_session_end, restock_task_done
 
 
 class ProductPhotoForm(forms.ModelForm):
@@ -21,8 +22,6 @@ class ProductPhotoForm(forms.ModelForm):
         fields = ("image",)
 
     def clean_image(self):
-        from .services import InventoryInputError, photo_check, photo_rejections
-
         f = self.cleaned_data.get("image")
         from django.core.files.uploadedfile import UploadedFile
 
@@ -165,8 +164,6 @@ class RestockSessionAdmin(admin.ModelAdmin):
 
     @admin.action(description="End the selected restock sessions now")
     def end_sessions(self, request: HttpRequest, queryset: QuerySet) -> None:
-        from .services import restock_session_end
-
         for session in queryset.filter(ended_at__isnull=True):
             restock_session_end(session=session)
 
@@ -184,8 +181,6 @@ class RestockTaskAdmin(admin.ModelAdmin):
 
     @admin.action(description="Mark the selected tasks done")
     def mark_done(self, request: HttpRequest, queryset: QuerySet) -> None:
-        from .services import restock_task_done
-
         for task in queryset.filter(done_at__isnull=True):
             restock_task_done(task=task, by=request.user)
 

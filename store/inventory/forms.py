@@ -9,6 +9,8 @@ from store.layout.models import Bin, Store
 
 from .csv_io import MAX_BYTES
 from .models import Product, StockMovement, TaxCategory
+from .services import UNCHANGED
+from .selectors import natural_key
 
 
 class ProductEditForm(forms.Form):
@@ -34,8 +36,6 @@ class ProductEditForm(forms.Form):
     def clean_tax_category(self):
         """``UNCHANGED`` when the form was sent without the field; None for "not taxed"; else the store's
         TaxCategory. A category of another store, or none at all, is refused with the reason."""
-        from .services import UNCHANGED
-
         if "tax_category" not in self.data:
             return UNCHANGED
         raw = (self.cleaned_data.get("tax_category") or "").strip()
@@ -76,7 +76,6 @@ class _BinChoiceForm(forms.Form):
     def __init__(self, *args, product: Product, **kwargs):
         super().__init__(*args, **kwargs)
         faced = set(product.facings.values_list("bin_id", flat=True))
-        from .selectors import natural_key
 
         bins = sorted(Bin.objects.filter(store_id=product.store_id).values_list("pk", "code"),
                       key=lambda b: natural_key(b[1]))

@@ -17,7 +17,8 @@ from django.db.models import Q, QuerySet, Sum
 from store.billing.services import price_to_minor
 from store.layout.models import Bin, Store
 
-from .models import Facing, Product, StockMovement
+from .models import Facing, Product, StockMovement, ProductPhoto
+from store.billing.money import money_display
 
 
 def stock_levels(*, product_ids: list[int] | None = None) -> dict[int, int]:
@@ -71,8 +72,6 @@ def products_with_stock(*, store: Store | None = None, query: str = "", low_only
                         product_ids: list[int] | None = None) -> list[ProductStock]:
     """Products (of ``store``, or all), by store and name, with their stock. ``query`` matches barcode or name
     (case-insensitive substring); ``low_only`` keeps low products only. Four queries whatever the count."""
-    from store.billing.money import money_display  # one money format for the whole site
-
     qs = Product.objects.select_related("store").order_by("store__code", "name", "id")
     if store is not None:
         qs = qs.filter(store=store)
@@ -182,8 +181,6 @@ def product_photos(product: Product) -> list[Path]:
 def product_photo_gallery(*, store: Store) -> dict[str, list[Path]]:
     """``{barcode: [photo file path, ...]}`` of every product of ``store`` that has photos (one query); see
     :func:`product_photos` for the storage it needs."""
-    from .models import ProductPhoto
-
     out: dict[str, list[Path]] = defaultdict(list)
     for photo in ProductPhoto.objects.filter(product__store=store).select_related("product").order_by("id"):
         out[photo.product.barcode].append(Path(photo.image.path))

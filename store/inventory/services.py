@@ -13,7 +13,8 @@ from django.db.models import Sum
 from store.layout.models import Bin, Store
 
 from . import signals
-from .models import Facing, Product, ProductPhoto, StockMovement, TaxCategory
+from .models import Facing, Product, ProductPhoto, StockMovement, TaxCategory, RestockSession, RestockTask
+from store.billing.models import Receipt
 
 log = logging.getLogger(__name__)
 
@@ -72,8 +73,6 @@ def stock_record_sale(*, receipt) -> list[StockMovement]:
     level is right and no bin's level is guessed. Idempotent: a receipt that already has sale movements returns
     them and writes nothing (the receipt row is locked meanwhile). Returns the movements, in line order.
     """
-    from store.billing.models import Receipt  # billing depends on inventory, not the reverse; read only
-
     locked = Receipt.objects.select_for_update().select_related("visit").get(pk=receipt.pk)
     reference = f"receipt:{locked.pk}"
     existing = list(StockMovement.objects.filter(kind=StockMovement.Kind.SALE, reference=reference)
@@ -322,8 +321,6 @@ def restock_mode_bins(*, store: Store, bin_codes: tuple[str, ...] | list[str], a
     ``bin_codes`` empty = the whole store)."""
     from django.db.models import Q
 
-    from .models import RestockSession
-
     wanted = set(bin_codes)
     out = set(Bin.objects.filter(store=store, code__in=wanted, restock_mode=True).values_list("code", flat=True))
     for codes in (RestockSession.objects.filter(store=store, started_at__lte=at)
@@ -337,8 +334,6 @@ def restock_session_start(*, store: Store, staff, bin_codes: list[str] | None = 
     the whole store), from ``at`` (default now). Raises :class:`InventoryInputError` for a non-staff user or an
     unknown bin."""
     from django.utils import timezone
-
-    from .models import RestockSession
 
     if not getattr(staff, "is_staff", False):
         raise InventoryInputError(f"only staff may restock; {staff} is not staff")
@@ -386,8 +381,6 @@ def restock_task_open(*, store: Store, bin: Bin, reason: str, product: Product |
     """Raise a task for the staff (``RestockTask.Reason``): e.g. a misplaced item to move back. Idempotent on
     (``reason``, ``reference``) when ``reference`` is given. Returns the task. Raises
     :class:`InventoryInputError` for an unknown reason, a quantity < 1, or a bin of another store."""
-    from .models import RestockTask
-
     if reason not in RestockTask.Reason.values:
         raise InventoryInputError(f"unknown restock task reason {reason!r}")
     if isinstance(quantity, bool) or not isinstance(quantity, int) or quantity < 1:

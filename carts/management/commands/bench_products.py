@@ -17,6 +17,9 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
+from carts.offline.product_bench import DatasetError, format_table, run
+from vision.product_embedder import DEFAULT_MODEL, Embedder, EmbedderConfig, EmbeddingCache, ModelUnavailable
+
 
 class Command(BaseCommand):
     help = "Benchmark product recognition (nearest neighbour over catalogue photos) on a grocery-store-like folder."
@@ -47,9 +50,6 @@ class Command(BaseCommand):
         parser.add_argument("--json", default=None, help="also write the figures and confusion matrices here")
 
     def handle(self, *args, **opts) -> None:
-        from carts.offline.product_bench import DatasetError, format_table, run
-        from vision.product_embedder import DEFAULT_MODEL, Embedder, EmbedderConfig, EmbeddingCache, ModelUnavailable
-
         if opts["shots"] < 1:
             raise CommandError(f"--shots must be at least 1, got {opts['shots']}")
         if opts["per_class"] is not None and opts["per_class"] < 1:

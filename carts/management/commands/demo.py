@@ -23,6 +23,10 @@ from carts.offline.autocheckout_store import AutoCheckoutError
 from store.recording import RecordingError, destination_prepare, read_recording
 
 from .replay import print_receipts
+from store.inventory.models import Facing, StockMovement
+from store.inventory.services import catalogue_load, stock_record_restock
+from store.layout.models import Store
+from store.layout.services import layout_load
 
 DEMO_MANAGER = "manager@walkout.test"
 
@@ -140,11 +144,6 @@ def demo_store_prepare(rec):
     product gets an opening stock of DEMO_OPENING_UNITS on its first facing, once, marked as the demo's. Returns the
     Store."""
     from django.db.models import Sum
-
-    from store.inventory.models import Facing, StockMovement
-    from store.inventory.services import catalogue_load, stock_record_restock
-    from store.layout.models import Store
-    from store.layout.services import layout_load
 
     store = layout_load(data=rec.store)
     Store.objects.filter(pk=store.pk).update(listed=True)

@@ -18,6 +18,7 @@ from carts.offline.emulator import emulate
 from carts.offline.emulator_transport import EmulatorError
 from carts.offline.replay import database_behind
 from store.recording import RecordingError, read_recording
+from carts.live import recording_cast
 
 
 class Command(BaseCommand):
@@ -70,8 +71,6 @@ class Command(BaseCommand):
     def _people_inside(self, rec) -> list[tuple[str, int]]:
         """``[(account, visit id)]`` of the people inside ``rec``'s store who play its first shoppers (module
         docstring), said on stderr; empty when nobody is inside (the demo accounts play)."""
-        from carts.live import recording_cast
-
         inside = [(who, visit) for who, visit in recording_cast(rec) if visit is not None]
         if inside:
             who = ", ".join(f"{name} (visit {visit})" for name, visit in inside)

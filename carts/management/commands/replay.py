@@ -10,6 +10,7 @@ from carts.offline.replay import accounts_without_card, database_behind, replay_
 from store.accounts.demo import DEMO_SHOPPER, demo_shopper_ensure
 from store.billing.models import Receipt
 from store.recording import RecordingError, read_recording
+from store.gates.models import Visit
 
 
 def format_minor(amount: int, currency: str) -> str:
@@ -32,8 +33,6 @@ def waiting_review(stdout, session: str, recording_path) -> None:
     """Name ``session``'s visits that wait on a review (each still holds its card authorisation, and its open shelf
     events are in the dashboard's review queue), and how to settle them: a manager decides them at /manage/, or
     ``evaluate`` decides them as the recording's truth says; nothing is printed when none waits."""
-    from store.gates.models import Visit
-
     waiting = list(Visit.objects.filter(session=session, state=Visit.State.UNDER_REVIEW).select_related("shopper")
                    .order_by("pk"))
     if not waiting:

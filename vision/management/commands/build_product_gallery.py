@@ -11,6 +11,11 @@ from __future__ import annotations
 
 from django.core.management.base import BaseCommand, CommandError
 
+from vision.product_service import build_product_gallery, photos_from_folder, photos_from_json
+from vision.product_embedder import ModelUnavailable
+from store.inventory.selectors import product_photo_gallery
+from store.layout.models import Store
+
 
 class Command(BaseCommand):
     help = "Build and cache the product-recognition gallery from product photos."
@@ -24,9 +29,6 @@ class Command(BaseCommand):
         parser.add_argument("--no-flip", action="store_true", help="do not add mirrored photos")
 
     def handle(self, *args, **opts) -> None:
-        from vision.product_service import build_product_gallery, photos_from_folder, photos_from_json
-        from vision.product_embedder import ModelUnavailable
-
         try:
             if opts["store"]:
                 photos = self._store_photos(opts["store"])
@@ -49,9 +51,6 @@ class Command(BaseCommand):
     def _store_photos(code: str) -> dict[str, list[str]]:
         """``{barcode: [photo path, ...]}`` of store ``code``'s uploaded product photos. Raises CommandError for an
         unknown store."""
-        from store.inventory.selectors import product_photo_gallery
-        from store.layout.models import Store
-
         store = Store.objects.filter(code=code).first()
         if store is None:
             raise CommandError(f"no store {code!r} (load it first: manage.py load_store)")

@@ -12,6 +12,10 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
+from vision.geometry import CalibrationError, CameraModel, calibrate_floor, read_calibration_points
+from vision.models import Camera
+from vision.services import camera_calibrate
+
 
 class Command(BaseCommand):
     help = "Compute a camera's floor homography from marked floor points; print the reprojection error."
@@ -23,10 +27,6 @@ class Command(BaseCommand):
         parser.add_argument("--out", default=None, help="write a camera calibration JSON here")
 
     def handle(self, *args, **opts) -> None:
-        from vision.geometry import CalibrationError, CameraModel, calibrate_floor, read_calibration_points
-        from vision.models import Camera
-        from vision.services import camera_calibrate
-
         try:
             img, flr = read_calibration_points(opts["points"])
             if opts["camera"]:

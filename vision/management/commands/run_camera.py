@@ -18,6 +18,8 @@ from django.core.management.base import BaseCommand, CommandError
 from vision.models import Camera
 from vision.tasks import camera_tracker_for
 from vision.worker import CameraWorker
+from vision.clips import FrameRing, clip_store
+from vision.hand_crops import HandCropStore
 
 
 class Command(BaseCommand):
@@ -42,10 +44,6 @@ class Command(BaseCommand):
         if row is None:
             raise CommandError(f"no enabled camera {name!r} in store {store_code!r} (give STORE:NAME)")
         from django.conf import settings
-
-        from vision.clips import FrameRing, clip_store
-
-        from vision.hand_crops import HandCropStore
 
         cfg = settings.WALKOUT
         if join is None:

@@ -13,6 +13,11 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
+from vision.detector import DetectorError, PersonDetector
+from vision.geometry import CalibrationError, CameraModel, read_cameras_file
+from vision.config import vision_settings
+from vision.tracking import CameraTracker, FrameSource, SourceError, TrackSummary, write_mot
+
 
 class Command(BaseCommand):
     help = "Detect and track people in a video or image folder; write MOTChallenge tracks and a summary."
@@ -30,11 +35,6 @@ class Command(BaseCommand):
         parser.add_argument("--fps", type=float, default=None, help="frame rate (image folders; default 25)")
 
     def handle(self, *args, **opts) -> None:
-        from vision.detector import DetectorError, PersonDetector
-        from vision.geometry import CalibrationError, CameraModel, read_cameras_file
-        from vision.config import vision_settings
-        from vision.tracking import CameraTracker, FrameSource, SourceError, TrackSummary, write_mot
-
         for name in ("max_frames", "stride", "imgsz"):
             if opts.get(name) is not None and opts[name] < 1:
                 raise CommandError(f"--{name.replace('_', '-')} must be at least 1, got {opts[name]}")
