@@ -2,7 +2,7 @@
 N shoppers, and where that time goes.
 
 Plain script: ``.venv/bin/python bench/bench_store.py [--shoppers 10,50] [--minutes 3] [--seed 11] [--rooms N] [--events E]
-[--profile]``.
+[--profile]`` (``BENCH_PROFILE_OUT=FILE`` also writes the whole profile there).
 
 For each size it simulates a session (``carts.offline.simulation``, the AutoCheckout store: 306 plates at 60 Hz, keypoints at
 15 Hz per shopper, the default difficulty, shoppers arriving over ``--minutes``), loads its store into a throwaway
@@ -160,6 +160,8 @@ def run(shoppers: int, minutes: float, seed: int, profile: bool, rooms: int = 1,
     if prof is not None:
         buf = io.StringIO()
         pstats.Stats(prof, stream=buf).sort_stats("cumulative").print_stats(25)
+        if os.environ.get("BENCH_PROFILE_OUT"):  # the whole profile, for pstats/snakeviz
+            prof.dump_stats(os.environ["BENCH_PROFILE_OUT"])
         out["profile"] = buf.getvalue()
     return out
 

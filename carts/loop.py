@@ -478,7 +478,7 @@ class StoreLoop(ShelfIntake, TrackBinding, CheckoutGate):
         ``tag_hand_m`` of the bin then (a tag that stops being read with a hand there is a take)."""
         pad = self.fusion.pad_s
         out = []
-        hands = self.hands.view()
+        hands = self.hands.between(event.t_start - 2 * pad, event.t_end + 2 * pad)  # within pad of a tag event
         for e in self._tag_events:
             if e.where not in event.bin_codes or not event.t_start - pad <= e.t <= event.t_end + pad:
                 continue

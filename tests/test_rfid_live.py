@@ -144,6 +144,48 @@ def test_shelf_takes_and_returns_are_recorded():
     assert TagEvent.objects.get(kind="take").t.timestamp() == pytest.approx(T0 + 3)
 
 
+def test_a_shelf_tag_take_backs_the_weighed_take_in_the_live_pipeline(dummy_payments):
+    """A shelf antenna stops reading a bottle while Ann's hand is at its bin and the plate loses its weight: the
+    store pipeline decides the take with the tag event as evidence (``StoreLoop._shelf_tags`` reads the hands of
+    the loop's window; it used to call a method the window does not have), and the cart line says weight, hand
+    and tag."""
+    import numpy as np
+
+    from store.recording import TrackObservations
+
+    store = tagged_store("rfid-shelf")
+    pipe = StorePipeline(store=store, session="rfid-shelf", settle_s=3.0)
+    ann = shopper_visit(store, "ann-shelf@example.com")
+    pipe.bind_visit(track_id="ann", visit=ann, t=T0)
+    t = np.arange(T0, T0 + 30, 1 / 60)
+    grams = np.tile([300.0, 2 * 520.0 + 400.0, 300.0], (t.size, 1))
+    grams[t >= T0 + 12.5, 1] -= 520.0                      # one bottle lifted off bin 1-1-2
+    grams += np.random.default_rng(1).normal(0, 0.5, grams.shape)
+    hand_t = np.arange(T0, T0 + 30, 0.1)
+    at_bin = np.abs(hand_t - (T0 + 12.4)) < 0.6             # the hand at the bin while it is lifted
+    x = np.full(hand_t.size, 0.4)                           # in front of bin 1-1-2 (x 0.3–0.5 m)
+    y = np.where(at_bin, 0.15, -0.6)
+    z = np.where(at_bin, 1.05, 1.1)
+    n = hand_t.size
+    obs = TrackObservations(np.array(["ann"] * (2 * n), dtype=object), np.r_[hand_t, hand_t],
+                            np.array(["r_wrist"] * n + ["neck"] * n, dtype=object),
+                            np.c_[np.r_[x, np.full(n, 0.4)], np.r_[y, np.full(n, -0.7)], np.r_[z, np.full(n, 1.45)]],
+                            np.full(2 * n, 0.9))
+    reader, _ = make_reader(store, name="shelf-reader")
+    e = epc(WATER, 7)
+    tag = decode_sgtin96(e)
+    pipe.loop.on_tags([TagEventData("take", T0 + 12.5, e, tag.gtin, tag.serial, "1-1-2", -50.0)])
+    for k in range(0, t.size, 30):                          # half-second blocks, as a controller sends them
+        block = slice(k, k + 30)
+        pipe.on_tracks(obs.between(t[block][0], t[block][-1]))
+        pipe.on_samples(bin_codes=("1-1-1", "1-1-2", "1-1-3"), t=t[block], grams=grams[block], rate_hz=60.0)
+        pipe.advance(float(t[block][-1]))
+    event = ann.cart_events.get()
+    assert (event.product.barcode, event.quantity) == (WATER, 1)
+    assert event.evidence["tags"][0]["kind"] == "take" and event.evidence["tags"][0]["hand"] is True
+    assert list(event.senses) == ["weight", "hand", "tag"]
+
+
 @pytest.fixture
 def dummy_payments(settings):
     settings.PAYMENT_PROVIDER = "dummy"
