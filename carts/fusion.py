@@ -15,7 +15,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from sensors import weight
-from store.recording import HAND_KEYPOINTS, TrackObservations, member
+from store.recording import HAND_KEYPOINTS, TrackObservations
 from vision import identity
 
 from .fusion_activity import walking_hands
@@ -126,6 +126,14 @@ def evidence_window(event: _Event, config: FusionConfig = FusionConfig()
     return (lo, hi), (lo - identity.REPAIR_LOOKBACK_S, event.t_end + after)
 
 
+def body_rows_from(event: _Event, config: FusionConfig = FusionConfig()) -> float:
+    """The earliest body keypoint (s UTC) :func:`decide_event` reads row by row for ``event``: the hidden hands
+    (``hidden_seen_s`` before it), the walking test (``pad_s`` and half of ``track_speeds``' 1 s window before)
+    and the identity jumps (``id_window_s``). The rest of :func:`evidence_window`'s bodies, back to the repair's
+    look-back, is read only as per-frame positions (``vision.identity.FramedBodies``)."""
+    return event.t_start - max(config.pad_s + 0.5, config.hidden_seen_s, config.id_window_s)
+
+
 def decide_event(event: weight.ShelfEvent, hands: TrackObservations, bins: BinGeometry, planogram: weight.Planogram,
                  *, carts: Holdings, party_of: Mapping[str, str] | None = None,
                  eligible: Sequence[str] | None = None, review_confidence: float = 0.6,
@@ -202,9 +210,9 @@ def _near_tracks(event: _Event, hands: TrackObservations, bins: BinGeometry, con
     whatever their label). Only swaps that can relabel these sightings matter to the decision."""
     w = wrist_ray_hands(hands.between(event.t_start - config.pad_s, event.t_end + config.pad_s), event.bin_codes,
                         bins, config)
-    w = w[(w.score >= config.min_hand_score) & member(w.keypoint, HAND_KEYPOINTS)]
+    w = w[(w.score >= config.min_hand_score) & w.keypoint_in(HAND_KEYPOINTS)]
     if eligible is not None:
-        w = w[member(w.track_id, eligible)]
+        w = w[w.track_in(eligible)]
     if len(w) == 0:
         return []
     d = np.min(np.stack([bins.distance(w.xyz, code, config.clearance_m, config.sigma_m / config.along_sigma_m)

@@ -11,7 +11,7 @@ from typing import Sequence
 import numpy as np
 
 from store.checks import check_rows
-from store.recording import HAND_KEYPOINTS, RAY_KEYPOINTS, WRIST_RAY_KEYPOINTS, TrackObservations, member
+from store.recording import HAND_KEYPOINTS, RAY_KEYPOINTS, WRIST_RAY_KEYPOINTS, TrackObservations
 
 from .fusion_config import BinGeometry, FusionConfig, _Event
 
@@ -157,7 +157,7 @@ def wrist_ray_hands(hands: TrackObservations, codes: Sequence[str], bins: BinGeo
     the bins), the middle one. Rows that are not rays are returned as they are, first; ``hands`` without rays is
     returned itself (keypoint sources with 3-D hands). An ``…_ray_a`` row without its ``…_ray_b`` is dropped.
     Raises KeyError for a bin not in ``bins``."""
-    is_ray = member(hands.keypoint, RAY_KEYPOINTS)
+    is_ray = hands.keypoint_in(RAY_KEYPOINTS)
     if not is_ray.any():
         return hands
     keep = hands[~is_ray]
@@ -213,9 +213,9 @@ def hand_evidence(event: _Event, hands: TrackObservations, bins: BinGeometry, co
     """
     lo, hi = event.t_start - config.pad_s, event.t_end + config.pad_s
     w = wrist_ray_hands(hands[(hands.t >= lo) & (hands.t <= hi)], event.bin_codes, bins, config)
-    w = w[(w.score >= config.min_hand_score) & member(w.keypoint, HAND_KEYPOINTS)]
+    w = w[(w.score >= config.min_hand_score) & w.keypoint_in(HAND_KEYPOINTS)]
     if eligible is not None:
-        w = w[member(w.track_id, eligible)]
+        w = w[w.track_in(eligible)]
     if len(w) == 0:
         return HandEvidence.empty()
     d = np.min(np.stack([bins.distance(w.xyz, code, config.clearance_m, config.sigma_m / config.along_sigma_m)
@@ -223,7 +223,7 @@ def hand_evidence(event: _Event, hands: TrackObservations, bins: BinGeometry, co
     # a track none of whose sightings came within 2 · reach_m is left out below whatever its core distance (every
     # quantile of d is at least its minimum, and the effective distance at least d): skip it here
     limit = candidate_reach_m(event, config)
-    near = member(w.track_id, set(w.track_id[d <= limit].tolist()))
+    near = w.track_in(set(w.track_id[d <= limit].tolist()))
     w, d = w[near], d[near]
     if len(w) == 0:
         return HandEvidence.empty()
@@ -291,7 +291,7 @@ def hidden_hands(ev: HandEvidence, event: _Event, hands: TrackObservations, bodi
     if len(w) == 0:
         return ev
     seen = hands[(hands.t >= t0) & (hands.t <= t1) & (hands.score >= config.min_hand_score)]
-    shown = {str(x) for x in seen.track_id[member(seen.keypoint, HAND_KEYPOINTS + RAY_KEYPOINTS)]}
+    shown = {str(x) for x in seen.track_id[seen.keypoint_in(HAND_KEYPOINTS + RAY_KEYPOINTS)].tolist()}
     have = {str(x) for x in ev.track_id}
     cand = {str(x) for x in w.track_id} - shown
     if eligible is not None:
@@ -382,7 +382,7 @@ def attribute_event(event: _Event, hands: TrackObservations, bins: BinGeometry,
         seen = hands.between(event.t_start - config.pad_s, event.t_end + config.pad_s)
         seen = seen[seen.score >= config.min_hand_score]
         if eligible is not None:
-            seen = seen[member(seen.track_id, eligible)]
+            seen = seen[seen.track_in(eligible)]
         return Attribution(None, 0.0, (), "no shopper's hand was seen during the event" if not seen else
                            f"no hand came within {2 * config.reach_m:.1f} m of the bin")
     total = float(ev.score.sum()) + 0.5 * math.exp(-config.nobody_m ** 2 / (2 * config.sigma_m ** 2))

@@ -35,7 +35,7 @@ from store.recording import TrackObservations
 from vision.identity import BodyFrames, FramedBodies
 
 from .chunks import ChunkStore, ChunkPickler, ChunkUnpickler
-from .fusion import Decision, decide_event, eligible_tracks, evidence_window
+from .fusion import Decision, body_rows_from, decide_event, eligible_tracks, evidence_window
 from .fusion_config import BinGeometry, FusionConfig
 from .loop_billing import BillWait, CheckoutGate
 from .loop_binding import TrackBinding
@@ -401,7 +401,7 @@ class StoreLoop(ShelfIntake, TrackBinding, CheckoutGate):
         (h0, h1), (b0, b1) = evidence_window(event, cfg)
         d = decide_event(event, self.hands.between(h0, h1), self.bins, self.planogram, carts=self.sink.holdings(eligible),
                          party_of=self.party_of, eligible=eligible, review_confidence=self.config.review_confidence,
-                         config=cfg, bodies=self._bodies(b0, b1),
+                         config=cfg, bodies=self._bodies(b0, b1, rows_from=body_rows_from(event, cfg)),
                          pending=pending_holdings({k: self._review_picks[k] for k in open_reviews}, eligible),
                          strays={c: self._strays[c] for c in event.bin_codes if c in self._strays})
         if not d.noise and self._tag_events and hasattr(self.sink, "tag_evidence"):
@@ -466,12 +466,12 @@ class StoreLoop(ShelfIntake, TrackBinding, CheckoutGate):
                                f"{event.t_start:.1f} refused: {exc}")
             return decision
 
-    def _bodies(self, t0: float, t1: float) -> FramedBodies:
-        """The body rows of ``[t0, t1]`` with the per-track frames they came with (``vision.identity.find_swaps``
-        reads those, not the rows)."""
-        rows = self.bodies.between(t0, t1)
+    def _bodies(self, t0: float, t1: float, *, rows_from: float = -math.inf) -> FramedBodies:
+        """The body rows of ``[max(t0, rows_from), t1]`` with the per-track frames of ``[t0, t1]`` they came with
+        (``vision.identity.find_swaps`` reads those, not the rows; ``carts.fusion.body_rows_from``)."""
+        rows = self.bodies.between(max(t0, rows_from), t1)
         return FramedBodies(rows.track_id, rows.t, rows.keypoint, rows.xyz, rows.score, frames=self.body_frames,
-                            t0=t0, t1=t1)
+                            t0=t0, t1=t1, rows_t0=rows_from)
 
     def _shelf_tags(self, event: weight.ShelfEvent) -> list[dict]:
         """The shelf tag events on the event's bins within ``pad_s`` of it, each with ``hand``: a hand came within

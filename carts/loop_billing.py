@@ -13,7 +13,7 @@ import numpy as np
 
 from sensors import weight
 from sensors.rfid import exit_lane_tags
-from store.recording import TrackObservations, member
+from store.recording import TrackObservations
 from vision.identity import FramedBodies, swaps_of
 
 from .fusion import evidence_window
@@ -170,7 +170,7 @@ class CheckoutGate:
         found = bool(self._near_hands(event, lo, hi, members))
         if not found and cfg.hidden_prior > 0 and not getattr(event, "weak", False):
             bodies = self.bodies.between(event.t_start - cfg.hidden_seen_s, event.t_end + cfg.hidden_seen_s)
-            bodies = bodies[member(bodies.track_id, members)]
+            bodies = bodies[bodies.track_in(members)]
             if len(bodies):
                 # hidden_hands scores a body up to e metres beyond hidden_standoff_m above 1e-6
                 reach = cfg.hidden_standoff_m + cfg.sigma_m * math.sqrt(
@@ -191,7 +191,7 @@ class CheckoutGate:
         cfg = self.fusion
         hands = self.hands.between(lo, hi)
         if tracks is not None:
-            hands = hands[member(hands.track_id, tuple(tracks))]
+            hands = hands[hands.track_in(tuple(tracks))]
         if not len(hands):
             return set()
         hands = wrist_ray_hands(hands, event.bin_codes, self.bins, cfg)

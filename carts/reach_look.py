@@ -47,7 +47,7 @@ from scipy.spatial import cKDTree
 
 from sensors import weight
 from store.checks import check_numbers
-from store.recording import HAND_KEYPOINTS, TrackObservations, member
+from store.recording import HAND_KEYPOINTS, TrackObservations
 
 from .chunks import PackedChunk
 
@@ -405,7 +405,7 @@ class ReachLook:
             return
         new = parts[0] if len(parts) == 1 else TrackObservations(
             *(np.concatenate([getattr(p, f) for p in parts]) for f in ("track_id", "t", "keypoint", "xyz", "score")))
-        new = new[(new.t > self._hand_t) & (new.score >= cfg.min_hand_score) & member(new.keypoint, HAND_KEYPOINTS)]
+        new = new[(new.t > self._hand_t) & (new.score >= cfg.min_hand_score) & new.keypoint_in(HAND_KEYPOINTS)]
         self._hand_t = max(self._hand_t, now)
         if not len(new):
             return

@@ -414,3 +414,45 @@ def test_plates_refilled_while_no_samples_came_are_a_restock_not_a_put_back(sim,
         loop.advance(float(t[-1]))
     loop.finish()
     assert (loop.stats.shelf_events == 0) == restocked, loop.stats
+
+
+def test_the_observation_windows_codes_name_its_rows_through_pruning_renaming_and_a_checkpoint(monkeypatch):
+    """carts.loop_window.ObservationWindow attaches integer codes of the track ids and keypoint names to what it
+    gives (``TrackObservations.codes``): for any interval, after pruning, after its name tables are started anew
+    (a day's worth of tracks gone) and after a pickled checkpoint, the codes name exactly the rows' strings, they
+    survive any selection, and membership by them is what ``member`` says."""
+    import pickle
+
+    from carts import loop_window
+    from carts.loop_window import ObservationWindow
+    from store.recording import member
+
+    monkeypatch.setattr(loop_window._Names, "SPARE", 8)  # rename after 32 tracks instead of 4 096
+    rng = np.random.default_rng(8)
+    window = ObservationWindow()
+    names = np.array(["neck", "l_wrist", "r_wrist", "head"], dtype=object)
+
+    def check(w):
+        for lo, hi in ((-np.inf, np.inf), *((a, a + rng.uniform(0, 6)) for a in rng.uniform(w.t_min, t, 4))):
+            got = w.between(lo, hi)
+            tc, kc = got.codes
+            assert [tc.names[c] for c in tc.codes] == got.track_id.tolist()
+            assert [kc.names[c] for c in kc.codes] == got.keypoint.tolist()
+            some = {f"t{k}" for k in rng.integers(0, 60, 5)} | {"nobody"}
+            part = got[(got.score > 0.5) & got.keypoint_in(("l_wrist", "r_wrist"))]
+            assert np.array_equal(part.track_in(some), member(part.track_id, some))
+            assert part.codes is not None and np.array_equal(
+                part.keypoint_in(["l_wrist"]), part.keypoint == "l_wrist")
+
+    t = 0.0
+    for step in range(300):
+        t = step * 0.2
+        n = 40
+        ids = np.array([f"t{k}" for k in (step // 10 + rng.integers(0, 8, n))], dtype=object)  # tracks come and go
+        window.add(TrackObservations(ids, t + rng.uniform(0, 0.2, n), names[rng.integers(0, 4, n)],
+                                     rng.normal(size=(n, 3)), rng.uniform(0, 1, n)))
+        if step % 25 == 24:
+            window.prune(t - 10.0)
+            check(window)
+    assert len(window._tables[0].names) < 4 * 8 + 20  # renamed: the tables hold about what the window holds
+    check(pickle.loads(pickle.dumps(window)))

@@ -184,22 +184,37 @@ class BodyFrames:
 
     def near(self, t0: float, t1: float, tracks: Iterable[str], reach_m: float) -> set[str]:
         """The tracks (``tracks`` themselves included, where kept) with a row in a whole second that overlaps
-        ``[t0, t1]`` (s) within ``reach_m`` metres of where one of ``tracks`` was in such a second (bounding boxes
-        per track and second): a superset of the tracks whose per-frame positions (:meth:`positions`) in the window
-        come within ``reach_m`` of one of theirs (a frame's position is a mean of its rows, inside their box)."""
+        ``[t0, t1]`` (s) within ``reach_m`` metres of where one of ``tracks`` was in that second or the ones either
+        side (bounding boxes per track and second): a superset of the tracks whose per-frame positions
+        (:meth:`positions`) come within ``reach_m`` of one of theirs in a frame they share (a frame's position is
+        the mean of its rows, which lie within a tenth of a second of each other)."""
         own = [self._code[str(x)] for x in tracks if str(x) in self._code]
         if not own or not self._boxes:
             return set()
         if self._boxes_joined is None:
             self._boxes_joined = tuple(np.concatenate([b[i] for b in self._boxes]) for i in range(3))
         code, sec, box = self._boxes_joined
-        inside = (sec >= math.floor(t0)) & (sec <= math.floor(t1))
-        code, box = code[inside], box[inside]
+        s0, s1 = math.floor(t0), math.floor(t1)
+        inside = (sec >= s0) & (sec <= s1)
+        code, sec, box = code[inside], sec[inside] - (s0 - 1), box[inside]
         mine = np.isin(code, own)
         if not mine.any():
             return set()
-        lo, hi = box[mine, :2].min(axis=0) - reach_m, box[mine, 2:].max(axis=0) + reach_m
-        hit = (box[:, 0] <= hi[0]) & (box[:, 2] >= lo[0]) & (box[:, 1] <= hi[1]) & (box[:, 3] >= lo[1])
+        # their union box per second (index: second − s0 + 1), then widened to the seconds either side
+        span = np.full((s1 - s0 + 3, 4), [np.inf, np.inf, -np.inf, -np.inf])
+        np.minimum.at(span[:, 0], sec[mine], box[mine, 0])
+        np.minimum.at(span[:, 1], sec[mine], box[mine, 1])
+        np.maximum.at(span[:, 2], sec[mine], box[mine, 2])
+        np.maximum.at(span[:, 3], sec[mine], box[mine, 3])
+        wide = span.copy()
+        for shift in (1, -1):
+            src = span[:-1] if shift == 1 else span[1:]
+            dst = wide[1:] if shift == 1 else wide[:-1]
+            dst[:, :2] = np.minimum(dst[:, :2], src[:, :2])
+            dst[:, 2:] = np.maximum(dst[:, 2:], src[:, 2:])
+        at = wide[sec]
+        hit = ((box[:, 0] <= at[:, 2] + reach_m) & (box[:, 2] >= at[:, 0] - reach_m)
+               & (box[:, 1] <= at[:, 3] + reach_m) & (box[:, 3] >= at[:, 1] - reach_m))
         return {self._name[c] for c in np.unique(code[hit]).tolist() if c in self._name}
 
     def _rows(self, track: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, bool]:
@@ -272,19 +287,23 @@ class BodyFrames:
 
 @dataclass(frozen=True)
 class FramedBodies(TrackObservations):
-    """Body keypoints: every kept row of ``frames`` with ``t0 <= t <= t1`` (s), and ``frames`` itself, from which
-    :func:`find_swaps` reads the window's per-frame positions (:meth:`BodyFrames.positions`). Whoever builds one
-    vouches that its rows are exactly those rows (``carts.loop.StoreLoop`` feeds and prunes both alike);
-    :meth:`between` keeps that true, any other selection gives a plain ``TrackObservations``."""
+    """Body keypoints: every kept row of ``frames`` with ``max(t0, rows_t0) <= t <= t1`` (s), and ``frames``
+    itself, from which :func:`find_swaps` reads the per-frame positions of the whole window ``[t0, t1]``
+    (:meth:`BodyFrames.positions`). ``rows_t0``: where the rows begin, for a caller whose readers of rows look at
+    the end of the window only (``carts.fusion.body_rows_from``: the id-switch repair reads a minute of frames,
+    the evidence steps a few seconds of rows). Whoever builds one vouches that its rows are exactly those rows
+    (``carts.loop.StoreLoop`` feeds and prunes both alike); :meth:`between` keeps that true, any other selection
+    gives a plain ``TrackObservations``."""
 
     frames: BodyFrames | None = None
     t0: float = -math.inf
     t1: float = math.inf
+    rows_t0: float = -math.inf
 
     def between(self, t0: float, t1: float) -> TrackObservations:
         rows = super().between(t0, t1)
         return FramedBodies(rows.track_id, rows.t, rows.keypoint, rows.xyz, rows.score, frames=self.frames,
-                            t0=max(self.t0, t0), t1=min(self.t1, t1))
+                            t0=max(self.t0, t0), t1=min(self.t1, t1), rows_t0=self.rows_t0)
 
 
 def _apart(box_a: np.ndarray, box_b: np.ndarray, near_m: float) -> bool:
@@ -327,16 +346,21 @@ def find_swaps(bodies: TrackObservations, *, tracks: Sequence[str] | None = None
     if not (frame_s > 0 and near_m > 0 and margin_m > 0 and 0 < smooth <= 1):
         raise ValueError("find_swaps: frame_s, near_m and margin_m must be > 0 and smooth in (0, 1]")
     framed = bodies.frames if isinstance(bodies, FramedBodies) else None
+    params = (frame_s, near_m, margin_m, noise_k, smooth, velocity_gain, max(1, int(round(max_gap_s / frame_s))),
+              warmup, max(1, int(round(max_swap_s / frame_s))))
+    if framed is not None and framed.frame_s == frame_s and involving is not None:
+        return _framed_swaps_involving(bodies, framed, tracks, involving, params)
     if framed is not None and framed.frame_s == frame_s:  # kept per track as they came: no regrouping
         pos = framed.positions(bodies.t0, bodies.t1, tracks)
     else:
+        if isinstance(bodies, FramedBodies) and bodies.rows_t0 > bodies.t0:
+            raise ValueError(f"find_swaps: frames of {frame_s} s asked of a window whose rows begin at "
+                             f"{bodies.rows_t0} s, after its start {bodies.t0} s")
         w = bodies[member(bodies.keypoint, BODY_KEYPOINTS)]
         if tracks is not None:
             w = w[member(w.track_id, tracks)]
         pos = _positions(w, frame_s)
     names = sorted(pos)
-    params = (frame_s, near_m, margin_m, noise_k, smooth, velocity_gain, max(1, int(round(max_gap_s / frame_s))),
-              warmup, max(1, int(round(max_swap_s / frame_s))))
     out: list[Swap] = []
     if involving is None:
         box = {k: np.concatenate([xy.min(axis=0), xy.max(axis=0)]) for k, (_, xy) in pos.items()}
@@ -354,6 +378,31 @@ def find_swaps(bodies: TrackObservations, *, tracks: Sequence[str] | None = None
 #: is placed by its neck once a neck row comes (the two project a few centimetres apart on the floor; 0.5 m is ten
 #: times that), and it keeps the pick a superset whatever the rows' spread within a frame.
 NEIGHBOUR_SLACK_M = 0.5
+
+
+def _framed_swaps_involving(bodies: "FramedBodies", framed: BodyFrames, tracks: Sequence[str] | None,
+                            involving: Sequence[str], params: tuple) -> list[Swap]:
+    """:func:`find_swaps` with ``involving`` on a :class:`FramedBodies` window, reading the positions of the
+    tracks near those it reaches only (:meth:`BodyFrames.near`) instead of every track's: the tracks it reaches
+    (``involving`` and every partner of a swap found) grow until each has had its neighbours read, so every pair
+    that can swap is read, and the swaps are those of reading every track."""
+    allowed = None if tracks is None else {str(x) for x in tracks}
+    start = {str(x) for x in involving}
+    if allowed is not None:
+        start &= allowed
+    near_m = params[1]
+    need, names = set(start), set(start)
+    while True:
+        found = framed.near(bodies.t0, bodies.t1, need, near_m + NEIGHBOUR_SLACK_M)
+        names |= found if allowed is None else found & allowed
+        pos = framed.positions(bodies.t0, bodies.t1, sorted(names))
+        out = _swaps_involving(pos, sorted(pos), sorted(x for x in start if x in pos), params, near_m) if pos else []
+        reached = set(start) | {sw.a for sw in out} | {sw.b for sw in out}
+        if reached <= need:
+            break
+        need |= reached
+    out.sort(key=lambda s: (s.t_from, s.a, s.b))
+    return out
 
 
 def swaps_of(bodies: FramedBodies, tracks: Sequence[str], *, frame_s: float = 0.1, near_m: float = 1.0,

@@ -10,7 +10,8 @@ prices as decimal strings in the store's currency.
 from __future__ import annotations
 
 from .contract import (
-    BODY_KEYPOINTS, CAMERAS, FORMAT, GATES, GateScan, HAND_KEYPOINTS, KEYPOINTS, MANIFEST, RAY_KEYPOINTS, REQUIRED,
+    BODY_KEYPOINTS, CAMERAS, FORMAT, GATES, GateScan, HAND_KEYPOINTS, KEYPOINTS, MANIFEST, NameCodes, RAY_KEYPOINTS,
+    REQUIRED,
     RecordedCamera, Recording, RecordingError, SHELF_FORMS, SHELVES, SHELVES_INDEX, SHELVES_NPY, STORE, ShelfSamples,
     TRACKS, TRUTH, TrackObservations, TruthLine, TruthReceipt, VERSION, WRIST_RAY_KEYPOINTS, member,
 )
@@ -29,6 +30,7 @@ __all__ = [
     "HAND_KEYPOINTS",
     "KEYPOINTS",
     "MANIFEST",
+    "NameCodes",
     "RAY_KEYPOINTS",
     "REQUIRED",
     "RecordedCamera",

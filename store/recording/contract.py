@@ -92,12 +92,35 @@ class ShelfSamples:
 
 
 @dataclass(frozen=True)
+class NameCodes:
+    """A string column (track ids or keypoint names) as integer codes: ``codes`` (n,) int32, each an index into
+    ``names`` (the distinct strings, shared by every selection from one buffer, e.g. the store loop's observation
+    window; it may hold names no row uses); ``index`` is its name → code map. Lets :meth:`TrackObservations.
+    track_in` and :meth:`~TrackObservations.keypoint_in` test membership in NumPy instead of one Python ``in`` per
+    row."""
+
+    codes: np.ndarray
+    names: list[str]
+    index: dict[str, int]
+
+    def isin(self, allowed: Iterable) -> np.ndarray:
+        """(n,) bool: which rows' strings are in ``allowed``."""
+        lut = np.zeros(len(self.names), dtype=bool)
+        hits = [c for c in (self.index.get(str(a)) for a in allowed) if c is not None]
+        if hits:
+            lut[hits] = True
+        return lut[self.codes]
+
+
+@dataclass(frozen=True)
 class TrackObservations:
     """Keypoint observations of shopper tracks in store coordinates (the vision → carts contract).
 
     ``track_id`` (n,) object array of str; ``t`` (n,) float64 s UTC; ``keypoint`` (n,) object array of str
     (``head``, ``neck``, ``l_wrist``, ``r_wrist``, …, or ``floor`` for a bare floor position with z = 0);
-    ``xyz`` (n, 3) float64 metres; ``score`` (n,) float64 in [0, 1].
+    ``xyz`` (n, 3) float64 metres; ``score`` (n,) float64 in [0, 1]. ``codes``: optionally, the same
+    ``track_id`` and ``keypoint`` columns as :class:`NameCodes` (kept by selections); whoever attaches them vouches
+    they are those columns (``carts.loop_window.ObservationWindow``). Not compared, not shown.
     """
 
     track_id: np.ndarray
@@ -105,6 +128,7 @@ class TrackObservations:
     keypoint: np.ndarray
     xyz: np.ndarray
     score: np.ndarray
+    codes: tuple[NameCodes, NameCodes] | None = field(default=None, compare=False, repr=False, kw_only=True)
 
     def __post_init__(self) -> None:
         n = self.t.shape[0]
@@ -113,13 +137,27 @@ class TrackObservations:
                 raise ValueError(f"{name} must be ({n},), got {getattr(self, name).shape}")
         if self.xyz.shape != (n, 3):
             raise ValueError(f"xyz must be ({n}, 3), got {self.xyz.shape}")
+        if self.codes is not None and any(c.codes.shape != (n,) for c in self.codes):
+            raise ValueError(f"codes must be ({n},) each, got {[c.codes.shape for c in self.codes]}")
 
     def __len__(self) -> int:
         return int(self.t.shape[0])
 
     def __getitem__(self, mask: Any) -> "TrackObservations":
+        codes = None
+        if self.codes is not None:
+            tc, kc = self.codes
+            codes = (NameCodes(tc.codes[mask], tc.names, tc.index), NameCodes(kc.codes[mask], kc.names, kc.index))
         return TrackObservations(self.track_id[mask], self.t[mask], self.keypoint[mask], self.xyz[mask],
-                                 self.score[mask])
+                                 self.score[mask], codes=codes)
+
+    def track_in(self, allowed: Iterable) -> np.ndarray:
+        """(n,) bool: which rows' ``track_id`` is in ``allowed`` (:func:`member`; by :attr:`codes` when kept)."""
+        return self.codes[0].isin(allowed) if self.codes is not None else member(self.track_id, allowed)
+
+    def keypoint_in(self, allowed: Iterable) -> np.ndarray:
+        """(n,) bool: which rows' ``keypoint`` is in ``allowed`` (:func:`member`; by :attr:`codes` when kept)."""
+        return self.codes[1].isin(allowed) if self.codes is not None else member(self.keypoint, allowed)
 
     @classmethod
     def empty(cls) -> "TrackObservations":
@@ -127,7 +165,7 @@ class TrackObservations:
 
     def hands(self) -> "TrackObservations":
         """Only the hand keypoints (``HAND_KEYPOINTS``) and single-view wrist rays (``RAY_KEYPOINTS``), in order."""
-        return self[np.isin(self.keypoint, HAND_KEYPOINTS + RAY_KEYPOINTS)]
+        return self[self.keypoint_in(HAND_KEYPOINTS + RAY_KEYPOINTS)]
 
     def track_ids(self) -> list[str]:
         """Distinct track ids, in order of first observation."""
