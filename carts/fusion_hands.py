@@ -273,6 +273,12 @@ def hand_evidence(event: _Event, hands: TrackObservations, bins: BinGeometry, co
     return HandEvidence.from_rows(rows)
 
 
+def hidden_reach_m(config: FusionConfig) -> float:
+    """m: the farthest a body may stand from a bin's footprint and still score at least 1e-6 in :func:`hidden_hands`
+    (``hidden_standoff_m`` plus the distance at which ``hidden_prior · exp(−e² / 2σ²)`` falls to 1e-6)."""
+    return config.hidden_standoff_m + config.sigma_m * math.sqrt(2 * math.log(max(config.hidden_prior, 1e-6) / 1e-6))
+
+
 def hidden_hands(ev: HandEvidence, event: _Event, hands: TrackObservations, bodies: TrackObservations,
                  bins: BinGeometry, config: FusionConfig = FusionConfig(), *,
                  eligible: Sequence[str] | None = None) -> HandEvidence:
@@ -293,14 +299,16 @@ def hidden_hands(ev: HandEvidence, event: _Event, hands: TrackObservations, bodi
     seen = hands[(hands.t >= t0) & (hands.t <= t1) & (hands.score >= config.min_hand_score)]
     shown = {str(x) for x in seen.track_id[seen.keypoint_in(HAND_KEYPOINTS + RAY_KEYPOINTS)].tolist()}
     have = {str(x) for x in ev.track_id}
-    cand = {str(x) for x in w.track_id} - shown
+    # a body none of whose rows came within hidden_reach_m scores below 1e-6 (its ends are rows): not a candidate
+    d_all = np.min(np.stack([_floor_distance(bins, w.xyz, code) for code in event.bin_codes]), axis=0)
+    cand = {str(x) for x in w.track_id[d_all <= hidden_reach_m(config) + 1e-6].tolist()} - shown
     if eligible is not None:
         cand &= {str(x) for x in eligible}
     rows: list[_EvidenceRow] = []
     at: dict[str, list[int]] = {}  # each candidate's rows of w, in order: one pass, not one scan per candidate
-    for i, x in enumerate(w.track_id.tolist()):
-        if str(x) in cand:
-            at.setdefault(str(x), []).append(i)
+    mine = np.flatnonzero(w.track_in(cand)) if cand else np.zeros(0, dtype=np.int64)
+    for i, x in zip(mine.tolist(), w.track_id[mine].tolist()):
+        at.setdefault(str(x), []).append(i)
     for track in sorted(cand):
         m = w[np.asarray(at[track], dtype=np.int64)]
         for name in ("neck", "head"):

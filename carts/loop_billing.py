@@ -17,7 +17,7 @@ from store.recording import TrackObservations
 from vision.identity import FramedBodies, swaps_of
 
 from .fusion import evidence_window
-from .fusion_hands import _floor_distance, candidate_reach_m, wrist_ray_hands
+from .fusion_hands import _floor_distance, candidate_reach_m, hidden_reach_m, wrist_ray_hands
 
 
 @dataclass(frozen=True)
@@ -172,9 +172,7 @@ class CheckoutGate:
             bodies = self.bodies.between(event.t_start - cfg.hidden_seen_s, event.t_end + cfg.hidden_seen_s)
             bodies = bodies[bodies.track_in(members)]
             if len(bodies):
-                # hidden_hands scores a body up to e metres beyond hidden_standoff_m above 1e-6
-                reach = cfg.hidden_standoff_m + cfg.sigma_m * math.sqrt(
-                    2 * math.log(max(cfg.hidden_prior, 1e-6) / 1e-6))
+                reach = hidden_reach_m(cfg)  # hidden_hands scores a body this near above 1e-6
                 d = np.min(np.stack([_floor_distance(self.bins, bodies.xyz, c) for c in event.bin_codes]), axis=0)
                 found = bool((d <= reach + 1e-6).any())
         if not found and cfg.repair_id_switches:
