@@ -297,7 +297,7 @@ def hidden_hands(ev: HandEvidence, event: _Event, hands: TrackObservations, bodi
     if len(w) == 0:
         return ev
     seen = hands[(hands.t >= t0) & (hands.t <= t1) & (hands.score >= config.min_hand_score)]
-    shown = {str(x) for x in seen.track_id[seen.keypoint_in(HAND_KEYPOINTS + RAY_KEYPOINTS)].tolist()}
+    shown = seen[seen.keypoint_in(HAND_KEYPOINTS + RAY_KEYPOINTS)].track_set()
     have = {str(x) for x in ev.track_id}
     # a body none of whose rows came within hidden_reach_m scores below 1e-6 (its ends are rows): not a candidate
     d_all = np.min(np.stack([_floor_distance(bins, w.xyz, code) for code in event.bin_codes]), axis=0)

@@ -441,6 +441,7 @@ def test_the_observation_windows_codes_name_its_rows_through_pruning_renaming_an
             some = {f"t{k}" for k in rng.integers(0, 60, 5)} | {"nobody"}
             part = got[(got.score > 0.5) & got.keypoint_in(("l_wrist", "r_wrist"))]
             assert np.array_equal(part.track_in(some), member(part.track_id, some))
+            assert part.track_set() == set(part.track_id.tolist())
             assert part.codes is not None and np.array_equal(
                 part.keypoint_in(["l_wrist"]), part.keypoint == "l_wrist")
 

@@ -78,6 +78,17 @@ def _positions(bodies: TrackObservations, frame_s: float) -> dict[str, tuple[np.
     return out
 
 
+def _merge_boxes(code: np.ndarray, sec: np.ndarray, box: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:class:`BodyFrames`' boxes with one row per (track code, second): the union of that pair's boxes."""
+    by = np.lexsort((sec, code))
+    code, sec, box = code[by], sec[by], box[by]
+    starts = np.flatnonzero(np.r_[True, (code[1:] != code[:-1]) | (sec[1:] != sec[:-1])])
+    if starts.size == code.size:
+        return code, sec, box
+    return (code[starts], sec[starts],
+            np.hstack([np.minimum.reduceat(box[:, :2], starts, axis=0), np.maximum.reduceat(box[:, 2:], starts, axis=0)]))
+
+
 class BodyFrames:
     """Every track's body sightings (:data:`BODY_KEYPOINTS`), kept per track as they arrive (bounded: pruned from
     the front like the store loop's observation window), so that the per-frame floor positions of a window — what
@@ -192,7 +203,8 @@ class BodyFrames:
         if not own or not self._boxes:
             return set()
         if self._boxes_joined is None:
-            self._boxes_joined = tuple(np.concatenate([b[i] for b in self._boxes]) for i in range(3))
+            self._boxes_joined = _merge_boxes(*(np.concatenate([b[i] for b in self._boxes]) for i in range(3)))
+            self._boxes = [self._boxes_joined]  # merged once: later steps add to it
         code, sec, box = self._boxes_joined
         s0, s1 = math.floor(t0), math.floor(t1)
         inside = (sec >= s0) & (sec <= s1)

@@ -155,6 +155,13 @@ class TrackObservations:
         """(n,) bool: which rows' ``track_id`` is in ``allowed`` (:func:`member`; by :attr:`codes` when kept)."""
         return self.codes[0].isin(allowed) if self.codes is not None else member(self.track_id, allowed)
 
+    def track_set(self) -> set[str]:
+        """The distinct track ids (by :attr:`codes` when kept)."""
+        if self.codes is not None:
+            names = self.codes[0].names
+            return {str(names[c]) for c in np.unique(self.codes[0].codes).tolist()}
+        return {str(x) for x in self.track_id.tolist()}
+
     def keypoint_in(self, allowed: Iterable) -> np.ndarray:
         """(n,) bool: which rows' ``keypoint`` is in ``allowed`` (:func:`member`; by :attr:`codes` when kept)."""
         return self.codes[1].isin(allowed) if self.codes is not None else member(self.keypoint, allowed)
