@@ -91,8 +91,15 @@ class DatabaseSink:
         self.down: set[str] = set()  # sources the store worker declared down (named in review reasons)
         self._rows: dict[int, ShelfEvent] = {}
         self._tags: dict[Hashable, list[dict]] = {}  # shelf event → the shelf tag events that back it
+        #: visit pk → its cart (barcode → units) as read during this step (:meth:`holdings`): emptied when the
+        #: step begins (a person's review decision lands between steps) and by every write of this sink
+        self._carts: dict[int, dict[str, int]] = {}
         #: track → wall time (s UTC) its checkout was queued (the store worker takes it to log the checkout's timing)
         self.queued_at: dict[str, float] = {}
+
+    def step_begins(self) -> None:
+        """The loop is about to step: carts read before may have changed since (a person's review decision)."""
+        self._carts.clear()
 
     def at(self, t: float) -> datetime:
         """Source time ``t`` (s UTC) → the stored timezone-aware UTC datetime (``clock_offset_s`` applied)."""
@@ -125,13 +132,16 @@ class DatabaseSink:
 
     def holdings(self, tracks) -> dict[str, dict[str, int]]:
         by_visit = {self.visits[t].pk: t for t in tracks if t in self.visits}
-        out: dict[str, dict[str, int]] = {t: {} for t in by_visit.values()}
-        rows = (CartEvent.objects.filter(visit_id__in=list(by_visit)).values("visit_id", "product__barcode")
-                .annotate(q=Sum("quantity")))
-        for r in rows:
-            if r["q"]:
-                out[by_visit[r["visit_id"]]][r["product__barcode"]] = int(r["q"])
-        return out
+        missing = [pk for pk in by_visit if pk not in self._carts]
+        if missing:
+            for pk in missing:
+                self._carts[pk] = {}
+            rows = (CartEvent.objects.filter(visit_id__in=missing).values("visit_id", "product__barcode")
+                    .annotate(q=Sum("quantity")))
+            for r in rows:
+                if r["q"]:
+                    self._carts[r["visit_id"]][r["product__barcode"]] = int(r["q"])
+        return {t: dict(self._carts[pk]) for pk, t in by_visit.items()}
 
     def open_reviews(self, keys) -> list[Hashable]:
         return list(ReviewItem.objects.filter(pk__in=list(keys), status=ReviewItem.Status.OPEN)
@@ -147,6 +157,7 @@ class DatabaseSink:
         log.info("shelf event %s: %s", ",".join(event.bin_codes), decision.reason)
 
     def apply(self, key, event, decision) -> str | None:
+        self._carts.clear()  # a write: the carts are read again
         row = self._row(key)
         if CartEvent.objects.filter(shelf_event=row, source=CartEvent.Source.FUSION).exists() or \
                 ReviewItem.objects.filter(shelf_event=row).exists():
@@ -180,6 +191,7 @@ class DatabaseSink:
         return None
 
     def review(self, key, event, decision, reason) -> Hashable:
+        self._carts.clear()  # a write: the carts are read again
         row = self._row(key)
         cameras = sorted(s.split(":", 1)[1] for s in self.down if s.startswith(("obs:", "cam:")))
         if cameras:
@@ -200,6 +212,7 @@ class DatabaseSink:
         return item.pk
 
     def wait(self, key, event, decision, follows) -> bool:
+        self._carts.clear()  # a write: the carts are read again
         visit = self.visits.get(decision.track_id)
         if visit is None:
             return False
@@ -233,6 +246,7 @@ class DatabaseSink:
         """The tags that left with ``track``'s shopper (``sensors.rfid.ExitAttribution``) go on the visit's receipt
         (``carts.services.checkout.visit_exit_tags_apply``) just before its checkout; tags shared with another party are
         raised as an alert for people."""
+        self._carts.clear()  # a write: the carts are read again
         visit = self.visits.get(track)
         if visit is None:
             return
@@ -284,6 +298,7 @@ class DatabaseSink:
         holds up a billing worker, never the store loop. If the task cannot be queued, the visit's
         ``checkout_due_at`` stands and the stuck-visit sweep bills it. Without it (a replay), bill here. Returns
         whether it was handed on (billed, for a replay)."""
+        self._carts.clear()  # a write: the carts are read again
         visit = self.visits.get(track)
         if visit is None:
             return False
@@ -392,11 +407,13 @@ class StorePipeline:
     def advance(self, now: float) -> None:
         """All sources have been fed up to ``now`` (s UTC): decide the events whose evidence is complete and bill
         the visits whose settle time has passed. Each cart changed is pushed to its shopper once, at the end."""
+        self.sink.step_begins()
         with cart_publish_batch():
             self.loop.advance(now)
 
     def finish(self) -> None:
         """End of the stream: flush the detectors, decide everything left, record track summaries, bill exits."""
+        self.sink.step_begins()
         self.loop.finish()
         for track, (t0, t1, n) in self._track_seen.items():
             shopper_track_record(store=self.store, session=self.session, track_id=track, first_seen=self.at(t0),
