@@ -20,7 +20,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from store.recording import TrackObservations, member
+from store.recording import NameCodes, TrackObservations, member
 
 try:  # the per-frame reading of a pair is a tight loop: compiled where numba is installed, plain Python elsewhere
     from numba import njit as _numba_jit
@@ -719,11 +719,24 @@ def apply_swaps(obs: TrackObservations, swaps: Sequence[Swap]) -> TrackObservati
     if not swaps or len(obs) == 0:
         return obs
     ids = obs.track_id.copy()
+    # the rows' track codes (TrackObservations.codes) relabelled alike, compared instead of the strings while
+    # both tracks of a swap have one
+    table = obs.codes[0] if obs.codes is not None else None
+    codes = table.codes.copy() if table is not None else None
     for s in swaps:
         inside = (obs.t >= s.t_from) & (obs.t < s.t_to)
-        ia, ib = inside & (ids == s.a), inside & (ids == s.b)
+        ca, cb = (table.index.get(s.a), table.index.get(s.b)) if table is not None else (None, None)
+        if codes is not None and ca is not None and cb is not None:
+            ia, ib = inside & (codes == ca), inside & (codes == cb)
+            codes[ia], codes[ib] = cb, ca
+        else:
+            codes = None
+            ia, ib = inside & (ids == s.a), inside & (ids == s.b)
         ids[ia], ids[ib] = s.b, s.a
-    return TrackObservations(ids, obs.t, obs.keypoint, obs.xyz, obs.score)
+    kept = None
+    if codes is not None and table is not None and obs.codes is not None:
+        kept = (NameCodes(codes, table.names, table.index), obs.codes[1])
+    return TrackObservations(ids, obs.t, obs.keypoint, obs.xyz, obs.score, codes=kept)
 
 
 #: Seconds of body keypoints before a window that :func:`repair` reads by default to find the switches that relabel
