@@ -9,14 +9,14 @@ resized crop, mild brightness/contrast jitter, random mirror), and of every phot
 embedder's two views (whole photo squashed, centre cut); with each variant's hue-saturation histogram
 (``Embedder._colors``). Written to ``--out`` (``.npy``, float16 activations).
 
-``train``: trains blocks ``CUT + (3 - blocks) ..`` 15 and the head conv (BatchNorm frozen, eval mode) plus a linear
+``train``: trains the last ``--blocks`` blocks (16 − blocks .. 15, at most 3) and the head conv (BatchNorm frozen, eval mode) plus a linear
 classifier on the gallery's cached activations only (AdamW, label smoothing), then evaluates on the test split two
 ways: the classifier's own logits, and the fine-tuned pooled features put through the product pipeline as
 ``vision.products.build_gallery`` would (views averaged, colour at 0.3, whitened linear head fitted on the
-gallery), scored with ``carts.offline.product_bench._figures`` (fine/coarse top-1/top-5, ECE).
+gallery; with ``--concat`` also the tuned and the original pooled features side by side), scored with ``carts.offline.product_bench._figures`` (fine/coarse top-1/top-5, ECE).
 
     OMP_NUM_THREADS=1 python bench/finetune_products.py cache ../shared/datasets/grocery-store --out /tmp/finetune
-    OMP_NUM_THREADS=1 python bench/finetune_products.py train --out /tmp/finetune --blocks 1 --epochs 8
+    OMP_NUM_THREADS=1 python bench/finetune_products.py train --out /tmp/finetune --blocks 1 --epochs 3 --lr 1e-4
 """
 from __future__ import annotations
 
@@ -265,7 +265,7 @@ def main() -> None:
     ap.add_argument("--out", default="/tmp/finetune")
     ap.add_argument("--aug", type=int, default=2)
     ap.add_argument("--blocks", type=int, default=1)
-    ap.add_argument("--epochs", type=int, default=8)
+    ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--lr", type=float, default=1e-4)
     ap.add_argument("--wd", type=float, default=0.05)
     ap.add_argument("--smooth", type=float, default=0.1)
