@@ -16,7 +16,7 @@ ways: the classifier's own logits, and the fine-tuned pooled features put throug
 gallery; with ``--concat`` also the tuned and the original pooled features side by side), scored with ``carts.offline.product_bench._figures`` (fine/coarse top-1/top-5, ECE).
 
     OMP_NUM_THREADS=1 python bench/finetune_products.py cache ../shared/datasets/grocery-store --out /tmp/finetune
-    OMP_NUM_THREADS=1 python bench/finetune_products.py train --out /tmp/finetune --blocks 1 --epochs 3 --lr 1e-4
+    OMP_NUM_THREADS=1 python bench/finetune_products.py train --out /tmp/finetune --blocks 3 --epochs 3 --lr 1e-4 --concat   # the best: docs/recognition.md
 """
 from __future__ import annotations
 
@@ -264,7 +264,7 @@ def main() -> None:
     ap.add_argument("root", nargs="?", default="../shared/datasets/grocery-store")
     ap.add_argument("--out", default="/tmp/finetune")
     ap.add_argument("--aug", type=int, default=2)
-    ap.add_argument("--blocks", type=int, default=1)
+    ap.add_argument("--blocks", type=int, default=3)
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--lr", type=float, default=1e-4)
     ap.add_argument("--wd", type=float, default=0.05)
