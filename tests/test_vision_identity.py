@@ -195,6 +195,11 @@ def test_swaps_of_a_track_read_its_neighbours_only_and_find_every_swap_of_its_ow
                 if both.size and (np.hypot(*(xy_x[ix] - xy_y[iy]).T) <= 1.0).any():
                     assert y in near
     assert checked >= 3
+    # open and far-off bounds read the seconds kept only (an epoch-long window must not size an array by it)
+    assert frames.near(-math.inf, math.inf, ["1"], 1.0) == frames.near(0.0, 40.0, ["1"], 1.0) >= {"1", "2"}
+    assert frames.near(-1e9, 1e10, ["far"], 1.0) == {"far"} and frames.near(100.0, 200.0, ["1"], 1.0) == set()
+    assert find_swaps(FramedBodies(empty.track_id, empty.t, empty.keypoint, empty.xyz, empty.score, frames=frames),
+                      involving=["1"]) == [sw for sw in find_swaps(obs) if "1" in (sw.a, sw.b)]
     head = obs.keypoint.copy()
     head[obs.track_id == "far"] = "head"
     framed_far = BodyFrames()

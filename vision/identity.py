@@ -206,7 +206,13 @@ class BodyFrames:
             self._boxes_joined = _merge_boxes(*(np.concatenate([b[i] for b in self._boxes]) for i in range(3)))
             self._boxes = [self._boxes_joined]  # merged once: later steps add to it
         code, sec, box = self._boxes_joined
-        s0, s1 = math.floor(t0), math.floor(t1)
+        if not code.size:
+            return set()
+        # the window's seconds, within those kept (an open or far-off bound must not size the arrays below)
+        s0 = max(math.floor(t0), int(sec.min())) if math.isfinite(t0) else int(sec.min())
+        s1 = min(math.floor(t1), int(sec.max())) if math.isfinite(t1) else int(sec.max())
+        if s1 < s0:
+            return set()
         inside = (sec >= s0) & (sec <= s1)
         code, sec, box = code[inside], sec[inside] - (s0 - 1), box[inside]
         mine = np.isin(code, own)
