@@ -150,13 +150,9 @@ class BodyFrames:
             rec[1] = min(rec[1], float(t.min()))
             rec[2] = None
             codes_kept[c] = self._code[str(track)]
-        # the boxes: one per (track, second) of these rows
-        sec = np.floor(obs.t[keep]).astype(np.int64)
-        by = np.lexsort((sec, codes))
-        key_c, key_s, xy = codes[by], sec[by], obs.xyz[keep][by, :2]
-        starts = np.flatnonzero(np.r_[True, (key_c[1:] != key_c[:-1]) | (key_s[1:] != key_s[:-1])])
-        lo, hi = np.minimum.reduceat(xy, starts, axis=0), np.maximum.reduceat(xy, starts, axis=0)
-        self._boxes.append((codes_kept[key_c[starts]], key_s[starts], np.hstack([lo, hi])))
+        # the boxes: one per (track, second) of these rows (each row a box of its own point, merged)
+        xy = obs.xyz[keep, :2]
+        self._boxes.append(_merge_boxes(codes_kept[codes], np.floor(obs.t[keep]).astype(np.int64), np.hstack([xy, xy])))
         self._boxes_joined = None
         self._memo.clear()
 
