@@ -76,6 +76,9 @@ def test_observations_reach_the_store_loop_stream(tracker):
     # an integer too large for a float (JSON allows 4,300 digits): refused, not a 500
     ({"v": 1, "rows": [["7", 1_700_000_000.0, "neck", 10 ** 400, 2.0, 1.0, 0.5]]}, "bad_row"),
     ({"v": 1, "t_last": 10 ** 400, "rows": []}, "bad_request"),
+    # a track id PostgreSQL could not store (NUL) or that is not text (a lone surrogate)
+    ({"v": 1, "rows": [["a\u0000b", 1_700_000_000.0, "neck", 1.0, 2.0, 1.0, 0.5]]}, "bad_row"),
+    ('{"v": 1, "rows": [["\\ud800", 1700000000.0, "neck", 1.0, 2.0, 1.0, 0.5]]}', "bad_row"),
 ])
 def test_bodies_it_cannot_use_are_refused_with_a_reason(tracker, body, reason):
     row, key = tracker

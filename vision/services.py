@@ -322,7 +322,7 @@ def _observation_columns(rows: list, latest: float) -> TrackObservations | None:
         return None
     tracks = [str(v) for v in track]
     lengths = np.fromiter(map(len, tracks), dtype=np.intp, count=n)
-    if lengths.min() == 0 or lengths.max() > 64:
+    if lengths.min() == 0 or lengths.max() > 64 or not all(v.isprintable() for v in tracks):
         return None
     try:
         cols = np.array(numbers, dtype=np.float64)  # (5, n): t, x, y, z, score; the same float() of each number
@@ -348,6 +348,9 @@ def _observation_row_problem(row) -> str | None:
                   for v in (row[1], row[3], row[4], row[5], row[6])))
     if not ok or not 0.0 <= row[6] <= 1.0:
         return "must be [track, t, keypoint, x, y, z, score] with finite numbers and 0 ≤ score ≤ 1"
+    if not str(row[0]).isprintable():
+        return ("has a track id with a control or unpaired surrogate character (a NUL cannot be stored in "
+                "PostgreSQL text)")
     if row[2] not in KEYPOINTS:
         return (f"has an unknown keypoint {row[2][:32]!r}; known: {', '.join(sorted(KEYPOINTS))} "
                 "(store.recording.KEYPOINTS)")
