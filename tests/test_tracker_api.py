@@ -53,6 +53,18 @@ def test_observations_reach_the_store_loop_stream(tracker):
     assert row.observations == 2
 
 
+
+def test_rows_without_t_last_move_the_trackers_clock_to_the_newest_row(tracker):
+    """Without ``t_last`` the newest row's time is the tracker's clock (the store loop waits for it as a live source);
+    an empty post without one moves nothing."""
+    row, key = tracker
+    r = post({"v": 1, "rows": [["7", 1_700_000_000.5, "r_wrist", 3.4, -0.5, 1.1, 0.9],
+                               ["8", 1_700_000_000.9, "neck", 2.0, 1.0, 1.4, 0.95]]}, key)
+    assert r.status_code == 202
+    assert post({"v": 1, "rows": []}, key).status_code == 202
+    records = bus().read(row.store.code, block_ms=0)
+    assert [decode_obs(rec)[2] for _, _, rec in records] == [1_700_000_000.9, None]
+
 @pytest.mark.parametrize("body, reason", [
     ("[" * 100_000, "malformed_json"),
     ('{"v": 1, "rows": [], "t_last": ' + "9" * 5001 + "}", "malformed_json"),

@@ -79,6 +79,8 @@ def observations(request: HttpRequest) -> JsonResponse:
     # track ids are the tracker's own: namespace them so that two trackers never share one
     if len(obs):
         obs.track_id[:] = [f"{tracker.name}:{t}" for t in obs.track_id]
+    if t_last is None and len(obs):  # no t_last: the tracker's clock has reached its newest row at least
+        t_last = float(obs.t.max())
     hooks.publish_observations(tracker.store.code, f"tracker:{tracker.name}", obs, t_last)
     store_map_publish_observations(store_code=tracker.store.code, obs=obs)
     TrackerSource.objects.filter(pk=tracker.pk).update(observations=F("observations") + len(obs))
