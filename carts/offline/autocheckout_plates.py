@@ -36,6 +36,7 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
+from carts.offline.autocheckout_store import AutoCheckoutError
 from sensors.weight import Planogram, ProductWeights
 
 log = logging.getLogger(__name__)
@@ -49,19 +50,6 @@ FLOAT32_TYPE = "DATATYPE_FLOAT32"
 DEFAULT_PRODUCT_SD_REL = 0.03
 #: Floor of that spread, grams: the median absolute sd of the same weighings is 1.6 g.
 DEFAULT_PRODUCT_SD_FLOOR_G = 2.0
-
-
-class AutoCheckoutError(ValueError):
-    """A malformed record in an AutoCheckout export. ``path`` and ``line`` (1-based, 0 if unknown) locate it."""
-
-    def __init__(self, message: str, *, path: str = "", line: int = 0, field: str = "") -> None:
-        self.path = path
-        self.line = line
-        self.field = field
-        where = f"{path}:{line}" if path and line else (path or (f"line {line}" if line else ""))
-        prefix = f"{where}: " if where else ""
-        suffix = f" (field {field})" if field else ""
-        super().__init__(f"{prefix}{message}{suffix}")
 
 
 class PlateMessageError(AutoCheckoutError):

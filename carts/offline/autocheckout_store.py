@@ -26,7 +26,17 @@ PLATE_CAPACITY_G = 20000.0
 
 
 class AutoCheckoutError(ValueError):
-    """The AutoCheckout input is missing a file or holds something unreadable; the message names file and place."""
+    """The AutoCheckout input is missing a file or holds something unreadable (a malformed record, a bad file). The
+    message names the file and place; ``path``, ``line`` (1-based, 0 if unknown) and ``field`` locate it where known."""
+
+    def __init__(self, message: str, *, path: str = "", line: int = 0, field: str = "") -> None:
+        self.path = path
+        self.line = line
+        self.field = field
+        where = f"{path}:{line}" if path and line else (path or (f"line {line}" if line else ""))
+        prefix = f"{where}: " if where else ""
+        suffix = f" (field {field})" if field else ""
+        super().__init__(f"{prefix}{message}{suffix}")
 
 
 def load_json(path: Path):
