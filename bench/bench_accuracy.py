@@ -210,7 +210,7 @@ def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--levels", default="default,crowded,hard,easy")
     ap.add_argument("--sessions", type=int, default=20, help="sessions (seeds) per level")
     ap.add_argument("--shoppers", type=int, default=SHOPPERS, help="shoppers per session")

@@ -77,7 +77,7 @@ def play(shelves: list[ShelfSamples], *, json_roundtrip: bool) -> tuple[float, i
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--plates", type=int, default=7650)
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--rate", type=float, default=60.0)

@@ -206,7 +206,7 @@ def run_size(n: int, args, work: Path) -> dict:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--sizes", default="10,50,200", help="shoppers in the store at once, comma-separated")
     ap.add_argument("--minutes", type=float, default=2.5,
                     help="store minutes per session: arrivals spread over minutes − 80 s (default 2.5: 70 s)")

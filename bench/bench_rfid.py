@@ -35,7 +35,7 @@ def run(label: str, shoppers: int, seeds: int, sim: RfidSimConfig, lane: ExitLan
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--shoppers", type=int, default=2000)
     ap.add_argument("--seeds", type=int, default=5)
     args = ap.parse_args()

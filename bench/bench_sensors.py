@@ -462,7 +462,7 @@ def bench_mqtt(seconds: float, latency_seconds: float, sustained_seconds: float,
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--seconds", type=float, default=600.0)
     ap.add_argument("--bins", type=int, default=306)
     ap.add_argument("--rate", type=float, default=60.0)

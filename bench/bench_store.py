@@ -170,7 +170,7 @@ def run(shoppers: int, minutes: float, seed: int, profile: bool, rooms: int = 1,
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--shoppers", default="10,50", help="comma-separated sizes (default 10,50)")
     ap.add_argument("--minutes", type=float, default=3.0, help="simulated minutes per size (default 3)")
     ap.add_argument("--seed", type=int, default=11)

@@ -135,7 +135,7 @@ def run(tracks: int, frames: int, requests: int, warmup: int, seed: int, profile
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--tracks", type=int, default=200, help="shoppers in view (default 200)")
     ap.add_argument("--frames", default="1,2", help="comma-separated sightings per shopper per request (default 1,2)")
     ap.add_argument("--requests", type=int, default=60, help="timed requests per size (default 60)")

@@ -259,7 +259,7 @@ def cps_section(model: str, frames: int) -> dict | None:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--frames", type=int, default=150)
     ap.add_argument("--json", default=None)
     ap.add_argument("--cps", action="store_true", help="only the four real cameras of cps-test-01 (issue #13)")
