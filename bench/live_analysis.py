@@ -126,7 +126,7 @@ STAGES = (
 def exit_stages(store_log: str, billing_log: str, billed: dict[int, dict]) -> dict:
     """Where each visit's exit → capture time went (wall s), from the store worker's "checkout queued" lines
     (``carts.runtime.StoreWorker._log_checkouts``), the billing worker's "picked up" lines
-    (``store.gates.tasks.visit_checkout_task``) and the capture's ``PaymentAttempt.created_at``. Returns
+    (``store.gates.checkout_task.visit_checkout_task``) and the capture's ``PaymentAttempt.created_at``. Returns
     {stage: [values]} over the visits found in both logs, plus ``slowest``: {source kind: checkouts}."""
     queued = {int(m.group(1)): m for m in _QUEUED.finditer(store_log)}
     picked = {int(m.group(1)): float(m.group(2)) for m in _PICKED.finditer(billing_log)}

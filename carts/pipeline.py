@@ -293,7 +293,7 @@ class DatabaseSink:
     def checkout(self, track: str, t: float) -> bool:
         """With ``queue_checkouts`` (the live store), hand the visit's checkout (cart → receipt → capture) to the
         billing worker: the Celery task
-        ``store.gates.tasks.visit_checkout_task``, queued now (the loop has waited the settle time and decided the
+        ``store.gates.checkout_task.visit_checkout_task``, queued now (the loop has waited the settle time and decided the
         visit's last events); in the embedded profile it runs here. A payment provider that is slow to answer then
         holds up a billing worker, never the store loop. If the task cannot be queued, the visit's
         ``checkout_due_at`` stands and the stuck-visit sweep bills it. Without it (a replay), bill here. Returns

@@ -163,7 +163,7 @@ def test_header_only_shelves_is_a_problem(tmp_path):
 
 
 def test_a_cameras_clock_moved_onto_the_shelves_clock(tmp_path):
-    """``carts.offline.clock --write``: a camera found 0.97 s early is moved in cameras.json, so every reader (the replay
+    """``camera_clocks --write``: a camera found 0.97 s early is moved in cameras.json, so every reader (the replay
     and emulate_store's live cameras) plays it on the shelves' clock; the shift adds up and is kept beside it."""
     from store.recording import cameras_shift
 
@@ -182,3 +182,16 @@ def test_a_cameras_clock_moved_onto_the_shelves_clock(tmp_path):
         cameras_shift(root, {"cam9": 0.5})
     with pytest.raises(RecordingError, match="not finite"):
         cameras_shift(root, {"cam1": float("nan")})
+
+
+def test_camera_clocks_refuses_a_recording_without_cameras(tmp_path):
+    """``manage.py camera_clocks``: a recording without cameras.json, or no recording at all, is a one-line error."""
+    from django.core.management import CommandError, call_command
+
+    root, _ = write_small(tmp_path / "rec")
+    with pytest.raises(CommandError, match="no cameras"):
+        call_command("camera_clocks", str(root))
+    with pytest.raises(CommandError):
+        call_command("camera_clocks", str(tmp_path / "missing"))
+    with pytest.raises(CommandError, match="--stride"):
+        call_command("camera_clocks", str(root), "--stride", "0")

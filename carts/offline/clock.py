@@ -18,7 +18,6 @@ import numpy as np
 from vision.tracking import FrameTracks
 from carts.fusion_config import BinGeometry
 from carts.offline.shelf_events import recording_shelf_events
-from store.recording import read_recording, cameras_shift
 
 log = logging.getLogger(__name__)
 
@@ -151,44 +150,3 @@ def recording_clock_offsets(recording, frames: Sequence[FrameTracks], assignment
         log.warning("clock offsets: no shelf events or bins (%s)", exc)
         return {}
     return clock_offsets(frames, assignments, events, bins, fps=fps)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m carts.offline.clock RECORDING [--stride N] [--write]``: track the recording's cameras and print each
-    camera's clock offset and whether the replay applies it; ``--write`` moves those cameras' clocks in the
-    recording itself. Needs Django settings (``DJANGO_SETTINGS_MODULE``, default ``store.settings``)."""
-    import argparse
-    import os
-
-    ap = argparse.ArgumentParser(prog="python -m carts.offline.clock", description=main.__doc__)
-    ap.add_argument("recording")
-    ap.add_argument("--stride", type=int, default=1)
-    ap.add_argument("--write", action="store_true",
-                    help="move the applied cameras' clocks in the recording's cameras.json (t_start + offset), so "
-                         "that emulate_store's live cameras, which cannot wait for two shelf events, play on the "
-                         "shelves' clock too")
-    args = ap.parse_args(argv)
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "store.settings")
-    import django
-
-    django.setup()
-    # lazy: a cycle left — this CLI tracks the video (carts.offline.video), whose tracking aligns the cameras' clocks
-    # with this module's offsets; moving the CLI to a module of its own (and `python -m` with it) would end it
-    from carts.offline.video import track_recording
-
-    rec = read_recording(args.recording)
-    result = track_recording(rec, stride=args.stride)  # finds the offsets (before applying them)
-    for o in result.clock.values():
-        found = "not found" if o.offset_s is None else f"{o.offset_s:+.2f} ± {o.spread_s:.2f} s"
-        applied = "; applied" if o.camera in result.applied else ""
-        print(f"{o.camera}: clock offset {found} ({o.source}, {o.events} events){applied}")
-    if args.write and result.applied:
-        moved = cameras_shift(args.recording, result.applied)
-        print(f"written: {', '.join(f'{c} {result.applied[c]:+.2f} s' for c in moved)} (cameras.json t_start)")
-    elif args.write:
-        print("written: nothing (no offset worth applying)")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -25,6 +25,7 @@ from store.layout.models import Store
 from store.layout.timezones import store_zone
 
 from . import hooks, signals
+from .checkout_task import visit_checkout_task
 from .models import EntryPass, Gate, Visit, VisitTransition
 
 log = logging.getLogger(__name__)
@@ -353,7 +354,7 @@ def visit_exit_scan(*, token: str, gate: Gate, at: datetime | None = None) -> li
     The pass is verified and consumed exactly as at the entry (single use), then every open visit (admitted or
     shopping) of its holder in this store — theirs and their guests' — goes ``exited`` (:func:`visit_exit`), and
     each is checked out after ``settings.WALKOUT["EXIT_SETTLE_S"]`` seconds, once the transaction commits
-    (``store.gates.tasks.visit_checkout_task``: cart → receipt → capture). Returns the exited visits.
+    (``store.gates.checkout_task.visit_checkout_task``: cart → receipt → capture). Returns the exited visits.
     Raises :class:`GateRefusal` (the entry codes, or "no_visit" when the holder is not inside: the pass is then
     not spent, since nothing happened).
 
@@ -408,17 +409,13 @@ ENQUEUE_FAILURES = {"count": 0}
 
 def checkout_enqueue(*, visit_id: int, countdown: float | None = None, at: datetime | None = None,
                      queued_at: float | None = None) -> bool:
-    """Queue ``visit_id``'s checkout task (``tasks.visit_checkout_task``, run by any Celery worker: the billing
+    """Queue ``visit_id``'s checkout task (``checkout_task.visit_checkout_task``, run by any Celery worker: the billing
     worker) to run after ``countdown`` seconds (default :func:`exit_settle_s`); ``at``: the time the checkout is
     recorded at (timezone-aware UTC; default when the task runs); ``queued_at``: wall time (s UTC) it is queued at,
     default now (the task logs how long it waited in the queue). Never raises: when the broker does not take it,
     logs, counts (:data:`ENQUEUE_FAILURES`) and returns False — the visit's ``checkout_due_at`` is already
     committed, so :func:`visits_stuck_sweep` bills it. Call after the exit commits (``transaction.on_commit``).
     In the embedded profile (``CELERY_TASK_ALWAYS_EAGER``) the task runs here, now."""
-    # lazy: a cycle left — the tasks module calls this one's sweeps (visits_stuck_sweep_task); moving the sweeps to
-    # a module of their own (their callers with them) would end it
-    from .tasks import visit_checkout_task
-
     try:
         # one quick retry only: the caller is waiting for this answer, and the sweeper covers an outage
         task_send(visit_checkout_task, args=[visit_id], kwargs={"at": at.isoformat() if at else None,
