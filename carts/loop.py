@@ -146,6 +146,10 @@ class StoreLoop(ShelfIntake, TrackBinding, CheckoutGate):
         self.visit_of: dict[str, Hashable] = {}  # bound track → its visit's key (live binding)
         #: pending scans: (t, visit, party lead visit, gate name)
         self._binds: list[tuple[float, Hashable, Hashable | None, str]] = []
+        #: scans bound lately: (t, visit, gate name, track), in binding order (``_flag_ambiguous``)
+        self._recent_binds: list[tuple[float, Hashable, str, str]] = []
+        #: bound tracks whose binding may have swapped them with another shopper's → why (their events go to review)
+        self._ambiguous: dict[str, str] = {}
         #: track → [first t, last t, last x, last y, first x, first y] (s, metres)
         self._seen: dict[str, list[float]] = {}
         self._lost: dict[str, float] = {}  # bound tracks lost outside an exit zone → when the alert was raised
@@ -252,6 +256,8 @@ class StoreLoop(ShelfIntake, TrackBinding, CheckoutGate):
         # a checkpoint of the code before entry-zone binding: scans without a gate, tracks without a first place
         loop.__dict__.setdefault("gate_zones", {})
         loop._binds = [tuple(b) + ("",) * (4 - len(b)) for b in loop._binds]
+        loop.__dict__.setdefault("_recent_binds", [])  # a checkpoint of the code before ambiguous bindings
+        loop.__dict__.setdefault("_ambiguous", {})
         for seen in loop._seen.values():
             if len(seen) == 4:
                 seen += seen[2:4]
@@ -414,8 +420,11 @@ class StoreLoop(ShelfIntake, TrackBinding, CheckoutGate):
             return
         if hasattr(self.sink, "product_likelihood"):
             d = self._image_evidence(event, d)
+        flag = self._binding_flag(d) if self._ambiguous else None
         if d.review or not d.changes:
-            return self._review(key, event, d, d.reason)
+            return self._review(key, event, d, d.reason if flag is None else f"{flag}; {d.reason}")
+        if flag is not None:  # the cart it names may be another shopper's: people decide
+            return self._review(key, event, d, f"{flag}; {d.reason}")
         if d.awaits_review:
             lead = self.party_of.get(d.track_id, d.track_id)
             follows = next((k for k in open_reviews for track, code, _ in self._review_picks[k]
@@ -431,6 +440,12 @@ class StoreLoop(ShelfIntake, TrackBinding, CheckoutGate):
         self.stats.cart_events += len(d.changes)
         self._track_strays(event, d)
         return None
+
+    def _binding_flag(self, d: Decision) -> str | None:
+        """Why ``d``'s shopper (its changes' tracks, else its track) may be bound to the wrong visit (a flagged
+        binding, :meth:`_flag_ambiguous`), or None."""
+        tracks = [t for t, _, _ in d.changes] or ([d.track_id] if d.track_id is not None else [])
+        return next((self._ambiguous[t] for t in tracks if t in self._ambiguous), None)
 
     def _track_strays(self, event: weight.ShelfEvent, d: Decision) -> None:
         """Keep :attr:`_strays` (items lying on bins that do not face them) after an applied decision: a put-back
@@ -536,6 +551,7 @@ class StoreLoop(ShelfIntake, TrackBinding, CheckoutGate):
             self.entries.pop(t, None)
             self.exits.pop(t, None)
             self.visit_of.pop(t, None)
+            self._ambiguous.pop(t, None)
             self._seen.pop(t, None)
             if self.party_of.get(t, t) not in leads_in_use:
                 self.party_of.pop(t, None)

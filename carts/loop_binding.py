@@ -14,6 +14,9 @@ class TrackBinding:
     """Who is who at the gate and at the exits, for :class:`carts.loop.StoreLoop` (module docstring). A mixin: the
     attributes it reads are the loop's (``carts.loop``)."""
 
+    _recent_binds: list[tuple[float, Hashable, str, str]]
+    _ambiguous: dict[str, str]
+
     def _bind(self) -> None:
         """Decide the pending gate scans whose window is fed (``[t − bind_before_s, t + bind_after_s]`` around the
         scan), in scan order, each to a track not bound yet whose first sighting falls in that window:
@@ -26,7 +29,10 @@ class TrackBinding:
           gate's place, the scan time its order); a party lead whose guests were scanned takes the first track
           through the zone in the window, and each guest (waiting for its lead) the next one after the lead's.
 
-        A scan with no such track by ``bind_timeout_s`` is reported unbound (its visit's events go to review)."""
+        A scan with no such track by ``bind_timeout_s`` is reported unbound (its visit's events go to review). A
+        scan bound to a track first seen less than ``bind_ambiguous_s`` from the track of another scan at the same
+        gate that could have taken it is bound all the same (its exit is watched) but both visits are flagged
+        (:meth:`_flag_ambiguous`)."""
         cfg = self.config
         bound = set(self.visit_of)
         left: list[tuple[float, Hashable, Hashable | None, str]] = []
@@ -65,7 +71,36 @@ class TrackBinding:
             self.visit_of[best] = visit
             self.on_entry(track=best, t=t, party_lead=lead_track)
             self.sink.bind(best, visit, t)
+            self._flag_ambiguous(t, visit, gate, best)
         self._binds = left
+        keep = self.now - 2.0 * (cfg.bind_timeout_s + cfg.bind_before_s + cfg.bind_after_s)
+        if self._recent_binds and self._recent_binds[0][0] < keep:
+            self._recent_binds = [b for b in self._recent_binds if b[0] >= keep]
+
+    def _flag_ambiguous(self, t: float, visit: Hashable, gate: str, track: str) -> None:
+        """The scan of ``visit`` at ``t`` (s) by ``gate`` was just bound to ``track``. If a scan bound earlier at the
+        same gate got a track first seen less than ``bind_ambiguous_s`` apart from this one, each inside the other
+        scan's window (either scan could have taken either track), the tracker cannot tell which shopper came
+        through first and the binding may have swapped them: both visits are flagged (an alert each; their shelf
+        events go to review with the reason, :meth:`carts.loop.StoreLoop._decide`). Reads and extends
+        :attr:`_recent_binds`."""
+        cfg = self.config
+        t_seen = self._seen[track][0]
+        for t2, visit2, gate2, track2 in self._recent_binds:
+            seen2 = self._seen.get(track2)
+            if gate2 != gate or seen2 is None or abs(seen2[0] - t_seen) >= cfg.bind_ambiguous_s:
+                continue
+            if not (t - cfg.bind_before_s <= seen2[0] <= t + cfg.bind_after_s
+                    and t2 - cfg.bind_before_s <= t_seen <= t2 + cfg.bind_after_s):
+                continue
+            reason = (f"binding ambiguous: scans {abs(t - t2) * 1000:.0f} ms apart at gate {gate or '?'}, their "
+                      f"tracks first seen {abs(t_seen - seen2[0]) * 1000:.0f} ms apart")
+            for tr, v in ((track2, visit2), (track, visit)):
+                if tr not in self._ambiguous:
+                    self._ambiguous[tr] = reason
+                    self.sink.alert("worker", f"visit {v} (track {tr}): {reason}; its shelf events go to review",
+                                    key=f"bind-ambiguous:{v}")
+        self._recent_binds.append((t, visit, gate, track))
 
     def _gate_zones(self, gate: str) -> list[np.ndarray]:
         """The entry zone(s) where a shopper admitted by ``gate`` appears: its own, else every entry zone (none:
@@ -115,6 +150,8 @@ class TrackBinding:
                 del self._lost[track]
                 self.exits[track] = t_last  # the old id is over; the visit goes on under the new one
                 self.visit_of[successor] = visit
+                if track in self._ambiguous:  # the visit stays flagged under its new track
+                    self._ambiguous[successor] = self._ambiguous[track]
                 self.on_entry(track=successor, t=self._seen[successor][0], party_lead=track)
                 self.sink.bind(successor, visit, self._seen[successor][0], continues=track)
             elif self.now - t_last >= cfg.lost_max_s:

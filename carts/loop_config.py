@@ -48,6 +48,14 @@ class LoopConfig:
     #: A scan that no track could be bound to within this long is reported unbound (cameras down: its visit's
     #: events go to review rather than to a wrong cart).
     bind_timeout_s: float = 10.0
+    #: Two scans at one gate whose tracks were first seen less than this apart (each could have been either
+    #: scan's) cannot be told apart: the tracker sees a newcomer first on a frame (0.07–0.1 s apart at the 10–15 Hz
+    #: of the stores' trackers), a frame or two later when the first detection is missed, and a shopper walks from
+    #: the reader into the entry zone at their own pace, so the order of first sightings less than a few frames
+    #: apart says nothing of who scanned first. Both visits are bound (their exits watched) but flagged: their
+    #: shelf events go to review. A turnstile admits one shopper per ~1.5 s (``carts.offline.simulation_config.
+    #: GATE_CYCLE_S``), three times this: shoppers a cycle apart are not flagged unless one dawdles into view.
+    bind_ambiguous_s: float = 0.5
     #: Live exits (``infer_exits``): a bound track unseen this long has left (store cameras cover the floor; with
     #: exit zones, only when it was last seen inside one)…
     lost_s: float = 2.0
@@ -76,5 +84,6 @@ class LoopConfig:
     def __post_init__(self) -> None:
         check_numbers(self, ("image_mix",), low=0, high=1)
         check_numbers(self, ("settle_s", "hold_gap_s", "hold_s", "hold_max_s", "lookback_s", "forget_after_s",
-                             "bind_before_s", "bind_after_s", "bind_timeout_s", "lost_s", "lost_max_s", "reassociate_m"),
+                             "bind_before_s", "bind_after_s", "bind_timeout_s", "bind_ambiguous_s", "lost_s", "lost_max_s",
+                             "reassociate_m"),
                       low=0)

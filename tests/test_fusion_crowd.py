@@ -18,6 +18,9 @@ from conftest import shared_file
 from sensors import weight
 
 CROWDED_MINUTES_PER_SHOPPER = (30 * 60 - 80) / 200 / 60  # bench_accuracy's crowded level: 200 shoppers in 30 min
+#: the cases were found in sessions simulated before gates admitted one shopper per turnstile cycle (a shopper
+#: arriving within 1.5 s of another at one gate now waits, and the session differs from then on): kept as they were
+AS_FOUND = {"gate_cycle_s": 0.0}
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +35,7 @@ def crowded(store, seed, shoppers=58):
     key = (seed, shoppers)
     if key not in _SIMS:
         _SIMS[key] = simulate(store, SimConfig.at("default", shoppers=shoppers, seed=seed,
-                                                  minutes=80 / 60 + shoppers * CROWDED_MINUTES_PER_SHOPPER))
+                                                  minutes=80 / 60 + shoppers * CROWDED_MINUTES_PER_SHOPPER, **AS_FOUND))
     return _SIMS[key]
 
 
@@ -134,7 +137,7 @@ def test_two_takes_side_by_side_are_decided_together_and_one_reach_is_not_counte
 ])
 def test_a_misplaced_item_picked_up_again_is_not_read_as_the_facing_product(store, seed, track, t_rel, stray,
                                                                             bin_code):
-    sim = simulate(store, SimConfig.at("default", shoppers=58, seed=seed, minutes=2.0 + 58 * 0.25))
+    sim = simulate(store, SimConfig.at("default", shoppers=58, seed=seed, minutes=2.0 + 58 * 0.25, **AS_FOUND))
     t = sim.manifest["t_start"] + t_rel
     strays = truth_strays(sim, t - 2.0)
     assert strays.get(bin_code, {}).get(stray), strays.get(bin_code)
@@ -146,7 +149,7 @@ def test_a_hand_reaching_into_the_shelf_above_is_not_over_the_plate_below(store)
     # default tuning seed 3104: 1001 takes an 835143013156 from plates 5-3-4/5-3-5 at 38.6 s while 1002, beside
     # it, reaches into 5-4-6 on the shelf above (its own take at 39.0 s). Shelves stand 0.22–0.3 m apart, under
     # fusion's 0.35 m clearance: 1002's hand counted as 0.06 m from the plates below and won the take (0.601)
-    sim = simulate(store, SimConfig.at("default", shoppers=58, seed=3104, minutes=2.0 + 58 * 0.25))
+    sim = simulate(store, SimConfig.at("default", shoppers=58, seed=3104, minutes=2.0 + 58 * 0.25, **AS_FOUND))
     d, i = decide_truth_event(sim, "1001", 38.6)
     assert d.review or d.changes == (("1001", "835143013156", 1),), (d.changes, d.reason)
 
@@ -194,7 +197,7 @@ def test_two_units_across_two_plates_taken_one_after_the_other_are_not_cut_plate
     # across plates 1-5-4/1-5-5 (312.4 s and 313.2 s); the two changes merge into one two-unit event. Cut plate by
     # plate, each plate's half read as one unit; read at its start (one unit moves at one moment), each half went
     # to 1023, whose hand was there first (0.961). The cuts of a several-unit event keep the whole reading
-    sim = simulate(store, SimConfig.at("default", shoppers=58, seed=3106, minutes=2.0 + 58 * 0.25))
+    sim = simulate(store, SimConfig.at("default", shoppers=58, seed=3106, minutes=2.0 + 58 * 0.25, **AS_FOUND))
     d, i = decide_truth_event(sim, "1020", 313.2)
     assert sorted(d.changes) != [("1023", "041508600811", 1), ("1023", "041508600811", 1)], d.reason
     assert d.review or sorted(d.changes) == [("1020", "041508600811", 1), ("1023", "041508600811", 1)], d.reason

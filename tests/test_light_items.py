@@ -153,9 +153,9 @@ def session():
     store = load_store(shared_file("datasets/autocheckout/store_meta/Plates.json").parents[1])
     # the case was found on the simulator's plates as they were before issue #18's change 9 (half the noise variance
     # a slow wander, more than real plates show); on the measured plates the detector sees this take by itself,
-    # and the look is kept for plates that noisy
+    # and the look is kept for plates that noisy; and before gates admitted one shopper per turnstile cycle
     return simulate(store, SimConfig.at("default", shoppers=58, seed=3100, minutes=2.0 + 58 * 0.25,
-                                        wander_share=0.5))
+                                        wander_share=0.5, gate_cycle_s=0.0))
 
 
 def window(sim, t0: float, t1: float):

@@ -102,6 +102,25 @@ def test_knobs_act(store):
     assert set(DIFFICULTIES) == {"easy", "default", "hard"}
 
 
+def test_a_gate_admits_one_shopper_per_turnstile_cycle(store):
+    # seed 77: shopper 1003 arrives 342 ms after 1002 at the one room's gate; with the turnstile's cycle 1003
+    # waits for it, and nobody else's entry moves (one room: no gate is drawn, the arrivals are drawn first)
+    cfg = dict(shoppers=8, minutes=4.0, seed=77)
+    at_once = {g.track: g.t for g in simulate(store, SimConfig(gate_cycle_s=0.0, **cfg)).gates if g.kind == "entry"}
+    spaced_sim = simulate(store, SimConfig(**cfg))
+    spaced = {g.track: g.t for g in spaced_sim.gates if g.kind == "entry"}
+    assert SimConfig().gate_cycle_s == 1.5
+    assert 0.0 < at_once["1003"] - at_once["1002"] < 0.5
+    assert spaced["1003"] == pytest.approx(spaced["1002"] + 1.5)
+    assert {k: v for k, v in spaced.items() if k != "1003"} == {k: v for k, v in at_once.items() if k != "1003"}
+    assert np.diff(sorted(spaced.values())).min() >= 1.5 - 1e-6
+    # the shopper is seen coming in when they pass, not before
+    first_seen = spaced_sim.tracks.t[spaced_sim.tracks.track_id == "1003"].min()
+    assert spaced["1003"] - 1e-6 <= first_seen < spaced["1003"] + 1.0
+    with pytest.raises(ValueError, match="gate_cycle_s"):
+        SimConfig(gate_cycle_s=-1.0)
+
+
 def test_parties_from_gates():
     scans = [GateScan(0.0, "a", "entry", "x@t"), GateScan(2.0, "b", "entry", "x@t"), GateScan(3.0, "c", "entry", ""),
              GateScan(4.0, "d", "entry", ""), GateScan(60.0, "e", "entry", "x@t"), GateScan(61.0, "a", "exit", "x@t")]

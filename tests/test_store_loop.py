@@ -57,15 +57,21 @@ def play_live(sim, loop, steps, *, visit_of_track):
 
 @pytest.mark.parametrize("zones", [False, True], ids=["no-zones", "entry-and-exit-zones"])
 def test_scans_bind_the_track_at_the_gate_and_exits_are_seen(sim, zones):
+    # the simulator's gates admit one shopper per turnstile cycle: no binding is ambiguous
     entries = [g for g in sim.gates if g.kind == "entry"]
     visit_of_track = {g.track: 1000 + i for i, g in enumerate(entries)}
     sink = MemorySink([])
-    loop = live_loop(sim, sink, zones=zones)
+    # without exit zones a track unseen for ``lost_s`` has left wherever it was: this session hides 1003 for 3.5 s
+    # just inside the gate (an occlusion), so that store waits 4 s
+    gaps = {t: np.diff(np.unique(sim.tracks.t[sim.tracks.track_id == t])).max() for t in visit_of_track}
+    assert max(gaps.values()) == pytest.approx(3.5, abs=0.05)
+    loop = live_loop(sim, sink, zones=zones, **({} if zones else {"lost_s": 4.0}))
     play_live(sim, loop, recording_steps(sim, step_s=0.2), visit_of_track=visit_of_track)
     for _ in range(40):  # the devices go on after the recording: time passes, nothing new is seen
         loop.advance(loop.now + 0.5)
     # every scan found its own shopper's track (the simulator's tracks are named after the shoppers)
     assert {v: t for t, v in sink.bound.items()} == {v: t for t, v in visit_of_track.items()}
+    assert loop._ambiguous == {} and not [m for kind, m in sink.alerts if kind == "worker"]
     # every shopper was seen leaving, within a second of the true exit, and billed
     exits = {g.track: g.t for g in sim.gates if g.kind == "exit"}
     assert set(sink.exited) == set(exits)
@@ -278,6 +284,72 @@ def test_a_guest_scanned_after_its_lead_was_bound_takes_the_next_track_through_t
                 until=115.0)
     # the guest's scan (104.5 s) comes after the lead's binding; the passer-by (101.0 s) is out of its window
     assert sink.bound == {"holder": 1, "guest": 2}
+
+
+def test_two_scans_at_one_gate_whose_tracks_appear_together_are_bound_but_flagged(sim):
+    # a gate let two shoppers through 10 ms apart and the tracker first saw them 10 ms apart: which is which cannot
+    # be told, so both are bound (their exits are watched) and both visits flagged
+    sink = MemorySink([])
+    loop = live_loop(sim, sink, zones=True)
+    play_tracks(loop, [walk("a", 101.20, ENTRY_XY, to=(2.0, -1.0), until=120.0),
+                       walk("b", 101.21, ENTRY_XY, to=(2.5, -1.0), until=120.0)],
+                [dict(visit=1, t=100.00, gate="entry"), dict(visit=2, t=100.01, gate="entry")], until=115.0)
+    assert set(sink.bound) == {"a", "b"} and set(sink.bound.values()) == {1, 2}
+    reason = "binding ambiguous: scans 10 ms apart at gate entry, their tracks first seen 10 ms apart"
+    assert loop._ambiguous == {"a": reason, "b": reason}
+    flagged = [m for kind, m in sink.alerts if kind == "worker"]
+    assert len(flagged) == 2 and all(reason in m and "shelf events go to review" in m for m in flagged)
+    assert {m.split(" (")[0] for m in flagged} == {"visit 1", "visit 2"}
+    # a checkpoint keeps the flags
+    restored = StoreLoop.restore(loop.snapshot(), sink=sink, planogram=loop.planogram, bins=loop.bins)
+    assert restored._ambiguous == loop._ambiguous
+
+
+def test_two_scans_a_turnstile_cycle_apart_are_bound_without_a_flag(sim):
+    sink = MemorySink([])
+    loop = live_loop(sim, sink, zones=True)
+    play_tracks(loop, [walk("a", 101.2, ENTRY_XY, to=(2.0, -1.0), until=120.0),
+                       walk("b", 103.2, ENTRY_XY, to=(2.5, -1.0), until=120.0)],
+                [dict(visit=1, t=100.0, gate="entry"), dict(visit=2, t=102.0, gate="entry")], until=115.0)
+    assert sink.bound == {"a": 1, "b": 2}
+    assert loop._ambiguous == {} and sink.alerts == []
+
+
+class ReasonSink(MemorySink):
+    """MemorySink noting why each event went to review and whose it would have been."""
+
+    def __init__(self, entries):
+        super().__init__(entries)
+        self.reviewed: list[tuple[set[str], str]] = []  # (tracks the decision names, reason)
+
+    def review(self, key, event, decision, reason):
+        named = {t for t, _, _ in decision.changes} or {decision.track_id}
+        self.reviewed.append((named, reason))
+        return super().review(key, event, decision, reason)
+
+
+def test_the_events_of_two_shoppers_let_in_at_once_go_to_review(store):
+    # the session as the simulator made it before gates had a cycle: 1002 and 1003 scanned 342 ms apart at the
+    # store's one gate, their tracks first seen as close
+    sim = simulate(store, SimConfig.at("default", shoppers=8, minutes=4.0, seed=77, gate_cycle_s=0.0))
+    entries = [g for g in sim.gates if g.kind == "entry"]
+    t_in = {g.track: g.t for g in entries}
+    assert 0.0 < t_in["1003"] - t_in["1002"] < 0.5
+    visit_of_track = {g.track: 1000 + i for i, g in enumerate(entries)}
+    sink = ReasonSink([])
+    loop = live_loop(sim, sink)
+    play_live(sim, loop, recording_steps(sim, step_s=0.2), visit_of_track=visit_of_track)
+    loop.finish()
+    flagged = {m.split(" (track ")[1].split(")")[0] for kind, m in sink.alerts if kind == "worker"}
+    assert flagged == {"1002", "1003"}
+    assert {sink.bound[t] for t in flagged} == {visit_of_track["1002"], visit_of_track["1003"]}
+    # every event that names one of them went to review, saying why; nobody else's did for that reason
+    theirs = [(named, reason) for named, reason in sink.reviewed if named & flagged]
+    assert theirs and all(r.startswith("binding ambiguous: scans 342 ms apart at gate ?") for _, r in theirs)
+    assert not any(r.startswith("binding ambiguous") for named, r in sink.reviewed if not named & flagged)
+    assert not any(rows[3] == "cart" and rows[4] in flagged for rows in sink.rows)
+    # the other shoppers were bound to their own tracks
+    assert all(sink.bound[t] == v for t, v in visit_of_track.items() if t not in flagged)
 
 
 def test_a_checkpoint_of_the_loop_before_zones_restores(sim):

@@ -34,6 +34,7 @@ the module that defines it: the knobs (``SimConfig``, ``DIFFICULTIES``, the meas
 """
 from __future__ import annotations
 
+import bisect
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -72,7 +73,8 @@ class Simulation:
 def simulate(sim_store: SimStore, config: SimConfig) -> Simulation:
     """Simulate one session of ``config.shoppers`` shoppers over ``config.minutes`` in ``sim_store``.
 
-    Shoppers (and parties of 2–3 on one account) arrive uniformly over the session and leave before its end.
+    Shoppers (and parties of 2–3 on one account) arrive uniformly over the session and leave before its end; an
+    entry gate admits one of them per ``config.gate_cycle_s`` (one arriving sooner enters when the cycle is over).
     Returns a :class:`Simulation`; deterministic for a given config (seed). Raises ValueError from
     :class:`SimConfig`.
     """
@@ -97,6 +99,7 @@ def simulate(sim_store: SimStore, config: SimConfig) -> Simulation:
     shoppers: list[_Shopper] = []
     truth_rows: list[dict] = []
     gates: list[GateScan] = []
+    admitted: dict[int, list[float]] = {}  # entry gate (room) → when it let each shopper in, in time order
     for size, a in zip(groups, arrivals):
         lead = f"{1000 + len(shoppers)}"
         account = f"sim{cfg.seed}+{lead}@walkout.test"
@@ -108,7 +111,8 @@ def simulate(sim_store: SimStore, config: SimConfig) -> Simulation:
             shoppers.append(sh)
         for m, sh in enumerate(party):
             others = [o for o in shoppers if o.lead != lead]
-            _plan(world, sh, t0 + a + 1.5 * m, t1 - 5.0, others, party, truth_rows)
+            t_in = _gate_slot(admitted.setdefault(room, []), t0 + a + 1.5 * m, cfg.gate_cycle_s)
+            _plan(world, sh, t_in, t1 - 5.0, others, party, truth_rows)
             gates.append(GateScan(t=sh.t_enter, track=sh.track, kind="entry", account=account, source="scanned"))
             gates.append(GateScan(t=sh.t_exit, track=sh.track, kind="exit", account=account, source="scanned"))
     t_end = max([t1] + [sh.t_exit + 6.0 for sh in shoppers])
@@ -159,6 +163,17 @@ def _truth_events(rows: list[dict], shoppers: list[_Shopper], world: _World) -> 
                        obj([r["party"] for r in rows]), obj([r["bins"] for r in rows]),
                        obj([r["lines"] for r in rows]),
                        obj([tuple(dict.fromkeys(r["scenarios"])) for r in rows]))
+
+
+def _gate_slot(admitted: list[float], t: float, cycle_s: float) -> float:
+    """When a shopper arriving at ``t`` (s) passes a gate that admitted others at ``admitted`` (s, ascending; the
+    new time is inserted): ``t``, or the first moment after it at least ``cycle_s`` from every admission (they
+    queue behind the shoppers already let in, a party's members included)."""
+    for s in admitted:
+        if abs(t - s) < cycle_s - 1e-6:  # the turnstile is busy with someone else: the next cycle
+            t = s + cycle_s
+    bisect.insort(admitted, t)
+    return t
 
 
 def write_simulation(sim: Simulation, path: str | Path, *, shelves_form: str = "npy") -> Path:

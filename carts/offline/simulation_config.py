@@ -51,6 +51,11 @@ CORRIDOR_Y = -1.8
 #: Share of a shopper's actions in a tiled store taken in a neighbouring room (the rest stay in the room they are
 #: in): our guess, so that shoppers visit a few aisles, not the whole store.
 ROOM_CHANGE_SHARE = 0.3
+#: Seconds between two shoppers admitted by one entry gate: a gate is a turnstile that lets one person through a
+#: cycle. Waist-high turnstiles with a credential reader are rated 20–40 passages a minute (Custom Technology's and
+#: Hayward Turnstiles' throughput notes; ~20 a minute in ordinary use): 40 a minute is 1.5 s, the shortest real
+#: spacing, and the 1.5 s the simulator already keeps between a party's members, who pass one after the other.
+GATE_CYCLE_S = 1.5
 #: Floor of a product's relative unit-weight sd in the simulated catalogue (a donor with two equal weighings
 #: does not make a product exact).
 MIN_REL_SD = 0.005
@@ -95,6 +100,10 @@ class SimConfig:
     neighbouring one through the front corridor, and the shopper leaves through the exit gate of the room of their
     last action. ~20 m² per room: size it for about 0.3–0.5 shoppers per m² at the busiest moment.
 
+    Gates: ``gate_cycle_s`` (seconds; :data:`GATE_CYCLE_S` gives the source of the default): an entry gate admits
+    one shopper per cycle, so a shopper arriving at a gate that let someone in less than this long ago enters
+    once the cycle is over (queues behind them); 0: shoppers enter the moment they arrive, however close.
+
     Raises ValueError for a non-positive count or duration or a share outside [0, 1].
     """
 
@@ -135,6 +144,7 @@ class SimConfig:
     occlusion_s: float = 1.0
     id_switch_share: float = 0.02
     rooms: int = 1
+    gate_cycle_s: float = GATE_CYCLE_S
 
     def __post_init__(self) -> None:
         check_numbers(self, ("rooms", "shoppers"), low=1, integer=True)
@@ -146,7 +156,7 @@ class SimConfig:
                              "id_switch_share", "wander_share"), low=0, high=1)
         check_numbers(self, ("noise_scale", "drift_g_per_min", "spikes_per_plate_hour", "spike_g", "crosstalk_scale",
                              "jostle", "plate_gain_sd", "position_noise_m", "position_bias_m", "hand_noise_m",
-                             "occlusions_per_min"), low=0)
+                             "occlusions_per_min", "gate_cycle_s"), low=0)
         check_numbers(self, tuple(name for name in self.__dataclass_fields__ if isinstance(getattr(self, name), float)))
 
     @classmethod
