@@ -2,7 +2,9 @@
 N shoppers, and where that time goes.
 
 Plain script: ``.venv/bin/python bench/bench_store.py [--shoppers 10,50] [--minutes 3] [--seed 11] [--rooms N] [--events E]
-[--profile]`` (``BENCH_PROFILE_OUT=FILE`` also writes the whole profile there).
+[--profile]`` (``BENCH_PROFILE_OUT=FILE`` also writes the whole profile there; ``BENCH_DUMP=FILE`` writes what the
+worker stored and pushed, canonical JSON lines for a diff of two versions: :func:`_dump`; ``BENCH_OFF=S`` pins the
+shift of the session's clock, so that two runs store the same times).
 
 For each size it simulates a session (``carts.offline.simulation``, the AutoCheckout store: 306 plates at 60 Hz, keypoints at
 15 Hz per shopper, the default difficulty, shoppers arriving over ``--minutes``), loads its store into a throwaway
@@ -17,7 +19,8 @@ so that a large crowd has the floor a real store would give it. It also prints t
 to review and exit → checkout in the loop (loop time when the loop hands the party's checkout on, minus the
 party's last exit scan: the settle time plus the wait for the events that may be theirs; the bench steps the loop
 every 0.5 s of store time, so these are rounded up to that). It also prints how many shoppers were in the store at once at most (gate
-scans), the peak RSS of the bench process and the size of the loop's checkpoint at the end. The figures are the
+scans), the peak RSS of the bench process, the size of the loop's checkpoint at the end and the number of database
+queries of the worker's steps. The figures are the
 loop's own work (detection, fusion, the database writes of the embedded profile), without Redis, MQTT or
 PostgreSQL round trips: ``make bench-live`` measures those.
 """
@@ -88,6 +91,18 @@ def run(shoppers: int, minutes: float, seed: int, profile: bool, rooms: int = 1,
     # the store's clock ends about now (within the gate API's day), shifted by whole seconds: the 0.1 s body frames
     # of the id-switch repair fall on the same instants in every run, so two runs decide alike
     off = float(math.floor(time.time() - sim.manifest["t_end"] - 60.0))
+    if os.environ.get("BENCH_OFF"):
+        off = float(os.environ["BENCH_OFF"])
+    pushed: list[str] = []
+    if os.environ.get("BENCH_DUMP"):
+        _record_pushes(pushed)
+    queries = [0]
+
+    def counted(execute, sql, params, many, context):
+        queries[0] += 1
+        return execute(sql, params, many, context)
+
+    from django.db import connection
     tokens: dict[str, str] = {}
     users: dict[str, object] = {}
     prof = cProfile.Profile() if profile else None
@@ -139,10 +154,11 @@ def run(shoppers: int, minutes: float, seed: int, profile: bool, rooms: int = 1,
         t0 = time.process_time()
         if prof is not None:
             prof.enable()
-        while worker.step(block_ms=0):
-            watch()
-        if time.monotonic() - worker._last_checkpoint >= worker.checkpoint_every_s:
-            worker.checkpoint()
+        with connection.execute_wrapper(counted):
+            while worker.step(block_ms=0):
+                watch()
+            if time.monotonic() - worker._last_checkpoint >= worker.checkpoint_every_s:
+                worker.checkpoint()
         if prof is not None:
             prof.disable()
         cpu += time.process_time() - t0
@@ -159,7 +175,9 @@ def run(shoppers: int, minutes: float, seed: int, profile: bool, rooms: int = 1,
            else None, "checkouts": int(waits.size), "parties": len(last_exit),
            "shoppers": shoppers, "store_s": length, "cpu_s": cpu, "stats": worker.pipeline.loop.stats,
            "at_once": int(inside.max()), "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-           "checkpoint_mb": len(worker.pipeline.loop.snapshot()) / 1e6}
+           "checkpoint_mb": len(worker.pipeline.loop.snapshot()) / 1e6, "queries": queries[0], "offset_s": off}
+    if os.environ.get("BENCH_DUMP"):
+        _dump(os.environ["BENCH_DUMP"], off, pushed)
     if prof is not None:
         buf = io.StringIO()
         pstats.Stats(prof, stream=buf).sort_stats("cumulative").print_stats(25)
@@ -167,6 +185,57 @@ def run(shoppers: int, minutes: float, seed: int, profile: bool, rooms: int = 1,
             prof.dump_stats(os.environ["BENCH_PROFILE_OUT"])
         out["profile"] = buf.getvalue()
     return out
+
+
+def _record_pushes(pushed: list[str]) -> None:
+    """Keep every message the worker sends to a channels group (the in-process layer's ``group_send`` wrapped), as
+    canonical JSON: the trip block's ``text`` and ``due_in_s`` left out (they say "in about N seconds" from the wall
+    clock)."""
+    from channels.layers import get_channel_layer
+
+    layer = get_channel_layer()
+    send = layer.group_send
+
+    async def group_send(group, message):
+        m = json.loads(json.dumps(message, default=str))
+        trip = (m.get("snapshot") or {}).get("trip")
+        if isinstance(trip, dict):
+            trip.pop("text", None)
+            trip.pop("due_in_s", None)
+        pushed.append(json.dumps([group, m], sort_keys=True))
+        return await send(group, message)
+
+    layer.group_send = group_send
+
+
+def _dump(path: str, off: float, pushed: list[str]) -> None:
+    """Write the rows the worker stored (shelf events, cart events, review items, carts, visits and their
+    transitions, receipts, stock, restock tasks, alerts, payments: every field but ``created_at``/``updated_at``,
+    datetimes as seconds less the session's clock shift ``off``) and the pushed messages, one canonical JSON line
+    each, so that two versions of the worker can be diffed. Source times inside JSON fields (a shelf event's parts,
+    the evidence's ``t_closest``, a review's reason) keep the shift: pin ``BENCH_OFF`` for both runs or subtract it;
+    ``Visit.checkout_due_at`` is set from the wall clock (exit + settle) and differs run to run."""
+    from datetime import datetime
+
+    from django.apps import apps
+
+    names = ["sensors.ShelfEvent", "carts.CartEvent", "carts.ReviewItem", "carts.Cart", "carts.StoreAlert",
+             "gates.Visit", "gates.VisitTransition", "billing.Receipt", "billing.ReceiptLine", "billing.ReceiptTax",
+             "billing.PaymentAttempt", "inventory.StockMovement", "inventory.RestockTask"]
+
+    def plain(v):
+        if isinstance(v, datetime):
+            return round(v.timestamp() - off, 3)
+        return v
+
+    with open(path, "w") as f:
+        for name in names:
+            model = apps.get_model(name)
+            fields = [fl.attname for fl in model._meta.concrete_fields if fl.name not in ("created_at", "updated_at")]
+            for row in model.objects.order_by("pk").values(*fields):
+                f.write(json.dumps([name, {k: plain(v) for k, v in row.items()}], sort_keys=True, default=str) + "\n")
+        for line in pushed:
+            f.write(line + "\n")
 
 
 def main() -> None:
@@ -209,7 +278,8 @@ def main() -> None:
                   f"{r['at_once'] / (r['rooms'] * ROOM_M2):.2f} shoppers per m² at most; review share "
                   f"{s['reviews'] / max(s['shelf_events'], 1):.0%}; exit → checkout in the loop p50/p95/max "
                   + ("/".join(f"{x:.2f}" for x in r["exit_checkout_s"]) + " s" if r["exit_checkout_s"] else "n/a")
-                  + f" ({r['checkouts']} of {r['parties']} parties handed on)", flush=True)
+                  + f" ({r['checkouts']} of {r['parties']} parties handed on); {r['queries']} database queries "
+                  f"in the worker's steps", flush=True)
             if r.get("profile"):
                 print(r["profile"])
     print("size  rooms  at-once  per-m2  core/store-s  x-realtime  review  exit->checkout-p50/p95-s  peak-RSS-MB")

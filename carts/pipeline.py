@@ -15,6 +15,7 @@ event again changes nothing.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import time
@@ -29,7 +30,7 @@ from django.utils import timezone
 
 from sensors import weight
 from sensors.models import ShelfEvent
-from sensors.services import planogram_for, shelf_event_record, utc
+from sensors.services import planogram_for, shelf_event_store, utc
 from store.gates.models import Visit
 from store.gates.services import checkout_enqueue, visit_bind_track, visit_exit
 from store.inventory.models import Product
@@ -90,9 +91,16 @@ class DatabaseSink:
         self.visits: dict[str, Visit] = {}
         self.down: set[str] = set()  # sources the store worker declared down (named in review reasons)
         self._rows: dict[int, ShelfEvent] = {}
+        self._bins = {b.code: b for b in Bin.objects.filter(store=store)}  # the shelf events' main bins, by code
+        #: shelf events this sink stored itself (not found stored by an earlier run) and has written no decision of
+        #: yet: no cart event or review item can name them, so :meth:`decided` and :meth:`apply` need not ask
+        self._fresh: set[int] = set()
         self._tags: dict[Hashable, list[dict]] = {}  # shelf event → the shelf tag events that back it
-        #: visit pk → its cart (barcode → units) as read during this step (:meth:`holdings`): emptied when the
-        #: step begins (a person's review decision lands between steps) and by every write of this sink
+        #: visit pk → its cart (barcode → units, no zeros) as read during this step (:meth:`holdings`: the first
+        #: read of a step reads every bound visit's, in one query): emptied when the step begins (a person's review
+        #: decision lands between steps); this sink's own cart events are added to it as they are written
+        #: (:meth:`apply`), and a visit whose cart another service may change (exit tags, a settled waiting
+        #: put-back) is read again
         self._carts: dict[int, dict[str, int]] = {}
         #: track → wall time (s UTC) its checkout was queued (the store worker takes it to log the checkout's timing)
         self.queued_at: dict[str, float] = {}
@@ -112,13 +120,15 @@ class DatabaseSink:
 
     # ------------------------------------------------------------------------------------------ LoopSink
     def shelf_event(self, event: weight.ShelfEvent) -> Hashable | None:
-        row = shelf_event_record(store=self.store, session=self.session, event=event,
-                                 clock_offset_s=self.clock_offset_s)
+        row, created = shelf_event_store(store=self.store, session=self.session, event=event,
+                                         clock_offset_s=self.clock_offset_s, bins=self._bins)
         log.info("shelf event %s %+.0f g (%s)", ",".join(event.bin_codes), event.delta_g,
                  f"{event.best.barcode} × {event.best.quantity}" if event.best else "unexplained")
         if not row.for_fusion:  # a restock: stored by sensors, nobody's cart
             return None
         self._rows[row.pk] = row
+        if created:
+            self._fresh.add(row.pk)
         return row.pk
 
     def _row(self, key: int) -> ShelfEvent:
@@ -126,14 +136,16 @@ class DatabaseSink:
         return row if row is not None else ShelfEvent.objects.get(pk=key)
 
     def decided(self, key) -> bool:
+        if key in self._fresh:  # stored by this sink, nothing written for it yet
+            return False
         row = self._rows.get(key) or ShelfEvent.objects.filter(pk=key).first()
         return row is None or CartEvent.objects.filter(shelf_event=row).exists() or \
             ReviewItem.objects.filter(shelf_event=row).exists()
 
     def holdings(self, tracks) -> dict[str, dict[str, int]]:
         by_visit = {self.visits[t].pk: t for t in tracks if t in self.visits}
-        missing = [pk for pk in by_visit if pk not in self._carts]
-        if missing:
+        if any(pk not in self._carts for pk in by_visit):  # every bound visit not read yet this step, at once
+            missing = list(dict.fromkeys(v.pk for v in self.visits.values() if v.pk not in self._carts))
             for pk in missing:
                 self._carts[pk] = {}
             rows = (CartEvent.objects.filter(visit_id__in=missing).values("visit_id", "product__barcode")
@@ -154,13 +166,14 @@ class DatabaseSink:
 
     def noise(self, key, event, decision) -> None:
         self._rows.pop(key, None)
+        self._fresh.discard(key)
         log.info("shelf event %s: %s", ",".join(event.bin_codes), decision.reason)
 
     def apply(self, key, event, decision) -> str | None:
-        self._carts.clear()  # a write: the carts are read again
         row = self._row(key)
-        if CartEvent.objects.filter(shelf_event=row, source=CartEvent.Source.FUSION).exists() or \
-                ReviewItem.objects.filter(shelf_event=row).exists():
+        if key not in self._fresh and (
+                CartEvent.objects.filter(shelf_event=row, source=CartEvent.Source.FUSION).exists()
+                or ReviewItem.objects.filter(shelf_event=row).exists()):
             return None  # decided before a restart: nothing to do twice
         missing = [code for _, code, _ in decision.changes if code not in self.products]
         if missing:
@@ -169,8 +182,12 @@ class DatabaseSink:
         if unbound:
             return f"track {unbound[0]} has no visit bound in this store worker"
         visits = [self.visits[track] for track, _, _ in decision.changes]
+        states = dict(Visit.objects.filter(pk__in={v.pk for v in visits}).values_list("pk", "state"))
         for visit in visits:
-            visit.refresh_from_db(fields=["state"])
+            if visit.pk not in states:
+                raise Visit.DoesNotExist(f"visit {visit.pk} does not exist")  # as refresh_from_db raised
+            visit.state = states[visit.pk]  # the state now (a person's review, billing)
+        for visit in visits:
             if visit.state not in (Visit.State.ADMITTED, Visit.State.SHOPPING, Visit.State.EXITED,
                                    Visit.State.UNDER_REVIEW):
                 return f"visit {visit.pk} is already {visit.state}: a person confirms the correction ({decision.reason})"
@@ -180,18 +197,29 @@ class DatabaseSink:
         if tags:
             evidence["tags"] = tags
         senses = decision_change_senses(decision, tags=bool(tags))  # one per change: weight, hand, image, tag
-        try:
-            with transaction.atomic():  # a split event changes two carts (or lines), or none
+        try:  # a split event changes two carts (or lines), or none: one transaction (one change: cart_apply's own)
+            with transaction.atomic() if len(visits) > 1 else contextlib.nullcontext():
                 for visit, (_, code, quantity), sense in zip(visits, decision.changes, senses):
                     cart_apply(change=CartChange(visit=visit, product=self.products[code], quantity=int(quantity),
                                                  confidence=decision.confidence, evidence=evidence, senses=sense),
                                shelf_event=row)
         except ValueError as exc:
             return str(exc)
+        except BaseException:
+            self._carts.clear()  # whatever was written or not: read the carts again
+            raise
+        self._fresh.discard(key)
+        for visit, (_, code, quantity) in zip(visits, decision.changes):  # the carts read are kept as the sums
+            cart = self._carts.get(visit.pk)
+            if cart is not None:
+                units = cart.get(code, 0) + int(quantity)
+                if units:
+                    cart[code] = units
+                else:
+                    cart.pop(code, None)
         return None
 
     def review(self, key, event, decision, reason) -> Hashable:
-        self._carts.clear()  # a write: the carts are read again
         row = self._row(key)
         cameras = sorted(s.split(":", 1)[1] for s in self.down if s.startswith(("obs:", "cam:")))
         if cameras:
@@ -201,9 +229,14 @@ class DatabaseSink:
         if tags:  # what the shelf's RFID antenna saw, for the person deciding
             for c in candidates:
                 c["tags"] = tags
-        with transaction.atomic():
-            item, created = ReviewItem.objects.get_or_create(shelf_event=row, defaults={
-                "reason": reason[:200], "candidates": candidates})
+        if key in self._fresh:  # nothing names the event yet: get_or_create would only create
+            item, created = ReviewItem.objects.create(shelf_event=row, reason=reason[:200],
+                                                      candidates=candidates), True
+            self._fresh.discard(key)
+        else:
+            with transaction.atomic():
+                item, created = ReviewItem.objects.get_or_create(shelf_event=row, defaults={
+                    "reason": reason[:200], "candidates": candidates})
         if created:
             log.warning("shelf event %s sent to review: %s", row.pk, reason)
             for c in candidates:
@@ -212,7 +245,6 @@ class DatabaseSink:
         return item.pk
 
     def wait(self, key, event, decision, follows) -> bool:
-        self._carts.clear()  # a write: the carts are read again
         visit = self.visits.get(decision.track_id)
         if visit is None:
             return False
@@ -231,8 +263,10 @@ class DatabaseSink:
                 "resolution": {"visit": visit.pk, "barcode": decision.barcode, "quantity": int(decision.quantity),
                                "confidence": round(decision.confidence, 4), "evidence": evidence,
                                "senses": list(senses[0]) if senses else None}})
+            self._fresh.discard(key)
             followed = ReviewItem.objects.select_for_update().get(pk=follows)
             if followed.status != ReviewItem.Status.OPEN:  # decided between our query and now
+                self._carts.clear()  # the settled put-backs change carts: read them again
                 review_followers_settle(item=followed)
         log.info("shelf event %s waits for review %s: %s", row.pk, follows, decision.reason)
         return True
@@ -246,10 +280,10 @@ class DatabaseSink:
         """The tags that left with ``track``'s shopper (``sensors.rfid.ExitAttribution``) go on the visit's receipt
         (``carts.services.checkout.visit_exit_tags_apply``) just before its checkout; tags shared with another party are
         raised as an alert for people."""
-        self._carts.clear()  # a write: the carts are read again
         visit = self.visits.get(track)
         if visit is None:
             return
+        self._carts.pop(visit.pk, None)  # the exit's tags may add to this cart: read it again
         visit = Visit.objects.get(pk=visit.pk)
         if attribution.ambiguous:
             self.alert(StoreAlert.Kind.WORKER, f"visit {visit.pk}: {len(attribution.ambiguous)} RFID tag(s) read at "
@@ -298,10 +332,10 @@ class DatabaseSink:
         holds up a billing worker, never the store loop. If the task cannot be queued, the visit's
         ``checkout_due_at`` stands and the stuck-visit sweep bills it. Without it (a replay), bill here. Returns
         whether it was handed on (billed, for a replay)."""
-        self._carts.clear()  # a write: the carts are read again
         visit = self.visits.get(track)
         if visit is None:
             return False
+        self._carts.pop(visit.pk, None)  # billed: its cart is not read again for decisions, and not kept
         if not self.queue_checkouts:
             return visit_checkout(visit=Visit.objects.get(pk=visit.pk), at=self.at(t)) is not None
         self.queued_at[track] = time.time()

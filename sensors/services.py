@@ -10,7 +10,7 @@ import re
 import secrets
 from collections import Counter, defaultdict
 from datetime import datetime, timezone as dt_timezone
-from typing import Iterable
+from typing import Iterable, Mapping
 
 import numpy as np
 from django.db import IntegrityError, transaction
@@ -58,9 +58,10 @@ def planogram_for(*, store: Store) -> weight.Planogram:
 
 
 def shelf_event_record(*, store: Store, session: str, event: weight.ShelfEvent,
-                       clock_offset_s: float = 0.0) -> ShelfEvent:
+                       clock_offset_s: float = 0.0, bins: Mapping[str, Bin] | None = None) -> ShelfEvent:
     """Store one detected shelf event (idempotent on session, main bin and start time); ``clock_offset_s`` is added
-    to the event's source times. Raises Bin.DoesNotExist if the event's first bin is not in the store.
+    to the event's source times. Raises Bin.DoesNotExist if the event's first bin is not in the store. ``bins``:
+    the store's bins by code, when the caller holds them (a bin not among them is read).
 
     The stored ``kind``: ``disturbance`` for an event flagged so by the detector; ``restock`` for a weight increase
     on a bin in restock mode at the event's start (``store.inventory.services.restock_mode_bins``: a staff
@@ -69,7 +70,17 @@ def shelf_event_record(*, store: Store, session: str, event: weight.ShelfEvent,
     put-back (``event.misplaced``) raises a ``misplaced`` restock task. Side effects happen once, when the row is
     created.
     """
-    main = Bin.objects.get(store=store, code=event.bin_codes[0])
+    return shelf_event_store(store=store, session=session, event=event, clock_offset_s=clock_offset_s,
+                             bins=bins)[0]
+
+
+def shelf_event_store(*, store: Store, session: str, event: weight.ShelfEvent, clock_offset_s: float = 0.0,
+                      bins: Mapping[str, Bin] | None = None) -> tuple[ShelfEvent, bool]:
+    """:func:`shelf_event_record`, and whether this call created the row (False: it was stored before, by an
+    earlier run of the session, and is returned as stored)."""
+    main = bins.get(event.bin_codes[0]) if bins is not None else None
+    if main is None:
+        main = Bin.objects.get(store=store, code=event.bin_codes[0])
     hypotheses = [{"barcode": h.barcode, "quantity": int(h.quantity), "likelihood": round(float(h.likelihood), 6),
                    "residual_g": round(float(h.residual_g), 2)} for h in event.hypotheses]
     t_start = utc(event.t_start + clock_offset_s)
@@ -91,12 +102,14 @@ def shelf_event_record(*, store: Store, session: str, event: weight.ShelfEvent,
             )
             _shelf_event_effects(store=store, row=row, event=event, main=main)
     except IntegrityError:
-        return ShelfEvent.objects.get(session=session, bin=main, t_start=t_start)
-    return row
+        return ShelfEvent.objects.get(session=session, bin=main, t_start=t_start), False
+    return row, True
 
 
 def _shelf_event_effects(*, store: Store, row: ShelfEvent, event: weight.ShelfEvent, main: Bin) -> None:
     best = event.best
+    if row.kind != ShelfEvent.Kind.RESTOCK and not (event.misplaced and best is not None):
+        return  # a shopper's event or a disturbance: nothing else to record (the product is not read)
     reference = f"shelf_event:{row.pk}"
     product = Product.objects.filter(store=store, barcode=best.barcode).first() if best is not None else None
     if row.kind == ShelfEvent.Kind.RESTOCK:

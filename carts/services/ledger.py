@@ -34,7 +34,8 @@ from typing import Iterator
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.db import transaction
-from django.db.models import Sum
+from django.db.models import F, Sum
+from django.utils import timezone
 
 from sensors.models import ShelfEvent
 from store.billing.senses import TAG, senses_checked, senses_union
@@ -70,18 +71,31 @@ def cart_lines(*, visit: Visit) -> list[dict]:
     in order of first appearance. Prices are the catalogue's current ``Decimal`` prices in minor units; ``senses``
     the union of the product's cart events' senses (``store.billing.senses.senses_union``; None: all unknown).
     """
+    rows = visit.cart_events.order_by("id").values_list("product_id", "quantity", "senses")
+    totals, senses = _sums(rows)
+    products = Product.objects.in_bulk([pid for pid, q in totals.items() if q > 0])
+    return _lines(visit.pk, totals, senses, products, visit.store.currency)
+
+
+def _sums(rows) -> tuple[OrderedDict[int, int], dict[int, list]]:
+    """(product id → summed quantity, in order of first appearance; product id → its events' senses) of one
+    visit's cart event ``rows`` (product id, quantity, senses), in id order."""
     totals: OrderedDict[int, int] = OrderedDict()
     senses: dict[int, list] = {}
-    for product_id, qty, sense in visit.cart_events.order_by("id").values_list("product_id", "quantity", "senses"):
+    for product_id, qty, sense in rows:
         totals[product_id] = totals.get(product_id, 0) + qty
         senses.setdefault(product_id, []).append(sense)
-    products = Product.objects.in_bulk([pid for pid, q in totals.items() if q > 0])
-    currency = visit.store.currency
+    return totals, senses
+
+
+def _lines(visit_id: int, totals: OrderedDict[int, int], senses: dict[int, list], products: dict[int, Product],
+           currency: str) -> list[dict]:
+    """:func:`cart_lines`' rows from :func:`_sums` and the products (id → Product) of the lines > 0."""
     lines = []
     for pid, qty in totals.items():
         if qty <= 0:
             if qty < 0:
-                log.warning("visit %s: product %s sums to %d in the cart; shown as 0", visit.pk, pid, qty)
+                log.warning("visit %s: product %s sums to %d in the cart; shown as 0", visit_id, pid, qty)
             continue
         p = products[pid]
         unit = price_to_minor(p.price, currency)
@@ -104,11 +118,14 @@ def cart_line_data(product: Product, quantity: int, currency: str) -> ReceiptLin
                            tax_category=category.name if category else "")
 
 
-def cart_receipt_lines(cart: list[dict], currency: str, *, tagged: set[int] = frozenset()) -> list[ReceiptLineData]:
+def cart_receipt_lines(cart: list[dict], currency: str, *, tagged: set[int] = frozenset(),
+                       products: dict[int, Product] | None = None) -> list[ReceiptLineData]:
     """``cart_lines`` rows as billing's ``ReceiptLineData`` (:func:`cart_line_data`: each with its
     product's tax category and rate now; no category: not taxed), with the rows' senses; ``tagged``: products an
-    RFID tag that left with the shopper confirmed (their lines gain ``tag``). One query."""
-    products = Product.objects.select_related("tax_category").in_bulk([ln["product_id"] for ln in cart])
+    RFID tag that left with the shopper confirmed (their lines gain ``tag``). One query, none when ``products``
+    (id → Product loaded with ``select_related("tax_category")``, every line's product among them) is given."""
+    if products is None:
+        products = Product.objects.select_related("tax_category").in_bulk([ln["product_id"] for ln in cart])
     out = []
     for line in cart:
         data = cart_line_data(products[line["product_id"]], line["quantity"], currency)
@@ -129,11 +146,42 @@ def cart_snapshot(*, visit: Visit, under_review: int | None = None) -> dict:
     lines = cart_lines(visit=visit)
     if under_review is None:
         under_review = len(review_undecided_for(visit=visit)[0])  # a decision held for undo is decided already
+    return _snapshot(visit, cart.seq, lines, under_review, cart_receipt_lines(lines, visit.store.currency))
+
+
+def cart_snapshots(visits: list[Visit], under_review: dict[int, int]) -> dict[int, dict]:
+    """Visit id → :func:`cart_snapshot` of each of ``visits`` (loaded with ``select_related("store", "receipt")``;
+    ``under_review``: visit id → its count, :func:`review_undecided_counts`), the same dicts, read in three queries
+    whatever their number (the carts' ``seq``, every visit's cart events, their products) instead of five per visit;
+    :func:`carts.trip.trip_status` reads what it reads per visit (nothing for a shopper inside)."""
+    ids = [v.pk for v in visits]
+    seqs = dict(Cart.objects.filter(visit_id__in=ids).values_list("visit_id", "seq"))
+    rows: dict[int, list] = {pk: [] for pk in ids}
+    for visit_id, product_id, qty, sense in (CartEvent.objects.filter(visit_id__in=ids).order_by("id")
+                                             .values_list("visit_id", "product_id", "quantity", "senses")):
+        rows[visit_id].append((product_id, qty, sense))
+    sums = {pk: _sums(rows[pk]) for pk in ids}
+    products = Product.objects.select_related("tax_category").in_bulk(
+        sorted({pid for totals, _ in sums.values() for pid, q in totals.items() if q > 0}))
+    out = {}
+    for visit in visits:
+        if visit.pk not in seqs:  # no cart yet (cart_snapshot makes it)
+            seqs[visit.pk] = Cart.objects.get_or_create(visit=visit)[0].seq
+        currency = visit.store.currency
+        lines = _lines(visit.pk, *sums[visit.pk], products, currency)
+        out[visit.pk] = _snapshot(visit, seqs[visit.pk], lines, under_review[visit.pk],
+                                  cart_receipt_lines(lines, currency, products=products))
+    return out
+
+
+def _snapshot(visit: Visit, seq: int, lines: list[dict], under_review: int,
+              receipt_lines: list[ReceiptLineData]) -> dict:
+    """The snapshot dict (module docstring) of ``visit`` from its parts."""
     receipt = getattr(visit, "receipt", None)
-    _, tax, total = receipt_amounts(cart_receipt_lines(lines, visit.store.currency))
+    _, tax, total = receipt_amounts(receipt_lines)
     return {
         "visit": visit.pk,
-        "seq": cart.seq,
+        "seq": seq,
         "state": visit.state,
         "currency": visit.store.currency,
         "lines": [{k: v for k, v in line.items() if k != "product_id"} for line in lines],
@@ -202,27 +250,30 @@ def _publish_now(visit: Visit) -> int:
 
 def _publish_many(visits: list[Visit]) -> None:
     """:func:`_publish_now` for several visits at once (the end of a :func:`cart_publish_batch`): their sequence
-    numbers bumped in one transaction, and after it commits their snapshots pushed in one go (one trip to the
-    channel layer, not two per visit), the dashboards told once per store."""
+    numbers bumped in one transaction of three statements (lock the carts, make the missing ones, bump them all),
+    and after it commits their snapshots built together (:func:`cart_snapshots`) and pushed in one go (one trip to
+    the channel layer, not two per visit), the dashboards told once per store."""
     with transaction.atomic():
+        have = set(Cart.objects.select_for_update().filter(visit_id__in=[v.pk for v in visits])
+                   .order_by("visit_id").values_list("visit_id", flat=True))
         for visit in visits:
-            cart, _ = Cart.objects.select_for_update().get_or_create(visit=visit)
-            cart.seq += 1
-            cart.save(update_fields=["seq", "updated_at"])
+            if visit.pk not in have:  # its first snapshot (get_or_create: another writer may make it first)
+                Cart.objects.select_for_update().get_or_create(visit=visit)
+        Cart.objects.filter(visit_id__in=[v.pk for v in visits]).update(seq=F("seq") + 1, updated_at=timezone.now())
     ids = [(visit.pk, visit.shopper_id) for visit in visits]
 
     def send() -> None:
         layer = get_channel_layer()
         if layer is None:
             return
-        fresh = Visit.objects.select_related("store").in_bulk([visit_id for visit_id, _ in ids])
+        fresh = Visit.objects.select_related("store", "receipt").in_bulk([visit_id for visit_id, _ in ids])
         counts = review_undecided_counts(list(fresh.values()))
+        snapshots = cart_snapshots([fresh[visit_id] for visit_id, _ in ids if visit_id in fresh], counts)
         out = []
         for visit_id, user_id in ids:
             if visit_id not in fresh:  # deleted since (a test's teardown): nothing to show
                 continue
-            message = {"type": "cart.snapshot",
-                       "snapshot": cart_snapshot(visit=fresh[visit_id], under_review=counts[visit_id])}
+            message = {"type": "cart.snapshot", "snapshot": snapshots[visit_id]}
             out += [(visit_id, cart_group(visit_id), message), (visit_id, shopper_group(user_id), message)]
         async_to_sync(_group_send_all)(layer, out)
 
@@ -265,7 +316,7 @@ def cart_apply(*, change: CartChange, shelf_event: ShelfEvent | None,
     event to review instead).
     """
     with transaction.atomic():
-        Visit.objects.select_for_update().filter(pk=change.visit.pk).first()
+        list(Visit.objects.select_for_update().filter(pk=change.visit.pk).values_list("pk", flat=True))  # the lock
         if change.quantity < 0:
             held = change.visit.cart_events.filter(product=change.product).aggregate(s=Sum("quantity"))["s"] or 0
             if held + change.quantity < 0:
