@@ -210,11 +210,11 @@ def _near_tracks(event: _Event, hands: TrackObservations, bins: BinGeometry, con
     whatever their label). Only swaps that can relabel these sightings matter to the decision."""
     w = wrist_ray_hands(hands.between(event.t_start - config.pad_s, event.t_end + config.pad_s), event.bin_codes,
                         bins, config)
-    keep = (w.score >= config.min_hand_score) & w.keypoint_in(HAND_KEYPOINTS)
-    if eligible is not None:
-        keep &= w.track_in(eligible)
     reach, along = candidate_reach_m(event, config) + 1e-9, config.sigma_m / config.along_sigma_m
-    rows = np.flatnonzero(keep & bins.may_reach(w.xyz, event.bin_codes, reach, along))  # a superset of the near
+    rows = np.flatnonzero(bins.may_reach(w.xyz, event.bin_codes, reach, along))  # a superset of the near ones
+    rows = rows[(w.score[rows] >= config.min_hand_score) & w.keypoint_in(HAND_KEYPOINTS, rows)]
+    if eligible is not None:
+        rows = rows[w.track_in(eligible, rows)]
     d = bins.nearest_distance(w.xyz[rows], event.bin_codes, config.clearance_m, along)
     return sorted(_track_names(w, rows[d <= reach]))
 

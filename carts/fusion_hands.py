@@ -201,22 +201,30 @@ def usable_hands(w: TrackObservations, codes: Sequence[str], bins: BinGeometry, 
     (``HAND_KEYPOINTS``) scored at least ``min_hand_score``, of a track in ``eligible`` (None: any) with such a
     row within ``limit`` metres of the bins (:meth:`BinGeometry.nearest_distance`, ``clearance_m``, along-shelf
     weight ``sigma_m / along_sigma_m``). Returns (the usable rows' indices (k,) int, in order; their distances
-    (k,), metres). The distance of a row is its own: computed for the rows a square around the bins lets through
-    (:meth:`BinGeometry.may_reach`) to find the tracks, then for those tracks' rows; no row is copied."""
+    (k,), metres). Every test is a row's own: made on the rows a square around the bins lets through
+    (:meth:`BinGeometry.may_reach`) to find the tracks, then on those tracks' rows; no row is copied."""
     along = config.sigma_m / config.along_sigma_m
-    keep = (w.score >= config.min_hand_score) & w.keypoint_in(HAND_KEYPOINTS)
-    if eligible is not None:
-        keep &= w.track_in(eligible)
-    near = np.flatnonzero(keep & bins.may_reach(w.xyz, codes, limit, along))
+    near = np.flatnonzero(bins.may_reach(w.xyz, codes, limit, along))
+    near = near[_usable(w, near, config, eligible)]
     none = np.zeros(0, dtype=np.int64), np.zeros(0)
     if near.size == 0:
         return none
-    d = bins.nearest_distance(w.xyz[near], codes, config.clearance_m, along)
-    reached = near[d <= limit]
+    reached = near[bins.nearest_distance(w.xyz[near], codes, config.clearance_m, along) <= limit]
     if reached.size == 0:
         return none
-    rows = np.flatnonzero(keep & w.track_in(_track_names(w, reached)))
+    rows = np.flatnonzero(w.track_in(_track_names(w, reached)))
+    rows = rows[_usable(w, rows, config, None)]  # eligible: these tracks are
     return rows, bins.nearest_distance(w.xyz[rows], codes, config.clearance_m, along)
+
+
+def _usable(w: TrackObservations, rows: np.ndarray, config: FusionConfig, eligible: Sequence[str] | None
+            ) -> np.ndarray:
+    """(k,) bool: which of the rows at the indices ``rows`` (k,) of ``w`` are hand keypoints scored at least
+    ``min_hand_score`` of a track in ``eligible`` (None: any)."""
+    ok = (w.score[rows] >= config.min_hand_score) & w.keypoint_in(HAND_KEYPOINTS, rows)
+    if eligible is not None:
+        ok &= w.track_in(eligible, rows)
+    return ok
 
 
 def _track_names(w: TrackObservations, rows: np.ndarray) -> set[str]:
@@ -259,17 +267,11 @@ def hand_evidence(event: _Event, hands: TrackObservations, bins: BinGeometry, co
     eff = d + config.gap_speed_m_s * outside
     # one group per (track, keypoint), in the order of their "track\0keypoint" keys (what np.unique of the keys
     # gives), each group's rows by time (ties in their order): one sort, not one scan of the rows per group
-    index: dict[str, int] = {}
-    codes = np.fromiter((index.setdefault(f"{a}\x00{b}", len(index))
-                         for a, b in zip(w.track_id.tolist(), w.keypoint.tolist())), dtype=np.int64, count=len(w))
-    keys = sorted(index)
-    rank = np.empty(len(keys), dtype=np.int64)
-    rank[[index[k] for k in keys]] = np.arange(len(keys))
-    group = rank[codes]
+    group, n_groups = _groups(w)
     by_group = np.lexsort((w.t, group))  # stable: within a group, by time, ties in the rows' order
-    bounds = np.searchsorted(group[by_group], np.arange(len(keys) + 1))
+    bounds = np.searchsorted(group[by_group], np.arange(n_groups + 1))
     best: dict[str, _EvidenceRow] = {}
-    for g in range(len(keys)):
+    for g in range(n_groups):
         sel = by_group[bounds[g]:bounds[g + 1]]
         t, dk, ek, xyz = w.t[sel], d[sel], eff[sel], w.xyz[sel]
         j = int(np.argmin(ek))
@@ -297,6 +299,28 @@ def hand_evidence(event: _Event, hands: TrackObservations, bins: BinGeometry, co
     if not rows:
         return HandEvidence.empty()
     return HandEvidence.from_rows(rows)
+
+
+def _groups(w: TrackObservations) -> tuple[np.ndarray, int]:
+    """Each row's (track, keypoint) group: ((n,) int64 group numbers, in the order of the groups'
+    ``"track\0keypoint"`` keys; the number of groups). By :attr:`TrackObservations.codes` when kept (one string
+    per group, not per row)."""
+    if w.codes is not None:
+        tc, kc = w.codes
+        width = max(len(kc.names), 1)
+        pair = tc.codes.astype(np.int64) * width + kc.codes
+        uniq, inverse = np.unique(pair, return_inverse=True)
+        keys = [f"{tc.names[u // width]}\x00{kc.names[u % width]}" for u in uniq.tolist()]
+        rank = np.empty(len(keys), dtype=np.int64)
+        rank[sorted(range(len(keys)), key=keys.__getitem__)] = np.arange(len(keys))
+        return rank[inverse.reshape(-1)], len(keys)
+    index: dict[str, int] = {}
+    codes = np.fromiter((index.setdefault(f"{a}\x00{b}", len(index))
+                         for a, b in zip(w.track_id.tolist(), w.keypoint.tolist())), dtype=np.int64, count=len(w))
+    names = sorted(index)
+    rank = np.empty(len(names), dtype=np.int64)
+    rank[[index[k] for k in names]] = np.arange(len(names))
+    return rank[codes], len(names)
 
 
 def hidden_reach_m(config: FusionConfig) -> float:

@@ -195,3 +195,22 @@ def test_may_reach_lets_through_every_point_within_reach():
             assert not (near & ~maybe).any() and not (floor & ~maybe).any()
             assert (~maybe).sum() > 1000  # it does leave out the far ones
     assert bins.may_reach(points, ("B0",), math.inf).all() and bins.may_reach(points, ("B0",), 1.0, 0.0).all()
+
+
+def test_membership_of_some_rows_and_hand_groups_by_codes_match_the_strings():
+    from carts.fusion_hands import _groups
+
+    rng = np.random.default_rng(29)
+    coded = _rows(rng, 500, codes=True)[rng.permutation(500)]
+    plain = TrackObservations(coded.track_id, coded.t, coded.keypoint, coded.xyz, coded.score)
+    rows = np.sort(rng.choice(500, 120, replace=False))
+    for obs in (coded, plain):
+        some = {"t1", "t4", "t7", "nobody"}
+        assert np.array_equal(obs.track_in(some, rows), obs.track_in(some)[rows])
+        assert np.array_equal(obs.keypoint_in(("neck", "l_wrist"), rows), obs.keypoint_in(("neck", "l_wrist"))[rows])
+        assert obs.track_in(some, rows[:0]).shape == (0,)
+    (g1, n1), (g2, n2) = _groups(coded), _groups(plain)
+    assert n1 == n2 == len({(a, b) for a, b in zip(plain.track_id.tolist(), plain.keypoint.tolist())})
+    assert np.array_equal(g1, g2)
+    keys = [f"{a}\x00{b}" for a, b in zip(plain.track_id.tolist(), plain.keypoint.tolist())]
+    assert [keys[i] for i in np.argsort(g1, kind="stable")] == sorted(keys)  # groups in the keys' order

@@ -103,13 +103,13 @@ class NameCodes:
     names: list[str]
     index: dict[str, int]
 
-    def isin(self, allowed: Iterable) -> np.ndarray:
-        """(n,) bool: which rows' strings are in ``allowed``."""
+    def isin(self, allowed: Iterable, rows: np.ndarray | None = None) -> np.ndarray:
+        """(n,) bool: which rows' strings are in ``allowed``; (k,) for the rows at the indices ``rows`` (k,) only."""
         lut = np.zeros(len(self.names), dtype=bool)
         hits = [c for c in (self.index.get(str(a)) for a in allowed) if c is not None]
         if hits:
             lut[hits] = True
-        return lut[self.codes]
+        return lut[self.codes if rows is None else self.codes[rows]]
 
 
 @dataclass(frozen=True)
@@ -200,9 +200,12 @@ class TrackObservations:
             object.__setattr__(self, "_t_sorted", known)
         return known
 
-    def track_in(self, allowed: Iterable) -> np.ndarray:
-        """(n,) bool: which rows' ``track_id`` is in ``allowed`` (:func:`member`; by :attr:`codes` when kept)."""
-        return self.codes[0].isin(allowed) if self.codes is not None else member(self.track_id, allowed)
+    def track_in(self, allowed: Iterable, rows: np.ndarray | None = None) -> np.ndarray:
+        """(n,) bool: which rows' ``track_id`` is in ``allowed`` (:func:`member`; by :attr:`codes` when kept); (k,)
+        for the rows at the indices ``rows`` (k,) only."""
+        if self.codes is not None:
+            return self.codes[0].isin(allowed, rows)
+        return member(self.track_id if rows is None else self.track_id[rows], allowed)
 
     def track_set(self) -> set[str]:
         """The distinct track ids (by :attr:`codes` when kept)."""
@@ -211,9 +214,12 @@ class TrackObservations:
             return {str(names[c]) for c in np.unique(self.codes[0].codes).tolist()}
         return {str(x) for x in self.track_id.tolist()}
 
-    def keypoint_in(self, allowed: Iterable) -> np.ndarray:
-        """(n,) bool: which rows' ``keypoint`` is in ``allowed`` (:func:`member`; by :attr:`codes` when kept)."""
-        return self.codes[1].isin(allowed) if self.codes is not None else member(self.keypoint, allowed)
+    def keypoint_in(self, allowed: Iterable, rows: np.ndarray | None = None) -> np.ndarray:
+        """(n,) bool: which rows' ``keypoint`` is in ``allowed`` (:func:`member`; by :attr:`codes` when kept); (k,)
+        for the rows at the indices ``rows`` (k,) only."""
+        if self.codes is not None:
+            return self.codes[1].isin(allowed, rows)
+        return member(self.keypoint if rows is None else self.keypoint[rows], allowed)
 
     @classmethod
     def empty(cls) -> "TrackObservations":
