@@ -21,7 +21,7 @@ from vision import identity
 from .fusion_activity import walking_hands
 from .fusion_config import BinGeometry, FusionConfig, _Event
 from .fusion_hands import (
-    Candidate, HandEvidence, _hand_reason, candidate_reach_m, hand_evidence, hidden_hands, wrist_ray_hands,
+    Candidate, HandEvidence, _hand_reason, _track_names, candidate_reach_m, hand_evidence, hidden_hands, wrist_ray_hands,
 )
 from .fusion_options import (
     Holdings, _off_its_facing, _others_took_nothing, _pick_options, _putback_options, _where_the_hand_was,
@@ -210,14 +210,13 @@ def _near_tracks(event: _Event, hands: TrackObservations, bins: BinGeometry, con
     whatever their label). Only swaps that can relabel these sightings matter to the decision."""
     w = wrist_ray_hands(hands.between(event.t_start - config.pad_s, event.t_end + config.pad_s), event.bin_codes,
                         bins, config)
-    w = w[(w.score >= config.min_hand_score) & w.keypoint_in(HAND_KEYPOINTS)]
+    reach, along = candidate_reach_m(event, config) + 1e-9, config.sigma_m / config.along_sigma_m
+    rows = np.flatnonzero(bins.may_reach(w.xyz, event.bin_codes, reach, along))  # a superset of the near ones
+    rows = rows[(w.score[rows] >= config.min_hand_score) & w.keypoint_in(HAND_KEYPOINTS, rows)]
     if eligible is not None:
-        w = w[w.track_in(eligible)]
-    if len(w) == 0:
-        return []
-    d = np.min(np.stack([bins.distance(w.xyz, code, config.clearance_m, config.sigma_m / config.along_sigma_m)
-                         for code in event.bin_codes]), axis=0)
-    return sorted({str(x) for x in w.track_id[d <= candidate_reach_m(event, config) + 1e-9]})
+        rows = rows[w.track_in(eligible, rows)]
+    d = bins.nearest_distance(w.xyz[rows], event.bin_codes, config.clearance_m, along)
+    return sorted(_track_names(w, rows[d <= reach]))
 
 
 def _decide(event: weight.ShelfEvent, hands: TrackObservations, bins: BinGeometry, planogram: weight.Planogram,
@@ -447,7 +446,7 @@ def identity_jumps(bodies: TrackObservations, tracks: Sequence[str], t0: float, 
     less than 0.6 m apart is a jump no larger than 0.3 s of walking plus 10 Hz keypoint noise, so a threshold that
     caught half the switches (2.5 m/s) sent a fifth of all events to review, and one that spared the reviewers
     (4 m/s) caught few. Kept as a knob for trackers with less noise or higher frame rates."""
-    w = bodies[(bodies.t >= t0) & (bodies.t <= t1)]
+    w = bodies.between(t0, t1)
     out = []
     for name in ("neck", "head"):
         k = w[w.keypoint == name]

@@ -180,8 +180,8 @@ def wrist_ray_hands(hands: TrackObservations, codes: Sequence[str], bins: BinGeo
     u = np.linspace(0.0, 1.0, RAY_SAMPLES)
     pts = A[:, None, :] + u[None, :, None] * (B - A)[:, None, :]            # (m, S, 3)
     flat = pts.reshape(-1, 3)
-    d = np.min(np.stack([bins.distance(flat, code, config.clearance_m, config.sigma_m / config.along_sigma_m)
-                         for code in codes]), axis=0).reshape(len(ends_a), RAY_SAMPLES)
+    d = bins.nearest_distance(flat, codes, config.clearance_m, config.sigma_m / config.along_sigma_m
+                              ).reshape(len(ends_a), RAY_SAMPLES)
     near = d <= d.min(axis=1, keepdims=True) + 1e-9                          # the nearest samples of each stretch
     first = np.argmax(near, axis=1)
     last = RAY_SAMPLES - 1 - np.argmax(near[:, ::-1], axis=1)
@@ -193,6 +193,46 @@ def wrist_ray_hands(hands: TrackObservations, codes: Sequence[str], bins: BinGeo
     return TrackObservations(np.concatenate([keep.track_id, resolved.track_id]), np.concatenate([keep.t, resolved.t]),
                              np.concatenate([keep.keypoint, resolved.keypoint]), np.vstack([keep.xyz, resolved.xyz]),
                              np.concatenate([keep.score, resolved.score]))
+
+
+def usable_hands(w: TrackObservations, codes: Sequence[str], bins: BinGeometry, config: FusionConfig,
+                 eligible: Sequence[str] | None, limit: float) -> tuple[np.ndarray, np.ndarray]:
+    """The hand rows of ``w`` that :func:`hand_evidence` reads for an event on the bins ``codes``: hand keypoints
+    (``HAND_KEYPOINTS``) scored at least ``min_hand_score``, of a track in ``eligible`` (None: any) with such a
+    row within ``limit`` metres of the bins (:meth:`BinGeometry.nearest_distance`, ``clearance_m``, along-shelf
+    weight ``sigma_m / along_sigma_m``). Returns (the usable rows' indices (k,) int, in order; their distances
+    (k,), metres). Every test is a row's own: made on the rows a square around the bins lets through
+    (:meth:`BinGeometry.may_reach`) to find the tracks, then on those tracks' rows; no row is copied."""
+    along = config.sigma_m / config.along_sigma_m
+    near = np.flatnonzero(bins.may_reach(w.xyz, codes, limit, along))
+    near = near[_usable(w, near, config, eligible)]
+    none = np.zeros(0, dtype=np.int64), np.zeros(0)
+    if near.size == 0:
+        return none
+    reached = near[bins.nearest_distance(w.xyz[near], codes, config.clearance_m, along) <= limit]
+    if reached.size == 0:
+        return none
+    rows = np.flatnonzero(w.track_in(_track_names(w, reached)))
+    rows = rows[_usable(w, rows, config, None)]  # eligible: these tracks are
+    return rows, bins.nearest_distance(w.xyz[rows], codes, config.clearance_m, along)
+
+
+def _usable(w: TrackObservations, rows: np.ndarray, config: FusionConfig, eligible: Sequence[str] | None
+            ) -> np.ndarray:
+    """(k,) bool: which of the rows at the indices ``rows`` (k,) of ``w`` are hand keypoints scored at least
+    ``min_hand_score`` of a track in ``eligible`` (None: any)."""
+    ok = (w.score[rows] >= config.min_hand_score) & w.keypoint_in(HAND_KEYPOINTS, rows)
+    if eligible is not None:
+        ok &= w.track_in(eligible, rows)
+    return ok
+
+
+def _track_names(w: TrackObservations, rows: np.ndarray) -> set[str]:
+    """The distinct track ids of the rows ``rows`` of ``w`` (an (n,) bool mask or indices)."""
+    if w.codes is not None:
+        names = w.codes[0].names
+        return {str(names[c]) for c in np.unique(w.codes[0].codes[rows]).tolist()}
+    return {str(x) for x in w.track_id[rows].tolist()}
 
 
 def candidate_reach_m(event: _Event, config: FusionConfig) -> float:
@@ -212,38 +252,26 @@ def hand_evidence(event: _Event, hands: TrackObservations, bins: BinGeometry, co
     Raises KeyError if the event names a bin not in ``bins``.
     """
     lo, hi = event.t_start - config.pad_s, event.t_end + config.pad_s
-    w = wrist_ray_hands(hands[(hands.t >= lo) & (hands.t <= hi)], event.bin_codes, bins, config)
-    w = w[(w.score >= config.min_hand_score) & w.keypoint_in(HAND_KEYPOINTS)]
-    if eligible is not None:
-        w = w[w.track_in(eligible)]
-    if len(w) == 0:
-        return HandEvidence.empty()
-    d = np.min(np.stack([bins.distance(w.xyz, code, config.clearance_m, config.sigma_m / config.along_sigma_m)
-                         for code in event.bin_codes]), axis=0)
-    # a track none of whose sightings came within 2 · reach_m is left out below whatever its core distance (every
-    # quantile of d is at least its minimum, and the effective distance at least d): skip it here
+    w = wrist_ray_hands(hands.between(lo, hi), event.bin_codes, bins, config)
     limit = candidate_reach_m(event, config)
-    near = w.track_in(set(w.track_id[d <= limit].tolist()))
-    w, d = w[near], d[near]
-    if len(w) == 0:
+    # a track none of whose sightings came within 2 · reach_m is left out below whatever its core distance (every
+    # quantile of d is at least its minimum, and the effective distance at least d): skip it here. The rows are
+    # selected once, at the end (the distance of a row is its own: read for every row of the window, no copy)
+    near, d = usable_hands(w, event.bin_codes, bins, config, eligible, limit)
+    if near.size == 0:
         return HandEvidence.empty()
+    w = w[near]
     c0, c1 = event.t_start - config.core_pad_s, event.t_end + config.core_pad_s
     starts = sorted({float(event.t_start), *(float(p.t_start) for p in getattr(event, "parts", ()))}) if onset else []
     outside = np.maximum(np.maximum(c0 - w.t, w.t - c1), 0.0)
     eff = d + config.gap_speed_m_s * outside
     # one group per (track, keypoint), in the order of their "track\0keypoint" keys (what np.unique of the keys
     # gives), each group's rows by time (ties in their order): one sort, not one scan of the rows per group
-    index: dict[str, int] = {}
-    codes = np.fromiter((index.setdefault(f"{a}\x00{b}", len(index))
-                         for a, b in zip(w.track_id.tolist(), w.keypoint.tolist())), dtype=np.int64, count=len(w))
-    keys = sorted(index)
-    rank = np.empty(len(keys), dtype=np.int64)
-    rank[[index[k] for k in keys]] = np.arange(len(keys))
-    group = rank[codes]
+    group, n_groups = _groups(w)
     by_group = np.lexsort((w.t, group))  # stable: within a group, by time, ties in the rows' order
-    bounds = np.searchsorted(group[by_group], np.arange(len(keys) + 1))
+    bounds = np.searchsorted(group[by_group], np.arange(n_groups + 1))
     best: dict[str, _EvidenceRow] = {}
-    for g in range(len(keys)):
+    for g in range(n_groups):
         sel = by_group[bounds[g]:bounds[g + 1]]
         t, dk, ek, xyz = w.t[sel], d[sel], eff[sel], w.xyz[sel]
         j = int(np.argmin(ek))
@@ -273,6 +301,28 @@ def hand_evidence(event: _Event, hands: TrackObservations, bins: BinGeometry, co
     return HandEvidence.from_rows(rows)
 
 
+def _groups(w: TrackObservations) -> tuple[np.ndarray, int]:
+    """Each row's (track, keypoint) group: ((n,) int64 group numbers, in the order of the groups'
+    ``"track\0keypoint"`` keys; the number of groups). By :attr:`TrackObservations.codes` when kept (one string
+    per group, not per row)."""
+    if w.codes is not None:
+        tc, kc = w.codes
+        width = max(len(kc.names), 1)
+        pair = tc.codes.astype(np.int64) * width + kc.codes
+        uniq, inverse = np.unique(pair, return_inverse=True)
+        keys = [f"{tc.names[u // width]}\x00{kc.names[u % width]}" for u in uniq.tolist()]
+        rank = np.empty(len(keys), dtype=np.int64)
+        rank[sorted(range(len(keys)), key=keys.__getitem__)] = np.arange(len(keys))
+        return rank[inverse.reshape(-1)], len(keys)
+    index: dict[str, int] = {}
+    codes = np.fromiter((index.setdefault(f"{a}\x00{b}", len(index))
+                         for a, b in zip(w.track_id.tolist(), w.keypoint.tolist())), dtype=np.int64, count=len(w))
+    names = sorted(index)
+    rank = np.empty(len(names), dtype=np.int64)
+    rank[[index[k] for k in names]] = np.arange(len(names))
+    return rank[codes], len(names)
+
+
 def hidden_reach_m(config: FusionConfig) -> float:
     """m: the farthest a body may stand from a bin's footprint and still score at least 1e-6 in :func:`hidden_hands`
     (``hidden_standoff_m`` plus the distance at which ``hidden_prior · exp(−e² / 2σ²)`` falls to 1e-6)."""
@@ -293,15 +343,17 @@ def hidden_hands(ev: HandEvidence, event: _Event, hands: TrackObservations, bodi
     confidence. ``distance_m`` of the row is the body's distance; ``motion_m`` NaN; ``hand_xyz`` the body. Not read
     for a weak event (``carts.fusion._decide_whole``): the reach look makes one only where a hand was seen reaching in."""
     t0, t1 = event.t_start, event.t_end
-    w = bodies[(bodies.t >= t0 - config.hidden_seen_s) & (bodies.t <= t1 + config.hidden_seen_s)]
+    # the plain rows (``TrackObservations.between``, their codes kept), not a subclass's framed selection
+    w = TrackObservations.between(bodies, t0 - config.hidden_seen_s, t1 + config.hidden_seen_s)
     if len(w) == 0:
         return ev
-    seen = hands[(hands.t >= t0) & (hands.t <= t1) & (hands.score >= config.min_hand_score)]
-    shown = seen[seen.keypoint_in(HAND_KEYPOINTS + RAY_KEYPOINTS)].track_set()
+    seen = hands.between(t0, t1)
+    shown = _track_names(seen, (seen.score >= config.min_hand_score) & seen.keypoint_in(HAND_KEYPOINTS + RAY_KEYPOINTS))
     have = {str(x) for x in ev.track_id}
     # a body none of whose rows came within hidden_reach_m scores below 1e-6 (its ends are rows): not a candidate
-    d_all = np.min(np.stack([_floor_distance(bins, w.xyz, code) for code in event.bin_codes]), axis=0)
-    cand = {str(x) for x in w.track_id[d_all <= hidden_reach_m(config) + 1e-6].tolist()} - shown
+    reach = hidden_reach_m(config) + 1e-6
+    near = np.flatnonzero(bins.may_reach(w.xyz, event.bin_codes, reach))  # a superset: the exact test on these
+    cand = _track_names(w, near[bins.nearest_floor_distance(w.xyz[near], event.bin_codes) <= reach]) - shown
     if eligible is not None:
         cand &= {str(x) for x in eligible}
     rows: list[_EvidenceRow] = []
@@ -322,7 +374,7 @@ def hidden_hands(ev: HandEvidence, event: _Event, hands: TrackObservations, bodi
         # shopper for seconds); the side seen says where it stood
         ends = np.stack([k.xyz[before][np.argmax(k.t[before])] if before.any() else k.xyz[after][np.argmin(k.t[after])],
                          k.xyz[after][np.argmin(k.t[after])] if after.any() else k.xyz[before][np.argmax(k.t[before])]])
-        d = np.min(np.stack([_floor_distance(bins, ends, code) for code in event.bin_codes]), axis=0)
+        d = bins.nearest_floor_distance(ends, event.bin_codes)
         e = max(0.0, float(d.max()) - config.hidden_standoff_m)
         score = config.hidden_prior * math.exp(-e * e / (2 * config.sigma_m ** 2))
         if score < 1e-6:
@@ -343,12 +395,7 @@ def hidden_hands(ev: HandEvidence, event: _Event, hands: TrackObservations, bodi
 
 def _floor_distance(bins: BinGeometry, points: np.ndarray, code: str) -> np.ndarray:
     """Horizontal distance (metres) from ``points`` (n, 3; z ignored) to the footprint of bin ``code``."""
-    i = bins.index[code]
-    d = points[:, :2] - bins.centre[i, :2]
-    c, s = math.cos(bins.yaw[i]), math.sin(bins.yaw[i])
-    along = np.maximum(np.abs(d[:, 0] * c + d[:, 1] * s) - bins.half_size[i, 0], 0.0)
-    into = np.maximum(np.abs(-d[:, 0] * s + d[:, 1] * c) - bins.half_size[i, 1], 0.0)
-    return np.hypot(along, into)
+    return bins.nearest_floor_distance(points, (code,))
 
 
 # ---------------------------------------------------------------------------------------------- legacy view

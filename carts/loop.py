@@ -486,7 +486,7 @@ class StoreLoop(ShelfIntake, TrackBinding, CheckoutGate):
         (``vision.identity.find_swaps`` reads those, not the rows; ``carts.fusion.body_rows_from``)."""
         rows = self.bodies.between(max(t0, rows_from), t1)
         return FramedBodies(rows.track_id, rows.t, rows.keypoint, rows.xyz, rows.score, frames=self.body_frames,
-                            t0=t0, t1=t1, rows_t0=rows_from)
+                            t0=t0, t1=t1, rows_t0=rows_from, codes=rows.codes)
 
     def _shelf_tags(self, event: weight.ShelfEvent) -> list[dict]:
         """The shelf tag events on the event's bins within ``pad_s`` of it, each with ``hand``: a hand came within

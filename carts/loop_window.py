@@ -13,7 +13,10 @@ from .chunks import PackedChunk
 
 class ObservationWindow:
     """Recent shopper-track observations, appended in chunks (one per step) and pruned from the front (bounded
-    memory). :meth:`between` reads only the chunks that overlap the interval asked for."""
+    memory). The rows live in one buffer in the order they came (:class:`_Rows`), each chunk a view of its run of
+    it: while they are sorted by time (a tracker's steps in order), :meth:`between` is a bisection and its answer
+    views of the buffer (no copy); rows that came out of order are read chunk by chunk, the chunks that overlap
+    the interval asked for."""
 
     def __init__(self) -> None:
         self._parts: list[TrackObservations] = []
@@ -26,15 +29,18 @@ class ObservationWindow:
         #: seconds packs only the parts added since the last one
         self._packed: list[tuple | PackedChunk | None] = []
         self._spans: list[tuple[float, float]] = []  # each part's (earliest, latest) time, s
+        self._rows = _Rows()
         self.t_min = math.inf
 
     def __len__(self) -> int:
-        return sum(len(p) for p in self._parts)
+        return self._rows.hi - self._rows.lo
 
     def add(self, obs: TrackObservations) -> None:
         if len(obs):
-            self._parts.append(obs)
-            self._coded.append((self._tables[0].encode(obs.track_id), self._tables[1].encode(obs.keypoint)))
+            part, coded = self._rows.append(obs, (self._tables[0].encode(obs.track_id),
+                                                  self._tables[1].encode(obs.keypoint)), self._parts, self._coded)
+            self._parts.append(part)
+            self._coded.append(coded)
             self._packed.append(None)
             self._spans.append((float(obs.t.min()), float(obs.t.max())))
             self.t_min = min(self.t_min, self._spans[-1][0])
@@ -43,6 +49,8 @@ class ObservationWindow:
         """Drop observations older than ``before`` (s)."""
         if not self._parts or self.t_min >= before:
             return
+        rows = self._rows
+        ordered = rows.ordered
         kept: list[TrackObservations] = []
         coded: list[tuple[np.ndarray, np.ndarray]] = []
         packed: list[tuple | PackedChunk | None] = []
@@ -51,8 +59,12 @@ class ObservationWindow:
             if hi < before:
                 continue
             if lo < before:
-                m = p.t >= before
-                p, cd, pk = p[m], (cd[0][m], cd[1][m]), None
+                if ordered:  # sorted rows: those at or after ``before`` are the part's tail (a view)
+                    k = int(np.searchsorted(p.t, before, side="left"))
+                    p, cd, pk = p[k:], (cd[0][k:], cd[1][k:]), None
+                else:
+                    m = p.t >= before
+                    p, cd, pk = p[m], (cd[0][m], cd[1][m]), None
                 if not len(p):
                     continue
                 lo = float(p.t.min())
@@ -62,13 +74,18 @@ class ObservationWindow:
             spans.append((lo, hi))
         self._parts, self._coded, self._packed, self._spans = kept, coded, packed, spans
         self.t_min = min((lo for lo, _ in spans), default=math.inf)
+        if ordered:
+            rows.lo = rows.hi - sum(len(p) for p in kept)
+        else:  # the kept rows of out-of-order chunks are copies: one buffer of them again
+            self._parts, self._coded = rows.rebuild(self._parts, self._coded)
         if len(self._tables[0].names) > 4 * _Names.SPARE:  # tracks long gone still named: name the kept rows anew
             self._recode()
 
     def _recode(self) -> None:
         """Name tables of the kept rows only, and the parts' codes into them."""
         self._tables = (_Names(), _Names())
-        self._coded = [(self._tables[0].encode(p.track_id), self._tables[1].encode(p.keypoint)) for p in self._parts]
+        coded = [(self._tables[0].encode(p.track_id), self._tables[1].encode(p.keypoint)) for p in self._parts]
+        self._parts, self._coded = self._rows.rebuild(self._parts, coded)
 
     def __getstate__(self) -> dict:
         """The parts with their string columns (track ids, keypoint names: object arrays, slow to pickle row by
@@ -77,8 +94,9 @@ class ObservationWindow:
         return {"t_min": self.t_min, "packed": self._packed}
 
     def __setstate__(self, state: dict) -> None:
+        self._rows = _Rows()
         if "packed" not in state:  # a checkpoint of the code before packing
-            self.__dict__.update(state)
+            self.__dict__.update({k: v for k, v in state.items() if k != "_rows"})
             self._packed = [None] * len(self._parts)
             self._spans = [(float(p.t.min()), float(p.t.max())) for p in self._parts]
             self._recode()
@@ -91,7 +109,23 @@ class ObservationWindow:
         self._recode()
 
     def between(self, t0: float, t1: float) -> TrackObservations:
-        """The kept observations with ``t0 <= t <= t1`` (s), in the order they were added."""
+        """The kept observations with ``t0 <= t <= t1`` (s), in the order they were added (views of the window's
+        buffer while its rows are sorted by time: do not write into them)."""
+        tracks, names = self._tables
+        rows = self._rows
+        if rows.ordered:
+            if not t0 <= t1 or rows.hi == rows.lo:
+                return TrackObservations.empty()
+            t = rows.t[rows.lo:rows.hi]
+            i0 = rows.lo + int(np.searchsorted(t, t0, side="left"))
+            i1 = rows.lo + int(np.searchsorted(t, t1, side="right"))
+            if i1 <= i0:
+                return TrackObservations.empty()
+            out = TrackObservations(rows.track_id[i0:i1], rows.t[i0:i1], rows.keypoint[i0:i1], rows.xyz[i0:i1],
+                                    rows.score[i0:i1],
+                                    codes=(tracks.codes(rows.tcode[i0:i1]), names.codes(rows.kcode[i0:i1])))
+            object.__setattr__(out, "_t_sorted", True)
+            return out
         parts, coded = [], []
         for p, cd, (lo, hi) in zip(self._parts, self._coded, self._spans):
             if lo > t1 or hi < t0:
@@ -104,7 +138,6 @@ class ObservationWindow:
                 coded.append(cd)
         if not parts:
             return TrackObservations.empty()
-        tracks, names = self._tables
         if len(parts) == 1:
             p, cd = parts[0], coded[0]
             return TrackObservations(p.track_id, p.t, p.keypoint, p.xyz, p.score,
@@ -115,6 +148,86 @@ class ObservationWindow:
             np.concatenate([x.score for x in parts]),
             codes=(tracks.codes(np.concatenate([c[0] for c in coded])),
                    names.codes(np.concatenate([c[1] for c in coded]))))
+
+
+class _Rows:
+    """An :class:`ObservationWindow`'s rows in one buffer, in the order they came: columns with spare room at the
+    end, the live rows ``[lo, hi)``; the window's parts are views of consecutive runs of them. Appending writes
+    past ``hi`` only (views handed out stay as they were); when the room runs out the live rows move to new,
+    larger columns (twice the live rows: copies amortised over the appends) and the parts become views of those.
+    ``ordered``: every live row's time is at least the one before it (no NaN), so a time interval is a run."""
+
+    def __init__(self) -> None:
+        self.track_id = np.empty(0, dtype=object)
+        self.t = np.zeros(0)
+        self.keypoint = np.empty(0, dtype=object)
+        self.xyz = np.zeros((0, 3))
+        self.score = np.zeros(0)
+        self.tcode = np.zeros(0, dtype=np.int32)
+        self.kcode = np.zeros(0, dtype=np.int32)
+        self.lo = self.hi = 0
+        self.ordered = True
+
+    _COLUMNS = ("track_id", "t", "keypoint", "xyz", "score")
+
+    def _grow(self, need: int, parts: list[TrackObservations], coded: list[tuple[np.ndarray, np.ndarray]]) -> None:
+        """Room for ``need`` more rows: the live rows moved to the front of new columns; ``parts``/``coded`` (views
+        of the live rows, in order) re-made in place as views of the new columns."""
+        live = self.hi - self.lo
+        cap = max(2 * (live + need), 4096)
+        cols = {}
+        for name in (*self._COLUMNS, "tcode", "kcode"):
+            old = getattr(self, name)
+            new = np.empty((cap, *old.shape[1:]), dtype=old.dtype)
+            new[:live] = old[self.lo:self.hi]
+            cols[name] = new
+        for name, col in cols.items():
+            setattr(self, name, col)
+        self.lo, self.hi = 0, live
+        at = 0
+        for i, p in enumerate(parts):
+            n = len(p)
+            parts[i], coded[i] = self._view(at, at + n)
+            at += n
+
+    def _view(self, i0: int, i1: int) -> tuple[TrackObservations, tuple[np.ndarray, np.ndarray]]:
+        part = TrackObservations(self.track_id[i0:i1], self.t[i0:i1], self.keypoint[i0:i1], self.xyz[i0:i1],
+                                 self.score[i0:i1])
+        return part, (self.tcode[i0:i1], self.kcode[i0:i1])
+
+    def append(self, obs: TrackObservations, coded: tuple[np.ndarray, np.ndarray], parts: list[TrackObservations],
+               parts_coded: list[tuple[np.ndarray, np.ndarray]]) -> tuple[TrackObservations,
+                                                                         tuple[np.ndarray, np.ndarray]]:
+        """Append ``obs`` (n ≥ 1 rows) and its codes; returns them as views of the buffer (the new part)."""
+        n = len(obs)
+        if self.hi + n > self.t.shape[0]:
+            self._grow(n, parts, parts_coded)
+        i0, i1 = self.hi, self.hi + n
+        if self.ordered:
+            self.ordered = obs.time_sorted() and (i0 == self.lo or bool(obs.t[0] >= self.t[i0 - 1]))
+        self.track_id[i0:i1] = obs.track_id
+        self.t[i0:i1] = obs.t
+        self.keypoint[i0:i1] = obs.keypoint
+        self.xyz[i0:i1] = obs.xyz
+        self.score[i0:i1] = obs.score
+        self.tcode[i0:i1] = coded[0]
+        self.kcode[i0:i1] = coded[1]
+        self.hi = i1
+        return self._view(i0, i1)
+
+    def rebuild(self, parts: list[TrackObservations], coded: list[tuple[np.ndarray, np.ndarray]]
+                ) -> tuple[list[TrackObservations], list[tuple[np.ndarray, np.ndarray]]]:
+        """The buffer made anew from ``parts`` (with their codes ``coded``), in order; returns them as views of
+        it. ``ordered`` looked at again."""
+        self.__init__()  # type: ignore[misc]
+        self._grow(sum(len(p) for p in parts), [], [])
+        out_p: list[TrackObservations] = []
+        out_c: list[tuple[np.ndarray, np.ndarray]] = []
+        for p, cd in zip(parts, coded):
+            part, c = self.append(p, cd, out_p, out_c)
+            out_p.append(part)
+            out_c.append(c)
+        return out_p, out_c
 
 
 class _Names:

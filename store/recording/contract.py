@@ -103,13 +103,13 @@ class NameCodes:
     names: list[str]
     index: dict[str, int]
 
-    def isin(self, allowed: Iterable) -> np.ndarray:
-        """(n,) bool: which rows' strings are in ``allowed``."""
+    def isin(self, allowed: Iterable, rows: np.ndarray | None = None) -> np.ndarray:
+        """(n,) bool: which rows' strings are in ``allowed``; (k,) for the rows at the indices ``rows`` (k,) only."""
         lut = np.zeros(len(self.names), dtype=bool)
         hits = [c for c in (self.index.get(str(a)) for a in allowed) if c is not None]
         if hits:
             lut[hits] = True
-        return lut[self.codes]
+        return lut[self.codes if rows is None else self.codes[rows]]
 
 
 @dataclass(frozen=True)
@@ -144,6 +144,20 @@ class TrackObservations:
         return int(self.t.shape[0])
 
     def __getitem__(self, mask: Any) -> "TrackObservations":
+        """The rows ``mask`` selects (a boolean (n,) mask, integer indices or a slice), in that order. A boolean mask
+        is turned into indices once and every column taken by them (NumPy scans a mask anew for each column: 5–7
+        columns of up to ~10⁵ rows per selection in the store loop)."""
+        if isinstance(mask, np.ndarray) and mask.dtype == bool and mask.shape == self.t.shape:
+            rows = np.flatnonzero(mask)
+            out = self._take(rows)
+            if self._sorted is True:  # a mask keeps the rows' order
+                object.__setattr__(out, "_t_sorted", True)
+            return out
+        if isinstance(mask, slice):
+            out = self._slice(mask)
+            if self._sorted is True and mask.step in (None, 1):
+                object.__setattr__(out, "_t_sorted", True)
+            return out
         codes = None
         if self.codes is not None:
             tc, kc = self.codes
@@ -151,9 +165,47 @@ class TrackObservations:
         return TrackObservations(self.track_id[mask], self.t[mask], self.keypoint[mask], self.xyz[mask],
                                  self.score[mask], codes=codes)
 
-    def track_in(self, allowed: Iterable) -> np.ndarray:
-        """(n,) bool: which rows' ``track_id`` is in ``allowed`` (:func:`member`; by :attr:`codes` when kept)."""
-        return self.codes[0].isin(allowed) if self.codes is not None else member(self.track_id, allowed)
+    def _take(self, rows: np.ndarray) -> "TrackObservations":
+        """The rows at the indices ``rows`` (k,) int, each column taken once."""
+        codes = None
+        if self.codes is not None:
+            tc, kc = self.codes
+            codes = (NameCodes(tc.codes.take(rows), tc.names, tc.index),
+                     NameCodes(kc.codes.take(rows), kc.names, kc.index))
+        return TrackObservations(self.track_id.take(rows), self.t.take(rows), self.keypoint.take(rows),
+                                 self.xyz.take(rows, axis=0), self.score.take(rows), codes=codes)
+
+    def _slice(self, s: slice) -> "TrackObservations":
+        """The rows of the slice ``s``: views of the columns, no copy."""
+        codes = None
+        if self.codes is not None:
+            tc, kc = self.codes
+            codes = (NameCodes(tc.codes[s], tc.names, tc.index), NameCodes(kc.codes[s], kc.names, kc.index))
+        return TrackObservations(self.track_id[s], self.t[s], self.keypoint[s], self.xyz[s], self.score[s],
+                                 codes=codes)
+
+    @property
+    def _sorted(self) -> bool | None:
+        """Whether the rows are known to be sorted by ``t`` (non-decreasing, no NaN): True, False, or None when not
+        yet looked at (:meth:`time_sorted` looks and remembers)."""
+        return self.__dict__.get("_t_sorted")
+
+    def time_sorted(self) -> bool:
+        """Whether the rows are sorted by ``t`` (non-decreasing; a NaN anywhere among two or more rows: False),
+        looked at once per object (selections by mask or slice of sorted rows inherit the answer)."""
+        known = self.__dict__.get("_t_sorted")
+        if known is None:
+            t = self.t
+            known = bool(t.shape[0] < 2 or np.all(t[1:] >= t[:-1]))
+            object.__setattr__(self, "_t_sorted", known)
+        return known
+
+    def track_in(self, allowed: Iterable, rows: np.ndarray | None = None) -> np.ndarray:
+        """(n,) bool: which rows' ``track_id`` is in ``allowed`` (:func:`member`; by :attr:`codes` when kept); (k,)
+        for the rows at the indices ``rows`` (k,) only."""
+        if self.codes is not None:
+            return self.codes[0].isin(allowed, rows)
+        return member(self.track_id if rows is None else self.track_id[rows], allowed)
 
     def track_set(self) -> set[str]:
         """The distinct track ids (by :attr:`codes` when kept)."""
@@ -162,9 +214,12 @@ class TrackObservations:
             return {str(names[c]) for c in np.unique(self.codes[0].codes).tolist()}
         return {str(x) for x in self.track_id.tolist()}
 
-    def keypoint_in(self, allowed: Iterable) -> np.ndarray:
-        """(n,) bool: which rows' ``keypoint`` is in ``allowed`` (:func:`member`; by :attr:`codes` when kept)."""
-        return self.codes[1].isin(allowed) if self.codes is not None else member(self.keypoint, allowed)
+    def keypoint_in(self, allowed: Iterable, rows: np.ndarray | None = None) -> np.ndarray:
+        """(n,) bool: which rows' ``keypoint`` is in ``allowed`` (:func:`member`; by :attr:`codes` when kept); (k,)
+        for the rows at the indices ``rows`` (k,) only."""
+        if self.codes is not None:
+            return self.codes[1].isin(allowed, rows)
+        return member(self.keypoint if rows is None else self.keypoint[rows], allowed)
 
     @classmethod
     def empty(cls) -> "TrackObservations":
@@ -190,8 +245,22 @@ class TrackObservations:
         return float(ts.min()), float(ts.max())
 
     def between(self, t0: float, t1: float) -> "TrackObservations":
-        """Observations with ``t0 <= t <= t1``."""
-        return self[(self.t >= t0) & (self.t <= t1)]
+        """Observations with ``t0 <= t <= t1`` (s), in their order. When the rows are sorted by ``t``
+        (:meth:`time_sorted`: the store loop's windows, a recording in time order) the run of them found by
+        bisection, as views of the columns (no copy); otherwise the rows a mask selects. ``self`` when every row
+        is in range (a NaN bound or ``t0 > t1``: none is)."""
+        t = self.t
+        n = t.shape[0]
+        if self.time_sorted():
+            if not t0 <= t1:
+                return self._slice(slice(0, 0))
+            i0 = int(np.searchsorted(t, t0, side="left"))
+            i1 = int(np.searchsorted(t, t1, side="right"))
+            if i0 == 0 and i1 == n:
+                return self
+            return self[i0:max(i0, i1)]
+        m = (t >= t0) & (t <= t1)
+        return self if bool(m.all()) else self[m]
 
 
 def member(values: np.ndarray, allowed: Iterable) -> np.ndarray:
