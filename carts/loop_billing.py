@@ -121,11 +121,19 @@ class CheckoutGate:
         if members is None:
             return "party"
         for name, windows in (("held", held), ("reach", reach)):
+            # any window of the kind that may involve them: the hands and bodies of every window first, then the
+            # id switches (the dearer test; the same answer, in any order)
+            asked = []
             for w in windows:
                 codes = tuple(c for c in w.bin_codes if c in self.bins.index)
-                if not codes or self._may_involve(HeldWindow(w.t_start, w.t_end, codes, w.weak), members,
-                                                  cache=False):
+                window = HeldWindow(w.t_start, w.t_end, codes, w.weak)
+                if not codes or self._may_involve(window, members, cache=False, switches=False):
                     return name
+                asked.append(window)
+            if self.fusion.repair_id_switches and any(
+                    self._switch_may_involve(w, w.t_start - self.fusion.pad_s, w.t_end + self.fusion.pad_s, members)
+                    for w in asked):
+                return name
         if any(self._may_involve(ev, members) for ev in early):
             return "events"
         return None
@@ -146,7 +154,7 @@ class CheckoutGate:
         return members
 
     def _may_involve(self, event: weight.ShelfEvent | HeldWindow, members: tuple[str, ...], *,
-                     cache: bool = True) -> bool:
+                     cache: bool = True, switches: bool = True) -> bool:
         """Whether deciding ``event`` (pending) may name one of ``members`` (a party gone from the store,
         :meth:`_gone_party`) as a candidate, the cart of a put-back or a review. Fusion names only tracks of its
         hand evidence (:func:`carts.fusion.decide_event`): a hand within ``2 · reach_m`` (``weak_reach_m`` for a weak
@@ -160,7 +168,9 @@ class CheckoutGate:
         near (a neighbour's sighting relabelled with their id), or that is still on past what is fed (a hand to come
         may be relabelled). False means its decision and their carts are independent: their visit may be billed
         first. Cached per event and party (their sightings are all in) unless ``cache`` is False (a
-        :class:`HeldWindow`, whose end moves with the loop's clock)."""
+        :class:`HeldWindow`, whose end moves with the loop's clock). ``switches`` False: the hands and bodies only
+        (the id switches are :meth:`_switch_may_involve`'s, the caller's to ask)."""
+        cache = cache and switches  # a partial answer is not kept
         key = (event.t_start, event.t_end, event.bin_codes, members)
         cached = self._involved.get(key) if cache else None
         if cached is not None:
@@ -175,7 +185,7 @@ class CheckoutGate:
                 reach = hidden_reach_m(cfg)  # hidden_hands scores a body this near above 1e-6
                 d = np.min(np.stack([_floor_distance(self.bins, bodies.xyz, c) for c in event.bin_codes]), axis=0)
                 found = bool((d <= reach + 1e-6).any())
-        if not found and cfg.repair_id_switches:
+        if not found and switches and cfg.repair_id_switches:
             found = self._switch_may_involve(event, lo, hi, members)
         if cache:
             self._involved[key] = found

@@ -213,3 +213,109 @@ def test_swaps_of_a_track_read_its_neighbours_only_and_find_every_swap_of_its_ow
     window = FramedBodies(empty.track_id, empty.t, empty.keypoint, empty.xyz, empty.score, frames=framed_near,
                           t0=10.0, t1=16.0)
     assert swaps_of(window, ["1"]) is None
+
+
+def test_swaps_of_kept_between_asks_is_what_reading_the_window_anew_gives():
+    """vision.identity.swaps_of keeps its answers in the BodyFrames (the billing wait asks the same tracks each
+    step over windows whose end moves with the clock): on a session fed step by step, with rows of a track come
+    back after leaving, late rows from before a track left, a track beside one at a window's start come back placed by
+    its head, and pruning, every answer equals the one read with nothing kept, and kept answers are given."""
+    from vision.identity import BodyFrames, FramedBodies, swaps_of
+
+    t = np.round(np.arange(0.0, 60.0, 1 / 15), 4)
+    paths = {f"{k}": np.c_[np.linspace(0, 6, t.size) + k * 0.4, np.full(t.size, -0.7 + 0.1 * k)] for k in range(5)}
+    obs = walkers(paths, t, swaps=[("1", "2", 12.0, 15.0), ("3", "4", 25.0, 32.0), ("0", "2", 45.0, 48.0)],
+                  seed=7)
+    gone = ((obs.track_id == "1") & (obs.t > 20.0)) | ((obs.track_id == "3") & (obs.t > 35.0))
+    back = (obs.track_id == "0") & (obs.t > 18.0) & (obs.t < 40.0)  # track 0 leaves at 18 s and comes back at 40
+    head = obs.keypoint.copy()
+    late = (obs.track_id == "4") & (obs.t > 44.0) & (obs.t < 44.5)  # a camera's rows of 44 s come at 50 s
+    obs = TrackObservations(obs.track_id, obs.t, head, obs.xyz, obs.score)[~gone & ~back]
+    # a track beside 1 from 13.5 to 13.54 s (before a window from 13.55 s, in its first second) that comes back at
+    # 40 s placed by its head: from then the window holds a neighbour placed by its head (None)
+    tg = t[((t >= 13.5) & (t < 13.55)) | (t >= 40.0)]
+    ghost = TrackObservations(np.array(["g"] * tg.size, dtype=object), tg,
+                              np.where(tg < 40.0, "neck", "head").astype(object),
+                              np.c_[np.full(tg.size, 1.75), np.full(tg.size, -0.3), np.full(tg.size, 1.45)],
+                              np.full(tg.size, 0.9))
+    frames = BodyFrames()
+    empty = TrackObservations.empty()
+
+    def window(lo, hi):
+        return FramedBodies(empty.track_id, empty.t, empty.keypoint, empty.xyz, empty.score, frames=frames,
+                            t0=lo, t1=hi)
+
+    asked = kept = 0
+    late_rows = obs[(obs.track_id == "4") & (obs.t > 44.0) & (obs.t < 44.5)]
+    obs_now = obs[~((obs.track_id == "4") & (obs.t > 44.0) & (obs.t < 44.5))]
+    del late
+    tz = t[(t >= 30.0) & (t < 34.0)]
+    late_head = TrackObservations(np.array(["z"] * tz.size, dtype=object), tz, np.array(["head"] * tz.size, dtype=object),
+                                  np.c_[6 * tz / 60 + 1.2, np.full(tz.size, -0.1), np.full(tz.size, 1.45)],
+                                  np.full(tz.size, 0.9))
+    for s in np.round(np.arange(0.0, 60.0, 0.5), 1):
+        frames.add(obs_now[(obs_now.t >= s) & (obs_now.t < s + 0.5)])
+        frames.add(ghost[(ghost.t >= s) & (ghost.t < s + 0.5)])
+        if s == 50.0:
+            frames.add(late_rows)
+        if s == 45.0:  # a camera's rows of 30–34 s, beside track 3 (gone at 35 s) and placed by its head: None
+            frames.add(late_head)
+        if s in (30.0, 45.0):  # the first cuts the 12–15 s switch of 1 and 2 in two
+            frames.prune({30.0: 13.5, 45.0: 20.0}[s])
+        for lo, hi in ((0.5, s + 1.5), (10.0, s + 1.5), (10.0, 16.0), (22.0, s + 1.5), (13.55, s + 1.5),
+                       (max(0.0, s - 20.0), s)):
+            for x in ("0", "1", "2", "3", "4"):
+                w = window(lo, hi)
+                before = frames._swaps.get(((x,), lo, (0.1, 1.0, 0.25, 2.5, 0.5, 0.2, 1.0, 10, 5.0)))
+                got = swaps_of(w, [x])
+                after = frames._swaps.get(((x,), lo, (0.1, 1.0, 0.25, 2.5, 0.5, 0.2, 1.0, 10, 5.0)))
+                kept += before is not None and after is before
+                held, frames._swaps = frames._swaps, {}
+                fresh = swaps_of(w, [x])
+                frames._swaps = held
+                asked += 1
+                if fresh is None:
+                    assert got is None, (x, lo, hi, s)
+                else:
+                    assert [(v.a, v.b, v.t_from, v.t_to, v.end_seen) for v in got] == \
+                        [(v.a, v.b, v.t_from, v.t_to, v.end_seen) for v in fresh], (x, lo, hi, s)
+    assert asked == 120 * 30 and kept >= 300
+
+
+def test_positions_from_kept_frames_are_bitwise_those_of_the_window():
+    """BodyFrames keeps each track's mean position per frame between additions and reads a window from it, summing
+    only the frames an end of the window cuts: on rows fed in pieces (two rows to a frame at 15 Hz and 0.1 s frames
+    half the time, a track without a neck for a stretch), every window asked, cut anywhere, gives bit for bit the
+    positions regrouped from the window's rows, and says alike which tracks their head places."""
+    from carts.loop_window import ObservationWindow
+    from vision.identity import BodyFrames, _positions
+
+    t = np.round(np.arange(0.0, 12.0, 1 / 15), 4)
+    paths = {f"{k}": np.c_[np.linspace(0, 3, t.size) + k * 0.5, np.full(t.size, 0.3 * k)] for k in range(3)}
+    neck = walkers(paths, t, seed=9)
+    head = walkers(paths, t, seed=10)
+    head = TrackObservations(head.track_id, head.t, np.array(["head"] * len(head), dtype=object), head.xyz, head.score)
+    obs = TrackObservations(*(np.concatenate([getattr(o, f) for o in (neck, head)])
+                              for f in ("track_id", "t", "keypoint", "xyz", "score")))
+    obs = obs[np.argsort(obs.t, kind="stable")]
+    obs = obs[~((obs.track_id == "2") & (obs.keypoint == "neck") & (obs.t > 4.0) & (obs.t < 8.0))]
+    rng = np.random.default_rng(3)
+    frames, window = BodyFrames(), ObservationWindow()
+    compared = 0
+    for s in np.round(np.arange(0.0, 12.0, 0.7), 1):
+        chunk = obs[(obs.t >= s) & (obs.t < s + 0.7)]
+        frames.add(chunk)
+        window.add(chunk)
+        for lo, hi in [(0.0, s + 0.7), (s - 1.0, s + 0.7), *np.sort(rng.uniform(-0.5, s + 1.0, (6, 2)), axis=1)]:
+            for _ in range(2):  # the second reads the frames kept by the first
+                second: set[str] = set()
+                got = frames.positions(lo, hi, ["0", "1", "2"], second=second)
+                want = _positions(window.between(lo, hi), 0.1)
+                rows = window.between(lo, hi)
+                want_second = {x for x in ("0", "1", "2") if (rows.track_id == x).any()
+                               and not ((rows.track_id == x) & (rows.keypoint == "neck")).any()}
+                assert list(got) == list(want) and second == want_second
+                for k in want:
+                    assert got[k][0].tobytes() == want[k][0].tobytes() and got[k][1].tobytes() == want[k][1].tobytes()
+                    compared += 1
+    assert compared > 200

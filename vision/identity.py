@@ -103,7 +103,8 @@ class BodyFrames:
             raise ValueError(f"BodyFrames: frame_s must be > 0, got {frame_s}")
         self.frame_s = float(frame_s)
         #: track → [chunks of (t (m,), keypoint rank (m,) int8: index in BODY_KEYPOINTS, xy (m, 2), frame (m,)
-        #: int64: round(t / frame_s)), earliest t, whether the joined rows' t never decreases (None: not known yet)]
+        #: int64: round(t / frame_s)), earliest t, whether the joined rows' t never decreases (None: not known yet),
+        #: the rows' frames per keypoint (:meth:`_framed`; None: not made yet)]
         self._tracks: dict[str, list] = {}
         #: (t0, t1) → (:meth:`positions` of every track, the ``second`` tracks): the rows do not change between
         #: :meth:`add`/:meth:`prune` calls, and the store loop asks for the same window for every party it tests
@@ -116,6 +117,11 @@ class BodyFrames:
         self._code: dict[str, int] = {}  # track → its code in the boxes (the tracks kept only)
         self._name: dict[int, str] = {}
         self._next_code = 0
+        #: s: the latest t of a body row ever added (rows pruned since included): a window ending at or after it
+        #: reads every kept row, as one ending there does
+        self.newest = -math.inf
+        #: :func:`swaps_of`'s answers: (tracks, t0, knobs) → [end, horizon, swaps or None] (:meth:`_swaps_valid`)
+        self._swaps: dict[tuple, list] = {}
 
     def __len__(self) -> int:
         return sum(c[0].size for rec in self._tracks.values() for c in rec[0])
@@ -142,22 +148,30 @@ class BodyFrames:
             t = obs.t[rows]
             rec = self._tracks.get(str(track))
             if rec is None:
-                rec = self._tracks[str(track)] = [[], math.inf, None]
+                rec = self._tracks[str(track)] = [[], math.inf, None, None]
                 self._code[str(track)] = self._next_code
                 self._name[self._next_code] = str(track)
                 self._next_code += 1
             rec[0].append((t, rank[rows], obs.xyz[rows, :2], np.round(t / self.frame_s).astype(np.int64)))
             rec[1] = min(rec[1], float(t.min()))
-            rec[2] = None
+            rec[2] = rec[3] = None
             codes_kept[c] = self._code[str(track)]
         # the boxes: one per (track, second) of these rows (each row a box of its own point, merged)
         xy = obs.xyz[keep, :2]
         self._boxes.append(_merge_boxes(codes_kept[codes], np.floor(obs.t[keep]).astype(np.int64), np.hstack([xy, xy])))
         self._boxes_joined = None
         self._memo.clear()
+        t_kept = obs.t[keep]
+        self.newest = max(self.newest, float(t_kept.max()))
+        if self._swaps:  # an answer stands while the rows added lie past its horizon and none is its tracks'
+            t_min, added = float(t_kept.min()), {str(x) for x in index}
+            self._swaps = {k: v for k, v in self._swaps.items()
+                           if v[2] is not None and v[1] <= v[0] and t_min >= v[1] and added.isdisjoint(k[0])}
 
     def prune(self, before: float) -> None:
         """Drop the rows older than ``before`` (s), as ``carts.loop_window.ObservationWindow.prune`` does."""
+        if self._swaps:  # a window from ``before`` on reads no row or box this drops (:meth:`_swaps_valid`)
+            self._swaps = {k: v for k, v in self._swaps.items() if v[2] is not None and v[1] <= v[0] and k[1] >= before}
         for track in list(self._tracks):
             rec = self._tracks[track]
             if rec[1] >= before:
@@ -178,6 +192,7 @@ class BodyFrames:
                 continue
             rec[0] = kept
             rec[1] = min(float(c[0].min()) for c in kept)
+            rec[3] = None
         boxes = []
         for code, sec, box in self._boxes:  # a second wholly before ``before`` holds no kept row
             if sec.size and int(sec.max()) + 1 <= before:
@@ -231,6 +246,73 @@ class BodyFrames:
                & (box[:, 1] <= at[:, 3] + reach_m) & (box[:, 3] >= at[:, 1] - reach_m))
         return {self._name[c] for c in np.unique(code[hit]).tolist() if c in self._name}
 
+    def _last_t(self, track: str) -> float:
+        """The latest t (s) of ``track``'s kept rows (a kept track has one)."""
+        return max(float(c[0].max()) for c in self._tracks[track][0])
+
+    def _swaps_valid(self, kept: list, end: float) -> bool:
+        """Whether a :func:`swaps_of` answer kept as ``[end0, horizon, swaps]`` for a window ``[t0, end0]`` (``end0``
+        no later than :attr:`newest` then) is the answer for ``[t0, end]`` now. :meth:`add` and :meth:`prune` drop
+        every kept answer they may change, so one still kept is exact for ``end == end0`` (the same rows), and for
+        ``end > end0`` when ``horizon <= end0`` and it is not None. Then: (1) no row of its tracks came since (an
+        add with one drops it), so they were last seen at ``h = horizon − 2`` or before, (2) every row come since,
+        or past ``end0``, lies at ``horizon`` or later (an add with an earlier one drops it), (3) nothing from
+        ``t0`` on was pruned (a prune past ``t0`` drops it). :meth:`near` of the tracks reads the boxes of whole
+        seconds within one of theirs, all before ``horizon``: unchanged, so the same neighbours. A neighbour's
+        frames from ``horizon`` on come after every frame of the tracks, so the pairs that share frames, the
+        frames shared and every frame the pair kernel reads (up to their last shared one) are unchanged; every
+        neighbour has a neck row before ``end0`` (the answer is not None, and each had rows in the window: a
+        neighbour without would make the horizon infinite), so each is placed by the same keypoint."""
+        return end == kept[0] or (kept[2] is not None and kept[1] <= kept[0] <= end)
+
+    def _framed(self, track: str) -> list:
+        """Per keypoint rank of ``track`` (rows in time order): (t (n,), frame (n,), xy (n, 2) of its rows,
+        segment starts (S + 1,) int64: where each frame's rows begin, and n last; the mean position of each frame
+        (S, 2), summed and divided as :meth:`_positions` sums a window's frame)."""
+        rec = self._tracks[track]
+        if rec[3] is None:
+            t, k, xy, f, _ = self._rows(track)
+            tables = []
+            for r in range(len(BODY_KEYPOINTS)):
+                sel = np.flatnonzero(k == r)
+                tr, fr, pr = t[sel], f[sel], xy[sel]
+                starts = np.flatnonzero(np.r_[True, fr[1:] != fr[:-1]]) if sel.size else np.zeros(0, np.int64)
+                bounds = np.append(starts, sel.size)
+                if sel.size:
+                    mean = np.add.reduceat(pr, starts, axis=0)
+                    mean /= np.diff(bounds).astype(np.float64)[:, None]
+                else:
+                    mean = np.zeros((0, 2))
+                tables.append((tr, fr, pr, bounds, mean))
+            rec[3] = tables
+        return rec[3]
+
+    def _window_frames(self, track: str, t0: float, t1: float) -> tuple[int, tuple[np.ndarray, np.ndarray]] | None:
+        """:meth:`_positions` of one track whose rows are in time order over ``[t0, t1]``: (the rank of the
+        keypoint that places it, (frames, xy)), None when it has no row there. A frame wholly inside the window has
+        the mean kept (:meth:`_framed`: the same rows summed in the same order); a frame cut by an end of the window
+        is summed from its rows inside, as the window's own reading sums it."""
+        hit = None
+        for rank, table in enumerate(self._framed(track)):  # the first keypoint with a row in the window
+            j0, j1 = int(np.searchsorted(table[0], t0, "left")), int(np.searchsorted(table[0], t1, "right"))
+            if j1 > j0:
+                hit = rank, table, j0, j1
+                break
+        if hit is None:
+            return None
+        r, (_, fr, pr, bounds, mean), j0, j1 = hit
+        s0 = int(np.searchsorted(bounds, j0, "right")) - 1  # the frames of rows j0 and j1 − 1
+        s1 = int(np.searchsorted(bounds, j1 - 1, "right")) - 1
+        if s1 - s0 + 1 == j1 - j0:  # one sighting per frame: its position
+            return r, (fr[j0:j1].copy(), pr[j0:j1] + 0.0)
+        xy = mean[s0:s1 + 1].copy()
+        for s, a, b in ((s0, j0, min(int(bounds[s0 + 1]), j1)), (s1, max(int(bounds[s1]), j0), j1)):
+            if a != bounds[s] or b != bounds[s + 1]:  # cut by the window
+                part = np.add.reduceat(pr[a:b], np.zeros(1, np.int64), axis=0)
+                part /= np.array([float(b - a)])[:, None]
+                xy[s - s0] = part[0]
+        return r, (fr[bounds[s0:s1 + 1]], xy)
+
     def _rows(self, track: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, bool]:
         """``track``'s kept rows: t (m,), rank (m,), xy (m, 2), frame (m,), and whether t never decreases."""
         rec = self._tracks[track]
@@ -262,6 +344,15 @@ class BodyFrames:
         out = {}
         for track in sorted(names):
             t, k, xy, f, ordered = self._rows(track)
+            if ordered:  # rows in time order (the usual case): the window's frames from the track's own
+                got = self._window_frames(track, t0, t1)
+                if got is None:
+                    continue
+                first, frames_xy = got
+                if second is not None and first > 0:
+                    second.add(track)
+                out[track] = frames_xy
+                continue
             if ordered:  # rows in time order (the usual case): the window is one slice
                 inside = slice(int(np.searchsorted(t, t0, "left")), int(np.searchsorted(t, t1, "right")))
             else:
@@ -429,19 +520,46 @@ def swaps_of(bodies: FramedBodies, tracks: Sequence[str], *, frame_s: float = 0.
     ``near_m + NEIGHBOUR_SLACK_M`` of one of ``tracks`` in the window are read (:meth:`BodyFrames.near`): a pair
     farther apart in every frame has no swap. None when one of those is placed by its head (no neck in the
     window): the rows of a window still being fed could place it anew. Raises ValueError for ``bodies`` without
-    frames of ``frame_s``."""
+    frames of ``frame_s``.
+
+    The answer is kept in the frames (:meth:`BodyFrames._swaps_valid` says when it stands) and given again, as a new
+    list, while it is exactly what reading the window anew gives: the store loop's billing wait asks the same
+    tracks over windows whose end moves with its clock, every step."""
     framed = bodies.frames if isinstance(bodies, FramedBodies) else None
     if framed is None or framed.frame_s != frame_s:
         raise ValueError("swaps_of needs a FramedBodies window with frames of frame_s")
+    names = tuple(str(x) for x in tracks)
+    knobs = (frame_s, near_m, margin_m, noise_k, smooth, velocity_gain, max_gap_s, warmup, max_swap_s)
+    key = (names, bodies.t0, knobs)
+    end = min(bodies.t1, framed.newest)  # rows past the newest fed one: none, so the same rows as ending there
+    kept = framed._swaps.get(key)
+    if kept is not None and framed._swaps_valid(kept, end):
+        return None if kept[2] is None else list(kept[2])
     second: set[str] = set()
-    near = framed.near(bodies.t0, bodies.t1, tracks, near_m + NEIGHBOUR_SLACK_M)
+    near = framed.near(bodies.t0, bodies.t1, names, near_m + NEIGHBOUR_SLACK_M)
     pos = framed.positions(bodies.t0, bodies.t1, sorted(near), second=second)
     if second:
-        return None
-    names = sorted(pos)
-    params = (frame_s, near_m, margin_m, noise_k, smooth, velocity_gain, max(1, int(round(max_gap_s / frame_s))),
-              warmup, max(1, int(round(max_swap_s / frame_s))))
-    return _swaps_involving(pos, names, [str(x) for x in tracks if str(x) in pos], params, near_m, expand=False)
+        found = None
+    elif not pos:  # no track of the window near them (none kept, or none with rows in it): no swap
+        found = []
+    else:
+        params = (frame_s, near_m, margin_m, noise_k, smooth, velocity_gain,
+                  max(1, int(round(max_gap_s / frame_s))), warmup, max(1, int(round(max_swap_s / frame_s))))
+        found = _swaps_involving(pos, sorted(pos), [x for x in names if x in pos], params, near_m, expand=False)
+    # the horizon (BodyFrames._swaps_valid): rows from it on cannot change this answer, when every track read near
+    # them has rows in the window (one that has none could come into it placed by its head: None)
+    last = max((framed._last_t(x) for x in names if x in framed._tracks), default=-math.inf)
+    horizon = math.floor(last) + 2.0 if math.isfinite(last) else -math.inf
+    if not near <= pos.keys():
+        horizon = math.inf
+    if len(framed._swaps) >= _SWAPS_KEPT:
+        framed._swaps.clear()
+    framed._swaps[key] = [end, horizon, None if found is None else tuple(found)]
+    return found
+
+
+#: Answers :func:`swaps_of` keeps in a :class:`BodyFrames` at most (cleared when full; pruning drops them sooner)
+_SWAPS_KEPT = 4096
 
 
 def _swaps_involving(pos: dict[str, tuple[np.ndarray, np.ndarray]], names: list[str], involving: list[str],
