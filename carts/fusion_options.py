@@ -90,7 +90,7 @@ def _where_the_hand_was(event: weight.ShelfEvent, opts: list[tuple[str, int, flo
         where = [c for c, prods in faced.items() if code in prods]
         if not where:
             continue
-        d = np.min(np.stack([bins.distance(ev.hand_xyz, c, config.clearance_m) for c in where]), axis=0)
+        d = bins.nearest_distance(ev.hand_xyz, where, config.clearance_m)
         out[:, j] = np.exp(-d ** 2 / (2 * config.product_sigma_m ** 2))
     facing_cols = [j for j, o in enumerate(opts) if any(o[0] in p for p in faced.values())]
     if facing_cols:

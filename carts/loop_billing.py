@@ -9,7 +9,6 @@ import math
 from dataclasses import dataclass, field
 from typing import Iterable
 
-import numpy as np
 
 from sensors import weight
 from sensors.rfid import exit_lane_tags
@@ -17,7 +16,7 @@ from store.recording import TrackObservations
 from vision.identity import FramedBodies, swaps_of
 
 from .fusion import evidence_window
-from .fusion_hands import _floor_distance, candidate_reach_m, hidden_reach_m, wrist_ray_hands
+from .fusion_hands import candidate_reach_m, hidden_reach_m, wrist_ray_hands
 
 
 @dataclass(frozen=True)
@@ -183,7 +182,7 @@ class CheckoutGate:
             bodies = bodies[bodies.track_in(members)]
             if len(bodies):
                 reach = hidden_reach_m(cfg)  # hidden_hands scores a body this near above 1e-6
-                d = np.min(np.stack([_floor_distance(self.bins, bodies.xyz, c) for c in event.bin_codes]), axis=0)
+                d = self.bins.nearest_floor_distance(bodies.xyz, event.bin_codes)
                 found = bool((d <= reach + 1e-6).any())
         if not found and switches and cfg.repair_id_switches:
             found = self._switch_may_involve(event, lo, hi, members)
@@ -206,8 +205,7 @@ class CheckoutGate:
         if not len(hands):
             return set()
         scale = cfg.sigma_m / cfg.along_sigma_m
-        d = np.min(np.stack([self.bins.distance(hands.xyz, c, cfg.clearance_m, scale) for c in event.bin_codes]),
-                   axis=0)
+        d = self.bins.nearest_distance(hands.xyz, event.bin_codes, cfg.clearance_m, scale)
         return {str(x) for x in hands.track_id[d <= candidate_reach_m(event, cfg) + 1e-6]}
 
     #: s: a chain of id switches still on this close to the loop's clock may relabel sightings not fed yet
