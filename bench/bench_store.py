@@ -67,7 +67,7 @@ def run(shoppers: int, minutes: float, seed: int, profile: bool, rooms: int = 1,
     call_command("migrate", verbosity=0)
     # lazy: these import Django models, so they load after django.setup() (this subprocess's) and migrate above
     from carts import runtime
-    from carts.offline.emulator_devices import register
+    from carts.offline.emulator_devices import door_gates, entry_doors, register
     from store.accounts.demo import demo_shopper_ensure
     from store.gates.services import GateRefusal, pass_issue, visit_enter, visit_exit_scan
     from store.inventory.services import catalogue_load
@@ -82,6 +82,10 @@ def run(shoppers: int, minutes: float, seed: int, profile: bool, rooms: int = 1,
     Store.objects.filter(pk=store.pk).update(capacity=100_000)
     store.refresh_from_db()
     gate = register(store).gate
+    # one gate per room's entry door, each shopper scanned at theirs (as the emulator plays them; a real store's bank
+    # of turnstiles): scans at different doors a moment apart are never one gate's two scans
+    doors = {zone: g for zone, (g, _) in door_gates(store, sim).items()}
+    door_of = entry_doors(sim) if doors else {}
     worker = runtime.StoreWorker(store.code)
     runtime.register_local(store.code, worker)  # this process steps it (no background thread takes the records)
     bus = worker.bus
@@ -138,7 +142,7 @@ def run(shoppers: int, minutes: float, seed: int, profile: bool, rooms: int = 1,
                     else:
                         token = pass_issue(shopper=user, store=store, guests=guests.get(g.track, 0))[1]
                         tokens[g.track] = token
-                    visit_enter(token=token, gate=gate, at=at)
+                    visit_enter(token=token, gate=doors.get(door_of.get(g.track, ""), gate), at=at)
                 else:
                     visit_exit_scan(token=pass_issue(shopper=user, store=store)[1], gate=gate, at=at)
             except GateRefusal:

@@ -289,3 +289,25 @@ def test_a_store_the_emulator_creates_is_not_offered_to_shoppers_but_the_demos_i
     choose = shopper.get("/gates/pass/").content.decode()
     offered = re.findall(r'href="/gates/pass/\?store=([^"]+)"', choose)
     assert offered == sorted(["corner", demo_code], key=lambda c: Store.objects.get(code=c).name)
+
+
+def test_a_store_of_several_doors_gets_one_emulated_gate_per_door_and_never_a_managers(benchmark1_recording):
+    """``door_gates``: a tiled store's entry zones each get a gate named like the zone (the store loop's door), made
+    ``emulated`` once and re-keyed later; a door whose name a manager's gate has gets none; one door, no gates."""
+    from carts.offline.emulator_devices import door_gates
+    from store.gates.services import gate_authenticate, gate_create
+    from store.layout.services import layout_load
+
+    one = read_recording(benchmark1_recording)
+    assert door_gates(layout_load(data=one.store), one) == {}
+    tiled = simulate(load_store(shared_file("datasets/autocheckout/store_meta/Plates.json").parents[1]),
+                     SimConfig.at("default", shoppers=2, minutes=0.5, seed=5, rooms=3))
+    store = layout_load(data=tiled.store)
+    managers, key = gate_create(store=store, name="entry-2")
+    first = door_gates(store, tiled)
+    again = door_gates(store, tiled)
+    assert sorted(first) == sorted(again) == ["entry", "entry-3"]
+    for door, (gate, gate_key) in again.items():
+        assert gate.name == door and gate.emulated and gate.pk == first[door][0].pk
+        assert gate_authenticate(api_key=gate_key) == gate and gate_authenticate(api_key=first[door][1]) is None
+    assert gate_authenticate(api_key=key) == managers and not Gate.objects.get(pk=managers.pk).emulated

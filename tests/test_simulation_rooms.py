@@ -148,3 +148,21 @@ def test_a_recording_is_decided_the_same_whichever_way_its_gondolas_are_wired_to
     assert list(one.decisions.outcome) == list(wired.decisions.outcome)
     assert list(one.decisions.track) == list(wired.decisions.track)
     assert one.billed == wired.billed and sum(sum(r.values()) for r in one.billed.values()) > 10
+
+
+def test_each_scanned_shopper_is_placed_at_the_door_they_entered(tiled):
+    """``entry_doors``: the entry zone of each scanned track's first floor position (the door whose gate the
+    emulator and bench_store scan them at)."""
+    from carts.offline.emulator_devices import entry_doors
+
+    doors = entry_doors(tiled)
+    scanned = {g.track for g in tiled.gates if g.kind == "entry"}
+    assert set(doors) == scanned
+    zones = {z["name"]: np.asarray(z["polygon"]) for z in tiled.store["zones"] if z["kind"] == "entry"}
+    assert set(doors.values()) == set(zones)  # every room's door used (14 shoppers, 3 rooms)
+    heads = tiled.tracks[tiled.tracks.keypoint == "head"]
+    for track, door in doors.items():
+        mine = heads[heads.track_id == track]
+        first = mine.xyz[np.argmin(mine.t), :2]
+        poly = zones[door]
+        assert np.all(first >= poly.min(axis=0) - 0.3) and np.all(first <= poly.max(axis=0) + 0.3), track

@@ -541,3 +541,20 @@ def test_the_observation_windows_codes_name_its_rows_through_pruning_renaming_an
             check(window)
     assert len(window._tables[0].names) < 4 * 8 + 20  # renamed: the tables hold about what the window holds
     check(pickle.loads(pickle.dumps(window)))
+
+
+def test_two_scans_a_moment_apart_at_two_doors_gates_are_bound_to_their_own_doors_tracks(store):
+    # a store of two rooms, one gate per entry door (as emulate_store and bench_store register them): scans 10 ms
+    # apart at two doors are no one gate's two scans; each binds the track first seen in its own door's zone
+    two = simulate(store, SimConfig.at("default", shoppers=2, minutes=1.0, seed=77, rooms=2))
+    doors = {z["name"]: np.asarray(z["polygon"], float).mean(axis=0) for z in two.store["zones"]
+             if z["kind"] == "entry"}
+    assert sorted(doors) == ["entry", "entry-2"]
+    sink = MemorySink([])
+    loop = live_loop(two, sink, zones=True)
+    second = tuple(doors["entry-2"])
+    play_tracks(loop, [walk("a", 101.20, tuple(doors["entry"]), until=120.0),
+                       walk("b", 101.21, second, to=(second[0] + 1.0, second[1] - 1.0), until=120.0)],
+                [dict(visit=2, t=100.00, gate="entry-2"), dict(visit=1, t=100.01, gate="entry")], until=115.0)
+    assert sink.bound == {"a": 1, "b": 2}
+    assert loop._ambiguous == {} and sink.alerts == []

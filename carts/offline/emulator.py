@@ -45,7 +45,8 @@ from carts.offline.steps import recording_steps
 from .replay import PARTY_WITHIN_S, session_prefix
 from .simulation_truth import parties_from_gates
 from .emulator_devices import (
-    EMULATOR, SETTLED, _Controller, _controllers, _count, controller_blocks, emulated_store, idle_samples,
+    EMULATOR, SETTLED, _Controller, _controllers, _count, controller_blocks, door_gates, emulated_store, entry_doors,
+    idle_samples,
     recover_stale_visits, register,
 )
 from .emulator_transport import EmulatorError, LocalTransport, RemoteTransport
@@ -142,6 +143,9 @@ def emulate(recording: Recording, *, speed: float = 1.0, url: str | None = None,
     store = emulated_store(recording)  # created unlisted where new: never offered to shoppers
     devices = register(store)
     gate_key, tracker_key = devices.gate_key, devices.tracker_key
+    # a store with several entry doors (a simulation's rooms): each shopper scans at the gate of the door they enter
+    doors = {zone: key for zone, (_, key) in door_gates(store, recording).items()}
+    door_of = entry_doors(recording) if doors else {}
     recovered = recover_stale_visits(store, remote=url is not None)  # an earlier run killed mid-way
     for note in recovered:
         say(note + "\n")
@@ -197,9 +201,9 @@ def emulate(recording: Recording, *, speed: float = 1.0, url: str | None = None,
         if ahead > 0:
             time.sleep(ahead)
 
-    def scan(path: str, token: str, t_rec: float) -> tuple[int, dict]:
+    def scan(path: str, token: str, t_rec: float, key: str | None = None) -> tuple[int, dict]:
         body = json.dumps({"token": token, "t": round(t_rec + offset, 6)}).encode()
-        return transport.post(path, body, f"Gate {gate_key}")
+        return transport.post(path, body, f"Gate {key or gate_key}")
 
     def send_shelf(c: _Controller, t: np.ndarray, grams: np.ndarray, *, idle: bool = False) -> None:
         c.seq += 1
@@ -279,7 +283,7 @@ def emulate(recording: Recording, *, speed: float = 1.0, url: str | None = None,
                         user = demo_shopper_ensure(account_for(g.track, g.account))
                         token = pass_issue(shopper=user, store=store, guests=guests.get(g.track, 0))[1]
                         tokens[g.track] = token
-                    status, body = scan("/gates/api/scan/", token, g.t)
+                    status, body = scan("/gates/api/scan/", token, g.t, doors.get(door_of.get(g.track, "")))
                     if status != 200:
                         problems.append(f"track {g.track}: refused at the gate ({body.get('reason')}: "
                                         f"{body.get('message')})")

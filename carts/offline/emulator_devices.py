@@ -25,6 +25,7 @@ from store.layout.services import layout_load
 from store.gates.services import gate_create, gate_key_rotate, visit_abandon, visit_last_activity
 from vision.models import TrackerSource
 from vision.services import tracker_create, tracker_key_hash
+from vision.zones import Zone
 from carts.services.checkout import visit_checkout
 from sensors.models import ShelfController
 from sensors.services import controller_create, controller_key_rotate
@@ -129,6 +130,57 @@ def register(store) -> Devices:
     gate.refresh_from_db()
     tracker.refresh_from_db()
     return Devices(gate, gate_key, tracker, tracker_key)
+
+
+def door_gates(store, recording: Recording) -> dict[str, tuple[Gate, str]]:
+    """One gate per entry door of ``store``, for a store with several entry zones (a simulation's tiled rooms,
+    ``carts.offline.simulation_store.tile_store``): entry zone name → (its gate, the key it was given for this run).
+    A gate named like an entry zone is that door's own (``store.layout.models.Zone``): the store loop binds its
+    scans only to tracks first seen in that zone, as at a real bank of turnstiles, where one gate device for every
+    door would leave scans at different doors a moment apart for the loop to tell apart by time alone. Created
+    ``emulated`` on the first run and re-keyed on later ones; a door whose zone name a manager's gate already has
+    gets none (its scans go through the emulator's own gate). Empty for a store with fewer than two entry zones.
+    ``recording``: only its ``store`` zones are read."""
+    entries = [z["name"] for z in recording.store.get("zones", []) if z.get("kind") == "entry"]
+    if len(entries) < 2:
+        return {}
+    out: dict[str, tuple[Gate, str]] = {}
+    for name in entries:
+        gate = Gate.objects.filter(store=store, name=name).first()
+        if gate is not None and not gate.emulated:
+            continue  # a manager's device: never used or re-keyed
+        if gate is None:
+            gate, key = gate_create(store=store, name=name)
+            Gate.objects.filter(pk=gate.pk).update(emulated=True)
+        else:
+            key = gate_key_rotate(gate=gate)
+            Gate.objects.filter(pk=gate.pk).update(active=True)
+        gate.refresh_from_db()
+        out[name] = (gate, key)
+    return out
+
+
+def entry_doors(recording: Recording) -> dict[str, str]:
+    """Recorded shopper track → the entry zone (name) its first floor position lies in, for every entry scan whose
+    track starts inside one (the door the shopper scanned at; :func:`door_gates`). Floor position: the track's
+    ``floor`` keypoint, else its ``neck``/``head``, at its first sighting."""
+    zones = [Zone(z["name"], "entry", np.asarray(z["polygon"], dtype=np.float64))
+             for z in recording.store.get("zones", []) if z.get("kind") == "entry"]
+    scanned = {g.track for g in recording.gates if g.kind == "entry"}
+    obs = recording.tracks
+    if len(zones) < 2 or not scanned or not len(obs):
+        return {}
+    rows = obs[obs.track_in(scanned) & obs.keypoint_in(("floor", "neck", "head"))]
+    order = np.lexsort((rows.t, rows.track_id.astype(str)))
+    first: dict[str, np.ndarray] = {}
+    for i in order.tolist():
+        first.setdefault(str(rows.track_id[i]), rows.xyz[i, :2])
+    out = {}
+    for track, xy in first.items():
+        inside = [z.name for z in zones if bool(z.contains(xy)[0])]
+        if len(inside) == 1:
+            out[track] = inside[0]
+    return out
 
 
 #: With ``--url`` (another process runs the store loop), an open visit of the emulator's own is taken for one an
