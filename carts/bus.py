@@ -17,11 +17,16 @@ from .records import KINDS, MAX_RECORD_BYTES
 class Bus(Protocol):
     """Streams of records per store and kind, a lease per store and a checkpoint per store."""
 
+    #: True: :meth:`read`'s ``count`` bounds each kind's records (a read with ``count`` records of one kind may have
+    #: left more of that kind); False: it bounds the records of all kinds together
+    COUNT_PER_KIND: bool
+
     def publish(self, store: str, kind: str, record: dict) -> str:
         """Append ``record`` to the store's ``kind`` stream; returns its id."""
 
     def read(self, store: str, *, count: int = 500, block_ms: int = 100) -> list[tuple[str, str, dict]]:
-        """The next records of the store's streams for its worker: (kind, id, record), oldest first per kind."""
+        """The next records of the store's streams for its worker: (kind, id, record), oldest first per kind; at
+        most ``count`` of them (per kind where :attr:`COUNT_PER_KIND`)."""
 
     def rewind(self, store: str, offsets: dict[str, str]) -> None:
         """Re-read from just after ``offsets`` (kind → last id already applied): a worker restarting."""
@@ -58,6 +63,8 @@ def stream_id_key(stream_id: str) -> tuple[int, int]:
 
 class MemoryBus:
     """In-process streams (the embedded profile): bounded only by acknowledgement, like the Redis streams."""
+
+    COUNT_PER_KIND = False  # Bus.COUNT_PER_KIND: count bounds all kinds together
 
     def __init__(self) -> None:
         self._lock = threading.Condition()
@@ -170,6 +177,8 @@ class RedisBus:
     """Redis Streams (the production profile). Streams ``walkout:<store>:<kind>`` with a consumer group
     ``store-worker`` read by the one consumer ``active`` (whoever holds the lease ``walkout:<store>:lease``);
     the checkpoint is ``walkout:<store>:checkpoint``. Records are JSON in the field ``r``."""
+
+    COUNT_PER_KIND = True  # Bus.COUNT_PER_KIND: XREADGROUP's COUNT bounds each stream
 
     GROUP = "store-worker"
     CONSUMER = "active"

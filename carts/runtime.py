@@ -28,6 +28,7 @@ import pickle
 import threading
 import time
 import uuid
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -83,6 +84,10 @@ class StoreWorker:
     ``source_down_s``: wall seconds of silence after which a source is down; ``lease_s``: the lease's time to live
     (a standby takes over at most this long after the active worker died); ``bill_wait_s``: wall seconds billing
     waits for a silent shelf controller (:meth:`shelf_horizon`). Raises ``Store.DoesNotExist``."""
+
+    #: records one step reads at most (the bus's ``count``; per kind on Redis): the default of ``Bus.read``, as
+    #: before; a read that fills it may have left records of a source behind the others' (``step``)
+    READ_COUNT = 500
 
     def __init__(self, store_code: str, *, bus_: Any = None, session: str | None = None,
                  checkpoint_every_s: float = 2.0, source_down_s: float = 5.0, lease_s: float = 5.0,
@@ -278,8 +283,11 @@ class StoreWorker:
         """Read and apply what is there, advance the loop to the watermark. Returns the records read."""
         if self.pipeline is None:
             self._start()
-        records = self.bus.read(self.store.code, block_ms=block_ms)
+        records = self.bus.read(self.store.code, count=self.READ_COUNT, block_ms=block_ms)
         self._read_at = time.monotonic()  # everything published before now was just read (up to the bus's count)
+        # a full read may have left records in the streams: a source whose records wait there is not silent
+        sizes = Counter(kind for kind, _, _ in records).values() if self.bus.COUNT_PER_KIND else [len(records)]
+        backlogged = any(n >= self.READ_COUNT for n in sizes)
         read_wall = time.time()
         with cart_publish_batch():  # each cart the step changed is pushed once, with the step's outcome
             for kind, sid, rec in records:
@@ -292,10 +300,13 @@ class StoreWorker:
                 self._join_step()
             self.pipeline.loop.shelf_horizon = self.shelf_horizon()
             self.pipeline.advance(self.watermark())
-        if self.driven:
+        if self.driven or backlogged:
             # the caller's devices were held up for as long as this step took: that time is not their silence (a
             # 36 s step — a first JIT compile on a loaded machine — took every source for down at the next, empty
-            # read, and the watermark ran 36 s ahead of the records: shoppers lost, hands missed)
+            # read, and the watermark ran 36 s ahead of the records: shoppers lost, hands missed). Likewise while
+            # the streams hold more than one read: the records of a source may wait behind the others' (200
+            # shoppers live: shelf controllers and the tracker taken for down at the peak, their events decided
+            # without them)
             busy = time.monotonic() - self._read_at
             for entry in self.sources.values():
                 entry[1] += busy

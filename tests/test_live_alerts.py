@@ -67,6 +67,44 @@ def test_a_silent_camera_is_declared_down_and_alerted_then_resolved(store):
     assert alert.resolved_at is not None and "obs:cam-a" not in worker.down
 
 
+
+def test_records_waiting_behind_a_full_read_are_not_their_sources_silence(store, monkeypatch):
+    """A backlog (200 shoppers live, the worker behind at the peak): the camera's records wait in the streams behind
+    a full read of the shelves' while the worker steps longer than the down bound; the camera is not declared down,
+    and the loop waits for it. Once a read is not full, silence counts again."""
+    monkeypatch.setattr(StoreWorker, "READ_COUNT", 3)
+    bus = MemoryBus()
+    worker = StoreWorker(store.code, bus_=bus, source_down_s=0.3)
+    t0 = 1_700_000_000.0
+
+    def shelf(t):
+        return shelf_record(controller="g1", bin_codes=("1-1-1",), t=t + np.arange(12) / 60,
+                            grams=np.full((12, 1), 500.0), rate_hz=60.0)
+
+    bus.publish(store.code, "obs", obs_record(source="cam-a", obs=obs(t0)))
+    bus.publish(store.code, "shelf", shelf(t0))
+    worker.step(block_ms=0)
+    for k in range(1, 7):  # six shelf blocks, then the camera's next record: two full reads before it
+        bus.publish(store.code, "shelf", shelf(t0 + k))
+    bus.publish(store.code, "obs", obs_record(source="cam-a", obs=obs(t0 + 6)))
+    real_advance = worker.pipeline.advance
+
+    def slow_advance(t):  # each step takes longer than the down bound
+        time.sleep(0.4)
+        return real_advance(t)
+
+    monkeypatch.setattr(worker.pipeline, "advance", slow_advance)
+    assert worker.step(block_ms=0) == 3 and worker.step(block_ms=0) == 3
+    assert "obs:cam-a" not in worker.down and worker.watermark() == pytest.approx(t0)  # waited for, not down
+    worker.step(block_ms=0)  # the rest: the camera's record arrives, nothing was taken for down
+    assert not StoreAlert.objects.filter(store=store, kind=StoreAlert.Kind.SOURCE_DOWN).exists()
+    assert worker.watermark() == pytest.approx(t0 + 6)
+    # a read that is not full: a source silent past the bound is down again, as before
+    time.sleep(0.4)
+    bus.publish(store.code, "shelf", shelf(t0 + 7))
+    worker.step(block_ms=0)
+    assert "obs:cam-a" in worker.down
+
 def test_a_long_step_of_the_worker_is_not_a_source_s_silence(store):
     """The worker itself busy longer than the down bound (a first JIT compile, a slow database) between applying a
     camera's record and computing the watermark: the camera kept sending all along, so it is not declared down."""
