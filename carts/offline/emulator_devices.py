@@ -109,17 +109,24 @@ def _own_name(model, store, base: str) -> tuple[str, Any]:
     raise EmulatorError(f"store {store.code}: 99 devices named {base}… that are not the emulator's")
 
 
+def _own_gate(store, name: str, gate: Gate | None) -> tuple[Gate, str]:
+    """The emulator's gate ``name`` in ``store`` with a key for this run: created ``emulated`` where ``gate`` is None,
+    else (the emulator's own from an earlier run) re-keyed and re-activated. The row is read back."""
+    if gate is None:
+        gate, key = gate_create(store=store, name=name)
+        Gate.objects.filter(pk=gate.pk).update(emulated=True)
+    else:
+        key = gate_key_rotate(gate=gate)
+        Gate.objects.filter(pk=gate.pk).update(active=True)
+    gate.refresh_from_db()
+    return gate, key
+
+
 def register(store) -> Devices:
     """The emulator's gate and tracker in ``store`` (both named :data:`EMULATOR`, or ``EMULATOR-2``… where a
     manager already named a device so), created on the first run, re-keyed and re-activated on every later one
     (only their hashes are stored). Idempotent; never uses or changes a device it did not create."""
-    name, gate = _own_name(Gate, store, EMULATOR)
-    if gate is None:
-        gate, gate_key = gate_create(store=store, name=name)
-        Gate.objects.filter(pk=gate.pk).update(emulated=True)
-    else:
-        gate_key = gate_key_rotate(gate=gate)
-        Gate.objects.filter(pk=gate.pk).update(active=True)
+    gate, gate_key = _own_gate(store, *_own_name(Gate, store, EMULATOR))
     name, tracker = _own_name(TrackerSource, store, EMULATOR)
     if tracker is None:
         tracker, tracker_key = tracker_create(store=store, name=name)
@@ -127,7 +134,6 @@ def register(store) -> Devices:
     else:
         tracker_key = secrets.token_urlsafe(32)
         TrackerSource.objects.filter(pk=tracker.pk).update(api_key_hash=tracker_key_hash(tracker_key), active=True)
-    gate.refresh_from_db()
     tracker.refresh_from_db()
     return Devices(gate, gate_key, tracker, tracker_key)
 
@@ -149,14 +155,7 @@ def door_gates(store, recording: Recording) -> dict[str, tuple[Gate, str]]:
         gate = Gate.objects.filter(store=store, name=name).first()
         if gate is not None and not gate.emulated:
             continue  # a manager's device: never used or re-keyed
-        if gate is None:
-            gate, key = gate_create(store=store, name=name)
-            Gate.objects.filter(pk=gate.pk).update(emulated=True)
-        else:
-            key = gate_key_rotate(gate=gate)
-            Gate.objects.filter(pk=gate.pk).update(active=True)
-        gate.refresh_from_db()
-        out[name] = (gate, key)
+        out[name] = _own_gate(store, name, gate)
     return out
 
 
