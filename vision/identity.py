@@ -52,7 +52,7 @@ class Swap:
 def _positions(bodies: TrackObservations, frame_s: float) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Track → (frames (m,) int64, floor xy (m, 2) metres): the mean body position per frame, from the first of
     :data:`BODY_KEYPOINTS` the track has."""
-    out = {}
+    out: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     if len(bodies) == 0:
         return out
     index: dict = {}
@@ -450,13 +450,14 @@ def find_swaps(bodies: TrackObservations, *, tracks: Sequence[str] | None = None
     """
     if not (frame_s > 0 and near_m > 0 and margin_m > 0 and 0 < smooth <= 1):
         raise ValueError("find_swaps: frame_s, near_m and margin_m must be > 0 and smooth in (0, 1]")
-    framed = bodies.frames if isinstance(bodies, FramedBodies) else None
+    framed_bodies = bodies if isinstance(bodies, FramedBodies) else None
+    framed = framed_bodies.frames if framed_bodies is not None else None
     params = (frame_s, near_m, margin_m, noise_k, smooth, velocity_gain, max(1, int(round(max_gap_s / frame_s))),
               warmup, max(1, int(round(max_swap_s / frame_s))))
-    if framed is not None and framed.frame_s == frame_s and involving is not None:
-        return _framed_swaps_involving(bodies, framed, tracks, involving, params)
-    if framed is not None and framed.frame_s == frame_s:  # kept per track as they came: no regrouping
-        pos = framed.positions(bodies.t0, bodies.t1, tracks)
+    if framed_bodies is not None and framed is not None and framed.frame_s == frame_s and involving is not None:
+        return _framed_swaps_involving(framed_bodies, framed, tracks, involving, params)
+    if framed_bodies is not None and framed is not None and framed.frame_s == frame_s:  # kept per track: no regrouping
+        pos = framed.positions(framed_bodies.t0, framed_bodies.t1, tracks)
     else:
         if isinstance(bodies, FramedBodies) and bodies.rows_t0 > bodies.t0:
             raise ValueError(f"find_swaps: frames of {frame_s} s asked of a window whose rows begin at "
@@ -587,7 +588,7 @@ def _swaps_involving(pos: dict[str, tuple[np.ndarray, np.ndarray]], names: list[
         done[a] = True
         spans = _swaps_of(a, frames, xy, offs, boxes, done, float(near_m), float(margin_m), float(noise_k),
                           float(smooth), float(velocity_gain), int(gap), int(warmup), int(longest))
-        partners = []
+        partners: list[int] = []
         for b, since, end, seen in spans.tolist():
             lo_, hi_ = (a, b) if a < b else (b, a)
             out.append(Swap(names[lo_], names[hi_], since * frame_s - frame_s / 2,
