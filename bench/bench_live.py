@@ -205,11 +205,22 @@ def run_size(n: int, args, work: Path) -> dict:
     return row
 
 
+def _sizes(text: str) -> list[int]:
+    """``--sizes``: comma-separated positive integers (an argparse type: a bad one is a usage error, not a traceback)."""
+    try:
+        out = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"comma-separated whole numbers, not {text!r}") from None
+    if not out or min(out) < 1:
+        raise argparse.ArgumentTypeError(f"one or more positive whole numbers, not {text!r}")
+    return out
+
+
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--sizes", default="10,50,200", help="shoppers in the store at once, comma-separated")
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    ap.add_argument("--sizes", type=_sizes, default="10,50,200", help="shoppers in the store at once, comma-separated")
     ap.add_argument("--minutes", type=float, default=2.5,
-                    help="store minutes per session: arrivals spread over minutes − 80 s (default 2.5: 70 s)")
+                    help="store minutes per session: arrivals spread over minutes − 80 s (2.5: over 70 s)")
     ap.add_argument("--events", type=float, default=16.0,
                     help="mean actions per shopper (long visits: most shoppers are inside at once)")
     ap.add_argument("--timeout", type=float, default=420.0, help="wall seconds per size for the emulation")
@@ -246,7 +257,7 @@ def main() -> int:
             feed(float(args._feed[0]), int(args._feed[1]), int(args._feed[2]), args._feed[3])
         return 0
     if args.quick:
-        args.sizes, args.minutes, args.events, args.timeout = "10", 1.8, 8.0, 240.0
+        args.sizes, args.minutes, args.events, args.timeout = [10], 1.8, 8.0, 240.0
         args.hour_minutes, args.hour_shoppers, args.hour_timeout = 10.0, 20, 240.0
     for name, port in (("PostgreSQL", 5432), ("Redis", 6379), ("Mosquitto", 1883)):
         if not reachable(port):
@@ -256,7 +267,7 @@ def main() -> int:
         say(f"bench-live needs {DATA}")
         return 2
     signal.signal(signal.SIGTERM, _sigterm)
-    sizes = [int(x) for x in args.sizes.split(",") if x.strip()]
+    sizes = list(args.sizes)
     say(f"bench-live: sizes {sizes}, {args.minutes:g} store minutes each, {args.events:g} actions per shopper, "
         f"{os.cpu_count()} CPUs, load average now {os.getloadavg()[0]:.1f}")
     rows: list[dict] = []

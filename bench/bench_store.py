@@ -242,11 +242,22 @@ def _dump(path: str, off: float, pushed: list[str]) -> None:
             f.write(line + "\n")
 
 
+def _sizes(text: str) -> list[int]:
+    """``--shoppers``: comma-separated positive integers (an argparse type: a bad one is a usage error, not a traceback)."""
+    try:
+        out = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"comma-separated whole numbers, not {text!r}") from None
+    if not out or min(out) < 1:
+        raise argparse.ArgumentTypeError(f"one or more positive whole numbers, not {text!r}")
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--shoppers", default="10,50", help="comma-separated sizes (default 10,50)")
+    ap.add_argument("--shoppers", type=_sizes, default="10,50", help="comma-separated sizes (default 10,50)")
     ap.add_argument("--minutes", type=float, default=3.0, help="simulated minutes per size (default 3)")
-    ap.add_argument("--seed", type=int, default=11)
+    ap.add_argument("--seed", type=int, default=11, help="the simulation's seed (default 11)")
     ap.add_argument("--rooms", type=int, default=1,
                     help="store size: the NanoStore's floor tiled N times (SimConfig.rooms; default 1, ~20 m² each)")
     ap.add_argument("--events", type=float, default=None,
@@ -257,7 +268,7 @@ def main() -> None:
     if not DATA.is_dir():
         sys.exit(f"bench-store needs {DATA} (../shared/datasets/autocheckout)")
     rows = []
-    for n in [int(x) for x in args.shoppers.split(",") if x.strip()]:
+    for n in args.shoppers:
         with tempfile.TemporaryDirectory() as tmp:
             env = {"WALKOUT_SQLITE_PATH": str(Path(tmp) / "bench.sqlite3"), "WALKOUT_STORE_LOOP": "on",
                    "DJANGO_SETTINGS_MODULE": "store.settings", "WALKOUT_LOG_LEVEL": "ERROR"}

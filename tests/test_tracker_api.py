@@ -106,11 +106,19 @@ def test_an_implausible_row_is_refused_with_what_is_wrong(tracker):
     good = ["7", 1_700_000_000.0, "neck", 1.0, 2.0, 1.0, 0.5]
     for bad, words in ((["7", 1_700_000_000.0, "tail", 1.0, 2.0, 1.0, 0.5], "unknown keypoint 'tail'"),
                        (["7", 1_700_000_000.0, "neck", 1e300, 2.0, 1.0, 0.5], "beyond ±1000 m"),
-                       (["7", 1.0, "neck", 1.0, 2.0, 1.0, 0.5], "from 2000-01-01 to 2100-01-01")):
+                       (["7", 1.0, "neck", 1.0, 2.0, 1.0, 0.5], "from 2000-01-01 to 2100-01-01"),
+                       (["x" * 65, 1_700_000_000.0, "neck", 1.0, 2.0, 1.0, 0.5], "track id must be a string or "
+                                                                                  "integer of 1–64 characters"),
+                       ([None, 1_700_000_000.0, "neck", 1.0, 2.0, 1.0, 0.5], "track id"),
+                       (["7", "soon", "neck", 1.0, 2.0, 1.0, 0.5], "t must be a finite number"),
+                       (["7", 1_700_000_000.0, 3, 1.0, 2.0, 1.0, 0.5], "keypoint must be a name"),
+                       (["7", 1_700_000_000.0, "neck", 1.0, 2.0, 1.0, 1.5], "score 1.5 is outside 0–1"),
+                       (["7", 1_700_000_000.0, "neck", 1.0, 2.0, 1.0], "got 6 values")):
         r = post({"v": 1, "rows": [good, bad]}, key)
-        assert r.status_code == 400 and r.json()["message"].startswith("row 1 ") and words in r.json()["message"]
+        assert r.status_code == 400 and r.json()["message"].startswith("row 1 ") and words in r.json()["message"], \
+            r.json()["message"]
     row.refresh_from_db()
-    assert row.rejected == 3
+    assert row.rejected == 9
 
 
 #: 2096-01-01T00:00:00Z (``calendar.timegm((2096, 1, 1, 0, 0, 0))``): inside the 2000–2100 plausibility bounds, decades

@@ -342,12 +342,19 @@ def _observation_row_problem(row) -> str | None:
     """Why ``row`` is not a usable ``[track, t, keypoint, x, y, z, score]`` (see :func:`observations_parse`), or
     None when it is."""
 
-    ok = (isinstance(row, list) and len(row) == 7 and isinstance(row[0], (str, int)) and not isinstance(row[0], bool)
-          and isinstance(row[2], str) and 0 < len(str(row[0])) <= 64 and 0 < len(row[2]) <= 32
-          and all(isinstance(v, (int, float)) and not isinstance(v, bool) and _finite(v)
-                  for v in (row[1], row[3], row[4], row[5], row[6])))
-    if not ok or not 0.0 <= row[6] <= 1.0:
-        return "must be [track, t, keypoint, x, y, z, score] with finite numbers and 0 ≤ score ≤ 1"
+    shape = "must be [track, t, keypoint, x, y, z, score] with finite numbers and 0 ≤ score ≤ 1"
+    if not isinstance(row, list) or len(row) != 7:
+        return f"{shape}: got {type(row).__name__ if not isinstance(row, list) else f'{len(row)} values'}"
+    if isinstance(row[0], bool) or not isinstance(row[0], (str, int)) or not 0 < len(str(row[0])) <= 64:
+        return f"{shape}: the track id must be a string or integer of 1–64 characters"
+    if not isinstance(row[2], str) or not 0 < len(row[2]) <= 32:
+        return f"{shape}: the keypoint must be a name (string of 1–32 characters)"
+    names = ("t", "x", "y", "z", "score")
+    for name, v in zip(names, (row[1], row[3], row[4], row[5], row[6])):
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not _finite(v):
+            return f"{shape}: {name} must be a finite number"
+    if not 0.0 <= row[6] <= 1.0:
+        return f"{shape}: score {row[6]:g} is outside 0–1"
     if not str(row[0]).isprintable():
         return ("has a track id with a control or unpaired surrogate character (a NUL cannot be stored in "
                 "PostgreSQL text)")
