@@ -66,6 +66,7 @@ from live_clients import clients
 from live_hour import feed, run_hour
 from live_sampler import Sampler
 from live_session import DATA, offline_all, prepare, simulate_session
+from bench_args import sizes_arg
 from live_stack import (
     BIN,
     STORE,
@@ -205,20 +206,9 @@ def run_size(n: int, args, work: Path) -> dict:
     return row
 
 
-def _sizes(text: str) -> list[int]:
-    """``--sizes``: comma-separated positive integers (an argparse type: a bad one is a usage error, not a traceback)."""
-    try:
-        out = [int(x) for x in text.split(",") if x.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"comma-separated whole numbers, not {text!r}") from None
-    if not out or min(out) < 1:
-        raise argparse.ArgumentTypeError(f"one or more positive whole numbers, not {text!r}")
-    return out
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    ap.add_argument("--sizes", type=_sizes, default="10,50,200", help="shoppers in the store at once, comma-separated")
+    ap.add_argument("--sizes", type=sizes_arg, default="10,50,200", help="shoppers in the store at once, comma-separated")
     ap.add_argument("--minutes", type=float, default=2.5,
                     help="store minutes per session: arrivals spread over minutes − 80 s (2.5: over 70 s)")
     ap.add_argument("--events", type=float, default=16.0,

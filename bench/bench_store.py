@@ -49,6 +49,7 @@ from store.recording import TrackObservations
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from bench.bench_args import sizes_arg  # noqa: E402  (ROOT on the path above)
 #: floor of one room (the NanoStore with its share of the front: ~6 m × 3.4 m,
 #: carts.offline.simulation_config.ROOM_PITCH_M)
 ROOM_M2 = 20.5
@@ -242,20 +243,9 @@ def _dump(path: str, off: float, pushed: list[str]) -> None:
             f.write(line + "\n")
 
 
-def _sizes(text: str) -> list[int]:
-    """``--shoppers``: comma-separated positive integers (an argparse type: a bad one is a usage error, not a traceback)."""
-    try:
-        out = [int(x) for x in text.split(",") if x.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"comma-separated whole numbers, not {text!r}") from None
-    if not out or min(out) < 1:
-        raise argparse.ArgumentTypeError(f"one or more positive whole numbers, not {text!r}")
-    return out
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--shoppers", type=_sizes, default="10,50", help="comma-separated sizes (default 10,50)")
+    ap.add_argument("--shoppers", type=sizes_arg, default="10,50", help="comma-separated sizes (default 10,50)")
     ap.add_argument("--minutes", type=float, default=3.0, help="simulated minutes per size (default 3)")
     ap.add_argument("--seed", type=int, default=11, help="the simulation's seed (default 11)")
     ap.add_argument("--rooms", type=int, default=1,
