@@ -88,6 +88,15 @@ class StoreWorker:
     #: records one step reads at most (the bus's ``count``; per kind on Redis): the default of ``Bus.read``, as
     #: before; a read that fills it may have left records of a source behind the others' (``step``)
     READ_COUNT = 500
+    #: records one step reads at least while it adapts its count (:meth:`step`)
+    READ_COUNT_MIN = 10
+    #: wall seconds a step aims at while records wait in the streams: a step applies what it read, then decides,
+    #: bills and pushes carts, so a step of 500 shelf blocks (12 s of a 200-shopper store's, 4–9 s of work at its
+    #: peak) held every decision and checkout of those seconds until its end. A full read that took longer than this
+    #: shrinks the next read's count in proportion (not below :attr:`READ_COUNT_MIN`); a step under half of it
+    #: doubles the count again (up to :attr:`READ_COUNT`). What is decided does not depend on the count (every
+    #: record is applied in stream order; the loop advances to the watermark of what was read)
+    STEP_TARGET_S = 0.5
 
     def __init__(self, store_code: str, *, bus_: Any = None, session: str | None = None,
                  checkpoint_every_s: float = 2.0, source_down_s: float = 5.0, lease_s: float = 5.0,
@@ -111,6 +120,8 @@ class StoreWorker:
         #: monotonic s of the latest read of the streams: a source's silence is measured up to the last time this
         #: worker looked, so a long step of its own (a first JIT compile, a slow database) is not a source's silence
         self._read_at: float | None = None
+        #: records the next step reads at most (per kind on Redis): :attr:`READ_COUNT`, smaller after long full steps
+        self.read_count = self.READ_COUNT
         #: Stepped by the caller that publishes the devices' records, on the caller's thread (:func:`register_local`:
         #: the emulator, ``bench_store``), not by :meth:`run`: the devices cannot send while this worker steps, so
         #: the wall time of its own steps is not their silence (:meth:`step`). A worker of its own thread or
@@ -283,11 +294,12 @@ class StoreWorker:
         """Read and apply what is there, advance the loop to the watermark. Returns the records read."""
         if self.pipeline is None:
             self._start()
-        records = self.bus.read(self.store.code, count=self.READ_COUNT, block_ms=block_ms)
+        count = self.read_count
+        records = self.bus.read(self.store.code, count=count, block_ms=block_ms)
         self._read_at = time.monotonic()  # everything published before now was just read (up to the bus's count)
         # a full read may have left records in the streams: a source whose records wait there is not silent
         sizes = Counter(kind for kind, _, _ in records).values() if self.bus.COUNT_PER_KIND else [len(records)]
-        backlogged = any(n >= self.READ_COUNT for n in sizes)
+        backlogged = any(n >= count for n in sizes)
         read_wall = time.time()
         with cart_publish_batch():  # each cart the step changed is pushed once, with the step's outcome
             for kind, sid, rec in records:
@@ -312,7 +324,16 @@ class StoreWorker:
                 entry[1] += busy
         if self.pipeline.loop.bill_timings:
             self._log_checkouts(read_wall)
+        self._adapt_count(count, backlogged, time.monotonic() - self._read_at)
         return len(records)
+
+    def _adapt_count(self, count: int, full: bool, took_s: float) -> None:
+        """The next read's count (:attr:`STEP_TARGET_S`): a full read of ``count`` that took ``took_s`` wall seconds
+        over the target shrinks it in proportion; a step under half the target doubles it."""
+        if full and took_s > self.STEP_TARGET_S:
+            self.read_count = max(self.READ_COUNT_MIN, min(count - 1, int(count * self.STEP_TARGET_S / took_s)))
+        elif took_s < self.STEP_TARGET_S / 2:
+            self.read_count = min(self.READ_COUNT, max(count + 1, 2 * count))
 
     def _log_checkouts(self, read_wall: float) -> None:
         """One INFO line per checkout the step queued: where its exit → checkout time went (``bench_live`` reads

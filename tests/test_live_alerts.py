@@ -312,3 +312,40 @@ def test_a_loop_ahead_of_the_wall_clock_is_logged_as_ahead_not_negative_behind(s
     assert "s behind the wall clock" not in line and "s late" not in line, line
     assert "the loop ran 5.90 s ahead of the wall clock" in line and "the newest record 6.00 s early" in line, line
 
+
+
+def test_a_backlog_is_read_in_steps_of_about_the_target_time(store, monkeypatch):
+    """While records wait in the streams, a full read whose step took longer than ``STEP_TARGET_S`` makes the next
+    read smaller in proportion (decisions, checkouts and cart pushes go out each step, not at the end of one long
+    step); steps under half the target double it back to ``READ_COUNT``. Every record is applied once, in order."""
+    monkeypatch.setattr(StoreWorker, "READ_COUNT", 16)
+    monkeypatch.setattr(StoreWorker, "READ_COUNT_MIN", 2)
+    monkeypatch.setattr(StoreWorker, "STEP_TARGET_S", 0.1)
+    bus = MemoryBus()
+    worker = StoreWorker(store.code, bus_=bus)
+    t0 = 1_700_000_000.0
+    for k in range(41):
+        bus.publish(store.code, "shelf", shelf_record(controller="g1", bin_codes=("1-1-1",),
+                                                      t=t0 + k / 5 + np.arange(12) / 60,
+                                                      grams=np.full((12, 1), 500.0), rate_hz=60.0))
+        if k == 0:  # the first step builds the loop: however long it takes, a read that is not full keeps the count
+            assert worker.step(block_ms=0) == 1 and worker.read_count == 16
+    real_advance = worker.pipeline.advance
+
+    def slow_advance(t):  # a step takes 4 to 5 times the target: the next read is 16 × 0.1 / 0.4… = 3 at most
+        time.sleep(0.4)
+        return real_advance(t)
+
+    monkeypatch.setattr(worker.pipeline, "advance", slow_advance)
+    assert worker.step(block_ms=0) == 16 and 2 <= worker.read_count <= 4
+    n = worker.read_count
+    assert worker.step(block_ms=0) == n and worker.read_count == 2   # n × 0.1 / 0.4… < 1: READ_COUNT_MIN
+    assert worker.step(block_ms=0) == 2 and worker.read_count == 2   # never below it
+    monkeypatch.setattr(worker.pipeline, "advance", real_advance)
+    monkeypatch.setattr(StoreWorker, "STEP_TARGET_S", 60.0)          # every step now well under half the target
+    assert worker.step(block_ms=0) == 2 and worker.read_count == 4   # doubled
+    assert worker.step(block_ms=0) == 4 and worker.read_count == 8
+    assert worker.step(block_ms=0) == 8 and worker.read_count == 16  # up to READ_COUNT
+    assert worker.step(block_ms=0) == 40 - 16 - n - 2 - 2 - 4 - 8 and worker.read_count == 16
+    assert worker.stats.records["shelf"] == 41 and worker.step(block_ms=0) == 0
+    assert worker.pipeline.loop.now == pytest.approx(t0 + 40 / 5 + 11 / 60)
