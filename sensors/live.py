@@ -62,7 +62,7 @@ def raw_store() -> RawSampleStore:
     root = Path(walkout_setting("RAW_SAMPLES_DIR"))
     if not root.is_absolute():
         root = Path(settings.BASE_DIR) / root
-    return RawSampleStore(root, retention_h=float(walkout_setting("RAW_RETENTION_H")))
+    return RawSampleStore(root, retention_h=float(walkout_setting("RAW_RETENTION_H")), background=True)
 
 
 @runtime_checkable
@@ -255,6 +255,7 @@ class ShelfIngestor:
         for state in list(self._states.values()):
             self._apply(state, state.stream.poll(now))
         self.advance_due()
+        self._raw_failures()
         self._maybe_flush_counters(force=True)
         if self.raw is not None and time.monotonic() - self._last_prune_wall > 3600.0:
             self._last_prune_wall = time.monotonic()
@@ -269,10 +270,17 @@ class ShelfIngestor:
         self.advance_due()
         if self.raw is not None:
             self.raw.flush()
+            self._raw_failures()
         self._maybe_flush_counters(force=True, final=True)
         if finish:
             for store in list(self._stores.values()):
                 self.stats.events += self.sink.finish(store=store)
+
+    def _raw_failures(self) -> None:
+        """Count the raw files the store's background writer could not write (``raw_write``, as a failed append)."""
+        failed = self.raw.take_failures() if self.raw is not None else 0
+        if failed:
+            self.stats.problems["raw_write"] = self.stats.problems.get("raw_write", 0) + failed
 
     def health(self, controller: ShelfController):
         """The current :class:`sensors.health.HealthReport` of ``controller``'s bins (None before any message)."""

@@ -6,16 +6,19 @@ Layout: ``<root>/<store>/<controller>/<YYYYMMDD>/<HHMM>[-<k>].npz``, one file pe
 ``t`` (n,) float64 s UTC (the server timeline, clock offset applied), ``grams`` (n, B) float32 grams (NaN =
 missing; float32 keeps 2 mg resolution at 20 kg), ``bin_codes`` (B,) str and ``rate_hz`` () float64. At 72 plates
 × 60 Hz a minute is ≈ 1 MB raw and 0.5–0.9 MB compressed (noise does not compress much). The database never holds
-samples (DESIGN.md: high-rate data stays out of row-per-sample tables).
+samples (DESIGN.md: high-rate data stays out of row-per-sample tables). Live ingestion writes in the background
+(``background=True``): compressing a minute of a few thousand plates takes seconds, which must not hold up messages.
 """
 from __future__ import annotations
 
+import collections
 import logging
 import math
 import os
 import re
 import shutil
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -49,20 +52,37 @@ def _minute(t: float) -> int:
 class RawSampleStore:
     """Writes and reads the raw-sample files under ``root``; files older than ``retention_h`` hours are removed
     by :meth:`prune`. Buffers the current minute of each controller in memory and writes it when a sample of a
-    later minute arrives (or on :meth:`flush`). Not thread-safe. Raises ``ValueError`` for a non-positive
-    retention and for store/controller names that are not safe path components."""
+    later minute arrives (or on :meth:`flush`). Not thread-safe (one thread calls its methods). Raises
+    ``ValueError`` for a non-positive retention or ``max_pending`` and for store/controller names that are not safe
+    path components.
 
-    def __init__(self, root: str | Path, *, retention_h: float) -> None:
+    ``background``: each ended minute is compressed and written by a writer thread of its own, not by the caller
+    (zlib releases the GIL, so another core does it): at 7 650 plates (bench_live's 200 shoppers) the minute's files
+    held the MQTT ingestion worker for 5–7 s at every minute's end, every controller's messages waiting meanwhile.
+    Then :meth:`append` returns no paths, a file that cannot be written is logged and counted (:meth:`take_failures`)
+    instead of raised, and :meth:`flush` waits for every file. ``max_pending``: files queued for the writer at most;
+    beyond it the caller waits for the oldest (memory stays bounded when the disk is slow)."""
+
+    def __init__(self, root: str | Path, *, retention_h: float, background: bool = False,
+                 max_pending: int = 256) -> None:
         if not (math.isfinite(retention_h) and retention_h > 0):
             raise ValueError(f"retention_h must be a positive number of hours, got {retention_h!r}")
+        if max_pending < 1:
+            raise ValueError(f"max_pending must be ≥ 1, got {max_pending!r}")
         self.root = Path(root)
         self.retention_h = float(retention_h)
         self._buf: dict[tuple[str, str], tuple[int, tuple[str, ...], float, list[np.ndarray], list[np.ndarray]]] = {}
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="raw-writer") if background else None
+        self._pending: collections.deque[Future] = collections.deque()
+        self.max_pending = int(max_pending)
+        self._failures = 0
 
     def append(self, *, store: str, controller: str, bin_codes: tuple[str, ...], t: np.ndarray, grams: np.ndarray,
                rate_hz: float) -> list[Path]:
         """Add a block (``t`` (n,) s UTC increasing, ``grams`` (n, B)); returns the files written (minutes that
-        ended). A change of ``bin_codes`` for a controller closes its current file first."""
+        ended; none in the background, where the writer writes them later). A change of ``bin_codes`` for a
+        controller closes its current file first. Raises ``ValueError`` for bad shapes or names, ``OSError`` when a
+        file cannot be written (not in the background: there it is counted, :meth:`take_failures`)."""
         for name in (store, controller):
             if not _NAME.match(name):
                 raise ValueError(f"{name!r} is not a safe file name (letters, digits, . _ -)")
@@ -89,16 +109,49 @@ class RawSampleStore:
         return written
 
     def flush(self) -> list[Path]:
-        """Write every buffered minute (at shutdown). Returns the files written."""
+        """Write every buffered minute (at shutdown) and, in the background, wait until the writer has written
+        every file queued. Returns the files written (in the background: those this call waited for)."""
         out: list[Path] = []
         for key in list(self._buf):
             out.extend(self._write(key))
+        while self._pending:
+            out.extend(self._reap(self._pending.popleft()))
         return out
+
+    def take_failures(self) -> int:
+        """Files the background writer could not write since the last call (each logged when it failed)."""
+        n, self._failures = self._failures, 0
+        return n
+
+    def close(self) -> None:
+        """:meth:`flush`, then stop the writer thread (the store can no longer write in the background)."""
+        self.flush()
+        if self._writer is not None:
+            self._writer.shutdown(wait=True)
 
     def _write(self, key: tuple[str, str]) -> list[Path]:
         m, codes, rate, ts, gs = self._buf.pop(key)
         if not ts:
             return []
+        if self._writer is None:
+            return [self._write_file(key, m, codes, rate, ts, gs)]
+        while self._pending and self._pending[0].done():  # what was written meanwhile: its failures counted
+            self._reap(self._pending.popleft())
+        if len(self._pending) >= self.max_pending:  # the disk is behind: wait for the oldest file
+            self._reap(self._pending.popleft())
+        self._pending.append(self._writer.submit(self._write_file, key, m, codes, rate, ts, gs))
+        return []
+
+    def _reap(self, done: Future) -> list[Path]:
+        try:
+            return [done.result()]
+        except (OSError, ValueError) as exc:  # a full disk must not stop ingestion
+            self._failures += 1
+            log.error("raw samples: a file could not be written: %s", exc)
+            return []
+
+    def _write_file(self, key: tuple[str, str], m: int, codes: tuple[str, ...], rate: float, ts: list[np.ndarray],
+                    gs: list[np.ndarray]) -> Path:
         day = datetime.fromtimestamp(m * 60, tz=timezone.utc)
         folder = self.root / key[0] / key[1] / f"{day:%Y%m%d}"
         folder.mkdir(parents=True, exist_ok=True)
@@ -112,7 +165,7 @@ class RawSampleStore:
             np.savez_compressed(fh, t=np.concatenate(ts), grams=np.concatenate(gs),
                                 bin_codes=np.array(codes, dtype=str), rate_hz=np.float64(rate))
         os.replace(tmp, path)
-        return [path]
+        return path
 
     def files(self, *, store: str, controller: str) -> list[Path]:
         """The controller's files, oldest first."""

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import io
 import json
+import threading
+import time
 
 import numpy as np
 import pytest
@@ -294,6 +296,78 @@ def test_raw_files_are_pruned_after_the_retention(tmp_path):
     assert raw.prune(now=t[0] + 3600 + 121) == 2 and len(raw.files(store="s", controller="c")) == 1
     with pytest.raises(ValueError):
         raw.append(store="../x", controller="c", bin_codes=("a",), t=t[:1], grams=g[:1, :1], rate_hz=60)
+
+
+def test_the_background_writer_writes_the_same_files_off_the_callers_thread(tmp_path, monkeypatch):
+    """Live ingestion writes raw minutes in the background: ``append`` never compresses on the caller's thread (a
+    minute of thousands of plates took the MQTT worker 5–7 s), the files are those a synchronous store writes, and
+    ``flush`` waits for every one."""
+    threads: list[str] = []
+    real = np.savez_compressed
+
+    def spy(*args, **kwargs):
+        threads.append(threading.current_thread().name)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(np, "savez_compressed", spy)
+    t = 1_700_000_000.0 + np.arange(0, 150, 1 / 60)    # 2.5 minutes → 3 files
+    g = np.random.default_rng(0).normal(size=(t.size, 3))
+    sync = RawSampleStore(tmp_path / "sync", retention_h=1.0)
+    bg = RawSampleStore(tmp_path / "bg", retention_h=1.0, background=True)
+    written = []
+    for i in range(0, t.size, 300):                     # 5 s blocks, as a controller sends them
+        written += sync.append(store="s", controller="c", bin_codes=("a", "b", "c"), t=t[i:i + 300],
+                               grams=g[i:i + 300], rate_hz=60)
+        assert bg.append(store="s", controller="c", bin_codes=("a", "b", "c"), t=t[i:i + 300], grams=g[i:i + 300],
+                         rate_hz=60) == []
+    assert len(written) == 2
+    written += sync.flush()
+    bg.flush()
+    assert len(bg.files(store="s", controller="c")) == 3 and bg.take_failures() == 0
+    # three files written by the caller (the synchronous store), three by the writer thread (the background one)
+    assert sorted(threads) == [threading.current_thread().name] * 3 + ["raw-writer_0"] * 3
+    assert [p.relative_to(tmp_path / "sync") for p in written] == \
+        [p.relative_to(tmp_path / "bg") for p in bg.files(store="s", controller="c")]
+    a = sync.read(store="s", controller="c", t0=t[0], t1=t[-1])
+    b = bg.read(store="s", controller="c", t0=t[0], t1=t[-1])
+    np.testing.assert_array_equal(a.t, b.t)
+    np.testing.assert_array_equal(a.grams, b.grams)
+    bg.close()
+
+
+def test_the_background_writer_counts_what_it_cannot_write_and_bounds_its_queue(tmp_path, monkeypatch):
+    """A file the writer cannot write is logged and counted (``take_failures``; the ingestor's ``raw_write``), never
+    raised into ingestion; with the disk behind, the caller waits for the oldest file beyond ``max_pending``."""
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("x")
+    t = 1_700_000_000.0 + np.arange(0, 150, 1 / 60)
+    g = np.zeros((t.size, 1))
+    bad = RawSampleStore(blocker, retention_h=1.0, background=True)
+    bad.append(store="s", controller="c", bin_codes=("a",), t=t, grams=g, rate_hz=60)
+    assert bad.flush() == [] and bad.take_failures() == 3 and bad.take_failures() == 0
+    real = np.savez_compressed
+
+    def slow(*args, **kwargs):
+        time.sleep(0.05)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(np, "savez_compressed", slow)
+    queued = RawSampleStore(tmp_path / "q", retention_h=1.0, background=True, max_pending=1)
+    for i in range(0, t.size, 600):
+        queued.append(store="s", controller="c", bin_codes=("a",), t=t[i:i + 600] + 60 * i, grams=g[i:i + 600],
+                      rate_hz=60)
+        assert len(queued._pending) <= 1
+    queued.flush()
+    assert len(queued.files(store="s", controller="c")) == 15 and not queued._pending
+    # the ingestor counts the writer's failures with its own problems
+    store = small_store()
+    c, _ = controller_create(store=store, name="g1", bin_codes=CODES)
+    ingestor = ShelfIngestor(raw=RawSampleStore(blocker, retention_h=1.0, background=True))
+    tq, x = quiet(70)
+    for k, m in enumerate(payloads("g1", tq, x)):
+        ingestor.handle(controller=c, payload=m, received_at=T0 + k * 0.2)
+    ingestor.close()
+    assert ingestor.stats.problems.get("raw_write", 0) >= 1
 
 
 # ----------------------------------------------------------------------------------------------- command

@@ -52,7 +52,8 @@ class Command(BaseCommand):
         stop = threading.Event()
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda *_: stop.set())
-        raw = RawSampleStore(raw_dir, retention_h=float(walkout_setting("RAW_RETENTION_H"))) if raw_dir else "default"
+        raw = (RawSampleStore(raw_dir, retention_h=float(walkout_setting("RAW_RETENTION_H")), background=True)
+               if raw_dir else "default")
         ingestor = ShelfIngestor(session=session, raw=raw, batch_s=1.0)
         worker = MqttIngestWorker(url=url, ingestor=ingestor, subscription=subscription, client_id=client_id or None,
                                   session_expiry_s=session_expiry, rfid=None if no_rfid else RfidIngestor())
