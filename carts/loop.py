@@ -9,8 +9,11 @@ benchmark (``carts.offline.evaluation.offline_replay``) all run this object; onl
 memory). DESIGN.md "Running a store live".
 
 Time: the loop works on the sources' own clocks, never on arrival order. ``advance(now)`` says every source has
-been fed up to ``now``; a shelf event is decided once hand data up to ``t_end + fusion.pad_s`` is in, always with
-the visits entered and exited by that moment, so a decision does not depend on how the input was batched.
+been fed up to ``now`` (a record at ``now`` itself may still come: a step's rows are those before its end); a shelf
+event is decided at its horizon ``t_end + fusion.pad_s`` once ``now`` is past it, reading no record after it, always
+with the visits known by then (a gate-bound track from its binding's moment on, ``bind_after_s`` after the scan), so
+a decision does not depend on how the input was batched nor on how far each step advanced
+(tests/test_store_loop.py drives one session in steps of two sizes).
 
 Memory is bounded by the fusion window and the settle time: observations are kept only as far back as the
 oldest undecided event needs (``LoopConfig.lookback_s``), and visits long gone are forgotten
@@ -144,6 +147,9 @@ class StoreLoop(ShelfIntake, TrackBinding, CheckoutGate):
         #: the latest checkouts' :class:`BillWait` (newest last; the store worker takes them after each step)
         self.bill_timings: deque[BillWait] = deque(maxlen=1000)
         self.visit_of: dict[str, Hashable] = {}  # bound track → its visit's key (live binding)
+        #: gate-bound tracks → the moment their binding was settled (s: the scan's time plus ``bind_after_s``):
+        #: eligible for the shelf events decided from then on only, whatever step bound them (absent: from entry)
+        self._bound_at: dict[str, float] = {}
         #: pending scans: (t, visit, party lead visit, gate name)
         self._binds: list[tuple[float, Hashable, Hashable | None, str]] = []
         #: scans bound lately: (t, visit, gate name, track), in binding order (``_flag_ambiguous``)
@@ -258,6 +264,7 @@ class StoreLoop(ShelfIntake, TrackBinding, CheckoutGate):
         loop._binds = [tuple(b) + ("",) * (4 - len(b)) for b in loop._binds]
         loop.__dict__.setdefault("_recent_binds", [])  # a checkpoint of the code before ambiguous bindings
         loop.__dict__.setdefault("_ambiguous", {})
+        loop.__dict__.setdefault("_bound_at", {})  # a checkpoint of the code before: eligible from their entry
         for seen in loop._seen.values():
             if len(seen) == 4:
                 seen += seen[2:4]
@@ -358,7 +365,8 @@ class StoreLoop(ShelfIntake, TrackBinding, CheckoutGate):
         self._release(force=False)
         self._reach_events()
         pad = self.fusion.pad_s
-        ready = sorted((p for p in self._pending if p[1].t_end + pad <= self.now),
+        # past the horizon, not at it: a record at ``now`` may still come (the rows at the horizon are read)
+        ready = sorted((p for p in self._pending if p[1].t_end + pad < self.now),
                        key=lambda p: (p[1].t_end, p[1].bin_codes))
         if ready:
             done = {id(p) for p in ready}
@@ -401,10 +409,15 @@ class StoreLoop(ShelfIntake, TrackBinding, CheckoutGate):
         now = event.t_end + pad
         if event.t_start - pad < self.hands.t_min - 1e-9 and math.isfinite(self.hands.t_min) and len(self.hands):
             self.stats.late_evidence += 1
-        eligible = eligible_tracks(self.entries, {k: v for k, v in self.exits.items() if v <= now}, event, now=now,
+        entries = self.entries if not self._bound_at else {
+            k: v for k, v in self.entries.items() if self._bound_at.get(k, v) <= now}
+        eligible = eligible_tracks(entries, {k: v for k, v in self.exits.items() if v <= now}, event, now=now,
                                    settle_s=self.config.settle_s)
         open_reviews = self._open if self._open is not None else self._open_reviews()
         (h0, h1), (b0, b1) = evidence_window(event, cfg)
+        # no body after the horizon (the hidden hands read hidden_seen_s past the event's end): the rows that had
+        # come by the step that decides would be read, more in a longer step
+        b1 = min(b1, now)
         d = decide_event(event, self.hands.between(h0, h1), self.bins, self.planogram, carts=self.sink.holdings(eligible),
                          party_of=self.party_of, eligible=eligible, review_confidence=self.config.review_confidence,
                          config=cfg, bodies=self._bodies(b0, b1, rows_from=body_rows_from(event, cfg)),
@@ -552,6 +565,7 @@ class StoreLoop(ShelfIntake, TrackBinding, CheckoutGate):
             self.exits.pop(t, None)
             self.visit_of.pop(t, None)
             self._ambiguous.pop(t, None)
+            self._bound_at.pop(t, None)
             self._seen.pop(t, None)
             if self.party_of.get(t, t) not in leads_in_use:
                 self.party_of.pop(t, None)

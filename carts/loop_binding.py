@@ -16,6 +16,7 @@ class TrackBinding:
 
     _recent_binds: list[tuple[float, Hashable, str, str]]
     _ambiguous: dict[str, str]
+    _bound_at: dict[str, float]
 
     def _bind(self) -> None:
         """Decide the pending gate scans whose window is fed (``[t − bind_before_s, t + bind_after_s]`` around the
@@ -38,7 +39,7 @@ class TrackBinding:
         left: list[tuple[float, Hashable, Hashable | None, str]] = []
         for scan in self._binds:
             t, visit, lead, gate = scan
-            if self.now < t + cfg.bind_after_s:
+            if self.now <= t + cfg.bind_after_s:  # a record at ``now`` may still come: the window's end is past
                 left.append(scan)
                 continue
             zones = self._gate_zones(gate)
@@ -70,6 +71,7 @@ class TrackBinding:
             bound.add(best)
             self.visit_of[best] = visit
             self.on_entry(track=best, t=t, party_lead=lead_track)
+            self._bound_at[best] = t + cfg.bind_after_s  # settled then, whichever step got here
             self.sink.bind(best, visit, t)
             self._flag_ambiguous(t, visit, gate, best)
         self._binds = left
