@@ -319,3 +319,68 @@ def test_positions_from_kept_frames_are_bitwise_those_of_the_window():
                     assert got[k][0].tobytes() == want[k][0].tobytes() and got[k][1].tobytes() == want[k][1].tobytes()
                     compared += 1
     assert compared > 200
+
+
+def test_a_chain_of_switches_read_round_by_round_gives_the_swaps_of_reading_it_anew():
+    """vision.identity._framed_swaps_involving reads a chain of switches (0 with 1, 1 with 2, …, in a queue 0.45 m
+    apart) in rounds, each adding the neighbours of the tracks the last one reached; later rounds read the new
+    pairs only and give the pairs read before from what they kept (_PairMemo). Whatever the window and whichever
+    track the chain is entered from, the swaps (end_seen too) are exactly those of reading the window's rows anew
+    (find_swaps on plain rows keeps nothing), each once, and of every pair read, narrowed to the chain reached;
+    rounds after the first do reuse kept pairs."""
+    import vision.identity as identity
+    from vision.identity import BodyFrames, FramedBodies
+
+    t = np.round(np.arange(0.0, 40.0, 1 / HZ), 3)
+    n = 10
+    paths = {f"q{k}": np.c_[np.full(t.size, 0.45 * k), np.full(t.size, -0.7)] for k in range(n)}
+    paths["far"] = np.c_[np.full(t.size, 0.0), np.full(t.size, 30.0)]
+    chain = [(f"q{k}", f"q{k + 1}", 2.0 + 3.5 * k, 3.5 + 3.5 * k) for k in range(n - 1)]
+    obs = walkers(paths, t, swaps=chain, seed=2)
+    obs = obs[np.argsort(obs.t, kind="stable")]
+    frames = BodyFrames()
+    for s in np.arange(0.0, 40.0, 0.5):
+        frames.add(obs[(obs.t >= s) & (obs.t < s + 0.5)])
+    empty = TrackObservations.empty()
+    reused = []
+    plain_si = identity._swaps_involving
+
+    def spy(pos, names, involving, params, near_m, expand=True, memo=None):
+        if memo is not None:
+            reused.append(bool(memo.known.any()))
+        return plain_si(pos, names, involving, params, near_m, expand, memo=memo)
+
+    def key(found):
+        return [(v.a, v.b, v.t_from, v.t_to, v.end_seen) for v in found]
+
+    identity._swaps_involving = spy
+    try:
+        checked = 0
+        for lo, hi in ((0.0, 40.0), (1.0, 25.3), (9.95, 33.0)):
+            rows = obs.between(lo, hi)
+            framed = FramedBodies(empty.track_id, empty.t, empty.keypoint, empty.xyz, empty.score, frames=frames,
+                                  t0=lo, t1=hi)
+            every = find_swaps(rows)
+            for start in (["q0"], ["q4"], ["q0", "q9"], ["far"]):
+                got = find_swaps(framed, involving=start)
+                assert key(got) == key(find_swaps(rows, involving=start)), (lo, hi, start)
+                assert len(set(key(got))) == len(got)
+                reach = set(start)
+                while True:  # the chain reached from start, through every pair read
+                    more = reach | {x for sw in every if {sw.a, sw.b} & reach for x in (sw.a, sw.b)}
+                    if more == reach:
+                        break
+                    reach = more
+                assert key(got) == key([sw for sw in every if sw.a in reach]), (lo, hi, start)
+                checked += len(got) >= 5
+            # one round read twice with what it kept: each pair's swaps once, both times, as read with nothing kept
+            pos = frames.positions(lo, hi)
+            params = (0.1, 1.0, 0.25, 2.5, 0.5, 0.2, 10, 10, 50)
+            fresh = sorted(key(identity._swaps_involving(pos, sorted(pos), ["q0", "q5"], params, 1.0)))
+            memo = identity._PairMemo()
+            for _ in range(2):
+                again = identity._swaps_involving(pos, sorted(pos), ["q0", "q5"], params, 1.0, memo=memo)
+                assert sorted(key(again)) == fresh and len(fresh) >= 5
+    finally:
+        identity._swaps_involving = plain_si
+    assert checked >= 6 and sum(reused) >= 10 + 3

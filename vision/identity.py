@@ -491,18 +491,26 @@ def _framed_swaps_involving(bodies: "FramedBodies", framed: BodyFrames, tracks: 
     """:func:`find_swaps` with ``involving`` on a :class:`FramedBodies` window, reading the positions of the
     tracks near those it reaches only (:meth:`BodyFrames.near`) instead of every track's: the tracks it reaches
     (``involving`` and every partner of a swap found) grow until each has had its neighbours read, so every pair
-    that can swap is read, and the swaps are those of reading every track."""
+    that can swap is read, and the swaps are those of reading every track. Each round reads the new tracks'
+    positions and the new pairs only (:class:`_PairMemo`): a track's positions and a pair's swaps depend on the
+    window and that track or pair alone, so those of an earlier round of the same call are theirs again."""
     allowed = None if tracks is None else {str(x) for x in tracks}
     start = {str(x) for x in involving}
     if allowed is not None:
         start &= allowed
     near_m = params[1]
     need, names = set(start), set(start)
+    asked: set[str] = set()
+    placed: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    memo = _PairMemo()
     while True:
         found = framed.near(bodies.t0, bodies.t1, need, near_m + NEIGHBOUR_SLACK_M)
         names |= found if allowed is None else found & allowed
-        pos = framed.positions(bodies.t0, bodies.t1, sorted(names))
-        out = _swaps_involving(pos, sorted(pos), sorted(x for x in start if x in pos), params, near_m) if pos else []
+        placed.update(framed.positions(bodies.t0, bodies.t1, sorted(names - asked)))
+        asked |= names
+        pos = {x: placed[x] for x in sorted(names) if x in placed}
+        out = (_swaps_involving(pos, sorted(pos), sorted(x for x in start if x in pos), params, near_m, memo=memo)
+               if pos else [])
         reached = set(start) | {sw.a for sw in out} | {sw.b for sw in out}
         if reached <= need:
             break
@@ -563,13 +571,40 @@ def swaps_of(bodies: FramedBodies, tracks: Sequence[str], *, frame_s: float = 0.
 _SWAPS_KEPT = 4096
 
 
+class _PairMemo:
+    """The pairs one :func:`_framed_swaps_involving` call has read so far, over one window (the positions do not
+    change within the call): which pairs (``known``, by the tracks' numbers in ``index``; read whether or not they
+    came close) and, of those, the swaps of each pair that swapped (``swaps``: (lower name, higher name) → its
+    swaps; ``partners``: track → the tracks it swapped with), so that a later round of the call reads the new pairs
+    only and gives the known ones' swaps again."""
+
+    def __init__(self) -> None:
+        self.index: dict[str, int] = {}
+        self.known = np.zeros((0, 0), dtype=np.bool_)
+        self.swaps: dict[tuple[str, str], list[Swap]] = {}
+        self.partners: dict[str, list[str]] = {}
+
+    def ids(self, names: list[str]) -> np.ndarray:
+        """The numbers of ``names`` (new names numbered on), ``known`` grown to hold them."""
+        ids = np.fromiter((self.index.setdefault(x, len(self.index)) for x in names), dtype=np.int64,
+                          count=len(names))
+        if len(self.index) > self.known.shape[0]:
+            grown = np.zeros((2 * len(self.index), 2 * len(self.index)), dtype=np.bool_)
+            n = self.known.shape[0]
+            grown[:n, :n] = self.known
+            self.known = grown
+        return ids
+
+
 def _swaps_involving(pos: dict[str, tuple[np.ndarray, np.ndarray]], names: list[str], involving: list[str],
-                     params: tuple, near_m: float, expand: bool = True) -> list[Swap]:
+                     params: tuple, near_m: float, expand: bool = True, memo: _PairMemo | None = None) -> list[Swap]:
     """:func:`find_swaps` with ``involving``: every pair of a track reached from ``involving`` (through pairs that
     swapped) with a track that comes within ``near_m`` of it in a frame they share (two frames shared at least),
     read by :func:`_pair_kernel` — the same pairs as reading them one by one (each once, whatever the order), in one
     compiled call per track reached instead of a Python call per pair (a crowd of 200 reaches most of the store).
-    ``expand`` False: the pairs of ``involving`` only (:func:`swaps_of`)."""
+    ``expand`` False: the pairs of ``involving`` only (:func:`swaps_of`). ``memo``: the pairs read before over the
+    same positions (:class:`_PairMemo`; their swaps are given from it, not read again), and where the pairs read
+    now are kept. Unordered."""
     frame_s, _, margin_m, noise_k, smooth, velocity_gain, gap, warmup, longest = params
     row = {n: i for i, n in enumerate(names)}
     sizes = np.array([pos[n][0].size for n in names], dtype=np.int64)
@@ -579,6 +614,7 @@ def _swaps_involving(pos: dict[str, tuple[np.ndarray, np.ndarray]], names: list[
     xy = np.ascontiguousarray(np.concatenate([pos[n][1] for n in names]), dtype=np.float64)
     boxes = _frame_boxes(frames, xy, offs, _BOX_FRAMES)
     done = np.zeros(len(names), dtype=np.bool_)
+    ids = memo.ids(names) if memo is not None else None
     out: list[Swap] = []
     todo = [row[x] for x in involving]
     while todo:
@@ -586,15 +622,33 @@ def _swaps_involving(pos: dict[str, tuple[np.ndarray, np.ndarray]], names: list[
         if done[a]:
             continue
         done[a] = True
-        spans = _swaps_of(a, frames, xy, offs, boxes, done, float(near_m), float(margin_m), float(noise_k),
+        skip = done
+        if memo is not None and ids is not None:
+            skip = done | memo.known[ids[a], ids]  # the pairs of a read before: not again
+        spans = _swaps_of(a, frames, xy, offs, boxes, skip, float(near_m), float(margin_m), float(noise_k),
                           float(smooth), float(velocity_gain), int(gap), int(warmup), int(longest))
         partners: list[int] = []
         for b, since, end, seen in spans.tolist():
             lo_, hi_ = (a, b) if a < b else (b, a)
-            out.append(Swap(names[lo_], names[hi_], since * frame_s - frame_s / 2,
-                            end * frame_s - frame_s / 2 if end >= 0 else math.inf, end_seen=bool(seen)))
+            sw = Swap(names[lo_], names[hi_], since * frame_s - frame_s / 2,
+                      end * frame_s - frame_s / 2 if end >= 0 else math.inf, end_seen=bool(seen))
+            out.append(sw)
             if not partners or partners[-1] != b:
                 partners.append(b)
+            if memo is not None:
+                memo.swaps.setdefault((sw.a, sw.b), []).append(sw)
+                if len(memo.swaps[(sw.a, sw.b)]) == 1:
+                    memo.partners.setdefault(sw.a, []).append(sw.b)
+                    memo.partners.setdefault(sw.b, []).append(sw.a)
+        if memo is not None and ids is not None:
+            for other in memo.partners.get(names[a], ()):  # the known pairs of a, b not done, that swapped
+                b = row.get(other, -1)
+                if b >= 0 and not done[b] and memo.known[ids[a], ids[b]]:
+                    out.extend(memo.swaps[(names[a], other) if names[a] < other else (other, names[a])])
+                    partners.append(b)
+            read = ids[~skip]
+            memo.known[ids[a], read] = True
+            memo.known[read, ids[a]] = True
         if expand:
             todo.extend(partners)
     return out
