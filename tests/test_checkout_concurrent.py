@@ -156,3 +156,46 @@ def test_two_workers_bill_two_visits_of_one_store_side_by_side(world, tmp_path):
         == [(2,)]
     # one after the other would take two captures' time (3 s); side by side one capture's and the rest of a checkout
     assert seconds < 2 * CAPTURE_S - 0.3, seconds
+
+
+QUEUE = textwrap.dedent("""
+    import json, sys, django; django.setup()
+    from store.gates.services import checkout_enqueue
+    print(json.dumps([checkout_enqueue(visit_id=int(v), countdown=0) for v in sys.argv[1:]]))
+""")
+
+
+def test_the_readme_billing_worker_bills_queued_checkouts_and_mails_each_receipt_once(world, tmp_path, monkeypatch):
+    """The README's billing worker (prefork, two processes) runs the queued checkouts and then their receipt e-mails
+    (a task of its own; the file backend here); its log lines still read as ``bench/live_analysis.py`` parses them."""
+    monkeypatch.syspath_prepend(str(REPO / "bench"))  # the bench's modules import each other as scripts
+    from live_analysis import _PICKED
+
+    url, _, env, visits = world
+    env = {**env, "CAPTURE_S": "0", "DJANGO_EMAIL_BACKEND": "django.core.mail.backends.filebased.EmailBackend",
+           "DJANGO_EMAIL_FILE_PATH": str(tmp_path / "mail")}
+    log_path = tmp_path / "billing.log"
+    with open(log_path, "w") as log:
+        worker = subprocess.Popen([str(REPO / ".venv" / "bin" / "celery"), "-A", "store", "worker", "--pool=prefork",
+                                   "--concurrency", "2", "-l", "info", "--without-gossip", "--without-mingle",
+                                   "--without-heartbeat"], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        queued = subprocess.run([sys.executable, "-c", QUEUE, *map(str, visits)], cwd=REPO, env=env,
+                                capture_output=True, text=True, timeout=120)
+        assert queued.returncode == 0 and json.loads(queued.stdout.strip().splitlines()[-1]) == [True] * 3, \
+            queued.stderr[-2000:]
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            mailed = sql(url, "SELECT count(*) FROM carts_receiptemail WHERE sent_at IS NOT NULL")[0][0]
+            if mailed == 3:
+                break
+            time.sleep(0.5)
+    finally:
+        worker.terminate()
+        worker.wait(timeout=60)
+    text = log_path.read_text()
+    assert sql(url, "SELECT count(*) FROM gates_visit WHERE state = 'billed'") == [(3,)], text[-3000:]
+    assert sql(url, "SELECT count(*) FROM carts_receiptemail WHERE sent_at IS NOT NULL") == [(3,)], text[-3000:]
+    assert len(list((tmp_path / "mail").iterdir())) == 3
+    assert sorted(int(m.group(1)) for m in _PICKED.finditer(text)) == sorted(visits)
+    assert "ForkPoolWorker" in text
