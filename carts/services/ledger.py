@@ -252,7 +252,10 @@ def _publish_many(visits: list[Visit]) -> None:
                 continue
             message = {"type": "cart.snapshot", "snapshot": snapshots[visit_id]}
             out += [(visit_id, cart_group(visit_id), message), (visit_id, shopper_group(user_id), message)]
-        async_to_sync(_group_send_all)(layer, out)
+        try:
+            async_to_sync(_group_send_all)(layer, out)
+        except Exception:  # no loop to run it on (called from async code): best effort, as each push is
+            log.exception("could not push the carts of visits %s", [visit_id for visit_id, _ in ids])
 
     transaction.on_commit(send)
     for store_id in dict.fromkeys(visit.store_id for visit in visits):
