@@ -98,7 +98,9 @@ def _sigterm(*_):
 
 
 def production_env(database_url: str, prefix: str, raw_dir: Path) -> dict[str, str]:
-    """The production profile on the local services (tests/services.py:production_env) with the store loop on."""
+    """The production profile on the local services (tests/services.py:production_env) with the store loop on.
+    Receipt e-mails are written as files under ``raw_dir``'s folder (``mail/``) instead of to an SMTP server on
+    localhost, which a bench machine does not run (the production default stays SMTP, store/settings.py)."""
     env = dict(os.environ)
     env.update({
         "WALKOUT_PROFILE": "production",
@@ -112,6 +114,8 @@ def production_env(database_url: str, prefix: str, raw_dir: Path) -> dict[str, s
         "WALKOUT_STREAM_PREFIX": prefix,
         "WALKOUT_RAW_SAMPLES_DIR": str(raw_dir),
         "DJANGO_SETTINGS_MODULE": "store.settings",
+        "DJANGO_EMAIL_BACKEND": "django.core.mail.backends.filebased.EmailBackend",
+        "DJANGO_EMAIL_FILE_PATH": str(raw_dir.parent / "mail"),
     })
     return env
 

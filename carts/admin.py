@@ -6,7 +6,7 @@ from django.contrib import admin, messages
 
 from store.admin_mixins import ReadOnlyMixin
 
-from .models import Cart, CartEvent, Dispute, ReviewItem
+from .models import Cart, CartEvent, Dispute, ReceiptEmail, ReviewItem
 from store.billing.senses import senses_words
 from .services.review import review_resolve
 from .services.review_queue import ReviewError
@@ -35,6 +35,16 @@ class CartAdmin(ReadOnlyMixin, admin.ModelAdmin):
     list_filter = ("visit__store", "visit__state")
     search_fields = ("=visit__id", "visit__shopper__username")
     list_select_related = ("visit",)
+
+
+@admin.register(ReceiptEmail)
+class ReceiptEmailAdmin(ReadOnlyMixin, admin.ModelAdmin):
+    """Which receipts were mailed, and why one was not (written by ``carts.emails.receipt_email_send`` only)."""
+
+    list_display = ("receipt", "claimed_at", "sent_at", "error")
+    list_filter = (("sent_at", admin.EmptyFieldListFilter),)
+    search_fields = ("=receipt__id", "error")
+    list_select_related = ("receipt",)
 
 
 @admin.register(ReviewItem)

@@ -5,7 +5,7 @@ from django.conf import settings
 from django.db import models
 
 from sensors.models import ShelfEvent
-from store.billing.models import PaymentAttempt, ReceiptLine
+from store.billing.models import PaymentAttempt, Receipt, ReceiptLine
 from store.gates.models import Visit
 from store.inventory.models import Product
 
@@ -165,3 +165,18 @@ class ReplayRun(models.Model):
 
     def __str__(self) -> str:
         return f"replay {self.session} ({'finished' if self.finished_at else f'attempt {self.attempts}'})"
+
+
+class ReceiptEmail(models.Model):
+    """The e-mail copy of one receipt (``carts.emails.receipt_email_send``): the row is the claim, made before the
+    message goes to the mail backend, so a receipt is mailed at most once however often its e-mail task runs
+    (redelivered, queued twice). ``sent_at``: when the backend took it (None: not sent; ``error`` says why)."""
+
+    receipt = models.OneToOneField(Receipt, on_delete=models.CASCADE, related_name="email")
+    claimed_at = models.DateTimeField(help_text="when a worker took it on (UTC)")
+    sent_at = models.DateTimeField(null=True, blank=True, help_text="when the mail backend took it (UTC)")
+    error = models.CharField(max_length=300, blank=True, default="",
+                             help_text="why it was not sent (the backend's error, or no e-mail address)")
+
+    def __str__(self) -> str:
+        return f"e-mail of receipt {self.receipt_id}"

@@ -15,6 +15,7 @@ from store.gates.models import Visit
 from store.recording import read_recording
 from vision.clips import clip_store
 
+from .emails import receipt_email_task  # noqa: F401  (the receipt e-mail task: registered with the worker here)
 from .models import ReplayRun
 from .services.review import review_holds_release
 

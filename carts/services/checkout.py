@@ -38,9 +38,21 @@ def visit_checkout(*, visit: Visit, at: datetime | None = None):
     ``--speed`` times faster than the wall in an emulation): a visit is never billed, and its receipt never issued,
     before it left (``exited_at``), so every stored time of a visit is in order (event ≤ exit ≤ billed = issued)
     even where a wall-clock caller (the checkout sweeper, a review resolved) bills a visit whose store clock ran ahead.
+
+    One transaction, with the visit's row locked from the start (``visit`` is refreshed from it): two checkouts of
+    one visit at once (two billing workers, the sweeper, a review resolved) run one after the other, and the second
+    finds the visit billed and returns its receipt (no second capture, stock sale, transition or e-mail). The push to
+    the shopper's app and the receipt e-mail (a task of its own) go after the commit.
     """
     at = at or timezone.now()
-    visit.refresh_from_db()
+    with transaction.atomic():
+        # the visit row only (of=self): locking the store row too would queue every checkout of the store
+        visit.refresh_from_db(from_queryset=Visit.objects.select_for_update(of=("self",)).select_related("store"))
+        return _checkout_locked(visit=visit, at=at)
+
+
+def _checkout_locked(*, visit: Visit, at: datetime):
+    """:func:`visit_checkout` with ``visit``'s row locked and fresh, in its transaction."""
     if visit.exited_at is not None and at < visit.exited_at:
         at = visit.exited_at
     if visit.state == Visit.State.BILLED:
@@ -66,7 +78,7 @@ def visit_checkout(*, visit: Visit, at: datetime | None = None):
     stock_record_sale(receipt=receipt)
     visit_transition(visit=visit, to_state=Visit.State.BILLED, at=at, reason=f"receipt {receipt.pk} captured")
     cart_publish(visit=visit)
-    receipt_email_schedule(receipt=receipt)  # the shopper's email copy, after commit (carts.emails)
+    receipt_email_schedule(receipt=receipt)  # the shopper's email copy, a task queued after commit (carts.emails)
     return receipt
 
 

@@ -283,7 +283,7 @@ def payment_authorise(*, visit: Visit) -> PaymentAttempt:
     """
     amount = settings.WALKOUT["AUTHORISE_AMOUNT_MINOR"]
     with transaction.atomic():
-        visit = Visit.objects.select_for_update().select_related("store").get(pk=visit.pk)
+        visit = Visit.objects.select_for_update(of=("self",)).select_related("store").get(pk=visit.pk)
         existing = _hold(visit)
         if existing is not None:
             return existing
@@ -331,7 +331,7 @@ def receipt_issue(*, visit: Visit, lines: list[ReceiptLineData], at: datetime | 
             raise TypeError(f"lines must be ReceiptLineData, got {type(line).__name__}")
     failure: PaymentFailed | None = None
     with transaction.atomic():
-        visit = Visit.objects.select_for_update().select_related("store").get(pk=visit.pk)
+        visit = Visit.objects.select_for_update(of=("self",)).select_related("store").get(pk=visit.pk)
         receipt = Receipt.objects.filter(visit=visit).first()
         if receipt is None:
             payer = visit.party_lead.shopper if visit.party_lead_id else visit.shopper
