@@ -11,6 +11,7 @@ import pytest
 
 from carts.reach_look import _Levels, _nanmedian, _nanmedian_sorted, _slot_medians
 from sensors.weight import WeightChanges, WeightEventDetector
+from sensors.weight.kernels import cumsum_rows
 from tests.weight_changes import RATE
 
 
@@ -37,6 +38,17 @@ def test_detector_nan_free_features_are_the_general_paths_bits(k, b):
         general = det._features_nan(x, np.isfinite(x))
         assert all(_same(f, g) for f, g in zip(full, general))
         assert all(_same(f, g) for f, g in zip(det._features(x), general))
+
+
+@pytest.mark.parametrize("k,b", [(0, 3), (1, 1), (2, 5), (61, 54), (61, 72), (500, 9)])
+def test_compiled_row_cumsum_is_numpys(k, b):
+    rng = np.random.default_rng(k + b)
+    x = rng.normal(0.0, 1.0, (k, b)) * 10.0 ** rng.integers(-3, 6, (k, b))
+    x[rng.random((k, b)) < 0.1] = -0.0
+    want = np.concatenate([np.zeros((1, b)), np.cumsum(x, axis=0)])
+    assert _same(cumsum_rows(x), want)
+    assert _same(cumsum_rows(np.asfortranarray(x)), want)
+    assert _same(cumsum_rows(x.T.copy().T), want)
 
 
 def test_detector_features_with_a_nan_take_the_general_path():

@@ -53,7 +53,7 @@ import numpy as np
 from store.checks import check_numbers, rejected
 
 from .changes import WeightChanges, changes_from_rows
-from .kernels import COMPILED, quiet_run
+from .kernels import COMPILED, cumsum_rows, quiet_run
 
 log = logging.getLogger(__name__)
 
@@ -361,15 +361,10 @@ class WeightEventDetector:
         the validity steps left out (every count is the whole window), so the same bits; tests pin it against the
         general path."""
         w = self._w
-        k, b = x.shape
-        ref = x.sum(axis=0) / np.float64(k)
+        ref = x.sum(axis=0) / np.float64(x.shape[0])
         xv = x - ref
-        c1 = np.empty((k + 1, b))
-        c1[0] = 0.0
-        np.cumsum(xv, axis=0, out=c1[1:])
-        c2 = np.empty((k + 1, b))
-        c2[0] = 0.0
-        np.cumsum(xv * xv, axis=0, out=c2[1:])
+        c1 = cumsum_rows(xv)
+        c2 = cumsum_rows(xv * xv)
         nn = np.float64(w)
         mean = (c1[w:] - c1[:-w]) / nn
         var = np.maximum((c2[w:] - c2[:-w]) / nn - mean * mean, 0.0)
