@@ -95,9 +95,11 @@ class ShelfIntake:
         or none came for ``hold_s`` (or the oldest waited ``hold_max_s``): changes on neighbouring plates that
         settle a moment apart (two shoppers side by side, an item across two plates) then merge into one event as
         a batch detection would merge them."""
-        for codes, parts in list(self._held.items()):
-            if only is not None and codes != only:
-                continue
+        if only is None:
+            items = list(self._held.items())
+        else:  # one gondola's (each block's case): looked up, not searched for among every gondola holding changes
+            items = [(only, self._held[only])] if only in self._held else []
+        for codes, parts in items:
             newest = max(float(c.t_end.max()) for c in parts)
             oldest = min(float(c.t_end.min()) for c in parts)
             det = self._detectors.get(codes)

@@ -53,7 +53,7 @@ import numpy as np
 from store.checks import check_numbers, rejected
 
 from .changes import WeightChanges, changes_from_rows
-from .kernels import COMPILED, quiet_run
+from .kernels import COMPILED, cumsum_rows, quiet_run
 
 log = logging.getLogger(__name__)
 
@@ -261,7 +261,9 @@ class WeightEventDetector:
                        f"is not after the row before")
         if t[0] <= self._last_t:
             raise rejected(log, f"push: block starts at t={t[0]:.6f}, not after the previous sample t={self._last_t:.6f}")
-        x = np.where(np.isfinite(x), x, np.nan)
+        finite = np.isfinite(x)
+        if not finite.all():
+            x = np.where(finite, x, np.nan)
         if not self._started:
             # left edge of the stream: half a window of NaN rows, so the first samples are window centres too
             self._started = True
@@ -308,6 +310,8 @@ class WeightEventDetector:
     def _fill_gaps(self, t: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Insert NaN rows where consecutive times are > 1.5 periods apart (at most one window per gap)."""
         dt = np.diff(np.concatenate([[self._grid_t], t]))
+        if not dt.max() > 1.5 / self.rate_hz:  # no gap (the usual block); NaN never comes: times are finite
+            return t, x
         ins = np.where(dt > 1.5 / self.rate_hz, np.minimum(np.rint(dt * self.rate_hz) - 1, self._w), 0)
         ins = ins.astype(np.int64)
         if not ins.any():
@@ -326,8 +330,14 @@ class WeightEventDetector:
 
     def _features(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Centred-window mean, sd and validity for rows h … len−h−1 of ``x`` (k, B); NaN samples excluded."""
-        w = self._w
         valid = np.isfinite(x)
+        if valid.all():
+            return self._features_full(x)
+        return self._features_nan(x, valid)
+
+    def _features_nan(self, x: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """:meth:`_features` in general (``valid`` = ``np.isfinite(x)``): counts of valid samples per window."""
+        w = self._w
         cnt_all = valid.sum(axis=0)
         ref = np.where(cnt_all > 0, np.where(valid, x, 0.0).sum(axis=0) / np.maximum(cnt_all, 1), 0.0)
         xv = np.where(valid, x - ref, 0.0)
@@ -345,6 +355,20 @@ class WeightEventDetector:
         sd = np.where(ok, np.sqrt(var), np.inf)
         mean = np.where(ok, mean + ref, 0.0)
         return mean, sd, ok
+
+    def _features_full(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """:meth:`_features` of an ``x`` without a NaN (the usual block): the same operations on the same values with
+        the validity steps left out (every count is the whole window), so the same bits; tests pin it against the
+        general path."""
+        w = self._w
+        ref = x.sum(axis=0) / np.float64(x.shape[0])
+        xv = x - ref
+        c1 = cumsum_rows(xv)
+        c2 = cumsum_rows(xv * xv)
+        nn = np.float64(w)
+        mean = (c1[w:] - c1[:-w]) / nn
+        var = np.maximum((c2[w:] - c2[:-w]) / nn - mean * mean, 0.0)
+        return mean + ref, np.sqrt(var), np.ones(mean.shape, bool)
 
     def _process(self, t_all: np.ndarray, x_all: np.ndarray, *, final: bool) -> WeightChanges:
         h = self._h

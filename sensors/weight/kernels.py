@@ -149,3 +149,32 @@ def quiet_run(i0, T, M, S, V, level, spread, mad, n_seen, active, run, run_sum, 
         ring_pos = (ring_pos + 1) % w
         i += 1
     return i, ring_pos
+
+
+@_jit
+def _cumsum_rows_jit(x, out):
+    k, b = x.shape
+    for j in range(b):
+        out[0, j] = 0.0
+    if k == 0:
+        return
+    for j in range(b):
+        out[1, j] = x[0, j]
+    for i in range(1, k):
+        for j in range(b):
+            out[i + 1, j] = out[i, j] + x[i, j]
+
+
+def cumsum_rows(x: np.ndarray) -> np.ndarray:
+    """``np.concatenate([zeros((1, B)), np.cumsum(x, axis=0)])`` of ``x`` (k, B) float64: (k + 1, B), the same bits
+    (NumPy's cumulative sum is sequential too: row ``i`` is row ``i − 1`` plus ``x[i]``, the first row ``x[0]`` itself,
+    one IEEE addition each, so a signed zero or a rounding comes out alike). Compiled, it runs along the rows of a
+    C-ordered array instead of down each column; without numba it is NumPy's."""
+    k, b = x.shape
+    out = np.empty((k + 1, b))
+    if COMPILED:
+        _cumsum_rows_jit(np.ascontiguousarray(x, dtype=np.float64), out)
+    else:  # pragma: no cover - numba is a dependency
+        out[0] = 0.0
+        np.cumsum(x, axis=0, out=out[1:])
+    return out
