@@ -45,7 +45,7 @@ from .loop_config import LoopConfig
 from .models import CartEvent, ReviewItem, StoreAlert
 from store.billing.senses import decision_change_senses
 from .services.checkout import visit_checkout, visit_exit_tags_apply
-from .services.ledger import CartChange, cart_apply, cart_publish, cart_publish_batch
+from .services.ledger import CartChange, cart_apply, cart_publish, cart_publish_batch, cart_publish_flush
 from .services.review import review_followers_settle
 
 log = logging.getLogger(__name__)
@@ -438,12 +438,29 @@ class StorePipeline:
         visit_exit(visit=visit, at=self.at(t), reason=reason)
         cart_publish(visit=visit)
 
-    def advance(self, now: float) -> None:
+    def advance(self, now: float, *, slice_s: float | None = None, push_every_s: float = 0.25) -> None:
         """All sources have been fed up to ``now`` (s UTC): decide the events whose evidence is complete and bill
-        the visits whose settle time has passed. Each cart changed is pushed to its shopper once, at the end."""
+        the visits whose settle time has passed. Each cart changed is pushed to its shopper once, at the end.
+
+        ``slice_s`` (store seconds; the store worker's ``StoreWorker.ADVANCE_SLICE_S``): a longer advance (a
+        backlog, a source that held the watermark and caught up) goes in slices of it, and the carts changed so far
+        are pushed whenever ``push_every_s`` wall seconds have passed since the last push, so the first decisions
+        of a 10 s advance reach the phones without waiting for the last, and checkouts are queued as their slice
+        comes. The loop decides the same whatever the slices (``carts.loop`` module docstring)."""
         self.sink.step_begins()
         with cart_publish_batch():
-            self.loop.advance(now)
+            start = self.loop.now
+            if slice_s is None or not (math.isfinite(start) and math.isfinite(now)) or now - start <= slice_s:
+                self.loop.advance(now)
+                return
+            pushed = time.monotonic()
+            t = start
+            while t < now:
+                t = min(now, t + slice_s)
+                self.loop.advance(t)
+                if time.monotonic() - pushed >= push_every_s:
+                    cart_publish_flush()
+                    pushed = time.monotonic()
 
     def finish(self) -> None:
         """End of the stream: flush the detectors, decide everything left, record track summaries, bill exits."""

@@ -97,6 +97,13 @@ class StoreWorker:
     #: doubles the count again (up to :attr:`READ_COUNT`). What is decided does not depend on the count (every
     #: record is applied in stream order; the loop advances to the watermark of what was read)
     STEP_TARGET_S = 0.5
+    #: store seconds the loop advances at a time within a step (``StorePipeline.advance``'s ``slice_s``): a
+    #: watermark that jumps (a source that held it came, a backlog read) is followed in slices, the carts changed
+    #: so far pushed every ``PUSH_EVERY_S`` wall seconds and each checkout queued with its slice (at 200 shoppers a
+    #: 16 s advance held the first decisions' pushes and the exodus's checkouts until its end)
+    ADVANCE_SLICE_S = 0.5
+    #: wall seconds between cart pushes within a sliced advance
+    PUSH_EVERY_S = 0.25
 
     def __init__(self, store_code: str, *, bus_: Any = None, session: str | None = None,
                  checkpoint_every_s: float = 2.0, source_down_s: float = 5.0, lease_s: float = 5.0,
@@ -311,7 +318,7 @@ class StoreWorker:
             if self.join is not None:
                 self._join_step()
             self.pipeline.loop.shelf_horizon = self.shelf_horizon()
-            self.pipeline.advance(self.watermark())
+            self.pipeline.advance(self.watermark(), slice_s=self.ADVANCE_SLICE_S, push_every_s=self.PUSH_EVERY_S)
         if self.driven or backlogged:
             # the caller's devices were held up for as long as this step took: that time is not their silence (a
             # 36 s step — a first JIT compile on a loaded machine — took every source for down at the next, empty

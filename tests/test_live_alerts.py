@@ -89,9 +89,9 @@ def test_records_waiting_behind_a_full_read_are_not_their_sources_silence(store,
     bus.publish(store.code, "obs", obs_record(source="cam-a", obs=obs(t0 + 6)))
     real_advance = worker.pipeline.advance
 
-    def slow_advance(t):  # each step takes longer than the down bound
+    def slow_advance(t, **slicing):  # each step takes longer than the down bound
         time.sleep(0.4)
-        return real_advance(t)
+        return real_advance(t, **slicing)
 
     monkeypatch.setattr(worker.pipeline, "advance", slow_advance)
     assert worker.step(block_ms=0) == 3 and worker.step(block_ms=0) == 3
@@ -147,8 +147,8 @@ def test_a_worker_stepped_by_its_devices_caller_does_not_count_its_own_step_as_t
             worker.step(block_ms=0)
             advance = worker.pipeline.advance
 
-            def slow(now, advance=advance):
-                advance(now)
+            def slow(now, advance=advance, **slicing):
+                advance(now, **slicing)
                 time.sleep(0.5)
 
             worker.pipeline.advance = slow
@@ -332,9 +332,9 @@ def test_a_backlog_is_read_in_steps_of_about_the_target_time(store, monkeypatch)
             assert worker.step(block_ms=0) == 1 and worker.read_count == 16
     real_advance = worker.pipeline.advance
 
-    def slow_advance(t):  # a step takes 4 to 5 times the target: the next read is 16 × 0.1 / 0.4… = 3 at most
+    def slow_advance(t, **slicing):  # a step takes 4 to 5 times the target: the next read is 16 × 0.1 / 0.4… = 3 at most
         time.sleep(0.4)
-        return real_advance(t)
+        return real_advance(t, **slicing)
 
     monkeypatch.setattr(worker.pipeline, "advance", slow_advance)
     assert worker.step(block_ms=0) == 16 and 2 <= worker.read_count <= 4
@@ -349,3 +349,44 @@ def test_a_backlog_is_read_in_steps_of_about_the_target_time(store, monkeypatch)
     assert worker.step(block_ms=0) == 40 - 16 - n - 2 - 2 - 4 - 8 and worker.read_count == 16
     assert worker.stats.records["shelf"] == 41 and worker.step(block_ms=0) == 0
     assert worker.pipeline.loop.now == pytest.approx(t0 + 40 / 5 + 11 / 60)
+
+
+def test_a_long_advance_goes_in_slices_and_pushes_carts_as_it_goes(store, monkeypatch):
+    """A watermark that jumps (a source that held it caught up) is followed in ``slice_s`` slices of store time, and
+    the carts changed so far are pushed every ``push_every_s`` wall seconds: a cart changed in the first slice reaches
+    its phone before the last slice runs, not at the end of the whole advance. A short advance is one call."""
+    from django.utils import timezone
+
+    from carts.services import ledger
+    from store.gates.models import Visit
+
+    bus = MemoryBus()
+    worker = StoreWorker(store.code, bus_=bus)
+    t0 = 1_700_000_000.0
+    bus.publish(store.code, "shelf", shelf_record(controller="g1", bin_codes=("1-1-1",), t=t0 + np.arange(12) / 60,
+                                                  grams=np.full((12, 1), 500.0), rate_hz=60.0))
+    worker.step(block_ms=0)
+    pipeline, loop = worker.pipeline, worker.pipeline.loop
+    shopper = get_user_model().objects.create_user("slices@walkout.test", password="x")
+    visit = Visit.objects.create(store=store, shopper=shopper, entered_at=timezone.now())
+    events: list[tuple[str, float]] = []
+    published: list[list[int]] = []
+    real_loop_advance = loop.advance
+
+    def loop_advance(now):
+        real_loop_advance(now)
+        events.append(("advance", now))
+        if len(events) == 1:  # the first slice changes a cart
+            ledger.cart_publish(visit=visit)
+
+    monkeypatch.setattr(loop, "advance", loop_advance)
+    monkeypatch.setattr(ledger, "_publish_many", lambda visits: (published.append([v.pk for v in visits]),
+                                                                 events.append(("push", 0.0))))
+    start = loop.now
+    pipeline.advance(start + 3.0, slice_s=0.5, push_every_s=0.0)
+    slices = [t for kind, t in events if kind == "advance"]
+    assert slices == pytest.approx([start + 0.5 * k for k in range(1, 7)])
+    assert published == [[visit.pk]] and events.index(("push", 0.0)) == 1  # pushed right after the first slice
+    events.clear()
+    pipeline.advance(loop.now + 0.4, slice_s=0.5, push_every_s=0.0)
+    assert [kind for kind, _ in events] == ["advance", "push"]  # one call; the batch's end pushes the cart

@@ -214,6 +214,18 @@ def cart_publish_batch() -> Iterator[None]:
             _publish_many(list(visits.values()))
 
 
+def cart_publish_flush() -> int:
+    """Inside a :func:`cart_publish_batch`: publish the visits noted so far now, each once (a long store-loop step
+    pushes what it decided every fraction of a second, not only at its end); the batch goes on. Returns the visits
+    published (0 outside a batch or with nothing noted)."""
+    visits = getattr(_batch, "visits", None)
+    if not visits:
+        return 0
+    _batch.visits = {}
+    _publish_many(list(visits.values()))
+    return len(visits)
+
+
 def cart_publish(*, visit: Visit) -> None:
     """Bump the visit's cart sequence number and, after commit, push the snapshot to its groups (inside
     :func:`cart_publish_batch`, only noted: the batch publishes at its end). Alone it is a batch of one (the same
