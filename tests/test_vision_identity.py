@@ -282,6 +282,67 @@ def test_swaps_of_kept_between_asks_is_what_reading_the_window_anew_gives():
     assert asked == 120 * 30 and kept >= 300
 
 
+def test_near_boxes_kept_for_a_window_are_what_reading_them_anew_gives():
+    """BodyFrames.near keeps a window's boxes until the rows change (swaps_of and the id-switch repair ask one
+    window for several tracks in a row): on a session fed step by step, with a chain of switches (1–2, 2–3, 3–4),
+    a track placed by its head coming beside them, one beside track 1 for its first 2 s only, and pruning between
+    asks of the same window, every neighbourhood and every swaps_of answer (its order included) equals the one
+    read with nothing kept, and kept boxes are read."""
+    from vision.identity import BodyFrames, FramedBodies, swaps_of
+
+    t = np.round(np.arange(0.0, 40.0, 1 / 15), 4)
+    paths = {f"{k}": np.c_[np.linspace(0, 6, t.size) + k * 0.4, np.full(t.size, -0.7 + 0.1 * k)] for k in range(5)}
+    # beside 1 for its first 2 s only, then in another aisle: a prune from 3 s on takes it out of 1's neighbours
+    # over a window from 0 s
+    paths["e"] = np.c_[np.linspace(0, 6, t.size) + 0.7, np.where(t < 2.0, -0.3, 20.0)]
+    obs = walkers(paths, t, swaps=[("1", "2", 8.0, 11.0), ("2", "3", 18.0, 21.0), ("3", "4", 27.0, 30.0)], seed=5)
+    th = t[(t >= 33.0)]
+    head = TrackObservations(np.array(["h"] * th.size, dtype=object), th, np.array(["head"] * th.size, dtype=object),
+                             np.c_[6 * th / 40 + 0.6, np.full(th.size, -0.6), np.full(th.size, 1.45)],
+                             np.full(th.size, 0.9))
+    frames = BodyFrames()
+    empty = TrackObservations.empty()
+    seen: list[bool] = []
+
+    def ask(lo, hi, x):
+        w = FramedBodies(empty.track_id, empty.t, empty.keypoint, empty.xyz, empty.score, frames=frames, t0=lo, t1=hi)
+        frames._swaps = {}  # the answers kept per track: not this test's
+        got = swaps_of(w, [x])
+        near = frames.near(lo, hi, [x], 1.5)
+        seen.append("e" in near)
+        held, frames._near_cut, frames._swaps = frames._near_cut, {}, {}
+        assert frames.near(lo, hi, [x], 1.5) == near, (x, lo, hi)
+        fresh = swaps_of(w, [x])
+        frames._swaps, frames._near_cut = {}, held
+        return got, fresh
+
+    kept = asked = nones = swapped = 0
+    for s in np.round(np.arange(0.0, 40.0, 1.0), 1):
+        frames.near(0.0, 100.0, ["1"], 1.5)  # a window's boxes kept before rows come (h's first at 33 s)
+        frames.add(obs[(obs.t >= s) & (obs.t < s + 1.0)])
+        frames.add(head[(head.t >= s) & (head.t < s + 1.0)])
+        for rounds in range(2):
+            if rounds and s in (15.0, 25.0, 35.0):
+                frames.prune(s - 12.0)  # between asks of the same windows: cuts a switch read before
+            elif rounds:
+                continue
+            for lo, hi in ((0.0, 100.0), (5.0, s + 0.5), (max(0.0, s - 10.0), s + 0.5)):
+                for x in ("1", "2", "3", "4", "0", "2"):
+                    kept += (lo, hi) in frames._near_cut
+                    got, fresh = ask(lo, hi, x)
+                    asked += 1
+                    if fresh is None:
+                        nones += 1
+                        assert got is None, (x, lo, hi, s)
+                    else:
+                        assert got is not None, (x, lo, hi, s)
+                        swapped += bool(fresh)
+                        assert [(v.a, v.b, v.t_from, v.t_to, v.end_seen) for v in got] == \
+                            [(v.a, v.b, v.t_from, v.t_to, v.end_seen) for v in fresh], (x, lo, hi, s, rounds)
+    assert asked == 43 * 3 * 6 and kept >= 500 and nones >= 100 and swapped >= 200
+    assert any(seen) and not all(seen)
+
+
 def test_positions_from_kept_frames_are_bitwise_those_of_the_window():
     """BodyFrames keeps each track's mean position per frame between additions and reads a window from it, summing
     only the frames an end of the window cuts: on rows fed in pieces (two rows to a frame at 15 Hz and 0.1 s frames

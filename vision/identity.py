@@ -122,6 +122,9 @@ class BodyFrames:
         self.newest = -math.inf
         #: :func:`swaps_of`'s answers: (tracks, t0, knobs) → [end, horizon, swaps or None] (:meth:`_swaps_valid`)
         self._swaps: dict[tuple, list] = {}
+        #: :meth:`near`'s boxes of a window (t0, t1) → (first second, last second, its boxes: code, second − first
+        #: second + 1, box), while the boxes stay the same: :meth:`add` and :meth:`prune` drop them all
+        self._near_cut: dict[tuple[float, float], tuple] = {}
 
     def __len__(self) -> int:
         return sum(c[0].size for rec in self._tracks.values() for c in rec[0])
@@ -161,6 +164,7 @@ class BodyFrames:
         self._boxes.append(_merge_boxes(codes_kept[codes], np.floor(obs.t[keep]).astype(np.int64), np.hstack([xy, xy])))
         self._boxes_joined = None
         self._memo.clear()
+        self._near_cut.clear()
         t_kept = obs.t[keep]
         self.newest = max(self.newest, float(t_kept.max()))
         if self._swaps:  # an answer stands while the rows added lie past its horizon and none is its tracks'
@@ -170,6 +174,7 @@ class BodyFrames:
 
     def prune(self, before: float) -> None:
         """Drop the rows older than ``before`` (s), as ``carts.loop_window.ObservationWindow.prune`` does."""
+        self._near_cut.clear()
         if self._swaps:  # a window from ``before`` on reads no row or box this drops (:meth:`_swaps_valid`)
             self._swaps = {k: v for k, v in self._swaps.items() if v[2] is not None and v[1] <= v[0] and k[1] >= before}
         for track in list(self._tracks):
@@ -216,18 +221,26 @@ class BodyFrames:
         if self._boxes_joined is None:
             self._boxes_joined = _merge_boxes(*(np.concatenate([b[i] for b in self._boxes]) for i in range(3)))
             self._boxes = [self._boxes_joined]  # merged once: later steps add to it
-        code, sec, box = self._boxes_joined
-        if not code.size:
-            return set()
-        # the window's seconds, within those kept (an open or far-off bound must not size the arrays below)
-        s0 = max(math.floor(t0), int(sec.min())) if math.isfinite(t0) else int(sec.min())
-        s1 = min(math.floor(t1), int(sec.max())) if math.isfinite(t1) else int(sec.max())
-        if s1 < s0:
-            return set()
-        inside = (sec >= s0) & (sec <= s1)
-        code, sec, box = code[inside], sec[inside] - (s0 - 1), box[inside]
-        mine = np.isin(code, own)
-        if not mine.any():
+        cut = self._near_cut.get((t0, t1))
+        if cut is None:
+            code, sec, box = self._boxes_joined
+            if not code.size:
+                return set()
+            # the window's seconds, within those kept (an open or far-off bound must not size the arrays below)
+            s0 = max(math.floor(t0), int(sec.min())) if math.isfinite(t0) else int(sec.min())
+            s1 = min(math.floor(t1), int(sec.max())) if math.isfinite(t1) else int(sec.max())
+            if s1 < s0:
+                return set()
+            inside = (sec >= s0) & (sec <= s1)
+            if len(self._near_cut) >= _NEAR_CUTS_KEPT:
+                self._near_cut.clear()
+            cut = self._near_cut[(t0, t1)] = (s0, s1, code[inside], sec[inside] - (s0 - 1), box[inside])
+        s0, s1, code, sec, box = cut
+        # their rows: the boxes are in (code, second) order (_merge_boxes; a cut keeps it), so each track's rows
+        # are one run
+        runs = [(int(np.searchsorted(code, c, "left")), int(np.searchsorted(code, c, "right"))) for c in set(own)]
+        mine = np.concatenate([np.arange(i, j) for i, j in runs])
+        if not mine.size:
             return set()
         # their union box per second (index: second − s0 + 1), then widened to the seconds either side
         span = np.full((s1 - s0 + 3, 4), [np.inf, np.inf, -np.inf, -np.inf])
@@ -244,7 +257,7 @@ class BodyFrames:
         at = wide[sec]
         hit = ((box[:, 0] <= at[:, 2] + reach_m) & (box[:, 2] >= at[:, 0] - reach_m)
                & (box[:, 1] <= at[:, 3] + reach_m) & (box[:, 3] >= at[:, 1] - reach_m))
-        return {self._name[c] for c in np.unique(code[hit]).tolist() if c in self._name}
+        return {self._name[c] for c in set(code[hit].tolist()) if c in self._name}
 
     def _last_t(self, track: str) -> float:
         """The latest t (s) of ``track``'s kept rows (a kept track has one)."""
@@ -569,6 +582,11 @@ def swaps_of(bodies: FramedBodies, tracks: Sequence[str], *, frame_s: float = 0.
 
 #: Answers :func:`swaps_of` keeps in a :class:`BodyFrames` at most (cleared when full; pruning drops them sooner)
 _SWAPS_KEPT = 4096
+
+#: Windows whose boxes :meth:`BodyFrames.near` keeps at most (cleared when full; every add or prune drops them
+#: sooner): its callers ask one window for several tracks in a row (a window's cut is a minute of every track's
+#: boxes, too large to keep many)
+_NEAR_CUTS_KEPT = 4
 
 
 class _PairMemo:
