@@ -611,3 +611,41 @@ def test_the_loops_decisions_do_not_depend_on_how_far_each_step_advances(store, 
     differ = [k for k in short if short[k] != long[k]]
     assert not differ, f"{len(differ)} of {len(short)} decisions differ, first {differ[0]}"
     assert sorted(short_sink.rows) == sorted(long_sink.rows) and short_sink.carts == long_sink.carts
+
+
+def test_a_waiting_checkout_is_looked_at_again_only_every_bill_recheck_s(store, monkeypatch):
+    """A checkout that had to wait is looked at again at most every ``LoopConfig.bill_recheck_s`` of the sources'
+    clock (the look — id switches of the party's tracks — was 16 % of the worker's CPU at a 200-shopper exodus);
+    a visit whose settle time just ended is looked at in its first step. The receipts are those of looking at
+    every step, and each checkout comes at most ``bill_recheck_s`` (plus a step) later."""
+    from carts.loop_billing import CheckoutGate
+
+    sim = simulate(store, SimConfig.at("default", shoppers=40, minutes=2.5, seed=79))
+    real = CheckoutGate._bill_wait
+
+    def run(recheck: float):
+        looks: dict[str, list[tuple[float, str | None]]] = {}
+
+        def spy(self, track, deadline):
+            wait = real(self, track, deadline)
+            looks.setdefault(track, []).append((self.now, wait))
+            return wait
+
+        monkeypatch.setattr(CheckoutGate, "_bill_wait", spy)
+        res = offline_replay(sim, loop_config=LoopConfig(bill_recheck_s=recheck))
+        return res, looks
+
+    every, looks_every = run(0.0)
+    sparse, looks_sparse = run(0.5)
+    assert sparse.billed == every.billed and repr(sparse.decisions) == repr(every.decisions)
+    assert sum(map(len, looks_sparse.values())) < sum(map(len, looks_every.values()))
+    waited = 0
+    for track, looks in looks_sparse.items():
+        times = [t for t, _ in looks if np.isfinite(t)]
+        assert all(b - a >= 0.5 - 1e-9 for a, b in zip(times, times[1:])), (track, times)
+        assert looks[0][0] == looks_every[track][0][0]  # the first look: the same step
+        billed, billed_every = looks[-1][0], looks_every[track][-1][0]
+        if np.isfinite(billed_every):
+            assert billed_every <= billed <= billed_every + 0.5 + 0.2 + 1e-9
+        waited += len(looks) > 1
+    assert waited  # some checkouts waited, and were looked at again
