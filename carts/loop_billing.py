@@ -72,15 +72,13 @@ class CheckoutGate:
         hand came near them; not a body alone)."""
         if not self._to_bill:
             return
-        settle, recheck = self.config.settle_s, self.config.bill_recheck_s
+        settle = self.config.settle_s
         for track, t_exit in sorted(self._to_bill.items(), key=lambda kv: kv[1]):
             deadline = t_exit + settle
             if deadline > self.now:
                 continue
-            timing = self._bill_waits.get(track)
-            if timing is not None and timing.last is not None and self.now - timing.now < recheck:
-                continue  # it waited at the last look, a moment ago (LoopConfig.bill_recheck_s)
             wait = self._bill_wait(track, deadline)
+            timing = self._bill_waits.get(track)
             if timing is None:
                 timing = self._bill_waits[track] = BillWait(track, t_exit, deadline, due=self.now)
             elif timing.last is not None:

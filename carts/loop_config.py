@@ -22,13 +22,6 @@ class LoopConfig:
     #: After an exit, events beginning up to this long after it may still be the shopper's; billing waits for them
     #: (``settings.WALKOUT["EXIT_SETTLE_S"]``: a plate settles within 1–2 s of the hand leaving it).
     settle_s: float = 3.0
-    #: A checkout that had to wait (``carts.loop_billing.BILL_WAITS``: an event that may still be the party's) is
-    #: looked at again at most this often (seconds of the sources' clock); a visit whose settle time just ended is
-    #: looked at in the same step. The look is the loop's dearest per-visit test (the id switches of the party's
-    #: tracks): at every 0.1 s step of a 200-shopper exodus it was 16 % of the store worker's CPU. Its cost is up to
-    #: this much more exit → checkout for a visit that waited, never a different receipt (billing waits for every
-    #: event that could be the party's, whenever it looks).
-    bill_recheck_s: float = 0.5
     #: A gondola's settled changes (each gondola of a controller has its own detector, :meth:`StoreLoop.on_samples`)
     #: become shelf events as soon as its detector has passed their end by this much
     #: with no other change begun by then (``WeightEventDetector.settled_until``: a neighbouring change that
@@ -90,7 +83,7 @@ class LoopConfig:
 
     def __post_init__(self) -> None:
         check_numbers(self, ("image_mix",), low=0, high=1)
-        check_numbers(self, ("settle_s", "bill_recheck_s", "hold_gap_s", "hold_s", "hold_max_s", "lookback_s", "forget_after_s",
+        check_numbers(self, ("settle_s", "hold_gap_s", "hold_s", "hold_max_s", "lookback_s", "forget_after_s",
                              "bind_before_s", "bind_after_s", "bind_timeout_s", "bind_ambiguous_s", "lost_s", "lost_max_s",
                              "reassociate_m"),
                       low=0)
