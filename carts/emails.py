@@ -43,7 +43,8 @@ def receipt_email_send(*, receipt_id: int) -> bool:
         with transaction.atomic():
             claim = ReceiptEmail.objects.create(receipt=receipt, claimed_at=timezone.now())
     except IntegrityError:  # another delivery of the task (or a second queueing) has it: at most one e-mail
-        log.info("receipt email: receipt %s was mailed before; not sent again", receipt_id)
+        log.info("receipt email: receipt %s was claimed by an earlier delivery (sent, failed or being sent: its "
+                 "ReceiptEmail row says which); not sent again", receipt_id)
         return False
     visit = receipt.visit
     payer = visit.party_lead.shopper if visit.party_lead_id else visit.shopper

@@ -440,11 +440,12 @@ class StorePipeline:
 
     def advance(self, now: float, *, slice_s: float | None = None, push_every_s: float = 0.25) -> None:
         """All sources have been fed up to ``now`` (s UTC): decide the events whose evidence is complete and bill
-        the visits whose settle time has passed. Each cart changed is pushed to its shopper once, at the end.
+        the visits whose settle time has passed. Each cart changed is pushed to its shopper once, at the end (without
+        ``slice_s``) or once per push below.
 
         ``slice_s`` (store seconds; the store worker's ``StoreWorker.ADVANCE_SLICE_S``): a longer advance (a
         backlog, a source that held the watermark and caught up) goes in slices of it, and the carts changed so far
-        are pushed whenever ``push_every_s`` wall seconds have passed since the last push, so the first decisions
+        are pushed after each slice that ends ``push_every_s`` wall seconds or more after the last push, so the first decisions
         of a 10 s advance reach the phones without waiting for the last, and checkouts are queued as their slice
         comes. The loop decides the same whatever the slices (``carts.loop`` module docstring)."""
         self.sink.step_begins()

@@ -91,18 +91,19 @@ class StoreWorker:
     #: records one step reads at least while it adapts its count (:meth:`step`)
     READ_COUNT_MIN = 10
     #: wall seconds a step aims at while records wait in the streams: a step applies what it read, then decides,
-    #: bills and pushes carts, so a step of 500 shelf blocks (12 s of a 200-shopper store's, 4–9 s of work at its
-    #: peak) held every decision and checkout of those seconds until its end. A full read that took longer than this
-    #: shrinks the next read's count in proportion (not below :attr:`READ_COUNT_MIN`); a step under half of it
-    #: doubles the count again (up to :attr:`READ_COUNT`). What is decided does not depend on the count (every
-    #: record is applied in stream order; the loop advances to the watermark of what was read)
+    #: bills and pushes carts, so a step of 500 shelf blocks (12 s of a 200-shopper store's, 4–16 s of wall time at
+    #: its peak) held every decision and checkout of those seconds until its end. A full read that took longer than
+    #: this shrinks the next read's count in proportion (not below :attr:`READ_COUNT_MIN`); a step under half of it
+    #: doubles the count again (up to :attr:`READ_COUNT`). The first full read (after a start or a quiet spell) is
+    #: still :attr:`READ_COUNT`; its advance goes in slices (:attr:`ADVANCE_SLICE_S`). What is decided does not
+    #: depend on the count (every record is applied in stream order; a decision reads nothing past its horizon)
     STEP_TARGET_S = 0.5
     #: store seconds the loop advances at a time within a step (``StorePipeline.advance``'s ``slice_s``): a
     #: watermark that jumps (a source that held it came, a backlog read) is followed in slices, the carts changed
     #: so far pushed every ``PUSH_EVERY_S`` wall seconds and each checkout queued with its slice (at 200 shoppers a
     #: 16 s advance held the first decisions' pushes and the exodus's checkouts until its end)
     ADVANCE_SLICE_S = 0.5
-    #: wall seconds between cart pushes within a sliced advance
+    #: wall seconds between cart pushes within a sliced advance (a push comes after the slice that passes it)
     PUSH_EVERY_S = 0.25
 
     def __init__(self, store_code: str, *, bus_: Any = None, session: str | None = None,
@@ -346,7 +347,7 @@ class StoreWorker:
         """One INFO line per checkout the step queued: where its exit → checkout time went (``bench_live`` reads
         them). Sources' clocks are UTC, so a source time and a wall time compare: ``settle`` (``settle_s``),
         ``overshoot`` (the loop's step past the deadline), ``waited`` (what held it past that,
-        ``carts.loop.BILL_WAITS``), then how far the loop ran behind the wall clock at the checkout: the slowest
+        ``carts.loop_billing.BILL_WAITS``), then how far the loop ran behind the wall clock at the checkout: the slowest
         live source's lag when the step read the streams (``watermark``) and the step's own time up to it. Devices
         whose clock runs ahead of the wall clock (an emulation faster than real time) put the loop *ahead of* the
         wall clock and their newest record *early*: those are worded so, with the magnitude (never "-5.74 s

@@ -60,7 +60,8 @@ class RawSampleStore:
     (zlib releases the GIL, so another core does it): at 7 650 plates (bench_live's 200 shoppers) the minute's files
     held the MQTT ingestion worker for 5–7 s at every minute's end, every controller's messages waiting meanwhile.
     Then :meth:`append` returns no paths, a file that cannot be written is logged and counted (:meth:`take_failures`)
-    instead of raised, and :meth:`flush` waits for every file. ``max_pending``: files queued for the writer at most;
+    instead of raised — when its result is collected: as the next file is queued, or at :meth:`flush` — and
+    :meth:`flush` waits for every file. ``max_pending``: files queued for the writer at most;
     beyond it the caller waits for the oldest (memory stays bounded when the disk is slow)."""
 
     def __init__(self, root: str | Path, *, retention_h: float, background: bool = False,
@@ -227,7 +228,13 @@ class RawSampleStore:
                 if start.replace(tzinfo=timezone.utc).timestamp() + 60.0 <= cutoff:
                     path.unlink(missing_ok=True)
                     removed += 1
-            if not any(day_dir.iterdir()):
+            # an empty day folder goes only once its whole day is past the retention: the background writer may
+            # have just made today's for a file it is about to write
+            try:
+                day_end = datetime.strptime(day_dir.name, "%Y%m%d").replace(tzinfo=timezone.utc).timestamp() + 86400.0
+            except ValueError:
+                continue
+            if day_end <= cutoff and not any(day_dir.iterdir()):
                 shutil.rmtree(day_dir, ignore_errors=True)
         if removed:
             log.info("raw samples: %d file(s) older than %.1f h removed under %s", removed, self.retention_h,
