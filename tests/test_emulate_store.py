@@ -236,8 +236,8 @@ def test_two_shoppers_live_match_the_offline_run_through_a_long_store_loop_step(
     monkeypatch.setattr(runtime, "time", clock)
     advance = StorePipeline.advance
 
-    def slow_advance(self, now):
-        advance(self, now)
+    def slow_advance(self, now, **slicing):
+        advance(self, now, **slicing)
         if self.loop._binds and not clock.extra:
             clock.extra = 400.0
 
