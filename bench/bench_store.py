@@ -2,7 +2,8 @@
 N shoppers, and where that time goes.
 
 Plain script: ``.venv/bin/python bench/bench_store.py [--shoppers 10,50] [--minutes 3] [--seed 11] [--rooms N] [--events E]
-[--profile]`` (``BENCH_PROFILE_OUT=FILE`` also writes the whole profile there; ``BENCH_DUMP=FILE`` writes what the
+[--profile]`` (``BENCH_PROFILE_OUT=FILE`` also writes the whole profile there; ``BENCH_PROFILE_FROM=S``
+profiles only the steps from S store seconds after the session's start, e.g. the exodus; ``BENCH_DUMP=FILE`` writes what the
 worker stored and pushed, canonical JSON lines for a diff of two versions: :func:`_dump`; ``BENCH_OFF=S`` pins the
 shift of the session's clock, so that two runs store the same times).
 
@@ -13,7 +14,8 @@ exactly as the live store does (shelf blocks and observation records on the bus,
 services), half a second of store time at a time, stepping the worker until it has read everything. It prints the
 worker's CPU seconds (process time of the worker's steps and checkpoints only, so other load on the machine does not
 count) per store second, the real-time factor that gives on one core, and the loop's counters; with ``--profile``,
-the top functions by cumulative time. ``--rooms N`` simulates a store N times the NanoStore's floor
+the top functions by cumulative time; and the busiest :data:`PEAK_WINDOW_S` of store time (its CPU per store
+second: a worker that needs more than a core there falls behind, e.g. at a simulated session's exodus). ``--rooms N`` simulates a store N times the NanoStore's floor
 (``SimConfig.rooms``: its gondolas tiled N times side by side, 306·N plates, one gate pair per room, ~20 m² per room),
 so that a large crowd has the floor a real store would give it. It also prints the share of shelf events that went
 to review and exit → checkout in the loop (loop time when the loop hands the party's checkout on, minus the
@@ -113,6 +115,8 @@ def run(shoppers: int, minutes: float, seed: int, profile: bool, rooms: int = 1,
     prof = cProfile.Profile() if profile else None
     cpu = 0.0
     checkouts: dict[str, float] = {}  # party lead track → loop time when its checkout was handed on
+    per_step: list[tuple[float, float]] = []  # (store s since the session's start, worker CPU s of the step)
+    profile_from = float(os.environ.get("BENCH_PROFILE_FROM", "0"))
 
     def watch() -> None:  # record when the loop hands each checkout on (the sink is made at the first step)
         sink = worker.pipeline.loop.sink if worker.pipeline is not None else None
@@ -157,16 +161,18 @@ def run(shoppers: int, minutes: float, seed: int, profile: bool, rooms: int = 1,
             bus.publish(store.code, "shelf", runtime.shelf_record(controller=f"bench-{j}", bin_codes=codes,
                                                                   t=t + off, grams=grams, rate_hz=rate))
         t0 = time.process_time()
-        if prof is not None:
+        profiling = prof is not None and step.t - _Rec.t_start >= profile_from
+        if profiling:
             prof.enable()
         with connection.execute_wrapper(counted):
             while worker.step(block_ms=0):
                 watch()
             if time.monotonic() - worker._last_checkpoint >= worker.checkpoint_every_s:
                 worker.checkpoint()
-        if prof is not None:
+        if profiling:
             prof.disable()
         cpu += time.process_time() - t0
+        per_step.append((step.t - _Rec.t_start, time.process_time() - t0))
     length = _Rec.t_end - _Rec.t_start
     moves = sorted((g.t, 1 if g.kind == "entry" else -1) for g in sim.gates)
     inside = np.cumsum([m for _, m in moves]) if moves else np.zeros(1)
@@ -176,7 +182,7 @@ def run(shoppers: int, minutes: float, seed: int, profile: bool, rooms: int = 1,
             lead = party_of.get(g.track, g.track)
             last_exit[lead] = max(last_exit.get(lead, -np.inf), g.t + off)
     waits = np.array([checkouts[lead] - t for lead, t in last_exit.items() if lead in checkouts])
-    out = {"rooms": rooms, "exit_checkout_s": [float(x) for x in np.percentile(waits, [50, 95, 100])] if waits.size
+    out = {"peak": _peak(per_step, PEAK_WINDOW_S), "rooms": rooms, "exit_checkout_s": [float(x) for x in np.percentile(waits, [50, 95, 100])] if waits.size
            else None, "checkouts": int(waits.size), "parties": len(last_exit),
            "shoppers": shoppers, "store_s": length, "cpu_s": cpu, "stats": worker.pipeline.loop.stats,
            "at_once": int(inside.max()), "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
@@ -190,6 +196,26 @@ def run(shoppers: int, minutes: float, seed: int, profile: bool, rooms: int = 1,
             prof.dump_stats(os.environ["BENCH_PROFILE_OUT"])
         out["profile"] = buf.getvalue()
     return out
+
+
+#: s of store time: the window of the busiest stretch reported (the exodus of a simulated session: most shoppers
+#: leave within ~13 s of each other, docs/store-worker-load.md)
+PEAK_WINDOW_S = 10.0
+
+
+def _peak(per_step: list[tuple[float, float]], window_s: float) -> tuple[float, float] | None:
+    """The busiest ``window_s`` of store time: (its start, s since the session's start; the worker's CPU s in it
+    per store s), from ``per_step`` (store s, CPU s) in order; None for a session shorter than the window."""
+    best = None
+    j, acc = 0, 0.0
+    for i, (t, c) in enumerate(per_step):
+        acc += c
+        while per_step[j][0] <= t - window_s:
+            acc -= per_step[j][1]
+            j += 1
+        if t - per_step[0][0] >= window_s and (best is None or acc / window_s > best[1]):
+            best = (per_step[j][0], acc / window_s)
+    return best
 
 
 def _record_pushes(pushed: list[str]) -> None:
@@ -284,7 +310,9 @@ def main() -> None:
                   f"{s['reviews'] / max(s['shelf_events'], 1):.0%}; exit → checkout in the loop p50/p95/max "
                   + ("/".join(f"{x:.2f}" for x in r["exit_checkout_s"]) + " s" if r["exit_checkout_s"] else "n/a")
                   + f" ({r['checkouts']} of {r['parties']} parties handed on); {r['queries']} database queries "
-                  f"in the worker's steps", flush=True)
+                  f"in the worker's steps"
+                  + (f"; busiest {PEAK_WINDOW_S:g} s from {r['peak'][0]:.0f} s: {r['peak'][1]:.2f} core per store "
+                     f"second" if r.get("peak") else ""), flush=True)
             if r.get("profile"):
                 print(r["profile"])
     print("size  rooms  at-once  per-m2  core/store-s  x-realtime  review  exit->checkout-p50/p95-s  peak-RSS-MB")
