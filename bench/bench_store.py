@@ -208,7 +208,7 @@ def _peak(per_step: list[tuple[float, float]], window_s: float) -> tuple[float, 
     per store s), from ``per_step`` (store s, CPU s) in order; None for a session shorter than the window."""
     best = None
     j, acc = 0, 0.0
-    for i, (t, c) in enumerate(per_step):
+    for t, c in per_step:
         acc += c
         while per_step[j][0] <= t - window_s:
             acc -= per_step[j][1]

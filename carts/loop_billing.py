@@ -13,7 +13,7 @@ from typing import Iterable
 from sensors import weight
 from sensors.rfid import exit_lane_tags
 from store.recording import TrackObservations
-from vision.identity import FramedBodies, swaps_of
+from vision.identity import REPAIR_LOOKBACK_S, FramedBodies, swaps_of
 
 from .fusion import evidence_window
 from .fusion_hands import candidate_reach_m, hidden_reach_m, wrist_ray_hands
@@ -213,6 +213,15 @@ class CheckoutGate:
     #: partly fed, and a switch found there may yet move)
     SWITCH_FED_MARGIN_S = 0.2
 
+    #: s: the frames of a billing look at id switches begin on this grid (the event's look-back, floored): the
+    #: windows of a step's held changes, reaches and events begin within a few seconds of each other, so most share
+    #: their start and :func:`vision.identity.swaps_of` answers a party's tracks once for them all, and again at the
+    #: next step (its answers stand while the window's start is the same). Narrowed to
+    #: ``LoopConfig.lookback_s − pad_s − vision.identity.REPAIR_LOOKBACK_S`` (3.5 s by default) where that is less,
+    #: so that the frames read are still kept (``_forget``). The look reads more frames before the event than the
+    #: repair will: the same kind of bound as the held changes' window, which begins at the oldest change
+    SWITCH_GRID_S = 2.0
+
     def _switch_may_involve(self, event: weight.ShelfEvent | HeldWindow, lo: float, hi: float,
                             members: tuple[str, ...]) -> bool:
         """Whether an id switch may label a hand sighting near ``event``'s bins in ``[lo, hi]`` (its hand window, s)
@@ -222,6 +231,10 @@ class CheckoutGate:
         in its part, when a part ends within ``SWITCH_FED_MARGIN_S`` of the loop's clock (a sighting still to come
         may be relabelled), or when a track of the window is placed by its head (``swaps_of`` None)."""
         (_, _), (b0, _) = evidence_window(event, self.fusion)
+        # the grid, as fine as the frames kept allow (_forget keeps lookback_s before the oldest event or change)
+        grid = min(self.SWITCH_GRID_S, self.config.lookback_s - self.fusion.pad_s - REPAIR_LOOKBACK_S)
+        if grid > 0:
+            b0 = math.floor(b0 / grid) * grid
         # the frames the repair reads for this event (from its look-back to the end of the hand window), not the
         # rows: swaps_of reads frames only
         empty = TrackObservations.empty()
