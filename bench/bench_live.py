@@ -51,6 +51,7 @@ Redis keys of the run deleted. Needs PostgreSQL, Redis and Mosquitto on 127.0.0.
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 import math
 import os
@@ -84,6 +85,9 @@ from live_stack import (
 ROOT = Path(__file__).resolve().parents[1]
 #: ``--rooms auto``: shoppers per NanoStore room (~20.5 m²) at the busiest moment: ~0.4 per m²
 SHOPPERS_PER_ROOM = 8
+#: one bench-live at a time per machine (:func:`main` waits for this lock): concurrent runs share the broker's
+#: topics and the channel layer's Redis database, and each would measure the other
+LOCK_PATH = Path(tempfile.gettempdir()) / "walkout-bench-live.lock"
 sys.path.insert(0, str(ROOT))
 
 
@@ -259,6 +263,14 @@ def main() -> int:
         say(f"bench-live needs {DATA}")
         return 2
     signal.signal(signal.SIGTERM, _sigterm)
+    # one bench-live at a time on a machine: two share the broker's topics (walkout/walkout-sim/...) and the Redis
+    # database of the channel layer, so each would ingest the other's shelf blocks and push to the other's phones
+    lock = open(LOCK_PATH, "a+")  # noqa: SIM115 — held (and closed) by the process until it exits
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        say(f"bench-live: another bench-live is running on this machine (lock {LOCK_PATH}); waiting for it")
+        fcntl.flock(lock, fcntl.LOCK_EX)
     sizes = list(args.sizes)
     say(f"bench-live: sizes {sizes}, {args.minutes:g} store minutes each, {args.events:g} actions per shopper, "
         f"{os.cpu_count()} CPUs, load average now {os.getloadavg()[0]:.1f}")
