@@ -63,7 +63,7 @@ import time
 import uuid
 from pathlib import Path
 
-from live_analysis import _ingest_backlog, analyse, exit_stages, print_table
+from live_analysis import _ingest_backlog, analyse, exit_stages, print_table, slow_steps
 from live_clients import clients
 from live_hour import feed, run_hour
 from live_sampler import Sampler
@@ -193,6 +193,7 @@ def run_size(n: int, args, work: Path) -> dict:
                     messages.append((recv, who, data))
             row.update(analyse(url, messages))
             row["stages"] = exit_stages(procs.log("run_store"), procs.log("billing"), row.pop("billed_times"))
+            row["slow_steps"] = slow_steps(procs.log("run_store"))
             wall = max(1e-9, sampler.t1 - sampler.t0)
             row["cpu"] = {k: sampler.cpu.get(k, 0.0) / wall for k in names}
             row["rss_peak"] = dict(sampler.rss_peak)

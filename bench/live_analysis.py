@@ -9,6 +9,8 @@ from live_stack import say
 
 GOAL_PHONE_P95_S = 1.0
 GOAL_RECEIPT_P95_S = 5.0
+#: the store worker logs steps longer than this (s; carts.runtime.StoreWorker.SLOW_STEP_S, its default)
+SLOW_STEP_S = 1.0
 
 
 def pct(values: list[float], q: float) -> float:
@@ -156,6 +158,24 @@ def exit_stages(store_log: str, billing_log: str, billed: dict[int, dict]) -> di
     return out
 
 
+_SLOW = re.compile(r"slow step, ([0-9.]+) s wall \(([0-9.]+) s CPU of this worker\): read (\d+) records \(count "
+                   r"(\d+)(, full)?\) in ([0-9.]+) s, applied in ([0-9.]+) s, advanced ([0-9.]+) store s in "
+                   r"([0-9.]+) s; the loop is ([0-9.-]+) s behind")
+
+
+def slow_steps(store_log: str) -> dict:
+    """The store worker's slow steps (``carts.runtime.StoreWorker.SLOW_STEP_S``, its "slow step" lines): how many,
+    their wall and CPU seconds, how long the reads, applies and advances took in all, the store seconds advanced,
+    and the loop's largest lag behind the wall clock at their end."""
+    rows = [tuple(float(x) if x and x[0] != "," else x for x in m.groups()) for m in _SLOW.finditer(store_log)]
+    if not rows:
+        return {"n": 0}
+    col = lambda i: [r[i] for r in rows]  # noqa: E731
+    return {"n": len(rows), "wall": sum(col(0)), "cpu": sum(col(1)), "records": sum(col(2)),
+            "full": sum(1 for r in rows if r[4]), "read": sum(col(5)), "apply": sum(col(6)),
+            "store_s": sum(col(7)), "advance": sum(col(8)), "behind_max": max(col(9))}
+
+
 def print_stages(r: dict) -> None:
     st = r.get("stages") or {}
     n = len(st.get("total", []))
@@ -257,4 +277,10 @@ def print_table(rows: list[dict]) -> None:
             f"(from the shelf event's end: {verdict(r['phone_shelf'][1], GOAL_PHONE_P95_S)}); exit→receipt p95 < "
             f"{GOAL_RECEIPT_P95_S:g} s {verdict(r['receipt_ws'][1], GOAL_RECEIPT_P95_S)}")
         say(f"  saturation: {saturation(r)}")
+        sl = r.get("slow_steps") or {"n": 0}
+        if sl["n"]:
+            say(f"  store worker's slow steps (over {SLOW_STEP_S:g} s): {sl['n']}, {sl['wall']:.1f} s wall of which "
+                f"{sl['cpu']:.1f} s its own CPU; reading {sl['read']:.1f} s, applying {sl['apply']:.1f} s "
+                f"({sl['records']:.0f} records, {sl['full']} full reads), advancing {sl['advance']:.1f} s over "
+                f"{sl['store_s']:.1f} store s; the loop at most {sl['behind_max']:.1f} s behind the wall clock")
         print_stages(r)

@@ -105,6 +105,9 @@ class StoreWorker:
     ADVANCE_SLICE_S = 0.5
     #: wall seconds between cart pushes within a sliced advance (a push comes after the slice that passes it)
     PUSH_EVERY_S = 0.25
+    #: wall seconds: a step longer than this is logged (INFO) with where its time went — reading, applying, advancing,
+    #: the worker's own CPU against the wall (the rest is waiting: the database, Redis, the broker, other processes)
+    SLOW_STEP_S = 1.0
 
     def __init__(self, store_code: str, *, bus_: Any = None, session: str | None = None,
                  checkpoint_every_s: float = 2.0, source_down_s: float = 5.0, lease_s: float = 5.0,
@@ -234,6 +237,7 @@ class StoreWorker:
         if self.pipeline is None:
             return
         loop = self.pipeline.loop
+        t_begin = time.monotonic()
         # the observation windows' chunks go to the bus by key, each once: the checkpoint itself stays small
         data = pickle.dumps({"loop": loop.snapshot(chunks=(self.bus, self.store.code, self._chunks)),
                              "offsets": self.offsets, "sources": {k: v[0] for k, v in self.sources.items()},
@@ -245,6 +249,9 @@ class StoreWorker:
             self.bus.ack(self.store.code, self.offsets)
         self.stats.checkpoints += 1
         self._last_checkpoint = time.monotonic()
+        if self._last_checkpoint - t_begin > self.SLOW_STEP_S:
+            log.info("store %s: slow checkpoint, %.2f s wall (%d bytes)", self.store.code,
+                     self._last_checkpoint - t_begin, len(data))
 
     def run(self, *, max_seconds: float | None = None, idle_exit_s: float | None = None,
             standby_poll_s: float = 0.5) -> WorkerStats:
@@ -303,6 +310,7 @@ class StoreWorker:
         if self.pipeline is None:
             self._start()
         count = self.read_count
+        t_begin, cpu_begin = time.monotonic(), time.process_time()
         records = self.bus.read(self.store.code, count=count, block_ms=block_ms)
         self._read_at = time.monotonic()  # everything published before now was just read (up to the bus's count)
         # a full read may have left records in the streams: a source whose records wait there is not silent
@@ -319,6 +327,7 @@ class StoreWorker:
             if self.join is not None:
                 self._join_step()
             self.pipeline.loop.shelf_horizon = self.shelf_horizon()
+            applied_at, loop_from = time.monotonic(), self.pipeline.loop.now
             self.pipeline.advance(self.watermark(), slice_s=self.ADVANCE_SLICE_S, push_every_s=self.PUSH_EVERY_S)
         if self.driven or backlogged:
             # the caller's devices were held up for as long as this step took: that time is not their silence (a
@@ -332,6 +341,15 @@ class StoreWorker:
                 entry[1] += busy
         if self.pipeline.loop.bill_timings:
             self._log_checkouts(read_wall)
+        took = time.monotonic() - t_begin
+        if took > self.SLOW_STEP_S:
+            loop = self.pipeline.loop
+            log.info("store %s: slow step, %.2f s wall (%.2f s CPU of this worker): read %d records (count %d%s) in "
+                     "%.2f s, applied in %.2f s, advanced %.2f store s in %.2f s; the loop is %.2f s behind the wall "
+                     "clock", self.store.code, took, time.process_time() - cpu_begin, len(records), count,
+                     ", full" if backlogged else "", self._read_at - t_begin, applied_at - self._read_at,
+                     loop.now - loop_from if math.isfinite(loop_from) else 0.0, time.monotonic() - applied_at,
+                     time.time() - loop.now)
         self._adapt_count(count, backlogged, time.monotonic() - self._read_at)
         return len(records)
 

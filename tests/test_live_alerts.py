@@ -3,6 +3,7 @@ alert says which), comes back and the alert is resolved; an unreadable record is
 dashboard shows what is down."""
 from __future__ import annotations
 
+import re
 import time
 
 import numpy as np
@@ -163,6 +164,39 @@ def test_a_worker_stepped_by_its_devices_caller_does_not_count_its_own_step_as_t
         finally:
             if driven:
                 unregister_local(store.code)
+
+
+def test_a_slow_step_is_logged_with_where_its_time_went(store, caplog):
+    """A step over ``SLOW_STEP_S`` of wall time (the loop falling behind at a busy moment) is logged with its
+    parts: the read, the apply, the advance (store seconds covered) and the worker's own CPU against the wall, so an
+    operator can tell a busy worker from one waiting on the database or the broker. A quick step is not logged."""
+    import logging
+
+    t0 = 1_700_000_000.0
+    bus = MemoryBus()
+    worker = StoreWorker(store.code, bus_=bus)
+    worker.SLOW_STEP_S = 0.2
+    worker.step(block_ms=0)
+    advance = worker.pipeline.advance
+
+    def slow(now, advance=advance, **slicing):
+        advance(now, **slicing)
+        time.sleep(0.3)  # waiting (on a database, say): wall time, no CPU
+
+    with caplog.at_level(logging.INFO, logger="carts.runtime"):
+        bus.publish(store.code, "obs", obs_record(source="cam-a", obs=obs(t0)))
+        worker.step(block_ms=0)
+        worker.pipeline.advance = slow
+        bus.publish(store.code, "obs", obs_record(source="cam-a", obs=obs(t0 + 1.0)))
+        worker.step(block_ms=0)
+    lines = [r.getMessage() for r in caplog.records if "slow step" in r.getMessage()]
+    assert len(lines) == 1, lines
+    m = re.search(r"slow step, ([0-9.]+) s wall \(([0-9.]+) s CPU of this worker\): read 1 records \(count \d+\) in "
+                  r"[0-9.]+ s, applied in [0-9.]+ s, advanced ([0-9.]+) store s in ([0-9.]+) s", lines[0])
+    assert m, lines[0]
+    wall, cpu, store_s, advance_s = map(float, m.groups())
+    assert wall >= 0.3 and advance_s >= 0.3 and cpu < wall - 0.2
+    assert store_s == pytest.approx(1.0, abs=0.2)
 
 
 def test_unreadable_records_are_counted_and_skipped(store):
