@@ -21,11 +21,13 @@ Printed per size:
 * event → phone: from each fusion cart event (``CartEvent.created_at``, in ``run_store``) and from the end of its
   shelf event (``ShelfEvent.t_end`` on the devices' clock, which includes the loop's deliberate wait for hand data,
   ``fusion.pad_s`` + the hold) to the first WebSocket snapshot of that visit whose lines show it; p50/p95/p99;
-* exit → receipt: ``Visit.exited_at`` (the exit scan's time) to the first snapshot carrying the receipt, and to the
-  capture's ``PaymentAttempt.created_at``; p50/p95; and **by stage** (p50/p95/max): the settle time, the loop's
+* exit → receipt: ``Visit.exited_at`` (the exit scan's time; for a party, billed together, its last member's) to
+  the first snapshot carrying the receipt, and to the capture's ``PaymentAttempt.created_at``; p50/p95; visits held
+  for review are not counted (people bill them); and **by stage** (p50/p95/max): the settle time, the loop's
   step past it, what held the checkout after it (``carts.loop_billing.BILL_WAITS``), how far the loop ran behind the wall
   clock (the slowest source's lag, its step), the billing queue, the billing task, and the receipt's way to the
-  phone (the store worker's and the billing worker's "checkout queued"/"picked up" log lines);
+  phone (the store worker's and the billing worker's "checkout queued"/"picked up" log lines); the store worker's
+  slow steps (its "slow step" lines: wall against its own CPU, read, apply, advance);
 * CPU (% of one core over the session) and peak RSS of every process, the shared services' CPU (PostgreSQL,
   Redis, Mosquitto: shared with anything else on the machine), the streams' backlog (``XINFO GROUPS`` lag: records
   not yet read by the store worker) and how far the devices' newest record on each stream is behind the wall clock;

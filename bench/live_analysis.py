@@ -25,8 +25,8 @@ def analyse(url: str, messages: list[tuple[float, str, dict]]) -> dict:
 
     with psycopg.connect(url.replace("postgres://", "postgresql://")) as conn:
         visits = conn.execute(
-            "SELECT v.id, u.username, v.state, extract(epoch FROM v.exited_at) FROM gates_visit v "
-            "JOIN auth_user u ON u.id = v.shopper_id").fetchall()
+            "SELECT v.id, u.username, v.state, extract(epoch FROM v.exited_at), coalesce(v.party_lead_id, v.id) "
+            "FROM gates_visit v JOIN auth_user u ON u.id = v.shopper_id").fetchall()
         events = conn.execute(
             "SELECT e.id, e.visit_id, extract(epoch FROM e.created_at), e.quantity, p.barcode, "
             "extract(epoch FROM s.t_end), e.source FROM carts_cartevent e JOIN inventory_product p "
@@ -74,10 +74,16 @@ def analyse(url: str, messages: list[tuple[float, str, dict]]) -> dict:
                 lat_shelf.append(hit - float(row[5]))
     exit_ws, exit_cap, no_receipt = [], [], 0
     billed: dict[int, dict] = {}  # visit → exit, capture and receipt-on-the-phone times (wall s)
-    for vid, _, _state, exited in visits:
+    # a party's receipt comes once its last member has left (carts.loop_billing: the party is billed together), so
+    # its exit is its last member's, as bench_store counts it
+    party_exit: dict[int, float] = {}
+    for _, _, _, exited, lead in visits:
+        if exited is not None:
+            party_exit[lead] = max(party_exit.get(lead, -math.inf), float(exited))
+    for vid, _, _state, exited, lead in visits:
         if exited is None or vid in held:  # billed once people decided its reviews (here: the oracle, at the end)
             continue
-        exited = float(exited)
+        own, exited = float(exited), party_exit[lead]
         hit = next((recv for recv, msg in snaps.get(vid, []) if msg.get("receipt")), None)
         if hit is None:
             no_receipt += 1
@@ -85,9 +91,9 @@ def analyse(url: str, messages: list[tuple[float, str, dict]]) -> dict:
             exit_ws.append(hit - exited)
         if vid in captures:
             exit_cap.append(float(captures[vid]) - exited)
-            billed[vid] = {"exit": exited, "capture": float(captures[vid]), "phone": hit}
+            billed[vid] = {"exit": exited, "own_exit": own, "capture": float(captures[vid]), "phone": hit}
     states: dict[str, int] = {}
-    for _, _, state, _ in visits:
+    for _, _, state, _, _ in visits:
         states[state] = states.get(state, 0) + 1
     return {"cart_events": sum(1 for r in events if r[6] == "fusion"), "matched": len(lat_db), "missing": missing,
             "phone_db": [pct(lat_db, q) for q in (50, 95, 99)],
@@ -149,7 +155,7 @@ def exit_stages(store_log: str, billing_log: str, billed: dict[int, dict]) -> di
         out["slowest_wait"].append(float(m.group(13)))
         out["step"].append(float(m.group(14)))
         out["queue"].append(picked[vid])
-        out["task"].append(times["capture"] - times["exit"] - after_exit - picked[vid])
+        out["task"].append(times["capture"] - times.get("own_exit", times["exit"]) - after_exit - picked[vid])
         out["total"].append(times["capture"] - times["exit"])
         if times["phone"] is not None:
             out["phone"].append(times["phone"] - times["capture"])
@@ -182,7 +188,7 @@ def print_stages(r: dict) -> None:
     if not n:
         say("  exit → capture by stage: no checkout found in both the store worker's and the billing worker's logs")
         return
-    say(f"  exit → capture by stage, {n} visits billed without review (wall s, p50 / p95 / max; p95s do not add up):")
+    say(f"  exit → capture by stage, {n} visits billed without review (wall s, p50 / p95 / max; p95s do not add up; a party's exit is its last member's):")
     for key, label in STAGES:
         v = st.get(key, [])
         if v:
