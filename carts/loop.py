@@ -152,6 +152,11 @@ class StoreLoop(ShelfIntake, TrackBinding, CheckoutGate):
         self._bound_at: dict[str, float] = {}
         #: pending scans: (t, visit, party lead visit, gate name)
         self._binds: list[tuple[float, Hashable, Hashable | None, str]] = []
+        #: exit scans of a party member's visit not yet taken (live exits, ``LoopConfig.infer_exits``): (t, track).
+        #: The gate exits every open visit of the pass's holder at once (``store.gates.services.visit_exit_scan``),
+        #: so each member's visit gets one member's scan: only a member whose track ends there left then
+        #: (:meth:`_settle_exit_scans`)
+        self._exit_scans: list[tuple[float, str]] = []
         #: scans bound lately: (t, visit, gate name, track), in binding order (``_flag_ambiguous``)
         self._recent_binds: list[tuple[float, Hashable, str, str]] = []
         #: bound tracks whose binding may have swapped them with another shopper's → why (their events go to review)
@@ -265,6 +270,7 @@ class StoreLoop(ShelfIntake, TrackBinding, CheckoutGate):
         loop.__dict__.setdefault("_recent_binds", [])  # a checkpoint of the code before ambiguous bindings
         loop.__dict__.setdefault("_ambiguous", {})
         loop.__dict__.setdefault("_bound_at", {})  # a checkpoint of the code before: eligible from their entry
+        loop.__dict__.setdefault("_exit_scans", [])  # a checkpoint of the code before: a party's scan exited all
         for seen in loop._seen.values():
             if len(seen) == 4:
                 seen += seen[2:4]
@@ -334,11 +340,20 @@ class StoreLoop(ShelfIntake, TrackBinding, CheckoutGate):
         self._binds.sort(key=lambda b: b[0])
 
     def on_visit_exit(self, *, visit: Hashable, t: float) -> bool:
-        """The visit left at ``t`` (an exit scan at the gate): its track exits. False when no track is bound."""
+        """The visit left at ``t`` (an exit scan at the gate): its track exits. False when no track is bound.
+
+        Live (``infer_exits``), a visit whose party has other members still inside is not taken to have left yet:
+        the gate exits every open visit of the pass's holder at one member's scan, so the scan is this member's
+        only if its track ends there (:meth:`_settle_exit_scans`, a few seconds later); a member still shopping is
+        watched on and exits when its own track leaves."""
         track = next((k for k, v in self.visit_of.items() if v == visit and k not in self.exits), None)
         if track is None:
             self._binds = [b for b in self._binds if b[1] != visit]
             return False
+        if self.config.infer_exits and self._others_inside(track):
+            if all(tr != track for _, tr in self._exit_scans):
+                self._exit_scans.append((float(t), track))
+            return True
         return self.on_exit(track=track, t=t)
 
     def on_exit(self, *, track: str, t: float) -> bool:
@@ -360,6 +375,8 @@ class StoreLoop(ShelfIntake, TrackBinding, CheckoutGate):
         self.now = max(self.now, float(now))
         if self._binds:
             self._bind()
+        if self._exit_scans:
+            self._settle_exit_scans()
         if self.config.infer_exits and self.visit_of:
             self._watch_exits()
         self._release(force=False)

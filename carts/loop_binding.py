@@ -17,6 +17,7 @@ class TrackBinding:
     _recent_binds: list[tuple[float, Hashable, str, str]]
     _ambiguous: dict[str, str]
     _bound_at: dict[str, float]
+    _exit_scans: list[tuple[float, str]]
 
     def _bind(self) -> None:
         """Decide the pending gate scans whose window is fed (``[t − bind_before_s, t + bind_after_s]`` around the
@@ -126,13 +127,40 @@ class TrackBinding:
                 return True
         return False
 
+    def _others_inside(self, track: str) -> bool:
+        """Whether another member of ``track``'s party (``party_of``) has entered and not exited."""
+        lead = self.party_of.get(track, track)
+        return any(k != track and k not in self.exits and self.party_of.get(k, k) == lead for k in self.entries)
+
+    def _settle_exit_scans(self) -> None:
+        """Take the pending exit scans of party members (:meth:`carts.loop.StoreLoop.on_visit_exit`): a member whose
+        track is seen more than ``lost_s`` after the scan is still shopping (another member scanned; its exit is
+        its track's, :meth:`_watch_exits`): the scan is dropped for it; a member whose track has been unseen for
+        ``lost_s`` since the scan (or since it was last seen, if later) left at the scan's time."""
+        lost = self.config.lost_s
+        left = []
+        for t, track in self._exit_scans:
+            if track in self.exits:
+                continue
+            seen = self._seen.get(track)
+            last = seen[1] if seen is not None else -math.inf
+            if last > t + lost:
+                continue  # still on the floor after the scan: watched on
+            if self.now - max(t, last) < lost:
+                left.append((t, track))
+                continue
+            self.on_exit(track=track, t=t)
+        self._exit_scans = left
+
     def _watch_exits(self) -> None:
         """Bound tracks unseen for ``lost_s``: gone through an exit (or, in a store without exit zones, gone);
         lost inside: an alert, a new track appearing close by continues the visit, and after ``lost_max_s`` the
-        visit exits flagged."""
+        visit exits flagged. A track with a pending exit scan (:meth:`_settle_exit_scans`) exits at the scan's time
+        there, not here."""
         cfg = self.config
+        scanned = {tr for _, tr in self._exit_scans}
         for track, visit in list(self.visit_of.items()):
-            if track in self.exits:
+            if track in self.exits or track in scanned:
                 continue
             seen = self._seen.get(track)
             if seen is None or self.now - seen[1] < cfg.lost_s:

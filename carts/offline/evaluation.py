@@ -432,6 +432,17 @@ def offline_replay(recording, *, review_confidence: float = 0.6, settle_s: float
         feed_step(loop, step, party_of, shelves=events is None)
         loop.advance(step.t_next)
     loop.finish()
+    decisions, billed = sink_receipts(sink, party_of, truth_events)
+    detected = tuple(sink.events) if events is None else tuple(events)
+    return OfflineResult(decisions=decisions, billed=billed, party_of=party_of, events=detected)
+
+
+def sink_receipts(sink: MemorySink, party_of: Mapping[str, str], truth_events=None
+                  ) -> tuple[Decisions, dict[str, dict[str, int]]]:
+    """The decisions and billed receipts (track → {barcode: quantity > 0}) of a finished loop's ``sink``. With
+    ``truth_events``, open review items are resolved by the oracle reviewer first, then each waiting put-back applies
+    if its party (``party_of``: track → lead) holds the item, else goes to the oracle as a review of its own (as
+    ``carts.services.review.review_resolve`` settles them in the store). Updates the sink's carts and rows."""
     carts, rows = sink.carts, sink.rows
     if truth_events is not None:
         _oracle_apply(Decisions.from_rows(rows), truth_events, carts, party_of)
@@ -448,10 +459,7 @@ def offline_replay(recording, *, review_confidence: float = 0.6, settle_s: float
                 rows[i] = (bins_, t0, t1, "cart", dest, ((code, q),), conf)
         if unsettled:
             _oracle_apply(Decisions.from_rows(rows), truth_events, carts, party_of, only=set(unsettled))
-    decisions = Decisions.from_rows(rows)
-    billed = {t: {c: q for c, q in cart.items() if q > 0} for t, cart in carts.items()}
-    detected = tuple(sink.events) if events is None else tuple(events)
-    return OfflineResult(decisions=decisions, billed=billed, party_of=party_of, events=detected)
+    return Decisions.from_rows(rows), {t: {c: q for c, q in cart.items() if q > 0} for t, cart in carts.items()}
 
 
 def party_holder(track: str, code: str, q: int, carts: Mapping[str, Mapping[str, int]],
