@@ -53,6 +53,7 @@ Redis keys of the run deleted. Needs PostgreSQL, Redis and Mosquitto on 127.0.0.
 from __future__ import annotations
 
 import argparse
+import csv
 import fcntl
 import json
 import math
@@ -193,7 +194,9 @@ def run_size(n: int, args, work: Path) -> dict:
                 for line in ws_out.read_text().splitlines():
                     recv, who, data = json.loads(line)
                     messages.append((recv, who, data))
-            row.update(analyse(url, messages))
+            exits = {r["track"]: float(r["t"]) for r in csv.DictReader((rec / "gates.csv").open())
+                     if r["kind"] == "exit"}
+            row.update(analyse(url, messages, exits))
             row["stages"] = exit_stages(procs.log("run_store"), procs.log("billing"), row.pop("billed_times"))
             row["slow_steps"] = slow_steps(procs.log("run_store"))
             wall = max(1e-9, sampler.t1 - sampler.t0)

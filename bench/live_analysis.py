@@ -19,14 +19,17 @@ def pct(values: list[float], q: float) -> float:
     return float(np.percentile(values, q)) if values else math.nan
 
 
-def analyse(url: str, messages: list[tuple[float, str, dict]]) -> dict:
-    """Latencies from the database and the WebSocket messages (recv wall time, account, message)."""
+def analyse(url: str, messages: list[tuple[float, str, dict]], exits: dict[str, float] | None = None) -> dict:
+    """Latencies from the database and the WebSocket messages (recv wall time, account, message). ``exits``: the
+    session's exit time of each recorded track (recording s, ``gates.csv``): a party's exit is its last member's,
+    placed on the wall clock by the median shift between the visits' ``exited_at`` and their tracks' exits (one pass
+    exits every member's visit at the first member's scan, ``store.gates.services.visit_exit_scan``)."""
     import psycopg
 
     with psycopg.connect(url.replace("postgres://", "postgresql://")) as conn:
         visits = conn.execute(
-            "SELECT v.id, u.username, v.state, extract(epoch FROM v.exited_at), coalesce(v.party_lead_id, v.id) "
-            "FROM gates_visit v JOIN auth_user u ON u.id = v.shopper_id").fetchall()
+            "SELECT v.id, u.username, v.state, extract(epoch FROM v.exited_at), coalesce(v.party_lead_id, v.id), "
+            "v.track_id FROM gates_visit v JOIN auth_user u ON u.id = v.shopper_id").fetchall()
         events = conn.execute(
             "SELECT e.id, e.visit_id, extract(epoch FROM e.created_at), e.quantity, p.barcode, "
             "extract(epoch FROM s.t_end), e.source FROM carts_cartevent e JOIN inventory_product p "
@@ -77,10 +80,19 @@ def analyse(url: str, messages: list[tuple[float, str, dict]]) -> dict:
     # a party's receipt comes once its last member has left (carts.loop_billing: the party is billed together), so
     # its exit is its last member's, as bench_store counts it
     party_exit: dict[int, float] = {}
-    for _, _, _, exited, lead in visits:
+    track_exit = {}  # visit → its recorded track's exit (recording s)
+    for vid, _, _, _, _, track in visits:
+        recorded = str(track or "").rsplit("-", 1)[-1]  # emulate_store:<run tag>-<recorded track>
+        if exits and recorded in exits:
+            track_exit[vid] = exits[recorded]
+    shifts = [float(v[3]) - track_exit[v[0]] for v in visits if v[3] is not None and v[0] in track_exit]
+    shift = float(sorted(shifts)[len(shifts) // 2]) if shifts else None
+    for vid, _, _, exited, lead, _ in visits:
         if exited is not None:
             party_exit[lead] = max(party_exit.get(lead, -math.inf), float(exited))
-    for vid, _, _state, exited, lead in visits:
+        if shift is not None and vid in track_exit:
+            party_exit[lead] = max(party_exit.get(lead, -math.inf), track_exit[vid] + shift)
+    for vid, _, _state, exited, lead, _ in visits:
         if exited is None or vid in held:  # billed once people decided its reviews (here: the oracle, at the end)
             continue
         own, exited = float(exited), party_exit[lead]
@@ -93,7 +105,7 @@ def analyse(url: str, messages: list[tuple[float, str, dict]]) -> dict:
             exit_cap.append(float(captures[vid]) - exited)
             billed[vid] = {"exit": exited, "own_exit": own, "capture": float(captures[vid]), "phone": hit}
     states: dict[str, int] = {}
-    for _, _, state, _, _ in visits:
+    for _, _, state, _, _, _ in visits:
         states[state] = states.get(state, 0) + 1
     return {"cart_events": sum(1 for r in events if r[6] == "fusion"), "matched": len(lat_db), "missing": missing,
             "phone_db": [pct(lat_db, q) for q in (50, 95, 99)],
