@@ -189,3 +189,56 @@ def test_cart_apply_still_refuses_a_put_back_beyond_the_cart(store):
     with pytest.raises(ValueError, match="holds 0"):
         cart_apply(change=CartChange(visit=ann, product=cola, quantity=-1, confidence=1.0, evidence={}),
                    shelf_event=None)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_store_workers_pushes_go_from_a_thread_of_their_own_in_order(store, monkeypatch, caplog):
+    """``run_store`` sends the carts' pushes from a thread of its own (``CartPushSender``): the worker's thread
+    commits the change and goes on; the pushes come in order, each with the cart as committed (seq and lines); a
+    push that fails is logged and the next still goes; closed, pushes are inline again."""
+    import asyncio
+    import threading
+
+    from carts.services import ledger
+
+    sent: list[tuple[str, int, int, list]] = []  # (thread, visit, seq, lines)
+    fail = {"next": False}
+
+    async def record(layer, messages):
+        if fail["next"]:
+            fail["next"] = False
+            raise RuntimeError("channel layer away")
+        for visit_id, group, message in messages:
+            if group.startswith("cart"):
+                snap = message["snapshot"]
+                sent.append((threading.current_thread().name, visit_id, snap["seq"],
+                             [(ln["barcode"], ln["quantity"]) for ln in snap["lines"]]))
+
+    monkeypatch.setattr(ledger, "_group_send_all", record)
+    # the coroutine run on the calling thread (asgiref would run it on a loop thread of its own), so that the
+    # thread it records is the sender's
+    monkeypatch.setattr(ledger, "async_to_sync", lambda fn: lambda *a: asyncio.run(fn(*a)))
+    monkeypatch.setattr(ledger, "get_channel_layer", lambda: object())
+    ann = _visit(store, "ann")
+    cola = Product.objects.get(store=store, barcode=COLA)
+
+    def take(n):
+        cart_apply(change=CartChange(visit=ann, product=cola, quantity=n, confidence=0.99, evidence={}),
+                   shelf_event=None, source=CartEvent.Source.MANAGER)
+
+    with ledger.CartPushSender() as sender:
+        take(1)
+        take(1)
+        fail["next"] = True
+        with caplog.at_level("ERROR", logger="carts.services.ledger"):
+            take(1)  # its push fails: logged
+            take(1)
+            sender.flush()
+        assert "could not push the cart" in caplog.text
+    assert ledger._sender is None
+    assert [s[0] for s in sent] == ["cart-push"] * 3
+    seqs = [s[2] for s in sent]
+    assert seqs == sorted(seqs) and len(set(seqs)) == 3  # in order; the failed one skipped
+    assert sent[-1][3] == [(COLA, 4)]  # the last push shows the cart as committed last
+    take(1)
+    assert sent[-1][0] == threading.current_thread().name and sent[-1][3] == [(COLA, 5)]  # inline again
