@@ -43,7 +43,7 @@ def live_replay(rec, truth_events, *, step_s: float = 0.2, advance_max: int = 1,
     from carts.offline.evaluation import MemorySink, planogram_from_store, sink_receipts
     from carts.offline.replay import PARTY_WITHIN_S
     from carts.offline.simulation_truth import parties_from_gates
-    from carts.offline.steps import recording_steps
+    from carts.offline.steps import feed_live, recording_steps
 
     party_of = parties_from_gates(rec.gates, within_s=PARTY_WITHIN_S)
     door_of = entry_doors(rec)
@@ -58,18 +58,7 @@ def live_replay(rec, truth_events, *, step_s: float = 0.2, advance_max: int = 1,
     rng = random.Random(seed)
     wait = 1
     for step in recording_steps(rec, step_s=step_s):
-        for g in step.gates:
-            if g.kind == "entry":
-                lead = party_of.get(g.track, g.track)
-                loop.on_gate_entry(visit=g.track, t=g.t, party_lead=None if lead == g.track else lead,
-                                   gate=door_of.get(g.track, ""))
-                inside.setdefault(g.account, []).append(g.track)
-            else:
-                for visit in inside.pop(g.account, []):
-                    loop.on_visit_exit(visit=visit, t=g.t)
-        loop.on_observations(step.tracks)
-        for codes, t, grams, rate in step.shelves:
-            loop.on_samples(bin_codes=codes, t=t, grams=grams, rate_hz=rate)
+        feed_live(loop, step, party_of=party_of, door_of=door_of, inside=inside)
         wait -= 1
         if wait <= 0:
             loop.advance(step.t_next)

@@ -14,7 +14,7 @@ from carts.fusion_config import BinGeometry
 from carts.loop import StoreLoop
 from carts.loop_billing import BILL_WAITS
 from carts.loop_config import LoopConfig
-from carts.offline.steps import recording_steps
+from carts.offline.steps import feed_live, recording_steps
 from carts.offline.simulation import simulate
 from carts.offline.simulation_config import ENTRY_XY, SimConfig
 from carts.offline.simulation_truth import parties_from_gates
@@ -582,18 +582,7 @@ def test_a_partys_exit_scan_exits_only_the_member_who_left(store):
     loop = live_loop(sim, sink, zones=True)
     inside: dict[str, list[str]] = {}  # account → its open visits (keyed by their recorded track)
     for step in recording_steps(sim, step_s=0.2):
-        for g in step.gates:
-            if g.kind == "entry":
-                lead = party_of.get(g.track, g.track)
-                loop.on_gate_entry(visit=g.track, t=g.t, party_lead=None if lead == g.track else lead,
-                                   gate=door_of.get(g.track, ""))
-                inside.setdefault(g.account, []).append(g.track)
-            else:
-                for visit in inside.pop(g.account, []):
-                    loop.on_visit_exit(visit=visit, t=g.t)
-        loop.on_observations(step.tracks)
-        for codes, t, grams, rate in step.shelves:
-            loop.on_samples(bin_codes=codes, t=t, grams=grams, rate_hz=rate)
+        feed_live(loop, step, party_of=party_of, door_of=door_of, inside=inside)
         loop.advance(step.t_next)
     loop.finish()
     assert loop.visit_of == {t: t for t in scans}  # every scan bound to its shopper's track

@@ -66,3 +66,25 @@ def recording_steps(recording, *, step_s: float = 0.2) -> Iterable[Step]:
             gi = len(gates)
         ti = tj
         t = t_next
+
+
+def feed_live(loop, step: Step, *, party_of: dict[str, str], door_of: dict[str, str],
+              inside: dict[str, list[str]]) -> None:
+    """Feed ``step`` to ``loop`` (a ``carts.loop.StoreLoop``) as the live store gets it: each entry scan a visit
+    (keyed by its recorded track) for the loop to bind through its door's entry zone (``door_of``: track → the gate
+    named like the zone; ``party_of``: track → its party's lead), and each exit scan given to every open visit of
+    its account at once, as one pass's scan exits them all at the gate (``store.gates.services.visit_exit_scan``);
+    ``inside``: account → its open visits, kept by the caller across steps. Then the step's observations and shelf
+    blocks; the caller advances the loop."""
+    for g in step.gates:
+        if g.kind == "entry":
+            lead = party_of.get(g.track, g.track)
+            loop.on_gate_entry(visit=g.track, t=g.t, party_lead=None if lead == g.track else lead,
+                               gate=door_of.get(g.track, ""))
+            inside.setdefault(g.account, []).append(g.track)
+        else:
+            for visit in inside.pop(g.account, []):
+                loop.on_visit_exit(visit=visit, t=g.t)
+    loop.on_observations(step.tracks)
+    for codes, t, grams, rate in step.shelves:
+        loop.on_samples(bin_codes=codes, t=t, grams=grams, rate_hz=rate)
