@@ -115,7 +115,8 @@ def run(shoppers: int, minutes: float, seed: int, profile: bool, rooms: int = 1,
     prof = cProfile.Profile() if profile else None
     cpu = 0.0
     checkouts: dict[str, float] = {}  # party lead track → loop time when its checkout was handed on
-    per_step: list[tuple[float, float]] = []  # (store s since the session's start, worker CPU s of the step)
+    per_step: list[tuple[float, float, float]] = []  # (store s since the session's start at the step's start and
+    # at its end, worker CPU s of the step)
     profile_from = float(os.environ.get("BENCH_PROFILE_FROM", "0"))
 
     def watch() -> None:  # record when the loop hands each checkout on (the sink is made at the first step)
@@ -172,7 +173,7 @@ def run(shoppers: int, minutes: float, seed: int, profile: bool, rooms: int = 1,
         if profiling:
             prof.disable()
         cpu += time.process_time() - t0
-        per_step.append((step.t - _Rec.t_start, time.process_time() - t0))
+        per_step.append((step.t - _Rec.t_start, step.t_next - _Rec.t_start, time.process_time() - t0))
     length = _Rec.t_end - _Rec.t_start
     moves = sorted((g.t, 1 if g.kind == "entry" else -1) for g in sim.gates)
     inside = np.cumsum([m for _, m in moves]) if moves else np.zeros(1)
@@ -203,17 +204,19 @@ def run(shoppers: int, minutes: float, seed: int, profile: bool, rooms: int = 1,
 PEAK_WINDOW_S = 10.0
 
 
-def _peak(per_step: list[tuple[float, float]], window_s: float) -> tuple[float, float] | None:
+def _peak(per_step: list[tuple[float, float, float]], window_s: float) -> tuple[float, float] | None:
     """The busiest ``window_s`` of store time: (its start, s since the session's start; the worker's CPU s in it
-    per store s), from ``per_step`` (store s, CPU s) in order; None for a session shorter than the window."""
+    per store s), from ``per_step`` (store s at the step's start and at its end, CPU s) in order: the steps that
+    lie within ``window_s`` of one step's start; None for a session shorter than the window."""
     best = None
     j, acc = 0, 0.0
-    for t, c in per_step:
+    eps = 1e-6  # store seconds are differences of UTC times: a 10 s window of 0.5 s steps may read 10.000000001
+    for _, t1, c in per_step:
         acc += c
-        while per_step[j][0] <= t - window_s:
-            acc -= per_step[j][1]
+        while t1 - per_step[j][0] > window_s + eps:
+            acc -= per_step[j][2]
             j += 1
-        if t - per_step[0][0] >= window_s and (best is None or acc / window_s > best[1]):
+        if t1 - per_step[0][0] >= window_s - eps and (best is None or acc / window_s > best[1]):
             best = (per_step[j][0], acc / window_s)
     return best
 

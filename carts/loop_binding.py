@@ -136,7 +136,9 @@ class TrackBinding:
         """Take the pending exit scans of party members (:meth:`carts.loop.StoreLoop.on_visit_exit`): a member whose
         track is seen more than ``lost_s`` after the scan is still shopping (another member scanned; its exit is
         its track's, :meth:`_watch_exits`): the scan is dropped for it; a member whose track has been unseen for
-        ``lost_s`` since the scan (or since it was last seen, if later) left at the scan's time."""
+        ``lost_s`` since the scan (or since it was last seen, if later) left at the scan's time, unless the store
+        has exit zones, the track was lost outside them and a new track continues it (``_successor``: the tracker
+        gave the member a new id): the scan is dropped, and the visit goes on under the new track."""
         lost = self.config.lost_s
         left = []
         for t, track in self._exit_scans:
@@ -149,6 +151,9 @@ class TrackBinding:
             if self.now - max(t, last) < lost:
                 left.append((t, track))
                 continue
+            if (self.exit_zones and seen is not None and not self._in_zone(seen[2], seen[3], self.exit_zones)
+                    and self._successor(track, last, seen[2], seen[3]) is not None):
+                continue  # lost inside and continued by a new track (an id switch): watched on, as anyone lost
             self.on_exit(track=track, t=t)
         self._exit_scans = left
 

@@ -596,6 +596,50 @@ def test_a_partys_exit_scan_exits_only_the_member_who_left(store):
     assert sorted(sink.rows, key=repr) == offline_rows
     assert {t: {c: q for c, q in cart.items() if q > 0} for t, cart in sink.carts.items()} == offline.billed
 
+
+def test_a_party_member_given_a_new_track_after_anothers_exit_scan_shops_on(store):
+    """Seed 6's party 1005 as above, but the tracker gives member 1006 a new id (9006) half a second after the first
+    member's exit scan, inside the store (an id switch to a fresh track): its visit goes on under the new track, as
+    it does for anyone lost inside, and exits when that track leaves (48.7 s later). Before, 1006 was taken to have
+    left at the other member's scan: its pending scan exited it once its track was unseen for ``lost_s``, and 9006
+    was never bound (its picks would go to others or to review)."""
+    sim = simulate(store, SimConfig.at("default", shoppers=20, minutes=1.5, seed=6, rooms=2, track_hz=15.0))
+    party_of = parties_from_gates(sim.gates, within_s=10.0)
+    scans = {g.track: g.t for g in sim.gates if g.kind == "exit"}
+    first = min(t for k, t in scans.items() if party_of.get(k, k) == "1005")
+    assert scans["1006"] - first > 40.0
+    from carts.offline.emulator_devices import entry_doors  # lazy: it imports the gates' models
+
+    door_of = entry_doors(sim)
+    sink = MemorySink([])
+    loop = live_loop(sim, sink, zones=True)
+    inside: dict[str, list[str]] = {}
+    for step in recording_steps(sim, step_s=0.2):
+        for g in step.gates:
+            if g.kind == "entry":
+                lead = party_of.get(g.track, g.track)
+                loop.on_gate_entry(visit=g.track, t=g.t, party_lead=None if lead == g.track else lead,
+                                   gate=door_of.get(g.track, ""))
+                inside.setdefault(g.account, []).append(g.track)
+            else:
+                for visit in inside.pop(g.account, []):
+                    loop.on_visit_exit(visit=visit, t=g.t)
+        obs = step.tracks
+        switched = (obs.track_id.astype(str) == "1006") & (obs.t > first + 0.5)
+        if switched.any():
+            ids = obs.track_id.astype(object).copy()
+            ids[switched] = "9006"
+            obs = TrackObservations(ids, obs.t, obs.keypoint, obs.xyz, obs.score)
+        loop.on_observations(obs)
+        for codes, t, grams, rate in step.shelves:
+            loop.on_samples(bin_codes=codes, t=t, grams=grams, rate_hz=rate)
+        loop.advance(step.t_next)
+    loop.finish()
+    assert loop.visit_of.get("9006") == "1006"
+    assert abs(loop.exits["9006"] - scans["1006"]) < 0.5
+    assert abs(loop.exits["1006"] - (first + 0.5)) < 0.2  # the old id over where it was switched
+
+
 def test_the_loops_decisions_do_not_depend_on_how_far_each_step_advances(store, monkeypatch):
     """The store worker advances the loop as far as the records it read reach: short steps when they trickle in,
     long ones through a backlog (carts.runtime.StoreWorker's adaptive read count). One session played live in
