@@ -27,8 +27,7 @@ import logging
 import math
 import pickle
 from collections import deque
-from dataclasses import dataclass, field
-from typing import Hashable, Iterable, Mapping, Sequence
+from typing import Hashable, Iterable, Mapping, Sequence, cast
 
 import numpy as np
 
@@ -40,47 +39,26 @@ from vision.identity import BodyFrames, FramedBodies
 from .chunks import ChunkStore, ChunkPickler, ChunkUnpickler
 from .fusion import Decision, body_rows_from, decide_event, eligible_tracks, evidence_window
 from .fusion_config import BinGeometry, FusionConfig
-from .loop_billing import BillWait, CheckoutGate
+from .loop_billing import CheckoutGate
 from .loop_binding import TrackBinding
 from .loop_config import LoopConfig
 from .loop_shelves import ShelfIntake
-from .loop_sink import LoopSink
+from .loop_sink import LoopSink, ProductEvidenceSink
+from .loop_state import BillWait as BillWait, LoopStats  # BillWait: checkpoints name it here (below)
 from .loop_window import ObservationWindow
 from .reach_look import ReachLook, ReachLookConfig
 from .fusion_products import with_product_evidence
 
 # Checkpoints (:meth:`StoreLoop.snapshot`) pickle the loop's state, whose objects name their classes by module:
 # those written before these classes moved to modules of their own name ``carts.loop.LoopConfig``,
-# ``carts.loop.BillWait`` and ``carts.loop.ObservationWindow`` (and ``carts.fusion.FusionConfig``), so these names
-# stay importable here (tests/test_store_loop.py checks it).
+# ``carts.loop.BillWait``, ``carts.loop.LoopStats`` and ``carts.loop.ObservationWindow`` (and
+# ``carts.fusion.FusionConfig``), so these names stay importable here, as ``carts.loop_billing.BillWait`` does
+# there for later ones (tests/test_store_loop.py checks it).
 
 log = logging.getLogger(__name__)
 
 #: The keypoints kept for the identity check of fusion (``vision.identity``: where a track's body is).
 BODY_KEYPOINTS = ("neck", "head")
-
-
-@dataclass
-class LoopStats:
-    """Counters of one loop (since it was created or restored from a checkpoint's counts)."""
-
-    samples: int = 0
-    shelf_events: int = 0
-    cart_events: int = 0
-    reviews: int = 0
-    waiting: int = 0
-    noise: int = 0
-    visits: int = 0
-    receipts: int = 0
-    late_evidence: int = 0  # events decided with part of their hand window already pruned (should stay 0)
-    tag_events: int = 0  # RFID tag events fed (shelf takes and returns, exit-lane reads)
-    exit_tags: int = 0  # tags attributed to leaving shoppers
-    problems: list[str] = field(default_factory=list)
-
-    def problem(self, message: str) -> None:
-        log.warning("%s", message)
-        self.problems.append(message)
-        del self.problems[:-100]  # the last 100 (a day of trading must not grow this)
 
 
 def pending_picks(decision: Decision, event: weight.ShelfEvent | None = None,
@@ -131,6 +109,7 @@ class StoreLoop(ShelfIntake, TrackBinding, CheckoutGate):
     def __init__(self, *, planogram: weight.Planogram, bins: BinGeometry, sink: LoopSink,
                  fusion: FusionConfig = FusionConfig(), detector: weight.DetectorConfig | None = None,
                  config: LoopConfig = LoopConfig()) -> None:
+        # the state's types and meanings: carts.loop_state.LoopState
         self.planogram = planogram
         self.bins = bins
         self.sink = sink
@@ -139,65 +118,38 @@ class StoreLoop(ShelfIntake, TrackBinding, CheckoutGate):
         self.config = config
         self.now = -math.inf
         self.stats = LoopStats()
-        self.entries: dict[str, float] = {}  # track → entry time (s)
-        self.exits: dict[str, float] = {}  # track → exit time (s)
-        self.party_of: dict[str, str] = {}  # track → its party's lead track (absent: alone)
-        self._to_bill: dict[str, float] = {}  # exited tracks not yet checked out → exit time
-        self._bill_waits: dict[str, BillWait] = {}  # exited tracks past their deadline, not yet checked out
-        #: the latest checkouts' :class:`BillWait` (newest last; the store worker takes them after each step)
-        self.bill_timings: deque[BillWait] = deque(maxlen=1000)
-        self.visit_of: dict[str, Hashable] = {}  # bound track → its visit's key (live binding)
-        #: gate-bound tracks → the moment their binding was settled (s: the scan's time plus ``bind_after_s``):
-        #: eligible for the shelf events decided from then on only, whatever step bound them (absent: from entry)
-        self._bound_at: dict[str, float] = {}
-        #: pending scans: (t, visit, party lead visit, gate name)
-        self._binds: list[tuple[float, Hashable, Hashable | None, str]] = []
-        #: exit scans of a party member's visit not yet taken (live exits, ``LoopConfig.infer_exits``): (t, track).
-        #: The gate exits every open visit of the pass's holder at once (``store.gates.services.visit_exit_scan``),
-        #: so each member's visit gets one member's scan: only a member whose track ends there left then
-        #: (:meth:`_settle_exit_scans`)
-        self._exit_scans: list[tuple[float, str]] = []
-        #: scans bound lately: (t, visit, gate name, track), in binding order (``_flag_ambiguous``)
-        self._recent_binds: list[tuple[float, Hashable, str, str]] = []
-        #: bound tracks whose binding may have swapped them with another shopper's → why (their events go to review)
-        self._ambiguous: dict[str, str] = {}
-        #: track → [first t, last t, last x, last y, first x, first y] (s, metres)
-        self._seen: dict[str, list[float]] = {}
-        self._lost: dict[str, float] = {}  # bound tracks lost outside an exit zone → when the alert was raised
-        #: (k, 2) polygons, metres: where shoppers appear once a gate has let them in (live binding). Empty: the
-        #: cameras do not say where people come in, and a scan binds the track first seen nearest it in time.
-        self.entry_zones: list[np.ndarray] = []
-        #: gate name → its own entry zone (the entry zone named like the gate); a gate absent here uses every
-        #: polygon of ``entry_zones``.
-        self.gate_zones: dict[str, np.ndarray] = {}
-        self.exit_zones: list[np.ndarray] = []  # (k, 2) polygons, metres (live exits)
-        #: one detector per gondola of each controller (:meth:`on_samples`), keyed by the gondola's bin codes
-        self._detectors: dict[tuple[str, ...], weight.WeightEventDetector] = {}
-        #: controller's bin codes → its gondolas' (bin codes, columns) (:func:`gondola_blocks`; not checkpointed)
-        self._gondolas: dict[tuple[str, ...], list[tuple[tuple[str, ...], np.ndarray | None]]] = {}
-        self._planograms: dict[tuple[str, ...], weight.Planogram] = {}
-        self._held: dict[tuple[str, ...], list[weight.WeightChanges]] = {}
-        self._pending: list[tuple[Hashable, weight.ShelfEvent]] = []
-        #: (event times and bins, gone party) → whether the event may name the party (:meth:`_may_involve`)
-        self._involved: dict[tuple, bool] = {}
-        self._review_picks: dict[Hashable, list[tuple[str, str, int]]] = {}  # review → picks it may give
-        #: during a step's decisions (:meth:`advance`): the open reviews of ``_review_picks``, oldest first (else None)
-        self._open: list[Hashable] | None = None
-        # bin → {barcode: units} put back there automatically though the bin does not face them (misplaced), not
-        # yet taken again: fusion explains picks there over these too (in memory: after a restart, only the
-        # items misplaced since)
-        self._strays: dict[str, dict[str, int]] = {}
+        self.entries = {}
+        self.exits = {}
+        self.party_of = {}
+        self._to_bill = {}
+        self._bill_waits = {}
+        self.bill_timings = deque(maxlen=1000)
+        self.visit_of = {}
+        self._bound_at = {}
+        self._binds = []
+        self._exit_scans = []
+        self._recent_binds = []
+        self._ambiguous = {}
+        self._seen = {}
+        self._lost = {}
+        self.entry_zones = []
+        self.gate_zones = {}
+        self.exit_zones = []
+        self._detectors = {}
+        self._gondolas = {}
+        self._planograms = {}
+        self._held = {}
+        self._pending = []
+        self._involved = {}
+        self._review_picks = {}
+        self._open = None
+        self._strays = {}
         self.hands = ObservationWindow()
         self.bodies = ObservationWindow()
-        #: the same body rows per track (the id-switch repair's per-frame positions, ``vision.identity``)
         self.body_frames = BodyFrames()
-        self._tag_events: list[TagEvent] = []  # recent shelf tag events (take/return), time order
-        self._exit_reads: list[TagEvent] = []  # recent exit-lane reads, time order
-        #: Billing waits until the shelves have been fed up to an exit's deadline too (s; the store worker sets it
-        #: from its shelf sources, a silent controller included for a while): a take that a controller's outage
-        #: delays must still reach the cart, not a billed visit. Infinite: the shelves are no later than ``now``.
+        self._tag_events = []
+        self._exit_reads = []
         self.shelf_horizon = math.inf
-        #: light items the detector cannot see: a look at the plates' levels after each reach (carts.reach_look)
         self._look = ReachLook(planogram, bins, getattr(config, "reach_look", ReachLookConfig()))
 
     # ------------------------------------------------------------------------------------------- checkpoints
@@ -266,7 +218,9 @@ class StoreLoop(ShelfIntake, TrackBinding, CheckoutGate):
             loop._look = ReachLook(planogram, bins, getattr(loop.config, "reach_look", ReachLookConfig()))
         # a checkpoint of the code before entry-zone binding: scans without a gate, tracks without a first place
         loop.__dict__.setdefault("gate_zones", {})
-        loop._binds = [tuple(b) + ("",) * (4 - len(b)) for b in loop._binds]
+        # (an old scan's tuple is short: padded to (t, visit, party lead visit, gate))
+        loop._binds = [cast(tuple[float, Hashable, Hashable | None, str], tuple(b) + ("",) * (4 - len(b)))
+                       for b in loop._binds]
         loop.__dict__.setdefault("_recent_binds", [])  # a checkpoint of the code before ambiguous bindings
         loop.__dict__.setdefault("_ambiguous", {})
         loop.__dict__.setdefault("_bound_at", {})  # a checkpoint of the code before: eligible from their entry
@@ -456,6 +410,8 @@ class StoreLoop(ShelfIntake, TrackBinding, CheckoutGate):
         if flag is not None:  # the cart it names may be another shopper's: people decide
             return self._review(key, event, d, f"{flag}; {d.reason}")
         if d.awaits_review:
+            # fusion sets awaits_review only on a put-back it attributed: a shopper and a product
+            assert d.track_id is not None and d.barcode is not None
             lead = self.party_of.get(d.track_id, d.track_id)
             follows = next((k for k in open_reviews for track, code, _ in self._review_picks[k]
                             if code == d.barcode and self.party_of.get(track, track) == lead), None)
@@ -501,7 +457,8 @@ class StoreLoop(ShelfIntake, TrackBinding, CheckoutGate):
         decision)`` (``{barcode: probability}`` or None) through ``carts.fusion_products.with_product_evidence``. A
         likelihood that is refused (negative, not finite, not a mapping) is a counted problem; the decision stands."""
         try:
-            likelihood = self.sink.product_likelihood(event, decision)
+            # _decide asks only a sink that has it (hasattr): the optional ProductEvidenceSink method
+            likelihood = cast(ProductEvidenceSink, self.sink).product_likelihood(event, decision)
             if not likelihood:
                 return decision
             return with_product_evidence(decision, likelihood, review_confidence=self.config.review_confidence,

@@ -6,7 +6,7 @@ own."""
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Iterable
 
 
@@ -17,6 +17,7 @@ from vision.identity import REPAIR_LOOKBACK_S, FramedBodies, swaps_of
 
 from .fusion import evidence_window
 from .fusion_hands import candidate_reach_m, hidden_reach_m, wrist_ray_hands
+from .loop_state import BillWait, LoopState
 
 
 @dataclass(frozen=True)
@@ -40,26 +41,9 @@ class HeldWindow:
 BILL_WAITS = ("shelves", "party", "held", "reach", "events")
 
 
-@dataclass
-class BillWait:
-    """How one exited track's checkout waited, in seconds of the sources' clock (:meth:`StoreLoop._bill`; read by
-    the store worker to log where exit → receipt time goes). ``t_exit``: the exit; ``deadline``: ``t_exit +
-    settle_s``; ``due``: the loop's clock at its first look past the deadline (the loop steps: ``due − deadline``
-    is the step's overshoot); ``waited``: reason (:data:`BILL_WAITS`) → seconds it waited on it after ``due``;
-    ``now``: the loop's clock at the checkout (``now − t_exit`` = settle + overshoot + the waits)."""
-
-    track: str
-    t_exit: float
-    deadline: float
-    due: float
-    waited: dict[str, float] = field(default_factory=dict)
-    last: str | None = None
-    now: float = math.nan
-
-
-class CheckoutGate:
+class CheckoutGate(LoopState):
     """When an exited party may be billed, for :class:`carts.loop.StoreLoop` (module docstring). A mixin: the
-    attributes it reads are the loop's (``carts.loop``)."""
+    attributes it reads are the loop's (``carts.loop_state``)."""
 
     def _bill(self) -> None:
         """Check out the exited visits whose settle time has passed and for whom no event that could still be

@@ -9,15 +9,12 @@ from typing import Hashable
 
 import numpy as np
 
+from .loop_state import LoopState
 
-class TrackBinding:
+
+class TrackBinding(LoopState):
     """Who is who at the gate and at the exits, for :class:`carts.loop.StoreLoop` (module docstring). A mixin: the
-    attributes it reads are the loop's (``carts.loop``)."""
-
-    _recent_binds: list[tuple[float, Hashable, str, str]]
-    _ambiguous: dict[str, str]
-    _bound_at: dict[str, float]
-    _exit_scans: list[tuple[float, str]]
+    attributes it reads are the loop's (``carts.loop_state``)."""
 
     def _bind(self) -> None:
         """Decide the pending gate scans whose window is fed (``[t − bind_before_s, t + bind_after_s]`` around the

@@ -11,6 +11,8 @@ import numpy as np
 
 from sensors import weight
 
+from .loop_state import LoopState
+
 
 def controller_planogram(planogram: weight.Planogram, bin_codes: tuple[str, ...]) -> weight.Planogram:
     """``planogram`` restricted to one controller's bins, in its column order (the detector's bin index)."""
@@ -47,9 +49,9 @@ def _check_block(t: np.ndarray, grams: np.ndarray, n_bins: int) -> None:
                          f"{shape} for t {np.shape(t)}")
 
 
-class ShelfIntake:
+class ShelfIntake(LoopState):
     """The shelf side of :class:`carts.loop.StoreLoop` (module docstring): sample blocks in, shelf events out to the
-    sink and the loop's pending events. A mixin: the attributes it reads are the loop's (``carts.loop``)."""
+    sink and the loop's pending events. A mixin: the attributes it reads are the loop's (``carts.loop_state``)."""
 
     def on_samples(self, *, bin_codes: tuple[str, ...], t: np.ndarray, grams: np.ndarray, rate_hz: float) -> None:
         """Feed one block of a shelf controller's samples: ``t`` (n,) s, ``grams`` (n, B) for ``bin_codes``.

@@ -2,7 +2,7 @@
 (``carts.pipeline.DatabaseSink`` on the database, ``carts.offline.evaluation.MemorySink`` in memory)."""
 from __future__ import annotations
 
-from typing import Hashable, Protocol, Sequence
+from typing import Hashable, Mapping, Protocol, Sequence
 
 from sensors import weight
 
@@ -67,8 +67,18 @@ class LoopSink(Protocol):
     #   exit_tags(track, attribution: sensors.rfid.ExitAttribution) — the tags that left with ``track``'s shopper,
     #       called just before ``checkout(track, …)``: they go on the receipt by the rules of
     #       ``sensors.rfid.exit_charges``.
+    # Optional (product images; :class:`ProductEvidenceSink`): product_likelihood(event, decision).
 
     def checkout(self, track: str, t: float) -> bool:
         """The shopper of ``track`` left and every event that could be theirs is decided: bill the visit (``t``:
         the end of the settle time, s on the sources' clock). True when a receipt was issued (False: the visit
         waits for a review, or its payment failed)."""
+
+
+class ProductEvidenceSink(Protocol):
+    """The optional method of a :class:`LoopSink` with product image evidence (``carts.product_images``; the loop
+    asks it only of a sink that has it, ``carts.loop.StoreLoop._image_evidence``)."""
+
+    def product_likelihood(self, event: weight.ShelfEvent, decision: Decision) -> Mapping[str, float] | None:
+        """What the camera saw in the taking hand of ``decision``'s take: ``{barcode: probability}``, or None
+        (or empty) when it has nothing to say."""

@@ -18,7 +18,7 @@ CORE = [
     "carts.chunks", "carts.fusion", "carts.fusion_activity", "carts.fusion_products", "carts.loop", "carts.reach_look",
     "carts.fusion_config", "carts.fusion_hands", "carts.fusion_options",
     "carts.loop_billing", "carts.loop_binding", "carts.loop_config", "carts.loop_shelves", "carts.loop_sink",
-    "carts.loop_window", "carts.offline.steps",
+    "carts.loop_state", "carts.loop_window", "carts.offline.steps",
     "store.billing.senses", "store.billing.provider_interface", "store.checks",
     "sensors.weight", "sensors.rfid", "vision.identity", "vision.geometry", "vision.association",
     "vision.activity", "vision.zones", "store.recording",

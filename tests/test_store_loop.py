@@ -170,11 +170,14 @@ def test_a_loop_restored_from_a_checkpoint_decides_what_an_uninterrupted_one_doe
 
 def test_a_checkpoint_written_before_the_loops_parts_moved_restores(sim, monkeypatch):
     """A checkpoint pickles the loop's objects by their classes' module: one written before ``LoopConfig``,
-    ``BillWait``, ``ObservationWindow`` and ``FusionConfig`` moved to modules of their own names them
-    ``carts.loop.*`` and ``carts.fusion.*``; a worker of this code restores it and decides what an uninterrupted
-    loop does."""
+    ``BillWait``, ``LoopStats``, ``ObservationWindow`` and ``FusionConfig`` moved to modules of their own names them
+    ``carts.loop.*`` and ``carts.fusion.*`` (and one written while ``BillWait`` lived in ``carts.loop_billing``,
+    that name); a worker of this code restores it and decides what an uninterrupted loop does."""
+    import pickle
+
     from carts.fusion_config import FusionConfig
     from carts.loop_billing import BillWait
+    from carts.loop_state import LoopStats
     from carts.loop_window import ObservationWindow
 
     whole, steps, visit_of_track = uninterrupted(sim)
@@ -186,15 +189,21 @@ def test_a_checkpoint_written_before_the_loops_parts_moved_restores(sim, monkeyp
     loop._bill_waits["gone"] = BillWait("gone", 1.0, 4.0, due=4.2)  # a checkout waiting: pickled too
     with monkeypatch.context() as old:  # the classes where the code before kept them
         for cls, module in ((LoopConfig, "carts.loop"), (BillWait, "carts.loop"), (ObservationWindow, "carts.loop"),
-                            (FusionConfig, "carts.fusion")):
+                            (LoopStats, "carts.loop"), (FusionConfig, "carts.fusion")):
             old.setattr(cls, "__module__", module)
         data = loop.snapshot()
-    for moved in (b"carts.loop_config", b"carts.loop_billing", b"carts.loop_window", b"carts.fusion_config"):
+    for moved in (b"carts.loop_config", b"carts.loop_billing", b"carts.loop_window", b"carts.loop_state",
+                  b"carts.fusion_config"):
         assert moved not in data
+    with monkeypatch.context() as old:
+        old.setattr(BillWait, "__module__", "carts.loop_billing")
+        wait = pickle.dumps(BillWait("gone", 1.0, 4.0, due=4.2))
+    assert b"carts.loop_billing" in wait and type(pickle.loads(wait)) is BillWait
     restored = StoreLoop.restore(data, sink=first, planogram=planogram_from_store(sim.store),
                                  bins=BinGeometry.from_store(sim.store))
     assert type(restored.hands) is ObservationWindow and type(restored.config) is LoopConfig
     assert type(restored.fusion) is FusionConfig and type(restored._bill_waits.pop("gone")) is BillWait
+    assert type(restored.stats) is LoopStats
     play_live(sim, restored, steps[cut:], visit_of_track=visit_of_track)
     restored.finish()
     assert first.rows == whole.rows
