@@ -95,7 +95,10 @@ def analyse(url: str, messages: list[tuple[float, str, dict]], exits: dict[str, 
     for vid, _, _state, exited, lead, _ in visits:
         if exited is None or vid in held:  # billed once people decided its reviews (here: the oracle, at the end)
             continue
-        own, exited = float(exited), party_exit[lead]
+        # the member's own exit, as the loop saw it (its recorded exit where known: the database has the first
+        # member's scan for the whole party), from which the worker's log counts "queued … after its exit"
+        own = track_exit[vid] + shift if shift is not None and vid in track_exit else float(exited)
+        exited = party_exit[lead]
         hit = next((recv for recv, msg in snaps.get(vid, []) if msg.get("receipt")), None)
         if hit is None:
             no_receipt += 1
