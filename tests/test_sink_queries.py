@@ -238,9 +238,7 @@ def test_the_store_workers_pushes_go_from_a_thread_of_their_own_in_order(store, 
     assert ledger._sender is None
     assert [s[0] for s in sent] == ["cart-push"] * 3
     seqs = [s[2] for s in sent]
-    # in order (each push reads the cart as it is when it runs: a later commit may already show), the failed one
-    # skipped
-    assert seqs == sorted(seqs) and seqs[-1] == 4
+    assert seqs == sorted(seqs) and len(set(seqs)) == 3  # in order; the failed one skipped
     assert sent[-1][3] == [(COLA, 4)]  # the last push shows the cart as committed last
     take(1)
     assert sent[-1][0] == threading.current_thread().name and sent[-1][3] == [(COLA, 5)]  # inline again
