@@ -330,21 +330,16 @@ class CartPushSender:
         try:
             while True:
                 send = self._queue.get()
-                failed = False
                 try:
                     if send is None:
                         return
                     send()
                 except Exception:  # noqa: BLE001 — best effort, as an inline push; the thread goes on
-                    failed = True
                     log.exception("a cart push failed")
                 finally:
                     self._queue.task_done()
-                if failed or self._queue.empty():  # a broken connection is dropped at once, not when idle
-                    try:
-                        close_old_connections()
-                    except Exception:  # noqa: BLE001 — the thread must outlive a database that is away
-                        log.exception("the cart push thread could not reset its database connection")
+                if self._queue.empty():
+                    close_old_connections()
         finally:
             connection.close()  # this thread's own database connection
 
