@@ -23,7 +23,6 @@ Every change bumps ``Cart.seq`` and, after the transaction commits, sends ``{"ty
 from __future__ import annotations
 
 import logging
-import queue
 import re
 import threading
 from collections import OrderedDict
@@ -270,83 +269,9 @@ def _publish_many(visits: list[Visit]) -> None:
         except Exception:  # no loop to run it on (called from async code): best effort, as each push is
             log.exception("could not push the carts of visits %s", [visit_id for visit_id, _ in ids])
 
-    sender = _sender
-    transaction.on_commit(send if sender is None else lambda: sender.submit(send))
+    transaction.on_commit(send)
     for store_id in dict.fromkeys(visit.store_id for visit in visits):
         dashboard_notify(reason="cart", store_id=store_id)
-
-
-class CartPushSender:
-    """Sends a process's cart pushes from a thread of its own, in the order they come: the store worker's one
-    thread hands each committed batch (:func:`_publish_many`) over and goes on deciding, instead of waiting for the
-    snapshots' queries and the channel layer's round trips (at 200 shoppers half of a slow step's wall time was
-    such waiting). Each push reads the carts as they are when it runs, so a later push never shows an older cart;
-    ``seq`` was bumped in the change's own transaction. A push that fails is logged (best effort, as inline: the
-    ledger is the truth and clients resync). ``max_pending``: pushes waiting at most (a caller beyond it waits:
-    memory stays bounded). Use as a context manager, or :meth:`start` / :meth:`close` (which sends what is left)."""
-
-    def __init__(self, *, max_pending: int = 10_000) -> None:
-        self._queue: queue.Queue = queue.Queue(max_pending)
-        self._thread: threading.Thread | None = None
-
-    def start(self) -> "CartPushSender":
-        """Start the thread and route this process's pushes through it. Raises RuntimeError when another sender
-        is installed."""
-        global _sender
-        if _sender is not None:
-            raise RuntimeError("a cart push sender is already installed in this process")
-        self._thread = threading.Thread(target=self._run, name="cart-push", daemon=True)
-        self._thread.start()
-        _sender = self
-        return self
-
-    def submit(self, send) -> None:
-        """Queue ``send`` (a push, run on the sender's thread)."""
-        self._queue.put(send)
-
-    def flush(self) -> None:
-        """Wait until every push queued so far has been sent."""
-        self._queue.join()
-
-    def close(self) -> None:
-        """Send what is queued, stop the thread and route pushes inline again."""
-        global _sender
-        if _sender is self:
-            _sender = None
-        if self._thread is not None:
-            self._queue.put(None)
-            self._thread.join()
-            self._thread = None
-
-    def __enter__(self) -> "CartPushSender":
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-    def _run(self) -> None:
-        from django.db import close_old_connections, connection
-
-        try:
-            while True:
-                send = self._queue.get()
-                try:
-                    if send is None:
-                        return
-                    send()
-                except Exception:  # noqa: BLE001 — best effort, as an inline push; the thread goes on
-                    log.exception("a cart push failed")
-                finally:
-                    self._queue.task_done()
-                if self._queue.empty():
-                    close_old_connections()
-        finally:
-            connection.close()  # this thread's own database connection
-
-
-#: the process's :class:`CartPushSender`, when one is started (the store worker's); None: pushes are sent inline,
-#: right after their transaction commits
-_sender: CartPushSender | None = None
 
 
 async def _group_send_all(layer, messages: list[tuple[int, str, dict]]) -> None:

@@ -3,8 +3,7 @@
 Runs :class:`carts.runtime.StoreWorker` until SIGTERM/SIGINT: waits for the store's lease (a second instance
 stands by and takes over within the lease time when the active one dies), resumes from the last checkpoint,
 feeds shelf blocks, observations and gate scans to the store loop, and writes shelf events, cart events, review
-items and checkouts to the database; the carts' live pushes go from a thread of their own
-(``carts.services.ledger.CartPushSender``). Needs ``WALKOUT_STORE_LOOP=on`` in the producers (the production default).
+items and checkouts to the database. Needs ``WALKOUT_STORE_LOOP=on`` in the producers (the production default).
 """
 from __future__ import annotations
 
@@ -13,7 +12,6 @@ import signal
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from carts.runtime import StoreWorker
-from carts.services.ledger import CartPushSender
 from store.layout.models import Store
 
 
@@ -38,9 +36,7 @@ class Command(BaseCommand):
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: worker.stop.set())
         self.stderr.write(f"store {store_code}: worker {worker.owner} waiting for the lease")
-        # the carts' pushes go from a thread of their own: the loop does not wait for the channel layer
-        with CartPushSender():
-            stats = worker.run(max_seconds=max_seconds)
+        stats = worker.run(max_seconds=max_seconds)
         self.stderr.write(f"store {store_code}: stopped; records {stats.records}, bad {stats.bad_records}, "
                           f"checkpoints {stats.checkpoints}")
         images = getattr(worker.pipeline.sink, "images", None) if worker.pipeline is not None else None
