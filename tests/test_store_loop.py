@@ -4,6 +4,7 @@ from the tracks, memory bounded over a long session, and a loop restored from a 
 session deciding exactly what an uninterrupted one does."""
 from __future__ import annotations
 
+import dataclasses
 import pickle
 
 import numpy as np
@@ -624,24 +625,13 @@ def test_a_party_member_given_a_new_track_after_anothers_exit_scan_shops_on(stor
     loop = live_loop(sim, sink, zones=True)
     inside: dict[str, list[str]] = {}
     for step in recording_steps(sim, step_s=0.2):
-        for g in step.gates:
-            if g.kind == "entry":
-                lead = party_of.get(g.track, g.track)
-                loop.on_gate_entry(visit=g.track, t=g.t, party_lead=None if lead == g.track else lead,
-                                   gate=door_of.get(g.track, ""))
-                inside.setdefault(g.account, []).append(g.track)
-            else:
-                for visit in inside.pop(g.account, []):
-                    loop.on_visit_exit(visit=visit, t=g.t)
         obs = step.tracks
         switched = (obs.track_id.astype(str) == "1006") & (obs.t > first + 0.5)
         if switched.any():
             ids = obs.track_id.astype(object).copy()
             ids[switched] = "9006"
-            obs = TrackObservations(ids, obs.t, obs.keypoint, obs.xyz, obs.score)
-        loop.on_observations(obs)
-        for codes, t, grams, rate in step.shelves:
-            loop.on_samples(bin_codes=codes, t=t, grams=grams, rate_hz=rate)
+            step = dataclasses.replace(step, tracks=TrackObservations(ids, obs.t, obs.keypoint, obs.xyz, obs.score))
+        feed_live(loop, step, party_of=party_of, door_of=door_of, inside=inside)
         loop.advance(step.t_next)
     loop.finish()
     assert loop.visit_of.get("9006") == "1006"
