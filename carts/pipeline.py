@@ -32,7 +32,7 @@ from sensors import weight
 from sensors.models import ShelfEvent
 from sensors.services import planogram_for, shelf_event_store, utc
 from store.gates.models import Visit
-from store.gates.services import checkout_enqueue, visit_bind_track, visit_exit
+from store.gates.services import VisitStateError, checkout_enqueue, visit_bind_track, visit_exit
 from store.inventory.models import Product
 from store.layout.models import Bin, Store
 from store.recording import TrackObservations
@@ -297,7 +297,14 @@ class DatabaseSink:
         self.visits[track] = row
         if continues is None:
             if row.state == Visit.State.ADMITTED:
-                row = visit_bind_track(visit=row, track_id=track, at=self.at(t))
+                try:
+                    row = visit_bind_track(visit=row, track_id=track, at=self.at(t))
+                except VisitStateError:
+                    # the gate moved it on meanwhile (an exit scan right after the entry, while the loop was
+                    # behind): the track is still its shopper's (their picks before the exit are theirs), and the
+                    # loop takes the exit when the scan's record comes; the visit keeps its state
+                    row = Visit.objects.get(pk=visit)
+                    log.info("visit %s was %s at the gate before the store loop bound it", visit, row.state)
                 self.visits[track] = row
             log.info("visit %s bound to track %s", visit, track)
         else:
@@ -312,7 +319,11 @@ class DatabaseSink:
     def exit(self, track: str, visit, t: float, reason: str) -> None:
         row = self.visits.get(track) or Visit.objects.get(pk=visit)
         if row.state in (Visit.State.ADMITTED, Visit.State.SHOPPING):
-            visit_exit(visit=row, at=self.at(t), reason=reason)
+            try:
+                visit_exit(visit=row, at=self.at(t), reason=reason)
+            except VisitStateError:  # the row read earlier is stale: the gate or a sweep moved the visit on
+                log.info("visit %s: its exit was already past (%s)", visit, Visit.objects.get(pk=visit).state)
+                return
             cart_publish(visit=row)
 
     def forget(self, track: str) -> None:

@@ -189,3 +189,26 @@ def test_cart_apply_still_refuses_a_put_back_beyond_the_cart(store):
     with pytest.raises(ValueError, match="holds 0"):
         cart_apply(change=CartChange(visit=ann, product=cola, quantity=-1, confidence=1.0, evidence={}),
                    shelf_event=None)
+
+
+def test_a_visit_exited_at_the_gate_before_the_loop_binds_it_does_not_stop_the_worker(store, monkeypatch):
+    """A shopper scans in and straight out while the store loop runs behind (the gate's exit scan lands between
+    the loop reading the visit and binding its track): the bind must not raise (it stopped ``run_store``: "visit 237
+    cannot go from exited to shopping", the hour phase of bench_live); the track is recorded as the shopper's and the
+    visit stays exited, for the loop to take the exit when the scan's record comes."""
+    from carts import pipeline
+    from store.gates.services import visit_exit
+
+    ann = _visit(store, "ann", state=Visit.State.ADMITTED)
+    real = pipeline.visit_bind_track
+
+    def gate_exits_first(*, visit, track_id, at=None):
+        visit_exit(visit=Visit.objects.get(pk=visit.pk), reason="exit scan")  # the gate, in another process
+        return real(visit=visit, track_id=track_id, at=at)
+
+    monkeypatch.setattr(pipeline, "visit_bind_track", gate_exits_first)
+    sink = DatabaseSink(store=store, session="race")
+    sink.bind("t-ann", ann.pk, T0)
+    row = Visit.objects.get(pk=ann.pk)
+    assert row.state == Visit.State.EXITED and row.track_id == "t-ann"
+    assert sink.visits["t-ann"].state == Visit.State.EXITED
