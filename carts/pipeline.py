@@ -297,14 +297,9 @@ class DatabaseSink:
         self.visits[track] = row
         if continues is None:
             if row.state == Visit.State.ADMITTED:
-                try:
-                    row = visit_bind_track(visit=row, track_id=track, at=self.at(t))
-                except VisitStateError:
-                    # the gate moved it on meanwhile (an exit scan right after the entry, while the loop was
-                    # behind): the track is still its shopper's (their picks before the exit are theirs), and the
-                    # loop takes the exit when the scan's record comes; the visit keeps its state
-                    row = Visit.objects.get(pk=visit)
-                    log.info("visit %s was %s at the gate before the store loop bound it", visit, row.state)
+                # the gate may have exited it meanwhile: it keeps that state, and the loop takes the exit when
+                # the scan's record comes
+                row = visit_bind_track(visit=row, track_id=track, at=self.at(t))
                 self.visits[track] = row
             log.info("visit %s bound to track %s", visit, track)
         else:

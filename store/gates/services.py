@@ -573,10 +573,18 @@ def visit_transition(*, visit: Visit, to_state: str, at: datetime | None = None,
 
 
 def visit_bind_track(*, visit: Visit, track_id: str, at: datetime | None = None) -> Visit:
-    """Bind the shopper track seen in the gate zone at admission to ``visit``; the visit is then ``shopping``."""
-    Visit.objects.filter(pk=visit.pk).update(track_id=track_id)
-    visit.track_id = track_id
-    return visit_transition(visit=visit, to_state=S.SHOPPING, at=at, reason=f"bound to track {track_id}")
+    """Bind the shopper track seen in the gate zone at admission to ``visit``; an admitted visit is then
+    ``shopping``. A visit the gate moved on meanwhile (an exit scan right after the entry, read under the row lock:
+    the store loop binds seconds behind the gate) gets the track and keeps its state: the shopper's picks before the
+    exit are still theirs. Returns the visit as stored."""
+    with transaction.atomic():
+        locked = Visit.objects.select_for_update().get(pk=visit.pk)
+        Visit.objects.filter(pk=visit.pk).update(track_id=track_id)
+        visit.track_id = locked.track_id = track_id
+        if locked.state not in (S.ADMITTED, S.SHOPPING):
+            log.info("visit %s was %s before its track %s was bound", locked.pk, locked.state, track_id)
+            return locked
+        return visit_transition(visit=visit, to_state=S.SHOPPING, at=at, reason=f"bound to track {track_id}")
 
 
 def visit_exit(*, visit: Visit, at: datetime | None = None, reason: str = "left through the exit zone") -> Visit:
