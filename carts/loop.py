@@ -34,7 +34,7 @@ import numpy as np
 from sensors import weight
 from sensors.rfid import TagEvent
 from store.recording import TrackObservations
-from vision.identity import BodyFrames, FramedBodies
+from vision.identity_frames import BodyFrames, FramedBodies
 
 from .chunks import ChunkStore, ChunkPickler, ChunkUnpickler
 from .fusion import Decision, body_rows_from, decide_event, eligible_tracks, evidence_window

@@ -13,7 +13,8 @@ from typing import Iterable
 from sensors import weight
 from sensors.rfid import exit_lane_tags
 from store.recording import TrackObservations
-from vision.identity import REPAIR_LOOKBACK_S, FramedBodies, swaps_of
+from vision.identity import REPAIR_LOOKBACK_S, swaps_of
+from vision.identity_frames import FramedBodies
 
 from .fusion import evidence_window
 from .fusion_hands import candidate_reach_m, hidden_reach_m, wrist_ray_hands

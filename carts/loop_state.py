@@ -16,7 +16,7 @@ import numpy as np
 
 from sensors import weight
 from sensors.rfid import TagEvent
-from vision.identity import BodyFrames
+from vision.identity_frames import BodyFrames
 
 from .fusion_config import BinGeometry, FusionConfig
 from .loop_config import LoopConfig

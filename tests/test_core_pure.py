@@ -20,7 +20,8 @@ CORE = [
     "carts.loop_billing", "carts.loop_binding", "carts.loop_config", "carts.loop_shelves", "carts.loop_sink",
     "carts.loop_state", "carts.loop_window", "carts.offline.steps",
     "store.billing.senses", "store.billing.provider_interface", "store.checks",
-    "sensors.weight", "sensors.rfid", "vision.identity", "vision.geometry", "vision.association",
+    "sensors.weight", "sensors.rfid", "vision.identity", "vision.identity_frames", "vision.identity_kernels",
+    "vision.geometry", "vision.association",
     "vision.activity", "vision.zones", "store.recording",
     "sensors.ingest", "sensors.ingest_stream", "carts.records", "carts.offline.rfid_simulation",
 ]
