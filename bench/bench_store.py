@@ -69,8 +69,9 @@ def run(shoppers: int, minutes: float, seed: int, profile: bool, rooms: int = 1,
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # throwaway bench accounts
     call_command("migrate", verbosity=0)
     # lazy: these import Django models, so they load after django.setup() (this subprocess's) and migrate above
-    from carts import runtime
+    from carts import runtime, runtime_publish
     from carts.offline.emulator_devices import door_gates, entry_doors, register
+    from carts.records import obs_record, shelf_record
     from store.accounts.demo import demo_shopper_ensure
     from store.gates.services import GateRefusal, pass_issue, visit_enter, visit_exit_scan
     from store.inventory.services import catalogue_load
@@ -90,7 +91,7 @@ def run(shoppers: int, minutes: float, seed: int, profile: bool, rooms: int = 1,
     doors = {zone: g for zone, (g, _) in door_gates(store, sim).items()}
     door_of = entry_doors(sim) if doors else {}
     worker = runtime.StoreWorker(store.code)
-    runtime.register_local(store.code, worker)  # this process steps it (no background thread takes the records)
+    runtime_publish.register_local(store.code, worker)  # this process steps it (no background thread takes the records)
     bus = worker.bus
     party_of = parties_from_gates(sim.gates, within_s=10.0)
     guests = {lead: sum(1 for m, lead_ in party_of.items() if lead_ == lead and m != lead)
@@ -157,9 +158,9 @@ def run(shoppers: int, minutes: float, seed: int, profile: bool, rooms: int = 1,
         if len(obs):
             obs = TrackObservations(np.array([f"tracker:{x}" for x in obs.track_id], dtype=object), obs.t + off,
                                     obs.keypoint, obs.xyz, obs.score)
-        bus.publish(store.code, "obs", runtime.obs_record(source="tracker:bench", obs=obs, t_last=step.t_next + off))
+        bus.publish(store.code, "obs", obs_record(source="tracker:bench", obs=obs, t_last=step.t_next + off))
         for j, (codes, t, grams, rate) in enumerate(step.shelves):
-            bus.publish(store.code, "shelf", runtime.shelf_record(controller=f"bench-{j}", bin_codes=codes,
+            bus.publish(store.code, "shelf", shelf_record(controller=f"bench-{j}", bin_codes=codes,
                                                                   t=t + off, grams=grams, rate_hz=rate))
         t0 = time.process_time()
         profiling = prof is not None and step.t - _Rec.t_start >= profile_from

@@ -81,7 +81,7 @@ def run(tracks: int, frames: int, requests: int, warmup: int, seed: int, profile
     from django.test import Client
 
     call_command("migrate", verbosity=0)
-    from carts import runtime
+    from carts import runtime_publish
     from carts.bus import bus
     from store.layout.models import Store
     from vision.services import _ACTIVITY, store_map_positions, tracker_create
@@ -90,7 +90,7 @@ def run(tracks: int, frames: int, requests: int, warmup: int, seed: int, profile
     code = f"bench-trk-{tracks}-{frames}"
     store = Store.objects.create(code=code, name="Tracker bench")
     _, key = tracker_create(store=store, name="ceiling")
-    runtime.register_local(store.code, None)  # nobody steps a loop: the records stay on the bus, drained below
+    runtime_publish.register_local(store.code, None)  # nobody steps a loop: the records stay on the bus, drained below
     _ACTIVITY.pop(code, None)
     t0 = 1_700_000_000.0  # fixed (a past time is always taken): the same bodies, the same digest, every run
     posts = bodies(tracks, frames, warmup + requests, seed, t0)
@@ -130,7 +130,7 @@ def run(tracks: int, frames: int, requests: int, warmup: int, seed: int, profile
         buf = io.StringIO()
         pstats.Stats(prof, stream=buf).sort_stats("cumulative").print_stats(20)
         out["profile"] = buf.getvalue()
-    runtime.unregister_local(code)
+    runtime_publish.unregister_local(code)
     return out
 
 

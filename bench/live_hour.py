@@ -97,13 +97,14 @@ def feed(minutes: float, shoppers: int, seed: int, prefix: str) -> None:
     import numpy as np
 
     # lazy: these import Django models, so they load after django.setup() above
-    from carts import runtime
+    from carts.bus import bus as store_bus
     from carts.offline.emulator_devices import register
+    from carts.records import obs_record, shelf_record
     from store.accounts.demo import demo_shopper_ensure
     from store.gates.services import GateRefusal, pass_issue, visit_enter, visit_exit_scan
     from store.layout.models import Store
 
-    bus = runtime.bus()
+    bus = store_bus()
     store = Store.objects.get(code=STORE)
     Store.objects.filter(pk=store.pk).update(capacity=100_000)
     store.refresh_from_db()
@@ -180,11 +181,11 @@ def feed(minutes: float, shoppers: int, seed: int, prefix: str) -> None:
                 if len(obs):
                     obs = TrackObservations(np.array([f"tracker:{tag}{x}" for x in obs.track_id], dtype=object),
                                             obs.t + off, obs.keypoint, obs.xyz, obs.score)
-                bus.publish(STORE, "obs", runtime.obs_record(source="tracker:emulator", obs=obs,
+                bus.publish(STORE, "obs", obs_record(source="tracker:emulator", obs=obs,
                                                              t_last=step.t_next + off))
                 records += 1
                 for j, (codes, t, grams, rate) in enumerate(step.shelves):
-                    bus.publish(STORE, "shelf", runtime.shelf_record(controller=f"emulator-{j}", bin_codes=codes,
+                    bus.publish(STORE, "shelf", shelf_record(controller=f"emulator-{j}", bin_codes=codes,
                                                                      t=t + off, grams=grams, rate_hz=rate))
                     records += 1
                 if records % 50 < 10:

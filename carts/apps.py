@@ -13,14 +13,15 @@ class CartsConfig(AppConfig):
         from sensors import live
         from store.gates import signals
 
-        from . import runtime
+        from . import runtime_publish
 
-        signals.visit_admitted.connect(runtime.on_visit_admitted, dispatch_uid="carts.runtime.admitted")
-        signals.visit_exit_scanned.connect(runtime.on_visit_exit_scanned, dispatch_uid="carts.runtime.exit_scanned")
-        live.set_default_sink_factory(runtime.default_shelf_sink)
+        signals.visit_admitted.connect(runtime_publish.on_visit_admitted, dispatch_uid="carts.runtime_publish.admitted")
+        signals.visit_exit_scanned.connect(runtime_publish.on_visit_exit_scanned,
+                                           dispatch_uid="carts.runtime_publish.exit_scanned")
+        live.set_default_sink_factory(runtime_publish.default_shelf_sink)
         from sensors import rfid_live
 
-        rfid_live.set_default_tag_sink_factory(runtime.default_tag_sink)
+        rfid_live.set_default_tag_sink_factory(runtime_publish.default_tag_sink)
         from vision import hooks
 
         from . import gate_hooks
@@ -29,6 +30,6 @@ class CartsConfig(AppConfig):
 
         from .clip_requests import review_clip_requests
 
-        hooks.set_store_hooks(publish_observations=runtime.publish_observations,
-                              store_loop_enabled=runtime.store_loop_enabled, review_clip_requests=review_clip_requests,
-                              publish_frames=runtime.publish_frames)
+        hooks.set_store_hooks(publish_observations=runtime_publish.publish_observations,
+                              store_loop_enabled=runtime_publish.store_loop_enabled,
+                              review_clip_requests=review_clip_requests, publish_frames=runtime_publish.publish_frames)

@@ -325,7 +325,7 @@ def bus():
 
 
 def bus_forget() -> None:
-    """Forget the process-wide bus (:func:`carts.runtime.bus_reset`, tests): the next :func:`bus` builds one."""
+    """Forget the process-wide bus (:func:`carts.runtime_publish.bus_reset`, tests): the next :func:`bus` builds one."""
     global _bus
     with _bus_lock:
         _bus = None

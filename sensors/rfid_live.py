@@ -1,7 +1,7 @@
 """The live RFID path (Django shell over :mod:`sensors.rfid`): readers (registration, API keys, problem counters),
 the tag registry (what each serial is, where it was last read, which visit paid for it), and :class:`RfidIngestor`,
 which validates authenticated reader messages, records tags and tag events, and hands the events to a
-:class:`TagSink` (the store loop's ``tag`` stream when the loop is on: ``carts.runtime``).
+:class:`TagSink` (the store loop's ``tag`` stream when the loop is on: ``carts.runtime_publish``).
 
 Like :class:`sensors.live.ShelfIngestor`, one ingestor owns its readers' shelf-tag state, so one process feeds a
 store: the MQTT worker (``manage.py ingest_mqtt``) in production, the process-wide :func:`http_rfid_ingestor` of

@@ -337,8 +337,8 @@ WALKOUT = {
     "CLIP_WIDTH_PX": int(os.environ.get("WALKOUT_CLIP_WIDTH_PX", "640")),
     # Disputes: receipt lines can be disputed this many hours after the receipt is issued.
     "DISPUTE_WINDOW_H": float(os.environ.get("WALKOUT_DISPUTE_WINDOW_H", "72")),
-    # The live store loop (carts/runtime.py): "on" puts gate scans, shelf blocks and camera observations on the
-    # store's streams for `run_store` (Redis Streams in production; a worker thread of the process in the embedded
+    # The live store loop (carts/runtime.py, carts/runtime_publish.py): "on" puts gate scans, shelf blocks and camera
+    # observations on the store's streams for `run_store` (Redis Streams in production; a worker thread of the process in the embedded
     # profile, which `emulate_store` and the demo turn on); "off" feeds shelf blocks straight to a loop without
     # cameras (the embedded default, and unit tests).
     "STORE_LOOP": os.environ.get("WALKOUT_STORE_LOOP", "on" if PRODUCTION else "off"),

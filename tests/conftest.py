@@ -77,7 +77,7 @@ def _fresh_store_loop():
     from django.conf import settings
 
     if settings.configured:
-        from carts.runtime import bus_reset
+        from carts.runtime_publish import bus_reset
         from sensors.live import http_ingestor_reset
 
         bus_reset()

@@ -136,7 +136,7 @@ def test_a_worker_stepped_by_its_devices_caller_does_not_count_its_own_step_as_t
     run the watermark ahead of the records by the step's length — it ran the loop 36 s ahead: shoppers' scans timed
     out unbound, hands missed, decisions unlike the offline run's. A worker of its own thread (``run_store``) still
     counts the time: there the devices go on sending while it steps."""
-    from carts.runtime import register_local, unregister_local
+    from carts.runtime_publish import register_local, unregister_local
 
     t0 = 1_700_000_000.0
     for driven in (True, False):

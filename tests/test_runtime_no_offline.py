@@ -11,7 +11,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 RUNTIME = ["carts.dashboard", "carts.selectors_dashboard", "carts.selectors_visit", "carts.live", "carts.views",
-           "carts.consumers", "carts.runtime", "carts.pipeline", "carts.tasks", "store.urls", "store.asgi"]
+           "carts.consumers", "carts.runtime", "carts.runtime_publish", "carts.pipeline", "carts.tasks", "store.urls", "store.asgi"]
 
 PROBE = """
 import json, sys

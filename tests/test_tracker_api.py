@@ -25,11 +25,11 @@ def tracker(settings):
     store = Store.objects.create(code="trk-shop", name="Tracker shop")
     row, key = tracker_create(store=store, name="ceiling")
     # no local worker thread in this test: the records stay on the bus for us to read
-    from carts import runtime
+    from carts import runtime_publish
 
-    runtime.register_local(store.code, None)
+    runtime_publish.register_local(store.code, None)
     yield row, key
-    runtime.unregister_local(store.code)
+    runtime_publish.unregister_local(store.code)
 
 
 def post(body, key=None, client=None):
@@ -196,20 +196,20 @@ def test_bad_keys_are_throttled_per_address(tracker, settings):
 def test_a_driven_worker_takes_over_from_the_store_loop_thread_of_the_served_site(settings):
     """The served demo runs the loop in a thread started by the first device record; a live replay started from the
     dashboard then drives a worker of its own: the thread is stopped first (it checkpoints), never two loops."""
-    from carts import runtime
+    from carts import runtime, runtime_publish
 
     settings.WALKOUT = {**settings.WALKOUT, "STORE_LOOP": "on"}
     store = Store.objects.create(code="trk-served", name="Served shop")
-    threaded = runtime.local_worker(store.code)
-    thread = runtime._local[store.code][1]
+    threaded = runtime_publish.local_worker(store.code)
+    thread = runtime_publish._local[store.code][1]
     assert thread.is_alive()
     driven = runtime.StoreWorker(store.code)
     try:
-        runtime.register_local(store.code, driven)
+        runtime_publish.register_local(store.code, driven)
         assert not thread.is_alive() and threaded.stop.is_set()
-        assert runtime.local_worker(store.code) is driven
+        assert runtime_publish.local_worker(store.code) is driven
     finally:
-        runtime.unregister_local(store.code)
+        runtime_publish.unregister_local(store.code)
 
 
 def test_a_large_batch_is_taken_column_by_column_with_the_row_by_rows_values_and_refusals():

@@ -19,7 +19,7 @@ The devices are the emulator's own, registered in the store under :data:`EMULATO
 each run, as only their key hashes are kept); a device a manager registered is never used or changed.
 
 In the embedded profile the requests go to this process's own Django (the test client) and the store loop runs as
-a thread here (``carts.runtime.local_worker``); in production they go to ``--url`` (daphne) and the broker, and
+a thread here (``carts.runtime_publish.local_worker``); in production they go to ``--url`` (daphne) and the broker, and
 ``run_store`` must be running.
 """
 from __future__ import annotations
@@ -55,7 +55,8 @@ from vision.config import vision_settings
 from vision.shoppers import ShopperStream
 from vision.worker import CameraWorker, StoreCameras, VideoCamera
 from vision.zones import zones_from_store
-from carts import runtime
+from carts import runtime, runtime_publish
+from carts.records import gate_record
 from sensors.live import http_ingestor_reset
 from store.gates.services import pass_issue
 from sensors.models import ShelfEvent
@@ -105,7 +106,7 @@ def video_cameras(store, recording: Recording, *, run_tag: str, say=lambda msg: 
                            gate_m=float(cfg["GATE_M"]), max_gap_s=float(cfg["MAX_GAP_S"]), prefix=f"{run_tag}-S")
 
     def publish(obs, t_last: float) -> None:
-        runtime.publish_observations(store.code, CAMERAS_SOURCE, obs, t_last=t_last)
+        runtime_publish.publish_observations(store.code, CAMERAS_SOURCE, obs, t_last=t_last)
 
     cameras = StoreCameras(workers, {ct.camera.name: src for ct, src in trackers}, stream, publish=publish,
                            threads=min(len(trackers), os.cpu_count() or 1))
@@ -171,7 +172,7 @@ def emulate(recording: Recording, *, speed: float = 1.0, url: str | None = None,
     local_worker = None
     if url is None:  # this process runs the store loop, driven step by step after each batch the devices send
         local_worker = runtime.StoreWorker(store.code)
-        runtime.register_local(store.code, local_worker)
+        runtime_publish.register_local(store.code, local_worker)
         # resume the store from its checkpoint first: an earlier emulation played faster than real time leaves the
         # store's clock ahead of the wall clock, and devices playing behind it would be late for the loop (a shopper
         # bound, then taken for gone). The devices' clock starts after the store's.
@@ -269,7 +270,7 @@ def emulate(recording: Recording, *, speed: float = 1.0, url: str | None = None,
                 person = (next_inside() if g.kind == "entry" and party_of.get(g.track, g.track) == g.track
                           else None)
                 if person is not None:  # someone really inside is this recorded shopper: bind, don't scan
-                    runtime.publish(store.code, "gate", runtime.gate_record(
+                    runtime_publish.publish(store.code, "gate", gate_record(
                         event="entry", visit=person.pk, t=round(g.t + offset, 6), gate=EMULATOR))
                     accounts[g.track] = person.shopper.get_username()
                     visits[g.track] = person.pk
@@ -339,7 +340,7 @@ def emulate(recording: Recording, *, speed: float = 1.0, url: str | None = None,
             problems += [f"camera: {p}" for p in cameras.skipped + cameras.problems]
         if local_worker is not None:
             local_worker.checkpoint()
-            runtime.unregister_local(store.code)
+            runtime_publish.unregister_local(store.code)
 
             settings.WALKOUT["STORE_LOOP"] = loop_setting
             http_ingestor_reset()
