@@ -130,7 +130,7 @@ def body_rows_from(event: _Event, config: FusionConfig = FusionConfig()) -> floa
     """The earliest body keypoint (s UTC) :func:`decide_event` reads row by row for ``event``: the hidden hands
     (``hidden_seen_s`` before it), the walking test (``pad_s`` and half of ``track_speeds``' 1 s window before)
     and the identity jumps (``id_window_s``). The rest of :func:`evidence_window`'s bodies, back to the repair's
-    look-back, is read only as per-frame positions (``vision.identity.FramedBodies``)."""
+    look-back, is read only as per-frame positions (``vision.identity_frames.FramedBodies``)."""
     return event.t_start - max(config.pad_s + 0.5, config.hidden_seen_s, config.id_window_s)
 
 
