@@ -7,7 +7,8 @@ Layout: ``<root>/<store>/<controller>/<YYYYMMDD>/<HHMM>[-<k>].npz``, one file pe
 missing; float32 keeps 2 mg resolution at 20 kg), ``bin_codes`` (B,) str and ``rate_hz`` () float64. At 72 plates
 × 60 Hz a minute is ≈ 1 MB raw and 0.5–0.9 MB compressed (noise does not compress much). The database never holds
 samples (DESIGN.md: high-rate data stays out of row-per-sample tables). Live ingestion writes in the background
-(``background=True``): compressing a minute of a few thousand plates takes seconds, which must not hold up messages.
+(``background=True``, in a thread of lower priority): compressing a minute of a few thousand plates takes seconds,
+which must not hold up messages.
 """
 from __future__ import annotations
 
@@ -17,7 +18,9 @@ import math
 import os
 import re
 import shutil
+import threading
 import time
+import zipfile
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -29,6 +32,13 @@ log = logging.getLogger(__name__)
 
 _NAME = re.compile(r"^[A-Za-z0-9._-]{1,100}$")
 _FILE = re.compile(r"^(\d{4})(?:-(\d+))?\.npz$")
+
+#: zlib level of the files (1–9): on bench_live's samples (972 plates × 60 Hz, 14 MB a minute) level 1 takes half
+#: the CPU of numpy's 6 for a file 6 % larger (docs/store-worker-load.md, thirteenth pass); still ordinary ``.npz``.
+ZLIB_LEVEL = 1
+#: Nice increment of the background writer thread (Linux sets a thread's priority by its id): compressing the
+#: minute's files is never urgent, the messages the ingesting thread handles meanwhile are.
+WRITER_NICE = 10
 
 
 @dataclass(frozen=True)
@@ -43,6 +53,15 @@ class RawSamples:
     def __post_init__(self) -> None:
         if self.t.ndim != 1 or self.grams.shape != (self.t.shape[0], len(self.bin_codes)):
             raise ValueError(f"RawSamples: t {self.t.shape}, grams {self.grams.shape}, {len(self.bin_codes)} bins")
+
+
+def _writer_nice() -> None:
+    """Lower the calling thread's CPU priority by :data:`WRITER_NICE` (Linux: ``setpriority`` on a thread id acts on
+    that thread alone); elsewhere, or where it is refused, the thread keeps the process's priority."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), os.getpriority(os.PRIO_PROCESS, 0) + WRITER_NICE)
+    except (AttributeError, OSError) as exc:  # pragma: no cover - not Linux, or a sandbox that forbids it
+        log.debug("raw samples: the writer thread keeps its priority (%s)", exc)
 
 
 def _minute(t: float) -> int:
@@ -73,7 +92,8 @@ class RawSampleStore:
         self.root = Path(root)
         self.retention_h = float(retention_h)
         self._buf: dict[tuple[str, str], tuple[int, tuple[str, ...], float, list[np.ndarray], list[np.ndarray]]] = {}
-        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="raw-writer") if background else None
+        self._writer = (ThreadPoolExecutor(max_workers=1, thread_name_prefix="raw-writer", initializer=_writer_nice)
+                        if background else None)
         self._pending: collections.deque[Future] = collections.deque()
         self.max_pending = int(max_pending)
         self._failures = 0
@@ -162,9 +182,14 @@ class RawSampleStore:
             k += 1
             path = folder / f"{day:%H%M}-{k}.npz"
         tmp = path.with_suffix(".tmp")
-        with tmp.open("wb") as fh:
-            np.savez_compressed(fh, t=np.concatenate(ts), grams=np.concatenate(gs),
-                                bin_codes=np.array(codes, dtype=str), rate_hz=np.float64(rate))
+        arrays = {"t": np.concatenate(ts), "grams": np.concatenate(gs), "bin_codes": np.array(codes, dtype=str),
+                  "rate_hz": np.float64(rate)}
+        # what np.savez_compressed writes, at ZLIB_LEVEL (numpy's own writer takes no level)
+        with tmp.open("wb") as fh, zipfile.ZipFile(fh, "w", compression=zipfile.ZIP_DEFLATED,
+                                                   compresslevel=ZLIB_LEVEL) as zf:
+            for name, arr in arrays.items():
+                with zf.open(f"{name}.npy", "w", force_zip64=True) as member:
+                    np.lib.format.write_array(member, np.asanyarray(arr), allow_pickle=False)
         os.replace(tmp, path)
         return path
 

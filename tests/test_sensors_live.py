@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import threading
 import time
 
@@ -23,6 +24,7 @@ from sensors.live import ShelfIngestor, http_ingestor, http_ingestor_reset
 from sensors.models import ControllerProblem, SensorHealth, ShelfController, ShelfEvent
 from sensors.selectors import dashboard_sensor_context
 from sensors.services import controller_authenticate, controller_create, controller_key_hash
+from sensors import storage
 from sensors.storage import RawSampleStore
 from store.inventory.models import RestockTask, StockMovement
 from store.inventory.services import (
@@ -299,17 +301,19 @@ def test_raw_files_are_pruned_after_the_retention(tmp_path):
 
 
 def test_the_background_writer_writes_the_same_files_off_the_callers_thread(tmp_path, monkeypatch):
-    """Live ingestion writes raw minutes in the background: ``append`` never compresses on the caller's thread (a
-    minute of thousands of plates took the MQTT worker 5–7 s), the files are those a synchronous store writes, and
-    ``flush`` waits for every one."""
+    """Live ingestion writes raw minutes in the background, in a thread of lower priority: ``append`` never
+    compresses on the caller's thread (a minute of thousands of plates took the MQTT worker 5–7 s), the files are
+    those a synchronous store writes, and ``flush`` waits for every one."""
     threads: list[str] = []
-    real = np.savez_compressed
+    nice: dict[str, int] = {}
+    real = RawSampleStore._write_file
 
-    def spy(*args, **kwargs):
+    def spy(self, *args, **kwargs):
         threads.append(threading.current_thread().name)
-        return real(*args, **kwargs)
+        nice[threading.current_thread().name] = os.getpriority(os.PRIO_PROCESS, 0)  # Linux: the calling thread's
+        return real(self, *args, **kwargs)
 
-    monkeypatch.setattr(np, "savez_compressed", spy)
+    monkeypatch.setattr(RawSampleStore, "_write_file", spy)
     t = 1_700_000_000.0 + np.arange(0, 150, 1 / 60)    # 2.5 minutes → 3 files
     g = np.random.default_rng(0).normal(size=(t.size, 3))
     sync = RawSampleStore(tmp_path / "sync", retention_h=1.0)
@@ -326,6 +330,8 @@ def test_the_background_writer_writes_the_same_files_off_the_callers_thread(tmp_
     assert len(bg.files(store="s", controller="c")) == 3 and bg.take_failures() == 0
     # three files written by the caller (the synchronous store), three by the writer thread (the background one)
     assert sorted(threads) == [threading.current_thread().name] * 3 + ["raw-writer_0"] * 3
+    # the writer yields the CPU to the thread that takes the messages (storage.WRITER_NICE)
+    assert nice["raw-writer_0"] == min(19, nice[threading.current_thread().name] + storage.WRITER_NICE)
     assert [p.relative_to(tmp_path / "sync") for p in written] == \
         [p.relative_to(tmp_path / "bg") for p in bg.files(store="s", controller="c")]
     a = sync.read(store="s", controller="c", t0=t[0], t1=t[-1])
