@@ -16,6 +16,8 @@ from django.utils import timezone
 from carts.fusion import Decision
 from carts.models import Cart, CartEvent, ReviewItem
 from carts.pipeline import DatabaseSink
+from carts.services import ledger
+from carts.services.checkout import visit_checkout
 from carts.services.ledger import (
     CartChange, cart_apply, cart_publish, cart_publish_batch, cart_snapshot, cart_snapshots,
 )
@@ -26,6 +28,7 @@ from store.billing.models import Receipt
 from store.gates.models import Visit
 from store.inventory.models import Product, TaxCategory
 from store.inventory.services import catalogue_load
+from store.layout.models import Bin
 from store.layout.services import layout_load
 
 pytestmark = pytest.mark.django_db
@@ -212,3 +215,38 @@ def test_a_visit_exited_at_the_gate_before_the_loop_binds_it_does_not_stop_the_w
     row = Visit.objects.get(pk=ann.pk)
     assert row.state == Visit.State.EXITED and row.track_id == "t-ann"
     assert sink.visits["t-ann"].state == Visit.State.EXITED
+
+
+def test_a_checkout_held_for_review_reads_the_same_whatever_the_number_of_its_review_items(
+        store, django_capture_on_commit_callbacks, monkeypatch):
+    """At an exodus the billing workers check out a visit a second, most of them held for review (200 shoppers live:
+    179 of 200): the checkout and its push read the review items with their shelf events in the same queries, not
+    one more per item, and the shopper is told what is being checked."""
+    sent = []
+
+    class Layer:
+        async def group_send(self, group, message):
+            sent.append((group, message))
+
+    monkeypatch.setattr(ledger, "get_channel_layer", lambda: Layer())
+    bin_ = Bin.objects.get(store=store, code="1-1-1")
+    counts = {}
+    for n in (1, 4):
+        visit = _visit(store, f"v{n}", state=Visit.State.EXITED)
+        Visit.objects.filter(pk=visit.pk).update(exited_at=timezone.now())
+        visit.refresh_from_db()
+        for k in range(n):
+            t = timezone.now() - timedelta(seconds=30 - k)
+            se = ShelfEvent.objects.create(store=store, session="t", bin=bin_, bin_codes=["1-1-1"], t_start=t,
+                                           t_end=t + timedelta(seconds=0.8), delta_g=-355.0,
+                                           hypotheses=[{"barcode": COLA, "quantity": 1}])
+            ReviewItem.objects.create(shelf_event=se, reason="test", candidates=[{"visit": visit.pk}])
+        sent.clear()
+        with CaptureQueriesContext(connection) as q, django_capture_on_commit_callbacks(execute=True):
+            assert visit_checkout(visit=visit) is None
+        counts[n] = len(q)
+        visit.refresh_from_db()
+        assert visit.state == Visit.State.UNDER_REVIEW
+        trip = next(m["snapshot"]["trip"] for g, m in sent if g == f"cart.{visit.pk}")
+        assert trip["stage"] == "review" and "Cola" in trip["text"]
+    assert counts[4] == counts[1], counts

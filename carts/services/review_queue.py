@@ -48,8 +48,8 @@ def review_open_for(*, visit: Visit, now: datetime | None = None) -> list[Review
     now = now or timezone.now()
     undecided = Q(status__in=(ReviewItem.Status.OPEN, ReviewItem.Status.WAITING)) | Q(undo_until__gt=now)
     margin = timedelta(seconds=REVIEW_VISIT_MARGIN_S)
-    items = ReviewItem.objects.filter(undecided, shelf_event__store_id=visit.store_id,
-                                      shelf_event__t_end__gte=visit.entered_at - margin)
+    items = ReviewItem.objects.select_related("shelf_event").filter(
+        undecided, shelf_event__store_id=visit.store_id, shelf_event__t_end__gte=visit.entered_at - margin)
     if visit.exited_at is not None:
         items = items.filter(shelf_event__t_start__lte=visit.exited_at + margin)
     items = _naming(items, [visit.pk])
