@@ -232,35 +232,32 @@ def sensor_health_record(*, controller: ShelfController, report: HealthReport) -
     if len(report) != len(codes):
         raise ValueError(f"health report has {len(report)} bins; controller {controller} has {len(codes)}")
     at = utc(report.t)
-    bins = {b.code: b for b in Bin.objects.filter(store=controller.store_id, code__in=codes)}
-    rows = {h.bin_id: h for h in SensorHealth.objects.filter(bin__in=bins.values())}
+    # values, not model instances: a controller of a thousand plates is checked every few seconds, and building a
+    # thousand Bin and SensorHealth objects each time was most of the ingestion worker's CPU in those seconds
+    bins = dict(Bin.objects.filter(store=controller.store_id, code__in=codes).values_list("code", "pk"))
+    rows = {bin_id: (pk, status) for pk, bin_id, status in
+            SensorHealth.objects.filter(bin_id__in=bins.values()).values_list("pk", "bin_id", "status")}
     changed = 0
     new: list[SensorHealth] = []
     moved: list[SensorHealth] = []
     same: list[SensorHealth] = []
     for i, code in enumerate(codes):
-        b = bins.get(code)
-        if b is None:
+        bin_id = bins.get(code)
+        if bin_id is None:
             continue
         status = str(report.status[i])
         noise = float(report.noise_g[i]) if np.isfinite(report.noise_g[i]) else None
-        row = rows.get(b.pk)
-        if row is None or row.status != status:
+        row = rows.get(bin_id)
+        if row is None or row[1] != status:
             if status not in ("ok", "unknown"):
                 log.warning("load cell %s: %s (%s)", code, status, report.evidence(i))
-            if row is None:
-                row = SensorHealth(bin=b)
-                new.append(row)
-            else:
-                moved.append(row)
-            row.controller, row.status, row.since, row.checked_at = controller, status, at, at
-            row.evidence, row.noise_g = report.evidence(i)[:200], noise
+            (new if row is None else moved).append(SensorHealth(
+                pk=None if row is None else row[0], bin_id=bin_id, controller=controller, status=status, since=at,
+                checked_at=at, evidence=report.evidence(i)[:200], noise_g=noise))
             changed += 1
         elif status not in ("ok", "unknown"):  # keep an alert's evidence current (few rows)
-            row.evidence = report.evidence(i)[:200]
-            row.noise_g = noise
-            row.checked_at = at
-            same.append(row)
+            same.append(SensorHealth(pk=row[0], bin_id=bin_id, evidence=report.evidence(i)[:200], noise_g=noise,
+                                     checked_at=at))
     with transaction.atomic():  # a few statements whatever the number of bins (one writer per controller)
         if new:
             SensorHealth.objects.bulk_create(new, batch_size=500)
@@ -269,5 +266,5 @@ def sensor_health_record(*, controller: ShelfController, report: HealthReport) -
                                                      "checked_at"], batch_size=500)
         if same:
             SensorHealth.objects.bulk_update(same, ["evidence", "noise_g", "checked_at"], batch_size=500)
-        SensorHealth.objects.filter(bin__in=bins.values()).update(checked_at=at)
+        SensorHealth.objects.filter(bin_id__in=bins.values()).update(checked_at=at)
     return changed

@@ -23,7 +23,8 @@ from sensors.ingest import encode_payload
 from sensors.live import ShelfIngestor, http_ingestor, http_ingestor_reset
 from sensors.models import ControllerProblem, SensorHealth, ShelfController, ShelfEvent
 from sensors.selectors import dashboard_sensor_context
-from sensors.services import controller_authenticate, controller_create, controller_key_hash
+from sensors.health import HealthReport
+from sensors.services import controller_authenticate, controller_create, controller_key_hash, sensor_health_record
 from sensors import storage
 from sensors.storage import RawSampleStore
 from store.inventory.models import RestockTask, StockMovement
@@ -251,6 +252,32 @@ def test_sensor_health_flags_with_evidence_on_the_dashboard():
     assert "1-1-8" in html and "no reading for" in html and "has not changed for" in html
     assert "sample noise 2" in html and "capacity rail" in html
     assert "nan_burst" in html                        # the controller's problem counters are shown too
+
+
+def test_health_rows_keep_their_since_until_the_status_changes_and_every_row_is_checked():
+    """Each check stamps every bin's row ``checked_at``; a status that changes gets its new ``since`` and evidence
+    (and is counted); an alert that stays keeps its ``since`` with its evidence kept current."""
+    store = small_store()
+    c, _ = controller_create(store=store, name="g1", bin_codes=CODES)
+    n = len(CODES)
+
+    def report(t, dead=(), noise=2.0):
+        status = np.array(["dead" if i in dead else "ok" for i in range(n)], dtype=object)
+        return HealthReport(t, status, np.full(n, noise), np.full(n, 100.0), np.where(status == "dead", t - T0, 0.0),
+                            np.zeros(n), np.zeros(n))
+
+    T0 = 1_700_000_000.0
+    assert sensor_health_record(controller=c, report=report(T0)) == n           # every row new
+    assert sensor_health_record(controller=c, report=report(T0 + 10, dead=(2,))) == 1
+    assert sensor_health_record(controller=c, report=report(T0 + 20, dead=(2,), noise=3.0)) == 0
+    rows = {h.bin.code: h for h in SensorHealth.objects.select_related("bin")}
+    assert {r.checked_at.timestamp() for r in rows.values()} == {T0 + 20}
+    dead, ok = rows["1-1-3"], rows["1-1-4"]
+    assert (dead.status, dead.since.timestamp(), dead.evidence, dead.noise_g) == ("dead", T0 + 10, "no reading for 20 s", 3.0)
+    assert (ok.status, ok.since.timestamp(), ok.noise_g) == ("ok", T0, 2.0)
+    assert sensor_health_record(controller=c, report=report(T0 + 30)) == 1          # back to ok
+    dead.refresh_from_db()
+    assert (dead.status, dead.since.timestamp(), dead.evidence) == ("ok", T0 + 30, "sample noise 2.0 g sd")
 
 
 def test_a_health_write_that_fails_costs_no_message_and_is_retried(monkeypatch):
