@@ -1,4 +1,4 @@
-"""Billing workers in parallel (``celery -A store worker --pool=prefork --concurrency 2``) on PostgreSQL.
+"""Billing workers in parallel (``celery -A store worker --pool=prefork --concurrency N``) on PostgreSQL.
 
 Each checkout runs ``store.gates.checkout_task.visit_checkout_task`` in a process of its own (as two prefork
 children do), released together; the dummy provider's capture is slowed to ``CAPTURE_S`` so that the checkouts
