@@ -1,6 +1,7 @@
 """The production emulator's tracker posts (``carts.offline.emulator_transport.RemoteTransport.post_later``): sent in order by
 one background thread, so that the emulated devices do not wait for daphne's answer (a real tracker goes on seeing
 people while the store answers); a refusal is not lost: it stops the next post and is kept for the emulation's end.
+Its exit scans (``post_soon``) likewise go from the gate's own thread, their answers read back as they come.
 No broker or site: the transport's HTTP post is replaced."""
 from __future__ import annotations
 
@@ -21,16 +22,20 @@ def transport(answers) -> tuple[RemoteTransport, list]:
     """A RemoteTransport whose ``post`` records each call and answers from ``answers`` (status per call)."""
     t = object.__new__(RemoteTransport)
     t._sender, t._queue, t.failed, t.mqtt = None, None, None, _Mqtt()
+    t._gate, t._gate_session = None, object()
     sent: list = []
+    threads: list = []
     gate = threading.Event()
 
-    def post(path, body, auth):
+    def post(path, body, auth, session=None):
         gate.wait(5)  # a slow site: the caller must not be waiting here
         sent.append(body)
+        threads.append((threading.current_thread().name, session))
         return answers(len(sent)), {"reason": "bad"}
 
     t.post = post
     t.gate = gate
+    t.threads = threads
     return t, sent
 
 
@@ -56,3 +61,19 @@ def test_a_refused_tracker_post_stops_the_next_one_and_is_kept():
         t.post_later("/vision/api/observations/", b"3", "Tracker x")
     t.close()
     assert sent == [b"0", b"1", b"2"]  # after the refusal nothing more was sent
+
+
+def test_gate_scans_go_in_order_from_the_gates_thread_and_their_answers_come_back():
+    """The exit scans (``post_soon``): at an exodus, 15 a second each waiting for daphne held the emulated shelves and
+    tracker back by over a second; now they go from the gate's own thread with its own HTTP session, in order, and
+    each answer comes back to the emulation through its future."""
+    t, sent = transport(lambda k: 409 if k == 2 else 200)
+    started = time.monotonic()
+    answers = [t.post_soon("/gates/api/exit/", str(k).encode(), "Gate g") for k in range(4)]
+    assert time.monotonic() - started < 1.0 and not any(a.done() for a in answers)
+    t.gate.set()
+    assert [a.result(5)[0] for a in answers] == [200, 409, 200, 200]
+    assert sent == [b"0", b"1", b"2", b"3"]
+    assert {name for name, _ in t.threads} == {"emulator-gate_0"} and {s for _, s in t.threads} == {t._gate_session}
+    t.close()
+    assert t._gate is None

@@ -30,6 +30,7 @@ import math
 import os
 import secrets
 import time
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import datetime, timezone as dt_timezone
 
@@ -206,6 +207,22 @@ def emulate(recording: Recording, *, speed: float = 1.0, url: str | None = None,
         body = json.dumps({"token": token, "t": round(t_rec + offset, 6)}).encode()
         return transport.post(path, body, f"Gate {key or gate_key}")
 
+    # exit scans sent from the gate's own thread (production: RemoteTransport.post_soon), answers read as they come
+    exits: list[tuple[str, str, Future]] = []  # (track, account, answer)
+
+    def exit_answered(track: str, status: int, body: dict) -> None:
+        if status == 200:
+            sent["exit"] += 1
+        elif body.get("reason") != "no_visit":  # a party's exit scan exits the whole party at once
+            problems.append(f"track {track}: exit scan refused ({body.get('reason')})")
+
+    def read_exits(*, wait: bool = False, account: str | None = None) -> None:
+        """The answers of the exit scans sent so far: those that came (``wait``: all, or with ``account`` until
+        none of that account's is left — its next entry scan must find it out). Raises what a send raised."""
+        while exits and (wait or exits[0][2].done() or any(a == account for _, a, _ in exits)):
+            track, _, answer = exits.pop(0)
+            exit_answered(track, *answer.result())
+
     def send_shelf(c: _Controller, t: np.ndarray, grams: np.ndarray, *, idle: bool = False) -> None:
         c.seq += 1
         payload = encode_payload(controller=c.name, seq=c.seq, t0=float(t[0]) + offset, rate_hz=c.rate_hz,
@@ -281,6 +298,7 @@ def emulate(recording: Recording, *, speed: float = 1.0, url: str | None = None,
                     if lead != g.track and lead in tokens:
                         token = tokens[lead]  # a guest scans the lead's pass again
                     else:
+                        read_exits(account=account_for(g.track, g.account))
                         user = demo_shopper_ensure(account_for(g.track, g.account))
                         token = pass_issue(shopper=user, store=store, guests=guests.get(g.track, 0))[1]
                         tokens[g.track] = token
@@ -293,11 +311,14 @@ def emulate(recording: Recording, *, speed: float = 1.0, url: str | None = None,
                     sent["entry"] += 1
                 elif g.source == "scanned" and g.track in visits:
                     user = demo_shopper_ensure(account_for(g.track, g.account))
-                    status, body = scan("/gates/api/exit/", pass_issue(shopper=user, store=store)[1], g.t)
-                    if status == 200:
-                        sent["exit"] += 1
-                    elif body.get("reason") != "no_visit":  # a party's exit scan exits the whole party at once
-                        problems.append(f"track {g.track}: exit scan refused ({body.get('reason')})")
+                    token = pass_issue(shopper=user, store=store)[1]
+                    if hasattr(transport, "post_soon"):  # the other devices do not wait for the store's answer
+                        body = json.dumps({"token": token, "t": round(g.t + offset, 6)}).encode()
+                        exits.append((g.track, account_for(g.track, g.account), transport.post_soon(
+                            "/gates/api/exit/", body, f"Gate {gate_key}")))
+                    else:
+                        exit_answered(g.track, *scan("/gates/api/exit/", token, g.t))
+            read_exits()
             if cameras is not None:
                 cameras.play(step.t_next + offset)
             else:
@@ -311,6 +332,7 @@ def emulate(recording: Recording, *, speed: float = 1.0, url: str | None = None,
                     pass
             t_rec = t_played = step.t_next
         # the recording is over; the devices go on (idle shelves, a tracker seeing nobody) until the store settles
+        read_exits(wait=True)
         deadline = time.monotonic() + settle_timeout_s
         ids = list(visits.values())
         while True:

@@ -1,13 +1,15 @@
 """The emulator's transports: how its devices reach a running Walkout. :class:`LocalTransport` posts to this
 process's Django (the embedded profile); :class:`RemoteTransport` posts to daphne over HTTP and publishes the shelf
-controllers' blocks to the MQTT broker (production), sending the tracker's observations from a background thread so
-that the devices never wait for the store's answers. Errors are :class:`EmulatorError` sentences, no traceback.
+controllers' blocks to the MQTT broker (production), sending the tracker's observations from a background thread and
+the exit scans from the gate's own, so that the devices never wait for the store's answers. Errors are
+:class:`EmulatorError` sentences, no traceback.
 """
 from __future__ import annotations
 
 import json
 import logging
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 
 from sensors.mqtt import Publisher
 from sensors.ingest import weights_topic
@@ -68,6 +70,8 @@ class RemoteTransport:
         self.url = url.rstrip("/")
         self.session = requests.Session()
         self._sender = None  # the background thread of post_later, started at its first use
+        self._gate: ThreadPoolExecutor | None = None  # the gate's thread (post_soon), started at its first use
+        self._gate_session = requests.Session()  # used by that thread alone (a Session is not shared across threads)
         self._queue = None
         self.failed: str | None = None  # why a post_later failed (raised at the next one, or at close)
         try:
@@ -76,12 +80,14 @@ class RemoteTransport:
             raise EmulatorError(f"the shelf controllers cannot publish: {exc} (is the MQTT broker running, and "
                                 "MQTT_URL right?)") from None
 
-    def post(self, path: str, body: bytes, auth: str) -> tuple[int, dict]:
+    def post(self, path: str, body: bytes, auth: str, *, session=None) -> tuple[int, dict]:
+        """POST ``body`` (JSON) to ``path`` with ``auth`` and return (status, answer); ``session``: the requests
+        Session to send it with (default this thread's, :attr:`session`)."""
         import requests
 
         try:
-            r = self.session.post(self.url + path, data=body, timeout=30,
-                                  headers={"Authorization": auth, "Content-Type": "application/json"})
+            r = (session or self.session).post(self.url + path, data=body, timeout=30,
+                                               headers={"Authorization": auth, "Content-Type": "application/json"})
         except requests.RequestException as exc:
             raise EmulatorError(f"{self.url} did not answer {path} ({type(exc).__name__}); is daphne running "
                                 "there?") from None
@@ -109,6 +115,15 @@ class RemoteTransport:
             self._sender.start()
         self._queue.put((path, body, auth))
 
+    def post_soon(self, path: str, body: bytes, auth: str) -> Future:
+        """POST from the gate's own thread, in the order asked, and return the answer's future (``(status, dict)``, or
+        :class:`EmulatorError` when the site cannot be reached): a real gate does not hold up the shelf controllers
+        and the tracker while the store answers its scan. At 200 shoppers' exodus the exit scans, 15 a second each
+        waiting for daphne, held every other device of the emulator back by over a second."""
+        if self._gate is None:
+            self._gate = ThreadPoolExecutor(max_workers=1, thread_name_prefix="emulator-gate")
+        return self._gate.submit(self.post, path, body, auth, session=self._gate_session)
+
     def _send(self) -> None:
         while True:
             item = self._queue.get()
@@ -125,6 +140,9 @@ class RemoteTransport:
                 self._queue.task_done()
 
     def close(self) -> None:
+        if self._gate is not None:  # the scans asked are sent
+            self._gate.shutdown(wait=True)
+            self._gate = None
         if self._sender is not None:
             self._queue.put(None)
             self._sender.join(60)
