@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 from carts.offline.autocheckout import import_case
-from carts.offline.autocheckout_store import AutoCheckoutError
+from carts.offline.autocheckout_store import AutoCheckoutError, convert_layout
 from carts.offline.autocheckout_cps import is_cps_case
-from store.recording import read_recording
+from store.recording import GateScan, TrackObservations, read_recording
 from tests.conftest import shared_file
 
 CASE = "datasets/autocheckout/cps-test-01"
@@ -132,7 +132,6 @@ def test_stills_are_frames_of_the_video_cameras():
 
 
 def test_camera_models_reproject_the_marks_and_draw_the_shelves_on_the_gondolas():
-    from carts.offline.autocheckout_store import convert_layout
     from vision.aifi_cameras import fit_all
 
     meta = shared_file("datasets/autocheckout/store_meta/Plates.json").parent
@@ -157,7 +156,6 @@ def test_camera_models_reproject_the_marks_and_draw_the_shelves_on_the_gondolas(
 
 
 def test_people_outside_the_shop_floor_are_unplaced_and_scans_name_the_shopper():
-    from store.recording import GateScan, TrackObservations
     from carts.offline.video import name_shoppers_by_scans
     from vision.shoppers import on_floor
     from vision.tracking import FrameTracks
@@ -184,7 +182,6 @@ def test_video_marked_cameras_fit_their_marks_and_see_the_shelves_on_their_side(
     floor features they share with the other cameras (ties; cam1 and cam5 held at their stills fits). Measured:
     cam3 rms 8.2 px (max 20: its vertical edges and glass corner), cam7 1.9 px (max 3.5); before the ties (each
     alone): cam3 7.4 px, cam7 14.4 px (misread door verticals)."""
-    from carts.offline.autocheckout_store import convert_layout
     from vision.aifi_cameras import fit_all
 
     meta = shared_file("datasets/autocheckout/store_meta/Plates.json").parent

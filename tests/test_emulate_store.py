@@ -16,7 +16,9 @@ import numpy as np
 import pytest
 from django.core.management import call_command
 
-from carts.offline.emulator_devices import EMULATOR, _controllers, idle_samples, register
+from carts.offline.emulator_devices import (
+    EMULATOR, _controllers, controller_blocks, door_gates, emulated_store, idle_samples, register,
+)
 from carts.offline.evaluation import offline_replay
 from carts.models import CartEvent
 from carts.offline.simulation import simulate, write_simulation
@@ -24,7 +26,7 @@ from carts.offline.simulation_config import SimConfig
 from carts.offline.simulation_store import load_store
 from carts.offline.simulation_truth import read_truth_events
 from store.billing.models import Receipt
-from store.gates.models import Gate, Visit
+from store.gates.models import EntryPass, Gate, Visit
 from store.recording import SHELVES_NPY, ShelfSamples, read_recording, write_shelves
 from conftest import shared_file
 
@@ -124,8 +126,6 @@ def test_a_recording_with_binary_shelf_samples_plays_from_its_memory_map(benchma
     """The AutoCheckout benchmark's shelf samples in the binary form (``shelves/``) play as its CSV does: the
     emulator sends the controllers' blocks straight from the mapped arrays, and a block too wide for one controller
     is split into column views of the map, not copies."""
-    from carts.offline.emulator_devices import controller_blocks
-
     rec_dir = tmp_path / "rec"
     shutil.copytree(benchmark1_recording, rec_dir)
     write_shelves(rec_dir, read_recording(rec_dir).shelves, form="npy")
@@ -263,9 +263,7 @@ def test_a_store_the_emulator_creates_is_not_offered_to_shoppers_but_the_demos_i
 
     from carts.management.commands.demo import demo_store_prepare
     from carts.offline.emulator import emulate
-    from carts.offline.emulator_devices import emulated_store
     from store.accounts.demo import DEMO_SHOPPER, demo_shopper_ensure
-    from store.gates.models import EntryPass
     from store.layout.models import Store
 
     Store.objects.create(code="corner", name="Corner shop")  # a manager's store
@@ -294,7 +292,6 @@ def test_a_store_the_emulator_creates_is_not_offered_to_shoppers_but_the_demos_i
 def test_a_store_of_several_doors_gets_one_emulated_gate_per_door_and_never_a_managers(benchmark1_recording):
     """``door_gates``: a tiled store's entry zones each get a gate named like the zone (the store loop's door), made
     ``emulated`` once and re-keyed later; a door whose name a manager's gate has gets none; one door, no gates."""
-    from carts.offline.emulator_devices import door_gates
     from store.gates.services import gate_authenticate, gate_create
     from store.layout.services import layout_load
 

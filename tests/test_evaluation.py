@@ -1,7 +1,7 @@
 """AutoCheckout item-level scoring."""
 import pytest
 
-from carts.offline.evaluation import score_receipts
+from carts.offline.evaluation import Decisions, _oracle_apply, score_receipts
 
 
 def test_perfect_session():
@@ -31,8 +31,6 @@ def test_empty_session_and_zero_lines():
 
 
 def test_events_taken_for_noise_do_not_dilute_the_review_rate():
-    from carts.offline.evaluation import Decisions
-
     dec = Decisions.from_rows([
         (("1-1-1",), 10.0, 10.5, "cart", "a", (("x", 1),), 0.97),
         (("1-1-2",), 20.0, 20.5, "review", "", (), 0.40),
@@ -47,7 +45,6 @@ def test_the_oracle_leaves_out_a_put_back_nobody_in_the_party_was_charged_for():
     line offline, and live the refused review held 7 visits of a 50-shopper run unbilled, F1 0.924 vs 0.992)."""
     import numpy as np
 
-    from carts.offline.evaluation import Decisions, _oracle_apply
     from carts.offline.simulation_truth import TruthEvents
 
     def obj(*values):

@@ -17,7 +17,7 @@ from carts.fusion_config import BinGeometry, FusionConfig
 from carts.loop_config import LoopConfig
 from carts.reach_look import ReachLook, ReachLookConfig
 from sensors import weight
-from store.recording import TrackObservations
+from store.recording import GateScan, ShelfSamples, TrackObservations
 
 CODES = ("1-1-1", "1-1-2", "1-1-3")
 RATE = 60.0
@@ -160,8 +160,6 @@ def session():
 
 def window(sim, t0: float, t1: float):
     """The session cut to ``[t0, t1]`` (s UTC): every plate, every track, entries of the tracks inside."""
-    from store.recording import GateScan, ShelfSamples
-
     shelves = [ShelfSamples(t=b.t[(b.t >= t0) & (b.t <= t1)], bin_codes=b.bin_codes,
                             grams=b.grams[(b.t >= t0) & (b.t <= t1)]) for b in sim.shelves]
     tracks = sim.tracks[(sim.tracks.t >= t0) & (sim.tracks.t <= t1)]

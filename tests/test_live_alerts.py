@@ -11,7 +11,7 @@ import pytest
 from django.contrib.auth import get_user_model
 
 from carts.models import StoreAlert
-from carts.bus import MemoryBus
+from carts.bus import MemoryBus, RedisBus
 from carts.records import gate_record, obs_record, shelf_record
 from carts.runtime import StoreWorker
 from store.layout.services import layout_load
@@ -274,7 +274,6 @@ def test_a_restarted_worker_deletes_the_chunks_its_checkpoint_does_not_refer_to(
 def test_the_redis_bus_lists_a_stores_chunks_only():
     import uuid
 
-    from carts.bus import RedisBus
     from tests.services import REDIS, require
 
     require("Redis", REDIS)

@@ -10,7 +10,7 @@ from carts.offline.emulator import emulate
 from carts.live import replay_cast, visits_waiting
 from store.accounts.demo import DEMO_SHOPPER
 from store.billing.models import Receipt
-from store.gates.models import Visit
+from store.gates.models import Gate, Visit
 from store.inventory.services import catalogue_load
 from store.layout.services import layout_load
 from store.recording import read_recording
@@ -94,8 +94,6 @@ def test_the_workers_replay_binds_the_shopper_inside_too(benchmark1_recording):
 def test_a_stopped_emulations_shopper_is_nobody_inside(benchmark1_recording):
     """A visit admitted at the emulator's own gate (a recorded shopper of an earlier emulation that was stopped) is
     not a person inside: it is neither offered as the replay's shopper nor bound (the next emulation bills it)."""
-    from store.gates.models import Gate
-
     rec = read_recording(benchmark1_recording)
     store = layout_load(data=rec.store)
     catalogue_load(store=store, products=rec.store["products"], facings=rec.store["facings"])

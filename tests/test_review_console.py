@@ -10,7 +10,7 @@ import pytest
 from django.utils import timezone
 
 from carts.models import CartEvent, ReviewItem
-from carts.review_console import review_console, units_text, weight_trace_svg
+from carts.review_console import PLAN_ROW_PX, review_console, shelf_plan_svg, units_text, weight_trace_svg
 from carts.services.review import _release_schedule as release_schedule  # the real one (conftest stubs it)
 from carts.services.review import review_holds_release, review_resolve, review_undo
 from carts.services.ledger import cart_lines
@@ -167,8 +167,6 @@ def test_the_shelf_plan_is_sized_from_its_shelves_and_its_caption_lies_inside(w)
     """One shelf on a 2 m gondola is one row tall (it was drawn at 500 px a metre: over 1000 px high, the caption
     cut off); each further shelf adds one row; the caption is wrapped to the width and lies inside the viewBox."""
     from store.layout.models import Bin, Shelf
-
-    from carts.review_console import PLAN_ROW_PX, shelf_plan_svg
 
     item = _item(w)
     c = review_console(item)

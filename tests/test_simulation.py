@@ -128,8 +128,6 @@ def test_parties_from_gates():
 
 
 def test_a_malformed_truth_events_file_is_refused_naming_the_file_and_the_event(tmp_path):
-    from carts.offline.simulation_truth import TruthEvents, read_truth_events
-
     good = {"t": 1.0, "t_start": 0.5, "t_end": 1.5, "track": "7", "bins": ["1-1-1"],
             "lines": [{"barcode": "x", "quantity": 1}], "scenarios": ["pick"]}
     assert len(TruthEvents.from_json({"events": [good]})) == 1
@@ -150,8 +148,6 @@ def test_a_malformed_truth_events_file_is_refused_naming_the_file_and_the_event(
 
 
 def test_knobs_must_be_finite():
-    from carts.offline.simulation_config import SimConfig
-
     with pytest.raises(ValueError, match="finite"):
         SimConfig(noise_scale=float("nan"))
     with pytest.raises(ValueError, match="finite"):

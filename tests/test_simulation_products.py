@@ -9,7 +9,7 @@ from carts.offline.evaluation import MemorySink
 from carts.loop import StoreLoop
 from carts.loop_config import LoopConfig
 from carts.offline.simulation_products import (
-    LOOKALIKE, ProductEvidence, RecognitionModel, draw_likelihood, lookalikes, product_likelihoods,
+    LOOKALIKE, ProductEvidence, RecognitionModel, draw_likelihood, lookalike_products, lookalikes, product_likelihoods,
     with_lookalike_label,
 )
 from tests.test_fusion_decide import BINS, PLANOGRAM, event, reach
@@ -111,6 +111,5 @@ def test_a_wrong_guess_goes_to_a_lookalike_as_often_as_the_model_says():
         wrong += top != "p7"
         to_sibling += top == "p8"
     assert abs(to_sibling / wrong - model.sibling_share) < 0.05
-    from carts.offline.simulation_products import lookalike_products
 
     assert lookalike_products(PLANOGRAM) == {"P": {"Q"}, "Q": {"P"}}

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from carts.offline.evaluation import evaluate_session, offline_replay
-from carts.offline.simulation import simulate
+from carts.offline.simulation import simulate, write_simulation
 from carts.offline.simulation_config import ROOM_PITCH_M, SimConfig
 from carts.offline.simulation_store import load_store, tile_store
 from conftest import shared_file
@@ -94,7 +94,6 @@ def test_a_short_tiled_session_evaluates_as_well_as_the_nanostore(tiled):
 
 def test_the_emulator_splits_a_large_store_into_controllers_of_whole_gondolas(store, tmp_path):
     from carts.offline.emulator_devices import controller_blocks
-    from carts.offline.simulation import write_simulation
     from store.recording import read_recording
 
     # a short session of the 3-room store: the split is about the bins, not the shoppers (writing 3 minutes of

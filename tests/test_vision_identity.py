@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from store.recording import TrackObservations
-from vision.identity import Swap, apply_swaps, find_swaps
+from vision.identity import Swap, apply_swaps, find_swaps, swaps_of
 
 HZ = 10.0
 
@@ -167,7 +167,6 @@ def test_swaps_of_a_track_read_its_neighbours_only_and_find_every_swap_of_its_ow
     (BodyFrames.near): it finds exactly the switches of that track that reading every pair finds, whatever the
     window; a track placed by its head far away does not hold the answer back, one placed by its head nearby does
     (None); and the neighbours picked are a superset of every track within reach in some frame."""
-    from vision.identity import swaps_of
     from vision.identity_frames import BodyFrames, FramedBodies
 
     t = np.round(np.arange(0.0, 40.0, 1 / 15), 4)
@@ -221,7 +220,6 @@ def test_swaps_of_kept_between_asks_is_what_reading_the_window_anew_gives():
     step over windows whose end moves with the clock): on a session fed step by step, with rows of a track come
     back after leaving, late rows from before a track left, a track beside one at a window's start come back placed by
     its head, and pruning, every answer equals the one read with nothing kept, and kept answers are given."""
-    from vision.identity import swaps_of
     from vision.identity_frames import BodyFrames, FramedBodies
 
     t = np.round(np.arange(0.0, 60.0, 1 / 15), 4)
@@ -290,7 +288,6 @@ def test_near_boxes_kept_for_a_window_are_what_reading_them_anew_gives():
     a track placed by its head coming beside them, one beside track 1 for its first 2 s only, and pruning between
     asks of the same window, every neighbourhood and every swaps_of answer (its order included) equals the one
     read with nothing kept, and kept boxes are read."""
-    from vision.identity import swaps_of
     from vision.identity_frames import BodyFrames, FramedBodies
 
     t = np.round(np.arange(0.0, 40.0, 1 / 15), 4)

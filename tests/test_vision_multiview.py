@@ -13,7 +13,7 @@ from tests.conftest import shared_file
 from vision.association import ShopperAssociator
 from vision.detector import Detections
 from vision.geometry import CameraModel, triangulate
-from vision.tracking import frame_tracks
+from vision.tracking import FrameTracks, frame_tracks
 
 K = np.array([[340.0, 0, 320], [0, 340.0, 180], [0, 0, 1]])
 
@@ -145,7 +145,6 @@ def test_a_camera_that_cannot_see_the_feet_gives_its_wrist_ray_within_reach_of_t
     camera cannot tell the depth along its ray: no 3-D point is made up)."""
     from store.recording import WRIST_RAY_KEYPOINTS
     from vision.shoppers import ARM_REACH_M, WRIST_HEIGHT_M, _observations
-    from vision.tracking import FrameTracks
 
     a = look_at("a", [4.0, 0.0, 2.45], [1, -0.5, 0.5])      # sees the feet
     b = look_at("b", [3.6, 0.0, 2.45], [0.3, -0.5, 0.6])    # sees the wrist, not the feet
@@ -276,7 +275,6 @@ def test_the_live_shopper_stream_writes_what_the_replay_writes_lag_s_behind_the_
     given its offset."""
     from store.recording import TrackObservations
     from vision.shoppers import FLOOR_FROM_OTHERS_S, SAME_MOMENT_S, ShopperStream
-    from vision.tracking import FrameTracks
 
     cams = {"a": look_at("a", [0.2, -0.6, 2.45], [3, -0.3, 0.5]), "b": look_at("b", [4.8, 0.0, 2.45], [1, -0.5, 0.5]),
             "c": look_at("c", [3.6, 0.0, 2.45], [0.3, -0.5, 0.6])}
@@ -355,7 +353,6 @@ def test_a_live_shopper_stream_forgets_shoppers_gone_for_a_minute_and_writes_wha
     one's camera track, and writes exactly the rows the replay (which forgets nothing) writes."""
     from store.recording import TrackObservations
     from vision.shoppers import FORGET_AFTER_S, ShopperStream
-    from vision.tracking import FrameTracks
     from vision.zones import Zone
 
     t0, hz, n = 1_700_000_000.0, 10, 60
