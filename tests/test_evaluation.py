@@ -2,6 +2,7 @@
 import pytest
 
 from carts.offline.evaluation import Decisions, _oracle_apply, score_receipts
+from carts.offline.simulation_truth import TruthEvents
 
 
 def test_perfect_session():
@@ -44,8 +45,6 @@ def test_the_oracle_leaves_out_a_put_back_nobody_in_the_party_was_charged_for():
     live store's review service refuses that line, and the offline oracle now leaves it out too (it was a negative
     line offline, and live the refused review held 7 visits of a 50-shopper run unbilled, F1 0.924 vs 0.992)."""
     import numpy as np
-
-    from carts.offline.simulation_truth import TruthEvents
 
     def obj(*values):
         arr = np.empty(len(values), dtype=object)

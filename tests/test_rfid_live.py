@@ -32,6 +32,7 @@ from store.billing.services import payment_authorise
 from store.gates.models import Visit
 from store.inventory.services import catalogue_load
 from store.layout.services import layout_load
+from store.recording import TrackObservations
 from tests.services import MQTT, require
 
 pytestmark = pytest.mark.django_db
@@ -152,8 +153,6 @@ def test_a_shelf_tag_take_backs_the_weighed_take_in_the_live_pipeline(dummy_paym
     the loop's window; it used to call a method the window does not have), and the cart line says weight, hand
     and tag."""
     import numpy as np
-
-    from store.recording import TrackObservations
 
     store = tagged_store("rfid-shelf")
     pipe = StorePipeline(store=store, session="rfid-shelf", settle_s=3.0)

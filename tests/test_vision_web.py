@@ -22,6 +22,7 @@ from vision.geometry import CameraModel
 from vision.models import Camera, CameraTrack, ShopperTrack
 from carts.offline.video import apply_video, track_recording
 from vision.services import camera_calibrate, store_map_publish, store_map_publish_observations
+from vision.tasks import track_camera_chunk
 
 urlpatterns = store.urls.urlpatterns + [path("manage/vision/", include("vision.urls"))]
 pytestmark = [pytest.mark.django_db, pytest.mark.urls(__name__)]
@@ -101,7 +102,6 @@ def test_camera_calibration_service(shop):
 
 def test_camera_chunk_task_keeps_tracker_state_per_camera_and_session(shop):
     needs_ultralytics()
-    from vision.tasks import track_camera_chunk
 
     clip = str(shared_file("media/store_aisle_overhead.mp4"))
     cm = aisle_camera()
