@@ -133,11 +133,11 @@ class StoreWorker:
         self._read_at: float | None = None
         #: records the next step reads at most (per kind on Redis): :attr:`READ_COUNT`, smaller after long full steps
         self.read_count = self.READ_COUNT
-        #: Stepped by the caller that publishes the devices' records, on the caller's thread (:func:`register_local`:
-        #: the emulator, ``bench_store``), not by :meth:`run`: the devices cannot send while this worker steps, so
-        #: the wall time of its own steps is not their silence (:meth:`step`). A worker of its own thread or
-        #: process (``run_store``) leaves it False: there the devices go on sending while it steps, and a source
-        #: that sent nothing meanwhile was silent.
+        #: Stepped by the caller that publishes the devices' records, on the caller's thread
+        #: (:func:`carts.runtime_publish.register_local`: the emulator, ``bench_store``), not by :meth:`run`: the
+        #: devices cannot send while this worker steps, so the wall time of its own steps is not their silence
+        #: (:meth:`step`). A worker of its own thread or process (``run_store``) leaves it False: there the devices
+        #: go on sending while it steps, and a source that sent nothing meanwhile was silent.
         self.driven = False
         #: the join of the store's cameras' ``cam`` records (``carts.camera_join``)
         self.cameras = CameraJoin(self.store)

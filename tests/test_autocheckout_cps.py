@@ -10,11 +10,18 @@ import cv2
 import numpy as np
 import pytest
 
+from carts.management.commands.import_autocheckout import problem_summary
 from carts.offline.autocheckout import import_case
-from carts.offline.autocheckout_store import AutoCheckoutError
+from carts.offline.autocheckout_store import AutoCheckoutError, convert_layout
 from carts.offline.autocheckout_cps import is_cps_case
-from store.recording import read_recording
+from carts.offline.video import name_shoppers_by_scans
+from store.recording import GateScan, TrackObservations, read_recording
 from tests.conftest import shared_file
+from vision.aifi_cameras import fit_all, joint_fit, same_view
+from vision.geometry import triangulate
+from vision.shoppers import on_floor
+from vision.tracking import FrameTracks
+from vision.zones import Zone
 
 CASE = "datasets/autocheckout/cps-test-01"
 TACO_BELL_FIRE, FIJI = "071063437089", "632565000012"
@@ -70,8 +77,6 @@ def test_real_session_becomes_a_recording_with_cameras_and_no_keypoints(tmp_path
     assert [(g.kind, g.track, g.source) for g in rec.gates] == [("entry", rec.truth[0].track, "inferred"),
                                                                 ("exit", rec.truth[0].track, "inferred")]
     # the command prints them by kind: 266 problems of 4 kinds in 12 lines, two examples and a count for each
-    from carts.management.commands.import_autocheckout import problem_summary
-
     lines = problem_summary(problems)
     assert len(problems) == 266 and len(lines) == 13, lines
     assert lines[-1] == "266 problem(s) of 4 kind(s); -v 2 lists every one"
@@ -113,8 +118,6 @@ def test_missing_required_file_names_it(tmp_path, missing):
 
 
 def test_stills_are_frames_of_the_video_cameras():
-    from vision.aifi_cameras import same_view
-
     stills = shared_file("datasets/autocheckout/camera_stills/camera_1.png").parent
     video = shared_file(CASE + "/video/cps-test-01-nodepth-cam1.mp4").parent
 
@@ -132,9 +135,6 @@ def test_stills_are_frames_of_the_video_cameras():
 
 
 def test_camera_models_reproject_the_marks_and_draw_the_shelves_on_the_gondolas():
-    from carts.offline.autocheckout_store import convert_layout
-    from vision.aifi_cameras import fit_all
-
     meta = shared_file("datasets/autocheckout/store_meta/Plates.json").parent
     fits = {k: v for k, v in fit_all().items() if k in ("cam1", "cam5")}
     assert set(fits) == {"cam1", "cam5"}
@@ -157,12 +157,6 @@ def test_camera_models_reproject_the_marks_and_draw_the_shelves_on_the_gondolas(
 
 
 def test_people_outside_the_shop_floor_are_unplaced_and_scans_name_the_shopper():
-    from store.recording import GateScan, TrackObservations
-    from carts.offline.video import name_shoppers_by_scans
-    from vision.shoppers import on_floor
-    from vision.tracking import FrameTracks
-    from vision.zones import Zone
-
     floor = [Zone("shop floor", "floor", np.array([[0, -1.55], [4.95, -1.55], [4.95, 0.49], [0, 0.49]]))]
     # one person in the aisle, one seen through the glass at y = -3.4 m (as cam5 shows in cps-test-01)
     ft = FrameTracks("cam5", "s", 0, 1.0, np.array(["a", "b"], dtype=object), np.array([1, 2]), np.zeros((2, 4)),
@@ -184,9 +178,6 @@ def test_video_marked_cameras_fit_their_marks_and_see_the_shelves_on_their_side(
     floor features they share with the other cameras (ties; cam1 and cam5 held at their stills fits). Measured:
     cam3 rms 8.2 px (max 20: its vertical edges and glass corner), cam7 1.9 px (max 3.5); before the ties (each
     alone): cam3 7.4 px, cam7 14.4 px (misread door verticals)."""
-    from carts.offline.autocheckout_store import convert_layout
-    from vision.aifi_cameras import fit_all
-
     meta = shared_file("datasets/autocheckout/store_meta/Plates.json").parent
     fits = fit_all()
     assert fits["cam3"].rms_px < 9.0 and fits["cam7"].rms_px < 3.0
@@ -216,9 +207,6 @@ def test_cam3_and_cam7_meet_at_the_fiji_reach_and_a_free_joint_fit_finds_the_tv_
     (107, 112) in cam7; cam1 sees the foot of the TV ledge (x = 0) at (435, 31)-(558, 70) of frame 330. With the
     cameras fitted each alone the two rays met at (1.21, -0.12, 1.47), 0.2 m in front of the shelf, and cam1 puts
     the ledge at x = 0.43 m (it still does: held at its stills fit)."""
-    from vision.aifi_cameras import fit_all, joint_fit
-    from vision.geometry import triangulate
-
     def hand(fits):
         cams = [fits["cam3"].model, fits["cam7"].model]
         directions = [cams[0].rays(np.array([[520.0, 150.0]]))[0], cams[1].rays(np.array([[107.0, 112.0]]))[0]]

@@ -116,9 +116,6 @@ def test_unreadable_plate_file_and_bad_destination(tmp_path):
 
 def test_a_folder_that_is_no_test_case_says_so_and_names_one(tmp_path):
     """An empty folder (or the data set's root) was refused as "<parent>/store_meta/Gondolas.json: missing file"."""
-    from carts.offline.autocheckout import import_case
-    from carts.offline.autocheckout_store import AutoCheckoutError
-
     (tmp_path / "empty").mkdir()
     with pytest.raises(AutoCheckoutError, match=r"empty: not a test case folder \(none of plate_data.json.*BENCHMARK-1"):
         import_case(tmp_path / "empty", tmp_path / "rec")

@@ -19,7 +19,7 @@ from carts.services.ledger import CartChange, cart_apply, cart_lines
 from carts.services.review import review_resolve
 from carts.services.review_queue import ReviewError
 from sensors.models import ShelfEvent
-from store.billing.models import PaymentAttempt
+from store.billing.models import DummyPaymentMethod, PaymentAttempt
 from store.gates.models import Visit
 from store.gates.services import gate_create, pass_issue, visit_bind_track, visit_enter, visit_exit
 from store.inventory.models import Product
@@ -128,8 +128,6 @@ def test_put_backs_of_billed_and_charged_units_refund_each_once_and_no_more(shop
 
 
 def test_a_put_back_of_a_unit_whose_charge_was_declined_refunds_nothing(shop, monkeypatch):
-    from store.billing.models import DummyPaymentMethod
-
     visit = _billed_visit(shop)
     DummyPaymentMethod.objects.update(behaviour=DummyPaymentMethod.Behaviour.DECLINE)
     out = review_resolve(item=_item(shop, visit, -150), visit_id=visit.pk, barcode="0002", quantity=1, by="mia")

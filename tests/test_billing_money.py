@@ -6,7 +6,7 @@ from decimal import Decimal
 import pytest
 
 from store.billing.providers import ProviderResult, ResultStatus
-from store.billing.services import ReceiptLineData, currency_exponent, price_to_minor
+from store.billing.services import ReceiptLineData, amount_log, currency_exponent, price_to_minor
 
 
 @pytest.mark.parametrize(
@@ -75,7 +75,5 @@ def test_provider_result_refuses_non_integer_amounts():
 
 def test_amounts_in_the_logs_are_in_major_units_with_their_code():
     """An operator read "visit 14 authorise 5000 usd" as five thousand dollars: the logs say 50.00 USD."""
-    from store.billing.services import amount_log
-
     assert [amount_log(5000, "usd"), amount_log(1200, "jpy"), amount_log(-5, "sek"), amount_log(12345, "kwd")] == \
         ["50.00 USD", "1200 JPY", "-0.05 SEK", "12.345 KWD"]

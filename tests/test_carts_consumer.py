@@ -14,6 +14,18 @@ from django.contrib.auth import get_user_model
 from django.test import Client
 from django.utils import timezone
 
+from carts.models import CartEvent
+
+from carts.services.ledger import CartChange, cart_apply
+
+from store.asgi import application
+
+from store.gates.models import Visit
+
+from store.inventory.models import Product
+
+from store.layout.models import Store
+
 pytestmark = pytest.mark.django_db(transaction=True)
 
 ORIGIN = b"http://testserver"
@@ -26,10 +38,6 @@ def fresh_channel_layer(settings):
 
 
 def _world() -> SimpleNamespace:
-    from store.gates.models import Visit
-    from store.inventory.models import Product
-    from store.layout.models import Store
-
     User = get_user_model()
     store = Store.objects.create(code="s1", name="Store One", currency="usd")
     product = Product.objects.create(store=store, barcode="0001", name="Cola", price=Decimal("1.99"),
@@ -54,8 +62,6 @@ def session_cookie(user) -> bytes:
 
 
 async def open_socket(path: str, user=None, origin: bytes | None = ORIGIN) -> WebsocketCommunicator:
-    from store.asgi import application
-
     headers = []
     if origin is not None:
         headers.append((b"origin", origin))
@@ -66,8 +72,6 @@ async def open_socket(path: str, user=None, origin: bytes | None = ORIGIN) -> We
 
 @database_sync_to_async
 def add_to_cart(w: SimpleNamespace, quantity: int):
-    from carts.services.ledger import CartChange, cart_apply
-
     return cart_apply(change=CartChange(visit=w.visit, product=w.product, quantity=quantity, confidence=0.93,
                                         evidence={"test": True}, senses=("weight", "hand")), shelf_event=None)
 
@@ -93,8 +97,6 @@ async def test_owner_gets_snapshot_on_connect_and_after_cart_apply():
 
 
 async def test_resync_sends_a_fresh_snapshot_from_the_ledger():
-    from carts.models import CartEvent
-
     w = await world()
     comm = await open_socket(f"/ws/visits/{w.visit.pk}/cart/", user=w.shopper)
     assert (await comm.connect())[0]
@@ -167,8 +169,6 @@ async def test_malformed_messages_get_an_error_and_the_socket_stays_open():
 
 
 async def test_shopper_socket_sees_a_new_visit_of_its_own_shopper_only():
-    from store.gates.models import Visit
-
     w = await world()
     await database_sync_to_async(Visit.objects.filter(pk=w.visit.pk).update)(state=Visit.State.BILLED)
     mine = await open_socket("/ws/shopper/", user=w.shopper)

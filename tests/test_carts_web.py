@@ -13,8 +13,13 @@ from django.test import Client
 from django.utils import timezone
 
 from carts.models import CartEvent, ReviewItem
+from carts.services.review import review_resolve
+from carts.services.review_queue import ReviewError, review_open_for
 from sensors.models import ShelfEvent
+from store.accounts.models import ShopperProfile
 from store.billing.models import PaymentAttempt, Receipt, ReceiptLine
+from store.billing.provider_dummy import DummyProvider
+from store.billing.services import payment_authorise
 from store.gates.models import Visit, VisitTransition
 from store.inventory.models import Product
 from store.layout.models import Bin, Gondola, Shelf, Store
@@ -291,9 +296,6 @@ def test_checkout_runs_when_the_last_open_review_of_an_under_review_visit_closes
 
 @pytest.mark.parametrize("case", ["closed", "other_store", "unknown_barcode", "zero", "put_back_too_many"])
 def test_refused_review_decisions_write_nothing(w, case):
-    from carts.services.review import review_resolve
-    from carts.services.review_queue import ReviewError
-
     item = _open_review(w, [w.visit])
     kwargs = {"visit_id": w.visit.pk, "barcode": "0002", "quantity": 1}
     if case == "closed":  # (a billed visit is corrected by refund or charge: the review's own tests)
@@ -326,11 +328,6 @@ def test_admin_lists_are_read_only(w, model):
 
 def test_resolving_the_last_review_bills_the_visit_end_to_end(w):
     """review_resolve → visit_checkout → billing.receipt_issue with the dummy payment provider (no mocks)."""
-    from carts.services.review import review_resolve
-    from store.accounts.models import ShopperProfile
-    from store.billing.provider_dummy import DummyProvider
-    from store.billing.services import payment_authorise
-
     provider = DummyProvider()
     customer = provider.create_customer(email="ann@example.com", idempotency_key="test:cus:ann")
     card = provider.attach_card(customer_ref=customer.customer_ref, card_token="4242424242424242",
@@ -372,7 +369,6 @@ def _waiting_put_back(w, follows: ReviewItem, visit: Visit, barcode: str = "0002
 
 def test_a_put_back_waiting_for_its_picks_review_applies_when_the_pick_is_given_to_its_shopper(w, monkeypatch):
     from carts.services import review
-    from carts.services.review_queue import review_open_for
 
     bob_visit = Visit.objects.create(store=w.store, shopper=w.bob, state=Visit.State.SHOPPING, entered_at=w.now)
     pick = _open_review(w, [w.visit, bob_visit])              # who took the chips: Ann or Bob?
@@ -398,9 +394,6 @@ def test_a_put_back_waiting_for_its_picks_review_applies_when_the_pick_is_given_
 
 
 def test_a_waiting_put_back_opens_for_people_when_the_pick_went_to_someone_else(w):
-    from carts.services.review import review_resolve
-    from carts.services.review_queue import review_open_for
-
     bob_visit = Visit.objects.create(store=w.store, shopper=w.bob, state=Visit.State.SHOPPING, entered_at=w.now)
     pick = _open_review(w, [w.visit, bob_visit])
     waiting = _waiting_put_back(w, pick, w.visit)
@@ -413,7 +406,6 @@ def test_a_waiting_put_back_opens_for_people_when_the_pick_went_to_someone_else(
 
 def test_a_visit_named_only_by_a_waiting_put_back_is_checked_out_once_it_settles(w, monkeypatch):
     from carts.services import review
-    from carts.services.review_queue import review_open_for
 
     bob_visit = Visit.objects.create(store=w.store, shopper=w.bob, state=Visit.State.SHOPPING, entered_at=w.now)
     pick = _open_review(w, [w.visit])                          # Ann's pick of chips, in review

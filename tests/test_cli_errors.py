@@ -14,6 +14,12 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from conftest import shared_file
+from store.accounts.demo import demo_shopper_ensure
+from store.accounts.services import manager_create
+from store.gates.models import Visit
+from store.gates.services import checkout_enqueue
+from store.layout.models import Store
+from store.recording import read_recording
 
 pytestmark = pytest.mark.django_db
 
@@ -104,11 +110,6 @@ def test_create_manager_without_a_terminal_says_how_to_give_the_password(monkeyp
 def test_evaluate_refuses_a_session_of_another_recording(benchmark1_recording):
     from django.utils import timezone
 
-    from store.accounts.demo import demo_shopper_ensure
-    from store.gates.models import Visit
-    from store.layout.models import Store
-    from store.recording import read_recording
-
     rec = read_recording(benchmark1_recording)
     user = demo_shopper_ensure("x@walkout.test")
     other = Store.objects.create(code="elsewhere", name="Elsewhere", currency="usd")
@@ -125,8 +126,6 @@ def test_evaluate_refuses_a_session_of_another_recording(benchmark1_recording):
 def test_replay_refuses_an_unknown_shopper_also_where_gates_csv_names_every_account(tmp_path, benchmark1_recording):
     """--shopper naming no account is the same error on a recording whose gates.csv names accounts (a simulated
     one, where it plays nobody) as on BENCHMARK-1 (where it plays the first shopper)."""
-    from store.gates.models import Visit
-
     shared_file("datasets/autocheckout/store_meta")
     sim = tmp_path / "sim"
     call_command("simulate", str(sim), "--shoppers", "1", "--minutes", "0.5", stdout=io.StringIO())
@@ -140,8 +139,6 @@ def test_replay_refuses_an_unknown_shopper_also_where_gates_csv_names_every_acco
 
 
 def test_replay_without_the_shoppers_accounts_fails_and_names_create_shoppers(benchmark1_recording):
-    from store.gates.models import Visit
-
     with pytest.raises(CommandError, match=r"shopper@walkout.test has none: replay with --create-shoppers"):
         call_command("replay", str(benchmark1_recording), "--shopper", "shopper@walkout.test", stdout=io.StringIO(),
                      stderr=io.StringIO())
@@ -150,9 +147,6 @@ def test_replay_without_the_shoppers_accounts_fails_and_names_create_shoppers(be
 
 def test_replay_never_plays_a_managers_account(benchmark1_recording):
     """`--shopper <a manager> --create-shoppers` saved the test card on the manager's account and billed it."""
-    from store.accounts.services import manager_create
-    from store.gates.models import Visit
-
     manager_create(email="boss@walkout.test", password="a long enough password 1")
     with pytest.raises(CommandError, match=r"boss@walkout.test is a manager's \(staff\) account"):
         call_command("replay", str(benchmark1_recording), "--shopper", "boss@walkout.test", "--create-shoppers",
@@ -162,8 +156,6 @@ def test_replay_never_plays_a_managers_account(benchmark1_recording):
 
 # ---------------------------------------------------------------------------------------- no broker, no warning
 def test_an_eager_task_of_the_embedded_profile_touches_no_broker(caplog):
-    from store.gates.services import checkout_enqueue
-
     with caplog.at_level(logging.WARNING):
         assert checkout_enqueue(visit_id=987654, countdown=0) is True  # ran here: the visit does not exist
     assert not [r for r in caplog.records if r.name.startswith("kombu")], [r.getMessage() for r in caplog.records]

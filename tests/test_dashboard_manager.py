@@ -21,10 +21,12 @@ from django.utils import timezone
 
 from carts import selectors_dashboard
 from carts.dashboard_consumers import DashboardConsumer
+from carts.services.ledger import cart_snapshot
 from store.dashboard_events import DASHBOARD_GROUP, dashboard_message, dashboard_notify
 from carts.models import ReviewItem
 from sensors.models import ShelfEvent
 from store.gates.models import Visit
+from store.inventory.models import TaxCategory
 from store.inventory.services import stock_record_restock, stock_record_sale
 from tests.test_inventory_stock import make_receipt, make_visit, make_world, pick
 
@@ -114,9 +116,6 @@ def test_open_carts_and_todays_visits_show_totals_with_tax_as_the_shopper_sees_t
     """The dashboard's totals are the shopper's: the cart snapshot's ``total_minor`` (lines plus tax, one rule:
     ``billing.services.receipt_amounts``), in the open-carts table and in today's visits."""
     from decimal import Decimal
-
-    from carts.services.ledger import cart_snapshot
-    from store.inventory.models import TaxCategory
 
     food = TaxCategory.objects.create(store=w.store, name="Prepared food", rate_percent=Decimal("8.875"))
     w.cola.tax_category = food

@@ -10,7 +10,9 @@ from django.core.management import call_command
 
 from carts.offline.emulator_devices import EMULATOR
 from carts.management.commands.demo import DEMO_MANAGER
+from sensors.models import ShelfController
 from store.accounts.demo import DEMO_PASSWORD, DEMO_SHOPPER
+from store.gates.models import EntryPass, Gate
 from tests.services import free_port
 from conftest import shared_file
 
@@ -45,9 +47,6 @@ def demo(settings, tmp_path, monkeypatch):
 
 
 def test_demo_no_serve_ends_with_the_f1_line_and_serving_shows_the_accounts_last(demo):
-    from sensors.models import ShelfController
-    from store.gates.models import Gate
-
     lines, served = demo("--no-serve")
     assert lines[-1] == "F1 1.000", lines[-12:]
     assert not served
@@ -57,8 +56,6 @@ def test_demo_no_serve_ends_with_the_f1_line_and_serving_shows_the_accounts_last
     # the demo shopper is offered the demo's store on the pass page (Store.listed; issue #11)
     from django.contrib.auth import get_user_model
     from django.test import Client
-
-    from store.gates.models import EntryPass
 
     shopper = Client()
     shopper.force_login(get_user_model().objects.get(username=DEMO_SHOPPER))

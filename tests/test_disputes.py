@@ -192,8 +192,6 @@ def test_dispute_queue_is_for_managers_and_forms_need_csrf(w):
 
 def test_a_rejected_line_is_not_disputed_again_and_the_shopper_is_told(w, mailoutbox,
                                                                       django_capture_on_commit_callbacks):
-    from carts.services.disputes import dispute_decide
-
     d = dispute_open(receipt_line=w.cola, user=w.ann, kind="not_taken", note="never touched it")
     with django_capture_on_commit_callbacks(execute=True):
         dispute_decide(dispute=d, accept=False, by="boss", note="the camera shows you taking it")

@@ -16,17 +16,31 @@ import numpy as np
 import pytest
 from django.core.management import call_command
 
-from carts.offline.emulator_devices import EMULATOR, _controllers, idle_samples, register
+from carts.management.commands.demo import demo_store_prepare
+from carts.offline.emulator import emulate
+from carts.offline.emulator_devices import (
+    EMULATOR, _controllers, controller_blocks, door_gates, emulated_store, idle_samples, register,
+)
 from carts.offline.evaluation import offline_replay
 from carts.models import CartEvent
+from carts.offline.replay import session_decisions
 from carts.offline.simulation import simulate, write_simulation
 from carts.offline.simulation_config import SimConfig
 from carts.offline.simulation_store import load_store
 from carts.offline.simulation_truth import read_truth_events
+from carts.pipeline import StorePipeline
+from sensors.models import ShelfController
+from sensors.services import controller_authenticate, controller_create
+from store.accounts.demo import DEMO_SHOPPER, demo_shopper_ensure
 from store.billing.models import Receipt
-from store.gates.models import Gate, Visit
+from store.gates.models import EntryPass, Gate, Visit
+from store.gates.services import gate_authenticate, gate_create
+from store.layout.models import Store
+from store.layout.services import layout_load
 from store.recording import SHELVES_NPY, ShelfSamples, read_recording, write_shelves
 from conftest import shared_file
+from vision.models import TrackerSource
+from vision.services import tracker_authenticate, tracker_create
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -124,8 +138,6 @@ def test_a_recording_with_binary_shelf_samples_plays_from_its_memory_map(benchma
     """The AutoCheckout benchmark's shelf samples in the binary form (``shelves/``) play as its CSV does: the
     emulator sends the controllers' blocks straight from the mapped arrays, and a block too wide for one controller
     is split into column views of the map, not copies."""
-    from carts.offline.emulator_devices import controller_blocks
-
     rec_dir = tmp_path / "rec"
     shutil.copytree(benchmark1_recording, rec_dir)
     write_shelves(rec_dir, read_recording(rec_dir).shelves, form="npy")
@@ -141,13 +153,6 @@ def test_a_recording_with_binary_shelf_samples_plays_from_its_memory_map(benchma
 
 
 def test_the_emulator_registers_its_own_devices_once_and_never_a_managers(benchmark1_recording):
-    from sensors.models import ShelfController
-    from sensors.services import controller_authenticate, controller_create
-    from store.gates.services import gate_authenticate, gate_create
-    from store.layout.services import layout_load
-    from vision.models import TrackerSource
-    from vision.services import tracker_authenticate, tracker_create
-
     rec = read_recording(benchmark1_recording)
     store = layout_load(data=rec.store)
     theirs = {  # a manager's devices bearing the names the emulator uses
@@ -220,8 +225,6 @@ def test_two_shoppers_live_match_the_offline_run_through_a_long_store_loop_step(
     scan waits for its shopper's track, and made longer than ``LoopConfig.lost_max_s`` (300 s) so that its harm is
     certain with two shoppers (the bound shopper unseen that long is exited as lost)."""
     from carts import runtime
-    from carts.pipeline import StorePipeline
-    from carts.offline.replay import session_decisions
 
     class Clock:  # time.monotonic 400 s later from the first step with a scan waiting for its shopper's track
         extra = 0.0
@@ -261,13 +264,6 @@ def test_a_store_the_emulator_creates_is_not_offered_to_shoppers_but_the_demos_i
     the demo's store (``make demo``), even where an ``emulate_store`` run created it first."""
     from django.test import Client
 
-    from carts.management.commands.demo import demo_store_prepare
-    from carts.offline.emulator import emulate
-    from carts.offline.emulator_devices import emulated_store
-    from store.accounts.demo import DEMO_SHOPPER, demo_shopper_ensure
-    from store.gates.models import EntryPass
-    from store.layout.models import Store
-
     Store.objects.create(code="corner", name="Corner shop")  # a manager's store
     result = emulate(read_recording(two_shoppers), speed=20)
     assert not Store.objects.get(code=result.store_code).listed
@@ -294,10 +290,6 @@ def test_a_store_the_emulator_creates_is_not_offered_to_shoppers_but_the_demos_i
 def test_a_store_of_several_doors_gets_one_emulated_gate_per_door_and_never_a_managers(benchmark1_recording):
     """``door_gates``: a tiled store's entry zones each get a gate named like the zone (the store loop's door), made
     ``emulated`` once and re-keyed later; a door whose name a manager's gate has gets none; one door, no gates."""
-    from carts.offline.emulator_devices import door_gates
-    from store.gates.services import gate_authenticate, gate_create
-    from store.layout.services import layout_load
-
     one = read_recording(benchmark1_recording)
     assert door_gates(layout_load(data=one.store), one) == {}
     tiled = simulate(load_store(shared_file("datasets/autocheckout/store_meta/Plates.json").parents[1]),

@@ -12,7 +12,11 @@ import io
 
 import pytest
 
+from carts.offline.autocheckout import import_case
+from carts.offline.emulator import emulate
 from conftest import needs_ultralytics, shared_file
+from store.gates.models import Visit
+from store.recording import GateScan, ShelfSamples, read_recording
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -24,8 +28,6 @@ def window(recording, t0: float, t1: float):
     """``recording`` cut to ``[t_start + t0, t_start + t1]``: the shelves' samples inside, one entry scan of its
     shopper at the window's start, its cameras' frames inside (the emulator plays a camera's frames within the
     recording's span)."""
-    from store.recording import GateScan, ShelfSamples
-
     a, b = recording.t_start + t0, recording.t_start + t1
     shelves = []
     for block in recording.shelves:
@@ -41,10 +43,6 @@ def test_four_real_cameras_through_the_live_store_bill_the_take_their_hands_deci
     src = shared_file("datasets/autocheckout/cps-test-01/products.csv").parent
     shared_file("models/yolo11n_int8.onnx")
     shared_file("models/mediapipe_pose_landmark_lite.tflite")
-    from carts.offline.emulator import emulate
-    from carts.offline.autocheckout import import_case
-    from store.gates.models import Visit
-    from store.recording import read_recording
 
     dest, _ = import_case(src, tmp_path / "cps")
     recording = window(read_recording(dest), *WINDOW_S)

@@ -1,7 +1,8 @@
 """AutoCheckout item-level scoring."""
 import pytest
 
-from carts.offline.evaluation import score_receipts
+from carts.offline.evaluation import Decisions, _oracle_apply, score_receipts
+from carts.offline.simulation_truth import TruthEvents
 
 
 def test_perfect_session():
@@ -31,8 +32,6 @@ def test_empty_session_and_zero_lines():
 
 
 def test_events_taken_for_noise_do_not_dilute_the_review_rate():
-    from carts.offline.evaluation import Decisions
-
     dec = Decisions.from_rows([
         (("1-1-1",), 10.0, 10.5, "cart", "a", (("x", 1),), 0.97),
         (("1-1-2",), 20.0, 20.5, "review", "", (), 0.40),
@@ -46,9 +45,6 @@ def test_the_oracle_leaves_out_a_put_back_nobody_in_the_party_was_charged_for():
     live store's review service refuses that line, and the offline oracle now leaves it out too (it was a negative
     line offline, and live the refused review held 7 visits of a 50-shopper run unbilled, F1 0.924 vs 0.992)."""
     import numpy as np
-
-    from carts.offline.evaluation import Decisions, _oracle_apply
-    from carts.offline.simulation_truth import TruthEvents
 
     def obj(*values):
         arr = np.empty(len(values), dtype=object)

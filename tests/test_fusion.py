@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from carts.fusion_config import BinGeometry, FusionConfig
-from carts.fusion_hands import attribute_event
+from carts.fusion_hands import _quantile, attribute_event
 from store.recording import TrackObservations
 
 
@@ -103,8 +103,6 @@ def test_event_over_two_bins_uses_the_nearer():
 
 
 def test_the_fast_quantile_is_numpys_bit_for_bit():
-    from carts.fusion_hands import _quantile
-
     rng = np.random.default_rng(7)
     for trial in range(20_000):
         x = rng.random(int(rng.integers(1, 40))) * rng.choice([1e-3, 1.0, 10.0])

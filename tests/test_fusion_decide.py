@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from carts.fusion import decide_event, eligible_tracks
+from carts.fusion import decide_event, eligible_tracks, identity_jumps
 from carts.fusion_config import BinGeometry, FusionConfig
 from carts.fusion_hands import hand_evidence
 from carts.fusion_options import party_holdings
@@ -155,7 +155,6 @@ def test_an_identity_jump_sends_the_event_to_review_when_the_check_is_on():
     necks = TrackObservations(np.array(["a"] * n, dtype=object), T.copy(), np.array(["neck"] * n, dtype=object),
                               np.c_[x, np.full(n, -0.5), np.full(n, 1.45)], np.full(n, 0.9))
     on = FusionConfig(id_jump_speed_m_s=2.5)
-    from carts.fusion import identity_jumps
     assert identity_jumps(necks, ["a"], 0.0, 6.0, on) == ["a"]
     assert identity_jumps(necks, ["a"], 3.0, 6.0, on) == []
     d = decide(event(["A"], -301.0), reach("a", 1.0), bodies=necks, config=on)

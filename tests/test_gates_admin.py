@@ -12,9 +12,10 @@ from django.core.management import CommandError, call_command
 from django.test import Client
 from rest_framework.test import APIClient
 
+from store.accounts.payment import shopper_card_attach
 from store.accounts.services import manager_create, shopper_create
 from store.gates.models import EntryPass, Gate, Visit
-from store.gates.services import gate_authenticate, gate_create, gate_key_hash, pass_issue
+from store.gates.services import gate_authenticate, gate_create, gate_key_hash, pass_issue, visit_enter
 from store.inventory.models import Facing, Product, StockMovement
 from store.layout.models import Bin, Gondola, Shelf, Store, Zone
 
@@ -98,9 +99,6 @@ def test_admin_rotate_key_action(store, admin_client):
 
 
 def test_admin_visits_read_only_with_transitions(store, admin_client):
-    from store.accounts.payment import shopper_card_attach
-    from store.gates.services import visit_enter
-
     shopper = shopper_create(email="ann@example.com", password=PASSWORD)
     shopper_card_attach(user=shopper, card_token="4242424242424242")
     gate, _ = gate_create(store=store, name="door-1")

@@ -13,7 +13,7 @@ from rest_framework.test import APIClient
 from carts.models import CartEvent
 from carts.services.ledger import CartChange, cart_apply
 from store.accounts.payment import shopper_card_attach
-from store.accounts.services import shopper_create
+from store.accounts.services import manager_create, shopper_create
 from store.billing.models import PaymentAttempt, Receipt
 from store.gates.models import EntryPass, Visit
 from store.gates.services import gate_create, pass_issue
@@ -175,8 +175,6 @@ def test_exit_scan_refusals(world):
 
 
 def test_staff_scanner_can_scan_exits(world):
-    from store.accounts.services import manager_create
-
     boss = manager_create(email="boss@example.com", password="a long enough password 1")
     client = APIClient()
     client.force_login(boss)

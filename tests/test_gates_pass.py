@@ -11,7 +11,7 @@ from rest_framework.test import APIClient
 from store.accounts.payment import shopper_card_attach
 from store.accounts.services import shopper_create
 from store.gates.models import EntryPass, Visit
-from store.gates.services import PASS_SALT, gate_create, pass_qr_svg
+from store.gates.services import PASS_SALT, gate_create, pass_qr_svg, visit_exit
 from store.layout.models import Store
 
 PAGE = "/gates/pass/"
@@ -142,7 +142,6 @@ def test_token_rotates_each_pass_valid_once(store):
     assert inside.status_code == 403 and inside.json()["reason"] == "already_inside", inside.json()
     assert "already inside" in inside.json()["message"]
     assert Visit.objects.count() == 1
-    from store.gates.services import visit_exit
     visit_exit(visit=Visit.objects.get())
     assert gate.post("/gates/api/scan/", {"token": b["token"]}, format="json").status_code == 200
     assert gate.post("/gates/api/scan/", {"token": b["token"]}, format="json").json()["reason"] == "replayed"

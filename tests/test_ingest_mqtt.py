@@ -14,7 +14,7 @@ import pytest
 from sensors.ingest import encode_payload, weights_topic
 from sensors.live import ShelfIngestor
 from sensors.models import ControllerProblem, ShelfController, ShelfEvent
-from sensors.mqtt import MqttIngestWorker, Publisher, broker_address
+from sensors.mqtt import MqttIngestWorker, Publisher, broker_address, make_client
 from sensors.services import controller_create
 from tests.services import MQTT, require
 from store.inventory.services import catalogue_load
@@ -156,7 +156,6 @@ def test_http_endpoint_forwards_to_the_broker_in_production():
     from rest_framework.test import APIRequestFactory
 
     from sensors.api import WeightsView
-    from sensors.mqtt import make_client
 
     require("MQTT", MQTT)
     code = f"fwd-{uuid.uuid4().hex[:8]}"

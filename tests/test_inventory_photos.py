@@ -11,6 +11,7 @@ from django.test import Client
 from store.inventory import selectors
 from store.inventory.models import Product, ProductPhoto
 from store.inventory.services import InventoryInputError, photo_check, product_photo_add, product_photo_remove
+from store.layout.models import Bin
 from tests.test_inventory_stock import make_world
 
 pytestmark = pytest.mark.django_db
@@ -136,8 +137,6 @@ def test_products_page_is_paged(w):
 
 
 def test_planogram_bins_in_natural_order(w):
-    from store.layout.models import Bin
-
     shelf = w.bin_a.shelf
     for n in (10, 2, 1):
         Bin.objects.create(shelf=shelf, store=w.store, number=100 + n, code=f"9-1-{n}", x=0, y=0, z=1,

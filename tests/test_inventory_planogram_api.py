@@ -9,6 +9,7 @@ from django.test import Client
 
 from store.inventory import selectors
 from store.inventory.models import Facing
+from store.layout.models import Bin, Shelf
 from tests.test_inventory_stock import make_world
 
 pytestmark = pytest.mark.django_db
@@ -80,7 +81,6 @@ def test_refusals_write_nothing():
 
 def test_drawing_puts_every_bin_on_its_shelf_top_first():
     w = make_world()
-    from store.layout.models import Bin, Shelf
 
     top = Shelf.objects.create(gondola=w.bin_a.shelf.gondola, number=2, z=1.6)
     Bin.objects.create(shelf=top, store=w.store, number=1, code="1-2-1", x=0.2, y=0.1, z=1.6, width_m=0.6,

@@ -17,14 +17,8 @@ from store.gates.models import Visit
 from store.inventory import selectors
 from store.inventory.models import Facing, Product, StockMovement
 from store.inventory.services import (
-    InventoryInputError,
-    facing_add,
-    facing_remove,
-    product_update,
-    stock_level_set,
-    stock_record_adjustment,
-    stock_record_restock,
-    stock_record_sale,
+    InventoryInputError, facing_add, facing_remove, product_update, stock_level_set, stock_record_adjustment,
+    stock_record_billed_change, stock_record_restock, stock_record_sale,
 )
 from store.layout.models import Bin, Gondola, Shelf, Store
 
@@ -244,8 +238,6 @@ def test_ledger_filters(w):
 
 
 def test_billed_change_records_a_sale_or_a_return_once(w):
-    from store.inventory.services import stock_record_billed_change
-
     taken = stock_record_billed_change(product=w.cola, quantity=2, reference="cart_event:7", bin=w.bin_a)
     assert (taken.kind, taken.quantity, taken.bin_id) == ("sale", -2, w.bin_a.pk)
     assert stock_record_billed_change(product=w.cola, quantity=2, reference="cart_event:7").pk == taken.pk

@@ -9,8 +9,9 @@ from django.shortcuts import resolve_url
 from django.test import Client
 
 from store.inventory import selectors
-from store.inventory.models import Facing, StockMovement
-from store.inventory.services import stock_record_restock
+from store.inventory.models import Facing, StockMovement, TaxCategory
+from store.inventory.services import InventoryInputError, product_update, stock_record_restock
+from store.layout.models import Store
 from tests.test_inventory_stock import make_world
 
 pytestmark = pytest.mark.django_db
@@ -161,10 +162,6 @@ def test_ledger_page_filters(w):
 
 
 def test_the_tax_category_is_edited_on_the_product_page_and_another_stores_is_refused(w):
-    from store.inventory.models import TaxCategory
-    from store.inventory.services import InventoryInputError, product_update
-    from store.layout.models import Store
-
     food = TaxCategory.objects.create(store=w.store, name="Prepared food", rate_percent=Decimal("8.875"))
     other_store = Store.objects.create(code="s2", name="Store s2", currency="usd")
     theirs = TaxCategory.objects.create(store=other_store, name="Their rate", rate_percent=Decimal("5"))

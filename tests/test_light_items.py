@@ -13,11 +13,17 @@ import numpy as np
 import pytest
 from scipy.signal import lfilter
 
+from carts.fusion import decide_event
 from carts.fusion_config import BinGeometry, FusionConfig
+from carts.loop import StoreLoop
 from carts.loop_config import LoopConfig
+from carts.offline.evaluation import MemorySink, offline_replay
+from carts.offline.simulation import simulate
+from carts.offline.simulation_config import SimConfig
+from carts.offline.simulation_store import load_store
 from carts.reach_look import ReachLook, ReachLookConfig
 from sensors import weight
-from store.recording import TrackObservations
+from store.recording import GateScan, ShelfSamples, TrackObservations
 
 CODES = ("1-1-1", "1-1-2", "1-1-3")
 RATE = 60.0
@@ -145,9 +151,6 @@ def test_config_is_checked():
 # ------------------------------------------------------------------------------------ a generated case
 @pytest.fixture(scope="module")
 def session():
-    from carts.offline.simulation import simulate
-    from carts.offline.simulation_config import SimConfig
-    from carts.offline.simulation_store import load_store
     from conftest import shared_file
 
     store = load_store(shared_file("datasets/autocheckout/store_meta/Plates.json").parents[1])
@@ -160,8 +163,6 @@ def session():
 
 def window(sim, t0: float, t1: float):
     """The session cut to ``[t0, t1]`` (s UTC): every plate, every track, entries of the tracks inside."""
-    from store.recording import GateScan, ShelfSamples
-
     shelves = [ShelfSamples(t=b.t[(b.t >= t0) & (b.t <= t1)], bin_codes=b.bin_codes,
                             grams=b.grams[(b.t >= t0) & (b.t <= t1)]) for b in sim.shelves]
     tracks = sim.tracks[(sim.tracks.t >= t0) & (sim.tracks.t <= t1)]
@@ -177,8 +178,6 @@ def test_a_30_g_take_across_two_noisy_plates_is_charged_to_the_reaching_shopper(
     # default tuning seed 3100: 1042 takes a 30 g 028400040037 standing across plates 4-3-3 and 4-3-4 (level
     # noise 6–9 g) at 673.0 s; the shares (−13 g, −17 g) pass no gate of the detector and the take was never
     # charged. With the look (default config) it is charged to 1042; without it (look=False) it is not
-    from carts.offline.evaluation import offline_replay
-
     sim = session
     t = sim.manifest["t_start"] + 673.0
     rec = window(sim, t - 45.0, t + 12.0)
@@ -235,10 +234,6 @@ def test_billing_waits_for_a_look_only_where_its_event_could_name_the_party():
     (fusion reads no hidden hands for a weak event, no hand farther than that, and an id switch only relabels a
     hand near the bins), so "body", "far" and "near" are billed at their settle time, while "own" waits for the
     look. Before, "body" and "far" waited for it (~1.5 s) too, and before ``weak_reach_m`` "near" did."""
-    from carts.offline.evaluation import MemorySink
-    from carts.fusion import decide_event
-    from carts.loop import StoreLoop
-
     t, grams = plates(45, 1.0, seed=8, steps=[])
     t0 = float(t[0])
     at = lambda s: t0 + s  # noqa: E731

@@ -10,10 +10,13 @@ import numpy as np
 import pytest
 from django.contrib.auth import get_user_model
 
+from carts.loop_billing import BillWait
 from carts.models import StoreAlert
-from carts.bus import MemoryBus
+from carts.bus import MemoryBus, RedisBus
 from carts.records import gate_record, obs_record, shelf_record
 from carts.runtime import StoreWorker
+from carts.runtime_publish import register_local, unregister_local
+from store.gates.models import Visit
 from store.layout.services import layout_load
 from store.recording import TrackObservations, read_recording
 
@@ -136,8 +139,6 @@ def test_a_worker_stepped_by_its_devices_caller_does_not_count_its_own_step_as_t
     run the watermark ahead of the records by the step's length — it ran the loop 36 s ahead: shoppers' scans timed
     out unbound, hands missed, decisions unlike the offline run's. A worker of its own thread (``run_store``) still
     counts the time: there the devices go on sending while it steps."""
-    from carts.runtime_publish import register_local, unregister_local
-
     t0 = 1_700_000_000.0
     for driven in (True, False):
         bus = MemoryBus()
@@ -274,7 +275,6 @@ def test_a_restarted_worker_deletes_the_chunks_its_checkpoint_does_not_refer_to(
 def test_the_redis_bus_lists_a_stores_chunks_only():
     import uuid
 
-    from carts.bus import RedisBus
     from tests.services import REDIS, require
 
     require("Redis", REDIS)
@@ -293,8 +293,6 @@ def test_each_queued_checkout_is_logged_with_where_its_time_went(store, caplog):
     (``carts.loop_billing.BILL_WAITS``), and how far the loop ran behind the wall clock, split into the devices' newest
     record's lateness and the watermark's wait for the slowest source; the parts add up to exit → queued."""
     import re
-
-    from carts.loop_billing import BillWait
 
     bus = MemoryBus()
     worker = StoreWorker(store.code, bus_=bus)
@@ -326,8 +324,6 @@ def test_each_queued_checkout_is_logged_with_where_its_time_went(store, caplog):
 def test_a_loop_ahead_of_the_wall_clock_is_logged_as_ahead_not_negative_behind(store, caplog):
     """Devices whose clock runs ahead of the wall clock (the demo's 5× emulation): the line says how far the loop
     ran *ahead of* the wall clock and the newest record came *early*, never "-5.74 s behind"."""
-    from carts.loop_billing import BillWait
-
     bus = MemoryBus()
     worker = StoreWorker(store.code, bus_=bus)
     now = time.time()
@@ -392,7 +388,6 @@ def test_a_long_advance_goes_in_slices_and_pushes_carts_as_it_goes(store, monkey
     from django.utils import timezone
 
     from carts.services import ledger
-    from store.gates.models import Visit
 
     bus = MemoryBus()
     worker = StoreWorker(store.code, bus_=bus)

@@ -29,8 +29,11 @@ import time
 import numpy as np
 import pytest
 
+from carts.offline.evaluation import offline_replay
+from carts.records import decode_obs
 from conftest import needs_ultralytics, shared_file
 from test_live_production import LiveStack, wait_for
+from store.recording import read_recording
 from tests.services import MQTT, PG, REDIS, require
 
 pytestmark = pytest.mark.services
@@ -103,10 +106,6 @@ def test_a_camera_worker_killed_mid_session_goes_down_recovers_and_changes_nothi
     clip = shared_file("media/store_aisle_overhead.mp4")
     shared_file("models/yolo11n_int8.onnx")
     import redis
-
-    from carts.offline.evaluation import offline_replay
-    from carts.records import decode_obs
-    from store.recording import read_recording
 
     t_test = time.monotonic()
     with LiveStack(benchmark1_recording, tmp_path) as stack:

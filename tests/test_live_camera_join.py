@@ -25,8 +25,14 @@ from carts.bus import MemoryBus
 from carts.camera_join import CAMERAS_JOINED, cam_record, decode_cam
 from carts.records import gate_record, obs_record, shelf_record
 from carts.runtime import StoreWorker
+from sensors.models import ShelfEvent
+from store.gates.models import Visit
+from store.inventory.services import catalogue_load
+from store.layout.services import layout_load
 from store.recording import TrackObservations, read_recording
+from vision.models import Camera
 from vision.tracking import FrameTracks
+from vision.worker import CameraWorker, VideoCamera
 
 pytestmark = pytest.mark.django_db
 
@@ -44,11 +50,6 @@ def load(recording, code: str):
     """BENCHMARK-1's store under ``code`` (layout, catalogue, its two cameras) and a shopper's visit."""
     from django.contrib.auth import get_user_model
     from django.utils import timezone
-
-    from store.gates.models import Visit
-    from store.inventory.services import catalogue_load
-    from store.layout.services import layout_load
-    from vision.models import Camera
 
     data = {**recording.store, "store": {**recording.store["store"], "code": code}}
     store = layout_load(data=data)
@@ -154,8 +155,6 @@ def play(worker: StoreWorker, bus: MemoryBus, steps, *, fed: list | None = None,
 
 
 def decisions(store, visit) -> dict:
-    from sensors.models import ShelfEvent
-
     return {"events": sorted((round(e.t_start.timestamp(), 2), tuple(e.bin_codes))
                              for e in ShelfEvent.objects.filter(store=store)),
             "cart": sorted((e.product.barcode, e.quantity) for e in CartEvent.objects.filter(visit=visit)),
@@ -284,8 +283,6 @@ def test_a_camera_worker_in_join_mode_publishes_its_tracked_frames_not_observati
     ``publish_frames`` with the batch's last frame time; nothing goes out as per-camera observations. The frames come
     back whole through a ``cam`` record."""
     import cv2
-
-    from vision.worker import CameraWorker, VideoCamera
 
     folder = tmp_path / "frames"
     folder.mkdir()

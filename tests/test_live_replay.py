@@ -12,6 +12,8 @@ from django.conf import settings as django_settings
 from django.contrib.auth import get_user_model
 from django.test import Client
 
+from store.accounts.demo import DEMO_SHOPPER, demo_shopper_ensure
+
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
@@ -22,8 +24,6 @@ def fresh_channel_layer(settings):
 
 @database_sync_to_async
 def setup_people():
-    from store.accounts.demo import DEMO_SHOPPER, demo_shopper_ensure
-
     shopper = demo_shopper_ensure(DEMO_SHOPPER)
     staff = get_user_model().objects.create_user("boss", password="pw-boss-123456", is_staff=True)
     cookies = {}

@@ -8,9 +8,13 @@ from django.test import Client
 
 from carts.offline.emulator import emulate
 from carts.live import replay_cast, visits_waiting
+from carts.tasks import replay_recording_task
 from store.accounts.demo import DEMO_SHOPPER
+from store.accounts.payment import shopper_card_attach
+from store.accounts.services import shopper_create
 from store.billing.models import Receipt
-from store.gates.models import Visit
+from store.gates.models import Gate, Visit
+from store.gates.services import gate_create, pass_issue, visit_enter
 from store.inventory.services import catalogue_load
 from store.layout.services import layout_load
 from store.recording import read_recording
@@ -26,10 +30,6 @@ def embedded(settings):
 def admit_new_shopper(store, email="newbie@walkout.test") -> Visit:
     """A shopper who signed up, saved a card and scanned a pass at the store's own gate (the store loop off, as in
     the embedded demo before a replay starts)."""
-    from store.accounts.payment import shopper_card_attach
-    from store.accounts.services import shopper_create
-    from store.gates.services import gate_create, pass_issue, visit_enter
-
     user = shopper_create(email=email, password="take-it-and-go")
     shopper_card_attach(user=user, card_token="4242424242424242")
     gate, _ = gate_create(store=store, name="front")
@@ -76,8 +76,6 @@ def test_dashboard_hint_names_who_plays(benchmark1_recording, settings, tmp_path
 def test_the_workers_replay_binds_the_shopper_inside_too(benchmark1_recording):
     """Production profile: the live replay runs on a Celery worker (``replay_recording_task``), not the emulator;
     the person inside is its shopper there too (it used to play the demo account and leave them an empty cart)."""
-    from carts.tasks import replay_recording_task
-
     rec = read_recording(benchmark1_recording)
     store = layout_load(data=rec.store)
     catalogue_load(store=store, products=rec.store["products"], facings=rec.store["facings"])
@@ -94,8 +92,6 @@ def test_the_workers_replay_binds_the_shopper_inside_too(benchmark1_recording):
 def test_a_stopped_emulations_shopper_is_nobody_inside(benchmark1_recording):
     """A visit admitted at the emulator's own gate (a recorded shopper of an earlier emulation that was stopped) is
     not a person inside: it is neither offered as the replay's shopper nor bound (the next emulation bills it)."""
-    from store.gates.models import Gate
-
     rec = read_recording(benchmark1_recording)
     store = layout_load(data=rec.store)
     catalogue_load(store=store, products=rec.store["products"], facings=rec.store["facings"])

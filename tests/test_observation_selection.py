@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from carts.fusion_config import BinGeometry
-from carts.fusion_hands import _floor_distance
+from carts.fusion_hands import _floor_distance, _groups
 from carts.loop_window import ObservationWindow
 from store.recording import NameCodes, TrackObservations
 
@@ -198,8 +198,6 @@ def test_may_reach_lets_through_every_point_within_reach():
 
 
 def test_membership_of_some_rows_and_hand_groups_by_codes_match_the_strings():
-    from carts.fusion_hands import _groups
-
     rng = np.random.default_rng(29)
     coded = _rows(rng, 500, codes=True)[rng.permutation(500)]
     plain = TrackObservations(coded.track_id, coded.t, coded.keypoint, coded.xyz, coded.score)

@@ -7,8 +7,10 @@ import shutil
 import numpy as np
 import pytest
 
-from store.recording import (GateScan, RecordingError, ShelfSamples, TrackObservations, TruthLine, TruthReceipt,
-                             read_recording, write_recording)
+from store.recording import (
+    GateScan, RecordingError, ShelfSamples, TrackObservations, TruthLine, TruthReceipt, cameras_shift, read_recording,
+    write_recording,
+)
 
 
 def small_store() -> dict:
@@ -165,8 +167,6 @@ def test_header_only_shelves_is_a_problem(tmp_path):
 def test_a_cameras_clock_moved_onto_the_shelves_clock(tmp_path):
     """``camera_clocks --write``: a camera found 0.97 s early is moved in cameras.json, so every reader (the replay
     and emulate_store's live cameras) plays it on the shelves' clock; the shift adds up and is kept beside it."""
-    from store.recording import cameras_shift
-
     root, _ = write_small(tmp_path / "rec")
     (root / "video.mp4").write_bytes(b"")
     (root / "cameras.json").write_text(json.dumps({"cameras": [

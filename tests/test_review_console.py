@@ -10,14 +10,18 @@ import pytest
 from django.utils import timezone
 
 from carts.models import CartEvent, ReviewItem
-from carts.review_console import review_console, units_text, weight_trace_svg
+from carts.review_console import PLAN_ROW_PX, review_console, shelf_plan_svg, units_text, weight_trace_svg
 from carts.services.review import _release_schedule as release_schedule  # the real one (conftest stubs it)
 from carts.services.review import review_holds_release, review_resolve, review_undo
 from carts.services.ledger import cart_lines
 from carts.services.review_queue import ReviewError, review_open_for
 from store.gates.models import Visit
 from test_carts_web import client_for, plain_settings, shelf_event, w  # noqa: F401
+from store.inventory.models import Product
+from store.layout.models import Bin, Shelf
 from vision.clips import ClipRequest, ClipStore, FrameRing
+from vision.tracking import FrameTracks
+from vision.worker import CameraWorker
 
 pytestmark = pytest.mark.django_db
 
@@ -107,8 +111,6 @@ def test_a_held_decision_bills_the_visit_only_after_the_window(w):
 def test_sentences_name_shoppers_by_account_and_say_grams_and_products(w):
     from decimal import Decimal
 
-    from store.inventory.models import Product
-
     Product.objects.create(store=w.store, barcode="0003", name="ICE Ginger Lime", price=Decimal("1.50"),
                            unit_weight_g=509.0)
     bob_visit = Visit.objects.create(store=w.store, shopper=w.bob, state=Visit.State.SHOPPING, entered_at=w.now)
@@ -166,10 +168,6 @@ def _plan_box(svg: str) -> tuple[int, int, float]:
 def test_the_shelf_plan_is_sized_from_its_shelves_and_its_caption_lies_inside(w):
     """One shelf on a 2 m gondola is one row tall (it was drawn at 500 px a metre: over 1000 px high, the caption
     cut off); each further shelf adds one row; the caption is wrapped to the width and lies inside the viewBox."""
-    from store.layout.models import Bin, Shelf
-
-    from carts.review_console import PLAN_ROW_PX, shelf_plan_svg
-
     item = _item(w)
     c = review_console(item)
     vw, one_h, caption_y = _plan_box(c.plan_svg)
@@ -243,8 +241,6 @@ def test_the_camera_worker_writes_a_clip_when_an_event_goes_to_review(tmp_path):
     from types import SimpleNamespace
 
     from test_vision_web import aisle_camera
-    from vision.tracking import FrameTracks
-    from vision.worker import CameraWorker
 
     cam = aisle_camera()
     bin_xyz = (float(cam.C[0]) + 0.0, float(cam.C[1]) + 0.0, 0.0)

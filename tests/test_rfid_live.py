@@ -14,12 +14,14 @@ from django.core.management import call_command
 from django.utils import timezone
 
 from carts.pipeline import StorePipeline
-from carts.services.checkout import receipt_line_senses
+from carts.services.checkout import receipt_line_senses, visit_exit_tags_apply
 from carts.services.ledger import CartChange, cart_apply
 from sensors.models import ReaderProblem, RfidReader, RfidTag, TagEvent
 from sensors.mqtt import MqttIngestWorker, Publisher
 from sensors.live import ShelfIngestor
-from sensors.rfid import TagEvent as TagEventData, decode_sgtin96, encode_reads, encode_sgtin96, reads_topic
+from sensors.rfid import (
+    TagEvent as TagEventData, decode_sgtin96, encode_reads, encode_sgtin96, exit_lane_tags, reads_topic,
+)
 from sensors.rfid_live import (
     ReaderInputError, RfidIngestor, http_rfid_ingestor_reset, reader_counters, reader_create,
 )
@@ -30,6 +32,7 @@ from store.billing.services import payment_authorise
 from store.gates.models import Visit
 from store.inventory.services import catalogue_load
 from store.layout.services import layout_load
+from store.recording import TrackObservations
 from tests.services import MQTT, require
 
 pytestmark = pytest.mark.django_db
@@ -151,8 +154,6 @@ def test_a_shelf_tag_take_backs_the_weighed_take_in_the_live_pipeline(dummy_paym
     and tag."""
     import numpy as np
 
-    from store.recording import TrackObservations
-
     store = tagged_store("rfid-shelf")
     pipe = StorePipeline(store=store, session="rfid-shelf", settle_s=3.0)
     ann = shopper_visit(store, "ann-shelf@example.com")
@@ -247,9 +248,6 @@ def test_exit_lane_tags_are_billed_once(dummy_payments):
     assert [(ln.barcode, ln.quantity) for ln in bob_receipt.lines.all()] == [(SHIRT, 1)]
     assert RfidTag.objects.get(serial="11").sold_visit_id == ann.pk
     # a worker restarted after the checkout applies the same tags again: nothing changes
-    from carts.services.checkout import visit_exit_tags_apply
-    from sensors.rfid import exit_lane_tags
-
     att = exit_lane_tags("bob", pipe.loop._exit_reads, pipe.loop.exits)
     charges = visit_exit_tags_apply(visit=Visit.objects.get(pk=bob.pk), tags=att.tags, at=timezone.now())
     assert charges == [] and bob.cart_events.count() == 1

@@ -25,8 +25,10 @@ from django.urls.resolvers import RoutePattern
 from django.utils import timezone
 from rest_framework.test import APIClient
 
+from carts.services.ledger import CartChange, cart_apply
 from store.accounts.payment import shopper_card_attach
 from store.accounts.services import shopper_create
+from store.asgi import application
 from store.billing.models import Receipt
 from store.gates.models import Visit
 from store.gates.services import PASS_SALT, gate_create, pass_issue
@@ -155,8 +157,6 @@ def _cookie(user) -> bytes:
 
 
 async def _connect(path: str, user=None, origin: bytes | None = ORIGIN) -> tuple[bool, WebsocketCommunicator]:
-    from store.asgi import application
-
     headers = [(b"origin", origin)] if origin is not None else []
     if user is not None:
         headers.append((b"cookie", await _cookie(user)))
@@ -184,8 +184,6 @@ async def test_a_foreign_origin_is_refused_on_every_websocket_route(route, origi
 
 @pytest.mark.django_db(transaction=True)
 async def test_another_shopper_cannot_subscribe_to_my_cart_nor_hear_it_on_their_own_socket():
-    from carts.services.ledger import CartChange, cart_apply
-
     w = await database_sync_to_async(_world)()
     for path in (f"/ws/visits/{w['visit'].pk}/cart/", "/ws/dashboard/"):
         connected, comm = await _connect(path, user=w["bob"])

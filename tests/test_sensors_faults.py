@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from carts.offline.autocheckout_plates import blocks_by_gondola, read_plate_file
-from carts.offline.synthetic import Catalogue, EventDistribution, detect, generate_shelf, score
+from carts.offline.synthetic import Catalogue, EventDistribution, detect, generate_shelf, noise, quiet_noise_bank, score
 from sensors.weight import Planogram, ProductWeights, WeightEventDetector, shelf_events_from_changes, sub_event
 from tests.conftest import AUTOCHECKOUT, need
 from tests.weight_changes import real_pick_shape
@@ -29,8 +29,6 @@ def gondolas():
 @pytest.fixture(scope="module")
 def bank(gondolas) -> np.ndarray:
     """(540, K) real residuals of quiet fitted plates (first 9 s of gondolas 2–4: nobody at those shelves)."""
-    from carts.offline.synthetic import quiet_noise_bank
-
     grams = {g: gondolas[g].flat_grams() for g in (2, 3, 4)}
     return quiet_noise_bank(grams)
 
@@ -51,8 +49,6 @@ PLAN = Planogram(CODES, FACINGS, PRODUCTS, NEIGHBOURS)
 
 
 def stream(bank: np.ndarray, seconds: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    from carts.offline.synthetic import noise
-
     rng = np.random.default_rng(seed)
     n = int(seconds * RATE)
     return T0 + np.arange(n) / RATE, rng.uniform(1000, 6000, 12) + noise(n, 12, bank=bank, rng=rng)

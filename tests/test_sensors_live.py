@@ -24,7 +24,9 @@ from sensors.live import ShelfIngestor, http_ingestor, http_ingestor_reset
 from sensors.models import ControllerProblem, SensorHealth, ShelfController, ShelfEvent
 from sensors.selectors import dashboard_sensor_context
 from sensors.health import HealthReport
-from sensors.services import controller_authenticate, controller_create, controller_key_hash, sensor_health_record
+from sensors.services import (
+    ControllerInputError, controller_authenticate, controller_create, controller_key_hash, sensor_health_record,
+)
 from sensors import storage
 from sensors.storage import RawSampleStore
 from store.inventory.models import RestockTask, StockMovement
@@ -97,7 +99,6 @@ def test_controller_keys_are_hashed_and_checked():
     c.active = False
     c.save()
     assert controller_authenticate(api_key=key) is None
-    from sensors.services import ControllerInputError
     with pytest.raises(ControllerInputError, match="no bin"):
         controller_create(store=store, name="g2", bin_codes=["9-9-9"])
     with pytest.raises(ControllerInputError, match="already has"):

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from carts.offline.autocheckout_plates import blocks_by_gondola, read_planogram, read_plate_file, read_products
+from carts.offline.synthetic import quiet_noise_bank
 from sensors.weight import (
     DetectorConfig,
     ProductWeights,
@@ -134,8 +135,6 @@ def test_real_stream_in_odd_blocks_matches_batch(gondolas):
 @pytest.fixture(scope="module")
 def noise_bank(gondolas) -> np.ndarray:
     """(540, K) real residuals (raw − median) of quiet fitted plates, first 9 s of gondolas 2–4 (nobody there)."""
-    from carts.offline.synthetic import quiet_noise_bank
-
     grams = {g: gondolas[g].flat_grams() for g in (2, 3, 4)}
     bank = quiet_noise_bank(grams)
     assert bank.shape[1] > 100

@@ -8,17 +8,8 @@ import numpy as np
 import pytest
 
 from sensors.weight import (
-    FALLBACK_WEIGHT,
-    UNEXPLAINED,
-    BinChange,
-    Hypothesis,
-    Planogram,
-    ProductWeights,
-    ShelfEvent,
-    detect_weight_changes,
-    explain_change,
-    shelf_events_from_changes,
-    sub_event,
+    FALLBACK_WEIGHT, UNEXPLAINED, BinChange, Hypothesis, Planogram, ProductWeights, ShelfEvent, detect_weight_changes,
+    explain_change, hidden_share_hypotheses, shelf_events_from_changes, sub_event,
 )
 from tests.weight_changes import RATE, _changes
 
@@ -123,8 +114,6 @@ def test_the_small_share_of_an_item_across_two_plates_joins_its_event(seed):
 
 
 def test_a_loss_that_is_part_of_an_item_across_plates_names_the_item_not_a_lookalike():
-    from sensors.weight import hidden_share_hypotheses
-
     # 42.5 g left a plate facing only a 63.2 g product whose facing goes on to the next plate (its other 20.7 g
     # stood there, unseen); a catalogue product of 42.5 g that faces neither plate must not win
     plan = Planogram(bin_codes=("9-1-1", "9-1-2", "9-1-3"),

@@ -6,6 +6,8 @@ import json
 import numpy as np
 import pytest
 
+from carts.offline.autocheckout import convert_plates
+from carts.offline.autocheckout_store import convert_layout
 from carts.offline.simulation import simulate, write_simulation
 from carts.offline.simulation_config import DIFFICULTIES, SimConfig
 from carts.offline.simulation_store import load_store
@@ -128,8 +130,6 @@ def test_parties_from_gates():
 
 
 def test_a_malformed_truth_events_file_is_refused_naming_the_file_and_the_event(tmp_path):
-    from carts.offline.simulation_truth import TruthEvents, read_truth_events
-
     good = {"t": 1.0, "t_start": 0.5, "t_end": 1.5, "track": "7", "bins": ["1-1-1"],
             "lines": [{"barcode": "x", "quantity": 1}], "scenarios": ["pick"]}
     assert len(TruthEvents.from_json({"events": [good]})) == 1
@@ -150,8 +150,6 @@ def test_a_malformed_truth_events_file_is_refused_naming_the_file_and_the_event(
 
 
 def test_knobs_must_be_finite():
-    from carts.offline.simulation_config import SimConfig
-
     with pytest.raises(ValueError, match="finite"):
         SimConfig(noise_scale=float("nan"))
     with pytest.raises(ValueError, match="finite"):
@@ -174,9 +172,6 @@ def _level_steps(series) -> np.ndarray:
 def test_quiet_plates_hold_their_level_as_the_real_plates_do(store):
     # issue #18: the simulator's plates wandered (an AR(1) with half the noise variance): the level they are measured
     # against moved 4-5 times as much as BENCHMARK-1's real plates', and light takes were lost to it
-    from carts.offline.autocheckout import convert_plates
-    from carts.offline.autocheckout_store import convert_layout
-
     root = shared_file("datasets/autocheckout/BENCHMARK-1/plate_data.json").parents[1]
     bins = {b["code"] for g in convert_layout(root / "store_meta") for s in g["shelves"] for b in s.get("bins", [])}
     blocks, _ = convert_plates(root / "BENCHMARK-1", bins)

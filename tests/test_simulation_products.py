@@ -9,9 +9,10 @@ from carts.offline.evaluation import MemorySink
 from carts.loop import StoreLoop
 from carts.loop_config import LoopConfig
 from carts.offline.simulation_products import (
-    LOOKALIKE, ProductEvidence, RecognitionModel, draw_likelihood, lookalikes, product_likelihoods,
+    LOOKALIKE, ProductEvidence, RecognitionModel, draw_likelihood, lookalike_products, lookalikes, product_likelihoods,
     with_lookalike_label,
 )
+from carts.offline.simulation_truth import TruthEvents
 from tests.test_fusion_decide import BINS, PLANOGRAM, event, reach
 
 
@@ -77,7 +78,6 @@ def test_the_confusion_model_has_the_measured_top1_and_top5():
 def test_takes_with_a_lookalike_neighbour_are_labelled_and_get_evidence(tmp_path):
     # P on B is next to Q on C (both 300 g); A is next to B only (P again); R (180 g) matches nothing
     assert lookalikes(PLANOGRAM) == {"B": {"P"}, "C": {"Q"}}
-    from carts.offline.simulation_truth import TruthEvents
 
     def obj(values):
         out = np.empty(len(values), dtype=object)
@@ -111,6 +111,5 @@ def test_a_wrong_guess_goes_to_a_lookalike_as_often_as_the_model_says():
         wrong += top != "p7"
         to_sibling += top == "p8"
     assert abs(to_sibling / wrong - model.sibling_share) < 0.05
-    from carts.offline.simulation_products import lookalike_products
 
     assert lookalike_products(PLANOGRAM) == {"P": {"Q"}, "Q": {"P"}}

@@ -8,11 +8,13 @@ import re
 import numpy as np
 import pytest
 
+from carts.offline.emulator_devices import controller_blocks, entry_doors
 from carts.offline.evaluation import evaluate_session, offline_replay
-from carts.offline.simulation import simulate
+from carts.offline.simulation import simulate, write_simulation
 from carts.offline.simulation_config import ROOM_PITCH_M, SimConfig
 from carts.offline.simulation_store import load_store, tile_store
 from conftest import shared_file
+from store.recording import ShelfSamples, read_recording
 
 
 @pytest.fixture(scope="module")
@@ -93,10 +95,6 @@ def test_a_short_tiled_session_evaluates_as_well_as_the_nanostore(tiled):
 
 
 def test_the_emulator_splits_a_large_store_into_controllers_of_whole_gondolas(store, tmp_path):
-    from carts.offline.emulator_devices import controller_blocks
-    from carts.offline.simulation import write_simulation
-    from store.recording import read_recording
-
     # a short session of the 3-room store: the split is about the bins, not the shoppers (writing 3 minutes of
     # 918 plates at 60 Hz cost ~30 s)
     short = simulate(store, SimConfig.at("default", shoppers=2, minutes=0.3, seed=41, rooms=3))
@@ -126,9 +124,6 @@ def test_a_recording_is_decided_the_same_whichever_way_its_gondolas_are_wired_to
     the emulator's three controllers)."""
     from dataclasses import replace
 
-    from carts.offline.emulator_devices import controller_blocks
-    from store.recording import ShelfSamples
-
     sim = simulate(store, SimConfig.at("default", shoppers=10, minutes=1.5, seed=11, rooms=2))
     t = sim.shelves[0].t
     assert all(np.array_equal(b.t, t) for b in sim.shelves)  # one clock: one block, as the recording reads it
@@ -153,8 +148,6 @@ def test_a_recording_is_decided_the_same_whichever_way_its_gondolas_are_wired_to
 def test_each_scanned_shopper_is_placed_at_the_door_they_entered(tiled):
     """``entry_doors``: the entry zone of each scanned track's first floor position (the door whose gate the
     emulator and bench_store scan them at)."""
-    from carts.offline.emulator_devices import entry_doors
-
     doors = entry_doors(tiled)
     scanned = {g.track for g in tiled.gates if g.kind == "entry"}
     assert set(doors) == scanned

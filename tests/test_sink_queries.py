@@ -16,6 +16,7 @@ from django.utils import timezone
 from carts.fusion import Decision
 from carts.models import Cart, CartEvent, ReviewItem
 from carts.pipeline import DatabaseSink
+from carts import pipeline
 from carts.services import ledger
 from carts.services.checkout import visit_checkout
 from carts.services.ledger import (
@@ -26,6 +27,7 @@ from sensors import weight
 from sensors.models import ShelfEvent
 from store.billing.models import Receipt
 from store.gates.models import Visit
+from store.gates.services import visit_exit
 from store.inventory.models import Product, TaxCategory
 from store.inventory.services import catalogue_load
 from store.layout.models import Bin
@@ -167,8 +169,6 @@ def test_a_steps_snapshots_built_together_equal_each_visits_own(store, django_ca
         async def group_send(self, group, message):
             sent.append((group, message))
 
-    import carts.services.ledger as ledger
-
     real = ledger.get_channel_layer
     ledger.get_channel_layer = lambda: Layer()
     try:
@@ -199,9 +199,6 @@ def test_a_visit_exited_at_the_gate_before_the_loop_binds_it_does_not_stop_the_w
     the loop reading the visit and binding its track): the bind must not raise (it stopped ``run_store``: "visit 237
     cannot go from exited to shopping", the hour phase of bench_live); the track is recorded as the shopper's and the
     visit stays exited, for the loop to take the exit when the scan's record comes."""
-    from carts import pipeline
-    from store.gates.services import visit_exit
-
     ann = _visit(store, "ann", state=Visit.State.ADMITTED)
     real = pipeline.visit_bind_track
 

@@ -12,7 +12,10 @@ from carts.bus import bus
 from carts.records import decode_obs
 from store.layout.models import Store
 from vision.models import TrackerSource
-from vision.services import tracker_create
+from vision.services import (
+    EMULATED_TRACKER_CLOCK_AHEAD_MAX_S, TRACKER_CLOCK_AHEAD_MAX_S, TrackerInputError, observations_parse,
+    tracker_create,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -132,8 +135,6 @@ def test_a_clock_ahead_of_the_servers_is_refused_naming_the_field(tracker):
     counted; a few seconds ahead, and any time in the past (a recording's), is taken."""
     import time
 
-    from vision.services import TRACKER_CLOCK_AHEAD_MAX_S
-
     row, key = tracker
     now = time.time()
     refused = [({"v": 1, "t_last": YEAR_2096, "rows": []}, "t_last"),
@@ -157,8 +158,6 @@ def test_the_emulators_tracker_may_run_ahead_as_far_as_a_fast_playback_takes_it(
     """``emulate_store --speed 20`` plays a recording on its clock moved to now, faster than real time: its own
     tracker (``emulated``) runs up to ``EMULATED_TRACKER_CLOCK_AHEAD_MAX_S`` ahead; 2096 is refused all the same."""
     import time
-
-    from vision.services import EMULATED_TRACKER_CLOCK_AHEAD_MAX_S, TRACKER_CLOCK_AHEAD_MAX_S
 
     row, key = tracker
     TrackerSource.objects.filter(pk=row.pk).update(emulated=True)
@@ -219,8 +218,6 @@ def test_a_large_batch_is_taken_column_by_column_with_the_row_by_rows_values_and
     import time
 
     import numpy as np
-
-    from vision.services import TrackerInputError, observations_parse
 
     now = time.time()
     rows = [[i if i % 3 else f"s{i}", 1_700_000_000 + (i % 2) * 0.5, kp, i % 7, -1.25, 1.5, 1 if i % 5 else 0.75]

@@ -8,14 +8,22 @@ import io
 import pytest
 from django.core.management import call_command
 
+from carts.management.commands.replay import waiting_review
+from carts.models import CartEvent, ReviewItem
+from carts.selectors_dashboard import review_queue, sales_today
+from carts.services.checkout import visit_checkout
+from sensors.models import ShelfEvent
 from store.accounts.demo import DEMO_SHOPPER, demo_shopper_ensure, is_throwaway_shopper, throwaway_shopper
+from store.accounts.services import manager_create
+from store.billing.models import Receipt
+from store.gates.models import Visit
+from store.gates.services import gate_create, pass_issue, visit_enter, visit_transition
+from store.layout.models import Store
 
 pytestmark = pytest.mark.django_db
 
 
 def test_evaluate_replays_on_throwaway_accounts_never_the_demo_shopper(benchmark1_recording):
-    from store.gates.models import Visit
-
     demo_shopper_ensure(DEMO_SHOPPER)  # the real demo account exists (``manage.py demo`` made it)
     call_command("evaluate", str(benchmark1_recording), replay=True, stdout=io.StringIO())
     visits = list(Visit.objects.select_related("shopper"))
@@ -25,8 +33,6 @@ def test_evaluate_replays_on_throwaway_accounts_never_the_demo_shopper(benchmark
 
 
 def test_replay_without_shopper_uses_throwaway_accounts_and_needs_no_create_shoppers(benchmark1_recording):
-    from store.gates.models import Visit
-
     demo_shopper_ensure(DEMO_SHOPPER)
     call_command("replay", str(benchmark1_recording), stdout=io.StringIO(), stderr=io.StringIO())
     assert not Visit.objects.filter(shopper__username=DEMO_SHOPPER).exists()
@@ -37,8 +43,6 @@ def test_evaluate_never_plays_an_account_the_recording_names(benchmark1_recordin
     """A recording made in a real store names its shoppers' accounts: an offline evaluation still plays them on
     throwaway accounts (``replay --shopper`` opts back in to the recorded ones)."""
     import shutil
-
-    from store.gates.models import Visit
 
     rec = tmp_path / "named"
     shutil.copytree(benchmark1_recording, rec)
@@ -63,8 +67,6 @@ def test_throwaway_names():
 
 def _assert_times_in_order(visit) -> None:
     """Every stored time of ``visit`` in order: shelf events ≤ exit ≤ billed ≤ receipt issued."""
-    from carts.models import CartEvent
-
     receipt = visit.receipt
     events = [e.shelf_event.t_end for e in CartEvent.objects.filter(visit=visit, shelf_event__isnull=False)
               .select_related("shelf_event")]
@@ -79,7 +81,6 @@ def test_emulated_run_at_5x_stores_its_times_in_order(benchmark1_recording, sett
     """``emulate_store --speed 5`` (``make demo``): the store's clock runs 5× the wall clock; the receipt used to be
     issued on the wall clock, before the shelf events on it, the exit and the billing."""
     from carts.offline.emulator import emulate
-    from store.gates.models import Visit
     from store.recording import read_recording
 
     settings.PAYMENT_PROVIDER = "dummy"
@@ -96,12 +97,7 @@ def test_a_wall_clock_checkout_of_a_visit_whose_store_clock_ran_ahead_bills_it_a
 
     from django.utils import timezone
 
-    from carts.services.checkout import visit_checkout
-    from store.gates.models import Visit
-    from store.gates.services import gate_create, pass_issue, visit_enter, visit_transition
-
     user = demo_shopper_ensure(throwaway_shopper("1"))
-    from store.layout.models import Store
 
     store = Store.objects.create(code="ahead", name="Ahead", currency="usd")
     gate, _ = gate_create(store=store, name="front")
@@ -119,8 +115,6 @@ def test_demo_refuses_a_port_in_use_before_running_anything():
 
     from django.core.management.base import CommandError
 
-    from store.gates.models import Visit
-
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
@@ -137,10 +131,6 @@ def test_offline_runs_are_not_todays_sales_and_replay_names_the_visits_awaiting_
 
     from django.utils import timezone
 
-    from carts.selectors_dashboard import sales_today
-    from store.billing.models import Receipt
-    from store.gates.models import Visit
-
     out = io.StringIO()
     call_command("replay", str(benchmark1_recording), stdout=out, stderr=io.StringIO())
     visit = Visit.objects.get()
@@ -154,21 +144,15 @@ def test_offline_runs_are_not_todays_sales_and_replay_names_the_visits_awaiting_
     assert [(r.receipts, r.total_minor) for r in sales_today()] == [(1, 250)]
 
     Visit.objects.filter(pk=visit.pk).update(state=Visit.State.UNDER_REVIEW)
-    from carts.management.commands.replay import waiting_review
 
     said = io.StringIO()
     waiting_review(said, visit.session, benchmark1_recording)
-    from carts.models import ReviewItem
-    from carts.selectors_dashboard import review_queue
-    from sensors.models import ShelfEvent
 
     event = ShelfEvent.objects.filter(session=visit.session).first()
     ReviewItem.objects.update_or_create(shelf_event=event, defaults={"reason": "test", "status": "open",
                                                                    "candidates": [{"visit": visit.pk}]})
     assert [r.test_run for r in review_queue()] == [True]
     from django.test import Client
-
-    from store.accounts.services import manager_create
 
     client = Client()
     client.force_login(manager_create(email="boss@walkout.test", password="a-long-pass-phrase-1"))

@@ -7,6 +7,8 @@ import pytest
 from django.contrib.auth import get_user_model
 
 from carts.models import ReviewItem
+from carts.services.ledger import cart_snapshot
+from carts.services.review_queue import review_undecided_counts, review_undecided_for
 from carts.trip import trip_status
 from sensors.models import ShelfEvent
 from store.accounts.models import ShopperProfile
@@ -93,8 +95,6 @@ def _review_item(visit, *, barcode="0001", name="Cola", code="1-1-1", **fields) 
 def test_a_decision_held_for_undo_is_told_as_decided_with_the_receipts_time_not_under_review(visit):
     """While a manager's decision sits in its undo window the shopper reads that it was just checked and when the
     receipt follows; after the window (release pending) that it is being prepared; never "under review"."""
-    from carts.services.ledger import cart_snapshot
-
     visit.state, visit.exited_at = Visit.State.UNDER_REVIEW, T0 + timedelta(minutes=1)
     visit.save()
     now = T0 + timedelta(minutes=3)
@@ -133,8 +133,6 @@ def test_a_batch_counts_each_visits_undecided_items_as_the_visit_alone_would(vis
     visit, the count of review_undecided_for — open, waiting, held in the undo window (not counted), decided for good
     (not counted), naming the visit as a candidate or as a waiting put-back's visit, or another visit, or one long
     before this visit came in."""
-    from carts.services.review_queue import review_undecided_counts, review_undecided_for
-
     now = datetime.now(dt_timezone.utc)
     bob = get_user_model().objects.create_user("bob@example.com", password="pw-bob-123456")
     other = Visit.objects.create(store=visit.store, shopper=bob, state=Visit.State.EXITED, entered_at=T0,

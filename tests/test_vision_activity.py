@@ -9,10 +9,12 @@ from collections import Counter
 import numpy as np
 import pytest
 
+from carts.offline.activity_bench import LABELS, evaluate
 from tests.conftest import shared_file
 from vision.activity import (L_HIP, L_SHOULDER, L_WRIST, R_HIP, R_SHOULDER, R_WRIST, STATES, ActivityConfig,
                              ActivityStats, ActivityTracker, image_features, match_intervals, pose_arms,
                              reach_intervals, segment, store_features)
+from vision.pose import litert_available
 
 
 def body(x: float = 300.0, *, right_arm_deg: float = 5.0, arm: float = 110.0, vis: float = 0.95) -> np.ndarray:
@@ -139,8 +141,6 @@ def test_reaches_on_real_footage_against_hand_labels(clip, floor_p, floor_r):
     """Measured (docs/activity.md): cps-test-01 cam3 precision 1.00 recall 1.00 (2 of 2 reaches, no false alarm);
     the aisle clip 0.75 / 0.75 (3 of 4; two reaches 1 s apart merged, one false alarm as two people cross)."""
     from tests.conftest import needs_ultralytics
-    from carts.offline.activity_bench import LABELS, evaluate
-    from vision.pose import litert_available
 
     import json
 

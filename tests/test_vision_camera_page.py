@@ -11,7 +11,8 @@ from store.gates.models import Visit
 from store.layout.models import Bin, Gondola, Shelf, Store
 from vision.models import Camera
 from vision.services import camera_frame_draw, camera_frame_publish, camera_frame_recent, store_map_publish
-from vision.tracking import FrameTracks
+from vision.tracking import Frame, FrameTracks
+from vision.worker import CameraWorker
 
 pytestmark = pytest.mark.django_db
 
@@ -86,9 +87,6 @@ def test_camera_pages_are_for_managers_only(client, shop):
 
 
 def test_worker_keeps_a_frame_every_few_seconds(shop):
-    from vision.tracking import Frame
-    from vision.worker import CameraWorker
-
     cam = Camera.objects.create(store=shop, name="cam4", source="/nowhere.mp4")
     worker = CameraWorker(cam, tracker=None, publish=lambda obs, t: None, frame_every_s=60)
     frame = Frame(index=0, t=5.0, image=np.full((100, 200, 3), 80, np.uint8))

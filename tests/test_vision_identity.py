@@ -6,8 +6,10 @@ import math
 import numpy as np
 import pytest
 
+from carts.loop_window import ObservationWindow
 from store.recording import TrackObservations
-from vision.identity import Swap, apply_swaps, find_swaps
+from vision.identity import Swap, apply_swaps, find_swaps, swaps_of
+from vision.identity_frames import BodyFrames, FramedBodies, body_positions
 
 HZ = 10.0
 
@@ -95,9 +97,6 @@ def test_positions_kept_per_track_are_those_of_the_window_and_find_the_same_swap
     per-frame positions are exactly those regrouped from the window's rows, through pruning, with 15 Hz sightings
     (two in some 0.1 s frames), tracks with only a head, and necks missing for a while; find_swaps on a
     FramedBodies finds the same switches as on the plain rows."""
-    from carts.loop_window import ObservationWindow
-    from vision.identity_frames import BodyFrames, FramedBodies, body_positions
-
     t = np.round(np.arange(0.0, 60.0, 1 / 15), 4)
     rng = np.random.default_rng(3)
     paths = {f"{k}": np.c_[np.linspace(0, 6, t.size) + k * 0.4, np.full(t.size, -0.7 + 0.1 * k)] for k in range(6)}
@@ -136,9 +135,6 @@ def test_positions_of_rows_come_late_or_asked_twice_are_those_of_the_window():
     """vision.identity_frames.BodyFrames: rows added out of time order (a camera's late batch) and a window asked for
     again after more rows came (its answer kept between additions) still give exactly the positions regrouped
     from the window's rows, with the tracks placed by their head reported both times."""
-    from carts.loop_window import ObservationWindow
-    from vision.identity_frames import BodyFrames, body_positions
-
     t = np.round(np.arange(0.0, 20.0, 1 / 15), 4)
     paths = {f"{k}": np.c_[np.linspace(0, 4, t.size) + k * 0.5, np.full(t.size, 0.2 * k)] for k in range(4)}
     obs = walkers(paths, t, seed=5)
@@ -167,9 +163,6 @@ def test_swaps_of_a_track_read_its_neighbours_only_and_find_every_swap_of_its_ow
     (BodyFrames.near): it finds exactly the switches of that track that reading every pair finds, whatever the
     window; a track placed by its head far away does not hold the answer back, one placed by its head nearby does
     (None); and the neighbours picked are a superset of every track within reach in some frame."""
-    from vision.identity import swaps_of
-    from vision.identity_frames import BodyFrames, FramedBodies
-
     t = np.round(np.arange(0.0, 40.0, 1 / 15), 4)
     paths = {f"{k}": np.c_[np.linspace(0, 6, t.size) + k * 0.4, np.full(t.size, -0.7 + 0.1 * k)] for k in range(5)}
     paths["far"] = np.c_[np.linspace(0, 6, t.size), np.full(t.size, 30.0)]  # another aisle
@@ -221,9 +214,6 @@ def test_swaps_of_kept_between_asks_is_what_reading_the_window_anew_gives():
     step over windows whose end moves with the clock): on a session fed step by step, with rows of a track come
     back after leaving, late rows from before a track left, a track beside one at a window's start come back placed by
     its head, and pruning, every answer equals the one read with nothing kept, and kept answers are given."""
-    from vision.identity import swaps_of
-    from vision.identity_frames import BodyFrames, FramedBodies
-
     t = np.round(np.arange(0.0, 60.0, 1 / 15), 4)
     paths = {f"{k}": np.c_[np.linspace(0, 6, t.size) + k * 0.4, np.full(t.size, -0.7 + 0.1 * k)] for k in range(5)}
     obs = walkers(paths, t, swaps=[("1", "2", 12.0, 15.0), ("3", "4", 25.0, 32.0), ("0", "2", 45.0, 48.0)],
@@ -290,9 +280,6 @@ def test_near_boxes_kept_for_a_window_are_what_reading_them_anew_gives():
     a track placed by its head coming beside them, one beside track 1 for its first 2 s only, and pruning between
     asks of the same window, every neighbourhood and every swaps_of answer (its order included) equals the one
     read with nothing kept, and kept boxes are read."""
-    from vision.identity import swaps_of
-    from vision.identity_frames import BodyFrames, FramedBodies
-
     t = np.round(np.arange(0.0, 40.0, 1 / 15), 4)
     paths = {f"{k}": np.c_[np.linspace(0, 6, t.size) + k * 0.4, np.full(t.size, -0.7 + 0.1 * k)] for k in range(5)}
     # beside 1 for its first 2 s only, then in another aisle: a prune from 3 s on takes it out of 1's neighbours
@@ -351,9 +338,6 @@ def test_positions_from_kept_frames_are_bitwise_those_of_the_window():
     only the frames an end of the window cuts: on rows fed in pieces (two rows to a frame at 15 Hz and 0.1 s frames
     half the time, a track without a neck for a stretch), every window asked, cut anywhere, gives bit for bit the
     positions regrouped from the window's rows, and says alike which tracks their head places."""
-    from carts.loop_window import ObservationWindow
-    from vision.identity_frames import BodyFrames, body_positions
-
     t = np.round(np.arange(0.0, 12.0, 1 / 15), 4)
     paths = {f"{k}": np.c_[np.linspace(0, 3, t.size) + k * 0.5, np.full(t.size, 0.3 * k)] for k in range(3)}
     neck = walkers(paths, t, seed=9)
@@ -393,7 +377,6 @@ def test_a_chain_of_switches_read_round_by_round_gives_the_swaps_of_reading_it_a
     (find_swaps on plain rows keeps nothing), each once, and of every pair read, narrowed to the chain reached;
     rounds after the first do reuse kept pairs."""
     import vision.identity as identity
-    from vision.identity_frames import BodyFrames, FramedBodies
 
     t = np.round(np.arange(0.0, 40.0, 1 / HZ), 3)
     n = 10

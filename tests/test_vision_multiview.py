@@ -9,11 +9,20 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
+from carts.offline.autocheckout import import_case
+from carts.offline.clock import ClockOffset, offsets_to_apply
+from carts.offline.video import track_recording
+from store.recording import WRIST_RAY_KEYPOINTS, TrackObservations, read_recording
 from tests.conftest import shared_file
 from vision.association import ShopperAssociator
 from vision.detector import Detections
 from vision.geometry import CameraModel, triangulate
-from vision.tracking import frame_tracks
+from vision.shoppers import (
+    ARM_REACH_M, FLOOR_FROM_OTHERS_S, FORGET_AFTER_S, SAME_MOMENT_S, WRIST_HEIGHT_M, ShopperStream, _observations,
+    wrist_stretch,
+)
+from vision.tracking import FrameTracks, frame_tracks
+from vision.zones import Zone
 
 K = np.array([[340.0, 0, 320], [0, 340.0, 180], [0, 0, 1]])
 
@@ -102,10 +111,6 @@ def test_one_shopper_id_on_the_real_session_with_a_camera_started_a_second_early
     every camera. cam3's clock, found from its two reaches against the weight changes, is off by the −1 s put in
     (as recorded it is within a frame of the shelves': by hand −0.05 ± 0.1 s) and its frames are moved back by it
     before association; the other cameras see no reach at the plates and keep their clocks."""
-    from carts.offline.autocheckout import import_case
-    from store.recording import read_recording
-    from carts.offline.video import track_recording
-
     src = shared_file("datasets/autocheckout/cps-test-01/products.csv").parent
     dest, _ = import_case(src, tmp_path / "rec")
     rec = read_recording(dest)
@@ -129,8 +134,6 @@ def test_only_offsets_from_two_agreeing_events_and_beyond_a_frame_are_applied():
     """The estimates of cps-test-01 (docs/cps-test-video.md): cam3 as recorded (+0.03 ± 0.05 s) keeps its clock,
     cam3 started 1 s early (−0.97 ± 0.05 s) is moved; one event alone, or an offset within its spread, is not
     trusted; a camera without an estimate keeps its clock."""
-    from carts.offline.clock import ClockOffset, offsets_to_apply
-
     found = {"cam1": ClockOffset("cam1", None, None, 0, "none"),
              "cam3": ClockOffset("cam3", -0.97, 0.05, 2, "reach"),
              "cam5": ClockOffset("cam5", 0.03, 0.05, 2, "reach"),
@@ -143,10 +146,6 @@ def test_a_camera_that_cannot_see_the_feet_gives_its_wrist_ray_within_reach_of_t
     """cps-test-01's cam3 sees the Taco Bell reach with the shopper's feet below its frame: the wrist still counts,
     as the stretch of cam3's wrist ray within an arm's reach of where the other cameras put the shopper (one
     camera cannot tell the depth along its ray: no 3-D point is made up)."""
-    from store.recording import WRIST_RAY_KEYPOINTS
-    from vision.shoppers import ARM_REACH_M, WRIST_HEIGHT_M, _observations
-    from vision.tracking import FrameTracks
-
     a = look_at("a", [4.0, 0.0, 2.45], [1, -0.5, 0.5])      # sees the feet
     b = look_at("b", [3.6, 0.0, 2.45], [0.3, -0.5, 0.6])    # sees the wrist, not the feet
     foot = np.array([1.6, -0.4])
@@ -184,8 +183,6 @@ def test_a_camera_that_cannot_see_the_feet_gives_its_wrist_ray_within_reach_of_t
 
 
 def test_wrist_stretch_is_empty_for_a_ray_that_passes_beyond_an_arm_from_the_body():
-    from vision.shoppers import wrist_stretch
-
     C = np.array([0.0, 0.0, 2.45])
     down_x = np.r_[1.0, 0.0, -0.5] / math.hypot(1.0, 0.5)
     assert wrist_stretch(np.r_[C, down_x], np.array([2.0, 1.5])) is None      # 1.5 m beside the ray's path
@@ -235,10 +232,6 @@ def test_damaged_copies_keep_one_shopper_and_count_their_problems(person_detecto
     frame. Still one shopper seen by every camera; the black run and the corrupt frame each give one problem that
     names the frames; the clock offsets found from the reaches move cam3 by the 1 s cut (cam3 is the camera that
     sees both reaches at the shelf) and only cam3."""
-    from carts.offline.autocheckout import import_case
-    from store.recording import read_recording
-    from carts.offline.video import track_recording
-
     src = shared_file("datasets/autocheckout/cps-test-01/products.csv").parent
     dest, _ = import_case(src, tmp_path / "rec")
     rec = read_recording(dest)
@@ -274,10 +267,6 @@ def test_the_live_shopper_stream_writes_what_the_replay_writes_lag_s_behind_the_
     two frames (its track is joined only once it had ``lag_s`` to gather more), the only one to see his hand from
     6 s (its wrist ray, placed by the others' floor points, counts). The same with one camera's clock 1 s ahead,
     given its offset."""
-    from store.recording import TrackObservations
-    from vision.shoppers import FLOOR_FROM_OTHERS_S, SAME_MOMENT_S, ShopperStream
-    from vision.tracking import FrameTracks
-
     cams = {"a": look_at("a", [0.2, -0.6, 2.45], [3, -0.3, 0.5]), "b": look_at("b", [4.8, 0.0, 2.45], [1, -0.5, 0.5]),
             "c": look_at("c", [3.6, 0.0, 2.45], [0.3, -0.5, 0.6])}
     rng = np.random.default_rng(7)
@@ -353,11 +342,6 @@ def test_a_live_shopper_stream_forgets_shoppers_gone_for_a_minute_and_writes_wha
     shoppers walk past one camera one after another, 10 s apart, 5 s each. The live stream (``lag_s`` 3 s) ends
     remembering only those seen in the last ``FORGET_AFTER_S`` and their zone intervals, still names the newest
     one's camera track, and writes exactly the rows the replay (which forgets nothing) writes."""
-    from store.recording import TrackObservations
-    from vision.shoppers import FORGET_AFTER_S, ShopperStream
-    from vision.tracking import FrameTracks
-    from vision.zones import Zone
-
     t0, hz, n = 1_700_000_000.0, 10, 60
     zones = [Zone("aisle", "floor", np.array([[-1.0, -2.0], [6.0, -2.0], [6.0, 2.0], [-1.0, 2.0]]))]
 

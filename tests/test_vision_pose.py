@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 
 from tests.conftest import shared_file
+from vision.detector import PersonDetector
 from vision.pose import LEFT_WRIST, RIGHT_WRIST, BlazePoseLandmarks, litert_available
+from vision.tracking import FrameSource
 
 LITE = "models/mediapipe_pose_landmark_lite.tflite"
 FULL = "models/mediapipe_pose_landmark_full.tflite"
@@ -40,7 +42,6 @@ def pose(request) -> BlazePoseLandmarks:
 @pytest.fixture(scope="module")
 def detector():
     pytest.importorskip("ultralytics", reason="needs the vision extra: pip install -e '.[vision]'")
-    from vision.detector import PersonDetector
 
     return PersonDetector(shared_file("models/yolov8n_int8.onnx"))
 
@@ -97,8 +98,6 @@ def test_zidane_the_man_on_the_right_faces_the_camera(pose):
 
 
 def test_shop_clip_wrists_of_the_shopper(pose, detector):
-    from vision.tracking import FrameSource
-
     seen = 0
     for frame in FrameSource(shared_file("media/shop_shelf_browsing.mp4"), stride=30, max_frames=4):
         det = detector.detect(frame.image)
@@ -114,7 +113,6 @@ def test_shop_clip_wrists_of_the_shopper(pose, detector):
 
 def test_detector_pose_stage_and_fallback(detector, tmp_path):
     needs_litert()
-    from vision.detector import PersonDetector
 
     img = asset("bus.jpg")
     with_pose = PersonDetector(shared_file("models/yolov8n_int8.onnx"), pose=shared_file(LITE))

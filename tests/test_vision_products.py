@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from carts.offline.product_bench import run
 from tests.conftest import REPO, shared_file
 from vision import product_embedder as pe
 from vision import products as vp
@@ -85,8 +86,6 @@ def small_grocery(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def small_bench(small_grocery, embedder):
-    from carts.offline.product_bench import run
-
     # the embeddings are kept (the command's test reads them back instead of running the network again)
     return run(small_grocery, split="test", shots=6, embedder=embedder,
                cache=pe.EmbeddingCache(small_grocery / "embeddings.npz"))

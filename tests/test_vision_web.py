@@ -21,7 +21,8 @@ from tests.conftest import shared_file
 from vision.geometry import CameraModel
 from vision.models import Camera, CameraTrack, ShopperTrack
 from carts.offline.video import apply_video, track_recording
-from vision.services import camera_calibrate, store_map_publish
+from vision.services import camera_calibrate, store_map_publish, store_map_publish_observations
+from vision.tasks import track_camera_chunk
 
 urlpatterns = store.urls.urlpatterns + [path("manage/vision/", include("vision.urls"))]
 pytestmark = [pytest.mark.django_db, pytest.mark.urls(__name__)]
@@ -101,7 +102,6 @@ def test_camera_calibration_service(shop):
 
 def test_camera_chunk_task_keeps_tracker_state_per_camera_and_session(shop):
     needs_ultralytics()
-    from vision.tasks import track_camera_chunk
 
     clip = str(shared_file("media/store_aisle_overhead.mp4"))
     cm = aisle_camera()
@@ -156,8 +156,6 @@ def test_tracks_from_video_feed_the_replay(video_recording):
 
 
 def test_replay_observations_reach_the_live_map(client, manager, benchmark1_recording):
-    from vision.services import store_map_publish_observations
-
     rec = read_recording(benchmark1_recording)
     shop = Store.objects.create(code="aifi-map", name="map test")
     block = rec.tracks.between(rec.t_start, rec.t_start + 1.0)

@@ -23,8 +23,11 @@ from store.gates.services import (
     visit_enter,
     visits_abandoned_sweep,
 )
+from store.inventory.models import Product
+from store.inventory.services import catalogue_load
 from store.layout.services import layout_load
 from store.recording import read_recording
+from vision.services import store_map_publish
 from test_billing_corrections import _shelf_event, shop  # noqa: F401
 
 pytestmark = pytest.mark.django_db
@@ -64,8 +67,6 @@ def test_the_sweep_ends_a_visit_left_open_with_no_activity_and_no_track(shop, se
 
 
 def test_a_visit_whose_track_is_still_on_the_map_is_not_swept(shop):
-    from vision.services import store_map_publish
-
     visit = _inside(shop, track="cam:42")
     later = timezone.now() + timedelta(hours=3)
     store_map_publish(store_code=shop[0].code, t=later.timestamp(), positions={"42": (1.0, 2.0)})
@@ -86,9 +87,6 @@ def test_sweep_visits_command_says_what_it_ended(shop, settings):
 def test_a_rerun_after_a_killed_emulation_bills_its_stale_visit_and_is_not_refused(benchmark1_recording):
     """The first run "died" after its gate admitted the demo shopper and the pick reached the cart; the next run
     exits and bills that visit, says so, and plays the recording in full."""
-    from store.inventory.models import Product
-    from store.inventory.services import catalogue_load
-
     rec = read_recording(benchmark1_recording)
     store = layout_load(data=rec.store)
     catalogue_load(store=store, products=rec.store["products"], facings=rec.store["facings"])

@@ -10,6 +10,8 @@ from typing import Mapping
 
 import numpy as np
 
+from .autocheckout import convert_catalogue
+from .autocheckout_store import convert_layout
 from .simulation_config import ENTRY_XY, EXIT_XY, MIN_REL_SD, ROOM_PITCH_M
 
 
@@ -31,9 +33,6 @@ def load_store(autocheckout: str | Path) -> SimStore:
     Raises FileNotFoundError naming a missing file (``carts.offline.autocheckout_store.AutoCheckoutError`` for a
     malformed one).
     """
-    from carts.offline.autocheckout import convert_catalogue
-    from carts.offline.autocheckout_store import convert_layout
-
     root = Path(autocheckout)
     for rel in ("store_meta/Plates.json", "BENCHMARK-1/products.json", "BENCHMARK-1/planogram.json",
                 "aim3s/product_info.json"):
