@@ -4,6 +4,8 @@ asking whether it was decided, a restarted sink still refusing to decide twice, 
 together equal to each visit's own snapshot."""
 from __future__ import annotations
 
+import asyncio
+import time
 from datetime import timedelta
 from decimal import Decimal
 
@@ -247,3 +249,28 @@ def test_a_checkout_held_for_review_reads_the_same_whatever_the_number_of_its_re
         trip = next(m["snapshot"]["trip"] for g, m in sent if g == f"cart.{visit.pk}")
         assert trip["stage"] == "review" and "Cola" in trip["text"]
     assert counts[4] == counts[1], counts
+
+
+def test_a_batch_of_pushes_goes_to_many_groups_at_once_in_order_within_each():
+    """``_group_send_all``: groups are sent to concurrently (at most ``PUSH_CONCURRENCY``), each group's messages in
+    their order (a party's members share the lead's shopper group), and a push that fails loses no other."""
+    active, most, got = [0], [0], {}
+
+    class Layer:
+        async def group_send(self, group, message):
+            active[0] += 1
+            most[0] = max(most[0], active[0])
+            await asyncio.sleep(0.01)  # a round trip to the channel layer
+            active[0] -= 1
+            if message == "boom":
+                raise ConnectionError("redis away")
+            got.setdefault(group, []).append(message)
+
+    messages = [(v, f"cart.{v}", f"m{v}") for v in range(40)]
+    messages += [(v, "shopper.7", f"s{v}") for v in range(5)] + [(99, "cart.99", "boom")]
+    started = time.monotonic()
+    asyncio.run(ledger._group_send_all(Layer(), messages))
+    assert time.monotonic() - started < 0.3  # not 46 round trips one after the other
+    assert most[0] == ledger.PUSH_CONCURRENCY
+    assert got["shopper.7"] == [f"s{v}" for v in range(5)]
+    assert all(got[f"cart.{v}"] == [f"m{v}"] for v in range(40)) and "cart.99" not in got
