@@ -22,7 +22,7 @@ def transport(answers) -> tuple[RemoteTransport, list]:
     """A RemoteTransport whose ``post`` records each call and answers from ``answers`` (status per call)."""
     t = object.__new__(RemoteTransport)
     t._sender, t._queue, t.failed, t.mqtt = None, None, None, _Mqtt()
-    t._gate, t._gate_session = None, object()
+    t._gate, t._gate_session, t._gate_failed = None, object(), None
     sent: list = []
     threads: list = []
     gate = threading.Event()
@@ -77,3 +77,25 @@ def test_gate_scans_go_in_order_from_the_gates_thread_and_their_answers_come_bac
     assert {name for name, _ in t.threads} == {"emulator-gate_0"} and {s for _, s in t.threads} == {t._gate_session}
     t.close()
     assert t._gate is None
+
+
+def test_a_gate_scan_that_cannot_reach_the_site_fails_the_scans_queued_behind_it_at_once():
+    """A site that does not answer (each post gives up after its 30 s timeout) must not make :meth:`close` send every
+    exit scan queued meanwhile, one timeout after the other (at an exodus, 15 a second: hours): the first failure
+    fails the rest without sending them, as a synchronous scan stopped the emulation at the first."""
+    t, sent = transport(lambda k: 200)
+    calls = []
+
+    def unreachable(path, body, auth, session=None):
+        calls.append(body)
+        t.gate.wait(5)
+        raise EmulatorError("http://127.0.0.1:8000 did not answer /gates/api/exit/ (ReadTimeout)")
+
+    t.post = unreachable
+    answers = [t.post_soon("/gates/api/exit/", str(k).encode(), "Gate g") for k in range(5)]
+    t.gate.set()
+    for a in answers:
+        with pytest.raises(EmulatorError, match="ReadTimeout"):
+            a.result(5)
+    t.close()
+    assert calls == [b"0"]  # one scan waited for the site; the four behind it were not sent

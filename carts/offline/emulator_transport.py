@@ -72,6 +72,7 @@ class RemoteTransport:
         self._sender = None  # the background thread of post_later, started at its first use
         self._gate: ThreadPoolExecutor | None = None  # the gate's thread (post_soon), started at its first use
         self._gate_session = requests.Session()  # used by that thread alone (a Session is not shared across threads)
+        self._gate_failed: str | None = None  # why a post_soon could not reach the site (the rest then fail at once)
         self._queue = None
         self.failed: str | None = None  # why a post_later failed (raised at the next one, or at close)
         try:
@@ -119,10 +120,22 @@ class RemoteTransport:
         """POST from the gate's own thread, in the order asked, and return the answer's future (``(status, dict)``, or
         :class:`EmulatorError` when the site cannot be reached): a real gate does not hold up the shelf controllers
         and the tracker while the store answers its scan. At 200 shoppers' exodus the exit scans, 15 a second each
-        waiting for daphne, held every other device of the emulator back by over a second."""
+        waiting for daphne, held every other device of the emulator back by over a second. Once one could not reach
+        the site, those after it fail with the same error unsent: a site that times out must not hold :meth:`close`
+        for a timeout per scan queued meanwhile."""
         if self._gate is None:
             self._gate = ThreadPoolExecutor(max_workers=1, thread_name_prefix="emulator-gate")
-        return self._gate.submit(self.post, path, body, auth, session=self._gate_session)
+        return self._gate.submit(self._gate_post, path, body, auth)
+
+    def _gate_post(self, path: str, body: bytes, auth: str) -> tuple[int, dict]:
+        """One scan of :meth:`post_soon`, on the gate's thread (the only one touching :attr:`_gate_failed`)."""
+        if self._gate_failed is not None:
+            raise EmulatorError(self._gate_failed)
+        try:
+            return self.post(path, body, auth, session=self._gate_session)
+        except EmulatorError as exc:
+            self._gate_failed = str(exc)
+            raise
 
     def _send(self) -> None:
         while True:
