@@ -18,6 +18,7 @@ import math
 import os
 import re
 import shutil
+import sys
 import threading
 import time
 import zipfile
@@ -57,10 +58,13 @@ class RawSamples:
 
 def _writer_nice() -> None:
     """Lower the calling thread's CPU priority by :data:`WRITER_NICE` (Linux: ``setpriority`` on a thread id acts on
-    that thread alone); elsewhere, or where it is refused, the thread keeps the process's priority."""
+    that thread alone); elsewhere, or where it is refused, the thread keeps the process's priority (elsewhere the id
+    would be taken for a process id: another process's, by chance, would be reniced). The kernel clamps a nice past 19 to 19."""
+    if not sys.platform.startswith("linux"):
+        return
     try:
         os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), os.getpriority(os.PRIO_PROCESS, 0) + WRITER_NICE)
-    except (AttributeError, OSError) as exc:  # pragma: no cover - not Linux, or a sandbox that forbids it
+    except (AttributeError, OSError) as exc:  # pragma: no cover - a sandbox that forbids it
         log.debug("raw samples: the writer thread keeps its priority (%s)", exc)
 
 

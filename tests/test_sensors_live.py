@@ -369,6 +369,19 @@ def test_the_background_writer_writes_the_same_files_off_the_callers_thread(tmp_
     bg.close()
 
 
+def test_the_writer_renices_only_its_own_thread_where_a_thread_id_names_one(monkeypatch):
+    """``setpriority(PRIO_PROCESS, id)`` acts on a thread only on Linux; elsewhere the id is taken for a process id,
+    and a thread id that happens to be another process's would renice that process: the writer leaves it alone."""
+    calls = []
+    monkeypatch.setattr(os, "setpriority", lambda *a: calls.append(a))
+    monkeypatch.setattr(storage.sys, "platform", "darwin")
+    storage._writer_nice()
+    assert calls == []
+    monkeypatch.setattr(storage.sys, "platform", "linux")
+    storage._writer_nice()
+    assert [c[1] for c in calls] == [threading.get_native_id()]
+
+
 def test_the_background_writer_counts_what_it_cannot_write_and_bounds_its_queue(tmp_path, monkeypatch):
     """A file the writer cannot write is logged and counted (``take_failures``; the ingestor's ``raw_write``), never
     raised into ingestion; with the disk behind, the caller waits for the oldest file beyond ``max_pending``."""
