@@ -236,7 +236,7 @@ def sensor_health_record(*, controller: ShelfController, report: HealthReport) -
     # thousand Bin and SensorHealth objects each time was most of the ingestion worker's CPU in those seconds
     bins = dict(Bin.objects.filter(store=controller.store_id, code__in=codes).values_list("code", "pk"))
     rows = {bin_id: (pk, status) for pk, bin_id, status in
-            SensorHealth.objects.filter(bin_id__in=bins.values()).values_list("pk", "bin_id", "status")}
+            SensorHealth.objects.filter(bin_id__in=bins.values()).order_by().values_list("pk", "bin_id", "status")}
     changed = 0
     new: list[SensorHealth] = []
     moved: list[SensorHealth] = []

@@ -274,3 +274,22 @@ def test_a_batch_of_pushes_goes_to_many_groups_at_once_in_order_within_each():
     assert most[0] == ledger.PUSH_CONCURRENCY
     assert got["shopper.7"] == [f"s{v}" for v in range(5)]
     assert all(got[f"cart.{v}"] == [f"m{v}"] for v in range(40)) and "cart.99" not in got
+
+
+def test_a_push_that_hangs_is_given_up_and_holds_nothing_else(monkeypatch, caplog):
+    """A channel layer that never answers one group (its Redis away mid-send) must not hold the store loop, whose step
+    waits for the batch: that push is given up after ``PUSH_TIMEOUT_S`` and logged; the other groups' go."""
+    monkeypatch.setattr(ledger, "PUSH_TIMEOUT_S", 0.2)
+    got = []
+
+    class Layer:
+        async def group_send(self, group, message):
+            if group == "cart.1":
+                await asyncio.Event().wait()  # never answers
+            got.append(group)
+
+    started = time.monotonic()
+    batch = [(1, "cart.1", "a"), (2, "cart.2", "b"), (1, "shopper.5", "c")]
+    asyncio.run(asyncio.wait_for(ledger._group_send_all(Layer(), batch), 3.0))  # without the bound: TimeoutError here
+    assert time.monotonic() - started < 2.0
+    assert sorted(got) == ["cart.2", "shopper.5"] and "given up" in caplog.text

@@ -279,12 +279,16 @@ def _publish_many(visits: list[Visit]) -> None:
 #: layer's Redis, and a step of the store loop at an exodus pushes a hundred carts; bounded so that a batch never opens
 #: more connections than that.
 PUSH_CONCURRENCY = 16
+#: Seconds one push may take before it is given up (logged; the phone resyncs from the ledger): a channel layer that
+#: hangs must not hold the store loop, whose step waits for its batch's pushes. Its own timeouts are longer.
+PUSH_TIMEOUT_S = 5.0
 
 
 async def _group_send_all(layer, messages: list[tuple[int, str, dict]]) -> None:
     """Send each (visit id, group, message), in order within a group and up to :data:`PUSH_CONCURRENCY` groups at
-    once (one after the other, the store worker waited 7 % of its busiest steps on these round trips); a failed push
-    is logged (best effort: the ledger is the truth and clients resync) and the rest still go."""
+    once (one after the other, the store worker waited 7 % of its busiest steps on these round trips); a failed push,
+    or one over :data:`PUSH_TIMEOUT_S`, is logged (best effort: the ledger is the truth and clients resync) and the
+    rest still go."""
     by_group: dict[str, list[tuple[int, dict]]] = {}
     for visit_id, group, message in messages:
         by_group.setdefault(group, []).append((visit_id, message))
@@ -294,7 +298,10 @@ async def _group_send_all(layer, messages: list[tuple[int, str, dict]]) -> None:
         async with gate:
             for visit_id, message in items:
                 try:
-                    await layer.group_send(group, message)
+                    await asyncio.wait_for(layer.group_send(group, message), PUSH_TIMEOUT_S)
+                except asyncio.TimeoutError:
+                    log.error("the push of visit %s's cart to %s took over %g s; given up", visit_id, group,
+                              PUSH_TIMEOUT_S)
                 except Exception:  # the live push is best-effort; the ledger is the truth and clients resync
                     log.exception("could not push the cart of visit %s", visit_id)
 
