@@ -127,8 +127,11 @@ def run_size(n: int, args, work: Path) -> dict:
             py = [sys.executable, "manage.py"]
             procs.start("daphne", [str(BIN / "daphne"), "-b", "127.0.0.1", "-p", str(port),
                                    "store.asgi:application"], env)
+            # a client id of its own each run, so its persistent session is kept a minute, not a day: the broker
+            # held every past run's (570 MB after a dozen runs)
             procs.start("ingest", py + ["ingest_mqtt", "--client-id", f"bench-live-{uuid.uuid4().hex[:8]}",
-                                        "--subscription", f"walkout/{STORE}/shelf/+/weights", "--progress", "1"],
+                                        "--subscription", f"walkout/{STORE}/shelf/+/weights", "--progress", "1",
+                                        "--session-expiry", "60"],
                         env)
             prof = work / f"run_store-n{n}.prof"
             procs.start("run_store", ([sys.executable, "-m", "cProfile", "-o", str(prof), "manage.py"] if args.profile
