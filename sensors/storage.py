@@ -33,6 +33,8 @@ log = logging.getLogger(__name__)
 
 _NAME = re.compile(r"^[A-Za-z0-9._-]{1,100}$")
 _FILE = re.compile(r"^(\d{4})(?:-(\d+))?\.npz$")
+#: What a write that failed half-way leaves (:meth:`RawSampleStore._write_file` writes ``.tmp``, then renames it)
+_PARTIAL = re.compile(r"^(\d{4})(?:-(\d+))?\.tmp$")
 
 #: zlib level of the files (1–9): on bench_live's samples (972 plates × 60 Hz, 14 MB a minute) level 1 takes half
 #: the CPU of numpy's 6 for a file 6 % larger (docs/store-worker-load.md, thirteenth pass); still ordinary ``.npz``.
@@ -238,7 +240,8 @@ class RawSampleStore:
 
     def prune(self, *, now: float | None = None) -> int:
         """Delete files whose minute ended more than ``retention_h`` hours before ``now`` (s UTC, default the
-        clock) and empty day folders. Returns the number of files deleted."""
+        clock) — with them what a write that failed half-way left (``.tmp``) — and empty day folders. Returns the
+        number of files deleted."""
         now = time.time() if now is None else now
         cutoff = now - self.retention_h * 3600.0
         removed = 0
@@ -247,8 +250,8 @@ class RawSampleStore:
         for day_dir in sorted(self.root.glob("*/*/*")):
             if not day_dir.is_dir():
                 continue
-            for path in day_dir.glob("*.npz"):
-                if not _FILE.match(path.name):
+            for path in day_dir.iterdir():
+                if not (_FILE.match(path.name) or _PARTIAL.match(path.name)):
                     continue
                 try:
                     start = datetime.strptime(day_dir.name + path.name[:4], "%Y%m%d%H%M")
