@@ -61,7 +61,8 @@ class RawSamples:
 def _writer_nice() -> None:
     """Lower the calling thread's CPU priority by :data:`WRITER_NICE` (Linux: ``setpriority`` on a thread id acts on
     that thread alone); elsewhere, or where it is refused, the thread keeps the process's priority (elsewhere the id
-    would be taken for a process id: another process's, by chance, would be reniced). The kernel clamps a nice past 19 to 19."""
+    would be taken for a process id: another process's, by chance, would be reniced). The kernel clamps a nice past
+    19 to 19."""
     if not sys.platform.startswith("linux"):
         return
     try:

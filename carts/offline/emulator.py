@@ -203,25 +203,26 @@ def emulate(recording: Recording, *, speed: float = 1.0, url: str | None = None,
         if ahead > 0:
             time.sleep(ahead)
 
+    def scan_body(token: str, t_rec: float) -> bytes:
+        return json.dumps({"token": token, "t": round(t_rec + offset, 6)}).encode()
+
     def scan(path: str, token: str, t_rec: float, key: str | None = None) -> tuple[int, dict]:
-        body = json.dumps({"token": token, "t": round(t_rec + offset, 6)}).encode()
-        return transport.post(path, body, f"Gate {key or gate_key}")
+        return transport.post(path, scan_body(token, t_rec), f"Gate {key or gate_key}")
 
-    # exit scans sent from the gate's own thread (production: RemoteTransport.post_soon), answers read as they come
+    # exit scans through post_soon (production: from the gate's own thread; embedded: here, done at once), answers
+    # read as they come
     exits: list[tuple[str, str, Future]] = []  # (track, account, answer)
-
-    def exit_answered(track: str, status: int, body: dict) -> None:
-        if status == 200:
-            sent["exit"] += 1
-        elif body.get("reason") != "no_visit":  # a party's exit scan exits the whole party at once
-            problems.append(f"track {track}: exit scan refused ({body.get('reason')})")
 
     def read_exits(*, wait: bool = False, account: str | None = None) -> None:
         """The answers of the exit scans sent so far: those that came (``wait``: all, or with ``account`` until
         none of that account's is left — its next entry scan must find it out). Raises what a send raised."""
         while exits and (wait or exits[0][2].done() or any(a == account for _, a, _ in exits)):
             track, _, answer = exits.pop(0)
-            exit_answered(track, *answer.result())
+            status, body = answer.result()
+            if status == 200:
+                sent["exit"] += 1
+            elif body.get("reason") != "no_visit":  # a party's exit scan exits the whole party at once
+                problems.append(f"track {track}: exit scan refused ({body.get('reason')})")
 
     def send_shelf(c: _Controller, t: np.ndarray, grams: np.ndarray, *, idle: bool = False) -> None:
         c.seq += 1
@@ -312,12 +313,9 @@ def emulate(recording: Recording, *, speed: float = 1.0, url: str | None = None,
                 elif g.source == "scanned" and g.track in visits:
                     user = demo_shopper_ensure(account_for(g.track, g.account))
                     token = pass_issue(shopper=user, store=store)[1]
-                    if hasattr(transport, "post_soon"):  # the other devices do not wait for the store's answer
-                        body = json.dumps({"token": token, "t": round(g.t + offset, 6)}).encode()
-                        exits.append((g.track, account_for(g.track, g.account), transport.post_soon(
-                            "/gates/api/exit/", body, f"Gate {gate_key}")))
-                    else:
-                        exit_answered(g.track, *scan("/gates/api/exit/", token, g.t))
+                    # the other devices do not wait for the store's answer
+                    exits.append((g.track, account_for(g.track, g.account), transport.post_soon(
+                        "/gates/api/exit/", scan_body(token, g.t), f"Gate {gate_key}")))
             read_exits()
             if cameras is not None:
                 cameras.play(step.t_next + offset)
