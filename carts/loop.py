@@ -122,6 +122,7 @@ class StoreLoop(ShelfIntake, TrackBinding, CheckoutGate):
         self.exits = {}
         self.party_of = {}
         self._to_bill = {}
+        self._billed = {}
         self._bill_waits = {}
         self.bill_timings = deque(maxlen=1000)
         self.visit_of = {}
@@ -206,6 +207,7 @@ class StoreLoop(ShelfIntake, TrackBinding, CheckoutGate):
         loop.__dict__.setdefault("_tag_events", [])  # a checkpoint of the code before RFID
         loop.__dict__.setdefault("_exit_reads", [])
         loop.__dict__.setdefault("_bill_waits", {})  # a checkpoint of the code before billing's timings
+        loop.__dict__.setdefault("_billed", {})  # … before early checkouts
         loop.bill_timings = deque(maxlen=1000)
         loop.sink, loop.planogram, loop.bins, loop._planograms, loop._open = sink, planogram, bins, {}, None
         loop._involved = {}
@@ -420,6 +422,12 @@ class StoreLoop(ShelfIntake, TrackBinding, CheckoutGate):
             self._review_picks[follows] = spend_picks(self._review_picks[follows], d.barcode, -d.quantity)
             self.stats.waiting += 1
             return None
+        late = sorted({t for t, _, _ in d.changes if t in self._billed})
+        if late:  # their receipt is out: people decide (a correction), never a line on a closed cart
+            self.stats.after_bill += 1
+            self.stats.problem(f"the shelf event on {','.join(event.bin_codes)} at {event.t_start:.1f} names "
+                               f"{', '.join(late)}, checked out before it was decided: to review")
+            return self._review(key, event, d, f"names {', '.join(late)}, already checked out")
         reason = self.sink.apply(key, event, d)
         if reason is not None:
             return self._review(key, event, d, reason)
@@ -541,6 +549,7 @@ class StoreLoop(ShelfIntake, TrackBinding, CheckoutGate):
             self._ambiguous.pop(t, None)
             self._bound_at.pop(t, None)
             self._seen.pop(t, None)
+            self._billed.pop(t, None)
             if self.party_of.get(t, t) not in leads_in_use:
                 self.party_of.pop(t, None)
         for key, picks in list(self._review_picks.items()):

@@ -82,6 +82,7 @@ class CheckoutGate(LoopState):
                 if att.tags or att.ambiguous:
                     self.stats.exit_tags += len(att.tags)
                     self.sink.exit_tags(track, att)
+            self._billed[track] = self.now
             if self.sink.checkout(track, deadline):
                 self.stats.receipts += 1
 

@@ -42,6 +42,7 @@ class LoopStats:
     late_evidence: int = 0  # events decided with part of their hand window already pruned (should stay 0)
     tag_events: int = 0  # RFID tag events fed (shelf takes and returns, exit-lane reads)
     exit_tags: int = 0  # tags attributed to leaving shoppers
+    after_bill: int = 0  # decisions naming a shopper already checked out, sent to review (should stay 0)
     problems: list[str] = field(default_factory=list)
 
     def problem(self, message: str) -> None:
@@ -86,6 +87,7 @@ class LoopState:
     exits: dict[str, float]  # track → exit time
     party_of: dict[str, str]  # track → its party's lead track (absent: alone)
     _to_bill: dict[str, float]  # exited tracks not yet checked out → exit time
+    _billed: dict[str, float]  # exited tracks checked out → the loop's clock then (forgotten with the visit)
     _bill_waits: dict[str, BillWait]  # exited tracks past their deadline, not yet checked out
     #: the latest checkouts' :class:`BillWait` (newest last; the store worker takes them after each step)
     bill_timings: deque[BillWait]

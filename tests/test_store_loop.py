@@ -1,11 +1,12 @@
 """The store loop (carts.loop.StoreLoop) over a live session: scans bound and exits seen from the tracks, memory
 bounded over a long session, a loop restored from a checkpoint in the middle of a session deciding exactly what an
 uninterrupted one does (checkpoints of older code's classes too), an exit billed without waiting for events that
-cannot be its party's, plates refilled while no samples came, the observation window's codes, and decisions that do
-not depend on how far each step advances. Gate scans bound in entry zones, parties and doors:
+cannot be its party's, an event naming a shopper already checked out sent to review, plates refilled while no
+samples came, the observation window's codes, and decisions that do not depend on how far each step advances. Gate scans bound in entry zones, parties and doors:
 ``tests/test_store_loop_binding.py``; shared fixtures and helpers: ``tests/store_loop_support.py``."""
 from __future__ import annotations
 
+import dataclasses
 import pickle
 
 import numpy as np
@@ -377,3 +378,34 @@ def test_the_loops_decisions_do_not_depend_on_how_far_each_step_advances(store, 
     differ = [k for k in short if short[k] != long[k]]
     assert not differ, f"{len(differ)} of {len(short)} decisions differ, first {differ[0]}"
     assert sorted(short_sink.rows) == sorted(long_sink.rows) and short_sink.carts == long_sink.carts
+
+
+def test_an_event_naming_a_shopper_already_checked_out_goes_to_review_not_to_the_closed_cart(sim):
+    """A shelf event that reaches the loop only after its shopper was checked out (a controller's block held up
+    past the shelf horizon the store worker waited for; here the shopper's last take again, a moment later) puts
+    no line on the closed cart: it goes to review with the reason, and the loop counts it (``after_bill``)."""
+    party_of = parties_from_gates(sim.gates)
+    sink = MemorySink([g.track for g in sim.gates if g.kind == "entry"])
+    loop = StoreLoop(planogram=planogram_from_store(sim.store), bins=BinGeometry.from_store(sim.store), sink=sink,
+                     config=LoopConfig())
+    late = None
+    for step in recording_steps(sim, step_s=0.2):
+        feed_step(loop, step, party_of)
+        loop.advance(step.t_next)
+        for track in sink.checkouts:
+            takes = [r for r in sink.rows if r[3] == "cart" and r[4] == track and r[5][0][1] > 0]
+            if takes and list(party_of.values()).count(party_of.get(track, track)) <= 1:  # alone: no party
+                bins, t0, t1 = takes[-1][:3]
+                late = (track, next(e for e in sink.events if e.bin_codes == bins and e.t_start == t0 and e.t_end == t1))
+                break
+        if late:
+            break
+    assert late is not None, "no shopper alone with a take was checked out"
+    track, event = late
+    cart = dict(sink.carts[track])
+    rows = len(sink.rows)
+    loop.on_events([dataclasses.replace(event, t_start=event.t_start + 1e-3, t_end=event.t_end + 1e-3)])
+    loop.advance(loop.now + 0.2)
+    assert loop.stats.after_bill == 1
+    assert sink.carts[track] == cart  # nothing added to the closed cart
+    assert [r[3] for r in sink.rows[rows:]] == ["review"]
