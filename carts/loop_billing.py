@@ -105,6 +105,7 @@ class CheckoutGate(LoopState):
         members = self._gone_party(track)
         if members is None:
             return "party"
+        rows = self._party_rows(members, [*early, *held, *reach])
         for name, windows in (("held", held), ("reach", reach)):
             # any window of the kind that may involve them: the hands and bodies of every window first, then the
             # id switches (the dearer test; the same answer, in any order)
@@ -112,16 +113,31 @@ class CheckoutGate(LoopState):
             for w in windows:
                 codes = tuple(c for c in w.bin_codes if c in self.bins.index)
                 window = HeldWindow(w.t_start, w.t_end, codes, w.weak)
-                if not codes or self._may_involve(window, members, cache=False, switches=False):
+                if not codes or self._may_involve(window, members, cache=False, switches=False, rows=rows):
                     return name
                 asked.append(window)
             if self.fusion.repair_id_switches and any(
                     self._switch_may_involve(w, w.t_start - self.fusion.pad_s, w.t_end + self.fusion.pad_s, members)
                     for w in asked):
                 return name
-        if any(self._may_involve(ev, members) for ev in early):
+        if any(self._may_involve(ev, members, rows=rows) for ev in early):
             return "events"
         return None
+
+    def _party_rows(self, members: tuple[str, ...], windows: list) -> tuple[TrackObservations, TrackObservations]:
+        """The hand and body rows of ``members`` over every window :meth:`_may_involve` may read for ``windows``
+        (events and :class:`HeldWindow` s: from the earliest start less ``max(pad_s, hidden_seen_s)`` to the latest
+        end plus it), read once for a billing wait instead of once per window (the store's rows, not the party's,
+        are what each read would cut down)."""
+        if not windows:
+            empty = TrackObservations.empty()
+            return empty, empty
+        pad = max(self.fusion.pad_s, self.fusion.hidden_seen_s)
+        lo = min(w.t_start for w in windows) - pad
+        hi = max(w.t_end for w in windows) + pad
+        hands = self.hands.between(lo, hi)
+        bodies = self.bodies.between(lo, hi)
+        return hands[hands.track_in(members)], bodies[bodies.track_in(members)]
 
     def _gone_party(self, track: str) -> tuple[str, ...] | None:
         """The tracks of ``track``'s party (itself included) when every one of them has exited and none was seen
@@ -139,7 +155,8 @@ class CheckoutGate(LoopState):
         return members
 
     def _may_involve(self, event: weight.ShelfEvent | HeldWindow, members: tuple[str, ...], *,
-                     cache: bool = True, switches: bool = True) -> bool:
+                     cache: bool = True, switches: bool = True,
+                     rows: tuple[TrackObservations, TrackObservations] | None = None) -> bool:
         """Whether deciding ``event`` (pending) may name one of ``members`` (a party gone from the store,
         :meth:`_gone_party`) as a candidate, the cart of a put-back or a review. Fusion names only tracks of its
         hand evidence (:func:`carts.fusion.decide_event`): a hand within ``2 · reach_m`` (``weak_reach_m`` for a weak
@@ -154,7 +171,8 @@ class CheckoutGate(LoopState):
         may be relabelled). False means its decision and their carts are independent: their visit may be billed
         first. Cached per event and party (their sightings are all in) unless ``cache`` is False (a
         :class:`HeldWindow`, whose end moves with the loop's clock). ``switches`` False: the hands and bodies only
-        (the id switches are :meth:`_switch_may_involve`'s, the caller's to ask)."""
+        (the id switches are :meth:`_switch_may_involve`'s, the caller's to ask). ``rows``: ``members``' hand and
+        body rows over a span holding the event's windows (:meth:`_party_rows`), read instead of the store's."""
         cache = cache and switches  # a partial answer is not kept
         key = (event.t_start, event.t_end, event.bin_codes, members)
         cached = self._involved.get(key) if cache else None
@@ -162,10 +180,14 @@ class CheckoutGate(LoopState):
             return cached
         cfg = self.fusion
         lo, hi = event.t_start - cfg.pad_s, event.t_end + cfg.pad_s
-        found = bool(self._near_hands(event, lo, hi, members))
+        found = bool(self._near_hands(event, lo, hi, members, hands=None if rows is None else rows[0]))
         if not found and cfg.hidden_prior > 0 and not getattr(event, "weak", False):
-            bodies = self.bodies.between(event.t_start - cfg.hidden_seen_s, event.t_end + cfg.hidden_seen_s)
-            bodies = bodies[bodies.track_in(members)]
+            b0, b1 = event.t_start - cfg.hidden_seen_s, event.t_end + cfg.hidden_seen_s
+            if rows is None:
+                bodies = self.bodies.between(b0, b1)
+                bodies = bodies[bodies.track_in(members)]
+            else:
+                bodies = rows[1][(rows[1].t >= b0) & (rows[1].t <= b1)]
             if len(bodies):
                 reach = hidden_reach_m(cfg)  # hidden_hands scores a body this near above 1e-6
                 d = self.bins.nearest_floor_distance(bodies.xyz, event.bin_codes)
@@ -177,14 +199,18 @@ class CheckoutGate(LoopState):
         return found
 
     def _near_hands(self, event: weight.ShelfEvent | HeldWindow, lo: float, hi: float,
-                    tracks: Iterable[str] | None) -> set[str]:
+                    tracks: Iterable[str] | None, hands: TrackObservations | None = None) -> set[str]:
         """The tracks (of ``tracks``; None: any) with a hand sighting in ``[lo, hi]`` (s) within
         :func:`carts.fusion_hands.candidate_reach_m` of one of ``event``'s bins by fusion's distance (rays at their nearest point): those ``hand_evidence`` may
-        read (it also drops sightings scored below ``min_hand_score``; these are kept, a superset)."""
+        read (it also drops sightings scored below ``min_hand_score``; these are kept, a superset). ``hands``:
+        the rows of ``tracks`` over a span holding ``[lo, hi]``, in the window's order, to read instead of it."""
         cfg = self.fusion
-        hands = self.hands.between(lo, hi)
-        if tracks is not None:
-            hands = hands[hands.track_in(tuple(tracks))]
+        if hands is not None:
+            hands = hands[(hands.t >= lo) & (hands.t <= hi)]
+        else:
+            hands = self.hands.between(lo, hi)
+            if tracks is not None:
+                hands = hands[hands.track_in(tuple(tracks))]
         if not len(hands):
             return set()
         hands = wrist_ray_hands(hands, event.bin_codes, self.bins, cfg)
