@@ -120,7 +120,7 @@ def evidence_window(event: _Event, config: FusionConfig = FusionConfig()
     body keypoints), seconds UTC, inclusive. Hands: the event padded by ``pad_s``; bodies: from the id-switch
     repair's look-back (``vision.identity.REPAIR_LOOKBACK_S`` before the padded start) to the widest of ``pad_s``,
     ``hidden_seen_s`` and ``id_window_s`` after the end. A caller holding a long buffer (the store loop's window of
-    a minute of every shopper) passes only these rows: the decision is the same, read in a fraction of the time."""
+    tens of seconds of every shopper) passes only these rows: the decision is the same, read in a fraction of the time."""
     lo, hi = event.t_start - config.pad_s, event.t_end + config.pad_s
     after = max(config.pad_s, config.hidden_seen_s, config.id_window_s)
     return (lo, hi), (lo - identity.REPAIR_LOOKBACK_S, event.t_end + after)

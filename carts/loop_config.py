@@ -35,8 +35,10 @@ class LoopConfig:
     #: …and never longer than this on a busy gondola.
     hold_max_s: float = 10.0
     #: Observations are kept this far back before the oldest undecided shelf event (``vision.identity.repair``
-    #: reads 60 s of bodies before an event to undo id switches; fusion reads ``pad_s`` of hands around it).
-    lookback_s: float = 65.0
+    #: reads ``REPAIR_LOOKBACK_S`` = 20 s of bodies before an event's padded start to undo id switches, fusion
+    #: ``pad_s`` of hands around it; the billing look's 2 s grid needs the 3.5 s left over,
+    #: ``CheckoutGate.SWITCH_GRID_S``).
+    lookback_s: float = 25.0
     #: A visit whose shopper left this long ago is forgotten by the loop (its cart lives on in the sink).
     forget_after_s: float = 120.0
     #: Live binding (:meth:`StoreLoop.on_gate_entry`): a track that first appeared within this long before…

@@ -122,7 +122,7 @@ def test_a_loop_restored_from_a_checkpoint_decides_what_an_uninterrupted_one_doe
     chunked = loop.snapshot(chunks=(bus, "s", saved))
     loop.drop_gone_chunks(bus, "s")
     assert len(data) < 50_000_000
-    assert len(chunked) < len(data) / 5  # the window's observations are not in it…
+    assert len(chunked) < len(data) / 4  # the window's observations (~80 % of the whole) are not in it…
     assert {k for _, k in bus._chunks} == saved  # …but on the bus, each chunk once, none left that is not used
     # the worker dies here; a new one restores the checkpoint (its sink is the same store, so it continues it)
     restored = StoreLoop.restore(chunked, sink=first, planogram=planogram_from_store(sim.store),

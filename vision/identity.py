@@ -333,9 +333,11 @@ def apply_swaps(obs: TrackObservations, swaps: Sequence[Swap]) -> TrackObservati
 
 
 #: Seconds of body keypoints before a window that :func:`repair` reads by default to find the switches that relabel
-#: it (a switch older than a minute has been re-identified by the tracker long since; ByteTrack keeps a lost track
-#: 30 frames).
-REPAIR_LOOKBACK_S = 60.0
+#: it. A switch whose end is not seen is undone for ``max_swap_s`` (5 s) at most, so only a switch whose switch-back
+#: is seen can reach an event from further back; 20 s covers the simulator's switches (1–4 s,
+#: ``SimConfig.id_switch_share``) five times over. A switch-back seen more than 20 s after its switch is read as a
+#: switch of its own and undone for ``max_swap_s`` wrongly (the choice: docs/store-worker-load.md, fourteenth pass).
+REPAIR_LOOKBACK_S = 20.0
 
 
 def repair(hands: TrackObservations, bodies: TrackObservations, t0: float, t1: float, *,

@@ -384,7 +384,7 @@ class FramedBodies(TrackObservations):
     """Body keypoints: every kept row of ``frames`` with ``max(t0, rows_t0) <= t <= t1`` (s), and ``frames`` itself,
     from which :func:`vision.identity.find_swaps` reads the per-frame positions of the whole window ``[t0, t1]``
     (:meth:`BodyFrames.positions`). ``rows_t0``: where the rows begin, for a caller whose readers of rows look at the
-    end of the window only (``carts.fusion.body_rows_from``: the id-switch repair reads a minute of frames, the evidence
+    end of the window only (``carts.fusion.body_rows_from``: the id-switch repair reads 20 s of frames, the evidence
     steps a few seconds of rows). Whoever builds one vouches that its rows are exactly those rows
     (``carts.loop.StoreLoop`` feeds and prunes both alike); :meth:`between` keeps that true, any other selection gives a
     plain ``TrackObservations``."""
@@ -401,6 +401,6 @@ class FramedBodies(TrackObservations):
 
 
 #: Windows whose boxes :meth:`BodyFrames.near` keeps at most (cleared when full; every add or prune drops them
-#: sooner): its callers ask one window for several tracks in a row (a window's cut is a minute of every track's
+#: sooner): its callers ask one window for several tracks in a row (a window's cut is tens of seconds of every track's
 #: boxes, too large to keep many)
 _NEAR_CUTS_KEPT = 4
