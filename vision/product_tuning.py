@@ -226,12 +226,13 @@ def gallery_samples(embedder: Embedder, sources: Sequence, config: TuningConfig,
         key = None
         if cache is not None and isinstance(s, (str, Path)):
             base = EmbeddingCache.key(embedder, s, flip, bool(zooms))
-            key = f"{base}|front{cut}|z{','.join(f'{z:g}' for z in zooms)}|r{n_random}s{config.seed}" if base else None
+            # the random variants come from one generator per photo: the first k are the same whatever the count
+            key = f"{base}|front{cut}|z{','.join(f'{z:g}' for z in zooms)}|s{config.seed}" if base else None
         hit = cache.get(key) if key else None
         hit_c = cache.get(key + "|colors") if key else None
-        if hit is not None and hit_c is not None and len(hit) == rows + n_random:
-            acts.append(hit)
-            colors.append(hit_c)
+        if hit is not None and hit_c is not None and len(hit) >= rows + n_random:
+            acts.append(hit[:rows + n_random])
+            colors.append(hit_c[:rows + n_random])
             continue
         rgb = load_image(s)
         ims = photo_variants(rgb, flip=flip, zooms=zooms, random=n_random, seed=config.seed)

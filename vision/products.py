@@ -267,6 +267,14 @@ def tune_gallery(embedder: Embedder, gallery: Gallery, sources: Sequence[tuple[i
     samples = gallery_samples(embedder, [s for _, s in sources], config, flip=flip, zooms=zooms, cache=cache,
                               progress=progress)
     tail = train_tail(embedder, samples, labels, len(gallery.labels), config, progress=progress)
+    return gallery_with_tail(embedder, gallery, samples, labels, tail, config, temperature=temperature)
+
+
+def gallery_with_tail(embedder: Embedder, gallery: Gallery, samples, labels: np.ndarray, tail: TunedTail,
+                      config: TuningConfig, *, temperature: float | None = None) -> Gallery:
+    """The last step of :func:`tune_gallery`: ``gallery``'s photos (their front activations ``samples``, a
+    :class:`vision.product_tuning.TuningSamples`; ``labels`` their products) embedded through ``tail``, the linear
+    head fitted on them and its temperature fitted as ``config.calibration`` says."""
     tuned = embedder.with_tail(tail)
     rows = samples.rows
     vecs = tuned.embed_activations(samples.acts[:, :rows].reshape(-1, *samples.acts.shape[2:]),
@@ -274,18 +282,29 @@ def tune_gallery(embedder: Embedder, gallery: Gallery, sources: Sequence[tuple[i
     if len(vecs) != len(gallery.vectors):
         raise ValueError(f"tuned gallery rows {len(vecs)} ≠ the gallery's {len(gallery.vectors)}")
     g = Gallery(labels=gallery.labels, vectors=vecs, owner=gallery.owner, photo=gallery.photo, model=tuned.name,
-                temperature=temperature or 1.0, zooms=zooms, tail=tail)
+                temperature=temperature or 1.0, zooms=gallery.zooms, tail=tail)
     g.head = fit_linear_head(g.vectors, g.owner, len(g.labels))
-    if config.calibration == "held-out" and config.held_out:
-        held = samples.acts[:, rows + config.variants:]
-        q = tuned.embed_activations(held.reshape(-1, *held.shape[2:]),
-                                    samples.colors[:, rows + config.variants:].reshape(-1, samples.colors.shape[-1]))
-        fitted = fit_temperature(g.head.logits(q), np.repeat(labels, config.held_out), bounds=(0.05, 20.0))
-    else:
-        fitted = fit_temperature_cv(g)
+    fitted = tuned_temperature(g, tuned, samples, labels, config)
     if fitted is not None:
         g.temperature = fitted
     return g
+
+
+def tuned_temperature(gallery: Gallery, tuned: Embedder, samples, labels: np.ndarray,
+                      config: TuningConfig) -> float | None:
+    """A tuned gallery's (made by the ``tuned`` embedder) head temperature as ``config.calibration`` says: "held-out", on the ``config.held_out``
+    random variants of each photo that training left out (``samples``, after the training ones; ``labels`` their
+    products); "cv", :func:`fit_temperature_cv` over the gallery's photos (which the tail has seen). None when
+    there is too little to fit on."""
+    if config.calibration == "held-out" and config.held_out:
+        lo = samples.rows + config.variants
+        held = samples.acts[:, lo:lo + config.held_out]
+        colors = samples.colors[:, lo:lo + config.held_out]
+        if held.shape[1] < config.held_out:
+            raise ValueError(f"the samples hold {held.shape[1]} held-out variants, not {config.held_out}")
+        q = tuned.embed_activations(held.reshape(-1, *held.shape[2:]), colors.reshape(-1, colors.shape[-1]))
+        return fit_temperature(gallery.head.logits(q), np.repeat(labels, config.held_out), bounds=(0.05, 20.0))
+    return fit_temperature_cv(gallery)
 
 
 @dataclass

@@ -20,9 +20,9 @@ from pathlib import Path
 import numpy as np
 
 from vision.product_embedder import Embedder, EmbeddingCache, Rejected, embed_many, load_image
-from vision.product_tuning import TuningConfig, embed_through_front
+from vision.product_tuning import TunedTail, TuningConfig, embed_through_front, gallery_samples
 from vision.products import (Gallery, build_gallery, expected_calibration_error, fit_linear_head, fit_temperature,
-                             fit_temperature_cv, fit_temperature_loo, negative_log_likelihood, reliability_table,
+                             fit_temperature_cv, gallery_with_tail, fit_temperature_loo, negative_log_likelihood, reliability_table,
                              softmax, topk_hits)
 
 
@@ -165,7 +165,7 @@ def _coarse_scores(scores: np.ndarray, coarse: np.ndarray) -> tuple[np.ndarray, 
 def run(root: str | Path, *, split: str = "test", shots: int = 6, embedder: Embedder | None = None,
         flip: bool = True, augment: bool = True, tta: bool = False, per_class: int | None = None, progress=None,
         cache: EmbeddingCache | None = None, tuning: TuningConfig | None = None,
-        tuning_cache: EmbeddingCache | None = None) -> BenchResult:
+        tuning_cache: EmbeddingCache | None = None, compare_concat: bool = False) -> BenchResult:
     """Benchmark ``root`` (see module docstring) at 1 and ``shots`` photos per class.
 
     ``flip``: the gallery also holds each photo mirrored; ``augment``: and its centre crops (the embedder's
@@ -178,7 +178,10 @@ def run(root: str | Path, *, split: str = "test", shots: int = 6, embedder: Embe
     (:func:`vision.products.build_gallery` with this tuning, the iconic photo and the first ``shots`` − 1 extra
     photos of each class), the queries embedded by its tuned embedder (``tuning_cache``: front activations of
     photo files seen before, :func:`vision.product_tuning.embed_through_front`; with ``tta`` each averaged with
-    its mirror's). Raises :class:`DatasetError` (nothing usable), ValueError (``shots`` < 1)."""
+    its mirror's). Paired extras of the same tuned tail, rows after it: with ``tuning.calibration`` "held-out" the
+    same scores under the cross-validated temperature ("T by cv"); with ``compare_concat`` the tail with its
+    ``concat`` the other way (no training; its samples come from ``tuning_cache``, else are computed again).
+    Raises :class:`DatasetError` (nothing usable), ValueError (``shots`` < 1)."""
     if shots < 1:
         raise ValueError(f"shots must be at least 1, got {shots}")
     root = Path(root)
@@ -305,8 +308,36 @@ def run(root: str | Path, *, split: str = "test", shots: int = 6, embedder: Embe
         ty = np.array([queries[i][1] for i in tk])
         how = ("held-out random variants" if tuning.calibration == "held-out" and g.tail is not None
                else "5-fold cross-validation over the gallery's photos")
+        n_photos = int(g.photos_per_product().sum())
         rows.append(_figures(g, tq, ty, coarse, shots, "linear, tuned" if g.tail is not None else "linear (untuned)",
-                             g.temperature, how, int(g.photos_per_product().sum())))
+                             g.temperature, how, n_photos))
+        if g.tail is not None and tuning.calibration == "held-out":
+            t_cv = fit_temperature_cv(g)
+            if t_cv is not None:
+                rows.append(_figures(g, tq, ty, coarse, shots, "linear, tuned, T by cv", t_cv,
+                                     "5-fold cross-validation over the gallery's photos", n_photos))
+        if g.tail is not None and compare_concat:
+            import dataclasses
+
+            other = dataclasses.replace(tuning, concat=not tuning.concat)
+            sources = [(k, p) for k, label in enumerate(photos) for p in photos[label]]
+            if len(sources) != len(np.unique(g.photo)):
+                raise DatasetError("unreadable gallery photos: the concat comparison needs every one")
+            labels = np.asarray([k for k, _ in sources], np.int64)
+            samples = gallery_samples(embedder, [p for _, p in sources], other, flip=flip, zooms=g.zooms,
+                                      cache=tuning_cache, progress=say)
+            shell = Gallery(labels=g.labels, vectors=np.zeros((len(g.vectors), 1), np.float32), owner=g.owner,
+                            photo=g.photo, model="", zooms=g.zooms)
+            g2 = gallery_with_tail(embedder, shell, samples, labels, TunedTail(g.tail.cut, other.concat, g.tail.state),
+                                   other)
+            tq2, tk2 = embed_through_front(g2.embedder_for(embedder), [p for p, _ in queries],
+                                           tuning_cache or EmbeddingCache(), flip=tta)
+            if tta:
+                tq2 = tq2[0::2] + tq2[1::2]
+                tq2 /= np.linalg.norm(tq2, axis=1, keepdims=True)
+            rows.append(_figures(g2, tq2, np.array([queries[i][1] for i in tk2]), coarse, shots,
+                                 "linear, tuned, " + ("concat" if other.concat else "no concat"), g2.temperature,
+                                 how, n_photos))
         ims = []
         for p, _ in queries[:: max(1, len(queries) // 16)][:16]:
             try:
@@ -365,7 +396,7 @@ def format_table(r: BenchResult) -> list[str]:
     if r.tuned_model:
         out.append(f"tuned tail {r.tuned_model}: gallery built and tuned in {r.tuning_cpu_s:.0f} CPU s; "
                    f"{r.ms_per_crop_tuned:.1f} CPU ms per query crop on one core (batch of 16)")
-    last = r.rows[-1]
+    last = next((x for x in r.rows if x.method == "linear, tuned"), r.rows[-1])  # the store's, at the most shots
     out.append(f"calibration at {last.shots} shots, {last.method} (T fitted on {last.temperature_from}): top-1 probability bin → "
                f"share right: " + "; ".join(f"{lo:.1f}–{hi:.1f}: {right:.2f} (n={n})"
                                              for lo, hi, n, right in last.reliability if n))

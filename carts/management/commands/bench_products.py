@@ -2,7 +2,7 @@
 [--crop full|center|both] [--size PX] [--[no-]mirror] [--power P] [--color W] [--no-flip] [--no-zoom] [--tta]
 [--cache FILE]
 [--json FILE] [--no-tune] [--tune-blocks N] [--tune-epochs N] [--tune-lr LR] [--tune-variants N] [--[no-]tune-concat]
-[--tune-calibration cv|held-out] [--tune-seed N] [--tune-cache FILE]``
+[--tune-calibration cv|held-out] [--tune-held-out N] [--tune-seed N] [--tune-compare-concat] [--tune-cache FILE]``
 
 Product recognition on real photos (:mod:`carts.offline.product_bench`): DIR laid out like
 ``../shared/datasets/grocery-store`` (``dataset/classes.csv``, the iconic photos, ``dataset/train5.txt``,
@@ -67,6 +67,8 @@ class Command(BaseCommand):
         parser.add_argument("--tune-held-out", type=int, default=d.held_out,
                             help=f"held-out random variants per photo for --tune-calibration held-out ({d.held_out})")
         parser.add_argument("--tune-seed", type=int, default=d.seed, help=f"seed (default {d.seed})")
+        parser.add_argument("--tune-compare-concat", action="store_true",
+                            help="also the same tuned tail with --tune-concat the other way (a paired row)")
         parser.add_argument("--tune-cache", default=None,
                             help="front-activation cache file (.npz, ≈ 0.2 MB a gallery photo): a rerun skips the front")
 
@@ -93,7 +95,8 @@ class Command(BaseCommand):
                     flip=not opts["no_flip"], augment=not opts["no_zoom"], tta=opts["tta"], per_class=opts["per_class"],
                     progress=lambda s: self.stderr.write(s),
                     cache=EmbeddingCache(opts["cache"]) if opts["cache"] else None, tuning=tuning,
-                    tuning_cache=EmbeddingCache(opts["tune_cache"]) if opts["tune_cache"] else None)
+                    tuning_cache=EmbeddingCache(opts["tune_cache"]) if opts["tune_cache"] else None,
+                    compare_concat=opts["tune_compare_concat"])
         except (DatasetError, ModelUnavailable) as exc:
             raise CommandError(str(exc)) from None
         if opts["json"]:
