@@ -39,8 +39,9 @@ class TuningConfig:
     × 0.8–1.2; seeded by ``seed`` and the photo's pixels); ``concat``: a query's embedding keeps the original
     tail's features beside the tuned ones (the tail runs twice per view: ≈ +25 % multiply-adds per crop);
     ``calibration``: how the head's temperature is fitted: "cv" (cross-validation over the gallery's photos, as
-    untuned; the tail has seen them all) or "held-out" (on ``held_out`` extra random variants of each photo that
-    training never saw); ``seed``: torch's and the variants' seed. The defaults are the best measured
+    untuned; the tail has seen them all), "held-out" (on ``held_out`` extra random variants of each photo that
+    training never saw) or "fold" (a second tail trained without every 5th photo, the temperature fitted on those:
+    twice the training); ``seed``: torch's and the variants' seed. The defaults are the best measured
     (docs/recognition.md)."""
 
     enabled: bool = True
@@ -65,8 +66,8 @@ class TuningConfig:
             raise ValueError("epochs, variants and held_out must be ≥ 0, min_products ≥ 2")
         if not self.lr > 0 or self.batch < 1:
             raise ValueError(f"lr must be positive and batch ≥ 1, got {self.lr}, {self.batch}")
-        if self.calibration not in ("cv", "held-out"):
-            raise ValueError(f"calibration must be 'cv' or 'held-out', not {self.calibration!r}")
+        if self.calibration not in ("cv", "held-out", "fold"):
+            raise ValueError(f"calibration must be 'cv', 'held-out' or 'fold', not {self.calibration!r}")
 
 
 @dataclass

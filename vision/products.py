@@ -284,18 +284,35 @@ def gallery_with_tail(embedder: Embedder, gallery: Gallery, samples, labels: np.
     g = Gallery(labels=gallery.labels, vectors=vecs, owner=gallery.owner, photo=gallery.photo, model=tuned.name,
                 temperature=temperature or 1.0, zooms=gallery.zooms, tail=tail)
     g.head = fit_linear_head(g.vectors, g.owner, len(g.labels))
-    fitted = tuned_temperature(g, tuned, samples, labels, config)
+    fitted = tuned_temperature(g, embedder, samples, labels, config)
     if fitted is not None:
         g.temperature = fitted
     return g
 
 
-def tuned_temperature(gallery: Gallery, tuned: Embedder, samples, labels: np.ndarray,
+def tuned_temperature(gallery: Gallery, embedder: Embedder, samples, labels: np.ndarray,
                       config: TuningConfig) -> float | None:
-    """A tuned gallery's (made by the ``tuned`` embedder) head temperature as ``config.calibration`` says: "held-out", on the ``config.held_out``
-    random variants of each photo that training left out (``samples``, after the training ones; ``labels`` their
-    products); "cv", :func:`fit_temperature_cv` over the gallery's photos (which the tail has seen). None when
-    there is too little to fit on."""
+    """A tuned gallery's head temperature as ``config.calibration`` says (``embedder`` the untuned one, ``samples``
+    the gallery photos' :class:`vision.product_tuning.TuningSamples`, ``labels`` their products): "cv",
+    :func:`fit_temperature_cv` over the gallery's photos (which the tail has seen); "held-out", on the
+    ``config.held_out`` random variants of each photo that training left out (after the training ones); "fold", a
+    second tail trained without every 5th photo, the head fitted without them, the temperature fitted on them (the
+    photos neither saw: one more training). None when there is too little to fit on."""
+    from .product_tuning import TuningSamples, train_tail
+
+    tuned = embedder.with_tail(gallery.tail) if gallery.tail is not None else embedder
+    if config.calibration == "fold":
+        fold = np.arange(len(labels)) % 5 == 0
+        if fold.sum() < MIN_LOO_QUERIES:
+            return fit_temperature_cv(gallery)
+        sub = TuningSamples(samples.acts[~fold], samples.colors[~fold], samples.rows)
+        other = embedder.with_tail(train_tail(embedder, sub, labels[~fold], len(gallery.labels), config))
+        g_rows = samples.acts[:, :samples.rows]
+        vecs = other.embed_activations(g_rows.reshape(-1, *g_rows.shape[2:]),
+                                       samples.colors[:, :samples.rows].reshape(-1, samples.colors.shape[-1]))
+        owner, held = np.repeat(labels, samples.rows), np.repeat(fold, samples.rows)
+        head = fit_linear_head(vecs[~held], owner[~held], len(gallery.labels))
+        return fit_temperature(head.logits(vecs[held]), owner[held], bounds=(0.05, 20.0))
     if config.calibration == "held-out" and config.held_out:
         lo = samples.rows + config.variants
         held = samples.acts[:, lo:lo + config.held_out]

@@ -178,7 +178,7 @@ def run(root: str | Path, *, split: str = "test", shots: int = 6, embedder: Embe
     (:func:`vision.products.build_gallery` with this tuning, the iconic photo and the first ``shots`` − 1 extra
     photos of each class), the queries embedded by its tuned embedder (``tuning_cache``: front activations of
     photo files seen before, :func:`vision.product_tuning.embed_through_front`; with ``tta`` each averaged with
-    its mirror's). Paired extras of the same tuned tail, rows after it: with ``tuning.calibration`` "held-out" the
+    its mirror's). Paired extras of the same tuned tail, rows after it: with ``tuning.calibration`` other than "cv" the
     same scores under the cross-validated temperature ("T by cv"); with ``compare_concat`` the tail with its
     ``concat`` the other way (no training; its samples come from ``tuning_cache``, else are computed again).
     Raises :class:`DatasetError` (nothing usable), ValueError (``shots`` < 1)."""
@@ -306,12 +306,13 @@ def run(root: str | Path, *, split: str = "test", shots: int = 6, embedder: Embe
             tq = tq[0::2] + tq[1::2]
             tq /= np.linalg.norm(tq, axis=1, keepdims=True)
         ty = np.array([queries[i][1] for i in tk])
-        how = ("held-out random variants" if tuning.calibration == "held-out" and g.tail is not None
-               else "5-fold cross-validation over the gallery's photos")
+        how = {"held-out": "held-out random variants", "fold": "every 5th photo, left out of a second tuning"}.get(
+            tuning.calibration, "5-fold cross-validation over the gallery's photos") if g.tail is not None else \
+            "5-fold cross-validation over the gallery's photos"
         n_photos = int(g.photos_per_product().sum())
         rows.append(_figures(g, tq, ty, coarse, shots, "linear, tuned" if g.tail is not None else "linear (untuned)",
                              g.temperature, how, n_photos))
-        if g.tail is not None and tuning.calibration == "held-out":
+        if g.tail is not None and tuning.calibration != "cv":
             t_cv = fit_temperature_cv(g)
             if t_cv is not None:
                 rows.append(_figures(g, tq, ty, coarse, shots, "linear, tuned, T by cv", t_cv,

@@ -2,7 +2,7 @@
 [--crop full|center|both] [--size PX] [--[no-]mirror] [--power P] [--color W] [--no-flip] [--no-zoom] [--tta]
 [--cache FILE]
 [--json FILE] [--no-tune] [--tune-blocks N] [--tune-epochs N] [--tune-lr LR] [--tune-variants N] [--[no-]tune-concat]
-[--tune-calibration cv|held-out] [--tune-held-out N] [--tune-seed N] [--tune-compare-concat] [--tune-cache FILE]``
+[--tune-calibration cv|held-out|fold] [--tune-held-out N] [--tune-seed N] [--tune-compare-concat] [--tune-cache FILE]``
 
 Product recognition on real photos (:mod:`carts.offline.product_bench`): DIR laid out like
 ``../shared/datasets/grocery-store`` (``dataset/classes.csv``, the iconic photos, ``dataset/train5.txt``,
@@ -62,7 +62,7 @@ class Command(BaseCommand):
                             help=f"random variants per gallery photo (default {d.variants})")
         parser.add_argument("--tune-concat", action=argparse.BooleanOptionalAction, default=d.concat,
                             help="keep the original tail's features beside the tuned ones")
-        parser.add_argument("--tune-calibration", choices=["cv", "held-out"], default=d.calibration,
+        parser.add_argument("--tune-calibration", choices=["cv", "held-out", "fold"], default=d.calibration,
                             help=f"how the tuned head's temperature is fitted (default {d.calibration})")
         parser.add_argument("--tune-held-out", type=int, default=d.held_out,
                             help=f"held-out random variants per photo for --tune-calibration held-out ({d.held_out})")
