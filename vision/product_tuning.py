@@ -229,8 +229,8 @@ def gallery_samples(embedder: Embedder, sources: Sequence, config: TuningConfig,
             base = EmbeddingCache.key(embedder, s, flip, bool(zooms))
             # the random variants come from one generator per photo: the first k are the same whatever the count
             key = f"{base}|front{cut}|z{','.join(f'{z:g}' for z in zooms)}|s{config.seed}" if base else None
-        hit = cache.get(key) if key else None
-        hit_c = cache.get(key + "|colors") if key else None
+        hit = cache.get(key) if cache is not None and key else None
+        hit_c = cache.get(key + "|colors") if cache is not None and key else None
         if hit is not None and hit_c is not None and len(hit) >= rows + n_random:
             acts.append(hit[:rows + n_random])
             colors.append(hit_c[:rows + n_random])
