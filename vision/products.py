@@ -7,8 +7,9 @@ left-right). A crop is scored against every product either by its best cosine si
 (nearest neighbour: one photo per product is enough) or, once most products have two or more photos, by a linear
 softmax head fitted on the gallery in seconds (:func:`fit_linear_head`, after whitening by the gallery's
 within-class covariance); a temperature-scaled softmax over the class scores gives a probability per product, the
-temperature fitted on held-out gallery photos (:func:`fit_temperature`). A new product needs only its photos; no
-network is trained. ``manage.py bench_products`` measures 1 and 6 photos per product on real photos
+temperature fitted on held-out gallery photos (:func:`fit_temperature`). A new product needs only its photos; a
+linear-head gallery of enough products also fine-tunes the network's last blocks on them (:func:`tune_gallery`,
+:mod:`vision.product_tuning`: a few CPU minutes per build, the tuned weights stored in the gallery). ``manage.py bench_products`` measures 1 and 6 photos per product on real photos
 (docs/recognition.md).
 """
 from __future__ import annotations
