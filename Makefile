@@ -63,7 +63,8 @@ bench-rfid: install
 bench-activity: install
 	$(PY) bench/bench_activity.py $(ARGS)
 
-# which product is in the hand: 1 and 6 catalogue photos per class, on the grocery-store photos (~25 min on this 2-core machine)
+# which product is in the hand: 1 and 6 catalogue photos per class, on the grocery-store photos (~25 min on this 2-core machine;
+# + ~10 CPU min for the gallery fine-tuned as the store builds it: ARGS="--tune-cache /tmp/front13.npz" keeps its activations, ARGS=--no-tune skips it)
 GROCERY ?= ../shared/datasets/grocery-store
 bench-products: install
 	$(PY) manage.py bench_products $(GROCERY) --split test --shots 6 $(ARGS)

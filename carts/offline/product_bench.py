@@ -20,8 +20,10 @@ from pathlib import Path
 import numpy as np
 
 from vision.product_embedder import Embedder, EmbeddingCache, Rejected, embed_many, load_image
-from vision.products import (Gallery, expected_calibration_error, fit_linear_head, fit_temperature, fit_temperature_cv,
-                             fit_temperature_loo, negative_log_likelihood, reliability_table, softmax, topk_hits)
+from vision.product_tuning import TunedTail, TuningConfig, embed_through_front, gallery_samples
+from vision.products import (Gallery, build_gallery, expected_calibration_error, fit_linear_head, fit_temperature,
+                             fit_temperature_cv, gallery_with_tail, fit_temperature_loo, negative_log_likelihood, reliability_table,
+                             softmax, topk_hits)
 
 
 class DatasetError(ValueError):
@@ -146,6 +148,9 @@ class BenchResult:
     ms_latency: float
     rejected: Rejected
     class_names: list[str]
+    tuned_model: str = ""
+    ms_per_crop_tuned: float = float("nan")
+    tuning_cpu_s: float = float("nan")
 
 
 def _coarse_scores(scores: np.ndarray, coarse: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -159,7 +164,8 @@ def _coarse_scores(scores: np.ndarray, coarse: np.ndarray) -> tuple[np.ndarray, 
 
 def run(root: str | Path, *, split: str = "test", shots: int = 6, embedder: Embedder | None = None,
         flip: bool = True, augment: bool = True, tta: bool = False, per_class: int | None = None, progress=None,
-        cache: EmbeddingCache | None = None) -> BenchResult:
+        cache: EmbeddingCache | None = None, tuning: TuningConfig | None = None,
+        tuning_cache: EmbeddingCache | None = None, compare_concat: bool = False) -> BenchResult:
     """Benchmark ``root`` (see module docstring) at 1 and ``shots`` photos per class.
 
     ``flip``: the gallery also holds each photo mirrored; ``augment``: and its centre crops (the embedder's
@@ -167,8 +173,15 @@ def run(root: str | Path, *, split: str = "test", shots: int = 6, embedder: Embe
     mirror's (with the embedder's ``mirror`` each already is);
     ``per_class``: at most this many queries per class (the first ones listed; a quick subset);
     ``progress``: called with a line of text now and then; ``cache``: embeddings of photo files seen before
-    (saved after embedding; a rerun skips the network; the time per crop then counts only photos embedded anew). Raises :class:`DatasetError` (nothing usable),
-    ValueError (``shots`` < 1)."""
+    (saved after embedding; a rerun skips the network; the time per crop then counts only photos embedded anew);
+    ``tuning``: also the row "linear, tuned tail" at ``shots`` (> 1): the gallery the store would build
+    (:func:`vision.products.build_gallery` with this tuning, the iconic photo and the first ``shots`` − 1 extra
+    photos of each class), the queries embedded by its tuned embedder (``tuning_cache``: front activations of
+    photo files seen before, :func:`vision.product_tuning.embed_through_front`; with ``tta`` each averaged with
+    its mirror's). Paired extras of the same tuned tail, rows after it: with ``tuning.calibration`` other than "cv" the
+    same scores under the cross-validated temperature ("T by cv"); with ``compare_concat`` the tail with its
+    ``concat`` the other way (no training; its samples come from ``tuning_cache``, else are computed again).
+    Raises :class:`DatasetError` (nothing usable), ValueError (``shots`` < 1)."""
     if shots < 1:
         raise ValueError(f"shots must be at least 1, got {shots}")
     root = Path(root)
@@ -271,12 +284,84 @@ def run(root: str | Path, *, split: str = "test", shots: int = 6, embedder: Embe
             if t is None:
                 t, how = g.temperature, "default"
             rows.append(_figures(g, q, y, coarse, k, method, t, how, int(sum(counts.values()))))
+    tuned_model, ms_tuned, tune_cpu = "", float("nan"), float("nan")
+    if tuning is not None and shots > 1:
+        photos: dict[str, list] = {name: ([classes.iconic[i]] if classes.iconic[i] is not None else [])
+                                   for i, name in enumerate(classes.names)}
+        for p, row in extra:
+            if len(photos[classes.names[row]]) < shots:
+                photos[classes.names[row]].append(p)
+        say(f"{shots} shots, linear, tuned tail: building the gallery as the store does")
+        t0 = time.process_time()
+        g = build_gallery(embedder, photos, flip=flip, augment=augment, cache=cache, tuning=tuning,
+                          tuning_cache=tuning_cache, progress=say)
+        tune_cpu = time.process_time() - t0
+        tuned = g.embedder_for(embedder)
+        tuned_model = tuned.name
+        say(f"tuned gallery {tuned_model} in {tune_cpu:.0f} CPU s; embedding the queries through its tail")
+        tq, tk = embed_through_front(tuned, [p for p, _ in queries], tuning_cache or EmbeddingCache(), flip=tta)
+        if tuning_cache is not None:
+            tuning_cache.save()
+        if tta:
+            tq = tq[0::2] + tq[1::2]
+            tq /= np.linalg.norm(tq, axis=1, keepdims=True)
+        ty = np.array([queries[i][1] for i in tk])
+        how = {"held-out": "held-out random variants", "fold": "every 5th photo, left out of a second tuning"}.get(
+            tuning.calibration, "5-fold cross-validation over the gallery's photos") if g.tail is not None else \
+            "5-fold cross-validation over the gallery's photos"
+        n_photos = int(g.photos_per_product().sum())
+        rows.append(_figures(g, tq, ty, coarse, shots, "linear, tuned" if g.tail is not None else "linear (untuned)",
+                             g.temperature, how, n_photos))
+        if g.tail is not None and tuning.calibration != "cv":
+            t_cv = fit_temperature_cv(g)
+            if t_cv is not None:
+                rows.append(_figures(g, tq, ty, coarse, shots, "linear, tuned, T by cv", t_cv,
+                                     "5-fold cross-validation over the gallery's photos", n_photos))
+        if g.tail is not None and compare_concat:
+            import dataclasses
+
+            other = dataclasses.replace(tuning, concat=not tuning.concat)
+            sources = [(k, p) for k, label in enumerate(photos) for p in photos[label]]
+            if len(sources) != len(np.unique(g.photo)):
+                raise DatasetError("unreadable gallery photos: the concat comparison needs every one")
+            labels = np.asarray([k for k, _ in sources], np.int64)
+            samples = gallery_samples(embedder, [p for _, p in sources], other, flip=flip, zooms=g.zooms,
+                                      cache=tuning_cache, progress=say)
+            shell = Gallery(labels=g.labels, vectors=np.zeros((len(g.vectors), 1), np.float32), owner=g.owner,
+                            photo=g.photo, model="", zooms=g.zooms)
+            g2 = gallery_with_tail(embedder, shell, samples, labels, TunedTail(g.tail.cut, other.concat, g.tail.state),
+                                   other)
+            tq2, tk2 = embed_through_front(g2.embedder_for(embedder), [p for p, _ in queries],
+                                           tuning_cache or EmbeddingCache(), flip=tta)
+            if tta:
+                tq2 = tq2[0::2] + tq2[1::2]
+                tq2 /= np.linalg.norm(tq2, axis=1, keepdims=True)
+            rows.append(_figures(g2, tq2, np.array([queries[i][1] for i in tk2]), coarse, shots,
+                                 "linear, tuned, " + ("concat" if other.concat else "no concat"), g2.temperature,
+                                 how, n_photos))
+        ims = []
+        for p, _ in queries[:: max(1, len(queries) // 16)][:16]:
+            try:
+                ims.append(load_image(p))
+            except Exception:
+                continue
+        import torch
+
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            t1 = time.thread_time()
+            tuned.embed_arrays(ims)
+            ms_tuned = 1000.0 * (time.thread_time() - t1) / max(1, len(ims))
+        finally:
+            torch.set_num_threads(threads)
     zooms = f" +zoom {','.join(f'{z:g}' for z in embedder.config.zooms)} gallery" if augment else ""
     return BenchResult(model=embedder.name + (" +flip gallery" if flip else "") + zooms + (" +flip query" if tta else ""),
                        split=split, queries=len(y), classes=C, rows=rows,
                        ms_per_crop=1000.0 * cpu / max(1, fresh) if fresh else float("nan"),
                        ms_latency=1000.0 * float(np.median(lat)) if lat else float("nan"),
-                       rejected=rejected, class_names=list(classes.names))
+                       rejected=rejected, class_names=list(classes.names), tuned_model=tuned_model,
+                       ms_per_crop_tuned=ms_tuned, tuning_cpu_s=tune_cpu)
 
 
 def _figures(g: Gallery, q: np.ndarray, y: np.ndarray, coarse: np.ndarray, k: int, method: str, t: float,
@@ -309,7 +394,10 @@ def format_table(r: BenchResult) -> list[str]:
                    f"{s.coarse_top5:>11.3f} {s.temperature:>6.3g} {s.nll:>6.3f} {s.ece:>6.3f}")
     out.append(f"ms per crop on one core: {r.ms_per_crop:.1f} CPU ms (preprocess + forward, batches of "
                f"16), {r.ms_latency:.1f} ms wall for one crop alone")
-    last = r.rows[-1]
+    if r.tuned_model:
+        out.append(f"tuned tail {r.tuned_model}: gallery built and tuned in {r.tuning_cpu_s:.0f} CPU s; "
+                   f"{r.ms_per_crop_tuned:.1f} CPU ms per query crop on one core (batch of 16)")
+    last = next((x for x in r.rows if x.method == "linear, tuned"), r.rows[-1])  # the store's, at the most shots
     out.append(f"calibration at {last.shots} shots, {last.method} (T fitted on {last.temperature_from}): top-1 probability bin → "
                f"share right: " + "; ".join(f"{lo:.1f}–{hi:.1f}: {right:.2f} (n={n})"
                                              for lo, hi, n, right in last.reliability if n))

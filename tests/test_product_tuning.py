@@ -1,0 +1,169 @@
+"""The gallery's fine-tuned tail (vision.product_tuning): stored in the gallery file, carried in the embedder's name
+(other tuned weights are refused), deterministic, the store's switch, and on real grocery-store photos (skipped,
+naming the file, where ../shared/datasets/grocery-store is absent) no worse than the untuned gallery."""
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.conftest import shared_file
+from tests.test_vision_products import GROCERY, _embedder
+from vision import product_embedder as pe
+from vision import product_tuning as pt
+from vision import products as vp
+
+FOUR = {"granny": "Fruit/Apple/Granny-Smith", "banana": "Fruit/Banana", "milk": "Packages/Milk/Arla-Standard-Milk",
+        "oatghurt": "Packages/Oatghurt/Oatly-Natural-Oatghurt"}
+#: small and quick: one epoch, one random variant; min_products lowered (the default, 20, keeps small galleries
+#: untuned)
+QUICK = pt.TuningConfig(min_products=2, epochs=1, variants=1)
+
+
+def _photos(n: int = 3) -> dict[str, list[str]]:
+    src = shared_file(GROCERY).parent
+    return {k: sorted(str(p) for p in (src / "train" / f).glob("*.jpg"))[:n] for k, f in FOUR.items()}
+
+
+@pytest.fixture(scope="module")
+def embedder():
+    return _embedder()
+
+
+@pytest.fixture(scope="module")
+def tuned(embedder):
+    return vp.build_gallery(embedder, _photos(), tuning=QUICK)
+
+
+def test_a_tuned_gallery_round_trips_through_its_file(tmp_path, embedder, tuned):
+    g = tuned
+    assert g.tail is not None and g.head is not None
+    assert g.model == f"{embedder.name}/{g.tail.tag}" and g.tail.tag.startswith("ft13+orig-")
+    assert g.vectors.shape == (48, 2 * pe.NET_DIM + 192)  # tuned + original features, colour
+    back = vp.Gallery.load(g.save(tmp_path / "g.npz"))
+    assert back.tail is not None and back.tail.digest == g.tail.digest and back.model == g.model
+    assert back.tail.cut == 13 and back.tail.concat and set(back.tail.state) == set(g.tail.state)
+    assert np.allclose(back.scores(g.vectors[:4]), g.scores(g.vectors[:4]), atol=1e-4)
+    src = shared_file(GROCERY).parent
+    crops = sorted((src / "test" / FOUR["milk"]).glob("*.jpg"))[:2]
+    like = vp.product_likelihood(back, crops, embedder)  # the untuned embedder: the gallery's tail goes on it
+    assert max(like, key=like.get) == "milk"
+    # the gallery's own vectors are its photos embedded by the tuned embedder, end to end
+    again = back.embedder_for(embedder).embed([_photos()["granny"][0]], flip=True)
+    assert np.allclose((again * g.vectors[:2]).sum(axis=1), 1.0, atol=1e-4)
+    # the benchmark's path (front activations cached, then the tail) gives the same vectors
+    cache = pe.EmbeddingCache()
+    fast, kept = pt.embed_through_front(back.embedder_for(embedder), crops, cache)
+    assert kept == [0, 1] and np.allclose(fast, back.embedder_for(embedder).embed(crops), atol=1e-3)
+    assert np.allclose(pt.embed_through_front(back.embedder_for(embedder), crops, cache)[0], fast)
+    assert cache.hits == 4  # activations and colours of both
+
+
+def test_a_gallery_of_other_tuned_weights_is_refused(tmp_path, embedder, tuned):
+    other = vp.build_gallery(embedder, _photos(), tuning=pt.TuningConfig(min_products=2, epochs=1, variants=1,
+                                                                         seed=1))
+    assert other.tail.digest != tuned.tail.digest and other.model != tuned.model
+    src = shared_file(GROCERY).parent
+    crops = sorted((src / "test" / FOUR["banana"]).glob("*.jpg"))[:1]
+    with pytest.raises(vp.GalleryMismatch, match="rebuild"):
+        vp.product_likelihood(tuned, crops, embedder.with_tail(other.tail))
+    plain = vp.build_gallery(embedder, _photos(), tuning=pt.TuningConfig(enabled=False))
+    assert plain.tail is None and plain.model == embedder.name
+    with pytest.raises(vp.GalleryMismatch):  # an untuned gallery against a tuned embedder
+        vp.product_likelihood(plain, crops, embedder.with_tail(tuned.tail))
+    # weights altered in the file after it was built: the name no longer matches them
+    g = vp.Gallery.load(tuned.save(tmp_path / "g.npz"))
+    g.tail.state["conv_head.weight"] = g.tail.state["conv_head.weight"] * 1.01
+    with pytest.raises(vp.GalleryMismatch):
+        g.check_embedder(embedder)
+
+
+def test_tuning_is_deterministic(embedder, tuned):
+    again = vp.build_gallery(embedder, _photos(), tuning=QUICK)
+    assert again.tail.digest == tuned.tail.digest and again.model == tuned.model
+    assert np.array_equal(again.vectors, tuned.vectors) and again.temperature == tuned.temperature
+    rgb = np.random.default_rng(0).integers(0, 255, (60, 80, 3), np.uint8)
+    a = pt.photo_variants(rgb, flip=True, zooms=(0.6,), random=2, seed=0)
+    b = pt.photo_variants(rgb, flip=True, zooms=(0.6,), random=2, seed=0)
+    assert len(a) == 6 and all(np.array_equal(x, y) for x, y in zip(a, b))
+    assert np.array_equal(a[1], rgb[:, ::-1]) and a[2].shape == (36, 48, 3)
+
+
+def test_one_photo_galleries_small_galleries_and_the_switch_stay_untuned(embedder):
+    one = vp.build_gallery(embedder, _photos(1), tuning=QUICK)
+    assert one.head is None and one.tail is None  # nearest neighbour
+    assert pt.TuningConfig().min_products == 20
+    assert vp.build_gallery(embedder, _photos(2)).tail is None  # 4 products < 20: not tuned by default
+    with pytest.raises(ValueError, match="calibration"):
+        pt.TuningConfig(calibration="nope")
+    with pytest.raises(ValueError, match="blocks"):
+        pt.TuningConfig(blocks=0)
+
+
+def test_the_store_switch_and_the_refresh(tmp_path, settings, monkeypatch, tuned):
+    """``PRODUCT_TUNING`` off: a tuned gallery is rebuilt (untuned) when the store worker starts; on: a tuned one of
+    enough products is left alone, an untuned one of enough products rebuilt."""
+    from vision import product_service, tasks
+
+    queued = []
+    monkeypatch.setattr(tasks, "_queue_gallery_rebuild", lambda code, delay: queued.append(code))
+    path = tuned.save(tmp_path / "g.npz")
+    settings.VISION = {"PRODUCT_GALLERY": str(path), "PRODUCT_CACHE": str(tmp_path / "c.npz"),
+                       "PRODUCT_TUNING": False}
+    assert product_service.tuning_config().enabled is False
+    assert product_service.product_gallery().model == tuned.model  # readable: the tail is in the file
+    assert tasks.product_gallery_refresh("S1") is True and queued == ["S1"]
+    settings.VISION = {**settings.VISION, "PRODUCT_TUNING": True}
+    monkeypatch.setattr(tasks, "tuning_config", lambda: pt.TuningConfig(min_products=2))
+    assert tasks.product_gallery_refresh("S1") is False and queued == ["S1"]
+
+
+# ------------------------------------------------------------------------------------- real photos, held out
+#: confusable packages: Arla's milks, sour cream and milk, yoghurts (class ids of classes.csv)
+PACKAGES = (38, 39, 40, 41, 46, 47, 53, 55)
+
+
+@pytest.fixture(scope="module")
+def packages(tmp_path_factory) -> Path:
+    """A grocery-store-like folder of the ``PACKAGES`` classes: iconic photos, 5 extra each, 4 test photos each."""
+    src = shared_file(GROCERY).parent
+    root = tmp_path_factory.mktemp("packages")
+    ds = root / "dataset"
+    ds.mkdir()
+    with open(src / "classes.csv", newline="") as fh:
+        rows = list(csv.reader(fh))
+    keep = [r for r in rows[1:] if int(r[1]) in PACKAGES]
+    buf = io.StringIO()
+    csv.writer(buf).writerows([rows[0], *keep])
+    (ds / "classes.csv").write_text(buf.getvalue())
+    for r in keep:
+        (ds / r[4].strip().lstrip("/")).parent.mkdir(parents=True, exist_ok=True)
+        (ds / r[4].strip().lstrip("/")).symlink_to(src / r[4].strip().lstrip("/"))
+    for name, per in (("train5", 5), ("test", 4)):
+        seen: dict[int, int] = {}
+        lines = []
+        for line in (src / f"{name}.txt").read_text().splitlines():
+            rel, fine = line.split(",")[0].strip(), int(line.split(",")[1])
+            if fine in PACKAGES and seen.get(fine, 0) < per:
+                seen[fine] = seen.get(fine, 0) + 1
+                (ds / rel).parent.mkdir(parents=True, exist_ok=True)
+                (ds / rel).symlink_to(src / rel)
+                lines.append(line)
+        (ds / f"{name}.txt").write_text("\n".join(lines) + "\n")
+    return root
+
+
+def test_the_tuned_gallery_scores_held_out_photos_at_least_as_well(packages, embedder):
+    from carts.offline.product_bench import run
+
+    r = run(packages, split="test", shots=6, embedder=embedder,
+            tuning=pt.TuningConfig(min_products=2, epochs=2, variants=1))
+    rows = {(x.shots, x.method): x for x in r.rows}
+    plain, tuned = rows[6, "linear"], rows[6, "linear, tuned"]
+    print(f"untuned {plain.top1:.3f}, tuned {tuned.top1:.3f}")
+    assert r.queries == 32 and tuned.gallery_photos == 48 and r.tuned_model.startswith(embedder.name + "/ft13")
+    assert tuned.top1 >= plain.top1 and tuned.top1 >= 0.5, (tuned.top1, plain.top1)
+    assert tuned.confusion.sum() == 32 and 0.05 <= tuned.temperature <= 20
