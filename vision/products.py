@@ -22,7 +22,7 @@ from typing import Iterable, Mapping, Sequence
 import numpy as np
 
 from .product_embedder import Embedder, EmbeddingCache, Rejected, embed_many, unit
-from .product_tuning import TunedTail, TuningConfig
+from .product_tuning import TunedTail, TuningConfig, TuningSamples, gallery_samples, train_tail
 
 DEFAULT_TEMPERATURE = 0.05   # nearest neighbour's, fitted leave-one-out on the grocery-store gallery (bench_products)
 
@@ -261,8 +261,6 @@ def tune_gallery(embedder: Embedder, gallery: Gallery, sources: Sequence[tuple[i
     temperature as ``config.calibration`` says (or ``temperature`` when there are too few photos to fit one).
     Costs the front once per variant and view, then ``config.epochs`` passes of the tail over them (CPU minutes for
     hundreds of photos: docs/recognition.md). Raises :class:`vision.product_embedder.ModelUnavailable`."""
-    from .product_tuning import gallery_samples, train_tail
-
     zooms = gallery.zooms
     labels = np.asarray([k for k, _ in sources], np.int64)
     samples = gallery_samples(embedder, [s for _, s in sources], config, flip=flip, zooms=zooms, cache=cache,
@@ -299,8 +297,6 @@ def tuned_temperature(gallery: Gallery, embedder: Embedder, samples, labels: np.
     ``config.held_out`` random variants of each photo that training left out (after the training ones); "fold", a
     second tail trained without every 5th photo, the head fitted without them, the temperature fitted on them (the
     photos neither saw: one more training). None when there is too little to fit on."""
-    from .product_tuning import TuningSamples, train_tail
-
     tuned = embedder.with_tail(gallery.tail) if gallery.tail is not None else embedder
     if config.calibration == "fold":
         fold = np.arange(len(labels)) % 5 == 0
