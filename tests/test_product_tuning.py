@@ -167,3 +167,31 @@ def test_the_tuned_gallery_scores_held_out_photos_at_least_as_well(packages, emb
     assert r.queries == 32 and tuned.gallery_photos == 48 and r.tuned_model.startswith(embedder.name + "/ft13")
     assert tuned.top1 >= plain.top1 and tuned.top1 >= 0.5, (tuned.top1, plain.top1)
     assert tuned.confusion.sum() == 32 and 0.05 <= tuned.temperature <= 20
+
+
+def test_a_damaged_tuned_gallery_file_is_refused_with_the_reason(tmp_path):
+    """A gallery file cut short, with bytes of its tail changed, or with tail weights of another shape than those
+    its vectors were made with, is a ValueError naming why (the recogniser counts "gallery unreadable" and the
+    store decides on weight and hands; the refresh rebuilds it), never a zipfile error escaping the loop."""
+    import zipfile
+
+    rng = np.random.default_rng(0)
+    tail = pt.TunedTail(14, False, {"conv_head.weight": rng.normal(size=(64, 32, 1, 1)).astype(np.float32)})
+    g = vp.Gallery(labels=np.array(["a", "b"], dtype=object), vectors=rng.normal(size=(4, 8)).astype(np.float32),
+                   owner=np.array([0, 0, 1, 1]), photo=np.arange(4), model=f"efficientnet-lite0@224/x/{tail.tag}",
+                   tail=tail)
+    path = g.save(tmp_path / "gallery.npz")
+    assert vp.Gallery.load(path).tail.tag == tail.tag  # intact: loads
+    data = path.read_bytes()
+    (tmp_path / "cut.npz").write_bytes(data[:len(data) // 2])
+    info = zipfile.ZipFile(path).getinfo("tail.conv_head.weight.npy")
+    at = info.header_offset + 30 + len(info.filename) + len(info.extra) + 100
+    (tmp_path / "crc.npz").write_bytes(data[:at] + bytes(40) + data[at + 40:])
+    other = pt.TunedTail(14, False, {"conv_head.weight": rng.normal(size=(64, 16, 1, 1)).astype(np.float32)})
+    vp.Gallery(labels=g.labels, vectors=g.vectors, owner=g.owner, photo=g.photo, model=g.model,
+               tail=other).save(tmp_path / "shape.npz")
+    for name, why in (("cut", "damaged"), ("crc", "damaged"), ("shape", "not those its vectors were made with")):
+        with pytest.raises(ValueError, match=why):
+            vp.Gallery.load(tmp_path / f"{name}.npz")
+    with pytest.raises(FileNotFoundError):
+        vp.Gallery.load(tmp_path / "none.npz")

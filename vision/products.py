@@ -15,6 +15,8 @@ linear-head gallery of enough products also fine-tunes the network's last blocks
 from __future__ import annotations
 
 import math
+import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
@@ -163,18 +165,30 @@ class Gallery:
 
     @classmethod
     def load(cls, path: str | Path) -> "Gallery":
-        """Read a gallery written by :meth:`save`. Raises FileNotFoundError, ValueError (not a gallery)."""
+        """Read a gallery written by :meth:`save`. Raises FileNotFoundError, ValueError (not a gallery: a key
+        missing, a damaged or truncated file, or a tuned tail whose weights are not those its vectors were made
+        with, :attr:`TunedTail.tag` against :attr:`model`)."""
         try:
             with np.load(Path(path), allow_pickle=False) as z:
                 head = (LinearHead(z["head_center"], z["head_w"], z["head_b"], float(z["head_scale"]),
                                    z["head_whiten"] if "head_whiten" in z.files else None)
                         if "head_w" in z.files else None)
                 zooms = tuple(float(x) for x in z["zooms"]) if "zooms" in z.files else ()
-                return cls(labels=z["labels"].astype(object), vectors=z["vectors"], owner=z["owner"],
-                           photo=z["photo"], model=str(z["model"]), temperature=float(z["temperature"]), head=head,
-                           zooms=zooms, tail=TunedTail.from_arrays(z))
+                g = cls(labels=z["labels"].astype(object), vectors=z["vectors"], owner=z["owner"],
+                        photo=z["photo"], model=str(z["model"]), temperature=float(z["temperature"]), head=head,
+                        zooms=zooms, tail=TunedTail.from_arrays(z))
         except KeyError as exc:
             raise ValueError(f"{path} is not a product gallery (missing {exc})") from None
+        except (zipfile.BadZipFile, zlib.error, EOFError) as exc:  # truncated, or bytes changed (a CRC)
+            raise ValueError(f"{path} is damaged ({type(exc).__name__}: {exc})") from None
+        except OSError as exc:
+            if isinstance(exc, FileNotFoundError):
+                raise
+            raise ValueError(f"{path} is not readable ({exc})") from None
+        if g.tail is not None and not g.model.endswith("/" + g.tail.tag):
+            raise ValueError(f"{path}: its tuned tail's weights ({g.tail.tag}) are not those its vectors were made "
+                             f"with ({g.model}): damaged")
+        return g
 
 
 def softmax(scores: np.ndarray, temperature: float) -> np.ndarray:
