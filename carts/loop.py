@@ -282,6 +282,7 @@ class StoreLoop(ShelfIntake, TrackBinding, CheckoutGate):
         of the party's first member when this visit joined a party (their carts are one for put-backs)."""
         self.entries[track] = float(t)
         self.exits.pop(track, None)
+        self._billed.pop(track, None)  # a new visit on a track checked out before: its events are its cart's
         if party_lead is not None and party_lead != track:
             self.party_of[track] = self.party_of.get(party_lead, party_lead)
         self.stats.visits += 1

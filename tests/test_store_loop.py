@@ -409,3 +409,11 @@ def test_an_event_naming_a_shopper_already_checked_out_goes_to_review_not_to_the
     assert loop.stats.after_bill == 1
     assert sink.carts[track] == cart  # nothing added to the closed cart
     assert [r[3] for r in sink.rows[rows:]] == ["review"]
+    assert track in loop._billed
+    loop.on_entry(track=track, t=loop.now)  # the track bound to a visit again: no longer checked out
+    assert track not in loop._billed
+    # 120 s after its (new) exit the loop forgets it, the checkout's mark with it
+    loop.on_exit(track=track, t=loop.now)
+    for _ in range(200):
+        loop.advance(loop.now + 1.0)
+    assert track not in loop.exits and not loop._billed
