@@ -34,6 +34,7 @@ import numpy as np
 from sensors import weight
 from sensors.rfid import TagEvent
 from store.recording import TrackObservations
+from vision.identity import REPAIR_LOOKBACK_S
 from vision.identity_frames import BodyFrames, FramedBodies
 
 from .chunks import ChunkStore, ChunkPickler, ChunkUnpickler
@@ -103,13 +104,19 @@ class StoreLoop(ShelfIntake, TrackBinding, CheckoutGate):
 
     ``planogram``: facings and unit weights of the whole store (``sensors.weight.Planogram``); ``bins``: bin
     geometry (metres, store coordinates); ``sink``: where outputs go (:class:`LoopSink`); ``fusion``/``detector``/
-    ``config``: knobs. Raises KeyError from fusion when an event names a bin missing from ``bins``.
+    ``config``: knobs. Raises KeyError from fusion when an event names a bin missing from ``bins``; ValueError when
+    ``config.lookback_s`` keeps no more than the id-switch repair reads before an event (``fusion.pad_s`` +
+    ``vision.identity.REPAIR_LOOKBACK_S``, with ``fusion.repair_id_switches``): its frames would be pruned first.
     """
 
     def __init__(self, *, planogram: weight.Planogram, bins: BinGeometry, sink: LoopSink,
                  fusion: FusionConfig = FusionConfig(), detector: weight.DetectorConfig | None = None,
                  config: LoopConfig = LoopConfig()) -> None:
         # the state's types and meanings: carts.loop_state.LoopState
+        if fusion.repair_id_switches and config.lookback_s <= fusion.pad_s + REPAIR_LOOKBACK_S:
+            raise ValueError(f"LoopConfig.lookback_s {config.lookback_s:g} s must exceed fusion's pad_s "
+                             f"{fusion.pad_s:g} s + the id-switch repair's {REPAIR_LOOKBACK_S:g} s of frames "
+                             "(it reads them before each event; the billing grid needs the margin)")
         self.planogram = planogram
         self.bins = bins
         self.sink = sink

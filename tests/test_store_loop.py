@@ -417,3 +417,18 @@ def test_an_event_naming_a_shopper_already_checked_out_goes_to_review_not_to_the
     for _ in range(200):
         loop.advance(loop.now + 1.0)
     assert track not in loop.exits and not loop._billed
+
+
+def test_a_look_back_shorter_than_the_id_switch_repair_reads_is_refused(sim):
+    """``LoopConfig.lookback_s`` must keep more than ``pad_s`` + ``REPAIR_LOOKBACK_S`` of frames before the oldest
+    undecided event (the repair reads them, the billing grid floors into the margin): a loop configured with less
+    is refused at once, not left to decide on pruned frames; without the repair it is allowed."""
+    from vision.identity import REPAIR_LOOKBACK_S
+
+    kw = dict(planogram=planogram_from_store(sim.store), bins=BinGeometry.from_store(sim.store), sink=MemorySink([]))
+    short = LoopConfig(lookback_s=FusionConfig.pad_s + REPAIR_LOOKBACK_S)
+    with pytest.raises(ValueError, match="lookback_s"):
+        StoreLoop(**kw, config=short)
+    StoreLoop(**kw, config=short, fusion=FusionConfig(repair_id_switches=False))
+    assert LoopConfig.lookback_s - FusionConfig.pad_s - REPAIR_LOOKBACK_S > 0
+    StoreLoop(**kw)
