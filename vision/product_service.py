@@ -9,7 +9,7 @@ photo. Settings (``settings.VISION``, merged over these defaults): ``PRODUCT_MOD
 ``var/products/gallery.npz``), ``PRODUCT_CACHE`` (the embedding cache, ``var/products/embeddings.npz``),
 ``PRODUCT_TUNING`` (True: a gallery with enough photos per product for the linear head, of at least
 ``TuningConfig.min_products`` products, fine-tunes the embedder's last blocks on its photos,
-:mod:`vision.product_tuning`, a few CPU minutes per rebuild of hundreds of photos; False: never;
+:mod:`vision.product_tuning`, ≈ 8.5 CPU minutes per rebuild of 486 photos, none of it cached: docs/recognition.md; False: never;
 ``$WALKOUT_PRODUCT_TUNING=0`` turns it off).
 """
 from __future__ import annotations
