@@ -195,3 +195,40 @@ def test_a_damaged_tuned_gallery_file_is_refused_with_the_reason(tmp_path):
             vp.Gallery.load(tmp_path / f"{name}.npz")
     with pytest.raises(FileNotFoundError):
         vp.Gallery.load(tmp_path / "none.npz")
+
+
+def test_the_fold_temperature_scores_no_product_whose_only_photo_is_in_the_fold(monkeypatch):
+    """"fold" calibration scores every 5th photo with a head fitted without them: a product with one photo among
+    others whose photo falls in that fold has no class in the head (−30), and would push the temperature up; like
+    ``fit_temperature_cv`` it scores only products with a photo outside the fold, so adding such products leaves the
+    temperature as it was. The tail and its vectors are stood in for (the activations are the vectors): no torch."""
+    dim, rows = 32, 2
+    centres = np.random.default_rng(3).normal(size=(40, dim))
+
+    class Tuned:
+        def embed_activations(self, acts, colors):
+            return vp.unit(np.asarray(acts, np.float64).reshape(len(acts), -1))
+
+    class Base:
+        def with_tail(self, tail):
+            return Tuned()
+
+    monkeypatch.setattr(vp, "train_tail", lambda *a, **k: pt.TunedTail(0, False))
+
+    def temperature(labels: np.ndarray, n_classes: int) -> float:
+        noise = np.random.default_rng(4).normal(size=(len(labels), rows, dim))
+        acts = centres[labels][:, None] + 1.2 * noise
+        samples = pt.TuningSamples(acts.astype(np.float32), np.zeros((len(labels), rows, 1), np.float32), rows)
+        g = vp.Gallery(labels=np.array([f"p{i}" for i in range(n_classes)], dtype=object),
+                       vectors=np.zeros((len(labels) * rows, dim), np.float32), owner=np.repeat(labels, rows),
+                       photo=np.repeat(np.arange(len(labels)), rows), model="m", tail=pt.TunedTail(0, False))
+        return vp.tuned_temperature(g, Base(), samples, labels, pt.TuningConfig(calibration="fold"))
+
+    many = np.repeat(np.arange(30), 5)  # 30 products of 5 photos: 30 photos in the fold
+    mixed = np.empty(len(many) + 10, np.int64)  # and 10 products of one photo, each where the fold takes it
+    lone = np.arange(0, 50, 5)
+    mixed[lone] = np.arange(30, 40)
+    mixed[np.setdiff1d(np.arange(len(mixed)), lone)] = many
+    base_t = temperature(many, 30)
+    mixed_t = temperature(mixed, 40)
+    assert mixed_t < 1.5 * base_t, (base_t, mixed_t)  # before: 20, the bound

@@ -314,7 +314,10 @@ def tuned_temperature(gallery: Gallery, embedder: Embedder, samples, labels: np.
     tuned = embedder.with_tail(gallery.tail) if gallery.tail is not None else embedder
     if config.calibration == "fold":
         fold = np.arange(len(labels)) % 5 == 0
-        if fold.sum() < MIN_LOO_QUERIES:
+        # scored: the fold's photos of products with a photo outside it (as fit_temperature_cv, products of two or
+        # more photos): a product's only photo has no class in that head, and its −30 logit would inflate T
+        scored = fold & (np.bincount(labels[~fold], minlength=len(gallery.labels))[labels] > 0)
+        if scored.sum() < MIN_LOO_QUERIES:
             return fit_temperature_cv(gallery)
         sub = TuningSamples(samples.acts[~fold], samples.colors[~fold], samples.rows)
         other = embedder.with_tail(train_tail(embedder, sub, labels[~fold], len(gallery.labels), config))
@@ -323,7 +326,8 @@ def tuned_temperature(gallery: Gallery, embedder: Embedder, samples, labels: np.
                                        samples.colors[:, :samples.rows].reshape(-1, samples.colors.shape[-1]))
         owner, held = np.repeat(labels, samples.rows), np.repeat(fold, samples.rows)
         head = fit_linear_head(vecs[~held], owner[~held], len(gallery.labels))
-        return fit_temperature(head.logits(vecs[held]), owner[held], bounds=(0.05, 20.0))
+        query = np.repeat(scored, samples.rows)
+        return fit_temperature(head.logits(vecs[query]), owner[query], bounds=(0.05, 20.0))
     if config.calibration == "held-out" and config.held_out:
         lo = samples.rows + config.variants
         held = samples.acts[:, lo:lo + config.held_out]
