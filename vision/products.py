@@ -155,11 +155,11 @@ class Gallery:
                                              "head_b": self.head.b, "head_scale": np.asarray(self.head.scale)}
         if self.head is not None and self.head.whiten is not None:
             head["head_whiten"] = self.head.whiten
-        tail = self.tail.arrays() if self.tail is not None else {}
-        np.savez_compressed(tmp, labels=np.asarray(self.products, dtype=str), vectors=self.vectors,
-                            owner=self.owner, photo=self.photo, model=np.asarray(self.model),
-                            temperature=np.asarray(self.temperature), zooms=np.asarray(self.zooms, np.float64),
-                            **head, **tail)
+        arrays: dict[str, np.ndarray] = {
+            "labels": np.asarray(self.products, dtype=str), "vectors": self.vectors, "owner": self.owner,
+            "photo": self.photo, "model": np.asarray(self.model), "temperature": np.asarray(self.temperature),
+            "zooms": np.asarray(self.zooms, np.float64), **head, **(self.tail.arrays() if self.tail else {})}
+        np.savez_compressed(tmp, **arrays)  # type: ignore[arg-type]  # numpy's stub: **kwds as allow_pickle
         tmp.replace(path)
         return path
 
@@ -335,6 +335,8 @@ def tuned_temperature(gallery: Gallery, embedder: Embedder, samples, labels: np.
         if held.shape[1] < config.held_out:
             raise ValueError(f"the samples hold {held.shape[1]} held-out variants, not {config.held_out}")
         q = tuned.embed_activations(held.reshape(-1, *held.shape[2:]), colors.reshape(-1, colors.shape[-1]))
+        if gallery.head is None:
+            raise ValueError("held-out calibration needs the gallery's linear head")
         return fit_temperature(gallery.head.logits(q), np.repeat(labels, config.held_out), bounds=(0.05, 20.0))
     return fit_temperature_cv(gallery)
 
