@@ -214,7 +214,7 @@ class StoreLoop(ShelfIntake, TrackBinding, CheckoutGate):
         loop.__dict__.setdefault("_tag_events", [])  # a checkpoint of the code before RFID
         loop.__dict__.setdefault("_exit_reads", [])
         loop.__dict__.setdefault("_bill_waits", {})  # a checkpoint of the code before billing's timings
-        loop.__dict__.setdefault("_billed", {})  # … before early checkouts
+        loop.__dict__.setdefault("_billed", {})  # … before the checked-out marks
         loop.bill_timings = deque(maxlen=1000)
         loop.sink, loop.planogram, loop.bins, loop._planograms, loop._open = sink, planogram, bins, {}, None
         loop._involved = {}
