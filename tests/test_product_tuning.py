@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from carts.offline.product_bench import embed_through_front
 from tests.conftest import shared_file
 from tests.test_vision_products import GROCERY, _embedder
 from vision import product_embedder as pe
@@ -56,9 +57,9 @@ def test_a_tuned_gallery_round_trips_through_its_file(tmp_path, embedder, tuned)
     assert np.allclose((again * g.vectors[:2]).sum(axis=1), 1.0, atol=1e-4)
     # the benchmark's path (front activations cached, then the tail) gives the same vectors
     cache = pe.EmbeddingCache()
-    fast, kept = pt.embed_through_front(back.embedder_for(embedder), crops, cache)
+    fast, kept = embed_through_front(back.embedder_for(embedder), crops, cache)
     assert kept == [0, 1] and np.allclose(fast, back.embedder_for(embedder).embed(crops), atol=1e-3)
-    assert np.allclose(pt.embed_through_front(back.embedder_for(embedder), crops, cache)[0], fast)
+    assert np.allclose(embed_through_front(back.embedder_for(embedder), crops, cache)[0], fast)
     assert cache.hits == 4  # activations and colours of both
 
 

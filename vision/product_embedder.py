@@ -169,6 +169,9 @@ class Embedder:
     def __init__(self, config: EmbedderConfig = EmbedderConfig(), tail: "TunedTail | None" = None) -> None:
         self.config = config
         self.tail = tail
+        #: the tail's part of :attr:`name` (its digest hashes every weight: ~5 ms, so once, here; the tail's
+        #: weights are read once too, by :meth:`tail_net`)
+        self._tail_tag = f"/{tail.tag}" if tail is not None else ""
         self._net = None
         self._tail_net = None
         self._base: Embedder | None = None
@@ -188,7 +191,7 @@ class Embedder:
         embedder, or with other tuned weights, do not match)."""
         c = self.config
         return (f"{c.model}@{c.size}/{c.crop}" + ("/mirror" if c.mirror else "") + f"/p{c.power:g}"
-                + (f"/c{c.color:g}" if c.color else "") + (f"/{self.tail.tag}" if self.tail is not None else ""))
+                + (f"/c{c.color:g}" if c.color else "") + self._tail_tag)
 
     @property
     def parts(self) -> int:

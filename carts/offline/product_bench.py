@@ -12,15 +12,17 @@ are counted with their reason and left out; the rest goes on. Plain Python, no D
 from __future__ import annotations
 
 import csv
+import hashlib
 import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
-from vision.product_embedder import Embedder, EmbeddingCache, Rejected, embed_many, load_image
-from vision.product_tuning import TunedTail, TuningConfig, embed_through_front, gallery_samples
+from vision.product_embedder import BadImage, Embedder, EmbeddingCache, Rejected, embed_many, load_image
+from vision.product_tuning import TunedTail, TuningConfig, front_activations, gallery_samples
 from vision.products import (Gallery, build_gallery, expected_calibration_error, fit_linear_head, fit_temperature,
                              fit_temperature_cv, gallery_with_tail, fit_temperature_loo, negative_log_likelihood, reliability_table,
                              softmax, topk_hits)
@@ -177,7 +179,7 @@ def run(root: str | Path, *, split: str = "test", shots: int = 6, embedder: Embe
     ``tuning``: also the row "linear, tuned tail" at ``shots`` (> 1): the gallery the store would build
     (:func:`vision.products.build_gallery` with this tuning, the iconic photo and the first ``shots`` − 1 extra
     photos of each class), the queries embedded by its tuned embedder (``tuning_cache``: front activations of
-    photo files seen before, :func:`vision.product_tuning.embed_through_front`; with ``tta`` each averaged with
+    photo files seen before, :func:`embed_through_front`; with ``tta`` each averaged with
     its mirror's). Paired extras of the same tuned tail, rows after it: with ``tuning.calibration`` other than "cv" the
     same scores under the cross-validated temperature ("T by cv"); with ``compare_concat`` the tail with its
     ``concat`` the other way (no training; its samples come from ``tuning_cache``, else are computed again).
@@ -408,3 +410,41 @@ def format_table(r: BenchResult) -> list[str]:
         out.append(f"  {src}: {reason}")
     out.append(f"top1 {last.top1:.4f} {last.coarse_top1:.4f}")  # the default: linear head at the most shots
     return out
+
+
+def embed_through_front(embedder: Embedder, sources: Sequence, cache: EmbeddingCache, *, flip: bool = False,
+                        rejected=None) -> tuple[np.ndarray, list[int]]:
+    """Like :func:`vision.product_embedder.embed_many` (no centre crops) for a tuned embedder, keeping each photo
+    file's front activations and colour part in ``cache`` (float16, keyed by the untuned embedder's name, the cut
+    and the file's bytes): embedders with other tails of the same cut then only run their tail. The benchmark's
+    queries (``manage.py bench_products``); the vectors equal :meth:`Embedder.embed_arrays`' to float16 rounding of
+    the activations. With ``flip``, each photo's row then its mirror's."""
+    if embedder.tail is None:
+        raise ValueError("embed_through_front needs a tuned embedder")
+    base = embedder._base or embedder
+    acts, colors, kept = [], [], []
+    for i, s in enumerate(sources):
+        try:
+            digest = hashlib.sha256(Path(s).read_bytes()).hexdigest()
+        except OSError:
+            digest = None
+        key = f"{base.name}|front{embedder.cut}|{int(flip)}|{digest}" if digest else None
+        a, c = cache.get(key), cache.get(key + "|colors") if key else None
+        if a is None or c is None:
+            try:
+                rgb = load_image(s)
+            except BadImage as exc:
+                if rejected is not None:
+                    rejected.add(exc.source, exc.reason)
+                continue
+            ims = [rgb, np.ascontiguousarray(rgb[:, ::-1])] if flip else [rgb]
+            a, c = front_activations(embedder, ims, embedder.cut), embedder.colors(ims).astype(np.float32)
+            if key:
+                cache.put(key, a)
+                cache.put(key + "|colors", c)
+        acts.append(a)
+        colors.append(c)
+        kept.append(i)
+    if not kept:
+        return np.zeros((0, embedder.dim), np.float32), []
+    return embedder.embed_activations(np.concatenate(acts), np.concatenate(colors)), kept
