@@ -169,7 +169,7 @@ def run(shoppers: int, minutes: float, seed: int, profile: bool, rooms: int = 1,
         with connection.execute_wrapper(counted):
             while worker.step(block_ms=0):
                 watch()
-            if time.monotonic() - worker._last_checkpoint >= worker.checkpoint_every_s:
+            if time.monotonic() - worker._last_checkpoint >= worker.checkpoint_due_s():
                 worker.checkpoint()
         if profiling:
             prof.disable()

@@ -42,6 +42,7 @@ from django.utils import timezone
 from sensors.services import planogram_for
 from store.gates.models import Visit
 from store.layout.models import Store, Zone
+from store.pushes import pushes_in_background
 from vision.hand_crops import HandCropStore
 from vision.tasks import product_gallery_refresh
 
@@ -108,6 +109,11 @@ class StoreWorker:
     #: wall seconds: a step longer than this is logged (INFO) with where its time went — reading, applying, advancing,
     #: the worker's own CPU against the wall (the rest is waiting: the database, Redis, the broker, other processes)
     SLOW_STEP_S = 1.0
+    #: share of the wall time checkpoints may take: the next comes ``checkpoint_every_s`` after the last, or later,
+    #: when the last took more than this share of that (a 200-shopper store's 29 MB state pickled every 2 s was 7 % of
+    #: the worker's wall time at its exodus, py-spy: docs/store-worker-load.md, fifteenth pass). A restart re-reads
+    #: the records since the last checkpoint, so this bounds what a crash costs in time, not what it loses.
+    CHECKPOINT_SHARE = 0.03
 
     def __init__(self, store_code: str, *, bus_: Any = None, session: str | None = None,
                  checkpoint_every_s: float = 2.0, source_down_s: float = 5.0, lease_s: float = 5.0,
@@ -127,6 +133,7 @@ class StoreWorker:
         self.sources: dict[str, list[float]] = {}  # source → [latest t, wall time it came]
         self.down: set[str] = set()
         self._last_checkpoint = 0.0
+        self._checkpoint_took = 0.0  # wall seconds the last checkpoint took
         self._chunks: set[str] = set()  # keys of the observation chunks the saved checkpoint refers to
         #: monotonic s of the latest read of the streams: a source's silence is measured up to the last time this
         #: worker looked, so a long step of its own (a first JIT compile, a slow database) is not a source's silence
@@ -249,9 +256,15 @@ class StoreWorker:
             self.bus.ack(self.store.code, self.offsets)
         self.stats.checkpoints += 1
         self._last_checkpoint = time.monotonic()
+        self._checkpoint_took = self._last_checkpoint - t_begin
         if self._last_checkpoint - t_begin > self.SLOW_STEP_S:
             log.info("store %s: slow checkpoint, %.2f s wall (%d bytes)", self.store.code,
                      self._last_checkpoint - t_begin, len(data))
+
+    def checkpoint_due_s(self) -> float:
+        """Wall seconds from the last checkpoint to the next: ``checkpoint_every_s``, or the last one's duration over
+        :attr:`CHECKPOINT_SHARE` where that is longer."""
+        return max(self.checkpoint_every_s, self._checkpoint_took / self.CHECKPOINT_SHARE)
 
     def run(self, *, max_seconds: float | None = None, idle_exit_s: float | None = None,
             standby_poll_s: float = 0.5) -> WorkerStats:
@@ -264,6 +277,7 @@ class StoreWorker:
                 return self.stats
         log.info("store %s: worker %s is active", self.store.code, self.owner)
         self._start()
+        pushes_in_background(True)  # the step hands its cart pushes to a thread and goes on (store.pushes)
         last_record = None
         lost = threading.Event()
         renewer = threading.Thread(target=self._renew, args=(lost,), name=f"lease-{self.store.code}", daemon=True)
@@ -282,12 +296,13 @@ class StoreWorker:
                 elif idle_exit_s is not None and last_record is not None and \
                         time.monotonic() - last_record >= idle_exit_s:
                     break
-                if time.monotonic() - self._last_checkpoint >= self.checkpoint_every_s and not lost.is_set():
+                if time.monotonic() - self._last_checkpoint >= self.checkpoint_due_s() and not lost.is_set():
                     self.checkpoint()
                     close_old_connections()
             if not lost.is_set():
                 self.checkpoint()
         finally:
+            pushes_in_background(False)  # what was handed over is sent first
             self.stop.set()
             renewer.join(self.lease_s)
             self.bus.release(self.store.code, self.owner)

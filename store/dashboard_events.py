@@ -7,13 +7,10 @@ delays a refresh until the next one.
 """
 from __future__ import annotations
 
-import logging
-
-from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.db import transaction
 
-log = logging.getLogger(__name__)
+from .pushes import send_groups
 
 #: Channels group of every open dashboard (``^[a-zA-Z0-9._-]+$``, < 100 chars).
 DASHBOARD_GROUP = "dashboard"
@@ -35,9 +32,6 @@ def dashboard_notify(*, reason: str, store_id: int | None = None) -> None:
         layer = get_channel_layer()
         if layer is None:
             return
-        try:
-            async_to_sync(layer.group_send)(DASHBOARD_GROUP, message)
-        except Exception:  # the live refresh is best-effort
-            log.exception("could not notify the dashboards (%s)", message["reason"])
+        send_groups(layer, [(0, DASHBOARD_GROUP, message)])  # best effort; the store worker's from its sender thread
 
     transaction.on_commit(send)

@@ -419,3 +419,33 @@ def test_a_long_advance_goes_in_slices_and_pushes_carts_as_it_goes(store, monkey
     events.clear()
     pipeline.advance(loop.now + 0.4, slice_s=0.5, push_every_s=0.0)
     assert [kind for kind, _ in events] == ["advance", "push"]  # one call; the batch's end pushes the cart
+
+
+def test_checkpoints_take_at_most_their_share_of_the_workers_time_and_pushes_go_from_a_thread(store, monkeypatch):
+    """``run`` checkpoints ``checkpoint_every_s`` after the last checkpoint, or later where the last one took more
+    than ``CHECKPOINT_SHARE`` of that (a big store's state pickled every 2 s was 7 % of the worker's time at its
+    exodus); while it runs, cart pushes go from a thread of their own (``store.pushes``), and after it they are
+    inline again."""
+    from store import pushes
+
+    bus = MemoryBus()
+    saved = bus.save_checkpoint
+
+    def slow_save(code, data):  # a 30 ms checkpoint: due every 1 s at a 3 % share, not every 50 ms
+        time.sleep(0.03)
+        saved(code, data)
+
+    monkeypatch.setattr(bus, "save_checkpoint", slow_save)
+    worker = StoreWorker(store.code, bus_=bus, checkpoint_every_s=0.05)
+    senders = []
+    step = worker.step
+
+    def spy_step(**kw):
+        senders.append(pushes._background)
+        return step(**kw)
+
+    monkeypatch.setattr(worker, "step", spy_step)
+    stats = worker.run(max_seconds=0.8)
+    assert 2 <= stats.checkpoints <= 3  # at 50 ms apart it would be ~10
+    assert worker.checkpoint_due_s() >= 0.03 / worker.CHECKPOINT_SHARE
+    assert senders and all(s is not None for s in senders) and pushes._background is None

@@ -5,6 +5,7 @@ together equal to each visit's own snapshot."""
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from datetime import timedelta
 from decimal import Decimal
@@ -27,6 +28,7 @@ from carts.services.ledger import (
 from carts.services.review_queue import review_undecided_counts
 from sensors import weight
 from sensors.models import ShelfEvent
+from store import pushes
 from store.billing.models import Receipt
 from store.gates.models import Visit
 from store.gates.services import visit_exit
@@ -252,7 +254,7 @@ def test_a_checkout_held_for_review_reads_the_same_whatever_the_number_of_its_re
 
 
 def test_a_batch_of_pushes_goes_to_many_groups_at_once_in_order_within_each():
-    """``_group_send_all``: groups are sent to concurrently (at most ``PUSH_CONCURRENCY``), each group's messages in
+    """``group_send_all``: groups are sent to concurrently (at most ``PUSH_CONCURRENCY``), each group's messages in
     their order (a party's members share the lead's shopper group), and a push that fails loses no other."""
     active, most, got = [0], [0], {}
 
@@ -269,9 +271,9 @@ def test_a_batch_of_pushes_goes_to_many_groups_at_once_in_order_within_each():
     messages = [(v, f"cart.{v}", f"m{v}") for v in range(40)]
     messages += [(v, "shopper.7", f"s{v}") for v in range(5)] + [(99, "cart.99", "boom")]
     started = time.monotonic()
-    asyncio.run(ledger._group_send_all(Layer(), messages))
+    asyncio.run(pushes.group_send_all(Layer(), messages))
     assert time.monotonic() - started < 0.3  # not 46 round trips one after the other
-    assert most[0] == ledger.PUSH_CONCURRENCY
+    assert most[0] == pushes.PUSH_CONCURRENCY
     assert got["shopper.7"] == [f"s{v}" for v in range(5)]
     assert all(got[f"cart.{v}"] == [f"m{v}"] for v in range(40)) and "cart.99" not in got
 
@@ -279,7 +281,7 @@ def test_a_batch_of_pushes_goes_to_many_groups_at_once_in_order_within_each():
 def test_a_push_that_hangs_is_given_up_and_holds_nothing_else(monkeypatch, caplog):
     """A channel layer that never answers one group (its Redis away mid-send) must not hold the store loop, whose step
     waits for the batch: that push is given up after ``PUSH_TIMEOUT_S`` and logged; the other groups' go."""
-    monkeypatch.setattr(ledger, "PUSH_TIMEOUT_S", 0.2)
+    monkeypatch.setattr(pushes, "PUSH_TIMEOUT_S", 0.2)
     got = []
 
     class Layer:
@@ -290,6 +292,54 @@ def test_a_push_that_hangs_is_given_up_and_holds_nothing_else(monkeypatch, caplo
 
     started = time.monotonic()
     batch = [(1, "cart.1", "a"), (2, "cart.2", "b"), (1, "shopper.5", "c")]
-    asyncio.run(asyncio.wait_for(ledger._group_send_all(Layer(), batch), 3.0))  # without the bound: TimeoutError here
+    asyncio.run(asyncio.wait_for(pushes.group_send_all(Layer(), batch), 3.0))  # without the bound: TimeoutError here
     assert time.monotonic() - started < 2.0
     assert sorted(got) == ["cart.2", "shopper.5"] and "given up" in caplog.text
+
+
+def test_the_store_workers_pushes_go_from_a_thread_of_their_own_in_order():
+    """While the background sender is on (the store worker's ``run``), handing a batch over does not wait for the
+    channel layer's round trips; the batches then arrive in the order handed over (a group's messages in order
+    across batches), and turning it off sends what was handed over first."""
+    got: dict[str, list[str]] = {}
+
+    class Layer:
+        async def group_send(self, group, message):
+            await asyncio.sleep(0.05)  # a slow round trip
+            got.setdefault(group, []).append(message)
+
+    layer = Layer()
+    sender = pushes.pushes_in_background(True)
+    try:
+        started = time.monotonic()
+        for k in range(4):
+            pushes.send_groups(layer, [(1, "cart.1", f"a{k}"), (2, "cart.2", f"b{k}")])
+        assert time.monotonic() - started < 0.1  # inline, 4 batches of 0.05 s round trips would take 0.2 s
+    finally:
+        assert pushes.pushes_in_background(False) is None
+    assert got == {"cart.1": ["a0", "a1", "a2", "a3"], "cart.2": ["b0", "b1", "b2", "b3"]}
+    assert sender.sent == 4 and sender.dropped == 0
+    started = time.monotonic()
+    pushes.send_groups(layer, [(1, "cart.1", "inline")])  # off: sent before it returns
+    assert got["cart.1"][-1] == "inline" and time.monotonic() - started >= 0.05
+
+
+def test_a_background_sender_behind_a_hanging_layer_drops_batches_beyond_its_bound(caplog):
+    """A channel layer that hangs must not grow the store worker's memory without bound: past ``max_batches``
+    waiting, a batch is dropped, logged and counted (phones resync from the ledger), and nothing blocks."""
+    release = threading.Event()
+
+    class Layer:
+        async def group_send(self, group, message):
+            while not release.is_set():
+                await asyncio.sleep(0.01)
+
+    sender = pushes.BackgroundPushes(max_batches=2)
+    started = time.monotonic()
+    for k in range(6):
+        sender.submit(Layer(), [(k, f"cart.{k}", "m")])
+    assert time.monotonic() - started < 0.5
+    assert 3 <= sender.dropped <= 4 and "dropped" in caplog.text  # the one being sent left the queue
+    release.set()
+    assert sender.close(2.0)
+    assert sender.sent + sender.dropped == 6

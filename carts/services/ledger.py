@@ -22,7 +22,6 @@ Every change bumps ``Cart.seq`` and, after the transaction commits, sends ``{"ty
 """
 from __future__ import annotations
 
-import asyncio
 import logging
 import re
 import threading
@@ -32,7 +31,6 @@ from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Iterator
 
-from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.db import transaction
 from django.db.models import F, Sum
@@ -42,6 +40,7 @@ from sensors.models import ShelfEvent
 from store.billing.senses import TAG, senses_checked, senses_union
 from store.billing.services import ReceiptLineData, price_to_minor, receipt_amounts
 from store.dashboard_events import dashboard_notify
+from store.pushes import send_groups
 from store.gates.models import Visit
 from store.inventory.models import Product
 
@@ -265,47 +264,11 @@ def _publish_many(visits: list[Visit]) -> None:
                 continue
             message = {"type": "cart.snapshot", "snapshot": snapshots[visit_id]}
             out += [(visit_id, cart_group(visit_id), message), (visit_id, shopper_group(user_id), message)]
-        try:
-            async_to_sync(_group_send_all)(layer, out)
-        except Exception:  # no loop to run it on (called from async code): best effort, as each push is
-            log.exception("could not push the carts of visits %s", [visit_id for visit_id, _ in ids])
+        send_groups(layer, out)  # the store worker: handed to its sender thread (store.pushes)
 
     transaction.on_commit(send)
     for store_id in dict.fromkeys(visit.store_id for visit in visits):
         dashboard_notify(reason="cart", store_id=store_id)
-
-
-#: Groups a batch of pushes sends to at once (:func:`_group_send_all`): each send is a few round trips to the channel
-#: layer's Redis, and a step of the store loop at an exodus pushes a hundred carts; bounded so that a batch never opens
-#: more connections than that.
-PUSH_CONCURRENCY = 16
-#: Seconds one push may take before it is given up (logged; the phone resyncs from the ledger): a channel layer that
-#: hangs must not hold the store loop, whose step waits for its batch's pushes. Its own timeouts are longer.
-PUSH_TIMEOUT_S = 5.0
-
-
-async def _group_send_all(layer, messages: list[tuple[int, str, dict]]) -> None:
-    """Send each (visit id, group, message), in order within a group and up to :data:`PUSH_CONCURRENCY` groups at
-    once (one after the other, the store worker waited 7 % of its busiest steps on these round trips); a failed push,
-    or one over :data:`PUSH_TIMEOUT_S`, is logged (best effort: the ledger is the truth and clients resync) and the
-    rest still go."""
-    by_group: dict[str, list[tuple[int, dict]]] = {}
-    for visit_id, group, message in messages:
-        by_group.setdefault(group, []).append((visit_id, message))
-    gate = asyncio.Semaphore(PUSH_CONCURRENCY)
-
-    async def send(group: str, items: list[tuple[int, dict]]) -> None:
-        async with gate:
-            for visit_id, message in items:
-                try:
-                    await asyncio.wait_for(layer.group_send(group, message), PUSH_TIMEOUT_S)
-                except asyncio.TimeoutError:
-                    log.error("the push of visit %s's cart to %s took over %g s; given up", visit_id, group,
-                              PUSH_TIMEOUT_S)
-                except Exception:  # the live push is best-effort; the ledger is the truth and clients resync
-                    log.exception("could not push the cart of visit %s", visit_id)
-
-    await asyncio.gather(*(send(group, items) for group, items in by_group.items()))
 
 
 @dataclass(frozen=True)

