@@ -333,11 +333,12 @@ class DatabaseSink:
     def checkout(self, track: str, t: float) -> bool:
         """With ``queue_checkouts`` (the live store), hand the visit's checkout (cart → receipt → capture) to the
         billing worker: the Celery task
-        ``store.gates.checkout_task.visit_checkout_task``, queued now (the loop has waited the settle time and decided the
+        ``store.gates.checkout_task.visit_checkout_task`` (the loop has waited the settle time and decided the
         visit's last events); in the embedded profile it runs here. A payment provider that is slow to answer then
-        holds up a billing worker, never the store loop. If the task cannot be queued, the visit's
-        ``checkout_due_at`` stands and the stuck-visit sweep bills it. Without it (a replay), bill here. Returns
-        whether it was handed on (billed, for a replay)."""
+        holds up a billing worker, never the store loop. It is queued once the current transaction commits (the
+        store worker's slice: the checkout must read the slice's last cart events). If the task cannot be queued,
+        the visit's ``checkout_due_at`` stands and the stuck-visit sweep bills it. Without it (a replay), bill here.
+        Returns whether it was handed on (billed, for a replay)."""
         visit = self.visits.get(track)
         if visit is None:
             return False
@@ -345,7 +346,10 @@ class DatabaseSink:
         if not self.queue_checkouts:
             return visit_checkout(visit=Visit.objects.get(pk=visit.pk), at=self.at(t)) is not None
         self.queued_at[track] = time.time()
-        return checkout_enqueue(visit_id=visit.pk, countdown=0, at=self.at(t), queued_at=self.queued_at[track])
+        queued_at, at = self.queued_at[track], self.at(t)
+        # after the step's writes commit (the store worker commits a slice at a time): the checkout reads them
+        transaction.on_commit(lambda: checkout_enqueue(visit_id=visit.pk, countdown=0, at=at, queued_at=queued_at))
+        return True
 
 
 class StorePipeline:
@@ -458,13 +462,15 @@ class StorePipeline:
         with cart_publish_batch():
             start = self.loop.now
             if slice_s is None or not (math.isfinite(start) and math.isfinite(now)) or now - start <= slice_s:
-                self.loop.advance(now)
+                with transaction.atomic():  # the advance's writes committed together (carts.runtime)
+                    self.loop.advance(now)
                 return
             pushed = time.monotonic()
             t = start
             while t < now:
                 t = min(now, t + slice_s)
-                self.loop.advance(t)
+                with transaction.atomic():  # each slice's writes committed together, before its pushes
+                    self.loop.advance(t)
                 if time.monotonic() - pushed >= push_every_s:
                     cart_publish_flush()
                     pushed = time.monotonic()

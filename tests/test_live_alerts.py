@@ -424,8 +424,8 @@ def test_a_long_advance_goes_in_slices_and_pushes_carts_as_it_goes(store, monkey
 def test_checkpoints_take_at_most_their_share_of_the_workers_time_and_pushes_go_from_a_thread(store, monkeypatch):
     """``run`` checkpoints ``checkpoint_every_s`` after the last checkpoint, or later where the last one took more
     than ``CHECKPOINT_SHARE`` of that (a big store's state pickled every 2 s was 7 % of the worker's time at its
-    exodus); while it runs, cart pushes go from a thread of their own (``store.pushes``), and after it they are
-    inline again."""
+    exodus); with ``background_pushes`` (run_store's), cart pushes go from a thread of their own while it runs
+    (``store.pushes``), and after it they are made by their caller again."""
     from store import pushes
 
     bus = MemoryBus()
@@ -445,7 +445,7 @@ def test_checkpoints_take_at_most_their_share_of_the_workers_time_and_pushes_go_
         return step(**kw)
 
     monkeypatch.setattr(worker, "step", spy_step)
-    stats = worker.run(max_seconds=0.8)
+    stats = worker.run(max_seconds=0.8, background_pushes=True)
     assert 2 <= stats.checkpoints <= 3  # at 50 ms apart it would be ~10
     assert worker.checkpoint_due_s() >= 0.03 / worker.CHECKPOINT_SHARE
     assert senders and all(s is not None for s in senders) and pushes._background is None

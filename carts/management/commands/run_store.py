@@ -36,7 +36,7 @@ class Command(BaseCommand):
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: worker.stop.set())
         self.stderr.write(f"store {store_code}: worker {worker.owner} waiting for the lease")
-        stats = worker.run(max_seconds=max_seconds)
+        stats = worker.run(max_seconds=max_seconds, background_pushes=True)  # its pushes off its step
         self.stderr.write(f"store {store_code}: stopped; records {stats.records}, bad {stats.bad_records}, "
                           f"checkpoints {stats.checkpoints}")
         images = getattr(worker.pipeline.sink, "images", None) if worker.pipeline is not None else None
