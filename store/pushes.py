@@ -1,6 +1,6 @@
 """Live pushes to the channel layer's groups (the shoppers' carts, the dashboards): batches of group messages sent
 at once, in order within a group, each push bounded in time; and, for the store worker, sent from a thread of its
-own so that its step does not wait for the snapshots' reads and the channel layer's round trips (best effort throughout: the database is
+own so that its step does not wait on the channel layer's round trips (best effort throughout: the database is
 the truth and clients resync)."""
 from __future__ import annotations
 
@@ -8,10 +8,8 @@ import asyncio
 import logging
 import queue
 import threading
-from typing import Callable
 
 from asgiref.sync import async_to_sync
-from django.db import close_old_connections, connections
 
 log = logging.getLogger(__name__)
 
@@ -49,114 +47,84 @@ async def group_send_all(layer, messages: list[tuple[int, str, dict]]) -> None:
 
 
 class BackgroundPushes:
-    """Pushes made by a daemon thread with an event loop (and a database connection) of its own: the cart pushes
-    (``carts.services.ledger``: their snapshots read and sent) and the dashboards' notices are handed over as jobs
-    (:func:`in_background`, :func:`send_groups`) and the caller returns, instead of reading the snapshots and waiting
-    for the channel layer's round trips itself (at a 200-shopper exodus the store worker spent 7 % of its wall time
-    waiting on those round trips and as much again reading snapshots: docs/store-worker-load.md, fifteenth pass).
-    Jobs run one after the other in the order handed over, and a job's messages go as :func:`group_send_all` sends
-    them (groups at once, in order within a group), so a group's messages keep their order. At most ``max_jobs``
+    """Pushes sent by a daemon thread with an event loop of its own: the cart pushes (``carts.services.ledger``) and
+    the dashboards' notices hand each batch of group messages over (:func:`send_groups`) and return, instead of
+    waiting for the channel layer's round trips (at a 200-shopper exodus the store worker spent 7 % of its wall
+    time waiting on them: docs/store-worker-load.md, fifteenth pass).
+    Batches are sent one after the other in the order handed over, each as :func:`group_send_all` sends it
+    (groups at once, in order within a group), so a group's messages keep their order. At most ``max_batches``
     wait; one more is dropped, logged and counted in ``dropped`` (best effort, as every push is: the ledger is the
-    truth and a phone that sees a gap in ``seq`` asks for a fresh snapshot). ``done``: jobs run so far."""
+    truth and a phone that sees a gap in ``seq`` asks for a fresh snapshot). ``sent``: batches sent so far."""
 
-    def __init__(self, max_jobs: int = 1000) -> None:
-        self._queue: queue.Queue = queue.Queue(maxsize=max_jobs)
-        self.done = 0
+    def __init__(self, max_batches: int = 1000) -> None:
+        self._queue: queue.Queue = queue.Queue(maxsize=max_batches)
+        self.sent = 0
         self.dropped = 0
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._run, name="pushes", daemon=True)
+        self._thread = threading.Thread(target=self._run, name="cart-pushes", daemon=True)
         self._thread.start()
 
-    def submit(self, job: Callable[[], None], what: str = "a push") -> None:
-        """Queue ``job`` (run in the sender's thread, exceptions logged); never blocks."""
+    def submit(self, layer, messages: list[tuple[int, str, dict]]) -> None:
+        """Queue one batch (``(visit id, group, message)`` each) for ``layer``; never blocks."""
         try:
-            self._queue.put_nowait(job)
+            self._queue.put_nowait((layer, messages))
         except queue.Full:
             self.dropped += 1
-            log.error("pushes: %d jobs wait for the channel layer; %s is dropped (phones resync at the next one)",
-                      self._queue.maxsize, what)
-
-    def send(self, layer, messages: list[tuple[int, str, dict]]) -> None:
-        """In the sender's thread (a job's): send ``messages`` on its event loop now."""
-        self._loop.run_until_complete(group_send_all(layer, messages))
-
-    def is_current(self) -> bool:
-        """Whether the calling thread is the sender's (a job runs there)."""
-        return threading.current_thread() is self._thread
+            log.error("cart pushes: %d batches wait for the channel layer; the pushes of visits %s are dropped "
+                      "(their phones resync at the next one)", self._queue.maxsize,
+                      sorted({visit_id for visit_id, _, _ in messages}))
 
     def close(self, timeout_s: float = PUSH_TIMEOUT_S) -> bool:
-        """Run the jobs handed over (waiting up to ``timeout_s`` wall seconds), then stop the thread. Returns
+        """Send what was handed over (waiting up to ``timeout_s`` wall seconds), then stop the thread. Returns
         whether the thread stopped in time (a daemon: one that did not dies with the process)."""
         try:
-            self._queue.put(None, timeout=timeout_s)
+            self._queue.put((None, None), timeout=timeout_s)
         except queue.Full:
             return False
         self._thread.join(timeout_s)
         return not self._thread.is_alive()
 
     def _run(self) -> None:
-        _thread.sender = self  # a job run while the sender closes still sends through it
+        loop = asyncio.new_event_loop()
         try:
             while True:
-                job = self._queue.get()
-                if job is None:
+                layer, messages = self._queue.get()
+                if layer is None:
                     return
                 try:
-                    job()
-                except Exception:  # group_send_all logs each failed push; nothing may stop the thread
-                    log.exception("pushes: a job failed")
-                finally:
-                    close_old_connections()  # a broken or expired connection is not reused
-                self.done += 1
+                    loop.run_until_complete(group_send_all(layer, messages))
+                except Exception:  # group_send_all logs each failed push; anything else must not stop the thread
+                    log.exception("cart pushes: a batch failed")
+                self.sent += 1
         finally:
-            self._loop.close()
-            connections.close_all()  # this thread's
+            loop.close()
 
 
 _background: BackgroundPushes | None = None
-_thread = threading.local()  # .sender: the BackgroundPushes whose thread this is
-
-
-def _sender() -> BackgroundPushes | None:
-    """The sender of the calling thread when it is a sender's (its jobs), else the process's (None while off)."""
-    return getattr(_thread, "sender", None) or _background
 
 
 def pushes_in_background(on: bool) -> BackgroundPushes | None:
-    """Make this process's pushes in a thread of their own (``on``: the store worker while it runs, whose step must
-    not wait for them) or in the caller again (``off``: the jobs handed over are run first, up to
-    :data:`PUSH_TIMEOUT_S`). Returns the sender while on, else None."""
+    """Send this process's pushes from a thread of its own (``on``: the store worker while it runs, whose
+    step must not wait on the channel layer) or inline again (``off``: the batches handed over are sent first, up
+    to :data:`PUSH_TIMEOUT_S`). Returns the sender while on, else None."""
     global _background
     if on and _background is None:
         _background = BackgroundPushes()
     elif not on and _background is not None:
         sender, _background = _background, None
         if not sender.close():
-            log.warning("pushes: the sender thread did not finish within %g s", PUSH_TIMEOUT_S)
+            log.warning("cart pushes: the sender thread did not finish within %g s", PUSH_TIMEOUT_S)
     return _background
 
 
-def in_background(job: Callable[[], None], what: str = "a push") -> None:
-    """Run ``job`` (a push: read what to send, then :func:`send_groups`) in the background sender's thread while
-    one is on, else here and now (its exceptions then propagate)."""
-    sender = _sender()
-    if sender is None or sender.is_current():
-        job()
-    else:
-        sender.submit(job, what)
 
 
 def send_groups(layer, messages: list[tuple[int, str, dict]]) -> None:
-    """Send ``messages`` (``(visit id or 0, group, message)`` each) on ``layer``: in the background sender's thread
-    while one is on (:func:`pushes_in_background`; from a job of its own at once), else here, waited for
-    (:func:`group_send_all`). Never raises: a failure is logged (best effort)."""
-    sender = _sender()
+    """Send ``messages`` (``(visit id or 0, group, message)`` each) on ``layer``: handed to the background sender
+    while one is on (:func:`pushes_in_background`), else at once (:func:`group_send_all`, waited for). Never
+    raises: a failure is logged (best effort)."""
+    sender = _background
     if sender is not None:
-        if sender.is_current():
-            sender.send(layer, messages)
-        else:
-            sender.submit(lambda: sender.send(layer, messages),
-                          f"the push to {sorted({group for _, group, _ in messages})}")
+        sender.submit(layer, messages)
         return
     try:
         async_to_sync(group_send_all)(layer, messages)

@@ -298,11 +298,10 @@ def test_a_push_that_hangs_is_given_up_and_holds_nothing_else(monkeypatch, caplo
 
 
 def test_the_store_workers_pushes_go_from_a_thread_of_their_own_in_order():
-    """While the background sender is on (the store worker's ``run``), handing a push over waits neither for what it
-    reads nor for the channel layer's round trips; the pushes then arrive in the order handed over (a group's
-    messages in order across pushes), and turning it off runs what was handed over first."""
+    """While the background sender is on (the store worker's ``run``), handing a batch over does not wait for the
+    channel layer's round trips; the batches then arrive in the order handed over (a group's messages in order
+    across batches), and turning it off sends what was handed over first."""
     got: dict[str, list[str]] = {}
-    threads = set()
 
     class Layer:
         async def group_send(self, group, message):
@@ -310,33 +309,24 @@ def test_the_store_workers_pushes_go_from_a_thread_of_their_own_in_order():
             got.setdefault(group, []).append(message)
 
     layer = Layer()
-
-    def job(k):  # what the ledger's push does: read (here: wait), then send
-        def run():
-            threads.add(threading.current_thread().name)
-            time.sleep(0.02)
-            pushes.send_groups(layer, [(1, "cart.1", f"a{k}"), (2, "cart.2", f"b{k}")])
-        return run
-
     sender = pushes.pushes_in_background(True)
     try:
         started = time.monotonic()
         for k in range(4):
-            pushes.in_background(job(k))
-        pushes.send_groups(layer, [(1, "cart.1", "a4")])  # a bare send joins the same line
-        assert time.monotonic() - started < 0.1  # here, 4 jobs and 5 round trips would take 0.33 s
+            pushes.send_groups(layer, [(1, "cart.1", f"a{k}"), (2, "cart.2", f"b{k}")])
+        assert time.monotonic() - started < 0.1  # inline, 4 batches of 0.05 s round trips would take 0.2 s
     finally:
         assert pushes.pushes_in_background(False) is None
-    assert got == {"cart.1": ["a0", "a1", "a2", "a3", "a4"], "cart.2": ["b0", "b1", "b2", "b3"]}
-    assert threads == {"pushes"} and sender.done == 5 and sender.dropped == 0
+    assert got == {"cart.1": ["a0", "a1", "a2", "a3"], "cart.2": ["b0", "b1", "b2", "b3"]}
+    assert sender.sent == 4 and sender.dropped == 0
     started = time.monotonic()
-    pushes.in_background(job(5))  # off: run here, before it returns
-    assert got["cart.1"][-1] == "a5" and time.monotonic() - started >= 0.07
+    pushes.send_groups(layer, [(1, "cart.1", "inline")])  # off: sent before it returns
+    assert got["cart.1"][-1] == "inline" and time.monotonic() - started >= 0.05
 
 
-def test_a_background_sender_behind_a_hanging_layer_drops_jobs_beyond_its_bound(caplog):
-    """A channel layer that hangs must not grow the store worker's memory without bound: past ``max_jobs``
-    waiting, a push is dropped, logged and counted (phones resync from the ledger), and nothing blocks."""
+def test_a_background_sender_behind_a_hanging_layer_drops_batches_beyond_its_bound(caplog):
+    """A channel layer that hangs must not grow the store worker's memory without bound: past ``max_batches``
+    waiting, a batch is dropped, logged and counted (phones resync from the ledger), and nothing blocks."""
     release = threading.Event()
 
     class Layer:
@@ -344,40 +334,12 @@ def test_a_background_sender_behind_a_hanging_layer_drops_jobs_beyond_its_bound(
             while not release.is_set():
                 await asyncio.sleep(0.01)
 
-    sender = pushes.BackgroundPushes(max_jobs=2)
+    sender = pushes.BackgroundPushes(max_batches=2)
     started = time.monotonic()
     for k in range(6):
-        sender.submit(lambda k=k: sender.send(Layer(), [(k, f"cart.{k}", "m")]), f"cart {k}")
+        sender.submit(Layer(), [(k, f"cart.{k}", "m")])
     assert time.monotonic() - started < 0.5
-    assert 3 <= sender.dropped <= 4 and "cart 5 is dropped" in caplog.text  # the one running left the queue
+    assert 3 <= sender.dropped <= 4 and "dropped" in caplog.text  # the one being sent left the queue
     release.set()
     assert sender.close(2.0)
-    assert sender.done + sender.dropped == 6
-
-
-@pytest.mark.django_db(transaction=True)
-def test_cart_pushes_read_their_snapshots_in_the_sender_thread(store, monkeypatch):
-    """The store worker's cart push reads its snapshot in the sender's thread (a database connection of its own),
-    after the change committed: the phone's groups get the new line, and the publishing thread neither reads the
-    snapshot nor waits for the channel layer."""
-    sent = []
-
-    class Layer:
-        async def group_send(self, group, message):
-            sent.append((threading.current_thread().name, group, message["snapshot"]["lines"]))
-
-    monkeypatch.setattr(ledger, "get_channel_layer", lambda: Layer())
-    visit = _visit(store, "thread")
-    cola = Product.objects.get(store=store, barcode=COLA)
-    pushes.pushes_in_background(True)
-    try:
-        with CaptureQueriesContext(connection) as here:
-            cart_apply(change=CartChange(visit=visit, product=cola, quantity=1, confidence=0.9, evidence={}),
-                       shelf_event=None)
-    finally:
-        pushes.pushes_in_background(False)
-    assert not any("carts_cartevent" in q["sql"] and q["sql"].lstrip().upper().startswith("SELECT")
-                   for q in here.captured_queries)  # the snapshot's lines were read elsewhere
-    assert {(name, group) for name, group, _ in sent} == {("pushes", f"cart.{visit.pk}"),
-                                                          ("pushes", f"shopper.{visit.shopper_id}")}
-    assert all(lines[0]["barcode"] == COLA and lines[0]["quantity"] == 1 for _, _, lines in sent)
+    assert sender.sent + sender.dropped == 6

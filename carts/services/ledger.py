@@ -40,7 +40,7 @@ from sensors.models import ShelfEvent
 from store.billing.senses import TAG, senses_checked, senses_union
 from store.billing.services import ReceiptLineData, price_to_minor, receipt_amounts
 from store.dashboard_events import dashboard_notify
-from store.pushes import in_background, send_groups
+from store.pushes import send_groups
 from store.gates.models import Visit
 from store.inventory.models import Product
 
@@ -264,10 +264,9 @@ def _publish_many(visits: list[Visit]) -> None:
                 continue
             message = {"type": "cart.snapshot", "snapshot": snapshots[visit_id]}
             out += [(visit_id, cart_group(visit_id), message), (visit_id, shopper_group(user_id), message)]
-        send_groups(layer, out)  # in the sender thread itself while one is on (store.pushes)
+        send_groups(layer, out)  # the store worker: handed to its sender thread (store.pushes)
 
-    # after commit, in the store worker's sender thread while it runs (store.pushes): reads and sends off its step
-    transaction.on_commit(lambda: in_background(send, f"the carts of visits {[v for v, _ in ids]}"))
+    transaction.on_commit(send)
     for store_id in dict.fromkeys(visit.store_id for visit in visits):
         dashboard_notify(reason="cart", store_id=store_id)
 
