@@ -12,7 +12,7 @@ from decimal import Decimal
 
 import pytest
 from django.contrib.auth import get_user_model
-from django.db import connection
+from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
@@ -343,3 +343,37 @@ def test_a_background_sender_behind_a_hanging_layer_drops_batches_beyond_its_bou
     release.set()
     assert sender.close(2.0)
     assert sender.sent + sender.dropped == 6
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_checkout_handed_on_inside_a_slice_is_queued_after_the_slice_commits(store, monkeypatch):
+    """The store worker commits a slice of its advance at a time: a checkout it hands on is queued once the slice
+    has committed, so the billing worker reads the cart events decided in the same slice (queued inside it, the
+    checkout could bill the cart without them)."""
+    ann = _visit(store, "ann")
+    sink = DatabaseSink(store=store, session="slice", queue_checkouts=True)
+    sink.visits["ann"] = ann
+    sink.step_begins()
+    queued = []
+
+    def enqueue(**kw):  # what the billing worker would read now, from a connection of its own
+        seen = {}
+
+        def read():
+            from django.db import connection as other
+            seen["events"] = CartEvent.objects.filter(visit_id=kw["visit_id"]).count()
+            other.close()
+
+        reader = threading.Thread(target=read)
+        reader.start()
+        reader.join()
+        queued.append((kw["visit_id"], seen["events"]))
+        return True
+
+    monkeypatch.setattr(pipeline, "checkout_enqueue", enqueue)
+    with transaction.atomic():  # one slice: the last take of the visit, then its checkout
+        key = sink.shelf_event(_event(T0))
+        sink.apply(key, _event(T0), _decision("ann", COLA, 1))
+        assert sink.checkout("ann", T0 + 5.0) is True
+        assert queued == []  # not inside the slice
+    assert queued == [(ann.pk, 1)]
