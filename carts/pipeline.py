@@ -345,10 +345,14 @@ class DatabaseSink:
         self._carts.pop(visit.pk, None)  # billed: its cart is not read again for decisions, and not kept
         if not self.queue_checkouts:
             return visit_checkout(visit=Visit.objects.get(pk=visit.pk), at=self.at(t)) is not None
-        self.queued_at[track] = time.time()
-        queued_at, at = self.queued_at[track], self.at(t)
+        at = self.at(t)
+
+        def enqueue() -> None:
+            self.queued_at[track] = time.time()  # when it was queued (the store worker logs where the time went)
+            checkout_enqueue(visit_id=visit.pk, countdown=0, at=at, queued_at=self.queued_at[track])
+
         # after the step's writes commit (the store worker commits a slice at a time): the checkout reads them
-        transaction.on_commit(lambda: checkout_enqueue(visit_id=visit.pk, countdown=0, at=at, queued_at=queued_at))
+        transaction.on_commit(enqueue)
         return True
 
 
