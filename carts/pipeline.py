@@ -335,8 +335,8 @@ class DatabaseSink:
         billing worker: the Celery task
         ``store.gates.checkout_task.visit_checkout_task`` (the loop has waited the settle time and decided the
         visit's last events); in the embedded profile it runs here. A payment provider that is slow to answer then
-        holds up a billing worker, never the store loop. It is queued once the current transaction commits (the
-        store worker's slice: the checkout must read the slice's last cart events). If the task cannot be queued,
+        holds up a billing worker, never the store loop. It is queued once the current transaction commits, if one
+        is open (the checkout must read every cart event written before it). If the task cannot be queued,
         the visit's ``checkout_due_at`` stands and the stuck-visit sweep bills it. Without it (a replay), bill here.
         Returns whether it was handed on (billed, for a replay)."""
         visit = self.visits.get(track)
@@ -351,7 +351,7 @@ class DatabaseSink:
             self.queued_at[track] = time.time()  # when it was queued (the store worker logs where the time went)
             checkout_enqueue(visit_id=visit.pk, countdown=0, at=at, queued_at=self.queued_at[track])
 
-        # after the step's writes commit (the store worker commits a slice at a time): the checkout reads them
+        # after the writes before it commit, where a transaction is open: the checkout reads them
         transaction.on_commit(enqueue)
         return True
 
@@ -466,15 +466,13 @@ class StorePipeline:
         with cart_publish_batch():
             start = self.loop.now
             if slice_s is None or not (math.isfinite(start) and math.isfinite(now)) or now - start <= slice_s:
-                with transaction.atomic():  # the advance's writes committed together (carts.runtime)
-                    self.loop.advance(now)
+                self.loop.advance(now)
                 return
             pushed = time.monotonic()
             t = start
             while t < now:
                 t = min(now, t + slice_s)
-                with transaction.atomic():  # each slice's writes committed together, before its pushes
-                    self.loop.advance(t)
+                self.loop.advance(t)
                 if time.monotonic() - pushed >= push_every_s:
                     cart_publish_flush()
                     pushed = time.monotonic()

@@ -19,10 +19,7 @@ profile's local workers (:func:`carts.runtime_publish.local_worker`) — is :mod
 
 Crash safety: a worker killed at any moment restarts from its last checkpoint and re-reads every record after
 its offsets; every output is idempotent (``carts.pipeline.DatabaseSink``), so nothing is lost and nothing is done
-twice. DESIGN.md "Running a store live". A step's writes are committed together — its records' in one
-transaction, then each slice of its advance in one (``carts.pipeline.StorePipeline.advance``) — instead of one
-commit per shelf event, cart event and review (each a WAL flush: ~1.4 ms on this machine's PostgreSQL, ~8 % of
-the worker's time at a 200-shopper exodus); the checkouts a slice hands on are queued after it commits.
+twice. DESIGN.md "Running a store live".
 """
 from __future__ import annotations
 
@@ -39,7 +36,7 @@ from typing import Any
 
 import numpy as np
 from django.conf import settings
-from django.db import close_old_connections, transaction
+from django.db import close_old_connections
 from django.utils import timezone
 
 from sensors.services import planogram_for
@@ -341,13 +338,12 @@ class StoreWorker:
         backlogged = any(n >= count for n in sizes)
         read_wall = time.time()
         with cart_publish_batch():  # each cart the step changed is pushed once, with the step's outcome
-            with transaction.atomic():  # the records' writes committed together (module docstring)
-                for kind, sid, rec in records:
-                    done = self.offsets.get(kind)
-                    if done is not None and stream_id_key(sid) <= stream_id_key(done):
-                        continue  # applied before the checkpoint this worker resumed from
-                    self._apply(kind, sid, rec)
-                    self.offsets[kind] = sid
+            for kind, sid, rec in records:
+                done = self.offsets.get(kind)
+                if done is not None and stream_id_key(sid) <= stream_id_key(done):
+                    continue  # applied before the checkpoint this worker resumed from
+                self._apply(kind, sid, rec)
+                self.offsets[kind] = sid
             if self.join is not None:
                 self._join_step()
             self.pipeline.loop.shelf_horizon = self.shelf_horizon()

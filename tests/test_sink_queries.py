@@ -346,10 +346,10 @@ def test_a_background_sender_behind_a_hanging_layer_drops_batches_beyond_its_bou
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_checkout_handed_on_inside_a_slice_is_queued_after_the_slice_commits(store, monkeypatch):
-    """The store worker commits a slice of its advance at a time: a checkout it hands on is queued once the slice
-    has committed, so the billing worker reads the cart events decided in the same slice (queued inside it, the
-    checkout could bill the cart without them)."""
+def test_a_checkout_handed_on_inside_a_transaction_is_queued_after_it_commits(store, monkeypatch):
+    """A checkout handed on while a transaction is open (the visit's last take written in it) is queued once that
+    transaction has committed, so the billing worker reads every cart event written before it (queued inside it,
+    the checkout could bill the cart without them)."""
     ann = _visit(store, "ann")
     sink = DatabaseSink(store=store, session="slice", queue_checkouts=True)
     sink.visits["ann"] = ann
@@ -371,9 +371,9 @@ def test_a_checkout_handed_on_inside_a_slice_is_queued_after_the_slice_commits(s
         return True
 
     monkeypatch.setattr(pipeline, "checkout_enqueue", enqueue)
-    with transaction.atomic():  # one slice: the last take of the visit, then its checkout
+    with transaction.atomic():  # the last take of the visit, then its checkout
         key = sink.shelf_event(_event(T0))
         sink.apply(key, _event(T0), _decision("ann", COLA, 1))
         assert sink.checkout("ann", T0 + 5.0) is True
-        assert queued == []  # not inside the slice
+        assert queued == []  # not inside the transaction
     assert queued == [(ann.pk, 1)]
