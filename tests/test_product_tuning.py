@@ -63,6 +63,20 @@ def test_a_tuned_gallery_round_trips_through_its_file(tmp_path, embedder, tuned)
     assert cache.hits == 4  # activations and colours of both
 
 
+def test_a_mirrored_query_through_the_cached_front_is_the_embedders(tuned):
+    """With ``EmbedderConfig.mirror`` a query averages its mirror's views: the benchmark's cached-front path gives the
+    same vectors as the tuned embedder itself (it once dropped the mirror, measuring another embedding)."""
+    mirrored = pe.Embedder(pe.EmbedderConfig(threads=1, mirror=True)).with_tail(tuned.tail)
+    src = shared_file(GROCERY).parent
+    crops = sorted((src / "test" / FOUR["oatghurt"]).glob("*.jpg"))[:2]
+    fast, kept = embed_through_front(mirrored, crops, pe.EmbeddingCache())
+    slow = mirrored.embed(crops)
+    plain = pe.Embedder(pe.EmbedderConfig(threads=1)).with_tail(tuned.tail).embed(crops)
+    assert kept == [0, 1] and np.allclose(fast, slow, atol=1e-3)
+    assert not np.allclose(fast, plain, atol=1e-3)  # the mirror changes the vector: the check above can fail
+    assert "/mirror/" in mirrored.name
+
+
 def test_a_gallery_of_other_tuned_weights_is_refused(tmp_path, embedder, tuned):
     other = vp.build_gallery(embedder, _photos(), tuning=pt.TuningConfig(min_products=2, epochs=1, variants=1,
                                                                          seed=1))

@@ -418,7 +418,8 @@ def embed_through_front(embedder: Embedder, sources: Sequence, cache: EmbeddingC
     file's front activations and colour part in ``cache`` (float16, keyed by the untuned embedder's name, the cut
     and the file's bytes): embedders with other tails of the same cut then only run their tail. The benchmark's
     queries (``manage.py bench_products``); the vectors equal :meth:`Embedder.embed_arrays`' to float16 rounding of
-    the activations. With ``flip``, each photo's row then its mirror's."""
+    the activations. With ``flip``, each photo's row then its mirror's; else, with the embedder's ``config.mirror``,
+    each photo's views and its mirror's summed into one row, as :meth:`Embedder.embed_arrays` does for a query."""
     if embedder.tail is None:
         raise ValueError("embed_through_front needs a tuned embedder")
     base = embedder._base or embedder
@@ -437,8 +438,11 @@ def embed_through_front(embedder: Embedder, sources: Sequence, cache: EmbeddingC
                 if rejected is not None:
                     rejected.add(exc.source, exc.reason)
                 continue
-            ims = [rgb, np.ascontiguousarray(rgb[:, ::-1])] if flip else [rgb]
+            both = flip or embedder.config.mirror
+            ims = [rgb, np.ascontiguousarray(rgb[:, ::-1])] if both else [rgb]
             a, c = front_activations(embedder, ims, embedder.cut), embedder.colors(ims).astype(np.float32)
+            if both and not flip:  # the query's mirror: its views beside the photo's, summed by embed_activations
+                a, c = a.reshape(1, -1, *a.shape[2:]), c[:1]
             if key:
                 cache.put(key, a)
                 cache.put(key + "|colors", c)
