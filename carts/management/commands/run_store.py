@@ -21,7 +21,7 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("store_code", help="the store's code (Store.code)")
         parser.add_argument("--checkpoint-every", type=float, default=2.0, metavar="S",
-                            help="wall seconds between checkpoints (default 2)")
+                            help="wall seconds between checkpoints (default 2; longer when one takes over 3 %% of that)")
         parser.add_argument("--lease", type=float, default=5.0, metavar="S",
                             help="lease time to live: a standby takes over this long after the active one died")
         parser.add_argument("--max-seconds", type=float, default=None, help="stop after this long (tests)")
