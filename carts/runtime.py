@@ -271,9 +271,9 @@ class StoreWorker:
         """Wait for the lease (standing by while another worker holds it), then run until :attr:`stop` is set,
         ``max_seconds`` pass, or ``idle_exit_s`` without a record (after the first). Checkpoints on the way out;
         never bills open visits early (no ``finish``). ``background_pushes``: while it runs, this process's cart
-        pushes are read and sent by a thread of their own (``store.pushes``: ``run_store``, a process of its own on
-        Redis's channel layer; not the embedded profile's worker thread, whose in-memory layer lives on the
-        server's event loop)."""
+        and dashboard pushes are sent by a thread of their own (``store.pushes``; the snapshots are still read on
+        the step): ``run_store``'s, a process of its own on Redis's channel layer, not the embedded profile's worker
+        thread, whose in-memory layer lives on the server's event loop."""
         t_end = None if max_seconds is None else time.monotonic() + max_seconds
         while not self.bus.lease(self.store.code, self.owner, self.lease_s):
             if self.stop.wait(standby_poll_s) or (t_end is not None and time.monotonic() >= t_end):
