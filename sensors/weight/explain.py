@@ -161,11 +161,6 @@ class Planogram:
     def shelf_numbers(self) -> dict[str, int]:
         """Bin code → shelf number (the same number for every bin of a shelf, another for every other shelf), a
         shelf being a connected component of the (symmetrised) neighbour graph."""
-        adj: dict[str, set[str]] = {c: set() for c in self.bin_codes}
-        for a, near in self.neighbours.items():
-            for b in near:
-                adj[a].add(b)
-                adj[b].add(a)
         shelf: dict[str, int] = {}
         for start in self.bin_codes:
             if start in shelf:
@@ -174,7 +169,7 @@ class Planogram:
             stack = [start]
             shelf[start] = k
             while stack:
-                for nb in adj[stack.pop()]:
+                for nb in self.adjacent(stack.pop()):
                     if nb not in shelf:
                         shelf[nb] = k
                         stack.append(nb)
