@@ -102,7 +102,18 @@ SHARED_SERVICES = {
 }
 
 
+# Test files that run a production stack (daphne, run_store, ingest, camera and billing workers, the emulator) at a
+# recording's real speed and wait on the wall clock for what a shopper would see: marked `realtime`, and `make test`
+# runs them after the rest, in one process with both cores to themselves (beside a second xdist worker they missed
+# their waits: a standby's takeover, a receipt within the emulator's settle time).
+REALTIME = {
+    "test_faults_tasks.py", "test_ingest_realtime.py", "test_live_camera_fault.py", "test_live_production.py",
+}
+
+
 def pytest_collection_modifyitems(config, items):
     for item in items:
         if item.path.name in SHARED_SERVICES:
             item.add_marker(pytest.mark.xdist_group("shared-services"))
+        if item.path.name in REALTIME:
+            item.add_marker(pytest.mark.realtime)
