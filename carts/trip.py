@@ -86,10 +86,12 @@ def _names_text(names: list[str]) -> str:
     return ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
 
 
-def trip_status(*, visit: Visit, receipt_total_minor: int | None = None, now: datetime | None = None) -> dict:
+def trip_status(*, visit: Visit, receipt_total_minor: int | None = None, now: datetime | None = None,
+                pending: tuple[list, list] | None = None) -> dict:
     """The status block of ``visit`` (module docstring): ``{"stage", "title", "text", "link_url", "link_text",
     "due_in_s"}`` (``due_in_s``: seconds until the receipt is expected, ``leaving`` and ``decided`` only, else
-    None). ``now``: tz-aware UTC, default the clock."""
+    None). ``now``: tz-aware UTC, default the clock. ``pending``: the visit's
+    ``review_undecided_for`` pair when the caller has read it (a batch of snapshots); None: read here."""
     now = now or timezone.now()
     store = visit.store
     out = {"stage": "", "title": "", "text": "", "link_url": "", "link_text": "", "due_in_s": None}
@@ -124,7 +126,7 @@ def trip_status(*, visit: Visit, receipt_total_minor: int | None = None, now: da
         out.update(stage="charged", title=title, text=text)
         if receipt is not None:
             out.update(link_url=reverse("carts:receipt", args=[receipt.pk]), link_text="See your receipt")
-    elif state == S.UNDER_REVIEW and not (pending := review_undecided_for(visit=visit, now=now))[0]:
+    elif state == S.UNDER_REVIEW and not (pending := pending or review_undecided_for(visit=visit, now=now))[0]:
         held = pending[1]
         names, _ = _review_words(visit, held)
         what = _names_text(names) if names else "your visit"

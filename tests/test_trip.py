@@ -8,7 +8,9 @@ from django.contrib.auth import get_user_model
 
 from carts.models import ReviewItem
 from carts.services.ledger import cart_snapshot
-from carts.services.review_queue import review_undecided_counts, review_undecided_for
+from carts.services.review import review_resolve
+from carts.services.review_queue import (review_open_by_visit, review_open_for, review_undecided_by_visit,
+                                         review_undecided_counts, review_undecided_for)
 from carts.trip import trip_status
 from sensors.models import ShelfEvent
 from store.accounts.models import ShopperProfile
@@ -149,3 +151,37 @@ def test_a_batch_counts_each_visits_undecided_items_as_the_visit_alone_would(vis
     counts = review_undecided_counts(visits, now=now)
     assert counts == {v.pk: len(review_undecided_for(visit=v, now=now)[0]) for v in visits}
     assert counts == {visit.pk: 2, other.pk: 2, later.pk: 0}
+    # the items themselves, in one read for every visit: what each visit alone reads (the held one included)
+    by_visit = review_open_by_visit(visits, now=now)
+    assert by_visit == {v.pk: review_open_for(visit=v, now=now) for v in visits}
+    assert sorted(r.shelf_event.bin.code for r in by_visit[other.pk]) == ["1-1-2", "1-1-3", "1-1-4"]
+    assert by_visit[later.pk] == []  # its only item lies hours before it came in
+    held = review_undecided_by_visit(visits, now=now)[other.pk][1]
+    assert [r.shelf_event.bin.code for r in held] == ["1-1-4"]
+
+
+def test_a_decision_naming_a_crowd_reads_the_review_queue_a_fixed_number_of_times(
+        visit, django_capture_on_commit_callbacks):
+    """A review among a crowd names every shopper near the shelf. Deciding it checks which of them still wait for
+    another review and pushes each one's cart, trip status included: the review items are read in a fixed number
+    of queries, not once or twice per shopper (with 50 shoppers in one room each decision took 5–20 s)."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    def decide(n: int) -> int:
+        crowd = []
+        for i in range(n):
+            user = get_user_model().objects.create_user(f"c{n}-{i}@example.com", password="pw-crowd-123456")
+            crowd.append(Visit.objects.create(store=visit.store, shopper=user, state=Visit.State.UNDER_REVIEW,
+                                              entered_at=T0, exited_at=T0 + timedelta(minutes=2)))
+        for i, v in enumerate(crowd):  # each keeps one more open review of its own: none is checked out
+            _review_item(v, code=f"{n}-2-{i}")
+        item = _review_item(crowd[0], code=f"{n}-1-1", candidates=[{"visit": v.pk} for v in crowd])
+        with CaptureQueriesContext(connection) as queries, django_capture_on_commit_callbacks(execute=True):
+            review_resolve(item=item, visit_id=crowd[0].pk, barcode="0001", quantity=1, by="mia")
+        for v in crowd:
+            assert review_undecided_for(visit=v)[0], "each still waits for its own review"
+        return sum('FROM "carts_reviewitem"' in q["sql"] for q in queries.captured_queries)
+
+    few, many = decide(3), decide(12)
+    assert few == many, (few, many)

@@ -46,7 +46,7 @@ from store.inventory.models import Product
 
 from ..models import Cart, CartEvent
 from ..trip import trip_status
-from .review_queue import review_undecided_counts, review_undecided_for
+from .review_queue import review_undecided_by_visit, review_undecided_for
 
 log = logging.getLogger(__name__)
 _GROUP_OK = re.compile(r"^[a-zA-Z0-9._-]{1,99}$")
@@ -149,11 +149,14 @@ def cart_snapshot(*, visit: Visit, under_review: int | None = None) -> dict:
     return _snapshot(visit, cart.seq, lines, under_review, cart_receipt_lines(lines, visit.store.currency))
 
 
-def cart_snapshots(visits: list[Visit], under_review: dict[int, int]) -> dict[int, dict]:
+def cart_snapshots(visits: list[Visit], under_review: dict[int, int],
+                   pending: dict[int, tuple[list, list]] | None = None) -> dict[int, dict]:
     """Visit id → :func:`cart_snapshot` of each of ``visits`` (loaded with ``select_related("store", "receipt")``;
     ``under_review``: visit id → its count, :func:`review_undecided_counts`), the same dicts, read in three queries
     whatever their number (the carts' ``seq``, every visit's cart events, their products) instead of five per visit;
-    :func:`carts.trip.trip_status` reads what it reads per visit (nothing for a shopper inside)."""
+    :func:`carts.trip.trip_status` reads what it reads per visit (nothing for a shopper inside; for a visit under
+    review its undecided and held items, unless ``pending`` has them: visit id →
+    ``review_queue.review_undecided_for``'s pair, as :func:`review_undecided_by_visit` reads them at once)."""
     ids = [v.pk for v in visits]
     seqs = dict(Cart.objects.filter(visit_id__in=ids).values_list("visit_id", "seq"))
     rows: dict[int, list] = {pk: [] for pk in ids}
@@ -170,13 +173,14 @@ def cart_snapshots(visits: list[Visit], under_review: dict[int, int]) -> dict[in
         currency = visit.store.currency
         lines = _lines(visit.pk, *sums[visit.pk], products, currency)
         out[visit.pk] = _snapshot(visit, seqs[visit.pk], lines, under_review[visit.pk],
-                                  cart_receipt_lines(lines, currency, products=products))
+                                  cart_receipt_lines(lines, currency, products=products),
+                                  pending=None if pending is None else pending.get(visit.pk))
     return out
 
 
 def _snapshot(visit: Visit, seq: int, lines: list[dict], under_review: int,
-              receipt_lines: list[ReceiptLineData]) -> dict:
-    """The snapshot dict (module docstring) of ``visit`` from its parts."""
+              receipt_lines: list[ReceiptLineData], pending: tuple[list, list] | None = None) -> dict:
+    """The snapshot dict (module docstring) of ``visit`` from its parts (``pending``: :func:`cart_snapshots`)."""
     receipt = getattr(visit, "receipt", None)
     _, tax, total = receipt_amounts(receipt_lines)
     return {
@@ -189,7 +193,7 @@ def _snapshot(visit: Visit, seq: int, lines: list[dict], under_review: int,
         "tax_minor": tax,
         "total_minor": total,
         "receipt": receipt.pk if receipt else None,
-        "trip": trip_status(visit=visit),
+        "trip": trip_status(visit=visit, pending=pending),
     }
 
 
@@ -256,8 +260,9 @@ def _publish_many(visits: list[Visit]) -> None:
         if layer is None:
             return
         fresh = Visit.objects.select_related("store", "receipt").in_bulk([visit_id for visit_id, _ in ids])
-        counts = review_undecided_counts(list(fresh.values()))
-        snapshots = cart_snapshots([fresh[visit_id] for visit_id, _ in ids if visit_id in fresh], counts)
+        pending = review_undecided_by_visit(list(fresh.values()))
+        counts = {visit_id: len(undecided) for visit_id, (undecided, _) in pending.items()}
+        snapshots = cart_snapshots([fresh[visit_id] for visit_id, _ in ids if visit_id in fresh], counts, pending)
         out = []
         for visit_id, user_id in ids:
             if visit_id not in fresh:  # deleted since (a test's teardown): nothing to show

@@ -27,8 +27,8 @@ from store.inventory.models import Product
 from ..models import CartEvent, ReviewItem
 from .checkout import visit_checkout
 from .corrections import billed_correction
-from .ledger import CartChange, cart_apply, cart_publish
-from .review_queue import ReviewError, review_open_for
+from .ledger import CartChange, cart_apply, cart_publish, cart_publish_batch
+from .review_queue import ReviewError, review_open_by_visit
 
 log = logging.getLogger(__name__)
 
@@ -187,7 +187,8 @@ def review_resolve(*, item: ReviewItem, visit_id: int | None, barcode: str | Non
     hold = float(hold_s or 0.0)
     if not (hold >= 0 and hold < float("inf")):
         raise ReviewError(f"hold_s must be a number of seconds ≥ 0, got {hold_s!r}")
-    with transaction.atomic():
+    # every cart the decision changes is pushed once, after it commits (a decision among a crowd names dozens)
+    with cart_publish_batch(), transaction.atomic():
         locked = ReviewItem.objects.select_for_update().select_related("shelf_event").get(pk=item.pk)
         if locked.status != ReviewItem.Status.OPEN:
             raise ReviewError(f"review item {locked.pk} is already {locked.status}")
@@ -272,7 +273,8 @@ def review_resolve(*, item: ReviewItem, visit_id: int | None, barcode: str | Non
             named.add(visit.pk)
         named |= {e.visit_id for e in applied}
         affected = list(Visit.objects.select_related("store").filter(pk__in=named))
-        to_check_out = [v for v in affected if v.state == Visit.State.UNDER_REVIEW and not review_open_for(visit=v)]
+        still_open = review_open_by_visit([v for v in affected if v.state == Visit.State.UNDER_REVIEW])
+        to_check_out = [v for v in affected if v.state == Visit.State.UNDER_REVIEW and not still_open[v.pk]]
         for v in affected:  # their "under_review" count fell; the chosen one was published by cart_apply
             if v not in to_check_out and v.state in _REVIEW_TAKES_EVENTS and (event is None or v.pk != visit.pk):
                 cart_publish(visit=v)
@@ -354,7 +356,8 @@ def review_holds_release(*, now: datetime | None = None) -> dict:
             continue
         visits = Visit.objects.select_related("store").filter(pk__in=_named_visits(item),
                                                                 state=Visit.State.UNDER_REVIEW)
-        due = [v for v in visits if not review_open_for(visit=v, now=now)]
+        still_open = review_open_by_visit(list(visits), now)
+        due = [v for v in visits if not still_open[v.pk]]
         for v in visits:
             if v not in due:
                 cart_publish(visit=v)

@@ -45,47 +45,42 @@ def review_open_for(*, visit: Visit, now: datetime | None = None) -> list[Review
     """Review items not decided for good (open, waiting for the review of a pick, or decided by a person but still
     undoable: ``undo_until`` after ``now``) that name ``visit`` among their candidates or, for a waiting put-back,
     as the visit it goes to: its checkout waits for them."""
+    return review_open_by_visit([visit], now)[visit.pk]
+
+
+def review_open_by_visit(visits: list[Visit], now: datetime | None = None) -> dict[int, list[ReviewItem]]:
+    """Visit id → :func:`review_open_for` of each of ``visits`` (the same items, in the same order), read in one
+    query per store (the store's undecided items near the visits, each decoded once and handed to every visit it
+    names) instead of one per visit: a decision on an event among a crowd names dozens of visits, and reading the
+    store's open items once per visit made each decision cost seconds. ``now``: tz-aware UTC, default the clock."""
     now = now or timezone.now()
-    undecided = Q(status__in=(ReviewItem.Status.OPEN, ReviewItem.Status.WAITING)) | Q(undo_until__gt=now)
     margin = timedelta(seconds=REVIEW_VISIT_MARGIN_S)
-    items = ReviewItem.objects.select_related("shelf_event").filter(
-        undecided, shelf_event__store_id=visit.store_id, shelf_event__t_end__gte=visit.entered_at - margin)
-    if visit.exited_at is not None:
-        items = items.filter(shelf_event__t_start__lte=visit.exited_at + margin)
-    items = _naming(items, [visit.pk])
-    return [
-        r for r in items
-        if any(c.get("visit") == visit.pk for c in r.candidates) or (r.resolution or {}).get("visit") == visit.pk
-    ]
+    out: dict[int, list[ReviewItem]] = {v.pk: [] for v in visits}
+    by_store: dict[int, dict[int, Visit]] = {}
+    for v in visits:
+        by_store.setdefault(v.store_id, {})[v.pk] = v
+    undecided = Q(status__in=(ReviewItem.Status.OPEN, ReviewItem.Status.WAITING)) | Q(undo_until__gt=now)
+    for store_id, mine in by_store.items():
+        items = ReviewItem.objects.select_related("shelf_event").filter(
+            undecided, shelf_event__store_id=store_id,
+            shelf_event__t_end__gte=min(v.entered_at for v in mine.values()) - margin)
+        if all(v.exited_at is not None for v in mine.values()):
+            items = items.filter(shelf_event__t_start__lte=max(v.exited_at for v in mine.values()) + margin)
+        for r in _naming(items, mine):
+            named = {c.get("visit") for c in r.candidates} | {(r.resolution or {}).get("visit")}
+            for visit_id in named & mine.keys():
+                v = mine[visit_id]
+                if r.shelf_event.t_end >= v.entered_at - margin and \
+                        (v.exited_at is None or r.shelf_event.t_start <= v.exited_at + margin):
+                    out[visit_id].append(r)
+    return out
 
 
 def review_undecided_counts(visits: list[Visit], now: datetime | None = None) -> dict[int, int]:
     """Visit id → ``len(review_undecided_for(visit=…)[0])`` for each of ``visits``, read in one query per store
-    (the review items of the store near the earliest visit, each checked against every visit it names) instead of
-    one per visit: a step of the store loop that changes many carts reads the store's open reviews once."""
-    now = now or timezone.now()
-    margin = timedelta(seconds=REVIEW_VISIT_MARGIN_S)
-    out = {v.pk: 0 for v in visits}
-    by_store: dict[int, dict[int, Visit]] = {}
-    for v in visits:
-        by_store.setdefault(v.store_id, {})[v.pk] = v
-    for store_id, mine in by_store.items():
-        undecided = Q(status__in=(ReviewItem.Status.OPEN, ReviewItem.Status.WAITING)) | Q(undo_until__gt=now)
-        rows = _naming(ReviewItem.objects.filter(
-            undecided, shelf_event__store_id=store_id,
-            shelf_event__t_end__gte=min(v.entered_at for v in mine.values()) - margin,
-        ), mine).values_list("status", "undo_until", "candidates", "resolution", "shelf_event__t_start",
-                             "shelf_event__t_end")
-        for status, undo_until, candidates, resolution, t_start, t_end in rows:
-            if status not in (ReviewItem.Status.OPEN, ReviewItem.Status.WAITING) and undo_until is not None \
-                    and undo_until > now:
-                continue  # held in its undo window: decided for the shopper (review_held)
-            named = {c.get("visit") for c in candidates} | {(resolution or {}).get("visit")}
-            for visit_id in named & mine.keys():
-                v = mine[visit_id]
-                if t_end >= v.entered_at - margin and (v.exited_at is None or t_start <= v.exited_at + margin):
-                    out[visit_id] += 1
-    return out
+    (:func:`review_undecided_by_visit`): a step of the store loop that changes many carts reads the store's open
+    reviews once."""
+    return {visit_id: len(undecided) for visit_id, (undecided, _) in review_undecided_by_visit(visits, now).items()}
 
 
 def review_held(item: ReviewItem, now: datetime | None = None) -> bool:
@@ -100,7 +95,16 @@ def review_undecided_for(*, visit: Visit, now: datetime | None = None) -> tuple[
     """:func:`review_open_for` split for what the shopper is told: ``(undecided, held)``: the items nobody decided
     yet (open or waiting) and those a person decided that are only held in their undo window
     (:func:`review_held`). The checkout waits for both; only the first are "under review" to the shopper."""
+    return review_undecided_by_visit([visit], now)[visit.pk]
+
+
+def review_undecided_by_visit(visits: list[Visit], now: datetime | None = None
+                              ) -> dict[int, tuple[list[ReviewItem], list[ReviewItem]]]:
+    """Visit id → :func:`review_undecided_for` of each of ``visits``, read as :func:`review_open_by_visit` reads
+    them (one query per store)."""
     now = now or timezone.now()
-    items = review_open_for(visit=visit, now=now)
-    held = [r for r in items if review_held(r, now)]
-    return [r for r in items if r not in held], held
+    out = {}
+    for visit_id, items in review_open_by_visit(visits, now).items():
+        held = [r for r in items if review_held(r, now)]
+        out[visit_id] = ([r for r in items if r not in held], held)
+    return out
