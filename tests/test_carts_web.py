@@ -357,8 +357,8 @@ def test_admin_dismiss_action_goes_through_the_service(w):
     assert item.status == "dismissed" and item.resolved_by == "root" and not CartEvent.objects.exists()
 
 
-def _waiting_put_back(w, follows: ReviewItem, visit: Visit, barcode: str = "0002") -> ReviewItem:
-    se = shelf_event(w, delta_g=+150, seconds_ago=2, hypotheses=[{"barcode": barcode, "quantity": -1,
+def _waiting_put_back(w, follows: ReviewItem, visit: Visit, barcode: str = "0002", seconds_ago: float = 2) -> ReviewItem:
+    se = shelf_event(w, delta_g=+150, seconds_ago=seconds_ago, hypotheses=[{"barcode": barcode, "quantity": -1,
                                                                   "likelihood": 0.97}])
     return ReviewItem.objects.create(shelf_event=se, status=ReviewItem.Status.WAITING, follows=follows,
                                      reason="its pick awaits review", candidates=[
@@ -402,6 +402,25 @@ def test_a_waiting_put_back_opens_for_people_when_the_pick_went_to_someone_else(
     assert waiting.status == "open" and f"review {pick.pk}" in waiting.reason
     assert not CartEvent.objects.filter(shelf_event=waiting.shelf_event).exists()
     assert waiting in review_open_for(visit=w.visit)
+
+
+def test_waiting_put_backs_settle_in_the_order_they_were_decided(w):
+    """Ann took 3 chips (in review); fusion gave her three put-backs while the pick waited: 1, 1, then 2 (really one
+    of the 2 was Bob's, who also took one). The review gives her the 3: the put-backs apply oldest first, as the
+    offline evaluation applies them, so the first two take 2 back and the last, which her cart cannot cover, opens
+    for people. Newest first, the 2 applied and the first 1 opened: the live receipts differed from the offline
+    run's (bench-live, 50 shoppers in one room)."""
+    pick = _open_review(w, [w.visit])
+    first, second = _waiting_put_back(w, pick, w.visit, seconds_ago=4), _waiting_put_back(w, pick, w.visit, seconds_ago=3)
+    last = _waiting_put_back(w, pick, w.visit)
+    last.resolution = {**last.resolution, "quantity": -2}
+    last.save(update_fields=["resolution"])
+    review_resolve(item=pick, visit_id=w.visit.pk, barcode="0002", quantity=3, by="mia")
+    for item in (first, second, last):
+        item.refresh_from_db()
+    assert [first.status, second.status, last.status] == ["resolved", "resolved", "open"]
+    assert w.visit.cart_events.filter(product=w.chips).aggregate(s=Sum("quantity"))["s"] == 1
+    assert last in review_open_for(visit=w.visit)
 
 
 def test_a_visit_named_only_by_a_waiting_put_back_is_checked_out_once_it_settles(w, monkeypatch):

@@ -81,15 +81,18 @@ def _party_visits(visit: Visit) -> list[Visit]:
 
 
 def review_followers_settle(*, item: ReviewItem) -> list[Visit]:
-    """Settle the put-backs waiting for ``item`` (``ReviewItem.follows``) once it is decided: each applies as
+    """Settle the put-backs waiting for ``item`` (``ReviewItem.follows``) once it is decided, oldest first (as
+    ``carts.offline.evaluation.sink_receipts`` settles them offline): each applies as
     fusion decided it (a cart event of source ``fusion``, evidence ``follows_review``) to its visit or a party
     member holding the item, and is marked ``resolved`` by ``fusion``; when nobody in the party holds it (the
     review gave the pick to someone else, or dismissed it) the item opens for people. Call inside the
     transaction that decided ``item``. Returns the visits the settled items name, as candidates or as the visit
     the put-back went to (their checkouts may proceed)."""
     touched: list[Visit] = []
+    # in the order fusion decided them (the model's default order is newest first): a put-back that finds the cart
+    # already emptied by a later one would open for people in place of that later one
     for f in ReviewItem.objects.select_for_update().select_related("shelf_event").filter(
-            follows=item, status=ReviewItem.Status.WAITING):
+            follows=item, status=ReviewItem.Status.WAITING).order_by("pk"):
         res = dict(f.resolution or {})
         before = {"reason": f.reason, "resolution": dict(res)}  # what review_undo puts back
         visit = Visit.objects.filter(pk=res.get("visit")).first()
