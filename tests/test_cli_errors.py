@@ -184,3 +184,14 @@ def test_a_production_command_with_a_bad_or_unreachable_database_says_so_in_one_
     assert done.returncode == rc, done.stderr[-2000:]
     assert says in done.stderr and "Traceback" not in done.stderr, done.stderr[-2000:]
     assert len(done.stderr.strip().splitlines()) == 1, done.stderr[-2000:]
+
+
+# ------------------------------------------------------------------------------------------------ the shared data
+def test_simulate_and_demo_without_the_shared_data_say_to_set_walkout_shared(tmp_path, settings):
+    """Without ../shared the error names the file, where it looked and WALKOUT_SHARED, not only "missing"."""
+    settings.SHARED_DIR = tmp_path / "nowhere"
+    hint = rf"set WALKOUT_SHARED to the folder that holds datasets/ and models/ \(looked under {tmp_path}/nowhere\)"
+    with pytest.raises(CommandError, match=r"Plates.json: missing .*" + hint):
+        call_command("simulate", str(tmp_path / "sim"), "--shoppers", "1", "--minutes", "0.5", stdout=io.StringIO())
+    with pytest.raises(CommandError, match=r"the real test case is not there; pass --case PATH, or " + hint):
+        call_command("demo", "--no-serve", stdout=io.StringIO())

@@ -15,6 +15,7 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
 from carts.offline.emulator import emulate
+from carts.shared_data import shared_hint
 from carts.offline.emulator_transport import EmulatorError
 from store.accounts.demo import DEMO_PASSWORD, DEMO_SHOPPER, demo_shopper_ensure
 from store.accounts.services import manager_create
@@ -86,7 +87,8 @@ class Command(BaseCommand):
                                "profile (unset WALKOUT_PROFILE), or pass --allow-production for a staging store")
         case_dir = Path(case) if case else settings.SHARED_DIR / "datasets" / "autocheckout" / "BENCHMARK-1"
         if not case_dir.is_dir():
-            raise CommandError(f"{case_dir}: the real test case is not there; pass --case PATH or set WALKOUT_SHARED")
+            raise CommandError(f"{case_dir}: the real test case is not there; pass --case PATH"
+                               + ("" if case else f", or {shared_hint(settings.SHARED_DIR)}"))
         call_command("migrate", verbosity=0, interactive=False)
         User = get_user_model()
         if not User.objects.filter(username=DEMO_MANAGER).exists():
