@@ -72,12 +72,15 @@ def test_emulate_store_url_needs_a_reachable_mqtt_broker(benchmark1_recording, s
                      stdout=io.StringIO(), stderr=io.StringIO())
 
 
-@pytest.mark.parametrize("speed", ["inf", "nan", "0", "-2"])
-def test_emulate_store_and_demo_refuse_a_speed_that_is_not_finite_and_positive(benchmark1_recording, speed):
-    with pytest.raises(CommandError, match="--speed must be a finite number > 0"):
+@pytest.mark.parametrize("speed", ["inf", "nan", "0", "-2", "5000", "1e9"])
+def test_replay_emulate_store_and_demo_refuse_a_speed_out_of_bounds_and_state_them(benchmark1_recording, speed):
+    with pytest.raises(CommandError, match="--speed must be a number > 0 and ≤ 1000"):
+        call_command("replay", str(benchmark1_recording), "--speed", speed, stdout=io.StringIO(),
+                     stderr=io.StringIO())
+    with pytest.raises(CommandError, match="--speed must be a number > 0 and ≤ 1000"):
         call_command("emulate_store", str(benchmark1_recording), "--speed", speed, stdout=io.StringIO(),
                      stderr=io.StringIO())
-    with pytest.raises(CommandError, match="--speed must be a finite number > 0"):
+    with pytest.raises(CommandError, match="--speed must be a number > 0 and ≤ 1000"):
         call_command("demo", "--no-serve", "--speed", speed, stdout=io.StringIO())
 
 

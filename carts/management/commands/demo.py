@@ -5,7 +5,6 @@ Output: with ``--no-serve`` the last line is ``evaluate``'s ``F1 <value>`` (scri
 with come before the live run; when serving, the accounts follow the score, just above "serving on"."""
 from __future__ import annotations
 
-import math
 import socket
 from pathlib import Path
 
@@ -24,6 +23,7 @@ from carts.offline.autocheckout_store import AutoCheckoutError
 from store.recording import RecordingError, destination_prepare, read_recording
 
 from .replay import print_receipts
+from carts.offline.replay import speed_problem
 from store.inventory.models import Facing, StockMovement
 from store.inventory.services import catalogue_load, stock_record_restock
 from store.layout.models import Store
@@ -75,8 +75,8 @@ class Command(BaseCommand):
 
     def handle(self, *args, no_serve=False, case=None, addr="127.0.0.1:8000", allow_production=False, speed=5.0,
                **options):
-        if not (math.isfinite(speed) and speed > 0):
-            raise CommandError(f"--speed must be a finite number > 0 (× real time), got {speed:g}")
+        if speed_problem(speed):
+            raise CommandError(speed_problem(speed))
         if not no_serve:
             why = addr_unavailable(addr)
             if why:
