@@ -19,6 +19,9 @@ def main() -> None:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         sys.stderr.write(f"walkout cannot reach its database: {first}\n")
         sys.exit(3)
+    except KeyboardInterrupt:  # Ctrl-C while Django starts (commands that run long say more themselves)
+        sys.stderr.write("interrupted (Ctrl-C)\n")
+        sys.exit(130)
 
 
 if __name__ == "__main__":

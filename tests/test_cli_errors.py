@@ -198,3 +198,17 @@ def test_simulate_and_demo_without_the_shared_data_say_to_set_walkout_shared(tmp
         call_command("simulate", str(tmp_path / "sim"), "--shoppers", "1", "--minutes", "0.5", stdout=io.StringIO())
     with pytest.raises(CommandError, match=r"the real test case is not there; pass --case PATH, or " + hint):
         call_command("demo", "--no-serve", stdout=io.StringIO())
+
+
+# --------------------------------------------------------------------------------------------------------- Ctrl-C
+def test_ctrl_c_during_an_emulation_is_one_line_and_status_130(benchmark1_recording, monkeypatch):
+    """Ctrl-C in emulate_store (and demo, which plays the same emulation) ends in one line that says a later run
+    bills the visits left inside, with the shell's status for SIGINT, not a traceback ending in time.sleep."""
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("carts.management.commands.emulate_store.emulate", interrupted)
+    with pytest.raises(CommandError, match=r"^interrupted \(Ctrl-C\).* a later demo or emulate_store run exits and "
+                                           r"bills any visit this one left inside") as caught:
+        call_command("emulate_store", str(benchmark1_recording), stdout=io.StringIO(), stderr=io.StringIO())
+    assert caught.value.returncode == 130

@@ -185,6 +185,10 @@ def entry_doors(recording: Recording) -> dict[str, str]:
 #: With ``--url`` (another process runs the store loop), an open visit of the emulator's own is taken for one an
 #: earlier, stopped run left only after this many wall seconds without activity (another emulation may be running).
 REMOTE_STALE_S = 60.0
+#: What ``demo`` and ``emulate_store`` say when Ctrl-C stops an emulation (exit status 130): the visits it left inside
+#: are not lost, :func:`recover_stale_visits` of the next run exits and bills them.
+INTERRUPTED = ("interrupted (Ctrl-C): the recording stopped part-way; a later demo or emulate_store run exits and "
+               "bills any visit this one left inside the store")
 
 
 def recover_stale_visits(store, *, remote: bool = False) -> list[str]:

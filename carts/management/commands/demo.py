@@ -15,6 +15,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from carts.offline.emulator import emulate
 from carts.shared_data import shared_hint
+from carts.offline.emulator_devices import INTERRUPTED
 from carts.offline.emulator_transport import EmulatorError
 from store.accounts.demo import DEMO_PASSWORD, DEMO_SHOPPER, demo_shopper_ensure
 from store.accounts.services import manager_create
@@ -73,8 +74,16 @@ class Command(BaseCommand):
         parser.add_argument("--allow-production", action="store_true",
                             help="run in the production profile too (creates accounts with the demo password)")
 
-    def handle(self, *args, no_serve=False, case=None, addr="127.0.0.1:8000", allow_production=False, speed=5.0,
-               **options):
+    def handle(self, *args, **options):
+        self._emulating = False
+        try:
+            self._demo(**options)
+        except KeyboardInterrupt:  # one line and 130 (as a shell reports Ctrl-C), not the traceback of a sleep
+            raise CommandError(INTERRUPTED if self._emulating else "interrupted (Ctrl-C) before the store ran; "
+                               "nothing was billed", returncode=130) from None
+
+    def _demo(self, *, no_serve=False, case=None, addr="127.0.0.1:8000", allow_production=False, speed=5.0,
+              **options):
         if speed_problem(speed):
             raise CommandError(speed_problem(speed))
         if not no_serve:
@@ -109,10 +118,12 @@ class Command(BaseCommand):
         demo_store_prepare(rec)  # listed on the pass page, with its opening stock
         # the store runs live: the recording's devices are played against this site's own APIs (shelf controllers,
         # the store's tracker, the gate scanning the demo shopper's pass) and the store loop decides and bills
+        self._emulating = True
         try:
             result = emulate(rec, speed=speed)
         except EmulatorError as exc:
             raise CommandError(str(exc)) from None
+        self._emulating = False
         for note in result.recovered:  # an earlier demo killed before its shopper left
             self.stdout.write(note)
         self.stdout.write(f"ran {rec.name} live at {speed:g}× real time in {result.wall_s:.1f} s: the devices sent "

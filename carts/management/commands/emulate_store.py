@@ -15,6 +15,7 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
 from carts.offline.emulator import emulate
+from carts.offline.emulator_devices import INTERRUPTED
 from carts.offline.emulator_transport import EmulatorError
 from carts.offline.replay import database_behind, speed_problem
 from store.recording import RecordingError, read_recording
@@ -56,6 +57,8 @@ class Command(BaseCommand):
                              bind_visits=[visit for _, visit in bind])
         except EmulatorError as exc:
             raise CommandError(str(exc)) from None
+        except KeyboardInterrupt:  # one line and 130 (as a shell reports Ctrl-C), not the traceback of a sleep
+            raise CommandError(INTERRUPTED, returncode=130) from None
         for problem in result.problems:
             self.stderr.write(f"problem: {problem}")
         self.stderr.write(f"emulated in {result.wall_s:.1f} s: sent {result.sent}; every visit settled "
