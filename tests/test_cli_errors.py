@@ -212,3 +212,21 @@ def test_ctrl_c_during_an_emulation_is_one_line_and_status_130(benchmark1_record
                                            r"bills any visit this one left inside") as caught:
         call_command("emulate_store", str(benchmark1_recording), stdout=io.StringIO(), stderr=io.StringIO())
     assert caught.value.returncode == 130
+
+
+def test_a_command_on_an_unmigrated_database_says_to_migrate_not_that_it_cannot_reach_it(tmp_path):
+    """A fresh WALKOUT_SQLITE_PATH is reachable but empty: "no such table" means run migrate, in one line."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "WALKOUT_SQLITE_PATH": str(tmp_path / "fresh.sqlite3")}
+    env.pop("DJANGO_SETTINGS_MODULE", None)
+    env.pop("WALKOUT_PROFILE", None)
+    done = subprocess.run([sys.executable, str(root / "manage.py"), "sweep_visits"], cwd=root, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 3, done.stderr[-2000:]
+    assert done.stderr.strip() == ("the database is not migrated (no such table: gates_visit); run "
+                                   "`python manage.py migrate`"), done.stderr[-2000:]
