@@ -230,3 +230,13 @@ def test_a_command_on_an_unmigrated_database_says_to_migrate_not_that_it_cannot_
     assert done.returncode == 3, done.stderr[-2000:]
     assert done.stderr.strip() == ("the database is not migrated (no such table: gates_visit); run "
                                    "`python manage.py migrate`"), done.stderr[-2000:]
+
+
+# ------------------------------------------------------------------------------------------------------ run_store
+def test_run_store_in_the_embedded_profile_warns_that_other_processes_cannot_feed_it():
+    Store.objects.create(code="polish-run", name="Polish")
+    err = io.StringIO()
+    call_command("run_store", "polish-run", "--max-seconds", "0.3", stdout=io.StringIO(), stderr=err)
+    first = err.getvalue().splitlines()[0]
+    assert first.startswith("warning: embedded profile: the store's streams are in this process's memory")
+    assert "WALKOUT_PROFILE=production (with REDIS_URL) puts them on Redis Streams" in first
