@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from sensors.ingest import MAX_BINS
+from store.billing.money import money_display
 from store.gates.models import Gate, Visit
 from store.recording import Recording, ShelfSamples
 
@@ -225,7 +226,7 @@ def recover_stale_visits(store, *, remote: bool = False) -> list[str]:
             outcome = f"its cart was empty: nothing charged, the card's hold released (receipt {receipt.pk})"
         elif receipt is not None:
             outcome = (f"billed for what its cart held: receipt {receipt.pk}, {receipt.lines.count()} line(s), "
-                       f"total {receipt.total_minor} minor units {receipt.currency.upper()}")
+                       f"total {money_display(receipt.total_minor, receipt.currency)}")
         elif visit.state == Visit.State.UNDER_REVIEW:
             outcome = "it waits for the review of its open shelf events"
         else:
