@@ -10,10 +10,14 @@ import os
 import sys
 from pathlib import Path
 
-from carts.offline.activity_bench import evaluate
-
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT))  # this checkout's packages, before the import below
+
+from carts.offline.activity_bench import evaluate  # noqa: E402
+from carts.shared_data import shared_hint  # noqa: E402
+from vision.detector import DetectorError  # noqa: E402
+from vision.pose import PoseError  # noqa: E402
+
 SHARED = Path(os.environ.get("WALKOUT_SHARED", ROOT.parent / "shared"))
 
 
@@ -24,7 +28,11 @@ def main() -> int:
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
 
-    res = evaluate(SHARED, stride=args.stride, clips=args.clip)
+    try:
+        res = evaluate(SHARED, stride=args.stride, clips=args.clip)
+    except (PoseError, DetectorError) as exc:  # a model file absent: one line, not a traceback
+        print(f"bench-activity: {exc}; {shared_hint(SHARED)}", file=sys.stderr)
+        return 1
     for path in res["missing"]:
         print(f"skipped: {path} is absent")
     for name, r in res["clips"].items():

@@ -72,12 +72,15 @@ def test_emulate_store_url_needs_a_reachable_mqtt_broker(benchmark1_recording, s
                      stdout=io.StringIO(), stderr=io.StringIO())
 
 
-@pytest.mark.parametrize("speed", ["inf", "nan", "0", "-2"])
-def test_emulate_store_and_demo_refuse_a_speed_that_is_not_finite_and_positive(benchmark1_recording, speed):
-    with pytest.raises(CommandError, match="--speed must be a finite number > 0"):
+@pytest.mark.parametrize("speed", ["inf", "nan", "0", "-2", "5000", "1e9"])
+def test_replay_emulate_store_and_demo_refuse_a_speed_out_of_bounds_and_state_them(benchmark1_recording, speed):
+    with pytest.raises(CommandError, match="--speed must be a number > 0 and ≤ 1000"):
+        call_command("replay", str(benchmark1_recording), "--speed", speed, stdout=io.StringIO(),
+                     stderr=io.StringIO())
+    with pytest.raises(CommandError, match="--speed must be a number > 0 and ≤ 1000"):
         call_command("emulate_store", str(benchmark1_recording), "--speed", speed, stdout=io.StringIO(),
                      stderr=io.StringIO())
-    with pytest.raises(CommandError, match="--speed must be a finite number > 0"):
+    with pytest.raises(CommandError, match="--speed must be a number > 0 and ≤ 1000"):
         call_command("demo", "--no-serve", "--speed", speed, stdout=io.StringIO())
 
 
@@ -184,3 +187,56 @@ def test_a_production_command_with_a_bad_or_unreachable_database_says_so_in_one_
     assert done.returncode == rc, done.stderr[-2000:]
     assert says in done.stderr and "Traceback" not in done.stderr, done.stderr[-2000:]
     assert len(done.stderr.strip().splitlines()) == 1, done.stderr[-2000:]
+
+
+# ------------------------------------------------------------------------------------------------ the shared data
+def test_simulate_and_demo_without_the_shared_data_say_to_set_walkout_shared(tmp_path, settings):
+    """Without ../shared the error names the file, where it looked and WALKOUT_SHARED, not only "missing"."""
+    settings.SHARED_DIR = tmp_path / "nowhere"
+    hint = rf"set WALKOUT_SHARED to the folder that holds datasets/ and models/ \(looked under {tmp_path}/nowhere\)"
+    with pytest.raises(CommandError, match=r"Plates.json: missing .*" + hint):
+        call_command("simulate", str(tmp_path / "sim"), "--shoppers", "1", "--minutes", "0.5", stdout=io.StringIO())
+    with pytest.raises(CommandError, match=r"the real test case is not there; pass --case PATH, or " + hint):
+        call_command("demo", "--no-serve", stdout=io.StringIO())
+
+
+# --------------------------------------------------------------------------------------------------------- Ctrl-C
+def test_ctrl_c_during_an_emulation_is_one_line_and_status_130(benchmark1_recording, monkeypatch):
+    """Ctrl-C in emulate_store (and demo, which plays the same emulation) ends in one line that says a later run
+    bills the visits left inside, with the shell's status for SIGINT, not a traceback ending in time.sleep."""
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("carts.management.commands.emulate_store.emulate", interrupted)
+    with pytest.raises(CommandError, match=r"^interrupted \(Ctrl-C\).* a later demo or emulate_store run exits and "
+                                           r"bills any visit this one left inside") as caught:
+        call_command("emulate_store", str(benchmark1_recording), stdout=io.StringIO(), stderr=io.StringIO())
+    assert caught.value.returncode == 130
+
+
+def test_a_command_on_an_unmigrated_database_says_to_migrate_not_that_it_cannot_reach_it(tmp_path):
+    """A fresh WALKOUT_SQLITE_PATH is reachable but empty: "no such table" means run migrate, in one line."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "WALKOUT_SQLITE_PATH": str(tmp_path / "fresh.sqlite3")}
+    env.pop("DJANGO_SETTINGS_MODULE", None)
+    env.pop("WALKOUT_PROFILE", None)
+    done = subprocess.run([sys.executable, str(root / "manage.py"), "sweep_visits"], cwd=root, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 3, done.stderr[-2000:]
+    assert done.stderr.strip() == ("the database is not migrated (no such table: gates_visit); run "
+                                   "`python manage.py migrate`"), done.stderr[-2000:]
+
+
+# ------------------------------------------------------------------------------------------------------ run_store
+def test_run_store_in_the_embedded_profile_warns_that_other_processes_cannot_feed_it():
+    Store.objects.create(code="polish-run", name="Polish")
+    err = io.StringIO()
+    call_command("run_store", "polish-run", "--max-seconds", "0.3", stdout=io.StringIO(), stderr=err)
+    first = err.getvalue().splitlines()[0]
+    assert first.startswith("warning: embedded profile: the store's streams are in this process's memory")
+    assert "WALKOUT_PROFILE=production (with REDIS_URL) puts them on Redis Streams" in first

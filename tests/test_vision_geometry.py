@@ -98,3 +98,20 @@ def test_calibrate_command_creates_the_output_folder_or_says_why_not(tmp_path, c
     (tmp_path / "file").write_text("x")
     with pytest.raises(CommandError, match="cannot write"):
         call_command("calibrate", str(pts), "--out", str(tmp_path / "file" / "cam.json"))
+
+
+def test_calibrate_reads_the_per_still_file_the_readme_points_at(capsys):
+    """``vision/calibrations/autocheckout_stills.json`` holds several cameras' points: ``--still KEY`` fits one,
+    and without it the command names the keys instead of "string indices must be integers"."""
+    from pathlib import Path
+
+    stills = Path(__file__).resolve().parents[1] / "vision" / "calibrations" / "autocheckout_stills.json"
+    with pytest.raises(CommandError, match=r"holds the points of several cameras: pick one with --still KEY, KEY "
+                                           r"one of 1, 2, 5, 6$"):
+        call_command("calibrate", str(stills))
+    with pytest.raises(CommandError, match=r"KEY one of 1, 2, 5, 6 \(there is no '9'\)"):
+        call_command("calibrate", str(stills), "--still", "9")
+    call_command("calibrate", str(stills), "--still", "1")
+    assert capsys.readouterr().out.strip().splitlines()[-1].startswith("inliers 6/6 reprojection rms")
+    img, flr = read_calibration_points(stills, still="5")
+    assert img.shape == flr.shape and len(img) >= 4

@@ -14,6 +14,7 @@ from django.utils import timezone
 
 from carts.offline.emulator_devices import register
 from store.accounts.demo import DEMO_SHOPPER, demo_shopper_ensure
+from store.billing.money import money_display
 from carts.services.ledger import CartChange, cart_apply
 from store.gates.models import Visit
 from store.gates.services import (
@@ -105,6 +106,8 @@ def test_a_rerun_after_a_killed_emulation_bills_its_stale_visit_and_is_not_refus
            "before the shopper left; exited it now: billed for what its cart held" in err.getvalue()
     assert "refused at the gate" not in err.getvalue()
     stale.refresh_from_db()
+    assert f"line(s), total {money_display(stale.receipt.total_minor, 'usd')}\n" in err.getvalue()  # as on receipts
+    assert "minor units" not in err.getvalue() and money_display(stale.receipt.total_minor, "usd").startswith("$")
     assert stale.state == Visit.State.BILLED and stale.receipt.lines.get().barcode == "071142008582"
     fresh = Visit.objects.get(session=lines[0].split()[1])
     assert fresh.pk != stale.pk and fresh.state == Visit.State.BILLED

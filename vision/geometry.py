@@ -340,9 +340,12 @@ def calibrate_floor(image_points: Any, floor_points: Any, *, K: np.ndarray | Non
     return FloorCalibration(H=H, inliers=inliers, error_px=err_px, error_m=err_m)
 
 
-def read_calibration_points(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
-    """Read marked points: a JSON list ``[{"u", "v", "x", "y"}, ...]`` (or ``{"points": [...]}``) or a CSV with
-    header ``u,v,x,y`` (pixels, metres). Returns (image (N, 2), floor (N, 2)). Raises CalibrationError."""
+def read_calibration_points(path: str | Path, still: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Read marked points: a JSON list ``[{"u", "v", "x", "y"}, ...]`` (or ``{"points": [...]}``), a per-camera
+    JSON ``{"cameras": {KEY: {"points": [...]}, ...}}`` (``vision/calibrations/autocheckout_stills.json``) with
+    ``still`` = the KEY to read, or a CSV with header ``u,v,x,y`` (pixels, metres). Returns (image (N, 2),
+    floor (N, 2)). Raises CalibrationError, also for a per-camera file without a valid ``still`` (naming its keys)
+    and a ``still`` given for a file of one camera."""
     p = Path(path)
     try:
         text = p.read_text(encoding="utf-8")
@@ -352,9 +355,21 @@ def read_calibration_points(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     try:
         if p.suffix.lower() == ".json":
             data = json.loads(text)
+            cameras = data.get("cameras") if isinstance(data, dict) else None
+            if isinstance(cameras, dict):
+                if still not in cameras:
+                    raise CalibrationError(f"{p} holds the points of several cameras: pick one with --still KEY, "
+                                           f"KEY one of {', '.join(cameras)}"
+                                           + (f" (there is no {still!r})" if still else ""))
+                data = cameras[still]
+            elif still is not None:
+                raise CalibrationError(f"{p}: --still {still} is for a per-camera file "
+                                       '({"cameras": {KEY: {"points": [...]}}}); this one holds one camera\'s points')
             data = data.get("points", data) if isinstance(data, dict) else data
             rows = [(float(r["u"]), float(r["v"]), float(r["x"]), float(r["y"])) for r in data]
         else:
+            if still is not None:
+                raise CalibrationError(f"{p}: --still {still} is for a per-camera JSON file, not a CSV")
             lines = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.startswith("#")]
             if not lines or [h.strip() for h in lines[0].split(",")][:4] != ["u", "v", "x", "y"]:
                 raise CalibrationError(f"{p}:1: header must be u,v,x,y")
@@ -363,8 +378,12 @@ def read_calibration_points(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
                 if len(parts) < 4:
                     raise CalibrationError(f"{p}:{i}: expected 4 fields, got {len(parts)}")
                 rows.append(tuple(float(x) for x in parts[:4]))  # type: ignore[arg-type]
+    except CalibrationError:
+        raise
     except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
-        raise CalibrationError(f"{p}: malformed calibration points ({exc})") from None
+        raise CalibrationError(f"{p}: malformed calibration points ({exc}); expected a JSON list of "
+                               '{"u", "v", "x", "y"}, {"points": [...]}, {"cameras": {KEY: {"points": [...]}}} '
+                               "with --still KEY, or a CSV u,v,x,y") from None
     arr = np.asarray(rows, dtype=np.float64).reshape(-1, 4)
     return arr[:, :2], arr[:, 2:]
 

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from sensors.ingest import MAX_BINS
+from store.billing.money import money_display
 from store.gates.models import Gate, Visit
 from store.recording import Recording, ShelfSamples
 
@@ -185,6 +186,10 @@ def entry_doors(recording: Recording) -> dict[str, str]:
 #: With ``--url`` (another process runs the store loop), an open visit of the emulator's own is taken for one an
 #: earlier, stopped run left only after this many wall seconds without activity (another emulation may be running).
 REMOTE_STALE_S = 60.0
+#: What ``demo`` and ``emulate_store`` say when Ctrl-C stops an emulation (exit status 130): the visits it left inside
+#: are not lost, :func:`recover_stale_visits` of the next run exits and bills them.
+INTERRUPTED = ("interrupted (Ctrl-C): the recording stopped part-way; a later demo or emulate_store run exits and "
+               "bills any visit this one left inside the store")
 
 
 def recover_stale_visits(store, *, remote: bool = False) -> list[str]:
@@ -221,7 +226,7 @@ def recover_stale_visits(store, *, remote: bool = False) -> list[str]:
             outcome = f"its cart was empty: nothing charged, the card's hold released (receipt {receipt.pk})"
         elif receipt is not None:
             outcome = (f"billed for what its cart held: receipt {receipt.pk}, {receipt.lines.count()} line(s), "
-                       f"total {receipt.total_minor} minor units {receipt.currency.upper()}")
+                       f"total {money_display(receipt.total_minor, receipt.currency)}")
         elif visit.state == Visit.State.UNDER_REVIEW:
             outcome = "it waits for the review of its open shelf events"
         else:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone as dt_timezone
@@ -47,6 +48,17 @@ log = logging.getLogger(__name__)
 REPLAY_GATE = "replay-gate"
 #: Entries on one account this close together (seconds) form a party (a family scanning one phone's passes).
 PARTY_WITHIN_S = 10.0
+#: The fastest pace (× real time) ``replay``, ``emulate_store`` and ``demo`` accept: past it the pacing never sleeps
+#: on a real recording, so a larger figure would only claim a pace the run does not keep.
+SPEED_MAX = 1000.0
+
+
+def speed_problem(speed: float) -> str | None:
+    """The one-line error for a ``--speed`` (× real time) that is not finite, > 0 and ≤ :data:`SPEED_MAX`; None for
+    a valid one."""
+    if math.isfinite(speed) and 0 < speed <= SPEED_MAX:
+        return None
+    return f"--speed must be a number > 0 and ≤ {SPEED_MAX:g} (× real time, 1 = real time), got {speed:g}"
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,6 @@ Output: with ``--no-serve`` the last line is ``evaluate``'s ``F1 <value>`` (scri
 with come before the live run; when serving, the accounts follow the score, just above "serving on"."""
 from __future__ import annotations
 
-import math
 import socket
 from pathlib import Path
 
@@ -15,6 +14,8 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
 from carts.offline.emulator import emulate
+from carts.shared_data import shared_hint
+from carts.offline.emulator_devices import INTERRUPTED
 from carts.offline.emulator_transport import EmulatorError
 from store.accounts.demo import DEMO_PASSWORD, DEMO_SHOPPER, demo_shopper_ensure
 from store.accounts.services import manager_create
@@ -23,6 +24,7 @@ from carts.offline.autocheckout_store import AutoCheckoutError
 from store.recording import RecordingError, destination_prepare, read_recording
 
 from .replay import print_receipts
+from carts.offline.replay import speed_problem
 from store.inventory.models import Facing, StockMovement
 from store.inventory.services import catalogue_load, stock_record_restock
 from store.layout.models import Store
@@ -72,10 +74,18 @@ class Command(BaseCommand):
         parser.add_argument("--allow-production", action="store_true",
                             help="run in the production profile too (creates accounts with the demo password)")
 
-    def handle(self, *args, no_serve=False, case=None, addr="127.0.0.1:8000", allow_production=False, speed=5.0,
-               **options):
-        if not (math.isfinite(speed) and speed > 0):
-            raise CommandError(f"--speed must be a finite number > 0 (× real time), got {speed:g}")
+    def handle(self, *args, **options):
+        self._emulating = False
+        try:
+            self._demo(**options)
+        except KeyboardInterrupt:  # one line and 130 (as a shell reports Ctrl-C), not the traceback of a sleep
+            raise CommandError(INTERRUPTED if self._emulating else "interrupted (Ctrl-C) before the store ran; "
+                               "nothing was billed", returncode=130) from None
+
+    def _demo(self, *, no_serve=False, case=None, addr="127.0.0.1:8000", allow_production=False, speed=5.0,
+              **options):
+        if speed_problem(speed):
+            raise CommandError(speed_problem(speed))
         if not no_serve:
             why = addr_unavailable(addr)
             if why:
@@ -86,7 +96,8 @@ class Command(BaseCommand):
                                "profile (unset WALKOUT_PROFILE), or pass --allow-production for a staging store")
         case_dir = Path(case) if case else settings.SHARED_DIR / "datasets" / "autocheckout" / "BENCHMARK-1"
         if not case_dir.is_dir():
-            raise CommandError(f"{case_dir}: the real test case is not there; pass --case PATH or set WALKOUT_SHARED")
+            raise CommandError(f"{case_dir}: the real test case is not there; pass --case PATH"
+                               + ("" if case else f", or {shared_hint(settings.SHARED_DIR)}"))
         call_command("migrate", verbosity=0, interactive=False)
         User = get_user_model()
         if not User.objects.filter(username=DEMO_MANAGER).exists():
@@ -107,10 +118,12 @@ class Command(BaseCommand):
         demo_store_prepare(rec)  # listed on the pass page, with its opening stock
         # the store runs live: the recording's devices are played against this site's own APIs (shelf controllers,
         # the store's tracker, the gate scanning the demo shopper's pass) and the store loop decides and bills
+        self._emulating = True
         try:
             result = emulate(rec, speed=speed)
         except EmulatorError as exc:
             raise CommandError(str(exc)) from None
+        self._emulating = False
         for note in result.recovered:  # an earlier demo killed before its shopper left
             self.stdout.write(note)
         self.stdout.write(f"ran {rec.name} live at {speed:g}× real time in {result.wall_s:.1f} s: the devices sent "

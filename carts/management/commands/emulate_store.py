@@ -15,8 +15,9 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
 from carts.offline.emulator import emulate
+from carts.offline.emulator_devices import INTERRUPTED
 from carts.offline.emulator_transport import EmulatorError
-from carts.offline.replay import database_behind
+from carts.offline.replay import database_behind, speed_problem
 from store.recording import RecordingError, read_recording
 from carts.live import recording_cast
 
@@ -29,7 +30,7 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("recording")
-        parser.add_argument("--speed", type=float, default=1.0, help="× real time (default 1)")
+        parser.add_argument("--speed", type=float, default=1.0, help="× real time, at most 1000 (default 1)")
         parser.add_argument("--url", default=None,
                             help="a running Walkout, e.g. http://127.0.0.1:8000 (default: this process, embedded)")
         parser.add_argument("--no-bind", action="store_true",
@@ -42,8 +43,8 @@ class Command(BaseCommand):
         behind = database_behind()
         if behind:
             raise CommandError(behind)
-        if not (math.isfinite(speed) and speed > 0):
-            raise CommandError(f"--speed must be a finite number > 0 (× real time), got {speed:g}")
+        if speed_problem(speed):
+            raise CommandError(speed_problem(speed))
         if not (math.isfinite(settle_timeout) and settle_timeout > 0):
             raise CommandError(f"--settle-timeout must be a finite number of seconds > 0, got {settle_timeout:g}")
         try:
@@ -56,6 +57,8 @@ class Command(BaseCommand):
                              bind_visits=[visit for _, visit in bind])
         except EmulatorError as exc:
             raise CommandError(str(exc)) from None
+        except KeyboardInterrupt:  # one line and 130 (as a shell reports Ctrl-C), not the traceback of a sleep
+            raise CommandError(INTERRUPTED, returncode=130) from None
         for problem in result.problems:
             self.stderr.write(f"problem: {problem}")
         self.stderr.write(f"emulated in {result.wall_s:.1f} s: sent {result.sent}; every visit settled "

@@ -1,12 +1,12 @@
 """``manage.py replay REC``: run the whole pipeline on a recording as if live, and print the receipts."""
 from __future__ import annotations
 
-import math
 
 from django.core.management.base import BaseCommand, CommandError
 from django.db import models
 
-from carts.offline.replay import accounts_without_card, database_behind, replay_accounts_missing, replay_recording
+from carts.offline.replay import (accounts_without_card, database_behind, replay_accounts_missing, replay_recording,
+                                  speed_problem)
 from store.accounts.demo import DEMO_SHOPPER, demo_shopper_ensure
 from store.billing.models import Receipt
 from store.recording import RecordingError, read_recording
@@ -50,7 +50,7 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("recording", help="recording folder (see docs/recording-format.md)")
-        parser.add_argument("--speed", type=float, default=None, help="pace against the wall clock (1 = real time)")
+        parser.add_argument("--speed", type=float, default=None, help="pace against the wall clock (1 = real time, at most 1000)")
         parser.add_argument("--session", help="session name (default: <recording>@<now>)")
         parser.add_argument("--shopper", default=None,
                             help="play the first shopper track without an account in gates.csv as this account, "
@@ -68,8 +68,8 @@ class Command(BaseCommand):
         behind = database_behind()
         if behind:
             raise CommandError(behind)
-        if speed is not None and not (math.isfinite(speed) and 0 < speed <= 1000):
-            raise CommandError(f"--speed must be a positive number (1 = real time), got {speed}")
+        if speed is not None and speed_problem(speed):
+            raise CommandError(speed_problem(speed))
         try:
             rec = read_recording(recording)
         except RecordingError as exc:

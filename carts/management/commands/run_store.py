@@ -4,15 +4,24 @@ Runs :class:`carts.runtime.StoreWorker` until SIGTERM/SIGINT: waits for the stor
 stands by and takes over within the lease time when the active one dies), resumes from the last checkpoint,
 feeds shelf blocks, observations and gate scans to the store loop, and writes shelf events, cart events, review
 items and checkouts to the database. Needs ``WALKOUT_STORE_LOOP=on`` in the producers (the production default).
+In the embedded profile the streams live in one process's memory (``carts.bus.MemoryBus``): it warns that nothing
+reaches it from other processes (the embedded server runs its own worker thread instead).
 """
 from __future__ import annotations
 
 import signal
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from carts.runtime import StoreWorker
 from store.layout.models import Store
+
+#: Said at start in the embedded profile, whose bus is in process memory: a run_store there reads only what it
+#: publishes itself (nothing: it has no devices), which looks like a worker that runs and does nothing.
+EMBEDDED_WARNING = ("warning: embedded profile: the store's streams are in this process's memory, so nothing "
+                    "another process publishes (runserver, emulate_store, the ingestors) reaches this worker; "
+                    "WALKOUT_PROFILE=production (with REDIS_URL) puts them on Redis Streams")
 
 
 class Command(BaseCommand):
@@ -32,6 +41,8 @@ class Command(BaseCommand):
             raise CommandError(f"no store with the code {store_code!r}")
         if not (checkpoint_every > 0 and lease > 0):
             raise CommandError("--checkpoint-every and --lease must be > 0")
+        if not getattr(settings, "PRODUCTION", False):  # carts.bus: MemoryBus, this process's own
+            self.stderr.write(EMBEDDED_WARNING)
         worker = StoreWorker(store_code, checkpoint_every_s=checkpoint_every, lease_s=lease)
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: worker.stop.set())

@@ -9,6 +9,7 @@ from django.core.management.base import BaseCommand, CommandError
 from carts.offline.simulation import simulate, write_simulation
 from carts.offline.simulation_config import DIFFICULTIES, SimConfig
 from carts.offline.simulation_store import load_store
+from carts.shared_data import shared_hint
 from store.recording import SHELF_FORMS, RecordingError, destination_prepare
 
 
@@ -62,7 +63,9 @@ class Command(BaseCommand):
         try:
             config = SimConfig.at(difficulty, shoppers=shoppers, minutes=minutes, seed=seed, **overrides)
             store = load_store(root)
-        except (ValueError, FileNotFoundError) as exc:
+        except FileNotFoundError as exc:
+            raise CommandError(str(exc) if data else f"{exc}; {shared_hint(settings.SHARED_DIR)}") from None
+        except ValueError as exc:
             raise CommandError(str(exc)) from None
         sim = simulate(store, config)
         try:

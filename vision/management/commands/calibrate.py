@@ -1,7 +1,8 @@
-"""``manage.py calibrate POINTS [--camera STORE:NAME] [--intrinsics FILE] [--out FILE]``
+"""``manage.py calibrate POINTS [--still KEY] [--camera STORE:NAME] [--intrinsics FILE] [--out FILE]``
 
-Compute a camera's floor homography from ≥ 4 marked floor points (``POINTS``: CSV ``u,v,x,y`` or JSON
-``[{"u", "v", "x", "y"}]``, pixels and store metres) with ``cv2.findHomography`` (RANSAC) and print the reprojection
+Compute a camera's floor homography from ≥ 4 marked floor points (``POINTS``: CSV ``u,v,x,y``, JSON
+``[{"u", "v", "x", "y"}]``, or a per-camera JSON such as ``vision/calibrations/autocheckout_stills.json`` whose
+camera ``--still KEY`` picks; pixels and store metres) with ``cv2.findHomography`` (RANSAC) and print the reprojection
 error in pixels and centimetres. ``--camera STORE:NAME`` saves it on that Camera row (its intrinsics undistort
 first); ``--out FILE`` writes a camera JSON usable by ``manage.py track --calibration FILE``.
 """
@@ -21,14 +22,18 @@ class Command(BaseCommand):
     help = "Compute a camera's floor homography from marked floor points; print the reprojection error."
 
     def add_arguments(self, parser) -> None:
-        parser.add_argument("points", help="CSV u,v,x,y or JSON list of {u, v, x, y}")
+        parser.add_argument("points", help="CSV u,v,x,y, JSON list of {u, v, x, y}, or a per-camera JSON "
+                                           "{cameras: {KEY: {points: [...]}}} with --still KEY")
+        parser.add_argument("--still", default=None, metavar="KEY",
+                            help="the camera of a per-camera points file, e.g. 1 of "
+                                 "vision/calibrations/autocheckout_stills.json")
         parser.add_argument("--camera", default=None, help="STORE:NAME of a Camera row to save it on")
         parser.add_argument("--name", default="camera", help="camera name in --out (default camera)")
         parser.add_argument("--out", default=None, help="write a camera calibration JSON here")
 
     def handle(self, *args, **opts) -> None:
         try:
-            img, flr = read_calibration_points(opts["points"])
+            img, flr = read_calibration_points(opts["points"], still=opts["still"])
             if opts["camera"]:
                 store_code, _, name = opts["camera"].partition(":")
                 try:
