@@ -98,6 +98,15 @@ def test_a_rerun_after_a_killed_emulation_bills_its_stale_visit_and_is_not_refus
     water = Product.objects.get(store=store, barcode="071142008582")
     cart_apply(change=CartChange(visit=stale, product=water, quantity=1, confidence=0.9, evidence={}),
                shelf_event=None)
+    # the dead run's shelf event: played faster than real time, its devices' clock ran ahead of the wall clock, so
+    # its event lies inside the next run's window; it is not the next run's
+    from sensors.models import ShelfEvent
+    from store.layout.models import Bin
+
+    ahead = timezone.now() + timedelta(seconds=40)
+    dead_event = ShelfEvent.objects.create(store=store, session="live", bin=Bin.objects.filter(store=store).first(),
+                                           bin_codes=["dead"], t_start=ahead, t_end=ahead, delta_g=-623,
+                                           hypotheses=[])
     out, err = io.StringIO(), io.StringIO()
     call_command("emulate_store", str(benchmark1_recording), "--speed", "10", stdout=out, stderr=err)
     lines = out.getvalue().strip().splitlines()
@@ -111,3 +120,5 @@ def test_a_rerun_after_a_killed_emulation_bills_its_stale_visit_and_is_not_refus
     assert stale.state == Visit.State.BILLED and stale.receipt.lines.get().barcode == "071142008582"
     fresh = Visit.objects.get(session=lines[0].split()[1])
     assert fresh.pk != stale.pk and fresh.state == Visit.State.BILLED
+    dead_event.refresh_from_db()
+    assert dead_event.session == "live" and ShelfEvent.objects.filter(session=fresh.session).count() == 1

@@ -367,17 +367,21 @@ def emulate(recording: Recording, *, speed: float = 1.0, url: str | None = None,
     if getattr(transport, "failed", None):  # a tracker post sent in the background was refused
         raise EmulatorError(f"the tracker adapter: {transport.failed}")
     session = f"{session_prefix(recording)}@emulate-{datetime.now(dt_timezone.utc):%Y%m%dT%H%M%S.%fZ}"
-    _label(store, session, visits, recording.t_start + offset, t_rec + offset)
+    _label(store, session, visits, recording.t_start + offset, t_rec + offset, made_from=started)
     return EmulationResult(session=session, store_code=store.code, visits=visits, wall_s=time.time() - started,
                            sent=sent, problems=problems, settled_after_s=t_rec - t_played, recovered=recovered)
 
 
-def _label(store, session: str, visits: dict[str, int], t0: float, t1: float) -> None:
+def _label(store, session: str, visits: dict[str, int], t0: float, t1: float, *, made_from: float) -> None:
     """Label what this emulation made with ``session`` (its visits by the recording track of the account scanned,
-    the shelf events between ``t0`` and ``t1``, s UTC on the devices' clock) so that ``evaluate --session`` scores it
-    like a replay."""
+    the shelf events between ``t0`` and ``t1``, s UTC on the devices' clock, stored since ``made_from``, s UTC on
+    the wall clock, when it started) so that ``evaluate --session`` scores it like a replay. An earlier run that was
+    stopped, played faster than real time, left events stamped ahead of the wall clock, inside this run's window:
+    they were stored before this run began, and are not its."""
     live = settings.WALKOUT.get("SENSORS_SESSION", "live")
     for track, visit_id in visits.items():
         Visit.objects.filter(pk=visit_id).update(session=session, track_id=track)
     ShelfEvent.objects.filter(store=store, session=live, t_start__gte=datetime.fromtimestamp(t0 - 5, dt_timezone.utc),
-                              t_start__lte=datetime.fromtimestamp(t1 + 60, dt_timezone.utc)).update(session=session)
+                              t_start__lte=datetime.fromtimestamp(t1 + 60, dt_timezone.utc),
+                              created_at__gte=datetime.fromtimestamp(made_from, dt_timezone.utc)
+                              ).update(session=session)
