@@ -81,10 +81,13 @@ def main() -> int:
     django.setup()  # entry_doors reads the gates' models module
     from carts.offline.evaluation import evaluate_session, merge_parties, offline_replay
     from carts.offline.simulation_truth import read_truth_events
-    from store.recording import read_recording
+    from store.recording import RecordingError, read_recording
 
-    rec = read_recording(args.rec)
-    te = read_truth_events(args.rec)
+    try:
+        rec = read_recording(args.rec)
+        te = read_truth_events(args.rec)
+    except (RecordingError, OSError, ValueError) as exc:
+        ap.exit(2, f"bench_live_offline: {exc}\n")
     truth = {r.track: {x.barcode: x.quantity for x in r.lines} for r in rec.truth}
     t0 = time.monotonic()
     off = offline_replay(rec, truth_events=te, step_s=args.offline_step)

@@ -46,7 +46,7 @@ def demo(settings, tmp_path, monkeypatch):
     return run
 
 
-def test_demo_no_serve_ends_with_the_f1_line_and_serving_shows_the_accounts_last(demo):
+def test_demo_no_serve_ends_with_the_f1_line_and_serving_shows_the_accounts_last(demo, mailoutbox, monkeypatch):
     lines, served = demo("--no-serve")
     assert lines[-1] == "F1 1.000", lines[-12:]
     assert not served
@@ -65,8 +65,15 @@ def test_demo_no_serve_ends_with_the_f1_line_and_serving_shows_the_accounts_last
                set(ShelfController.objects.filter(emulated=True).values_list("pk", flat=True)))
 
     port = free_port()  # the demo checks that the port is free before it runs
+    monkeypatch.delenv("WALKOUT_SITE_URL", raising=False)
+    from django.conf import settings
+
+    monkeypatch.setitem(settings.WALKOUT, "SITE_URL", settings.WALKOUT["SITE_URL"])  # the demo sets it: put back
+    mailoutbox.clear()
     lines, served = demo("--addr", f"127.0.0.1:{port}")
     assert served == [(f"127.0.0.1:{port}",)]
+    # the receipt e-mail links to the site where the demo serves, not to the default port
+    assert any(f"http://127.0.0.1:{port}/visits/receipts/" in m.body for m in mailoutbox), [m.body for m in mailoutbox]
     f1 = lines.index("F1 1.000")
     assert lines[f1 + 1:] == [
         "",

@@ -5,6 +5,7 @@ Output: with ``--no-serve`` the last line is ``evaluate``'s ``F1 <value>`` (scri
 with come before the live run; when serving, the accounts follow the score, just above "serving on"."""
 from __future__ import annotations
 
+import os
 import socket
 from pathlib import Path
 
@@ -113,6 +114,8 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from None
         self.stdout.write(f"imported {case_dir} → {rec_dir}")
         host = addr if "://" in addr else f"http://{addr}"
+        if not no_serve and not os.environ.get("WALKOUT_SITE_URL"):  # the receipts' links point at where it serves
+            settings.WALKOUT["SITE_URL"] = host
         if no_serve:  # the score's F1 line stays the last line
             self._accounts(host, serving=False)
         demo_store_prepare(rec)  # listed on the pass page, with its opening stock
