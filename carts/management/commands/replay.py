@@ -1,7 +1,6 @@
 """``manage.py replay REC``: run the whole pipeline on a recording as if live, and print the receipts."""
 from __future__ import annotations
 
-
 from django.core.management.base import BaseCommand, CommandError
 from django.db import models
 
