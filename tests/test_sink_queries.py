@@ -25,7 +25,7 @@ from carts.services.checkout import visit_checkout
 from carts.services.ledger import (
     CartChange, cart_apply, cart_publish, cart_publish_batch, cart_snapshot, cart_snapshots,
 )
-from carts.services.review_queue import review_undecided_counts
+from carts.services.review_queue import review_undecided_by_visit
 from sensors import weight
 from sensors.models import ShelfEvent
 from store import pushes
@@ -158,10 +158,11 @@ def test_a_steps_snapshots_built_together_equal_each_visits_own(store, django_ca
     Cart.objects.create(visit=bob, seq=7)
     visits = [ann, bob, cy, dee, eve]
     fresh = Visit.objects.select_related("store", "receipt").in_bulk([v.pk for v in visits])
-    counts = review_undecided_counts(list(fresh.values()))
-    together = cart_snapshots([fresh[v.pk] for v in visits], counts)  # makes the 4 carts missing
+    pending = review_undecided_by_visit(list(fresh.values()))
+    counts = {visit_id: len(undecided) for visit_id, (undecided, _) in pending.items()}
+    together = cart_snapshots([fresh[v.pk] for v in visits], pending)  # makes the 4 carts missing
     with CaptureQueriesContext(connection) as q:
-        assert cart_snapshots([fresh[v.pk] for v in visits], counts) == together
+        assert cart_snapshots([fresh[v.pk] for v in visits], pending) == together
     assert len(q) == 3  # seq, events, products, whatever the number of visits (the states here read no more)
     alone = {v.pk: cart_snapshot(visit=Visit.objects.get(pk=v.pk), under_review=counts[v.pk]) for v in visits}
     assert together == alone

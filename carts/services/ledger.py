@@ -149,14 +149,13 @@ def cart_snapshot(*, visit: Visit, under_review: int | None = None) -> dict:
     return _snapshot(visit, cart.seq, lines, under_review, cart_receipt_lines(lines, visit.store.currency))
 
 
-def cart_snapshots(visits: list[Visit], under_review: dict[int, int],
-                   pending: dict[int, tuple[list, list]] | None = None) -> dict[int, dict]:
+def cart_snapshots(visits: list[Visit], pending: dict[int, tuple[list, list]]) -> dict[int, dict]:
     """Visit id → :func:`cart_snapshot` of each of ``visits`` (loaded with ``select_related("store", "receipt")``;
-    ``under_review``: visit id → its count, :func:`review_undecided_counts`), the same dicts, read in three queries
-    whatever their number (the carts' ``seq``, every visit's cart events, their products) instead of five per visit;
-    :func:`carts.trip.trip_status` reads what it reads per visit (nothing for a shopper inside; for a visit under
-    review its undecided and held items, unless ``pending`` has them: visit id →
-    ``review_queue.review_undecided_for``'s pair, as :func:`review_undecided_by_visit` reads them at once)."""
+    ``pending``: visit id → its ``review_undecided_for`` pair, read for all of them at once by
+    :func:`review_undecided_by_visit`: the count under review and the trip status come from it), the same dicts,
+    read in three queries whatever their number (the carts' ``seq``, every visit's cart events, their products)
+    instead of five per visit; :func:`carts.trip.trip_status` reads what else it needs per visit (nothing for a
+    shopper inside)."""
     ids = [v.pk for v in visits]
     seqs = dict(Cart.objects.filter(visit_id__in=ids).values_list("visit_id", "seq"))
     rows: dict[int, list] = {pk: [] for pk in ids}
@@ -172,9 +171,8 @@ def cart_snapshots(visits: list[Visit], under_review: dict[int, int],
             seqs[visit.pk] = Cart.objects.get_or_create(visit=visit)[0].seq
         currency = visit.store.currency
         lines = _lines(visit.pk, *sums[visit.pk], products, currency)
-        out[visit.pk] = _snapshot(visit, seqs[visit.pk], lines, under_review[visit.pk],
-                                  cart_receipt_lines(lines, currency, products=products),
-                                  pending=None if pending is None else pending.get(visit.pk))
+        out[visit.pk] = _snapshot(visit, seqs[visit.pk], lines, len(pending[visit.pk][0]),
+                                  cart_receipt_lines(lines, currency, products=products), pending=pending[visit.pk])
     return out
 
 
@@ -261,8 +259,7 @@ def _publish_many(visits: list[Visit]) -> None:
             return
         fresh = Visit.objects.select_related("store", "receipt").in_bulk([visit_id for visit_id, _ in ids])
         pending = review_undecided_by_visit(list(fresh.values()))
-        counts = {visit_id: len(undecided) for visit_id, (undecided, _) in pending.items()}
-        snapshots = cart_snapshots([fresh[visit_id] for visit_id, _ in ids if visit_id in fresh], counts, pending)
+        snapshots = cart_snapshots([fresh[visit_id] for visit_id, _ in ids if visit_id in fresh], pending)
         out = []
         for visit_id, user_id in ids:
             if visit_id not in fresh:  # deleted since (a test's teardown): nothing to show

@@ -14,22 +14,22 @@ from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
-from carts.offline.emulator import emulate
-from carts.shared_data import shared_hint
-from carts.offline.emulator_devices import INTERRUPTED
-from carts.offline.emulator_transport import EmulatorError
-from store.accounts.demo import DEMO_PASSWORD, DEMO_SHOPPER, demo_shopper_ensure
-from store.accounts.services import manager_create
 from carts.offline.autocheckout import import_case
 from carts.offline.autocheckout_store import AutoCheckoutError
-from store.recording import RecordingError, destination_prepare, read_recording
-
-from .replay import print_receipts
+from carts.offline.emulator import emulate
+from carts.offline.emulator_devices import INTERRUPTED
+from carts.offline.emulator_transport import EmulatorError
 from carts.offline.replay import speed_problem
+from carts.shared_data import shared_hint
+from store.accounts.demo import DEMO_PASSWORD, DEMO_SHOPPER, demo_shopper_ensure
+from store.accounts.services import manager_create
 from store.inventory.models import Facing, StockMovement
 from store.inventory.services import catalogue_load, stock_record_restock
 from store.layout.models import Store
 from store.layout.services import layout_load
+from store.recording import RecordingError, destination_prepare, read_recording
+
+from .replay import print_receipts
 
 DEMO_MANAGER = "manager@walkout.test"
 
@@ -85,8 +85,8 @@ class Command(BaseCommand):
 
     def _demo(self, *, no_serve=False, case=None, addr="127.0.0.1:8000", allow_production=False, speed=5.0,
               **options):
-        if speed_problem(speed):
-            raise CommandError(speed_problem(speed))
+        if problem := speed_problem(speed):
+            raise CommandError(problem)
         if not no_serve:
             why = addr_unavailable(addr)
             if why:

@@ -43,8 +43,8 @@ class Command(BaseCommand):
         behind = database_behind()
         if behind:
             raise CommandError(behind)
-        if speed_problem(speed):
-            raise CommandError(speed_problem(speed))
+        if problem := speed_problem(speed):
+            raise CommandError(problem)
         if not (math.isfinite(settle_timeout) and settle_timeout > 0):
             raise CommandError(f"--settle-timeout must be a finite number of seconds > 0, got {settle_timeout:g}")
         try:

@@ -67,8 +67,8 @@ class Command(BaseCommand):
         behind = database_behind()
         if behind:
             raise CommandError(behind)
-        if speed is not None and speed_problem(speed):
-            raise CommandError(speed_problem(speed))
+        if speed is not None and (problem := speed_problem(speed)):
+            raise CommandError(problem)
         try:
             rec = read_recording(recording)
         except RecordingError as exc:
