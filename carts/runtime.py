@@ -377,7 +377,9 @@ class StoreWorker:
         """The next read's count (:attr:`STEP_TARGET_S`): a full read of ``count`` that took ``took_s`` wall seconds
         over the target shrinks it in proportion; a step under half the target doubles it."""
         if full and took_s > self.STEP_TARGET_S:
-            self.read_count = max(self.READ_COUNT_MIN, min(count - 1, int(count * self.STEP_TARGET_S / took_s)))
+            # never above the count it shrinks (a count already at or under the floor stays)
+            shrunk = min(count - 1, int(count * self.STEP_TARGET_S / took_s))
+            self.read_count = min(count, max(self.READ_COUNT_MIN, shrunk))
         elif took_s < self.STEP_TARGET_S / 2:
             self.read_count = min(self.READ_COUNT, max(count + 1, 2 * count))
 
