@@ -104,7 +104,7 @@ def production_env(database_url: str, prefix: str, raw_dir: Path) -> dict[str, s
     env = dict(os.environ)
     env.update({
         "WALKOUT_PROFILE": "production",
-        "DJANGO_SECRET_KEY": f"bench-{uuid.uuid4().hex}",
+        "DJANGO_SECRET_KEY": f"bench-{uuid.uuid4().hex}{uuid.uuid4().hex}",
         "DATABASE_URL": database_url,
         "REDIS_URL": f"redis://127.0.0.1:6379/{REDIS_DB}",
         "MQTT_URL": "mqtt://127.0.0.1:1883",

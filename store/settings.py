@@ -33,8 +33,24 @@ def _env(name: str, default: str | None = None) -> str:
     return value
 
 
+#: the shortest production secret key accepted, and its fewest distinct characters: Django's own check
+#: (``security.W009``, ``manage.py check --deploy``) warns below these; production refuses to start instead
+SECRET_KEY_MIN_LENGTH, SECRET_KEY_MIN_UNIQUE = 50, 5
+
+
+def _secret_key(value: str) -> str:
+    """``value`` if it is long and varied enough to sign sessions and QR passes; raises ImproperlyConfigured
+    otherwise (saying how to make one)."""
+    if len(value) < SECRET_KEY_MIN_LENGTH or len(set(value)) < SECRET_KEY_MIN_UNIQUE:
+        raise ImproperlyConfigured(
+            f"DJANGO_SECRET_KEY is too weak for production ({len(value)} characters, {len(set(value))} distinct): use "
+            f"at least {SECRET_KEY_MIN_LENGTH} random characters, e.g. the output of "
+            "python -c 'import secrets; print(secrets.token_urlsafe(50))'")
+    return value
+
+
 if PRODUCTION:
-    SECRET_KEY = _env("DJANGO_SECRET_KEY")
+    SECRET_KEY = _secret_key(_env("DJANGO_SECRET_KEY"))
     DEBUG = os.environ.get("DJANGO_DEBUG", "0") == "1"
     ALLOWED_HOSTS = [h for h in os.environ.get("DJANGO_ALLOWED_HOSTS", "localhost,127.0.0.1").split(",") if h]
 else:

@@ -52,7 +52,7 @@ def production_env(database_url: str, redis_db: int = 14) -> dict[str, str]:
     env = dict(os.environ)
     env.update({
         "WALKOUT_PROFILE": "production",
-        "DJANGO_SECRET_KEY": f"test-{uuid.uuid4().hex}",
+        "DJANGO_SECRET_KEY": f"test-{uuid.uuid4().hex}{uuid.uuid4().hex}",
         "DATABASE_URL": database_url,
         "REDIS_URL": f"redis://127.0.0.1:6379/{redis_db}",
         "MQTT_URL": "mqtt://127.0.0.1:1883",

@@ -178,7 +178,7 @@ def test_a_production_command_with_a_bad_or_unreachable_database_says_so_in_one_
     from pathlib import Path
 
     root = Path(__file__).resolve().parent.parent
-    env = {**os.environ, "WALKOUT_PROFILE": "production", "DATABASE_URL": database_url, "DJANGO_SECRET_KEY": "x",
+    env = {**os.environ, "WALKOUT_PROFILE": "production", "DATABASE_URL": database_url, "DJANGO_SECRET_KEY": "k" + "0123456789" * 6,
            "REDIS_URL": "redis://127.0.0.1:6379/0", "MQTT_URL": "mqtt://127.0.0.1:1883",
            "WALKOUT_PAYMENT_PROVIDER": "dummy"}
     env.pop("DJANGO_SETTINGS_MODULE", None)

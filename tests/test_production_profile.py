@@ -92,6 +92,19 @@ def test_production_refuses_to_start_without_its_secrets():
     assert r.returncode != 0 and "DJANGO_SECRET_KEY" in r.stderr
 
 
+@pytest.mark.parametrize("key", ["change-me-to-a-long-random-string", "ab" * 40])
+def test_production_refuses_a_short_or_repetitive_secret_key(key):
+    """A key a newcomer copies from an example (33 characters) or a repeated pattern signs sessions and QR passes
+    that can be guessed: production says so in one line and does not start; a key of 50 random characters runs."""
+    env = production_env("postgres://postgres@127.0.0.1:5432/postgres")
+    env["DJANGO_SECRET_KEY"] = key
+    r = run(["manage.py", "check"], env)
+    assert r.returncode != 0 and "DJANGO_SECRET_KEY is too weak" in r.stderr and "Traceback" not in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+    env["DJANGO_SECRET_KEY"] = "Zq8" + "".join(chr(ord("a") + i % 26) for i in range(60))
+    assert run(["manage.py", "check"], env).returncode == 0
+
+
 def test_celery_worker_on_redis_runs_the_replay_task(benchmark1_recording):
     """A real Celery worker (Redis broker) runs the pipeline task; the receipt lands in PostgreSQL."""
     require("Redis", REDIS)
