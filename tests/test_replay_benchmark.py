@@ -61,6 +61,21 @@ def test_evaluate_prints_f1_one(benchmark1_recording):
     assert any(line.split() == [TRUE_BARCODE, "1", "1"] for line in lines)
 
 
+def test_a_rerun_of_the_same_session_says_its_receipt_was_billed_before(benchmark1_recording):
+    """A newcomer replaying the same --session twice: the second run bills nothing (idempotent) and its summary
+    says the receipt it prints comes from the earlier run, not "0 receipt(s)" above a printed receipt."""
+    first, second = io.StringIO(), io.StringIO()
+    call_command("replay", str(benchmark1_recording), session="rerun-1", create_shoppers=True, stdout=first)
+    call_command("replay", str(benchmark1_recording), session="rerun-1", create_shoppers=True, stdout=second)
+    summary = [line for line in first.getvalue().splitlines() if line.startswith("session rerun-1:")]
+    assert summary and summary[0].endswith("1 receipt(s)")
+    summary = [line for line in second.getvalue().splitlines() if line.startswith("session rerun-1:")]
+    assert summary and summary[0].endswith("0 receipt(s) (1 billed by an earlier run of this session: nothing is "
+                                           "billed twice)")
+    assert sum(line.startswith("receipt ") for line in second.getvalue().splitlines()) == 1
+    assert Receipt.objects.filter(visit__session="rerun-1").count() == 1
+
+
 def test_missing_file_is_a_clear_error(benchmark1_recording, tmp_path):
     rec = tmp_path / "rec"
     shutil.copytree(benchmark1_recording, rec)

@@ -100,8 +100,11 @@ class Command(BaseCommand):
         s = result.stats
         for p in rec.problems + s.problems:
             self.stderr.write(f"problem: {p}")
+        billed = Receipt.objects.filter(visit__session=result.session).count()
+        earlier = f" ({billed - s.receipts} billed by an earlier run of this session: nothing is billed twice)" \
+            if billed > s.receipts else ""
         self.stdout.write(f"session {result.session}: {s.samples} samples, {s.shelf_events} shelf event(s), "
                           f"{s.cart_events} cart event(s), {s.reviews} to review, {s.visits} visit(s), "
-                          f"{s.receipts} receipt(s)")
+                          f"{s.receipts} receipt(s){earlier}")
         print_receipts(self.stdout, result.session)
         waiting_review(self.stdout, result.session, rec.path)
