@@ -87,3 +87,47 @@ def test_demo_no_serve_ends_with_the_f1_line_and_serving_shows_the_accounts_last
     assert devices == (set(Gate.objects.filter(emulated=True).values_list("pk", flat=True)),
                        set(ShelfController.objects.filter(emulated=True).values_list("pk", flat=True)))
     assert Gate.objects.get(emulated=True).name == EMULATOR
+
+
+@pytest.mark.django_db
+def test_a_second_demo_on_the_same_database_is_refused_naming_the_first(tmp_path):
+    """Two demos in one checkout share its database: the second re-created the devices' keys and the first one's
+    devices got 401 from their own server. While a demo runs, another says so in one line (naming its pid) before
+    touching anything; once the first is gone, a demo runs again (the lock goes with its process)."""
+    import os
+
+    from django.core.management.base import CommandError
+
+    from carts.management.commands.demo import demo_lock
+
+    with demo_lock():
+        with pytest.raises(CommandError, match=rf"another demo is running on this checkout's database \(pid "
+                                               rf"{os.getpid()}\)"):
+            call_command("demo", "--no-serve", "--case", str(tmp_path / "nowhere"), stdout=io.StringIO())
+        with pytest.raises(CommandError, match="another demo is running"):
+            with demo_lock():
+                pass
+    with demo_lock():  # let go: taken again
+        pass
+    with pytest.raises(CommandError, match="the real test case is not there"):  # past the lock, to the next check
+        call_command("demo", "--no-serve", "--case", str(tmp_path / "nowhere"), stdout=io.StringIO())
+    # another process holding it (a demo in another terminal), then killed: the kernel lets its lock go
+    import subprocess
+    import sys
+
+    from carts.management.commands.demo import demo_lock_path
+
+    lock = str(demo_lock_path())
+    holder = subprocess.Popen([sys.executable, "-c", "import fcntl, os, sys, time; f = open(sys.argv[1], 'a+'); "
+                               "fcntl.flock(f, fcntl.LOCK_EX); f.seek(0); f.truncate(); f.write(str(os.getpid())); "
+                               "f.flush(); print('held', flush=True); time.sleep(60)", lock],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(CommandError, match=rf"\(pid {holder.pid}\)"):
+            call_command("demo", "--no-serve", "--case", str(tmp_path / "nowhere"), stdout=io.StringIO())
+    finally:
+        holder.kill()
+        holder.wait()
+    with demo_lock():  # taken once the holder is gone (raises otherwise)
+        pass

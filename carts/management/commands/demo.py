@@ -5,6 +5,8 @@ Output: with ``--no-serve`` the last line is ``evaluate``'s ``F1 <value>`` (scri
 with come before the live run; when serving, the accounts follow the score, just above "serving on"."""
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import socket
 from pathlib import Path
@@ -58,6 +60,42 @@ def addr_unavailable(addr: str) -> str | None:
     return None
 
 
+def demo_lock_path() -> Path:
+    """The embedded database's demo lock: ``<database file>.demo-lock`` (``VAR_DIR/demo.lock`` for an in-memory
+    one)."""
+    name = str(settings.DATABASES["default"]["NAME"] or "")
+    if not name or name.startswith((":memory:", "file:")):
+        return settings.VAR_DIR / "demo.lock"
+    return Path(f"{name}.demo-lock")
+
+
+@contextlib.contextmanager
+def demo_lock():
+    """Held while a demo runs on the embedded database (an exclusive ``flock`` on ``<database>.demo-lock``, let
+    go when the process ends however it ends). Raises CommandError naming the other demo's pid while one holds it:
+    two demos on one database re-create each other's device keys and accounts, and the first one's devices then
+    got 401 from its own server. Production (a staging store's database) takes no lock."""
+    if settings.PRODUCTION:
+        yield
+        return
+    path = demo_lock_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.seek(0)
+            other = fh.read().strip() or "?"
+            raise CommandError(f"another demo is running on this checkout's database (pid {other}): stop it first "
+                               "(Ctrl-C in its terminal); two demos on one database break each other's devices "
+                               "and accounts") from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"{os.getpid()}\n")
+        fh.flush()
+        yield
+
+
 class Command(BaseCommand):
     help = ("Migrate, create the demo accounts, import the real AutoCheckout BENCHMARK-1 session and run it live "
             "(its shelf controllers, tracker and gate emulated against this site), print the receipts and the "
@@ -78,7 +116,8 @@ class Command(BaseCommand):
     def handle(self, *args, **options):
         self._emulating = False
         try:
-            self._demo(**options)
+            with demo_lock():
+                self._demo(**options)
         except KeyboardInterrupt:  # one line and 130 (as a shell reports Ctrl-C), not the traceback of a sleep
             raise CommandError(INTERRUPTED if self._emulating else "interrupted (Ctrl-C) before the store ran; "
                                "nothing was billed", returncode=130) from None
