@@ -5,7 +5,9 @@ Plain script: ``.venv/bin/python bench/bench_store.py [--shoppers 10,50] [--minu
 [--profile]`` (``BENCH_PROFILE_OUT=FILE`` also writes the whole profile there; ``BENCH_PROFILE_FROM=S``
 profiles only the steps from S store seconds after the session's start, e.g. the exodus; ``BENCH_DUMP=FILE`` writes what the
 worker stored and pushed, canonical JSON lines for a diff of two versions: :func:`_dump`; ``BENCH_OFF=S`` pins the
-shift of the session's clock, so that two runs store the same times).
+shift of the session's clock, so that two runs store the same times; ``BENCH_QUERY_SHAPES=N`` prints the worker's N
+most frequent queries, by their SQL with IN lists folded, and how often each ran; with it, ``BENCH_QUERY_WHERE=PREFIX``
+also counts where the queries whose SQL starts with PREFIX were run from: the three innermost frames of this repo).
 
 For each size it simulates a session (``carts.offline.simulation``, the AutoCheckout store: 306 plates at 60 Hz, keypoints at
 15 Hz per shopper, the default difficulty, shoppers arriving over ``--minutes``), loads its store into a throwaway
@@ -35,11 +37,13 @@ import json
 import math
 import os
 import pstats
+import re
 import resource
 import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 
 from carts.offline.steps import recording_steps
@@ -105,9 +109,19 @@ def run(shoppers: int, minutes: float, seed: int, profile: bool, rooms: int = 1,
     if os.environ.get("BENCH_DUMP"):
         _record_pushes(pushed)
     queries = [0]
+    shapes_wanted = int(os.environ.get("BENCH_QUERY_SHAPES", "0"))
+    shapes: Counter[str] = Counter()  # BENCH_QUERY_SHAPES: the worker's queries by their SQL, IN lists folded
 
     def counted(execute, sql, params, many, context):
         queries[0] += 1
+        if shapes_wanted:
+            shape = re.sub(r"\((?:%s, )+%s\)", "(…)", sql)[:160]
+            shapes[shape] += 1
+            if os.environ.get("BENCH_QUERY_WHERE") and shape.startswith(os.environ["BENCH_QUERY_WHERE"]):
+                import traceback
+                where = [f"{f.filename.rsplit('/', 2)[-1]}:{f.lineno} {f.name}" for f in traceback.extract_stack()
+                         if "/work/main/" in f.filename and "/.venv/" not in f.filename][-4:-1]
+                shapes[" < ".join(reversed(where))] += 1
         return execute(sql, params, many, context)
 
     from django.db import connection
@@ -188,7 +202,8 @@ def run(shoppers: int, minutes: float, seed: int, profile: bool, rooms: int = 1,
            else None, "checkouts": int(waits.size), "parties": len(last_exit),
            "shoppers": shoppers, "store_s": length, "cpu_s": cpu, "stats": worker.pipeline.loop.stats,
            "at_once": int(inside.max()), "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-           "checkpoint_mb": len(worker.pipeline.loop.snapshot()) / 1e6, "queries": queries[0], "offset_s": off}
+           "checkpoint_mb": len(worker.pipeline.loop.snapshot()) / 1e6, "queries": queries[0], "offset_s": off,
+           "query_shapes": shapes.most_common(shapes_wanted)}
     if os.environ.get("BENCH_DUMP"):
         _dump(os.environ["BENCH_DUMP"], off, pushed)
     if prof is not None:
@@ -319,6 +334,8 @@ def main() -> None:
                      f"second" if r.get("peak") else ""), flush=True)
             if r.get("profile"):
                 print(r["profile"])
+            for sql, k in r.get("query_shapes") or ():
+                print(f"{k:>7}  {sql}")
     print("size  rooms  at-once  per-m2  core/store-s  x-realtime  review  exit->checkout-p50/p95-s  peak-RSS-MB")
     for r in rows:
         s = r["stats"]
