@@ -137,6 +137,9 @@ def test_the_probability_is_calibrated(small_bench):
     assert 0.05 <= six.temperature <= 20 and six.temperature_from.startswith("5-fold")
     assert six.ece < 0.15  # the default; nearest neighbour is worse calibrated (ECE 0.14 on all 81 classes)
     assert six.nll < np.log(small_bench.classes)  # better than the uniform guess
+    # the simulator's right_p / wrong_p: a calibrated head is surer when it is right
+    right = np.diag(six.confusion).sum()
+    assert 0.0 < six.p_wrong < six.p_right < 1.0 and 0 < right < small_bench.queries
     for lo, hi, n, right in six.reliability:
         if n >= 15:
             assert lo - 0.2 <= right <= hi + 0.2, (lo, hi, n, right)

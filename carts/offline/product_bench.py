@@ -135,6 +135,10 @@ class ShotResult:
     ece: float
     reliability: list
     confusion: np.ndarray  # (C, C) counts, rows true class, columns guess
+    #: mean top probability over the queries whose top guess is right / wrong (NaN where none): the simulator's
+    #: ``RecognitionModel.right_p`` / ``wrong_p`` (carts.offline.simulation_products)
+    p_right: float = float("nan")
+    p_wrong: float = float("nan")
 
 
 @dataclass
@@ -377,12 +381,15 @@ def _figures(g: Gallery, q: np.ndarray, y: np.ndarray, coarse: np.ndarray, k: in
     ytrue_c = np.searchsorted(cids, coarse[y])
     conf = np.zeros((C, C), np.int64)
     np.add.at(conf, (y, guess), 1)
+    top_p, right = probs.max(axis=1), guess == y
     return ShotResult(
         shots=k, method=method, gallery_photos=photos,
         top1=float((guess == y).mean()), top5=float(topk_hits(s, y, 5).mean()),
         coarse_top1=float((coarse[guess] == coarse[y]).mean()), coarse_top5=float(topk_hits(cs, ytrue_c, 5).mean()),
         temperature=t, temperature_from=how, nll=negative_log_likelihood(probs, y),
-        ece=expected_calibration_error(probs, y), reliability=reliability_table(probs, y), confusion=conf)
+        ece=expected_calibration_error(probs, y), reliability=reliability_table(probs, y), confusion=conf,
+        p_right=float(top_p[right].mean()) if right.any() else float("nan"),
+        p_wrong=float(top_p[~right].mean()) if (~right).any() else float("nan"))
 
 
 def format_table(r: BenchResult) -> list[str]:
@@ -402,7 +409,8 @@ def format_table(r: BenchResult) -> list[str]:
     last = next((x for x in r.rows if x.method == "linear, tuned"), r.rows[-1])  # the store's, at the most shots
     out.append(f"calibration at {last.shots} shots, {last.method} (T fitted on {last.temperature_from}): top-1 probability bin → "
                f"share right: " + "; ".join(f"{lo:.1f}–{hi:.1f}: {right:.2f} (n={n})"
-                                             for lo, hi, n, right in last.reliability if n))
+                                             for lo, hi, n, right in last.reliability if n)
+               + f"; mean top probability {last.p_right:.2f} when right, {last.p_wrong:.2f} when wrong")
     reasons = Counter(reason.split(" (")[0] for _, reason in r.rejected.items)
     for reason, n in reasons.most_common():
         out.append(f"rejected {n}: {reason}")
