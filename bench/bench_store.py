@@ -43,6 +43,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import traceback
 from collections import Counter
 from pathlib import Path
 
@@ -110,6 +111,8 @@ def run(shoppers: int, minutes: float, seed: int, profile: bool, rooms: int = 1,
         _record_pushes(pushed)
     queries = [0]
     shapes_wanted = int(os.environ.get("BENCH_QUERY_SHAPES", "0"))
+    where_prefix = os.environ.get("BENCH_QUERY_WHERE", "")
+    repo, venv = str(ROOT) + os.sep, str(ROOT / ".venv")
     shapes: Counter[str] = Counter()  # BENCH_QUERY_SHAPES: the worker's queries by their SQL, IN lists folded
 
     def counted(execute, sql, params, many, context):
@@ -117,10 +120,9 @@ def run(shoppers: int, minutes: float, seed: int, profile: bool, rooms: int = 1,
         if shapes_wanted:
             shape = re.sub(r"\((?:%s, )+%s\)", "(…)", sql)[:160]
             shapes[shape] += 1
-            if os.environ.get("BENCH_QUERY_WHERE") and shape.startswith(os.environ["BENCH_QUERY_WHERE"]):
-                import traceback
+            if where_prefix and shape.startswith(where_prefix):
                 where = [f"{f.filename.rsplit('/', 2)[-1]}:{f.lineno} {f.name}" for f in traceback.extract_stack()
-                         if "/work/main/" in f.filename and "/.venv/" not in f.filename][-4:-1]
+                         if f.filename.startswith(repo) and not f.filename.startswith(venv)][-4:-1]
                 shapes[" < ".join(reversed(where))] += 1
         return execute(sql, params, many, context)
 
