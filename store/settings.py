@@ -34,16 +34,19 @@ def _env(name: str, default: str | None = None) -> str:
 
 
 #: the shortest production secret key accepted, and its fewest distinct characters: Django's own check
-#: (``security.W009``, ``manage.py check --deploy``) warns below these; production refuses to start instead
+#: (``security.W009``, ``manage.py check --deploy``) warns below these, and for a key Django generated for development
+#: (its ``django-insecure-`` prefix); production refuses to start instead
 SECRET_KEY_MIN_LENGTH, SECRET_KEY_MIN_UNIQUE = 50, 5
 
 
 def _secret_key(value: str) -> str:
     """``value`` if it is long and varied enough to sign sessions and QR passes; raises ImproperlyConfigured
     otherwise (saying how to make one)."""
-    if len(value) < SECRET_KEY_MIN_LENGTH or len(set(value)) < SECRET_KEY_MIN_UNIQUE:
+    if len(value) < SECRET_KEY_MIN_LENGTH or len(set(value)) < SECRET_KEY_MIN_UNIQUE or \
+            value.startswith("django-insecure-"):
         raise ImproperlyConfigured(
-            f"DJANGO_SECRET_KEY is too weak for production ({len(value)} characters, {len(set(value))} distinct): use "
+            f"DJANGO_SECRET_KEY is too weak for production ({len(value)} characters, {len(set(value))} distinct"
+            f"{', a development key' if value.startswith('django-insecure-') else ''}): use "
             f"at least {SECRET_KEY_MIN_LENGTH} random characters, e.g. the output of "
             "python -c 'import secrets; print(secrets.token_urlsafe(50))'")
     return value

@@ -92,7 +92,8 @@ def test_production_refuses_to_start_without_its_secrets():
     assert r.returncode != 0 and "DJANGO_SECRET_KEY" in r.stderr
 
 
-@pytest.mark.parametrize("key", ["change-me-to-a-long-random-string", "ab" * 40])
+@pytest.mark.parametrize("key", ["change-me-to-a-long-random-string", "ab" * 40,
+                                 "django-insecure-" + "Zq8" + "".join(chr(97 + i % 26) for i in range(60))])
 def test_production_refuses_a_short_or_repetitive_secret_key(key):
     """A key a newcomer copies from an example (33 characters) or a repeated pattern signs sessions and QR passes
     that can be guessed: production says so in one line and does not start; a key of 50 random characters runs."""

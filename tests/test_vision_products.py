@@ -297,7 +297,14 @@ def test_build_product_gallery_command_reads_a_folder_per_product(tmp_path, sett
     call_command("build_product_gallery", "--folder", str(shop))
     out = capsys.readouterr().out.strip().splitlines()
     assert out[-1].startswith("gallery 2 products 16 vectors") and out[-1].endswith(str(tmp_path / "g.npz"))
+    assert f" model {embedder.name} " in out[-1]  # which backbone made it, as a newcomer asked
     assert any("torn.jpg: not a readable image" in line for line in out)
+    # a mistyped backbone is one line, not a traceback
+    kept = settings.VISION
+    settings.VISION = {**kept, "PRODUCT_MODEL": "resnet99"}
+    with pytest.raises(CommandError, match="unknown product model 'resnet99'"):
+        call_command("build_product_gallery", "--folder", str(shop))
+    settings.VISION = kept
     g = product_service.product_gallery()
     assert g is not None and sorted(g.products) == ["7310865001818", "7310865004703"]
     assert (tmp_path / "c.npz").is_file()

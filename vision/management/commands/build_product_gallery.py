@@ -40,12 +40,12 @@ class Command(BaseCommand):
             raise CommandError("no product found in the photos given")
         try:
             g, rejected, where = build_product_gallery(photos, opts["out"], flip=not opts["no_flip"])
-        except ModelUnavailable as exc:
+        except (ModelUnavailable, ValueError) as exc:  # no weights; an unknown WALKOUT_PRODUCT_MODEL or bad setting
             raise CommandError(str(exc)) from None
         for src, reason in rejected.items:
             self.stdout.write(f"rejected {src}: {reason}")
         self.stdout.write(f"gallery {len(g.labels)} products {len(g.vectors)} vectors T {g.temperature:.4f} "
-                          f"rejected {len(rejected)} -> {where}")
+                          f"model {g.model} rejected {len(rejected)} -> {where}")
 
     @staticmethod
     def _store_photos(code: str) -> dict[str, list[str]]:
