@@ -178,6 +178,10 @@ if PRODUCTION and PAYMENT_PROVIDER == "stripe":
     _env("STRIPE_WEBHOOK_SECRET")
 
 CELERY_TASK_ACKS_LATE = True
+# Celery's Django fixup closes a worker's database connections after every task unless this is set; then it closes
+# them every this many tasks, and store.celery keeps them between tasks (WORKER_DB_CONN_MAX_AGE_S, checked before
+# each task as Django checks before a request)
+CELERY_DB_REUSE_MAX = 1000
 # Redis broker: a task a worker took but never acknowledged (the worker died) goes back to the queue after
 # visibility_timeout seconds (Redis's default is 3 600 s: an exit billed an hour late). It must exceed the longest
 # time a task stays unacknowledged, or a running task is delivered a second time: the longest task is the paced

@@ -158,6 +158,27 @@ def test_two_workers_bill_two_visits_of_one_store_side_by_side(world, tmp_path):
     assert seconds < 2 * CAPTURE_S - 0.3, seconds
 
 
+# a phone's view: the cart group of each visit named, until each one's snapshot says billed; prints visit → state
+LISTEN = textwrap.dedent("""
+    import asyncio, json, sys, django; django.setup()
+    from channels.layers import get_channel_layer
+    from carts.services.ledger import cart_group
+    async def main():
+        layer = get_channel_layer()
+        channel = await layer.new_channel()
+        visits = [int(v) for v in sys.argv[1:]]
+        for v in visits:
+            await layer.group_add(cart_group(v), channel)
+        print("ready", flush=True)
+        seen = {}
+        while sorted(v for v, state in seen.items() if state == "billed") != sorted(visits):
+            snapshot = (await asyncio.wait_for(layer.receive(channel), 90))["snapshot"]
+            seen[snapshot["visit"]] = snapshot["state"]
+        print(json.dumps(seen), flush=True)
+    asyncio.run(main())
+""")
+
+
 QUEUE = textwrap.dedent("""
     import json, sys, django; django.setup()
     from store.gates.services import checkout_enqueue
@@ -167,7 +188,10 @@ QUEUE = textwrap.dedent("""
 
 def test_the_readme_billing_worker_bills_queued_checkouts_and_mails_each_receipt_once(world, tmp_path, monkeypatch):
     """The README's billing worker (prefork, two processes) runs the queued checkouts and then their receipt e-mails
-    (a task of its own; the file backend here); its log lines still read as ``bench/live_analysis.py`` parses them."""
+    (a task of its own; the file backend here); its log lines still read as ``bench/live_analysis.py`` parses them.
+    Each billed cart reaches the phones' channel group (pushed by the pool process's sender thread,
+    ``store.celery``), and the pool processes keep their database connections between tasks
+    (``WORKER_DB_CONN_MAX_AGE_S``: Celery's fixup closed them after every task)."""
     monkeypatch.syspath_prepend(str(REPO / "bench"))  # the bench's modules import each other as scripts
     from live_analysis import _PICKED
 
@@ -179,7 +203,10 @@ def test_the_readme_billing_worker_bills_queued_checkouts_and_mails_each_receipt
         worker = subprocess.Popen([str(REPO / ".venv" / "bin" / "celery"), "-A", "store", "worker", "--pool=prefork",
                                    "--concurrency", "2", "-l", "info", "--without-gossip", "--without-mingle",
                                    "--without-heartbeat"], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+    listener = subprocess.Popen([sys.executable, "-c", LISTEN, *map(str, visits)], cwd=REPO, env=env,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
+        assert listener.stdout.readline().strip() == "ready", listener.stderr.read()[-2000:]
         queued = subprocess.run([sys.executable, "-c", QUEUE, *map(str, visits)], cwd=REPO, env=env,
                                 capture_output=True, text=True, timeout=120)
         assert queued.returncode == 0 and json.loads(queued.stdout.strip().splitlines()[-1]) == [True] * 3, \
@@ -190,12 +217,21 @@ def test_the_readme_billing_worker_bills_queued_checkouts_and_mails_each_receipt
             if mailed == 3:
                 break
             time.sleep(0.5)
+        # the pool processes' connections outlive their tasks (this query's own is not counted)
+        kept = sql(url, "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                        "AND pid <> pg_backend_pid()")[0][0]
+        pushed, errors = listener.communicate(timeout=90)
     finally:
         worker.terminate()
         worker.wait(timeout=60)
+        if listener.poll() is None:
+            listener.kill()
+            listener.wait()
     text = log_path.read_text()
     assert sql(url, "SELECT count(*) FROM gates_visit WHERE state = 'billed'") == [(3,)], text[-3000:]
     assert sql(url, "SELECT count(*) FROM carts_receiptemail WHERE sent_at IS NOT NULL") == [(3,)], text[-3000:]
     assert len(list((tmp_path / "mail").iterdir())) == 3
     assert sorted(int(m.group(1)) for m in _PICKED.finditer(text)) == sorted(visits)
     assert "ForkPoolWorker" in text
+    assert json.loads(pushed.strip().splitlines()[-1]) == {str(v): "billed" for v in visits}, errors[-2000:]
+    assert 1 <= kept <= 2, kept
