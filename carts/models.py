@@ -76,9 +76,34 @@ class ReviewItem(models.Model):
         null=True, blank=True,
         help_text="a person's decision may be undone until then (UTC); the visits it names are not billed before "
                   "(carts.services.review.review_undo / review_holds_release); empty: final")
+    #: The index of :attr:`candidates` and :attr:`resolution`: every visit either names (a candidate's ``visit``, the
+    #: resolution's own ``visit``), kept by :meth:`save`. The review queue finds a visit's items through it
+    #: (``carts.services.review_queue``) instead of matching the JSON text of every undecided item of the store, which
+    #: at a 200-shopper exodus was PostgreSQL's costliest query, run by every checkout and cart push.
+    visits_named = models.ManyToManyField(Visit, blank=True, related_name="+",
+                                          help_text="the visits its candidates or resolution name (kept on save)")
 
     class Meta:
         ordering = ["status", "-created_at"]
+
+    def named_visit_ids(self) -> set[int]:
+        """The visit ids :attr:`candidates` (``[{"visit": id, …}]``) and :attr:`resolution` (``{"visit": id}``)
+        name; malformed entries name none."""
+        named = [c.get("visit") for c in (self.candidates or []) if isinstance(c, dict)]
+        if isinstance(self.resolution, dict):
+            named.append(self.resolution.get("visit"))
+        return {v for v in named if type(v) is int}  # not True, which a set of ids would take for 1
+
+    def save(self, *args, **kwargs) -> None:
+        """Save, then bring :attr:`visits_named` in line with :attr:`candidates` and :attr:`resolution` when either
+        may have changed (``update_fields`` naming neither leaves it as it is)."""
+        super().save(*args, **kwargs)
+        fields = kwargs.get("update_fields")
+        if fields is None or {"candidates", "resolution"} & set(fields):
+            named = self.named_visit_ids()
+            if named:  # a visit deleted since (a test's teardown) is not named
+                named &= set(Visit.objects.filter(pk__in=named).values_list("pk", flat=True))
+            self.visits_named.set(named)
 
 
 class Dispute(models.Model):

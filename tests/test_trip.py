@@ -185,3 +185,34 @@ def test_a_decision_naming_a_crowd_reads_the_review_queue_a_fixed_number_of_time
 
     few, many = decide(3), decide(12)
     assert few == many, (few, many)
+
+
+def test_the_queue_finds_an_item_by_the_visits_it_names_now_kept_on_save_and_filled_for_old_items(visit):
+    """``ReviewItem.visits_named`` (the queue's index of candidates and resolution): a resolution that comes to name
+    another visit moves the item to that visit's queue; saving other fields leaves the index alone; the migration
+    fills it for items stored before it; a candidate list that is not a list of objects names nobody."""
+    import importlib
+
+    from django.apps import apps
+
+    bob = get_user_model().objects.create_user("bob@example.com", password="pw-bob-123456")
+    other = Visit.objects.create(store=visit.store, shopper=bob, state=Visit.State.SHOPPING, entered_at=T0)
+    item = _review_item(visit, status=ReviewItem.Status.WAITING)
+    assert review_open_for(visit=visit) == [item] and review_open_for(visit=other) == []
+    item.resolution = {"visit": other.pk, "barcode": "0001", "quantity": -1}
+    item.save(update_fields=["resolution"])
+    assert review_open_for(visit=other) == [item]  # as the resolution's visit
+    assert set(item.visits_named.values_list("pk", flat=True)) == {visit.pk, other.pk}
+    item.candidates = []
+    item.save(update_fields=["status"])  # the candidates were not saved: the index is as stored
+    assert set(item.visits_named.values_list("pk", flat=True)) == {visit.pk, other.pk}
+    item.save()
+    assert review_open_for(visit=visit) == [] and review_open_for(visit=other) == [item]
+    odd = _review_item(visit, code="1-1-2", candidates=["7", None, {"visit": True}, {"visit": visit.pk}])
+    assert set(odd.visits_named.values_list("pk", flat=True)) == {visit.pk}
+
+    ReviewItem.visits_named.through.objects.all().delete()  # as stored before the index existed
+    assert review_open_for(visit=visit) == []
+    importlib.import_module("carts.migrations.0009_reviewitem_visits_named").named_fill(apps, None)
+    assert review_open_for(visit=other) == [item]
+    assert review_open_for(visit=visit) == [odd]

@@ -7,8 +7,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from django.db.models import Q, TextField
-from django.db.models.functions import Cast
+from django.db.models import Q
 from django.utils import timezone
 
 from store.gates.models import Visit
@@ -28,17 +27,16 @@ REVIEW_VISIT_MARGIN_S = 3600.0
 
 
 def _naming(items, visit_ids):
-    """``items`` (a ReviewItem queryset) narrowed in the database to a superset of those that name one of
-    ``visit_ids`` among their candidates or in their resolution: their JSON text holds ``"visit": <id>``. Callers
-    check each item exactly; decoding every undecided item's candidates in Python was the cost of a crowd's reviews
-    (hundreds of items, each read again for every cart snapshot and checkout)."""
-    ids = "|".join(str(int(v)) for v in visit_ids)
+    """``items`` (a ReviewItem queryset) narrowed in the database to those that name one of ``visit_ids`` among their
+    candidates or as their resolution's visit: through ``ReviewItem.visits_named``, the index kept beside the JSON.
+    Callers still check each item exactly. (Matching the JSON text of every undecided item of the store by a regular
+    expression was PostgreSQL's costliest query at a 200-shopper exodus: docs/store-worker-load.md, eighteenth
+    pass.)"""
+    ids = sorted({int(v) for v in visit_ids})
     if not ids:
         return items.none()
-    pattern = rf'"visit"\s*:\s*({ids})([^0-9]|$)'
-    return items.annotate(_candidates_text=Cast("candidates", TextField()),
-                          _resolution_text=Cast("resolution", TextField())).filter(
-        Q(_candidates_text__regex=pattern) | Q(_resolution_text__regex=pattern))
+    naming = ReviewItem.visits_named.through.objects.filter(visit_id__in=ids).values("reviewitem_id")
+    return items.filter(pk__in=naming)
 
 
 def review_open_for(*, visit: Visit, now: datetime | None = None) -> list[ReviewItem]:
@@ -67,8 +65,7 @@ def review_open_by_visit(visits: list[Visit], now: datetime | None = None) -> di
         if all(v.exited_at is not None for v in mine.values()):
             items = items.filter(shelf_event__t_start__lte=max(v.exited_at for v in mine.values()) + margin)
         for r in _naming(items, mine):
-            named = {c.get("visit") for c in r.candidates} | {(r.resolution or {}).get("visit")}
-            for visit_id in named & mine.keys():
+            for visit_id in r.named_visit_ids() & mine.keys():
                 v = mine[visit_id]
                 if r.shelf_event.t_end >= v.entered_at - margin and \
                         (v.exited_at is None or r.shelf_event.t_start <= v.exited_at + margin):
