@@ -39,13 +39,13 @@ def _env(name: str, default: str | None = None) -> str:
 SECRET_KEY_MIN_LENGTH, SECRET_KEY_MIN_UNIQUE = 50, 5
 
 
-def _secret_key(value: str) -> str:
-    """``value`` if it is long and varied enough to sign sessions and QR passes; raises ImproperlyConfigured
-    otherwise (saying how to make one)."""
+def _secret_key(value: str, name: str = "DJANGO_SECRET_KEY") -> str:
+    """``value`` (the environment variable ``name``'s) if it is long and varied enough to sign sessions and QR passes;
+    raises ImproperlyConfigured otherwise (saying how to make one)."""
     if len(value) < SECRET_KEY_MIN_LENGTH or len(set(value)) < SECRET_KEY_MIN_UNIQUE or \
             value.startswith("django-insecure-"):
         raise ImproperlyConfigured(
-            f"DJANGO_SECRET_KEY is too weak for production ({len(value)} characters, {len(set(value))} distinct"
+            f"{name} is too weak for production ({len(value)} characters, {len(set(value))} distinct"
             f"{', a development key' if value.startswith('django-insecure-') else ''}): use "
             f"at least {SECRET_KEY_MIN_LENGTH} random characters, e.g. the output of "
             "python -c 'import secrets; print(secrets.token_urlsafe(50))'")
@@ -62,7 +62,9 @@ else:
     # Off by default in every profile: a visitor never sees Django's debug pages (DJANGO_DEBUG=1 for development).
     DEBUG = os.environ.get("DJANGO_DEBUG", "0") == "1"
     ALLOWED_HOSTS = ["localhost", "127.0.0.1", "[::1]", "testserver"]
-SECRET_KEY_FALLBACKS = [k for k in os.environ.get("DJANGO_SECRET_KEY_FALLBACKS", "").split(",") if k]
+# old keys while rotating: a value signed with one is still accepted, so in production each is held to the key's rule
+SECRET_KEY_FALLBACKS = [_secret_key(k, "DJANGO_SECRET_KEY_FALLBACKS") if PRODUCTION else k
+                        for k in os.environ.get("DJANGO_SECRET_KEY_FALLBACKS", "").split(",") if k]
 
 INSTALLED_APPS = [
     "daphne",

@@ -104,6 +104,11 @@ def test_production_refuses_a_short_or_repetitive_secret_key(key):
     assert len(r.stderr.strip().splitlines()) == 1, r.stderr
     env["DJANGO_SECRET_KEY"] = "Zq8" + "".join(chr(ord("a") + i % 26) for i in range(60))
     assert run(["manage.py", "check"], env).returncode == 0
+    # an old key kept while rotating still verifies signatures: held to the same rule
+    env["DJANGO_SECRET_KEY_FALLBACKS"] = f"{env['DJANGO_SECRET_KEY'][::-1]},{key}"
+    r = run(["manage.py", "check"], env)
+    assert r.returncode != 0 and "DJANGO_SECRET_KEY_FALLBACKS is too weak" in r.stderr, r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1, r.stderr
 
 
 def test_celery_worker_on_redis_runs_the_replay_task(benchmark1_recording):

@@ -289,14 +289,25 @@ def test_build_product_gallery_command_reads_a_folder_per_product(tmp_path, sett
     src = shared_file(GROCERY).parent
     shop = tmp_path / "photos"
     for code, folder in (("7310865004703", "train/Fruit/Banana"), ("7310865001818", "train/Fruit/Kiwi")):
-        (shop / code).mkdir(parents=True)
-        for p in sorted((src / folder).glob("*.jpg"))[:2]:
-            (shop / code / p.name).symlink_to(p)
+        (shop / code / "side").mkdir(parents=True)
+        for i, p in enumerate(sorted((src / folder).glob("*.jpg"))[:2]):
+            (shop / code / ("side" if i else ".") / p.name).symlink_to(p)  # a product's photos in a folder of its own
     (shop / "7310865001818" / "torn.jpg").write_bytes(b"\xff\xd8\xff truncated")
+    (shop / "0000000000000").mkdir()  # a product with no photo yet
     settings.VISION = {"PRODUCT_GALLERY": str(tmp_path / "g.npz"), "PRODUCT_CACHE": str(tmp_path / "c.npz")}
     call_command("build_product_gallery", "--folder", str(shop))
     out = capsys.readouterr().out.strip().splitlines()
     assert out[-1].startswith("gallery 2 products 16 vectors") and out[-1].endswith(str(tmp_path / "g.npz"))
+    assert "(1 product(s) without a usable photo cannot be recognised)" in out[-1]
+    assert any(line.startswith("rejected 0000000000000: no usable photo") for line in out), out
+    # no usable photo at all: refused, and the gallery built before is kept
+    torn = tmp_path / "torn"
+    (torn / "0001").mkdir(parents=True)
+    (torn / "0001" / "torn.jpg").write_bytes(b"\xff\xd8\xff truncated")
+    built = (tmp_path / "g.npz").stat().st_mtime_ns
+    with pytest.raises(CommandError, match="no usable photo among the 1 product"):
+        call_command("build_product_gallery", "--folder", str(torn))
+    assert (tmp_path / "g.npz").stat().st_mtime_ns == built
     assert f" model {embedder.name} " in out[-1]  # which backbone made it, as a newcomer asked
     assert any("torn.jpg: not a readable image" in line for line in out)
     # a mistyped backbone is one line, not a traceback
@@ -306,7 +317,9 @@ def test_build_product_gallery_command_reads_a_folder_per_product(tmp_path, sett
         call_command("build_product_gallery", "--folder", str(shop))
     settings.VISION = kept
     g = product_service.product_gallery()
-    assert g is not None and sorted(g.products) == ["7310865001818", "7310865004703"]
+    # the photo-less product keeps its label and is never recognised (vision.products.build_gallery)
+    assert g is not None and sorted(g.products) == ["0000000000000", "7310865001818", "7310865004703"]
+    assert sorted(g.labels[i] for i in set(g.owner.tolist())) == ["7310865001818", "7310865004703"]
     assert (tmp_path / "c.npz").is_file()
     with pytest.raises(CommandError, match="not a folder"):
         call_command("build_product_gallery", "--folder", str(tmp_path / "nope"))

@@ -62,11 +62,12 @@ def tuning_config() -> TuningConfig:
 
 def photos_from_folder(folder: str | Path) -> dict[str, list[str]]:
     """``{product: [photo paths]}`` from a folder holding one sub-folder per product (its name the barcode),
-    each holding that product's photos. Raises FileNotFoundError when ``folder`` is not a folder."""
+    each holding that product's photos, in folders of its own too (``0001/front/a.jpg``: every photo under the
+    product's folder is its). Raises FileNotFoundError when ``folder`` is not a folder."""
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"{folder} is not a folder")
-    return {d.name: sorted(str(p) for p in d.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    return {d.name: sorted(str(p) for p in d.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
             for d in sorted(folder.iterdir()) if d.is_dir()}
 
 
@@ -81,17 +82,25 @@ def photos_from_json(path: str | Path) -> dict[str, list[str]]:
     return {str(k): [str(path.parent / x) if not Path(x).is_absolute() else x for x in v] for k, v in data.items()}
 
 
+class GalleryEmpty(ValueError):
+    """No photo given to :func:`build_product_gallery` was usable: a gallery of no vectors is not written."""
+
+
 def build_product_gallery(photos: Mapping[str, Sequence[str]], out: str | Path | None = None, *,
                           flip: bool = True) -> tuple[Gallery, Rejected, Path]:
     """Embed every product's photos (cached by content), fit the temperature, save the gallery to ``out`` (None:
     ``PRODUCT_GALLERY``). Returns ``(gallery, rejected photos with their reasons, where it was saved)``. A bad
-    photo is left out with its reason and the rest goes on. Raises :class:`vision.product_embedder.ModelUnavailable`."""
+    photo is left out with its reason and the rest goes on. Raises :class:`vision.product_embedder.ModelUnavailable`,
+    and :class:`GalleryEmpty` (nothing saved, the gallery there is kept) when no photo of any product was usable."""
     cfg = product_settings()
     cache = EmbeddingCache(cfg["PRODUCT_CACHE"])
     rejected = Rejected()
     g = build_gallery(embedder(), photos, flip=flip, rejected=rejected, cache=cache, tuning=tuning_config(),
                       progress=log.info)
     cache.save()
+    if not len(g.vectors):
+        raise GalleryEmpty(f"no usable photo among the {len(photos)} product(s) given; no gallery written "
+                           f"({'; '.join(f'{src}: {why}' for src, why in list(rejected.items)[:3])})")
     where = g.save(out or cfg["PRODUCT_GALLERY"])
     with _lock:
         _loaded.pop(str(where), None)

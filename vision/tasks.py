@@ -21,7 +21,7 @@ from .tracking import CameraTracker, FrameSource, SourceError, TrackSummary
 from .models import Camera
 from store.inventory.selectors import product_photo_gallery
 from store.layout.models import Store
-from .product_service import build_product_gallery, embedder, product_gallery, tuning_config
+from .product_service import GalleryEmpty, build_product_gallery, embedder, product_gallery, tuning_config
 from .product_embedder import ModelUnavailable
 
 log = logging.getLogger(__name__)
@@ -94,7 +94,7 @@ def product_gallery_rebuild_task(store_code: str) -> int | None:
         return None
     try:
         gallery, rejected, where = build_product_gallery(photos)
-    except ModelUnavailable as exc:
+    except (ModelUnavailable, GalleryEmpty) as exc:
         log.warning("product gallery of %s not rebuilt: %s", store_code, exc)
         return None
     for src, reason in rejected.items:

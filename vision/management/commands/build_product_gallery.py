@@ -5,7 +5,9 @@ takes the photos managers uploaded on the store's product pages (``store.invento
 ``--folder`` holds one sub-folder per product (named by its barcode) with its photos, ``--json`` maps barcode →
 photo paths.
 Photos embedded before are taken from the cache. Prints one line per rejected photo with its reason, then
-``gallery <products> products <photos> vectors T <temperature> rejected <n> -> <file>``.
+``gallery <products> products <photos> vectors T <temperature> model <name> rejected <n> -> <file>``, the products
+counted those with a usable photo (the others are named in the rejected lines; none at all writes nothing and
+fails).
 """
 from __future__ import annotations
 
@@ -44,8 +46,11 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from None
         for src, reason in rejected.items:
             self.stdout.write(f"rejected {src}: {reason}")
-        self.stdout.write(f"gallery {len(g.labels)} products {len(g.vectors)} vectors T {g.temperature:.4f} "
-                          f"model {g.model} rejected {len(rejected)} -> {where}")
+        blind = len(g.labels) - len(set(g.owner.tolist()))  # products left without a usable photo
+        self.stdout.write(f"gallery {len(g.labels) - blind} products {len(g.vectors)} vectors T {g.temperature:.4f} "
+                          f"model {g.model} rejected {len(rejected)}"
+                          + (f" ({blind} product(s) without a usable photo cannot be recognised)" if blind else "")
+                          + f" -> {where}")
 
     @staticmethod
     def _store_photos(code: str) -> dict[str, list[str]]:
