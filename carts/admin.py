@@ -56,6 +56,7 @@ class ReviewItemAdmin(admin.ModelAdmin):
     list_select_related = ("shelf_event__bin",)
     readonly_fields = ("shelf_event", "status", "reason", "candidates", "created_at", "resolved_at", "resolved_by",
                        "resolution", "follows")
+    exclude = ("visits_named",)  # the review queue's index of candidates and resolution, kept by ReviewItem.save
     actions = ("dismiss",)
 
     def has_add_permission(self, request, obj=None) -> bool:

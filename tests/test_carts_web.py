@@ -355,6 +355,9 @@ def test_admin_dismiss_action_goes_through_the_service(w):
     assert response.status_code == 302
     item.refresh_from_db()
     assert item.status == "dismissed" and item.resolved_by == "root" and not CartEvent.objects.exists()
+    # its page shows the candidates, never the queue's index of them as a list of every visit to pick from
+    page = client_for(root).get(f"/admin/carts/reviewitem/{item.pk}/change/")
+    assert page.status_code == 200 and b"visits_named" not in page.content and b"Candidates" in page.content
 
 
 def _waiting_put_back(w, follows: ReviewItem, visit: Visit, barcode: str = "0002", seconds_ago: float = 2) -> ReviewItem:
