@@ -42,3 +42,13 @@ def test_a_delivered_task_drops_an_unusable_connection_and_keeps_a_good_one(monk
     with connection.cursor() as cursor:
         cursor.execute("SELECT 1")
         assert cursor.fetchone() == (1,)
+
+
+def test_a_worker_keeps_its_connections_for_a_minute_and_checks_them_first(monkeypatch):
+    from django.conf import settings
+
+    db = settings.DATABASES["default"]
+    monkeypatch.setitem(db, "CONN_MAX_AGE", 0)  # restored after the test, as every other setting
+    monkeypatch.setitem(db, "CONN_HEALTH_CHECKS", False)
+    walkout_celery._worker_db_connections()
+    assert db["CONN_MAX_AGE"] == walkout_celery.WORKER_DB_CONN_MAX_AGE_S == 60 and db["CONN_HEALTH_CHECKS"] is True
