@@ -36,6 +36,8 @@ class Sampler(threading.Thread):
         self._svc_cpu: dict[int, float] = {}
         self.svc_cpu: dict[str, float] = {k: 0.0 for k in SERVICES}
         self._dead: dict[str, tuple[float, int]] = {}
+        self._played = False  # the emulator said it has played the whole recording (_devices_done)
+        self._emu_read = 0    # bytes of its log looked through so far
 
     def _find_services(self) -> None:
         self._svc = {k: [] for k in SERVICES}
@@ -118,7 +120,7 @@ class Sampler(threading.Thread):
                     total += max(0.0, c - prev)
             self.svc_cpu[svc] += total
         emu = self.procs.procs.get("emulator")
-        row["emulating"] = emu is not None and emu.poll() is None
+        row["emulating"] = emu is not None and emu.poll() is None and not self._devices_done()
         row.update(self._streams())
         try:
             row["load1"] = os.getloadavg()[0]
@@ -126,6 +128,22 @@ class Sampler(threading.Thread):
             pass
         self.series.append(row)
         self.t1 = time.monotonic()
+
+    def _devices_done(self) -> bool:
+        """Whether the emulator has played the whole recording (its ``emulated in …`` line): after it the devices
+        are silent while it decides the reviews, so their newest records only age, and the load is the oracle's, not
+        the store's (the samples after it are not the session's: ``live_analysis``)."""
+        if not self._played:
+            start = max(0, self._emu_read - 64)  # from a little before the last look's end: a line it cut is whole
+            try:
+                with (self.procs.logs / "emulator.log").open("rb") as f:
+                    f.seek(start)
+                    chunk = f.read()
+            except OSError:
+                return False
+            self._emu_read = start + len(chunk)
+            self._played = b"emulated in " in chunk
+        return self._played
 
     def stop(self) -> None:
         self.halt.set()
