@@ -63,8 +63,10 @@ else:
     DEBUG = os.environ.get("DJANGO_DEBUG", "0") == "1"
     ALLOWED_HOSTS = ["localhost", "127.0.0.1", "[::1]", "testserver"]
 # old keys while rotating: a value signed with one is still accepted, so in production each is held to the key's rule
+# (comma-separated; spaces around an entry are not part of it: "old1, old2" names two keys)
 SECRET_KEY_FALLBACKS = [_secret_key(k, "DJANGO_SECRET_KEY_FALLBACKS") if PRODUCTION else k
-                        for k in os.environ.get("DJANGO_SECRET_KEY_FALLBACKS", "").split(",") if k]
+                        for k in (k.strip() for k in os.environ.get("DJANGO_SECRET_KEY_FALLBACKS", "").split(","))
+                        if k]
 
 INSTALLED_APPS = [
     "daphne",

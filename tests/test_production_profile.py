@@ -111,6 +111,19 @@ def test_production_refuses_a_short_or_repetitive_secret_key(key):
     assert len(r.stderr.strip().splitlines()) == 1, r.stderr
 
 
+def test_an_old_key_written_after_a_comma_and_a_space_still_verifies():
+    """``DJANGO_SECRET_KEY_FALLBACKS="old1, old2"``: the space is not part of the second key (it was, and values
+    signed with that key silently stopped verifying)."""
+    env = production_env("postgres://postgres@127.0.0.1:5432/postgres")
+    old1, old2 = ("".join(chr(ord("a") + (i * k) % 26) for i in range(60)) + str(k) for k in (7, 11))
+    env["DJANGO_SECRET_KEY_FALLBACKS"] = f" {old1} , {old2}"
+    script = ("from django.core import signing; from django.conf import settings; "
+              f"print(settings.SECRET_KEY_FALLBACKS == [{old1!r}, {old2!r}], "
+              f"signing.loads(signing.dumps('pass 7', key={old2!r})))")
+    r = run(["manage.py", "shell", "-c", script], env)
+    assert r.returncode == 0 and r.stdout.split()[-3:] == ["True", "pass", "7"], r.stdout + r.stderr
+
+
 def test_celery_worker_on_redis_runs_the_replay_task(benchmark1_recording):
     """A real Celery worker (Redis broker) runs the pipeline task; the receipt lands in PostgreSQL."""
     require("Redis", REDIS)

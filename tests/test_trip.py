@@ -216,3 +216,16 @@ def test_the_queue_finds_an_item_by_the_visits_it_names_now_kept_on_save_and_fil
     importlib.import_module("carts.migrations.0009_reviewitem_visits_named").named_fill(apps, None)
     assert review_open_for(visit=other) == [item]
     assert review_open_for(visit=visit) == [odd]
+
+    # a dump made before the index existed, loaded back (loaddata saves raw, without ReviewItem.save)
+    import json
+
+    from django.core import serializers
+
+    dumped = json.loads(serializers.serialize("json", [item, odd]))
+    for row in dumped:
+        row["fields"].pop("visits_named")
+    ReviewItem.visits_named.through.objects.all().delete()
+    for obj in serializers.deserialize("json", json.dumps(dumped)):
+        obj.save()
+    assert review_open_for(visit=other) == [item] and review_open_for(visit=visit) == [odd]

@@ -292,6 +292,11 @@ def test_build_product_gallery_command_reads_a_folder_per_product(tmp_path, sett
         (shop / code / "side").mkdir(parents=True)
         for i, p in enumerate(sorted((src / folder).glob("*.jpg"))[:2]):
             (shop / code / ("side" if i else ".") / p.name).symlink_to(p)  # a product's photos in a folder of its own
+    # a folder linked into a product's folder is read (once, even where a link leads back up)
+    (tmp_path / "elsewhere").mkdir()
+    (shop / "7310865004703" / "side").rename(tmp_path / "elsewhere" / "side")
+    (shop / "7310865004703" / "side").symlink_to(tmp_path / "elsewhere" / "side", target_is_directory=True)
+    (shop / "7310865001818" / "side" / "up").symlink_to(shop / "7310865001818", target_is_directory=True)
     (shop / "7310865001818" / "torn.jpg").write_bytes(b"\xff\xd8\xff truncated")
     (shop / "0000000000000").mkdir()  # a product with no photo yet
     settings.VISION = {"PRODUCT_GALLERY": str(tmp_path / "g.npz"), "PRODUCT_CACHE": str(tmp_path / "c.npz")}

@@ -67,8 +67,22 @@ def photos_from_folder(folder: str | Path) -> dict[str, list[str]]:
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"{folder} is not a folder")
-    return {d.name: sorted(str(p) for p in d.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
-            for d in sorted(folder.iterdir()) if d.is_dir()}
+    return {d.name: _photos_under(d) for d in sorted(folder.iterdir()) if d.is_dir()}
+
+
+def _photos_under(folder: Path) -> list[str]:
+    """The photo files anywhere under ``folder``, sorted: folders linked into it are followed (``Path.rglob`` does
+    not follow them before Python 3.13), each real folder once (a link back up does not loop)."""
+    seen: set[str] = set()
+    out = []
+    for root, dirs, files in os.walk(folder, followlinks=True):
+        real = os.path.realpath(root)
+        if real in seen:
+            dirs[:] = []
+            continue
+        seen.add(real)
+        out += [os.path.join(root, f) for f in files if Path(f).suffix.lower() in IMAGE_SUFFIXES]
+    return sorted(out)
 
 
 def photos_from_json(path: str | Path) -> dict[str, list[str]]:
@@ -104,8 +118,9 @@ def build_product_gallery(photos: Mapping[str, Sequence[str]], out: str | Path |
     where = g.save(out or cfg["PRODUCT_GALLERY"])
     with _lock:
         _loaded.pop(str(where), None)
-    log.info("product gallery: %d products, %d vectors, T=%.4f, %d photos rejected, cache %d hits %d new → %s",
-             len(g.labels), len(g.vectors), g.temperature, len(rejected), cache.hits, cache.misses, where)
+    log.info("product gallery: %d products with a usable photo of %d, %d vectors, T=%.4f, %d photos rejected, "
+             "cache %d hits %d new → %s", len(set(g.owner.tolist())), len(g.labels), len(g.vectors), g.temperature,
+             len(rejected), cache.hits, cache.misses, where)
     return g, rejected, where
 
 
