@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from django.conf import settings
-from django.db import models
+from django.db import models, transaction
 from django.db.models.signals import post_save
 from django.dispatch import receiver
 
@@ -98,11 +98,14 @@ class ReviewItem(models.Model):
 
     def save(self, *args, **kwargs) -> None:
         """Save, then bring :attr:`visits_named` in line with :attr:`candidates` and :attr:`resolution` when either
-        may have changed (``update_fields`` naming neither leaves it as it is)."""
-        super().save(*args, **kwargs)
-        fields = kwargs.get("update_fields")
-        if fields is None or {"candidates", "resolution"} & set(fields):
-            self.named_sync()
+        may have changed (``update_fields`` naming neither leaves it as it is). One transaction: an item is never
+        stored without its index (a worker killed between the two would leave an open review its visit's checkout
+        does not see, and the event, having an item, is not decided again)."""
+        with transaction.atomic():
+            super().save(*args, **kwargs)
+            fields = kwargs.get("update_fields")
+            if fields is None or {"candidates", "resolution"} & set(fields):
+                self.named_sync()
 
     def named_sync(self) -> None:
         """Set :attr:`visits_named` to the visits :meth:`named_visit_ids` gives that exist (a visit deleted since, a

@@ -229,3 +229,15 @@ def test_the_queue_finds_an_item_by_the_visits_it_names_now_kept_on_save_and_fil
     for obj in serializers.deserialize("json", json.dumps(dumped)):
         obj.save()
     assert review_open_for(visit=other) == [item] and review_open_for(visit=visit) == [odd]
+
+
+def test_an_item_is_never_stored_without_its_index(visit, monkeypatch):
+    """The item and its index are one transaction (``ReviewItem.save``): when writing the index fails (a worker
+    killed, the database gone), no item is left that its visit's checkout could not see."""
+    def fail(self):
+        raise ConnectionError("the database went away")
+
+    monkeypatch.setattr(ReviewItem, "named_sync", fail)
+    with pytest.raises(ConnectionError):
+        _review_item(visit)
+    assert not ReviewItem.objects.exists()
